@@ -30,7 +30,7 @@ export const ChatMessageFrame = z.strictObject({
   content: z.string().min(1).max(MAX_CONTENT_LENGTH),
   replyTo: z.uuid().optional(),
   attachments: z.array(AttachmentSchema).max(MAX_ATTACHMENTS).optional(),
-  clientMsgId: z.string().min(1).max(MAX_CLIENT_MSG_ID).optional(),
+  clientMsgId: z.string().min(1).max(MAX_CLIENT_MSG_ID).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').optional(),
 });
 
 export const TypingIndicatorFrame = z.strictObject({

@@ -37,5 +37,6 @@ export type ServerFrame =
   | { type: 'message_sent'; id: string; clientMsgId?: string; timestamp: number }
   | { type: 'typing_indicator'; senderId: string; isTyping: boolean }
   | { type: 'history'; peerId: string; messages: ChatMessage[] }
-  | { type: 'error'; reason: ErrorReasonValue; details?: ValidationDetail[] }
-  | { type: 'rate_limited'; reason: RateLimitReasonValue; retryAfter: number };
+  /** `clientMsgId`: set when the refused frame was a schema-valid chat_message that carried one. */
+  | { type: 'error'; reason: ErrorReasonValue; details?: ValidationDetail[]; clientMsgId?: string }
+  | { type: 'rate_limited'; reason: RateLimitReasonValue; retryAfter: number; clientMsgId?: string };

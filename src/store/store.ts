@@ -15,9 +15,9 @@ export interface StoredMessage extends ChatMessage {
 export type InsertOutcome =
   /** Stored now. */
   | { status: 'stored'; message: StoredMessage }
-  /** Same (senderId, clientMsgId) was stored before: `message` is the first one; nothing new stored. */
+  /** Same (tenantId, senderId, clientMsgId) was stored before: `message` is the first one; nothing new stored. */
   | { status: 'duplicate'; message: StoredMessage }
-  /** The recipient's unacked inbox holds `maxInboxSize` messages: refused, nothing stored. */
+  /** The recipient's unacked inbox (per tenant) holds `maxInboxSize` messages: refused, nothing stored. */
   | { status: 'inbox_full' };
 
 export interface InsertOptions {
@@ -39,12 +39,15 @@ export interface Store {
    * resolved promise means every `stored` row is durable.
    */
   insertMessages(batch: readonly StoredMessage[], options: InsertOptions): Promise<InsertOutcome[]>;
-  /** Unacked messages addressed to `recipientId`, oldest first. */
-  pendingFor(recipientId: string, limit: number): Promise<StoredMessage[]>;
-  /** Mark messages acked; only those addressed to `recipientId` are touched. Returns how many. */
-  ack(recipientId: string, messageIds: readonly string[]): Promise<number>;
-  /** One page of the conversation between `userId` and `peerId`, newest first. */
-  history(userId: string, peerId: string, query: HistoryQuery): Promise<StoredMessage[]>;
+  // Every read is scoped by tenant (the token's `tid`; "default" without it): the same user id in
+  // another tenant is another user, so a foreign tenant can neither read nor fill your inbox.
+  // (Lead's change while the adapters were being written: tenantId is the first parameter.)
+  /** Unacked messages addressed to `recipientId` in `tenantId`, oldest first. */
+  pendingFor(tenantId: string, recipientId: string, limit: number): Promise<StoredMessage[]>;
+  /** Mark messages acked; only those addressed to `recipientId` in `tenantId` are touched. Returns how many. */
+  ack(tenantId: string, recipientId: string, messageIds: readonly string[]): Promise<number>;
+  /** One page of the conversation between `userId` and `peerId` in `tenantId`, newest first. */
+  history(tenantId: string, userId: string, peerId: string, query: HistoryQuery): Promise<StoredMessage[]>;
   /** Delete messages with `timestamp < olderThan` (acked or not). Returns how many. */
   pruneOlderThan(olderThan: number): Promise<number>;
   /** Cheap reachability check for /readyz. Rejects when storage is unreachable. */

@@ -1,0 +1,70 @@
+/**
+ * JWT verification with jose. Algorithms are an explicit allowlist, so `alg: none` and HS/RS
+ * confusion cannot happen (a public key is never accepted as an HMAC secret). `exp` and a UUID
+ * `sub` are required; `nbf`, `iss`, `aud` are checked when present or configured.
+ */
+import { errors, jwtVerify, type JWTPayload } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import type { KeySource } from './key-source.js';
+import { AuthFailureReason, type AuthFailureReasonValue } from '../protocol/reasons.js';
+
+export interface Identity {
+  userId: string;
+  role: string | undefined;
+  /** Tenant from the `tid` claim; one tenant ("default") without it. */
+  tenantId: string;
+  /** Token expiry, ms since epoch. */
+  expiresAt: number;
+}
+
+export type VerifyResult = { ok: true; identity: Identity } | { ok: false; reason: AuthFailureReasonValue };
+
+export interface TokenVerifierOptions {
+  keySource: KeySource;
+  algorithms?: string[];
+  issuer?: string;
+  audience?: string;
+  clockTolerance: number;
+  maxTokenLength: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+const CLAIM_VALUE = /^[A-Za-z0-9_.:-]{1,64}$/;
+export const DEFAULT_TENANT = 'default';
+
+export type TokenVerifier = (token: string) => Promise<VerifyResult>;
+
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  const { keySource } = options;
+  const verifyOptions = {
+    algorithms: options.algorithms ?? keySource.defaultAlgorithms,
+    clockTolerance: options.clockTolerance,
+    requiredClaims: ['exp', 'sub'],
+    ...(options.issuer !== undefined ? { issuer: options.issuer } : {}),
+    ...(options.audience !== undefined ? { audience: options.audience } : {}),
+  };
+  const invalid: VerifyResult = { ok: false, reason: AuthFailureReason.INVALID_TOKEN };
+
+  return async (token) => {
+    if (token.length > options.maxTokenLength) return { ok: false, reason: AuthFailureReason.TOKEN_TOO_LARGE };
+    let payload: JWTPayload;
+    try {
+      const result =
+        typeof keySource.key === 'function'
+          ? await jwtVerify(token, keySource.key, verifyOptions)
+          : await jwtVerify(token, keySource.key as KeyObject, verifyOptions);
+      payload = result.payload;
+    } catch (err) {
+      if (err instanceof errors.JWTExpired) return { ok: false, reason: AuthFailureReason.TOKEN_EXPIRED };
+      return invalid;
+    }
+    const { sub, role, tid, exp } = payload as JWTPayload & { role?: unknown; tid?: unknown };
+    if (typeof sub !== 'string' || !UUID.test(sub) || typeof exp !== 'number') return invalid;
+    if (role !== undefined && (typeof role !== 'string' || !CLAIM_VALUE.test(role))) return invalid;
+    if (tid !== undefined && (typeof tid !== 'string' || !CLAIM_VALUE.test(tid))) return invalid;
+    return {
+      ok: true,
+      identity: { userId: sub.toLowerCase(), role, tenantId: tid ?? DEFAULT_TENANT, expiresAt: exp * 1000 },
+    };
+  };
+}

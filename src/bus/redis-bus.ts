@@ -1,0 +1,321 @@
+import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
+import type { Bus, BusHandler } from './bus.js';
+
+/** Where a reported error came from; lets the logger pick a level and a metric label. */
+export type BusErrorSource = 'connection' | 'publish' | 'subscribe' | 'unsubscribe' | 'deliver';
+export type BusErrorHandler = (err: Error, source: BusErrorSource) => void;
+
+export interface RedisBusOptions {
+  redisUrl: string;
+  /** Namespaces every channel (`${channelPrefix}u:${userId}`), so clusters/tests can share a Redis. */
+  channelPrefix: string;
+  /** Unique per node; must not contain '\n' (it is the separator in the wire payload). */
+  nodeId: string;
+  /** Called for failures that cannot be thrown to anyone (the bus never throws from publish). */
+  onError?: BusErrorHandler;
+  /** How long `RedisBus.connect` waits for both connections before rejecting. Default 5000. */
+  connectTimeoutMs?: number;
+}
+
+export interface RedisBusStats {
+  /** Frames Redis accepted (PUBLISH replied). */
+  published: number;
+  /** Frames Redis never accepted (connection down, command error); they are lost, not retried. */
+  publishFailures: number;
+  /** Frames from other nodes handed to the handler. */
+  received: number;
+  /** Messages ignored: malformed, or for a user unsubscribed while the message was in flight. */
+  dropped: number;
+}
+
+/** Caps one pipeline so a burst becomes several moderate socket writes, not one huge buffer. */
+const MAX_BATCH = 1024;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const noop: BusHandler = () => {};
+
+/**
+ * Cluster `Bus` over Redis pub/sub: one channel per user, one publisher and one subscriber
+ * connection per node.
+ *
+ * Duplicate avoidance: a frame for a user with sessions on this node is delivered locally and
+ * synchronously, and its Redis payload is tagged `${nodeId}\n${frame}`, so this node drops its own
+ * echo. When the user had no local session at publish time the payload is `\n${frame}` (no tag):
+ * should the user subscribe here before the echo arrives, the echo is its only delivery.
+ *
+ * Failure behaviour: `publish` never throws and never queues while Redis is down (offline queue
+ * off, no resend), failures are counted and reported via `onError`; the Store redelivers what the
+ * bus loses. Subscriptions, in contrast, are state: they queue while disconnected and ioredis
+ * resubscribes every channel on reconnect (`autoResubscribe`).
+ */
+export class RedisBus implements Bus {
+  /** Connects both connections, or rejects (naming `redisUrl`, password redacted) after the timeout. */
+  static async connect(options: RedisBusOptions): Promise<RedisBus> {
+    const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const safeUrl = redactUrl(options.redisUrl);
+    if (!/^rediss?:\/\//.test(options.redisUrl)) {
+      throw new Error(`redisUrl must be a redis:// or rediss:// URL, got ${safeUrl}`);
+    }
+    const bus = new RedisBus(options, timeoutMs);
+    try {
+      await bus.waitReady(timeoutMs, safeUrl);
+    } catch (err) {
+      await bus.close();
+      throw err;
+    }
+    bus.opened = true;
+    return bus;
+  }
+
+  private readonly pub: Redis;
+  private readonly sub: Redis;
+  private readonly onError: BusErrorHandler | undefined;
+  private readonly channelPrefix: string;
+  /** Payload prefix meaning "already delivered locally on this node". */
+  private readonly tag: string;
+  /** userId → channel, for users with local sessions. */
+  private readonly users = new Map<string, string>();
+  /** channel → userId, to route incoming messages without parsing the channel name. */
+  private readonly channels = new Map<string, string>();
+  private handler: BusHandler = noop;
+  private batch: ChainableCommander | null = null;
+  private batchSize = 0;
+  private flushScheduled = false;
+  private readonly flushBound = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
+  private readonly counters: RedisBusStats = { published: 0, publishFailures: 0, received: 0, dropped: 0 };
+  /** Connection errors before `connect` resolves go into its rejection, not to `onError`. */
+  private opened = false;
+  private closed = false;
+  private lastConnectionError: Error | undefined;
+  /** Replies on one connection come in order, so the last (un)subscribe settling means all did. */
+  private lastSubscriptionOp: Promise<unknown> = Promise.resolve();
+
+  private constructor(options: RedisBusOptions, connectTimeoutMs: number) {
+    if (options.nodeId === '' || options.nodeId.includes('\n')) {
+      throw new Error('nodeId must be non-empty and must not contain a newline');
+    }
+    this.onError = options.onError;
+    this.channelPrefix = `${options.channelPrefix}u:`;
+    this.tag = `${options.nodeId}\n`;
+
+    const name = `rampart:${options.channelPrefix}${options.nodeId}`.replace(/[^\w.:@-]/g, '_');
+    const common: RedisOptions = {
+      connectTimeout: Math.min(connectTimeoutMs, 10_000),
+      // Reconnect quickly: every second down is a second of frames lost for live sessions.
+      retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
+    };
+    this.pub = new Redis(options.redisUrl, {
+      ...common,
+      connectionName: `${name}:pub`,
+      // Fire-and-forget: fail fast while down instead of buffering unbounded frames, and never
+      // resend an in-flight PUBLISH (it may already have been delivered).
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+    });
+    this.sub = new Redis(options.redisUrl, {
+      ...common,
+      connectionName: `${name}:sub`,
+      // Subscribe/unsubscribe issued while down must apply after reconnect, in order.
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      autoResubscribe: true,
+    });
+    this.watch(this.pub, 'publisher');
+    this.watch(this.sub, 'subscriber');
+    this.sub.on('message', (channel: string, message: string) => this.receive(channel, message));
+  }
+
+  subscribe(userId: string): void {
+    if (this.closed || this.users.has(userId)) return;
+    const channel = this.channelPrefix + userId;
+    this.users.set(userId, channel);
+    this.channels.set(channel, userId);
+    this.lastSubscriptionOp = this.sub.subscribe(channel).catch((err: Error) => this.report(err, 'subscribe'));
+  }
+
+  unsubscribe(userId: string): void {
+    const channel = this.users.get(userId);
+    if (channel === undefined || this.closed) return;
+    this.users.delete(userId);
+    this.channels.delete(channel);
+    this.lastSubscriptionOp = this.sub
+      .unsubscribe(channel)
+      .catch((err: Error) => this.report(err, 'unsubscribe'));
+  }
+
+  publish(userId: string, frame: string): void {
+    if (this.closed) return;
+    const local = this.users.has(userId);
+    // Enqueue before local delivery so a throwing handler cannot stop other nodes' delivery.
+    (this.batch ??= this.startBatch()).publish(this.channelPrefix + userId, (local ? this.tag : '\n') + frame);
+    if (++this.batchSize >= MAX_BATCH) this.flush();
+    if (local) this.handler(userId, frame);
+  }
+
+  onFrame(handler: BusHandler): void {
+    this.handler = handler;
+  }
+
+  /**
+   * Resolves once Redis has confirmed every subscribe/unsubscribe issued so far (never rejects;
+   * waits out a disconnection). Until then, frames published on other nodes may be missed.
+   */
+  async subscriptionsSettled(): Promise<void> {
+    await this.lastSubscriptionOp;
+  }
+
+  stats(): RedisBusStats {
+    return { ...this.counters };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.users.clear();
+    this.channels.clear();
+    await Promise.all([quit(this.pub), quit(this.sub)]);
+  }
+
+  private startBatch(): ChainableCommander {
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // setImmediate, not a microtask: it also gathers publishes from every socket read of this
+      // poll phase into one write, at a cost of well under a millisecond.
+      setImmediate(this.flushBound);
+    }
+    return this.pub.pipeline();
+  }
+
+  private flush(): void {
+    const batch = this.batch;
+    const size = this.batchSize;
+    if (batch === null) return;
+    this.batch = null;
+    this.batchSize = 0;
+    batch.exec().then(
+      (results) => {
+        let firstError: Error | null = null;
+        for (const [err] of results ?? []) {
+          if (err) {
+            this.counters.publishFailures++;
+            firstError ??= err;
+          } else {
+            this.counters.published++;
+          }
+        }
+        // One report per failed batch, not per frame: a down Redis must not flood the log.
+        if (firstError) this.report(firstError, 'publish');
+      },
+      (err: Error) => {
+        this.counters.publishFailures += size;
+        this.report(err, 'publish');
+      },
+    );
+  }
+
+  private receive(channel: string, message: string): void {
+    if (message.startsWith(this.tag)) return; // our own echo, delivered locally already
+    const userId = this.channels.get(channel);
+    const sep = message.indexOf('\n');
+    if (userId === undefined || sep < 0) {
+      this.counters.dropped++;
+      return;
+    }
+    this.counters.received++;
+    // A throw here would unwind into ioredis's reply parser; isolate it.
+    try {
+      this.handler(userId, message.slice(sep + 1));
+    } catch (err) {
+      this.report(toError(err), 'deliver');
+    }
+  }
+
+  /**
+   * Reports the first sign of each outage only (a lost connection or an error), since ioredis
+   * retries, and errors, every couple of seconds until Redis is back.
+   */
+  private watch(conn: Redis, role: 'publisher' | 'subscriber'): void {
+    let down = false;
+    const outage = (err: Error): void => {
+      if (down) return;
+      down = true;
+      this.report(err, 'connection');
+    };
+    conn.on('error', (err: Error) => {
+      this.lastConnectionError = err; // the real cause, for the `connect` rejection
+      outage(err);
+    });
+    // A peer close emits no 'error'; it still means frames are being lost.
+    conn.on('close', () => outage(new Error(`Redis ${role} connection lost; reconnecting`)));
+    conn.on('ready', () => {
+      down = false;
+    });
+  }
+
+  private report(err: Error, source: BusErrorSource): void {
+    if (!this.opened || this.closed || !this.onError) return;
+    try {
+      this.onError(err, source);
+    } catch {
+      // A failing logger must not break the bus.
+    }
+  }
+
+  private waitReady(timeoutMs: number, safeUrl: string): Promise<void> {
+    const conns = [this.pub, this.sub];
+    return new Promise<void>((resolve, reject) => {
+      const check = (): void => {
+        if (conns.every((c) => c.status === 'ready')) done();
+      };
+      const timer = setTimeout(() => {
+        done(
+          new Error(
+            `cannot connect to Redis (redisUrl ${safeUrl}) within ${timeoutMs} ms` +
+              (this.lastConnectionError ? `: ${this.lastConnectionError.message}` : ''),
+            { cause: this.lastConnectionError },
+          ),
+        );
+      }, timeoutMs);
+      const done = (err?: Error): void => {
+        clearTimeout(timer);
+        for (const c of conns) c.off('ready', check);
+        if (err) reject(err);
+        else resolve();
+      };
+      for (const c of conns) c.on('ready', check);
+      check();
+    });
+  }
+}
+
+/** QUIT when connected (lets queued publishes drain first); otherwise just drop the socket. */
+async function quit(conn: Redis): Promise<void> {
+  if (conn.status === 'ready') {
+    try {
+      await conn.quit();
+      return;
+    } catch {
+      // fall through: the connection died while quitting
+    }
+  }
+  conn.disconnect();
+}
+
+/** Credentials never appear in errors or logs. */
+export function redactUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return '<unparseable URL>';
+  }
+}
+
+function toError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}

@@ -1,0 +1,177 @@
+/**
+ * The chat domain: direct messages, typing indicators, delivery acks, history, offline inbox.
+ * It never touches a socket: it writes to the Store (through the group committer), publishes on
+ * the Bus, and answers the caller through the `Outbox` it is handed.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Bus } from '../bus/bus.js';
+import type { Store, StoredMessage } from '../store/store.js';
+import type { GroupCommitter } from '../store/group-commit.js';
+import type { ChatMessageFrame, HistoryFrame } from '../protocol/client-frames.js';
+import type { Attachment, ChatMessage, Link, ServerFrame } from '../protocol/server-frames.js';
+import type { Identity } from '../auth/token-verifier.js';
+import { peerKey } from './authorization.js';
+
+/** Where replies to the acting user go (a session, in practice). */
+export interface Outbox {
+  send(frame: string): void;
+  sendFrame(frame: ServerFrame): void;
+  readonly isOpen: boolean;
+}
+
+/** Content already checked and sanitized by the pipeline. */
+export interface ProcessedMessage {
+  content: string;
+  mentions: string[];
+  hashtags: string[];
+  links: Link[];
+  attachments?: Attachment[];
+}
+
+export interface ChatServiceEvents {
+  stored(count: number): void;
+  delivered(): void;
+  storeFailed(err: unknown): void;
+}
+
+const DEFAULT_HISTORY_PAGE = 50;
+/** Frame prefix our serializer always produces; the id follows at a fixed offset. */
+const CHAT_PREFIX = '{"type":"chat_message","id":"';
+
+/** Message id of a serialized chat frame, or undefined for other frames (cheap, no parse). */
+export function chatFrameId(frame: string): string | undefined {
+  return frame.startsWith(CHAT_PREFIX) ? frame.slice(CHAT_PREFIX.length, CHAT_PREFIX.length + 36) : undefined;
+}
+
+export function serializeChatMessage(m: ChatMessage): string {
+  // Key order fixed so `chatFrameId` can read the id without parsing.
+  const wire: { type: 'chat_message' } & ChatMessage = {
+    type: 'chat_message',
+    id: m.id,
+    senderId: m.senderId,
+    recipientId: m.recipientId,
+    content: m.content,
+    mentions: m.mentions,
+    hashtags: m.hashtags,
+    links: m.links,
+    timestamp: m.timestamp,
+  };
+  if (m.replyTo !== undefined) wire.replyTo = m.replyTo;
+  if (m.attachments !== undefined) wire.attachments = m.attachments;
+  return JSON.stringify(wire);
+}
+
+function toWire(m: StoredMessage): ChatMessage {
+  const out: ChatMessage = {
+    id: m.id,
+    senderId: m.senderId,
+    recipientId: m.recipientId,
+    content: m.content,
+    mentions: m.mentions,
+    hashtags: m.hashtags,
+    links: m.links,
+    timestamp: m.timestamp,
+  };
+  if (m.replyTo !== undefined) out.replyTo = m.replyTo;
+  if (m.attachments !== undefined) out.attachments = m.attachments;
+  return out;
+}
+
+export interface ChatServiceOptions {
+  store: Store;
+  committer: GroupCommitter;
+  bus: Bus;
+  maxInboxSize: number;
+  events: ChatServiceEvents;
+  /** Server clock (tests may pin it). */
+  now?: () => number;
+}
+
+export class ChatService {
+  private readonly now: () => number;
+
+  constructor(private readonly opts: ChatServiceOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * Store, then acknowledge and deliver. Built only from validated fields: id, senderId and
+   * timestamp come from the server, never from the client.
+   */
+  async sendMessage(sender: Identity, outbox: Outbox, frame: ChatMessageFrame, processed: ProcessedMessage): Promise<void> {
+    const message: StoredMessage = {
+      id: randomUUID(),
+      tenantId: sender.tenantId,
+      senderId: sender.userId,
+      recipientId: frame.recipientId.toLowerCase(),
+      content: processed.content,
+      mentions: processed.mentions,
+      hashtags: processed.hashtags,
+      links: processed.links,
+      timestamp: this.now(),
+    };
+    if (frame.replyTo !== undefined) message.replyTo = frame.replyTo.toLowerCase();
+    if (processed.attachments !== undefined) message.attachments = processed.attachments;
+    if (frame.clientMsgId !== undefined) message.clientMsgId = frame.clientMsgId;
+
+    let outcome;
+    try {
+      outcome = await this.opts.committer.submit(message);
+    } catch (err) {
+      this.opts.events.storeFailed(err);
+      outbox.sendFrame(withClientMsgId({ type: 'error', reason: 'storage_unavailable' }, frame.clientMsgId));
+      return;
+    }
+    if (outcome.status === 'inbox_full') {
+      outbox.sendFrame(withClientMsgId({ type: 'error', reason: 'inbox_full' }, frame.clientMsgId));
+      return;
+    }
+    const stored = outcome.message;
+    const ack: ServerFrame = { type: 'message_sent', id: stored.id, timestamp: stored.timestamp };
+    if (frame.clientMsgId !== undefined) ack.clientMsgId = frame.clientMsgId;
+    outbox.sendFrame(ack);
+    if (outcome.status === 'duplicate') return; // delivered when it was first stored
+    this.opts.events.stored(1);
+    this.opts.bus.publish(peerKey(stored.tenantId, stored.recipientId), serializeChatMessage(toWire(stored)));
+    this.opts.events.delivered();
+  }
+
+  /** Ephemeral: never stored. */
+  typing(sender: Identity, recipientId: string, isTyping: boolean): void {
+    this.opts.bus.publish(
+      peerKey(sender.tenantId, recipientId),
+      `{"type":"typing_indicator","senderId":"${sender.userId}","isTyping":${isTyping ? 'true' : 'false'}}`,
+    );
+  }
+
+  async ack(user: Identity, messageIds: readonly string[]): Promise<void> {
+    await this.opts.store.ack(user.tenantId, user.userId, messageIds.map((id) => id.toLowerCase()));
+  }
+
+  async history(user: Identity, outbox: Outbox, frame: HistoryFrame): Promise<void> {
+    const query = { limit: frame.limit ?? DEFAULT_HISTORY_PAGE, ...(frame.before !== undefined ? { before: frame.before.toLowerCase() } : {}) };
+    const peerId = frame.peerId.toLowerCase();
+    const rows = await this.opts.store.history(user.tenantId, user.userId, peerId, query);
+    outbox.sendFrame({ type: 'history', peerId, messages: rows.map(toWire) });
+  }
+
+  /**
+   * Offline inbox: every unacked message, oldest first, paced so the replay never trips the
+   * slow-consumer bound. Returns the ids sent, so live frames that raced with it are deduplicated.
+   */
+  async replayInbox(user: Identity, outbox: Outbox & { waitForDrain(bytes: number): Promise<void> }, drainBelow: number): Promise<Set<string>> {
+    const pending = await this.opts.store.pendingFor(user.tenantId, user.userId, this.opts.maxInboxSize);
+    const sent = new Set<string>();
+    for (let i = 0; i < pending.length && outbox.isOpen; i++) {
+      const m = pending[i] as StoredMessage;
+      outbox.send(serializeChatMessage(toWire(m)));
+      sent.add(m.id);
+      if (i % 100 === 99) await outbox.waitForDrain(drainBelow);
+    }
+    return sent;
+  }
+}
+
+function withClientMsgId(frame: { type: 'error'; reason: 'storage_unavailable' | 'inbox_full' }, clientMsgId: string | undefined): ServerFrame {
+  return clientMsgId === undefined ? frame : { ...frame, clientMsgId };
+}

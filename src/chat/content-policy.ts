@@ -1,0 +1,80 @@
+/**
+ * Character-level content policy, one pass of charCodeAt, no regex.
+ *
+ * standard (every message):
+ * - C0 controls other than TAB and LF are refused, including CR: clients send `\n` line endings
+ *   (a browser textarea already does); accepting CR would only invite CR/LF confusion downstream.
+ * - DEL (U+007F) and C1 controls (U+0080–U+009F).
+ * - Bidi embeddings/overrides U+202A–U+202E and isolates U+2066–U+2069 (they reorder what a reader
+ *   sees: "Trojan Source"). The marks LRM/RLM/ALM (U+200E, U+200F, U+061C) are allowed: they are
+ *   needed for ordinary right-to-left text and cannot reorder a run on their own.
+ * - Lone surrogates (not valid UTF-16, cannot be stored or re-encoded faithfully).
+ * strict (the article's opt-in list for content that may reach legacy systems), additionally:
+ * - TAB and LF (rule `control_char`), and `;` `&&` `||` `>` `<` `` ` `` `$(` `\` (`strict_pattern`).
+ *
+ * The first offending character decides the rule. The rule is a stable name; the offending
+ * content is never echoed.
+ */
+
+export type ContentPolicy = 'standard' | 'strict';
+export type ContentRule = 'control_char' | 'bidi_override' | 'lone_surrogate' | 'strict_pattern';
+export type ContentCheck = { ok: true } | { ok: false; rule: ContentRule };
+
+const OK: ContentCheck = Object.freeze({ ok: true });
+const REFUSED: Readonly<Record<ContentRule, ContentCheck>> = Object.freeze({
+  control_char: Object.freeze({ ok: false, rule: 'control_char' }),
+  bidi_override: Object.freeze({ ok: false, rule: 'bidi_override' }),
+  lone_surrogate: Object.freeze({ ok: false, rule: 'lone_surrogate' }),
+  strict_pattern: Object.freeze({ ok: false, rule: 'strict_pattern' }),
+});
+
+export function checkContent(text: string, policy: ContentPolicy): ContentCheck {
+  const strict = policy === 'strict';
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) {
+      if (c < 0x20) {
+        if ((c === 0x09 || c === 0x0a) && !strict) continue;
+        return REFUSED.control_char;
+      }
+      if (c === 0x7f) return REFUSED.control_char;
+      if (strict && isStrictRefused(text, i, c)) return REFUSED.strict_pattern;
+      continue;
+    }
+    if (c <= 0x9f) return REFUSED.control_char;
+    if (c < 0x2000) continue;
+    if ((c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) return REFUSED.bidi_override;
+    if (c >= 0xd800 && c <= 0xdfff) {
+      // A high surrogate must be followed by a low one; a low one never comes first.
+      if (c <= 0xdbff && i + 1 < n) {
+        const d = text.charCodeAt(i + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) {
+          i++;
+          continue;
+        }
+      }
+      return REFUSED.lone_surrogate;
+    }
+  }
+  return OK;
+}
+
+/** Shell metacharacters of the strict list; `c` is ASCII printable. */
+function isStrictRefused(text: string, i: number, c: number): boolean {
+  switch (c) {
+    case 0x3b: // ;
+    case 0x3c: // <
+    case 0x3e: // >
+    case 0x60: // `
+    case 0x5c: // \
+      return true;
+    case 0x26: // &&
+    case 0x7c: // ||
+      return text.charCodeAt(i + 1) === c;
+    case 0x24: // $(
+      return text.charCodeAt(i + 1) === 0x28;
+    default:
+      return false;
+  }
+}

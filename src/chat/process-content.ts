@@ -1,0 +1,71 @@
+/**
+ * The one entry point the chat domain uses for message text: policy → extract → sanitize → not blank.
+ *
+ * Lengths: MAX_CONTENT_LENGTH (5000) applies to the client's RAW content (the schema enforces it,
+ * and it is re-checked here so this function is safe on its own). The sanitized `content` may be
+ * longer, because escaping grows text (`"` → `&quot;`); it is bounded by 6 × the raw length.
+ */
+import { MAX_CONTENT_LENGTH } from '../protocol/client-frames.js';
+import { ErrorReason } from '../protocol/reasons.js';
+import { checkContent, type ContentPolicy, type ContentRule } from './content-policy.js';
+import { extractEntities, type ExtractedLink } from './extract.js';
+import { escapeHtml, isWhitespaceCode, sanitizeHtmlDetailed } from './sanitize.js';
+
+export const MAX_ATTACHMENT_NAME_LENGTH = 255;
+
+export type ProcessRule = ContentRule | 'too_long' | 'empty_after_sanitize';
+
+export interface ContentRejection {
+  ok: false;
+  reason: typeof ErrorReason.INVALID_CONTENT;
+  rule: ProcessRule;
+}
+
+export interface ProcessedContent {
+  ok: true;
+  /** Sanitized HTML, safe for innerHTML. */
+  content: string;
+  mentions: string[];
+  hashtags: string[];
+  links: ExtractedLink[];
+}
+
+export interface SanitizedName {
+  ok: true;
+  /** HTML-escaped text, no markup at all. */
+  name: string;
+}
+
+export function processContent(raw: string, policy: ContentPolicy): ProcessedContent | ContentRejection {
+  if (raw.length > MAX_CONTENT_LENGTH) return reject('too_long');
+  const check = checkContent(raw, policy);
+  if (!check.ok) return reject(check.rule);
+  const { mentions, hashtags, links } = extractEntities(raw);
+  const { html, hasVisibleText } = sanitizeHtmlDetailed(raw);
+  // `<b></b>`, `<i> </i>` or whitespace alone would be an empty bubble.
+  if (!hasVisibleText) return reject('empty_after_sanitize');
+  return { ok: true, content: html, mentions, hashtags, links };
+}
+
+/**
+ * Attachment display names: the standard character policy (bidi overrides matter most here:
+ * `invoice\u202Egpj.exe`) and, since a name is one line, no TAB or LF either; then plain text
+ * escaping, no tags at all.
+ */
+export function sanitizeAttachmentName(name: string): SanitizedName | ContentRejection {
+  if (name.length > MAX_ATTACHMENT_NAME_LENGTH) return reject('too_long');
+  const check = checkContent(name, 'standard');
+  if (!check.ok) return reject(check.rule);
+  if (name.includes('\n') || name.includes('\t')) return reject('control_char');
+  if (isBlank(name)) return reject('empty_after_sanitize');
+  return { ok: true, name: escapeHtml(name) };
+}
+
+function reject(rule: ProcessRule): ContentRejection {
+  return { ok: false, reason: ErrorReason.INVALID_CONTENT, rule };
+}
+
+function isBlank(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (!isWhitespaceCode(s.charCodeAt(i))) return false;
+  return true;
+}

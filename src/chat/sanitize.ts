@@ -1,0 +1,204 @@
+/**
+ * HTML sanitizer for chat content: a single linear scan, no DOM, no regex.
+ *
+ * Contract (the output is safe to assign to `innerHTML` in any text context):
+ * - The only markup that survives is an EXACT allowlisted tag token: `<b>`, `</b>` for
+ *   b i em strong code pre, tag name case-insensitive, optional HTML whitespace before `>` and
+ *   nothing else. It is re-emitted canonical (lower case, no whitespace).
+ * - Anything else is text: `& < > " '` are escaped everywhere (`&amp; &lt; &gt; &quot; &#39;`).
+ *   So `<b class=x>`, `<b/>`, `<script>`, `<!-- -->`, `<![CDATA[` all show up literally; we never
+ *   try to parse attributes, so a quoting trick cannot smuggle one through.
+ * - `&` is ALWAYS escaped, including in `&lt;` or `&#60;`: what the sender typed is what the
+ *   recipient sees. Consequence: sanitizeHtml is not idempotent (its output is HTML, its input is
+ *   text-with-tags; sanitizing twice double-escapes, but the tag skeleton is unchanged).
+ * - Tags are balanced: a closer whose tag is open closes every tag opened after it, then itself; a
+ *   closer with nothing to close is dropped; tags still open at the end are closed.
+ * - Nesting is capped at MAX_TAG_DEPTH; openers beyond it are escaped as text.
+ * - Output length ≤ 6 × input length (worst case: every char is `"`).
+ * - Time is O(n): each char is visited at most twice (once while trying a tag, once as text).
+ */
+
+export const ALLOWED_TAGS: readonly string[] = ['b', 'i', 'em', 'strong', 'code', 'pre'];
+export const MAX_TAG_DEPTH = 32;
+
+export interface SanitizeResult {
+  html: string;
+  /** True when the output renders at least one non-whitespace character (`String#trim` rules). */
+  hasVisibleText: boolean;
+}
+
+/** Sanitize `input` into safe HTML. See the module comment for the exact contract. */
+export function sanitizeHtml(input: string): string {
+  return sanitizeHtmlDetailed(input).html;
+}
+
+/** As sanitizeHtml, plus whether anything visible remains (so `<b> </b>` can be refused). */
+export function sanitizeHtmlDetailed(input: string): SanitizeResult {
+  const n = input.length;
+  let i = 0;
+  // Fast path: nothing to escape and no tags, the input is already the output.
+  while (i < n && !isSpecial(input.charCodeAt(i))) i++;
+  if (i === n) return { html: input, hasVisibleText: !isBlank(input) };
+
+  let out = '';
+  let runStart = 0; // start of the pending run of plain text copied verbatim
+  let visible = false;
+  const stack: number[] = []; // indexes into ALLOWED_TAGS
+  const openCount = new Uint8Array(ALLOWED_TAGS.length); // how many of each tag are on the stack
+
+  for (i = 0; i < n; i++) {
+    const c = input.charCodeAt(i);
+    if (!isSpecial(c)) {
+      if (!visible && !isWhitespaceCode(c)) visible = true;
+      continue;
+    }
+    if (c === LT) {
+      const tag = matchTag(input, i);
+      if (tag !== undefined && (tag.closing || stack.length < MAX_TAG_DEPTH)) {
+        out += input.slice(runStart, i);
+        if (!tag.closing) {
+          stack.push(tag.id);
+          openCount[tag.id]!++;
+          out += OPEN[tag.id];
+        } else if (openCount[tag.id]! > 0) {
+          // Close everything opened after the matching tag, then the tag itself.
+          let top: number;
+          do {
+            top = stack.pop()!;
+            openCount[top]!--;
+            out += CLOSE[top];
+          } while (top !== tag.id);
+        } // else: a closer with nothing to close is dropped.
+        i = tag.end; // the loop's i++ moves past '>'
+        runStart = i + 1;
+        continue;
+      }
+      // Not an allowlisted tag, or one opener too deep: the '<' is text.
+    }
+    out += input.slice(runStart, i) + escapeChar(c);
+    runStart = i + 1;
+    visible = true;
+  }
+  out += input.slice(runStart);
+  for (let k = stack.length - 1; k >= 0; k--) out += CLOSE[stack[k]!];
+  return { html: out, hasVisibleText: visible };
+}
+
+/** Escape text for HTML with no tags at all (attachment names, anything shown as plain text). */
+export function escapeHtml(text: string): string {
+  const n = text.length;
+  let i = 0;
+  while (i < n && !isSpecial(text.charCodeAt(i))) i++;
+  if (i === n) return text;
+  let out = text.slice(0, i);
+  let runStart = i;
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (!isSpecial(c)) continue;
+    out += text.slice(runStart, i) + escapeChar(c);
+    runStart = i + 1;
+  }
+  return out + text.slice(runStart);
+}
+
+/**
+ * The whitespace `String#trim` removes (ECMAScript WhiteSpace + LineTerminator). Exported so the
+ * other content modules agree on what "blank" and "whitespace-delimited" mean.
+ */
+export function isWhitespaceCode(c: number): boolean {
+  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+  if (c < 0xa0) return false;
+  return (
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff
+  );
+}
+
+function isBlank(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (!isWhitespaceCode(s.charCodeAt(i))) return false;
+  return true;
+}
+
+const LT = 0x3c;
+const GT = 0x3e;
+const AMP = 0x26;
+const QUOT = 0x22;
+const APOS = 0x27;
+const SLASH = 0x2f;
+
+const OPEN = ALLOWED_TAGS.map((t) => `<${t}>`);
+const CLOSE = ALLOWED_TAGS.map((t) => `</${t}>`);
+const LONGEST_TAG = 6; // "strong"
+
+function isSpecial(c: number): boolean {
+  return c === LT || c === GT || c === AMP || c === QUOT || c === APOS;
+}
+
+function escapeChar(c: number): string {
+  switch (c) {
+    case LT:
+      return '&lt;';
+    case GT:
+      return '&gt;';
+    case AMP:
+      return '&amp;';
+    case QUOT:
+      return '&quot;';
+    default:
+      return '&#39;';
+  }
+}
+
+/** Whitespace the HTML tokenizer accepts inside a tag: TAB LF FF CR SPACE. */
+function isTagSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d;
+}
+
+interface TagToken {
+  id: number;
+  closing: boolean;
+  /** Index of the closing '>'. */
+  end: number;
+}
+
+/** Match an exact allowlisted tag token at `start` (which holds '<'); undefined otherwise. */
+function matchTag(s: string, start: number): TagToken | undefined {
+  const n = s.length;
+  let j = start + 1;
+  const closing = j < n && s.charCodeAt(j) === SLASH;
+  if (closing) j++;
+  const nameStart = j;
+  // Names are ASCII letters; stop after LONGEST_TAG + 1 so a long word costs O(1).
+  while (j < n && j - nameStart <= LONGEST_TAG && isAsciiLetter(s.charCodeAt(j))) j++;
+  const len = j - nameStart;
+  if (len === 0 || len > LONGEST_TAG) return undefined;
+  const id = tagId(s, nameStart, len);
+  if (id < 0) return undefined;
+  // Stops at the first non-space: a run of spaces is scanned here once and once more as text.
+  while (j < n && isTagSpace(s.charCodeAt(j))) j++;
+  if (j >= n || s.charCodeAt(j) !== GT) return undefined;
+  return { id, closing, end: j };
+}
+
+function isAsciiLetter(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+}
+
+/** Index into ALLOWED_TAGS of s[from, from+len) compared case-insensitively, or -1. */
+function tagId(s: string, from: number, len: number): number {
+  for (let t = 0; t < ALLOWED_TAGS.length; t++) {
+    const name = ALLOWED_TAGS[t]!;
+    if (name.length !== len) continue;
+    let k = 0;
+    while (k < len && (s.charCodeAt(from + k) | 0x20) === name.charCodeAt(k)) k++;
+    if (k === len) return t;
+  }
+  return -1;
+}

@@ -1,0 +1,115 @@
+/**
+ * Loads configuration: one JSON file, then `RAMPART_*` environment overrides, then the schema.
+ * Errors name the key and the rule and never echo the value (it may be a secret).
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigSchema, type RampartConfig } from './schema.js';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const ENV_PREFIX = 'RAMPART_';
+/** Variables that are read elsewhere and are not config keys. */
+const ENV_IGNORED = new Set(['RAMPART_TEST_PG_URL', 'RAMPART_TEST_REDIS_URL']);
+
+/** `RATE_LIMIT__BURST_LIMIT` → `['rateLimit', 'burstLimit']` (`__` separates nesting levels). */
+export function envNameToPath(name: string): string[] {
+  return name
+    .slice(ENV_PREFIX.length)
+    .split('__')
+    .map((part) => part.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()));
+}
+
+/** Values are JSON when they parse as JSON (numbers, booleans, arrays), else plain strings. */
+function parseEnvValue(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function applyEnvOverrides(base: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const result: Record<string, unknown> = structuredClone(base);
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || ENV_IGNORED.has(name) || raw === undefined) continue;
+    const path = envNameToPath(name);
+    let node: Record<string, unknown> = result;
+    for (const key of path.slice(0, -1)) {
+      const next = Object.hasOwn(node, key) ? node[key] : undefined;
+      if (next === undefined) node[key] = {};
+      else if (!isPlainObject(next)) throw new ConfigError([`${name}: ${path.join('.')} is not an object`]);
+      node = node[key] as Record<string, unknown>;
+    }
+    node[path[path.length - 1] as string] = parseEnvValue(raw);
+  }
+  return result;
+}
+
+function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const path = issue.path.length > 0 ? issue.path.join('.') : '(root)';
+    if (issue.code === 'unrecognized_keys') return `${path}: unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    return `${path}: ${issue.message}`;
+  });
+}
+
+/** Checks a production deployment must pass; development only warns through the caller. */
+export function productionProblems(config: RampartConfig): string[] {
+  const problems: string[] = [];
+  const { jwt } = config;
+  if (!jwt.secret && !jwt.publicKeyFile && !jwt.jwksUrl) problems.push('jwt: production needs jwt.secret, jwt.publicKeyFile or jwt.jwksUrl');
+  if (jwt.secret !== undefined && Buffer.byteLength(jwt.secret) < 32) problems.push('jwt.secret: must be at least 32 bytes in production');
+  if (config.allowedOrigins.length === 0) problems.push('allowedOrigins: production needs an explicit list');
+  for (const origin of config.allowedOrigins) {
+    if (origin === '*' || /^\w+:\/\/\*$/.test(origin)) problems.push('allowedOrigins: a wildcard origin is refused in production');
+  }
+  if (!config.tls && config.behindProxy.length === 0) problems.push('tls: production needs tls.{certFile,keyFile} or behindProxy naming the TLS-terminating proxies');
+  return problems;
+}
+
+export function parseConfig(input: unknown): RampartConfig {
+  const parsed = ConfigSchema.safeParse(input);
+  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error));
+  const config = parsed.data;
+  const problems: string[] = [];
+  const keys = [config.jwt.secret, config.jwt.publicKeyFile, config.jwt.jwksUrl].filter((k) => k !== undefined);
+  if (keys.length > 1) problems.push('jwt: set only one of secret, publicKeyFile, jwksUrl');
+  if (config.heartbeatTimeout < config.heartbeatInterval) problems.push('heartbeatTimeout: must be ≥ heartbeatInterval');
+  if (config.maxPreAuthMessageSize > config.maxMessageSize) problems.push('maxPreAuthMessageSize: must be ≤ maxMessageSize');
+  if (config.encryption && !Object.hasOwn(config.encryption.keys, config.encryption.activeKeyId)) {
+    problems.push('encryption.activeKeyId: must name one of encryption.keys');
+  }
+  if (config.mode === 'production') problems.push(...productionProblems(config));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/** Reads `file` (if any), applies `RAMPART_*` overrides from `env`, validates. */
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): RampartConfig {
+  let raw: unknown = {};
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+    }
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new ConfigError([`${file}: not valid JSON`]);
+    }
+    if (!isPlainObject(raw)) throw new ConfigError([`${file}: must hold a JSON object`]);
+  }
+  return parseConfig(applyEnvOverrides(raw as Record<string, unknown>, env));
+}

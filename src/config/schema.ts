@@ -1,0 +1,134 @@
+/**
+ * The configuration schema: every key, its rule and its default, in one place. The article's
+ * names and defaults are kept; what the article lacks lives under `limits`, `chat` and friends.
+ * Unknown keys are an error (strict objects), never silently ignored.
+ */
+import { z } from 'zod';
+
+const positiveInt = z.number().int().min(1);
+const ms = z.number().int().min(1);
+
+const RateRuleSchema = z.strictObject({ limit: positiveInt, windowMs: ms });
+
+export const ConfigSchema = z.strictObject({
+  /** `production` refuses weak secrets, wildcard origins and plaintext without `behindProxy`. */
+  mode: z.enum(['development', 'production']).default('development'),
+  port: z.number().int().min(0).max(65535).default(8080),
+  host: z.string().min(1).default('127.0.0.1'),
+  /** Exact origins (`https://chat.example.com`) or patterns (`https://*.example.com`). Empty = this server's own http origins. */
+  allowedOrigins: z.array(z.string().min(1)).default([]),
+  /** Non-browser clients send no Origin; allowed unless this is false. */
+  allowMissingOrigin: z.boolean().default(true),
+  maxMessageSize: positiveInt.max(16 * 1024 * 1024).default(65536),
+  /** Frame cap before authentication: the `auth` frame needs only a few KB. */
+  maxPreAuthMessageSize: positiveInt.max(1024 * 1024).default(8192),
+  authTimeout: ms.default(10000),
+  rateLimit: z
+    .strictObject({
+      messagesPerMinute: positiveInt.default(60),
+      messagesPerHour: positiveInt.default(1000),
+      burstLimit: positiveInt.default(10),
+      burstWindow: ms.default(1000),
+    })
+    .prefault({}),
+  maxConnectionsPerUser: positiveInt.default(5),
+  maxConnectionsPerIP: positiveInt.default(100),
+  heartbeatInterval: ms.default(30000),
+  heartbeatTimeout: ms.default(60000),
+  jwt: z
+    .strictObject({
+      secret: z.string().min(1).optional(),
+      publicKeyFile: z.string().min(1).optional(),
+      jwksUrl: z.url().optional(),
+      /** Explicit allowlist; default HS256 for a secret, RS256/ES256/EdDSA for public keys. */
+      algorithms: z.array(z.enum(['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1).optional(),
+      issuer: z.string().min(1).optional(),
+      audience: z.string().min(1).optional(),
+      /** Seconds of clock skew tolerated for `exp`/`nbf`. */
+      clockTolerance: z.number().int().min(0).max(300).default(5),
+      /** Tokens longer than this are refused before any parsing. */
+      maxTokenLength: positiveInt.max(65536).default(4096),
+      /** How long a JWKS answer is trusted before it is fetched again. */
+      jwksCacheMaxAge: ms.default(600000),
+    })
+    .prefault({}),
+  allowQueryToken: z.boolean().default(false),
+  tls: z
+    .strictObject({
+      certFile: z.string().min(1),
+      keyFile: z.string().min(1),
+      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    })
+    .optional(),
+  /** `sqlite:PATH` (embedded default) or a `postgres://` URL. */
+  storage: z.string().min(1).default('sqlite:./data/rampart.db'),
+  /** Set it and the node joins a cluster: Redis bus, limiter and connection registry. */
+  redisUrl: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  /** Where the development signing key lives. */
+  dataDir: z.string().min(1).default('./data'),
+  /** IPs of trusted reverse proxies: only their X-Forwarded-For is believed. */
+  behindProxy: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  limits: z
+    .strictObject({
+      /** Every frame, valid or not, counts here (per connection). */
+      frames: RateRuleSchema.default({ limit: 30, windowMs: 1000 }),
+      /** Typing indicators per sender; excess is dropped silently. */
+      typing: RateRuleSchema.default({ limit: 5, windowMs: 1000 }),
+      /** `history`/`ack` requests per user. */
+      requests: RateRuleSchema.default({ limit: 20, windowMs: 1000 }),
+      /** Limit hits tolerated within `violationWindowMs` before the socket is closed (4029). */
+      maxViolations: positiveInt.default(20),
+      violationWindowMs: ms.default(10000),
+      /** How long a user closed with 4029 may not authenticate again. */
+      penaltyMs: ms.default(60000),
+      /** Handshakes per IP per minute (HTTP 429 beyond). */
+      connectionAttemptsPerMinute: positiveInt.default(300),
+      /** Sockets that have not authenticated yet, node-wide and per IP. */
+      maxUnauthenticated: positiveInt.default(2000),
+      maxUnauthenticatedPerIP: positiveInt.default(50),
+      /** Failed `auth` attempts per IP within `authFailureWindowMs` before the IP is locked out. */
+      maxAuthFailures: positiveInt.default(10),
+      authFailureWindowMs: ms.default(300000),
+      authLockoutMs: ms.default(300000),
+      /** A socket whose unsent output exceeds this is closed (4030). */
+      maxBufferedBytes: positiveInt.default(1024 * 1024),
+      /** What happens at `maxConnectionsPerUser`: refuse the new session, or close the oldest. */
+      onUserLimit: z.enum(['reject', 'close_oldest']).default('reject'),
+      /** Frames queued while a session awaits an async step (token verification). */
+      maxQueuedFrames: positiveInt.default(32),
+      /** Total open sockets on this node. */
+      maxConnections: positiveInt.default(50000),
+      /** Slow or incomplete HTTP requests are cut off after this. */
+      headersTimeout: ms.default(10000),
+    })
+    .prefault({}),
+  chat: z
+    .strictObject({
+      /** `strict` adds the article's legacy-system list (no newlines, `;`, `&&`, `|`, `<`, `>`, backquote, `$(`, backslash). */
+      contentPolicy: z.enum(['standard', 'strict']).default('standard'),
+      /** Unacked messages a recipient may hold; beyond it the sender gets `error inbox_full`. */
+      maxInboxSize: positiveInt.default(10000),
+      /** Messages older than this are deleted, acked or not. */
+      retentionDays: positiveInt.default(30),
+      /** Role → permissions. A role not listed here has none (deny by default). */
+      roles: z
+        .record(z.string().min(1), z.strictObject({ send: z.boolean(), read: z.boolean() }))
+        .default({ user: { send: true, read: true }, muted: { send: false, read: true } }),
+      /** Role of a token without a `role` claim. */
+      defaultRole: z.string().min(1).default('user'),
+    })
+    .prefault({}),
+  /** Encryption at rest of message content (AES-256-GCM). Keys are base64 of 32 bytes. */
+  encryption: z
+    .strictObject({
+      activeKeyId: z.string().min(1).max(32),
+      keys: z.record(z.string().min(1).max(32), z.string().min(1)),
+    })
+    .optional(),
+  /** How long shutdown waits for sockets to close after 1001 before it destroys them. */
+  shutdownGraceMs: ms.default(5000),
+});
+
+export type RampartConfig = z.infer<typeof ConfigSchema>;
+export type RampartConfigInput = z.input<typeof ConfigSchema>;

@@ -1,0 +1,79 @@
+/**
+ * The handshake gate: runs before any WebSocket exists, and a refusal is a plain HTTP answer.
+ * Order (design.md): attempt rate per IP → concurrent sockets per IP → Origin → query token.
+ * The auth lockout and the unauthenticated-socket caps are checked here too, so a locked-out or
+ * flooding IP never costs a WebSocket.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js';
+import type { Identity, TokenVerifier } from '../auth/token-verifier.js';
+import { checkOrigin, rawHeaderValues, type OriginPolicy } from './origin.js';
+
+export interface GateRefusal {
+  status: 401 | 403 | 429 | 503;
+  /** Security-event reason. */
+  event: string;
+}
+
+export type GateResult = { ok: true; identity?: Identity } | ({ ok: false } & GateRefusal);
+
+export interface HandshakeGateOptions {
+  limiter: Limiter;
+  registry: ConnectionRegistry;
+  originPolicy: OriginPolicy;
+  attemptRule: RateRule;
+  maxConnectionsPerIP: number;
+  allowQueryToken: boolean;
+  verify: TokenVerifier;
+  lockoutKey(ip: string): string;
+  /** Node-wide caps held by the server (open sockets, unauthenticated ones). */
+  capacity(ip: string): 'ok' | 'connections' | 'unauthenticated' | 'unauthenticated_ip';
+}
+
+function refuse(status: GateRefusal['status'], event: string): GateResult {
+  return { ok: false, status, event };
+}
+
+/** The `token` query parameter, if any (the URL is never logged). */
+export function queryToken(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  const q = url.indexOf('?');
+  if (q === -1) return undefined;
+  return new URLSearchParams(url.slice(q + 1)).get('token') ?? undefined;
+}
+
+/**
+ * On `{ok: true}` the caller owns one IP slot in the registry and must release it when the
+ * socket closes; on refusal nothing is held.
+ */
+export async function runHandshakeGate(o: HandshakeGateOptions, req: IncomingMessage, ip: string): Promise<GateResult> {
+  const attempt = await o.limiter.consume(`att:${ip}`, [o.attemptRule]);
+  if (!attempt.allowed) return refuse(429, 'connection_attempt_rate');
+  if ((await o.limiter.blockedFor(o.lockoutKey(ip))) > 0) return refuse(429, 'auth_locked_out');
+  const capacity = o.capacity(ip);
+  if (capacity === 'connections') return refuse(503, 'node_connection_cap');
+  if (capacity !== 'ok') return refuse(429, capacity === 'unauthenticated' ? 'unauthenticated_cap' : 'unauthenticated_ip_cap');
+
+  let acquired: boolean;
+  try {
+    acquired = await o.registry.acquireIp(ip, o.maxConnectionsPerIP);
+  } catch {
+    return refuse(503, 'backend_unavailable'); // fail closed for new connections
+  }
+  if (!acquired) return refuse(429, 'ip_connection_limit');
+
+  const release = (result: GateResult): GateResult => {
+    void o.registry.releaseIp(ip);
+    return result;
+  };
+
+  const origin = checkOrigin(o.originPolicy, rawHeaderValues(req.rawHeaders, 'origin'));
+  if (origin !== 'allowed' && origin !== 'missing_allowed') return release(refuse(403, `origin_${origin}`));
+
+  const token = queryToken(req.url);
+  if (token === undefined) return { ok: true };
+  if (!o.allowQueryToken) return release(refuse(401, 'query_token_not_allowed'));
+  const verified = await o.verify(token);
+  if (!verified.ok) return release(refuse(401, `query_token_${verified.reason}`));
+  return { ok: true, identity: verified.identity };
+}

@@ -1,0 +1,79 @@
+/**
+ * Origin allowlist, decided by parsing, never by string tricks. An Origin passes only if it is a
+ * canonical serialized origin (what browsers send: lowercase, no userinfo, no path, no default
+ * port, no trailing dot) and matches an exact entry or a `scheme://*.domain[:port]` pattern at a
+ * dot boundary. Everything else — `null`, duplicates, other schemes — is refused.
+ */
+
+export interface OriginPolicy {
+  exact: ReadonlySet<string>;
+  patterns: readonly { protocol: string; suffix: string; port: string }[];
+  allowMissing: boolean;
+}
+
+export type OriginVerdict = 'allowed' | 'missing_allowed' | 'missing' | 'duplicate' | 'malformed' | 'not_allowed';
+
+const WEB_PROTOCOLS = new Set(['http:', 'https:']);
+
+/** Parses a canonical origin; undefined if `raw` is not exactly one. */
+export function parseCanonicalOrigin(raw: string): URL | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return undefined;
+  }
+  if (!WEB_PROTOCOLS.has(url.protocol)) return undefined;
+  if (url.origin !== raw) return undefined; // path, userinfo, case, default port, trailing slash
+  if (url.hostname === '' || url.hostname.endsWith('.')) return undefined;
+  return url;
+}
+
+/** Compiles config entries once; throws naming the bad entry (never at request time). */
+export function compileOriginPolicy(entries: readonly string[], allowMissing: boolean): OriginPolicy {
+  const exact = new Set<string>();
+  const patterns: { protocol: string; suffix: string; port: string }[] = [];
+  for (const entry of entries) {
+    const wildcard = /^(https?):\/\/\*\.([^/:]+)(?::(\d+))?$/.exec(entry);
+    if (wildcard) {
+      const [, scheme, domain, port] = wildcard as unknown as [string, string, string, string | undefined];
+      const probe = parseCanonicalOrigin(`${scheme}://probe.${domain}${port ? `:${port}` : ''}`);
+      if (!probe || !domain.includes('.')) throw new Error(`allowedOrigins: "${entry}" is not a valid pattern`);
+      patterns.push({ protocol: `${scheme}:`, suffix: `.${domain.toLowerCase()}`, port: probe.port });
+      continue;
+    }
+    const url = parseCanonicalOrigin(entry);
+    if (!url) throw new Error(`allowedOrigins: "${entry}" is not a canonical origin (scheme://host[:port], lowercase, no path)`);
+    exact.add(url.origin);
+  }
+  return { exact, patterns, allowMissing };
+}
+
+/**
+ * `headerValues`: every Origin header line of the request (from rawHeaders), so duplicates are
+ * seen instead of being joined into one string.
+ */
+export function checkOrigin(policy: OriginPolicy, headerValues: readonly string[]): OriginVerdict {
+  if (headerValues.length === 0) return policy.allowMissing ? 'missing_allowed' : 'missing';
+  if (headerValues.length > 1) return 'duplicate';
+  const raw = headerValues[0] as string;
+  if (policy.exact.has(raw)) return 'allowed';
+  const url = parseCanonicalOrigin(raw);
+  if (!url) return 'malformed';
+  for (const p of policy.patterns) {
+    if (url.protocol !== p.protocol || url.port !== p.port) continue;
+    const host = url.hostname;
+    // Dot boundary and a non-empty label before it: `evilexample.com` and `.example.com` fail.
+    if (host.length > p.suffix.length && host.endsWith(p.suffix)) return 'allowed';
+  }
+  return 'not_allowed';
+}
+
+/** All values of header `name` (lowercase) from Node's rawHeaders list. */
+export function rawHeaderValues(rawHeaders: readonly string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if ((rawHeaders[i] as string).toLowerCase() === name) values.push(rawHeaders[i + 1] as string);
+  }
+  return values;
+}

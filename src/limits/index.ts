@@ -1,0 +1,118 @@
+/**
+ * Limits: rate limiters, penalty box and connection registries, in memory (one node) or on Redis
+ * (cluster). `createLimits` picks the adapters and wraps the Redis ones in the failure policy of
+ * `redis-health.ts` (new connections fail closed, chat fails open to per-node limits).
+ */
+import type { RedisOptions } from 'ioredis';
+import type { ConnectionRegistry, Limiter } from './limiter.js';
+import { MemoryLimiter } from './memory-limiter.js';
+import { MemoryConnectionRegistry } from './memory-registry.js';
+import { RedisLimiter } from './redis-limiter.js';
+import { RedisConnectionRegistry } from './redis-registry.js';
+import {
+  createRedisClient,
+  FailClosedRegistry,
+  FailoverLimiter,
+  isReady,
+  type BackendErrorHandler,
+} from './redis-health.js';
+
+export type { ConnectionRegistry, Limiter, RateDecision, RateRule } from './limiter.js';
+export { MemoryLimiter, type MemoryLimiterOptions } from './memory-limiter.js';
+export { MemoryConnectionRegistry } from './memory-registry.js';
+export { RedisLimiter, type RedisLimiterOptions } from './redis-limiter.js';
+export { RedisConnectionRegistry, type RedisRegistryOptions } from './redis-registry.js';
+export {
+  BackendUnavailableError,
+  createRedisClient,
+  FAIL_FAST_REDIS_OPTIONS,
+  FailClosedRegistry,
+  FailoverLimiter,
+  type BackendErrorHandler,
+} from './redis-health.js';
+export { DEFAULT_BUCKETS } from './sliding-window.js';
+
+export interface LimitsOptions {
+  /** Set to share limits across a cluster; omit for in-memory, single-node limits. */
+  redisUrl?: string;
+  /** Namespace for every Redis key (e.g. "rampart"). */
+  keyPrefix: string;
+  /** Unique id of this process in the cluster. */
+  nodeId: string;
+  /** Sub-buckets per rate window (default 10); must be equal on every node. */
+  buckets?: number;
+  /** Registry liveness TTL / refresh period (defaults 15 000 / 5 000 ms). */
+  livenessMs?: number;
+  heartbeatMs?: number;
+  /** Overrides on top of `FAIL_FAST_REDIS_OPTIONS`. */
+  redisOptions?: RedisOptions;
+  /** Redis errors (connection, command, heartbeat), for logs and metrics. */
+  onBackendError?: BackendErrorHandler;
+}
+
+export interface Limits {
+  readonly backend: 'memory' | 'redis';
+  limiter: Limiter;
+  registry: ConnectionRegistry;
+  /**
+   * Resolves true once the backend can take new connections, false after `timeoutMs` (the server
+   * may still start: acquires then throw `BackendUnavailableError` until Redis is reachable).
+   */
+  ready(timeoutMs?: number): Promise<boolean>;
+  /** Stops timers and closes the Redis client; the process can then exit. */
+  close(): Promise<void>;
+}
+
+export function createLimits(options: LimitsOptions): Limits {
+  if (options.redisUrl === undefined || options.redisUrl === '') {
+    const limiter = new MemoryLimiter({ buckets: options.buckets });
+    const registry = new MemoryConnectionRegistry();
+    return {
+      backend: 'memory',
+      limiter,
+      registry,
+      ready: async () => true,
+      close: async () => {
+        await Promise.all([limiter.close(), registry.close()]);
+      },
+    };
+  }
+
+  const onError = options.onBackendError;
+  const client = createRedisClient(options.redisUrl, options.redisOptions, onError);
+  const up = (): boolean => isReady(client);
+  const redisRegistry = new RedisConnectionRegistry({
+    client,
+    keyPrefix: options.keyPrefix,
+    nodeId: options.nodeId,
+    livenessMs: options.livenessMs,
+    heartbeatMs: options.heartbeatMs,
+    onError,
+  });
+  const limiter = new FailoverLimiter(
+    new RedisLimiter({ client, keyPrefix: options.keyPrefix, buckets: options.buckets }),
+    new MemoryLimiter({ buckets: options.buckets }),
+    up,
+    onError,
+  );
+  const registry = new FailClosedRegistry(redisRegistry, up, onError);
+  return {
+    backend: 'redis',
+    limiter,
+    registry,
+    ready: (timeoutMs?: number) => redisRegistry.ready(timeoutMs),
+    close: async () => {
+      await Promise.all([limiter.close(), registry.close()]);
+      if (client.status === 'ready') {
+        try {
+          await client.quit();
+          return;
+        } catch {
+          // fall through to a hard disconnect
+        }
+      }
+      // Also cancels any pending reconnect, so nothing keeps the process alive.
+      client.disconnect();
+    },
+  };
+}

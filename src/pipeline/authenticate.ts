@@ -1,0 +1,141 @@
+/**
+ * The `auth` frame: first authentication of a socket, and later token refreshes. One identity per
+ * socket: a refresh must carry the same tenant and `sub`. A success replays the offline inbox
+ * before any live frame reaches the session.
+ */
+import { CloseCode } from '../protocol/close-codes.js';
+import type { AuthFailureReasonValue } from '../protocol/reasons.js';
+import type { Identity, TokenVerifier } from '../auth/token-verifier.js';
+import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js';
+import type { Session } from '../session/session.js';
+import type { SessionRegistry } from '../server/session-registry.js';
+import type { ChatService } from '../chat/chat-service.js';
+import { chatFrameId } from '../chat/chat-service.js';
+import { userKeyOf } from '../chat/authorization.js';
+import { closeWith } from './rejection.js';
+
+export interface AuthenticatorOptions {
+  verify: TokenVerifier;
+  limiter: Limiter;
+  registry: ConnectionRegistry;
+  sessions: SessionRegistry;
+  chat: ChatService;
+  maxConnectionsPerUser: number;
+  onUserLimit: 'reject' | 'close_oldest';
+  /** Failed auths per IP before the IP is locked out for `lockoutMs`. */
+  authFailureRule: RateRule;
+  lockoutMs: number;
+  maxBufferedBytes: number;
+  /** A socket left `awaiting_auth` (for the unauthenticated-socket caps). */
+  onAuthenticated(session: Session): void;
+}
+
+export interface Authenticator {
+  authenticate(session: Session, token: string): Promise<void>;
+  /** A token already verified at the handshake (query-string token). */
+  admit(session: Session, identity: Identity): Promise<void>;
+  refresh(session: Session, token: string): Promise<void>;
+}
+
+export const penaltyKey = (userKey: string): string => `pen:${userKey}`;
+export const lockoutKey = (ip: string): string => `lock:${ip}`;
+
+function failure(event: string, reason: AuthFailureReasonValue, code: number = CloseCode.INVALID_TOKEN) {
+  return closeWith(event, code, { type: 'auth_failure', reason });
+}
+
+export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
+  async function recordFailure(session: Session, reason: AuthFailureReasonValue): Promise<void> {
+    const d = await o.limiter.consume(`af:${session.ip}`, [o.authFailureRule]);
+    if (!d.allowed) await o.limiter.block(lockoutKey(session.ip), o.lockoutMs);
+    session.reject(failure(reason === 'token_expired' ? 'token_expired' : 'invalid_token', reason));
+  }
+
+  async function claimUserSlot(session: Session, userKey: string): Promise<boolean> {
+    if (await o.registry.acquireUser(userKey, o.maxConnectionsPerUser)) return true;
+    if (o.onUserLimit !== 'close_oldest') return false;
+    const oldest = o.sessions.oldestOf(userKey);
+    if (!oldest) return false; // all of the user's sessions live on other nodes
+    oldest.reject(closeWith('session_replaced', CloseCode.TOO_MANY_SESSIONS));
+    // The replaced session releases its slot when its socket closes; release now instead so the
+    // new one can take it (the close handler knows the slot is gone).
+    if (oldest.holdsUserSlot) {
+      oldest.holdsUserSlot = false;
+      await o.registry.releaseUser(userKey);
+    }
+    return o.registry.acquireUser(userKey, o.maxConnectionsPerUser);
+  }
+
+  async function activate(session: Session, identity: Identity, userKey: string): Promise<void> {
+    session.activate(identity, userKey);
+    o.onAuthenticated(session);
+    // Live frames wait in liveBuffer until the inbox replay is done: inbox first, oldest first.
+    session.liveBuffer = [];
+    o.sessions.add(session);
+    session.sendFrame({ type: 'auth_success', userId: identity.userId });
+    let replayed: Set<string>;
+    try {
+      replayed = await o.chat.replayInbox(identity, session, o.maxBufferedBytes / 2);
+    } catch {
+      replayed = new Set();
+      session.sendFrame({ type: 'error', reason: 'storage_unavailable' });
+    }
+    const buffered = session.liveBuffer;
+    session.liveBuffer = undefined;
+    if (!buffered || !session.isOpen) return;
+    for (const frame of buffered) {
+      const id = chatFrameId(frame);
+      if (id === undefined || !replayed.has(id)) session.send(frame);
+    }
+  }
+
+  async function admit(session: Session, identity: Identity): Promise<void> {
+    session.state = 'authenticating';
+    const userKey = userKeyOf(identity);
+    if ((await o.limiter.blockedFor(penaltyKey(userKey))) > 0) {
+      return session.reject(failure('penalised_user', 'penalised', CloseCode.RATE_LIMIT_ABUSE));
+    }
+    let slot: boolean;
+    try {
+      slot = await claimUserSlot(session, userKey);
+    } catch {
+      return session.reject(failure('backend_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE));
+    }
+    if (!slot) return session.reject(failure('too_many_sessions', 'too_many_sessions', CloseCode.TOO_MANY_SESSIONS));
+    if (session.state !== 'authenticating') {
+      await o.registry.releaseUser(userKey); // closed while we waited
+      return;
+    }
+    session.userKey = userKey;
+    session.holdsUserSlot = true; // released by the server's close handler
+    await activate(session, identity, userKey);
+  }
+
+  return {
+    async authenticate(session, token) {
+      session.state = 'authenticating';
+      if ((await o.limiter.blockedFor(lockoutKey(session.ip))) > 0) {
+        return session.reject(failure('auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN));
+      }
+      const result = await o.verify(token);
+      if (session.state !== 'authenticating') return; // closed meanwhile (timeout)
+      if (!result.ok) return recordFailure(session, result.reason);
+      return admit(session, result.identity);
+    },
+
+    admit,
+
+    async refresh(session, token) {
+      const current = session.identity!;
+      const result = await o.verify(token);
+      if (!session.isOpen) return;
+      if (!result.ok) return recordFailure(session, result.reason);
+      const next = result.identity;
+      if (next.userId !== current.userId || next.tenantId !== current.tenantId) {
+        return session.reject(failure('identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE));
+      }
+      session.refresh(next.expiresAt);
+      session.sendFrame({ type: 'auth_success', userId: next.userId });
+    },
+  };
+}

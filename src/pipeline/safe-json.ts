@@ -1,0 +1,45 @@
+/**
+ * JSON parsing for untrusted frames. `JSON.parse` itself never invokes setters, so `__proto__`
+ * becomes an ordinary own key; the reviver drops `__proto__`, `constructor` and `prototype` keys
+ * so that no later merge or spread can turn them into prototype pollution. Nesting depth is
+ * bounded before parsing (cheap scan), and non-object roots are refused.
+ */
+export const MAX_JSON_DEPTH = 8;
+
+export type SafeJsonResult = { ok: true; value: Record<string, unknown> } | { ok: false; reason: 'invalid_json' | 'invalid_format' };
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function reviver(key: string, value: unknown): unknown {
+  return FORBIDDEN_KEYS.has(key) ? undefined : value;
+}
+
+/** Max nesting of `{`/`[` outside strings, stopping early past `limit`. */
+export function jsonDepthExceeds(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped char
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
+}
+
+export function parseSafeJson(text: string): SafeJsonResult {
+  if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) return { ok: false, reason: 'invalid_format' };
+  let value: unknown;
+  try {
+    // The reviver costs a callback per key; only pay it when a forbidden key could be present.
+    value = text.includes('__proto__') || text.includes('constructor') || text.includes('prototype') ? JSON.parse(text, reviver) : JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'invalid_json' };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'invalid_format' };
+  return { ok: true, value: value as Record<string, unknown> };
+}

@@ -1,0 +1,35 @@
+/**
+ * Schema step: the parsed object must be one of the protocol's client frames. Replies carry the
+ * failing paths and rule codes only — never the offending values.
+ */
+import type { z } from 'zod';
+import { CLIENT_FRAME_TYPES, ClientFrame } from '../protocol/client-frames.js';
+import type { ValidationDetail } from '../protocol/server-frames.js';
+
+export type ValidateResult =
+  | { ok: true; frame: ClientFrame }
+  | { ok: false; reason: 'unknown_type' | 'invalid_format' }
+  | { ok: false; reason: 'validation_failed'; details: ValidationDetail[] };
+
+const MAX_DETAILS = 10;
+
+function toDetails(error: z.ZodError): ValidationDetail[] {
+  const details: ValidationDetail[] = [];
+  for (const issue of error.issues) {
+    if (details.length === MAX_DETAILS) break;
+    // Paths are the schema's own keys, except for unknown keys, which are client-chosen strings:
+    // report only how many there were, not their names.
+    const rule = issue.code === 'custom' ? 'invalid' : issue.code;
+    details.push({ path: issue.path.map(String).join('.'), rule });
+  }
+  return details;
+}
+
+export function validateFrame(value: Record<string, unknown>): ValidateResult {
+  const type = value.type;
+  if (typeof type !== 'string') return { ok: false, reason: 'invalid_format' };
+  if (!CLIENT_FRAME_TYPES.has(type)) return { ok: false, reason: 'unknown_type' };
+  const parsed = ClientFrame.safeParse(value);
+  if (parsed.success) return { ok: true, frame: parsed.data };
+  return { ok: false, reason: 'validation_failed', details: toDetails(parsed.error) };
+}

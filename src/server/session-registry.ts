@@ -1,0 +1,65 @@
+/**
+ * Sessions of this node by user key. The first session of a user subscribes the node to that
+ * user's bus channel, the last one unsubscribes; every session of the user (all devices) gets
+ * each frame the bus delivers.
+ */
+import type { Bus } from '../bus/bus.js';
+import type { Session } from '../session/session.js';
+
+export class SessionRegistry {
+  private readonly byUser = new Map<string, Set<Session>>();
+
+  constructor(private readonly bus: Bus) {
+    bus.onFrame(this.deliver);
+  }
+
+  add(session: Session): void {
+    let set = this.byUser.get(session.userKey);
+    if (!set) {
+      set = new Set();
+      this.byUser.set(session.userKey, set);
+      this.bus.subscribe(session.userKey);
+    }
+    set.add(session);
+  }
+
+  remove(session: Session): void {
+    const set = this.byUser.get(session.userKey);
+    if (!set || !set.delete(session)) return;
+    if (set.size === 0) {
+      this.byUser.delete(session.userKey);
+      this.bus.unsubscribe(session.userKey);
+    }
+  }
+
+  sessionsOf(userKey: string): ReadonlySet<Session> | undefined {
+    return this.byUser.get(userKey);
+  }
+
+  /** The user's local session that authenticated first (for `onUserLimit: close_oldest`). */
+  oldestOf(userKey: string): Session | undefined {
+    const set = this.byUser.get(userKey);
+    if (!set) return undefined;
+    for (const s of set) if (s.isOpen) return s; // Sets iterate in insertion order
+    return undefined;
+  }
+
+  get userCount(): number {
+    return this.byUser.size;
+  }
+
+  all(): Session[] {
+    const list: Session[] = [];
+    for (const set of this.byUser.values()) for (const s of set) list.push(s);
+    return list;
+  }
+
+  private readonly deliver = (userKey: string, frame: string): void => {
+    const set = this.byUser.get(userKey);
+    if (!set) return;
+    for (const session of set) {
+      if (session.liveBuffer) session.liveBuffer.push(frame);
+      else session.send(frame);
+    }
+  };
+}

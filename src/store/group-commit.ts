@@ -1,0 +1,127 @@
+/**
+ * Group commit: every message submitted during one event-loop turn is stored by ONE
+ * insertMessages call (one transaction, one fsync). At most one transaction is in flight; what
+ * arrives meanwhile waits and goes next as a single batch, so batches grow with load instead of
+ * transactions queueing up. A promise resolves only after its batch committed; if the batch
+ * fails, every promise of it rejects: nothing is acknowledged that is not durable.
+ */
+import type { InsertOptions, InsertOutcome, Store, StoredMessage } from './store.js';
+
+export interface GroupCommitterOptions extends InsertOptions {
+  /** Most messages per transaction; a longer queue is split over consecutive ones. Default 1000. */
+  maxBatchSize?: number;
+}
+
+interface Entry {
+  message: StoredMessage;
+  resolve: (outcome: InsertOutcome) => void;
+  reject: (err: unknown) => void;
+  /** Index of this entry's message in the batch sent to the store. */
+  slot: number;
+  /** True when an earlier entry of the same batch has the same (tenantId, senderId, clientMsgId). */
+  repeat: boolean;
+}
+
+export class GroupCommitter {
+  readonly #store: Pick<Store, 'insertMessages'>;
+  readonly #insertOptions: InsertOptions;
+  readonly #maxBatchSize: number;
+  #queue: Entry[] = [];
+  #scheduled = false;
+  #inFlight: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(store: Pick<Store, 'insertMessages'>, options: GroupCommitterOptions) {
+    this.#store = store;
+    this.#insertOptions = { maxInboxSize: options.maxInboxSize };
+    this.#maxBatchSize = Math.max(1, Math.floor(options.maxBatchSize ?? 1000));
+  }
+
+  /** Messages waiting for a transaction (not counting the one in flight). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  submit(message: StoredMessage): Promise<InsertOutcome> {
+    if (this.#closed) return Promise.reject(new Error('GroupCommitter is closed'));
+    return new Promise<InsertOutcome>((resolve, reject) => {
+      this.#queue.push({ message, resolve, reject, slot: 0, repeat: false });
+      this.#schedule();
+    });
+  }
+
+  /** Refuse new submits and resolve once everything already submitted is committed (or failed). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (this.#queue.length > 0 || this.#inFlight !== undefined) {
+      if (this.#inFlight === undefined) this.#flush();
+      await this.#inFlight;
+    }
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight !== undefined) return;
+    this.#scheduled = true;
+    // setImmediate runs after the current turn's I/O callbacks: everything they submit joins in.
+    setImmediate(this.#onImmediate);
+  }
+
+  readonly #onImmediate = (): void => {
+    this.#scheduled = false;
+    this.#flush();
+  };
+
+  #flush(): void {
+    if (this.#inFlight !== undefined || this.#queue.length === 0) return;
+    let batch = this.#queue;
+    if (batch.length > this.#maxBatchSize) {
+      this.#queue = batch.slice(this.#maxBatchSize);
+      batch = batch.slice(0, this.#maxBatchSize);
+    } else {
+      this.#queue = [];
+    }
+    this.#inFlight = this.#commit(batch).then(() => {
+      this.#inFlight = undefined;
+      if (this.#queue.length > 0) this.#schedule();
+    });
+  }
+
+  /** Never rejects: the outcome of each entry goes to its own promise. */
+  async #commit(batch: Entry[]): Promise<void> {
+    const messages: StoredMessage[] = [];
+    let firstByKey: Map<string, number> | undefined;
+    for (const entry of batch) {
+      const m = entry.message;
+      if (m.clientMsgId !== undefined) {
+        firstByKey ??= new Map();
+        const key = `${m.tenantId}\u0000${m.senderId}\u0000${m.clientMsgId}`;
+        const first = firstByKey.get(key);
+        if (first !== undefined) {
+          entry.slot = first;
+          entry.repeat = true;
+          continue;
+        }
+        firstByKey.set(key, messages.length);
+      }
+      entry.slot = messages.length;
+      messages.push(m);
+    }
+
+    let outcomes: InsertOutcome[];
+    try {
+      outcomes = await this.#store.insertMessages(messages, this.#insertOptions);
+      if (outcomes.length !== messages.length) {
+        throw new Error(`store returned ${outcomes.length} outcomes for ${messages.length} messages`);
+      }
+    } catch (err) {
+      for (const entry of batch) entry.reject(err);
+      return;
+    }
+
+    for (const entry of batch) {
+      const outcome = outcomes[entry.slot]!;
+      // A repeat gets the first one's message as a duplicate (or the same refusal).
+      entry.resolve(entry.repeat && outcome.status !== 'inbox_full' ? { status: 'duplicate', message: outcome.message } : outcome);
+    }
+  }
+}

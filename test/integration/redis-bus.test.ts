@@ -1,0 +1,349 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import { Redis } from 'ioredis';
+import type { Bus } from '../../src/bus/bus.js';
+import { RedisBus, type BusErrorSource, type RedisBusOptions } from '../../src/bus/redis-bus.js';
+import { openBus } from '../../src/bus/open-bus.js';
+
+const REDIS_URL = process.env.RAMPART_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** Unique per run, so parallel runs and leftovers never cross-talk. */
+const RUN_PREFIX = `rampart-test:${process.pid}:${randomUUID()}:`;
+/** Safety net against hangs only; every wait below resolves on an event, not a timer. */
+const WAIT_MS = 10_000;
+
+const open: Array<{ close(): Promise<void> }> = [];
+after(async () => {
+  await Promise.all(open.splice(0).map((b) => b.close()));
+});
+
+let testNo = 0;
+/** Two buses (= two nodes) on one fresh channel prefix. */
+async function nodes(
+  extraA: Partial<RedisBusOptions> = {},
+  extraB: Partial<RedisBusOptions> = {},
+): Promise<{ a: RedisBus; b: RedisBus; prefix: string }> {
+  const prefix = `${RUN_PREFIX}${testNo++}:`;
+  const a = await RedisBus.connect({ redisUrl: REDIS_URL, channelPrefix: prefix, nodeId: 'node-a', ...extraA });
+  open.push(a);
+  const b = await RedisBus.connect({ redisUrl: REDIS_URL, channelPrefix: prefix, nodeId: 'node-b', ...extraB });
+  open.push(b);
+  return { a, b, prefix };
+}
+
+/** Records what a node's handler receives and resolves waits when a condition becomes true. */
+class Inbox {
+  readonly frames: Array<[string, string]> = [];
+  private waiters: Array<{ ok: () => boolean; resolve: () => void }> = [];
+
+  constructor(bus: Bus) {
+    bus.onFrame((userId, frame) => {
+      this.frames.push([userId, frame]);
+      this.waiters = this.waiters.filter((w) => (w.ok() ? (w.resolve(), false) : true));
+    });
+  }
+
+  of(userId: string): string[] {
+    return this.frames.filter(([u]) => u === userId).map(([, f]) => f);
+  }
+
+  /** Resolves when `frame` has arrived for `userId`. */
+  got(userId: string, frame: string): Promise<void> {
+    return this.until(() => this.of(userId).includes(frame), `${frame} for ${userId}`);
+  }
+
+  until(ok: () => boolean, what: string): Promise<void> {
+    if (ok()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT_MS);
+      timer.unref();
+      this.waiters.push({ ok, resolve: () => (clearTimeout(timer), resolve()) });
+    });
+  }
+}
+
+/**
+ * Publishes probes until one arrives: the only way to observe "the subscription is live again"
+ * from outside after a reconnect. Each probe is a distinct frame; returns once one arrived.
+ */
+async function probeUntilDelivered(from: Bus, to: Inbox, userId: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  for (let i = 0; ; i++) {
+    const frame = `probe-${i}`;
+    from.publish(userId, frame);
+    const arrived = to.got(userId, frame).then(() => true);
+    const gaveUp = new Promise<false>((r) => setTimeout(r, 50, false).unref());
+    if (await Promise.race([arrived, gaveUp])) return;
+    if (Date.now() > deadline) throw new Error(`no probe reached ${userId}`);
+  }
+}
+
+test('a frame published on node A reaches a user subscribed on node B exactly once', async () => {
+  const { a, b } = await nodes();
+  const inA = new Inbox(a);
+  const inB = new Inbox(b);
+  b.subscribe('bob');
+  b.subscribe('marker');
+  await b.subscriptionsSettled();
+
+  a.publish('bob', '{"type":"chat_message","content":"hi\\nthere"}');
+  a.publish('marker', 'm'); // same publisher connection: arrives after the frame above
+  await inB.got('marker', 'm');
+
+  assert.deepEqual(inB.of('bob'), ['{"type":"chat_message","content":"hi\\nthere"}']);
+  assert.deepEqual(inA.frames, [], 'A has no local session of bob');
+  assert.equal(b.stats().received, 2);
+  await a.close(); // QUIT is answered after every PUBLISH, so the counts are final
+  assert.equal(a.stats().published, 2);
+});
+
+test('a user subscribed on both nodes gets the frame once on each, the publisher included', async () => {
+  const { a, b } = await nodes();
+  const inA = new Inbox(a);
+  const inB = new Inbox(b);
+  a.subscribe('carol');
+  b.subscribe('carol');
+  await Promise.all([a.subscriptionsSettled(), b.subscriptionsSettled()]);
+
+  a.publish('carol', 'f1');
+  assert.deepEqual(inA.of('carol'), ['f1'], 'local delivery is synchronous');
+  await inB.got('carol', 'f1');
+  // Once B has f1, Redis has executed A's PUBLISH, so A's echo is already queued to A's
+  // subscriber; B's marker is published after it and therefore reaches A after the echo.
+  b.publish('carol', 'marker');
+  await inA.got('carol', 'marker');
+
+  assert.deepEqual(inA.of('carol'), ['f1', 'marker'], 'A ignored its own echo');
+  assert.deepEqual(inB.of('carol'), ['f1', 'marker'], 'B: remote once, then its own local delivery');
+});
+
+test('users without a subscription on a node receive nothing there', async () => {
+  const { a, b } = await nodes();
+  const inB = new Inbox(b);
+  b.subscribe('dave');
+  b.subscribe('erin');
+  b.unsubscribe('erin');
+  b.subscribe('marker');
+  await b.subscriptionsSettled();
+
+  a.publish('erin', 'unsubscribed');
+  a.publish('frank', 'never-subscribed');
+  a.publish('marker', 'm');
+  await inB.got('marker', 'm');
+
+  assert.deepEqual(inB.frames, [['marker', 'm']]);
+  assert.equal(b.stats().dropped, 0, 'Redis did not even send them: the channel was unsubscribed');
+});
+
+test('1,000 frames published in one turn arrive in order, once each, in one batch', async () => {
+  const { a, b } = await nodes();
+  const inA = new Inbox(a);
+  const inB = new Inbox(b);
+  a.subscribe('gina');
+  b.subscribe('gina');
+  await Promise.all([a.subscriptionsSettled(), b.subscriptionsSettled()]);
+
+  const sent = Array.from({ length: 1000 }, (_, i) => `{"n":${i}}`);
+  for (const f of sent) a.publish('gina', f);
+  await inB.until(() => inB.frames.length >= 1000, '1000 frames on B');
+
+  assert.deepEqual(inB.of('gina'), sent);
+  assert.deepEqual(inA.of('gina'), sent);
+  await a.close();
+  assert.equal(a.stats().published, 1000);
+});
+
+test('bursts larger than one pipeline keep their order', async () => {
+  const { a, b } = await nodes();
+  const inB = new Inbox(b);
+  b.subscribe('hal');
+  await b.subscriptionsSettled();
+
+  const sent = Array.from({ length: 5000 }, (_, i) => String(i));
+  for (const f of sent) a.publish('hal', f);
+  await inB.until(() => inB.frames.length >= 5000, '5000 frames on B');
+  assert.deepEqual(inB.of('hal'), sent);
+});
+
+test('frames flow again after the subscriber connection is killed', async () => {
+  const { a, b, prefix } = await nodes();
+  const inB = new Inbox(b);
+  b.subscribe('ivan');
+  await b.subscriptionsSettled();
+  a.publish('ivan', 'before');
+  await inB.got('ivan', 'before');
+
+  const admin = new Redis(REDIS_URL);
+  try {
+    const subName = `rampart:${prefix}node-b:sub`;
+    const idBefore = await clientId(admin, subName);
+    assert.equal(await admin.client('KILL', 'ID', idBefore), 1);
+    b.subscribe('judy'); // issued while the connection is down or dying: must apply on reconnect
+
+    await probeUntilDelivered(a, inB, 'ivan');
+    await probeUntilDelivered(a, inB, 'judy');
+    assert.notEqual(await clientId(admin, subName), idBefore, 'B reconnected on a new connection');
+
+    const sent = Array.from({ length: 100 }, (_, i) => `after-${i}`);
+    for (const f of sent) a.publish('ivan', f);
+    await inB.got('ivan', 'after-99');
+    assert.deepEqual(
+      inB.of('ivan').filter((f) => f.startsWith('after-')),
+      sent,
+    );
+  } finally {
+    await admin.quit();
+  }
+});
+
+test('a handler that throws on remote delivery is reported and does not stop the bus', async () => {
+  const errors: Array<[string, BusErrorSource]> = [];
+  const { a, b } = await nodes({}, { onError: (err, source) => errors.push([err.message, source]) });
+  const seen: string[] = [];
+  let delivered!: () => void;
+  const ok = new Promise<void>((r) => (delivered = r));
+  b.onFrame((_u, frame) => {
+    if (frame === 'boom') throw new Error('handler bug');
+    seen.push(frame);
+    delivered();
+  });
+  b.subscribe('kim');
+  await b.subscriptionsSettled();
+  a.publish('kim', 'boom');
+  a.publish('kim', 'fine');
+  await ok;
+  assert.deepEqual(seen, ['fine']);
+  assert.deepEqual(errors, [['handler bug', 'deliver']]);
+});
+
+test('openBus rejects with a clear error when Redis is unreachable, and leaves nothing open', async () => {
+  const started = Date.now();
+  await assert.rejects(
+    openBus({ redisUrl: 'redis://:hunter2@127.0.0.1:1', channelPrefix: RUN_PREFIX, nodeId: 'n', connectTimeoutMs: 300 }),
+    (err: Error) => {
+      assert.match(err.message, /redisUrl redis:\/\/:\*\*\*@127\.0\.0\.1:1/);
+      assert.match(err.message, /within 300 ms/);
+      assert.match(err.message, /ECONNREFUSED/);
+      assert.doesNotMatch(err.message, /hunter2/);
+      return true;
+    },
+  );
+  assert.ok(Date.now() - started < 3000);
+  await assert.rejects(
+    openBus({ redisUrl: 'localhost:6379', channelPrefix: RUN_PREFIX, nodeId: 'n' }),
+    /redisUrl must be a redis:\/\/ or rediss:\/\/ URL/,
+  );
+  // The test process exiting on its own (no reconnect timers left) is the rest of this check.
+});
+
+test('openBus with redisUrl returns a connected RedisBus', async () => {
+  const bus = await openBus({ redisUrl: REDIS_URL, channelPrefix: `${RUN_PREFIX}open:`, nodeId: 'n' });
+  open.push(bus);
+  assert.ok(bus instanceof RedisBus);
+  const inbox = new Inbox(bus);
+  bus.subscribe('lee');
+  bus.publish('lee', 'local');
+  assert.deepEqual(inbox.of('lee'), ['local']);
+});
+
+test('publishing while Redis is unreachable never throws, counts failures, and recovers', async () => {
+  const proxy = await TcpProxy.start(REDIS_URL);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  const errors: BusErrorSource[] = [];
+  let publishFailed!: () => void;
+  const failed = new Promise<void>((r) => (publishFailed = r));
+  try {
+    const { a, b } = await nodes({
+      redisUrl: proxy.url,
+      onError: (_err, source) => {
+        errors.push(source);
+        if (source === 'publish') publishFailed();
+      },
+    });
+    const inA = new Inbox(a);
+    const inB = new Inbox(b);
+    a.subscribe('mia');
+    b.subscribe('mia');
+    await Promise.all([a.subscriptionsSettled(), b.subscriptionsSettled()]);
+
+    await proxy.stop(); // both of A's connections drop; reconnects are refused
+    for (let i = 0; i < 10; i++) assert.doesNotThrow(() => a.publish('mia', `down-${i}`));
+    assert.equal(inA.of('mia').length, 10, 'local sessions are still served while Redis is down');
+    await failed;
+    assert.ok(a.stats().publishFailures >= 10);
+    assert.ok(errors.includes('connection'), 'the outage itself was reported');
+    assert.equal(errors.filter((s) => s === 'publish').length, 1, 'one report per failed batch');
+
+    await proxy.listen(); // Redis is back: A reconnects, resubscribes, publishes again
+    await probeUntilDelivered(a, inB, 'mia');
+    await probeUntilDelivered(b, inA, 'mia');
+    // Let any stray rejection surface before checking.
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    await proxy.stop();
+  }
+});
+
+async function clientId(admin: Redis, name: string): Promise<string> {
+  const list = await admin.client('LIST');
+  const line = String(list)
+    .split('\n')
+    .find((l) => l.includes(` name=${name} `));
+  const id = line?.match(/\bid=(\d+)/)?.[1];
+  assert.ok(id, `no client named ${name}`);
+  return id;
+}
+
+/** A TCP relay to Redis that can be cut and restored on the same port, to simulate an outage. */
+class TcpProxy {
+  private server: net.Server | null = null;
+  private readonly sockets = new Set<net.Socket>();
+  private port = 0;
+
+  private constructor(
+    private readonly targetHost: string,
+    private readonly targetPort: number,
+  ) {}
+
+  static async start(redisUrl: string): Promise<TcpProxy> {
+    const target = new URL(redisUrl);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 6379));
+    await proxy.listen();
+    return proxy;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  listen(): Promise<void> {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(this.targetPort, this.targetHost);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => {});
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    this.server = server;
+    return new Promise((resolve) => server.listen(this.port, '127.0.0.1', () => {
+      this.port = (server.address() as net.AddressInfo).port;
+      resolve();
+    }));
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const s of this.sockets) s.destroy();
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+}
