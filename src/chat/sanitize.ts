@@ -59,14 +59,14 @@ export function sanitizeHtmlDetailed(input: string): SanitizeResult {
         if (!tag.closing) {
           stack.push(tag.id);
           openCount[tag.id]!++;
-          out += OPEN[tag.id];
+          out += OPEN[tag.id]!;
         } else if (openCount[tag.id]! > 0) {
           // Close everything opened after the matching tag, then the tag itself.
           let top: number;
           do {
             top = stack.pop()!;
             openCount[top]!--;
-            out += CLOSE[top];
+            out += CLOSE[top]!;
           } while (top !== tag.id);
         } // else: a closer with nothing to close is dropped.
         i = tag.end; // the loop's i++ moves past '>'
@@ -80,7 +80,7 @@ export function sanitizeHtmlDetailed(input: string): SanitizeResult {
     visible = true;
   }
   out += input.slice(runStart);
-  for (let k = stack.length - 1; k >= 0; k--) out += CLOSE[stack[k]!];
+  for (let k = stack.length - 1; k >= 0; k--) out += CLOSE[stack[k]!]!;
   return { html: out, hasVisibleText: visible };
 }
 

@@ -1,0 +1,111 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { checkContent, type ContentPolicy } from '../../src/chat/content-policy.js';
+
+const refused = (text: string, policy: ContentPolicy = 'standard'): string | undefined => {
+  const r = checkContent(text, policy);
+  return r.ok ? undefined : r.rule;
+};
+
+test('standard: ordinary text, emoji, RTL text with marks, TAB and LF pass', () => {
+  for (const s of [
+    'hello',
+    '',
+    'line one\nline two\tindented',
+    'emoji 😀👍🏽 and 𝒳',
+    'שלום \u200Fעולם\u200E مرحبا \u061C',
+    'shell-ish ; && || > < ` $( \\ is fine in standard',
+    'nbsp\u00a0and zero-width\u200b',
+    '\u00a0\u00ff\u0100',
+  ]) {
+    assert.deepEqual(checkContent(s, 'standard'), { ok: true }, JSON.stringify(s));
+  }
+});
+
+test('standard: C0 controls except TAB/LF, CR, DEL and C1 controls are control_char', () => {
+  for (let c = 0; c < 0x20; c++) {
+    if (c === 0x09 || c === 0x0a) continue;
+    assert.equal(refused(`a${String.fromCharCode(c)}b`), 'control_char', `U+${c.toString(16)}`);
+  }
+  assert.equal(refused('a\r\nb'), 'control_char');
+  assert.equal(refused('a\rb'), 'control_char');
+  assert.equal(refused('\u0000'), 'control_char');
+  assert.equal(refused('a\u007fb'), 'control_char');
+  for (let c = 0x80; c <= 0x9f; c++) assert.equal(refused(`x${String.fromCharCode(c)}`), 'control_char');
+});
+
+test('standard: bidi embeddings, overrides and isolates are bidi_override', () => {
+  for (const c of [0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069]) {
+    assert.equal(refused(`invoice${String.fromCharCode(c)}fdp.exe`), 'bidi_override', `U+${c.toString(16)}`);
+  }
+  assert.equal(refused('\u2029\u2065\u206a'), undefined); // neighbours are fine
+});
+
+test('standard: lone surrogates are lone_surrogate, pairs pass', () => {
+  assert.equal(refused('a\ud83d'), 'lone_surrogate');
+  assert.equal(refused('\ud83da'), 'lone_surrogate');
+  assert.equal(refused('\ude00x'), 'lone_surrogate');
+  assert.equal(refused('\ude00\ud83d'), 'lone_surrogate');
+  assert.equal(refused('\ud83d\ud83d\ude00'), 'lone_surrogate');
+  assert.equal(refused('\ud83d\ude00'), undefined);
+  assert.equal(refused('\udbff\udfff'), undefined);
+});
+
+test('strict: the article list is strict_pattern, newlines and tabs are control_char', () => {
+  for (const s of ['a;b', 'a && b', 'a || b', 'a > b', 'a < b', 'a `id` b', 'a $(id) b', 'a\\b']) {
+    assert.equal(refused(s, 'strict'), 'strict_pattern', s);
+    assert.equal(refused(s, 'standard'), undefined, s);
+  }
+  assert.equal(refused('a\nb', 'strict'), 'control_char');
+  assert.equal(refused('a\tb', 'strict'), 'control_char');
+  for (const s of ['a & b', 'a | b', 'costs $5 (approx)', 'plain text.', 'x\u202ey']) {
+    assert.equal(refused(s, 'strict'), s === 'x\u202ey' ? 'bidi_override' : undefined, s);
+  }
+});
+
+test('the first offending character decides the rule; the result never echoes content', () => {
+  assert.equal(refused('\u202e\u0000'), 'bidi_override');
+  assert.equal(refused('\u0000\u202e'), 'control_char');
+  assert.equal(refused('; \n', 'strict'), 'strict_pattern');
+  const r = checkContent('secret\u0001payload', 'standard');
+  assert.deepEqual(r, { ok: false, rule: 'control_char' });
+  assert.ok(!JSON.stringify(r).includes('secret'));
+});
+
+/** Reference: the same policy written as regexes, independently of the one-pass implementation. */
+function referenceRule(text: string, policy: ContentPolicy): string | undefined {
+  const checks: [RegExp, string][] = [
+    [policy === 'strict' ? /[\u0000-\u001f\u007f-\u009f]/ : /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, 'control_char'],
+    [/[\u202a-\u202e\u2066-\u2069]/, 'bidi_override'],
+    [/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/, 'lone_surrogate'],
+  ];
+  if (policy === 'strict') checks.push([/[;<>`\\]|&&|\|\||\$\(/, 'strict_pattern']);
+  let best: { at: number; rule: string } | undefined;
+  for (const [re, rule] of checks) {
+    const m = re.exec(text);
+    if (m && (best === undefined || m.index < best.at)) best = { at: m.index, rule };
+  }
+  return best?.rule;
+}
+
+test('property: agrees with a regex reference on arbitrary UTF-16 (both policies)', () => {
+  const unit = fc.oneof(
+    fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
+    fc.constantFrom(';', '&', '|', '$', '(', '<', '>', '`', '\\', '\n', '\t', '\r', 'a', ' ', '\u202e', '\u2066', '😀'),
+    fc.constantFrom('\ud83d', '\ude00'),
+  );
+  fc.assert(
+    fc.property(fc.string({ unit, maxLength: 40 }), fc.constantFrom<ContentPolicy>('standard', 'strict'), (text, policy) => {
+      assert.equal(refused(text, policy), referenceRule(text, policy));
+    }),
+    { numRuns: 3000, seed: 7 },
+  );
+});
+
+test('a 5000-char message is checked quickly', () => {
+  const s = 'abcdefghij 😀 '.repeat(400).slice(0, 5000);
+  const t0 = performance.now();
+  for (let k = 0; k < 100; k++) checkContent(s, 'strict');
+  assert.ok(performance.now() - t0 < 200);
+});

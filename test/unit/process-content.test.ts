@@ -1,0 +1,90 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { processContent, sanitizeAttachmentName } from '../../src/chat/process-content.js';
+import { MAX_CONTENT_LENGTH } from '../../src/protocol/client-frames.js';
+
+test('a normal message passes with sanitized content and entities', () => {
+  const r = processContent('hi @bob, <b>look</b> at https://example.com/x. #news', 'standard');
+  assert.deepEqual(r, {
+    ok: true,
+    content: 'hi @bob, <b>look</b> at https://example.com/x. #news',
+    mentions: ['bob'],
+    hashtags: ['news'],
+    links: [{ url: 'https://example.com/x', safe: true }],
+  });
+});
+
+test('hostile markup is delivered as inert text', () => {
+  const r = processContent('<img src=x onerror=alert(1)> <b onclick=x>hi', 'standard');
+  assert.equal(r.ok, true);
+  if (r.ok) assert.equal(r.content, '&lt;img src=x onerror=alert(1)&gt; &lt;b onclick=x&gt;hi');
+});
+
+test('<script></script> is not removed but escaped, so it is shown (not empty, not executable)', () => {
+  // The sanitizer escapes every non-allowlisted tag rather than deleting it (see sanitize.ts).
+  const r = processContent('<script></script>', 'standard');
+  assert.deepEqual(r, { ok: true, content: '&lt;script&gt;&lt;/script&gt;', mentions: [], hashtags: [], links: [] });
+});
+
+test('nothing visible after sanitizing → invalid_content empty_after_sanitize', () => {
+  for (const raw of ['<b></b>', '<i> </i>', '   ', '\n\t', '</b>', '', '<b><i>\n</i></b>', '\u00a0\u3000']) {
+    assert.deepEqual(
+      processContent(raw, 'standard'),
+      { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' },
+      JSON.stringify(raw),
+    );
+  }
+});
+
+test('policy refusals come first, with the rule and never the content', () => {
+  assert.deepEqual(processContent('hello \u202Egnp.exe', 'standard'), { ok: false, reason: 'invalid_content', rule: 'bidi_override' });
+  assert.deepEqual(processContent('a\u0000b', 'standard'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
+  assert.deepEqual(processContent('a\rb', 'standard'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
+  assert.deepEqual(processContent('x\ud800', 'standard'), { ok: false, reason: 'invalid_content', rule: 'lone_surrogate' });
+  assert.deepEqual(processContent('rm -rf /; echo', 'strict'), { ok: false, reason: 'invalid_content', rule: 'strict_pattern' });
+  assert.deepEqual(processContent('<b>x</b>', 'strict'), { ok: false, reason: 'invalid_content', rule: 'strict_pattern' });
+  assert.equal(processContent('fine & dandy', 'strict').ok, true);
+});
+
+test('raw content over MAX_CONTENT_LENGTH is refused; output may grow up to 6×', () => {
+  assert.deepEqual(processContent('a'.repeat(MAX_CONTENT_LENGTH + 1), 'standard'), {
+    ok: false,
+    reason: 'invalid_content',
+    rule: 'too_long',
+  });
+  const r = processContent('"'.repeat(MAX_CONTENT_LENGTH), 'standard');
+  assert.equal(r.ok, true);
+  if (r.ok) assert.equal(r.content.length, 6 * MAX_CONTENT_LENGTH);
+});
+
+test('property: accepted content is bounded and never blank; refusals carry a known rule', () => {
+  const rules = new Set(['control_char', 'bidi_override', 'lone_surrogate', 'strict_pattern', 'too_long', 'empty_after_sanitize']);
+  const unit = fc.oneof(
+    fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
+    fc.constantFrom('<b>', '</b>', '<i>', ' ', '\n', '<script>', '&', '"', 'x', '@bob', 'https://a.b'),
+  );
+  fc.assert(
+    fc.property(fc.string({ unit, maxLength: 30 }), fc.constantFrom('standard' as const, 'strict' as const), (raw, policy) => {
+      const r = processContent(raw, policy);
+      if (r.ok) {
+        assert.ok(r.content.length <= 6 * raw.length);
+        assert.ok(r.content.replace(/<\/?(?:b|i|em|strong|code|pre)>/g, '').trim().length > 0);
+      } else {
+        assert.equal(r.reason, 'invalid_content');
+        assert.ok(rules.has(r.rule), r.rule);
+      }
+    }),
+    { numRuns: 2000, seed: 5 },
+  );
+});
+
+test('attachment names: plain text escaping, no tags, control and bidi refused', () => {
+  assert.deepEqual(sanitizeAttachmentName('report.pdf'), { ok: true, name: 'report.pdf' });
+  assert.deepEqual(sanitizeAttachmentName('<b>x</b> & "y".png'), { ok: true, name: '&lt;b&gt;x&lt;/b&gt; &amp; &quot;y&quot;.png' });
+  assert.deepEqual(sanitizeAttachmentName('invoice\u202Efdp.exe'), { ok: false, reason: 'invalid_content', rule: 'bidi_override' });
+  assert.deepEqual(sanitizeAttachmentName('a\nb.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
+  assert.deepEqual(sanitizeAttachmentName('a\u0007.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
+  assert.deepEqual(sanitizeAttachmentName('   '), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' });
+  assert.deepEqual(sanitizeAttachmentName('n'.repeat(256)), { ok: false, reason: 'invalid_content', rule: 'too_long' });
+});
