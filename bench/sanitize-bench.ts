@@ -1,0 +1,49 @@
+/**
+ * Micro-benchmark of the content path: `node --import tsx bench/sanitize-bench.ts`.
+ * Times sanitizeHtml and processContent on ordinary and hostile inputs (≤ 5000 chars, the protocol
+ * maximum). Each case runs for a fixed wall-clock budget after a warm-up; reports ops/s and µs/op.
+ */
+import { sanitizeHtml } from '../src/chat/sanitize.js';
+import { processContent } from '../src/chat/process-content.js';
+
+const CASES: [string, string][] = [
+  ['normal 100-char message', 'Hey @alice, did you see <b>this</b>? https://example.com/news/42 — it\'s "great" & #fun!!'.padEnd(100, '.')],
+  ['plain 5000-char message', 'The quick brown fox jumps over the lazy dog. '.repeat(112).slice(0, 5000)],
+  ['nested-tag bomb 5000 chars', '<b>'.repeat(1666) + 'xx'],
+  ['"<<<<" 5000 chars', '<'.repeat(5000)],
+  ['markup-heavy 5000 chars', '<b>bold</b> <i class=x>no</i> &amp; "q" '.repeat(125).slice(0, 5000)],
+];
+
+const BUDGET_MS = Number(process.env.BENCH_MS ?? 500);
+let sink = 0; // keeps results alive so the JIT cannot drop the calls
+
+function measure(fn: () => number): { opsPerSec: number; usPerOp: number } {
+  const warmEnd = performance.now() + BUDGET_MS / 5;
+  while (performance.now() < warmEnd) sink += fn();
+  let ops = 0;
+  const t0 = performance.now();
+  let t = t0;
+  while (t - t0 < BUDGET_MS) {
+    for (let k = 0; k < 64; k++) sink += fn();
+    ops += 64;
+    t = performance.now();
+  }
+  const seconds = (t - t0) / 1000;
+  return { opsPerSec: ops / seconds, usPerOp: (seconds * 1e6) / ops };
+}
+
+const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+console.log(`node ${process.version}, ${BUDGET_MS} ms per case`);
+console.log(`${'case'.padEnd(30)} ${'function'.padEnd(16)} ${'ops/s'.padStart(12)} ${'µs/op'.padStart(9)}`);
+for (const [name, input] of CASES) {
+  const rows: [string, () => number][] = [
+    ['sanitizeHtml', () => sanitizeHtml(input).length],
+    ['processContent', () => (processContent(input, 'standard').ok ? 1 : 0)],
+  ];
+  for (const [fnName, fn] of rows) {
+    const { opsPerSec, usPerOp } = measure(fn);
+    console.log(`${name.padEnd(30)} ${fnName.padEnd(16)} ${fmt(opsPerSec).padStart(12)} ${fmt(usPerOp, 2).padStart(9)}`);
+  }
+}
+if (sink === -1) console.log(sink);

@@ -1,0 +1,181 @@
+/**
+ * Test harness shared by every integration test: a real Rampart server on an ephemeral port with
+ * captured logs, real `ws` clients, and promise helpers that wait for events (never for time).
+ */
+import { Writable } from 'node:stream';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import WebSocket from 'ws';
+import { createRampartServer, type RampartServer } from '../../src/server/rampart-server.js';
+import { parseConfig } from '../../src/config/load-config.js';
+import type { RampartConfigInput } from '../../src/config/schema.js';
+import { signDevToken, type DevTokenClaims } from '../../src/auth/dev-token.js';
+
+export const TEST_SECRET = 'test-secret-test-secret-test-secret-0123456789';
+export const PG_URL = process.env.RAMPART_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const REDIS_URL = process.env.RAMPART_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export interface TestServer {
+  server: RampartServer;
+  port: number;
+  url: string;
+  httpUrl: string;
+  /** Every log line the server wrote, raw. */
+  logs: string[];
+  dir: string;
+  close(): Promise<void>;
+}
+
+/** Starts a server with test defaults (temp SQLite, HS256 test secret, quiet logs captured). */
+export async function startServer(overrides: RampartConfigInput = {}, opts: { nodeId?: string; keepDir?: string } = {}): Promise<TestServer> {
+  const dir = opts.keepDir ?? mkdtempSync(join(tmpdir(), 'rampart-test-'));
+  const config = parseConfig({
+    port: 0,
+    host: '127.0.0.1',
+    storage: `sqlite:${join(dir, 'test.db')}`,
+    dataDir: dir,
+    logLevel: 'info',
+    allowedOrigins: ['http://localhost:3000', 'https://*.example.com'],
+    jwt: { secret: TEST_SECRET },
+    ...overrides,
+  });
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logs.push(chunk.toString('utf8'));
+      cb();
+    },
+  });
+  const server = await createRampartServer({ config, logDestination: destination, demoPage: true, ...(opts.nodeId ? { nodeId: opts.nodeId } : {}) });
+  const address = await server.listen();
+  return {
+    server,
+    port: address.port,
+    url: `ws://127.0.0.1:${address.port}/ws`,
+    httpUrl: `http://127.0.0.1:${address.port}`,
+    logs,
+    dir,
+    close: async () => {
+      await server.close();
+      if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const newUserId = (): string => randomUUID();
+
+export function token(claims: Partial<DevTokenClaims> & { sub: string }, secret = TEST_SECRET): Promise<string> {
+  return signDevToken(secret, { ttl: '1h', ...claims });
+}
+
+export interface Frame {
+  type: string;
+  [key: string]: unknown;
+}
+
+/** A `ws` client that records frames and its close, with awaitable helpers. */
+export class TestClient {
+  readonly frames: Frame[] = [];
+  closeCode: number | undefined;
+  private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  readonly opened: Promise<void>;
+
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as Frame;
+      this.frames.push(frame);
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.pred(frame)) return true;
+        w.resolve(frame);
+        return false;
+      });
+    });
+    ws.on('error', () => {});
+    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => {
+      this.closeCode = code;
+      resolve({ code, reason: reason.toString() });
+    }));
+    this.opened = new Promise((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('unexpected-response', (_req, res) => reject(new HttpRefusal(res.statusCode ?? 0)));
+      ws.once('error', reject);
+    });
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  }
+
+  /** Resolves with the first frame (already received or future) matching `pred`. */
+  next(pred: (f: Frame) => boolean = () => true, skipSeen = false): Promise<Frame> {
+    if (!skipSeen) {
+      const seen = this.frames.find(pred);
+      if (seen) return Promise.resolve(seen);
+    }
+    return new Promise((resolve) => this.waiters.push({ pred, resolve }));
+  }
+
+  nextOfType(type: string): Promise<Frame> {
+    return this.next((f) => f.type === type);
+  }
+
+  /** Waits for the `n`-th frame of `type` (1-based) counted over the whole session. */
+  async nthOfType(type: string, n: number): Promise<Frame> {
+    const count = (): Frame[] => this.frames.filter((f) => f.type === type);
+    while (count().length < n) await this.next((f) => f.type === type, true);
+    return count()[n - 1] as Frame;
+  }
+
+  close(): Promise<{ code: number; reason: string }> {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close();
+    return this.closed;
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+}
+
+export class HttpRefusal extends Error {
+  constructor(readonly status: number) {
+    super(`HTTP ${status}`);
+  }
+}
+
+export function openClient(url: string, options: WebSocket.ClientOptions & { origin?: string } = {}): TestClient {
+  return new TestClient(new WebSocket(url, options));
+}
+
+/** Opens a socket and authenticates as `sub` (a new user when omitted). */
+export async function authedClient(url: string, sub = newUserId(), claims: Partial<DevTokenClaims> = {}, options: WebSocket.ClientOptions = {}): Promise<TestClient & { userId: string }> {
+  const client = openClient(url, options) as TestClient & { userId: string };
+  client.userId = sub;
+  await client.opened;
+  client.send({ type: 'auth', token: await token({ sub, ...claims }) });
+  const reply = await client.next((f) => f.type === 'auth_success' || f.type === 'auth_failure');
+  if (reply.type !== 'auth_success') throw new Error(`auth failed: ${String(reply.reason)}`);
+  return client;
+}
+
+/** Status of a refused handshake (throws if the handshake succeeded). */
+export async function handshakeStatus(url: string, options: WebSocket.ClientOptions = {}): Promise<number> {
+  const client = openClient(url, options);
+  try {
+    await client.opened;
+  } catch (err) {
+    if (err instanceof HttpRefusal) return err.status;
+    throw err;
+  }
+  client.terminate();
+  throw new Error('handshake unexpectedly succeeded');
+}
+
+export async function closeAll(...clients: (TestClient | undefined)[]): Promise<void> {
+  await Promise.all(clients.filter((c): c is TestClient => c !== undefined).map((c) => {
+    c.terminate();
+    return c.closed;
+  }));
+}
