@@ -87,11 +87,6 @@ let stopping = false;
 let lastConnect = 0;
 const minGap = 1000 / cfg.maxReconnectsPerSec;
 
-function masked(c: RawConn): RawConn {
-  // frames were built with KEY; the raw client's own key is only used for its control frames
-  return c;
-}
-
 function connect(): void {
   if (stopping) return;
   const t = performance.now();
@@ -104,8 +99,7 @@ function connect(): void {
   lastConnect = t;
   stats.connects++;
   authed = false;
-  conn = masked(
-    new RawConn(
+  conn = new RawConn(
       { host: cfg.host, port: cfg.port, path, origin: cfg.origin, localAddress: cfg.source },
       {
         onOpen(c) {
@@ -136,7 +130,6 @@ function connect(): void {
           setImmediate(connect);
         },
       },
-    ),
   );
 }
 
@@ -174,7 +167,7 @@ stopping = true;
 clearInterval(timer);
 const cpu = cpuMs(cpu0);
 const elapsed = performance.now() - t0;
-conn?.destroy();
+(conn as RawConn | null)?.destroy();
 send({
   ev: 'result',
   result: { ...stats, elapsedMs: Math.round(elapsed), offeredFramesPerSec: cfg.framesPerSec, framesPerSec: (stats.framesSent * 1000) / elapsed, cpu, cpuPct: (cpu.total / elapsed) * 100 },

@@ -71,7 +71,6 @@ guard(cfg.maxMs);
 const proto = cfg.proto;
 const path = wsPath(proto, cfg.rampartPath);
 const now = () => performance.now();
-const usNow = () => Math.round(performance.now() * 1000);
 
 // ---- tokens
 const allIds = cfg.pairs.flatMap((p) => [p.s, p.r]);
@@ -171,7 +170,7 @@ function onRecipientText(r: Recipient, buf: Buffer, start: number, end: number):
     if (proto === 'rampart') {
       const at = fieldStart(buf, ID, start, end);
       if (at > 0) {
-        r.acks.push(buf.latin1Slice(at, at + 36));
+        r.acks.push(buf.toString('latin1', at, at + 36));
         if (r.acks.length >= cfg.ackBatch) schedulePump2();
       }
     }
@@ -286,7 +285,7 @@ const s1 = await openMany(n, cfg.connectConcurrency, (i, settle) => {
   const s = senders[i]!;
   return connect(2 * i, tokens[2 * i]!, cfg.pairs[i]!.s, (c) => {
     s.conn = c;
-    s.tpl = new FrameTemplate(chatText(proto, cfg.pairs[i]!.r, contentTpl, `m${SEQ}`), [TS, SEQ, SEQ], c.key);
+    s.tpl = new FrameTemplate(chatText(proto, cfg.pairs[i]!.r, contentTpl, `m${SEQ}`), proto === 'rampart' ? [TS, SEQ, SEQ] : [TS, SEQ], c.key);
   }, (_c, b, st, e) => onSenderText(s, b, st, e), settle);
 }, 30000);
 
@@ -375,4 +374,3 @@ process.exit(0);
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
-void usNow;

@@ -48,13 +48,21 @@ export function extractEntities(raw: string): ExtractedEntities {
     while (i < n && isWhitespaceCode(raw.charCodeAt(i))) i++;
     if (i >= n) break;
     const start = i;
-    while (i < n && !isWhitespaceCode(raw.charCodeAt(i))) i++;
-    const link = linkCandidate(raw, start, i);
+    // Note which markers the token holds, so plain words cost one look per char.
+    let colon = false;
+    let marker = false;
+    for (; i < n; i++) {
+      const c = raw.charCodeAt(i);
+      if (c === 0x3a) colon = true;
+      else if (c === 0x40 || c === 0x23) marker = true;
+      else if (isWhitespaceCode(c)) break;
+    }
+    const link = colon ? linkCandidate(raw, start, i) : undefined;
     if (link !== undefined) {
       if (link !== null && links.size < MAX_LINKS && !links.has(link)) links.set(link, isSafeLink(link));
       continue;
     }
-    scanEntities(raw, start, i, mentions, hashtags);
+    if (marker) scanEntities(raw, start, i, mentions, hashtags);
   }
   return {
     mentions: [...mentions],

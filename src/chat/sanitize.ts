@@ -38,15 +38,15 @@ export function sanitizeHtmlDetailed(input: string): SanitizeResult {
   let i = 0;
   // Fast path: nothing to escape and no tags, the input is already the output.
   while (i < n && !isSpecial(input.charCodeAt(i))) i++;
-  if (i === n) return { html: input, hasVisibleText: !isBlank(input) };
+  if (i === n) return { html: input, hasVisibleText: !isBlankRange(input, 0, n) };
 
   let out = '';
   let runStart = 0; // start of the pending run of plain text copied verbatim
-  let visible = false;
+  let visible = !isBlankRange(input, 0, i);
   const stack: number[] = []; // indexes into ALLOWED_TAGS
   const openCount = new Uint8Array(ALLOWED_TAGS.length); // how many of each tag are on the stack
 
-  for (i = 0; i < n; i++) {
+  for (; i < n; i++) {
     const c = input.charCodeAt(i);
     if (!isSpecial(c)) {
       if (!visible && !isWhitespaceCode(c)) visible = true;
@@ -54,28 +54,31 @@ export function sanitizeHtmlDetailed(input: string): SanitizeResult {
     }
     if (c === LT) {
       const tag = matchTag(input, i);
-      if (tag !== undefined && (tag.closing || stack.length < MAX_TAG_DEPTH)) {
+      const closing = (tag & CLOSING_BIT) !== 0;
+      if (tag >= 0 && (closing || stack.length < MAX_TAG_DEPTH)) {
+        const id = tag & ID_MASK;
         out += input.slice(runStart, i);
-        if (!tag.closing) {
-          stack.push(tag.id);
-          openCount[tag.id]!++;
-          out += OPEN[tag.id]!;
-        } else if (openCount[tag.id]! > 0) {
+        if (!closing) {
+          stack.push(id);
+          openCount[id]!++;
+          out += OPEN[id]!;
+        } else if (openCount[id]! > 0) {
           // Close everything opened after the matching tag, then the tag itself.
           let top: number;
           do {
             top = stack.pop()!;
             openCount[top]!--;
             out += CLOSE[top]!;
-          } while (top !== tag.id);
+          } while (top !== id);
         } // else: a closer with nothing to close is dropped.
-        i = tag.end; // the loop's i++ moves past '>'
+        i = Math.floor(tag / END_UNIT); // the index of '>'; the loop's i++ moves past it
         runStart = i + 1;
         continue;
       }
       // Not an allowlisted tag, or one opener too deep: the '<' is text.
     }
-    out += input.slice(runStart, i) + escapeChar(c);
+    if (i > runStart) out += input.slice(runStart, i);
+    out += escapeChar(c);
     runStart = i + 1;
     visible = true;
   }
@@ -121,8 +124,8 @@ export function isWhitespaceCode(c: number): boolean {
   );
 }
 
-function isBlank(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (!isWhitespaceCode(s.charCodeAt(i))) return false;
+function isBlankRange(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (!isWhitespaceCode(s.charCodeAt(i))) return false;
   return true;
 }
 
@@ -161,15 +164,17 @@ function isTagSpace(c: number): boolean {
   return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d;
 }
 
-interface TagToken {
-  id: number;
-  closing: boolean;
-  /** Index of the closing '>'. */
-  end: number;
-}
+// matchTag packs its answer in one number (no allocation per '<'): end * 16 + closing * 8 + id.
+// Arithmetic, not shifts, so any string length fits; `& mask` still reads the low bits exactly.
+const ID_MASK = 0b111;
+const CLOSING_BIT = 0b1000;
+const END_UNIT = 16;
 
-/** Match an exact allowlisted tag token at `start` (which holds '<'); undefined otherwise. */
-function matchTag(s: string, start: number): TagToken | undefined {
+/**
+ * Match an exact allowlisted tag token at `start` (which holds '<'). Returns -1, or the packed
+ * tag id, closing flag and index of its '>'.
+ */
+function matchTag(s: string, start: number): number {
   const n = s.length;
   let j = start + 1;
   const closing = j < n && s.charCodeAt(j) === SLASH;
@@ -178,13 +183,13 @@ function matchTag(s: string, start: number): TagToken | undefined {
   // Names are ASCII letters; stop after LONGEST_TAG + 1 so a long word costs O(1).
   while (j < n && j - nameStart <= LONGEST_TAG && isAsciiLetter(s.charCodeAt(j))) j++;
   const len = j - nameStart;
-  if (len === 0 || len > LONGEST_TAG) return undefined;
+  if (len === 0 || len > LONGEST_TAG) return -1;
   const id = tagId(s, nameStart, len);
-  if (id < 0) return undefined;
+  if (id < 0) return -1;
   // Stops at the first non-space: a run of spaces is scanned here once and once more as text.
   while (j < n && isTagSpace(s.charCodeAt(j))) j++;
-  if (j >= n || s.charCodeAt(j) !== GT) return undefined;
-  return { id, closing, end: j };
+  if (j >= n || s.charCodeAt(j) !== GT) return -1;
+  return j * END_UNIT + (closing ? CLOSING_BIT : 0) + id;
 }
 
 function isAsciiLetter(c: number): boolean {
