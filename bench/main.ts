@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import type { Proto } from './lib/proto.js';
 import { spread, median, sig } from './lib/stats.js';
-import { Worker, freePort, hasTaskset, httpGet, logTail, nofileHard, nofileSoft, procCpuMs, procRss, sleep, spawnPinned, stopChild, waitHealthy } from './lib/proc.js';
+import { Worker, freePort, hasTaskset, httpGet, logTail, nofileHard, nofileSoft, procCpuMs, procRss, sleep, spawnPinned, stopChild, systemBusyMs, waitHealthy } from './lib/proc.js';
 import { writeReport } from './lib/report.js';
 import type { RelayConfig } from './load/relay.js';
 import type { IdleConfig } from './load/idle.js';
@@ -40,7 +40,7 @@ const knobs = {
   targets: list('BENCH_TARGETS', ['ws_plain', 'ws_cork', 'ws_jwt', 'socketio', 'rampart']),
   rampart: env.BENCH_RAMPART ?? 'auto', // auto | mock | off
   rampartCmd: env.BENCH_RAMPART_CMD ?? '', // e.g. "node dist/cli.js serve --config {config}"
-  rampartPath: env.BENCH_RAMPART_PATH ?? '/',
+  rampartPath: env.BENCH_RAMPART_PATH ?? '/ws',
   rampartConfigOverride: env.BENCH_RAMPART_CONFIG ?? '', // JSON file deep-merged over the generated config
   rampartLogLevel: env.BENCH_RAMPART_LOG_LEVEL ?? 'warn',
   build: env.BENCH_BUILD ?? 'auto', // auto: `npm run build` when src/ is newer than dist/cli.js; 0: never; 1: always
@@ -67,7 +67,7 @@ const knobs = {
   },
   attack: {
     pairs: num('BENCH_ATTACK_PAIRS', 50),
-    ratePerSender: num('BENCH_ATTACK_RATE', 2),
+    ratePerSender: num('BENCH_ATTACK_RATE', 4),
     window: num('BENCH_ATTACK_WINDOW', 10),
     warmupMs: num('BENCH_ATTACK_WARMUP_MS', QUICK ? 500 : 1000),
     measureMs: num('BENCH_ATTACK_MS', QUICK ? 2500 : 8000),
@@ -286,6 +286,28 @@ async function startServer(t: Target, scn: Scenario): Promise<Server> {
 }
 
 // ---------------------------------------------------------------- scenarios
+/** Server CPU and whole-machine busy CPU over the generator's measured window. */
+function cpuWindow(w: Worker, srv: Server) {
+  let c0: number | null = null;
+  let c1: number | null = null;
+  let b0: number | null = null;
+  let b1: number | null = null;
+  w.on('measure_start', () => ((c0 = srv.cpu()), (b0 = systemBusyMs())));
+  w.on('measure_end', () => ((c1 = srv.cpu()), (b1 = systemBusyMs())));
+  /** `loadCpuMs`: CPU of the load processes over the window; what is left of the machine's busy time is someone else's. */
+  return (measuredMs: number, count: number, loadCpuMs: number) => {
+    const cpuMs = c0 !== null && c1 !== null ? c1 - c0 : null;
+    const busy = b0 !== null && b1 !== null ? b1 - b0 : null;
+    const other = busy !== null && cpuMs !== null ? Math.max(0, busy - cpuMs - loadCpuMs) : null;
+    return {
+      cpuMs,
+      cpuPct: cpuMs !== null ? (cpuMs / measuredMs) * 100 : null,
+      usPerOp: cpuMs !== null && count ? (cpuMs * 1000) / count : null,
+      otherCpuPct: other !== null ? (other / measuredMs) * 100 : null,
+    };
+  };
+}
+
 function workerLog(name: string): string {
   return path.join(WORK, `${name}-${++serverSeq}.log`);
 }
@@ -305,17 +327,11 @@ async function runRelay(t: Target): Promise<any> {
     w.send({ cmd: 'start', cfg });
     const ready = await w.next('ready', 60_000);
     if (ready.recipients.ok !== k.pairs || ready.senders.ok !== k.pairs) throw new Error(`relay: connected ${JSON.stringify(ready)}`);
-    let c0: number | null = null;
-    let c1: number | null = null;
-    w.on('measure_start', () => (c0 = srv.cpu()));
-    w.on('measure_end', () => (c1 = srv.cpu()));
+    const win = cpuWindow(w, srv);
     w.send({ cmd: 'go' });
     const r = (await w.next('result', k.warmupMs + k.measureMs + 60_000)).result;
-    const cpuMs = c0 !== null && c1 !== null ? c1 - c0 : null;
-    return {
-      ...r,
-      server: { cpuMs, cpuPct: cpuMs !== null ? (cpuMs / r.measuredMs) * 100 : null, usPerMessage: cpuMs !== null && r.delivered ? (cpuMs * 1000) / r.delivered : null },
-    };
+    const c = win(r.measuredMs, r.delivered, r.cpu.total);
+    return { ...r, server: { cpuMs: c.cpuMs, cpuPct: c.cpuPct, usPerMessage: c.usPerOp }, otherCpuPct: c.otherCpuPct };
   } finally {
     await w.stop();
     await srv.stop();
@@ -401,14 +417,11 @@ async function runHandshake(t: Target): Promise<any> {
     };
     w.send({ cmd: 'start', cfg });
     await w.next('ready', 60_000);
-    let c0: number | null = null;
-    let c1: number | null = null;
-    w.on('measure_start', () => (c0 = srv.cpu()));
-    w.on('measure_end', () => (c1 = srv.cpu()));
+    const win = cpuWindow(w, srv);
     w.send({ cmd: 'go' });
     const r = (await w.next('result', k.warmupMs + k.measureMs + 60_000)).result;
-    const cpuMs = c0 !== null && c1 !== null ? c1 - c0 : null;
-    return { ...r, server: { cpuMs, cpuPct: cpuMs !== null ? (cpuMs / r.measuredMs) * 100 : null, usPerConnection: cpuMs !== null && r.completed ? (cpuMs * 1000) / r.completed : null } };
+    const c = win(r.measuredMs, r.completed, r.cpu.total);
+    return { ...r, server: { cpuMs: c.cpuMs, cpuPct: c.cpuPct, usPerConnection: c.usPerOp }, otherCpuPct: c.otherCpuPct };
   } finally {
     await w.stop();
     await srv.stop();
@@ -442,16 +455,15 @@ async function runAttack(t: Target, withAttacker: boolean): Promise<any> {
     }
     const ready = await g.next('ready', 60_000);
     if (ready.recipients.ok !== k.pairs || ready.senders.ok !== k.pairs) throw new Error(`attack: good clients connected ${JSON.stringify(ready)}`);
-    let c0: number | null = null;
-    let c1: number | null = null;
-    g.on('measure_start', () => (c0 = srv.cpu()));
-    g.on('measure_end', () => (c1 = srv.cpu()));
+    const win = cpuWindow(g, srv);
     a?.send({ cmd: 'go' });
     g.send({ cmd: 'go' });
     const r = (await g.next('result', k.warmupMs + k.measureMs + 60_000)).result;
     const ar = a ? (await a.next('result', 30_000)).result : null;
-    const cpuMs = c0 !== null && c1 !== null ? c1 - c0 : null;
-    return { ...r, server: { cpuMs, cpuPct: cpuMs !== null ? (cpuMs / r.measuredMs) * 100 : null, rssAfter: procRss(srv.pid) }, attacker: ar };
+    // the attacker's CPU is measured over its whole run; scale it to the measured window
+    const atkCpu = ar ? (ar.cpu.total * r.measuredMs) / ar.elapsedMs : 0;
+    const c = win(r.measuredMs, r.delivered, r.cpu.total + atkCpu);
+    return { ...r, server: { cpuMs: c.cpuMs, cpuPct: c.cpuPct, rssAfter: procRss(srv.pid) }, otherCpuPct: c.otherCpuPct, attacker: ar };
   } finally {
     await g.stop();
     await a?.stop();
@@ -464,7 +476,7 @@ function fmtB(x: number | null | undefined): string {
   return x === null || x === undefined ? 'n/a' : `${(x / 1024).toFixed(1)} KB`;
 }
 
-const rampart = resolveRampart();
+const rampart = knobs.targets.includes('rampart') ? resolveRampart() : { name: 'rampart' as const, label: 'Rampart', proto: 'rampart' as const, available: false, why: 'not in BENCH_TARGETS' };
 const targets = new Map<TargetName, Target>([...ALL_TARGETS, rampart].map((t) => [t.name, t]));
 const want = (names: string[]) => names.filter((n) => knobs.targets.includes(n)).map((n) => targets.get(n as TargetName)!).filter(Boolean);
 
@@ -535,11 +547,12 @@ async function scenario(name: Scenario, tlist: Target[], run: (t: Target) => Pro
 
 function summaryLine(name: string, r: any): string {
   const f = (x: number | null | undefined, d = 0) => (x === null || x === undefined ? 'n/a' : x.toFixed(d));
+  const other = r.otherCpuPct !== undefined && r.otherCpuPct !== null ? `; other procs ${f(r.otherCpuPct)}% cpu` : '';
   if (name === 'relay' || name === 'attack')
     return `${f(r.rate)} msg/s p50=${f(r.latency?.p50_ms, 2)} p99=${f(r.latency?.p99_ms, 2)} p999=${f(r.latency?.p999_ms, 2)} ms; server cpu ${f(r.server?.cpuPct)}%, gen cpu ${f(r.cpuPct)}% (${f(r.usPerMessage, 2)} µs/msg)` +
       (r.attacker ? `; attacker sent ${r.attacker.framesSent} frames, connects=${r.attacker.connects}, closes=${JSON.stringify(r.attacker.closes)} refused=${JSON.stringify(r.attacker.refusedHttp)}` : '') +
-      (r.lost ? `; lost=${r.lost}` : '');
-  if (name === 'handshake') return `${f(r.rate)} conn/s auth p50=${f(r.authLatency?.p50_ms, 2)} p99=${f(r.authLatency?.p99_ms, 2)} ms; failed=${r.failed} ${JSON.stringify(r.failures)}; server cpu ${f(r.server?.cpuPct)}%, gen cpu ${f(r.cpuPct)}%`;
+      (r.lost ? `; lost=${r.lost}` : '') + other;
+  if (name === 'handshake') return `${f(r.rate)} conn/s auth p50=${f(r.authLatency?.p50_ms, 2)} p99=${f(r.authLatency?.p99_ms, 2)} ms; failed=${r.failed} ${JSON.stringify(r.failures)}; server cpu ${f(r.server?.cpuPct)}%, gen cpu ${f(r.cpuPct)}%${other}`;
   if (name === 'idle') return r.points.map((p: any) => `${p.open}: ${fmtB(p.rssPerConn)} rss/conn`).join(', ');
   return '';
 }
@@ -569,9 +582,9 @@ function summarizeRuns(runs: any[], paths: string[]): Record<string, ReturnType<
 }
 
 const summary: Record<string, Record<string, any>> = {};
-const RELAY_PATHS = ['rate', 'latency.p50_ms', 'latency.p99_ms', 'latency.p999_ms', 'server.cpuPct', 'server.usPerMessage', 'cpuPct', 'usPerMessage', 'storeLatency.p50_ms', 'storeLatency.p99_ms', 'lost'];
-const HS_PATHS = ['rate', 'authLatency.p50_ms', 'authLatency.p99_ms', 'server.cpuPct', 'server.usPerConnection', 'cpuPct', 'usPerConnection', 'failed'];
-const ATK_PATHS = ['rate', 'offeredRate', 'latency.p50_ms', 'latency.p99_ms', 'latency.p999_ms', 'server.cpuPct', 'cpuPct', 'lost', 'foreign', 'attacker.framesSent', 'attacker.framesPerSec', 'attacker.connects', 'attacker.cpuPct'];
+const RELAY_PATHS = ['otherCpuPct', 'rate', 'latency.p50_ms', 'latency.p99_ms', 'latency.p999_ms', 'server.cpuPct', 'server.usPerMessage', 'cpuPct', 'usPerMessage', 'storeLatency.p50_ms', 'storeLatency.p99_ms', 'lost'];
+const HS_PATHS = ['otherCpuPct', 'rate', 'authLatency.p50_ms', 'authLatency.p99_ms', 'server.cpuPct', 'server.usPerConnection', 'cpuPct', 'usPerConnection', 'failed'];
+const ATK_PATHS = ['otherCpuPct', 'rate', 'offeredRate', 'latency.p50_ms', 'latency.p99_ms', 'latency.p999_ms', 'server.cpuPct', 'cpuPct', 'lost', 'foreign', 'attacker.framesSent', 'attacker.framesPerSec', 'attacker.connects', 'attacker.cpuPct'];
 for (const [scn, runs] of Object.entries(results)) {
   summary[scn] = {};
   for (const [key, rs] of Object.entries(runs)) {

@@ -163,7 +163,8 @@ export class Worker {
     core: number | null,
     nofile?: number,
   ) {
-    this.child = spawnPinned([process.execPath, '--import', 'tsx', script], { core, ipc: true, logFile, nofile });
+    const extra = (process.env.BENCH_LOAD_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    this.child = spawnPinned([process.execPath, ...extra, '--import', 'tsx', script], { core, ipc: true, logFile, nofile });
     this.child.on('message', (m: Msg) => {
       const h = m.ev ? this.hooks.get(m.ev) : undefined;
       if (h) h(m);
@@ -208,7 +209,22 @@ export class Worker {
     });
   }
 
+  /** Lets the worker exit by itself (it does after its result), then terminates it. */
   async stop(): Promise<void> {
+    const end = Date.now() + 3000;
+    while (this.exitCode === null && Date.now() < end) await sleep(25);
     await stopChild(this.child, 2000);
+  }
+}
+
+/** Busy CPU time of the whole machine (all cores, ms) from /proc/stat: everything but idle and iowait. */
+export function systemBusyMs(): number | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return ((total - f[3]! - f[4]!) * 1000) / clk;
+  } catch {
+    return null;
   }
 }

@@ -58,6 +58,14 @@ function status(runs: any[]): string | null {
   return null;
 }
 
+/** A mark on generator figures when the generator itself neared a full core in any repeat. */
+function genBound(s: any): string {
+  const mx = s?.cpuPct?.max;
+  return typeof mx === 'number' && mx >= 90 ? ' ⚠ generator ≥ 90 % of its core' : '';
+}
+const OTHER_NOTE =
+  '_Other processes CPU %: the machine\'s busy time over the measured window (/proc/stat, both cores) minus the server\'s and the load processes\' own; anything well above zero means something else ran on the machine during the measurement and the figures of that run are suspect._';
+
 function table(head: string[], rows: string[][]): string {
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
@@ -224,7 +232,7 @@ function section(out: any, jsonRel: string, svgRel: string): string {
     const rows = Object.keys(S.relay).map((key) => {
       const s = S.relay[key];
       const st = status(R.relay[key]);
-      if (st) return [label(key, out), st, '', '', '', '', '', ''];
+      if (st) return [label(key, out), st, '', '', '', '', '', '', ''];
       return [
         label(key, out),
         sp(s.rate),
@@ -232,11 +240,14 @@ function section(out: any, jsonRel: string, svgRel: string): string {
         sp(s['latency.p99_ms']),
         sp(s['latency.p999_ms']),
         `${sp(s['server.cpuPct'])} % · ${sp(s['server.usPerMessage'])} µs`,
-        `${sp(s['cpuPct'])} % · ${sp(s['usPerMessage'])} µs`,
+        `${sp(s['cpuPct'])} % · ${sp(s['usPerMessage'])} µs${genBound(s)}`,
+        sp(s.otherCpuPct),
         s['storeLatency.p50_ms']?.median !== null && s['storeLatency.p50_ms']?.median !== undefined ? `${sp(s['storeLatency.p50_ms'])} / ${sp(s['storeLatency.p99_ms'])}` : '—',
       ];
     });
-    L.push(table(['server', 'delivered msg/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'server CPU · per msg', 'generator CPU · per msg', 'send → message_sent p50 / p99 ms'], rows));
+    L.push(table(['server', 'delivered msg/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'server CPU · per msg', 'generator CPU · per msg', 'other processes CPU %', 'send → message_sent p50 / p99 ms'], rows));
+    L.push('');
+    L.push(OTHER_NOTE);
     L.push('');
   }
   if (S.idle) {
@@ -275,10 +286,10 @@ function section(out: any, jsonRel: string, svgRel: string): string {
     const rows = Object.keys(S.handshake).map((key) => {
       const s = S.handshake[key];
       const st = status(R.handshake[key]);
-      if (st) return [label(key, out), st, '', '', '', '', ''];
-      return [label(key, out), sp(s.rate), sp(s['authLatency.p50_ms']), sp(s['authLatency.p99_ms']), `${sp(s['server.cpuPct'])} % · ${sp(s['server.usPerConnection'])} µs`, `${sp(s['cpuPct'])} % · ${sp(s['usPerConnection'])} µs`, sp(s.failed)];
+      if (st) return [label(key, out), st, '', '', '', '', '', ''];
+      return [label(key, out), sp(s.rate), sp(s['authLatency.p50_ms']), sp(s['authLatency.p99_ms']), `${sp(s['server.cpuPct'])} % · ${sp(s['server.usPerConnection'])} µs`, `${sp(s['cpuPct'])} % · ${sp(s['usPerConnection'])} µs${genBound(s)}`, sp(s.otherCpuPct), sp(s.failed)];
     });
-    L.push(table(['server', 'connections/s', 'connect → auth_success p50 ms', 'p99 ms', 'server CPU · per conn', 'generator CPU · per conn', 'failed'], rows));
+    L.push(table(['server', 'connections/s', 'connect → auth_success p50 ms', 'p99 ms', 'server CPU · per conn', 'generator CPU · per conn', 'other processes CPU %', 'failed'], rows));
     L.push('');
   }
   if (S.attack) {
@@ -290,7 +301,7 @@ function section(out: any, jsonRel: string, svgRel: string): string {
     const rows = Object.keys(S.attack).map((key) => {
       const s = S.attack[key];
       const st = status(R.attack[key]);
-      if (st) return [label(key, out), st, '', '', '', '', '', ''];
+      if (st) return [label(key, out), st, '', '', '', '', '', '', ''];
       const runs = R.attack[key].filter((r: any) => r.attacker);
       const att = runs.length ? runs[0].attacker : null;
       return [
@@ -299,12 +310,13 @@ function section(out: any, jsonRel: string, svgRel: string): string {
         sp(s['latency.p50_ms']),
         sp(s['latency.p99_ms']),
         sp(s['server.cpuPct']),
+        sp(s.otherCpuPct),
         sp(s.lost),
         sp(s.foreign),
         att ? `${sp(s['attacker.framesPerSec'])} frames/s, ${sp(s['attacker.connects'])} connects; closes ${esc(JSON.stringify(att.closes))}, refused ${esc(JSON.stringify(att.refusedHttp))} (run 1)` : '—',
       ];
     });
-    L.push(table(['server — run', 'good delivered / offered msg/s', 'p50 ms', 'p99 ms', 'server CPU %', 'good msgs lost', 'attack frames delivered to good clients', 'attacker'], rows));
+    L.push(table(['server — run', 'good delivered / offered msg/s', 'p50 ms', 'p99 ms', 'server CPU %', 'other processes CPU %', 'good msgs lost', 'attack frames delivered to good clients', 'attacker'], rows));
     L.push('');
   }
   if (out.errors?.length) {

@@ -118,6 +118,22 @@ export class FrameTemplate {
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
+/**
+ * One read buffer for every socket of the process (`onread`): reads land in it and are parsed at
+ * once, with no per-read Buffer, no stream machinery and no 'data' event — most of the per-message
+ * cost of a receiver when a server writes one frame per TCP segment. Anything kept across reads
+ * (a partial frame) is copied out.
+ */
+const READ_BUF = Buffer.allocUnsafe(256 * 1024);
+/** Handshake nonces, drawn once: a server only echoes its hash, so reusing a small pool is harmless. */
+const WS_KEYS = Array.from({ length: 64 }, () => randomBytes(16).toString('base64'));
+let wsKeyIdx = 0;
+function maskKey(): Buffer {
+  const k = Buffer.allocUnsafe(4);
+  k.writeUInt32BE((Math.random() * 0x100000000) >>> 0, 0);
+  return k;
+}
+
 export class RawConn {
   readonly sock: net.Socket;
   readonly key: Buffer;
@@ -138,16 +154,27 @@ export class RawConn {
 
   constructor(opts: ConnOptions, handlers: ConnHandlers) {
     this.h = handlers;
-    this.key = randomBytes(4);
-    const sock = net.connect({ host: opts.host, port: opts.port, localAddress: opts.localAddress, noDelay: true });
+    this.key = maskKey();
+    const sock = net.connect({
+      host: opts.host,
+      port: opts.port,
+      localAddress: opts.localAddress,
+      noDelay: true,
+      onread: {
+        buffer: READ_BUF,
+        callback: (n: number, buf: Uint8Array) => {
+          this.onData((buf as Buffer).subarray(0, n));
+          return true;
+        },
+      },
+    });
     this.sock = sock;
     const req =
       `GET ${opts.path} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n` +
+      `Sec-WebSocket-Key: ${WS_KEYS[wsKeyIdx++ & 63]}\r\nSec-WebSocket-Version: 13\r\n` +
       (opts.origin ? `Origin: ${opts.origin}\r\n` : '') +
       '\r\n';
     sock.write(req);
-    sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (e: NodeJS.ErrnoException) => {
       this.error = e.code ?? e.message;
     });
@@ -196,7 +223,7 @@ export class RawConn {
       const end = buf.indexOf(CRLFCRLF);
       if (end < 0) {
         if (buf.length > 16384) this.sock.destroy();
-        this.hs = buf;
+        this.hs = Buffer.from(buf);
         return;
       }
       this.hs = null;
@@ -216,7 +243,7 @@ export class RawConn {
     }
     if (this.state !== 'open') return;
     if (this.pend) {
-      this.pend.push(chunk);
+      this.pend.push(Buffer.from(chunk));
       this.pendLen += chunk.length;
       if (this.pendLen < this.need) return;
       const all = Buffer.concat(this.pend, this.pendLen);
@@ -269,7 +296,7 @@ export class RawConn {
       this.frame(b0, buf, start, end);
     }
     if (pos < n && this.state === 'open') {
-      const rest = buf.subarray(pos);
+      const rest = Buffer.from(buf.subarray(pos));
       this.pend = [rest];
       this.pendLen = rest.length;
       this.need = need;

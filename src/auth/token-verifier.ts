@@ -36,8 +36,15 @@ export type TokenVerifier = (token: string) => Promise<VerifyResult>;
 
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const { keySource } = options;
+  const algorithms = options.algorithms ?? keySource.defaultAlgorithms;
+  // HMAC only with a shared secret, and never with a public key: an allowlist that mixes them is
+  // the HS/RS confusion attack waiting to happen, so it is refused at start-up.
+  const wrong = algorithms.filter((alg) => alg.startsWith('HS') !== (keySource.kind === 'secret'));
+  if (algorithms.length === 0 || wrong.length > 0) {
+    throw new Error(`jwt.algorithms: ${wrong.join(', ') || '(none)'} cannot be used with a ${keySource.kind.replace('_', ' ')} key`);
+  }
   const verifyOptions = {
-    algorithms: options.algorithms ?? keySource.defaultAlgorithms,
+    algorithms,
     clockTolerance: options.clockTolerance,
     requiredClaims: ['exp', 'sub'],
     ...(options.issuer !== undefined ? { issuer: options.issuer } : {}),

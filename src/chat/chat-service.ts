@@ -144,11 +144,56 @@ export class ChatService {
     );
   }
 
+  /**
+   * Acks of this node still being written, per user. A later `history` or inbox replay of the same
+   * user waits for them, so an `ack` followed by a reconnect (or a `history`) never sees the acked
+   * messages as pending again just because the two storage calls raced.
+   */
+  readonly #acksInFlight = new Map<string, Set<Promise<unknown>>>();
+
   async ack(user: Identity, messageIds: readonly string[]): Promise<void> {
-    await this.opts.store.ack(user.tenantId, user.userId, messageIds.map((id) => id.toLowerCase()));
+    const key = peerKey(user.tenantId, user.userId);
+    const write = this.opts.store.ack(user.tenantId, user.userId, messageIds.map((id) => id.toLowerCase()));
+    let set = this.#acksInFlight.get(key);
+    if (set === undefined) {
+      set = new Set();
+      this.#acksInFlight.set(key, set);
+    }
+    set.add(write);
+    try {
+      await write;
+    } finally {
+      set.delete(write);
+      if (set.size === 0 && this.#acksInFlight.get(key) === set) this.#acksInFlight.delete(key);
+    }
   }
 
-  async history(user: Identity, outbox: Outbox, frame: HistoryFrame): Promise<void> {
+  /** Resolves once every ack of `user` submitted on this node so far has settled. */
+  #acksSettled(user: Identity): Promise<unknown> | undefined {
+    const set = this.#acksInFlight.get(peerKey(user.tenantId, user.userId));
+    return set === undefined ? undefined : Promise.allSettled([...set]);
+  }
+
+  /** Last history request of each outbox: replies go out in request order (a reply names no cursor). */
+  readonly #historyTail = new WeakMap<Outbox, Promise<void>>();
+
+  history(user: Identity, outbox: Outbox, frame: HistoryFrame): Promise<void> {
+    const previous = this.#historyTail.get(outbox);
+    const run = (): Promise<void> => this.#historyPage(user, outbox, frame);
+    // Each request's own promise reports its own failure; the chain only orders them.
+    const current = previous === undefined ? run() : previous.then(run, run);
+    const tail = current.catch(() => {});
+    this.#historyTail.set(outbox, tail);
+    void tail.then(() => {
+      if (this.#historyTail.get(outbox) === tail) this.#historyTail.delete(outbox);
+    });
+    return current;
+  }
+
+  async #historyPage(user: Identity, outbox: Outbox, frame: HistoryFrame): Promise<void> {
+    if (!outbox.isOpen) return;
+    const acks = this.#acksSettled(user);
+    if (acks !== undefined) await acks;
     const query = { limit: frame.limit ?? DEFAULT_HISTORY_PAGE, ...(frame.before !== undefined ? { before: frame.before.toLowerCase() } : {}) };
     const peerId = frame.peerId.toLowerCase();
     const rows = await this.opts.store.history(user.tenantId, user.userId, peerId, query);
@@ -160,6 +205,8 @@ export class ChatService {
    * slow-consumer bound. Returns the ids sent, so live frames that raced with it are deduplicated.
    */
   async replayInbox(user: Identity, outbox: Outbox & { waitForDrain(bytes: number): Promise<void> }, drainBelow: number): Promise<Set<string>> {
+    const acks = this.#acksSettled(user);
+    if (acks !== undefined) await acks;
     const pending = await this.opts.store.pendingFor(user.tenantId, user.userId, this.opts.maxInboxSize);
     const sent = new Set<string>();
     for (let i = 0; i < pending.length && outbox.isOpen; i++) {

@@ -1,7 +1,7 @@
 /**
  * HTML sanitizer for chat content: a single linear scan, no DOM, no regex.
  *
- * Contract (the output is safe to assign to `innerHTML` in any text context):
+ * Contract (the output is safe to assign to the `innerHTML` of any ordinary element):
  * - The only markup that survives is an EXACT allowlisted tag token: `<b>`, `</b>` for
  *   b i em strong code pre, tag name case-insensitive, optional HTML whitespace before `>` and
  *   nothing else. It is re-emitted canonical (lower case, no whitespace).

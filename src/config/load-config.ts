@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigSchema, type RampartConfig } from './schema.js';
+import { compileOriginPolicy } from '../gate/origin.js';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -17,12 +18,37 @@ const ENV_PREFIX = 'RAMPART_';
 /** Variables that are read elsewhere and are not config keys. */
 const ENV_IGNORED = new Set(['RAMPART_TEST_PG_URL', 'RAMPART_TEST_REDIS_URL']);
 
-/** `RATE_LIMIT__BURST_LIMIT` → `['rateLimit', 'burstLimit']` (`__` separates nesting levels). */
+/** The object shape under a (possibly defaulted/optional) zod schema, if it is an object. */
+function objectShape(schema: unknown): Record<string, unknown> | undefined {
+  let node = schema as { _zod?: { def?: { type?: string; shape?: Record<string, unknown>; innerType?: unknown } } } | undefined;
+  for (let i = 0; i < 8 && node?._zod?.def; i++) {
+    const def = node._zod.def;
+    if (def.type === 'object') return def.shape;
+    if (def.innerType === undefined) return undefined;
+    node = def.innerType as typeof node;
+  }
+  return undefined;
+}
+
+const camelCase = (part: string): string => part.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * `RAMPART_RATE_LIMIT__BURST_LIMIT` → `['rateLimit', 'burstLimit']` (`__` separates nesting
+ * levels). Each part is matched against the schema's own keys ignoring case and underscores, so
+ * `RAMPART_MAX_CONNECTIONS_PER_IP` reaches `maxConnectionsPerIP`; a part the schema does not know
+ * is camelCased and then refused by validation, naming it.
+ */
 export function envNameToPath(name: string): string[] {
+  let shape: Record<string, unknown> | undefined = objectShape(ConfigSchema);
   return name
     .slice(ENV_PREFIX.length)
     .split('__')
-    .map((part) => part.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()));
+    .map((part) => {
+      const wanted = part.replace(/_/g, '').toLowerCase();
+      const key = shape ? Object.keys(shape).find((k) => k.toLowerCase() === wanted) : undefined;
+      shape = key !== undefined && shape ? objectShape(shape[key]) : undefined;
+      return key ?? camelCase(part);
+    });
 }
 
 /** Values are JSON when they parse as JSON (numbers, booleans, arrays), else plain strings. */
@@ -84,6 +110,20 @@ export function parseConfig(input: unknown): RampartConfig {
   const problems: string[] = [];
   const keys = [config.jwt.secret, config.jwt.publicKeyFile, config.jwt.jwksUrl].filter((k) => k !== undefined);
   if (keys.length > 1) problems.push('jwt: set only one of secret, publicKeyFile, jwksUrl');
+  if (config.jwt.algorithms) {
+    // No key configured means the development secret: HMAC.
+    const hmacKey = config.jwt.publicKeyFile === undefined && config.jwt.jwksUrl === undefined;
+    if (config.jwt.algorithms.some((alg) => alg.startsWith('HS') !== hmacKey)) {
+      problems.push(`jwt.algorithms: ${hmacKey ? 'a shared secret allows only HS256/HS384/HS512' : 'a public key or JWKS allows no HS* algorithm'}`);
+    }
+  }
+  config.allowedOrigins.forEach((origin, i) => {
+    try {
+      compileOriginPolicy([origin], true);
+    } catch {
+      problems.push(`allowedOrigins.${i}: must be an origin (scheme://host[:port], lowercase, no path) or a pattern scheme://*.domain[:port]`);
+    }
+  });
   if (config.heartbeatTimeout < config.heartbeatInterval) problems.push('heartbeatTimeout: must be ≥ heartbeatInterval');
   if (config.maxPreAuthMessageSize > config.maxMessageSize) problems.push('maxPreAuthMessageSize: must be ≤ maxMessageSize');
   if (config.encryption && !Object.hasOwn(config.encryption.keys, config.encryption.activeKeyId)) {

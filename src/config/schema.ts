@@ -64,6 +64,8 @@ export const ConfigSchema = z.strictObject({
   storage: z.string().min(1).default('sqlite:./data/rampart.db'),
   /** Set it and the node joins a cluster: Redis bus, limiter and connection registry. */
   redisUrl: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  /** Namespace of every Redis key and channel of this cluster (nodes of one cluster must agree). */
+  redisKeyPrefix: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'letters, digits, _ . : - only').default('rampart:'),
   /** Where the development signing key lives. */
   dataDir: z.string().min(1).default('./data'),
   /** IPs of trusted reverse proxies: only their X-Forwarded-For is believed. */
@@ -99,6 +101,8 @@ export const ConfigSchema = z.strictObject({
       maxQueuedFrames: positiveInt.default(32),
       /** Total open sockets on this node. */
       maxConnections: positiveInt.default(50000),
+      /** With Redis: a node that stops refreshing its liveness key (crash) frees its IP/user slots after this. */
+      nodeLivenessMs: ms.min(300).default(15000),
       /** Slow or incomplete HTTP requests are cut off after this. */
       headersTimeout: ms.default(10000),
     })

@@ -5,9 +5,40 @@
  */
 import { isIP } from 'node:net';
 
+const MAPPED_HEX = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/;
+
+/**
+ * One spelling per address, so per-IP counters and the trusted-proxy list cannot be dodged by
+ * writing the same address differently: IPv6 is lowercased and compressed, and IPv4-mapped IPv6
+ * (dual-stack sockets, `::ffff:1.2.3.4` or `::ffff:102:304`) is the plain IPv4 address.
+ */
 export function normalizeIp(ip: string): string {
-  // IPv4-mapped IPv6 (dual-stack sockets) is the same client as the plain IPv4 address.
-  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+  const family = isIP(ip);
+  if (family !== 6) return ip;
+  let canonical: string;
+  try {
+    canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    return ip.toLowerCase(); // zone ids (`fe80::1%eth0`) do not parse as URL hosts
+  }
+  const mapped = MAPPED_HEX.exec(canonical);
+  if (mapped) {
+    const hi = parseInt(mapped[1] as string, 16);
+    const lo = parseInt(mapped[2] as string, 16);
+    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
+  return canonical;
+}
+
+const normalizedSets = new WeakMap<ReadonlySet<string>, ReadonlySet<string>>();
+
+function normalizedSet(set: ReadonlySet<string>): ReadonlySet<string> {
+  let normalized = normalizedSets.get(set);
+  if (!normalized) {
+    normalized = new Set([...set].map(normalizeIp));
+    normalizedSets.set(set, normalized);
+  }
+  return normalized;
 }
 
 export function resolveClientIp(
@@ -16,14 +47,17 @@ export function resolveClientIp(
   trustedProxies: ReadonlySet<string>,
 ): string {
   const peer = normalizeIp(remoteAddress ?? 'unknown');
-  if (trustedProxies.size === 0 || !trustedProxies.has(peer) || forwardedFor === undefined) return peer;
+  if (trustedProxies.size === 0 || forwardedFor === undefined) return peer;
+  const trusted = normalizedSet(trustedProxies);
+  if (!trusted.has(peer)) return peer;
   const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
   let client = peer;
   for (let i = hops.length - 1; i >= 0; i--) {
-    const hop = normalizeIp((hops[i] as string).trim());
-    if (isIP(hop) === 0) break; // garbage: stop at the last address we could trust
+    const raw = (hops[i] as string).trim();
+    if (isIP(raw) === 0) break; // garbage: stop at the last address we could trust
+    const hop = normalizeIp(raw);
     client = hop;
-    if (!trustedProxies.has(hop)) break;
+    if (!trusted.has(hop)) break;
   }
   return client;
 }

@@ -25,7 +25,9 @@ export function parseCanonicalOrigin(raw: string): URL | undefined {
   }
   if (!WEB_PROTOCOLS.has(url.protocol)) return undefined;
   if (url.origin !== raw) return undefined; // path, userinfo, case, default port, trailing slash
-  if (url.hostname === '' || url.hostname.endsWith('.')) return undefined;
+  // Trailing dot, leading dot or an empty label (`a..example.com`): not a host a browser sends,
+  // and a way to smuggle an extra "label" past a suffix match.
+  if (url.hostname === '' || url.hostname.startsWith('.') || url.hostname.endsWith('.') || url.hostname.includes('..')) return undefined;
   return url;
 }
 
@@ -34,15 +36,17 @@ export function compileOriginPolicy(entries: readonly string[], allowMissing: bo
   const exact = new Set<string>();
   const patterns: { protocol: string; suffix: string; port: string }[] = [];
   for (const entry of entries) {
+    // `*` is allowed only as the whole leftmost label of a pattern (`scheme://*.domain`).
+    if (entry.indexOf('*') !== entry.lastIndexOf('*')) throw new Error(`allowedOrigins: "${entry}" is not a valid pattern`);
     const wildcard = /^(https?):\/\/\*\.([^/:]+)(?::(\d+))?$/.exec(entry);
     if (wildcard) {
       const [, scheme, domain, port] = wildcard as unknown as [string, string, string, string | undefined];
       const probe = parseCanonicalOrigin(`${scheme}://probe.${domain}${port ? `:${port}` : ''}`);
-      if (!probe || !domain.includes('.')) throw new Error(`allowedOrigins: "${entry}" is not a valid pattern`);
+      if (!probe || !domain.includes('.') || domain.includes('*')) throw new Error(`allowedOrigins: "${entry}" is not a valid pattern`);
       patterns.push({ protocol: `${scheme}:`, suffix: `.${domain.toLowerCase()}`, port: probe.port });
       continue;
     }
-    const url = parseCanonicalOrigin(entry);
+    const url = entry.includes('*') ? undefined : parseCanonicalOrigin(entry);
     if (!url) throw new Error(`allowedOrigins: "${entry}" is not a canonical origin (scheme://host[:port], lowercase, no path)`);
     exact.add(url.origin);
   }

@@ -119,17 +119,21 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
 
   function chatMessage(session: Session, frame: ChatMessageFrame): void | Promise<void> {
     const identity = session.identity!;
-    if (!permissionsFor(o.roles, identity.role).send) return session.reject(FORBIDDEN);
+    // Errors about a schema-valid chat_message name its clientMsgId (docs/protocol.md §3).
+    const cid = frame.clientMsgId !== undefined ? { clientMsgId: frame.clientMsgId } : {};
+    if (!permissionsFor(o.roles, identity.role).send) {
+      return session.reject(frame.clientMsgId === undefined ? FORBIDDEN : reply('forbidden', { type: 'error', reason: 'forbidden', ...cid }));
+    }
     const content = processContent(frame.content, o.contentPolicy);
     if (!content.ok) {
-      return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...(frame.clientMsgId !== undefined ? { clientMsgId: frame.clientMsgId } : {}) }, true, content.rule));
+      return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...cid }, true, content.rule));
     }
     let attachments;
     if (frame.attachments !== undefined) {
       attachments = [];
       for (const a of frame.attachments) {
         const name = sanitizeAttachmentName(a.name);
-        if (!name.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content' }, true, `attachments.name:${name.rule}`));
+        if (!name.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...cid }, true, `attachments.name:${name.rule}`));
         attachments.push({ type: a.type, url: a.url, name: name.name });
       }
     }

@@ -9,6 +9,7 @@ export const MAX_JSON_DEPTH = 8;
 export type SafeJsonResult = { ok: true; value: Record<string, unknown> } | { ok: false; reason: 'invalid_json' | 'invalid_format' };
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const MAY_HOLD_FORBIDDEN_KEY = /__proto__|constructor|prototype|\\u/;
 
 function reviver(key: string, value: unknown): unknown {
   return FORBIDDEN_KEYS.has(key) ? undefined : value;
@@ -35,8 +36,9 @@ export function parseSafeJson(text: string): SafeJsonResult {
   if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) return { ok: false, reason: 'invalid_format' };
   let value: unknown;
   try {
-    // The reviver costs a callback per key; only pay it when a forbidden key could be present.
-    value = text.includes('__proto__') || text.includes('constructor') || text.includes('prototype') ? JSON.parse(text, reviver) : JSON.parse(text);
+    // The reviver costs a callback per key; only pay it when a forbidden key could be present,
+    // spelled plainly or with `\u` escapes (`"\u005f_proto__"` parses to the key `__proto__`).
+    value = MAY_HOLD_FORBIDDEN_KEY.test(text) ? JSON.parse(text, reviver) : JSON.parse(text);
   } catch {
     return { ok: false, reason: 'invalid_json' };
   }

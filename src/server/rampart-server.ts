@@ -107,14 +107,16 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   try {
     bus = await openBus({
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
-      channelPrefix: 'rampart:',
+      channelPrefix: config.redisKeyPrefix,
       nodeId,
       onError: (err, source) => logger.error({ source, err: err.message }, 'bus error'),
     });
     limits = createLimits({
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
-      keyPrefix: 'rampart:',
+      keyPrefix: config.redisKeyPrefix,
       nodeId,
+      livenessMs: config.limits.nodeLivenessMs,
+      heartbeatMs: Math.max(100, Math.floor(config.limits.nodeLivenessMs / 3)),
       onBackendError: (err: unknown) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'limits backend error'),
     });
     if (!(await limits.ready(5000))) logger.error('limits backend (Redis) not reachable: new connections are refused until it is');

@@ -2,6 +2,9 @@
  * Turn the `storage` config value into an initialised Store:
  *   sqlite:PATH (also sqlite:///abs/path, sqlite::memory:)  → SqliteStore, parent directory created
  *   postgres://… or postgresql://…                           → PostgresStore
+ *     `?schema=NAME` (or `&schema=NAME`) selects the PostgreSQL schema that holds the tables
+ *     (created if missing; default `public`), so one database can host isolated deployments or
+ *     test runs. It is removed from the URL before pg sees it; `options.postgres.schema` wins.
  * Error messages name the scheme only, never the URL: it may carry a password.
  */
 import { mkdirSync } from 'node:fs';
@@ -38,11 +41,32 @@ function createStore(url: string, options: OpenStoreOptions): Store {
     return new SqliteStore(path, { ...options.sqlite, ...cipherOption });
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    return new PostgresStore(url, { ...options.postgres, ...cipherOption });
+    const { connectionString, schema } = takeSchemaParam(url);
+    return new PostgresStore(connectionString, {
+      ...(schema === undefined ? {} : { schema }),
+      ...options.postgres,
+      ...cipherOption,
+    });
   }
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(url)?.[1];
   throw new Error(
     `storage: unsupported value${scheme === undefined ? '' : ` with scheme "${scheme}:"`}; ` +
       'expected "sqlite:PATH" or a "postgres://" URL',
   );
+}
+
+/** Split a `schema` query parameter off a postgres URL (string-level: the authority is untouched). */
+export function takeSchemaParam(url: string): { connectionString: string; schema?: string } {
+  const q = url.indexOf('?');
+  if (q === -1) return { connectionString: url };
+  const hash = url.indexOf('#', q);
+  const query = url.slice(q + 1, hash === -1 ? undefined : hash);
+  const params = new URLSearchParams(query);
+  const schemas = params.getAll('schema');
+  if (schemas.length === 0) return { connectionString: url };
+  if (schemas.length > 1) throw new Error('storage: the "schema" parameter is given more than once');
+  params.delete('schema');
+  const rest = params.toString();
+  const connectionString = url.slice(0, q) + (rest === '' ? '' : `?${rest}`) + (hash === -1 ? '' : url.slice(hash));
+  return { connectionString, schema: schemas[0]! };
 }

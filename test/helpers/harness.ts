@@ -179,3 +179,74 @@ export async function closeAll(...clients: (TestClient | undefined)[]): Promise<
     return c.closed;
   }));
 }
+
+/** A Redis key prefix no other test (or concurrent test process) uses. */
+export function uniqueRedisPrefix(tag = 't'): string {
+  return `rampart-test:${tag}:${randomUUID().slice(0, 8)}:`;
+}
+
+/** Polls `check` (sync or async) every `everyMs` until it is truthy; throws naming `what` after `timeoutMs`. */
+export async function waitFor(check: () => unknown, timeoutMs: number, what: string, everyMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A TCP proxy the test controls: `stop()` drops every connection and the listener, `start()` listens again on the same port. */
+export interface TcpProxy {
+  readonly port: number;
+  /** `redis://127.0.0.1:<port>` (when it fronts Redis). */
+  readonly url: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops for good. */
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  const net = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  const server = net.createServer((inbound) => {
+    const outbound = net.connect(targetPort, targetHost);
+    sockets.add(inbound).add(outbound);
+    for (const s of [inbound, outbound]) {
+      s.on('error', () => {});
+      s.on('close', () => {
+        sockets.delete(s);
+        inbound.destroy();
+        outbound.destroy();
+      });
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  let listening = false;
+  const listen = (p: number): Promise<number> =>
+    new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(p, '127.0.0.1', () => {
+        server.off('error', reject);
+        listening = true;
+        resolve((server.address() as import('node:net').AddressInfo).port);
+      });
+    });
+  const port = await listen(0);
+  const stop = async (): Promise<void> => {
+    if (!listening) return;
+    listening = false;
+    const closed = new Promise((r) => server.close(r));
+    for (const s of sockets) s.destroy();
+    await closed;
+  };
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    stop,
+    start: async () => {
+      if (!listening) await listen(port);
+    },
+    close: stop,
+  };
+}

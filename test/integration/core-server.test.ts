@@ -1,0 +1,559 @@
+/**
+ * The hardened core (issue #2) against a real server with real `ws` clients and raw TCP sockets:
+ * handshake gate, authentication, pipeline rejections, malformed frames, heartbeat, resource
+ * release, header timeout, logging hygiene, health endpoints.
+ */
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSecretKey } from 'node:crypto';
+import { SignJWT } from 'jose';
+import {
+  startServer,
+  openClient,
+  authedClient,
+  handshakeStatus,
+  closeAll,
+  token,
+  newUserId,
+  TEST_SECRET,
+  type TestServer,
+} from '../helpers/harness.js';
+import { RawSocket, encodeFrame } from '../helpers/raw-ws.js';
+
+const ALLOWED = 'https://app.example.com';
+const MARKER = 'CONTENT-MARKER-9d1e7c';
+
+/** Every token this file sends, to prove none reaches a log line. */
+const usedTokens: string[] = [];
+async function tok(sub: string, claims: Parameters<typeof token>[0] extends infer C ? Omit<C & object, 'sub'> : never = {}): Promise<string> {
+  const t = await token({ sub, ...claims });
+  usedTokens.push(t);
+  return t;
+}
+
+/** A token whose `exp` is between `minMs` and `minMs + 1000` ms away (exp has 1 s resolution). */
+async function shortToken(sub: string, minMs = 700): Promise<{ token: string; exp: number }> {
+  const exp = Math.ceil((Date.now() + minMs) / 1000);
+  const t = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime(exp).sign(createSecretKey(Buffer.from(TEST_SECRET)));
+  usedTokens.push(t);
+  return { token: t, exp };
+}
+
+/** Polls a condition that the server reaches asynchronously (socket teardown); fails after `ms`. */
+async function waitFor(pred: () => boolean | Promise<boolean>, what: string, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Rejects if `p` does not settle within `ms` (a guard, not a wait). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+    }),
+  ]);
+}
+
+async function isZero(srv: TestServer): Promise<boolean> {
+  const s = srv.server.stats();
+  return s.open === 0 && s.unauthenticated === 0 && s.unauthenticatedIps === 0 && s.users === 0 && (await srv.server.limits.registry.countIp('127.0.0.1')) === 0;
+}
+
+function securityLines(srv: TestServer): { reason: string; code?: number; ip?: string; userId?: string; detail?: string }[] {
+  return srv.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'security') as never;
+}
+
+let srv: TestServer;
+before(async () => {
+  srv = await startServer({
+    allowedOrigins: [ALLOWED, 'http://localhost:3000', 'https://*.example.com'],
+    authTimeout: 300,
+    heartbeatInterval: 50,
+    heartbeatTimeout: 100,
+    maxMessageSize: 4096,
+    maxPreAuthMessageSize: 1024,
+    jwt: { secret: TEST_SECRET, clockTolerance: 0, maxTokenLength: 600 },
+    limits: { maxAuthFailures: 1000, headersTimeout: 300 },
+  });
+});
+after(async () => {
+  await srv.close();
+});
+
+describe('handshake gate', () => {
+  test('a foreign Origin is refused with 403; an allowed one and a missing one open', async () => {
+    assert.equal(await handshakeStatus(srv.url, { origin: 'https://evil.com' }), 403);
+    assert.equal(await handshakeStatus(srv.url, { origin: 'https://evilexample.com' }), 403);
+    const ok = openClient(srv.url, { origin: ALLOWED });
+    await ok.opened;
+    const sub = openClient(srv.url, { origin: 'https://a.b.example.com' });
+    await sub.opened;
+    const noOrigin = openClient(srv.url);
+    await noOrigin.opened;
+    await closeAll(ok, sub, noOrigin);
+  });
+
+  test('Origin tricks sent as raw headers are refused with 403', async () => {
+    const tricks: [string, string][][] = [
+      [['Origin', 'null']],
+      [['Origin', ALLOWED], ['Origin', ALLOWED]],
+      [['Origin', ALLOWED], ['origin', 'https://evil.com']],
+      [['Origin', 'https://evil.com'], ['Origin', ALLOWED]],
+      [['Origin', 'https://user@app.example.com']],
+      [['Origin', 'https://app.example.com.']],
+      [['Origin', 'file://']],
+      [['Origin', 'chrome-extension://x']],
+      [['Origin', 'HTTPS://APP.EXAMPLE.COM']],
+      [['Origin', 'https://app.example.com/']],
+      [['Origin', 'https://app.example.com/path']],
+      [['Origin', 'https://app.example.com:443']],
+      [['Origin', 'https://app.example.com:8443']],
+      [['Origin', 'http://app.example.com']],
+      [['Origin', 'https://example.com']],
+      [['Origin', 'https://a.example.com.evil.com']],
+      [['Origin', 'https://a..example.com']],
+      [['Origin', `${ALLOWED}, https://evil.com`]],
+      [['Origin', '']],
+    ];
+    for (const headers of tricks) {
+      const raw = await RawSocket.open(srv.port);
+      assert.equal(await raw.upgrade('/ws', headers), 403, JSON.stringify(headers));
+      await raw.closed; // a refusal closes the connection
+    }
+    // Control: the same raw request with a good Origin upgrades.
+    const raw = await RawSocket.open(srv.port);
+    assert.equal(await raw.upgrade('/ws', [['Origin', ALLOWED]]), 101);
+    await raw.destroy();
+  });
+
+  test('?token= is refused with 401 when allowQueryToken is false, even a valid one', async () => {
+    assert.equal(await handshakeStatus(`${srv.url}?token=${await tok(newUserId())}`), 401);
+    assert.equal(await handshakeStatus(`${srv.url}?x=1&token=garbage`), 401);
+  });
+
+  test('an unknown path is 404; / and /ws upgrade', async () => {
+    assert.equal(await handshakeStatus(`${srv.httpUrl.replace('http', 'ws')}/nope`), 404);
+    assert.equal(await handshakeStatus(`${srv.httpUrl.replace('http', 'ws')}/ws/x`), 404);
+    const root = openClient(`${srv.httpUrl.replace('http', 'ws')}/`);
+    await root.opened;
+    await closeAll(root);
+  });
+});
+
+describe('handshake gate: missing Origin refused by config, per-IP cap', () => {
+  let strict: TestServer;
+  before(async () => {
+    strict = await startServer({ allowMissingOrigin: false, maxConnectionsPerIP: 2, allowedOrigins: [ALLOWED] });
+  });
+  after(async () => {
+    await strict.close();
+  });
+
+  test('allowMissingOrigin: false → a client without Origin gets 403', async () => {
+    assert.equal(await handshakeStatus(strict.url), 403);
+    const ok = openClient(strict.url, { origin: ALLOWED });
+    await ok.opened;
+    await closeAll(ok);
+  });
+
+  test('maxConnectionsPerIP: 2 → the third concurrent socket gets 429; a freed slot is reusable', async () => {
+    await waitFor(() => isZero(strict), 'previous sockets released');
+    const a = openClient(strict.url, { origin: ALLOWED });
+    const b = openClient(strict.url, { origin: ALLOWED });
+    await Promise.all([a.opened, b.opened]);
+    assert.equal(await handshakeStatus(strict.url, { origin: ALLOWED }), 429);
+    // Refused handshakes (403 here) never hold a slot either.
+    assert.equal(await handshakeStatus(strict.url, { origin: 'https://evil.com' }), 429);
+    await closeAll(a);
+    await waitFor(async () => (await strict.server.limits.registry.countIp('127.0.0.1')) === 1, 'slot released');
+    const c = openClient(strict.url, { origin: ALLOWED });
+    await c.opened;
+    await closeAll(b, c);
+    await waitFor(() => isZero(strict), 'everything released');
+  });
+});
+
+describe('query-string token (allowQueryToken: true)', () => {
+  let qs: TestServer;
+  before(async () => {
+    qs = await startServer({ allowQueryToken: true, jwt: { secret: TEST_SECRET, clockTolerance: 0 } });
+  });
+  after(async () => {
+    await qs.close();
+  });
+
+  test('an invalid or expired query token → 401', async () => {
+    assert.equal(await handshakeStatus(`${qs.url}?token=not.a.jwt`), 401);
+    const expired = await tok(newUserId(), { ttl: -60 });
+    assert.equal(await handshakeStatus(`${qs.url}?token=${expired}`), 401);
+    const wrongKey = await token({ sub: newUserId() }, 'another-secret-another-secret-another-secret');
+    usedTokens.push(wrongKey);
+    assert.equal(await handshakeStatus(`${qs.url}?token=${wrongKey}`), 401);
+  });
+
+  test('a valid query token: the socket starts authenticated (chat works without an auth frame)', async () => {
+    const sub = newUserId();
+    const client = openClient(`${qs.url}?token=${await tok(sub)}`);
+    await client.opened;
+    const ok = await client.nextOfType('auth_success');
+    assert.equal(ok.userId, sub);
+    client.send({ type: 'chat_message', recipientId: newUserId(), content: 'via query token', clientMsgId: 'q1' });
+    const sent = await client.nextOfType('message_sent');
+    assert.equal(sent.clientMsgId, 'q1');
+    assert.equal(client.frames.some((f) => f.type === 'error' || f.type === 'auth_failure'), false);
+    await closeAll(client);
+    await waitFor(() => isZero(qs), 'released');
+    // The query string never reaches the logs.
+    assert.ok(!qs.logs.join('\n').includes('token='));
+    for (const t of usedTokens) assert.ok(!qs.logs.join('\n').includes(t));
+  });
+});
+
+describe('authentication', () => {
+  test('no auth frame within authTimeout → close 4001', async () => {
+    const client = openClient(srv.url);
+    await client.opened;
+    assert.equal((await within(client.closed, 3000, '4001')).code, 4001);
+    assert.equal(client.frames.length, 0);
+  });
+
+  test('a chat_message before auth → close 4002', async () => {
+    const client = openClient(srv.url);
+    await client.opened;
+    client.send({ type: 'chat_message', recipientId: newUserId(), content: MARKER });
+    assert.equal((await client.closed).code, 4002);
+  });
+
+  test('garbage or a binary frame before auth → close 4002', async () => {
+    const a = openClient(srv.url);
+    const b = openClient(srv.url);
+    await Promise.all([a.opened, b.opened]);
+    a.send('{not json');
+    b.ws.send(Buffer.from([1, 2, 3]));
+    assert.equal((await a.closed).code, 4002);
+    assert.equal((await b.closed).code, 4002);
+  });
+
+  test('an invalid token → auth_failure invalid_token, then close 4003', async () => {
+    for (const bad of ['garbage', await token({ sub: newUserId() }, 'wrong-secret-wrong-secret-wrong-secret-0123'), `${await tok(newUserId())}x`]) {
+      usedTokens.push(bad);
+      const client = openClient(srv.url);
+      await client.opened;
+      client.send({ type: 'auth', token: bad });
+      const { code } = await client.closed;
+      assert.equal(code, 4003);
+      assert.deepEqual(client.frames, [{ type: 'auth_failure', reason: 'invalid_token' }]);
+    }
+  });
+
+  test('an expired token → auth_failure token_expired, then close 4003', async () => {
+    const client = openClient(srv.url);
+    await client.opened;
+    client.send({ type: 'auth', token: await tok(newUserId(), { ttl: -5 }) });
+    assert.equal((await client.closed).code, 4003);
+    assert.deepEqual(client.frames, [{ type: 'auth_failure', reason: 'token_expired' }]);
+  });
+
+  test('an oversize token → auth_failure token_too_large, then close 4003', async () => {
+    const client = openClient(srv.url);
+    await client.opened;
+    const big = await tok(newUserId());
+    usedTokens.push(big + 'A'.repeat(800));
+    client.send({ type: 'auth', token: big + 'A'.repeat(800) }); // over jwt.maxTokenLength (600), under the pre-auth cap
+    assert.equal((await client.closed).code, 4003);
+    assert.deepEqual(client.frames, [{ type: 'auth_failure', reason: 'token_too_large' }]);
+  });
+
+  test('token expiry: no refresh → auth_failure token_expired + 4005; a refresh with the same sub outlives the first exp', async () => {
+    const subA = newUserId();
+    const subB = newUserId();
+    const a = openClient(srv.url);
+    const b = openClient(srv.url);
+    await Promise.all([a.opened, b.opened]);
+    const shortA = await shortToken(subA);
+    const shortB = await shortToken(subB);
+    a.send({ type: 'auth', token: shortA.token });
+    b.send({ type: 'auth', token: shortB.token });
+    await Promise.all([a.nextOfType('auth_success'), b.nextOfType('auth_success')]);
+    // B refreshes with a long-lived token of the same identity.
+    b.send({ type: 'auth', token: await tok(subB) });
+    await b.nthOfType('auth_success', 2);
+    // A's token expires: the server says so and closes with 4005.
+    const closedA = await within(a.closed, 4000, 'expiry close');
+    assert.equal(closedA.code, 4005);
+    assert.deepEqual(a.frames.at(-1), { type: 'auth_failure', reason: 'token_expired' });
+    assert.ok(Date.now() >= shortA.exp * 1000 - 50, 'closed at expiry, not before');
+    // B's first token expired at (about) the same moment; B is still served.
+    if (Date.now() < shortB.exp * 1000) await new Promise((r) => setTimeout(r, shortB.exp * 1000 - Date.now() + 20));
+    b.send({ type: 'chat_message', recipientId: newUserId(), content: 'still here', clientMsgId: 'after-exp' });
+    const sent = await b.nextOfType('message_sent');
+    assert.equal(sent.clientMsgId, 'after-exp');
+    assert.equal(b.closeCode, undefined);
+    await closeAll(b);
+  });
+
+  test('a refresh with another sub → auth_failure identity_change, close 4009', async () => {
+    const client = await authedClient(srv.url);
+    client.send({ type: 'auth', token: await tok(newUserId()) });
+    assert.equal((await client.closed).code, 4009);
+    assert.deepEqual(client.frames.at(-1), { type: 'auth_failure', reason: 'identity_change' });
+  });
+
+  test('an invalid refresh token closes an authenticated socket with 4003', async () => {
+    const client = await authedClient(srv.url);
+    client.send({ type: 'auth', token: 'not-a-token' });
+    assert.equal((await client.closed).code, 4003);
+    assert.deepEqual(client.frames.at(-1), { type: 'auth_failure', reason: 'invalid_token' });
+  });
+});
+
+describe('message pipeline', () => {
+  test('every rejected frame gets one error reply and the connection survives', async () => {
+    const client = await authedClient(srv.url);
+    const peer = newUserId();
+    const errors = (): unknown[] => client.frames.filter((f) => f.type === 'error');
+    const nthError = async (n: number) => client.nthOfType('error', n);
+
+    client.send('{"type":"chat_message",');
+    assert.equal((await nthError(1)).reason, 'invalid_json');
+    client.send(JSON.stringify([{ type: 'chat_message', recipientId: peer, content: 'x' }]));
+    assert.equal((await nthError(2)).reason, 'invalid_format');
+    client.send('"just a string"');
+    assert.equal((await nthError(3)).reason, 'invalid_format');
+    client.send({ type: 'self_destruct', content: MARKER });
+    assert.equal((await nthError(4)).reason, 'unknown_type');
+    client.send({ type: 'chat_message', recipientId: `${MARKER}-not-a-uuid`, content: MARKER, extra: MARKER });
+    const invalid = await nthError(5);
+    assert.equal(invalid.reason, 'validation_failed');
+    const details = invalid.details as { path: string; rule: string }[];
+    assert.ok(Array.isArray(details) && details.length > 0);
+    assert.ok(details.some((d) => d.path === 'recipientId'));
+    assert.ok(details.every((d) => Object.keys(d).sort().join() === 'path,rule'));
+    assert.ok(!JSON.stringify(details).includes(MARKER), 'details never echo the payload');
+    client.ws.send(Buffer.from('{"type":"chat_message"}'), { binary: true });
+    assert.equal((await nthError(6)).reason, 'binary_not_supported');
+    client.send(`{"type":"chat_message","recipientId":"${peer}","content":"x","__proto__":{"polluted":1}}`);
+    // (accepted or refused, the prototype is untouched)
+    const errorCount = errors().length;
+
+    client.send({ type: 'chat_message', recipientId: peer, content: `${MARKER} ok`, clientMsgId: 'survivor' });
+    const sent = await client.next((f) => f.type === 'message_sent' && f.clientMsgId === 'survivor');
+    assert.ok(sent.id);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.equal(errors().length, 6);
+    assert.equal(errorCount, 6);
+    assert.equal(client.closeCode, undefined);
+    await closeAll(client);
+  });
+
+  test('a frame over maxMessageSize → close 1009', async () => {
+    const client = await authedClient(srv.url);
+    client.send({ type: 'chat_message', recipientId: newUserId(), content: 'x'.repeat(5000) });
+    assert.equal((await client.closed).code, 1009);
+  });
+
+  test('a pre-auth frame over maxPreAuthMessageSize → close 1009', async () => {
+    const client = openClient(srv.url);
+    await client.opened;
+    client.send({ type: 'auth', token: 'x'.repeat(2000) });
+    assert.equal((await client.closed).code, 1009);
+  });
+});
+
+describe('malformed frames on a raw socket', () => {
+  async function upgraded(): Promise<RawSocket> {
+    const raw = await RawSocket.open(srv.port);
+    assert.equal(await raw.upgrade('/ws'), 101);
+    return raw;
+  }
+
+  const protocolErrors = (): number => securityLines(srv).filter((l) => l.reason === 'protocol_error').length;
+  let seenProtocolErrors = 0;
+  before(() => {
+    seenProtocolErrors = protocolErrors();
+  });
+
+  /**
+   * After each malformed frame: the socket's error listener handled it (one `protocol_error` line:
+   * without a listener `ws` would throw from the emitter and crash the process), and the server
+   * still works end to end.
+   */
+  async function serverStillServes(): Promise<void> {
+    await waitFor(() => protocolErrors() > seenProtocolErrors, 'a protocol_error security line');
+    seenProtocolErrors = protocolErrors();
+    const a = await authedClient(srv.url);
+    a.send({ type: 'chat_message', recipientId: newUserId(), content: 'alive', clientMsgId: 'alive' });
+    await a.nextOfType('message_sent');
+    await closeAll(a);
+  }
+
+  test('invalid UTF-8 in a text frame (before auth) → close 1007', async () => {
+    const raw = await upgraded();
+    raw.sendText(Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0xc3, 0x28, 0x22, 0x7d]));
+    assert.equal(await raw.closeCode(), 1007);
+    await raw.destroy();
+    await serverStillServes();
+  });
+
+  test('invalid UTF-8 after auth → close 1007', async () => {
+    const raw = await upgraded();
+    raw.sendText(JSON.stringify({ type: 'auth', token: await tok(newUserId()) }));
+    await raw.until(() => raw.json().some((f) => f.type === 'auth_success'));
+    raw.sendText(Buffer.from([0xed, 0xa0, 0x80])); // a UTF-16 surrogate encoded as UTF-8
+    assert.equal(await raw.closeCode(), 1007);
+    await raw.destroy();
+    await serverStillServes();
+  });
+
+  test('an unmasked client frame → close 1002', async () => {
+    const raw = await upgraded();
+    raw.sendText('{"type":"auth","token":"x"}', { mask: false });
+    assert.equal(await raw.closeCode(), 1002);
+    await raw.destroy();
+    await serverStillServes();
+  });
+
+  test('a huge declared length (2^62) → close 1009 without buffering', async () => {
+    const before = process.memoryUsage().rss;
+    const raw = await upgraded();
+    raw.write(Buffer.from(new Uint8Array([0x81, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4])));
+    assert.equal(await raw.closeCode(), 1009);
+    await raw.destroy();
+    // Just under maxPayload's limit of the 64-bit form: 2^53 - 1 and maxMessageSize + 1.
+    for (const len of [2n ** 53n - 1n, 4097n]) {
+      const r = await upgraded();
+      r.sendText(Buffer.alloc(0), { declaredLength: len });
+      assert.equal(await r.closeCode(), 1009, String(len));
+      await r.destroy();
+    }
+    assert.ok(process.memoryUsage().rss - before < 200 * 1024 * 1024, 'nothing the size of the declared length was allocated');
+    await serverStillServes();
+  });
+
+  test('a fragment flood (many tiny continuation frames) is closed', async () => {
+    const raw = await upgraded();
+    const chunks: Buffer[] = [encodeFrame('{', { fin: false, opcode: 1 })];
+    for (let i = 0; i < 500; i++) chunks.push(encodeFrame(' ', { fin: false, opcode: 0 }));
+    raw.write(Buffer.concat(chunks));
+    const code = await raw.closeCode();
+    assert.equal(code, 1008);
+    await raw.destroy();
+    await serverStillServes();
+  });
+
+  test('a control frame with a bad opcode or an oversize ping → close 1002', async () => {
+    const raw = await upgraded();
+    raw.sendText('x', { opcode: 0x0b });
+    assert.equal(await raw.closeCode(), 1002);
+    await raw.destroy();
+    const r2 = await upgraded();
+    r2.sendText('x'.repeat(200), { opcode: 9 });
+    assert.equal(await r2.closeCode(), 1002);
+    await r2.destroy();
+    await serverStillServes();
+  });
+});
+
+describe('heartbeat', () => {
+  test('a client that never answers pings → close 4000 and the server-side socket is gone', async () => {
+    await waitFor(() => isZero(srv), 'a quiet server');
+    const client = await authedClient(srv.url, newUserId(), {}, { autoPong: false });
+    assert.equal(srv.server.stats().open, 1);
+    const { code } = await within(client.closed, 3000, 'heartbeat close');
+    assert.equal(code, 4000);
+    await waitFor(() => srv.server.stats().open === 0, 'server-side socket gone');
+  });
+
+  test('a client that answers pings stays connected past several heartbeat timeouts', async () => {
+    const client = await authedClient(srv.url);
+    // Wait for pings on the client side (events, not time): 6 pings = 3 × heartbeatTimeout.
+    let pings = 0;
+    await new Promise<void>((resolve) => client.ws.on('ping', () => ++pings === 6 && resolve()));
+    assert.equal(client.closeCode, undefined);
+    client.send({ type: 'chat_message', recipientId: newUserId(), content: 'alive', clientMsgId: 'hb' });
+    await client.nextOfType('message_sent');
+    await closeAll(client);
+  });
+});
+
+describe('HTTP', () => {
+  test('a half-sent HTTP request is cut off after headersTimeout', async () => {
+    const raw = await RawSocket.open(srv.port);
+    const started = Date.now();
+    raw.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ');
+    await within(raw.closed, 3000, 'headers timeout');
+    assert.ok(Date.now() - started >= 250, 'not before the timeout');
+    const raw2 = await RawSocket.open(srv.port);
+    raw2.write('GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n');
+    await within(raw2.closed, 3000, 'headers timeout (upgrade)');
+  });
+
+  test('/healthz and /readyz answer 200', async () => {
+    const health = await fetch(`${srv.httpUrl}/healthz`);
+    assert.equal(health.status, 200);
+    assert.deepEqual(await health.json(), { status: 'ok' });
+    const ready = await fetch(`${srv.httpUrl}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), { status: 'ready' });
+  });
+});
+
+describe('release and logs', () => {
+  test('after every close path above, nothing is held: stats and per-IP slots are zero', async () => {
+    await waitFor(() => isZero(srv), 'all counters back to zero');
+    assert.deepEqual(srv.server.stats(), { open: 0, unauthenticated: 0, unauthenticatedIps: 0, users: 0 });
+  });
+
+  test('logs hold no token, no query string, no message content; every refusal has one security line', async () => {
+    const all = srv.logs.join('\n');
+    assert.ok(usedTokens.length > 10);
+    for (const t of usedTokens) {
+      assert.ok(!all.includes(t), 'a token reached the logs');
+      assert.ok(!all.includes(t.split('.')[2] as string), 'a token signature reached the logs');
+    }
+    assert.ok(!all.includes('token='), 'a query string reached the logs');
+    assert.ok(!/\?(x|token)=/.test(all), 'a query string reached the logs');
+    assert.ok(!all.includes(MARKER), 'message content reached the logs');
+    const lines = securityLines(srv);
+    for (const line of lines) assert.equal(typeof line.reason, 'string');
+    const reasons = new Set(lines.map((l) => l.reason));
+    for (const expected of ['origin_malformed', 'origin_not_allowed', 'origin_duplicate', 'query_token_not_allowed', 'auth_timeout', 'not_authenticated', 'invalid_token', 'token_expired', 'identity_change', 'invalid_json', 'invalid_format', 'unknown_type', 'validation_failed', 'binary_frame', 'pre_auth_too_large', 'protocol_error', 'heartbeat_timeout']) {
+      assert.ok(reasons.has(expected), `no security line for ${expected}: ${[...reasons].join(', ')}`);
+    }
+  });
+
+  test('one security line per refusal, with reason, ip and user when known', async () => {
+    const quiet = await startServer({ jwt: { secret: TEST_SECRET, clockTolerance: 0 }, allowedOrigins: [ALLOWED] });
+    try {
+      assert.equal(await handshakeStatus(quiet.url, { origin: 'https://evil.com' }), 403);
+      assert.equal(await handshakeStatus(`${quiet.url}?token=${await tok(newUserId())}`), 401);
+      const first = openClient(quiet.url);
+      await first.opened;
+      first.send({ type: 'auth', token: 'nope' });
+      await first.closed;
+      const user = await authedClient(quiet.url);
+      user.send('{oops');
+      await user.nextOfType('error');
+      user.send({ type: 'chat_message', recipientId: newUserId(), content: MARKER });
+      await user.nextOfType('message_sent');
+      await closeAll(user);
+      await waitFor(() => isZero(quiet), 'released');
+      const lines = securityLines(quiet);
+      assert.deepEqual(lines.map((l) => l.reason), ['origin_not_allowed', 'query_token_not_allowed', 'invalid_token', 'invalid_json']);
+      assert.deepEqual(lines.map((l) => l.ip), ['127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1']);
+      assert.equal(lines[0]?.code, 403);
+      assert.equal(lines[1]?.code, 401);
+      assert.equal(lines[2]?.code, 4003);
+      assert.equal(lines[3]?.userId, user.userId);
+      const all = quiet.logs.join('\n');
+      assert.ok(!all.includes(MARKER) && !all.includes('token=') && !all.includes('nope'));
+    } finally {
+      await quiet.close();
+    }
+  });
+});

@@ -1,0 +1,512 @@
+/**
+ * Issue #4, end to end: every abuse control with real servers and real `ws` clients, run once
+ * with the in-memory limiter/registry and once with the Redis ones (real Redis, unique key prefix
+ * per server, so concurrent tests never share counters).
+ */
+import { describe, test, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
+import type WebSocket from 'ws';
+import {
+  startServer,
+  openClient,
+  authedClient,
+  handshakeStatus,
+  closeAll,
+  newUserId,
+  token,
+  waitFor,
+  startTcpProxy,
+  uniqueRedisPrefix,
+  HttpRefusal,
+  REDIS_URL,
+  type TestServer,
+  type TestClient,
+  type Frame,
+} from '../helpers/harness.js';
+import type { RampartConfigInput } from '../../src/config/schema.js';
+import { DEFAULT_TENANT } from '../../src/auth/token-verifier.js';
+
+type StoreKind = 'memory' | 'redis';
+
+const usedPrefixes: string[] = [];
+
+after(async () => {
+  // Leave nothing behind in the shared Redis: every key under this file's prefixes.
+  const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await admin.connect();
+  for (const prefix of usedPrefixes) {
+    for await (const batch of admin.scanStream({ match: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1000 }) as AsyncIterable<string[]>) {
+      if (batch.length > 0) await admin.del(...batch);
+    }
+  }
+  await admin.quit();
+});
+
+const chat = (recipientId: string, content: string, clientMsgId?: string): Record<string, unknown> => ({
+  type: 'chat_message',
+  recipientId,
+  content,
+  ...(clientMsgId !== undefined ? { clientMsgId } : {}),
+});
+
+const ofType = (c: TestClient, type: string): Frame[] => c.frames.filter((f) => f.type === type);
+
+/** Opens a socket and sends `auth`; resolves with the reply (auth_success or auth_failure). */
+async function tryAuth(url: string, sub: string, options: WebSocket.ClientOptions = {}): Promise<{ client: TestClient; reply: Frame }> {
+  const client = openClient(url, options);
+  await client.opened;
+  client.send({ type: 'auth', token: await token({ sub }) });
+  const reply = await client.next((f) => f.type === 'auth_success' || f.type === 'auth_failure');
+  return { client, reply };
+}
+
+/** Handshake outcome: 'open' (and the client) or the HTTP status of the refusal. */
+async function handshake(url: string, options: WebSocket.ClientOptions = {}): Promise<{ status: number | 'open'; client: TestClient }> {
+  const client = openClient(url, options);
+  try {
+    await client.opened;
+    return { status: 'open', client };
+  } catch (err) {
+    if (err instanceof HttpRefusal) return { status: err.status, client };
+    throw err;
+  }
+}
+
+const userKey = (userId: string): string => `${DEFAULT_TENANT}:${userId}`;
+
+function limitsSuite(kind: StoreKind): void {
+  describe(`abuse controls, ${kind} limiter`, () => {
+    const servers: TestServer[] = [];
+    const clients: TestClient[] = [];
+    const cleanups: (() => Promise<void>)[] = [];
+
+    afterEach(async () => {
+      await closeAll(...clients.splice(0));
+      for (const c of cleanups.splice(0)) await c();
+      await Promise.all(servers.splice(0).map((s) => s.close()));
+    });
+
+    async function start(overrides: RampartConfigInput = {}, redisUrl = REDIS_URL): Promise<TestServer> {
+      let extra: RampartConfigInput = {};
+      if (kind === 'redis') {
+        const redisKeyPrefix = uniqueRedisPrefix('limits');
+        usedPrefixes.push(redisKeyPrefix);
+        extra = { redisUrl, redisKeyPrefix };
+      }
+      const srv = await startServer({ ...overrides, ...extra });
+      assert.equal(srv.server.limits.backend, kind);
+      servers.push(srv);
+      return srv;
+    }
+    function track<T extends TestClient>(c: T): T {
+      clients.push(c);
+      return c;
+    }
+    async function authed(url: string, sub = newUserId(), options: WebSocket.ClientOptions = {}): Promise<TestClient & { userId: string }> {
+      return track(await authedClient(url, sub, {}, options));
+    }
+
+    // ── message rate limits ────────────────────────────────────────────────────────────────────
+
+    test('burst: the 4th message within burstWindow is refused (burst_limit, retryAfter > 0) and not delivered', async () => {
+      const srv = await start({ rateLimit: { burstLimit: 3, burstWindow: 1000 } });
+      const a = await authed(srv.url);
+      const b = await authed(srv.url);
+      for (let i = 1; i <= 4; i++) a.send(chat(b.userId, `m${i}`, `c${i}`));
+      const limited = await a.nextOfType('rate_limited');
+      assert.equal(limited.reason, 'burst_limit');
+      assert.equal(limited.clientMsgId, 'c4');
+      assert.ok(typeof limited.retryAfter === 'number' && limited.retryAfter > 0 && limited.retryAfter <= 1000, `retryAfter ${String(limited.retryAfter)}`);
+      await a.nthOfType('message_sent', 3);
+      // Once retryAfter has passed, a message is admitted again; B's stream proves m4 never came.
+      await new Promise((r) => setTimeout(r, (limited.retryAfter as number) + 20));
+      a.send(chat(b.userId, 'after', 'c5'));
+      await b.next((f) => f.type === 'chat_message' && f.content === 'after');
+      assert.deepEqual(ofType(b, 'chat_message').map((f) => f.content), ['m1', 'm2', 'm3', 'after']);
+      assert.deepEqual(ofType(a, 'message_sent').map((f) => f.clientMsgId), ['c1', 'c2', 'c3', 'c5']);
+    });
+
+    test('per minute: messagesPerMinute 5 → the 6th gets minute_limit', async () => {
+      const srv = await start({ rateLimit: { burstLimit: 100, burstWindow: 1000, messagesPerMinute: 5 } });
+      const a = await authed(srv.url);
+      const b = await authed(srv.url);
+      for (let i = 1; i <= 6; i++) a.send(chat(b.userId, `m${i}`));
+      const limited = await a.nextOfType('rate_limited');
+      assert.equal(limited.reason, 'minute_limit');
+      assert.ok((limited.retryAfter as number) > 1000, `retryAfter ${String(limited.retryAfter)} covers the minute`);
+      await a.nthOfType('message_sent', 5);
+      assert.equal(ofType(a, 'rate_limited').length, 1);
+    });
+
+    test('per hour: messagesPerHour 4 → the 5th gets hour_limit', async () => {
+      const srv = await start({ rateLimit: { burstLimit: 100, burstWindow: 1000, messagesPerMinute: 100, messagesPerHour: 4 } });
+      const a = await authed(srv.url);
+      const b = await authed(srv.url);
+      for (let i = 1; i <= 5; i++) a.send(chat(b.userId, `m${i}`));
+      const limited = await a.nextOfType('rate_limited');
+      assert.equal(limited.reason, 'hour_limit');
+      await a.nthOfType('message_sent', 4);
+    });
+
+    test('the limit is per user: three sockets × 2 messages with burstLimit 3 → exactly 3 pass', async () => {
+      const srv = await start({ rateLimit: { burstLimit: 3, burstWindow: 10_000 } });
+      const sub = newUserId();
+      const socks = [await authed(srv.url, sub), await authed(srv.url, sub), await authed(srv.url, sub)];
+      const b = await authed(srv.url);
+      for (const s of socks) for (let i = 0; i < 2; i++) s.send(chat(b.userId, 'x'));
+      const answers = (): number => socks.reduce((n, s) => n + ofType(s, 'message_sent').length + ofType(s, 'rate_limited').length, 0);
+      await waitFor(() => answers() === 6, 5000, 'six answers');
+      const sent = socks.reduce((n, s) => n + ofType(s, 'message_sent').length, 0);
+      const limited = socks.flatMap((s) => ofType(s, 'rate_limited'));
+      assert.equal(sent, 3);
+      assert.equal(limited.length, 3);
+      assert.ok(limited.every((f) => f.reason === 'burst_limit'));
+      await b.nthOfType('chat_message', 3);
+    });
+
+    test('a reconnect does not reset the budget', async () => {
+      const srv = await start({ rateLimit: { burstLimit: 2, burstWindow: 30_000 } });
+      const sub = newUserId();
+      const b = await authed(srv.url);
+      const first = await authed(srv.url, sub);
+      first.send(chat(b.userId, 'one'));
+      first.send(chat(b.userId, 'two'));
+      await first.nthOfType('message_sent', 2);
+      await first.close();
+      const second = await authed(srv.url, sub);
+      second.send(chat(b.userId, 'three'));
+      const reply = await second.next((f) => f.type === 'rate_limited' || f.type === 'message_sent');
+      assert.equal(reply.type, 'rate_limited');
+      assert.equal(reply.reason, 'burst_limit');
+    });
+
+    test('frame budget: invalid frames count too; the 6th frame → frame_limit', async () => {
+      const srv = await start({ limits: { frames: { limit: 5, windowMs: 10_000 } } });
+      const a = await authed(srv.url);
+      for (let i = 0; i < 6; i++) a.send('{not json');
+      const limited = await a.nextOfType('rate_limited');
+      assert.equal(limited.reason, 'frame_limit');
+      assert.ok((limited.retryAfter as number) > 0);
+      assert.equal(ofType(a, 'error').filter((f) => f.reason === 'invalid_json').length, 5);
+      // A valid frame is refused as well while the budget is spent.
+      a.send({ type: 'typing_indicator', recipientId: newUserId(), isTyping: true });
+      await a.nthOfType('rate_limited', 2);
+    });
+
+    // ── escalation ─────────────────────────────────────────────────────────────────────────────
+
+    test('escalation: flooding after rate_limited closes 4029 and the user is penalised; others are not', async () => {
+      const srv = await start({ rateLimit: { burstLimit: 1, burstWindow: 60_000 }, limits: { maxViolations: 3, penaltyMs: 60_000 } });
+      const sub = newUserId();
+      const b = await authed(srv.url);
+      const a = await authed(srv.url, sub);
+      for (let i = 0; i < 10; i++) a.send(chat(b.userId, `m${i}`));
+      const closed = await a.closed;
+      assert.equal(closed.code, 4029);
+      assert.equal(ofType(a, 'rate_limited').length, 4, 'maxViolations (3) strikes tolerated, the 4th closes');
+
+      const again = await tryAuth(srv.url, sub);
+      track(again.client);
+      assert.equal(again.reply.type, 'auth_failure');
+      assert.equal(again.reply.reason, 'penalised');
+      assert.equal((await again.client.closed).code, 4029);
+
+      const other = await authed(srv.url);
+      other.send(chat(b.userId, 'still fine'));
+      await other.nextOfType('message_sent');
+      await b.next((f) => f.type === 'chat_message' && f.content === 'still fine');
+    });
+
+    test('typing spam is dropped silently', async () => {
+      const srv = await start({ limits: { typing: { limit: 2, windowMs: 10_000 } } });
+      const a = await authed(srv.url);
+      const b = await authed(srv.url);
+      for (let i = 0; i < 10; i++) a.send({ type: 'typing_indicator', recipientId: b.userId, isTyping: i % 2 === 0 });
+      a.send(chat(b.userId, 'marker'));
+      await a.nextOfType('message_sent');
+      await b.next((f) => f.type === 'chat_message' && f.content === 'marker');
+      assert.equal(ofType(b, 'typing_indicator').length, 2);
+      assert.deepEqual(a.frames.map((f) => f.type), ['auth_success', 'message_sent'], 'no rate_limited, no error');
+      assert.equal(a.closeCode, undefined);
+    });
+
+    // ── connection limits ──────────────────────────────────────────────────────────────────────
+
+    test('maxConnectionsPerUser 2: the third auth gets too_many_sessions and 4008', async () => {
+      const srv = await start({ maxConnectionsPerUser: 2 });
+      const sub = newUserId();
+      await authed(srv.url, sub);
+      await authed(srv.url, sub);
+      const third = await tryAuth(srv.url, sub);
+      track(third.client);
+      assert.equal(third.reply.reason, 'too_many_sessions');
+      assert.equal((await third.client.closed).code, 4008);
+      assert.equal(await srv.server.limits.registry.countUser(userKey(sub)), 2);
+    });
+
+    test("onUserLimit 'close_oldest': the oldest session is closed with 4008, the new one works", async () => {
+      const srv = await start({ maxConnectionsPerUser: 2, limits: { onUserLimit: 'close_oldest' } });
+      const sub = newUserId();
+      const oldest = await authed(srv.url, sub);
+      const middle = await authed(srv.url, sub);
+      const newest = await authed(srv.url, sub);
+      assert.equal((await oldest.closed).code, 4008);
+      assert.equal(middle.closeCode, undefined);
+      const b = await authed(srv.url);
+      newest.send(chat(b.userId, 'from the new session'));
+      await newest.nextOfType('message_sent');
+      await b.nextOfType('chat_message');
+      await waitFor(async () => (await srv.server.limits.registry.countUser(userKey(sub))) === 2, 2000, 'two user slots');
+    });
+
+    test('maxConnectionsPerIP 3: the 4th concurrent handshake gets HTTP 429', async () => {
+      const srv = await start({ maxConnectionsPerIP: 3 });
+      for (let i = 0; i < 3; i++) {
+        const c = track(openClient(srv.url));
+        await c.opened;
+      }
+      assert.equal(await handshakeStatus(srv.url), 429);
+      await closeAll(...clients.splice(0));
+      await waitFor(async () => (await srv.server.limits.registry.countIp('127.0.0.1')) === 0, 2000, 'IP slots released');
+      const c = track(openClient(srv.url));
+      await c.opened;
+    });
+
+    test('connectionAttemptsPerMinute 5: the 6th handshake gets 429 although the others closed', async () => {
+      const srv = await start({ limits: { connectionAttemptsPerMinute: 5 } });
+      for (let i = 0; i < 5; i++) {
+        const c = openClient(srv.url);
+        await c.opened;
+        await c.close();
+      }
+      assert.equal(await handshakeStatus(srv.url), 429);
+    });
+
+    test('maxUnauthenticatedPerIP 2: a 3rd unauthenticated socket gets 429; after they authenticate a new one is accepted', async () => {
+      const srv = await start({ limits: { maxUnauthenticatedPerIP: 2 } });
+      const u1 = track(openClient(srv.url));
+      const u2 = track(openClient(srv.url));
+      await Promise.all([u1.opened, u2.opened]);
+      assert.equal(await handshakeStatus(srv.url), 429);
+      for (const c of [u1, u2]) {
+        c.send({ type: 'auth', token: await token({ sub: newUserId() }) });
+        await c.nextOfType('auth_success');
+      }
+      const u3 = track(openClient(srv.url));
+      await u3.opened;
+      assert.equal(srv.server.stats().unauthenticated, 1);
+    });
+
+    test('auth brute force: 3 bad tokens from an IP lock it out (429) for authLockoutMs; another IP is unaffected', async () => {
+      const srv = await start({ limits: { maxAuthFailures: 3, authLockoutMs: 60_000 } });
+      for (let i = 0; i < 3; i++) {
+        const c = track(openClient(srv.url));
+        await c.opened;
+        c.send({ type: 'auth', token: 'not.a.token' });
+        const reply = await c.nextOfType('auth_failure');
+        assert.equal(reply.reason, 'invalid_token');
+        assert.equal((await c.closed).code, 4003);
+      }
+      assert.equal(await handshakeStatus(srv.url), 429);
+      await authed(srv.url, newUserId(), { localAddress: '127.0.0.2' });
+    });
+
+    test('pre-auth frame cap: a frame over maxPreAuthMessageSize closes 1009 before auth; the same size is fine after', async () => {
+      const srv = await start({ maxPreAuthMessageSize: 1024 });
+      const big = 'x'.repeat(2000);
+      const pre = track(openClient(srv.url));
+      await pre.opened;
+      pre.send({ type: 'auth', token: big });
+      assert.equal((await pre.closed).code, 1009);
+
+      const a = await authed(srv.url);
+      const b = await authed(srv.url);
+      a.send(chat(b.userId, big));
+      await a.nextOfType('message_sent');
+      assert.equal((await b.nextOfType('chat_message')).content, big);
+    });
+
+    // ── back-pressure ──────────────────────────────────────────────────────────────────────────
+
+    test('a client that stops reading is closed with 4030 (slow_consumer); memory stays bounded', async () => {
+      const srv = await start({
+        rateLimit: { burstLimit: 100_000, burstWindow: 1000, messagesPerMinute: 100_000, messagesPerHour: 100_000 },
+        limits: { frames: { limit: 100_000, windowMs: 1000 }, maxBufferedBytes: 65536 },
+      });
+      const slow = await authed(srv.url);
+      const sender = await authed(srv.url);
+      (slow.ws as unknown as { _socket: import('node:net').Socket })._socket.pause();
+      const content = 'y'.repeat(4500);
+      const BATCH = 25;
+      const CAP = 64 * 1024 * 1024; // bytes we are prepared to push before calling it unbounded
+      let sentBytes = 0;
+      let batches = 0;
+      while (srv.server.stats().open > 1) {
+        assert.ok(sentBytes < CAP, `slow reader still open after ${sentBytes} bytes`);
+        for (let i = 0; i < BATCH; i++) sender.send(chat(slow.userId, content));
+        sentBytes += BATCH * content.length;
+        batches++;
+        await sender.nthOfType('message_sent', batches * BATCH);
+      }
+      const line = srv.logs.find((l) => l.includes('"reason":"slow_consumer"'));
+      assert.ok(line, 'slow_consumer security event logged');
+      assert.match(line, /"code":4030/);
+      assert.equal(srv.server.stats().open, 1, 'only the sender is left');
+      // The sender is unaffected.
+      assert.equal(sender.closeCode, undefined);
+    });
+
+    // ── proxies ────────────────────────────────────────────────────────────────────────────────
+
+    test('behindProxy: X-Forwarded-For from a trusted proxy decides the IP', async () => {
+      const srv = await start({ behindProxy: ['127.0.0.1'], maxConnectionsPerIP: 1 });
+      const x1 = track(openClient(srv.url, { headers: { 'x-forwarded-for': '203.0.113.1' } }));
+      const x2 = track(openClient(srv.url, { headers: { 'x-forwarded-for': '203.0.113.2' } }));
+      await Promise.all([x1.opened, x2.opened]);
+      assert.equal(await handshakeStatus(srv.url, { headers: { 'x-forwarded-for': '203.0.113.1' } }), 429);
+      assert.equal(await srv.server.limits.registry.countIp('203.0.113.1'), 1);
+      assert.equal(await srv.server.limits.registry.countIp('203.0.113.2'), 1);
+      assert.equal(await srv.server.limits.registry.countIp('127.0.0.1'), 0);
+    });
+
+    test('without behindProxy X-Forwarded-For is ignored', async () => {
+      const srv = await start({ maxConnectionsPerIP: 1 });
+      const x1 = track(openClient(srv.url, { headers: { 'x-forwarded-for': '203.0.113.1' } }));
+      await x1.opened;
+      assert.equal(await handshakeStatus(srv.url, { headers: { 'x-forwarded-for': '203.0.113.2' } }), 429);
+      assert.equal(await srv.server.limits.registry.countIp('127.0.0.1'), 1);
+    });
+
+    // ── resilience and accounting ──────────────────────────────────────────────────────────────
+
+    test('a flood of 10,000 frames from one client leaves another pair able to authenticate and chat', async () => {
+      // Violations tolerated so the flooder keeps being processed (not just closed after 20 strikes).
+      const srv = await start({ limits: { maxViolations: 1_000_000, maxBufferedBytes: 16 * 1024 * 1024 } });
+      const flooder = await authed(srv.url);
+      const target = newUserId();
+      for (let i = 0; i < 10_000; i++) flooder.send(i % 3 === 0 ? chat(target, `flood ${i}`) : i % 3 === 1 ? '{"type":' : '[]');
+      const [c, d] = await Promise.all([authed(srv.url), authed(srv.url)]);
+      c.send(chat(d.userId, 'ping'));
+      await d.next((f) => f.type === 'chat_message' && f.content === 'ping');
+      d.send(chat(c.userId, 'pong'));
+      await c.next((f) => f.type === 'chat_message' && f.content === 'pong');
+      await flooder.nextOfType('rate_limited');
+      // Let the flood drain before the server closes (its answers are not what we measure).
+      await waitFor(() => flooder.ws.bufferedAmount === 0, 10_000, 'the flood to be written');
+    });
+
+    test('counters are released on every close path (open/close cycles)', async () => {
+      const CYCLES = 10_000;
+      const CONCURRENCY = 50;
+      const srv = await start({
+        maxConnectionsPerIP: 1000,
+        maxConnectionsPerUser: 1000,
+        limits: { connectionAttemptsPerMinute: 1_000_000, maxUnauthenticatedPerIP: 1000, maxAuthFailures: 1_000_000 },
+      });
+      const users = Array.from({ length: 20 }, () => newUserId());
+      const tokens = await Promise.all(users.map((sub) => token({ sub })));
+      const counts = { refused: 0, unauthenticated: 0, authenticated: 0, badToken: 0, terminated: 0 };
+
+      async function cycle(i: number): Promise<void> {
+        const tok = tokens[i % tokens.length] as string;
+        switch (i % 5) {
+          case 0: {
+            assert.equal(await handshakeStatus(srv.url, { origin: 'https://evil.test' }), 403);
+            counts.refused++;
+            return;
+          }
+          case 1: {
+            const c = openClient(srv.url);
+            await c.opened;
+            await c.close();
+            counts.unauthenticated++;
+            return;
+          }
+          case 2: {
+            const c = openClient(srv.url);
+            await c.opened;
+            c.send({ type: 'auth', token: tok });
+            await c.nextOfType('auth_success');
+            await c.close();
+            counts.authenticated++;
+            return;
+          }
+          case 3: {
+            const c = openClient(srv.url);
+            await c.opened;
+            c.send({ type: 'auth', token: 'bad.token.here' });
+            assert.equal((await c.closed).code, 4003);
+            counts.badToken++;
+            return;
+          }
+          default: {
+            const c = openClient(srv.url);
+            await c.opened;
+            c.send({ type: 'auth', token: tok });
+            c.terminate();
+            await c.closed;
+            counts.terminated++;
+          }
+        }
+      }
+
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (next < CYCLES) await cycle(next++);
+        }),
+      );
+      assert.equal(Object.values(counts).reduce((a, b) => a + b, 0), CYCLES);
+      const { registry } = srv.server.limits;
+      const zero = async (): Promise<boolean> => {
+        const s = srv.server.stats();
+        if (s.open + s.unauthenticated + s.unauthenticatedIps + s.users !== 0) return false;
+        if ((await registry.countIp('127.0.0.1')) !== 0) return false;
+        for (const u of users) if ((await registry.countUser(userKey(u))) !== 0) return false;
+        return true;
+      };
+      await waitFor(zero, 5000, 'every counter back at zero');
+      assert.deepEqual(srv.server.stats(), { open: 0, unauthenticated: 0, unauthenticatedIps: 0, users: 0 });
+    });
+
+    if (kind === 'redis') {
+      test('Redis unreachable: new handshakes get 503, existing sessions keep chatting, recovery is automatic', async () => {
+        const target = new URL(REDIS_URL);
+        const proxy = await startTcpProxy(target.hostname, Number(target.port || 6379));
+        cleanups.push(() => proxy.close());
+        const srv = await start({}, proxy.url);
+        const a = await authed(srv.url);
+        const b = await authed(srv.url);
+
+        await proxy.stop();
+        await waitFor(async () => (await handshake(srv.url)).status === 503, 5000, 'handshakes refused with 503');
+        a.send(chat(b.userId, 'during the outage'));
+        await a.nextOfType('message_sent');
+        await b.next((f) => f.type === 'chat_message' && f.content === 'during the outage');
+        b.send(chat(a.userId, 'reply during the outage'));
+        await a.next((f) => f.type === 'chat_message' && f.content === 'reply during the outage');
+
+        await proxy.start();
+        let fresh: TestClient | undefined;
+        await waitFor(
+          async () => {
+            const h = await handshake(srv.url);
+            if (h.status === 'open') fresh = h.client;
+            return h.status === 'open';
+          },
+          10_000,
+          'handshakes accepted again',
+          100,
+        );
+        track(fresh as TestClient);
+        const c = await authed(srv.url);
+        c.send(chat(a.userId, 'after recovery'));
+        await a.next((f) => f.type === 'chat_message' && f.content === 'after recovery');
+      });
+    }
+  });
+}
+
+limitsSuite('memory');
+limitsSuite('redis');

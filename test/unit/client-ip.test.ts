@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { normalizeIp, resolveClientIp } from '../../src/gate/client-ip.js';
+
+const PROXY = '10.0.0.1';
+const trusted = new Set([PROXY, '10.0.0.2']);
+const none = new Set<string>();
+
+test('X-Forwarded-For from an untrusted peer is ignored', () => {
+  assert.equal(resolveClientIp('203.0.113.9', '1.2.3.4', none), '203.0.113.9');
+  assert.equal(resolveClientIp('203.0.113.9', '1.2.3.4', trusted), '203.0.113.9');
+  assert.equal(resolveClientIp('203.0.113.9', ['1.2.3.4', '5.6.7.8'], trusted), '203.0.113.9');
+});
+
+test('X-Forwarded-For from a trusted proxy names the client', () => {
+  assert.equal(resolveClientIp(PROXY, '1.2.3.4', trusted), '1.2.3.4');
+  assert.equal(resolveClientIp(PROXY, ' 1.2.3.4 ', trusted), '1.2.3.4');
+  assert.equal(resolveClientIp(PROXY, undefined, trusted), PROXY);
+});
+
+test('multi-hop: walk from the right past trusted hops only', () => {
+  // client → 10.0.0.2 (trusted) → 10.0.0.1 (peer)
+  assert.equal(resolveClientIp(PROXY, '1.2.3.4, 10.0.0.2', trusted), '1.2.3.4');
+  // A client-supplied spoof on the left is never reached: the first untrusted hop from the right wins.
+  assert.equal(resolveClientIp(PROXY, '6.6.6.6, 1.2.3.4, 10.0.0.2', trusted), '1.2.3.4');
+  assert.equal(resolveClientIp(PROXY, '6.6.6.6, 1.2.3.4', trusted), '1.2.3.4');
+  // Every hop trusted: the leftmost one.
+  assert.equal(resolveClientIp(PROXY, '10.0.0.2, 10.0.0.1', trusted), '10.0.0.2');
+  // Several header lines (array) are one list.
+  assert.equal(resolveClientIp(PROXY, ['6.6.6.6', '1.2.3.4, 10.0.0.2'], trusted), '1.2.3.4');
+});
+
+test('garbage stops the walk at the last address that could be trusted', () => {
+  assert.equal(resolveClientIp(PROXY, 'not-an-ip', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, '', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, '1.2.3.4, garbage', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, '1.2.3.4:5555', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, '1.2.3.4,,', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, '999.1.1.1', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, '<script>', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, 'garbage, 1.2.3.4', trusted), '1.2.3.4');
+  assert.equal(resolveClientIp(PROXY, 'garbage, 10.0.0.2', trusted), '10.0.0.2');
+  assert.equal(resolveClientIp(undefined, '1.2.3.4', trusted), 'unknown');
+});
+
+test('IPv4-mapped IPv6 is the same client as plain IPv4', () => {
+  assert.equal(normalizeIp('::ffff:1.2.3.4'), '1.2.3.4');
+  assert.equal(normalizeIp('::FFFF:1.2.3.4'), '1.2.3.4');
+  assert.equal(normalizeIp('::ffff:102:304'), '1.2.3.4');
+  assert.equal(normalizeIp('0:0:0:0:0:ffff:1.2.3.4'), '1.2.3.4');
+  assert.equal(normalizeIp('1.2.3.4'), '1.2.3.4');
+  assert.equal(resolveClientIp('::ffff:203.0.113.9', undefined, none), '203.0.113.9');
+  // A mapped peer address is recognised as the trusted proxy, and mapped hops are normalised.
+  assert.equal(resolveClientIp('::ffff:10.0.0.1', '::ffff:1.2.3.4', trusted), '1.2.3.4');
+  assert.equal(resolveClientIp(PROXY, '1.2.3.4, ::ffff:10.0.0.2', trusted), '1.2.3.4');
+});
+
+test('IPv6 spellings collapse to one, for the peer and for the trusted list', () => {
+  assert.equal(normalizeIp('2001:DB8:0:0:0:0:0:1'), '2001:db8::1');
+  assert.equal(normalizeIp('::1'), '::1');
+  const v6 = new Set(['2001:db8:0:0::1']);
+  assert.equal(resolveClientIp('2001:db8::1', '1.2.3.4', v6), '1.2.3.4');
+  assert.equal(resolveClientIp('2001:db8::2', '1.2.3.4', v6), '2001:db8::2');
+});

@@ -1,0 +1,219 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, applyEnvOverrides, envNameToPath, loadConfig, parseConfig } from '../../src/config/load-config.js';
+
+const STRONG = 'a-strong-production-secret-of-at-least-32-bytes!';
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test("defaults are design.md's", () => {
+  const c = parseConfig({});
+  assert.equal(c.port, 8080);
+  assert.equal(c.host, '127.0.0.1');
+  assert.deepEqual(c.allowedOrigins, []);
+  assert.equal(c.allowMissingOrigin, true);
+  assert.equal(c.maxMessageSize, 65536);
+  assert.equal(c.authTimeout, 10000);
+  assert.deepEqual(c.rateLimit, { messagesPerMinute: 60, messagesPerHour: 1000, burstLimit: 10, burstWindow: 1000 });
+  assert.equal(c.maxConnectionsPerUser, 5);
+  assert.equal(c.maxConnectionsPerIP, 100);
+  assert.equal(c.heartbeatInterval, 30000);
+  assert.equal(c.heartbeatTimeout, 60000);
+  assert.equal(c.allowQueryToken, false);
+  assert.equal(c.tls, undefined);
+  assert.equal(c.storage, 'sqlite:./data/rampart.db');
+  assert.equal(c.redisUrl, undefined);
+  assert.equal(c.mode, 'development');
+  assert.deepEqual(c.behindProxy, []);
+  assert.equal(c.jwt.secret, undefined);
+  assert.equal(c.jwt.algorithms, undefined);
+  // A partial section keeps the other defaults.
+  assert.deepEqual(parseConfig({ rateLimit: { burstLimit: 3 } }).rateLimit, { messagesPerMinute: 60, messagesPerHour: 1000, burstLimit: 3, burstWindow: 1000 });
+  const tls = parseConfig({ tls: { certFile: 'c.pem', keyFile: 'k.pem' } }).tls;
+  assert.equal(tls?.minVersion, 'TLSv1.2');
+});
+
+test('an unknown key is an error naming it, at any depth', () => {
+  let err = configError(() => parseConfig({ prot: 8080 }));
+  assert.match(err.message, /prot/);
+  assert.match(err.message, /unknown key/);
+  err = configError(() => parseConfig({ rateLimit: { burstLimt: 5 } }));
+  assert.match(err.message, /rateLimit/);
+  assert.match(err.message, /burstLimt/);
+  err = configError(() => parseConfig({ jwt: { secret: STRONG, algorithm: 'HS256' } }));
+  assert.match(err.message, /jwt/);
+  assert.match(err.message, /"algorithm"/);
+  err = configError(() => parseConfig({ limits: { frames: { limit: 1, windowMs: 1, x: 1 } } }));
+  assert.match(err.message, /limits\.frames/);
+});
+
+test('a bad value is an error naming the key and the rule, never echoing the value', () => {
+  const cases: [unknown, RegExp, string][] = [
+    [{ port: 70000 }, /port: .*(65535|big)/i, '70000'],
+    [{ port: '8080x' }, /port: .*number/i, '8080x'],
+    [{ maxMessageSize: 0 }, /maxMessageSize: .*(>=1|small)/i, 'never'],
+    [{ authTimeout: -5 }, /authTimeout/, 'never'],
+    [{ rateLimit: { burstLimit: 1.5 } }, /rateLimit\.burstLimit: .*int/i, '1.5'],
+    [{ allowQueryToken: 'yes-please' }, /allowQueryToken: .*boolean/i, 'yes-please'],
+    [{ tls: { certFile: 'c', keyFile: 'k', minVersion: 'TLSv1.0-marker' } }, /tls\.minVersion/, 'TLSv1.0-marker'],
+    [{ jwt: { secret: 123456789 } }, /jwt\.secret: .*string/i, '123456789'],
+    [{ jwt: { jwksUrl: 'not a url marker-xyz' } }, /jwt\.jwksUrl/, 'marker-xyz'],
+    [{ jwt: { algorithms: ['none'] } }, /jwt\.algorithms/, 'never'],
+    [{ redisUrl: 'http://secret-host-marker:6379' }, /redisUrl: must be a redis/, 'secret-host-marker'],
+    [{ behindProxy: ['proxy-marker.example'] }, /behindProxy/, 'proxy-marker'],
+    [{ logLevel: 'loud-marker' }, /logLevel/, 'loud-marker'],
+    [{ storage: '' }, /storage/, 'never'],
+  ];
+  for (const [input, pattern, secret] of cases) {
+    const err = configError(() => parseConfig(input));
+    assert.match(err.message, pattern, JSON.stringify(input));
+    assert.ok(!err.message.includes(secret), `${err.message} echoes ${secret}`);
+  }
+});
+
+test('jwt.secret is never echoed, whatever is wrong with it', () => {
+  const secret = 'weak-MARKER-secret';
+  for (const input of [
+    { mode: 'production', jwt: { secret }, allowedOrigins: ['https://a.example.com'], behindProxy: ['10.0.0.1'] },
+    { jwt: { secret, publicKeyFile: '/k.pem' } },
+    { jwt: { secret, clockTolerance: 'x' } },
+  ]) {
+    const err = configError(() => parseConfig(input));
+    assert.ok(!err.message.includes('MARKER'), err.message);
+    assert.ok(!err.problems.join().includes('MARKER'));
+  }
+});
+
+test('cross-key rules', () => {
+  assert.match(configError(() => parseConfig({ jwt: { secret: STRONG, jwksUrl: 'https://id.example.com/jwks' } })).message, /jwt: set only one/);
+  assert.match(configError(() => parseConfig({ heartbeatInterval: 1000, heartbeatTimeout: 500 })).message, /heartbeatTimeout/);
+  assert.match(configError(() => parseConfig({ maxMessageSize: 1000, maxPreAuthMessageSize: 2000 })).message, /maxPreAuthMessageSize/);
+});
+
+test('allowedOrigins entries are validated at start-up, naming the key', () => {
+  for (const bad of ['*', 'https://*', 'https://example.com/', 'example.com', 'https://*.com']) {
+    const err = configError(() => parseConfig({ allowedOrigins: ['https://ok.example.com', bad] }));
+    assert.match(err.message, /allowedOrigins/, bad);
+  }
+  parseConfig({ allowedOrigins: ['https://ok.example.com', 'https://*.example.com', 'http://localhost:3000'] });
+});
+
+test('envNameToPath maps RAMPART_* names to camelCase paths', () => {
+  assert.deepEqual(envNameToPath('RAMPART_PORT'), ['port']);
+  assert.deepEqual(envNameToPath('RAMPART_MAX_CONNECTIONS_PER_IP'), ['maxConnectionsPerIP']);
+  assert.deepEqual(envNameToPath('RAMPART_MAX_PRE_AUTH_MESSAGE_SIZE'), ['maxPreAuthMessageSize']);
+  assert.deepEqual(envNameToPath('RAMPART_LIMITS__MAX_UNAUTHENTICATED_PER_IP'), ['limits', 'maxUnauthenticatedPerIP']);
+  assert.deepEqual(envNameToPath('RAMPART_TLS__MIN_VERSION'), ['tls', 'minVersion']);
+  assert.deepEqual(envNameToPath('RAMPART_NO_SUCH_KEY'), ['noSuchKey']);
+  assert.deepEqual(envNameToPath('RAMPART_RATE_LIMIT__BURST_LIMIT'), ['rateLimit', 'burstLimit']);
+  assert.deepEqual(envNameToPath('RAMPART_JWT__SECRET'), ['jwt', 'secret']);
+});
+
+test('RAMPART_* environment variables override the file, nested keys and JSON values included', () => {
+  const env = {
+    RAMPART_PORT: '9000',
+    RAMPART_HOST: '0.0.0.0',
+    RAMPART_RATE_LIMIT__BURST_LIMIT: '20',
+    RAMPART_ALLOWED_ORIGINS: '["https://chat.example.com","https://*.example.com"]',
+    RAMPART_ALLOW_QUERY_TOKEN: 'true',
+    RAMPART_JWT__SECRET: STRONG,
+    RAMPART_MAX_CONNECTIONS_PER_USER: '7',
+    RAMPART_MAX_CONNECTIONS_PER_IP: '42',
+    RAMPART_LIMITS__FRAMES: '{"limit":5,"windowMs":100}',
+    RAMPART_TEST_PG_URL: 'postgres://ignored',
+    NOT_RAMPART_PORT: '1',
+  };
+  const c = parseConfig(applyEnvOverrides({ port: 1234, rateLimit: { messagesPerMinute: 30 } }, env));
+  assert.equal(c.port, 9000);
+  assert.equal(c.host, '0.0.0.0');
+  assert.equal(c.rateLimit.burstLimit, 20);
+  assert.equal(c.rateLimit.messagesPerMinute, 30); // the file's sibling key survives
+  assert.deepEqual(c.allowedOrigins, ['https://chat.example.com', 'https://*.example.com']);
+  assert.equal(c.allowQueryToken, true);
+  assert.equal(c.jwt.secret, STRONG);
+  assert.equal(c.maxConnectionsPerUser, 7);
+  assert.equal(c.maxConnectionsPerIP, 42);
+  assert.deepEqual(c.limits.frames, { limit: 5, windowMs: 100 });
+});
+
+test('the base object is not modified by overrides', () => {
+  const base = { rateLimit: { burstLimit: 1 } };
+  applyEnvOverrides(base, { RAMPART_RATE_LIMIT__BURST_LIMIT: '20' });
+  assert.deepEqual(base, { rateLimit: { burstLimit: 1 } });
+});
+
+test('an unknown or mistyped environment variable is an error naming it', () => {
+  let err = configError(() => parseConfig(applyEnvOverrides({}, { RAMPART_PROT: '1' })));
+  assert.match(err.message, /prot/);
+  err = configError(() => parseConfig(applyEnvOverrides({}, { RAMPART_RATE_LIMIT__BURST_LIMIT: 'many' })));
+  assert.match(err.message, /rateLimit\.burstLimit/);
+  assert.ok(!err.message.includes('many'));
+  err = configError(() => applyEnvOverrides({ port: 1 }, { RAMPART_PORT__X: '1' }));
+  assert.match(err.message, /RAMPART_PORT__X/);
+});
+
+test('environment names cannot reach prototypes', () => {
+  const out = applyEnvOverrides({}, { RAMPART_CONSTRUCTOR__PROTOTYPE__POLLUTED: '1', RAMPART_PROTO: '1' });
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  assert.throws(() => parseConfig(out), ConfigError);
+});
+
+test('production refuses a weak or missing secret, a wildcard origin and plaintext without behindProxy', () => {
+  const good = { mode: 'production', jwt: { secret: STRONG }, allowedOrigins: ['https://chat.example.com', 'https://*.example.com'], behindProxy: ['10.0.0.1'] };
+  parseConfig(good);
+  parseConfig({ ...good, behindProxy: [], tls: { certFile: 'c.pem', keyFile: 'k.pem' } });
+  parseConfig({ ...good, jwt: { jwksUrl: 'https://id.example.com/jwks' } });
+  assert.match(configError(() => parseConfig({ ...good, jwt: { secret: 'short' } })).message, /jwt\.secret: must be at least 32 bytes/);
+  assert.match(configError(() => parseConfig({ ...good, jwt: {} })).message, /jwt: production needs/);
+  assert.match(configError(() => parseConfig({ ...good, allowedOrigins: ['*'] })).message, /allowedOrigins/);
+  assert.match(configError(() => parseConfig({ ...good, allowedOrigins: ['https://*'] })).message, /allowedOrigins/);
+  assert.match(configError(() => parseConfig({ ...good, allowedOrigins: [] })).message, /allowedOrigins: production needs/);
+  assert.match(configError(() => parseConfig({ ...good, behindProxy: [] })).message, /tls: production needs/);
+  // Development accepts what production refuses.
+  parseConfig({ jwt: { secret: 'short' }, allowedOrigins: [] });
+});
+
+test('loadConfig reads a file, applies env, and reports file problems without echoing content', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-config-'));
+  try {
+    const file = join(dir, 'rampart.json');
+    writeFileSync(file, JSON.stringify({ port: 1234, rateLimit: { burstLimit: 3 } }));
+    const c = loadConfig(file, { RAMPART_PORT: '4321' });
+    assert.equal(c.port, 4321);
+    assert.equal(c.rateLimit.burstLimit, 3);
+    assert.equal(loadConfig(undefined, {}).port, 8080);
+
+    writeFileSync(file, '{"jwt":{"secret":"MARKER-in-broken-json"');
+    let err = configError(() => loadConfig(file, {}));
+    assert.match(err.message, /not valid JSON/);
+    assert.ok(!err.message.includes('MARKER'));
+    writeFileSync(file, '["MARKER"]');
+    assert.match(configError(() => loadConfig(file, {})).message, /JSON object/);
+    writeFileSync(file, JSON.stringify({ heartbeatIntervall: 5 }));
+    assert.match(configError(() => loadConfig(file, {})).message, /heartbeatIntervall/);
+    err = configError(() => loadConfig(join(dir, 'missing.json'), {}));
+    assert.match(err.message, /cannot read/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('jwt.algorithms must fit the key kind (no HS/RS mix)', () => {
+  parseConfig({ jwt: { secret: STRONG, algorithms: ['HS256', 'HS512'] } });
+  parseConfig({ jwt: { publicKeyFile: '/k.pem', algorithms: ['RS256', 'ES256'] } });
+  assert.match(configError(() => parseConfig({ jwt: { secret: STRONG, algorithms: ['HS256', 'RS256'] } })).message, /jwt\.algorithms/);
+  assert.match(configError(() => parseConfig({ jwt: { publicKeyFile: '/k.pem', algorithms: ['RS256', 'HS256'] } })).message, /jwt\.algorithms/);
+  assert.match(configError(() => parseConfig({ jwt: { jwksUrl: 'https://id.example.com/jwks', algorithms: ['HS256'] } })).message, /jwt\.algorithms/);
+  assert.match(configError(() => parseConfig({ jwt: { algorithms: ['RS256'] } })).message, /jwt\.algorithms/);
+});

@@ -1,0 +1,194 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { generateKeyPairSync, createSecretKey, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT, exportJWK, type JWK } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import { createTokenVerifier, type TokenVerifier } from '../../src/auth/token-verifier.js';
+import { jwksKeySource, publicKeySource, secretKeySource } from '../../src/auth/key-source.js';
+
+const SECRET = 'unit-test-secret-unit-test-secret-0123456789';
+const SUB = randomUUID();
+const now = (): number => Math.floor(Date.now() / 1000);
+const b64url = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+
+const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const otherRsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const publicPem = rsa.publicKey.export({ type: 'spki', format: 'pem' }) as string;
+let dir: string;
+let pemFile: string;
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'rampart-jwt-'));
+  pemFile = join(dir, 'public.pem');
+  writeFileSync(pemFile, publicPem);
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+interface MintOptions {
+  alg?: string;
+  kid?: string;
+  exp?: number | null;
+  nbf?: number;
+  iss?: string;
+  aud?: string;
+  sub?: string | null;
+  extra?: Record<string, unknown>;
+}
+
+async function mint(key: KeyObject | Uint8Array, o: MintOptions = {}): Promise<string> {
+  const claims: Record<string, unknown> = { ...o.extra };
+  if (o.sub !== null) claims.sub = o.sub ?? SUB;
+  if (o.exp !== null) claims.exp = o.exp ?? now() + 3600;
+  if (o.nbf !== undefined) claims.nbf = o.nbf;
+  if (o.iss !== undefined) claims.iss = o.iss;
+  if (o.aud !== undefined) claims.aud = o.aud;
+  claims.iat = now();
+  return new SignJWT(claims).setProtectedHeader({ alg: o.alg ?? 'HS256', ...(o.kid ? { kid: o.kid } : {}) }).sign(key);
+}
+
+const secretKey = createSecretKey(Buffer.from(SECRET));
+const hs = (o: { issuer?: string; audience?: string; clockTolerance?: number; maxTokenLength?: number } = {}): TokenVerifier =>
+  createTokenVerifier({ keySource: secretKeySource(SECRET), clockTolerance: o.clockTolerance ?? 0, maxTokenLength: o.maxTokenLength ?? 4096, ...o });
+
+const invalid = { ok: false, reason: 'invalid_token' };
+
+test('HS256 with the shared secret is accepted, identity from the claims', async () => {
+  const result = await hs()(await mint(secretKey, { extra: { role: 'user', tid: 'acme' } }));
+  assert.equal(result.ok, true);
+  if (!result.ok) return;
+  assert.equal(result.identity.userId, SUB);
+  assert.equal(result.identity.role, 'user');
+  assert.equal(result.identity.tenantId, 'acme');
+  assert.ok(Math.abs(result.identity.expiresAt - (now() + 3600) * 1000) < 5000);
+  const plain = await hs()(await mint(secretKey));
+  assert.ok(plain.ok && plain.identity.tenantId === 'default' && plain.identity.role === undefined);
+});
+
+test('alg: none is refused (hand-built, unsigned)', async () => {
+  const verify = hs();
+  const payload = b64url({ sub: SUB, exp: now() + 3600 });
+  for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
+    assert.deepEqual(await verify(`${b64url({ alg, typ: 'JWT' })}.${payload}.`), invalid, alg);
+  }
+  // With a signature part borrowed from a valid token, still refused.
+  const valid = await mint(secretKey);
+  assert.deepEqual(await verify(`${b64url({ alg: 'none' })}.${payload}.${valid.split('.')[2]}`), invalid);
+});
+
+test('HS/RS confusion: an HS256 token signed with the RSA public key PEM is refused', async () => {
+  const verify = createTokenVerifier({ keySource: publicKeySource(pemFile), clockTolerance: 0, maxTokenLength: 4096 });
+  const forged = await mint(createSecretKey(Buffer.from(publicPem)), { alg: 'HS256' });
+  assert.deepEqual(await verify(forged), invalid);
+  // Also when someone configured HS256 alongside a public key: the verifier refuses to build.
+  assert.throws(() => createTokenVerifier({ keySource: publicKeySource(pemFile), algorithms: ['RS256', 'HS256'], clockTolerance: 0, maxTokenLength: 4096 }), /algorithm/i);
+  // And a secret source never accepts asymmetric algorithms.
+  assert.throws(() => createTokenVerifier({ keySource: secretKeySource(SECRET), algorithms: ['RS256'], clockTolerance: 0, maxTokenLength: 4096 }), /algorithm/i);
+});
+
+test('RS256 with a PEM public key file is accepted; another key or an RS token on an HS verifier is refused', async () => {
+  const verify = createTokenVerifier({ keySource: publicKeySource(pemFile), clockTolerance: 0, maxTokenLength: 4096 });
+  const ok = await verify(await mint(rsa.privateKey, { alg: 'RS256' }));
+  assert.ok(ok.ok && ok.identity.userId === SUB);
+  assert.deepEqual(await verify(await mint(otherRsa.privateKey, { alg: 'RS256' })), invalid);
+  // RS384 is not in the default allowlist for an RSA key.
+  assert.deepEqual(await verify(await mint(rsa.privateKey, { alg: 'RS384' })), invalid);
+  assert.deepEqual(await hs()(await mint(rsa.privateKey, { alg: 'RS256' })), invalid);
+});
+
+test('expired → token_expired; nbf in the future, missing exp → invalid', async () => {
+  const verify = hs();
+  assert.deepEqual(await verify(await mint(secretKey, { exp: now() - 10 })), { ok: false, reason: 'token_expired' });
+  assert.deepEqual(await verify(await mint(secretKey, { nbf: now() + 600 })), invalid);
+  assert.deepEqual(await verify(await mint(secretKey, { exp: null })), invalid);
+  assert.deepEqual(await verify(await mint(secretKey, { extra: { exp: 'tomorrow' }, exp: null })), invalid);
+  // An expired token with a bad signature is invalid, not "expired" (nothing is believed unsigned).
+  const expired = await mint(secretKey, { exp: now() - 10 });
+  assert.deepEqual(await verify(expired.slice(0, -4) + 'AAAA'), invalid);
+  // Clock tolerance: a token expired 3 s ago passes with 5 s tolerance.
+  assert.equal((await hs({ clockTolerance: 5 })(await mint(secretKey, { exp: now() - 3 }))).ok, true);
+});
+
+test('issuer and audience are checked when configured, and when present', async () => {
+  const verify = hs({ issuer: 'https://id.example.com', audience: 'chat' });
+  assert.equal((await verify(await mint(secretKey, { iss: 'https://id.example.com', aud: 'chat' }))).ok, true);
+  assert.deepEqual(await verify(await mint(secretKey, { iss: 'https://evil.example.com', aud: 'chat' })), invalid);
+  assert.deepEqual(await verify(await mint(secretKey, { iss: 'https://id.example.com', aud: 'other' })), invalid);
+  assert.deepEqual(await verify(await mint(secretKey, { aud: 'chat' })), invalid); // iss missing
+  assert.deepEqual(await verify(await mint(secretKey, { iss: 'https://id.example.com' })), invalid); // aud missing
+});
+
+test('bad signature, garbage and oversize tokens', async () => {
+  const verify = hs();
+  const good = await mint(secretKey);
+  const [h, p, s] = good.split('.') as [string, string, string];
+  assert.deepEqual(await verify(`${h}.${p}.${s.slice(0, -2)}${s.endsWith('AA') ? 'BB' : 'AA'}`), invalid);
+  assert.deepEqual(await verify(await mint(createSecretKey(Buffer.from('another-secret-another-secret-0123456789')))), invalid);
+  // Payload swapped under a valid signature.
+  assert.deepEqual(await verify(`${h}.${b64url({ sub: randomUUID(), exp: now() + 3600 })}.${s}`), invalid);
+  for (const garbage of ['', 'x', 'a.b', 'a.b.c', '...', `${h}.${p}`, `${h}.${p}.${s}.x`, 'ey.ey.ey', '\u0000', 'é.é.é', `${b64url('not json')}.${p}.${s}`]) {
+    assert.deepEqual(await verify(garbage), invalid, JSON.stringify(garbage));
+  }
+  const big = await mint(secretKey, { extra: { pad: 'x'.repeat(5000) } });
+  assert.deepEqual(await verify(big), { ok: false, reason: 'token_too_large' });
+  assert.deepEqual(await hs({ maxTokenLength: 64 })(good), { ok: false, reason: 'token_too_large' });
+  assert.deepEqual(await verify('x'.repeat(1_000_000)), { ok: false, reason: 'token_too_large' });
+});
+
+test('sub must be a UUID; role and tid claims must be plain names', async () => {
+  const verify = hs();
+  for (const sub of ['alice', '', '../admin', `${SUB} `, '00000000-0000-0000-0000-000000000000']) {
+    assert.deepEqual(await verify(await mint(secretKey, { sub })), invalid, sub);
+  }
+  assert.deepEqual(await verify(await mint(secretKey, { sub: null })), invalid);
+  assert.deepEqual(await verify(await mint(secretKey, { sub: null, extra: { sub: 42 } })), invalid);
+  assert.deepEqual(await verify(await mint(secretKey, { extra: { role: 'admin user' } })), invalid);
+  assert.deepEqual(await verify(await mint(secretKey, { extra: { role: ['admin'] } })), invalid);
+  assert.deepEqual(await verify(await mint(secretKey, { extra: { tid: 'a/b' } })), invalid);
+  // An uppercase UUID is the same user.
+  const upper = await verify(await mint(secretKey, { sub: SUB.toUpperCase() }));
+  assert.ok(upper.ok && upper.identity.userId === SUB);
+});
+
+test('JWKS: RS256 tokens selected by kid; an unknown kid is refused', async () => {
+  const jwk: JWK = { ...(await exportJWK(rsa.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+  const jwk2: JWK = { ...(await exportJWK(otherRsa.publicKey)), kid: 'k2', alg: 'RS256', use: 'sig' };
+  let fetches = 0;
+  const server: Server = createServer((req, res) => {
+    fetches++;
+    if (req.url !== '/.well-known/jwks.json') {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk, jwk2] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const verify = createTokenVerifier({
+      keySource: jwksKeySource(`http://127.0.0.1:${port}/.well-known/jwks.json`, 60_000),
+      issuer: 'https://id.example.com',
+      clockTolerance: 0,
+      maxTokenLength: 4096,
+    });
+    const ok1 = await verify(await mint(rsa.privateKey, { alg: 'RS256', kid: 'k1', iss: 'https://id.example.com' }));
+    assert.ok(ok1.ok && ok1.identity.userId === SUB);
+    const ok2 = await verify(await mint(otherRsa.privateKey, { alg: 'RS256', kid: 'k2', iss: 'https://id.example.com' }));
+    assert.equal(ok2.ok, true);
+    // The key set is cached: two verifications, one fetch.
+    assert.equal(fetches, 1);
+    // A key signed by k2 but labelled k1 fails the signature check.
+    assert.deepEqual(await verify(await mint(otherRsa.privateKey, { alg: 'RS256', kid: 'k1', iss: 'https://id.example.com' })), invalid);
+    assert.deepEqual(await verify(await mint(rsa.privateKey, { alg: 'RS256', kid: 'nope', iss: 'https://id.example.com' })), invalid);
+    // HS256 signed with the JWK's public material is refused (not in the allowlist).
+    assert.deepEqual(await verify(await mint(createSecretKey(Buffer.from(publicPem)), { alg: 'HS256', kid: 'k1', iss: 'https://id.example.com' })), invalid);
+    assert.deepEqual(await verify(await mint(rsa.privateKey, { alg: 'RS256', kid: 'k1', iss: 'https://evil.example.com' })), invalid);
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+});
