@@ -43,7 +43,10 @@ const knobs = {
   rampartPath: env.BENCH_RAMPART_PATH ?? '/ws',
   rampartConfigOverride: env.BENCH_RAMPART_CONFIG ?? '', // JSON file deep-merged over the generated config
   rampartLogLevel: env.BENCH_RAMPART_LOG_LEVEL ?? 'warn',
-  build: env.BENCH_BUILD ?? 'auto', // auto: `npm run build` when src/ is newer than dist/cli.js; 0: never; 1: always
+  build: env.BENCH_BUILD ?? 'auto',
+  /** Before each run, wait (at most this long) for the machine to be quiet: other processes skew every figure. */
+  quietMaxWaitMs: num('BENCH_QUIET_MAX_WAIT_MS', QUICK ? 3000 : 10000),
+  quietBusyPct: num('BENCH_QUIET_BUSY_PCT', 25), // auto: `npm run build` when src/ is newer than dist/cli.js; 0: never; 1: always
   relay: {
     pairs: num('BENCH_PAIRS', QUICK ? 20 : 50),
     window: num('BENCH_WINDOW', QUICK ? 16 : 20),
@@ -70,7 +73,7 @@ const knobs = {
     ratePerSender: num('BENCH_ATTACK_RATE', 4),
     window: num('BENCH_ATTACK_WINDOW', 10),
     warmupMs: num('BENCH_ATTACK_WARMUP_MS', QUICK ? 500 : 1000),
-    measureMs: num('BENCH_ATTACK_MS', QUICK ? 2500 : 8000),
+    measureMs: num('BENCH_ATTACK_MS', QUICK ? 2500 : 6000),
     framesPerSec: num('BENCH_ATTACK_FPS', 20000),
     oversizeBytes: num('BENCH_ATTACK_OVERSIZE', 128 * 1024),
     bombChars: 5000,
@@ -529,9 +532,12 @@ async function scenario(name: Scenario, tlist: Target[], run: (t: Target) => Pro
           runs[key]!.push({ skipped: t.why });
           continue;
         }
+        const quiet = await waitQuiet();
         const t0 = Date.now();
         try {
           const r = await run(v ? ({ ...t, variant: v } as Target) : t);
+          r.machineBusyBeforePct = quiet.busyPct;
+          r.quietWaitMs = quiet.waitedMs;
           runs[key]!.push(r);
           log(`${name} ${key} #${rep + 1}: ${summaryLine(name, r)} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
         } catch (e) {
@@ -543,6 +549,22 @@ async function scenario(name: Scenario, tlist: Target[], run: (t: Target) => Pro
       }
     }
   }
+}
+
+/** Waits until both cores together are less than `quietBusyPct` % busy over 0.5 s, or the wait runs out. */
+async function waitQuiet(): Promise<{ busyPct: number | null; waitedMs: number }> {
+  const t0 = Date.now();
+  let busyPct: number | null = null;
+  do {
+    const b0 = systemBusyMs();
+    await sleep(500);
+    const b1 = systemBusyMs();
+    busyPct = b0 !== null && b1 !== null ? ((b1 - b0) / (500 * os.cpus().length)) * 100 : null;
+    if (busyPct === null || busyPct < knobs.quietBusyPct) break;
+  } while (Date.now() - t0 < knobs.quietMaxWaitMs);
+  const waitedMs = Date.now() - t0;
+  if (busyPct !== null && busyPct >= knobs.quietBusyPct) log(`  machine still ${busyPct.toFixed(0)}% busy after ${waitedMs} ms of waiting; running anyway`);
+  return { busyPct: busyPct === null ? null : Math.round(busyPct), waitedMs };
 }
 
 function summaryLine(name: string, r: any): string {

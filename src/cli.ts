@@ -4,11 +4,11 @@
  * [--tid T] [--ttl 1h]` prints a development token signed with the key the server uses.
  */
 import { parseArgs } from 'node:util';
+import { pino } from 'pino';
 import { randomUUID } from 'node:crypto';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import { loadOrCreateDevSecret } from './config/dev-key.js';
 import { signDevToken } from './auth/dev-token.js';
-import { createRampartServer } from './server/rampart-server.js';
 
 const USAGE = `usage:
   rampart serve [--config FILE]
@@ -17,7 +17,12 @@ const USAGE = `usage:
 
 async function serve(configFile: string | undefined): Promise<void> {
   const config = loadConfig(configFile);
-  const server = await createRampartServer({ config });
+  // Loaded here, not at the top: `rampart token` should not pay for storage and Redis drivers.
+  const { createRampartServer } = await import('./server/rampart-server.js');
+  // Synchronous log writes to stdout: pino's default async stream flushes synchronously at exit and
+  // spins forever on EPIPE when the log reader went away, so SIGTERM would never end the process.
+  // A sync destination stops logging on EPIPE instead.
+  const server = await createRampartServer({ config, logDestination: pino.destination({ fd: 1, sync: true }) });
   const address = await server.listen();
   const scheme = config.tls ? 'wss' : 'ws';
   const httpScheme = config.tls ? 'https' : 'http';
@@ -75,6 +80,13 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'token') return token(values);
   process.stderr.write(USAGE);
   process.exitCode = command === undefined || command === 'help' || command === '--help' ? 0 : 2;
+}
+
+// A closed stdout/stderr (the reader exited) must not turn into a crash or a hang.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

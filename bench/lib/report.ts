@@ -35,6 +35,7 @@ function label(key: string, out: any): string {
 
 function n(x: number | null | undefined, digits = 3): string {
   if (x === null || x === undefined || !Number.isFinite(x)) return 'n/a';
+  if (x === 0) return '0';
   const a = Math.abs(x);
   if (a >= 1000) return Math.round(x).toLocaleString('en-US');
   if (a >= 100) return x.toFixed(0);
@@ -82,10 +83,12 @@ interface Bar {
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
-function niceMax(x: number): number {
+/** A round tick step giving about four intervals up to `x`. */
+function niceStep(x: number): number {
   if (x <= 0) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(x)));
-  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= x) return m * p;
+  const raw = x / 4;
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= raw) return m * p;
   return 10 * p;
 }
 /** One horizontal bar panel (median bar, min–max whisker) at vertical offset y; returns [svg, height]. */
@@ -96,13 +99,16 @@ function panel(title: string, unit: string, bars: Bar[], y: number, width: numbe
   const gap = 8;
   const top = 28;
   const plotW = width - labelW - right;
-  const vmax = niceMax(Math.max(...bars.map((b) => Math.max(b.value ?? 0, b.max ?? 0)), 0));
+  const dmax = Math.max(...bars.map((b) => Math.max(b.value ?? 0, b.max ?? 0)), 0);
+  const step = niceStep(dmax);
+  const ticks = Math.max(1, Math.ceil(dmax / step));
+  const vmax = step * ticks;
   const h = top + bars.length * (barH + gap) + 24;
   const x = (v: number) => labelW + (v / vmax) * plotW;
   let s = `<g transform="translate(0,${y})">`;
   s += `<text x="10" y="18" font-size="14" font-weight="bold">${esc(title)}</text>`;
-  for (let i = 0; i <= 4; i++) {
-    const v = (vmax * i) / 4;
+  for (let i = 0; i <= ticks; i++) {
+    const v = step * i;
     const gx = x(v);
     s += `<line x1="${gx.toFixed(1)}" y1="${top - 4}" x2="${gx.toFixed(1)}" y2="${h - 20}" stroke="#e3e3e3"/>`;
     s += `<text x="${gx.toFixed(1)}" y="${h - 6}" font-size="10" text-anchor="middle" fill="#666">${esc(n(v))}</text>`;

@@ -201,23 +201,40 @@ export class ChatService {
   }
 
   /**
-   * Offline inbox: every unacked message, oldest first, paced so the replay never trips the
-   * slow-consumer bound. Returns the ids sent, so live frames that raced with it are deduplicated.
+   * Offline inbox: every unacked message, oldest first, paced by bytes so the replay never trips
+   * the slow-consumer bound: whenever the socket holds more than `drainBelow` unsent bytes, wait
+   * for it to drain. (Pacing by message count is not enough: 100 maximal messages — 5000 escaped
+   * characters and 10 attachments each — are ~6 MB, which closed the session with 4030 on every
+   * reconnect, so such an inbox could never be delivered.) Returns the ids sent, so live frames
+   * that raced with it are deduplicated.
    */
-  async replayInbox(user: Identity, outbox: Outbox & { waitForDrain(bytes: number): Promise<void> }, drainBelow: number): Promise<Set<string>> {
+  async replayInbox(user: Identity, outbox: ReplayOutbox, drainBelow: number): Promise<Set<string>> {
     const acks = this.#acksSettled(user);
     if (acks !== undefined) await acks;
     const pending = await this.opts.store.pendingFor(user.tenantId, user.userId, this.opts.maxInboxSize);
+    // A socket emits 'drain' only once its buffer went past the stream's high-water mark, so
+    // never wait below it (a tiny `drainBelow` would otherwise wait forever).
+    const threshold = Math.max(drainBelow, MIN_DRAIN_THRESHOLD);
     const sent = new Set<string>();
     for (let i = 0; i < pending.length && outbox.isOpen; i++) {
       const m = pending[i] as StoredMessage;
       outbox.send(serializeChatMessage(toWire(m)));
       sent.add(m.id);
-      if (i % 100 === 99) await outbox.waitForDrain(drainBelow);
+      if (outbox.bufferedBytes() > threshold) await outbox.waitForDrain(threshold);
     }
     return sent;
   }
 }
+
+/** What the inbox replay needs from a session: sending, and the socket's unsent bytes. */
+export interface ReplayOutbox extends Outbox {
+  bufferedBytes(): number;
+  /** Resolves when the unsent bytes are at most `bytes` (or the socket closed). */
+  waitForDrain(bytes: number): Promise<void>;
+}
+
+/** Above net.Socket's default high-water mark (16 KiB), so a wait always ends with 'drain'. */
+const MIN_DRAIN_THRESHOLD = 64 * 1024;
 
 function withClientMsgId(frame: { type: 'error'; reason: 'storage_unavailable' | 'inbox_full' }, clientMsgId: string | undefined): ServerFrame {
   return clientMsgId === undefined ? frame : { ...frame, clientMsgId };

@@ -53,6 +53,12 @@ export interface LimitsOptions {
 export interface Limits {
   readonly backend: 'memory' | 'redis';
   limiter: Limiter;
+  /**
+   * Always in memory, for per-connection budgets (frames per socket): a socket lives on one node,
+   * so its budget needs no cluster-wide count — and keeping it local costs no Redis round trip per
+   * frame and cannot collide with another node's connection ids.
+   */
+  connectionLimiter: MemoryLimiter;
   registry: ConnectionRegistry;
   /**
    * Resolves true once the backend can take new connections, false after `timeoutMs` (the server
@@ -66,14 +72,16 @@ export interface Limits {
 export function createLimits(options: LimitsOptions): Limits {
   if (options.redisUrl === undefined || options.redisUrl === '') {
     const limiter = new MemoryLimiter({ buckets: options.buckets });
+    const connectionLimiter = new MemoryLimiter({ buckets: options.buckets });
     const registry = new MemoryConnectionRegistry();
     return {
       backend: 'memory',
       limiter,
+      connectionLimiter,
       registry,
       ready: async () => true,
       close: async () => {
-        await Promise.all([limiter.close(), registry.close()]);
+        await Promise.all([limiter.close(), connectionLimiter.close(), registry.close()]);
       },
     };
   }
@@ -96,13 +104,15 @@ export function createLimits(options: LimitsOptions): Limits {
     onError,
   );
   const registry = new FailClosedRegistry(redisRegistry, up, onError);
+  const connectionLimiter = new MemoryLimiter({ buckets: options.buckets });
   return {
     backend: 'redis',
     limiter,
+    connectionLimiter,
     registry,
     ready: (timeoutMs?: number) => redisRegistry.ready(timeoutMs),
     close: async () => {
-      await Promise.all([limiter.close(), registry.close()]);
+      await Promise.all([limiter.close(), connectionLimiter.close(), registry.close()]);
       if (client.status === 'ready') {
         try {
           await client.quit();

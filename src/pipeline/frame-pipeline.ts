@@ -36,6 +36,8 @@ export interface FramePipelineOptions {
   roles: RolePolicy;
   rules: PipelineRules;
   limiter: Limiter;
+  /** Per-connection budgets (frames); node-local. Defaults to `limiter`. */
+  connectionLimiter?: Limiter;
   chat: ChatService;
   authenticator: Authenticator;
   countFrame(type: string): void;
@@ -169,7 +171,7 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
 
   function afterAuth(session: Session, data: Buffer, isBinary: boolean): void | Promise<void> {
     // Every frame, valid or not, spends the per-connection frame budget first.
-    return onDecision(limiter.consume(`f:${session.id}`, [rules.frames]), (d) => {
+    return onDecision((o.connectionLimiter ?? limiter).consume(`f:${session.id}`, [rules.frames]), (d) => {
       if (!d.allowed) return session.reject(rateLimited(d));
       if (isBinary) return session.reject(BINARY);
       const frame = decode(data);

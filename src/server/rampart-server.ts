@@ -163,7 +163,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     chat,
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     onUserLimit: L.onUserLimit,
-    authFailureRule: { name: 'auth_failures', limit: L.maxAuthFailures, windowMs: L.authFailureWindowMs },
+    // The rule refuses the maxAuthFailures-th failure, and a refusal is what locks the IP out.
+    authFailureRule: { name: 'auth_failures', limit: L.maxAuthFailures - 1, windowMs: L.authFailureWindowMs },
     lockoutMs: L.authLockoutMs,
     maxBufferedBytes: L.maxBufferedBytes,
     onAuthenticated: (session) => {
@@ -177,6 +178,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     roles: { roles: config.chat.roles, defaultRole: config.chat.defaultRole },
     rules: rateRules(config),
     limiter,
+    connectionLimiter: limits.connectionLimiter,
     chat,
     authenticator,
     countFrame: (type) => metrics.framesIn.inc({ type }),
@@ -280,9 +282,13 @@ export async function createRampartServer(options: RampartServerOptions): Promis
           refuseHandshake(socket, result.status);
           return;
         }
-        // The IP slot is tied to the TCP socket: released on every close path, upgrade or not.
+        // The IP slot is tied to the TCP socket: released on every close path, upgrade or not —
+        // including a socket that closed while the gate was waiting on Redis ('close' already emitted).
+        if (socket.destroyed) {
+          void registry.releaseIp(ip);
+          return;
+        }
         socket.once('close', () => void registry.releaseIp(ip));
-        if (socket.destroyed) return;
         wss.handleUpgrade(req, socket, head, (ws) => {
           const session = new Session(ws, socket, ip, timings, hooks);
           open.add(session);

@@ -379,6 +379,23 @@ function chatDeliverySuite(backend: StorageBackend): void {
       assert.deepEqual(got.slice(0, 50).map((f) => f.content), acks.map((_, i) => `offline ${i}`));
     });
 
+    test('offline inbox of maximal messages (~6 MB) is replayed whole, paced under the slow-consumer bound', T, async () => {
+      const a = await user();
+      const offline = newUserId();
+      const N = 110;
+      // 5000 characters that each escape to 6, and 10 attachments with long URLs and escaped names.
+      const attachments = Array.from({ length: 10 }, (_, k) => ({ type: 'file', url: `https://files.example/${k}/${'a'.repeat(2000)}`, name: '"'.repeat(255) }));
+      const acks = await Promise.all(Array.from({ length: N }, (_, i) => sent(a, offline, `${'"'.repeat(4990)}${i}`, { attachments })));
+      const b = await user(srv, offline);
+      const outcome = await Promise.race([
+        b.nthOfType('chat_message', N).then(() => 'replayed'),
+        b.closed.then(({ code }) => `closed with ${code}`),
+      ]);
+      assert.equal(outcome, 'replayed');
+      assert.deepEqual(chats(b).map((f) => f.id), acks.map((f) => f.id));
+      assert.equal(String(chats(b)[N - 1]!.content).length, 4990 * 6 + String(N - 1).length);
+    });
+
     test('unacked messages are redelivered on the next auth, acked ones are not; acking another user\'s message changes nothing', T, async () => {
       const a = await user();
       const offline = newUserId();

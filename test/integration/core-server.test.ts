@@ -297,6 +297,16 @@ describe('authentication', () => {
     await closeAll(b);
   });
 
+  test('a refresh applies the new token claims: a user refreshed as muted can no longer send', async () => {
+    const client = await authedClient(srv.url);
+    client.send({ type: 'auth', token: await tok(client.userId, { role: 'muted' }) });
+    await client.nthOfType('auth_success', 2);
+    client.send({ type: 'chat_message', recipientId: newUserId(), content: 'after demotion' });
+    assert.equal((await client.nextOfType('error')).reason, 'forbidden');
+    assert.equal(client.frames.some((f) => f.type === 'message_sent'), false);
+    await closeAll(client);
+  });
+
   test('a refresh with another sub → auth_failure identity_change, close 4009', async () => {
     const client = await authedClient(srv.url);
     client.send({ type: 'auth', token: await tok(newUserId()) });

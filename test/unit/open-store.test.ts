@@ -1,0 +1,18 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openStore, takeSchemaParam } from '../../src/store/open-store.js';
+
+test('?schema=NAME is split off a postgres URL, other parameters are kept', () => {
+  assert.deepEqual(takeSchemaParam('postgres://u@h:5432/db'), { connectionString: 'postgres://u@h:5432/db' });
+  assert.deepEqual(takeSchemaParam('postgres://u@h/db?schema=rampart_a'), { connectionString: 'postgres://u@h/db', schema: 'rampart_a' });
+  assert.deepEqual(takeSchemaParam('postgres://u:p%40ss@h/db?sslmode=require&schema=x_1'), {
+    connectionString: 'postgres://u:p%40ss@h/db?sslmode=require',
+    schema: 'x_1',
+  });
+  assert.deepEqual(takeSchemaParam('postgres://u@h/db?application_name=r'), { connectionString: 'postgres://u@h/db?application_name=r' });
+  assert.throws(() => takeSchemaParam('postgres://u@h/db?schema=a&schema=b'), /more than once/);
+});
+
+test('an invalid schema name is refused before any connection is made', async () => {
+  await assert.rejects(openStore('postgres://u@127.0.0.1:1/db?schema=Robert%22;DROP'), /must match/);
+});
