@@ -190,6 +190,11 @@ function section(out: any, jsonRel: string, svgRel: string): string {
   const R = out.runs ?? {};
   const L: string[] = [];
   L.push(`_Generated ${m.date} by \`npm run bench\` (${m.mode} mode, ${k.repeats} repeat(s), ${m.durationSec} s in all). Raw figures: [\`${jsonRel}\`](../${jsonRel})._`);
+  const disturbed = Object.values(R).flatMap((runs: any) => Object.values(runs).flat()).filter((r: any) => typeof r?.otherCpuPct === 'number' && r.otherCpuPct > (k.disturbedPct ?? 50)).length;
+  if (disturbed) {
+    L.push('');
+    L.push(`> **${disturbed} run(s) kept in this result were disturbed** (other processes used more than ${k.disturbedPct ?? 50} % of a core while they were measured); see the "other processes CPU %" columns and treat their figures with care.`);
+  }
   L.push('');
   L.push(
     table(
@@ -389,8 +394,14 @@ Useful knobs: \`BENCH_SCENARIOS=relay,idle,handshake,attack\`, \`BENCH_TARGETS=w
 \`BENCH_ATTACK_FPS\`, \`BENCH_ATTACK_TARGETS\`; \`BENCH_RAMPART=auto|mock|off\` (\`mock\` runs a stand-in that only speaks
 Rampart's protocol, to test the harness), \`BENCH_RAMPART_CMD\` (a command with \`{config}\`), \`BENCH_RAMPART_PATH\` (WebSocket
 path), \`BENCH_RAMPART_CONFIG\` (JSON deep-merged over the generated config: \`{"all": {…}, "relay": {…}, …}\`),
-\`BENCH_BUILD=auto|0|1\`, \`BENCH_DOCS=0|1\`, \`BENCH_KEEP=1\` (keep server logs and configs). The full run's duration is
-printed at the end and recorded in the section below.
+\`BENCH_BUILD=auto|0|1\`, \`BENCH_DOCS=0|1\`, \`BENCH_KEEP=1\` (keep server logs and configs), \`BENCH_LOAD_NODE_ARGS\`
+(e.g. \`--cpu-prof\` for the generators). \`node --import tsx bench/lib/wire-selftest.ts\` checks the raw client's frame parser.
+
+The machine is shared: before each run the bench waits (up to \`BENCH_QUIET_MAX_WAIT_MS\`) for both cores to be
+under \`BENCH_QUIET_BUSY_PCT\` % busy, and a run during which other processes used more than \`BENCH_DISTURBED_PCT\` % of
+a core is run once more (at most \`BENCH_MAX_RETRIES\` times per bench), keeping the less disturbed of the two. A full
+run takes about ten minutes on the 2-core machine, more when it has to wait; the last run's duration is in the
+section below.
 
 ## Results
 

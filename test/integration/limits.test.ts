@@ -128,14 +128,39 @@ function rawConnect(port: number, origin?: string, abortAtOnce = false): Promise
         resolve(client);
       }
     });
+    let pending = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
-      text += chunk.toString('latin1');
+      pending = Buffer.concat([pending, chunk]);
       if (client.status === 0) {
-        const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
-        if (!m || !text.includes('\r\n\r\n')) return;
-        client.status = Number(m[1]);
-        text = text.slice(text.indexOf('\r\n\r\n') + 4);
+        const end = pending.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(pending.subarray(0, end).toString('latin1'));
+        client.status = m ? Number(m[1]) : -1;
+        pending = pending.subarray(end + 4);
         if (!abortAtOnce) resolve(client);
+      }
+      // Server frames are unmasked: opcode, length (7 / 16 / 64 bit), payload.
+      while (pending.length >= 2) {
+        const opcode = (pending[0] as number) & 0x0f;
+        let len = (pending[1] as number) & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (pending.length < 4) return;
+          len = pending.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127) {
+          if (pending.length < 10) return;
+          len = Number(pending.readBigUInt64BE(2));
+          off = 10;
+        }
+        if (pending.length < off + len) return;
+        const payload = pending.subarray(off, off + len);
+        pending = pending.subarray(off + len);
+        if (opcode === 0x1) text += payload.toString('utf8');
+        else if (opcode === 0x8) {
+          // Answer the server's close (as a browser would), then let it end the connection.
+          if (!socket.destroyed) socket.write(Buffer.from([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]));
+        }
       }
       if (waiter && text.includes(waiter.marker)) {
         waiter.resolve();
