@@ -134,7 +134,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
       if (next.userId !== current.userId || next.tenantId !== current.tenantId) {
         return session.reject(failure('identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE));
       }
-      session.refresh(next.expiresAt);
+      session.refresh(next);
       session.sendFrame({ type: 'auth_success', userId: next.userId });
     },
   };

@@ -229,10 +229,13 @@ export class Session implements Flushable {
     this.armExpiry(identity.expiresAt);
   }
 
-  /** A refreshed token of the same identity moves the expiry. */
-  refresh(expiresAt: number): void {
-    if (this.identity) this.identity = { ...this.identity, expiresAt };
-    this.armExpiry(expiresAt);
+  /**
+   * A refreshed token of the same user and tenant (the caller checked): its claims replace the
+   * old ones — a changed role applies from now on — and its `exp` moves the expiry.
+   */
+  refresh(identity: Identity): void {
+    this.identity = identity;
+    this.armExpiry(identity.expiresAt);
   }
 
   private armExpiry(expiresAt: number): void {

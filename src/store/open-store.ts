@@ -1,6 +1,7 @@
 /**
  * Turn the `storage` config value into an initialised Store:
  *   sqlite:PATH (also sqlite:///abs/path, sqlite::memory:)  → SqliteStore, parent directory created
+ *     `?synchronous=normal|full` picks SQLite's durability (see SqliteStoreOptions.synchronous).
  *   postgres://… or postgresql://…                           → PostgresStore
  *     `?schema=NAME` (or `&schema=NAME`) selects the PostgreSQL schema that holds the tables
  *     (created if missing; default `public`), so one database can host isolated deployments or
@@ -36,9 +37,11 @@ function createStore(url: string, options: OpenStoreOptions): Store {
   if (url.startsWith('sqlite:')) {
     let path = url.slice('sqlite:'.length);
     if (path.startsWith('//')) path = path.slice(2); // sqlite:///var/lib/x.db → /var/lib/x.db
+    const { path: filePath, synchronous } = takeSynchronousParam(path);
+    path = filePath;
     if (path === '') throw new Error('storage: "sqlite:" needs a file path, e.g. sqlite:./data/rampart.db');
     if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
-    return new SqliteStore(path, { ...options.sqlite, ...cipherOption });
+    return new SqliteStore(path, { ...(synchronous === undefined ? {} : { synchronous }), ...options.sqlite, ...cipherOption });
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { connectionString, schema } = takeSchemaParam(url);
@@ -69,4 +72,16 @@ export function takeSchemaParam(url: string): { connectionString: string; schema
   const rest = params.toString();
   const connectionString = url.slice(0, q) + (rest === '' ? '' : `?${rest}`) + (hash === -1 ? '' : url.slice(hash));
   return { connectionString, schema: schemas[0]! };
+}
+
+/** Split `?synchronous=normal|full` off a SQLite path. */
+export function takeSynchronousParam(path: string): { path: string; synchronous?: 'FULL' | 'NORMAL' } {
+  const q = path.indexOf('?');
+  if (q === -1) return { path };
+  const params = new URLSearchParams(path.slice(q + 1));
+  const value = params.get('synchronous')?.toUpperCase();
+  params.delete('synchronous');
+  if (params.size > 0) throw new Error('storage: the only parameter a sqlite: path takes is "synchronous"');
+  if (value !== 'FULL' && value !== 'NORMAL') throw new Error('storage: "synchronous" must be "normal" or "full"');
+  return { path: path.slice(0, q), synchronous: value };
 }

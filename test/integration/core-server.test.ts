@@ -17,6 +17,8 @@ import {
   newUserId,
   TEST_SECRET,
   type TestServer,
+  type TestClient,
+  type Frame,
 } from '../helpers/harness.js';
 import { RawSocket, encodeFrame } from '../helpers/raw-ws.js';
 
@@ -59,6 +61,18 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
+/** The next frame matching `pred`; rejects if the socket closes first (no silent hang). */
+function expectFrame(client: TestClient, pred: (f: Frame) => boolean): Promise<Frame> {
+  return Promise.race([
+    client.next(pred),
+    client.closed.then(({ code }) => {
+      const seen = client.frames.find(pred);
+      if (seen) return seen;
+      throw new Error(`socket closed (${code}) before the expected frame; got ${JSON.stringify(client.frames)}`);
+    }),
+  ]);
+}
+
 async function isZero(srv: TestServer): Promise<boolean> {
   const s = srv.server.stats();
   return s.open === 0 && s.unauthenticated === 0 && s.unauthenticatedIps === 0 && s.users === 0 && (await srv.server.limits.registry.countIp('127.0.0.1')) === 0;
@@ -72,9 +86,6 @@ let srv: TestServer;
 before(async () => {
   srv = await startServer({
     allowedOrigins: [ALLOWED, 'http://localhost:3000', 'https://*.example.com'],
-    authTimeout: 300,
-    heartbeatInterval: 50,
-    heartbeatTimeout: 100,
     maxMessageSize: 4096,
     maxPreAuthMessageSize: 1024,
     jwt: { secret: TEST_SECRET, clockTolerance: 0, maxTokenLength: 600 },
@@ -85,7 +96,7 @@ after(async () => {
   await srv.close();
 });
 
-describe('handshake gate', () => {
+describe('handshake gate', { timeout: 15_000 }, () => {
   test('a foreign Origin is refused with 403; an allowed one and a missing one open', async () => {
     assert.equal(await handshakeStatus(srv.url, { origin: 'https://evil.com' }), 403);
     assert.equal(await handshakeStatus(srv.url, { origin: 'https://evilexample.com' }), 403);
@@ -145,7 +156,7 @@ describe('handshake gate', () => {
   });
 });
 
-describe('handshake gate: missing Origin refused by config, per-IP cap', () => {
+describe('handshake gate: missing Origin refused by config, per-IP cap', { timeout: 15_000 }, () => {
   let strict: TestServer;
   before(async () => {
     strict = await startServer({ allowMissingOrigin: false, maxConnectionsPerIP: 2, allowedOrigins: [ALLOWED] });
@@ -178,7 +189,7 @@ describe('handshake gate: missing Origin refused by config, per-IP cap', () => {
   });
 });
 
-describe('query-string token (allowQueryToken: true)', () => {
+describe('query-string token (allowQueryToken: true)', { timeout: 15_000 }, () => {
   let qs: TestServer;
   before(async () => {
     qs = await startServer({ allowQueryToken: true, jwt: { secret: TEST_SECRET, clockTolerance: 0 } });
@@ -214,14 +225,7 @@ describe('query-string token (allowQueryToken: true)', () => {
   });
 });
 
-describe('authentication', () => {
-  test('no auth frame within authTimeout → close 4001', async () => {
-    const client = openClient(srv.url);
-    await client.opened;
-    assert.equal((await within(client.closed, 3000, '4001')).code, 4001);
-    assert.equal(client.frames.length, 0);
-  });
-
+describe('authentication', { timeout: 15_000 }, () => {
   test('a chat_message before auth → close 4002', async () => {
     const client = openClient(srv.url);
     await client.opened;
@@ -284,7 +288,7 @@ describe('authentication', () => {
     b.send({ type: 'auth', token: await tok(subB) });
     await b.nthOfType('auth_success', 2);
     // A's token expires: the server says so and closes with 4005.
-    const closedA = await within(a.closed, 4000, 'expiry close');
+    const closedA = await within(a.closed, 5000, 'expiry close');
     assert.equal(closedA.code, 4005);
     assert.deepEqual(a.frames.at(-1), { type: 'auth_failure', reason: 'token_expired' });
     assert.ok(Date.now() >= shortA.exp * 1000 - 50, 'closed at expiry, not before');
@@ -302,8 +306,8 @@ describe('authentication', () => {
     client.send({ type: 'auth', token: await tok(client.userId, { role: 'muted' }) });
     await client.nthOfType('auth_success', 2);
     client.send({ type: 'chat_message', recipientId: newUserId(), content: 'after demotion' });
-    assert.equal((await client.nextOfType('error')).reason, 'forbidden');
-    assert.equal(client.frames.some((f) => f.type === 'message_sent'), false);
+    const answer = await client.next((f) => f.type === 'error' || f.type === 'message_sent');
+    assert.deepEqual(answer, { type: 'error', reason: 'forbidden' });
     await closeAll(client);
   });
 
@@ -322,7 +326,7 @@ describe('authentication', () => {
   });
 });
 
-describe('message pipeline', () => {
+describe('message pipeline', { timeout: 15_000 }, () => {
   test('every rejected frame gets one error reply and the connection survives', async () => {
     const client = await authedClient(srv.url);
     const peer = newUserId();
@@ -375,7 +379,7 @@ describe('message pipeline', () => {
   });
 });
 
-describe('malformed frames on a raw socket', () => {
+describe('malformed frames on a raw socket', { timeout: 15_000 }, () => {
   async function upgraded(): Promise<RawSocket> {
     const raw = await RawSocket.open(srv.port);
     assert.equal(await raw.upgrade('/ws'), 101);
@@ -469,38 +473,64 @@ describe('malformed frames on a raw socket', () => {
   });
 });
 
-describe('heartbeat', () => {
+// Tight timers get their own servers: on a loaded machine a 100 ms heartbeat would also close
+// the healthy clients of every other test.
+describe('auth timeout and heartbeat (short timers from config)', { timeout: 15_000 }, () => {
+  let timers: TestServer;
+  let lenient: TestServer;
+  before(async () => {
+    [timers, lenient] = await Promise.all([
+      startServer({ authTimeout: 200, heartbeatInterval: 50, heartbeatTimeout: 100 }),
+      startServer({ heartbeatInterval: 50, heartbeatTimeout: 500 }),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([timers.close(), lenient.close()]);
+  });
+
+  test('no auth frame within authTimeout → close 4001, and the socket is released', async () => {
+    const client = openClient(timers.url);
+    await client.opened;
+    const started = Date.now();
+    assert.equal((await within(client.closed, 5000, '4001')).code, 4001);
+    assert.ok(Date.now() - started >= 150, 'not before authTimeout');
+    assert.equal(client.frames.length, 0);
+    await waitFor(() => isZero(timers), 'released');
+  });
+
   test('a client that never answers pings → close 4000 and the server-side socket is gone', async () => {
-    await waitFor(() => isZero(srv), 'a quiet server');
-    const client = await authedClient(srv.url, newUserId(), {}, { autoPong: false });
-    assert.equal(srv.server.stats().open, 1);
-    const { code } = await within(client.closed, 3000, 'heartbeat close');
+    const client = await authedClient(timers.url, newUserId(), {}, { autoPong: false });
+    assert.equal(timers.server.stats().open, 1);
+    const { code } = await within(client.closed, 5000, 'heartbeat close');
     assert.equal(code, 4000);
-    await waitFor(() => srv.server.stats().open === 0, 'server-side socket gone');
+    await waitFor(() => timers.server.stats().open === 0, 'server-side socket gone');
+    await waitFor(() => isZero(timers), 'everything released');
+    const reasons = securityLines(timers).map((l) => l.reason);
+    assert.deepEqual(reasons, ['auth_timeout', 'heartbeat_timeout']);
   });
 
   test('a client that answers pings stays connected past several heartbeat timeouts', async () => {
-    const client = await authedClient(srv.url);
-    // Wait for pings on the client side (events, not time): 6 pings = 3 × heartbeatTimeout.
+    const client = await authedClient(lenient.url);
+    // Count pings on the client side (events, not time): 15 pings ≈ 1.5 × heartbeatTimeout.
     let pings = 0;
-    await new Promise<void>((resolve) => client.ws.on('ping', () => ++pings === 6 && resolve()));
+    await within(new Promise<void>((resolve) => client.ws.on('ping', () => ++pings === 15 && resolve())), 5000, 'pings');
     assert.equal(client.closeCode, undefined);
     client.send({ type: 'chat_message', recipientId: newUserId(), content: 'alive', clientMsgId: 'hb' });
-    await client.nextOfType('message_sent');
+    await expectFrame(client, (f) => f.type === 'message_sent');
     await closeAll(client);
   });
 });
 
-describe('HTTP', () => {
+describe('HTTP', { timeout: 15_000 }, () => {
   test('a half-sent HTTP request is cut off after headersTimeout', async () => {
     const raw = await RawSocket.open(srv.port);
     const started = Date.now();
     raw.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ');
-    await within(raw.closed, 3000, 'headers timeout');
+    await within(raw.closed, 5000, 'headers timeout');
     assert.ok(Date.now() - started >= 250, 'not before the timeout');
     const raw2 = await RawSocket.open(srv.port);
     raw2.write('GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n');
-    await within(raw2.closed, 3000, 'headers timeout (upgrade)');
+    await within(raw2.closed, 5000, 'headers timeout (upgrade)');
   });
 
   test('/healthz and /readyz answer 200', async () => {
@@ -513,7 +543,7 @@ describe('HTTP', () => {
   });
 });
 
-describe('release and logs', () => {
+describe('release and logs', { timeout: 15_000 }, () => {
   test('after every close path above, nothing is held: stats and per-IP slots are zero', async () => {
     await waitFor(() => isZero(srv), 'all counters back to zero');
     assert.deepEqual(srv.server.stats(), { open: 0, unauthenticated: 0, unauthenticatedIps: 0, users: 0 });
@@ -532,7 +562,7 @@ describe('release and logs', () => {
     const lines = securityLines(srv);
     for (const line of lines) assert.equal(typeof line.reason, 'string');
     const reasons = new Set(lines.map((l) => l.reason));
-    for (const expected of ['origin_malformed', 'origin_not_allowed', 'origin_duplicate', 'query_token_not_allowed', 'auth_timeout', 'not_authenticated', 'invalid_token', 'token_expired', 'identity_change', 'invalid_json', 'invalid_format', 'unknown_type', 'validation_failed', 'binary_frame', 'pre_auth_too_large', 'protocol_error', 'heartbeat_timeout']) {
+    for (const expected of ['origin_malformed', 'origin_not_allowed', 'origin_duplicate', 'query_token_not_allowed', 'not_authenticated', 'invalid_token', 'token_expired', 'identity_change', 'invalid_json', 'invalid_format', 'unknown_type', 'validation_failed', 'binary_frame', 'pre_auth_too_large', 'protocol_error']) {
       assert.ok(reasons.has(expected), `no security line for ${expected}: ${[...reasons].join(', ')}`);
     }
   });
