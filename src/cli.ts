@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { ConfigError, loadConfig } from './config/load-config.js';
 import { loadOrCreateDevSecret } from './config/dev-key.js';
 import { signDevToken } from './auth/dev-token.js';
+import { isUserId } from './auth/token-verifier.js';
 
 const USAGE = `usage:
   rampart serve [--config FILE]
@@ -49,6 +50,7 @@ async function serve(configFile: string | undefined): Promise<void> {
 
 async function token(values: { sub?: string; role?: string; tid?: string; ttl?: string; config?: string }): Promise<void> {
   if (!values.sub) throw new ConfigError(['--sub: required (a UUID)']);
+  if (!isUserId(values.sub)) throw new ConfigError(['--sub: must be a UUID (the server refuses any other subject)']);
   const config = loadConfig(values.config);
   const secret = config.jwt.secret ?? loadOrCreateDevSecret(config.dataDir).secret;
   if (config.jwt.publicKeyFile || config.jwt.jwksUrl) throw new ConfigError(['jwt: tokens for public-key setups come from your identity provider']);

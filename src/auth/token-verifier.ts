@@ -30,9 +30,23 @@ export interface TokenVerifierOptions {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 const CLAIM_VALUE = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** User ids are UUIDs (the JWT `sub`). */
+export const isUserId = (value: string): boolean => UUID.test(value);
 export const DEFAULT_TENANT = 'default';
 
 export type TokenVerifier = (token: string) => Promise<VerifyResult>;
+
+/**
+ * The JWKS endpoint could not be read (network error, timeout, non-200, not JSON, not a key
+ * set): the token was not judged, so this is `unavailable` — not a failed authentication that
+ * counts towards the IP lockout. An unknown `kid` or a bad signature is the client's fault.
+ */
+function keySetUnreachable(err: unknown): boolean {
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) return true;
+  if (err instanceof errors.JOSEError) return err.code === 'ERR_JOSE_GENERIC';
+  return true; // fetch's own TypeError ("fetch failed") and friends
+}
 
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const { keySource } = options;
@@ -51,6 +65,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     ...(options.audience !== undefined ? { audience: options.audience } : {}),
   };
   const invalid: VerifyResult = { ok: false, reason: AuthFailureReason.INVALID_TOKEN };
+  const unavailable: VerifyResult = { ok: false, reason: AuthFailureReason.UNAVAILABLE };
 
   return async (token) => {
     if (token.length > options.maxTokenLength) return { ok: false, reason: AuthFailureReason.TOKEN_TOO_LARGE };
@@ -63,6 +78,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       payload = result.payload;
     } catch (err) {
       if (err instanceof errors.JWTExpired) return { ok: false, reason: AuthFailureReason.TOKEN_EXPIRED };
+      if (keySource.kind === 'jwks' && keySetUnreachable(err)) return unavailable;
       return invalid;
     }
     const { sub, role, tid, exp } = payload as JWTPayload & { role?: unknown; tid?: unknown };

@@ -2,7 +2,7 @@
  * The development signing key: created once under `dataDir` (mode 0600) so `rampart serve` works
  * out of the box and `rampart token` signs tokens the server accepts. Never used in production.
  */
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
@@ -12,18 +12,33 @@ export function devKeyPath(dataDir: string): string {
   return join(dataDir, DEV_KEY_FILE);
 }
 
+/** Shorter than this, a key file was truncated or hand-edited: refuse it rather than sign with it. */
+const MIN_SECRET_LENGTH = 32;
+
+function readExisting(path: string): string {
+  const secret = readFileSync(path, 'utf8').trim();
+  if (secret.length < MIN_SECRET_LENGTH) throw new Error(`${path}: the development signing key is too short (delete the file to create a new one)`);
+  return secret;
+}
+
 /** Returns the dev secret, creating it (48 random bytes, base64url) on first use. */
 export function loadOrCreateDevSecret(dataDir: string): { secret: string; created: boolean } {
   const path = devKeyPath(dataDir);
-  if (existsSync(path)) return { secret: readFileSync(path, 'utf8').trim(), created: false };
+  if (existsSync(path)) return { secret: readExisting(path), created: false };
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secret = randomBytes(48).toString('base64url');
-  // `wx`: never overwrite a key another process created in the meantime.
+  // Written whole to a private temp file, then linked into place: `link` fails if the key exists
+  // (never overwrite a key another process created meanwhile), and nobody can ever read a
+  // half-written key.
+  const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  writeFileSync(temp, secret + '\n', { mode: 0o600, flag: 'wx' });
   try {
-    writeFileSync(path, secret + '\n', { mode: 0o600, flag: 'wx' });
+    linkSync(temp, path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { secret: readFileSync(path, 'utf8').trim(), created: false };
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { secret: readExisting(path), created: false };
     throw err;
+  } finally {
+    rmSync(temp, { force: true });
   }
   return { secret, created: true };
 }

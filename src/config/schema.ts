@@ -61,7 +61,10 @@ export const ConfigSchema = z.strictObject({
     })
     .optional(),
   /** `sqlite:PATH` (embedded default) or a `postgres://` URL. */
-  storage: z.string().min(1).default('sqlite:./data/rampart.db'),
+  storage: z
+    .string()
+    .regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)$/, 'must be sqlite:PATH or a postgres:// URL')
+    .default('sqlite:./data/rampart.db'),
   /** Set it and the node joins a cluster: Redis bus, limiter and connection registry. */
   redisUrl: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
   /** Namespace of every Redis key and channel of this cluster (nodes of one cluster must agree). */

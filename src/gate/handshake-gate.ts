@@ -74,6 +74,6 @@ export async function runHandshakeGate(o: HandshakeGateOptions, req: IncomingMes
   if (token === undefined) return { ok: true };
   if (!o.allowQueryToken) return release(refuse(401, 'query_token_not_allowed'));
   const verified = await o.verify(token);
-  if (!verified.ok) return release(refuse(401, `query_token_${verified.reason}`));
+  if (!verified.ok) return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
   return { ok: true, identity: verified.identity };
 }

@@ -46,6 +46,8 @@ function failure(event: string, reason: AuthFailureReasonValue, code: number = C
 
 export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
   async function recordFailure(session: Session, reason: AuthFailureReasonValue): Promise<void> {
+    // The key set (JWKS) could not be read: nothing was judged, so nothing counts towards the lockout.
+    if (reason === 'unavailable') return session.reject(failure('key_source_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE));
     const d = await o.limiter.consume(`af:${session.ip}`, [o.authFailureRule]);
     if (!d.allowed) await o.limiter.block(lockoutKey(session.ip), o.lockoutMs);
     session.reject(failure(reason === 'token_expired' ? 'token_expired' : 'invalid_token', reason));

@@ -17,8 +17,8 @@ function toDetails(error: z.ZodError): ValidationDetail[] {
   const details: ValidationDetail[] = [];
   for (const issue of error.issues) {
     if (details.length === MAX_DETAILS) break;
-    // Paths are the schema's own keys, except for unknown keys, which are client-chosen strings:
-    // report only how many there were, not their names.
+    // Paths are the schema's own keys and array indexes. Unknown keys (client-chosen strings) are
+    // reported at the path of their object with rule `unrecognized_keys`; their names stay out.
     const rule = issue.code === 'custom' ? 'invalid' : issue.code;
     details.push({ path: issue.path.map(String).join('.'), rule });
   }

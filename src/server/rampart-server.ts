@@ -125,7 +125,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     throw err;
   }
   const { limiter, registry } = limits;
-  const committer = new GroupCommitter(store, { maxInboxSize: config.chat.maxInboxSize });
+  const committer = new GroupCommitter(store, {
+    maxInboxSize: config.chat.maxInboxSize,
+    onBatch: (size) => metrics.storeBatchSize.observe(size),
+  });
   const sessions = new SessionRegistry(bus);
   const chat = new ChatService({
     store,

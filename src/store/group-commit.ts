@@ -10,6 +10,8 @@ import type { InsertOptions, InsertOutcome, Store, StoredMessage } from './store
 export interface GroupCommitterOptions extends InsertOptions {
   /** Most messages per transaction; a longer queue is split over consecutive ones. Default 1000. */
   maxBatchSize?: number;
+  /** Called with the size of every transaction (metrics). */
+  onBatch?: (size: number) => void;
 }
 
 interface Entry {
@@ -26,6 +28,7 @@ export class GroupCommitter {
   readonly #store: Pick<Store, 'insertMessages'>;
   readonly #insertOptions: InsertOptions;
   readonly #maxBatchSize: number;
+  readonly #onBatch: ((size: number) => void) | undefined;
   #queue: Entry[] = [];
   #scheduled = false;
   #inFlight: Promise<void> | undefined;
@@ -35,6 +38,7 @@ export class GroupCommitter {
     this.#store = store;
     this.#insertOptions = { maxInboxSize: options.maxInboxSize };
     this.#maxBatchSize = Math.max(1, Math.floor(options.maxBatchSize ?? 1000));
+    this.#onBatch = options.onBatch;
   }
 
   /** Messages waiting for a transaction (not counting the one in flight). */
@@ -109,6 +113,7 @@ export class GroupCommitter {
 
     let outcomes: InsertOutcome[];
     try {
+      this.#onBatch?.(messages.length);
       outcomes = await this.#store.insertMessages(messages, this.#insertOptions);
       if (outcomes.length !== messages.length) {
         throw new Error(`store returned ${outcomes.length} outcomes for ${messages.length} messages`);

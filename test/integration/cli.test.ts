@@ -159,7 +159,11 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
     const tokenRun = rampart(['token', '--sub', sub], cwd);
     const missing = rampart(['token'], cwd);
     const unknown = rampart(['token', '--sub', randomUUID(), '--frobnicate'], cwd);
-    const [good, noSub, badFlag] = await Promise.all([tokenRun.exited, missing.exited, unknown.exited]);
+    const notUuid = rampart(['token', '--sub', 'alice'], cwd);
+    const [good, noSub, badFlag, badSub] = await Promise.all([tokenRun.exited, missing.exited, unknown.exited, notUuid.exited]);
+    assert.notEqual(badSub.code, 0);
+    assert.match(notUuid.stderr, /--sub: must be a UUID/);
+    assert.equal(notUuid.stdout, '');
     assert.equal(good.code, 0, tokenRun.stderr);
     assert.notEqual(noSub.code, 0);
     assert.match(missing.stderr, /--sub/);

@@ -5,7 +5,9 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSecretKey } from 'node:crypto';
+import { createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import {
   startServer,
@@ -71,6 +73,13 @@ function expectFrame(client: TestClient, pred: (f: Frame) => boolean): Promise<F
       throw new Error(`socket closed (${code}) before the expected frame; got ${JSON.stringify(client.frames)}`);
     }),
   ]);
+}
+
+/** The `n`-th frame of `type` (1-based); rejects if the socket closes first. */
+async function nth(client: TestClient, type: string, n: number): Promise<Frame> {
+  const all = (): Frame[] => client.frames.filter((f) => f.type === type);
+  await expectFrame(client, (f) => f.type === type && all().length >= n);
+  return all()[n - 1] as Frame;
 }
 
 async function isZero(srv: TestServer): Promise<boolean> {
@@ -178,7 +187,7 @@ describe('handshake gate: missing Origin refused by config, per-IP cap', { timeo
     const b = openClient(strict.url, { origin: ALLOWED });
     await Promise.all([a.opened, b.opened]);
     assert.equal(await handshakeStatus(strict.url, { origin: ALLOWED }), 429);
-    // Refused handshakes (403 here) never hold a slot either.
+    // The cap is checked before the Origin: at the cap even a foreign Origin gets 429.
     assert.equal(await handshakeStatus(strict.url, { origin: 'https://evil.com' }), 429);
     await closeAll(a);
     await waitFor(async () => (await strict.server.limits.registry.countIp('127.0.0.1')) === 1, 'slot released');
@@ -186,6 +195,13 @@ describe('handshake gate: missing Origin refused by config, per-IP cap', { timeo
     await c.opened;
     await closeAll(b, c);
     await waitFor(() => isZero(strict), 'everything released');
+    // Refused handshakes never keep a slot: many 403s later, two sockets still fit.
+    for (let i = 0; i < 5; i++) assert.equal(await handshakeStatus(strict.url, { origin: 'https://evil.com' }), 403);
+    const d = openClient(strict.url, { origin: ALLOWED });
+    const e = openClient(strict.url, { origin: ALLOWED });
+    await Promise.all([d.opened, e.opened]);
+    await closeAll(d, e);
+    await waitFor(() => isZero(strict), 'everything released again');
   });
 });
 
@@ -207,14 +223,25 @@ describe('query-string token (allowQueryToken: true)', { timeout: 15_000 }, () =
     assert.equal(await handshakeStatus(`${qs.url}?token=${wrongKey}`), 401);
   });
 
+  test('a client that hangs up while the gate verifies its token leaves no IP slot behind', async () => {
+    const t = await tok(newUserId());
+    for (let i = 0; i < 20; i++) {
+      const raw = await RawSocket.open(qs.port);
+      raw.write(`GET /ws?token=${t} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      await raw.destroy();
+    }
+    await waitFor(async () => (await qs.server.limits.registry.countIp('127.0.0.1')) === 0, 'every IP slot released');
+    await waitFor(() => isZero(qs), 'released');
+  });
+
   test('a valid query token: the socket starts authenticated (chat works without an auth frame)', async () => {
     const sub = newUserId();
     const client = openClient(`${qs.url}?token=${await tok(sub)}`);
     await client.opened;
-    const ok = await client.nextOfType('auth_success');
+    const ok = await expectFrame(client, (f) => f.type === 'auth_success');
     assert.equal(ok.userId, sub);
     client.send({ type: 'chat_message', recipientId: newUserId(), content: 'via query token', clientMsgId: 'q1' });
-    const sent = await client.nextOfType('message_sent');
+    const sent = await expectFrame(client, (f) => f.type === 'message_sent');
     assert.equal(sent.clientMsgId, 'q1');
     assert.equal(client.frames.some((f) => f.type === 'error' || f.type === 'auth_failure'), false);
     await closeAll(client);
@@ -283,10 +310,10 @@ describe('authentication', { timeout: 15_000 }, () => {
     const shortB = await shortToken(subB);
     a.send({ type: 'auth', token: shortA.token });
     b.send({ type: 'auth', token: shortB.token });
-    await Promise.all([a.nextOfType('auth_success'), b.nextOfType('auth_success')]);
+    await Promise.all([expectFrame(a, (f) => f.type === 'auth_success'), expectFrame(b, (f) => f.type === 'auth_success')]);
     // B refreshes with a long-lived token of the same identity.
     b.send({ type: 'auth', token: await tok(subB) });
-    await b.nthOfType('auth_success', 2);
+    await nth(b, 'auth_success', 2);
     // A's token expires: the server says so and closes with 4005.
     const closedA = await within(a.closed, 5000, 'expiry close');
     assert.equal(closedA.code, 4005);
@@ -295,7 +322,7 @@ describe('authentication', { timeout: 15_000 }, () => {
     // B's first token expired at (about) the same moment; B is still served.
     if (Date.now() < shortB.exp * 1000) await new Promise((r) => setTimeout(r, shortB.exp * 1000 - Date.now() + 20));
     b.send({ type: 'chat_message', recipientId: newUserId(), content: 'still here', clientMsgId: 'after-exp' });
-    const sent = await b.nextOfType('message_sent');
+    const sent = await expectFrame(b, (f) => f.type === 'message_sent');
     assert.equal(sent.clientMsgId, 'after-exp');
     assert.equal(b.closeCode, undefined);
     await closeAll(b);
@@ -304,9 +331,9 @@ describe('authentication', { timeout: 15_000 }, () => {
   test('a refresh applies the new token claims: a user refreshed as muted can no longer send', async () => {
     const client = await authedClient(srv.url);
     client.send({ type: 'auth', token: await tok(client.userId, { role: 'muted' }) });
-    await client.nthOfType('auth_success', 2);
+    await nth(client, 'auth_success', 2);
     client.send({ type: 'chat_message', recipientId: newUserId(), content: 'after demotion' });
-    const answer = await client.next((f) => f.type === 'error' || f.type === 'message_sent');
+    const answer = await expectFrame(client, (f) => f.type === 'error' || f.type === 'message_sent');
     assert.deepEqual(answer, { type: 'error', reason: 'forbidden' });
     await closeAll(client);
   });
@@ -326,12 +353,41 @@ describe('authentication', { timeout: 15_000 }, () => {
   });
 });
 
+describe('JWKS unreachable', { timeout: 15_000 }, () => {
+  let jwks: TestServer;
+  let privateKey: KeyObject;
+  before(async () => {
+    const dead = createServer();
+    await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
+    const { port } = dead.address() as AddressInfo;
+    await new Promise<void>((resolve) => dead.close(() => resolve()));
+    privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    jwks = await startServer({ jwt: { jwksUrl: `http://127.0.0.1:${port}/jwks` }, limits: { maxAuthFailures: 1 } });
+  });
+  after(async () => {
+    await jwks.close();
+  });
+
+  test('auth_failure unavailable + close 4503, and it does not count towards the IP lockout', async () => {
+    for (let i = 0; i < 3; i++) {
+      const client = openClient(jwks.url);
+      await client.opened; // a lockout would refuse this handshake with 429
+      const t = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject(newUserId()).setExpirationTime('1h').sign(privateKey);
+      usedTokens.push(t);
+      client.send({ type: 'auth', token: t });
+      assert.equal((await client.closed).code, 4503);
+      assert.deepEqual(client.frames, [{ type: 'auth_failure', reason: 'unavailable' }]);
+    }
+    assert.deepEqual(securityLines(jwks).map((l) => l.reason), ['key_source_unavailable', 'key_source_unavailable', 'key_source_unavailable']);
+  });
+});
+
 describe('message pipeline', { timeout: 15_000 }, () => {
   test('every rejected frame gets one error reply and the connection survives', async () => {
     const client = await authedClient(srv.url);
     const peer = newUserId();
     const errors = (): unknown[] => client.frames.filter((f) => f.type === 'error');
-    const nthError = async (n: number) => client.nthOfType('error', n);
+    const nthError = async (n: number) => nth(client, 'error', n);
 
     client.send('{"type":"chat_message",');
     assert.equal((await nthError(1)).reason, 'invalid_json');
@@ -356,7 +412,7 @@ describe('message pipeline', { timeout: 15_000 }, () => {
     const errorCount = errors().length;
 
     client.send({ type: 'chat_message', recipientId: peer, content: `${MARKER} ok`, clientMsgId: 'survivor' });
-    const sent = await client.next((f) => f.type === 'message_sent' && f.clientMsgId === 'survivor');
+    const sent = await expectFrame(client, (f) => f.type === 'message_sent' && f.clientMsgId === 'survivor');
     assert.ok(sent.id);
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     assert.equal(errors().length, 6);
@@ -402,7 +458,7 @@ describe('malformed frames on a raw socket', { timeout: 15_000 }, () => {
     seenProtocolErrors = protocolErrors();
     const a = await authedClient(srv.url);
     a.send({ type: 'chat_message', recipientId: newUserId(), content: 'alive', clientMsgId: 'alive' });
-    await a.nextOfType('message_sent');
+    await expectFrame(a, (f) => f.type === 'message_sent');
     await closeAll(a);
   }
 
@@ -507,6 +563,19 @@ describe('auth timeout and heartbeat (short timers from config)', { timeout: 15_
     await waitFor(() => isZero(timers), 'everything released');
     const reasons = securityLines(timers).map((l) => l.reason);
     assert.deepEqual(reasons, ['auth_timeout', 'heartbeat_timeout']);
+    assert.equal(securityLines(timers)[1]?.code, 4000);
+  });
+
+  test('a dead peer (answers neither pings nor the close frame) is destroyed after 4000', async () => {
+    const raw = await RawSocket.open(timers.port);
+    assert.equal(await raw.upgrade('/ws'), 101);
+    raw.sendText(JSON.stringify({ type: 'auth', token: await tok(newUserId()) }));
+    await raw.until(() => raw.json().some((f) => f.type === 'auth_success'));
+    // From here on the raw socket reads but never writes: no pong, no close reply.
+    await within(raw.closed, 5000, 'server destroys the TCP connection');
+    assert.ok(raw.frames.some((f) => f.opcode === 9), 'pinged first');
+    assert.equal(await raw.closeCode(), 4000);
+    await waitFor(() => isZero(timers), 'everything released');
   });
 
   test('a client that answers pings stays connected past several heartbeat timeouts', async () => {
@@ -578,9 +647,9 @@ describe('release and logs', { timeout: 15_000 }, () => {
       await first.closed;
       const user = await authedClient(quiet.url);
       user.send('{oops');
-      await user.nextOfType('error');
+      await expectFrame(user, (f) => f.type === 'error');
       user.send({ type: 'chat_message', recipientId: newUserId(), content: MARKER });
-      await user.nextOfType('message_sent');
+      await expectFrame(user, (f) => f.type === 'message_sent');
       await closeAll(user);
       await waitFor(() => isZero(quiet), 'released');
       const lines = securityLines(quiet);

@@ -97,6 +97,12 @@ function rawConnect(port: number, origin?: string, abortAtOnce = false): Promise
     socket.on('error', () => {});
     const closed = new Promise<void>((r) => socket.once('close', () => r()));
     let text = '';
+    let closeSent = false;
+    const sendClose = (): void => {
+      if (closeSent || socket.destroyed) return;
+      closeSent = true;
+      socket.write(Buffer.from([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]));
+    };
     let waiter: { marker: string; resolve: () => void } | undefined;
     const client: RawClient = {
       socket,
@@ -108,9 +114,7 @@ function rawConnect(port: number, origin?: string, abortAtOnce = false): Promise
         const header = len < 126 ? Buffer.from([0x81, 0x80 | len, 0, 0, 0, 0]) : Buffer.from([0x81, 0x80 | 126, len >> 8, len & 255, 0, 0, 0, 0]);
         socket.write(Buffer.concat([header, payload]));
       },
-      close() {
-        socket.write(Buffer.from([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]));
-      },
+      close: sendClose,
       received(marker) {
         if (text.includes(marker)) return Promise.resolve();
         return new Promise<void>((r, j) => {
@@ -162,7 +166,7 @@ function rawConnect(port: number, origin?: string, abortAtOnce = false): Promise
         if (opcode === 0x1) text += payload.toString('utf8');
         else if (opcode === 0x8) {
           // Answer the server's close (as a browser would), then let it end the connection.
-          if (!socket.destroyed) socket.write(Buffer.from([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]));
+          sendClose();
         }
       }
       if (waiter && text.includes(waiter.marker)) {
@@ -400,6 +404,18 @@ function limitsSuite(kind: StoreKind): void {
       assert.equal(srv.server.stats().unauthenticated, 1);
     });
 
+    test('maxUnauthenticated 2 (node-wide): a 3rd unauthenticated socket from another IP gets 429', async () => {
+      const srv = await start({ limits: { maxUnauthenticated: 2 } });
+      const u1 = track(openClient(srv.url));
+      const u2 = track(openClient(srv.url, { localAddress: '127.0.0.2' }));
+      await Promise.all([u1.opened, u2.opened]);
+      assert.equal(await handshakeStatus(srv.url, { localAddress: '127.0.0.3' }), 429);
+      u1.send({ type: 'auth', token: await token({ sub: newUserId() }) });
+      await u1.nextOfType('auth_success');
+      const u3 = track(openClient(srv.url, { localAddress: '127.0.0.3' }));
+      await u3.opened;
+    });
+
     test('auth brute force: 3 bad tokens from an IP lock it out (429) for authLockoutMs; another IP is unaffected', async () => {
       const srv = await start({ limits: { maxAuthFailures: 3, authLockoutMs: 60_000 } });
       for (let i = 0; i < 3; i++) {
@@ -439,7 +455,7 @@ function limitsSuite(kind: StoreKind): void {
       const slow = await authed(srv.url);
       const sender = await authed(srv.url);
       (slow.ws as unknown as { _socket: import('node:net').Socket })._socket.pause();
-      const content = 'y'.repeat(4500);
+      const content = '€'.repeat(4500); // 13.5 kB of UTF-8 per message: fewer round trips to fill the kernel buffers
       const BATCH = 25;
       const CAP = 64 * 1024 * 1024; // bytes we are prepared to push before calling it unbounded
       let sentBytes = 0;
@@ -447,7 +463,7 @@ function limitsSuite(kind: StoreKind): void {
       while (srv.server.stats().open > 1) {
         assert.ok(sentBytes < CAP, `slow reader still open after ${sentBytes} bytes`);
         for (let i = 0; i < BATCH; i++) sender.send(chat(slow.userId, content));
-        sentBytes += BATCH * content.length;
+        sentBytes += BATCH * Buffer.byteLength(content);
         batches++;
         await sender.nthOfType('message_sent', batches * BATCH);
       }
@@ -592,7 +608,15 @@ function limitsSuite(kind: StoreKind): void {
         const b = await authed(srv.url);
 
         await proxy.stop();
-        await waitFor(async () => (await handshake(srv.url)).status === 503, 5000, 'handshakes refused with 503');
+        await waitFor(
+          async () => {
+            const h = await handshake(srv.url);
+            if (h.status === 'open') h.client.terminate(); // the outage not noticed yet
+            return h.status === 503;
+          },
+          5000,
+          'handshakes refused with 503',
+        );
         a.send(chat(b.userId, 'during the outage'));
         await a.nextOfType('message_sent');
         await b.next((f) => f.type === 'chat_message' && f.content === 'during the outage');

@@ -33,6 +33,9 @@ test("defaults are design.md's", () => {
   assert.equal(c.allowQueryToken, false);
   assert.equal(c.tls, undefined);
   assert.equal(c.storage, 'sqlite:./data/rampart.db');
+  for (const storage of ['sqlite::memory:', 'sqlite:///var/lib/rampart.db', 'postgres://u@h/db', 'postgresql://u@h:5432/db?schema=x']) {
+    assert.equal(parseConfig({ storage }).storage, storage);
+  }
   assert.equal(c.redisUrl, undefined);
   assert.equal(c.mode, 'development');
   assert.deepEqual(c.behindProxy, []);
@@ -74,6 +77,8 @@ test('a bad value is an error naming the key and the rule, never echoing the val
     [{ behindProxy: ['proxy-marker.example'] }, /behindProxy/, 'proxy-marker'],
     [{ logLevel: 'loud-marker' }, /logLevel/, 'loud-marker'],
     [{ storage: '' }, /storage/, 'never'],
+    [{ storage: 'mysql://root:hunter2@db/chat' }, /storage: must be sqlite:PATH or a postgres:\/\/ URL/, 'hunter2'],
+    [{ storage: 'sqlite:' }, /storage/, 'never'],
   ];
   for (const [input, pattern, secret] of cases) {
     const err = configError(() => parseConfig(input));
@@ -216,4 +221,30 @@ test('jwt.algorithms must fit the key kind (no HS/RS mix)', () => {
   assert.match(configError(() => parseConfig({ jwt: { publicKeyFile: '/k.pem', algorithms: ['RS256', 'HS256'] } })).message, /jwt\.algorithms/);
   assert.match(configError(() => parseConfig({ jwt: { jwksUrl: 'https://id.example.com/jwks', algorithms: ['HS256'] } })).message, /jwt\.algorithms/);
   assert.match(configError(() => parseConfig({ jwt: { algorithms: ['RS256'] } })).message, /jwt\.algorithms/);
+});
+
+test('the development signing key: created once (mode 600), reused, a truncated one refused', async () => {
+  const { loadOrCreateDevSecret, devKeyPath } = await import('../../src/config/dev-key.js');
+  const { statSync, readdirSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-devkey-'));
+  try {
+    const dataDir = join(dir, 'data');
+    const first = loadOrCreateDevSecret(dataDir);
+    assert.equal(first.created, true);
+    assert.ok(first.secret.length >= 32);
+    assert.equal(statSync(devKeyPath(dataDir)).mode & 0o777, 0o600);
+    assert.deepEqual(readdirSync(dataDir), ['dev-signing-key']); // no temp file left behind
+    const again = loadOrCreateDevSecret(dataDir);
+    assert.deepEqual(again, { secret: first.secret, created: false });
+    // Every later use (another process, the `token` command) gets the same key.
+    const other = join(dir, 'other');
+    const secrets = new Set(Array.from({ length: 20 }, () => loadOrCreateDevSecret(other).secret));
+    assert.equal(secrets.size, 1);
+    writeFileSync(devKeyPath(dataDir), 'short\n');
+    assert.throws(() => loadOrCreateDevSecret(dataDir), /too short/);
+    writeFileSync(devKeyPath(dataDir), '');
+    assert.throws(() => loadOrCreateDevSecret(dataDir), /too short/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -192,3 +192,33 @@ test('JWKS: RS256 tokens selected by kid; an unknown kid is refused', async () =
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 });
+
+test('JWKS endpoint down, failing or not a key set → unavailable (never counted as a bad token); garbage stays invalid', async () => {
+  let mode: 'error' | 'html' | 'not_a_set' = 'error';
+  const server: Server = createServer((_req, res) => {
+    if (mode === 'error') res.writeHead(500).end('boom');
+    else if (mode === 'html') res.writeHead(200, { 'content-type': 'text/html' }).end('<html>');
+    else res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys":"nope"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const verifierFor = (url: string): TokenVerifier => createTokenVerifier({ keySource: jwksKeySource(url, 60_000), clockTolerance: 0, maxTokenLength: 4096 });
+  const rs = await mint(rsa.privateKey, { alg: 'RS256', kid: 'k1' });
+  const unavailable = { ok: false, reason: 'unavailable' };
+  try {
+    for (const m of ['error', 'html', 'not_a_set'] as const) {
+      mode = m;
+      assert.deepEqual(await verifierFor(`http://127.0.0.1:${port}/jwks`)(rs), unavailable, m);
+    }
+    // Garbage is judged before any key is fetched.
+    const verify = verifierFor(`http://127.0.0.1:${port}/jwks`);
+    for (const garbage of ['x', 'a.b.c', `${b64url({ alg: 'none' })}.${b64url({ sub: SUB })}.`, await mint(secretKey)]) {
+      assert.deepEqual(await verify(garbage), invalid, garbage);
+    }
+  } finally {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  // Nobody listening on that port any more: connection refused.
+  assert.deepEqual(await verifierFor(`http://127.0.0.1:${port}/jwks`)(rs), unavailable);
+});
