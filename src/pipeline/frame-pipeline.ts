@@ -5,9 +5,10 @@
  *   per-type rate limit → authorization → content policy → sanitize → handler
  *
  * Each step returns the next value or a `Rejection`; `Session.reject` turns a rejection into one
- * reply or close. Steps stay synchronous while the adapters are (memory limiter); an async step
- * (Redis limiter, token verification, storage) makes the session hold later frames until it
- * settles, so frames are handled in order.
+ * reply or close. Steps stay synchronous while the adapters are (memory limiter). Token
+ * verification makes the session hold later frames until it settles; per-user Redis limits keep
+ * order through Redis' FIFO replies instead (see `onUserDecision`); storage is batched and acked
+ * in commit order.
  */
 import { CloseCode } from '../protocol/close-codes.js';
 import type { ClientFrame, ChatMessageFrame } from '../protocol/client-frames.js';
@@ -93,6 +94,23 @@ function onDecision(
   return result instanceof Promise ? result.then(then) : then(result);
 }
 
+/**
+ * Per-user limits on Redis answer asynchronously. The session is NOT held for them: replies on one
+ * Redis connection come back in command order, so frames still run in the order they arrived,
+ * and a burst of frames does not pile up in the session queue (which would close it with 4029).
+ */
+function onUserDecision(
+  session: Session,
+  result: RateDecision | Promise<RateDecision>,
+  then: (d: RateDecision) => void | Promise<void>,
+): void {
+  if (!(result instanceof Promise)) {
+    void then(result);
+    return;
+  }
+  result.then(then).catch(() => session.sendFrame({ type: 'error', reason: 'internal_error' }));
+}
+
 export type FrameHandler = (session: Session, data: Buffer, isBinary: boolean) => void | Promise<void>;
 
 export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
@@ -150,18 +168,18 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
       case 'auth':
         return o.authenticator.refresh(session, frame.token);
       case 'chat_message':
-        return onDecision(limiter.consume(`m:${session.userKey}`, rules.messages), (d) =>
+        return onUserDecision(session, limiter.consume(`m:${session.userKey}`, rules.messages), (d) =>
           d.allowed ? chatMessage(session, frame) : session.reject(rateLimited(d, frame.clientMsgId)),
         );
       case 'typing_indicator':
         if (!permissionsFor(o.roles, identity.role).send) return session.reject(FORBIDDEN);
-        return onDecision(limiter.consume(`t:${session.userKey}`, rules.typing), (d) =>
+        return onUserDecision(session, limiter.consume(`t:${session.userKey}`, rules.typing), (d) =>
           d.allowed ? chat.typing(identity, frame.recipientId, frame.isTyping) : session.reject(TYPING_DROPPED),
         );
       case 'ack':
       case 'history':
         if (!permissionsFor(o.roles, identity.role).read) return session.reject(FORBIDDEN);
-        return onDecision(limiter.consume(`r:${session.userKey}`, rules.requests), (d) => {
+        return onUserDecision(session, limiter.consume(`r:${session.userKey}`, rules.requests), (d) => {
           if (!d.allowed) return session.reject(rateLimited(d));
           const done = frame.type === 'ack' ? chat.ack(identity, frame.messageIds) : chat.history(identity, session, frame);
           void done.catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));

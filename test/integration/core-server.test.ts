@@ -23,13 +23,14 @@ import {
   type Frame,
 } from '../helpers/harness.js';
 import { RawSocket, encodeFrame } from '../helpers/raw-ws.js';
+import type { DevTokenClaims } from '../../src/auth/dev-token.js';
 
 const ALLOWED = 'https://app.example.com';
 const MARKER = 'CONTENT-MARKER-9d1e7c';
 
 /** Every token this file sends, to prove none reaches a log line. */
 const usedTokens: string[] = [];
-async function tok(sub: string, claims: Parameters<typeof token>[0] extends infer C ? Omit<C & object, 'sub'> : never = {}): Promise<string> {
+async function tok(sub: string, claims: Omit<DevTokenClaims, 'sub'> = {}): Promise<string> {
   const t = await token({ sub, ...claims });
   usedTokens.push(t);
   return t;
