@@ -3,7 +3,7 @@
  * It never touches a socket: it writes to the Store (through the group committer), publishes on
  * the Bus, and answers the caller through the `Outbox` it is handed.
  */
-import { randomUUID } from 'node:crypto';
+import { messageId } from './message-id.js';
 import type { Bus } from '../bus/bus.js';
 import type { Store, StoredMessage } from '../store/store.js';
 import type { GroupCommitter } from '../store/group-commit.js';
@@ -99,8 +99,9 @@ export class ChatService {
    * timestamp come from the server, never from the client.
    */
   async sendMessage(sender: Identity, outbox: Outbox, frame: ChatMessageFrame, processed: ProcessedMessage): Promise<void> {
+    const now = this.now();
     const message: StoredMessage = {
-      id: randomUUID(),
+      id: messageId(now),
       tenantId: sender.tenantId,
       senderId: sender.userId,
       recipientId: frame.recipientId.toLowerCase(),
@@ -108,7 +109,7 @@ export class ChatService {
       mentions: processed.mentions,
       hashtags: processed.hashtags,
       links: processed.links,
-      timestamp: this.now(),
+      timestamp: now,
     };
     if (frame.replyTo !== undefined) message.replyTo = frame.replyTo.toLowerCase();
     if (processed.attachments !== undefined) message.attachments = processed.attachments;
