@@ -30,7 +30,7 @@ async function serve(configFile: string | undefined): Promise<void> {
   if (!config.jwt.secret && !config.jwt.publicKeyFile && !config.jwt.jwksUrl) {
     process.stderr.write(
       `\nRampart is listening on ${scheme}://${address.address}:${address.port}/ws (demo page: ${httpScheme}://${address.address}:${address.port}/)\n` +
-        `Get a development token:  npx rampart token --sub ${randomUUID()}\n` +
+        `Get a development token:  npm run -s token -- --sub ${randomUUID()}\n` +
         `Then send {"type":"auth","token":"<token>"} as the first frame.\n\n`,
     );
   }

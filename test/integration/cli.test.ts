@@ -119,7 +119,7 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
   before(async () => {
     cwd = tempDir();
     server = rampart(['serve'], cwd, { RAMPART_PORT: '0' });
-    await server.waitOutput((r) => listeningPort(r.stdout) !== undefined && r.stderr.includes('rampart token'));
+    await server.waitOutput((r) => listeningPort(r.stdout) !== undefined && r.stderr.includes('run -s token'));
     port = listeningPort(server.stdout)!;
   });
 
@@ -134,7 +134,7 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
     const line = server.stdout.split('\n').find((l) => l.includes('"listening"'))!;
     assert.equal((JSON.parse(line) as { host: string }).host, '127.0.0.1');
     assert.ok(port > 0);
-    assert.match(server.stderr, /rampart token --sub [0-9a-f-]{36}/);
+    assert.match(server.stderr, /npm run -s token -- --sub [0-9a-f-]{36}/);
     assert.match(server.stderr, /"type":"auth"/);
   });
 
