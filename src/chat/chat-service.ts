@@ -43,22 +43,9 @@ export function chatFrameId(frame: string): string | undefined {
   return frame.startsWith(CHAT_PREFIX) ? frame.slice(CHAT_PREFIX.length, CHAT_PREFIX.length + 36) : undefined;
 }
 
+/** `m` must come from `toWire`, whose first key is `id`, so `chatFrameId` can read it unparsed. */
 export function serializeChatMessage(m: ChatMessage): string {
-  // Key order fixed so `chatFrameId` can read the id without parsing.
-  const wire: { type: 'chat_message' } & ChatMessage = {
-    type: 'chat_message',
-    id: m.id,
-    senderId: m.senderId,
-    recipientId: m.recipientId,
-    content: m.content,
-    mentions: m.mentions,
-    hashtags: m.hashtags,
-    links: m.links,
-    timestamp: m.timestamp,
-  };
-  if (m.replyTo !== undefined) wire.replyTo = m.replyTo;
-  if (m.attachments !== undefined) wire.attachments = m.attachments;
-  return JSON.stringify(wire);
+  return JSON.stringify({ type: 'chat_message', ...m });
 }
 
 function toWire(m: StoredMessage): ChatMessage {

@@ -170,17 +170,24 @@ export class Session implements Flushable {
     return this.ws.bufferedAmount;
   }
 
-  /** Resolves when the socket's write buffer drained below `bytes` (inbox replay pacing). */
+  /**
+   * Resolves when the socket's write buffer drained below `bytes` (inbox replay pacing), or the
+   * session closes. 'drain' is the fast path; a 25 ms re-check is the safety net, because ws's own
+   * buffering and our corking mean 'drain' alone is not a guarantee that a waiter wakes up.
+   */
   waitForDrain(bytes: number): Promise<void> {
     if (this.bufferedBytes() <= bytes || this.state === 'closing') return Promise.resolve();
     return new Promise((resolve) => {
-      const done = (): void => {
-        this.socket.off('drain', done);
-        this.ws.off('close', done);
+      const check = (): void => {
+        if (this.bufferedBytes() > bytes && this.state !== 'closing') return;
+        clearInterval(poll);
+        this.socket.off('drain', check);
+        this.ws.off('close', check);
         resolve();
       };
-      this.socket.on('drain', done);
-      this.ws.on('close', done);
+      const poll = setInterval(check, 25);
+      this.socket.on('drain', check);
+      this.ws.on('close', check);
     });
   }
 

@@ -6,12 +6,10 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import {
   TEST_SECRET,
@@ -26,61 +24,13 @@ import {
   type Frame,
   type TestClient,
 } from '../helpers/harness.js';
+import { spawnServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { postgresBackend } from '../helpers/storage-backends.js';
 import { DEFAULT_TENANT } from '../../src/auth/token-verifier.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** Liveness TTL of a node's registry entries: short, so the kill -9 test waits ~2 s, not 15. */
 const LIVENESS_MS = 2000;
 
-interface Node {
-  child: ChildProcess;
-  nodeId: string;
-  port: number;
-  url: string;
-  exited: Promise<void>;
-  output: string[];
-}
-
-/** Our environment without RAMPART_* overrides (the test runner silences logs with one). */
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RAMPART_')) env[k] = v;
-  return env;
-}
-
-function spawnNode(configFile: string, children: ChildProcess[]): Promise<Node> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configFile], {
-    cwd: ROOT,
-    env: childEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const output: string[] = [];
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    let found = false;
-    // Keep reading stdout for the whole life of the child, or its log writes would block.
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (output.length < 2000) output.push(line);
-      if (found) return;
-      let entry: { msg?: unknown; port?: unknown; nodeId?: unknown };
-      try {
-        entry = JSON.parse(line) as typeof entry;
-      } catch {
-        return;
-      }
-      if (entry.msg === 'listening' && typeof entry.port === 'number' && typeof entry.nodeId === 'string') {
-        found = true;
-        resolve({ child, nodeId: entry.nodeId, port: entry.port, url: `ws://127.0.0.1:${entry.port}/ws`, exited, output });
-      }
-    });
-    void exited.then(() => {
-      if (!found) reject(new Error(`node exited before listening (code ${child.exitCode}): ${output.join('\n')}`));
-    });
-  });
-}
 
 const chat = (recipientId: string, content: string): Record<string, unknown> => ({ type: 'chat_message', recipientId, content });
 const ofType = (c: TestClient, type: string): Frame[] => c.frames.filter((f) => f.type === type);
@@ -101,14 +51,14 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
   const prefix = uniqueRedisPrefix('cluster');
   const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
   let dir: string;
-  let n1: Node;
-  let n2: Node;
+  let n1: ServerProcess;
+  let n2: ServerProcess;
 
   const track = <T extends TestClient>(c: T): T => {
     clients.push(c);
     return c;
   };
-  const authed = async (node: Node, sub = newUserId()): Promise<TestClient & { userId: string }> => track(await authedClient(node.url, sub));
+  const authed = async (node: ServerProcess, sub = newUserId()): Promise<TestClient & { userId: string }> => track(await authedClient(node.url, sub));
   /** The registry hash of a user or an IP, as Redis holds it: nodeId → slots. */
   const slots = (kind: 'ip' | 'user', id: string): Promise<Record<string, string>> => admin.hgetall(`${prefix}:${kind}:${id}`);
 
@@ -133,7 +83,7 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
         limits: { nodeLivenessMs: LIVENESS_MS },
       }),
     );
-    [n1, n2] = await Promise.all([spawnNode(configFile, children), spawnNode(configFile, children)]);
+    [n1, n2] = await Promise.all([spawnServerProcess(configFile, children), spawnServerProcess(configFile, children)]);
     assert.notEqual(n1.nodeId, n2.nodeId);
   });
 

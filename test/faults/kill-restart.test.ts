@@ -6,16 +6,14 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import { TEST_SECRET, authedClient, closeAll, newUserId, openClient, token, type Frame, type TestClient } from '../helpers/harness.js';
+import { spawnServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { backends, type StorageBackend } from '../helpers/storage-backends.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BURST = 1000;
 /** Kill as soon as this many acks arrived: later messages of the burst are still in flight. */
 const KILL_AFTER_ACKS = 300;
@@ -23,52 +21,6 @@ const KILL_AFTER_ACKS = 300;
 const PADDING = 'x'.repeat(200);
 const CHUNK = 20;
 
-interface ServerProcess {
-  child: ChildProcess;
-  port: number;
-  url: string;
-  exited: Promise<void>;
-  stderr: string[];
-}
-
-/** The child's environment: ours without RAMPART_* overrides (the test runner silences logs with one). */
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RAMPART_')) env[k] = v;
-  return env;
-}
-
-function spawnServer(configFile: string, children: ChildProcess[]): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', configFile], {
-    cwd: ROOT,
-    env: childEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const stderr: string[] = [];
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    let found = false;
-    lines.on('line', (line) => {
-      if (found) return;
-      let entry: { msg?: unknown; port?: unknown };
-      try {
-        entry = JSON.parse(line) as typeof entry;
-      } catch {
-        return;
-      }
-      if (entry.msg === 'listening' && typeof entry.port === 'number') {
-        found = true;
-        resolve({ child, port: entry.port, url: `ws://127.0.0.1:${entry.port}/ws`, exited, stderr });
-      }
-    });
-    void exited.then(() => {
-      if (!found) reject(new Error(`server exited before listening (code ${child.exitCode}): ${stderr.join('')}`));
-    });
-  });
-}
 
 function killRestartSuite(backend: StorageBackend): void {
   describe(`kill -9 after acks, restart on the same storage (${backend.name})`, () => {
@@ -113,7 +65,7 @@ function killRestartSuite(backend: StorageBackend): void {
       );
 
       // ── first life: burst, then SIGKILL right after the acks ──
-      const first = await spawnServer(configFile, children);
+      const first = await spawnServerProcess(configFile, children);
       const senderId = newUserId();
       const recipientId = newUserId();
       const sender = await authedClient(first.url, senderId);
@@ -153,7 +105,7 @@ function killRestartSuite(backend: StorageBackend): void {
       assert.deepEqual(errors, [], 'the burst was accepted');
 
       // ── second life on the same storage ──
-      const second = await spawnServer(configFile, children);
+      const second = await spawnServerProcess(configFile, children);
       const sender2 = await authedClient(second.url, senderId);
       clients.push(sender2);
       const recipient = openClient(second.url) as TestClient;
