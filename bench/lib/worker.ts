@@ -4,6 +4,7 @@
  * connection opener.
  */
 import { RawConn, type ConnHandlers, type ConnOptions } from './wire.js';
+import { wsPath, type Proto } from './proto.js';
 
 export type Msg = { cmd?: string; ev?: string; [k: string]: unknown };
 
@@ -89,3 +90,22 @@ export function openMany(
 }
 
 export { RawConn, type ConnHandlers, type ConnOptions };
+
+/** What every load process is told about the server under test. */
+export interface TargetConfig {
+  proto: Proto;
+  host: string;
+  port: number;
+  rampartPath: string;
+  origin: string;
+  secret: string;
+  /** Hard stop for the whole process. */
+  maxMs: number;
+}
+
+/** The common start of a load process: wait for its config, arm the hard stop, resolve the WebSocket path. */
+export async function startLoad<C extends TargetConfig>(): Promise<{ cfg: C; proto: Proto; path: string }> {
+  const { cfg } = await waitCmd<{ cmd: string; cfg: C }>('start');
+  guard(cfg.maxMs);
+  return { cfg, proto: cfg.proto, path: wsPath(cfg.proto, cfg.rampartPath) };
+}

@@ -5,17 +5,11 @@
  * closes it, it reconnects (bounded: at most `maxReconnectsPerSec`), as a persistent attacker would.
  * Everything is pre-masked; a tick writes slices of one big buffer, so the attacker is cheap.
  */
-import { Kind, type Proto, authOnOpen, sioConnect, SIO_PONG, classify, chatText, typingText, mintToken, wsPath } from '../lib/proto.js';
+import { Kind, authOnOpen, sioConnect, SIO_PONG, classify, chatText, typingText, mintToken } from '../lib/proto.js';
 import { RawConn, buildFrame } from '../lib/wire.js';
-import { send, waitCmd, guard, cpuMs } from '../lib/worker.js';
+import { send, waitCmd, cpuMs, startLoad, type TargetConfig } from '../lib/worker.js';
 
-export interface AttackConfig {
-  proto: Proto;
-  host: string;
-  port: number;
-  rampartPath: string;
-  origin: string;
-  secret: string;
+export interface AttackConfig extends TargetConfig {
   attackerId: string;
   victims: string[];
   source: string;
@@ -25,13 +19,9 @@ export interface AttackConfig {
   bombChars: number;
   maxReconnectsPerSec: number;
   maxBufferedBytes: number;
-  maxMs: number;
 }
 
-const { cfg } = await waitCmd<{ cmd: string; cfg: AttackConfig }>('start');
-guard(cfg.maxMs);
-const proto = cfg.proto;
-const path = wsPath(proto, cfg.rampartPath);
+const { cfg, proto, path } = await startLoad<AttackConfig>();
 const token = await mintToken(cfg.secret, cfg.attackerId);
 const KEY = Buffer.from([0x5a, 0x17, 0xc3, 0x88]);
 

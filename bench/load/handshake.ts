@@ -5,30 +5,20 @@
  * Tokens are distinct users minted before the run; connections rotate over loopback source
  * addresses so ephemeral ports never run out.
  */
-import { Kind, type Proto, authOnOpen, sioConnect, SIO_PONG, classify, mintTokens, wsPath } from '../lib/proto.js';
+import { Kind, authOnOpen, sioConnect, SIO_PONG, classify, mintTokens } from '../lib/proto.js';
 import { RawConn } from '../lib/wire.js';
 import { Samples, summarize } from '../lib/stats.js';
-import { send, waitCmd, guard, sourceAddress, cpuMs } from '../lib/worker.js';
+import { send, waitCmd, sourceAddress, cpuMs, startLoad, type TargetConfig } from '../lib/worker.js';
 
-export interface HandshakeConfig {
-  proto: Proto;
-  host: string;
-  port: number;
-  rampartPath: string;
-  origin: string;
-  secret: string;
+export interface HandshakeConfig extends TargetConfig {
   users: string[];
   sources: string[];
   concurrency: number;
   warmupMs: number;
   measureMs: number;
-  maxMs: number;
 }
 
-const { cfg } = await waitCmd<{ cmd: string; cfg: HandshakeConfig }>('start');
-guard(cfg.maxMs);
-const proto = cfg.proto;
-const path = wsPath(proto, cfg.rampartPath);
+const { cfg, proto, path } = await startLoad<HandshakeConfig>();
 const tokens = await mintTokens(cfg.secret, cfg.users);
 send({ ev: 'ready' });
 await waitCmd('go');

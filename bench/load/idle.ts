@@ -3,28 +3,18 @@
  * fd limit). On `open {count}` it opens that many more authenticated connections (bounded
  * concurrency) and reports; it then just keeps them alive (answers pings) until `close`.
  */
-import { Kind, type Proto, authOnOpen, sioConnect, SIO_PONG, classify, mintTokens, wsPath } from '../lib/proto.js';
+import { Kind, authOnOpen, sioConnect, SIO_PONG, classify, mintTokens } from '../lib/proto.js';
 import { RawConn } from '../lib/wire.js';
-import { send, waitCmd, guard, openMany, sourceAddress, cpuMs } from '../lib/worker.js';
+import { send, waitCmd, openMany, sourceAddress, cpuMs, startLoad, type TargetConfig } from '../lib/worker.js';
 
-export interface IdleConfig {
-  proto: Proto;
-  host: string;
-  port: number;
-  rampartPath: string;
-  origin: string;
-  secret: string;
+export interface IdleConfig extends TargetConfig {
   users: string[];
   sources: string[];
   concurrency: number;
   openTimeoutMs: number;
-  maxMs: number;
 }
 
-const { cfg } = await waitCmd<{ cmd: string; cfg: IdleConfig }>('start');
-guard(cfg.maxMs);
-const proto = cfg.proto;
-const path = wsPath(proto, cfg.rampartPath);
+const { cfg, proto, path } = await startLoad<IdleConfig>();
 const tokens = await mintTokens(cfg.secret, cfg.users);
 const conns: RawConn[] = [];
 const closes: Record<string, number> = {};

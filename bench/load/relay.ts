@@ -12,18 +12,12 @@
  * frame and records the latency. Senders write all the frames one event-loop turn allows in one
  * write. Rampart recipients ack delivered ids in batches, as a real client would.
  */
-import { Kind, type Proto, authOnOpen, sioConnect, SIO_PONG, chatText, classify, ackText, mintTokens, wsPath } from '../lib/proto.js';
+import { Kind, authOnOpen, sioConnect, SIO_PONG, chatText, classify, ackText, mintTokens } from '../lib/proto.js';
 import { FrameTemplate, RawConn, buildFrame, fieldStart, readDigits } from '../lib/wire.js';
 import { Samples, summarize } from '../lib/stats.js';
-import { send, waitCmd, guard, cpuMs, openMany, sourceAddress } from '../lib/worker.js';
+import { send, waitCmd, cpuMs, openMany, sourceAddress, startLoad, type TargetConfig } from '../lib/worker.js';
 
-export interface RelayConfig {
-  proto: Proto;
-  host: string;
-  port: number;
-  rampartPath: string;
-  origin: string;
-  secret: string;
+export interface RelayConfig extends TargetConfig {
   pairs: { s: string; r: string }[];
   window: number;
   warmupMs: number;
@@ -36,7 +30,6 @@ export interface RelayConfig {
   sources: string[];
   connectConcurrency: number;
   stallMs: number;
-  maxMs: number;
 }
 
 const TS = '################'; // 16 digits: send time, µs
@@ -64,12 +57,8 @@ interface Recipient {
   acks: string[];
 }
 
-const cfgMsg = await waitCmd<{ cmd: string; cfg: RelayConfig }>('start');
-const cfg = cfgMsg.cfg;
-guard(cfg.maxMs);
+const { cfg, proto, path } = await startLoad<RelayConfig>();
 
-const proto = cfg.proto;
-const path = wsPath(proto, cfg.rampartPath);
 const now = () => performance.now();
 
 // ---- tokens

@@ -24,7 +24,7 @@ export function permissionsFor(policy: RolePolicy, role: string | undefined): Pe
 
 /** The key under which a user's sessions, limits and bus channel live. */
 export function userKeyOf(identity: Pick<Identity, 'tenantId' | 'userId'>): string {
-  return `${identity.tenantId}:${identity.userId}`;
+  return peerKey(identity.tenantId, identity.userId);
 }
 
 export function peerKey(tenantId: string, userId: string): string {

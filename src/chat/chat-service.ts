@@ -137,29 +137,23 @@ export class ChatService {
    * user waits for them, so an `ack` followed by a reconnect (or a `history`) never sees the acked
    * messages as pending again just because the two storage calls raced.
    */
-  readonly #acksInFlight = new Map<string, Set<Promise<unknown>>>();
+  readonly #ackTail = new Map<string, Promise<unknown>>();
 
   async ack(user: Identity, messageIds: readonly string[]): Promise<void> {
     const key = peerKey(user.tenantId, user.userId);
     const write = this.opts.store.ack(user.tenantId, user.userId, messageIds.map((id) => id.toLowerCase()));
-    let set = this.#acksInFlight.get(key);
-    if (set === undefined) {
-      set = new Set();
-      this.#acksInFlight.set(key, set);
-    }
-    set.add(write);
-    try {
-      await write;
-    } finally {
-      set.delete(write);
-      if (set.size === 0 && this.#acksInFlight.get(key) === set) this.#acksInFlight.delete(key);
-    }
+    // The tail settles once this write and every earlier one of the user have settled.
+    const tail = Promise.allSettled([this.#ackTail.get(key), write]);
+    this.#ackTail.set(key, tail);
+    void tail.then(() => {
+      if (this.#ackTail.get(key) === tail) this.#ackTail.delete(key);
+    });
+    await write;
   }
 
   /** Resolves once every ack of `user` submitted on this node so far has settled. */
   #acksSettled(user: Identity): Promise<unknown> | undefined {
-    const set = this.#acksInFlight.get(peerKey(user.tenantId, user.userId));
-    return set === undefined ? undefined : Promise.allSettled([...set]);
+    return this.#ackTail.get(peerKey(user.tenantId, user.userId));
   }
 
   /** Last history request of each outbox: replies go out in request order (a reply names no cursor). */

@@ -106,6 +106,12 @@ export const ConfigSchema = z.strictObject({
       maxConnections: positiveInt.default(50000),
       /** With Redis: a node that stops refreshing its liveness key (crash) frees its IP/user slots after this. */
       nodeLivenessMs: ms.min(300).default(15000),
+      /** Fragments one message may arrive in (ws `maxFragments`; beyond → close 1008). */
+      maxFragments: positiveInt.default(64),
+      /** Partial-frame chunks ws may buffer per socket (ws `maxBufferedChunks`). */
+      maxBufferedChunks: positiveInt.default(1024),
+      /** Pongs owed to a pinging client before further pings are ignored (ping floods). */
+      maxPendingAutoPongs: positiveInt.default(8),
       /** Slow or incomplete HTTP requests are cut off after this. */
       headersTimeout: ms.default(10000),
     })

@@ -226,9 +226,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     perMessageDeflate: false, // compression bombs and CPU cost; chat frames are small
     clientTracking: false, // we track sessions ourselves
     skipUTF8Validation: false, // invalid UTF-8 → close 1007
-    maxFragments: 64,
-    maxBufferedChunks: 1024,
-    maxPendingAutoPongs: 8, // ping floods: at most this many pongs waiting
+    maxFragments: L.maxFragments,
+    maxBufferedChunks: L.maxBufferedChunks,
+    maxPendingAutoPongs: L.maxPendingAutoPongs, // ping floods: at most this many pongs waiting
   };
   const wss = new WebSocketServer(wssOptions);
   const routes = createHttpRoutes({

@@ -172,8 +172,8 @@ export class Session implements Flushable {
 
   /**
    * Resolves when the socket's write buffer drained below `bytes` (inbox replay pacing), or the
-   * session closes. 'drain' is the fast path; a 25 ms re-check is the safety net, because ws's own
-   * buffering and our corking mean 'drain' alone is not a guarantee that a waiter wakes up.
+   * session closes. 'drain' is the fast path; a 25 ms re-check is the safety net: one CI run saw
+   * a replay wait forever for 'drain' (root cause not found), so the wait must not rely on it alone.
    */
   waitForDrain(bytes: number): Promise<void> {
     if (this.bufferedBytes() <= bytes || this.state === 'closing') return Promise.resolve();

@@ -206,6 +206,12 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
+/** A cuttable proxy in front of the Redis at `redisUrl`. */
+export function startRedisProxy(redisUrl = REDIS_URL): Promise<TcpProxy> {
+  const target = new URL(redisUrl);
+  return startTcpProxy(target.hostname, Number(target.port || 6379));
+}
+
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const net = await import('node:net');
   const sockets = new Set<import('node:net').Socket>();

@@ -1,11 +1,11 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import type { Bus } from '../../src/bus/bus.js';
 import { RedisBus, type BusErrorSource, type RedisBusOptions } from '../../src/bus/redis-bus.js';
 import { openBus } from '../../src/bus/open-bus.js';
+import { startRedisProxy } from '../helpers/harness.js';
 
 const REDIS_URL = process.env.RAMPART_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Unique per run, so parallel runs and leftovers never cross-talk. */
@@ -248,7 +248,7 @@ test('openBus with redisUrl returns a connected RedisBus', async () => {
 });
 
 test('publishing while Redis is unreachable never throws, counts failures, and recovers', async () => {
-  const proxy = await TcpProxy.start(REDIS_URL);
+  const proxy = await startRedisProxy(REDIS_URL);
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
   process.on('unhandledRejection', onUnhandled);
@@ -277,7 +277,7 @@ test('publishing while Redis is unreachable never throws, counts failures, and r
     assert.ok(errors.includes('connection'), 'the outage itself was reported');
     assert.equal(errors.filter((s) => s === 'publish').length, 1, 'one report per failed batch');
 
-    await proxy.listen(); // Redis is back: A reconnects, resubscribes, publishes again
+    await proxy.start(); // Redis is back: A reconnects, resubscribes, publishes again
     await probeUntilDelivered(a, inB, 'mia');
     await probeUntilDelivered(b, inA, 'mia');
     // Let any stray rejection surface before checking.
@@ -299,51 +299,3 @@ async function clientId(admin: Redis, name: string): Promise<string> {
   return id;
 }
 
-/** A TCP relay to Redis that can be cut and restored on the same port, to simulate an outage. */
-class TcpProxy {
-  private server: net.Server | null = null;
-  private readonly sockets = new Set<net.Socket>();
-  private port = 0;
-
-  private constructor(
-    private readonly targetHost: string,
-    private readonly targetPort: number,
-  ) {}
-
-  static async start(redisUrl: string): Promise<TcpProxy> {
-    const target = new URL(redisUrl);
-    const proxy = new TcpProxy(target.hostname, Number(target.port || 6379));
-    await proxy.listen();
-    return proxy;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  listen(): Promise<void> {
-    const server = net.createServer((client) => {
-      const upstream = net.connect(this.targetPort, this.targetHost);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    this.server = server;
-    return new Promise((resolve) => server.listen(this.port, '127.0.0.1', () => {
-      this.port = (server.address() as net.AddressInfo).port;
-      resolve();
-    }));
-  }
-
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise<void>((r) => server.close(() => r()));
-  }
-}

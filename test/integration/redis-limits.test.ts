@@ -6,7 +6,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import type { ConnectionRegistry, Limiter, RateDecision, RateRule } from '../../src/limits/limiter.js';
 import { MemoryLimiter } from '../../src/limits/memory-limiter.js';
@@ -15,6 +14,7 @@ import { RedisLimiter } from '../../src/limits/redis-limiter.js';
 import { RedisConnectionRegistry } from '../../src/limits/redis-registry.js';
 import { BackendUnavailableError, FAIL_FAST_REDIS_OPTIONS } from '../../src/limits/redis-health.js';
 import { createLimits, type Limits } from '../../src/limits/index.js';
+import { startRedisProxy } from '../helpers/harness.js';
 
 const REDIS_URL = process.env.RAMPART_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `rampart-test:${randomUUID()}`;
@@ -441,42 +441,10 @@ describe('Redis unreachable', () => {
   });
 });
 
-/** A TCP proxy in front of Redis that the test can cut and restore. */
-async function startProxy(): Promise<{ url: string; cut(): Promise<void>; restore(): Promise<void> }> {
-  const [host, port] = [new URL(REDIS_URL).hostname, Number(new URL(REDIS_URL).port || 6379)];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((inbound) => {
-    const outbound = net.connect(port, host);
-    sockets.add(inbound).add(outbound);
-    for (const s of [inbound, outbound]) {
-      s.on('error', () => {});
-      s.on('close', () => {
-        sockets.delete(s);
-        inbound.destroy();
-        outbound.destroy();
-      });
-    }
-    inbound.pipe(outbound).pipe(inbound);
-  });
-  const listen = (p: number): Promise<number> =>
-    new Promise((resolve) => server.listen(p, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
-  const proxyPort = await listen(0);
-  return {
-    url: `redis://127.0.0.1:${proxyPort}`,
-    cut: async () => {
-      const closed = new Promise((r) => server.close(r));
-      for (const s of sockets) s.destroy();
-      await closed;
-    },
-    restore: async () => {
-      await listen(proxyPort);
-    },
-  };
-}
 
 describe('Redis outage and recovery', () => {
   test('chat falls back to memory during the outage and returns to Redis afterwards', async () => {
-    const proxy = await startProxy();
+    const proxy = await startRedisProxy(REDIS_URL);
     const keyPrefix = subPrefix();
     const limits = createLimits({
       redisUrl: proxy.url,
@@ -487,7 +455,7 @@ describe('Redis outage and recovery', () => {
     });
     closers.push(async () => {
       await limits.close();
-      await proxy.cut().catch(() => {});
+      await proxy.stop().catch(() => {});
     });
     assert.equal(await limits.ready(2000), true);
     const rateKeys = async (k: string): Promise<number> => (await keysUnder(admin, `${keyPrefix}:rl:{${k}}`)).length;
@@ -496,7 +464,7 @@ describe('Redis outage and recovery', () => {
     assert.equal(await rateKeys('before'), 1, 'counted in Redis while it is up');
     assert.equal(await limits.registry.acquireIp('2.2.2.2', 10), true);
 
-    await proxy.cut();
+    await proxy.stop();
     await until(
       async () => Promise.resolve(limits.registry.countIp('x')).then(() => false, (e: unknown) => e instanceof BackendUnavailableError),
       2000,
@@ -506,7 +474,7 @@ describe('Redis outage and recovery', () => {
     assert.equal(await rateKeys('during'), 0, 'counted locally while Redis is away');
     await limits.registry.releaseIp('2.2.2.2'); // missed by Redis; reconciled after recovery
 
-    await proxy.restore();
+    await proxy.start();
     await until(
       async () => Promise.resolve(limits.registry.acquireIp('3.3.3.3', 10)).then(() => true, () => false),
       3000,
