@@ -5,6 +5,8 @@
  */
 import { sanitizeHtml } from '../src/chat/sanitize.js';
 import { processContent } from '../src/chat/process-content.js';
+import { checkContent } from '../src/chat/content-policy.js';
+import { extractEntities } from '../src/chat/extract.js';
 
 const CASES: [string, string][] = [
   ['normal 100-char message', 'Hey @alice, did you see <b>this</b>? https://example.com/news/42 — it\'s "great" & #fun!!'.padEnd(100, '.')],
@@ -55,4 +57,22 @@ for (const [name, input] of CASES) {
     console.log(`${name.padEnd(30)} ${fnName.padEnd(16)} ${fmt(opsPerSec).padStart(12)} ${fmt(usPerOp, 2).padStart(9)}`);
   }
 }
+
+// The content policy and entity extraction on their own, at the protocol maximum.
+const policyInput = JSON.parse(JSON.stringify('abcdefghij 😀 '.repeat(400).slice(0, 5000))) as string;
+const extractInput = JSON.parse(JSON.stringify('hey @bob look https://example.com/page?x=1 #wow '.repeat(110).slice(0, 5000))) as string;
+for (const [name, fn] of [
+  ['checkContent strict, 5000 chars', () => (checkContent(policyInput, 'strict').ok ? 1 : 0)],
+  ['extractEntities, 5000 chars', () => extractEntities(extractInput).links.length],
+] as [string, () => number][]) {
+  const { opsPerSec, usPerOp } = measure(fn);
+  console.log(`${name.padEnd(47)} ${fmt(opsPerSec).padStart(12)} ${fmt(usPerOp, 2).padStart(9)}`);
+}
+
+// Linearity: 10× the input should cost ~10× the time (a quadratic scan would cost ~100×).
+const small = JSON.parse(JSON.stringify('<b <b>x'.repeat(700))) as string;
+const large = JSON.parse(JSON.stringify('<b <b>x'.repeat(7000))) as string;
+const tSmall = measure(() => flat(sanitizeHtml(small))).usPerOp;
+const tLarge = measure(() => flat(sanitizeHtml(large))).usPerOp;
+console.log(`linearity: sanitizeHtml of ${small.length} chars ${fmt(tSmall, 2)} µs, of ${large.length} chars ${fmt(tLarge, 2)} µs — ratio ${fmt(tLarge / tSmall, 1)} for 10× input`);
 if (sink === -1) console.log(sink);

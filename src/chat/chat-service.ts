@@ -183,26 +183,21 @@ export class ChatService {
   }
 
   /**
-   * Offline inbox: every unacked message, oldest first, paced by bytes so the replay never trips
-   * the slow-consumer bound: whenever the socket holds more than `drainBelow` unsent bytes, wait
-   * for it to drain. (Pacing by message count is not enough: 100 maximal messages — 5000 escaped
-   * characters and 10 attachments each — are ~6 MB, which closed the session with 4030 on every
-   * reconnect, so such an inbox could never be delivered.) Returns the ids sent, so live frames
-   * that raced with it are deduplicated.
+   * Offline inbox: every unacked message, oldest first, paced by bytes (see `sendPaced`) so the
+   * replay never trips the slow-consumer bound. (Pacing by message count is not enough: 100
+   * maximal messages are ~6 MB.) Returns the ids sent, so live frames that raced with it are
+   * deduplicated.
    */
   async replayInbox(user: Identity, outbox: ReplayOutbox, drainBelow: number): Promise<Set<string>> {
     const acks = this.#acksSettled(user);
     if (acks !== undefined) await acks;
     const pending = await this.opts.store.pendingFor(user.tenantId, user.userId, this.opts.maxInboxSize);
-    // A socket emits 'drain' only once its buffer went past the stream's high-water mark, so
-    // never wait below it (a tiny `drainBelow` would otherwise wait forever).
-    const threshold = Math.max(drainBelow, MIN_DRAIN_THRESHOLD);
     const sent = new Set<string>();
     for (let i = 0; i < pending.length && outbox.isOpen; i++) {
       const m = pending[i] as StoredMessage;
-      outbox.send(serializeChatMessage(toWire(m)));
       sent.add(m.id);
-      if (outbox.bufferedBytes() > threshold) await outbox.waitForDrain(threshold);
+      const wait = sendPaced(outbox, serializeChatMessage(toWire(m)), drainBelow);
+      if (wait !== undefined) await wait;
     }
     return sent;
   }
@@ -217,6 +212,18 @@ export interface ReplayOutbox extends Outbox {
 
 /** Above net.Socket's default high-water mark (16 KiB), so a wait always ends with 'drain'. */
 const MIN_DRAIN_THRESHOLD = 64 * 1024;
+
+/**
+ * Send `frame`, then, if the socket holds more than `drainBelow` unsent bytes, wait until it
+ * drained below that. Never waits below MIN_DRAIN_THRESHOLD: a socket emits 'drain' only once
+ * its buffer went past the stream's high-water mark.
+ */
+export function sendPaced(outbox: ReplayOutbox, frame: string, drainBelow: number): Promise<void> | undefined {
+  outbox.send(frame);
+  const threshold = Math.max(drainBelow, MIN_DRAIN_THRESHOLD);
+  // No promise (and no microtask) per frame unless there is something to wait for.
+  return outbox.bufferedBytes() > threshold ? outbox.waitForDrain(threshold) : undefined;
+}
 
 function withClientMsgId(frame: { type: 'error'; reason: 'storage_unavailable' | 'inbox_full' }, clientMsgId: string | undefined): ServerFrame {
   return clientMsgId === undefined ? frame : { ...frame, clientMsgId };

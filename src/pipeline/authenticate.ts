@@ -10,7 +10,7 @@ import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js
 import type { Session } from '../session/session.js';
 import type { SessionRegistry } from '../server/session-registry.js';
 import type { ChatService } from '../chat/chat-service.js';
-import { chatFrameId } from '../chat/chat-service.js';
+import { chatFrameId, sendPaced } from '../chat/chat-service.js';
 import { userKeyOf } from '../chat/authorization.js';
 import { closeWith } from './rejection.js';
 
@@ -28,6 +28,8 @@ export interface AuthenticatorOptions {
   maxBufferedBytes: number;
   /** A socket left `awaiting_auth` (for the unauthenticated-socket caps). */
   onAuthenticated(session: Session): void;
+  /** The offline inbox could not be read (the session stays open and is told `storage_unavailable`). */
+  onReplayFailed(err: unknown): void;
 }
 
 export interface Authenticator {
@@ -75,19 +77,37 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     session.liveBuffer = [];
     o.sessions.add(session);
     session.sendFrame({ type: 'auth_success', userId: identity.userId });
-    let replayed: Set<string>;
+    // Not awaited: the session takes frames again as soon as auth_success is out. Holding them
+    // until a long (paced) replay ended queued a client's first burst into a 4029 close.
+    void deliverInbox(session, identity);
+  }
+
+  /** Replay the offline inbox, then release the live frames that arrived meanwhile. Never rejects. */
+  async function deliverInbox(session: Session, identity: Identity): Promise<void> {
+    const drainBelow = o.maxBufferedBytes / 2;
+    let replayed: ReadonlySet<string>;
     try {
-      replayed = await o.chat.replayInbox(identity, session, o.maxBufferedBytes / 2);
-    } catch {
+      replayed = await o.chat.replayInbox(identity, session, drainBelow);
+    } catch (err) {
+      o.onReplayFailed(err);
       replayed = new Set();
       session.sendFrame({ type: 'error', reason: 'storage_unavailable' });
     }
-    const buffered = session.liveBuffer;
-    session.liveBuffer = undefined;
-    if (!buffered || !session.isOpen) return;
-    for (const frame of buffered) {
-      const id = chatFrameId(frame);
-      if (id === undefined || !replayed.has(id)) session.send(frame);
+    try {
+      // In arrival order, minus what the replay already sent, paced like the replay. Frames that
+      // arrive while we wait for the socket to drain join the end of the buffer.
+      const buffered = session.liveBuffer;
+      for (let i = 0; buffered !== undefined && session.isOpen && i < buffered.length; i++) {
+        const frame = buffered[i]!;
+        const id = chatFrameId(frame);
+        if (id !== undefined && replayed.has(id)) continue;
+        const wait = sendPaced(session, frame, drainBelow);
+        if (wait !== undefined) await wait;
+      }
+    } catch (err) {
+      o.onReplayFailed(err);
+    } finally {
+      session.liveBuffer = undefined;
     }
   }
 

@@ -84,6 +84,11 @@ function refuseHandshake(socket: Duplex, status: number): void {
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n${extra}\r\n`);
 }
 
+/** What a storage error says about itself, never what it carried (no row data, no content). */
+function errorSummary(err: unknown): string {
+  return err instanceof Error ? err.message : 'unknown';
+}
+
 export async function createRampartServer(options: RampartServerOptions): Promise<RampartServer> {
   const { config } = options;
   const nodeId = options.nodeId ?? randomUUID().slice(0, 8);
@@ -142,7 +147,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     events: {
       stored: (n) => metrics.messagesStored.inc(n),
       delivered: () => metrics.messagesDelivered.inc(),
-      storeFailed: (err) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'store write failed'),
+      storeFailed: (err) => logger.error({ err: errorSummary(err) }, 'store write failed'),
     },
   });
 
@@ -178,6 +183,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       leaveUnauthenticated(session);
       updateGauges();
     },
+    onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'inbox replay failed'),
   });
   const handleFrame = createFramePipeline({
     maxPreAuthMessageSize: config.maxPreAuthMessageSize,

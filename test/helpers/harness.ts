@@ -79,7 +79,7 @@ export interface Frame {
 export class TestClient {
   readonly frames: Frame[] = [];
   closeCode: number | undefined;
-  private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
+  private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void; reject: (err: Error) => void }[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
   readonly opened: Promise<void>;
 
@@ -97,6 +97,11 @@ export class TestClient {
     this.closed = new Promise((resolve) => ws.on('close', (code, reason) => {
       this.closeCode = code;
       resolve({ code, reason: reason.toString() });
+      // No frame can arrive any more: fail the waiters now, naming the close, instead of letting
+      // the test run into its timeout with no clue.
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w.reject(new SocketClosed(code));
     }));
     this.opened = new Promise((resolve, reject) => {
       ws.once('open', () => resolve());
@@ -115,7 +120,15 @@ export class TestClient {
       const seen = this.frames.find(pred);
       if (seen) return Promise.resolve(seen);
     }
-    return new Promise((resolve) => this.waiters.push({ pred, resolve }));
+    const closeCode = this.closeCode;
+    const wait = new Promise<Frame>((resolve, reject) => {
+      if (closeCode === undefined) this.waiters.push({ pred, resolve, reject });
+      else reject(new SocketClosed(closeCode));
+    });
+    // A wait nobody awaits any more (it lost a race with `closed`) must not be an unhandled
+    // rejection; whoever awaits it still gets the error.
+    wait.catch(() => {});
+    return wait;
   }
 
   nextOfType(type: string): Promise<Frame> {
@@ -136,6 +149,13 @@ export class TestClient {
 
   terminate(): void {
     this.ws.terminate();
+  }
+}
+
+/** The socket closed while a test was waiting for a frame. */
+export class SocketClosed extends Error {
+  constructor(readonly code: number) {
+    super(`socket closed with code ${code} before the awaited frame arrived`);
   }
 }
 

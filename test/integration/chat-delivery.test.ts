@@ -83,14 +83,14 @@ const received = (c: TestClient, from = 0): Frame[] =>
 const chats = (c: TestClient, from = 0): Frame[] => c.frames.slice(from).filter((f) => f.type === 'chat_message');
 
 /** Opens a socket, sends `auth`, and runs `onAuthSuccess` synchronously when auth_success arrives. */
-async function authWithHook(url: string, sub: string, onAuthSuccess: () => void): Promise<Client> {
+async function authWithHook(url: string, sub: string, onAuthSuccess: (client: Client) => void): Promise<Client> {
   const client = openClient(url) as Client;
   client.userId = sub;
   let fired = false;
   client.ws.on('message', (data) => {
     if (!fired && (JSON.parse(data.toString()) as Frame).type === 'auth_success') {
       fired = true;
-      onAuthSuccess();
+      onAuthSuccess(client);
     }
   });
   await client.opened;
@@ -394,6 +394,34 @@ function chatDeliverySuite(backend: StorageBackend): void {
       assert.equal(outcome, 'replayed');
       assert.deepEqual(chats(b).map((f) => f.id), acks.map((f) => f.id));
       assert.equal(String(chats(b)[N - 1]!.content).length, 4990 * 6 + String(N - 1).length);
+    });
+
+    test('frames sent the moment auth_success arrives are handled during a long inbox replay, never queued into a close', T, async () => {
+      const a = await user();
+      const peer = await user();
+      const sub = newUserId();
+      // ~1.6 MB of inbox: a replay paced over many socket drains.
+      const attachments = Array.from({ length: 10 }, (_, k) => ({ type: 'file', url: `https://files.example/${k}/${'a'.repeat(2000)}`, name: '"'.repeat(255) }));
+      const inbox = await Promise.all(Array.from({ length: 30 }, (_, i) => sent(a, sub, `${'"'.repeat(4990)}${i}`, { attachments })));
+      // Well over limits.maxQueuedFrames (32), all sent synchronously on auth_success.
+      const BURST = 100;
+      const cids = Array.from({ length: BURST }, () => newCid());
+      const acks: Promise<Frame>[] = [];
+      const b = await authWithHook(srv.url, sub, (client) => {
+        for (const cid of cids) {
+          acks.push(client.next((f) => f.clientMsgId === cid, true));
+          client.send({ type: 'chat_message', recipientId: peer.userId, content: `burst ${cid}`, clientMsgId: cid });
+        }
+      });
+      clients.push(b);
+      const outcome = await Promise.race([Promise.all(acks).then(() => 'acked'), b.closed.then(({ code }) => `closed with ${code}`)]);
+      assert.equal(outcome, 'acked');
+      for (const ack of await Promise.all(acks)) assert.equal(ack.type, 'message_sent', JSON.stringify(ack));
+      await b.nthOfType('chat_message', inbox.length);
+      assert.deepEqual(chats(b).map((f) => f.id), inbox.map((f) => f.id), 'the whole inbox, in order');
+      await peer.nthOfType('chat_message', BURST);
+      assert.deepEqual(chats(peer).map((f) => f.content), cids.map((cid) => `burst ${cid}`));
+      assert.equal(b.closeCode, undefined);
     });
 
     test('unacked messages are redelivered on the next auth, acked ones are not; acking another user\'s message changes nothing', T, async () => {

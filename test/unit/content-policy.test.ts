@@ -103,9 +103,8 @@ test('property: agrees with a regex reference on arbitrary UTF-16 (both policies
   );
 });
 
-test('a 5000-char message is checked quickly', () => {
+test('a 5000-char message with astral characters passes both policies (its cost: bench/sanitize-bench.ts)', () => {
   const s = 'abcdefghij 😀 '.repeat(400).slice(0, 5000);
-  const t0 = performance.now();
-  for (let k = 0; k < 100; k++) checkContent(s, 'strict');
-  assert.ok(performance.now() - t0 < 200);
+  assert.deepEqual(checkContent(s, 'strict'), checkContent('abcdefghij 😀 ', 'strict'));
+  assert.deepEqual(checkContent(s, 'standard'), checkContent('abcdefghij 😀 ', 'standard'));
 });

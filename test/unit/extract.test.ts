@@ -135,9 +135,7 @@ test('property: results are bounded, well-formed and found in the raw text', () 
   );
 });
 
-test('a 5000-char message is extracted quickly', () => {
+test('a 5000-char message of repeats yields each entity once (its cost: bench/sanitize-bench.ts)', () => {
   const s = 'hey @bob look https://example.com/page?x=1 #wow '.repeat(110).slice(0, 5000);
-  const t0 = performance.now();
-  for (let k = 0; k < 50; k++) extractEntities(s);
-  assert.ok(performance.now() - t0 < 500);
+  assert.deepEqual(extractEntities(s), extractEntities('hey @bob look https://example.com/page?x=1 #wow '));
 });

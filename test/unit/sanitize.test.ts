@@ -250,7 +250,9 @@ test('nesting is capped: openers beyond MAX_TAG_DEPTH are text', () => {
   assertBrowserSafe('<b>'.repeat(MAX_TAG_DEPTH + 2) + 'x');
 });
 
-test('pathological 5000-char inputs are linear and fast', () => {
+// Their cost (and linearity: 10× the input, ~10× the time) is measured in bench/sanitize-bench.ts;
+// tests assert no timings.
+test('pathological 5000-char inputs: bounded output, browser-safe', () => {
   const bombs = [
     '<b>'.repeat(1666) + 'xx',
     '<b><i>'.repeat(833) + 'xx',
@@ -265,28 +267,10 @@ test('pathological 5000-char inputs are linear and fast', () => {
   ];
   for (const bomb of bombs) {
     assert.ok(bomb.length <= 5002, `bomb length ${bomb.length}`);
-    const t0 = performance.now();
     const out = sanitizeHtml(bomb);
-    const ms = performance.now() - t0;
-    assert.ok(ms < 50, `took ${ms.toFixed(1)} ms on ${JSON.stringify(bomb.slice(0, 20))}…`);
     assert.ok(out.length <= 6 * bomb.length);
     assertBrowserSafe(bomb);
   }
-  // Linear: 10× the input costs ~10× the time, not 100× (generous bound against timer noise).
-  const time = (s: string): number => {
-    let best = Infinity;
-    for (let r = 0; r < 7; r++) {
-      const t0 = performance.now();
-      for (let k = 0; k < 20; k++) sanitizeHtml(s);
-      best = Math.min(best, performance.now() - t0);
-    }
-    return best;
-  };
-  const small = '<b <b>x'.repeat(700);
-  const large = '<b <b>x'.repeat(7000);
-  time(large);
-  const [ts, tl] = [time(small), time(large)];
-  assert.ok(tl < 40 * Math.max(ts, 0.2), `small ${ts.toFixed(2)} ms, large ${tl.toFixed(2)} ms`);
 });
 
 // ---------------------------------------------------------------------------------------------
