@@ -73,8 +73,8 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
   async function activate(session: Session, identity: Identity, userKey: string): Promise<void> {
     session.activate(identity, userKey);
     o.onAuthenticated(session);
-    // Live frames wait in liveBuffer until the inbox replay is done: inbox first, oldest first.
-    session.liveBuffer = [];
+    // Live frames are held until the inbox replay is done: inbox first, oldest first.
+    session.holdLive();
     o.sessions.add(session);
     session.sendFrame({ type: 'auth_success', userId: identity.userId });
     // Not awaited: the session takes frames again as soon as auth_success is out. Holding them
@@ -95,10 +95,8 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     }
     try {
       // In arrival order, minus what the replay already sent, paced like the replay. Frames that
-      // arrive while we wait for the socket to drain join the end of the buffer.
-      const buffered = session.liveBuffer;
-      for (let i = 0; buffered !== undefined && session.isOpen && i < buffered.length; i++) {
-        const frame = buffered[i]!;
+      // arrive while we wait for the socket to drain are held behind the others.
+      for (let frame = session.takeHeldLive(); frame !== undefined && session.isOpen; frame = session.takeHeldLive()) {
         const id = chatFrameId(frame);
         if (id !== undefined && replayed.has(id)) continue;
         const wait = sendPaced(session, frame, drainBelow);
@@ -107,7 +105,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     } catch (err) {
       o.onReplayFailed(err);
     } finally {
-      session.liveBuffer = undefined;
+      session.releaseLive();
     }
   }
 

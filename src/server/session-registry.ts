@@ -57,9 +57,6 @@ export class SessionRegistry {
   private readonly deliver = (userKey: string, frame: string): void => {
     const set = this.byUser.get(userKey);
     if (!set) return;
-    for (const session of set) {
-      if (session.liveBuffer) session.liveBuffer.push(frame);
-      else session.send(frame);
-    }
+    for (const session of set) session.deliverLive(frame);
   };
 }

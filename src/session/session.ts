@@ -52,8 +52,8 @@ export class Session implements Flushable {
   readonly openedAt = Date.now();
   /** True while this session holds a slot of `maxConnectionsPerUser` in the registry. */
   holdsUserSlot = false;
-  /** While the offline inbox is replayed, live frames wait here (then deduplicated by id). */
-  liveBuffer: string[] | undefined;
+  /** Live frames held while the offline inbox is replayed (see `holdLive`). */
+  private held: { frames: string[]; next: number; bytes: number } | undefined;
 
   private authTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -154,16 +154,53 @@ export class Session implements Flushable {
     this.send(JSON.stringify(frame));
   }
 
+  // ── live frames held during the inbox replay ───────────────────────────────────────────────
+
+  /** From now on, `deliverLive` holds frames instead of sending them (inbox first). */
+  holdLive(): void {
+    this.held = { frames: [], next: 0, bytes: 0 };
+  }
+
+  /**
+   * A live frame from the bus: sent, or held while the replay runs. Held bytes count against
+   * `maxBufferedBytes` like unsent socket bytes: a client that stops reading during a long
+   * replay is closed as a slow consumer instead of growing our memory.
+   */
+  deliverLive(frame: string): void {
+    const held = this.held;
+    if (held === undefined) return this.send(frame);
+    held.frames.push(frame);
+    held.bytes += frame.length;
+    if (held.bytes > this.timings.maxBufferedBytes && this.state !== 'closing') this.closeSlowConsumer();
+  }
+
+  /** The next held frame in arrival order, or undefined when none is left. */
+  takeHeldLive(): string | undefined {
+    const held = this.held;
+    if (held === undefined || held.next >= held.frames.length) return undefined;
+    const frame = held.frames[held.next] as string;
+    held.frames[held.next++] = '';
+    held.bytes -= frame.length;
+    return frame;
+  }
+
+  /** Stop holding: later live frames are sent at once. */
+  releaseLive(): void {
+    this.held = undefined;
+  }
+
   /** Called once per turn by the flush scheduler. */
   flush(): void {
     if (!this.corked) return;
     this.corked = false;
     this.socket.uncork();
     // Back-pressure: a client that does not read is closed instead of growing our memory.
-    if (this.state !== 'closing' && this.bufferedBytes() > this.timings.maxBufferedBytes) {
-      this.hooks.security('slow_consumer', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, code: CloseCode.SLOW_CONSUMER });
-      this.close(CloseCode.SLOW_CONSUMER, 'slow consumer', true);
-    }
+    if (this.state !== 'closing' && this.bufferedBytes() > this.timings.maxBufferedBytes) this.closeSlowConsumer();
+  }
+
+  private closeSlowConsumer(): void {
+    this.hooks.security('slow_consumer', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, code: CloseCode.SLOW_CONSUMER });
+    this.close(CloseCode.SLOW_CONSUMER, 'slow consumer', true);
   }
 
   bufferedBytes(): number {
@@ -318,7 +355,7 @@ export class Session implements Flushable {
     this.clearTimers();
     clearTimeout(this.terminateTimer);
     this.queue.length = 0;
-    this.liveBuffer = undefined;
+    this.held = undefined;
     this.ws.off('message', this.onMessage);
     this.hooks.onClosed(this, this.closeCode || code);
   };

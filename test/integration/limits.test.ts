@@ -475,6 +475,41 @@ function limitsSuite(kind: StoreKind): void {
       assert.equal(sender.closeCode, undefined);
     });
 
+    test('a client that stops reading during a long inbox replay: live frames held for it count as unsent bytes → 4030', async () => {
+      const srv = await start({
+        rateLimit: { burstLimit: 100_000, burstWindow: 1000, messagesPerMinute: 100_000, messagesPerHour: 100_000 },
+        limits: { frames: { limit: 100_000, windowMs: 1000 }, maxBufferedBytes: 256 * 1024 },
+      });
+      const sender = await authed(srv.url);
+      const sub = newUserId();
+      // ~16 MB of inbox: more than the loopback kernel buffers hold, so the paced replay stalls
+      // once the client stops reading.
+      const attachments = Array.from({ length: 10 }, (_, k) => ({ type: 'file', url: `https://files.example/${k}/${'a'.repeat(2000)}`, name: '"'.repeat(255) }));
+      for (let i = 0; i < 250; i++) sender.send({ ...chat(sub, `${'"'.repeat(4990)}${i}`), attachments });
+      await sender.nthOfType('message_sent', 250);
+      // Stop reading the moment auth_success arrives: the replay is paced, so it waits for drain.
+      const slow = track(openClient(srv.url)) as TestClient & { userId: string };
+      slow.userId = sub;
+      slow.ws.once('message', () => (slow.ws as unknown as { _socket: import('node:net').Socket })._socket.pause());
+      await slow.opened;
+      slow.send({ type: 'auth', token: await token({ sub }) });
+      const content = 'x'.repeat(4500);
+      const closed = (): string | undefined => srv.logs.find((l) => l.includes('"reason":"slow_consumer"'));
+      let sent = 0;
+      while (!closed()) {
+        assert.ok(sent < 1000, `the stalled session was not closed after ${sent} live messages (${sent * 4500} chars held)`);
+        for (let i = 0; i < 10; i++) sender.send(chat(sub, content));
+        sent += 10;
+        await sender.nthOfType('message_sent', 250 + sent);
+      }
+      assert.match(closed()!, /"code":4030/);
+      // Closed at the bound: within two batches (the log line may land a batch late) of 256 KiB held.
+      assert.ok(sent <= Math.ceil((256 * 1024) / 4500) + 20, `closed after ${sent} live messages, not at the bound`);
+      // A forced close: the socket is destroyed after a short grace even though the client never reads.
+      await waitFor(() => srv.server.stats().open === 1, 5000, 'the stalled session to be gone');
+      assert.equal(sender.closeCode, undefined);
+    });
+
     // ── proxies ────────────────────────────────────────────────────────────────────────────────
 
     test('behindProxy: X-Forwarded-For from a trusted proxy decides the IP', async () => {
