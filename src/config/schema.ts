@@ -124,6 +124,10 @@ export const ConfigSchema = z.strictObject({
       maxInboxSize: positiveInt.default(10000),
       /** Messages older than this are deleted, acked or not. */
       retentionDays: positiveInt.default(30),
+      /** Reads of the offline inbox after `auth` before the session is told `storage_unavailable`. */
+      inboxReplayAttempts: positiveInt.max(10).default(3),
+      /** Wait before the second read; doubled before each later one. */
+      inboxReplayRetryMs: ms.default(500),
       /** Role → permissions. A role not listed here has none (deny by default). */
       roles: z
         .record(z.string().min(1), z.strictObject({ send: z.boolean(), read: z.boolean() }))

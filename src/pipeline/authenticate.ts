@@ -3,6 +3,7 @@
  * socket: a refresh must carry the same tenant and `sub`. A success replays the offline inbox
  * before any live frame reaches the session.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { AuthFailureReasonValue } from '../protocol/reasons.js';
 import type { Identity, TokenVerifier } from '../auth/token-verifier.js';
@@ -26,6 +27,9 @@ export interface AuthenticatorOptions {
   authFailureRule: RateRule;
   lockoutMs: number;
   maxBufferedBytes: number;
+  /** Reads of the inbox before giving up with `storage_unavailable`, and the first retry delay (doubling). */
+  replayAttempts: number;
+  replayRetryMs: number;
   /** A socket left `awaiting_auth` (for the unauthenticated-socket caps). */
   onAuthenticated(session: Session): void;
   /** The offline inbox could not be read (the session stays open and is told `storage_unavailable`). */
@@ -85,20 +89,26 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
   /** Replay the offline inbox, then release the live frames that arrived meanwhile. Never rejects. */
   async function deliverInbox(session: Session, identity: Identity): Promise<void> {
     const drainBelow = o.maxBufferedBytes / 2;
-    let replayed: ReadonlySet<string>;
-    try {
-      replayed = await o.chat.replayInbox(identity, session, drainBelow);
-    } catch (err) {
-      o.onReplayFailed(err);
-      replayed = new Set();
-      session.sendFrame({ type: 'error', reason: 'storage_unavailable' });
+    let replayed: ReadonlySet<string> | undefined;
+    // A storage blip should not leave the session without its inbox until it reconnects.
+    for (let attempt = 1, delay = o.replayRetryMs; replayed === undefined && session.isOpen; attempt++, delay *= 2) {
+      try {
+        replayed = await o.chat.replayInbox(identity, session, drainBelow);
+      } catch (err) {
+        o.onReplayFailed(err);
+        if (attempt >= o.replayAttempts) {
+          session.sendFrame({ type: 'error', reason: 'storage_unavailable' });
+          break;
+        }
+        await sleep(delay, undefined, { ref: false });
+      }
     }
     try {
       // In arrival order, minus what the replay already sent, paced like the replay. Frames that
       // arrive while we wait for the socket to drain are held behind the others.
       for (let frame = session.takeHeldLive(); frame !== undefined && session.isOpen; frame = session.takeHeldLive()) {
         const id = chatFrameId(frame);
-        if (id !== undefined && replayed.has(id)) continue;
+        if (id !== undefined && replayed?.has(id) === true) continue;
         const wait = sendPaced(session, frame, drainBelow);
         if (wait !== undefined) await wait;
       }

@@ -179,6 +179,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     authFailureRule: { name: 'auth_failures', limit: L.maxAuthFailures - 1, windowMs: L.authFailureWindowMs },
     lockoutMs: L.authLockoutMs,
     maxBufferedBytes: L.maxBufferedBytes,
+    replayAttempts: config.chat.inboxReplayAttempts,
+    replayRetryMs: config.chat.inboxReplayRetryMs,
     onAuthenticated: (session) => {
       leaveUnauthenticated(session);
       updateGauges();

@@ -2,15 +2,16 @@
  * PostgreSQL that hangs: a statement stuck on a lock fails its batch after `statement_timeout`
  * (from the storage URL here; 30 s by default), the sender gets `storage_unavailable` naming its
  * clientMsgId, nothing is acknowledged, and a resend with the same clientMsgId once the database
- * is free again stores and delivers the message exactly once.
+ * is free again stores and delivers the message exactly once. An inbox read that fails is retried
+ * (`chat.inboxReplayAttempts`), and only then reported.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PG_URL, authedClient, closeAll, newUserId, startServer, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
+import { PG_URL, authedClient, closeAll, newUserId, startServer, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
 import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
 
-describe('PostgreSQL statement timeout', () => {
+describe('PostgreSQL statement timeout and inbox read retries', () => {
   const schema = uniquePgSchema('timeout');
   const clients: TestClient[] = [];
   let srv: TestServer;
@@ -19,7 +20,7 @@ describe('PostgreSQL statement timeout', () => {
   before(async () => {
     admin = new pg.Client({ connectionString: PG_URL });
     await admin.connect();
-    srv = await startServer({ storage: `${pgStorageUrl(schema)}&statement_timeout=300` });
+    srv = await startServer({ storage: `${pgStorageUrl(schema)}&statement_timeout=300`, chat: { inboxReplayAttempts: 3, inboxReplayRetryMs: 100 } });
   });
 
   after(async () => {
@@ -67,5 +68,67 @@ describe('PostgreSQL statement timeout', () => {
     assert.deepEqual(got.map((f) => f.content), ['before the lock', 'during the lock']);
     const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".messages WHERE recipient_id = $1`, [offline]);
     assert.equal(rows[0].n, 2, 'the refused attempt left no row');
+  });
+
+  /** Holds an ACCESS EXCLUSIVE lock on the messages table (even reads wait) until `release`. */
+  async function lockMessages(): Promise<() => Promise<void>> {
+    await admin.query('BEGIN');
+    await admin.query(`LOCK TABLE "${schema}".messages IN ACCESS EXCLUSIVE MODE`);
+    return async () => {
+      await admin.query('ROLLBACK');
+    };
+  }
+
+  const replayFailures = (): number => srv.logs.filter((l) => l.includes('inbox replay failed')).length;
+
+  test('an inbox read that times out is retried: the session gets its inbox once the database answers', { timeout: 20_000 }, async () => {
+    const a = await authedClient(srv.url);
+    clients.push(a);
+    const offline = newUserId();
+    const m = await reply(a, 'r1', offline, 'waiting for you');
+    const before = replayFailures();
+    const release = await lockMessages();
+    let b: TestClient;
+    try {
+      b = await authedClient(srv.url, offline);
+      clients.push(b);
+      await waitFor(() => replayFailures() > before, 5000, 'the first inbox read to fail');
+    } finally {
+      await release();
+    }
+    const got = await b.next((f) => f.type === 'chat_message' || f.type === 'error');
+    assert.deepEqual([got.type, got.id], ['chat_message', m.id]);
+    // The live path works after the replay: a new message arrives directly.
+    const live = await reply(a, 'r2', offline, 'live');
+    assert.equal((await b.next((f) => f.type === 'chat_message' && f.id === live.id)).content, 'live');
+    assert.equal(b.frames.filter((f) => f.type === 'error').length, 0);
+  });
+
+  test('an inbox read that keeps failing: storage_unavailable after the last attempt, and live messages flow', { timeout: 20_000 }, async () => {
+    const a = await authedClient(srv.url);
+    clients.push(a);
+    const offline = newUserId();
+    await reply(a, 'q1', offline, 'stays in the inbox');
+    const before = replayFailures();
+    const release = await lockMessages();
+    let b: TestClient;
+    let refused: Frame;
+    try {
+      b = await authedClient(srv.url, offline);
+      clients.push(b);
+      refused = await b.next((f) => f.type === 'error');
+      assert.equal(replayFailures() - before, 3, 'one log line per attempt');
+    } finally {
+      await release();
+    }
+    assert.deepEqual(refused, { type: 'error', reason: 'storage_unavailable' });
+    assert.equal(b.closeCode, undefined, 'the session stays open');
+    const live = await reply(a, 'q2', offline, 'live after the outage');
+    assert.equal((await b.next((f) => f.type === 'chat_message')).id, live.id, 'the live message, not the inbox');
+    // The next connection gets the inbox.
+    const b2 = await authedClient(srv.url, offline);
+    clients.push(b2);
+    await b2.nthOfType('chat_message', 2);
+    assert.deepEqual(b2.frames.filter((f) => f.type === 'chat_message').map((f) => f.content), ['stays in the inbox', 'live after the outage']);
   });
 });
