@@ -26,6 +26,7 @@ import {
   type Frame,
 } from '../helpers/harness.js';
 import type { RampartConfigInput } from '../../src/config/schema.js';
+import { RawSocket } from '../helpers/raw-ws.js';
 import { DEFAULT_TENANT } from '../../src/auth/token-verifier.js';
 
 type StoreKind = 'memory' | 'redis';
@@ -487,12 +488,14 @@ function limitsSuite(kind: StoreKind): void {
       const attachments = Array.from({ length: 10 }, (_, k) => ({ type: 'file', url: `https://files.example/${k}/${'a'.repeat(2000)}`, name: '"'.repeat(255) }));
       for (let i = 0; i < 250; i++) sender.send({ ...chat(sub, `${'"'.repeat(4990)}${i}`), attachments });
       await sender.nthOfType('message_sent', 250);
-      // Stop reading the moment auth_success arrives: the replay is paced, so it waits for drain.
-      const slow = track(openClient(srv.url)) as TestClient & { userId: string };
-      slow.userId = sub;
-      slow.ws.once('message', () => (slow.ws as unknown as { _socket: import('node:net').Socket })._socket.pause());
-      await slow.opened;
-      slow.send({ type: 'auth', token: await token({ sub }) });
+      // A raw client that stops reading the moment auth_success arrives (ws' own client would
+      // resume its socket when its parser drains): the paced replay stalls on a full socket.
+      const slow = await RawSocket.open(srv.port);
+      cleanups.push(() => slow.destroy());
+      assert.equal(await slow.upgrade('/ws', [['Origin', 'http://localhost:3000']]), 101);
+      slow.sendText(JSON.stringify({ type: 'auth', token: await token({ sub }) }));
+      await slow.until(() => slow.json().some((f) => f.type === 'auth_success'));
+      slow.socket.pause();
       const content = 'x'.repeat(4500);
       const closed = (): string | undefined => srv.logs.find((l) => l.includes('"reason":"slow_consumer"'));
       let sent = 0;
@@ -503,8 +506,8 @@ function limitsSuite(kind: StoreKind): void {
         await sender.nthOfType('message_sent', 250 + sent);
       }
       assert.match(closed()!, /"code":4030/);
-      // Closed at the bound: within two batches (the log line may land a batch late) of 256 KiB held.
-      assert.ok(sent <= Math.ceil((256 * 1024) / 4500) + 20, `closed after ${sent} live messages, not at the bound`);
+      // Closed at the bound: in the batch that crossed 256 KiB held.
+      assert.ok(sent <= Math.ceil((256 * 1024) / 4500) + 10, `closed after ${sent} live messages, not at the bound`);
       // A forced close: the socket is destroyed after a short grace even though the client never reads.
       await waitFor(() => srv.server.stats().open === 1, 5000, 'the stalled session to be gone');
       assert.equal(sender.closeCode, undefined);
