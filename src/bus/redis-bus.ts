@@ -1,5 +1,6 @@
 import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { Bus, BusHandler } from './bus.js';
+import { quitRedis } from '../redis/quit.js';
 
 /** Where a reported error came from; lets the logger pick a level and a metric label. */
 export type BusErrorSource = 'connection' | 'publish' | 'subscribe' | 'unsubscribe' | 'deliver';
@@ -177,7 +178,7 @@ export class RedisBus implements Bus {
     this.closed = true;
     this.users.clear();
     this.channels.clear();
-    await Promise.all([quit(this.pub), quit(this.sub)]);
+    await Promise.all([quitRedis(this.pub), quitRedis(this.sub)]);
   }
 
   private startBatch(): ChainableCommander {
@@ -290,19 +291,6 @@ export class RedisBus implements Bus {
       check();
     });
   }
-}
-
-/** QUIT when connected (lets queued publishes drain first); otherwise just drop the socket. */
-async function quit(conn: Redis): Promise<void> {
-  if (conn.status === 'ready') {
-    try {
-      await conn.quit();
-      return;
-    } catch {
-      // fall through: the connection died while quitting
-    }
-  }
-  conn.disconnect();
 }
 
 /** Credentials never appear in errors or logs. */

@@ -5,6 +5,7 @@
  */
 import type { RedisOptions } from 'ioredis';
 import type { ConnectionRegistry, Limiter } from './limiter.js';
+import { quitRedis } from '../redis/quit.js';
 import { MemoryLimiter } from './memory-limiter.js';
 import { MemoryConnectionRegistry } from './memory-registry.js';
 import { RedisLimiter } from './redis-limiter.js';
@@ -113,16 +114,7 @@ export function createLimits(options: LimitsOptions): Limits {
     ready: (timeoutMs?: number) => redisRegistry.ready(timeoutMs),
     close: async () => {
       await Promise.all([limiter.close(), connectionLimiter.close(), registry.close()]);
-      if (client.status === 'ready') {
-        try {
-          await client.quit();
-          return;
-        } catch {
-          // fall through to a hard disconnect
-        }
-      }
-      // Also cancels any pending reconnect, so nothing keeps the process alive.
-      client.disconnect();
+      await quitRedis(client);
     },
   };
 }

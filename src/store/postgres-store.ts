@@ -29,8 +29,16 @@ export interface PostgresStoreOptions {
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-/** Longest a statement may run; `?statement_timeout=MS` in the URL overrides it. */
-export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+/** Pool defaults; the same parameters in the URL (`?statement_timeout=MS`) override them. */
+const POOL_DEFAULTS: pg.PoolConfig = {
+  // pg's default is to wait forever for a connection; a store must fail visibly instead.
+  connectionTimeoutMillis: 10_000,
+  // A statement or lock wait that hangs fails its batch (senders get storage_unavailable)
+  // instead of stalling every sender of this node behind the one transaction in flight.
+  statement_timeout: 30_000,
+  // A transaction its client abandoned must not hold inbox-counter locks for long.
+  idle_in_transaction_session_timeout: 60_000,
+};
 const INBOX_FULL: InsertOutcome = Object.freeze({ status: 'inbox_full' });
 
 /** Ordered: index i brings the schema from version i to i + 1. Never edit a shipped entry. */
@@ -173,18 +181,7 @@ export class PostgresStore implements Store {
     this.#sql = Object.fromEntries(
       Object.entries(texts).map(([name, text]) => [name, { name: `rampart_${schema}_${name}`, text }]),
     ) as Record<SqlName, pg.QueryConfig>;
-    // pg's defaults wait forever; a store must fail visibly instead. Parameters in the URL
-    // (e.g. `?statement_timeout=5000`) take precedence over these.
-    this.#pool = new pg.Pool({
-      connectionTimeoutMillis: 10_000,
-      // A statement or lock wait that hangs fails its batch (senders get storage_unavailable)
-      // instead of stalling every sender of this node behind the one transaction in flight.
-      statement_timeout: DEFAULT_STATEMENT_TIMEOUT_MS,
-      // A transaction its client abandoned must not hold inbox-counter locks for long.
-      idle_in_transaction_session_timeout: 60_000,
-      ...options.pool,
-      connectionString,
-    });
+    this.#pool = new pg.Pool({ ...POOL_DEFAULTS, ...options.pool, connectionString });
     this.#pool.on('error', options.onPoolError ?? (() => {}));
   }
 

@@ -7,12 +7,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import {
-  TEST_SECRET,
   REDIS_URL,
   authedClient,
   closeAll,
@@ -24,7 +23,7 @@ import {
   type Frame,
   type TestClient,
 } from '../helpers/harness.js';
-import { spawnServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { spawnServerProcess, writeServerConfig, type ServerProcess } from '../helpers/server-process.js';
 import { postgresBackend } from '../helpers/storage-backends.js';
 import { DEFAULT_TENANT } from '../../src/auth/token-verifier.js';
 
@@ -66,23 +65,14 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
     await backend.setup();
     await admin.connect(); // unreachable Redis fails the suite here
     dir = mkdtempSync(join(tmpdir(), 'rampart-cluster-'));
-    const configFile = join(dir, 'rampart.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        port: 0,
-        host: '127.0.0.1',
-        jwt: { secret: TEST_SECRET },
-        storage: backend.allocate().storage,
-        redisUrl: REDIS_URL,
-        redisKeyPrefix: prefix,
-        dataDir: dir,
-        logLevel: 'info',
-        maxConnectionsPerUser: 2,
-        rateLimit: { burstLimit: 3, burstWindow: 30_000 },
-        limits: { nodeLivenessMs: LIVENESS_MS },
-      }),
-    );
+    const configFile = writeServerConfig(dir, 'rampart.json', {
+      storage: backend.allocate().storage,
+      redisUrl: REDIS_URL,
+      redisKeyPrefix: prefix,
+      maxConnectionsPerUser: 2,
+      rateLimit: { burstLimit: 3, burstWindow: 30_000 },
+      limits: { nodeLivenessMs: LIVENESS_MS },
+    });
     [n1, n2] = await Promise.all([spawnServerProcess(configFile, children), spawnServerProcess(configFile, children)]);
     assert.notEqual(n1.nodeId, n2.nodeId);
   });

@@ -7,11 +7,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TEST_SECRET, authedClient, closeAll, newUserId, openClient, token, type Frame, type TestClient } from '../helpers/harness.js';
-import { spawnServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { authedClient, closeAll, newUserId, openClient, token, type Frame, type TestClient } from '../helpers/harness.js';
+import { spawnServerProcess, writeServerConfig, type ServerProcess } from '../helpers/server-process.js';
 import { backends, type StorageBackend } from '../helpers/storage-backends.js';
 
 const BURST = 1000;
@@ -49,20 +49,11 @@ function killRestartSuite(backend: StorageBackend): void {
 
     test('every acknowledged message is in the recipient inbox after SIGKILL and restart', { timeout: 30_000 }, async (t) => {
       const location = backend.allocate();
-      const configFile = join(dir, `rampart-${backend.name}.json`);
-      writeFileSync(
-        configFile,
-        JSON.stringify({
-          port: 0,
-          host: '127.0.0.1',
-          jwt: { secret: TEST_SECRET },
-          storage: location.storage,
-          dataDir: dir,
-          logLevel: 'info',
-          rateLimit: { messagesPerMinute: 100_000, messagesPerHour: 1_000_000, burstLimit: 100_000, burstWindow: 1000 },
-          limits: { frames: { limit: 100_000, windowMs: 1000 } },
-        }),
-      );
+      const configFile = writeServerConfig(dir, `rampart-${backend.name}.json`, {
+        storage: location.storage,
+        rateLimit: { messagesPerMinute: 100_000, messagesPerHour: 1_000_000, burstLimit: 100_000, burstWindow: 1000 },
+        limits: { frames: { limit: 100_000, windowMs: 1000 } },
+      });
 
       // ── first life: burst, then SIGKILL right after the acks ──
       const first = await spawnServerProcess(configFile, children);

@@ -205,6 +205,27 @@ export function uniqueRedisPrefix(tag = 't'): string {
   return `rampart-test:${tag}:${randomUUID().slice(0, 8)}:`;
 }
 
+/** Rejects if `p` does not settle within `ms` (a guard, not a wait). */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+    }),
+  ]);
+}
+
+/**
+ * The largest chat_message the protocol allows, as `{content, attachments}` for the i-th one:
+ * 4990 characters that each escape to 6 (`"` → `&quot;`), plus 10 attachments with 2000-char URLs
+ * and escaped names — about 55 kB on the wire once delivered.
+ */
+export function maximalMessage(i: number): { content: string; attachments: { type: string; url: string; name: string }[] } {
+  return { content: `${'"'.repeat(4990)}${i}`, attachments: MAXIMAL_ATTACHMENTS };
+}
+const MAXIMAL_ATTACHMENTS = Array.from({ length: 10 }, (_, k) => ({ type: 'file', url: `https://files.example/${k}/${'a'.repeat(2000)}`, name: '"'.repeat(255) }));
+
 /** Polls `check` (sync or async) every `everyMs` until it is truthy; throws naming `what` after `timeoutMs`. */
 export async function waitFor(check: () => unknown, timeoutMs: number, what: string, everyMs = 20): Promise<void> {
   const deadline = Date.now() + timeoutMs;

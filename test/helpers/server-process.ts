@@ -3,8 +3,12 @@
  * kill -9 it or run several nodes. Resolves once the `listening` log line names its port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { RampartConfigInput } from '../../src/config/schema.js';
+import { TEST_SECRET } from './harness.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -16,6 +20,17 @@ export interface ServerProcess {
   exited: Promise<void>;
   /** stdout lines (first 2000) and stderr chunks, for failure messages. */
   output: string[];
+}
+
+/**
+ * Writes `dir/fileName`: a config file for `serve` with the test defaults (any free port on
+ * 127.0.0.1, the test HS256 secret, `dir` as data directory, info logs on stdout — the
+ * `listening` line is read from them) under `settings`. Returns its path.
+ */
+export function writeServerConfig(dir: string, fileName: string, settings: RampartConfigInput): string {
+  const file = join(dir, fileName);
+  writeFileSync(file, JSON.stringify({ port: 0, host: '127.0.0.1', jwt: { secret: TEST_SECRET }, dataDir: dir, logLevel: 'info', ...settings }));
+  return file;
 }
 
 /** Our environment without RAMPART_* overrides (the test runner silences logs with one). */

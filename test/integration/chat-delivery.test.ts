@@ -12,6 +12,7 @@ import {
   authedClient,
   openClient,
   closeAll,
+  maximalMessage,
   newUserId,
   token,
   type Frame,
@@ -383,9 +384,10 @@ function chatDeliverySuite(backend: StorageBackend): void {
       const a = await user();
       const offline = newUserId();
       const N = 110;
-      // 5000 characters that each escape to 6, and 10 attachments with long URLs and escaped names.
-      const attachments = Array.from({ length: 10 }, (_, k) => ({ type: 'file', url: `https://files.example/${k}/${'a'.repeat(2000)}`, name: '"'.repeat(255) }));
-      const acks = await Promise.all(Array.from({ length: N }, (_, i) => sent(a, offline, `${'"'.repeat(4990)}${i}`, { attachments })));
+      const acks = await Promise.all(Array.from({ length: N }, (_, i) => {
+        const { content, attachments } = maximalMessage(i);
+        return sent(a, offline, content, { attachments });
+      }));
       const b = await user(srv, offline);
       const outcome = await Promise.race([
         b.nthOfType('chat_message', N).then(() => 'replayed'),
@@ -401,8 +403,10 @@ function chatDeliverySuite(backend: StorageBackend): void {
       const peer = await user();
       const sub = newUserId();
       // ~1.6 MB of inbox: a replay paced over many socket drains.
-      const attachments = Array.from({ length: 10 }, (_, k) => ({ type: 'file', url: `https://files.example/${k}/${'a'.repeat(2000)}`, name: '"'.repeat(255) }));
-      const inbox = await Promise.all(Array.from({ length: 30 }, (_, i) => sent(a, sub, `${'"'.repeat(4990)}${i}`, { attachments })));
+      const inbox = await Promise.all(Array.from({ length: 30 }, (_, i) => {
+        const { content, attachments } = maximalMessage(i);
+        return sent(a, sub, content, { attachments });
+      }));
       // Well over limits.maxQueuedFrames (32), all sent synchronously on auth_success.
       const BURST = 100;
       const cids = Array.from({ length: BURST }, () => newCid());

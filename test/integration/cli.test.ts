@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
-import { openClient, closeAll } from '../helpers/harness.js';
+import { openClient, closeAll, within } from '../helpers/harness.js';
 import { RawSocket } from '../helpers/raw-ws.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -77,16 +77,6 @@ function rampart(args: string[], cwd: string, env: Record<string, string> = {}):
     notify();
   });
   return run;
-}
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
-    }),
-  ]);
 }
 
 function tempDir(): string {

@@ -15,12 +15,12 @@ import {
   authedClient,
   handshakeStatus,
   closeAll,
+  waitFor,
+  within,
   token,
   newUserId,
   TEST_SECRET,
   type TestServer,
-  type TestClient,
-  type Frame,
 } from '../helpers/harness.js';
 import { RawSocket, encodeFrame } from '../helpers/raw-ws.js';
 import type { DevTokenClaims } from '../../src/auth/dev-token.js';
@@ -42,45 +42,6 @@ async function shortToken(sub: string, minMs = 700): Promise<{ token: string; ex
   const t = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt().setExpirationTime(exp).sign(createSecretKey(Buffer.from(TEST_SECRET)));
   usedTokens.push(t);
   return { token: t, exp };
-}
-
-/** Polls a condition that the server reaches asynchronously (socket teardown); fails after `ms`. */
-async function waitFor(pred: () => boolean | Promise<boolean>, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** Rejects if `p` does not settle within `ms` (a guard, not a wait). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
-    }),
-  ]);
-}
-
-/** The next frame matching `pred`; rejects if the socket closes first (no silent hang). */
-function expectFrame(client: TestClient, pred: (f: Frame) => boolean): Promise<Frame> {
-  return Promise.race([
-    client.next(pred),
-    client.closed.then(({ code }) => {
-      const seen = client.frames.find(pred);
-      if (seen) return seen;
-      throw new Error(`socket closed (${code}) before the expected frame; got ${JSON.stringify(client.frames)}`);
-    }),
-  ]);
-}
-
-/** The `n`-th frame of `type` (1-based); rejects if the socket closes first. */
-async function nth(client: TestClient, type: string, n: number): Promise<Frame> {
-  const all = (): Frame[] => client.frames.filter((f) => f.type === type);
-  await expectFrame(client, (f) => f.type === type && all().length >= n);
-  return all()[n - 1] as Frame;
 }
 
 async function isZero(srv: TestServer): Promise<boolean> {
@@ -183,7 +144,7 @@ describe('handshake gate: missing Origin refused by config, per-IP cap', { timeo
   });
 
   test('maxConnectionsPerIP: 2 → the third concurrent socket gets 429; a freed slot is reusable', async () => {
-    await waitFor(() => isZero(strict), 'previous sockets released');
+    await waitFor(() => isZero(strict), 3000, 'previous sockets released');
     const a = openClient(strict.url, { origin: ALLOWED });
     const b = openClient(strict.url, { origin: ALLOWED });
     await Promise.all([a.opened, b.opened]);
@@ -191,18 +152,18 @@ describe('handshake gate: missing Origin refused by config, per-IP cap', { timeo
     // The cap is checked before the Origin: at the cap even a foreign Origin gets 429.
     assert.equal(await handshakeStatus(strict.url, { origin: 'https://evil.com' }), 429);
     await closeAll(a);
-    await waitFor(async () => (await strict.server.limits.registry.countIp('127.0.0.1')) === 1, 'slot released');
+    await waitFor(async () => (await strict.server.limits.registry.countIp('127.0.0.1')) === 1, 3000, 'slot released');
     const c = openClient(strict.url, { origin: ALLOWED });
     await c.opened;
     await closeAll(b, c);
-    await waitFor(() => isZero(strict), 'everything released');
+    await waitFor(() => isZero(strict), 3000, 'everything released');
     // Refused handshakes never keep a slot: many 403s later, two sockets still fit.
     for (let i = 0; i < 5; i++) assert.equal(await handshakeStatus(strict.url, { origin: 'https://evil.com' }), 403);
     const d = openClient(strict.url, { origin: ALLOWED });
     const e = openClient(strict.url, { origin: ALLOWED });
     await Promise.all([d.opened, e.opened]);
     await closeAll(d, e);
-    await waitFor(() => isZero(strict), 'everything released again');
+    await waitFor(() => isZero(strict), 3000, 'everything released again');
   });
 });
 
@@ -231,22 +192,22 @@ describe('query-string token (allowQueryToken: true)', { timeout: 15_000 }, () =
       raw.write(`GET /ws?token=${t} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
       await raw.destroy();
     }
-    await waitFor(async () => (await qs.server.limits.registry.countIp('127.0.0.1')) === 0, 'every IP slot released');
-    await waitFor(() => isZero(qs), 'released');
+    await waitFor(async () => (await qs.server.limits.registry.countIp('127.0.0.1')) === 0, 3000, 'every IP slot released');
+    await waitFor(() => isZero(qs), 3000, 'released');
   });
 
   test('a valid query token: the socket starts authenticated (chat works without an auth frame)', async () => {
     const sub = newUserId();
     const client = openClient(`${qs.url}?token=${await tok(sub)}`);
     await client.opened;
-    const ok = await expectFrame(client, (f) => f.type === 'auth_success');
+    const ok = await client.next((f) => f.type === 'auth_success');
     assert.equal(ok.userId, sub);
     client.send({ type: 'chat_message', recipientId: newUserId(), content: 'via query token', clientMsgId: 'q1' });
-    const sent = await expectFrame(client, (f) => f.type === 'message_sent');
+    const sent = await client.next((f) => f.type === 'message_sent');
     assert.equal(sent.clientMsgId, 'q1');
     assert.equal(client.frames.some((f) => f.type === 'error' || f.type === 'auth_failure'), false);
     await closeAll(client);
-    await waitFor(() => isZero(qs), 'released');
+    await waitFor(() => isZero(qs), 3000, 'released');
     // The query string never reaches the logs.
     assert.ok(!qs.logs.join('\n').includes('token='));
     for (const t of usedTokens) assert.ok(!qs.logs.join('\n').includes(t));
@@ -311,10 +272,10 @@ describe('authentication', { timeout: 15_000 }, () => {
     const shortB = await shortToken(subB);
     a.send({ type: 'auth', token: shortA.token });
     b.send({ type: 'auth', token: shortB.token });
-    await Promise.all([expectFrame(a, (f) => f.type === 'auth_success'), expectFrame(b, (f) => f.type === 'auth_success')]);
+    await Promise.all([a.next((f) => f.type === 'auth_success'), b.next((f) => f.type === 'auth_success')]);
     // B refreshes with a long-lived token of the same identity.
     b.send({ type: 'auth', token: await tok(subB) });
-    await nth(b, 'auth_success', 2);
+    await b.nthOfType('auth_success', 2);
     // A's token expires: the server says so and closes with 4005.
     const closedA = await within(a.closed, 5000, 'expiry close');
     assert.equal(closedA.code, 4005);
@@ -323,7 +284,7 @@ describe('authentication', { timeout: 15_000 }, () => {
     // B's first token expired at (about) the same moment; B is still served.
     if (Date.now() < shortB.exp * 1000) await new Promise((r) => setTimeout(r, shortB.exp * 1000 - Date.now() + 20));
     b.send({ type: 'chat_message', recipientId: newUserId(), content: 'still here', clientMsgId: 'after-exp' });
-    const sent = await expectFrame(b, (f) => f.type === 'message_sent');
+    const sent = await b.next((f) => f.type === 'message_sent');
     assert.equal(sent.clientMsgId, 'after-exp');
     assert.equal(b.closeCode, undefined);
     await closeAll(b);
@@ -332,9 +293,9 @@ describe('authentication', { timeout: 15_000 }, () => {
   test('a refresh applies the new token claims: a user refreshed as muted can no longer send', async () => {
     const client = await authedClient(srv.url);
     client.send({ type: 'auth', token: await tok(client.userId, { role: 'muted' }) });
-    await nth(client, 'auth_success', 2);
+    await client.nthOfType('auth_success', 2);
     client.send({ type: 'chat_message', recipientId: newUserId(), content: 'after demotion' });
-    const answer = await expectFrame(client, (f) => f.type === 'error' || f.type === 'message_sent');
+    const answer = await client.next((f) => f.type === 'error' || f.type === 'message_sent');
     assert.deepEqual(answer, { type: 'error', reason: 'forbidden' });
     await closeAll(client);
   });
@@ -388,7 +349,7 @@ describe('message pipeline', { timeout: 15_000 }, () => {
     const client = await authedClient(srv.url);
     const peer = newUserId();
     const errors = (): unknown[] => client.frames.filter((f) => f.type === 'error');
-    const nthError = async (n: number) => nth(client, 'error', n);
+    const nthError = async (n: number) => client.nthOfType('error', n);
 
     client.send('{"type":"chat_message",');
     assert.equal((await nthError(1)).reason, 'invalid_json');
@@ -413,7 +374,7 @@ describe('message pipeline', { timeout: 15_000 }, () => {
     const errorCount = errors().length;
 
     client.send({ type: 'chat_message', recipientId: peer, content: `${MARKER} ok`, clientMsgId: 'survivor' });
-    const sent = await expectFrame(client, (f) => f.type === 'message_sent' && f.clientMsgId === 'survivor');
+    const sent = await client.next((f) => f.type === 'message_sent' && f.clientMsgId === 'survivor');
     assert.ok(sent.id);
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     assert.equal(errors().length, 6);
@@ -455,11 +416,11 @@ describe('malformed frames on a raw socket', { timeout: 15_000 }, () => {
    * still works end to end.
    */
   async function serverStillServes(): Promise<void> {
-    await waitFor(() => protocolErrors() > seenProtocolErrors, 'a protocol_error security line');
+    await waitFor(() => protocolErrors() > seenProtocolErrors, 3000, 'a protocol_error security line');
     seenProtocolErrors = protocolErrors();
     const a = await authedClient(srv.url);
     a.send({ type: 'chat_message', recipientId: newUserId(), content: 'alive', clientMsgId: 'alive' });
-    await expectFrame(a, (f) => f.type === 'message_sent');
+    await a.next((f) => f.type === 'message_sent');
     await closeAll(a);
   }
 
@@ -552,7 +513,7 @@ describe('auth timeout and heartbeat (short timers from config)', { timeout: 15_
     assert.equal((await within(client.closed, 5000, '4001')).code, 4001);
     assert.ok(Date.now() - started >= 150, 'not before authTimeout');
     assert.equal(client.frames.length, 0);
-    await waitFor(() => isZero(timers), 'released');
+    await waitFor(() => isZero(timers), 3000, 'released');
   });
 
   test('a client that never answers pings → close 4000 and the server-side socket is gone', async () => {
@@ -560,8 +521,8 @@ describe('auth timeout and heartbeat (short timers from config)', { timeout: 15_
     assert.equal(timers.server.stats().open, 1);
     const { code } = await within(client.closed, 5000, 'heartbeat close');
     assert.equal(code, 4000);
-    await waitFor(() => timers.server.stats().open === 0, 'server-side socket gone');
-    await waitFor(() => isZero(timers), 'everything released');
+    await waitFor(() => timers.server.stats().open === 0, 3000, 'server-side socket gone');
+    await waitFor(() => isZero(timers), 3000, 'everything released');
     const reasons = securityLines(timers).map((l) => l.reason);
     assert.deepEqual(reasons, ['auth_timeout', 'heartbeat_timeout']);
     assert.equal(securityLines(timers)[1]?.code, 4000);
@@ -576,7 +537,7 @@ describe('auth timeout and heartbeat (short timers from config)', { timeout: 15_
     await within(raw.closed, 5000, 'server destroys the TCP connection');
     assert.ok(raw.frames.some((f) => f.opcode === 9), 'pinged first');
     assert.equal(await raw.closeCode(), 4000);
-    await waitFor(() => isZero(timers), 'everything released');
+    await waitFor(() => isZero(timers), 3000, 'everything released');
   });
 
   test('a client that answers pings stays connected past several heartbeat timeouts', async () => {
@@ -586,7 +547,7 @@ describe('auth timeout and heartbeat (short timers from config)', { timeout: 15_
     await within(new Promise<void>((resolve) => client.ws.on('ping', () => ++pings === 15 && resolve())), 5000, 'pings');
     assert.equal(client.closeCode, undefined);
     client.send({ type: 'chat_message', recipientId: newUserId(), content: 'alive', clientMsgId: 'hb' });
-    await expectFrame(client, (f) => f.type === 'message_sent');
+    await client.next((f) => f.type === 'message_sent');
     await closeAll(client);
   });
 });
@@ -615,7 +576,7 @@ describe('HTTP', { timeout: 15_000 }, () => {
 
 describe('release and logs', { timeout: 15_000 }, () => {
   test('after every close path above, nothing is held: stats and per-IP slots are zero', async () => {
-    await waitFor(() => isZero(srv), 'all counters back to zero');
+    await waitFor(() => isZero(srv), 3000, 'all counters back to zero');
     assert.deepEqual(srv.server.stats(), { open: 0, unauthenticated: 0, unauthenticatedIps: 0, users: 0 });
   });
 
@@ -648,11 +609,11 @@ describe('release and logs', { timeout: 15_000 }, () => {
       await first.closed;
       const user = await authedClient(quiet.url);
       user.send('{oops');
-      await expectFrame(user, (f) => f.type === 'error');
+      await user.next((f) => f.type === 'error');
       user.send({ type: 'chat_message', recipientId: newUserId(), content: MARKER });
-      await expectFrame(user, (f) => f.type === 'message_sent');
+      await user.next((f) => f.type === 'message_sent');
       await closeAll(user);
-      await waitFor(() => isZero(quiet), 'released');
+      await waitFor(() => isZero(quiet), 3000, 'released');
       const lines = securityLines(quiet);
       assert.deepEqual(lines.map((l) => l.reason), ['origin_not_allowed', 'query_token_not_allowed', 'invalid_token', 'invalid_json']);
       assert.deepEqual(lines.map((l) => l.ip), ['127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1']);

@@ -14,6 +14,7 @@ import {
   authedClient,
   handshakeStatus,
   closeAll,
+  maximalMessage,
   newUserId,
   token,
   waitFor,
@@ -485,8 +486,10 @@ function limitsSuite(kind: StoreKind): void {
       const sub = newUserId();
       // ~16 MB of inbox: more than the loopback kernel buffers hold, so the paced replay stalls
       // once the client stops reading.
-      const attachments = Array.from({ length: 10 }, (_, k) => ({ type: 'file', url: `https://files.example/${k}/${'a'.repeat(2000)}`, name: '"'.repeat(255) }));
-      for (let i = 0; i < 250; i++) sender.send({ ...chat(sub, `${'"'.repeat(4990)}${i}`), attachments });
+      for (let i = 0; i < 250; i++) {
+        const { content, attachments } = maximalMessage(i);
+        sender.send({ ...chat(sub, content), attachments });
+      }
       await sender.nthOfType('message_sent', 250);
       // A raw client that stops reading the moment auth_success arrives (ws' own client would
       // resume its socket when its parser drains): the paced replay stalls on a full socket.
