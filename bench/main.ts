@@ -7,6 +7,7 @@
  *
  * Knobs (environment): see docs/benchmarks.md § "Running it" and `knobs` below.
  */
+import { runStoreBench, type StoreBenchResult } from './store-append.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, statSync, readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -602,6 +603,16 @@ await scenario('relay', tRelay, runRelay);
 await scenario('idle', tIdle, runIdle);
 await scenario('attack', tAtk, (t) => runAttack(t, (t as any).variant === 'attack'), ['calm', 'attack']);
 
+// Storage micro-benchmark (in this process: it measures the adapter, not a server).
+let storeBench: StoreBenchResult | null = null;
+try {
+  log('store: direct / group100 / bare append, batches of 100');
+  storeBench = await runStoreBench(QUICK ? 1000 : 5000, QUICK ? 2 : 5);
+  log(`store: ${JSON.stringify(storeBench.us_per_message)} µs/message; dm vs append ${storeBench.ratios.store_dm_vs_append}`);
+} catch (err) {
+  errors.push({ scenario: 'store', target: 'sqlite', rep: 0, error: err instanceof Error ? err.message : String(err) });
+}
+
 meta.durationSec = Math.round((Date.now() - T_START) / 1000);
 
 // ---------------------------------------------------------------- summaries and ratios
@@ -668,7 +679,9 @@ const ratioDetail = {
   handshake_vs_ws: pairedRatio(runsOf('handshake', 'rampart', 'rate'), runsOf('handshake', 'ws_plain', 'rate')),
   attack_p99_vs_calm: pairedRatio(runsOf('attack', 'rampart:attack', 'latency.p99_ms'), runsOf('attack', 'rampart:calm', 'latency.p99_ms')),
 };
-const ratios = Object.fromEntries(Object.entries(ratioDetail).map(([k, v]) => [k, v.median]));
+const ratios: Record<string, number | null> = Object.fromEntries(Object.entries(ratioDetail).map(([k, v]) => [k, v.median]));
+ratios.store_dm_vs_append = storeBench?.ratios.store_dm_vs_append ?? null;
+ratios.store_group100_per_recipient_vs_append = storeBench?.ratios.store_group100_per_recipient_vs_append ?? null;
 
 /** Every headline metric: Rampart / bare ws and Rampart / Socket.IO (paired medians). */
 const comparisons: { metric: string; unit: string; higherIsBetter: boolean; vs_ws_plain: number | null; vs_socketio: number | null }[] = [];
@@ -693,6 +706,7 @@ const out = {
   knobs,
   ratios,
   ratio_detail: ratioDetail,
+  store: storeBench,
   comparisons,
   summary,
   runs: results,

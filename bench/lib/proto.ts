@@ -58,8 +58,9 @@ export function typingText(proto: Proto, recipientId: string): string {
   return JSON.stringify({ type: 'typing_indicator', recipientId, isTyping: true });
 }
 
-export function ackText(ids: string[]): string {
-  return `{"type":"ack","messageIds":["${ids.join('","')}"]}`;
+/** v2: acks are cumulative, by timeline position. */
+export function ackText(upTo: number): string {
+  return `{"type":"ack","upTo":${upTo}}`;
 }
 
 /** Classifies one server text message without decoding it. */

@@ -214,6 +214,23 @@ function section(out: any, jsonRel: string, svgRel: string): string {
   L.push('');
   L.push(`![Benchmark chart](../${svgRel})`);
   L.push('');
+  if (out.store) {
+    const st = out.store;
+    L.push('### Storage: µs per stored message (SQLite adapter vs a bare append, same disk, same run)');
+    L.push('');
+    L.push(
+      table(
+        ['workload (batches of 100)', 'µs / message', 'vs bare append'],
+        [
+          ['bare append-only table (one row per message)', String(st.us_per_message.bare), '1'],
+          ['direct message (event + 2 timeline entries + counters)', String(st.us_per_message.direct), String(st.ratios.store_dm_vs_append)],
+          ['100-member group message', String(st.us_per_message.group100), '—'],
+          ['… per recipient', String(st.group100_us_per_recipient), String(st.ratios.store_group100_per_recipient_vs_append)],
+        ],
+      ),
+    );
+    L.push('');
+  }
   L.push('### Headline ratios (median of the paired runs; min–max over the pairs)');
   L.push('');
   const rd = out.ratio_detail;

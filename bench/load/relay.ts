@@ -35,7 +35,19 @@ export interface RelayConfig extends TargetConfig {
 const TS = '################'; // 16 digits: send time, µs
 const SEQ = '##########'; // 10 digits
 const CONTENT = Buffer.from('"content":"Q');
-const ID = Buffer.from('"id":"');
+const POS = Buffer.from('{"pos":');
+
+/** The `pos` a v2 timeline frame starts with (`{"pos":N,`), or 0. */
+function readPos(buf: Buffer, start: number, end: number): number {
+  if (end - start < POS.length + 2 || buf.compare(POS, 0, POS.length, start, start + POS.length) !== 0) return 0;
+  let pos = 0;
+  for (let i = start + POS.length; i < end; i++) {
+    const c = buf[i]! - 48;
+    if (c < 0 || c > 9) break;
+    pos = pos * 10 + c;
+  }
+  return pos;
+}
 const CMID = Buffer.from('"clientMsgId":"m');
 const RING = 4096;
 
@@ -54,7 +66,8 @@ interface Sender {
 interface Recipient {
   conn: RawConn | null;
   sender: Sender;
-  acks: string[];
+  /** Timeline positions received and not yet acknowledged (acks are cumulative: `upTo` the highest). */
+  acks: number[];
 }
 
 const { cfg, proto, path } = await startLoad<RelayConfig>();
@@ -143,11 +156,10 @@ function pacedTick(): void {
 function flushAcks(min: number): void {
   for (const r of recipients) {
     if (r.acks.length >= min && r.acks.length > 0 && r.conn?.open) {
-      while (r.acks.length > 0) {
-        const ids = r.acks.splice(0, 500);
-        r.conn.write(buildFrame(ackText(ids), r.conn.key));
-        acksSent++;
-      }
+      const upTo = Math.max(...r.acks);
+      r.acks.length = 0;
+      r.conn.write(buildFrame(ackText(upTo), r.conn.key));
+      acksSent++;
     }
   }
 }
@@ -157,9 +169,9 @@ function onRecipientText(r: Recipient, buf: Buffer, start: number, end: number):
   const kind = classify(proto, buf, start, end);
   if (kind === Kind.Chat) {
     if (proto === 'rampart') {
-      const at = fieldStart(buf, ID, start, end);
-      if (at > 0) {
-        r.acks.push(buf.toString('latin1', at, at + 36));
+      const pos = readPos(buf, start, end);
+      if (pos > 0) {
+        r.acks.push(pos);
         if (r.acks.length >= cfg.ackBatch) schedulePump2();
       }
     }

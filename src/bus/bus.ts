@@ -1,7 +1,8 @@
 /**
  * The `Bus` port: fan-out of already-serialized frames to every session of a user on every node.
  * In-process for one node; Redis pub/sub for a cluster. Delivery is best-effort: durability is
- * the Store's job (offline inbox), so a frame lost on the bus is redelivered on next auth.
+ * the Store's job (timelines): a frame lost on the bus is read from storage — when a later frame
+ * reveals the gap, or at once when the bus says frames may have been lost (`onResync`).
  */
 export type BusHandler = (userId: string, frame: string) => void;
 
@@ -14,5 +15,10 @@ export interface Bus {
   publish(userId: string, frame: string): void;
   /** The one handler that receives frames for subscribed users. */
   onFrame(handler: BusHandler): void;
+  /**
+   * Called when frames for this node's users may have been lost (the bus was disconnected, or a
+   * publish somewhere failed): every local session should read what it missed from storage.
+   */
+  onResync(handler: () => void): void;
   close(): Promise<void>;
 }

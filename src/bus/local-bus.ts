@@ -31,6 +31,9 @@ export class LocalBus implements Bus {
     this.handler = handler;
   }
 
+  /** In-process delivery never loses a frame: nothing to resync. */
+  onResync(_handler: () => void): void {}
+
   async close(): Promise<void> {
     this.closed = true;
     this.users.clear();

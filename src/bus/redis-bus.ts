@@ -78,6 +78,11 @@ export class RedisBus implements Bus {
   /** channel → userId, to route incoming messages without parsing the channel name. */
   private readonly channels = new Map<string, string>();
   private handler: BusHandler = noop;
+  private resyncHandler: () => void = () => {};
+  /** Cluster-wide channel: "frames were lost, every node resyncs its sessions from storage". */
+  private readonly resyncChannel: string;
+  /** A publish failed since the last resync announcement. */
+  private lostPublishes = false;
   private batch: ChainableCommander | null = null;
   private batchSize = 0;
   private flushScheduled = false;
@@ -100,6 +105,7 @@ export class RedisBus implements Bus {
     this.onError = options.onError;
     this.channelPrefix = `${options.channelPrefix}u:`;
     this.tag = `${options.nodeId}\n`;
+    this.resyncChannel = `${options.channelPrefix}ctl:resync`;
 
     const name = `rampart:${options.channelPrefix}${options.nodeId}`.replace(/[^\w.:@-]/g, '_');
     const common: RedisOptions = {
@@ -127,6 +133,7 @@ export class RedisBus implements Bus {
     this.watch(this.pub, 'publisher');
     this.watch(this.sub, 'subscriber');
     this.sub.on('message', (channel: string, message: string) => this.receive(channel, message));
+    void this.sub.subscribe(this.resyncChannel).catch((err: Error) => this.report(err, 'subscribe'));
   }
 
   subscribe(userId: string): void {
@@ -158,6 +165,10 @@ export class RedisBus implements Bus {
 
   onFrame(handler: BusHandler): void {
     this.handler = handler;
+  }
+
+  onResync(handler: () => void): void {
+    this.resyncHandler = handler;
   }
 
   /**
@@ -209,16 +220,41 @@ export class RedisBus implements Bus {
           }
         }
         // One report per failed batch, not per frame: a down Redis must not flood the log.
-        if (firstError) this.report(firstError, 'publish');
+        if (firstError) this.publishFailed(firstError);
+        else if (this.lostPublishes) this.announceResync();
       },
       (err: Error) => {
         this.counters.publishFailures += size;
-        this.report(err, 'publish');
+        this.publishFailed(err);
       },
     );
   }
 
+  private publishFailed(err: Error): void {
+    this.lostPublishes = true;
+    this.report(err, 'publish');
+  }
+
+  /**
+   * Frames this node published were lost: tell every node (this one included) to read its
+   * sessions' gaps from storage. Retried on the next successful publish batch or reconnect.
+   */
+  private announceResync(): void {
+    if (this.closed || this.pub.status !== 'ready') return;
+    this.lostPublishes = false;
+    this.pub.publish(this.resyncChannel, '1').catch((err: Error) => this.publishFailed(err));
+  }
+
+  private resync(): void {
+    try {
+      this.resyncHandler();
+    } catch (err) {
+      this.report(toError(err), 'deliver');
+    }
+  }
+
   private receive(channel: string, message: string): void {
+    if (channel === this.resyncChannel) return this.resync();
     if (message.startsWith(this.tag)) return; // our own echo, delivered locally already
     const userId = this.channels.get(channel);
     const sep = message.indexOf('\n');
@@ -253,7 +289,20 @@ export class RedisBus implements Bus {
     // A peer close emits no 'error'; it still means frames are being lost.
     conn.on('close', () => outage(new Error(`Redis ${role} connection lost; reconnecting`)));
     conn.on('ready', () => {
+      const wasDown = down;
       down = false;
+      if (!wasDown || this.closed) return;
+      if (role === 'publisher') {
+        if (this.lostPublishes) this.announceResync();
+        return;
+      }
+      // While the subscriber was away, frames for our users went nowhere. The PING's reply comes
+      // after the automatic resubscriptions' replies (one connection, in order): read the gaps
+      // only once the channels are live again, so nothing falls between the two.
+      this.sub.ping().then(
+        () => this.resync(),
+        () => {},
+      );
     });
   }
 

@@ -8,6 +8,8 @@ import type { Identity } from '../auth/token-verifier.js';
 export interface Permissions {
   send: boolean;
   read: boolean;
+  /** May create group conversations. */
+  createGroup: boolean;
 }
 
 export interface RolePolicy {
@@ -15,7 +17,7 @@ export interface RolePolicy {
   defaultRole: string;
 }
 
-const NONE: Permissions = Object.freeze({ send: false, read: false });
+const NONE: Permissions = Object.freeze({ send: false, read: false, createGroup: false });
 
 export function permissionsFor(policy: RolePolicy, role: string | undefined): Permissions {
   const name = role ?? policy.defaultRole;

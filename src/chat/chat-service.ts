@@ -1,74 +1,55 @@
 /**
- * The chat domain: direct messages, typing indicators, delivery acks, history, offline inbox.
- * It never touches a socket: it writes to the Store (through the group committer), publishes on
- * the Bus, and answers the caller through the `Outbox` it is handed.
+ * The chat domain: messages (direct and group), typing indicators, acks, history, conversation
+ * lists and read positions. It never touches a socket: it writes to the Store (messages through the
+ * group committer), publishes timeline frames on the Bus, and answers the caller through the
+ * `Outbox` it is handed. Group membership changes live in `group-service.ts`.
  */
 import { messageId } from './message-id.js';
 import type { Bus } from '../bus/bus.js';
-import type { Store, StoredMessage } from '../store/store.js';
+import type { MessageBody, NewMessage, Store } from '../store/store.js';
 import type { GroupCommitter } from '../store/group-commit.js';
-import type { ChatMessageFrame, HistoryFrame } from '../protocol/client-frames.js';
-import type { Attachment, ChatMessage, Link, ServerFrame } from '../protocol/server-frames.js';
+import type {
+  ChatMessageFrame,
+  HistoryFrame,
+  ListConversationsFrame,
+  ReadFrame,
+  TypingIndicatorFrame,
+} from '../protocol/client-frames.js';
+import type { ConversationInfo, ServerFrame } from '../protocol/server-frames.js';
+import type { ErrorReasonValue } from '../protocol/reasons.js';
 import type { Identity } from '../auth/token-verifier.js';
 import { peerKey } from './authorization.js';
+import { TimelinePublisher } from './timeline-publisher.js';
+import { toHistoryItem, toWireMessage } from './timeline-frames.js';
+import { withRequestId } from './replies.js';
 
 /** Where replies to the acting user go (a session, in practice). */
 export interface Outbox {
   send(frame: string): void;
   sendFrame(frame: ServerFrame): void;
   readonly isOpen: boolean;
+  /** Put a frame into this session's timeline stream at `pos` (the sender's `message_sent`). */
+  offerTimeline(pos: number, frame: string): void;
 }
 
 /** Content already checked and sanitized by the pipeline. */
-export interface ProcessedMessage {
-  content: string;
-  mentions: string[];
-  hashtags: string[];
-  links: Link[];
-  attachments?: Attachment[];
-}
+export type ProcessedMessage = Omit<MessageBody, 'replyTo'>;
 
 export interface ChatServiceEvents {
   stored(count: number): void;
-  delivered(): void;
+  delivered(count: number): void;
   storeFailed(err: unknown): void;
 }
 
 const DEFAULT_HISTORY_PAGE = 50;
-/** Frame prefix our serializer always produces; the id follows at a fixed offset. */
-const CHAT_PREFIX = '{"type":"chat_message","id":"';
-
-/** Message id of a serialized chat frame, or undefined for other frames (cheap, no parse). */
-export function chatFrameId(frame: string): string | undefined {
-  return frame.startsWith(CHAT_PREFIX) ? frame.slice(CHAT_PREFIX.length, CHAT_PREFIX.length + 36) : undefined;
-}
-
-/** `m` must come from `toWire`, whose first key is `id`, so `chatFrameId` can read it unparsed. */
-export function serializeChatMessage(m: ChatMessage): string {
-  return JSON.stringify({ type: 'chat_message', ...m });
-}
-
-function toWire(m: StoredMessage): ChatMessage {
-  const out: ChatMessage = {
-    id: m.id,
-    senderId: m.senderId,
-    recipientId: m.recipientId,
-    content: m.content,
-    mentions: m.mentions,
-    hashtags: m.hashtags,
-    links: m.links,
-    timestamp: m.timestamp,
-  };
-  if (m.replyTo !== undefined) out.replyTo = m.replyTo;
-  if (m.attachments !== undefined) out.attachments = m.attachments;
-  return out;
-}
+const DEFAULT_LIST_PAGE = 50;
 
 export interface ChatServiceOptions {
   store: Store;
   committer: GroupCommitter;
   bus: Bus;
-  maxInboxSize: number;
+  publisher: TimelinePublisher;
+  groupHistory: 'since_join' | 'all';
   events: ChatServiceEvents;
   /** Server clock (tests may pin it). */
   now?: () => number;
@@ -76,9 +57,11 @@ export interface ChatServiceOptions {
 
 export class ChatService {
   private readonly now: () => number;
+  private readonly store: Store;
 
   constructor(private readonly opts: ChatServiceOptions) {
     this.now = opts.now ?? Date.now;
+    this.store = opts.store;
   }
 
   /**
@@ -87,11 +70,11 @@ export class ChatService {
    */
   async sendMessage(sender: Identity, outbox: Outbox, frame: ChatMessageFrame, processed: ProcessedMessage): Promise<void> {
     const now = this.now();
-    const message: StoredMessage = {
+    const message: NewMessage = {
       id: messageId(now),
       tenantId: sender.tenantId,
       senderId: sender.userId,
-      recipientId: frame.recipientId.toLowerCase(),
+      to: frame.conversationId !== undefined ? { conversationId: frame.conversationId.toLowerCase() } : { peerId: frame.recipientId!.toLowerCase() },
       content: processed.content,
       mentions: processed.mentions,
       hashtags: processed.hashtags,
@@ -107,41 +90,66 @@ export class ChatService {
       outcome = await this.opts.committer.submit(message);
     } catch (err) {
       this.opts.events.storeFailed(err);
-      outbox.sendFrame(withClientMsgId({ type: 'error', reason: 'storage_unavailable' }, frame.clientMsgId));
+      outbox.sendFrame(refusal('storage_unavailable', frame.clientMsgId));
       return;
     }
-    if (outcome.status === 'inbox_full') {
-      outbox.sendFrame(withClientMsgId({ type: 'error', reason: 'inbox_full' }, frame.clientMsgId));
+    if (outcome.status === 'inbox_full' || outcome.status === 'forbidden') {
+      outbox.sendFrame(refusal(outcome.status, frame.clientMsgId));
       return;
     }
     const stored = outcome.message;
-    const ack: ServerFrame = { type: 'message_sent', id: stored.id, timestamp: stored.timestamp };
-    if (frame.clientMsgId !== undefined) ack.clientMsgId = frame.clientMsgId;
-    outbox.sendFrame(ack);
-    if (outcome.status === 'duplicate') return; // delivered when it was first stored
+    const ack = {
+      type: 'message_sent' as const,
+      id: stored.id,
+      timestamp: stored.timestamp,
+      conversationId: stored.conversationId,
+      seq: stored.seq,
+      ...(frame.clientMsgId !== undefined ? { clientMsgId: frame.clientMsgId } : {}),
+    };
+    if (outcome.status === 'duplicate') {
+      // Delivered when it was first stored; this answer is a reply, not a timeline event.
+      outbox.sendFrame(ack);
+      return;
+    }
     this.opts.events.stored(1);
-    this.opts.bus.publish(peerKey(stored.tenantId, stored.recipientId), serializeChatMessage(toWire(stored)));
-    this.opts.events.delivered();
+    const own = outcome.deliveries.find((d) => d.userId === sender.userId);
+    // The sending session gets `message_sent` in place of its own copy, in timeline order.
+    if (own !== undefined) outbox.offerTimeline(own.pos, JSON.stringify({ ...ack, pos: own.pos }));
+    else outbox.sendFrame(ack);
+    this.opts.publisher.publish(sender.tenantId, stored, outcome.deliveries);
+    this.opts.events.delivered(outcome.deliveries.length);
   }
 
-  /** Ephemeral: never stored. */
-  typing(sender: Identity, recipientId: string, isTyping: boolean): void {
-    this.opts.bus.publish(
-      peerKey(sender.tenantId, recipientId),
-      `{"type":"typing_indicator","senderId":"${sender.userId}","isTyping":${isTyping ? 'true' : 'false'}}`,
-    );
+  /** Ephemeral: never stored. Direct (v1) goes to the peer; a conversation's goes to its current members. */
+  async typing(sender: Identity, outbox: Outbox, frame: TypingIndicatorFrame): Promise<void> {
+    const flag = frame.isTyping ? 'true' : 'false';
+    if (frame.recipientId !== undefined) {
+      this.opts.bus.publish(
+        peerKey(sender.tenantId, frame.recipientId),
+        `{"type":"typing_indicator","senderId":"${sender.userId}","isTyping":${flag}}`,
+      );
+      return;
+    }
+    const conversationId = frame.conversationId!.toLowerCase();
+    const members = await this.store.membersIfMember(sender.tenantId, conversationId, sender.userId);
+    if (members === undefined) {
+      outbox.sendFrame({ type: 'error', reason: 'forbidden' });
+      return;
+    }
+    const body = `{"type":"typing_indicator","senderId":"${sender.userId}","conversationId":"${conversationId}","isTyping":${flag}}`;
+    for (const member of members) if (member !== sender.userId) this.opts.bus.publish(peerKey(sender.tenantId, member), body);
   }
 
   /**
-   * Acks of this node still being written, per user. A later `history` or inbox replay of the same
-   * user waits for them, so an `ack` followed by a reconnect (or a `history`) never sees the acked
-   * messages as pending again just because the two storage calls raced.
+   * Acks of this node still being written, per user. A later resume of the same user waits for
+   * them, so an `ack` followed by a reconnect never replays what was acked just because the two
+   * storage calls raced.
    */
   readonly #ackTail = new Map<string, Promise<unknown>>();
 
-  async ack(user: Identity, messageIds: readonly string[]): Promise<void> {
+  async ack(user: Identity, deviceId: string | undefined, upTo: number): Promise<void> {
     const key = peerKey(user.tenantId, user.userId);
-    const write = this.opts.store.ack(user.tenantId, user.userId, messageIds.map((id) => id.toLowerCase()));
+    const write = this.store.ack(user.tenantId, user.userId, deviceId, upTo);
     // The tail settles once this write and every earlier one of the user have settled.
     const tail = Promise.allSettled([this.#ackTail.get(key), write]);
     this.#ackTail.set(key, tail);
@@ -151,80 +159,93 @@ export class ChatService {
     await write;
   }
 
-  /** Resolves once every ack of `user` submitted on this node so far has settled. */
-  #acksSettled(user: Identity): Promise<unknown> | undefined {
-    return this.#ackTail.get(peerKey(user.tenantId, user.userId));
+  /**
+   * Where a session resumes: `after` when the client sent one, else its device's position, else
+   * what no device of the user acknowledged — never beyond the user's last position.
+   */
+  async resumePoint(user: Identity, deviceId: string | undefined, after: number | undefined): Promise<{ after: number; lastPos: number }> {
+    const acks = this.#ackTail.get(peerKey(user.tenantId, user.userId));
+    if (acks !== undefined) await acks;
+    const state = await this.store.syncState(user.tenantId, user.userId, deviceId);
+    const from = after ?? state.deviceAckedPos ?? state.userAckedPos;
+    return { after: Math.min(from, state.lastPos), lastPos: state.lastPos };
   }
 
-  /** Last history request of each outbox: replies go out in request order (a reply names no cursor). */
-  readonly #historyTail = new WeakMap<Outbox, Promise<void>>();
+  /** The user's timeline after `after` (the device stream's reader). */
+  timeline(user: Identity, after: number, limit: number) {
+    return this.store.timeline(user.tenantId, user.userId, after, limit);
+  }
 
-  history(user: Identity, outbox: Outbox, frame: HistoryFrame): Promise<void> {
-    const previous = this.#historyTail.get(outbox);
-    const run = (): Promise<void> => this.#historyPage(user, outbox, frame);
-    // Each request's own promise reports its own failure; the chain only orders them.
-    const current = previous === undefined ? run() : previous.then(run, run);
-    const tail = current.catch(() => {});
-    this.#historyTail.set(outbox, tail);
-    void tail.then(() => {
-      if (this.#historyTail.get(outbox) === tail) this.#historyTail.delete(outbox);
+  /** Last request of each outbox: replies go out in request order. */
+  readonly #requestTail = new WeakMap<Outbox, Promise<void>>();
+
+  /** Runs `task` after the outbox's earlier requests; a failure answers `storage_unavailable`. */
+  #inOrder(outbox: Outbox, requestId: string | undefined, task: () => Promise<void>): Promise<void> {
+    const previous = this.#requestTail.get(outbox);
+    const run = async (): Promise<void> => {
+      if (!outbox.isOpen) return;
+      try {
+        await task();
+      } catch (err) {
+        this.opts.events.storeFailed(err);
+        outbox.sendFrame(withRequestId({ type: 'error', reason: 'storage_unavailable' }, requestId));
+      }
+    };
+    const current = previous === undefined ? run() : previous.then(run);
+    this.#requestTail.set(outbox, current);
+    void current.then(() => {
+      if (this.#requestTail.get(outbox) === current) this.#requestTail.delete(outbox);
     });
     return current;
   }
 
-  async #historyPage(user: Identity, outbox: Outbox, frame: HistoryFrame): Promise<void> {
-    if (!outbox.isOpen) return;
-    const acks = this.#acksSettled(user);
-    if (acks !== undefined) await acks;
-    const query = { limit: frame.limit ?? DEFAULT_HISTORY_PAGE, ...(frame.before !== undefined ? { before: frame.before.toLowerCase() } : {}) };
-    const peerId = frame.peerId.toLowerCase();
-    const rows = await this.opts.store.history(user.tenantId, user.userId, peerId, query);
-    outbox.sendFrame({ type: 'history', peerId, messages: rows.map(toWire) });
+  history(user: Identity, outbox: Outbox, frame: HistoryFrame): Promise<void> {
+    return this.#inOrder(outbox, frame.requestId, async () => {
+      const ref = frame.conversationId !== undefined ? { conversationId: frame.conversationId.toLowerCase() } : { peerId: frame.peerId!.toLowerCase() };
+      const page = await this.store.history(user.tenantId, user.userId, ref, {
+        limit: frame.limit ?? DEFAULT_HISTORY_PAGE,
+        groupHistory: this.opts.groupHistory,
+        ...(frame.beforeSeq !== undefined ? { beforeSeq: frame.beforeSeq } : {}),
+        ...(frame.before !== undefined ? { beforeId: frame.before.toLowerCase() } : {}),
+      });
+      if (page === undefined) {
+        outbox.sendFrame(withRequestId({ type: 'error', reason: 'forbidden' }, frame.requestId));
+        return;
+      }
+      const reply: ServerFrame = { type: 'history', messages: page.events.map(toHistoryItem) };
+      if (page.conversationId !== undefined) reply.conversationId = page.conversationId;
+      if ('peerId' in ref) reply.peerId = ref.peerId;
+      outbox.sendFrame(withRequestId(reply, frame.requestId));
+    });
   }
 
-  /**
-   * Offline inbox: every unacked message, oldest first, paced by bytes (see `sendPaced`) so the
-   * replay never trips the slow-consumer bound. (Pacing by message count is not enough: 100
-   * maximal messages are ~6 MB.) Returns the ids sent, so live frames that raced with it are
-   * deduplicated.
-   */
-  async replayInbox(user: Identity, outbox: ReplayOutbox, drainBelow: number): Promise<Set<string>> {
-    const acks = this.#acksSettled(user);
-    if (acks !== undefined) await acks;
-    const pending = await this.opts.store.pendingFor(user.tenantId, user.userId, this.opts.maxInboxSize);
-    const sent = new Set<string>();
-    for (let i = 0; i < pending.length && outbox.isOpen; i++) {
-      const m = pending[i] as StoredMessage;
-      sent.add(m.id);
-      const wait = sendPaced(outbox, serializeChatMessage(toWire(m)), drainBelow);
-      if (wait !== undefined) await wait;
-    }
-    return sent;
+  listConversations(user: Identity, outbox: Outbox, frame: ListConversationsFrame): Promise<void> {
+    return this.#inOrder(outbox, frame.requestId, async () => {
+      const page = await this.store.listConversations(user.tenantId, user.userId, {
+        limit: frame.limit ?? DEFAULT_LIST_PAGE,
+        ...(frame.before !== undefined ? { before: frame.before } : {}),
+      });
+      const conversations = page.conversations.map((c): ConversationInfo => {
+        const { lastMessage, ...rest } = c;
+        return lastMessage === undefined ? rest : { ...rest, lastMessage: toWireMessage(lastMessage) };
+      });
+      const reply: ServerFrame = { type: 'conversations', conversations };
+      if (page.nextCursor !== undefined) reply.nextCursor = page.nextCursor;
+      outbox.sendFrame(withRequestId(reply, frame.requestId));
+    });
+  }
+
+  markRead(user: Identity, outbox: Outbox, frame: ReadFrame): Promise<void> {
+    return this.#inOrder(outbox, frame.requestId, async () => {
+      const conversationId = frame.conversationId.toLowerCase();
+      const readSeq = await this.store.markRead(user.tenantId, user.userId, conversationId, frame.upToSeq);
+      outbox.sendFrame(
+        withRequestId(readSeq === undefined ? { type: 'error', reason: 'forbidden' } : { type: 'read_updated', conversationId, readSeq }, frame.requestId),
+      );
+    });
   }
 }
 
-/** What the inbox replay needs from a session: sending, and the socket's unsent bytes. */
-export interface ReplayOutbox extends Outbox {
-  bufferedBytes(): number;
-  /** Resolves when the unsent bytes are at most `bytes` (or the socket closed). */
-  waitForDrain(bytes: number): Promise<void>;
-}
-
-/** Above net.Socket's default high-water mark (16 KiB), so a wait always ends with 'drain'. */
-const MIN_DRAIN_THRESHOLD = 64 * 1024;
-
-/**
- * Send `frame`, then, if the socket holds more than `drainBelow` unsent bytes, wait until it
- * drained below that. Never waits below MIN_DRAIN_THRESHOLD: a socket emits 'drain' only once
- * its buffer went past the stream's high-water mark.
- */
-export function sendPaced(outbox: ReplayOutbox, frame: string, drainBelow: number): Promise<void> | undefined {
-  outbox.send(frame);
-  const threshold = Math.max(drainBelow, MIN_DRAIN_THRESHOLD);
-  // No promise (and no microtask) per frame unless there is something to wait for.
-  return outbox.bufferedBytes() > threshold ? outbox.waitForDrain(threshold) : undefined;
-}
-
-function withClientMsgId(frame: { type: 'error'; reason: 'storage_unavailable' | 'inbox_full' }, clientMsgId: string | undefined): ServerFrame {
-  return clientMsgId === undefined ? frame : { ...frame, clientMsgId };
+function refusal(reason: ErrorReasonValue, clientMsgId: string | undefined): ServerFrame {
+  return clientMsgId === undefined ? { type: 'error', reason } : { type: 'error', reason, clientMsgId };
 }

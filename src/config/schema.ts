@@ -80,8 +80,12 @@ export const ConfigSchema = z.strictObject({
       frames: RateRuleSchema.default({ limit: 30, windowMs: 1000 }),
       /** Typing indicators per sender; excess is dropped silently. */
       typing: RateRuleSchema.default({ limit: 5, windowMs: 1000 }),
-      /** `history`/`ack` requests per user. */
+      /** `history`/`ack`/`list_conversations`/`read` requests per user. */
       requests: RateRuleSchema.default({ limit: 20, windowMs: 1000 }),
+      /** `create_group` frames per user. */
+      groupCreates: RateRuleSchema.default({ limit: 10, windowMs: 60000 }),
+      /** `add_members`/`remove_members`/`leave_group`/`rename_group`/`set_role` frames per user. */
+      membershipChanges: RateRuleSchema.default({ limit: 30, windowMs: 60000 }),
       /** Limit hits tolerated within `violationWindowMs` before the socket is closed (4029). */
       maxViolations: positiveInt.default(20),
       violationWindowMs: ms.default(10000),
@@ -120,18 +124,26 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       /** `strict` adds the article's legacy-system list (no newlines, `;`, `&&`, `|`, `<`, `>`, backquote, `$(`, backslash). */
       contentPolicy: z.enum(['standard', 'strict']).default('standard'),
-      /** Unacked messages a recipient may hold; beyond it the sender gets `error inbox_full`. */
+      /** Timeline events no device of a user acknowledged; a direct message beyond it gets `error inbox_full` (group members at the bound are skipped). */
       maxInboxSize: positiveInt.default(10000),
+      /** Current members a group may have (the creator included). */
+      maxGroupMembers: positiveInt.max(100000).default(256),
+      /** Groups a user may be a current member of. */
+      maxGroupsPerUser: positiveInt.default(500),
+      /** What a new group member sees: events from their joining on, or the whole group. */
+      groupHistory: z.enum(['since_join', 'all']).default('since_join'),
+      /** Timeline entries per storage read during a replay or a gap fill. */
+      replayPageSize: positiveInt.max(10000).default(200),
       /** Messages older than this are deleted, acked or not. */
       retentionDays: positiveInt.default(30),
-      /** Reads of the offline inbox after `auth` before the session is told `storage_unavailable`. */
+      /** Storage reads of the resume point (then `auth_failure unavailable`, 4503) and of each timeline gap (then `error storage_unavailable`). */
       inboxReplayAttempts: positiveInt.max(10).default(3),
       /** Wait before the second read; doubled before each later one. */
       inboxReplayRetryMs: ms.default(500),
       /** Role → permissions. A role not listed here has none (deny by default). */
       roles: z
-        .record(z.string().min(1), z.strictObject({ send: z.boolean(), read: z.boolean() }))
-        .default({ user: { send: true, read: true }, muted: { send: false, read: true } }),
+        .record(z.string().min(1), z.strictObject({ send: z.boolean(), read: z.boolean(), createGroup: z.boolean().default(false) }))
+        .default({ user: { send: true, read: true, createGroup: true }, muted: { send: false, read: true, createGroup: false } }),
       /** Role of a token without a `role` claim. */
       defaultRole: z.string().min(1).default('user'),
     })

@@ -1,7 +1,8 @@
 /**
  * The `auth` frame: first authentication of a socket, and later token refreshes. One identity per
- * socket: a refresh must carry the same tenant and `sub`. A success replays the offline inbox
- * before any live frame reaches the session.
+ * socket: a refresh must carry the same tenant and `sub`. A success finds the session's resume
+ * point (`after`, else the device's position, else what no device acknowledged), answers
+ * `auth_success`, and starts the session's timeline stream: replay from storage, then live.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -11,8 +12,9 @@ import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js
 import type { Session } from '../session/session.js';
 import type { SessionRegistry } from '../server/session-registry.js';
 import type { ChatService } from '../chat/chat-service.js';
-import { chatFrameId, sendPaced } from '../chat/chat-service.js';
+import type { AuthFrame } from '../protocol/client-frames.js';
 import { userKeyOf } from '../chat/authorization.js';
+import { DeviceStream } from '../sync/device-stream.js';
 import { closeWith } from './rejection.js';
 
 export interface AuthenticatorOptions {
@@ -27,19 +29,27 @@ export interface AuthenticatorOptions {
   authFailureRule: RateRule;
   lockoutMs: number;
   maxBufferedBytes: number;
-  /** Reads of the inbox before giving up with `storage_unavailable`, and the first retry delay (doubling). */
+  /** Storage reads (resume point, each timeline gap) before giving up, and the first retry delay (doubling). */
   replayAttempts: number;
   replayRetryMs: number;
+  /** Timeline entries per storage read. */
+  replayPageSize: number;
   /** A socket left `awaiting_auth` (for the unauthenticated-socket caps). */
   onAuthenticated(session: Session): void;
-  /** The offline inbox could not be read (the session stays open and is told `storage_unavailable`). */
+  /** A timeline read failed (it is retried). */
   onReplayFailed(err: unknown): void;
 }
 
+/** Where the client wants to resume (the `auth` frame's optional fields). */
+export interface ResumeRequest {
+  deviceId?: string | undefined;
+  after?: number | undefined;
+}
+
 export interface Authenticator {
-  authenticate(session: Session, token: string): Promise<void>;
+  authenticate(session: Session, frame: AuthFrame): Promise<void>;
   /** A token already verified at the handshake (query-string token). */
-  admit(session: Session, identity: Identity): Promise<void>;
+  admit(session: Session, identity: Identity, resume?: ResumeRequest): Promise<void>;
   refresh(session: Session, token: string): Promise<void>;
 }
 
@@ -74,52 +84,51 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     return o.registry.acquireUser(userKey, o.maxConnectionsPerUser);
   }
 
-  async function activate(session: Session, identity: Identity, userKey: string): Promise<void> {
+  async function activate(session: Session, identity: Identity, userKey: string, resume: ResumeRequest): Promise<void> {
     session.activate(identity, userKey);
+    session.deviceId = resume.deviceId;
     o.onAuthenticated(session);
-    // Live frames are held until the inbox replay is done: inbox first, oldest first.
-    session.holdLive();
+    const drainBelow = o.maxBufferedBytes / 2;
+    const stream = new DeviceStream(session, (after, limit) => o.chat.timeline(identity, after, limit), {
+      pageSize: o.replayPageSize,
+      drainBelow,
+      maxHeldBytes: o.maxBufferedBytes,
+      readAttempts: o.replayAttempts,
+      retryMs: o.replayRetryMs,
+      onOverflow: () => session.overflow(),
+      onReadFailed: o.onReplayFailed,
+      onGiveUp: () => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }),
+    });
+    session.attachStream(stream);
+    // Subscribed before the resume point is read: live frames from now on are held by the stream
+    // (it starts in reading mode), so nothing falls between the read and the subscription.
     o.sessions.add(session);
-    session.sendFrame({ type: 'auth_success', userId: identity.userId });
-    // Not awaited: the session takes frames again as soon as auth_success is out. Holding them
-    // until a long (paced) replay ended queued a client's first burst into a 4029 close.
-    void deliverInbox(session, identity);
+    const point = await resumePoint(session, identity, resume);
+    if (point === undefined) {
+      // Without a resume point the stream cannot promise a gapless order: refuse, the client retries.
+      return session.reject(failure('storage_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE));
+    }
+    if (!session.isOpen) return;
+    session.sendFrame({ type: 'auth_success', userId: identity.userId, resumeAfter: point.after, lastPos: point.lastPos });
+    // Not awaited: the session takes frames again as soon as auth_success is out; the replay is
+    // paced by the socket's unsent bytes and runs beside them.
+    void stream.start(point.after);
   }
 
-  /** Replay the offline inbox, then release the live frames that arrived meanwhile. Never rejects. */
-  async function deliverInbox(session: Session, identity: Identity): Promise<void> {
-    const drainBelow = o.maxBufferedBytes / 2;
-    let replayed: ReadonlySet<string> | undefined;
-    // A storage blip should not leave the session without its inbox until it reconnects.
-    for (let attempt = 1, delay = o.replayRetryMs; replayed === undefined && session.isOpen; attempt++, delay *= 2) {
+  async function resumePoint(session: Session, identity: Identity, resume: ResumeRequest) {
+    for (let attempt = 1, delay = o.replayRetryMs; session.isOpen; attempt++, delay *= 2) {
       try {
-        replayed = await o.chat.replayInbox(identity, session, drainBelow);
+        return await o.chat.resumePoint(identity, resume.deviceId, resume.after);
       } catch (err) {
         o.onReplayFailed(err);
-        if (attempt >= o.replayAttempts) {
-          session.sendFrame({ type: 'error', reason: 'storage_unavailable' });
-          break;
-        }
+        if (attempt >= o.replayAttempts) return undefined;
         await sleep(delay, undefined, { ref: false });
       }
     }
-    try {
-      // In arrival order, minus what the replay already sent, paced like the replay. Frames that
-      // arrive while we wait for the socket to drain are held behind the others.
-      for (let frame = session.takeHeldLive(); frame !== undefined && session.isOpen; frame = session.takeHeldLive()) {
-        const id = chatFrameId(frame);
-        if (id !== undefined && replayed?.has(id) === true) continue;
-        const wait = sendPaced(session, frame, drainBelow);
-        if (wait !== undefined) await wait;
-      }
-    } catch (err) {
-      o.onReplayFailed(err);
-    } finally {
-      session.releaseLive();
-    }
+    return undefined;
   }
 
-  async function admit(session: Session, identity: Identity): Promise<void> {
+  async function admit(session: Session, identity: Identity, resume: ResumeRequest = {}): Promise<void> {
     session.state = 'authenticating';
     const userKey = userKeyOf(identity);
     if ((await o.limiter.blockedFor(penaltyKey(userKey))) > 0) {
@@ -138,19 +147,19 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     }
     session.userKey = userKey;
     session.holdsUserSlot = true; // released by the server's close handler
-    await activate(session, identity, userKey);
+    await activate(session, identity, userKey, resume);
   }
 
   return {
-    async authenticate(session, token) {
+    async authenticate(session, frame) {
       session.state = 'authenticating';
       if ((await o.limiter.blockedFor(lockoutKey(session.ip))) > 0) {
         return session.reject(failure('auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN));
       }
-      const result = await o.verify(token);
+      const result = await o.verify(frame.token);
       if (session.state !== 'authenticating') return; // closed meanwhile (timeout)
       if (!result.ok) return recordFailure(session, result.reason);
-      return admit(session, result.identity);
+      return admit(session, result.identity, { deviceId: frame.deviceId, after: frame.after });
     },
 
     admit,

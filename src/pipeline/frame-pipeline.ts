@@ -11,11 +11,13 @@
  * in commit order.
  */
 import { CloseCode } from '../protocol/close-codes.js';
-import type { ClientFrame, ChatMessageFrame } from '../protocol/client-frames.js';
+import type { ClientFrame, ChatMessageFrame, GroupChangeFrame } from '../protocol/client-frames.js';
 import type { RateLimitReasonValue } from '../protocol/reasons.js';
 import type { Limiter, RateDecision, RateRule } from '../limits/limiter.js';
 import type { Session } from '../session/session.js';
 import type { ChatService } from '../chat/chat-service.js';
+import type { GroupService } from '../chat/group-service.js';
+import { withRequestId } from '../chat/replies.js';
 import { permissionsFor, type RolePolicy } from '../chat/authorization.js';
 import { processContent, sanitizeAttachmentName } from '../chat/process-content.js';
 import type { ContentPolicy } from '../chat/content-policy.js';
@@ -29,6 +31,8 @@ export interface PipelineRules {
   messages: readonly RateRule[];
   typing: readonly RateRule[];
   requests: readonly RateRule[];
+  groupCreates: readonly RateRule[];
+  membershipChanges: readonly RateRule[];
 }
 
 export interface FramePipelineOptions {
@@ -40,6 +44,7 @@ export interface FramePipelineOptions {
   /** Per-connection budgets (frames); node-local. Defaults to `limiter`. */
   connectionLimiter?: Limiter;
   chat: ChatService;
+  groups: GroupService;
   authenticator: Authenticator;
   countFrame(type: string): void;
 }
@@ -49,11 +54,13 @@ const RULE_REASON: Record<string, RateLimitReasonValue> = {
   minute: 'minute_limit',
   hour: 'hour_limit',
   frames: 'frame_limit',
+  group_creates: 'group_limit',
+  membership_changes: 'group_limit',
 };
 
 export function rateRules(config: {
   rateLimit: { messagesPerMinute: number; messagesPerHour: number; burstLimit: number; burstWindow: number };
-  limits: { frames: { limit: number; windowMs: number }; typing: { limit: number; windowMs: number }; requests: { limit: number; windowMs: number } };
+  limits: Record<'frames' | 'typing' | 'requests' | 'groupCreates' | 'membershipChanges', { limit: number; windowMs: number }>;
 }): PipelineRules {
   const r = config.rateLimit;
   return {
@@ -65,6 +72,8 @@ export function rateRules(config: {
     ],
     typing: [{ name: 'typing', ...config.limits.typing }],
     requests: [{ name: 'requests', ...config.limits.requests }],
+    groupCreates: [{ name: 'group_creates', ...config.limits.groupCreates }],
+    membershipChanges: [{ name: 'membership_changes', ...config.limits.membershipChanges }],
   };
 }
 
@@ -78,12 +87,15 @@ const TYPING_DROPPED = drop('typing_throttled');
 const PRE_AUTH_TOO_BIG = closeWith('pre_auth_too_large', CloseCode.MESSAGE_TOO_BIG);
 const NOT_AUTHENTICATED = closeWith('not_authenticated', CloseCode.NOT_AUTHENTICATED);
 
-function rateLimited(decision: Extract<RateDecision, { allowed: false }>, clientMsgId?: string): Rejection {
+function rateLimited(decision: Extract<RateDecision, { allowed: false }>, clientMsgId?: string, requestId?: string): Rejection {
   const reason = RULE_REASON[decision.rule] ?? 'frame_limit';
-  const frame = clientMsgId === undefined
-    ? { type: 'rate_limited' as const, reason, retryAfter: decision.retryAfter }
-    : { type: 'rate_limited' as const, reason, retryAfter: decision.retryAfter, clientMsgId };
-  return reply('rate_limited', frame, true, decision.rule);
+  const frame = { type: 'rate_limited' as const, reason, retryAfter: decision.retryAfter };
+  return reply('rate_limited', withRequestId(clientMsgId === undefined ? frame : { ...frame, clientMsgId }, requestId), true, decision.rule);
+}
+
+/** The refusal of a request that carried a `requestId` names it. */
+function forbidden(requestId: string | undefined): Rejection {
+  return requestId === undefined ? FORBIDDEN : reply('forbidden', { type: 'error', reason: 'forbidden', requestId });
 }
 
 /** Runs `then` on a decision that may or may not be a promise, staying sync when it is not. */
@@ -134,7 +146,7 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     if (isBinary) return session.reject(NOT_AUTHENTICATED);
     const frame = decode(data);
     if (frame instanceof Rejection || frame.type !== 'auth') return session.reject(NOT_AUTHENTICATED);
-    return o.authenticator.authenticate(session, frame.token);
+    return o.authenticator.authenticate(session, frame);
   }
 
   function chatMessage(session: Session, frame: ChatMessageFrame): void | Promise<void> {
@@ -162,6 +174,36 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     void chat.sendMessage(identity, session, frame, processed);
   }
 
+  /** create_group needs the role's `createGroup`; the other changes need `send` (leaving never needs anything). */
+  function groupChange(session: Session, frame: GroupChangeFrame): void {
+    const identity = session.identity!;
+    const permissions = permissionsFor(o.roles, identity.role);
+    const creating = frame.type === 'create_group';
+    if (creating ? !permissions.createGroup : frame.type !== 'leave_group' && !permissions.send) {
+      return session.reject(forbidden(frame.requestId));
+    }
+    let name: string | undefined;
+    if (frame.type === 'create_group' || frame.type === 'rename_group') {
+      const clean = sanitizeAttachmentName(frame.name);
+      if (!clean.ok) return session.reject(reply('invalid_content', withRequestId({ type: 'error', reason: 'invalid_content' }, frame.requestId), true, `name:${clean.rule}`));
+      name = clean.name;
+    }
+    const key = creating ? `gc:${session.userKey}` : `gm:${session.userKey}`;
+    onUserDecision(session, limiter.consume(key, creating ? rules.groupCreates : rules.membershipChanges), (d) => {
+      if (!d.allowed) return session.reject(rateLimited(d, undefined, frame.requestId));
+      void o.groups.change(identity, session, frame, name);
+    });
+  }
+
+  /** Reads and position moves: the role's `read`, and the per-user request budget. */
+  function request(session: Session, requestId: string | undefined, run: () => Promise<void>): void {
+    if (!permissionsFor(o.roles, session.identity!.role).read) return session.reject(forbidden(requestId));
+    onUserDecision(session, limiter.consume(`r:${session.userKey}`, rules.requests), (d) => {
+      if (!d.allowed) return session.reject(rateLimited(d, undefined, requestId));
+      void run();
+    });
+  }
+
   function active(session: Session, frame: ClientFrame): void | Promise<void> {
     const identity = session.identity!;
     switch (frame.type) {
@@ -173,17 +215,27 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
         );
       case 'typing_indicator':
         if (!permissionsFor(o.roles, identity.role).send) return session.reject(FORBIDDEN);
-        return onUserDecision(session, limiter.consume(`t:${session.userKey}`, rules.typing), (d) =>
-          d.allowed ? chat.typing(identity, frame.recipientId, frame.isTyping) : session.reject(TYPING_DROPPED),
-        );
-      case 'ack':
-      case 'history':
-        if (!permissionsFor(o.roles, identity.role).read) return session.reject(FORBIDDEN);
-        return onUserDecision(session, limiter.consume(`r:${session.userKey}`, rules.requests), (d) => {
-          if (!d.allowed) return session.reject(rateLimited(d));
-          const done = frame.type === 'ack' ? chat.ack(identity, frame.messageIds) : chat.history(identity, session, frame);
-          void done.catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
+        return onUserDecision(session, limiter.consume(`t:${session.userKey}`, rules.typing), (d) => {
+          if (!d.allowed) return session.reject(TYPING_DROPPED);
+          chat.typing(identity, session, frame).catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
         });
+      case 'ack':
+        return request(session, undefined, () =>
+          chat.ack(identity, session.deviceId, frame.upTo).catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' })),
+        );
+      case 'history':
+        return request(session, frame.requestId, () => chat.history(identity, session, frame));
+      case 'list_conversations':
+        return request(session, frame.requestId, () => chat.listConversations(identity, session, frame));
+      case 'read':
+        return request(session, frame.requestId, () => chat.markRead(identity, session, frame));
+      case 'create_group':
+      case 'add_members':
+      case 'remove_members':
+      case 'leave_group':
+      case 'rename_group':
+      case 'set_role':
+        return groupChange(session, frame);
     }
   }
 

@@ -7,6 +7,10 @@ export const ErrorReason = {
   FORBIDDEN: 'forbidden',
   INVALID_CONTENT: 'invalid_content',
   INBOX_FULL: 'inbox_full',
+  /** A group would have more than `chat.maxGroupMembers` members. */
+  TOO_MANY_MEMBERS: 'too_many_members',
+  /** A user would be in more than `chat.maxGroupsPerUser` groups. */
+  TOO_MANY_GROUPS: 'too_many_groups',
   STORAGE_UNAVAILABLE: 'storage_unavailable',
   BINARY_NOT_SUPPORTED: 'binary_not_supported',
   INTERNAL: 'internal_error',
@@ -30,5 +34,7 @@ export const RateLimitReason = {
   MINUTE: 'minute_limit',
   HOUR: 'hour_limit',
   FRAMES: 'frame_limit',
+  /** `create_group` and membership changes: `limits.groupChanges`. */
+  GROUP_CHANGES: 'group_limit',
 } as const;
 export type RateLimitReasonValue = (typeof RateLimitReason)[keyof typeof RateLimitReason];

@@ -29,6 +29,8 @@ import { openBus } from '../bus/open-bus.js';
 import type { Bus } from '../bus/bus.js';
 import { createLimits, type Limits } from '../limits/index.js';
 import { ChatService } from '../chat/chat-service.js';
+import { GroupService } from '../chat/group-service.js';
+import { TimelinePublisher } from '../chat/timeline-publisher.js';
 import { Session, type SessionHooks } from '../session/session.js';
 import { FlushScheduler } from '../session/flush-scheduler.js';
 import { SessionRegistry } from './session-registry.js';
@@ -139,16 +141,25 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     onBatch: (size) => metrics.storeBatchSize.observe(size),
   });
   const sessions = new SessionRegistry(bus);
+  const publisher = new TimelinePublisher(bus);
+  const storeFailed = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'store write failed');
   const chat = new ChatService({
     store,
     committer,
     bus,
-    maxInboxSize: config.chat.maxInboxSize,
+    publisher,
+    groupHistory: config.chat.groupHistory,
     events: {
       stored: (n) => metrics.messagesStored.inc(n),
-      delivered: () => metrics.messagesDelivered.inc(),
-      storeFailed: (err) => logger.error({ err: errorSummary(err) }, 'store write failed'),
+      delivered: (n) => metrics.messagesDelivered.inc(n),
+      storeFailed,
     },
+  });
+  const groups = new GroupService({
+    store,
+    publisher,
+    limits: { maxGroupMembers: config.chat.maxGroupMembers, maxGroupsPerUser: config.chat.maxGroupsPerUser },
+    storeFailed,
   });
 
   // ── node-wide socket accounting (the registry holds the cluster-wide per-IP/per-user counts) ──
@@ -181,11 +192,12 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     maxBufferedBytes: L.maxBufferedBytes,
     replayAttempts: config.chat.inboxReplayAttempts,
     replayRetryMs: config.chat.inboxReplayRetryMs,
+    replayPageSize: config.chat.replayPageSize,
     onAuthenticated: (session) => {
       leaveUnauthenticated(session);
       updateGauges();
     },
-    onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'inbox replay failed'),
+    onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'timeline read failed'),
   });
   const handleFrame = createFramePipeline({
     maxPreAuthMessageSize: config.maxPreAuthMessageSize,
@@ -195,6 +207,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     limiter,
     connectionLimiter: limits.connectionLimiter,
     chat,
+    groups,
     authenticator,
     countFrame: (type) => metrics.framesIn.inc({ type }),
   });

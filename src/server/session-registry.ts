@@ -5,12 +5,14 @@
  */
 import type { Bus } from '../bus/bus.js';
 import type { Session } from '../session/session.js';
+import { framePos } from '../chat/timeline-frames.js';
 
 export class SessionRegistry {
   private readonly byUser = new Map<string, Set<Session>>();
 
   constructor(private readonly bus: Bus) {
     bus.onFrame(this.deliver);
+    bus.onResync(this.resyncAll);
   }
 
   add(session: Session): void {
@@ -54,9 +56,17 @@ export class SessionRegistry {
     return list;
   }
 
+  /** Timeline frames go through each session's stream (ordering, gaps); others straight out. */
   private readonly deliver = (userKey: string, frame: string): void => {
     const set = this.byUser.get(userKey);
     if (!set) return;
-    for (const session of set) session.deliverLive(frame);
+    const pos = framePos(frame);
+    if (pos === undefined) for (const session of set) session.send(frame);
+    else for (const session of set) session.offerTimeline(pos, frame);
+  };
+
+  /** The bus may have lost frames: every local session reads its gap from storage. */
+  private readonly resyncAll = (): void => {
+    for (const set of this.byUser.values()) for (const session of set) session.catchUp();
   };
 }

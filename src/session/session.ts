@@ -16,6 +16,13 @@ import type { FlushScheduler, Flushable } from './flush-scheduler.js';
 import { closeWith, type Rejection } from '../pipeline/rejection.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
 
+/** What the session needs from its timeline stream (src/sync/device-stream.ts). */
+export interface TimelineStream {
+  offer(pos: number, frame: string): void;
+  catchUp(): void;
+  close(): void;
+}
+
 export type SessionState = 'awaiting_auth' | 'authenticating' | 'active' | 'closing';
 
 export interface SessionTimings {
@@ -52,8 +59,9 @@ export class Session implements Flushable {
   readonly openedAt = Date.now();
   /** True while this session holds a slot of `maxConnectionsPerUser` in the registry. */
   holdsUserSlot = false;
-  /** Live frames held while the offline inbox is replayed (see `holdLive`). */
-  private held: { frames: string[]; next: number; bytes: number } | undefined;
+  /** The device named in `auth`, if any. */
+  deviceId: string | undefined;
+  private stream: TimelineStream | undefined;
 
   private authTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -154,39 +162,26 @@ export class Session implements Flushable {
     this.send(JSON.stringify(frame));
   }
 
-  // ── live frames held during the inbox replay ───────────────────────────────────────────────
+  // ── the timeline stream ────────────────────────────────────────────────────────────────
 
-  /** From now on, `deliverLive` holds frames instead of sending them (inbox first). */
-  holdLive(): void {
-    this.held = { frames: [], next: 0, bytes: 0 };
+  /** Attached at activation: orders this session's timeline frames (see DeviceStream). */
+  attachStream(stream: TimelineStream): void {
+    this.stream = stream;
   }
 
-  /**
-   * A live frame from the bus: sent, or held while the replay runs. Held bytes count against
-   * `maxBufferedBytes` like unsent socket bytes: a client that stops reading during a long
-   * replay is closed as a slow consumer instead of growing our memory.
-   */
-  deliverLive(frame: string): void {
-    const held = this.held;
-    if (held === undefined) return this.send(frame);
-    held.frames.push(frame);
-    held.bytes += frame.length;
-    if (held.bytes > this.timings.maxBufferedBytes && this.state !== 'closing') this.closeSlowConsumer();
+  /** A timeline frame at `pos` (live from the bus, or this session's own `message_sent`). */
+  offerTimeline(pos: number, frame: string): void {
+    this.stream?.offer(pos, frame);
   }
 
-  /** The next held frame in arrival order, or undefined when none is left. */
-  takeHeldLive(): string | undefined {
-    const held = this.held;
-    if (held === undefined || held.next >= held.frames.length) return undefined;
-    const frame = held.frames[held.next] as string;
-    held.frames[held.next++] = '';
-    held.bytes -= frame.length;
-    return frame;
+  /** Frames may have been lost on the bus: read the gap from storage. */
+  catchUp(): void {
+    this.stream?.catchUp();
   }
 
-  /** Stop holding: later live frames are sent at once. */
-  releaseLive(): void {
-    this.held = undefined;
+  /** Held timeline frames passed the slow-consumer bound. */
+  overflow(): void {
+    if (this.state !== 'closing') this.closeSlowConsumer();
   }
 
   /** Called once per turn by the flush scheduler. */
@@ -355,7 +350,7 @@ export class Session implements Flushable {
     this.clearTimers();
     clearTimeout(this.terminateTimer);
     this.queue.length = 0;
-    this.held = undefined;
+    this.stream?.close();
     this.ws.off('message', this.onMessage);
     this.hooks.onClosed(this, this.closeCode || code);
   };

@@ -1,23 +1,72 @@
 /**
- * Row <-> StoredMessage mapping shared by both adapters, so SQLite and PostgreSQL store and return
- * exactly the same shapes. With a ContentCipher, every field derived from what the user wrote
- * (content, attachments, mentions, hashtags, links) is sealed; ids and timestamps stay clear
- * because the indexes need them.
+ * Row <-> event mapping shared by both adapters (storage v2), so SQLite and PostgreSQL store and
+ * return exactly the same shapes. With a ContentCipher every field derived from what users wrote
+ * is sealed (AES-GCM, AAD per field); ids, seqs and timestamps stay clear because indexes need them.
+ *
+ * Stable exports (both adapters use them; do not change their meaning):
+ * - `EventCodec` — `encodeMessage(m)` / `encodeMembership(payload)` → `EncodedFields` (the column
+ *   values of an `events` row that the codec decides), `decode(row, ctx)` → `ConversationEvent`,
+ *   `decodeMessage(row, ctx)` → `StoredMessage`, `storedMessage(m, ctx, seq)` (the StoredMessage an
+ *   append returns, built from its input without a round trip), `sealName(conversationId, name)`
+ *   / `openName(conversationId, stored, keyId)` for `conversations.name`.
+ * - `EventRow` — one `events` row as the adapter hands it over, UUID columns already converted to
+ *   canonical strings (`id`, `sender` = the sender's/actor's user uuid, `reply_to`).
+ * - `EventContext` — what the row does not hold: tenant, conversation uuid and kind, and for a
+ *   direct conversation its member uuids (to derive `recipientId`).
+ * - `MembershipPayload` — what a membership event keeps in `content` (JSON, sealed as
+ *   `${eventId}/content` with a cipher); `sender` holds the actor.
+ * - Codes: `EVENT_MESSAGE` 0 / `EVENT_MEMBERSHIP` 1 (events.kind), `KIND_DIRECT` 0 / `KIND_GROUP` 1
+ *   (conversations.kind), `ROLE_MEMBER` 0 / `ROLE_ADMIN` 1 / `ROLE_OWNER` 2 (members.role) with
+ *   `roleCode(role)` / `roleName(code)`.
+ * - `directKey(a, b)` — conversations.direct_key: "lo:hi" of the two users' integer ids.
+ * - `encodeListCursor(lastAt, conversationId)` / `decodeListCursor(cursor)` — the opaque
+ *   listConversations cursor (undefined for a malformed one).
  */
 import type { ContentCipher } from './content-cipher.js';
 import { UnknownKeyError } from './content-cipher.js';
-import type { Attachment, Link, StoredMessage } from './store.js';
+import type {
+  Attachment,
+  ConversationEvent,
+  ConversationKind,
+  Link,
+  MemberRole,
+  MembershipAction,
+  MembershipEvent,
+  NewMessage,
+  StoredMessage,
+} from './store.js';
 
-/** The columns both adapters select, in this order. */
-export const MESSAGE_COLUMNS =
-  'id, tenant_id, sender_id, recipient_id, content, key_id, reply_to, attachments, mentions, hashtags, links, timestamp, client_msg_id';
+export const EVENT_MESSAGE = 0;
+export const EVENT_MEMBERSHIP = 1;
+export const KIND_DIRECT = 0;
+export const KIND_GROUP = 1;
+export const ROLE_MEMBER = 0;
+export const ROLE_ADMIN = 1;
+export const ROLE_OWNER = 2;
 
-/** One messages row as the drivers return it (pg returns BIGINT as a string). */
-export interface MessageRow {
+export function roleCode(role: MemberRole): number {
+  return role === 'owner' ? ROLE_OWNER : role === 'admin' ? ROLE_ADMIN : ROLE_MEMBER;
+}
+
+export function roleName(code: number | string): MemberRole {
+  const c = Number(code);
+  return c === ROLE_OWNER ? 'owner' : c === ROLE_ADMIN ? 'admin' : 'member';
+}
+
+/** conversations.direct_key of a pair of users' integer ids (order-independent). */
+export function directKey(a: number | bigint | string, b: number | bigint | string): string {
+  const x = BigInt(a);
+  const y = BigInt(b);
+  return x <= y ? `${x}:${y}` : `${y}:${x}`;
+}
+
+/** One events row; UUID columns as canonical strings, BIGINT columns as numbers or strings (pg). */
+export interface EventRow {
   id: string;
-  tenant_id: string;
-  sender_id: string;
-  recipient_id: string;
+  seq: number | string;
+  kind: number | string;
+  /** The sender (messages) or actor (membership events): a user uuid. */
+  sender: string;
   content: string;
   key_id: string | null;
   reply_to: string | null;
@@ -25,11 +74,19 @@ export interface MessageRow {
   mentions: string;
   hashtags: string;
   links: string;
-  timestamp: number | string;
+  ts: number | string;
   client_msg_id: string | null;
 }
 
-/** The column values of a message that the codec decides (possibly sealed). */
+export interface EventContext {
+  tenantId: string;
+  conversationId: string;
+  conversationKind: ConversationKind;
+  /** Direct conversations: the member uuids (one for a note to self, else two). */
+  directMembers?: readonly string[];
+}
+
+/** The column values of an event that the codec decides (possibly sealed). */
 export interface EncodedFields {
   content: string;
   keyId: string | null;
@@ -39,12 +96,15 @@ export interface EncodedFields {
   links: string;
 }
 
-/**
- * The conversation key: both user ids sorted, so one index (conv, seq) serves both directions.
- * Queries still filter on the exact (sender, recipient) pair, so a key collision can never leak.
- */
-export function conversationKey(a: string, b: string): string {
-  return a < b ? `${a} ${b}` : `${b} ${a}`;
+/** What a membership event stores in `content`. */
+export interface MembershipPayload {
+  id: string;
+  action: MembershipAction;
+  actorId: string;
+  userIds: readonly string[];
+  name?: string;
+  role?: MemberRole;
+  newOwnerId?: string;
 }
 
 // Most messages have no mentions/hashtags/links: skip JSON work for them. Sealing an empty array
@@ -59,15 +119,28 @@ function fromJson<T>(text: string): T[] {
   return text === EMPTY ? [] : (JSON.parse(text) as T[]);
 }
 
-export class MessageCodec {
-  constructor(private readonly cipher?: ContentCipher) {}
+interface StoredPayload {
+  action: MembershipAction;
+  actorId: string;
+  userIds: string[];
+  name?: string;
+  role?: MemberRole;
+  newOwnerId?: string;
+}
 
-  encode(m: StoredMessage): EncodedFields {
+export class EventCodec {
+  readonly #cipher: ContentCipher | undefined;
+
+  constructor(cipher?: ContentCipher) {
+    this.#cipher = cipher;
+  }
+
+  encodeMessage(m: NewMessage): EncodedFields {
     const attachments = m.attachments === undefined ? null : toJson(m.attachments);
     const mentions = toJson(m.mentions);
     const hashtags = toJson(m.hashtags);
     const links = toJson(m.links);
-    const cipher = this.cipher;
+    const cipher = this.#cipher;
     if (cipher === undefined) return { content: m.content, keyId: null, attachments, mentions, hashtags, links };
     const id = m.id;
     return {
@@ -80,11 +153,68 @@ export class MessageCodec {
     };
   }
 
-  decode(row: MessageRow): StoredMessage {
+  encodeMembership(p: MembershipPayload): EncodedFields {
+    const payload: StoredPayload = { action: p.action, actorId: p.actorId, userIds: [...p.userIds] };
+    if (p.name !== undefined) payload.name = p.name;
+    if (p.role !== undefined) payload.role = p.role;
+    if (p.newOwnerId !== undefined) payload.newOwnerId = p.newOwnerId;
+    const json = JSON.stringify(payload);
+    const cipher = this.#cipher;
+    const content = cipher === undefined ? json : cipher.seal(json, `${p.id}/content`);
+    return { content, keyId: cipher?.activeKeyId ?? null, attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY };
+  }
+
+  /** The MembershipEvent a group change returns (same shape `decode` gives for its row). */
+  membershipEvent(p: MembershipPayload, ctx: { tenantId: string; conversationId: string }, seq: number, timestamp: number): MembershipEvent {
+    const event: MembershipEvent = {
+      kind: 'membership',
+      id: p.id,
+      tenantId: ctx.tenantId,
+      conversationId: ctx.conversationId,
+      seq,
+      action: p.action,
+      actorId: p.actorId,
+      userIds: [...p.userIds],
+      timestamp,
+    };
+    if (p.name !== undefined) event.name = p.name;
+    if (p.role !== undefined) event.role = p.role;
+    if (p.newOwnerId !== undefined) event.newOwnerId = p.newOwnerId;
+    return event;
+  }
+
+  /** The StoredMessage an append returns for `m` (same shape `decode` gives for its row). */
+  storedMessage(m: NewMessage, ctx: EventContext, seq: number): StoredMessage {
+    const message: StoredMessage = {
+      kind: 'message',
+      id: m.id,
+      tenantId: ctx.tenantId,
+      conversationId: ctx.conversationId,
+      conversationKind: ctx.conversationKind,
+      seq,
+      senderId: m.senderId,
+      content: m.content,
+      mentions: [...m.mentions],
+      hashtags: [...m.hashtags],
+      links: m.links.map((l) => ({ ...l })),
+      timestamp: m.timestamp,
+    };
+    if (ctx.conversationKind === 'direct') message.recipientId = recipientOf(m.senderId, ctx.directMembers);
+    if (m.replyTo !== undefined) message.replyTo = m.replyTo;
+    if (m.attachments !== undefined) message.attachments = m.attachments.map((a) => ({ ...a }));
+    if (m.clientMsgId !== undefined) message.clientMsgId = m.clientMsgId;
+    return message;
+  }
+
+  decode(row: EventRow, ctx: EventContext): ConversationEvent {
+    return Number(row.kind) === EVENT_MEMBERSHIP ? this.#decodeMembership(row, ctx) : this.decodeMessage(row, ctx);
+  }
+
+  decodeMessage(row: EventRow, ctx: EventContext): StoredMessage {
     let { content, attachments, mentions, hashtags, links } = row;
     const keyId = row.key_id;
     if (keyId !== null) {
-      const cipher = this.cipher;
+      const cipher = this.#cipher;
       if (cipher === undefined) throw new UnknownKeyError(keyId);
       const id = row.id;
       content = cipher.open(keyId, content, `${id}/content`);
@@ -94,20 +224,86 @@ export class MessageCodec {
       if (links !== EMPTY) links = cipher.open(keyId, links, `${id}/links`);
     }
     const message: StoredMessage = {
+      kind: 'message',
       id: row.id,
-      tenantId: row.tenant_id,
-      senderId: row.sender_id,
-      recipientId: row.recipient_id,
+      tenantId: ctx.tenantId,
+      conversationId: ctx.conversationId,
+      conversationKind: ctx.conversationKind,
+      seq: Number(row.seq),
+      senderId: row.sender,
       content,
       mentions: fromJson<string>(mentions),
       hashtags: fromJson<string>(hashtags),
       links: fromJson<Link>(links),
-      timestamp: Number(row.timestamp),
+      timestamp: Number(row.ts),
     };
     // Optional fields are absent, never `undefined`-valued, so serialized frames stay minimal.
+    if (ctx.conversationKind === 'direct') message.recipientId = recipientOf(row.sender, ctx.directMembers);
     if (row.reply_to !== null) message.replyTo = row.reply_to;
     if (attachments !== null) message.attachments = fromJson<Attachment>(attachments);
     if (row.client_msg_id !== null) message.clientMsgId = row.client_msg_id;
     return message;
   }
+
+  #decodeMembership(row: EventRow, ctx: EventContext): MembershipEvent {
+    let json = row.content;
+    if (row.key_id !== null) {
+      const cipher = this.#cipher;
+      if (cipher === undefined) throw new UnknownKeyError(row.key_id);
+      json = cipher.open(row.key_id, json, `${row.id}/content`);
+    }
+    const p = JSON.parse(json) as StoredPayload;
+    const event: MembershipEvent = {
+      kind: 'membership',
+      id: row.id,
+      tenantId: ctx.tenantId,
+      conversationId: ctx.conversationId,
+      seq: Number(row.seq),
+      action: p.action,
+      actorId: row.sender,
+      userIds: p.userIds,
+      timestamp: Number(row.ts),
+    };
+    if (p.name !== undefined) event.name = p.name;
+    if (p.role !== undefined) event.role = p.role;
+    if (p.newOwnerId !== undefined) event.newOwnerId = p.newOwnerId;
+    return event;
+  }
+
+  /** conversations.name (+ key_id) for a group name. */
+  sealName(conversationId: string, name: string): { name: string; keyId: string | null } {
+    const cipher = this.#cipher;
+    if (cipher === undefined) return { name, keyId: null };
+    return { name: cipher.seal(name, `${conversationId}/name`), keyId: cipher.activeKeyId };
+  }
+
+  openName(conversationId: string, stored: string, keyId: string | null): string {
+    if (keyId === null) return stored;
+    const cipher = this.#cipher;
+    if (cipher === undefined) throw new UnknownKeyError(keyId);
+    return cipher.open(keyId, stored, `${conversationId}/name`);
+  }
+}
+
+function recipientOf(senderId: string, members: readonly string[] | undefined): string {
+  if (members === undefined) return senderId;
+  for (const m of members) if (m !== senderId) return m;
+  return senderId;
+}
+
+/** Opaque listConversations cursor: the last row's (last_at, conversation uuid). */
+export function encodeListCursor(lastAt: number, conversationId: string): string {
+  return Buffer.from(`${lastAt}|${conversationId}`, 'utf8').toString('base64url');
+}
+
+export function decodeListCursor(cursor: string): { lastAt: number; conversationId: string } | undefined {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const bar = text.indexOf('|');
+  if (bar <= 0) return undefined;
+  const lastAt = Number(text.slice(0, bar));
+  const conversationId = text.slice(bar + 1);
+  if (!Number.isSafeInteger(lastAt) || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(conversationId)) {
+    return undefined;
+  }
+  return { lastAt, conversationId };
 }

@@ -1,14 +1,44 @@
 /**
- * The clustered Store: PostgreSQL through a pg Pool. Several nodes share one database, so every
- * check that must hold across nodes is enforced by the database itself: the dedupe key is a
- * unique index, and the inbox bound is checked under a row lock on the recipient's counter.
- * Statements are named (prepared once per connection); batch writes pass one array per column
- * through unnest(), so a batch of any size is one fixed, prepared multi-row INSERT.
+ * The clustered Store: PostgreSQL through a pg Pool (storage v2). Several nodes share one database,
+ * so every rule that must hold across nodes is enforced inside the write transaction under row
+ * locks, always taken in one global order — the conversations of the batch (ORDER BY id FOR
+ * UPDATE), then its users (ORDER BY id FOR UPDATE) — so two nodes' batches never deadlock. Users
+ * and conversations are created with INSERT … ON CONFLICT DO NOTHING and read back. Statements are
+ * named (prepared once per connection); multi-row writes pass one array per column through
+ * unnest(), so a batch of any size is a fixed number of round trips.
  */
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { ContentCipher } from './content-cipher.js';
-import { MESSAGE_COLUMNS, MessageCodec, conversationKey, type MessageRow } from './message-codec.js';
-import type { HistoryQuery, InsertOptions, InsertOutcome, Store, StoredMessage } from './store.js';
+import { EVENT_COLUMNS, PgCodec, eventJoins, roleCode, roleName, type EventRow } from './pg-codec.js';
+import { MIGRATIONS } from './pg-migrations.js';
+import type {
+  AddMembersRequest,
+  AppendOptions,
+  AppendOutcome,
+  ConversationListPage,
+  ConversationListQuery,
+  ConversationRef,
+  ConversationSummary,
+  CreateGroupRequest,
+  Delivery,
+  GroupChangeOutcome,
+  GroupLimits,
+  HistoryPage,
+  HistoryQuery,
+  LeaveGroupRequest,
+  MemberRole,
+  MembershipEvent,
+  NewMessage,
+  RemoveMembersRequest,
+  RenameGroupRequest,
+  SetRoleRequest,
+  Store,
+  StoredMessage,
+  SyncState,
+  TimelineEntry,
+  TimelinePage,
+} from './store.js';
 
 export interface PostgresStoreOptions {
   /**
@@ -16,7 +46,7 @@ export interface PostgresStoreOptions {
    * isolated in one database. Lower-case identifier; default `public`.
    */
   schema?: string;
-  /** Seal message fields at rest. */
+  /** Seal user-written fields at rest. */
   cipher?: ContentCipher;
   /** Extra pool settings (size, timeouts, TLS). The connection string comes from the constructor. */
   pool?: Omit<pg.PoolConfig, 'connectionString'>;
@@ -36,114 +66,189 @@ const POOL_DEFAULTS: pg.PoolConfig = {
   // A statement or lock wait that hangs fails its batch (senders get storage_unavailable)
   // instead of stalling every sender of this node behind the one transaction in flight.
   statement_timeout: 30_000,
-  // A transaction its client abandoned must not hold inbox-counter locks for long.
+  // A transaction its client abandoned must not hold counter locks for long.
   idle_in_transaction_session_timeout: 60_000,
 };
-const INBOX_FULL: InsertOutcome = Object.freeze({ status: 'inbox_full' });
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Entries each id cache may hold before it starts over (ids never change; this only bounds memory). */
+const CACHE_LIMIT = 100_000;
 
-/** Ordered: index i brings the schema from version i to i + 1. Never edit a shipped entry. */
-const MIGRATIONS: readonly ((t: (table: string) => string) => string)[] = [
-  (t) => `
-    CREATE TABLE ${t('messages')} (
-      seq BIGSERIAL NOT NULL,
-      id TEXT PRIMARY KEY,
-      tenant_id TEXT NOT NULL,
-      sender_id TEXT NOT NULL,
-      recipient_id TEXT NOT NULL,
-      conv TEXT NOT NULL,
-      content TEXT NOT NULL,
-      key_id TEXT,
-      reply_to TEXT,
-      attachments TEXT,
-      mentions TEXT NOT NULL,
-      hashtags TEXT NOT NULL,
-      links TEXT NOT NULL,
-      timestamp BIGINT NOT NULL,
-      client_msg_id TEXT,
-      acked_at BIGINT
-    );
-    CREATE UNIQUE INDEX messages_dedupe ON ${t('messages')} (tenant_id, sender_id, client_msg_id)
-      WHERE client_msg_id IS NOT NULL;
-    CREATE INDEX messages_pending ON ${t('messages')} (tenant_id, recipient_id, seq) WHERE acked_at IS NULL;
-    CREATE INDEX messages_conv ON ${t('messages')} (tenant_id, conv, seq);
-    CREATE INDEX messages_timestamp ON ${t('messages')} (timestamp);
-    CREATE TABLE ${t('inbox_counts')} (
-      tenant_id TEXT NOT NULL,
-      recipient_id TEXT NOT NULL,
-      unacked BIGINT NOT NULL,
-      PRIMARY KEY (tenant_id, recipient_id)
-    );`,
-];
+const INBOX_FULL: AppendOutcome = Object.freeze({ status: 'inbox_full' });
+const FORBIDDEN_APPEND: AppendOutcome = Object.freeze({ status: 'forbidden' });
+const FORBIDDEN: GroupChangeOutcome = Object.freeze({ status: 'forbidden' });
+const UNCHANGED: GroupChangeOutcome = Object.freeze({ status: 'unchanged' });
+const TOO_MANY_MEMBERS: GroupChangeOutcome = Object.freeze({ status: 'too_many_members' });
+const TOO_MANY_GROUPS: GroupChangeOutcome = Object.freeze({ status: 'too_many_groups' });
+
+const KIND_DIRECT = 0;
+const KIND_GROUP = 1;
+const EVENT_MESSAGE = 0;
+const EVENT_MEMBERSHIP = 1;
+const OWNER = 2;
+const ADMIN = 1;
+const MEMBER = 0;
 
 function buildSql(t: (table: string) => string) {
-  // Both directions of one conversation in one tenant, and nothing else (see conversationKey).
-  const conversation =
-    'tenant_id = $1 AND conv = $2 AND ((sender_id = $3 AND recipient_id = $4) OR (sender_id = $4 AND recipient_id = $3))';
+  const joins = eventJoins(t);
   return {
+    findUsers: `
+      SELECT x.id, x.tenant_id, x.user_id FROM ${t('users')} x
+      JOIN unnest($1::text[], $2::uuid[]) AS k(t, u) ON x.tenant_id = k.t AND x.user_id = k.u`,
+    // Sorted, so two transactions creating the same users wait on each other in one order.
+    insertUsers: `
+      INSERT INTO ${t('users')} (tenant_id, user_id)
+      SELECT t, u FROM unnest($1::text[], $2::uuid[]) AS k(t, u) ORDER BY t, u
+      ON CONFLICT DO NOTHING RETURNING id, tenant_id, user_id`,
+    findDirect: `SELECT id, uuid, direct_key FROM ${t('conversations')} WHERE direct_key = ANY($1::text[])`,
+    insertDirect: `
+      WITH c AS (
+        INSERT INTO ${t('conversations')} (uuid, tenant_id, kind, direct_key, last_seq, last_at, closed, created_at)
+        SELECT u, t, ${KIND_DIRECT}, k, 0, ts, false, ts
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[]) AS x(u, t, k, ts) ORDER BY k
+        ON CONFLICT (direct_key) DO NOTHING RETURNING id, uuid, direct_key
+      ), m AS (
+        INSERT INTO ${t('members')} (conv, "user", role, joined_seq)
+        SELECT c.id, p.u, ${MEMBER}, 1 FROM c CROSS JOIN LATERAL (
+          SELECT split_part(c.direct_key, ':', 1)::int UNION SELECT split_part(c.direct_key, ':', 2)::int
+        ) AS p(u)
+      )
+      SELECT id, uuid, direct_key FROM c`,
+    findGroups: `
+      SELECT id, tenant_id, uuid FROM ${t('conversations')} WHERE uuid = ANY($1::uuid[]) AND kind = ${KIND_GROUP}`,
+    lockConversations: `
+      SELECT id, last_seq, closed FROM ${t('conversations')} WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE`,
+    lockGroup: `
+      SELECT id, last_seq, closed, name, key_id FROM ${t('conversations')}
+      WHERE uuid = $1 AND tenant_id = $2 AND kind = ${KIND_GROUP} FOR UPDATE`,
+    currentMembers: `
+      SELECT m.conv, m."user" AS uid, u.user_id AS uuid, m.role, m.joined_seq FROM ${t('members')} m
+      JOIN ${t('users')} u ON u.id = m."user"
+      WHERE m.conv = ANY($1::int[]) AND m.left_seq IS NULL`,
+    lockUsers: `
+      SELECT id, last_pos, acked_pos FROM ${t('users')} WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE`,
+    groupCounts: `
+      SELECT m."user" AS uid, count(*)::int AS n FROM ${t('members')} m
+      JOIN ${t('conversations')} c ON c.id = m.conv
+      WHERE m."user" = ANY($1::int[]) AND m.left_seq IS NULL AND c.kind = ${KIND_GROUP}
+      GROUP BY m."user"`,
     findDuplicates: `
-      SELECT ${MESSAGE_COLUMNS} FROM ${t('messages')} m
-      JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(t, s, c)
-        ON m.tenant_id = k.t AND m.sender_id = k.s AND m.client_msg_id = k.c
-      WHERE m.client_msg_id IS NOT NULL`,
-    // Create missing counters and lock every counter of the batch, in sorted order (no deadlock
-    // between two nodes' batches), returning the current value in the same round trip.
-    lockCounts: `
-      INSERT INTO ${t('inbox_counts')} AS c (tenant_id, recipient_id, unacked)
-      SELECT t, r, 0 FROM unnest($1::text[], $2::text[]) AS k(t, r) ORDER BY t, r
-      ON CONFLICT (tenant_id, recipient_id) DO UPDATE SET unacked = c.unacked
-      RETURNING tenant_id, recipient_id, unacked`,
-    // A concurrent node may have stored the same (tenant, sender, clientMsgId) since
-    // findDuplicates: that row is skipped here and reported as a duplicate. Counters grow by
-    // exactly the rows inserted.
-    insert: `
-      WITH ins AS (
-        INSERT INTO ${t('messages')} (id, tenant_id, sender_id, recipient_id, conv, content, key_id, reply_to,
-          attachments, mentions, hashtags, links, timestamp, client_msg_id)
-        SELECT id, tenant_id, sender_id, recipient_id, conv, content, key_id, reply_to,
-          attachments, mentions, hashtags, links, timestamp, client_msg_id
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-          $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[])
-          WITH ORDINALITY AS u(id, tenant_id, sender_id, recipient_id, conv, content, key_id, reply_to,
-            attachments, mentions, hashtags, links, timestamp, client_msg_id, ord)
-        ORDER BY ord
-        ON CONFLICT (tenant_id, sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
-        RETURNING id, tenant_id, recipient_id
-      ), bump AS (
-        UPDATE ${t('inbox_counts')} c SET unacked = c.unacked + x.n
-        FROM (SELECT tenant_id, recipient_id, count(*) AS n FROM ins GROUP BY tenant_id, recipient_id) x
-        WHERE c.tenant_id = x.tenant_id AND c.recipient_id = x.recipient_id
+      SELECT ${EVENT_COLUMNS}, e.sender FROM ${t('events')} e
+      JOIN unnest($1::int[], $2::text[]) AS k(s, c) ON e.sender = k.s AND e.client_msg_id = k.c
+      ${joins}`,
+    insertGroup: `
+      INSERT INTO ${t('conversations')} (uuid, tenant_id, kind, name, key_id, last_seq, last_at, closed, created_at)
+      VALUES ($1, $2, ${KIND_GROUP}, $3, $4, 0, $5, false, $5)
+      ON CONFLICT DO NOTHING RETURNING id`,
+    updateGroup: `UPDATE ${t('conversations')} SET name = $2, key_id = $3, closed = $4 WHERE id = $1`,
+    // Every write of a batch in one round trip: events, timeline entries, counters (each once),
+    // membership rows. Data-modifying CTEs all run whether or not the final SELECT reads them.
+    write: `
+      WITH ev AS (
+        INSERT INTO ${t('events')} (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions,
+          hashtags, links, ts, client_msg_id)
+        SELECT * FROM unnest($1::int[], $2::bigint[], $3::uuid[], $4::smallint[], $5::int[], $6::text[], $7::text[],
+          $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[])
+      ), tl AS (
+        INSERT INTO ${t('timeline')} ("user", pos, conv, seq)
+        SELECT * FROM unnest($15::int[], $16::bigint[], $17::int[], $18::bigint[])
+      ), cv AS (
+        UPDATE ${t('conversations')} c SET last_seq = x.s, last_at = x.a
+        FROM unnest($19::int[], $20::bigint[], $21::bigint[]) AS x(id, s, a) WHERE c.id = x.id
+      ), us AS (
+        UPDATE ${t('users')} u SET last_pos = x.p FROM unnest($22::int[], $23::bigint[]) AS x(id, p) WHERE u.id = x.id
+      ), mb AS (
+        INSERT INTO ${t('members')} (conv, "user", role, joined_seq, left_seq)
+        SELECT * FROM unnest($24::int[], $25::int[], $26::smallint[], $27::bigint[], $28::bigint[])
+        ON CONFLICT (conv, "user") DO UPDATE
+          SET role = excluded.role, joined_seq = excluded.joined_seq, left_seq = excluded.left_seq
       )
-      SELECT id FROM ins`,
-    pending: `
-      SELECT ${MESSAGE_COLUMNS} FROM ${t('messages')}
-      WHERE tenant_id = $1 AND recipient_id = $2 AND acked_at IS NULL ORDER BY seq LIMIT $3`,
-    // One statement, so the ack and the counter change are atomic without an explicit transaction.
-    ack: `
-      WITH a AS (
-        UPDATE ${t('messages')} SET acked_at = $4
-        WHERE tenant_id = $1 AND recipient_id = $2 AND acked_at IS NULL AND id = ANY($3::text[])
-        RETURNING 1
-      ), n AS (SELECT count(*) AS n FROM a), dec AS (
-        UPDATE ${t('inbox_counts')} c SET unacked = c.unacked - n.n FROM n
-        WHERE c.tenant_id = $1 AND c.recipient_id = $2 AND n.n > 0
+      SELECT 1`,
+    userState: `
+      SELECT u.id, u.last_pos, u.acked_pos, (SELECT min(pos) FROM ${t('timeline')} WHERE "user" = u.id) AS first_pos
+      FROM ${t('users')} u WHERE u.tenant_id = $1 AND u.user_id = $2`,
+    timeline: `
+      SELECT t.pos, ${EVENT_COLUMNS} FROM ${t('timeline')} t
+      JOIN ${t('events')} e ON e.conv = t.conv AND e.seq = t.seq
+      ${joins}
+      WHERE t."user" = $1 AND t.pos > $2 AND t.pos <= $3 ORDER BY t.pos LIMIT $4`,
+    syncState: `
+      SELECT u.last_pos, u.acked_pos, d.acked_pos AS device_pos FROM ${t('users')} u
+      LEFT JOIN ${t('devices')} d ON d."user" = u.id AND d.device_id = $3
+      WHERE u.tenant_id = $1 AND u.user_id = $2`,
+    ackUser: `
+      UPDATE ${t('users')} SET acked_pos = GREATEST(acked_pos, LEAST($3::bigint, last_pos))
+      WHERE tenant_id = $1 AND user_id = $2 RETURNING acked_pos`,
+    // One statement: the device row and the user's position move together.
+    ackDevice: `
+      WITH u AS (
+        UPDATE ${t('users')} SET acked_pos = GREATEST(acked_pos, LEAST($3::bigint, last_pos))
+        WHERE tenant_id = $1 AND user_id = $2 RETURNING id, GREATEST(0, LEAST($3::bigint, last_pos)) AS p
+      ), d AS (
+        INSERT INTO ${t('devices')} AS d ("user", device_id, acked_pos) SELECT id, $4, p FROM u
+        ON CONFLICT ("user", device_id) DO UPDATE SET acked_pos = GREATEST(d.acked_pos, excluded.acked_pos)
+        RETURNING acked_pos
       )
-      SELECT n.n::int AS n FROM n`,
+      SELECT acked_pos FROM d`,
+    memberOf: `
+      SELECT c.id, c.uuid, c.kind, m.joined_seq, m.left_seq FROM ${t('conversations')} c
+      JOIN ${t('members')} m ON m.conv = c.id
+      JOIN ${t('users')} u ON u.id = m."user"
+      WHERE c.uuid = $1 AND c.tenant_id = $2 AND u.tenant_id = $2 AND u.user_id = $3`,
+    directOf: `
+      SELECT c.id, c.uuid, c.kind, 1::bigint AS joined_seq, NULL::bigint AS left_seq FROM ${t('conversations')} c
+      WHERE c.direct_key = (
+        SELECT least(a.id, b.id) || ':' || greatest(a.id, b.id) FROM ${t('users')} a, ${t('users')} b
+        WHERE a.tenant_id = $1 AND a.user_id = $2 AND b.tenant_id = $1 AND b.user_id = $3)`,
     history: `
-      SELECT ${MESSAGE_COLUMNS} FROM ${t('messages')}
-      WHERE ${conversation} ORDER BY seq DESC LIMIT $5`,
+      SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins}
+      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.seq < $4 ORDER BY e.seq DESC LIMIT $5`,
     // A cursor outside this conversation yields NULL, and `seq < NULL` matches nothing.
-    historyBefore: `
-      SELECT ${MESSAGE_COLUMNS} FROM ${t('messages')}
-      WHERE ${conversation} AND seq < (SELECT seq FROM ${t('messages')} WHERE id = $6 AND ${conversation})
-      ORDER BY seq DESC LIMIT $5`,
+    historyBeforeId: `
+      SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins}
+      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3
+        AND e.seq < (SELECT seq FROM ${t('events')} WHERE id = $4 AND conv = $1)
+      ORDER BY e.seq DESC LIMIT $5`,
+    members: `
+      SELECT mu.user_id FROM ${t('conversations')} c
+      JOIN ${t('members')} m ON m.conv = c.id AND m.left_seq IS NULL
+      JOIN ${t('users')} mu ON mu.id = m."user"
+      WHERE c.uuid = $1 AND c.tenant_id = $2
+        AND EXISTS (SELECT 1 FROM ${t('members')} me JOIN ${t('users')} u ON u.id = me."user"
+          WHERE me.conv = c.id AND me.left_seq IS NULL AND u.tenant_id = $2 AND u.user_id = $3)
+      ORDER BY m.joined_seq, mu.user_id`,
+    // Current memberships, most recent activity first; the cursor is (last_at, uuid) of the last row.
+    listConversations: `
+      SELECT c.id, c.uuid, c.kind, c.name, c.key_id, c.last_seq, c.last_at, m.role, m.read_seq,
+        (SELECT count(*) FROM ${t('members')} x WHERE x.conv = c.id AND x.left_seq IS NULL)::int AS member_count,
+        (SELECT pu.user_id FROM ${t('members')} p JOIN ${t('users')} pu ON pu.id = p."user"
+          WHERE c.kind = ${KIND_DIRECT} AND p.conv = c.id ORDER BY (p."user" = m."user") LIMIT 1) AS peer_uuid,
+        (SELECT count(*) FROM ${t('events')} e WHERE e.conv = c.id AND e.kind = ${EVENT_MESSAGE}
+          AND e.sender <> m."user" AND e.seq > m.read_seq AND e.seq >= m.joined_seq)::int AS unread
+      FROM ${t('users')} u
+      JOIN ${t('members')} m ON m."user" = u.id AND m.left_seq IS NULL
+      JOIN ${t('conversations')} c ON c.id = m.conv
+      WHERE u.tenant_id = $1 AND u.user_id = $2
+        AND ($3::bigint IS NULL OR c.last_at < $3 OR (c.last_at = $3 AND c.uuid > $4::uuid))
+      ORDER BY c.last_at DESC, c.uuid
+      LIMIT $5`,
+    lastMessages: `
+      SELECT ${EVENT_COLUMNS} FROM unnest($1::int[]) AS k(conv)
+      CROSS JOIN LATERAL (
+        SELECT * FROM ${t('events')} ev WHERE ev.conv = k.conv AND ev.kind = ${EVENT_MESSAGE} ORDER BY ev.seq DESC LIMIT 1
+      ) e
+      ${joins}`,
+    markRead: `
+      UPDATE ${t('members')} m SET read_seq = GREATEST(m.read_seq, LEAST($4::bigint, c.last_seq))
+      FROM ${t('conversations')} c, ${t('users')} u
+      WHERE c.uuid = $3 AND c.tenant_id = $1 AND u.tenant_id = $1 AND u.user_id = $2
+        AND m.conv = c.id AND m."user" = u.id AND m.left_seq IS NULL
+      RETURNING m.read_seq`,
+    // By the UUIDv7 id (time-ordered): no timestamp index needed.
     prune: `
       WITH d AS (
-        DELETE FROM ${t('messages')} WHERE timestamp < $1 RETURNING tenant_id, recipient_id, acked_at
-      ), x AS (
-        SELECT tenant_id, recipient_id, count(*) AS n FROM d WHERE acked_at IS NULL GROUP BY tenant_id, recipient_id
-      ), dec AS (
-        UPDATE ${t('inbox_counts')} c SET unacked = c.unacked - x.n FROM x
-        WHERE c.tenant_id = x.tenant_id AND c.recipient_id = x.recipient_id
+        DELETE FROM ${t('events')} WHERE id < $1::uuid RETURNING conv, seq
+      ), tl AS (
+        DELETE FROM ${t('timeline')} t USING d WHERE t.conv = d.conv AND t.seq = d.seq
       )
       SELECT count(*)::int AS n FROM d`,
   };
@@ -156,17 +261,134 @@ function pgText(value: string): string {
   return value.indexOf('\u0000') === -1 ? value : value.replaceAll('\u0000', '\uFFFD');
 }
 
-/** Map key of a (tenant, user) pair or a (tenant, sender, clientMsgId) triple. */
-function key(...parts: string[]): string {
+/** Map key of a (tenant, user) pair, or (sender, clientMsgId). */
+function key(...parts: (string | number)[]): string {
   return parts.join('\u0000');
+}
+
+function isUuid(value: string): boolean {
+  return UUID.test(value);
+}
+
+function directKey(a: number, b: number): string {
+  return a < b ? `${a}:${b}` : `${b}:${a}`;
+}
+
+/** The lower bound of UUIDv7 ids minted at `ms`: every id below it was minted earlier. */
+function uuidv7Floor(ms: number): string {
+  const clamped = Math.max(0, Math.min(Math.floor(ms), 0xffffffffffff));
+  const hex = clamped.toString(16).padStart(12, '0');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-0000-0000-000000000000`;
+}
+
+function encodeCursor(lastAt: number, uuid: string): string {
+  return Buffer.from(JSON.stringify([lastAt, uuid]), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): [number, string] | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (!Array.isArray(value) || value.length !== 2) return undefined;
+    const [lastAt, uuid] = value as unknown[];
+    if (typeof lastAt !== 'number' || !Number.isSafeInteger(lastAt) || typeof uuid !== 'string' || !isUuid(uuid)) return undefined;
+    return [lastAt, uuid];
+  } catch {
+    return undefined;
+  }
+}
+
+/** One write transaction, with the ids it created (cached only once it committed). */
+interface Tx {
+  client: pg.PoolClient;
+  newUsers: Map<string, number>;
+  newDirects: Map<string, DirectConversation>;
+}
+
+interface DirectConversation {
+  id: number;
+  uuid: string;
+}
+
+interface LockedUser {
+  lastPos: number;
+  ackedPos: number;
+}
+
+interface CurrentMember {
+  uid: number;
+  uuid: string;
+  role: number;
+  joinedSeq: number;
+}
+
+/** The rows one write adds, column by column (the `write` statement's parameters). */
+class WriteSet {
+  readonly ev = {
+    conv: [] as number[],
+    seq: [] as number[],
+    id: [] as string[],
+    kind: [] as number[],
+    sender: [] as number[],
+    content: [] as string[],
+    keyId: [] as (string | null)[],
+    replyTo: [] as (string | null)[],
+    attachments: [] as (string | null)[],
+    mentions: [] as string[],
+    hashtags: [] as string[],
+    links: [] as string[],
+    ts: [] as number[],
+    clientMsgId: [] as (string | null)[],
+  };
+  readonly tl = { user: [] as number[], pos: [] as number[], conv: [] as number[], seq: [] as number[] };
+  readonly convs = new Map<number, { seq: number; at: number }>();
+  readonly users = new Map<number, number>();
+  readonly mb = { conv: [] as number[], user: [] as number[], role: [] as number[], joined: [] as number[], left: [] as (number | null)[] };
+
+  get empty(): boolean {
+    return this.ev.id.length === 0 && this.mb.conv.length === 0;
+  }
+
+  timeline(user: number, pos: number, conv: number, seq: number): void {
+    this.tl.user.push(user);
+    this.tl.pos.push(pos);
+    this.tl.conv.push(conv);
+    this.tl.seq.push(seq);
+    this.users.set(user, pos);
+  }
+
+  member(conv: number, user: number, role: number, joinedSeq: number, leftSeq: number | null): void {
+    this.mb.conv.push(conv);
+    this.mb.user.push(user);
+    this.mb.role.push(role);
+    this.mb.joined.push(joinedSeq);
+    this.mb.left.push(leftSeq);
+  }
+
+  values(): unknown[] {
+    const e = this.ev;
+    const convIds = [...this.convs.keys()];
+    const userIds = [...this.users.keys()];
+    return [
+      e.conv, e.seq, e.id, e.kind, e.sender, e.content, e.keyId, e.replyTo, e.attachments, e.mentions, e.hashtags, e.links,
+      e.ts, e.clientMsgId,
+      this.tl.user, this.tl.pos, this.tl.conv, this.tl.seq,
+      convIds, convIds.map((id) => this.convs.get(id)!.seq), convIds.map((id) => this.convs.get(id)!.at),
+      userIds, userIds.map((id) => this.users.get(id)!),
+      this.mb.conv, this.mb.user, this.mb.role, this.mb.joined, this.mb.left,
+    ];
+  }
 }
 
 export class PostgresStore implements Store {
   readonly #pool: pg.Pool;
   readonly #schema: string;
-  readonly #codec: MessageCodec;
+  readonly #codec: PgCodec;
   readonly #sql: Record<SqlName, pg.QueryConfig>;
   readonly #t: (table: string) => string;
+  /** (tenant, user uuid) → users.id, committed rows only. */
+  readonly #userIds = new Map<string, number>();
+  /** direct_key → conversation, committed rows only. */
+  readonly #directs = new Map<string, DirectConversation>();
   #initialized = false;
   #closed = false;
 
@@ -175,11 +397,11 @@ export class PostgresStore implements Store {
     if (!SCHEMA_NAME.test(schema)) throw new Error(`PostgreSQL schema "${schema}" must match ${SCHEMA_NAME.source}`);
     this.#schema = schema;
     this.#t = (table) => `"${schema}".${table}`;
-    this.#codec = new MessageCodec(options.cipher);
+    this.#codec = new PgCodec(options.cipher);
     const texts = buildSql(this.#t);
     // Statement names are per connection: include the schema so two stores may share a server.
     this.#sql = Object.fromEntries(
-      Object.entries(texts).map(([name, text]) => [name, { name: `rampart_${schema}_${name}`, text }]),
+      Object.entries(texts).map(([name, text]) => [name, { name: `rampart2_${schema}_${name}`, text }]),
     ) as Record<SqlName, pg.QueryConfig>;
     this.#pool = new pg.Pool({ ...POOL_DEFAULTS, ...options.pool, connectionString });
     this.#pool.on('error', options.onPoolError ?? (() => {}));
@@ -188,7 +410,7 @@ export class PostgresStore implements Store {
   async init(): Promise<void> {
     this.#open();
     if (this.#initialized) return;
-    await this.#transaction(async (client) => {
+    await this.#transaction(async ({ client }) => {
       // Two nodes starting together: the second waits here, then sees the first one's migrations.
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`rampart.migrate.${this.#schema}`]);
       if (this.#schema !== 'public') await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.#schema}"`);
@@ -203,6 +425,10 @@ export class PostgresStore implements Store {
       if (current > MIGRATIONS.length) {
         throw new Error(`PostgreSQL schema version ${current} is newer than this build supports (${MIGRATIONS.length})`);
       }
+      if (current < MIGRATIONS.length) {
+        // Migrating a large v1 table may take a while: not bound by statement_timeout.
+        await client.query('SET LOCAL statement_timeout = 0');
+      }
       for (let v = current; v < MIGRATIONS.length; v++) {
         await client.query(MIGRATIONS[v]!(this.#t));
         await client.query(`INSERT INTO ${this.#t('schema_version')} (version) VALUES ($1)`, [v + 1]);
@@ -211,48 +437,646 @@ export class PostgresStore implements Store {
     this.#initialized = true;
   }
 
-  async insertMessages(batch: readonly StoredMessage[], options: InsertOptions): Promise<InsertOutcome[]> {
+  // ---------------------------------------------------------------------------------------------
+  // Messages
+
+  async appendMessages(batch: readonly NewMessage[], options: AppendOptions): Promise<AppendOutcome[]> {
     this.#ready();
     if (batch.length === 0) return [];
-    return this.#transaction((client) => this.#insertBatch(client, batch, options.maxInboxSize));
+    for (const m of batch) {
+      if (!isUuid(m.id) || !isUuid(m.senderId)) throw new Error(`message ${m.id}: id and senderId must be UUIDs`);
+      if ('peerId' in m.to && !isUuid(m.to.peerId)) throw new Error(`message ${m.id}: peerId must be a UUID`);
+      if (m.replyTo !== undefined && !isUuid(m.replyTo)) throw new Error(`message ${m.id}: replyTo must be a UUID`);
+    }
+    return this.#transaction((tx) => this.#appendBatch(tx, batch, options.maxInboxSize));
   }
 
-  async pendingFor(tenantId: string, recipientId: string, limit: number): Promise<StoredMessage[]> {
+  async #appendBatch(tx: Tx, batch: readonly NewMessage[], maxInboxSize: number): Promise<AppendOutcome[]> {
+    const { client } = tx;
+    const out = new Array<AppendOutcome | undefined>(batch.length);
+
+    // 1. Users (created on demand) and conversations: direct ones found or created by the pair.
+    const wanted: [string, string][] = [];
+    for (const m of batch) {
+      wanted.push([m.tenantId, m.senderId]);
+      if ('peerId' in m.to) wanted.push([m.tenantId, m.to.peerId]);
+    }
+    const userIds = await this.#resolveUsers(tx, wanted);
+    const uid = (tenant: string, uuid: string): number => userIds.get(key(tenant, uuid.toLowerCase()))!;
+    const uuidOf = new Map<number, string>();
+    for (const [tenant, uuid] of wanted) uuidOf.set(uid(tenant, uuid), uuid.toLowerCase());
+
+    const directWanted = new Map<string, { tenant: string; at: number }>();
+    const groupUuids = new Set<string>();
+    for (const m of batch) {
+      if ('peerId' in m.to) {
+        const k = directKey(uid(m.tenantId, m.senderId), uid(m.tenantId, m.to.peerId));
+        if (!directWanted.has(k)) directWanted.set(k, { tenant: m.tenantId, at: m.timestamp });
+      } else if (isUuid(m.to.conversationId)) {
+        groupUuids.add(m.to.conversationId.toLowerCase());
+      }
+    }
+    const directs = await this.#resolveDirects(tx, directWanted);
+    const groups = new Map<string, number>(); // key(tenant, uuid) → id
+    if (groupUuids.size > 0) {
+      const { rows } = await client.query<{ id: number; tenant_id: string; uuid: string }>({
+        ...this.#sql.findGroups,
+        values: [[...groupUuids]],
+      });
+      for (const row of rows) groups.set(key(row.tenant_id, row.uuid), row.id);
+    }
+
+    // 2. Lock conversations, then read group members (stable under the conversation lock), then
+    // lock every user the batch may append to: always in this order.
+    const convIds = new Set<number>();
+    for (const d of directs.values()) convIds.add(d.id);
+    for (const id of groups.values()) convIds.add(id);
+    const convState = new Map<number, { lastSeq: number; closed: boolean }>();
+    {
+      const { rows } = await client.query<{ id: number; last_seq: string; closed: boolean }>({
+        ...this.#sql.lockConversations,
+        values: [[...convIds]],
+      });
+      for (const row of rows) convState.set(row.id, { lastSeq: Number(row.last_seq), closed: row.closed });
+    }
+    const groupMembers = new Map<number, CurrentMember[]>();
+    if (groups.size > 0) {
+      for (const m of await this.#currentMembers(client, [...groups.values()])) {
+        let list = groupMembers.get(m.conv);
+        if (list === undefined) groupMembers.set(m.conv, (list = []));
+        list.push(m);
+        uuidOf.set(m.uid, m.uuid);
+      }
+    }
+    const users = await this.#lockUsers(client, uuidOf.keys());
+
+    // 3. Stored duplicates: read after the sender's lock, so a retry another node just committed
+    // for this sender is seen here (every writer of a sender holds that sender's row lock).
+    const cmids = batch.map((m) => (m.clientMsgId === undefined ? undefined : key(uid(m.tenantId, m.senderId), pgText(m.clientMsgId))));
+    const existing = new Map<string, StoredMessage>();
+    {
+      const senders: number[] = [];
+      const clientIds: string[] = [];
+      for (let i = 0; i < batch.length; i++) {
+        const m = batch[i]!;
+        if (m.clientMsgId === undefined) continue;
+        senders.push(uid(m.tenantId, m.senderId));
+        clientIds.push(pgText(m.clientMsgId));
+      }
+      if (senders.length > 0) {
+        const { rows } = await client.query<EventRow & { sender: number }>({
+          ...this.#sql.findDuplicates,
+          values: [senders, clientIds],
+        });
+        for (const row of rows) {
+          const decoded = this.#codec.decode(row);
+          if (decoded.kind === 'message') existing.set(key(row.sender, row.client_msg_id!), decoded);
+        }
+      }
+    }
+
+    // 4. Decide each message in input order against counters read once for the batch.
+    const w = new WriteSet();
+    for (let i = 0; i < batch.length; i++) {
+      const m = batch[i]!;
+      const k = cmids[i];
+      const first = k === undefined ? undefined : existing.get(k);
+      if (first !== undefined) {
+        out[i] = { status: 'duplicate', message: first };
+        continue;
+      }
+      const sender = uid(m.tenantId, m.senderId);
+      let conv: number;
+      let recipients: number[];
+      let peer: number | undefined;
+      let conversationId: string;
+      if ('peerId' in m.to) {
+        peer = uid(m.tenantId, m.to.peerId);
+        const d = directs.get(directKey(sender, peer))!;
+        conv = d.id;
+        conversationId = d.uuid;
+        recipients = peer === sender ? [sender] : [sender, peer];
+        if (peer !== sender) {
+          const p = users.get(peer)!;
+          if (p.lastPos - p.ackedPos >= maxInboxSize) {
+            out[i] = INBOX_FULL;
+            continue;
+          }
+        }
+      } else {
+        const id = isUuid(m.to.conversationId) ? groups.get(key(m.tenantId, m.to.conversationId.toLowerCase())) : undefined;
+        const state = id === undefined ? undefined : convState.get(id);
+        const members = id === undefined ? undefined : groupMembers.get(id);
+        if (id === undefined || state === undefined || state.closed || members === undefined || !members.some((x) => x.uid === sender)) {
+          out[i] = FORBIDDEN_APPEND;
+          continue;
+        }
+        conv = id;
+        conversationId = m.to.conversationId.toLowerCase();
+        recipients = [];
+        for (const x of members) {
+          if (x.uid === sender) recipients.push(x.uid);
+          else {
+            const u = users.get(x.uid)!;
+            if (u.lastPos - u.ackedPos < maxInboxSize) recipients.push(x.uid);
+          }
+        }
+      }
+      const state = convState.get(conv)!;
+      const seq = ++state.lastSeq;
+      w.convs.set(conv, { seq, at: m.timestamp });
+      const deliveries: Delivery[] = [];
+      for (const r of recipients) {
+        const u = users.get(r)!;
+        const pos = ++u.lastPos;
+        w.timeline(r, pos, conv, seq);
+        deliveries.push({ userId: uuidOf.get(r)!, pos });
+      }
+      const sealed = this.#codec.sealBody(m.id, m);
+      const e = w.ev;
+      e.conv.push(conv);
+      e.seq.push(seq);
+      e.id.push(m.id);
+      e.kind.push(EVENT_MESSAGE);
+      e.sender.push(sender);
+      e.content.push(pgText(sealed.content));
+      e.keyId.push(sealed.keyId);
+      e.replyTo.push(m.replyTo ?? null);
+      e.attachments.push(sealed.attachments === null ? null : pgText(sealed.attachments));
+      e.mentions.push(pgText(sealed.mentions));
+      e.hashtags.push(pgText(sealed.hashtags));
+      e.links.push(pgText(sealed.links));
+      e.ts.push(m.timestamp);
+      e.clientMsgId.push(m.clientMsgId === undefined ? null : pgText(m.clientMsgId));
+      const message: StoredMessage = {
+        kind: 'message',
+        id: m.id,
+        tenantId: m.tenantId,
+        conversationId,
+        conversationKind: peer === undefined ? 'group' : 'direct',
+        seq,
+        senderId: m.senderId,
+        timestamp: m.timestamp,
+        content: m.content,
+        mentions: m.mentions,
+        hashtags: m.hashtags,
+        links: m.links,
+      };
+      if (peer !== undefined) message.recipientId = uuidOf.get(peer)!;
+      if (m.attachments !== undefined) message.attachments = m.attachments;
+      if (m.replyTo !== undefined) message.replyTo = m.replyTo;
+      if (m.clientMsgId !== undefined) message.clientMsgId = m.clientMsgId;
+      if (k !== undefined) existing.set(k, message);
+      out[i] = { status: 'stored', message, deliveries };
+    }
+    if (!w.empty) await client.query({ ...this.#sql.write, values: w.values() });
+    return out as AppendOutcome[];
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Groups
+
+  async createGroup(request: CreateGroupRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
     this.#ready();
-    if (!(limit >= 1)) return [];
-    const { rows } = await this.#pool.query<MessageRow>({
-      ...this.#sql.pending,
-      values: [tenantId, recipientId, Math.floor(limit)],
+    const { tenantId, actorId } = request;
+    if (!isUuid(request.conversationId) || !isUuid(request.eventId) || !isUuid(actorId)) return FORBIDDEN;
+    const others: string[] = [];
+    const seen = new Set([actorId.toLowerCase()]);
+    for (const id of request.memberIds) {
+      if (!isUuid(id)) return FORBIDDEN;
+      const lower = id.toLowerCase();
+      if (seen.has(lower)) continue;
+      seen.add(lower);
+      others.push(lower);
+    }
+    if (1 + others.length > limits.maxGroupMembers) return TOO_MANY_MEMBERS;
+    const conversationId = request.conversationId.toLowerCase();
+    return this.#transaction(async (tx) => {
+      const { client } = tx;
+      const all = [actorId.toLowerCase(), ...others];
+      const ids = await this.#resolveUsers(tx, all.map((u) => [tenantId, u]));
+      const uids = all.map((u) => ids.get(key(tenantId, u))!);
+      // A new conversation row is ours alone: locking the users first keeps the global order.
+      const users = await this.#lockUsers(client, uids);
+      if (await this.#overGroupLimit(client, uids, limits.maxGroupsPerUser)) return TOO_MANY_GROUPS;
+      const sealedName = this.#codec.sealName(conversationId, request.name);
+      const { rows } = await client.query<{ id: number }>({
+        ...this.#sql.insertGroup,
+        values: [conversationId, tenantId, pgText(sealedName.name), sealedName.keyId, request.timestamp],
+      });
+      const conv = rows[0]?.id;
+      if (conv === undefined) return FORBIDDEN; // that conversation id exists already
+      const w = new WriteSet();
+      uids.forEach((u, i) => w.member(conv, u, i === 0 ? OWNER : MEMBER, 1, null));
+      const event: MembershipEvent = {
+        kind: 'membership',
+        id: request.eventId,
+        tenantId,
+        conversationId,
+        seq: 1,
+        action: 'created',
+        actorId: all[0]!,
+        userIds: all,
+        name: request.name,
+        timestamp: request.timestamp,
+      };
+      const deliveries = this.#addEvent(w, conv, event, uids[0]!, uids.map((u, i) => [u, all[i]!]), users);
+      await client.query({ ...this.#sql.write, values: w.values() });
+      return { status: 'ok', event, deliveries };
     });
-    return this.#decodeAll(rows);
   }
 
-  async ack(tenantId: string, recipientId: string, messageIds: readonly string[]): Promise<number> {
+  async addMembers(request: AddMembersRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
     this.#ready();
-    if (messageIds.length === 0) return 0;
-    const { rows } = await this.#pool.query<{ n: number }>({
-      ...this.#sql.ack,
-      values: [tenantId, recipientId, messageIds, Date.now()],
+    const targets = this.#uuidList(request.userIds);
+    if (targets === undefined) return FORBIDDEN;
+    return this.#groupChange(request, targets, async (g) => {
+      if (g.actor.role < ADMIN) return FORBIDDEN;
+      const current = new Set(g.members.map((m) => m.uid));
+      const adding = targets.filter((u) => !current.has(g.uidOf(u)));
+      if (adding.length === 0) return UNCHANGED;
+      if (g.members.length + adding.length > limits.maxGroupMembers) return TOO_MANY_MEMBERS;
+      const addingIds = adding.map((u) => g.uidOf(u));
+      const users = await this.#lockUsers(g.client, [...current, ...addingIds]);
+      if (await this.#overGroupLimit(g.client, addingIds, limits.maxGroupsPerUser)) return TOO_MANY_GROUPS;
+      const seq = g.lastSeq + 1;
+      const w = new WriteSet();
+      for (const id of addingIds) w.member(g.conv, id, MEMBER, seq, null);
+      const recipients: [number, string][] = [
+        ...g.members.map((m): [number, string] => [m.uid, m.uuid]),
+        ...addingIds.map((id, i): [number, string] => [id, adding[i]!]),
+      ];
+      return g.commit(w, users, { action: 'added', userIds: adding }, recipients);
     });
-    return rows[0]?.n ?? 0;
   }
 
-  async history(tenantId: string, userId: string, peerId: string, query: HistoryQuery): Promise<StoredMessage[]> {
+  async removeMembers(request: RemoveMembersRequest): Promise<GroupChangeOutcome> {
     this.#ready();
-    if (!(query.limit >= 1)) return [];
-    const values: unknown[] = [tenantId, conversationKey(userId, peerId), userId, peerId, Math.floor(query.limit)];
-    const sql = query.before === undefined ? this.#sql.history : this.#sql.historyBefore;
-    if (query.before !== undefined) values.push(query.before);
-    const { rows } = await this.#pool.query<MessageRow>({ ...sql, values });
-    return this.#decodeAll(rows);
+    const targets = this.#uuidList(request.userIds);
+    if (targets === undefined) return FORBIDDEN;
+    return this.#groupChange(request, targets, async (g) => {
+      if (g.actor.role < ADMIN) return FORBIDDEN;
+      const byUid = new Map(g.members.map((m) => [m.uid, m]));
+      const removing = targets.map((u) => byUid.get(g.uidOf(u))).filter((m): m is CurrentMember => m !== undefined);
+      for (const m of removing) {
+        if (m.role === OWNER) return FORBIDDEN;
+        if (m.role === ADMIN && g.actor.role !== OWNER) return FORBIDDEN;
+      }
+      if (removing.length === 0) return UNCHANGED;
+      const users = await this.#lockUsers(g.client, byUid.keys());
+      const seq = g.lastSeq + 1;
+      const w = new WriteSet();
+      for (const m of removing) w.member(g.conv, m.uid, m.role, m.joinedSeq, seq);
+      return g.commit(
+        w,
+        users,
+        { action: 'removed', userIds: removing.map((m) => m.uuid) },
+        g.members.map((m) => [m.uid, m.uuid]),
+      );
+    });
+  }
+
+  async leaveGroup(request: LeaveGroupRequest): Promise<GroupChangeOutcome> {
+    this.#ready();
+    return this.#groupChange(request, [], async (g) => {
+      const users = await this.#lockUsers(g.client, g.members.map((m) => m.uid));
+      const seq = g.lastSeq + 1;
+      const w = new WriteSet();
+      w.member(g.conv, g.actor.uid, g.actor.role, g.actor.joinedSeq, seq);
+      const remaining = g.members.filter((m) => m.uid !== g.actor.uid);
+      const change: Partial<MembershipEvent> = { action: 'left', userIds: [g.actor.uuid] };
+      if (g.actor.role === OWNER && remaining.length > 0) {
+        const byTenure = (a: CurrentMember, b: CurrentMember) =>
+          a.joinedSeq - b.joinedSeq || (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0);
+        const admins = remaining.filter((m) => m.role === ADMIN).sort(byTenure);
+        const heir = admins[0] ?? [...remaining].sort(byTenure)[0]!;
+        w.member(g.conv, heir.uid, OWNER, heir.joinedSeq, null);
+        change.newOwnerId = heir.uuid;
+      }
+      if (remaining.length === 0) {
+        await g.client.query({ ...this.#sql.updateGroup, values: [g.conv, g.name, g.nameKeyId, true] });
+      }
+      return g.commit(w, users, change, g.members.map((m) => [m.uid, m.uuid]));
+    });
+  }
+
+  async renameGroup(request: RenameGroupRequest): Promise<GroupChangeOutcome> {
+    this.#ready();
+    return this.#groupChange(request, [], async (g) => {
+      if (g.actor.role < ADMIN) return FORBIDDEN;
+      const name = pgText(request.name);
+      if (this.#codec.openName(g.conversationId, g.name, g.nameKeyId) === name) return UNCHANGED;
+      const users = await this.#lockUsers(g.client, g.members.map((m) => m.uid));
+      const sealed = this.#codec.sealName(g.conversationId, name);
+      await g.client.query({ ...this.#sql.updateGroup, values: [g.conv, sealed.name, sealed.keyId, false] });
+      return g.commit(new WriteSet(), users, { action: 'renamed', userIds: [], name: request.name }, g.members.map((m) => [m.uid, m.uuid]));
+    });
+  }
+
+  async setRole(request: SetRoleRequest): Promise<GroupChangeOutcome> {
+    this.#ready();
+    if (!isUuid(request.userId)) return FORBIDDEN;
+    const target = request.userId.toLowerCase();
+    return this.#groupChange(request, [target], async (g) => {
+      if (g.actor.role !== OWNER) return FORBIDDEN;
+      const m = g.members.find((x) => x.uid === g.uidOf(target));
+      if (m === undefined || m.role === OWNER) return FORBIDDEN;
+      const role = roleCode(request.role);
+      if (m.role === role) return UNCHANGED;
+      const users = await this.#lockUsers(g.client, g.members.map((x) => x.uid));
+      const w = new WriteSet();
+      w.member(g.conv, m.uid, role, m.joinedSeq, null);
+      return g.commit(w, users, { action: 'role_changed', userIds: [m.uuid], role: request.role }, g.members.map((x) => [x.uid, x.uuid]));
+    });
+  }
+
+  /** Deduplicated lowercase uuids, or undefined when one is not a UUID. */
+  #uuidList(ids: readonly string[]): string[] | undefined {
+    const out: string[] = [];
+    const seen = new Set<string>();
+    for (const id of ids) {
+      if (!isUuid(id)) return undefined;
+      const lower = id.toLowerCase();
+      if (seen.has(lower)) continue;
+      seen.add(lower);
+      out.push(lower);
+    }
+    return out;
+  }
+
+  /**
+   * One group change in its own transaction: resolve the users, lock the group (forbidden when it
+   * is missing, of another tenant, closed, or the actor is no current member), read its members.
+   */
+  async #groupChange(
+    request: { tenantId: string; actorId: string; eventId: string; timestamp: number; conversationId: string },
+    targets: readonly string[],
+    change: (g: GroupContext) => Promise<GroupChangeOutcome>,
+  ): Promise<GroupChangeOutcome> {
+    const { tenantId } = request;
+    if (!isUuid(request.conversationId) || !isUuid(request.actorId) || !isUuid(request.eventId)) return FORBIDDEN;
+    const conversationId = request.conversationId.toLowerCase();
+    const actorUuid = request.actorId.toLowerCase();
+    return this.#transaction(async (tx) => {
+      const { client } = tx;
+      const ids = await this.#resolveUsers(tx, [actorUuid, ...targets].map((u) => [tenantId, u]));
+      const { rows } = await client.query<{ id: number; last_seq: string; closed: boolean; name: string | null; key_id: string | null }>({
+        ...this.#sql.lockGroup,
+        values: [conversationId, tenantId],
+      });
+      const group = rows[0];
+      if (group === undefined || group.closed) return FORBIDDEN;
+      const members = await this.#currentMembers(client, [group.id]);
+      const actorId = ids.get(key(tenantId, actorUuid))!;
+      const actor = members.find((m) => m.uid === actorId);
+      if (actor === undefined) return FORBIDDEN;
+      const lastSeq = Number(group.last_seq);
+      const g: GroupContext = {
+        client,
+        conv: group.id,
+        conversationId,
+        lastSeq,
+        name: group.name,
+        nameKeyId: group.key_id,
+        members,
+        actor,
+        uidOf: (uuid) => ids.get(key(tenantId, uuid))!,
+        commit: async (w, users, fields, recipients) => {
+          const event = {
+            kind: 'membership',
+            id: request.eventId,
+            tenantId,
+            conversationId,
+            seq: lastSeq + 1,
+            actorId: actor.uuid,
+            userIds: [],
+            timestamp: request.timestamp,
+            ...fields,
+          } as MembershipEvent;
+          const deliveries = this.#addEvent(w, group.id, event, actor.uid, recipients, users);
+          await client.query({ ...this.#sql.write, values: w.values() });
+          return { status: 'ok', event, deliveries };
+        },
+      };
+      return change(g);
+    });
+  }
+
+  /** Add a membership event and one timeline entry per recipient (in order, once each) to `w`. */
+  #addEvent(
+    w: WriteSet,
+    conv: number,
+    event: MembershipEvent,
+    actor: number,
+    recipients: readonly [number, string][],
+    users: Map<number, LockedUser>,
+  ): Delivery[] {
+    const sealed = this.#codec.sealMembership(event);
+    const e = w.ev;
+    e.conv.push(conv);
+    e.seq.push(event.seq);
+    e.id.push(event.id);
+    e.kind.push(EVENT_MEMBERSHIP);
+    e.sender.push(actor);
+    e.content.push(pgText(sealed.content));
+    e.keyId.push(sealed.keyId);
+    e.replyTo.push(null);
+    e.attachments.push(null);
+    e.mentions.push('[]');
+    e.hashtags.push('[]');
+    e.links.push('[]');
+    e.ts.push(event.timestamp);
+    e.clientMsgId.push(null);
+    w.convs.set(conv, { seq: event.seq, at: event.timestamp });
+    const deliveries: Delivery[] = [];
+    const done = new Set<number>();
+    for (const [uid, uuid] of recipients) {
+      if (done.has(uid)) continue;
+      done.add(uid);
+      const u = users.get(uid)!;
+      const pos = ++u.lastPos;
+      w.timeline(uid, pos, conv, event.seq);
+      deliveries.push({ userId: uuid, pos });
+    }
+    return deliveries;
+  }
+
+  async #overGroupLimit(client: pg.PoolClient, uids: readonly number[], maxGroupsPerUser: number): Promise<boolean> {
+    if (uids.length === 0) return false;
+    const { rows } = await client.query<{ uid: number; n: number }>({ ...this.#sql.groupCounts, values: [uids] });
+    return rows.some((row) => row.n + 1 > maxGroupsPerUser);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reads
+
+  async membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined> {
+    this.#ready();
+    if (!isUuid(conversationId) || !isUuid(userId)) return undefined;
+    const { rows } = await this.#pool.query<{ user_id: string }>({
+      ...this.#sql.members,
+      values: [conversationId, tenantId, userId],
+    });
+    return rows.length === 0 ? undefined : rows.map((r) => r.user_id);
+  }
+
+  async timeline(tenantId: string, userId: string, after: number, limit: number): Promise<TimelinePage> {
+    this.#ready();
+    const state = await this.#userState(tenantId, userId);
+    if (state === undefined) return { entries: [], firstPos: 1, lastPos: 0 };
+    const { id, lastPos, firstPos } = state;
+    const entries: TimelineEntry[] = [];
+    if (limit >= 1 && after < lastPos) {
+      const { rows } = await this.#pool.query<EventRow & { pos: string }>({
+        ...this.#sql.timeline,
+        values: [id, Math.floor(after), lastPos, Math.floor(limit)],
+      });
+      for (const row of rows) entries.push({ pos: Number(row.pos), event: this.#codec.decode(row) });
+    }
+    return { entries, firstPos, lastPos };
+  }
+
+  async syncState(tenantId: string, userId: string, deviceId?: string): Promise<SyncState> {
+    this.#ready();
+    if (!isUuid(userId)) return { lastPos: 0, userAckedPos: 0 };
+    const { rows } = await this.#pool.query<{ last_pos: string; acked_pos: string; device_pos: string | null }>({
+      ...this.#sql.syncState,
+      values: [tenantId, userId, deviceId === undefined ? null : pgText(deviceId)],
+    });
+    const row = rows[0];
+    if (row === undefined) return { lastPos: 0, userAckedPos: 0 };
+    const state: SyncState = { lastPos: Number(row.last_pos), userAckedPos: Number(row.acked_pos) };
+    if (deviceId !== undefined && row.device_pos !== null) state.deviceAckedPos = Number(row.device_pos);
+    return state;
+  }
+
+  async ack(tenantId: string, userId: string, deviceId: string | undefined, upTo: number): Promise<number> {
+    this.#ready();
+    if (!isUuid(userId)) return 0;
+    const position = Number.isFinite(upTo) ? Math.floor(upTo) : 0;
+    if (deviceId === undefined) {
+      const { rows } = await this.#pool.query<{ acked_pos: string }>({ ...this.#sql.ackUser, values: [tenantId, userId, position] });
+      return Number(rows[0]?.acked_pos ?? 0);
+    }
+    const { rows } = await this.#pool.query<{ acked_pos: string }>({
+      ...this.#sql.ackDevice,
+      values: [tenantId, userId, position, pgText(deviceId)],
+    });
+    return Number(rows[0]?.acked_pos ?? 0);
+  }
+
+  async history(tenantId: string, userId: string, ref: ConversationRef, query: HistoryQuery): Promise<HistoryPage | undefined> {
+    this.#ready();
+    if (!isUuid(userId)) return undefined;
+    type Ref = { id: number; uuid: string; kind: number; joined_seq: string; left_seq: string | null };
+    let row: Ref | undefined;
+    if ('conversationId' in ref) {
+      if (!isUuid(ref.conversationId)) return undefined;
+      ({ rows: [row] } = await this.#pool.query<Ref>({ ...this.#sql.memberOf, values: [ref.conversationId, tenantId, userId] }));
+      if (row === undefined) return undefined;
+    } else {
+      if (!isUuid(ref.peerId)) return undefined;
+      ({ rows: [row] } = await this.#pool.query<Ref>({ ...this.#sql.directOf, values: [tenantId, userId, ref.peerId] }));
+      if (row === undefined) return { events: [] };
+    }
+    const page: HistoryPage = { conversationId: row.uuid, events: [] };
+    if (!(query.limit >= 1)) return page;
+    const from = row.kind === KIND_GROUP && query.groupHistory === 'since_join' ? Number(row.joined_seq) : 1;
+    const to = row.left_seq === null ? Number.MAX_SAFE_INTEGER : Number(row.left_seq);
+    const limit = Math.floor(query.limit);
+    let rows: EventRow[];
+    if (query.beforeId !== undefined) {
+      if (!isUuid(query.beforeId)) return page;
+      ({ rows } = await this.#pool.query<EventRow>({ ...this.#sql.historyBeforeId, values: [row.id, from, to, query.beforeId, limit] }));
+    } else {
+      const before = query.beforeSeq === undefined ? Number.MAX_SAFE_INTEGER : Math.floor(query.beforeSeq);
+      ({ rows } = await this.#pool.query<EventRow>({ ...this.#sql.history, values: [row.id, from, to, before, limit] }));
+    }
+    if (query.beforeId !== undefined && query.beforeSeq !== undefined) rows = rows.filter((r) => Number(r.seq) < query.beforeSeq!);
+    page.events = rows.map((r) => this.#codec.decode(r));
+    return page;
+  }
+
+  async listConversations(tenantId: string, userId: string, query: ConversationListQuery): Promise<ConversationListPage> {
+    this.#ready();
+    if (!isUuid(userId) || !(query.limit >= 1)) return { conversations: [] };
+    const cursor = query.before === undefined ? undefined : decodeCursor(query.before);
+    if (query.before !== undefined && cursor === undefined) return { conversations: [] };
+    const limit = Math.floor(query.limit);
+    const { rows } = await this.#pool.query<{
+      id: number;
+      uuid: string;
+      kind: number;
+      name: string | null;
+      key_id: string | null;
+      last_seq: string;
+      last_at: string;
+      role: number;
+      read_seq: string;
+      member_count: number;
+      peer_uuid: string | null;
+      unread: number;
+    }>({
+      ...this.#sql.listConversations,
+      values: [tenantId, userId, cursor?.[0] ?? null, cursor?.[1] ?? null, limit + 1],
+    });
+    const more = rows.length > limit;
+    const page = more ? rows.slice(0, limit) : rows;
+    const last = new Map<number, StoredMessage>();
+    if (page.length > 0) {
+      const { rows: messages } = await this.#pool.query<EventRow & { conv?: number }>({
+        ...this.#sql.lastMessages,
+        values: [page.map((r) => r.id)],
+      });
+      for (const m of messages) {
+        const event = this.#codec.decode(m);
+        if (event.kind === 'message') last.set(page.find((r) => r.uuid === event.conversationId)!.id, event);
+      }
+    }
+    const conversations = page.map((r): ConversationSummary => {
+      const direct = r.kind === KIND_DIRECT;
+      const summary: ConversationSummary = {
+        conversationId: r.uuid,
+        kind: direct ? 'direct' : 'group',
+        role: direct ? 'member' : (roleName(r.role) as MemberRole),
+        memberCount: r.member_count,
+        lastSeq: Number(r.last_seq),
+        lastActivityAt: Number(r.last_at),
+        readSeq: Number(r.read_seq),
+        unreadCount: r.unread,
+      };
+      if (!direct) {
+        const name = this.#codec.openName(r.uuid, r.name, r.key_id);
+        if (name !== undefined) summary.name = name;
+      }
+      if (direct && r.peer_uuid !== null) summary.peerId = r.peer_uuid;
+      const message = last.get(r.id);
+      if (message !== undefined) summary.lastMessage = message;
+      return summary;
+    });
+    const result: ConversationListPage = { conversations };
+    const tail = page[page.length - 1];
+    if (more && tail !== undefined) result.nextCursor = encodeCursor(Number(tail.last_at), tail.uuid);
+    return result;
+  }
+
+  async markRead(tenantId: string, userId: string, conversationId: string, upToSeq: number): Promise<number | undefined> {
+    this.#ready();
+    if (!isUuid(userId) || !isUuid(conversationId)) return undefined;
+    const position = Number.isFinite(upToSeq) ? Math.floor(upToSeq) : 0;
+    const { rows } = await this.#pool.query<{ read_seq: string }>({
+      ...this.#sql.markRead,
+      values: [tenantId, userId, conversationId, position],
+    });
+    return rows[0] === undefined ? undefined : Number(rows[0].read_seq);
   }
 
   async pruneOlderThan(olderThan: number): Promise<number> {
     this.#ready();
-    return this.#transaction(async (client) => {
+    return this.#transaction(async ({ client }) => {
       // Background housekeeping over a possibly large backlog: exempt from statement_timeout.
       await client.query('SET LOCAL statement_timeout = 0');
-      const { rows } = await client.query<{ n: number }>({ ...this.#sql.prune, values: [olderThan] });
+      const { rows } = await client.query<{ n: number }>({ ...this.#sql.prune, values: [uuidv7Floor(olderThan)] });
       return rows[0]?.n ?? 0;
     });
   }
@@ -268,6 +1092,9 @@ export class PostgresStore implements Store {
     await this.#pool.end();
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Internals
+
   #open(): void {
     if (this.#closed) throw new Error('PostgresStore is closed');
   }
@@ -277,19 +1104,127 @@ export class PostgresStore implements Store {
     if (!this.#initialized) throw new Error('PostgresStore is not initialised: call init() first');
   }
 
-  #decodeAll(rows: MessageRow[]): StoredMessage[] {
-    const out = new Array<StoredMessage>(rows.length);
-    for (let i = 0; i < rows.length; i++) out[i] = this.#codec.decode(rows[i]!);
+  async #userState(tenantId: string, userId: string): Promise<{ id: number; lastPos: number; firstPos: number } | undefined> {
+    if (!isUuid(userId)) return undefined;
+    const { rows } = await this.#pool.query<{ id: number; last_pos: string; first_pos: string | null }>({
+      ...this.#sql.userState,
+      values: [tenantId, userId],
+    });
+    const row = rows[0];
+    if (row === undefined) return undefined;
+    const lastPos = Number(row.last_pos);
+    return { id: row.id, lastPos, firstPos: row.first_pos === null ? lastPos + 1 : Number(row.first_pos) };
+  }
+
+  async #currentMembers(client: pg.PoolClient, convs: readonly number[]): Promise<(CurrentMember & { conv: number })[]> {
+    const { rows } = await client.query<{ conv: number; uid: number; uuid: string; role: number; joined_seq: string }>({
+      ...this.#sql.currentMembers,
+      values: [convs],
+    });
+    return rows.map((r) => ({ conv: r.conv, uid: r.uid, uuid: r.uuid, role: r.role, joinedSeq: Number(r.joined_seq) }));
+  }
+
+  async #lockUsers(client: pg.PoolClient, ids: Iterable<number>): Promise<Map<number, LockedUser>> {
+    const { rows } = await client.query<{ id: number; last_pos: string; acked_pos: string }>({
+      ...this.#sql.lockUsers,
+      values: [[...new Set(ids)]],
+    });
+    const users = new Map<number, LockedUser>();
+    for (const row of rows) users.set(row.id, { lastPos: Number(row.last_pos), ackedPos: Number(row.acked_pos) });
+    return users;
+  }
+
+  /** users.id of every (tenant, uuid), created when missing. Keys: key(tenant, lowercase uuid). */
+  async #resolveUsers(tx: Tx, wanted: readonly (readonly [string, string])[]): Promise<Map<string, number>> {
+    const ids = new Map<string, number>();
+    const missing = new Map<string, [string, string]>();
+    for (const [tenant, uuid] of wanted) {
+      const lower = uuid.toLowerCase();
+      const k = key(tenant, lower);
+      if (ids.has(k) || missing.has(k)) continue;
+      const id = this.#userIds.get(k) ?? tx.newUsers.get(k);
+      if (id === undefined) missing.set(k, [tenant, lower]);
+      else ids.set(k, id);
+    }
+    if (missing.size === 0) return ids;
+    const columns = (): [string[], string[]] => {
+      const tenants: string[] = [];
+      const uuids: string[] = [];
+      for (const [tenant, uuid] of missing.values()) {
+        tenants.push(tenant);
+        uuids.push(uuid);
+      }
+      return [tenants, uuids];
+    };
+    type Row = { id: number; tenant_id: string; user_id: string };
+    // Committed rows: cached at once.
+    const found = await tx.client.query<Row>({ ...this.#sql.findUsers, values: columns() });
+    for (const row of found.rows) this.#found(ids, missing, row, this.#userIds);
+    if (missing.size === 0) return ids;
+    // Ours until COMMIT: cached only then.
+    const inserted = await tx.client.query<Row>({ ...this.#sql.insertUsers, values: columns() });
+    for (const row of inserted.rows) this.#found(ids, missing, row, tx.newUsers);
+    if (missing.size === 0) return ids;
+    // Created by another transaction that committed while ours waited on its unique key.
+    const raced = await tx.client.query<Row>({ ...this.#sql.findUsers, values: columns() });
+    for (const row of raced.rows) this.#found(ids, missing, row, this.#userIds);
+    if (missing.size > 0) throw new Error('PostgresStore: a user row was neither created nor found');
+    return ids;
+  }
+
+  #found(ids: Map<string, number>, missing: Map<string, unknown>, row: { id: number; tenant_id: string; user_id: string }, cache: Map<string, number>): void {
+    const k = key(row.tenant_id, row.user_id);
+    ids.set(k, row.id);
+    missing.delete(k);
+    if (cache === this.#userIds && cache.size >= CACHE_LIMIT) cache.clear();
+    cache.set(k, row.id);
+  }
+
+  /** The direct conversation of every pair (direct_key → conversation), created with its members when missing. */
+  async #resolveDirects(tx: Tx, wanted: Map<string, { tenant: string; at: number }>): Promise<Map<string, DirectConversation>> {
+    const out = new Map<string, DirectConversation>();
+    const missing = new Map<string, { tenant: string; at: number }>();
+    for (const [k, v] of wanted) {
+      const c = this.#directs.get(k) ?? tx.newDirects.get(k);
+      if (c === undefined) missing.set(k, v);
+      else out.set(k, c);
+    }
+    if (missing.size === 0) return out;
+    type Row = { id: number; uuid: string; direct_key: string };
+    const take = (rows: Row[], cache: Map<string, DirectConversation>) => {
+      for (const row of rows) {
+        const c = { id: row.id, uuid: row.uuid };
+        out.set(row.direct_key, c);
+        missing.delete(row.direct_key);
+        if (cache === this.#directs && cache.size >= CACHE_LIMIT) cache.clear();
+        cache.set(row.direct_key, c);
+      }
+    };
+    take((await tx.client.query<Row>({ ...this.#sql.findDirect, values: [[...missing.keys()]] })).rows, this.#directs);
+    if (missing.size === 0) return out;
+    const keys = [...missing.keys()];
+    const inserted = await tx.client.query<Row>({
+      ...this.#sql.insertDirect,
+      values: [keys.map(() => randomUUID()), keys.map((k) => missing.get(k)!.tenant), keys, keys.map((k) => missing.get(k)!.at)],
+    });
+    take(inserted.rows, tx.newDirects);
+    if (missing.size === 0) return out;
+    take((await tx.client.query<Row>({ ...this.#sql.findDirect, values: [[...missing.keys()]] })).rows, this.#directs);
+    if (missing.size > 0) throw new Error('PostgresStore: a direct conversation was neither created nor found');
     return out;
   }
 
-  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  async #transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
+    const tx: Tx = { client, newUsers: new Map(), newDirects: new Map() };
     let broken = false;
     try {
       await client.query('BEGIN');
-      const result = await work(client);
+      const result = await work(tx);
       await client.query('COMMIT');
+      // Only now are the rows this transaction created visible to others: cache their ids.
+      for (const [k, id] of tx.newUsers) this.#userIds.set(k, id);
+      for (const [k, c] of tx.newDirects) this.#directs.set(k, c);
       return result;
     } catch (err) {
       // A connection that cannot even roll back is discarded rather than returned to the pool.
@@ -301,136 +1236,25 @@ export class PostgresStore implements Store {
       client.release(broken);
     }
   }
+}
 
-  async #insertBatch(client: pg.PoolClient, batch: readonly StoredMessage[], maxInboxSize: number): Promise<InsertOutcome[]> {
-    const out = new Array<InsertOutcome | undefined>(batch.length);
-    // PostgreSQL would store the clientMsgId with U+0000 replaced; compare in that form.
-    const dedupeKeys = batch.map((m) =>
-      m.clientMsgId === undefined ? undefined : key(m.tenantId, m.senderId, pgText(m.clientMsgId)),
-    );
-
-    // 1. Lock the inbox counters of every recipient in the batch (this serialises writers to the
-    // same inbox across nodes) and read them.
-    const inboxes = new Map<string, { tenant: string; recipient: string }>();
-    for (const m of batch) inboxes.set(key(m.tenantId, m.recipientId), { tenant: m.tenantId, recipient: m.recipientId });
-    const tenants: string[] = [];
-    const recipients: string[] = [];
-    for (const inbox of inboxes.values()) {
-      tenants.push(inbox.tenant);
-      recipients.push(inbox.recipient);
-    }
-    const { rows: counts } = await client.query<{ tenant_id: string; recipient_id: string; unacked: string }>({
-      ...this.#sql.lockCounts,
-      values: [tenants, recipients],
-    });
-    const unacked = new Map<string, number>();
-    for (const row of counts) unacked.set(key(row.tenant_id, row.recipient_id), Number(row.unacked));
-
-    // 2. Already stored (tenant, sender, clientMsgId): a duplicate, answered before any inbox check.
-    // Read after the lock, so a retry another node just committed to this inbox is seen here.
-    const existing = await this.#findDuplicates(client, batch, () => true);
-    for (let i = 0; i < batch.length; i++) {
-      const k = dedupeKeys[i];
-      const first = k === undefined ? undefined : existing.get(k);
-      if (first !== undefined) out[i] = { status: 'duplicate', message: first };
-    }
-
-    // 3. Decide the rest row by row, in input order.
-    const ids: string[] = [];
-    const tenantCol: string[] = [];
-    const senderCol: string[] = [];
-    const recipientCol: string[] = [];
-    const convs: string[] = [];
-    const contents: string[] = [];
-    const keyIds: (string | null)[] = [];
-    const replyTos: (string | null)[] = [];
-    const attachments: (string | null)[] = [];
-    const mentions: string[] = [];
-    const hashtags: string[] = [];
-    const links: string[] = [];
-    const timestamps: number[] = [];
-    const clientMsgIds: (string | null)[] = [];
-    const inserting: number[] = [];
-    const firstInBatch = new Map<string, StoredMessage>();
-    for (let i = 0; i < batch.length; i++) {
-      if (out[i] !== undefined) continue;
-      const m = batch[i]!;
-      const k = dedupeKeys[i];
-      const earlier = k === undefined ? undefined : firstInBatch.get(k);
-      if (earlier !== undefined) {
-        out[i] = { status: 'duplicate', message: earlier };
-        continue;
-      }
-      const inboxKey = key(m.tenantId, m.recipientId);
-      const count = unacked.get(inboxKey) ?? 0;
-      if (count >= maxInboxSize) {
-        out[i] = INBOX_FULL;
-        continue;
-      }
-      unacked.set(inboxKey, count + 1);
-      if (k !== undefined) firstInBatch.set(k, m);
-      const f = this.#codec.encode(m);
-      ids.push(m.id);
-      tenantCol.push(m.tenantId);
-      senderCol.push(m.senderId);
-      recipientCol.push(m.recipientId);
-      convs.push(conversationKey(m.senderId, m.recipientId));
-      contents.push(pgText(f.content));
-      keyIds.push(f.keyId);
-      replyTos.push(m.replyTo ?? null);
-      attachments.push(f.attachments);
-      mentions.push(f.mentions);
-      hashtags.push(f.hashtags);
-      links.push(f.links);
-      timestamps.push(m.timestamp);
-      clientMsgIds.push(m.clientMsgId === undefined ? null : pgText(m.clientMsgId));
-      inserting.push(i);
-      out[i] = { status: 'stored', message: m };
-    }
-    if (inserting.length === 0) return out as InsertOutcome[];
-
-    // 4. One multi-row INSERT. A row another node stored meanwhile (same dedupe key) is missing
-    // from RETURNING: report the winner as the duplicate.
-    const values = [ids, tenantCol, senderCol, recipientCol, convs, contents, keyIds, replyTos, attachments, mentions, hashtags, links, timestamps, clientMsgIds];
-    const { rows: inserted } = await client.query<{ id: string }>({ ...this.#sql.insert, values });
-    if (inserted.length !== inserting.length) {
-      const storedIds = new Set(inserted.map((row) => row.id));
-      const lost = new Set(inserting.filter((i) => !storedIds.has(batch[i]!.id)));
-      const lostMessages = new Set([...lost].map((i) => batch[i]!));
-      const winners = await this.#findDuplicates(client, batch, (i) => lost.has(i));
-      for (let i = 0; i < batch.length; i++) {
-        // The lost row itself, and any later row of this batch that was its in-batch duplicate.
-        const outcome = out[i]!;
-        const k = dedupeKeys[i];
-        if (k === undefined || outcome.status === 'inbox_full' || !lostMessages.has(outcome.message)) continue;
-        const winner = winners.get(k);
-        if (winner === undefined) throw new Error(`message ${batch[i]!.id} was neither stored nor found as a duplicate`);
-        out[i] = { status: 'duplicate', message: winner };
-      }
-    }
-    return out as InsertOutcome[];
-  }
-
-  /** Stored messages matching the dedupe keys of the selected batch rows, by dedupe key. */
-  async #findDuplicates(
-    client: pg.PoolClient,
-    batch: readonly StoredMessage[],
-    select: (index: number) => boolean,
-  ): Promise<Map<string, StoredMessage>> {
-    const found = new Map<string, StoredMessage>();
-    const tenants: string[] = [];
-    const senders: string[] = [];
-    const clientIds: string[] = [];
-    for (let i = 0; i < batch.length; i++) {
-      const m = batch[i]!;
-      if (m.clientMsgId === undefined || !select(i)) continue;
-      tenants.push(m.tenantId);
-      senders.push(m.senderId);
-      clientIds.push(pgText(m.clientMsgId));
-    }
-    if (tenants.length === 0) return found;
-    const { rows } = await client.query<MessageRow>({ ...this.#sql.findDuplicates, values: [tenants, senders, clientIds] });
-    for (const row of rows) found.set(key(row.tenant_id, row.sender_id, row.client_msg_id!), this.#codec.decode(row));
-    return found;
-  }
+/** What a group change sees once the group is locked. */
+interface GroupContext {
+  client: pg.PoolClient;
+  conv: number;
+  conversationId: string;
+  lastSeq: number;
+  name: string | null;
+  nameKeyId: string | null;
+  /** Current members before the change. */
+  members: CurrentMember[];
+  actor: CurrentMember;
+  uidOf(uuid: string): number;
+  /** Append the event (seq lastSeq + 1) with `w`'s member changes and deliver it to `recipients`. */
+  commit(
+    w: WriteSet,
+    users: Map<number, LockedUser>,
+    fields: Partial<MembershipEvent>,
+    recipients: readonly [number, string][],
+  ): Promise<GroupChangeOutcome>;
 }

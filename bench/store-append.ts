@@ -1,0 +1,126 @@
+/**
+ * Storage micro-benchmark: what one stored message costs through the real SQLite adapter, against
+ * a bare append-only table on the same disk in the same run (the floor any schema pays).
+ *
+ *   direct   — direct messages between 50 pairs, batches of 100 (group commit), through SqliteStore
+ *   group100 — messages to one 100-member group, batches of 100; reported per recipient too
+ *   bare     — the same number of rows (one per message, same content size) into
+ *              `CREATE TABLE bare (id INTEGER PRIMARY KEY, body TEXT)`, batches of 100, same
+ *              pragmas (WAL, synchronous=NORMAL)
+ *
+ * Rounds interleave the three so disk and CPU noise hits them alike; medians are reported.
+ * Standalone: `node --import tsx bench/store-append.ts` (BENCH_STORE_MESSAGES=N); `npm run bench`
+ * runs it too and records `ratios.store_dm_vs_append`.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { SqliteStore } from '../src/store/sqlite-store.js';
+import { messageId } from '../src/chat/message-id.js';
+import type { NewMessage } from '../src/store/store.js';
+
+export interface StoreBenchResult {
+  messagesPerRound: number;
+  rounds: number;
+  us_per_message: { direct: number; group100: number; bare: number };
+  /** group100 µs per message divided by its 100 recipients (timeline rows). */
+  group100_us_per_recipient: number;
+  ratios: { store_dm_vs_append: number; store_group100_per_recipient_vs_append: number };
+}
+
+const BATCH = 100;
+const CONTENT = 'x'.repeat(120);
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+function body(): Omit<NewMessage, 'id' | 'tenantId' | 'senderId' | 'to' | 'timestamp'> {
+  return { content: CONTENT, mentions: [], hashtags: [], links: [] };
+}
+
+export async function runStoreBench(messagesPerRound = 5000, rounds = 5): Promise<StoreBenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-store-bench-'));
+  const store = new SqliteStore(join(dir, 'store.db'));
+  await store.init();
+  const bare = new Database(join(dir, 'bare.db'));
+  bare.pragma('journal_mode = WAL');
+  bare.pragma('synchronous = NORMAL');
+  bare.pragma('wal_autocheckpoint = 10000');
+  bare.exec('CREATE TABLE bare (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+  const insertBare = bare.prepare<[string]>('INSERT INTO bare (body) VALUES (?)');
+  const bareBatch = bare.transaction((n: number) => {
+    for (let i = 0; i < n; i++) insertBare.run(CONTENT);
+  });
+  const limits = { maxInboxSize: 1_000_000 };
+
+  const pairs = Array.from({ length: 50 }, () => [randomUUID(), randomUUID()] as const);
+  const owner = randomUUID();
+  const members = Array.from({ length: 99 }, () => randomUUID());
+  const groupId = randomUUID();
+  const created = await store.createGroup(
+    { tenantId: 'default', actorId: owner, eventId: messageId(), timestamp: Date.now(), conversationId: groupId, name: 'bench', memberIds: members },
+    { maxGroupMembers: 100, maxGroupsPerUser: 10 },
+  );
+  if (created.status !== 'ok') throw new Error(`createGroup: ${created.status}`);
+
+  const timed = async (fn: () => Promise<void> | void): Promise<number> => {
+    const t0 = process.hrtime.bigint();
+    await fn();
+    return Number(process.hrtime.bigint() - t0) / 1000 / messagesPerRound;
+  };
+  const direct = async (): Promise<void> => {
+    for (let done = 0; done < messagesPerRound; done += BATCH) {
+      const batch: NewMessage[] = [];
+      for (let i = 0; i < BATCH; i++) {
+        const [a, b] = pairs[(done + i) % pairs.length]!;
+        batch.push({ id: messageId(), tenantId: 'default', senderId: a, to: { peerId: b }, timestamp: Date.now(), ...body() });
+      }
+      await store.appendMessages(batch, limits);
+    }
+  };
+  const group = async (): Promise<void> => {
+    for (let done = 0; done < messagesPerRound; done += BATCH) {
+      const batch: NewMessage[] = [];
+      for (let i = 0; i < BATCH; i++) {
+        batch.push({ id: messageId(), tenantId: 'default', senderId: owner, to: { conversationId: groupId }, timestamp: Date.now(), ...body() });
+      }
+      await store.appendMessages(batch, limits);
+    }
+  };
+  const bareRun = (): void => {
+    for (let done = 0; done < messagesPerRound; done += BATCH) bareBatch(BATCH);
+  };
+
+  const samples = { direct: [] as number[], group100: [] as number[], bare: [] as number[] };
+  // One warm-up round each (statement caches, file growth), then measured rounds.
+  await direct();
+  bareRun();
+  for (let r = 0; r < rounds; r++) {
+    samples.bare.push(await timed(bareRun));
+    samples.direct.push(await timed(direct));
+    samples.bare.push(await timed(bareRun));
+    samples.group100.push(await timed(group));
+  }
+  await store.close();
+  bare.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  const us = { direct: median(samples.direct), group100: median(samples.group100), bare: median(samples.bare) };
+  return {
+    messagesPerRound,
+    rounds,
+    us_per_message: { direct: round2(us.direct), group100: round2(us.group100), bare: round2(us.bare) },
+    group100_us_per_recipient: round2(us.group100 / 100),
+    ratios: {
+      store_dm_vs_append: round2(us.direct / us.bare),
+      store_group100_per_recipient_vs_append: round2(us.group100 / 100 / us.bare),
+    },
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const n = Number(process.env.BENCH_STORE_MESSAGES ?? 5000);
+  const result = await runStoreBench(n);
+  console.log(JSON.stringify(result, null, 2));
+}

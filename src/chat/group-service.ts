@@ -1,0 +1,78 @@
+/**
+ * Group conversations: create, add and remove members, leave, rename, change roles. Every rule
+ * (who may do what, the size bounds) is decided by the Store inside one transaction, so it holds
+ * on every node at once; this service builds the request, answers the actor and publishes the
+ * membership event to every timeline it was appended to (the removed members' included).
+ */
+import { randomUUID } from 'node:crypto';
+import { messageId } from './message-id.js';
+import type { GroupChangeOutcome, GroupLimits, Store } from '../store/store.js';
+import type { GroupChangeFrame } from '../protocol/client-frames.js';
+import type { Identity } from '../auth/token-verifier.js';
+import type { Outbox } from './chat-service.js';
+import type { TimelinePublisher } from './timeline-publisher.js';
+import { withRequestId } from './replies.js';
+
+export interface GroupServiceOptions {
+  store: Store;
+  publisher: TimelinePublisher;
+  limits: GroupLimits;
+  storeFailed(err: unknown): void;
+  now?: () => number;
+}
+
+export class GroupService {
+  private readonly now: () => number;
+
+  constructor(private readonly opts: GroupServiceOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** `name`: the frame's name already sanitized (create_group, rename_group). */
+  async change(actor: Identity, outbox: Outbox, frame: GroupChangeFrame, name?: string): Promise<void> {
+    const now = this.now();
+    const base = { tenantId: actor.tenantId, actorId: actor.userId, eventId: messageId(now), timestamp: now };
+    const { store, limits } = this.opts;
+    const lower = (ids: readonly string[]): string[] => ids.map((id) => id.toLowerCase());
+    let conversationId = frame.type === 'create_group' ? randomUUID() : frame.conversationId.toLowerCase();
+    let outcome: GroupChangeOutcome;
+    try {
+      switch (frame.type) {
+        case 'create_group':
+          outcome = await store.createGroup({ ...base, conversationId, name: name!, memberIds: lower(frame.memberIds) }, limits);
+          break;
+        case 'add_members':
+          outcome = await store.addMembers({ ...base, conversationId, userIds: lower(frame.userIds) }, limits);
+          break;
+        case 'remove_members':
+          outcome = await store.removeMembers({ ...base, conversationId, userIds: lower(frame.userIds) });
+          break;
+        case 'leave_group':
+          outcome = await store.leaveGroup({ ...base, conversationId });
+          break;
+        case 'rename_group':
+          outcome = await store.renameGroup({ ...base, conversationId, name: name! });
+          break;
+        case 'set_role':
+          outcome = await store.setRole({ ...base, conversationId, userId: frame.userId.toLowerCase(), role: frame.role });
+          break;
+      }
+    } catch (err) {
+      this.opts.storeFailed(err);
+      outbox.sendFrame(withRequestId({ type: 'error', reason: 'storage_unavailable' }, frame.requestId));
+      return;
+    }
+    switch (outcome.status) {
+      case 'ok':
+        conversationId = outcome.event.conversationId;
+        outbox.sendFrame(withRequestId({ type: 'group_updated', conversationId, changed: true, seq: outcome.event.seq }, frame.requestId));
+        this.opts.publisher.publish(actor.tenantId, outcome.event, outcome.deliveries);
+        return;
+      case 'unchanged':
+        outbox.sendFrame(withRequestId({ type: 'group_updated', conversationId, changed: false }, frame.requestId));
+        return;
+      default:
+        outbox.sendFrame(withRequestId({ type: 'error', reason: outcome.status }, frame.requestId));
+    }
+  }
+}

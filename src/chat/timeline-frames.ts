@@ -1,0 +1,70 @@
+/**
+ * Serialization of timeline events. One event reaches many timelines (a group message reaches
+ * every member, each at their own `pos`), so the event is serialized once into a `body` and each
+ * frame is `{"pos":N,` + body. Frames that carry a position always start with that prefix, which
+ * lets the delivery path read the position back without parsing the frame (`framePos`).
+ */
+import type { ConversationEvent, MembershipEvent, StoredMessage } from '../store/store.js';
+import type { ChatMessage, HistoryItem, MembershipChange } from '../protocol/server-frames.js';
+
+const POS_PREFIX = '{"pos":';
+
+export function toWireMessage(m: StoredMessage): ChatMessage {
+  const out: ChatMessage = {
+    id: m.id,
+    conversationId: m.conversationId,
+    seq: m.seq,
+    senderId: m.senderId,
+    content: m.content,
+    mentions: m.mentions,
+    hashtags: m.hashtags,
+    links: m.links,
+    timestamp: m.timestamp,
+  };
+  // Optional fields are absent, never `undefined`-valued.
+  if (m.recipientId !== undefined) out.recipientId = m.recipientId;
+  if (m.replyTo !== undefined) out.replyTo = m.replyTo;
+  if (m.attachments !== undefined) out.attachments = m.attachments;
+  return out;
+}
+
+export function toWireMembership(e: MembershipEvent): MembershipChange {
+  const out: MembershipChange = {
+    id: e.id,
+    conversationId: e.conversationId,
+    seq: e.seq,
+    action: e.action,
+    actorId: e.actorId,
+    userIds: e.userIds,
+    timestamp: e.timestamp,
+  };
+  if (e.name !== undefined) out.name = e.name;
+  if (e.role !== undefined) out.role = e.role;
+  if (e.newOwnerId !== undefined) out.newOwnerId = e.newOwnerId;
+  return out;
+}
+
+export function toHistoryItem(e: ConversationEvent): HistoryItem {
+  return e.kind === 'message' ? { type: 'chat_message', ...toWireMessage(e) } : { type: 'membership', ...toWireMembership(e) };
+}
+
+/** The event's frame without its position: everything after `{"pos":N,`. */
+export function eventBody(e: ConversationEvent): string {
+  return JSON.stringify(toHistoryItem(e)).slice(1);
+}
+
+export function timelineFrame(pos: number, body: string): string {
+  return `${POS_PREFIX}${pos},${body}`;
+}
+
+/** The position of a frame built by `timelineFrame`, or undefined for any other frame (no parse). */
+export function framePos(frame: string): number | undefined {
+  if (!frame.startsWith(POS_PREFIX)) return undefined;
+  let pos = 0;
+  for (let i = POS_PREFIX.length; i < frame.length; i++) {
+    const c = frame.charCodeAt(i) - 48;
+    if (c >= 0 && c <= 9) pos = pos * 10 + c;
+    else return frame.charCodeAt(i) === 44 /* , */ && i > POS_PREFIX.length ? pos : undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,187 @@
+/**
+ * One session's view of its user's timeline: a strictly increasing, contiguous stream of `pos`.
+ *
+ * Events reach a session two ways: read from storage (the replay after `auth`, and every gap) and
+ * live over the bus. Live frames can arrive twice (a resent nudge), late (the replay already
+ * covered them) or out of order (two nodes wrote events of the same user at once and their
+ * publishes crossed). The stream sends a live frame only when it is the next position; anything
+ * ahead of that is held and the gap is read from storage — safe because a committed position
+ * implies every lower position of that user is committed (the user's counter row is locked by
+ * each write). Frames at or below the last position sent are dropped.
+ *
+ * Held frames count against `maxHeldBytes` (the slow-consumer bound): a client that stops
+ * reading during a long replay is closed instead of growing server memory.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { TimelinePage } from '../store/store.js';
+import { eventBody, timelineFrame } from '../chat/timeline-frames.js';
+import { sendPaced, type PacedOutlet } from './paced-send.js';
+
+/** The user's timeline, as storage has it. */
+export type TimelineReader = (after: number, limit: number) => Promise<TimelinePage>;
+
+export interface DeviceStreamOptions {
+  /** Entries per storage read. */
+  pageSize: number;
+  /** Replay pacing: wait while the socket holds more unsent bytes than this. */
+  drainBelow: number;
+  /** Bytes of live frames that may be held while a read runs. */
+  maxHeldBytes: number;
+  /** Storage reads per gap before giving up (the next gap tries again), and the first retry delay (doubling). */
+  readAttempts: number;
+  retryMs: number;
+  /** Held frames passed `maxHeldBytes`. */
+  onOverflow(): void;
+  /** A read failed (logged; it is retried). */
+  onReadFailed(err: unknown): void;
+  /** Every attempt failed: the client is told `storage_unavailable`. */
+  onGiveUp(): void;
+}
+
+/** Consecutive reads that brought nothing new while a gap remained: then wait for the next event. */
+const MAX_IDLE_READS = 3;
+
+export class DeviceStream {
+  /** Last position sent; -1 until `start`. */
+  #lastPos = -1;
+  readonly #held = new Map<number, string>();
+  #heldBytes = 0;
+  /** True while storage is being read (live frames are held meanwhile). Starts true: nothing goes out before `start`. */
+  #reading = true;
+  /** A catch-up was asked for while reading. */
+  #again = false;
+
+  constructor(
+    private readonly outlet: PacedOutlet,
+    private readonly read: TimelineReader,
+    private readonly options: DeviceStreamOptions,
+  ) {}
+
+  get lastPos(): number {
+    return this.#lastPos;
+  }
+
+  /** Replay everything after `after`, then go live. Never rejects. */
+  start(after: number): Promise<void> {
+    this.#lastPos = after;
+    return this.#readLoop();
+  }
+
+  /** A live timeline frame at `pos`. */
+  offer(pos: number, frame: string): void {
+    if (pos <= this.#lastPos || !this.outlet.isOpen) return;
+    if (!this.#reading && pos === this.#lastPos + 1) {
+      this.outlet.send(frame);
+      this.#lastPos = pos;
+      if (this.#held.size > 0) this.#sendHeld();
+      return;
+    }
+    if (this.#held.has(pos)) return; // the first copy wins (the sender's `message_sent`)
+    this.#held.set(pos, frame);
+    this.#heldBytes += frame.length;
+    if (this.#heldBytes > this.options.maxHeldBytes) {
+      this.options.onOverflow();
+      return;
+    }
+    if (!this.#reading) void this.#readLoop();
+  }
+
+  /** Something may have been missed (the bus was away): read storage after the last position. */
+  catchUp(): void {
+    if (!this.outlet.isOpen || this.#lastPos < 0) return;
+    if (this.#reading) {
+      this.#again = true;
+      return;
+    }
+    void this.#readLoop();
+  }
+
+  /** Drop what is held (the session closed). */
+  close(): void {
+    this.#held.clear();
+    this.#heldBytes = 0;
+  }
+
+  async #readLoop(): Promise<void> {
+    this.#reading = true;
+    try {
+      let idle = 0;
+      while (this.outlet.isOpen) {
+        this.#again = false;
+        const before = this.#lastPos;
+        if (!(await this.#readToEnd())) return;
+        this.#sendHeld();
+        const gap = this.#held.size > 0;
+        if (!this.#again && !gap) return;
+        idle = this.#lastPos === before ? idle + 1 : 0;
+        if (gap && idle >= MAX_IDLE_READS) return;
+      }
+    } finally {
+      this.#reading = false;
+      this.#sendHeld();
+    }
+  }
+
+  /** Pages through storage until it has nothing after the last position. False when storage failed. */
+  async #readToEnd(): Promise<boolean> {
+    const { pageSize, drainBelow } = this.options;
+    for (;;) {
+      const page = await this.#readPage(pageSize);
+      if (page === undefined) return false;
+      if (this.#lastPos + 1 < page.firstPos) {
+        // Retention deleted what this device had not seen: say so, then continue after the hole.
+        this.outlet.send(`{"type":"timeline_pruned","after":${this.#lastPos},"firstPos":${page.firstPos}}`);
+        this.#skipTo(page.firstPos - 1);
+      }
+      for (const entry of page.entries) {
+        if (!this.outlet.isOpen) return true;
+        if (entry.pos <= this.#lastPos) continue;
+        if (entry.pos !== this.#lastPos + 1) break; // cannot happen with contiguous storage; re-read
+        const held = this.#held.get(entry.pos);
+        if (held !== undefined) this.#unhold(entry.pos, held);
+        this.#lastPos = entry.pos;
+        const wait = sendPaced(this.outlet, held ?? timelineFrame(entry.pos, eventBody(entry.event)), drainBelow);
+        if (wait !== undefined) await wait;
+      }
+      if (page.entries.length < pageSize) return true;
+    }
+  }
+
+  async #readPage(limit: number): Promise<TimelinePage | undefined> {
+    const { readAttempts } = this.options;
+    for (let attempt = 1, delay = this.options.retryMs; this.outlet.isOpen; attempt++, delay *= 2) {
+      try {
+        return await this.read(this.#lastPos, limit);
+      } catch (err) {
+        this.options.onReadFailed(err);
+        if (attempt >= readAttempts) {
+          this.options.onGiveUp();
+          return undefined;
+        }
+        await sleep(delay, undefined, { ref: false });
+      }
+    }
+    return undefined;
+  }
+
+  /** Send held frames that continue the stream; drop the ones it already passed. */
+  #sendHeld(): void {
+    if (this.#held.size === 0) return;
+    for (let next = this.#held.get(this.#lastPos + 1); next !== undefined; next = this.#held.get(this.#lastPos + 1)) {
+      this.#unhold(this.#lastPos + 1, next);
+      this.#lastPos++;
+      this.outlet.send(next);
+    }
+    for (const [pos, frame] of this.#held) if (pos <= this.#lastPos) this.#unhold(pos, frame);
+  }
+
+  #skipTo(pos: number): void {
+    this.#lastPos = pos;
+    for (const [p, frame] of this.#held) if (p <= pos) this.#unhold(p, frame);
+  }
+
+  #unhold(pos: number, frame: string): void {
+    this.#held.delete(pos);
+    this.#heldBytes -= frame.length;
+  }
+}
