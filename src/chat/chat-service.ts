@@ -28,8 +28,8 @@ export interface Outbox {
   send(frame: string): void;
   sendFrame(frame: ServerFrame): void;
   readonly isOpen: boolean;
-  /** Put a frame into this session's timeline stream at `pos` (the sender's `message_sent`). */
-  offerTimeline(pos: number, frame: string): void;
+  /** The sender's `message_sent`, put into this session's timeline stream at `pos` in place of its copy. */
+  replyInTimeline(pos: number, frame: string): void;
 }
 
 /** Content already checked and sanitized by the pipeline. */
@@ -114,7 +114,7 @@ export class ChatService {
     this.opts.events.stored(1);
     const own = outcome.deliveries.find((d) => d.userId === sender.userId);
     // The sending session gets `message_sent` in place of its own copy, in timeline order.
-    if (own !== undefined) outbox.offerTimeline(own.pos, JSON.stringify({ ...ack, pos: own.pos }));
+    if (own !== undefined) outbox.replyInTimeline(own.pos, JSON.stringify({ ...ack, pos: own.pos }));
     else outbox.sendFrame(ack);
     this.opts.publisher.publish(sender.tenantId, stored, outcome.deliveries);
     this.opts.events.delivered(outcome.deliveries.length);

@@ -18,7 +18,7 @@ import type { SecurityEventSink } from '../observability/security-events.js';
 
 /** What the session needs from its timeline stream (src/sync/device-stream.ts). */
 export interface TimelineStream {
-  offer(pos: number, frame: string): void;
+  offer(pos: number, frame: string, isReply?: boolean): void;
   catchUp(): void;
   close(): void;
 }
@@ -169,9 +169,15 @@ export class Session implements Flushable {
     this.stream = stream;
   }
 
-  /** A timeline frame at `pos` (live from the bus, or this session's own `message_sent`). */
+  /** A timeline frame at `pos`, live from the bus. */
   offerTimeline(pos: number, frame: string): void {
     this.stream?.offer(pos, frame);
+  }
+
+  /** This session's own `message_sent`, which takes the place of its copy at `pos`. */
+  replyInTimeline(pos: number, frame: string): void {
+    if (this.stream === undefined) this.send(frame);
+    else this.stream.offer(pos, frame, true);
   }
 
   /** Frames may have been lost on the bus: read the gap from storage. */

@@ -1,13 +1,13 @@
 /**
  * Group commit: every message submitted during one event-loop turn is stored by ONE
- * insertMessages call (one transaction, one fsync). At most one transaction is in flight; what
+ * appendMessages call (one transaction, one fsync). At most one transaction is in flight; what
  * arrives meanwhile waits and goes next as a single batch, so batches grow with load instead of
  * transactions queueing up. A promise resolves only after its batch committed; if the batch
  * fails, every promise of it rejects: nothing is acknowledged that is not durable.
  */
-import type { InsertOptions, InsertOutcome, Store, StoredMessage } from './store.js';
+import type { AppendOptions, AppendOutcome, NewMessage, Store } from './store.js';
 
-export interface GroupCommitterOptions extends InsertOptions {
+export interface GroupCommitterOptions extends AppendOptions {
   /** Most messages per transaction; a longer queue is split over consecutive ones. Default 1000. */
   maxBatchSize?: number;
   /** Called with the size of every transaction (metrics). */
@@ -15,8 +15,8 @@ export interface GroupCommitterOptions extends InsertOptions {
 }
 
 interface Entry {
-  message: StoredMessage;
-  resolve: (outcome: InsertOutcome) => void;
+  message: NewMessage;
+  resolve: (outcome: AppendOutcome) => void;
   reject: (err: unknown) => void;
   /** Index of this entry's message in the batch sent to the store. */
   slot: number;
@@ -25,8 +25,8 @@ interface Entry {
 }
 
 export class GroupCommitter {
-  readonly #store: Pick<Store, 'insertMessages'>;
-  readonly #insertOptions: InsertOptions;
+  readonly #store: Pick<Store, 'appendMessages'>;
+  readonly #appendOptions: AppendOptions;
   readonly #maxBatchSize: number;
   readonly #onBatch: ((size: number) => void) | undefined;
   #queue: Entry[] = [];
@@ -34,9 +34,9 @@ export class GroupCommitter {
   #inFlight: Promise<void> | undefined;
   #closed = false;
 
-  constructor(store: Pick<Store, 'insertMessages'>, options: GroupCommitterOptions) {
+  constructor(store: Pick<Store, 'appendMessages'>, options: GroupCommitterOptions) {
     this.#store = store;
-    this.#insertOptions = { maxInboxSize: options.maxInboxSize };
+    this.#appendOptions = { maxInboxSize: options.maxInboxSize };
     this.#maxBatchSize = Math.max(1, Math.floor(options.maxBatchSize ?? 1000));
     this.#onBatch = options.onBatch;
   }
@@ -46,9 +46,9 @@ export class GroupCommitter {
     return this.#queue.length;
   }
 
-  submit(message: StoredMessage): Promise<InsertOutcome> {
+  submit(message: NewMessage): Promise<AppendOutcome> {
     if (this.#closed) return Promise.reject(new Error('GroupCommitter is closed'));
-    return new Promise<InsertOutcome>((resolve, reject) => {
+    return new Promise<AppendOutcome>((resolve, reject) => {
       this.#queue.push({ message, resolve, reject, slot: 0, repeat: false });
       this.#schedule();
     });
@@ -92,7 +92,7 @@ export class GroupCommitter {
 
   /** Never rejects: the outcome of each entry goes to its own promise. */
   async #commit(batch: Entry[]): Promise<void> {
-    const messages: StoredMessage[] = [];
+    const messages: NewMessage[] = [];
     let firstByKey: Map<string, number> | undefined;
     for (const entry of batch) {
       const m = entry.message;
@@ -111,10 +111,10 @@ export class GroupCommitter {
       messages.push(m);
     }
 
-    let outcomes: InsertOutcome[];
+    let outcomes: AppendOutcome[];
     try {
       this.#onBatch?.(messages.length);
-      outcomes = await this.#store.insertMessages(messages, this.#insertOptions);
+      outcomes = await this.#store.appendMessages(messages, this.#appendOptions);
       if (outcomes.length !== messages.length) {
         throw new Error(`store returned ${outcomes.length} outcomes for ${messages.length} messages`);
       }
@@ -125,8 +125,13 @@ export class GroupCommitter {
 
     for (const entry of batch) {
       const outcome = outcomes[entry.slot]!;
-      // A repeat gets the first one's message as a duplicate (or the same refusal).
-      entry.resolve(entry.repeat && outcome.status !== 'inbox_full' ? { status: 'duplicate', message: outcome.message } : outcome);
+      // A repeat of the same (tenant, sender, clientMsgId) in this batch gets the first one's
+      // message as a duplicate when the first was stored or a duplicate, else the same refusal.
+      if (entry.repeat && (outcome.status === 'stored' || outcome.status === 'duplicate')) {
+        entry.resolve({ status: 'duplicate', message: outcome.message });
+      } else {
+        entry.resolve(outcome);
+      }
     }
   }
 }

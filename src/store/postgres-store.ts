@@ -389,6 +389,8 @@ export class PostgresStore implements Store {
   readonly #userIds = new Map<string, number>();
   /** direct_key → conversation, committed rows only. */
   readonly #directs = new Map<string, DirectConversation>();
+  /** (tenant, group uuid) → conversations.id, committed rows only. */
+  readonly #groupIds = new Map<string, number>();
   #initialized = false;
   #closed = false;
 
@@ -467,23 +469,33 @@ export class PostgresStore implements Store {
     for (const [tenant, uuid] of wanted) uuidOf.set(uid(tenant, uuid), uuid.toLowerCase());
 
     const directWanted = new Map<string, { tenant: string; at: number }>();
-    const groupUuids = new Set<string>();
     for (const m of batch) {
-      if ('peerId' in m.to) {
-        const k = directKey(uid(m.tenantId, m.senderId), uid(m.tenantId, m.to.peerId));
-        if (!directWanted.has(k)) directWanted.set(k, { tenant: m.tenantId, at: m.timestamp });
-      } else if (isUuid(m.to.conversationId)) {
-        groupUuids.add(m.to.conversationId.toLowerCase());
-      }
+      if (!('peerId' in m.to)) continue;
+      const k = directKey(uid(m.tenantId, m.senderId), uid(m.tenantId, m.to.peerId));
+      if (!directWanted.has(k)) directWanted.set(k, { tenant: m.tenantId, at: m.timestamp });
     }
     const directs = await this.#resolveDirects(tx, directWanted);
-    const groups = new Map<string, number>(); // key(tenant, uuid) → id
-    if (groupUuids.size > 0) {
+    // key(tenant, uuid) → id. A group's id and tenant never change: committed rows are cached.
+    const groups = new Map<string, number>();
+    const unknownGroups: string[] = [];
+    for (const m of batch) {
+      if (!('conversationId' in m.to) || !isUuid(m.to.conversationId)) continue;
+      const k = key(m.tenantId, m.to.conversationId.toLowerCase());
+      const id = this.#groupIds.get(k);
+      if (id !== undefined) groups.set(k, id);
+      else unknownGroups.push(m.to.conversationId.toLowerCase());
+    }
+    if (unknownGroups.length > 0) {
       const { rows } = await client.query<{ id: number; tenant_id: string; uuid: string }>({
         ...this.#sql.findGroups,
-        values: [[...groupUuids]],
+        values: [[...new Set(unknownGroups)]],
       });
-      for (const row of rows) groups.set(key(row.tenant_id, row.uuid), row.id);
+      for (const row of rows) {
+        const k = key(row.tenant_id, row.uuid);
+        groups.set(k, row.id);
+        if (this.#groupIds.size >= CACHE_LIMIT) this.#groupIds.clear();
+        this.#groupIds.set(k, row.id);
+      }
     }
 
     // 2. Lock conversations, then read group members (stable under the conversation lock), then

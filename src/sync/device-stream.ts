@@ -67,16 +67,28 @@ export class DeviceStream {
     return this.#readLoop();
   }
 
-  /** A live timeline frame at `pos`. */
-  offer(pos: number, frame: string): void {
-    if (pos <= this.#lastPos || !this.outlet.isOpen) return;
+  /**
+   * A live timeline frame at `pos`. `isReply`: the frame answers this session's own request (its
+   * `message_sent`); if a storage read already delivered that position, it still goes out — the
+   * client is waiting for it — and the client recognises the position it has.
+   */
+  offer(pos: number, frame: string, isReply = false): void {
+    if (!this.outlet.isOpen) return;
+    if (pos <= this.#lastPos) {
+      if (isReply) this.outlet.send(frame);
+      return;
+    }
     if (!this.#reading && pos === this.#lastPos + 1) {
       this.outlet.send(frame);
       this.#lastPos = pos;
       if (this.#held.size > 0) this.#sendHeld();
       return;
     }
-    if (this.#held.has(pos)) return; // the first copy wins (the sender's `message_sent`)
+    const previous = this.#held.get(pos);
+    if (previous !== undefined) {
+      if (!isReply) return; // a repeat of a held position
+      this.#unhold(pos, previous); // the reply takes the place of the copy
+    }
     this.#held.set(pos, frame);
     this.#heldBytes += frame.length;
     if (this.#heldBytes > this.options.maxHeldBytes) {

@@ -1,6 +1,7 @@
 /**
- * One contract for every Store adapter, run against SQLite (temp file) and PostgreSQL (a fresh
- * schema in the shared `test` database). PostgreSQL being unreachable is a failure, not a skip.
+ * One contract for every Store adapter (storage v2), run against SQLite (temp file) and PostgreSQL
+ * (a fresh schema in the shared `test` database). Every case runs against both. PostgreSQL being
+ * unreachable is a failure, not a skip.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,18 +16,32 @@ import { GroupCommitter } from '../../src/store/group-commit.js';
 import { openStore } from '../../src/store/open-store.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import type { InsertOptions, InsertOutcome, Store, StoredMessage } from '../../src/store/store.js';
+import type {
+  AppendOptions,
+  AppendOutcome,
+  ConversationEvent,
+  Delivery,
+  GroupChangeOutcome,
+  GroupLimits,
+  MembershipEvent,
+  NewMessage,
+  Store,
+  StoredMessage,
+} from '../../src/store/store.js';
 
 const PG_URL = process.env.RAMPART_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const T = 'default';
-const LIMITS: InsertOptions = { maxInboxSize: 1000 };
+const LIMITS: AppendOptions = { maxInboxSize: 1000 };
+const GL: GroupLimits = { maxGroupMembers: 100, maxGroupsPerUser: 100 };
+
+type RawTable = 'events' | 'conversations';
 
 interface Harness {
   setup(): Promise<void>;
   /** A new, initialised Store over the same database as every other one this harness opened. */
   open(options?: { cipher?: ContentCipher }): Promise<Store>;
-  /** The messages table as stored, bypassing the adapter. */
-  rawMessages(): Promise<Record<string, unknown>[]>;
+  /** One row as stored (bypassing the adapter): `events` by event id, `conversations` by conversation id. */
+  raw(table: RawTable, id: string): Promise<Record<string, unknown> | undefined>;
   teardown(): Promise<void>;
 }
 
@@ -40,10 +55,13 @@ function sqliteHarness(): Harness {
       await store.init();
       return store;
     },
-    async rawMessages() {
+    async raw(table, id) {
       const db = new Database(file, { readonly: true });
       try {
-        return db.prepare('SELECT * FROM messages').all() as Record<string, unknown>[];
+        const column = table === 'events' ? 'id' : 'uuid';
+        return db.prepare(`SELECT * FROM ${table} WHERE ${column} = unhex(replace(?, '-', ''))`).get(id) as
+          | Record<string, unknown>
+          | undefined;
       } finally {
         db.close();
       }
@@ -62,6 +80,7 @@ function postgresHarness(): Harness {
       await admin.query('SELECT 1'); // unreachable → the suite fails here
     },
     async open(options = {}) {
+      // Every store has its own pool: two stores are two nodes.
       const store = new PostgresStore(PG_URL, { ...options, schema, pool: { max: 4, connectionTimeoutMillis: 5000 } });
       try {
         await store.init();
@@ -71,8 +90,11 @@ function postgresHarness(): Harness {
       }
       return store;
     },
-    async rawMessages() {
-      return (await admin.query(`SELECT * FROM "${schema}".messages`)).rows as Record<string, unknown>[];
+    async raw(table, id) {
+      const column = table === 'events' ? 'id' : 'uuid';
+      return (await admin.query(`SELECT * FROM "${schema}".${table} WHERE ${column} = $1`, [id])).rows[0] as
+        | Record<string, unknown>
+        | undefined;
     },
     async teardown() {
       try {
@@ -84,48 +106,117 @@ function postgresHarness(): Harness {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Builders
+
+/** A UUIDv7 for time `ms` (time-ordered, as the server assigns them). */
+function v7(ms: number): string {
+  const ts = ms.toString(16).padStart(12, '0');
+  const r = randomUUID();
+  return `${ts.slice(0, 8)}-${ts.slice(8, 12)}-7${r.slice(15, 18)}-${r.slice(19)}`;
+}
+
 let counter = 0;
 const BASE_TS = Date.now();
+const nextTs = (): number => BASE_TS + ++counter;
 
-function msg(from: string, to: string, extra: Partial<StoredMessage> = {}): StoredMessage {
-  counter++;
+const users = (n: number): string[] => Array.from({ length: n }, () => randomUUID());
+const sorted = (values: readonly string[]): string[] => [...values].sort();
+
+/** A direct message `from` → `to`. Its id is a UUIDv7 of its timestamp. */
+function dm(from: string, to: string, extra: Partial<NewMessage> = {}): NewMessage {
+  const timestamp = extra.timestamp ?? nextTs();
   return {
-    id: randomUUID(),
+    id: v7(timestamp),
     tenantId: T,
     senderId: from,
-    recipientId: to,
+    to: { peerId: to },
+    timestamp,
     content: `message ${counter}`,
     mentions: [],
     hashtags: [],
     links: [],
-    timestamp: BASE_TS + counter,
     ...extra,
   };
 }
 
-const users = (n: number): string[] => Array.from({ length: n }, () => randomUUID());
-const ids = (messages: readonly StoredMessage[]): string[] => messages.map((m) => m.id);
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** A group message. */
+function gm(from: string, conversationId: string, extra: Partial<NewMessage> = {}): NewMessage {
+  return dm(from, from, { to: { conversationId }, ...extra });
+}
 
-function stored(outcome: InsertOutcome | undefined): StoredMessage {
-  assert.ok(outcome !== undefined && outcome.status !== 'inbox_full', `expected a message, got ${JSON.stringify(outcome)}`);
+/** The common fields of a group request by `actorId`. */
+function req(actorId: string, tenantId = T): { tenantId: string; actorId: string; eventId: string; timestamp: number } {
+  const timestamp = nextTs();
+  return { tenantId, actorId, eventId: v7(timestamp), timestamp };
+}
+
+function stored(outcome: AppendOutcome | undefined): StoredMessage {
+  assert.ok(outcome !== undefined && outcome.status === 'stored', `expected stored, got ${JSON.stringify(outcome)}`);
   return outcome.message;
 }
 
-/** Wraps a store and counts insertMessages calls (the group committer's transactions). */
-function spy(store: Store, fail?: Error): { store: Pick<Store, 'insertMessages'>; calls: StoredMessage[][] } {
-  const calls: StoredMessage[][] = [];
+function okEvent(outcome: GroupChangeOutcome): MembershipEvent {
+  assert.equal(outcome.status, 'ok', `expected ok, got ${JSON.stringify(outcome)}`);
+  return (outcome as { event: MembershipEvent }).event;
+}
+
+function okDeliveries(outcome: GroupChangeOutcome): Delivery[] {
+  assert.equal(outcome.status, 'ok');
+  return sortDeliveries((outcome as { deliveries: Delivery[] }).deliveries);
+}
+
+function sortDeliveries(deliveries: readonly Delivery[]): Delivery[] {
+  return [...deliveries].sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : a.pos - b.pos));
+}
+
+function deliveriesOf(outcome: AppendOutcome | undefined): Delivery[] {
+  assert.ok(outcome !== undefined && outcome.status === 'stored');
+  return sortDeliveries(outcome.deliveries);
+}
+
+const d = (userId: string, pos: number): Delivery => ({ userId, pos });
+
+async function createGroup(store: Store, owner: string, members: readonly string[], name = 'a group'): Promise<string> {
+  const conversationId = randomUUID();
+  okEvent(await store.createGroup({ ...req(owner), conversationId, name, memberIds: members }, GL));
+  return conversationId;
+}
+
+async function allEntries(store: Store, userId: string, tenantId = T): Promise<{ pos: number; event: ConversationEvent }[]> {
+  return (await store.timeline(tenantId, userId, 0, 10_000)).entries;
+}
+
+/** The last event of `userId`'s timeline. */
+async function lastEvent(store: Store, userId: string): Promise<ConversationEvent | undefined> {
+  return (await allEntries(store, userId)).at(-1)?.event;
+}
+
+async function lastPos(store: Store, userId: string, tenantId = T): Promise<number> {
+  return (await store.syncState(tenantId, userId)).lastPos;
+}
+
+async function historyIds(store: Store, userId: string, conversationId: string, mode: 'all' | 'since_join' = 'all'): Promise<number[] | undefined> {
+  const page = await store.history(T, userId, { conversationId }, { limit: 1000, groupHistory: mode });
+  return page?.events.map((e) => e.seq);
+}
+
+/** Wraps a store and records its appendMessages calls (the group committer's transactions). */
+function spy(store: Store, fail?: Error): { store: Pick<Store, 'appendMessages'>; calls: NewMessage[][] } {
+  const calls: NewMessage[][] = [];
   return {
     calls,
     store: {
-      async insertMessages(batch, options) {
+      async appendMessages(batch, options) {
         calls.push([...batch]);
         if (fail !== undefined) throw fail;
-        return store.insertMessages(batch, options);
+        return store.appendMessages(batch, options);
       },
     },
   };
 }
+
+// ---------------------------------------------------------------------------------------------
 
 function storeContract(name: string, makeHarness: () => Harness): void {
   describe(`Store contract: ${name}`, () => {
@@ -146,193 +237,69 @@ function storeContract(name: string, makeHarness: () => Harness): void {
     test('init is idempotent and ping answers', async () => {
       await store.init();
       await store.ping();
+      assert.deepEqual(await store.appendMessages([], LIMITS), []);
     });
 
-    test('stores a batch and returns pending messages oldest first, up to the limit', async () => {
-      const [alice, bob] = users(2);
-      const first = [msg(alice!, bob!), msg(alice!, bob!), msg(alice!, bob!)];
-      const second = [msg(alice!, bob!), msg(alice!, bob!)];
-      const outcomes = await store.insertMessages(first, LIMITS);
-      assert.deepEqual(outcomes, first.map((message) => ({ status: 'stored', message })));
-      await store.insertMessages(second, LIMITS);
-      const pending = await store.pendingFor(T, bob!, 100);
-      assert.deepEqual(pending, [...first, ...second]);
-      assert.deepEqual(ids(await store.pendingFor(T, bob!, 2)), ids(first.slice(0, 2)));
-      assert.deepEqual(await store.pendingFor(T, alice!, 100), []);
-      assert.deepEqual(await store.insertMessages([], LIMITS), []);
-    });
-
-    test('ack touches only messages addressed to the acking user', async () => {
-      const [alice, bob, mallory] = users(3);
-      const toBob = [msg(alice!, bob!), msg(alice!, bob!), msg(alice!, bob!)];
-      const toMallory = msg(alice!, mallory!);
-      await store.insertMessages([...toBob, toMallory], LIMITS);
-
-      // Mallory acks Bob's messages (and Bob acks Mallory's): nothing changes.
-      assert.equal(await store.ack(T, mallory!, ids(toBob)), 0);
-      assert.equal(await store.ack(T, bob!, [toMallory.id]), 0);
-      assert.equal(await store.ack(T, alice!, ids(toBob)), 0); // the sender cannot ack either
-      assert.deepEqual(ids(await store.pendingFor(T, bob!, 10)), ids(toBob));
-      assert.deepEqual(ids(await store.pendingFor(T, mallory!, 10)), [toMallory.id]);
-
-      assert.equal(await store.ack(T, bob!, [toBob[0]!.id, toBob[2]!.id, randomUUID()]), 2);
-      assert.deepEqual(ids(await store.pendingFor(T, bob!, 10)), [toBob[1]!.id]);
-      assert.equal(await store.ack(T, bob!, [toBob[0]!.id]), 0, 'acking twice counts once');
-      assert.equal(await store.ack(T, bob!, []), 0);
-    });
-
-    test('dedupes (senderId, clientMsgId) across batches and within one batch', async () => {
+    test('direct messages: seq per conversation, pos per user, the sender gets its own copy', async () => {
       const [alice, bob, carol] = users(3);
-      const original = msg(alice!, bob!, { clientMsgId: 'c-1' });
-      assert.equal((await store.insertMessages([original], LIMITS))[0]!.status, 'stored');
+      const first = [dm(alice!, bob!), dm(alice!, bob!), dm(bob!, alice!)];
+      const out1 = await store.appendMessages(first, LIMITS);
+      const m1 = stored(out1[0]);
+      const conversationId = m1.conversationId;
+      assert.match(conversationId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      assert.deepEqual(m1, {
+        kind: 'message',
+        id: first[0]!.id,
+        tenantId: T,
+        conversationId,
+        conversationKind: 'direct',
+        seq: 1,
+        senderId: alice,
+        recipientId: bob,
+        content: first[0]!.content,
+        mentions: [],
+        hashtags: [],
+        links: [],
+        timestamp: first[0]!.timestamp,
+      });
+      assert.deepEqual(out1.map((o) => stored(o).seq), [1, 2, 3]);
+      assert.deepEqual(out1.map((o) => stored(o).conversationId), [conversationId, conversationId, conversationId]);
+      assert.equal(stored(out1[2]).recipientId, alice);
+      assert.deepEqual(out1.map(deliveriesOf), [1, 2, 3].map((p) => sortDeliveries([d(alice!, p), d(bob!, p)])));
 
-      const retry = msg(alice!, bob!, { clientMsgId: 'c-1', content: 'retry' });
-      const [again] = await store.insertMessages([retry], LIMITS);
-      assert.equal(again!.status, 'duplicate');
-      assert.deepEqual(stored(again), original);
+      // A second batch continues both counters; a new peer is a new conversation with seq 1.
+      const out2 = await store.appendMessages([dm(alice!, carol!), dm(bob!, alice!)], LIMITS);
+      const toCarol = stored(out2[0]);
+      assert.notEqual(toCarol.conversationId, conversationId);
+      assert.equal(toCarol.seq, 1);
+      assert.deepEqual(deliveriesOf(out2[0]), sortDeliveries([d(alice!, 4), d(carol!, 1)]));
+      assert.equal(stored(out2[1]).seq, 4);
+      assert.equal(stored(out2[1]).conversationId, conversationId);
+      assert.deepEqual(deliveriesOf(out2[1]), sortDeliveries([d(alice!, 5), d(bob!, 4)]));
 
-      // Within one batch: the second gets the first one's message.
-      const a = msg(alice!, bob!, { clientMsgId: 'c-2' });
-      const b = msg(alice!, bob!, { clientMsgId: 'c-2', content: 'same key' });
-      const otherSender = msg(carol!, bob!, { clientMsgId: 'c-2' });
-      const outcomes = await store.insertMessages([a, b, otherSender], LIMITS);
-      assert.deepEqual(outcomes.map((o) => o.status), ['stored', 'duplicate', 'stored']);
-      assert.equal(stored(outcomes[1]).id, a.id);
-      assert.deepEqual(ids(await store.pendingFor(T, bob!, 10)), [original.id, a.id, otherSender.id]);
+      // Timelines hold exactly those events, decoded, in pos order.
+      const aliceTl = await store.timeline(T, alice!, 0, 100);
+      assert.deepEqual(aliceTl.entries.map((e) => e.pos), [1, 2, 3, 4, 5]);
+      assert.deepEqual(aliceTl.entries.map((e) => e.event), [...out1, ...out2].map(stored));
+      assert.equal(aliceTl.firstPos, 1);
+      assert.equal(aliceTl.lastPos, 5);
+      const bobTl = await store.timeline(T, bob!, 0, 100);
+      assert.deepEqual(bobTl.entries.map((e) => e.event), [...out1.map(stored), stored(out2[1])]);
+      assert.deepEqual((await store.timeline(T, carol!, 0, 100)).entries, [{ pos: 1, event: toCarol }]);
+
+      // Note to self: a one-member conversation; recipientId is the sender.
+      const self = stored((await store.appendMessages([dm(carol!, carol!)], LIMITS))[0]);
+      assert.equal(self.recipientId, carol);
+      assert.equal(self.seq, 1);
+      assert.notEqual(self.conversationId, toCarol.conversationId);
+      assert.deepEqual(await store.membersIfMember(T, self.conversationId, carol!), [carol]);
+      assert.equal(await lastPos(store, carol!), 2);
+      assert.deepEqual(sorted((await store.membersIfMember(T, conversationId, bob!))!), sorted([alice!, bob!]));
     });
 
-    test('refuses with inbox_full once the unacked inbox reaches maxInboxSize', async () => {
-      const [alice, bob, carol] = users(3);
-      const limits = { maxInboxSize: 3 };
-      const batch = [
-        msg(alice!, bob!, { clientMsgId: 'f-1' }),
-        msg(alice!, bob!),
-        msg(alice!, carol!),
-        msg(alice!, bob!),
-        msg(alice!, bob!),
-      ];
-      const outcomes = await store.insertMessages(batch, limits);
-      assert.deepEqual(outcomes.map((o) => o.status), ['stored', 'stored', 'stored', 'stored', 'inbox_full']);
-      assert.deepEqual((await store.insertMessages([msg(alice!, bob!)], limits)).map((o) => o.status), ['inbox_full']);
-      // A retry of a stored message is still answered as a duplicate when the inbox is full.
-      assert.equal((await store.insertMessages([msg(alice!, bob!, { clientMsgId: 'f-1' })], limits))[0]!.status, 'duplicate');
-      // Acking frees room again.
-      assert.equal(await store.ack(T, bob!, [batch[0]!.id]), 1);
-      const after = await store.insertMessages([msg(alice!, bob!), msg(alice!, bob!)], limits);
-      assert.deepEqual(after.map((o) => o.status), ['stored', 'inbox_full']);
-      assert.equal((await store.pendingFor(T, bob!, 10)).length, 3);
-    });
-
-    test('history: newest first, both directions, limit and before cursor', async () => {
+    test('round-trips replyTo, attachments, mentions, hashtags, links and clientMsgId; absent stays absent', async () => {
       const [alice, bob] = users(2);
-      const conversation: StoredMessage[] = [];
-      for (let i = 0; i < 7; i++) conversation.push(i % 2 === 0 ? msg(alice!, bob!) : msg(bob!, alice!));
-      await store.insertMessages(conversation.slice(0, 4), LIMITS);
-      await store.insertMessages(conversation.slice(4), LIMITS);
-      const newestFirst = ids(conversation).reverse();
-
-      assert.deepEqual(await store.history(T, alice!, bob!, { limit: 100 }), [...conversation].reverse());
-      assert.deepEqual(ids(await store.history(T, bob!, alice!, { limit: 100 })), newestFirst);
-      const page1 = await store.history(T, alice!, bob!, { limit: 3 });
-      assert.deepEqual(ids(page1), newestFirst.slice(0, 3));
-      const page2 = await store.history(T, alice!, bob!, { limit: 3, before: page1.at(-1)!.id });
-      assert.deepEqual(ids(page2), newestFirst.slice(3, 6));
-      const page3 = await store.history(T, bob!, alice!, { limit: 3, before: page2.at(-1)!.id });
-      assert.deepEqual(ids(page3), newestFirst.slice(6));
-      assert.deepEqual(await store.history(T, alice!, bob!, { limit: 3, before: page3[0]!.id }), []);
-      assert.deepEqual(await store.history(T, alice!, bob!, { limit: 3, before: randomUUID() }), []);
-      assert.deepEqual(await store.history(T, alice!, bob!, { limit: 0 }), []);
-      assert.deepEqual(await store.history(T, alice!, bob!, { limit: -1 }), []);
-      // Acked or not makes no difference to history.
-      await store.ack(T, bob!, ids(conversation));
-      assert.equal((await store.history(T, alice!, bob!, { limit: 100 })).length, 7);
-    });
-
-    test('history never returns a conversation the caller is not part of', async () => {
-      const [alice, bob, carol, dave] = users(4);
-      const ab = [msg(alice!, bob!), msg(bob!, alice!)];
-      const ac = [msg(alice!, carol!), msg(carol!, alice!)];
-      const cb = [msg(carol!, bob!)];
-      const cd = [msg(carol!, dave!)];
-      const self = [msg(alice!, alice!)];
-      await store.insertMessages([...ab, ...ac, ...cb, ...cd, ...self], LIMITS);
-
-      assert.deepEqual(ids(await store.history(T, alice!, bob!, { limit: 100 })), ids(ab).reverse());
-      assert.deepEqual(ids(await store.history(T, alice!, carol!, { limit: 100 })), ids(ac).reverse());
-      assert.deepEqual(ids(await store.history(T, alice!, alice!, { limit: 100 })), ids(self));
-      assert.deepEqual(await store.history(T, alice!, dave!, { limit: 100 }), []);
-      // Dave asks about the Carol↔Dave conversation using a cursor from Alice↔Bob: nothing leaks.
-      assert.deepEqual(await store.history(T, dave!, carol!, { limit: 100, before: ab[1]!.id }), []);
-      assert.deepEqual(await store.history(T, alice!, bob!, { limit: 100, before: cd[0]!.id }), []);
-      assert.deepEqual(await store.history(T, carol!, bob!, { limit: 100, before: ab[1]!.id }), []);
-    });
-
-    test('tenants are isolated: reads, acks, dedupe and inbox bounds', async () => {
-      const [alice, bob] = users(2);
-      const inA = msg(alice!, bob!, { tenantId: 'tenant-a', clientMsgId: 'same' });
-      const inB = msg(alice!, bob!, { tenantId: 'tenant-b', clientMsgId: 'same' });
-      const limits = { maxInboxSize: 1 };
-      const outcomes = await store.insertMessages([inA, inB], limits);
-      assert.deepEqual(outcomes.map((o) => o.status), ['stored', 'stored'], 'same ids in another tenant are other users');
-
-      assert.deepEqual(ids(await store.pendingFor('tenant-a', bob!, 10)), [inA.id]);
-      assert.deepEqual(ids(await store.pendingFor('tenant-b', bob!, 10)), [inB.id]);
-      assert.deepEqual(await store.pendingFor(T, bob!, 10), []);
-      assert.deepEqual(ids(await store.history('tenant-a', bob!, alice!, { limit: 10 })), [inA.id]);
-      assert.deepEqual(await store.history('tenant-b', bob!, alice!, { limit: 10, before: inA.id }), []);
-      assert.equal(await store.ack('tenant-b', bob!, [inA.id]), 0);
-      assert.deepEqual(ids(await store.pendingFor('tenant-a', bob!, 10)), [inA.id]);
-
-      const retryB = await store.insertMessages([msg(alice!, bob!, { tenantId: 'tenant-b', clientMsgId: 'same' })], limits);
-      assert.equal(stored(retryB[0]).id, inB.id);
-      assert.equal((await store.insertMessages([msg(alice!, bob!, { tenantId: 'tenant-a' })], limits))[0]!.status, 'inbox_full');
-      assert.equal((await store.insertMessages([msg(alice!, bob!, { tenantId: 'tenant-c' })], limits))[0]!.status, 'stored');
-    });
-
-    test('two writers at once (two nodes): a retried message is stored once and the inbox bound holds', async () => {
-      const other = await h.open();
-      try {
-        const [alice, bob] = users(2);
-        const limits = { maxInboxSize: 4 };
-        const a = [msg(alice!, bob!, { clientMsgId: 'race' }), msg(alice!, bob!), msg(alice!, bob!), msg(alice!, bob!)];
-        const b = [msg(alice!, bob!, { clientMsgId: 'race' }), msg(alice!, bob!), msg(alice!, bob!), msg(alice!, bob!)];
-        const [oa, ob] = await Promise.all([store.insertMessages(a, limits), other.insertMessages(b, limits)]);
-        const statuses = [...oa, ...ob].map((o) => o.status).sort();
-        assert.deepEqual(statuses, ['duplicate', 'inbox_full', 'inbox_full', 'inbox_full', 'stored', 'stored', 'stored', 'stored']);
-        const race = [oa[0]!, ob[0]!].sort((x, y) => x.status.localeCompare(y.status));
-        assert.deepEqual(race.map((o) => o.status), ['duplicate', 'stored']);
-        assert.equal(stored(race[0]).id, stored(race[1]).id);
-
-        // The counter matches the table: ack everything, then exactly maxInboxSize fit again.
-        const pending = await store.pendingFor(T, bob!, 10);
-        assert.equal(pending.length, 4);
-        assert.equal(await other.ack(T, bob!, ids(pending)), 4);
-        const refill = await store.insertMessages(Array.from({ length: 5 }, () => msg(alice!, bob!)), limits);
-        assert.deepEqual(refill.map((o) => o.status), ['stored', 'stored', 'stored', 'stored', 'inbox_full']);
-      } finally {
-        await other.close();
-      }
-    });
-
-    test('two writers at once: one clientMsgId sent to two recipients is stored once', async () => {
-      const other = await h.open();
-      try {
-        const [alice, bob, carol] = users(3);
-        const x = msg(alice!, bob!, { clientMsgId: 'race-2' });
-        const y = msg(alice!, carol!, { clientMsgId: 'race-2' });
-        const [[ox], [oy]] = await Promise.all([store.insertMessages([x], LIMITS), other.insertMessages([y], LIMITS)]);
-        assert.deepEqual([ox!.status, oy!.status].sort(), ['duplicate', 'stored']);
-        assert.equal(stored(ox).id, stored(oy).id);
-        const total = (await store.pendingFor(T, bob!, 10)).length + (await store.pendingFor(T, carol!, 10)).length;
-        assert.equal(total, 1);
-      } finally {
-        await other.close();
-      }
-    });
-
-    test('round-trips replyTo, attachments, mentions, hashtags, links and clientMsgId', async () => {
-      const [alice, bob] = users(2);
-      const full = msg(alice!, bob!, {
+      const full = dm(alice!, bob!, {
         content: 'see https://example.com/a?b=1 #rampart @bob "quotes" \\ \u00e9\u{1F510}',
         replyTo: randomUUID(),
         attachments: [
@@ -347,141 +314,710 @@ function storeContract(name: string, makeHarness: () => Harness): void {
         ],
         clientMsgId: 'rt-1',
       });
-      const bare = msg(alice!, bob!);
-      const empty = msg(alice!, bob!, { attachments: [] });
-      await store.insertMessages([full, bare, empty], LIMITS);
-
-      const [gotFull, gotBare, gotEmpty] = await store.pendingFor(T, bob!, 10);
-      assert.deepEqual(gotFull, full);
-      assert.deepEqual(gotBare, bare);
-      assert.deepEqual(gotEmpty, empty);
+      const bare = dm(alice!, bob!);
+      const empty = dm(alice!, bob!, { attachments: [] });
+      const out = await store.appendMessages([full, bare, empty], LIMITS);
+      const [gotFull, gotBare, gotEmpty] = (await allEntries(store, bob!)).map((e) => e.event as StoredMessage);
+      assert.deepEqual(gotFull, stored(out[0]));
+      assert.equal(gotFull!.content, full.content);
+      assert.equal(gotFull!.replyTo, full.replyTo);
+      assert.deepEqual(gotFull!.attachments, full.attachments);
+      assert.deepEqual(gotFull!.mentions, [bob]);
+      assert.deepEqual(gotFull!.hashtags, ['rampart']);
+      assert.deepEqual(gotFull!.links, full.links);
+      assert.equal(gotFull!.clientMsgId, 'rt-1');
+      assert.deepEqual(gotBare, stored(out[1]));
       for (const key of ['replyTo', 'attachments', 'clientMsgId']) {
         assert.equal(Object.hasOwn(gotBare!, key), false, `${key} must be absent, not undefined`);
       }
+      assert.deepEqual(gotEmpty!.attachments, []);
       assert.equal(typeof gotFull!.timestamp, 'number');
-      assert.deepEqual((await store.history(T, alice!, bob!, { limit: 1, before: empty.id }))[0], bare);
+      assert.equal(typeof gotFull!.seq, 'number');
     });
 
-    test('a value PostgreSQL text cannot hold (U+0000) does not fail the rest of the batch', async () => {
-      const [alice, bob] = users(2);
-      const odd = msg(alice!, bob!, { content: 'nul\u0000byte', clientMsgId: 'nul\u0000id' });
-      const normal = msg(alice!, bob!);
-      const outcomes = await store.insertMessages([odd, normal], LIMITS);
-      assert.deepEqual(outcomes.map((o) => o.status), ['stored', 'stored']);
-      assert.deepEqual(ids(await store.pendingFor(T, bob!, 10)), [odd.id, normal.id]);
-      const retry = await store.insertMessages([msg(alice!, bob!, { clientMsgId: 'nul\u0000id' })], LIMITS);
-      assert.equal(stored(retry[0]).id, odd.id);
+    test('dedupe by (tenant, sender, clientMsgId): across batches, within a batch, whatever the recipient', async () => {
+      const [alice, bob, carol] = users(3);
+      const original = dm(alice!, bob!, { clientMsgId: 'c-1' });
+      const first = stored((await store.appendMessages([original], LIMITS))[0]);
+
+      const [again] = await store.appendMessages([dm(alice!, bob!, { clientMsgId: 'c-1', content: 'retry' })], LIMITS);
+      assert.deepEqual(again, { status: 'duplicate', message: first });
+      // Same key to another peer: still the first message, nothing stored.
+      const [elsewhere] = await store.appendMessages([dm(alice!, carol!, { clientMsgId: 'c-1' })], LIMITS);
+      assert.deepEqual(elsewhere, { status: 'duplicate', message: first });
+      assert.equal(await lastPos(store, carol!), 0);
+
+      // Within one batch: the second gets the first one's message; another sender or tenant is another key.
+      const a = dm(alice!, bob!, { clientMsgId: 'c-2' });
+      const b = dm(alice!, bob!, { clientMsgId: 'c-2', content: 'same key' });
+      const otherSender = dm(carol!, bob!, { clientMsgId: 'c-2' });
+      const otherTenant = dm(alice!, bob!, { clientMsgId: 'c-2', tenantId: 'tenant-x' });
+      const out = await store.appendMessages([a, b, otherSender, otherTenant], LIMITS);
+      assert.deepEqual(out.map((o) => o.status), ['stored', 'duplicate', 'stored', 'stored']);
+      assert.deepEqual(out[1], { status: 'duplicate', message: stored(out[0]) });
+      assert.equal(stored(out[0]).seq, 2);
+      assert.equal(stored(out[3]).tenantId, 'tenant-x');
+      assert.equal(stored(out[3]).seq, 1);
+
+      // Alice: original, a → 2; Bob: original, a, carol's → 3.
+      assert.equal(await lastPos(store, alice!), 2);
+      assert.equal(await lastPos(store, bob!), 3);
+      assert.equal(await lastPos(store, bob!, 'tenant-x'), 1);
     });
 
-    test('pruneOlderThan deletes old messages, acked or not, and frees inbox room', async () => {
-      const [alice, bob] = users(2);
+    test('inbox_full for a direct recipient at the bound; duplicates still answered; the sender is never bounded', async () => {
+      const [alice, bob, carol] = users(3);
+      const limits = { maxInboxSize: 3 };
+      const batch = [dm(alice!, bob!, { clientMsgId: 'f-1' }), dm(alice!, bob!), dm(alice!, carol!), dm(alice!, bob!), dm(alice!, bob!)];
+      const out = await store.appendMessages(batch, limits);
+      assert.deepEqual(out.map((o) => o.status), ['stored', 'stored', 'stored', 'stored', 'inbox_full']);
+      assert.deepEqual(out[4], { status: 'inbox_full' });
+      assert.equal(await lastPos(store, bob!), 3);
+      assert.equal(await lastPos(store, alice!), 4, 'nothing of a refused message is stored');
+      assert.deepEqual((await store.appendMessages([dm(alice!, bob!)], limits)).map((o) => o.status), ['inbox_full']);
+      // A retry of a stored message is a duplicate even when the inbox is full.
+      const retry = await store.appendMessages([dm(alice!, bob!, { clientMsgId: 'f-1' })], limits);
+      assert.deepEqual(retry, [{ status: 'duplicate', message: stored(out[0]) }]);
+      // Alice's own backlog (4 unacked) does not stop her from sending.
+      assert.equal((await store.appendMessages([dm(alice!, carol!)], limits))[0]!.status, 'stored');
+      // Acking frees room: one device acks 1 → exactly one more fits.
+      assert.equal(await store.ack(T, bob!, 'phone', 1), 1);
+      const more = await store.appendMessages([dm(carol!, bob!), dm(alice!, bob!)], limits);
+      assert.deepEqual(more.map((o) => o.status), ['stored', 'inbox_full']);
+      assert.equal(await lastPos(store, bob!), 4);
+    });
+
+    test('group members at the bound are skipped; the sender always gets its copy', async () => {
+      const [owner, a, b] = users(3);
+      const gid = await createGroup(store, owner!, [a!, b!]);
+      // Everyone has the `created` event at pos 1. Owner and a acknowledge it, b does not.
+      await store.ack(T, owner!, undefined, 1);
+      await store.ack(T, a!, undefined, 1);
       const limits = { maxInboxSize: 2 };
-      const ancient = [msg(alice!, bob!, { timestamp: 1_000 }), msg(alice!, bob!, { timestamp: 2_000 })];
-      const oldAcked = msg(bob!, alice!, { timestamp: 1_500 });
-      const recent = msg(alice!, bob!, { timestamp: 3_000 });
-      await store.insertMessages([...ancient, oldAcked], limits);
-      await store.ack(T, alice!, [oldAcked.id]);
-      assert.equal((await store.insertMessages([recent], limits))[0]!.status, 'inbox_full');
-
-      assert.equal(await store.pruneOlderThan(2_500), 3);
-      assert.deepEqual(await store.pendingFor(T, bob!, 10), []);
-      assert.deepEqual(await store.history(T, alice!, bob!, { limit: 10 }), []);
-      assert.equal((await store.insertMessages([recent], limits))[0]!.status, 'stored');
-      assert.equal(await store.pruneOlderThan(2_500), 0);
-      assert.deepEqual(ids(await store.pendingFor(T, bob!, 10)), [recent.id]);
-      assert.equal(await store.pruneOlderThan(3_001), 1);
+      const out = await store.appendMessages([gm(owner!, gid), gm(owner!, gid)], limits);
+      assert.deepEqual(out.map((o) => o.status), ['stored', 'stored']);
+      assert.deepEqual(deliveriesOf(out[0]), sortDeliveries([d(owner!, 2), d(a!, 2), d(b!, 2)]));
+      assert.deepEqual(deliveriesOf(out[1]), sortDeliveries([d(owner!, 3), d(a!, 3)]), 'b is at the bound: skipped');
+      // b (at the bound) sends: its own entry is written, the others get theirs if below the bound.
+      const fromB = await store.appendMessages([gm(b!, gid)], limits);
+      assert.deepEqual(deliveriesOf(fromB[0]), sortDeliveries([d(b!, 3)]), 'owner and a are at the bound now');
+      // b still sees the skipped message in history.
+      assert.deepEqual(await historyIds(store, b!, gid), [4, 3, 2, 1]);
     });
 
-    test('encryption at rest: the table holds no plaintext; reads decrypt', async () => {
-      const k1 = randomBytes(32);
-      const encrypted = await h.open({ cipher: new ContentCipher({ activeKeyId: 'k1', keys: { k1 } }) });
-      try {
-        const [alice, bob] = users(2);
-        const secret = msg(alice!, bob!, {
-          content: 'the-launch-code-is-4217 https://secret.example.org/plan #operationfalcon',
-          attachments: [{ type: 'file', url: 'https://files.example.org/plan.pdf', name: 'falcon-plan.pdf' }],
-          mentions: [bob!],
-          hashtags: ['operationfalcon'],
-          links: [{ url: 'https://secret.example.org/plan', safe: true }],
-        });
-        await encrypted.insertMessages([secret], LIMITS);
-        const row = (await h.rawMessages()).find((r) => r.id === secret.id);
-        assert.ok(row !== undefined);
-        assert.equal(row.key_id, 'k1');
-        const raw = JSON.stringify(row);
-        for (const plaintext of ['launch-code', 'secret.example.org', 'operationfalcon', 'falcon-plan', 'files.example.org', bob!]) {
-          const inUserFields = JSON.stringify([row.content, row.attachments, row.mentions, row.hashtags, row.links]);
-          assert.ok(!inUserFields.includes(plaintext), `raw row must not contain "${plaintext}"`);
-        }
-        assert.ok(!raw.includes('launch-code'));
-        assert.deepEqual(await encrypted.pendingFor(T, bob!, 10), [secret]);
-        assert.deepEqual(await encrypted.history(T, alice!, bob!, { limit: 10 }), [secret]);
-      } finally {
-        await encrypted.close();
-      }
+    test('groups: create, add, remove, rename, setRole, leave — events, deliveries and members', async () => {
+      const [owner, a, b, c, e] = users(5);
+      const conversationId = randomUUID();
+      const createReq = { ...req(owner!), conversationId, name: 'Team', memberIds: [a!, b!, a!, owner!] };
+      const created = await store.createGroup(createReq, GL);
+      assert.deepEqual(
+        { ...okEvent(created), userIds: sorted(okEvent(created).userIds) },
+        {
+          kind: 'membership',
+          id: createReq.eventId,
+          tenantId: T,
+          conversationId,
+          seq: 1,
+          action: 'created',
+          actorId: owner,
+          userIds: sorted([owner!, a!, b!]),
+          name: 'Team',
+          timestamp: createReq.timestamp,
+        },
+      );
+      assert.deepEqual(okDeliveries(created), sortDeliveries([d(owner!, 1), d(a!, 1), d(b!, 1)]));
+      assert.deepEqual(sorted((await store.membersIfMember(T, conversationId, a!))!), sorted([owner!, a!, b!]));
+      assert.deepEqual(await lastEvent(store, b!), okEvent(created));
+
+      // The owner adds c (and a, already a member): only c is listed.
+      const added = await store.addMembers({ ...req(owner!), conversationId, userIds: [a!, c!] }, GL);
+      const addedEvent = okEvent(added);
+      assert.equal(addedEvent.action, 'added');
+      assert.equal(addedEvent.seq, 2);
+      assert.deepEqual(addedEvent.userIds, [c]);
+      assert.deepEqual(okDeliveries(added), sortDeliveries([d(owner!, 2), d(a!, 2), d(b!, 2), d(c!, 1)]));
+      assert.deepEqual(await store.addMembers({ ...req(owner!), conversationId, userIds: [a!, c!] }, GL), { status: 'unchanged' });
+
+      // A plain member may not add, remove or rename.
+      assert.deepEqual(await store.addMembers({ ...req(a!), conversationId, userIds: [e!] }, GL), { status: 'forbidden' });
+      assert.deepEqual(await store.removeMembers({ ...req(a!), conversationId, userIds: [b!] }), { status: 'forbidden' });
+      assert.deepEqual(await store.renameGroup({ ...req(a!), conversationId, name: 'Mine' }), { status: 'forbidden' });
+
+      // Roles: only the owner changes them.
+      const promoted = okEvent(await store.setRole({ ...req(owner!), conversationId, userId: a!, role: 'admin' }));
+      assert.equal(promoted.action, 'role_changed');
+      assert.deepEqual(promoted.userIds, [a]);
+      assert.equal(promoted.role, 'admin');
+      assert.deepEqual(await store.setRole({ ...req(owner!), conversationId, userId: a!, role: 'admin' }), { status: 'unchanged' });
+      assert.deepEqual(await store.setRole({ ...req(a!), conversationId, userId: b!, role: 'admin' }), { status: 'forbidden' });
+      okEvent(await store.setRole({ ...req(owner!), conversationId, userId: b!, role: 'admin' }));
+
+      // Admins add; admins cannot remove admins; nobody removes the owner.
+      okEvent(await store.addMembers({ ...req(a!), conversationId, userIds: [e!] }, GL));
+      assert.deepEqual(await store.removeMembers({ ...req(a!), conversationId, userIds: [b!] }), { status: 'forbidden' });
+      assert.deepEqual(await store.removeMembers({ ...req(a!), conversationId, userIds: [owner!] }), { status: 'forbidden' });
+      assert.deepEqual(await store.removeMembers({ ...req(owner!), conversationId, userIds: [owner!] }), { status: 'forbidden' });
+      assert.deepEqual(await store.removeMembers({ ...req(a!), conversationId, userIds: [randomUUID()] }), { status: 'unchanged' });
+
+      // An admin removes a member: the removed one gets the event too, and nothing after it.
+      const removed = await store.removeMembers({ ...req(a!), conversationId, userIds: [c!, randomUUID()] });
+      const removedEvent = okEvent(removed);
+      assert.equal(removedEvent.action, 'removed');
+      assert.deepEqual(removedEvent.userIds, [c]);
+      assert.deepEqual(
+        okDeliveries(removed).map((x) => x.userId),
+        sorted([owner!, a!, b!, e!, c!]),
+        'current members and the removed one',
+      );
+      assert.deepEqual(await lastEvent(store, c!), removedEvent);
+      const cPos = await lastPos(store, c!);
+      assert.equal(await store.membersIfMember(T, conversationId, c!), undefined);
+      assert.deepEqual((await store.appendMessages([gm(c!, conversationId)], LIMITS))[0], { status: 'forbidden' });
+      stored((await store.appendMessages([gm(e!, conversationId)], LIMITS))[0]);
+      assert.equal(await lastPos(store, c!), cPos, 'a removed member receives nothing more');
+
+      // The owner removes an admin.
+      okEvent(await store.removeMembers({ ...req(owner!), conversationId, userIds: [b!] }));
+
+      // Rename: admin allowed; the same name is unchanged.
+      const renamed = okEvent(await store.renameGroup({ ...req(a!), conversationId, name: 'Team 2' }));
+      assert.equal(renamed.action, 'renamed');
+      assert.deepEqual(renamed.userIds, []);
+      assert.equal(renamed.name, 'Team 2');
+      assert.deepEqual(await store.renameGroup({ ...req(a!), conversationId, name: 'Team 2' }), { status: 'unchanged' });
+
+      // A plain member leaves.
+      const left = await store.leaveGroup({ ...req(e!), conversationId });
+      const leftEvent = okEvent(left);
+      assert.equal(leftEvent.action, 'left');
+      assert.deepEqual(leftEvent.userIds, [e]);
+      assert.equal(Object.hasOwn(leftEvent, 'newOwnerId'), false);
+      assert.deepEqual(okDeliveries(left).map((x) => x.userId), sorted([owner!, a!, e!]));
+      assert.deepEqual(sorted((await store.membersIfMember(T, conversationId, owner!))!), sorted([owner!, a!]));
+
+      // Re-adding a former member makes them current again.
+      okEvent(await store.addMembers({ ...req(owner!), conversationId, userIds: [c!] }, GL));
+      assert.deepEqual(sorted((await store.membersIfMember(T, conversationId, c!))!), sorted([owner!, a!, c!]));
+      assert.equal(await lastPos(store, c!), cPos + 1);
+
+      // Seqs are contiguous across messages and membership events.
+      assert.deepEqual(await historyIds(store, owner!, conversationId), Array.from({ length: 11 }, (_, i) => 11 - i));
     });
 
-    test('encryption: rotated-out keys stay readable; an unknown key id is a clear error', async () => {
+    test('owner hand-over: to the oldest admin, else the longest-standing member; the last member closes the group', async () => {
+      const [owner, m1, m2, adm] = users(4);
+      const gid = await createGroup(store, owner!, [m1!]);
+      okEvent(await store.addMembers({ ...req(owner!), conversationId: gid, userIds: [m2!] }, GL));
+      okEvent(await store.addMembers({ ...req(owner!), conversationId: gid, userIds: [adm!] }, GL));
+      okEvent(await store.setRole({ ...req(owner!), conversationId: gid, userId: adm!, role: 'admin' }));
+
+      const left = okEvent(await store.leaveGroup({ ...req(owner!), conversationId: gid }));
+      assert.equal(left.action, 'left');
+      assert.equal(left.newOwnerId, adm, 'an admin outranks longer-standing plain members');
+      const admView = (await store.listConversations(T, adm!, { limit: 10 })).conversations.find((c) => c.conversationId === gid);
+      assert.equal(admView?.role, 'owner');
+      // The new owner may now change roles; the old one is gone.
+      assert.deepEqual(await store.setRole({ ...req(owner!), conversationId: gid, userId: m1!, role: 'admin' }), { status: 'forbidden' });
+
+      // No admin left: the longest-standing member (m1 joined at creation) becomes owner.
+      const left2 = okEvent(await store.leaveGroup({ ...req(adm!), conversationId: gid }));
+      assert.equal(left2.newOwnerId, m1);
+      okEvent(await store.setRole({ ...req(m1!), conversationId: gid, userId: m2!, role: 'admin' }));
+
+      okEvent(await store.leaveGroup({ ...req(m2!), conversationId: gid }));
+      const last = await store.leaveGroup({ ...req(m1!), conversationId: gid });
+      assert.deepEqual(okDeliveries(last).map((x) => x.userId), [m1], 'the leaver learns it');
+      // Closed: every later operation and send is forbidden, even for a former member.
+      assert.equal(await store.membersIfMember(T, gid, m1!), undefined);
+      assert.deepEqual((await store.appendMessages([gm(m1!, gid)], LIMITS))[0], { status: 'forbidden' });
+      assert.deepEqual(await store.addMembers({ ...req(m1!), conversationId: gid, userIds: [owner!] }, GL), { status: 'forbidden' });
+      assert.deepEqual(await store.leaveGroup({ ...req(m1!), conversationId: gid }), { status: 'forbidden' });
+      assert.equal((await store.listConversations(T, m1!, { limit: 10 })).conversations.some((c) => c.conversationId === gid), false);
+    });
+
+    test('refusals: non-member, other tenant, missing group, limits', async () => {
+      const [owner, a, outsider, x, y] = users(5);
+      const gid = await createGroup(store, owner!, [a!]);
+      const missing = randomUUID();
+      const forbidden = { status: 'forbidden' };
+
+      // A non-member, whatever they try; a send from them too.
+      assert.deepEqual(await store.addMembers({ ...req(outsider!), conversationId: gid, userIds: [x!] }, GL), forbidden);
+      assert.deepEqual(await store.removeMembers({ ...req(outsider!), conversationId: gid, userIds: [a!] }), forbidden);
+      assert.deepEqual(await store.leaveGroup({ ...req(outsider!), conversationId: gid }), forbidden);
+      assert.deepEqual(await store.renameGroup({ ...req(outsider!), conversationId: gid, name: 'x' }), forbidden);
+      assert.deepEqual(await store.setRole({ ...req(outsider!), conversationId: gid, userId: a!, role: 'admin' }), forbidden);
+      assert.deepEqual(await store.appendMessages([gm(outsider!, gid)], LIMITS), [forbidden]);
+
+      // The same owner uuid in another tenant is another user; the group does not exist there.
+      const other = 'tenant-other';
+      assert.deepEqual(await store.addMembers({ ...req(owner!, other), conversationId: gid, userIds: [x!] }, GL), forbidden);
+      assert.deepEqual(await store.renameGroup({ ...req(owner!, other), conversationId: gid, name: 'x' }), forbidden);
+      assert.deepEqual(await store.leaveGroup({ ...req(owner!, other), conversationId: gid }), forbidden);
+      assert.deepEqual(await store.appendMessages([gm(owner!, gid, { tenantId: other })], LIMITS), [forbidden]);
+      assert.equal(await store.membersIfMember(other, gid, owner!), undefined);
+      assert.equal(await store.history(other, owner!, { conversationId: gid }, { limit: 10, groupHistory: 'all' }), undefined);
+      assert.equal(await store.markRead(other, owner!, gid, 1), undefined);
+
+      // A group that does not exist.
+      assert.deepEqual(await store.addMembers({ ...req(owner!), conversationId: missing, userIds: [x!] }, GL), forbidden);
+      assert.deepEqual(await store.removeMembers({ ...req(owner!), conversationId: missing, userIds: [a!] }), forbidden);
+      assert.deepEqual(await store.leaveGroup({ ...req(owner!), conversationId: missing }), forbidden);
+      assert.deepEqual(await store.renameGroup({ ...req(owner!), conversationId: missing, name: 'x' }), forbidden);
+      assert.deepEqual(await store.setRole({ ...req(owner!), conversationId: missing, userId: a!, role: 'admin' }), forbidden);
+      assert.deepEqual(await store.appendMessages([gm(owner!, missing)], LIMITS), [forbidden]);
+
+      // A direct conversation is not a group.
+      const direct = stored((await store.appendMessages([dm(owner!, a!)], LIMITS))[0]).conversationId;
+      assert.deepEqual(await store.addMembers({ ...req(owner!), conversationId: direct, userIds: [x!] }, GL), forbidden);
+
+      // too_many_members counts current members after the change, the creator included.
+      const small: GroupLimits = { maxGroupMembers: 3, maxGroupsPerUser: 100 };
+      const tooBig = await store.createGroup({ ...req(owner!), conversationId: randomUUID(), name: 'big', memberIds: [a!, x!, y!] }, small);
+      assert.deepEqual(tooBig, { status: 'too_many_members' });
+      const g3 = randomUUID();
+      okEvent(await store.createGroup({ ...req(owner!), conversationId: g3, name: 'three', memberIds: [a!, x!] }, small));
+      assert.deepEqual(await store.addMembers({ ...req(owner!), conversationId: g3, userIds: [y!] }, small), { status: 'too_many_members' });
+      okEvent(await store.leaveGroup({ ...req(x!), conversationId: g3 }));
+      okEvent(await store.addMembers({ ...req(owner!), conversationId: g3, userIds: [y!] }, small));
+
+      // too_many_groups: current group memberships of the creator and of every added user; direct ones do not count.
+      const [p, q, r] = users(3);
+      const two: GroupLimits = { maxGroupMembers: 100, maxGroupsPerUser: 2 };
+      await store.appendMessages([dm(p!, q!), dm(p!, r!)], LIMITS);
+      const pg1 = randomUUID();
+      okEvent(await store.createGroup({ ...req(p!), conversationId: pg1, name: 'p1', memberIds: [] }, two));
+      okEvent(await store.createGroup({ ...req(p!), conversationId: randomUUID(), name: 'p2', memberIds: [q!] }, two));
+      assert.deepEqual(
+        await store.createGroup({ ...req(p!), conversationId: randomUUID(), name: 'p3', memberIds: [] }, two),
+        { status: 'too_many_groups' },
+      );
+      okEvent(await store.createGroup({ ...req(r!), conversationId: randomUUID(), name: 'r1', memberIds: [q!] }, two));
+      // q is in two groups now: adding q, or creating a group with q, is refused.
+      assert.deepEqual(await store.addMembers({ ...req(p!), conversationId: pg1, userIds: [q!] }, two), { status: 'too_many_groups' });
+      assert.deepEqual(
+        await store.createGroup({ ...req(r!), conversationId: randomUUID(), name: 'r2', memberIds: [q!] }, two),
+        { status: 'too_many_groups' },
+      );
+      // Leaving a group frees a slot.
+      okEvent(await store.leaveGroup({ ...req(p!), conversationId: pg1 }));
+      okEvent(await store.createGroup({ ...req(p!), conversationId: randomUUID(), name: 'p3', memberIds: [] }, two));
+    });
+
+    test('history: since_join vs all, a former member up to their removal, cursors, direct by peer', async () => {
+      const [owner, a, late, stranger] = users(4);
+      const gid = await createGroup(store, owner!, [a!]); // seq 1
+      await store.appendMessages([gm(owner!, gid), gm(a!, gid)], LIMITS); // 2, 3
+      okEvent(await store.addMembers({ ...req(owner!), conversationId: gid, userIds: [late!] }, GL)); // 4
+      await store.appendMessages([gm(late!, gid)], LIMITS); // 5
+      okEvent(await store.removeMembers({ ...req(owner!), conversationId: gid, userIds: [a!] })); // 6
+      await store.appendMessages([gm(owner!, gid)], LIMITS); // 7
+
+      assert.deepEqual(await historyIds(store, owner!, gid, 'since_join'), [7, 6, 5, 4, 3, 2, 1]);
+      assert.deepEqual(await historyIds(store, late!, gid, 'since_join'), [7, 6, 5, 4], 'from the event that added them');
+      assert.deepEqual(await historyIds(store, late!, gid, 'all'), [7, 6, 5, 4, 3, 2, 1]);
+      assert.deepEqual(await historyIds(store, a!, gid, 'all'), [6, 5, 4, 3, 2, 1], 'nothing after the removal');
+      assert.deepEqual(await historyIds(store, a!, gid, 'since_join'), [6, 5, 4, 3, 2, 1]);
+      assert.equal(await historyIds(store, stranger!, gid), undefined);
+      assert.equal(await historyIds(store, owner!, randomUUID()), undefined);
+
+      // Events are decoded, with their kinds.
+      const page = await store.history(T, late!, { conversationId: gid }, { limit: 2, groupHistory: 'since_join' });
+      assert.equal(page?.conversationId, gid);
+      assert.deepEqual(page?.events.map((e) => [e.seq, e.kind]), [[7, 'message'], [6, 'membership']]);
+      const msg7 = page!.events[0] as StoredMessage;
+      assert.equal(msg7.conversationKind, 'group');
+      assert.equal(Object.hasOwn(msg7, 'recipientId'), false);
+
+      // beforeSeq and beforeId cursors.
+      const q = { limit: 2, groupHistory: 'all' as const };
+      const before5 = await store.history(T, owner!, { conversationId: gid }, { ...q, beforeSeq: 5 });
+      assert.deepEqual(before5?.events.map((e) => e.seq), [4, 3]);
+      const before2 = await store.history(T, owner!, { conversationId: gid }, { ...q, beforeSeq: 2 });
+      assert.deepEqual(before2?.events.map((e) => e.seq), [1]);
+      const byId = await store.history(T, owner!, { conversationId: gid }, { ...q, beforeId: page!.events[1]!.id });
+      assert.deepEqual(byId?.events.map((e) => e.seq), [5, 4]);
+      // A cursor from another conversation yields an empty page, not an error.
+      const foreign = stored((await store.appendMessages([dm(owner!, stranger!)], LIMITS))[0]);
+      assert.deepEqual(await store.history(T, owner!, { conversationId: gid }, { ...q, beforeId: foreign.id }), {
+        conversationId: gid,
+        events: [],
+      });
+      // since_join keeps its floor with a cursor too.
+      assert.deepEqual(
+        (await store.history(T, late!, { conversationId: gid }, { limit: 10, beforeSeq: 6, groupHistory: 'since_join' }))?.events.map((e) => e.seq),
+        [5, 4],
+      );
+
+      // Direct history by peer, from either side; no conversation yet → an empty page without id.
+      const [x, y, z] = users(3);
+      assert.deepEqual(await store.history(T, x!, { peerId: y! }, q), { events: [] });
+      const dms = (await store.appendMessages([dm(x!, y!), dm(y!, x!), dm(x!, y!)], LIMITS)).map(stored);
+      const convId = dms[0]!.conversationId;
+      const fromY = await store.history(T, y!, { peerId: x! }, { limit: 10, groupHistory: 'since_join' });
+      assert.deepEqual(fromY, { conversationId: convId, events: [...dms].reverse() });
+      assert.deepEqual(await store.history(T, x!, { conversationId: convId }, { limit: 10, groupHistory: 'all' }), fromY);
+      assert.equal(await store.history(T, z!, { conversationId: convId }, q), undefined);
+      assert.deepEqual(await store.history(T, z!, { peerId: x! }, q), { events: [] });
+    });
+
+    test('membersIfMember', async () => {
+      const [owner, a, b] = users(3);
+      const gid = await createGroup(store, owner!, [a!, b!]);
+      assert.deepEqual(sorted((await store.membersIfMember(T, gid, b!))!), sorted([owner!, a!, b!]));
+      assert.equal(await store.membersIfMember(T, gid, randomUUID()), undefined);
+      assert.equal(await store.membersIfMember(T, randomUUID(), owner!), undefined);
+      assert.equal(await store.membersIfMember('tenant-other', gid, owner!), undefined);
+      okEvent(await store.leaveGroup({ ...req(b!), conversationId: gid }));
+      assert.equal(await store.membersIfMember(T, gid, b!), undefined);
+      assert.deepEqual(sorted((await store.membersIfMember(T, gid, a!))!), sorted([owner!, a!]));
+      const direct = stored((await store.appendMessages([dm(a!, b!)], LIMITS))[0]).conversationId;
+      assert.deepEqual(sorted((await store.membersIfMember(T, direct, b!))!), sorted([a!, b!]));
+      assert.equal(await store.membersIfMember(T, direct, owner!), undefined);
+    });
+
+    test('timeline paging: after, limit, firstPos and lastPos', async () => {
+      const [alice, bob] = users(2);
+      assert.deepEqual(await store.timeline(T, bob!, 0, 10), { entries: [], firstPos: 1, lastPos: 0 });
+      const out = await store.appendMessages(Array.from({ length: 7 }, () => dm(alice!, bob!)), LIMITS);
+      const page1 = await store.timeline(T, bob!, 0, 3);
+      assert.deepEqual(page1.entries.map((e) => e.pos), [1, 2, 3]);
+      assert.deepEqual(page1.entries.map((e) => e.event.id), out.slice(0, 3).map((o) => stored(o).id));
+      assert.equal(page1.firstPos, 1);
+      assert.equal(page1.lastPos, 7);
+      assert.deepEqual((await store.timeline(T, bob!, 3, 3)).entries.map((e) => e.pos), [4, 5, 6]);
+      assert.deepEqual((await store.timeline(T, bob!, 6, 3)).entries.map((e) => e.pos), [7]);
+      assert.deepEqual((await store.timeline(T, bob!, 7, 3)).entries, []);
+      assert.deepEqual((await store.timeline(T, bob!, 0, 0)).entries, []);
+      assert.deepEqual(await store.timeline('tenant-other', bob!, 0, 10), { entries: [], firstPos: 1, lastPos: 0 });
+    });
+
+    test('syncState and ack: never backwards, clamped, device vs user positions, a new device resumes from the user', async () => {
+      const [alice, bob] = users(2);
+      assert.deepEqual(await store.syncState(T, bob!), { lastPos: 0, userAckedPos: 0 });
+      assert.deepEqual(await store.syncState(T, bob!, 'phone'), { lastPos: 0, userAckedPos: 0 });
+      assert.equal(await store.ack(T, bob!, undefined, 5), 0, 'clamped to an empty timeline');
+      await store.appendMessages(Array.from({ length: 5 }, () => dm(alice!, bob!)), LIMITS);
+
+      assert.equal(await store.ack(T, bob!, 'phone', 3), 3);
+      assert.deepEqual(await store.syncState(T, bob!, 'phone'), { lastPos: 5, userAckedPos: 3, deviceAckedPos: 3 });
+      assert.equal(await store.ack(T, bob!, 'phone', 2), 3, 'never backwards');
+      assert.equal(await store.ack(T, bob!, 'laptop', 1), 1);
+      assert.deepEqual(await store.syncState(T, bob!, 'laptop'), { lastPos: 5, userAckedPos: 3, deviceAckedPos: 1 });
+      // A new device (or none named) starts from what no device acknowledged.
+      assert.deepEqual(await store.syncState(T, bob!, 'tablet'), { lastPos: 5, userAckedPos: 3 });
+      assert.deepEqual(await store.syncState(T, bob!), { lastPos: 5, userAckedPos: 3 });
+      assert.equal(await store.ack(T, bob!, 'laptop', 99), 5, 'clamped to lastPos');
+      assert.deepEqual(await store.syncState(T, bob!, 'phone'), { lastPos: 5, userAckedPos: 5, deviceAckedPos: 3 });
+      assert.equal(await store.ack(T, bob!, undefined, 2), 5, 'the user position never goes back either');
+      assert.equal(await store.ack(T, alice!, undefined, 4), 4);
+      assert.deepEqual(await store.syncState(T, alice!, 'phone'), { lastPos: 5, userAckedPos: 4 });
+      // Another tenant's same uuid is another user.
+      assert.deepEqual(await store.syncState('tenant-other', bob!, 'phone'), { lastPos: 0, userAckedPos: 0 });
+    });
+
+    test('listConversations: order, cursor paging, names, peers, roles, counts, lastMessage, unread', async () => {
+      const [me, bob, carol, dave] = users(4);
+      const t0 = BASE_TS + 10_000_000; // later than anything else this run writes for these users
+      const withBob = (await store.appendMessages([dm(bob!, me!, { timestamp: t0 + 1 }), dm(me!, bob!, { timestamp: t0 + 2 })], LIMITS)).map(stored);
+      const gid = randomUUID();
+      const created = okEvent(
+        await store.createGroup(
+          { tenantId: T, actorId: carol!, eventId: v7(t0 + 3), timestamp: t0 + 3, conversationId: gid, name: 'Plans', memberIds: [me!, dave!] },
+          GL,
+        ),
+      );
+      const inGroup = (await store.appendMessages([gm(carol!, gid, { timestamp: t0 + 4 }), gm(dave!, gid, { timestamp: t0 + 5 })], LIMITS)).map(stored);
+      const withCarol = stored((await store.appendMessages([dm(carol!, me!, { timestamp: t0 + 6 })], LIMITS))[0]);
+      // An older conversation with dave that I am no longer… (a group I left is not listed).
+      const leftGroup = await createGroup(store, dave!, [me!]);
+      okEvent(await store.leaveGroup({ ...req(me!), conversationId: leftGroup }));
+
+      const all = await store.listConversations(T, me!, { limit: 10 });
+      assert.equal(all.nextCursor, undefined);
+      assert.deepEqual(all.conversations, [
+        {
+          conversationId: withCarol.conversationId,
+          kind: 'direct',
+          peerId: carol,
+          role: 'member',
+          memberCount: 2,
+          lastSeq: 1,
+          lastActivityAt: t0 + 6,
+          lastMessage: withCarol,
+          readSeq: 0,
+          unreadCount: 1,
+        },
+        {
+          conversationId: gid,
+          kind: 'group',
+          name: 'Plans',
+          role: 'member',
+          memberCount: 3,
+          lastSeq: 3,
+          lastActivityAt: t0 + 5,
+          lastMessage: inGroup[1],
+          readSeq: 0,
+          unreadCount: 2,
+        },
+        {
+          conversationId: withBob[0]!.conversationId,
+          kind: 'direct',
+          peerId: bob,
+          role: 'member',
+          memberCount: 2,
+          lastSeq: 2,
+          lastActivityAt: t0 + 2,
+          lastMessage: withBob[1],
+          readSeq: 0,
+          unreadCount: 1,
+        },
+      ]);
+      assert.equal(created.seq, 1);
+
+      // Paging with the opaque cursor.
+      const p1 = await store.listConversations(T, me!, { limit: 2 });
+      assert.deepEqual(p1.conversations.map((c) => c.conversationId), [withCarol.conversationId, gid]);
+      assert.equal(typeof p1.nextCursor, 'string');
+      const p2 = await store.listConversations(T, me!, { limit: 2, before: p1.nextCursor! });
+      assert.deepEqual(p2.conversations.map((c) => c.conversationId), [withBob[0]!.conversationId]);
+      assert.equal(p2.nextCursor, undefined);
+
+      // The owner's view; a group with no message yet has no lastMessage and its creation time.
+      const carolList = await store.listConversations(T, carol!, { limit: 10 });
+      const carolGroup = carolList.conversations.find((c) => c.conversationId === gid);
+      assert.equal(carolGroup?.role, 'owner');
+      assert.equal(carolGroup?.unreadCount, 1, 'only messages by others');
+      const empty = await createGroup(store, dave!, []);
+      const daveEmpty = (await store.listConversations(T, dave!, { limit: 10 })).conversations.find((c) => c.conversationId === empty);
+      assert.equal(daveEmpty?.lastSeq, 1);
+      assert.equal(daveEmpty?.memberCount, 1);
+      assert.equal(Object.hasOwn(daveEmpty!, 'lastMessage'), false);
+      assert.equal(daveEmpty?.unreadCount, 0);
+
+      // Unread counts follow markRead; membership events are never unread; a late member counts from joining.
+      assert.equal(await store.markRead(T, me!, gid, 2), 2);
+      const afterRead = (await store.listConversations(T, me!, { limit: 10 })).conversations.find((c) => c.conversationId === gid);
+      assert.equal(afterRead?.readSeq, 2);
+      assert.equal(afterRead?.unreadCount, 1);
+      const late = users(1)[0]!;
+      okEvent(await store.addMembers({ ...req(carol!), conversationId: gid, userIds: [late] }, GL));
+      await store.appendMessages([gm(carol!, gid)], LIMITS);
+      const lateView = (await store.listConversations(T, late, { limit: 10 })).conversations;
+      assert.equal(lateView.length, 1);
+      assert.equal(lateView[0]!.unreadCount, 1);
+      assert.equal(lateView[0]!.memberCount, 4);
+      assert.deepEqual(await store.listConversations(T, randomUUID(), { limit: 10 }), { conversations: [] });
+    });
+
+    test('markRead: members only, never backwards, never beyond the last seq', async () => {
+      const [alice, bob, carol] = users(3);
+      const conv = stored((await store.appendMessages([dm(alice!, bob!), dm(alice!, bob!), dm(alice!, bob!)], LIMITS))[0]).conversationId;
+      assert.equal(await store.markRead(T, bob!, conv, 2), 2);
+      assert.equal(await store.markRead(T, bob!, conv, 1), 2);
+      assert.equal(await store.markRead(T, bob!, conv, 50), 3);
+      assert.equal(await store.markRead(T, carol!, conv, 1), undefined);
+      assert.equal(await store.markRead(T, bob!, randomUUID(), 1), undefined);
+      const gid = await createGroup(store, alice!, [carol!]);
+      okEvent(await store.leaveGroup({ ...req(carol!), conversationId: gid }));
+      assert.equal(await store.markRead(T, carol!, gid, 1), undefined, 'a former member cannot mark read');
+    });
+
+    test('pruneOlderThan: old events and their timeline rows go, firstPos moves, counters stay', async () => {
+      const [alice, bob] = users(2);
+      const old = (ms: number): NewMessage => dm(alice!, bob!, { timestamp: ms });
+      const out = await store.appendMessages([old(1_000_000), old(2_000_000), old(3_000_000)], LIMITS);
+      const conv = stored(out[0]).conversationId;
+      const recent = stored((await store.appendMessages([dm(bob!, alice!)], LIMITS))[0]);
+      assert.equal(await store.pruneOlderThan(2_500_000), 2);
+      assert.equal(await store.pruneOlderThan(2_500_000), 0);
+
+      const tl = await store.timeline(T, bob!, 0, 10);
+      assert.deepEqual(tl.entries.map((e) => e.pos), [3, 4]);
+      assert.equal(tl.firstPos, 3);
+      assert.equal(tl.lastPos, 4);
+      assert.deepEqual(await historyIds(store, alice!, conv), [4, 3]);
+      const next = stored((await store.appendMessages([dm(alice!, bob!)], LIMITS))[0]);
+      assert.equal(next.seq, 5, 'seq never moves back');
+      assert.equal(await lastPos(store, bob!), 5);
+
+      // Everything pruned: firstPos is lastPos + 1, and positions still continue.
+      assert.equal(await store.pruneOlderThan(3_000_001), 1);
+      assert.equal(recent.seq, 4);
+      const [carol] = users(1);
+      const ancient = await store.appendMessages([dm(carol!, carol!, { timestamp: 5_000 })], LIMITS);
+      stored(ancient[0]);
+      assert.equal(await store.pruneOlderThan(6_000), 1);
+      assert.deepEqual(await store.timeline(T, carol!, 0, 10), { entries: [], firstPos: 2, lastPos: 1 });
+      assert.deepEqual(deliveriesOf((await store.appendMessages([dm(carol!, carol!)], LIMITS))[0]), [d(carol!, 2)]);
+    });
+
+    test('encryption at rest: raw rows hold no plaintext; reads decrypt; rotated keys stay readable; a missing key fails', async () => {
       const k1 = randomBytes(32);
       const k2 = randomBytes(32);
       const [alice, bob] = users(2);
-      const before = msg(alice!, bob!, { content: 'sealed with k1', clientMsgId: 'rot-1' });
-      const afterRotation = msg(alice!, bob!, { content: 'sealed with k2' });
-      const plain = msg(alice!, bob!, { content: 'written without a cipher' });
-
       const v1 = await h.open({ cipher: new ContentCipher({ activeKeyId: 'k1', keys: { k1 } }) });
-      await v1.insertMessages([before], LIMITS);
-      await v1.close();
-      await store.insertMessages([plain], LIMITS);
+      const secret = dm(alice!, bob!, {
+        content: 'the-launch-code-is-4217 https://secret.example.org/plan #operationfalcon',
+        attachments: [{ type: 'file', url: 'https://files.example.org/plan.pdf', name: 'falcon-plan.pdf' }],
+        mentions: [bob!],
+        hashtags: ['operationfalcon'],
+        links: [{ url: 'https://secret.example.org/plan', safe: true }],
+        clientMsgId: 'enc-1',
+      });
+      const gid = randomUUID();
+      let sealed: StoredMessage;
+      let created: MembershipEvent;
+      try {
+        sealed = stored((await v1.appendMessages([secret], LIMITS))[0]);
+        created = okEvent(
+          await v1.createGroup({ ...req(alice!), conversationId: gid, name: 'Project Nightingale', memberIds: [bob!] }, GL),
+        );
+        okEvent(await v1.renameGroup({ ...req(alice!), conversationId: gid, name: 'Project Kestrel' }));
+      } finally {
+        await v1.close();
+      }
 
+      const row = await h.raw('events', secret.id);
+      assert.ok(row !== undefined);
+      assert.equal(row.key_id, 'k1');
+      const userFields = JSON.stringify([row.content, row.attachments, row.mentions, row.hashtags, row.links]);
+      for (const plaintext of ['launch-code', 'secret.example.org', 'operationfalcon', 'falcon-plan', 'files.example.org', bob!]) {
+        assert.ok(!userFields.includes(plaintext), `raw event must not contain "${plaintext}"`);
+      }
+      const eventRow = await h.raw('events', created.id);
+      assert.ok(eventRow !== undefined && !String(eventRow.content).includes('Nightingale'));
+      const convRow = await h.raw('conversations', gid);
+      assert.ok(convRow !== undefined);
+      assert.ok(!JSON.stringify(convRow).includes('Kestrel') && !JSON.stringify(convRow).includes('Nightingale'));
+
+      // Rotated: k2 seals new rows, k1 still opens old ones.
       const v2 = await h.open({ cipher: new ContentCipher({ activeKeyId: 'k2', keys: { k1, k2 } }) });
       try {
-        await v2.insertMessages([afterRotation], LIMITS);
-        assert.deepEqual(await v2.pendingFor(T, bob!, 10), [before, plain, afterRotation]);
-        const dup = await v2.insertMessages([msg(alice!, bob!, { clientMsgId: 'rot-1' })], LIMITS);
-        assert.deepEqual(stored(dup[0]), before, 'a duplicate found under an old key is decrypted too');
+        const later = stored((await v2.appendMessages([dm(bob!, alice!, { content: 'sealed with k2' })], LIMITS))[0]);
+        assert.equal((await h.raw('events', later.id))?.key_id, 'k2');
+        const tl = await v2.timeline(T, bob!, 0, 10);
+        assert.deepEqual(tl.entries.map((e) => e.event.id), [secret.id, created.id, tl.entries[2]!.event.id, later.id]);
+        assert.deepEqual(tl.entries[0]!.event, sealed);
+        assert.deepEqual(tl.entries[1]!.event, created);
+        assert.equal((tl.entries[2]!.event as MembershipEvent).name, 'Project Kestrel');
+        assert.deepEqual((await v2.appendMessages([dm(alice!, bob!, { clientMsgId: 'enc-1' })], LIMITS))[0], {
+          status: 'duplicate',
+          message: sealed,
+        });
+        const list = await v2.listConversations(T, bob!, { limit: 10 });
+        assert.equal(list.conversations.find((c) => c.conversationId === gid)?.name, 'Project Kestrel');
+        assert.equal(list.conversations.find((c) => c.kind === 'direct')?.lastMessage?.content, 'sealed with k2');
+        const hist = await v2.history(T, alice!, { peerId: bob! }, { limit: 10, groupHistory: 'all' });
+        assert.deepEqual(hist?.events.map((e) => e.id), [later.id, secret.id]);
       } finally {
         await v2.close();
       }
-      const keyIds = new Map((await h.rawMessages()).map((r) => [r.id, r.key_id]));
-      assert.equal(keyIds.get(before.id), 'k1');
-      assert.equal(keyIds.get(afterRotation.id), 'k2');
-      assert.equal(keyIds.get(plain.id), null);
 
+      // Without k1 (or without any cipher), reading is a clear UnknownKeyError, never ciphertext.
       const v3 = await h.open({ cipher: new ContentCipher({ activeKeyId: 'k2', keys: { k2 } }) });
       try {
-        await assert.rejects(
-          v3.pendingFor(T, bob!, 10),
-          (err: unknown) => err instanceof UnknownKeyError && err.keyId === 'k1' && /keyring/.test(err.message),
-        );
+        await assert.rejects(v3.timeline(T, bob!, 0, 10), (err: unknown) => err instanceof UnknownKeyError && err.keyId === 'k1');
+        await assert.rejects(v3.history(T, alice!, { peerId: bob! }, { limit: 10, groupHistory: 'all' }), UnknownKeyError);
+        await assert.rejects(v3.listConversations(T, alice!, { limit: 10 }), UnknownKeyError);
       } finally {
         await v3.close();
       }
-      // A store without any cipher refuses sealed rows instead of returning ciphertext.
-      await assert.rejects(store.pendingFor(T, bob!, 10), UnknownKeyError);
-      await assert.rejects(store.history(T, alice!, bob!, { limit: 1 }), UnknownKeyError);
+      await assert.rejects(store.timeline(T, alice!, 0, 10), UnknownKeyError);
     });
 
-    test('group committer: submits of one turn are one insertMessages call', async () => {
+    test('concurrent writers (two nodes): positions contiguous, no duplicates, no deadlock', async () => {
+      const other = await h.open();
+      try {
+        const [a, b, c] = users(3);
+        const gid = await createGroup(store, a!, [b!, c!]);
+        const rounds = 12;
+        const batchFor = (i: number, node: string): NewMessage[] => [
+          dm(a!, b!, { content: `${node}-${i}-ab` }),
+          dm(b!, a!, { content: `${node}-${i}-ba` }),
+          gm(c!, gid, { content: `${node}-${i}-g` }),
+          dm(c!, a!, { content: `${node}-${i}-ca` }),
+          dm(b!, c!, { content: `${node}-${i}-bc` }),
+          // Both nodes send the same retried message: stored once.
+          gm(a!, gid, { clientMsgId: `race-${i}` }),
+        ];
+        const run = async (s: Store, node: string): Promise<AppendOutcome[]> => {
+          const outcomes: AppendOutcome[] = [];
+          for (let i = 0; i < rounds; i++) outcomes.push(...(await s.appendMessages(batchFor(i, node), LIMITS)));
+          return outcomes;
+        };
+        const [o1, o2] = await Promise.all([run(store, 'n1'), run(other, 'n2')]);
+        const outcomes = [...o1, ...o2];
+        const statuses = outcomes.map((o) => o.status);
+        assert.equal(statuses.filter((s) => s === 'stored').length, rounds * 2 * 5 + rounds);
+        assert.equal(statuses.filter((s) => s === 'duplicate').length, rounds);
+        for (let i = 0; i < rounds; i++) {
+          const pair = [o1[i * 6 + 5]!, o2[i * 6 + 5]!];
+          const first = pair.find((o) => o.status === 'stored');
+          const second = pair.find((o) => o.status === 'duplicate');
+          assert.ok(first !== undefined && second !== undefined);
+          assert.equal(second.message.id, first.message.id);
+        }
+
+        // Every user's timeline is 1..N with no gap and no repeated event, and matches the deliveries.
+        const delivered = new Map<string, number[]>();
+        for (const o of outcomes) {
+          if (o.status !== 'stored') continue;
+          for (const x of o.deliveries) delivered.set(x.userId, [...(delivered.get(x.userId) ?? []), x.pos]);
+        }
+        for (const u of [a!, b!, c!]) {
+          const entries = await allEntries(store, u);
+          assert.deepEqual(entries.map((e) => e.pos), Array.from({ length: entries.length }, (_, i) => i + 1));
+          assert.equal(new Set(entries.map((e) => e.event.id)).size, entries.length);
+          assert.deepEqual(sorted((delivered.get(u) ?? []).map(String)), sorted(entries.slice(1).map((e) => String(e.pos))));
+          assert.deepEqual(await other.syncState(T, u), { lastPos: entries.length, userAckedPos: 0 });
+        }
+        // Every conversation's seqs are 1..N with no gap.
+        const convs = new Set(outcomes.filter((o) => o.status === 'stored').map((o) => stored(o).conversationId));
+        assert.equal(convs.size, 4);
+        for (const conv of convs) {
+          const member = conv === gid ? a! : stored(outcomes.find((o) => o.status === 'stored' && o.message.conversationId === conv)).senderId;
+          const seqs = await historyIds(store, member, conv);
+          assert.deepEqual(seqs, Array.from({ length: seqs!.length }, (_, i) => seqs!.length - i));
+        }
+      } finally {
+        await other.close();
+      }
+    });
+
+    test('group committer: submits of one turn are one appendMessages call; in-batch repeats', async () => {
       const [alice, bob] = users(2);
       const counted = spy(store);
       const committer = new GroupCommitter(counted.store, LIMITS);
-      const messages = Array.from({ length: 25 }, () => msg(alice!, bob!));
+      const messages = Array.from({ length: 25 }, () => dm(alice!, bob!));
       const outcomes = await Promise.all(messages.map((m) => committer.submit(m)));
       assert.equal(counted.calls.length, 1);
-      assert.deepEqual(outcomes, messages.map((message) => ({ status: 'stored', message })));
-      assert.deepEqual(ids(await store.pendingFor(T, bob!, 100)), ids(messages));
+      assert.deepEqual(outcomes.map((o) => stored(o).id), messages.map((m) => m.id));
+      assert.deepEqual(outcomes.map((o) => stored(o).seq), Array.from({ length: 25 }, (_, i) => i + 1));
 
-      // Same (senderId, clientMsgId) twice in one turn: one row, the second gets the first's message.
-      const a = msg(alice!, bob!, { clientMsgId: 'gc-1' });
-      const b = msg(alice!, bob!, { clientMsgId: 'gc-1', content: 'again' });
+      // Same key twice in one turn: one row, the second gets the first's message.
+      const a = dm(alice!, bob!, { clientMsgId: 'gc-1' });
+      const b = dm(alice!, bob!, { clientMsgId: 'gc-1', content: 'again' });
       const [oa, ob] = await Promise.all([committer.submit(a), committer.submit(b)]);
       assert.equal(counted.calls.length, 2);
       assert.equal(counted.calls[1]!.length, 1);
-      assert.equal(oa!.status, 'stored');
-      assert.equal(ob!.status, 'duplicate');
-      assert.equal(stored(ob).id, a.id);
+      assert.deepEqual(ob, { status: 'duplicate', message: stored(oa) });
+      // A repeat of a key stored earlier: both get the duplicate.
+      const [oc, od] = await Promise.all([committer.submit(dm(alice!, bob!, { clientMsgId: 'gc-1' })), committer.submit(dm(alice!, bob!, { clientMsgId: 'gc-1' }))]);
+      assert.deepEqual([oc, od], [{ status: 'duplicate', message: stored(oa) }, { status: 'duplicate', message: stored(oa) }]);
       await committer.close();
+
+      // A refused first: the repeat gets the same refusal.
+      const full = new GroupCommitter(spy(store).store, { maxInboxSize: 1 });
+      const [carol, dave] = users(2);
+      const [r1, r2, r3] = await Promise.all([
+        full.submit(dm(carol!, dave!)),
+        full.submit(dm(carol!, dave!, { clientMsgId: 'gc-2' })),
+        full.submit(dm(carol!, dave!, { clientMsgId: 'gc-2' })),
+      ]);
+      assert.equal(r1.status, 'stored');
+      assert.deepEqual([r2, r3], [{ status: 'inbox_full' }, { status: 'inbox_full' }]);
+      await full.close();
     });
 
     test('group committer: a failed transaction rejects every submit of its batch', async () => {
@@ -489,27 +1025,31 @@ function storeContract(name: string, makeHarness: () => Harness): void {
       const boom = new Error('disk on fire');
       const failing = spy(store, boom);
       const committer = new GroupCommitter(failing.store, LIMITS);
-      const results = await Promise.allSettled(Array.from({ length: 5 }, () => committer.submit(msg(alice!, bob!))));
+      const results = await Promise.allSettled(Array.from({ length: 5 }, () => committer.submit(dm(alice!, bob!))));
       assert.equal(failing.calls.length, 1);
       assert.deepEqual(results.map((r) => r.status), Array(5).fill('rejected'));
       for (const r of results) assert.equal((r as PromiseRejectedResult).reason, boom);
-      assert.deepEqual(await store.pendingFor(T, bob!, 10), []);
+      assert.equal(await lastPos(store, bob!), 0);
       await committer.close();
     });
 
-    test('data survives close and reopen', async () => {
+    test('data survives close and reopen; a closed store rejects', async () => {
       const [alice, bob] = users(2);
       const first = await h.open();
-      const m = msg(alice!, bob!, { clientMsgId: 'reopen' });
-      await first.insertMessages([m], LIMITS);
+      const m = stored((await first.appendMessages([dm(alice!, bob!, { clientMsgId: 'reopen' })], LIMITS))[0]);
+      await first.ack(T, bob!, 'phone', 1);
       await first.close();
       await assert.rejects(first.ping());
-      await assert.rejects(first.pendingFor(T, bob!, 10));
+      await assert.rejects(first.timeline(T, bob!, 0, 10));
 
       const second = await h.open();
       try {
-        assert.deepEqual(await second.pendingFor(T, bob!, 10), [m]);
-        assert.equal((await second.insertMessages([msg(alice!, bob!, { clientMsgId: 'reopen' })], LIMITS))[0]!.status, 'duplicate');
+        assert.deepEqual((await second.timeline(T, bob!, 0, 10)).entries, [{ pos: 1, event: m }]);
+        assert.deepEqual(await second.syncState(T, bob!, 'phone'), { lastPos: 1, userAckedPos: 1, deviceAckedPos: 1 });
+        assert.deepEqual((await second.appendMessages([dm(alice!, bob!, { clientMsgId: 'reopen' })], LIMITS))[0], {
+          status: 'duplicate',
+          message: m,
+        });
       } finally {
         await second.close();
       }
@@ -520,162 +1060,22 @@ function storeContract(name: string, makeHarness: () => Harness): void {
 storeContract('SQLite', sqliteHarness);
 storeContract('PostgreSQL', postgresHarness);
 
-describe('PostgresStore: races between nodes', () => {
-  const schema = `rampart_race_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5000 });
-  let store: PostgresStore;
-
-  before(async () => {
-    await admin.connect();
-    store = new PostgresStore(PG_URL, { schema, pool: { max: 2, application_name: schema } });
-    await store.init();
-  });
-
-  after(async () => {
-    await store?.close();
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
-    await admin.end();
-  });
-
+describe('PostgresStore: nodes initialising at once', () => {
   test('two nodes initialising a fresh schema at the same time both succeed, migrating once', async () => {
+    const admin = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5000 });
+    await admin.connect();
     const fresh = `rampart_init_${randomBytes(6).toString('hex')}`;
     const nodes = Array.from({ length: 3 }, () => new PostgresStore(PG_URL, { schema: fresh, pool: { max: 1 } }));
     try {
       await Promise.all(nodes.map((node) => node.init()));
-      const { rows } = await admin.query(`SELECT version FROM "${fresh}".schema_version`);
-      assert.deepEqual(rows, [{ version: 1 }]);
+      const { rows } = await admin.query(`SELECT version FROM "${fresh}".schema_version ORDER BY version`);
+      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }]);
       await nodes[0]!.ping();
     } finally {
       await Promise.all(nodes.map((node) => node.close()));
       await admin.query(`DROP SCHEMA IF EXISTS "${fresh}" CASCADE`);
+      await admin.end();
     }
-  });
-
-  test('the row another node committed first is returned, also for in-batch repeats of the lost row', async () => {
-    const [alice, bob] = users(2);
-    const winnerId = randomUUID();
-    // Another node's transaction holds the dedupe key, uncommitted: invisible to the lookup, so
-    // our INSERT waits on the unique index and then skips the row (ON CONFLICT DO NOTHING).
-    await admin.query('BEGIN');
-    await admin.query(
-      `INSERT INTO "${schema}".messages (id, tenant_id, sender_id, recipient_id, conv, content, mentions, hashtags, links, timestamp, client_msg_id)
-       VALUES ($1, $2, $3, $4, 'x', 'from the other node', '[]', '[]', '[]', $5, 'k')`,
-      [winnerId, T, alice, bob, BASE_TS],
-    );
-    const first = msg(alice!, bob!, { clientMsgId: 'k' });
-    const repeat = msg(alice!, bob!, { clientMsgId: 'k' });
-    const other = msg(alice!, bob!);
-    const inserting = store.insertMessages([first, repeat, other], LIMITS);
-    // Wait (by polling the server, not the clock) until our INSERT is blocked on that key.
-    for (let i = 0; ; i++) {
-      const { rows } = await admin.query(
-        "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
-        [schema],
-      );
-      if (rows.length > 0) break;
-      assert.ok(i < 10_000, 'the INSERT never blocked on the dedupe key');
-    }
-    await admin.query('COMMIT');
-    const outcomes = await inserting;
-    assert.deepEqual(outcomes.map((o) => o.status), ['duplicate', 'duplicate', 'stored']);
-    assert.equal(stored(outcomes[0]).id, winnerId);
-    assert.equal(stored(outcomes[1]).id, winnerId);
-    assert.equal(stored(outcomes[0]).content, 'from the other node');
-    assert.deepEqual(ids(await store.pendingFor(T, bob!, 10)), [winnerId, other.id]);
-  });
-});
-
-describe('GroupCommitter pipelining', () => {
-  /** A store whose transactions finish only when the test says so. */
-  function manualStore() {
-    const calls: { batch: StoredMessage[]; finish: () => void; fail: (err: Error) => void }[] = [];
-    const store: Pick<Store, 'insertMessages'> = {
-      insertMessages(batch) {
-        return new Promise<InsertOutcome[]>((resolve, reject) => {
-          calls.push({
-            batch: [...batch],
-            finish: () => resolve(batch.map((message) => ({ status: 'stored', message }))),
-            fail: reject,
-          });
-        });
-      },
-    };
-    return { store, calls };
-  }
-  const [alice, bob] = users(2);
-
-  test('one transaction in flight; what arrives meanwhile goes next as one batch', async () => {
-    const { store, calls } = manualStore();
-    const committer = new GroupCommitter(store, LIMITS);
-    const first = [committer.submit(msg(alice!, bob!)), committer.submit(msg(alice!, bob!))];
-    await nextTurn();
-    assert.equal(calls.length, 1);
-    assert.equal(calls[0]!.batch.length, 2);
-
-    const second = [committer.submit(msg(alice!, bob!))];
-    await nextTurn();
-    second.push(committer.submit(msg(alice!, bob!)));
-    await nextTurn();
-    second.push(committer.submit(msg(alice!, bob!)));
-    await nextTurn();
-    assert.equal(calls.length, 1, 'waits while a transaction is in flight');
-    assert.equal(committer.queued, 3);
-
-    calls[0]!.finish();
-    await Promise.all(first);
-    await nextTurn();
-    assert.equal(calls.length, 2);
-    assert.equal(calls[1]!.batch.length, 3, 'everything that waited goes as one batch');
-    calls[1]!.finish();
-    assert.deepEqual((await Promise.all(second)).map((o) => o.status), ['stored', 'stored', 'stored']);
-    await committer.close();
-  });
-
-  test('a failure rejects only its own batch; the next batch still commits', async () => {
-    const { store, calls } = manualStore();
-    const committer = new GroupCommitter(store, LIMITS);
-    const doomed = committer.submit(msg(alice!, bob!));
-    await nextTurn();
-    const fine = committer.submit(msg(alice!, bob!));
-    calls[0]!.fail(new Error('connection reset'));
-    await assert.rejects(doomed, /connection reset/);
-    await nextTurn();
-    calls[1]!.finish();
-    assert.equal((await fine).status, 'stored');
-    await committer.close();
-  });
-
-  test('splits a long queue at maxBatchSize', async () => {
-    const { store, calls } = manualStore();
-    const committer = new GroupCommitter(store, { ...LIMITS, maxBatchSize: 2 });
-    const all = Array.from({ length: 5 }, () => committer.submit(msg(alice!, bob!)));
-    await nextTurn();
-    for (let i = 0; i < 3; i++) {
-      assert.equal(calls.length, i + 1);
-      calls[i]!.finish();
-      await Promise.all(all.slice(2 * i, 2 * i + 2)); // this batch settled, so the next is scheduled
-      await nextTurn();
-    }
-    assert.deepEqual(calls.map((c) => c.batch.length), [2, 2, 1]);
-    assert.equal((await Promise.all(all)).length, 5);
-    await committer.close();
-  });
-
-  test('close() commits what is pending and refuses new submits', async () => {
-    const { store, calls } = manualStore();
-    const committer = new GroupCommitter(store, LIMITS);
-    const pending = committer.submit(msg(alice!, bob!));
-    const closing = committer.close();
-    await assert.rejects(committer.submit(msg(alice!, bob!)), /closed/);
-    assert.equal(calls.length, 1, 'close flushes without waiting for the next turn');
-    calls[0]!.finish();
-    await closing;
-    assert.equal((await pending).status, 'stored');
-  });
-
-  test('a store answering with the wrong number of outcomes rejects the batch', async () => {
-    const committer = new GroupCommitter({ insertMessages: async () => [] }, LIMITS);
-    await assert.rejects(committer.submit(msg(alice!, bob!)), /outcomes/);
   });
 });
 
@@ -695,9 +1095,8 @@ describe('openStore', () => {
       assert.ok(existsSync(file));
       await store.ping();
       const [alice, bob] = users(2);
-      const m = msg(alice!, bob!);
-      await store.insertMessages([m], LIMITS);
-      assert.deepEqual(await store.pendingFor(T, bob!, 1), [m]);
+      const m = stored((await store.appendMessages([dm(alice!, bob!)], LIMITS))[0]);
+      assert.deepEqual((await store.timeline(T, bob!, 0, 1)).entries, [{ pos: 1, event: m }]);
     } finally {
       await store.close();
     }
@@ -710,7 +1109,7 @@ describe('openStore', () => {
     await admin.connect();
     try {
       await store.ping();
-      assert.deepEqual(await store.pendingFor(T, randomUUID(), 1), []);
+      assert.deepEqual(await store.syncState(T, randomUUID()), { lastPos: 0, userAckedPos: 0 });
     } finally {
       await store.close();
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
