@@ -4,9 +4,10 @@
  *
  *   direct   — direct messages between 50 pairs, batches of 100 (group commit), through SqliteStore
  *   group100 — messages to one 100-member group, batches of 100; reported per recipient too
- *   bare     — the same number of rows (one per message, same content size) into
- *              `CREATE TABLE bare (id INTEGER PRIMARY KEY, body TEXT)`, batches of 100, same
- *              pragmas (WAL, synchronous=NORMAL)
+ *   bare     — the same number of rows (one per message, with what a message row carries: its
+ *              uuid, sender and recipient uuids, the same content, empty entity lists, the time)
+ *              into an append-only table with no index but its integer key, batches of 100,
+ *              same pragmas (WAL, synchronous=NORMAL)
  *
  * Rounds interleave the three so disk and CPU noise hits them alike; medians are reported.
  * Standalone: `node --import tsx bench/store-append.ts` (BENCH_STORE_MESSAGES=N); `npm run bench`
@@ -43,18 +44,25 @@ export async function runStoreBench(messagesPerRound = 5000, rounds = 5): Promis
   const dir = mkdtempSync(join(tmpdir(), 'rampart-store-bench-'));
   const store = new SqliteStore(join(dir, 'store.db'));
   await store.init();
+  const pairs = Array.from({ length: 50 }, () => [randomUUID(), randomUUID()] as const);
   const bare = new Database(join(dir, 'bare.db'));
   bare.pragma('journal_mode = WAL');
   bare.pragma('synchronous = NORMAL');
   bare.pragma('wal_autocheckpoint = 10000');
-  bare.exec('CREATE TABLE bare (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
-  const insertBare = bare.prepare<[string]>('INSERT INTO bare (body) VALUES (?)');
+  bare.exec(
+    'CREATE TABLE bare (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, sender TEXT NOT NULL, recipient TEXT NOT NULL, content TEXT NOT NULL, entities TEXT NOT NULL, ts INTEGER NOT NULL)',
+  );
+  const insertBare = bare.prepare<[string, string, string, string, string, number]>(
+    'INSERT INTO bare (id, sender, recipient, content, entities, ts) VALUES (?, ?, ?, ?, ?, ?)',
+  );
   const bareBatch = bare.transaction((n: number) => {
-    for (let i = 0; i < n; i++) insertBare.run(CONTENT);
+    for (let i = 0; i < n; i++) {
+      const [a, b] = pairs[i % pairs.length]!;
+      insertBare.run(messageId(), a, b, CONTENT, '[]', Date.now());
+    }
   });
   const limits = { maxInboxSize: 1_000_000 };
 
-  const pairs = Array.from({ length: 50 }, () => [randomUUID(), randomUUID()] as const);
   const owner = randomUUID();
   const members = Array.from({ length: 99 }, () => randomUUID());
   const groupId = randomUUID();
