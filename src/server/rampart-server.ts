@@ -2,25 +2,22 @@
  * The composition root: builds every adapter from config, wires gate → session → pipeline →
  * chat → store + bus, and owns start-up and graceful shutdown. No protocol logic lives here.
  */
-import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { WebSocketServer, type ServerOptions } from 'ws';
 import type { DestinationStream } from 'pino';
 import type { RampartConfig } from '../config/schema.js';
 import { loadOrCreateDevSecret } from '../config/dev-key.js';
-import { createLogger, pathOnly, type Logger } from '../observability/logger.js';
+import { createLogger, type Logger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { createSecurityEventSink, type SecurityEventSink } from '../observability/security-events.js';
 import { jwksKeySource, publicKeySource, secretKeySource, type KeySource } from '../auth/key-source.js';
 import { createTokenVerifier } from '../auth/token-verifier.js';
 import { compileOriginPolicy } from '../gate/origin.js';
-import { resolveClientIp } from '../gate/client-ip.js';
-import { runHandshakeGate } from '../gate/handshake-gate.js';
 import { openStore } from '../store/open-store.js';
 import { ContentCipher } from '../store/content-cipher.js';
 import { GroupCommitter } from '../store/group-commit.js';
@@ -29,10 +26,12 @@ import { openBus } from '../bus/open-bus.js';
 import type { Bus } from '../bus/bus.js';
 import { createLimits, type Limits } from '../limits/index.js';
 import { ChatService } from '../chat/chat-service.js';
-import { Session, type SessionHooks } from '../session/session.js';
+import type { SessionHooks } from '../session/session.js';
 import { FlushScheduler } from '../session/flush-scheduler.js';
 import { SessionRegistry } from './session-registry.js';
 import { createHttpRoutes } from './http-routes.js';
+import { NodeConnections } from './node-connections.js';
+import { createUpgradeHandler } from './upgrade-handler.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { closeWith } from '../pipeline/rejection.js';
@@ -62,7 +61,6 @@ export interface RampartServer {
 }
 
 const DEMO_PAGE = fileURLToPath(new URL('../../public/index.html', import.meta.url));
-const WS_PATHS = new Set(['/ws', '/']);
 
 function keySourceFor(config: RampartConfig, logger: Logger): KeySource {
   const { jwt } = config;
@@ -73,15 +71,6 @@ function keySourceFor(config: RampartConfig, logger: Logger): KeySource {
   const { secret, created } = loadOrCreateDevSecret(config.dataDir);
   logger.warn({ dataDir: config.dataDir, created }, 'using the development signing key (never in production)');
   return secretKeySource(secret);
-}
-
-function destroySelf(this: Duplex): void {
-  this.destroy();
-}
-
-function refuseHandshake(socket: Duplex, status: number): void {
-  const extra = status === 429 || status === 503 ? 'Retry-After: 60\r\n' : '';
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n${extra}\r\n`);
 }
 
 /** What a storage error says about itself, never what it carried (no row data, no content). */
@@ -151,21 +140,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     },
   });
 
-  // ── node-wide socket accounting (the registry holds the cluster-wide per-IP/per-user counts) ──
-  const open = new Set<Session>();
-  const unauthenticated = new Set<Session>();
-  const unauthByIp = new Map<string, number>();
   const L = config.limits;
-  const leaveUnauthenticated = (session: Session): void => {
-    if (!unauthenticated.delete(session)) return;
-    const n = (unauthByIp.get(session.ip) ?? 1) - 1;
-    if (n <= 0) unauthByIp.delete(session.ip);
-    else unauthByIp.set(session.ip, n);
-  };
-  const updateGauges = (): void => {
-    metrics.connections.set({ state: 'unauthenticated' }, unauthenticated.size);
-    metrics.connections.set({ state: 'active' }, open.size - unauthenticated.size);
-  };
+  const connections = new NodeConnections(L, metrics);
 
   const authenticator = createAuthenticator({
     verify,
@@ -181,10 +157,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     maxBufferedBytes: L.maxBufferedBytes,
     replayAttempts: config.chat.inboxReplayAttempts,
     replayRetryMs: config.chat.inboxReplayRetryMs,
-    onAuthenticated: (session) => {
-      leaveUnauthenticated(session);
-      updateGauges();
-    },
+    onAuthenticated: (session) => connections.authenticated(session),
     onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'inbox replay failed'),
   });
   const handleFrame = createFramePipeline({
@@ -207,14 +180,12 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       session.reject(closeWith('rate_limit_abuse', CloseCode.RATE_LIMIT_ABUSE));
     },
     onClosed: (session) => {
-      open.delete(session);
-      leaveUnauthenticated(session);
+      connections.remove(session);
       if (session.userKey) sessions.remove(session);
       if (session.holdsUserSlot) {
         session.holdsUserSlot = false;
         void registry.releaseUser(session.userKey);
       }
-      updateGauges();
     },
   };
   const timings = {
@@ -264,69 +235,32 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const attemptRule = { name: 'attempts', limit: L.connectionAttemptsPerMinute, windowMs: 60_000 };
   let closing = false;
 
-  const gateOptions = {
-    limiter,
-    registry,
-    originPolicy,
-    attemptRule,
-    maxConnectionsPerIP: config.maxConnectionsPerIP,
-    allowQueryToken: config.allowQueryToken,
-    verify,
-    lockoutKey,
-    capacity: (ip: string) =>
-      open.size >= L.maxConnections
-        ? ('connections' as const)
-        : unauthenticated.size >= L.maxUnauthenticated
-          ? ('unauthenticated' as const)
-          : (unauthByIp.get(ip) ?? 0) >= L.maxUnauthenticatedPerIP
-            ? ('unauthenticated_ip' as const)
-            : ('ok' as const),
-  };
-
-  // Listeners that live as long as the socket are built outside the upgrade handler: a closure
-  // created inside it would keep the handler's whole scope (the request, its headers, `head`)
-  // alive for the life of the connection — about 1 KB per idle socket.
-  const releaseIpOnClose = (ip: string) => (): void => void registry.releaseIp(ip);
-
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', destroySelf); // a reset mid-handshake must not crash us
-    const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies);
-    if (closing || !WS_PATHS.has(pathOnly(req.url))) {
-      refuseHandshake(socket, closing ? 503 : 404);
-      return;
-    }
-    runHandshakeGate(gateOptions, req, ip).then(
-      (result) => {
-        if (!result.ok) {
-          security(result.event, { ip, code: result.status });
-          refuseHandshake(socket, result.status);
-          return;
-        }
-        // The IP slot is tied to the TCP socket: released on every close path, upgrade or not —
-        // including a socket that closed while the gate was waiting on Redis ('close' already emitted).
-        if (socket.destroyed) {
-          void registry.releaseIp(ip);
-          return;
-        }
-        socket.once('close', releaseIpOnClose(ip));
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          const session = new Session(ws, socket, ip, timings, hooks);
-          open.add(session);
-          if (result.identity) {
-            void authenticator.admit(session, result.identity);
-          } else {
-            unauthenticated.add(session);
-            unauthByIp.set(ip, (unauthByIp.get(ip) ?? 0) + 1);
-          }
-          updateGauges();
-        });
+  server.on(
+    'upgrade',
+    createUpgradeHandler({
+      wss,
+      gate: {
+        limiter,
+        registry,
+        originPolicy,
+        attemptRule,
+        maxConnectionsPerIP: config.maxConnectionsPerIP,
+        allowQueryToken: config.allowQueryToken,
+        verify,
+        lockoutKey,
+        capacity: (ip) => connections.capacity(ip),
       },
-      (err: unknown) => {
-        logger.error({ err: err instanceof Error ? err.message : 'unknown', ip }, 'handshake gate failed');
-        refuseHandshake(socket, 503);
-      },
-    );
-  });
+      registry,
+      connections,
+      trustedProxies,
+      timings,
+      hooks,
+      security,
+      logger,
+      isClosing: () => closing,
+      admit: (session, identity) => void authenticator.admit(session, identity),
+    }),
+  );
   server.on('clientError', (_err, socket) => {
     // Slow, malformed or oversized HTTP requests: a bare 400/408 and close, nothing echoed.
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -348,7 +282,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     metrics,
     nodeId,
     limits,
-    stats: () => ({ open: open.size, unauthenticated: unauthenticated.size, unauthenticatedIps: unauthByIp.size, users: sessions.userCount }),
+    stats: () => ({ ...connections.stats(), users: sessions.userCount }),
     listen: () =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -364,10 +298,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       closing = true;
       clearInterval(pruneTimer);
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const session of open) session.close(CloseCode.GOING_AWAY, 'server shutting down');
+      for (const session of connections.sessions()) session.close(CloseCode.GOING_AWAY, 'server shutting down');
       const deadline = Date.now() + config.shutdownGraceMs;
-      while (open.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      for (const session of open) session.terminate();
+      while (connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const session of connections.sessions()) session.terminate();
       server.closeAllConnections?.();
       await serverClosed;
       await committer.close();
