@@ -14,5 +14,7 @@ export interface Bus {
   publish(userId: string, frame: string): void;
   /** The one handler that receives frames for subscribed users. */
   onFrame(handler: BusHandler): void;
+  /** True while frames can reach other nodes (always true for the in-process bus). */
+  healthy(): boolean;
   close(): Promise<void>;
 }

@@ -30,7 +30,12 @@ export interface ProcessedMessage {
 
 export interface ChatServiceEvents {
   stored(count: number): void;
-  delivered(): void;
+  /**
+   * Bracket the publish of a stored message: sessions of the recipient on this node receive it
+   * synchronously in between, so they can be timed from `receivedAt` (performance.now()).
+   */
+  publishing(messageId: string, receivedAt: number): void;
+  published(): void;
   storeFailed(err: unknown): void;
 }
 
@@ -86,6 +91,8 @@ export class ChatService {
    * timestamp come from the server, never from the client.
    */
   async sendMessage(sender: Identity, outbox: Outbox, frame: ChatMessageFrame, processed: ProcessedMessage): Promise<void> {
+    // The pipeline calls this in the turn the frame was dispatched: the delivery clock starts here.
+    const receivedAt = performance.now();
     const now = this.now();
     const message: StoredMessage = {
       id: messageId(now),
@@ -120,8 +127,12 @@ export class ChatService {
     outbox.sendFrame(ack);
     if (outcome.status === 'duplicate') return; // delivered when it was first stored
     this.opts.events.stored(1);
-    this.opts.bus.publish(peerKey(stored.tenantId, stored.recipientId), serializeChatMessage(toWire(stored)));
-    this.opts.events.delivered();
+    this.opts.events.publishing(stored.id, receivedAt);
+    try {
+      this.opts.bus.publish(peerKey(stored.tenantId, stored.recipientId), serializeChatMessage(toWire(stored)));
+    } finally {
+      this.opts.events.published();
+    }
   }
 
   /** Ephemeral: never stored. */
@@ -193,13 +204,28 @@ export class ChatService {
     if (acks !== undefined) await acks;
     const pending = await this.opts.store.pendingFor(user.tenantId, user.userId, this.opts.maxInboxSize);
     const sent = new Set<string>();
-    for (let i = 0; i < pending.length && outbox.isOpen; i++) {
-      const m = pending[i] as StoredMessage;
-      sent.add(m.id);
-      const wait = sendPaced(outbox, serializeChatMessage(toWire(m)), drainBelow);
-      if (wait !== undefined) await wait;
+    let left = pending.length;
+    this.#replayBacklog += left;
+    try {
+      for (let i = 0; i < pending.length && outbox.isOpen; i++) {
+        const m = pending[i] as StoredMessage;
+        sent.add(m.id);
+        const wait = sendPaced(outbox, serializeChatMessage(toWire(m)), drainBelow);
+        this.#replayBacklog--;
+        left--;
+        if (wait !== undefined) await wait;
+      }
+    } finally {
+      this.#replayBacklog -= left; // the session closed mid-replay: those frames are no longer pending here
     }
     return sent;
+  }
+
+  #replayBacklog = 0;
+
+  /** Inbox frames read for a replay and not yet written to their session (backlog gauge). */
+  get replayBacklog(): number {
+    return this.#replayBacklog;
   }
 }
 

@@ -13,7 +13,8 @@ import type { DestinationStream } from 'pino';
 import type { RampartConfig } from '../config/schema.js';
 import { loadOrCreateDevSecret } from '../config/dev-key.js';
 import { createLogger, type Logger } from '../observability/logger.js';
-import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { createMetrics, registerHealthGauges, type Metrics } from '../observability/metrics.js';
+import { DeliveryTimer } from '../observability/delivery-timer.js';
 import { createSecurityEventSink, type SecurityEventSink } from '../observability/security-events.js';
 import { jwksKeySource, publicKeySource, secretKeySource, type KeySource } from '../auth/key-source.js';
 import { createTokenVerifier } from '../auth/token-verifier.js';
@@ -32,10 +33,16 @@ import { SessionRegistry } from './session-registry.js';
 import { createHttpRoutes } from './http-routes.js';
 import { NodeConnections } from './node-connections.js';
 import { createUpgradeHandler } from './upgrade-handler.js';
+import { createReadiness } from './readiness.js';
+import { drainSessions } from './drain.js';
+import { createMetricsServer } from './metrics-server.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
+
+/** A storage ping slower than this counts as "storage does not answer" (readiness, storage gauge). */
+const STORAGE_PING_TIMEOUT_MS = 2000;
 
 export interface RampartServerOptions {
   config: RampartConfig;
@@ -53,7 +60,13 @@ export interface RampartServer {
   readonly nodeId: string;
   /** Resolves with the bound address (port 0 → an ephemeral port). */
   listen(): Promise<AddressInfo>;
-  /** Graceful: 1001 to every socket, flush storage, close adapters. */
+  /** Address of the dedicated metrics listener once listening (`metrics.port` set), else undefined. */
+  metricsAddress(): AddressInfo | undefined;
+  /**
+   * Graceful: refuse new handshakes and turn `/readyz` 503, close sessions with 1001 in batches,
+   * flush storage, close adapters. Resolves within about `shutdownGraceMs` (sockets still open at
+   * the deadline are destroyed).
+   */
   close(): Promise<void>;
   /** Counters for tests and the admin view. */
   stats(): { open: number; unauthenticated: number; unauthenticatedIps: number; users: number };
@@ -81,7 +94,7 @@ function errorSummary(err: unknown): string {
 export async function createRampartServer(options: RampartServerOptions): Promise<RampartServer> {
   const { config } = options;
   const nodeId = options.nodeId ?? randomUUID().slice(0, 8);
-  const logger = createLogger(config.logLevel, options.logDestination);
+  const logger = createLogger(config.logLevel, options.logDestination, nodeId);
   const metrics = createMetrics();
   const security: SecurityEventSink = createSecurityEventSink(logger, metrics);
   const originPolicy = compileOriginPolicy(
@@ -126,8 +139,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const committer = new GroupCommitter(store, {
     maxInboxSize: config.chat.maxInboxSize,
     onBatch: (size) => metrics.storeBatchSize.observe(size),
+    onCommit: (seconds, ok) => metrics.storeCommitDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
   });
-  const sessions = new SessionRegistry(bus);
+  const deliveryTimer = new DeliveryTimer(metrics);
+  const sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n));
   const chat = new ChatService({
     store,
     committer,
@@ -135,7 +150,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     maxInboxSize: config.chat.maxInboxSize,
     events: {
       stored: (n) => metrics.messagesStored.inc(n),
-      delivered: () => metrics.messagesDelivered.inc(),
+      publishing: (id, receivedAt) => deliveryTimer.publishing(id, receivedAt),
+      published: () => deliveryTimer.published(),
       storeFailed: (err) => logger.error({ err: errorSummary(err) }, 'store write failed'),
     },
   });
@@ -159,6 +175,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     replayRetryMs: config.chat.inboxReplayRetryMs,
     onAuthenticated: (session) => connections.authenticated(session),
     onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'inbox replay failed'),
+    onAuthResult: (result) => metrics.authResults.inc(result === 'success' ? { result, reason: 'ok' } : { result: 'failure', reason: result }),
   });
   const handleFrame = createFramePipeline({
     maxPreAuthMessageSize: config.maxPreAuthMessageSize,
@@ -210,16 +227,21 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     maxPendingAutoPongs: L.maxPendingAutoPongs, // ping floods: at most this many pongs waiting
   };
   const wss = new WebSocketServer(wssOptions);
+  let closing = false;
+  const busUp = (): boolean => bus!.healthy() && limits!.healthy();
+  const readiness = createReadiness({ ping: () => store.ping(), busUp, draining: () => closing, storageTimeoutMs: STORAGE_PING_TIMEOUT_MS });
+  registerHealthGauges(metrics.registry, {
+    backlog: () => committer.pending + chat.replayBacklog,
+    busUp,
+    storageUp: readiness.storageUp,
+  });
+  const metricsEndpoint = { registry: metrics.registry, ...(config.metrics.token !== undefined ? { token: config.metrics.token } : {}) };
+  const metricsServer = config.metrics.port !== undefined ? createMetricsServer(config.metrics.port, config.metrics.host, metricsEndpoint) : undefined;
+  let metricsAddress: AddressInfo | undefined;
   const routes = createHttpRoutes({
-    ready: async () => {
-      try {
-        await store.ping();
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    metrics: metrics.registry,
+    ready: readiness.ready,
+    // On the main port only when guarded by a token and no dedicated port is configured.
+    ...(metricsServer === undefined && metricsEndpoint.token !== undefined ? { metrics: metricsEndpoint } : {}),
     ...(options.demoPage === false ? {} : { demoPage: DEMO_PAGE }),
   });
   const serverOptions = {
@@ -233,7 +255,6 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     : createHttpServer(serverOptions, routes);
   const trustedProxies = new Set(config.behindProxy);
   const attemptRule = { name: 'attempts', limit: L.connectionAttemptsPerMinute, windowMs: 60_000 };
-  let closing = false;
 
   server.on(
     'upgrade',
@@ -259,6 +280,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       logger,
       isClosing: () => closing,
       admit: (session, identity) => void authenticator.admit(session, identity),
+      onHandshake: (result, reason) => metrics.handshakes.inc({ result, reason }),
     }),
   );
   server.on('clientError', (_err, socket) => {
@@ -283,8 +305,13 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     nodeId,
     limits,
     stats: () => ({ ...connections.stats(), users: sessions.userCount }),
-    listen: () =>
-      new Promise((resolve, reject) => {
+    metricsAddress: () => metricsAddress,
+    listen: async () => {
+      if (metricsServer) {
+        metricsAddress = await metricsServer.listen();
+        logger.info({ host: metricsAddress.address, port: metricsAddress.port }, 'metrics listening');
+      }
+      return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.host, () => {
           server.off('error', reject);
@@ -292,20 +319,23 @@ export async function createRampartServer(options: RampartServerOptions): Promis
           logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls), nodeId }, 'listening');
           resolve(address);
         });
-      }),
+      });
+    },
     close: async () => {
       if (closing) return;
-      closing = true;
+      closing = true; // from here /readyz is 503 and every new handshake is refused with 503
+      const started = Date.now();
+      logger.info({ sessions: connections.size }, 'draining');
       clearInterval(pruneTimer);
+      // The listener stays open while draining, so load balancers can see /readyz turn 503.
+      // A quarter of the grace (at most 1 s) is kept for the storage flush and adapter close.
+      const reserve = Math.min(1000, Math.floor(config.shutdownGraceMs / 4));
+      await drainSessions(connections, { ...config.shutdown, deadline: started + config.shutdownGraceMs - reserve });
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const session of connections.sessions()) session.close(CloseCode.GOING_AWAY, 'server shutting down');
-      const deadline = Date.now() + config.shutdownGraceMs;
-      while (connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      for (const session of connections.sessions()) session.terminate();
       server.closeAllConnections?.();
       await serverClosed;
       await committer.close();
-      await Promise.allSettled([store.close(), bus!.close(), limits!.close()]);
+      await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close()]);
       logger.info('closed');
     },
   };

@@ -9,7 +9,11 @@ import type { Session } from '../session/session.js';
 export class SessionRegistry {
   private readonly byUser = new Map<string, Set<Session>>();
 
-  constructor(private readonly bus: Bus) {
+  /** `onDelivered`: a live frame was handed to `sessions` sessions of one user (metrics). */
+  constructor(
+    private readonly bus: Bus,
+    private readonly onDelivered?: (frame: string, sessions: number) => void,
+  ) {
     bus.onFrame(this.deliver);
   }
 
@@ -58,5 +62,6 @@ export class SessionRegistry {
     const set = this.byUser.get(userKey);
     if (!set) return;
     for (const session of set) session.deliverLive(frame);
+    this.onDelivered?.(frame, set.size);
   };
 }

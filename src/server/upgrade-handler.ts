@@ -31,6 +31,8 @@ export interface UpgradeHandlerOptions {
   isClosing(): boolean;
   /** A handshake carried a valid query token: admit the session without an `auth` frame. */
   admit(session: Session, identity: Identity): void;
+  /** Every handshake's outcome: `ok`, or the refusal reason (gate event, `draining`, `not_found`, `gate_error`). */
+  onHandshake?(result: 'accepted' | 'refused', reason: string): void;
 }
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -55,6 +57,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
     const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], o.trustedProxies);
     const closing = o.isClosing();
     if (closing || !WS_PATHS.has(pathOnly(req.url))) {
+      o.onHandshake?.('refused', closing ? 'draining' : 'not_found');
       refuseHandshake(socket, closing ? 503 : 404);
       return;
     }
@@ -62,12 +65,14 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
       (result) => {
         if (!result.ok) {
           o.security(result.event, { ip, code: result.status });
+          o.onHandshake?.('refused', result.event);
           refuseHandshake(socket, result.status);
           return;
         }
         // The IP slot is tied to the TCP socket: released on every close path, upgrade or not —
         // including a socket that closed while the gate was waiting on Redis ('close' already emitted).
         if (socket.destroyed) {
+          o.onHandshake?.('refused', 'client_gone');
           void o.registry.releaseIp(ip);
           return;
         }
@@ -75,11 +80,13 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
         o.wss.handleUpgrade(req, socket, head, (ws) => {
           const session = new Session(ws, socket, ip, o.timings, o.hooks);
           o.connections.add(session, result.identity !== undefined);
+          o.onHandshake?.('accepted', 'ok');
           if (result.identity) o.admit(session, result.identity);
         });
       },
       (err: unknown) => {
         o.logger.error({ err: err instanceof Error ? err.message : 'unknown', ip }, 'handshake gate failed');
+        o.onHandshake?.('refused', 'gate_error');
         refuseHandshake(socket, 503);
       },
     );
