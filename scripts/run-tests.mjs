@@ -23,6 +23,30 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// The browser tests drive Debian's Chromium (never a downloaded browser). On a fresh machine
+// running as root, install it; otherwise say exactly what to install, before any test runs.
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const needsBrowser = files.some((f) => f.replaceAll('\\', '/').includes('test/browser/'));
+if (needsBrowser && !existsSync(CHROMIUM)) {
+  const INSTALL = 'apt-get update && apt-get install -y chromium';
+  if (process.env.CHROMIUM_PATH === undefined && process.platform === 'linux' && process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
+    console.error(`run-tests: ${CHROMIUM} is missing; installing Debian's chromium (${INSTALL})`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    for (const args of [['update'], ['install', '-y', 'chromium']]) {
+      const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
+      if (r.status !== 0) break;
+    }
+  }
+  if (!existsSync(CHROMIUM)) {
+    console.error(
+      `run-tests: the browser tests need Chromium at ${CHROMIUM}. Install Debian's package as root:\n` +
+        `  ${INSTALL}\n` +
+        'or point CHROMIUM_PATH at a Chromium binary. No browser is ever downloaded.',
+    );
+    process.exit(1);
+  }
+}
+
 // Type-check everything (src, tests, bench) first: a type error fails the suite.
 if (requested.length === 0) {
   const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '--noEmit', '-p', 'tsconfig.json'], {

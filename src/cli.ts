@@ -34,18 +34,8 @@ async function serve(configFile: string | undefined): Promise<void> {
         `Then send {"type":"auth","token":"<token>"} as the first frame.\n\n`,
     );
   }
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    server.logger.info({ signal }, 'shutting down');
-    server.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  const { exitOnShutdownSignals } = await import('./server/shutdown-signals.js');
+  exitOnShutdownSignals(server, config.shutdownGraceMs);
 }
 
 async function token(values: { sub?: string; role?: string; tid?: string; ttl?: string; config?: string }): Promise<void> {

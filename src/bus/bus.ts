@@ -20,5 +20,7 @@ export interface Bus {
    * publish somewhere failed): every local session should read what it missed from storage.
    */
   onResync(handler: () => void): void;
+  /** True while frames can reach other nodes (always true for the in-process bus). */
+  healthy(): boolean;
   close(): Promise<void>;
 }

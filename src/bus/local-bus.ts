@@ -27,6 +27,10 @@ export class LocalBus implements Bus {
     if (this.users.has(userId)) this.handler(userId, frame);
   }
 
+  healthy(): boolean {
+    return !this.closed;
+  }
+
   onFrame(handler: BusHandler): void {
     this.handler = handler;
   }

@@ -163,6 +163,10 @@ export class RedisBus implements Bus {
     if (local) this.handler(userId, frame);
   }
 
+  healthy(): boolean {
+    return !this.closed && this.pub.status === 'ready' && this.sub.status === 'ready';
+  }
+
   onFrame(handler: BusHandler): void {
     this.handler = handler;
   }

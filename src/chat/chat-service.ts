@@ -37,7 +37,12 @@ export type ProcessedMessage = Omit<MessageBody, 'replyTo'>;
 
 export interface ChatServiceEvents {
   stored(count: number): void;
-  delivered(count: number): void;
+  /**
+   * Bracket the publish of a stored message: sessions of the recipient on this node receive it
+   * synchronously in between, so they can be timed from `receivedAt` (performance.now()).
+   */
+  publishing(messageId: string, receivedAt: number): void;
+  published(): void;
   storeFailed(err: unknown): void;
 }
 
@@ -69,6 +74,8 @@ export class ChatService {
    * timestamp come from the server, never from the client.
    */
   async sendMessage(sender: Identity, outbox: Outbox, frame: ChatMessageFrame, processed: ProcessedMessage): Promise<void> {
+    // The pipeline calls this in the turn the frame was dispatched: the delivery clock starts here.
+    const receivedAt = performance.now();
     const now = this.now();
     const message: NewMessage = {
       id: messageId(now),
@@ -116,8 +123,12 @@ export class ChatService {
     // The sending session gets `message_sent` in place of its own copy, in timeline order.
     if (own !== undefined) outbox.replyInTimeline(own.pos, JSON.stringify({ ...ack, pos: own.pos }));
     else outbox.sendFrame(ack);
-    this.opts.publisher.publish(sender.tenantId, stored, outcome.deliveries);
-    this.opts.events.delivered(outcome.deliveries.length);
+    this.opts.events.publishing(stored.id, receivedAt);
+    try {
+      this.opts.publisher.publish(sender.tenantId, stored, outcome.deliveries);
+    } finally {
+      this.opts.events.published();
+    }
   }
 
   /** Ephemeral: never stored. Direct (v1) goes to the peer; a conversation's goes to its current members. */
@@ -244,6 +255,7 @@ export class ChatService {
       );
     });
   }
+
 }
 
 function refusal(reason: ErrorReasonValue, clientMsgId: string | undefined): ServerFrame {

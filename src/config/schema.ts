@@ -157,6 +157,26 @@ export const ConfigSchema = z.strictObject({
     .optional(),
   /** How long shutdown waits for sockets to close after 1001 before it destroys them. */
   shutdownGraceMs: ms.default(5000),
+  /**
+   * `/metrics` is never public by default: served on its own `port` (on `host`, loopback by
+   * default), and/or only to requests bearing `token`. With neither, it is not served at all.
+   */
+  metrics: z
+    .strictObject({
+      /** Dedicated metrics listener (0 = an ephemeral port); `/metrics` is then 404 on the main port. */
+      port: z.number().int().min(0).max(65535).optional(),
+      host: z.string().min(1).default('127.0.0.1'),
+      /** Bearer token required on every scrape (main port or `port`). */
+      token: z.string().min(16).optional(),
+    })
+    .prefault({}),
+  /** SIGTERM drain: sessions are closed with 1001 in batches so clients do not reconnect all at once. */
+  shutdown: z
+    .strictObject({
+      batchSize: positiveInt.default(500),
+      batchIntervalMs: z.number().int().min(0).default(50),
+    })
+    .prefault({}),
 });
 
 export type RampartConfig = z.infer<typeof ConfigSchema>;

@@ -66,6 +66,8 @@ export interface Limits {
    * may still start: acquires then throw `BackendUnavailableError` until Redis is reachable).
    */
   ready(timeoutMs?: number): Promise<boolean>;
+  /** True while the backend can take new connections now (always true in memory). */
+  healthy(): boolean;
   /** Stops timers and closes the Redis client; the process can then exit. */
   close(): Promise<void>;
 }
@@ -81,6 +83,7 @@ export function createLimits(options: LimitsOptions): Limits {
       connectionLimiter,
       registry,
       ready: async () => true,
+      healthy: () => true,
       close: async () => {
         await Promise.all([limiter.close(), connectionLimiter.close(), registry.close()]);
       },
@@ -112,6 +115,7 @@ export function createLimits(options: LimitsOptions): Limits {
     connectionLimiter,
     registry,
     ready: (timeoutMs?: number) => redisRegistry.ready(timeoutMs),
+    healthy: up,
     close: async () => {
       await Promise.all([limiter.close(), connectionLimiter.close(), registry.close()]);
       await quitRedis(client);

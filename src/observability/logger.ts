@@ -21,10 +21,11 @@ export const REDACTED_PATHS = [
   '*.secret',
 ];
 
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+/** Every line carries `nodeId` (when given), so a cluster's logs can be told apart. */
+export function createLogger(level: string, destination?: DestinationStream, nodeId?: string): Logger {
   const options = {
     level,
-    base: { service: 'rampart' },
+    base: { service: 'rampart', ...(nodeId !== undefined ? { nodeId } : {}) },
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
   };
   return destination ? pino(options, destination) : pino(options);

@@ -1,26 +1,94 @@
-/** Prometheus metrics. One registry per server instance so tests can run several servers. */
+/**
+ * Prometheus metrics. One registry per server instance so tests can run several servers.
+ * Names follow Prometheus conventions: `_total` counters, `_seconds` durations, base units.
+ * Process metrics (`process_*`, `nodejs_*`, including `nodejs_eventloop_lag_seconds` and its
+ * percentiles from `monitorEventLoopDelay`) come from prom-client's default collectors.
+ */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
   registry: Registry;
   connections: Gauge<'state'>;
+  /** Every WebSocket handshake: `result` accepted|refused, `reason` ok or the refusal's reason. */
+  handshakes: Counter<'result' | 'reason'>;
+  /** Every `auth` outcome (first auth, refresh, query token): `result` success|failure, `reason`. */
+  authResults: Counter<'result' | 'reason'>;
   framesIn: Counter<'type'>;
   messagesDelivered: Counter;
   messagesStored: Counter;
   securityEvents: Counter<'reason'>;
   storeBatchSize: Histogram;
+  /** Message received by this node → written to the last local recipient session. */
+  deliveryLatency: Histogram;
+  /** One group-commit transaction, `result` ok|error. */
+  storeCommitDuration: Histogram<'result'>;
 }
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export function createMetrics(collectDefaults = true): Metrics {
   const registry = new Registry();
-  if (collectDefaults) collectDefaultMetrics({ register: registry });
+  if (collectDefaults) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+  const registers = [registry];
   return {
     registry,
-    connections: new Gauge({ name: 'rampart_connections', help: 'Open sockets by session state', labelNames: ['state'], registers: [registry] }),
-    framesIn: new Counter({ name: 'rampart_frames_in_total', help: 'Client frames accepted by type', labelNames: ['type'], registers: [registry] }),
-    messagesDelivered: new Counter({ name: 'rampart_messages_delivered_total', help: 'Chat frames written to recipient sessions', registers: [registry] }),
-    messagesStored: new Counter({ name: 'rampart_messages_stored_total', help: 'Chat messages durably stored', registers: [registry] }),
-    securityEvents: new Counter({ name: 'rampart_security_events_total', help: 'Refusals by reason', labelNames: ['reason'], registers: [registry] }),
-    storeBatchSize: new Histogram({ name: 'rampart_store_batch_size', help: 'Messages per group-commit transaction', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], registers: [registry] }),
+    connections: new Gauge({ name: 'rampart_connections', help: 'Open sockets by session state', labelNames: ['state'], registers }),
+    handshakes: new Counter({ name: 'rampart_handshakes_total', help: 'WebSocket handshakes by result and refusal reason', labelNames: ['result', 'reason'], registers }),
+    authResults: new Counter({ name: 'rampart_auth_results_total', help: 'Authentication outcomes by result and reason', labelNames: ['result', 'reason'], registers }),
+    framesIn: new Counter({ name: 'rampart_frames_in_total', help: 'Client frames accepted by type', labelNames: ['type'], registers }),
+    messagesDelivered: new Counter({ name: 'rampart_messages_delivered_total', help: 'Chat messages written live to at least one session of the recipient on this node', registers }),
+    messagesStored: new Counter({ name: 'rampart_messages_stored_total', help: 'Chat messages durably stored', registers }),
+    securityEvents: new Counter({ name: 'rampart_security_events_total', help: 'Refusals by reason', labelNames: ['reason'], registers }),
+    storeBatchSize: new Histogram({ name: 'rampart_store_batch_size', help: 'Messages per group-commit transaction', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], registers }),
+    deliveryLatency: new Histogram({
+      name: 'rampart_delivery_latency_seconds',
+      help: 'Chat message received by this node until written to the last local recipient session',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    storeCommitDuration: new Histogram({
+      name: 'rampart_store_commit_duration_seconds',
+      help: 'Duration of one group-commit transaction',
+      labelNames: ['result'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
   };
+}
+
+/** What the scrape-time gauges read; each is called once per scrape. */
+export interface HealthProbes {
+  /** Unacknowledged events (see docs/operations.md: Metrics and alerts). */
+  backlog(): number;
+  /** Redis bus and limits reachable (always true without `redisUrl`). */
+  busUp(): boolean;
+  storageUp(): Promise<boolean>;
+}
+
+/** Gauges computed when scraped, so they are never stale and cost nothing between scrapes. */
+export function registerHealthGauges(registry: Registry, probes: HealthProbes): void {
+  new Gauge({
+    name: 'rampart_backlog_events',
+    help: 'Unacknowledged events: messages submitted to the group committer and not yet committed, plus inbox replay frames not yet written',
+    registers: [registry],
+    collect() {
+      this.set(probes.backlog());
+    },
+  });
+  new Gauge({
+    name: 'rampart_bus_up',
+    help: '1 when the message bus and shared limits (Redis) are reachable, else 0',
+    registers: [registry],
+    collect() {
+      this.set(probes.busUp() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'rampart_storage_up',
+    help: '1 when storage answered a ping at scrape time, else 0',
+    registers: [registry],
+    async collect() {
+      this.set((await probes.storageUp()) ? 1 : 0);
+    },
+  });
 }

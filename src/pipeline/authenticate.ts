@@ -38,6 +38,8 @@ export interface AuthenticatorOptions {
   onAuthenticated(session: Session): void;
   /** A timeline read failed (it is retried). */
   onReplayFailed(err: unknown): void;
+  /** Every authentication outcome (first auth, query token, refresh), for metrics. */
+  onAuthResult?(result: 'success' | AuthFailureReasonValue): void;
 }
 
 /** Where the client wants to resume (the `auth` frame's optional fields). */
@@ -61,12 +63,17 @@ function failure(event: string, reason: AuthFailureReasonValue, code: number = C
 }
 
 export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
+  function fail(session: Session, event: string, reason: AuthFailureReasonValue, code?: number): void {
+    o.onAuthResult?.(reason);
+    session.reject(failure(event, reason, code));
+  }
+
   async function recordFailure(session: Session, reason: AuthFailureReasonValue): Promise<void> {
     // The key set (JWKS) could not be read: nothing was judged, so nothing counts towards the lockout.
-    if (reason === 'unavailable') return session.reject(failure('key_source_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE));
+    if (reason === 'unavailable') return fail(session, 'key_source_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
     const d = await o.limiter.consume(`af:${session.ip}`, [o.authFailureRule]);
     if (!d.allowed) await o.limiter.block(lockoutKey(session.ip), o.lockoutMs);
-    session.reject(failure(reason === 'token_expired' ? 'token_expired' : 'invalid_token', reason));
+    fail(session, reason === 'token_expired' ? 'token_expired' : 'invalid_token', reason);
   }
 
   async function claimUserSlot(session: Session, userKey: string): Promise<boolean> {
@@ -88,6 +95,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     session.activate(identity, userKey);
     session.deviceId = resume.deviceId;
     o.onAuthenticated(session);
+    o.onAuthResult?.('success');
     const drainBelow = o.maxBufferedBytes / 2;
     const stream = new DeviceStream(session, (after, limit) => o.chat.timeline(identity, after, limit), {
       pageSize: o.replayPageSize,
@@ -132,15 +140,15 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     session.state = 'authenticating';
     const userKey = userKeyOf(identity);
     if ((await o.limiter.blockedFor(penaltyKey(userKey))) > 0) {
-      return session.reject(failure('penalised_user', 'penalised', CloseCode.RATE_LIMIT_ABUSE));
+      return fail(session, 'penalised_user', 'penalised', CloseCode.RATE_LIMIT_ABUSE);
     }
     let slot: boolean;
     try {
       slot = await claimUserSlot(session, userKey);
     } catch {
-      return session.reject(failure('backend_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE));
+      return fail(session, 'backend_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
     }
-    if (!slot) return session.reject(failure('too_many_sessions', 'too_many_sessions', CloseCode.TOO_MANY_SESSIONS));
+    if (!slot) return fail(session, 'too_many_sessions', 'too_many_sessions', CloseCode.TOO_MANY_SESSIONS);
     if (session.state !== 'authenticating') {
       await o.registry.releaseUser(userKey); // closed while we waited
       return;
@@ -154,7 +162,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     async authenticate(session, frame) {
       session.state = 'authenticating';
       if ((await o.limiter.blockedFor(lockoutKey(session.ip))) > 0) {
-        return session.reject(failure('auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN));
+        return fail(session, 'auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN);
       }
       const result = await o.verify(frame.token);
       if (session.state !== 'authenticating') return; // closed meanwhile (timeout)
@@ -171,9 +179,10 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
       if (!result.ok) return recordFailure(session, result.reason);
       const next = result.identity;
       if (next.userId !== current.userId || next.tenantId !== current.tenantId) {
-        return session.reject(failure('identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE));
+        return fail(session, 'identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE);
       }
       session.refresh(next);
+      o.onAuthResult?.('success');
       session.sendFrame({ type: 'auth_success', userId: next.userId });
     },
   };

@@ -4,11 +4,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import type { Registry } from 'prom-client';
+import { serveMetrics, type MetricsEndpoint } from './metrics-endpoint.js';
 
 export interface HttpRoutesOptions {
   ready(): Promise<boolean>;
-  metrics: Registry;
+  /** `/metrics` on this port; absent → 404 (served on `metrics.port`, or not at all). */
+  metrics?: MetricsEndpoint;
   /** Absolute path of the demo page, or undefined to not serve it. */
   demoPage?: string;
 }
@@ -37,11 +38,8 @@ export function createHttpRoutes(o: HttpRoutesOptions): (req: IncomingMessage, r
         );
         return;
       case '/metrics':
-        o.metrics.metrics().then(
-          (body) => send(res, 200, o.metrics.contentType, body),
-          () => send(res, 500, 'text/plain', 'metrics unavailable\n'),
-        );
-        return;
+        if (!o.metrics) break;
+        return serveMetrics(req, res, o.metrics);
       case '/':
       case '/demo':
         if (!o.demoPage) break;

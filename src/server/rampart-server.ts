@@ -2,25 +2,23 @@
  * The composition root: builds every adapter from config, wires gate → session → pipeline →
  * chat → store + bus, and owns start-up and graceful shutdown. No protocol logic lives here.
  */
-import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { WebSocketServer, type ServerOptions } from 'ws';
 import type { DestinationStream } from 'pino';
 import type { RampartConfig } from '../config/schema.js';
 import { loadOrCreateDevSecret } from '../config/dev-key.js';
-import { createLogger, pathOnly, type Logger } from '../observability/logger.js';
-import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { createLogger, type Logger } from '../observability/logger.js';
+import { createMetrics, registerHealthGauges, type Metrics } from '../observability/metrics.js';
+import { DeliveryTimer } from '../observability/delivery-timer.js';
 import { createSecurityEventSink, type SecurityEventSink } from '../observability/security-events.js';
 import { jwksKeySource, publicKeySource, secretKeySource, type KeySource } from '../auth/key-source.js';
 import { createTokenVerifier } from '../auth/token-verifier.js';
 import { compileOriginPolicy } from '../gate/origin.js';
-import { resolveClientIp } from '../gate/client-ip.js';
-import { runHandshakeGate } from '../gate/handshake-gate.js';
 import { openStore } from '../store/open-store.js';
 import { ContentCipher } from '../store/content-cipher.js';
 import { GroupCommitter } from '../store/group-commit.js';
@@ -31,14 +29,22 @@ import { createLimits, type Limits } from '../limits/index.js';
 import { ChatService } from '../chat/chat-service.js';
 import { GroupService } from '../chat/group-service.js';
 import { TimelinePublisher } from '../chat/timeline-publisher.js';
-import { Session, type SessionHooks } from '../session/session.js';
+import type { SessionHooks } from '../session/session.js';
 import { FlushScheduler } from '../session/flush-scheduler.js';
 import { SessionRegistry } from './session-registry.js';
 import { createHttpRoutes } from './http-routes.js';
+import { NodeConnections } from './node-connections.js';
+import { createUpgradeHandler } from './upgrade-handler.js';
+import { createReadiness } from './readiness.js';
+import { drainSessions } from './drain.js';
+import { createMetricsServer } from './metrics-server.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
+
+/** A storage ping slower than this counts as "storage does not answer" (readiness, storage gauge). */
+const STORAGE_PING_TIMEOUT_MS = 2000;
 
 export interface RampartServerOptions {
   config: RampartConfig;
@@ -56,7 +62,13 @@ export interface RampartServer {
   readonly nodeId: string;
   /** Resolves with the bound address (port 0 → an ephemeral port). */
   listen(): Promise<AddressInfo>;
-  /** Graceful: 1001 to every socket, flush storage, close adapters. */
+  /** Address of the dedicated metrics listener once listening (`metrics.port` set), else undefined. */
+  metricsAddress(): AddressInfo | undefined;
+  /**
+   * Graceful: refuse new handshakes and turn `/readyz` 503, close sessions with 1001 in batches,
+   * flush storage, close adapters. Resolves within about `shutdownGraceMs` (sockets still open at
+   * the deadline are destroyed).
+   */
   close(): Promise<void>;
   /** Counters for tests and the admin view. */
   stats(): { open: number; unauthenticated: number; unauthenticatedIps: number; users: number };
@@ -64,7 +76,6 @@ export interface RampartServer {
 }
 
 const DEMO_PAGE = fileURLToPath(new URL('../../public/index.html', import.meta.url));
-const WS_PATHS = new Set(['/ws', '/']);
 
 function keySourceFor(config: RampartConfig, logger: Logger): KeySource {
   const { jwt } = config;
@@ -77,15 +88,6 @@ function keySourceFor(config: RampartConfig, logger: Logger): KeySource {
   return secretKeySource(secret);
 }
 
-function destroySelf(this: Duplex): void {
-  this.destroy();
-}
-
-function refuseHandshake(socket: Duplex, status: number): void {
-  const extra = status === 429 || status === 503 ? 'Retry-After: 60\r\n' : '';
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n${extra}\r\n`);
-}
-
 /** What a storage error says about itself, never what it carried (no row data, no content). */
 function errorSummary(err: unknown): string {
   return err instanceof Error ? err.message : 'unknown';
@@ -94,7 +96,7 @@ function errorSummary(err: unknown): string {
 export async function createRampartServer(options: RampartServerOptions): Promise<RampartServer> {
   const { config } = options;
   const nodeId = options.nodeId ?? randomUUID().slice(0, 8);
-  const logger = createLogger(config.logLevel, options.logDestination);
+  const logger = createLogger(config.logLevel, options.logDestination, nodeId);
   const metrics = createMetrics();
   const security: SecurityEventSink = createSecurityEventSink(logger, metrics);
   const originPolicy = compileOriginPolicy(
@@ -139,8 +141,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const committer = new GroupCommitter(store, {
     maxInboxSize: config.chat.maxInboxSize,
     onBatch: (size) => metrics.storeBatchSize.observe(size),
+    onCommit: (seconds, ok) => metrics.storeCommitDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
   });
-  const sessions = new SessionRegistry(bus);
+  const deliveryTimer = new DeliveryTimer(metrics);
+  const sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n));
   const publisher = new TimelinePublisher(bus);
   const storeFailed = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'store write failed');
   const chat = new ChatService({
@@ -151,7 +155,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     groupHistory: config.chat.groupHistory,
     events: {
       stored: (n) => metrics.messagesStored.inc(n),
-      delivered: (n) => metrics.messagesDelivered.inc(n),
+      publishing: (id, receivedAt) => deliveryTimer.publishing(id, receivedAt),
+      published: () => deliveryTimer.published(),
       storeFailed,
     },
   });
@@ -162,21 +167,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     storeFailed,
   });
 
-  // ── node-wide socket accounting (the registry holds the cluster-wide per-IP/per-user counts) ──
-  const open = new Set<Session>();
-  const unauthenticated = new Set<Session>();
-  const unauthByIp = new Map<string, number>();
   const L = config.limits;
-  const leaveUnauthenticated = (session: Session): void => {
-    if (!unauthenticated.delete(session)) return;
-    const n = (unauthByIp.get(session.ip) ?? 1) - 1;
-    if (n <= 0) unauthByIp.delete(session.ip);
-    else unauthByIp.set(session.ip, n);
-  };
-  const updateGauges = (): void => {
-    metrics.connections.set({ state: 'unauthenticated' }, unauthenticated.size);
-    metrics.connections.set({ state: 'active' }, open.size - unauthenticated.size);
-  };
+  const connections = new NodeConnections(L, metrics);
 
   const authenticator = createAuthenticator({
     verify,
@@ -193,11 +185,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     replayAttempts: config.chat.inboxReplayAttempts,
     replayRetryMs: config.chat.inboxReplayRetryMs,
     replayPageSize: config.chat.replayPageSize,
-    onAuthenticated: (session) => {
-      leaveUnauthenticated(session);
-      updateGauges();
-    },
+    onAuthenticated: (session) => connections.authenticated(session),
     onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'timeline read failed'),
+    onAuthResult: (result) => metrics.authResults.inc(result === 'success' ? { result, reason: 'ok' } : { result: 'failure', reason: result }),
   });
   const handleFrame = createFramePipeline({
     maxPreAuthMessageSize: config.maxPreAuthMessageSize,
@@ -220,14 +210,12 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       session.reject(closeWith('rate_limit_abuse', CloseCode.RATE_LIMIT_ABUSE));
     },
     onClosed: (session) => {
-      open.delete(session);
-      leaveUnauthenticated(session);
+      connections.remove(session);
       if (session.userKey) sessions.remove(session);
       if (session.holdsUserSlot) {
         session.holdsUserSlot = false;
         void registry.releaseUser(session.userKey);
       }
-      updateGauges();
     },
   };
   const timings = {
@@ -252,16 +240,21 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     maxPendingAutoPongs: L.maxPendingAutoPongs, // ping floods: at most this many pongs waiting
   };
   const wss = new WebSocketServer(wssOptions);
+  let closing = false;
+  const busUp = (): boolean => bus!.healthy() && limits!.healthy();
+  const readiness = createReadiness({ ping: () => store.ping(), busUp, draining: () => closing, storageTimeoutMs: STORAGE_PING_TIMEOUT_MS });
+  registerHealthGauges(metrics.registry, {
+    backlog: () => committer.pending,
+    busUp,
+    storageUp: readiness.storageUp,
+  });
+  const metricsEndpoint = { registry: metrics.registry, ...(config.metrics.token !== undefined ? { token: config.metrics.token } : {}) };
+  const metricsServer = config.metrics.port !== undefined ? createMetricsServer(config.metrics.port, config.metrics.host, metricsEndpoint) : undefined;
+  let metricsAddress: AddressInfo | undefined;
   const routes = createHttpRoutes({
-    ready: async () => {
-      try {
-        await store.ping();
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    metrics: metrics.registry,
+    ready: readiness.ready,
+    // On the main port only when guarded by a token and no dedicated port is configured.
+    ...(metricsServer === undefined && metricsEndpoint.token !== undefined ? { metrics: metricsEndpoint } : {}),
     ...(options.demoPage === false ? {} : { demoPage: DEMO_PAGE }),
   });
   const serverOptions = {
@@ -275,71 +268,34 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     : createHttpServer(serverOptions, routes);
   const trustedProxies = new Set(config.behindProxy);
   const attemptRule = { name: 'attempts', limit: L.connectionAttemptsPerMinute, windowMs: 60_000 };
-  let closing = false;
 
-  const gateOptions = {
-    limiter,
-    registry,
-    originPolicy,
-    attemptRule,
-    maxConnectionsPerIP: config.maxConnectionsPerIP,
-    allowQueryToken: config.allowQueryToken,
-    verify,
-    lockoutKey,
-    capacity: (ip: string) =>
-      open.size >= L.maxConnections
-        ? ('connections' as const)
-        : unauthenticated.size >= L.maxUnauthenticated
-          ? ('unauthenticated' as const)
-          : (unauthByIp.get(ip) ?? 0) >= L.maxUnauthenticatedPerIP
-            ? ('unauthenticated_ip' as const)
-            : ('ok' as const),
-  };
-
-  // Listeners that live as long as the socket are built outside the upgrade handler: a closure
-  // created inside it would keep the handler's whole scope (the request, its headers, `head`)
-  // alive for the life of the connection — about 1 KB per idle socket.
-  const releaseIpOnClose = (ip: string) => (): void => void registry.releaseIp(ip);
-
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', destroySelf); // a reset mid-handshake must not crash us
-    const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies);
-    if (closing || !WS_PATHS.has(pathOnly(req.url))) {
-      refuseHandshake(socket, closing ? 503 : 404);
-      return;
-    }
-    runHandshakeGate(gateOptions, req, ip).then(
-      (result) => {
-        if (!result.ok) {
-          security(result.event, { ip, code: result.status });
-          refuseHandshake(socket, result.status);
-          return;
-        }
-        // The IP slot is tied to the TCP socket: released on every close path, upgrade or not —
-        // including a socket that closed while the gate was waiting on Redis ('close' already emitted).
-        if (socket.destroyed) {
-          void registry.releaseIp(ip);
-          return;
-        }
-        socket.once('close', releaseIpOnClose(ip));
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          const session = new Session(ws, socket, ip, timings, hooks);
-          open.add(session);
-          if (result.identity) {
-            void authenticator.admit(session, result.identity);
-          } else {
-            unauthenticated.add(session);
-            unauthByIp.set(ip, (unauthByIp.get(ip) ?? 0) + 1);
-          }
-          updateGauges();
-        });
+  server.on(
+    'upgrade',
+    createUpgradeHandler({
+      wss,
+      gate: {
+        limiter,
+        registry,
+        originPolicy,
+        attemptRule,
+        maxConnectionsPerIP: config.maxConnectionsPerIP,
+        allowQueryToken: config.allowQueryToken,
+        verify,
+        lockoutKey,
+        capacity: (ip) => connections.capacity(ip),
       },
-      (err: unknown) => {
-        logger.error({ err: err instanceof Error ? err.message : 'unknown', ip }, 'handshake gate failed');
-        refuseHandshake(socket, 503);
-      },
-    );
-  });
+      registry,
+      connections,
+      trustedProxies,
+      timings,
+      hooks,
+      security,
+      logger,
+      isClosing: () => closing,
+      admit: (session, identity) => void authenticator.admit(session, identity),
+      onHandshake: (result, reason) => metrics.handshakes.inc({ result, reason }),
+    }),
+  );
   server.on('clientError', (_err, socket) => {
     // Slow, malformed or oversized HTTP requests: a bare 400/408 and close, nothing echoed.
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -361,9 +317,14 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     metrics,
     nodeId,
     limits,
-    stats: () => ({ open: open.size, unauthenticated: unauthenticated.size, unauthenticatedIps: unauthByIp.size, users: sessions.userCount }),
-    listen: () =>
-      new Promise((resolve, reject) => {
+    stats: () => ({ ...connections.stats(), users: sessions.userCount }),
+    metricsAddress: () => metricsAddress,
+    listen: async () => {
+      if (metricsServer) {
+        metricsAddress = await metricsServer.listen();
+        logger.info({ host: metricsAddress.address, port: metricsAddress.port }, 'metrics listening');
+      }
+      return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.host, () => {
           server.off('error', reject);
@@ -371,20 +332,23 @@ export async function createRampartServer(options: RampartServerOptions): Promis
           logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls), nodeId }, 'listening');
           resolve(address);
         });
-      }),
+      });
+    },
     close: async () => {
       if (closing) return;
-      closing = true;
+      closing = true; // from here /readyz is 503 and every new handshake is refused with 503
+      const started = Date.now();
+      logger.info({ sessions: connections.size }, 'draining');
       clearInterval(pruneTimer);
+      // The listener stays open while draining, so load balancers can see /readyz turn 503.
+      // A quarter of the grace (at most 1 s) is kept for the storage flush and adapter close.
+      const reserve = Math.min(1000, Math.floor(config.shutdownGraceMs / 4));
+      await drainSessions(connections, { ...config.shutdown, deadline: started + config.shutdownGraceMs - reserve });
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const session of open) session.close(CloseCode.GOING_AWAY, 'server shutting down');
-      const deadline = Date.now() + config.shutdownGraceMs;
-      while (open.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      for (const session of open) session.terminate();
       server.closeAllConnections?.();
       await serverClosed;
       await committer.close();
-      await Promise.allSettled([store.close(), bus!.close(), limits!.close()]);
+      await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close()]);
       logger.info('closed');
     },
   };

@@ -10,7 +10,11 @@ import { framePos } from '../chat/timeline-frames.js';
 export class SessionRegistry {
   private readonly byUser = new Map<string, Set<Session>>();
 
-  constructor(private readonly bus: Bus) {
+  /** `onDelivered`: a live frame was handed to `sessions` sessions of one user (metrics). */
+  constructor(
+    private readonly bus: Bus,
+    private readonly onDelivered?: (frame: string, sessions: number) => void,
+  ) {
     bus.onFrame(this.deliver);
     bus.onResync(this.resyncAll);
   }
@@ -63,6 +67,7 @@ export class SessionRegistry {
     const pos = framePos(frame);
     if (pos === undefined) for (const session of set) session.send(frame);
     else for (const session of set) session.offerTimeline(pos, frame);
+    this.onDelivered?.(frame, set.size);
   };
 
   /** The bus may have lost frames: every local session reads its gap from storage. */

@@ -12,6 +12,8 @@ export interface GroupCommitterOptions extends AppendOptions {
   maxBatchSize?: number;
   /** Called with the size of every transaction (metrics). */
   onBatch?: (size: number) => void;
+  /** Called after every transaction with its duration in seconds and whether it committed (metrics). */
+  onCommit?: (seconds: number, ok: boolean) => void;
 }
 
 interface Entry {
@@ -29,6 +31,8 @@ export class GroupCommitter {
   readonly #appendOptions: AppendOptions;
   readonly #maxBatchSize: number;
   readonly #onBatch: ((size: number) => void) | undefined;
+  readonly #onCommit: ((seconds: number, ok: boolean) => void) | undefined;
+  #inFlightCount = 0;
   #queue: Entry[] = [];
   #scheduled = false;
   #inFlight: Promise<void> | undefined;
@@ -39,11 +43,17 @@ export class GroupCommitter {
     this.#appendOptions = { maxInboxSize: options.maxInboxSize };
     this.#maxBatchSize = Math.max(1, Math.floor(options.maxBatchSize ?? 1000));
     this.#onBatch = options.onBatch;
+    this.#onCommit = options.onCommit;
   }
 
   /** Messages waiting for a transaction (not counting the one in flight). */
   get queued(): number {
     return this.#queue.length;
+  }
+
+  /** Messages submitted and not yet committed (or failed): queued plus the batch in flight. */
+  get pending(): number {
+    return this.#queue.length + this.#inFlightCount;
   }
 
   submit(message: NewMessage): Promise<AppendOutcome> {
@@ -84,8 +94,10 @@ export class GroupCommitter {
     } else {
       this.#queue = [];
     }
+    this.#inFlightCount = batch.length;
     this.#inFlight = this.#commit(batch).then(() => {
       this.#inFlight = undefined;
+      this.#inFlightCount = 0;
       if (this.#queue.length > 0) this.#schedule();
     });
   }
@@ -111,6 +123,7 @@ export class GroupCommitter {
       messages.push(m);
     }
 
+    const started = performance.now();
     let outcomes: AppendOutcome[];
     try {
       this.#onBatch?.(messages.length);
@@ -119,9 +132,11 @@ export class GroupCommitter {
         throw new Error(`store returned ${outcomes.length} outcomes for ${messages.length} messages`);
       }
     } catch (err) {
+      this.#onCommit?.((performance.now() - started) / 1000, false);
       for (const entry of batch) entry.reject(err);
       return;
     }
+    this.#onCommit?.((performance.now() - started) / 1000, true);
 
     for (const entry of batch) {
       const outcome = outcomes[entry.slot]!;

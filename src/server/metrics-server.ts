@@ -1,0 +1,37 @@
+/**
+ * The dedicated metrics listener (`metrics.port` on `metrics.host`, loopback by default): serves
+ * `/metrics` only, so scrapers never need the public port. Everything else is 404.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serveMetrics, type MetricsEndpoint } from './metrics-endpoint.js';
+
+export interface MetricsServer {
+  listen(): Promise<AddressInfo>;
+  close(): Promise<void>;
+}
+
+export function createMetricsServer(port: number, host: string, endpoint: MetricsEndpoint): MetricsServer {
+  const server: Server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/metrics') return serveMetrics(req, res, endpoint);
+    res.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
+    res.end('not found\n');
+  });
+  return {
+    listen: () =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve(server.address() as AddressInfo);
+        });
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        if (!server.listening) return resolve();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * Node-wide socket accounting: every open session of this process, the ones that have not
+ * authenticated yet (node-wide and per IP), the capacity check the handshake gate asks, and the
+ * connection gauges. The cluster-wide per-IP/per-user counts live in the connection registry.
+ */
+import type { Session } from '../session/session.js';
+import type { Metrics } from '../observability/metrics.js';
+
+export interface NodeConnectionLimits {
+  /** Total open sockets on this node. */
+  maxConnections: number;
+  maxUnauthenticated: number;
+  maxUnauthenticatedPerIP: number;
+}
+
+export type Capacity = 'ok' | 'connections' | 'unauthenticated' | 'unauthenticated_ip';
+
+export interface NodeConnectionStats {
+  open: number;
+  unauthenticated: number;
+  unauthenticatedIps: number;
+}
+
+export class NodeConnections {
+  private readonly open = new Set<Session>();
+  private readonly unauthenticated = new Set<Session>();
+  private readonly unauthByIp = new Map<string, number>();
+
+  constructor(
+    private readonly limits: NodeConnectionLimits,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** A socket finished its upgrade; `authenticated` when the handshake carried a valid token. */
+  add(session: Session, authenticated: boolean): void {
+    this.open.add(session);
+    if (!authenticated) {
+      this.unauthenticated.add(session);
+      this.unauthByIp.set(session.ip, (this.unauthByIp.get(session.ip) ?? 0) + 1);
+    }
+    this.updateGauges();
+  }
+
+  authenticated(session: Session): void {
+    this.leaveUnauthenticated(session);
+    this.updateGauges();
+  }
+
+  remove(session: Session): void {
+    this.open.delete(session);
+    this.leaveUnauthenticated(session);
+    this.updateGauges();
+  }
+
+  /** Which node-wide cap, if any, a new handshake from `ip` would exceed. */
+  capacity(ip: string): Capacity {
+    if (this.open.size >= this.limits.maxConnections) return 'connections';
+    if (this.unauthenticated.size >= this.limits.maxUnauthenticated) return 'unauthenticated';
+    if ((this.unauthByIp.get(ip) ?? 0) >= this.limits.maxUnauthenticatedPerIP) return 'unauthenticated_ip';
+    return 'ok';
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** A snapshot, so callers may close sessions while iterating. */
+  sessions(): Session[] {
+    return [...this.open];
+  }
+
+  stats(): NodeConnectionStats {
+    return { open: this.open.size, unauthenticated: this.unauthenticated.size, unauthenticatedIps: this.unauthByIp.size };
+  }
+
+  private leaveUnauthenticated(session: Session): void {
+    if (!this.unauthenticated.delete(session)) return;
+    const n = (this.unauthByIp.get(session.ip) ?? 1) - 1;
+    if (n <= 0) this.unauthByIp.delete(session.ip);
+    else this.unauthByIp.set(session.ip, n);
+  }
+
+  private updateGauges(): void {
+    this.metrics.connections.set({ state: 'unauthenticated' }, this.unauthenticated.size);
+    this.metrics.connections.set({ state: 'active' }, this.open.size - this.unauthenticated.size);
+  }
+}

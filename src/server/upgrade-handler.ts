@@ -1,0 +1,94 @@
+/**
+ * The HTTP `upgrade` handler: path check, handshake gate, then the WebSocket and its session.
+ * A refusal is a plain HTTP answer written to the raw socket; no WebSocket is ever created for it.
+ */
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { WebSocketServer } from 'ws';
+import type { Logger } from '../observability/logger.js';
+import { pathOnly } from '../observability/logger.js';
+import type { SecurityEventSink } from '../observability/security-events.js';
+import { resolveClientIp } from '../gate/client-ip.js';
+import { runHandshakeGate, type HandshakeGateOptions } from '../gate/handshake-gate.js';
+import type { ConnectionRegistry } from '../limits/limiter.js';
+import type { Identity } from '../auth/token-verifier.js';
+import { Session, type SessionHooks, type SessionTimings } from '../session/session.js';
+import type { NodeConnections } from './node-connections.js';
+
+const WS_PATHS = new Set(['/ws', '/']);
+
+export interface UpgradeHandlerOptions {
+  wss: WebSocketServer;
+  gate: HandshakeGateOptions;
+  registry: ConnectionRegistry;
+  connections: NodeConnections;
+  trustedProxies: ReadonlySet<string>;
+  timings: SessionTimings;
+  hooks: SessionHooks;
+  security: SecurityEventSink;
+  logger: Logger;
+  /** True once shutdown started: every new handshake is refused with 503. */
+  isClosing(): boolean;
+  /** A handshake carried a valid query token: admit the session without an `auth` frame. */
+  admit(session: Session, identity: Identity): void;
+  /** Every handshake's outcome: `ok`, or the refusal reason (gate event, `draining`, `not_found`, `gate_error`). */
+  onHandshake?(result: 'accepted' | 'refused', reason: string): void;
+}
+
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+function destroySelf(this: Duplex): void {
+  this.destroy();
+}
+
+export function refuseHandshake(socket: Duplex, status: number): void {
+  const extra = status === 429 || status === 503 ? 'Retry-After: 60\r\n' : '';
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n${extra}\r\n`);
+}
+
+export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
+  // Listeners that live as long as the socket are built outside the handler: a closure created
+  // inside it would keep the handler's whole scope (the request, its headers, `head`) alive for
+  // the life of the connection — about 1 KB per idle socket.
+  const releaseIpOnClose = (ip: string) => (): void => void o.registry.releaseIp(ip);
+
+  return (req, socket, head) => {
+    socket.on('error', destroySelf); // a reset mid-handshake must not crash us
+    const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], o.trustedProxies);
+    const closing = o.isClosing();
+    if (closing || !WS_PATHS.has(pathOnly(req.url))) {
+      o.onHandshake?.('refused', closing ? 'draining' : 'not_found');
+      refuseHandshake(socket, closing ? 503 : 404);
+      return;
+    }
+    runHandshakeGate(o.gate, req, ip).then(
+      (result) => {
+        if (!result.ok) {
+          o.security(result.event, { ip, code: result.status });
+          o.onHandshake?.('refused', result.event);
+          refuseHandshake(socket, result.status);
+          return;
+        }
+        // The IP slot is tied to the TCP socket: released on every close path, upgrade or not —
+        // including a socket that closed while the gate was waiting on Redis ('close' already emitted).
+        if (socket.destroyed) {
+          o.onHandshake?.('refused', 'client_gone');
+          void o.registry.releaseIp(ip);
+          return;
+        }
+        socket.once('close', releaseIpOnClose(ip));
+        o.wss.handleUpgrade(req, socket, head, (ws) => {
+          const session = new Session(ws, socket, ip, o.timings, o.hooks);
+          o.connections.add(session, result.identity !== undefined);
+          o.onHandshake?.('accepted', 'ok');
+          if (result.identity) o.admit(session, result.identity);
+        });
+      },
+      (err: unknown) => {
+        o.logger.error({ err: err instanceof Error ? err.message : 'unknown', ip }, 'handshake gate failed');
+        o.onHandshake?.('refused', 'gate_error');
+        refuseHandshake(socket, 503);
+      },
+    );
+  };
+}
