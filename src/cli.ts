@@ -44,6 +44,11 @@ async function serve(configFile: string | undefined): Promise<void> {
       () => process.exit(1),
     );
   };
+  // SIGHUP: new certificate and key for new handshakes; open connections keep theirs.
+  process.on('SIGHUP', () => {
+    if (config.tls) server.reloadTls();
+    else server.logger.warn('SIGHUP ignored: no tls configured');
+  });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigSchema, type RampartConfig } from './schema.js';
 import { compileOriginPolicy } from '../gate/origin.js';
+import { tlsConfigProblems } from '../server/tls-options.js';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -124,6 +125,7 @@ export function parseConfig(input: unknown): RampartConfig {
       problems.push(`allowedOrigins.${i}: must be an origin (scheme://host[:port], lowercase, no path) or a pattern scheme://*.domain[:port]`);
     }
   });
+  if (config.tls) problems.push(...tlsConfigProblems(config.tls));
   if (config.heartbeatTimeout < config.heartbeatInterval) problems.push('heartbeatTimeout: must be ≥ heartbeatInterval');
   if (config.maxPreAuthMessageSize > config.maxMessageSize) problems.push('maxPreAuthMessageSize: must be ≤ maxMessageSize');
   if (config.encryption && !Object.hasOwn(config.encryption.keys, config.encryption.activeKeyId)) {

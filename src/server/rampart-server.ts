@@ -4,7 +4,6 @@
  */
 import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
@@ -33,6 +32,7 @@ import { Session, type SessionHooks } from '../session/session.js';
 import { FlushScheduler } from '../session/flush-scheduler.js';
 import { SessionRegistry } from './session-registry.js';
 import { createHttpRoutes } from './http-routes.js';
+import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureContext, withResponseHeaders, type TlsReloadResult } from './tls-options.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { closeWith } from '../pipeline/rejection.js';
@@ -44,7 +44,7 @@ export interface RampartServerOptions {
   logDestination?: DestinationStream;
   /** Unique id of this process in a cluster; random by default. */
   nodeId?: string;
-  /** Serve the demo page at `/` (on by default). */
+  /** Serve the demo page at `/` (on by default, always off in production mode). */
   demoPage?: boolean;
 }
 
@@ -59,6 +59,11 @@ export interface RampartServer {
   /** Counters for tests and the admin view. */
   stats(): { open: number; unauthenticated: number; unauthenticatedIps: number; users: number };
   readonly limits: Limits;
+  /**
+   * Reads `tls.certFile`/`keyFile`/`caFile` again for new handshakes (SIGHUP); open connections
+   * are untouched. A bad new certificate keeps the old one (logged as an error).
+   */
+  reloadTls(): TlsReloadResult;
 }
 
 const DEMO_PAGE = fileURLToPath(new URL('../../public/index.html', import.meta.url));
@@ -249,17 +254,19 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       }
     },
     metrics: metrics.registry,
-    ...(options.demoPage === false ? {} : { demoPage: DEMO_PAGE }),
+    ...(options.demoPage === false || config.mode === 'production' ? {} : { demoPage: DEMO_PAGE }),
   });
+  const hsts = hstsHeader(config.tls);
+  const handler = hsts ? withResponseHeaders(routes, { 'strict-transport-security': hsts }) : routes;
   const serverOptions = {
     headersTimeout: L.headersTimeout,
     requestTimeout: L.headersTimeout + 1000,
     connectionsCheckingInterval: Math.min(1000, Math.ceil(L.headersTimeout / 2)),
     maxHeaderSize: 16384,
   };
-  const server: Server = config.tls
-    ? createHttpsServer({ ...serverOptions, cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: config.tls.minVersion }, routes)
-    : createHttpServer(serverOptions, routes);
+  const httpsServer = config.tls ? createHttpsServer({ ...serverOptions, ...httpsOptions(config.tls) }, handler) : undefined;
+  if (config.tls?.requestClientCert && !config.tls.requireClientCert) httpsServer?.on('secureConnection', refuseUnverifiedClientCert);
+  const server: Server = httpsServer ?? createHttpServer(serverOptions, handler);
   const trustedProxies = new Set(config.behindProxy);
   const attemptRule = { name: 'attempts', limit: L.connectionAttemptsPerMinute, windowMs: 60_000 };
   let closing = false;
@@ -348,6 +355,13 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     metrics,
     nodeId,
     limits,
+    reloadTls: () => {
+      if (!config.tls || !httpsServer) return { ok: false, error: 'tls is not configured' };
+      const result = reloadSecureContext(httpsServer, config.tls);
+      if (result.ok) logger.info({ fingerprint: result.fingerprint }, 'tls certificate reloaded');
+      else logger.error({ err: result.error }, 'tls reload failed; keeping the previous certificate');
+      return result;
+    },
     stats: () => ({ open: open.size, unauthenticated: unauthenticated.size, unauthenticatedIps: unauthByIp.size, users: sessions.userCount }),
     listen: () =>
       new Promise((resolve, reject) => {
