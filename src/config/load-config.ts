@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ConfigSchema, type RampartConfig } from './schema.js';
 import { compileOriginPolicy } from '../gate/origin.js';
 import { tlsConfigProblems } from '../server/tls-options.js';
+import { issuerConfigProblems } from '../auth/issuers.js';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -125,6 +126,7 @@ export function parseConfig(input: unknown): RampartConfig {
       problems.push(`allowedOrigins.${i}: must be an origin (scheme://host[:port], lowercase, no path) or a pattern scheme://*.domain[:port]`);
     }
   });
+  problems.push(...issuerConfigProblems(config.jwt));
   if (config.tls) problems.push(...tlsConfigProblems(config.tls));
   if (config.heartbeatTimeout < config.heartbeatInterval) problems.push('heartbeatTimeout: must be ≥ heartbeatInterval');
   if (config.maxPreAuthMessageSize > config.maxMessageSize) problems.push('maxPreAuthMessageSize: must be ≤ maxMessageSize');

@@ -15,8 +15,8 @@ import { loadOrCreateDevSecret } from '../config/dev-key.js';
 import { createLogger, pathOnly, type Logger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { createSecurityEventSink, type SecurityEventSink } from '../observability/security-events.js';
-import { jwksKeySource, publicKeySource, secretKeySource, type KeySource } from '../auth/key-source.js';
-import { createTokenVerifier } from '../auth/token-verifier.js';
+import { secretKeySource, type KeySource } from '../auth/key-source.js';
+import { createIssuerRouter, issuerVerifiers } from '../auth/issuers.js';
 import { compileOriginPolicy } from '../gate/origin.js';
 import { resolveClientIp } from '../gate/client-ip.js';
 import { runHandshakeGate } from '../gate/handshake-gate.js';
@@ -69,12 +69,8 @@ export interface RampartServer {
 const DEMO_PAGE = fileURLToPath(new URL('../../public/index.html', import.meta.url));
 const WS_PATHS = new Set(['/ws', '/']);
 
-function keySourceFor(config: RampartConfig, logger: Logger): KeySource {
-  const { jwt } = config;
-  if (jwt.secret !== undefined) return secretKeySource(jwt.secret);
-  if (jwt.publicKeyFile !== undefined) return publicKeySource(jwt.publicKeyFile);
-  if (jwt.jwksUrl !== undefined) return jwksKeySource(jwt.jwksUrl, jwt.jwksCacheMaxAge);
-  // Development only (production config validation refuses a missing key).
+/** The development key, when config names no key at all (production config validation refuses that). */
+function devKeySource(config: RampartConfig, logger: Logger): KeySource {
   const { secret, created } = loadOrCreateDevSecret(config.dataDir);
   logger.warn({ dataDir: config.dataDir, created }, 'using the development signing key (never in production)');
   return secretKeySource(secret);
@@ -104,14 +100,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     config.allowedOrigins.length > 0 ? config.allowedOrigins : [`http://localhost:${config.port}`, `http://127.0.0.1:${config.port}`],
     config.allowMissingOrigin,
   );
-  const verify = createTokenVerifier({
-    keySource: keySourceFor(config, logger),
-    ...(config.jwt.algorithms ? { algorithms: config.jwt.algorithms } : {}),
-    ...(config.jwt.issuer ? { issuer: config.jwt.issuer } : {}),
-    ...(config.jwt.audience ? { audience: config.jwt.audience } : {}),
-    clockTolerance: config.jwt.clockTolerance,
-    maxTokenLength: config.jwt.maxTokenLength,
-  });
+  const verify = createIssuerRouter(
+    issuerVerifiers(config.jwt, () => devKeySource(config, logger)),
+    config.jwt.maxTokenLength,
+  );
 
   // ── adapters ──
   const cipher = config.encryption ? ContentCipher.fromBase64(config.encryption.activeKeyId, config.encryption.keys) : undefined;
