@@ -171,6 +171,8 @@ function rampartConfig(scn: Scenario, port: number, dir: string): Record<string,
     host: '127.0.0.1',
     allowedOrigins: [ORIGIN],
     jwt: { secret: SECRET, algorithms: ['HS256'] },
+    // The bench runs the server with NODE_ENV=production (for Node's own settings), not as a production deployment.
+    mode: 'development',
     storage: `sqlite:${path.join(dir, 'bench.db')}`,
     dataDir: dir,
     logLevel: knobs.rampartLogLevel,

@@ -1,9 +1,10 @@
 /**
  * JWT verification with jose. Algorithms are an explicit allowlist, so `alg: none` and HS/RS
  * confusion cannot happen (a public key is never accepted as an HMAC secret). `exp` and a UUID
- * `sub` are required; `nbf`, `iss`, `aud` are checked when present or configured.
+ * `sub` are required; `nbf`, `iss`, `aud` are checked when present or configured; the `typ` header
+ * must be one of `types` (so a refresh or ID token is not an access token).
  */
-import { errors, jwtVerify, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { KeyObject } from 'node:crypto';
 import type { KeySource } from './key-source.js';
 import { AuthFailureReason, type AuthFailureReasonValue } from '../protocol/reasons.js';
@@ -26,6 +27,21 @@ export interface TokenVerifierOptions {
   audience?: string;
   clockTolerance: number;
   maxTokenLength: number;
+  /** Allowed `typ` header values (case-insensitive, `application/` prefix ignored); default `JWT`, `at+jwt`. */
+  types?: string[];
+  /** Refuse a token without `typ` (default: allowed). */
+  requireType?: boolean;
+}
+
+export const DEFAULT_TOKEN_TYPES = ['JWT', 'at+jwt'];
+
+/** RFC 7515 §4.1.9: media types compare case-insensitively and may omit `application/`. */
+export const normalizeType = (typ: string): string => typ.toLowerCase().replace(/^application\//, '');
+
+/** Whether a protected header's `typ` is acceptable. */
+export function typeAllowed(typ: unknown, allowed: ReadonlySet<string>, requireType: boolean): boolean {
+  if (typ === undefined) return !requireType;
+  return typeof typ === 'string' && allowed.has(normalizeType(typ));
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
@@ -44,6 +60,9 @@ export type TokenVerifier = (token: string) => Promise<VerifyResult>;
  */
 function keySetUnreachable(err: unknown): boolean {
   if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) return true;
+  // A `kid` not in the set even after the (rate-limited) refetch: most likely a key rotation the
+  // cached set has not caught up with yet, so the user must not be counted towards the lockout.
+  if (err instanceof errors.JWKSNoMatchingKey) return true;
   if (err instanceof errors.JOSEError) return err.code === 'ERR_JOSE_GENERIC';
   return true; // fetch's own TypeError ("fetch failed") and friends
 }
@@ -64,12 +83,20 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     ...(options.issuer !== undefined ? { issuer: options.issuer } : {}),
     ...(options.audience !== undefined ? { audience: options.audience } : {}),
   };
+  const types = new Set((options.types ?? DEFAULT_TOKEN_TYPES).map(normalizeType));
+  const requireType = options.requireType ?? false;
   const invalid: VerifyResult = { ok: false, reason: AuthFailureReason.INVALID_TOKEN };
   const unavailable: VerifyResult = { ok: false, reason: AuthFailureReason.UNAVAILABLE };
 
   return async (token) => {
     if (token.length > options.maxTokenLength) return { ok: false, reason: AuthFailureReason.TOKEN_TOO_LARGE };
     let payload: JWTPayload;
+    try {
+      // Judged before any key is fetched; refusing on an unverified header is safe.
+      if (!typeAllowed(decodeProtectedHeader(token).typ, types, requireType)) return invalid;
+    } catch {
+      return invalid;
+    }
     try {
       const result =
         typeof keySource.key === 'function'

@@ -6,6 +6,9 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigSchema, type RampartConfig } from './schema.js';
 import { compileOriginPolicy } from '../gate/origin.js';
+import { tlsConfigProblems } from '../server/tls-options.js';
+import { issuerConfigProblems } from '../auth/issuers.js';
+import { fsCheckContext, findingsOf, formatFinding, runChecks, type CheckContext } from './production-checks.js';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -32,23 +35,32 @@ function objectShape(schema: unknown): Record<string, unknown> | undefined {
 
 const camelCase = (part: string): string => part.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
-/**
- * `RAMPART_RATE_LIMIT__BURST_LIMIT` → `['rateLimit', 'burstLimit']` (`__` separates nesting
- * levels). Each part is matched against the schema's own keys ignoring case and underscores, so
- * `RAMPART_MAX_CONNECTIONS_PER_IP` reaches `maxConnectionsPerIP`; a part the schema does not know
- * is camelCased and then refused by validation, naming it.
- */
-export function envNameToPath(name: string): string[] {
+/** A variable's key path, and whether every part is a key the schema knows. */
+function resolveEnvName(name: string): { path: string[]; known: boolean } {
   let shape: Record<string, unknown> | undefined = objectShape(ConfigSchema);
-  return name
+  let known = true;
+  const path = name
     .slice(ENV_PREFIX.length)
     .split('__')
     .map((part) => {
       const wanted = part.replace(/_/g, '').toLowerCase();
       const key = shape ? Object.keys(shape).find((k) => k.toLowerCase() === wanted) : undefined;
+      // Below a record (chat.roles, encryption.keys) there is no shape: any name is a key.
+      if (shape && key === undefined) known = false;
       shape = key !== undefined && shape ? objectShape(shape[key]) : undefined;
       return key ?? camelCase(part);
     });
+  return { path, known };
+}
+
+/**
+ * `RAMPART_RATE_LIMIT__BURST_LIMIT` → `['rateLimit', 'burstLimit']` (`__` separates nesting
+ * levels). Each part is matched against the schema's own keys ignoring case and underscores, so
+ * `RAMPART_MAX_CONNECTIONS_PER_IP` reaches `maxConnectionsPerIP`; a part the schema does not know
+ * is camelCased.
+ */
+export function envNameToPath(name: string): string[] {
+  return resolveEnvName(name).path;
 }
 
 /** Values are JSON when they parse as JSON (numbers, booleans, arrays), else plain strings. */
@@ -64,11 +76,19 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-export function applyEnvOverrides(base: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+/**
+ * A `RAMPART_*` variable that names no config key is skipped and reported to `onUnknown` (deploy
+ * tools export their own `RAMPART_*` variables); unknown keys in the file stay fatal.
+ */
+export function applyEnvOverrides(base: Record<string, unknown>, env: NodeJS.ProcessEnv, onUnknown: (name: string) => void = () => {}): Record<string, unknown> {
   const result: Record<string, unknown> = structuredClone(base);
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || ENV_IGNORED.has(name) || raw === undefined) continue;
-    const path = envNameToPath(name);
+    const { path, known } = resolveEnvName(name);
+    if (!known) {
+      onUnknown(name);
+      continue;
+    }
     let node: Record<string, unknown> = result;
     for (const key of path.slice(0, -1)) {
       const next = Object.hasOwn(node, key) ? node[key] : undefined;
@@ -89,23 +109,10 @@ function formatIssues(error: z.ZodError): string[] {
   });
 }
 
-/** Checks a production deployment must pass; development only warns through the caller. */
-export function productionProblems(config: RampartConfig): string[] {
-  const problems: string[] = [];
-  const { jwt } = config;
-  if (!jwt.secret && !jwt.publicKeyFile && !jwt.jwksUrl) problems.push('jwt: production needs jwt.secret, jwt.publicKeyFile or jwt.jwksUrl');
-  if (jwt.secret !== undefined && Buffer.byteLength(jwt.secret) < 32) problems.push('jwt.secret: must be at least 32 bytes in production');
-  if (config.allowedOrigins.length === 0) problems.push('allowedOrigins: production needs an explicit list');
-  for (const origin of config.allowedOrigins) {
-    if (origin === '*' || /^\w+:\/\/\*$/.test(origin)) problems.push('allowedOrigins: a wildcard origin is refused in production');
-  }
-  if (!config.tls && config.behindProxy.length === 0) problems.push('tls: production needs tls.{certFile,keyFile} or behindProxy naming the TLS-terminating proxies');
-  return problems;
-}
-
-export function parseConfig(input: unknown): RampartConfig {
+/** Schema and consistency rules, every mode: the config, or every problem found. */
+export function checkSchema(input: unknown): { ok: true; config: RampartConfig } | { ok: false; problems: string[] } {
   const parsed = ConfigSchema.safeParse(input);
-  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error));
+  if (!parsed.success) return { ok: false, problems: formatIssues(parsed.error) };
   const config = parsed.data;
   const problems: string[] = [];
   const keys = [config.jwt.secret, config.jwt.publicKeyFile, config.jwt.jwksUrl].filter((k) => k !== undefined);
@@ -124,18 +131,38 @@ export function parseConfig(input: unknown): RampartConfig {
       problems.push(`allowedOrigins.${i}: must be an origin (scheme://host[:port], lowercase, no path) or a pattern scheme://*.domain[:port]`);
     }
   });
+  problems.push(...issuerConfigProblems(config.jwt));
+  if (config.tls) problems.push(...tlsConfigProblems(config.tls));
   if (config.heartbeatTimeout < config.heartbeatInterval) problems.push('heartbeatTimeout: must be ≥ heartbeatInterval');
   if (config.maxPreAuthMessageSize > config.maxMessageSize) problems.push('maxPreAuthMessageSize: must be ≤ maxMessageSize');
   if (config.encryption && !Object.hasOwn(config.encryption.keys, config.encryption.activeKeyId)) {
     problems.push('encryption.activeKeyId: must name one of encryption.keys');
   }
-  if (config.mode === 'production') problems.push(...productionProblems(config));
-  if (problems.length > 0) throw new ConfigError(problems);
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, config };
+}
+
+/** Validates; in production mode the errors of the deployment checks (production-checks.ts) are fatal too. */
+export function parseConfig(input: unknown, ctx: CheckContext = fsCheckContext): RampartConfig {
+  const result = checkSchema(input);
+  if (!result.ok) throw new ConfigError(result.problems);
+  const { config } = result;
+  if (config.mode === 'production') {
+    const errors = findingsOf(runChecks(config, ctx)).filter((f) => f.severity === 'error');
+    if (errors.length > 0) throw new ConfigError(errors.map(formatFinding));
+  }
   return config;
 }
 
-/** Reads `file` (if any), applies `RAMPART_*` overrides from `env`, validates. */
-export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): RampartConfig {
+export interface ConfigInputOptions {
+  /** Called with the name (never the value) of each `RAMPART_*` variable that names no config key. */
+  onUnknownEnv?: (name: string) => void;
+}
+
+/**
+ * The unvalidated config: `file` (if any), then `RAMPART_*` overrides from `env`. `NODE_ENV=production`
+ * means `mode: "production"` unless the file or `RAMPART_MODE` set a mode explicitly.
+ */
+export function readConfigInput(file: string | undefined, env: NodeJS.ProcessEnv = process.env, options: ConfigInputOptions = {}): Record<string, unknown> {
   let raw: unknown = {};
   if (file !== undefined) {
     let text: string;
@@ -151,5 +178,12 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
     }
     if (!isPlainObject(raw)) throw new ConfigError([`${file}: must hold a JSON object`]);
   }
-  return parseConfig(applyEnvOverrides(raw as Record<string, unknown>, env));
+  const input = applyEnvOverrides(raw as Record<string, unknown>, env, options.onUnknownEnv);
+  if (input.mode === undefined && env.NODE_ENV === 'production') input.mode = 'production';
+  return input;
+}
+
+/** Reads `file` (if any), applies `RAMPART_*` overrides from `env`, validates. */
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env, options: ConfigInputOptions = {}): RampartConfig {
+  return parseConfig(readConfigInput(file, env, options));
 }

@@ -10,6 +10,38 @@ const ms = z.number().int().min(1);
 
 const RateRuleSchema = z.strictObject({ limit: positiveInt, windowMs: ms });
 
+const JwtAlgorithmSchema = z.enum(['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']);
+/** `typ` header values a token may carry (compared case-insensitively, `application/` prefix ignored). */
+const JwtTypesSchema = z.array(z.string().min(1).max(64)).min(1);
+
+/** One trusted token issuer besides (or instead of) the top-level `jwt` key: exactly one key source. */
+const JwtIssuerSchema = z.strictObject({
+  /** Matched exactly against the token's `iss` before any key is fetched. */
+  issuer: z.string().min(1),
+  secret: z.string().min(1).optional(),
+  publicKeyFile: z.string().min(1).optional(),
+  jwksUrl: z.url().optional(),
+  /** Default: `jwt.audience`. */
+  audience: z.string().min(1).optional(),
+  /** Default: by key type, as for the top-level key. */
+  algorithms: z.array(JwtAlgorithmSchema).min(1).optional(),
+  /** Default: `jwt.types`. */
+  types: JwtTypesSchema.optional(),
+});
+
+/** Forward-secret AEAD suites only: the TLS 1.3 suites, and ECDHE with AES-GCM or ChaCha20-Poly1305 for TLS 1.2. */
+export const DEFAULT_TLS_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+].join(':');
+
 export const ConfigSchema = z.strictObject({
   /** `production` refuses weak secrets, wildcard origins and plaintext without `behindProxy`. */
   mode: z.enum(['development', 'production']).default('development'),
@@ -41,7 +73,7 @@ export const ConfigSchema = z.strictObject({
       publicKeyFile: z.string().min(1).optional(),
       jwksUrl: z.url().optional(),
       /** Explicit allowlist; default HS256 for a secret, RS256/ES256/EdDSA for public keys. */
-      algorithms: z.array(z.enum(['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1).optional(),
+      algorithms: z.array(JwtAlgorithmSchema).min(1).optional(),
       issuer: z.string().min(1).optional(),
       audience: z.string().min(1).optional(),
       /** Seconds of clock skew tolerated for `exp`/`nbf`. */
@@ -50,16 +82,40 @@ export const ConfigSchema = z.strictObject({
       maxTokenLength: positiveInt.max(65536).default(4096),
       /** How long a JWKS answer is trusted before it is fetched again. */
       jwksCacheMaxAge: ms.default(600000),
+      /** A token whose `kid` is not cached refetches the JWKS at most once per this many ms (else `unavailable`). */
+      jwksRefetchIntervalMs: z.number().int().min(0).default(30000),
+      /** Allowed `typ` header values; a token of another type (refresh, ID token) is `invalid_token`. */
+      types: JwtTypesSchema.default(['JWT', 'at+jwt']),
+      /** Refuse tokens without a `typ` header. */
+      requireType: z.boolean().default(false),
+      /** Further issuers, each with its own key; a token is routed by its exact `iss`. */
+      issuers: z.array(JwtIssuerSchema).default([]),
     })
     .prefault({}),
   allowQueryToken: z.boolean().default(false),
+  /** Production refuses `allowQueryToken` (tokens end up in proxy logs) unless this acknowledges it. */
+  allowQueryTokenInProduction: z.boolean().default(false),
   tls: z
     .strictObject({
       certFile: z.string().min(1),
       keyFile: z.string().min(1),
       minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      maxVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.3'),
+      /** OpenSSL cipher list (TLS 1.2 names and TLS 1.3 suite names). */
+      ciphers: z.string().min(1).default(DEFAULT_TLS_CIPHERS),
+      /** The server's cipher order wins over the client's. */
+      honorCipherOrder: z.boolean().default(true),
+      /** PEM bundle of the CAs that sign client certificates. */
+      caFile: z.string().min(1).optional(),
+      /** Ask for a client certificate; one that is presented must verify against `caFile`. */
+      requestClientCert: z.boolean().default(false),
+      /** Refuse handshakes without a client certificate signed by `caFile`. */
+      requireClientCert: z.boolean().default(false),
+      /** `Strict-Transport-Security: max-age=…` on HTTPS responses; 0 sends none. */
+      hstsMaxAge: z.number().int().min(0).default(31536000),
     })
     .optional(),
+  /** Where `/metrics` is served: its own port on `host` (loopback by default), and/or behind a bearer token. */
   /** `sqlite:PATH` (embedded default) or a `postgres://` URL. */
   storage: z
     .string()

@@ -4,7 +4,6 @@
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
@@ -16,8 +15,8 @@ import { createLogger, type Logger } from '../observability/logger.js';
 import { createMetrics, registerHealthGauges, type Metrics } from '../observability/metrics.js';
 import { DeliveryTimer } from '../observability/delivery-timer.js';
 import { createSecurityEventSink, type SecurityEventSink } from '../observability/security-events.js';
-import { jwksKeySource, publicKeySource, secretKeySource, type KeySource } from '../auth/key-source.js';
-import { createTokenVerifier } from '../auth/token-verifier.js';
+import { secretKeySource, type KeySource } from '../auth/key-source.js';
+import { createIssuerRouter, issuerVerifiers } from '../auth/issuers.js';
 import { compileOriginPolicy } from '../gate/origin.js';
 import { openStore } from '../store/open-store.js';
 import { ContentCipher } from '../store/content-cipher.js';
@@ -38,6 +37,7 @@ import { createUpgradeHandler } from './upgrade-handler.js';
 import { createReadiness } from './readiness.js';
 import { drainSessions } from './drain.js';
 import { createMetricsServer } from './metrics-server.js';
+import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureContext, withResponseHeaders, type TlsReloadResult } from './tls-options.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { closeWith } from '../pipeline/rejection.js';
@@ -52,7 +52,7 @@ export interface RampartServerOptions {
   logDestination?: DestinationStream;
   /** Unique id of this process in a cluster; random by default. */
   nodeId?: string;
-  /** Serve the demo page at `/` (on by default). */
+  /** Serve the demo page at `/` (on by default, always off in production mode). */
   demoPage?: boolean;
 }
 
@@ -73,16 +73,17 @@ export interface RampartServer {
   /** Counters for tests and the admin view. */
   stats(): { open: number; unauthenticated: number; unauthenticatedIps: number; users: number };
   readonly limits: Limits;
+  /**
+   * Reads `tls.certFile`/`keyFile`/`caFile` again for new handshakes (SIGHUP); open connections
+   * are untouched. A bad new certificate keeps the old one (logged as an error).
+   */
+  reloadTls(): TlsReloadResult;
 }
 
 const DEMO_PAGE = fileURLToPath(new URL('../../public/index.html', import.meta.url));
 
-function keySourceFor(config: RampartConfig, logger: Logger): KeySource {
-  const { jwt } = config;
-  if (jwt.secret !== undefined) return secretKeySource(jwt.secret);
-  if (jwt.publicKeyFile !== undefined) return publicKeySource(jwt.publicKeyFile);
-  if (jwt.jwksUrl !== undefined) return jwksKeySource(jwt.jwksUrl, jwt.jwksCacheMaxAge);
-  // Development only (production config validation refuses a missing key).
+/** The development key, when config names no key at all (production config validation refuses that). */
+function devKeySource(config: RampartConfig, logger: Logger): KeySource {
   const { secret, created } = loadOrCreateDevSecret(config.dataDir);
   logger.warn({ dataDir: config.dataDir, created }, 'using the development signing key (never in production)');
   return secretKeySource(secret);
@@ -103,14 +104,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     config.allowedOrigins.length > 0 ? config.allowedOrigins : [`http://localhost:${config.port}`, `http://127.0.0.1:${config.port}`],
     config.allowMissingOrigin,
   );
-  const verify = createTokenVerifier({
-    keySource: keySourceFor(config, logger),
-    ...(config.jwt.algorithms ? { algorithms: config.jwt.algorithms } : {}),
-    ...(config.jwt.issuer ? { issuer: config.jwt.issuer } : {}),
-    ...(config.jwt.audience ? { audience: config.jwt.audience } : {}),
-    clockTolerance: config.jwt.clockTolerance,
-    maxTokenLength: config.jwt.maxTokenLength,
-  });
+  const verify = createIssuerRouter(
+    issuerVerifiers(config.jwt, () => devKeySource(config, logger)),
+    config.jwt.maxTokenLength,
+  );
 
   // ── adapters ──
   const cipher = config.encryption ? ContentCipher.fromBase64(config.encryption.activeKeyId, config.encryption.keys) : undefined;
@@ -255,17 +252,19 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     ready: readiness.ready,
     // On the main port only when guarded by a token and no dedicated port is configured.
     ...(metricsServer === undefined && metricsEndpoint.token !== undefined ? { metrics: metricsEndpoint } : {}),
-    ...(options.demoPage === false ? {} : { demoPage: DEMO_PAGE }),
+    ...(options.demoPage === false || config.mode === 'production' ? {} : { demoPage: DEMO_PAGE }),
   });
+  const hsts = hstsHeader(config.tls);
+  const handler = hsts ? withResponseHeaders(routes, { 'strict-transport-security': hsts }) : routes;
   const serverOptions = {
     headersTimeout: L.headersTimeout,
     requestTimeout: L.headersTimeout + 1000,
     connectionsCheckingInterval: Math.min(1000, Math.ceil(L.headersTimeout / 2)),
     maxHeaderSize: 16384,
   };
-  const server: Server = config.tls
-    ? createHttpsServer({ ...serverOptions, cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: config.tls.minVersion }, routes)
-    : createHttpServer(serverOptions, routes);
+  const httpsServer = config.tls ? createHttpsServer({ ...serverOptions, ...httpsOptions(config.tls) }, handler) : undefined;
+  if (config.tls?.requestClientCert && !config.tls.requireClientCert) httpsServer?.on('secureConnection', refuseUnverifiedClientCert);
+  const server: Server = httpsServer ?? createHttpServer(serverOptions, handler);
   const trustedProxies = new Set(config.behindProxy);
   const attemptRule = { name: 'attempts', limit: L.connectionAttemptsPerMinute, windowMs: 60_000 };
 
@@ -317,6 +316,13 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     metrics,
     nodeId,
     limits,
+    reloadTls: () => {
+      if (!config.tls || !httpsServer) return { ok: false, error: 'tls is not configured' };
+      const result = reloadSecureContext(httpsServer, config.tls);
+      if (result.ok) logger.info({ fingerprint: result.fingerprint }, 'tls certificate reloaded');
+      else logger.error({ err: result.error }, 'tls reload failed; keeping the previous certificate');
+      return result;
+    },
     stats: () => ({ ...connections.stats(), users: sessions.userCount }),
     metricsAddress: () => metricsAddress,
     listen: async () => {

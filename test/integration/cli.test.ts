@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
-import { openClient, closeAll, within } from '../helpers/harness.js';
+import { openClient, closeAll, within, startServer, TEST_SECRET } from '../helpers/harness.js';
 import { RawSocket } from '../helpers/raw-ws.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -79,6 +79,17 @@ function rampart(args: string[], cwd: string, env: Record<string, string> = {}):
   return run;
 }
 
+/** Runs the commands a few at a time (each is a tsx start-up on a shared machine); resolves when all exited. */
+async function runBatched(specs: { args: string[]; env?: Record<string, string> }[], cwd: string, batch = 3): Promise<Run[]> {
+  const runs: Run[] = [];
+  for (let i = 0; i < specs.length; i += batch) {
+    const group = specs.slice(i, i + batch).map((spec) => rampart(spec.args, cwd, spec.env));
+    await Promise.all(group.map((r) => r.exited));
+    runs.push(...group);
+  }
+  return runs;
+}
+
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'rampart-cli-'));
   dirs.push(dir);
@@ -108,7 +119,8 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
 
   before(async () => {
     cwd = tempDir();
-    server = rampart(['serve'], cwd, { RAMPART_PORT: '0' });
+    // A deploy tool's own RAMPART_* variable: a warning naming it, not a fatal error.
+    server = rampart(['serve'], cwd, { RAMPART_PORT: '0', RAMPART_DEPLOY_TAG: 'v1-MARKER' });
     await server.waitOutput((r) => listeningPort(r.stdout) !== undefined && r.stderr.includes('run -s token'));
     port = listeningPort(server.stdout)!;
   });
@@ -137,6 +149,13 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
     const secret = readFileSync(key, 'utf8').trim();
     assert.ok(secret.length >= 32);
     assert.ok(!server.stdout.includes(secret) && !server.stderr.includes(secret));
+  });
+
+  test('an unknown RAMPART_* variable is logged as a warning naming it (not its value)', () => {
+    const line = server.stdout.split('\n').find((l) => l.includes('RAMPART_DEPLOY_TAG'));
+    assert.ok(line, server.stdout);
+    assert.match(line, /"level":40/);
+    assert.ok(!server.stdout.includes('v1-MARKER') && !server.stderr.includes('v1-MARKER'));
   });
 
   test('/healthz answers', async () => {
@@ -210,6 +229,14 @@ describe('a bad configuration exits non-zero naming the key', { concurrency: 1 }
       { config: { port: 'eighty', jwt: { secret: 12345678 } }, expect: /(?=[\s\S]*port: )(?=[\s\S]*jwt\.secret: )/, notEcho: '12345678' },
       { config: { allowedOrigins: ['https://example.com/path'] }, expect: /allowedOrigins/ },
       { env: { RAMPART_MAX_CONNECTIONS_PER_IP: '0' }, expect: /maxConnectionsPerIP/ },
+      // Production refuses to start on any error check-config reports.
+      {
+        config: { mode: 'production', jwt: { secret: 'MARKER-' + TEST_SECRET }, allowedOrigins: ['http://chat.example.com'], behindProxy: ['10.0.0.1'], allowQueryToken: true },
+        expect: /(?=[\s\S]*allowedOrigins\.0: an http:\/\/ origin)(?=[\s\S]*allowQueryToken)(?=[\s\S]*jwt\.issuer)(?=[\s\S]*jwt\.audience)(?=[\s\S]*metrics)/,
+        notEcho: 'MARKER',
+      },
+      // NODE_ENV=production is production mode: the development key is refused.
+      { env: { NODE_ENV: 'production' }, expect: /jwt: production needs/ },
     ];
     await Promise.all(
       cases.map(async (c, i) => {
@@ -234,4 +261,100 @@ describe('a bad configuration exits non-zero naming the key', { concurrency: 1 }
     assert.equal(existsSync(join(cwd, 'data', 'rampart.db')), false);
   });
 });
+});
+
+// Run after the groups above (which start servers), a few processes at a time: each is a tsx start-up.
+describe('help, version and check-config', { concurrency: 1 }, () => {
+  test('--help on rampart and on every command prints usage and exits 0 (serve --help starts nothing)', async () => {
+    const cwd = tempDir();
+    const helps = [['--help'], ['serve', '--help'], ['token', '--help'], ['check-config', '--help'], ['version', '-h']];
+    const runs = await runBatched([...helps, ['version'], ['frobnicate']].map((args) => ({ args })), cwd);
+    helps.forEach((args, i) => {
+      assert.equal(runs[i]!.child.exitCode, 0, `${args.join(' ')}: ${runs[i]!.stderr}`);
+      assert.match(runs[i]!.stdout, /^usage: rampart/, args.join(' '));
+    });
+    assert.match(runs[0]!.stdout, /serve[\s\S]*token[\s\S]*check-config[\s\S]*version/);
+    assert.match(runs[1]!.stdout, /SIGHUP/);
+    assert.equal(listeningPort(runs[1]!.stdout), undefined);
+    assert.equal(existsSync(join(cwd, 'data')), false, 'serve --help created nothing');
+    const [version, unknown] = runs.slice(helps.length) as [Run, Run];
+    assert.equal(version.child.exitCode, 0);
+    assert.match(version.stdout, /^rampart \d+\.\d+\.\d+/);
+    assert.equal(unknown.child.exitCode, 2);
+    assert.match(unknown.stderr, /unknown command/);
+  });
+
+  test("check-config: the README's production example has no error; a bad one lists every finding, grade F, exit 1", async () => {
+    const cwd = tempDir();
+    const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    const example = /A production example:\s*```json\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(example, 'the README has a production example');
+    const config = JSON.parse(example) as { tls: { certFile: string; keyFile: string } };
+    // The certificate paths are the operator's; here they point at files that exist (readability is checked).
+    writeFileSync(join(cwd, 'cert.pem'), 'cert');
+    writeFileSync(join(cwd, 'key.pem'), 'key');
+    config.tls = { ...config.tls, certFile: join(cwd, 'cert.pem'), keyFile: join(cwd, 'key.pem') };
+    writeFileSync(join(cwd, 'prod.json'), JSON.stringify(config));
+    writeFileSync(join(cwd, 'readme-as-is.json'), example);
+    const bad = {
+      mode: 'production',
+      jwt: { secret: 'short-MARKER' },
+      allowedOrigins: ['https://chat.example.com', 'http://chat.example.com'],
+      allowQueryToken: true,
+      tls: { certFile: join(cwd, 'missing.pem'), keyFile: join(cwd, 'key.pem') },
+    };
+    writeFileSync(join(cwd, 'bad.json'), JSON.stringify(bad));
+    writeFileSync(join(cwd, 'dev.json'), JSON.stringify({ port: 9000 }));
+    writeFileSync(join(cwd, 'typo.json'), JSON.stringify({ prot: 9000 }));
+    const [good, asIs, worse, dev, forced, typo] = (await runBatched(
+      [
+        { args: ['check-config', join(cwd, 'prod.json')] },
+        { args: ['check-config', join(cwd, 'readme-as-is.json')] },
+        { args: ['check-config', join(cwd, 'bad.json')] },
+        { args: ['check-config', join(cwd, 'dev.json')], env: { RAMPART_BUILD_SHA: 'abc' } },
+        { args: ['check-config', join(cwd, 'dev.json'), '--production'] },
+        { args: ['check-config', join(cwd, 'typo.json')] },
+      ],
+      cwd,
+    )) as [Run, Run, Run, Run, Run, Run];
+    assert.equal((await good.exited).code, 0, good.stdout + good.stderr);
+    assert.doesNotMatch(good.stdout, /ERROR/);
+    assert.match(good.stdout, /^OK {4}/m);
+    assert.match(good.stdout, /grade: [A-D] \(0 errors/);
+    // Verbatim, only the certificate files of this machine are missing.
+    assert.equal((await asIs.exited).code, 1);
+    assert.deepEqual(asIs.stdout.split('\n').filter((l) => l.startsWith('ERROR')).map((l) => l.replace(/\s+/, ' ')), ['ERROR tls.certFile: file cannot be read', 'ERROR tls.keyFile: file cannot be read']);
+
+    assert.equal((await worse.exited).code, 1);
+    for (const finding of [/ERROR +tls\.certFile: file cannot be read/, /ERROR +jwt\.secret: must be at least 32 bytes/, /ERROR +jwt\.issuer/, /ERROR +jwt\.audience/, /ERROR +allowedOrigins\.1: an http/, /ERROR +allowQueryToken/, /ERROR +metrics/, /WARN +storage/, /grade: F/]) {
+      assert.match(worse.stdout, finding);
+    }
+    assert.ok(!worse.stdout.includes('MARKER') && !worse.stderr.includes('MARKER'));
+
+    assert.equal((await dev.exited).code, 0);
+    assert.match(dev.stdout, /WARN +RAMPART_BUILD_SHA: unknown/);
+    assert.match(dev.stdout, /mode is development/);
+    assert.equal((await forced.exited).code, 1);
+    assert.match(forced.stdout, /ERROR +jwt: production needs/);
+    assert.equal((await typo.exited).code, 1);
+    assert.match(typo.stdout, /ERROR +\(root\): unknown key\(s\) "prot"/);
+    assert.match(typo.stdout, /grade: F/);
+  });
+
+  test('production mode serves no demo page', async () => {
+    const ts = await startServer({
+      mode: 'production',
+      jwt: { secret: TEST_SECRET, issuer: 'https://id.example.com', audience: 'chat' },
+      allowedOrigins: ['https://chat.example.com'],
+      behindProxy: ['127.0.0.1'],
+      metrics: { port: 0 },
+    });
+    try {
+      assert.equal((await fetch(`${ts.httpUrl}/`)).status, 404);
+      assert.equal((await fetch(`${ts.httpUrl}/demo`)).status, 404);
+      assert.equal((await fetch(`${ts.httpUrl}/healthz`)).status, 200);
+    } finally {
+      await ts.close();
+    }
+  });
 });

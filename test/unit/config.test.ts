@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, applyEnvOverrides, envNameToPath, loadConfig, parseConfig } from '../../src/config/load-config.js';
+import { ConfigError, applyEnvOverrides, envNameToPath, loadConfig, parseConfig, readConfigInput } from '../../src/config/load-config.js';
+import { grade, runChecks, findingsOf, type CheckContext } from '../../src/config/production-checks.js';
+import { DEFAULT_TLS_CIPHERS } from '../../src/config/schema.js';
+import { devKeyPath } from '../../src/config/dev-key.js';
 
 const STRONG = 'a-strong-production-secret-of-at-least-32-bytes!';
 
@@ -158,10 +161,11 @@ test('the base object is not modified by overrides', () => {
   assert.deepEqual(base, { rateLimit: { burstLimit: 1 } });
 });
 
-test('an unknown or mistyped environment variable is an error naming it', () => {
-  let err = configError(() => parseConfig(applyEnvOverrides({}, { RAMPART_PROT: '1' })));
-  assert.match(err.message, /prot/);
-  err = configError(() => parseConfig(applyEnvOverrides({}, { RAMPART_RATE_LIMIT__BURST_LIMIT: 'many' })));
+test('an unknown environment variable is reported by name; a bad value for a known one is an error naming it', () => {
+  const unknown: string[] = [];
+  assert.deepEqual(applyEnvOverrides({}, { RAMPART_PROT: '1' }, (name) => unknown.push(name)), {});
+  assert.deepEqual(unknown, ['RAMPART_PROT']);
+  let err = configError(() => parseConfig(applyEnvOverrides({}, { RAMPART_RATE_LIMIT__BURST_LIMIT: 'many' })));
   assert.match(err.message, /rateLimit\.burstLimit/);
   assert.ok(!err.message.includes('many'));
   err = configError(() => applyEnvOverrides({ port: 1 }, { RAMPART_PORT__X: '1' }));
@@ -169,16 +173,116 @@ test('an unknown or mistyped environment variable is an error naming it', () => 
 });
 
 test('environment names cannot reach prototypes', () => {
-  const out = applyEnvOverrides({}, { RAMPART_CONSTRUCTOR__PROTOTYPE__POLLUTED: '1', RAMPART_PROTO: '1' });
+  const unknown: string[] = [];
+  const out = applyEnvOverrides({}, { RAMPART_CONSTRUCTOR__PROTOTYPE__POLLUTED: '1', RAMPART_PROTO: '1' }, (name) => unknown.push(name));
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
-  assert.throws(() => parseConfig(out), ConfigError);
+  assert.deepEqual(out, {});
+  assert.deepEqual(unknown.sort(), ['RAMPART_CONSTRUCTOR__PROTOTYPE__POLLUTED', 'RAMPART_PROTO']);
+});
+
+test('an unknown RAMPART_* variable is a warning naming it (skipped); a known one with a bad value and unknown file keys stay fatal', () => {
+  const unknown: string[] = [];
+  const c = loadConfig(undefined, { RAMPART_DEPLOY_ID: 'secret-MARKER', RAMPART_RATE_LIMIT__BURST_LIMT: '3', RAMPART_PORT: '9000' }, { onUnknownEnv: (n) => unknown.push(n) });
+  assert.equal(c.port, 9000);
+  assert.deepEqual(unknown.sort(), ['RAMPART_DEPLOY_ID', 'RAMPART_RATE_LIMIT__BURST_LIMT']);
+  // Below a record any name is a key.
+  const roles = loadConfig(undefined, { RAMPART_CHAT__ROLES__MOD: '{"send":true,"read":true}' }, { onUnknownEnv: () => assert.fail('known') });
+  assert.deepEqual(roles.chat.roles.MOD ?? roles.chat.roles.mod, { send: true, read: true });
+  assert.match(configError(() => loadConfig(undefined, { RAMPART_MAX_CONNECTIONS_PER_IP: '0' })).message, /maxConnectionsPerIP/);
+  assert.match(configError(() => parseConfig({ deployId: 'x' })).message, /deployId/);
+});
+
+test('NODE_ENV=production means production mode unless the mode is set explicitly', () => {
+  assert.equal(readConfigInput(undefined, { NODE_ENV: 'production' }).mode, 'production');
+  assert.match(configError(() => loadConfig(undefined, { NODE_ENV: 'production' })).message, /production/);
+  assert.equal(loadConfig(undefined, { NODE_ENV: 'production', RAMPART_MODE: 'development' }).mode, 'development');
+  assert.equal(loadConfig(undefined, { NODE_ENV: 'development' }).mode, 'development');
+});
+
+/** Every file readable (empty), no development key on disk. */
+const noFiles: CheckContext = { readFile: () => '' };
+const PROD = {
+  mode: 'production',
+  jwt: { secret: STRONG, issuer: 'https://id.example.com', audience: 'chat' },
+  allowedOrigins: ['https://chat.example.com', 'https://*.example.com'],
+  behindProxy: ['10.0.0.1'],
+  metrics: { port: 9464 },
+  storage: 'postgres://rampart@db/rampart',
+};
+const errorsOf = (input: unknown, ctx: CheckContext = noFiles): string[] => {
+  try {
+    parseConfig(input, ctx);
+    return [];
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+};
+
+test('production refuses: the development key, a query token without acknowledgement, no iss/aud, http:// origins, a public /metrics, a plaintext JWKS', () => {
+  assert.deepEqual(errorsOf(PROD), []);
+  // The development key, copied into the config.
+  const devKey = 'D'.repeat(64);
+  const withDevKey: CheckContext = { readFile: (path) => (path === devKeyPath('./data') ? `${devKey}\n` : '') };
+  assert.match(errorsOf({ ...PROD, jwt: { ...PROD.jwt, secret: devKey } }, withDevKey).join(), /jwt\.secret: is the development key/);
+  assert.match(errorsOf({ ...PROD, jwt: { ...PROD.jwt, secret: undefined, publicKeyFile: './data/dev-signing-key' } }).join(), /jwt\.publicKeyFile: is the development key file/);
+  assert.match(errorsOf({ ...PROD, jwt: { issuer: 'x', audience: 'y' } }).join(), /jwt: production needs/);
+  // Query tokens need the acknowledgement key, and are then a warning.
+  assert.match(errorsOf({ ...PROD, allowQueryToken: true }).join(), /allowQueryToken: .*allowQueryTokenInProduction/);
+  assert.deepEqual(errorsOf({ ...PROD, allowQueryToken: true, allowQueryTokenInProduction: true }), []);
+  // iss and aud, for the top-level key and for each issuer (whose audience defaults to jwt.audience).
+  assert.match(errorsOf({ ...PROD, jwt: { secret: STRONG, audience: 'chat' } }).join(), /jwt\.issuer/);
+  assert.match(errorsOf({ ...PROD, jwt: { secret: STRONG, issuer: 'i' } }).join(), /jwt\.audience/);
+  assert.deepEqual(errorsOf({ ...PROD, jwt: { audience: 'chat', issuers: [{ issuer: 'https://a', jwksUrl: 'https://a/jwks' }] } }), []);
+  assert.match(errorsOf({ ...PROD, jwt: { issuers: [{ issuer: 'https://a', jwksUrl: 'https://a/jwks' }] } }).join(), /jwt\.issuers\.0\.audience/);
+  assert.match(errorsOf({ ...PROD, jwt: { ...PROD.jwt, secret: undefined, jwksUrl: 'http://id.example.com/jwks' } }).join(), /jwt\.jwksUrl: must be https/);
+  assert.deepEqual(errorsOf({ ...PROD, jwt: { ...PROD.jwt, secret: undefined, jwksUrl: 'http://127.0.0.1:8081/jwks' } }), []);
+  assert.match(errorsOf({ ...PROD, allowedOrigins: ['https://chat.example.com', 'http://chat.example.com'] }).join(), /allowedOrigins\.1: an http:\/\/ origin/);
+  // /metrics: public on the main port, or on a public host without a token.
+  assert.match(errorsOf({ ...PROD, metrics: undefined }).join(), /metrics: production needs/);
+  assert.match(errorsOf({ ...PROD, metrics: { port: 9464, host: '0.0.0.0' } }).join(), /metrics\.host/);
+  assert.deepEqual(errorsOf({ ...PROD, metrics: { port: 9464, host: '0.0.0.0', token: STRONG } }), []);
+  assert.deepEqual(errorsOf({ ...PROD, metrics: { token: STRONG } }), []);
+  // Unreadable TLS files are errors; readable ones pass.
+  const tls = { certFile: '/nonexistent/c.pem', keyFile: '/nonexistent/k.pem' };
+  assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls }, { readFile: () => undefined }).sort(), ['tls.certFile: file cannot be read', 'tls.keyFile: file cannot be read']);
+  assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls }), []);
+});
+
+test('check results: OK rules, warnings and the grade', () => {
+  const results = runChecks(parseConfig(PROD, noFiles), noFiles);
+  assert.ok(results.length >= 8 && results.every((r) => r.findings.length === 0));
+  assert.equal(grade(findingsOf(results)), 'A');
+  const sqlite = findingsOf(runChecks(parseConfig({ ...PROD, storage: 'sqlite:./x.db', logLevel: 'debug' }, noFiles), noFiles));
+  assert.deepEqual(sqlite.map((f) => `${f.severity} ${f.key}`), ['warn storage', 'warn logLevel']);
+  assert.equal(grade(sqlite), 'C');
+  assert.equal(grade([{ severity: 'error', key: 'x', message: 'y' }]), 'F');
+  // Development runs only the mode-independent rules.
+  assert.deepEqual(runChecks(parseConfig({}), noFiles).map((r) => r.rule), ['files are readable']);
+});
+
+test('tls and jwt.issuers rules', () => {
+  const tls = parseConfig({ tls: { certFile: 'c.pem', keyFile: 'k.pem' } }).tls!;
+  assert.equal(tls.ciphers, DEFAULT_TLS_CIPHERS);
+  for (const suite of DEFAULT_TLS_CIPHERS.split(':')) assert.match(suite, /^(TLS_(AES_\d+_GCM|CHACHA20_POLY1305)_SHA\d+|ECDHE-(RSA|ECDSA)-(AES\d+-GCM-SHA\d+|CHACHA20-POLY1305))$/, suite);
+  assert.deepEqual([tls.minVersion, tls.maxVersion, tls.honorCipherOrder, tls.requestClientCert, tls.requireClientCert, tls.hstsMaxAge], ['TLSv1.2', 'TLSv1.3', true, false, false, 31536000]);
+  assert.match(configError(() => parseConfig({ tls: { certFile: 'c', keyFile: 'k', requireClientCert: true } })).message, /tls\.caFile: required/);
+  assert.match(configError(() => parseConfig({ tls: { certFile: 'c', keyFile: 'k', minVersion: 'TLSv1.3', maxVersion: 'TLSv1.2' } })).message, /tls\.maxVersion/);
+  assert.match(configError(() => parseConfig({ tls: { certFile: 'c', keyFile: 'k', minVersion: 'TLSv1.1' } })).message, /tls\.minVersion/);
+  const jwt = parseConfig({}).jwt;
+  assert.deepEqual([jwt.types, jwt.requireType, jwt.jwksRefetchIntervalMs, jwt.issuers], [['JWT', 'at+jwt'], false, 30000, []]);
+  assert.match(configError(() => parseConfig({ jwt: { issuers: [{ issuer: 'https://a' }] } })).message, /jwt\.issuers\.0: set exactly one/);
+  assert.match(configError(() => parseConfig({ jwt: { issuers: [{ issuer: 'https://a', secret: STRONG, jwksUrl: 'https://a/j' }] } })).message, /jwt\.issuers\.0: set exactly one/);
+  assert.match(configError(() => parseConfig({ jwt: { issuers: [{ issuer: 'https://a', secret: STRONG }, { issuer: 'https://a', secret: STRONG }] } })).message, /jwt\.issuers\.1\.issuer: configured twice/);
+  assert.match(configError(() => parseConfig({ jwt: { issuers: [{ issuer: 'https://a', jwksUrl: 'https://a/j', algorithms: ['HS256'] }] } })).message, /jwt\.issuers\.0\.algorithms/);
+  assert.match(configError(() => parseConfig({ jwt: { issuers: [{ issuer: 'https://a', jwksUrl: 'https://a/j', jku: 'x' }] } })).message, /"jku"/);
 });
 
 test('production refuses a weak or missing secret, a wildcard origin and plaintext without behindProxy', () => {
-  const good = { mode: 'production', jwt: { secret: STRONG }, allowedOrigins: ['https://chat.example.com', 'https://*.example.com'], behindProxy: ['10.0.0.1'] };
-  parseConfig(good);
-  parseConfig({ ...good, behindProxy: [], tls: { certFile: 'c.pem', keyFile: 'k.pem' } });
-  parseConfig({ ...good, jwt: { jwksUrl: 'https://id.example.com/jwks' } });
+  const good = PROD;
+  parseConfig(good, noFiles);
+  parseConfig({ ...good, behindProxy: [], tls: { certFile: 'c.pem', keyFile: 'k.pem' } }, noFiles);
+  parseConfig({ ...good, jwt: { ...good.jwt, secret: undefined, jwksUrl: 'https://id.example.com/jwks' } }, noFiles);
   assert.match(configError(() => parseConfig({ ...good, jwt: { secret: 'short' } })).message, /jwt\.secret: must be at least 32 bytes/);
   assert.match(configError(() => parseConfig({ ...good, jwt: {} })).message, /jwt: production needs/);
   assert.match(configError(() => parseConfig({ ...good, allowedOrigins: ['*'] })).message, /allowedOrigins/);

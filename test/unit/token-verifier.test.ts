@@ -10,6 +10,8 @@ import { SignJWT, exportJWK, type JWK } from 'jose';
 import type { KeyObject } from 'node:crypto';
 import { createTokenVerifier, type TokenVerifier } from '../../src/auth/token-verifier.js';
 import { jwksKeySource, publicKeySource, secretKeySource } from '../../src/auth/key-source.js';
+import { createIssuerRouter, issuerVerifiers } from '../../src/auth/issuers.js';
+import { parseConfig } from '../../src/config/load-config.js';
 
 const SECRET = 'unit-test-secret-unit-test-secret-0123456789';
 const SUB = randomUUID();
@@ -32,6 +34,10 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 interface MintOptions {
   alg?: string;
   kid?: string;
+  /** `typ` header; absent when omitted. */
+  typ?: unknown;
+  /** Extra protected header parameters. */
+  header?: Record<string, unknown>;
   exp?: number | null;
   nbf?: number;
   iss?: string;
@@ -48,7 +54,7 @@ async function mint(key: KeyObject | Uint8Array, o: MintOptions = {}): Promise<s
   if (o.iss !== undefined) claims.iss = o.iss;
   if (o.aud !== undefined) claims.aud = o.aud;
   claims.iat = now();
-  return new SignJWT(claims).setProtectedHeader({ alg: o.alg ?? 'HS256', ...(o.kid ? { kid: o.kid } : {}) }).sign(key);
+  return new SignJWT(claims).setProtectedHeader({ alg: o.alg ?? 'HS256', ...(o.kid ? { kid: o.kid } : {}), ...(o.typ !== undefined ? { typ: o.typ as string } : {}), ...o.header }).sign(key);
 }
 
 const secretKey = createSecretKey(Buffer.from(SECRET));
@@ -183,7 +189,8 @@ test('JWKS: RS256 tokens selected by kid; an unknown kid is refused', async () =
     assert.equal(fetches, 1);
     // A key signed by k2 but labelled k1 fails the signature check.
     assert.deepEqual(await verify(await mint(otherRsa.privateKey, { alg: 'RS256', kid: 'k1', iss: 'https://id.example.com' })), invalid);
-    assert.deepEqual(await verify(await mint(rsa.privateKey, { alg: 'RS256', kid: 'nope', iss: 'https://id.example.com' })), invalid);
+    // An unknown kid is a key rotation the cache has not seen (see the rotation test): unavailable, not invalid.
+    assert.deepEqual(await verify(await mint(rsa.privateKey, { alg: 'RS256', kid: 'nope', iss: 'https://id.example.com' })), { ok: false, reason: 'unavailable' });
     // HS256 signed with the JWK's public material is refused (not in the allowlist).
     assert.deepEqual(await verify(await mint(createSecretKey(Buffer.from(publicPem)), { alg: 'HS256', kid: 'k1', iss: 'https://id.example.com' })), invalid);
     assert.deepEqual(await verify(await mint(rsa.privateKey, { alg: 'RS256', kid: 'k1', iss: 'https://evil.example.com' })), invalid);
@@ -221,4 +228,161 @@ test('JWKS endpoint down, failing or not a key set → unavailable (never counte
   }
   // Nobody listening on that port any more: connection refused.
   assert.deepEqual(await verifierFor(`http://127.0.0.1:${port}/jwks`)(rs), unavailable);
+});
+
+/** A JWKS endpoint on loopback whose key set the test swaps; counts requests. */
+async function jwksServer(initial: JWK[]): Promise<{ url: string; keys: JWK[]; fetches: () => number; close(): Promise<void> }> {
+  let fetches = 0;
+  const state = { keys: initial };
+  const server: Server = createServer((_req, res) => {
+    fetches++;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: state.keys }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/jwks`,
+    get keys() {
+      return state.keys;
+    },
+    set keys(next: JWK[]) {
+      state.keys = next;
+    },
+    fetches: () => fetches,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const jwkOf = async (key: KeyObject, kid: string, alg = 'RS256'): Promise<JWK> => ({ ...(await exportJWK(key)), kid, alg, use: 'sig' });
+
+test('typ: absent, JWT and at+jwt pass (any case, application/ prefix too); refresh or ID token types are invalid_token', async () => {
+  const verify = hs();
+  for (const typ of [undefined, 'JWT', 'jwt', 'at+jwt', 'AT+JWT', 'application/at+jwt']) {
+    assert.equal((await verify(await mint(secretKey, { typ }))).ok, true, String(typ));
+  }
+  for (const typ of ['refresh+jwt', 'id+jwt', 'dpop+jwt', 'secevent+jwt', 'JOSE', 'at+jwt ', 42, ['JWT']]) {
+    assert.deepEqual(await verify(await mint(secretKey, { typ })), invalid, JSON.stringify(typ));
+  }
+  const strict = createTokenVerifier({ keySource: secretKeySource(SECRET), clockTolerance: 0, maxTokenLength: 4096, types: ['at+jwt'], requireType: true });
+  assert.deepEqual(await strict(await mint(secretKey)), invalid);
+  assert.deepEqual(await strict(await mint(secretKey, { typ: 'JWT' })), invalid);
+  assert.equal((await strict(await mint(secretKey, { typ: 'at+JWT' }))).ok, true);
+});
+
+test('Ed25519 is accepted as an algorithm name beside EdDSA', async () => {
+  const ed = generateKeyPairSync('ed25519');
+  const edFile = join(dir, 'ed25519.pem');
+  writeFileSync(edFile, ed.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+  const byDefault = createTokenVerifier({ keySource: publicKeySource(edFile), clockTolerance: 0, maxTokenLength: 4096 });
+  assert.equal((await byDefault(await mint(ed.privateKey, { alg: 'EdDSA' }))).ok, true);
+  assert.equal((await byDefault(await mint(ed.privateKey, { alg: 'Ed25519' }))).ok, true);
+  const onlyEd25519 = createTokenVerifier({ keySource: publicKeySource(edFile), algorithms: ['Ed25519'], clockTolerance: 0, maxTokenLength: 4096 });
+  assert.equal((await onlyEd25519(await mint(ed.privateKey, { alg: 'Ed25519' }))).ok, true);
+  assert.deepEqual(await onlyEd25519(await mint(ed.privateKey, { alg: 'EdDSA' })), invalid);
+  assert.equal(parseConfig({ jwt: { publicKeyFile: edFile, algorithms: ['Ed25519', 'EdDSA'] } }).jwt.algorithms?.length, 2);
+});
+
+test('JWKS rotation: an unknown kid refetches once (rate-limited); still unknown or not allowed yet → unavailable', async () => {
+  const jwks = await jwksServer([await jwkOf(rsa.publicKey, 'k1')]);
+  const verifierFor = (refetchIntervalMs: number): TokenVerifier =>
+    createTokenVerifier({ keySource: jwksKeySource(jwks.url, 600_000, refetchIntervalMs), clockTolerance: 0, maxTokenLength: 4096 });
+  const k1 = await mint(rsa.privateKey, { alg: 'RS256', kid: 'k1' });
+  const k2 = await mint(otherRsa.privateKey, { alg: 'RS256', kid: 'k2' });
+  try {
+    // Refetch allowed on every unknown kid (interval 0).
+    const eager = verifierFor(0);
+    assert.equal((await eager(k1)).ok, true);
+    assert.equal(jwks.fetches(), 1);
+    jwks.keys = [await jwkOf(rsa.publicKey, 'k1'), await jwkOf(otherRsa.publicKey, 'k2')]; // the IdP rotates in k2
+    assert.equal((await eager(k2)).ok, true, 'the new key is found by one refetch');
+    assert.equal(jwks.fetches(), 2);
+    assert.equal((await eager(k2)).ok, true);
+    assert.equal(jwks.fetches(), 2, 'a known kid is served from the cache');
+    assert.deepEqual(await eager(await mint(rsa.privateKey, { alg: 'RS256', kid: 'k9' })), { ok: false, reason: 'unavailable' });
+    assert.equal(jwks.fetches(), 3, 'one refetch, and still unknown');
+
+    // With the default-like interval, the second unknown kid within it does not fetch at all.
+    jwks.keys = [await jwkOf(rsa.publicKey, 'k1')];
+    const slow = verifierFor(60_000);
+    assert.equal((await slow(k1)).ok, true);
+    const fetchesBefore = jwks.fetches();
+    jwks.keys = [await jwkOf(rsa.publicKey, 'k1'), await jwkOf(otherRsa.publicKey, 'k2')];
+    for (let i = 0; i < 5; i++) {
+      assert.deepEqual(await slow(await mint(otherRsa.privateKey, { alg: 'RS256', kid: `k2` })), { ok: false, reason: 'unavailable' });
+      assert.deepEqual(await slow(await mint(otherRsa.privateKey, { alg: 'RS256', kid: `made-up-${i}` })), { ok: false, reason: 'unavailable' });
+    }
+    assert.equal(jwks.fetches(), fetchesBefore, 'made-up kids cannot flood the identity provider');
+    // A known kid with a bad signature is still the client's fault.
+    assert.deepEqual(await slow(await mint(otherRsa.privateKey, { alg: 'RS256', kid: 'k1' })), invalid);
+  } finally {
+    await jwks.close();
+  }
+});
+
+test('several issuers: routed by exact iss before any key is fetched; keys per (issuer, kid); never a URL from the token', async () => {
+  // Both JWKS issuers publish kid "k1", with different keys.
+  const jwksA = await jwksServer([await jwkOf(rsa.publicKey, 'k1')]);
+  const jwksB = await jwksServer([await jwkOf(otherRsa.publicKey, 'k1')]);
+  const bait = await jwksServer([await jwkOf(otherRsa.publicKey, 'k1')]);
+  const A = 'https://a.example.com';
+  const B = 'https://b.example.com';
+  const H = 'https://hmac.example.com';
+  try {
+    const config = parseConfig({
+      jwt: {
+        audience: 'chat',
+        issuers: [
+          { issuer: A, jwksUrl: jwksA.url },
+          { issuer: B, jwksUrl: jwksB.url, audience: 'chat-b' },
+          { issuer: H, secret: SECRET, types: ['at+jwt'] },
+        ],
+      },
+    });
+    const verify = createIssuerRouter(
+      issuerVerifiers(config.jwt, () => assert.fail('no development key with issuers configured')),
+      config.jwt.maxTokenLength,
+    );
+    const rs = (key: KeyObject, o: MintOptions): Promise<string> => mint(key, { alg: 'RS256', kid: 'k1', ...o });
+    assert.equal((await verify(await rs(rsa.privateKey, { iss: A, aud: 'chat' }))).ok, true);
+    assert.equal((await verify(await rs(otherRsa.privateKey, { iss: B, aud: 'chat-b' }))).ok, true);
+    assert.equal((await verify(await mint(secretKey, { iss: H, aud: 'chat', typ: 'at+jwt' }))).ok, true);
+    // The same kid under the other issuer is the other issuer's key.
+    assert.deepEqual(await verify(await rs(rsa.privateKey, { iss: B, aud: 'chat-b' })), invalid);
+    assert.deepEqual(await verify(await rs(otherRsa.privateKey, { iss: A, aud: 'chat' })), invalid);
+    // Per-issuer audience and types.
+    assert.deepEqual(await verify(await rs(otherRsa.privateKey, { iss: B, aud: 'chat' })), invalid);
+    assert.deepEqual(await verify(await mint(secretKey, { iss: H, aud: 'chat', typ: 'JWT' })), invalid);
+    // HS256 claiming a JWKS issuer: refused by that issuer's allowlist.
+    assert.deepEqual(await verify(await mint(secretKey, { iss: A, aud: 'chat' })), invalid);
+    const fetched = jwksA.fetches() + jwksB.fetches();
+    // Unknown, missing, near-miss issuers: refused with no key fetched.
+    for (const iss of ['https://evil.example.com', `${A}/`, A.toUpperCase(), undefined]) {
+      assert.deepEqual(await verify(await rs(rsa.privateKey, { ...(iss !== undefined ? { iss } : {}), aud: 'chat' })), invalid, String(iss));
+    }
+    assert.equal(jwksA.fetches() + jwksB.fetches(), fetched);
+    // jku / x5u in the header are never followed.
+    const lure = await rs(otherRsa.privateKey, { iss: A, aud: 'chat', kid: 'k7', header: { jku: bait.url, x5u: bait.url } });
+    assert.equal((await verify(lure)).ok, false);
+    assert.equal(bait.fetches(), 0);
+    assert.deepEqual(await verify('x'.repeat(5000)), { ok: false, reason: 'token_too_large' });
+    assert.deepEqual(await verify('not.a.jwt'), invalid);
+  } finally {
+    await Promise.all([jwksA.close(), jwksB.close(), bait.close()]);
+  }
+});
+
+test('single-issuer keys still work beside jwt.issuers, and catch tokens no named issuer claims', async () => {
+  const config = parseConfig({ jwt: { secret: SECRET, issuers: [{ issuer: 'https://other.example.com', publicKeyFile: pemFile }] } });
+  const verify = createIssuerRouter(
+    issuerVerifiers(config.jwt, () => assert.fail('unused')),
+    config.jwt.maxTokenLength,
+  );
+  assert.equal((await verify(await mint(secretKey))).ok, true);
+  assert.equal((await verify(await mint(secretKey, { iss: 'https://anyone.example.com' }))).ok, true);
+  assert.equal((await verify(await mint(rsa.privateKey, { alg: 'RS256', iss: 'https://other.example.com' }))).ok, true);
+  // The named issuer's tokens go to its key only: the shared secret cannot sign for it.
+  assert.deepEqual(await verify(await mint(secretKey, { iss: 'https://other.example.com' })), invalid);
 });

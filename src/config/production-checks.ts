@@ -1,0 +1,197 @@
+/**
+ * Deployment checks over a schema-valid config: pure rules returning findings (an error refuses
+ * start-up in production; a warning is logged and lowers the `check-config` grade). File contents
+ * come through `CheckContext`, so the rules stay pure and tests need no files. Findings name keys
+ * and rules, never values (they may be secrets).
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import type { RampartConfig } from './schema.js';
+import { DEFAULT_TLS_CIPHERS } from './schema.js';
+import { devKeyPath } from './dev-key.js';
+
+export type Severity = 'error' | 'warn';
+export interface Finding {
+  severity: Severity;
+  key: string;
+  message: string;
+}
+
+export interface CheckContext {
+  /** A file's text, or undefined when it cannot be read. */
+  readFile(path: string): string | undefined;
+}
+
+export const fsCheckContext: CheckContext = {
+  readFile: (path) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return undefined;
+    }
+  },
+};
+
+export interface Rule {
+  name: string;
+  /** Production-only rules; the others apply in every mode. */
+  production: boolean;
+  check(config: RampartConfig, ctx: CheckContext): Finding[];
+}
+
+const error = (key: string, message: string): Finding => ({ severity: 'error', key, message });
+const warn = (key: string, message: string): Finding => ({ severity: 'warn', key, message });
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || (isIP(h) === 4 && h.startsWith('127.'));
+}
+
+/** Every key source the config names: the top-level `jwt` key and each `jwt.issuers` entry. */
+function keyEntries(config: RampartConfig): { key: string; secret?: string; publicKeyFile?: string; jwksUrl?: string; issuer?: string; audience?: string }[] {
+  const { jwt } = config;
+  const entries = [];
+  if (jwt.secret !== undefined || jwt.publicKeyFile !== undefined || jwt.jwksUrl !== undefined) {
+    entries.push({ ...jwt, key: 'jwt' });
+  }
+  jwt.issuers.forEach((entry, i) => entries.push({ ...entry, key: `jwt.issuers.${i}`, audience: entry.audience ?? jwt.audience }));
+  return entries;
+}
+
+const readableFiles: Rule = {
+  name: 'files are readable',
+  production: false,
+  check: (config, ctx) => {
+    const files: [string, string | undefined][] = [
+      ['tls.certFile', config.tls?.certFile],
+      ['tls.keyFile', config.tls?.keyFile],
+      ['tls.caFile', config.tls?.caFile],
+      ...keyEntries(config).map((e): [string, string | undefined] => [`${e.key}.publicKeyFile`, e.publicKeyFile]),
+    ];
+    return files.filter(([, path]) => path !== undefined && ctx.readFile(path) === undefined).map(([key]) => error(key, 'file cannot be read'));
+  },
+};
+
+const signingKey: Rule = {
+  name: 'signing keys',
+  production: true,
+  check: (config, ctx) => {
+    const entries = keyEntries(config);
+    if (entries.length === 0) return [error('jwt', 'production needs jwt.secret, jwt.publicKeyFile, jwt.jwksUrl or jwt.issuers (the development key is refused)')];
+    const devPath = devKeyPath(config.dataDir);
+    const devKey = ctx.readFile(devPath)?.trim();
+    const findings: Finding[] = [];
+    for (const e of entries) {
+      if (e.secret !== undefined && Buffer.byteLength(e.secret) < 32) findings.push(error(`${e.key}.secret`, 'must be at least 32 bytes in production'));
+      if (e.secret !== undefined && devKey !== undefined && devKey.length > 0 && e.secret === devKey) {
+        findings.push(error(`${e.key}.secret`, `is the development key from ${devPath}; use a key of your own`));
+      }
+      if (e.publicKeyFile !== undefined && resolve(e.publicKeyFile) === resolve(devPath)) findings.push(error(`${e.key}.publicKeyFile`, 'is the development key file'));
+    }
+    return findings;
+  },
+};
+
+const issuerAudience: Rule = {
+  name: 'tokens are bound to an issuer and audience',
+  production: true,
+  check: (config) =>
+    keyEntries(config).flatMap((e) => [
+      ...(e.issuer === undefined ? [error(`${e.key}.issuer`, 'production checks the token issuer (iss): set it')] : []),
+      ...(e.audience === undefined ? [error(`${e.key === 'jwt' ? 'jwt' : e.key}.audience`, 'production checks the token audience (aud): set it')] : []),
+    ]),
+};
+
+const jwksTransport: Rule = {
+  name: 'key sets are fetched over https',
+  production: true,
+  check: (config) =>
+    keyEntries(config)
+      .filter((e) => e.jwksUrl !== undefined && new URL(e.jwksUrl).protocol !== 'https:' && !isLoopbackHost(new URL(e.jwksUrl).hostname))
+      .map((e) => error(`${e.key}.jwksUrl`, 'must be https:// (a key set fetched in plaintext lets anyone on the path mint tokens)')),
+};
+
+const origins: Rule = {
+  name: 'origins',
+  production: true,
+  check: (config) => {
+    if (config.allowedOrigins.length === 0) return [error('allowedOrigins', 'production needs an explicit list')];
+    const findings: Finding[] = [];
+    config.allowedOrigins.forEach((origin, i) => {
+      if (origin === '*' || /^\w+:\/\/\*$/.test(origin)) findings.push(error(`allowedOrigins.${i}`, 'a wildcard origin is refused in production'));
+      else if (origin.startsWith('http://')) findings.push(error(`allowedOrigins.${i}`, 'an http:// origin is refused in production (pages served in plaintext can be altered on the way)'));
+    });
+    return findings;
+  },
+};
+
+const queryToken: Rule = {
+  name: 'tokens stay out of URLs',
+  production: true,
+  check: (config) => {
+    if (!config.allowQueryToken) return [];
+    if (!config.allowQueryTokenInProduction) {
+      return [error('allowQueryToken', 'tokens in the URL end up in proxy and access logs; set allowQueryTokenInProduction: true to accept that risk')];
+    }
+    return [warn('allowQueryToken', 'accepted in production (allowQueryTokenInProduction): tokens appear in URLs')];
+  },
+};
+
+const transport: Rule = {
+  name: 'transport encryption',
+  production: true,
+  check: (config) => {
+    if (!config.tls && config.behindProxy.length === 0) return [error('tls', 'production needs tls.{certFile,keyFile} or behindProxy naming the TLS-terminating proxies')];
+    const findings: Finding[] = [];
+    if (config.tls && config.tls.ciphers !== DEFAULT_TLS_CIPHERS) findings.push(warn('tls.ciphers', 'differs from the default forward-secret AEAD list'));
+    if (config.tls && config.tls.hstsMaxAge < 86400) findings.push(warn('tls.hstsMaxAge', 'below one day (0 = no Strict-Transport-Security)'));
+    return findings;
+  },
+};
+
+const metricsExposure: Rule = {
+  name: '/metrics is not public',
+  production: true,
+  check: (config) => {
+    const m = config.metrics;
+    if (m?.token !== undefined) return [];
+    if (m?.port !== undefined && isLoopbackHost(m.host)) return [];
+    if (m?.port !== undefined) return [error('metrics.host', 'metrics on a non-loopback host need metrics.token')];
+    // Neither set: /metrics is not served at all (never public), but nothing can scrape it either.
+    return [warn('metrics', 'no metrics.port or metrics.token: /metrics is not served')];
+  },
+};
+
+const operations: Rule = {
+  name: 'operations',
+  production: true,
+  check: (config) => [
+    ...(config.storage.startsWith('sqlite:') ? [warn('storage', 'SQLite serves one node only; use PostgreSQL for a cluster')] : []),
+    ...(['debug', 'trace'].includes(config.logLevel) ? [warn('logLevel', `${config.logLevel} logs are verbose; info is the production level`)] : []),
+  ],
+};
+
+export const RULES: readonly Rule[] = [readableFiles, signingKey, issuerAudience, jwksTransport, origins, queryToken, transport, metricsExposure, operations];
+
+export interface RuleResult {
+  rule: string;
+  findings: Finding[];
+}
+
+/** Runs the rules for the config's mode (`production` also runs the production-only rules). */
+export function runChecks(config: RampartConfig, ctx: CheckContext = fsCheckContext): RuleResult[] {
+  const production = config.mode === 'production';
+  return RULES.filter((r) => production || !r.production).map((r) => ({ rule: r.name, findings: r.check(config, ctx) }));
+}
+
+export const findingsOf = (results: RuleResult[]): Finding[] => results.flatMap((r) => r.findings);
+
+/** A–D by warnings when there is no error; F with any error. */
+export function grade(findings: Finding[]): 'A' | 'B' | 'C' | 'D' | 'F' {
+  if (findings.some((f) => f.severity === 'error')) return 'F';
+  const warnings = findings.length;
+  return warnings === 0 ? 'A' : warnings === 1 ? 'B' : warnings === 2 ? 'C' : 'D';
+}
+
+export const formatFinding = (f: Finding): string => `${f.key}: ${f.message}`;
