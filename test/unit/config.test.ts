@@ -187,7 +187,7 @@ test('an unknown RAMPART_* variable is a warning naming it (skipped); a known on
   assert.deepEqual(unknown.sort(), ['RAMPART_DEPLOY_ID', 'RAMPART_RATE_LIMIT__BURST_LIMT']);
   // Below a record any name is a key.
   const roles = loadConfig(undefined, { RAMPART_CHAT__ROLES__MOD: '{"send":true,"read":true}' }, { onUnknownEnv: () => assert.fail('known') });
-  assert.deepEqual(roles.chat.roles.MOD ?? roles.chat.roles.mod, { send: true, read: true });
+  assert.deepEqual(roles.chat.roles.MOD ?? roles.chat.roles.mod, { send: true, read: true, createGroup: false });
   assert.match(configError(() => loadConfig(undefined, { RAMPART_MAX_CONNECTIONS_PER_IP: '0' })).message, /maxConnectionsPerIP/);
   assert.match(configError(() => parseConfig({ deployId: 'x' })).message, /deployId/);
 });
@@ -238,8 +238,8 @@ test('production refuses: the development key, a query token without acknowledge
   assert.match(errorsOf({ ...PROD, jwt: { ...PROD.jwt, secret: undefined, jwksUrl: 'http://id.example.com/jwks' } }).join(), /jwt\.jwksUrl: must be https/);
   assert.deepEqual(errorsOf({ ...PROD, jwt: { ...PROD.jwt, secret: undefined, jwksUrl: 'http://127.0.0.1:8081/jwks' } }), []);
   assert.match(errorsOf({ ...PROD, allowedOrigins: ['https://chat.example.com', 'http://chat.example.com'] }).join(), /allowedOrigins\.1: an http:\/\/ origin/);
-  // /metrics: public on the main port, or on a public host without a token.
-  assert.match(errorsOf({ ...PROD, metrics: undefined }).join(), /metrics: production needs/);
+  // /metrics: on a public host without a token is refused; not configured at all, it is not served (no error).
+  assert.ok(!errorsOf({ ...PROD, metrics: undefined }).join().includes('metrics'));
   assert.match(errorsOf({ ...PROD, metrics: { port: 9464, host: '0.0.0.0' } }).join(), /metrics\.host/);
   assert.deepEqual(errorsOf({ ...PROD, metrics: { port: 9464, host: '0.0.0.0', token: STRONG } }), []);
   assert.deepEqual(errorsOf({ ...PROD, metrics: { token: STRONG } }), []);
