@@ -1,8 +1,11 @@
 /**
  * Two Rampart processes sharing Redis (bus, limiter, connection registry; unique key prefix) and
- * one PostgreSQL schema: cross-node delivery, every device on every node, cluster-wide session
- * and rate limits, and a node killed with SIGKILL — the survivor keeps serving, the offline inbox
- * holds what was sent meanwhile, and the dead node's slots free themselves after the liveness TTL.
+ * one PostgreSQL schema: cross-node delivery with v2 positions, every device on every node (the
+ * sender's own other devices included), groups spanning nodes and a removal that holds on every
+ * node, cluster-wide session and rate limits, a Redis cut between one node and Redis — its online
+ * sessions get what was sent meanwhile without reconnecting (the bus resync reads the gap from
+ * storage) — and a node killed with SIGKILL: the survivor keeps serving, the timeline holds what
+ * was sent meanwhile, and the dead node's slots free themselves after the liveness TTL.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,13 +21,18 @@ import {
   newUserId,
   openClient,
   token,
+  startRedisProxy,
   uniqueRedisPrefix,
   waitFor,
+  within,
   type Frame,
+  type TcpProxy,
   type TestClient,
 } from '../helpers/harness.js';
 import { spawnServerProcess, writeServerConfig, type ServerProcess } from '../helpers/server-process.js';
 import { postgresBackend } from '../helpers/storage-backends.js';
+import type { RampartConfigInput } from '../../src/config/schema.js';
+import { assertContiguous, createGroup, deviceClient, expectReply, said, streamOf, waitEvent, type DeviceClient } from '../helpers/timeline.js';
 import { DEFAULT_TENANT } from '../../src/auth/token-verifier.js';
 
 /** Liveness TTL of a node's registry entries: short, so the kill -9 test waits ~2 s, not 15. */
@@ -49,7 +57,9 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
   const backend = postgresBackend('cluster');
   const prefix = uniqueRedisPrefix('cluster');
   const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const proxies: TcpProxy[] = [];
   let dir: string;
+  let settings: RampartConfigInput;
   let n1: ServerProcess;
   let n2: ServerProcess;
 
@@ -58,6 +68,8 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
     return c;
   };
   const authed = async (node: ServerProcess, sub = newUserId()): Promise<TestClient & { userId: string }> => track(await authedClient(node.url, sub));
+  const device = async (node: ServerProcess, sub = newUserId(), deviceId?: string): Promise<DeviceClient> =>
+    track(await deviceClient(node.url, sub, deviceId === undefined ? {} : { deviceId }));
   /** The registry hash of a user or an IP, as Redis holds it: nodeId → slots. */
   const slots = (kind: 'ip' | 'user', id: string): Promise<Record<string, string>> => admin.hgetall(`${prefix}:${kind}:${id}`);
 
@@ -65,14 +77,15 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
     await backend.setup();
     await admin.connect(); // unreachable Redis fails the suite here
     dir = mkdtempSync(join(tmpdir(), 'rampart-cluster-'));
-    const configFile = writeServerConfig(dir, 'rampart.json', {
+    settings = {
       storage: backend.allocate().storage,
       redisUrl: REDIS_URL,
       redisKeyPrefix: prefix,
       maxConnectionsPerUser: 2,
       rateLimit: { burstLimit: 3, burstWindow: 30_000 },
       limits: { nodeLivenessMs: LIVENESS_MS },
-    });
+    };
+    const configFile = writeServerConfig(dir, 'rampart.json', settings);
     [n1, n2] = await Promise.all([spawnServerProcess(configFile, children), spawnServerProcess(configFile, children)]);
     assert.notEqual(n1.nodeId, n2.nodeId);
   });
@@ -95,11 +108,12 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
       }
       await admin.quit();
     } else admin.disconnect();
+    for (const proxy of proxies) await proxy.close();
     await backend.teardown();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a message from A on node 1 reaches B on node 2', async () => {
+  test('a message from A on node 1 reaches B on node 2, with its conversation, seq and pos', async () => {
     const a = await authed(n1);
     const b = await authed(n2);
     a.send(chat(b.userId, 'across the cluster'));
@@ -107,6 +121,43 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
     const got = await b.nextOfType('chat_message');
     assert.equal(got.id, sent.id);
     assert.equal(got.senderId, a.userId);
+    assert.deepEqual([sent.seq, sent.pos], [1, 1]);
+    assert.deepEqual([got.conversationId, got.seq, got.pos], [sent.conversationId, 1, 1]);
+  });
+
+  test("the sender's other device on the other node gets its copy; a group spans both nodes; a removal holds on both", async () => {
+    const sub = newUserId();
+    const a1 = await device(n1, sub, 'a-one');
+    const a2 = await device(n2, sub, 'a-two');
+    const b = await device(n2);
+    const c = await device(n1);
+
+    const direct = await said(a1, b.userId, 'direct, seen by my other device');
+    const copy = await waitEvent(a2, String(direct.id));
+    assert.deepEqual([copy.type, copy.pos, copy.senderId, copy.recipientId], ['chat_message', direct.pos, sub, b.userId]);
+
+    const cid = await createGroup(a1, [b.userId, c.userId]);
+    const hello = await said(a1, { conversationId: cid }, 'hello both nodes');
+    for (const peer of [a2, b, c]) {
+      const got = await waitEvent(peer, String(hello.id));
+      assert.deepEqual([got.conversationId, got.seq], [cid, 2]);
+    }
+    const fromB = await said(b, { conversationId: cid }, 'from node 2');
+    for (const peer of [a1, a2, c]) await waitEvent(peer, String(fromB.id));
+
+    // The owner's device on node 2 removes C (on node 1): C gets `removed`, then nothing more.
+    await expectReply(a2, { type: 'remove_members', conversationId: cid, userIds: [c.userId] }, 'group_updated');
+    const removed = await c.next((f) => f.type === 'membership' && f.action === 'removed');
+    const mark = c.frames.length;
+    const after1 = await said(a1, { conversationId: cid }, 'not for C (sent on node 1)');
+    const after2 = await said(b, { conversationId: cid }, 'not for C (sent on node 2)');
+    await waitEvent(b, String(after1.id));
+    await waitEvent(a1, String(after2.id));
+    const m = await said(b, c.userId, 'marker from node 2');
+    const got = await waitEvent(c, String(m.id));
+    assert.equal(got.pos, (removed.pos as number) + 1, 'nothing of the group between the removal and the marker');
+    assert.deepEqual(c.frames.slice(mark).filter((f) => f.conversationId === cid), []);
+    for (const s of [a1, a2, b, c]) assertContiguous(s);
   });
 
   test('a user with sessions on both nodes receives on both', async () => {
@@ -147,7 +198,33 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
     assert.equal([...ofType(s1, 'rate_limited'), ...ofType(s2, 'rate_limited')][0]?.reason, 'burst_limit');
   });
 
-  test('kill -9 of node 1: node 2 keeps serving, the inbox holds what was sent, the dead node frees its slots', async () => {
+  test('Redis cut between node 3 and Redis: its online recipient gets what was sent meanwhile, without reconnecting', { timeout: 30_000 }, async () => {
+    const proxy = await startRedisProxy();
+    proxies.push(proxy);
+    const n3 = await spawnServerProcess(writeServerConfig(dir, 'rampart-proxied.json', { ...settings, redisUrl: proxy.url }), children);
+    // One sender per message: the cluster's burst limit is 3 per 30 s.
+    const senders = await Promise.all(Array.from({ length: 5 }, () => device(n1)));
+    const b = await device(n3, newUserId(), 'b-laptop');
+    const before = await said(senders[0]!, b.userId, 'before the cut');
+    await waitEvent(b, String(before.id));
+
+    await proxy.stop(); // node 3 loses Redis: its subscriptions are gone
+    const during: Frame[] = [];
+    for (let i = 1; i <= 3; i++) during.push(await said(senders[i]!, b.userId, `during the cut ${i}`)); // node 1 and storage are fine
+    assert.deepEqual(streamOf(b).map((s) => s.id), [before.id], 'nothing crossed the cut');
+
+    await proxy.start(); // node 3 reconnects, resubscribes and reads the gap from storage
+    for (const m of during) await within(waitEvent(b, String(m.id)), 15_000, `message ${String(m.id)} to reach B after the cut`);
+    assert.equal(b.closeCode, undefined, 'the same socket');
+    assert.equal(b.frames.filter((f) => f.type === 'auth_success').length, 1, 'no reconnect');
+    assert.deepEqual(assertContiguous(b).map((s) => s.id), [before.id, ...during.map((m) => m.id)]);
+
+    // And live delivery works again.
+    const afterCut = await said(senders[4]!, b.userId, 'after the cut');
+    assert.equal((await waitEvent(b, String(afterCut.id))).pos, 5);
+  });
+
+  test('kill -9 of node 1: node 2 keeps serving, the timeline holds what was sent, the dead node frees its slots', async () => {
     const a = newUserId();
     const f = newUserId();
     const aOnN1 = await authed(n1, a);
@@ -192,5 +269,6 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
     const aOnN2 = await authed(n2, a);
     await aOnN2.nthOfType('chat_message', 2);
     assert.deepEqual(ofType(aOnN2, 'chat_message').map((m) => m.content), ['while you were away 1', 'while you were away 2']);
+    assert.deepEqual(ofType(aOnN2, 'chat_message').map((m) => m.pos), [1, 2]);
   });
 });

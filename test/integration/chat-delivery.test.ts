@@ -1,6 +1,9 @@
 /**
- * Issue #3 end to end: a real server, real `ws` clients, and the same suite run twice — on the
- * embedded SQLite store and on PostgreSQL (its own schema per server, dropped afterwards).
+ * Issue #3 end to end, on protocol v2: a real server, real `ws` clients, and the same suite run
+ * twice — on the embedded SQLite store and on PostgreSQL (its own schema per server, dropped
+ * afterwards). Direct messages with `recipientId` keep working; every timeline frame carries `pos`
+ * (one contiguous stream per session), the sending session gets `message_sent` with its `pos` in
+ * place of its own copy, and `ack {upTo}` moves the user's position.
  * No sleeps: "nothing arrived" is proven with a marker message sent afterwards on the same path
  * (delivery is ordered), and storage is checked by reading the raw rows directly.
  */
@@ -15,12 +18,14 @@ import {
   maximalMessage,
   newUserId,
   token,
+  waitFor,
   type Frame,
   type TestClient,
   type TestServer,
 } from '../helpers/harness.js';
 import type { RampartConfigInput } from '../../src/config/schema.js';
 import { backends, type StorageBackend, type StorageLocation } from '../helpers/storage-backends.js';
+import { streamOf } from '../helpers/timeline.js';
 
 type Client = TestClient & { userId: string };
 
@@ -82,6 +87,15 @@ async function marker(from: TestClient, to: Client, label = 'marker'): Promise<F
 const received = (c: TestClient, from = 0): Frame[] =>
   c.frames.slice(from).filter((f) => f.type === 'chat_message' || f.type === 'typing_indicator');
 const chats = (c: TestClient, from = 0): Frame[] => c.frames.slice(from).filter((f) => f.type === 'chat_message');
+/** Positions of the session's timeline frames (chat_message, membership, its own message_sent), in arrival order. */
+const positions = (c: TestClient): number[] => streamOf(c).map((i) => i.pos);
+const range = (from: number, to: number): number[] => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
+
+/** Sends `ack {upTo}`; resolves once the user's acknowledged position in storage is `upTo`. */
+async function acked(client: Client, loc: StorageLocation, upTo: number, tenantId?: string): Promise<void> {
+  client.send({ type: 'ack', upTo });
+  await waitFor(async () => (await loc.sync(client.userId, tenantId)).ackedPos >= upTo, 10_000, `ack ${upTo} of ${client.userId} to be stored`);
+}
 
 /** Opens a socket, sends `auth`, and runs `onAuthSuccess` synchronously when auth_success arrives. */
 async function authWithHook(url: string, sub: string, onAuthSuccess: (client: Client) => void): Promise<Client> {
@@ -152,32 +166,67 @@ function chatDeliverySuite(backend: StorageBackend): void {
       assert.equal(rows.length, 1, 'the row is in the database when message_sent arrives');
       assert.equal(rows[0]!.sender_id, a.userId);
       assert.equal(rows[0]!.recipient_id, b.userId);
-      assert.equal(Number(rows[0]!.timestamp), ack.timestamp);
+      assert.equal(Number(rows[0]!.ts), ack.timestamp);
+      assert.equal(Number(rows[0]!.seq), ack.seq);
+      assert.equal(rows[0]!.conversation_id, ack.conversationId);
 
+      // message_sent: the stored message's id, conversation, seq, and the sender's own timeline pos.
+      assert.match(String(ack.conversationId), /^[0-9a-f-]{36}$/);
+      assert.equal(ack.seq, 1, 'the first message of a new direct conversation');
+      assert.equal(ack.pos, 1, "the first event of the sender's timeline");
       const got = await b.next((f) => f.type === 'chat_message' && f.id === ack.id);
       assert.equal(got.senderId, a.userId);
       assert.equal(got.recipientId, b.userId);
       assert.equal(got.timestamp, ack.timestamp);
+      assert.equal(got.conversationId, ack.conversationId);
+      assert.equal(got.seq, 1);
+      assert.equal(got.pos, 1, "the first event of the recipient's timeline");
       assert.match(String(got.id), /^[0-9a-f-]{36}$/);
       assert.equal(got.content, 'stored first');
+      assert.deepEqual(Object.keys(got).sort(), ['content', 'conversationId', 'hashtags', 'id', 'links', 'mentions', 'pos', 'recipientId', 'senderId', 'seq', 'timestamp', 'type']);
+
+      // The reply goes into the same conversation: seq 2, each side's next pos.
+      const back = await sent(b, a.userId, 'and back');
+      assert.deepEqual([back.conversationId, back.seq, back.pos], [ack.conversationId, 2, 2]);
+      const reply = await a.next((f) => f.type === 'chat_message' && f.id === back.id);
+      assert.deepEqual([reply.conversationId, reply.seq, reply.pos], [ack.conversationId, 2, 2]);
+      assert.deepEqual(positions(a), [1, 2]);
+      assert.deepEqual(positions(b), [1, 2]);
+      assert.equal(chats(a).length, 1, 'the sending session gets message_sent, not a copy of its own message');
     });
 
-    test('every open session of the recipient receives the message', T, async () => {
+    test("every open session of the recipient receives the message, and the sender's other sessions get a copy", T, async () => {
       const a = await user();
+      const a2 = await user(srv, a.userId);
       const sub = newUserId();
       const b1 = await user(srv, sub);
       const b2 = await user(srv, sub);
       const b3 = await user(srv, sub);
       const ack = await sent(a, sub, 'to all devices');
       const got = await Promise.all([b1, b2, b3].map((b) => b.next((f) => f.type === 'chat_message' && f.id === ack.id)));
-      for (const f of got) assert.equal(f.content, 'to all devices');
+      for (const f of got) {
+        assert.equal(f.content, 'to all devices');
+        assert.equal(f.pos, 1);
+      }
+      // The sender's other session: the same message at the sender's pos, marked as sent by them.
+      const copy = await a2.next((f) => f.type === 'chat_message' && f.id === ack.id);
+      assert.deepEqual([copy.senderId, copy.recipientId, copy.pos, copy.seq, copy.content], [a.userId, sub, ack.pos, ack.seq, 'to all devices']);
+      assert.equal(a2.frames.some((f) => f.type === 'message_sent'), false, 'message_sent goes to the sending session only');
+      // A message from the second session comes back to the first as a copy, and so on.
+      const ack2 = await sent(a2, sub, 'from the other device');
+      const copy2 = await a.next((f) => f.type === 'chat_message' && f.id === ack2.id);
+      assert.equal(copy2.pos, 2);
+      assert.deepEqual(positions(a), [1, 2]);
+      assert.deepEqual(positions(a2), [1, 2]);
+      await b3.nthOfType('chat_message', 2);
+      assert.deepEqual(positions(b3), [1, 2]);
     });
 
-    test('client-sent senderId, id and timestamp are refused and reach no one', T, async () => {
+    test('client-sent senderId, id, timestamp, pos, seq (and a second target) are refused and reach no one', T, async () => {
       const a = await user();
       const b = await user();
       const mark = b.frames.length;
-      const forged = { senderId: b.userId, id: randomUUID(), timestamp: 1 };
+      const forged = { senderId: b.userId, id: randomUUID(), timestamp: 1, pos: 1, seq: 1, conversationId: randomUUID() };
       for (const [key, value] of Object.entries(forged)) {
         const err = await expectError(a, { type: 'chat_message', recipientId: b.userId, content: `forged ${key}`, [key]: value });
         assert.equal(err.reason, 'validation_failed', key);
@@ -325,7 +374,10 @@ function chatDeliverySuite(backend: StorageBackend): void {
       const stranger = await user(srv, newUserId(), { role: 'superuser' });
       assert.equal((await sendChat(stranger, a.userId, 'hi')).reason, 'forbidden');
       assert.equal((await expectError(stranger, { type: 'history', peerId: a.userId })).reason, 'forbidden');
-      assert.equal((await expectError(stranger, { type: 'ack', messageIds: [randomUUID()] })).reason, 'forbidden');
+      assert.equal((await expectError(stranger, { type: 'ack', upTo: 1 })).reason, 'forbidden');
+      assert.equal((await expectError(stranger, { type: 'list_conversations' })).reason, 'forbidden');
+      // The v1 ack form is a validation failure for everyone now.
+      assert.equal((await expectError(muted, { type: 'ack', messageIds: [randomUUID()] })).reason, 'validation_failed');
 
       const m = await marker(b, a);
       assert.deepEqual(received(a, mark), [m], 'nothing from the muted or unknown-role user arrived');
@@ -359,6 +411,15 @@ function chatDeliverySuite(backend: StorageBackend): void {
       const xa = await user(srv, x, { tid: 'a' });
       const got = await xa.next((f) => f.type === 'chat_message');
       assert.equal(got.id, ack.id);
+      assert.equal(got.pos, 1, "its own timeline, separate from tenant b's");
+      // Tenant b cannot reach tenant a's conversation by its id either: forbidden, like a nonexistent one.
+      const probe = await expectError(xb, { type: 'history', conversationId: ack.conversationId });
+      assert.equal(probe.reason, 'forbidden');
+      const cid = newCid();
+      const write = xb.next((f) => f.clientMsgId === cid, true);
+      xb.send({ type: 'chat_message', conversationId: ack.conversationId, content: 'into another tenant', clientMsgId: cid });
+      assert.deepEqual(await write, { type: 'error', reason: 'forbidden', clientMsgId: cid });
+      assert.equal((await loc.rows({ conversationId: String(ack.conversationId) })).length, 1, 'nothing stored in it');
     });
 
     test('offline inbox: all messages replayed on the next auth, oldest first, before live traffic', T, async () => {
@@ -378,6 +439,10 @@ function chatDeliverySuite(backend: StorageBackend): void {
       const got = chats(b);
       assert.deepEqual(got.map((f) => f.id), [...acks.map((f) => f.id), liveAck.id], 'the 50 in order, then the live one, each once');
       assert.deepEqual(got.slice(0, 50).map((f) => f.content), acks.map((_, i) => `offline ${i}`));
+      const auth = b.frames.find((f) => f.type === 'auth_success')!;
+      assert.equal(auth.resumeAfter, 0);
+      assert.ok(Number(auth.lastPos) >= 50);
+      assert.deepEqual(positions(b), range(1, 51), 'one contiguous pos stream: replay, then live');
     });
 
     test('offline inbox of maximal messages (~6 MB) is replayed whole, paced under the slow-consumer bound', T, async () => {
@@ -395,6 +460,7 @@ function chatDeliverySuite(backend: StorageBackend): void {
       ]);
       assert.equal(outcome, 'replayed');
       assert.deepEqual(chats(b).map((f) => f.id), acks.map((f) => f.id));
+      assert.deepEqual(positions(b), range(1, N));
       assert.equal(String(chats(b)[N - 1]!.content).length, 4990 * 6 + String(N - 1).length);
     });
 
@@ -426,35 +492,51 @@ function chatDeliverySuite(backend: StorageBackend): void {
       await peer.nthOfType('chat_message', BURST);
       assert.deepEqual(chats(peer).map((f) => f.content), cids.map((cid) => `burst ${cid}`));
       assert.equal(b.closeCode, undefined);
+      // b's own messages are in its timeline after the inbox: one stream, replay first, no gap.
+      assert.deepEqual(positions(b), range(1, inbox.length + BURST));
+      assert.deepEqual(streamOf(b).slice(inbox.length).map((i) => i.frame.type), cids.map(() => 'message_sent'));
     });
 
-    test('unacked messages are redelivered on the next auth, acked ones are not; acking another user\'s message changes nothing', T, async () => {
+    test('ack {upTo}: what was acked is not replayed, the rest is; an ack moves only the caller\'s own position, never backwards', T, async () => {
       const a = await user();
       const offline = newUserId();
       const [m1, m2, m3] = [await sent(a, offline, 'one'), await sent(a, offline, 'two'), await sent(a, offline, 'three')];
       const b = await user(srv, offline);
       await b.nthOfType('chat_message', 3);
       assert.deepEqual(chats(b).map((f) => f.id), [m1!.id, m2!.id, m3!.id]);
-      b.send({ type: 'ack', messageIds: [m1!.id, m2!.id] });
-      await history(b, a.userId); // answered after the ack is written
+      assert.deepEqual(positions(b), [1, 2, 3]);
+      await acked(b, loc, 2);
+      // Backwards and beyond the end: never moves back, clamped to the last position.
+      b.send({ type: 'ack', upTo: 1 });
+      await history(b, a.userId);
+      assert.equal((await loc.sync(offline)).ackedPos, 2, 'an ack never moves backwards');
       await closeAll(b);
 
       const b2 = await user(srv, offline);
+      const auth2 = b2.frames.find((f) => f.type === 'auth_success')!;
+      assert.deepEqual([auth2.resumeAfter, auth2.lastPos], [2, 3]);
       const mk = await marker(a, b2);
       assert.deepEqual(chats(b2).map((f) => f.id), [m3!.id, mk.id], 'only the unacked one is redelivered');
+      assert.deepEqual(positions(b2), [3, 4]);
+      b2.send({ type: 'ack', upTo: 1_000_000 });
+      await waitFor(async () => (await loc.sync(offline)).ackedPos === 4, 10_000, 'the ack clamped to lastPos');
       await closeAll(b2);
 
-      // Another user acking b's message ids (and even its own sender) changes nothing.
+      // Another user acking (even the sender, whose timeline holds the same messages) changes nothing for b.
       const intruder = await user();
-      intruder.send({ type: 'ack', messageIds: [m3!.id, mk.id] });
+      intruder.send({ type: 'ack', upTo: 1_000_000 });
       await history(intruder, offline);
-      a.send({ type: 'ack', messageIds: [m3!.id, mk.id] });
-      await history(a, offline);
+      a.send({ type: 'ack', upTo: 1_000_000 });
+      await waitFor(async () => (await loc.sync(a.userId)).ackedPos === 4, 10_000, "the sender's own ack");
+      assert.equal((await loc.sync(intruder.userId)).ackedPos, 0, 'nothing to ack in an empty timeline');
+      const mk2 = await sent(a, offline, 'after the others acked');
       const b3 = await user(srv, offline);
-      const mk2 = await marker(a, b3);
-      assert.deepEqual(chats(b3).map((f) => f.id), [m3!.id, mk.id, mk2.id]);
-      const rows = await loc.rows({ recipientId: offline });
-      assert.deepEqual(rows.map((r) => r.acked_at !== null), [true, true, false, false, false]);
+      await b3.next((f) => f.type === 'chat_message' && f.id === mk2.id);
+      assert.deepEqual(chats(b3).map((f) => f.id), [mk2.id], 'exactly what b had not acked');
+      assert.deepEqual(positions(b3), [5]);
+      const state = await loc.sync(offline);
+      assert.deepEqual([state.lastPos, state.ackedPos], [5, 4]);
+      assert.deepEqual(state.timeline.map((e) => e.eventId), [m1!.id, m2!.id, m3!.id, mk.id, mk2.id]);
     });
 
     test('a repeated clientMsgId is stored once, both acks carry the same id, the recipient gets it once', T, async () => {
@@ -475,13 +557,20 @@ function chatDeliverySuite(backend: StorageBackend): void {
         assert.equal(ack.id, first.id);
         assert.equal(ack.clientMsgId, clientMsgId);
         assert.equal(ack.timestamp, acks[0]!.timestamp);
+        assert.equal(ack.conversationId, acks[0]!.conversationId);
+        assert.equal(ack.seq, 1);
       }
       assert.equal(third.id, first.id);
+      // Only the stored one is a timeline event (pos); the duplicates' answers carry none.
+      assert.deepEqual(acks.map((f) => f.pos).filter((p) => p !== undefined), [1]);
+      assert.equal('pos' in third, false);
       const m = await marker(a, b);
       const got = received(b, mark);
       assert.deepEqual(got.map((f) => f.id), [first.id, m.id]);
       assert.equal(got[0]!.content, 'exactly once');
+      assert.deepEqual(positions(b), [1, 2]);
       assert.equal((await loc.rows({ senderId: a.userId })).length, 2);
+      assert.equal((await loc.sync(b.userId)).lastPos, 2, 'one timeline entry for the message, one for the marker');
     });
 
     test('inbox bound: past chat.maxInboxSize the sender gets inbox_full with its clientMsgId, and nothing is lost', T, async () => {
@@ -494,10 +583,17 @@ function chatDeliverySuite(backend: StorageBackend): void {
       assert.equal(replies[3]!.clientMsgId, `bounded-${offline}-4`);
       assert.equal((await small.loc.rows({ recipientId: offline })).length, 3, 'the refused one was not stored');
 
+      const state = await small.loc.sync(offline);
+      assert.deepEqual([state.lastPos, state.ackedPos], [3, 0]);
+      // A message from someone else is refused too: the bound is the recipient's backlog.
+      const other = await user(small.srv);
+      const refused = await sendChat(other, offline, 'one more');
+      assert.equal(refused.reason, 'inbox_full');
+
       const b = await user(small.srv, offline);
       await b.nthOfType('chat_message', 3);
-      b.send({ type: 'ack', messageIds: replies.slice(0, 3).map((r) => r.id) });
-      await history(b, a.userId);
+      assert.deepEqual(positions(b), [1, 2, 3]);
+      await acked(b, small.loc, 3);
       // The refusal stored nothing, so the same clientMsgId can now be retried and is delivered.
       const retry = await sent(a, offline, 'bounded 4', { clientMsgId: `bounded-${offline}-4` });
       await b.next((f) => f.type === 'chat_message' && f.id === retry.id);
@@ -513,7 +609,10 @@ function chatDeliverySuite(backend: StorageBackend): void {
         ids.push(String((await sent(from, to.userId, `h${i}`)).id));
       }
       const newest = [...ids].reverse();
-      assert.deepEqual((await history(a, b.userId)).map((f) => f.id), newest);
+      const all = await history(a, b.userId);
+      assert.deepEqual(all.map((f) => f.id), newest);
+      assert.ok(all.every((f) => f.type === 'chat_message' && f.pos === undefined), 'history items are typed and carry no pos');
+      assert.deepEqual(all.map((f) => f.seq), [5, 4, 3, 2, 1]);
       assert.deepEqual((await history(b, a.userId)).map((f) => f.id), newest, 'both sides see the same conversation');
 
       const pages: string[][] = [];
@@ -525,6 +624,29 @@ function chatDeliverySuite(backend: StorageBackend): void {
         before = page[page.length - 1];
       }
       assert.deepEqual(pages, [newest.slice(0, 2), newest.slice(2, 4), newest.slice(4)]);
+
+      // v2: by conversationId, paged by seq.
+      const conversationId = String(all[0]!.conversationId);
+      const byConv = async (client: TestClient, extra: Record<string, unknown>): Promise<Frame> => {
+        const reply = client.next((f) => f.type === 'history' || f.type === 'error', true);
+        client.send({ type: 'history', conversationId, ...extra });
+        return reply;
+      };
+      const seqPages: string[][] = [];
+      let beforeSeq: number | undefined;
+      for (;;) {
+        const reply = await byConv(b, { limit: 2, ...(beforeSeq !== undefined ? { beforeSeq } : {}) });
+        assert.equal(reply.type, 'history');
+        assert.equal(reply.conversationId, conversationId);
+        const page = reply.messages as Frame[];
+        if (page.length === 0) break;
+        seqPages.push(page.map((f) => String(f.id)));
+        beforeSeq = page[page.length - 1]!.seq as number;
+      }
+      assert.deepEqual(seqPages, pages);
+      // A requestId is echoed.
+      const tagged = await byConv(a, { limit: 1, requestId: 'h-1' });
+      assert.equal(tagged.requestId, 'h-1');
       const [one] = await history(a, b.userId, { limit: 1 });
       assert.equal(one!.content, 'h4');
       assert.equal(one!.senderId, a.userId);
@@ -534,6 +656,15 @@ function chatDeliverySuite(backend: StorageBackend): void {
       assert.equal((await history(a, b.userId, { limit: 100 })).length, 5);
 
       const c = await user();
+      // A third user cannot read the pair's conversation by its id: forbidden, the same reply as a
+      // conversation that does not exist.
+      const stolen = await byConv(c, {});
+      const nonexistent = c.next((f) => f.type === 'error', true);
+      c.send({ type: 'history', conversationId: randomUUID() });
+      assert.deepEqual(stolen, { type: 'error', reason: 'forbidden' });
+      assert.deepEqual(await nonexistent, { type: 'error', reason: 'forbidden' });
+      const stolenWithId = await byConv(c, { requestId: 'steal' });
+      assert.deepEqual(stolenWithId, { type: 'error', reason: 'forbidden', requestId: 'steal' });
       assert.deepEqual(await history(c, a.userId), [], "a third user sees only its own (empty) conversation");
       assert.deepEqual(await history(c, b.userId), []);
       assert.deepEqual(await history(c, a.userId, { before: ids[4] }), [], "a cursor from someone else's conversation yields nothing");

@@ -2,8 +2,8 @@
  * PostgreSQL that hangs: a statement stuck on a lock fails its batch after `statement_timeout`
  * (from the storage URL here; 30 s by default), the sender gets `storage_unavailable` naming its
  * clientMsgId, nothing is acknowledged, and a resend with the same clientMsgId once the database
- * is free again stores and delivers the message exactly once. An inbox read that fails is retried
- * (`chat.inboxReplayAttempts`), and only then reported.
+ * is free again stores and delivers the message exactly once. A timeline read that fails is
+ * retried (`chat.inboxReplayAttempts`), and only then reported; the next live event reads the gap.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import pg from 'pg';
 import { PG_URL, authedClient, closeAll, newUserId, startServer, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
 import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
 
-describe('PostgreSQL statement timeout and inbox read retries', () => {
+describe('PostgreSQL statement timeout and timeline read retries', () => {
   const schema = uniquePgSchema('timeout');
   const clients: TestClient[] = [];
   let srv: TestServer;
@@ -43,9 +43,9 @@ describe('PostgreSQL statement timeout and inbox read retries', () => {
     const first = await reply(a, 'first', offline, 'before the lock');
     assert.equal(first.type, 'message_sent');
 
-    // Another session holds the recipient's inbox counter: the next insert waits on its row lock.
+    // Another session holds the recipient's timeline counter: the next append waits on its row lock.
     await admin.query('BEGIN');
-    await admin.query(`SELECT unacked FROM "${schema}".inbox_counts WHERE recipient_id = $1 FOR UPDATE`, [offline]);
+    await admin.query(`SELECT last_pos FROM "${schema}".users WHERE user_id = $1 FOR UPDATE`, [offline]);
     let refused: Frame;
     try {
       refused = await reply(a, 'stuck', offline, 'during the lock');
@@ -66,22 +66,25 @@ describe('PostgreSQL statement timeout and inbox read retries', () => {
     const got = b.frames.filter((f) => f.type === 'chat_message');
     assert.deepEqual(got.map((f) => f.id), [first.id, resent.id]);
     assert.deepEqual(got.map((f) => f.content), ['before the lock', 'during the lock']);
-    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".messages WHERE recipient_id = $1`, [offline]);
-    assert.equal(rows[0].n, 2, 'the refused attempt left no row');
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS n FROM "${schema}".timeline t JOIN "${schema}".users u ON u.id = t."user" WHERE u.user_id = $1`,
+      [offline],
+    );
+    assert.equal(rows[0].n, 2, 'the refused attempt left no timeline entry');
   });
 
-  /** Holds an ACCESS EXCLUSIVE lock on the messages table (even reads wait) until `release`. */
+  /** Holds an ACCESS EXCLUSIVE lock on the timeline table (even reads wait) until `release`. */
   async function lockMessages(): Promise<() => Promise<void>> {
     await admin.query('BEGIN');
-    await admin.query(`LOCK TABLE "${schema}".messages IN ACCESS EXCLUSIVE MODE`);
+    await admin.query(`LOCK TABLE "${schema}".timeline IN ACCESS EXCLUSIVE MODE`);
     return async () => {
       await admin.query('ROLLBACK');
     };
   }
 
-  const replayFailures = (): number => srv.logs.filter((l) => l.includes('inbox replay failed')).length;
+  const replayFailures = (): number => srv.logs.filter((l) => l.includes('timeline read failed')).length;
 
-  test('an inbox read that times out is retried: the session gets its inbox once the database answers', { timeout: 20_000 }, async () => {
+  test('a timeline read that times out is retried: the session gets its backlog once the database answers', { timeout: 20_000 }, async () => {
     const a = await authedClient(srv.url);
     clients.push(a);
     const offline = newUserId();
@@ -104,7 +107,7 @@ describe('PostgreSQL statement timeout and inbox read retries', () => {
     assert.equal(b.frames.filter((f) => f.type === 'error').length, 0);
   });
 
-  test('an inbox read that keeps failing: storage_unavailable after the last attempt, and live messages flow', { timeout: 20_000 }, async () => {
+  test('a timeline read that keeps failing: storage_unavailable after the last attempt; the next live event reads the gap, in order', { timeout: 20_000 }, async () => {
     const a = await authedClient(srv.url);
     clients.push(a);
     const offline = newUserId();
@@ -124,7 +127,12 @@ describe('PostgreSQL statement timeout and inbox read retries', () => {
     assert.deepEqual(refused, { type: 'error', reason: 'storage_unavailable' });
     assert.equal(b.closeCode, undefined, 'the session stays open');
     const live = await reply(a, 'q2', offline, 'live after the outage');
-    assert.equal((await b.next((f) => f.type === 'chat_message')).id, live.id, 'the live message, not the inbox');
+    // The live event is ahead of the stream: the gap is read first, so both arrive, in pos order.
+    await b.nthOfType('chat_message', 2);
+    const streamed = b.frames.filter((f) => f.type === 'chat_message');
+    assert.deepEqual(streamed.map((f) => f.content), ['stays in the inbox', 'live after the outage']);
+    assert.equal(streamed[1]!.id, live.id);
+    assert.equal((streamed[1]!.pos as number) - (streamed[0]!.pos as number), 1);
     // The next connection gets the inbox.
     const b2 = await authedClient(srv.url, offline);
     clients.push(b2);

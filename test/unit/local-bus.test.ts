@@ -66,3 +66,29 @@ test('openBus without redisUrl gives a LocalBus', async () => {
   assert.ok(empty instanceof LocalBus);
   await empty.close();
 });
+
+test('onResync: in-process delivery never loses a frame, so the handler is never called', async () => {
+  const bus = new LocalBus();
+  let resyncs = 0;
+  bus.onResync(() => resyncs++);
+  const got = recorder(bus);
+  bus.subscribe('alice');
+  for (let i = 0; i < 10; i++) bus.publish('alice', `{"pos":${i + 1},"type":"chat_message"}`);
+  bus.unsubscribe('alice');
+  bus.subscribe('alice');
+  await bus.close();
+  assert.equal(resyncs, 0);
+  assert.equal(got.length, 10);
+});
+
+test('timeline frames are passed through byte for byte, in publish order, per user', () => {
+  const bus = new LocalBus();
+  const got = recorder(bus);
+  bus.subscribe('a');
+  bus.subscribe('b');
+  const frames = ['{"pos":2,"type":"chat_message","content":"x\\n"}', '{"pos":1,"type":"membership"}'];
+  bus.publish('a', frames[0]!);
+  bus.publish('b', frames[1]!);
+  bus.publish('a', frames[1]!);
+  assert.deepEqual(got, [['a', frames[0]], ['b', frames[1]], ['a', frames[1]]]);
+});

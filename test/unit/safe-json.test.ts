@@ -47,6 +47,11 @@ const POLLUTERS = [
   '{"type":"auth","__pr\\u006fto__":{"polluted":1}}',
   '{"type":"auth","\\u0063onstructor":{"\\u0070rototype":{"polluted":1}}}',
   '{"a":{"__\\u0070roto__":{"polluted":1}}}',
+  // v2 frames: nested arrays of ids and every new field.
+  '{"type":"create_group","name":"g","memberIds":[],"__proto__":{"polluted":1}}',
+  '{"type":"add_members","conversationId":"x","userIds":[{"__proto__":{"polluted":1}}]}',
+  '{"type":"auth","token":"t","deviceId":"d","after":1,"constructor":{"prototype":{"isAdmin":true}}}',
+  '{"type":"ack","upTo":1,"__proto__":{"isAdmin":true}}',
 ];
 
 test('__proto__ / constructor / prototype keys cannot change any prototype', () => {
@@ -121,4 +126,36 @@ test('huge numbers are handled without throwing', () => {
     const frame = validateFrame(parsed.value);
     assert.equal(frame.ok, false, limit);
   }
+  // v2 positions (pos, seq) are safe integers: huge, negative, fractional or unsafe ones are refused.
+  const C = '11111111-2222-4333-8444-555555555555';
+  // (1e-999 parses to 0, a valid position, so it is not in this list.)
+  for (const n of ['1e999', big, '-1e999', '9007199254740993', '-1', '0.5']) {
+    for (const text of [
+      `{"type":"ack","upTo":${n}}`,
+      `{"type":"auth","token":"t","after":${n}}`,
+      `{"type":"history","conversationId":"${C}","beforeSeq":${n}}`,
+      `{"type":"read","conversationId":"${C}","upToSeq":${n}}`,
+    ]) {
+      const parsed = parseSafeJson(text);
+      assert.ok(parsed.ok, text);
+      if (!parsed.ok) continue;
+      const frame = validateFrame(parsed.value);
+      assert.equal(frame.ok, false, text);
+    }
+  }
+});
+
+test('a polluting v2 frame validates as itself or fails, and the parsed value has no dangerous own key', () => {
+  const C = '11111111-2222-4333-8444-555555555555';
+  const parsed = parseSafeJson(`{"type":"ack","upTo":3,"__proto__":{"polluted":1}}`);
+  assert.ok(parsed.ok);
+  if (!parsed.ok) return;
+  assert.deepEqual(validateFrame(parsed.value), { ok: true, frame: { type: 'ack', upTo: 3 } });
+  const group = parseSafeJson(`{"type":"add_members","conversationId":"${C}","userIds":["${C}"],"constructor":{"prototype":{"polluted":1}}}`);
+  assert.ok(group.ok);
+  if (!group.ok) return;
+  const frame = validateFrame(group.value);
+  assert.equal(frame.ok, true);
+  if (frame.ok) assert.deepEqual(frame.frame, { type: 'add_members', conversationId: C, userIds: [C] });
+  assertNoPollution();
 });

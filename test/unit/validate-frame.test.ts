@@ -26,12 +26,31 @@ function failed(value: Record<string, unknown>, paths?: string[]): { path: strin
 
 const longString = (n: number) => 'x'.repeat(n);
 
+const C1 = '11111111-2222-4333-8444-555555555555';
+
 test('auth', () => {
   ok({ type: 'auth', token: 'a.b.c' });
+  ok({ type: 'auth', token: 'a.b.c', deviceId: 'phone-1', after: 0 });
+  ok({ type: 'auth', token: 'a.b.c', deviceId: longString(64) });
+  ok({ type: 'auth', token: 'a.b.c', after: Number.MAX_SAFE_INTEGER });
+  ok({ type: 'auth', token: 'a.b.c', deviceId: '!~' });
   failed({ type: 'auth' }, ['token']);
   failed({ type: 'auth', token: '' }, ['token']);
   failed({ type: 'auth', token: 42 }, ['token']);
   failed({ type: 'auth', token: ['a'] }, ['token']);
+  failed({ type: 'auth', token: 't', deviceId: '' }, ['deviceId']);
+  failed({ type: 'auth', token: 't', deviceId: longString(65) }, ['deviceId']);
+  failed({ type: 'auth', token: 't', deviceId: 'my phone' }, ['deviceId']);
+  failed({ type: 'auth', token: 't', deviceId: 'tab\t' }, ['deviceId']);
+  failed({ type: 'auth', token: 't', deviceId: 'é' }, ['deviceId']);
+  failed({ type: 'auth', token: 't', deviceId: 7 }, ['deviceId']);
+  failed({ type: 'auth', token: 't', after: -1 }, ['after']);
+  failed({ type: 'auth', token: 't', after: 1.5 }, ['after']);
+  failed({ type: 'auth', token: 't', after: '3' }, ['after']);
+  failed({ type: 'auth', token: 't', after: Number.MAX_SAFE_INTEGER + 1 }, ['after']);
+  failed({ type: 'auth', token: 't', after: Infinity }, ['after']);
+  failed({ type: 'auth', token: 't', after: NaN }, ['after']);
+  failed({ type: 'auth', token: 't', after: null }, ['after']);
 });
 
 test('chat_message', () => {
@@ -50,7 +69,15 @@ test('chat_message', () => {
     ],
   });
   ok({ type: 'chat_message', recipientId: U1, content: 'x', attachments: Array.from({ length: 10 }, () => ({ type: 'file', url: 'https://e.com/f', name: 'f' })) });
+  // v2: a conversation instead of a recipient; exactly one of the two.
+  ok({ type: 'chat_message', conversationId: C1, content: 'hi' });
+  ok({ type: 'chat_message', conversationId: C1, content: 'hi', clientMsgId: 'c-2', replyTo: U2 });
   failed({ type: 'chat_message', content: 'hi' }, ['recipientId']);
+  failed({ type: 'chat_message', recipientId: U1, conversationId: C1, content: 'hi' }, ['recipientId']);
+  failed({ type: 'chat_message', conversationId: 'not-a-uuid', content: 'hi' }, ['conversationId']);
+  failed({ type: 'chat_message', conversationId: C1, content: longString(5001) }, ['content']);
+  failed({ type: 'chat_message', conversationId: C1 }, ['content']);
+  failed({ type: 'chat_message', conversationId: null, recipientId: U1, content: 'hi' }, ['conversationId']);
   failed({ type: 'chat_message', recipientId: 'not-a-uuid', content: 'hi' }, ['recipientId']);
   failed({ type: 'chat_message', recipientId: U1 }, ['content']);
   failed({ type: 'chat_message', recipientId: U1, content: '' }, ['content']);
@@ -76,23 +103,44 @@ test('typing_indicator', () => {
   failed({ type: 'typing_indicator', recipientId: U1 }, ['isTyping']);
   failed({ type: 'typing_indicator', recipientId: U1, isTyping: 'true' }, ['isTyping']);
   failed({ type: 'typing_indicator', recipientId: 'x', isTyping: true }, ['recipientId']);
+  ok({ type: 'typing_indicator', conversationId: C1, isTyping: true });
+  failed({ type: 'typing_indicator', isTyping: true }, ['recipientId']);
+  failed({ type: 'typing_indicator', recipientId: U1, conversationId: C1, isTyping: true }, ['recipientId']);
+  failed({ type: 'typing_indicator', conversationId: 'x', isTyping: true }, ['conversationId']);
 });
 
-test('ack', () => {
-  ok({ type: 'ack', messageIds: [U1] });
-  ok({ type: 'ack', messageIds: [U1, U2] });
-  failed({ type: 'ack', messageIds: [] }, ['messageIds']);
-  failed({ type: 'ack', messageIds: ['x'] }, ['messageIds.0']);
-  failed({ type: 'ack', messageIds: U1 }, ['messageIds']);
-  failed({ type: 'ack' }, ['messageIds']);
-  failed({ type: 'ack', messageIds: Array.from({ length: 501 }, () => U1) }, ['messageIds']);
+test('ack {upTo}: a timeline position; the v1 messageIds form is gone', () => {
+  ok({ type: 'ack', upTo: 0 });
+  ok({ type: 'ack', upTo: 1 });
+  ok({ type: 'ack', upTo: Number.MAX_SAFE_INTEGER });
+  failed({ type: 'ack' }, ['upTo']);
+  failed({ type: 'ack', upTo: -1 }, ['upTo']);
+  failed({ type: 'ack', upTo: 2.5 }, ['upTo']);
+  failed({ type: 'ack', upTo: '5' }, ['upTo']);
+  failed({ type: 'ack', upTo: [5] }, ['upTo']);
+  failed({ type: 'ack', upTo: null }, ['upTo']);
+  failed({ type: 'ack', upTo: Number.MAX_SAFE_INTEGER + 2 }, ['upTo']);
+  failed({ type: 'ack', upTo: Infinity }, ['upTo']);
+  failed({ type: 'ack', messageIds: [U1] }, ['', 'upTo']);
+  failed({ type: 'ack', upTo: 1, messageIds: [U1] }, ['']);
 });
 
 test('history', () => {
   ok({ type: 'history', peerId: U1 });
   ok({ type: 'history', peerId: U1, before: U2, limit: 100 });
   ok({ type: 'history', peerId: U1, limit: 1 });
-  failed({ type: 'history' }, ['peerId']);
+  ok({ type: 'history', conversationId: C1 });
+  ok({ type: 'history', conversationId: C1, beforeSeq: 10, limit: 20, requestId: 'r-1' });
+  ok({ type: 'history', peerId: U1, beforeSeq: 0 });
+  failed({ type: 'history' }, ['conversationId']);
+  failed({ type: 'history', peerId: U1, conversationId: C1 }, ['conversationId']);
+  failed({ type: 'history', conversationId: 'general' }, ['conversationId']);
+  failed({ type: 'history', conversationId: C1, beforeSeq: -1 }, ['beforeSeq']);
+  failed({ type: 'history', conversationId: C1, beforeSeq: 1.5 }, ['beforeSeq']);
+  failed({ type: 'history', conversationId: C1, beforeSeq: '9' }, ['beforeSeq']);
+  failed({ type: 'history', conversationId: C1, requestId: '' }, ['requestId']);
+  failed({ type: 'history', conversationId: C1, requestId: longString(65) }, ['requestId']);
+  failed({ type: 'history', conversationId: C1, requestId: 'a b' }, ['requestId']);
   failed({ type: 'history', peerId: U1, limit: 0 }, ['limit']);
   failed({ type: 'history', peerId: U1, limit: 101 }, ['limit']);
   failed({ type: 'history', peerId: U1, limit: 1.5 }, ['limit']);
@@ -102,12 +150,101 @@ test('history', () => {
   failed({ type: 'history', peerId: U1, before: 'yesterday' }, ['before']);
 });
 
+test('list_conversations', () => {
+  ok({ type: 'list_conversations' });
+  ok({ type: 'list_conversations', limit: 1, before: 'cursor', requestId: 'r' });
+  ok({ type: 'list_conversations', limit: 100, before: longString(200) });
+  failed({ type: 'list_conversations', limit: 0 }, ['limit']);
+  failed({ type: 'list_conversations', limit: 101 }, ['limit']);
+  failed({ type: 'list_conversations', limit: 2.5 }, ['limit']);
+  failed({ type: 'list_conversations', before: '' }, ['before']);
+  failed({ type: 'list_conversations', before: longString(201) }, ['before']);
+  failed({ type: 'list_conversations', before: 5 }, ['before']);
+});
+
+const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `6f1c0c52-4a4e-4a59-9b7e-${String(i).padStart(12, '0')}`);
+
+test('create_group', () => {
+  ok({ type: 'create_group', name: 'team', memberIds: [] });
+  ok({ type: 'create_group', name: longString(100), memberIds: ids(256), requestId: 'g1' });
+  failed({ type: 'create_group', memberIds: [] }, ['name']);
+  failed({ type: 'create_group', name: '', memberIds: [] }, ['name']);
+  failed({ type: 'create_group', name: longString(101), memberIds: [] }, ['name']);
+  failed({ type: 'create_group', name: 7, memberIds: [] }, ['name']);
+  failed({ type: 'create_group', name: 'team' }, ['memberIds']);
+  failed({ type: 'create_group', name: 'team', memberIds: ids(257) }, ['memberIds']);
+  failed({ type: 'create_group', name: 'team', memberIds: ['x'] }, ['memberIds.0']);
+  failed({ type: 'create_group', name: 'team', memberIds: U1 }, ['memberIds']);
+  failed({ type: 'create_group', name: 'team', memberIds: [], conversationId: C1 }, ['']);
+});
+
+test('add_members and remove_members', () => {
+  for (const type of ['add_members', 'remove_members']) {
+    ok({ type, conversationId: C1, userIds: [U1] });
+    ok({ type, conversationId: C1, userIds: ids(256), requestId: 'x' });
+    failed({ type, conversationId: C1, userIds: [] }, ['userIds']);
+    failed({ type, conversationId: C1, userIds: ids(257) }, ['userIds']);
+    failed({ type, conversationId: C1, userIds: ['nope'] }, ['userIds.0']);
+    failed({ type, conversationId: C1 }, ['userIds']);
+    failed({ type, userIds: [U1] }, ['conversationId']);
+    failed({ type, conversationId: 'group-1', userIds: [U1] }, ['conversationId']);
+  }
+});
+
+test('leave_group, rename_group, set_role, read', () => {
+  ok({ type: 'leave_group', conversationId: C1 });
+  ok({ type: 'leave_group', conversationId: C1, requestId: 'l' });
+  failed({ type: 'leave_group' }, ['conversationId']);
+  failed({ type: 'leave_group', conversationId: C1, userIds: [U1] }, ['']);
+
+  ok({ type: 'rename_group', conversationId: C1, name: 'new name' });
+  failed({ type: 'rename_group', conversationId: C1 }, ['name']);
+  failed({ type: 'rename_group', conversationId: C1, name: '' }, ['name']);
+  failed({ type: 'rename_group', conversationId: C1, name: longString(101) }, ['name']);
+  failed({ type: 'rename_group', name: 'x' }, ['conversationId']);
+
+  ok({ type: 'set_role', conversationId: C1, userId: U1, role: 'admin' });
+  ok({ type: 'set_role', conversationId: C1, userId: U1, role: 'member' });
+  failed({ type: 'set_role', conversationId: C1, userId: U1, role: 'owner' }, ['role']);
+  failed({ type: 'set_role', conversationId: C1, userId: U1 }, ['role']);
+  failed({ type: 'set_role', conversationId: C1, userId: 'x', role: 'admin' }, ['userId']);
+
+  ok({ type: 'read', conversationId: C1, upToSeq: 0 });
+  ok({ type: 'read', conversationId: C1, upToSeq: 12, requestId: 'r' });
+  failed({ type: 'read', conversationId: C1 }, ['upToSeq']);
+  failed({ type: 'read', conversationId: C1, upToSeq: -3 }, ['upToSeq']);
+  failed({ type: 'read', conversationId: C1, upToSeq: 0.5 }, ['upToSeq']);
+  failed({ type: 'read', upToSeq: 1 }, ['conversationId']);
+});
+
+test('frames that name no server-assigned field: senderId, pos, seq and role fields from clients are refused', () => {
+  failed({ type: 'chat_message', conversationId: C1, content: 'hi', seq: 1 }, ['']);
+  failed({ type: 'chat_message', conversationId: C1, content: 'hi', pos: 1 }, ['']);
+  failed({ type: 'chat_message', conversationId: C1, content: 'hi', timestamp: 1 }, ['']);
+  failed({ type: 'create_group', name: 'g', memberIds: [], ownerId: U1 }, ['']);
+  failed({ type: 'add_members', conversationId: C1, userIds: [U1], role: 'admin' }, ['']);
+});
+
 test('unknown keys are rejected in every frame type, and nested objects', () => {
   failed({ type: 'auth', token: 't', extra: 1 });
   failed({ type: 'chat_message', recipientId: U1, content: 'hi', senderId: U2 });
   failed({ type: 'typing_indicator', recipientId: U1, isTyping: true, x: 1 });
-  failed({ type: 'ack', messageIds: [U1], x: 1 });
+  failed({ type: 'ack', upTo: 1, x: 1 });
   failed({ type: 'history', peerId: U1, x: 1 });
+  failed({ type: 'list_conversations', x: 1 });
+  failed({ type: 'create_group', name: 'g', memberIds: [], x: 1 });
+  failed({ type: 'add_members', conversationId: C1, userIds: [U1], x: 1 });
+  failed({ type: 'remove_members', conversationId: C1, userIds: [U1], x: 1 });
+  failed({ type: 'leave_group', conversationId: C1, x: 1 });
+  failed({ type: 'rename_group', conversationId: C1, name: 'n', x: 1 });
+  failed({ type: 'set_role', conversationId: C1, userId: U1, role: 'admin', x: 1 });
+  failed({ type: 'read', conversationId: C1, upToSeq: 1, x: 1 });
+  for (const value of [
+    { type: 'auth', token: 't', x: 1 },
+    { type: 'ack', upTo: 1, x: 1 },
+    { type: 'list_conversations', x: 1 },
+    { type: 'leave_group', conversationId: C1, x: 1 },
+  ]) assert.ok(failed(value).some((d) => d.rule === 'unrecognized_keys'), JSON.stringify(value));
   const details = failed({ type: 'chat_message', recipientId: U1, content: 'hi', attachments: [{ type: 'file', url: 'https://e.com/f', name: 'f', x: 1 }] });
   assert.ok(details.some((d) => d.rule === 'unrecognized_keys'));
 });
@@ -129,8 +266,17 @@ test('details carry paths and rules only, never the offending value or an unknow
     { type: 'chat_message', recipientId: MARKER, content: MARKER.repeat(1000), replyTo: MARKER, clientMsgId: `${MARKER} ${MARKER}` },
     { type: 'chat_message', recipientId: U1, content: 'x', attachments: [{ type: MARKER, url: `javascript:${MARKER}`, name: MARKER.repeat(50), [MARKER]: 1 }] },
     { type: 'typing_indicator', recipientId: MARKER, isTyping: MARKER },
-    { type: 'ack', messageIds: [MARKER, MARKER], [`${MARKER}2`]: true },
+    { type: 'ack', upTo: MARKER, [`${MARKER}2`]: true },
     { type: 'history', peerId: MARKER, before: MARKER, limit: MARKER },
+    { type: 'history', conversationId: MARKER, beforeSeq: MARKER, requestId: `${MARKER} x` },
+    { type: 'auth', token: 't', deviceId: `${MARKER} ${MARKER}`, after: MARKER },
+    { type: 'chat_message', conversationId: MARKER, content: 'x' },
+    { type: 'create_group', name: MARKER.repeat(20), memberIds: [MARKER], [MARKER]: MARKER },
+    { type: 'add_members', conversationId: MARKER, userIds: [MARKER, MARKER] },
+    { type: 'rename_group', conversationId: C1, name: MARKER.repeat(20) },
+    { type: 'set_role', conversationId: C1, userId: MARKER, role: MARKER },
+    { type: 'read', conversationId: C1, upToSeq: MARKER },
+    { type: 'list_conversations', before: MARKER.repeat(30), limit: MARKER },
   ];
   for (const value of cases) {
     const details = failed(value);
@@ -139,7 +285,7 @@ test('details carry paths and rules only, never the offending value or an unknow
     assert.ok(!JSON.stringify(details).includes('javascript'), JSON.stringify(details));
   }
   // Many bad fields: the list is capped.
-  const many: Record<string, unknown> = { type: 'ack', messageIds: Array.from({ length: 50 }, () => MARKER) };
+  const many: Record<string, unknown> = { type: 'create_group', name: 'g', memberIds: Array.from({ length: 50 }, () => MARKER) };
   const details = failed(many);
   assert.equal(details.length, 10);
 });
