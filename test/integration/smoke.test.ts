@@ -6,7 +6,7 @@ let srv: TestServer;
 before(async () => { srv = await startServer(); });
 after(async () => { await srv.close(); });
 
-test('a message from A reaches B and A gets message_sent (protocol v2: conversationId, seq, pos)', async () => {
+test('a message from A reaches B and A gets message_sent (protocol v2: conversationId, seq, pos)', { timeout: 10_000 }, async () => {
   const a = await authedClient(srv.url);
   const b = await authedClient(srv.url);
   assert.deepEqual(a.frames[0], { type: 'auth_success', userId: a.userId, resumeAfter: 0, lastPos: 0 });
@@ -19,8 +19,8 @@ test('a message from A reaches B and A gets message_sent (protocol v2: conversat
   assert.equal(got.conversationId, sent.conversationId);
   assert.deepEqual([sent.seq, sent.pos, got.seq, got.pos], [1, 1, 1, 1]);
   b.send({ type: 'ack', upTo: got.pos });
-  b.send({ type: 'chat_message', conversationId: got.conversationId, content: 'hi back', clientMsgId: 'm2' });
-  const back = await b.nextOfType('message_sent');
+  b.send({ type: 'chat_message', recipientId: a.userId, content: 'hi back', clientMsgId: 'm2' });
+  const back = await b.next((f) => f.clientMsgId === 'm2');
   const reply = await a.nextOfType('chat_message');
   assert.deepEqual([back.seq, back.pos, reply.id, reply.pos], [2, 2, back.id, 2]);
   assert.equal(reply.recipientId, a.userId);
