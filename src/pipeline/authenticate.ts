@@ -14,6 +14,7 @@ import type { ChatService } from '../chat/chat-service.js';
 import { chatFrameId, sendPaced } from '../chat/chat-service.js';
 import { userKeyOf } from '../chat/authorization.js';
 import { closeWith } from './rejection.js';
+import type { AccessPolicy } from '../admin/access-policy.js';
 
 export interface AuthenticatorOptions {
   verify: TokenVerifier;
@@ -34,6 +35,8 @@ export interface AuthenticatorOptions {
   onAuthenticated(session: Session): void;
   /** The offline inbox could not be read (the session stays open and is told `storage_unavailable`). */
   onReplayFailed(err: unknown): void;
+  /** Bans and revoked tokens (src/admin/): checked at every `auth` and refresh. */
+  access?: AccessPolicy;
 }
 
 export interface Authenticator {
@@ -50,7 +53,22 @@ function failure(event: string, reason: AuthFailureReasonValue, code: number = C
   return closeWith(event, code, { type: 'auth_failure', reason });
 }
 
+const BANNED = failure('banned', 'banned', CloseCode.BANNED);
+const REVOKED = failure('token_revoked', 'invalid_token');
+const ACCESS_UNAVAILABLE = failure('backend_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
+
 export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
+  /** The refusal for a banned user or a revoked token, if any (fails closed: a ban must not lapse). */
+  async function denial(identity: Identity) {
+    if (o.access === undefined) return undefined;
+    try {
+      const denied = await o.access.isDenied(identity);
+      return denied === 'banned' ? BANNED : denied === 'revoked' ? REVOKED : undefined;
+    } catch {
+      return ACCESS_UNAVAILABLE;
+    }
+  }
+
   async function recordFailure(session: Session, reason: AuthFailureReasonValue): Promise<void> {
     // The key set (JWKS) could not be read: nothing was judged, so nothing counts towards the lockout.
     if (reason === 'unavailable') return session.reject(failure('key_source_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE));
@@ -125,6 +143,9 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     if ((await o.limiter.blockedFor(penaltyKey(userKey))) > 0) {
       return session.reject(failure('penalised_user', 'penalised', CloseCode.RATE_LIMIT_ABUSE));
     }
+    const denied = await denial(identity);
+    if (denied !== undefined) return session.reject(denied);
+    if (session.state !== 'authenticating') return; // closed while we waited
     let slot: boolean;
     try {
       slot = await claimUserSlot(session, userKey);
@@ -164,6 +185,9 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
       if (next.userId !== current.userId || next.tenantId !== current.tenantId) {
         return session.reject(failure('identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE));
       }
+      const denied = await denial(next);
+      if (!session.isOpen) return;
+      if (denied !== undefined) return session.reject(denied);
       session.refresh(next);
       session.sendFrame({ type: 'auth_success', userId: next.userId });
     },

@@ -23,6 +23,7 @@ import { parseSafeJson } from './safe-json.js';
 import { validateFrame } from './validate-frame.js';
 import { closeWith, drop, reply, Rejection } from './rejection.js';
 import type { Authenticator } from './authenticate.js';
+import type { UserSessionsHandler } from './user-sessions.js';
 
 export interface PipelineRules {
   frames: RateRule;
@@ -42,6 +43,8 @@ export interface FramePipelineOptions {
   chat: ChatService;
   authenticator: Authenticator;
   countFrame(type: string): void;
+  /** `list_sessions` / `end_session` (src/pipeline/user-sessions.ts); unknown_type without it. */
+  userSessions?: UserSessionsHandler;
 }
 
 const RULE_REASON: Record<string, RateLimitReasonValue> = {
@@ -134,6 +137,7 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     if (isBinary) return session.reject(NOT_AUTHENTICATED);
     const frame = decode(data);
     if (frame instanceof Rejection || frame.type !== 'auth') return session.reject(NOT_AUTHENTICATED);
+    session.deviceId = frame.deviceId;
     return o.authenticator.authenticate(session, frame.token);
   }
 
@@ -184,6 +188,14 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
           const done = frame.type === 'ack' ? chat.ack(identity, frame.messageIds) : chat.history(identity, session, frame);
           void done.catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
         });
+      case 'list_sessions':
+      case 'end_session': {
+        const handler = o.userSessions;
+        if (handler === undefined) return session.reject(UNKNOWN_TYPE);
+        return onUserDecision(session, limiter.consume(`r:${session.userKey}`, rules.requests), (d) =>
+          d.allowed ? void handler(session, frame) : session.reject(rateLimited(d)),
+        );
+      }
     }
   }
 

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { isHttpUrl } from './url.js';
+import { EndSessionFrame, ListSessionsFrame } from './session-frames.js';
 
 export const MAX_CONTENT_LENGTH = 5000;
 export const MAX_ATTACHMENTS = 10;
@@ -16,6 +17,8 @@ const userId = z.uuid();
 export const AuthFrame = z.strictObject({
   type: z.literal('auth'),
   token: z.string().min(1),
+  /** Opaque, stable name of the client's device (shown in `sessions`). */
+  deviceId: z.string().min(1).max(64).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').optional(),
 });
 
 export const AttachmentSchema = z.strictObject({
@@ -58,6 +61,8 @@ export const ClientFrame = z.discriminatedUnion('type', [
   TypingIndicatorFrame,
   AckFrame,
   HistoryFrame,
+  ListSessionsFrame,
+  EndSessionFrame,
 ]);
 
 export type AuthFrame = z.infer<typeof AuthFrame>;
@@ -68,4 +73,4 @@ export type AckFrame = z.infer<typeof AckFrame>;
 export type HistoryFrame = z.infer<typeof HistoryFrame>;
 export type ClientFrame = z.infer<typeof ClientFrame>;
 export type ClientFrameType = ClientFrame['type'];
-export const CLIENT_FRAME_TYPES: ReadonlySet<string> = new Set(['auth', 'chat_message', 'typing_indicator', 'ack', 'history']);
+export const CLIENT_FRAME_TYPES: ReadonlySet<string> = new Set(['auth', 'chat_message', 'typing_indicator', 'ack', 'history', 'list_sessions', 'end_session']);

@@ -1,5 +1,6 @@
 /** Types of every server → client frame (wire protocol v1). */
 import type { AuthFailureReasonValue, ErrorReasonValue, RateLimitReasonValue } from './reasons.js';
+import type { SessionServerFrame } from './session-frames.js';
 
 export interface Attachment {
   type: 'image' | 'file' | 'audio';
@@ -39,4 +40,5 @@ export type ServerFrame =
   | { type: 'history'; peerId: string; messages: ChatMessage[] }
   /** `clientMsgId`: set when the refused frame was a schema-valid chat_message that carried one. */
   | { type: 'error'; reason: ErrorReasonValue; details?: ValidationDetail[]; clientMsgId?: string }
-  | { type: 'rate_limited'; reason: RateLimitReasonValue; retryAfter: number; clientMsgId?: string };
+  | { type: 'rate_limited'; reason: RateLimitReasonValue; retryAfter: number; clientMsgId?: string }
+  | SessionServerFrame;

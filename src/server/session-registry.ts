@@ -6,10 +6,19 @@
 import type { Bus } from '../bus/bus.js';
 import type { Session } from '../session/session.js';
 
+/** Told of every session added and removed (the cluster session directory, src/admin/). */
+export interface SessionObserver {
+  added(session: Session): void;
+  removed(session: Session): void;
+}
+
 export class SessionRegistry {
   private readonly byUser = new Map<string, Set<Session>>();
 
-  constructor(private readonly bus: Bus) {
+  constructor(
+    private readonly bus: Bus,
+    private readonly observer?: SessionObserver,
+  ) {
     bus.onFrame(this.deliver);
   }
 
@@ -21,11 +30,13 @@ export class SessionRegistry {
       this.bus.subscribe(session.userKey);
     }
     set.add(session);
+    this.observer?.added(session);
   }
 
   remove(session: Session): void {
     const set = this.byUser.get(session.userKey);
     if (!set || !set.delete(session)) return;
+    this.observer?.removed(session);
     if (set.size === 0) {
       this.byUser.delete(session.userKey);
       this.bus.unsubscribe(session.userKey);

@@ -50,6 +50,8 @@ export class Session implements Flushable {
   /** `tenant:userId`: the key for the bus, registry and per-user limits. */
   userKey = '';
   readonly openedAt = Date.now();
+  /** The client's device name from its `auth` frame, if it gave one (listed in `sessions`). */
+  deviceId: string | undefined;
   /** True while this session holds a slot of `maxConnectionsPerUser` in the registry. */
   holdsUserSlot = false;
   /** Live frames held while the offline inbox is replayed (see `holdLive`). */
