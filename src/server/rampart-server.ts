@@ -37,6 +37,7 @@ import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import { openAdmin, type Admin } from '../admin/index.js';
 
 export interface RampartServerOptions {
   config: RampartConfig;
@@ -59,6 +60,8 @@ export interface RampartServer {
   /** Counters for tests and the admin view. */
   stats(): { open: number; unauthenticated: number; unauthenticatedIps: number; users: number };
   readonly limits: Limits;
+  /** The admin API's own listener (`admin.port`), when it has one. */
+  adminAddress(): AddressInfo | undefined;
 }
 
 const DEMO_PAGE = fileURLToPath(new URL('../../public/index.html', import.meta.url));
@@ -113,6 +116,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const store: Store = await openStore(config.storage, cipher ? { cipher } : {});
   let bus: Bus | undefined;
   let limits: Limits | undefined;
+  let admin: Admin | undefined;
   try {
     bus = await openBus({
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
@@ -129,6 +133,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       onBackendError: (err: unknown) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'limits backend error'),
     });
     if (!(await limits.ready(5000))) logger.error('limits backend (Redis) not reachable: new connections are refused until it is');
+    admin = await openAdmin({ config, nodeId, logger, security });
   } catch (err) {
     await Promise.allSettled([store.close(), bus?.close(), limits?.close()]);
     throw err;
@@ -138,7 +143,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     maxInboxSize: config.chat.maxInboxSize,
     onBatch: (size) => metrics.storeBatchSize.observe(size),
   });
-  const sessions = new SessionRegistry(bus);
+  const sessions = new SessionRegistry(bus, admin.control.observer);
   const chat = new ChatService({
     store,
     committer,
@@ -186,6 +191,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       updateGauges();
     },
     onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'inbox replay failed'),
+    access: admin.control.policy,
   });
   const handleFrame = createFramePipeline({
     maxPreAuthMessageSize: config.maxPreAuthMessageSize,
@@ -197,6 +203,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     chat,
     authenticator,
     countFrame: (type) => metrics.framesIn.inc({ type }),
+    userSessions: admin.userSessions,
   });
   const hooks: SessionHooks = {
     handleFrame,
@@ -251,6 +258,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     metrics: metrics.registry,
     ...(options.demoPage === false ? {} : { demoPage: DEMO_PAGE }),
   });
+  const httpHandler = admin.mount(routes);
   const serverOptions = {
     headersTimeout: L.headersTimeout,
     requestTimeout: L.headersTimeout + 1000,
@@ -258,8 +266,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     maxHeaderSize: 16384,
   };
   const server: Server = config.tls
-    ? createHttpsServer({ ...serverOptions, cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: config.tls.minVersion }, routes)
-    : createHttpServer(serverOptions, routes);
+    ? createHttpsServer({ ...serverOptions, cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: config.tls.minVersion }, httpHandler)
+    : createHttpServer(serverOptions, httpHandler);
   const trustedProxies = new Set(config.behindProxy);
   const attemptRule = { name: 'attempts', limit: L.connectionAttemptsPerMinute, windowMs: 60_000 };
   let closing = false;
@@ -349,8 +357,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     nodeId,
     limits,
     stats: () => ({ open: open.size, unauthenticated: unauthenticated.size, unauthenticatedIps: unauthByIp.size, users: sessions.userCount }),
-    listen: () =>
-      new Promise((resolve, reject) => {
+    adminAddress: () => admin!.address(),
+    listen: async () => {
+      await admin!.listen();
+      return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(config.port, config.host, () => {
           server.off('error', reject);
@@ -358,7 +368,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
           logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls), nodeId }, 'listening');
           resolve(address);
         });
-      }),
+      });
+    },
     close: async () => {
       if (closing) return;
       closing = true;
@@ -371,7 +382,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       server.closeAllConnections?.();
       await serverClosed;
       await committer.close();
-      await Promise.allSettled([store.close(), bus!.close(), limits!.close()]);
+      await Promise.allSettled([store.close(), bus!.close(), limits!.close(), admin!.close()]);
       logger.info('closed');
     },
   };
