@@ -8,8 +8,11 @@
 export type CloseCause = 'admin' | 'user' | 'banned';
 
 export type ControlCommand =
-  | { kind: 'close'; cause: CloseCause; userKey: string; sessionId?: string }
-  | { kind: 'revoke'; jti: string };
+  /** `until`: end of a ban (cause `banned`). */
+  | { kind: 'close'; cause: CloseCause; userKey: string; sessionId?: string; until?: number }
+  | { kind: 'revoke'; jti: string }
+  /** Forget a ban this node may still hold in its short race window (session-control.ts). */
+  | { kind: 'unban'; userKey: string };
 
 export type ControlHandler = (command: ControlCommand) => void;
 
@@ -49,8 +52,16 @@ export function parseControlCommand(text: string): ControlCommand | undefined {
   if (typeof v !== 'object' || v === null) return undefined;
   const c = v as Record<string, unknown>;
   if (c.kind === 'revoke' && isField(c.jti)) return { kind: 'revoke', jti: c.jti };
+  if (c.kind === 'unban' && isField(c.userKey)) return { kind: 'unban', userKey: c.userKey };
   if (c.kind !== 'close' || !isField(c.userKey)) return undefined;
   if (c.cause !== 'admin' && c.cause !== 'user' && c.cause !== 'banned') return undefined;
   if (c.sessionId !== undefined && !isField(c.sessionId)) return undefined;
-  return { kind: 'close', cause: c.cause, userKey: c.userKey, ...(c.sessionId !== undefined ? { sessionId: c.sessionId } : {}) };
+  if (c.until !== undefined && typeof c.until !== 'number') return undefined;
+  return {
+    kind: 'close',
+    cause: c.cause,
+    userKey: c.userKey,
+    ...(c.sessionId !== undefined ? { sessionId: c.sessionId } : {}),
+    ...(typeof c.until === 'number' ? { until: c.until } : {}),
+  };
 }

@@ -107,7 +107,11 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       for (const s of local.values()) if (s.identity?.jti === command.jti) closeRevoked(s);
       return;
     }
-    if (command.cause === 'banned') recentBans.add(command.userKey, Date.now() + RACE_WINDOW_MS);
+    if (command.kind === 'unban') {
+      recentBans.delete(command.userKey);
+      return;
+    }
+    if (command.cause === 'banned') recentBans.add(command.userKey, Math.min(Date.now() + RACE_WINDOW_MS, command.until ?? Infinity));
     for (const s of [...local.values()]) {
       if (s.userKey !== command.userKey) continue;
       if (command.sessionId === undefined || command.sessionId === idOf(s)) CLOSES[command.cause](s);
@@ -146,9 +150,13 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     disconnect: (userKey, sessionId) => channel.publish({ kind: 'close', cause: 'admin', userKey, ...(sessionId !== undefined ? { sessionId } : {}) }),
     async ban(userKey, until) {
       await policy.ban(userKey, until);
-      await channel.publish({ kind: 'close', cause: 'banned', userKey });
+      await channel.publish({ kind: 'close', cause: 'banned', userKey, until });
     },
-    unban: (userKey) => policy.unban(userKey),
+    async unban(userKey) {
+      const lifted = await policy.unban(userKey);
+      await channel.publish({ kind: 'unban', userKey });
+      return lifted;
+    },
     async revoke(jti, until) {
       await policy.revoke(jti, until);
       await channel.publish({ kind: 'revoke', jti });
