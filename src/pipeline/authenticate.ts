@@ -3,6 +3,7 @@
  * socket: a refresh must carry the same tenant and `sub`. A success finds the session's resume
  * point (`after`, else the device's position, else what no device acknowledged), answers
  * `auth_success`, and starts the session's timeline stream: replay from storage, then live.
+ * Banned users and revoked tokens (the access policy, src/admin/) are refused at auth and refresh.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CloseCode } from '../protocol/close-codes.js';

@@ -48,6 +48,7 @@ describe('admin API across two nodes sharing Redis', () => {
     const { client, reply } = await authAs(node.url, sub, jti);
     clients.push(client);
     assert.equal(reply.type, 'auth_success');
+    assert.equal(typeof reply.lastPos, 'number', 'v2 auth_success');
     return client;
   };
 

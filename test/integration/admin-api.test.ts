@@ -54,7 +54,15 @@ async function authAs(url: string, sub: string, extra: { deviceId?: string; jti?
   client.send({ type: 'auth', token: await token({ sub, ...(extra.jti ? { jti: extra.jti } : {}) }), ...(extra.deviceId ? { deviceId: extra.deviceId } : {}) });
   const reply = await client.next((f) => f.type === 'auth_success' || f.type === 'auth_failure');
   if (reply.type !== 'auth_success') throw new Error(`auth failed: ${String(reply.reason)}`);
+  // v2: every auth_success names where the device's stream resumes.
+  assert.ok(typeof reply.resumeAfter === 'number' && typeof reply.lastPos === 'number', 'auth_success has resumeAfter and lastPos');
   return client;
+}
+
+/** Sends a direct message and waits until it is stored (`message_sent`). */
+async function say(from: TestClient, recipientId: string, content: string, clientMsgId: string): Promise<Frame> {
+  from.send({ type: 'chat_message', recipientId, content, clientMsgId });
+  return from.next((f) => f.type === 'message_sent' && f.clientMsgId === clientMsgId);
 }
 
 async function tryAuth(url: string, sub: string, jti?: string): Promise<{ client: TestClient; reply: Frame }> {
@@ -211,6 +219,31 @@ for (const backend of backends('admin')) {
         track(attempt.client);
         return attempt.reply.type === 'auth_success';
       }, 3000, 'the ban to expire', 100);
+    });
+
+    test('a ban keeps the timeline: what was sent while banned reaches the device, in pos order, after unban', async () => {
+      const sub = newUserId();
+      const sender = track(await authAs(wsUrl, newUserId()));
+      const phone = track(await authAs(wsUrl, sub, { deviceId: 'phone' }));
+      const first = await say(sender, sub, 'before the ban', 'b1');
+      assert.equal((await phone.next((f) => f.type === 'chat_message' && f.id === first.id)).pos, 1);
+      assert.equal((await admin('POST', `/admin/users/${sub}/ban`, { durationMs: 60_000 })).status, 200);
+      assert.equal((await phone.closed).code, 4010);
+      const second = await say(sender, sub, 'during the ban', 'b2');
+      assert.equal((await admin('DELETE', `/admin/users/${sub}/ban`)).status, 200);
+      // Nothing was acknowledged (no `ack {upTo}`): the device resumes from the start.
+      const back = openClient(wsUrl);
+      track(back);
+      await back.opened;
+      back.send({ type: 'auth', token: await token({ sub }), deviceId: 'phone' });
+      const ok = await back.nextOfType('auth_success');
+      assert.deepEqual([ok.resumeAfter, ok.lastPos], [0, 2]);
+      await back.next((f) => f.type === 'chat_message' && f.pos === 2);
+      const events = back.frames.filter((f) => f.type === 'chat_message');
+      assert.deepEqual(events.map((f) => [f.pos, f.id, f.content]), [
+        [1, first.id, 'before the ban'],
+        [2, second.id, 'during the ban'],
+      ]);
     });
 
     test('revoke by jti: its sessions closed (invalid_token, 4003), refused at auth and on refresh; other tokens unaffected', async () => {
