@@ -57,6 +57,8 @@ interface DemoUser {
   context: BrowserContext;
   /** Text frames the page sent, parsed. */
   sent: { type: string; [k: string]: unknown }[];
+  /** Text frames the page received, parsed. */
+  received: { type: string; [k: string]: unknown }[];
   /** Dialogs, uncaught page errors and CSP violations: each fails the test. */
   problems: string[];
 }
@@ -89,16 +91,21 @@ describe('demo page in Chromium', () => {
     const context = await browser.newContext({ viewport });
     context.setDefaultTimeout(STEP_MS);
     const page = await context.newPage();
-    const user: DemoUser = { id, page, context, sent: [], problems: [] };
+    const user: DemoUser = { id, page, context, sent: [], received: [], problems: [] };
     users.push(user);
     page.on('dialog', (d) => {
       user.problems.push(`dialog ${d.type()}: ${d.message()}`);
       void d.dismiss();
     });
     page.on('pageerror', (e) => user.problems.push(`page error: ${e.message}`));
-    page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => {
-      if (typeof payload === 'string') user.sent.push(JSON.parse(payload) as DemoUser['sent'][number]);
-    }));
+    page.on('websocket', (ws) => {
+      ws.on('framesent', ({ payload }) => {
+        if (typeof payload === 'string') user.sent.push(JSON.parse(payload) as DemoUser['sent'][number]);
+      });
+      ws.on('framereceived', ({ payload }) => {
+        if (typeof payload === 'string') user.received.push(JSON.parse(payload) as DemoUser['received'][number]);
+      });
+    });
     await page.exposeFunction('__reportCsp', (d: string) => user.problems.push(`CSP violation: ${d}`));
     await page.addInitScript(() => {
       document.addEventListener('securitypolicyviolation', (e) => (window as unknown as { __reportCsp(d: string): void }).__reportCsp(`${e.violatedDirective} ${e.blockedURI}`));
@@ -126,7 +133,7 @@ describe('demo page in Chromium', () => {
     for (const u of list) assert.deepEqual(u.problems, [], `page of ${u.id}`);
   }
 
-  test('A sends B a message: B sees it and acks it, A sees it marked sent', { timeout: 60_000 }, async () => {
+  test('A sends B a message: B sees it and acks its pos (ack {upTo}), A sees it marked sent', { timeout: 60_000 }, async () => {
     const [a, b] = [await openDemo(), await openDemo()];
     await say(a, b, 'hello <b>Bob</b> & co');
     const got = incoming(b).first();
@@ -142,11 +149,29 @@ describe('demo page in Chromium', () => {
     const chat = a.sent.find((f) => f.type === 'chat_message');
     assert.equal(chat?.recipientId, b.id);
     assert.equal(typeof chat?.clientMsgId, 'string');
-    // B acks what it received (batched, shortly after).
-    await waitFor(() => b.sent.some((f) => f.type === 'ack' && (f.messageIds as string[]).includes(id)), STEP_MS, 'B to ack the message');
+    // B acks what it processed (batched, shortly after): the frame's timeline position.
+    const pos = Number(await got.getAttribute('data-pos'));
+    assert.equal(pos, 1);
+    await waitFor(() => b.sent.some((f) => f.type === 'ack' && f.upTo === pos), STEP_MS, 'B to ack the message');
+    // A acks its own message_sent (its pos in A's timeline), so its other devices need not replay it.
+    assert.equal(await mine.getAttribute('data-pos'), '1');
+    await waitFor(() => a.sent.some((f) => f.type === 'ack' && f.upTo === 1), STEP_MS, 'A to ack its message_sent');
+    for (const u of [a, b]) {
+      for (const f of u.sent.filter((x) => x.type === 'ack')) assert.deepEqual(Object.keys(f).sort(), ['type', 'upTo'], 'v2 acks only');
+    }
     assert.equal(a.sent[0]?.type, 'auth', 'auth is the first frame');
     assert.equal(typeof a.sent[0]?.token, 'string');
+    assert.match(String(a.sent[0]?.deviceId), /^web-[0-9a-f]{24}$/, 'the page names its device');
     assertNoProblems(a, b);
+  });
+
+  test('the page never parses message content into the live DOM as HTML (no innerHTML, outerHTML, insertAdjacentHTML, document.write)', async () => {
+    assert.ok(srv);
+    const html = await (await fetch(`${srv.httpUrl}/`)).text();
+    const script = html.slice(html.indexOf('<script>'));
+    for (const sink of [/\.innerHTML\s*=/, /\.outerHTML\s*=/, /insertAdjacentHTML/, /document\.write/, /\beval\(/, /new Function/]) {
+      assert.doesNotMatch(script, sink);
+    }
   });
 
   test('XSS payloads stay inert on the recipient page', { timeout: 60_000 }, async () => {
@@ -215,11 +240,45 @@ describe('demo page in Chromium', () => {
     assertNoProblems(a, b, a2);
   });
 
+  test("a user's second device sees what the first sent, live, as outgoing; a reconnect resumes after what was acked", { timeout: 60_000 }, async () => {
+    const [a, b] = [await openDemo(), await openDemo()];
+    const a2 = await openDemo(a.id);
+    await say(a, b, 'from the <b>first</b> device');
+    const copy = outgoing(a2).first();
+    await copy.waitFor();
+    assert.equal(await copy.getByTestId('message-content').innerHTML(), 'from the <b>first</b> device');
+    assert.equal(await incoming(a2).count(), 0);
+    await incoming(b).first().waitFor();
+    await waitFor(() => b.sent.some((f) => f.type === 'ack' && f.upTo === 1), STEP_MS, 'B to ack pos 1');
+
+    // B disconnects; A sends two more; B reconnects (same browser, same deviceId) and gets exactly those, in order.
+    const deviceB = b.sent.find((f) => f.type === 'auth')?.deviceId;
+    await b.page.getByTestId('connect-button').click();
+    await b.page.getByTestId('status').filter({ hasText: 'Disconnected: 1000' }).waitFor();
+    await say(a, b, 'while you were away 1');
+    await a.page.locator('[data-testid="message"][data-direction="out"][data-state="sent"]').nth(1).waitFor();
+    await say(a, b, 'while you were away 2');
+    await a.page.locator('[data-testid="message"][data-direction="out"][data-state="sent"]').nth(2).waitFor();
+    const sentBefore = b.sent.length;
+    const receivedBefore = b.received.length;
+    await b.page.getByTestId('connect-button').click();
+    await incoming(b).nth(2).waitFor();
+    const auth = b.sent.slice(sentBefore).find((f) => f.type === 'auth');
+    assert.equal(auth?.deviceId, deviceB, 'the device id is stable across reconnects');
+    const texts = await incoming(b).evaluateAll((els) => els.map((e) => [(e as HTMLElement).dataset.pos, e.querySelector('[data-testid="message-content"]')?.textContent]));
+    assert.deepEqual(texts, [['1', 'from the first device'], ['2', 'while you were away 1'], ['3', 'while you were away 2']]);
+    const again = b.received.slice(receivedBefore);
+    assert.deepEqual(again.find((f) => f.type === 'auth_success'), { type: 'auth_success', userId: b.id, resumeAfter: 1, lastPos: 3 });
+    assert.deepEqual(again.filter((f) => f.type === 'chat_message').map((f) => f.pos), [2, 3], 'pos 1 was acked: not replayed; 2 and 3 once each');
+    await waitFor(() => b.sent.slice(sentBefore).some((f) => f.type === 'ack' && f.upTo === 3), STEP_MS, 'B to ack the replay');
+    assertNoProblems(a, b, a2);
+  });
+
   test('a bad token: the status line shows the auth failure and the close code', { timeout: 60_000 }, async () => {
     assert.ok(browser && srv);
     const context = await browser.newContext();
     const page = await context.newPage();
-    users.push({ id: 'bad-token', page, context, sent: [], problems: [] });
+    users.push({ id: 'bad-token', page, context, sent: [], received: [], problems: [] });
     await page.goto(`${srv.httpUrl}/`);
     await page.getByTestId('connect-button').click();
     // An empty token never reaches the network: the field is required.
@@ -253,7 +312,7 @@ describe('demo page in Chromium', () => {
 
     const context = await browser.newContext();
     const page = await context.newPage();
-    users.push({ id: 'foreign', page, context, sent: [], problems: [] });
+    users.push({ id: 'foreign', page, context, sent: [], received: [], problems: [] });
     await page.goto(`http://127.0.0.1:${foreignPort}/`);
     await page.waitForFunction(() => (window as unknown as { result: { done?: boolean } }).result.done === true, undefined, { timeout: STEP_MS });
     const events = await page.evaluate(() => (window as unknown as { result: { events: string[] } }).result.events);
