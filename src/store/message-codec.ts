@@ -55,6 +55,9 @@ export function roleName(code: number | string): MemberRole {
 
 /** conversations.direct_key of a pair of users' integer ids (order-independent). */
 export function directKey(a: number | bigint | string, b: number | bigint | string): string {
+  if (typeof a === 'number' && typeof b === 'number' && Number.isSafeInteger(a) && Number.isSafeInteger(b)) {
+    return a <= b ? `${a}:${b}` : `${b}:${a}`;
+  }
   const x = BigInt(a);
   const y = BigInt(b);
   return x <= y ? `${x}:${y}` : `${y}:${x}`;

@@ -113,8 +113,9 @@ function buildSql(t: (table: string) => string) {
         ) AS p(u)
       )
       SELECT id, uuid, direct_key FROM c`,
-    findGroups: `
-      SELECT id, tenant_id, uuid FROM ${t('conversations')} WHERE uuid = ANY($1::uuid[]) AND kind = ${KIND_GROUP}`,
+    // Any kind: a message may name a direct conversation by its id too.
+    findConversations: `
+      SELECT id, tenant_id, uuid, kind FROM ${t('conversations')} WHERE uuid = ANY($1::uuid[])`,
     lockConversations: `
       SELECT id, last_seq, closed FROM ${t('conversations')} WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE`,
     lockGroup: `
@@ -389,8 +390,8 @@ export class PostgresStore implements Store {
   readonly #userIds = new Map<string, number>();
   /** direct_key → conversation, committed rows only. */
   readonly #directs = new Map<string, DirectConversation>();
-  /** (tenant, group uuid) → conversations.id, committed rows only. */
-  readonly #groupIds = new Map<string, number>();
+  /** (tenant, conversation uuid) → conversations.id and kind, committed rows only. */
+  readonly #convIds = new Map<string, { id: number; kind: number }>();
   #initialized = false;
   #closed = false;
 
@@ -475,26 +476,32 @@ export class PostgresStore implements Store {
       if (!directWanted.has(k)) directWanted.set(k, { tenant: m.tenantId, at: m.timestamp });
     }
     const directs = await this.#resolveDirects(tx, directWanted);
-    // key(tenant, uuid) → id. A group's id and tenant never change: committed rows are cached.
-    const groups = new Map<string, number>();
+    // Conversations named by id (groups, and direct ones named by id): key(tenant, uuid) → id and
+    // kind. A conversation's id, tenant and kind never change: committed rows are cached.
+    const groups = new Map<string, { id: number; kind: number }>();
     const unknownGroups: string[] = [];
     for (const m of batch) {
       if (!('conversationId' in m.to) || !isUuid(m.to.conversationId)) continue;
       const k = key(m.tenantId, m.to.conversationId.toLowerCase());
-      const id = this.#groupIds.get(k);
-      if (id !== undefined) groups.set(k, id);
+      const c = this.#convIds.get(k);
+      if (c !== undefined) groups.set(k, c);
       else unknownGroups.push(m.to.conversationId.toLowerCase());
     }
     if (unknownGroups.length > 0) {
-      const { rows } = await client.query<{ id: number; tenant_id: string; uuid: string }>({
-        ...this.#sql.findGroups,
+      const { rows } = await client.query<{ id: number; tenant_id: string; uuid: string; kind: number }>({
+        ...this.#sql.findConversations,
         values: [[...new Set(unknownGroups)]],
       });
+      const createdHere = new Set<number>();
+      for (const d of tx.newDirects.values()) createdHere.add(d.id);
       for (const row of rows) {
         const k = key(row.tenant_id, row.uuid);
-        groups.set(k, row.id);
-        if (this.#groupIds.size >= CACHE_LIMIT) this.#groupIds.clear();
-        this.#groupIds.set(k, row.id);
+        const c = { id: row.id, kind: Number(row.kind) };
+        groups.set(k, c);
+        // A direct conversation this transaction created is not committed yet: not cached.
+        if (createdHere.has(row.id)) continue;
+        if (this.#convIds.size >= CACHE_LIMIT) this.#convIds.clear();
+        this.#convIds.set(k, c);
       }
     }
 
@@ -502,7 +509,7 @@ export class PostgresStore implements Store {
     // lock every user the batch may append to: always in this order.
     const convIds = new Set<number>();
     for (const d of directs.values()) convIds.add(d.id);
-    for (const id of groups.values()) convIds.add(id);
+    for (const c of groups.values()) convIds.add(c.id);
     const convState = new Map<number, { lastSeq: number; closed: boolean }>();
     {
       const { rows } = await client.query<{ id: number; last_seq: string; closed: boolean }>({
@@ -513,7 +520,7 @@ export class PostgresStore implements Store {
     }
     const groupMembers = new Map<number, CurrentMember[]>();
     if (groups.size > 0) {
-      for (const m of await this.#currentMembers(client, [...groups.values()])) {
+      for (const m of await this.#currentMembers(client, [...new Set([...groups.values()].map((c) => c.id))])) {
         let list = groupMembers.get(m.conv);
         if (list === undefined) groupMembers.set(m.conv, (list = []));
         list.push(m);
@@ -576,7 +583,8 @@ export class PostgresStore implements Store {
           }
         }
       } else {
-        const id = isUuid(m.to.conversationId) ? groups.get(key(m.tenantId, m.to.conversationId.toLowerCase())) : undefined;
+        const c = isUuid(m.to.conversationId) ? groups.get(key(m.tenantId, m.to.conversationId.toLowerCase())) : undefined;
+        const id = c?.id;
         const state = id === undefined ? undefined : convState.get(id);
         const members = id === undefined ? undefined : groupMembers.get(id);
         if (id === undefined || state === undefined || state.closed || members === undefined || !members.some((x) => x.uid === sender)) {
@@ -585,12 +593,25 @@ export class PostgresStore implements Store {
         }
         conv = id;
         conversationId = m.to.conversationId.toLowerCase();
-        recipients = [];
-        for (const x of members) {
-          if (x.uid === sender) recipients.push(x.uid);
-          else {
-            const u = users.get(x.uid)!;
-            if (u.lastPos - u.ackedPos < maxInboxSize) recipients.push(x.uid);
+        if (c!.kind === KIND_DIRECT) {
+          // A direct conversation named by its id: the other member (the sender for a note to self).
+          peer = members.find((x) => x.uid !== sender)?.uid ?? sender;
+          recipients = peer === sender ? [sender] : [sender, peer];
+          if (peer !== sender) {
+            const p = users.get(peer)!;
+            if (p.lastPos - p.ackedPos >= maxInboxSize) {
+              out[i] = INBOX_FULL;
+              continue;
+            }
+          }
+        } else {
+          recipients = [];
+          for (const x of members) {
+            if (x.uid === sender) recipients.push(x.uid);
+            else {
+              const u = users.get(x.uid)!;
+              if (u.lastPos - u.ackedPos < maxInboxSize) recipients.push(x.uid);
+            }
           }
         }
       }

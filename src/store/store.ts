@@ -43,8 +43,10 @@ export interface NewMessage extends MessageBody {
   tenantId: string;
   senderId: string;
   /**
-   * Direct: the peer's user id — the pair's conversation is found or created (a user may write to
-   * themselves: a one-member direct conversation). Group: the conversation id.
+   * `peerId`: the peer's user id — the pair's direct conversation is found or created (a user may
+   * write to themselves: a one-member direct conversation). `conversationId`: any conversation the
+   * sender is a current member of — a group, or an existing direct conversation (its one or two
+   * members receive it, with the recipient's backlog bound as by `peerId`); otherwise `forbidden`.
    */
   to: { peerId: string } | { conversationId: string };
   timestamp: number;
@@ -113,9 +115,9 @@ export type AppendOutcome =
   | { status: 'stored'; message: StoredMessage; deliveries: Delivery[] }
   /** The same (tenant, sender, clientMsgId) was stored before: `message` is the first one; nothing new stored. */
   | { status: 'duplicate'; message: StoredMessage }
-  /** Direct only: the recipient's backlog (lastPos − ackedPos) is at `maxInboxSize`: nothing stored. */
+  /** Direct only (by `peerId` or by `conversationId`): the recipient's backlog (lastPos − ackedPos) is at `maxInboxSize`: nothing stored. */
   | { status: 'inbox_full' }
-  /** Group: the sender is not a current member, the group is closed, or no such group in this tenant. */
+  /** By `conversationId`: the sender is not a current member, the group is closed, or no such conversation in this tenant. */
   | { status: 'forbidden' };
 
 export interface AppendOptions {

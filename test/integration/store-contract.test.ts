@@ -15,7 +15,7 @@ import { ContentCipher, UnknownKeyError } from '../../src/store/content-cipher.j
 import { GroupCommitter } from '../../src/store/group-commit.js';
 import { openStore } from '../../src/store/open-store.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
-import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/store/sqlite-store.js';
 import type {
   AppendOptions,
   AppendOutcome,
@@ -295,6 +295,46 @@ function storeContract(name: string, makeHarness: () => Harness): void {
       assert.deepEqual(await store.membersIfMember(T, self.conversationId, carol!), [carol]);
       assert.equal(await lastPos(store, carol!), 2);
       assert.deepEqual(sorted((await store.membersIfMember(T, conversationId, bob!))!), sorted([alice!, bob!]));
+    });
+
+    test('a direct conversation named by its conversationId: either member may send; anyone else is forbidden', async () => {
+      const [alice, bob, mallory] = users(3);
+      const first = stored((await store.appendMessages([dm(alice!, bob!)], LIMITS))[0]);
+      const conversationId = first.conversationId;
+      // Both members, by id, in one batch with a by-peer message: one conversation, seq continues.
+      const byId = [gm(bob!, conversationId), dm(alice!, bob!), gm(alice!, conversationId.toUpperCase())];
+      const out = await store.appendMessages(byId, LIMITS);
+      assert.deepEqual(out.map((o) => stored(o).seq), [2, 3, 4]);
+      assert.deepEqual(out.map((o) => stored(o).conversationId), [conversationId, conversationId, conversationId]);
+      assert.deepEqual(out.map((o) => stored(o).conversationKind), ['direct', 'direct', 'direct']);
+      assert.deepEqual(out.map((o) => stored(o).recipientId), [alice, bob, bob]);
+      assert.deepEqual(stored(out[0]), { ...stored(out[1]), id: byId[0]!.id, senderId: bob, recipientId: alice, seq: 2, content: byId[0]!.content, timestamp: byId[0]!.timestamp });
+      assert.deepEqual(deliveriesOf(out[0]), sortDeliveries([d(alice!, 2), d(bob!, 2)]));
+      assert.deepEqual(deliveriesOf(out[2]), sortDeliveries([d(alice!, 4), d(bob!, 4)]));
+      // Both timelines hold it, decoded as stored (recipientId set).
+      for (const u of [alice!, bob!]) {
+        const tl = await allEntries(store, u);
+        assert.deepEqual(tl.map((e) => e.event), [first, ...out.map(stored)]);
+      }
+      const page = await store.history(T, alice!, { peerId: bob! }, { limit: 10, groupHistory: 'all' });
+      assert.deepEqual(page?.events.map((e) => e.seq), [4, 3, 2, 1]);
+
+      // A third user naming that id is forbidden, and nothing is stored.
+      assert.deepEqual(await store.appendMessages([gm(mallory!, conversationId)], LIMITS), [{ status: 'forbidden' }]);
+      assert.equal(await lastPos(store, mallory!), 0);
+      assert.equal(await lastPos(store, alice!), 4);
+      assert.equal(await lastPos(store, bob!), 4);
+
+      // The recipient's bound applies as for a message by peer; a note to self by id has one member.
+      assert.equal(await store.ack(T, alice!, undefined, 4), 4);
+      const bounded = await store.appendMessages([gm(alice!, conversationId)], { maxInboxSize: 4 });
+      assert.deepEqual(bounded, [{ status: 'inbox_full' }]);
+      const self = stored((await store.appendMessages([dm(mallory!, mallory!)], LIMITS))[0]);
+      const again = await store.appendMessages([gm(mallory!, self.conversationId), gm(alice!, self.conversationId)], LIMITS);
+      assert.equal(stored(again[0]).seq, 2);
+      assert.equal(stored(again[0]).recipientId, mallory);
+      assert.deepEqual(deliveriesOf(again[0]), [d(mallory!, 2)]);
+      assert.deepEqual(again[1], { status: 'forbidden' });
     });
 
     test('round-trips replyTo, attachments, mentions, hashtags, links and clientMsgId; absent stays absent', async () => {
@@ -1059,6 +1099,89 @@ function storeContract(name: string, makeHarness: () => Harness): void {
 
 storeContract('SQLite', sqliteHarness);
 storeContract('PostgreSQL', postgresHarness);
+
+describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', () => {
+  test('rows, counters, dedupe keys and indexes survive; new writes continue seq and pos', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-v2-'));
+    const file = join(dir, 'store.db');
+    const [alice, bob] = users(2);
+    const conversationId = randomUUID();
+    const [ts1, ts2] = [nextTs(), nextTs()];
+    const [id1, id2] = [v7(ts1), v7(ts2)];
+    try {
+      // A v2 database as migration 2 left it, with one direct conversation of two messages.
+      const db = new Database(file);
+      db.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+      for (const [i, sql] of SQLITE_MIGRATIONS.slice(0, 2).entries()) {
+        db.exec(sql);
+        db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(i + 1, BASE_TS);
+      }
+      const b = (u: string): Buffer => Buffer.from(u.replaceAll('-', ''), 'hex');
+      db.prepare('INSERT INTO users (id, tenant_id, user_id, last_pos, acked_pos) VALUES (1, ?, ?, 2, 2), (2, ?, ?, 2, 1)').run(T, b(alice!), T, b(bob!));
+      db.prepare(
+        `INSERT INTO conversations (id, uuid, tenant_id, kind, direct_key, last_seq, last_at, closed, created_at)
+         VALUES (1, ?, ?, 0, '1:2', 2, ?, 0, ?)`,
+      ).run(b(conversationId), T, ts2, ts1);
+      db.exec('INSERT INTO members (conv, user, role, joined_seq) VALUES (1, 1, 0, 1), (1, 2, 0, 1)');
+      const event = db.prepare(
+        `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
+         VALUES (1, ?, ?, 0, ?, ?, NULL, NULL, NULL, '[]', '[]', '[]', ?, ?)`,
+      );
+      event.run(1, b(id1), 1, 'first', ts1, 'v2-1');
+      event.run(2, b(id2), 2, 'second', ts2, null);
+      db.exec('INSERT INTO timeline (user, pos, conv, seq) VALUES (1, 1, 1, 1), (1, 2, 1, 2), (2, 1, 1, 1), (2, 2, 1, 2)');
+      db.close();
+
+      const store = new SqliteStore(file);
+      await store.init();
+      try {
+        const check = new Database(file, { readonly: true });
+        try {
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3]);
+          const sql = check.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").pluck().get() as string;
+          assert.doesNotMatch(sql, /WITHOUT ROWID/i);
+          const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
+          assert.deepEqual(indexes, ['events_conv_seq', 'events_dedupe', 'events_id']);
+        } finally {
+          check.close();
+        }
+        const expected = (id: string, seq: number, from: string, to: string, content: string, timestamp: number): StoredMessage => ({
+          kind: 'message',
+          id,
+          tenantId: T,
+          conversationId,
+          conversationKind: 'direct',
+          seq,
+          senderId: from,
+          recipientId: to,
+          content,
+          mentions: [],
+          hashtags: [],
+          links: [],
+          timestamp,
+        });
+        const m1 = { ...expected(id1, 1, alice!, bob!, 'first', ts1), clientMsgId: 'v2-1' };
+        const m2 = expected(id2, 2, bob!, alice!, 'second', ts2);
+        assert.deepEqual((await store.timeline(T, bob!, 0, 10)).entries, [{ pos: 1, event: m1 }, { pos: 2, event: m2 }]);
+        assert.deepEqual(await store.syncState(T, bob!), { lastPos: 2, userAckedPos: 1 });
+        const page = await store.history(T, alice!, { peerId: bob! }, { limit: 10, groupHistory: 'all', beforeId: id2 });
+        assert.deepEqual(page, { conversationId, events: [m1] });
+        // The dedupe key survived; new messages (by peer and by id) continue seq and pos.
+        const out = await store.appendMessages([dm(alice!, bob!, { clientMsgId: 'v2-1' }), dm(bob!, alice!), gm(alice!, conversationId)], LIMITS);
+        assert.deepEqual(out[0], { status: 'duplicate', message: m1 });
+        assert.deepEqual([stored(out[1]).seq, stored(out[2]).seq], [3, 4]);
+        assert.deepEqual(deliveriesOf(out[2]), sortDeliveries([d(alice!, 4), d(bob!, 4)]));
+        assert.deepEqual((await store.history(T, bob!, { conversationId }, { limit: 10, groupHistory: 'all' }))?.events.map((e) => e.seq), [4, 3, 2, 1]);
+        assert.equal(await store.pruneOlderThan(ts1 + 1), 1);
+        assert.equal((await store.timeline(T, alice!, 0, 10)).firstPos, 2);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('PostgresStore: nodes initialising at once', () => {
   test('two nodes initialising a fresh schema at the same time both succeed, migrating once', async () => {
