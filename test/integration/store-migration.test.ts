@@ -478,14 +478,14 @@ function migrationSuite(name: string, makeBackend: () => Backend): void {
       assert.ok(interleaved, 'an acked message after an unacked one in the same inbox');
     });
 
-    test('the v1 tables are gone, the v2 tables exist, schema version 2', async () => {
+    test('the v1 tables are gone, the v2 tables exist, schema version 3 (v2 then v3 applied)', async () => {
       const tables = await backend.tables();
       assert.ok(!tables.includes('messages'), `messages still exists: ${tables.join(', ')}`);
       assert.ok(!tables.includes('inbox_counts'), `inbox_counts still exists: ${tables.join(', ')}`);
       for (const table of ['users', 'conversations', 'members', 'events', 'timeline', 'devices']) {
         assert.ok(tables.includes(table), `${table} is missing: ${tables.join(', ')}`);
       }
-      assert.deepEqual(await backend.versions(), [1, 2]);
+      assert.deepEqual(await backend.versions(), [1, 2, 3]);
     });
 
     test('history per pair: every message kept, in v1 order, seq 1..n, from both sides', async () => {
@@ -668,7 +668,7 @@ function migrationSuite(name: string, makeBackend: () => Backend): void {
       const second = await backend.open(keyring);
       try {
         await second.init();
-        assert.deepEqual(await backend.versions(), [1, 2]);
+        assert.deepEqual(await backend.versions(), [1, 2, 3]);
         assert.deepEqual(await second.syncState(ACME, bob), before);
         assert.deepEqual(await second.timeline(ACME, bob, 0, 1000), page);
         assert.deepEqual(await store.timeline(ACME, bob, 0, 1000), page);
