@@ -16,6 +16,13 @@
  *   devices acknowledged (the resume point of a new device: "what no device has acknowledged").
  * - Every method that reads or writes on behalf of a user is scoped by tenant: the same uuid in
  *   another tenant is another user. A conversation of another tenant does not exist for the caller.
+ * - Schema 3 adds, per member, `delivered` (moved by `acknowledge`) and a public `read` position
+ *   (`updateRead`; a private read moves only the member's own read_seq), and two more event kinds
+ *   with their own seq in the conversation and one timeline entry per current member: an edit
+ *   (`reply_to` = the edited message, the new body sealed under the edit's id) and a delete
+ *   (`reply_to` = the deleted message, no body). The edited message's row holds the latest body and
+ *   `edited_at`; a deleted message's row becomes a tombstone (kind 4) and the bodies of its edits are
+ *   erased. History lists messages and membership events, not edits or deletes.
  * - Every field derived from what users wrote (content, attachments, mentions, hashtags, links,
  *   group names, names inside membership events) is sealed at rest when a cipher is configured.
  */
