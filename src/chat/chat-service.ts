@@ -22,6 +22,7 @@ import { peerKey } from './authorization.js';
 import { TimelinePublisher } from './timeline-publisher.js';
 import { toHistoryItem, toWireMessage } from './timeline-frames.js';
 import { withRequestId } from './replies.js';
+import type { ReceiptService } from './receipt-service.js';
 
 /** Where replies to the acting user go (a session, in practice). */
 export interface Outbox {
@@ -55,6 +56,7 @@ export interface ChatServiceOptions {
   bus: Bus;
   publisher: TimelinePublisher;
   groupHistory: 'since_join' | 'all';
+  receipts: ReceiptService;
   events: ChatServiceEvents;
   /** Server clock (tests may pin it). */
   now?: () => number;
@@ -160,14 +162,16 @@ export class ChatService {
 
   async ack(user: Identity, deviceId: string | undefined, upTo: number): Promise<void> {
     const key = peerKey(user.tenantId, user.userId);
-    const write = this.store.ack(user.tenantId, user.userId, deviceId, upTo);
+    // One write: the device's position and, for what it newly covers, the user's delivered positions.
+    const write = this.store.acknowledge(user.tenantId, user.userId, deviceId, upTo);
     // The tail settles once this write and every earlier one of the user have settled.
     const tail = Promise.allSettled([this.#ackTail.get(key), write]);
     this.#ackTail.set(key, tail);
     void tail.then(() => {
       if (this.#ackTail.get(key) === tail) this.#ackTail.delete(key);
     });
-    await write;
+    const result = await write;
+    if (result.delivered.length > 0) this.opts.receipts.delivered(user.tenantId, user.userId, result.delivered);
   }
 
   /**
@@ -224,7 +228,11 @@ export class ChatService {
         return;
       }
       const reply: ServerFrame = { type: 'history', messages: page.events.map(toHistoryItem) };
-      if (page.conversationId !== undefined) reply.conversationId = page.conversationId;
+      if (page.conversationId !== undefined) {
+        reply.conversationId = page.conversationId;
+        const receipts = (await this.opts.receipts.positions(user.tenantId, user.userId, [page.conversationId])).get(page.conversationId);
+        if (receipts !== undefined) reply.receipts = receipts;
+      }
       if ('peerId' in ref) reply.peerId = ref.peerId;
       outbox.sendFrame(withRequestId(reply, frame.requestId));
     });
@@ -236,9 +244,13 @@ export class ChatService {
         limit: frame.limit ?? DEFAULT_LIST_PAGE,
         ...(frame.before !== undefined ? { before: frame.before } : {}),
       });
+      const receipts = await this.opts.receipts.positions(user.tenantId, user.userId, page.conversations.map((c) => c.conversationId));
       const conversations = page.conversations.map((c): ConversationInfo => {
         const { lastMessage, ...rest } = c;
-        return lastMessage === undefined ? rest : { ...rest, lastMessage: toWireMessage(lastMessage) };
+        const info: ConversationInfo = lastMessage === undefined ? rest : { ...rest, lastMessage: toWireMessage(lastMessage) };
+        const r = receipts.get(c.conversationId);
+        if (r !== undefined) info.receipts = r;
+        return info;
       });
       const reply: ServerFrame = { type: 'conversations', conversations };
       if (page.nextCursor !== undefined) reply.nextCursor = page.nextCursor;
@@ -246,13 +258,22 @@ export class ChatService {
     });
   }
 
+  /**
+   * Moves the caller's read position (one write). Every session of the caller gets `read_updated`
+   * (other devices update their unread counts; the requesting one also gets the reply with its
+   * requestId); unless `private`, the other members get a `receipt`.
+   */
   markRead(user: Identity, outbox: Outbox, frame: ReadFrame): Promise<void> {
     return this.#inOrder(outbox, frame.requestId, async () => {
       const conversationId = frame.conversationId.toLowerCase();
-      const readSeq = await this.store.markRead(user.tenantId, user.userId, conversationId, frame.upToSeq);
-      outbox.sendFrame(
-        withRequestId(readSeq === undefined ? { type: 'error', reason: 'forbidden' } : { type: 'read_updated', conversationId, readSeq }, frame.requestId),
-      );
+      const result = await this.store.updateRead(user.tenantId, user.userId, conversationId, frame.upToSeq, { private: frame.private === true });
+      if (result === undefined) {
+        outbox.sendFrame(withRequestId({ type: 'error', reason: 'forbidden' }, frame.requestId));
+        return;
+      }
+      outbox.sendFrame(withRequestId({ type: 'read_updated', conversationId, readSeq: result.readSeq }, frame.requestId));
+      this.opts.bus.publish(peerKey(user.tenantId, user.userId), JSON.stringify({ type: 'read_updated', conversationId, readSeq: result.readSeq }));
+      if (result.receiptMoved) this.opts.receipts.read(user.tenantId, user.userId, conversationId, result.receiptSeq);
     });
   }
 

@@ -4,8 +4,8 @@
  * frame is `{"pos":N,` + body. Frames that carry a position always start with that prefix, which
  * lets the delivery path read the position back without parsing the frame (`framePos`).
  */
-import type { ConversationEvent, MembershipEvent, StoredMessage } from '../store/store.js';
-import type { ChatMessage, HistoryItem, MembershipChange } from '../protocol/server-frames.js';
+import type { ConversationEvent, MembershipEvent, MessageDeleteEvent, MessageEditEvent, StoredMessage } from '../store/store.js';
+import type { ChatMessage, MembershipChange, MessageDeleted, MessageEdited, TimelineItem } from '../protocol/server-frames.js';
 
 const POS_PREFIX = '{"pos":';
 
@@ -25,7 +25,30 @@ export function toWireMessage(m: StoredMessage): ChatMessage {
   if (m.recipientId !== undefined) out.recipientId = m.recipientId;
   if (m.replyTo !== undefined) out.replyTo = m.replyTo;
   if (m.attachments !== undefined) out.attachments = m.attachments;
+  if (m.editedAt !== undefined) out.editedAt = m.editedAt;
+  if (m.deletedAt !== undefined) out.deletedAt = m.deletedAt;
+  if (m.deletedBy !== undefined) out.deletedBy = m.deletedBy;
   return out;
+}
+
+export function toWireEdit(e: MessageEditEvent): MessageEdited {
+  return {
+    id: e.id,
+    conversationId: e.conversationId,
+    seq: e.seq,
+    messageId: e.messageId,
+    actorId: e.actorId,
+    content: e.content,
+    mentions: e.mentions,
+    hashtags: e.hashtags,
+    links: e.links,
+    editedAt: e.timestamp,
+    timestamp: e.timestamp,
+  };
+}
+
+export function toWireDelete(e: MessageDeleteEvent): MessageDeleted {
+  return { id: e.id, conversationId: e.conversationId, seq: e.seq, messageId: e.messageId, actorId: e.actorId, deletedAt: e.timestamp, timestamp: e.timestamp };
 }
 
 export function toWireMembership(e: MembershipEvent): MembershipChange {
@@ -44,8 +67,17 @@ export function toWireMembership(e: MembershipEvent): MembershipChange {
   return out;
 }
 
-export function toHistoryItem(e: ConversationEvent): HistoryItem {
-  return e.kind === 'message' ? { type: 'chat_message', ...toWireMessage(e) } : { type: 'membership', ...toWireMembership(e) };
+export function toHistoryItem(e: ConversationEvent): TimelineItem {
+  switch (e.kind) {
+    case 'message':
+      return { type: 'chat_message', ...toWireMessage(e) };
+    case 'membership':
+      return { type: 'membership', ...toWireMembership(e) };
+    case 'edit':
+      return { type: 'message_edited', ...toWireEdit(e) };
+    case 'delete':
+      return { type: 'message_deleted', ...toWireDelete(e) };
+  }
 }
 
 /** The event's frame without its position: everything after `{"pos":N,`. */

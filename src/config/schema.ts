@@ -202,6 +202,22 @@ export const ConfigSchema = z.strictObject({
         .default({ user: { send: true, read: true, createGroup: true }, muted: { send: false, read: true, createGroup: false } }),
       /** Role of a token without a `role` claim. */
       defaultRole: z.string().min(1).default('user'),
+      /** Read/delivered receipts to the other members (`off`: none sent, none listed). */
+      receipts: z.enum(['on', 'off']).default('on'),
+      /** At most one `receipt` per member per conversation per this many ms (per node). */
+      receiptCoalesceMs: z.number().int().min(0).default(250),
+      /** `receipts.members` lists each other member up to this many (above: only the minimums). */
+      receiptMembersMax: z.number().int().min(0).max(1000).default(32),
+      /** How long after sending a message its sender may edit it; 0 disables editing. */
+      editWindowMs: z.number().int().min(0).default(900000),
+      /** Online/offline changes are published once they held this long (a reconnect does not flap). */
+      presenceDebounceMs: z.number().int().min(0).default(2000),
+    })
+    .prefault({}),
+  /** Presence: whether users are shown online by default (each user may change theirs with `set_presence`). */
+  presence: z
+    .strictObject({
+      visible: z.boolean().default(true),
     })
     .prefault({}),
   /** Encryption at rest of message content (AES-256-GCM). Keys are base64 of 32 bytes. */

@@ -11,12 +11,14 @@
  * in commit order.
  */
 import { CloseCode } from '../protocol/close-codes.js';
-import type { ClientFrame, ChatMessageFrame, GroupChangeFrame } from '../protocol/client-frames.js';
+import type { ClientFrame, ChatMessageFrame, DeleteMessageFrame, EditMessageFrame, GroupChangeFrame } from '../protocol/client-frames.js';
 import type { RateLimitReasonValue } from '../protocol/reasons.js';
 import type { Limiter, RateDecision, RateRule } from '../limits/limiter.js';
 import type { Session } from '../session/session.js';
 import type { ChatService } from '../chat/chat-service.js';
 import type { GroupService } from '../chat/group-service.js';
+import type { MessageChangeService } from '../chat/message-changes.js';
+import type { PresenceService } from '../presence/presence-service.js';
 import { withRequestId } from '../chat/replies.js';
 import { permissionsFor, type RolePolicy } from '../chat/authorization.js';
 import { processContent, sanitizeAttachmentName } from '../chat/process-content.js';
@@ -46,6 +48,8 @@ export interface FramePipelineOptions {
   connectionLimiter?: Limiter;
   chat: ChatService;
   groups: GroupService;
+  changes: MessageChangeService;
+  presence: PresenceService;
   authenticator: Authenticator;
   countFrame(type: string): void;
   /** `list_sessions` / `end_session` (src/pipeline/user-sessions.ts); unknown_type without it. */
@@ -177,6 +181,23 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     void chat.sendMessage(identity, session, frame, processed);
   }
 
+  /** Edits and deletes: the role's `send`; an edit's content passes the same policy and sanitizer as a new message. */
+  function messageChange(session: Session, frame: EditMessageFrame | DeleteMessageFrame): void {
+    const identity = session.identity!;
+    const ids = {
+      ...(frame.clientMsgId !== undefined ? { clientMsgId: frame.clientMsgId } : {}),
+      ...(frame.requestId !== undefined ? { requestId: frame.requestId } : {}),
+    };
+    if (!permissionsFor(o.roles, identity.role).send) return session.reject(reply('forbidden', { type: 'error', reason: 'forbidden', ...ids }));
+    if (frame.type === 'delete_message') {
+      void o.changes.delete(identity, session, frame);
+      return;
+    }
+    const content = processContent(frame.content, o.contentPolicy);
+    if (!content.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...ids }, true, content.rule));
+    void o.changes.edit(identity, session, frame, { content: content.content, mentions: content.mentions, hashtags: content.hashtags, links: content.links });
+  }
+
   /** create_group needs the role's `createGroup`; the other changes need `send` (leaving never needs anything). */
   function groupChange(session: Session, frame: GroupChangeFrame): void {
     const identity = session.identity!;
@@ -232,6 +253,16 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
         return request(session, frame.requestId, () => chat.listConversations(identity, session, frame));
       case 'read':
         return request(session, frame.requestId, () => chat.markRead(identity, session, frame));
+      case 'edit_message':
+      case 'delete_message':
+        // Count against the same per-user budget as messages.
+        return onUserDecision(session, limiter.consume(`m:${session.userKey}`, rules.messages), (d) =>
+          d.allowed ? messageChange(session, frame) : session.reject(rateLimited(d, frame.clientMsgId, frame.requestId)),
+        );
+      case 'presence':
+        return request(session, frame.requestId, () => o.presence.query(identity, session, frame));
+      case 'set_presence':
+        return request(session, frame.requestId, () => o.presence.setVisible(identity, session, frame));
       case 'create_group':
       case 'add_members':
       case 'remove_members':

@@ -148,6 +148,37 @@ export const ReadFrame = z.strictObject({
   type: z.literal('read'),
   conversationId,
   upToSeq: position,
+  /** Move only the caller's own read position (unread counts); tell no one. */
+  private: z.boolean().optional(),
+  requestId,
+});
+
+export const EditMessageFrame = z.strictObject({
+  type: z.literal('edit_message'),
+  messageId: z.uuid(),
+  content: z.string().min(1).max(MAX_CONTENT_LENGTH),
+  /** Idempotency key (shared with chat_message: unique per sender). */
+  clientMsgId: token64.optional(),
+  requestId,
+});
+
+export const DeleteMessageFrame = z.strictObject({
+  type: z.literal('delete_message'),
+  messageId: z.uuid(),
+  clientMsgId: token64.optional(),
+  requestId,
+});
+
+export const PresenceFrame = z.strictObject({
+  type: z.literal('presence'),
+  conversationId,
+  requestId,
+});
+
+export const SetPresenceFrame = z.strictObject({
+  type: z.literal('set_presence'),
+  /** false: others see this user offline. */
+  visible: z.boolean(),
   requestId,
 });
 
@@ -167,6 +198,10 @@ export const ClientFrame = z.discriminatedUnion('type', [
   ReadFrame,
   ListSessionsFrame,
   EndSessionFrame,
+  EditMessageFrame,
+  DeleteMessageFrame,
+  PresenceFrame,
+  SetPresenceFrame,
 ]);
 
 export type AuthFrame = z.infer<typeof AuthFrame>;
@@ -183,6 +218,10 @@ export type LeaveGroupFrame = z.infer<typeof LeaveGroupFrame>;
 export type RenameGroupFrame = z.infer<typeof RenameGroupFrame>;
 export type SetRoleFrame = z.infer<typeof SetRoleFrame>;
 export type ReadFrame = z.infer<typeof ReadFrame>;
+export type EditMessageFrame = z.infer<typeof EditMessageFrame>;
+export type DeleteMessageFrame = z.infer<typeof DeleteMessageFrame>;
+export type PresenceFrame = z.infer<typeof PresenceFrame>;
+export type SetPresenceFrame = z.infer<typeof SetPresenceFrame>;
 export type ClientFrame = z.infer<typeof ClientFrame>;
 export type ClientFrameType = ClientFrame['type'];
 /** Frames that change a group's membership or name (their own per-user rate limit). */

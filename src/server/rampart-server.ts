@@ -28,6 +28,10 @@ import { createLimits, type Limits } from '../limits/index.js';
 import { ChatService } from '../chat/chat-service.js';
 import { GroupService } from '../chat/group-service.js';
 import { TimelinePublisher } from '../chat/timeline-publisher.js';
+import { ReceiptService } from '../chat/receipt-service.js';
+import { MessageChangeService } from '../chat/message-changes.js';
+import { PresenceService } from '../presence/presence-service.js';
+import { MemoryPresenceState, RedisPresenceState } from '../presence/presence-state.js';
 import type { SessionHooks } from '../session/session.js';
 import { FlushScheduler } from '../session/flush-scheduler.js';
 import { SessionRegistry } from './session-registry.js';
@@ -149,12 +153,41 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n), admin.control.observer);
   const publisher = new TimelinePublisher(bus);
   const storeFailed = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'store write failed');
+  const receipts = new ReceiptService({
+    store,
+    bus,
+    enabled: config.chat.receipts === 'on',
+    coalesceMs: config.chat.receiptCoalesceMs,
+    membersMax: config.chat.receiptMembersMax,
+    onError: (err) => logger.error({ err: errorSummary(err) }, 'receipt failed'),
+  });
+  const changes = new MessageChangeService({
+    store,
+    publisher,
+    editWindowMs: config.chat.editWindowMs,
+    maxInboxSize: config.chat.maxInboxSize,
+    storeFailed,
+  });
+  const presenceError = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'presence failed');
+  const presence = new PresenceService({
+    store,
+    bus,
+    registry,
+    state: config.redisUrl
+      ? new RedisPresenceState({ redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, nodeId, onError: presenceError })
+      : new MemoryPresenceState(),
+    debounceMs: config.chat.presenceDebounceMs,
+    defaultVisible: config.presence.visible,
+    sweepMs: config.redisUrl ? Math.max(100, Math.floor(config.limits.nodeLivenessMs / 3)) : 0,
+    onError: presenceError,
+  });
   const chat = new ChatService({
     store,
     committer,
     bus,
     publisher,
     groupHistory: config.chat.groupHistory,
+    receipts,
     events: {
       stored: (n) => metrics.messagesStored.inc(n),
       publishing: (id, receivedAt) => deliveryTimer.publishing(id, receivedAt),
@@ -187,7 +220,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     replayAttempts: config.chat.inboxReplayAttempts,
     replayRetryMs: config.chat.inboxReplayRetryMs,
     replayPageSize: config.chat.replayPageSize,
-    onAuthenticated: (session) => connections.authenticated(session),
+    onAuthenticated: (session) => {
+      connections.authenticated(session);
+      presence.changed(session.userKey, true);
+    },
     onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'timeline read failed'),
     onAuthResult: (result) => metrics.authResults.inc(result === 'success' ? { result, reason: 'ok' } : { result: 'failure', reason: result }),
     access: admin.control.policy,
@@ -201,6 +237,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     connectionLimiter: limits.connectionLimiter,
     chat,
     groups,
+    changes,
+    presence,
     authenticator,
     countFrame: (type) => metrics.framesIn.inc({ type }),
     userSessions: admin.userSessions,
@@ -218,7 +256,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       if (session.userKey) sessions.remove(session);
       if (session.holdsUserSlot) {
         session.holdsUserSlot = false;
-        void registry.releaseUser(session.userKey);
+        const userKey = session.userKey;
+        // Presence is checked once the slot is given back (the count it reads must not include this session).
+        void Promise.resolve(registry.releaseUser(userKey)).then(() => presence.changed(userKey, sessions.sessionsOf(userKey) !== undefined));
       }
     },
   };
@@ -364,6 +404,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       server.closeAllConnections?.();
       await serverClosed;
       await committer.close();
+      receipts.close();
+      await presence.close();
       await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close(), admin!.close()]);
       logger.info('closed');
     },

@@ -15,7 +15,9 @@
  *   direct conversation its member uuids (to derive `recipientId`).
  * - `MembershipPayload` — what a membership event keeps in `content` (JSON, sealed as
  *   `${eventId}/content` with a cipher); `sender` holds the actor.
- * - Codes: `EVENT_MESSAGE` 0 / `EVENT_MEMBERSHIP` 1 (events.kind), `KIND_DIRECT` 0 / `KIND_GROUP` 1
+ * - Codes: `EVENT_MESSAGE` 0 / `EVENT_MEMBERSHIP` 1 / `EVENT_EDIT` 2 / `EVENT_DELETE` 3 /
+ *   `EVENT_TOMBSTONE` 4 (events.kind; a deleted message's row becomes a tombstone whose `content`
+ *   holds `{deletedAt, deletedBy}` in clear — nothing user-written is left in it), `KIND_DIRECT` 0 / `KIND_GROUP` 1
  *   (conversations.kind), `ROLE_MEMBER` 0 / `ROLE_ADMIN` 1 / `ROLE_OWNER` 2 (members.role) with
  *   `roleCode(role)` / `roleName(code)`.
  * - `directKey(a, b)` — conversations.direct_key: "lo:hi" of the two users' integer ids.
@@ -32,12 +34,18 @@ import type {
   MemberRole,
   MembershipAction,
   MembershipEvent,
+  MessageBody,
+  MessageDeleteEvent,
+  MessageEditEvent,
   NewMessage,
   StoredMessage,
 } from './store.js';
 
 export const EVENT_MESSAGE = 0;
 export const EVENT_MEMBERSHIP = 1;
+export const EVENT_EDIT = 2;
+export const EVENT_DELETE = 3;
+export const EVENT_TOMBSTONE = 4;
 export const KIND_DIRECT = 0;
 export const KIND_GROUP = 1;
 export const ROLE_MEMBER = 0;
@@ -79,6 +87,8 @@ export interface EventRow {
   links: string;
   ts: number | string;
   client_msg_id: string | null;
+  /** Schema 3: time of the latest edit of a message (absent or null: never edited). */
+  edited_at?: number | string | null;
 }
 
 export interface EventContext {
@@ -210,10 +220,117 @@ export class EventCodec {
   }
 
   decode(row: EventRow, ctx: EventContext): ConversationEvent {
-    return Number(row.kind) === EVENT_MEMBERSHIP ? this.#decodeMembership(row, ctx) : this.decodeMessage(row, ctx);
+    switch (Number(row.kind)) {
+      case EVENT_MEMBERSHIP:
+        return this.#decodeMembership(row, ctx);
+      case EVENT_EDIT:
+        return this.#decodeEdit(row, ctx);
+      case EVENT_DELETE:
+        return this.#decodeDelete(row, ctx);
+      default:
+        return this.decodeMessage(row, ctx);
+    }
+  }
+
+  /** The columns of an edit event: the new body, sealed under the event's own id. */
+  encodeEdit(eventId: string, body: Pick<MessageBody, 'content' | 'mentions' | 'hashtags' | 'links'>): EncodedFields {
+    return this.encodeBody(eventId, body);
+  }
+
+  /** A message body sealed under `id` (attachments included when given). */
+  encodeBody(id: string, body: Pick<MessageBody, 'content' | 'mentions' | 'hashtags' | 'links' | 'attachments'>): EncodedFields {
+    const m = { id, content: body.content, mentions: body.mentions, hashtags: body.hashtags, links: body.links } as NewMessage;
+    if (body.attachments !== undefined) m.attachments = body.attachments;
+    return this.encodeMessage(m);
+  }
+
+  /** The `content` of a tombstone row: who deleted it and when, in clear (nothing user-written). */
+  tombstoneContent(deletedAt: number, deletedBy: string): string {
+    return JSON.stringify({ deletedAt, deletedBy });
+  }
+
+  #decodeEdit(row: EventRow, ctx: EventContext): MessageEditEvent {
+    const body = this.#openBody(row);
+    const event: MessageEditEvent = {
+      kind: 'edit',
+      id: row.id,
+      tenantId: ctx.tenantId,
+      conversationId: ctx.conversationId,
+      seq: Number(row.seq),
+      messageId: row.reply_to ?? '',
+      actorId: row.sender,
+      content: body.content,
+      mentions: fromJson<string>(body.mentions),
+      hashtags: fromJson<string>(body.hashtags),
+      links: fromJson<Link>(body.links),
+      timestamp: Number(row.ts),
+    };
+    if (row.client_msg_id !== null) event.clientMsgId = row.client_msg_id;
+    return event;
+  }
+
+  #decodeDelete(row: EventRow, ctx: EventContext): MessageDeleteEvent {
+    const event: MessageDeleteEvent = {
+      kind: 'delete',
+      id: row.id,
+      tenantId: ctx.tenantId,
+      conversationId: ctx.conversationId,
+      seq: Number(row.seq),
+      messageId: row.reply_to ?? '',
+      actorId: row.sender,
+      timestamp: Number(row.ts),
+    };
+    if (row.client_msg_id !== null) event.clientMsgId = row.client_msg_id;
+    return event;
+  }
+
+  #openBody(row: EventRow): { content: string; attachments: string | null; mentions: string; hashtags: string; links: string } {
+    let { content, attachments, mentions, hashtags, links } = row;
+    const keyId = row.key_id;
+    if (keyId !== null) {
+      const cipher = this.#cipher;
+      if (cipher === undefined) throw new UnknownKeyError(keyId);
+      const id = row.id;
+      content = cipher.open(keyId, content, `${id}/content`);
+      if (attachments !== null && attachments !== EMPTY) attachments = cipher.open(keyId, attachments, `${id}/attachments`);
+      if (mentions !== EMPTY) mentions = cipher.open(keyId, mentions, `${id}/mentions`);
+      if (hashtags !== EMPTY) hashtags = cipher.open(keyId, hashtags, `${id}/hashtags`);
+      if (links !== EMPTY) links = cipher.open(keyId, links, `${id}/links`);
+    }
+    return { content, attachments, mentions, hashtags, links };
   }
 
   decodeMessage(row: EventRow, ctx: EventContext): StoredMessage {
+    if (Number(row.kind) === EVENT_TOMBSTONE) return this.#decodeTombstone(row, ctx);
+    const message = this.#decodeLiveMessage(row, ctx);
+    if (row.edited_at !== undefined && row.edited_at !== null) message.editedAt = Number(row.edited_at);
+    return message;
+  }
+
+  #decodeTombstone(row: EventRow, ctx: EventContext): StoredMessage {
+    const meta = JSON.parse(row.content) as { deletedAt: number; deletedBy: string };
+    const message: StoredMessage = {
+      kind: 'message',
+      id: row.id,
+      tenantId: ctx.tenantId,
+      conversationId: ctx.conversationId,
+      conversationKind: ctx.conversationKind,
+      seq: Number(row.seq),
+      senderId: row.sender,
+      content: '',
+      mentions: [],
+      hashtags: [],
+      links: [],
+      timestamp: Number(row.ts),
+      deletedAt: meta.deletedAt,
+      deletedBy: meta.deletedBy,
+    };
+    if (ctx.conversationKind === 'direct') message.recipientId = recipientOf(row.sender, ctx.directMembers);
+    if (row.client_msg_id !== null) message.clientMsgId = row.client_msg_id;
+    return message;
+  }
+
+  #decodeLiveMessage(row: EventRow, ctx: EventContext): StoredMessage {
     let { content, attachments, mentions, hashtags, links } = row;
     const keyId = row.key_id;
     if (keyId !== null) {

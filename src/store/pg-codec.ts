@@ -13,12 +13,19 @@ import type {
   MembershipAction,
   MembershipEvent,
   MessageBody,
+  MessageDeleteEvent,
+  MessageEditEvent,
   StoredMessage,
 } from './store.js';
 
+/** events.kind (same codes as the SQLite adapter's message-codec). */
+export const EVENT_EDIT = 2;
+export const EVENT_DELETE = 3;
+export const EVENT_TOMBSTONE = 4;
+
 /** Event columns every read selects (aliases: e events, c conversations, s sender, r direct peer). */
 export const EVENT_COLUMNS = `e.seq, e.id, e.kind, e.content, e.key_id, e.reply_to, e.attachments, e.mentions,
-  e.hashtags, e.links, e.ts, e.client_msg_id, c.uuid AS conv_uuid, c.tenant_id, c.kind AS conv_kind,
+  e.hashtags, e.links, e.ts, e.client_msg_id, e.edited_at, c.uuid AS conv_uuid, c.tenant_id, c.kind AS conv_kind,
   s.user_id AS sender_uuid, r.user_id AS peer_uuid`;
 
 /** The joins EVENT_COLUMNS needs, given `t(table)` and an `events e` already in FROM. */
@@ -43,6 +50,8 @@ export interface EventRow {
   links: string;
   ts: string | number;
   client_msg_id: string | null;
+  /** Schema 3: time of the latest edit of a message. */
+  edited_at: string | number | null;
   conv_uuid: string;
   tenant_id: string;
   conv_kind: number;
@@ -138,7 +147,82 @@ export class PgCodec {
   }
 
   decode(row: EventRow): ConversationEvent {
-    return row.kind === 1 ? this.#decodeMembership(row) : this.#decodeMessage(row);
+    switch (row.kind) {
+      case 1:
+        return this.#decodeMembership(row);
+      case EVENT_EDIT:
+        return this.#decodeEdit(row);
+      case EVENT_DELETE:
+        return this.#decodeDelete(row);
+      case EVENT_TOMBSTONE:
+        return this.#decodeTombstone(row);
+      default:
+        return this.#decodeMessage(row);
+    }
+  }
+
+  /** The `content` of a tombstone row: who deleted it and when, in clear (nothing user-written). */
+  tombstoneContent(deletedAt: number, deletedBy: string): string {
+    return JSON.stringify({ deletedAt, deletedBy });
+  }
+
+  #decodeEdit(row: EventRow): MessageEditEvent {
+    const m = this.#decodeMessage(row);
+    const event: MessageEditEvent = {
+      kind: 'edit',
+      id: row.id,
+      tenantId: row.tenant_id,
+      conversationId: row.conv_uuid,
+      seq: Number(row.seq),
+      messageId: row.reply_to ?? '',
+      actorId: row.sender_uuid,
+      content: m.content,
+      mentions: m.mentions,
+      hashtags: m.hashtags,
+      links: m.links,
+      timestamp: Number(row.ts),
+    };
+    if (row.client_msg_id !== null) event.clientMsgId = row.client_msg_id;
+    return event;
+  }
+
+  #decodeDelete(row: EventRow): MessageDeleteEvent {
+    const event: MessageDeleteEvent = {
+      kind: 'delete',
+      id: row.id,
+      tenantId: row.tenant_id,
+      conversationId: row.conv_uuid,
+      seq: Number(row.seq),
+      messageId: row.reply_to ?? '',
+      actorId: row.sender_uuid,
+      timestamp: Number(row.ts),
+    };
+    if (row.client_msg_id !== null) event.clientMsgId = row.client_msg_id;
+    return event;
+  }
+
+  #decodeTombstone(row: EventRow): StoredMessage {
+    const meta = JSON.parse(row.content) as { deletedAt: number; deletedBy: string };
+    const direct = row.conv_kind === 0;
+    const message: StoredMessage = {
+      kind: 'message',
+      id: row.id,
+      tenantId: row.tenant_id,
+      conversationId: row.conv_uuid,
+      conversationKind: direct ? 'direct' : 'group',
+      seq: Number(row.seq),
+      senderId: row.sender_uuid,
+      timestamp: Number(row.ts),
+      content: '',
+      mentions: [],
+      hashtags: [],
+      links: [],
+      deletedAt: meta.deletedAt,
+      deletedBy: meta.deletedBy,
+    };
+    if (direct && row.peer_uuid !== null) message.recipientId = row.peer_uuid;
+    if (row.client_msg_id !== null) message.clientMsgId = row.client_msg_id;
+    return message;
   }
 
   #open(keyId: string, sealed: string, context: string): string {
@@ -178,6 +262,7 @@ export class PgCodec {
     if (row.reply_to !== null) message.replyTo = row.reply_to;
     if (attachments !== null) message.attachments = fromJson<Attachment>(attachments);
     if (row.client_msg_id !== null) message.clientMsgId = row.client_msg_id;
+    if (row.edited_at !== null && row.edited_at !== undefined) message.editedAt = Number(row.edited_at);
     return message;
   }
 

@@ -162,4 +162,17 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
     DROP TABLE rampart_v1map;
     DROP TABLE ${t('messages')};
     DROP TABLE ${t('inbox_counts')};`,
+
+  // Version 3: receipts (delivered and public read positions per member), edits and deletes
+  // (edited_at; edit/delete events reference their message through reply_to), presence setting.
+  // A member's delivered position starts at what their devices acknowledged so far.
+  (t) => `
+    ALTER TABLE ${t('members')} ADD COLUMN delivered_seq BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE ${t('members')} ADD COLUMN receipt_seq BIGINT NOT NULL DEFAULT 0;
+    UPDATE ${t('members')} m SET receipt_seq = m.read_seq,
+      delivered_seq = coalesce((SELECT max(tl.seq) FROM ${t('timeline')} tl JOIN ${t('users')} u ON u.id = tl."user"
+                                WHERE tl."user" = m."user" AND tl.conv = m.conv AND tl.pos <= u.acked_pos), 0);
+    ALTER TABLE ${t('events')} ADD COLUMN edited_at BIGINT;
+    CREATE INDEX events_edits ON ${t('events')} (conv, reply_to) WHERE kind = 2;
+    ALTER TABLE ${t('users')} ADD COLUMN presence BOOLEAN;`,
 ];

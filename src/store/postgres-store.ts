@@ -10,7 +10,8 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { ContentCipher } from './content-cipher.js';
-import { EVENT_COLUMNS, PgCodec, eventJoins, roleCode, roleName, type EventRow } from './pg-codec.js';
+import { EVENT_COLUMNS, EVENT_DELETE, EVENT_EDIT, EVENT_TOMBSTONE, PgCodec, eventJoins, roleCode, roleName, type EventRow } from './pg-codec.js';
+import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
 import type {
   AddMembersRequest,
@@ -38,6 +39,15 @@ import type {
   SyncState,
   TimelineEntry,
   TimelinePage,
+  AckResult,
+  ConversationReceipts,
+  DeleteMessageRequest,
+  EditMessageRequest,
+  MemberReceipt,
+  MessageChangeEvent,
+  MessageChangeOptions,
+  MessageChangeOutcome,
+  ReadResult,
 } from './store.js';
 
 export interface PostgresStoreOptions {
@@ -75,6 +85,7 @@ const CACHE_LIMIT = 100_000;
 
 const INBOX_FULL: AppendOutcome = Object.freeze({ status: 'inbox_full' });
 const FORBIDDEN_APPEND: AppendOutcome = Object.freeze({ status: 'forbidden' });
+const M_FORBIDDEN: MessageChangeOutcome = Object.freeze({ status: 'forbidden' });
 const FORBIDDEN: GroupChangeOutcome = Object.freeze({ status: 'forbidden' });
 const UNCHANGED: GroupChangeOutcome = Object.freeze({ status: 'unchanged' });
 const TOO_MANY_MEMBERS: GroupChangeOutcome = Object.freeze({ status: 'too_many_members' });
@@ -202,11 +213,11 @@ function buildSql(t: (table: string) => string) {
         WHERE a.tenant_id = $1 AND a.user_id = $2 AND b.tenant_id = $1 AND b.user_id = $3)`,
     history: `
       SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins}
-      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.seq < $4 ORDER BY e.seq DESC LIMIT $5`,
+      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.seq < $4 AND e.kind NOT IN (2, 3) ORDER BY e.seq DESC LIMIT $5`,
     // A cursor outside this conversation yields NULL, and `seq < NULL` matches nothing.
     historyBeforeId: `
       SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins}
-      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3
+      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.kind NOT IN (2, 3)
         AND e.seq < (SELECT seq FROM ${t('events')} WHERE id = $4 AND conv = $1)
       ORDER BY e.seq DESC LIMIT $5`,
     members: `
@@ -256,6 +267,7 @@ function buildSql(t: (table: string) => string) {
 }
 
 type SqlName = keyof ReturnType<typeof buildSql>;
+type FeatureSqlName = keyof ReturnType<typeof buildFeatureSql>;
 
 /** PostgreSQL text cannot hold U+0000: one such value would fail the whole batch, so replace it. */
 function pgText(value: string): string {
@@ -385,6 +397,7 @@ export class PostgresStore implements Store {
   readonly #schema: string;
   readonly #codec: PgCodec;
   readonly #sql: Record<SqlName, pg.QueryConfig>;
+  readonly #fsql: Record<FeatureSqlName, pg.QueryConfig>;
   readonly #t: (table: string) => string;
   /** (tenant, user uuid) → users.id, committed rows only. */
   readonly #userIds = new Map<string, number>();
@@ -406,6 +419,9 @@ export class PostgresStore implements Store {
     this.#sql = Object.fromEntries(
       Object.entries(texts).map(([name, text]) => [name, { name: `rampart2_${schema}_${name}`, text }]),
     ) as Record<SqlName, pg.QueryConfig>;
+    this.#fsql = Object.fromEntries(
+      Object.entries(buildFeatureSql(this.#t)).map(([name, text]) => [name, { name: `rampart3_${schema}_${name}`, text }]),
+    ) as Record<FeatureSqlName, pg.QueryConfig>;
     this.#pool = new pg.Pool({ ...POOL_DEFAULTS, ...options.pool, connectionString });
     this.#pool.on('error', options.onPoolError ?? (() => {}));
   }
@@ -1094,14 +1110,185 @@ export class PostgresStore implements Store {
   }
 
   async markRead(tenantId: string, userId: string, conversationId: string, upToSeq: number): Promise<number | undefined> {
+    return (await this.updateRead(tenantId, userId, conversationId, upToSeq, { private: false }))?.readSeq;
+  }
+
+  async updateRead(tenantId: string, userId: string, conversationId: string, upToSeq: number, options: { private: boolean }): Promise<ReadResult | undefined> {
     this.#ready();
     if (!isUuid(userId) || !isUuid(conversationId)) return undefined;
     const position = Number.isFinite(upToSeq) ? Math.floor(upToSeq) : 0;
-    const { rows } = await this.#pool.query<{ read_seq: string }>({
-      ...this.#sql.markRead,
-      values: [tenantId, userId, conversationId, position],
+    return this.#transaction(async ({ client }) => {
+      const { rows } = await client.query<{ conv: number; user: number; read_seq: string; receipt_seq: string; last_seq: string }>({
+        ...this.#fsql.readState,
+        values: [tenantId, userId, conversationId],
+      });
+      const m = rows[0];
+      if (m === undefined) return undefined;
+      const oldRead = Number(m.read_seq);
+      const oldReceipt = Number(m.receipt_seq);
+      const target = Math.min(position, Number(m.last_seq));
+      const readSeq = Math.max(oldRead, target);
+      const receiptSeq = options.private ? oldReceipt : Math.max(oldReceipt, target);
+      if (readSeq !== oldRead || receiptSeq !== oldReceipt) {
+        await client.query({ ...this.#fsql.setRead, values: [m.conv, m.user, readSeq, receiptSeq] });
+      }
+      return { readSeq, receiptSeq, receiptMoved: receiptSeq !== oldReceipt };
     });
-    return rows[0] === undefined ? undefined : Number(rows[0].read_seq);
+  }
+
+  async acknowledge(tenantId: string, userId: string, deviceId: string | undefined, upTo: number): Promise<AckResult> {
+    this.#ready();
+    if (!isUuid(userId)) return { position: 0, delivered: [] };
+    const position = Number.isFinite(upTo) ? Math.floor(upTo) : 0;
+    return this.#transaction(async ({ client }) => {
+      const { rows } = await client.query<{ id: number; last_pos: string; acked_pos: string }>({ ...this.#fsql.lockUser, values: [tenantId, userId] });
+      const u = rows[0];
+      if (u === undefined) return { position: 0, delivered: [] };
+      const before = Number(u.acked_pos);
+      const target = Math.max(0, Math.min(position, Number(u.last_pos)));
+      const delivered: AckResult['delivered'] = [];
+      if (target > before) {
+        await client.query({ ...this.#fsql.setUserAcked, values: [u.id, target] });
+        const moved = await client.query<{ uuid: string; delivered_seq: string }>({ ...this.#fsql.advanceDelivered, values: [u.id, before, target] });
+        for (const r of moved.rows) delivered.push({ conversationId: r.uuid, delivered: Number(r.delivered_seq) });
+      }
+      if (deviceId === undefined) return { position: Math.max(target, before), delivered };
+      const d = await client.query<{ acked_pos: string }>({ ...this.#fsql.upsertDevice, values: [u.id, pgText(deviceId), target] });
+      return { position: Number(d.rows[0]?.acked_pos ?? target), delivered };
+    });
+  }
+
+  async receipts(tenantId: string, userId: string, conversationIds: readonly string[], detailMax: number): Promise<Map<string, ConversationReceipts>> {
+    this.#ready();
+    const out = new Map<string, ConversationReceipts>();
+    const ids = conversationIds.filter(isUuid);
+    if (!isUuid(userId) || ids.length === 0) return out;
+    const { rows } = await this.#pool.query<{ uuid: string; user_id: string | null; delivered_seq: string | null; receipt_seq: string | null }>({
+      ...this.#fsql.receipts,
+      values: [tenantId, userId, ids],
+    });
+    const all = new Map<string, MemberReceipt[]>();
+    for (const r of rows) {
+      let list = all.get(r.uuid);
+      if (list === undefined) all.set(r.uuid, (list = []));
+      if (r.user_id !== null) list.push({ userId: r.user_id, delivered: Number(r.delivered_seq), read: Number(r.receipt_seq) });
+    }
+    for (const [uuid, list] of all) {
+      const r: ConversationReceipts = {
+        delivered: list.length === 0 ? 0 : Math.min(...list.map((m) => m.delivered)),
+        read: list.length === 0 ? 0 : Math.min(...list.map((m) => m.read)),
+      };
+      if (list.length <= detailMax) r.members = list;
+      out.set(uuid, r);
+    }
+    return out;
+  }
+
+  async editMessage(request: EditMessageRequest, options: MessageChangeOptions): Promise<MessageChangeOutcome> {
+    this.#ready();
+    return this.#changeMessage(request, options, 'edit');
+  }
+
+  async deleteMessage(request: DeleteMessageRequest, options: MessageChangeOptions): Promise<MessageChangeOutcome> {
+    this.#ready();
+    return this.#changeMessage(request, options, 'delete');
+  }
+
+  async contactsOf(tenantId: string, userId: string): Promise<string[]> {
+    this.#ready();
+    if (!isUuid(userId)) return [];
+    const { rows } = await this.#pool.query<{ user_id: string }>({ ...this.#fsql.contacts, values: [tenantId, userId] });
+    return rows.map((r) => r.user_id);
+  }
+
+  async setPresenceVisible(tenantId: string, userId: string, visible: boolean): Promise<void> {
+    this.#ready();
+    if (!isUuid(userId)) throw new TypeError('user ids must be UUIDs');
+    await this.#pool.query({ ...this.#fsql.setPresence, values: [tenantId, userId, visible] });
+  }
+
+  async presenceSettings(tenantId: string, userIds: readonly string[]): Promise<Map<string, boolean>> {
+    this.#ready();
+    const out = new Map<string, boolean>();
+    const ids = userIds.filter(isUuid);
+    if (ids.length === 0) return out;
+    const { rows } = await this.#pool.query<{ user_id: string; presence: boolean }>({ ...this.#fsql.presenceSettings, values: [tenantId, ids] });
+    for (const r of rows) out.set(r.user_id, r.presence);
+    return out;
+  }
+
+  /** Edit or delete in one transaction: the conversation row is locked first, then the members' user rows (the append path's order). */
+  async #changeMessage(r: EditMessageRequest | DeleteMessageRequest, o: MessageChangeOptions, what: 'edit' | 'delete'): Promise<MessageChangeOutcome> {
+    if (!isUuid(r.actorId) || !isUuid(r.messageId)) return M_FORBIDDEN;
+    const messageId = r.messageId.toLowerCase();
+    return this.#transaction(async ({ client }) => {
+      const q = async <R extends pg.QueryResultRow>(name: FeatureSqlName, values: unknown[]): Promise<R[]> =>
+        (await client.query<R>({ ...this.#fsql[name], values })).rows;
+      const [actorRow] = await q<{ id: number }>('userIdOf', [r.tenantId, r.actorId]);
+      if (actorRow === undefined) return M_FORBIDDEN;
+      const actor = actorRow.id;
+      if (r.clientMsgId !== undefined) {
+        const [first] = await q<EventRow>('duplicate', [actor, pgText(r.clientMsgId)]);
+        if (first !== undefined) return { status: 'duplicate', event: this.#codec.decode(first) as MessageChangeEvent | StoredMessage };
+      }
+      const [located] = await q<{ conv: number }>('targetConv', [messageId, r.tenantId]);
+      if (located === undefined) return M_FORBIDDEN;
+      const conv = located.conv;
+      const [state] = await q<{ last_seq: string; closed: boolean; kind: number }>('lockConv', [conv]);
+      const [row] = await q<EventRow & { sender_int: number }>('target', [messageId]);
+      if (state === undefined || row === undefined || state.closed) return M_FORBIDDEN;
+      if (row.kind !== EVENT_MESSAGE && row.kind !== EVENT_TOMBSTONE) return M_FORBIDDEN;
+      const [me] = await q<{ role: number; left_seq: string | null }>('membership', [conv, actor]);
+      if (me === undefined || me.left_seq !== null) return M_FORBIDDEN;
+      const own = row.sender_int === actor;
+      if (what === 'edit') {
+        const window = o.editWindowMs ?? 0;
+        if (!own || row.kind !== EVENT_MESSAGE || window <= 0 || r.timestamp - Number(row.ts) > window) return M_FORBIDDEN;
+      } else {
+        const moderator = state.kind === KIND_GROUP && (me.role === OWNER || me.role === ADMIN);
+        if (!own && !moderator) return M_FORBIDDEN;
+        if (row.kind === EVENT_TOMBSTONE) return { status: 'unchanged', message: this.#codec.decode(row) as StoredMessage };
+      }
+      const seq = Number(state.last_seq) + 1;
+      const cmid = r.clientMsgId === undefined ? null : pgText(r.clientMsgId);
+      if (what === 'edit') {
+        const body = (r as EditMessageRequest).body;
+        const clean = { content: pgText(body.content), mentions: body.mentions, hashtags: body.hashtags, links: body.links };
+        const e = this.#codec.sealBody(r.eventId, clean);
+        await q('insertEvent', [conv, seq, r.eventId, EVENT_EDIT, actor, e.content, e.keyId, messageId, e.attachments, e.mentions, e.hashtags, e.links, r.timestamp, cmid]);
+        const old = this.#codec.decode(row) as StoredMessage;
+        const m = this.#codec.sealBody(messageId, { ...clean, ...(old.attachments !== undefined ? { attachments: old.attachments } : {}) });
+        await q('setBody', [conv, row.seq, m.content, m.keyId, m.attachments, m.mentions, m.hashtags, m.links, r.timestamp]);
+      } else {
+        await q('insertEvent', [conv, seq, r.eventId, EVENT_DELETE, actor, '', null, messageId, null, '[]', '[]', '[]', r.timestamp, cmid]);
+        await q('tombstone', [conv, row.seq, this.#codec.tombstoneContent(r.timestamp, r.actorId.toLowerCase())]);
+        await q('eraseEdits', [conv, messageId]);
+      }
+      await q('setConv', [conv, seq, r.timestamp]);
+      const members = await this.#currentMembers(client, [conv]);
+      const users = await this.#lockUsers(client, members.map((m) => m.uid));
+      const tl = { user: [] as number[], pos: [] as number[], conv: [] as number[], seq: [] as number[] };
+      const deliveries: Delivery[] = [];
+      for (const m of members) {
+        const u = users.get(m.uid)!;
+        if (m.uid !== actor && u.lastPos - u.ackedPos >= o.maxInboxSize) continue;
+        const pos = u.lastPos + 1;
+        tl.user.push(m.uid);
+        tl.pos.push(pos);
+        tl.conv.push(conv);
+        tl.seq.push(seq);
+        deliveries.push({ userId: m.uuid, pos });
+      }
+      if (tl.user.length > 0) await q('appendTimeline', [tl.user, tl.pos, tl.conv, tl.seq]);
+      const [eventRow] = await q<EventRow>('eventById', [r.eventId]);
+      const [messageRow] = await q<EventRow>('eventById', [messageId]);
+      return {
+        status: 'ok',
+        event: this.#codec.decode(eventRow!) as MessageChangeEvent,
+        message: this.#codec.decode(messageRow!) as StoredMessage,
+        deliveries,
+      };
+    });
   }
 
   async pruneOlderThan(olderThan: number): Promise<number> {

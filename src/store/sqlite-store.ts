@@ -15,8 +15,11 @@ import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { ContentCipher } from './content-cipher.js';
 import {
+  EVENT_DELETE,
+  EVENT_EDIT,
   EVENT_MEMBERSHIP,
   EVENT_MESSAGE,
+  EVENT_TOMBSTONE,
   EventCodec,
   KIND_DIRECT,
   KIND_GROUP,
@@ -55,6 +58,15 @@ import type {
   SetRoleRequest,
   Store,
   SyncState,
+  AckResult,
+  ConversationReceipts,
+  DeleteMessageRequest,
+  EditMessageRequest,
+  MessageChangeEvent,
+  MessageChangeOptions,
+  MessageChangeOutcome,
+  ReadResult,
+  StoredMessage,
   TimelinePage,
 } from './store.js';
 import { bytesToUuid, isUuid, uuidToBytes, uuidV7LowerBound } from './uuid-bytes.js';
@@ -237,6 +249,17 @@ const MIGRATIONS: readonly string[] = [
    CREATE UNIQUE INDEX events_conv_seq ON events (conv, seq);
    CREATE UNIQUE INDEX events_id ON events (id);
    CREATE UNIQUE INDEX events_dedupe ON events (sender, client_msg_id) WHERE client_msg_id IS NOT NULL;`,
+  // Schema 4: receipts (delivered and public read positions per member), edits and deletes
+  // (edited_at; edit/delete events reference their message through reply_to), presence setting.
+  // A member's delivered position starts at what their devices acknowledged so far.
+  `ALTER TABLE members ADD COLUMN delivered_seq INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE members ADD COLUMN receipt_seq INTEGER NOT NULL DEFAULT 0;
+   UPDATE members SET receipt_seq = read_seq,
+     delivered_seq = coalesce((SELECT max(t.seq) FROM timeline t JOIN users u ON u.id = t.user
+                               WHERE t.user = members.user AND t.conv = members.conv AND t.pos <= u.acked_pos), 0);
+   ALTER TABLE events ADD COLUMN edited_at INTEGER;
+   CREATE INDEX events_edits ON events (conv, reply_to) WHERE kind = 2;
+   ALTER TABLE users ADD COLUMN presence INTEGER;`,
 ];
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */
@@ -247,16 +270,17 @@ const COUNTER_CACHE_LIMIT = 100_000;
 
 const INBOX_FULL: AppendOutcome = Object.freeze({ status: 'inbox_full' });
 const FORBIDDEN: AppendOutcome = Object.freeze({ status: 'forbidden' });
+const M_FORBIDDEN: MessageChangeOutcome = Object.freeze({ status: 'forbidden' });
 const G_FORBIDDEN: GroupChangeOutcome = Object.freeze({ status: 'forbidden' });
 const G_UNCHANGED: GroupChangeOutcome = Object.freeze({ status: 'unchanged' });
 const G_TOO_MANY_MEMBERS: GroupChangeOutcome = Object.freeze({ status: 'too_many_members' });
 const G_TOO_MANY_GROUPS: GroupChangeOutcome = Object.freeze({ status: 'too_many_groups' });
 
 const EVENT_COLUMNS =
-  'e.id, e.seq, e.kind, su.user_id AS sender, e.content, e.key_id, e.reply_to, e.attachments, e.mentions, e.hashtags, e.links, e.ts, e.client_msg_id';
+  'e.id, e.seq, e.kind, su.user_id AS sender, e.content, e.key_id, e.reply_to, e.attachments, e.mentions, e.hashtags, e.links, e.ts, e.client_msg_id, e.edited_at';
 
 /** An events row as SQLite returns it (UUIDs as BLOBs). */
-interface RawEventRow {
+export interface RawEventRow {
   id: Buffer;
   seq: number;
   kind: number;
@@ -270,6 +294,7 @@ interface RawEventRow {
   links: string;
   ts: number;
   client_msg_id: string | null;
+  edited_at: number | null;
 }
 
 interface ConvRow {
@@ -365,7 +390,7 @@ function prepareAll(db: Database.Database) {
     firstPos: db.prepare<[number], number | null>('SELECT min(pos) FROM timeline WHERE user = ?').pluck(),
     history: db.prepare<[number, number, number, number], RawEventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events e JOIN users su ON su.id = e.sender
-       WHERE e.conv = ? AND e.seq >= ? AND e.seq <= ? ORDER BY e.seq DESC LIMIT ?`,
+       WHERE e.conv = ? AND e.seq >= ? AND e.seq <= ? AND e.kind NOT IN (${EVENT_EDIT}, ${EVENT_DELETE}) ORDER BY e.seq DESC LIMIT ?`,
     ),
     seqOfId: db.prepare<[Buffer, number], number>('SELECT seq FROM events WHERE id = ? AND conv = ?').pluck(),
     lastMessage: db.prepare<[number], RawEventRow>(
@@ -459,6 +484,7 @@ function toEventRow(raw: RawEventRow): EventRow {
     links: raw.links,
     ts: raw.ts,
     client_msg_id: raw.client_msg_id,
+    edited_at: raw.edited_at,
   };
 }
 
@@ -472,6 +498,7 @@ export class SqliteStore implements Store {
   readonly #codec: EventCodec;
   #db: Database.Database | undefined;
   #s: Statements | undefined;
+  #f: FeatureStatements | undefined;
   /** (tenant \0 uuid) → users.id */
   readonly #userIds = new Map<string, number>();
   /** conversation uuid → info, and id → info */
@@ -503,6 +530,8 @@ export class SqliteStore implements Store {
     const db = new Database(this.#path);
     try {
       db.pragma('journal_mode = WAL');
+      // A deleted message is erased, not just unlinked: freed bytes are overwritten.
+      db.pragma('secure_delete = ON');
       db.pragma(`synchronous = ${this.#options.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}`);
       // Checkpoint every ~40 MB of WAL instead of every 4 MB: checkpoints run inside a commit on
       // the event loop, and fewer, larger ones cost less per message.
@@ -510,6 +539,7 @@ export class SqliteStore implements Store {
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(this.#options.busyTimeoutMs ?? 5000))}`);
       migrate(db);
       this.#s = prepareAll(db);
+      this.#f = prepareFeatures(db, EVENT_COLUMNS);
     } catch (err) {
       db.close();
       throw err;
@@ -668,18 +698,160 @@ export class SqliteStore implements Store {
   }
 
   async markRead(tenantId: string, userId: string, conversationId: string, upToSeq: number): Promise<number | undefined> {
+    return (await this.updateRead(tenantId, userId, conversationId, upToSeq, { private: false }))?.readSeq;
+  }
+
+  async updateRead(tenantId: string, userId: string, conversationId: string, upToSeq: number, options: { private: boolean }): Promise<ReadResult | undefined> {
     const s = this.#ready();
+    const f = this.#f!;
     return this.#write(() => {
       const conv = this.#conv(s, tenantId, conversationId);
       const user = this.#userId(s, tenantId, userId, false);
       if (conv === undefined || user === undefined) return undefined;
-      const m = s.membership.get(conv.id, user);
+      const m = f.readState.get(conv.id, user);
       if (m === undefined || m.left_seq !== null) return undefined;
       const lastSeq = s.convState.get(conv.id)!.last_seq;
-      const next = Math.max(m.read_seq, Math.min(Number.isFinite(upToSeq) ? Math.floor(upToSeq) : 0, lastSeq));
-      if (next !== m.read_seq) s.setReadSeq.run(next, conv.id, user);
-      return next;
+      const target = Math.min(Number.isFinite(upToSeq) ? Math.floor(upToSeq) : 0, lastSeq);
+      const readSeq = Math.max(m.read_seq, target);
+      const receiptSeq = options.private ? m.receipt_seq : Math.max(m.receipt_seq, target);
+      if (readSeq !== m.read_seq || receiptSeq !== m.receipt_seq) f.setRead.run(readSeq, receiptSeq, conv.id, user);
+      return { readSeq, receiptSeq, receiptMoved: receiptSeq !== m.receipt_seq };
     });
+  }
+
+  async acknowledge(tenantId: string, userId: string, deviceId: string | undefined, upTo: number): Promise<AckResult> {
+    const s = this.#ready();
+    const f = this.#f!;
+    return this.#write(() => {
+      const user = this.#userId(s, tenantId, userId, false);
+      if (user === undefined) return { position: 0, delivered: [] };
+      const c = s.userCounters.get(user)!;
+      const target = Math.max(0, Math.min(Number.isFinite(upTo) ? Math.floor(upTo) : 0, c.last_pos));
+      const delivered: AckResult['delivered'] = [];
+      if (target > c.acked_pos) {
+        s.setUserAcked.run(target, user);
+        for (const row of f.advanceDelivered.all(user, c.acked_pos, target, user)) {
+          delivered.push({ conversationId: this.#convInfoById(s, row.conv).uuid, delivered: row.delivered_seq });
+        }
+      }
+      if (deviceId === undefined) return { position: Math.max(target, c.acked_pos), delivered };
+      s.upsertDevice.run(user, deviceId, target);
+      return { position: s.deviceAcked.get(user, deviceId) ?? target, delivered };
+    });
+  }
+
+  async receipts(tenantId: string, userId: string, conversationIds: readonly string[], detailMax: number): Promise<Map<string, ConversationReceipts>> {
+    const s = this.#ready();
+    const f = this.#f!;
+    const out = new Map<string, ConversationReceipts>();
+    const user = this.#userId(s, tenantId, userId, false);
+    if (user === undefined) return out;
+    this.#db!.transaction(() => {
+      for (const id of conversationIds) {
+        const conv = this.#conv(s, tenantId, id);
+        if (conv === undefined) continue;
+        const m = s.membership.get(conv.id, user);
+        if (m === undefined || m.left_seq !== null) continue;
+        const sum = f.receiptSummary.get(conv.id, user)!;
+        const r: ConversationReceipts = { delivered: sum.d, read: sum.r };
+        if (sum.n <= detailMax) {
+          r.members = f.receiptMembers.all(conv.id, user).map((x) => ({ userId: bytesToUuid(x.user_id), delivered: x.delivered_seq, read: x.receipt_seq }));
+        }
+        out.set(conv.uuid, r);
+      }
+    })();
+    return out;
+  }
+
+  async editMessage(request: EditMessageRequest, options: MessageChangeOptions): Promise<MessageChangeOutcome> {
+    const s = this.#ready();
+    return this.#write(() => this.#changeMessage(s, request, options, 'edit'));
+  }
+
+  async deleteMessage(request: DeleteMessageRequest, options: MessageChangeOptions): Promise<MessageChangeOutcome> {
+    const s = this.#ready();
+    const outcome = this.#write(() => this.#changeMessage(s, request, options, 'delete'));
+    // Erased means gone from the files too: move the rewritten pages out of the WAL now.
+    if (outcome.status === 'ok') this.#f!.checkpoint.run();
+    return outcome;
+  }
+
+  async contactsOf(tenantId: string, userId: string): Promise<string[]> {
+    const s = this.#ready();
+    const user = this.#userId(s, tenantId, userId, false);
+    if (user === undefined) return [];
+    return this.#f!.contacts.all(user).map(bytesToUuid);
+  }
+
+  async setPresenceVisible(tenantId: string, userId: string, visible: boolean): Promise<void> {
+    const s = this.#ready();
+    this.#write(() => this.#f!.setPresence.run(visible ? 1 : 0, this.#userId(s, tenantId, userId, true)));
+  }
+
+  async presenceSettings(tenantId: string, userIds: readonly string[]): Promise<Map<string, boolean>> {
+    const s = this.#ready();
+    const out = new Map<string, boolean>();
+    for (const u of userIds) {
+      const id = this.#userId(s, tenantId, u, false);
+      if (id === undefined) continue;
+      const v = this.#f!.presenceOf.get(id);
+      if (v !== null && v !== undefined) out.set(u, v !== 0);
+    }
+    return out;
+  }
+
+  /** Edit or delete inside the write transaction (see `MessageChangeOutcome`). */
+  #changeMessage(s: Statements, r: EditMessageRequest | DeleteMessageRequest, o: MessageChangeOptions, what: 'edit' | 'delete'): MessageChangeOutcome {
+    const f = this.#f!;
+    const actor = this.#userId(s, r.tenantId, r.actorId, false);
+    if (actor === undefined || !isUuid(r.messageId)) return M_FORBIDDEN;
+    if (r.clientMsgId !== undefined) {
+      const first = s.findDuplicate.get(actor, r.clientMsgId);
+      if (first !== undefined) return { status: 'duplicate', event: this.#decode(s, first.conv, first) as MessageChangeEvent | StoredMessage };
+    }
+    const row = f.eventById.get(uuidToBytes(r.messageId));
+    if (row === undefined) return M_FORBIDDEN;
+    const info = this.#convInfoById(s, row.conv);
+    if (info.tenantId !== r.tenantId || (row.kind !== EVENT_MESSAGE && row.kind !== EVENT_TOMBSTONE)) return M_FORBIDDEN;
+    const state = s.convState.get(info.id)!;
+    const me = s.membership.get(info.id, actor);
+    if (me === undefined || me.left_seq !== null || state.closed !== 0) return M_FORBIDDEN;
+    const own = row.sender_int === actor;
+    if (what === 'edit') {
+      const window = o.editWindowMs ?? 0;
+      if (!own || row.kind !== EVENT_MESSAGE || window <= 0 || r.timestamp - row.ts > window) return M_FORBIDDEN;
+    } else {
+      const moderator = info.kind === KIND_GROUP && (me.role === ROLE_OWNER || me.role === ROLE_ADMIN);
+      if (!own && !moderator) return M_FORBIDDEN;
+      if (row.kind === EVENT_TOMBSTONE) return { status: 'unchanged', message: this.#decode(s, info.id, row) as StoredMessage };
+    }
+    const seq = state.last_seq + 1;
+    const messageBytes = uuidToBytes(r.messageId);
+    if (what === 'edit') {
+      const body = (r as EditMessageRequest).body;
+      const e = this.#codec.encodeEdit(r.eventId, body);
+      s.insertEvent.run(info.id, seq, uuidToBytes(r.eventId), EVENT_EDIT, actor, e.content, e.keyId, messageBytes, e.attachments, e.mentions, e.hashtags, e.links, r.timestamp, r.clientMsgId ?? null);
+      const old = this.#decode(s, info.id, row) as StoredMessage;
+      const m = this.#codec.encodeBody(r.messageId, { ...body, ...(old.attachments !== undefined ? { attachments: old.attachments } : {}) });
+      f.setBody.run(m.content, m.keyId, m.attachments, m.mentions, m.hashtags, m.links, r.timestamp, info.id, row.seq);
+    } else {
+      s.insertEvent.run(info.id, seq, uuidToBytes(r.eventId), EVENT_DELETE, actor, '', null, messageBytes, null, '[]', '[]', '[]', r.timestamp, r.clientMsgId ?? null);
+      f.tombstone.run(this.#codec.tombstoneContent(r.timestamp, r.actorId), info.id, row.seq);
+      f.eraseEdits.run(info.id, messageBytes);
+    }
+    s.setConvCounters.run(seq, r.timestamp, info.id);
+    const deliveries: Delivery[] = [];
+    for (const m of s.currentMembers.all(info.id)) {
+      const c = s.userCounters.get(m.user)!;
+      if (m.user !== actor && c.last_pos - c.acked_pos >= o.maxInboxSize) continue;
+      const pos = c.last_pos + 1;
+      s.insertTimeline.run(m.user, pos, info.id, seq);
+      s.setLastPos.run(pos, m.user);
+      deliveries.push({ userId: bytesToUuid(m.user_id), pos });
+    }
+    const eventRow = f.eventById.get(uuidToBytes(r.eventId))!;
+    const message = this.#decode(s, info.id, f.eventById.get(messageBytes)!) as StoredMessage;
+    return { status: 'ok', event: this.#decode(s, info.id, eventRow) as MessageChangeEvent, message, deliveries };
   }
 
   async pruneOlderThan(olderThan: number): Promise<number> {
@@ -699,6 +871,7 @@ export class SqliteStore implements Store {
     const db = this.#db;
     this.#db = undefined;
     this.#s = undefined;
+    this.#f = undefined;
     this.#userIds.clear();
     this.#convsByUuid.clear();
     this.#convsById.clear();
@@ -1183,6 +1356,60 @@ export class SqliteStore implements Store {
     return this.#appendMembership(s, g.info, g.state.last_seq + 1, g.actor, payload, r.timestamp, recipients);
   }
 }
+
+/** Statements for receipts, edits and deletes, and presence settings (schema 3), apart from the message path's. */
+function prepareFeatures(db: Database.Database, eventColumns: string) {
+  return {
+    eventById: db.prepare<[Buffer], RawEventRow & { conv: number; sender_int: number }>(
+      `SELECT e.conv, e.sender AS sender_int, ${eventColumns} FROM events e JOIN users su ON su.id = e.sender WHERE e.id = ?`,
+    ),
+    setBody: db.prepare<[string, string | null, string | null, string, string, string, number, number, number]>(
+      `UPDATE events SET content = ?, key_id = ?, attachments = ?, mentions = ?, hashtags = ?, links = ?, edited_at = ?
+       WHERE conv = ? AND seq = ?`,
+    ),
+    tombstone: db.prepare<[string, number, number]>(
+      `UPDATE events SET kind = ${EVENT_TOMBSTONE}, content = ?, key_id = NULL, attachments = NULL, mentions = '[]',
+         hashtags = '[]', links = '[]', reply_to = NULL, edited_at = NULL
+       WHERE conv = ? AND seq = ?`,
+    ),
+    eraseEdits: db.prepare<[number, Buffer]>(
+      `UPDATE events SET content = '', key_id = NULL, attachments = NULL, mentions = '[]', hashtags = '[]', links = '[]'
+       WHERE conv = ? AND reply_to = ? AND kind = ${EVENT_EDIT}`,
+    ),
+    /** One UPDATE for every conversation an ack covers: the highest seq per conversation in (from, to]. */
+    advanceDelivered: db.prepare<[number, number, number, number], { conv: number; delivered_seq: number }>(
+      `UPDATE members SET delivered_seq = x.mx
+       FROM (SELECT conv, max(seq) AS mx FROM timeline WHERE user = ? AND pos > ? AND pos <= ? GROUP BY conv) AS x
+       WHERE members.conv = x.conv AND members.user = ? AND members.delivered_seq < x.mx
+       RETURNING members.conv, members.delivered_seq`,
+    ),
+    readState: db.prepare<[number, number], { read_seq: number; receipt_seq: number; left_seq: number | null }>(
+      'SELECT read_seq, receipt_seq, left_seq FROM members WHERE conv = ? AND user = ?',
+    ),
+    setRead: db.prepare<[number, number, number, number]>('UPDATE members SET read_seq = ?, receipt_seq = ? WHERE conv = ? AND user = ?'),
+    receiptSummary: db.prepare<[number, number], { n: number; d: number; r: number }>(
+      `SELECT count(*) AS n, coalesce(min(delivered_seq), 0) AS d, coalesce(min(receipt_seq), 0) AS r
+       FROM members WHERE conv = ? AND left_seq IS NULL AND user <> ?`,
+    ),
+    receiptMembers: db.prepare<[number, number], { user_id: Buffer; delivered_seq: number; receipt_seq: number }>(
+      `SELECT u.user_id, m.delivered_seq, m.receipt_seq FROM members m JOIN users u ON u.id = m.user
+       WHERE m.conv = ? AND m.left_seq IS NULL AND m.user <> ? ORDER BY m.joined_seq, u.user_id`,
+    ),
+    contacts: db
+      .prepare<[number], Buffer>(
+        `SELECT DISTINCT u.user_id FROM members me
+         JOIN members o ON o.conv = me.conv AND o.left_seq IS NULL AND o.user <> me.user
+         JOIN users u ON u.id = o.user
+         WHERE me.user = ? AND me.left_seq IS NULL`,
+      )
+      .pluck(),
+    setPresence: db.prepare<[number, number]>('UPDATE users SET presence = ? WHERE id = ?'),
+    presenceOf: db.prepare<[number], number | null>('SELECT presence FROM users WHERE id = ?').pluck(),
+    checkpoint: db.prepare('PRAGMA wal_checkpoint(TRUNCATE)'),
+  };
+}
+
+type FeatureStatements = ReturnType<typeof prepareFeatures>;
 
 function migrate(db: Database.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');

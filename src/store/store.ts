@@ -16,6 +16,13 @@
  *   devices acknowledged (the resume point of a new device: "what no device has acknowledged").
  * - Every method that reads or writes on behalf of a user is scoped by tenant: the same uuid in
  *   another tenant is another user. A conversation of another tenant does not exist for the caller.
+ * - Schema 3 adds, per member, `delivered` (moved by `acknowledge`) and a public `read` position
+ *   (`updateRead`; a private read moves only the member's own read_seq), and two more event kinds
+ *   with their own seq in the conversation and one timeline entry per current member: an edit
+ *   (`reply_to` = the edited message, the new body sealed under the edit's id) and a delete
+ *   (`reply_to` = the deleted message, no body). The edited message's row holds the latest body and
+ *   `edited_at`; a deleted message's row becomes a tombstone (kind 4) and the bodies of its edits are
+ *   erased. History lists messages and membership events, not edits or deletes.
  * - Every field derived from what users wrote (content, attachments, mentions, hashtags, links,
  *   group names, names inside membership events) is sealed at rest when a cipher is configured.
  */
@@ -67,6 +74,15 @@ export interface StoredMessage extends MessageBody {
   recipientId?: string;
   timestamp: number;
   clientMsgId?: string;
+  /** Set once the sender edited it: the time of the latest edit (content is the latest). */
+  editedAt?: number;
+  /**
+   * Set once it was deleted: a tombstone. Content, attachments, entities and `replyTo` are erased
+   * from storage (content `""`, no entities); id, seq, sender and timestamp stay.
+   */
+  deletedAt?: number;
+  /** Who deleted it (the sender, or a group owner/admin). */
+  deletedBy?: string;
 }
 
 export type MembershipAction = 'created' | 'added' | 'removed' | 'left' | 'renamed' | 'role_changed';
@@ -97,7 +113,44 @@ export interface MembershipEvent {
   timestamp: number;
 }
 
-export type ConversationEvent = StoredMessage | MembershipEvent;
+/**
+ * An edit of a message, stored as an event of the conversation with its own `seq` (events.kind 2,
+ * `reply_to` = the edited message's id, the new body sealed under this event's id). It is appended
+ * to every current member's timeline like a message. Deleting the message later erases the body
+ * kept here too (content `""`, no entities).
+ */
+export interface MessageEditEvent {
+  kind: 'edit';
+  id: string;
+  tenantId: string;
+  conversationId: string;
+  seq: number;
+  /** The edited message. */
+  messageId: string;
+  actorId: string;
+  content: string;
+  mentions: string[];
+  hashtags: string[];
+  links: Link[];
+  timestamp: number;
+  clientMsgId?: string;
+}
+
+/** A deletion of a message: an event with its own `seq` (events.kind 3, `reply_to` = the deleted message's id, no content). */
+export interface MessageDeleteEvent {
+  kind: 'delete';
+  id: string;
+  tenantId: string;
+  conversationId: string;
+  seq: number;
+  messageId: string;
+  actorId: string;
+  timestamp: number;
+  clientMsgId?: string;
+}
+
+export type ConversationEvent = StoredMessage | MembershipEvent | MessageEditEvent | MessageDeleteEvent;
+export type MessageChangeEvent = MessageEditEvent | MessageDeleteEvent;
 
 export interface TimelineEntry {
   pos: number;
@@ -266,6 +319,80 @@ export interface ConversationListPage {
   nextCursor?: string;
 }
 
+interface MessageChangeRequest {
+  tenantId: string;
+  actorId: string;
+  /** UUIDv7 of the edit/delete event to store. */
+  eventId: string;
+  /** The message to change (any conversation of the tenant; membership is checked in the transaction). */
+  messageId: string;
+  timestamp: number;
+  /** Idempotency key, shared with messages: (tenant, actor, clientMsgId) is stored once. */
+  clientMsgId?: string;
+}
+
+export interface EditMessageRequest extends MessageChangeRequest {
+  /** The new body (checked and sanitized); attachments and `replyTo` of the message are kept. */
+  body: Pick<MessageBody, 'content' | 'mentions' | 'hashtags' | 'links'>;
+}
+
+export type DeleteMessageRequest = MessageChangeRequest;
+
+export interface MessageChangeOptions {
+  /** Backlog bound, as for group messages: a member at the bound gets no timeline entry (the actor always does). */
+  maxInboxSize: number;
+  /** Edits only: the message must be at most this old (`timestamp - message.timestamp`); 0 forbids every edit. */
+  editWindowMs?: number;
+}
+
+export type MessageChangeOutcome =
+  /** Applied: `event` appended to the conversation and to every timeline in `deliveries`; `message` is the message as it is now. */
+  | { status: 'ok'; event: MessageChangeEvent; message: StoredMessage; deliveries: Delivery[] }
+  /** The same (tenant, actor, clientMsgId) was stored before: `event` is that first change; nothing new stored. */
+  | { status: 'duplicate'; event: MessageChangeEvent | StoredMessage }
+  /** Delete of a message that is already a tombstone, by someone allowed to delete it: nothing stored. */
+  | { status: 'unchanged'; message: StoredMessage }
+  /**
+   * No such message in the tenant, not a chat message, the actor is not a current member of its
+   * conversation, not allowed (edit: only the sender, within the window, not deleted; delete: the
+   * sender or a group owner/admin). One answer for all (no oracle).
+   */
+  | { status: 'forbidden' };
+
+/** A member's receipt positions (seqs) in a conversation. */
+export interface MemberReceipt {
+  userId: string;
+  /** Highest seq some device of the member acknowledged (via its timeline). */
+  delivered: number;
+  /** Highest seq the member marked read publicly (`read` without `private`). */
+  read: number;
+}
+
+/** Receipt positions of the other current members of a conversation. */
+export interface ConversationReceipts {
+  /** Minimum over the other current members: every one of them has these seqs (0 when there are none). */
+  delivered: number;
+  read: number;
+  /** Each other member's positions; present only when there are at most `detailMax` of them. */
+  members?: MemberReceipt[];
+}
+
+export interface AckResult {
+  /** The device's (or user's) position after the call, as `ack` returns it. */
+  position: number;
+  /** Conversations whose `delivered` position of this user moved, with the new position. */
+  delivered: { conversationId: string; delivered: number }[];
+}
+
+export interface ReadResult {
+  /** The caller's own read position (drives unread counts on all their devices). */
+  readSeq: number;
+  /** The position others see (receipts); a private read does not move it. */
+  receiptSeq: number;
+  /** True when `receiptSeq` moved. */
+  receiptMoved: boolean;
+}
+
 export interface Store {
   /** Create or migrate the schema (append-only migrations; a v1 database upgrades in place). Idempotent. */
   init(): Promise<void>;
@@ -307,6 +434,39 @@ export interface Store {
    * never beyond its last seq). Returns the position after the call, or `undefined` (forbidden).
    */
   markRead(tenantId: string, userId: string, conversationId: string, upToSeq: number): Promise<number | undefined>;
+
+  /**
+   * `ack` that also moves the user's `delivered` position (members.delivered_seq) in every
+   * conversation with an entry between the user's previous and new acknowledged position (the
+   * highest position any of their devices acknowledged): one UPDATE for all of them, in the same
+   * transaction as the ack.
+   */
+  acknowledge(tenantId: string, userId: string, deviceId: string | undefined, upTo: number): Promise<AckResult>;
+  /**
+   * `markRead` with privacy: moves the caller's read position; unless `private`, also the position
+   * others see (members.receipt_seq). Never backwards, never beyond the last seq. `undefined`: not a current member.
+   */
+  updateRead(tenantId: string, userId: string, conversationId: string, upToSeq: number, options: { private: boolean }): Promise<ReadResult | undefined>;
+  /**
+   * Receipt positions of the other current members of each conversation the caller is a current
+   * member of (others are left out of the map). `detailMax` bounds the per-member list.
+   */
+  receipts(tenantId: string, userId: string, conversationIds: readonly string[], detailMax: number): Promise<Map<string, ConversationReceipts>>;
+
+  /** Edit a chat message (see `MessageChangeOutcome` for who may). One transaction. */
+  editMessage(request: EditMessageRequest, options: MessageChangeOptions): Promise<MessageChangeOutcome>;
+  /**
+   * Delete a chat message: its row becomes a tombstone (content, attachments, entities, `replyTo`
+   * erased, also the bodies kept by its edit events) and a delete event is appended.
+   */
+  deleteMessage(request: DeleteMessageRequest, options: MessageChangeOptions): Promise<MessageChangeOutcome>;
+
+  /** Users sharing at least one current conversation with `userId` (current members both), without `userId`. */
+  contactsOf(tenantId: string, userId: string): Promise<string[]>;
+  /** The user's presence setting (users.presence: NULL = the configured default). */
+  setPresenceVisible(tenantId: string, userId: string, visible: boolean): Promise<void>;
+  /** Explicit presence settings of these users (users without one are absent). */
+  presenceSettings(tenantId: string, userIds: readonly string[]): Promise<Map<string, boolean>>;
 
   /** Delete events older than `olderThan` (ms) and the timeline entries that point at them. Returns the number of events deleted. */
   pruneOlderThan(olderThan: number): Promise<number>;

@@ -44,7 +44,7 @@ export async function deviceClient(url: string, sub = newUserId(), opts: DeviceA
 let counter = 0;
 export const newRequestId = (): string => `r${++counter}-${randomUUID().slice(0, 8)}`;
 
-const REPLY_TYPES = new Set(['group_updated', 'error', 'rate_limited', 'history', 'conversations', 'read_updated']);
+const REPLY_TYPES = new Set(['group_updated', 'error', 'rate_limited', 'history', 'conversations', 'read_updated', 'message_changed', 'presence', 'presence_updated']);
 
 /** Sends `frame` with a fresh `requestId` and resolves with the reply that echoes it. */
 export function ask(client: TestClient, frame: Record<string, unknown>): Promise<Frame> {
@@ -96,9 +96,11 @@ export interface StreamItem {
   frame: Frame;
 }
 
-/** Frames that carry a timeline position: `chat_message`, `membership` and the sender's `message_sent`. */
+const TIMELINE_TYPES = new Set(['chat_message', 'membership', 'message_sent', 'message_edited', 'message_deleted']);
+
+/** Frames that carry a timeline position: `chat_message`, `membership`, `message_edited`, `message_deleted` and the sender's `message_sent`. */
 export function isTimelineFrame(f: Frame): boolean {
-  return typeof f.pos === 'number' && (f.type === 'chat_message' || f.type === 'membership' || f.type === 'message_sent');
+  return typeof f.pos === 'number' && TIMELINE_TYPES.has(f.type);
 }
 
 /** The session's timeline stream, in arrival order (from frame index `from`). */

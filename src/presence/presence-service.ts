@@ -1,0 +1,137 @@
+/**
+ * Presence: a user is online while they hold at least one authenticated session on any node (the
+ * connection registry's cluster-wide count, which forgets a dead node's sessions once its liveness
+ * key expires) and have not hidden themselves (`set_presence`, default `presence.visible`).
+ *
+ * Every session open/close of a user schedules one check after `chat.presenceDebounceMs` (a newer
+ * change restarts the wait), so a reconnect within it publishes nothing. The check compares with
+ * the published state (one compare-and-set for the cluster): only a real flip is published, once,
+ * as `presence_changed` to each user sharing a current conversation — one bus frame per user,
+ * whatever the number of shared conversations, so each of their sessions gets one frame.
+ */
+import type { Bus } from '../bus/bus.js';
+import type { Store } from '../store/store.js';
+import type { ConnectionRegistry } from '../limits/limiter.js';
+import type { Identity } from '../auth/token-verifier.js';
+import type { PresenceFrame, SetPresenceFrame } from '../protocol/client-frames.js';
+import type { Outbox } from '../chat/chat-service.js';
+import { peerKey } from '../chat/authorization.js';
+import { withRequestId } from '../chat/replies.js';
+import type { PresenceState } from './presence-state.js';
+
+export interface PresenceServiceOptions {
+  store: Store;
+  bus: Bus;
+  registry: ConnectionRegistry;
+  state: PresenceState;
+  debounceMs: number;
+  /** `presence.visible`: shown online unless the user said otherwise. */
+  defaultVisible: boolean;
+  /** How often dead nodes are looked for (cluster). 0: never. */
+  sweepMs: number;
+  onError(err: unknown): void;
+}
+
+const UUID_LENGTH = 36;
+
+/** userKey = `${tenantId}:${userId}` (see peerKey); the uuid is the last 36 characters. */
+function splitKey(userKey: string): { tenantId: string; userId: string } {
+  return { tenantId: userKey.slice(0, -UUID_LENGTH - 1), userId: userKey.slice(-UUID_LENGTH) };
+}
+
+export class PresenceService {
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #sweeper: NodeJS.Timeout | undefined;
+  #closed = false;
+  #closing = false;
+
+  constructor(private readonly o: PresenceServiceOptions) {
+    if (o.sweepMs > 0) {
+      this.#sweeper = setInterval(() => void this.#sweep(), o.sweepMs);
+      this.#sweeper.unref();
+    }
+  }
+
+  /** A session of the user opened or closed on this node; `local`: the node still holds one. */
+  changed(userKey: string, local: boolean): void {
+    if (this.#closed || this.#closing) return;
+    this.o.state.track(userKey, local);
+    this.#schedule(userKey);
+  }
+
+  /** `presence {conversationId}`: the members shown online, for a current member only. */
+  async query(user: Identity, outbox: Outbox, frame: PresenceFrame): Promise<void> {
+    const conversationId = frame.conversationId.toLowerCase();
+    try {
+      const members = await this.o.store.membersIfMember(user.tenantId, conversationId, user.userId);
+      if (members === undefined) {
+        outbox.sendFrame(withRequestId({ type: 'error', reason: 'forbidden' }, frame.requestId));
+        return;
+      }
+      const states = await this.o.state.states(members.map((m) => peerKey(user.tenantId, m)));
+      const online = members.filter((_, i) => states[i] === true);
+      outbox.sendFrame(withRequestId({ type: 'presence', conversationId, online }, frame.requestId));
+    } catch (err) {
+      this.o.onError(err);
+      outbox.sendFrame(withRequestId({ type: 'error', reason: 'storage_unavailable' }, frame.requestId));
+    }
+  }
+
+  /** `set_presence {visible}`: stored, then checked like any other change. */
+  async setVisible(user: Identity, outbox: Outbox, frame: SetPresenceFrame): Promise<void> {
+    try {
+      await this.o.store.setPresenceVisible(user.tenantId, user.userId, frame.visible);
+    } catch (err) {
+      this.o.onError(err);
+      outbox.sendFrame(withRequestId({ type: 'error', reason: 'storage_unavailable' }, frame.requestId));
+      return;
+    }
+    outbox.sendFrame(withRequestId({ type: 'presence_updated', visible: frame.visible }, frame.requestId));
+    this.#schedule(peerKey(user.tenantId, user.userId));
+  }
+
+  /** Pending checks run now (sessions closed by a shutdown go offline for the other nodes at once). */
+  async close(): Promise<void> {
+    this.#closing = true;
+    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    const pending = [...this.#timers.keys()];
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    await Promise.allSettled(pending.map((k) => this.#check(k)));
+    this.#closed = true;
+    await this.o.state.close();
+  }
+
+  #schedule(userKey: string): void {
+    const previous = this.#timers.get(userKey);
+    if (previous !== undefined) clearTimeout(previous);
+    const timer = setTimeout(() => {
+      this.#timers.delete(userKey);
+      this.#check(userKey).catch(this.o.onError);
+    }, this.o.debounceMs);
+    timer.unref();
+    this.#timers.set(userKey, timer);
+  }
+
+  async #check(userKey: string): Promise<void> {
+    if (this.#closed) return;
+    const { tenantId, userId } = splitKey(userKey);
+    const sessions = await this.o.registry.countUser(userKey);
+    let online = sessions > 0;
+    if (online) {
+      const setting = (await this.o.store.presenceSettings(tenantId, [userId])).get(userId);
+      online = setting ?? this.o.defaultVisible;
+    }
+    if (!(await this.o.state.swap(userKey, online))) return;
+    const frame = JSON.stringify({ type: 'presence_changed', userId, online });
+    for (const contact of await this.o.store.contactsOf(tenantId, userId)) this.o.bus.publish(peerKey(tenantId, contact), frame);
+  }
+
+  async #sweep(): Promise<void> {
+    try {
+      for (const userKey of await this.o.state.sweep()) this.#schedule(userKey);
+    } catch (err) {
+      this.o.onError(err);
+    }
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The published presence state of each user ("shown online" or not), shared by every node so one
+ * change is published once, by the node whose check flips it (compare-and-set). In memory for one
+ * node; on Redis for a cluster, where each node also records which users it holds sessions for,
+ * so that when a node dies (its liveness key, kept by the connection registry, expires) one
+ * surviving node claims its users and re-checks them.
+ */
+import type { Redis } from 'ioredis';
+import { createRedisClient, type BackendErrorHandler } from '../limits/redis-health.js';
+import { quitRedis } from '../redis/quit.js';
+
+export interface PresenceState {
+  /** Set the published state; resolves true when it changed (the caller then publishes it). */
+  swap(userKey: string, online: boolean): Promise<boolean>;
+  /** Published states, in order. */
+  states(userKeys: readonly string[]): Promise<boolean[]>;
+  /** Whether this node holds sessions of the user (for the dead-node sweep). */
+  track(userKey: string, local: boolean): void;
+  /** Users that were held by nodes now dead, each claimed by exactly one node. */
+  sweep(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export class MemoryPresenceState implements PresenceState {
+  readonly #online = new Set<string>();
+
+  async swap(userKey: string, online: boolean): Promise<boolean> {
+    if (this.#online.has(userKey) === online) return false;
+    if (online) this.#online.add(userKey);
+    else this.#online.delete(userKey);
+    return true;
+  }
+
+  async states(userKeys: readonly string[]): Promise<boolean[]> {
+    return userKeys.map((k) => this.#online.has(k));
+  }
+
+  track(): void {}
+
+  async sweep(): Promise<string[]> {
+    return [];
+  }
+
+  async close(): Promise<void> {
+    this.#online.clear();
+  }
+}
+
+const SWAP_LUA = `
+-- KEYS[1]: the user's state key. ARGV[1]: '1' online, '0' offline. Returns 1 when it changed.
+local cur = redis.call('EXISTS', KEYS[1])
+if ARGV[1] == '1' then
+  if cur == 1 then return 0 end
+  redis.call('SET', KEYS[1], '1')
+  return 1
+end
+if cur == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`;
+
+const SWEEP_LUA = `
+-- KEYS[1]: set of nodes holding sessions. ARGV[1]: own node, ARGV[2]: liveness key prefix,
+-- ARGV[3]: per-node user set prefix. Claims (removes) every dead node and returns its users.
+local out = {}
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if n ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. n) == 0 then
+    redis.call('SREM', KEYS[1], n)
+    for _, u in ipairs(redis.call('SMEMBERS', ARGV[3] .. n)) do out[#out + 1] = u end
+    redis.call('DEL', ARGV[3] .. n)
+  end
+end
+return out
+`;
+
+interface PresenceScripts {
+  rampartPresenceSwap(key: string, online: string): Promise<number>;
+  rampartPresenceSweep(nodes: string, nodeId: string, livePrefix: string, setPrefix: string): Promise<string[]>;
+}
+
+export interface RedisPresenceOptions {
+  redisUrl: string;
+  /** Same prefix as the connection registry (its liveness keys are `${keyPrefix}:node:<nodeId>`). */
+  keyPrefix: string;
+  nodeId: string;
+  onError?: BackendErrorHandler;
+}
+
+export class RedisPresenceState implements PresenceState {
+  readonly #client: Redis;
+  readonly #scripts: PresenceScripts;
+  readonly #o: RedisPresenceOptions;
+  readonly #nodes: string;
+  readonly #mine: string;
+
+  constructor(o: RedisPresenceOptions) {
+    this.#o = o;
+    this.#client = createRedisClient(o.redisUrl, {}, o.onError);
+    this.#client.defineCommand('rampartPresenceSwap', { lua: SWAP_LUA, numberOfKeys: 1 });
+    this.#client.defineCommand('rampartPresenceSweep', { lua: SWEEP_LUA, numberOfKeys: 1 });
+    this.#scripts = this.#client as unknown as PresenceScripts;
+    this.#nodes = `${o.keyPrefix}:presence:nodes`;
+    this.#mine = `${o.keyPrefix}:presence:n:${o.nodeId}`;
+  }
+
+  async swap(userKey: string, online: boolean): Promise<boolean> {
+    return (await this.#scripts.rampartPresenceSwap(this.#key(userKey), online ? '1' : '0')) === 1;
+  }
+
+  async states(userKeys: readonly string[]): Promise<boolean[]> {
+    if (userKeys.length === 0) return [];
+    const values = await this.#client.mget(...userKeys.map((k) => this.#key(k)));
+    return values.map((v) => v !== null);
+  }
+
+  track(userKey: string, local: boolean): void {
+    const p = local ? this.#client.multi().sadd(this.#nodes, this.#o.nodeId).sadd(this.#mine, userKey) : this.#client.multi().srem(this.#mine, userKey);
+    p.exec().catch((err: unknown) => this.#o.onError?.(err, 'presence'));
+  }
+
+  async sweep(): Promise<string[]> {
+    return this.#scripts.rampartPresenceSweep(this.#nodes, this.#o.nodeId, `${this.#o.keyPrefix}:node:`, `${this.#o.keyPrefix}:presence:n:`);
+  }
+
+  async close(): Promise<void> {
+    await quitRedis(this.#client);
+  }
+
+  #key(userKey: string): string {
+    return `${this.#o.keyPrefix}:presence:u:${userKey}`;
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * Contract of the schema-3 Store methods (receipts, edits and deletes, presence settings and
+ * contacts), on SQLite and PostgreSQL, and the migration from schema 2 keeping data: a store is
+ * filled, its schema-3 additions are dropped (exactly schema 2), and init() migrates it again.
+ */
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { PostgresStore } from '../../src/store/postgres-store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { messageId } from '../../src/chat/message-id.js';
+import type { NewMessage, Store, StoredMessage } from '../../src/store/store.js';
+import { PG_URL } from '../helpers/harness.js';
+
+const T = 'default';
+const OPTS = { maxInboxSize: 1000 };
+let clock = Date.now();
+const now = (): number => ++clock;
+
+interface Backend {
+  name: string;
+  open(): Promise<Store>;
+  /** Drop the schema-3 additions and the version row: the database is exactly at schema 2. */
+  downgrade(): Promise<void>;
+  teardown(): Promise<void>;
+}
+
+function sqlite(): Backend {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-feat-'));
+  const file = join(dir, 'db.sqlite');
+  return {
+    name: 'sqlite',
+    async open() {
+      const s = new SqliteStore(file);
+      await s.init();
+      return s;
+    },
+    async downgrade() {
+      const db = new Database(file);
+      db.exec(`DROP INDEX events_edits; ALTER TABLE events DROP COLUMN edited_at; ALTER TABLE members DROP COLUMN delivered_seq;
+               ALTER TABLE members DROP COLUMN receipt_seq; ALTER TABLE users DROP COLUMN presence; DELETE FROM schema_version WHERE version = 4;`);
+      db.close();
+    },
+    async teardown() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function postgres(): Backend {
+  const schema = `rampart_feat_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Pool({ connectionString: PG_URL, max: 1 });
+  return {
+    name: 'postgres',
+    async open() {
+      const s = new PostgresStore(PG_URL, { schema, pool: { max: 3 } });
+      await s.init();
+      return s;
+    },
+    async downgrade() {
+      const t = (x: string): string => `"${schema}".${x}`;
+      await admin.query(`DROP INDEX "${schema}".events_edits; ALTER TABLE ${t('events')} DROP COLUMN edited_at;
+        ALTER TABLE ${t('members')} DROP COLUMN delivered_seq, DROP COLUMN receipt_seq; ALTER TABLE ${t('users')} DROP COLUMN presence;
+        DELETE FROM ${t('schema_version')} WHERE version = 3;`);
+    },
+    async teardown() {
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+    },
+  };
+}
+
+function message(from: string, to: NewMessage['to'], content = `m ${randomUUID()}`): NewMessage {
+  const ts = now();
+  return { id: messageId(ts), tenantId: T, senderId: from, to, timestamp: ts, content, mentions: [], hashtags: [], links: [] };
+}
+
+async function send(store: Store, m: NewMessage): Promise<StoredMessage> {
+  const [out] = await store.appendMessages([m], OPTS);
+  assert.equal(out?.status, 'stored');
+  return (out as { message: StoredMessage }).message;
+}
+
+for (const make of [sqlite, postgres]) {
+  const backend = make();
+  describe(`Store schema 3 (${backend.name})`, () => {
+    after(() => backend.teardown());
+
+    test('acknowledge moves delivered per conversation once; updateRead private/public; receipts with a detail bound', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+        const m1 = await send(store, message(a, { peerId: b }));
+        const m2 = await send(store, message(c, { peerId: b }));
+        await send(store, message(a, { peerId: b }));
+        const ack = await store.acknowledge(T, b, 'phone', 2);
+        assert.equal(ack.position, 2);
+        assert.deepEqual(ack.delivered.sort((x, y) => x.conversationId.localeCompare(y.conversationId)), [
+          { conversationId: m1.conversationId, delivered: 1 },
+          { conversationId: m2.conversationId, delivered: 1 },
+        ].sort((x, y) => x.conversationId.localeCompare(y.conversationId)));
+        assert.deepEqual((await store.acknowledge(T, b, 'laptop', 2)).delivered, [], 'nothing new: nothing moves');
+        assert.deepEqual((await store.acknowledge(T, b, 'laptop', 3)).delivered, [{ conversationId: m1.conversationId, delivered: 2 }]);
+        assert.deepEqual(await store.updateRead(T, b, m1.conversationId, 1, { private: true }), { readSeq: 1, receiptSeq: 0, receiptMoved: false });
+        assert.deepEqual(await store.updateRead(T, b, m1.conversationId, 99, { private: false }), { readSeq: 2, receiptSeq: 2, receiptMoved: true });
+        assert.deepEqual(await store.updateRead(T, b, m1.conversationId, 1, { private: false }), { readSeq: 2, receiptSeq: 2, receiptMoved: false });
+        assert.equal(await store.updateRead(T, c, m1.conversationId, 1, { private: false }), undefined);
+        const r = await store.receipts(T, a, [m1.conversationId, m2.conversationId], 5);
+        assert.deepEqual(r.get(m1.conversationId), { delivered: 2, read: 2, members: [{ userId: b, delivered: 2, read: 2 }] });
+        assert.equal(r.has(m2.conversationId), false, 'not a member: left out');
+        assert.deepEqual((await store.receipts(T, a, [m1.conversationId], 0)).get(m1.conversationId), { delivered: 2, read: 2 });
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('edit and delete: permissions, window, idempotency, tombstone, timeline events', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const m = await send(store, message(a, { peerId: b }, 'original'));
+        const base = { tenantId: T, messageId: m.id, body: { content: 'changed', mentions: [], hashtags: [], links: [] } };
+        const edit = (actorId: string, extra: Record<string, unknown> = {}, window = 60_000) => {
+          const ts = now();
+          return store.editMessage({ ...base, actorId, eventId: messageId(ts), timestamp: ts, ...extra }, { ...OPTS, editWindowMs: window });
+        };
+        assert.equal((await edit(b)).status, 'forbidden');
+        assert.equal((await edit(a, {}, 0)).status, 'forbidden');
+        assert.equal((await edit(a, { tenantId: 'other' })).status, 'forbidden');
+        const ok = await edit(a, { clientMsgId: 'e1' });
+        assert.equal(ok.status, 'ok');
+        if (ok.status !== 'ok') return;
+        assert.equal(ok.event.kind, 'edit');
+        assert.equal(ok.event.seq, 2);
+        assert.equal(ok.message.content, 'changed');
+        assert.equal(typeof ok.message.editedAt, 'number');
+        assert.deepEqual(ok.deliveries.map((d) => d.userId).sort(), [a, b].sort());
+        const dup = await edit(a, { clientMsgId: 'e1' });
+        assert.equal(dup.status, 'duplicate');
+        const page = await store.timeline(T, b, 0, 10);
+        assert.deepEqual(page.entries.map((e) => e.event.kind), ['message', 'edit']);
+        const ts = now();
+        const del = await store.deleteMessage({ tenantId: T, actorId: b, eventId: messageId(ts), messageId: m.id, timestamp: ts }, OPTS);
+        assert.equal(del.status, 'forbidden', 'a direct peer may not delete');
+        const ts2 = now();
+        const gone = await store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(ts2), messageId: m.id, timestamp: ts2 }, OPTS);
+        assert.equal(gone.status, 'ok');
+        if (gone.status !== 'ok') return;
+        assert.equal(gone.message.deletedBy, a);
+        assert.equal(gone.message.content, '');
+        const again = await store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(now()), messageId: m.id, timestamp: now() }, OPTS);
+        assert.equal(again.status, 'unchanged');
+        const after = await store.timeline(T, b, 0, 10);
+        const editEvent = after.entries[1]!.event;
+        assert.equal(editEvent.kind === 'edit' ? editEvent.content : 'x', '', 'the edit body is erased too');
+        assert.equal(after.entries[2]!.event.kind, 'delete');
+        const h = await store.history(T, b, { conversationId: m.conversationId }, { limit: 10, groupHistory: 'since_join' });
+        assert.deepEqual(h!.events.map((e) => e.kind), ['message']);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('contactsOf and presence settings', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+        await send(store, message(a, { peerId: b }));
+        assert.deepEqual(await store.contactsOf(T, a), [b]);
+        assert.deepEqual(await store.contactsOf(T, c), []);
+        assert.equal((await store.presenceSettings(T, [a])).size, 0);
+        await store.setPresenceVisible(T, a, false);
+        await store.setPresenceVisible(T, c, true);
+        assert.deepEqual([...(await store.presenceSettings(T, [a, b, c]))].sort(), [[a, false], [c, true]].sort());
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('migration from schema 2 keeps data: read positions become receipt positions, acked entries delivered', async () => {
+      const [a, b] = [randomUUID(), randomUUID()];
+      let store = await backend.open();
+      const m = await send(store, message(a, { peerId: b }, 'kept'));
+      await send(store, message(a, { peerId: b }, 'kept too'));
+      await store.ack(T, b, 'phone', 1);
+      await store.markRead(T, b, m.conversationId, 2);
+      await store.close();
+      await backend.downgrade();
+      store = await backend.open();
+      try {
+        const h = await store.history(T, a, { conversationId: m.conversationId }, { limit: 10, groupHistory: 'since_join' });
+        assert.deepEqual(h!.events.map((e) => (e.kind === 'message' ? e.content : '')), ['kept too', 'kept']);
+        assert.deepEqual((await store.receipts(T, a, [m.conversationId], 5)).get(m.conversationId), {
+          delivered: 1,
+          read: 2,
+          members: [{ userId: b, delivered: 1, read: 2 }],
+        });
+        assert.equal((await store.syncState(T, b, 'phone')).deviceAckedPos, 1);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
