@@ -509,8 +509,8 @@ export class SqliteStore implements Store {
   /**
    * Committed counters (users.last_pos/acked_pos, conversations.last_seq/last_at/closed), so a
    * batch need not read them again. Valid only while no other connection commits: every write
-   * transaction compares `PRAGMA data_version` first and starts over when it moved. Group changes
-   * drop them (they move counters outside appendMessages).
+   * transaction compares `PRAGMA data_version` first and starts over when it moved. Every other
+   * write of this connection drops them (see #write).
    */
   readonly #userCounters = new Map<number, { last: number; acked: number }>();
   readonly #convCounters = new Map<number, { lastSeq: number; lastAt: number; closed: boolean }>();
@@ -550,7 +550,7 @@ export class SqliteStore implements Store {
   async appendMessages(batch: readonly NewMessage[], options: AppendOptions): Promise<AppendOutcome[]> {
     const s = this.#ready();
     if (batch.length === 0) return [];
-    return this.#write(() => this.#appendBatch(s, batch, options.maxInboxSize));
+    return this.#write(() => this.#appendBatch(s, batch, options.maxInboxSize), true);
   }
 
   async createGroup(request: CreateGroupRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
@@ -894,7 +894,12 @@ export class SqliteStore implements Store {
    * Run `fn` in one BEGIN IMMEDIATE transaction; cache fills it made apply only after COMMIT.
    * `keepCounters` false: `fn` may move counters behind the counter caches, which are dropped.
    */
-  #write<R>(fn: () => R, keepCounters = true): R {
+  /**
+   * One write transaction. Only appendMessages keeps the cached counters (it maintains them);
+   * every other write — group changes, acks, edits, deletes, receipts — may move counters outside
+   * it, so the cache is dropped after it rather than trusting each path to update it.
+   */
+  #write<R>(fn: () => R, keepCounters = false): R {
     const db = this.#db!;
     const s = this.#s!;
     const pending: (() => void)[] = [];
