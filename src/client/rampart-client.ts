@@ -217,7 +217,7 @@ export class RampartClient {
   /** Stops for good: no timer, socket or listener is left behind. Unconfirmed sends reject with `closed`. */
   close(): void {
     if (this.currentState === 'closed') return;
-    this.persist();
+    this.flushAck(); // acknowledges and persists the last processed position
     this.stop('closed', false);
   }
 

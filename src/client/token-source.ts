@@ -44,11 +44,11 @@ export function tokenExpiry(token: string): number | undefined {
 }
 
 /**
- * How long to wait before refreshing a token that expires at `expMs`: `marginMs` before it, or at
- * three quarters of its remaining life when that is shorter, and never sooner than `minDelayMs`.
+ * How long to wait before refreshing a token that expires at `expMs`: `marginMs` before it, but
+ * not before half of its remaining life (a short-lived token), and never sooner than `minDelayMs`.
  */
 export function refreshDelay(expMs: number, nowMs: number, o: RefreshOptions): number {
   const remaining = expMs - nowMs;
-  const delay = Math.min(remaining - o.marginMs, Math.floor(remaining * 0.75));
+  const delay = Math.max(remaining - o.marginMs, Math.floor(remaining / 2));
   return Math.max(o.minDelayMs, delay);
 }
