@@ -245,10 +245,11 @@ function renderMembership(e) {
 function onMessage(m) {
   const c = conv(m.conversationId);
   c.items.set(m.id, m);
+  if (m.recipientId) c.peerId = m.senderId === me ? m.recipientId : m.senderId;
   if (!c.info) void refreshConversations();
   else c.info.lastActivityAt = m.timestamp;
   if (current && (current.conversationId === m.conversationId || (!current.conversationId && (current.peerId === m.senderId || current.peerId === m.recipientId)))) {
-    if (!current.conversationId) current = { conversationId: m.conversationId };
+    if (!current.conversationId) current = { conversationId: m.conversationId, peerId: current.peerId };
     insertItem(m);
     if (!m.own) clearTyping();
     scheduleRead();
@@ -264,7 +265,9 @@ function onMembership(e) {
 }
 
 function onTyping(t) {
-  const here = current && (t.conversationId ? t.conversationId === current.conversationId : conversations.get(current.conversationId ?? '')?.info?.peerId === t.senderId || current.peerId === t.senderId);
+  const c = current?.conversationId ? conversations.get(current.conversationId) : undefined;
+  const peer = current?.peerId ?? c?.peerId ?? c?.info?.peerId;
+  const here = current && (t.conversationId ? t.conversationId === current.conversationId : peer === t.senderId);
   if (!here) return;
   clearTimeout(typingShowTimer);
   ui.typing.textContent = t.isTyping ? `${label(t.senderId)} is typing…` : '';
@@ -293,9 +296,14 @@ function scheduleRead() {
 }
 
 // ── sending ──────────────────────────────────────────────────────────────────────────────────
+/** Where the composer sends: direct conversations are addressed by the peer (the protocol's v1 form), groups by id. */
 function target() {
   if (!current) return null;
-  return current.conversationId ? { conversationId: current.conversationId } : { recipientId: current.peerId };
+  if (!current.conversationId) return { recipientId: current.peerId };
+  const c = conv(current.conversationId);
+  if (c.info?.kind === 'group') return { conversationId: current.conversationId };
+  const peer = current.peerId ?? c.peerId ?? c.info?.peerId ?? (c.info?.kind === 'direct' ? me : undefined);
+  return peer ? { recipientId: peer } : { conversationId: current.conversationId };
 }
 
 $('send-form').addEventListener('submit', (ev) => {
@@ -314,7 +322,7 @@ $('send-form').addEventListener('submit', (ev) => {
   client.sendMessage(to, text, { clientMsgId }).then(
     (receipt) => {
       pendingEls.delete(clientMsgId);
-      if (current && !current.conversationId) { current = { conversationId: receipt.conversationId }; void refreshConversations(); }
+      if (current && !current.conversationId) { current = { conversationId: receipt.conversationId, peerId: current.peerId }; void refreshConversations(); }
       // Our own copy may already be on screen (replayed after a reconnect): keep one.
       if (ui.list.querySelector(`[data-id="${CSS.escape(receipt.id)}"]`)) { li.remove(); return; }
       li.dataset.id = receipt.id;
