@@ -23,8 +23,8 @@ const TYPES: Record<string, string> = {
 
 /** Where the compiled SDK lives: dist/ beside src/ when running from source (tsx), else our own dist/. */
 function distDir(): string {
-  const here = fileURLToPath(new URL('.', import.meta.url));
-  return here.includes('/src/') || here.includes('\\src\\') ? fileURLToPath(new URL('../../dist/', import.meta.url)) : fileURLToPath(new URL('../', import.meta.url));
+  const fromSource = import.meta.url.endsWith('.ts');
+  return fileURLToPath(new URL(fromSource ? '../../dist/' : '../', import.meta.url));
 }
 
 export function demoAssets(publicDir: string, dist = distDir()): ReadonlyMap<string, DemoAsset> {
