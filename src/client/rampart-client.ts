@@ -11,7 +11,7 @@ import { Emitter, type Listener } from './emitter.js';
 import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
 import { PosTracker, RecentIds } from './pos-tracker.js';
 import { classifyClose } from './refusals.js';
-import { Requests } from './requests.js';
+import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
 import { MemorySyncStore, newDeviceId, type SyncStore } from './sync-store.js';
@@ -542,7 +542,7 @@ export class RampartClient {
   }
 
   private request(frame: Record<string, unknown>): Promise<Record<string, unknown>> {
-    if (this.currentState === 'closed') return Promise.reject(new SendError('closed', ''));
+    if (this.currentState === 'closed') return Promise.reject(new RequestError('closed'));
     const promise = this.requests.add(frame);
     this.requests.flush((f) => this.transmit(f));
     return promise;

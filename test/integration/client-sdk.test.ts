@@ -181,3 +181,27 @@ test('tokens expire during the conversation: refreshed on the open socket, or re
     await srv.close();
   }
 });
+
+test('production mode: no demo page, no SDK files, no token endpoint; development: all of them', { timeout: 60_000 }, async () => {
+  const prod = await startServer({
+    mode: 'production',
+    jwt: { secret: TEST_SECRET, issuer: 'https://id.example.com', audience: 'chat' },
+    allowedOrigins: ['https://chat.example.com'],
+    behindProxy: ['127.0.0.1'],
+    metrics: { port: 0 },
+  });
+  const dev = await startServer();
+  try {
+    const paths = ['/', '/demo.js', '/client/rampart-client.js', '/protocol/reasons.js', '/dev/token?name=alice', '/dev/user?name=alice'];
+    for (const p of paths) assert.equal((await fetch(`${prod.httpUrl}${p}`)).status, 404, `production ${p}`);
+    const issued = (await (await fetch(`${dev.httpUrl}/dev/token?name=alice`)).json()) as { token: string; userId: string };
+    // The development token works with the SDK against the same server.
+    const client = createNodeClient({ url: dev.url, token: issued.token });
+    await client.connect();
+    assert.equal(client.userId, issued.userId);
+    client.close();
+  } finally {
+    await prod.close();
+    await dev.close();
+  }
+});
