@@ -13,14 +13,18 @@ export type CloseVerdict =
   | { kind: 'fresh_token' }
   | { kind: 'backoff' };
 
-/** A ban code, when the protocol defines one (looked up so the table stays the single source). */
-const BANNED = (CloseCode as Readonly<Record<string, number>>).BANNED;
+// Codes and reasons that only some protocol versions define are looked up by name, so the
+// protocol module stays the single source and this file compiles against either.
+const codes = CloseCode as Readonly<Record<string, number>>;
+const reasons = AuthFailureReason as Readonly<Record<string, string>>;
+/** An operator banned the user. */
+const BANNED = codes.BANNED;
+/** The user ended this session from another of their sessions: coming back would undo that. */
+const ENDED_BY_USER = codes.ENDED_BY_USER;
 
-const PERMANENT_AUTH_REASONS: ReadonlySet<string> = new Set([
-  AuthFailureReason.INVALID_TOKEN,
-  AuthFailureReason.TOKEN_TOO_LARGE,
-  AuthFailureReason.IDENTITY_CHANGE,
-]);
+const PERMANENT_AUTH_REASONS: ReadonlySet<string> = new Set(
+  [AuthFailureReason.INVALID_TOKEN, AuthFailureReason.TOKEN_TOO_LARGE, AuthFailureReason.IDENTITY_CHANGE, reasons.BANNED].filter((r): r is string => r !== undefined),
+);
 
 export interface CloseFacts {
   code: number;
@@ -43,6 +47,7 @@ export function classifyClose(f: CloseFacts): CloseVerdict {
   if (f.code === CloseCode.INVALID_TOKEN && f.authFailure === undefined) return { kind: 'permanent', reason: AuthFailureReason.INVALID_TOKEN };
   if (f.code === CloseCode.IDENTITY_CHANGE) return { kind: 'permanent', reason: AuthFailureReason.IDENTITY_CHANGE };
   if (BANNED !== undefined && f.code === BANNED) return { kind: 'permanent', reason: 'banned' };
+  if (ENDED_BY_USER !== undefined && f.code === ENDED_BY_USER) return { kind: 'permanent', reason: 'ended_by_user' };
   if (f.code === CloseCode.GOING_AWAY) return { kind: 'shutdown' };
   return { kind: 'backoff' };
 }
