@@ -6,6 +6,8 @@ export interface DevTokenClaims {
   sub: string;
   role?: string;
   tid?: string;
+  /** Token id (`jti`), what an operator revokes a token by. */
+  jti?: string;
   /** Lifetime: seconds, or a jose duration string such as "1h". */
   ttl?: string | number;
   issuer?: string;
@@ -16,6 +18,7 @@ export async function signDevToken(secret: string, claims: DevTokenClaims): Prom
   const extra: Record<string, string> = {};
   if (claims.role !== undefined) extra.role = claims.role;
   if (claims.tid !== undefined) extra.tid = claims.tid;
+  if (claims.jti !== undefined) extra.jti = claims.jti;
   const ttl = claims.ttl ?? '1h';
   let jwt = new SignJWT(extra)
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })

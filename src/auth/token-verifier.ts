@@ -16,6 +16,8 @@ export interface Identity {
   tenantId: string;
   /** Token expiry, ms since epoch. */
   expiresAt: number;
+  /** The `jwt` `jti` claim when present: what an operator revokes a token by. */
+  jti?: string;
 }
 
 export type VerifyResult = { ok: true; identity: Identity } | { ok: false; reason: AuthFailureReasonValue };
@@ -46,6 +48,8 @@ export function typeAllowed(typ: unknown, allowed: ReadonlySet<string>, requireT
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 const CLAIM_VALUE = /^[A-Za-z0-9_.:-]{1,64}$/;
+/** `jti`: printable ASCII, bounded (it becomes part of a revocation key). */
+const JTI_VALUE = /^[\x21-\x7e]{1,255}$/;
 
 /** User ids are UUIDs (the JWT `sub`). */
 export const isUserId = (value: string): boolean => UUID.test(value);
@@ -108,13 +112,14 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       if (keySource.kind === 'jwks' && keySetUnreachable(err)) return unavailable;
       return invalid;
     }
-    const { sub, role, tid, exp } = payload as JWTPayload & { role?: unknown; tid?: unknown };
+    const { sub, role, tid, exp, jti } = payload as JWTPayload & { role?: unknown; tid?: unknown };
     if (typeof sub !== 'string' || !UUID.test(sub) || typeof exp !== 'number') return invalid;
     if (role !== undefined && (typeof role !== 'string' || !CLAIM_VALUE.test(role))) return invalid;
     if (tid !== undefined && (typeof tid !== 'string' || !CLAIM_VALUE.test(tid))) return invalid;
+    if (jti !== undefined && (typeof jti !== 'string' || !JTI_VALUE.test(jti))) return invalid;
     return {
       ok: true,
-      identity: { userId: sub.toLowerCase(), role, tenantId: tid ?? DEFAULT_TENANT, expiresAt: exp * 1000 },
+      identity: { userId: sub.toLowerCase(), role, tenantId: tid ?? DEFAULT_TENANT, expiresAt: exp * 1000, ...(jti !== undefined ? { jti } : {}) },
     };
   };
 }

@@ -211,6 +211,28 @@ export const ConfigSchema = z.strictObject({
       keys: z.record(z.string().min(1).max(32), z.string().min(1)),
     })
     .optional(),
+  /**
+   * Admin API (docs/operations.md): off unless a credential is set. `tokenSha256` (hex SHA-256 of
+   * the bearer token) is preferred: the secret itself never sits in the config.
+   */
+  admin: z
+    .strictObject({
+      token: z.string().min(32).max(1024).optional(),
+      tokenSha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits (SHA-256)').optional(),
+      /** Who the credential is, in audit records. */
+      name: z.string().min(1).max(64).regex(/^[\w.@-]+$/, 'letters, digits, _ . @ - only').default('admin'),
+      /** Serve the API on its own port (bound to `host`); unset = under `/admin/` on the main port. */
+      port: z.number().int().min(0).max(65535).optional(),
+      host: z.string().min(1).default('127.0.0.1'),
+      /** Requests per IP per minute, authenticated or not (429 beyond). */
+      requestsPerMinute: positiveInt.default(60),
+      /** Request bodies larger than this are refused (413). */
+      maxBodyBytes: positiveInt.max(1024 * 1024).default(4096),
+      /** Longest ban an operator may set. */
+      maxBanMs: ms.default(365 * 86_400_000),
+    })
+    .refine((a) => a.token === undefined || a.tokenSha256 === undefined, { message: 'set only one of token, tokenSha256', path: ['token'] })
+    .prefault({}),
   /** How long shutdown waits for sockets to close after 1001 before it destroys them. */
   shutdownGraceMs: ms.default(5000),
   /**

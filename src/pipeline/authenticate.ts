@@ -3,6 +3,7 @@
  * socket: a refresh must carry the same tenant and `sub`. A success finds the session's resume
  * point (`after`, else the device's position, else what no device acknowledged), answers
  * `auth_success`, and starts the session's timeline stream: replay from storage, then live.
+ * Banned users and revoked tokens (the access policy, src/admin/) are refused at auth and refresh.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -16,6 +17,7 @@ import type { AuthFrame } from '../protocol/client-frames.js';
 import { userKeyOf } from '../chat/authorization.js';
 import { DeviceStream } from '../sync/device-stream.js';
 import { closeWith } from './rejection.js';
+import type { AccessPolicy } from '../admin/access-policy.js';
 
 export interface AuthenticatorOptions {
   verify: TokenVerifier;
@@ -40,6 +42,8 @@ export interface AuthenticatorOptions {
   onReplayFailed(err: unknown): void;
   /** Every authentication outcome (first auth, query token, refresh), for metrics. */
   onAuthResult?(result: 'success' | AuthFailureReasonValue): void;
+  /** Bans and revoked tokens (src/admin/): checked at every `auth` and refresh. */
+  access?: AccessPolicy;
 }
 
 /** Where the client wants to resume (the `auth` frame's optional fields). */
@@ -66,6 +70,25 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
   function fail(session: Session, event: string, reason: AuthFailureReasonValue, code?: number): void {
     o.onAuthResult?.(reason);
     session.reject(failure(event, reason, code));
+  }
+
+  /**
+   * Refuses a banned user or a revoked token; true when it did, or when the session closed while
+   * the policy was asked. Fails closed: a ban must not lapse while its backend is down.
+   */
+  async function deniedAccess(session: Session, identity: Identity): Promise<boolean> {
+    if (o.access === undefined) return false;
+    let denied;
+    try {
+      denied = await o.access.isDenied(identity);
+    } catch {
+      fail(session, 'backend_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
+      return true;
+    }
+    if (!session.isOpen) return true;
+    if (denied === 'banned') fail(session, 'banned', 'banned', CloseCode.BANNED);
+    else if (denied === 'revoked') fail(session, 'token_revoked', 'invalid_token');
+    return denied !== undefined;
   }
 
   async function recordFailure(session: Session, reason: AuthFailureReasonValue): Promise<void> {
@@ -142,6 +165,8 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     if ((await o.limiter.blockedFor(penaltyKey(userKey))) > 0) {
       return fail(session, 'penalised_user', 'penalised', CloseCode.RATE_LIMIT_ABUSE);
     }
+    if (await deniedAccess(session, identity)) return;
+    if (session.state !== 'authenticating') return; // closed while we waited
     let slot: boolean;
     try {
       slot = await claimUserSlot(session, userKey);
@@ -181,6 +206,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
       if (next.userId !== current.userId || next.tenantId !== current.tenantId) {
         return fail(session, 'identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE);
       }
+      if (await deniedAccess(session, next)) return;
       session.refresh(next);
       o.onAuthResult?.('success');
       session.sendFrame({ type: 'auth_success', userId: next.userId });

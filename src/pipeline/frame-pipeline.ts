@@ -25,6 +25,7 @@ import { parseSafeJson } from './safe-json.js';
 import { validateFrame } from './validate-frame.js';
 import { closeWith, drop, reply, Rejection } from './rejection.js';
 import type { Authenticator } from './authenticate.js';
+import type { UserSessionsHandler } from './user-sessions.js';
 
 export interface PipelineRules {
   frames: RateRule;
@@ -47,6 +48,8 @@ export interface FramePipelineOptions {
   groups: GroupService;
   authenticator: Authenticator;
   countFrame(type: string): void;
+  /** `list_sessions` / `end_session` (src/pipeline/user-sessions.ts); unknown_type without it. */
+  userSessions?: UserSessionsHandler;
 }
 
 const RULE_REASON: Record<string, RateLimitReasonValue> = {
@@ -236,6 +239,15 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
       case 'rename_group':
       case 'set_role':
         return groupChange(session, frame);
+      case 'list_sessions':
+      case 'end_session': {
+        // A user's own sessions: no role permission needed, only the request budget.
+        const handler = o.userSessions;
+        if (handler === undefined) return session.reject(UNKNOWN_TYPE);
+        return onUserDecision(session, limiter.consume(`r:${session.userKey}`, rules.requests), (d) =>
+          d.allowed ? void handler(session, frame) : session.reject(rateLimited(d, undefined, frame.requestId)),
+        );
+      }
     }
   }
 

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { isHttpUrl } from './url.js';
+import { EndSessionFrame, ListSessionsFrame } from './session-frames.js';
 
 export const MAX_CONTENT_LENGTH = 5000;
 export const MAX_ATTACHMENTS = 10;
@@ -164,6 +165,8 @@ export const ClientFrame = z.discriminatedUnion('type', [
   RenameGroupFrame,
   SetRoleFrame,
   ReadFrame,
+  ListSessionsFrame,
+  EndSessionFrame,
 ]);
 
 export type AuthFrame = z.infer<typeof AuthFrame>;

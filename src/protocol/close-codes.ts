@@ -29,6 +29,12 @@ export const CloseCode = {
   SLOW_CONSUMER: 4030,
   /** A later `auth` tried to switch to another identity. */
   IDENTITY_CHANGE: 4009,
+  /** The user is banned (after `auth_failure banned`): at `auth`, or an open session when the ban is set. */
+  BANNED: 4010,
+  /** The user ended this session from another of their sessions (`end_session`). */
+  ENDED_BY_USER: 4011,
+  /** An operator disconnected this session through the admin API. */
+  DISCONNECTED_BY_ADMIN: 4012,
   /** The cluster backend (Redis) is unavailable and the policy refuses new sessions. */
   SERVICE_UNAVAILABLE: 4503,
 } as const;

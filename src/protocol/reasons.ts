@@ -26,6 +26,8 @@ export const AuthFailureReason = {
   LOCKED_OUT: 'locked_out',
   PENALISED: 'penalised',
   UNAVAILABLE: 'unavailable',
+  /** An operator banned the user (admin API); the ban lasts the duration the operator chose. */
+  BANNED: 'banned',
 } as const;
 export type AuthFailureReasonValue = (typeof AuthFailureReason)[keyof typeof AuthFailureReason];
 

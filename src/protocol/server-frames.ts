@@ -1,5 +1,6 @@
 /** Types of every server → client frame (wire protocol v2). */
 import type { AuthFailureReasonValue, ErrorReasonValue, RateLimitReasonValue } from './reasons.js';
+import type { SessionServerFrame } from './session-frames.js';
 
 export interface Attachment {
   type: 'image' | 'file' | 'audio';
@@ -90,4 +91,5 @@ export type ServerFrame =
   | { type: 'read_updated'; conversationId: string; readSeq: number; requestId?: string }
   /** `clientMsgId`/`requestId`: set when the refused frame was a schema-valid frame that carried one. */
   | { type: 'error'; reason: ErrorReasonValue; details?: ValidationDetail[]; clientMsgId?: string; requestId?: string }
-  | { type: 'rate_limited'; reason: RateLimitReasonValue; retryAfter: number; clientMsgId?: string; requestId?: string };
+  | { type: 'rate_limited'; reason: RateLimitReasonValue; retryAfter: number; clientMsgId?: string; requestId?: string }
+  | SessionServerFrame;

@@ -43,6 +43,7 @@ import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import { openAdmin, type Admin } from '../admin/index.js';
 
 /** A storage ping slower than this counts as "storage does not answer" (readiness, storage gauge). */
 const STORAGE_PING_TIMEOUT_MS = 2000;
@@ -79,6 +80,8 @@ export interface RampartServer {
    * are untouched. A bad new certificate keeps the old one (logged as an error).
    */
   reloadTls(): TlsReloadResult;
+  /** The admin API's own listener (`admin.port`), when it has one. */
+  adminAddress(): AddressInfo | undefined;
 }
 
 const DEMO_PAGE = fileURLToPath(new URL('../../public/index.html', import.meta.url));
@@ -115,6 +118,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const store: Store = await openStore(config.storage, cipher ? { cipher } : {});
   let bus: Bus | undefined;
   let limits: Limits | undefined;
+  let admin: Admin | undefined;
   try {
     bus = await openBus({
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
@@ -131,6 +135,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       onBackendError: (err: unknown) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'limits backend error'),
     });
     if (!(await limits.ready(5000))) logger.error('limits backend (Redis) not reachable: new connections are refused until it is');
+    admin = await openAdmin({ config, nodeId, logger, security });
   } catch (err) {
     await Promise.allSettled([store.close(), bus?.close(), limits?.close()]);
     throw err;
@@ -142,7 +147,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     onCommit: (seconds, ok) => metrics.storeCommitDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
   });
   const deliveryTimer = new DeliveryTimer(metrics);
-  const sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n));
+  const sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n), admin.control.observer);
   const publisher = new TimelinePublisher(bus);
   const storeFailed = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'store write failed');
   const chat = new ChatService({
@@ -186,6 +191,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     onAuthenticated: (session) => connections.authenticated(session),
     onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'timeline read failed'),
     onAuthResult: (result) => metrics.authResults.inc(result === 'success' ? { result, reason: 'ok' } : { result: 'failure', reason: result }),
+    access: admin.control.policy,
   });
   const handleFrame = createFramePipeline({
     maxPreAuthMessageSize: config.maxPreAuthMessageSize,
@@ -198,6 +204,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     groups,
     authenticator,
     countFrame: (type) => metrics.framesIn.inc({ type }),
+    userSessions: admin.userSessions,
   });
   const hooks: SessionHooks = {
     handleFrame,
@@ -257,8 +264,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     // The demo's token endpoint: development mode only, and only when the server signs with a secret.
     ...(options.demoPage === false || config.mode === 'production' ? {} : { devTokens: devTokensFor(config) }),
   });
+  const mainRoutes = admin.mount(routes); // `/admin/` in front unless the API has its own port
   const hsts = hstsHeader(config.tls);
-  const handler = hsts ? withResponseHeaders(routes, { 'strict-transport-security': hsts }) : routes;
+  const handler = hsts ? withResponseHeaders(mainRoutes, { 'strict-transport-security': hsts }) : mainRoutes;
   const serverOptions = {
     headersTimeout: L.headersTimeout,
     requestTimeout: L.headersTimeout + 1000,
@@ -328,7 +336,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     },
     stats: () => ({ ...connections.stats(), users: sessions.userCount }),
     metricsAddress: () => metricsAddress,
+    adminAddress: () => admin!.address(),
     listen: async () => {
+      await admin!.listen();
       if (metricsServer) {
         metricsAddress = await metricsServer.listen();
         logger.info({ host: metricsAddress.address, port: metricsAddress.port }, 'metrics listening');
@@ -357,7 +367,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       server.closeAllConnections?.();
       await serverClosed;
       await committer.close();
-      await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close()]);
+      await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close(), admin!.close()]);
       logger.info('closed');
     },
   };

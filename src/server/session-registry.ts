@@ -7,13 +7,23 @@ import type { Bus } from '../bus/bus.js';
 import type { Session } from '../session/session.js';
 import { framePos } from '../chat/timeline-frames.js';
 
+/** Told of every session added and removed (the cluster session directory, src/admin/). */
+export interface SessionObserver {
+  added(session: Session): void;
+  removed(session: Session): void;
+}
+
 export class SessionRegistry {
   private readonly byUser = new Map<string, Set<Session>>();
 
-  /** `onDelivered`: a live frame was handed to `sessions` sessions of one user (metrics). */
+  /**
+   * `onDelivered`: a live frame was handed to `sessions` sessions of one user (metrics).
+   * `observer`: told of every session added and removed (the cluster session directory).
+   */
   constructor(
     private readonly bus: Bus,
     private readonly onDelivered?: (frame: string, sessions: number) => void,
+    private readonly observer?: SessionObserver,
   ) {
     bus.onFrame(this.deliver);
     bus.onResync(this.resyncAll);
@@ -27,11 +37,13 @@ export class SessionRegistry {
       this.bus.subscribe(session.userKey);
     }
     set.add(session);
+    this.observer?.added(session);
   }
 
   remove(session: Session): void {
     const set = this.byUser.get(session.userKey);
     if (!set || !set.delete(session)) return;
+    this.observer?.removed(session);
     if (set.size === 0) {
       this.byUser.delete(session.userKey);
       this.bus.unsubscribe(session.userKey);

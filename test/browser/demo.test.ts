@@ -315,6 +315,19 @@ describe('demo page on the client SDK, in Chromium', () => {
     assert.equal(await list.locator('img').count(), 0);
   });
 
+  test('the page and the SDK contain no HTML sink, eval, inline code or inline style', async () => {
+    assert.ok(srv);
+    const html = await (await fetch(`${srv.httpUrl}/`)).text();
+    assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline script');
+    assert.doesNotMatch(html, /<style|\sstyle=|\son[a-z]+=/i, 'no inline style or handler');
+    for (const path of ['/demo.js', '/demo-render.js', '/client/rampart-client.js', '/client/index.js']) {
+      const code = await (await fetch(`${srv.httpUrl}${path}`)).text();
+      for (const sink of [/\.innerHTML\s*=/, /\.outerHTML\s*=/, /insertAdjacentHTML/, /document\.write/, /\beval\(/, /new Function/, /createContextualFragment/]) {
+        assert.doesNotMatch(code, sink, `${path}: ${sink}`);
+      }
+    }
+  });
+
   test('a page on another origin can neither open a socket nor get a token', { timeout: 60_000 }, async () => {
     assert.ok(srv);
     const rampart = srv;

@@ -222,6 +222,39 @@ function chatDeliverySuite(backend: StorageBackend): void {
       assert.deepEqual(positions(b3), [1, 2]);
     });
 
+    test('a direct conversation can be written to, typed in and read by its conversationId; a third user is forbidden', T, async () => {
+      const a = await user();
+      const b = await user();
+      const first = await sent(a, b.userId, 'by recipientId');
+      const conversationId = String(first.conversationId);
+      await b.next((f) => f.type === 'chat_message' && f.id === first.id);
+      // b answers by conversationId (the id it sees on every frame and in list_conversations).
+      const cid = newCid();
+      const answer = b.next((f) => f.clientMsgId === cid, true);
+      b.send({ type: 'chat_message', conversationId, content: 'by conversationId', clientMsgId: cid });
+      const reply = await answer;
+      assert.equal(reply.type, 'message_sent', JSON.stringify(reply));
+      assert.deepEqual([reply.conversationId, reply.seq], [conversationId, 2]);
+      const got = await a.next((f) => f.type === 'chat_message' && f.id === reply.id);
+      assert.equal(got.recipientId, a.userId);
+      b.send({ type: 'typing_indicator', conversationId, isTyping: true });
+      const typing = await a.next((f) => f.type === 'typing_indicator');
+      assert.deepEqual(typing, { type: 'typing_indicator', senderId: b.userId, conversationId, isTyping: true });
+
+      // A third user: every frame naming the conversation is forbidden, nothing is stored or delivered.
+      const c = await user();
+      const mark = a.frames.length;
+      const cid2 = newCid();
+      const refused = c.next((f) => f.clientMsgId === cid2, true);
+      c.send({ type: 'chat_message', conversationId, content: 'let me in', clientMsgId: cid2 });
+      assert.deepEqual(await refused, { type: 'error', reason: 'forbidden', clientMsgId: cid2 });
+      assert.equal((await expectError(c, { type: 'typing_indicator', conversationId, isTyping: true })).reason, 'forbidden');
+      assert.equal((await expectError(c, { type: 'read', conversationId, upToSeq: 1 })).reason, 'forbidden');
+      const m = await marker(b, a);
+      assert.deepEqual(received(a, mark), [m]);
+      assert.equal((await loc.rows({ conversationId })).length, 3);
+    });
+
     test('client-sent senderId, id, timestamp, pos, seq (and a second target) are refused and reach no one', T, async () => {
       const a = await user();
       const b = await user();

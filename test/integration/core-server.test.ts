@@ -290,6 +290,30 @@ describe('authentication', { timeout: 15_000 }, () => {
     await closeAll(b);
   });
 
+  test('auth with deviceId and after: auth_success names the resume point and the last position', async () => {
+    const sub = newUserId();
+    const client = openClient(srv.url);
+    await client.opened;
+    client.send({ type: 'auth', token: await tok(sub), deviceId: 'laptop-1', after: 5 });
+    const ok = await client.next((f) => f.type === 'auth_success' || f.type === 'auth_failure');
+    // A new user's timeline is empty: the resume point is clamped to its last position.
+    assert.deepEqual(ok, { type: 'auth_success', userId: sub, resumeAfter: 0, lastPos: 0 });
+    // A refresh answers auth_success with the user id only: the stream goes on, it does not restart.
+    client.send({ type: 'auth', token: await tok(sub), deviceId: 'laptop-1', after: 0 });
+    assert.deepEqual(await client.nthOfType('auth_success', 2), { type: 'auth_success', userId: sub });
+    await closeAll(client);
+  });
+
+  test('an auth frame with a malformed deviceId or after, or an unknown key → close 4002 without auth_success', async () => {
+    for (const extra of [{ deviceId: '' }, { deviceId: 'has space' }, { deviceId: 'x'.repeat(65) }, { after: -1 }, { after: 1.5 }, { after: '1' }, { messageIds: [] }]) {
+      const client = openClient(srv.url);
+      await client.opened;
+      client.send({ type: 'auth', token: await tok(newUserId()), ...extra });
+      assert.equal((await client.closed).code, 4002, JSON.stringify(extra));
+      assert.deepEqual(client.frames, [], JSON.stringify(extra));
+    }
+  });
+
   test('a refresh applies the new token claims: a user refreshed as muted can no longer send', async () => {
     const client = await authedClient(srv.url);
     client.send({ type: 'auth', token: await tok(client.userId, { role: 'muted' }) });
@@ -369,6 +393,11 @@ describe('message pipeline', { timeout: 15_000 }, () => {
     assert.ok(!JSON.stringify(details).includes(MARKER), 'details never echo the payload');
     client.ws.send(Buffer.from('{"type":"chat_message"}'), { binary: true });
     assert.equal((await nthError(6)).reason, 'binary_not_supported');
+    // The v1 ack form is gone in v2: a validation failure, not a silent no-op.
+    client.send({ type: 'ack', messageIds: [newUserId()] });
+    const v1Ack = await nthError(7);
+    assert.equal(v1Ack.reason, 'validation_failed');
+    assert.ok((v1Ack.details as { path: string }[]).some((d) => d.path === 'upTo'));
     client.send(`{"type":"chat_message","recipientId":"${peer}","content":"x","__proto__":{"polluted":1}}`);
     // (accepted or refused, the prototype is untouched)
     const errorCount = errors().length;
@@ -377,8 +406,8 @@ describe('message pipeline', { timeout: 15_000 }, () => {
     const sent = await client.next((f) => f.type === 'message_sent' && f.clientMsgId === 'survivor');
     assert.ok(sent.id);
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
-    assert.equal(errors().length, 6);
-    assert.equal(errorCount, 6);
+    assert.equal(errors().length, 7);
+    assert.equal(errorCount, 7);
     assert.equal(client.closeCode, undefined);
     await closeAll(client);
   });

@@ -302,6 +302,57 @@ function limitsSuite(kind: StoreKind): void {
       await a.nthOfType('rate_limited', 2);
     });
 
+    test('request budget (limits.requests): ack, history and list_conversations share it; the refusal names the requestId', async () => {
+      const srv = await start({ limits: { requests: { limit: 3, windowMs: 60_000 } } });
+      const a = await authed(srv.url);
+      a.send({ type: 'ack', upTo: 0 });
+      a.send({ type: 'history', peerId: newUserId(), requestId: 'h1' });
+      a.send({ type: 'list_conversations', requestId: 'l1' });
+      a.send({ type: 'history', peerId: newUserId(), requestId: 'h2' });
+      const limited = await a.nextOfType('rate_limited');
+      assert.equal(limited.requestId, 'h2');
+      assert.ok((limited.retryAfter as number) > 0);
+      assert.equal((await a.next((f) => f.requestId === 'h1')).type, 'history');
+      assert.equal((await a.next((f) => f.requestId === 'l1')).type, 'conversations');
+      a.send({ type: 'ack', upTo: 0 });
+      await a.nthOfType('rate_limited', 2);
+      // Chat messages have their own budget.
+      const b = await authed(srv.url);
+      a.send(chat(b.userId, 'still allowed', 'ok-1'));
+      assert.equal((await a.next((f) => f.clientMsgId === 'ok-1')).type, 'message_sent');
+    });
+
+    test('group changes: limits.groupCreates and limits.membershipChanges refuse with group_limit naming the requestId', async () => {
+      const srv = await start({ limits: { groupCreates: { limit: 2, windowMs: 60_000 }, membershipChanges: { limit: 2, windowMs: 60_000 } } });
+      const a = await authed(srv.url);
+      const member = newUserId();
+      const replies: Frame[] = [];
+      for (let i = 1; i <= 3; i++) {
+        const reply = a.next((f) => f.requestId === `g${i}`, true);
+        a.send({ type: 'create_group', name: `group ${i}`, memberIds: [member], requestId: `g${i}` });
+        replies.push(await reply);
+      }
+      assert.deepEqual(replies.map((r) => r.type), ['group_updated', 'group_updated', 'rate_limited']);
+      assert.equal(replies[2]!.reason, 'group_limit');
+      const conversationId = String(replies[0]!.conversationId);
+      const changes: Frame[] = [];
+      for (let i = 1; i <= 3; i++) {
+        const reply = a.next((f) => f.requestId === `m${i}`, true);
+        a.send({ type: 'rename_group', conversationId, name: `renamed ${i}`, requestId: `m${i}` });
+        changes.push(await reply);
+      }
+      assert.deepEqual(changes.map((r) => r.type), ['group_updated', 'group_updated', 'rate_limited']);
+      assert.equal(changes[2]!.reason, 'group_limit');
+      // The per-user budget survives a reconnect; messages to the group are not limited by it.
+      await a.close();
+      const again = await authed(srv.url, a.userId);
+      const reply = again.next((f) => f.requestId === 'g4', true);
+      again.send({ type: 'create_group', name: 'group 4', memberIds: [], requestId: 'g4' });
+      assert.equal((await reply).type, 'rate_limited');
+      again.send({ type: 'chat_message', conversationId, content: 'hello group', clientMsgId: 'gm' });
+      assert.equal((await again.next((f) => f.clientMsgId === 'gm')).type, 'message_sent');
+    });
+
     // ── escalation ─────────────────────────────────────────────────────────────────────────────
 
     test('escalation: flooding after rate_limited closes 4029 and the user is penalised; others are not', async () => {

@@ -1,14 +1,15 @@
 /**
- * PostgreSQL that hangs: a statement stuck on a lock fails its batch after `statement_timeout`
- * (from the storage URL here; 30 s by default), the sender gets `storage_unavailable` naming its
- * clientMsgId, nothing is acknowledged, and a resend with the same clientMsgId once the database
- * is free again stores and delivers the message exactly once. A timeline read that fails is
- * retried (`chat.inboxReplayAttempts`), and only then reported; the next live event reads the gap.
+ * PostgreSQL that hangs (storage v2 tables): a statement stuck on a lock fails its batch after
+ * `statement_timeout` (from the storage URL here; 30 s by default), the sender gets
+ * `storage_unavailable` naming its clientMsgId, nothing is acknowledged, and a resend with the
+ * same clientMsgId once the database is free again stores and delivers the message exactly once.
+ * A timeline read that fails is retried (`chat.inboxReplayAttempts`), and only then reported; a
+ * resume point that cannot be read refuses the authentication (`auth_failure unavailable`, 4503).
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PG_URL, authedClient, closeAll, newUserId, startServer, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
+import { PG_URL, authedClient, closeAll, newUserId, openClient, startServer, token, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
 import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
 
 describe('PostgreSQL statement timeout and timeline read retries', () => {
@@ -36,6 +37,20 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
     return answer;
   }
 
+  const chats = (c: TestClient): Frame[] => c.frames.filter((f) => f.type === 'chat_message');
+
+  /** Runs `during` inside a transaction of the admin connection that holds `lockSql`, then rolls back. */
+  async function whileLocked<T>(lockSql: string, params: unknown[], during: () => Promise<T>): Promise<T> {
+    await admin.query('BEGIN');
+    try {
+      await admin.query(lockSql, params);
+      return await during();
+    } finally {
+      await admin.query('ROLLBACK');
+    }
+  }
+  const lockTable = (table: string): string => `LOCK TABLE "${schema}".${table} IN ACCESS EXCLUSIVE MODE`;
+
   test('a batch stuck on a lock fails with storage_unavailable; the resend is stored once', { timeout: 20_000 }, async () => {
     const a = await authedClient(srv.url);
     clients.push(a);
@@ -43,15 +58,10 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
     const first = await reply(a, 'first', offline, 'before the lock');
     assert.equal(first.type, 'message_sent');
 
-    // Another session holds the recipient's timeline counter: the next append waits on its row lock.
-    await admin.query('BEGIN');
-    await admin.query(`SELECT last_pos FROM "${schema}".users WHERE user_id = $1 FOR UPDATE`, [offline]);
-    let refused: Frame;
-    try {
-      refused = await reply(a, 'stuck', offline, 'during the lock');
-    } finally {
-      await admin.query('ROLLBACK');
-    }
+    // Another session holds the recipient's user row (its timeline counter): the next append waits on it.
+    const refused = await whileLocked(`SELECT last_pos FROM "${schema}".users WHERE user_id = $1 FOR UPDATE`, [offline], () =>
+      reply(a, 'stuck', offline, 'during the lock'),
+    );
     assert.deepEqual(refused, { type: 'error', reason: 'storage_unavailable', clientMsgId: 'stuck' });
     const logged = srv.logs.filter((l) => l.includes('store write failed'));
     assert.equal(logged.length, 1);
@@ -60,27 +70,17 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
 
     const resent = await reply(a, 'stuck', offline, 'during the lock');
     assert.equal(resent.type, 'message_sent');
+    assert.equal(resent.pos, 2, "the refused attempt took no position in the sender's timeline");
     const b = await authedClient(srv.url, offline);
     clients.push(b);
     await b.nthOfType('chat_message', 2);
-    const got = b.frames.filter((f) => f.type === 'chat_message');
+    const got = chats(b);
     assert.deepEqual(got.map((f) => f.id), [first.id, resent.id]);
+    assert.deepEqual(got.map((f) => f.pos), [1, 2], 'no hole in the recipient timeline either');
     assert.deepEqual(got.map((f) => f.content), ['before the lock', 'during the lock']);
-    const { rows } = await admin.query(
-      `SELECT count(*)::int AS n FROM "${schema}".timeline t JOIN "${schema}".users u ON u.id = t."user" WHERE u.user_id = $1`,
-      [offline],
-    );
-    assert.equal(rows[0].n, 2, 'the refused attempt left no timeline entry');
+    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".events e JOIN "${schema}".users u ON u.id = e.sender WHERE u.user_id = $1`, [a.userId]);
+    assert.equal(rows[0].n, 2, 'the refused attempt left no row');
   });
-
-  /** Holds an ACCESS EXCLUSIVE lock on the timeline table (even reads wait) until `release`. */
-  async function lockMessages(): Promise<() => Promise<void>> {
-    await admin.query('BEGIN');
-    await admin.query(`LOCK TABLE "${schema}".timeline IN ACCESS EXCLUSIVE MODE`);
-    return async () => {
-      await admin.query('ROLLBACK');
-    };
-  }
 
   const replayFailures = (): number => srv.logs.filter((l) => l.includes('timeline read failed')).length;
 
@@ -90,53 +90,72 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
     const offline = newUserId();
     const m = await reply(a, 'r1', offline, 'waiting for you');
     const before = replayFailures();
-    const release = await lockMessages();
-    let b: TestClient;
-    try {
+    let b!: TestClient;
+    await whileLocked(lockTable('timeline'), [], async () => {
       b = await authedClient(srv.url, offline);
       clients.push(b);
-      await waitFor(() => replayFailures() > before, 5000, 'the first inbox read to fail');
-    } finally {
-      await release();
-    }
+      await waitFor(() => replayFailures() > before, 5000, 'the first timeline read to fail');
+    });
     const got = await b.next((f) => f.type === 'chat_message' || f.type === 'error');
-    assert.deepEqual([got.type, got.id], ['chat_message', m.id]);
+    assert.deepEqual([got.type, got.id, got.pos], ['chat_message', m.id, 1]);
     // The live path works after the replay: a new message arrives directly.
     const live = await reply(a, 'r2', offline, 'live');
-    assert.equal((await b.next((f) => f.type === 'chat_message' && f.id === live.id)).content, 'live');
+    const liveGot = await b.next((f) => f.type === 'chat_message' && f.id === live.id);
+    assert.deepEqual([liveGot.content, liveGot.pos], ['live', 2]);
     assert.equal(b.frames.filter((f) => f.type === 'error').length, 0);
   });
 
-  test('a timeline read that keeps failing: storage_unavailable after the last attempt; the next live event reads the gap, in order', { timeout: 20_000 }, async () => {
+  test('a timeline read that keeps failing: storage_unavailable after the last attempt; the next event reads the gap', { timeout: 20_000 }, async () => {
     const a = await authedClient(srv.url);
     clients.push(a);
     const offline = newUserId();
-    await reply(a, 'q1', offline, 'stays in the inbox');
+    await reply(a, 'q1', offline, 'stays in the timeline');
     const before = replayFailures();
-    const release = await lockMessages();
-    let b: TestClient;
-    let refused: Frame;
-    try {
+    let b!: TestClient;
+    const refused = await whileLocked(lockTable('timeline'), [], async () => {
       b = await authedClient(srv.url, offline);
       clients.push(b);
-      refused = await b.next((f) => f.type === 'error');
+      const error = await b.next((f) => f.type === 'error');
       assert.equal(replayFailures() - before, 3, 'one log line per attempt');
-    } finally {
-      await release();
-    }
+      return error;
+    });
     assert.deepEqual(refused, { type: 'error', reason: 'storage_unavailable' });
     assert.equal(b.closeCode, undefined, 'the session stays open');
+    // The live message reveals the gap (pos 2 while the session is at 0): the stream reads
+    // storage again, so the session gets the missed message first, then the live one.
     const live = await reply(a, 'q2', offline, 'live after the outage');
-    // The live event is ahead of the stream: the gap is read first, so both arrive, in pos order.
-    await b.nthOfType('chat_message', 2);
-    const streamed = b.frames.filter((f) => f.type === 'chat_message');
-    assert.deepEqual(streamed.map((f) => f.content), ['stays in the inbox', 'live after the outage']);
-    assert.equal(streamed[1]!.id, live.id);
-    assert.equal((streamed[1]!.pos as number) - (streamed[0]!.pos as number), 1);
-    // The next connection gets the inbox.
+    await b.next((f) => f.type === 'chat_message' && f.id === live.id);
+    assert.deepEqual(chats(b).map((f) => [f.pos, f.content]), [[1, 'stays in the timeline'], [2, 'live after the outage']]);
+    // Nothing was acked: the next connection gets both too.
     const b2 = await authedClient(srv.url, offline);
     clients.push(b2);
     await b2.nthOfType('chat_message', 2);
-    assert.deepEqual(b2.frames.filter((f) => f.type === 'chat_message').map((f) => f.content), ['stays in the inbox', 'live after the outage']);
+    assert.deepEqual(chats(b2).map((f) => f.content), ['stays in the timeline', 'live after the outage']);
+  });
+
+  test('the resume point cannot be read: auth_failure unavailable and close 4503 after the retries; then auth works', { timeout: 20_000 }, async () => {
+    const a = await authedClient(srv.url);
+    clients.push(a);
+    const offline = newUserId();
+    await reply(a, 'u1', offline, 'for later');
+    const before = replayFailures();
+    const outcome = await whileLocked(lockTable('users'), [], async () => {
+      const client = openClient(srv.url);
+      clients.push(client);
+      await client.opened;
+      client.send({ type: 'auth', token: await token({ sub: offline }) });
+      const closed = await client.closed;
+      return { closed, frames: client.frames };
+    });
+    assert.equal(outcome.closed.code, 4503);
+    assert.deepEqual(outcome.frames, [{ type: 'auth_failure', reason: 'unavailable' }], 'no auth_success, no partial stream');
+    assert.equal(replayFailures() - before, 3, 'each attempt logged');
+    assert.ok(srv.logs.some((l) => l.includes('"reason":"storage_unavailable"') && l.includes('"code":4503')), 'one security line for the refusal');
+    await waitFor(async () => (await srv.server.limits.registry.countUser(`default:${offline}`)) === 0, 5000, 'the refused session to release its user slot');
+    // The database answers again: the same user authenticates and gets its backlog.
+    const b = await authedClient(srv.url, offline);
+    clients.push(b);
+    const got = await b.nextOfType('chat_message');
+    assert.deepEqual([got.pos, got.content], [1, 'for later']);
   });
 });

@@ -299,3 +299,147 @@ async function clientId(admin: Redis, name: string): Promise<string> {
   return id;
 }
 
+
+/** Counts a bus's `onResync` calls; `next()` resolves on the next one. */
+class Resyncs {
+  count = 0;
+  private waiters: (() => void)[] = [];
+  constructor(bus: Bus, private readonly onCall: () => void = () => {}) {
+    bus.onResync(() => {
+      this.count++;
+      this.onCall();
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+  next(what: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT_MS);
+      timer.unref();
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+test('no onResync while nothing is lost', async () => {
+  const { a, b } = await nodes();
+  const ra = new Resyncs(a);
+  const rb = new Resyncs(b);
+  const inB = new Inbox(b);
+  b.subscribe('quinn');
+  await b.subscriptionsSettled();
+  for (let i = 0; i < 100; i++) a.publish('quinn', `{"pos":${i + 1}}`);
+  await inB.got('quinn', '{"pos":100}');
+  assert.deepEqual([ra.count, rb.count], [0, 0]);
+});
+
+test('onResync after the subscriber reconnects from an outage, once its channels are live again', async () => {
+  const proxy = await startRedisProxy(REDIS_URL);
+  const errors: BusErrorSource[] = [];
+  let outage!: () => void;
+  const down = new Promise<void>((r) => (outage = r));
+  try {
+    const { a, b } = await nodes({}, {
+      redisUrl: proxy.url,
+      onError: (_err, source) => {
+        errors.push(source);
+        if (source === 'connection') outage();
+      },
+    });
+    const inB = new Inbox(b);
+    // At the moment B resyncs, its subscriptions must already be live: a frame published from
+    // the handler (as a session reading its gap and a new message racing it would) arrives.
+    let published = 0;
+    const rb = new Resyncs(b, () => a.publish('rita', `after-resync-${++published}`));
+    const ra = new Resyncs(a);
+    b.subscribe('rita');
+    await b.subscriptionsSettled();
+    a.publish('rita', 'before');
+    await inB.got('rita', 'before');
+
+    await proxy.stop();
+    await down;
+    a.publish('rita', 'lost while B was away'); // Redis accepts it, but B is not listening
+    const resynced = rb.next('B to resync after reconnecting');
+    await proxy.start();
+    await resynced;
+    await inB.got('rita', 'after-resync-1');
+    assert.ok(rb.count >= 1);
+    assert.equal(ra.count, 0, 'A never lost anything: no resync on A');
+    assert.equal(inB.of('rita').includes('lost while B was away'), false, 'the frame published during the outage is gone: storage must fill it');
+    assert.ok(errors.includes('connection'));
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('a failed publish: once Redis is back every node resyncs (the one that lost it announces it)', async () => {
+  const proxy = await startRedisProxy(REDIS_URL);
+  let publishFailed!: () => void;
+  const failed = new Promise<void>((r) => (publishFailed = r));
+  try {
+    // A (the publisher that will lose frames) goes through the proxy; B is connected directly and
+    // never disconnects, so a resync on B can only come from A's announcement.
+    const { a, b } = await nodes({
+      redisUrl: proxy.url,
+      onError: (_err, source) => {
+        if (source === 'publish') publishFailed();
+      },
+    });
+    const rb = new Resyncs(b);
+    const ra = new Resyncs(a);
+    const inB = new Inbox(b);
+    b.subscribe('sam');
+    await b.subscriptionsSettled();
+
+    await proxy.stop();
+    a.publish('sam', '{"pos":1}'); // fails: the publisher connection is down
+    await failed;
+    assert.equal(rb.count, 0, 'nothing announced while Redis is unreachable');
+    const bResynced = rb.next('B to resync on the announcement');
+    const aResynced = ra.next('A to resync');
+    await proxy.start();
+    await Promise.all([bResynced, aResynced]);
+    assert.ok(a.stats().publishFailures >= 1);
+    assert.deepEqual(inB.of('sam'), [], 'the lost frame never arrives over the bus');
+    // Publishing works again afterwards.
+    await probeUntilDelivered(a, inB, 'sam');
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('a throwing onResync handler is reported, not thrown into the Redis client', async () => {
+  const proxy = await startRedisProxy(REDIS_URL);
+  const errors: [string, BusErrorSource][] = [];
+  let outage!: () => void;
+  const down = new Promise<void>((r) => (outage = r));
+  let reported!: () => void;
+  const deliverReported = new Promise<void>((r) => (reported = r));
+  try {
+    const { a, b } = await nodes({}, {
+      redisUrl: proxy.url,
+      onError: (err, source) => {
+        errors.push([err.message, source]);
+        if (source === 'connection') outage();
+        if (source === 'deliver') reported();
+      },
+    });
+    b.onResync(() => {
+      throw new Error('resync bug');
+    });
+    const inB = new Inbox(b);
+    b.subscribe('tom');
+    await b.subscriptionsSettled();
+    await proxy.stop();
+    await down;
+    await proxy.start();
+    await deliverReported;
+    assert.ok(errors.some(([m, s]) => m === 'resync bug' && s === 'deliver'));
+    await probeUntilDelivered(a, inB, 'tom');
+  } finally {
+    await proxy.close();
+  }
+});

@@ -1,0 +1,75 @@
+/**
+ * Who may not authenticate: banned users (for a duration) and revoked tokens (by `jti`, until the
+ * token's own expiry). Checked at `auth` and on refresh (src/pipeline/authenticate.ts). Memory
+ * adapter for one node here; `redis-access-policy.ts` shares the lists across the cluster.
+ */
+import type { Identity } from '../auth/token-verifier.js';
+import { userKeyOf } from '../chat/authorization.js';
+
+export type Denial = 'banned' | 'revoked';
+
+export interface AccessPolicy {
+  /** Why `identity` may not authenticate now, or undefined when it may. May reject (backend down). */
+  isDenied(identity: Identity): Promise<Denial | undefined>;
+  /** Bans `userKey` (`tenant:userId`) until `until` (ms since epoch). */
+  ban(userKey: string, until: number): Promise<void>;
+  /** True when a ban was lifted. */
+  unban(userKey: string): Promise<boolean>;
+  /** Revokes the token with this `jti` until `until` (its `exp`, ms since epoch). */
+  revoke(jti: string, until: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Expiring entries: looked up lazily, swept when the map grows (no timer). */
+export class ExpiringSet {
+  private readonly until = new Map<string, number>();
+  private sweepAt = 1024;
+
+  add(key: string, until: number): void {
+    this.until.set(key, until);
+    if (this.until.size >= this.sweepAt) {
+      const now = Date.now();
+      for (const [k, t] of this.until) if (t <= now) this.until.delete(k);
+      this.sweepAt = Math.max(1024, this.until.size * 2);
+    }
+  }
+
+  has(key: string): boolean {
+    const t = this.until.get(key);
+    if (t === undefined) return false;
+    if (t > Date.now()) return true;
+    this.until.delete(key);
+    return false;
+  }
+
+  delete(key: string): boolean {
+    const had = this.has(key);
+    this.until.delete(key);
+    return had;
+  }
+}
+
+export class MemoryAccessPolicy implements AccessPolicy {
+  private readonly bans = new ExpiringSet();
+  private readonly revoked = new ExpiringSet();
+
+  async isDenied(identity: Identity): Promise<Denial | undefined> {
+    if (this.bans.has(userKeyOf(identity))) return 'banned';
+    if (identity.jti !== undefined && this.revoked.has(identity.jti)) return 'revoked';
+    return undefined;
+  }
+
+  async ban(userKey: string, until: number): Promise<void> {
+    this.bans.add(userKey, until);
+  }
+
+  async unban(userKey: string): Promise<boolean> {
+    return this.bans.delete(userKey);
+  }
+
+  async revoke(jti: string, until: number): Promise<void> {
+    this.revoked.add(jti, until);
+  }
+
+  async close(): Promise<void> {}
+}

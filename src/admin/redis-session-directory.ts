@@ -1,0 +1,128 @@
+/**
+ * Cluster `SessionDirectory` on Redis: a hash per user, `<prefix>admin:sessions:<tenant:user>`,
+ * field = cluster-wide session id, value = the descriptor (JSON). Entries live as long as their
+ * node: `list` keeps only fields of nodes whose liveness key (`<prefix>:node:<nodeId>`, kept alive
+ * by the connection registry, src/limits/redis-registry.ts) still exists, and deletes the others —
+ * a SIGKILLed node's sessions disappear from listings once its liveness key expires.
+ *
+ * The node is the authority on its own sessions: it keeps a local mirror, and rewrites every entry
+ * of its own after a failed write or a reconnect (Redis restarted empty).
+ */
+import type { Redis } from 'ioredis';
+import { LocalSessionDirectory, bySince, type SessionDescriptor, type SessionDirectory } from './session-directory.js';
+
+export interface RedisSessionDirectoryOptions {
+  /** Shared client (not closed here). */
+  client: Redis;
+  /** `redisKeyPrefix` of the config. */
+  prefix: string;
+  nodeId: string;
+  /** Retry period for failed writes. */
+  retryMs: number;
+  onError(err: unknown, op: string): void;
+}
+
+const LIST_LUA = `
+-- KEYS[1]: user hash. ARGV[1]: liveness key prefix. Returns live descriptors, drops dead nodes' ones.
+local out = {}
+local raw = redis.call('HGETALL', KEYS[1])
+for i = 1, #raw, 2 do
+  local ok, d = pcall(cjson.decode, raw[i + 1])
+  if ok and type(d) == 'table' and type(d.node) == 'string' and redis.call('EXISTS', ARGV[1] .. d.node) == 1 then
+    out[#out + 1] = raw[i + 1]
+  else
+    redis.call('HDEL', KEYS[1], raw[i])
+  end
+end
+return out
+`;
+
+interface DirectoryScripts {
+  rampartAdminListSessions(key: string, livePrefix: string): Promise<string[]>;
+}
+
+export class RedisSessionDirectory implements SessionDirectory {
+  private readonly mirror = new LocalSessionDirectory();
+  /** Fields removed locally whose HDEL failed: retried with the resync. */
+  private readonly pendingRemovals = new Map<string, string>();
+  private dirty = false;
+  private readonly timer: NodeJS.Timeout;
+  private readonly onReady = (): void => {
+    this.dirty = true;
+    void this.resync();
+  };
+
+  constructor(private readonly o: RedisSessionDirectoryOptions) {
+    o.client.defineCommand('rampartAdminListSessions', { lua: LIST_LUA, numberOfKeys: 1 });
+    o.client.on('ready', this.onReady);
+    this.timer = setInterval(() => void this.resync(), o.retryMs);
+    this.timer.unref();
+  }
+
+  add(userKey: string, d: SessionDescriptor): void {
+    this.mirror.add(userKey, d);
+    this.o.client.hset(this.key(userKey), d.sessionId, JSON.stringify(d)).catch(this.failed('add'));
+  }
+
+  remove(userKey: string, sessionId: string): void {
+    this.mirror.remove(userKey, sessionId);
+    this.o.client.hdel(this.key(userKey), sessionId).catch((err: unknown) => {
+      this.pendingRemovals.set(sessionId, userKey);
+      this.failed('remove')(err);
+    });
+  }
+
+  async list(userKey: string): Promise<SessionDescriptor[]> {
+    const raw = await (this.o.client as unknown as DirectoryScripts).rampartAdminListSessions(this.key(userKey), `${this.o.prefix}:node:`);
+    const list: SessionDescriptor[] = [];
+    for (const entry of raw) {
+      try {
+        list.push(JSON.parse(entry) as SessionDescriptor);
+      } catch {
+        // written by us; a malformed one is skipped, never echoed
+      }
+    }
+    return list.sort(bySince);
+  }
+
+  /** Removes this node's entries (graceful shutdown; sessions are closed by then). */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.o.client.off('ready', this.onReady);
+    if (this.o.client.status !== 'ready') return;
+    const p = this.o.client.pipeline();
+    for (const [userKey, d] of this.mirror.entries()) p.hdel(this.key(userKey), d.sessionId);
+    for (const [sessionId, userKey] of this.pendingRemovals) p.hdel(this.key(userKey), sessionId);
+    await p.exec().catch((err: unknown) => this.o.onError(err, 'close'));
+    await this.mirror.close();
+  }
+
+  private failed(op: string): (err: unknown) => void {
+    return (err) => {
+      this.dirty = true;
+      this.o.onError(err, op);
+    };
+  }
+
+  private async resync(): Promise<void> {
+    if (!this.dirty || this.o.client.status !== 'ready') return;
+    this.dirty = false;
+    const p = this.o.client.pipeline();
+    for (const [userKey, d] of this.mirror.entries()) p.hset(this.key(userKey), d.sessionId, JSON.stringify(d));
+    const removals = [...this.pendingRemovals];
+    this.pendingRemovals.clear();
+    for (const [sessionId, userKey] of removals) p.hdel(this.key(userKey), sessionId);
+    try {
+      const results = await p.exec();
+      const err = results?.find(([e]) => e !== null)?.[0];
+      if (err) throw err;
+    } catch (err) {
+      for (const [sessionId, userKey] of removals) this.pendingRemovals.set(sessionId, userKey);
+      this.failed('resync')(err);
+    }
+  }
+
+  private key(userKey: string): string {
+    return `${this.o.prefix}admin:sessions:${userKey}`;
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * This node's part in controlling sessions cluster-wide: it records its sessions in the session
+ * directory, applies control commands (disconnect, ban, revoke, end) to its own sockets, and offers
+ * the operations the admin API and the `list_sessions` / `end_session` frames use. It exists with
+ * or without the admin API (users can end their own sessions either way).
+ */
+import type { Redis } from 'ioredis';
+import { CloseCode } from '../protocol/close-codes.js';
+import { closeWith } from '../pipeline/rejection.js';
+import type { Session } from '../session/session.js';
+import type { SessionObserver } from '../server/session-registry.js';
+import { createRedisClient } from '../limits/redis-health.js';
+import { quitRedis } from '../redis/quit.js';
+import { ExpiringSet, MemoryAccessPolicy, type AccessPolicy } from './access-policy.js';
+import { RedisAccessPolicy } from './redis-access-policy.js';
+import { LocalControlChannel, type CloseCause, type ControlChannel, type ControlCommand } from './control-channel.js';
+import { RedisControlChannel } from './redis-control-channel.js';
+import { LocalSessionDirectory, type SessionDescriptor, type SessionDirectory } from './session-directory.js';
+import { RedisSessionDirectory } from './redis-session-directory.js';
+
+export interface SessionControlOptions {
+  /** Set: share bans, revocations, the directory and commands through Redis. */
+  redisUrl?: string;
+  /** `redisKeyPrefix` of the config. */
+  prefix: string;
+  nodeId: string;
+  /** Redis: retry period of failed directory writes. */
+  retryMs?: number;
+  /** How long start-up waits for Redis. Default 5000 ms. */
+  connectTimeoutMs?: number;
+  onError(err: unknown, op: string): void;
+}
+
+export type EndOutcome = 'ended' | 'forbidden';
+
+export interface SessionControl {
+  /** Hooked into the session registry: every authenticated session of this node. */
+  readonly observer: SessionObserver;
+  /** Checked at `auth` and refresh. */
+  readonly policy: AccessPolicy;
+  /** The cluster-wide id of a local session. */
+  idOf(session: Session): string;
+  listSessions(userKey: string): Promise<SessionDescriptor[]>;
+  /** Closes one session (by cluster-wide id) or all of a user's, on every node (4012). */
+  disconnect(userKey: string, sessionId?: string): Promise<void>;
+  /** Bans until `until` and closes the user's open sessions (4010). */
+  ban(userKey: string, until: number): Promise<void>;
+  unban(userKey: string): Promise<boolean>;
+  /** Refuses the token `jti` until `until` and closes the sessions authenticated with it (4003). */
+  revoke(jti: string, until: number): Promise<void>;
+  /**
+   * `end_session` from `requester`: only a session of the same user may be ended (4011).
+   * `ended` is called before the session closes (the requester's own session included).
+   */
+  endSession(requester: Session, sessionId: string, ended: () => void): Promise<EndOutcome>;
+  close(): Promise<void>;
+}
+
+/** How each cause closes a session: code, and the frame sent before (refusals only). */
+const CLOSES = {
+  admin: (s: Session) => s.close(CloseCode.DISCONNECTED_BY_ADMIN, 'disconnected by admin'),
+  user: (s: Session) => s.close(CloseCode.ENDED_BY_USER, 'ended by user'),
+  banned: (s: Session) => s.reject(closeWith('banned', CloseCode.BANNED, { type: 'auth_failure', reason: 'banned' })),
+} satisfies Record<CloseCause, (s: Session) => void>;
+const closeRevoked = (s: Session): void =>
+  s.reject(closeWith('token_revoked', CloseCode.INVALID_TOKEN, { type: 'auth_failure', reason: 'invalid_token' }));
+
+/** Bans/revocations this node heard of recently: closes a session that was mid-`auth` when the command passed. */
+const RACE_WINDOW_MS = 5000;
+
+export async function openSessionControl(o: SessionControlOptions): Promise<SessionControl> {
+  const local = new Map<string, Session>();
+  const recentBans = new ExpiringSet();
+  const recentRevocations = new ExpiringSet();
+  const idOf = (session: Session): string => `${o.nodeId}:${session.id}`;
+
+  let policy: AccessPolicy;
+  let channel: ControlChannel;
+  let directory: SessionDirectory;
+  const connections: Redis[] = [];
+  if (o.redisUrl === undefined || o.redisUrl === '') {
+    policy = new MemoryAccessPolicy();
+    channel = new LocalControlChannel();
+    directory = new LocalSessionDirectory();
+  } else {
+    const client = createRedisClient(o.redisUrl, {}, o.onError);
+    // Subscriptions are state: they may queue while disconnected and are restored on reconnect.
+    const subscriber = createRedisClient(o.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }, o.onError);
+    connections.push(client, subscriber);
+    try {
+      await withTimeout(
+        Promise.all([waitReady(client), subscriber.subscribe(`${o.prefix}admin:ready-check`).then(() => subscriber.unsubscribe(`${o.prefix}admin:ready-check`))]),
+        o.connectTimeoutMs ?? 5000,
+      );
+      policy = new RedisAccessPolicy(client, o.prefix);
+      channel = await RedisControlChannel.open({ client, subscriber, prefix: o.prefix, nodeId: o.nodeId, onError: o.onError });
+      directory = new RedisSessionDirectory({ client, prefix: o.prefix, nodeId: o.nodeId, retryMs: o.retryMs ?? 1000, onError: o.onError });
+    } catch (err) {
+      await Promise.all(connections.map(quitRedis));
+      throw err;
+    }
+  }
+
+  const apply = (command: ControlCommand): void => {
+    if (command.kind === 'revoke') {
+      recentRevocations.add(command.jti, Date.now() + RACE_WINDOW_MS);
+      for (const s of local.values()) if (s.identity?.jti === command.jti) closeRevoked(s);
+      return;
+    }
+    if (command.kind === 'unban') {
+      recentBans.delete(command.userKey);
+      return;
+    }
+    if (command.cause === 'banned') recentBans.add(command.userKey, Math.min(Date.now() + RACE_WINDOW_MS, command.until ?? Infinity));
+    for (const s of [...local.values()]) {
+      if (s.userKey !== command.userKey) continue;
+      if (command.sessionId === undefined || command.sessionId === idOf(s)) CLOSES[command.cause](s);
+    }
+  };
+  channel.onCommand(apply);
+
+  const observer: SessionObserver = {
+    added(session) {
+      const id = idOf(session);
+      local.set(id, session);
+      directory.add(session.userKey, {
+        sessionId: id,
+        node: o.nodeId,
+        ...(session.deviceId !== undefined ? { deviceId: session.deviceId } : {}),
+        ip: session.ip,
+        since: Date.now(),
+      });
+      const jti = session.identity?.jti;
+      if (recentBans.has(session.userKey)) CLOSES.banned(session);
+      else if (jti !== undefined && recentRevocations.has(jti)) closeRevoked(session);
+    },
+    removed(session) {
+      const id = idOf(session);
+      if (local.get(id) !== session) return;
+      local.delete(id);
+      directory.remove(session.userKey, id);
+    },
+  };
+
+  return {
+    observer,
+    policy,
+    idOf,
+    listSessions: (userKey) => directory.list(userKey),
+    disconnect: (userKey, sessionId) => channel.publish({ kind: 'close', cause: 'admin', userKey, ...(sessionId !== undefined ? { sessionId } : {}) }),
+    async ban(userKey, until) {
+      await policy.ban(userKey, until);
+      await channel.publish({ kind: 'close', cause: 'banned', userKey, until });
+    },
+    async unban(userKey) {
+      const lifted = await policy.unban(userKey);
+      await channel.publish({ kind: 'unban', userKey });
+      return lifted;
+    },
+    async revoke(jti, until) {
+      await policy.revoke(jti, until);
+      await channel.publish({ kind: 'revoke', jti });
+    },
+    async endSession(requester, sessionId, ended) {
+      if (sessionId === idOf(requester)) {
+        ended();
+        CLOSES.user(requester);
+        return 'ended';
+      }
+      const mine = await directory.list(requester.userKey);
+      // Same answer for someone else's session and for no session at all (no oracle).
+      if (!mine.some((d) => d.sessionId === sessionId)) return 'forbidden';
+      await channel.publish({ kind: 'close', cause: 'user', userKey: requester.userKey, sessionId });
+      ended();
+      return 'ended';
+    },
+    async close() {
+      await Promise.allSettled([channel.close(), directory.close(), policy.close()]);
+      await Promise.all(connections.map(quitRedis));
+    },
+  };
+}
+
+function waitReady(client: Redis): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => client.once('ready', () => resolve()));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('session control: Redis not reachable')), ms);
+    }),
+  ]);
+}
