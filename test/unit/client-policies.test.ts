@@ -54,6 +54,10 @@ test('close classification: permanent refusals stop, shutdown is honoured, the r
   assert.deepEqual(c(CloseCode.IDENTITY_CHANGE, { authFailure: 'identity_change' }), { kind: 'permanent', reason: 'identity_change' });
   assert.deepEqual(c(CloseCode.IDENTITY_CHANGE), { kind: 'permanent', reason: 'identity_change' });
   assert.deepEqual(c(1006, { httpStatus: 403 }), { kind: 'permanent', reason: 'origin_not_allowed' });
+  assert.deepEqual(c(CloseCode.BANNED, { authFailure: 'banned' }), { kind: 'permanent', reason: 'banned' });
+  assert.deepEqual(c(CloseCode.BANNED), { kind: 'permanent', reason: 'banned' }, 'a ban of an open session');
+  assert.deepEqual(c(CloseCode.ENDED_BY_USER), { kind: 'permanent', reason: 'ended_by_user' });
+  assert.deepEqual(c(CloseCode.DISCONNECTED_BY_ADMIN), { kind: 'backoff' });
   assert.deepEqual(c(CloseCode.GOING_AWAY), { kind: 'shutdown' });
   assert.deepEqual(c(CloseCode.TOKEN_EXPIRED), { kind: 'fresh_token' });
   assert.deepEqual(c(CloseCode.INVALID_TOKEN, { authFailure: 'token_expired' }), { kind: 'fresh_token' });
