@@ -16,3 +16,4 @@ export type { WebSocketLike, WebSocketFactory } from './socket.js';
 export { CloseCode } from '../protocol/close-codes.js';
 export { ErrorReason, AuthFailureReason, RateLimitReason } from '../protocol/reasons.js';
 export type { ChatMessage, MembershipChange, ConversationInfo, HistoryItem, Attachment, ServerFrame } from '../protocol/server-frames.js';
+export type { SessionInfo } from '../protocol/session-frames.js';

@@ -5,6 +5,7 @@
  * timeline event delivered to the application exactly once, in `pos` order.
  */
 import type { ConversationInfo, HistoryItem } from '../protocol/server-frames.js';
+import type { SessionInfo } from '../protocol/session-frames.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 import { systemClock, TimerSlot, type Clock } from './clock.js';
 import { Emitter, type Listener } from './emitter.js';
@@ -212,6 +213,16 @@ export class RampartClient {
   async markRead(conversationId: string, upToSeq: number): Promise<{ conversationId: string; readSeq: number }> {
     const reply = await this.request({ type: 'read', conversationId, upToSeq });
     return { conversationId: String(reply.conversationId), readSeq: Number(reply.readSeq) };
+  }
+
+  /** The user's sessions on every node (`list_sessions`). */
+  async listSessions(): Promise<SessionInfo[]> {
+    const reply = await this.request({ type: 'list_sessions' });
+    return Array.isArray(reply.sessions) ? (reply.sessions as SessionInfo[]) : [];
+  }
+  /** Ends another session of this user (`end_session`); that client stops with `ended_by_user`. */
+  async endSession(sessionId: string): Promise<void> {
+    await this.request({ type: 'end_session', sessionId });
   }
 
   /** Stops for good: no timer, socket or listener is left behind. Unconfirmed sends reject with `closed`. */

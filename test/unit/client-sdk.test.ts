@@ -297,6 +297,10 @@ test('requests are answered by requestId; errors reject; in flight at a drop the
   const gr = env.last().framesOf('create_group')[0]!;
   env.last().receive({ type: 'error', reason: 'forbidden', requestId: gr.requestId });
   await assert.rejects(group, { name: 'RequestError', reason: 'forbidden' });
+  const sessions = env.client.listSessions();
+  const ls = env.last().framesOf('list_sessions')[0]!;
+  env.last().receive({ type: 'sessions', sessions: [{ sessionId: 'n1:1', node: 'n1', ip: '127.0.0.1', since: 1, current: true }], requestId: ls.requestId });
+  assert.equal((await sessions)[0]?.sessionId, 'n1:1');
   const hist = env.client.history({ conversationId: CONV });
   env.last().drop(1006);
   await assert.rejects(hist, { reason: 'disconnected' });
