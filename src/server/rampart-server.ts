@@ -36,6 +36,7 @@ import type { SessionHooks } from '../session/session.js';
 import { FlushScheduler } from '../session/flush-scheduler.js';
 import { SessionRegistry } from './session-registry.js';
 import { createHttpRoutes } from './http-routes.js';
+import { devTokensFor } from './dev-tokens.js';
 import { NodeConnections } from './node-connections.js';
 import { createUpgradeHandler } from './upgrade-handler.js';
 import { createReadiness } from './readiness.js';
@@ -300,6 +301,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     // On the main port only when guarded by a token and no dedicated port is configured.
     ...(metricsServer === undefined && metricsEndpoint.token !== undefined ? { metrics: metricsEndpoint } : {}),
     ...(options.demoPage === false || config.mode === 'production' ? {} : { demoPage: DEMO_PAGE }),
+    // The demo's token endpoint: development mode only, and only when the server signs with a secret.
+    ...(options.demoPage === false || config.mode === 'production' ? {} : { devTokens: devTokensFor(config) }),
   });
   const mainRoutes = admin.mount(routes); // `/admin/` in front unless the API has its own port
   const hsts = hstsHeader(config.tls);

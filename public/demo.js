@@ -1,0 +1,409 @@
+// The demo chat, built on the client SDK (rampart/client, served as ES modules in development).
+// No inline code and no HTML strings: the page's CSP forbids both and enforces Trusted Types.
+import { RampartClient, WebStorageSyncStore } from '/client/index.js';
+import { renderMessage, short, time } from '/demo-render.js';
+
+const $ = (id) => document.getElementById(id);
+const q = (sel) => document.querySelector(sel);
+const ui = {
+  name: $('name'), token: $('token'), connect: $('connect'), offline: $('offline'), status: $('status'), me: q('[data-testid="own-id"]'),
+  badge: q('[data-testid="connection-state"]'), convs: $('conversations'), peer: $('peer'), title: $('conversation-title'),
+  history: $('history'), list: $('messages'), typing: $('typing'), message: $('message'), send: $('send'),
+  groupName: $('group-name'), groupMembers: $('group-members'),
+};
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+const TYPING_EVERY_MS = 2000, TYPING_IDLE_MS = 3000, TYPING_SHOW_MS = 6000, READ_DELAY_MS = 300;
+
+let client = null;
+let me = null;
+/** conversationId → { info, items: Map<id, message>, title } */
+const conversations = new Map();
+/** The open conversation: { conversationId } or, before the first message, { peerId }. */
+let current = null;
+const pendingEls = new Map(); // clientMsgId → <li>
+let typingSentAt = 0, typingIdleTimer = 0, typingShowTimer = 0, readTimer = 0;
+const names = new Map(); // userId → display name (the names we resolved)
+
+function setStatus(text, bad = false) {
+  ui.status.textContent = text;
+  ui.status.classList.toggle('bad', bad);
+}
+const label = (userId) => (userId === me ? 'you' : names.get(userId) ?? short(userId));
+
+function setEnabled() {
+  const open = client !== null && client.state === 'open';
+  const signedIn = client !== null;
+  for (const el of document.querySelectorAll('[data-testid="open-chat-button"], [data-testid="create-group-button"]')) el.disabled = !open;
+  ui.message.disabled = ui.send.disabled = !(signedIn && current);
+  ui.history.disabled = !(open && current?.conversationId);
+  ui.offline.disabled = !signedIn;
+  ui.connect.textContent = signedIn ? 'Sign out' : 'Sign in';
+  ui.name.disabled = signedIn;
+}
+
+// ── signing in ───────────────────────────────────────────────────────────────────────────────
+async function devToken(name) {
+  const res = await fetch(`/dev/token?name=${encodeURIComponent(name)}`, { credentials: 'same-origin', cache: 'no-store' });
+  if (!res.ok) throw new Error(`token endpoint answered ${res.status}`);
+  return res.json();
+}
+
+async function signIn() {
+  const name = ui.name.value.trim();
+  const pasted = ui.token.value.trim();
+  if (!pasted && !/^[A-Za-z0-9_-]{1,32}$/.test(name)) { setStatus('Enter a name (letters, digits, _ or -).', true); return; }
+  let userId = null;
+  let token;
+  try {
+    if (pasted) token = pasted;
+    else {
+      const first = await devToken(name);
+      userId = first.userId;
+      let fresh = first.token;
+      // The SDK asks for a token on every connect and before expiry: the first is used once.
+      token = async () => {
+        if (fresh) { const t = fresh; fresh = null; return t; }
+        return (await devToken(name)).token;
+      };
+    }
+  } catch (err) {
+    setStatus(`Cannot get a token: ${err.message}.`, true);
+    return;
+  }
+  if (userId) names.set(userId, name);
+  // One device per tab: sessionStorage keeps this tab's device id and position across reloads.
+  const store = new WebStorageSyncStore(sessionStorage, `rampart-demo:${userId ?? 'token'}`);
+  client = new RampartClient({ url: WS_URL, token, store });
+  wire(client);
+  setEnabled();
+  setStatus('Connecting…');
+  client.connect().catch(() => {});
+}
+
+function signOut() {
+  client?.close();
+  client = null;
+  me = null;
+  ui.me.textContent = 'not connected';
+  setBadge('closed');
+  setEnabled();
+}
+
+function setBadge(state) {
+  ui.badge.dataset.state = state;
+  ui.badge.textContent = state;
+}
+
+function wire(c) {
+  c.on('state', ({ state }) => { setBadge(state); setEnabled(); });
+  c.on('ready', async ({ userId, reconnect }) => {
+    me = userId;
+    ui.me.textContent = `you are ${names.get(userId) ?? 'signed in'} · ${userId}`;
+    ui.me.title = userId;
+    setStatus(reconnect ? 'Reconnected: caught up.' : 'Connected.');
+    setEnabled();
+    await refreshConversations();
+  });
+  c.on('message', (m) => onMessage(m));
+  c.on('membership', (e) => onMembership(e));
+  c.on('typing', (t) => onTyping(t));
+  c.on('pruned', () => setStatus('Some old events expired; open a conversation to load its history.'));
+  c.on('disconnected', ({ code, reason, retryInMs }) => {
+    if (retryInMs !== undefined) setStatus(`Disconnected (${code}${reason ? ` ${reason}` : ''}); reconnecting in ${Math.ceil(retryInMs / 100) / 10} s…`, true);
+  });
+  c.on('closed', ({ reason, permanent }) => {
+    if (permanent) {
+      setStatus(`Stopped: ${reason}. Not reconnecting.`, true);
+      client = null;
+      setEnabled();
+    }
+  });
+  c.on('error', ({ reason }) => setStatus(`Error: ${reason}.`, true));
+}
+
+// ── conversations ────────────────────────────────────────────────────────────────────────────
+function conv(conversationId) {
+  let c = conversations.get(conversationId);
+  if (!c) conversations.set(conversationId, (c = { info: null, items: new Map(), unread: 0, loaded: false }));
+  return c;
+}
+
+function convTitle(c, conversationId) {
+  const info = c.info;
+  if (!info) return short(conversationId);
+  if (info.kind === 'group') return `# ${info.name ?? 'group'}`;
+  return info.peerId ? label(info.peerId) : 'notes to self';
+}
+
+async function refreshConversations() {
+  if (!client) return;
+  try {
+    const reply = await client.listConversations({ limit: 50 });
+    for (const info of reply.conversations) {
+      const c = conv(info.conversationId);
+      c.info = info;
+      if (current?.conversationId !== info.conversationId) c.unread = info.unreadCount;
+    }
+    renderConversations();
+  } catch (err) {
+    setStatus(`Could not list conversations: ${err.reason ?? err.message}.`, true);
+  }
+}
+
+function renderConversations() {
+  const rows = [...conversations.entries()].sort((a, b) => (b[1].info?.lastActivityAt ?? 0) - (a[1].info?.lastActivityAt ?? 0));
+  const items = rows.map(([id, c]) => {
+    const li = document.createElement('li');
+    li.className = 'conv';
+    li.dataset.testid = 'conversation';
+    li.dataset.conversationId = id;
+    li.dataset.unread = String(c.unread);
+    li.setAttribute('aria-current', String(current?.conversationId === id));
+    li.tabIndex = 0;
+    const name = document.createElement('span');
+    name.textContent = convTitle(c, id);
+    const badge = document.createElement('span');
+    badge.className = 'badge';
+    badge.dataset.testid = 'unread';
+    badge.textContent = c.unread > 0 ? String(c.unread) : '';
+    li.append(name, badge);
+    li.addEventListener('click', () => openConversation({ conversationId: id }));
+    li.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') openConversation({ conversationId: id }); });
+    return li;
+  });
+  ui.convs.replaceChildren(...items);
+}
+
+async function openConversation(target) {
+  current = target;
+  ui.typing.textContent = '';
+  ui.list.replaceChildren();
+  pendingEls.clear();
+  if (target.conversationId) {
+    const c = conv(target.conversationId);
+    c.unread = 0;
+    ui.title.textContent = convTitle(c, target.conversationId);
+    for (const m of [...c.items.values()].sort((a, b) => a.seq - b.seq)) insertItem(m);
+    if (!c.loaded) await loadHistory(target.conversationId);
+    scheduleRead();
+  } else {
+    // No conversation yet: it is created by the first message.
+    const existing = [...conversations.entries()].find(([, c]) => c.info?.peerId === target.peerId);
+    if (existing) return openConversation({ conversationId: existing[0] });
+    ui.title.textContent = label(target.peerId);
+  }
+  renderConversations();
+  setEnabled();
+}
+
+async function loadHistory(conversationId, beforeSeq) {
+  const c = conv(conversationId);
+  try {
+    const reply = await client.history({ conversationId, limit: 50, ...(beforeSeq ? { beforeSeq } : {}) });
+    c.loaded = true;
+    for (const item of reply.messages) {
+      if (c.items.has(item.id)) continue;
+      c.items.set(item.id, item);
+      if (current?.conversationId === conversationId) insertItem(item);
+    }
+    if (beforeSeq && reply.messages.length === 0) setStatus('No earlier messages.');
+  } catch (err) {
+    setStatus(`History failed: ${err.reason ?? err.message}.`, true);
+  }
+}
+
+/** Places one event (chat message or membership) in the open list, ordered by seq. */
+function insertItem(item) {
+  if (ui.list.querySelector(`[data-id="${CSS.escape(item.id)}"]`)) return;
+  const el = item.type === 'membership' || item.action ? renderMembership(item) : renderMessage(item, { direction: item.senderId === me ? 'out' : 'in', state: 'sent', who: label(item.senderId) });
+  el.dataset.id = item.id;
+  el.dataset.seq = String(item.seq);
+  const after = [...ui.list.children].find((n) => n.dataset.seq !== undefined && Number(n.dataset.seq) > item.seq) ?? [...ui.list.children].find((n) => n.dataset.state === 'pending');
+  ui.list.insertBefore(el, after ?? null);
+  ui.list.scrollTop = ui.list.scrollHeight;
+}
+
+function renderMembership(e) {
+  const li = document.createElement('li');
+  li.className = 'event';
+  li.dataset.testid = 'event';
+  const who = e.userIds.map(label).join(', ');
+  const text = {
+    created: `${label(e.actorId)} created “${e.name ?? ''}” with ${who}`,
+    added: `${label(e.actorId)} added ${who}`,
+    removed: `${label(e.actorId)} removed ${who}`,
+    left: `${who} left`,
+    renamed: `${label(e.actorId)} renamed the group to “${e.name ?? ''}”`,
+    role_changed: `${who} is now ${e.role}`,
+  }[e.action] ?? e.action;
+  li.textContent = `${text} · ${time(e.timestamp)}`;
+  return li;
+}
+
+// ── live events ──────────────────────────────────────────────────────────────────────────────
+function onMessage(m) {
+  const c = conv(m.conversationId);
+  c.items.set(m.id, m);
+  if (m.recipientId) c.peerId = m.senderId === me ? m.recipientId : m.senderId;
+  if (!c.info) void refreshConversations();
+  else c.info.lastActivityAt = m.timestamp;
+  if (current && (current.conversationId === m.conversationId || (!current.conversationId && (current.peerId === m.senderId || current.peerId === m.recipientId)))) {
+    if (!current.conversationId) current = { conversationId: m.conversationId, peerId: current.peerId };
+    insertItem(m);
+    if (!m.own) clearTyping();
+    scheduleRead();
+  } else if (!m.own) c.unread++;
+  renderConversations();
+}
+
+function onMembership(e) {
+  const c = conv(e.conversationId);
+  c.items.set(e.id, { ...e, type: 'membership' });
+  void refreshConversations();
+  if (current?.conversationId === e.conversationId) insertItem({ ...e, type: 'membership' });
+}
+
+function onTyping(t) {
+  const c = current?.conversationId ? conversations.get(current.conversationId) : undefined;
+  const peer = current?.peerId ?? c?.peerId ?? c?.info?.peerId;
+  const here = current && (t.conversationId ? t.conversationId === current.conversationId : peer === t.senderId);
+  if (!here) return;
+  clearTimeout(typingShowTimer);
+  ui.typing.textContent = t.isTyping ? `${label(t.senderId)} is typing…` : '';
+  if (t.isTyping) typingShowTimer = setTimeout(clearTyping, TYPING_SHOW_MS);
+}
+function clearTyping() {
+  clearTimeout(typingShowTimer);
+  ui.typing.textContent = '';
+}
+
+/** Read receipt for the open conversation, shortly after its newest message is on screen. */
+function scheduleRead() {
+  clearTimeout(readTimer);
+  readTimer = setTimeout(async () => {
+    const id = current?.conversationId;
+    if (!id || !client) return;
+    const c = conv(id);
+    const last = Math.max(0, ...[...c.items.values()].map((m) => m.seq ?? 0));
+    if (last === 0 || (c.readSeq ?? 0) >= last) return;
+    try {
+      const { readSeq } = await client.markRead(id, last);
+      c.readSeq = readSeq;
+      ui.list.dataset.readSeq = String(readSeq);
+    } catch { /* retried with the next message */ }
+  }, READ_DELAY_MS);
+}
+
+// ── sending ──────────────────────────────────────────────────────────────────────────────────
+/** Where the composer sends: direct conversations are addressed by the peer (the protocol's v1 form), groups by id. */
+function target() {
+  if (!current) return null;
+  if (!current.conversationId) return { recipientId: current.peerId };
+  const c = conv(current.conversationId);
+  if (c.info?.kind === 'group') return { conversationId: current.conversationId };
+  const peer = current.peerId ?? c.peerId ?? c.info?.peerId ?? (c.info?.kind === 'direct' ? me : undefined);
+  return peer ? { recipientId: peer } : { conversationId: current.conversationId };
+}
+
+$('send-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const to = target();
+  const text = ui.message.value;
+  if (!to || !client || text.trim() === '') return;
+  stopTyping();
+  const clientMsgId = `demo-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const li = renderMessage({}, { direction: 'out', state: 'pending', raw: text, who: 'you' });
+  li.dataset.clientMsgId = clientMsgId;
+  pendingEls.set(clientMsgId, li);
+  ui.list.append(li);
+  ui.list.scrollTop = ui.list.scrollHeight;
+  ui.message.value = '';
+  client.sendMessage(to, text, { clientMsgId }).then(
+    (receipt) => {
+      pendingEls.delete(clientMsgId);
+      if (current && !current.conversationId) { current = { conversationId: receipt.conversationId, peerId: current.peerId }; void refreshConversations(); }
+      // Our own copy may already be on screen (replayed after a reconnect): keep one.
+      if (ui.list.querySelector(`[data-id="${CSS.escape(receipt.id)}"]`)) { li.remove(); return; }
+      li.dataset.id = receipt.id;
+      li.dataset.seq = String(receipt.seq);
+      li.dataset.state = 'sent';
+      li.querySelector('.state').textContent = `sent ${time(receipt.timestamp)}`;
+      conv(receipt.conversationId).loaded = false; // reopening the conversation reads it back from history
+    },
+    (err) => {
+      pendingEls.delete(clientMsgId);
+      li.dataset.state = 'failed';
+      li.querySelector('.state').textContent = `not sent: ${err.reason ?? err.message}`;
+    },
+  );
+});
+
+function stopTyping() {
+  clearTimeout(typingIdleTimer);
+  const to = target();
+  if (typingSentAt && to && client) client.setTyping(to, false);
+  typingSentAt = 0;
+}
+
+ui.message.addEventListener('input', () => {
+  const to = target();
+  if (!to || !client) return;
+  const now = Date.now();
+  if (now - typingSentAt >= TYPING_EVERY_MS && client.setTyping(to, true)) typingSentAt = now;
+  clearTimeout(typingIdleTimer);
+  typingIdleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+});
+
+// ── forms ────────────────────────────────────────────────────────────────────────────────────
+async function resolveUser(nameOrId) {
+  const v = nameOrId.trim();
+  if (UUID.test(v)) return v.toLowerCase();
+  const res = await fetch(`/dev/user?name=${encodeURIComponent(v)}`, { cache: 'no-store' });
+  if (!res.ok) throw new Error(`unknown user “${v}”`);
+  const { userId } = await res.json();
+  names.set(userId, v);
+  return userId;
+}
+
+$('connect-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  if (client) { signOut(); setStatus('Signed out.'); } else void signIn();
+});
+
+// Going offline keeps the tab's device and position: signing in again resumes after it.
+ui.offline.addEventListener('click', () => { signOut(); setStatus('Offline.'); });
+
+$('chat-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  try {
+    const peerId = await resolveUser(ui.peer.value);
+    await openConversation({ peerId });
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+});
+
+$('group-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const name = ui.groupName.value.trim();
+  if (!name || !client) return;
+  try {
+    const members = await Promise.all(ui.groupMembers.value.split(',').map((s) => s.trim()).filter(Boolean).map(resolveUser));
+    const reply = await client.createGroup(name, members);
+    await refreshConversations();
+    await openConversation({ conversationId: reply.conversationId });
+    setStatus(`Group “${name}” created.`);
+  } catch (err) {
+    setStatus(`Could not create the group: ${err.reason ?? err.message}.`, true);
+  }
+});
+
+ui.history.addEventListener('click', () => {
+  const id = current?.conversationId;
+  if (!id) return;
+  const oldest = Math.min(...[...conv(id).items.values()].map((m) => m.seq ?? Infinity));
+  void loadHistory(id, Number.isFinite(oldest) ? oldest : undefined);
+});
+
+setEnabled();

@@ -1,0 +1,41 @@
+/**
+ * Time as the SDK sees it. Every timer the client starts goes through one Clock, so tests can run
+ * it on a fake clock and `close()` can be checked to leave no timer behind.
+ */
+export type TimerHandle = unknown;
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): TimerHandle;
+  clearTimeout(handle: TimerHandle): void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof globalThis.setTimeout>),
+};
+
+/** One named timer slot: starting it again replaces the previous timer, so none can leak. */
+export class TimerSlot {
+  private handle: TimerHandle | undefined;
+  constructor(private readonly clock: Clock) {}
+
+  get active(): boolean {
+    return this.handle !== undefined;
+  }
+
+  start(ms: number, fn: () => void): void {
+    this.stop();
+    this.handle = this.clock.setTimeout(() => {
+      this.handle = undefined;
+      fn();
+    }, Math.max(0, ms));
+  }
+
+  stop(): void {
+    if (this.handle === undefined) return;
+    this.clock.clearTimeout(this.handle);
+    this.handle = undefined;
+  }
+}

@@ -1,0 +1,584 @@
+/**
+ * RampartClient: one logical connection to Rampart that survives reconnects. It composes the
+ * pieces of this folder — transport with backoff, token source and refresh, the position tracker
+ * and its store, the send queue and the request table — and turns frames into typed events, each
+ * timeline event delivered to the application exactly once, in `pos` order.
+ */
+import type { ConversationInfo, HistoryItem } from '../protocol/server-frames.js';
+import type { SessionInfo } from '../protocol/session-frames.js';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+import { systemClock, TimerSlot, type Clock } from './clock.js';
+import { Emitter, type Listener } from './emitter.js';
+import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
+import { PosTracker, RecentIds } from './pos-tracker.js';
+import { classifyClose } from './refusals.js';
+import { Requests, RequestError } from './requests.js';
+import { SendQueue, SendError, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
+import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
+import { MemorySyncStore, newDeviceId, type SyncStore } from './sync-store.js';
+import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
+
+export interface RampartClientOptions {
+  /** `ws(s)://host:port/ws`. */
+  url: string;
+  /** A token, or a callback asked on every connect and before the token expires. */
+  token: string | TokenProvider;
+  /** Sync state (deviceId + last processed pos); memory by default. */
+  store?: SyncStore;
+  /** Overrides the stored/generated device id. */
+  deviceId?: string;
+  /** A WebSocket constructor (browser API shape); default: the global one. */
+  WebSocket?: new (url: string) => WebSocketLike;
+  /** Or a factory, for options such as Node's `ws` `{ origin }`. */
+  createSocket?: WebSocketFactory;
+  backoff?: Partial<BackoffOptions>;
+  /** After a server shutdown (1001), reconnect after a random delay in [0, this) ms. Default 5000. */
+  shutdownDelayMaxMs?: number;
+  refresh?: Partial<RefreshOptions>;
+  /** Acknowledge processed events at most this long after the first unacknowledged one (ms). Default 250. */
+  ackDelayMs?: number;
+  /** … or as soon as this many are unacknowledged. Default 100. */
+  ackEvery?: number;
+  /** Unconfirmed sends kept (bounded queue). Default 1000. */
+  maxPendingSends?: number;
+  /** Sends on the wire at once, unconfirmed. Default 8. */
+  maxInFlightSends?: number;
+  /** `storage_unavailable` retries per send. Default 5. */
+  maxSendRetries?: number;
+  /** A request without a reply fails after this long (ms). Default 15000. */
+  requestTimeoutMs?: number;
+  clock?: Clock;
+  random?: () => number;
+}
+
+export interface HistoryReply {
+  conversationId?: string;
+  peerId?: string;
+  messages: HistoryItem[];
+}
+export interface ConversationsReply {
+  conversations: ConversationInfo[];
+  nextCursor?: string;
+}
+export interface GroupReply {
+  conversationId: string;
+  changed: boolean;
+  seq?: number;
+}
+
+/** The client stopped for good before it was ever ready. */
+export class ConnectError extends Error {
+  constructor(readonly reason: string) {
+    super(`cannot connect: ${reason}`);
+    this.name = 'ConnectError';
+  }
+}
+
+type Frame = Record<string, unknown> & { type?: unknown };
+
+export class RampartClient {
+  private readonly events: Emitter<ClientEvents>;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly factory: WebSocketFactory;
+  private readonly tokens: TokenSource;
+  private readonly store: SyncStore;
+  private readonly backoff: BackoffOptions;
+  private readonly refresh: RefreshOptions;
+  private readonly queue: SendQueue;
+  private readonly requests: Requests;
+  private readonly recentOwn = new RecentIds();
+  private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot };
+
+  private tracker = new PosTracker();
+  /** True once the client has a position of its own (stored, or from an `auth_success`). */
+  private positioned = false;
+  private device = '';
+  private ws: WebSocketLike | undefined;
+  private currentState: ConnectionState = 'idle';
+  private user: string | undefined;
+  private token = '';
+  private attempt = 0;
+  private ackedPos = 0;
+  private savedPos = -1;
+  private sendPausedUntil = 0;
+  /** Facts about the current socket, read when it closes. */
+  private socketFacts: { authFailure?: string; httpStatus?: number; gap?: boolean } = {};
+  private everReady = false;
+  private readyWaiter: { promise: Promise<void>; resolve(): void; reject(err: Error): void } | undefined;
+
+  constructor(private readonly options: RampartClientOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? Math.random;
+    this.factory = options.createSocket ?? (options.WebSocket ? ((C) => (url: string) => new C(url))(options.WebSocket) : globalWebSocketFactory());
+    this.tokens = new TokenSource(options.token);
+    this.store = options.store ?? new MemorySyncStore();
+    this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this.refresh = { ...DEFAULT_REFRESH, ...options.refresh };
+    this.queue = new SendQueue(options.maxPendingSends ?? 1000, options.maxSendRetries ?? 5);
+    this.requests = new Requests(this.clock, options.requestTimeoutMs ?? 15_000);
+    this.events = new Emitter<ClientEvents>((err, event) => {
+      // A throwing listener must not break the stream; report it (unless the error listener threw).
+      if (event !== 'error') this.events.emit('error', { reason: 'listener_error', details: err instanceof Error ? err.message : String(err) });
+    });
+    this.timers = { reconnect: new TimerSlot(this.clock), refresh: new TimerSlot(this.clock), ack: new TimerSlot(this.clock), sends: new TimerSlot(this.clock) };
+  }
+
+  // ── public API ──
+
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+  get userId(): string | undefined {
+    return this.user;
+  }
+  get deviceId(): string {
+    return this.device;
+  }
+  /** The last timeline position the application processed. */
+  get pos(): number {
+    return this.tracker.pos;
+  }
+  /** Sends not yet confirmed by the server. */
+  get pendingSends(): number {
+    return this.queue.size;
+  }
+
+  on<K extends keyof ClientEvents>(event: K, listener: Listener<ClientEvents[K]>): () => void {
+    return this.events.on(event, listener);
+  }
+  off<K extends keyof ClientEvents>(event: K, listener: Listener<ClientEvents[K]>): void {
+    this.events.off(event, listener);
+  }
+
+  /** Starts connecting; resolves when first authenticated, rejects if the client stops for good first. */
+  connect(): Promise<void> {
+    if (this.readyWaiter) return this.readyWaiter.promise;
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => {}); // callers that do not await must not see an unhandled rejection
+    this.readyWaiter = { promise, resolve, reject };
+    if (this.currentState === 'closed') {
+      reject(new ConnectError('closed'));
+      return promise;
+    }
+    void this.start();
+    return promise;
+  }
+
+  /** Sends a chat message; resolves once it is durably stored (resent across reconnects until then). */
+  sendMessage(target: Target, message: string | OutgoingMessage, opts: { clientMsgId?: string } = {}): Promise<SendReceipt> {
+    const clientMsgId = opts.clientMsgId ?? newDeviceId().replace(/^dev-/, 'm-');
+    if (this.currentState === 'closed') return Promise.reject(new SendError('closed', clientMsgId));
+    if (this.queue.has(clientMsgId)) return Promise.reject(new SendError('duplicate_client_msg_id', clientMsgId));
+    const promise = this.queue.add(clientMsgId, target, typeof message === 'string' ? { content: message } : message);
+    this.pumpSends();
+    return promise;
+  }
+
+  /** Typing indicators are not queued: false when not connected. */
+  setTyping(target: Target, isTyping: boolean): boolean {
+    return this.transmit({ type: 'typing_indicator', ...target, isTyping });
+  }
+
+  history(query: ({ conversationId: string } | { peerId: string }) & { beforeSeq?: number; limit?: number }): Promise<HistoryReply> {
+    return this.request({ type: 'history', ...query }) as Promise<unknown> as Promise<HistoryReply>;
+  }
+  listConversations(query: { limit?: number; before?: string } = {}): Promise<ConversationsReply> {
+    return this.request({ type: 'list_conversations', ...query }) as Promise<unknown> as Promise<ConversationsReply>;
+  }
+  createGroup(name: string, memberIds: string[]): Promise<GroupReply> {
+    return this.group({ type: 'create_group', name, memberIds });
+  }
+  addMembers(conversationId: string, userIds: string[]): Promise<GroupReply> {
+    return this.group({ type: 'add_members', conversationId, userIds });
+  }
+  removeMembers(conversationId: string, userIds: string[]): Promise<GroupReply> {
+    return this.group({ type: 'remove_members', conversationId, userIds });
+  }
+  leaveGroup(conversationId: string): Promise<GroupReply> {
+    return this.group({ type: 'leave_group', conversationId });
+  }
+  renameGroup(conversationId: string, name: string): Promise<GroupReply> {
+    return this.group({ type: 'rename_group', conversationId, name });
+  }
+  setRole(conversationId: string, userId: string, role: 'admin' | 'member'): Promise<GroupReply> {
+    return this.group({ type: 'set_role', conversationId, userId, role });
+  }
+  /** Read receipt: resolves with the conversation's read position after the update. */
+  async markRead(conversationId: string, upToSeq: number): Promise<{ conversationId: string; readSeq: number }> {
+    const reply = await this.request({ type: 'read', conversationId, upToSeq });
+    return { conversationId: String(reply.conversationId), readSeq: Number(reply.readSeq) };
+  }
+
+  /** The user's sessions on every node (`list_sessions`). */
+  async listSessions(): Promise<SessionInfo[]> {
+    const reply = await this.request({ type: 'list_sessions' });
+    return Array.isArray(reply.sessions) ? (reply.sessions as SessionInfo[]) : [];
+  }
+  /** Ends another session of this user (`end_session`); that client stops with `ended_by_user`. */
+  async endSession(sessionId: string): Promise<void> {
+    await this.request({ type: 'end_session', sessionId });
+  }
+
+  /** Stops for good: no timer, socket or listener is left behind. Unconfirmed sends reject with `closed`. */
+  close(): void {
+    if (this.currentState === 'closed') return;
+    this.flushAck(); // acknowledges and persists the last processed position
+    this.stop('closed', false);
+  }
+
+  // ── connection ──
+
+  private setState(state: ConnectionState): void {
+    if (this.currentState === state) return;
+    this.currentState = state;
+    this.events.emit('state', { state });
+  }
+
+  private async start(): Promise<void> {
+    if (this.currentState !== 'idle') return;
+    this.setState('connecting');
+    let stored;
+    try {
+      stored = await this.store.load();
+    } catch {
+      stored = undefined;
+    }
+    if ((this.currentState as ConnectionState) !== 'connecting') return; // closed meanwhile
+    this.device = this.options.deviceId ?? stored?.deviceId ?? newDeviceId();
+    if (stored) {
+      this.tracker = new PosTracker(stored.pos);
+      this.positioned = true;
+      this.savedPos = stored.pos;
+    }
+    await this.openSocket();
+  }
+
+  private async openSocket(): Promise<void> {
+    this.setState(this.everReady ? 'reconnecting' : 'connecting');
+    let token: string;
+    try {
+      token = await this.tokens.get();
+    } catch (err) {
+      if (this.currentState === 'closed') return;
+      this.events.emit('error', { reason: 'token_unavailable', details: err instanceof Error ? err.message : String(err) });
+      this.scheduleReconnect(backoffDelay(this.attempt++, this.backoff, this.random));
+      return;
+    }
+    if (this.currentState === 'closed') return;
+    this.token = token;
+    this.socketFacts = {};
+    let ws: WebSocketLike;
+    try {
+      ws = this.factory(this.options.url);
+    } catch (err) {
+      this.events.emit('error', { reason: 'socket_failed', details: err instanceof Error ? err.message : String(err) });
+      this.scheduleReconnect(backoffDelay(this.attempt++, this.backoff, this.random));
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      this.setState('authenticating');
+      const auth: Record<string, unknown> = { type: 'auth', token, deviceId: this.device };
+      if (this.positioned) auth.after = this.tracker.pos;
+      ws.send(JSON.stringify(auth));
+    };
+    ws.onmessage = (ev) => {
+      if (typeof ev.data !== 'string') return;
+      let frame: unknown;
+      try {
+        frame = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      if (typeof frame === 'object' && frame !== null && typeof (frame as Frame).type === 'string') this.onFrame(frame as Frame);
+    };
+    ws.onerror = (ev) => {
+      const status = handshakeStatus(ev);
+      if (status !== undefined) this.socketFacts.httpStatus = status;
+    };
+    ws.onclose = (ev) => this.onClose(ws, ev.code, ev.reason);
+  }
+
+  private onClose(ws: WebSocketLike, code: number, reason: string): void {
+    if (ws !== this.ws) return;
+    detach(ws);
+    this.ws = undefined;
+    this.timers.refresh.stop();
+    this.timers.sends.stop();
+    this.flushAck(); // persists; the ack itself cannot go out any more
+    this.requests.disconnected();
+    this.queue.requeueAll();
+    if (this.currentState === 'closed') return;
+    const facts = this.socketFacts;
+    if (facts.gap) {
+      this.events.emit('disconnected', { code, reason: 'gap', retryInMs: 0 });
+      this.scheduleReconnect(0);
+      return;
+    }
+    const verdict = classifyClose({ code, renewable: this.tokens.renewable, ...(facts.authFailure !== undefined ? { authFailure: facts.authFailure } : {}), ...(facts.httpStatus !== undefined ? { httpStatus: facts.httpStatus } : {}) });
+    if (verdict.kind === 'permanent') {
+      this.events.emit('disconnected', { code, reason: verdict.reason });
+      this.stop(verdict.reason, true);
+      return;
+    }
+    const delay =
+      verdict.kind === 'shutdown'
+        ? Math.floor(this.random() * (this.options.shutdownDelayMaxMs ?? 5000))
+        : backoffDelay(verdict.kind === 'fresh_token' ? 0 : this.attempt, this.backoff, this.random);
+    this.attempt++;
+    this.events.emit('disconnected', { code, reason: facts.authFailure ?? (verdict.kind === 'shutdown' ? 'server_shutdown' : reason), retryInMs: delay });
+    this.scheduleReconnect(delay);
+  }
+
+  private scheduleReconnect(delay: number): void {
+    if (this.currentState === 'closed') return;
+    this.setState('reconnecting');
+    this.timers.reconnect.start(delay, () => void this.openSocket());
+  }
+
+  /** Ends everything: timers, socket, pending work, listeners. */
+  private stop(reason: string, permanent: boolean): void {
+    this.setState('closed');
+    for (const t of Object.values(this.timers)) t.stop();
+    const ws = this.ws;
+    this.ws = undefined;
+    if (ws) {
+      detach(ws);
+      try {
+        ws.close(1000, 'client closed');
+      } catch {
+        // already closing
+      }
+    }
+    this.queue.rejectAll(reason);
+    this.requests.rejectAll(reason);
+    this.readyWaiter?.reject(new ConnectError(reason));
+    this.events.emit('closed', { reason, permanent });
+    this.events.removeAll();
+  }
+
+  private transmit(frame: Record<string, unknown>): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== OPEN || this.currentState !== 'open') return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // ── incoming ──
+
+  private onFrame(f: Frame): void {
+    switch (f.type) {
+      case 'auth_success':
+        return this.onAuthSuccess(f);
+      case 'auth_failure':
+        this.socketFacts.authFailure = String(f.reason);
+        return;
+      case 'chat_message':
+      case 'membership':
+        return this.onTimeline(f);
+      case 'message_sent':
+        return this.onSent(f);
+      case 'timeline_pruned': {
+        const after = Number(f.after);
+        const firstPos = Number(f.firstPos);
+        this.tracker.skipTo(firstPos);
+        this.events.emit('pruned', { after, firstPos });
+        this.processed();
+        return;
+      }
+      case 'typing_indicator':
+        this.events.emit('typing', { senderId: String(f.senderId), isTyping: f.isTyping === true, ...(typeof f.conversationId === 'string' ? { conversationId: f.conversationId } : {}) });
+        return;
+      case 'error':
+      case 'rate_limited':
+        return this.onRefusal(f);
+      default:
+        this.requests.answer(f);
+    }
+  }
+
+  private onAuthSuccess(f: Frame): void {
+    if (this.currentState !== 'authenticating') return; // the answer to a token refresh
+    const resumeAfter = Number(f.resumeAfter ?? 0);
+    const lastPos = Number(f.lastPos ?? resumeAfter);
+    // The server's timeline is behind our position (it was reset): follow it rather than drop everything.
+    if (!this.positioned || lastPos < this.tracker.pos) this.tracker.reset(resumeAfter);
+    this.positioned = true;
+    this.user = String(f.userId);
+    this.attempt = 0;
+    this.ackedPos = 0;
+    this.setState('open');
+    this.scheduleRefresh();
+    const reconnect = this.everReady;
+    this.everReady = true;
+    this.events.emit('ready', { userId: this.user, resumeAfter, lastPos, reconnect });
+    this.readyWaiter?.resolve();
+    if (this.tracker.pos > 0) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
+    this.pumpSends();
+    this.requests.flush((frame) => this.transmit(frame));
+  }
+
+  /** Checks `pos`: true when the event is the next one; handles duplicates and gaps. */
+  private admit(pos: number): boolean {
+    const verdict = this.tracker.check(pos);
+    if (verdict === 'deliver') return true;
+    if (verdict === 'gap' && !this.socketFacts.gap) {
+      // The stream skipped a position: resume from the last one we have (on a fresh socket).
+      this.socketFacts.gap = true;
+      this.events.emit('gap', { after: this.tracker.pos, got: pos });
+      this.ws?.close(1000, 'gap');
+    }
+    return false;
+  }
+
+  private onTimeline(f: Frame): void {
+    const pos = Number(f.pos);
+    if (!Number.isSafeInteger(pos) || this.socketFacts.gap || !this.admit(pos)) return;
+    if (f.type === 'chat_message') {
+      const { type: _type, ...message } = f;
+      const own = f.senderId === this.user;
+      const id = String(f.id);
+      // Our own message may already have reached the application as `sent` (its confirmation
+      // after a resend arrived before the replayed copy).
+      if (!(own && this.recentOwn.has(id))) this.events.emit('message', { ...(message as unknown as ClientEvents['message']), pos, own });
+      if (own) this.recentOwn.add(id);
+    } else {
+      const { type: _type, ...change } = f;
+      this.events.emit('membership', { ...(change as unknown as ClientEvents['membership']), pos });
+    }
+    this.tracker.advance(pos);
+    this.processed();
+  }
+
+  private onSent(f: Frame): void {
+    const sent: SentEvent = {
+      id: String(f.id),
+      conversationId: String(f.conversationId),
+      seq: Number(f.seq),
+      timestamp: Number(f.timestamp),
+      ...(typeof f.clientMsgId === 'string' ? { clientMsgId: f.clientMsgId } : {}),
+      ...(typeof f.pos === 'number' ? { pos: f.pos } : {}),
+    };
+    let emit = !this.recentOwn.has(sent.id);
+    if (sent.pos !== undefined && !this.socketFacts.gap) {
+      // It takes the place of our own copy in the stream: it is that position's event.
+      const next = this.admit(sent.pos);
+      emit &&= next;
+      if (next) this.tracker.advance(sent.pos);
+    }
+    if (emit) {
+      this.recentOwn.add(sent.id);
+      this.events.emit('sent', sent);
+    }
+    if (sent.pos !== undefined) this.processed();
+    if (sent.clientMsgId !== undefined) this.queue.confirm({ id: sent.id, clientMsgId: sent.clientMsgId, conversationId: sent.conversationId, seq: sent.seq, timestamp: sent.timestamp });
+    this.pumpSends();
+  }
+
+  private onRefusal(f: Frame): void {
+    const clientMsgId = typeof f.clientMsgId === 'string' ? f.clientMsgId : undefined;
+    if (clientMsgId !== undefined && this.queue.has(clientMsgId)) {
+      const now = this.clock.now();
+      if (f.type === 'rate_limited') {
+        const wait = Math.max(0, Number(f.retryAfter) || 0);
+        this.queue.rateLimited(clientMsgId, wait, now);
+        this.sendPausedUntil = Math.max(this.sendPausedUntil, now + wait);
+      } else {
+        this.queue.failed(clientMsgId, String(f.reason), now, backoffDelay(1, this.backoff, this.random) + this.backoff.baseMs);
+      }
+      this.pumpSends();
+      return;
+    }
+    if (this.requests.answer(f)) return;
+    this.events.emit('error', { reason: String(f.reason), ...(f.details !== undefined ? { details: f.details } : {}) });
+  }
+
+  // ── acks and persistence ──
+
+  private processed(): void {
+    const unacked = this.tracker.pos - this.ackedPos;
+    if (unacked >= (this.options.ackEvery ?? 100)) this.flushAck();
+    else if (!this.timers.ack.active) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
+  }
+
+  private flushAck(): void {
+    this.timers.ack.stop();
+    const pos = this.tracker.pos;
+    if (pos > this.ackedPos && this.transmit({ type: 'ack', upTo: pos })) this.ackedPos = pos;
+    this.persist();
+  }
+
+  private persist(): void {
+    if (!this.positioned || this.tracker.pos === this.savedPos || this.device === '') return;
+    this.savedPos = this.tracker.pos;
+    try {
+      const done = this.store.save({ deviceId: this.device, pos: this.tracker.pos });
+      if (done instanceof Promise) done.catch(() => this.events.emit('error', { reason: 'store_failed' }));
+    } catch {
+      this.events.emit('error', { reason: 'store_failed' });
+    }
+  }
+
+  // ── sends, requests, refresh ──
+
+  private pumpSends(): void {
+    this.timers.sends.stop();
+    if (this.currentState !== 'open') return;
+    const now = this.clock.now();
+    if (now < this.sendPausedUntil) {
+      this.timers.sends.start(this.sendPausedUntil - now, () => this.pumpSends());
+      return;
+    }
+    const maxInFlight = this.options.maxInFlightSends ?? 8;
+    let inFlight = this.queue.inFlight;
+    for (const p of this.queue.due(now)) {
+      if (inFlight >= maxInFlight) break;
+      if (!this.transmit(p.frame)) return;
+      p.inFlight = true;
+      inFlight++;
+    }
+    const next = this.queue.nextDue();
+    if (next !== undefined && next > now && inFlight < maxInFlight) this.timers.sends.start(next - now, () => this.pumpSends());
+  }
+
+  private async group(frame: Record<string, unknown>): Promise<GroupReply> {
+    const reply = await this.request(frame);
+    return { conversationId: String(reply.conversationId), changed: reply.changed === true, ...(typeof reply.seq === 'number' ? { seq: reply.seq } : {}) };
+  }
+
+  private request(frame: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (this.currentState === 'closed') return Promise.reject(new RequestError('closed'));
+    const promise = this.requests.add(frame);
+    this.requests.flush((f) => this.transmit(f));
+    return promise;
+  }
+
+  private scheduleRefresh(): void {
+    this.timers.refresh.stop();
+    if (!this.tokens.renewable) return;
+    const exp = tokenExpiry(this.token);
+    if (exp === undefined) return;
+    this.timers.refresh.start(refreshDelay(exp, this.clock.now(), this.refresh), () => void this.refreshToken());
+  }
+
+  private async refreshToken(): Promise<void> {
+    const ws = this.ws;
+    let token: string;
+    try {
+      token = await this.tokens.get();
+    } catch {
+      if (this.ws === ws && this.currentState === 'open') this.timers.refresh.start(this.refresh.minDelayMs * 5, () => void this.refreshToken());
+      return;
+    }
+    if (this.ws !== ws || this.currentState !== 'open') return;
+    this.token = token;
+    this.transmit({ type: 'auth', token });
+    this.scheduleRefresh();
+  }
+}

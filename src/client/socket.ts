@@ -1,0 +1,41 @@
+/**
+ * The socket the client drives: the browser's WebSocket API (properties `onopen`, `onmessage`,
+ * `onclose`, `onerror`), which Node's `ws` implements too. Handlers are assigned, not added, so
+ * detaching them is one assignment each and nothing can stay registered.
+ */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+export type WebSocketFactory = (url: string) => WebSocketLike;
+
+export const OPEN = 1;
+
+/** Default factory: the platform's global WebSocket (browsers, Node ≥ 22). */
+export function globalWebSocketFactory(): WebSocketFactory {
+  const Ctor = (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
+  if (!Ctor) throw new Error('no global WebSocket: pass `WebSocket` or `createSocket` (in Node, use rampart/client/node)');
+  return (url) => new Ctor(url);
+}
+
+/** The HTTP status of a refused handshake, when the socket library reports one (`ws` does, in its error message). */
+export function handshakeStatus(ev: unknown): number | undefined {
+  const message = (ev as { message?: unknown; error?: { message?: unknown } } | null)?.message ?? (ev as { error?: { message?: unknown } } | null)?.error?.message;
+  if (typeof message !== 'string') return undefined;
+  const m = /Unexpected server response: (\d{3})/.exec(message);
+  return m ? Number(m[1]) : undefined;
+}
+
+export function detach(ws: WebSocketLike): void {
+  ws.onopen = null;
+  ws.onmessage = null;
+  ws.onclose = null;
+  // Keep a no-op error handler: `ws` throws on an 'error' event nobody listens to.
+  ws.onerror = () => {};
+}

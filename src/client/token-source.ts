@@ -1,0 +1,54 @@
+/**
+ * Where tokens come from: a fixed token, or a `getToken()` callback asked again on every connect
+ * (a rejected token is never retried) and before the open socket's token expires.
+ */
+export type TokenProvider = () => string | Promise<string>;
+
+export interface RefreshOptions {
+  /** Refresh this long before `exp` (ms). */
+  marginMs: number;
+  /** Never refresh sooner than this after getting a token (ms), so a short-lived token cannot spin. */
+  minDelayMs: number;
+}
+
+export const DEFAULT_REFRESH: RefreshOptions = { marginMs: 30_000, minDelayMs: 1_000 };
+
+export class TokenSource {
+  private readonly provider: TokenProvider;
+  /** A fixed token cannot be renewed: when it is refused or expires the client stops. */
+  readonly renewable: boolean;
+
+  constructor(token: string | TokenProvider) {
+    this.renewable = typeof token === 'function';
+    this.provider = typeof token === 'function' ? token : () => token;
+  }
+
+  async get(): Promise<string> {
+    const token = await this.provider();
+    if (typeof token !== 'string' || token.length === 0) throw new Error('getToken() returned no token');
+    return token;
+  }
+}
+
+/** The `exp` claim of a JWT in ms, read without verifying it (the server verifies); undefined if absent. */
+export function tokenExpiry(token: string): number | undefined {
+  const payload = token.split('.')[1];
+  if (payload === undefined) return undefined;
+  try {
+    const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(payload.length / 4) * 4, '='));
+    const exp = (JSON.parse(json) as { exp?: unknown }).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How long to wait before refreshing a token that expires at `expMs`: `marginMs` before it, but
+ * not before half of its remaining life (a short-lived token), and never sooner than `minDelayMs`.
+ */
+export function refreshDelay(expMs: number, nowMs: number, o: RefreshOptions): number {
+  const remaining = expMs - nowMs;
+  const delay = Math.max(remaining - o.marginMs, Math.floor(remaining / 2));
+  return Math.max(o.minDelayMs, delay);
+}

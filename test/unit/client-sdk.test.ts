@@ -1,0 +1,346 @@
+/**
+ * RampartClient against fake sockets on a fake clock: reconnect timing, permanent refusals, token
+ * refresh, exactly-once delivery (dedupe, gaps), resends without duplicates, rate limits, and a
+ * close() that leaves nothing behind.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
+import { SendError } from '../../src/client/send-queue.js';
+import { MemorySyncStore } from '../../src/client/sync-store.js';
+import type { TimelineMessage, SentEvent } from '../../src/client/events.js';
+import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-env.js';
+
+const ME = '11111111-1111-4111-8111-111111111111';
+const PEER = '22222222-2222-4222-8222-222222222222';
+const CONV = '33333333-3333-4333-8333-333333333333';
+
+function setup(over: Partial<RampartClientOptions> = {}) {
+  const clock = new FakeClock();
+  const sockets: FakeSocket[] = [];
+  let tokenCalls = 0;
+  const client = new RampartClient({
+    url: 'ws://rampart.test/ws',
+    token: () => {
+      tokenCalls++;
+      return fakeJwt(clock.now() + 3_600_000, ME);
+    },
+    createSocket: (url) => {
+      const s = new FakeSocket(url);
+      sockets.push(s);
+      return s;
+    },
+    clock,
+    random: () => 0.5,
+    backoff: { baseMs: 1000, maxMs: 8000 },
+    ...over,
+  });
+  const seen: (TimelineMessage | SentEvent)[] = [];
+  client.on('message', (m) => seen.push(m));
+  client.on('sent', (s) => seen.push(s));
+  const last = () => sockets[sockets.length - 1]!;
+  /** Opens the newest socket and answers its `auth`. */
+  const accept = async (resumeAfter = 0, lastPos = resumeAfter) => {
+    await settle();
+    last().open();
+    last().receive({ type: 'auth_success', userId: ME, resumeAfter, lastPos });
+    await settle();
+  };
+  return { clock, sockets, client, seen, last, accept, tokenCalls: () => tokenCalls };
+}
+
+const msg = (pos: number, id = `m${pos}`, senderId = PEER) => ({ type: 'chat_message', pos, id, conversationId: CONV, seq: pos, senderId, content: `c${pos}`, mentions: [], hashtags: [], links: [], timestamp: 1 });
+
+test('reconnects with exponential backoff and full jitter; asks getToken again each time', async () => {
+  const env = setup();
+  const ready = env.client.connect();
+  await env.accept();
+  await ready;
+  assert.equal(env.tokenCalls(), 1);
+  // A new device names no position: the server replays what no device of the user acknowledged.
+  assert.deepEqual(env.last().sent[0], { type: 'auth', token: env.last().sent[0]!.token, deviceId: env.client.deviceId });
+  const delays: number[] = [];
+  env.client.on('disconnected', (d) => delays.push(d.retryInMs ?? -1));
+  for (let i = 0; i < 5; i++) {
+    env.last().drop(1006);
+    const count = env.sockets.length;
+    await env.clock.advance((delays[i] ?? 0) - 1);
+    assert.equal(env.sockets.length, count, 'no socket before the delay');
+    await env.clock.advance(1);
+    assert.equal(env.sockets.length, count + 1);
+  }
+  // random() = 0.5 → half of min(8000, 1000·2^n)
+  assert.deepEqual(delays, [500, 1000, 2000, 4000, 4000]);
+  assert.equal(env.tokenCalls(), 6, 'a fresh token for every connect');
+  await env.accept();
+  env.last().drop(1006);
+  assert.equal(delays[5], 500, 'authenticated again: backoff starts over');
+  env.client.close();
+});
+
+test('a server shutdown (1001) reconnects after a randomized delay', async () => {
+  const env = setup({ shutdownDelayMaxMs: 4000, random: () => 0.25 });
+  void env.client.connect();
+  await env.accept();
+  let retry: number | undefined;
+  env.client.on('disconnected', (d) => (retry = d.retryInMs));
+  env.last().drop(1001, 'server shutting down');
+  assert.equal(retry, 1000);
+  await env.clock.advance(1000);
+  assert.equal(env.sockets.length, 2);
+  env.client.close();
+});
+
+for (const [what, act, reason] of [
+  ['invalid token (4003)', (s: FakeSocket) => { s.receive({ type: 'auth_failure', reason: 'invalid_token' }); s.drop(4003); }, 'invalid_token'],
+  ['identity change (4009)', (s: FakeSocket) => { s.receive({ type: 'auth_failure', reason: 'identity_change' }); s.drop(4009); }, 'identity_change'],
+  ['forbidden origin (HTTP 403)', (s: FakeSocket) => s.refuse(403), 'origin_not_allowed'],
+] as const) {
+  test(`no reconnect after a permanent refusal: ${what}`, async () => {
+    const env = setup();
+    const ready = env.client.connect();
+    await settle();
+    const closed: { reason: string; permanent: boolean }[] = [];
+    env.client.on('closed', (c) => closed.push(c));
+    if (reason !== 'origin_not_allowed') env.last().open();
+    act(env.last());
+    await assert.rejects(ready, { name: 'ConnectError', reason });
+    assert.deepEqual(closed, [{ reason, permanent: true }]);
+    assert.equal(env.client.state, 'closed');
+    await env.clock.advance(10 * 60_000);
+    assert.equal(env.sockets.length, 1, 'never reconnected');
+    assert.deepEqual(env.clock.pending, [], 'no timer left');
+    await assert.rejects(env.client.sendMessage({ conversationId: CONV }, 'x'), { reason: 'closed' });
+  });
+}
+
+test('refreshes the token on the open socket before exp, and again after each refresh', async () => {
+  const env = setup({ refresh: { marginMs: 30_000, minDelayMs: 1000 } });
+  // getToken returns a 2-minute token: refresh at exp − 30 s = 90 s.
+  const tokens: string[] = [];
+  const client = new RampartClient({
+    url: 'ws://x/ws',
+    token: () => {
+      const t = fakeJwt(env.clock.now() + 120_000);
+      tokens.push(t);
+      return t;
+    },
+    createSocket: (u) => {
+      const s = new FakeSocket(u);
+      env.sockets.push(s);
+      return s;
+    },
+    clock: env.clock,
+  });
+  void client.connect();
+  await settle();
+  env.last().open();
+  env.last().receive({ type: 'auth_success', userId: ME, resumeAfter: 0, lastPos: 0 });
+  await env.clock.advance(89_999);
+  assert.equal(env.last().framesOf('auth').length, 1);
+  await env.clock.advance(1);
+  assert.equal(env.last().framesOf('auth').length, 2);
+  assert.deepEqual(env.last().framesOf('auth')[1], { type: 'auth', token: tokens[1] });
+  env.last().receive({ type: 'auth_success', userId: ME }); // the refresh's answer changes nothing
+  assert.equal(client.state, 'open');
+  await env.clock.advance(90_000);
+  assert.equal(env.last().framesOf('auth').length, 3);
+  assert.equal(env.sockets.length, 1);
+  client.close();
+  env.client.close();
+  assert.deepEqual(env.clock.pending, []);
+});
+
+test('an expired token (4005) reconnects with a fresh one; a fixed token stops', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  env.last().receive({ type: 'auth_failure', reason: 'token_expired' });
+  env.last().drop(4005);
+  await env.clock.advance(500);
+  assert.equal(env.sockets.length, 2);
+  assert.equal(env.tokenCalls(), 2);
+  env.client.close();
+
+  const fixed = setup({ token: fakeJwt(Date.now() + 1000) });
+  const closed: string[] = [];
+  fixed.client.on('closed', (c) => closed.push(c.reason));
+  void fixed.client.connect();
+  await fixed.accept();
+  fixed.last().drop(4005);
+  assert.deepEqual(closed, ['token_expired']);
+  assert.deepEqual(fixed.clock.pending, []);
+});
+
+test('dedupe: a replay after a reconnect delivers nothing twice; resume uses after = last processed pos', async () => {
+  const store = new MemorySyncStore({ deviceId: 'dev-test', pos: 0 });
+  const env = setup({ store, ackDelayMs: 100 });
+  void env.client.connect();
+  await env.accept(0, 2);
+  env.last().receive(msg(1));
+  env.last().receive(msg(2));
+  env.last().receive(msg(2)); // repeated on the same socket
+  await env.clock.advance(100);
+  assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 2 }], 'one batched ack');
+  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 2 });
+  env.last().drop(1006);
+  await env.clock.advance(500);
+  await env.accept(1, 3); // a server that replays from 1 anyway
+  assert.deepEqual(env.last().sent[0], { type: 'auth', token: env.last().sent[0]!.token, deviceId: 'dev-test', after: 2 });
+  for (const p of [1, 2, 3]) env.last().receive(msg(p));
+  assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [1, 2, 3]);
+  assert.equal(env.client.pos, 3);
+  env.client.close();
+  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 3 }, 'close() persists the position');
+});
+
+test('gap detection: a missing pos resumes from the last one on a new socket, and the event is delivered once', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept(0, 0);
+  const gaps: unknown[] = [];
+  env.client.on('gap', (g) => gaps.push(g));
+  env.last().receive(msg(1));
+  env.last().receive(msg(3)); // 2 is missing
+  env.last().receive(msg(4)); // ignored: the session is being resumed
+  assert.deepEqual(gaps, [{ after: 1, got: 3 }]);
+  assert.deepEqual(env.last().closedWith, { code: 1000, reason: 'gap' });
+  env.last().drop(1000, 'gap');
+  await env.clock.advance(0);
+  assert.equal(env.sockets.length, 2);
+  await env.accept(1, 4);
+  assert.equal(env.last().sent[0]!.after, 1);
+  for (const p of [2, 3, 4]) env.last().receive(msg(p));
+  assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [1, 2, 3, 4]);
+  env.client.close();
+});
+
+test('resend after a reconnect: same clientMsgId, the message reaches the application once, the promise resolves once', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept(0, 0);
+  const p = env.client.sendMessage({ conversationId: CONV }, 'hello', { clientMsgId: 'cm-1' });
+  const first = env.last().framesOf('chat_message');
+  assert.deepEqual(first, [{ type: 'chat_message', conversationId: CONV, content: 'hello', clientMsgId: 'cm-1' }]);
+  env.last().drop(1006); // the message was stored, but message_sent was lost with the socket
+  await env.clock.advance(500);
+  await env.accept(0, 1);
+  assert.deepEqual(env.last().framesOf('chat_message'), first, 'resent as it was');
+  // The replay brings our own copy (pos 1), then the duplicate send is answered without a pos.
+  env.last().receive(msg(1, 'mid-1', ME));
+  env.last().receive({ type: 'message_sent', id: 'mid-1', clientMsgId: 'cm-1', conversationId: CONV, seq: 1, timestamp: 1 });
+  const receipt = await p;
+  assert.equal(receipt.id, 'mid-1');
+  assert.deepEqual(env.seen.map((e) => ('own' in e ? `message ${e.id} own=${e.own}` : `sent ${e.id}`)), ['message mid-1 own=true']);
+  assert.equal(env.client.pendingSends, 0);
+
+  // The other order: the duplicate's answer first, then the replayed copy — still once.
+  const p2 = env.client.sendMessage({ conversationId: CONV }, 'again', { clientMsgId: 'cm-2' });
+  env.last().drop(1006);
+  await env.clock.advance(500);
+  await env.accept(1, 2);
+  env.last().receive({ type: 'message_sent', id: 'mid-2', clientMsgId: 'cm-2', conversationId: CONV, seq: 2, timestamp: 1 });
+  env.last().receive(msg(2, 'mid-2', ME));
+  await p2;
+  assert.deepEqual(env.seen.map((e) => e.id), ['mid-1', 'mid-2']);
+  assert.equal(env.client.pos, 2);
+
+  // The normal path: message_sent with pos takes the place of our copy in the stream.
+  const p3 = env.client.sendMessage({ recipientId: PEER }, 'third', { clientMsgId: 'cm-3' });
+  env.last().receive({ type: 'message_sent', id: 'mid-3', clientMsgId: 'cm-3', conversationId: CONV, seq: 3, timestamp: 1, pos: 3 });
+  await p3;
+  assert.equal(env.client.pos, 3);
+  assert.deepEqual(env.seen.map((e) => e.id), ['mid-1', 'mid-2', 'mid-3']);
+  env.client.close();
+});
+
+test('sends wait while disconnected; rate_limited is retried after retryAfter; permanent errors reject', async () => {
+  const env = setup({ maxPendingSends: 3 });
+  void env.client.connect();
+  const a = env.client.sendMessage({ conversationId: CONV }, 'a', { clientMsgId: 'a' });
+  const b = env.client.sendMessage({ conversationId: CONV }, 'b', { clientMsgId: 'b' });
+  const c = env.client.sendMessage({ conversationId: CONV }, 'c', { clientMsgId: 'c' });
+  await assert.rejects(env.client.sendMessage({ conversationId: CONV }, 'd'), { reason: 'queue_full' });
+  await env.accept();
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'b', 'c']);
+  env.last().receive({ type: 'rate_limited', reason: 'burst_limit', retryAfter: 700, clientMsgId: 'a' });
+  env.last().receive({ type: 'error', reason: 'forbidden', clientMsgId: 'b' });
+  env.last().receive({ type: 'error', reason: 'storage_unavailable', clientMsgId: 'c' });
+  await assert.rejects(b, (err: unknown) => err instanceof SendError && err.reason === 'forbidden');
+  await env.clock.advance(699);
+  assert.equal(env.last().framesOf('chat_message').length, 3, 'nothing before retryAfter');
+  await env.clock.advance(1);
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'b', 'c', 'a']);
+  await env.clock.advance(3000);
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'b', 'c', 'a', 'c'], 'storage_unavailable is retried');
+  env.last().receive({ type: 'message_sent', id: 'ia', clientMsgId: 'a', conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
+  env.last().receive({ type: 'message_sent', id: 'ic', clientMsgId: 'c', conversationId: CONV, seq: 2, timestamp: 1, pos: 2 });
+  assert.equal((await a).id, 'ia');
+  assert.equal((await c).id, 'ic');
+  env.client.close();
+});
+
+test('requests are answered by requestId; errors reject; in flight at a drop they fail', async () => {
+  const env = setup();
+  void env.client.connect();
+  const list = env.client.listConversations({ limit: 5 });
+  await env.accept();
+  const req = env.last().framesOf('list_conversations')[0]!;
+  assert.equal(req.limit, 5);
+  env.last().receive({ type: 'conversations', conversations: [], requestId: req.requestId });
+  assert.deepEqual(await list, { type: 'conversations', conversations: [], requestId: req.requestId });
+  const read = env.client.markRead(CONV, 4);
+  const rr = env.last().framesOf('read')[0]!;
+  env.last().receive({ type: 'read_updated', conversationId: CONV, readSeq: 4, requestId: rr.requestId });
+  assert.deepEqual(await read, { conversationId: CONV, readSeq: 4 });
+  const group = env.client.createGroup('g', [PEER]);
+  const gr = env.last().framesOf('create_group')[0]!;
+  env.last().receive({ type: 'error', reason: 'forbidden', requestId: gr.requestId });
+  await assert.rejects(group, { name: 'RequestError', reason: 'forbidden' });
+  const sessions = env.client.listSessions();
+  const ls = env.last().framesOf('list_sessions')[0]!;
+  env.last().receive({ type: 'sessions', sessions: [{ sessionId: 'n1:1', node: 'n1', ip: '127.0.0.1', since: 1, current: true }], requestId: ls.requestId });
+  assert.equal((await sessions)[0]?.sessionId, 'n1:1');
+  const hist = env.client.history({ conversationId: CONV });
+  env.last().drop(1006);
+  await assert.rejects(hist, { reason: 'disconnected' });
+  env.client.close();
+});
+
+test('close() leaves no timer, socket handler or listener, and rejects what is pending', async () => {
+  const env = setup({ token: () => fakeJwt(Date.now() + 3_600_000) });
+  void env.client.connect();
+  await env.accept();
+  env.last().receive(msg(1)); // an ack timer is running
+  const sending = env.client.sendMessage({ conversationId: CONV }, 'x');
+  const hist = env.client.history({ conversationId: CONV }); // a request timer is running
+  assert.ok(env.clock.pending.length >= 3, `timers: ${env.clock.pending}`);
+  let closedEvents = 0;
+  env.client.on('closed', () => closedEvents++);
+  const socket = env.last();
+  env.client.close();
+  assert.deepEqual(env.clock.pending, [], 'no timer');
+  assert.ok(socket.detached, 'no socket handler');
+  assert.deepEqual(socket.closedWith, { code: 1000, reason: 'client closed' });
+  assert.deepEqual(socket.framesOf('ack'), [{ type: 'ack', upTo: 1 }], 'the last position is acknowledged on the way out');
+  await assert.rejects(sending, { reason: 'closed' });
+  await assert.rejects(hist, { reason: 'closed' });
+  assert.equal(closedEvents, 1);
+  // Listeners are gone: a late frame or close on the old socket reaches nobody.
+  socket.onmessage?.({ data: JSON.stringify(msg(2)) });
+  assert.equal(env.seen.length, 1);
+  env.client.close(); // idempotent
+  await env.clock.advance(60_000);
+  assert.equal(env.sockets.length, 1);
+
+  // Closing while a reconnect is scheduled cancels it.
+  const env2 = setup();
+  void env2.client.connect();
+  await env2.accept();
+  env2.last().drop(1006);
+  assert.equal(env2.clock.pending.length, 1);
+  env2.client.close();
+  assert.deepEqual(env2.clock.pending, []);
+  await env2.clock.advance(60_000);
+  assert.equal(env2.sockets.length, 1);
+});
