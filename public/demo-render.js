@@ -102,13 +102,33 @@ export function renderMessage(m, { direction, state, raw, who }) {
   st.className = 'state';
   st.dataset.testid = 'message-state';
   st.textContent = state === 'pending' ? 'sending…' : time(m.timestamp);
-  meta.append(whoEl, st);
+  const edited = document.createElement('span');
+  edited.className = 'edited';
+  edited.dataset.testid = 'message-edited';
+  meta.append(whoEl, st, edited);
+  if (direction === 'out') {
+    // Delivery state of our own message, from the other members' receipts: ✓ sent, ✓✓ delivered, blue ✓✓ read.
+    const ticks = document.createElement('span');
+    ticks.className = 'ticks';
+    ticks.dataset.testid = 'ticks';
+    meta.append(ticks);
+  }
   const content = document.createElement('div');
   content.className = 'content';
   content.dataset.testid = 'message-content';
-  if (raw !== undefined) appendRaw(content, raw);
-  else appendSanitized(content, String(m.content));
   li.append(meta, content);
+  if (raw !== undefined) appendRaw(content, raw);
+  else if (m.deletedAt !== undefined) showTombstone(li, m);
+  else showBody(li, m);
+  return li;
+}
+
+/** Sets (or replaces, after an edit) the bubble's sanitized body and its links. */
+export function showBody(li, m) {
+  const content = li.querySelector('.content');
+  content.replaceChildren();
+  appendSanitized(content, String(m.content));
+  li.querySelector('.links')?.remove();
   const links = Array.isArray(m.links) ? m.links : [];
   if (links.length > 0) {
     const box = document.createElement('div');
@@ -116,5 +136,31 @@ export function renderMessage(m, { direction, state, raw, who }) {
     for (const link of links) box.append(renderLink(link));
     li.append(box);
   }
-  return li;
+  if (m.editedAt !== undefined) {
+    li.dataset.edited = 'true';
+    li.querySelector('.edited').textContent = `edited ${time(m.editedAt)}`;
+  }
+}
+
+/** A deleted message: what remains is who sent it, when, and who deleted it. */
+export function showTombstone(li, m, by = '') {
+  li.dataset.deleted = 'true';
+  delete li.dataset.edited;
+  li.querySelector('.edited').textContent = '';
+  const content = li.querySelector('.content');
+  content.classList.add('tombstone');
+  content.replaceChildren(`message deleted${by ? ` by ${by}` : ''} · ${time(m.deletedAt)}`);
+  li.querySelector('.links')?.remove();
+  li.querySelector('.actions')?.remove();
+}
+
+const TICKS = { sent: '✓', delivered: '✓✓', read: '✓✓' };
+/** `receipt`: 'sent' | 'delivered' | 'read'. */
+export function setTicks(li, receipt) {
+  const el = li.querySelector('.ticks');
+  if (!el || li.dataset.receipt === receipt) return;
+  li.dataset.receipt = receipt;
+  el.dataset.receipt = receipt;
+  el.textContent = TICKS[receipt];
+  el.title = receipt;
 }

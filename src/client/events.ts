@@ -1,5 +1,5 @@
-/** The typed events and options of RampartClient. Frame types come from src/protocol. */
-import type { ChatMessage, MembershipChange } from '../protocol/server-frames.js';
+/** The typed events of RampartClient. Frame types come from src/protocol. */
+import type { ChatMessage, MembershipChange, MessageDeleted, MessageEdited } from '../protocol/server-frames.js';
 
 export type ConnectionState = 'idle' | 'connecting' | 'authenticating' | 'open' | 'reconnecting' | 'closed';
 
@@ -11,6 +11,24 @@ export interface TimelineMessage extends ChatMessage {
 
 export interface TimelineMembership extends MembershipChange {
   pos: number;
+}
+
+/** An edit of a message (`message_edited`): `content`… is its new body (`""` if it was deleted since). */
+export interface TimelineEdit extends MessageEdited {
+  pos: number;
+}
+
+/** A deletion of a message (`message_deleted`): it is a tombstone from now on. */
+export interface TimelineDelete extends MessageDeleted {
+  pos: number;
+}
+
+/** Another member's receipt positions (seqs) in a conversation moved; absent fields did not. */
+export interface ReceiptEvent {
+  conversationId: string;
+  userId: string;
+  delivered?: number;
+  read?: number;
 }
 
 /** The sending client's own message, confirmed by the server (it takes the place of its timeline copy). */
@@ -33,6 +51,16 @@ export interface ClientEvents {
   /** A message this client sent, now stored. */
   sent: SentEvent;
   membership: TimelineMembership;
+  /** A message of one of the user's conversations was edited (by its sender, maybe from this client). */
+  edited: TimelineEdit;
+  /** A message was deleted (by its sender or a group's owner/admin). */
+  deleted: TimelineDelete;
+  /** Another member delivered (some device acknowledged) or read messages up to these seqs. */
+  receipt: ReceiptEvent;
+  /** This user's own read position moved (from any of their sessions, this one included). */
+  read: { conversationId: string; readSeq: number };
+  /** A user sharing a conversation with this one went online or offline. */
+  presence: { userId: string; online: boolean };
   typing: { senderId: string; isTyping: boolean; conversationId?: string };
   /** Retention deleted events after `after` and before `firstPos`: page `history` to fill in. */
   pruned: { after: number; firstPos: number };

@@ -4,7 +4,7 @@
  * and its store, the send queue and the request table — and turns frames into typed events, each
  * timeline event delivered to the application exactly once, in `pos` order.
  */
-import type { ConversationInfo, HistoryItem } from '../protocol/server-frames.js';
+import type { ConversationInfo, HistoryItem, ReceiptsInfo } from '../protocol/server-frames.js';
 import type { SessionInfo } from '../protocol/session-frames.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 import { systemClock, TimerSlot, type Clock } from './clock.js';
@@ -13,7 +13,7 @@ import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
 import { PosTracker, RecentIds } from './pos-tracker.js';
 import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
-import { SendQueue, SendError, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
+import { SendQueue, SendError, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
 import { MemorySyncStore, newDeviceId, type SyncStore } from './sync-store.js';
 import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
@@ -54,7 +54,15 @@ export interface RampartClientOptions {
 export interface HistoryReply {
   conversationId?: string;
   peerId?: string;
+  /** Newest first; edited messages show their latest content (`editedAt`), deleted ones their tombstone. */
   messages: HistoryItem[];
+  /** The other members' receipt positions (absent with `chat.receipts: "off"`). */
+  receipts?: ReceiptsInfo;
+}
+export interface PresenceReply {
+  conversationId: string;
+  /** The members shown online now (this user included when visible). */
+  online: string[];
 }
 export interface ConversationsReply {
   conversations: ConversationInfo[];
@@ -170,14 +178,26 @@ export class RampartClient {
     return promise;
   }
 
-  /** Sends a chat message; resolves once it is durably stored (resent across reconnects until then). */
+  /**
+   * Sends a chat message to a conversation (direct or group) or, before a direct conversation
+   * exists, to a user; resolves once it is durably stored (resent across reconnects until then).
+   */
   sendMessage(target: Target, message: string | OutgoingMessage, opts: { clientMsgId?: string } = {}): Promise<SendReceipt> {
-    const clientMsgId = opts.clientMsgId ?? newDeviceId().replace(/^dev-/, 'm-');
-    if (this.currentState === 'closed') return Promise.reject(new SendError('closed', clientMsgId));
-    if (this.queue.has(clientMsgId)) return Promise.reject(new SendError('duplicate_client_msg_id', clientMsgId));
-    const promise = this.queue.add(clientMsgId, target, typeof message === 'string' ? { content: message } : message);
-    this.pumpSends();
-    return promise;
+    return this.enqueue(opts.clientMsgId, (id) => this.queue.add(id, target, typeof message === 'string' ? { content: message } : message));
+  }
+
+  /**
+   * Edits one of this user's messages (within the server's edit window); queued and resent like a
+   * message, under its own `clientMsgId`. Resolves once stored; every session of every member,
+   * this one included, then gets the `edited` event.
+   */
+  editMessage(messageId: string, content: string, opts: { clientMsgId?: string } = {}): Promise<ChangeReceipt> {
+    return this.enqueue(opts.clientMsgId, (id) => this.queue.addChange(id, messageId, content));
+  }
+
+  /** Deletes a message (the sender's own; in a group also the owner/admins): it becomes a tombstone. */
+  deleteMessage(messageId: string, opts: { clientMsgId?: string } = {}): Promise<ChangeReceipt> {
+    return this.enqueue(opts.clientMsgId, (id) => this.queue.addChange(id, messageId));
   }
 
   /** Typing indicators are not queued: false when not connected. */
@@ -209,10 +229,25 @@ export class RampartClient {
   setRole(conversationId: string, userId: string, role: 'admin' | 'member'): Promise<GroupReply> {
     return this.group({ type: 'set_role', conversationId, userId, role });
   }
-  /** Read receipt: resolves with the conversation's read position after the update. */
-  async markRead(conversationId: string, upToSeq: number): Promise<{ conversationId: string; readSeq: number }> {
-    const reply = await this.request({ type: 'read', conversationId, upToSeq });
+  /**
+   * Moves this user's read position (never backwards): the other members get a `receipt`, unless
+   * `private` (then only this user's own unread counts move). Resolves with the new position.
+   */
+  async markRead(conversationId: string, upToSeq: number, opts: { private?: boolean } = {}): Promise<{ conversationId: string; readSeq: number }> {
+    const reply = await this.request({ type: 'read', conversationId, upToSeq, ...(opts.private === true ? { private: true } : {}) });
     return { conversationId: String(reply.conversationId), readSeq: Number(reply.readSeq) };
+  }
+
+  /** The members of a conversation online now (`presence`); changes then arrive as `presence` events. */
+  async getPresence(conversationId: string): Promise<PresenceReply> {
+    const reply = await this.request({ type: 'presence', conversationId });
+    return { conversationId: String(reply.conversationId), online: Array.isArray(reply.online) ? reply.online.map(String) : [] };
+  }
+
+  /** Shows (`true`) or hides this user's online status from everyone (`set_presence`, stored). */
+  async setPresenceVisible(visible: boolean): Promise<boolean> {
+    const reply = await this.request({ type: 'set_presence', visible });
+    return reply.visible === true;
   }
 
   /** The user's sessions on every node (`list_sessions`). */
@@ -381,9 +416,28 @@ export class RampartClient {
         return;
       case 'chat_message':
       case 'membership':
+      case 'message_edited':
+      case 'message_deleted':
         return this.onTimeline(f);
       case 'message_sent':
         return this.onSent(f);
+      case 'message_changed':
+        return this.onChanged(f);
+      case 'receipt':
+        this.events.emit('receipt', {
+          conversationId: String(f.conversationId),
+          userId: String(f.userId),
+          ...(typeof f.delivered === 'number' ? { delivered: f.delivered } : {}),
+          ...(typeof f.read === 'number' ? { read: f.read } : {}),
+        });
+        return;
+      case 'presence_changed':
+        this.events.emit('presence', { userId: String(f.userId), online: f.online === true });
+        return;
+      case 'read_updated':
+        // With our requestId: the answer to markRead. Without: the position moved (any session of ours).
+        if (!this.requests.answer(f)) this.events.emit('read', { conversationId: String(f.conversationId), readSeq: Number(f.readSeq) });
+        return;
       case 'timeline_pruned': {
         const after = Number(f.after);
         const firstPos = Number(f.firstPos);
@@ -449,8 +503,10 @@ export class RampartClient {
       if (!(own && this.recentOwn.has(id))) this.events.emit('message', { ...(message as unknown as ClientEvents['message']), pos, own });
       if (own) this.recentOwn.add(id);
     } else {
-      const { type: _type, ...change } = f;
-      this.events.emit('membership', { ...(change as unknown as ClientEvents['membership']), pos });
+      const { type: _type, ...event } = f;
+      if (f.type === 'membership') this.events.emit('membership', { ...(event as unknown as ClientEvents['membership']), pos });
+      else if (f.type === 'message_edited') this.events.emit('edited', { ...(event as unknown as ClientEvents['edited']), pos });
+      else this.events.emit('deleted', { ...(event as unknown as ClientEvents['deleted']), pos });
     }
     this.tracker.advance(pos);
     this.processed();
@@ -479,6 +535,22 @@ export class RampartClient {
     if (sent.pos !== undefined) this.processed();
     if (sent.clientMsgId !== undefined) this.queue.confirm({ id: sent.id, clientMsgId: sent.clientMsgId, conversationId: sent.conversationId, seq: sent.seq, timestamp: sent.timestamp });
     this.pumpSends();
+  }
+
+  /** The answer to an edit or delete: confirms the queued change (a repeat finds nothing queued). */
+  private onChanged(f: Frame): void {
+    const clientMsgId = typeof f.clientMsgId === 'string' ? f.clientMsgId : undefined;
+    const confirmed =
+      clientMsgId !== undefined &&
+      this.queue.confirm({
+        action: f.action === 'deleted' ? 'deleted' : 'edited',
+        messageId: String(f.messageId),
+        clientMsgId,
+        conversationId: String(f.conversationId),
+        ...(typeof f.seq === 'number' ? { seq: f.seq } : {}),
+      });
+    if (confirmed) this.pumpSends();
+    else this.requests.answer(f);
   }
 
   private onRefusal(f: Frame): void {
@@ -545,6 +617,16 @@ export class RampartClient {
     }
     const next = this.queue.nextDue();
     if (next !== undefined && next > now && inFlight < maxInFlight) this.timers.sends.start(next - now, () => this.pumpSends());
+  }
+
+  /** Queues a message or change under its idempotency key (generated unless given). */
+  private enqueue<T>(given: string | undefined, add: (clientMsgId: string) => Promise<T>): Promise<T> {
+    const clientMsgId = given ?? newDeviceId().replace(/^dev-/, 'm-');
+    if (this.currentState === 'closed') return Promise.reject(new SendError('closed', clientMsgId));
+    if (this.queue.has(clientMsgId)) return Promise.reject(new SendError('duplicate_client_msg_id', clientMsgId));
+    const promise = add(clientMsgId);
+    this.pumpSends();
+    return promise;
   }
 
   private async group(frame: Record<string, unknown>): Promise<GroupReply> {

@@ -1,7 +1,8 @@
 /**
- * Outgoing chat messages until the server confirms them. Every send has a `clientMsgId` (the
- * server's idempotency key), so resending after a reconnect never stores a message twice; the
- * queue is bounded; `rate_limited` and `storage_unavailable` are retried, other errors reject.
+ * Outgoing chat messages, edits and deletes until the server confirms them. Every one has a
+ * `clientMsgId` (the server's idempotency key, shared by the three frames), so resending after a
+ * reconnect never stores anything twice; the queue is bounded; `rate_limited` and
+ * `storage_unavailable` are retried, other errors reject.
  */
 import { ErrorReason } from '../protocol/reasons.js';
 import type { Attachment } from '../protocol/server-frames.js';
@@ -23,6 +24,19 @@ export interface SendReceipt {
   timestamp: number;
 }
 
+/** The server's answer to an edit or delete (`message_changed`). */
+export interface ChangeReceipt {
+  action: 'edited' | 'deleted';
+  messageId: string;
+  clientMsgId: string;
+  conversationId: string;
+  /** The edit/delete event's seq; absent when a delete found a tombstone already. */
+  seq?: number;
+}
+
+/** What the queue carries: a message, or a change of one (told apart by the frame's type). */
+export type QueuedKind = 'chat_message' | 'edit_message' | 'delete_message';
+
 /** A send the server refused for good; `reason` is the protocol's error reason. */
 export class SendError extends Error {
   constructor(
@@ -36,6 +50,7 @@ export class SendError extends Error {
 
 export interface PendingSend {
   clientMsgId: string;
+  kind: QueuedKind;
   frame: Record<string, unknown>;
   /** On the wire of the current socket, not yet answered. */
   inFlight: boolean;
@@ -43,7 +58,7 @@ export interface PendingSend {
   retries: number;
   /** Not before this time (ms; after `rate_limited`). */
   notBefore: number;
-  resolve(receipt: SendReceipt): void;
+  resolve(receipt: SendReceipt | ChangeReceipt): void;
   reject(err: SendError): void;
 }
 
@@ -73,14 +88,25 @@ export class SendQueue {
     return this.pending.has(clientMsgId);
   }
 
-  /** Queues a send; throws SendError('queue_full') past the bound. */
+  /** Queues a message; rejects with SendError('queue_full') past the bound. */
   add(clientMsgId: string, target: Target, message: OutgoingMessage): Promise<SendReceipt> {
+    const frame: Record<string, unknown> = { type: 'chat_message', ...target, content: message.content, clientMsgId };
+    if (message.replyTo !== undefined) frame.replyTo = message.replyTo;
+    if (message.attachments !== undefined) frame.attachments = message.attachments;
+    return this.enqueue<SendReceipt>(clientMsgId, 'chat_message', frame);
+  }
+
+  /** Queues an edit (`content`) or, without content, a delete of `messageId`. */
+  addChange(clientMsgId: string, messageId: string, content?: string): Promise<ChangeReceipt> {
+    const kind = content === undefined ? 'delete_message' : 'edit_message';
+    const frame: Record<string, unknown> = { type: kind, messageId, ...(content !== undefined ? { content } : {}), clientMsgId };
+    return this.enqueue<ChangeReceipt>(clientMsgId, kind, frame);
+  }
+
+  private enqueue<T extends SendReceipt | ChangeReceipt>(clientMsgId: string, kind: QueuedKind, frame: Record<string, unknown>): Promise<T> {
     if (this.pending.size >= this.maxPending) return Promise.reject(new SendError('queue_full', clientMsgId));
-    return new Promise((resolve, reject) => {
-      const frame: Record<string, unknown> = { type: 'chat_message', ...target, content: message.content, clientMsgId };
-      if (message.replyTo !== undefined) frame.replyTo = message.replyTo;
-      if (message.attachments !== undefined) frame.attachments = message.attachments;
-      this.pending.set(clientMsgId, { clientMsgId, frame, inFlight: false, retries: 0, notBefore: 0, resolve, reject });
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(clientMsgId, { clientMsgId, kind, frame, inFlight: false, retries: 0, notBefore: 0, resolve: resolve as (r: SendReceipt | ChangeReceipt) => void, reject });
     });
   }
 
@@ -101,9 +127,10 @@ export class SendQueue {
     for (const p of this.pending.values()) p.inFlight = false;
   }
 
-  confirm(receipt: SendReceipt): boolean {
+  /** A `message_sent` confirms a message, a `message_changed` an edit or delete: nothing else. */
+  confirm(receipt: SendReceipt | ChangeReceipt): boolean {
     const p = this.pending.get(receipt.clientMsgId);
-    if (!p) return false;
+    if (!p || ('action' in receipt) !== (p.kind !== 'chat_message')) return false;
     this.pending.delete(receipt.clientMsgId);
     p.resolve(receipt);
     return true;

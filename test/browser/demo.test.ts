@@ -1,7 +1,7 @@
 /**
  * The demo page (public/index.html + demo.js on the client SDK) in a real Chromium driven by
- * playwright-core: two users chat, a group, typing, read receipts, offline messages arriving on
- * reconnect, one user in two tabs, XSS payloads that stay inert under a CSP with Trusted Types,
+ * playwright-core: two users chat, a group, typing, delivery and read ticks from receipts, edits and
+ * deletes (tombstones), who is online, offline messages arriving on reconnect, one user in two tabs, XSS payloads that stay inert under a CSP with Trusted Types,
  * a page on another origin that can neither open a socket nor get a token, and the screenshot in
  * docs/demo.png. Chromium is Debian's (/usr/bin/chromium); when it is missing the suite FAILS with
  * the install command (it is never skipped).
@@ -42,12 +42,16 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Rampart on a port chosen before start, so its own origin can be the one allowed origin. */
+/**
+ * Rampart on a port chosen before start, so its own origin can be the one allowed origin. Presence
+ * changes are published after 100 ms (not 2 s) and receipts coalesced over 50 ms, so the tests
+ * wait for config timings, never for sleeps.
+ */
 async function startOnKnownPort(): Promise<TestServer> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     try {
-      return await startServer({ port, allowedOrigins: [`http://127.0.0.1:${port}`] });
+      return await startServer({ port, allowedOrigins: [`http://127.0.0.1:${port}`], chat: { presenceDebounceMs: 100, receiptCoalesceMs: 50 } });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
     }
@@ -169,9 +173,12 @@ describe('demo page on the client SDK, in Chromium', () => {
     await openChat(a, b);
     await say(a, 'hello <b>Bob</b> & co');
     await sentBubbles(a).first().waitFor();
-    // B sees the new conversation with one unread message, opens it, reads it.
+    // B's client has it (and acknowledges it) before B opens the conversation: A sees ✓✓ delivered.
     const row = b.page.locator('[data-testid="conversation"][data-unread="1"]');
     await row.waitFor();
+    await sentBubbles(a).first().locator('[data-testid="ticks"][data-receipt="delivered"]').waitFor();
+    assert.equal(await sentBubbles(a).first().getByTestId('ticks').textContent(), '✓✓');
+    // B opens it and reads it: A sees the read tick.
     await row.click();
     await messages(b, 'in').first().waitFor();
     assert.equal(await messages(b, 'in').first().getByTestId('message-content').innerHTML(), 'hello <b>Bob</b> &amp; co');
@@ -184,6 +191,7 @@ describe('demo page on the client SDK, in Chromium', () => {
     await waitFor(() => b.sent.some((f) => f.type === 'read' && f.upToSeq === 1), STEP_MS, 'B to send a read receipt');
     await b.page.locator('[data-testid="messages"][data-read-seq="1"]').waitFor();
     assert.equal(await b.page.locator('[data-testid="conversation"][data-unread="0"]').count(), 1);
+    await sentBubbles(a).first().locator('[data-testid="ticks"][data-receipt="read"]').waitFor();
     // Typing: throttled, shown on the other side, cleared by the message.
     await b.page.getByTestId('message-input').pressSequentially('hi');
     await a.page.getByTestId('typing-indicator').filter({ hasText: `${b.name} is typing…` }).waitFor();
@@ -197,6 +205,77 @@ describe('demo page on the client SDK, in Chromium', () => {
     assert.equal(auth?.type, 'auth', 'auth is the first frame');
     assert.equal(typeof auth?.deviceId, 'string');
     assertNoProblems(a, b);
+  });
+
+  test('edit and delete of one’s own messages: the peer sees the edit and the tombstone, live and from history', { timeout: 60_000 }, async () => {
+    const [a, b] = [await openDemo(uniq('edna')), await openDemo(uniq('dave'))];
+    await openChat(a, b);
+    await openChat(b, a);
+    await say(a, 'helo wrold');
+    await say(a, 'my password is hunter2');
+    await sentBubbles(a).nth(1).waitFor();
+    await messages(b, 'in').nth(1).waitFor();
+    // Only one's own messages can be changed.
+    assert.equal(await messages(b, 'in').getByTestId('edit-button').count(), 0);
+    assert.equal(await messages(b, 'in').getByTestId('delete-button').count(), 0);
+    // Edit: the composer takes the text, Save sends edit_message.
+    await sentBubbles(a).nth(0).getByTestId('edit-button').click();
+    assert.equal(await a.page.getByTestId('message-input').inputValue(), 'helo wrold');
+    assert.equal(await a.page.getByTestId('send-button').textContent(), 'Save');
+    await a.page.getByTestId('message-input').fill('hello <b>world</b>');
+    await a.page.getByTestId('send-button').click();
+    const editedIn = messages(b, 'in').nth(0);
+    await b.page.locator('[data-testid="message"][data-direction="in"][data-edited="true"]').waitFor();
+    assert.equal(await editedIn.getByTestId('message-content').innerHTML(), 'hello <b>world</b>');
+    assert.match((await editedIn.getByTestId('message-edited').textContent()) ?? '', /^edited /);
+    await a.page.locator('[data-testid="message"][data-direction="out"][data-edited="true"]').waitFor();
+    assert.equal(await sentBubbles(a).nth(0).getByTestId('message-content').innerHTML(), 'hello <b>world</b>');
+    assert.equal(await a.page.getByTestId('send-button').textContent(), 'Send', 'the composer is back to sending');
+    // Delete: two clicks (no dialog); both sides show a tombstone, the content is gone.
+    const del = sentBubbles(a).nth(1).getByTestId('delete-button');
+    await del.click();
+    await a.page.locator('[data-testid="delete-button"][data-armed="true"]').waitFor();
+    await del.click();
+    const tomb = b.page.locator('[data-testid="message"][data-direction="in"][data-deleted="true"]');
+    await tomb.waitFor();
+    assert.match((await tomb.getByTestId('message-content').textContent()) ?? '', /^message deleted · /);
+    await a.page.locator('[data-testid="message"][data-direction="out"][data-deleted="true"]').waitFor();
+    for (const t of [a, b]) assert.doesNotMatch((await t.page.getByTestId('messages').textContent()) ?? '', /hunter2/);
+    assert.equal(await sentBubbles(a).nth(1).getByTestId('edit-button').count(), 0, 'a tombstone has no actions');
+    const edits = a.sent.filter((f) => f.type === 'edit_message');
+    const deletes = a.sent.filter((f) => f.type === 'delete_message');
+    assert.equal(edits.length, 1);
+    assert.equal(deletes.length, 1);
+    assert.equal(typeof edits[0]?.clientMsgId, 'string', 'idempotency key on the edit');
+    assert.equal(typeof deletes[0]?.clientMsgId, 'string', 'idempotency key on the delete');
+    // A fresh tab of B reads the conversation from history: the latest content and the tombstone.
+    const b2 = await openDemo(b.name, b.context);
+    await b2.page.locator('[data-testid="conversation"]').first().click();
+    await b2.page.locator('[data-testid="message"][data-deleted="true"]').waitFor();
+    assert.equal(await messages(b2).nth(0).getByTestId('message-content').innerHTML(), 'hello <b>world</b>');
+    assert.equal(await messages(b2).nth(0).getAttribute('data-edited'), 'true');
+    assert.equal(await messages(b2).count(), 2);
+    assertNoProblems(a, b, b2);
+  });
+
+  test('who is online: B shows as online for A, and offline once B’s page closes', { timeout: 60_000 }, async () => {
+    const a = await openDemo(uniq('olga'));
+    const bContext = await newContext();
+    const b = await openDemo(uniq('pete'), bContext);
+    await openChat(a, b);
+    await say(a, 'are you there?');
+    await sentBubbles(a).first().waitFor();
+    // The presence line of the open conversation, and the dot in the conversation list.
+    await a.page.getByTestId('presence').filter({ hasText: `${b.name} online` }).waitFor();
+    assert.equal(await a.page.getByTestId('presence').getAttribute('data-online'), b.id);
+    await a.page.locator('[data-testid="conversation"]').getByTestId('online-dot').waitFor();
+    assert.ok(a.sent.some((f) => f.type === 'presence'), 'asked the server who is online');
+    // B's page closes: after chat.presenceDebounceMs the server tells A.
+    await bContext.close();
+    await a.page.getByTestId('presence').filter({ hasText: 'nobody else online' }).waitFor();
+    assert.equal(await a.page.getByTestId('online-dot').count(), 0);
+    assert.equal(await a.page.getByTestId('presence').getAttribute('data-online'), '');
+    assertNoProblems(a);
   });
 
   test('a group: created in the demo, used by three users', { timeout: 60_000 }, async () => {
@@ -374,13 +453,25 @@ describe('demo page on the client SDK, in Chromium', () => {
     await messages(bob, 'in').nth(0).waitFor();
     await say(bob, 'Yes! <code>npm test</code> is green, and the demo passed the <em>XSS</em> checks: https://example.com/ci/builds/42');
     await messages(alice, 'in').nth(0).waitFor();
-    await say(alice, 'Great, <strong>shipping</strong> it today.');
-    await sentBubbles(alice).nth(1).waitFor();
+    await say(alice, 'Great, <strong>shipping</strong> it todya.');
+    await say(alice, 'wrong chat, sorry');
+    await sentBubbles(alice).nth(2).waitFor();
+    // An edit, a deletion (tombstone), read ticks and the online line are all in the picture.
+    await sentBubbles(alice).nth(1).getByTestId('edit-button').click();
+    await alice.page.getByTestId('message-input').fill('Great, <strong>shipping</strong> it today.');
+    await alice.page.getByTestId('send-button').click();
+    await bob.page.locator('[data-testid="message"][data-edited="true"]').waitFor();
+    await sentBubbles(alice).nth(2).getByTestId('delete-button').click();
+    await sentBubbles(alice).nth(2).getByTestId('delete-button').click();
+    await bob.page.locator('[data-testid="message"][data-deleted="true"]').waitFor();
+    await alice.page.locator('[data-testid="message"][data-deleted="true"]').waitFor();
     await alice.page.getByTestId('group-name-input').fill('Release');
     await alice.page.getByTestId('group-members-input').fill('bob');
     await alice.page.getByTestId('create-group-button').click();
     await alice.page.locator('[data-testid="conversation"]').nth(1).waitFor();
     await alice.page.locator('[data-testid="conversation"]').filter({ hasText: 'bob' }).click();
+    await alice.page.getByTestId('presence').filter({ hasText: 'bob online' }).waitFor();
+    await sentBubbles(alice).nth(1).locator('[data-testid="ticks"][data-receipt="read"]').waitFor();
     await bob.page.getByTestId('message-input').pressSequentially('👍');
     await alice.page.getByTestId('typing-indicator').filter({ hasText: 'is typing' }).waitFor();
     mkdirSync(dirname(SCREENSHOT), { recursive: true });

@@ -182,6 +182,140 @@ test('tokens expire during the conversation: refreshed on the open socket, or re
   }
 });
 
+test('edits and deletes through a cut proxy: each applied once, each seen once in order; history shows the latest content and tombstones', { timeout: 120_000 }, async () => {
+  const srv = await startServer(GENEROUS);
+  const proxy = await startTcpProxy('127.0.0.1', srv.port);
+  const url = `ws://127.0.0.1:${proxy.port}/ws`;
+  const a = peer(url);
+  const b = peer(url);
+  const changes: Record<'a' | 'b', string[]> = { a: [], b: [] };
+  const changePositions: Record<'a' | 'b', number[]> = { a: [], b: [] };
+  for (const [key, p] of [['a', a], ['b', b]] as const) {
+    p.client.on('edited', (e) => {
+      changes[key].push(`edited ${e.messageId} ${e.content}`);
+      p.positions.push(e.pos);
+      changePositions[key].push(e.pos);
+    });
+    p.client.on('deleted', (d) => {
+      changes[key].push(`deleted ${d.messageId}`);
+      p.positions.push(d.pos);
+      changePositions[key].push(d.pos);
+    });
+  }
+  const N = 20;
+  try {
+    await Promise.all([a.client.connect(), b.client.connect()]);
+    // The first message opens the direct conversation; the rest go by its conversationId.
+    const first = await a.client.sendMessage({ recipientId: b.id }, 'v0-0');
+    const sent = [first];
+    for (let i = 1; i < N; i++) sent.push(await a.client.sendMessage({ conversationId: first.conversationId }, `v0-${i}`));
+    assert.ok(sent.every((r) => r.conversationId === first.conversationId), 'sent by conversationId into the direct conversation');
+    await waitFor(() => b.received.length === N, 10_000, 'B to receive the originals');
+    const done: Promise<unknown>[] = [];
+    const expected: string[] = [];
+    for (let i = 0; i < N; i++) {
+      const id = sent[i]!.id;
+      done.push(a.client.editMessage(id, `v1-${i}`));
+      expected.push(`edited ${id} v1-${i}`);
+      if (i % 2 === 1) {
+        done.push(a.client.deleteMessage(id));
+        expected.push(`deleted ${id}`);
+      }
+      if (i % 7 === 3) {
+        await proxy.stop(); // answers and events in flight are lost with the sockets
+        await sleep(50);
+        await proxy.start();
+      }
+      await sleep(10);
+    }
+    const receipts = await within(Promise.all(done), 30_000, 'every change to be confirmed');
+    assert.equal(receipts.length, expected.length);
+    await waitFor(() => changes.b.length >= expected.length && changes.a.length >= expected.length, 30_000, 'both sides to see every change');
+    await sleep(100); // a duplicate would arrive now
+    // An edit event read after its message was deleted carries the erased body ("").
+    const erased = new Set(expected.filter((e) => e.startsWith('deleted ')).map((e) => `edited ${e.slice(8)} `));
+    const settled = (seen: string[]) => seen.map((e) => (erased.has(e.replace(/ [^ ]*$/, ' ')) && e.startsWith('edited ') ? e.replace(/ [^ ]*$/, ' ?') : e));
+    assert.deepEqual(settled(changes.b), settled(expected), 'B saw each change once, in order');
+    assert.deepEqual(settled(changes.a), settled(expected), 'A (the actor) saw each change once too, as timeline events');
+    for (const p of [a, b]) for (let i = 1; i < p.positions.length; i++) assert.ok(p.positions[i]! > p.positions[i - 1]!, 'positions increase');
+    assert.equal(changePositions.b.length, expected.length);
+    assert.ok(a.disconnects.length >= 3, `A lost its socket at each cut (${a.disconnects.join(',')})`);
+    const history = await b.client.history({ conversationId: first.conversationId, limit: 100 });
+    const shown = history.messages.filter((m) => m.type === 'chat_message').reverse();
+    assert.equal(shown.length, N, 'edits and deletes are not history items');
+    for (let i = 0; i < N; i++) {
+      const m = shown[i]!;
+      if (m.type !== 'chat_message') continue;
+      if (i % 2 === 1) assert.deepEqual([m.content, typeof m.deletedAt, m.deletedBy], ['', 'number', a.id], `tombstone ${i}`);
+      else assert.deepEqual([m.content, typeof m.editedAt], [`v1-${i}`, 'number'], `edited ${i}`);
+    }
+    // Only the sender edits: B's attempt is refused, and the promise says why.
+    await assert.rejects(b.client.editMessage(sent[0]!.id, 'not mine'), { name: 'SendError', reason: 'forbidden' });
+  } finally {
+    a.client.close();
+    b.client.close();
+    await proxy.close();
+    await srv.close();
+  }
+});
+
+test('receipts and presence: delivered and read ticks reach the sender live and in history; online status follows sessions', { timeout: 60_000 }, async () => {
+  const srv = await startServer({ ...GENEROUS, chat: { presenceDebounceMs: 50, receiptCoalesceMs: 0 } });
+  const a = peer(srv.url);
+  const b = peer(srv.url);
+  const receipts: { userId: string; delivered?: number; read?: number }[] = [];
+  const presence: { userId: string; online: boolean }[] = [];
+  a.client.on('receipt', (r) => receipts.push(r));
+  a.client.on('presence', (p) => presence.push(p));
+  const reads: number[] = [];
+  b.client.on('read', (r) => reads.push(r.readSeq));
+  try {
+    await Promise.all([a.client.connect(), b.client.connect()]);
+    const sent = await a.client.sendMessage({ recipientId: b.id }, 'did you get this?');
+    const conv = sent.conversationId;
+    // B's client acknowledges the message (ackDelayMs): A learns it was delivered.
+    await waitFor(() => receipts.some((r) => r.userId === b.id && (r.delivered ?? 0) >= sent.seq), 10_000, 'a delivered receipt');
+    assert.ok(!receipts.some((r) => r.read !== undefined), 'not read yet');
+    // A private read moves only B's own position: A hears nothing.
+    assert.deepEqual(await b.client.markRead(conv, sent.seq, { private: true }), { conversationId: conv, readSeq: sent.seq });
+    await sleep(150);
+    assert.ok(!receipts.some((r) => r.read !== undefined), 'a private read tells no one');
+    await waitFor(() => reads.includes(sent.seq), 5_000, 'B’s own sessions to hear of its read position');
+    const second = await a.client.sendMessage({ conversationId: conv }, 'and this?');
+    await b.client.markRead(conv, second.seq);
+    await waitFor(() => receipts.some((r) => r.userId === b.id && r.read === second.seq), 10_000, 'a read receipt');
+    const history = await a.client.history({ conversationId: conv });
+    assert.equal(history.receipts?.read, second.seq, 'history carries the receipt positions');
+    assert.deepEqual(history.receipts?.members?.map((m) => [m.userId, m.read]), [[b.id, second.seq]]);
+    const listed = (await a.client.listConversations()).conversations.find((c) => c.conversationId === conv);
+    assert.equal(listed?.receipts?.read, second.seq);
+    // Presence: both online now; B closes → A hears it once the debounce (50 ms) has passed.
+    await waitFor(async () => (await a.client.getPresence(conv)).online.includes(b.id), 5_000, 'B online');
+    b.client.close();
+    await waitFor(() => presence.some((p) => p.userId === b.id && !p.online), 5_000, 'B offline');
+    assert.deepEqual((await a.client.getPresence(conv)).online, [a.id]);
+    // B comes back: online again; B hides itself: offline for A, while connected.
+    const again = createNodeClient({ url: srv.url, token: () => signDevToken(TEST_SECRET, { sub: b.id }), ...FAST_RETRY });
+    const mark = presence.length;
+    const since = () => presence.slice(mark).filter((p) => p.userId === b.id).map((p) => p.online);
+    try {
+      await again.connect();
+      await waitFor(() => since().length === 1, 5_000, 'B online again');
+      assert.equal(await again.setPresenceVisible(false), false);
+      await waitFor(() => since().length === 2, 5_000, 'B hidden');
+      assert.deepEqual(since(), [true, false]);
+      assert.deepEqual((await a.client.getPresence(conv)).online, [a.id]);
+      await again.setPresenceVisible(true);
+    } finally {
+      again.close();
+    }
+  } finally {
+    a.client.close();
+    b.client.close();
+    await srv.close();
+  }
+});
+
 test('production mode: no demo page, no SDK files, no token endpoint; development: all of them', { timeout: 60_000 }, async () => {
   const prod = await startServer({
     mode: 'production',

@@ -307,6 +307,122 @@ test('requests are answered by requestId; errors reject; in flight at a drop the
   env.client.close();
 });
 
+const edited = (pos: number, messageId: string, content = 'new') => ({ type: 'message_edited', pos, id: `e${pos}`, conversationId: CONV, seq: pos, messageId, actorId: PEER, content, mentions: [], hashtags: [], links: [], editedAt: 2, timestamp: 2 });
+const deleted = (pos: number, messageId: string) => ({ type: 'message_deleted', pos, id: `d${pos}`, conversationId: CONV, seq: pos, messageId, actorId: PEER, deletedAt: 3, timestamp: 3 });
+
+test('edits and deletes are timeline events: once each, in pos order, across a replay and a gap', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept(0, 0);
+  const order: string[] = [];
+  env.client.on('message', (m) => order.push(`message ${m.pos}`));
+  env.client.on('edited', (e) => order.push(`edited ${e.pos} ${e.messageId} ${e.content}`));
+  env.client.on('deleted', (d) => order.push(`deleted ${d.pos} ${d.messageId} ${d.deletedAt}`));
+  env.last().receive(msg(1));
+  env.last().receive(edited(2, 'm1'));
+  env.last().receive(edited(2, 'm1')); // repeated: dropped
+  env.last().receive(deleted(4, 'm1')); // 3 is missing: a gap, resumed from 2
+  env.last().drop(1000, 'gap');
+  await env.clock.advance(0);
+  await env.accept(2, 4);
+  assert.equal(env.last().sent[0]!.after, 2, 'resumes after the edit it processed');
+  env.last().receive(edited(2, 'm1')); // a server that replays from further back anyway
+  env.last().receive(msg(3));
+  env.last().receive(deleted(4, 'm1'));
+  assert.deepEqual(order, ['message 1', 'edited 2 m1 new', 'message 3', 'deleted 4 m1 3']);
+  assert.equal(env.client.pos, 4);
+  await env.clock.advance(250);
+  assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 4 }], 'edits and deletes are acknowledged like messages');
+  env.client.close();
+});
+
+test('editMessage / deleteMessage: queued under a clientMsgId, resent after a reconnect, resolved once; refusals reject', async () => {
+  const env = setup();
+  void env.client.connect();
+  const edit = env.client.editMessage('m1', 'fixed', { clientMsgId: 'ce-1' });
+  const del = env.client.deleteMessage('m2', { clientMsgId: 'cd-1' });
+  await env.accept(0, 0);
+  const first = [...env.last().framesOf('edit_message'), ...env.last().framesOf('delete_message')];
+  assert.deepEqual(first, [
+    { type: 'edit_message', messageId: 'm1', content: 'fixed', clientMsgId: 'ce-1' },
+    { type: 'delete_message', messageId: 'm2', clientMsgId: 'cd-1' },
+  ]);
+  assert.equal(env.client.pendingSends, 2);
+  env.last().drop(1006); // the answers are lost with the socket
+  await env.clock.advance(500);
+  await env.accept(0, 2);
+  assert.deepEqual([...env.last().framesOf('edit_message'), ...env.last().framesOf('delete_message')], first, 'resent as they were');
+  // A message_sent cannot confirm an edit, even under its clientMsgId.
+  env.last().receive({ type: 'message_sent', id: 'x', clientMsgId: 'ce-1', conversationId: CONV, seq: 9, timestamp: 1 });
+  assert.equal(env.client.pendingSends, 2);
+  env.last().receive({ type: 'message_changed', action: 'edited', messageId: 'm1', conversationId: CONV, seq: 1, clientMsgId: 'ce-1' });
+  env.last().receive({ type: 'message_changed', action: 'edited', messageId: 'm1', conversationId: CONV, seq: 1, clientMsgId: 'ce-1' }); // a late repeat
+  env.last().receive({ type: 'message_changed', action: 'deleted', messageId: 'm2', conversationId: CONV, clientMsgId: 'cd-1' }); // a tombstone already: no seq
+  assert.deepEqual(await edit, { action: 'edited', messageId: 'm1', clientMsgId: 'ce-1', conversationId: CONV, seq: 1 });
+  assert.deepEqual(await del, { action: 'deleted', messageId: 'm2', clientMsgId: 'cd-1', conversationId: CONV });
+  assert.equal(env.client.pendingSends, 0);
+
+  // rate_limited waits retryAfter; forbidden (not ours, window passed, not a member) rejects.
+  const late = env.client.editMessage('m3', 'too late', { clientMsgId: 'ce-2' });
+  const slow = env.client.deleteMessage('m4', { clientMsgId: 'cd-2' });
+  env.last().receive({ type: 'error', reason: 'forbidden', clientMsgId: 'ce-2' });
+  await assert.rejects(late, (err: unknown) => err instanceof SendError && err.reason === 'forbidden');
+  env.last().receive({ type: 'rate_limited', reason: 'burst_limit', retryAfter: 300, clientMsgId: 'cd-2' });
+  await env.clock.advance(299);
+  assert.equal(env.last().framesOf('delete_message').length, 2);
+  await env.clock.advance(1);
+  assert.equal(env.last().framesOf('delete_message').length, 3);
+  env.last().receive({ type: 'message_changed', action: 'deleted', messageId: 'm4', conversationId: CONV, seq: 5, clientMsgId: 'cd-2' });
+  assert.equal((await slow).seq, 5);
+  // One key, one change: a second change under a key still queued is refused locally.
+  const queued = env.client.editMessage('m5', 'x', { clientMsgId: 'ce-3' });
+  await assert.rejects(env.client.deleteMessage('m5', { clientMsgId: 'ce-3' }), { reason: 'duplicate_client_msg_id' });
+  env.client.close();
+  await assert.rejects(queued, { reason: 'closed' });
+});
+
+test('receipts, presence and the own read position arrive as events; presence and private reads are requests', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const events: unknown[] = [];
+  env.client.on('receipt', (r) => events.push(['receipt', r]));
+  env.client.on('presence', (p) => events.push(['presence', p]));
+  env.client.on('read', (r) => events.push(['read', r]));
+  env.last().receive({ type: 'receipt', conversationId: CONV, userId: PEER, delivered: 3 });
+  env.last().receive({ type: 'receipt', conversationId: CONV, userId: PEER, delivered: 4, read: 4 });
+  env.last().receive({ type: 'presence_changed', userId: PEER, online: true });
+  env.last().receive({ type: 'presence_changed', userId: PEER, online: false });
+  // markRead's answer settles the request; the copy every session of ours gets is an event.
+  const read = env.client.markRead(CONV, 7, { private: true });
+  const rr = env.last().framesOf('read')[0]!;
+  assert.deepEqual({ ...rr, requestId: undefined }, { type: 'read', conversationId: CONV, upToSeq: 7, private: true, requestId: undefined });
+  env.last().receive({ type: 'read_updated', conversationId: CONV, readSeq: 7, requestId: rr.requestId });
+  env.last().receive({ type: 'read_updated', conversationId: CONV, readSeq: 7 });
+  assert.deepEqual(await read, { conversationId: CONV, readSeq: 7 });
+  assert.deepEqual(events, [
+    ['receipt', { conversationId: CONV, userId: PEER, delivered: 3 }],
+    ['receipt', { conversationId: CONV, userId: PEER, delivered: 4, read: 4 }],
+    ['presence', { userId: PEER, online: true }],
+    ['presence', { userId: PEER, online: false }],
+    ['read', { conversationId: CONV, readSeq: 7 }],
+  ]);
+  const online = env.client.getPresence(CONV);
+  const pr = env.last().framesOf('presence')[0]!;
+  assert.equal(pr.conversationId, CONV);
+  env.last().receive({ type: 'presence', conversationId: CONV, online: [ME, PEER], requestId: pr.requestId });
+  assert.deepEqual(await online, { conversationId: CONV, online: [ME, PEER] });
+  const hide = env.client.setPresenceVisible(false);
+  const sp = env.last().framesOf('set_presence')[0]!;
+  assert.equal(sp.visible, false);
+  env.last().receive({ type: 'presence_updated', visible: false, requestId: sp.requestId });
+  assert.equal(await hide, false);
+  const forbidden = env.client.getPresence(PEER);
+  env.last().receive({ type: 'error', reason: 'forbidden', requestId: env.last().framesOf('presence')[1]!.requestId });
+  await assert.rejects(forbidden, { name: 'RequestError', reason: 'forbidden' });
+  env.client.close();
+});
+
 test('close() leaves no timer, socket handler or listener, and rejects what is pending', async () => {
   const env = setup({ token: () => fakeJwt(Date.now() + 3_600_000) });
   void env.client.connect();
