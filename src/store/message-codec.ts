@@ -3,18 +3,29 @@
  * return exactly the same shapes. With a ContentCipher every field derived from what users wrote
  * is sealed (AES-GCM, AAD per field); ids, seqs and timestamps stay clear because indexes need them.
  *
+ * Each adapter turns its driver's rows into an `EventRow` first (SQLite: 16-byte BLOB uuids to
+ * strings, in sqlite-store.ts; PostgreSQL: only its column aliases and the `EventContext` from the
+ * joined conversation, in pg-codec.ts); everything after that — kind codes, roles, sealing and
+ * opening with their AADs, the payload JSON — is here, once.
+ *
  * Stable exports (both adapters use them; do not change their meaning):
- * - `EventCodec` — `encodeMessage(m)` / `encodeMembership(payload)` → `EncodedFields` (the column
+ * - `EventCodec` — `new EventCodec(cipher?, { membershipActorKey })`; `encodeMessage(m)` /
+ *   `encodeBody(id, body)` / `encodeMembership(payload)` → `EncodedFields` (the column
  *   values of an `events` row that the codec decides), `decode(row, ctx)` → `ConversationEvent`,
  *   `decodeMessage(row, ctx)` → `StoredMessage`, `storedMessage(m, ctx, seq)` (the StoredMessage an
  *   append returns, built from its input without a round trip), `sealName(conversationId, name)`
- *   / `openName(conversationId, stored, keyId)` for `conversations.name`.
+ *   / `openName(conversationId, stored, keyId)` for `conversations.name` (a NULL name opens to
+ *   undefined).
  * - `EventRow` — one `events` row as the adapter hands it over, UUID columns already converted to
- *   canonical strings (`id`, `sender` = the sender's/actor's user uuid, `reply_to`).
+ *   canonical strings (`id`, `sender` = the sender's/actor's user uuid, `reply_to`); BIGINT columns
+ *   as numbers (SQLite) or decimal strings (PostgreSQL).
  * - `EventContext` — what the row does not hold: tenant, conversation uuid and kind, and for a
  *   direct conversation its member uuids (to derive `recipientId`).
  * - `MembershipPayload` — what a membership event keeps in `content` (JSON, sealed as
- *   `${eventId}/content` with a cipher); `sender` holds the actor.
+ *   `${eventId}/content` with a cipher); `sender` holds the actor, which decoding reads. The
+ *   payload names the actor too, under a key that differs by adapter (`membershipActorKey`:
+ *   SQLite rows say `actorId`, PostgreSQL rows `actor`); writers keep their adapter's key so
+ *   that stored rows stay byte-for-byte what they were and older cluster nodes still read them.
  * - Codes: `EVENT_MESSAGE` 0 / `EVENT_MEMBERSHIP` 1 / `EVENT_EDIT` 2 / `EVENT_DELETE` 3 /
  *   `EVENT_TOMBSTONE` 4 (events.kind; a deleted message's row becomes a tombstone whose `content`
  *   holds `{deletedAt, deletedBy}` in clear — nothing user-written is left in it), `KIND_DIRECT` 0 / `KIND_GROUP` 1
@@ -22,7 +33,8 @@
  *   `roleCode(role)` / `roleName(code)`.
  * - `directKey(a, b)` — conversations.direct_key: "lo:hi" of the two users' integer ids.
  * - `encodeListCursor(lastAt, conversationId)` / `decodeListCursor(cursor)` — the opaque
- *   listConversations cursor (undefined for a malformed one).
+ *   listConversations cursor of the SQLite adapter (undefined for a malformed one). PostgreSQL
+ *   keeps its own cursor format: nodes of a cluster in a rolling upgrade must read each other's.
  */
 import type { ContentCipher } from './content-cipher.js';
 import { UnknownKeyError } from './content-cipher.js';
@@ -132,20 +144,33 @@ function fromJson<T>(text: string): T[] {
   return text === EMPTY ? [] : (JSON.parse(text) as T[]);
 }
 
+/** The body a tombstone decodes to (its columns hold no message body any more). */
+const TOMBSTONE_BODY = { content: '', attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY } as const;
+
+/** What a membership row's `content` holds; the actor's key is left out (decoding uses `sender`). */
 interface StoredPayload {
   action: MembershipAction;
-  actorId: string;
   userIds: string[];
   name?: string;
   role?: MemberRole;
   newOwnerId?: string;
 }
 
+export interface EventCodecOptions {
+  /**
+   * The key under which a membership payload names its actor: `actorId` (SQLite, the default) or
+   * `actor` (PostgreSQL). Only writing uses it.
+   */
+  membershipActorKey?: 'actorId' | 'actor';
+}
+
 export class EventCodec {
   readonly #cipher: ContentCipher | undefined;
+  readonly #actorKey: 'actorId' | 'actor';
 
-  constructor(cipher?: ContentCipher) {
+  constructor(cipher?: ContentCipher, options: EventCodecOptions = {}) {
     this.#cipher = cipher;
+    this.#actorKey = options.membershipActorKey ?? 'actorId';
   }
 
   encodeMessage(m: NewMessage): EncodedFields {
@@ -167,7 +192,8 @@ export class EventCodec {
   }
 
   encodeMembership(p: MembershipPayload): EncodedFields {
-    const payload: StoredPayload = { action: p.action, actorId: p.actorId, userIds: [...p.userIds] };
+    // Key order is part of the stored bytes: action, actor, userIds, then the optional fields.
+    const payload: StoredPayload & Record<string, unknown> = { action: p.action, [this.#actorKey]: p.actorId, userIds: [...p.userIds] };
     if (p.name !== undefined) payload.name = p.name;
     if (p.role !== undefined) payload.role = p.role;
     if (p.newOwnerId !== undefined) payload.newOwnerId = p.newOwnerId;
@@ -284,12 +310,12 @@ export class EventCodec {
     return event;
   }
 
+  /** The user-written columns of a message or edit row, opened (AAD `${id}/field`; '[]' is never sealed). */
   #openBody(row: EventRow): { content: string; attachments: string | null; mentions: string; hashtags: string; links: string } {
     let { content, attachments, mentions, hashtags, links } = row;
     const keyId = row.key_id;
     if (keyId !== null) {
-      const cipher = this.#cipher;
-      if (cipher === undefined) throw new UnknownKeyError(keyId);
+      const cipher = this.#cipherFor(keyId);
       const id = row.id;
       content = cipher.open(keyId, content, `${id}/content`);
       if (attachments !== null && attachments !== EMPTY) attachments = cipher.open(keyId, attachments, `${id}/attachments`);
@@ -301,48 +327,9 @@ export class EventCodec {
   }
 
   decodeMessage(row: EventRow, ctx: EventContext): StoredMessage {
-    if (Number(row.kind) === EVENT_TOMBSTONE) return this.#decodeTombstone(row, ctx);
-    const message = this.#decodeLiveMessage(row, ctx);
-    if (row.edited_at !== undefined && row.edited_at !== null) message.editedAt = Number(row.edited_at);
-    return message;
-  }
-
-  #decodeTombstone(row: EventRow, ctx: EventContext): StoredMessage {
-    const meta = JSON.parse(row.content) as { deletedAt: number; deletedBy: string };
-    const message: StoredMessage = {
-      kind: 'message',
-      id: row.id,
-      tenantId: ctx.tenantId,
-      conversationId: ctx.conversationId,
-      conversationKind: ctx.conversationKind,
-      seq: Number(row.seq),
-      senderId: row.sender,
-      content: '',
-      mentions: [],
-      hashtags: [],
-      links: [],
-      timestamp: Number(row.ts),
-      deletedAt: meta.deletedAt,
-      deletedBy: meta.deletedBy,
-    };
-    if (ctx.conversationKind === 'direct') message.recipientId = recipientOf(row.sender, ctx.directMembers);
-    if (row.client_msg_id !== null) message.clientMsgId = row.client_msg_id;
-    return message;
-  }
-
-  #decodeLiveMessage(row: EventRow, ctx: EventContext): StoredMessage {
-    let { content, attachments, mentions, hashtags, links } = row;
-    const keyId = row.key_id;
-    if (keyId !== null) {
-      const cipher = this.#cipher;
-      if (cipher === undefined) throw new UnknownKeyError(keyId);
-      const id = row.id;
-      content = cipher.open(keyId, content, `${id}/content`);
-      if (attachments !== null && attachments !== EMPTY) attachments = cipher.open(keyId, attachments, `${id}/attachments`);
-      if (mentions !== EMPTY) mentions = cipher.open(keyId, mentions, `${id}/mentions`);
-      if (hashtags !== EMPTY) hashtags = cipher.open(keyId, hashtags, `${id}/hashtags`);
-      if (links !== EMPTY) links = cipher.open(keyId, links, `${id}/links`);
-    }
+    // A tombstone keeps nothing user-written: its content is who deleted it and when, in clear.
+    const tombstone = Number(row.kind) === EVENT_TOMBSTONE;
+    const { content, attachments, mentions, hashtags, links } = tombstone ? TOMBSTONE_BODY : this.#openBody(row);
     const message: StoredMessage = {
       kind: 'message',
       id: row.id,
@@ -357,21 +344,22 @@ export class EventCodec {
       links: fromJson<Link>(links),
       timestamp: Number(row.ts),
     };
+    if (tombstone) {
+      const meta = JSON.parse(row.content) as { deletedAt: number; deletedBy: string };
+      message.deletedAt = meta.deletedAt;
+      message.deletedBy = meta.deletedBy;
+    }
     // Optional fields are absent, never `undefined`-valued, so serialized frames stay minimal.
     if (ctx.conversationKind === 'direct') message.recipientId = recipientOf(row.sender, ctx.directMembers);
-    if (row.reply_to !== null) message.replyTo = row.reply_to;
+    if (!tombstone && row.reply_to !== null) message.replyTo = row.reply_to;
     if (attachments !== null) message.attachments = fromJson<Attachment>(attachments);
     if (row.client_msg_id !== null) message.clientMsgId = row.client_msg_id;
+    if (!tombstone && row.edited_at !== undefined && row.edited_at !== null) message.editedAt = Number(row.edited_at);
     return message;
   }
 
   #decodeMembership(row: EventRow, ctx: EventContext): MembershipEvent {
-    let json = row.content;
-    if (row.key_id !== null) {
-      const cipher = this.#cipher;
-      if (cipher === undefined) throw new UnknownKeyError(row.key_id);
-      json = cipher.open(row.key_id, json, `${row.id}/content`);
-    }
+    const json = row.key_id === null ? row.content : this.#cipherFor(row.key_id).open(row.key_id, row.content, `${row.id}/content`);
     const p = JSON.parse(json) as StoredPayload;
     const event: MembershipEvent = {
       kind: 'membership',
@@ -397,11 +385,20 @@ export class EventCodec {
     return { name: cipher.seal(name, `${conversationId}/name`), keyId: cipher.activeKeyId };
   }
 
-  openName(conversationId: string, stored: string, keyId: string | null): string {
+  /** conversations.name opened (undefined for a NULL column: a direct conversation has none). */
+  openName(conversationId: string, stored: string, keyId: string | null): string;
+  openName(conversationId: string, stored: string | null, keyId: string | null): string | undefined;
+  openName(conversationId: string, stored: string | null, keyId: string | null): string | undefined {
+    if (stored === null) return undefined;
     if (keyId === null) return stored;
+    return this.#cipherFor(keyId).open(keyId, stored, `${conversationId}/name`);
+  }
+
+  /** The cipher that opens what `keyId` sealed (UnknownKeyError without one). */
+  #cipherFor(keyId: string): ContentCipher {
     const cipher = this.#cipher;
     if (cipher === undefined) throw new UnknownKeyError(keyId);
-    return cipher.open(keyId, stored, `${conversationId}/name`);
+    return cipher;
   }
 }
 

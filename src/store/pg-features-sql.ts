@@ -2,7 +2,8 @@
  * Statements of the PostgreSQL adapter for receipts, edits and deletes, and presence settings
  * (schema 3), kept apart from the message path's statements.
  */
-import { EVENT_COLUMNS, EVENT_EDIT, EVENT_TOMBSTONE, eventJoins } from './pg-codec.js';
+import { EVENT_EDIT, EVENT_TOMBSTONE } from './message-codec.js';
+import { EVENT_COLUMNS, eventJoins } from './pg-event-sql.js';
 
 export function buildFeatureSql(t: (table: string) => string) {
   const joins = eventJoins(t);

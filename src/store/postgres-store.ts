@@ -10,13 +10,31 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { ContentCipher } from './content-cipher.js';
-import { EVENT_COLUMNS, EVENT_DELETE, EVENT_EDIT, EVENT_TOMBSTONE, PgCodec, eventJoins, roleCode, roleName, type EventRow } from './pg-codec.js';
+import {
+  EVENT_DELETE,
+  EVENT_EDIT,
+  EVENT_MEMBERSHIP,
+  EVENT_MESSAGE,
+  EVENT_TOMBSTONE,
+  EventCodec,
+  KIND_DIRECT,
+  KIND_GROUP,
+  ROLE_ADMIN,
+  ROLE_MEMBER,
+  ROLE_OWNER,
+  directKey,
+  roleCode,
+  roleName,
+  type EventContext,
+} from './message-codec.js';
+import { EVENT_COLUMNS, eventContext, eventJoins, type PgEventRow } from './pg-event-sql.js';
 import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
 import type {
   AddMembersRequest,
   AppendOptions,
   AppendOutcome,
+  ConversationEvent,
   ConversationListPage,
   ConversationListQuery,
   ConversationRef,
@@ -28,7 +46,6 @@ import type {
   HistoryPage,
   HistoryQuery,
   LeaveGroupRequest,
-  MemberRole,
   MembershipEvent,
   NewMessage,
   RemoveMembersRequest,
@@ -91,14 +108,6 @@ const UNCHANGED: GroupChangeOutcome = Object.freeze({ status: 'unchanged' });
 const TOO_MANY_MEMBERS: GroupChangeOutcome = Object.freeze({ status: 'too_many_members' });
 const TOO_MANY_GROUPS: GroupChangeOutcome = Object.freeze({ status: 'too_many_groups' });
 
-const KIND_DIRECT = 0;
-const KIND_GROUP = 1;
-const EVENT_MESSAGE = 0;
-const EVENT_MEMBERSHIP = 1;
-const OWNER = 2;
-const ADMIN = 1;
-const MEMBER = 0;
-
 function buildSql(t: (table: string) => string) {
   const joins = eventJoins(t);
   return {
@@ -119,7 +128,7 @@ function buildSql(t: (table: string) => string) {
         ON CONFLICT (direct_key) DO NOTHING RETURNING id, uuid, direct_key
       ), m AS (
         INSERT INTO ${t('members')} (conv, "user", role, joined_seq)
-        SELECT c.id, p.u, ${MEMBER}, 1 FROM c CROSS JOIN LATERAL (
+        SELECT c.id, p.u, ${ROLE_MEMBER}, 1 FROM c CROSS JOIN LATERAL (
           SELECT split_part(c.direct_key, ':', 1)::int UNION SELECT split_part(c.direct_key, ':', 2)::int
         ) AS p(u)
       )
@@ -144,7 +153,7 @@ function buildSql(t: (table: string) => string) {
       WHERE m."user" = ANY($1::int[]) AND m.left_seq IS NULL AND c.kind = ${KIND_GROUP}
       GROUP BY m."user"`,
     findDuplicates: `
-      SELECT ${EVENT_COLUMNS}, e.sender FROM ${t('events')} e
+      SELECT ${EVENT_COLUMNS}, e.sender AS sender_int FROM ${t('events')} e
       JOIN unnest($1::int[], $2::text[]) AS k(s, c) ON e.sender = k.s AND e.client_msg_id = k.c
       ${joins}`,
     insertGroup: `
@@ -213,11 +222,11 @@ function buildSql(t: (table: string) => string) {
         WHERE a.tenant_id = $1 AND a.user_id = $2 AND b.tenant_id = $1 AND b.user_id = $3)`,
     history: `
       SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins}
-      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.seq < $4 AND e.kind NOT IN (2, 3) ORDER BY e.seq DESC LIMIT $5`,
+      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.seq < $4 AND e.kind NOT IN (${EVENT_EDIT}, ${EVENT_DELETE}) ORDER BY e.seq DESC LIMIT $5`,
     // A cursor outside this conversation yields NULL, and `seq < NULL` matches nothing.
     historyBeforeId: `
       SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins}
-      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.kind NOT IN (2, 3)
+      WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.kind NOT IN (${EVENT_EDIT}, ${EVENT_DELETE})
         AND e.seq < (SELECT seq FROM ${t('events')} WHERE id = $4 AND conv = $1)
       ORDER BY e.seq DESC LIMIT $5`,
     members: `
@@ -281,10 +290,6 @@ function key(...parts: (string | number)[]): string {
 
 function isUuid(value: string): boolean {
   return UUID.test(value);
-}
-
-function directKey(a: number, b: number): string {
-  return a < b ? `${a}:${b}` : `${b}:${a}`;
 }
 
 /** The lower bound of UUIDv7 ids minted at `ms`: every id below it was minted earlier. */
@@ -395,7 +400,7 @@ class WriteSet {
 export class PostgresStore implements Store {
   readonly #pool: pg.Pool;
   readonly #schema: string;
-  readonly #codec: PgCodec;
+  readonly #codec: EventCodec;
   readonly #sql: Record<SqlName, pg.QueryConfig>;
   readonly #fsql: Record<FeatureSqlName, pg.QueryConfig>;
   readonly #t: (table: string) => string;
@@ -413,7 +418,8 @@ export class PostgresStore implements Store {
     if (!SCHEMA_NAME.test(schema)) throw new Error(`PostgreSQL schema "${schema}" must match ${SCHEMA_NAME.source}`);
     this.#schema = schema;
     this.#t = (table) => `"${schema}".${table}`;
-    this.#codec = new PgCodec(options.cipher);
+    // PostgreSQL membership payloads have always named the actor `actor`.
+    this.#codec = new EventCodec(options.cipher, { membershipActorKey: 'actor' });
     const texts = buildSql(this.#t);
     // Statement names are per connection: include the schema so two stores may share a server.
     this.#sql = Object.fromEntries(
@@ -559,13 +565,13 @@ export class PostgresStore implements Store {
         clientIds.push(pgText(m.clientMsgId));
       }
       if (senders.length > 0) {
-        const { rows } = await client.query<EventRow & { sender: number }>({
+        const { rows } = await client.query<PgEventRow & { sender_int: number }>({
           ...this.#sql.findDuplicates,
           values: [senders, clientIds],
         });
         for (const row of rows) {
-          const decoded = this.#codec.decode(row);
-          if (decoded.kind === 'message') existing.set(key(row.sender, row.client_msg_id!), decoded);
+          const decoded = this.#decode(row);
+          if (decoded.kind === 'message') existing.set(key(row.sender_int, row.client_msg_id!), decoded);
         }
       }
     }
@@ -591,13 +597,6 @@ export class PostgresStore implements Store {
         conv = d.id;
         conversationId = d.uuid;
         recipients = peer === sender ? [sender] : [sender, peer];
-        if (peer !== sender) {
-          const p = users.get(peer)!;
-          if (p.lastPos - p.ackedPos >= maxInboxSize) {
-            out[i] = INBOX_FULL;
-            continue;
-          }
-        }
       } else {
         const c = isUuid(m.to.conversationId) ? groups.get(key(m.tenantId, m.to.conversationId.toLowerCase())) : undefined;
         const id = c?.id;
@@ -613,13 +612,6 @@ export class PostgresStore implements Store {
           // A direct conversation named by its id: the other member (the sender for a note to self).
           peer = members.find((x) => x.uid !== sender)?.uid ?? sender;
           recipients = peer === sender ? [sender] : [sender, peer];
-          if (peer !== sender) {
-            const p = users.get(peer)!;
-            if (p.lastPos - p.ackedPos >= maxInboxSize) {
-              out[i] = INBOX_FULL;
-              continue;
-            }
-          }
         } else {
           recipients = [];
           for (const x of members) {
@@ -629,6 +621,14 @@ export class PostgresStore implements Store {
               if (u.lastPos - u.ackedPos < maxInboxSize) recipients.push(x.uid);
             }
           }
+        }
+      }
+      // A direct message to a full inbox is refused (a group message only skips that member).
+      if (peer !== undefined && peer !== sender) {
+        const p = users.get(peer)!;
+        if (p.lastPos - p.ackedPos >= maxInboxSize) {
+          out[i] = INBOX_FULL;
+          continue;
         }
       }
       const state = convState.get(conv)!;
@@ -641,7 +641,7 @@ export class PostgresStore implements Store {
         w.timeline(r, pos, conv, seq);
         deliveries.push({ userId: uuidOf.get(r)!, pos });
       }
-      const sealed = this.#codec.sealBody(m.id, m);
+      const sealed = this.#codec.encodeMessage(m);
       const e = w.ev;
       e.conv.push(conv);
       e.seq.push(seq);
@@ -657,24 +657,9 @@ export class PostgresStore implements Store {
       e.links.push(pgText(sealed.links));
       e.ts.push(m.timestamp);
       e.clientMsgId.push(m.clientMsgId === undefined ? null : pgText(m.clientMsgId));
-      const message: StoredMessage = {
-        kind: 'message',
-        id: m.id,
-        tenantId: m.tenantId,
-        conversationId,
-        conversationKind: peer === undefined ? 'group' : 'direct',
-        seq,
-        senderId: m.senderId,
-        timestamp: m.timestamp,
-        content: m.content,
-        mentions: m.mentions,
-        hashtags: m.hashtags,
-        links: m.links,
-      };
-      if (peer !== undefined) message.recipientId = uuidOf.get(peer)!;
-      if (m.attachments !== undefined) message.attachments = m.attachments;
-      if (m.replyTo !== undefined) message.replyTo = m.replyTo;
-      if (m.clientMsgId !== undefined) message.clientMsgId = m.clientMsgId;
+      const ctx: EventContext = { tenantId: m.tenantId, conversationId, conversationKind: peer === undefined ? 'group' : 'direct' };
+      if (peer !== undefined) ctx.directMembers = [uuidOf.get(peer)!];
+      const message = this.#codec.storedMessage(m, ctx, seq);
       if (k !== undefined) existing.set(k, message);
       out[i] = { status: 'stored', message, deliveries };
     }
@@ -716,7 +701,7 @@ export class PostgresStore implements Store {
       const conv = rows[0]?.id;
       if (conv === undefined) return FORBIDDEN; // that conversation id exists already
       const w = new WriteSet();
-      uids.forEach((u, i) => w.member(conv, u, i === 0 ? OWNER : MEMBER, 1, null));
+      uids.forEach((u, i) => w.member(conv, u, i === 0 ? ROLE_OWNER : ROLE_MEMBER, 1, null));
       const event: MembershipEvent = {
         kind: 'membership',
         id: request.eventId,
@@ -740,7 +725,7 @@ export class PostgresStore implements Store {
     const targets = this.#uuidList(request.userIds);
     if (targets === undefined) return FORBIDDEN;
     return this.#groupChange(request, targets, async (g) => {
-      if (g.actor.role < ADMIN) return FORBIDDEN;
+      if (g.actor.role < ROLE_ADMIN) return FORBIDDEN;
       const current = new Set(g.members.map((m) => m.uid));
       const adding = targets.filter((u) => !current.has(g.uidOf(u)));
       if (adding.length === 0) return UNCHANGED;
@@ -750,7 +735,7 @@ export class PostgresStore implements Store {
       if (await this.#overGroupLimit(g.client, addingIds, limits.maxGroupsPerUser)) return TOO_MANY_GROUPS;
       const seq = g.lastSeq + 1;
       const w = new WriteSet();
-      for (const id of addingIds) w.member(g.conv, id, MEMBER, seq, null);
+      for (const id of addingIds) w.member(g.conv, id, ROLE_MEMBER, seq, null);
       const recipients: [number, string][] = [
         ...g.members.map((m): [number, string] => [m.uid, m.uuid]),
         ...addingIds.map((id, i): [number, string] => [id, adding[i]!]),
@@ -764,12 +749,12 @@ export class PostgresStore implements Store {
     const targets = this.#uuidList(request.userIds);
     if (targets === undefined) return FORBIDDEN;
     return this.#groupChange(request, targets, async (g) => {
-      if (g.actor.role < ADMIN) return FORBIDDEN;
+      if (g.actor.role < ROLE_ADMIN) return FORBIDDEN;
       const byUid = new Map(g.members.map((m) => [m.uid, m]));
       const removing = targets.map((u) => byUid.get(g.uidOf(u))).filter((m): m is CurrentMember => m !== undefined);
       for (const m of removing) {
-        if (m.role === OWNER) return FORBIDDEN;
-        if (m.role === ADMIN && g.actor.role !== OWNER) return FORBIDDEN;
+        if (m.role === ROLE_OWNER) return FORBIDDEN;
+        if (m.role === ROLE_ADMIN && g.actor.role !== ROLE_OWNER) return FORBIDDEN;
       }
       if (removing.length === 0) return UNCHANGED;
       const users = await this.#lockUsers(g.client, byUid.keys());
@@ -794,12 +779,12 @@ export class PostgresStore implements Store {
       w.member(g.conv, g.actor.uid, g.actor.role, g.actor.joinedSeq, seq);
       const remaining = g.members.filter((m) => m.uid !== g.actor.uid);
       const change: Partial<MembershipEvent> = { action: 'left', userIds: [g.actor.uuid] };
-      if (g.actor.role === OWNER && remaining.length > 0) {
+      if (g.actor.role === ROLE_OWNER && remaining.length > 0) {
         const byTenure = (a: CurrentMember, b: CurrentMember) =>
           a.joinedSeq - b.joinedSeq || (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0);
-        const admins = remaining.filter((m) => m.role === ADMIN).sort(byTenure);
+        const admins = remaining.filter((m) => m.role === ROLE_ADMIN).sort(byTenure);
         const heir = admins[0] ?? [...remaining].sort(byTenure)[0]!;
-        w.member(g.conv, heir.uid, OWNER, heir.joinedSeq, null);
+        w.member(g.conv, heir.uid, ROLE_OWNER, heir.joinedSeq, null);
         change.newOwnerId = heir.uuid;
       }
       if (remaining.length === 0) {
@@ -812,7 +797,7 @@ export class PostgresStore implements Store {
   async renameGroup(request: RenameGroupRequest): Promise<GroupChangeOutcome> {
     this.#ready();
     return this.#groupChange(request, [], async (g) => {
-      if (g.actor.role < ADMIN) return FORBIDDEN;
+      if (g.actor.role < ROLE_ADMIN) return FORBIDDEN;
       const name = pgText(request.name);
       if (this.#codec.openName(g.conversationId, g.name, g.nameKeyId) === name) return UNCHANGED;
       const users = await this.#lockUsers(g.client, g.members.map((m) => m.uid));
@@ -827,9 +812,9 @@ export class PostgresStore implements Store {
     if (!isUuid(request.userId)) return FORBIDDEN;
     const target = request.userId.toLowerCase();
     return this.#groupChange(request, [target], async (g) => {
-      if (g.actor.role !== OWNER) return FORBIDDEN;
+      if (g.actor.role !== ROLE_OWNER) return FORBIDDEN;
       const m = g.members.find((x) => x.uid === g.uidOf(target));
-      if (m === undefined || m.role === OWNER) return FORBIDDEN;
+      if (m === undefined || m.role === ROLE_OWNER) return FORBIDDEN;
       const role = roleCode(request.role);
       if (m.role === role) return UNCHANGED;
       const users = await this.#lockUsers(g.client, g.members.map((x) => x.uid));
@@ -920,7 +905,7 @@ export class PostgresStore implements Store {
     recipients: readonly [number, string][],
     users: Map<number, LockedUser>,
   ): Delivery[] {
-    const sealed = this.#codec.sealMembership(event);
+    const sealed = this.#codec.encodeMembership(event);
     const e = w.ev;
     e.conv.push(conv);
     e.seq.push(event.seq);
@@ -976,11 +961,11 @@ export class PostgresStore implements Store {
     const { id, lastPos, firstPos } = state;
     const entries: TimelineEntry[] = [];
     if (limit >= 1 && after < lastPos) {
-      const { rows } = await this.#pool.query<EventRow & { pos: string }>({
+      const { rows } = await this.#pool.query<PgEventRow & { pos: string }>({
         ...this.#sql.timeline,
         values: [id, Math.floor(after), lastPos, Math.floor(limit)],
       });
-      for (const row of rows) entries.push({ pos: Number(row.pos), event: this.#codec.decode(row) });
+      for (const row of rows) entries.push({ pos: Number(row.pos), event: this.#decode(row) });
     }
     return { entries, firstPos, lastPos };
   }
@@ -1033,16 +1018,16 @@ export class PostgresStore implements Store {
     const from = row.kind === KIND_GROUP && query.groupHistory === 'since_join' ? Number(row.joined_seq) : 1;
     const to = row.left_seq === null ? Number.MAX_SAFE_INTEGER : Number(row.left_seq);
     const limit = Math.floor(query.limit);
-    let rows: EventRow[];
+    let rows: PgEventRow[];
     if (query.beforeId !== undefined) {
       if (!isUuid(query.beforeId)) return page;
-      ({ rows } = await this.#pool.query<EventRow>({ ...this.#sql.historyBeforeId, values: [row.id, from, to, query.beforeId, limit] }));
+      ({ rows } = await this.#pool.query<PgEventRow>({ ...this.#sql.historyBeforeId, values: [row.id, from, to, query.beforeId, limit] }));
     } else {
       const before = query.beforeSeq === undefined ? Number.MAX_SAFE_INTEGER : Math.floor(query.beforeSeq);
-      ({ rows } = await this.#pool.query<EventRow>({ ...this.#sql.history, values: [row.id, from, to, before, limit] }));
+      ({ rows } = await this.#pool.query<PgEventRow>({ ...this.#sql.history, values: [row.id, from, to, before, limit] }));
     }
     if (query.beforeId !== undefined && query.beforeSeq !== undefined) rows = rows.filter((r) => Number(r.seq) < query.beforeSeq!);
-    page.events = rows.map((r) => this.#codec.decode(r));
+    page.events = rows.map((r) => this.#decode(r));
     return page;
   }
 
@@ -1073,12 +1058,12 @@ export class PostgresStore implements Store {
     const page = more ? rows.slice(0, limit) : rows;
     const last = new Map<number, StoredMessage>();
     if (page.length > 0) {
-      const { rows: messages } = await this.#pool.query<EventRow & { conv?: number }>({
+      const { rows: messages } = await this.#pool.query<PgEventRow>({
         ...this.#sql.lastMessages,
         values: [page.map((r) => r.id)],
       });
       for (const m of messages) {
-        const event = this.#codec.decode(m);
+        const event = this.#decode(m);
         if (event.kind === 'message') last.set(page.find((r) => r.uuid === event.conversationId)!.id, event);
       }
     }
@@ -1087,7 +1072,7 @@ export class PostgresStore implements Store {
       const summary: ConversationSummary = {
         conversationId: r.uuid,
         kind: direct ? 'direct' : 'group',
-        role: direct ? 'member' : (roleName(r.role) as MemberRole),
+        role: direct ? 'member' : roleName(r.role),
         memberCount: r.member_count,
         lastSeq: Number(r.last_seq),
         lastActivityAt: Number(r.last_at),
@@ -1228,14 +1213,14 @@ export class PostgresStore implements Store {
       if (actorRow === undefined) return M_FORBIDDEN;
       const actor = actorRow.id;
       if (r.clientMsgId !== undefined) {
-        const [first] = await q<EventRow>('duplicate', [actor, pgText(r.clientMsgId)]);
-        if (first !== undefined) return { status: 'duplicate', event: this.#codec.decode(first) as MessageChangeEvent | StoredMessage };
+        const [first] = await q<PgEventRow>('duplicate', [actor, pgText(r.clientMsgId)]);
+        if (first !== undefined) return { status: 'duplicate', event: this.#decode(first) as MessageChangeEvent | StoredMessage };
       }
       const [located] = await q<{ conv: number }>('targetConv', [messageId, r.tenantId]);
       if (located === undefined) return M_FORBIDDEN;
       const conv = located.conv;
       const [state] = await q<{ last_seq: string; closed: boolean; kind: number }>('lockConv', [conv]);
-      const [row] = await q<EventRow & { sender_int: number }>('target', [messageId]);
+      const [row] = await q<PgEventRow & { sender_int: number }>('target', [messageId]);
       if (state === undefined || row === undefined || state.closed) return M_FORBIDDEN;
       if (row.kind !== EVENT_MESSAGE && row.kind !== EVENT_TOMBSTONE) return M_FORBIDDEN;
       const [me] = await q<{ role: number; left_seq: string | null }>('membership', [conv, actor]);
@@ -1245,19 +1230,19 @@ export class PostgresStore implements Store {
         const window = o.editWindowMs ?? 0;
         if (!own || row.kind !== EVENT_MESSAGE || window <= 0 || r.timestamp - Number(row.ts) > window) return M_FORBIDDEN;
       } else {
-        const moderator = state.kind === KIND_GROUP && (me.role === OWNER || me.role === ADMIN);
+        const moderator = state.kind === KIND_GROUP && (me.role === ROLE_OWNER || me.role === ROLE_ADMIN);
         if (!own && !moderator) return M_FORBIDDEN;
-        if (row.kind === EVENT_TOMBSTONE) return { status: 'unchanged', message: this.#codec.decode(row) as StoredMessage };
+        if (row.kind === EVENT_TOMBSTONE) return { status: 'unchanged', message: this.#decode(row) as StoredMessage };
       }
       const seq = Number(state.last_seq) + 1;
       const cmid = r.clientMsgId === undefined ? null : pgText(r.clientMsgId);
       if (what === 'edit') {
         const body = (r as EditMessageRequest).body;
         const clean = { content: pgText(body.content), mentions: body.mentions, hashtags: body.hashtags, links: body.links };
-        const e = this.#codec.sealBody(r.eventId, clean);
+        const e = this.#codec.encodeBody(r.eventId, clean);
         await q('insertEvent', [conv, seq, r.eventId, EVENT_EDIT, actor, e.content, e.keyId, messageId, e.attachments, e.mentions, e.hashtags, e.links, r.timestamp, cmid]);
-        const old = this.#codec.decode(row) as StoredMessage;
-        const m = this.#codec.sealBody(messageId, { ...clean, ...(old.attachments !== undefined ? { attachments: old.attachments } : {}) });
+        const old = this.#decode(row) as StoredMessage;
+        const m = this.#codec.encodeBody(messageId, { ...clean, ...(old.attachments !== undefined ? { attachments: old.attachments } : {}) });
         await q('setBody', [conv, row.seq, m.content, m.keyId, m.attachments, m.mentions, m.hashtags, m.links, r.timestamp]);
       } else {
         await q('insertEvent', [conv, seq, r.eventId, EVENT_DELETE, actor, '', null, messageId, null, '[]', '[]', '[]', r.timestamp, cmid]);
@@ -1280,12 +1265,12 @@ export class PostgresStore implements Store {
         deliveries.push({ userId: m.uuid, pos });
       }
       if (tl.user.length > 0) await q('appendTimeline', [tl.user, tl.pos, tl.conv, tl.seq]);
-      const [eventRow] = await q<EventRow>('eventById', [r.eventId]);
-      const [messageRow] = await q<EventRow>('eventById', [messageId]);
+      const [eventRow] = await q<PgEventRow>('eventById', [r.eventId]);
+      const [messageRow] = await q<PgEventRow>('eventById', [messageId]);
       return {
         status: 'ok',
-        event: this.#codec.decode(eventRow!) as MessageChangeEvent,
-        message: this.#codec.decode(messageRow!) as StoredMessage,
+        event: this.#decode(eventRow!) as MessageChangeEvent,
+        message: this.#decode(messageRow!) as StoredMessage,
         deliveries,
       };
     });
@@ -1317,6 +1302,11 @@ export class PostgresStore implements Store {
 
   #open(): void {
     if (this.#closed) throw new Error('PostgresStore is closed');
+  }
+
+  /** One row of EVENT_COLUMNS as the event it stores. */
+  #decode(row: PgEventRow): ConversationEvent {
+    return this.#codec.decode(row, eventContext(row));
   }
 
   #ready(): void {
