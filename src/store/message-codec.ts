@@ -5,7 +5,7 @@
  *
  * Each adapter turns its driver's rows into an `EventRow` first (SQLite: 16-byte BLOB uuids to
  * strings, in sqlite-store.ts; PostgreSQL: only its column aliases and the `EventContext` from the
- * joined conversation, in pg-codec.ts); everything after that — kind codes, roles, sealing and
+ * joined conversation, in pg-event-sql.ts); everything after that — kind codes, roles, sealing and
  * opening with their AADs, the payload JSON — is here, once.
  *
  * Stable exports (both adapters use them; do not change their meaning):
