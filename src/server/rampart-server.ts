@@ -30,6 +30,7 @@ import { GroupService } from '../chat/group-service.js';
 import { TimelinePublisher } from '../chat/timeline-publisher.js';
 import type { SessionHooks } from '../session/session.js';
 import { FlushScheduler } from '../session/flush-scheduler.js';
+import { TimerWheel } from '../session/timer-wheel.js';
 import { SessionRegistry } from './session-registry.js';
 import { createHttpRoutes } from './http-routes.js';
 import { NodeConnections } from './node-connections.js';
@@ -208,6 +209,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const hooks: SessionHooks = {
     handleFrame,
     flush: new FlushScheduler(),
+    timers: new TimerWheel(),
     security,
     onAbuse: (session) => {
       void limiter.block(penaltyKey(session.userKey), L.penaltyMs);
@@ -365,6 +367,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       await serverClosed;
       await committer.close();
       await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close(), admin!.close()]);
+      hooks.timers.close();
       logger.info('closed');
     },
   };

@@ -15,6 +15,7 @@ import { CloseCode } from '../protocol/close-codes.js';
 import type { FlushScheduler, Flushable } from './flush-scheduler.js';
 import { closeWith, type Rejection } from '../pipeline/rejection.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
+import type { TimerWheel, WheelEntry } from './timer-wheel.js';
 
 /** What the session needs from its timeline stream (src/sync/device-stream.ts). */
 export interface TimelineStream {
@@ -45,12 +46,18 @@ export interface SessionHooks {
   onClosed(session: Session, code: number): void;
   flush: FlushScheduler;
   security: SecurityEventSink;
+  /** The node's timer wheel: every deadline of every session (src/session/timer-wheel.ts). */
+  timers: TimerWheel;
 }
 
 let nextSessionId = 1;
-const MAX_TIMER_MS = 2 ** 31 - 1;
+type QueuedFrame = { data: Buffer; isBinary: boolean };
+/** Shared, immutable: the rejection for a session whose frame queue overflowed. */
+const QUEUE_OVERFLOW = closeWith('queue_overflow', CloseCode.RATE_LIMIT_ABUSE);
+const AUTH_TIMEOUT = closeWith('auth_timeout', CloseCode.AUTH_TIMEOUT);
+const TOKEN_EXPIRED = closeWith('token_expired', CloseCode.TOKEN_EXPIRED, { type: 'auth_failure', reason: 'token_expired' });
 
-export class Session implements Flushable {
+export class Session implements Flushable, WheelEntry {
   readonly id: string;
   state: SessionState = 'awaiting_auth';
   identity: Identity | undefined;
@@ -63,13 +70,19 @@ export class Session implements Flushable {
   deviceId: string | undefined;
   private stream: TimelineStream | undefined;
 
-  private authTimer: NodeJS.Timeout | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
-  private terminateTimer: NodeJS.Timeout | undefined;
-  private lastPongAt = Date.now();
+  // Deadlines (ms since the epoch; 0: none). The session is scheduled on the node's wheel at the
+  // earliest of them; `onWheel` decides what each one means.
+  private authDueAt = 0;
+  private heartbeatDueAt = 0;
+  private expiryDueAt = 0;
+  private terminateDueAt = 0;
+  /** Maintained by the timer wheel. */
+  wheelDue = 0;
+  wheelSlot = -1;
+  private lastPongAt = 0;
   private busy = false;
-  private queue: { data: Buffer; isBinary: boolean }[] = [];
+  /** Frames that arrived while the pipeline was busy; created on first use (most sessions never need it). */
+  private queue: QueuedFrame[] | undefined;
   private corked = false;
   private violations = 0;
   private violationWindowStart = 0;
@@ -89,7 +102,8 @@ export class Session implements Flushable {
     // Without an error listener a malformed frame would throw from the emitter and crash the
     // process; ws closes the socket itself (1002/1007/1009) after emitting it.
     ws.on('error', this.onError);
-    this.authTimer = setTimeout(this.onAuthTimeout, timings.authTimeout);
+    this.authDueAt = hooks.timers.now() + timings.authTimeout;
+    this.rearm();
   }
 
   get isOpen(): boolean {
@@ -103,17 +117,16 @@ export class Session implements Flushable {
     // With default binaryType ws hands us one Buffer per message.
     const buf = data as Buffer;
     if (this.busy) {
-      if (this.queue.length >= this.timings.maxQueuedFrames) {
-        this.reject(this.queueOverflow);
+      const queue = (this.queue ??= []);
+      if (queue.length >= this.timings.maxQueuedFrames) {
+        this.reject(QUEUE_OVERFLOW);
         return;
       }
-      this.queue.push({ data: buf, isBinary });
+      queue.push({ data: buf, isBinary });
       return;
     }
     this.dispatch(buf, isBinary);
   };
-
-  private readonly queueOverflow = closeWith('queue_overflow', CloseCode.RATE_LIMIT_ABUSE);
 
   private dispatch(data: Buffer, isBinary: boolean): void {
     let result: void | Promise<void>;
@@ -134,8 +147,9 @@ export class Session implements Flushable {
 
   private readonly drain = (): void => {
     this.busy = false;
-    while (!this.busy && this.queue.length > 0 && this.state !== 'closing') {
-      const next = this.queue.shift() as { data: Buffer; isBinary: boolean };
+    const queue = this.queue;
+    while (!this.busy && queue !== undefined && queue.length > 0 && this.state !== 'closing') {
+      const next = queue.shift() as QueuedFrame;
       this.dispatch(next.data, next.isBinary);
     }
   };
@@ -267,11 +281,12 @@ export class Session implements Flushable {
     this.identity = identity;
     this.userKey = userKey;
     this.state = 'active';
-    clearTimeout(this.authTimer);
-    this.authTimer = undefined;
-    this.lastPongAt = Date.now();
-    this.heartbeatTimer = setInterval(this.onHeartbeat, this.timings.heartbeatInterval);
-    this.armExpiry(identity.expiresAt);
+    const now = this.hooks.timers.now();
+    this.authDueAt = 0;
+    this.lastPongAt = now;
+    this.heartbeatDueAt = now + this.timings.heartbeatInterval;
+    this.expiryDueAt = Math.max(identity.expiresAt, 1);
+    this.rearm();
   }
 
   /**
@@ -280,12 +295,37 @@ export class Session implements Flushable {
    */
   refresh(identity: Identity): void {
     this.identity = identity;
-    this.armExpiry(identity.expiresAt);
+    this.expiryDueAt = Math.max(identity.expiresAt, 1);
+    this.rearm();
   }
 
-  private armExpiry(expiresAt: number): void {
-    clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(this.onTokenExpired, Math.min(Math.max(expiresAt - Date.now(), 0), MAX_TIMER_MS));
+  /** Schedules this session on the wheel at its earliest deadline (or takes it off). */
+  private rearm(): void {
+    let due = 0;
+    for (const d of [this.authDueAt, this.heartbeatDueAt, this.expiryDueAt, this.terminateDueAt]) if (d > 0 && (due === 0 || d < due)) due = d;
+    if (due === 0) this.hooks.timers.cancel(this);
+    else if (this.wheelSlot < 0 || this.wheelDue !== due) this.hooks.timers.schedule(this, due);
+  }
+
+  /** The wheel says the earliest deadline passed: act on every deadline that did, then re-arm. */
+  onWheel(now: number): void {
+    if (this.terminateDueAt > 0 && this.terminateDueAt <= now) {
+      this.terminateDueAt = 0;
+      this.ws.terminate();
+    }
+    if (this.authDueAt > 0 && this.authDueAt <= now) {
+      this.authDueAt = 0;
+      if (this.state === 'awaiting_auth' || this.state === 'authenticating') this.reject(AUTH_TIMEOUT);
+    }
+    if (this.heartbeatDueAt > 0 && this.heartbeatDueAt <= now) {
+      this.heartbeatDueAt = now + this.timings.heartbeatInterval;
+      this.heartbeat(now);
+    }
+    if (this.expiryDueAt > 0 && this.expiryDueAt <= now) {
+      this.expiryDueAt = 0;
+      if (this.state === 'active') this.reject(TOKEN_EXPIRED);
+    }
+    this.rearm();
   }
 
   /**
@@ -297,7 +337,7 @@ export class Session implements Flushable {
     this.state = 'closing';
     this.closeCode = code;
     this.clearTimers();
-    this.queue.length = 0;
+    this.queue = undefined;
     if (this.corked) {
       this.corked = false;
       this.socket.uncork();
@@ -305,8 +345,8 @@ export class Session implements Flushable {
     // Close reasons are fixed strings of ours (≤123 bytes), never client data.
     this.ws.close(code, reason.slice(0, 100));
     const grace = force ? 1000 : Math.min(this.timings.heartbeatTimeout, 5000);
-    this.terminateTimer = setTimeout(() => this.ws.terminate(), grace);
-    this.terminateTimer.unref();
+    this.terminateDueAt = this.hooks.timers.now() + grace;
+    this.rearm();
   }
 
   /** Immediate teardown (server shutdown after its grace period). */
@@ -314,37 +354,24 @@ export class Session implements Flushable {
     this.ws.terminate();
   }
 
+  /** Every deadline but the close grace (which `close` arms after this). */
   private clearTimers(): void {
-    clearTimeout(this.authTimer);
-    clearInterval(this.heartbeatTimer);
-    clearTimeout(this.expiryTimer);
-    this.authTimer = this.heartbeatTimer = this.expiryTimer = undefined;
+    this.authDueAt = this.heartbeatDueAt = this.expiryDueAt = 0;
+    this.rearm();
   }
 
-  private readonly onAuthTimeout = (): void => {
-    this.authTimer = undefined;
-    if (this.state === 'awaiting_auth' || this.state === 'authenticating') {
-      this.reject(closeWith('auth_timeout', CloseCode.AUTH_TIMEOUT));
-    }
-  };
-
-  private readonly onHeartbeat = (): void => {
-    if (Date.now() - this.lastPongAt > this.timings.heartbeatTimeout) {
+  private heartbeat(now: number): void {
+    if (this.state === 'closing') return;
+    if (now - this.lastPongAt > this.timings.heartbeatTimeout) {
       this.hooks.security('heartbeat_timeout', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, code: CloseCode.HEARTBEAT_TIMEOUT });
       this.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', true);
       return;
     }
     this.ws.ping();
-  };
+  }
 
   private readonly onPong = (): void => {
-    this.lastPongAt = Date.now();
-  };
-
-  private readonly onTokenExpired = (): void => {
-    this.expiryTimer = undefined;
-    if (this.state !== 'active') return;
-    this.reject(closeWith('token_expired', CloseCode.TOKEN_EXPIRED, { type: 'auth_failure', reason: 'token_expired' }));
+    this.lastPongAt = this.hooks.timers.now();
   };
 
   private readonly onError = (err: Error & { code?: string }): void => {
@@ -353,9 +380,9 @@ export class Session implements Flushable {
 
   private readonly onClose = (code: number): void => {
     this.state = 'closing';
+    this.terminateDueAt = 0;
     this.clearTimers();
-    clearTimeout(this.terminateTimer);
-    this.queue.length = 0;
+    this.queue = undefined;
     this.stream?.close();
     this.ws.off('message', this.onMessage);
     this.hooks.onClosed(this, this.closeCode || code);
