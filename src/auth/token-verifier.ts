@@ -115,19 +115,22 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         }
       : undefined;
 
+  const headerAllowed = (header: Record<string, unknown>): boolean => typeAllowed(header.typ, types, requireType);
+
   return async (token) => {
     if (token.length > options.maxTokenLength) return { ok: false, reason: AuthFailureReason.TOKEN_TOO_LARGE };
+    if (hmac !== undefined) {
+      // One header decode: the `typ` rule is judged on it before the MAC (every refusal here is `invalid_token`).
+      const outcome = verifyHmacJwt(token, hmac.secret, hmac.options, Math.floor(now() / 1000), headerAllowed);
+      if (!outcome.ok) return outcome.expired ? { ok: false, reason: AuthFailureReason.TOKEN_EXPIRED } : invalid;
+      return identityOf(outcome.payload);
+    }
     let payload: JWTPayload;
     try {
       // Judged before any key is fetched; refusing on an unverified header is safe.
       if (!typeAllowed(decodeProtectedHeader(token).typ, types, requireType)) return invalid;
     } catch {
       return invalid;
-    }
-    if (hmac !== undefined) {
-      const outcome = verifyHmacJwt(token, hmac.secret, hmac.options, Math.floor(now() / 1000));
-      if (!outcome.ok) return outcome.expired ? { ok: false, reason: AuthFailureReason.TOKEN_EXPIRED } : invalid;
-      return identityOf(outcome.payload);
     }
     try {
       const opts = options.now !== undefined ? { ...verifyOptions, currentDate: new Date(now()) } : verifyOptions;
