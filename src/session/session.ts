@@ -57,13 +57,30 @@ const QUEUE_OVERFLOW = closeWith('queue_overflow', CloseCode.RATE_LIMIT_ABUSE);
 const AUTH_TIMEOUT = closeWith('auth_timeout', CloseCode.AUTH_TIMEOUT);
 const TOKEN_EXPIRED = closeWith('token_expired', CloseCode.TOKEN_EXPIRED, { type: 'auth_failure', reason: 'token_expired' });
 
+// The socket's listeners are shared functions, not four closures per session: ws calls them with
+// `this` = the WebSocket, which points back at its session.
+const SESSION = Symbol('rampart.session');
+type SessionSocket = WebSocket & { [SESSION]: Session };
+const sessionOf = (ws: WebSocket): Session => (ws as SessionSocket)[SESSION];
+function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  sessionOf(this).onMessage(data, isBinary);
+}
+function onSocketPong(this: WebSocket): void {
+  sessionOf(this).onPong();
+}
+function onSocketClose(this: WebSocket, code: number): void {
+  sessionOf(this).onClose(code);
+}
+function onSocketError(this: WebSocket, err: Error & { code?: string }): void {
+  sessionOf(this).onError(err);
+}
+
 export class Session implements Flushable, WheelEntry {
   readonly id: string;
   state: SessionState = 'awaiting_auth';
   identity: Identity | undefined;
   /** `tenant:userId`: the key for the bus, registry and per-user limits. */
   userKey = '';
-  readonly openedAt = Date.now();
   /** True while this session holds a slot of `maxConnectionsPerUser` in the registry. */
   holdsUserSlot = false;
   /** The device named in `auth`, if any. */
@@ -96,12 +113,13 @@ export class Session implements Flushable, WheelEntry {
     private readonly hooks: SessionHooks,
   ) {
     this.id = `s${nextSessionId++}`;
-    ws.on('message', this.onMessage);
-    ws.on('pong', this.onPong);
-    ws.on('close', this.onClose);
+    (ws as SessionSocket)[SESSION] = this;
+    ws.on('message', onSocketMessage);
+    ws.on('pong', onSocketPong);
+    ws.on('close', onSocketClose);
     // Without an error listener a malformed frame would throw from the emitter and crash the
     // process; ws closes the socket itself (1002/1007/1009) after emitting it.
-    ws.on('error', this.onError);
+    ws.on('error', onSocketError);
     this.authDueAt = hooks.timers.now() + timings.authTimeout;
     this.rearm();
   }
@@ -112,7 +130,8 @@ export class Session implements Flushable, WheelEntry {
 
   // ── inbound ────────────────────────────────────────────────────────────────────────────────
 
-  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+  /** @internal the socket's 'message' (see onSocketMessage). */
+  onMessage(data: RawData, isBinary: boolean): void {
     if (this.state === 'closing') return;
     // With default binaryType ws hands us one Buffer per message.
     const buf = data as Buffer;
@@ -126,7 +145,7 @@ export class Session implements Flushable, WheelEntry {
       return;
     }
     this.dispatch(buf, isBinary);
-  };
+  }
 
   private dispatch(data: Buffer, isBinary: boolean): void {
     let result: void | Promise<void>;
@@ -285,7 +304,7 @@ export class Session implements Flushable, WheelEntry {
     this.authDueAt = 0;
     this.lastPongAt = now;
     this.heartbeatDueAt = now + this.timings.heartbeatInterval;
-    this.expiryDueAt = Math.max(identity.expiresAt, 1);
+    this.expiryDueAt = this.expiryOf(identity, now);
     this.rearm();
   }
 
@@ -295,8 +314,13 @@ export class Session implements Flushable, WheelEntry {
    */
   refresh(identity: Identity): void {
     this.identity = identity;
-    this.expiryDueAt = Math.max(identity.expiresAt, 1);
+    this.expiryDueAt = this.expiryOf(identity, this.hooks.timers.now());
     this.rearm();
+  }
+
+  /** The token's expiry on the wheel's clock (never 0, which means "no deadline"). */
+  private expiryOf(identity: Identity, now: number): number {
+    return Math.max(now + Math.max(identity.expiresAt - Date.now(), 0), 1);
   }
 
   /** Schedules this session on the wheel at its earliest deadline (or takes it off). */
@@ -370,21 +394,24 @@ export class Session implements Flushable, WheelEntry {
     this.ws.ping();
   }
 
-  private readonly onPong = (): void => {
+  /** @internal */
+  onPong(): void {
     this.lastPongAt = this.hooks.timers.now();
-  };
+  }
 
-  private readonly onError = (err: Error & { code?: string }): void => {
+  /** @internal */
+  onError(err: Error & { code?: string }): void {
     this.hooks.security('protocol_error', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, detail: err.code ?? 'ws_error' });
-  };
+  }
 
-  private readonly onClose = (code: number): void => {
+  /** @internal */
+  onClose(code: number): void {
     this.state = 'closing';
     this.terminateDueAt = 0;
     this.clearTimers();
     this.queue = undefined;
     this.stream?.close();
-    this.ws.off('message', this.onMessage);
+    this.ws.off('message', onSocketMessage);
     this.hooks.onClosed(this, this.closeCode || code);
-  };
+  }
 }

@@ -25,11 +25,16 @@ export interface TimerWheelOptions {
   tickMs?: number;
   /** Slots per revolution (default 4096: 204.8 s at 50 ms). */
   slots?: number;
-  /** The clock (tests); `Date.now` by default. */
+  /**
+   * The clock, ms. Default: whole ms of `performance.now()` — monotonic, and a small integer (a
+   * V8 Smi for the first 12 days of the process), so a session's deadlines are not boxed numbers.
+   */
   now?: () => number;
   /** Drive the wheel with an unref'd interval while anything is scheduled (default true; tests call `advance`). */
   autoTick?: boolean;
 }
+
+const monotonicMs = (): number => Math.floor(performance.now());
 
 export class TimerWheel {
   readonly tickMs: number;
@@ -48,7 +53,7 @@ export class TimerWheel {
     this.tickMs = options.tickMs ?? 50;
     const n = options.slots ?? 4096;
     this.#slots = Array.from({ length: n }, () => new Set<WheelEntry>());
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? monotonicMs;
     this.#autoTick = options.autoTick ?? true;
     this.#lastTick = Math.floor(this.#now() / this.tickMs);
   }
