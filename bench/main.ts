@@ -48,6 +48,8 @@ const knobs = {
   targets: list('BENCH_TARGETS', ['ws_plain', 'ws_cork', 'ws_jwt', 'socketio', 'rampart']),
   rampart: env.BENCH_RAMPART ?? 'auto', // auto | mock | off
   rampartCmd: env.BENCH_RAMPART_CMD ?? '', // e.g. "node dist/cli.js serve --config {config}"
+  /** A second Rampart build as target `rampart_b` (A/B within one run), e.g. "node /other/tree/dist/cli.js serve --config {config}". */
+  rampartBCmd: env.BENCH_RAMPART_B_CMD ?? '',
   rampartPath: env.BENCH_RAMPART_PATH ?? '/ws',
   rampartConfigOverride: env.BENCH_RAMPART_CONFIG ?? '', // JSON file deep-merged over the generated config
   rampartLogLevel: env.BENCH_RAMPART_LOG_LEVEL ?? 'warn',
@@ -123,7 +125,7 @@ const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i)
 const log = (...a: unknown[]) => console.log(`[bench ${((Date.now() - T_START) / 1000).toFixed(0).padStart(4)}s]`, ...a);
 
 // ---------------------------------------------------------------- targets
-type TargetName = 'ws_plain' | 'ws_cork' | 'ws_jwt' | 'socketio' | 'rampart';
+type TargetName = 'ws_plain' | 'ws_cork' | 'ws_jwt' | 'socketio' | 'rampart' | 'rampart_b';
 interface Target {
   name: TargetName;
   label: string;
@@ -162,6 +164,7 @@ const ALL_TARGETS: Target[] = [
   { name: 'ws_cork', label: 'ws relay, corked per turn', proto: 'bare', available: true },
   { name: 'ws_jwt', label: 'ws + Origin + jose JWT', proto: 'rampart', available: true },
   { name: 'socketio', label: 'Socket.IO + jose io.use', proto: 'socketio', available: true },
+  { name: 'rampart_b', label: 'Rampart B (BENCH_RAMPART_B_CMD)', proto: 'rampart', available: Boolean(knobs.rampartBCmd), why: 'BENCH_RAMPART_B_CMD not set' },
 ];
 
 // ---------------------------------------------------------------- servers
@@ -250,12 +253,13 @@ async function startServer(t: Target, scn: Scenario, extra?: Record<string, unkn
   else if (t.name === 'ws_cork') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'cork'];
   else if (t.name === 'ws_jwt') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'jwt'];
   else if (t.name === 'socketio') argv = [...node, 'bench/servers/socketio-relay.mjs', ...common];
-  else if (knobs.rampart === 'mock') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'rampart-mock'];
+  else if (knobs.rampart === 'mock' && t.name === 'rampart') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'rampart-mock'];
   else {
     const cfgFile = path.join(dir, 'rampart.json');
     writeFileSync(cfgFile, JSON.stringify(rampartConfig(scn, port, dir, extra), null, 2));
-    if (knobs.rampartCmd) {
-      const parts = knobs.rampartCmd.split(/\s+/).filter(Boolean).map((p) => p.replace('{config}', cfgFile));
+    const cmd = t.name === 'rampart_b' ? knobs.rampartBCmd : knobs.rampartCmd;
+    if (cmd) {
+      const parts = cmd.split(/\s+/).filter(Boolean).map((p) => p.replace('{config}', cfgFile));
       argv = parts[0] === 'node' ? [...node, ...parts.slice(1)] : parts;
     } else argv = [...node, 'dist/cli.js', 'serve', '--config', cfgFile];
   }
@@ -298,7 +302,7 @@ async function startServer(t: Target, scn: Scenario, extra?: Record<string, unkn
         await sleep(50);
       }
       let metricsHeapUsed: number | null = null;
-      if (t.name === 'rampart' && knobs.rampart !== 'mock') {
+      if ((t.name === 'rampart' || t.name === 'rampart_b') && knobs.rampart !== 'mock') {
         try {
           const r = await httpGet(port, '/metrics', 3000);
           const mm = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})?\s+([0-9.e+]+)/m.exec(r.body);
