@@ -246,7 +246,8 @@ async function startServer(t: Target, scn: Scenario, extra?: Record<string, unkn
   mkdirSync(dir, { recursive: true });
   const logFile = path.join(dir, 'server.log');
   const probeFile = path.join(dir, 'probe.json');
-  const node = [process.execPath, '--expose-gc', '--import', PROBE];
+  // BENCH_SERVER_NODE_ARGS: extra node flags for every server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const node = [process.execPath, ...(env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean), '--expose-gc', '--import', PROBE];
   let argv: string[];
   const common = ['--port', String(port), '--secret', SECRET, '--origin', ORIGIN];
   if (t.name === 'ws_plain') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'plain'];
