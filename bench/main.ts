@@ -834,8 +834,8 @@ await scenario('attack', tAtk, (t) => runAttack(t, (t as any).variant === 'attac
 // Rampart's relay with its SQLite database in memory (no file, no fsync): the storage I/O share of the per-message cost.
 await scenario('relay_sqlite_memory', want(['rampart']), (t) => runRelay(t, { storage: 'sqlite::memory:' }));
 await scenario('cluster', want(['rampart']), runCluster, ['single_pg', 'cross_node']);
-await scenario('group', want(['rampart']), runGroup);
-await scenario('storm', want(['rampart']), runStorm);
+await scenario('group', want(['rampart', 'rampart_b']), runGroup);
+await scenario('storm', want(['rampart', 'rampart_b']), runStorm);
 
 // Storage micro-benchmark (in this process: it measures the adapter, not a server).
 let storeBench: StoreBenchResult | null = null;
@@ -949,10 +949,10 @@ const ratios: Record<string, number | null> = Object.fromEntries(Object.entries(
 /** Server CPU µs per relayed message, by server (median over repeats): the per-message pipeline cost. */
 const cpuUsPerMessage: Record<string, number | null> = {};
 for (const key of Object.keys(results.relay ?? {})) cpuUsPerMessage[key] = med('relay', key, 'server.usPerMessage');
-if (results.relay_sqlite_memory) cpuUsPerMessage['rampart (SQLite in memory)'] = med('relay_sqlite_memory', 'rampart', 'server.usPerMessage');
+if (results.relay_sqlite_memory) cpuUsPerMessage['Rampart, SQLite in memory'] = med('relay_sqlite_memory', 'rampart', 'server.usPerMessage');
 if (results.cluster) {
-  cpuUsPerMessage['rampart (PostgreSQL, one node)'] = med('cluster', 'rampart:single_pg', 'server.usPerMessage');
-  cpuUsPerMessage['rampart (PostgreSQL + Redis, two nodes, both counted)'] = med('cluster', 'rampart:cross_node', 'server.usPerMessage');
+  cpuUsPerMessage['Rampart, PostgreSQL, one node'] = med('cluster', 'rampart:single_pg', 'server.usPerMessage');
+  cpuUsPerMessage['Rampart, PostgreSQL + Redis, two nodes (both counted)'] = med('cluster', 'rampart:cross_node', 'server.usPerMessage');
 }
 ratios.store_dm_vs_append = storeBench?.ratios.store_dm_vs_append ?? null;
 ratios.store_group100_per_recipient_vs_append = storeBench?.ratios.store_group100_per_recipient_vs_append ?? null;
