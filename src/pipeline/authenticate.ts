@@ -15,7 +15,7 @@ import type { SessionRegistry } from '../server/session-registry.js';
 import type { ChatService } from '../chat/chat-service.js';
 import type { AuthFrame } from '../protocol/client-frames.js';
 import { userKeyOf } from '../chat/authorization.js';
-import { DeviceStream, type DeviceStreamOptions } from '../sync/device-stream.js';
+import { DeviceStream, type DeviceStreamOptions, type TimelineReader } from '../sync/device-stream.js';
 import { closeWith } from './rejection.js';
 import type { AccessPolicy } from '../admin/access-policy.js';
 
@@ -126,12 +126,15 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     onGiveUp: (outlet) => (outlet as Session).sendFrame({ type: 'error', reason: 'storage_unavailable' }),
   };
 
+  /** One reader for every stream: the session's identity names the timeline (a refresh keeps user and tenant). */
+  const readTimeline: TimelineReader = (after, limit, outlet) => o.chat.timeline((outlet as Session).identity!, after, limit);
+
   async function activate(session: Session, identity: Identity, userKey: string, resume: ResumeRequest): Promise<void> {
     session.activate(identity, userKey);
     session.deviceId = resume.deviceId;
     o.onAuthenticated(session);
     o.onAuthResult?.('success');
-    const stream = new DeviceStream(session, (after, limit) => o.chat.timeline(identity, after, limit), streamOptions);
+    const stream = new DeviceStream(session, readTimeline, streamOptions);
     session.attachStream(stream);
     // Subscribed before the resume point is read: live frames from now on are held by the stream
     // (it starts in reading mode), so nothing falls between the read and the subscription.

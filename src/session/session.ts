@@ -157,21 +157,25 @@ export class Session implements Flushable, WheelEntry {
     }
     if (result !== undefined) {
       this.busy = true;
-      result.then(this.drain, (err: unknown) => {
-        this.internalError(err);
-        this.drain();
-      });
+      // Closures per async frame (short-lived), not a bound `drain` per session (held while idle).
+      result.then(
+        () => this.drain(),
+        (err: unknown) => {
+          this.internalError(err);
+          this.drain();
+        },
+      );
     }
   }
 
-  private readonly drain = (): void => {
+  private drain(): void {
     this.busy = false;
     const queue = this.queue;
     while (!this.busy && queue !== undefined && queue.length > 0 && this.state !== 'closing') {
       const next = queue.shift() as QueuedFrame;
       this.dispatch(next.data, next.isBinary);
     }
-  };
+  }
 
   private internalError(err: unknown): void {
     this.hooks.security('internal_error', { sessionId: this.id, ip: this.ip, detail: err instanceof Error ? err.name : 'unknown' });

@@ -17,8 +17,8 @@ import type { TimelinePage } from '../store/store.js';
 import { eventBody, timelineFrame } from '../chat/timeline-frames.js';
 import { sendPaced, type PacedOutlet } from './paced-send.js';
 
-/** The user's timeline, as storage has it. */
-export type TimelineReader = (after: number, limit: number) => Promise<TimelinePage>;
+/** The user's timeline, as storage has it (`outlet`: the stream's own, so one reader can serve a node). */
+export type TimelineReader = (after: number, limit: number, outlet: PacedOutlet) => Promise<TimelinePage>;
 
 export interface DeviceStreamOptions {
   /** Entries per storage read. */
@@ -178,7 +178,7 @@ export class DeviceStream {
     const { readAttempts } = this.options;
     for (let attempt = 1, delay = this.options.retryMs; this.outlet.isOpen; attempt++, delay *= 2) {
       try {
-        return await this.read(this.#lastPos, limit);
+        return await this.read(this.#lastPos, limit, this.outlet);
       } catch (err) {
         this.options.onReadFailed(err);
         if (attempt >= readAttempts) {
