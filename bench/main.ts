@@ -23,6 +23,10 @@ import type { RelayConfig } from './load/relay.js';
 import type { IdleConfig } from './load/idle.js';
 import type { HandshakeConfig } from './load/handshake.js';
 import type { AttackConfig } from './load/attacker.js';
+import type { GroupConfig } from './load/group.js';
+import type { StormConfig } from './load/storm.js';
+import pg from 'pg';
+import { Redis } from 'ioredis';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(ROOT);
@@ -37,10 +41,15 @@ const list = (k: string, d: string[]) => (env[k] ? env[k]!.split(',').map((s) =>
 const knobs = {
   quick: QUICK,
   repeats: num('BENCH_REPEATS', QUICK ? 1 : 3),
-  scenarios: list('BENCH_SCENARIOS', ['relay', 'idle', 'handshake', 'attack']),
+  scenarios: list('BENCH_SCENARIOS', ['relay', 'relay_sqlite_memory', 'idle', 'handshake', 'attack', 'cluster', 'group', 'storm']),
+  /** PostgreSQL server and Redis for the cluster and storm scenarios (a database is created per run and dropped). */
+  pgUrl: env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+  redisUrl: env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
   targets: list('BENCH_TARGETS', ['ws_plain', 'ws_cork', 'ws_jwt', 'socketio', 'rampart']),
   rampart: env.BENCH_RAMPART ?? 'auto', // auto | mock | off
   rampartCmd: env.BENCH_RAMPART_CMD ?? '', // e.g. "node dist/cli.js serve --config {config}"
+  /** A second Rampart build as target `rampart_b` (A/B within one run), e.g. "node /other/tree/dist/cli.js serve --config {config}". */
+  rampartBCmd: env.BENCH_RAMPART_B_CMD ?? '',
   rampartPath: env.BENCH_RAMPART_PATH ?? '/ws',
   rampartConfigOverride: env.BENCH_RAMPART_CONFIG ?? '', // JSON file deep-merged over the generated config
   rampartLogLevel: env.BENCH_RAMPART_LOG_LEVEL ?? 'warn',
@@ -84,6 +93,26 @@ const knobs = {
     maxReconnectsPerSec: num('BENCH_ATTACK_RECONNECTS', 20),
     targets: list('BENCH_ATTACK_TARGETS', ['rampart', 'ws_plain']),
   },
+  cluster: {
+    pairs: num('BENCH_CLUSTER_PAIRS', QUICK ? 20 : 50),
+    window: num('BENCH_CLUSTER_WINDOW', QUICK ? 16 : 20),
+    warmupMs: num('BENCH_CLUSTER_WARMUP_MS', QUICK ? 500 : 1500),
+    measureMs: num('BENCH_CLUSTER_MS', QUICK ? 2000 : 6000),
+  },
+  group: {
+    members: num('BENCH_GROUP_MEMBERS', 100),
+    senders: num('BENCH_GROUP_SENDERS', 4),
+    window: num('BENCH_GROUP_WINDOW', 8),
+    warmupMs: num('BENCH_GROUP_WARMUP_MS', QUICK ? 500 : 1500),
+    measureMs: num('BENCH_GROUP_MS', QUICK ? 2000 : 6000),
+  },
+  storm: {
+    clients: num('BENCH_STORM_CLIENTS', QUICK ? 2000 : 10000),
+    perWorker: num('BENCH_STORM_PER_WORKER', 5000),
+    backoffBaseMs: num('BENCH_STORM_BACKOFF_MS', 1000),
+    backoffCapMs: num('BENCH_STORM_BACKOFF_CAP_MS', 30000),
+    sampleMs: 250,
+  },
 };
 
 const SERVER_CORE = hasTaskset && os.cpus().length >= 2 ? 0 : null;
@@ -96,7 +125,7 @@ const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i)
 const log = (...a: unknown[]) => console.log(`[bench ${((Date.now() - T_START) / 1000).toFixed(0).padStart(4)}s]`, ...a);
 
 // ---------------------------------------------------------------- targets
-type TargetName = 'ws_plain' | 'ws_cork' | 'ws_jwt' | 'socketio' | 'rampart';
+type TargetName = 'ws_plain' | 'ws_cork' | 'ws_jwt' | 'socketio' | 'rampart' | 'rampart_b';
 interface Target {
   name: TargetName;
   label: string;
@@ -104,7 +133,7 @@ interface Target {
   available: boolean;
   why?: string;
 }
-type Scenario = 'relay' | 'idle' | 'handshake' | 'attack';
+type Scenario = 'relay' | 'relay_sqlite_memory' | 'idle' | 'handshake' | 'attack' | 'cluster' | 'group' | 'storm';
 
 function resolveRampart(): Target {
   const t: Target = { name: 'rampart', label: 'Rampart', proto: 'rampart', available: false };
@@ -135,6 +164,7 @@ const ALL_TARGETS: Target[] = [
   { name: 'ws_cork', label: 'ws relay, corked per turn', proto: 'bare', available: true },
   { name: 'ws_jwt', label: 'ws + Origin + jose JWT', proto: 'rampart', available: true },
   { name: 'socketio', label: 'Socket.IO + jose io.use', proto: 'socketio', available: true },
+  { name: 'rampart_b', label: 'Rampart B (BENCH_RAMPART_B_CMD)', proto: 'rampart', available: Boolean(knobs.rampartBCmd), why: 'BENCH_RAMPART_B_CMD not set' },
 ];
 
 // ---------------------------------------------------------------- servers
@@ -165,7 +195,7 @@ function deepMerge(a: any, b: any): any {
 }
 
 /** Rampart's config for a scenario: limits out of the way, except in `attack` where defaults apply. */
-function rampartConfig(scn: Scenario, port: number, dir: string): Record<string, unknown> {
+function rampartConfig(scn: Scenario, port: number, dir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   const base: Record<string, unknown> = {
     port,
     host: '127.0.0.1',
@@ -199,7 +229,7 @@ function rampartConfig(scn: Scenario, port: number, dir: string): Record<string,
     },
     chat: { maxInboxSize: 1_000_000 },
   };
-  let cfg: Record<string, unknown> = scn === 'attack' ? base : open;
+  let cfg: Record<string, unknown> = deepMerge(scn === 'attack' ? base : open, extra);
   if (knobs.rampartConfigOverride) {
     const o = JSON.parse(readFileSync(knobs.rampartConfigOverride, 'utf8'));
     cfg = deepMerge(cfg, o.all ?? {});
@@ -209,26 +239,28 @@ function rampartConfig(scn: Scenario, port: number, dir: string): Record<string,
 }
 
 let serverSeq = 0;
-async function startServer(t: Target, scn: Scenario): Promise<Server> {
+async function startServer(t: Target, scn: Scenario, extra?: Record<string, unknown>): Promise<Server> {
   const port = await freePort();
   const id = `${scn}-${t.name}-${++serverSeq}`;
   const dir = path.join(WORK, id);
   mkdirSync(dir, { recursive: true });
   const logFile = path.join(dir, 'server.log');
   const probeFile = path.join(dir, 'probe.json');
-  const node = [process.execPath, '--expose-gc', '--import', PROBE];
+  // BENCH_SERVER_NODE_ARGS: extra node flags for every server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const node = [process.execPath, ...(env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean), '--expose-gc', '--import', PROBE];
   let argv: string[];
   const common = ['--port', String(port), '--secret', SECRET, '--origin', ORIGIN];
   if (t.name === 'ws_plain') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'plain'];
   else if (t.name === 'ws_cork') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'cork'];
   else if (t.name === 'ws_jwt') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'jwt'];
   else if (t.name === 'socketio') argv = [...node, 'bench/servers/socketio-relay.mjs', ...common];
-  else if (knobs.rampart === 'mock') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'rampart-mock'];
+  else if (knobs.rampart === 'mock' && t.name === 'rampart') argv = [...node, 'bench/servers/ws-relay.mjs', ...common, '--mode', 'rampart-mock'];
   else {
     const cfgFile = path.join(dir, 'rampart.json');
-    writeFileSync(cfgFile, JSON.stringify(rampartConfig(scn, port, dir), null, 2));
-    if (knobs.rampartCmd) {
-      const parts = knobs.rampartCmd.split(/\s+/).filter(Boolean).map((p) => p.replace('{config}', cfgFile));
+    writeFileSync(cfgFile, JSON.stringify(rampartConfig(scn, port, dir, extra), null, 2));
+    const cmd = t.name === 'rampart_b' ? knobs.rampartBCmd : knobs.rampartCmd;
+    if (cmd) {
+      const parts = cmd.split(/\s+/).filter(Boolean).map((p) => p.replace('{config}', cfgFile));
       argv = parts[0] === 'node' ? [...node, ...parts.slice(1)] : parts;
     } else argv = [...node, 'dist/cli.js', 'serve', '--config', cfgFile];
   }
@@ -271,7 +303,7 @@ async function startServer(t: Target, scn: Scenario): Promise<Server> {
         await sleep(50);
       }
       let metricsHeapUsed: number | null = null;
-      if (t.name === 'rampart' && knobs.rampart !== 'mock') {
+      if ((t.name === 'rampart' || t.name === 'rampart_b') && knobs.rampart !== 'mock') {
         try {
           const r = await httpGet(port, '/metrics', 3000);
           const mm = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})?\s+([0-9.e+]+)/m.exec(r.body);
@@ -321,8 +353,8 @@ function workerLog(name: string): string {
   return path.join(WORK, `${name}-${++serverSeq}.log`);
 }
 
-async function runRelay(t: Target): Promise<any> {
-  const srv = await startServer(t, 'relay');
+async function runRelay(t: Target, extra?: Record<string, unknown>): Promise<any> {
+  const srv = await startServer(t, 'relay', extra);
   const k = knobs.relay;
   const w = new Worker('relay-gen', 'bench/load/relay.ts', workerLog('relay-gen'), LOAD_CORE);
   try {
@@ -480,6 +512,197 @@ async function runAttack(t: Target, withAttacker: boolean): Promise<any> {
   }
 }
 
+// ---------------------------------------------------------------- cluster, group, storm
+/** A fresh PostgreSQL database for one run (dropped afterwards): its own pg_stat_database row. */
+async function createDatabase(tag: string): Promise<{ url: string; drop(): Promise<void>; xacts(): Promise<{ xacts: number; fetched: number; returned: number } | null> }> {
+  const name = `rampart_bench_${tag}_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: knobs.pgUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const u = new URL(knobs.pgUrl);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    async xacts() {
+      try {
+        const r = await admin.query('SELECT xact_commit + xact_rollback AS x, tup_fetched AS f, tup_returned AS r FROM pg_stat_database WHERE datname = $1', [name]);
+        const row = r.rows[0];
+        return row ? { xacts: Number(row.x), fetched: Number(row.f), returned: Number(row.r) } : null;
+      } catch {
+        return null;
+      }
+    },
+    async drop() {
+      try {
+        await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await admin.end().catch(() => {});
+      }
+    },
+  };
+}
+
+async function dropRedisPrefix(prefix: string): Promise<void> {
+  const r = new Redis(knobs.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await r.connect();
+    for await (const batch of r.scanStream({ match: `${prefix}*`, count: 1000 }) as AsyncIterable<string[]>) if (batch.length) await r.del(...batch);
+    await r.quit();
+  } catch {
+    r.disconnect();
+  }
+}
+
+/** Cross-node relay (senders on node A, recipients on node B; shared Redis + PostgreSQL) or the same load on one PostgreSQL node. */
+async function runCluster(t: Target & { variant?: string }): Promise<any> {
+  const cross = t.variant === 'cross_node';
+  const k = knobs.cluster;
+  const db = await createDatabase('cluster');
+  const prefix = `rampart-bench-${randomBytes(4).toString('hex')}:`;
+  const extra = { storage: db.url, ...(cross ? { redisUrl: knobs.redisUrl, redisKeyPrefix: prefix } : {}) };
+  const servers: Server[] = [];
+  let w: Worker | null = null;
+  try {
+    servers.push(await startServer(t, 'cluster', extra));
+    if (cross) servers.push(await startServer(t, 'cluster', extra));
+    const [a, b] = [servers[0]!, servers[servers.length - 1]!];
+    w = new Worker('cluster-gen', 'bench/load/relay.ts', workerLog('cluster-gen'), LOAD_CORE);
+    const cfg: RelayConfig = {
+      proto: t.proto, host: '127.0.0.1', port: a.port, recipientPort: b.port, rampartPath: knobs.rampartPath, origin: ORIGIN, secret: SECRET,
+      pairs: Array.from({ length: k.pairs }, () => ({ s: randomUUID(), r: randomUUID() })),
+      window: k.window, warmupMs: k.warmupMs, measureMs: k.measureMs, drainMs: 3000, contentBytes: 100,
+      ackBatch: 50, ackFlushMs: 50, sources: [], connectConcurrency: 50, stallMs: 3000,
+      maxMs: k.warmupMs + k.measureMs + 120_000,
+    };
+    w.send({ cmd: 'start', cfg });
+    const ready = await w.next('ready', 60_000);
+    if (ready.recipients.ok !== k.pairs || ready.senders.ok !== k.pairs) throw new Error(`cluster: connected ${JSON.stringify(ready)}`);
+    // Both nodes' CPU together (they share the server core).
+    const both = { cpu: () => servers.reduce<number | null>((acc, s) => (acc === null ? null : ((c) => (c === null ? null : acc + c))(s.cpu())), 0) } as Server;
+    const win = cpuWindow(w, both);
+    w.send({ cmd: 'go' });
+    const r = (await w.next('result', k.warmupMs + k.measureMs + 60_000)).result;
+    const c = win(r.measuredMs, r.delivered, r.cpu.total);
+    return { ...r, nodes: servers.length, server: { cpuMs: c.cpuMs, cpuPct: c.cpuPct, usPerMessage: c.usPerOp }, otherCpuPct: c.otherCpuPct };
+  } finally {
+    await w?.stop();
+    await Promise.all(servers.map((s) => s.stop()));
+    await db.drop().catch(() => {});
+    if (cross) await dropRedisPrefix(prefix);
+  }
+}
+
+/** One group of `members`, `senders` of them sending into it closed-loop (SQLite, one node). */
+async function runGroup(t: Target): Promise<any> {
+  const k = knobs.group;
+  const srv = await startServer(t, 'group');
+  const w = new Worker('group-gen', 'bench/load/group.ts', workerLog('group-gen'), LOAD_CORE);
+  try {
+    const cfg: GroupConfig = {
+      proto: t.proto, host: '127.0.0.1', port: srv.port, rampartPath: knobs.rampartPath, origin: ORIGIN, secret: SECRET,
+      members: Array.from({ length: k.members }, () => randomUUID()), senders: k.senders, window: k.window,
+      warmupMs: k.warmupMs, measureMs: k.measureMs, drainMs: 3000, contentBytes: 100, ackFlushMs: 100,
+      sources: [], connectConcurrency: 50, stallMs: 3000, maxMs: k.warmupMs + k.measureMs + 120_000,
+    };
+    w.send({ cmd: 'start', cfg });
+    const ready = await w.next('ready', 60_000);
+    if (ready.members.ok !== k.members || !ready.conversationId) throw new Error(`group: ${JSON.stringify(ready)}`);
+    const win = cpuWindow(w, srv);
+    w.send({ cmd: 'go' });
+    const r = (await w.next('result', k.warmupMs + k.measureMs + 60_000)).result;
+    const c = win(r.measuredMs, r.completed, r.cpu.total);
+    return {
+      ...r,
+      server: { cpuMs: c.cpuMs, cpuPct: c.cpuPct, usPerMessage: c.usPerOp, usPerDelivery: c.cpuMs !== null && r.delivered ? (c.cpuMs * 1000) / r.delivered : null },
+      otherCpuPct: c.otherCpuPct,
+    };
+  } finally {
+    await w.stop();
+    await srv.stop();
+  }
+}
+
+/** `clients` authenticated clients dropped at once, reconnecting with backoff; PostgreSQL storage, its own database. */
+async function runStorm(t: Target): Promise<any> {
+  const k = knobs.storm;
+  const db = await createDatabase('storm');
+  const srv = await startServer(t, 'storm', { storage: db.url });
+  const nWorkers = Math.max(1, Math.ceil(k.clients / k.perWorker));
+  const per = Math.ceil(k.clients / nWorkers);
+  const workers: Worker[] = [];
+  const sources = range(2, 9);
+  try {
+    for (let i = 0; i < nWorkers; i++) {
+      const w = new Worker(`storm-${i}`, 'bench/load/storm.ts', workerLog(`storm-${i}`), LOAD_CORE, per + 200);
+      const cfg: StormConfig = {
+        proto: t.proto, host: '127.0.0.1', port: srv.port, rampartPath: knobs.rampartPath, origin: ORIGIN, secret: SECRET,
+        users: Array.from({ length: per }, () => randomUUID()),
+        sources: sources.slice(i % sources.length).concat(sources.slice(0, i % sources.length)),
+        concurrency: 100, openTimeoutMs: 180_000, backoff: { baseMs: k.backoffBaseMs, capMs: k.backoffCapMs },
+        recoverTimeoutMs: 180_000, sampleMs: k.sampleMs, maxMs: 15 * 60_000,
+      };
+      w.send({ cmd: 'start', cfg });
+      workers.push(w);
+    }
+    for (const w of workers) await w.next('ready', 60_000);
+    workers.forEach((w) => w.send({ cmd: 'open' }));
+    const opened = await Promise.all(workers.map((w) => w.next('opened', 240_000)));
+    const ok = opened.reduce((a, o) => a + o.ok, 0);
+    if (ok !== per * nWorkers) throw new Error(`storm: opened ${ok} of ${per * nWorkers}`);
+    await sleep(2500); // let pg_stat_database catch up with the opening phase
+    const before = await db.xacts();
+    const cpu0 = srv.cpu();
+    const series: { ms: number; xacts: number }[] = [];
+    const t0 = Date.now();
+    workers.forEach((w) => w.send({ cmd: 'drop' }));
+    const done = Promise.all(workers.map((w) => w.next('recovered', 240_000)));
+    let finished = false;
+    void done.then(() => (finished = true), () => (finished = true));
+    while (!finished) {
+      await sleep(1000);
+      const x = await db.xacts();
+      if (x && before) series.push({ ms: Date.now() - t0, xacts: x.xacts - before.xacts });
+    }
+    const rec = await done;
+    const recoveryMs = Math.max(...rec.map((r) => r.recoveryMs));
+    const serverCpuMs = cpu0 !== null && srv.cpu() !== null ? srv.cpu()! - cpu0 : null;
+    await sleep(2500); // stats are flushed by each backend about once a second
+    const after = await db.xacts();
+    const storageXacts = after && before ? after.xacts - before.xacts : null;
+    const perSec = series.map((p, i) => ((p.xacts - (i ? series[i - 1]!.xacts : 0)) * 1000) / (p.ms - (i ? series[i - 1]!.ms : 0)));
+    const back = rec.reduce((a, r) => a + r.back, 0);
+    return {
+      ok: back === ok,
+      clients: ok,
+      back,
+      recoveryMs,
+      recoveryS: recoveryMs / 1000,
+      attempts: rec.reduce((a, r) => a + r.attempts, 0),
+      refusals: rec.reduce<Record<string, number>>((acc, r) => {
+        for (const [kk, v] of Object.entries(r.refusals as Record<string, number>)) acc[kk] = (acc[kk] ?? 0) + v;
+        return acc;
+      }, {}),
+      backoff: { baseMs: k.backoffBaseMs, capMs: k.backoffCapMs, jitter: 'full' },
+      storage: {
+        backend: 'postgres',
+        transactions: storageXacts,
+        perReconnect: storageXacts !== null && back ? storageXacts / back : null,
+        meanPerSec: storageXacts !== null && recoveryMs ? (storageXacts * 1000) / recoveryMs : null,
+        peakPerSec: perSec.length ? Math.max(...perSec) : null,
+        perSecond: perSec.map((x) => Math.round(x)),
+      },
+      server: { cpuMs: serverCpuMs, usPerReconnect: serverCpuMs !== null && back ? (serverCpuMs * 1000) / back : null },
+      backCurve: rec[0] ? { sampleMs: rec[0].sampleMs, back: rec[0].samples.map((_: number, i: number) => rec.reduce((a, r) => a + (r.samples[i] ?? r.back), 0)) } : null,
+    };
+  } finally {
+    workers.forEach((w) => w.send({ cmd: 'close' }));
+    await Promise.all(workers.map((w) => w.next('closed', 15_000).catch(() => null)));
+    await Promise.all(workers.map((w) => w.stop()));
+    await srv.stop();
+    await db.drop().catch(() => {});
+  }
+}
+
 // ---------------------------------------------------------------- main
 function fmtB(x: number | null | undefined): string {
   return x === null || x === undefined ? 'n/a' : `${(x / 1024).toFixed(1)} KB`;
@@ -586,7 +809,11 @@ async function waitQuiet(): Promise<{ busyPct: number | null; waitedMs: number }
 function summaryLine(name: string, r: any): string {
   const f = (x: number | null | undefined, d = 0) => (x === null || x === undefined ? 'n/a' : x.toFixed(d));
   const other = r.otherCpuPct !== undefined && r.otherCpuPct !== null ? `; other procs ${f(r.otherCpuPct)}% cpu` : '';
-  if (name === 'relay' || name === 'attack')
+  if (name === 'group')
+    return `${f(r.rate)} msg/s to ${r.members} members (${f(r.deliveriesPerSec)} deliveries/s) per-recipient p50=${f(r.latency?.p50_ms, 2)} p99=${f(r.latency?.p99_ms, 2)} ms; server cpu ${f(r.server?.cpuPct)}% (${f(r.server?.usPerMessage, 1)} µs/msg)${r.lost ? `; lost=${r.lost}` : ''}${other}`;
+  if (name === 'storm')
+    return `${r.back}/${r.clients} back in ${f(r.recoveryS, 2)} s, ${r.attempts} attempts ${JSON.stringify(r.refusals)}; storage ${r.storage?.transactions} xacts (${f(r.storage?.perReconnect, 2)}/reconnect, peak ${f(r.storage?.peakPerSec)}/s)`;
+  if (name === 'relay' || name === 'attack' || name === 'relay_sqlite_memory' || name === 'cluster')
     return `${f(r.rate)} msg/s p50=${f(r.latency?.p50_ms, 2)} p99=${f(r.latency?.p99_ms, 2)} p999=${f(r.latency?.p999_ms, 2)} ms; server cpu ${f(r.server?.cpuPct)}%, gen cpu ${f(r.cpuPct)}% (${f(r.usPerMessage, 2)} µs/msg)` +
       (r.attacker ? `; attacker sent ${r.attacker.framesSent} frames, connects=${r.attacker.connects}, closes=${JSON.stringify(r.attacker.closes)} refused=${JSON.stringify(r.attacker.refusedHttp)}` : '') +
       (r.lost ? `; lost=${r.lost}` : '') + other;
@@ -604,6 +831,11 @@ await scenario('handshake', tHs, runHandshake);
 await scenario('relay', tRelay, runRelay);
 await scenario('idle', tIdle, runIdle);
 await scenario('attack', tAtk, (t) => runAttack(t, (t as any).variant === 'attack'), ['calm', 'attack']);
+// Rampart's relay with its SQLite database in memory (no file, no fsync): the storage I/O share of the per-message cost.
+await scenario('relay_sqlite_memory', want(['rampart']), (t) => runRelay(t, { storage: 'sqlite::memory:' }));
+await scenario('cluster', want(['rampart']), runCluster, ['single_pg', 'cross_node']);
+await scenario('group', want(['rampart', 'rampart_b']), runGroup);
+await scenario('storm', want(['rampart', 'rampart_b']), runStorm);
 
 // Storage micro-benchmark (in this process: it measures the adapter, not a server).
 let storeBench: StoreBenchResult | null = null;
@@ -632,6 +864,8 @@ function summarizeRuns(runs: any[], paths: string[]): Record<string, ReturnType<
 const summary: Record<string, Record<string, any>> = {};
 const RELAY_PATHS = ['otherCpuPct', 'rate', 'latency.p50_ms', 'latency.p99_ms', 'latency.p999_ms', 'server.cpuPct', 'server.usPerMessage', 'cpuPct', 'usPerMessage', 'storeLatency.p50_ms', 'storeLatency.p99_ms', 'lost'];
 const HS_PATHS = ['otherCpuPct', 'rate', 'authLatency.p50_ms', 'authLatency.p99_ms', 'server.cpuPct', 'server.usPerConnection', 'cpuPct', 'usPerConnection', 'failed'];
+const GROUP_PATHS = ['otherCpuPct', 'rate', 'deliveriesPerSec', 'latency.p50_ms', 'latency.p99_ms', 'latency.p999_ms', 'server.cpuPct', 'server.usPerMessage', 'server.usPerDelivery', 'lost'];
+const STORM_PATHS = ['clients', 'back', 'recoveryS', 'attempts', 'storage.transactions', 'storage.perReconnect', 'storage.meanPerSec', 'storage.peakPerSec', 'server.usPerReconnect'];
 const ATK_PATHS = ['otherCpuPct', 'rate', 'offeredRate', 'latency.p50_ms', 'latency.p99_ms', 'latency.p999_ms', 'server.cpuPct', 'cpuPct', 'lost', 'foreign', 'attacker.framesSent', 'attacker.framesPerSec', 'attacker.connects', 'attacker.cpuPct'];
 for (const [scn, runs] of Object.entries(results)) {
   summary[scn] = {};
@@ -652,7 +886,8 @@ for (const [scn, runs] of Object.entries(results)) {
       }
       summary[scn]![key] = s;
     } else {
-      summary[scn]![key] = summarizeRuns(rs, scn === 'relay' ? RELAY_PATHS : scn === 'handshake' ? HS_PATHS : ATK_PATHS);
+      const paths = scn === 'relay' || scn === 'relay_sqlite_memory' || scn === 'cluster' ? RELAY_PATHS : scn === 'handshake' ? HS_PATHS : scn === 'group' ? GROUP_PATHS : scn === 'storm' ? STORM_PATHS : ATK_PATHS;
+      summary[scn]![key] = summarizeRuns(rs, paths);
     }
   }
 }
@@ -681,7 +916,44 @@ const ratioDetail = {
   handshake_vs_ws: pairedRatio(runsOf('handshake', 'rampart', 'rate'), runsOf('handshake', 'ws_plain', 'rate')),
   attack_p99_vs_calm: pairedRatio(runsOf('attack', 'rampart:attack', 'latency.p99_ms'), runsOf('attack', 'rampart:calm', 'latency.p99_ms')),
 };
+const med = (scn: string, key: string, p: string): number | null => sig(spread(runsOf(scn, key, p)).median, 4);
+const newRatioDetail = {
+  cluster_vs_single: {
+    ...pairedRatio(runsOf('cluster', 'rampart:cross_node', 'rate'), runsOf('cluster', 'rampart:single_pg', 'rate')),
+    cross_node: { msgs_per_s: med('cluster', 'rampart:cross_node', 'rate'), p99_ms: med('cluster', 'rampart:cross_node', 'latency.p99_ms'), server_us_per_msg: med('cluster', 'rampart:cross_node', 'server.usPerMessage') },
+    single_pg: { msgs_per_s: med('cluster', 'rampart:single_pg', 'rate'), p99_ms: med('cluster', 'rampart:single_pg', 'latency.p99_ms'), server_us_per_msg: med('cluster', 'rampart:single_pg', 'server.usPerMessage') },
+  },
+  group100_msgs_per_s: {
+    median: med('group', 'rampart', 'rate'),
+    members: knobs.group.members,
+    senders: knobs.group.senders,
+    deliveries_per_s: med('group', 'rampart', 'deliveriesPerSec'),
+    per_recipient_p99_ms: med('group', 'rampart', 'latency.p99_ms'),
+    server_us_per_msg: med('group', 'rampart', 'server.usPerMessage'),
+    runs: runsOf('group', 'rampart', 'rate').map((x) => sig(x, 4)),
+  },
+  storm_recovery_s: {
+    median: med('storm', 'rampart', 'recoveryS'),
+    clients: med('storm', 'rampart', 'clients'),
+    attempts: med('storm', 'rampart', 'attempts'),
+    backoff: { baseMs: knobs.storm.backoffBaseMs, capMs: knobs.storm.backoffCapMs, jitter: 'full' },
+    storage_transactions: med('storm', 'rampart', 'storage.transactions'),
+    storage_per_reconnect: med('storm', 'rampart', 'storage.perReconnect'),
+    storage_mean_per_s: med('storm', 'rampart', 'storage.meanPerSec'),
+    storage_peak_per_s: med('storm', 'rampart', 'storage.peakPerSec'),
+    runs: runsOf('storm', 'rampart', 'recoveryS').map((x) => sig(x, 4)),
+  },
+};
+Object.assign(ratioDetail, newRatioDetail);
 const ratios: Record<string, number | null> = Object.fromEntries(Object.entries(ratioDetail).map(([k, v]) => [k, v.median]));
+/** Server CPU µs per relayed message, by server (median over repeats): the per-message pipeline cost. */
+const cpuUsPerMessage: Record<string, number | null> = {};
+for (const key of Object.keys(results.relay ?? {})) cpuUsPerMessage[key] = med('relay', key, 'server.usPerMessage');
+if (results.relay_sqlite_memory) cpuUsPerMessage['Rampart, SQLite in memory'] = med('relay_sqlite_memory', 'rampart', 'server.usPerMessage');
+if (results.cluster) {
+  cpuUsPerMessage['Rampart, PostgreSQL, one node'] = med('cluster', 'rampart:single_pg', 'server.usPerMessage');
+  cpuUsPerMessage['Rampart, PostgreSQL + Redis, two nodes (both counted)'] = med('cluster', 'rampart:cross_node', 'server.usPerMessage');
+}
 ratios.store_dm_vs_append = storeBench?.ratios.store_dm_vs_append ?? null;
 ratios.store_group100_per_recipient_vs_append = storeBench?.ratios.store_group100_per_recipient_vs_append ?? null;
 
@@ -708,6 +980,7 @@ const out = {
   knobs,
   ratios,
   ratio_detail: ratioDetail,
+  cpu_us_per_message: cpuUsPerMessage,
   store: storeBench,
   comparisons,
   summary,

@@ -244,10 +244,27 @@ function section(out: any, jsonRel: string, svgRel: string): string {
         ['`memory_vs_ws`', `RSS per idle authenticated connection at ${rd.memory_vs_ws.connections ?? 'n/a'}, Rampart ÷ bare ws`, rr(rd.memory_vs_ws)],
         ['`handshake_vs_ws`', 'connections + auth per second, Rampart ÷ bare ws', rr(rd.handshake_vs_ws)],
         ['`attack_p99_vs_calm`', "good clients' p99 under attack ÷ without attacker (Rampart)", rr(rd.attack_p99_vs_calm)],
+        ...(rd.cluster_vs_single
+          ? [['`cluster_vs_single`', `relay msg/s, two nodes (senders on one, recipients on the other; shared Redis + PostgreSQL) ÷ one PostgreSQL node: ${n(rd.cluster_vs_single.cross_node?.msgs_per_s)} vs ${n(rd.cluster_vs_single.single_pg?.msgs_per_s)} msg/s, p99 ${n(rd.cluster_vs_single.cross_node?.p99_ms)} vs ${n(rd.cluster_vs_single.single_pg?.p99_ms)} ms`, rr(rd.cluster_vs_single)]]
+          : []),
+        ...(rd.group100_msgs_per_s
+          ? [['`group100_msgs_per_s`', `messages/s into one ${rd.group100_msgs_per_s.members}-member group (${rd.group100_msgs_per_s.senders} senders): ${n(rd.group100_msgs_per_s.deliveries_per_s)} deliveries/s, per-recipient p99 ${n(rd.group100_msgs_per_s.per_recipient_p99_ms)} ms`, n(rd.group100_msgs_per_s.median)]]
+          : []),
+        ...(rd.storm_recovery_s
+          ? [['`storm_recovery_s`', `seconds until ${n(rd.storm_recovery_s.clients)} dropped clients are all authenticated again (backoff ${rd.storm_recovery_s.backoff?.baseMs} ms × 2^k, cap ${rd.storm_recovery_s.backoff?.capMs} ms, full jitter): ${n(rd.storm_recovery_s.attempts)} attempts, ${n(rd.storm_recovery_s.storage_transactions)} PostgreSQL transactions (${n(rd.storm_recovery_s.storage_per_reconnect)} per reconnect, peak ${n(rd.storm_recovery_s.storage_peak_per_s)}/s)`, n(rd.storm_recovery_s.median)]]
+          : []),
       ],
     ),
   );
   L.push('');
+  if (out.cpu_us_per_message && Object.keys(out.cpu_us_per_message).length) {
+    L.push('### Per-message pipeline cost: server CPU µs per relayed message (median over the repeats)');
+    L.push('');
+    L.push(table(['server', 'server CPU µs / message'], Object.entries(out.cpu_us_per_message as Record<string, number | null>).map(([key, v]) => [S.relay?.[key] ? label(key, out) : key, n(v)])));
+    L.push('');
+    L.push('_The gap between Rampart on SQLite (file, WAL) and Rampart on SQLite in memory is the storage I/O share; what remains above the ws relays is the pipeline (parse, schema, authorization, sanitizing, timeline fan-out, serialization). The two-node figure counts both nodes\' CPU._');
+    L.push('');
+  }
   L.push(table(['metric', 'Rampart ÷ bare ws', 'Rampart ÷ Socket.IO'], out.comparisons.map((c: any) => [`${c.metric} (${c.higherIsBetter ? 'higher' : 'lower'} is better)`, n(c.vs_ws_plain), n(c.vs_socketio)])));
   L.push('');
 
@@ -345,6 +362,40 @@ function section(out: any, jsonRel: string, svgRel: string): string {
       ];
     });
     L.push(table(['server — run', 'good delivered / offered msg/s', 'p50 ms', 'p99 ms', 'server CPU %', 'other processes CPU %', 'good msgs lost', 'attack frames delivered to good clients', 'attacker'], rows));
+    L.push('');
+  }
+  const relayLike = (s: any): string[] => [sp(s.rate, (x) => n(x, 0)), sp(s['latency.p50_ms']), sp(s['latency.p99_ms']), `${sp(s['server.cpuPct'])} % · ${sp(s['server.usPerMessage'])} µs`, sp(s.otherCpuPct), sp(s.lost)];
+  if (S.cluster) {
+    const c = k.cluster;
+    L.push('### 5. Two-node cluster');
+    L.push('');
+    L.push(`${c.pairs} pairs, window ${c.window}; senders connect to node A, recipients to node B; both nodes share one Redis and one PostgreSQL database (created for the run), and both run on the server core. The single-node row is the same load on one PostgreSQL node without Redis. Server CPU is both nodes together.`);
+    L.push('');
+    L.push(table(['setup', 'delivered msg/s', 'p50 ms', 'p99 ms', 'server CPU · per msg', 'other processes CPU %', 'lost'], Object.keys(S.cluster).map((key) => [key.endsWith('cross_node') ? 'two nodes, cross-node' : 'one node, PostgreSQL', ...relayLike(S.cluster[key])])));
+    L.push('');
+  }
+  if (S.group) {
+    const g = k.group;
+    L.push('### 6. One 100-member group');
+    L.push('');
+    L.push(`${g.members} authenticated members of one group (SQLite, one node); ${g.senders} of them send closed-loop, at most ${g.window} messages in flight each (in flight: not yet received by every other member). A message counts when all ${g.members - 1} other members have it; every delivery is one latency sample.`);
+    L.push('');
+    L.push(table(['server', 'messages/s', 'deliveries/s', 'per-recipient p50 ms', 'p99 ms', 'server CPU · per message · per delivery', 'other processes CPU %'], Object.keys(S.group).map((key) => {
+      const s = S.group[key];
+      return [label(key, out), sp(s.rate, (x) => n(x, 0)), sp(s.deliveriesPerSec, (x) => n(x, 0)), sp(s['latency.p50_ms']), sp(s['latency.p99_ms']), `${sp(s['server.cpuPct'])} % · ${sp(s['server.usPerMessage'])} µs · ${sp(s['server.usPerDelivery'])} µs`, sp(s.otherCpuPct)];
+    })));
+    L.push('');
+  }
+  if (S.storm) {
+    const st = k.storm;
+    L.push('### 7. Reconnect storm');
+    L.push('');
+    L.push(`${st.clients} clients, each with its own user and device, authenticated on one node (PostgreSQL, its own database), then all dropped at once; each reconnects after uniform[0, min(${st.backoffCapMs}, ${st.backoffBaseMs}·2^k)] ms (attempt k, full jitter) and authenticates again. Storage load from pg_stat_database (commits + rollbacks of that database), sampled every second.`);
+    L.push('');
+    L.push(table(['server', 'back', 'time until all back, s', 'attempts', 'storage transactions', '… per reconnect', 'mean / peak per s', 'server CPU per reconnect µs'], Object.keys(S.storm).map((key) => {
+      const s = S.storm[key];
+      return [label(key, out), sp(s.back, (x) => n(x, 0)), sp(s.recoveryS), sp(s.attempts, (x) => n(x, 0)), sp(s['storage.transactions'], (x) => n(x, 0)), sp(s['storage.perReconnect']), `${sp(s['storage.meanPerSec'], (x) => n(x, 0))} / ${sp(s['storage.peakPerSec'], (x) => n(x, 0))}`, sp(s['server.usPerReconnect'], (x) => n(x, 0))];
+    })));
     L.push('');
   }
   if (out.errors?.length) {

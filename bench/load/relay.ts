@@ -30,6 +30,8 @@ export interface RelayConfig extends TargetConfig {
   sources: string[];
   connectConcurrency: number;
   stallMs: number;
+  /** Recipients connect here (another node of a cluster); senders to `port`. Default: `port`. */
+  recipientPort?: number;
 }
 
 const TS = '################'; // 16 digits: send time, µs
@@ -245,10 +247,10 @@ function kindName(k: number): string {
 }
 
 // ---- connect everyone (recipients first, so no message is sent to an absent user)
-function connect(idx: number, token: string, userId: string, onReady: (c: RawConn) => void, onText: (c: RawConn, b: Buffer, s: number, e: number) => void, settle: (ok: boolean) => void): RawConn {
+function connect(idx: number, token: string, userId: string, onReady: (c: RawConn) => void, onText: (c: RawConn, b: Buffer, s: number, e: number) => void, settle: (ok: boolean) => void, port = cfg.port): RawConn {
   let authed = false;
   return new RawConn(
-    { host: cfg.host, port: cfg.port, path, origin: cfg.origin, localAddress: sourceAddress(cfg.sources, idx) },
+    { host: cfg.host, port, path, origin: cfg.origin, localAddress: sourceAddress(cfg.sources, idx) },
     {
       onOpen(c) {
         const a = authOnOpen(proto, token, userId);
@@ -280,7 +282,7 @@ function connect(idx: number, token: string, userId: string, onReady: (c: RawCon
 const n = cfg.pairs.length;
 const r1 = await openMany(n, cfg.connectConcurrency, (i, settle) => {
   const r = recipients[i]!;
-  return connect(2 * i + 1, tokens[2 * i + 1]!, cfg.pairs[i]!.r, (c) => (r.conn = c), (_c, b, s, e) => onRecipientText(r, b, s, e), settle);
+  return connect(2 * i + 1, tokens[2 * i + 1]!, cfg.pairs[i]!.r, (c) => (r.conn = c), (_c, b, s, e) => onRecipientText(r, b, s, e), settle, cfg.recipientPort ?? cfg.port);
 }, 30000);
 const s1 = await openMany(n, cfg.connectConcurrency, (i, settle) => {
   const s = senders[i]!;

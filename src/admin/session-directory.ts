@@ -24,18 +24,25 @@ export interface SessionDirectory {
 
 /** Sessions of this node only (and the Redis adapter's mirror of them). */
 export class LocalSessionDirectory implements SessionDirectory {
-  private readonly byUser = new Map<string, Map<string, SessionDescriptor>>();
+  /** The descriptor itself while a user has one session (most users), a Map by session id from the second. */
+  private readonly byUser = new Map<string, SessionDescriptor | Map<string, SessionDescriptor>>();
 
   add(userKey: string, descriptor: SessionDescriptor): void {
-    let sessions = this.byUser.get(userKey);
-    if (!sessions) this.byUser.set(userKey, (sessions = new Map()));
-    sessions.set(descriptor.sessionId, descriptor);
+    const entry = this.byUser.get(userKey);
+    if (entry === undefined || (!(entry instanceof Map) && entry.sessionId === descriptor.sessionId)) this.byUser.set(userKey, descriptor);
+    else if (entry instanceof Map) entry.set(descriptor.sessionId, descriptor);
+    else this.byUser.set(userKey, new Map([[entry.sessionId, entry], [descriptor.sessionId, descriptor]]));
   }
 
   remove(userKey: string, sessionId: string): void {
-    const sessions = this.byUser.get(userKey);
-    if (!sessions?.delete(sessionId)) return;
-    if (sessions.size === 0) this.byUser.delete(userKey);
+    const entry = this.byUser.get(userKey);
+    if (entry === undefined) return;
+    if (!(entry instanceof Map)) {
+      if (entry.sessionId === sessionId) this.byUser.delete(userKey);
+      return;
+    }
+    if (!entry.delete(sessionId)) return;
+    if (entry.size === 0) this.byUser.delete(userKey);
   }
 
   async list(userKey: string): Promise<SessionDescriptor[]> {
@@ -43,12 +50,17 @@ export class LocalSessionDirectory implements SessionDirectory {
   }
 
   listNow(userKey: string): SessionDescriptor[] {
-    return [...(this.byUser.get(userKey)?.values() ?? [])].sort(bySince);
+    const entry = this.byUser.get(userKey);
+    if (entry === undefined) return [];
+    return entry instanceof Map ? [...entry.values()].sort(bySince) : [entry];
   }
 
   /** Every (userKey, descriptor) held, for a resync. */
   *entries(): IterableIterator<[string, SessionDescriptor]> {
-    for (const [userKey, sessions] of this.byUser) for (const d of sessions.values()) yield [userKey, d];
+    for (const [userKey, entry] of this.byUser) {
+      if (entry instanceof Map) for (const d of entry.values()) yield [userKey, d];
+      else yield [userKey, entry];
+    }
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { KeyObject } from 'node:crypto';
 import type { KeySource } from './key-source.js';
+import { isHmacAlgorithm, verifyHmacJwt } from './hmac-jwt.js';
 import { AuthFailureReason, type AuthFailureReasonValue } from '../protocol/reasons.js';
 
 export interface Identity {
@@ -33,6 +34,13 @@ export interface TokenVerifierOptions {
   types?: string[];
   /** Refuse a token without `typ` (default: allowed). */
   requireType?: boolean;
+  /**
+   * HS* tokens with a shared secret are checked synchronously with node:crypto (src/auth/hmac-jwt.ts),
+   * making jose's decisions; `false` sends them through jose instead (the equivalence tests use both).
+   */
+  hmacFastPath?: boolean;
+  /** The clock, ms since the epoch (tests); `Date.now` by default. */
+  now?: () => number;
 }
 
 export const DEFAULT_TOKEN_TYPES = ['JWT', 'at+jwt'];
@@ -80,6 +88,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   if (algorithms.length === 0 || wrong.length > 0) {
     throw new Error(`jwt.algorithms: ${wrong.join(', ') || '(none)'} cannot be used with a ${keySource.kind.replace('_', ' ')} key`);
   }
+  const now = options.now ?? Date.now;
   const verifyOptions = {
     algorithms,
     clockTolerance: options.clockTolerance,
@@ -92,8 +101,30 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const invalid: VerifyResult = { ok: false, reason: AuthFailureReason.INVALID_TOKEN };
   const unavailable: VerifyResult = { ok: false, reason: AuthFailureReason.UNAVAILABLE };
 
+  const hmac =
+    options.hmacFastPath !== false && keySource.kind === 'secret' && algorithms.every(isHmacAlgorithm)
+      ? {
+          secret: (keySource.key as KeyObject).export(),
+          options: {
+            algorithms: new Set(algorithms),
+            requiredClaims: verifyOptions.requiredClaims,
+            issuer: options.issuer,
+            audience: options.audience,
+            clockTolerance: options.clockTolerance,
+          },
+        }
+      : undefined;
+
+  const headerAllowed = (header: Record<string, unknown>): boolean => typeAllowed(header.typ, types, requireType);
+
   return async (token) => {
     if (token.length > options.maxTokenLength) return { ok: false, reason: AuthFailureReason.TOKEN_TOO_LARGE };
+    if (hmac !== undefined) {
+      // One header decode: the `typ` rule is judged on it before the MAC (every refusal here is `invalid_token`).
+      const outcome = verifyHmacJwt(token, hmac.secret, hmac.options, Math.floor(now() / 1000), headerAllowed);
+      if (!outcome.ok) return outcome.expired ? { ok: false, reason: AuthFailureReason.TOKEN_EXPIRED } : invalid;
+      return identityOf(outcome.payload);
+    }
     let payload: JWTPayload;
     try {
       // Judged before any key is fetched; refusing on an unverified header is safe.
@@ -102,16 +133,22 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       return invalid;
     }
     try {
+      const opts = options.now !== undefined ? { ...verifyOptions, currentDate: new Date(now()) } : verifyOptions;
       const result =
         typeof keySource.key === 'function'
-          ? await jwtVerify(token, keySource.key, verifyOptions)
-          : await jwtVerify(token, keySource.key as KeyObject, verifyOptions);
+          ? await jwtVerify(token, keySource.key, opts)
+          : await jwtVerify(token, keySource.key as KeyObject, opts);
       payload = result.payload;
     } catch (err) {
       if (err instanceof errors.JWTExpired) return { ok: false, reason: AuthFailureReason.TOKEN_EXPIRED };
       if (keySource.kind === 'jwks' && keySetUnreachable(err)) return unavailable;
       return invalid;
     }
+    return identityOf(payload);
+  };
+
+  /** Rampart's own claim rules, the same whichever path verified the token. */
+  function identityOf(payload: JWTPayload): VerifyResult {
     const { sub, role, tid, exp, jti } = payload as JWTPayload & { role?: unknown; tid?: unknown };
     if (typeof sub !== 'string' || !UUID.test(sub) || typeof exp !== 'number') return invalid;
     if (role !== undefined && (typeof role !== 'string' || !CLAIM_VALUE.test(role))) return invalid;
@@ -121,5 +158,5 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       ok: true,
       identity: { userId: sub.toLowerCase(), role, tenantId: tid ?? DEFAULT_TENANT, expiresAt: exp * 1000, ...(jti !== undefined ? { jti } : {}) },
     };
-  };
+  }
 }

@@ -15,7 +15,7 @@ import type { SessionRegistry } from '../server/session-registry.js';
 import type { ChatService } from '../chat/chat-service.js';
 import type { AuthFrame } from '../protocol/client-frames.js';
 import { userKeyOf } from '../chat/authorization.js';
-import { DeviceStream } from '../sync/device-stream.js';
+import { DeviceStream, type DeviceStreamOptions, type TimelineReader } from '../sync/device-stream.js';
 import { closeWith } from './rejection.js';
 import type { AccessPolicy } from '../admin/access-policy.js';
 
@@ -114,22 +114,27 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     return o.registry.acquireUser(userKey, o.maxConnectionsPerUser);
   }
 
+  /** One options object for every stream of this node: the callbacks get the stream's session. */
+  const streamOptions: DeviceStreamOptions = {
+    pageSize: o.replayPageSize,
+    drainBelow: o.maxBufferedBytes / 2,
+    maxHeldBytes: o.maxBufferedBytes,
+    readAttempts: o.replayAttempts,
+    retryMs: o.replayRetryMs,
+    onOverflow: (outlet) => (outlet as Session).overflow(),
+    onReadFailed: o.onReplayFailed,
+    onGiveUp: (outlet) => (outlet as Session).sendFrame({ type: 'error', reason: 'storage_unavailable' }),
+  };
+
+  /** One reader for every stream: the session's identity names the timeline (a refresh keeps user and tenant). */
+  const readTimeline: TimelineReader = (after, limit, outlet) => o.chat.timeline((outlet as Session).identity!, after, limit);
+
   async function activate(session: Session, identity: Identity, userKey: string, resume: ResumeRequest): Promise<void> {
     session.activate(identity, userKey);
     session.deviceId = resume.deviceId;
     o.onAuthenticated(session);
     o.onAuthResult?.('success');
-    const drainBelow = o.maxBufferedBytes / 2;
-    const stream = new DeviceStream(session, (after, limit) => o.chat.timeline(identity, after, limit), {
-      pageSize: o.replayPageSize,
-      drainBelow,
-      maxHeldBytes: o.maxBufferedBytes,
-      readAttempts: o.replayAttempts,
-      retryMs: o.replayRetryMs,
-      onOverflow: () => session.overflow(),
-      onReadFailed: o.onReplayFailed,
-      onGiveUp: () => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }),
-    });
+    const stream = new DeviceStream(session, readTimeline, streamOptions);
     session.attachStream(stream);
     // Subscribed before the resume point is read: live frames from now on are held by the stream
     // (it starts in reading mode), so nothing falls between the read and the subscription.
@@ -142,8 +147,9 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     if (!session.isOpen) return;
     session.sendFrame({ type: 'auth_success', userId: identity.userId, resumeAfter: point.after, lastPos: point.lastPos });
     // Not awaited: the session takes frames again as soon as auth_success is out; the replay is
-    // paced by the socket's unsent bytes and runs beside them.
-    void stream.start(point.after);
+    // paced by the socket's unsent bytes and runs beside them. Nothing pending (the resume point is
+    // the user's last position): the stream goes live without reading the timeline.
+    void stream.start(point.after, point.lastPos);
   }
 
   async function resumePoint(session: Session, identity: Identity, resume: ResumeRequest) {

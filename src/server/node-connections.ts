@@ -25,6 +25,7 @@ export class NodeConnections {
   private readonly open = new Set<Session>();
   private readonly unauthenticated = new Set<Session>();
   private readonly unauthByIp = new Map<string, number>();
+  private gaugesPending = false;
 
   constructor(
     private readonly limits: NodeConnectionLimits,
@@ -80,8 +81,16 @@ export class NodeConnections {
     else this.unauthByIp.set(session.ip, n);
   }
 
+  /** Once per event-loop turn, not per socket event: a burst of handshakes sets the gauges once. */
   private updateGauges(): void {
+    if (this.gaugesPending) return;
+    this.gaugesPending = true;
+    setImmediate(this.setGauges);
+  }
+
+  private readonly setGauges = (): void => {
+    this.gaugesPending = false;
     this.metrics.connections.set({ state: 'unauthenticated' }, this.unauthenticated.size);
     this.metrics.connections.set({ state: 'active' }, this.open.size - this.unauthenticated.size);
-  }
+  };
 }

@@ -34,6 +34,7 @@ import { PresenceService } from '../presence/presence-service.js';
 import { MemoryPresenceState, RedisPresenceState } from '../presence/presence-state.js';
 import type { SessionHooks } from '../session/session.js';
 import { FlushScheduler } from '../session/flush-scheduler.js';
+import { TimerWheel } from '../session/timer-wheel.js';
 import { SessionRegistry } from './session-registry.js';
 import { createHttpRoutes } from './http-routes.js';
 import { devTokensFor } from './dev-tokens.js';
@@ -247,6 +248,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const hooks: SessionHooks = {
     handleFrame,
     flush: new FlushScheduler(),
+    timers: new TimerWheel(),
     security,
     onAbuse: (session) => {
       void limiter.block(penaltyKey(session.userKey), L.penaltyMs);
@@ -410,6 +412,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       receipts.close();
       await presence.close();
       await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close(), admin!.close()]);
+      hooks.timers.close();
       logger.info('closed');
     },
   };

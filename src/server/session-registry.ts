@@ -13,8 +13,11 @@ export interface SessionObserver {
   removed(session: Session): void;
 }
 
+/** A user's local sessions: the session itself while there is one (most users), a Set from the second. */
+type UserSessions = Session | Set<Session>;
+
 export class SessionRegistry {
-  private readonly byUser = new Map<string, Set<Session>>();
+  private readonly byUser = new Map<string, UserSessions>();
 
   /**
    * `onDelivered`: a live frame was handed to `sessions` sessions of one user (metrics).
@@ -30,35 +33,41 @@ export class SessionRegistry {
   }
 
   add(session: Session): void {
-    let set = this.byUser.get(session.userKey);
-    if (!set) {
-      set = new Set();
-      this.byUser.set(session.userKey, set);
+    const entry = this.byUser.get(session.userKey);
+    if (entry === undefined) {
+      this.byUser.set(session.userKey, session);
       this.bus.subscribe(session.userKey);
-    }
-    set.add(session);
+    } else if (entry instanceof Set) entry.add(session);
+    else if (entry !== session) this.byUser.set(session.userKey, new Set([entry, session]));
     this.observer?.added(session);
   }
 
   remove(session: Session): void {
-    const set = this.byUser.get(session.userKey);
-    if (!set || !set.delete(session)) return;
+    const entry = this.byUser.get(session.userKey);
+    if (entry === undefined) return;
+    if (entry instanceof Set) {
+      if (!entry.delete(session)) return;
+      if (entry.size > 0) {
+        this.observer?.removed(session);
+        return;
+      }
+    } else if (entry !== session) return;
     this.observer?.removed(session);
-    if (set.size === 0) {
-      this.byUser.delete(session.userKey);
-      this.bus.unsubscribe(session.userKey);
-    }
+    this.byUser.delete(session.userKey);
+    this.bus.unsubscribe(session.userKey);
   }
 
   sessionsOf(userKey: string): ReadonlySet<Session> | undefined {
-    return this.byUser.get(userKey);
+    const entry = this.byUser.get(userKey);
+    return entry === undefined || entry instanceof Set ? entry : new Set([entry]);
   }
 
   /** The user's local session that authenticated first (for `onUserLimit: close_oldest`). */
   oldestOf(userKey: string): Session | undefined {
-    const set = this.byUser.get(userKey);
-    if (!set) return undefined;
-    for (const s of set) if (s.isOpen) return s; // Sets iterate in insertion order
+    const entry = this.byUser.get(userKey);
+    if (entry === undefined) return undefined;
+    if (!(entry instanceof Set)) return entry.isOpen ? entry : undefined;
+    for (const s of entry) if (s.isOpen) return s; // Sets iterate in insertion order
     return undefined;
   }
 
@@ -68,22 +77,34 @@ export class SessionRegistry {
 
   all(): Session[] {
     const list: Session[] = [];
-    for (const set of this.byUser.values()) for (const s of set) list.push(s);
+    for (const entry of this.byUser.values()) {
+      if (entry instanceof Set) for (const s of entry) list.push(s);
+      else list.push(entry);
+    }
     return list;
   }
 
   /** Timeline frames go through each session's stream (ordering, gaps); others straight out. */
   private readonly deliver = (userKey: string, frame: string): void => {
-    const set = this.byUser.get(userKey);
-    if (!set) return;
+    const entry = this.byUser.get(userKey);
+    if (entry === undefined) return;
     const pos = framePos(frame);
-    if (pos === undefined) for (const session of set) session.send(frame);
-    else for (const session of set) session.offerTimeline(pos, frame);
-    this.onDelivered?.(frame, set.size);
+    if (!(entry instanceof Set)) {
+      if (pos === undefined) entry.send(frame);
+      else entry.offerTimeline(pos, frame);
+      this.onDelivered?.(frame, 1);
+      return;
+    }
+    if (pos === undefined) for (const session of entry) session.send(frame);
+    else for (const session of entry) session.offerTimeline(pos, frame);
+    this.onDelivered?.(frame, entry.size);
   };
 
   /** The bus may have lost frames: every local session reads its gap from storage. */
   private readonly resyncAll = (): void => {
-    for (const set of this.byUser.values()) for (const session of set) session.catchUp();
+    for (const entry of this.byUser.values()) {
+      if (entry instanceof Set) for (const session of entry) session.catchUp();
+      else entry.catchUp();
+    }
   };
 }

@@ -51,6 +51,15 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
   // inside it would keep the handler's whole scope (the request, its headers, `head`) alive for
   // the life of the connection — about 1 KB per idle socket.
   const releaseIpOnClose = (ip: string) => (): void => void o.registry.releaseIp(ip);
+  // Once upgraded, the session's own close releases the IP slot: no listener, `once` wrapper and
+  // closure per socket for the life of the connection (ws emits 'close' on every close path).
+  const hooks: SessionHooks = {
+    ...o.hooks,
+    onClosed(session, code) {
+      void o.registry.releaseIp(session.ip);
+      o.hooks.onClosed(session, code);
+    },
+  };
 
   return (req, socket, head) => {
     socket.on('error', destroySelf); // a reset mid-handshake must not crash us
@@ -76,9 +85,13 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
           void o.registry.releaseIp(ip);
           return;
         }
-        socket.once('close', releaseIpOnClose(ip));
+        const release = releaseIpOnClose(ip);
+        socket.once('close', release);
         o.wss.handleUpgrade(req, socket, head, (ws) => {
-          const session = new Session(ws, socket, ip, o.timings, o.hooks);
+          // From here ws handles socket errors (it destroys the socket) and the session releases the slot.
+          socket.off('close', release);
+          socket.off('error', destroySelf);
+          const session = new Session(ws, socket, ip, o.timings, hooks);
           o.connections.add(session, result.identity !== undefined);
           o.onHandshake?.('accepted', 'ok');
           if (result.identity) o.admit(session, result.identity);

@@ -15,6 +15,7 @@ import { CloseCode } from '../protocol/close-codes.js';
 import type { FlushScheduler, Flushable } from './flush-scheduler.js';
 import { closeWith, type Rejection } from '../pipeline/rejection.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
+import type { TimerWheel, WheelEntry } from './timer-wheel.js';
 
 /** What the session needs from its timeline stream (src/sync/device-stream.ts). */
 export interface TimelineStream {
@@ -45,31 +46,60 @@ export interface SessionHooks {
   onClosed(session: Session, code: number): void;
   flush: FlushScheduler;
   security: SecurityEventSink;
+  /** The node's timer wheel: every deadline of every session (src/session/timer-wheel.ts). */
+  timers: TimerWheel;
 }
 
 let nextSessionId = 1;
-const MAX_TIMER_MS = 2 ** 31 - 1;
+type QueuedFrame = { data: Buffer; isBinary: boolean };
+/** Shared, immutable: the rejection for a session whose frame queue overflowed. */
+const QUEUE_OVERFLOW = closeWith('queue_overflow', CloseCode.RATE_LIMIT_ABUSE);
+const AUTH_TIMEOUT = closeWith('auth_timeout', CloseCode.AUTH_TIMEOUT);
+const TOKEN_EXPIRED = closeWith('token_expired', CloseCode.TOKEN_EXPIRED, { type: 'auth_failure', reason: 'token_expired' });
 
-export class Session implements Flushable {
+// The socket's listeners are shared functions, not four closures per session: ws calls them with
+// `this` = the WebSocket, which points back at its session.
+const SESSION = Symbol('rampart.session');
+type SessionSocket = WebSocket & { [SESSION]: Session };
+const sessionOf = (ws: WebSocket): Session => (ws as SessionSocket)[SESSION];
+function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  sessionOf(this).onMessage(data, isBinary);
+}
+function onSocketPong(this: WebSocket): void {
+  sessionOf(this).onPong();
+}
+function onSocketClose(this: WebSocket, code: number): void {
+  sessionOf(this).onClose(code);
+}
+function onSocketError(this: WebSocket, err: Error & { code?: string }): void {
+  sessionOf(this).onError(err);
+}
+
+export class Session implements Flushable, WheelEntry {
   readonly id: string;
   state: SessionState = 'awaiting_auth';
   identity: Identity | undefined;
   /** `tenant:userId`: the key for the bus, registry and per-user limits. */
   userKey = '';
-  readonly openedAt = Date.now();
   /** True while this session holds a slot of `maxConnectionsPerUser` in the registry. */
   holdsUserSlot = false;
   /** The device named in `auth`, if any. */
   deviceId: string | undefined;
   private stream: TimelineStream | undefined;
 
-  private authTimer: NodeJS.Timeout | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
-  private terminateTimer: NodeJS.Timeout | undefined;
-  private lastPongAt = Date.now();
+  // Deadlines (ms since the epoch; 0: none). The session is scheduled on the node's wheel at the
+  // earliest of them; `onWheel` decides what each one means.
+  private authDueAt = 0;
+  private heartbeatDueAt = 0;
+  private expiryDueAt = 0;
+  private terminateDueAt = 0;
+  /** Maintained by the timer wheel. */
+  wheelDue = 0;
+  wheelSlot = -1;
+  private lastPongAt = 0;
   private busy = false;
-  private queue: { data: Buffer; isBinary: boolean }[] = [];
+  /** Frames that arrived while the pipeline was busy; created on first use (most sessions never need it). */
+  private queue: QueuedFrame[] | undefined;
   private corked = false;
   private violations = 0;
   private violationWindowStart = 0;
@@ -83,13 +113,15 @@ export class Session implements Flushable {
     private readonly hooks: SessionHooks,
   ) {
     this.id = `s${nextSessionId++}`;
-    ws.on('message', this.onMessage);
-    ws.on('pong', this.onPong);
-    ws.on('close', this.onClose);
+    (ws as SessionSocket)[SESSION] = this;
+    ws.on('message', onSocketMessage);
+    ws.on('pong', onSocketPong);
+    ws.on('close', onSocketClose);
     // Without an error listener a malformed frame would throw from the emitter and crash the
     // process; ws closes the socket itself (1002/1007/1009) after emitting it.
-    ws.on('error', this.onError);
-    this.authTimer = setTimeout(this.onAuthTimeout, timings.authTimeout);
+    ws.on('error', onSocketError);
+    this.authDueAt = hooks.timers.now() + timings.authTimeout;
+    this.rearm();
   }
 
   get isOpen(): boolean {
@@ -98,22 +130,22 @@ export class Session implements Flushable {
 
   // ── inbound ────────────────────────────────────────────────────────────────────────────────
 
-  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+  /** @internal the socket's 'message' (see onSocketMessage). */
+  onMessage(data: RawData, isBinary: boolean): void {
     if (this.state === 'closing') return;
     // With default binaryType ws hands us one Buffer per message.
     const buf = data as Buffer;
     if (this.busy) {
-      if (this.queue.length >= this.timings.maxQueuedFrames) {
-        this.reject(this.queueOverflow);
+      const queue = (this.queue ??= []);
+      if (queue.length >= this.timings.maxQueuedFrames) {
+        this.reject(QUEUE_OVERFLOW);
         return;
       }
-      this.queue.push({ data: buf, isBinary });
+      queue.push({ data: buf, isBinary });
       return;
     }
     this.dispatch(buf, isBinary);
-  };
-
-  private readonly queueOverflow = closeWith('queue_overflow', CloseCode.RATE_LIMIT_ABUSE);
+  }
 
   private dispatch(data: Buffer, isBinary: boolean): void {
     let result: void | Promise<void>;
@@ -125,20 +157,25 @@ export class Session implements Flushable {
     }
     if (result !== undefined) {
       this.busy = true;
-      result.then(this.drain, (err: unknown) => {
-        this.internalError(err);
-        this.drain();
-      });
+      // Closures per async frame (short-lived), not a bound `drain` per session (held while idle).
+      result.then(
+        () => this.drain(),
+        (err: unknown) => {
+          this.internalError(err);
+          this.drain();
+        },
+      );
     }
   }
 
-  private readonly drain = (): void => {
+  private drain(): void {
     this.busy = false;
-    while (!this.busy && this.queue.length > 0 && this.state !== 'closing') {
-      const next = this.queue.shift() as { data: Buffer; isBinary: boolean };
+    const queue = this.queue;
+    while (!this.busy && queue !== undefined && queue.length > 0 && this.state !== 'closing') {
+      const next = queue.shift() as QueuedFrame;
       this.dispatch(next.data, next.isBinary);
     }
-  };
+  }
 
   private internalError(err: unknown): void {
     this.hooks.security('internal_error', { sessionId: this.id, ip: this.ip, detail: err instanceof Error ? err.name : 'unknown' });
@@ -267,11 +304,12 @@ export class Session implements Flushable {
     this.identity = identity;
     this.userKey = userKey;
     this.state = 'active';
-    clearTimeout(this.authTimer);
-    this.authTimer = undefined;
-    this.lastPongAt = Date.now();
-    this.heartbeatTimer = setInterval(this.onHeartbeat, this.timings.heartbeatInterval);
-    this.armExpiry(identity.expiresAt);
+    const now = this.hooks.timers.now();
+    this.authDueAt = 0;
+    this.lastPongAt = now;
+    this.heartbeatDueAt = now + this.timings.heartbeatInterval;
+    this.expiryDueAt = this.expiryOf(identity, now);
+    this.rearm();
   }
 
   /**
@@ -280,12 +318,42 @@ export class Session implements Flushable {
    */
   refresh(identity: Identity): void {
     this.identity = identity;
-    this.armExpiry(identity.expiresAt);
+    this.expiryDueAt = this.expiryOf(identity, this.hooks.timers.now());
+    this.rearm();
   }
 
-  private armExpiry(expiresAt: number): void {
-    clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(this.onTokenExpired, Math.min(Math.max(expiresAt - Date.now(), 0), MAX_TIMER_MS));
+  /** The token's expiry on the wheel's clock (never 0, which means "no deadline"). */
+  private expiryOf(identity: Identity, now: number): number {
+    return Math.max(now + Math.max(identity.expiresAt - Date.now(), 0), 1);
+  }
+
+  /** Schedules this session on the wheel at its earliest deadline (or takes it off). */
+  private rearm(): void {
+    let due = 0;
+    for (const d of [this.authDueAt, this.heartbeatDueAt, this.expiryDueAt, this.terminateDueAt]) if (d > 0 && (due === 0 || d < due)) due = d;
+    if (due === 0) this.hooks.timers.cancel(this);
+    else if (this.wheelSlot < 0 || this.wheelDue !== due) this.hooks.timers.schedule(this, due);
+  }
+
+  /** The wheel says the earliest deadline passed: act on every deadline that did, then re-arm. */
+  onWheel(now: number): void {
+    if (this.terminateDueAt > 0 && this.terminateDueAt <= now) {
+      this.terminateDueAt = 0;
+      this.ws.terminate();
+    }
+    if (this.authDueAt > 0 && this.authDueAt <= now) {
+      this.authDueAt = 0;
+      if (this.state === 'awaiting_auth' || this.state === 'authenticating') this.reject(AUTH_TIMEOUT);
+    }
+    if (this.heartbeatDueAt > 0 && this.heartbeatDueAt <= now) {
+      this.heartbeatDueAt = now + this.timings.heartbeatInterval;
+      this.heartbeat(now);
+    }
+    if (this.expiryDueAt > 0 && this.expiryDueAt <= now) {
+      this.expiryDueAt = 0;
+      if (this.state === 'active') this.reject(TOKEN_EXPIRED);
+    }
+    this.rearm();
   }
 
   /**
@@ -297,7 +365,7 @@ export class Session implements Flushable {
     this.state = 'closing';
     this.closeCode = code;
     this.clearTimers();
-    this.queue.length = 0;
+    this.queue = undefined;
     if (this.corked) {
       this.corked = false;
       this.socket.uncork();
@@ -305,8 +373,8 @@ export class Session implements Flushable {
     // Close reasons are fixed strings of ours (≤123 bytes), never client data.
     this.ws.close(code, reason.slice(0, 100));
     const grace = force ? 1000 : Math.min(this.timings.heartbeatTimeout, 5000);
-    this.terminateTimer = setTimeout(() => this.ws.terminate(), grace);
-    this.terminateTimer.unref();
+    this.terminateDueAt = this.hooks.timers.now() + grace;
+    this.rearm();
   }
 
   /** Immediate teardown (server shutdown after its grace period). */
@@ -314,50 +382,40 @@ export class Session implements Flushable {
     this.ws.terminate();
   }
 
+  /** Every deadline but the close grace (which `close` arms after this). */
   private clearTimers(): void {
-    clearTimeout(this.authTimer);
-    clearInterval(this.heartbeatTimer);
-    clearTimeout(this.expiryTimer);
-    this.authTimer = this.heartbeatTimer = this.expiryTimer = undefined;
+    this.authDueAt = this.heartbeatDueAt = this.expiryDueAt = 0;
+    this.rearm();
   }
 
-  private readonly onAuthTimeout = (): void => {
-    this.authTimer = undefined;
-    if (this.state === 'awaiting_auth' || this.state === 'authenticating') {
-      this.reject(closeWith('auth_timeout', CloseCode.AUTH_TIMEOUT));
-    }
-  };
-
-  private readonly onHeartbeat = (): void => {
-    if (Date.now() - this.lastPongAt > this.timings.heartbeatTimeout) {
+  private heartbeat(now: number): void {
+    if (this.state === 'closing') return;
+    if (now - this.lastPongAt > this.timings.heartbeatTimeout) {
       this.hooks.security('heartbeat_timeout', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, code: CloseCode.HEARTBEAT_TIMEOUT });
       this.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', true);
       return;
     }
     this.ws.ping();
-  };
+  }
 
-  private readonly onPong = (): void => {
-    this.lastPongAt = Date.now();
-  };
+  /** @internal */
+  onPong(): void {
+    this.lastPongAt = this.hooks.timers.now();
+  }
 
-  private readonly onTokenExpired = (): void => {
-    this.expiryTimer = undefined;
-    if (this.state !== 'active') return;
-    this.reject(closeWith('token_expired', CloseCode.TOKEN_EXPIRED, { type: 'auth_failure', reason: 'token_expired' }));
-  };
-
-  private readonly onError = (err: Error & { code?: string }): void => {
+  /** @internal */
+  onError(err: Error & { code?: string }): void {
     this.hooks.security('protocol_error', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, detail: err.code ?? 'ws_error' });
-  };
+  }
 
-  private readonly onClose = (code: number): void => {
+  /** @internal */
+  onClose(code: number): void {
     this.state = 'closing';
+    this.terminateDueAt = 0;
     this.clearTimers();
-    clearTimeout(this.terminateTimer);
-    this.queue.length = 0;
+    this.queue = undefined;
     this.stream?.close();
-    this.ws.off('message', this.onMessage);
+    this.ws.off('message', onSocketMessage);
     this.hooks.onClosed(this, this.closeCode || code);
-  };
+  }
 }

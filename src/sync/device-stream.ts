@@ -17,8 +17,8 @@ import type { TimelinePage } from '../store/store.js';
 import { eventBody, timelineFrame } from '../chat/timeline-frames.js';
 import { sendPaced, type PacedOutlet } from './paced-send.js';
 
-/** The user's timeline, as storage has it. */
-export type TimelineReader = (after: number, limit: number) => Promise<TimelinePage>;
+/** The user's timeline, as storage has it (`outlet`: the stream's own, so one reader can serve a node). */
+export type TimelineReader = (after: number, limit: number, outlet: PacedOutlet) => Promise<TimelinePage>;
 
 export interface DeviceStreamOptions {
   /** Entries per storage read. */
@@ -30,12 +30,12 @@ export interface DeviceStreamOptions {
   /** Storage reads per gap before giving up (the next gap tries again), and the first retry delay (doubling). */
   readAttempts: number;
   retryMs: number;
-  /** Held frames passed `maxHeldBytes`. */
-  onOverflow(): void;
+  /** Held frames passed `maxHeldBytes` (the outlet is this stream's; one options object serves a node). */
+  onOverflow(outlet: PacedOutlet): void;
   /** A read failed (logged; it is retried). */
   onReadFailed(err: unknown): void;
   /** Every attempt failed: the client is told `storage_unavailable`. */
-  onGiveUp(): void;
+  onGiveUp(outlet: PacedOutlet): void;
 }
 
 /** Consecutive reads that brought nothing new while a gap remained: then wait for the next event. */
@@ -44,7 +44,8 @@ const MAX_IDLE_READS = 3;
 export class DeviceStream {
   /** Last position sent; -1 until `start`. */
   #lastPos = -1;
-  readonly #held = new Map<number, string>();
+  /** Live frames ahead of the stream; created on first use (an idle session never holds any). */
+  #heldMap: Map<number, string> | undefined;
   #heldBytes = 0;
   /** True while storage is being read (live frames are held meanwhile). Starts true: nothing goes out before `start`. */
   #reading = true;
@@ -61,9 +62,23 @@ export class DeviceStream {
     return this.#lastPos;
   }
 
-  /** Replay everything after `after`, then go live. Never rejects. */
-  start(after: number): Promise<void> {
+  get #held(): Map<number, string> {
+    return (this.#heldMap ??= new Map());
+  }
+
+  /**
+   * Replay everything after `after`, then go live. Never rejects. `lastPos`: the user's last
+   * position, read after this stream was subscribed; when `after` is already there, storage has
+   * nothing to replay and the first read is skipped — anything committed since reaches the stream
+   * live (held until `start`), and a gap among held frames is read as usual.
+   */
+  start(after: number, lastPos?: number): Promise<void> {
     this.#lastPos = after;
+    if (lastPos !== undefined && after >= lastPos && !this.#again) {
+      this.#reading = false;
+      this.#sendHeld();
+      return this.#heldMap !== undefined && this.#heldMap.size > 0 ? this.#readLoop() : Promise.resolve();
+    }
     return this.#readLoop();
   }
 
@@ -81,7 +96,7 @@ export class DeviceStream {
     if (!this.#reading && pos === this.#lastPos + 1) {
       this.outlet.send(frame);
       this.#lastPos = pos;
-      if (this.#held.size > 0) this.#sendHeld();
+      if (this.#heldMap !== undefined && this.#heldMap.size > 0) this.#sendHeld();
       return;
     }
     const previous = this.#held.get(pos);
@@ -92,7 +107,7 @@ export class DeviceStream {
     this.#held.set(pos, frame);
     this.#heldBytes += frame.length;
     if (this.#heldBytes > this.options.maxHeldBytes) {
-      this.options.onOverflow();
+      this.options.onOverflow(this.outlet);
       return;
     }
     if (!this.#reading) void this.#readLoop();
@@ -110,7 +125,7 @@ export class DeviceStream {
 
   /** Drop what is held (the session closed). */
   close(): void {
-    this.#held.clear();
+    this.#heldMap = undefined;
     this.#heldBytes = 0;
   }
 
@@ -123,7 +138,7 @@ export class DeviceStream {
         const before = this.#lastPos;
         if (!(await this.#readToEnd())) return;
         this.#sendHeld();
-        const gap = this.#held.size > 0;
+        const gap = this.#heldMap !== undefined && this.#heldMap.size > 0;
         if (!this.#again && !gap) return;
         idle = this.#lastPos === before ? idle + 1 : 0;
         if (gap && idle >= MAX_IDLE_READS) return;
@@ -149,7 +164,7 @@ export class DeviceStream {
         if (!this.outlet.isOpen) return true;
         if (entry.pos <= this.#lastPos) continue;
         if (entry.pos !== this.#lastPos + 1) break; // cannot happen with contiguous storage; re-read
-        const held = this.#held.get(entry.pos);
+        const held = this.#heldMap?.get(entry.pos);
         if (held !== undefined) this.#unhold(entry.pos, held);
         this.#lastPos = entry.pos;
         const wait = sendPaced(this.outlet, held ?? timelineFrame(entry.pos, eventBody(entry.event)), drainBelow);
@@ -163,11 +178,11 @@ export class DeviceStream {
     const { readAttempts } = this.options;
     for (let attempt = 1, delay = this.options.retryMs; this.outlet.isOpen; attempt++, delay *= 2) {
       try {
-        return await this.read(this.#lastPos, limit);
+        return await this.read(this.#lastPos, limit, this.outlet);
       } catch (err) {
         this.options.onReadFailed(err);
         if (attempt >= readAttempts) {
-          this.options.onGiveUp();
+          this.options.onGiveUp(this.outlet);
           return undefined;
         }
         await sleep(delay, undefined, { ref: false });
@@ -178,7 +193,7 @@ export class DeviceStream {
 
   /** Send held frames that continue the stream; drop the ones it already passed. */
   #sendHeld(): void {
-    if (this.#held.size === 0) return;
+    if (this.#heldMap === undefined || this.#heldMap.size === 0) return;
     for (let next = this.#held.get(this.#lastPos + 1); next !== undefined; next = this.#held.get(this.#lastPos + 1)) {
       this.#unhold(this.#lastPos + 1, next);
       this.#lastPos++;
@@ -189,7 +204,7 @@ export class DeviceStream {
 
   #skipTo(pos: number): void {
     this.#lastPos = pos;
-    for (const [p, frame] of this.#held) if (p <= pos) this.#unhold(p, frame);
+    if (this.#heldMap !== undefined) for (const [p, frame] of this.#heldMap) if (p <= pos) this.#unhold(p, frame);
   }
 
   #unhold(pos: number, frame: string): void {

@@ -521,3 +521,42 @@ test('a randomized arrival order always yields one contiguous stream (seeded)', 
     throw err;
   }
 });
+
+test('nothing pending (resume point = last position): no storage read, live frames flow, held ones first', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(1, 2, 3);
+  const { s } = stream(outlet, tl);
+  tl.append(4);
+  s.offer(4, frameAt(4)); // committed after the resume point was read: held until start
+  await s.start(3, 3);
+  assert.deepEqual(outlet.positions(), [4]);
+  assert.equal(tl.reads.length, 0, 'the first read is skipped');
+  tl.append(5);
+  s.offer(5, frameAt(5));
+  assert.deepEqual(outlet.positions(), [4, 5]);
+  assert.equal(tl.reads.length, 0);
+});
+
+test('nothing pending, but a held frame leaves a gap: the gap is read from storage', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(1, 2, 3);
+  const { s } = stream(outlet, tl);
+  tl.append(4, 5);
+  s.offer(5, frameAt(5)); // 4 was lost on the bus
+  await s.start(3, 3);
+  await settle();
+  assert.deepEqual(outlet.positions(), [4, 5]);
+  assert.equal(tl.reads.length, 1);
+});
+
+test('a resume point behind the last position still replays', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(1, 2, 3);
+  const { s } = stream(outlet, tl);
+  await s.start(1, 3);
+  assert.deepEqual(outlet.positions(), [2, 3]);
+  assert.equal(tl.reads.length, 1);
+});
