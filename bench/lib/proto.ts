@@ -85,23 +85,23 @@ export function classify(proto: Proto, buf: Buffer, start: number, end: number):
   const at = buf.indexOf(TYPE, start);
   if (at < 0 || at >= end) return Kind.Other;
   const p = at + TYPE.length;
-  switch (buf[p]) {
-    case 0x63: // chat_message
-      return Kind.Chat;
-    case 0x6d: // message_sent
-      return Kind.Sent;
-    case 0x61: // auth_success / auth_failure
-      return buf[p + 5] === 0x73 ? Kind.AuthOk : Kind.AuthFail;
-    case 0x65: // error
-      return Kind.Error;
-    case 0x72: // rate_limited
-      return Kind.RateLimited;
-    case 0x74: // typing_indicator
-      return Kind.Typing;
-    default:
-      return Kind.Other;
+  // Whole type names: v2 has several types sharing a first letter (receipt / rate_limited,
+  // message_sent / message_edited / membership, typing_indicator / timeline_pruned).
+  for (const [name, kind] of TYPE_KINDS) {
+    if (p + name.length < end && buf[p + name.length] === 0x22 /* " */ && buf.compare(name, 0, name.length, p, p + name.length) === 0) return kind;
   }
+  return Kind.Other;
 }
+
+const TYPE_KINDS: readonly [Buffer, KindValue][] = [
+  ['chat_message', Kind.Chat],
+  ['message_sent', Kind.Sent],
+  ['auth_success', Kind.AuthOk],
+  ['auth_failure', Kind.AuthFail],
+  ['error', Kind.Error],
+  ['rate_limited', Kind.RateLimited],
+  ['typing_indicator', Kind.Typing],
+].map(([name, kind]) => [Buffer.from(name as string), kind as KindValue]);
 
 /** HS256 tokens as Rampart expects them: `sub` = user id (UUID v4), `exp` required. */
 export async function mintToken(secret: string, sub: string, ttlSec = 3600): Promise<string> {

@@ -3,7 +3,7 @@
  * deployment checks, one line each, then a grade. Exits 1 when there is an error.
  */
 import { checkSchema, readConfigInput } from '../config/load-config.js';
-import { grade, runChecks, type Finding } from '../config/production-checks.js';
+import { fsCheckContext, grade, runChecks, type Finding } from '../config/production-checks.js';
 import { type Command } from './command.js';
 
 const line = (label: 'OK' | 'WARN' | 'ERROR', text: string): string => `${label.padEnd(6)}${text}\n`;
@@ -22,7 +22,7 @@ export function checkConfigReport(input: Record<string, unknown>, unknownEnv: st
   }
   text += line('OK', 'schema and consistency rules');
   const { config } = schema;
-  for (const result of runChecks(config)) {
+  for (const result of runChecks(config, { ...fsCheckContext, unreadableFile: 'warn' })) {
     if (result.findings.length === 0) text += line('OK', result.rule);
     for (const f of result.findings) text += line(f.severity === 'error' ? 'ERROR' : 'WARN', `${f.key}: ${f.message}`);
     findings.push(...result.findings);

@@ -21,6 +21,12 @@ export interface Finding {
 export interface CheckContext {
   /** A file's text, or undefined when it cannot be read. */
   readFile(path: string): string | undefined;
+  /**
+   * How an unreadable file (certificate, key) is graded. `serve` cannot start without it (error);
+   * `check-config` often checks a deployment's file on another machine, where the paths do not
+   * exist (warn). Default error.
+   */
+  unreadableFile?: 'error' | 'warn';
 }
 
 export const fsCheckContext: CheckContext = {
@@ -69,7 +75,10 @@ const readableFiles: Rule = {
       ['tls.caFile', config.tls?.caFile],
       ...keyEntries(config).map((e): [string, string | undefined] => [`${e.key}.publicKeyFile`, e.publicKeyFile]),
     ];
-    return files.filter(([, path]) => path !== undefined && ctx.readFile(path) === undefined).map(([key]) => error(key, 'file cannot be read'));
+    const unreadable = files.filter(([, path]) => path !== undefined && ctx.readFile(path) === undefined);
+    return ctx.unreadableFile === 'warn'
+      ? unreadable.map(([key]) => warn(key, 'file cannot be read here: check it on the machine that runs the server (serve refuses to start without it)'))
+      : unreadable.map(([key]) => error(key, 'file cannot be read'));
   },
 };
 

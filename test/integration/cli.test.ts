@@ -321,12 +321,15 @@ describe('help, version and check-config', { concurrency: 1 }, () => {
     assert.doesNotMatch(good.stdout, /ERROR/);
     assert.match(good.stdout, /^OK {4}/m);
     assert.match(good.stdout, /grade: [A-D] \(0 errors/);
-    // Verbatim, only the certificate files of this machine are missing.
-    assert.equal((await asIs.exited).code, 1);
-    assert.deepEqual(asIs.stdout.split('\n').filter((l) => l.startsWith('ERROR')).map((l) => l.replace(/\s+/, ' ')), ['ERROR tls.certFile: file cannot be read', 'ERROR tls.keyFile: file cannot be read']);
+    // Verbatim (the README's example as printed): no error; the certificate files, missing on this
+    // machine, are warnings naming them (serve itself refuses to start without them).
+    assert.equal((await asIs.exited).code, 0, asIs.stdout);
+    assert.doesNotMatch(asIs.stdout, /^ERROR/m);
+    assert.match(asIs.stdout, /WARN +tls\.certFile: file cannot be read here/);
+    assert.match(asIs.stdout, /WARN +tls\.keyFile: file cannot be read here/);
 
     assert.equal((await worse.exited).code, 1);
-    for (const finding of [/ERROR +tls\.certFile: file cannot be read/, /ERROR +jwt\.secret: must be at least 32 bytes/, /ERROR +jwt\.issuer/, /ERROR +jwt\.audience/, /ERROR +allowedOrigins\.1: an http/, /ERROR +allowQueryToken/, /WARN +metrics/, /WARN +storage/, /grade: F/]) {
+    for (const finding of [/WARN +tls\.certFile: file cannot be read here/, /ERROR +jwt\.secret: must be at least 32 bytes/, /ERROR +jwt\.issuer/, /ERROR +jwt\.audience/, /ERROR +allowedOrigins\.1: an http/, /ERROR +allowQueryToken/, /WARN +metrics/, /WARN +storage/, /grade: F/]) {
       assert.match(worse.stdout, finding);
     }
     assert.ok(!worse.stdout.includes('MARKER') && !worse.stderr.includes('MARKER'));
