@@ -96,7 +96,8 @@ export class Session implements Flushable, WheelEntry {
   /** Maintained by the timer wheel. */
   wheelDue = 0;
   wheelSlot = -1;
-  private lastPongAt = 0;
+  /** When the oldest ping still unanswered was sent (0: none outstanding). */
+  private pingSentAt = 0;
   private busy = false;
   /** Frames that arrived while the pipeline was busy; created on first use (most sessions never need it). */
   private queue: QueuedFrame[] | undefined;
@@ -306,7 +307,7 @@ export class Session implements Flushable, WheelEntry {
     this.state = 'active';
     const now = this.hooks.timers.now();
     this.authDueAt = 0;
-    this.lastPongAt = now;
+    this.pingSentAt = 0;
     this.heartbeatDueAt = now + this.timings.heartbeatInterval;
     this.expiryDueAt = this.expiryOf(identity, now);
     this.rearm();
@@ -388,9 +389,14 @@ export class Session implements Flushable, WheelEntry {
     this.rearm();
   }
 
+  /**
+   * Closes only for a ping that went unanswered for `heartbeatTimeout`: a late tick (a busy
+   * event loop, the wheel's granularity) must never close a peer that was not pinged in time.
+   */
   private heartbeat(now: number): void {
     if (this.state === 'closing') return;
-    if (now - this.lastPongAt > this.timings.heartbeatTimeout) {
+    if (this.pingSentAt === 0) this.pingSentAt = now;
+    else if (now - this.pingSentAt > this.timings.heartbeatTimeout) {
       this.hooks.security('heartbeat_timeout', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, code: CloseCode.HEARTBEAT_TIMEOUT });
       this.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', true);
       return;
@@ -400,7 +406,7 @@ export class Session implements Flushable, WheelEntry {
 
   /** @internal */
   onPong(): void {
-    this.lastPongAt = this.hooks.timers.now();
+    this.pingSentAt = 0;
   }
 
   /** @internal */
