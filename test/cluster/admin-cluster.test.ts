@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { REDIS_URL, closeAll, newUserId, openClient, token, uniqueRedisPrefix, within, type Frame, type TestClient } from '../helpers/harness.js';
-import { spawnServerProcess, writeServerConfig, type ServerProcess } from '../helpers/server-process.js';
+import { REDIS_URL, closeAll, newUserId, openClient, token, uniqueRedisPrefix, within, type Frame, type TestClient, dropRedisPrefix } from '../helpers/harness.js';
+import { spawnServerProcess, writeServerConfig, type ServerProcess, stopServerProcesses } from '../helpers/server-process.js';
 import { postgresBackend } from '../helpers/storage-backends.js';
 
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
@@ -68,22 +68,8 @@ describe('admin API across two nodes sharing Redis', () => {
 
   after(async () => {
     await closeAll(...clients);
-    await Promise.all(
-      children.map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const gone = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await gone;
-        clearTimeout(timer);
-      }),
-    );
-    if (redis.status === 'ready') {
-      for await (const batch of redis.scanStream({ match: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1000 }) as AsyncIterable<string[]>) {
-        if (batch.length > 0) await redis.del(...batch);
-      }
-      await redis.quit();
-    } else redis.disconnect();
+    await stopServerProcesses(children);
+    await dropRedisPrefix(redis, prefix);
     await backend.teardown();
     rmSync(dir, { recursive: true, force: true });
   });

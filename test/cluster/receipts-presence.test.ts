@@ -12,8 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { REDIS_URL, closeAll, newUserId, uniqueRedisPrefix, within, type Frame, type TestClient } from '../helpers/harness.js';
-import { spawnServerProcess, writeServerConfig, type ServerProcess } from '../helpers/server-process.js';
+import { REDIS_URL, closeAll, newUserId, uniqueRedisPrefix, within, type Frame, type TestClient, dropRedisPrefix } from '../helpers/harness.js';
+import { spawnServerProcess, writeServerConfig, type ServerProcess, stopServerProcesses } from '../helpers/server-process.js';
 import { postgresBackend } from '../helpers/storage-backends.js';
 import { createGroup, deviceClient, expectReply, said, waitEvent, type DeviceClient } from '../helpers/timeline.js';
 
@@ -52,22 +52,8 @@ describe('receipts and presence on two nodes sharing Redis', () => {
 
   after(async () => {
     await closeAll(...clients);
-    await Promise.all(
-      children.map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const gone = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await gone;
-        clearTimeout(timer);
-      }),
-    );
-    if (admin.status === 'ready') {
-      for await (const batch of admin.scanStream({ match: `${prefix}*`, count: 1000 }) as AsyncIterable<string[]>) {
-        if (batch.length > 0) await admin.del(...batch);
-      }
-      await admin.quit();
-    } else admin.disconnect();
+    await stopServerProcesses(children);
+    await dropRedisPrefix(admin, prefix);
     await backend.teardown();
     rmSync(dir, { recursive: true, force: true });
   });

@@ -15,8 +15,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { REDIS_URL, closeAll, newUserId, uniqueRedisPrefix, waitFor, type Frame } from '../helpers/harness.js';
-import { spawnServerProcess, writeServerConfig, type ServerProcess } from '../helpers/server-process.js';
+import { REDIS_URL, closeAll, newUserId, uniqueRedisPrefix, waitFor, type Frame, dropRedisPrefix } from '../helpers/harness.js';
+import { spawnServerProcess, writeServerConfig, type ServerProcess, stopServerProcesses } from '../helpers/server-process.js';
 import { postgresBackend, type StorageLocation } from '../helpers/storage-backends.js';
 import { ask, deviceClient, lastPosOf, prng, say, streamOf, testSeed, type DeviceClient } from '../helpers/timeline.js';
 import { openStore } from '../../src/store/open-store.js';
@@ -84,22 +84,8 @@ describe(`randomized timelines on two nodes (seed ${SEED})`, () => {
   after(async () => {
     await closeAll(...sessions);
     await store?.close();
-    await Promise.all(
-      children.map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const gone = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await gone;
-        clearTimeout(timer);
-      }),
-    );
-    if (admin.status === 'ready') {
-      for await (const batch of admin.scanStream({ match: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1000 }) as AsyncIterable<string[]>) {
-        if (batch.length > 0) await admin.del(...batch);
-      }
-      await admin.quit();
-    } else admin.disconnect();
+    await stopServerProcesses(children);
+    await dropRedisPrefix(admin, prefix);
     await backend.teardown();
     rmSync(dir, { recursive: true, force: true });
   });

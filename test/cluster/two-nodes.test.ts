@@ -27,9 +27,8 @@ import {
   within,
   type Frame,
   type TcpProxy,
-  type TestClient,
-} from '../helpers/harness.js';
-import { spawnServerProcess, writeServerConfig, type ServerProcess } from '../helpers/server-process.js';
+  type TestClient, dropRedisPrefix } from '../helpers/harness.js';
+import { spawnServerProcess, writeServerConfig, type ServerProcess, stopServerProcesses } from '../helpers/server-process.js';
 import { postgresBackend } from '../helpers/storage-backends.js';
 import type { RampartConfigInput } from '../../src/config/schema.js';
 import { assertContiguous, createGroup, deviceClient, expectReply, said, streamOf, waitEvent, type DeviceClient } from '../helpers/timeline.js';
@@ -92,22 +91,8 @@ describe('two nodes sharing Redis and PostgreSQL', () => {
 
   after(async () => {
     await closeAll(...clients);
-    await Promise.all(
-      children.map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const gone = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM'); // graceful: gives back its registry slots and liveness key
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await gone;
-        clearTimeout(timer);
-      }),
-    );
-    if (admin.status === 'ready') {
-      for await (const batch of admin.scanStream({ match: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1000 }) as AsyncIterable<string[]>) {
-        if (batch.length > 0) await admin.del(...batch);
-      }
-      await admin.quit();
-    } else admin.disconnect();
+    await stopServerProcesses(children);
+    await dropRedisPrefix(admin, prefix);
     for (const proxy of proxies) await proxy.close();
     await backend.teardown();
     rmSync(dir, { recursive: true, force: true });

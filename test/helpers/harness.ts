@@ -297,3 +297,15 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     close: stop,
   };
 }
+
+/** Deletes every key under `prefix` (a test's own namespace) and closes the connection. */
+export async function dropRedisPrefix(redis: import('ioredis').Redis, prefix: string): Promise<void> {
+  if (redis.status !== 'ready') {
+    redis.disconnect();
+    return;
+  }
+  for await (const batch of redis.scanStream({ match: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1000 }) as AsyncIterable<string[]>) {
+    if (batch.length > 0) await redis.del(...batch);
+  }
+  await redis.quit();
+}

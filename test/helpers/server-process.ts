@@ -73,3 +73,20 @@ export function spawnServerProcess(configFile: string, children: ChildProcess[])
     });
   });
 }
+
+/**
+ * Stops every spawned server that is still running: SIGTERM (a graceful close gives back its
+ * registry slots and liveness key), then SIGKILL if it has not exited within `graceMs`.
+ */
+export async function stopServerProcesses(children: readonly ChildProcess[], graceMs = 5000): Promise<void> {
+  await Promise.all(
+    children.map(async (child) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await gone;
+      clearTimeout(timer);
+    }),
+  );
+}
