@@ -390,7 +390,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
         server.listen(config.port, config.host, () => {
           server.off('error', reject);
           const address = server.address() as AddressInfo;
-          logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls), nodeId }, 'listening');
+          logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls) }, 'listening');
           resolve(address);
         });
       });
