@@ -96,8 +96,12 @@ async function converse(a: Peer, b: Peer, n: number, everyMs: number, during: (i
   }
   const receipts = await within(Promise.all(sends), 30_000, 'every send to be confirmed');
   assert.equal(new Set(receipts.map((r) => r.id)).size, 2 * n, 'one stored message per send');
-  await waitFor(() => a.received.length >= n && b.received.length >= n, 30_000, `both sides to receive ${n} messages (a has ${a.received.length}, b has ${b.received.length})`);
-  await sleep(100); // anything extra (a duplicate) would arrive now
+  // A last message each way: streams are in pos order, so once it is in, any duplicate of an
+  // earlier message would already have been handed to the application (no waiting on time).
+  await Promise.all([a.client.sendMessage({ recipientId: b.id }, 'a-end'), b.client.sendMessage({ recipientId: a.id }, 'b-end')]);
+  await waitFor(() => a.received.includes('b-end') && b.received.includes('a-end'), 30_000, `both sides to receive ${n} messages and the end marker (a has ${a.received.length}, b has ${b.received.length})`);
+  a.received.splice(a.received.indexOf('b-end'), 1);
+  b.received.splice(b.received.indexOf('a-end'), 1);
   const expect = (prefix: string) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
   assert.deepEqual(b.received, expect('a'), 'B saw each of A’s messages once, in order');
   assert.deepEqual(a.received, expect('b'), 'A saw each of B’s messages once, in order');
