@@ -3,6 +3,7 @@
  * self-destruct timer (every worker stops by itself), CPU accounting, and a bounded-concurrency
  * connection opener.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { RawConn, type ConnHandlers, type ConnOptions } from './wire.js';
 import { wsPath, type Proto } from './proto.js';
 
@@ -108,4 +109,26 @@ export async function startLoad<C extends TargetConfig>(): Promise<{ cfg: C; pro
   const { cfg } = await waitCmd<{ cmd: string; cfg: C }>('start');
   guard(cfg.maxMs);
   return { cfg, proto: cfg.proto, path: wsPath(cfg.proto, cfg.rampartPath) };
+}
+
+/**
+ * The measured window every load generator shares: warm up, then measure for `measureMs` with
+ * the generator's own CPU time beside it. `setPhase(1)` when the window opens, `setPhase(2)`
+ * when it closes (the generator counts only what happens in phase 1).
+ */
+export async function measureWindow(
+  cfg: { warmupMs: number; measureMs: number },
+  setPhase: (phase: 1 | 2) => void,
+): Promise<{ measuredMs: number; cpu: ReturnType<typeof cpuMs> }> {
+  await sleep(cfg.warmupMs);
+  setPhase(1);
+  const tm0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  send({ ev: 'measure_start' });
+  await sleep(cfg.measureMs);
+  const cpu = cpuMs(cpu0);
+  const tm1 = performance.now();
+  setPhase(2);
+  send({ ev: 'measure_end' });
+  return { measuredMs: tm1 - tm0, cpu };
 }

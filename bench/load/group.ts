@@ -9,7 +9,7 @@
 import { Kind, authOnOpen, classify, ackText, mintTokens } from '../lib/proto.js';
 import { FrameTemplate, RawConn, buildFrame, fieldStart, readDigits } from '../lib/wire.js';
 import { Samples, summarize } from '../lib/stats.js';
-import { send, waitCmd, cpuMs, openMany, sourceAddress, startLoad, type TargetConfig } from '../lib/worker.js';
+import { send, waitCmd, measureWindow, openMany, sourceAddress, startLoad, type TargetConfig } from '../lib/worker.js';
 
 export interface GroupConfig extends TargetConfig {
   members: string[];
@@ -230,17 +230,7 @@ const stallTimer = setInterval(() => {
 for (const s of senders) s.ready = true;
 schedulePump();
 
-await sleep(cfg.warmupMs);
-phase = 1;
-const tm0 = now();
-const cpu0 = process.cpuUsage();
-send({ ev: 'measure_start' });
-await sleep(cfg.measureMs);
-const cpu = cpuMs(cpu0);
-const tm1 = now();
-phase = 2;
-send({ ev: 'measure_end' });
-const measuredMs = tm1 - tm0;
+const { measuredMs, cpu } = await measureWindow(cfg, (p) => (phase = p));
 const drainEnd = now() + cfg.drainMs;
 while (now() < drainEnd && senders.some((s) => s.inflight > 0)) await sleep(20);
 flushAcks();

@@ -8,7 +8,7 @@
 import { Kind, authOnOpen, sioConnect, SIO_PONG, classify, mintTokens } from '../lib/proto.js';
 import { RawConn } from '../lib/wire.js';
 import { Samples, summarize } from '../lib/stats.js';
-import { send, waitCmd, sourceAddress, cpuMs, startLoad, type TargetConfig } from '../lib/worker.js';
+import { send, waitCmd, sourceAddress, measureWindow, startLoad, type TargetConfig } from '../lib/worker.js';
 
 export interface HandshakeConfig extends TargetConfig {
   users: string[];
@@ -79,21 +79,11 @@ function start(): void {
 
 const t0 = performance.now();
 start();
-await sleep(cfg.warmupMs);
-phase = 1;
-const cpu0 = process.cpuUsage();
-const tm0 = performance.now();
-send({ ev: 'measure_start' });
-await sleep(cfg.measureMs);
-const tm1 = performance.now();
-const cpu = cpuMs(cpu0);
-phase = 2;
+const { measuredMs: ms, cpu } = await measureWindow(cfg, (p) => (phase = p));
 const done = completed;
-send({ ev: 'measure_end' });
 const stopBy = performance.now() + 5000;
 while (inflight > 0 && performance.now() < stopBy) await sleep(20);
 
-const ms = tm1 - tm0;
 send({
   ev: 'result',
   result: {

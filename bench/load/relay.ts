@@ -15,7 +15,7 @@
 import { Kind, authOnOpen, sioConnect, SIO_PONG, chatText, classify, ackText, mintTokens } from '../lib/proto.js';
 import { FrameTemplate, RawConn, buildFrame, fieldStart, readDigits } from '../lib/wire.js';
 import { Samples, summarize } from '../lib/stats.js';
-import { send, waitCmd, cpuMs, openMany, sourceAddress, startLoad, type TargetConfig } from '../lib/worker.js';
+import { send, waitCmd, measureWindow, openMany, sourceAddress, startLoad, type TargetConfig } from '../lib/worker.js';
 
 export interface RelayConfig extends TargetConfig {
   pairs: { s: string; r: string }[];
@@ -321,17 +321,7 @@ if (cfg.pacedRate) {
   schedulePump();
 }
 
-await sleep(cfg.warmupMs);
-phase = 1;
-const tm0 = now();
-const cpu0 = process.cpuUsage();
-send({ ev: 'measure_start' });
-await sleep(cfg.measureMs);
-const cpu = cpuMs(cpu0);
-const tm1 = now();
-phase = 2;
-send({ ev: 'measure_end' });
-const measuredMs = tm1 - tm0;
+const { measuredMs, cpu } = await measureWindow(cfg, (p) => (phase = p));
 
 // ---- drain: stop sending, wait for what is in flight
 const drainEnd = now() + cfg.drainMs;

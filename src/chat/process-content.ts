@@ -48,11 +48,11 @@ export function processContent(raw: string, policy: ContentPolicy): ProcessedCon
 }
 
 /**
- * Attachment display names: the standard character policy (bidi overrides matter most here:
- * `invoice\u202Egpj.exe`) and, since a name is one line, no TAB or LF either; then plain text
- * escaping, no tags at all.
+ * One-line display names (attachment names, group names): the standard character policy (bidi
+ * overrides matter most here: `invoice\u202Egpj.exe`) and, since a name is one line, no TAB or
+ * LF either; then plain text escaping, no tags at all.
  */
-export function sanitizeAttachmentName(name: string): SanitizedName | ContentRejection {
+export function sanitizeDisplayName(name: string): SanitizedName | ContentRejection {
   if (name.length > MAX_ATTACHMENT_NAME_LENGTH) return reject('too_long');
   const check = checkContent(name, 'standard');
   if (!check.ok) return reject(check.rule);

@@ -21,7 +21,7 @@ import type { MessageChangeService } from '../chat/message-changes.js';
 import type { PresenceService } from '../presence/presence-service.js';
 import { withRequestId } from '../chat/replies.js';
 import { permissionsFor, type RolePolicy } from '../chat/authorization.js';
-import { processContent, sanitizeAttachmentName } from '../chat/process-content.js';
+import { processContent, sanitizeDisplayName } from '../chat/process-content.js';
 import type { ContentPolicy } from '../chat/content-policy.js';
 import { parseSafeJson } from './safe-json.js';
 import { validateFrame } from './validate-frame.js';
@@ -171,7 +171,7 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     if (frame.attachments !== undefined) {
       attachments = [];
       for (const a of frame.attachments) {
-        const name = sanitizeAttachmentName(a.name);
+        const name = sanitizeDisplayName(a.name);
         if (!name.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...cid }, true, `attachments.name:${name.rule}`));
         attachments.push({ type: a.type, url: a.url, name: name.name });
       }
@@ -208,7 +208,7 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     }
     let name: string | undefined;
     if (frame.type === 'create_group' || frame.type === 'rename_group') {
-      const clean = sanitizeAttachmentName(frame.name);
+      const clean = sanitizeDisplayName(frame.name);
       if (!clean.ok) return session.reject(reply('invalid_content', withRequestId({ type: 'error', reason: 'invalid_content' }, frame.requestId), true, `name:${clean.rule}`));
       name = clean.name;
     }

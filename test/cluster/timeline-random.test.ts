@@ -18,7 +18,7 @@ import { Redis } from 'ioredis';
 import { REDIS_URL, closeAll, newUserId, uniqueRedisPrefix, waitFor, type Frame, dropRedisPrefix } from '../helpers/harness.js';
 import { spawnServerProcess, writeServerConfig, type ServerProcess, stopServerProcesses } from '../helpers/server-process.js';
 import { postgresBackend, type StorageLocation } from '../helpers/storage-backends.js';
-import { ask, deviceClient, lastPosOf, prng, say, streamOf, testSeed, type DeviceClient } from '../helpers/timeline.js';
+import { ask, deviceClient, lastPosOf, prng, say, streamOf, testSeed, type DeviceClient, GENEROUS_BUDGETS } from '../helpers/timeline.js';
 import { openStore } from '../../src/store/open-store.js';
 import type { Store } from '../../src/store/store.js';
 import { DEFAULT_TENANT } from '../../src/auth/token-verifier.js';
@@ -67,13 +67,7 @@ describe(`randomized timelines on two nodes (seed ${SEED})`, () => {
       storage: location.storage,
       redisUrl: REDIS_URL,
       redisKeyPrefix: prefix,
-      rateLimit: { messagesPerMinute: 100_000, messagesPerHour: 1_000_000, burstLimit: 100_000, burstWindow: 1000 },
-      limits: {
-        frames: { limit: 100_000, windowMs: 1000 },
-        requests: { limit: 100_000, windowMs: 1000 },
-        groupCreates: { limit: 100_000, windowMs: 1000 },
-        membershipChanges: { limit: 100_000, windowMs: 1000 },
-      },
+      ...GENEROUS_BUDGETS,
       // Small pages: replays and gap reads cross several storage reads.
       chat: { replayPageSize: 3 },
     });

@@ -160,3 +160,18 @@ export function testSeed(): number {
   }
   return (Math.random() * 2 ** 32) >>> 0;
 }
+
+/**
+ * Rate budgets far above anything a test sends, for tests about conversations and sync rather
+ * than limits (the limits tests set their own). Typing is included: it is dropped silently.
+ */
+export const GENEROUS_BUDGETS = {
+  rateLimit: { messagesPerMinute: 100_000, messagesPerHour: 1_000_000, burstLimit: 100_000, burstWindow: 1000 },
+  limits: {
+    frames: { limit: 100_000, windowMs: 1000 },
+    requests: { limit: 100_000, windowMs: 1000 },
+    typing: { limit: 100_000, windowMs: 1000 },
+    groupCreates: { limit: 100_000, windowMs: 1000 },
+    membershipChanges: { limit: 100_000, windowMs: 1000 },
+  },
+} as const;

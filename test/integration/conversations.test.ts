@@ -27,6 +27,7 @@ import {
   waitPos,
   type DeviceAuth,
   type DeviceClient,
+  GENEROUS_BUDGETS,
 } from '../helpers/timeline.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -34,14 +35,7 @@ const T = { timeout: 20_000 };
 
 /** Generous budgets: these tests are about conversations, not rate limits (the limits test sets its own). */
 const BASE: RampartConfigInput = {
-  rateLimit: { messagesPerMinute: 100_000, messagesPerHour: 1_000_000, burstLimit: 100_000, burstWindow: 1000 },
-  limits: {
-    frames: { limit: 100_000, windowMs: 1000 },
-    requests: { limit: 100_000, windowMs: 1000 },
-    typing: { limit: 100_000, windowMs: 1000 },
-    groupCreates: { limit: 100_000, windowMs: 1000 },
-    membershipChanges: { limit: 100_000, windowMs: 1000 },
-  },
+  ...GENEROUS_BUDGETS,
   chat: {
     // Small pages: every replay below crosses several storage reads.
     replayPageSize: 2,

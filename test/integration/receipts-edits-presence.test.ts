@@ -13,19 +13,12 @@ import { readFileSync, existsSync } from 'node:fs';
 import { startServer, closeAll, newUserId, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
 import type { RampartConfigInput } from '../../src/config/schema.js';
 import { backends, type StorageBackend, type StorageLocation } from '../helpers/storage-backends.js';
-import { assertContiguous, createGroup, deviceClient, expectReply, ask, said, say, waitEvent, type DeviceClient } from '../helpers/timeline.js';
+import { assertContiguous, createGroup, deviceClient, expectReply, ask, said, say, waitEvent, type DeviceClient, GENEROUS_BUDGETS } from '../helpers/timeline.js';
 
 const T = { timeout: 30_000 };
 
 const BASE: RampartConfigInput = {
-  rateLimit: { messagesPerMinute: 100_000, messagesPerHour: 1_000_000, burstLimit: 100_000, burstWindow: 1000 },
-  limits: {
-    frames: { limit: 100_000, windowMs: 1000 },
-    requests: { limit: 100_000, windowMs: 1000 },
-    typing: { limit: 100_000, windowMs: 1000 },
-    groupCreates: { limit: 100_000, windowMs: 1000 },
-    membershipChanges: { limit: 100_000, windowMs: 1000 },
-  },
+  ...GENEROUS_BUDGETS,
   chat: { receiptCoalesceMs: 0, presenceDebounceMs: 0 },
 };
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { processContent, sanitizeAttachmentName } from '../../src/chat/process-content.js';
+import { processContent, sanitizeDisplayName } from '../../src/chat/process-content.js';
 import { MAX_CONTENT_LENGTH } from '../../src/protocol/client-frames.js';
 
 test('a normal message passes with sanitized content and entities', () => {
@@ -80,11 +80,11 @@ test('property: accepted content is bounded and never blank; refusals carry a kn
 });
 
 test('attachment names: plain text escaping, no tags, control and bidi refused', () => {
-  assert.deepEqual(sanitizeAttachmentName('report.pdf'), { ok: true, name: 'report.pdf' });
-  assert.deepEqual(sanitizeAttachmentName('<b>x</b> & "y".png'), { ok: true, name: '&lt;b&gt;x&lt;/b&gt; &amp; &quot;y&quot;.png' });
-  assert.deepEqual(sanitizeAttachmentName('invoice\u202Efdp.exe'), { ok: false, reason: 'invalid_content', rule: 'bidi_override' });
-  assert.deepEqual(sanitizeAttachmentName('a\nb.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
-  assert.deepEqual(sanitizeAttachmentName('a\u0007.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
-  assert.deepEqual(sanitizeAttachmentName('   '), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' });
-  assert.deepEqual(sanitizeAttachmentName('n'.repeat(256)), { ok: false, reason: 'invalid_content', rule: 'too_long' });
+  assert.deepEqual(sanitizeDisplayName('report.pdf'), { ok: true, name: 'report.pdf' });
+  assert.deepEqual(sanitizeDisplayName('<b>x</b> & "y".png'), { ok: true, name: '&lt;b&gt;x&lt;/b&gt; &amp; &quot;y&quot;.png' });
+  assert.deepEqual(sanitizeDisplayName('invoice\u202Efdp.exe'), { ok: false, reason: 'invalid_content', rule: 'bidi_override' });
+  assert.deepEqual(sanitizeDisplayName('a\nb.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
+  assert.deepEqual(sanitizeDisplayName('a\u0007.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
+  assert.deepEqual(sanitizeDisplayName('   '), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' });
+  assert.deepEqual(sanitizeDisplayName('n'.repeat(256)), { ok: false, reason: 'invalid_content', rule: 'too_long' });
 });
