@@ -6,7 +6,7 @@
  *
  * Compact keys inside: users and conversations get INTEGER ids, UUIDs are 16-byte BLOBs; events
  * are appended to a rowid table (unique indexes (conv, seq), id, and the dedupe key), timeline rows
- * to a WITHOUT ROWID table keyed (user, pos). A batch writes each user's and conversation's
+ * to a small WITHOUT ROWID table keyed (user, pos) and moved in sorted batches into the large one. A batch writes each user's and conversation's
  * counters once, and reads them only when they are not cached. Small caches map (tenant, uuid) →
  * integer id and hold committed counters; they are filled only from committed data, and the
  * counters are dropped whenever another connection has written (`PRAGMA data_version`).
@@ -83,6 +83,12 @@ export interface SqliteStoreOptions {
   synchronous?: 'FULL' | 'NORMAL';
   /** How long a write waits for another process holding the file's write lock. Default 5000 ms. */
   busyTimeoutMs?: number;
+  /**
+   * Timeline batching (schema 5), tuning only: recent entries move into the settled timeline once
+   * there are `recent` of them (default 4096); a transaction writing `direct` or more entries
+   * (default 1024) writes them straight into the settled timeline. Tests set them tiny to move often.
+   */
+  timelineBatch?: { recent: number; direct: number };
 }
 
 /** Ordered: index i brings the schema from version i to i + 1. Never edit a shipped entry. */
@@ -260,10 +266,33 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE events ADD COLUMN edited_at INTEGER;
    CREATE INDEX events_edits ON events (conv, reply_to) WHERE kind = 2;
    ALTER TABLE users ADD COLUMN presence INTEGER;`,
+  // Schema 5: new timeline entries go to a small table of recent ones, moved into `timeline` in
+  // one sorted batch every TIMELINE_RECENT_ROWS entries. Keyed (user, pos), every commit wrote one
+  // entry per recipient into a different page of the large `timeline` tree (one dirtied 4 KiB page
+  // per user per commit, each written to the WAL and checkpointed); the small tree spans a few
+  // pages, and the batched move dirties each user's page once per batch instead of once per commit.
+  // For every user, all recent positions are above all settled ones: readers take settled, then recent.
+  `CREATE TABLE timeline_recent (
+     user INTEGER NOT NULL,
+     pos INTEGER NOT NULL,
+     conv INTEGER NOT NULL,
+     seq INTEGER NOT NULL,
+     PRIMARY KEY (user, pos)
+   ) WITHOUT ROWID;`,
 ];
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */
 export const SQLITE_MIGRATIONS: readonly string[] = MIGRATIONS;
+
+/**
+ * `recent`: entries kept in timeline_recent before they move into `timeline` in one sorted batch
+ * (schema 5). A few hundred KiB of tree: small enough that a commit dirties few of its pages, large
+ * enough that the move dirties each active user's page of `timeline` once per many commits.
+ * `direct`: a transaction writing at least this many entries (a batch of group messages: one per
+ * member per message) writes them straight into `timeline`, sorted: they fill whole pages per user
+ * anyway, and going through timeline_recent would write them twice.
+ */
+const TIMELINE_BATCH = { recent: 4096, direct: 1024 } as const;
 
 /** Entries each counter cache may hold before it starts over (bounds memory only). */
 const COUNTER_CACHE_LIMIT = 100_000;
@@ -381,13 +410,18 @@ function prepareAll(db: Database.Database) {
       `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    insertTimeline: db.prepare<[number, number, number, number]>('INSERT INTO timeline (user, pos, conv, seq) VALUES (?, ?, ?, ?)'),
-    timeline: db.prepare<[number, number, number], RawEventRow & { pos: number; conv: number }>(
-      `SELECT t.pos, t.conv, ${EVENT_COLUMNS} FROM timeline t
-       JOIN events e ON e.conv = t.conv AND e.seq = t.seq JOIN users su ON su.id = e.sender
-       WHERE t.user = ? AND t.pos > ? ORDER BY t.pos LIMIT ?`,
-    ),
-    firstPos: db.prepare<[number], number | null>('SELECT min(pos) FROM timeline WHERE user = ?').pluck(),
+    insertTimeline: db.prepare<[number, number, number, number]>('INSERT INTO timeline_recent (user, pos, conv, seq) VALUES (?, ?, ?, ?)'),
+    insertSettledTimeline: db.prepare<[number, number, number, number]>('INSERT INTO timeline (user, pos, conv, seq) VALUES (?, ?, ?, ?)'),
+    settleTimeline: db.prepare('INSERT INTO timeline SELECT user, pos, conv, seq FROM timeline_recent ORDER BY user, pos'),
+    clearRecentTimeline: db.prepare('DELETE FROM timeline_recent'),
+    countRecentTimeline: db.prepare<[], number>('SELECT count(*) FROM timeline_recent').pluck(),
+    timelineSettled: db.prepare<[number, number, number], TimelineRow>(timelineRows('timeline')),
+    timelineRecent: db.prepare<[number, number, number], TimelineRow>(timelineRows('timeline_recent')),
+    firstPos: db
+      .prepare<[number, number], number | null>(
+        'SELECT coalesce((SELECT min(pos) FROM timeline WHERE user = ?), (SELECT min(pos) FROM timeline_recent WHERE user = ?))',
+      )
+      .pluck(),
     history: db.prepare<[number, number, number, number], RawEventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events e JOIN users su ON su.id = e.sender
        WHERE e.conv = ? AND e.seq >= ? AND e.seq <= ? AND e.kind NOT IN (${EVENT_EDIT}, ${EVENT_DELETE}) ORDER BY e.seq DESC LIMIT ?`,
@@ -422,6 +456,9 @@ function prepareAll(db: Database.Database) {
     setUserAcked: db.prepare<[number, number]>('UPDATE users SET acked_pos = max(acked_pos, ?) WHERE id = ?'),
     pruneTimeline: db.prepare<[Buffer]>(
       'DELETE FROM timeline WHERE (conv, seq) IN (SELECT conv, seq FROM events WHERE id < ?)',
+    ),
+    pruneRecentTimeline: db.prepare<[Buffer]>(
+      'DELETE FROM timeline_recent WHERE (conv, seq) IN (SELECT conv, seq FROM events WHERE id < ?)',
     ),
     pruneEvents: db.prepare<[Buffer]>('DELETE FROM events WHERE id < ?'),
     ping: db.prepare('SELECT 1').pluck(),
@@ -515,6 +552,10 @@ export class SqliteStore implements Store {
   readonly #userCounters = new Map<number, { last: number; acked: number }>();
   readonly #convCounters = new Map<number, { lastSeq: number; lastAt: number; closed: boolean }>();
   #dataVersion = -1;
+  /** Rows in timeline_recent (an estimate: it only decides when to settle them). */
+  #recentTimelineRows = 0;
+  /** Timeline entries of the running transaction, flat (user, pos, conv, seq), written at its end. */
+  readonly #newTimeline: number[] = [];
   /** Cache fills made inside the running transaction: applied only once it commits. */
   #pending: (() => void)[] | undefined;
 
@@ -600,9 +641,11 @@ export class SqliteStore implements Store {
     // One read transaction: entries, first and last position agree with each other.
     return this.#db!.transaction(() => {
       const lastPos = s.userCounters.get(user)?.last_pos ?? 0;
-      const firstPos = s.firstPos.get(user) ?? lastPos + 1;
+      const firstPos = s.firstPos.get(user, user) ?? lastPos + 1;
       const n = clampLimit(limit);
-      const rows = n === 0 ? [] : s.timeline.all(user, Math.floor(after), n);
+      const from = Math.floor(after);
+      const rows = n === 0 ? [] : s.timelineSettled.all(user, from, n);
+      if (rows.length < n) rows.push(...s.timelineRecent.all(user, from, n - rows.length));
       const entries = rows.map((row) => ({ pos: row.pos, event: this.#decode(s, row.conv, row) }));
       return { entries, firstPos, lastPos };
     })();
@@ -730,7 +773,7 @@ export class SqliteStore implements Store {
       const delivered: AckResult['delivered'] = [];
       if (target > c.acked_pos) {
         s.setUserAcked.run(target, user);
-        for (const row of f.advanceDelivered.all(user, c.acked_pos, target, user)) {
+        for (const row of f.advanceDelivered.all({ user, from: c.acked_pos, to: target })) {
           delivered.push({ conversationId: this.#convInfoById(s, row.conv).uuid, delivered: row.delivered_seq });
         }
       }
@@ -845,7 +888,7 @@ export class SqliteStore implements Store {
       const c = s.userCounters.get(m.user)!;
       if (m.user !== actor && c.last_pos - c.acked_pos >= o.maxInboxSize) continue;
       const pos = c.last_pos + 1;
-      s.insertTimeline.run(m.user, pos, info.id, seq);
+      this.#appendTimeline(m.user, pos, info.id, seq);
       s.setLastPos.run(pos, m.user);
       deliveries.push({ userId: bytesToUuid(m.user_id), pos });
     }
@@ -859,6 +902,7 @@ export class SqliteStore implements Store {
     const bound = uuidToBytes(uuidV7LowerBound(olderThan));
     return this.#write(() => {
       s.pruneTimeline.run(bound);
+      s.pruneRecentTimeline.run(bound);
       return s.pruneEvents.run(bound).changes;
     });
   }
@@ -913,12 +957,16 @@ export class SqliteStore implements Store {
           if (version !== this.#dataVersion) {
             this.#userCounters.clear();
             this.#convCounters.clear();
+            this.#recentTimelineRows = s.countRecentTimeline.get()!;
             this.#dataVersion = version;
           }
-          return fn();
+          const out = fn();
+          this.#writeTimeline(s);
+          return out;
         })
         .immediate();
     } finally {
+      this.#newTimeline.length = 0;
       this.#pending = undefined;
       if (!keepCounters) {
         this.#userCounters.clear();
@@ -927,6 +975,42 @@ export class SqliteStore implements Store {
     }
     for (const apply of pending) apply();
     return result;
+  }
+
+  /** Queue a timeline entry of the running transaction (written by #writeTimeline before COMMIT). */
+  #appendTimeline(user: number, pos: number, conv: number, seq: number): void {
+    if (this.#pending === undefined) throw new Error('timeline entries are written inside #write only');
+    this.#newTimeline.push(user, pos, conv, seq);
+  }
+
+  /**
+   * Write the transaction's timeline entries: a few go to timeline_recent (settled into `timeline`
+   * once it holds `timelineBatch.recent`); a large batch settles the recent ones first, then goes
+   * straight into `timeline` sorted by (user, pos). Either way, every user's recent positions stay
+   * above their settled ones.
+   */
+  #writeTimeline(s: Statements): void {
+    const rows = this.#newTimeline;
+    const n = rows.length / 4;
+    const batch = this.#options.timelineBatch ?? TIMELINE_BATCH;
+    if (n >= batch.direct) {
+      this.#settleTimeline(s);
+      const order = Array.from({ length: n }, (_, i) => i * 4);
+      order.sort((a, b) => rows[a]! - rows[b]! || rows[a + 1]! - rows[b + 1]!);
+      for (const i of order) s.insertSettledTimeline.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
+    } else {
+      for (let i = 0; i < rows.length; i += 4) s.insertTimeline.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
+      this.#recentTimelineRows += n;
+      if (this.#recentTimelineRows >= batch.recent) this.#settleTimeline(s);
+    }
+    rows.length = 0;
+  }
+
+  #settleTimeline(s: Statements): void {
+    if (this.#recentTimelineRows === 0) return;
+    s.settleTimeline.run();
+    s.clearRecentTimeline.run();
+    this.#recentTimelineRows = 0;
   }
 
   #remember(apply: () => void): void {
@@ -1181,7 +1265,7 @@ export class SqliteStore implements Store {
         if (r.id !== sender && uc.last - uc.acked >= maxInboxSize) continue;
         uc.last++;
         uc.dirty = true;
-        s.insertTimeline.run(r.id, uc.last, info.id, seq);
+        this.#appendTimeline(r.id, uc.last, info.id, seq);
         deliveries.push({ userId: r.uuid, pos: uc.last });
       }
       out[i] = { status: 'stored', message: this.#codec.storedMessage(m, this.#context(info), seq), deliveries };
@@ -1248,7 +1332,7 @@ export class SqliteStore implements Store {
     const deliveries: Delivery[] = [];
     for (const r of recipients) {
       const pos = s.userCounters.get(r.id)!.last_pos + 1;
-      s.insertTimeline.run(r.id, pos, info.id, seq);
+      this.#appendTimeline(r.id, pos, info.id, seq);
       s.setLastPos.run(pos, r.id);
       deliveries.push({ userId: r.uuid, pos });
     }
@@ -1363,6 +1447,15 @@ export class SqliteStore implements Store {
 }
 
 /** Statements for receipts, edits and deletes, and presence settings (schema 3), apart from the message path's. */
+type TimelineRow = RawEventRow & { pos: number; conv: number };
+
+/** A user's entries after a position, with their events, from one of the two timeline tables. */
+function timelineRows(table: 'timeline' | 'timeline_recent'): string {
+  return `SELECT t.pos, t.conv, ${EVENT_COLUMNS} FROM ${table} t
+       JOIN events e ON e.conv = t.conv AND e.seq = t.seq JOIN users su ON su.id = e.sender
+       WHERE t.user = ? AND t.pos > ? ORDER BY t.pos LIMIT ?`;
+}
+
 function prepareFeatures(db: Database.Database, eventColumns: string) {
   return {
     eventById: db.prepare<[Buffer], RawEventRow & { conv: number; sender_int: number }>(
@@ -1382,10 +1475,13 @@ function prepareFeatures(db: Database.Database, eventColumns: string) {
        WHERE conv = ? AND reply_to = ? AND kind = ${EVENT_EDIT}`,
     ),
     /** One UPDATE for every conversation an ack covers: the highest seq per conversation in (from, to]. */
-    advanceDelivered: db.prepare<[number, number, number, number], { conv: number; delivered_seq: number }>(
+    advanceDelivered: db.prepare<[{ user: number; from: number; to: number }], { conv: number; delivered_seq: number }>(
       `UPDATE members SET delivered_seq = x.mx
-       FROM (SELECT conv, max(seq) AS mx FROM timeline WHERE user = ? AND pos > ? AND pos <= ? GROUP BY conv) AS x
-       WHERE members.conv = x.conv AND members.user = ? AND members.delivered_seq < x.mx
+       FROM (SELECT conv, max(seq) AS mx FROM (
+               SELECT conv, seq FROM timeline WHERE user = @user AND pos > @from AND pos <= @to
+               UNION ALL SELECT conv, seq FROM timeline_recent WHERE user = @user AND pos > @from AND pos <= @to)
+             GROUP BY conv) AS x
+       WHERE members.conv = x.conv AND members.user = @user AND members.delivered_seq < x.mx
        RETURNING members.conv, members.delivered_seq`,
     ),
     readState: db.prepare<[number, number], { read_seq: number; receipt_seq: number; left_seq: number | null }>(

@@ -136,7 +136,7 @@ export function sqliteBackend(): StorageBackend {
             if (user === undefined) return { lastPos: 0, ackedPos: 0, devices: {}, timeline: [] };
             const devices: Record<string, number> = {};
             for (const d of db.prepare('SELECT device_id, acked_pos FROM devices WHERE user = ?').all(user.id) as { device_id: string; acked_pos: number }[]) devices[d.device_id] = Number(d.acked_pos);
-            const timeline = (db.prepare('SELECT t.pos AS pos, e.id AS id FROM timeline t JOIN events e ON e.conv = t.conv AND e.seq = t.seq WHERE t.user = ? ORDER BY t.pos').all(user.id) as { pos: number; id: Buffer }[]).map((r) => ({
+            const timeline = (db.prepare('SELECT t.pos AS pos, e.id AS id FROM (SELECT * FROM timeline UNION ALL SELECT * FROM timeline_recent) t JOIN events e ON e.conv = t.conv AND e.seq = t.seq WHERE t.user = ? ORDER BY t.pos').all(user.id) as { pos: number; id: Buffer }[]).map((r) => ({
               pos: Number(r.pos),
               eventId: uuidOf(r.id),
             }));

@@ -15,7 +15,7 @@ import { ContentCipher, UnknownKeyError } from '../../src/store/content-cipher.j
 import { GroupCommitter } from '../../src/store/group-commit.js';
 import { openStore } from '../../src/store/open-store.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
-import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/store/sqlite-store.js';
+import { SQLITE_MIGRATIONS, SqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store.js';
 import type {
   AppendOptions,
   AppendOutcome,
@@ -45,13 +45,13 @@ interface Harness {
   teardown(): Promise<void>;
 }
 
-function sqliteHarness(): Harness {
+function sqliteHarness(tuning: SqliteStoreOptions = {}): Harness {
   const dir = mkdtempSync(join(tmpdir(), 'rampart-store-'));
   const file = join(dir, 'store.db');
   return {
     async setup() {},
     async open(options = {}) {
-      const store = new SqliteStore(file, options);
+      const store = new SqliteStore(file, { ...tuning, ...options });
       await store.init();
       return store;
     },
@@ -1097,7 +1097,10 @@ function storeContract(name: string, makeHarness: () => Harness): void {
   });
 }
 
-storeContract('SQLite', sqliteHarness);
+storeContract('SQLite', () => sqliteHarness());
+// Every few entries move from timeline_recent into timeline, and batches of 5+ go straight there:
+// each contract read then spans both tables and both write paths.
+storeContract('SQLite, timeline moved every 3 entries', () => sqliteHarness({ timelineBatch: { recent: 3, direct: 5 } }));
 storeContract('PostgreSQL', postgresHarness);
 
 describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', () => {
@@ -1137,7 +1140,7 @@ describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', 
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5]);
           const sql = check.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").pluck().get() as string;
           assert.doesNotMatch(sql, /WITHOUT ROWID/i);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
@@ -1174,6 +1177,89 @@ describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', 
         assert.deepEqual((await store.history(T, bob!, { conversationId }, { limit: 10, groupHistory: 'all' }))?.events.map((e) => e.seq), [4, 3, 2, 1]);
         assert.equal(await store.pruneOlderThan(ts1 + 1), 1);
         assert.equal((await store.timeline(T, alice!, 0, 10)).firstPos, 2);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kept apart)', () => {
+  test('timelines, positions and acks survive; new entries continue pos across both tables', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-v4-'));
+    const file = join(dir, 'store.db');
+    const [alice, bob] = users(2);
+    const conversationId = randomUUID();
+    const [ts1, ts2] = [nextTs(), nextTs()];
+    const [id1, id2] = [v7(ts1), v7(ts2)];
+    try {
+      // A database as schema 4 left it: one direct conversation of two messages, bob acked one.
+      const db = new Database(file);
+      db.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+      for (const [i, sql] of SQLITE_MIGRATIONS.slice(0, 4).entries()) {
+        db.exec(sql);
+        db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(i + 1, BASE_TS);
+      }
+      const b = (u: string): Buffer => Buffer.from(u.replaceAll('-', ''), 'hex');
+      db.prepare('INSERT INTO users (id, tenant_id, user_id, last_pos, acked_pos) VALUES (1, ?, ?, 2, 2), (2, ?, ?, 2, 1)').run(T, b(alice!), T, b(bob!));
+      db.prepare(
+        `INSERT INTO conversations (id, uuid, tenant_id, kind, direct_key, last_seq, last_at, closed, created_at)
+         VALUES (1, ?, ?, 0, '1:2', 2, ?, 0, ?)`,
+      ).run(b(conversationId), T, ts2, ts1);
+      db.exec('INSERT INTO members (conv, user, role, joined_seq, delivered_seq) VALUES (1, 1, 0, 1, 2), (1, 2, 0, 1, 1)');
+      const event = db.prepare(
+        `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
+         VALUES (1, ?, ?, 0, ?, ?, NULL, NULL, NULL, '[]', '[]', '[]', ?, NULL)`,
+      );
+      event.run(1, b(id1), 1, 'first', ts1);
+      event.run(2, b(id2), 2, 'second', ts2);
+      db.exec('INSERT INTO timeline (user, pos, conv, seq) VALUES (1, 1, 1, 1), (1, 2, 1, 2), (2, 1, 1, 1), (2, 2, 1, 2)');
+      db.prepare("INSERT INTO devices (user, device_id, acked_pos) VALUES (2, 'phone', 1)").run();
+      db.close();
+
+      const store = new SqliteStore(file, { timelineBatch: { recent: 4, direct: 6 } });
+      await store.init();
+      try {
+        const check = new Database(file, { readonly: true });
+        try {
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5]);
+          assert.equal(check.prepare('SELECT count(*) FROM timeline').pluck().get(), 4);
+        } finally {
+          check.close();
+        }
+        const before = await store.timeline(T, bob!, 0, 10);
+        assert.deepEqual(before.entries.map((e) => [e.pos, e.event.id]), [[1, id1], [2, id2]]);
+        assert.deepEqual(await store.syncState(T, bob!, 'phone'), { lastPos: 2, userAckedPos: 1, deviceAckedPos: 1 });
+        // Three messages stay in timeline_recent (6 entries ≥ recent 4 would move them: 2 + 2 + 2
+        // written in three transactions), then a batch of 3 messages (6 entries) goes straight in.
+        for (let i = 0; i < 3; i++) await store.appendMessages([dm(alice!, bob!)], LIMITS);
+        await store.appendMessages([dm(bob!, alice!), dm(alice!, bob!), dm(bob!, alice!)], LIMITS);
+        await store.appendMessages([dm(alice!, bob!)], LIMITS);
+        const after = await store.timeline(T, bob!, 0, 100);
+        assert.deepEqual(after.entries.map((e) => e.pos), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert.deepEqual(after.entries.slice(0, 2).map((e) => e.event.id), [id1, id2]);
+        assert.deepEqual([after.firstPos, after.lastPos], [1, 9]);
+        // Paging across the two tables, from every starting point.
+        for (let from = 0; from <= 9; from++) {
+          assert.deepEqual((await store.timeline(T, bob!, from, 3)).entries.map((e) => e.pos), [from + 1, from + 2, from + 3].filter((p) => p <= 9));
+        }
+        // An ack across both tables moves the delivered position to the last seq it covers.
+        const acked = await store.acknowledge(T, bob!, 'phone', 9);
+        assert.deepEqual(acked.delivered, [{ conversationId, delivered: 9 }]);
+        const check2 = new Database(file, { readonly: true });
+        try {
+          const settled = check2.prepare('SELECT count(*) FROM timeline').pluck().get() as number;
+          const recent = check2.prepare('SELECT count(*) FROM timeline_recent').pluck().get() as number;
+          assert.equal(settled + recent, 18);
+          assert.ok(settled > 4 && recent > 0, `both tables in use (settled ${settled}, recent ${recent})`);
+        } finally {
+          check2.close();
+        }
+        // Retention prunes from both tables.
+        assert.equal(await store.pruneOlderThan(ts2 + 1), 2);
+        assert.equal((await store.timeline(T, alice!, 0, 10)).firstPos, 3);
       } finally {
         await store.close();
       }

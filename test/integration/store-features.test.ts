@@ -25,7 +25,7 @@ const now = (): number => ++clock;
 interface Backend {
   name: string;
   open(): Promise<Store>;
-  /** Drop the schema-3 additions and the version row: the database is exactly at schema 2. */
+  /** Drop the later schemas' additions and version rows: the database is exactly at schema 2 (PostgreSQL) / 3 (SQLite). */
   downgrade(): Promise<void>;
   teardown(): Promise<void>;
 }
@@ -42,7 +42,9 @@ function sqlite(): Backend {
     },
     async downgrade() {
       const db = new Database(file);
-      db.exec(`DROP INDEX events_edits; ALTER TABLE events DROP COLUMN edited_at; ALTER TABLE members DROP COLUMN delivered_seq;
+      // Schema 5 first (recent timeline entries back into timeline), then schema 4.
+      db.exec(`INSERT INTO timeline SELECT * FROM timeline_recent; DROP TABLE timeline_recent; DELETE FROM schema_version WHERE version = 5;
+               DROP INDEX events_edits; ALTER TABLE events DROP COLUMN edited_at; ALTER TABLE members DROP COLUMN delivered_seq;
                ALTER TABLE members DROP COLUMN receipt_seq; ALTER TABLE users DROP COLUMN presence; DELETE FROM schema_version WHERE version = 4;`);
       db.close();
     },
