@@ -3,13 +3,17 @@
  * a bare append-only table on the same disk in the same run (the floor any schema pays).
  *
  *   direct   — direct messages between 50 pairs, batches of 100 (group commit), through SqliteStore
+ *   direct_idempotent — the same, each with a `clientMsgId` (what the SDK always sends: the dedupe
+ *              key is one more index entry per message, keyed by sender)
  *   group100 — messages to one 100-member group, batches of 100; reported per recipient too
  *   bare     — the same number of rows (one per message, with what a message row carries: its
  *              uuid, sender and recipient uuids, the same content, empty entity lists, the time)
  *              into an append-only table with no index but its integer key, batches of 100,
  *              same pragmas (WAL, synchronous=NORMAL)
  *
- * Rounds interleave the three so disk and CPU noise hits them alike; medians are reported.
+ * Each workload has its own database file and a round is timed until its WAL pages are checkpointed
+ * into that file. Rounds interleave the workloads so disk and CPU noise hits them alike; medians
+ * are reported.
  * Standalone: `node --import tsx bench/store-append.ts` (BENCH_STORE_MESSAGES=N); `npm run bench`
  * runs it too and records `ratios.store_dm_vs_append`.
  */
@@ -25,10 +29,10 @@ import type { NewMessage } from '../src/store/store.js';
 export interface StoreBenchResult {
   messagesPerRound: number;
   rounds: number;
-  us_per_message: { direct: number; group100: number; bare: number };
+  us_per_message: { direct: number; direct_idempotent: number; group100: number; bare: number };
   /** group100 µs per message divided by its 100 recipients (timeline rows). */
   group100_us_per_recipient: number;
-  ratios: { store_dm_vs_append: number; store_group100_per_recipient_vs_append: number };
+  ratios: { store_dm_vs_append: number; store_dm_idempotent_vs_append: number; store_group100_per_recipient_vs_append: number };
 }
 
 const BATCH = 100;
@@ -42,10 +46,16 @@ function body(): Omit<NewMessage, 'id' | 'tenantId' | 'senderId' | 'to' | 'times
 
 export async function runStoreBench(messagesPerRound = 5000, rounds = 5): Promise<StoreBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'rampart-store-bench-'));
-  const store = new SqliteStore(join(dir, 'store.db'));
-  await store.init();
+  // One database file per workload, so each pays for its own WAL checkpoints: a round is timed
+  // until its pages are checkpointed into the database file (a PASSIVE checkpoint from a second
+  // connection), the bare table's too. Without that, whichever round happens to cross the
+  // auto-checkpoint threshold pays for every workload's pages.
+  const files = { direct: join(dir, 'direct.db'), direct_idempotent: join(dir, 'direct-idempotent.db'), group100: join(dir, 'group.db'), bare: join(dir, 'bare.db') };
+  const stores = { direct: new SqliteStore(files.direct), direct_idempotent: new SqliteStore(files.direct_idempotent), group100: new SqliteStore(files.group100) };
+  for (const st of Object.values(stores)) await st.init();
+  const store = stores.group100;
   const pairs = Array.from({ length: 50 }, () => [randomUUID(), randomUUID()] as const);
-  const bare = new Database(join(dir, 'bare.db'));
+  const bare = new Database(files.bare);
   bare.pragma('journal_mode = WAL');
   bare.pragma('synchronous = NORMAL');
   bare.pragma('wal_autocheckpoint = 10000');
@@ -72,21 +82,29 @@ export async function runStoreBench(messagesPerRound = 5000, rounds = 5): Promis
   );
   if (created.status !== 'ok') throw new Error(`createGroup: ${created.status}`);
 
-  const timed = async (fn: () => Promise<void> | void): Promise<number> => {
+  const checkpointers = Object.fromEntries(
+    Object.entries(files).map(([k, f]) => [k, new Database(f)]),
+  ) as Record<keyof typeof files, Database.Database>;
+  const timed = async (workload: keyof typeof files, fn: () => Promise<void> | void): Promise<number> => {
     const t0 = process.hrtime.bigint();
     await fn();
+    checkpointers[workload].pragma('wal_checkpoint(PASSIVE)');
     return Number(process.hrtime.bigint() - t0) / 1000 / messagesPerRound;
   };
-  const direct = async (): Promise<void> => {
+  const directRun = async (idempotent: boolean): Promise<void> => {
     for (let done = 0; done < messagesPerRound; done += BATCH) {
       const batch: NewMessage[] = [];
       for (let i = 0; i < BATCH; i++) {
         const [a, b] = pairs[(done + i) % pairs.length]!;
-        batch.push({ id: messageId(), tenantId: 'default', senderId: a, to: { peerId: b }, timestamp: Date.now(), ...body() });
+        const m: NewMessage = { id: messageId(), tenantId: 'default', senderId: a, to: { peerId: b }, timestamp: Date.now(), ...body() };
+        if (idempotent) m.clientMsgId = `m-${randomUUID()}`; // the SDK's format
+        batch.push(m);
       }
-      await store.appendMessages(batch, limits);
+      await (idempotent ? stores.direct_idempotent : stores.direct).appendMessages(batch, limits);
     }
   };
+  const direct = (): Promise<void> => directRun(false);
+  const directIdempotent = (): Promise<void> => directRun(true);
   const group = async (): Promise<void> => {
     for (let done = 0; done < messagesPerRound; done += BATCH) {
       const batch: NewMessage[] = [];
@@ -100,28 +118,37 @@ export async function runStoreBench(messagesPerRound = 5000, rounds = 5): Promis
     for (let done = 0; done < messagesPerRound; done += BATCH) bareBatch(BATCH);
   };
 
-  const samples = { direct: [] as number[], group100: [] as number[], bare: [] as number[] };
+  const samples = { direct: [] as number[], direct_idempotent: [] as number[], group100: [] as number[], bare: [] as number[] };
   // One warm-up round each (statement caches, file growth), then measured rounds.
   await direct();
+  await directIdempotent();
   bareRun();
   for (let r = 0; r < rounds; r++) {
-    samples.bare.push(await timed(bareRun));
-    samples.direct.push(await timed(direct));
-    samples.bare.push(await timed(bareRun));
-    samples.group100.push(await timed(group));
+    samples.bare.push(await timed('bare', bareRun));
+    samples.direct.push(await timed('direct', direct));
+    samples.direct_idempotent.push(await timed('direct_idempotent', directIdempotent));
+    samples.bare.push(await timed('bare', bareRun));
+    samples.group100.push(await timed('group100', group));
   }
-  await store.close();
+  for (const st of Object.values(stores)) await st.close();
+  for (const c of Object.values(checkpointers)) c.close();
   bare.close();
   rmSync(dir, { recursive: true, force: true });
 
-  const us = { direct: median(samples.direct), group100: median(samples.group100), bare: median(samples.bare) };
+  const us = {
+    direct: median(samples.direct),
+    direct_idempotent: median(samples.direct_idempotent),
+    group100: median(samples.group100),
+    bare: median(samples.bare),
+  };
   return {
     messagesPerRound,
     rounds,
-    us_per_message: { direct: round2(us.direct), group100: round2(us.group100), bare: round2(us.bare) },
+    us_per_message: { direct: round2(us.direct), direct_idempotent: round2(us.direct_idempotent), group100: round2(us.group100), bare: round2(us.bare) },
     group100_us_per_recipient: round2(us.group100 / 100),
     ratios: {
       store_dm_vs_append: round2(us.direct / us.bare),
+      store_dm_idempotent_vs_append: round2(us.direct_idempotent / us.bare),
       store_group100_per_recipient_vs_append: round2(us.group100 / 100 / us.bare),
     },
   };

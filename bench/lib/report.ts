@@ -224,6 +224,7 @@ function section(out: any, jsonRel: string, svgRel: string): string {
         [
           ['bare append-only table (one row per message)', String(st.us_per_message.bare), '1'],
           ['direct message (event + 2 timeline entries + counters)', String(st.us_per_message.direct), String(st.ratios.store_dm_vs_append)],
+          ['… with a clientMsgId (dedupe key; the SDK always sends one)', String(st.us_per_message.direct_idempotent ?? '—'), String(st.ratios.store_dm_idempotent_vs_append ?? '—')],
           ['100-member group message', String(st.us_per_message.group100), '—'],
           ['… per recipient', String(st.group100_us_per_recipient), String(st.ratios.store_group100_per_recipient_vs_append)],
         ],

@@ -6,8 +6,8 @@
  *
  * Compact keys inside: users and conversations get INTEGER ids, UUIDs are 16-byte BLOBs; events
  * are appended to a rowid table (unique indexes (conv, seq), id, and the dedupe key), timeline rows
- * to a small WITHOUT ROWID table keyed (user, pos) and moved in sorted batches into the large one. A batch writes each user's and conversation's
- * counters once, and reads them only when they are not cached. Small caches map (tenant, uuid) →
+ * to a small WITHOUT ROWID table keyed (user, pos), moved in sorted batches into the large one.
+ * A batch writes each user's and conversation's counters once, and reads them only when they are not cached. Small caches map (tenant, uuid) →
  * integer id and hold committed counters; they are filled only from committed data, and the
  * counters are dropped whenever another connection has written (`PRAGMA data_version`).
  */
@@ -267,10 +267,10 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_edits ON events (conv, reply_to) WHERE kind = 2;
    ALTER TABLE users ADD COLUMN presence INTEGER;`,
   // Schema 5: new timeline entries go to a small table of recent ones, moved into `timeline` in
-  // one sorted batch every TIMELINE_RECENT_ROWS entries. Keyed (user, pos), every commit wrote one
-  // entry per recipient into a different page of the large `timeline` tree (one dirtied 4 KiB page
-  // per user per commit, each written to the WAL and checkpointed); the small tree spans a few
-  // pages, and the batched move dirties each user's page once per batch instead of once per commit.
+  // one sorted batch every 4096 entries (SqliteStoreOptions.timelineBatch). Keyed (user, pos),
+  // every commit wrote one entry per recipient into a different page of the large `timeline` tree
+  // (one dirtied 4 KiB page per user per commit, each written to the WAL and checkpointed); the
+  // small tree spans a few pages, and the batched move dirties each user's page once per batch instead of once per commit.
   // For every user, all recent positions are above all settled ones: readers take settled, then recent.
   `CREATE TABLE timeline_recent (
      user INTEGER NOT NULL,
@@ -289,7 +289,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = MIGRATIONS;
  * (schema 5). A few hundred KiB of tree: small enough that a commit dirties few of its pages, large
  * enough that the move dirties each active user's page of `timeline` once per many commits.
  * `direct`: a transaction writing at least this many entries (a batch of group messages: one per
- * member per message) writes them straight into `timeline`, sorted: they fill whole pages per user
+ * member per message) writes them straight into `timeline`: they fill whole pages per user
  * anyway, and going through timeline_recent would write them twice.
  */
 const TIMELINE_BATCH = { recent: 4096, direct: 1024 } as const;
@@ -986,7 +986,7 @@ export class SqliteStore implements Store {
   /**
    * Write the transaction's timeline entries: a few go to timeline_recent (settled into `timeline`
    * once it holds `timelineBatch.recent`); a large batch settles the recent ones first, then goes
-   * straight into `timeline` sorted by (user, pos). Either way, every user's recent positions stay
+   * straight into `timeline`. Either way, every user's recent positions stay
    * above their settled ones.
    */
   #writeTimeline(s: Statements): void {
@@ -995,9 +995,7 @@ export class SqliteStore implements Store {
     const batch = this.#options.timelineBatch ?? TIMELINE_BATCH;
     if (n >= batch.direct) {
       this.#settleTimeline(s);
-      const order = Array.from({ length: n }, (_, i) => i * 4);
-      order.sort((a, b) => rows[a]! - rows[b]! || rows[a + 1]! - rows[b + 1]!);
-      for (const i of order) s.insertSettledTimeline.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
+      for (let i = 0; i < rows.length; i += 4) s.insertSettledTimeline.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
     } else {
       for (let i = 0; i < rows.length; i += 4) s.insertTimeline.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
       this.#recentTimelineRows += n;
