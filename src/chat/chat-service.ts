@@ -242,6 +242,7 @@ export class ChatService {
     return this.#inOrder(outbox, frame.requestId, async () => {
       const page = await this.store.listConversations(user.tenantId, user.userId, {
         limit: frame.limit ?? DEFAULT_LIST_PAGE,
+        groupHistory: this.opts.groupHistory,
         ...(frame.before !== undefined ? { before: frame.before } : {}),
       });
       const receipts = await this.opts.receipts.positions(user.tenantId, user.userId, page.conversations.map((c) => c.conversationId));

@@ -239,7 +239,7 @@ function buildSql(t: (table: string) => string) {
       ORDER BY m.joined_seq, mu.user_id`,
     // Current memberships, most recent activity first; the cursor is (last_at, uuid) of the last row.
     listConversations: `
-      SELECT c.id, c.uuid, c.kind, c.name, c.key_id, c.last_seq, c.last_at, m.role, m.read_seq,
+      SELECT c.id, c.uuid, c.kind, c.name, c.key_id, c.last_seq, c.last_at, m.role, m.read_seq, m.joined_seq,
         (SELECT count(*) FROM ${t('members')} x WHERE x.conv = c.id AND x.left_seq IS NULL)::int AS member_count,
         (SELECT pu.user_id FROM ${t('members')} p JOIN ${t('users')} pu ON pu.id = p."user"
           WHERE c.kind = ${KIND_DIRECT} AND p.conv = c.id ORDER BY (p."user" = m."user") LIMIT 1) AS peer_uuid,
@@ -253,9 +253,10 @@ function buildSql(t: (table: string) => string) {
       ORDER BY c.last_at DESC, c.uuid
       LIMIT $5`,
     lastMessages: `
-      SELECT ${EVENT_COLUMNS} FROM unnest($1::int[]) AS k(conv)
+      SELECT ${EVENT_COLUMNS} FROM unnest($1::int[], $2::bigint[]) AS k(conv, since)
       CROSS JOIN LATERAL (
-        SELECT * FROM ${t('events')} ev WHERE ev.conv = k.conv AND ev.kind = ${EVENT_MESSAGE} ORDER BY ev.seq DESC LIMIT 1
+        SELECT * FROM ${t('events')} ev WHERE ev.conv = k.conv AND ev.kind = ${EVENT_MESSAGE} AND ev.seq >= k.since
+        ORDER BY ev.seq DESC LIMIT 1
       ) e
       ${joins}`,
     markRead: `
@@ -1047,6 +1048,7 @@ export class PostgresStore implements Store {
       last_at: string;
       role: number;
       read_seq: string;
+      joined_seq: string;
       member_count: number;
       peer_uuid: string | null;
       unread: number;
@@ -1060,7 +1062,7 @@ export class PostgresStore implements Store {
     if (page.length > 0) {
       const { rows: messages } = await this.#pool.query<PgEventRow>({
         ...this.#sql.lastMessages,
-        values: [page.map((r) => r.id)],
+        values: [page.map((r) => r.id), page.map((r) => (r.kind === KIND_DIRECT || query.groupHistory === 'all' ? 0 : Number(r.joined_seq)))],
       });
       for (const m of messages) {
         const event = this.#decode(m);

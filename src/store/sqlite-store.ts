@@ -427,9 +427,9 @@ function prepareAll(db: Database.Database) {
        WHERE e.conv = ? AND e.seq >= ? AND e.seq <= ? AND e.kind NOT IN (${EVENT_EDIT}, ${EVENT_DELETE}) ORDER BY e.seq DESC LIMIT ?`,
     ),
     seqOfId: db.prepare<[Buffer, number], number>('SELECT seq FROM events WHERE id = ? AND conv = ?').pluck(),
-    lastMessage: db.prepare<[number], RawEventRow>(
+    lastMessage: db.prepare<[number, number], RawEventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events e JOIN users su ON su.id = e.sender
-       WHERE e.conv = ? AND e.kind = ${EVENT_MESSAGE} ORDER BY e.seq DESC LIMIT 1`,
+       WHERE e.conv = ? AND e.kind = ${EVENT_MESSAGE} AND e.seq >= ? ORDER BY e.seq DESC LIMIT 1`,
     ),
     unread: db
       .prepare<[number, number, number], number>(
@@ -731,7 +731,8 @@ export class SqliteStore implements Store {
     }
     const more = rows.length > limit;
     if (more) rows = rows.slice(0, limit);
-    const conversations = this.#db!.transaction(() => rows.map((row) => this.#summary(s, user, userId, row)))();
+    const allHistory = query.groupHistory === 'all';
+    const conversations = this.#db!.transaction(() => rows.map((row) => this.#summary(s, user, userId, row, allHistory)))();
     const page: ConversationListPage = { conversations };
     if (more) {
       const last = rows[rows.length - 1]!;
@@ -1095,7 +1096,7 @@ export class SqliteStore implements Store {
     return this.#codec.decode(toEventRow(raw), this.#context(this.#convInfoById(s, convId)));
   }
 
-  #summary(s: Statements, user: number, userId: string, row: ListRow): ConversationSummary {
+  #summary(s: Statements, user: number, userId: string, row: ListRow, allHistory: boolean): ConversationSummary {
     const info = this.#convInfoById(s, row.id);
     const direct = row.kind === KIND_DIRECT;
     const summary: ConversationSummary = {
@@ -1114,7 +1115,7 @@ export class SqliteStore implements Store {
     } else if (row.name !== null) {
       summary.name = this.#codec.openName(info.uuid, row.name, row.key_id);
     }
-    const last = s.lastMessage.get(row.id);
+    const last = s.lastMessage.get(row.id, direct || allHistory ? 0 : row.joined_seq);
     if (last !== undefined) summary.lastMessage = this.#codec.decodeMessage(toEventRow(last), this.#context(info));
     // Keep the documented key order stable for readers that print it.
     const ordered: ConversationSummary = {

@@ -298,7 +298,7 @@ export interface ConversationSummary {
   lastSeq: number;
   /** Time of the last event (ms). */
   lastActivityAt: number;
-  /** The newest chat message (not membership event), if any is retained. */
+  /** The newest chat message (not membership event) the caller may see (see groupHistory), if any is retained. */
   lastMessage?: StoredMessage;
   /** The caller's read position (a seq; 0 = nothing read). */
   readSeq: number;
@@ -310,6 +310,11 @@ export interface ConversationListQuery {
   limit: number;
   /** Opaque cursor from a previous page's `nextCursor`. */
   before?: string;
+  /**
+   * As in HistoryQuery: with `since_join` (the default) a group's `lastMessage` is never one from
+   * before the caller joined — the list must not show what `history` would not.
+   */
+  groupHistory?: 'since_join' | 'all';
 }
 
 export interface ConversationListPage {

@@ -20,6 +20,8 @@ import type {
   AppendOptions,
   AppendOutcome,
   ConversationEvent,
+  ConversationListQuery,
+  ConversationSummary,
   Delivery,
   GroupChangeOutcome,
   GroupLimits,
@@ -848,6 +850,23 @@ function storeContract(name: string, makeHarness: () => Harness): void {
       assert.equal(lateView[0]!.unreadCount, 1);
       assert.equal(lateView[0]!.memberCount, 4);
       assert.deepEqual(await store.listConversations(T, randomUUID(), { limit: 10 }), { conversations: [] });
+    });
+
+    test('listConversations: a late member never sees a lastMessage from before joining, unless groupHistory is all', async () => {
+      const [owner, member, late] = users(3);
+      const gid = await createGroup(store, owner!, [member!]);
+      const before = stored((await store.appendMessages([gm(member!, gid, { content: 'before you came' })], LIMITS))[0]);
+      okEvent(await store.addMembers({ ...req(owner!), conversationId: gid, userIds: [late!] }, GL));
+      const view = async (q: Partial<ConversationListQuery> = {}): Promise<ConversationSummary> =>
+        (await store.listConversations(T, late!, { limit: 10, ...q })).conversations.find((c) => c.conversationId === gid)!;
+      assert.equal(Object.hasOwn(await view(), 'lastMessage'), false, 'the default is since_join');
+      assert.equal(Object.hasOwn(await view({ groupHistory: 'since_join' }), 'lastMessage'), false);
+      assert.deepEqual((await view({ groupHistory: 'all' })).lastMessage, before);
+      // Members from the start see it either way; after a new message, the late member sees that one.
+      const memberView = (await store.listConversations(T, member!, { limit: 10 })).conversations.find((c) => c.conversationId === gid);
+      assert.deepEqual(memberView?.lastMessage, before);
+      const after = stored((await store.appendMessages([gm(owner!, gid, { content: 'welcome' })], LIMITS))[0]);
+      assert.deepEqual((await view()).lastMessage, after);
     });
 
     test('markRead: members only, never backwards, never beyond the last seq', async () => {
