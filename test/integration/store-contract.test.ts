@@ -1122,36 +1122,47 @@ storeContract('SQLite', () => sqliteHarness());
 storeContract('SQLite, timeline moved every 3 entries', () => sqliteHarness({ timelineBatch: { recent: 3, direct: 5 } }));
 storeContract('PostgreSQL', postgresHarness);
 
+/**
+ * An SQLite file (in a fresh temp dir) at schema `version` — the first `version` migrations, as a
+ * build of that time ran them — holding one direct conversation of two messages, alice (user 1)
+ * → bob (user 2) then bob → alice: alice acked both positions, bob one. The database is left open
+ * for more rows.
+ */
+function oldSchemaFixture(version: number, firstClientMsgId: string | null) {
+  const dir = mkdtempSync(join(tmpdir(), `rampart-store-v${version}-`));
+  const file = join(dir, 'store.db');
+  const [alice, bob] = users(2) as [string, string];
+  const conversationId = randomUUID();
+  const [ts1, ts2] = [nextTs(), nextTs()];
+  const [id1, id2] = [v7(ts1), v7(ts2)];
+  const db = new Database(file);
+  db.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  for (const [i, sql] of SQLITE_MIGRATIONS.slice(0, version).entries()) {
+    db.exec(sql);
+    db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(i + 1, BASE_TS);
+  }
+  const b = (u: string): Buffer => Buffer.from(u.replaceAll('-', ''), 'hex');
+  db.prepare('INSERT INTO users (id, tenant_id, user_id, last_pos, acked_pos) VALUES (1, ?, ?, 2, 2), (2, ?, ?, 2, 1)').run(T, b(alice), T, b(bob));
+  db.prepare(
+    `INSERT INTO conversations (id, uuid, tenant_id, kind, direct_key, last_seq, last_at, closed, created_at)
+     VALUES (1, ?, ?, 0, '1:2', 2, ?, 0, ?)`,
+  ).run(b(conversationId), T, ts2, ts1);
+  db.exec('INSERT INTO members (conv, user, role, joined_seq) VALUES (1, 1, 0, 1), (1, 2, 0, 1)');
+  const event = db.prepare(
+    `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
+     VALUES (1, ?, ?, 0, ?, ?, NULL, NULL, NULL, '[]', '[]', '[]', ?, ?)`,
+  );
+  event.run(1, b(id1), 1, 'first', ts1, firstClientMsgId);
+  event.run(2, b(id2), 2, 'second', ts2, null);
+  db.exec('INSERT INTO timeline (user, pos, conv, seq) VALUES (1, 1, 1, 1), (1, 2, 1, 2), (2, 1, 1, 1), (2, 2, 1, 2)');
+  return { dir, file, db, alice, bob, conversationId, ts1, ts2, id1, id2 };
+}
+
 describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', () => {
   test('rows, counters, dedupe keys and indexes survive; new writes continue seq and pos', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-v2-'));
-    const file = join(dir, 'store.db');
-    const [alice, bob] = users(2);
-    const conversationId = randomUUID();
-    const [ts1, ts2] = [nextTs(), nextTs()];
-    const [id1, id2] = [v7(ts1), v7(ts2)];
+    // A v2 database as migration 2 left it, with one direct conversation of two messages.
+    const { dir, file, db, alice, bob, conversationId, ts1, ts2, id1, id2 } = oldSchemaFixture(2, 'v2-1');
     try {
-      // A v2 database as migration 2 left it, with one direct conversation of two messages.
-      const db = new Database(file);
-      db.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
-      for (const [i, sql] of SQLITE_MIGRATIONS.slice(0, 2).entries()) {
-        db.exec(sql);
-        db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(i + 1, BASE_TS);
-      }
-      const b = (u: string): Buffer => Buffer.from(u.replaceAll('-', ''), 'hex');
-      db.prepare('INSERT INTO users (id, tenant_id, user_id, last_pos, acked_pos) VALUES (1, ?, ?, 2, 2), (2, ?, ?, 2, 1)').run(T, b(alice!), T, b(bob!));
-      db.prepare(
-        `INSERT INTO conversations (id, uuid, tenant_id, kind, direct_key, last_seq, last_at, closed, created_at)
-         VALUES (1, ?, ?, 0, '1:2', 2, ?, 0, ?)`,
-      ).run(b(conversationId), T, ts2, ts1);
-      db.exec('INSERT INTO members (conv, user, role, joined_seq) VALUES (1, 1, 0, 1), (1, 2, 0, 1)');
-      const event = db.prepare(
-        `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
-         VALUES (1, ?, ?, 0, ?, ?, NULL, NULL, NULL, '[]', '[]', '[]', ?, ?)`,
-      );
-      event.run(1, b(id1), 1, 'first', ts1, 'v2-1');
-      event.run(2, b(id2), 2, 'second', ts2, null);
-      db.exec('INSERT INTO timeline (user, pos, conv, seq) VALUES (1, 1, 1, 1), (1, 2, 1, 2), (2, 1, 1, 1), (2, 2, 1, 2)');
       db.close();
 
       const store = new SqliteStore(file);
@@ -1207,34 +1218,10 @@ describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', 
 
 describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kept apart)', () => {
   test('timelines, positions and acks survive; new entries continue pos across both tables', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-v4-'));
-    const file = join(dir, 'store.db');
-    const [alice, bob] = users(2);
-    const conversationId = randomUUID();
-    const [ts1, ts2] = [nextTs(), nextTs()];
-    const [id1, id2] = [v7(ts1), v7(ts2)];
+    // A database as schema 4 left it: one direct conversation of two messages, bob acked one.
+    const { dir, file, db, alice, bob, conversationId, ts2, id1, id2 } = oldSchemaFixture(4, null);
     try {
-      // A database as schema 4 left it: one direct conversation of two messages, bob acked one.
-      const db = new Database(file);
-      db.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
-      for (const [i, sql] of SQLITE_MIGRATIONS.slice(0, 4).entries()) {
-        db.exec(sql);
-        db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(i + 1, BASE_TS);
-      }
-      const b = (u: string): Buffer => Buffer.from(u.replaceAll('-', ''), 'hex');
-      db.prepare('INSERT INTO users (id, tenant_id, user_id, last_pos, acked_pos) VALUES (1, ?, ?, 2, 2), (2, ?, ?, 2, 1)').run(T, b(alice!), T, b(bob!));
-      db.prepare(
-        `INSERT INTO conversations (id, uuid, tenant_id, kind, direct_key, last_seq, last_at, closed, created_at)
-         VALUES (1, ?, ?, 0, '1:2', 2, ?, 0, ?)`,
-      ).run(b(conversationId), T, ts2, ts1);
-      db.exec('INSERT INTO members (conv, user, role, joined_seq, delivered_seq) VALUES (1, 1, 0, 1, 2), (1, 2, 0, 1, 1)');
-      const event = db.prepare(
-        `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
-         VALUES (1, ?, ?, 0, ?, ?, NULL, NULL, NULL, '[]', '[]', '[]', ?, NULL)`,
-      );
-      event.run(1, b(id1), 1, 'first', ts1);
-      event.run(2, b(id2), 2, 'second', ts2);
-      db.exec('INSERT INTO timeline (user, pos, conv, seq) VALUES (1, 1, 1, 1), (1, 2, 1, 2), (2, 1, 1, 1), (2, 2, 1, 2)');
+      db.exec('UPDATE members SET delivered_seq = CASE user WHEN 1 THEN 2 ELSE 1 END');
       db.prepare("INSERT INTO devices (user, device_id, acked_pos) VALUES (2, 'phone', 1)").run();
       db.close();
 
