@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import { pageOf, recordFromRow, type AuditEntry, type AuditLog, type AuditPage, type AuditRecord } from './audit-log.js';
+import { inTransaction } from '../store/pg-transaction.js';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -68,9 +69,7 @@ export class PostgresAuditLog implements AuditLog {
   }
 
   private async migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(this.pool, async (client) => {
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`rampart.audit.migrate.${this.schema}`]);
       if (this.schema !== 'public') await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${this.t('audit_schema_version')} (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
@@ -81,12 +80,6 @@ export class PostgresAuditLog implements AuditLog {
         await client.query(MIGRATIONS[v]!(this.t));
         await client.query(`INSERT INTO ${this.t('audit_schema_version')} (version) VALUES ($1)`, [v + 1]);
       }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 }

@@ -30,6 +30,7 @@ import {
 import { EVENT_COLUMNS, eventContext, eventJoins, type PgEventRow } from './pg-event-sql.js';
 import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
+import { inTransaction } from './pg-transaction.js';
 import type {
   AddMembersRequest,
   AppendOptions,
@@ -1427,26 +1428,15 @@ export class PostgresStore implements Store {
   }
 
   async #transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
-    const tx: Tx = { client, newUsers: new Map(), newDirects: new Map() };
-    let broken = false;
-    try {
-      await client.query('BEGIN');
-      const result = await work(tx);
-      await client.query('COMMIT');
-      // Only now are the rows this transaction created visible to others: cache their ids.
-      for (const [k, id] of tx.newUsers) this.#userIds.set(k, id);
-      for (const [k, c] of tx.newDirects) this.#directs.set(k, c);
-      return result;
-    } catch (err) {
-      // A connection that cannot even roll back is discarded rather than returned to the pool.
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
-      throw err;
-    } finally {
-      client.release(broken);
-    }
+    let tx: Tx | undefined;
+    const result = await inTransaction(this.#pool, (client) => {
+      tx = { client, newUsers: new Map(), newDirects: new Map() };
+      return work(tx);
+    });
+    // Only now (committed) are the rows this transaction created visible to others: cache their ids.
+    for (const [k, id] of tx!.newUsers) this.#userIds.set(k, id);
+    for (const [k, c] of tx!.newDirects) this.#directs.set(k, c);
+    return result;
   }
 }
 

@@ -5,11 +5,15 @@
  * same clientMsgId once the database is free again stores and delivers the message exactly once.
  * A timeline read that fails is retried (`chat.inboxReplayAttempts`), and only then reported; a
  * resume point that cannot be read refuses the authentication (`auth_failure unavailable`, 4503).
+ * A connection cut while a transaction waits fails that write only: the process survives.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PG_URL, authedClient, closeAll, newUserId, openClient, startServer, token, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
+import { PG_URL, authedClient, closeAll, newUserId, openClient, startServer, startTcpProxy, token, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
+import { PostgresStore } from '../../src/store/postgres-store.js';
+import { messageId } from '../../src/chat/message-id.js';
+import type { NewMessage } from '../../src/store/store.js';
 import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
 
 describe('PostgreSQL statement timeout and timeline read retries', () => {
@@ -157,5 +161,66 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
     clients.push(b);
     const got = await b.nextOfType('chat_message');
     assert.deepEqual([got.pos, got.content], [1, 'for later']);
+  });
+});
+
+describe('PostgreSQL connection dropped in the middle of a transaction', () => {
+  test('the write fails, nothing crashes, the broken client is discarded, and the store works once the database is back', { timeout: 20_000 }, async () => {
+    const pgUrl = new URL(PG_URL);
+    const proxy = await startTcpProxy(pgUrl.hostname, Number(pgUrl.port || 5432));
+    pgUrl.port = String(proxy.port);
+    const schema = uniquePgSchema('drop');
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    const appName = `rampart-${schema}`;
+    const store = new PostgresStore(pgUrl.toString(), { schema, pool: { max: 2, application_name: appName } });
+    // pg-pool listens for `error` only on idle clients: a checked-out one whose connection drops
+    // used to emit an unhandled `error`, which ends the process. Any uncaught error fails here.
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown): void => {
+      uncaught.push(err);
+    };
+    process.on('uncaughtException', onUncaught);
+    try {
+      await store.init();
+      const [alice, bob] = [newUserId(), newUserId()];
+      const message = (): NewMessage => {
+        const ts = Date.now();
+        return { id: messageId(ts), tenantId: 'default', senderId: alice, to: { peerId: bob }, timestamp: ts, content: 'x', mentions: [], hashtags: [], links: [] };
+      };
+      assert.equal((await store.appendMessages([message()], { maxInboxSize: 100 }))[0]!.status, 'stored');
+      // The admin connection (not through the proxy) holds the events table: the next append
+      // waits inside its transaction, on a checked-out client, when the proxy cuts every connection.
+      await admin.query('BEGIN');
+      await admin.query(`LOCK TABLE "${schema}".events IN ACCESS EXCLUSIVE MODE`);
+      const stuck = store.appendMessages([message()], { maxInboxSize: 100 });
+      stuck.catch(() => {});
+      await waitFor(
+        async () => (await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = $1", [appName])).rows[0].n > 0,
+        5000,
+        'the append to wait on the lock',
+      );
+      await proxy.stop();
+      await assert.rejects(stuck, /Connection terminated|terminating connection|ECONNRESET/);
+      await admin.query('ROLLBACK');
+      await proxy.start();
+      await waitFor(async () => {
+        try {
+          return (await store.appendMessages([message()], { maxInboxSize: 100 }))[0]!.status === 'stored';
+        } catch {
+          return false;
+        }
+      }, 5000, 'the store to write again through the new connections');
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".events`);
+      assert.equal(rows[0].n, 2, 'the cut append left no row');
+      assert.deepEqual(uncaught, []);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await admin.query('ROLLBACK').catch(() => {});
+      await store.close();
+      await proxy.close();
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+    }
   });
 });
