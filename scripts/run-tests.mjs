@@ -57,7 +57,16 @@ if (requested.length === 0) {
 
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files],
+  // A test that hangs fails after TEST_TIMEOUT_MS (120 s; the slowest takes ~20 s) instead of holding CI.
+  [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-reporter=spec',
+    `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`,
+    `--test-timeout=${process.env.TEST_TIMEOUT_MS ?? 120_000}`,
+    ...files,
+  ],
   { stdio: 'inherit', env: { ...process.env, RAMPART_LOG_LEVEL: process.env.RAMPART_LOG_LEVEL ?? 'silent' } },
 );
 process.exit(result.status ?? 1);
