@@ -251,7 +251,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     timers: new TimerWheel(),
     security,
     onAbuse: (session) => {
-      void limiter.block(penaltyKey(session.userKey), L.penaltyMs);
+      // Not awaited, so nothing may reject unhandled: with Redis away the penalty is lost, the close is not.
+      Promise.resolve(limiter.block(penaltyKey(session.userKey), L.penaltyMs)).catch((err: unknown) =>
+        logger.error({ err: errorSummary(err) }, 'penalty not recorded'),
+      );
       session.reject(closeWith('rate_limit_abuse', CloseCode.RATE_LIMIT_ABUSE));
     },
     onClosed: (session) => {
