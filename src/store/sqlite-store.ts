@@ -410,8 +410,9 @@ function prepareAll(db: Database.Database) {
       `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    insertTimeline: db.prepare<[number, number, number, number]>('INSERT INTO timeline_recent (user, pos, conv, seq) VALUES (?, ?, ?, ?)'),
-    insertSettledTimeline: db.prepare<[number, number, number, number]>('INSERT INTO timeline (user, pos, conv, seq) VALUES (?, ?, ?, ?)'),
+    insertTimeline: db.prepare<number[]>('INSERT INTO timeline_recent (user, pos, conv, seq) VALUES (?, ?, ?, ?)'),
+    insertSettledTimeline: db.prepare<number[]>('INSERT INTO timeline (user, pos, conv, seq) VALUES (?, ?, ?, ?)'),
+    insertTimelineMany: db.prepare<number[]>(`INSERT INTO timeline_recent (user, pos, conv, seq) VALUES ${MANY_TIMELINE_ROWS}`),
     settleTimeline: db.prepare('INSERT INTO timeline SELECT user, pos, conv, seq FROM timeline_recent ORDER BY user, pos'),
     clearRecentTimeline: db.prepare('DELETE FROM timeline_recent'),
     countRecentTimeline: db.prepare<[], number>('SELECT count(*) FROM timeline_recent').pluck(),
@@ -998,7 +999,7 @@ export class SqliteStore implements Store {
       this.#settleTimeline(s);
       for (let i = 0; i < rows.length; i += 4) s.insertSettledTimeline.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
     } else {
-      for (let i = 0; i < rows.length; i += 4) s.insertTimeline.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
+      insertRows(s.insertTimelineMany, s.insertTimeline, rows);
       this.#recentTimelineRows += n;
       if (this.#recentTimelineRows >= batch.recent) this.#settleTimeline(s);
     }
@@ -1447,6 +1448,18 @@ export class SqliteStore implements Store {
 
 /** Statements for receipts, edits and deletes, and presence settings (schema 3), apart from the message path's. */
 type TimelineRow = RawEventRow & { pos: number; conv: number };
+
+/** Timeline rows per multi-row INSERT: one statement step for many rows (fewer crossings into SQLite). */
+const TIMELINE_ROWS_PER_INSERT = 64;
+const MANY_TIMELINE_ROWS = Array.from({ length: TIMELINE_ROWS_PER_INSERT }, () => '(?, ?, ?, ?)').join(', ');
+
+/** Inserts flat (user, pos, conv, seq) rows: whole chunks with `many`, the rest one by one with `one`. */
+function insertRows(many: Database.Statement<number[]>, one: Database.Statement<number[]>, rows: number[]): void {
+  const chunk = TIMELINE_ROWS_PER_INSERT * 4;
+  let i = 0;
+  for (; i + chunk <= rows.length; i += chunk) many.run(...rows.slice(i, i + chunk));
+  for (; i < rows.length; i += 4) one.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
+}
 
 /** A user's entries after a position, with their events, from one of the two timeline tables. */
 function timelineRows(table: 'timeline' | 'timeline_recent'): string {

@@ -1275,6 +1275,29 @@ describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kep
   });
 });
 
+describe('SqliteStore: timeline entries written 64 to a statement', () => {
+  test('a batch of 40 direct messages (80 entries: one full statement and 16 single rows) reads back in order', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-many-'));
+    const store = new SqliteStore(join(dir, 'store.db'));
+    await store.init();
+    try {
+      const [alice, bob] = users(2) as [string, string];
+      const pairs = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? dm(alice, bob) : dm(bob, alice)));
+      const out = await store.appendMessages(pairs, LIMITS);
+      const ids = out.map((o) => stored(o).id);
+      for (const user of [alice, bob]) {
+        const page = await store.timeline(T, user, 0, 100);
+        assert.deepEqual(page.entries.map((e) => e.pos), Array.from({ length: 40 }, (_, i) => i + 1));
+        assert.deepEqual(page.entries.map((e) => e.event.id), ids);
+        assert.deepEqual(out.map((o) => deliveriesOf(o).find((d) => d.userId === user)!.pos), Array.from({ length: 40 }, (_, i) => i + 1));
+      }
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('PostgresStore: nodes initialising at once', () => {
   test('two nodes initialising a fresh schema at the same time both succeed, migrating once', async () => {
     const admin = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5000 });
