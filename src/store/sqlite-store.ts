@@ -967,6 +967,12 @@ export class SqliteStore implements Store {
           return out;
         })
         .immediate();
+    } catch (err) {
+      // Rolled back: state kept outside the database (the count of recent timeline rows, which a
+      // settle may have zeroed) no longer matches it. Recount at the next write, as after another
+      // connection's commit.
+      this.#dataVersion = -1;
+      throw err;
     } finally {
       this.#newTimeline.length = 0;
       this.#pending = undefined;
@@ -996,7 +1002,9 @@ export class SqliteStore implements Store {
     const n = rows.length / 4;
     const batch = this.#options.timelineBatch ?? TIMELINE_BATCH;
     if (n >= batch.direct) {
-      this.#settleTimeline(s);
+      // Unconditionally: these rows must land above whatever timeline_recent holds (two cheap
+      // statements when it is empty), whatever the count says.
+      this.#settleTimeline(s, true);
       for (let i = 0; i < rows.length; i += 4) s.insertSettledTimeline.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
     } else {
       insertRows(s.insertTimelineMany, s.insertTimeline, rows);
@@ -1006,8 +1014,8 @@ export class SqliteStore implements Store {
     rows.length = 0;
   }
 
-  #settleTimeline(s: Statements): void {
-    if (this.#recentTimelineRows === 0) return;
+  #settleTimeline(s: Statements, always = false): void {
+    if (this.#recentTimelineRows === 0 && !always) return;
     s.settleTimeline.run();
     s.clearRecentTimeline.run();
     this.#recentTimelineRows = 0;
@@ -1446,7 +1454,6 @@ export class SqliteStore implements Store {
   }
 }
 
-/** Statements for receipts, edits and deletes, and presence settings (schema 3), apart from the message path's. */
 type TimelineRow = RawEventRow & { pos: number; conv: number };
 
 /** Timeline rows per multi-row INSERT: one statement step for many rows (fewer crossings into SQLite). */
@@ -1468,6 +1475,7 @@ function timelineRows(table: 'timeline' | 'timeline_recent'): string {
        WHERE t.user = ? AND t.pos > ? ORDER BY t.pos LIMIT ?`;
 }
 
+/** Statements for receipts, edits and deletes, and presence settings (schema 3), apart from the message path's. */
 function prepareFeatures(db: Database.Database, eventColumns: string) {
   return {
     eventById: db.prepare<[Buffer], RawEventRow & { conv: number; sender_int: number }>(

@@ -1238,8 +1238,9 @@ describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kep
         const before = await store.timeline(T, bob!, 0, 10);
         assert.deepEqual(before.entries.map((e) => [e.pos, e.event.id]), [[1, id1], [2, id2]]);
         assert.deepEqual(await store.syncState(T, bob!, 'phone'), { lastPos: 2, userAckedPos: 1, deviceAckedPos: 1 });
-        // Three messages stay in timeline_recent (6 entries ≥ recent 4 would move them: 2 + 2 + 2
-        // written in three transactions), then a batch of 3 messages (6 entries) goes straight in.
+        // Three single messages (2 entries each): the second brings timeline_recent to 4 and moves
+        // them; then a batch of 3 messages (6 entries ≥ direct 6) moves the third's and goes
+        // straight into timeline; the last message stays in timeline_recent.
         for (let i = 0; i < 3; i++) await store.appendMessages([dm(alice!, bob!)], LIMITS);
         await store.appendMessages([dm(bob!, alice!), dm(alice!, bob!), dm(bob!, alice!)], LIMITS);
         await store.appendMessages([dm(alice!, bob!)], LIMITS);
@@ -1292,6 +1293,41 @@ describe('SqliteStore: timeline entries written 64 to a statement', () => {
         assert.deepEqual(out.map((o) => deliveriesOf(o).find((d) => d.userId === user)!.pos), Array.from({ length: 40 }, (_, i) => i + 1));
       }
     } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SqliteStore: a write that fails after moving recent timeline entries', () => {
+  test('the rollback puts them back and the next write moves them again: timelines stay in order', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-rollback-'));
+    const file = join(dir, 'store.db');
+    const store = new SqliteStore(file, { timelineBatch: { recent: 100, direct: 5 } });
+    await store.init();
+    const side = new Database(file);
+    try {
+      const [alice, bob, carol] = users(3) as [string, string, string];
+      const first = stored((await store.appendMessages([dm(alice, bob)], LIMITS))[0]);
+      // Any timeline row of carol's fails: the batch below moves alice's and bob's recent entries
+      // into timeline, then fails on carol's first entry and rolls back.
+      const carolBytes = Buffer.from(carol.replaceAll('-', ''), 'hex');
+      side.prepare(
+        `CREATE TRIGGER fail_carol BEFORE INSERT ON timeline
+         WHEN NEW.user = (SELECT id FROM users WHERE user_id = x'${carolBytes.toString('hex')}')
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
+      ).run();
+      await assert.rejects(store.appendMessages([dm(alice, carol), dm(alice, carol), dm(alice, carol)], LIMITS), /injected failure/);
+      // The retry-sized batch that follows goes straight into timeline too: alice's position 1
+      // must be moved out of timeline_recent first, or her timeline would read 2, 3, 4, 1.
+      const later = (await store.appendMessages([dm(alice, bob), dm(alice, bob), dm(alice, bob)], LIMITS)).map(stored);
+      const page = await store.timeline(T, alice, 0, 10);
+      assert.deepEqual(page.entries.map((e) => e.pos), [1, 2, 3, 4]);
+      assert.deepEqual(page.entries.map((e) => e.event.id), [first.id, ...later.map((m) => m.id)]);
+      assert.equal(page.firstPos, 1);
+      assert.equal(side.prepare('SELECT count(*) FROM timeline_recent').pluck().get(), 0);
+    } finally {
+      side.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
