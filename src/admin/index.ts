@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import type { AddressInfo } from 'node:net';
 import type { RampartConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
+import { listen } from '../server/listen.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
 import { resolveClientIp } from '../gate/client-ip.js';
 import { MemoryLimiter } from '../limits/memory-limiter.js';
@@ -90,14 +91,8 @@ export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
     listen: () =>
       server === undefined
         ? Promise.resolve()
-        : new Promise((resolve, reject) => {
-            server.once('error', reject);
-            server.listen(ownPort, config.admin.host, () => {
-              server.off('error', reject);
-              const { address, port } = server.address() as AddressInfo;
-              logger.info({ host: address, port }, 'admin API listening');
-              resolve();
-            });
+        : listen(server, ownPort!, config.admin.host, (err) => logger.error({ err: err.message }, 'admin listener error')).then(({ address, port }) => {
+            logger.info({ host: address, port }, 'admin API listening');
           }),
     address: () => (server?.listening ? (server.address() as AddressInfo) : undefined),
     async close() {

@@ -5,13 +5,14 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serveMetrics, type MetricsEndpoint } from './metrics-endpoint.js';
+import { listen } from './listen.js';
 
 export interface MetricsServer {
   listen(): Promise<AddressInfo>;
   close(): Promise<void>;
 }
 
-export function createMetricsServer(port: number, host: string, endpoint: MetricsEndpoint): MetricsServer {
+export function createMetricsServer(port: number, host: string, endpoint: MetricsEndpoint, onError: (err: Error) => void): MetricsServer {
   const server: Server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/metrics') return serveMetrics(req, res, endpoint);
@@ -19,14 +20,7 @@ export function createMetricsServer(port: number, host: string, endpoint: Metric
     res.end('not found\n');
   });
   return {
-    listen: () =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve(server.address() as AddressInfo);
-        });
-      }),
+    listen: () => listen(server, port, host, onError),
     close: () =>
       new Promise((resolve) => {
         if (!server.listening) return resolve();

@@ -43,6 +43,7 @@ import { createUpgradeHandler } from './upgrade-handler.js';
 import { createReadiness } from './readiness.js';
 import { drainSessions } from './drain.js';
 import { createMetricsServer } from './metrics-server.js';
+import { listen } from './listen.js';
 import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureContext, withResponseHeaders, type TlsReloadResult } from './tls-options.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
@@ -299,7 +300,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     storageUp: readiness.storageUp,
   });
   const metricsEndpoint = { registry: metrics.registry, ...(config.metrics.token !== undefined ? { token: config.metrics.token } : {}) };
-  const metricsServer = config.metrics.port !== undefined ? createMetricsServer(config.metrics.port, config.metrics.host, metricsEndpoint) : undefined;
+  const metricsServer = config.metrics.port !== undefined ? createMetricsServer(config.metrics.port, config.metrics.host, metricsEndpoint, (err) => logger.error({ err: err.message }, 'metrics listener error')) : undefined;
   let metricsAddress: AddressInfo | undefined;
   const routes = createHttpRoutes({
     ready: readiness.ready,
@@ -388,15 +389,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
         metricsAddress = await metricsServer.listen();
         logger.info({ host: metricsAddress.address, port: metricsAddress.port }, 'metrics listening');
       }
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.port, config.host, () => {
-          server.off('error', reject);
-          const address = server.address() as AddressInfo;
-          logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls) }, 'listening');
-          resolve(address);
-        });
-      });
+      const address = await listen(server, config.port, config.host, (err) => logger.error({ err: err.message }, 'listener error'));
+      logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls) }, 'listening');
+      return address;
     },
     close: async () => {
       if (closing) return;

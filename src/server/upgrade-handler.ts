@@ -43,6 +43,9 @@ function destroySelf(this: Duplex): void {
 
 export function refuseHandshake(socket: Duplex, status: number): void {
   const extra = status === 429 || status === 503 ? 'Retry-After: 60\r\n' : '';
+  // Destroyed once the answer is written: a peer that never closes its side must not hold the
+  // socket (an upgrade request's socket is not managed by the HTTP server's timeouts).
+  socket.once('finish', destroySelf);
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n${extra}\r\n`);
 }
 
@@ -83,6 +86,13 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
         if (socket.destroyed) {
           o.onHandshake?.('refused', 'client_gone');
           void o.registry.releaseIp(ip);
+          return;
+        }
+        // The drain began while the gate was waiting: no new session may start now.
+        if (o.isClosing()) {
+          o.onHandshake?.('refused', 'draining');
+          void o.registry.releaseIp(ip);
+          refuseHandshake(socket, 503);
           return;
         }
         const release = releaseIpOnClose(ip);

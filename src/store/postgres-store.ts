@@ -96,6 +96,10 @@ const POOL_DEFAULTS: pg.PoolConfig = {
   statement_timeout: 30_000,
   // A transaction its client abandoned must not hold counter locks for long.
   idle_in_transaction_session_timeout: 60_000,
+  // A connection that died silently (no reset reached us) is found by TCP keepalive probes rather
+  // than left holding the batch in flight until the OS gives up on it.
+  keepAlive: true,
+  keepAliveInitialDelayMillis: 10_000,
 };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Entries each id cache may hold before it starts over (ids never change; this only bounds memory). */

@@ -7,7 +7,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import {
   startServer,
@@ -124,6 +124,35 @@ describe('handshake gate', { timeout: 15_000 }, () => {
     const root = openClient(`${srv.httpUrl.replace('http', 'ws')}/`);
     await root.opened;
     await closeAll(root);
+  });
+
+  test('a refused handshake is closed by the server even when the client keeps its side open', async () => {
+    const { port } = new URL(srv.httpUrl);
+    const socket = connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true });
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    let response = '';
+    socket.on('data', (chunk: Buffer) => {
+      response += chunk.toString('latin1');
+    });
+    const ended = new Promise<void>((resolve) => socket.once('end', () => resolve()));
+    socket.write(
+      'GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    await within(ended, 2000, 'the 404 answer');
+    assert.match(response, /^HTTP\/1\.1 404 /);
+    // Our side stays open. A server that only half-closed keeps reading what we write; a server
+    // that destroyed the socket answers the first write with a reset, and a later one fails (EPIPE).
+    const writes = setInterval(() => {
+      if (socket.writable) socket.write('still here');
+    }, 20);
+    try {
+      await within(closed, 2000, 'the server to have destroyed the socket');
+    } finally {
+      clearInterval(writes);
+      socket.destroy();
+    }
   });
 });
 
@@ -365,6 +394,42 @@ describe('JWKS unreachable', { timeout: 15_000 }, () => {
       assert.deepEqual(client.frames, [{ type: 'auth_failure', reason: 'unavailable' }]);
     }
     assert.deepEqual(securityLines(jwks).map((l) => l.reason), ['key_source_unavailable', 'key_source_unavailable', 'key_source_unavailable']);
+  });
+});
+
+describe('shutdown while a handshake waits in the gate', { timeout: 15_000 }, () => {
+  test('a handshake the gate admits after the drain began is refused with 503, and the server closes', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const jwk = { ...publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'RS256', use: 'sig' };
+    // A key server that holds its answer until told: the query-token check waits in the gate.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let asked!: () => void;
+    const wasAsked = new Promise<void>((resolve) => (asked = resolve));
+    const keys = createServer((_req, res) => {
+      asked();
+      void released.then(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ keys: [jwk] }));
+      });
+    });
+    await new Promise<void>((resolve) => keys.listen(0, '127.0.0.1', resolve));
+    const { port } = keys.address() as AddressInfo;
+    const draining = await startServer({ allowQueryToken: true, jwt: { jwksUrl: `http://127.0.0.1:${port}/jwks` } });
+    try {
+      const t = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject(newUserId()).setExpirationTime('1h').sign(privateKey);
+      usedTokens.push(t);
+      const status = handshakeStatus(`${draining.url}?token=${t}`).catch((err: unknown) => err);
+      await within(wasAsked, 5000, 'the gate to ask for the keys');
+      const closing = draining.close();
+      release();
+      assert.equal(await within(status, 5000, 'the handshake answer'), 503);
+      await within(closing, 5000, 'the server to close');
+    } finally {
+      release();
+      await draining.close();
+      await new Promise((resolve) => keys.close(resolve));
+    }
   });
 });
 

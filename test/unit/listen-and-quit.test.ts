@@ -1,0 +1,69 @@
+/**
+ * Lifecycle helpers that must never end the process or hang a shutdown: a listener's later
+ * 'error' goes to its handler; a QUIT to a Redis that never answers gives up after its bound.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import type { Redis } from 'ioredis';
+import { listen } from '../../src/server/listen.js';
+import { quitRedis } from '../../src/redis/quit.js';
+
+test('listen resolves the bound address; a later error reaches onError instead of throwing', async () => {
+  const server = createServer();
+  const errors: string[] = [];
+  const address = await listen(server, 0, '127.0.0.1', (err) => errors.push(err.message));
+  try {
+    assert.equal(address.address, '127.0.0.1');
+    assert.ok(address.port > 0);
+    server.emit('error', new Error('accept failed'));
+    assert.deepEqual(errors, ['accept failed']);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+test('listen rejects when the port is taken, and leaves no listener behind', async () => {
+  const first = createServer();
+  const { port } = await listen(first, 0, '127.0.0.1', () => {});
+  const second = createServer();
+  try {
+    await assert.rejects(listen(second, port, '127.0.0.1', () => {}), { code: 'EADDRINUSE' });
+    assert.equal(second.listenerCount('error'), 0);
+  } finally {
+    await new Promise((resolve) => first.close(resolve));
+  }
+});
+
+/** Just what quitRedis touches of an ioredis connection. */
+function fakeConnection(quit: () => Promise<unknown>): { conn: Redis; disconnected: () => boolean } {
+  let disconnected = false;
+  const conn = {
+    status: 'ready',
+    quit,
+    disconnect: () => {
+      disconnected = true;
+    },
+  } as unknown as Redis;
+  return { conn, disconnected: () => disconnected };
+}
+
+test('quitRedis: a QUIT that is answered closes politely, without dropping the socket', async () => {
+  const f = fakeConnection(() => Promise.resolve('OK'));
+  await quitRedis(f.conn, 50);
+  assert.equal(f.disconnected(), false);
+});
+
+test('quitRedis: a QUIT never answered (a silently dead connection) drops the socket after the bound', async () => {
+  const f = fakeConnection(() => new Promise(() => {}));
+  const started = Date.now();
+  await quitRedis(f.conn, 50);
+  assert.equal(f.disconnected(), true);
+  assert.ok(Date.now() - started < 1000);
+});
+
+test('quitRedis: a QUIT that fails drops the socket', async () => {
+  const f = fakeConnection(() => Promise.reject(new Error('Connection is closed.')));
+  await quitRedis(f.conn, 50);
+  assert.equal(f.disconnected(), true);
+});
