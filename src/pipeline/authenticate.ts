@@ -146,6 +146,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     }
     if (!session.isOpen) return;
     session.sendFrame({ type: 'auth_success', userId: identity.userId, resumeAfter: point.after, lastPos: point.lastPos });
+    session.announced = true;
     // Not awaited: the session takes frames again as soon as auth_success is out; the replay is
     // paced by the socket's unsent bytes and runs beside them. Nothing pending (the resume point is
     // the user's last position): the stream goes live without reading the timeline.

@@ -89,14 +89,19 @@ export class SessionRegistry {
     const entry = this.byUser.get(userKey);
     if (entry === undefined) return;
     const pos = framePos(frame);
+    // Frames without a position are ephemeral or restated by list_conversations and history: a
+    // session still between joining and auth_success does not get them (see Session.announced).
     if (!(entry instanceof Set)) {
-      if (pos === undefined) entry.send(frame);
-      else entry.offerTimeline(pos, frame);
+      if (pos !== undefined) entry.offerTimeline(pos, frame);
+      else if (entry.announced) entry.send(frame);
       this.onDelivered?.(frame, 1);
       return;
     }
-    if (pos === undefined) for (const session of entry) session.send(frame);
-    else for (const session of entry) session.offerTimeline(pos, frame);
+    if (pos === undefined) {
+      for (const session of entry) if (session.announced) session.send(frame);
+    } else {
+      for (const session of entry) session.offerTimeline(pos, frame);
+    }
     this.onDelivered?.(frame, entry.size);
   };
 

@@ -85,6 +85,12 @@ export class Session implements Flushable, WheelEntry {
   holdsUserSlot = false;
   /** The device named in `auth`, if any. */
   deviceId: string | undefined;
+  /**
+   * `auth_success` is out. The session joins the registry before its resume point is read (so no
+   * live frame falls in between); frames without a position (typing, receipts, read_updated) wait
+   * for this, so nothing precedes `auth_success` on the wire.
+   */
+  announced = false;
   private stream: TimelineStream | undefined;
 
   // Deadlines (ms since the epoch; 0: none). The session is scheduled on the node's wheel at the

@@ -27,6 +27,10 @@ export function buildFeatureSql(t: (table: string) => string) {
     tombstone: `
       UPDATE ${t('events')} SET kind = ${EVENT_TOMBSTONE}, content = $3, key_id = NULL, attachments = NULL, mentions = '[]',
         hashtags = '[]', links = '[]', reply_to = NULL, edited_at = NULL WHERE conv = $1 AND seq = $2`,
+    /** The edit events of several messages of one conversation, each message's in ascending seq. */
+    editsOf: `
+      SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins}
+      WHERE e.conv = $1 AND e.reply_to = ANY($2::uuid[]) AND e.kind = ${EVENT_EDIT} ORDER BY e.seq`,
     eraseEdits: `
       UPDATE ${t('events')} SET content = '', key_id = NULL, attachments = NULL, mentions = '[]', hashtags = '[]', links = '[]'
       WHERE conv = $1 AND reply_to = $2 AND kind = ${EVENT_EDIT}`,

@@ -31,11 +31,13 @@ import { EVENT_COLUMNS, eventContext, eventJoins, type PgEventRow } from './pg-e
 import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
 import { inTransaction } from './pg-transaction.js';
+import { asSeenByFormerMember } from './former-member-view.js';
 import type {
   AddMembersRequest,
   AppendOptions,
   AppendOutcome,
   ConversationEvent,
+  MessageEditEvent,
   ConversationListPage,
   ConversationListQuery,
   ConversationRef,
@@ -575,10 +577,10 @@ export class PostgresStore implements Store {
           ...this.#sql.findDuplicates,
           values: [senders, clientIds],
         });
-        for (const row of rows) {
-          const decoded = this.#decode(row);
-          if (decoded.kind === 'message') existing.set(key(row.sender_int, row.client_msg_id!), decoded);
-        }
+        // A key names one operation of its sender, whatever its kind: an edit's or a delete's key
+        // reused for a message answers with that event (as SQLite does) instead of reaching the
+        // unique index, which would fail the whole batch — every sender's messages in it.
+        for (const row of rows) existing.set(key(row.sender_int, row.client_msg_id!), this.#codec.decodeMessage(row, eventContext(row)));
       }
     }
 
@@ -1033,8 +1035,33 @@ export class PostgresStore implements Store {
       ({ rows } = await this.#pool.query<PgEventRow>({ ...this.#sql.history, values: [row.id, from, to, before, limit] }));
     }
     if (query.beforeId !== undefined && query.beforeSeq !== undefined) rows = rows.filter((r) => Number(r.seq) < query.beforeSeq!);
-    page.events = rows.map((r) => this.#decode(r));
+    const events = rows.map((r) => this.#decode(r));
+    page.events = row.left_seq === null ? events : await this.#asSeenBy(row.id, events, Number(row.left_seq));
     return page;
+  }
+
+  /** A former member's page: each message as it stood when they left (see former-member-view.ts). */
+  async #asSeenBy(conv: number, events: ConversationEvent[], leftSeq: number): Promise<ConversationEvent[]> {
+    const edited = events.filter((e): e is StoredMessage => e.kind === 'message' && e.editedAt !== undefined).map((e) => e.id);
+    if (edited.length === 0) return events;
+    const { rows } = await this.#pool.query<PgEventRow>({ ...this.#fsql.editsOf, values: [conv, edited] });
+    const edits = new Map<string, MessageEditEvent[]>();
+    for (const r of rows) {
+      const e = this.#decode(r) as MessageEditEvent;
+      const list = edits.get(e.messageId);
+      if (list === undefined) edits.set(e.messageId, [e]);
+      else list.push(e);
+    }
+    const out: ConversationEvent[] = [];
+    for (const e of events) {
+      if (e.kind !== 'message' || e.editedAt === undefined) {
+        out.push(e);
+        continue;
+      }
+      const seen = asSeenByFormerMember(e, edits.get(e.id) ?? [], leftSeq);
+      if (seen !== undefined) out.push(seen);
+    }
+    return out;
   }
 
   async listConversations(tenantId: string, userId: string, query: ConversationListQuery): Promise<ConversationListPage> {

@@ -63,6 +63,7 @@ import type {
   DeleteMessageRequest,
   EditMessageRequest,
   MessageChangeEvent,
+  MessageEditEvent,
   MessageChangeOptions,
   MessageChangeOutcome,
   ReadResult,
@@ -70,6 +71,7 @@ import type {
   TimelinePage,
 } from './store.js';
 import { bytesToUuid, isUuid, uuidToBytes, uuidV7LowerBound } from './uuid-bytes.js';
+import { asSeenByFormerMember } from './former-member-view.js';
 
 export interface SqliteStoreOptions {
   /** Seal user-written fields at rest. */
@@ -428,6 +430,10 @@ function prepareAll(db: Database.Database) {
        WHERE e.conv = ? AND e.seq >= ? AND e.seq <= ? AND e.kind NOT IN (${EVENT_EDIT}, ${EVENT_DELETE}) ORDER BY e.seq DESC LIMIT ?`,
     ),
     seqOfId: db.prepare<[Buffer, number], number>('SELECT seq FROM events WHERE id = ? AND conv = ?').pluck(),
+    editsOf: db.prepare<[number, Buffer], RawEventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events e JOIN users su ON su.id = e.sender
+       WHERE e.conv = ? AND e.reply_to = ? AND e.kind = ${EVENT_EDIT} ORDER BY e.seq`,
+    ),
     lastMessage: db.prepare<[number, number], RawEventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events e JOIN users su ON su.id = e.sender
        WHERE e.conv = ? AND e.kind = ${EVENT_MESSAGE} AND e.seq >= ? ORDER BY e.seq DESC LIMIT 1`,
@@ -713,8 +719,25 @@ export class SqliteStore implements Store {
     }
     lo = Math.max(lo, 1);
     if (limit === 0 || hi < lo) return page;
-    page.events = s.history.all(conv.id, lo, hi, limit).map((row) => this.#decode(s, conv.id, row));
+    const info = conv;
+    const events = s.history.all(info.id, lo, hi, limit).map((row) => this.#decode(s, info.id, row));
+    page.events = m.left_seq === null ? events : this.#asSeenBy(s, info.id, events, m.left_seq);
     return page;
+  }
+
+  /** A former member's page: each message as it stood when they left (see former-member-view.ts). */
+  #asSeenBy(s: Statements, conv: number, events: ConversationEvent[], leftSeq: number): ConversationEvent[] {
+    const out: ConversationEvent[] = [];
+    for (const e of events) {
+      if (e.kind !== 'message' || e.editedAt === undefined) {
+        out.push(e);
+        continue;
+      }
+      const edits = s.editsOf.all(conv, uuidToBytes(e.id)).map((row) => this.#decode(s, conv, row) as MessageEditEvent);
+      const seen = asSeenByFormerMember(e, edits, leftSeq);
+      if (seen !== undefined) out.push(seen);
+    }
+    return out;
   }
 
   async listConversations(tenantId: string, userId: string, query: ConversationListQuery): Promise<ConversationListPage> {

@@ -96,7 +96,11 @@ export class DeviceStream {
     if (!this.#reading && pos === this.#lastPos + 1) {
       this.outlet.send(frame);
       this.#lastPos = pos;
-      if (this.#heldMap !== undefined && this.#heldMap.size > 0) this.#sendHeld();
+      if (this.#heldMap !== undefined && this.#heldMap.size > 0) {
+        this.#sendHeld();
+        // Frames still held lie beyond a gap (an earlier read gave up): this event retries it.
+        if (this.#heldMap.size > 0) void this.#readLoop();
+      }
       return;
     }
     const previous = this.#held.get(pos);
@@ -115,8 +119,11 @@ export class DeviceStream {
 
   /** Something may have been missed (the bus was away): read storage after the last position. */
   catchUp(): void {
-    if (!this.outlet.isOpen || this.#lastPos < 0) return;
-    if (this.#reading) {
+    if (!this.outlet.isOpen) return;
+    // Before start (the resume point is still being read) or during a read: read again after it.
+    // Before start this also rules out start's no-read fast path — the resume point may predate
+    // what the bus lost.
+    if (this.#lastPos < 0 || this.#reading) {
       this.#again = true;
       return;
     }
@@ -163,7 +170,13 @@ export class DeviceStream {
       for (const entry of page.entries) {
         if (!this.outlet.isOpen) return true;
         if (entry.pos <= this.#lastPos) continue;
-        if (entry.pos !== this.#lastPos + 1) break; // cannot happen with contiguous storage; re-read
+        if (entry.pos !== this.#lastPos + 1) {
+          // Positions commit contiguously (one writer per user at a time), so a hole in what
+          // storage returns is retention at work: an event pruned by its id while a younger one
+          // at a lower position stayed (ids come from the clock at arrival, positions at commit).
+          this.outlet.send(`{"type":"timeline_pruned","after":${this.#lastPos},"firstPos":${entry.pos}}`);
+          this.#skipTo(entry.pos - 1);
+        }
         const held = this.#heldMap?.get(entry.pos);
         if (held !== undefined) this.#unhold(entry.pos, held);
         this.#lastPos = entry.pos;

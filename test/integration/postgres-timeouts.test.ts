@@ -137,6 +137,30 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
     assert.deepEqual(chats(b2).map((f) => f.content), ['stays in the timeline', 'live after the outage']);
   });
 
+  test('frames without a position never precede auth_success (a typing indicator while the resume point is read)', { timeout: 20_000 }, async () => {
+    const x = newUserId();
+    const first = await authedClient(srv.url, x);
+    const peer = await authedClient(srv.url);
+    clients.push(first, peer);
+    const waiting = async (): Promise<boolean> =>
+      (await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND pid <> pg_backend_pid()")).rows[0].n > 0;
+    let second!: TestClient;
+    await whileLocked(lockTable('users'), [], async () => {
+      second = openClient(srv.url);
+      clients.push(second);
+      await second.opened;
+      second.send({ type: 'auth', token: await token({ sub: x }) });
+      // The second session joined the registry and waits on its resume point.
+      await waitFor(waiting, 5000, 'the resume point read to wait on the lock');
+      peer.send({ type: 'typing_indicator', recipientId: x, isTyping: true });
+      await first.next((f) => f.type === 'typing_indicator');
+    });
+    const opening = await second.next((f) => f.type === 'auth_success' || f.type === 'auth_failure');
+    assert.equal(opening.type, 'auth_success');
+    assert.equal(second.frames[0]?.type, 'auth_success', 'nothing before auth_success');
+    assert.equal(second.frames.filter((f) => f.type === 'typing_indicator').length, 0);
+  });
+
   test('the resume point cannot be read: auth_failure unavailable and close 4503 after the retries; then auth works', { timeout: 20_000 }, async () => {
     const a = await authedClient(srv.url);
     clients.push(a);

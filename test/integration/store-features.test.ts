@@ -121,6 +121,69 @@ for (const make of [sqlite, postgres]) {
       }
     });
 
+    test('a removed member reads each message as it stood when they left: later edits never reach them', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const gid = randomUUID();
+        const ts0 = now();
+        const created = await store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts0), timestamp: ts0, conversationId: gid, name: 'g', memberIds: [b] }, { maxGroupMembers: 10, maxGroupsPerUser: 10 });
+        assert.equal(created.status, 'ok');
+        const to = { conversationId: gid };
+        const m = await send(store, message(a, to, 'first words'));
+        const n = await send(store, message(a, to, 'never edited before'));
+        const p = await send(store, message(a, to, 'deleted later'));
+        const edit = async (id: string, content: string) => {
+          const ts = now();
+          const out = await store.editMessage(
+            { tenantId: T, actorId: a, eventId: messageId(ts), messageId: id, timestamp: ts, body: { content, mentions: [], hashtags: [], links: [] } },
+            { ...OPTS, editWindowMs: 60_000 },
+          );
+          assert.equal(out.status, 'ok');
+        };
+        await edit(m.id, 'seen by b');
+        const tsRemove = now();
+        assert.equal((await store.removeMembers({ tenantId: T, actorId: a, eventId: messageId(tsRemove), timestamp: tsRemove, conversationId: gid, userIds: [b] })).status, 'ok');
+        await edit(m.id, 'written after b left');
+        await edit(n.id, 'also after b left');
+        const tsDel = now();
+        assert.equal((await store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(tsDel), messageId: p.id, timestamp: tsDel }, OPTS)).status, 'ok');
+
+        const q = { limit: 50, groupHistory: 'since_join' as const };
+        const seen = (await store.history(T, b, to, q))!.events.filter((e): e is StoredMessage => e.kind === 'message');
+        const byId = new Map(seen.map((e) => [e.id, e]));
+        assert.equal(byId.get(m.id)?.content, 'seen by b', 'the body of the last edit before the removal');
+        assert.equal(byId.has(n.id), false, 'its body before the edit is no longer stored: left out');
+        assert.equal(byId.get(p.id)?.content, '', 'a later deletion still erases');
+        assert.equal(typeof byId.get(p.id)?.deletedAt, 'number');
+        assert.ok(!JSON.stringify(seen).includes('after b left'));
+        // Current members read the latest.
+        const current = (await store.history(T, a, to, q))!.events.filter((e): e is StoredMessage => e.kind === 'message');
+        assert.deepEqual(current.map((e) => e.content).sort(), ['', 'also after b left', 'written after b left'].sort());
+      } finally {
+        await store.close();
+      }
+    });
+
+    test("a delete's clientMsgId reused for a message answers with the delete; the other messages of the batch are stored", async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const m = await send(store, message(a, { peerId: b }, 'to be deleted'));
+        const ts = now();
+        const gone = await store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(ts), messageId: m.id, timestamp: ts, clientMsgId: 'k' }, OPTS);
+        assert.equal(gone.status, 'ok');
+        if (gone.status !== 'ok') return;
+        const reused = { ...message(a, { peerId: b }, 'same key'), clientMsgId: 'k' };
+        const [first, second] = await store.appendMessages([reused, message(b, { peerId: a }, 'unrelated')], OPTS);
+        assert.equal(first?.status, 'duplicate');
+        if (first?.status === 'duplicate') assert.deepEqual([first.message.id, first.message.seq], [gone.event.id, gone.event.seq]);
+        assert.equal(second?.status, 'stored', 'one sender reusing a key must not fail the batch');
+      } finally {
+        await store.close();
+      }
+    });
+
     test('edit and delete: permissions, window, idempotency, tombstone, timeline events', async () => {
       const store = await backend.open();
       try {

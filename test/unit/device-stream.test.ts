@@ -560,3 +560,46 @@ test('a resume point behind the last position still replays', async () => {
   assert.deepEqual(outlet.positions(), [2, 3]);
   assert.equal(tl.reads.length, 1);
 });
+
+test('a hole inside storage (retention removed a middle position): timeline_pruned, then the rest, no re-read loop', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  // Position 4's event was older (by id) than 5's: pruned by id, it left a hole after 3.
+  tl.append(1, 2, 3, 5, 6);
+  const { s } = stream(outlet, tl, { pageSize: 3 });
+  await s.start(0);
+  assert.deepEqual(outlet.positions(), [1, 2, 3, -1, 5, 6]);
+  assert.deepEqual(JSON.parse(outlet.sent[3]!), { type: 'timeline_pruned', after: 3, firstPos: 5 });
+  assert.equal(s.lastPos, 6);
+  assert.ok(tl.reads.length <= 3, `pages read once each (${tl.reads.length})`);
+});
+
+test('catchUp while the resume point is read (before start): start reads storage even when it says nothing is pending', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(1, 2, 3);
+  const { s } = stream(outlet, tl);
+  // The resume point read says 3; meanwhile 4 is committed and its bus frame lost, then the bus resyncs.
+  tl.append(4);
+  s.catchUp();
+  await s.start(3, 3);
+  await outlet.count(1);
+  assert.deepEqual(outlet.positions(), [4]);
+});
+
+test('after a read gave up, the next in-order live frame retries the gap before frames held beyond it', () => keepingAlive(async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  const { s, gaveUp } = stream(outlet, tl);
+  await s.start(0);
+  tl.append(1, 2, 3, 4, 5);
+  tl.failNext = 3;
+  s.offer(3, frameAt(3));
+  s.offer(5, frameAt(5));
+  await gaveUp;
+  await settle();
+  assert.deepEqual(outlet.positions(), []);
+  s.offer(1, frameAt(1));
+  await outlet.count(5);
+  assert.deepEqual(outlet.positions(), [1, 2, 3, 4, 5]);
+}));
