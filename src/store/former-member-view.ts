@@ -1,5 +1,5 @@
 /**
- * What a former member (removed, or left) may read of a message: the conversation as it stood
+ * What a former member (removed, or left) may read of a conversation: each message as it stood
  * when they left. A message row holds only its latest body, so an edit made after they left would
  * show them content written after their removal. They get instead the body of the latest edit at
  * or before their leaving; when the first edit came after it, the body they saw is no longer
@@ -7,14 +7,36 @@
  * so clients already page over gaps in `seq`). A deletion after they left still shows the
  * tombstone: erasure reaches every copy.
  */
-import type { MessageEditEvent, StoredMessage } from './store.js';
+import type { ConversationEvent, MessageEditEvent, StoredMessage } from './store.js';
 
-/** `edits`: the message's edit events in ascending `seq`; `leftSeq`: the seq of their leaving. */
-export function asSeenByFormerMember(message: StoredMessage, edits: readonly MessageEditEvent[], leftSeq: number): StoredMessage | undefined {
-  if (message.deletedAt !== undefined || message.editedAt === undefined) return message;
-  if (!edits.some((e) => e.seq > leftSeq)) return message;
-  let seen: MessageEditEvent | undefined;
-  for (const e of edits) if (e.seq <= leftSeq) seen = e;
-  if (seen === undefined) return undefined;
-  return { ...message, content: seen.content, mentions: seen.mentions, hashtags: seen.hashtags, links: seen.links, editedAt: seen.timestamp };
+/** Messages of a page whose edits the view needs (edited, not deleted). */
+export function editedMessages(events: readonly ConversationEvent[]): StoredMessage[] {
+  return events.filter((e): e is StoredMessage => e.kind === 'message' && e.editedAt !== undefined && e.deletedAt === undefined);
+}
+
+/**
+ * A history page as a former member sees it. `leftSeq`: the seq of their leaving; `editsOf`: a
+ * message's edit events in ascending `seq` (asked only for the messages `editedMessages` names).
+ */
+export function asSeenByFormerMember(
+  events: readonly ConversationEvent[],
+  leftSeq: number,
+  editsOf: (messageId: string) => readonly MessageEditEvent[],
+): ConversationEvent[] {
+  const out: ConversationEvent[] = [];
+  for (const e of events) {
+    if (e.kind !== 'message' || e.editedAt === undefined || e.deletedAt !== undefined) {
+      out.push(e);
+      continue;
+    }
+    const edits = editsOf(e.id);
+    if (!edits.some((x) => x.seq > leftSeq)) {
+      out.push(e);
+      continue;
+    }
+    let seen: MessageEditEvent | undefined;
+    for (const x of edits) if (x.seq <= leftSeq) seen = x;
+    if (seen !== undefined) out.push({ ...e, content: seen.content, mentions: seen.mentions, hashtags: seen.hashtags, links: seen.links, editedAt: seen.timestamp });
+  }
+  return out;
 }

@@ -31,7 +31,7 @@ import { EVENT_COLUMNS, eventContext, eventJoins, type PgEventRow } from './pg-e
 import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
 import { inTransaction } from './pg-transaction.js';
-import { asSeenByFormerMember } from './former-member-view.js';
+import { asSeenByFormerMember, editedMessages } from './former-member-view.js';
 import type {
   AddMembersRequest,
   AppendOptions,
@@ -1040,9 +1040,9 @@ export class PostgresStore implements Store {
     return page;
   }
 
-  /** A former member's page: each message as it stood when they left (see former-member-view.ts). */
+  /** A former member's page (former-member-view.ts), with the edits it needs read in one query. */
   async #asSeenBy(conv: number, events: ConversationEvent[], leftSeq: number): Promise<ConversationEvent[]> {
-    const edited = events.filter((e): e is StoredMessage => e.kind === 'message' && e.editedAt !== undefined).map((e) => e.id);
+    const edited = editedMessages(events).map((e) => e.id);
     if (edited.length === 0) return events;
     const { rows } = await this.#pool.query<PgEventRow>({ ...this.#fsql.editsOf, values: [conv, edited] });
     const edits = new Map<string, MessageEditEvent[]>();
@@ -1052,16 +1052,7 @@ export class PostgresStore implements Store {
       if (list === undefined) edits.set(e.messageId, [e]);
       else list.push(e);
     }
-    const out: ConversationEvent[] = [];
-    for (const e of events) {
-      if (e.kind !== 'message' || e.editedAt === undefined) {
-        out.push(e);
-        continue;
-      }
-      const seen = asSeenByFormerMember(e, edits.get(e.id) ?? [], leftSeq);
-      if (seen !== undefined) out.push(seen);
-    }
-    return out;
+    return asSeenByFormerMember(events, leftSeq, (messageId) => edits.get(messageId) ?? []);
   }
 
   async listConversations(tenantId: string, userId: string, query: ConversationListQuery): Promise<ConversationListPage> {

@@ -719,25 +719,15 @@ export class SqliteStore implements Store {
     }
     lo = Math.max(lo, 1);
     if (limit === 0 || hi < lo) return page;
-    const info = conv;
-    const events = s.history.all(info.id, lo, hi, limit).map((row) => this.#decode(s, info.id, row));
-    page.events = m.left_seq === null ? events : this.#asSeenBy(s, info.id, events, m.left_seq);
+    const id = conv.id;
+    const events = s.history.all(id, lo, hi, limit).map((row) => this.#decode(s, id, row));
+    page.events =
+      m.left_seq === null
+        ? events
+        : asSeenByFormerMember(events, m.left_seq, (messageId) =>
+            s.editsOf.all(id, uuidToBytes(messageId)).map((row) => this.#decode(s, id, row) as MessageEditEvent),
+          );
     return page;
-  }
-
-  /** A former member's page: each message as it stood when they left (see former-member-view.ts). */
-  #asSeenBy(s: Statements, conv: number, events: ConversationEvent[], leftSeq: number): ConversationEvent[] {
-    const out: ConversationEvent[] = [];
-    for (const e of events) {
-      if (e.kind !== 'message' || e.editedAt === undefined) {
-        out.push(e);
-        continue;
-      }
-      const edits = s.editsOf.all(conv, uuidToBytes(e.id)).map((row) => this.#decode(s, conv, row) as MessageEditEvent);
-      const seen = asSeenByFormerMember(e, edits, leftSeq);
-      if (seen !== undefined) out.push(seen);
-    }
-    return out;
   }
 
   async listConversations(tenantId: string, userId: string, query: ConversationListQuery): Promise<ConversationListPage> {
