@@ -72,7 +72,7 @@ export const ConfigSchema = z.strictObject({
       secret: z.string().min(1).optional(),
       publicKeyFile: z.string().min(1).optional(),
       jwksUrl: z.url().optional(),
-      /** Explicit allowlist; default HS256 for a secret, RS256/ES256/EdDSA for public keys. */
+      /** Explicit allowlist; default HS256 for a secret; for a public key by its type (RS256, PS256, ES256/384/512, EdDSA/Ed25519), for a JWKS RS256/ES256/EdDSA/Ed25519. */
       algorithms: z.array(JwtAlgorithmSchema).min(1).optional(),
       issuer: z.string().min(1).optional(),
       audience: z.string().min(1).optional(),
@@ -136,7 +136,7 @@ export const ConfigSchema = z.strictObject({
       frames: RateRuleSchema.default({ limit: 30, windowMs: 1000 }),
       /** Typing indicators per sender; excess is dropped silently. */
       typing: RateRuleSchema.default({ limit: 5, windowMs: 1000 }),
-      /** `history`/`ack`/`list_conversations`/`read` requests per user. */
+      /** Requests per user: `history`, `ack`, `list_conversations`, `read`, `presence`, `set_presence`, `list_sessions`, `end_session`. */
       requests: RateRuleSchema.default({ limit: 20, windowMs: 1000 }),
       /** `create_group` frames per user. */
       groupCreates: RateRuleSchema.default({ limit: 10, windowMs: 60000 }),

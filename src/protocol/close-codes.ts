@@ -1,14 +1,12 @@
 /**
- * WebSocket close codes Rampart uses. 1xxx are RFC 6455; 4xxx are ours and documented in
- * docs/protocol.md. Server and client SDK import this one table so they can never disagree.
+ * WebSocket close codes Rampart sends. 1xxx are RFC 6455; 4xxx are ours and documented in
+ * docs/protocol.md (which also lists 1007 and 1008, sent by `ws` itself). Server and client SDK import this one table so they can never disagree.
  */
 export const CloseCode = {
   /** Server is shutting down (RFC 6455 "going away"). */
   GOING_AWAY: 1001,
-  /** Protocol error detected by `ws` (malformed frame, binary frame refused). */
+  /** Protocol error detected by `ws` (malformed frame). Binary frames get `error binary_not_supported`, not a close. */
   PROTOCOL_ERROR: 1002,
-  /** Binary frames are not part of the protocol. */
-  UNSUPPORTED_DATA: 1003,
   /** Frame over `maxMessageSize` (or the pre-auth cap). */
   MESSAGE_TOO_BIG: 1009,
   /** No pong within `heartbeatTimeout`. */
@@ -35,7 +33,7 @@ export const CloseCode = {
   ENDED_BY_USER: 4011,
   /** An operator disconnected this session through the admin API. */
   DISCONNECTED_BY_ADMIN: 4012,
-  /** The cluster backend (Redis) is unavailable and the policy refuses new sessions. */
+  /** A backend is unavailable: Redis (cluster), the JWKS endpoint or an unknown `kid`, or storage for the resume point. */
   SERVICE_UNAVAILABLE: 4503,
 } as const;
 

@@ -36,7 +36,7 @@ export const RateLimitReason = {
   MINUTE: 'minute_limit',
   HOUR: 'hour_limit',
   FRAMES: 'frame_limit',
-  /** `create_group` and membership changes: `limits.groupChanges`. */
+  /** `create_group` and membership changes: `limits.groupCreates` and `limits.membershipChanges`. */
   GROUP_CHANGES: 'group_limit',
 } as const;
 export type RateLimitReasonValue = (typeof RateLimitReason)[keyof typeof RateLimitReason];
