@@ -6,11 +6,14 @@
  */
 import type { ConversationInfo, HistoryItem, ReceiptsInfo } from '../protocol/server-frames.js';
 import type { SessionInfo } from '../protocol/session-frames.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import { ErrorReason } from '../protocol/reasons.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 import { systemClock, TimerSlot, type Clock } from './clock.js';
 import { Emitter, type Listener } from './emitter.js';
 import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
 import { PosTracker, RecentIds } from './pos-tracker.js';
+import { attachmentsProblem, contentProblem, isUuid } from './outgoing-checks.js';
 import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
@@ -183,7 +186,14 @@ export class RampartClient {
    * exists, to a user; resolves once it is durably stored (resent across reconnects until then).
    */
   sendMessage(target: Target, message: string | OutgoingMessage, opts: { clientMsgId?: string } = {}): Promise<SendReceipt> {
-    return this.enqueue(opts.clientMsgId, (id) => this.queue.add(id, target, typeof message === 'string' ? { content: message } : message));
+    const body = typeof message === 'string' ? { content: message } : message;
+    const id = 'conversationId' in target ? target.conversationId : target.recipientId;
+    const problem =
+      (isUuid(id) ? undefined : 'conversationId/recipientId: a UUID') ??
+      contentProblem(body.content) ??
+      (body.replyTo === undefined || isUuid(body.replyTo) ? undefined : 'replyTo: a UUID') ??
+      attachmentsProblem(body.attachments);
+    return this.enqueue(opts.clientMsgId, (cid) => this.queue.add(cid, target, body), problem);
   }
 
   /**
@@ -192,12 +202,13 @@ export class RampartClient {
    * this one included, then gets the `edited` event.
    */
   editMessage(messageId: string, content: string, opts: { clientMsgId?: string } = {}): Promise<ChangeReceipt> {
-    return this.enqueue(opts.clientMsgId, (id) => this.queue.addChange(id, messageId, content));
+    const problem = (isUuid(messageId) ? undefined : 'messageId: a UUID') ?? contentProblem(content);
+    return this.enqueue(opts.clientMsgId, (id) => this.queue.addChange(id, messageId, content), problem);
   }
 
   /** Deletes a message (the sender's own; in a group also the owner/admins): it becomes a tombstone. */
   deleteMessage(messageId: string, opts: { clientMsgId?: string } = {}): Promise<ChangeReceipt> {
-    return this.enqueue(opts.clientMsgId, (id) => this.queue.addChange(id, messageId));
+    return this.enqueue(opts.clientMsgId, (id) => this.queue.addChange(id, messageId), isUuid(messageId) ? undefined : 'messageId: a UUID');
   }
 
   /** Typing indicators are not queued: false when not connected. */
@@ -348,6 +359,9 @@ export class RampartClient {
     this.timers.sends.stop();
     this.flushAck(); // persists; the ack itself cannot go out any more
     this.requests.disconnected();
+    // Over the server's maxMessageSize (1009): what was in flight would close every socket it is
+    // resent on — refuse it instead.
+    if (code === CloseCode.MESSAGE_TOO_BIG) this.queue.rejectInFlight('message_too_big');
     this.queue.requeueAll();
     if (this.currentState === 'closed') return;
     const facts = this.socketFacts;
@@ -362,10 +376,12 @@ export class RampartClient {
       this.stop(verdict.reason, true);
       return;
     }
+    // An expired token: the first retry goes at once with a fresh one; a provider that keeps
+    // handing out expired tokens backs off like any failure (each one counts towards the IP lockout).
     const delay =
       verdict.kind === 'shutdown'
         ? Math.floor(this.random() * (this.options.shutdownDelayMaxMs ?? 5000))
-        : backoffDelay(verdict.kind === 'fresh_token' ? 0 : this.attempt, this.backoff, this.random);
+        : backoffDelay(this.attempt, this.backoff, this.random);
     this.attempt++;
     this.events.emit('disconnected', { code, reason: facts.authFailure ?? (verdict.kind === 'shutdown' ? 'server_shutdown' : reason), retryInMs: delay });
     this.scheduleReconnect(delay);
@@ -441,6 +457,12 @@ export class RampartClient {
       case 'timeline_pruned': {
         const after = Number(f.after);
         const firstPos = Number(f.firstPos);
+        if (this.socketFacts.gap || !Number.isSafeInteger(firstPos)) return; // this socket is being replaced
+        // `after` past our position: we missed events before the hole — resume, as for any gap.
+        if (after > this.tracker.pos) {
+          this.admit(after + 1);
+          return;
+        }
         this.tracker.skipTo(firstPos);
         this.events.emit('pruned', { after, firstPos });
         this.processed();
@@ -468,11 +490,14 @@ export class RampartClient {
     this.attempt = 0;
     this.ackedPos = 0;
     this.setState('open');
+    // A listener may have closed the client (here and after each event below): start nothing then.
+    if (this.stopped()) return;
     this.scheduleRefresh();
     const reconnect = this.everReady;
     this.everReady = true;
     this.events.emit('ready', { userId: this.user, resumeAfter, lastPos, reconnect });
     this.readyWaiter?.resolve();
+    if (this.stopped()) return;
     if (this.tracker.pos > 0) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
     this.pumpSends();
     this.requests.flush((frame) => this.transmit(frame));
@@ -568,12 +593,27 @@ export class RampartClient {
       return;
     }
     if (this.requests.answer(f)) return;
+    if (f.type === 'rate_limited' && clientMsgId === undefined) {
+      // The connection's frame budget: the server dropped frames unread, sends among them. Every
+      // send in flight goes again after `retryAfter` (a repeat is answered as a duplicate).
+      const now = this.clock.now();
+      const wait = Math.max(0, Number(f.retryAfter) || 0);
+      this.queue.rateLimitedAll(wait, now);
+      this.sendPausedUntil = Math.max(this.sendPausedUntil, now + wait);
+      this.pumpSends();
+    }
     this.events.emit('error', { reason: String(f.reason), ...(f.details !== undefined ? { details: f.details } : {}) });
   }
 
   // ── acks and persistence ──
 
+  /** close() ran — possibly from a listener of the event being handled. */
+  private stopped(): boolean {
+    return this.currentState === 'closed';
+  }
+
   private processed(): void {
+    if (this.stopped()) return; // a listener closed the client
     const unacked = this.tracker.pos - this.ackedPos;
     if (unacked >= (this.options.ackEvery ?? 100)) this.flushAck();
     else if (!this.timers.ack.active) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
@@ -620,8 +660,10 @@ export class RampartClient {
   }
 
   /** Queues a message or change under its idempotency key (generated unless given). */
-  private enqueue<T>(given: string | undefined, add: (clientMsgId: string) => Promise<T>): Promise<T> {
+  private enqueue<T>(given: string | undefined, add: (clientMsgId: string) => Promise<T>, problem?: string): Promise<T> {
     const clientMsgId = given ?? newDeviceId().replace(/^dev-/, 'm-');
+    // Never queued: the server could only refuse it (and would, on every reconnect).
+    if (problem !== undefined) return Promise.reject(new SendError(ErrorReason.VALIDATION_FAILED, clientMsgId, problem));
     if (this.currentState === 'closed') return Promise.reject(new SendError('closed', clientMsgId));
     if (this.queue.has(clientMsgId)) return Promise.reject(new SendError('duplicate_client_msg_id', clientMsgId));
     const promise = add(clientMsgId);

@@ -42,8 +42,10 @@ export class SendError extends Error {
   constructor(
     readonly reason: string,
     readonly clientMsgId: string,
+    /** For `validation_failed` found before sending: which field, and the rule (never its value). */
+    readonly detail?: string,
   ) {
-    super(`message not sent: ${reason}`);
+    super(`message not sent: ${reason}${detail === undefined ? '' : ` (${detail})`}`);
     this.name = 'SendError';
   }
 }
@@ -155,6 +157,24 @@ export class SendQueue {
     }
     this.pending.delete(clientMsgId);
     p.reject(new SendError(reason, clientMsgId));
+  }
+
+  /** The connection's frame budget dropped what was in flight: all of it goes again after the wait. */
+  rateLimitedAll(retryAfterMs: number, now: number): void {
+    for (const p of this.pending.values()) {
+      if (!p.inFlight) continue;
+      p.inFlight = false;
+      p.notBefore = now + Math.max(0, retryAfterMs);
+    }
+  }
+
+  /** What was in flight can never be accepted (the socket closed on it): reject it for good. */
+  rejectInFlight(reason: string): void {
+    for (const p of [...this.pending.values()]) {
+      if (!p.inFlight) continue;
+      this.pending.delete(p.clientMsgId);
+      p.reject(new SendError(reason, p.clientMsgId));
+    }
   }
 
   rejectAll(reason: string): void {

@@ -14,6 +14,12 @@ import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-e
 const ME = '11111111-1111-4111-8111-111111111111';
 const PEER = '22222222-2222-4222-8222-222222222222';
 const CONV = '33333333-3333-4333-8333-333333333333';
+/** Ids of messages the tests edit or delete (the SDK refuses anything but a UUID before sending). */
+const M1 = '44444444-4444-4444-8444-444444444441';
+const M2 = '44444444-4444-4444-8444-444444444442';
+const M3 = '44444444-4444-4444-8444-444444444443';
+const M4 = '44444444-4444-4444-8444-444444444444';
+const M5 = '44444444-4444-4444-8444-444444444445';
 
 function setup(over: Partial<RampartClientOptions> = {}) {
   const clock = new FakeClock();
@@ -339,13 +345,13 @@ test('edits and deletes are timeline events: once each, in pos order, across a r
 test('editMessage / deleteMessage: queued under a clientMsgId, resent after a reconnect, resolved once; refusals reject', async () => {
   const env = setup();
   void env.client.connect();
-  const edit = env.client.editMessage('m1', 'fixed', { clientMsgId: 'ce-1' });
-  const del = env.client.deleteMessage('m2', { clientMsgId: 'cd-1' });
+  const edit = env.client.editMessage(M1, 'fixed', { clientMsgId: 'ce-1' });
+  const del = env.client.deleteMessage(M2, { clientMsgId: 'cd-1' });
   await env.accept(0, 0);
   const first = [...env.last().framesOf('edit_message'), ...env.last().framesOf('delete_message')];
   assert.deepEqual(first, [
-    { type: 'edit_message', messageId: 'm1', content: 'fixed', clientMsgId: 'ce-1' },
-    { type: 'delete_message', messageId: 'm2', clientMsgId: 'cd-1' },
+    { type: 'edit_message', messageId: M1, content: 'fixed', clientMsgId: 'ce-1' },
+    { type: 'delete_message', messageId: M2, clientMsgId: 'cd-1' },
   ]);
   assert.equal(env.client.pendingSends, 2);
   env.last().drop(1006); // the answers are lost with the socket
@@ -355,16 +361,16 @@ test('editMessage / deleteMessage: queued under a clientMsgId, resent after a re
   // A message_sent cannot confirm an edit, even under its clientMsgId.
   env.last().receive({ type: 'message_sent', id: 'x', clientMsgId: 'ce-1', conversationId: CONV, seq: 9, timestamp: 1 });
   assert.equal(env.client.pendingSends, 2);
-  env.last().receive({ type: 'message_changed', action: 'edited', messageId: 'm1', conversationId: CONV, seq: 1, clientMsgId: 'ce-1' });
-  env.last().receive({ type: 'message_changed', action: 'edited', messageId: 'm1', conversationId: CONV, seq: 1, clientMsgId: 'ce-1' }); // a late repeat
-  env.last().receive({ type: 'message_changed', action: 'deleted', messageId: 'm2', conversationId: CONV, clientMsgId: 'cd-1' }); // a tombstone already: no seq
-  assert.deepEqual(await edit, { action: 'edited', messageId: 'm1', clientMsgId: 'ce-1', conversationId: CONV, seq: 1 });
-  assert.deepEqual(await del, { action: 'deleted', messageId: 'm2', clientMsgId: 'cd-1', conversationId: CONV });
+  env.last().receive({ type: 'message_changed', action: 'edited', messageId: M1, conversationId: CONV, seq: 1, clientMsgId: 'ce-1' });
+  env.last().receive({ type: 'message_changed', action: 'edited', messageId: M1, conversationId: CONV, seq: 1, clientMsgId: 'ce-1' }); // a late repeat
+  env.last().receive({ type: 'message_changed', action: 'deleted', messageId: M2, conversationId: CONV, clientMsgId: 'cd-1' }); // a tombstone already: no seq
+  assert.deepEqual(await edit, { action: 'edited', messageId: M1, clientMsgId: 'ce-1', conversationId: CONV, seq: 1 });
+  assert.deepEqual(await del, { action: 'deleted', messageId: M2, clientMsgId: 'cd-1', conversationId: CONV });
   assert.equal(env.client.pendingSends, 0);
 
   // rate_limited waits retryAfter; forbidden (not ours, window passed, not a member) rejects.
-  const late = env.client.editMessage('m3', 'too late', { clientMsgId: 'ce-2' });
-  const slow = env.client.deleteMessage('m4', { clientMsgId: 'cd-2' });
+  const late = env.client.editMessage(M3, 'too late', { clientMsgId: 'ce-2' });
+  const slow = env.client.deleteMessage(M4, { clientMsgId: 'cd-2' });
   env.last().receive({ type: 'error', reason: 'forbidden', clientMsgId: 'ce-2' });
   await assert.rejects(late, (err: unknown) => err instanceof SendError && err.reason === 'forbidden');
   env.last().receive({ type: 'rate_limited', reason: 'burst_limit', retryAfter: 300, clientMsgId: 'cd-2' });
@@ -372,11 +378,11 @@ test('editMessage / deleteMessage: queued under a clientMsgId, resent after a re
   assert.equal(env.last().framesOf('delete_message').length, 2);
   await env.clock.advance(1);
   assert.equal(env.last().framesOf('delete_message').length, 3);
-  env.last().receive({ type: 'message_changed', action: 'deleted', messageId: 'm4', conversationId: CONV, seq: 5, clientMsgId: 'cd-2' });
+  env.last().receive({ type: 'message_changed', action: 'deleted', messageId: M4, conversationId: CONV, seq: 5, clientMsgId: 'cd-2' });
   assert.equal((await slow).seq, 5);
   // One key, one change: a second change under a key still queued is refused locally.
-  const queued = env.client.editMessage('m5', 'x', { clientMsgId: 'ce-3' });
-  await assert.rejects(env.client.deleteMessage('m5', { clientMsgId: 'ce-3' }), { reason: 'duplicate_client_msg_id' });
+  const queued = env.client.editMessage(M5, 'x', { clientMsgId: 'ce-3' });
+  await assert.rejects(env.client.deleteMessage(M5, { clientMsgId: 'ce-3' }), { reason: 'duplicate_client_msg_id' });
   env.client.close();
   await assert.rejects(queued, { reason: 'closed' });
 });
@@ -459,4 +465,104 @@ test('close() leaves no timer, socket handler or listener, and rejects what is p
   assert.deepEqual(env2.clock.pending, []);
   await env2.clock.advance(60_000);
   assert.equal(env2.sockets.length, 1);
+});
+
+test('a send the server could only refuse is rejected at once, before anything is queued or sent', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const bad: [Promise<unknown>, string][] = [
+    [env.client.sendMessage({ conversationId: 'not-a-uuid' }, 'x'), 'conversationId/recipientId: a UUID'],
+    [env.client.sendMessage({ conversationId: CONV }, ''), 'content: empty'],
+    [env.client.sendMessage({ conversationId: CONV }, 'x'.repeat(5001)), 'content: over 5000 characters'],
+    [env.client.sendMessage({ recipientId: PEER }, { content: 'x', replyTo: 'nope' }), 'replyTo: a UUID'],
+    [env.client.sendMessage({ recipientId: PEER }, { content: 'x', attachments: [{ type: 'image', url: 'ftp://x', name: 'a' }] }), 'attachments.url: an http(s) URL'],
+    [env.client.editMessage('m1', 'x'), 'messageId: a UUID'],
+    [env.client.editMessage(M1, ''), 'content: empty'],
+    [env.client.deleteMessage('m1'), 'messageId: a UUID'],
+  ];
+  for (const [p, detail] of bad) await assert.rejects(p, (err: unknown) => err instanceof SendError && err.reason === 'validation_failed' && err.detail === detail);
+  assert.equal(env.client.pendingSends, 0);
+  assert.deepEqual(env.last().framesOf('chat_message'), []);
+  env.client.close();
+});
+
+test("rate_limited without a clientMsgId (the connection's frame budget): the sends in flight go again after retryAfter", async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const a = env.client.sendMessage({ conversationId: CONV }, 'a', { clientMsgId: 'a' });
+  await settle();
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 400 });
+  await env.clock.advance(399);
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a']);
+  await env.clock.advance(1);
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'a']);
+  env.last().receive({ type: 'message_sent', id: 'ia', clientMsgId: 'a', conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
+  assert.equal((await a).id, 'ia');
+  env.client.close();
+});
+
+test('a send that closes the socket with 1009 (over maxMessageSize) is rejected, not resent on every reconnect', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const big = env.client.sendMessage({ conversationId: CONV }, 'x', { clientMsgId: 'big' });
+  await settle();
+  env.last().drop(1009);
+  await assert.rejects(big, { reason: 'message_too_big' });
+  await env.clock.advance(500);
+  await env.accept();
+  assert.deepEqual(env.last().framesOf('chat_message'), []);
+  env.client.close();
+});
+
+test('close() from inside a listener leaves no timer behind', async () => {
+  for (const event of ['message', 'ready', 'state'] as const) {
+    const env = setup();
+    const stop = (): void => env.client.close();
+    if (event === 'message') env.client.on('message', stop);
+    else if (event === 'ready') env.client.on('ready', stop);
+    else env.client.on('state', (s) => (s.state === 'open' ? stop() : undefined));
+    void env.client.connect().catch(() => {});
+    await env.accept();
+    if (event === 'message') env.last().receive(msg(1));
+    await settle();
+    assert.deepEqual(env.clock.pending, [], `no timer after close() in a ${event} listener`);
+  }
+});
+
+test('timeline_pruned: ignored on a socket being replaced after a gap; one naming a position past ours resumes', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept(0, 10);
+  env.last().receive(msg(1));
+  env.last().receive(msg(3)); // gap after 1: this socket is replaced
+  env.last().receive({ type: 'timeline_pruned', after: 3, firstPos: 6 }); // still arriving on it: ignored
+  env.last().drop(1000, 'gap');
+  await env.clock.advance(0);
+  await env.accept(1, 10);
+  assert.equal(env.last().sent[0]!.after, 1, 'resumes after the last delivered position, not past the hole');
+  env.last().receive({ type: 'timeline_pruned', after: 4, firstPos: 6 }); // we are at 1: 2..4 were missed
+  await settle();
+  assert.equal(env.last().closedWith?.reason, 'gap');
+  env.client.close();
+});
+
+test('an expired token again and again: the retries back off instead of hammering the server', async () => {
+  const env = setup();
+  const delays: number[] = [];
+  env.client.on('disconnected', (d) => delays.push(d.retryInMs ?? -1));
+  void env.client.connect();
+  await env.accept();
+  env.last().drop(4005);
+  for (let i = 0; i < 3; i++) {
+    await env.clock.advance(delays.at(-1)!);
+    await settle();
+    env.last().open();
+    env.last().receive({ type: 'auth_failure', reason: 'token_expired' });
+    env.last().drop(4005);
+  }
+  assert.deepEqual(delays, [500, 1000, 2000, 4000]);
+  env.client.close();
 });
