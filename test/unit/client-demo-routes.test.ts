@@ -67,10 +67,13 @@ test('the token endpoint answers loopback clients of our own origin only', () =>
   assert.equal(devRequestAllowed(req('127.0.0.1', { host: '127.0.0.1:8080', origin: 'http://127.0.0.1:9999' })), false);
 });
 
-test('the browser part of the SDK imports nothing but itself and the runtime-light protocol modules', () => {
+test('the browser part of the SDK imports nothing but itself and the runtime-light protocol modules, all of it served', () => {
   const dir = fileURLToPath(new URL('../../src/client/', import.meta.url));
   const nodeOnly = new Set(['node.ts', 'file-sync-store.ts']);
+  const served = demoAssets('/pub', '/dist');
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts') && !nodeOnly.has(f))) {
+    // A module the demo page cannot load stops the whole page (its imports fail).
+    assert.ok(served.has(`/client/${file.replace(/\.ts$/, '.js')}`), `${file} is in the demo's allowlist`);
     const source = readFileSync(dir + file, 'utf8');
     for (const m of source.matchAll(/^(import|export)\s+(type\s+)?[^;]*?from\s+'([^']+)'/gms)) {
       const [, , typeOnly, spec] = m;
