@@ -41,6 +41,12 @@ function splitKey(userKey: string): { tenantId: string; userId: string } {
 
 export class PresenceService {
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  /**
+   * The check running for a user, if any. Checks of one user run one after another: two at once
+   * (a session opened, then `set_presence` while the first still reads) could publish the older
+   * reading last and leave a hidden user shown online.
+   */
+  readonly #running = new Map<string, Promise<void>>();
   readonly #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
   #closing = false;
@@ -97,7 +103,8 @@ export class PresenceService {
     const pending = [...this.#timers.keys()];
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
-    await Promise.allSettled(pending.map((k) => this.#check(k)));
+    await Promise.allSettled(pending.map((k) => this.#run(k)));
+    await Promise.allSettled([...this.#running.values()]);
     this.#closed = true;
     await this.o.state.close();
   }
@@ -107,10 +114,21 @@ export class PresenceService {
     if (previous !== undefined) clearTimeout(previous);
     const timer = setTimeout(() => {
       this.#timers.delete(userKey);
-      this.#check(userKey).catch(this.o.onError);
+      void this.#run(userKey);
     }, this.o.debounceMs);
     timer.unref();
     this.#timers.set(userKey, timer);
+  }
+
+  /** Runs a check of the user after the one already running (never rejects). */
+  #run(userKey: string): Promise<void> {
+    const previous = this.#running.get(userKey);
+    const next = (previous ?? Promise.resolve()).then(() => this.#check(userKey)).catch(this.o.onError);
+    this.#running.set(userKey, next);
+    void next.then(() => {
+      if (this.#running.get(userKey) === next) this.#running.delete(userKey);
+    });
+    return next;
   }
 
   async #check(userKey: string): Promise<void> {

@@ -1,0 +1,63 @@
+/**
+ * PresenceService with an in-memory state and a storage fake whose reads the test holds: checks of
+ * one user never overlap, so the last reading is the one published.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PresenceService } from '../../src/presence/presence-service.js';
+import { MemoryPresenceState } from '../../src/presence/presence-state.js';
+import type { Store } from '../../src/store/store.js';
+import type { Bus } from '../../src/bus/bus.js';
+import type { ConnectionRegistry } from '../../src/limits/limiter.js';
+import type { Outbox } from '../../src/chat/chat-service.js';
+
+const T = 'default';
+const USER = '11111111-1111-4111-8111-111111111111';
+const CONTACT = '22222222-2222-4222-8222-222222222222';
+const KEY = `${T}:${USER}`;
+
+async function turns(n = 10): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
+test('set_presence while the check of a new session still reads: the hidden state is published last', async () => {
+  let visible = true;
+  const held: (() => void)[] = [];
+  let holdNext = true;
+  const store = {
+    async presenceSettings(_t: string, ids: string[]) {
+      const reading = visible; // what this check reads, now
+      if (holdNext) {
+        holdNext = false;
+        await new Promise<void>((resolve) => held.push(resolve));
+      }
+      return new Map(ids.map((id) => [id, reading]));
+    },
+    async setPresenceVisible(_t: string, _u: string, v: boolean) {
+      visible = v;
+    },
+    async contactsOf() {
+      return [CONTACT];
+    },
+  } as unknown as Store;
+  const published: string[] = [];
+  const bus = { publish: (_to: string, frame: string) => published.push(frame) } as unknown as Bus;
+  const registry = { countUser: async () => 1 } as unknown as ConnectionRegistry;
+  const errors: unknown[] = [];
+  const service = new PresenceService({ store, bus, registry, state: new MemoryPresenceState(), debounceMs: 0, defaultVisible: true, sweepMs: 0, onError: (e) => errors.push(e) });
+  const replies: unknown[] = [];
+  const outbox = { sendFrame: (f: unknown) => replies.push(f), send: () => {}, isOpen: true, replyInTimeline: () => {} } as unknown as Outbox;
+
+  service.changed(KEY, true); // a session opened: a check reads the setting (held)
+  await turns();
+  assert.equal(held.length, 1, 'the first check is reading');
+  await service.setVisible({ tenantId: T, userId: USER, role: 'user', expiresAt: Date.now() + 60_000 }, outbox, { type: 'set_presence', visible: false });
+  await turns();
+  held[0]!();
+  await turns();
+  await service.close();
+  const states = published.map((f) => (JSON.parse(f) as { online: boolean }).online);
+  assert.equal(states.at(-1), false, `published ${JSON.stringify(states)}: the user chose to hide`);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(replies, [{ type: 'presence_updated', visible: false }]);
+});
