@@ -10,7 +10,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
-import { startServer, closeAll, newUserId, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
+import { startServer, closeAll, newUserId, waitFor, within, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
 import type { RampartConfigInput } from '../../src/config/schema.js';
 import { backends, type StorageBackend, type StorageLocation } from '../helpers/storage-backends.js';
 import { assertContiguous, createGroup, deviceClient, expectReply, ask, said, say, waitEvent, type DeviceClient, GENEROUS_BUDGETS } from '../helpers/timeline.js';
@@ -345,21 +345,28 @@ function suite(backend: StorageBackend): void {
       const a = await user();
       const b = await user();
       await dm(a, b);
-      const hidden = a.next((f) => f.type === 'presence_changed' && f.userId === b.userId && f.online === false, true);
-      const r = await expectReply(b, { type: 'set_presence', visible: false }, 'presence_updated');
-      assert.equal(r.visible, false);
-      await hidden;
+      // Every wait is bounded and named: a hang says where it stopped.
       const conv = String(ofType(b, 'chat_message')[0]!.conversationId);
-      assert.deepEqual((await expectReply(a, { type: 'presence', conversationId: conv }, 'presence')).online, [a.userId]);
+      // b's connection is checked after chat.presenceDebounceMs (0 here: the next timer turn), but an
+      // in-process round trip can beat even that, and a hide inside the debounce merges with the
+      // connect into no change at all. Wait until b is shown online, so hiding is a real change.
+      const shownOnline = async (): Promise<boolean> =>
+        ((await expectReply(a, { type: 'presence', conversationId: conv }, 'presence')).online as string[]).includes(b.userId);
+      await waitFor(shownOnline, 5000, 'b shown online');
+      const hidden = a.next((f) => f.type === 'presence_changed' && f.userId === b.userId && f.online === false, true);
+      const r = await within(expectReply(b, { type: 'set_presence', visible: false }, 'presence_updated'), 5000, 'presence_updated (hide)');
+      assert.equal(r.visible, false);
+      await within(hidden, 5000, `presence_changed offline at a (a saw ${JSON.stringify(ofType(a, 'presence_changed'))})`);
+      assert.deepEqual((await within(expectReply(a, { type: 'presence', conversationId: conv }, 'presence'), 5000, 'presence reply')).online, [a.userId]);
       const shown = a.next((f) => f.type === 'presence_changed' && f.userId === b.userId && f.online === true, true);
-      await expectReply(b, { type: 'set_presence', visible: true }, 'presence_updated');
-      await shown;
+      await within(expectReply(b, { type: 'set_presence', visible: true }, 'presence_updated'), 5000, 'presence_updated (show)');
+      await within(shown, 5000, 'presence_changed online at a');
 
       const { srv: quiet } = await start({ presence: { visible: false } });
       const c = await user(quiet);
       const d = await user(quiet);
-      const m = await dm(c, d);
-      assert.deepEqual((await expectReply(c, { type: 'presence', conversationId: m.conversationId }, 'presence')).online, []);
+      const m = await within(dm(c, d), 5000, 'dm on the quiet server');
+      assert.deepEqual((await within(expectReply(c, { type: 'presence', conversationId: m.conversationId }, 'presence'), 5000, 'presence reply (quiet)')).online, []);
     });
 
     test('flap: a reconnect within chat.presenceDebounceMs publishes nothing; one change is one frame per session', T, async () => {
