@@ -50,6 +50,12 @@ export interface RampartClientOptions {
   maxSendRetries?: number;
   /** A request without a reply fails after this long (ms). Default 15000. */
   requestTimeoutMs?: number;
+  /**
+   * A socket that has not reached `auth_success` this long after it was created (ms) is given up
+   * and the client reconnects with backoff: a handshake or an `auth` lost on a half-open connection
+   * must not leave the client waiting forever. Default 15000.
+   */
+  connectTimeoutMs?: number;
   clock?: Clock;
   random?: () => number;
 }
@@ -99,7 +105,7 @@ export class RampartClient {
   private readonly queue: SendQueue;
   private readonly requests: Requests;
   private readonly recentOwn = new RecentIds();
-  private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot };
+  private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot; connect: TimerSlot };
 
   private tracker = new PosTracker();
   /** True once the client has a position of its own (stored, or from an `auth_success`). */
@@ -132,7 +138,13 @@ export class RampartClient {
       // A throwing listener must not break the stream; report it (unless the error listener threw).
       if (event !== 'error') this.events.emit('error', { reason: 'listener_error', details: err instanceof Error ? err.message : String(err) });
     });
-    this.timers = { reconnect: new TimerSlot(this.clock), refresh: new TimerSlot(this.clock), ack: new TimerSlot(this.clock), sends: new TimerSlot(this.clock) };
+    this.timers = {
+      reconnect: new TimerSlot(this.clock),
+      refresh: new TimerSlot(this.clock),
+      ack: new TimerSlot(this.clock),
+      sends: new TimerSlot(this.clock),
+      connect: new TimerSlot(this.clock),
+    };
   }
 
   // ── public API ──
@@ -328,6 +340,12 @@ export class RampartClient {
       return;
     }
     this.ws = ws;
+    this.timers.connect.start(this.options.connectTimeoutMs ?? 15_000, () => {
+      // No auth_success in time: treat it as a dropped connection (closed here, so a socket the
+      // network never answers cannot keep us waiting for its close event).
+      ws.close(1000, 'connect_timeout');
+      this.onClose(ws, 1006, 'connect_timeout');
+    });
     ws.onopen = () => {
       this.setState('authenticating');
       const auth: Record<string, unknown> = { type: 'auth', token, deviceId: this.device };
@@ -355,6 +373,7 @@ export class RampartClient {
     if (ws !== this.ws) return;
     detach(ws);
     this.ws = undefined;
+    this.timers.connect.stop();
     this.timers.refresh.stop();
     this.timers.sends.stop();
     this.flushAck(); // persists; the ack itself cannot go out any more
@@ -481,6 +500,7 @@ export class RampartClient {
 
   private onAuthSuccess(f: Frame): void {
     if (this.currentState !== 'authenticating') return; // the answer to a token refresh
+    this.timers.connect.stop();
     const resumeAfter = Number(f.resumeAfter ?? 0);
     const lastPos = Number(f.lastPos ?? resumeAfter);
     // The server's timeline is behind our position (it was reset): follow it rather than drop everything.

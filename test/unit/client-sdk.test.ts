@@ -566,3 +566,23 @@ test('an expired token again and again: the retries back off instead of hammerin
   assert.deepEqual(delays, [500, 1000, 2000, 4000]);
   env.client.close();
 });
+
+test('a socket that never reaches auth_success is given up after connectTimeoutMs and the client reconnects', async () => {
+  const env = setup({ connectTimeoutMs: 3000 });
+  const reasons: string[] = [];
+  env.client.on('disconnected', (d) => reasons.push(d.reason));
+  void env.client.connect();
+  await settle();
+  env.last().open(); // the handshake completes, but no auth_success ever comes (a half-open connection)
+  await env.clock.advance(2999);
+  assert.equal(env.sockets.length, 1);
+  await env.clock.advance(1);
+  assert.deepEqual(env.sockets[0]!.closedWith, { code: 1000, reason: 'connect_timeout' });
+  assert.deepEqual(reasons, ['connect_timeout']);
+  await env.clock.advance(500); // backoff attempt 0 (random 0.5 → 500 ms)
+  assert.equal(env.sockets.length, 2);
+  await env.accept();
+  await env.clock.advance(10_000);
+  assert.equal(env.sockets.length, 2, 'an authenticated socket is never timed out');
+  env.client.close();
+});
