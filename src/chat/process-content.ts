@@ -5,13 +5,13 @@
  * and it is re-checked here so this function is safe on its own). The sanitized `content` may be
  * longer, because escaping grows text (`"` → `&quot;`); it is bounded by 6 × the raw length.
  */
-import { MAX_CONTENT_LENGTH } from '../protocol/client-frames.js';
+import { MAX_ATTACHMENT_NAME_LENGTH, MAX_CONTENT_LENGTH } from '../protocol/bounds.js';
 import { ErrorReason } from '../protocol/reasons.js';
 import { checkContent, type ContentPolicy, type ContentRule } from './content-policy.js';
 import { extractEntities, type ExtractedLink } from './extract.js';
 import { escapeHtml, isWhitespaceCode, sanitizeHtmlDetailed } from './sanitize.js';
 
-export const MAX_ATTACHMENT_NAME_LENGTH = 255;
+export { MAX_ATTACHMENT_NAME_LENGTH };
 
 export type ProcessRule = ContentRule | 'too_long' | 'empty_after_sanitize';
 

@@ -2,16 +2,15 @@
  * The protocol's bounds on what the SDK sends (docs/protocol.md §3), checked before a send is
  * queued: a frame the server can never accept would otherwise be refused without its
  * `clientMsgId` (a validation error names no fields' values) or close the socket (over
- * `maxMessageSize`), and be resent after every reconnect. Kept apart from the server's zod
- * schemas so the browser bundle carries no validator.
+ * `maxMessageSize`), and be resent after every reconnect. The bounds are the protocol's own
+ * (protocol/bounds.ts); the checks are written here, not taken from the server's zod schemas, so
+ * the browser bundle carries no validator.
  */
+import { MAX_ATTACHMENTS, MAX_ATTACHMENT_NAME_LENGTH as MAX_NAME, MAX_ATTACHMENT_URL_LENGTH as MAX_URL, MAX_CONTENT_LENGTH as MAX_CONTENT } from '../protocol/bounds.js';
 import type { Attachment } from '../protocol/server-frames.js';
+import { isHttpUrl } from '../protocol/url.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const MAX_CONTENT = 5000;
-const MAX_ATTACHMENTS = 10;
-const MAX_URL = 2048;
-const MAX_NAME = 255;
 const ATTACHMENT_TYPES: ReadonlySet<string> = new Set(['image', 'file', 'audio']);
 
 export const isUuid = (s: unknown): boolean => typeof s === 'string' && UUID.test(s);
@@ -28,7 +27,7 @@ export function attachmentsProblem(attachments: readonly Attachment[] | undefine
   if (attachments.length > MAX_ATTACHMENTS) return `attachments: over ${MAX_ATTACHMENTS}`;
   for (const a of attachments) {
     if (!ATTACHMENT_TYPES.has(a.type)) return 'attachments.type: image, file or audio';
-    if (typeof a.url !== 'string' || a.url.length > MAX_URL || !/^https?:\/\//i.test(a.url)) return 'attachments.url: an http(s) URL';
+    if (typeof a.url !== 'string' || a.url.length > MAX_URL || !isHttpUrl(a.url)) return 'attachments.url: an http(s) URL';
     if (typeof a.name !== 'string' || a.name.length === 0 || a.name.length > MAX_NAME) return `attachments.name: 1..${MAX_NAME} characters`;
   }
   return undefined;

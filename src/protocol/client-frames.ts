@@ -7,14 +7,20 @@ import { z } from 'zod';
 import { isHttpUrl } from './url.js';
 import { EndSessionFrame, ListSessionsFrame } from './session-frames.js';
 
-export const MAX_CONTENT_LENGTH = 5000;
-export const MAX_ATTACHMENTS = 10;
-export const MAX_CLIENT_MSG_ID = 64;
-export const MAX_HISTORY_LIMIT = 100;
-export const MAX_LIST_LIMIT = 100;
-export const MAX_GROUP_NAME = 100;
-/** User ids one membership frame may name (the group bound itself is `chat.maxGroupMembers`). */
-export const MAX_MEMBER_IDS = 256;
+import {
+  MAX_ATTACHMENTS,
+  MAX_ATTACHMENT_NAME_LENGTH,
+  MAX_ATTACHMENT_URL_LENGTH,
+  MAX_CLIENT_MSG_ID,
+  MAX_CONTENT_LENGTH,
+  MAX_GROUP_NAME,
+  MAX_HISTORY_LIMIT,
+  MAX_LIST_LIMIT,
+  MAX_MEMBER_IDS,
+} from './bounds.js';
+
+export { MAX_ATTACHMENTS, MAX_CLIENT_MSG_ID, MAX_CONTENT_LENGTH, MAX_GROUP_NAME, MAX_HISTORY_LIMIT, MAX_LIST_LIMIT, MAX_MEMBER_IDS };
+
 /** Timeline positions and seqs fit a JS safe integer. */
 const position = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
@@ -42,8 +48,8 @@ export const AuthFrame = z.strictObject({
 
 export const AttachmentSchema = z.strictObject({
   type: z.enum(['image', 'file', 'audio']),
-  url: z.string().max(2048).refine(isHttpUrl, { message: 'must be an http(s) URL' }),
-  name: z.string().min(1).max(255),
+  url: z.string().max(MAX_ATTACHMENT_URL_LENGTH).refine(isHttpUrl, { message: 'must be an http(s) URL' }),
+  name: z.string().min(1).max(MAX_ATTACHMENT_NAME_LENGTH),
 });
 
 export const ChatMessageFrame = z

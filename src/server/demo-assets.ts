@@ -1,14 +1,14 @@
 /**
  * The demo page's files, development mode only: an allowlist of paths mapped to files (the page,
  * its script and style from public/, the client SDK as tsc emits it into dist/client, and the
- * two runtime-light protocol modules it imports). Nothing outside the list is ever read.
+ * dependency-free protocol modules it imports). Nothing outside the list is ever read.
  */
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
 /** The SDK's browser modules (not `node.js` or `file-sync-store.js`: they import Node built-ins). */
 const CLIENT_MODULES = ['index', 'rampart-client', 'backoff', 'clock', 'emitter', 'events', 'pos-tracker', 'outgoing-checks', 'refusals', 'requests', 'send-queue', 'socket', 'sync-store', 'token-source'];
-const PROTOCOL_MODULES = ['close-codes', 'reasons', 'server-frames'];
+const PROTOCOL_MODULES = ['bounds', 'close-codes', 'reasons', 'server-frames', 'url'];
 
 export interface DemoAsset {
   file: string;

@@ -78,7 +78,9 @@ test('the browser part of the SDK imports nothing but itself and the runtime-lig
     for (const m of source.matchAll(/^(import|export)\s+(type\s+)?[^;]*?from\s+'([^']+)'/gms)) {
       const [, , typeOnly, spec] = m;
       if (typeOnly) continue; // erased at compile time
-      assert.match(spec!, /^(\.\/[a-z-]+\.js|\.\.\/protocol\/(close-codes|reasons)\.js)$/, `${file} imports ${spec}`);
+      assert.match(spec!, /^(\.\/[a-z-]+\.js|\.\.\/protocol\/(bounds|close-codes|reasons|url)\.js)$/, `${file} imports ${spec}`);
+      const protocolModule = /^\.\.\/protocol\/([a-z-]+)\.js$/.exec(spec!)?.[1];
+      if (protocolModule !== undefined) assert.ok(served.has(`/protocol/${protocolModule}.js`), `${file}'s import ${spec} is served`);
     }
   }
 });
