@@ -183,7 +183,7 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
       if (action === 'sessions') {
         if (method !== 'GET') throw new HttpError(405, { error: 'method_not_allowed' }, { allow: 'GET' });
         const t = tenantOf(url.searchParams.get('tenant'));
-        const sessions = await o.control.listSessions(peerKey(t, userId));
+        const sessions = await attempt(entry('list_sessions', `user:${t}:${userId}`, 'failed'), () => o.control.listSessions(peerKey(t, userId)));
         await audited(entry('list_sessions', `user:${t}:${userId}`, 'ok', { count: sessions.length }));
         return { status: 200, body: { userId, tenant: t, sessions } };
       }
@@ -192,9 +192,9 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
         const body = parseBody(DisconnectBody, await readJson(req, o.maxBodyBytes));
         const t = tenantOf(body.tenant);
         const key = peerKey(t, userId);
-        const sessions = await o.control.listSessions(key);
-        const targets = body.sessionId === undefined ? sessions : sessions.filter((s) => s.sessionId === body.sessionId);
         const target = body.sessionId === undefined ? `user:${t}:${userId}` : `session:${body.sessionId}`;
+        const sessions = await attempt(entry('disconnect', target, 'failed'), () => o.control.listSessions(key));
+        const targets = body.sessionId === undefined ? sessions : sessions.filter((s) => s.sessionId === body.sessionId);
         if (body.sessionId !== undefined && targets.length === 0) {
           await audited(entry('disconnect', target, 'not_found'));
           throw NOT_FOUND;

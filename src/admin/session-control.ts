@@ -78,6 +78,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   let channel: ControlChannel;
   let directory: SessionDirectory;
   const connections: Redis[] = [];
+  let subscriberConnection: Redis | undefined;
   if (o.redisUrl === undefined || o.redisUrl === '') {
     policy = new MemoryAccessPolicy();
     channel = new LocalControlChannel();
@@ -87,6 +88,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     // Subscriptions are state: they may queue while disconnected and are restored on reconnect.
     const subscriber = createRedisClient(o.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }, o.onError);
     connections.push(client, subscriber);
+    subscriberConnection = subscriber;
     try {
       await withTimeout(
         Promise.all([waitReady(client), subscriber.subscribe(`${o.prefix}admin:ready-check`).then(() => subscriber.unsubscribe(`${o.prefix}admin:ready-check`))]),
@@ -119,6 +121,45 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   };
   channel.onCommand(apply);
 
+  /**
+   * Pub/sub is at-most-once: commands published while this node's subscriber was away never
+   * arrive. When it is back, every local session is checked against the ban and revocation keys
+   * (what every `auth` checks), so a ban reaches open sessions here too.
+   */
+  const recheckAll = async (): Promise<void> => {
+    for (const session of [...local.values()]) {
+      const identity = session.identity;
+      if (identity === undefined || !session.isOpen) continue;
+      try {
+        const denied = await policy.isDenied(identity);
+        if (denied === 'banned') CLOSES.banned(session);
+        else if (denied === 'revoked') closeRevoked(session);
+      } catch (err) {
+        o.onError(err, 'recheck');
+        return; // Redis is away again: the next reconnect checks again
+      }
+    }
+  };
+  // Both connections' first 'ready' came before this point: each later one is a reconnect. The
+  // check reads keys through the command connection, so it runs once both are back, whichever
+  // comes last (a reconnect of the command connection alone costs one harmless extra check).
+  const [commandConnection] = connections;
+  if (commandConnection !== undefined && subscriberConnection !== undefined) {
+    const sub = subscriberConnection;
+    const recheckWhenBothReady = (): void => {
+      if (commandConnection.status === 'ready' && sub.status === 'ready') void recheckAll();
+    };
+    commandConnection.on('ready', recheckWhenBothReady);
+    sub.on('ready', recheckWhenBothReady);
+  }
+
+  /** A session that was mid-`auth` or mid-refresh when a ban or revocation passed: closed now. */
+  const closeIfHeard = (session: Session): void => {
+    const jti = session.identity?.jti;
+    if (recentBans.has(session.userKey)) CLOSES.banned(session);
+    else if (jti !== undefined && recentRevocations.has(jti)) closeRevoked(session);
+  };
+
   const observer: SessionObserver = {
     added(session) {
       const id = idOf(session);
@@ -130,10 +171,9 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
         ip: session.ip,
         since: Date.now(),
       });
-      const jti = session.identity?.jti;
-      if (recentBans.has(session.userKey)) CLOSES.banned(session);
-      else if (jti !== undefined && recentRevocations.has(jti)) closeRevoked(session);
+      closeIfHeard(session);
     },
+    refreshed: closeIfHeard,
     removed(session) {
       const id = idOf(session);
       if (local.get(id) !== session) return;

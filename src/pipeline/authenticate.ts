@@ -215,6 +215,10 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
       }
       if (await deniedAccess(session, next)) return;
       session.refresh(next);
+      // A revocation of the new token published while it was checked closed nobody (no session
+      // held it yet): the session control checks the refreshed session against what it heard.
+      o.sessions.refreshed(session);
+      if (!session.isOpen) return;
       o.onAuthResult?.('success');
       session.sendFrame({ type: 'auth_success', userId: next.userId });
     },

@@ -11,6 +11,8 @@ import { framePos } from '../chat/timeline-frames.js';
 export interface SessionObserver {
   added(session: Session): void;
   removed(session: Session): void;
+  /** The session now runs on a refreshed token (its identity changed). */
+  refreshed?(session: Session): void;
 }
 
 /** A user's local sessions: the session itself while there is one (most users), a Set from the second. */
@@ -40,6 +42,11 @@ export class SessionRegistry {
     } else if (entry instanceof Set) entry.add(session);
     else if (entry !== session) this.byUser.set(session.userKey, new Set([entry, session]));
     this.observer?.added(session);
+  }
+
+  /** A token refresh replaced the session's identity: observers check it again. */
+  refreshed(session: Session): void {
+    this.observer?.refreshed?.(session);
   }
 
   remove(session: Session): void {

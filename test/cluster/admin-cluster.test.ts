@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { REDIS_URL, closeAll, newUserId, openClient, token, uniqueRedisPrefix, within, type Frame, type TestClient, dropRedisPrefix } from '../helpers/harness.js';
+import { REDIS_URL, closeAll, newUserId, openClient, startRedisProxy, token, uniqueRedisPrefix, within, type Frame, type TestClient, dropRedisPrefix } from '../helpers/harness.js';
 import { spawnServerProcess, writeServerConfig, type ServerProcess, stopServerProcesses } from '../helpers/server-process.js';
 import { postgresBackend } from '../helpers/storage-backends.js';
 
@@ -108,6 +108,36 @@ describe('admin API across two nodes sharing Redis', () => {
     assert.equal(again.reply.reason, 'banned');
     assert.equal((await call(n2, 'DELETE', `/admin/users/${sub}/ban`)).status, 200);
     await authed(n1, sub);
+  });
+
+  test("a ban published while a node's Redis connections were cut reaches its open sessions once they are back; what failed meanwhile is audited", async () => {
+    // A third node reaches Redis through a proxy the test can cut (pub/sub is at-most-once).
+    const proxy = await startRedisProxy(REDIS_URL);
+    try {
+      const configFile = writeServerConfig(dir, 'rampart-proxied.json', {
+        storage: backend.allocate().storage,
+        redisUrl: proxy.url,
+        redisKeyPrefix: prefix,
+        limits: { nodeLivenessMs: 2000 },
+        admin: { token: ADMIN_TOKEN, name: 'ops-bob' },
+      });
+      const n3 = await spawnServerProcess(configFile, children);
+      const sub = newUserId();
+      const onN3 = await authed(n3, sub);
+      await proxy.stop();
+      assert.equal((await call(n1, 'POST', `/admin/users/${sub}/ban`, { durationMs: 60_000 })).status, 200);
+      assert.equal(onN3.closeCode, undefined, 'node 3 heard nothing while cut off');
+      // An action that cannot reach Redis fails, and is audited as failed (the audit log is in storage).
+      assert.equal((await call(n3, 'GET', `/admin/users/${sub}/sessions`)).status, 503);
+      await proxy.start();
+      const closed = await within(onN3.closed, 10_000, 'the session on node 3 to close once its subscriber is back');
+      assert.equal(closed.code, 4010);
+      const audit = (await call(n3, 'GET', '/admin/audit?limit=10')).body.records as { action: string; outcome: string }[];
+      assert.ok(audit.some((r) => r.action === 'list_sessions' && r.outcome === 'failed'), JSON.stringify(audit));
+      assert.equal((await call(n1, 'DELETE', `/admin/users/${sub}/ban`)).status, 200);
+    } finally {
+      await proxy.close();
+    }
   });
 
   test('a token revoked on node 2 closes its session on node 1 and is refused on node 1', async () => {
