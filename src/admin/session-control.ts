@@ -78,7 +78,6 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   let channel: ControlChannel;
   let directory: SessionDirectory;
   const connections: Redis[] = [];
-  let subscriberConnection: Redis | undefined;
   if (o.redisUrl === undefined || o.redisUrl === '') {
     policy = new MemoryAccessPolicy();
     channel = new LocalControlChannel();
@@ -88,7 +87,6 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     // Subscriptions are state: they may queue while disconnected and are restored on reconnect.
     const subscriber = createRedisClient(o.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }, o.onError);
     connections.push(client, subscriber);
-    subscriberConnection = subscriber;
     try {
       await withTimeout(
         Promise.all([waitReady(client), subscriber.subscribe(`${o.prefix}admin:ready-check`).then(() => subscriber.unsubscribe(`${o.prefix}admin:ready-check`))]),
@@ -97,6 +95,14 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       policy = new RedisAccessPolicy(client, o.prefix);
       channel = await RedisControlChannel.open({ client, subscriber, prefix: o.prefix, nodeId: o.nodeId, onError: o.onError });
       directory = new RedisSessionDirectory({ client, prefix: o.prefix, nodeId: o.nodeId, retryMs: o.retryMs ?? 1000, onError: o.onError });
+      // Both connections' first 'ready' came before this point: each later one is a reconnect. The
+      // check reads keys through `client`, so it runs once both are back, whichever comes last (a
+      // reconnect of `client` alone costs one harmless extra check).
+      const recheckWhenBothReady = (): void => {
+        if (client.status === 'ready' && subscriber.status === 'ready') void recheckAll();
+      };
+      client.on('ready', recheckWhenBothReady);
+      subscriber.on('ready', recheckWhenBothReady);
     } catch (err) {
       await Promise.all(connections.map(quitRedis));
       throw err;
@@ -126,7 +132,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
    * arrive. When it is back, every local session is checked against the ban and revocation keys
    * (what every `auth` checks), so a ban reaches open sessions here too.
    */
-  const recheckAll = async (): Promise<void> => {
+  async function recheckAll(): Promise<void> {
     for (const session of [...local.values()]) {
       const identity = session.identity;
       if (identity === undefined || !session.isOpen) continue;
@@ -139,20 +145,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
         return; // Redis is away again: the next reconnect checks again
       }
     }
-  };
-  // Both connections' first 'ready' came before this point: each later one is a reconnect. The
-  // check reads keys through the command connection, so it runs once both are back, whichever
-  // comes last (a reconnect of the command connection alone costs one harmless extra check).
-  const [commandConnection] = connections;
-  if (commandConnection !== undefined && subscriberConnection !== undefined) {
-    const sub = subscriberConnection;
-    const recheckWhenBothReady = (): void => {
-      if (commandConnection.status === 'ready' && sub.status === 'ready') void recheckAll();
-    };
-    commandConnection.on('ready', recheckWhenBothReady);
-    sub.on('ready', recheckWhenBothReady);
   }
-
   /** A session that was mid-`auth` or mid-refresh when a ban or revocation passed: closed now. */
   const closeIfHeard = (session: Session): void => {
     const jti = session.identity?.jti;

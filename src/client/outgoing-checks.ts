@@ -6,14 +6,14 @@
  * (protocol/bounds.ts); the checks are written here, not taken from the server's zod schemas, so
  * the browser bundle carries no validator.
  */
-import { MAX_ATTACHMENTS, MAX_ATTACHMENT_NAME_LENGTH as MAX_NAME, MAX_ATTACHMENT_URL_LENGTH as MAX_URL, MAX_CONTENT_LENGTH as MAX_CONTENT } from '../protocol/bounds.js';
+import { MAX_ATTACHMENTS, MAX_ATTACHMENT_NAME_LENGTH as MAX_NAME, MAX_ATTACHMENT_URL_LENGTH as MAX_URL, MAX_CONTENT_LENGTH as MAX_CONTENT, isWireUuid } from '../protocol/bounds.js';
 import type { Attachment } from '../protocol/server-frames.js';
 import { isHttpUrl } from '../protocol/url.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ATTACHMENT_TYPES: ReadonlySet<string> = new Set(['image', 'file', 'audio']);
 
-export const isUuid = (s: unknown): boolean => typeof s === 'string' && UUID.test(s);
+/** An id as the server accepts it (protocol/bounds.ts). */
+export const isUuid = isWireUuid;
 
 /** Content of a message or an edit: 1..5000 characters. */
 export function contentProblem(content: unknown): string | undefined {

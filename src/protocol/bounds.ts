@@ -1,7 +1,7 @@
 /**
- * The protocol's size bounds on client frames (docs/protocol.md §3): one place for the server's
- * schemas (client-frames.ts) and the client SDK's checks before sending (no dependencies, so the
- * browser bundle can import it).
+ * The protocol's bounds on client frames (docs/protocol.md §3) — sizes, and the shape of an id:
+ * one place for the server's schemas (client-frames.ts) and the client SDK's checks before
+ * sending (no dependencies, so the browser bundle can import it).
  */
 export const MAX_CONTENT_LENGTH = 5000;
 export const MAX_ATTACHMENTS = 10;
@@ -13,3 +13,12 @@ export const MAX_LIST_LIMIT = 100;
 export const MAX_GROUP_NAME = 100;
 /** Ids one group frame may name (`memberIds`, `userIds`); `chat.maxGroupMembers` bounds the group itself. */
 export const MAX_MEMBER_IDS = 256;
+
+/**
+ * An id the server's schemas accept (zod's `z.uuid()`: RFC 9562 versions 1–8 with the RFC
+ * variant, or the nil and max UUIDs). The SDK refuses anything else before sending; a unit test
+ * keeps the two in step.
+ */
+const WIRE_UUID = /^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
+
+export const isWireUuid = (value: unknown): boolean => typeof value === 'string' && WIRE_UUID.test(value);

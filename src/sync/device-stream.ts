@@ -164,8 +164,7 @@ export class DeviceStream {
       if (page === undefined) return false;
       if (this.#lastPos + 1 < page.firstPos) {
         // Retention deleted what this device had not seen: say so, then continue after the hole.
-        this.outlet.send(`{"type":"timeline_pruned","after":${this.#lastPos},"firstPos":${page.firstPos}}`);
-        this.#skipTo(page.firstPos - 1);
+        this.#pruned(page.firstPos);
       }
       for (const entry of page.entries) {
         if (!this.outlet.isOpen) return true;
@@ -174,8 +173,7 @@ export class DeviceStream {
           // Positions commit contiguously (one writer per user at a time), so a hole in what
           // storage returns is retention at work: an event pruned by its id while a younger one
           // at a lower position stayed (ids come from the clock at arrival, positions at commit).
-          this.outlet.send(`{"type":"timeline_pruned","after":${this.#lastPos},"firstPos":${entry.pos}}`);
-          this.#skipTo(entry.pos - 1);
+          this.#pruned(entry.pos);
         }
         const held = this.#heldMap?.get(entry.pos);
         if (held !== undefined) this.#unhold(entry.pos, held);
@@ -213,6 +211,12 @@ export class DeviceStream {
       this.outlet.send(next);
     }
     for (const [pos, frame] of this.#held) if (pos <= this.#lastPos) this.#unhold(pos, frame);
+  }
+
+  /** Retention deleted what follows the last position, up to `firstPos`: say so and continue there. */
+  #pruned(firstPos: number): void {
+    this.outlet.send(`{"type":"timeline_pruned","after":${this.#lastPos},"firstPos":${firstPos}}`);
+    this.#skipTo(firstPos - 1);
   }
 
   #skipTo(pos: number): void {

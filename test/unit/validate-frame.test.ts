@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { isWireUuid } from '../../src/protocol/bounds.js';
+import { z } from 'zod';
 import { validateFrame } from '../../src/pipeline/validate-frame.js';
 
 const U1 = '6f1c0c52-4a4e-4a59-9b7e-2f4f8a3f6a10';
@@ -288,4 +290,26 @@ test('details carry paths and rules only, never the offending value or an unknow
   const many: Record<string, unknown> = { type: 'create_group', name: 'g', memberIds: Array.from({ length: 50 }, () => MARKER) };
   const details = failed(many);
   assert.equal(details.length, 10);
+});
+
+test("the SDK's id check (isWireUuid) accepts exactly the ids the server's schemas accept", () => {
+  const schema = z.uuid();
+  const cases = [
+    '11111111-1111-4111-8111-111111111111',
+    '11111111-1111-4111-A111-111111111111',
+    '0190f0f0-0000-7000-8000-000000000000',
+    '00000000-0000-0000-0000-000000000000',
+    'ffffffff-ffff-ffff-ffff-ffffffffffff',
+    'FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF',
+    '11111111-1111-0111-8111-111111111111', // version 0
+    '11111111-1111-9111-8111-111111111111', // version 9
+    '11111111-1111-4111-0111-111111111111', // NCS variant
+    '11111111-1111-4111-c111-111111111111', // Microsoft variant
+    '11111111111141118111111111111111',
+    '11111111-1111-4111-8111-11111111111',
+    ' 11111111-1111-4111-8111-111111111111',
+    'g1111111-1111-4111-8111-111111111111',
+    '',
+  ];
+  for (const id of cases) assert.equal(isWireUuid(id), schema.safeParse(id).success, id);
 });
