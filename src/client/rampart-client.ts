@@ -56,6 +56,15 @@ export interface RampartClientOptions {
    * must not leave the client waiting forever. Default 15000.
    */
   connectTimeoutMs?: number;
+  /**
+   * With nothing received for this long (ms) on an open connection, the client sends `ping`; 0
+   * turns liveness checks off. A browser cannot see WebSocket pings, so without this a connection
+   * that died silently (a phone changing networks, a NAT that forgot it) looks open forever and
+   * sends go nowhere. Default 25000.
+   */
+  pingIntervalMs?: number;
+  /** … and when still nothing arrived this long after the `ping` (ms), the connection is given up and the client reconnects with backoff. Default 10000. */
+  pongTimeoutMs?: number;
   clock?: Clock;
   random?: () => number;
 }
@@ -105,7 +114,7 @@ export class RampartClient {
   private readonly queue: SendQueue;
   private readonly requests: Requests;
   private readonly recentOwn = new RecentIds();
-  private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot; connect: TimerSlot };
+  private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot; connect: TimerSlot; liveness: TimerSlot };
 
   private tracker = new PosTracker();
   /** True once the client has a position of its own (stored, or from an `auth_success`). */
@@ -119,6 +128,8 @@ export class RampartClient {
   private ackedPos = 0;
   private savedPos = -1;
   private sendPausedUntil = 0;
+  /** When the current socket last delivered a frame (clock ms): any frame proves it alive. */
+  private heardAt = 0;
   /** Facts about the current socket, read when it closes. */
   private socketFacts: { authFailure?: string; httpStatus?: number; gap?: boolean } = {};
   private everReady = false;
@@ -144,6 +155,7 @@ export class RampartClient {
       ack: new TimerSlot(this.clock),
       sends: new TimerSlot(this.clock),
       connect: new TimerSlot(this.clock),
+      liveness: new TimerSlot(this.clock),
     };
   }
 
@@ -353,6 +365,7 @@ export class RampartClient {
       ws.send(JSON.stringify(auth));
     };
     ws.onmessage = (ev) => {
+      this.heardAt = this.clock.now();
       if (typeof ev.data !== 'string') return;
       let frame: unknown;
       try {
@@ -376,6 +389,7 @@ export class RampartClient {
     this.timers.connect.stop();
     this.timers.refresh.stop();
     this.timers.sends.stop();
+    this.timers.liveness.stop();
     this.flushAck(); // persists; the ack itself cannot go out any more
     this.requests.disconnected();
     // Over the server's maxMessageSize (1009): what was in flight would close every socket it is
@@ -493,6 +507,8 @@ export class RampartClient {
       case 'error':
       case 'rate_limited':
         return this.onRefusal(f);
+      case 'pong':
+        return; // its arrival was the point (heardAt)
       default:
         this.requests.answer(f);
     }
@@ -513,6 +529,7 @@ export class RampartClient {
     // A listener may have closed the client (here and after each event below): start nothing then.
     if (this.stopped()) return;
     this.scheduleRefresh();
+    this.checkLiveness();
     const reconnect = this.everReady;
     this.everReady = true;
     this.events.emit('ready', { userId: this.user, resumeAfter, lastPos, reconnect });
@@ -521,6 +538,34 @@ export class RampartClient {
     if (this.tracker.pos > 0) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
     this.pumpSends();
     this.requests.flush((frame) => this.transmit(frame));
+  }
+
+  /**
+   * Liveness of an open connection: silent for `pingIntervalMs` → `ping`; still silent
+   * `pongTimeoutMs` later → the connection is dead: closed here (its close event may never come)
+   * and handled as a drop, so sends and acks move to a new connection.
+   */
+  private checkLiveness(): void {
+    const interval = this.options.pingIntervalMs ?? 25_000;
+    const timeout = this.options.pongTimeoutMs ?? 10_000;
+    const ws = this.ws;
+    if (interval <= 0 || ws === undefined || this.currentState !== 'open') return;
+    const silent = this.clock.now() - this.heardAt;
+    if (silent >= interval + timeout) {
+      try {
+        ws.close(1000, 'heartbeat_timeout');
+      } catch {
+        // already closing
+      }
+      this.onClose(ws, 1006, 'heartbeat_timeout');
+      return;
+    }
+    let next = interval - silent;
+    if (silent >= interval) {
+      this.transmit({ type: 'ping' });
+      next = interval + timeout - silent;
+    }
+    this.timers.liveness.start(next, () => this.checkLiveness());
   }
 
   /** Checks `pos`: true when the event is the next one; handles duplicates and gaps. */

@@ -188,6 +188,12 @@ export const SetPresenceFrame = z.strictObject({
   requestId,
 });
 
+/** Client-side liveness: answered with `pong` at once (a browser cannot see WebSocket pings). */
+export const PingFrame = z.strictObject({
+  type: z.literal('ping'),
+  requestId,
+});
+
 export const ClientFrame = z.discriminatedUnion('type', [
   AuthFrame,
   ChatMessageFrame,
@@ -208,6 +214,7 @@ export const ClientFrame = z.discriminatedUnion('type', [
   DeleteMessageFrame,
   PresenceFrame,
   SetPresenceFrame,
+  PingFrame,
 ]);
 
 export type AuthFrame = z.infer<typeof AuthFrame>;
@@ -228,6 +235,7 @@ export type EditMessageFrame = z.infer<typeof EditMessageFrame>;
 export type DeleteMessageFrame = z.infer<typeof DeleteMessageFrame>;
 export type PresenceFrame = z.infer<typeof PresenceFrame>;
 export type SetPresenceFrame = z.infer<typeof SetPresenceFrame>;
+export type PingFrame = z.infer<typeof PingFrame>;
 export type ClientFrame = z.infer<typeof ClientFrame>;
 export type ClientFrameType = ClientFrame['type'];
 /** Frames that change a group's membership or name (their own per-user rate limit). */

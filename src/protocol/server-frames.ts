@@ -155,6 +155,8 @@ export type ServerFrame =
   | { type: 'presence_changed'; userId: string; online: boolean }
   /** Reply to `set_presence`. */
   | { type: 'presence_updated'; visible: boolean; requestId?: string }
+  /** The answer to `ping`. */
+  | { type: 'pong'; requestId?: string }
   /** `clientMsgId`/`requestId`: set when the refused frame was a schema-valid frame that carried one. */
   | { type: 'error'; reason: ErrorReasonValue; details?: ValidationDetail[]; clientMsgId?: string; requestId?: string }
   | { type: 'rate_limited'; reason: RateLimitReasonValue; retryAfter: number; clientMsgId?: string; requestId?: string }

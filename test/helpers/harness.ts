@@ -243,6 +243,11 @@ export interface TcpProxy {
   readonly url: string;
   stop(): Promise<void>;
   start(): Promise<void>;
+  /**
+   * Black-holes the connections open now: they stay open but carry nothing either way (a path
+   * that died silently: no FIN, no RST). New connections are forwarded as usual.
+   */
+  freeze(): void;
   /** Stops for good. */
   close(): Promise<void>;
 }
@@ -256,9 +261,13 @@ export function startRedisProxy(redisUrl = REDIS_URL): Promise<TcpProxy> {
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const net = await import('node:net');
   const sockets = new Set<import('node:net').Socket>();
+  const pairs = new Set<[import('node:net').Socket, import('node:net').Socket]>();
   const server = net.createServer((inbound) => {
     const outbound = net.connect(targetPort, targetHost);
     sockets.add(inbound).add(outbound);
+    const pair: [import('node:net').Socket, import('node:net').Socket] = [inbound, outbound];
+    pairs.add(pair);
+    inbound.once('close', () => pairs.delete(pair));
     for (const s of [inbound, outbound]) {
       s.on('error', () => {});
       s.on('close', () => {
@@ -293,6 +302,16 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     stop,
     start: async () => {
       if (!listening) await listen(port);
+    },
+    freeze: () => {
+      for (const [inbound, outbound] of pairs) {
+        inbound.unpipe(outbound);
+        outbound.unpipe(inbound);
+        // Read nothing more: what either side writes piles up in the kernel, as on a dead path.
+        inbound.pause();
+        outbound.pause();
+      }
+      pairs.clear();
     },
     close: stop,
   };

@@ -55,7 +55,7 @@ interface Peer {
   tokens: number;
 }
 
-function peer(url: string, o: { ttlSeconds?: number; store?: FileSyncStore; refresh?: { marginMs: number; minDelayMs: number } } = {}): Peer {
+function peer(url: string, o: { ttlSeconds?: number; store?: FileSyncStore; refresh?: { marginMs: number; minDelayMs: number }; liveness?: { pingIntervalMs: number; pongTimeoutMs: number } } = {}): Peer {
   const id = newUserId();
   const p: Peer = { id, client: undefined as unknown as RampartClient, received: [], ids: [], positions: [], disconnects: [], tokens: 0 };
   p.client = createNodeClient({
@@ -67,6 +67,7 @@ function peer(url: string, o: { ttlSeconds?: number; store?: FileSyncStore; refr
     ...FAST_RETRY,
     ...(o.store ? { store: o.store } : {}),
     ...(o.refresh ? { refresh: o.refresh } : {}),
+    ...o.liveness,
   });
   p.client.on('message', (m) => {
     p.ids.push(m.id);
@@ -158,6 +159,34 @@ test('a proxy cuts the TCP connections while messages flow both ways: each messa
     });
     assert.ok(a.disconnects.length >= 3, `A reconnected after each cut (${a.disconnects.join(',')})`);
     assert.ok(b.disconnects.length >= 3);
+  } finally {
+    a.client.close();
+    b.client.close();
+    await proxy.close();
+    await srv.close();
+  }
+});
+
+test('a connection that dies silently (no FIN, no RST) is found by ping and replaced; what was sent into it arrives', { timeout: 60_000 }, async () => {
+  const srv = await startServer(GENEROUS);
+  const proxy = await startTcpProxy('127.0.0.1', srv.port);
+  const url = `ws://127.0.0.1:${proxy.port}/ws`;
+  const liveness = { pingIntervalMs: 300, pongTimeoutMs: 300 };
+  const a = peer(url, { liveness });
+  const b = peer(url, { liveness });
+  try {
+    await Promise.all([a.client.connect(), b.client.connect()]);
+    await a.client.sendMessage({ recipientId: b.id }, 'before');
+    await waitFor(() => b.received.includes('before'), 10_000, 'B to receive the first message');
+    proxy.freeze(); // both connections now lead nowhere, and neither end is told
+    const during = a.client.sendMessage({ recipientId: b.id }, 'during');
+    // Each client must notice on its own (pings unanswered), reconnect, resend and resume.
+    await waitFor(() => a.disconnects.length >= 1 && b.disconnects.length >= 1, 20_000, 'both clients to give their dead connection up');
+    const receipt = await within(during, 20_000, 'the send made into the dead connection to be confirmed');
+    await waitFor(() => b.received.includes('during'), 20_000, 'B to receive it on its new connection');
+    assert.deepEqual(b.received, ['before', 'during']);
+    assert.equal(new Set(b.ids).size, b.ids.length);
+    assert.ok(receipt.id.length > 0);
   } finally {
     a.client.close();
     b.client.close();

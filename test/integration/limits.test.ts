@@ -302,6 +302,22 @@ function limitsSuite(kind: StoreKind): void {
       await a.nthOfType('rate_limited', 2);
     });
 
+    test('ping is answered with pong (its requestId echoed), spends the frame budget only, and is refused past it', async () => {
+      const srv = await start({ limits: { frames: { limit: 4, windowMs: 60_000 }, requests: { limit: 1, windowMs: 60_000 } } });
+      const a = await authed(srv.url);
+      a.send({ type: 'ping' });
+      assert.deepEqual(await a.nextOfType('pong'), { type: 'pong' });
+      a.send({ type: 'ping', requestId: 'p-2' });
+      assert.deepEqual(await a.nthOfType('pong', 2), { type: 'pong', requestId: 'p-2' });
+      a.send({ type: 'ping', requestId: 'p-3' }); // the request budget (1) does not apply
+      assert.deepEqual(await a.nthOfType('pong', 3), { type: 'pong', requestId: 'p-3' });
+      a.send({ type: 'ping', extra: 1 });
+      assert.equal((await a.nextOfType('error')).reason, 'validation_failed');
+      a.send({ type: 'ping' }); // the 5th frame
+      assert.equal((await a.nextOfType('rate_limited')).reason, 'frame_limit');
+      assert.equal(ofType(a, 'pong').length, 3);
+    });
+
     test('request budget (limits.requests): ack, history and list_conversations share it; the refusal names the requestId', async () => {
       const srv = await start({ limits: { requests: { limit: 3, windowMs: 60_000 } } });
       const a = await authed(srv.url);

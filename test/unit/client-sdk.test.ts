@@ -123,6 +123,7 @@ for (const [what, act, reason] of [
 test('refreshes the token on the open socket before exp, and again after each refresh', async () => {
   const env = setup({ refresh: { marginMs: 30_000, minDelayMs: 1000 } });
   // getToken returns a 2-minute token: refresh at exp − 30 s = 90 s.
+  // This fake server never answers a ping: liveness checks off (they have their own tests).
   const tokens: string[] = [];
   const client = new RampartClient({
     url: 'ws://x/ws',
@@ -137,6 +138,7 @@ test('refreshes the token on the open socket before exp, and again after each re
       return s;
     },
     clock: env.clock,
+    pingIntervalMs: 0,
   });
   void client.connect();
   await settle();
@@ -584,5 +586,62 @@ test('a socket that never reaches auth_success is given up after connectTimeoutM
   await env.accept();
   await env.clock.advance(10_000);
   assert.equal(env.sockets.length, 2, 'an authenticated socket is never timed out');
+  env.client.close();
+});
+
+test('liveness: a silent open connection is pinged; any frame, the pong included, keeps it', async () => {
+  const env = setup({ pingIntervalMs: 25_000, pongTimeoutMs: 10_000 });
+  void env.client.connect();
+  await env.accept();
+  await env.clock.advance(20_000);
+  env.last().receive(msg(1)); // traffic: the silence starts over
+  await env.clock.advance(24_999);
+  assert.equal(env.last().framesOf('ping').length, 0);
+  await env.clock.advance(1);
+  assert.deepEqual(env.last().framesOf('ping'), [{ type: 'ping' }]);
+  await env.clock.advance(9_000);
+  env.last().receive({ type: 'pong' });
+  await env.clock.advance(20_000);
+  assert.equal(env.client.state, 'open');
+  assert.equal(env.sockets.length, 1);
+  assert.equal(env.last().framesOf('ping').length, 1, 'the next ping waits for 25 s of silence after the pong');
+  await env.clock.advance(5_000);
+  assert.equal(env.last().framesOf('ping').length, 2);
+  env.client.close();
+  assert.deepEqual(env.clock.pending, [], 'close() leaves no liveness timer');
+});
+
+test('liveness: no answer to a ping within pongTimeoutMs → the connection is given up, unconfirmed sends go out again on the next one', async () => {
+  const env = setup({ pingIntervalMs: 25_000, pongTimeoutMs: 10_000 });
+  const reasons: string[] = [];
+  env.client.on('disconnected', (d) => reasons.push(d.reason));
+  void env.client.connect();
+  await env.accept();
+  const sent = env.client.sendMessage({ conversationId: CONV }, 'into the void', { clientMsgId: 'cm-dead' });
+  assert.equal(env.last().framesOf('chat_message').length, 1);
+  await env.clock.advance(25_000);
+  assert.equal(env.last().framesOf('ping').length, 1);
+  await env.clock.advance(9_999);
+  assert.equal(env.sockets.length, 1);
+  await env.clock.advance(1);
+  assert.deepEqual(env.sockets[0]!.closedWith, { code: 1000, reason: 'heartbeat_timeout' });
+  assert.deepEqual(reasons, ['heartbeat_timeout']);
+  assert.equal(env.client.state, 'reconnecting');
+  await env.clock.advance(500); // backoff attempt 0 (random 0.5 → 500 ms)
+  assert.equal(env.sockets.length, 2);
+  await env.accept();
+  assert.deepEqual(env.last().framesOf('chat_message'), [{ type: 'chat_message', conversationId: CONV, content: 'into the void', clientMsgId: 'cm-dead' }]);
+  env.last().receive({ type: 'message_sent', id: 'mid-9', clientMsgId: 'cm-dead', conversationId: CONV, seq: 1, timestamp: 1 });
+  assert.equal((await sent).id, 'mid-9');
+  env.client.close();
+});
+
+test('liveness: pingIntervalMs 0 sends no ping and never gives a quiet connection up', async () => {
+  const env = setup({ pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept();
+  await env.clock.advance(600_000);
+  assert.equal(env.last().framesOf('ping').length, 0);
+  assert.equal(env.client.state, 'open');
   env.client.close();
 });
