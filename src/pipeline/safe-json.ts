@@ -32,8 +32,20 @@ export function jsonDepthExceeds(text: string, limit: number): boolean {
   return false;
 }
 
+/**
+ * True when the text holds at most `limit` of `{` and `[` in all (strings included), so its nesting
+ * cannot exceed `limit`. `indexOf` runs in native code: most frames are decided here without the
+ * character-by-character scan.
+ */
+export function bracketsAtMost(text: string, limit: number): boolean {
+  let n = 0;
+  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1)) if (++n > limit) return false;
+  for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1)) if (++n > limit) return false;
+  return true;
+}
+
 export function parseSafeJson(text: string): SafeJsonResult {
-  if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) return { ok: false, reason: 'invalid_format' };
+  if (!bracketsAtMost(text, MAX_JSON_DEPTH) && jsonDepthExceeds(text, MAX_JSON_DEPTH)) return { ok: false, reason: 'invalid_format' };
   let value: unknown;
   try {
     // The reviver costs a callback per key; only pay it when a forbidden key could be present,

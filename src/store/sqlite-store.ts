@@ -680,15 +680,12 @@ export class SqliteStore implements Store {
       const target = Math.max(0, Math.min(Number.isFinite(upTo) ? Math.floor(upTo) : 0, c.last_pos));
       if (target > c.acked_pos) {
         s.setUserAcked.run(target, user);
-        this.#remember(() => {
-          const cached = this.#userCounters.get(user);
-          if (cached !== undefined) cached.acked = Math.max(cached.acked, target);
-        });
+        this.#rememberAcked(user, target);
       }
       if (deviceId === undefined) return Math.max(target, c.acked_pos);
       s.upsertDevice.run(user, deviceId, target);
       return s.deviceAcked.get(user, deviceId) ?? target;
-    });
+    }, true);
   }
 
   async history(tenantId: string, userId: string, ref: ConversationRef, query: HistoryQuery): Promise<HistoryPage | undefined> {
@@ -774,7 +771,7 @@ export class SqliteStore implements Store {
       const receiptSeq = options.private ? m.receipt_seq : Math.max(m.receipt_seq, target);
       if (readSeq !== m.read_seq || receiptSeq !== m.receipt_seq) f.setRead.run(readSeq, receiptSeq, conv.id, user);
       return { readSeq, receiptSeq, receiptMoved: receiptSeq !== m.receipt_seq };
-    });
+    }, true);
   }
 
   async acknowledge(tenantId: string, userId: string, deviceId: string | undefined, upTo: number): Promise<AckResult> {
@@ -788,6 +785,7 @@ export class SqliteStore implements Store {
       const delivered: AckResult['delivered'] = [];
       if (target > c.acked_pos) {
         s.setUserAcked.run(target, user);
+        this.#rememberAcked(user, target);
         for (const row of f.advanceDelivered.all({ user, from: c.acked_pos, to: target })) {
           delivered.push({ conversationId: this.#convInfoById(s, row.conv).uuid, delivered: row.delivered_seq });
         }
@@ -795,7 +793,7 @@ export class SqliteStore implements Store {
       if (deviceId === undefined) return { position: Math.max(target, c.acked_pos), delivered };
       s.upsertDevice.run(user, deviceId, target);
       return { position: s.deviceAcked.get(user, deviceId) ?? target, delivered };
-    });
+    }, true);
   }
 
   async receipts(tenantId: string, userId: string, conversationIds: readonly string[], detailMax: number): Promise<Map<string, ConversationReceipts>> {
@@ -843,7 +841,7 @@ export class SqliteStore implements Store {
 
   async setPresenceVisible(tenantId: string, userId: string, visible: boolean): Promise<void> {
     const s = this.#ready();
-    this.#write(() => this.#f!.setPresence.run(visible ? 1 : 0, this.#userId(s, tenantId, userId, true)));
+    this.#write(() => this.#f!.setPresence.run(visible ? 1 : 0, this.#userId(s, tenantId, userId, true)), true);
   }
 
   async presenceSettings(tenantId: string, userIds: readonly string[]): Promise<Map<string, boolean>> {
@@ -950,13 +948,12 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Run `fn` in one BEGIN IMMEDIATE transaction; cache fills it made apply only after COMMIT.
-   * `keepCounters` false: `fn` may move counters behind the counter caches, which are dropped.
-   */
-  /**
-   * One write transaction. Only appendMessages keeps the cached counters (it maintains them);
-   * every other write — group changes, acks, edits, deletes, receipts — may move counters outside
-   * it, so the cache is dropped after it rather than trusting each path to update it.
+   * One BEGIN IMMEDIATE transaction; cache fills it made apply only after COMMIT. `keepCounters`
+   * true only for writes that move no cached counter (`last_pos`, a conversation's `last_seq`,
+   * `last_at`, `closed`) or keep the cache in step themselves: appendMessages, acks (which update
+   * the cached `acked_pos`), read positions, the presence setting. The rest — group changes,
+   * edits, deletes, prune — drop the cache after them rather than trusting each path to update it.
+   * (Acks dropped it too, until the relay's counter re-reads after every ack showed in profiles.)
    */
   #write<R>(fn: () => R, keepCounters = false): R {
     const db = this.#db!;
@@ -1032,6 +1029,14 @@ export class SqliteStore implements Store {
     s.settleTimeline.run();
     s.clearRecentTimeline.run();
     this.#recentTimelineRows = 0;
+  }
+
+  /** After COMMIT, the cached counters of `user` (if any) know its new acknowledged position. */
+  #rememberAcked(user: number, acked: number): void {
+    this.#remember(() => {
+      const cached = this.#userCounters.get(user);
+      if (cached !== undefined) cached.acked = Math.max(cached.acked, acked);
+    });
   }
 
   #remember(apply: () => void): void {

@@ -427,6 +427,12 @@ function storeContract(name: string, makeHarness: () => Harness): void {
       const more = await store.appendMessages([dm(carol!, bob!), dm(alice!, bob!)], limits);
       assert.deepEqual(more.map((o) => o.status), ['stored', 'inbox_full']);
       assert.equal(await lastPos(store, bob!), 4);
+      // The same through acknowledge (what the server calls), with the counters just cached by a
+      // batch: the bound must see the new position at once, not after some other write.
+      assert.equal((await store.acknowledge(T, bob!, 'phone', 3)).position, 3);
+      const again = await store.appendMessages([dm(carol!, bob!), dm(carol!, bob!), dm(alice!, bob!)], limits);
+      assert.deepEqual(again.map((o) => o.status), ['stored', 'stored', 'inbox_full']);
+      assert.equal(await lastPos(store, bob!), 6);
     });
 
     test('group members at the bound are skipped; the sender always gets its copy', async () => {

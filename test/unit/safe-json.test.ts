@@ -1,6 +1,6 @@
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseSafeJson, jsonDepthExceeds, MAX_JSON_DEPTH } from '../../src/pipeline/safe-json.js';
+import { parseSafeJson, jsonDepthExceeds, bracketsAtMost, MAX_JSON_DEPTH } from '../../src/pipeline/safe-json.js';
 import { validateFrame } from '../../src/pipeline/validate-frame.js';
 
 const protoKeys = Object.getOwnPropertyNames(Object.prototype).sort();
@@ -110,6 +110,16 @@ test('deep nesting is invalid_format, refused before JSON.parse runs', () => {
   const inString = `{"a":"${'[{'.repeat(1000)}\\"${'{'.repeat(50)}"}`;
   assert.equal(parseSafeJson(inString).ok, true);
   assert.equal(jsonDepthExceeds('{"a":"\\\\"}', 1), false);
+  // The quick count decides a frame only when it cannot be too deep; exactly at the depth limit passes.
+  assert.equal(bracketsAtMost(deep(MAX_JSON_DEPTH), MAX_JSON_DEPTH), true);
+  assert.equal(parseSafeJson(deep(MAX_JSON_DEPTH)).ok, true);
+  assert.equal(bracketsAtMost(deep(MAX_JSON_DEPTH + 1), MAX_JSON_DEPTH), false);
+  assert.equal(bracketsAtMost('{"a":[1,{"b":[]}]}', 4), true);
+  assert.equal(bracketsAtMost('{"a":[1,{"b":[]}]}', 3), false);
+  // Many brackets, all shallow: the count says "maybe", the full scan says fine.
+  const wide = `{"a":[${Array.from({ length: 50 }, () => '{}').join(',')}]}`;
+  assert.equal(bracketsAtMost(wide, MAX_JSON_DEPTH), false);
+  assert.equal(parseSafeJson(wide).ok, true);
 });
 
 test('huge numbers are handled without throwing', () => {
