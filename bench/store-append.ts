@@ -3,8 +3,8 @@
  * a bare append-only table on the same disk in the same run (the floor any schema pays).
  *
  *   direct   — direct messages between 50 pairs, batches of 100 (group commit), through SqliteStore
- *   direct_idempotent — the same, each with a `clientMsgId` (what the SDK always sends: the dedupe
- *              key is one more index entry per message, keyed by sender)
+ *   direct_idempotent — the same, each with a `clientMsgId` as the SDK makes them (`m-` + UUIDv7):
+ *              the dedupe key is one more index entry per message
  *   group100 — messages to one 100-member group, batches of 100; reported per recipient too
  *   bare     — the same number of rows (one per message, with what a message row carries: its
  *              uuid, sender and recipient uuids, the same content, empty entity lists, the time)
@@ -25,6 +25,7 @@ import Database from 'better-sqlite3';
 import { SqliteStore } from '../src/store/sqlite-store.js';
 import { messageId } from '../src/chat/message-id.js';
 import type { NewMessage } from '../src/store/store.js';
+import { newClientMsgId } from '../src/client/client-msg-id.js';
 
 export interface StoreBenchResult {
   messagesPerRound: number;
@@ -97,7 +98,7 @@ export async function runStoreBench(messagesPerRound = 5000, rounds = 5): Promis
       for (let i = 0; i < BATCH; i++) {
         const [a, b] = pairs[(done + i) % pairs.length]!;
         const m: NewMessage = { id: messageId(), tenantId: 'default', senderId: a, to: { peerId: b }, timestamp: Date.now(), ...body() };
-        if (idempotent) m.clientMsgId = `m-${randomUUID()}`; // the SDK's format
+        if (idempotent) m.clientMsgId = newClientMsgId(); // what the SDK sends
         batch.push(m);
       }
       await (idempotent ? stores.direct_idempotent : stores.direct).appendMessages(batch, limits);

@@ -19,6 +19,7 @@ import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
 import { MemorySyncStore, newDeviceId, type SyncStore } from './sync-store.js';
+import { newClientMsgId } from './client-msg-id.js';
 import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
 
 export interface RampartClientOptions {
@@ -726,7 +727,7 @@ export class RampartClient {
 
   /** Queues a message or change under its idempotency key (generated unless given). */
   private enqueue<T>(given: string | undefined, add: (clientMsgId: string) => Promise<T>, problem?: string): Promise<T> {
-    const clientMsgId = given ?? newDeviceId().replace(/^dev-/, 'm-');
+    const clientMsgId = given ?? newClientMsgId(this.clock.now());
     // Never queued: the server could only refuse it (and would, on every reconnect).
     if (problem !== undefined) return Promise.reject(new SendError(ErrorReason.VALIDATION_FAILED, clientMsgId, problem));
     if (this.currentState === 'closed') return Promise.reject(new SendError('closed', clientMsgId));

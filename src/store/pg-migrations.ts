@@ -175,4 +175,10 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
     ALTER TABLE ${t('events')} ADD COLUMN edited_at BIGINT;
     CREATE INDEX events_edits ON ${t('events')} (conv, reply_to) WHERE kind = 2;
     ALTER TABLE ${t('users')} ADD COLUMN presence BOOLEAN;`,
+
+  // Version 4: the dedupe key indexed (client_msg_id, sender): the same uniqueness, ordered by the
+  // client's id first, so the SDK's time-ordered ids append at the right edge of the index.
+  (t) => `
+    CREATE UNIQUE INDEX events_client_msg ON ${t('events')} (client_msg_id, sender) WHERE client_msg_id IS NOT NULL;
+    DROP INDEX ${t('events_dedupe')};`,
 ];

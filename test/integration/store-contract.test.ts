@@ -1176,11 +1176,11 @@ describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', 
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6]);
           const sql = check.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").pluck().get() as string;
           assert.doesNotMatch(sql, /WITHOUT ROWID/i);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
-          assert.deepEqual(indexes, ['events_conv_seq', 'events_dedupe', 'events_edits', 'events_id']);
+          assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id']);
         } finally {
           check.close();
         }
@@ -1236,7 +1236,7 @@ describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kep
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6]);
           assert.equal(check.prepare('SELECT count(*) FROM timeline').pluck().get(), 4);
         } finally {
           check.close();
@@ -1273,6 +1273,51 @@ describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kep
         // Retention prunes from both tables.
         assert.equal(await store.pruneOlderThan(ts2 + 1), 2);
         assert.equal((await store.timeline(T, alice!, 0, 10)).firstPos, 3);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SqliteStore: a v5 database upgrades to v6 (dedupe key indexed client id first)', () => {
+  test('dedupe keys written before the upgrade still answer duplicates; the index still refuses a second key of one sender', async () => {
+    const { dir, file, db, alice, bob, ts1, id1 } = oldSchemaFixture(5, 'v5-1');
+    try {
+      db.close();
+      const store = new SqliteStore(file);
+      await store.init();
+      try {
+        const check = new Database(file);
+        try {
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6]);
+          const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
+          assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id']);
+          // The plan of the dedupe probe uses the new index (no scan of events).
+          const plan = check.prepare("EXPLAIN QUERY PLAN SELECT 1 FROM events WHERE sender = 1 AND client_msg_id = 'v5-1'").all() as { detail: string }[];
+          assert.match(plan.map((p) => p.detail).join(' '), /USING (COVERING )?INDEX events_client_msg/);
+        } finally {
+          check.close();
+        }
+        // Before the upgrade alice sent 'v5-1': a retry is still a duplicate; bob may use the same key.
+        const out = await store.appendMessages([dm(alice, bob, { clientMsgId: 'v5-1' }), dm(bob, alice, { clientMsgId: 'v5-1' }), dm(alice, bob, { clientMsgId: 'v6-1' }), dm(alice, bob, { clientMsgId: 'v6-1' })], LIMITS);
+        assert.deepEqual(out.map((o) => o.status), ['duplicate', 'stored', 'stored', 'duplicate']);
+        assert.equal((out[0] as { message: StoredMessage }).message.id, id1);
+        assert.equal((out[0] as { message: StoredMessage }).message.timestamp, ts1);
+        assert.equal(stored(out[1]).seq, 3);
+        assert.equal(stored(out[2]).seq, 4);
+        // Uniqueness is the database's too, not only the adapter's probe.
+        const raw = new Database(file);
+        try {
+          assert.throws(
+            () => raw.prepare("INSERT INTO events (conv, seq, id, kind, sender, content, mentions, hashtags, links, ts, client_msg_id) VALUES (1, 99, x'00', 0, 1, 'x', '[]', '[]', '[]', 1, 'v6-1')").run(),
+            /UNIQUE constraint failed/,
+          );
+        } finally {
+          raw.close();
+        }
       } finally {
         await store.close();
       }
@@ -1349,7 +1394,7 @@ describe('PostgresStore: nodes initialising at once', () => {
     try {
       await Promise.all(nodes.map((node) => node.init()));
       const { rows } = await admin.query(`SELECT version FROM "${fresh}".schema_version ORDER BY version`);
-      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }, { version: 3 }]);
+      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
       await nodes[0]!.ping();
     } finally {
       await Promise.all(nodes.map((node) => node.close()));

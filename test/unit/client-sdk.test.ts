@@ -645,3 +645,28 @@ test('liveness: pingIntervalMs 0 sends no ping and never gives a quiet connectio
   assert.equal(env.client.state, 'open');
   env.client.close();
 });
+
+test('generated clientMsgIds are m- + a UUIDv7 of the clock: later sends sort after earlier ones', async () => {
+  const { newClientMsgId } = await import('../../src/client/client-msg-id.js');
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const t0 = env.clock.now();
+  const sends = [env.client.sendMessage({ conversationId: CONV }, 'one')];
+  await env.clock.advance(1);
+  sends.push(env.client.sendMessage({ conversationId: CONV }, 'two'));
+  const settled = Promise.allSettled(sends); // rejected by close() below: never confirmed
+  const ids = env.last().framesOf('chat_message').map((f) => String(f.clientMsgId));
+  assert.equal(ids.length, 2);
+  for (const id of ids) assert.match(id, /^m-[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  const timeOf = (id: string): number => parseInt(id.slice(2, 10) + id.slice(11, 15), 16);
+  assert.deepEqual(ids.map(timeOf), [t0, t0 + 1], 'the first 48 bits are the send time in ms');
+  assert.ok(ids[0]! < ids[1]!, 'time-ordered');
+  // Many ids in one millisecond are still distinct; the time prefix decides the order across milliseconds.
+  const same = new Set(Array.from({ length: 1000 }, () => newClientMsgId(5)));
+  assert.equal(same.size, 1000);
+  assert.ok(newClientMsgId(0xfff) < newClientMsgId(0x1000));
+  assert.ok(newClientMsgId(Date.UTC(2030, 0, 1)) > newClientMsgId(Date.UTC(2029, 11, 31)));
+  env.client.close();
+  assert.deepEqual((await settled).map((r) => r.status), ['rejected', 'rejected']);
+});
