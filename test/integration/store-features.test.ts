@@ -42,8 +42,10 @@ function sqlite(): Backend {
     },
     async downgrade() {
       const db = new Database(file);
-      // Schema 5 first (recent timeline entries back into timeline), then schema 4.
-      db.exec(`INSERT INTO timeline SELECT * FROM timeline_recent; DROP TABLE timeline_recent; DELETE FROM schema_version WHERE version = 5;
+      // Schema 6 first (the dedupe index as it was), schema 5 (recent timeline entries back into timeline), then schema 4.
+      db.exec(`CREATE UNIQUE INDEX events_dedupe ON events (sender, client_msg_id) WHERE client_msg_id IS NOT NULL; DROP INDEX events_client_msg;
+               DELETE FROM schema_version WHERE version = 6;
+               INSERT INTO timeline SELECT * FROM timeline_recent; DROP TABLE timeline_recent; DELETE FROM schema_version WHERE version = 5;
                DROP INDEX events_edits; ALTER TABLE events DROP COLUMN edited_at; ALTER TABLE members DROP COLUMN delivered_seq;
                ALTER TABLE members DROP COLUMN receipt_seq; ALTER TABLE users DROP COLUMN presence; DELETE FROM schema_version WHERE version = 4;`);
       db.close();
@@ -66,7 +68,10 @@ function postgres(): Backend {
     },
     async downgrade() {
       const t = (x: string): string => `"${schema}".${x}`;
-      await admin.query(`DROP INDEX "${schema}".events_edits; ALTER TABLE ${t('events')} DROP COLUMN edited_at;
+      // Version 4 first (the dedupe index as it was), then version 3.
+      await admin.query(`CREATE UNIQUE INDEX events_dedupe ON ${t('events')} (sender, client_msg_id) WHERE client_msg_id IS NOT NULL;
+        DROP INDEX "${schema}".events_client_msg; DELETE FROM ${t('schema_version')} WHERE version = 4;
+        DROP INDEX "${schema}".events_edits; ALTER TABLE ${t('events')} DROP COLUMN edited_at;
         ALTER TABLE ${t('members')} DROP COLUMN delivered_seq, DROP COLUMN receipt_seq; ALTER TABLE ${t('users')} DROP COLUMN presence;
         DELETE FROM ${t('schema_version')} WHERE version = 3;`);
     },
@@ -251,7 +256,8 @@ for (const make of [sqlite, postgres]) {
       const [a, b] = [randomUUID(), randomUUID()];
       let store = await backend.open();
       const m = await send(store, message(a, { peerId: b }, 'kept'));
-      await send(store, message(a, { peerId: b }, 'kept too'));
+      const keyed = { ...message(a, { peerId: b }, 'kept too'), clientMsgId: 'before-upgrade' };
+      const m2 = await send(store, keyed);
       await store.ack(T, b, 'phone', 1);
       await store.markRead(T, b, m.conversationId, 2);
       await store.close();
@@ -266,6 +272,10 @@ for (const make of [sqlite, postgres]) {
           members: [{ userId: b, delivered: 1, read: 2 }],
         });
         assert.equal((await store.syncState(T, b, 'phone')).deviceAckedPos, 1);
+        // The dedupe key written before the upgrade (under the old index) still answers a retry.
+        const [retry] = await store.appendMessages([{ ...keyed, id: messageId(now()) }], OPTS);
+        assert.equal(retry?.status, 'duplicate');
+        assert.equal((retry as { message: StoredMessage }).message.id, m2.id);
       } finally {
         await store.close();
       }
