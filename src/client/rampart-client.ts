@@ -18,7 +18,7 @@ import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
-import { MemorySyncStore, newDeviceId, type SyncStore } from './sync-store.js';
+import { MemorySyncStore, newDeviceId, type SyncState, type SyncStore } from './sync-store.js';
 import { newClientMsgId } from './client-msg-id.js';
 import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
 
@@ -66,6 +66,8 @@ export interface RampartClientOptions {
   pingIntervalMs?: number;
   /** … and when still nothing arrived this long after the `ping` (ms), the connection is given up and the client reconnects with backoff. Default 10000. */
   pongTimeoutMs?: number;
+  /** Reads of `store` at start before a failing store is given up and the client goes on as a new device. Default 3. */
+  storeLoadAttempts?: number;
   clock?: Clock;
   random?: () => number;
 }
@@ -314,12 +316,7 @@ export class RampartClient {
   private async start(): Promise<void> {
     if (this.currentState !== 'idle') return;
     this.setState('connecting');
-    let stored;
-    try {
-      stored = await this.store.load();
-    } catch {
-      stored = undefined;
-    }
+    const stored = await this.loadState();
     if ((this.currentState as ConnectionState) !== 'connecting') return; // closed meanwhile
     this.device = this.options.deviceId ?? stored?.deviceId ?? newDeviceId();
     if (stored) {
@@ -328,6 +325,28 @@ export class RampartClient {
       this.savedPos = stored.pos;
     }
     await this.openSocket();
+  }
+
+  /**
+   * The stored device id and position. A store that fails is retried with backoff
+   * (`storeLoadAttempts` in all) before the client goes on as a new device: a transient failure
+   * must not cost the device its position (a new device resumes where no device of the user
+   * acknowledged, so what another device acknowledged would never reach this one), and a store
+   * that never works must not keep the user offline. Every failure is reported as `store_failed`.
+   */
+  private async loadState(): Promise<SyncState | undefined> {
+    const attempts = Math.max(1, this.options.storeLoadAttempts ?? 3);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.store.load();
+      } catch (err) {
+        this.events.emit('error', { reason: 'store_failed', details: err instanceof Error ? err.message : String(err) });
+        if (attempt + 1 >= attempts || this.currentState !== 'connecting') return undefined;
+        const wait = backoffDelay(attempt, this.backoff, this.random);
+        await new Promise<void>((resolve) => this.timers.reconnect.start(wait, resolve));
+        if (this.currentState !== 'connecting') return undefined; // closed meanwhile (stop() cleared the timer)
+      }
+    }
   }
 
   private async openSocket(): Promise<void> {

@@ -670,3 +670,55 @@ test('generated clientMsgIds are m- + a UUIDv7 of the clock: later sends sort af
   env.client.close();
   assert.deepEqual((await settled).map((r) => r.status), ['rejected', 'rejected']);
 });
+
+test('a store that fails to load is retried with backoff: a transient failure keeps the device and its position', async () => {
+  let loads = 0;
+  const store = {
+    load: () => {
+      if (++loads <= 2) throw new Error('storage busy');
+      return { deviceId: 'dev-kept', pos: 7 };
+    },
+    save: () => {},
+  };
+  const env = setup({ store, storeLoadAttempts: 3 });
+  const errors: string[] = [];
+  env.client.on('error', (e) => errors.push(`${e.reason}: ${e.details ?? ''}`));
+  void env.client.connect();
+  await settle();
+  assert.equal(env.sockets.length, 0, 'no socket before the state is known');
+  await env.clock.advance(500); // backoff attempt 0 (random 0.5 → 500 ms)
+  assert.equal(env.sockets.length, 0);
+  await env.clock.advance(1000); // attempt 1 → 1000 ms
+  assert.equal(loads, 3);
+  await settle();
+  env.last().open();
+  assert.deepEqual(env.last().framesOf('auth')[0], { type: 'auth', token: env.last().framesOf('auth')[0]!.token, deviceId: 'dev-kept', after: 7 });
+  assert.deepEqual(errors, ['store_failed: storage busy', 'store_failed: storage busy']);
+  env.client.close();
+});
+
+test('a store that never loads: after storeLoadAttempts the client goes on as a new device; close() while waiting leaves nothing', async () => {
+  const broken = { load: (): never => { throw new Error('no storage'); }, save: () => {} };
+  const env = setup({ store: broken, storeLoadAttempts: 2 });
+  const errors: string[] = [];
+  env.client.on('error', (e) => errors.push(e.reason));
+  void env.client.connect();
+  await settle();
+  await env.clock.advance(500);
+  await settle();
+  assert.equal(errors.length, 2);
+  env.last().open();
+  const auth = env.last().framesOf('auth')[0]!;
+  assert.match(String(auth.deviceId), /^dev-/);
+  assert.equal(auth.after, undefined, 'a new device names no position');
+  env.client.close();
+
+  const again = setup({ store: broken, storeLoadAttempts: 5 });
+  const closed = again.client.connect().catch((e: Error) => e.message);
+  await settle();
+  again.client.close();
+  assert.match(await closed, /closed|client/);
+  assert.deepEqual(again.clock.pending, [], 'no retry timer left');
+  await again.clock.advance(60_000);
+  assert.equal(again.sockets.length, 0);
+});
