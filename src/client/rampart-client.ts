@@ -58,8 +58,8 @@ export interface RampartClientOptions {
    */
   connectTimeoutMs?: number;
   /**
-   * With nothing received for this long (ms) on an open connection, the client sends `ping`; 0
-   * turns liveness checks off. A browser cannot see WebSocket pings, so without this a connection
+   * After a period this long (ms) with nothing received on an open connection, the client sends
+   * `ping` (so after between one and two periods of silence); 0 turns liveness checks off. A browser cannot see WebSocket pings, so without this a connection
    * that died silently (a phone changing networks, a NAT that forgot it) looks open forever and
    * sends go nowhere. Default 25000.
    */
@@ -131,8 +131,8 @@ export class RampartClient {
   private ackedPos = 0;
   private savedPos = -1;
   private sendPausedUntil = 0;
-  /** When the current socket last delivered a frame (clock ms): any frame proves it alive. */
-  private heardAt = 0;
+  /** The current socket delivered a frame since the last liveness check: any frame proves it alive. */
+  private heard = false;
   /** Facts about the current socket, read when it closes. */
   private socketFacts: { authFailure?: string; httpStatus?: number; gap?: boolean } = {};
   private everReady = false;
@@ -335,7 +335,8 @@ export class RampartClient {
    * that never works must not keep the user offline. Every failure is reported as `store_failed`.
    */
   private async loadState(): Promise<SyncState | undefined> {
-    const attempts = Math.max(1, this.options.storeLoadAttempts ?? 3);
+    const given = this.options.storeLoadAttempts ?? 3;
+    const attempts = Number.isFinite(given) ? Math.max(1, Math.floor(given)) : 3;
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.store.load();
@@ -385,7 +386,7 @@ export class RampartClient {
       ws.send(JSON.stringify(auth));
     };
     ws.onmessage = (ev) => {
-      this.heardAt = this.clock.now();
+      this.heard = true;
       if (typeof ev.data !== 'string') return;
       let frame: unknown;
       try {
@@ -528,7 +529,7 @@ export class RampartClient {
       case 'rate_limited':
         return this.onRefusal(f);
       case 'pong':
-        return; // its arrival was the point (heardAt)
+        return; // its arrival was the point (heard)
       default:
         this.requests.answer(f);
     }
@@ -549,7 +550,7 @@ export class RampartClient {
     // A listener may have closed the client (here and after each event below): start nothing then.
     if (this.stopped()) return;
     this.scheduleRefresh();
-    this.checkLiveness();
+    this.startLiveness();
     const reconnect = this.everReady;
     this.everReady = true;
     this.events.emit('ready', { userId: this.user, resumeAfter, lastPos, reconnect });
@@ -561,31 +562,42 @@ export class RampartClient {
   }
 
   /**
-   * Liveness of an open connection: silent for `pingIntervalMs` → `ping`; still silent
-   * `pongTimeoutMs` later → the connection is dead: closed here (its close event may never come)
-   * and handled as a drop, so sends and acks move to a new connection.
+   * Liveness of an open connection, decided by timers and a flag only (no clock reads, so a clock
+   * step cannot fool it): a period of `pingIntervalMs` with nothing received → `ping`; nothing
+   * received `pongTimeoutMs` after the ping → the connection is dead: closed here (its close event
+   * may never come) and handled as a drop, so sends and acks move to a new connection. A timer that
+   * fires late (a throttled background tab, a laptop waking up) can only delay a verdict, never
+   * give up a connection that answered: it is given up only when the ping it sent went unanswered.
    */
-  private checkLiveness(): void {
+  private startLiveness(): void {
+    this.heard = false;
     const interval = this.options.pingIntervalMs ?? 25_000;
-    const timeout = this.options.pongTimeoutMs ?? 10_000;
+    if (!(interval > 0) || !Number.isFinite(interval)) return; // off
+    this.timers.liveness.start(interval, () => this.livenessTick());
+  }
+
+  private livenessTick(): void {
+    if (this.ws === undefined || this.currentState !== 'open') return;
+    if (this.heard) return this.startLiveness();
+    this.transmit({ type: 'ping' });
+    const given = this.options.pongTimeoutMs ?? 10_000;
+    const timeout = given > 0 && Number.isFinite(given) ? given : 10_000;
+    this.timers.liveness.start(timeout, () => this.awaitPong(false));
+  }
+
+  private awaitPong(confirming: boolean): void {
     const ws = this.ws;
-    if (interval <= 0 || ws === undefined || this.currentState !== 'open') return;
-    const silent = this.clock.now() - this.heardAt;
-    if (silent >= interval + timeout) {
-      try {
-        ws.close(1000, 'heartbeat_timeout');
-      } catch {
-        // already closing
-      }
-      this.onClose(ws, 1006, 'heartbeat_timeout');
-      return;
+    if (ws === undefined || this.currentState !== 'open') return;
+    if (this.heard) return this.startLiveness();
+    // One more turn first: a pong already received but not yet read (timers run before socket
+    // reads in an event-loop turn) is handled before the verdict.
+    if (!confirming) return this.timers.liveness.start(0, () => this.awaitPong(true));
+    try {
+      ws.close(1000, 'heartbeat_timeout');
+    } catch {
+      // already closing
     }
-    let next = interval - silent;
-    if (silent >= interval) {
-      this.transmit({ type: 'ping' });
-      next = interval + timeout - silent;
-    }
-    this.timers.liveness.start(next, () => this.checkLiveness());
+    this.onClose(ws, 1006, 'heartbeat_timeout');
   }
 
   /** Checks `pos`: true when the event is the next one; handles duplicates and gaps. */

@@ -178,7 +178,8 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
 
   // Version 4: the dedupe key indexed (client_msg_id, sender): the same uniqueness, ordered by the
   // client's id first, so the SDK's time-ordered ids append at the right edge of the index.
+  // IF NOT EXISTS: an operator may build it beforehand with CONCURRENTLY (docs/operations.md).
   (t) => `
-    CREATE UNIQUE INDEX events_client_msg ON ${t('events')} (client_msg_id, sender) WHERE client_msg_id IS NOT NULL;
+    CREATE UNIQUE INDEX IF NOT EXISTS events_client_msg ON ${t('events')} (client_msg_id, sender) WHERE client_msg_id IS NOT NULL;
     DROP INDEX ${t('events_dedupe')};`,
 ];

@@ -285,7 +285,7 @@ const MIGRATIONS: readonly string[] = [
   // the same uniqueness, but ordered by the client's id first. The SDK's ids are time-ordered
   // (`m-` + UUIDv7), so new keys append at the right edge of one index instead of landing in a
   // random page of each sender's range (one dirtied page per sender per commit).
-  `CREATE UNIQUE INDEX events_client_msg ON events (client_msg_id, sender) WHERE client_msg_id IS NOT NULL;
+  `CREATE UNIQUE INDEX IF NOT EXISTS events_client_msg ON events (client_msg_id, sender) WHERE client_msg_id IS NOT NULL;
    DROP INDEX events_dedupe;`,
 ];
 

@@ -74,6 +74,9 @@ function postgres(): Backend {
         DROP INDEX "${schema}".events_edits; ALTER TABLE ${t('events')} DROP COLUMN edited_at;
         ALTER TABLE ${t('members')} DROP COLUMN delivered_seq, DROP COLUMN receipt_seq; ALTER TABLE ${t('users')} DROP COLUMN presence;
         DELETE FROM ${t('schema_version')} WHERE version = 3;`);
+      // The new dedupe index built beforehand without blocking, as docs/operations.md tells operators
+      // of large tables: the version 4 migration must then go through all the same.
+      await admin.query(`CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS events_client_msg ON ${t('events')} (client_msg_id, sender) WHERE client_msg_id IS NOT NULL`);
     },
     async teardown() {
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

@@ -589,26 +589,51 @@ test('a socket that never reaches auth_success is given up after connectTimeoutM
   env.client.close();
 });
 
-test('liveness: a silent open connection is pinged; any frame, the pong included, keeps it', async () => {
+test('liveness: a period with nothing received brings a ping; any frame, the pong included, keeps the connection', async () => {
   const env = setup({ pingIntervalMs: 25_000, pongTimeoutMs: 10_000 });
   void env.client.connect();
-  await env.accept();
+  await env.accept(); // t = 0: the first period ends at 25 s
   await env.clock.advance(20_000);
-  env.last().receive(msg(1)); // traffic: the silence starts over
+  env.last().receive(msg(1)); // traffic in this period: no ping at its end
+  await env.clock.advance(5_000);
+  assert.equal(env.last().framesOf('ping').length, 0);
   await env.clock.advance(24_999);
   assert.equal(env.last().framesOf('ping').length, 0);
-  await env.clock.advance(1);
+  await env.clock.advance(1); // t = 50 s: a whole period of silence
   assert.deepEqual(env.last().framesOf('ping'), [{ type: 'ping' }]);
   await env.clock.advance(9_000);
   env.last().receive({ type: 'pong' });
-  await env.clock.advance(20_000);
+  await env.clock.advance(1_000); // t = 60 s: the pong came in time; a new period starts
   assert.equal(env.client.state, 'open');
   assert.equal(env.sockets.length, 1);
-  assert.equal(env.last().framesOf('ping').length, 1, 'the next ping waits for 25 s of silence after the pong');
-  await env.clock.advance(5_000);
+  await env.clock.advance(24_999);
+  assert.equal(env.last().framesOf('ping').length, 1);
+  await env.clock.advance(1);
   assert.equal(env.last().framesOf('ping').length, 2);
   env.client.close();
   assert.deepEqual(env.clock.pending, [], 'close() leaves no liveness timer');
+});
+
+test('liveness: timers that fire late (a throttled background tab: at most once a minute) never give up a connection that answers', async () => {
+  const clock = new FakeClock();
+  // Every timer of 1 s or more fires a minute late at the earliest, as in a hidden browser tab.
+  const throttled = { now: () => clock.now(), setTimeout: (fn: () => void, ms: number) => clock.setTimeout(fn, ms >= 1000 ? Math.max(ms, 60_000) : ms), clearTimeout: (h: unknown) => clock.clearTimeout(h) };
+  const env = setup({ clock: throttled, pingIntervalMs: 25_000, pongTimeoutMs: 10_000 });
+  void env.client.connect();
+  await settle();
+  env.last().open();
+  env.last().receive({ type: 'auth_success', userId: ME, resumeAfter: 0, lastPos: 0 });
+  let answered = 0;
+  for (let i = 0; i < 20; i++) {
+    await clock.advance(30_000);
+    // The server answers each ping at once.
+    const pings = env.last().framesOf('ping').length;
+    for (; answered < pings; answered++) env.last().receive({ type: 'pong' });
+  }
+  assert.ok(answered >= 4, `pings were sent and answered (${answered})`);
+  assert.equal(env.sockets.length, 1, 'never reconnected');
+  assert.equal(env.client.state, 'open');
+  env.client.close();
 });
 
 test('liveness: no answer to a ping within pongTimeoutMs → the connection is given up, unconfirmed sends go out again on the next one', async () => {
