@@ -65,6 +65,12 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
   maxConnectionsPerUser: positiveInt.default(5),
   maxConnectionsPerIP: positiveInt.default(100),
+  /**
+   * Connections the kernel may hold for the main listener before it accepts them (capped by
+   * net.core.somaxconn). Node's default, 511, overflows in a reconnect storm: dropped handshakes
+   * wait for TCP's retransmit (1, 3, 7, 15 s…), so a few thousand clients take tens of seconds to get back.
+   */
+  listenBacklog: positiveInt.max(65535).default(4096),
   heartbeatInterval: ms.default(30000),
   heartbeatTimeout: ms.default(60000),
   jwt: z

@@ -5,10 +5,10 @@
  */
 import type { AddressInfo, Server } from 'node:net';
 
-export function listen(server: Server, port: number, host: string, onError: (err: Error) => void): Promise<AddressInfo> {
+export function listen(server: Server, port: number, host: string, onError: (err: Error) => void, backlog?: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, ...(backlog !== undefined ? { backlog } : {}) }, () => {
       server.off('error', reject);
       server.on('error', onError);
       resolve(server.address() as AddressInfo);

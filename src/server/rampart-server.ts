@@ -389,7 +389,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
         metricsAddress = await metricsServer.listen();
         logger.info({ host: metricsAddress.address, port: metricsAddress.port }, 'metrics listening');
       }
-      const address = await listen(server, config.port, config.host, (err) => logger.error({ err: err.message }, 'listener error'));
+      const address = await listen(server, config.port, config.host, (err) => logger.error({ err: err.message }, 'listener error'), config.listenBacklog);
       logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls) }, 'listening');
       return address;
     },

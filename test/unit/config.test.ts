@@ -31,6 +31,7 @@ test("defaults are design.md's", () => {
   assert.deepEqual(c.rateLimit, { messagesPerMinute: 60, messagesPerHour: 1000, burstLimit: 10, burstWindow: 1000 });
   assert.equal(c.maxConnectionsPerUser, 5);
   assert.equal(c.maxConnectionsPerIP, 100);
+  assert.equal(c.listenBacklog, 4096);
   assert.equal(c.heartbeatInterval, 30000);
   assert.equal(c.heartbeatTimeout, 60000);
   assert.equal(c.allowQueryToken, false);
@@ -69,6 +70,8 @@ test('a bad value is an error naming the key and the rule, never echoing the val
     [{ port: 70000 }, /port: .*(65535|big)/i, '70000'],
     [{ port: '8080x' }, /port: .*number/i, '8080x'],
     [{ maxMessageSize: 0 }, /maxMessageSize: .*(>=1|small)/i, 'never'],
+    [{ listenBacklog: 0 }, /listenBacklog: .*(>=1|small)/i, 'never'],
+    [{ listenBacklog: 70001 }, /listenBacklog: .*(65535|big)/i, '70001'],
     [{ authTimeout: -5 }, /authTimeout/, 'never'],
     [{ rateLimit: { burstLimit: 1.5 } }, /rateLimit\.burstLimit: .*int/i, '1.5'],
     [{ allowQueryToken: 'yes-please' }, /allowQueryToken: .*boolean/i, 'yes-please'],

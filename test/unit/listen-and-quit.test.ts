@@ -5,9 +5,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { listen } from '../../src/server/listen.js';
 import { quitRedis } from '../../src/redis/quit.js';
+import { startServer } from '../helpers/harness.js';
+
+/** The accept backlog the kernel reports for the TCP listener on `port` (`ss`: Send-Q of a LISTEN socket). */
+function kernelBacklog(port: number): number {
+  const out = spawnSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' });
+  assert.equal(out.error, undefined, 'the ss command (iproute2) is needed to read a listener\'s backlog');
+  const fields = out.stdout.trim().split(/\s+/);
+  assert.equal(fields[0], 'LISTEN', out.stdout);
+  return Number(fields[2]);
+}
 
 test('listen resolves the bound address; a later error reaches onError instead of throwing', async () => {
   const server = createServer();
@@ -32,6 +44,24 @@ test('listen rejects when the port is taken, and leaves no listener behind', asy
     assert.equal(second.listenerCount('error'), 0);
   } finally {
     await new Promise((resolve) => first.close(resolve));
+  }
+});
+
+test('listen passes the backlog to the kernel; Rampart listens with listenBacklog (4096 by default)', async () => {
+  const server = createServer();
+  const { port } = await listen(server, 0, '127.0.0.1', () => {}, 777);
+  try {
+    assert.equal(kernelBacklog(port), 777);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+  for (const [given, expected] of [[undefined, 4096], [1234, 1234]] as const) {
+    const srv = await startServer(given === undefined ? {} : { listenBacklog: given });
+    try {
+      assert.equal(kernelBacklog(srv.port), Math.min(expected, Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'))));
+    } finally {
+      await srv.close();
+    }
   }
 });
 
