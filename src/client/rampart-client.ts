@@ -59,9 +59,9 @@ export interface RampartClientOptions {
   connectTimeoutMs?: number;
   /**
    * After a period this long (ms) with nothing received on an open connection, the client sends
-   * `ping` (so after between one and two periods of silence); 0 turns liveness checks off. A browser cannot see WebSocket pings, so without this a connection
-   * that died silently (a phone changing networks, a NAT that forgot it) looks open forever and
-   * sends go nowhere. Default 25000.
+   * `ping` (so after between one and two periods of silence); 0 turns liveness checks off. A
+   * browser cannot see WebSocket pings, so without this a connection that died silently (a phone
+   * changing networks, a NAT that forgot it) looks open forever and sends go nowhere. Default 25000.
    */
   pingIntervalMs?: number;
   /** … and when still nothing arrived this long after the `ping` (ms), the connection is given up and the client reconnects with backoff. Default 10000. */
