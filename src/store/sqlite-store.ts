@@ -304,6 +304,8 @@ const TIMELINE_BATCH = { recent: 4096, direct: 1024 } as const;
 
 /** Entries each counter cache may hold before it starts over (bounds memory only). */
 const COUNTER_CACHE_LIMIT = 100_000;
+/** Conversations whose member lists the members cache may hold before it starts over (bounds memory only). */
+const MEMBERS_CACHE_LIMIT = 10_000;
 
 const INBOX_FULL: AppendOutcome = Object.freeze({ status: 'inbox_full' });
 const FORBIDDEN: AppendOutcome = Object.freeze({ status: 'forbidden' });
@@ -565,6 +567,15 @@ export class SqliteStore implements Store {
   readonly #userCounters = new Map<number, { last: number; acked: number }>();
   readonly #convCounters = new Map<number, { lastSeq: number; lastAt: number; closed: boolean }>();
   #dataVersion = -1;
+  /**
+   * Current members per conversation, in `currentMembers` order. A receipt of a group goes to its
+   * other members and a group message to all of them: without this, every receipt and every batch
+   * re-read, re-sorted and re-converted the whole list (the largest cost of a 100-member group).
+   * Valid while no other connection commits (`PRAGMA data_version`, compared on every use) and no
+   * write of ours that may change membership ran (#write drops it after each).
+   */
+  readonly #membersCache = new Map<number, readonly Recipient[]>();
+  #membersVersion = -1;
   /** Rows in timeline_recent (an estimate: it only decides when to settle them). */
   #recentTimelineRows = 0;
   /** Timeline entries of the running transaction, flat (user, pos, conv, seq), written at its end. */
@@ -644,7 +655,23 @@ export class SqliteStore implements Store {
     if (conv === undefined || user === undefined) return undefined;
     const m = s.membership.get(conv.id, user);
     if (m === undefined || m.left_seq !== null) return undefined;
-    return s.currentMembers.all(conv.id).map((r) => bytesToUuid(r.user_id));
+    return this.#members(s, conv.id).map((r) => r.uuid);
+  }
+
+  /** The conversation's current members (see #membersCache). Never inside a write that changes membership. */
+  #members(s: Statements, convId: number): readonly Recipient[] {
+    const version = s.dataVersion.get()!;
+    if (version !== this.#membersVersion) {
+      this.#membersCache.clear();
+      this.#membersVersion = version;
+    }
+    let members = this.#membersCache.get(convId);
+    if (members === undefined) {
+      members = s.currentMembers.all(convId).map((r) => ({ id: r.user, uuid: bytesToUuid(r.user_id) }));
+      if (this.#membersCache.size >= MEMBERS_CACHE_LIMIT) this.#membersCache.clear();
+      this.#membersCache.set(convId, members);
+    }
+    return members;
   }
 
   async timeline(tenantId: string, userId: string, after: number, limit: number): Promise<TimelinePage> {
@@ -942,6 +969,8 @@ export class SqliteStore implements Store {
     this.#userCounters.clear();
     this.#convCounters.clear();
     this.#dataVersion = -1;
+    this.#membersCache.clear();
+    this.#membersVersion = -1;
     db?.close();
   }
 
@@ -995,6 +1024,7 @@ export class SqliteStore implements Store {
       if (!keepCounters) {
         this.#userCounters.clear();
         this.#convCounters.clear();
+        this.#membersCache.clear();
       }
     }
     for (const apply of pending) apply();
@@ -1174,7 +1204,7 @@ export class SqliteStore implements Store {
     const out = new Array<AppendOutcome>(batch.length);
     const users = new Map<number, UserCounters>();
     const convs = new Map<number, ConvCounters>();
-    const groupMembers = new Map<number, Recipient[]>();
+    const groupMembers = new Map<number, readonly Recipient[]>();
     const counters = (id: number): UserCounters => {
       let c = users.get(id);
       if (c === undefined) {
@@ -1218,7 +1248,7 @@ export class SqliteStore implements Store {
       }
 
       let info: ConvInfo;
-      let recipients: Recipient[];
+      let recipients: readonly Recipient[];
       if ('peerId' in m.to) {
         const peerUuid = m.to.peerId;
         const peer = this.#userId(s, tenant, peerUuid, true);
@@ -1257,7 +1287,7 @@ export class SqliteStore implements Store {
         } else {
           let members = groupMembers.get(info.id);
           if (members === undefined) {
-            members = s.currentMembers.all(info.id).map((r) => ({ id: r.user, uuid: bytesToUuid(r.user_id) }));
+            members = this.#members(s, info.id);
             groupMembers.set(info.id, members);
           }
           if (!members.some((r) => r.id === sender)) {

@@ -1327,6 +1327,37 @@ describe('SqliteStore: a v5 database upgrades to v6 (dedupe key indexed client i
   });
 });
 
+describe('SqliteStore: the member lists it keeps', () => {
+  test('follow membership written by another connection to the same file, and by its own writes, at once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-members-'));
+    const file = join(dir, 'store.db');
+    const [a, b] = [new SqliteStore(file), new SqliteStore(file)];
+    await a.init();
+    await b.init();
+    try {
+      const [owner, x, y] = users(3) as [string, string, string];
+      const conversationId = await createGroup(a, owner, [x]);
+      // Cached by a receipt-style read and by a message batch of connection A.
+      assert.deepEqual(sorted((await a.membersIfMember(T, conversationId, owner))!), sorted([owner, x]));
+      assert.deepEqual(deliveriesOf((await a.appendMessages([gm(owner, conversationId)], LIMITS))[0]).map((d) => d.userId).sort(), sorted([owner, x]));
+      // Connection B (another process, say) changes the membership: A sees it on its next read and batch.
+      okEvent(await b.addMembers({ ...req(owner), conversationId, userIds: [y] }, GL));
+      okEvent(await b.removeMembers({ ...req(owner), conversationId, userIds: [x] }));
+      assert.deepEqual(sorted((await a.membersIfMember(T, conversationId, owner))!), sorted([owner, y]));
+      assert.equal(await a.membersIfMember(T, conversationId, x), undefined);
+      assert.deepEqual(deliveriesOf((await a.appendMessages([gm(owner, conversationId)], LIMITS))[0]).map((d) => d.userId).sort(), sorted([owner, y]));
+      // A's own membership write drops what it kept.
+      okEvent(await a.removeMembers({ ...req(owner), conversationId, userIds: [y] }));
+      assert.deepEqual(await a.membersIfMember(T, conversationId, owner), [owner]);
+      assert.deepEqual(deliveriesOf((await a.appendMessages([gm(owner, conversationId)], LIMITS))[0]).map((d) => d.userId), [owner]);
+    } finally {
+      await a.close();
+      await b.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('SqliteStore: timeline entries written 64 to a statement', () => {
   test('a batch of 40 direct messages (80 entries: one full statement and 16 single rows) reads back in order', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rampart-store-many-'));
