@@ -89,7 +89,6 @@ const INVALID_JSON = reply('invalid_json', { type: 'error', reason: 'invalid_jso
 const INVALID_FORMAT = reply('invalid_format', { type: 'error', reason: 'invalid_format' });
 const UNKNOWN_TYPE = reply('unknown_type', { type: 'error', reason: 'unknown_type' });
 const BINARY = reply('binary_frame', { type: 'error', reason: 'binary_not_supported' });
-const PONG = JSON.stringify({ type: 'pong' });
 const FORBIDDEN = reply('forbidden', { type: 'error', reason: 'forbidden' });
 const TYPING_DROPPED = drop('typing_throttled');
 const PRE_AUTH_TOO_BIG = closeWith('pre_auth_too_large', CloseCode.MESSAGE_TOO_BIG);
@@ -273,7 +272,7 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
         return groupChange(session, frame);
       case 'ping':
         // Costs the frame budget only (already spent above): liveness must not starve on a busy user's request budget.
-        return frame.requestId === undefined ? session.send(PONG) : session.sendFrame({ type: 'pong', requestId: frame.requestId });
+        return session.sendFrame(withRequestId({ type: 'pong' as const }, frame.requestId));
       case 'list_sessions':
       case 'end_session': {
         // A user's own sessions: no role permission needed, only the request budget.
