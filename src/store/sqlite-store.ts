@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { ContentCipher } from './content-cipher.js';
+import { SqliteRowBatches } from './sqlite-row-batches.js';
 import {
   EVENT_DELETE,
   EVENT_EDIT,
@@ -374,6 +375,13 @@ function prepareAll(db: Database.Database) {
     insertUser: db.prepare<[string, Buffer]>('INSERT INTO users (tenant_id, user_id) VALUES (?, ?)'),
     userCounters: db.prepare<[number], { last_pos: number; acked_pos: number }>('SELECT last_pos, acked_pos FROM users WHERE id = ?'),
     setLastPos: db.prepare<[number, number]>('UPDATE users SET last_pos = ? WHERE id = ?'),
+    /** A batch's new last positions, flat (id, last_pos) pairs. */
+    setLastPosRows: new SqliteRowBatches(
+      db,
+      (v) => `UPDATE users SET last_pos = v.column2 FROM (VALUES ${v}) AS v WHERE users.id = v.column1`,
+      2,
+      COUNTER_ROWS_PER_UPDATE,
+    ),
     userUuid: db.prepare<[number], Buffer>('SELECT user_id FROM users WHERE id = ?').pluck(),
     convByUuid: db.prepare<[Buffer], ConvRow>('SELECT id, uuid, tenant_id, kind FROM conversations WHERE uuid = ?'),
     convById: db.prepare<[number], ConvRow>('SELECT id, uuid, tenant_id, kind FROM conversations WHERE id = ?'),
@@ -384,6 +392,13 @@ function prepareAll(db: Database.Database) {
        VALUES (?, ?, ?, ?, ?, ?, 0, ?, 0, ?)`,
     ),
     setConvCounters: db.prepare<[number, number, number]>('UPDATE conversations SET last_seq = ?, last_at = ? WHERE id = ?'),
+    /** A batch's conversation counters, flat (id, last_seq, last_at) triples. */
+    setConvCounterRows: new SqliteRowBatches(
+      db,
+      (v) => `UPDATE conversations SET last_seq = v.column2, last_at = v.column3 FROM (VALUES ${v}) AS v WHERE conversations.id = v.column1`,
+      3,
+      COUNTER_ROWS_PER_UPDATE,
+    ),
     setConvName: db.prepare<[string, string | null, number]>('UPDATE conversations SET name = ?, key_id = ? WHERE id = ?'),
     closeConv: db.prepare<[number]>('UPDATE conversations SET closed = 1 WHERE id = ?'),
     directMembers: db
@@ -410,6 +425,12 @@ function prepareAll(db: Database.Database) {
     setLeft: db.prepare<[number, number, number]>('UPDATE members SET left_seq = ? WHERE conv = ? AND user = ?'),
     setRole: db.prepare<[number, number, number]>('UPDATE members SET role = ? WHERE conv = ? AND user = ?'),
     setReadSeq: db.prepare<[number, number, number]>('UPDATE members SET read_seq = ? WHERE conv = ? AND user = ?'),
+    insertEventRows: new SqliteRowBatches(
+      db,
+      (v) => `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id) VALUES ${v}`,
+      14,
+      EVENT_ROWS_PER_INSERT,
+    ),
     findDuplicate: db.prepare<[number, string], RawEventRow & { conv: number }>(
       `SELECT e.conv, ${EVENT_COLUMNS} FROM events e JOIN users su ON su.id = e.sender
        WHERE e.sender = ? AND e.client_msg_id = ?`,
@@ -420,9 +441,9 @@ function prepareAll(db: Database.Database) {
       `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
-    insertTimeline: db.prepare<number[]>('INSERT INTO timeline_recent (user, pos, conv, seq) VALUES (?, ?, ?, ?)'),
-    insertSettledTimeline: db.prepare<number[]>('INSERT INTO timeline (user, pos, conv, seq) VALUES (?, ?, ?, ?)'),
-    insertTimelineMany: db.prepare<number[]>(`INSERT INTO timeline_recent (user, pos, conv, seq) VALUES ${MANY_TIMELINE_ROWS}`),
+    /** Flat (user, pos, conv, seq) rows into timeline_recent. */
+    insertTimelineRows: new SqliteRowBatches(db, (v) => `INSERT INTO timeline_recent (user, pos, conv, seq) VALUES ${v}`, 4, TIMELINE_ROWS_PER_INSERT),
+    insertSettledTimelineRows: new SqliteRowBatches(db, (v) => `INSERT INTO timeline (user, pos, conv, seq) VALUES ${v}`, 4, TIMELINE_ROWS_PER_INSERT),
     settleTimeline: db.prepare('INSERT INTO timeline SELECT user, pos, conv, seq FROM timeline_recent ORDER BY user, pos'),
     clearRecentTimeline: db.prepare('DELETE FROM timeline_recent'),
     countRecentTimeline: db.prepare<[], number>('SELECT count(*) FROM timeline_recent').pluck(),
@@ -552,7 +573,8 @@ export class SqliteStore implements Store {
   #s: Statements | undefined;
   #f: FeatureStatements | undefined;
   /** (tenant \0 uuid) → users.id */
-  readonly #userIds = new Map<string, number>();
+  /** tenant → user uuid → integer id (two levels: no key string built per lookup). */
+  readonly #userIds = new Map<string, Map<string, number>>();
   /** conversation uuid → info, and id → info */
   readonly #convsByUuid = new Map<string, ConvInfo>();
   readonly #convsById = new Map<number, ConvInfo>();
@@ -582,6 +604,8 @@ export class SqliteStore implements Store {
   readonly #newTimeline: number[] = [];
   /** Cache fills made inside the running transaction: applied only once it commits. */
   #pending: (() => void)[] | undefined;
+  /** Runs a #write's function in BEGIN IMMEDIATE … COMMIT, with the timeline entries it queued. */
+  #transaction: Database.Transaction<(fn: () => unknown) => unknown> | undefined;
 
   /** `path` is a file path (its directory must exist) or ':memory:'. */
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -601,10 +625,29 @@ export class SqliteStore implements Store {
       // Checkpoint every ~40 MB of WAL instead of every 4 MB: checkpoints run inside a commit on
       // the event loop, and fewer, larger ones cost less per message.
       db.pragma('wal_autocheckpoint = 10000');
+      // Statement journals (what a multi-row statement needs to undo itself) and sorts stay in
+      // memory: as temp files they cost a write per page changed, which made multi-row INSERTs
+      // slower than one row per statement on disk.
+      db.pragma('temp_store = MEMORY');
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(this.#options.busyTimeoutMs ?? 5000))}`);
       migrate(db);
-      this.#s = prepareAll(db);
+      const s = prepareAll(db);
+      this.#s = s;
       this.#f = prepareFeatures(db, EVENT_COLUMNS);
+      // Built once: better-sqlite3 makes a wrapper (and its begin/commit variants) per transaction().
+      this.#transaction = db.transaction((fn: () => unknown): unknown => {
+        // Another connection (process) committed since we last looked: our counters may be stale.
+        const version = s.dataVersion.get()!;
+        if (version !== this.#dataVersion) {
+          this.#userCounters.clear();
+          this.#convCounters.clear();
+          this.#recentTimelineRows = s.countRecentTimeline.get()!;
+          this.#dataVersion = version;
+        }
+        const out = fn();
+        this.#writeTimeline(s);
+        return out;
+      });
     } catch (err) {
       db.close();
       throw err;
@@ -962,6 +1005,7 @@ export class SqliteStore implements Store {
     this.#db = undefined;
     this.#s = undefined;
     this.#f = undefined;
+    this.#transaction = undefined;
     this.#userIds.clear();
     this.#convsByUuid.clear();
     this.#convsById.clear();
@@ -991,27 +1035,11 @@ export class SqliteStore implements Store {
    * (Acks dropped it too, until the relay's counter re-reads after every ack showed in profiles.)
    */
   #write<R>(fn: () => R, keepCounters = false): R {
-    const db = this.#db!;
-    const s = this.#s!;
     const pending: (() => void)[] = [];
     this.#pending = pending;
     let result: R;
     try {
-      result = db
-        .transaction(() => {
-          // Another connection (process) committed since we last looked: our counters may be stale.
-          const version = s.dataVersion.get()!;
-          if (version !== this.#dataVersion) {
-            this.#userCounters.clear();
-            this.#convCounters.clear();
-            this.#recentTimelineRows = s.countRecentTimeline.get()!;
-            this.#dataVersion = version;
-          }
-          const out = fn();
-          this.#writeTimeline(s);
-          return out;
-        })
-        .immediate();
+      result = this.#transaction!.immediate(fn) as R;
     } catch (err) {
       // Rolled back: state kept outside the database (the count of recent timeline rows, which a
       // settle may have zeroed) no longer matches it. Recount at the next write, as after another
@@ -1051,9 +1079,9 @@ export class SqliteStore implements Store {
       // Unconditionally: these rows must land above whatever timeline_recent holds (two cheap
       // statements when it is empty), whatever the count says.
       this.#settleTimeline(s, true);
-      for (let i = 0; i < rows.length; i += 4) s.insertSettledTimeline.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
+      s.insertSettledTimelineRows.run(rows);
     } else {
-      insertRows(s.insertTimelineMany, s.insertTimeline, rows);
+      s.insertTimelineRows.run(rows);
       this.#recentTimelineRows += n;
       if (this.#recentTimelineRows >= batch.recent) this.#settleTimeline(s);
     }
@@ -1083,8 +1111,7 @@ export class SqliteStore implements Store {
   #userId(s: Statements, tenantId: string, uuid: string, create: true): number;
   #userId(s: Statements, tenantId: string, uuid: string, create: false): number | undefined;
   #userId(s: Statements, tenantId: string, uuid: string, create: boolean): number | undefined {
-    const key = `${tenantId}\u0000${uuid}`;
-    const cached = this.#userIds.get(key);
+    const cached = this.#userIds.get(tenantId)?.get(uuid);
     if (cached !== undefined) return cached;
     if (!isUuid(uuid)) {
       if (create) throw new TypeError('user ids must be UUIDs');
@@ -1097,7 +1124,11 @@ export class SqliteStore implements Store {
       id = Number(s.insertUser.run(tenantId, bytes).lastInsertRowid);
     }
     const found = id;
-    this.#remember(() => this.#userIds.set(key, found));
+    this.#remember(() => {
+      let ids = this.#userIds.get(tenantId);
+      if (ids === undefined) this.#userIds.set(tenantId, (ids = new Map()));
+      ids.set(uuid, found);
+    });
     return id;
   }
 
@@ -1205,6 +1236,10 @@ export class SqliteStore implements Store {
     const users = new Map<number, UserCounters>();
     const convs = new Map<number, ConvCounters>();
     const groupMembers = new Map<number, readonly Recipient[]>();
+    /** The batch's message events, flat rows of the 14 columns of insertEventRows. */
+    const eventRows: unknown[] = [];
+    /** Messages of this batch stored with a clientMsgId, by (sender, clientMsgId). */
+    let storedKeys: Map<string, StoredMessage> | undefined;
     const counters = (id: number): UserCounters => {
       let c = users.get(id);
       if (c === undefined) {
@@ -1238,7 +1273,15 @@ export class SqliteStore implements Store {
       const sender = this.#userId(s, tenant, m.senderId, true);
       // Duplicate first: a retry of a stored message is answered even when the inbox is full.
       // Earlier rows of this same batch are visible here, which dedupes within the batch too.
+      // The batch's events are inserted at its end: its own earlier messages are looked up here.
+      let batchKey: string | undefined;
       if (m.clientMsgId !== undefined) {
+        batchKey = `${sender}\u0000${m.clientMsgId}`;
+        const earlier = storedKeys?.get(batchKey);
+        if (earlier !== undefined) {
+          out[i] = { status: 'duplicate', message: { ...earlier } };
+          continue;
+        }
         const first = s.findDuplicate.get(sender, m.clientMsgId);
         if (first !== undefined) {
           const info = this.#convInfoById(s, first.conv);
@@ -1301,7 +1344,7 @@ export class SqliteStore implements Store {
       const cc = convCounters(info.id);
       const seq = cc.lastSeq + 1;
       const f = this.#codec.encodeMessage(m);
-      s.insertEvent.run(
+      eventRows.push(
         info.id,
         seq,
         uuidToBytes(m.id),
@@ -1330,10 +1373,17 @@ export class SqliteStore implements Store {
         this.#appendTimeline(r.id, uc.last, info.id, seq);
         deliveries.push({ userId: r.uuid, pos: uc.last });
       }
-      out[i] = { status: 'stored', message: this.#codec.storedMessage(m, this.#context(info), seq), deliveries };
+      const message = this.#codec.storedMessage(m, this.#context(info), seq);
+      out[i] = { status: 'stored', message, deliveries };
+      if (batchKey !== undefined) (storedKeys ??= new Map()).set(batchKey, message);
     }
-    for (const c of users.values()) if (c.dirty) s.setLastPos.run(c.last, c.id);
-    for (const [id, c] of convs) if (c.dirty) s.setConvCounters.run(c.lastSeq, c.lastAt, id);
+    s.insertEventRows.run(eventRows);
+    const userRows: number[] = [];
+    for (const c of users.values()) if (c.dirty) userRows.push(c.id, c.last);
+    s.setLastPosRows.run(userRows);
+    const convRows: number[] = [];
+    for (const [id, c] of convs) if (c.dirty) convRows.push(id, c.lastSeq, c.lastAt);
+    s.setConvCounterRows.run(convRows);
     this.#remember(() => {
       if (this.#userCounters.size + users.size > COUNTER_CACHE_LIMIT) this.#userCounters.clear();
       if (this.#convCounters.size + convs.size > COUNTER_CACHE_LIMIT) this.#convCounters.clear();
@@ -1512,15 +1562,10 @@ type TimelineRow = RawEventRow & { pos: number; conv: number };
 
 /** Timeline rows per multi-row INSERT: one statement step for many rows (fewer crossings into SQLite). */
 const TIMELINE_ROWS_PER_INSERT = 64;
-const MANY_TIMELINE_ROWS = Array.from({ length: TIMELINE_ROWS_PER_INSERT }, () => '(?, ?, ?, ?)').join(', ');
-
-/** Inserts flat (user, pos, conv, seq) rows: whole chunks with `many`, the rest one by one with `one`. */
-function insertRows(many: Database.Statement<number[]>, one: Database.Statement<number[]>, rows: number[]): void {
-  const chunk = TIMELINE_ROWS_PER_INSERT * 4;
-  let i = 0;
-  for (; i + chunk <= rows.length; i += chunk) many.run(...rows.slice(i, i + chunk));
-  for (; i < rows.length; i += 4) one.run(rows[i]!, rows[i + 1]!, rows[i + 2]!, rows[i + 3]!);
-}
+/** Message events per multi-row INSERT (14 parameters each). */
+const EVENT_ROWS_PER_INSERT = 64;
+/** Counter rows per UPDATE … FROM (VALUES …) statement (SQLite ≥ 3.33). */
+const COUNTER_ROWS_PER_UPDATE = 64;
 
 /** A user's entries after a position, with their events, from one of the two timeline tables. */
 function timelineRows(table: 'timeline' | 'timeline_recent'): string {

@@ -1358,8 +1358,8 @@ describe('SqliteStore: the member lists it keeps', () => {
   });
 });
 
-describe('SqliteStore: timeline entries written 64 to a statement', () => {
-  test('a batch of 40 direct messages (80 entries: one full statement and 16 single rows) reads back in order', async () => {
+describe('SqliteStore: rows written many to a statement', () => {
+  test('a batch of 40 direct messages (80 entries: a statement of 64 rows and one of 16) reads back in order', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rampart-store-many-'));
     const store = new SqliteStore(join(dir, 'store.db'));
     await store.init();
@@ -1373,6 +1373,36 @@ describe('SqliteStore: timeline entries written 64 to a statement', () => {
         assert.deepEqual(page.entries.map((e) => e.pos), Array.from({ length: 40 }, (_, i) => i + 1));
         assert.deepEqual(page.entries.map((e) => e.event.id), ids);
         assert.deepEqual(out.map((o) => deliveriesOf(o).find((d) => d.userId === user)!.pos), Array.from({ length: 40 }, (_, i) => i + 1));
+      }
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('counters of a batch over 150 users and 75 conversations (UPDATE statements of 64, 64 and 22 rows; 64 and 11) survive a reopen', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-counters-'));
+    const file = join(dir, 'store.db');
+    const everyone = users(150);
+    const batch = (): NewMessage[] => Array.from({ length: 75 }, (_, i) => dm(everyone[2 * i]!, everyone[2 * i + 1]!));
+    let store = new SqliteStore(file);
+    await store.init();
+    try {
+      const first = await store.appendMessages(batch(), LIMITS);
+      await store.appendMessages(batch(), LIMITS);
+      await store.close();
+      // A new store reads every counter back from the database (nothing cached).
+      store = new SqliteStore(file);
+      await store.init();
+      const third = await store.appendMessages(batch(), LIMITS);
+      for (let i = 0; i < 75; i++) {
+        assert.equal(stored(third[i]!).conversationId, stored(first[i]!).conversationId);
+        assert.equal(stored(third[i]!).seq, 3, `conversation ${i}: seq continues`);
+        for (const user of [everyone[2 * i]!, everyone[2 * i + 1]!]) {
+          assert.equal(deliveriesOf(third[i]!).find((d) => d.userId === user)!.pos, 3, `user ${user}: pos continues`);
+          const page = await store.timeline(T, user, 0, 10);
+          assert.deepEqual(page.entries.map((e) => e.pos), [1, 2, 3]);
+        }
       }
     } finally {
       await store.close();
