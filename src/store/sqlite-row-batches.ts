@@ -1,7 +1,8 @@
 /**
  * Many rows in one statement. Binding and stepping a statement costs about as much as the row it
- * writes, so a transaction's rows of one kind go in chunks of up to `maxRows` per statement: one
- * prepared statement per chunk size, prepared the first time that size is needed.
+ * writes (or the index entry it probes), so a transaction's rows of one kind go in chunks of up to
+ * `maxRows` per statement: one prepared statement per chunk size, prepared the first time that size
+ * is needed.
  */
 import type Database from 'better-sqlite3';
 
@@ -28,11 +29,24 @@ export class SqliteRowBatches {
 
   /** `flat` holds whole rows of `width` values each, one after the other. */
   run(flat: unknown[]): void {
+    this.#chunks(flat, (stmt, part) => stmt.run(...part));
+  }
+
+  /** For a query: every chunk's result rows, in chunk order. */
+  all<R>(flat: unknown[]): R[] {
+    const out: R[] = [];
+    this.#chunks(flat, (stmt, part) => {
+      for (const row of stmt.all(...part)) out.push(row as R);
+    });
+    return out;
+  }
+
+  #chunks(flat: unknown[], each: (stmt: Database.Statement<unknown[]>, part: unknown[]) => void): void {
     const width = this.#width;
     const chunk = this.#maxRows * width;
     for (let i = 0; i < flat.length; i += chunk) {
       const part = i === 0 && flat.length <= chunk ? flat : flat.slice(i, i + chunk);
-      this.#statement(part.length / width).run(...part);
+      each(this.#statement(part.length / width), part);
     }
   }
 
