@@ -143,6 +143,11 @@ export class PresenceService {
     if (!(await this.o.state.swap(userKey, online))) return;
     const frame = JSON.stringify({ type: 'presence_changed', userId, online });
     for (const contact of await this.o.store.contactsOf(tenantId, userId)) this.o.bus.publish(peerKey(tenantId, contact), frame);
+    // Checks are serialized per node only. Another node's check may have run entirely between our
+    // count and our swap (its session opened after we counted: it saw the old state still
+    // published and changed nothing), leaving our older verdict as the last one. A flip is rare, so
+    // count again after it; if the sessions moved meanwhile, check once more.
+    if ((await this.o.registry.countUser(userKey)) > 0 !== sessions > 0) this.#schedule(userKey);
   }
 
   async #sweep(): Promise<void> {

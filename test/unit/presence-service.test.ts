@@ -61,3 +61,37 @@ test('set_presence while the check of a new session still reads: the hidden stat
   assert.deepEqual(errors, []);
   assert.deepEqual(replies, [{ type: 'presence_updated', visible: false }]);
 });
+
+test('a session opened on another node between our count and our swap: counted again after the flip, the user ends online', async () => {
+  // Node A counts 0 sessions (the user's session there closed); node B's new session registers and
+  // B's check runs while A has not swapped yet: B sees "online" still published and changes
+  // nothing. A then publishes offline. Only A re-counting after its flip can repair that.
+  const counts = [0]; // the first count (A's check) reads 0, every later one 1
+  const store = {
+    async presenceSettings(_t: string, ids: string[]) {
+      return new Map(ids.map((id) => [id, true]));
+    },
+    async contactsOf() {
+      return [CONTACT];
+    },
+  } as unknown as Store;
+  const published: string[] = [];
+  const bus = { publish: (_to: string, frame: string) => published.push(frame) } as unknown as Bus;
+  const registry = { countUser: async () => counts.shift() ?? 1 } as unknown as ConnectionRegistry;
+  const state = new MemoryPresenceState();
+  await state.swap(KEY, true); // the user was shown online
+  const errors: unknown[] = [];
+  const service = new PresenceService({ store, bus, registry, state, debounceMs: 0, defaultVisible: true, sweepMs: 0, onError: (e) => errors.push(e) });
+
+  service.changed(KEY, false); // A: its session closed
+  // debounceMs 0: each check waits one timer turn; two checks, then the bus frames.
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 0));
+    await turns();
+  }
+  assert.deepEqual(await state.states([KEY]), [true], 'the published state is online again');
+  await service.close();
+  const states = published.map((f) => (JSON.parse(f) as { online: boolean }).online);
+  assert.deepEqual(states, [false, true], 'offline was published from a stale count, then repaired');
+  assert.deepEqual(errors, []);
+});
