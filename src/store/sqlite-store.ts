@@ -92,6 +92,11 @@ export interface SqliteStoreOptions {
    * (default 1024) writes them straight into the settled timeline. Tests set them tiny to move often.
    */
   timelineBatch?: { recent: number; direct: number };
+  /**
+   * Retention slices, tuning only: timeline entries examined and events deleted per transaction
+   * (defaults 10,000 and 5,000: a few milliseconds each). Tests set them tiny.
+   */
+  pruneSlice?: { timeline: number; events: number };
 }
 
 /** Ordered: index i brings the schema from version i to i + 1. Never edit a shipped entry. */
@@ -498,13 +503,23 @@ function prepareAll(db: Database.Database) {
        ON CONFLICT (user, device_id) DO UPDATE SET acked_pos = max(acked_pos, excluded.acked_pos)`,
     ),
     setUserAcked: db.prepare<[number, number]>('UPDATE users SET acked_pos = max(acked_pos, ?) WHERE id = ?'),
-    pruneTimeline: db.prepare<[Buffer]>(
-      'DELETE FROM timeline WHERE (conv, seq) IN (SELECT conv, seq FROM events WHERE id < ?)',
+    /** The entry `offset` entries after (user, pos) in key order (a prune slice's end). */
+    timelineSliceEnd: db.prepare<[number, number, number], { user: number; pos: number }>(
+      'SELECT user, pos FROM timeline WHERE (user, pos) > (?, ?) ORDER BY user, pos LIMIT 1 OFFSET ?',
+    ),
+    pruneTimelineSlice: db.prepare<[number, number, number, number, Buffer]>(
+      `DELETE FROM timeline WHERE (user, pos) > (?, ?) AND (user, pos) <= (?, ?)
+         AND EXISTS (SELECT 1 FROM events e WHERE e.conv = timeline.conv AND e.seq = timeline.seq AND e.id < ?)`,
+    ),
+    pruneTimelineFrom: db.prepare<[number, number, Buffer]>(
+      `DELETE FROM timeline WHERE (user, pos) > (?, ?)
+         AND EXISTS (SELECT 1 FROM events e WHERE e.conv = timeline.conv AND e.seq = timeline.seq AND e.id < ?)`,
     ),
     pruneRecentTimeline: db.prepare<[Buffer]>(
-      'DELETE FROM timeline_recent WHERE (conv, seq) IN (SELECT conv, seq FROM events WHERE id < ?)',
+      `DELETE FROM timeline_recent
+       WHERE EXISTS (SELECT 1 FROM events e WHERE e.conv = timeline_recent.conv AND e.seq = timeline_recent.seq AND e.id < ?)`,
     ),
-    pruneEvents: db.prepare<[Buffer]>('DELETE FROM events WHERE id < ?'),
+    pruneEventsSlice: db.prepare<[Buffer, number]>('DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE id < ? ORDER BY id LIMIT ?)'),
     ping: db.prepare('SELECT 1').pluck(),
     dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
   };
@@ -994,14 +1009,42 @@ export class SqliteStore implements Store {
     return { status: 'ok', event: this.#decode(s, info.id, eventRow) as MessageChangeEvent, message, deliveries };
   }
 
+  /**
+   * Retention, in slices: each its own short transaction, with a turn of the event loop between
+   * them. SQLite is synchronous, and one transaction over a large backlog (the first prune after
+   * retention is enabled, or after downtime) would stall every session of the node for as long as
+   * it ran. Timeline entries go first — `pruneSlice.timeline` of them examined per slice, in key
+   * order — then the events themselves, `pruneSlice.events` per slice, oldest first. A reader
+   * between two slices sees an event without some of its timeline entries, never the reverse.
+   */
   async pruneOlderThan(olderThan: number): Promise<number> {
-    const s = this.#ready();
     const bound = uuidToBytes(uuidV7LowerBound(olderThan));
-    return this.#write(() => {
-      s.pruneTimeline.run(bound);
-      s.pruneRecentTimeline.run(bound);
-      return s.pruneEvents.run(bound).changes;
-    });
+    const slice = this.#options.pruneSlice ?? PRUNE_SLICE;
+    const first = this.#ready();
+    this.#write(() => first.pruneRecentTimeline.run(bound)); // at most a few thousand rows
+    let after: { user: number; pos: number } | undefined = { user: -1, pos: -1 };
+    while (after !== undefined) {
+      const s = this.#s;
+      if (s === undefined) return 0; // closed meanwhile: the next prune goes on
+      const from = after;
+      after = this.#write(() => {
+        // The last entry of this slice, or none when fewer than a slice remain (then: to the end).
+        const end = s.timelineSliceEnd.get(from.user, from.pos, slice.timeline - 1);
+        if (end === undefined) s.pruneTimelineFrom.run(from.user, from.pos, bound);
+        else s.pruneTimelineSlice.run(from.user, from.pos, end.user, end.pos, bound);
+        return end;
+      });
+      if (after !== undefined) await nextTurn();
+    }
+    let pruned = 0;
+    for (;;) {
+      const s = this.#s;
+      if (s === undefined) return pruned;
+      const n = this.#write(() => s.pruneEventsSlice.run(bound, slice.events).changes);
+      pruned += n;
+      if (n < slice.events) return pruned;
+      await nextTurn();
+    }
   }
 
   async ping(): Promise<void> {
@@ -1582,6 +1625,11 @@ type TimelineRow = RawEventRow & { pos: number; conv: number };
 const TIMELINE_ROWS_PER_INSERT = 64;
 /** Message events per multi-row INSERT (14 parameters each). */
 const EVENT_ROWS_PER_INSERT = 64;
+const PRUNE_SLICE = { timeline: 10_000, events: 5_000 } as const;
+
+/** Lets the event loop run (sockets, timers) between two slices of a long job. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** clientMsgIds looked up per statement. */
 const DEDUPE_KEYS_PER_QUERY = 64;
 /** Counter rows per UPDATE … FROM (VALUES …) statement (SQLite ≥ 3.33). */

@@ -1124,8 +1124,8 @@ function storeContract(name: string, makeHarness: () => Harness): void {
 
 storeContract('SQLite', () => sqliteHarness());
 // Every few entries move from timeline_recent into timeline, and batches of 5+ go straight there:
-// each contract read then spans both tables and both write paths.
-storeContract('SQLite, timeline moved every 3 entries', () => sqliteHarness({ timelineBatch: { recent: 3, direct: 5 } }));
+// each contract read then spans both tables and both write paths. Retention runs in slices of 2.
+storeContract('SQLite, timeline moved every 3 entries, pruned 2 entries and 2 events at a time', () => sqliteHarness({ timelineBatch: { recent: 3, direct: 5 }, pruneSlice: { timeline: 2, events: 2 } }));
 storeContract('PostgreSQL', postgresHarness);
 
 /**
@@ -1404,6 +1404,38 @@ describe('SqliteStore: rows written many to a statement', () => {
           assert.deepEqual(page.entries.map((e) => e.pos), [1, 2, 3]);
         }
       }
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SqliteStore: retention in slices', () => {
+  test('a prune over many slices lets the event loop run between them and removes exactly what is old', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-prune-'));
+    const store = new SqliteStore(join(dir, 'store.db'), { pruneSlice: { timeline: 3, events: 4 }, timelineBatch: { recent: 5, direct: 50 } });
+    await store.init();
+    try {
+      const people = users(4);
+      // 12 old messages around the ring of 4 users, then 4 new ones: 24 old timeline entries.
+      const ring = (i: number, extra: Partial<NewMessage> = {}): NewMessage => dm(people[i % 4]!, people[(i + 1) % 4]!, extra);
+      for (let i = 0; i < 12; i++) await store.appendMessages([ring(i, { timestamp: 1_000_000 + i })], LIMITS);
+      for (let i = 0; i < 4; i++) await store.appendMessages([ring(i)], LIMITS);
+
+      const order: string[] = [];
+      setImmediate(() => order.push('event loop'));
+      const pruned = await store.pruneOlderThan(2_000_000);
+      order.push('prune done');
+      assert.equal(pruned, 12);
+      assert.deepEqual(order, ['event loop', 'prune done'], 'the event loop ran while the prune was under way');
+      for (const user of people) {
+        // Each user sent 3 and received 3 old messages (positions 1-6), then 2 new (7, 8).
+        const page = await store.timeline(T, user, 0, 100);
+        assert.deepEqual(page.entries.map((e) => e.pos), [7, 8], `user ${user}`);
+        assert.equal(page.firstPos, 7);
+      }
+      assert.equal(await store.pruneOlderThan(2_000_000), 0);
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
