@@ -100,11 +100,16 @@ export class PresenceService {
   async close(): Promise<void> {
     this.#closing = true;
     if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
-    const pending = [...this.#timers.keys()];
+    // A check may schedule another (its count moved after a flip): run those too, a few rounds at most.
+    for (let round = 0; round < 3; round++) {
+      const pending = [...this.#timers.keys()];
+      for (const t of this.#timers.values()) clearTimeout(t);
+      this.#timers.clear();
+      await Promise.allSettled([...pending.map((k) => this.#run(k)), ...this.#running.values()]);
+      if (this.#timers.size === 0) break;
+    }
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
-    await Promise.allSettled(pending.map((k) => this.#run(k)));
-    await Promise.allSettled([...this.#running.values()]);
     this.#closed = true;
     await this.o.state.close();
   }

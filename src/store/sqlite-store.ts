@@ -93,10 +93,11 @@ export interface SqliteStoreOptions {
    */
   timelineBatch?: { recent: number; direct: number };
   /**
-   * Retention slices, tuning only: timeline entries examined and events deleted per transaction
-   * (defaults 10,000 and 5,000: a few milliseconds each). Tests set them tiny.
+   * Retention slices, tuning only (positive integers): timeline entries examined and events deleted
+   * per transaction (defaults 10,000 and 5,000: a few milliseconds each), and expired events taken
+   * per pass (default 50,000; their keys are held in memory, ~30 bytes each). Tests set them tiny.
    */
-  pruneSlice?: { timeline: number; events: number };
+  pruneSlice?: Partial<PruneSlice>;
 }
 
 /** Ordered: index i brings the schema from version i to i + 1. Never edit a shipped entry. */
@@ -507,17 +508,19 @@ function prepareAll(db: Database.Database) {
     timelineSliceEnd: db.prepare<[number, number, number], { user: number; pos: number }>(
       'SELECT user, pos FROM timeline WHERE (user, pos) > (?, ?) ORDER BY user, pos LIMIT 1 OFFSET ?',
     ),
-    pruneTimelineSlice: db.prepare<[number, number, number, number, Buffer]>(
+    clearPruneKeys: db.prepare('DELETE FROM temp.prune_keys'),
+    collectPruneKeys: db.prepare<[Buffer, number]>('INSERT INTO temp.prune_keys (conv, seq) SELECT conv, seq FROM events WHERE id < ? ORDER BY id LIMIT ?'),
+    pruneTimelineSlice: db.prepare<[number, number, number, number]>(
       `DELETE FROM timeline WHERE (user, pos) > (?, ?) AND (user, pos) <= (?, ?)
-         AND EXISTS (SELECT 1 FROM events e WHERE e.conv = timeline.conv AND e.seq = timeline.seq AND e.id < ?)`,
+         AND EXISTS (SELECT 1 FROM temp.prune_keys k WHERE k.conv = timeline.conv AND k.seq = timeline.seq)`,
     ),
-    pruneTimelineFrom: db.prepare<[number, number, Buffer]>(
+    pruneTimelineFrom: db.prepare<[number, number]>(
       `DELETE FROM timeline WHERE (user, pos) > (?, ?)
-         AND EXISTS (SELECT 1 FROM events e WHERE e.conv = timeline.conv AND e.seq = timeline.seq AND e.id < ?)`,
+         AND EXISTS (SELECT 1 FROM temp.prune_keys k WHERE k.conv = timeline.conv AND k.seq = timeline.seq)`,
     ),
-    pruneRecentTimeline: db.prepare<[Buffer]>(
+    pruneRecentTimeline: db.prepare(
       `DELETE FROM timeline_recent
-       WHERE EXISTS (SELECT 1 FROM events e WHERE e.conv = timeline_recent.conv AND e.seq = timeline_recent.seq AND e.id < ?)`,
+       WHERE EXISTS (SELECT 1 FROM temp.prune_keys k WHERE k.conv = timeline_recent.conv AND k.seq = timeline_recent.seq)`,
     ),
     pruneEventsSlice: db.prepare<[Buffer, number]>('DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE id < ? ORDER BY id LIMIT ?)'),
     ping: db.prepare('SELECT 1').pluck(),
@@ -591,11 +594,11 @@ function clampLimit(limit: number): number {
 export class SqliteStore implements Store {
   readonly #path: string;
   readonly #options: SqliteStoreOptions;
+  readonly #pruneSlice: PruneSlice;
   readonly #codec: EventCodec;
   #db: Database.Database | undefined;
   #s: Statements | undefined;
   #f: FeatureStatements | undefined;
-  /** (tenant \0 uuid) → users.id */
   /** tenant → user uuid → integer id (two levels: no key string built per lookup). */
   readonly #userIds = new Map<string, Map<string, number>>();
   /** conversation uuid → info, and id → info */
@@ -634,6 +637,11 @@ export class SqliteStore implements Store {
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.#path = path;
     this.#options = options;
+    const slice = { ...PRUNE_SLICE, ...options.pruneSlice };
+    for (const [key, value] of Object.entries(slice)) {
+      if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`pruneSlice.${key} must be a positive integer`);
+    }
+    this.#pruneSlice = slice;
     this.#codec = new EventCodec(options.cipher);
   }
 
@@ -648,12 +656,15 @@ export class SqliteStore implements Store {
       // Checkpoint every ~40 MB of WAL instead of every 4 MB: checkpoints run inside a commit on
       // the event loop, and fewer, larger ones cost less per message.
       db.pragma('wal_autocheckpoint = 10000');
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(this.#options.busyTimeoutMs ?? 5000))}`);
+      migrate(db);
+      // After the migrations (an upgrade from v1 sorts every stored message in temp tables).
       // Statement journals (what a multi-row statement needs to undo itself) and sorts stay in
       // memory: as temp files they cost a write per page changed, which made multi-row INSERTs
       // slower than one row per statement on disk.
       db.pragma('temp_store = MEMORY');
-      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(this.#options.busyTimeoutMs ?? 5000))}`);
-      migrate(db);
+      // Retention's working set: the keys of the events a prune pass deletes (this connection's own).
+      db.exec('CREATE TEMP TABLE IF NOT EXISTS prune_keys (conv INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (conv, seq)) WITHOUT ROWID');
       const s = prepareAll(db);
       this.#s = s;
       this.#f = prepareFeatures(db, EVENT_COLUMNS);
@@ -1013,37 +1024,53 @@ export class SqliteStore implements Store {
    * Retention, in slices: each its own short transaction, with a turn of the event loop between
    * them. SQLite is synchronous, and one transaction over a large backlog (the first prune after
    * retention is enabled, or after downtime) would stall every session of the node for as long as
-   * it ran. Timeline entries go first — `pruneSlice.timeline` of them examined per slice, in key
-   * order — then the events themselves, `pruneSlice.events` per slice, oldest first. A reader
-   * between two slices sees an event without some of its timeline entries, never the reverse.
+   * it ran. A pass takes the keys of up to `pruneSlice.pass` of the oldest expired events into a
+   * temp table, deletes their timeline entries (`pruneSlice.timeline` entries examined per slice,
+   * in key order), then the events (`pruneSlice.events` per slice, oldest first). A reader between
+   * two slices sees an event without some of its timeline entries, never the reverse.
    */
   async pruneOlderThan(olderThan: number): Promise<number> {
     const bound = uuidToBytes(uuidV7LowerBound(olderThan));
-    const slice = this.#options.pruneSlice ?? PRUNE_SLICE;
-    const first = this.#ready();
-    this.#write(() => first.pruneRecentTimeline.run(bound)); // at most a few thousand rows
-    let after: { user: number; pos: number } | undefined = { user: -1, pos: -1 };
-    while (after !== undefined) {
-      const s = this.#s;
-      if (s === undefined) return 0; // closed meanwhile: the next prune goes on
-      const from = after;
-      after = this.#write(() => {
-        // The last entry of this slice, or none when fewer than a slice remain (then: to the end).
-        const end = s.timelineSliceEnd.get(from.user, from.pos, slice.timeline - 1);
-        if (end === undefined) s.pruneTimelineFrom.run(from.user, from.pos, bound);
-        else s.pruneTimelineSlice.run(from.user, from.pos, end.user, end.pos, bound);
-        return end;
-      });
-      if (after !== undefined) await nextTurn();
-    }
+    const slice = this.#pruneSlice;
+    const db = this.#db;
+    this.#ready();
+    // The temp table belongs to this connection: stop if the store was closed (or reopened) meanwhile.
+    const statements = (): Statements | undefined => (this.#db === db ? this.#s : undefined);
     let pruned = 0;
     for (;;) {
-      const s = this.#s;
+      const s = statements();
       if (s === undefined) return pruned;
-      const n = this.#write(() => s.pruneEventsSlice.run(bound, slice.events).changes);
-      pruned += n;
-      if (n < slice.events) return pruned;
-      await nextTurn();
+      const keys = this.#write(() => {
+        s.clearPruneKeys.run();
+        return s.collectPruneKeys.run(bound, slice.pass).changes;
+      }, true);
+      if (keys === 0) return pruned;
+      this.#write(() => s.pruneRecentTimeline.run()); // a few thousand entries at most
+      let after: { user: number; pos: number } | undefined = { user: -1, pos: -1 };
+      while (after !== undefined) {
+        await nextTurn();
+        const t = statements();
+        if (t === undefined) return pruned;
+        const from = after;
+        after = this.#write(() => {
+          // The last entry of this slice, or none when fewer than a slice remain (then: to the end).
+          const end = t.timelineSliceEnd.get(from.user, from.pos, slice.timeline - 1);
+          if (end === undefined) t.pruneTimelineFrom.run(from.user, from.pos);
+          else t.pruneTimelineSlice.run(from.user, from.pos, end.user, end.pos);
+          return end;
+        });
+      }
+      // The pass's events are the oldest expired ones: delete that many, oldest first.
+      let left = keys;
+      while (left > 0) {
+        await nextTurn();
+        const t = statements();
+        if (t === undefined) return pruned;
+        const n = this.#write(() => t.pruneEventsSlice.run(bound, Math.min(left, slice.events)).changes);
+        pruned += n;
+        left = n === 0 ? 0 : left - n;
+      }
+      if (keys < slice.pass) return pruned;
     }
   }
 
@@ -1333,14 +1360,14 @@ export class SqliteStore implements Store {
       const tenant = m.tenantId;
       const sender = this.#userId(s, tenant, m.senderId, true);
       // Duplicate first: a retry of a stored message is answered even when the inbox is full.
-      // Earlier rows of this same batch are visible here, which dedupes within the batch too.
-      // The batch's events are inserted at its end: its own earlier messages are looked up here.
+      // The batch's events are inserted at its end, so its own earlier messages are found in
+      // storedKeys, and earlier transactions' in earlierBatches.
       let batchKey: string | undefined;
       if (m.clientMsgId !== undefined) {
         batchKey = `${sender}\u0000${m.clientMsgId}`;
         const earlier = storedKeys?.get(batchKey);
         if (earlier !== undefined) {
-          out[i] = { status: 'duplicate', message: { ...earlier } };
+          out[i] = { status: 'duplicate', message: structuredClone(earlier) }; // shares no arrays with the first
           continue;
         }
         const first = earlierBatches?.get(batchKey);
@@ -1625,7 +1652,13 @@ type TimelineRow = RawEventRow & { pos: number; conv: number };
 const TIMELINE_ROWS_PER_INSERT = 64;
 /** Message events per multi-row INSERT (14 parameters each). */
 const EVENT_ROWS_PER_INSERT = 64;
-const PRUNE_SLICE = { timeline: 10_000, events: 5_000 } as const;
+interface PruneSlice {
+  timeline: number;
+  events: number;
+  pass: number;
+}
+
+const PRUNE_SLICE: PruneSlice = { timeline: 10_000, events: 5_000, pass: 50_000 };
 
 /** Lets the event loop run (sockets, timers) between two slices of a long job. */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

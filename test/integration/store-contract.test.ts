@@ -405,6 +405,14 @@ function storeContract(name: string, makeHarness: () => Harness): void {
       assert.equal(await lastPos(store, alice!), 2);
       assert.equal(await lastPos(store, bob!), 3);
       assert.equal(await lastPos(store, bob!, 'tenant-x'), 1);
+
+      // A refused message stores nothing: a later one of the same batch with its key is stored, and a
+      // repeat after that gets it.
+      const refused = dm(alice!, bob!, { clientMsgId: 'c-3' });
+      refused.to = { conversationId: randomUUID() }; // no such conversation
+      const out3 = await store.appendMessages([refused, dm(alice!, bob!, { clientMsgId: 'c-3', mentions: [bob!] }), dm(alice!, bob!, { clientMsgId: 'c-3' })], LIMITS);
+      assert.deepEqual(out3.map((o) => o.status), ['forbidden', 'stored', 'duplicate']);
+      assert.deepEqual(out3[2], { status: 'duplicate', message: stored(out3[1]) });
     });
 
     test('inbox_full for a direct recipient at the bound; duplicates still answered; the sender is never bounded', async () => {
@@ -1124,8 +1132,9 @@ function storeContract(name: string, makeHarness: () => Harness): void {
 
 storeContract('SQLite', () => sqliteHarness());
 // Every few entries move from timeline_recent into timeline, and batches of 5+ go straight there:
-// each contract read then spans both tables and both write paths. Retention runs in slices of 2.
-storeContract('SQLite, timeline moved every 3 entries, pruned 2 entries and 2 events at a time', () => sqliteHarness({ timelineBatch: { recent: 3, direct: 5 }, pruneSlice: { timeline: 2, events: 2 } }));
+// each contract read then spans both tables and both write paths. Retention runs in passes of 3
+// events and slices of 2.
+storeContract('SQLite, timeline moved every 3 entries, pruned in passes of 3 events, slices of 2', () => sqliteHarness({ timelineBatch: { recent: 3, direct: 5 }, pruneSlice: { timeline: 2, events: 2, pass: 3 } }));
 storeContract('PostgreSQL', postgresHarness);
 
 /**
@@ -1412,9 +1421,9 @@ describe('SqliteStore: rows written many to a statement', () => {
 });
 
 describe('SqliteStore: retention in slices', () => {
-  test('a prune over many slices lets the event loop run between them and removes exactly what is old', async () => {
+  test('a prune over many passes and slices lets the event loop run between them and removes exactly what is old', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rampart-store-prune-'));
-    const store = new SqliteStore(join(dir, 'store.db'), { pruneSlice: { timeline: 3, events: 4 }, timelineBatch: { recent: 5, direct: 50 } });
+    const store = new SqliteStore(join(dir, 'store.db'), { pruneSlice: { timeline: 3, events: 4, pass: 5 }, timelineBatch: { recent: 5, direct: 50 } });
     await store.init();
     try {
       const people = users(4);
@@ -1423,12 +1432,18 @@ describe('SqliteStore: retention in slices', () => {
       for (let i = 0; i < 12; i++) await store.appendMessages([ring(i, { timestamp: 1_000_000 + i })], LIMITS);
       for (let i = 0; i < 4; i++) await store.appendMessages([ring(i)], LIMITS);
 
-      const order: string[] = [];
-      setImmediate(() => order.push('event loop'));
+      let turns = 0;
+      let pruning = true;
+      const count = (): void => {
+        turns++;
+        if (pruning) setImmediate(count);
+      };
+      setImmediate(count);
       const pruned = await store.pruneOlderThan(2_000_000);
-      order.push('prune done');
+      pruning = false;
       assert.equal(pruned, 12);
-      assert.deepEqual(order, ['event loop', 'prune done'], 'the event loop ran while the prune was under way');
+      // 3 passes (5 + 5 + 2 events), each with at least 2 timeline slices and 1 events slice.
+      assert.ok(turns >= 9, `the event loop turned ${turns} times during the prune`);
       for (const user of people) {
         // Each user sent 3 and received 3 old messages (positions 1-6), then 2 new (7, 8).
         const page = await store.timeline(T, user, 0, 100);
@@ -1439,6 +1454,12 @@ describe('SqliteStore: retention in slices', () => {
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('slice sizes must be positive integers', () => {
+    for (const bad of [{ events: 0 }, { timeline: -1 }, { pass: 1.5 }, { events: Number.NaN }]) {
+      assert.throws(() => new SqliteStore(':memory:', { pruneSlice: bad }), /pruneSlice\.\w+ must be a positive integer/);
     }
   });
 });

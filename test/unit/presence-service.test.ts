@@ -62,7 +62,7 @@ test('set_presence while the check of a new session still reads: the hidden stat
   assert.deepEqual(replies, [{ type: 'presence_updated', visible: false }]);
 });
 
-test('a session opened on another node between our count and our swap: counted again after the flip, the user ends online', async () => {
+function raceSetup(): { service: PresenceService; state: MemoryPresenceState; published: string[]; errors: unknown[] } {
   // Node A counts 0 sessions (the user's session there closed); node B's new session registers and
   // B's check runs while A has not swapped yet: B sees "online" still published and changes
   // nothing. A then publishes offline. Only A re-counting after its flip can repair that.
@@ -79,10 +79,16 @@ test('a session opened on another node between our count and our swap: counted a
   const bus = { publish: (_to: string, frame: string) => published.push(frame) } as unknown as Bus;
   const registry = { countUser: async () => counts.shift() ?? 1 } as unknown as ConnectionRegistry;
   const state = new MemoryPresenceState();
-  await state.swap(KEY, true); // the user was shown online
   const errors: unknown[] = [];
   const service = new PresenceService({ store, bus, registry, state, debounceMs: 0, defaultVisible: true, sweepMs: 0, onError: (e) => errors.push(e) });
+  return { service, state, published, errors };
+}
 
+const onlineStates = (published: string[]): boolean[] => published.map((f) => (JSON.parse(f) as { online: boolean }).online);
+
+test('a session opened on another node between our count and our swap: counted again after the flip, the user ends online', async () => {
+  const { service, state, published, errors } = raceSetup();
+  await state.swap(KEY, true); // the user was shown online
   service.changed(KEY, false); // A: its session closed
   // debounceMs 0: each check waits one timer turn; two checks, then the bus frames.
   for (let i = 0; i < 5; i++) {
@@ -91,7 +97,15 @@ test('a session opened on another node between our count and our swap: counted a
   }
   assert.deepEqual(await state.states([KEY]), [true], 'the published state is online again');
   await service.close();
-  const states = published.map((f) => (JSON.parse(f) as { online: boolean }).online);
-  assert.deepEqual(states, [false, true], 'offline was published from a stale count, then repaired');
+  assert.deepEqual(onlineStates(published), [false, true], 'offline was published from a stale count, then repaired');
+  assert.deepEqual(errors, []);
+});
+
+test('the same race while the node shuts down: close() runs the repairing check too', async () => {
+  const { service, state, published, errors } = raceSetup();
+  await state.swap(KEY, true);
+  service.changed(KEY, false);
+  await service.close(); // runs the pending check at once; its re-check is scheduled during close
+  assert.deepEqual(onlineStates(published), [false, true]);
   assert.deepEqual(errors, []);
 });
