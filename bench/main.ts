@@ -17,7 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import type { Proto } from './lib/proto.js';
 import { spread, median, sig } from './lib/stats.js';
-import { Worker, freePort, hasTaskset, httpGet, logTail, nofileHard, nofileSoft, procCpuMs, procRss, sleep, spawnPinned, stopChild, systemBusyMs, waitHealthy } from './lib/proc.js';
+import { Worker, freePort, hasTaskset, httpGet, logTail, nofileHard, nofileSoft, procCpuMs, procRss, sleep, spawnPinned, stopChild, servicesCpuMs, systemBusyMs, waitHealthy } from './lib/proc.js';
 import { writeReport } from './lib/report.js';
 import type { RelayConfig } from './load/relay.js';
 import type { IdleConfig } from './load/idle.js';
@@ -327,24 +327,32 @@ async function startServer(t: Target, scn: Scenario, extra?: Record<string, unkn
 }
 
 // ---------------------------------------------------------------- scenarios
-/** Server CPU and whole-machine busy CPU over the generator's measured window. */
-function cpuWindow(w: Worker, srv: Server) {
+/**
+ * Server CPU and whole-machine busy CPU over the generator's measured window. `services`: the
+ * scenario uses PostgreSQL and Redis, whose CPU is then reported apart instead of counting as
+ * other processes' (which would flag every such run as disturbed).
+ */
+function cpuWindow(w: Worker, srv: Server, services = false) {
   let c0: number | null = null;
   let c1: number | null = null;
   let b0: number | null = null;
   let b1: number | null = null;
-  w.on('measure_start', () => ((c0 = srv.cpu()), (b0 = systemBusyMs())));
-  w.on('measure_end', () => ((c1 = srv.cpu()), (b1 = systemBusyMs())));
+  let s0: number | null = null;
+  let s1: number | null = null;
+  w.on('measure_start', () => ((c0 = srv.cpu()), (b0 = systemBusyMs()), (s0 = services ? servicesCpuMs() : null)));
+  w.on('measure_end', () => ((c1 = srv.cpu()), (b1 = systemBusyMs()), (s1 = services ? servicesCpuMs() : null)));
   /** `loadCpuMs`: CPU of the load processes over the window; what is left of the machine's busy time is someone else's. */
   return (measuredMs: number, count: number, loadCpuMs: number) => {
     const cpuMs = c0 !== null && c1 !== null ? c1 - c0 : null;
     const busy = b0 !== null && b1 !== null ? b1 - b0 : null;
-    const other = busy !== null && cpuMs !== null ? Math.max(0, busy - cpuMs - loadCpuMs) : null;
+    const servicesMs = s0 !== null && s1 !== null ? s1 - s0 : null;
+    const other = busy !== null && cpuMs !== null ? Math.max(0, busy - cpuMs - loadCpuMs - (servicesMs ?? 0)) : null;
     return {
       cpuMs,
       cpuPct: cpuMs !== null ? (cpuMs / measuredMs) * 100 : null,
       usPerOp: cpuMs !== null && count ? (cpuMs * 1000) / count : null,
       otherCpuPct: other !== null ? (other / measuredMs) * 100 : null,
+      servicesCpuPct: servicesMs !== null ? (servicesMs / measuredMs) * 100 : null,
     };
   };
 }
@@ -579,11 +587,11 @@ async function runCluster(t: Target & { variant?: string }): Promise<any> {
     if (ready.recipients.ok !== k.pairs || ready.senders.ok !== k.pairs) throw new Error(`cluster: connected ${JSON.stringify(ready)}`);
     // Both nodes' CPU together (they share the server core).
     const both = { cpu: () => servers.reduce<number | null>((acc, s) => (acc === null ? null : ((c) => (c === null ? null : acc + c))(s.cpu())), 0) } as Server;
-    const win = cpuWindow(w, both);
+    const win = cpuWindow(w, both, true);
     w.send({ cmd: 'go' });
     const r = (await w.next('result', k.warmupMs + k.measureMs + 60_000)).result;
     const c = win(r.measuredMs, r.delivered, r.cpu.total);
-    return { ...r, nodes: servers.length, server: { cpuMs: c.cpuMs, cpuPct: c.cpuPct, usPerMessage: c.usPerOp }, otherCpuPct: c.otherCpuPct };
+    return { ...r, nodes: servers.length, server: { cpuMs: c.cpuMs, cpuPct: c.cpuPct, usPerMessage: c.usPerOp }, otherCpuPct: c.otherCpuPct, servicesCpuPct: c.servicesCpuPct };
   } finally {
     await w?.stop();
     await Promise.all(servers.map((s) => s.stop()));
@@ -863,6 +871,7 @@ function summarizeRuns(runs: any[], paths: string[]): Record<string, ReturnType<
 
 const summary: Record<string, Record<string, any>> = {};
 const RELAY_PATHS = ['otherCpuPct', 'rate', 'latency.p50_ms', 'latency.p99_ms', 'latency.p999_ms', 'server.cpuPct', 'server.usPerMessage', 'cpuPct', 'usPerMessage', 'storeLatency.p50_ms', 'storeLatency.p99_ms', 'lost'];
+const CLUSTER_PATHS = [...RELAY_PATHS, 'servicesCpuPct'];
 const HS_PATHS = ['otherCpuPct', 'rate', 'authLatency.p50_ms', 'authLatency.p99_ms', 'server.cpuPct', 'server.usPerConnection', 'cpuPct', 'usPerConnection', 'failed'];
 const GROUP_PATHS = ['otherCpuPct', 'rate', 'deliveriesPerSec', 'latency.p50_ms', 'latency.p99_ms', 'latency.p999_ms', 'server.cpuPct', 'server.usPerMessage', 'server.usPerDelivery', 'lost'];
 const STORM_PATHS = ['clients', 'back', 'recoveryS', 'attempts', 'storage.transactions', 'storage.perReconnect', 'storage.meanPerSec', 'storage.peakPerSec', 'server.usPerReconnect'];
@@ -886,7 +895,7 @@ for (const [scn, runs] of Object.entries(results)) {
       }
       summary[scn]![key] = s;
     } else {
-      const paths = scn === 'relay' || scn === 'relay_sqlite_memory' || scn === 'cluster' ? RELAY_PATHS : scn === 'handshake' ? HS_PATHS : scn === 'group' ? GROUP_PATHS : scn === 'storm' ? STORM_PATHS : ATK_PATHS;
+      const paths = scn === 'relay' || scn === 'relay_sqlite_memory' ? RELAY_PATHS : scn === 'cluster' ? CLUSTER_PATHS : scn === 'handshake' ? HS_PATHS : scn === 'group' ? GROUP_PATHS : scn === 'storm' ? STORM_PATHS : ATK_PATHS;
       summary[scn]![key] = summarizeRuns(rs, paths);
     }
   }

@@ -4,7 +4,7 @@
  * health polling, and per-process CPU time from /proc/<pid>/stat.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { openSync, readFileSync, closeSync } from 'node:fs';
+import { openSync, readFileSync, readdirSync, closeSync } from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
 
@@ -227,4 +227,31 @@ export function systemBusyMs(): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU time (ms) of the machine's PostgreSQL and Redis server processes, all of them. In the
+ * scenarios that use them they are part of the system under test, not a disturbance.
+ */
+export function servicesCpuMs(names: readonly string[] = ['postgres', 'redis-server']): number | null {
+  let ticks = 0;
+  try {
+    for (const entry of readdirSync('/proc')) {
+      if (entry.charCodeAt(0) < 48 || entry.charCodeAt(0) > 57) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      } catch {
+        continue; // exited meanwhile
+      }
+      const open = stat.indexOf('(');
+      const close = stat.lastIndexOf(')');
+      if (!names.includes(stat.slice(open + 1, close))) continue;
+      const fields = stat.slice(close + 2).split(' '); // from field 3 (state) on
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+    }
+  } catch {
+    return null;
+  }
+  return (ticks * 1000) / clk;
 }
