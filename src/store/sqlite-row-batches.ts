@@ -43,6 +43,7 @@ export class SqliteRowBatches {
 
   #chunks(flat: unknown[], each: (stmt: Database.Statement<unknown[]>, part: unknown[]) => void): void {
     const width = this.#width;
+    if (flat.length % width !== 0) throw new RangeError(`${flat.length} values are not whole rows of ${width}`);
     const chunk = this.#maxRows * width;
     for (let i = 0; i < flat.length; i += chunk) {
       const part = i === 0 && flat.length <= chunk ? flat : flat.slice(i, i + chunk);
