@@ -437,17 +437,13 @@ function prepareAll(db: Database.Database) {
       14,
       EVENT_ROWS_PER_INSERT,
     ),
-    /** The stored events of flat (client_msg_id, sender) pairs; the IS NOT NULL lets SQLite use the partial index. */
+    /** The stored events of flat (client_msg_id, sender) pairs, the one dedupe lookup (a batch's messages, an edit or a delete); the IS NOT NULL lets SQLite use the partial index. */
     findDuplicateRows: new SqliteRowBatches(
       db,
       (v) => `SELECT e.conv, e.sender AS sender_int, ${EVENT_COLUMNS} FROM events e JOIN users su ON su.id = e.sender
               WHERE e.client_msg_id IS NOT NULL AND (e.client_msg_id, e.sender) IN (VALUES ${v})`,
       2,
       DEDUPE_KEYS_PER_QUERY,
-    ),
-    findDuplicate: db.prepare<[number, string], RawEventRow & { conv: number }>(
-      `SELECT e.conv, ${EVENT_COLUMNS} FROM events e JOIN users su ON su.id = e.sender
-       WHERE e.sender = ? AND e.client_msg_id = ?`,
     ),
     insertEvent: db.prepare<
       [number, number, Buffer, number, number, string, string | null, Buffer | string | null, string | null, string, string, string, number, string | null]
@@ -972,7 +968,7 @@ export class SqliteStore implements Store {
     const actor = this.#userId(s, r.tenantId, r.actorId, false);
     if (actor === undefined || !isUuid(r.messageId)) return M_FORBIDDEN;
     if (r.clientMsgId !== undefined) {
-      const first = s.findDuplicate.get(actor, r.clientMsgId);
+      const first = s.findDuplicateRows.all<RawEventRow & { conv: number }>([r.clientMsgId, actor])[0];
       if (first !== undefined) return { status: 'duplicate', event: this.#decode(s, first.conv, first) as MessageChangeEvent | StoredMessage };
     }
     const row = f.eventById.get(uuidToBytes(r.messageId));
@@ -1321,8 +1317,9 @@ export class SqliteStore implements Store {
     // Messages stored by earlier transactions with this batch's clientMsgIds, found with one query
     // per 64 keys (a lookup each cost more than the rest of a direct message's statements).
     let earlierBatches: Map<string, RawEventRow & { conv: number }> | undefined;
+    const senders = batch.map((m) => this.#userId(s, m.tenantId, m.senderId, true));
     const keys: unknown[] = [];
-    for (const m of batch) if (m.clientMsgId !== undefined) keys.push(m.clientMsgId, this.#userId(s, m.tenantId, m.senderId, true));
+    for (let i = 0; i < batch.length; i++) if (batch[i]!.clientMsgId !== undefined) keys.push(batch[i]!.clientMsgId, senders[i]);
     if (keys.length > 0) {
       for (const row of s.findDuplicateRows.all<RawEventRow & { conv: number; sender_int: number }>(keys)) {
         (earlierBatches ??= new Map()).set(`${row.sender_int}\u0000${row.client_msg_id!}`, row);
@@ -1358,7 +1355,7 @@ export class SqliteStore implements Store {
     for (let i = 0; i < batch.length; i++) {
       const m = batch[i]!;
       const tenant = m.tenantId;
-      const sender = this.#userId(s, tenant, m.senderId, true);
+      const sender = senders[i]!;
       // Duplicate first: a retry of a stored message is answered even when the inbox is full.
       // The batch's events are inserted at its end, so its own earlier messages are found in
       // storedKeys, and earlier transactions' in earlierBatches.
