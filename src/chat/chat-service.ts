@@ -21,7 +21,7 @@ import type { Identity } from '../auth/token-verifier.js';
 import { peerKey } from './authorization.js';
 import { TimelinePublisher } from './timeline-publisher.js';
 import { toHistoryItem, toWireMessage } from './timeline-frames.js';
-import { withRequestId } from './replies.js';
+import { messageSentFrame, withRequestId } from './replies.js';
 import type { ReceiptService } from './receipt-service.js';
 
 /** Where replies to the acting user go (a session, in practice). */
@@ -107,24 +107,16 @@ export class ChatService {
       return;
     }
     const stored = outcome.message;
-    const ack = {
-      type: 'message_sent' as const,
-      id: stored.id,
-      timestamp: stored.timestamp,
-      conversationId: stored.conversationId,
-      seq: stored.seq,
-      ...(frame.clientMsgId !== undefined ? { clientMsgId: frame.clientMsgId } : {}),
-    };
     if (outcome.status === 'duplicate') {
       // Delivered when it was first stored; this answer is a reply, not a timeline event.
-      outbox.sendFrame(ack);
+      outbox.send(messageSentFrame(stored, frame.clientMsgId));
       return;
     }
     this.opts.events.stored(1);
     const own = outcome.deliveries.find((d) => d.userId === sender.userId);
     // The sending session gets `message_sent` in place of its own copy, in timeline order.
-    if (own !== undefined) outbox.replyInTimeline(own.pos, JSON.stringify({ ...ack, pos: own.pos }));
-    else outbox.sendFrame(ack);
+    if (own !== undefined) outbox.replyInTimeline(own.pos, messageSentFrame(stored, frame.clientMsgId, own.pos));
+    else outbox.send(messageSentFrame(stored, frame.clientMsgId));
     this.opts.events.publishing(stored.id, receivedAt);
     try {
       this.opts.publisher.publish(sender.tenantId, stored, outcome.deliveries);

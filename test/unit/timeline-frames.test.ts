@@ -67,6 +67,7 @@ test('optional fields are absent, never undefined-valued or null', () => {
   const group: StoredMessage = { ...message, conversationKind: 'group' };
   delete group.recipientId;
   const wire = toWireMessage(group);
+  assert.equal('type' in wire, false);
   assert.equal('recipientId' in wire, false);
   assert.equal('replyTo' in wire, false);
   assert.equal('attachments' in wire, false);
