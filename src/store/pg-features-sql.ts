@@ -17,6 +17,8 @@ export function buildFeatureSql(t: (table: string) => string) {
     target: `SELECT ${EVENT_COLUMNS}, e.sender AS sender_int FROM ${t('events')} e ${joins} WHERE e.id = $1`,
     eventById: `SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins} WHERE e.id = $1`,
     membership: `SELECT role, left_seq FROM ${t('members')} WHERE conv = $1 AND "user" = $2`,
+    /** Of these conversations, the ones the user has left, with the seq of their leaving. */
+    leftSeqs: `SELECT conv, left_seq FROM ${t('members')} WHERE "user" = $1 AND conv = ANY($2::int[]) AND left_seq IS NOT NULL`,
     insertEvent: `
       INSERT INTO ${t('events')} (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags,
         links, ts, client_msg_id)

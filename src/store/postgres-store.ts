@@ -195,7 +195,7 @@ function buildSql(t: (table: string) => string) {
       SELECT u.id, u.last_pos, u.acked_pos, (SELECT min(pos) FROM ${t('timeline')} WHERE "user" = u.id) AS first_pos
       FROM ${t('users')} u WHERE u.tenant_id = $1 AND u.user_id = $2`,
     timeline: `
-      SELECT t.pos, ${EVENT_COLUMNS} FROM ${t('timeline')} t
+      SELECT t.pos, t.conv AS tl_conv, ${EVENT_COLUMNS} FROM ${t('timeline')} t
       JOIN ${t('events')} e ON e.conv = t.conv AND e.seq = t.seq
       ${joins}
       WHERE t."user" = $1 AND t.pos > $2 AND t.pos <= $3 ORDER BY t.pos LIMIT $4`,
@@ -967,15 +967,46 @@ export class PostgresStore implements Store {
     const state = await this.#userState(tenantId, userId);
     if (state === undefined) return { entries: [], firstPos: 1, lastPos: 0 };
     const { id, lastPos, firstPos } = state;
-    const entries: TimelineEntry[] = [];
+    let entries: TimelineEntry[] = [];
     if (limit >= 1 && after < lastPos) {
-      const { rows } = await this.#pool.query<PgEventRow & { pos: string }>({
+      const { rows } = await this.#pool.query<PgEventRow & { pos: string; tl_conv: number }>({
         ...this.#sql.timeline,
         values: [id, Math.floor(after), lastPos, Math.floor(limit)],
       });
-      for (const row of rows) entries.push({ pos: Number(row.pos), event: this.#decode(row) });
+      let edited: Set<number> | undefined;
+      for (const row of rows) {
+        const event = this.#decode(row);
+        if (event.kind === 'message' && event.editedAt !== undefined && event.deletedAt === undefined) (edited ??= new Set()).add(row.tl_conv);
+        entries.push({ pos: Number(row.pos), event });
+      }
+      if (edited !== undefined) entries = await this.#timelineOfFormerMember(id, entries, rows, edited);
     }
     return { entries, firstPos, lastPos };
+  }
+
+  /**
+   * Entries of conversations the user has left show each edited message as it stood when they
+   * left, as `history` does (former-member-view.ts); one whose body of then is no longer stored is
+   * left out, and the device stream reports the hole as `timeline_pruned`. `edited`: the
+   * conversations of the page's edited messages (only those can differ).
+   */
+  async #timelineOfFormerMember(user: number, entries: TimelineEntry[], rows: readonly { tl_conv: number }[], edited: Set<number>): Promise<TimelineEntry[]> {
+    const { rows: left } = await this.#pool.query<{ conv: number; left_seq: string }>({ ...this.#fsql.leftSeqs, values: [user, [...edited]] });
+    if (left.length === 0) return entries;
+    const leftSeq = new Map(left.map((r) => [r.conv, Number(r.left_seq)]));
+    const out: TimelineEntry[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      const conv = rows[i]!.tl_conv;
+      const seq = leftSeq.get(conv);
+      if (seq === undefined) {
+        out.push(entry);
+        continue;
+      }
+      const [seen] = await this.#asSeenBy(conv, [entry.event], seq);
+      if (seen !== undefined) out.push({ pos: entry.pos, event: seen });
+    }
+    return out;
   }
 
   async syncState(tenantId: string, userId: string, deviceId?: string): Promise<SyncState> {

@@ -40,6 +40,7 @@ import type {
   AppendOptions,
   AppendOutcome,
   ConversationEvent,
+  TimelineEntry,
   ConversationListPage,
   ConversationListQuery,
   ConversationRef,
@@ -759,9 +760,29 @@ export class SqliteStore implements Store {
       const from = Math.floor(after);
       const rows = n === 0 ? [] : s.timelineSettled.all(user, from, n);
       if (rows.length < n) rows.push(...s.timelineRecent.all(user, from, n - rows.length));
-      const entries = rows.map((row) => ({ pos: row.pos, event: this.#decode(s, row.conv, row) }));
+      const entries: TimelineEntry[] = [];
+      for (const row of rows) {
+        const event = this.#asSeenByMember(s, user, row.conv, this.#decode(s, row.conv, row));
+        if (event !== undefined) entries.push({ pos: row.pos, event });
+      }
       return { entries, firstPos, lastPos };
     })();
+  }
+
+  /**
+   * A timeline entry of a conversation the user has left shows an edited message as it stood when
+   * they left, as `history` does (former-member-view.ts); undefined when that body is no longer
+   * stored (the device stream reports the hole as `timeline_pruned`).
+   */
+  #asSeenByMember(s: Statements, user: number, conv: number, event: ConversationEvent): ConversationEvent | undefined {
+    if (event.kind !== 'message' || event.editedAt === undefined || event.deletedAt !== undefined) return event;
+    const leftSeq = s.membership.get(conv, user)?.left_seq;
+    if (leftSeq === null || leftSeq === undefined) return event;
+    return asSeenByFormerMember([event], leftSeq, (messageId) => this.#editsOf(s, conv, messageId))[0];
+  }
+
+  #editsOf(s: Statements, conv: number, messageId: string): MessageEditEvent[] {
+    return s.editsOf.all(conv, uuidToBytes(messageId)).map((row) => this.#decode(s, conv, row) as MessageEditEvent);
   }
 
   async syncState(tenantId: string, userId: string, deviceId?: string): Promise<SyncState> {
@@ -827,9 +848,7 @@ export class SqliteStore implements Store {
     page.events =
       m.left_seq === null
         ? events
-        : asSeenByFormerMember(events, m.left_seq, (messageId) =>
-            s.editsOf.all(id, uuidToBytes(messageId)).map((row) => this.#decode(s, id, row) as MessageEditEvent),
-          );
+        : asSeenByFormerMember(events, m.left_seq, (messageId) => this.#editsOf(s, id, messageId));
     return page;
   }
 

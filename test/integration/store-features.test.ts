@@ -165,6 +165,20 @@ for (const make of [sqlite, postgres]) {
         assert.equal(byId.get(p.id)?.content, '', 'a later deletion still erases');
         assert.equal(typeof byId.get(p.id)?.deletedAt, 'number');
         assert.ok(!JSON.stringify(seen).includes('after b left'));
+        // Their timeline (a replay from 0, a new device) shows the same: the message whose body of
+        // then is gone leaves a hole (reported as timeline_pruned by the stream), nothing later leaks.
+        const page = await store.timeline(T, b, 0, 50);
+        const replayed = page.entries.map((e) => e.event).filter((e): e is StoredMessage => e.kind === 'message');
+        assert.deepEqual(replayed.map((e) => e.id), [m.id, p.id]);
+        assert.equal(replayed[0]!.content, 'seen by b');
+        assert.equal(replayed[1]!.content, '');
+        assert.ok(!JSON.stringify(page.entries).includes('after b left'), 'no body written after the removal');
+        const nPos = page.entries.find((e) => e.event.kind === 'message' && e.event.id === m.id)!.pos + 1;
+        assert.equal(page.entries.some((e) => e.pos === nPos), false, 'the left-out message keeps its position empty');
+        assert.ok(page.entries.some((e) => e.pos > nPos), 'the entries after it still come');
+        // A current member's timeline has the latest bodies.
+        const own = (await store.timeline(T, a, 0, 50)).entries.map((e) => e.event).filter((e): e is StoredMessage => e.kind === 'message');
+        assert.deepEqual(own.map((e) => e.content), ['written after b left', 'also after b left', '']);
         // Current members read the latest.
         const current = (await store.history(T, a, to, q))!.events.filter((e): e is StoredMessage => e.kind === 'message');
         assert.deepEqual(current.map((e) => e.content).sort(), ['', 'also after b left', 'written after b left'].sort());
