@@ -244,8 +244,12 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
           chat.typing(identity, session, frame).catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
         });
       case 'ack':
+        // Capped at what this session's stream sent: a client acking ahead (mid-replay, buggy or
+        // hostile) would move the user's resume point past events no device received.
         return request(session, undefined, () =>
-          chat.ack(identity, session.deviceId, frame.upTo).catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' })),
+          chat
+            .ack(identity, session.deviceId, Math.min(frame.upTo, session.ackablePos))
+            .catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' })),
         );
       case 'history':
         return request(session, frame.requestId, () => chat.history(identity, session, frame));

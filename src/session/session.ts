@@ -19,6 +19,8 @@ import type { TimerWheel, WheelEntry } from './timer-wheel.js';
 
 /** What the session needs from its timeline stream (src/sync/device-stream.ts). */
 export interface TimelineStream {
+  /** The last position the stream sent, or its resume point (-1 before it started). */
+  readonly lastPos: number;
   offer(pos: number, frame: string, isReply?: boolean): void;
   catchUp(): void;
   close(): void;
@@ -209,6 +211,14 @@ export class Session implements Flushable, WheelEntry {
   // ── the timeline stream ────────────────────────────────────────────────────────────────
 
   /** Attached at activation: orders this session's timeline frames (see DeviceStream). */
+  /**
+   * The highest timeline position this session can have delivered (0 before its stream started):
+   * an `ack` never covers more, so no device can acknowledge what it was never sent.
+   */
+  get ackablePos(): number {
+    return Math.max(0, this.stream?.lastPos ?? 0);
+  }
+
   attachStream(stream: TimelineStream): void {
     this.stream = stream;
   }

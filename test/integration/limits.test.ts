@@ -583,6 +583,45 @@ function limitsSuite(kind: StoreKind): void {
       assert.equal(sender.closeCode, undefined);
     });
 
+    test('an ack ahead of what the session was sent moves the position only as far as the stream went', async () => {
+      const srv = await start({
+        rateLimit: { burstLimit: 100_000, burstWindow: 1000, messagesPerMinute: 100_000, messagesPerHour: 100_000 },
+        limits: { frames: { limit: 100_000, windowMs: 1000 }, maxBufferedBytes: 256 * 1024 },
+      });
+      const sender = await authed(srv.url);
+      const sub = newUserId();
+      const N = 250;
+      for (let i = 0; i < N; i++) {
+        const { content, attachments } = maximalMessage(i);
+        sender.send({ ...chat(sub, content), attachments });
+      }
+      await sender.nthOfType('message_sent', N);
+      // A client that stops reading at auth_success: its paced replay stalls early, and it acks
+      // everything anyway (a client acking ahead, mid-replay).
+      const slow = await RawSocket.open(srv.port);
+      cleanups.push(() => slow.destroy());
+      assert.equal(await slow.upgrade('/ws', [['Origin', 'http://localhost:3000']]), 101);
+      slow.sendText(JSON.stringify({ type: 'auth', token: await token({ sub }) }));
+      await slow.until(() => slow.json().some((f) => f.type === 'auth_success'));
+      slow.socket.pause();
+      slow.sendText(JSON.stringify({ type: 'ack', upTo: N }));
+      // Once the ack frame was accepted, its write is on the user's ack tail, which the next
+      // session's resume-point read waits for (per-user Redis limits answer in command order).
+      const acksIn = async (): Promise<number> => (await srv.server.metrics.framesIn.get()).values.find((v) => v.labels.type === 'ack')?.value ?? 0;
+      await waitFor(async () => (await acksIn()) === 1, 5000, 'the ack frame to be accepted');
+      slow.destroy();
+      await waitFor(() => srv.server.stats().open === 1, 5000, 'the slow session to be gone');
+      // A new session without a device resumes from the user's acknowledged position.
+      const next = await authed(srv.url, sub);
+      const auth = next.frames.find((f) => f.type === 'auth_success')!;
+      const resumeAfter = Number(auth.resumeAfter);
+      assert.equal(auth.lastPos, N);
+      assert.ok(resumeAfter > 0 && resumeAfter < N, `the ack moved the position to ${resumeAfter}: only what was sent (< ${N}) may be acknowledged`);
+      await next.nthOfType('chat_message', N - resumeAfter);
+      const positions = next.frames.filter((f) => f.type === 'chat_message').map((f) => Number(f.pos));
+      assert.deepEqual(positions, Array.from({ length: N - resumeAfter }, (_, i) => resumeAfter + 1 + i), 'the rest is replayed');
+    });
+
     // ── proxies ────────────────────────────────────────────────────────────────────────────────
 
     test('behindProxy: X-Forwarded-For from a trusted proxy decides the IP', async () => {
