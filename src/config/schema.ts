@@ -202,6 +202,8 @@ export const ConfigSchema = z.strictObject({
       inboxReplayAttempts: positiveInt.max(10).default(3),
       /** Wait before the second read; doubled before each later one. */
       inboxReplayRetryMs: ms.default(500),
+      /** After a gap read gave up, the stream reads again by itself, the delay doubling up to this. */
+      inboxReplayMaxRetryMs: ms.default(30_000),
       /** Role → permissions. A role not listed here has none (deny by default). */
       roles: z
         .record(z.string().min(1), z.strictObject({ send: z.boolean(), read: z.boolean(), createGroup: z.boolean().default(false) }))

@@ -34,6 +34,7 @@ export interface AuthenticatorOptions {
   /** Storage reads (resume point, each timeline gap) before giving up, and the first retry delay (doubling). */
   replayAttempts: number;
   replayRetryMs: number;
+  replayMaxRetryMs: number;
   /** Timeline entries per storage read. */
   replayPageSize: number;
   /** A socket left `awaiting_auth` (for the unauthenticated-socket caps). */
@@ -121,6 +122,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     maxHeldBytes: o.maxBufferedBytes,
     readAttempts: o.replayAttempts,
     retryMs: o.replayRetryMs,
+    maxRetryMs: o.replayMaxRetryMs,
     onOverflow: (outlet) => (outlet as Session).overflow(),
     onReadFailed: o.onReplayFailed,
     onGiveUp: (outlet) => (outlet as Session).sendFrame({ type: 'error', reason: 'storage_unavailable' }),

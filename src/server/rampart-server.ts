@@ -222,6 +222,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     maxBufferedBytes: L.maxBufferedBytes,
     replayAttempts: config.chat.inboxReplayAttempts,
     replayRetryMs: config.chat.inboxReplayRetryMs,
+    replayMaxRetryMs: config.chat.inboxReplayMaxRetryMs,
     replayPageSize: config.chat.replayPageSize,
     onAuthenticated: (session) => {
       connections.authenticated(session);

@@ -27,14 +27,19 @@ export interface DeviceStreamOptions {
   drainBelow: number;
   /** Bytes of live frames that may be held while a read runs. */
   maxHeldBytes: number;
-  /** Storage reads per gap before giving up (the next gap tries again), and the first retry delay (doubling). */
+  /**
+   * Storage reads per gap before giving up for a while, and the first retry delay (doubling). After
+   * a give-up the stream tries again by itself, the delay still doubling up to `maxRetryMs`, until
+   * a read succeeds or the session closes: a quiet user's stream must not wait for the next event.
+   */
   readAttempts: number;
   retryMs: number;
+  maxRetryMs: number;
   /** Held frames passed `maxHeldBytes` (the outlet is this stream's; one options object serves a node). */
   onOverflow(outlet: PacedOutlet): void;
   /** A read failed (logged; it is retried). */
   onReadFailed(err: unknown): void;
-  /** Every attempt failed: the client is told `storage_unavailable`. */
+  /** Every attempt of a read failed (once per outage, not per retry): the client is told `storage_unavailable`. */
   onGiveUp(outlet: PacedOutlet): void;
 }
 
@@ -51,6 +56,10 @@ export class DeviceStream {
   #reading = true;
   /** A catch-up was asked for while reading. */
   #again = false;
+  /** Give-ups since the last read that succeeded, and the timer of the next try (storage outages only). */
+  #giveUps = 0;
+  #retry: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(
     private readonly outlet: PacedOutlet,
@@ -134,6 +143,9 @@ export class DeviceStream {
   close(): void {
     this.#heldMap = undefined;
     this.#heldBytes = 0;
+    this.#closed = true;
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
+    this.#retry = undefined;
   }
 
   async #readLoop(): Promise<void> {
@@ -143,7 +155,11 @@ export class DeviceStream {
       while (this.outlet.isOpen) {
         this.#again = false;
         const before = this.#lastPos;
-        if (!(await this.#readToEnd())) return;
+        if (!(await this.#readToEnd())) {
+          this.#retryLater();
+          return;
+        }
+        this.#giveUps = 0;
         this.#sendHeld();
         const gap = this.#heldMap !== undefined && this.#heldMap.size > 0;
         if (!this.#again && !gap) return;
@@ -193,13 +209,27 @@ export class DeviceStream {
       } catch (err) {
         this.options.onReadFailed(err);
         if (attempt >= readAttempts) {
-          this.options.onGiveUp(this.outlet);
+          if (this.#giveUps === 0) this.options.onGiveUp(this.outlet);
           return undefined;
         }
         await sleep(delay, undefined, { ref: false });
       }
     }
     return undefined;
+  }
+
+  /** Storage failed every attempt: read again later (the delay keeps doubling, up to maxRetryMs). */
+  #retryLater(): void {
+    const { retryMs, readAttempts, maxRetryMs } = this.options;
+    const delay = Math.min(maxRetryMs, retryMs * 2 ** Math.min(readAttempts + this.#giveUps, 30));
+    this.#giveUps++;
+    if (this.#retry !== undefined || this.#closed || !this.outlet.isOpen) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.catchUp();
+    }, delay);
+    // Housekeeping: never keeps the process alive (the session's socket does).
+    this.#retry.unref();
   }
 
   /** Send held frames that continue the stream; drop the ones it already passed. */

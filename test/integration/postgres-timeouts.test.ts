@@ -137,6 +137,25 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
     assert.deepEqual(chats(b2).map((f) => f.content), ['stays in the timeline', 'live after the outage']);
   });
 
+  test('a timeline read that keeps failing: once the database answers, the stream reads again by itself (no new event needed)', { timeout: 20_000 }, async () => {
+    const a = await authedClient(srv.url);
+    clients.push(a);
+    const quiet = newUserId();
+    const m = await reply(a, 'z1', quiet, 'for a quiet user');
+    let b!: TestClient;
+    await whileLocked(lockTable('timeline'), [], async () => {
+      b = await authedClient(srv.url, quiet);
+      clients.push(b);
+      await b.next((f) => f.type === 'error');
+    });
+    // Nobody sends anything more: the retry (inboxReplayRetryMs doubled, capped by
+    // chat.inboxReplayMaxRetryMs) brings the backlog.
+    const got = await b.next((f) => f.type === 'chat_message');
+    assert.deepEqual([got.id, got.pos], [m.id, 1]);
+    assert.equal(b.frames.filter((f) => f.type === 'error').length, 1, 'told once');
+    assert.equal(b.closeCode, undefined);
+  });
+
   test('frames without a position never precede auth_success (a typing indicator while the resume point is read)', { timeout: 20_000 }, async () => {
     const x = newUserId();
     const first = await authedClient(srv.url, x);

@@ -140,6 +140,8 @@ function stream(outlet: FakeOutlet, timeline: FakeTimeline, opts: Partial<Device
     maxHeldBytes: 1_000_000,
     readAttempts: 3,
     retryMs: 1,
+    // Long: a test that wants the stream to retry by itself sets it.
+    maxRetryMs: 3_600_000,
     onOverflow: () => calls.overflow++,
     onReadFailed: () => calls.readFailed++,
     onGiveUp: () => {
@@ -392,6 +394,46 @@ test('read failures are retried; after readAttempts the stream gives up (onGiveU
   s.offer(3, frameAt(3));
   await outlet.count(3);
   assert.deepEqual(outlet.positions(), [1, 2, 3]);
+  s.close(); // clears the retry timer armed by the give-up
+}));
+
+test('after a give-up the stream reads again by itself (a quiet user gets the backlog without a new event); onGiveUp once per outage', () => keepingAlive(async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(1, 2);
+  // Two whole rounds of attempts fail, then one more read: the third round gets through.
+  tl.failNext = 7;
+  const { s, calls } = stream(outlet, tl, { readAttempts: 3, retryMs: 1, maxRetryMs: 4 });
+  await s.start(0);
+  assert.equal(calls.giveUp, 1);
+  await outlet.count(2);
+  assert.deepEqual(outlet.positions(), [1, 2]);
+  assert.equal(calls.readFailed, 7);
+  assert.equal(calls.giveUp, 1, 'the client is told once, not at every retry');
+  // A later outage is a new one: told again.
+  tl.failNext = 3;
+  tl.append(3);
+  s.catchUp();
+  await outlet.count(3);
+  assert.equal(calls.giveUp, 2);
+  s.close();
+}));
+
+test('a closed stream stops retrying', () => keepingAlive(async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(1);
+  tl.failNext = 1000;
+  const maxRetryMs = 2;
+  const { s, calls, gaveUp } = stream(outlet, tl, { readAttempts: 2, retryMs: 1, maxRetryMs });
+  void s.start(0);
+  await gaveUp;
+  s.close();
+  const failed = calls.readFailed;
+  // The absence of a retry: ten retry periods pass without a read.
+  await new Promise((r) => setTimeout(r, 10 * maxRetryMs));
+  assert.equal(calls.readFailed, failed, 'no read after close');
+  assert.deepEqual(outlet.sent, []);
 }));
 
 test('a read that fails and then succeeds delivers everything, without onGiveUp', () => keepingAlive(async () => {
