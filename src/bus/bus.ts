@@ -9,6 +9,12 @@ export type BusHandler = (userId: string, frame: string) => void;
 export interface Bus {
   /** Start receiving frames for `userId` on this node (first local session of that user). */
   subscribe(userId: string): void;
+  /**
+   * Resolves once frames published for `userId` on any node reach this node (the subscription is
+   * confirmed); undefined when they already do, or when the bus is down (then `onResync` covers
+   * what was missed once it is back). A session reads its resume point only after this.
+   */
+  subscribed(userId: string): Promise<void> | undefined;
   /** Stop receiving for `userId` (its last local session closed). */
   unsubscribe(userId: string): void;
   /** Deliver `frame` to every session of `userId` on every node, this one included. */

@@ -19,6 +19,11 @@ export class LocalBus implements Bus {
     if (!this.closed) this.users.add(userId);
   }
 
+  /** In-process delivery is synchronous: a subscription holds at once. */
+  subscribed(_userId: string): undefined {
+    return undefined;
+  }
+
   unsubscribe(userId: string): void {
     this.users.delete(userId);
   }

@@ -97,6 +97,8 @@ export class RedisBus implements Bus {
   private lastConnectionError: Error | undefined;
   /** Replies on one connection come in order, so the last (un)subscribe settling means all did. */
   private lastSubscriptionOp: Promise<unknown> = Promise.resolve();
+  /** Users whose SUBSCRIBE Redis has not confirmed yet. */
+  private readonly confirming = new Map<string, Promise<void>>();
 
   private constructor(options: RedisBusOptions, connectTimeoutMs: number) {
     if (options.nodeId === '' || options.nodeId.includes('\n')) {
@@ -141,7 +143,20 @@ export class RedisBus implements Bus {
     const channel = this.channelPrefix + userId;
     this.users.set(userId, channel);
     this.channels.set(channel, userId);
-    this.lastSubscriptionOp = this.sub.subscribe(channel).catch((err: Error) => this.report(err, 'subscribe'));
+    const confirmed = this.sub.subscribe(channel).then(
+      () => undefined,
+      (err: Error) => this.report(err, 'subscribe'),
+    );
+    this.lastSubscriptionOp = confirmed;
+    this.confirming.set(userId, confirmed);
+    void confirmed.then(() => {
+      if (this.confirming.get(userId) === confirmed) this.confirming.delete(userId);
+    });
+  }
+
+  subscribed(userId: string): Promise<void> | undefined {
+    // Down: the resync announced when Redis is back makes every session read what it missed.
+    return this.healthy() ? this.confirming.get(userId) : undefined;
   }
 
   unsubscribe(userId: string): void {
@@ -149,6 +164,7 @@ export class RedisBus implements Bus {
     if (channel === undefined || this.closed) return;
     this.users.delete(userId);
     this.channels.delete(channel);
+    this.confirming.delete(userId);
     this.lastSubscriptionOp = this.sub
       .unsubscribe(channel)
       .catch((err: Error) => this.report(err, 'unsubscribe'));

@@ -139,8 +139,12 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     const stream = new DeviceStream(session, readTimeline, streamOptions);
     session.attachStream(stream);
     // Subscribed before the resume point is read: live frames from now on are held by the stream
-    // (it starts in reading mode), so nothing falls between the read and the subscription.
+    // (it starts in reading mode), so nothing falls between the read and the subscription. On
+    // Redis the subscription holds only once Redis confirmed it: wait for that first.
     o.sessions.add(session);
+    const confirming = o.sessions.subscribed(session.userKey);
+    if (confirming !== undefined) await confirming;
+    if (!session.isOpen) return;
     const point = await resumePoint(session, identity, resume);
     if (point === undefined) {
       // Without a resume point the stream cannot promise a gapless order: refuse, the client retries.

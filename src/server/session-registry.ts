@@ -44,6 +44,11 @@ export class SessionRegistry {
     this.observer?.added(session);
   }
 
+  /** Resolves once frames published for the user on any node reach this node (see Bus.subscribed). */
+  subscribed(userKey: string): Promise<void> | undefined {
+    return this.bus.subscribed(userKey);
+  }
+
   /** A token refresh replaced the session's identity: observers check it again. */
   refreshed(session: Session): void {
     this.observer?.refreshed?.(session);

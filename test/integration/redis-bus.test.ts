@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import type { Bus } from '../../src/bus/bus.js';
 import { RedisBus, type BusErrorSource, type RedisBusOptions } from '../../src/bus/redis-bus.js';
 import { openBus } from '../../src/bus/open-bus.js';
+import { LocalBus } from '../../src/bus/local-bus.js';
 import { startRedisProxy } from '../helpers/harness.js';
 
 const REDIS_URL = process.env.RAMPART_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -96,6 +97,26 @@ test('a frame published on node A reaches a user subscribed on node B exactly on
   assert.equal(b.stats().received, 2);
   await a.close(); // QUIT is answered after every PUBLISH, so the counts are final
   assert.equal(a.stats().published, 2);
+});
+
+test('subscribed(user) resolves once Redis confirmed the subscription: a frame published right after reaches the node', async () => {
+  const { a, b } = await nodes();
+  const inB = new Inbox(b);
+  assert.equal(b.subscribed('carol'), undefined, 'not subscribed: nothing to wait for');
+  b.subscribe('carol');
+  const confirming = b.subscribed('carol');
+  assert.ok(confirming instanceof Promise, 'a subscription Redis has not confirmed yet is waited for');
+  assert.equal(b.subscribed('carol'), confirming, 'every session of the user waits for the same confirmation');
+  await confirming;
+  assert.equal(b.subscribed('carol'), undefined, 'confirmed: no wait');
+  // Published by another node the moment the wait is over (no settling of anything else): it arrives.
+  a.publish('carol', 'right after');
+  await inB.got('carol', 'right after');
+  // An unsubscribe while unconfirmed drops the wait.
+  b.subscribe('dave');
+  b.unsubscribe('dave');
+  assert.equal(b.subscribed('dave'), undefined);
+  assert.equal(new LocalBus().subscribed('x'), undefined, 'in-process: always holds at once');
 });
 
 test('a user subscribed on both nodes gets the frame once on each, the publisher included', async () => {
