@@ -2,6 +2,10 @@
  * Readiness (`/readyz`, and the `rampart_storage_up` / `rampart_bus_up` gauges): not ready while
  * draining, while Redis is configured and unreachable, or while storage does not answer a ping
  * within `storageTimeoutMs`.
+ *
+ * `/readyz` is public, so a flood of it must not become a flood of storage pings (each would take
+ * a pooled PostgreSQL connection from the chat): one ping runs at a time, every caller meanwhile
+ * shares it, and its answer stands for `storageCacheMs` after it settles.
  */
 export interface ReadinessOptions {
   ping(): Promise<void>;
@@ -9,6 +13,10 @@ export interface ReadinessOptions {
   busUp(): boolean;
   draining(): boolean;
   storageTimeoutMs: number;
+  /** How long a ping's answer is reused (default 1000 ms). */
+  storageCacheMs?: number;
+  /** Monotonic clock in ms (tests may pin it). */
+  now?: () => number;
 }
 
 export interface Readiness {
@@ -17,7 +25,12 @@ export interface Readiness {
 }
 
 export function createReadiness(o: ReadinessOptions): Readiness {
-  const storageUp = async (): Promise<boolean> => {
+  const now = o.now ?? performance.now.bind(performance);
+  const cacheMs = o.storageCacheMs ?? 1000;
+  let inFlight: Promise<boolean> | undefined;
+  let answer: { up: boolean; at: number } | undefined;
+
+  const ping = async (): Promise<boolean> => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), o.storageTimeoutMs);
@@ -27,6 +40,14 @@ export function createReadiness(o: ReadinessOptions): Readiness {
     } finally {
       clearTimeout(timer);
     }
+  };
+  const storageUp = (): Promise<boolean> => {
+    if (answer !== undefined && now() - answer.at < cacheMs) return Promise.resolve(answer.up);
+    return (inFlight ??= ping().then((up) => {
+      answer = { up, at: now() };
+      inFlight = undefined;
+      return up;
+    }));
   };
   return {
     storageUp,
