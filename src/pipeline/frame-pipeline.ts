@@ -1,7 +1,7 @@
 /**
  * The message pipeline. Every frame crosses it in design.md's order:
  *
- *   size (ws maxPayload; pre-auth cap here) → frame budget → JSON parse → schema →
+ *   size (ws maxPayload; the pre-auth cap in Session, on arrival) → frame budget → JSON parse → schema →
  *   per-type rate limit → authorization → content policy → sanitize → handler
  *
  * Each step returns the next value or a `Rejection`; `Session.reject` turns a rejection into one
@@ -39,7 +39,6 @@ export interface PipelineRules {
 }
 
 export interface FramePipelineOptions {
-  maxPreAuthMessageSize: number;
   contentPolicy: ContentPolicy;
   roles: RolePolicy;
   rules: PipelineRules;
@@ -91,7 +90,6 @@ const UNKNOWN_TYPE = reply('unknown_type', { type: 'error', reason: 'unknown_typ
 const BINARY = reply('binary_frame', { type: 'error', reason: 'binary_not_supported' });
 const FORBIDDEN = reply('forbidden', { type: 'error', reason: 'forbidden' });
 const TYPING_DROPPED = drop('typing_throttled');
-const PRE_AUTH_TOO_BIG = closeWith('pre_auth_too_large', CloseCode.MESSAGE_TOO_BIG);
 const NOT_AUTHENTICATED = closeWith('not_authenticated', CloseCode.NOT_AUTHENTICATED);
 
 function rateLimited(decision: Extract<RateDecision, { allowed: false }>, clientMsgId?: string, requestId?: string): Rejection {
@@ -149,7 +147,6 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
 
   function beforeAuth(session: Session, data: Buffer, isBinary: boolean): void | Promise<void> {
     if (session.state === 'authenticating') return session.reject(NOT_AUTHENTICATED);
-    if (data.length > o.maxPreAuthMessageSize) return session.reject(PRE_AUTH_TOO_BIG);
     if (isBinary) return session.reject(NOT_AUTHENTICATED);
     const frame = decode(data);
     if (frame instanceof Rejection || frame.type !== 'auth') return session.reject(NOT_AUTHENTICATED);

@@ -233,7 +233,6 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     access: admin.control.policy,
   });
   const handleFrame = createFramePipeline({
-    maxPreAuthMessageSize: config.maxPreAuthMessageSize,
     contentPolicy: config.chat.contentPolicy,
     roles: { roles: config.chat.roles, defaultRole: config.chat.defaultRole },
     rules: rateRules(config),
@@ -276,6 +275,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     heartbeatTimeout: config.heartbeatTimeout,
     maxBufferedBytes: L.maxBufferedBytes,
     maxQueuedFrames: L.maxQueuedFrames,
+    maxPreAuthMessageSize: config.maxPreAuthMessageSize,
     maxViolations: L.maxViolations,
     violationWindowMs: L.violationWindowMs,
   };

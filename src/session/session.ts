@@ -34,6 +34,8 @@ export interface SessionTimings {
   heartbeatTimeout: number;
   maxBufferedBytes: number;
   maxQueuedFrames: number;
+  /** Frames before the session is active are refused above this size, before they are queued. */
+  maxPreAuthMessageSize: number;
   maxViolations: number;
   violationWindowMs: number;
 }
@@ -56,6 +58,7 @@ let nextSessionId = 1;
 type QueuedFrame = { data: Buffer; isBinary: boolean };
 /** Shared, immutable: the rejection for a session whose frame queue overflowed. */
 const QUEUE_OVERFLOW = closeWith('queue_overflow', CloseCode.RATE_LIMIT_ABUSE);
+const PRE_AUTH_TOO_BIG = closeWith('pre_auth_too_large', CloseCode.MESSAGE_TOO_BIG);
 const AUTH_TIMEOUT = closeWith('auth_timeout', CloseCode.AUTH_TIMEOUT);
 const TOKEN_EXPIRED = closeWith('token_expired', CloseCode.TOKEN_EXPIRED, { type: 'auth_failure', reason: 'token_expired' });
 
@@ -144,6 +147,12 @@ export class Session implements Flushable, WheelEntry {
     if (this.state === 'closing') return;
     // With default binaryType ws hands us one Buffer per message.
     const buf = data as Buffer;
+    // Checked on arrival, not at dispatch: frames sent while the token is being verified wait in
+    // the queue, and an unauthenticated socket must not park maxQueuedFrames × maxMessageSize there.
+    if (this.state !== 'active' && buf.length > this.timings.maxPreAuthMessageSize) {
+      this.reject(PRE_AUTH_TOO_BIG);
+      return;
+    }
     if (this.busy) {
       const queue = (this.queue ??= []);
       if (queue.length >= this.timings.maxQueuedFrames) {

@@ -27,7 +27,7 @@ import {
   type Frame,
 } from '../helpers/harness.js';
 import type { RampartConfigInput } from '../../src/config/schema.js';
-import { RawSocket } from '../helpers/raw-ws.js';
+import { RawSocket, encodeFrame } from '../helpers/raw-ws.js';
 import { DEFAULT_TENANT } from '../../src/auth/token-verifier.js';
 
 type StoreKind = 'memory' | 'redis';
@@ -512,6 +512,19 @@ function limitsSuite(kind: StoreKind): void {
       a.send(chat(b.userId, big));
       await a.nextOfType('message_sent');
       assert.equal((await b.nextOfType('chat_message')).content, big);
+    });
+
+    test('pre-auth frame cap on arrival: a large frame sent behind the auth frame (queued while the token is checked) closes 1009', async () => {
+      const srv = await start({ maxPreAuthMessageSize: 1024 });
+      const sub = newUserId();
+      const raw = await RawSocket.open(srv.port);
+      cleanups.push(() => raw.destroy());
+      assert.equal(await raw.upgrade('/ws', [['Origin', 'http://localhost:3000']]), 101);
+      // One write: the second frame arrives while the first (auth) is still being handled.
+      const big = JSON.stringify(chat(newUserId(), 'x'.repeat(2000)));
+      raw.write(Buffer.concat([encodeFrame(JSON.stringify({ type: 'auth', token: await token({ sub }) })), encodeFrame(big)]));
+      assert.equal(await raw.closeCode(), 1009);
+      assert.equal(raw.json().some((f) => f.type === 'message_sent'), false, 'the queued frame was never handled');
     });
 
     // ── back-pressure ──────────────────────────────────────────────────────────────────────────
