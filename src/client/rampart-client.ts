@@ -13,7 +13,7 @@ import { systemClock, TimerSlot, type Clock } from './clock.js';
 import { Emitter, type Listener } from './emitter.js';
 import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
 import { PosTracker, RecentIds } from './pos-tracker.js';
-import { attachmentsProblem, contentProblem, isUuid } from './outgoing-checks.js';
+import { attachmentsProblem, clientMsgIdProblem, contentProblem, isUuid, requestProblem } from './outgoing-checks.js';
 import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
@@ -130,7 +130,16 @@ export class RampartClient {
   private attempt = 0;
   private ackedPos = 0;
   private savedPos = -1;
+  /** Sends wait until then (ms): the user's message budget, or the connection's frame budget. */
   private sendPausedUntil = 0;
+  /**
+   * Every frame the SDK can hold back (sends, requests, acks, typing) waits until then (ms): the
+   * server dropped a frame without naming it and asked for a wait (see `framesDropped`). Sending
+   * before it would only be refused again, each refusal a strike towards close 4029.
+   */
+  private framesPausedUntil = 0;
+  /** A token refresh (`auth`) on the open socket not yet answered by `auth_success`. */
+  private refreshUnanswered = false;
   /** The current socket delivered a frame since the last liveness check: any frame proves it alive. */
   private heard = false;
   /** Facts about the current socket, read when it closes. */
@@ -211,6 +220,9 @@ export class RampartClient {
   /**
    * Sends a chat message to a conversation (direct or group) or, before a direct conversation
    * exists, to a user; resolves once it is durably stored (resent across reconnects until then).
+   * A message the server could only refuse (a field out of the protocol's bounds, a `clientMsgId`
+   * that is not 1..64 printable ASCII) rejects at once with `SendError('validation_failed')` and a
+   * `detail`: the server's refusal would name no `clientMsgId`, so it could never be matched.
    */
   sendMessage(target: Target, message: string | OutgoingMessage, opts: { clientMsgId?: string } = {}): Promise<SendReceipt> {
     const body = typeof message === 'string' ? { content: message } : message;
@@ -238,16 +250,30 @@ export class RampartClient {
     return this.enqueue(opts.clientMsgId, (id) => this.queue.addChange(id, messageId), isUuid(messageId) ? undefined : 'messageId: a UUID');
   }
 
-  /** Typing indicators are not queued: false when not connected. */
+  /**
+   * Typing indicators are not queued: false when not connected, or while the server asked for a
+   * wait (its frame budget): one more frame then would only be refused.
+   */
   setTyping(target: Target, isTyping: boolean): boolean {
+    if (this.clock.now() < this.framesPausedUntil) return false;
     return this.transmit({ type: 'typing_indicator', ...target, isTyping });
   }
 
+  // Requests (history … endSession) resolve with the reply, or reject with a RequestError. One
+  // whose fields are out of the protocol's bounds (`limit`, a group `name`, a member list, an id
+  // that is not a UUID, …) rejects at once with `validation_failed` and a `detail`, and nothing is
+  // sent: the server's refusal would carry no `requestId`, and the promise would wait for its
+  // timeout. After a refusal that names no frame (the frame budget, a failed limiter), reads are
+  // asked again after the server's wait and changes fail with `unconfirmed` (requests.ts).
+
   history(query: ({ conversationId: string } | { peerId: string }) & { beforeSeq?: number; limit?: number }): Promise<HistoryReply> {
-    return this.request({ type: 'history', ...query }) as Promise<unknown> as Promise<HistoryReply>;
+    // The frame names only the fields the protocol has (strict: any other key is refused unnamed).
+    const q = query as { conversationId?: string; peerId?: string; beforeSeq?: number; limit?: number };
+    const frame = { type: 'history', conversationId: q.conversationId, peerId: q.peerId, beforeSeq: q.beforeSeq, limit: q.limit };
+    return this.request(frame) as Promise<unknown> as Promise<HistoryReply>;
   }
   listConversations(query: { limit?: number; before?: string } = {}): Promise<ConversationsReply> {
-    return this.request({ type: 'list_conversations', ...query }) as Promise<unknown> as Promise<ConversationsReply>;
+    return this.request({ type: 'list_conversations', limit: query.limit, before: query.before }) as Promise<unknown> as Promise<ConversationsReply>;
   }
   createGroup(name: string, memberIds: string[]): Promise<GroupReply> {
     return this.group({ type: 'create_group', name, memberIds });
@@ -301,7 +327,7 @@ export class RampartClient {
   /** Stops for good: no timer, socket or listener is left behind. Unconfirmed sends reject with `closed`. */
   close(): void {
     if (this.currentState === 'closed') return;
-    this.flushAck(); // acknowledges and persists the last processed position
+    this.flushAck(true); // acknowledges and persists the last processed position
     this.stop('closed', false);
   }
 
@@ -364,6 +390,7 @@ export class RampartClient {
     if (this.currentState === 'closed') return;
     this.token = token;
     this.socketFacts = {};
+    this.refreshUnanswered = false;
     let ws: WebSocketLike;
     try {
       ws = this.factory(this.options.url);
@@ -411,7 +438,7 @@ export class RampartClient {
     this.timers.refresh.stop();
     this.timers.sends.stop();
     this.timers.liveness.stop();
-    this.flushAck(); // persists; the ack itself cannot go out any more
+    this.flushAck(true); // persists; the ack itself cannot go out any more
     this.requests.disconnected();
     // Over the server's maxMessageSize (1009): what was in flight would close every socket it is
     // resent on — refuse it instead.
@@ -536,7 +563,10 @@ export class RampartClient {
   }
 
   private onAuthSuccess(f: Frame): void {
-    if (this.currentState !== 'authenticating') return; // the answer to a token refresh
+    if (this.currentState !== 'authenticating') {
+      this.refreshUnanswered = false; // the answer to a token refresh
+      return;
+    }
     this.timers.connect.stop();
     const resumeAfter = Number(f.resumeAfter ?? 0);
     const lastPos = Number(f.lastPos ?? resumeAfter);
@@ -557,8 +587,7 @@ export class RampartClient {
     this.readyWaiter?.resolve();
     if (this.stopped()) return;
     if (this.tracker.pos > 0) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
-    this.pumpSends();
-    this.requests.flush((frame) => this.transmit(frame));
+    this.pump();
   }
 
   /**
@@ -656,7 +685,7 @@ export class RampartClient {
     }
     if (sent.pos !== undefined) this.processed();
     if (sent.clientMsgId !== undefined) this.queue.confirm({ id: sent.id, clientMsgId: sent.clientMsgId, conversationId: sent.conversationId, seq: sent.seq, timestamp: sent.timestamp });
-    this.pumpSends();
+    this.pump();
   }
 
   /** The answer to an edit or delete: confirms the queued change (a repeat finds nothing queued). */
@@ -671,7 +700,7 @@ export class RampartClient {
         conversationId: String(f.conversationId),
         ...(typeof f.seq === 'number' ? { seq: f.seq } : {}),
       });
-    if (confirmed) this.pumpSends();
+    if (confirmed) this.pump();
     else this.requests.answer(f);
   }
 
@@ -684,22 +713,62 @@ export class RampartClient {
         this.queue.rateLimited(clientMsgId, wait, now);
         this.sendPausedUntil = Math.max(this.sendPausedUntil, now + wait);
       } else {
-        this.queue.failed(clientMsgId, String(f.reason), now, backoffDelay(1, this.backoff, this.random) + this.backoff.baseMs);
+        this.queue.failed(clientMsgId, String(f.reason), now, this.retryDelay());
       }
-      this.pumpSends();
+      this.pump();
       return;
     }
     if (this.requests.answer(f)) return;
-    if (f.type === 'rate_limited' && clientMsgId === undefined) {
-      // The connection's frame budget: the server dropped frames unread, sends among them. Every
-      // send in flight goes again after `retryAfter` (a repeat is answered as a duplicate).
-      const now = this.clock.now();
-      const wait = Math.max(0, Number(f.retryAfter) || 0);
-      this.queue.rateLimitedAll(wait, now);
-      this.sendPausedUntil = Math.max(this.sendPausedUntil, now + wait);
-      this.pumpSends();
-    }
+    if (clientMsgId === undefined && f.requestId === undefined) this.onUnnamedRefusal(f);
     this.events.emit('error', { reason: String(f.reason), ...(f.details !== undefined ? { details: f.details } : {}) });
+  }
+
+  /**
+   * A refusal that names no frame. The frame budget (`rate_limited frame_limit`; also the user's
+   * request budget refusing an `ack`, which carries no `requestId`) and a failed limiter or handler
+   * (`error internal_error`) dropped one of our frames unread, we cannot tell which: everything
+   * that may have been it goes again after the wait (`framesDropped`). `error storage_unavailable`
+   * without ids answers an `ack` (or a typing indicator, or the server's own replay): the ack is
+   * sent again. A `validation_failed` is not retried: it would be refused again, and the SDK checks
+   * what it sends against the same bounds first (outgoing-checks.ts).
+   */
+  private onUnnamedRefusal(f: Frame): void {
+    if (f.type === 'rate_limited') this.framesDropped(Math.max(0, Number(f.retryAfter) || 0));
+    else if (f.reason === ErrorReason.INTERNAL) this.framesDropped(this.retryDelay());
+    else if (f.reason === ErrorReason.STORAGE_UNAVAILABLE) this.ackAgain(this.retryDelay());
+  }
+
+  /**
+   * The server dropped one of our frames unread and wants `wait` ms before the next. Nothing goes
+   * out until then; after it: sends in flight go again (their `clientMsgId` makes a repeat
+   * harmless), repeatable requests are asked again and changes fail with `unconfirmed` unless
+   * answered (requests.ts), the latest ack is sent again (cumulative, so always safe), and an
+   * unanswered token refresh is made again (else the session would end at the old token's `exp`).
+   */
+  private framesDropped(wait: number): void {
+    const now = this.clock.now();
+    this.framesPausedUntil = Math.max(this.framesPausedUntil, now + wait);
+    this.queue.resendInFlight(wait, now);
+    this.requests.maybeDropped(wait);
+    this.ackAgain(wait);
+    if (this.refreshUnanswered) this.timers.refresh.start(wait, () => void this.refreshToken());
+    this.pump();
+  }
+
+  /**
+   * Acks are never answered: after a refusal that may have been an ack's, none is known to have
+   * arrived, and the position is acknowledged again after `wait` (`ack {upTo}` is cumulative and
+   * idempotent) instead of only when it next moves.
+   */
+  private ackAgain(wait: number): void {
+    if (this.ackedPos === 0) return; // nothing acknowledged on this socket yet
+    this.ackedPos = 0;
+    this.timers.ack.start(wait, () => this.flushAck());
+  }
+
+  /** A server-side failure's retry delay (no `retryAfter` given): jittered, about one backoff base. */
+  private retryDelay(): number {
+    return backoffDelay(1, this.backoff, this.random) + this.backoff.baseMs;
   }
 
   // ── acks and persistence ──
@@ -716,10 +785,15 @@ export class RampartClient {
     else if (!this.timers.ack.active) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
   }
 
-  private flushAck(): void {
+  /** Acknowledges the position, unless the server asked for a wait (then after it); `now`: regardless (closing). */
+  private flushAck(now = false): void {
     this.timers.ack.stop();
     const pos = this.tracker.pos;
-    if (pos > this.ackedPos && this.transmit({ type: 'ack', upTo: pos })) this.ackedPos = pos;
+    const wait = this.framesPausedUntil - this.clock.now();
+    if (pos > this.ackedPos) {
+      if (wait > 0 && !now) this.timers.ack.start(wait, () => this.flushAck());
+      else if (this.transmit({ type: 'ack', upTo: pos })) this.ackedPos = pos;
+    }
     this.persist();
   }
 
@@ -736,12 +810,18 @@ export class RampartClient {
 
   // ── sends, requests, refresh ──
 
-  private pumpSends(): void {
+  /** Puts due requests and sends on the wire, each after its wait; a timer comes back for the rest. */
+  private pump(): void {
     this.timers.sends.stop();
     if (this.currentState !== 'open') return;
     const now = this.clock.now();
+    if (now < this.framesPausedUntil) {
+      this.timers.sends.start(this.framesPausedUntil - now, () => this.pump());
+      return;
+    }
+    this.requests.flush((f) => this.transmit(f));
     if (now < this.sendPausedUntil) {
-      this.timers.sends.start(this.sendPausedUntil - now, () => this.pumpSends());
+      this.timers.sends.start(this.sendPausedUntil - now, () => this.pump());
       return;
     }
     const maxInFlight = this.options.maxInFlightSends ?? 8;
@@ -753,18 +833,19 @@ export class RampartClient {
       inFlight++;
     }
     const next = this.queue.nextDue();
-    if (next !== undefined && next > now && inFlight < maxInFlight) this.timers.sends.start(next - now, () => this.pumpSends());
+    if (next !== undefined && next > now && inFlight < maxInFlight) this.timers.sends.start(next - now, () => this.pump());
   }
 
   /** Queues a message or change under its idempotency key (generated unless given). */
-  private enqueue<T>(given: string | undefined, add: (clientMsgId: string) => Promise<T>, problem?: string): Promise<T> {
-    const clientMsgId = given ?? newClientMsgId(this.clock.now());
-    // Never queued: the server could only refuse it (and would, on every reconnect).
-    if (problem !== undefined) return Promise.reject(new SendError(ErrorReason.VALIDATION_FAILED, clientMsgId, problem));
+  private enqueue<T>(given: string | undefined, add: (clientMsgId: string) => Promise<T>, fieldProblem?: string): Promise<T> {
+    const clientMsgId = given === undefined ? newClientMsgId(this.clock.now()) : given;
+    // Never queued: the server could only refuse it, naming no clientMsgId (and would, on every reconnect).
+    const problem = (given === undefined ? undefined : clientMsgIdProblem(given)) ?? fieldProblem;
+    if (problem !== undefined) return Promise.reject(new SendError(ErrorReason.VALIDATION_FAILED, String(clientMsgId), problem));
     if (this.currentState === 'closed') return Promise.reject(new SendError('closed', clientMsgId));
     if (this.queue.has(clientMsgId)) return Promise.reject(new SendError('duplicate_client_msg_id', clientMsgId));
     const promise = add(clientMsgId);
-    this.pumpSends();
+    this.pump();
     return promise;
   }
 
@@ -774,9 +855,12 @@ export class RampartClient {
   }
 
   private request(frame: Record<string, unknown>): Promise<Record<string, unknown>> {
+    // Never sent: the server could only refuse it, naming no requestId (the promise would wait for its timeout).
+    const problem = requestProblem(frame);
+    if (problem !== undefined) return Promise.reject(new RequestError(ErrorReason.VALIDATION_FAILED, undefined, problem));
     if (this.currentState === 'closed') return Promise.reject(new RequestError('closed'));
     const promise = this.requests.add(frame);
-    this.requests.flush((f) => this.transmit(f));
+    this.pump();
     return promise;
   }
 
@@ -799,7 +883,7 @@ export class RampartClient {
     }
     if (this.ws !== ws || this.currentState !== 'open') return;
     this.token = token;
-    this.transmit({ type: 'auth', token });
+    if (this.transmit({ type: 'auth', token })) this.refreshUnanswered = true;
     this.scheduleRefresh();
   }
 }

@@ -2,23 +2,56 @@
  * Request/reply over the socket by `requestId` (history, conversation lists, group changes, read
  * receipts). A request waits for the socket if it is not open; one in flight when the socket
  * drops is rejected (a group change may or may not have happened — the timeline will tell).
+ *
+ * Some refusals name no frame: the connection's frame budget (`rate_limited frame_limit`) and a
+ * failed limiter (`error internal_error`) are decided before the frame is read, so they carry no
+ * `requestId`, and any request on the wire may be the one the server dropped. Such a request is
+ * never left to run into the timeout (`maybeDropped`):
+ * - a read (`history`, `list_conversations`, `presence`, `list_sessions`) and `read` (its position
+ *   never moves backwards) are repeatable — asking again, or late, changes nothing — so they go
+ *   out again once the server's wait is over, under the same `requestId`; if the first one was
+ *   answered after all, the repeat's answer finds nothing waiting and is dropped;
+ * - a change (`create_group`, member changes, `rename_group`, `set_role`, `set_presence`,
+ *   `end_session`) is not: a repeat could create a second group, or undo a later change made in
+ *   between. It keeps waiting for its answer (it may have been accepted: its answer comes once the
+ *   server did the work), but only for `UNCONFIRMED_AFTER_MS` (or the server's wait, if longer);
+ *   then it fails with `unconfirmed`: it may or may not have happened, as after a drop.
  */
 import type { Clock, TimerHandle } from './clock.js';
 
 export class RequestError extends Error {
   constructor(
+    /**
+     * The server's error reason; or `rate_limited` (see `retryAfter`), `timeout`, `disconnected`,
+     * `closed`; `unconfirmed` (a change the server may have dropped unread, see above: look before
+     * repeating it); `validation_failed` found before sending (see `detail`; nothing was sent).
+     */
     readonly reason: string,
     /** Set for `rate_limited`: when the request may be tried again (ms). */
     readonly retryAfter?: number,
+    /** For `validation_failed` found before sending: which field, and the rule (never its value). */
+    readonly detail?: string,
   ) {
-    super(`request failed: ${reason}`);
+    super(`request failed: ${reason}${detail === undefined ? '' : ` (${detail})`}`);
     this.name = 'RequestError';
   }
 }
 
+/**
+ * How long a change the server may have dropped unread still waits for its answer (ms). An
+ * accepted change is answered once storage did the work — milliseconds, seldom a second — so an
+ * answer this late means the frame was most likely the one dropped.
+ */
+export const UNCONFIRMED_AFTER_MS = 2000;
+
+/** Requests that can be sent twice, or late, without changing anything (see the module comment). */
+const REPEATABLE: ReadonlySet<unknown> = new Set(['history', 'list_conversations', 'presence', 'list_sessions', 'read']);
+
 interface PendingRequest {
   frame: Record<string, unknown>;
   sent: boolean;
+  /** When it fails with `timeout` (clock ms): `maybeDropped` never moves this later. */
+  deadline: number;
   timer: TimerHandle;
   resolve(reply: Record<string, unknown>): void;
   reject(err: RequestError): void;
@@ -42,7 +75,8 @@ export class Requests {
     const requestId = `r${(++this.counter).toString(36)}`;
     return new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = this.clock.setTimeout(() => this.settle(requestId, new RequestError('timeout')), this.timeoutMs);
-      this.pending.set(requestId, { frame: { ...frame, requestId }, sent: false, timer, resolve, reject });
+      const deadline = this.clock.now() + this.timeoutMs;
+      this.pending.set(requestId, { frame: { ...frame, requestId }, sent: false, deadline, timer, resolve, reject });
     });
   }
 
@@ -63,7 +97,29 @@ export class Requests {
     return true;
   }
 
-  /** The socket dropped: requests already sent are failed (not replayed blindly). */
+  /**
+   * The server dropped a frame without naming it; `waitMs` is how long it asked us to wait. The
+   * caller holds `flush` back until then. Repeatable requests on the wire go out again with the
+   * next flush; changes fail with `unconfirmed` unless answered within max(`waitMs`, `UNCONFIRMED_AFTER_MS`).
+   */
+  maybeDropped(waitMs: number): void {
+    const now = this.clock.now();
+    for (const [id, p] of this.pending) {
+      if (!p.sent) continue;
+      if (REPEATABLE.has(p.frame.type)) {
+        p.sent = false;
+        continue;
+      }
+      const at = Math.min(p.deadline, now + Math.max(waitMs, UNCONFIRMED_AFTER_MS));
+      this.clock.clearTimeout(p.timer);
+      p.timer = this.clock.setTimeout(() => this.settle(id, at < p.deadline ? new RequestError('unconfirmed') : new RequestError('timeout')), at - now);
+    }
+  }
+
+  /**
+   * The socket dropped: requests already sent are failed (not replayed blindly). A repeatable one
+   * waiting to go out again (`maybeDropped`) is not on the wire: it goes out on the next socket.
+   */
   disconnected(): void {
     for (const [id, p] of this.pending) if (p.sent) this.settle(id, new RequestError('disconnected'));
   }

@@ -159,8 +159,13 @@ export class SendQueue {
     p.reject(new SendError(reason, clientMsgId));
   }
 
-  /** The connection's frame budget dropped what was in flight: all of it goes again after the wait. */
-  rateLimitedAll(retryAfterMs: number, now: number): void {
+  /**
+   * The server dropped a frame without naming it (the connection's frame budget, a failed
+   * limiter): any send in flight may be the one, so all of them go again after the wait. Never a
+   * duplicate: the server answers a repeated `clientMsgId` with the first one's `id` (and no
+   * `pos`), and the send is settled by whichever answer comes first.
+   */
+  resendInFlight(retryAfterMs: number, now: number): void {
     for (const p of this.pending.values()) {
       if (!p.inFlight) continue;
       p.inFlight = false;

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
 import { SendError } from '../../src/client/send-queue.js';
+import { RequestError } from '../../src/client/requests.js';
 import { MemorySyncStore } from '../../src/client/sync-store.js';
 import type { TimelineMessage, SentEvent } from '../../src/client/events.js';
 import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-env.js';
@@ -746,4 +747,247 @@ test('a store that never loads: after storeLoadAttempts the client goes on as a 
   assert.deepEqual(again.clock.pending, [], 'no retry timer left');
   await again.clock.advance(60_000);
   assert.equal(again.sockets.length, 0);
+});
+
+// ── refusals that name no frame, and frames the server could only refuse ──
+
+/** How a promise stands once pending callbacks ran, without moving the clock: settled, or 'pending'. */
+async function standing<T>(p: Promise<T>): Promise<{ value: T } | { error: unknown } | 'pending'> {
+  return Promise.race([p.then((value) => ({ value }), (error: unknown) => ({ error })), settle().then(() => 'pending' as const)]);
+}
+
+for (const [what, refusal, wait] of [
+  ['rate_limited frame_limit (the frame budget, or the request budget refusing an ack)', { type: 'rate_limited', reason: 'frame_limit', retryAfter: 300 }, 300],
+  ['error storage_unavailable', { type: 'error', reason: 'storage_unavailable' }, 2000],
+  ['error internal_error (a failed limiter)', { type: 'error', reason: 'internal_error' }, 2000],
+] as const) {
+  test(`an ack answered by ${what}, naming no frame, is sent again after ${wait} ms though pos did not move`, async () => {
+    const env = setup({ ackDelayMs: 100, pingIntervalMs: 0 });
+    const errors: string[] = [];
+    env.client.on('error', (e) => errors.push(e.reason));
+    void env.client.connect();
+    await env.accept(0, 2);
+    env.last().receive(msg(1));
+    env.last().receive(msg(2));
+    await env.clock.advance(100);
+    assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 2 }]);
+    env.last().receive(refusal);
+    assert.deepEqual(errors, [refusal.reason], 'still reported');
+    await env.clock.advance(wait - 1);
+    assert.equal(env.last().framesOf('ack').length, 1, 'nothing before the wait');
+    await env.clock.advance(1);
+    assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 2 }, { type: 'ack', upTo: 2 }]);
+    await env.clock.advance(60_000);
+    assert.equal(env.last().framesOf('ack').length, 2, 'once');
+    env.client.close();
+  });
+}
+
+test('during the frame budget wait nothing goes out; events processed meanwhile are acknowledged when it ends', async () => {
+  const env = setup({ ackDelayMs: 100, ackEvery: 1 });
+  void env.client.connect();
+  await env.accept(0, 3);
+  env.last().receive(msg(1));
+  assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 1 }]);
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 400 });
+  env.last().receive(msg(2));
+  env.last().receive(msg(3));
+  assert.equal(env.client.setTyping({ conversationId: CONV }, true), false, 'a typing indicator would only be refused');
+  const list = env.client.listConversations();
+  await env.clock.advance(399);
+  assert.equal(env.last().framesOf('ack').length, 1);
+  assert.equal(env.last().framesOf('list_conversations').length, 0, 'a request made during the wait waits too');
+  await env.clock.advance(1);
+  assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 1 }, { type: 'ack', upTo: 3 }]);
+  assert.equal(env.last().framesOf('list_conversations').length, 1);
+  assert.equal(env.client.setTyping({ conversationId: CONV }, true), true);
+  env.last().receive({ type: 'conversations', conversations: [], requestId: env.last().framesOf('list_conversations')[0]!.requestId });
+  assert.deepEqual((await list).conversations, []);
+  env.client.close();
+});
+
+test('requests in flight at a refusal naming no frame: reads are asked again after the wait, changes fail with unconfirmed in 2 s, not at the 15 s timeout', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const hist = env.client.history({ conversationId: CONV, limit: 10 });
+  const list = env.client.listConversations();
+  const group = env.client.createGroup('g', [PEER]);
+  const rename = env.client.renameGroup(CONV, 'new name');
+  const [h1, l1, r1] = [env.last().framesOf('history')[0]!, env.last().framesOf('list_conversations')[0]!, env.last().framesOf('rename_group')[0]!];
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 500 });
+  // The list and the rename were not the dropped frames: their answers come, and they resolve.
+  env.last().receive({ type: 'conversations', conversations: [], requestId: l1.requestId });
+  env.last().receive({ type: 'group_updated', conversationId: CONV, changed: true, seq: 4, requestId: r1.requestId });
+  assert.deepEqual(await rename, { conversationId: CONV, changed: true, seq: 4 });
+  await env.clock.advance(499);
+  assert.equal(env.last().framesOf('history').length, 1, 'nothing before retryAfter');
+  await env.clock.advance(1);
+  assert.deepEqual(env.last().framesOf('history'), [h1, h1], 'the read is asked again, under the same requestId');
+  assert.equal(env.last().framesOf('list_conversations').length, 1, 'an answered request is not');
+  assert.equal(env.last().framesOf('create_group').length, 1, 'a change is never repeated (a second group)');
+  env.last().receive({ type: 'history', conversationId: CONV, messages: [], requestId: h1.requestId });
+  env.last().receive({ type: 'history', conversationId: CONV, messages: [msg(9)], requestId: h1.requestId }); // a second answer: dropped
+  assert.deepEqual((await hist).messages, []);
+  assert.deepEqual((await list).conversations, []);
+  await env.clock.advance(1499);
+  assert.equal(await standing(group), 'pending', 'a change may still be answered');
+  await env.clock.advance(1);
+  const outcome = await standing(group);
+  assert.ok(typeof outcome === 'object' && 'error' in outcome && outcome.error instanceof RequestError && outcome.error.reason === 'unconfirmed', `got ${JSON.stringify(outcome)}`);
+  env.client.close();
+});
+
+test('a read still unanswered after a refusal naming no frame keeps its original timeout; one repeated is not failed by a drop', async () => {
+  const env = setup({ requestTimeoutMs: 3000 });
+  void env.client.connect();
+  await env.accept();
+  const presence = env.client.getPresence(CONV).then(() => 'answered', (e: RequestError) => e.reason);
+  const change = env.client.setPresenceVisible(false).then(() => 'answered', (e: RequestError) => e.reason);
+  await env.clock.advance(2500);
+  env.last().receive({ type: 'error', reason: 'internal_error' });
+  await env.clock.advance(499);
+  assert.equal(await standing(change), 'pending');
+  await env.clock.advance(1);
+  assert.deepEqual(await standing(change), { value: 'timeout' }, 'never later than requestTimeoutMs');
+  await env.clock.advance(2000);
+  assert.equal(env.last().framesOf('presence').length, 1, 'timed out before the wait (2 s) was over: not asked again');
+  assert.equal(await presence, 'timeout');
+
+  const again = env.client.getPresence(CONV);
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 800 });
+  env.last().drop(1006); // while it waits to go again, it is not on the wire: it goes on the next socket
+  await env.clock.advance(500);
+  await env.accept();
+  await env.clock.advance(300);
+  const pr = env.last().framesOf('presence');
+  assert.equal(pr.length, 1);
+  env.last().receive({ type: 'presence', conversationId: CONV, online: [ME], requestId: pr[0]!.requestId });
+  assert.deepEqual(await again, { conversationId: CONV, online: [ME] });
+  env.client.close();
+});
+
+test('sends in flight at internal_error (naming no frame) go again under their clientMsgId; answered twice, the application sees one sent', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const a = env.client.sendMessage({ conversationId: CONV }, 'a', { clientMsgId: 'ca' });
+  const e = env.client.editMessage(M1, 'new', { clientMsgId: 'ce' });
+  env.last().receive({ type: 'error', reason: 'internal_error' });
+  await env.clock.advance(1999); // random 0.5, base 1000 → 1000 + 1000
+  assert.equal(env.last().framesOf('chat_message').length + env.last().framesOf('edit_message').length, 2);
+  await env.clock.advance(1);
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['ca', 'ca']);
+  assert.deepEqual(env.last().framesOf('edit_message').map((f) => f.clientMsgId), ['ce', 'ce']);
+  // The first copy had been stored: it is answered with its pos, the repeat as a duplicate.
+  const sentFrame = { type: 'message_sent', id: 'ia', clientMsgId: 'ca', conversationId: CONV, seq: 1, timestamp: 1 };
+  env.last().receive({ ...sentFrame, pos: 1 });
+  env.last().receive(sentFrame);
+  const changed = { type: 'message_changed', action: 'edited', messageId: M1, conversationId: CONV, seq: 2, clientMsgId: 'ce' };
+  env.last().receive(changed);
+  env.last().receive(changed);
+  assert.equal((await a).id, 'ia');
+  assert.equal((await e).seq, 2);
+  assert.deepEqual(env.seen.map((s) => s.id), ['ia'], 'one sent event');
+  assert.equal(env.client.pos, 1);
+  assert.equal(env.client.pendingSends, 0);
+  env.client.close();
+});
+
+test('a token refresh dropped by the frame budget is made again after the wait; an answered one is not', async () => {
+  const env = setup({ pingIntervalMs: 0, refresh: { marginMs: 30_000, minDelayMs: 1000 } });
+  void env.client.connect();
+  await env.accept();
+  await env.clock.advance(3_570_000); // 1-hour token: refreshed 30 s before exp
+  assert.equal(env.last().framesOf('auth').length, 2);
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 250 });
+  await env.clock.advance(249);
+  assert.equal(env.last().framesOf('auth').length, 2);
+  await env.clock.advance(1);
+  assert.equal(env.last().framesOf('auth').length, 3, 'made again');
+  env.last().receive({ type: 'auth_success', userId: ME });
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 250 });
+  await env.clock.advance(1000);
+  assert.equal(env.last().framesOf('auth').length, 3, 'answered: not again');
+  assert.equal(env.client.state, 'open');
+  env.client.close();
+});
+
+test('a caller-supplied clientMsgId the server would refuse is rejected at once: never queued, sent or resent', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const detail = 'clientMsgId: 1..64 printable ASCII characters, no spaces';
+  for (const id of ['', 'has space', 'x'.repeat(65), 'café', 'tab\t', 'del\x7f']) {
+    const attempts: Promise<unknown>[] = [
+      env.client.sendMessage({ conversationId: CONV }, 'x', { clientMsgId: id }),
+      env.client.editMessage(M1, 'x', { clientMsgId: id }),
+      env.client.deleteMessage(M1, { clientMsgId: id }),
+    ];
+    for (const p of attempts) {
+      const s = await standing(p);
+      assert.ok(typeof s === 'object' && 'error' in s, `${JSON.stringify(id)}: rejected at once`);
+      const err = s.error;
+      assert.ok(err instanceof SendError && err.reason === 'validation_failed' && err.detail === detail && err.clientMsgId === id, String(err));
+    }
+  }
+  assert.equal(env.client.pendingSends, 0);
+  env.last().drop(1006);
+  await env.clock.advance(500);
+  await env.accept();
+  for (const s of env.sockets) assert.deepEqual([...s.framesOf('chat_message'), ...s.framesOf('edit_message'), ...s.framesOf('delete_message')], []);
+  // At the bounds: sent.
+  env.client.sendMessage({ conversationId: CONV }, 'x', { clientMsgId: '!'.repeat(63) + '~' }).catch(() => {});
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['!'.repeat(63) + '~']);
+  env.client.close();
+});
+
+test('a request the server would refuse (names, member lists, limits, ids) rejects at once with validation_failed; nothing is sent', async () => {
+  const env = setup();
+  void env.client.connect();
+  const many = (n: number) => Array.from({ length: n }, (_, i) => `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`);
+  const bad: [() => Promise<unknown>, string][] = [
+    [() => env.client.createGroup('', [PEER]), 'name: 1..100 characters'],
+    [() => env.client.createGroup('n'.repeat(101), [PEER]), 'name: 1..100 characters'],
+    [() => env.client.createGroup('g', many(257)), 'memberIds: 0..256 UUIDs'],
+    [() => env.client.createGroup('g', [PEER, 'bob']), 'memberIds: UUIDs only'],
+    [() => env.client.addMembers(CONV, []), 'userIds: 1..256 UUIDs'],
+    [() => env.client.addMembers(CONV, many(257)), 'userIds: 1..256 UUIDs'],
+    [() => env.client.removeMembers(CONV, ['u2']), 'userIds: UUIDs only'],
+    [() => env.client.renameGroup(CONV, 'n'.repeat(101)), 'name: 1..100 characters'],
+    [() => env.client.renameGroup('c1', 'n'), 'conversationId: a UUID'],
+    [() => env.client.setRole(CONV, 'u', 'admin'), 'userId: a UUID'],
+    [() => env.client.leaveGroup('c1'), 'conversationId: a UUID'],
+    [() => env.client.history({ conversationId: CONV, limit: 101 }), 'limit: an integer from 1 to 100'],
+    [() => env.client.history({ conversationId: CONV, limit: 0 }), 'limit: an integer from 1 to 100'],
+    [() => env.client.history({ conversationId: CONV, beforeSeq: -1 }), 'beforeSeq: an integer from 0 to 2^53 − 1'],
+    [() => env.client.history({ peerId: 'p' }), 'peerId: a UUID'],
+    [() => env.client.listConversations({ limit: 101 }), 'limit: an integer from 1 to 100'],
+    [() => env.client.listConversations({ before: '' }), 'before: 1..200 characters (a nextCursor)'],
+    [() => env.client.markRead(CONV, 1.5), 'upToSeq: an integer from 0 to 2^53 − 1'],
+    [() => env.client.getPresence('c'), 'conversationId: a UUID'],
+    [() => env.client.endSession('n1 42'), 'sessionId: 1..128 printable ASCII characters, no spaces'],
+  ];
+  const check = async () => {
+    for (const [call, detail] of bad) {
+      const s = await standing(call());
+      assert.ok(typeof s === 'object' && 'error' in s, `${detail}: rejected at once`);
+      assert.ok(s.error instanceof RequestError && s.error.reason === 'validation_failed' && s.error.detail === detail, String(s.error));
+    }
+  };
+  await check(); // before the socket is open
+  await env.accept();
+  await check();
+  const types = ['create_group', 'add_members', 'remove_members', 'rename_group', 'set_role', 'leave_group', 'history', 'list_conversations', 'read', 'presence', 'end_session'];
+  assert.deepEqual(env.last().sent.filter((f) => types.includes(String(f.type))), []);
+  assert.ok(!env.clock.pending.includes(15_000), 'no request timer left waiting');
+  // At the bounds: sent. Only the protocol's fields go out.
+  const ignore = () => {};
+  env.client.createGroup('n'.repeat(100), many(256)).catch(ignore);
+  env.client.history({ conversationId: CONV, limit: 100, beforeSeq: 0, extra: 1 } as never).catch(ignore);
+  env.client.listConversations({ limit: 100, before: 'c'.repeat(200) }).catch(ignore);
+  assert.equal(env.last().framesOf('create_group').length, 1);
+  assert.deepEqual({ ...env.last().framesOf('history')[0], requestId: undefined }, { type: 'history', conversationId: CONV, beforeSeq: 0, limit: 100, requestId: undefined });
+  assert.equal(env.last().framesOf('list_conversations').length, 1);
+  env.client.close();
 });
