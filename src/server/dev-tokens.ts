@@ -62,13 +62,17 @@ export function devRequestAllowed(req: IncomingMessage): boolean {
 }
 
 /**
- * The endpoint's signer, when there can be one: development mode, and a shared secret the server
- * verifies with (`jwt.secret`, or the development key when no key is configured). Never in production.
+ * The endpoint's signer, when there can be one: development mode with the development key (no key
+ * configured) and no `behindProxy`. Never in production.
  */
 export function devTokensFor(config: RampartConfig): DevTokens | undefined {
   if (config.mode !== 'development') return undefined;
   const { jwt } = config;
-  const secret = jwt.secret ?? (jwt.publicKeyFile === undefined && jwt.jwksUrl === undefined ? loadOrCreateDevSecret(config.dataDir).secret : undefined);
-  if (secret === undefined) return undefined;
+  // Only with the development key: tokens signed with a configured key are real credentials, and
+  // the loopback checks prove nothing behind a proxy on the same host (its peer address is
+  // loopback, and it may forward `Host: 127.0.0.1`). Nor with `behindProxy`, for the same reason.
+  const configuredKey = jwt.secret !== undefined || jwt.publicKeyFile !== undefined || jwt.jwksUrl !== undefined || jwt.issuers.length > 0;
+  if (configuredKey || config.behindProxy.length > 0) return undefined;
+  const { secret } = loadOrCreateDevSecret(config.dataDir);
   return createDevTokens({ secret, ...(jwt.issuer !== undefined ? { issuer: jwt.issuer } : {}), ...(jwt.audience !== undefined ? { audience: jwt.audience } : {}) });
 }

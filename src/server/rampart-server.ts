@@ -308,7 +308,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     // On the main port only when guarded by a token and no dedicated port is configured.
     ...(metricsServer === undefined && metricsEndpoint.token !== undefined ? { metrics: metricsEndpoint } : {}),
     ...(options.demoPage === false || config.mode === 'production' ? {} : { demoPage: DEMO_PAGE }),
-    // The demo's token endpoint: development mode only, and only when the server signs with a secret.
+    // The demo's token endpoint: development mode with the development key only (dev-tokens.ts).
     ...(options.demoPage === false || config.mode === 'production' ? {} : { devTokens: devTokensFor(config) }),
   });
   const mainRoutes = admin.mount(routes); // `/admin/` in front unless the API has its own port

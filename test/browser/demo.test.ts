@@ -51,7 +51,8 @@ async function startOnKnownPort(): Promise<TestServer> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     try {
-      return await startServer({ port, allowedOrigins: [`http://127.0.0.1:${port}`], chat: { presenceDebounceMs: 100, receiptCoalesceMs: 50 } });
+      // No jwt key: the server signs with its development key, the one /dev/token uses.
+      return await startServer({ port, allowedOrigins: [`http://127.0.0.1:${port}`], jwt: {}, chat: { presenceDebounceMs: 100, receiptCoalesceMs: 50 } });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
     }

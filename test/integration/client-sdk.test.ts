@@ -357,10 +357,13 @@ test('production mode: no demo page, no SDK files, no token endpoint; developmen
     behindProxy: ['127.0.0.1'],
     metrics: { port: 0 },
   });
-  const dev = await startServer();
+  // No jwt key: the development key, the only one /dev/token signs with.
+  const dev = await startServer({ jwt: {} });
+  const devWithSecret = await startServer();
   try {
     const paths = ['/', '/demo.js', '/client/rampart-client.js', '/protocol/reasons.js', '/dev/token?name=alice', '/dev/user?name=alice'];
     for (const p of paths) assert.equal((await fetch(`${prod.httpUrl}${p}`)).status, 404, `production ${p}`);
+    assert.equal((await fetch(`${devWithSecret.httpUrl}/dev/token?name=alice`)).status, 404, 'a configured secret: no token endpoint');
     const issued = (await (await fetch(`${dev.httpUrl}/dev/token?name=alice`)).json()) as { token: string; userId: string };
     // The development token works with the SDK against the same server.
     const client = createNodeClient({ url: dev.url, token: issued.token });
@@ -370,5 +373,6 @@ test('production mode: no demo page, no SDK files, no token endpoint; developmen
   } finally {
     await prod.close();
     await dev.close();
+    await devWithSecret.close();
   }
 });

@@ -6,13 +6,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHttpRoutes } from '../../src/server/http-routes.js';
 import { demoAssets, DEMO_CSP } from '../../src/server/demo-assets.js';
 import { createDevTokens, demoUserId, devRequestAllowed, devTokensFor } from '../../src/server/dev-tokens.js';
 import { isUserId } from '../../src/auth/token-verifier.js';
 import type { RampartConfig } from '../../src/config/schema.js';
+import { parseConfig } from '../../src/config/load-config.js';
 
 async function statuses(routes: ReturnType<typeof createHttpRoutes>, paths: string[]): Promise<number[]> {
   const server = createServer(routes);
@@ -30,8 +33,21 @@ test('without the demo (production): no page, no SDK files, no token endpoint', 
   assert.deepEqual(await statuses(routes, ['/', '/demo.js', '/client/index.js', '/protocol/reasons.js', '/dev/token?name=a', '/dev/user?name=a']), [404, 404, 404, 404, 404, 404]);
   const production = { mode: 'production', jwt: { secret: 'x'.repeat(40) }, dataDir: '/nonexistent' } as unknown as RampartConfig;
   assert.equal(devTokensFor(production), undefined);
-  const publicKey = { mode: 'development', jwt: { publicKeyFile: '/k.pem' }, dataDir: '/nonexistent' } as unknown as RampartConfig;
-  assert.equal(devTokensFor(publicKey), undefined, 'no secret to sign with');
+});
+
+test('the token endpoint exists only with the development key: never with a configured key, never behind a proxy', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'rampart-devkey-'));
+  try {
+    const dev = (extra: Record<string, unknown>): RampartConfig => parseConfig({ dataDir, storage: `sqlite:${join(dataDir, 'x.db')}`, ...extra });
+    assert.equal(devTokensFor(dev({ jwt: { secret: 'x'.repeat(40) } })), undefined, 'a configured secret signs real credentials');
+    assert.equal(devTokensFor(dev({ jwt: { publicKeyFile: '/k.pem' } })), undefined, 'no secret to sign with');
+    assert.equal(devTokensFor(dev({ jwt: { jwksUrl: 'https://id.example.com/jwks' } })), undefined);
+    assert.equal(devTokensFor(dev({ behindProxy: ['127.0.0.1'] })), undefined, 'a proxy makes every peer look local');
+    const tokens = devTokensFor(dev({}));
+    assert.ok(tokens, 'development key, no proxy: the demo gets its tokens');
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });
 
 test('with the demo: the allowlisted files only, each under the strict CSP', async () => {
