@@ -69,6 +69,16 @@ export function clientMsgIdProblem(clientMsgId: unknown): string | undefined {
   return tokenProblem('clientMsgId', clientMsgId, MAX_CLIENT_MSG_ID);
 }
 
+/**
+ * The `deviceId` option: 1..64 printable ASCII (the `auth` frame's `deviceId`, `token64` in
+ * client-frames.ts, bounded like a `clientMsgId`). Refused by the schema, every `auth` would fail
+ * validation (close 4002) and the client would reconnect with backoff forever; the constructor
+ * throws instead.
+ */
+export function deviceIdProblem(deviceId: unknown): string | undefined {
+  return tokenProblem('deviceId', deviceId, MAX_CLIENT_MSG_ID);
+}
+
 const uuidProblem = (field: string, value: unknown): string | undefined => (isUuid(value) ? undefined : `${field}: a UUID`);
 /** A timeline position or seq: an integer from 0 to 2^53 − 1. */
 const positionProblem = (field: string, value: unknown): string | undefined =>

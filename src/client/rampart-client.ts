@@ -13,12 +13,12 @@ import { systemClock, TimerSlot, type Clock } from './clock.js';
 import { Emitter, type Listener } from './emitter.js';
 import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
 import { PosTracker, RecentIds } from './pos-tracker.js';
-import { attachmentsProblem, clientMsgIdProblem, contentProblem, isUuid, requestProblem } from './outgoing-checks.js';
+import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, isUuid, requestProblem } from './outgoing-checks.js';
 import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
-import { MemorySyncStore, newDeviceId, type SyncState, type SyncStore } from './sync-store.js';
+import { MemorySyncStore, newDeviceId, parseSyncState, type SyncState, type SyncStore } from './sync-store.js';
 import { newClientMsgId } from './client-msg-id.js';
 import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
 
@@ -29,7 +29,11 @@ export interface RampartClientOptions {
   token: string | TokenProvider;
   /** Sync state (deviceId + last processed pos); memory by default. */
   store?: SyncStore;
-  /** Overrides the stored/generated device id. */
+  /**
+   * Overrides the stored/generated device id: 1..64 printable ASCII characters (0x21–0x7e), as the
+   * `auth` frame requires; anything else makes the constructor throw (a `TypeError` for a
+   * non-string, a `RangeError` for a string out of bounds).
+   */
   deviceId?: string;
   /** A WebSocket constructor (browser API shape); default: the global one. */
   WebSocket?: new (url: string) => WebSocketLike;
@@ -148,6 +152,12 @@ export class RampartClient {
   private readyWaiter: { promise: Promise<void>; resolve(): void; reject(err: Error): void } | undefined;
 
   constructor(private readonly options: RampartClientOptions) {
+    // A device id the server refuses fails every `auth` (close 4002): the client would reconnect
+    // with backoff forever. Refused here, at once, instead.
+    if (options.deviceId !== undefined) {
+      const problem = deviceIdProblem(options.deviceId);
+      if (problem !== undefined) throw typeof options.deviceId === 'string' ? new RangeError(`RampartClient: ${problem}`) : new TypeError(`RampartClient: ${problem}`);
+    }
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
     this.factory = options.createSocket ?? (options.WebSocket ? ((C) => (url: string) => new C(url))(options.WebSocket) : globalWebSocketFactory());
@@ -359,13 +369,20 @@ export class RampartClient {
    * must not cost the device its position (a new device resumes where no device of the user
    * acknowledged, so what another device acknowledged would never reach this one), and a store
    * that never works must not keep the user offline. Every failure is reported as `store_failed`.
+   * A state the server would refuse (a `deviceId` that is not 1..64 printable ASCII, a `pos` that
+   * is not an integer ≥ 0: every `auth` would fail validation, close 4002, forever) is not used
+   * either: reported as `store_failed`, the client goes on as a new device at once.
    */
   private async loadState(): Promise<SyncState | undefined> {
     const given = this.options.storeLoadAttempts ?? 3;
     const attempts = Number.isFinite(given) ? Math.max(1, Math.floor(given)) : 3;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.store.load();
+        const state: unknown = await this.store.load();
+        if (state === undefined || state === null) return undefined;
+        const parsed = parseSyncState(state);
+        if (parsed === undefined) this.events.emit('error', { reason: 'store_failed', details: 'ill-formed state (deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0): going on as a new device' });
+        return parsed;
       } catch (err) {
         this.events.emit('error', { reason: 'store_failed', details: err instanceof Error ? err.message : String(err) });
         if (attempt + 1 >= attempts || this.currentState !== 'connecting') return undefined;

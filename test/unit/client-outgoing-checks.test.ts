@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClientFrame } from '../../src/protocol/client-frames.js';
-import { clientMsgIdProblem, requestProblem } from '../../src/client/outgoing-checks.js';
+import { clientMsgIdProblem, deviceIdProblem, requestProblem } from '../../src/client/outgoing-checks.js';
 
 const U1 = '11111111-1111-4111-8111-111111111111';
 const U2 = '22222222-2222-4222-8222-222222222222';
@@ -90,4 +90,14 @@ test('clientMsgIdProblem agrees with the server schema: 1..64 printable ASCII (0
   }
   assert.equal(clientMsgIdProblem(''), 'clientMsgId: 1..64 printable ASCII characters, no spaces');
   assert.equal(clientMsgIdProblem(42), 'clientMsgId: 1..64 printable ASCII characters, no spaces');
+});
+
+test('deviceIdProblem agrees with the auth frame schema: 1..64 printable ASCII (0x21–0x7e)', () => {
+  const ids: string[] = ['a', 'dev-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b', '!~', 'x'.repeat(64), '', 'x'.repeat(65), 'a b', 'tab\t', 'é', 'del\x7f', 'nl\n', '\u{1F600}'];
+  for (const deviceId of ids) {
+    const accepted = ClientFrame.safeParse({ type: 'auth', token: 't', deviceId }).success;
+    assert.equal(deviceIdProblem(deviceId) === undefined, accepted, JSON.stringify(deviceId));
+  }
+  assert.equal(deviceIdProblem(''), 'deviceId: 1..64 printable ASCII characters, no spaces');
+  assert.equal(deviceIdProblem(7), 'deviceId: 1..64 printable ASCII characters, no spaces');
 });

@@ -749,6 +749,54 @@ test('a store that never loads: after storeLoadAttempts the client goes on as a 
   assert.equal(again.sockets.length, 0);
 });
 
+test('a deviceId option the server would refuse throws at construction (not a 4002 on every auth, reconnecting forever)', async () => {
+  const bad: [unknown, typeof TypeError | typeof RangeError][] = [
+    ['', RangeError],
+    ['x'.repeat(65), RangeError],
+    ['my device', RangeError],
+    ['tab\t', RangeError],
+    ['appareil-é', RangeError],
+    ['del\x7f', RangeError],
+    [42, TypeError],
+    [null, TypeError],
+  ];
+  for (const [deviceId, kind] of bad) {
+    let created = 0;
+    assert.throws(
+      () => setup({ deviceId: deviceId as string, createSocket: () => { created++; return new FakeSocket('ws://rampart.test/ws'); } }),
+      (err: unknown) => err instanceof kind && /deviceId: 1\.\.64 printable ASCII characters, no spaces/.test((err as Error).message),
+      JSON.stringify(deviceId),
+    );
+    assert.equal(created, 0);
+  }
+  // At the bounds: accepted and sent as given.
+  for (const deviceId of ['!', '~'.repeat(64), 'dev-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b']) {
+    const env = setup({ deviceId });
+    void env.client.connect();
+    await settle();
+    env.last().open();
+    assert.equal(env.last().framesOf('auth')[0]!.deviceId, deviceId);
+    env.client.close();
+  }
+});
+
+test('a stored state the server would refuse (bad deviceId or pos) is not used: store_failed, then a new device at once', async () => {
+  for (const state of [{ deviceId: 'my device', pos: 3 }, { deviceId: 'x'.repeat(65), pos: 3 }, { deviceId: 'dev-ok', pos: -1 }, { deviceId: 'dev-ok', pos: 1.5 }]) {
+    const env = setup({ store: new MemorySyncStore(state) });
+    const errors: string[] = [];
+    env.client.on('error', (e) => errors.push(e.reason));
+    void env.client.connect();
+    await settle();
+    assert.equal(env.sockets.length, 1, 'no retry of the load: the state would be the same');
+    env.last().open();
+    const auth = env.last().framesOf('auth')[0]!;
+    assert.match(String(auth.deviceId), /^dev-[0-9a-f-]{36}$/, JSON.stringify(state));
+    assert.equal(auth.after, undefined, 'a new device names no position');
+    assert.deepEqual(errors, ['store_failed']);
+    env.client.close();
+  }
+});
+
 // ── refusals that name no frame, and frames the server could only refuse ──
 
 /** How a promise stands once pending callbacks ran, without moving the clock: settled, or 'pending'. */
