@@ -33,7 +33,7 @@ export class MessageChangeService {
   async edit(actor: Identity, outbox: Outbox, frame: EditMessageFrame, processed: ProcessedMessage): Promise<void> {
     const now = this.now();
     const body = { content: processed.content, mentions: processed.mentions, hashtags: processed.hashtags, links: processed.links };
-    await this.#run(outbox, frame, 'edited', () =>
+    await this.#run(actor, outbox, frame, 'edited', () =>
       this.opts.store.editMessage(
         { ...this.#base(actor, frame, now), body },
         { maxInboxSize: this.opts.maxInboxSize, editWindowMs: this.opts.editWindowMs },
@@ -43,7 +43,17 @@ export class MessageChangeService {
 
   async delete(actor: Identity, outbox: Outbox, frame: DeleteMessageFrame): Promise<void> {
     const now = this.now();
-    await this.#run(outbox, frame, 'deleted', () => this.opts.store.deleteMessage(this.#base(actor, frame, now), { maxInboxSize: this.opts.maxInboxSize }));
+    await this.#run(actor, outbox, frame, 'deleted', () => this.opts.store.deleteMessage(this.#base(actor, frame, now), { maxInboxSize: this.opts.maxInboxSize }));
+  }
+
+  async #catchUpMembers(actor: Identity, conversationId: string): Promise<void> {
+    try {
+      const members = await this.opts.store.membersIfMember(actor.tenantId, conversationId, actor.userId);
+      if (members !== undefined) this.opts.publisher.catchUp(actor.tenantId, members);
+    } catch (err) {
+      // Best effort: the members' next event or reconnect reads the gap anyway.
+      this.opts.storeFailed(err);
+    }
   }
 
   #base(actor: Identity, frame: EditMessageFrame | DeleteMessageFrame, now: number) {
@@ -58,6 +68,7 @@ export class MessageChangeService {
   }
 
   async #run(
+    actor: Identity,
     outbox: Outbox,
     frame: EditMessageFrame | DeleteMessageFrame,
     action: 'edited' | 'deleted',
@@ -86,6 +97,9 @@ export class MessageChangeService {
           ? { type: 'message_changed', action, messageId, conversationId: first.conversationId, seq: first.seq, ...ids }
           : { type: 'error', reason: 'forbidden', ...ids };
         outbox.sendFrame(withRequestId(reply, frame.requestId));
+        // The first attempt may have committed without publishing (its reply lost): the members
+        // read their timelines to be sure.
+        if (same) await this.#catchUpMembers(actor, first.conversationId);
         return;
       }
       case 'unchanged':

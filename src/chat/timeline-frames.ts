@@ -9,6 +9,12 @@ import type { ChatMessage, MembershipChange, MessageDeleted, MessageEdited, Time
 
 const POS_PREFIX = '{"pos":';
 
+/**
+ * A bus frame no client ever receives: the user's sessions read their timeline from storage
+ * (TimelinePublisher.catchUp). Bus frames are built by servers only, so no client can send it.
+ */
+export const CATCH_UP_HINT = '{"catchUp":true}';
+
 export function toWireMessage(m: StoredMessage): ChatMessage {
   const { type: _type, ...message } = messageItem(m);
   return message;

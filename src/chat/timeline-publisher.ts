@@ -5,7 +5,7 @@
 import type { Bus } from '../bus/bus.js';
 import type { ConversationEvent, Delivery } from '../store/store.js';
 import { peerKey } from './authorization.js';
-import { eventBody, timelineFrame } from './timeline-frames.js';
+import { CATCH_UP_HINT, eventBody, timelineFrame } from './timeline-frames.js';
 
 export class TimelinePublisher {
   constructor(private readonly bus: Bus) {}
@@ -14,5 +14,14 @@ export class TimelinePublisher {
     if (deliveries.length === 0) return;
     const body = eventBody(event);
     for (const d of deliveries) this.bus.publish(peerKey(tenantId, d.userId), timelineFrame(d.pos, body));
+  }
+
+  /**
+   * The sessions of these users, on every node, read their timelines from storage. For an event
+   * that may be committed without having been published: a resend answered as a duplicate can
+   * follow a commit whose reply was lost (the sender got storage_unavailable, nothing went out).
+   */
+  catchUp(tenantId: string, userIds: Iterable<string>): void {
+    for (const userId of userIds) this.bus.publish(peerKey(tenantId, userId), CATCH_UP_HINT);
   }
 }

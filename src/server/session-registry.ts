@@ -5,7 +5,7 @@
  */
 import type { Bus } from '../bus/bus.js';
 import type { Session } from '../session/session.js';
-import { framePos } from '../chat/timeline-frames.js';
+import { CATCH_UP_HINT, framePos } from '../chat/timeline-frames.js';
 
 /** Told of every session added and removed (the cluster session directory, src/admin/). */
 export interface SessionObserver {
@@ -101,6 +101,7 @@ export class SessionRegistry {
     const entry = this.byUser.get(userKey);
     if (entry === undefined) return;
     const pos = framePos(frame);
+    if (pos === undefined && frame === CATCH_UP_HINT) return this.catchUpUser(entry);
     // Frames without a position are ephemeral or restated by list_conversations and history: a
     // session still between joining and auth_success does not get them (see Session.announced).
     if (!(entry instanceof Set)) {
@@ -119,9 +120,11 @@ export class SessionRegistry {
 
   /** The bus may have lost frames: every local session reads its gap from storage. */
   private readonly resyncAll = (): void => {
-    for (const entry of this.byUser.values()) {
-      if (entry instanceof Set) for (const session of entry) session.catchUp();
-      else entry.catchUp();
-    }
+    for (const entry of this.byUser.values()) this.catchUpUser(entry);
   };
+
+  private catchUpUser(entry: UserSessions): void {
+    if (entry instanceof Set) for (const session of entry) session.catchUp();
+    else entry.catchUp();
+  }
 }

@@ -26,6 +26,8 @@ import {
 import type { RampartConfigInput } from '../../src/config/schema.js';
 import { backends, type StorageBackend, type StorageLocation } from '../helpers/storage-backends.js';
 import { streamOf } from '../helpers/timeline.js';
+import { openStore } from '../../src/store/open-store.js';
+import { messageId } from '../../src/chat/message-id.js';
 
 type Client = TestClient & { userId: string };
 
@@ -570,6 +572,36 @@ function chatDeliverySuite(backend: StorageBackend): void {
       const state = await loc.sync(offline);
       assert.deepEqual([state.lastPos, state.ackedPos], [5, 4]);
       assert.deepEqual(state.timeline.map((e) => e.eventId), [m1!.id, m2!.id, m3!.id, mk.id, mk2.id]);
+    });
+
+    test('committed but never published (the reply of the commit was lost): the resend, answered as a duplicate, makes the online recipient read it', T, async () => {
+      const a = await user();
+      const b = await user();
+      const clientMsgId = newCid();
+      // Another writer commits the message with a's key and publishes nothing: what a node leaves
+      // behind when COMMIT succeeded but its answer never arrived (a got storage_unavailable).
+      const other = await openStore(loc.storage);
+      try {
+        const now = Date.now();
+        const [outcome] = await other.appendMessages(
+          [{ id: messageId(now), tenantId: 'default', senderId: a.userId, to: { peerId: b.userId }, content: 'committed in the dark', mentions: [], hashtags: [], links: [], timestamp: now, clientMsgId }],
+          { maxInboxSize: 10_000 },
+        );
+        assert.equal(outcome?.status, 'stored');
+      } finally {
+        await other.close();
+      }
+      assert.equal(chats(b).length, 0, 'nothing was published');
+      // a resends (as the SDK does after storage_unavailable): a duplicate, and b gets it now.
+      a.send({ type: 'chat_message', recipientId: b.userId, content: 'committed in the dark', clientMsgId });
+      const got = await b.next((f) => f.type === 'chat_message');
+      assert.equal(got.content, 'committed in the dark');
+      assert.equal(got.pos, 1);
+      const reply = await a.next((f) => f.type === 'message_sent' && f.clientMsgId === clientMsgId);
+      assert.equal(reply.id, got.id);
+      // a's own session reads its copy too (its other devices would): in its stream, once.
+      await a.next((f) => f.type === 'chat_message' && f.id === got.id);
+      assert.equal(a.frames.filter((f) => f.id === got.id && f.type === 'chat_message').length, 1);
     });
 
     test('a repeated clientMsgId is stored once, both acks carry the same id, the recipient gets it once', T, async () => {
