@@ -1268,14 +1268,24 @@ export class PostgresStore implements Store {
       const [actorRow] = await q<{ id: number }>('userIdOf', [r.tenantId, r.actorId]);
       if (actorRow === undefined) return M_FORBIDDEN;
       const actor = actorRow.id;
-      if (r.clientMsgId !== undefined) {
+      const duplicate = async (): Promise<MessageChangeOutcome | undefined> => {
+        if (r.clientMsgId === undefined) return undefined;
         const [first] = await q<PgEventRow>('duplicate', [actor, pgText(r.clientMsgId)]);
-        if (first !== undefined) return { status: 'duplicate', event: this.#decode(first) as MessageChangeEvent | StoredMessage };
-      }
+        return first === undefined ? undefined : { status: 'duplicate', event: this.#decode(first) as MessageChangeEvent | StoredMessage };
+      };
       const [located] = await q<{ conv: number }>('targetConv', [messageId, r.tenantId]);
-      if (located === undefined) return M_FORBIDDEN;
+      if (located === undefined) return (await duplicate()) ?? M_FORBIDDEN;
       const conv = located.conv;
+      // Locks in the order every writer takes them (the conversation, then its members' user
+      // rows, by id) and only then the duplicate check: the actor's row lock orders this against
+      // a message batch carrying the same key, as it does between batches. Checked before the
+      // lock, the key's index entry could be taken under a batch holding the actor's lock, and
+      // one of the two transactions — possibly a batch of other senders' messages — would fail.
       const [state] = await q<{ last_seq: string; closed: boolean; kind: number }>('lockConv', [conv]);
+      const members = await this.#currentMembers(client, [conv]);
+      const users = await this.#lockUsers(client, members.map((m) => m.uid));
+      const first = await duplicate();
+      if (first !== undefined) return first;
       const [row] = await q<PgEventRow & { sender_int: number }>('target', [messageId]);
       if (state === undefined || row === undefined || state.closed) return M_FORBIDDEN;
       if (row.kind !== EVENT_MESSAGE && row.kind !== EVENT_TOMBSTONE) return M_FORBIDDEN;
@@ -1306,8 +1316,6 @@ export class PostgresStore implements Store {
         await q('eraseEdits', [conv, messageId]);
       }
       await q('setConv', [conv, seq, r.timestamp]);
-      const members = await this.#currentMembers(client, [conv]);
-      const users = await this.#lockUsers(client, members.map((m) => m.uid));
       const tl = { user: [] as number[], pos: [] as number[], conv: [] as number[], seq: [] as number[] };
       const deliveries: Delivery[] = [];
       for (const m of members) {

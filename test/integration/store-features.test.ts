@@ -206,6 +206,32 @@ for (const make of [sqlite, postgres]) {
       }
     });
 
+    test('one key raced by an edit and a message batch (other senders in it): neither transaction fails, the key names one of them', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b, c, d] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+        const target = await send(store, message(a, { peerId: b }, 'to edit'));
+        for (let i = 0; i < 25; i++) {
+          const k = `race-${i}`;
+          const ts = now();
+          // The batch's message goes to another conversation (a → c): its lock is not the edit's.
+          const [edit, batch] = await Promise.all([
+            store.editMessage(
+              { tenantId: T, actorId: a, eventId: messageId(ts), messageId: target.id, timestamp: ts, clientMsgId: k, body: { content: `edit ${i}`, mentions: [], hashtags: [], links: [] } },
+              { ...OPTS, editWindowMs: 3_600_000 },
+            ),
+            store.appendMessages([{ ...message(a, { peerId: c }, `message ${i}`), clientMsgId: k }, message(d, { peerId: c }, `bystander ${i}`)], OPTS),
+          ]);
+          assert.equal(batch[1]?.status, 'stored', "another sender's message in the batch is stored");
+          const editWon = edit.status === 'ok' && batch[0]?.status === 'duplicate';
+          const messageWon = batch[0]?.status === 'stored' && edit.status === 'duplicate';
+          assert.ok(editWon || messageWon, `round ${i}: one of them owns the key (edit ${edit.status}, message ${batch[0]?.status})`);
+        }
+      } finally {
+        await store.close();
+      }
+    });
+
     test('edit and delete: permissions, window, idempotency, tombstone, timeline events', async () => {
       const store = await backend.open();
       try {
