@@ -966,7 +966,8 @@ export class PostgresStore implements Store {
     this.#ready();
     const state = await this.#userState(tenantId, userId);
     if (state === undefined) return { entries: [], firstPos: 1, lastPos: 0 };
-    const { id, lastPos, firstPos } = state;
+    const { id, lastPos } = state;
+    let { firstPos } = state;
     let entries: TimelineEntry[] = [];
     if (limit >= 1 && after < lastPos) {
       const { rows } = await this.#pool.query<PgEventRow & { pos: string; tl_conv: number }>({
@@ -980,6 +981,10 @@ export class PostgresStore implements Store {
         entries.push({ pos: Number(row.pos), event });
       }
       if (edited !== undefined) entries = await this.#timelineOfFormerMember(id, entries, rows, edited);
+      // Two statements, two snapshots: every entry in (after, lastPos] is committed, so none at all
+      // means retention deleted them in between. The state read again says from where on to
+      // continue (else the stream would wait, unaware, for the user's next event).
+      if (rows.length === 0) firstPos = (await this.#userState(tenantId, userId))?.firstPos ?? firstPos;
     }
     return { entries, firstPos, lastPos };
   }

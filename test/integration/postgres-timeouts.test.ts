@@ -156,6 +156,32 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
     assert.equal(b.closeCode, undefined);
   });
 
+  test('retention deletes every pending entry between the two reads of a timeline page: the stream says timeline_pruned at once', { timeout: 20_000 }, async () => {
+    const a = await authedClient(srv.url);
+    clients.push(a);
+    const away = newUserId();
+    for (const k of ['p1', 'p2', 'p3']) await reply(a, k, away, `pending ${k}`);
+    const waiting = async (): Promise<boolean> =>
+      (await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND pid <> pg_backend_pid()")).rows[0].n > 0;
+    let b!: TestClient;
+    await admin.query('BEGIN');
+    try {
+      // The page query joins events: it waits here, after the user's state (first and last
+      // position) was read in a statement of its own.
+      await admin.query(lockTable('events'));
+      b = await authedClient(srv.url, away);
+      clients.push(b);
+      await waitFor(waiting, 5000, 'the timeline page query to wait on the lock');
+      await admin.query(`DELETE FROM "${schema}".timeline WHERE "user" = (SELECT id FROM "${schema}".users WHERE user_id = $1)`, [away]);
+      await admin.query('COMMIT');
+    } catch (err) {
+      await admin.query('ROLLBACK');
+      throw err;
+    }
+    const pruned = await b.next((f) => f.type === 'timeline_pruned' || f.type === 'chat_message');
+    assert.deepEqual(pruned, { type: 'timeline_pruned', after: 0, firstPos: 4 });
+  });
+
   test('frames without a position never precede auth_success (a typing indicator while the resume point is read)', { timeout: 20_000 }, async () => {
     const x = newUserId();
     const first = await authedClient(srv.url, x);
