@@ -158,6 +158,8 @@ export const ConfigSchema = z.strictObject({
       /** Sockets that have not authenticated yet, node-wide and per IP. */
       maxUnauthenticated: positiveInt.default(2000),
       maxUnauthenticatedPerIP: positiveInt.default(50),
+      /** Per-IP limits count an IPv6 client by its network of this many bits (128: by address). */
+      ipv6PrefixLength: z.number().int().min(32).max(128).default(64),
       /** Failed `auth` attempts per IP within `authFailureWindowMs` before the IP is locked out. */
       maxAuthFailures: positiveInt.default(10),
       authFailureWindowMs: ms.default(300000),

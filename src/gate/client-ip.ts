@@ -30,6 +30,35 @@ export function normalizeIp(ip: string): string {
   return canonical;
 }
 
+/**
+ * What per-IP limits count: an IPv4 address, or the IPv6 network of `prefixLength` bits it belongs
+ * to (`2001:db8:1:2::/64`). One host is routinely given a whole /64 and can pick any source address
+ * in it, so counting single IPv6 addresses would let it dodge every per-IP limit. 128 counts
+ * addresses. Anything else is returned as `normalizeIp` spells it.
+ */
+export function ipLimitKey(ip: string, prefixLength: number): string {
+  const canonical = normalizeIp(ip);
+  if (prefixLength >= 128 || isIP(canonical) !== 6) return canonical;
+  const groups = expandIpv6(canonical);
+  if (groups === undefined) return canonical;
+  for (let i = 0; i < 8; i++) {
+    const keep = Math.min(16, Math.max(0, prefixLength - i * 16));
+    groups[i] = keep === 0 ? 0 : groups[i]! & ((0xffff << (16 - keep)) & 0xffff);
+  }
+  return `${normalizeIp(groups.map((g) => g.toString(16)).join(':'))}/${prefixLength}`;
+}
+
+/** The eight 16-bit groups of a canonical IPv6 address (no zone id, no embedded IPv4), or undefined. */
+function expandIpv6(canonical: string): number[] | undefined {
+  if (canonical.includes('%') || canonical.includes('.')) return undefined;
+  const [head, tail] = canonical.split('::') as [string, string | undefined];
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const missing = 8 - left.length - right.length;
+  if (missing < 0 || (tail === undefined && missing !== 0)) return undefined;
+  return [...left, ...Array<string>(missing).fill('0'), ...right].map((g) => parseInt(g, 16));
+}
+
 const normalizedSets = new WeakMap<ReadonlySet<string>, ReadonlySet<string>>();
 
 function normalizedSet(set: ReadonlySet<string>): ReadonlySet<string> {

@@ -344,6 +344,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       registry,
       connections,
       trustedProxies,
+      ipv6PrefixLength: L.ipv6PrefixLength,
       timings,
       hooks,
       security,

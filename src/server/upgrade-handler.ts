@@ -8,7 +8,7 @@ import type { WebSocketServer } from 'ws';
 import type { Logger } from '../observability/logger.js';
 import { pathOnly } from '../observability/logger.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
-import { resolveClientIp } from '../gate/client-ip.js';
+import { ipLimitKey, resolveClientIp } from '../gate/client-ip.js';
 import { runHandshakeGate, type HandshakeGateOptions } from '../gate/handshake-gate.js';
 import type { ConnectionRegistry } from '../limits/limiter.js';
 import type { Identity } from '../auth/token-verifier.js';
@@ -23,6 +23,8 @@ export interface UpgradeHandlerOptions {
   registry: ConnectionRegistry;
   connections: NodeConnections;
   trustedProxies: ReadonlySet<string>;
+  /** IPv6 clients are counted by their network of this many bits (see ipLimitKey). */
+  ipv6PrefixLength: number;
   timings: SessionTimings;
   hooks: SessionHooks;
   security: SecurityEventSink;
@@ -66,7 +68,8 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
 
   return (req, socket, head) => {
     socket.on('error', destroySelf); // a reset mid-handshake must not crash us
-    const ip = resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], o.trustedProxies);
+    // Every per-IP limit, count and log of this connection uses this key (an IPv6 client's network).
+    const ip = ipLimitKey(resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], o.trustedProxies), o.ipv6PrefixLength);
     const closing = o.isClosing();
     if (closing || !WS_PATHS.has(pathOnly(req.url))) {
       o.onHandshake?.('refused', closing ? 'draining' : 'not_found');

@@ -648,6 +648,25 @@ function limitsSuite(kind: StoreKind): void {
       assert.equal(await srv.server.limits.registry.countIp('127.0.0.1'), 0);
     });
 
+    test('IPv6 clients are counted by their /64: another address of the same network is the same client', async () => {
+      const srv = await start({ behindProxy: ['127.0.0.1'], maxConnectionsPerIP: 1 });
+      const x1 = track(openClient(srv.url, { headers: { 'x-forwarded-for': '2001:db8:1:2::1' } }));
+      await x1.opened;
+      assert.equal(await handshakeStatus(srv.url, { headers: { 'x-forwarded-for': '2001:db8:1:2:ffff:eeee:dddd:cccc' } }), 429);
+      const other = track(openClient(srv.url, { headers: { 'x-forwarded-for': '2001:db8:1:3::1' } }));
+      await other.opened;
+      assert.equal(await srv.server.limits.registry.countIp('2001:db8:1:2::/64'), 1);
+      assert.equal(await srv.server.limits.registry.countIp('2001:db8:1:3::/64'), 1);
+    });
+
+    test('limits.ipv6PrefixLength 128 counts IPv6 clients by address', async () => {
+      const srv = await start({ behindProxy: ['127.0.0.1'], maxConnectionsPerIP: 1, limits: { ipv6PrefixLength: 128 } });
+      const x1 = track(openClient(srv.url, { headers: { 'x-forwarded-for': '2001:db8:1:2::1' } }));
+      const x2 = track(openClient(srv.url, { headers: { 'x-forwarded-for': '2001:db8:1:2::2' } }));
+      await Promise.all([x1.opened, x2.opened]);
+      assert.equal(await srv.server.limits.registry.countIp('2001:db8:1:2::1'), 1);
+    });
+
     test('without behindProxy X-Forwarded-For is ignored', async () => {
       const srv = await start({ maxConnectionsPerIP: 1 });
       const x1 = track(openClient(srv.url, { headers: { 'x-forwarded-for': '203.0.113.1' } }));

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { normalizeIp, resolveClientIp } from '../../src/gate/client-ip.js';
+import { normalizeIp, resolveClientIp, ipLimitKey } from '../../src/gate/client-ip.js';
 
 const PROXY = '10.0.0.1';
 const trusted = new Set([PROXY, '10.0.0.2']);
@@ -61,4 +61,19 @@ test('IPv6 spellings collapse to one, for the peer and for the trusted list', ()
   const v6 = new Set(['2001:db8:0:0::1']);
   assert.equal(resolveClientIp('2001:db8::1', '1.2.3.4', v6), '1.2.3.4');
   assert.equal(resolveClientIp('2001:db8::2', '1.2.3.4', v6), '2001:db8::2');
+});
+
+test('ipLimitKey: IPv6 clients are counted by their /64 (configurable); IPv4 and odd inputs unchanged', () => {
+  assert.equal(ipLimitKey('2001:db8:1:2:aaaa:bbbb:cccc:dddd', 64), '2001:db8:1:2::/64');
+  assert.equal(ipLimitKey('2001:DB8:1:2::1', 64), '2001:db8:1:2::/64', 'any spelling, one key');
+  assert.equal(ipLimitKey('2001:db8:1:2:ffff::', 64), ipLimitKey('2001:db8:1:2::ffff', 64), 'two addresses of one /64 share the key');
+  assert.notEqual(ipLimitKey('2001:db8:1:2::1', 64), ipLimitKey('2001:db8:1:3::1', 64), 'the next /64 is another client');
+  assert.equal(ipLimitKey('2001:db8:1:2:3:4:5:6', 56), '2001:db8:1::/56');
+  assert.equal(ipLimitKey('2001:db8:1:2ff:3:4:5:6', 56), '2001:db8:1:200::/56', 'a prefix inside a group keeps its high bits');
+  assert.equal(ipLimitKey('2001:db8::1', 128), '2001:db8::1', '128: by address');
+  assert.equal(ipLimitKey('::1', 64), '::/64');
+  assert.equal(ipLimitKey('203.0.113.7', 64), '203.0.113.7');
+  assert.equal(ipLimitKey('::ffff:203.0.113.7', 64), '203.0.113.7', 'IPv4-mapped: the IPv4 address');
+  assert.equal(ipLimitKey('unknown', 64), 'unknown');
+  assert.equal(ipLimitKey('fe80::1%eth0', 64), 'fe80::1%eth0', 'zone ids: as normalizeIp spells them');
 });
