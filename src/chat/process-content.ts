@@ -5,7 +5,7 @@
  * and it is re-checked here so this function is safe on its own). The sanitized `content` may be
  * longer, because escaping grows text (`"` → `&quot;`); it is bounded by 6 × the raw length.
  */
-import { MAX_ATTACHMENT_NAME_LENGTH, MAX_CONTENT_LENGTH } from '../protocol/bounds.js';
+import { MAX_ATTACHMENT_NAME_LENGTH, MAX_ATTACHMENT_URL_LENGTH, MAX_CONTENT_LENGTH } from '../protocol/bounds.js';
 import { ErrorReason } from '../protocol/reasons.js';
 import { checkContent, type ContentPolicy, type ContentRule } from './content-policy.js';
 import { extractEntities, type ExtractedLink } from './extract.js';
@@ -59,6 +59,33 @@ export function sanitizeDisplayName(name: string): SanitizedName | ContentReject
   if (name.includes('\n') || name.includes('\t')) return reject('control_char');
   if (isBlank(name)) return reject('empty_after_sanitize');
   return { ok: true, name: escapeHtml(name) };
+}
+
+export interface SanitizedUrl {
+  ok: true;
+  /** The WHATWG serialization: `" < > '` and spaces percent-encoded, never raw in an attribute. */
+  url: string;
+}
+
+/**
+ * Attachment URLs (already checked to be absolute http(s) by the schema): the character policy
+ * and no TAB or LF (one line; the URL parser would silently drop them), then stored as the URL
+ * parser serializes it, so a client that puts it into markup by string concatenation cannot be
+ * handed `"` or `<` (`https://a.example/x"><img onerror=…>`). Refused when that serialization
+ * outgrows the bound (percent-encoding lengthens non-ASCII text).
+ */
+export function sanitizeAttachmentUrl(raw: string): SanitizedUrl | ContentRejection {
+  const check = checkContent(raw, 'standard');
+  if (!check.ok) return reject(check.rule);
+  if (raw.includes('\n') || raw.includes('\t')) return reject('control_char');
+  let url: string;
+  try {
+    url = new URL(raw).href;
+  } catch {
+    return reject('control_char'); // unreachable after the schema's check; refused, never stored raw
+  }
+  if (url.length > MAX_ATTACHMENT_URL_LENGTH) return reject('too_long');
+  return { ok: true, url };
 }
 
 function reject(rule: ProcessRule): ContentRejection {

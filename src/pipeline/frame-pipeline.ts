@@ -21,7 +21,7 @@ import type { MessageChangeService } from '../chat/message-changes.js';
 import type { PresenceService } from '../presence/presence-service.js';
 import { withRequestId } from '../chat/replies.js';
 import { permissionsFor, type RolePolicy } from '../chat/authorization.js';
-import { processContent, sanitizeDisplayName } from '../chat/process-content.js';
+import { processContent, sanitizeAttachmentUrl, sanitizeDisplayName } from '../chat/process-content.js';
 import type { ContentPolicy } from '../chat/content-policy.js';
 import { parseSafeJson } from './safe-json.js';
 import { validateFrame } from './validate-frame.js';
@@ -170,7 +170,9 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
       for (const a of frame.attachments) {
         const name = sanitizeDisplayName(a.name);
         if (!name.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...cid }, true, `attachments.name:${name.rule}`));
-        attachments.push({ type: a.type, url: a.url, name: name.name });
+        const url = sanitizeAttachmentUrl(a.url);
+        if (!url.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...cid }, true, `attachments.url:${url.rule}`));
+        attachments.push({ type: a.type, url: url.url, name: name.name });
       }
     }
     const processed = { content: content.content, mentions: content.mentions, hashtags: content.hashtags, links: content.links, ...(attachments ? { attachments } : {}) };

@@ -277,7 +277,10 @@ function chatDeliverySuite(backend: StorageBackend): void {
       const b = await user();
       const raw = 'hi @alice #launch <img src=x onerror=alert(1)> <b>bold</b> https://example.com/x javascript:alert(1)';
       const ack = await sent(a, b.userId, raw, {
-        attachments: [{ type: 'image', url: 'https://cdn.example.com/a.png', name: '<i>pic</i>.png' }],
+        attachments: [
+          { type: 'image', url: 'https://cdn.example.com/a.png', name: '<i>pic</i>.png' },
+          { type: 'file', url: 'https://cdn.example.com/x"><img src=x onerror=alert(1)>', name: 'f' },
+        ],
       });
       const got = await b.next((f) => f.type === 'chat_message' && f.id === ack.id);
       assert.equal(
@@ -290,7 +293,11 @@ function chatDeliverySuite(backend: StorageBackend): void {
         { url: 'https://example.com/x', safe: true },
         { url: 'javascript:alert(1)', safe: false },
       ]);
-      assert.deepEqual(got.attachments, [{ type: 'image', url: 'https://cdn.example.com/a.png', name: '&lt;i&gt;pic&lt;/i&gt;.png' }]);
+      assert.deepEqual(got.attachments, [
+        { type: 'image', url: 'https://cdn.example.com/a.png', name: '&lt;i&gt;pic&lt;/i&gt;.png' },
+        // As the URL parser serializes it: no raw quote or angle bracket reaches a client.
+        { type: 'file', url: 'https://cdn.example.com/x%22%3E%3Cimg%20src=x%20onerror=alert(1)%3E', name: 'f' },
+      ]);
       // The stored copy is the sanitized one too.
       const [fromHistory] = await history(b, a.userId, { limit: 1 });
       assert.equal(fromHistory!.content, got.content);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { processContent, sanitizeDisplayName } from '../../src/chat/process-content.js';
+import { processContent, sanitizeDisplayName, sanitizeAttachmentUrl } from '../../src/chat/process-content.js';
 import { MAX_CONTENT_LENGTH } from '../../src/protocol/client-frames.js';
 
 test('a normal message passes with sanitized content and entities', () => {
@@ -87,4 +87,30 @@ test('attachment names: plain text escaping, no tags, control and bidi refused',
   assert.deepEqual(sanitizeDisplayName('a\u0007.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
   assert.deepEqual(sanitizeDisplayName('   '), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' });
   assert.deepEqual(sanitizeDisplayName('n'.repeat(256)), { ok: false, reason: 'invalid_content', rule: 'too_long' });
+});
+
+test('attachment URLs: stored as the URL parser serializes them (no raw quote or angle bracket), control and bidi characters refused', () => {
+  const ok = (raw: string): string => {
+    const r = sanitizeAttachmentUrl(raw);
+    assert.equal(r.ok, true, raw);
+    return (r as { url: string }).url;
+  };
+  assert.equal(ok('https://files.example.com/a/b.png?x=1#f'), 'https://files.example.com/a/b.png?x=1#f');
+  const attack = ok('https://a.example/x"><img src=x onerror=alert(1)>');
+  assert.doesNotMatch(attack, /["<> ]/);
+  assert.equal(attack, 'https://a.example/x%22%3E%3Cimg%20src=x%20onerror=alert(1)%3E');
+  assert.doesNotMatch(ok("https://a.example/?q='x'"), /'/);
+  assert.equal(ok('HTTPS://Files.Example.COM'), 'https://files.example.com/');
+  assert.equal(ok('https://bücher.example/ä'), 'https://xn--bcher-kva.example/%C3%A4');
+  for (const [raw, rule] of [
+    ['https://a.example/\u202Egpj.exe', 'bidi_override'],
+    ['https://a.example/a\tb', 'control_char'],
+    ['https://a.example/a\nb', 'control_char'],
+    ['https://a.example/\u0000', 'control_char'],
+    [`https://a.example/${'é'.repeat(400)}`, 'too_long'],
+  ] as const) {
+    const r = sanitizeAttachmentUrl(raw);
+    assert.equal(r.ok, false, raw);
+    assert.equal((r as { rule: string }).rule, rule);
+  }
 });
