@@ -45,6 +45,7 @@ export function issuerVerifiers(jwt: JwtConfig, fallbackKey: () => KeySource): I
         ...(jwt.algorithms ? { algorithms: jwt.algorithms } : {}),
         ...(jwt.issuer !== undefined ? { issuer: jwt.issuer } : {}),
         ...(jwt.audience !== undefined ? { audience: jwt.audience } : {}),
+        ...(jwt.tenants !== undefined ? { tenants: jwt.tenants } : {}),
       }),
     });
   }
@@ -61,6 +62,7 @@ export function issuerVerifiers(jwt: JwtConfig, fallbackKey: () => KeySource): I
         types: entry.types ?? jwt.types,
         ...(entry.algorithms ? { algorithms: entry.algorithms } : {}),
         ...(audience !== undefined ? { audience } : {}),
+        ...(entry.tenants !== undefined ? { tenants: entry.tenants } : {}),
       }),
     });
   }

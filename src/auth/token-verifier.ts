@@ -35,6 +35,12 @@ export interface TokenVerifierOptions {
   /** Refuse a token without `typ` (default: allowed). */
   requireType?: boolean;
   /**
+   * The tenants this key may speak for (a token naming another `tid`, or none when `default` is not
+   * listed, is `invalid_token`). Default: any. With several issuers, this is what stops one of them
+   * minting tokens for another's users: the user key is `tid:sub`, whoever signed.
+   */
+  tenants?: readonly string[];
+  /**
    * HS* tokens with a shared secret are checked synchronously with node:crypto (src/auth/hmac-jwt.ts),
    * making jose's decisions; `false` sends them through jose instead (the equivalence tests use both).
    */
@@ -89,6 +95,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     throw new Error(`jwt.algorithms: ${wrong.join(', ') || '(none)'} cannot be used with a ${keySource.kind.replace('_', ' ')} key`);
   }
   const now = options.now ?? Date.now;
+  const tenants = options.tenants === undefined ? undefined : new Set(options.tenants);
   const verifyOptions = {
     algorithms,
     clockTolerance: options.clockTolerance,
@@ -153,6 +160,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     if (typeof sub !== 'string' || !UUID.test(sub) || typeof exp !== 'number') return invalid;
     if (role !== undefined && (typeof role !== 'string' || !CLAIM_VALUE.test(role))) return invalid;
     if (tid !== undefined && (typeof tid !== 'string' || !CLAIM_VALUE.test(tid))) return invalid;
+    if (tenants !== undefined && !tenants.has(tid ?? DEFAULT_TENANT)) return invalid;
     if (jti !== undefined && (typeof jti !== 'string' || !JTI_VALUE.test(jti))) return invalid;
     return {
       ok: true,

@@ -55,7 +55,7 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /** Every key source the config names: the top-level `jwt` key and each `jwt.issuers` entry. */
-function keyEntries(config: RampartConfig): { key: string; secret?: string; publicKeyFile?: string; jwksUrl?: string; issuer?: string; audience?: string }[] {
+function keyEntries(config: RampartConfig): { key: string; secret?: string; publicKeyFile?: string; jwksUrl?: string; issuer?: string; audience?: string; tenants?: string[] }[] {
   const { jwt } = config;
   const entries = [];
   if (jwt.secret !== undefined || jwt.publicKeyFile !== undefined || jwt.jwksUrl !== undefined) {
@@ -110,6 +110,18 @@ const issuerAudience: Rule = {
       ...(e.issuer === undefined ? [error(`${e.key}.issuer`, 'production checks the token issuer (iss): set it')] : []),
       ...(e.audience === undefined ? [error(`${e.key === 'jwt' ? 'jwt' : e.key}.audience`, 'production checks the token audience (aud): set it')] : []),
     ]),
+};
+
+const issuerTenants: Rule = {
+  name: 'each issuer speaks for its own tenants',
+  production: true,
+  // One key: it is the authority, whatever tenant it names. Several: without a list each of them
+  // can mint a token for any tenant's user (the user key is tid:sub, whoever signed).
+  check: (config) => {
+    const entries = keyEntries(config);
+    if (entries.length < 2) return [];
+    return entries.filter((e) => e.tenants === undefined).map((e) => warn(`${e.key}.tenants`, 'with several issuers, list the tenants this one may speak for; unset, it can act for every tenant'));
+  },
 };
 
 const jwksTransport: Rule = {
@@ -181,7 +193,7 @@ const operations: Rule = {
   ],
 };
 
-export const RULES: readonly Rule[] = [readableFiles, signingKey, issuerAudience, jwksTransport, origins, queryToken, transport, metricsExposure, operations];
+export const RULES: readonly Rule[] = [readableFiles, signingKey, issuerAudience, issuerTenants, jwksTransport, origins, queryToken, transport, metricsExposure, operations];
 
 export interface RuleResult {
   rule: string;

@@ -27,6 +27,8 @@ const JwtIssuerSchema = z.strictObject({
   algorithms: z.array(JwtAlgorithmSchema).min(1).optional(),
   /** Default: `jwt.types`. */
   types: JwtTypesSchema.optional(),
+  /** Tenants (`tid`; `default` without one) this issuer may speak for. Default: any. */
+  tenants: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/)).min(1).optional(),
 });
 
 /** Forward-secret AEAD suites only: the TLS 1.3 suites, and ECDHE with AES-GCM or ChaCha20-Poly1305 for TLS 1.2. */
@@ -94,6 +96,8 @@ export const ConfigSchema = z.strictObject({
       types: JwtTypesSchema.default(['JWT', 'at+jwt']),
       /** Refuse tokens without a `typ` header. */
       requireType: z.boolean().default(false),
+      /** Tenants (`tid`; `default` without one) the top-level key may speak for. Default: any. */
+      tenants: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/)).min(1).optional(),
       /** Further issuers, each with its own key; a token is routed by its exact `iss`. */
       issuers: z.array(JwtIssuerSchema).default([]),
     })

@@ -260,6 +260,12 @@ test('check results: OK rules, warnings and the grade', () => {
   assert.deepEqual(sqlite.map((f) => `${f.severity} ${f.key}`), ['warn storage', 'warn logLevel']);
   assert.equal(grade(sqlite), 'C');
   assert.equal(grade([{ severity: 'error', key: 'x', message: 'y' }]), 'F');
+  // Several issuers: each without a tenant list is a warning (it can act for every tenant).
+  const twoIssuers = { ...PROD, jwt: { ...PROD.jwt, issuers: [{ issuer: 'https://partner.example.com', jwksUrl: 'https://partner.example.com/jwks', audience: 'chat' }] } };
+  const noLists = findingsOf(runChecks(parseConfig(twoIssuers, noFiles), noFiles)).filter((f) => f.key.endsWith('.tenants'));
+  assert.deepEqual(noLists.map((f) => `${f.severity} ${f.key}`), ['warn jwt.tenants', 'warn jwt.issuers.0.tenants']);
+  const listed = { ...twoIssuers, jwt: { ...twoIssuers.jwt, tenants: ['acme'], issuers: [{ ...twoIssuers.jwt.issuers[0]!, tenants: ['partner'] }] } };
+  assert.deepEqual(findingsOf(runChecks(parseConfig(listed, noFiles), noFiles)).filter((f) => f.key.endsWith('.tenants')), []);
   // Development runs only the mode-independent rules.
   assert.deepEqual(runChecks(parseConfig({}), noFiles).map((r) => r.rule), ['files are readable']);
 });

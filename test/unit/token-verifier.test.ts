@@ -386,3 +386,24 @@ test('single-issuer keys still work beside jwt.issuers, and catch tokens no name
   // The named issuer's tokens go to its key only: the shared secret cannot sign for it.
   assert.deepEqual(await verify(await mint(secretKey, { iss: 'https://other.example.com' })), invalid);
 });
+
+test('tenants: each issuer speaks only for its listed tenants (tid; "default" without one), on both verification paths', async () => {
+  const config = parseConfig({
+    jwt: { secret: SECRET, tenants: ['acme'], issuers: [{ issuer: 'https://partner.example.com', publicKeyFile: pemFile, tenants: ['partner', 'default'] }] },
+  });
+  const verify = createIssuerRouter(issuerVerifiers(config.jwt, () => assert.fail('unused')), config.jwt.maxTokenLength);
+  const partner = (tid?: string): Promise<string> =>
+    mint(rsa.privateKey, { alg: 'RS256', iss: 'https://partner.example.com', ...(tid !== undefined ? { extra: { tid } } : {}) });
+  assert.equal((await verify(await mint(secretKey, { extra: { tid: 'acme' } }))).ok, true);
+  assert.deepEqual(await verify(await mint(secretKey, { extra: { tid: 'partner' } })), invalid, 'the top-level key may not speak for partner');
+  assert.deepEqual(await verify(await mint(secretKey)), invalid, 'no tid is the default tenant, which is not listed');
+  assert.equal((await verify(await partner('partner'))).ok, true);
+  assert.equal((await verify(await partner())).ok, true, 'default is listed for the partner');
+  assert.deepEqual(await verify(await partner('acme')), invalid, "the partner's key cannot mint a token for acme's users");
+  // The HMAC fast path and jose decide the same.
+  for (const hmacFastPath of [true, false]) {
+    const v = createTokenVerifier({ keySource: secretKeySource(SECRET), clockTolerance: 0, maxTokenLength: 4096, tenants: ['acme'], hmacFastPath });
+    assert.equal((await v(await mint(secretKey, { extra: { tid: 'acme' } }))).ok, true);
+    assert.deepEqual(await v(await mint(secretKey, { extra: { tid: 'other' } })), invalid);
+  }
+});
