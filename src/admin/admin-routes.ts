@@ -32,6 +32,8 @@ export interface AdminRoutesOptions {
   rule: RateRule;
   maxBodyBytes: number;
   maxBanMs: number;
+  /** `jwt.maxTokenLifetimeMs`: no accepted token expires later, so no revocation needs to reach further. */
+  maxTokenLifetimeMs: number;
   /** Added to a revoked token's `exp` (the verifier's clock tolerance). */
   revokeGraceMs: number;
   clientIp(req: IncomingMessage): string;
@@ -169,7 +171,8 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
       const body = parseBody(RevokeBody, await readJson(req, o.maxBodyBytes));
       const until = body.exp * 1000 + o.revokeGraceMs;
       if (until <= Date.now()) throw invalid([{ path: 'exp', rule: 'expired' }]);
-      if (until > Date.now() + o.maxBanMs) throw invalid([{ path: 'exp', rule: 'too_big' }]);
+      // Tokens expiring later are refused at auth anyway: nothing to revoke.
+      if (until > Date.now() + o.maxTokenLifetimeMs + o.revokeGraceMs) throw invalid([{ path: 'exp', rule: 'too_big' }]);
       await attempt(entry('revoke', `jti:${body.jti}`, 'failed'), () => o.control.revoke(body.jti, until));
       await audited(entry('revoke', `jti:${body.jti}`, 'ok', { until }));
       return { status: 200, body: { jti: body.jti, until } };

@@ -71,6 +71,7 @@ export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
     rule: { name: 'admin', limit: config.admin.requestsPerMinute, windowMs: 60_000 },
     maxBodyBytes: config.admin.maxBodyBytes,
     maxBanMs: config.admin.maxBanMs,
+    maxTokenLifetimeMs: config.jwt.maxTokenLifetimeMs,
     revokeGraceMs: config.jwt.clockTolerance * 1000,
     clientIp: (req: IncomingMessage) => resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies),
     logger,

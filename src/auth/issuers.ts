@@ -32,7 +32,7 @@ export function keySourceOf(key: KeyConfig, jwt: JwtConfig): KeySource | undefin
  * names no key and no issuer list is given (the development key).
  */
 export function issuerVerifiers(jwt: JwtConfig, fallbackKey: () => KeySource): IssuerVerifier[] {
-  const common = { clockTolerance: jwt.clockTolerance, maxTokenLength: jwt.maxTokenLength, requireType: jwt.requireType };
+  const common = { clockTolerance: jwt.clockTolerance, maxTokenLength: jwt.maxTokenLength, requireType: jwt.requireType, maxLifetimeMs: jwt.maxTokenLifetimeMs };
   const verifiers: IssuerVerifier[] = [];
   const topKey = keySourceOf(jwt, jwt) ?? (jwt.issuers.length === 0 ? fallbackKey() : undefined);
   if (topKey) {

@@ -41,6 +41,11 @@ export interface TokenVerifierOptions {
    */
   tenants?: readonly string[];
   /**
+   * A token whose `exp` lies further ahead than this (ms) is `invalid_token`: every token the
+   * server accepts can then be revoked (a revocation is kept until the token's `exp`).
+   */
+  maxLifetimeMs?: number;
+  /**
    * HS* tokens with a shared secret are checked synchronously with node:crypto (src/auth/hmac-jwt.ts),
    * making jose's decisions; `false` sends them through jose instead (the equivalence tests use both).
    */
@@ -161,6 +166,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     if (role !== undefined && (typeof role !== 'string' || !CLAIM_VALUE.test(role))) return invalid;
     if (tid !== undefined && (typeof tid !== 'string' || !CLAIM_VALUE.test(tid))) return invalid;
     if (tenants !== undefined && !tenants.has(tid ?? DEFAULT_TENANT)) return invalid;
+    if (options.maxLifetimeMs !== undefined && exp * 1000 > now() + options.maxLifetimeMs + options.clockTolerance * 1000) return invalid;
     if (jti !== undefined && (typeof jti !== 'string' || !JTI_VALUE.test(jti))) return invalid;
     return {
       ok: true,

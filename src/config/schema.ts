@@ -96,6 +96,8 @@ export const ConfigSchema = z.strictObject({
       types: JwtTypesSchema.default(['JWT', 'at+jwt']),
       /** Refuse tokens without a `typ` header. */
       requireType: z.boolean().default(false),
+      /** Tokens expiring further ahead are refused, so every accepted token can be revoked until its `exp`. */
+      maxTokenLifetimeMs: ms.default(365 * 86_400_000),
       /** Tenants (`tid`; `default` without one) the top-level key may speak for. Default: any. */
       tenants: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/)).min(1).optional(),
       /** Further issuers, each with its own key; a token is routed by its exact `iss`. */

@@ -65,10 +65,10 @@ async function say(from: TestClient, recipientId: string, content: string, clien
   return from.next((f) => f.type === 'message_sent' && f.clientMsgId === clientMsgId);
 }
 
-async function tryAuth(url: string, sub: string, jti?: string): Promise<{ client: TestClient; reply: Frame }> {
+async function tryAuth(url: string, sub: string, jti?: string, ttl?: number): Promise<{ client: TestClient; reply: Frame }> {
   const client = openClient(url);
   await client.opened;
-  client.send({ type: 'auth', token: await token({ sub, ...(jti ? { jti } : {}) }) });
+  client.send({ type: 'auth', token: await token({ sub, ...(jti ? { jti } : {}), ...(ttl !== undefined ? { ttl } : {}) }) });
   return { client, reply: await client.next((f) => f.type === 'auth_success' || f.type === 'auth_failure') };
 }
 
@@ -106,6 +106,8 @@ for (const backend of backends('admin')) {
           name: 'ops-alice',
           requestsPerMinute: 40,
           maxBodyBytes: 512,
+          // Shorter than a token may live: a revocation still reaches to the token's exp.
+          maxBanMs: 30 * 86_400_000,
         },
       });
       wsUrl = s.url;
@@ -253,6 +255,19 @@ for (const backend of backends('admin')) {
       const other = track(await authAs(wsUrl, sub, { jti: `${jti}-other` }));
       const exp = Math.floor(Date.now() / 1000) + 3600;
       assert.equal((await admin('POST', '/admin/tokens/revoke', { jti, exp: Math.floor(Date.now() / 1000) - 60 })).status, 400, 'already expired');
+      // Every token the server accepts can be revoked: only an exp past jwt.maxTokenLifetimeMs
+      // (refused at auth anyway) is too far; one beyond admin.maxBanMs (30 days here) is fine.
+      const days = (n: number): number => n * 86_400;
+      const tooFar = Math.floor(Date.now() / 1000) + days(366);
+      assert.equal((await admin('POST', '/admin/tokens/revoke', { jti: `${jti}-far`, exp: tooFar })).status, 400, 'past the longest token lifetime');
+      const far = await tryAuth(wsUrl, sub, `${jti}-far`, days(366));
+      track(far.client);
+      assert.equal(far.reply.reason, 'invalid_token', 'such a token is refused at auth');
+      const longLived = await tryAuth(wsUrl, sub, `${jti}-long`, days(300));
+      track(longLived.client);
+      assert.equal(longLived.reply.type, 'auth_success');
+      assert.equal((await admin('POST', '/admin/tokens/revoke', { jti: `${jti}-long`, exp: Math.floor(Date.now() / 1000) + days(300) })).status, 200, 'a long-lived accepted token can be revoked');
+      assert.equal((await longLived.client.closed).code, 4003);
       const r = await admin('POST', '/admin/tokens/revoke', { jti, exp });
       assert.equal(r.status, 200);
       assert.equal((await revoked.next((f) => f.type === 'auth_failure')).reason, 'invalid_token');

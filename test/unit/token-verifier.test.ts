@@ -407,3 +407,12 @@ test('tenants: each issuer speaks only for its listed tenants (tid; "default" wi
     assert.deepEqual(await v(await mint(secretKey, { extra: { tid: 'other' } })), invalid);
   }
 });
+
+test('maxLifetimeMs: a token expiring further ahead is invalid_token (so every accepted token can be revoked), on both paths', async () => {
+  for (const hmacFastPath of [true, false]) {
+    const v = createTokenVerifier({ keySource: secretKeySource(SECRET), clockTolerance: 5, maxTokenLength: 4096, maxLifetimeMs: 86_400_000, hmacFastPath });
+    assert.equal((await v(await mint(secretKey, { exp: now() + 86_400 }))).ok, true, 'exactly the longest lifetime');
+    assert.equal((await v(await mint(secretKey, { exp: now() + 86_400 + 5 }))).ok, true, 'within the clock tolerance');
+    assert.deepEqual(await v(await mint(secretKey, { exp: now() + 86_400 + 60 })), invalid);
+  }
+});
