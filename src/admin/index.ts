@@ -80,7 +80,10 @@ export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
   const ownPort = config.admin.port;
   let server: Server | undefined;
   if (ownPort !== undefined) {
-    server = createServer({ headersTimeout: 10_000, requestTimeout: 15_000, maxHeaderSize: 16384 }, (req: IncomingMessage, res: ServerResponse) => {
+    // The listener's own limits follow the main port's: headers in limits.headersTimeout, a body
+    // within 5 s more.
+    const L = config.limits;
+    server = createServer({ headersTimeout: L.headersTimeout, requestTimeout: L.headersTimeout + 5000, maxHeaderSize: L.maxHeaderSize }, (req: IncomingMessage, res: ServerResponse) => {
       if (isAdminPath(req.url)) return handle(req, res);
       res.writeHead(404, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end('{"error":"not_found"}\n');
     });

@@ -23,7 +23,7 @@ type KeyConfig = Pick<JwtConfig['issuers'][number], 'secret' | 'publicKeyFile' |
 export function keySourceOf(key: KeyConfig, jwt: JwtConfig): KeySource | undefined {
   if (key.secret !== undefined) return secretKeySource(key.secret);
   if (key.publicKeyFile !== undefined) return publicKeySource(key.publicKeyFile);
-  if (key.jwksUrl !== undefined) return jwksKeySource(key.jwksUrl, jwt.jwksCacheMaxAge, jwt.jwksRefetchIntervalMs);
+  if (key.jwksUrl !== undefined) return jwksKeySource(key.jwksUrl, jwt.jwksCacheMaxAge, jwt.jwksRefetchIntervalMs, jwt.jwksTimeoutMs);
   return undefined;
 }
 

@@ -31,7 +31,7 @@ export function publicKeySource(pemFile: string): KeySource {
  * refetches the set (key rotation), but at most once per interval after the last fetch, so
  * made-up `kid`s cannot turn into a flood of requests to the identity provider.
  */
-export function jwksKeySource(url: string, cacheMaxAge: number, refetchIntervalMs = 30000): KeySource {
-  const key = createRemoteJWKSet(new URL(url), { cacheMaxAge, cooldownDuration: refetchIntervalMs, timeoutDuration: 5000 });
+export function jwksKeySource(url: string, cacheMaxAge: number, refetchIntervalMs = 30000, timeoutMs = 5000): KeySource {
+  const key = createRemoteJWKSet(new URL(url), { cacheMaxAge, cooldownDuration: refetchIntervalMs, timeoutDuration: timeoutMs });
   return { kind: 'jwks', key, defaultAlgorithms: ['RS256', 'ES256', 'EdDSA', 'Ed25519'] };
 }

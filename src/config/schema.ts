@@ -92,6 +92,8 @@ export const ConfigSchema = z.strictObject({
       jwksCacheMaxAge: ms.default(600000),
       /** A token whose `kid` is not cached refetches the JWKS at most once per this many ms (else `unavailable`). */
       jwksRefetchIntervalMs: z.number().int().min(0).default(30000),
+      /** A JWKS fetch that takes longer fails (the token gets `unavailable`, 4503). */
+      jwksTimeoutMs: ms.default(5000),
       /** Allowed `typ` header values; a token of another type (refresh, ID token) is `invalid_token`. */
       types: JwtTypesSchema.default(['JWT', 'at+jwt']),
       /** Refuse tokens without a `typ` header. */
@@ -188,6 +190,8 @@ export const ConfigSchema = z.strictObject({
       maxPendingAutoPongs: positiveInt.default(8),
       /** Slow or incomplete HTTP requests are cut off after this. */
       headersTimeout: ms.default(10000),
+      /** Bytes of HTTP request headers (every listener: WebSocket, admin, metrics); larger is 431. */
+      maxHeaderSize: z.number().int().min(1024).max(65536).default(16384),
     })
     .prefault({}),
   chat: z

@@ -12,8 +12,15 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export function createMetricsServer(port: number, host: string, endpoint: MetricsEndpoint, onError: (err: Error) => void): MetricsServer {
-  const server: Server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
+/** `http`: the listener's limits (the main port's `limits.headersTimeout` and `limits.maxHeaderSize`). */
+export function createMetricsServer(
+  port: number,
+  host: string,
+  endpoint: MetricsEndpoint,
+  onError: (err: Error) => void,
+  http: { headersTimeout: number; maxHeaderSize: number } = { headersTimeout: 5000, maxHeaderSize: 16384 },
+): MetricsServer {
+  const server: Server = createServer({ headersTimeout: http.headersTimeout, requestTimeout: http.headersTimeout + 1000, maxHeaderSize: http.maxHeaderSize }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/metrics') return serveMetrics(req, res, endpoint);
     res.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' });

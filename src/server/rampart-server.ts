@@ -301,7 +301,13 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     storageUp: readiness.storageUp,
   });
   const metricsEndpoint = { registry: metrics.registry, ...(config.metrics.token !== undefined ? { token: config.metrics.token } : {}) };
-  const metricsServer = config.metrics.port !== undefined ? createMetricsServer(config.metrics.port, config.metrics.host, metricsEndpoint, (err) => logger.error({ err: err.message }, 'metrics listener error')) : undefined;
+  const metricsServer =
+    config.metrics.port !== undefined
+      ? createMetricsServer(config.metrics.port, config.metrics.host, metricsEndpoint, (err) => logger.error({ err: err.message }, 'metrics listener error'), {
+          headersTimeout: L.headersTimeout,
+          maxHeaderSize: L.maxHeaderSize,
+        })
+      : undefined;
   let metricsAddress: AddressInfo | undefined;
   const routes = createHttpRoutes({
     ready: readiness.ready,
@@ -318,7 +324,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     headersTimeout: L.headersTimeout,
     requestTimeout: L.headersTimeout + 1000,
     connectionsCheckingInterval: Math.min(1000, Math.ceil(L.headersTimeout / 2)),
-    maxHeaderSize: 16384,
+    maxHeaderSize: L.maxHeaderSize,
   };
   const httpsServer = config.tls ? createHttpsServer({ ...serverOptions, ...httpsOptions(config.tls) }, handler) : undefined;
   if (config.tls?.requestClientCert && !config.tls.requireClientCert) httpsServer?.on('secureConnection', refuseUnverifiedClientCert);
@@ -354,9 +360,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       onHandshake: (result, reason) => metrics.handshakes.inc({ result, reason }),
     }),
   );
-  server.on('clientError', (_err, socket) => {
-    // Slow, malformed or oversized HTTP requests: a bare 400/408 and close, nothing echoed.
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  server.on('clientError', (err: Error & { code?: string }, socket) => {
+    // Malformed or oversized HTTP requests: a bare status and close, nothing echoed.
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     socket.destroy();
   });
 

@@ -60,7 +60,7 @@ before(async () => {
     maxMessageSize: 4096,
     maxPreAuthMessageSize: 1024,
     jwt: { secret: TEST_SECRET, clockTolerance: 0, maxTokenLength: 600 },
-    limits: { maxAuthFailures: 1000, headersTimeout: 300 },
+    limits: { maxAuthFailures: 1000, headersTimeout: 300, maxHeaderSize: 4096 },
   });
 });
 after(async () => {
@@ -656,6 +656,13 @@ describe('HTTP', { timeout: 15_000 }, () => {
     const raw2 = await RawSocket.open(srv.port);
     raw2.write('GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n');
     await within(raw2.closed, 5000, 'headers timeout (upgrade)');
+  });
+
+  test('request headers over limits.maxHeaderSize: 431, on plain routes and upgrades', async () => {
+    const big = { 'x-padding': 'p'.repeat(5000) };
+    assert.equal((await fetch(`${srv.httpUrl}/healthz`, { headers: big })).status, 431);
+    assert.equal(await handshakeStatus(srv.url, { headers: big }), 431);
+    assert.equal((await fetch(`${srv.httpUrl}/healthz`, { headers: { 'x-padding': 'p'.repeat(3000) } })).status, 200);
   });
 
   test('/healthz and /readyz answer 200', async () => {
