@@ -15,7 +15,11 @@ export interface GateRefusal {
   event: string;
 }
 
-export type GateResult = { ok: true; identity?: Identity } | ({ ok: false } & GateRefusal);
+/**
+ * `unreserve`: gives back the place the gate held under the node-wide caps; the caller calls it
+ * once the socket is counted (or gone).
+ */
+export type GateResult = { ok: true; identity?: Identity; unreserve: () => void } | ({ ok: false } & GateRefusal);
 
 export interface HandshakeGateOptions {
   limiter: Limiter;
@@ -28,6 +32,12 @@ export interface HandshakeGateOptions {
   lockoutKey(ip: string): string;
   /** Node-wide caps held by the server (open sockets, unauthenticated ones). */
   capacity(ip: string): 'ok' | 'connections' | 'unauthenticated' | 'unauthenticated_ip';
+  /**
+   * Holds a place under those caps from the check until the socket is counted: handshakes that
+   * wait on Redis meanwhile see it taken, so they cannot all pass one free place. Returns the
+   * release (idempotent).
+   */
+  reserve(ip: string): () => void;
 }
 
 function refuse(status: GateRefusal['status'], event: string): GateResult {
@@ -53,7 +63,13 @@ export async function runHandshakeGate(o: HandshakeGateOptions, req: IncomingMes
   const capacity = o.capacity(ip);
   if (capacity === 'connections') return refuse(503, 'node_connection_cap');
   if (capacity !== 'ok') return refuse(429, capacity === 'unauthenticated' ? 'unauthenticated_cap' : 'unauthenticated_ip_cap');
+  const unreserve = o.reserve(ip);
+  const result = await afterCapacity(o, req, ip, unreserve);
+  if (!result.ok) unreserve();
+  return result;
+}
 
+async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: string, unreserve: () => void): Promise<GateResult> {
   let acquired: boolean;
   try {
     acquired = await o.registry.acquireIp(ip, o.maxConnectionsPerIP);
@@ -71,9 +87,9 @@ export async function runHandshakeGate(o: HandshakeGateOptions, req: IncomingMes
   if (origin !== 'allowed' && origin !== 'missing_allowed') return release(refuse(403, `origin_${origin}`));
 
   const token = queryToken(req.url);
-  if (token === undefined) return { ok: true };
+  if (token === undefined) return { ok: true, unreserve };
   if (!o.allowQueryToken) return release(refuse(401, 'query_token_not_allowed'));
   const verified = await o.verify(token);
   if (!verified.ok) return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
-  return { ok: true, identity: verified.identity };
+  return { ok: true, identity: verified.identity, unreserve };
 }

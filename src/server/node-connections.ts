@@ -25,6 +25,9 @@ export class NodeConnections {
   private readonly open = new Set<Session>();
   private readonly unauthenticated = new Set<Session>();
   private readonly unauthByIp = new Map<string, number>();
+  /** Handshakes past the capacity check whose socket is not counted yet (see reserve). */
+  private pending = 0;
+  private readonly pendingByIp = new Map<string, number>();
   private gaugesPending = false;
 
   constructor(
@@ -53,12 +56,31 @@ export class NodeConnections {
     this.updateGauges();
   }
 
-  /** Which node-wide cap, if any, a new handshake from `ip` would exceed. */
+  /** Which node-wide cap, if any, a new handshake from `ip` would exceed (places reserved count as taken). */
   capacity(ip: string): Capacity {
-    if (this.open.size >= this.limits.maxConnections) return 'connections';
-    if (this.unauthenticated.size >= this.limits.maxUnauthenticated) return 'unauthenticated';
-    if ((this.unauthByIp.get(ip) ?? 0) >= this.limits.maxUnauthenticatedPerIP) return 'unauthenticated_ip';
+    if (this.open.size + this.pending >= this.limits.maxConnections) return 'connections';
+    if (this.unauthenticated.size + this.pending >= this.limits.maxUnauthenticated) return 'unauthenticated';
+    if ((this.unauthByIp.get(ip) ?? 0) + (this.pendingByIp.get(ip) ?? 0) >= this.limits.maxUnauthenticatedPerIP) return 'unauthenticated_ip';
     return 'ok';
+  }
+
+  /**
+   * Holds a place (an open, unauthenticated socket from `ip`) for a handshake between its
+   * capacity check and `add`: the gate's Redis round trips lie in between, and every handshake
+   * waiting on them would otherwise pass the same free place. Returns the release (idempotent).
+   */
+  reserve(ip: string): () => void {
+    this.pending++;
+    this.pendingByIp.set(ip, (this.pendingByIp.get(ip) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.pending--;
+      const n = (this.pendingByIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.pendingByIp.delete(ip);
+      else this.pendingByIp.set(ip, n);
+    };
   }
 
   get size(): number {

@@ -346,6 +346,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
         verify,
         lockoutKey,
         capacity: (ip) => connections.capacity(ip),
+        reserve: (ip) => connections.reserve(ip),
       },
       registry,
       connections,

@@ -89,16 +89,22 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
         if (socket.destroyed) {
           o.onHandshake?.('refused', 'client_gone');
           void o.registry.releaseIp(ip);
+          result.unreserve();
           return;
         }
         // The drain began while the gate was waiting: no new session may start now.
         if (o.isClosing()) {
           o.onHandshake?.('refused', 'draining');
           void o.registry.releaseIp(ip);
+          result.unreserve();
           refuseHandshake(socket, 503);
           return;
         }
-        const release = releaseIpOnClose(ip);
+        const releaseIp = releaseIpOnClose(ip);
+        const release = (): void => {
+          releaseIp();
+          result.unreserve();
+        };
         socket.once('close', release);
         o.wss.handleUpgrade(req, socket, head, (ws) => {
           // From here ws handles socket errors (it destroys the socket) and the session releases the slot.
@@ -106,6 +112,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
           socket.off('error', destroySelf);
           const session = new Session(ws, socket, ip, o.timings, hooks);
           o.connections.add(session, result.identity !== undefined);
+          result.unreserve(); // counted now
           o.onHandshake?.('accepted', 'ok');
           if (result.identity) o.admit(session, result.identity);
         });

@@ -473,6 +473,23 @@ function limitsSuite(kind: StoreKind): void {
       assert.equal(srv.server.stats().unauthenticated, 1);
     });
 
+    test('maxUnauthenticatedPerIP 3 holds for 12 handshakes started at once (each waits on the limits backend between check and count)', async () => {
+      const srv = await start({ limits: { maxUnauthenticatedPerIP: 3 } });
+      const outcomes = await Promise.all(
+        Array.from({ length: 12 }, async () => {
+          const c = track(openClient(srv.url));
+          try {
+            await c.opened;
+            return 'open';
+          } catch {
+            return 'refused';
+          }
+        }),
+      );
+      assert.equal(outcomes.filter((x) => x === 'open').length, 3, `opened: ${outcomes.join(',')}`);
+      assert.equal(srv.server.stats().unauthenticated, 3);
+    });
+
     test('maxUnauthenticated 2 (node-wide): a 3rd unauthenticated socket from another IP gets 429', async () => {
       const srv = await start({ limits: { maxUnauthenticated: 2 } });
       const u1 = track(openClient(srv.url));
