@@ -80,6 +80,19 @@ export function deviceIdProblem(deviceId: unknown): string | undefined {
 }
 
 const uuidProblem = (field: string, value: unknown): string | undefined => (isUuid(value) ? undefined : `${field}: a UUID`);
+
+/**
+ * Where a message or a typing indicator goes: exactly one of `conversationId` and `recipientId`
+ * (an absent or `undefined` key is no key: JSON drops it), a UUID. TypeScript lets both through
+ * (a key of another member of a union is not an excess property), and the server refuses the frame
+ * without naming it: a message would stay queued, resent on every reconnect; every refused typing
+ * indicator would be a strike towards close 4029.
+ */
+export function targetProblem(target: unknown): string | undefined {
+  const t = typeof target === 'object' && target !== null ? (target as { conversationId?: unknown; recipientId?: unknown }) : {};
+  if ((t.conversationId === undefined) === (t.recipientId === undefined)) return 'target: exactly one of conversationId and recipientId';
+  return t.conversationId !== undefined ? uuidProblem('conversationId', t.conversationId) : uuidProblem('recipientId', t.recipientId);
+}
 /** A timeline position or seq: an integer from 0 to 2^53 − 1. */
 const positionProblem = (field: string, value: unknown): string | undefined =>
   typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? undefined : `${field}: an integer from 0 to 2^53 − 1`;

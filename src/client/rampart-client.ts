@@ -13,10 +13,10 @@ import { systemClock, TimerSlot, type Clock } from './clock.js';
 import { Emitter, type Listener } from './emitter.js';
 import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
 import { PosTracker, RecentIds } from './pos-tracker.js';
-import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, isUuid, requestProblem } from './outgoing-checks.js';
+import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, isUuid, requestProblem, targetProblem } from './outgoing-checks.js';
 import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
-import { SendQueue, SendError, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
+import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
 import { MemorySyncStore, newDeviceId, parseSyncState, type SyncState, type SyncStore } from './sync-store.js';
 import { newClientMsgId } from './client-msg-id.js';
@@ -65,10 +65,12 @@ export interface RampartClientOptions {
    * After a period this long (ms) with nothing received on an open connection, the client sends
    * `ping` (so after between one and two periods of silence); 0 turns liveness checks off. A
    * browser cannot see WebSocket pings, so without this a connection that died silently (a phone
-   * changing networks, a NAT that forgot it) looks open forever and sends go nowhere. Default 25000.
+   * changing networks, a NAT that forgot it) looks open forever and sends go nowhere. A ping due
+   * while the server asked for a wait (a refusal that names no frame) goes when the wait ends.
+   * Default 25000.
    */
   pingIntervalMs?: number;
-  /** … and when still nothing arrived this long after the `ping` (ms), the connection is given up and the client reconnects with backoff. Default 10000. */
+  /** … and when still nothing arrived this long after the `ping` was sent (ms), the connection is given up and the client reconnects with backoff. Default 10000. */
   pongTimeoutMs?: number;
   /** Reads of `store` at start before a failing store is given up and the client goes on as a new device. Default 3. */
   storeLoadAttempts?: number;
@@ -137,11 +139,14 @@ export class RampartClient {
   /** Sends wait until then (ms): the user's message budget, or the connection's frame budget. */
   private sendPausedUntil = 0;
   /**
-   * Every frame the SDK can hold back (sends, requests, acks, typing) waits until then (ms): the
-   * server dropped a frame without naming it and asked for a wait (see `framesDropped`). Sending
-   * before it would only be refused again, each refusal a strike towards close 4029.
+   * Every frame the SDK can hold back (sends, requests, acks, typing, token refreshes, liveness
+   * pings) waits until then (ms): the server dropped a frame without naming it and asked for a
+   * wait (see `framesDropped`). Sending before it would only be refused again, each refusal a
+   * strike towards close 4029. Read through `framesWait()`.
    */
   private framesPausedUntil = 0;
+  /** How long that wait was when it was last set (ms): what is left of it is never more. */
+  private framesPauseMs = 0;
   /** A token refresh (`auth`) on the open socket not yet answered by `auth_success`. */
   private refreshUnanswered = false;
   /** The current socket delivered a frame since the last liveness check: any frame proves it alive. */
@@ -230,15 +235,16 @@ export class RampartClient {
   /**
    * Sends a chat message to a conversation (direct or group) or, before a direct conversation
    * exists, to a user; resolves once it is durably stored (resent across reconnects until then).
-   * A message the server could only refuse (a field out of the protocol's bounds, a `clientMsgId`
-   * that is not 1..64 printable ASCII) rejects at once with `SendError('validation_failed')` and a
-   * `detail`: the server's refusal would name no `clientMsgId`, so it could never be matched.
+   * A message the server could only refuse (a target that is not exactly one of `conversationId`
+   * and `recipientId`, a UUID; a field out of the protocol's bounds; a `clientMsgId` that is not
+   * 1..64 printable ASCII) rejects at once with `SendError('validation_failed')` and a `detail`:
+   * the server's refusal would name no `clientMsgId`, so it could never be matched. Only the
+   * target's id goes on the wire (a conversation object from `listConversations()` will do).
    */
   sendMessage(target: Target, message: string | OutgoingMessage, opts: { clientMsgId?: string } = {}): Promise<SendReceipt> {
     const body = typeof message === 'string' ? { content: message } : message;
-    const id = 'conversationId' in target ? target.conversationId : target.recipientId;
     const problem =
-      (isUuid(id) ? undefined : 'conversationId/recipientId: a UUID') ??
+      targetProblem(target) ??
       contentProblem(body.content) ??
       (body.replyTo === undefined || isUuid(body.replyTo) ? undefined : 'replyTo: a UUID') ??
       attachmentsProblem(body.attachments);
@@ -262,11 +268,19 @@ export class RampartClient {
 
   /**
    * Typing indicators are not queued: false when not connected, or while the server asked for a
-   * wait (its frame budget): one more frame then would only be refused.
+   * wait (its frame budget): one more frame then would only be refused. Both are passing states:
+   * the next keystroke tries again. A call the server could never accept — a target that is not exactly one
+   * of `conversationId` and `recipientId`, a UUID, or an `isTyping` that is not a boolean — throws
+   * a `TypeError` instead (`setTyping: <field>: <rule>`, never the value), connected or not: it is
+   * the caller's mistake, as a message's `validation_failed` is, and `false` would hide it while
+   * every indicator went out to be refused without a name, a strike towards close 4029. Only the
+   * target's id goes on the wire.
    */
   setTyping(target: Target, isTyping: boolean): boolean {
-    if (this.clock.now() < this.framesPausedUntil) return false;
-    return this.transmit({ type: 'typing_indicator', ...target, isTyping });
+    const problem = targetProblem(target) ?? (typeof isTyping === 'boolean' ? undefined : 'isTyping: a boolean');
+    if (problem !== undefined) throw new TypeError(`setTyping: ${problem}`);
+    if (this.framesWait() > 0) return false;
+    return this.transmit({ type: 'typing_indicator', ...wireTarget(target), isTyping });
   }
 
   // Requests (history … endSession) resolve with the reply, or reject with a RequestError. One
@@ -608,12 +622,13 @@ export class RampartClient {
   }
 
   /**
-   * Liveness of an open connection, decided by timers and a flag only (no clock reads, so a clock
-   * step cannot fool it): a period of `pingIntervalMs` with nothing received → `ping`; nothing
-   * received `pongTimeoutMs` after the ping → the connection is dead: closed here (its close event
-   * may never come) and handled as a drop, so sends and acks move to a new connection. A timer that
-   * fires late (a throttled background tab, a laptop waking up) can only delay a verdict, never
-   * give up a connection that answered: it is given up only when the ping it sent went unanswered.
+   * Liveness of an open connection, decided by timers and a flag: a period of `pingIntervalMs` with
+   * nothing received → `ping`; nothing received `pongTimeoutMs` after the ping → the connection is
+   * dead: closed here (its close event may never come) and handled as a drop, so sends and acks
+   * move to a new connection. A timer that fires late (a throttled background tab, a laptop waking
+   * up) can only delay a verdict, never give up a connection that answered: it is given up only
+   * when the ping it sent went unanswered. The one clock read, what is left of a server-requested
+   * wait (`framesWait`), is capped at that wait, so a clock step cannot stretch it.
    */
   private startLiveness(): void {
     this.heard = false;
@@ -622,9 +637,16 @@ export class RampartClient {
     this.timers.liveness.start(interval, () => this.livenessTick());
   }
 
-  private livenessTick(): void {
+  private livenessTick(held = false): void {
     if (this.ws === undefined || this.currentState !== 'open') return;
     if (this.heard) return this.startLiveness();
+    // During the server's wait a ping would only be refused (a strike towards 4029): it goes when
+    // the wait ends, and the pong timeout starts then, with the ping on the wire — one the SDK held
+    // back never counts against the connection. Held once only: a wait grows only with a refusal,
+    // a frame, and a frame heard meanwhile starts a new period instead. So a dead connection is
+    // found at most one wait later than without it.
+    const wait = held ? 0 : this.framesWait();
+    if (wait > 0) return this.timers.liveness.start(wait, () => this.livenessTick(true));
     this.transmit({ type: 'ping' });
     const given = this.options.pongTimeoutMs ?? 10_000;
     const timeout = given > 0 && Number.isFinite(given) ? given : 10_000;
@@ -764,7 +786,9 @@ export class RampartClient {
    */
   private framesDropped(wait: number): void {
     const now = this.clock.now();
-    this.framesPausedUntil = Math.max(this.framesPausedUntil, now + wait);
+    // max(the wait still running, this one), from now.
+    this.framesPauseMs = Math.max(this.framesWait(), wait);
+    this.framesPausedUntil = now + this.framesPauseMs;
     this.queue.resendInFlight(wait, now);
     this.requests.maybeDropped(wait);
     this.ackAgain(wait);
@@ -781,6 +805,14 @@ export class RampartClient {
     if (this.ackedPos === 0) return; // nothing acknowledged on this socket yet
     this.ackedPos = 0;
     this.timers.ack.start(wait, () => this.flushAck());
+  }
+
+  /**
+   * What is left of the server's wait (ms; 0: none). Never more than the wait was when set: a clock
+   * stepped back cannot hold frames (liveness pings among them) longer than the server asked.
+   */
+  private framesWait(): number {
+    return Math.max(0, Math.min(this.framesPausedUntil - this.clock.now(), this.framesPauseMs));
   }
 
   /** A server-side failure's retry delay (no `retryAfter` given): jittered, about one backoff base. */
@@ -806,7 +838,7 @@ export class RampartClient {
   private flushAck(now = false): void {
     this.timers.ack.stop();
     const pos = this.tracker.pos;
-    const wait = this.framesPausedUntil - this.clock.now();
+    const wait = this.framesWait();
     if (pos > this.ackedPos) {
       if (wait > 0 && !now) this.timers.ack.start(wait, () => this.flushAck());
       else if (this.transmit({ type: 'ack', upTo: pos })) this.ackedPos = pos;
@@ -832,8 +864,9 @@ export class RampartClient {
     this.timers.sends.stop();
     if (this.currentState !== 'open') return;
     const now = this.clock.now();
-    if (now < this.framesPausedUntil) {
-      this.timers.sends.start(this.framesPausedUntil - now, () => this.pump());
+    const wait = this.framesWait();
+    if (wait > 0) {
+      this.timers.sends.start(wait, () => this.pump());
       return;
     }
     this.requests.flush((f) => this.transmit(f));
@@ -900,7 +933,18 @@ export class RampartClient {
     }
     if (this.ws !== ws || this.currentState !== 'open') return;
     this.token = token;
-    if (this.transmit({ type: 'auth', token })) this.refreshUnanswered = true;
+    this.sendRefresh();
+  }
+
+  /**
+   * Sends the current token as `auth` on the open socket — during the server's wait, right after
+   * it instead: sent into the wait it would only be refused (a strike) and have to be made again.
+   * A close stops the refresh timer, so a held token never reaches another socket.
+   */
+  private sendRefresh(): void {
+    const wait = this.framesWait();
+    if (wait > 0) return this.timers.refresh.start(wait, () => this.sendRefresh());
+    if (this.transmit({ type: 'auth', token: this.token })) this.refreshUnanswered = true;
     this.scheduleRefresh();
   }
 }

@@ -10,6 +10,16 @@ import type { Attachment } from '../protocol/server-frames.js';
 /** Where a message goes: a conversation, or a user (the direct conversation with them). */
 export type Target = { conversationId: string } | { recipientId: string };
 
+/**
+ * The target's own key, and nothing else, for the frame: the schemas are strict, and an object
+ * with more fields (a conversation from `listConversations()`, say) would put keys on the wire that
+ * the server refuses without naming the frame. Call it on a target `targetProblem` accepted.
+ */
+export function wireTarget(target: Target): Target {
+  const t = target as { conversationId?: string; recipientId?: string };
+  return t.conversationId !== undefined ? { conversationId: t.conversationId } : { recipientId: String(t.recipientId) };
+}
+
 export interface OutgoingMessage {
   content: string;
   replyTo?: string;
@@ -92,7 +102,7 @@ export class SendQueue {
 
   /** Queues a message; rejects with SendError('queue_full') past the bound. */
   add(clientMsgId: string, target: Target, message: OutgoingMessage): Promise<SendReceipt> {
-    const frame: Record<string, unknown> = { type: 'chat_message', ...target, content: message.content, clientMsgId };
+    const frame: Record<string, unknown> = { type: 'chat_message', ...wireTarget(target), content: message.content, clientMsgId };
     if (message.replyTo !== undefined) frame.replyTo = message.replyTo;
     if (message.attachments !== undefined) frame.attachments = message.attachments;
     return this.enqueue<SendReceipt>(clientMsgId, 'chat_message', frame);

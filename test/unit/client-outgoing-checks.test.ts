@@ -7,7 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClientFrame } from '../../src/protocol/client-frames.js';
-import { clientMsgIdProblem, deviceIdProblem, requestProblem } from '../../src/client/outgoing-checks.js';
+import { clientMsgIdProblem, deviceIdProblem, requestProblem, targetProblem } from '../../src/client/outgoing-checks.js';
+import { wireTarget } from '../../src/client/send-queue.js';
 
 const U1 = '11111111-1111-4111-8111-111111111111';
 const U2 = '22222222-2222-4222-8222-222222222222';
@@ -100,4 +101,35 @@ test('deviceIdProblem agrees with the auth frame schema: 1..64 printable ASCII (
   }
   assert.equal(deviceIdProblem(''), 'deviceId: 1..64 printable ASCII characters, no spaces');
   assert.equal(deviceIdProblem(7), 'deviceId: 1..64 printable ASCII characters, no spaces');
+});
+
+test('targetProblem agrees with the server schema for typing indicators and messages: exactly one of the ids, a UUID', () => {
+  const targets: unknown[] = [
+    { conversationId: CONV },
+    { recipientId: U1 },
+    { conversationId: '00000000-0000-0000-0000-000000000000' },
+    { conversationId: undefined, recipientId: U2 }, // undefined is dropped on the wire
+    { conversationId: CONV, name: 'g', unreadCount: 3 }, // a conversation object: only its id is sent
+    { conversationId: 'c1' },
+    { recipientId: 'bob' },
+    { recipientId: 42 },
+    { conversationId: '' },
+    { conversationId: CONV, recipientId: U1 },
+    {},
+    { conversationId: undefined },
+  ];
+  for (const target of targets) {
+    const problem = targetProblem(target);
+    // What the SDK would put on the wire, when it sends at all.
+    const fields = problem === undefined ? wireTarget(target as never) : (target as object);
+    for (const frame of [
+      { type: 'typing_indicator', ...fields, isTyping: true },
+      { type: 'chat_message', ...fields, content: 'x', clientMsgId: 'c1' },
+    ]) {
+      const accepted = ClientFrame.safeParse(JSON.parse(JSON.stringify(frame))).success;
+      assert.equal(problem === undefined, accepted, `${JSON.stringify(frame)} → ${problem}`);
+    }
+  }
+  for (const target of [null, undefined, 'c1', 42]) assert.equal(targetProblem(target), 'target: exactly one of conversationId and recipientId');
+  assert.equal(targetProblem({ recipientId: 'bob' }), 'recipientId: a UUID');
 });

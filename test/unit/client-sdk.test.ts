@@ -475,7 +475,8 @@ test('a send the server could only refuse is rejected at once, before anything i
   void env.client.connect();
   await env.accept();
   const bad: [Promise<unknown>, string][] = [
-    [env.client.sendMessage({ conversationId: 'not-a-uuid' }, 'x'), 'conversationId/recipientId: a UUID'],
+    [env.client.sendMessage({ conversationId: 'not-a-uuid' }, 'x'), 'conversationId: a UUID'],
+    [env.client.sendMessage({ recipientId: 'bob' }, 'x'), 'recipientId: a UUID'],
     [env.client.sendMessage({ conversationId: CONV }, ''), 'content: empty'],
     [env.client.sendMessage({ conversationId: CONV }, 'x'.repeat(5001)), 'content: over 5000 characters'],
     [env.client.sendMessage({ recipientId: PEER }, { content: 'x', replyTo: 'nope' }), 'replyTo: a UUID'],
@@ -1038,4 +1039,149 @@ test('a request the server would refuse (names, member lists, limits, ids) rejec
   assert.deepEqual({ ...env.last().framesOf('history')[0], requestId: undefined }, { type: 'history', conversationId: CONV, beforeSeq: 0, limit: 100, requestId: undefined });
   assert.equal(env.last().framesOf('list_conversations').length, 1);
   env.client.close();
+});
+
+test('setTyping with a target the server would refuse throws a TypeError at once, online or not; nothing is sent', async () => {
+  const env = setup();
+  const bad: [unknown, unknown, string][] = [
+    [{ conversationId: 'c1' }, true, 'setTyping: conversationId: a UUID'],
+    [{ recipientId: 'bob' }, false, 'setTyping: recipientId: a UUID'],
+    [{ conversationId: 42 }, true, 'setTyping: conversationId: a UUID'],
+    [{ conversationId: CONV, recipientId: PEER }, true, 'setTyping: target: exactly one of conversationId and recipientId'],
+    [{}, true, 'setTyping: target: exactly one of conversationId and recipientId'],
+    [null, true, 'setTyping: target: exactly one of conversationId and recipientId'],
+    [{ conversationId: CONV }, 'yes', 'setTyping: isTyping: a boolean'],
+  ];
+  const check = () => {
+    for (const [target, isTyping, message] of bad) {
+      assert.throws(() => env.client.setTyping(target as never, isTyping as never), (err: unknown) => err instanceof TypeError && err.message === message, message);
+    }
+  };
+  check(); // before connecting: a programming error, not a connection state
+  void env.client.connect();
+  await env.accept();
+  check();
+  assert.deepEqual(env.last().framesOf('typing_indicator'), [], 'no frame the server could only refuse (a strike towards 4029)');
+  // Valid: sent, naming only the target's id (an object with more fields, such as a conversation from
+  // listConversations(), would otherwise put keys on the wire that the strict schema refuses).
+  const conversation = { conversationId: CONV, kind: 'group', name: 'g', unreadCount: 0 };
+  assert.equal(env.client.setTyping(conversation as never, true), true);
+  assert.equal(env.client.setTyping({ conversationId: undefined, recipientId: PEER } as never, false), true);
+  assert.deepEqual(env.last().framesOf('typing_indicator'), [
+    { type: 'typing_indicator', conversationId: CONV, isTyping: true },
+    { type: 'typing_indicator', recipientId: PEER, isTyping: false },
+  ]);
+  env.client.close();
+});
+
+test('sendMessage: a target naming both ids is refused before queueing; only the target id goes on the wire', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  // Compiles: TypeScript does not flag a key of another member of the Target union.
+  const both = env.client.sendMessage({ conversationId: CONV, recipientId: PEER }, 'x', { clientMsgId: 'c-both' });
+  const s = await standing(both);
+  assert.ok(typeof s === 'object' && 'error' in s, 'rejected at once (the server\'s refusal would name no clientMsgId: resent on every reconnect)');
+  assert.ok(s.error instanceof SendError && s.error.reason === 'validation_failed' && s.error.detail === 'target: exactly one of conversationId and recipientId', String(s.error));
+  assert.equal(env.client.pendingSends, 0);
+  const conversation = { conversationId: CONV, kind: 'direct', peerId: PEER, unreadCount: 0 };
+  env.client.sendMessage(conversation as never, 'hi', { clientMsgId: 'c-conv' }).catch(() => {});
+  assert.deepEqual(env.last().framesOf('chat_message'), [{ type: 'chat_message', conversationId: CONV, content: 'hi', clientMsgId: 'c-conv' }]);
+  env.client.close();
+});
+
+test('a token refresh due during the server-requested wait goes out right after it, not into it', async () => {
+  const env = setup({ pingIntervalMs: 0, refresh: { marginMs: 30_000, minDelayMs: 1000 } });
+  void env.client.connect();
+  await env.accept();
+  await env.clock.advance(3_569_900); // the 1-hour token is refreshed at 3 570 000 (30 s before exp)
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 300 });
+  await env.clock.advance(100);
+  assert.equal(env.last().framesOf('auth').length, 1, 'due, but the wait runs: an auth now would be refused (a strike)');
+  await env.clock.advance(199);
+  assert.equal(env.last().framesOf('auth').length, 1);
+  await env.clock.advance(1); // the wait is over
+  assert.equal(env.last().framesOf('auth').length, 2);
+  assert.equal(env.tokenCalls(), 2, 'the token fetched when due is the one sent');
+  // Unanswered, it is made again after a further refusal naming no frame; answered, the next one comes on schedule.
+  env.last().receive({ type: 'auth_success', userId: ME });
+  await env.clock.advance(3_000_000);
+  assert.equal(env.last().framesOf('auth').length, 2);
+  assert.equal(env.client.state, 'open');
+  env.client.close();
+  assert.deepEqual(env.clock.pending, []);
+});
+
+test('liveness: a ping due during the server-requested wait is held until it ends; the pong timeout counts from the ping sent', async () => {
+  const env = setup({ pingIntervalMs: 1000, pongTimeoutMs: 500 });
+  const gaveUp: number[] = [];
+  void env.client.connect();
+  await env.accept();
+  const t0 = env.clock.now();
+  const t = () => env.clock.now() - t0;
+  env.client.on('disconnected', () => gaveUp.push(t()));
+  const pings = () => env.last().framesOf('ping').length;
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 3000 }); // heard; the wait runs to 3000
+  await env.clock.advance(2999); // a period of silence ended at 2000: a ping is due, and held
+  assert.equal(pings(), 0, 'a ping now would only be refused again');
+  assert.equal(env.client.state, 'open', 'not given up over a ping the SDK held back (2000 + pongTimeoutMs passed)');
+  await env.clock.advance(1); // t = 3000: the wait is over
+  assert.equal(pings(), 1);
+  await env.clock.advance(400);
+  env.last().receive({ type: 'pong' }); // within pongTimeoutMs of the ping sent
+  await env.clock.advance(100); // t = 3500: answered, a new period starts
+  assert.equal(env.client.state, 'open');
+
+  // A frame heard while a ping is held proves the connection alive: no ping when the wait ends.
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 3000 }); // the wait runs to 6500
+  await env.clock.advance(2500); // t = 6000: silent since 4500, the ping due at 5500 is held
+  assert.equal(pings(), 1);
+  env.last().receive(msg(1));
+  await env.clock.advance(500); // t = 6500
+  assert.equal(pings(), 1, 'heard during the hold: nothing to ask');
+
+  // Silent from here on: a ping at 7500, given up at 8000 — as without a wait.
+  await env.clock.advance(999);
+  assert.equal(pings(), 1);
+  await env.clock.advance(1);
+  assert.equal(pings(), 2);
+  await env.clock.advance(1000);
+  assert.deepEqual(gaveUp, [8000]);
+  env.client.close();
+});
+
+test('liveness: a dead connection during a long wait is given up at most pongTimeoutMs after the wait ends', async () => {
+  const env = setup({ pingIntervalMs: 1000, pongTimeoutMs: 500 });
+  const at: number[] = [];
+  void env.client.connect();
+  await env.accept();
+  const t0 = env.clock.now();
+  env.client.on('disconnected', () => at.push(env.clock.now() - t0));
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 3000 }); // the last frame ever received
+  await env.clock.advance(10_000);
+  // Ping held from 2000 to 3000, sent at 3000; no answer by 3500 (plus the one confirming turn).
+  assert.deepEqual(at, [3500]);
+  assert.equal(env.sockets[0]!.framesOf('ping').length, 1);
+  env.client.close();
+
+  // A clock stepped back an hour during the wait cannot stretch the hold past the wait asked for.
+  const clock = new FakeClock();
+  let step = 0;
+  const stepped = { now: () => clock.now() + step, setTimeout: (fn: () => void, ms: number) => clock.setTimeout(fn, ms), clearTimeout: (h: unknown) => clock.clearTimeout(h) };
+  const env2 = setup({ clock: stepped, pingIntervalMs: 1000, pongTimeoutMs: 500 });
+  const at2: number[] = [];
+  void env2.client.connect();
+  await settle();
+  env2.last().open();
+  env2.last().receive({ type: 'auth_success', userId: ME, resumeAfter: 0, lastPos: 0 });
+  const s0 = clock.now();
+  env2.client.on('disconnected', () => at2.push(clock.now() - s0));
+  env2.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 3000 });
+  await clock.advance(1500);
+  step = -3_600_000;
+  await clock.advance(10_000);
+  // What is left of the wait cannot be known any more; it is taken as the whole wait, never more:
+  // the ping due at 2000 goes at 5000 (not an hour later), the connection is given up at 5500.
+  assert.deepEqual(at2, [5500]);
+  env2.client.close();
 });
