@@ -588,10 +588,23 @@ function clampLimit(limit: number): number {
   return Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : 0;
 }
 
+/** An ack waiting for its turn's transaction. */
+interface PendingAck {
+  tenantId: string;
+  userId: string;
+  deviceId: string | undefined;
+  upTo: number;
+  resolve(result: AckResult): void;
+  reject(err: unknown): void;
+}
+
 export class SqliteStore implements Store {
   readonly #path: string;
   readonly #options: SqliteStoreOptions;
   readonly #pruneSlice: PruneSlice;
+  /** Acks of this event-loop turn not written yet (see acknowledge). */
+  #acks: PendingAck[] = [];
+  #acksScheduled = false;
   readonly #codec: EventCodec;
   #db: Database.Database | undefined;
   #s: Statements | undefined;
@@ -689,7 +702,19 @@ export class SqliteStore implements Store {
   async appendMessages(batch: readonly NewMessage[], options: AppendOptions): Promise<AppendOutcome[]> {
     const s = this.#ready();
     if (batch.length === 0) return [];
-    return this.#write(() => this.#appendBatch(s, batch, options.maxInboxSize), true);
+    // The turn's acks so far ride in this transaction (before the messages, as when they came first).
+    const acks = this.#takeAcks();
+    if (acks.length === 0) return this.#write(() => this.#appendBatch(s, batch, options.maxInboxSize), true);
+    let ackResults: AckResult[];
+    let outcomes: AppendOutcome[];
+    try {
+      [ackResults, outcomes] = this.#write(() => [this.#applyAcks(s, acks, true), this.#appendBatch(s, batch, options.maxInboxSize)] as const, true);
+    } catch (err) {
+      for (const a of acks) a.reject(err);
+      throw err;
+    }
+    for (let i = 0; i < acks.length; i++) acks[i]!.resolve(ackResults[i]!);
+    return outcomes;
   }
 
   async createGroup(request: CreateGroupRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
@@ -899,10 +924,51 @@ export class SqliteStore implements Store {
     }, true);
   }
 
+  /**
+   * Acks are written together per event-loop turn (a commit costs far more than an ack's rows):
+   * in the turn's message transaction when it runs first, else in one transaction of their own at
+   * the end of the turn. Each promise settles once its transaction committed (or failed).
+   */
   async acknowledge(tenantId: string, userId: string, deviceId: string | undefined, upTo: number): Promise<AckResult> {
-    const s = this.#ready();
+    this.#ready();
+    return new Promise<AckResult>((resolve, reject) => {
+      this.#acks.push({ tenantId, userId, deviceId, upTo, resolve, reject });
+      if (!this.#acksScheduled) {
+        this.#acksScheduled = true;
+        setImmediate(this.#flushAcks);
+      }
+    });
+  }
+
+  readonly #flushAcks = (): void => {
+    this.#acksScheduled = false;
+    const acks = this.#takeAcks();
+    if (acks.length === 0) return;
+    let results: AckResult[];
+    try {
+      const s = this.#ready();
+      results = this.#write(() => this.#applyAcks(s, acks), true);
+    } catch (err) {
+      for (const a of acks) a.reject(err);
+      return;
+    }
+    for (let i = 0; i < acks.length; i++) acks[i]!.resolve(results[i]!);
+  };
+
+  #takeAcks(): PendingAck[] {
+    const acks = this.#acks;
+    if (acks.length > 0) this.#acks = [];
+    return acks;
+  }
+
+  /**
+   * Inside #write: each ack in arrival order (a user's later ack sees its earlier one).
+   * `beforeMessages`: messages follow in this transaction, and their backlog check must see these
+   * acks: the users' cached counters (updated only after a commit) are dropped instead.
+   */
+  #applyAcks(s: Statements, acks: readonly PendingAck[], beforeMessages = false): AckResult[] {
     const f = this.#f!;
-    return this.#write(() => {
+    return acks.map(({ tenantId, userId, deviceId, upTo }) => {
       const user = this.#userId(s, tenantId, userId, false);
       if (user === undefined) return { position: 0, delivered: [] };
       const c = s.userCounters.get(user)!;
@@ -910,7 +976,8 @@ export class SqliteStore implements Store {
       const delivered: AckResult['delivered'] = [];
       if (target > c.acked_pos) {
         s.setUserAcked.run(target, user);
-        this.#rememberAcked(user, target);
+        if (beforeMessages) this.#userCounters.delete(user);
+        else this.#rememberAcked(user, target);
         for (const row of f.advanceDelivered.all({ user, from: c.acked_pos, to: target })) {
           delivered.push({ conversationId: this.#convInfoById(s, row.conv).uuid, delivered: row.delivered_seq });
         }
@@ -918,7 +985,7 @@ export class SqliteStore implements Store {
       if (deviceId === undefined) return { position: Math.max(target, c.acked_pos), delivered };
       s.upsertDevice.run(user, deviceId, target);
       return { position: s.deviceAcked.get(user, deviceId) ?? target, delivered };
-    }, true);
+    });
   }
 
   async receipts(tenantId: string, userId: string, conversationIds: readonly string[], detailMax: number): Promise<Map<string, ConversationReceipts>> {
@@ -1094,6 +1161,8 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    // Acks accepted before the close are written, not dropped.
+    if (this.#db !== undefined) this.#flushAcks();
     const db = this.#db;
     this.#db = undefined;
     this.#s = undefined;
