@@ -4,6 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { eventBody, framePos, timelineFrame, toHistoryItem, toWireMessage, toWireMembership } from '../../src/chat/timeline-frames.js';
 import type { MembershipEvent, StoredMessage } from '../../src/store/store.js';
 
@@ -144,4 +145,32 @@ test('framePos is undefined for every other frame, and for malformed prefixes', 
 test('content that looks like a prefix cannot change the position', () => {
   const tricky = { ...message, content: '{"pos":999,' };
   assert.equal(framePos(timelineFrame(5, eventBody(tricky))), 5);
+});
+
+test('a message body is exactly JSON.stringify of its history item, whatever optional fields and characters it has (seeded generator)', () => {
+  const seed = Number(process.env.RAMPART_SEED ?? 20261126);
+  fc.assert(
+    fc.property(
+      fc.record({
+        content: fc.string({ unit: 'binary', maxLength: 60 }),
+        mentions: fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
+        hashtags: fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
+        links: fc.array(fc.record({ url: fc.string({ maxLength: 20 }), safe: fc.boolean() }), { maxLength: 2 }),
+        seq: fc.nat(),
+        timestamp: fc.nat(),
+        recipientId: fc.option(fc.uuid(), { nil: undefined }),
+        replyTo: fc.option(fc.uuid(), { nil: undefined }),
+        attachments: fc.option(fc.array(fc.record({ type: fc.constantFrom('image', 'file'), url: fc.string({ maxLength: 20 }), name: fc.string({ maxLength: 10 }) }), { maxLength: 2 }), { nil: undefined }),
+        editedAt: fc.option(fc.nat(), { nil: undefined }),
+        deletedAt: fc.option(fc.nat(), { nil: undefined }),
+        deletedBy: fc.option(fc.uuid(), { nil: undefined }),
+      }),
+      (v) => {
+        const m: StoredMessage = { ...message, ...v };
+        for (const k of Object.keys(v) as (keyof typeof v)[]) if (v[k] === undefined) delete (m as unknown as Record<string, unknown>)[k];
+        assert.equal(eventBody(m), JSON.stringify(toHistoryItem(m)).slice(1));
+      },
+    ),
+    { seed, numRuns: 300 },
+  );
 });
