@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { processContent, sanitizeDisplayName, sanitizeAttachmentUrl } from '../../src/chat/process-content.js';
+import { processContent, processContentStepByStep, sanitizeDisplayName, sanitizeAttachmentUrl } from '../../src/chat/process-content.js';
 import { MAX_CONTENT_LENGTH } from '../../src/protocol/client-frames.js';
 
 test('a normal message passes with sanitized content and entities', () => {
@@ -113,4 +113,25 @@ test('attachment URLs: stored as the URL parser serializes them (no raw quote or
     assert.equal(r.ok, false, raw);
     assert.equal((r as { rule: string }).rule, rule);
   }
+});
+
+test('the one-scan shortcut for inert ASCII text decides exactly as the three steps do (seeded generator)', () => {
+  const seed = Number(process.env.RAMPART_SEED ?? 20261126);
+  // Mostly inert characters, with every character a step acts on mixed in.
+  const char = fc.oneof(
+    { weight: 8, arbitrary: fc.constantFrom(...'abcXYZ019 .,!?-_()[]{}/\\;=+*~`$%^|'.split('')) },
+    { weight: 2, arbitrary: fc.constantFrom('&', '<', '>', '"', "'", '@', '#', ':', '\t', '\n', '\r', '\u0000', '\u007f', 'é', '\u202e', ' ') },
+  );
+  fc.assert(
+    fc.property(fc.array(char, { maxLength: 80 }).map((a) => a.join('')), (raw) => {
+      assert.deepEqual(processContent(raw, 'standard'), processContentStepByStep(raw, 'standard'));
+      assert.deepEqual(processContent(raw, 'strict'), processContentStepByStep(raw, 'strict'));
+    }),
+    { seed, numRuns: 2000 },
+  );
+  // And the shortcut is taken for plain text: the same string object comes back.
+  const plain = 'See you at five, bring the slides (v2) - thanks!';
+  const out = processContent(plain, 'standard');
+  assert.ok(out.ok && out.content === plain && out.mentions.length === 0 && out.links.length === 0);
+  assert.deepEqual(processContent('   \t\n ', 'standard'), processContentStepByStep('   \t\n ', 'standard'), 'blank: refused the same way');
 });
