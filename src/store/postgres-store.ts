@@ -969,6 +969,7 @@ export class PostgresStore implements Store {
     const { id, lastPos } = state;
     let { firstPos } = state;
     let entries: TimelineEntry[] = [];
+    let scanned: TimelinePage['scanned'];
     if (limit >= 1 && after < lastPos) {
       const { rows } = await this.#pool.query<PgEventRow & { pos: string; tl_conv: number }>({
         ...this.#sql.timeline,
@@ -981,12 +982,13 @@ export class PostgresStore implements Store {
         entries.push({ pos: Number(row.pos), event });
       }
       if (edited !== undefined) entries = await this.#timelineOfFormerMember(id, entries, rows, edited);
+      if (entries.length < rows.length) scanned = { count: rows.length, toPos: Number(rows[rows.length - 1]!.pos) };
       // Two statements, two snapshots: every entry in (after, lastPos] is committed, so none at all
       // means retention deleted them in between. The state read again says from where on to
       // continue (else the stream would wait, unaware, for the user's next event).
       if (rows.length === 0) firstPos = (await this.#userState(tenantId, userId))?.firstPos ?? firstPos;
     }
-    return { entries, firstPos, lastPos };
+    return scanned === undefined ? { entries, firstPos, lastPos } : { entries, firstPos, lastPos, scanned };
   }
 
   /**

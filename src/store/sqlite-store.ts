@@ -710,7 +710,13 @@ export class SqliteStore implements Store {
     try {
       [ackResults, outcomes] = this.#write(() => [this.#applyAcks(s, acks, true), this.#appendBatch(s, batch, options.maxInboxSize)] as const, true);
     } catch (err) {
-      for (const a of acks) a.reject(err);
+      // Rolled back with the messages, whose failure may be theirs alone: the acks go again in a
+      // transaction of their own at the end of the turn (and fail there only for their own cause).
+      this.#acks.unshift(...acks);
+      if (!this.#acksScheduled) {
+        this.#acksScheduled = true;
+        setImmediate(this.#flushAcks);
+      }
       throw err;
     }
     for (let i = 0; i < acks.length; i++) acks[i]!.resolve(ackResults[i]!);
@@ -790,7 +796,9 @@ export class SqliteStore implements Store {
         const event = this.#asSeenByMember(s, user, row.conv, this.#decode(s, row.conv, row));
         if (event !== undefined) entries.push({ pos: row.pos, event });
       }
-      return { entries, firstPos, lastPos };
+      const page: TimelinePage = { entries, firstPos, lastPos };
+      if (entries.length < rows.length) page.scanned = { count: rows.length, toPos: rows[rows.length - 1]!.pos };
+      return page;
     })();
   }
 

@@ -263,6 +263,12 @@ export interface TimelinePage {
    */
   firstPos: number;
   lastPos: number;
+  /**
+   * Present when the page read rows it left out (entries a former member may no longer read):
+   * how many rows it read and the position of the last. A reader continues after `toPos` (and
+   * reports the hole); `count < limit` still means the end of the timeline.
+   */
+  scanned?: { count: number; toPos: number };
 }
 
 export type ConversationRef = { conversationId: string } | { peerId: string };

@@ -197,7 +197,10 @@ export class DeviceStream {
         const wait = sendPaced(this.outlet, held ?? timelineFrame(entry.pos, eventBody(entry.event)), drainBelow);
         if (wait !== undefined) await wait;
       }
-      if (page.entries.length < pageSize) return true;
+      // Rows the page left out after the last entry (a former member's): report them, go past them.
+      const scanned = page.scanned;
+      if (scanned !== undefined && scanned.toPos > this.#lastPos && this.outlet.isOpen) this.#pruned(scanned.toPos + 1);
+      if ((scanned?.count ?? page.entries.length) < pageSize) return true;
     }
   }
 

@@ -91,3 +91,14 @@ test('acks accepted before close() are written', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a message transaction that fails does not take the acks of its turn down with it: they are written on their own', () =>
+  withStore(async (store) => {
+    const [sender, user] = [randomUUID(), randomUUID()];
+    await store.appendMessages([message(sender, user), message(sender, user)], { maxInboxSize: 10 });
+    const ack = store.acknowledge(T, user, 'phone', 2);
+    // Same turn: a batch that throws inside its transaction (a sender id that is no UUID).
+    await assert.rejects(store.appendMessages([{ ...message(sender, user), senderId: 'not-a-uuid' }], { maxInboxSize: 10 }), /UUID/);
+    assert.equal((await ack).position, 2, 'the ack was written after the rollback, in its own transaction');
+    assert.equal((await store.syncState(T, user, 'phone')).deviceAckedPos, 2);
+  }));

@@ -176,6 +176,12 @@ for (const make of [sqlite, postgres]) {
         const nPos = page.entries.find((e) => e.event.kind === 'message' && e.event.id === m.id)!.pos + 1;
         assert.equal(page.entries.some((e) => e.pos === nPos), false, 'the left-out message keeps its position empty');
         assert.ok(page.entries.some((e) => e.pos > nPos), 'the entries after it still come');
+        assert.deepEqual(page.scanned, { count: page.entries.length + 1, toPos: page.entries.at(-1)!.pos }, 'the page says it read a row it left out');
+        // A page that ends on the left-out row says how far it read, so a reader goes on past it.
+        const upToN = await store.timeline(T, b, 0, nPos);
+        assert.deepEqual(upToN.scanned, { count: nPos, toPos: nPos });
+        assert.equal(upToN.entries.at(-1)!.pos, nPos - 1);
+        assert.equal((await store.timeline(T, b, 0, nPos - 1)).scanned, undefined, 'nothing left out: no scanned');
         // A current member's timeline has the latest bodies.
         const own = (await store.timeline(T, a, 0, 50)).entries.map((e) => e.event).filter((e): e is StoredMessage => e.kind === 'message');
         assert.deepEqual(own.map((e) => e.content), ['written after b left', 'also after b left', '']);

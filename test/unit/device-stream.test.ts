@@ -83,6 +83,8 @@ class FakeTimeline {
   firstPos = 1;
   reads: { after: number; limit: number }[] = [];
   failNext = 0;
+  /** Positions the store reads but leaves out of a page (entries a former member may not read). */
+  hidden = new Set<number>();
   private gate: { opened: Promise<void>; open: () => void } | undefined;
   private readStarted: (() => void)[] = [];
 
@@ -110,11 +112,13 @@ class FakeTimeline {
     this.reads.push({ after, limit });
     const started = this.readStarted.splice(0);
     const lastPos = this.entries.at(-1)?.pos ?? 0;
+    const rows = this.entries.filter((e) => e.pos > after && e.pos >= this.firstPos).slice(0, limit);
     const page: TimelinePage = {
-      entries: this.entries.filter((e) => e.pos > after && e.pos >= this.firstPos).slice(0, limit),
+      entries: rows.filter((e) => !this.hidden.has(e.pos)),
       firstPos: this.entries.some((e) => e.pos >= this.firstPos) ? this.firstPos : lastPos + 1,
       lastPos,
     };
+    if (page.entries.length < rows.length) page.scanned = { count: rows.length, toPos: rows.at(-1)!.pos };
     const fail = this.failNext > 0;
     if (fail) this.failNext--;
     for (const s of started) s();
@@ -428,6 +432,7 @@ test('a closed stream stops retrying', () => keepingAlive(async () => {
   const { s, calls, gaveUp } = stream(outlet, tl, { readAttempts: 2, retryMs: 1, maxRetryMs });
   void s.start(0);
   await gaveUp;
+  await settle(); // the give-up has armed its retry timer: close must clear it
   s.close();
   const failed = calls.readFailed;
   // The absence of a retry: ten retry periods pass without a read.
@@ -645,3 +650,16 @@ test('after a read gave up, the next in-order live frame retries the gap before 
   await outlet.count(5);
   assert.deepEqual(outlet.positions(), [1, 2, 3, 4, 5]);
 }));
+
+test("rows a page reads but leaves out (a former member's): the hole is reported and the replay goes on past a full page", async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(1, 2, 3, 4, 5, 6, 7);
+  tl.hidden = new Set([3, 6]); // 3 ends the first page of 3 rows; 6 is in the middle of the next
+  const { s } = stream(outlet, tl, { pageSize: 3 });
+  await s.start(0);
+  assert.deepEqual(outlet.positions(), [1, 2, -1, 4, 5, -1, 7], 'everything readable, in order, across pages, each hole reported where it is (-1)');
+  const pruned = outlet.sent.filter((f) => f.includes('timeline_pruned')).map((f) => JSON.parse(f) as { after: number; firstPos: number });
+  assert.deepEqual(pruned, [{ type: 'timeline_pruned', after: 2, firstPos: 4 }, { type: 'timeline_pruned', after: 5, firstPos: 7 }]);
+  assert.equal(s.lastPos, 7);
+});
