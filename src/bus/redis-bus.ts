@@ -97,8 +97,11 @@ export class RedisBus implements Bus {
   private lastConnectionError: Error | undefined;
   /** Replies on one connection come in order, so the last (un)subscribe settling means all did. */
   private lastSubscriptionOp: Promise<unknown> = Promise.resolve();
-  /** Users whose SUBSCRIBE Redis has not confirmed yet. */
-  private readonly confirming = new Map<string, Promise<void>>();
+  /**
+   * Users whose SUBSCRIBE Redis has not confirmed yet, and the release of the sessions waiting on
+   * it: Redis' answer, or the subscriber connection dropping (the resync after it covers the rest).
+   */
+  private readonly confirming = new Map<string, { promise: Promise<void>; release: () => void }>();
 
   private constructor(options: RedisBusOptions, connectTimeoutMs: number) {
     if (options.nodeId === '' || options.nodeId.includes('\n')) {
@@ -148,15 +151,23 @@ export class RedisBus implements Bus {
       (err: Error) => this.report(err, 'subscribe'),
     );
     this.lastSubscriptionOp = confirmed;
-    this.confirming.set(userId, confirmed);
+    let release!: () => void;
+    const entry = { promise: new Promise<void>((resolve) => (release = resolve)), release };
+    this.confirming.set(userId, entry);
     void confirmed.then(() => {
-      if (this.confirming.get(userId) === confirmed) this.confirming.delete(userId);
+      release();
+      if (this.confirming.get(userId) === entry) this.confirming.delete(userId);
     });
   }
 
   subscribed(userId: string): Promise<void> | undefined {
-    // Down: the resync announced when Redis is back makes every session read what it missed.
-    return this.healthy() ? this.confirming.get(userId) : undefined;
+    // The subscriber down: the resync once it is back makes every session read what it missed.
+    return this.sub.status === 'ready' ? this.confirming.get(userId)?.promise : undefined;
+  }
+
+  /** The subscriber dropped: nobody waits for confirmations that now come only after a reconnect. */
+  private releaseWaiters(): void {
+    for (const { release } of this.confirming.values()) release();
   }
 
   unsubscribe(userId: string): void {
@@ -164,6 +175,7 @@ export class RedisBus implements Bus {
     if (channel === undefined || this.closed) return;
     this.users.delete(userId);
     this.channels.delete(channel);
+    this.confirming.get(userId)?.release();
     this.confirming.delete(userId);
     this.lastSubscriptionOp = this.sub
       .unsubscribe(channel)
@@ -207,6 +219,7 @@ export class RedisBus implements Bus {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    this.releaseWaiters();
     this.users.clear();
     this.channels.clear();
     await Promise.all([quitRedis(this.pub), quitRedis(this.sub)]);
@@ -307,7 +320,10 @@ export class RedisBus implements Bus {
       outage(err);
     });
     // A peer close emits no 'error'; it still means frames are being lost.
-    conn.on('close', () => outage(new Error(`Redis ${role} connection lost; reconnecting`)));
+    conn.on('close', () => {
+      outage(new Error(`Redis ${role} connection lost; reconnecting`));
+      if (role === 'subscriber') this.releaseWaiters();
+    });
     conn.on('ready', () => {
       const wasDown = down;
       down = false;

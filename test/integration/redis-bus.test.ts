@@ -119,6 +119,27 @@ test('subscribed(user) resolves once Redis confirmed the subscription: a frame p
   assert.equal(new LocalBus().subscribed('x'), undefined, 'in-process: always holds at once');
 });
 
+test('a wait for a confirmation ends when the subscriber connection drops (the resync covers it), and is skipped while it is down', async () => {
+  const proxy = await startRedisProxy(REDIS_URL);
+  try {
+    const { b } = await nodes({}, { redisUrl: proxy.url, onError: () => {} });
+    proxy.freeze(); // the SUBSCRIBE below goes out and is never answered
+    b.subscribe('pat');
+    const waiting = b.subscribed('pat');
+    assert.ok(waiting instanceof Promise);
+    let released = false;
+    void waiting.then(() => (released = true));
+    await proxy.stop(); // the subscriber connection drops
+    await waiting;
+    assert.equal(released, true);
+    b.subscribe('quinn');
+    assert.equal(b.subscribed('quinn'), undefined, 'the subscriber is down: nothing to wait for');
+    await proxy.start();
+  } finally {
+    await proxy.close();
+  }
+});
+
 test('a user subscribed on both nodes gets the frame once on each, the publisher included', async () => {
   const { a, b } = await nodes();
   const inA = new Inbox(a);
