@@ -23,6 +23,7 @@ import { TimelinePublisher } from './timeline-publisher.js';
 import { toHistoryItem, toWireMessage } from './timeline-frames.js';
 import { messageSentFrame, withRequestId } from './replies.js';
 import type { ReceiptService } from './receipt-service.js';
+import { DuplicateCatchUps } from './duplicate-catch-ups.js';
 
 /** Where replies to the acting user go (a session, in practice). */
 export interface Outbox {
@@ -65,10 +66,12 @@ export interface ChatServiceOptions {
 export class ChatService {
   private readonly now: () => number;
   private readonly store: Store;
+  readonly #duplicates: DuplicateCatchUps;
 
   constructor(private readonly opts: ChatServiceOptions) {
     this.now = opts.now ?? Date.now;
     this.store = opts.store;
+    this.#duplicates = new DuplicateCatchUps(undefined, this.now);
   }
 
   /**
@@ -111,7 +114,7 @@ export class ChatService {
       // A reply, not a timeline event. The first attempt may have committed without publishing
       // (its reply lost): the conversation's members read their timelines to be sure.
       outbox.send(messageSentFrame(stored, frame.clientMsgId));
-      await this.#catchUpMembers(sender, stored);
+      if (this.#duplicates.shouldCatchUp(stored.id, stored.timestamp)) await this.#catchUpMembers(sender, stored);
       return;
     }
     this.opts.events.stored(1);

@@ -12,6 +12,7 @@ import type { Identity } from '../auth/token-verifier.js';
 import type { Outbox, ProcessedMessage } from './chat-service.js';
 import type { TimelinePublisher } from './timeline-publisher.js';
 import { withRequestId } from './replies.js';
+import { DuplicateCatchUps } from './duplicate-catch-ups.js';
 
 export interface MessageChangeServiceOptions {
   store: Store;
@@ -24,9 +25,11 @@ export interface MessageChangeServiceOptions {
 
 export class MessageChangeService {
   private readonly now: () => number;
+  readonly #duplicates: DuplicateCatchUps;
 
   constructor(private readonly opts: MessageChangeServiceOptions) {
     this.now = opts.now ?? Date.now;
+    this.#duplicates = new DuplicateCatchUps(undefined, this.now);
   }
 
   /** `processed`: the new content, checked and sanitized like a new message's. */
@@ -99,7 +102,7 @@ export class MessageChangeService {
         outbox.sendFrame(withRequestId(reply, frame.requestId));
         // The first attempt may have committed without publishing (its reply lost): the members
         // read their timelines to be sure.
-        if (same) await this.#catchUpMembers(actor, first.conversationId);
+        if (same && this.#duplicates.shouldCatchUp(first.id, first.timestamp)) await this.#catchUpMembers(actor, first.conversationId);
         return;
       }
       case 'unchanged':
