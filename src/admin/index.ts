@@ -9,7 +9,7 @@ import type { RampartConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import { listen } from '../server/listen.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
-import { resolveClientIp } from '../gate/client-ip.js';
+import { ipLimitKey, resolveClientIp } from '../gate/client-ip.js';
 import { MemoryLimiter } from '../limits/memory-limiter.js';
 import { createUserSessionsHandler, type UserSessionsHandler } from '../pipeline/user-sessions.js';
 import { adminCredential } from './admin-auth.js';
@@ -73,7 +73,8 @@ export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
     maxBanMs: config.admin.maxBanMs,
     maxTokenLifetimeMs: config.jwt.maxTokenLifetimeMs,
     revokeGraceMs: config.jwt.clockTolerance * 1000,
-    clientIp: (req: IncomingMessage) => resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies),
+    // Per-IP limits of the admin API count an IPv6 client by its network, as the WebSocket gate does.
+    clientIp: (req: IncomingMessage) => ipLimitKey(resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies), config.limits.ipv6PrefixLength),
     logger,
     security: o.security,
   });

@@ -96,7 +96,7 @@ export function sanitizeDisplayName(name: string): SanitizedName | ContentReject
 
 export interface SanitizedUrl {
   ok: true;
-  /** The WHATWG serialization: `" < > '` and spaces percent-encoded, never raw in an attribute. */
+  /** The WHATWG serialization with `'` and backquote encoded too: no `" ' < >`, backquote or space raw. */
   url: string;
 }
 
@@ -113,7 +113,9 @@ export function sanitizeAttachmentUrl(raw: string): SanitizedUrl | ContentReject
   if (raw.includes('\n') || raw.includes('\t')) return reject('control_char');
   let url: string;
   try {
-    url = new URL(raw).href;
+    // The parser leaves `'` raw in a path or fragment and a backquote in a query: encoded too, so
+    // no quote of either kind can end an attribute the URL is pasted into.
+    url = new URL(raw).href.replaceAll("'", '%27').replaceAll('`', '%60');
   } catch {
     return reject('control_char'); // unreachable after the schema's check; refused, never stored raw
   }

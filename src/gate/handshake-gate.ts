@@ -64,7 +64,13 @@ export async function runHandshakeGate(o: HandshakeGateOptions, req: IncomingMes
   if (capacity === 'connections') return refuse(503, 'node_connection_cap');
   if (capacity !== 'ok') return refuse(429, capacity === 'unauthenticated' ? 'unauthenticated_cap' : 'unauthenticated_ip_cap');
   const unreserve = o.reserve(ip);
-  const result = await afterCapacity(o, req, ip, unreserve);
+  let result: GateResult;
+  try {
+    result = await afterCapacity(o, req, ip, unreserve);
+  } catch (err) {
+    unreserve();
+    throw err;
+  }
   if (!result.ok) unreserve();
   return result;
 }

@@ -29,14 +29,24 @@ export function createReadiness(o: ReadinessOptions): Readiness {
   const cacheMs = o.storageCacheMs ?? 1000;
   let inFlight: Promise<boolean> | undefined;
   let answer: { up: boolean; at: number } | undefined;
+  /** The storage ping itself, until it settles: a stalled one is waited on again, never doubled. */
+  let pinging: Promise<boolean> | undefined;
 
   const ping = async (): Promise<boolean> => {
+    pinging ??= o.ping().then(
+      () => true,
+      () => false,
+    );
+    const current = pinging;
+    void current.then(() => {
+      if (pinging === current) pinging = undefined;
+    });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), o.storageTimeoutMs);
     });
     try {
-      return await Promise.race([o.ping().then(() => true, () => false), timeout]);
+      return await Promise.race([current, timeout]);
     } finally {
       clearTimeout(timer);
     }

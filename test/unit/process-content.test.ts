@@ -100,6 +100,9 @@ test('attachment URLs: stored as the URL parser serializes them (no raw quote or
   assert.doesNotMatch(attack, /["<> ]/);
   assert.equal(attack, 'https://a.example/x%22%3E%3Cimg%20src=x%20onerror=alert(1)%3E');
   assert.doesNotMatch(ok("https://a.example/?q='x'"), /'/);
+  assert.equal(ok("https://a.example/x'onmouseover='alert(1)#f'g"), 'https://a.example/x%27onmouseover=%27alert(1)#f%27g', "' in a path and a fragment");
+  assert.equal(ok('https://a.example/`x`?q=`y`#`z`'), 'https://a.example/%60x%60?q=%60y%60#%60z%60', 'backquotes everywhere');
+  for (const u of ['https://a.example/p/a th?q=1 2#f g', 'https://a.example/"<>\'`']) assert.doesNotMatch(ok(u), /["'<>` ]/, u);
   assert.equal(ok('HTTPS://Files.Example.COM'), 'https://files.example.com/');
   assert.equal(ok('https://bücher.example/ä'), 'https://xn--bcher-kva.example/%C3%A4');
   for (const [raw, rule] of [

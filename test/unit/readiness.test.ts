@@ -39,11 +39,23 @@ test('a ping that never answers is down after storageTimeoutMs; draining or a bu
   const r = createReadiness({ ping, busUp: () => true, draining: () => draining, storageTimeoutMs: 5, storageCacheMs: 1000, now: () => clock });
   assert.equal(await r.storageUp(), false);
   assert.equal(calls.length, 1);
+  // Past the cache, storage is asked again, but the stalled ping is still the one: no second query.
+  clock = 2000;
+  assert.equal(await r.storageUp(), false);
+  assert.equal(calls.length, 1, 'a stalled ping is never doubled');
+  calls[0]!.resolve();
+  await new Promise((res) => setImmediate(res));
+  clock = 4000;
+  const again = r.storageUp();
+  assert.equal(calls.length, 2, 'once it settled, the next ask pings again');
+  calls[1]!.resolve();
+  assert.equal(await again, true);
   draining = true;
   clock = 5000;
+  clock = 9000;
   assert.equal(await r.ready(), false);
-  assert.equal(calls.length, 1, 'draining answers without a ping');
+  assert.equal(calls.length, 2, 'draining answers without a ping');
   const down = createReadiness({ ping, busUp: () => false, draining: () => false, storageTimeoutMs: 5 });
   assert.equal(await down.ready(), false);
-  assert.equal(calls.length, 1);
+  assert.equal(calls.length, 2);
 });
