@@ -574,28 +574,35 @@ function limitsSuite(kind: StoreKind): void {
       assert.equal(sender.closeCode, undefined);
     });
 
-    test('a client that stops reading during a long inbox replay: live frames held for it count as unsent bytes → 4030', async () => {
+    /**
+     * A user with `n` maximal messages waiting (~16 MB for 250: more than the loopback kernel
+     * buffers hold), and a raw client of theirs that stops reading the moment auth_success arrives
+     * (ws' own client would resume its socket when its parser drains): the paced replay stalls on
+     * a full socket, 256 KiB of unsent bytes allowed.
+     */
+    async function stalledReplay(n: number): Promise<{ srv: TestServer; sender: TestClient; sub: string; slow: RawSocket }> {
       const srv = await start({
         rateLimit: { burstLimit: 100_000, burstWindow: 1000, messagesPerMinute: 100_000, messagesPerHour: 100_000 },
         limits: { frames: { limit: 100_000, windowMs: 1000 }, maxBufferedBytes: 256 * 1024 },
       });
       const sender = await authed(srv.url);
       const sub = newUserId();
-      // ~16 MB of inbox: more than the loopback kernel buffers hold, so the paced replay stalls
-      // once the client stops reading.
-      for (let i = 0; i < 250; i++) {
+      for (let i = 0; i < n; i++) {
         const { content, attachments } = maximalMessage(i);
         sender.send({ ...chat(sub, content), attachments });
       }
-      await sender.nthOfType('message_sent', 250);
-      // A raw client that stops reading the moment auth_success arrives (ws' own client would
-      // resume its socket when its parser drains): the paced replay stalls on a full socket.
+      await sender.nthOfType('message_sent', n);
       const slow = await RawSocket.open(srv.port);
       cleanups.push(() => slow.destroy());
       assert.equal(await slow.upgrade('/ws', [['Origin', 'http://localhost:3000']]), 101);
       slow.sendText(JSON.stringify({ type: 'auth', token: await token({ sub }) }));
       await slow.until(() => slow.json().some((f) => f.type === 'auth_success'));
       slow.socket.pause();
+      return { srv, sender, sub, slow };
+    }
+
+    test('a client that stops reading during a long inbox replay: live frames held for it count as unsent bytes → 4030', async () => {
+      const { srv, sender, sub } = await stalledReplay(250);
       const content = 'x'.repeat(4500);
       const closed = (): string | undefined => srv.logs.find((l) => l.includes('"reason":"slow_consumer"'));
       let sent = 0;
@@ -614,26 +621,9 @@ function limitsSuite(kind: StoreKind): void {
     });
 
     test('an ack ahead of what the session was sent moves the position only as far as the stream went', async () => {
-      const srv = await start({
-        rateLimit: { burstLimit: 100_000, burstWindow: 1000, messagesPerMinute: 100_000, messagesPerHour: 100_000 },
-        limits: { frames: { limit: 100_000, windowMs: 1000 }, maxBufferedBytes: 256 * 1024 },
-      });
-      const sender = await authed(srv.url);
-      const sub = newUserId();
+      // Its paced replay stalls early, and it acks everything anyway (a client acking ahead, mid-replay).
       const N = 250;
-      for (let i = 0; i < N; i++) {
-        const { content, attachments } = maximalMessage(i);
-        sender.send({ ...chat(sub, content), attachments });
-      }
-      await sender.nthOfType('message_sent', N);
-      // A client that stops reading at auth_success: its paced replay stalls early, and it acks
-      // everything anyway (a client acking ahead, mid-replay).
-      const slow = await RawSocket.open(srv.port);
-      cleanups.push(() => slow.destroy());
-      assert.equal(await slow.upgrade('/ws', [['Origin', 'http://localhost:3000']]), 101);
-      slow.sendText(JSON.stringify({ type: 'auth', token: await token({ sub }) }));
-      await slow.until(() => slow.json().some((f) => f.type === 'auth_success'));
-      slow.socket.pause();
+      const { srv, sub, slow } = await stalledReplay(N);
       slow.sendText(JSON.stringify({ type: 'ack', upTo: N }));
       // Once the ack frame was accepted, its write is on the user's ack tail, which the next
       // session's resume-point read waits for (per-user Redis limits answer in command order).
