@@ -6,7 +6,7 @@
  */
 import { messageId } from './message-id.js';
 import type { Bus } from '../bus/bus.js';
-import type { MessageBody, NewMessage, Store, StoredMessage } from '../store/store.js';
+import type { MessageBody, NewMessage, Store } from '../store/store.js';
 import type { GroupCommitter } from '../store/group-commit.js';
 import type {
   ChatMessageFrame,
@@ -71,7 +71,7 @@ export class ChatService {
   constructor(private readonly opts: ChatServiceOptions) {
     this.now = opts.now ?? Date.now;
     this.store = opts.store;
-    this.#duplicates = new DuplicateCatchUps(undefined, this.now);
+    this.#duplicates = new DuplicateCatchUps({ store: opts.store, publisher: opts.publisher, onError: (err) => opts.events.storeFailed(err), now: this.now });
   }
 
   /**
@@ -114,7 +114,7 @@ export class ChatService {
       // A reply, not a timeline event. The first attempt may have committed without publishing
       // (its reply lost): the conversation's members read their timelines to be sure.
       outbox.send(messageSentFrame(stored, frame.clientMsgId));
-      if (this.#duplicates.shouldCatchUp(stored.id, stored.timestamp)) await this.#catchUpMembers(sender, stored);
+      await this.#duplicates.after(sender, stored);
       return;
     }
     this.opts.events.stored(1);
@@ -127,21 +127,6 @@ export class ChatService {
       this.opts.publisher.publish(sender.tenantId, stored, outcome.deliveries);
     } finally {
       this.opts.events.published();
-    }
-  }
-
-  /** The members of the message's conversation (the sender included) read their timelines from storage. */
-  async #catchUpMembers(sender: Identity, m: StoredMessage): Promise<void> {
-    if (m.conversationKind === 'direct') {
-      this.opts.publisher.catchUp(sender.tenantId, m.recipientId === undefined ? [m.senderId] : [m.senderId, m.recipientId]);
-      return;
-    }
-    try {
-      const members = await this.store.membersIfMember(sender.tenantId, m.conversationId, sender.userId);
-      if (members !== undefined) this.opts.publisher.catchUp(sender.tenantId, members);
-    } catch (err) {
-      // Best effort: the members' next event or reconnect reads the gap anyway.
-      this.opts.events.storeFailed(err);
     }
   }
 

@@ -1,26 +1,62 @@
 /**
- * Which resends answered as duplicates make the conversation's members read their timelines
- * (ChatService, MessageChangeService). The read is for a commit whose answer was lost, and its
- * resend follows within minutes: so only an event stored within `windowMs`, and once per event per
- * window. A client replaying an old key, or the same key over and over, costs no member a read.
+ * A resend answered as a duplicate (ChatService, MessageChangeService): the first attempt may have
+ * committed without being published (its answer lost), so the conversation's members read their
+ * timelines from storage. That happens within minutes of the commit: so only for an event stored
+ * within `windowMs`, and once per event per window. A client replaying an old key, or the same key
+ * over and over, costs no member a read.
  */
+import type { Identity } from '../auth/token-verifier.js';
+import type { Store } from '../store/store.js';
+import type { TimelinePublisher } from './timeline-publisher.js';
+
+export interface DuplicateCatchUpsOptions {
+  store: Pick<Store, 'membersIfMember'>;
+  publisher: Pick<TimelinePublisher, 'catchUp'>;
+  /** The member lookup failed (best effort: the members' next event or reconnect reads the gap). */
+  onError(err: unknown): void;
+  windowMs?: number;
+  now?: () => number;
+  /** Events remembered at most (then forgotten all at once: a few extra reads, never a missed one). */
+  maxRemembered?: number;
+}
+
+/** What the hint needs of the first event: its id, when it was stored, where. */
+export interface DuplicatedEvent {
+  id: string;
+  timestamp: number;
+  conversationId: string;
+}
+
 export class DuplicateCatchUps {
   readonly #hinted = new Map<string, number>();
+  readonly #windowMs: number;
+  readonly #now: () => number;
+  readonly #maxRemembered: number;
 
-  constructor(
-    private readonly windowMs = 300_000,
-    private readonly now: () => number = Date.now,
-    /** Events remembered at most (then forgotten all at once: a few extra reads, never a missed one). */
-    private readonly maxRemembered = 10_000,
-  ) {}
+  constructor(private readonly o: DuplicateCatchUpsOptions) {
+    this.#windowMs = o.windowMs ?? 300_000;
+    this.#now = o.now ?? Date.now;
+    this.#maxRemembered = o.maxRemembered ?? 10_000;
+  }
+
+  /** `actor` resent `event`'s key: its conversation's members read their timelines, if it is due. */
+  async after(actor: Identity, event: DuplicatedEvent): Promise<void> {
+    if (!this.shouldCatchUp(event.id, event.timestamp)) return;
+    try {
+      const members = await this.o.store.membersIfMember(actor.tenantId, event.conversationId, actor.userId);
+      if (members !== undefined) this.o.publisher.catchUp(actor.tenantId, members);
+    } catch (err) {
+      this.o.onError(err);
+    }
+  }
 
   /** True when the duplicate of `eventId`, stored at `storedAt` (ms), should make the members read. */
   shouldCatchUp(eventId: string, storedAt: number): boolean {
-    const now = this.now();
-    if (now - storedAt > this.windowMs) return false;
+    const now = this.#now();
+    if (now - storedAt > this.#windowMs) return false;
     const last = this.#hinted.get(eventId);
-    if (last !== undefined && now - last < this.windowMs) return false;
-    if (this.#hinted.size >= this.maxRemembered) this.#hinted.clear();
+    if (last !== undefined && now - last < this.#windowMs) return false;
+    if (this.#hinted.size >= this.#maxRemembered) this.#hinted.clear();
     this.#hinted.set(eventId, now);
     return true;
   }

@@ -29,7 +29,7 @@ export class MessageChangeService {
 
   constructor(private readonly opts: MessageChangeServiceOptions) {
     this.now = opts.now ?? Date.now;
-    this.#duplicates = new DuplicateCatchUps(undefined, this.now);
+    this.#duplicates = new DuplicateCatchUps({ store: opts.store, publisher: opts.publisher, onError: opts.storeFailed, now: this.now });
   }
 
   /** `processed`: the new content, checked and sanitized like a new message's. */
@@ -47,16 +47,6 @@ export class MessageChangeService {
   async delete(actor: Identity, outbox: Outbox, frame: DeleteMessageFrame): Promise<void> {
     const now = this.now();
     await this.#run(actor, outbox, frame, 'deleted', () => this.opts.store.deleteMessage(this.#base(actor, frame, now), { maxInboxSize: this.opts.maxInboxSize }));
-  }
-
-  async #catchUpMembers(actor: Identity, conversationId: string): Promise<void> {
-    try {
-      const members = await this.opts.store.membersIfMember(actor.tenantId, conversationId, actor.userId);
-      if (members !== undefined) this.opts.publisher.catchUp(actor.tenantId, members);
-    } catch (err) {
-      // Best effort: the members' next event or reconnect reads the gap anyway.
-      this.opts.storeFailed(err);
-    }
   }
 
   #base(actor: Identity, frame: EditMessageFrame | DeleteMessageFrame, now: number) {
@@ -102,7 +92,7 @@ export class MessageChangeService {
         outbox.sendFrame(withRequestId(reply, frame.requestId));
         // The first attempt may have committed without publishing (its reply lost): the members
         // read their timelines to be sure.
-        if (same && this.#duplicates.shouldCatchUp(first.id, first.timestamp)) await this.#catchUpMembers(actor, first.conversationId);
+        if (same) await this.#duplicates.after(actor, first);
         return;
       }
       case 'unchanged':

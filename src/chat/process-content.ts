@@ -10,6 +10,7 @@ import { ErrorReason } from '../protocol/reasons.js';
 import { checkContent, type ContentPolicy, type ContentRule } from './content-policy.js';
 import { extractEntities, type ExtractedLink } from './extract.js';
 import { escapeHtml, isWhitespaceCode, sanitizeHtmlDetailed } from './sanitize.js';
+import { parseUrl } from '../protocol/url.js';
 
 export { MAX_ATTACHMENT_NAME_LENGTH };
 
@@ -111,14 +112,11 @@ export function sanitizeAttachmentUrl(raw: string): SanitizedUrl | ContentReject
   const check = checkContent(raw, 'standard');
   if (!check.ok) return reject(check.rule);
   if (raw.includes('\n') || raw.includes('\t')) return reject('control_char');
-  let url: string;
-  try {
-    // The parser leaves `'` raw in a path or fragment and a backquote in a query: encoded too, so
-    // no quote of either kind can end an attribute the URL is pasted into.
-    url = new URL(raw).href.replaceAll("'", '%27').replaceAll('`', '%60');
-  } catch {
-    return reject('control_char'); // unreachable after the schema's check; refused, never stored raw
-  }
+  const parsed = parseUrl(raw);
+  if (parsed === undefined) return reject('control_char'); // unreachable after the schema's check; refused, never stored raw
+  // The parser leaves `'` raw in a path or fragment and a backquote in a query: encoded too, so
+  // no quote of either kind can end an attribute the URL is pasted into.
+  const url = parsed.href.replaceAll("'", '%27').replaceAll('`', '%60');
   if (url.length > MAX_ATTACHMENT_URL_LENGTH) return reject('too_long');
   return { ok: true, url };
 }

@@ -33,14 +33,17 @@ export function createReadiness(o: ReadinessOptions): Readiness {
   let pinging: Promise<boolean> | undefined;
 
   const ping = async (): Promise<boolean> => {
-    pinging ??= o.ping().then(
-      () => true,
-      () => false,
-    );
-    const current = pinging;
-    void current.then(() => {
-      if (pinging === current) pinging = undefined;
-    });
+    let current = pinging;
+    if (current === undefined) {
+      const started = o.ping().then(
+        () => true,
+        () => false,
+      );
+      pinging = current = started;
+      void started.then(() => {
+        if (pinging === started) pinging = undefined;
+      });
+    }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), o.storageTimeoutMs);
