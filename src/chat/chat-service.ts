@@ -41,9 +41,9 @@ export interface ChatServiceEvents {
   stored(count: number): void;
   /**
    * Bracket the publish of a stored message: sessions of the recipient on this node receive it
-   * synchronously in between, so they can be timed from `receivedAt` (performance.now()).
+   * synchronously in between (and nothing else), so they can be timed from `receivedAt` (performance.now()).
    */
-  publishing(messageId: string, receivedAt: number): void;
+  publishing(receivedAt: number): void;
   published(): void;
   storeFailed(err: unknown): void;
 }
@@ -122,7 +122,7 @@ export class ChatService {
     // The sending session gets `message_sent` in place of its own copy, in timeline order.
     if (own !== undefined) outbox.replyInTimeline(own.pos, messageSentFrame(stored, frame.clientMsgId, own.pos));
     else outbox.send(messageSentFrame(stored, frame.clientMsgId));
-    this.opts.events.publishing(stored.id, receivedAt);
+    this.opts.events.publishing(receivedAt);
     try {
       this.opts.publisher.publish(sender.tenantId, stored, outcome.deliveries);
     } finally {

@@ -1,23 +1,34 @@
 /**
  * Times chat delivery: from the chat service receiving a message to its frame being written to
  * the last session of the recipient on this node. Local fan-out is synchronous inside
- * `Bus.publish`, so the message being published is the only one that can be timed; frames that
- * arrive from another node over Redis are counted as delivered but not timed (their receive
- * time was taken on another clock).
+ * `Bus.publish`, so between `publishing` and `published` the only timeline frames written are the
+ * copies of the message being published: they are timed without reading their ids. Frames that
+ * arrive from another node over Redis are counted as delivered but not timed (their receive time
+ * was taken on another clock).
  */
 import type { Metrics } from './metrics.js';
 
+const POS_PREFIX = '{"pos":';
+const CHAT_TYPE = '"type":"chat_message"';
+
+/** A timeline frame (`{"pos":N,"type":"chat_message",…`) of a chat message: two short comparisons, no scan. */
+function isTimelineChatMessage(frame: string): boolean {
+  if (!frame.startsWith(POS_PREFIX)) return false;
+  const comma = frame.indexOf(',', POS_PREFIX.length);
+  return comma > 0 && frame.startsWith(CHAT_TYPE, comma + 1);
+}
+
 export class DeliveryTimer {
-  #messageId: string | undefined;
+  #publishing = false;
   #receivedAt = 0;
   /** When the message being published was last handed to a local session (0: not yet). */
   #lastWriteAt = 0;
 
   constructor(private readonly metrics: Pick<Metrics, 'messagesDelivered' | 'deliveryLatency'>) {}
 
-  /** ChatService: `messageId`, received at `receivedAt` (performance.now()), is being published. */
-  publishing(messageId: string, receivedAt: number): void {
-    this.#messageId = messageId;
+  /** ChatService: a message received at `receivedAt` (performance.now()) is being published. */
+  publishing(receivedAt: number): void {
+    this.#publishing = true;
     this.#receivedAt = receivedAt;
     this.#lastWriteAt = 0;
   }
@@ -25,7 +36,7 @@ export class DeliveryTimer {
   /** One observation per message: received → handed to the last local session of its timelines. */
   published(): void {
     if (this.#lastWriteAt > 0) this.metrics.deliveryLatency.observe((this.#lastWriteAt - this.#receivedAt) / 1000);
-    this.#messageId = undefined;
+    this.#publishing = false;
     this.#lastWriteAt = 0;
   }
 
@@ -34,11 +45,8 @@ export class DeliveryTimer {
    * copy counts as a delivery — the recipients' and the sender's own (its other devices).
    */
   written(frame: string, sessions: number): void {
-    if (sessions === 0) return;
-    // Timeline chat messages only (`{"pos":N,"type":"chat_message",…`), not typing or membership frames.
-    if (!frame.startsWith('{"pos":') || !frame.includes('"type":"chat_message"')) return;
+    if (sessions === 0 || !isTimelineChatMessage(frame)) return;
     this.metrics.messagesDelivered.inc();
-    const id = this.#messageId;
-    if (id !== undefined && frame.includes(id)) this.#lastWriteAt = performance.now();
+    if (this.#publishing) this.#lastWriteAt = performance.now();
   }
 }

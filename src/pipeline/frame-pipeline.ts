@@ -15,7 +15,7 @@ import type { ClientFrame, ChatMessageFrame, DeleteMessageFrame, EditMessageFram
 import type { RateLimitReasonValue } from '../protocol/reasons.js';
 import type { Limiter, RateDecision, RateRule } from '../limits/limiter.js';
 import type { Session } from '../session/session.js';
-import type { ChatService } from '../chat/chat-service.js';
+import type { ChatService, ProcessedMessage } from '../chat/chat-service.js';
 import type { GroupService } from '../chat/group-service.js';
 import type { MessageChangeService } from '../chat/message-changes.js';
 import type { PresenceService } from '../presence/presence-service.js';
@@ -98,6 +98,11 @@ function rateLimited(decision: Extract<RateDecision, { allowed: false }>, client
   return reply('rate_limited', withRequestId(clientMsgId === undefined ? frame : { ...frame, clientMsgId }, requestId), true, decision.rule);
 }
 
+/** `{clientMsgId}` for a refusal's spread, `{}` without one (built only when refusing). */
+function clientMsgIdOf(frame: { clientMsgId?: string | undefined }): { clientMsgId?: string } {
+  return frame.clientMsgId !== undefined ? { clientMsgId: frame.clientMsgId } : {};
+}
+
 /** The refusal of a request that carried a `requestId` names it. */
 function forbidden(requestId: string | undefined): Rejection {
   return requestId === undefined ? FORBIDDEN : reply('forbidden', { type: 'error', reason: 'forbidden', requestId });
@@ -130,6 +135,30 @@ function onUserDecision(
 
 export type FrameHandler = (session: Session, data: Buffer, isBinary: boolean) => void | Promise<void>;
 
+/**
+ * A session's rate-limit keys, built once per session instead of once per frame: a fresh key
+ * string per frame is an allocation plus a hash on every limiter lookup.
+ */
+interface LimitKeys {
+  readonly frames: string;
+  readonly messages: string;
+  readonly typing: string;
+  readonly requests: string;
+}
+
+const limitKeys = new WeakMap<Session, LimitKeys>();
+
+/** Only for active sessions: `userKey` is fixed from activation on (a refresh keeps the user). */
+function keysOf(session: Session): LimitKeys {
+  let keys = limitKeys.get(session);
+  if (keys === undefined) {
+    const user = session.userKey;
+    keys = { frames: `f:${session.id}`, messages: `m:${user}`, typing: `t:${user}`, requests: `r:${user}` };
+    limitKeys.set(session, keys);
+  }
+  return keys;
+}
+
 export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
   const { limiter, rules, chat } = o;
 
@@ -156,26 +185,26 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
   function chatMessage(session: Session, frame: ChatMessageFrame): void | Promise<void> {
     const identity = session.identity!;
     // Errors about a schema-valid chat_message name its clientMsgId (docs/protocol.md §3).
-    const cid = frame.clientMsgId !== undefined ? { clientMsgId: frame.clientMsgId } : {};
     if (!permissionsFor(o.roles, identity.role).send) {
-      return session.reject(frame.clientMsgId === undefined ? FORBIDDEN : reply('forbidden', { type: 'error', reason: 'forbidden', ...cid }));
+      return session.reject(frame.clientMsgId === undefined ? FORBIDDEN : reply('forbidden', { type: 'error', reason: 'forbidden', ...clientMsgIdOf(frame) }));
     }
     const content = processContent(frame.content, o.contentPolicy);
     if (!content.ok) {
-      return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...cid }, true, content.rule));
+      return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...clientMsgIdOf(frame) }, true, content.rule));
     }
     let attachments;
     if (frame.attachments !== undefined) {
       attachments = [];
       for (const a of frame.attachments) {
         const name = sanitizeDisplayName(a.name);
-        if (!name.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...cid }, true, `attachments.name:${name.rule}`));
+        if (!name.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...clientMsgIdOf(frame) }, true, `attachments.name:${name.rule}`));
         const url = sanitizeAttachmentUrl(a.url);
-        if (!url.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...cid }, true, `attachments.url:${url.rule}`));
+        if (!url.ok) return session.reject(reply('invalid_content', { type: 'error', reason: 'invalid_content', ...clientMsgIdOf(frame) }, true, `attachments.url:${url.rule}`));
         attachments.push({ type: a.type, url: url.url, name: name.name });
       }
     }
-    const processed = { content: content.content, mentions: content.mentions, hashtags: content.hashtags, links: content.links, ...(attachments ? { attachments } : {}) };
+    const processed: ProcessedMessage = { content: content.content, mentions: content.mentions, hashtags: content.hashtags, links: content.links };
+    if (attachments !== undefined) processed.attachments = attachments;
     // Not awaited: storing is batched per turn; acks and deliveries follow commit order.
     void chat.sendMessage(identity, session, frame, processed);
   }
@@ -221,7 +250,7 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
   /** Reads and position moves: the role's `read`, and the per-user request budget. */
   function request(session: Session, requestId: string | undefined, run: () => Promise<void>): void {
     if (!permissionsFor(o.roles, session.identity!.role).read) return session.reject(forbidden(requestId));
-    onUserDecision(session, limiter.consume(`r:${session.userKey}`, rules.requests), (d) => {
+    onUserDecision(session, limiter.consume(keysOf(session).requests, rules.requests), (d) => {
       if (!d.allowed) return session.reject(rateLimited(d, undefined, requestId));
       void run();
     });
@@ -233,12 +262,12 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
       case 'auth':
         return o.authenticator.refresh(session, frame.token);
       case 'chat_message':
-        return onUserDecision(session, limiter.consume(`m:${session.userKey}`, rules.messages), (d) =>
+        return onUserDecision(session, limiter.consume(keysOf(session).messages, rules.messages), (d) =>
           d.allowed ? chatMessage(session, frame) : session.reject(rateLimited(d, frame.clientMsgId)),
         );
       case 'typing_indicator':
         if (!permissionsFor(o.roles, identity.role).send) return session.reject(FORBIDDEN);
-        return onUserDecision(session, limiter.consume(`t:${session.userKey}`, rules.typing), (d) => {
+        return onUserDecision(session, limiter.consume(keysOf(session).typing, rules.typing), (d) => {
           if (!d.allowed) return session.reject(TYPING_DROPPED);
           chat.typing(identity, session, frame).catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
         });
@@ -259,7 +288,7 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
       case 'edit_message':
       case 'delete_message':
         // Count against the same per-user budget as messages.
-        return onUserDecision(session, limiter.consume(`m:${session.userKey}`, rules.messages), (d) =>
+        return onUserDecision(session, limiter.consume(keysOf(session).messages, rules.messages), (d) =>
           d.allowed ? messageChange(session, frame) : session.reject(rateLimited(d, frame.clientMsgId, frame.requestId)),
         );
       case 'presence':
@@ -281,16 +310,19 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
         // A user's own sessions: no role permission needed, only the request budget.
         const handler = o.userSessions;
         if (handler === undefined) return session.reject(UNKNOWN_TYPE);
-        return onUserDecision(session, limiter.consume(`r:${session.userKey}`, rules.requests), (d) =>
+        return onUserDecision(session, limiter.consume(keysOf(session).requests, rules.requests), (d) =>
           d.allowed ? void handler(session, frame) : session.reject(rateLimited(d, undefined, frame.requestId)),
         );
       }
     }
   }
 
+  const frameRules = [rules.frames];
+  const connectionLimiter = o.connectionLimiter ?? limiter;
+
   function afterAuth(session: Session, data: Buffer, isBinary: boolean): void | Promise<void> {
     // Every frame, valid or not, spends the per-connection frame budget first.
-    return onDecision((o.connectionLimiter ?? limiter).consume(`f:${session.id}`, [rules.frames]), (d) => {
+    return onDecision(connectionLimiter.consume(keysOf(session).frames, frameRules), (d) => {
       if (!d.allowed) return session.reject(rateLimited(d));
       if (isBinary) return session.reject(BINARY);
       const frame = decode(data);

@@ -5,6 +5,7 @@
 import type { z } from 'zod';
 import { CLIENT_FRAME_TYPES, ClientFrame } from '../protocol/client-frames.js';
 import type { ValidationDetail } from '../protocol/server-frames.js';
+import { plainChatMessage } from '../protocol/plain-chat-message.js';
 
 export type ValidateResult =
   | { ok: true; frame: ClientFrame }
@@ -29,6 +30,10 @@ export function validateFrame(value: Record<string, unknown>): ValidateResult {
   const type = value.type;
   if (typeof type !== 'string') return { ok: false, reason: 'invalid_format' };
   if (!CLIENT_FRAME_TYPES.has(type)) return { ok: false, reason: 'unknown_type' };
+  if (type === 'chat_message') {
+    const frame = plainChatMessage(value);
+    if (frame !== undefined) return { ok: true, frame };
+  }
   const parsed = ClientFrame.safeParse(value);
   if (parsed.success) return { ok: true, frame: parsed.data };
   return { ok: false, reason: 'validation_failed', details: toDetails(parsed.error) };

@@ -193,7 +193,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     receipts,
     events: {
       stored: (n) => metrics.messagesStored.inc(n),
-      publishing: (id, receivedAt) => deliveryTimer.publishing(id, receivedAt),
+      publishing: (receivedAt) => deliveryTimer.publishing(receivedAt),
       published: () => deliveryTimer.published(),
       storeFailed,
     },

@@ -17,3 +17,24 @@ test('ids are unique', () => {
   const seen = new Set(Array.from({ length: 10_000 }, () => messageId(42)));
   assert.equal(seen.size, 10_000);
 });
+
+test('the time part is the 48-bit millisecond timestamp, as hex, at every magnitude', () => {
+  for (const ms of [0, 1, 255, 256, 2 ** 24 - 1, 2 ** 32 - 1, 2 ** 32, 1_700_000_000_000, 1_799_999_999_999, 2 ** 40 + 12345, 2 ** 48 - 1]) {
+    const hex = ms.toString(16).padStart(12, '0');
+    const id = messageId(ms);
+    assert.equal(id.slice(0, 8) + id.slice(9, 13), hex, `${ms} → ${id}`);
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  }
+});
+
+test('every random digit takes all sixteen values and the variant all four', () => {
+  // 5,000 ids: a position stuck on some digits (a wrong shift or mask) shows as a missing value.
+  const seen = Array.from({ length: 36 }, () => new Set<string>());
+  for (let i = 0; i < 5_000; i++) {
+    const id = messageId(1_700_000_000_000);
+    for (let p = 0; p < 36; p++) seen[p]!.add(id[p]!);
+  }
+  for (const p of [15, 16, 17, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35]) assert.equal(seen[p]!.size, 16, `position ${p}`);
+  assert.deepEqual([...seen[19]!].sort(), ['8', '9', 'a', 'b']);
+  assert.deepEqual([...seen[14]!], ['7']);
+});

@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isWireUuid } from '../../src/protocol/bounds.js';
 import { z } from 'zod';
+import fc from 'fast-check';
 import { validateFrame } from '../../src/pipeline/validate-frame.js';
+import { plainChatMessage } from '../../src/protocol/plain-chat-message.js';
+import { ClientFrame } from '../../src/protocol/client-frames.js';
 
 const U1 = '6f1c0c52-4a4e-4a59-9b7e-2f4f8a3f6a10';
 const U2 = '0b8a3b1e-6d7c-4f2a-8e1b-3c4d5e6f7a8b';
@@ -312,4 +315,63 @@ test("the SDK's id check (isWireUuid) accepts exactly the ids the server's schem
     '',
   ];
   for (const id of cases) assert.equal(isWireUuid(id), schema.safeParse(id).success, id);
+});
+
+test('the plain chat_message check accepts exactly what the schema accepts for its shape, with the same value (seeded)', () => {
+  const uuids = ['6f1c0c52-4a4e-4a59-9b7e-2f4f8a3f6a10', '6F1C0C52-4A4E-4A59-9B7E-2F4F8A3F6A10', '00000000-0000-0000-0000-000000000000',
+    'ffffffff-ffff-ffff-ffff-ffffffffffff', '6f1c0c52-4a4e-0a59-9b7e-2f4f8a3f6a10', '6f1c0c52-4a4e-4a59-cb7e-2f4f8a3f6a10',
+    '6f1c0c52-4a4e-9a59-9b7e-2f4f8a3f6a10', '6f1c0c524a4e4a599b7e2f4f8a3f6a10', ' 6f1c0c52-4a4e-4a59-9b7e-2f4f8a3f6a10', '6f1c0c52-4a4e-4a59-9b7e-2f4f8a3f6a1g'];
+  const value = fc.oneof(
+    fc.constantFrom(...uuids),
+    fc.string({ maxLength: 70 }),
+    fc.constantFrom('', 'x', ' ', 'a b', 'm-1', '\u00e9', 'x'.repeat(64), 'x'.repeat(65), 'x'.repeat(5000), 'x'.repeat(5001), '\u{1F600}'.repeat(2500)),
+    fc.constantFrom(null, 0, 1, true, [], {}),
+  );
+  const good = {
+    content: fc.string({ minLength: 1, maxLength: 200 }),
+    uuid: fc.constantFrom(uuids[0]!, uuids[1]!, uuids[2]!, uuids[3]!),
+    key: fc.stringMatching(/^[\x21-\x7e]{1,64}$/),
+  };
+  // Mostly plain frames, each field sometimes replaced by anything, extra keys sometimes added.
+  const field = <T,>(ok: fc.Arbitrary<T>) => fc.oneof({ arbitrary: ok, weight: 6 }, { arbitrary: value, weight: 1 });
+  const frame = fc
+    .record(
+      {
+        type: fc.constantFrom('chat_message', 'chat_message', 'chat_message', 'typing_indicator', 'Chat_message'),
+        content: field(good.content),
+        target: fc.constantFrom('recipientId', 'conversationId', 'recipientId', 'conversationId', 'both', 'none'),
+        recipientId: field(good.uuid),
+        conversationId: field(good.uuid),
+        clientMsgId: fc.option(field(good.key), { nil: undefined }),
+        replyTo: fc.option(value, { freq: 8, nil: undefined }),
+        extra: fc.option(value, { freq: 8, nil: undefined }),
+        proto: fc.option(value, { freq: 8, nil: undefined }),
+      },
+      { requiredKeys: ['type', 'target', 'recipientId', 'conversationId'] },
+    )
+    .map(({ target, recipientId, conversationId, proto, ...rest }) => {
+      const out: Record<string, unknown> = { ...rest };
+      if (target === 'recipientId' || target === 'both') out.recipientId = recipientId;
+      if (target === 'conversationId' || target === 'both') out.conversationId = conversationId;
+      return proto === undefined ? out : { ...out, ['__proto__']: proto };
+    });
+  let accepted = 0;
+  fc.assert(
+    fc.property(frame, (raw) => {
+      // As the wire delivers it: through JSON (own keys only, "__proto__" an ordinary key).
+      const v = JSON.parse(JSON.stringify(raw)) as Record<string, unknown>;
+      const fast = plainChatMessage(v);
+      const schema = ClientFrame.safeParse(v);
+      if (fast !== undefined) {
+        accepted++;
+        assert.ok(schema.success, `fast accepted what the schema refuses: ${JSON.stringify(v)}`);
+        assert.deepEqual(fast, schema.data);
+      } else if (schema.success && v.type === 'chat_message') {
+        // Declining is always safe (the schema decides); it must only be for the shapes it leaves to the schema.
+        assert.ok('replyTo' in v || 'attachments' in v, `fast declined a plain frame: ${JSON.stringify(v)}`);
+      }
+    }),
+    { numRuns: 20000, seed: 20261127 },
+  );
+  assert.ok(accepted > 100, `only ${accepted} frames took the plain path`);
 });
