@@ -107,11 +107,13 @@ const list = (a: readonly unknown[]): string => (a.length === 0 ? '[]' : json(a)
 /**
  * `JSON.stringify(messageItem(m)).slice(1)`, written out: every stored message is serialized once
  * on its way out, and the generic path (an object built, then walked) cost about four times this.
- * Same keys in the same order; every value still goes through JSON.stringify (tested equal).
+ * Same keys in the same order (tested equal). Ids the store hands out are canonical UUIDs (its
+ * contract: made by the server, a verified token's `sub`, or decoded from 16 bytes), which JSON
+ * quotes as they are; every other string still goes through JSON.stringify.
  */
 function messageBody(m: StoredMessage): string {
-  let out = `"type":"chat_message","id":${json(m.id)},"conversationId":${json(m.conversationId)},"seq":${m.seq},"senderId":${json(m.senderId)},"content":${json(m.content)},"mentions":${list(m.mentions)},"hashtags":${list(m.hashtags)},"links":${list(m.links)},"timestamp":${m.timestamp}`;
-  if (m.recipientId !== undefined) out += `,"recipientId":${json(m.recipientId)}`;
+  let out = `"type":"chat_message","id":"${m.id}","conversationId":"${m.conversationId}","seq":${m.seq},"senderId":"${m.senderId}","content":${json(m.content)},"mentions":${list(m.mentions)},"hashtags":${list(m.hashtags)},"links":${list(m.links)},"timestamp":${m.timestamp}`;
+  if (m.recipientId !== undefined) out += `,"recipientId":"${m.recipientId}"`;
   if (m.replyTo !== undefined) out += `,"replyTo":${json(m.replyTo)}`;
   if (m.attachments !== undefined) out += `,"attachments":${json(m.attachments)}`;
   if (m.editedAt !== undefined) out += `,"editedAt":${m.editedAt}`;

@@ -33,6 +33,12 @@ export interface WindowState {
   readonly counts: Uint32Array;
   /** Absolute index of the newest bucket (−Infinity before the first event). */
   head: number;
+  /**
+   * Sum of every count in the ring, kept by `advance` and `record`: the admit check (every frame
+   * of every socket) subtracts the one or two buckets the window no longer overlaps instead of
+   * summing the ring.
+   */
+  total: number;
 }
 
 export function geometry(windowMs: number, buckets: number = DEFAULT_BUCKETS): WindowGeometry {
@@ -44,7 +50,7 @@ export function geometry(windowMs: number, buckets: number = DEFAULT_BUCKETS): W
 
 export function createWindow(windowMs: number, buckets: number = DEFAULT_BUCKETS): WindowState {
   const { width, slots } = geometry(windowMs, buckets);
-  return { windowMs, width, counts: new Uint32Array(slots), head: Number.NEGATIVE_INFINITY };
+  return { windowMs, width, counts: new Uint32Array(slots), head: Number.NEGATIVE_INFINITY, total: 0 };
 }
 
 function mod(k: number, n: number): number {
@@ -60,8 +66,16 @@ export function advance(s: WindowState, now: number): void {
   const k = Math.floor(Math.floor(now) / s.width);
   if (k <= s.head) return;
   const n = s.counts.length;
-  if (k - s.head >= n) s.counts.fill(0);
-  else for (let j = s.head + 1; j <= k; j++) s.counts[mod(j, n)] = 0;
+  if (k - s.head >= n) {
+    s.counts.fill(0);
+    s.total = 0;
+  } else {
+    for (let j = s.head + 1; j <= k; j++) {
+      const i = mod(j, n);
+      s.total -= s.counts[i]!;
+      s.counts[i] = 0;
+    }
+  }
   s.head = k;
 }
 
@@ -79,8 +93,9 @@ export function retryAfter(s: WindowState, limit: number, now: number): number {
   const t = Math.floor(now);
   const n = s.counts.length;
   const from = oldestLive(s, t);
-  let sum = 0;
-  for (let j = from; j <= s.head; j++) sum += s.counts[mod(j, n)] ?? 0;
+  // The ring's total less the buckets older than the window's oldest (at most a couple).
+  let sum = s.total;
+  if (s.head !== Number.NEGATIVE_INFINITY) for (let j = s.head - n + 1; j < from; j++) sum -= s.counts[mod(j, n)]!;
   if (sum < limit) return 0;
   // A rule that admits nothing is refused for a whole window at a time.
   if (limit < 1) return s.windowMs;
@@ -97,6 +112,7 @@ export function retryAfter(s: WindowState, limit: number, now: number): number {
 export function record(s: WindowState): void {
   const i = mod(s.head, s.counts.length);
   s.counts[i] = (s.counts[i] ?? 0) + 1;
+  s.total++;
 }
 
 /** True when no bucket overlaps the window at `now` any more: the state can be dropped. */

@@ -162,3 +162,47 @@ test('invalid geometry is rejected', () => {
   assert.throws(() => geometry(1000, 0), RangeError);
   assert.throws(() => geometry(1000, 1.5), RangeError);
 });
+
+/** retryAfter as first written: the window's overlapping buckets summed one by one. */
+function retryAfterBySum(s: WindowState, limit: number, now: number): number {
+  const t = Math.floor(now);
+  const n = s.counts.length;
+  const from = Math.max(Math.floor((t - s.windowMs + 1) / s.width), s.head - n + 1);
+  let sum = 0;
+  for (let j = from; j <= s.head; j++) sum += s.counts[((j % n) + n) % n] ?? 0;
+  if (sum < limit) return 0;
+  if (limit < 1) return s.windowMs;
+  for (let j = from; j <= s.head; j++) {
+    sum -= s.counts[((j % n) + n) % n] ?? 0;
+    if (sum < limit) return (j + 1) * s.width + s.windowMs - 1 - t;
+  }
+  return s.windowMs;
+}
+
+test('the running total gives the same answers as summing the buckets, clock jumps and backward steps included (seeded)', () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2000 }),
+      fc.integer({ min: 1, max: 20 }),
+      fc.integer({ min: 0, max: 12 }),
+      fc.integer({ min: 0, max: 2_000_000_000_000 }),
+      fc.array(fc.oneof(fc.constant(0), fc.integer({ min: -300, max: 50 }), fc.integer({ min: 0, max: 5000 })), { maxLength: 300 }),
+      (windowMs, buckets, limit, start, steps) => {
+        const s = createWindow(windowMs, buckets);
+        assert.equal(retryAfter(s, limit, start), retryAfterBySum(s, limit, start));
+        let t = start;
+        for (const step of steps) {
+          t = Math.max(0, t + step);
+          advance(s, t);
+          const expected = retryAfterBySum(s, limit, t);
+          assert.equal(retryAfter(s, limit, t), expected);
+          if (expected === 0) record(s);
+          let sum = 0;
+          for (const c of s.counts) sum += c;
+          assert.equal(s.total, sum);
+        }
+      },
+    ),
+    { numRuns: 500, seed: 20261127 },
+  );
+});

@@ -152,6 +152,9 @@ test('a message body is exactly JSON.stringify of its history item, whatever opt
   fc.assert(
     fc.property(
       fc.record({
+        id: fc.uuid(),
+        conversationId: fc.uuid(),
+        senderId: fc.uuid(),
         content: fc.string({ unit: 'binary', maxLength: 60 }),
         mentions: fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
         hashtags: fc.array(fc.string({ maxLength: 8 }), { maxLength: 3 }),
