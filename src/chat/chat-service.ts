@@ -6,7 +6,7 @@
  */
 import { messageId } from './message-id.js';
 import type { Bus } from '../bus/bus.js';
-import type { MessageBody, NewMessage, Store } from '../store/store.js';
+import type { Delivery, MessageBody, NewMessage, Store } from '../store/store.js';
 import type { GroupCommitter } from '../store/group-commit.js';
 import type {
   ChatMessageFrame,
@@ -118,7 +118,13 @@ export class ChatService {
       return;
     }
     this.opts.events.stored(1);
-    const own = outcome.deliveries.find((d) => d.userId === sender.userId);
+    let own: Delivery | undefined;
+    for (const d of outcome.deliveries) {
+      if (d.userId === sender.userId) {
+        own = d;
+        break;
+      }
+    }
     // The sending session gets `message_sent` in place of its own copy, in timeline order.
     if (own !== undefined) outbox.replyInTimeline(own.pos, messageSentFrame(stored, frame.clientMsgId, own.pos));
     else outbox.send(messageSentFrame(stored, frame.clientMsgId));

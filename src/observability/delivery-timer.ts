@@ -24,7 +24,7 @@ export class DeliveryTimer {
   /** When the message being published was last handed to a local session (0: not yet). */
   #lastWriteAt = 0;
 
-  constructor(private readonly metrics: Pick<Metrics, 'messagesDelivered' | 'deliveryLatency'>) {}
+  constructor(private readonly metrics: Pick<Metrics, 'countDelivered' | 'deliveryLatency'>) {}
 
   /** ChatService: a message received at `receivedAt` (performance.now()) is being published. */
   publishing(receivedAt: number): void {
@@ -46,7 +46,7 @@ export class DeliveryTimer {
    */
   written(frame: string, sessions: number): void {
     if (sessions === 0 || !isTimelineChatMessage(frame)) return;
-    this.metrics.messagesDelivered.inc();
+    this.metrics.countDelivered();
     if (this.#publishing) this.#lastWriteAt = performance.now();
   }
 }

@@ -16,6 +16,14 @@ export interface Metrics {
   framesIn: Counter<'type'>;
   messagesDelivered: Counter;
   messagesStored: Counter;
+  /**
+   * The hot path's counts (every frame, every message): plain numbers, added to `framesIn`,
+   * `messagesStored` and `messagesDelivered` when those are read (a scrape, or `get()`). A
+   * prom-client `inc` hashes its labels into a new string and allocates on every call.
+   */
+  countFrame(type: string): void;
+  countStored(n: number): void;
+  countDelivered(): void;
   securityEvents: Counter<'reason'>;
   storeBatchSize: Histogram;
   /** Message received by this node → written to the last local recipient session. */
@@ -30,14 +38,53 @@ export function createMetrics(collectDefaults = true): Metrics {
   const registry = new Registry();
   if (collectDefaults) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
   const registers = [registry];
+  // Pending hot-path counts, folded into their counters by each counter's collect().
+  const framesByType = new Map<string, number>();
+  let stored = 0;
+  let delivered = 0;
   return {
     registry,
     connections: new Gauge({ name: 'rampart_connections', help: 'Open sockets by session state', labelNames: ['state'], registers }),
     handshakes: new Counter({ name: 'rampart_handshakes_total', help: 'WebSocket handshakes by result and refusal reason', labelNames: ['result', 'reason'], registers }),
     authResults: new Counter({ name: 'rampart_auth_results_total', help: 'Authentication outcomes by result and reason', labelNames: ['result', 'reason'], registers }),
-    framesIn: new Counter({ name: 'rampart_frames_in_total', help: 'Client frames accepted by type', labelNames: ['type'], registers }),
-    messagesDelivered: new Counter({ name: 'rampart_messages_delivered_total', help: 'Chat messages written live to at least one session of the recipient on this node', registers }),
-    messagesStored: new Counter({ name: 'rampart_messages_stored_total', help: 'Chat messages durably stored', registers }),
+    framesIn: new Counter({
+      name: 'rampart_frames_in_total',
+      help: 'Client frames accepted by type',
+      labelNames: ['type'],
+      registers,
+      collect() {
+        // Types are the protocol's (checked before counting): a bounded set of labels.
+        for (const [type, n] of framesByType) if (n > 0) this.inc({ type }, n);
+        framesByType.clear();
+      },
+    }),
+    messagesDelivered: new Counter({
+      name: 'rampart_messages_delivered_total',
+      help: 'Chat messages written live to at least one session of the recipient on this node',
+      registers,
+      collect() {
+        if (delivered > 0) this.inc(delivered);
+        delivered = 0;
+      },
+    }),
+    messagesStored: new Counter({
+      name: 'rampart_messages_stored_total',
+      help: 'Chat messages durably stored',
+      registers,
+      collect() {
+        if (stored > 0) this.inc(stored);
+        stored = 0;
+      },
+    }),
+    countFrame(type) {
+      framesByType.set(type, (framesByType.get(type) ?? 0) + 1);
+    },
+    countStored(n) {
+      stored += n;
+    },
+    countDelivered() {
+      delivered++;
+    },
     securityEvents: new Counter({ name: 'rampart_security_events_total', help: 'Refusals by reason', labelNames: ['reason'], registers }),
     storeBatchSize: new Histogram({ name: 'rampart_store_batch_size', help: 'Messages per group-commit transaction', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], registers }),
     deliveryLatency: new Histogram({

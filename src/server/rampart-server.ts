@@ -192,7 +192,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     groupHistory: config.chat.groupHistory,
     receipts,
     events: {
-      stored: (n) => metrics.messagesStored.inc(n),
+      stored: (n) => metrics.countStored(n),
       publishing: (receivedAt) => deliveryTimer.publishing(receivedAt),
       published: () => deliveryTimer.published(),
       storeFailed,
@@ -243,7 +243,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     changes,
     presence,
     authenticator,
-    countFrame: (type) => metrics.framesIn.inc({ type }),
+    countFrame: (type) => metrics.countFrame(type),
     userSessions: admin.userSessions,
   });
   const hooks: SessionHooks = {

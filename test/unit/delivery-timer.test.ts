@@ -5,7 +5,7 @@ import { DeliveryTimer } from '../../src/observability/delivery-timer.js';
 function fakeMetrics() {
   const seen = { delivered: 0, latencies: [] as number[] };
   const metrics = {
-    messagesDelivered: { inc: () => void seen.delivered++ },
+    countDelivered: () => void seen.delivered++,
     deliveryLatency: { observe: (s: number) => void seen.latencies.push(s) },
   };
   return { seen, metrics: metrics as unknown as ConstructorParameters<typeof DeliveryTimer>[0] };
