@@ -422,6 +422,10 @@ export class RampartClient {
     this.token = token;
     this.socketFacts = {};
     this.refreshUnanswered = false;
+    // A wait asked for dropped frames belongs to the socket it was asked on (the frame budget is
+    // per connection; an internal error does not outlive it either): the next one starts free.
+    this.framesPausedUntil = 0;
+    this.framesPauseMs = 0;
     let ws: WebSocketLike;
     try {
       ws = this.factory(this.options.url);

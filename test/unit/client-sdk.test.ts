@@ -1185,3 +1185,21 @@ test('liveness: a dead connection during a long wait is given up at most pongTim
   assert.deepEqual(at2, [5500]);
   env2.client.close();
 });
+
+test('a wait asked for dropped frames holds only its own socket: after a reconnect, sends go at once', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 30_000 });
+  let retryIn = -1;
+  env.client.on('disconnected', (d) => (retryIn = d.retryInMs ?? -1));
+  env.last().drop(1006);
+  await env.clock.advance(retryIn);
+  assert.equal(env.sockets.length, 2);
+  await env.accept();
+  const sent = env.client.sendMessage({ conversationId: CONV }, 'hello', { clientMsgId: 'cm-after-reconnect' });
+  assert.equal(env.last().framesOf('chat_message').length, 1, 'not held for the old socket\'s 30 s');
+  env.last().receive({ type: 'message_sent', id: '018bcfe5-6800-7000-8000-000000000001', timestamp: 1, conversationId: CONV, seq: 1, clientMsgId: 'cm-after-reconnect', pos: 1 });
+  await sent;
+  env.client.close();
+});
