@@ -21,7 +21,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
+import { Database } from '../src/store/sqlite-driver.js';
 import { SqliteStore } from '../src/store/sqlite-store.js';
 import { messageId } from '../src/chat/message-id.js';
 import type { NewMessage } from '../src/store/store.js';
@@ -85,7 +86,7 @@ export async function runStoreBench(messagesPerRound = 5000, rounds = 5): Promis
 
   const checkpointers = Object.fromEntries(
     Object.entries(files).map(([k, f]) => [k, new Database(f)]),
-  ) as Record<keyof typeof files, Database.Database>;
+  ) as Record<keyof typeof files, BetterSqlite3.Database>;
   const timed = async (workload: keyof typeof files, fn: () => Promise<void> | void): Promise<number> => {
     const t0 = process.hrtime.bigint();
     await fn();

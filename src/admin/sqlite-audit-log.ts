@@ -2,7 +2,8 @@
  * Audit log in the SQLite file of `storage`, through its own better-sqlite3 connection (WAL lets
  * it share the file with the message store). Migrations: append-only, in `audit_schema_version`.
  */
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
+import { Database } from '../store/sqlite-driver.js';
 import { pageOf, recordFromRow, type AuditEntry, type AuditLog, type AuditPage, type AuditRecord } from './audit-log.js';
 
 /** Ordered: index i brings the audit schema from version i to i + 1. Never edit a shipped entry. */
@@ -22,10 +23,10 @@ const MIGRATIONS: readonly string[] = [
 type Row = Parameters<typeof recordFromRow>[0];
 
 export class SqliteAuditLog implements AuditLog {
-  private readonly db: Database.Database;
-  private readonly insert: Database.Statement<[number, string, string, string, string, string, string | null]>;
-  private readonly newest: Database.Statement<[number], Row>;
-  private readonly older: Database.Statement<[number, number], Row>;
+  private readonly db: BetterSqlite3.Database;
+  private readonly insert: BetterSqlite3.Statement<[number, string, string, string, string, string, string | null]>;
+  private readonly newest: BetterSqlite3.Statement<[number], Row>;
+  private readonly older: BetterSqlite3.Statement<[number, number], Row>;
 
   constructor(path: string, busyTimeoutMs = 5000) {
     const db = new Database(path);
@@ -59,7 +60,7 @@ export class SqliteAuditLog implements AuditLog {
   }
 }
 
-function migrate(db: Database.Database): void {
+function migrate(db: BetterSqlite3.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS audit_schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
   db.transaction(() => {
     const current = db.prepare<[], number>('SELECT coalesce(max(version), 0) FROM audit_schema_version').pluck().get() ?? 0;

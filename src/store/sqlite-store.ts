@@ -12,7 +12,8 @@
  * counters are dropped whenever another connection has written (`PRAGMA data_version`).
  */
 import { randomUUID } from 'node:crypto';
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
+import { Database } from './sqlite-driver.js';
 import type { ContentCipher } from './content-cipher.js';
 import { SqliteRowBatches } from './sqlite-row-batches.js';
 import {
@@ -376,7 +377,7 @@ interface ConvInfo {
   directMembers?: string[];
 }
 
-function prepareAll(db: Database.Database) {
+function prepareAll(db: BetterSqlite3.Database) {
   return {
     userId: db.prepare<[string, Buffer], number>('SELECT id FROM users WHERE tenant_id = ? AND user_id = ?').pluck(),
     insertUser: db.prepare<[string, Buffer]>('INSERT INTO users (tenant_id, user_id) VALUES (?, ?)'),
@@ -606,7 +607,7 @@ export class SqliteStore implements Store {
   #acks: PendingAck[] = [];
   #acksScheduled = false;
   readonly #codec: EventCodec;
-  #db: Database.Database | undefined;
+  #db: BetterSqlite3.Database | undefined;
   #s: Statements | undefined;
   #f: FeatureStatements | undefined;
   /** tenant → user uuid → integer id (two levels: no key string built per lookup). */
@@ -641,7 +642,7 @@ export class SqliteStore implements Store {
   /** Cache fills made inside the running transaction: applied only once it commits. */
   #pending: (() => void)[] | undefined;
   /** Runs a #write's function in BEGIN IMMEDIATE … COMMIT, with the timeline entries it queued. */
-  #transaction: Database.Transaction<(fn: () => unknown) => unknown> | undefined;
+  #transaction: BetterSqlite3.Transaction<(fn: () => unknown) => unknown> | undefined;
 
   /** `path` is a file path (its directory must exist) or ':memory:'. */
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -1769,7 +1770,7 @@ function timelineRows(table: 'timeline' | 'timeline_recent'): string {
 }
 
 /** Statements for receipts, edits and deletes, and presence settings (schema 3), apart from the message path's. */
-function prepareFeatures(db: Database.Database, eventColumns: string) {
+function prepareFeatures(db: BetterSqlite3.Database, eventColumns: string) {
   return {
     eventById: db.prepare<[Buffer], RawEventRow & { conv: number; sender_int: number }>(
       `SELECT e.conv, e.sender AS sender_int, ${eventColumns} FROM events e JOIN users su ON su.id = e.sender WHERE e.id = ?`,
@@ -1825,7 +1826,7 @@ function prepareFeatures(db: Database.Database, eventColumns: string) {
 
 type FeatureStatements = ReturnType<typeof prepareFeatures>;
 
-function migrate(db: Database.Database): void {
+function migrate(db: BetterSqlite3.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
   const run = db.transaction(() => {
     const current = db.prepare<[], number>('SELECT coalesce(max(version), 0) FROM schema_version').pluck().get() ?? 0;

@@ -13,7 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
+import { Database } from '../../src/store/sqlite-driver.js';
 import pg from 'pg';
 import { ContentCipher, UnknownKeyError } from '../../src/store/content-cipher.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
@@ -316,7 +317,7 @@ interface Backend {
 function sqliteBackend(): Backend {
   const dir = mkdtempSync(join(tmpdir(), 'rampart-migration-'));
   const file = join(dir, 'v1.db');
-  const withDb = <T>(work: (db: Database.Database) => T): T => {
+  const withDb = <T>(work: (db: BetterSqlite3.Database) => T): T => {
     const db = new Database(file);
     try {
       return work(db);

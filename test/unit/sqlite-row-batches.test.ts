@@ -4,10 +4,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
+import { Database } from '../../src/store/sqlite-driver.js';
 import { SqliteRowBatches } from '../../src/store/sqlite-row-batches.js';
 
-function table(): Database.Database {
+function table(): BetterSqlite3.Database {
   const db = new Database(':memory:');
   db.exec('CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT NOT NULL)');
   return db;
