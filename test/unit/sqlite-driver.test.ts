@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Database, SQLITE_DRIVER_PACKAGE } from '../../src/store/sqlite-driver.js';
 
 const require = createRequire(import.meta.url);
@@ -20,6 +22,11 @@ test('the chosen driver opens a database, runs statements and frees them under G
   db.exec('CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)');
   for (let i = 0; i < 2000; i++) db.prepare('INSERT INTO t (b) VALUES (?)').run(`row ${i}`);
   assert.deepEqual(db.prepare('SELECT count(*) AS n FROM t').get(), { n: 2000 });
-  (globalThis as { gc?: () => void }).gc?.();
+  // A real collection of the 2,000 unreferenced statements, while the database is open.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  assert.deepEqual(db.prepare('SELECT count(*) AS n FROM t').get(), { n: 2000 });
   db.close();
+  gc();
 });
