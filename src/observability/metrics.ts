@@ -58,23 +58,20 @@ export function createMetrics(collectDefaults = true): Metrics {
         framesByType.clear();
       },
     }),
-    messagesDelivered: new Counter({
-      name: 'rampart_messages_delivered_total',
-      help: 'Chat messages written live to at least one session of the recipient on this node',
+    messagesDelivered: countedWhenRead(
+      'rampart_messages_delivered_total',
+      'Chat messages written live to at least one session of the recipient on this node',
       registers,
-      collect() {
-        if (delivered > 0) this.inc(delivered);
+      () => {
+        const n = delivered;
         delivered = 0;
+        return n;
       },
-    }),
-    messagesStored: new Counter({
-      name: 'rampart_messages_stored_total',
-      help: 'Chat messages durably stored',
-      registers,
-      collect() {
-        if (stored > 0) this.inc(stored);
-        stored = 0;
-      },
+    ),
+    messagesStored: countedWhenRead('rampart_messages_stored_total', 'Chat messages durably stored', registers, () => {
+      const n = stored;
+      stored = 0;
+      return n;
     }),
     countFrame(type) {
       framesByType.set(type, (framesByType.get(type) ?? 0) + 1);
@@ -101,6 +98,19 @@ export function createMetrics(collectDefaults = true): Metrics {
       registers,
     }),
   };
+}
+
+/** A counter whose increments are kept elsewhere as a plain number: `take()` hands them over (and zeroes them) when it is read. */
+function countedWhenRead(name: string, help: string, registers: Registry[], take: () => number): Counter {
+  return new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      const n = take();
+      if (n > 0) this.inc(n);
+    },
+  });
 }
 
 /** What the scrape-time gauges read; each is called once per scrape. */
