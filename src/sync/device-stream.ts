@@ -160,6 +160,7 @@ export class DeviceStream {
           return;
         }
         this.#giveUps = 0;
+        await this.#drainHeld();
         this.#sendHeld();
         const gap = this.#heldMap !== undefined && this.#heldMap.size > 0;
         if (!this.#again && !gap) return;
@@ -233,6 +234,22 @@ export class DeviceStream {
     }, delay);
     // Housekeeping: never keeps the process alive (the session's socket does).
     this.#retry.unref();
+  }
+
+  /**
+   * After a read: the held live frames that continue the stream, paced like the replay (they can
+   * be up to `maxHeldBytes`; sent at once on top of a replay's unsent bytes they could push a client
+   * that reads over the slow-consumer bound). The stream is still reading meanwhile, so frames that
+   * arrive are held behind them and go out in turn.
+   */
+  async #drainHeld(): Promise<void> {
+    const { drainBelow } = this.options;
+    for (let next = this.#heldMap?.get(this.#lastPos + 1); next !== undefined && this.outlet.isOpen; next = this.#heldMap?.get(this.#lastPos + 1)) {
+      this.#unhold(this.#lastPos + 1, next);
+      this.#lastPos++;
+      const wait = sendPaced(this.outlet, next, drainBelow);
+      if (wait !== undefined) await wait;
+    }
   }
 
   /** Send held frames that continue the stream; drop the ones it already passed. */

@@ -663,3 +663,40 @@ test("rows a page reads but leaves out (a former member's): the hole is reported
   assert.deepEqual(pruned, [{ type: 'timeline_pruned', after: 2, firstPos: 4 }, { type: 'timeline_pruned', after: 5, firstPos: 7 }]);
   assert.equal(s.lastPos, 7);
 });
+
+test('live frames held during a replay go out paced after it, not all at once, and later ones queue behind them', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(1);
+  const { s } = stream(outlet, tl, { drainBelow: 100_000 });
+  tl.hold();
+  const started = s.start(0);
+  // Live frames 2–5 arrive while the replay's read is out: held.
+  for (const pos of [2, 3, 4, 5]) {
+    tl.append(pos);
+    s.offer(pos, frameAt(pos));
+  }
+  assert.deepEqual(outlet.positions(), []);
+  outlet.buffered = 200_000; // the client is behind: the socket holds unsent bytes
+  tl.release();
+  await outlet.count(1);
+  await settle();
+  assert.deepEqual(outlet.positions(), [1], 'the replay itself waits first');
+  outlet.drainWaits.shift()!.resolve();
+  await outlet.count(2);
+  await settle();
+  assert.deepEqual(outlet.positions(), [1, 2], 'then one held frame, and a wait again');
+  assert.equal(outlet.drainWaits.length, 1);
+  // A frame arriving during the wait is held behind the others.
+  tl.append(6);
+  s.offer(6, frameAt(6));
+  assert.deepEqual(outlet.positions(), [1, 2]);
+  outlet.buffered = 0;
+  outlet.drainWaits.shift()!.resolve();
+  await started;
+  assert.deepEqual(outlet.positions(), [1, 2, 3, 4, 5, 6]);
+  // Live again: the next frame goes straight out.
+  tl.append(7);
+  s.offer(7, frameAt(7));
+  assert.deepEqual(outlet.positions(), [1, 2, 3, 4, 5, 6, 7]);
+});
