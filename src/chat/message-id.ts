@@ -16,8 +16,11 @@ const RANDOM_BYTES = 10;
 const pool = Buffer.allocUnsafe(RANDOM_BYTES * 512);
 let poolAt = pool.length;
 
-/** `now`: integer milliseconds since the epoch, below 2^48 (the year 10889). */
+/** `now`: milliseconds since the epoch (fractions dropped), below 2^48 (the year 10889). */
 export function messageId(now: number = Date.now()): string {
+  // Out of range, the hex below would wrap into a valid-looking id at the wrong time (and sort, and
+  // be pruned, as that time): refuse it, as storing a malformed id always was.
+  if (!(now >= 0 && now < 2 ** 48)) throw new RangeError(`message id time out of range: ${now}`);
   if (poolAt + RANDOM_BYTES > pool.length) {
     randomFillSync(pool);
     poolAt = 0;

@@ -38,9 +38,25 @@ const GROUP_ROLES: ReadonlySet<unknown> = new Set(['admin', 'member']);
 export const isUuid = isWireUuid;
 
 /** Content of a message or an edit: 1..5000 characters. */
+/**
+ * Characters as the server's schemas count them (zod counts Unicode code points: a surrogate pair
+ * is one, a lone surrogate one too), so the SDK neither lets through nor stops what the server
+ * would judge otherwise.
+ */
+export function characters(value: string): number {
+  let n = value.length;
+  for (let i = 0; i < value.length - 1; i++) {
+    if ((value.charCodeAt(i) & 0xfc00) === 0xd800 && (value.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n--;
+      i++;
+    }
+  }
+  return n;
+}
+
 export function contentProblem(content: unknown): string | undefined {
   if (typeof content !== 'string' || content.length === 0) return 'content: empty';
-  if (content.length > MAX_CONTENT) return `content: over ${MAX_CONTENT} characters`;
+  if (characters(content) > MAX_CONTENT) return `content: over ${MAX_CONTENT} characters`;
   return undefined;
 }
 
@@ -49,8 +65,8 @@ export function attachmentsProblem(attachments: readonly Attachment[] | undefine
   if (attachments.length > MAX_ATTACHMENTS) return `attachments: over ${MAX_ATTACHMENTS}`;
   for (const a of attachments) {
     if (!ATTACHMENT_TYPES.has(a.type)) return 'attachments.type: image, file or audio';
-    if (typeof a.url !== 'string' || a.url.length > MAX_URL || !isHttpUrl(a.url)) return 'attachments.url: an http(s) URL';
-    if (typeof a.name !== 'string' || a.name.length === 0 || a.name.length > MAX_NAME) return `attachments.name: 1..${MAX_NAME} characters`;
+    if (typeof a.url !== 'string' || characters(a.url) > MAX_URL || !isHttpUrl(a.url)) return 'attachments.url: an http(s) URL';
+    if (typeof a.name !== 'string' || a.name.length === 0 || characters(a.name) > MAX_NAME) return `attachments.name: 1..${MAX_NAME} characters`;
   }
   return undefined;
 }
@@ -105,7 +121,7 @@ function limitProblem(value: unknown, max: number): string | undefined {
 }
 
 function nameProblem(value: unknown): string | undefined {
-  return typeof value === 'string' && value.length >= 1 && value.length <= MAX_GROUP_NAME ? undefined : `name: 1..${MAX_GROUP_NAME} characters`;
+  return typeof value === 'string' && value.length >= 1 && characters(value) <= MAX_GROUP_NAME ? undefined : `name: 1..${MAX_GROUP_NAME} characters`;
 }
 
 /** `memberIds` (create_group: may be empty) or `userIds` (add/remove: at least one): up to 256 UUIDs. */

@@ -793,7 +793,7 @@ export class RampartClient {
     // max(the wait still running, this one), from now.
     this.framesPauseMs = Math.max(this.framesWait(), wait);
     this.framesPausedUntil = now + this.framesPauseMs;
-    this.queue.resendInFlight(wait, now);
+    this.queue.resendInFlight();
     this.requests.maybeDropped(wait);
     this.ackAgain(wait);
     if (this.refreshUnanswered) this.timers.refresh.start(wait, () => void this.refreshToken());

@@ -171,16 +171,14 @@ export class SendQueue {
 
   /**
    * The server dropped a frame without naming it (the connection's frame budget, a failed
-   * limiter): any send in flight may be the one, so all of them go again after the wait. Never a
-   * duplicate: the server answers a repeated `clientMsgId` with the first one's `id` (and no
-   * `pos`), and the send is settled by whichever answer comes first.
+   * limiter): any send in flight may be the one, so all of them go again. Never a duplicate: the
+   * server answers a repeated `clientMsgId` with the first one's `id` (and no `pos`), and the send
+   * is settled by whichever answer comes first. The wait is the client's, for the socket it was
+   * asked on (nothing goes out on it before the wait ends), not each send's: a send kept waiting
+   * on a new socket would be overtaken by newer ones.
    */
-  resendInFlight(retryAfterMs: number, now: number): void {
-    for (const p of this.pending.values()) {
-      if (!p.inFlight) continue;
-      p.inFlight = false;
-      p.notBefore = now + Math.max(0, retryAfterMs);
-    }
+  resendInFlight(): void {
+    for (const p of this.pending.values()) p.inFlight = false;
   }
 
   /** What was in flight can never be accepted (the socket closed on it): reject it for good. */

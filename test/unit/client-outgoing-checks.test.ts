@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClientFrame } from '../../src/protocol/client-frames.js';
-import { clientMsgIdProblem, deviceIdProblem, requestProblem, targetProblem } from '../../src/client/outgoing-checks.js';
+import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, requestProblem, targetProblem } from '../../src/client/outgoing-checks.js';
 import { wireTarget } from '../../src/client/send-queue.js';
 
 const U1 = '11111111-1111-4111-8111-111111111111';
@@ -48,6 +48,8 @@ const REQUESTS: [Record<string, unknown>, boolean][] = [
   [{ type: 'create_group', name: 'n'.repeat(100), memberIds: uuids(256) }, true],
   [{ type: 'create_group', name: '', memberIds: [U1] }, false],
   [{ type: 'create_group', name: 'n'.repeat(101), memberIds: [U1] }, false],
+  [{ type: 'create_group', name: '\u{1F600}'.repeat(100), memberIds: [U1] }, true],
+  [{ type: 'create_group', name: '\u{1F600}'.repeat(101), memberIds: [U1] }, false],
   [{ type: 'create_group', name: 'g', memberIds: uuids(257) }, false],
   [{ type: 'create_group', name: 'g', memberIds: [U1, 'bob'] }, false],
   [{ type: 'add_members', conversationId: CONV, userIds: [U1] }, true],
@@ -132,4 +134,19 @@ test('targetProblem agrees with the server schema for typing indicators and mess
   }
   for (const target of [null, undefined, 'c1', 42]) assert.equal(targetProblem(target), 'target: exactly one of conversationId and recipientId');
   assert.equal(targetProblem({ recipientId: 'bob' }), 'recipientId: a UUID');
+});
+
+test('contentProblem and attachmentsProblem count characters as the server schema does (an emoji is one, not two)', () => {
+  const emoji = '\u{1F600}';
+  const cases: [string, { name: string; url: string } | undefined][] = [
+    ['x'.repeat(5000), undefined], ['x'.repeat(5001), undefined], [emoji.repeat(2500), undefined], [emoji.repeat(2501), undefined],
+    [emoji.repeat(5000), undefined], [emoji.repeat(5001), undefined], ['\ud83d'.repeat(5000), undefined], ['\ud83d'.repeat(5001), undefined],
+    ['hi', { name: emoji.repeat(255), url: 'https://example.com/a.png' }], ['hi', { name: emoji.repeat(256), url: 'https://example.com/a.png' }],
+  ];
+  for (const [content, attachment] of cases) {
+    const frame = { type: 'chat_message', conversationId: CONV, content, ...(attachment ? { attachments: [{ type: 'image', ...attachment }] } : {}) };
+    const accepted = ClientFrame.safeParse(frame).success;
+    const problem = contentProblem(content) ?? attachmentsProblem(attachment ? [{ type: 'image', ...attachment }] : undefined);
+    assert.equal(problem === undefined, accepted, `${content.length} units, attachment name ${attachment?.name.length ?? '-'} units → ${problem}`);
+  }
 });

@@ -1203,3 +1203,27 @@ test('a wait asked for dropped frames holds only its own socket: after a reconne
   await sent;
   env.client.close();
 });
+
+test('a send in flight when the server asked for a wait goes first on the next socket: order kept across the reconnect', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const first = env.client.sendMessage({ conversationId: CONV }, 'one', { clientMsgId: 'cm-1' });
+  assert.equal(env.last().framesOf('chat_message').length, 1);
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 30_000 });
+  let retryIn = -1;
+  env.client.on('disconnected', (d) => (retryIn = d.retryInMs ?? -1));
+  env.last().drop(1006);
+  await env.clock.advance(retryIn);
+  await env.accept();
+  const second = env.client.sendMessage({ conversationId: CONV }, 'two', { clientMsgId: 'cm-2' });
+  assert.deepEqual(
+    env.last().framesOf('chat_message').map((f) => f.clientMsgId),
+    ['cm-1', 'cm-2'],
+    'the older send first, at once',
+  );
+  env.last().receive({ type: 'message_sent', id: '018bcfe5-6800-7000-8000-000000000001', timestamp: 1, conversationId: CONV, seq: 1, clientMsgId: 'cm-1', pos: 1 });
+  env.last().receive({ type: 'message_sent', id: '018bcfe5-6800-7000-8000-000000000002', timestamp: 2, conversationId: CONV, seq: 2, clientMsgId: 'cm-2', pos: 2 });
+  await Promise.all([first, second]);
+  env.client.close();
+});

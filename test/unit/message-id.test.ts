@@ -38,3 +38,10 @@ test('every random digit takes all sixteen values and the variant all four', () 
   assert.deepEqual([...seen[19]!].sort(), ['8', '9', 'a', 'b']);
   assert.deepEqual([...seen[14]!], ['7']);
 });
+
+test('a time outside 0 … 2^48 − 1 ms is refused, not wrapped into a valid-looking id', () => {
+  for (const bad of [-1, 2 ** 48, 2 ** 48 + 5, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+    assert.throws(() => messageId(bad), RangeError, String(bad));
+  }
+  assert.equal(messageId(1_700_000_000_000.9).slice(0, 13), '018bcfe5-6800', 'fractions are dropped');
+});

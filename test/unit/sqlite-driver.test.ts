@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { Database, SQLITE_DRIVER_PACKAGE } from '../../src/store/sqlite-driver.js';
+import { Database, SQLITE_DRIVER_PACKAGE, chooseSqliteDriver } from '../../src/store/sqlite-driver.js';
 
 const require = createRequire(import.meta.url);
 
@@ -29,4 +29,29 @@ test('the chosen driver opens a database, runs statements and frees them under G
   assert.deepEqual(db.prepare('SELECT count(*) AS n FROM t').get(), { n: 2000 });
   db.close();
   gc();
+});
+
+test('from Node 22 on, a platform without a binary of 13 falls back to 12 with a warning; Node 20 never tries 13', () => {
+  const warnings: string[] = [];
+  const tried: string[] = [];
+  class Twelve {}
+  class NoBinary {
+    constructor() {
+      throw new Error('Cannot find module ../build/Release/better_sqlite3.node\nRequire stack: …');
+    }
+  }
+  const load = (pkg: string): unknown => {
+    tried.push(pkg);
+    return pkg === 'better-sqlite3' ? Twelve : NoBinary;
+  };
+  const fallback = chooseSqliteDriver(24, load, (m) => warnings.push(m));
+  assert.equal(fallback.package, 'better-sqlite3');
+  assert.equal(fallback.Database as unknown, Twelve);
+  assert.deepEqual(tried, ['better-sqlite3-napi', 'better-sqlite3']);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /could not open a database here \(Cannot find module/);
+  tried.length = 0;
+  assert.equal(chooseSqliteDriver(20, load, (m) => warnings.push(m)).package, 'better-sqlite3');
+  assert.deepEqual(tried, ['better-sqlite3'], 'Node 20 never loads 13');
+  assert.equal(warnings.length, 1);
 });
