@@ -126,6 +126,15 @@ export function timelineFrame(pos: number, body: string): string {
   return `${POS_PREFIX}${pos},${body}`;
 }
 
+const CHAT_TYPE = '"type":"chat_message"';
+
+/** A frame built by `timelineFrame` for a chat message: its type is read right after the position, no scan. */
+export function isTimelineChatMessage(frame: string): boolean {
+  if (!frame.startsWith(POS_PREFIX)) return false;
+  const comma = frame.indexOf(',', POS_PREFIX.length);
+  return comma > 0 && frame.startsWith(CHAT_TYPE, comma + 1);
+}
+
 /** The position of a frame built by `timelineFrame`, or undefined for any other frame (no parse). */
 export function framePos(frame: string): number | undefined {
   if (!frame.startsWith(POS_PREFIX)) return undefined;

@@ -7,16 +7,7 @@
  * was taken on another clock).
  */
 import type { Metrics } from './metrics.js';
-
-const POS_PREFIX = '{"pos":';
-const CHAT_TYPE = '"type":"chat_message"';
-
-/** A timeline frame (`{"pos":N,"type":"chat_message",…`) of a chat message: two short comparisons, no scan. */
-function isTimelineChatMessage(frame: string): boolean {
-  if (!frame.startsWith(POS_PREFIX)) return false;
-  const comma = frame.indexOf(',', POS_PREFIX.length);
-  return comma > 0 && frame.startsWith(CHAT_TYPE, comma + 1);
-}
+import { isTimelineChatMessage } from '../chat/timeline-frames.js';
 
 export class DeliveryTimer {
   #publishing = false;

@@ -244,9 +244,9 @@ export class DeviceStream {
    */
   async #drainHeld(): Promise<void> {
     const { drainBelow } = this.options;
-    for (let next = this.#heldMap?.get(this.#lastPos + 1); next !== undefined && this.outlet.isOpen; next = this.#heldMap?.get(this.#lastPos + 1)) {
-      this.#unhold(this.#lastPos + 1, next);
-      this.#lastPos++;
+    while (this.outlet.isOpen) {
+      const next = this.#takeNextHeld();
+      if (next === undefined) return;
       const wait = sendPaced(this.outlet, next, drainBelow);
       if (wait !== undefined) await wait;
     }
@@ -255,12 +255,17 @@ export class DeviceStream {
   /** Send held frames that continue the stream; drop the ones it already passed. */
   #sendHeld(): void {
     if (this.#heldMap === undefined || this.#heldMap.size === 0) return;
-    for (let next = this.#held.get(this.#lastPos + 1); next !== undefined; next = this.#held.get(this.#lastPos + 1)) {
-      this.#unhold(this.#lastPos + 1, next);
-      this.#lastPos++;
-      this.outlet.send(next);
-    }
+    for (let next = this.#takeNextHeld(); next !== undefined; next = this.#takeNextHeld()) this.outlet.send(next);
     for (const [pos, frame] of this.#held) if (pos <= this.#lastPos) this.#unhold(pos, frame);
+  }
+
+  /** The held frame at the next position, out of the hold, the stream moved to it; undefined when there is none. */
+  #takeNextHeld(): string | undefined {
+    const next = this.#heldMap?.get(this.#lastPos + 1);
+    if (next === undefined) return undefined;
+    this.#unhold(this.#lastPos + 1, next);
+    this.#lastPos++;
+    return next;
   }
 
   /** Retention deleted what follows the last position, up to `firstPos`: say so and continue there. */

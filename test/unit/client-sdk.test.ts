@@ -1186,15 +1186,20 @@ test('liveness: a dead connection during a long wait is given up at most pongTim
   env2.client.close();
 });
 
+/** The socket drops; the client reconnects after its backoff delay (the socket is not yet accepted). */
+async function dropAndReconnect(env: ReturnType<typeof setup>): Promise<void> {
+  let retryIn = -1;
+  env.client.on('disconnected', (d) => (retryIn = d.retryInMs ?? -1));
+  env.last().drop(1006);
+  await env.clock.advance(retryIn);
+}
+
 test('a wait asked for dropped frames holds only its own socket: after a reconnect, sends go at once', async () => {
   const env = setup();
   void env.client.connect();
   await env.accept();
   env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 30_000 });
-  let retryIn = -1;
-  env.client.on('disconnected', (d) => (retryIn = d.retryInMs ?? -1));
-  env.last().drop(1006);
-  await env.clock.advance(retryIn);
+  await dropAndReconnect(env);
   assert.equal(env.sockets.length, 2);
   await env.accept();
   const sent = env.client.sendMessage({ conversationId: CONV }, 'hello', { clientMsgId: 'cm-after-reconnect' });
@@ -1211,10 +1216,7 @@ test('a send in flight when the server asked for a wait goes first on the next s
   const first = env.client.sendMessage({ conversationId: CONV }, 'one', { clientMsgId: 'cm-1' });
   assert.equal(env.last().framesOf('chat_message').length, 1);
   env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 30_000 });
-  let retryIn = -1;
-  env.client.on('disconnected', (d) => (retryIn = d.retryInMs ?? -1));
-  env.last().drop(1006);
-  await env.clock.advance(retryIn);
+  await dropAndReconnect(env);
   await env.accept();
   const second = env.client.sendMessage({ conversationId: CONV }, 'two', { clientMsgId: 'cm-2' });
   assert.deepEqual(
