@@ -13,7 +13,8 @@
  *
  * Each workload has its own database file and a round is timed until its WAL pages are checkpointed
  * into that file. Rounds interleave the workloads so disk and CPU noise hits them alike; medians
- * are reported.
+ * are reported, with the WAL frames (4 KiB pages) each round wrote per message: what the schema
+ * makes the disk do, independent of the machine's speed.
  * Standalone: `node --import tsx bench/store-append.ts` (BENCH_STORE_MESSAGES=N); `npm run bench`
  * runs it too and records `ratios.store_dm_vs_append`.
  */
@@ -32,6 +33,8 @@ export interface StoreBenchResult {
   messagesPerRound: number;
   rounds: number;
   us_per_message: { direct: number; direct_idempotent: number; group100: number; bare: number };
+  /** Pages written to the WAL per message (each a whole 4 KiB page, written again at the checkpoint). */
+  wal_pages_per_message: { direct: number; direct_idempotent: number; group100: number; bare: number };
   /** group100 µs per message divided by its 100 recipients (timeline rows). */
   group100_us_per_recipient: number;
   ratios: { store_dm_vs_append: number; store_dm_idempotent_vs_append: number; store_group100_per_recipient_vs_append: number };
@@ -41,6 +44,7 @@ const BATCH = 100;
 const CONTENT = 'x'.repeat(120);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round2 = (x: number): number => Math.round(x * 100) / 100;
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 function body(): Omit<NewMessage, 'id' | 'tenantId' | 'senderId' | 'to' | 'timestamp'> {
   return { content: CONTENT, mentions: [], hashtags: [], links: [] };
@@ -87,11 +91,16 @@ export async function runStoreBench(messagesPerRound = 5000, rounds = 5): Promis
   const checkpointers = Object.fromEntries(
     Object.entries(files).map(([k, f]) => [k, new Database(f)]),
   ) as Record<keyof typeof files, BetterSqlite3.Database>;
+  const pages = { direct: [] as number[], direct_idempotent: [] as number[], group100: [] as number[], bare: [] as number[] };
   const timed = async (workload: keyof typeof files, fn: () => Promise<void> | void): Promise<number> => {
     const t0 = process.hrtime.bigint();
     await fn();
-    checkpointers[workload].pragma('wal_checkpoint(PASSIVE)');
-    return Number(process.hrtime.bigint() - t0) / 1000 / messagesPerRound;
+    // `log`: frames in the WAL, i.e. those this round wrote (the last round's were checkpointed,
+    // so the WAL started over at this round's first commit).
+    const [ck] = checkpointers[workload].pragma('wal_checkpoint(PASSIVE)') as { log: number }[];
+    const us = Number(process.hrtime.bigint() - t0) / 1000 / messagesPerRound;
+    pages[workload].push(ck!.log / messagesPerRound);
+    return us;
   };
   // Clients make the clientMsgIds (the SDK's generator costs about as much as storing the key), so
   // they are made before the clock starts; message ids are the server's and stay inside it.
@@ -155,6 +164,12 @@ export async function runStoreBench(messagesPerRound = 5000, rounds = 5): Promis
     messagesPerRound,
     rounds,
     us_per_message: { direct: round2(us.direct), direct_idempotent: round2(us.direct_idempotent), group100: round2(us.group100), bare: round2(us.bare) },
+    wal_pages_per_message: {
+      direct: round3(median(pages.direct)),
+      direct_idempotent: round3(median(pages.direct_idempotent)),
+      group100: round3(median(pages.group100)),
+      bare: round3(median(pages.bare)),
+    },
     group100_us_per_recipient: round2(us.group100 / 100),
     ratios: {
       store_dm_vs_append: round2(us.direct / us.bare),

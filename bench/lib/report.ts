@@ -216,17 +216,19 @@ function section(out: any, jsonRel: string, svgRel: string): string {
   L.push('');
   if (out.store) {
     const st = out.store;
+    // Older result files have no page counts.
+    const pagesOf = (k: 'bare' | 'direct' | 'direct_idempotent' | 'group100'): string => String(st.wal_pages_per_message?.[k] ?? '—');
     L.push('### Storage: µs per stored message (SQLite adapter vs a bare append, same disk, same run)');
     L.push('');
     L.push(
       table(
-        ['workload (batches of 100)', 'µs / message', 'vs bare append'],
+        ['workload (batches of 100)', 'µs / message', 'vs bare append', 'WAL pages / message'],
         [
-          ['bare append-only table (one row per message)', String(st.us_per_message.bare), '1'],
-          ['direct message (event + 2 timeline entries + counters)', String(st.us_per_message.direct), String(st.ratios.store_dm_vs_append)],
-          ['… with a clientMsgId (dedupe key; the SDK always sends one)', String(st.us_per_message.direct_idempotent ?? '—'), String(st.ratios.store_dm_idempotent_vs_append ?? '—')],
-          ['100-member group message', String(st.us_per_message.group100), '—'],
-          ['… per recipient', String(st.group100_us_per_recipient), String(st.ratios.store_group100_per_recipient_vs_append)],
+          ['bare append-only table (one row per message)', String(st.us_per_message.bare), '1', pagesOf('bare')],
+          ['direct message (event + 2 timeline entries + counters)', String(st.us_per_message.direct), String(st.ratios.store_dm_vs_append), pagesOf('direct')],
+          ['… with a clientMsgId (dedupe key; the SDK always sends one)', String(st.us_per_message.direct_idempotent ?? '—'), String(st.ratios.store_dm_idempotent_vs_append ?? '—'), pagesOf('direct_idempotent')],
+          ['100-member group message', String(st.us_per_message.group100), '—', pagesOf('group100')],
+          ['… per recipient', String(st.group100_us_per_recipient), String(st.ratios.store_group100_per_recipient_vs_append), '—'],
         ],
       ),
     );
