@@ -4,17 +4,25 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { parseSyncState, type SyncState, type SyncStore } from './sync-store.js';
+import { readSyncState, type SyncState, type SyncStore } from './sync-store.js';
 
 export class FileSyncStore implements SyncStore {
   constructor(private readonly path: string) {}
 
+  /**
+   * No file: no state. Any other read error (EMFILE, EACCES, EIO, …) throws, so the client
+   * retries it instead of overwriting the device's position with a new device's; a file that is
+   * not a state throws `IllFormedSyncStateError` (reported, then replaced by the next save).
+   */
   load(): SyncState | undefined {
+    let raw: string;
     try {
-      return parseSyncState(JSON.parse(readFileSync(this.path, 'utf8')));
-    } catch {
-      return undefined;
+      raw = readFileSync(this.path, 'utf8');
+    } catch (err) {
+      if ((err as { code?: unknown } | null)?.code === 'ENOENT') return undefined;
+      throw err;
     }
+    return readSyncState(raw);
   }
 
   save(state: SyncState): void {

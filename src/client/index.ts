@@ -7,7 +7,7 @@ export { RampartClient, ConnectError, type RampartClientOptions, type HistoryRep
 export type { ClientEvents, ConnectionState, TimelineMessage, TimelineMembership, TimelineEdit, TimelineDelete, ReceiptEvent, SentEvent } from './events.js';
 export { SendError, type SendReceipt, type ChangeReceipt, type Target, type OutgoingMessage } from './send-queue.js';
 export { RequestError } from './requests.js';
-export { MemorySyncStore, WebStorageSyncStore, newDeviceId, type SyncState, type SyncStore, type WebStorageLike } from './sync-store.js';
+export { MemorySyncStore, WebStorageSyncStore, IllFormedSyncStateError, newDeviceId, type SyncState, type SyncStore, type WebStorageLike } from './sync-store.js';
 export { backoffDelay, backoffCeiling, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 export { tokenExpiry, refreshDelay, type TokenProvider, type RefreshOptions } from './token-source.js';
 export { classifyClose, type CloseVerdict } from './refusals.js';

@@ -18,7 +18,7 @@ import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
-import { MemorySyncStore, newDeviceId, parseSyncState, type SyncState, type SyncStore } from './sync-store.js';
+import { IllFormedSyncStateError, MemorySyncStore, newDeviceId, parseSyncState, type SyncState, type SyncStore } from './sync-store.js';
 import { newClientMsgId } from './client-msg-id.js';
 import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
 
@@ -40,6 +40,13 @@ export interface RampartClientOptions {
   /** Or a factory, for options such as Node's `ws` `{ origin }`. */
   createSocket?: WebSocketFactory;
   backoff?: Partial<BackoffOptions>;
+  /**
+   * A connection that stayed authenticated this long (ms) starts the reconnect backoff over when it
+   * closes; one closed sooner counts as another failed attempt, so a server that closes right
+   * after `auth_success` (a crash loop, an overloaded node) sees the delays grow instead of every
+   * client back within `backoff.baseMs`. Default 10000.
+   */
+  stableConnectionMs?: number;
   /** After a server shutdown (1001), reconnect after a random delay in [0, this) ms. Default 5000. */
   shutdownDelayMaxMs?: number;
   refresh?: Partial<RefreshOptions>;
@@ -56,9 +63,10 @@ export interface RampartClientOptions {
   /** A request without a reply fails after this long (ms). Default 15000. */
   requestTimeoutMs?: number;
   /**
-   * A socket that has not reached `auth_success` this long after it was created (ms) is given up
-   * and the client reconnects with backoff: a handshake or an `auth` lost on a half-open connection
-   * must not leave the client waiting forever. Default 15000.
+   * A connection attempt that has not reached `auth_success` this long after it started (ms; the
+   * `getToken()` call included) is given up and the client reconnects with backoff: a token
+   * provider that never answers, or a handshake or an `auth` lost on a half-open connection, must
+   * not leave the client waiting forever. Default 15000.
    */
   connectTimeoutMs?: number;
   /**
@@ -111,6 +119,8 @@ export class ConnectError extends Error {
 
 type Frame = Record<string, unknown> & { type?: unknown };
 
+const ILL_FORMED_STATE = 'ill-formed state (deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0): going on as a new device';
+
 export class RampartClient {
   private readonly events: Emitter<ClientEvents>;
   private readonly clock: Clock;
@@ -134,10 +144,20 @@ export class RampartClient {
   private user: string | undefined;
   private token = '';
   private attempt = 0;
+  /** Counts connection attempts: a `getToken()` answer for an attempt given up meanwhile is dropped. */
+  private connectAttempt = 0;
+  /** When the current socket authenticated (clock ms); undefined while none is. */
+  private authenticatedAt: number | undefined;
   private ackedPos = 0;
   private savedPos = -1;
-  /** Sends wait until then (ms): the user's message budget, or the connection's frame budget. */
+  /**
+   * Every send waits until then (ms): the user's message budget (`rate_limited` naming a send), or
+   * a `storage_unavailable` retry. The wait is the queue's, not one send's, so sends go out in the
+   * order they were made. Read through `sendsWait()`.
+   */
   private sendPausedUntil = 0;
+  /** How long that wait was when it was last set (ms): what is left of it is never more. */
+  private sendPauseMs = 0;
   /**
    * Every frame the SDK can hold back (sends, requests, acks, typing, token refreshes, liveness
    * pings) waits until then (ms): the server dropped a frame without naming it and asked for a
@@ -366,6 +386,7 @@ export class RampartClient {
   private async start(): Promise<void> {
     if (this.currentState !== 'idle') return;
     this.setState('connecting');
+    if (this.stopped()) return; // a state listener closed the client
     const stored = await this.loadState();
     if ((this.currentState as ConnectionState) !== 'connecting') return; // closed meanwhile
     this.device = this.options.deviceId ?? stored?.deviceId ?? newDeviceId();
@@ -395,11 +416,13 @@ export class RampartClient {
         const state: unknown = await this.store.load();
         if (state === undefined || state === null) return undefined;
         const parsed = parseSyncState(state);
-        if (parsed === undefined) this.events.emit('error', { reason: 'store_failed', details: 'ill-formed state (deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0): going on as a new device' });
+        if (parsed === undefined) this.events.emit('error', { reason: 'store_failed', details: ILL_FORMED_STATE });
         return parsed;
       } catch (err) {
-        this.events.emit('error', { reason: 'store_failed', details: err instanceof Error ? err.message : String(err) });
-        if (attempt + 1 >= attempts || this.currentState !== 'connecting') return undefined;
+        // Ill-formed data is not retried: the store would hand over the same again.
+        const illFormed = err instanceof IllFormedSyncStateError;
+        this.events.emit('error', { reason: 'store_failed', details: illFormed ? ILL_FORMED_STATE : err instanceof Error ? err.message : String(err) });
+        if (illFormed || attempt + 1 >= attempts || this.currentState !== 'connecting') return undefined;
         const wait = backoffDelay(attempt, this.backoff, this.random);
         await new Promise<void>((resolve) => this.timers.reconnect.start(wait, resolve));
         if (this.currentState !== 'connecting') return undefined; // closed meanwhile (stop() cleared the timer)
@@ -408,17 +431,24 @@ export class RampartClient {
   }
 
   private async openSocket(): Promise<void> {
+    // Closed (by a listener of the event that led here): nothing may start again, nor the state move back.
+    if (this.stopped()) return;
     this.setState(this.everReady ? 'reconnecting' : 'connecting');
+    if (this.stopped()) return;
+    const attempt = ++this.connectAttempt;
+    // Started before getToken(): a provider that never answers must not leave the client waiting forever.
+    this.timers.connect.start(this.options.connectTimeoutMs ?? 15_000, () => this.connectTimedOut(attempt));
     let token: string;
     try {
       token = await this.tokens.get();
     } catch (err) {
-      if (this.currentState === 'closed') return;
+      if (this.stopped() || attempt !== this.connectAttempt) return;
+      this.timers.connect.stop();
       this.events.emit('error', { reason: 'token_unavailable', details: err instanceof Error ? err.message : String(err) });
       this.scheduleReconnect(backoffDelay(this.attempt++, this.backoff, this.random));
       return;
     }
-    if (this.currentState === 'closed') return;
+    if (this.stopped() || attempt !== this.connectAttempt) return; // closed, or given up (connect timeout) meanwhile
     this.token = token;
     this.socketFacts = {};
     this.refreshUnanswered = false;
@@ -430,19 +460,15 @@ export class RampartClient {
     try {
       ws = this.factory(this.options.url);
     } catch (err) {
+      this.timers.connect.stop();
       this.events.emit('error', { reason: 'socket_failed', details: err instanceof Error ? err.message : String(err) });
       this.scheduleReconnect(backoffDelay(this.attempt++, this.backoff, this.random));
       return;
     }
     this.ws = ws;
-    this.timers.connect.start(this.options.connectTimeoutMs ?? 15_000, () => {
-      // No auth_success in time: treat it as a dropped connection (closed here, so a socket the
-      // network never answers cannot keep us waiting for its close event).
-      ws.close(1000, 'connect_timeout');
-      this.onClose(ws, 1006, 'connect_timeout');
-    });
     ws.onopen = () => {
       this.setState('authenticating');
+      if (this.stopped()) return; // a state listener closed the client (and this socket)
       const auth: Record<string, unknown> = { type: 'auth', token, deviceId: this.device };
       if (this.positioned) auth.after = this.tracker.pos;
       ws.send(JSON.stringify(auth));
@@ -465,10 +491,32 @@ export class RampartClient {
     ws.onclose = (ev) => this.onClose(ws, ev.code, ev.reason);
   }
 
+  /** No `auth_success` within `connectTimeoutMs` of the attempt's start. */
+  private connectTimedOut(attempt: number): void {
+    if (this.stopped() || attempt !== this.connectAttempt) return;
+    const ws = this.ws;
+    if (ws !== undefined) {
+      // Treated as a dropped connection (closed here, so a socket the network never answers
+      // cannot keep us waiting for its close event).
+      ws.close(1000, 'connect_timeout');
+      this.onClose(ws, 1006, 'connect_timeout');
+      return;
+    }
+    // Still waiting for getToken(): this attempt is given up, and its late answer dropped.
+    this.connectAttempt++;
+    this.events.emit('error', { reason: 'token_unavailable', details: 'getToken() did not answer within connectTimeoutMs' });
+    this.scheduleReconnect(backoffDelay(this.attempt++, this.backoff, this.random));
+  }
+
   private onClose(ws: WebSocketLike, code: number, reason: string): void {
     if (ws !== this.ws) return;
     detach(ws);
     this.ws = undefined;
+    // The backoff starts over only after a connection that stayed up: one closed soon after
+    // `auth_success` (a crash loop, a gap on every replay) counts as another failed attempt.
+    const upSince = this.authenticatedAt;
+    this.authenticatedAt = undefined;
+    if (upSince !== undefined && this.clock.now() - upSince >= (this.options.stableConnectionMs ?? 10_000)) this.attempt = 0;
     this.timers.connect.stop();
     this.timers.refresh.stop();
     this.timers.sends.stop();
@@ -482,8 +530,11 @@ export class RampartClient {
     if (this.currentState === 'closed') return;
     const facts = this.socketFacts;
     if (facts.gap) {
-      this.events.emit('disconnected', { code, reason: 'gap', retryInMs: 0 });
-      this.scheduleReconnect(0);
+      // Jittered and counted like any reconnect: a server that sends a gap on every replay must
+      // not bring its clients back at 0 ms, all at once, forever.
+      const delay = backoffDelay(this.attempt++, this.backoff, this.random);
+      this.events.emit('disconnected', { code, reason: 'gap', retryInMs: delay });
+      this.scheduleReconnect(delay);
       return;
     }
     const verdict = classifyClose({ code, renewable: this.tokens.renewable, ...(facts.authFailure !== undefined ? { authFailure: facts.authFailure } : {}), ...(facts.httpStatus !== undefined ? { httpStatus: facts.httpStatus } : {}) });
@@ -504,8 +555,9 @@ export class RampartClient {
   }
 
   private scheduleReconnect(delay: number): void {
-    if (this.currentState === 'closed') return;
+    if (this.stopped()) return;
     this.setState('reconnecting');
+    if (this.stopped()) return; // a state listener closed the client
     this.timers.reconnect.start(delay, () => void this.openSocket());
   }
 
@@ -609,7 +661,7 @@ export class RampartClient {
     if (!this.positioned || lastPos < this.tracker.pos) this.tracker.reset(resumeAfter);
     this.positioned = true;
     this.user = String(f.userId);
-    this.attempt = 0;
+    this.authenticatedAt = this.clock.now(); // the backoff starts over once this connection stayed up (onClose)
     this.ackedPos = 0;
     this.setState('open');
     // A listener may have closed the client (here and after each event below): start nothing then.
@@ -688,6 +740,10 @@ export class RampartClient {
   private onTimeline(f: Frame): void {
     const pos = Number(f.pos);
     if (!Number.isSafeInteger(pos) || this.socketFacts.gap || !this.admit(pos)) return;
+    // The position moves before the event is handed over: a listener that closes the client saves
+    // and acknowledges it with this event (not handed over again after a restart), and nothing
+    // runs between the two that could save it without.
+    this.tracker.advance(pos);
     if (f.type === 'chat_message') {
       const { type: _type, ...message } = f;
       const own = f.senderId === this.user;
@@ -702,7 +758,6 @@ export class RampartClient {
       else if (f.type === 'message_edited') this.events.emit('edited', { ...(event as unknown as ClientEvents['edited']), pos });
       else this.events.emit('deleted', { ...(event as unknown as ClientEvents['deleted']), pos });
     }
-    this.tracker.advance(pos);
     this.processed();
   }
 
@@ -722,12 +777,13 @@ export class RampartClient {
       emit &&= next;
       if (next) this.tracker.advance(sent.pos);
     }
+    // Confirmed before the event: a listener that closes the client must not reject this very send.
+    if (sent.clientMsgId !== undefined) this.queue.confirm({ id: sent.id, clientMsgId: sent.clientMsgId, conversationId: sent.conversationId, seq: sent.seq, timestamp: sent.timestamp });
     if (emit) {
       this.recentOwn.add(sent.id);
       this.events.emit('sent', sent);
     }
     if (sent.pos !== undefined) this.processed();
-    if (sent.clientMsgId !== undefined) this.queue.confirm({ id: sent.id, clientMsgId: sent.clientMsgId, conversationId: sent.conversationId, seq: sent.seq, timestamp: sent.timestamp });
     this.pump();
   }
 
@@ -750,13 +806,11 @@ export class RampartClient {
   private onRefusal(f: Frame): void {
     const clientMsgId = typeof f.clientMsgId === 'string' ? f.clientMsgId : undefined;
     if (clientMsgId !== undefined && this.queue.has(clientMsgId)) {
-      const now = this.clock.now();
       if (f.type === 'rate_limited') {
-        const wait = Math.max(0, Number(f.retryAfter) || 0);
-        this.queue.rateLimited(clientMsgId, wait, now);
-        this.sendPausedUntil = Math.max(this.sendPausedUntil, now + wait);
-      } else {
-        this.queue.failed(clientMsgId, String(f.reason), now, this.retryDelay());
+        this.queue.rateLimited(clientMsgId);
+        this.pauseSends(Math.max(0, Number(f.retryAfter) || 0));
+      } else if (this.queue.failed(clientMsgId, String(f.reason))) {
+        this.pauseSends(this.retryDelay());
       }
       this.pump();
       return;
@@ -819,6 +873,23 @@ export class RampartClient {
     return Math.max(0, Math.min(this.framesPausedUntil - this.clock.now(), this.framesPauseMs));
   }
 
+  /**
+   * Holds every send for `wait` ms (a send to retry keeps its place in the queue, and the sends
+   * behind it wait with it: none overtakes it, so an older edit never lands after a newer one).
+   * Unlike the wait for dropped frames, it does not end with the socket: the user's message budget
+   * and the storage are the server's, not the connection's, so a new connection would be refused
+   * the same way; and a wait every send shares cannot reorder them across a reconnect.
+   */
+  private pauseSends(wait: number): void {
+    this.sendPauseMs = Math.max(this.sendsWait(), wait);
+    this.sendPausedUntil = this.clock.now() + this.sendPauseMs;
+  }
+
+  /** What is left of the sends' wait (ms; 0: none), never more than it was when set (a clock stepped back). */
+  private sendsWait(): number {
+    return Math.max(0, Math.min(this.sendPausedUntil - this.clock.now(), this.sendPauseMs));
+  }
+
   /** A server-side failure's retry delay (no `retryAfter` given): jittered, about one backoff base. */
   private retryDelay(): number {
     return backoffDelay(1, this.backoff, this.random) + this.backoff.baseMs;
@@ -863,31 +934,29 @@ export class RampartClient {
 
   // ── sends, requests, refresh ──
 
-  /** Puts due requests and sends on the wire, each after its wait; a timer comes back for the rest. */
+  /** Puts requests and sends on the wire, sends in the order they were made, after the waits; a timer comes back when one ends. */
   private pump(): void {
     this.timers.sends.stop();
     if (this.currentState !== 'open') return;
-    const now = this.clock.now();
     const wait = this.framesWait();
     if (wait > 0) {
       this.timers.sends.start(wait, () => this.pump());
       return;
     }
     this.requests.flush((f) => this.transmit(f));
-    if (now < this.sendPausedUntil) {
-      this.timers.sends.start(this.sendPausedUntil - now, () => this.pump());
+    const sendsWait = this.sendsWait();
+    if (sendsWait > 0) {
+      this.timers.sends.start(sendsWait, () => this.pump());
       return;
     }
     const maxInFlight = this.options.maxInFlightSends ?? 8;
     let inFlight = this.queue.inFlight;
-    for (const p of this.queue.due(now)) {
+    for (const p of this.queue.waiting()) {
       if (inFlight >= maxInFlight) break;
       if (!this.transmit(p.frame)) return;
       p.inFlight = true;
       inFlight++;
     }
-    const next = this.queue.nextDue();
-    if (next !== undefined && next > now && inFlight < maxInFlight) this.timers.sends.start(next - now, () => this.pump());
   }
 
   /** Queues a message or change under its idempotency key (generated unless given). */

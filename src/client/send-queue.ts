@@ -2,7 +2,9 @@
  * Outgoing chat messages, edits and deletes until the server confirms them. Every one has a
  * `clientMsgId` (the server's idempotency key, shared by the three frames), so resending after a
  * reconnect never stores anything twice; the queue is bounded; `rate_limited` and
- * `storage_unavailable` are retried, other errors reject.
+ * `storage_unavailable` are retried, other errors reject. The queue is FIFO: a send to retry keeps
+ * its place, and the wait before the retry is the client's (rampart-client.ts `pauseSends`), shared
+ * by every send, so none overtakes an older one.
  */
 import { ErrorReason } from '../protocol/reasons.js';
 import type { Attachment } from '../protocol/server-frames.js';
@@ -68,8 +70,6 @@ export interface PendingSend {
   inFlight: boolean;
   /** Server-side failures retried so far (storage_unavailable). */
   retries: number;
-  /** Not before this time (ms; after `rate_limited`). */
-  notBefore: number;
   resolve(receipt: SendReceipt | ChangeReceipt): void;
   reject(err: SendError): void;
 }
@@ -118,20 +118,13 @@ export class SendQueue {
   private enqueue<T extends SendReceipt | ChangeReceipt>(clientMsgId: string, kind: QueuedKind, frame: Record<string, unknown>): Promise<T> {
     if (this.pending.size >= this.maxPending) return Promise.reject(new SendError('queue_full', clientMsgId));
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(clientMsgId, { clientMsgId, kind, frame, inFlight: false, retries: 0, notBefore: 0, resolve: resolve as (r: SendReceipt | ChangeReceipt) => void, reject });
+      this.pending.set(clientMsgId, { clientMsgId, kind, frame, inFlight: false, retries: 0, resolve: resolve as (r: SendReceipt | ChangeReceipt) => void, reject });
     });
   }
 
-  /** Sends not on the wire yet and due at `now`, oldest first. */
-  due(now: number): PendingSend[] {
-    return [...this.pending.values()].filter((p) => !p.inFlight && p.notBefore <= now);
-  }
-
-  /** The earliest time a waiting send becomes due, or undefined. */
-  nextDue(): number | undefined {
-    let next: number | undefined;
-    for (const p of this.pending.values()) if (!p.inFlight && (next === undefined || p.notBefore < next)) next = p.notBefore;
-    return next;
+  /** Sends not on the wire, oldest first (a retried one keeps its place). */
+  waiting(): PendingSend[] {
+    return [...this.pending.values()].filter((p) => !p.inFlight);
   }
 
   /** The socket is gone: everything unconfirmed goes out again on the next one. */
@@ -148,25 +141,24 @@ export class SendQueue {
     return true;
   }
 
-  rateLimited(clientMsgId: string, retryAfterMs: number, now: number): void {
+  /** A `rate_limited` answering a send: it goes again, in its place, after the client's wait. */
+  rateLimited(clientMsgId: string): void {
     const p = this.pending.get(clientMsgId);
-    if (!p) return;
-    p.inFlight = false;
-    p.notBefore = now + Math.max(0, retryAfterMs);
+    if (p) p.inFlight = false;
   }
 
-  /** An `error` answering a send: retry it later, or reject it for good. */
-  failed(clientMsgId: string, reason: string, now: number, retryDelayMs: number): void {
+  /** An `error` answering a send: true when it is to be retried (in its place, after the client's wait), else it is rejected for good. */
+  failed(clientMsgId: string, reason: string): boolean {
     const p = this.pending.get(clientMsgId);
-    if (!p) return;
+    if (!p) return false;
     if (RETRYABLE.has(reason) && p.retries < this.maxRetries) {
       p.retries++;
       p.inFlight = false;
-      p.notBefore = now + retryDelayMs;
-      return;
+      return true;
     }
     this.pending.delete(clientMsgId);
     p.reject(new SendError(reason, clientMsgId));
+    return false;
   }
 
   /**

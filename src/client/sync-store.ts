@@ -10,6 +10,11 @@ export interface SyncState {
 }
 
 export interface SyncStore {
+  /**
+   * The saved state; undefined only when nothing was saved yet. A read that fails throws (the
+   * client retries it, see `storeLoadAttempts`); stored data that is not a state throws
+   * `IllFormedSyncStateError` (or is returned as read: the client checks it either way).
+   */
   load(): SyncState | undefined | Promise<SyncState | undefined>;
   save(state: SyncState): void | Promise<void>;
 }
@@ -22,6 +27,35 @@ export function newDeviceId(): string {
 }
 
 const DEVICE_ID = /^[\x21-\x7e]{1,64}$/;
+
+/**
+ * Thrown by a store's `load` when what it holds is not a sync state (not JSON, fields out of
+ * bounds). The client reports it as `store_failed` and goes on as a new device at once: reading
+ * again would read the same. Any other error from `load` is taken as a failed read and retried.
+ */
+export class IllFormedSyncStateError extends Error {
+  constructor(detail: string) {
+    super(`ill-formed sync state: ${detail}`);
+    this.name = 'IllFormedSyncStateError';
+  }
+}
+
+/**
+ * Reads a stored text (for stores that keep JSON): anything that is not a well-formed state — an
+ * empty or truncated file included — throws `IllFormedSyncStateError`, so the client reports it
+ * instead of silently starting over as a new device.
+ */
+export function readSyncState(raw: string): SyncState {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new IllFormedSyncStateError('not JSON');
+  }
+  const state = parseSyncState(value);
+  if (state === undefined) throw new IllFormedSyncStateError('deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0');
+  return state;
+}
 
 /** A stored state is used only when it is well-formed; anything else starts over. */
 export function parseSyncState(value: unknown): SyncState | undefined {
@@ -57,13 +91,13 @@ export class WebStorageSyncStore implements SyncStore {
     private readonly storage: WebStorageLike,
     private readonly key = 'rampart:sync',
   ) {}
+  /**
+   * No key: no state. A failing `getItem` (storage disabled, a SecurityError) throws, so the
+   * client retries and reports `store_failed` instead of overwriting the device's position.
+   */
   load(): SyncState | undefined {
-    try {
-      const raw = this.storage.getItem(this.key);
-      return raw === null ? undefined : parseSyncState(JSON.parse(raw));
-    } catch {
-      return undefined;
-    }
+    const raw = this.storage.getItem(this.key);
+    return raw === null ? undefined : readSyncState(raw);
   }
   save(state: SyncState): void {
     this.storage.setItem(this.key, JSON.stringify(state));

@@ -1,11 +1,15 @@
-/** The SDK's pure policies: backoff bounds and jitter spread, refresh timing, close classification, pos tracking. */
+/** The SDK's pure policies: backoff bounds and jitter spread, refresh timing, close classification, pos tracking; how stores read. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { backoffCeiling, backoffDelay, DEFAULT_BACKOFF } from '../../src/client/backoff.js';
 import { refreshDelay, tokenExpiry, DEFAULT_REFRESH } from '../../src/client/token-source.js';
 import { classifyClose } from '../../src/client/refusals.js';
 import { PosTracker, RecentIds } from '../../src/client/pos-tracker.js';
-import { parseSyncState, WebStorageSyncStore } from '../../src/client/sync-store.js';
+import { IllFormedSyncStateError, parseSyncState, WebStorageSyncStore } from '../../src/client/sync-store.js';
+import { FileSyncStore } from '../../src/client/file-sync-store.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
 import { fakeJwt, seededRandom } from '../helpers/fake-client-env.js';
 
@@ -101,6 +105,31 @@ test('sync state: stores are read defensively', () => {
   assert.equal(store.load(), undefined);
   store.save({ deviceId: 'dev-2', pos: 9 });
   assert.deepEqual(store.load(), { deviceId: 'dev-2', pos: 9 });
-  map.set('k', '{not json');
-  assert.equal(store.load(), undefined);
+  // Ill-formed data is reported (the client says store_failed and goes on as a new device), not taken for "no state".
+  for (const bad of ['{not json', '{"deviceId":"a b","pos":1}', 'null']) {
+    map.set('k', bad);
+    assert.throws(() => store.load(), IllFormedSyncStateError, bad);
+  }
+});
+
+test('stores: only a missing key or file means "no state"; other read errors throw, so the client retries', () => {
+  const failing = new WebStorageSyncStore({ getItem: () => { throw new Error('SecurityError: storage disabled'); }, setItem: () => {} });
+  assert.throws(() => failing.load(), (err: unknown) => !(err instanceof IllFormedSyncStateError) && /SecurityError/.test(String(err)), 'a read error, not ill-formed data');
+
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-sync-'));
+  try {
+    const path = join(dir, 'state.json');
+    const file = new FileSyncStore(path);
+    assert.equal(file.load(), undefined, 'no file yet (ENOENT)');
+    file.save({ deviceId: 'dev-3', pos: 4 });
+    assert.deepEqual(file.load(), { deviceId: 'dev-3', pos: 4 });
+    const unreadable = new FileSyncStore(dir); // a directory: EISDIR, as any read error but ENOENT
+    assert.throws(() => unreadable.load(), (err: unknown) => (err as { code?: string }).code === 'EISDIR');
+    for (const bad of ['', '{"deviceId":"dev-3","pos":', '{"deviceId":"dev-3","pos":-1}', '[]']) {
+      writeFileSync(path, bad);
+      assert.throws(() => file.load(), IllFormedSyncStateError, JSON.stringify(bad));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

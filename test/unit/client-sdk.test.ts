@@ -5,10 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
 import { SendError } from '../../src/client/send-queue.js';
 import { RequestError } from '../../src/client/requests.js';
 import { MemorySyncStore } from '../../src/client/sync-store.js';
+import { FileSyncStore } from '../../src/client/file-sync-store.js';
 import type { TimelineMessage, SentEvent } from '../../src/client/events.js';
 import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-env.js';
 
@@ -80,8 +84,9 @@ test('reconnects with exponential backoff and full jitter; asks getToken again e
   assert.deepEqual(delays, [500, 1000, 2000, 4000, 4000]);
   assert.equal(env.tokenCalls(), 6, 'a fresh token for every connect');
   await env.accept();
+  await env.clock.advance(10_000); // stableConnectionMs (default): this connection stayed up
   env.last().drop(1006);
-  assert.equal(delays[5], 500, 'authenticated again: backoff starts over');
+  assert.equal(delays[5], 500, 'authenticated and stayed up: backoff starts over');
   env.client.close();
 });
 
@@ -215,7 +220,7 @@ test('gap detection: a missing pos resumes from the last one on a new socket, an
   assert.deepEqual(gaps, [{ after: 1, got: 3 }]);
   assert.deepEqual(env.last().closedWith, { code: 1000, reason: 'gap' });
   env.last().drop(1000, 'gap');
-  await env.clock.advance(0);
+  await env.clock.advance(500); // after the backoff, jittered (attempt 0, random 0.5 → 500 ms)
   assert.equal(env.sockets.length, 2);
   await env.accept(1, 4);
   assert.equal(env.last().sent[0]!.after, 1);
@@ -245,8 +250,7 @@ test('resend after a reconnect: same clientMsgId, the message reaches the applic
 
   // The other order: the duplicate's answer first, then the replayed copy — still once.
   const p2 = env.client.sendMessage({ conversationId: CONV }, 'again', { clientMsgId: 'cm-2' });
-  env.last().drop(1006);
-  await env.clock.advance(500);
+  await dropAndReconnect(env);
   await env.accept(1, 2);
   env.last().receive({ type: 'message_sent', id: 'mid-2', clientMsgId: 'cm-2', conversationId: CONV, seq: 2, timestamp: 1 });
   env.last().receive(msg(2, 'mid-2', ME));
@@ -276,12 +280,12 @@ test('sends wait while disconnected; rate_limited is retried after retryAfter; p
   env.last().receive({ type: 'error', reason: 'forbidden', clientMsgId: 'b' });
   env.last().receive({ type: 'error', reason: 'storage_unavailable', clientMsgId: 'c' });
   await assert.rejects(b, (err: unknown) => err instanceof SendError && err.reason === 'forbidden');
-  await env.clock.advance(699);
-  assert.equal(env.last().framesOf('chat_message').length, 3, 'nothing before retryAfter');
+  // The waits are the queue's: the longer one (storage_unavailable: random 0.5, base 1000 → 2000 ms,
+  // longer than retryAfter) holds every send, and a and c then go again in their order.
+  await env.clock.advance(1999);
+  assert.equal(env.last().framesOf('chat_message').length, 3, 'nothing before the wait ends');
   await env.clock.advance(1);
-  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'b', 'c', 'a']);
-  await env.clock.advance(3000);
-  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'b', 'c', 'a', 'c'], 'storage_unavailable is retried');
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'b', 'c', 'a', 'c'], 'both retried, in order');
   env.last().receive({ type: 'message_sent', id: 'ia', clientMsgId: 'a', conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
   env.last().receive({ type: 'message_sent', id: 'ic', clientMsgId: 'c', conversationId: CONV, seq: 2, timestamp: 1, pos: 2 });
   assert.equal((await a).id, 'ia');
@@ -332,7 +336,7 @@ test('edits and deletes are timeline events: once each, in pos order, across a r
   env.last().receive(edited(2, 'm1')); // repeated: dropped
   env.last().receive(deleted(4, 'm1')); // 3 is missing: a gap, resumed from 2
   env.last().drop(1000, 'gap');
-  await env.clock.advance(0);
+  await env.clock.advance(500);
   await env.accept(2, 4);
   assert.equal(env.last().sent[0]!.after, 2, 'resumes after the edit it processed');
   env.last().receive(edited(2, 'm1')); // a server that replays from further back anyway
@@ -544,7 +548,7 @@ test('timeline_pruned: ignored on a socket being replaced after a gap; one namin
   env.last().receive(msg(3)); // gap after 1: this socket is replaced
   env.last().receive({ type: 'timeline_pruned', after: 3, firstPos: 6 }); // still arriving on it: ignored
   env.last().drop(1000, 'gap');
-  await env.clock.advance(0);
+  await env.clock.advance(500);
   await env.accept(1, 10);
   assert.equal(env.last().sent[0]!.after, 1, 'resumes after the last delivered position, not past the hole');
   env.last().receive({ type: 'timeline_pruned', after: 4, firstPos: 6 }); // we are at 1: 2..4 were missed
@@ -1228,4 +1232,238 @@ test('a send in flight when the server asked for a wait goes first on the next s
   env.last().receive({ type: 'message_sent', id: '018bcfe5-6800-7000-8000-000000000002', timestamp: 2, conversationId: CONV, seq: 2, clientMsgId: 'cm-2', pos: 2 });
   await Promise.all([first, second]);
   env.client.close();
+});
+
+// ── close() from a listener, storage retries in order, backoff that survives auth, getToken() timeouts ──
+
+test('close() from a state listener on "reconnecting" stops the client: no timer, no new socket, nothing acked or stored', async () => {
+  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0 });
+  const env = setup({ store, pingIntervalMs: 0 });
+  void env.client.connect().catch(() => {});
+  await env.accept(0, 0);
+  env.client.on('state', (s) => (s.state === 'reconnecting' ? env.client.close() : undefined));
+  env.last().drop(1006);
+  assert.equal(env.client.state, 'closed');
+  assert.deepEqual(env.clock.pending, [], 'no reconnect timer');
+  await env.clock.advance(60_000);
+  assert.equal(env.sockets.length, 1, 'never reconnected');
+  assert.equal(env.client.state, 'closed');
+  assert.deepEqual(env.seen, []);
+  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 0 }, 'no position the application never saw');
+});
+
+test('close() from a state listener on "authenticating" sends no auth on the closed socket', async () => {
+  const env = setup();
+  void env.client.connect().catch(() => {});
+  env.client.on('state', (s) => (s.state === 'authenticating' ? env.client.close() : undefined));
+  await settle();
+  env.last().open();
+  assert.equal(env.client.state, 'closed');
+  assert.deepEqual(env.last().sent, []);
+  assert.deepEqual(env.clock.pending, []);
+});
+
+test('a send retried after storage_unavailable keeps its place: later sends wait behind it, also across a reconnect', async () => {
+  const env = setup({ pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept();
+  const a = env.client.sendMessage({ conversationId: CONV }, 'A', { clientMsgId: 'a' });
+  env.last().receive({ type: 'error', reason: 'storage_unavailable', clientMsgId: 'a' });
+  const b = env.client.sendMessage({ conversationId: CONV }, 'B', { clientMsgId: 'b' });
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a'], 'B waits behind A');
+  await env.clock.advance(1999); // retry delay: random 0.5, base 1000 → 1000 + 1000
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a']);
+  await env.clock.advance(1);
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'a', 'b'], 'the older send first');
+  env.last().receive({ type: 'message_sent', id: 'ia', clientMsgId: 'a', conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
+  env.last().receive({ type: 'message_sent', id: 'ib', clientMsgId: 'b', conversationId: CONV, seq: 2, timestamp: 1, pos: 2 });
+  assert.deepEqual([(await a).id, (await b).id], ['ia', 'ib']);
+
+  // Two edits of one message: the stale one must never land after the newer one.
+  const e1 = env.client.editMessage(M1, 'v1', { clientMsgId: 'e1' });
+  env.last().receive({ type: 'error', reason: 'storage_unavailable', clientMsgId: 'e1' });
+  const e2 = env.client.editMessage(M1, 'v2', { clientMsgId: 'e2' });
+  // The socket drops during the wait: on the next one the edits still go in their order.
+  await dropAndReconnect(env);
+  await env.accept(2, 2);
+  await env.clock.advance(3000);
+  assert.deepEqual(env.last().framesOf('edit_message').map((f) => f.content), ['v1', 'v2']);
+  env.last().receive({ type: 'message_changed', action: 'edited', messageId: M1, conversationId: CONV, seq: 3, clientMsgId: 'e1' });
+  env.last().receive({ type: 'message_changed', action: 'edited', messageId: M1, conversationId: CONV, seq: 4, clientMsgId: 'e2' });
+  assert.deepEqual([(await e1).seq, (await e2).seq], [3, 4]);
+  env.client.close();
+});
+
+test('close() from a "sent" listener: the send just confirmed resolves; the position covers it', async () => {
+  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0 });
+  const env = setup({ store });
+  void env.client.connect();
+  await env.accept(0, 0);
+  const p = env.client.sendMessage({ conversationId: CONV }, 'x', { clientMsgId: 'x' });
+  let sent = 0;
+  env.client.on('sent', () => {
+    sent++;
+    env.client.close();
+  });
+  env.last().receive({ type: 'message_sent', id: 'idx', clientMsgId: 'x', conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
+  assert.equal(sent, 1);
+  assert.equal(await p.then((r) => `resolved ${r.id}`, (e: SendError) => `rejected ${e.reason}`), 'resolved idx');
+  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1 });
+});
+
+test('close() from a timeline listener saves the position with that event: it is not handed over again after a restart', async () => {
+  for (const event of ['message', 'edited'] as const) {
+    const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0 });
+    const env = setup({ store });
+    void env.client.connect();
+    await env.accept(0, 2);
+    const handed: [number, number][] = []; // [the event's pos, the client's pos then]
+    const stop = (e: { pos: number }): void => {
+      handed.push([e.pos, env.client.pos]);
+      env.client.close();
+    };
+    if (event === 'message') env.client.on('message', stop);
+    else env.client.on('edited', stop);
+    env.last().receive(event === 'message' ? msg(1) : edited(1, 'm1'));
+    assert.deepEqual(handed, [[1, 1]], `${event}: the position covers the event being handed over`);
+    assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1 }, event);
+    assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 1 }], event);
+  }
+});
+
+test('a server that closes right after auth_success: the reconnect delays keep growing; a connection that stayed up starts them over', async () => {
+  const env = setup({ pingIntervalMs: 0, stableConnectionMs: 5000 });
+  const delays: number[] = [];
+  env.client.on('disconnected', (d) => delays.push(d.retryInMs ?? -1));
+  void env.client.connect();
+  await env.accept();
+  for (let i = 0; i < 5; i++) {
+    env.last().drop(1006);
+    await env.clock.advance(delays.at(-1)!);
+    await env.accept();
+  }
+  assert.deepEqual(delays, [500, 1000, 2000, 4000, 4000], 'random 0.5 → half of min(8000, 1000·2^n)');
+  await env.clock.advance(4999);
+  env.last().drop(1006);
+  assert.equal(delays.at(-1), 4000, 'up for less than stableConnectionMs: still backing off');
+  await env.clock.advance(4000);
+  await env.accept();
+  await env.clock.advance(5000);
+  env.last().drop(1006);
+  assert.equal(delays.at(-1), 500, 'up for stableConnectionMs: the backoff starts over');
+  env.client.close();
+});
+
+test('repeated gaps reconnect with jittered, growing delays, not at 0 ms each time', async () => {
+  const env = setup({ pingIntervalMs: 0, random: () => 0.25 });
+  const delays: number[] = [];
+  env.client.on('disconnected', (d) => delays.push(d.retryInMs ?? -1));
+  void env.client.connect();
+  await env.accept(0, 5);
+  for (let i = 0; i < 4; i++) {
+    env.last().receive(msg(3)); // 1 and 2 never come: a gap, every time
+    env.last().drop(1000, 'gap');
+    await env.clock.advance(delays.at(-1)!);
+    assert.equal(env.sockets.length, i + 2);
+    await env.accept(0, 5);
+  }
+  assert.deepEqual(delays, [250, 500, 1000, 2000], 'random 0.25 → a quarter of min(8000, 1000·2^n)');
+  env.client.close();
+});
+
+test('a getToken() that never answers is given up after connectTimeoutMs; the next attempt connects, the late token is ignored', async () => {
+  const clock = new FakeClock();
+  const sockets: FakeSocket[] = [];
+  let calls = 0;
+  let answerLate: (token: string) => void = () => {};
+  const client = new RampartClient({
+    url: 'ws://x/ws',
+    token: () => {
+      calls++;
+      if (calls === 1) return new Promise<string>((resolve) => (answerLate = resolve));
+      return fakeJwt(clock.now() + 3_600_000, ME);
+    },
+    createSocket: (u) => {
+      const s = new FakeSocket(u);
+      sockets.push(s);
+      return s;
+    },
+    clock,
+    random: () => 0.5,
+    backoff: { baseMs: 1000, maxMs: 8000 },
+    connectTimeoutMs: 3000,
+    pingIntervalMs: 0,
+  });
+  const errors: string[] = [];
+  client.on('error', (e) => errors.push(e.reason));
+  const ready = client.connect();
+  await settle(); // the store is read, getToken() asked
+  assert.equal(calls, 1);
+  await clock.advance(2999);
+  assert.equal(client.state, 'connecting');
+  assert.deepEqual(errors, []);
+  await clock.advance(1);
+  assert.deepEqual(errors, ['token_unavailable']);
+  assert.equal(client.state, 'reconnecting');
+  await clock.advance(500); // backoff attempt 0 (random 0.5 → 500 ms)
+  assert.equal(calls, 2);
+  assert.equal(sockets.length, 1);
+  answerLate(fakeJwt(clock.now() + 3_600_000, ME));
+  await settle();
+  assert.equal(sockets.length, 1, 'the late token opens no second socket');
+  sockets[0]!.open();
+  sockets[0]!.receive({ type: 'auth_success', userId: ME, resumeAfter: 0, lastPos: 0 });
+  await ready;
+  assert.equal(client.state, 'open');
+  await clock.advance(60_000);
+  assert.equal(sockets.length, 1);
+  client.close();
+  assert.deepEqual(clock.pending, []);
+});
+
+test('FileSyncStore: a read error is retried (store_failed), not taken for "no state": the device keeps its saved position', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-sdk-'));
+  try {
+    const path = join(dir, 'state.json');
+    mkdirSync(path); // the first read fails (EISDIR), as any read error other than a missing file would
+    const env = setup({ store: new FileSyncStore(path), pingIntervalMs: 0 });
+    const errors: string[] = [];
+    env.client.on('error', (e) => errors.push(e.reason));
+    void env.client.connect();
+    await settle();
+    assert.deepEqual(errors, ['store_failed']);
+    assert.equal(env.sockets.length, 0, 'no socket before the state is known');
+    rmSync(path, { recursive: true });
+    writeFileSync(path, JSON.stringify({ deviceId: 'dev-keep', pos: 500 }));
+    await env.clock.advance(500); // backoff attempt 0 (random 0.5 → 500 ms)
+    await env.accept(500, 900);
+    assert.deepEqual(env.last().framesOf('auth')[0], { type: 'auth', token: env.last().framesOf('auth')[0]!.token, deviceId: 'dev-keep', after: 500 });
+    env.client.close();
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { deviceId: 'dev-keep', pos: 500 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('FileSyncStore: an ill-formed file is reported (store_failed) and replaced by a new device at once, without retries', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-sdk-'));
+  try {
+    const path = join(dir, 'state.json');
+    for (const bad of ['{"deviceId":"my device","pos":3}', '{not json']) {
+      writeFileSync(path, bad);
+      const env = setup({ store: new FileSyncStore(path), pingIntervalMs: 0 });
+      const errors: string[] = [];
+      env.client.on('error', (e) => errors.push(e.reason));
+      void env.client.connect();
+      await settle();
+      assert.deepEqual(errors, ['store_failed'], bad);
+      assert.equal(env.sockets.length, 1, 'a new device at once: reading again would read the same');
+      await env.accept(0, 0);
+      assert.match(String(env.last().framesOf('auth')[0]!.deviceId), /^dev-/);
+      env.client.close();
+      assert.equal(JSON.parse(readFileSync(path, 'utf8')).deviceId, env.client.deviceId, 'the next save replaces it');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
