@@ -178,15 +178,17 @@ export class ChatService {
   }
 
   /**
-   * Where a session resumes: `after` when the client sent one, else its device's position, else
-   * what no device of the user acknowledged — never beyond the user's last position.
+   * Where a session resumes: its device's acknowledged position, else what no device of the user
+   * acknowledged; `after`, when the client sent one, only below that (replay again) — never past
+   * it: acks are cumulative and capped at what the stream sent, so a stream starting past what
+   * was acknowledged would let its next ack cover events no device was given.
    */
   async resumePoint(user: Identity, deviceId: string | undefined, after: number | undefined): Promise<{ after: number; lastPos: number }> {
     const acks = this.#ackTail.get(peerKey(user.tenantId, user.userId));
     if (acks !== undefined) await acks;
     const state = await this.store.syncState(user.tenantId, user.userId, deviceId);
-    const from = after ?? state.deviceAckedPos ?? state.userAckedPos;
-    return { after: Math.min(from, state.lastPos), lastPos: state.lastPos };
+    const acked = Math.min(state.deviceAckedPos ?? state.userAckedPos, state.lastPos);
+    return { after: after === undefined ? acked : Math.min(after, acked), lastPos: state.lastPos };
   }
 
   /** The user's timeline after `after` (the device stream's reader). */

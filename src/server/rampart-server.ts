@@ -357,7 +357,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       security,
       logger,
       isClosing: () => closing,
-      admit: (session, identity) => void authenticator.admit(session, identity),
+      admit: (session, identity) => session.holdFramesWhile(authenticator.admit(session, identity)),
       onHandshake: (result, reason) => metrics.handshakes.inc({ result, reason }),
     }),
   );

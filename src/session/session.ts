@@ -165,6 +165,21 @@ export class Session implements Flushable, WheelEntry {
     this.dispatch(buf, isBinary);
   }
 
+  /**
+   * Frames that arrive while `work` runs wait behind it, as behind an async frame: a session
+   * admitted by its handshake's token handles nothing before its `auth_success` is out.
+   */
+  holdFramesWhile(work: Promise<void>): void {
+    this.busy = true;
+    work.then(
+      () => this.drain(),
+      (err: unknown) => {
+        this.internalError(err);
+        this.drain();
+      },
+    );
+  }
+
   private dispatch(data: Buffer, isBinary: boolean): void {
     let result: void | Promise<void>;
     try {

@@ -9,8 +9,9 @@
  * implies every lower position of that user is committed (the user's counter row is locked by
  * each write). Frames at or below the last position sent are dropped.
  *
- * Held frames count against `maxHeldBytes` (the slow-consumer bound): a client that stops
- * reading during a long replay is closed instead of growing server memory.
+ * Held frames count against `maxHeldBytes` (the slow-consumer bound, in UTF-8 bytes as the
+ * socket counts them): a client that stops reading during a long replay is closed instead of
+ * growing server memory. Held frames always go out paced, like the replay, whatever released them.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TimelinePage } from '../store/store.js';
@@ -46,11 +47,18 @@ export interface DeviceStreamOptions {
 /** Consecutive reads that brought nothing new while a gap remained: then wait for the next event. */
 const MAX_IDLE_READS = 3;
 
+/** A live frame ahead of the stream. `reply`: this session's own `message_sent`, never dropped. */
+interface Held {
+  frame: string;
+  bytes: number;
+  reply: boolean;
+}
+
 export class DeviceStream {
   /** Last position sent; -1 until `start`. */
   #lastPos = -1;
   /** Live frames ahead of the stream; created on first use (an idle session never holds any). */
-  #heldMap: Map<number, string> | undefined;
+  #heldMap: Map<number, Held> | undefined;
   #heldBytes = 0;
   /** True while storage is being read (live frames are held meanwhile). Starts true: nothing goes out before `start`. */
   #reading = true;
@@ -71,7 +79,7 @@ export class DeviceStream {
     return this.#lastPos;
   }
 
-  get #held(): Map<number, string> {
+  get #held(): Map<number, Held> {
     return (this.#heldMap ??= new Map());
   }
 
@@ -83,11 +91,7 @@ export class DeviceStream {
    */
   start(after: number, lastPos?: number): Promise<void> {
     this.#lastPos = after;
-    if (lastPos !== undefined && after >= lastPos && !this.#again) {
-      this.#reading = false;
-      this.#sendHeld();
-      return this.#heldMap !== undefined && this.#heldMap.size > 0 ? this.#readLoop() : Promise.resolve();
-    }
+    if (lastPos !== undefined && after >= lastPos && !this.#again) return this.#releaseHeld();
     return this.#readLoop();
   }
 
@@ -105,11 +109,9 @@ export class DeviceStream {
     if (!this.#reading && pos === this.#lastPos + 1) {
       this.outlet.send(frame);
       this.#lastPos = pos;
-      if (this.#heldMap !== undefined && this.#heldMap.size > 0) {
-        this.#sendHeld();
-        // Frames still held lie beyond a gap (an earlier read gave up): this event retries it.
-        if (this.#heldMap.size > 0) void this.#readLoop();
-      }
+      // Held frames continue the stream from here (an earlier read gave up, and this event filled
+      // its gap); those beyond a gap make the release read storage again.
+      if (this.#heldMap !== undefined && this.#heldMap.size > 0) void this.#releaseHeld();
       return;
     }
     const previous = this.#held.get(pos);
@@ -117,8 +119,9 @@ export class DeviceStream {
       if (!isReply) return; // a repeat of a held position
       this.#unhold(pos, previous); // the reply takes the place of the copy
     }
-    this.#held.set(pos, frame);
-    this.#heldBytes += frame.length;
+    const bytes = Buffer.byteLength(frame);
+    this.#held.set(pos, { frame, bytes, reply: isReply });
+    this.#heldBytes += bytes;
     if (this.#heldBytes > this.options.maxHeldBytes) {
       this.options.onOverflow(this.outlet);
       return;
@@ -156,6 +159,8 @@ export class DeviceStream {
         this.#again = false;
         const before = this.#lastPos;
         if (!(await this.#readToEnd())) {
+          // What arrived live and continues the stream still goes out (paced) while storage is away.
+          await this.#drainHeld();
           this.#retryLater();
           return;
         }
@@ -195,7 +200,7 @@ export class DeviceStream {
         const held = this.#heldMap?.get(entry.pos);
         if (held !== undefined) this.#unhold(entry.pos, held);
         this.#lastPos = entry.pos;
-        const wait = sendPaced(this.outlet, held ?? timelineFrame(entry.pos, eventBody(entry.event)), drainBelow);
+        const wait = sendPaced(this.outlet, held?.frame ?? timelineFrame(entry.pos, eventBody(entry.event)), drainBelow);
         if (wait !== undefined) await wait;
       }
       // Rows the page left out after the last entry (a former member's): report them, go past them.
@@ -237,10 +242,28 @@ export class DeviceStream {
   }
 
   /**
-   * After a read: the held live frames that continue the stream, paced like the replay (they can
-   * be up to `maxHeldBytes`; sent at once on top of a replay's unsent bytes they could push a client
-   * that reads over the slow-consumer bound). The stream is still reading meanwhile, so frames that
-   * arrive are held behind them and go out in turn.
+   * Outside a read (start without a replay, or a live frame that filled a gap): the held frames
+   * that continue the stream, paced, in reading mode so that arrivals queue behind them; then a
+   * read if a gap remains.
+   */
+  async #releaseHeld(): Promise<void> {
+    this.#reading = true;
+    try {
+      await this.#drainHeld();
+    } finally {
+      this.#reading = false;
+      this.#sendHeld();
+    }
+    // A gap remains, or a catch-up was asked for during the drain (it found the stream reading).
+    const gap = this.#heldMap !== undefined && this.#heldMap.size > 0;
+    if ((gap || this.#again) && this.outlet.isOpen) await this.#readLoop();
+  }
+
+  /**
+   * The held live frames that continue the stream, paced like the replay (they can be up to
+   * `maxHeldBytes`; sent at once on top of a replay's unsent bytes they could push a client that
+   * reads over the slow-consumer bound). The caller keeps the stream in reading mode, so frames
+   * that arrive meanwhile are held behind them and go out in turn.
    */
   async #drainHeld(): Promise<void> {
     const { drainBelow } = this.options;
@@ -252,11 +275,24 @@ export class DeviceStream {
     }
   }
 
-  /** Send held frames that continue the stream; drop the ones it already passed. */
+  /**
+   * After a paced drain (nothing arrived since, so at most what the drain's last check left):
+   * send held frames that continue the stream; drop the ones it already passed.
+   */
   #sendHeld(): void {
     if (this.#heldMap === undefined || this.#heldMap.size === 0) return;
     for (let next = this.#takeNextHeld(); next !== undefined; next = this.#takeNextHeld()) this.outlet.send(next);
-    for (const [pos, frame] of this.#held) if (pos <= this.#lastPos) this.#unhold(pos, frame);
+    this.#dropPassed();
+  }
+
+  /** Held frames at or below the last position: dropped, but a reply still goes out (its client waits for it). */
+  #dropPassed(): void {
+    if (this.#heldMap === undefined) return;
+    for (const [pos, held] of this.#heldMap) {
+      if (pos > this.#lastPos) continue;
+      this.#unhold(pos, held);
+      if (held.reply) this.outlet.send(held.frame);
+    }
   }
 
   /** The held frame at the next position, out of the hold, the stream moved to it; undefined when there is none. */
@@ -265,7 +301,7 @@ export class DeviceStream {
     if (next === undefined) return undefined;
     this.#unhold(this.#lastPos + 1, next);
     this.#lastPos++;
-    return next;
+    return next.frame;
   }
 
   /** Retention deleted what follows the last position, up to `firstPos`: say so and continue there. */
@@ -276,11 +312,11 @@ export class DeviceStream {
 
   #skipTo(pos: number): void {
     this.#lastPos = pos;
-    if (this.#heldMap !== undefined) for (const [p, frame] of this.#heldMap) if (p <= pos) this.#unhold(p, frame);
+    this.#dropPassed();
   }
 
-  #unhold(pos: number, frame: string): void {
+  #unhold(pos: number, held: Held): void {
     this.#held.delete(pos);
-    this.#heldBytes -= frame.length;
+    this.#heldBytes -= held.bytes;
   }
 }

@@ -9,6 +9,7 @@ import { createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypt
 import { createServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
+import pg from 'pg';
 import {
   startServer,
   openClient,
@@ -20,9 +21,11 @@ import {
   token,
   newUserId,
   TEST_SECRET,
+  PG_URL,
   type TestServer,
 } from '../helpers/harness.js';
 import { RawSocket, encodeFrame } from '../helpers/raw-ws.js';
+import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
 import type { DevTokenClaims } from '../../src/auth/dev-token.js';
 
 const ALLOWED = 'https://app.example.com';
@@ -224,6 +227,35 @@ describe('query-string token (allowQueryToken: true)', { timeout: 15_000 }, () =
     await waitFor(async () => (await qs.server.limits.registry.countIp('127.0.0.1')) === 0, 3000, 'every IP slot released');
     await waitFor(() => isZero(qs), 3000, 'released');
   });
+
+  test('frames sent on open wait for the admission: auth_success first, then their replies, in order', async () => {
+    // On PostgreSQL: the admission waits for a round trip (the resume point), so the frames arrive during it.
+    const schema = uniquePgSchema('qt');
+    const pgServer = await startServer({ allowQueryToken: true, storage: pgStorageUrl(schema), jwt: { secret: TEST_SECRET, clockTolerance: 0 } });
+    try {
+      for (let i = 0; i < 3; i++) await earlyFrames(pgServer);
+    } finally {
+      await pgServer.close();
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => admin.end());
+    }
+  });
+
+  async function earlyFrames(server: TestServer): Promise<void> {
+    const sub = newUserId();
+    const client = openClient(`${server.url}?token=${await tok(sub)}`);
+    await client.opened;
+    // At once, while the server still reads the resume point: nothing may answer before auth_success.
+    client.send({ type: 'list_conversations', requestId: 'early-1' });
+    client.send({ type: 'chat_message', recipientId: newUserId(), content: 'early', clientMsgId: 'early-2' });
+    await client.next((f) => f.type === 'message_sent');
+    assert.deepEqual(
+      client.frames.map((f) => f.type),
+      ['auth_success', 'conversations', 'message_sent'],
+    );
+    await closeAll(client);
+  }
 
   test('a valid query token: the socket starts authenticated (chat works without an auth frame)', async () => {
     const sub = newUserId();

@@ -700,3 +700,66 @@ test('live frames held during a replay go out paced after it, not all at once, a
   s.offer(7, frameAt(7));
   assert.deepEqual(outlet.positions(), [1, 2, 3, 4, 5, 6, 7]);
 });
+
+test('after a gap read gave up, held frames that continue the stream go out paced, not all at once', () => keepingAlive(async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  const { s, gaveUp } = stream(outlet, tl, { drainBelow: 100_000 });
+  await s.start(0, 0);
+  tl.append(1, 2, 3, 4, 5);
+  tl.failNext = 3;
+  for (const pos of [2, 3, 4, 5]) s.offer(pos, frameAt(pos)); // 1 is late on the bus: a gap, and its read fails
+  s.offer(1, frameAt(1)); // the late frame arrives while storage is still away: held with the rest
+  outlet.buffered = 200_000; // the client is behind
+  await gaveUp;
+  await settle();
+  assert.deepEqual(outlet.positions(), [1], 'one frame, then a wait for the socket');
+  assert.equal(outlet.drainWaits.length, 1);
+  outlet.buffered = 0;
+  outlet.drainWaits.shift()!.resolve();
+  await outlet.count(5);
+  assert.deepEqual(outlet.positions(), [1, 2, 3, 4, 5]);
+}));
+
+test('nothing pending, many frames held before start: they go out paced too', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  const { s } = stream(outlet, tl, { drainBelow: 100_000 });
+  tl.append(1, 2, 3);
+  for (const pos of [1, 2, 3]) s.offer(pos, frameAt(pos)); // committed after the resume point (0) was read
+  outlet.buffered = 200_000;
+  const started = s.start(0, 0);
+  await settle();
+  assert.deepEqual(outlet.positions(), [1]);
+  outlet.buffered = 0;
+  outlet.drainWaits.shift()!.resolve();
+  await started;
+  assert.deepEqual(outlet.positions(), [1, 2, 3]);
+  assert.equal(tl.reads.length, 0, 'no storage read');
+});
+
+test('the held bound counts UTF-8 bytes, as the socket does (three-byte characters)', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  const wide = (pos: number): string => timelineFrame(pos, eventBody({ ...message(pos), content: '漢'.repeat(1500) }));
+  // Each frame: ~1,600 UTF-16 units but ~4,600 bytes. Three of them pass 10,000 bytes, not 10,000 units.
+  const { s, calls } = stream(outlet, tl, { maxHeldBytes: 10_000 });
+  tl.hold();
+  void s.start(0);
+  for (const pos of [1, 2]) s.offer(pos, wide(pos));
+  assert.equal(calls.overflow, 0);
+  s.offer(3, wide(3));
+  assert.equal(calls.overflow, 1);
+  tl.release();
+});
+
+test("a session's own message_sent held before start, at or below its resume point, still goes out", async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(1, 2, 3, 4, 5);
+  const { s } = stream(outlet, tl);
+  s.offer(5, sentAt(5), true); // answered before the stream started; another device then acked 5
+  await s.start(5, 5);
+  await settle();
+  assert.deepEqual(outlet.sent, [sentAt(5)], 'the client waits for it; a copy of an event at or below the position would be dropped');
+});
