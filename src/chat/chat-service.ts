@@ -136,10 +136,18 @@ export class ChatService {
     }
   }
 
-  /** Ephemeral: never stored. Direct (v1) goes to the peer; a conversation's goes to its current members. */
+  /**
+   * Ephemeral: never stored. Direct (v1) goes to the peer, a conversation's to its current members;
+   * either way only within a conversation the sender is a member of (a direct one exists once
+   * either side wrote): a stranger cannot push indicators to anyone in the tenant.
+   */
   async typing(sender: Identity, outbox: Outbox, frame: TypingIndicatorFrame): Promise<void> {
     const flag = frame.isTyping ? 'true' : 'false';
     if (frame.recipientId !== undefined) {
+      if ((await this.store.directConversationId(sender.tenantId, sender.userId, frame.recipientId.toLowerCase())) === undefined) {
+        outbox.sendFrame({ type: 'error', reason: 'forbidden' });
+        return;
+      }
       this.opts.bus.publish(
         peerKey(sender.tenantId, frame.recipientId),
         `{"type":"typing_indicator","senderId":"${sender.userId}","isTyping":${flag}}`,

@@ -53,8 +53,10 @@ export class ReceiptService {
   }
 
   async #send(tenantId: string, conversationId: string, userId: string, p: ReceiptPositions): Promise<void> {
-    const members = await this.opts.store.membersIfMember(tenantId, conversationId, userId);
-    if (members === undefined) return;
+    const audience = await this.opts.store.audienceOf(tenantId, conversationId, userId);
+    // A private direct conversation (not both have written yet) carries no receipts (store.ts, Audience).
+    if (audience === undefined || audience.private) return;
+    const members = audience.members;
     const frame = JSON.stringify({
       type: 'receipt',
       conversationId,

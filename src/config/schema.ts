@@ -232,6 +232,12 @@ export const ConfigSchema = z.strictObject({
       editWindowMs: z.number().int().min(0).default(900000),
       /** Online/offline changes are published once they held this long (a reconnect does not flap). */
       presenceDebounceMs: z.number().int().min(0).default(2000),
+      /**
+       * A direct conversation only one side has written in shares no presence or receipts (one
+       * message to a stranger must not let its sender watch them). `false`: every conversation
+       * shares them at once (e.g. a workspace where everyone may see everyone).
+       */
+      strangerPrivacy: z.boolean().default(true),
     })
     .prefault({}),
   /** Presence: whether users are shown online by default (each user may change theirs with `set_presence`). */

@@ -30,6 +30,8 @@ export interface HandshakeGateOptions {
   allowQueryToken: boolean;
   verify: TokenVerifier;
   lockoutKey(ip: string): string;
+  /** A query token was refused: it counts towards the IP's auth lockout, as a refused `auth` frame does. */
+  tokenRefused(ip: string): Promise<void>;
   /** Node-wide caps held by the server (open sockets, unauthenticated ones). */
   capacity(ip: string): 'ok' | 'connections' | 'unauthenticated' | 'unauthenticated_ip';
   /**
@@ -96,6 +98,10 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
   if (token === undefined) return { ok: true, unreserve };
   if (!o.allowQueryToken) return release(refuse(401, 'query_token_not_allowed'));
   const verified = await o.verify(token);
-  if (!verified.ok) return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
+  if (!verified.ok) {
+    // The key set could not be read: nothing was judged, so nothing counts (as for `auth`).
+    if (verified.reason !== 'unavailable') await o.tokenRefused(ip);
+    return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
+  }
   return { ok: true, identity: verified.identity, unreserve };
 }

@@ -63,6 +63,15 @@ export interface Authenticator {
 export const penaltyKey = (userKey: string): string => `pen:${userKey}`;
 export const lockoutKey = (ip: string): string => `lock:${ip}`;
 
+/**
+ * One refused token from `ip` (an `auth` frame's or a handshake's query token): `rule` counts
+ * them, and the failure it refuses locks the IP out for `lockoutMs`.
+ */
+export async function countAuthFailure(limiter: Limiter, ip: string, rule: RateRule, lockoutMs: number): Promise<void> {
+  const d = await limiter.consume(`af:${ip}`, [rule]);
+  if (!d.allowed) await limiter.block(lockoutKey(ip), lockoutMs);
+}
+
 function failure(event: string, reason: AuthFailureReasonValue, code: number = CloseCode.INVALID_TOKEN) {
   return closeWith(event, code, { type: 'auth_failure', reason });
 }
@@ -95,8 +104,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
   async function recordFailure(session: Session, reason: AuthFailureReasonValue): Promise<void> {
     // The key set (JWKS) could not be read: nothing was judged, so nothing counts towards the lockout.
     if (reason === 'unavailable') return fail(session, 'key_source_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
-    const d = await o.limiter.consume(`af:${session.ip}`, [o.authFailureRule]);
-    if (!d.allowed) await o.limiter.block(lockoutKey(session.ip), o.lockoutMs);
+    await countAuthFailure(o.limiter, session.ip, o.authFailureRule, o.lockoutMs);
     fail(session, reason === 'token_expired' ? 'token_expired' : 'invalid_token', reason);
   }
 

@@ -69,11 +69,13 @@ export class PresenceService {
   async query(user: Identity, outbox: Outbox, frame: PresenceFrame): Promise<void> {
     const conversationId = frame.conversationId.toLowerCase();
     try {
-      const members = await this.o.store.membersIfMember(user.tenantId, conversationId, user.userId);
-      if (members === undefined) {
+      const audience = await this.o.store.audienceOf(user.tenantId, conversationId, user.userId);
+      if (audience === undefined) {
         outbox.sendFrame(withRequestId({ type: 'error', reason: 'forbidden' }, frame.requestId));
         return;
       }
+      // A private direct conversation (not both have written yet) shows no one but the caller.
+      const members = audience.private ? [user.userId] : audience.members;
       const states = await this.o.state.states(members.map((m) => peerKey(user.tenantId, m)));
       const online = members.filter((_, i) => states[i] === true);
       outbox.sendFrame(withRequestId({ type: 'presence', conversationId, online }, frame.requestId));

@@ -46,7 +46,7 @@ import { createMetricsServer } from './metrics-server.js';
 import { listen } from './listen.js';
 import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureContext, withResponseHeaders, type TlsReloadResult } from './tls-options.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
-import { createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
+import { countAuthFailure, createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { openAdmin, type Admin } from '../admin/index.js';
@@ -121,7 +121,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
 
   // ── adapters ──
   const cipher = config.encryption ? ContentCipher.fromBase64(config.encryption.activeKeyId, config.encryption.keys) : undefined;
-  const store: Store = await openStore(config.storage, cipher ? { cipher } : {});
+  const store: Store = await openStore(config.storage, { ...(cipher ? { cipher } : {}), strangerPrivacy: config.chat.strangerPrivacy });
   let bus: Bus | undefined;
   let limits: Limits | undefined;
   let admin: Admin | undefined;
@@ -207,6 +207,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
 
   const L = config.limits;
   const connections = new NodeConnections(L, metrics);
+  // The rule refuses the maxAuthFailures-th failure, and a refusal is what locks the IP out.
+  const authFailureRule = { name: 'auth_failures', limit: L.maxAuthFailures - 1, windowMs: L.authFailureWindowMs };
 
   const authenticator = createAuthenticator({
     verify,
@@ -216,8 +218,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     chat,
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     onUserLimit: L.onUserLimit,
-    // The rule refuses the maxAuthFailures-th failure, and a refusal is what locks the IP out.
-    authFailureRule: { name: 'auth_failures', limit: L.maxAuthFailures - 1, windowMs: L.authFailureWindowMs },
+    authFailureRule,
     lockoutMs: L.authLockoutMs,
     maxBufferedBytes: L.maxBufferedBytes,
     replayAttempts: config.chat.inboxReplayAttempts,
@@ -345,6 +346,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
         allowQueryToken: config.allowQueryToken,
         verify,
         lockoutKey,
+        tokenRefused: (ip) => countAuthFailure(limiter, ip, authFailureRule, L.authLockoutMs),
         capacity: (ip) => connections.capacity(ip),
         reserve: (ip) => connections.reserve(ip),
       },

@@ -17,6 +17,8 @@ import type { Store } from './store.js';
 
 export interface OpenStoreOptions {
   cipher?: ContentCipher;
+  /** See store.ts Audience (default true). */
+  strangerPrivacy?: boolean;
   sqlite?: Omit<SqliteStoreOptions, 'cipher'>;
   postgres?: Omit<PostgresStoreOptions, 'cipher'>;
 }
@@ -33,7 +35,10 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
 }
 
 function createStore(url: string, options: OpenStoreOptions): Store {
-  const cipherOption = options.cipher === undefined ? {} : { cipher: options.cipher };
+  const cipherOption = {
+    ...(options.cipher === undefined ? {} : { cipher: options.cipher }),
+    ...(options.strangerPrivacy === undefined ? {} : { strangerPrivacy: options.strangerPrivacy }),
+  };
   if (url.startsWith('sqlite:')) {
     let path = url.slice('sqlite:'.length);
     if (path.startsWith('//')) path = path.slice(2); // sqlite:///var/lib/x.db → /var/lib/x.db

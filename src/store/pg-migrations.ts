@@ -182,4 +182,14 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
   (t) => `
     CREATE UNIQUE INDEX IF NOT EXISTS events_client_msg ON ${t('events')} (client_msg_id, sender) WHERE client_msg_id IS NOT NULL;
     DROP INDEX ${t('events_dedupe')};`,
+
+  // Version 5: who has written in each direct conversation (members.wrote). Until both members
+  // have, the conversation is private: no presence or receipts between them (store.ts, Audience).
+  // Existing rows: a member wrote if the conversation holds an event of theirs.
+  (t) => `
+    ALTER TABLE ${t('members')} ADD COLUMN wrote BOOLEAN NOT NULL DEFAULT false;
+    UPDATE ${t('members')} m SET wrote = true
+      FROM ${t('conversations')} c
+      WHERE c.id = m.conv AND c.kind = 0 -- direct
+        AND EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.sender = m."user");`,
 ];

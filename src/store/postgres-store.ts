@@ -34,6 +34,8 @@ import { inTransaction } from './pg-transaction.js';
 import { asSeenByFormerMember, editedMessages } from './former-member-view.js';
 import type {
   AddMembersRequest,
+  Audience,
+  PrivacyOption,
   AppendOptions,
   AppendOutcome,
   ConversationEvent,
@@ -70,7 +72,7 @@ import type {
   ReadResult,
 } from './store.js';
 
-export interface PostgresStoreOptions {
+export interface PostgresStoreOptions extends PrivacyOption {
   /**
    * PostgreSQL schema that holds the tables (created if missing). Lets tests and tenants run
    * isolated in one database. Lower-case identifier; default `public`.
@@ -189,6 +191,9 @@ function buildSql(t: (table: string) => string) {
         SELECT * FROM unnest($24::int[], $25::int[], $26::smallint[], $27::bigint[], $28::bigint[])
         ON CONFLICT (conv, "user") DO UPDATE
           SET role = excluded.role, joined_seq = excluded.joined_seq, left_seq = excluded.left_seq
+      ), wr AS (
+        UPDATE ${t('members')} m SET wrote = true FROM unnest($29::int[], $30::int[]) AS x(conv, u)
+        WHERE m.conv = x.conv AND m."user" = x.u AND NOT m.wrote
       )
       SELECT 1`,
     userState: `
@@ -238,6 +243,15 @@ function buildSql(t: (table: string) => string) {
       ORDER BY e.seq DESC LIMIT $5`,
     members: `
       SELECT mu.user_id FROM ${t('conversations')} c
+      JOIN ${t('members')} m ON m.conv = c.id AND m.left_seq IS NULL
+      JOIN ${t('users')} mu ON mu.id = m."user"
+      WHERE c.uuid = $1 AND c.tenant_id = $2
+        AND EXISTS (SELECT 1 FROM ${t('members')} me JOIN ${t('users')} u ON u.id = me."user"
+          WHERE me.conv = c.id AND me.left_seq IS NULL AND u.tenant_id = $2 AND u.user_id = $3)
+      ORDER BY m.joined_seq, mu.user_id`,
+    // The same, with the conversation's kind and whether each member wrote in it (Audience).
+    audience: `
+      SELECT mu.user_id, c.kind, m.wrote FROM ${t('conversations')} c
       JOIN ${t('members')} m ON m.conv = c.id AND m.left_seq IS NULL
       JOIN ${t('users')} mu ON mu.id = m."user"
       WHERE c.uuid = $1 AND c.tenant_id = $2
@@ -328,6 +342,8 @@ interface Tx {
   client: pg.PoolClient;
   newUsers: Map<string, number>;
   newDirects: Map<string, DirectConversation>;
+  /** Direct conversations' members marked as having written (`conv user`). */
+  newWriters: Set<string>;
 }
 
 interface DirectConversation {
@@ -348,6 +364,9 @@ interface CurrentMember {
 }
 
 /** The rows one write adds, column by column (the `write` statement's parameters). */
+/** Entries the writers cache may hold before it starts over (bounds memory only). */
+const WRITERS_CACHE_LIMIT = 100_000;
+
 class WriteSet {
   readonly ev = {
     conv: [] as number[],
@@ -369,6 +388,8 @@ class WriteSet {
   readonly convs = new Map<number, { seq: number; at: number }>();
   readonly users = new Map<number, number>();
   readonly mb = { conv: [] as number[], user: [] as number[], role: [] as number[], joined: [] as number[], left: [] as (number | null)[] };
+  /** Direct conversations' members who wrote in this batch, as `conv user` keys (members.wrote, see Audience). */
+  readonly wrote = new Set<string>();
 
   get empty(): boolean {
     return this.ev.id.length === 0 && this.mb.conv.length === 0;
@@ -401,6 +422,7 @@ class WriteSet {
       convIds, convIds.map((id) => this.convs.get(id)!.seq), convIds.map((id) => this.convs.get(id)!.at),
       userIds, userIds.map((id) => this.users.get(id)!),
       this.mb.conv, this.mb.user, this.mb.role, this.mb.joined, this.mb.left,
+      [...this.wrote].map((k) => Number(k.split(' ')[0])), [...this.wrote].map((k) => Number(k.split(' ')[1])),
     ];
   }
 }
@@ -409,6 +431,8 @@ export class PostgresStore implements Store {
   readonly #pool: pg.Pool;
   readonly #schema: string;
   readonly #codec: EventCodec;
+  /** See store.ts Audience. */
+  readonly #strangerPrivacy: boolean;
   readonly #sql: Record<SqlName, pg.QueryConfig>;
   readonly #fsql: Record<FeatureSqlName, pg.QueryConfig>;
   readonly #t: (table: string) => string;
@@ -416,6 +440,11 @@ export class PostgresStore implements Store {
   readonly #userIds = new Map<string, number>();
   /** direct_key → conversation, committed rows only. */
   readonly #directs = new Map<string, DirectConversation>();
+  /**
+   * Direct conversations' members known (committed) to have written in them, `conv user`: their
+   * next messages skip the members update. Never stale in a harmful way: the flag never goes back.
+   */
+  readonly #writers = new Set<string>();
   /** (tenant, conversation uuid) → conversations.id and kind, committed rows only. */
   readonly #convIds = new Map<string, { id: number; kind: number }>();
   #initialized = false;
@@ -428,6 +457,7 @@ export class PostgresStore implements Store {
     this.#t = (table) => `"${schema}".${table}`;
     // PostgreSQL membership payloads have always named the actor `actor`.
     this.#codec = new EventCodec(options.cipher, { membershipActorKey: 'actor' });
+    this.#strangerPrivacy = options.strangerPrivacy !== false;
     const texts = buildSql(this.#t);
     // Statement names are per connection: include the schema so two stores may share a server.
     this.#sql = Object.fromEntries(
@@ -665,6 +695,11 @@ export class PostgresStore implements Store {
       e.links.push(pgText(sealed.links));
       e.ts.push(m.timestamp);
       e.clientMsgId.push(m.clientMsgId === undefined ? null : pgText(m.clientMsgId));
+      // Its sender's first message in a direct conversation marks them as having written (known ones skipped).
+      if (peer !== undefined) {
+        const wk = `${conv} ${sender}`;
+        if (!this.#writers.has(wk)) w.wrote.add(wk);
+      }
       const ctx: EventContext = { tenantId: m.tenantId, conversationId, conversationKind: peer === undefined ? 'group' : 'direct' };
       if (peer !== undefined) ctx.directMembers = [uuidOf.get(peer)!];
       const message = this.#codec.storedMessage(m, ctx, seq);
@@ -672,6 +707,7 @@ export class PostgresStore implements Store {
       out[i] = { status: 'stored', message, deliveries };
     }
     if (!w.empty) await client.query({ ...this.#sql.write, values: w.values() });
+    for (const wk of w.wrote) tx.newWriters.add(wk);
     return out as AppendOutcome[];
   }
 
@@ -952,6 +988,30 @@ export class PostgresStore implements Store {
   // ---------------------------------------------------------------------------------------------
   // Reads
 
+  async directConversationId(tenantId: string, userId: string, peerId: string): Promise<string | undefined> {
+    this.#ready();
+    if (!isUuid(userId) || !isUuid(peerId)) return undefined;
+    // Cached (committed, never changing) when this node wrote in it: no round trip per typing frame.
+    const a = this.#userIds.get(key(tenantId, userId.toLowerCase()));
+    const b = this.#userIds.get(key(tenantId, peerId.toLowerCase()));
+    const cached = a === undefined || b === undefined ? undefined : this.#directs.get(directKey(a, b));
+    if (cached !== undefined) return cached.uuid;
+    const { rows } = await this.#pool.query<{ uuid: string }>({ ...this.#sql.directOf, values: [tenantId, userId, peerId] });
+    return rows[0]?.uuid;
+  }
+
+  async audienceOf(tenantId: string, conversationId: string, userId: string): Promise<Audience | undefined> {
+    this.#ready();
+    if (!isUuid(conversationId) || !isUuid(userId)) return undefined;
+    const { rows } = await this.#pool.query<{ user_id: string; kind: number; wrote: boolean }>({
+      ...this.#sql.audience,
+      values: [conversationId, tenantId, userId],
+    });
+    if (rows.length === 0) return undefined;
+    const isPrivate = this.#strangerPrivacy && rows[0]!.kind === KIND_DIRECT && rows.length > 1 && rows.some((r) => !r.wrote);
+    return { members: rows.map((r) => r.user_id), private: isPrivate };
+  }
+
   async membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined> {
     this.#ready();
     if (!isUuid(conversationId) || !isUuid(userId)) return undefined;
@@ -1212,7 +1272,7 @@ export class PostgresStore implements Store {
     const ids = conversationIds.filter(isUuid);
     if (!isUuid(userId) || ids.length === 0) return out;
     const { rows } = await this.#pool.query<{ uuid: string; user_id: string | null; delivered_seq: string | null; receipt_seq: string | null }>({
-      ...this.#fsql.receipts,
+      ...(this.#strangerPrivacy ? this.#fsql.receipts : this.#fsql.allReceipts),
       values: [tenantId, userId, ids],
     });
     const all = new Map<string, MemberReceipt[]>();
@@ -1245,7 +1305,7 @@ export class PostgresStore implements Store {
   async contactsOf(tenantId: string, userId: string): Promise<string[]> {
     this.#ready();
     if (!isUuid(userId)) return [];
-    const { rows } = await this.#pool.query<{ user_id: string }>({ ...this.#fsql.contacts, values: [tenantId, userId] });
+    const { rows } = await this.#pool.query<{ user_id: string }>({ ...(this.#strangerPrivacy ? this.#fsql.contacts : this.#fsql.allContacts), values: [tenantId, userId] });
     return rows.map((r) => r.user_id);
   }
 
@@ -1498,12 +1558,14 @@ export class PostgresStore implements Store {
   async #transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
     let tx: Tx | undefined;
     const result = await inTransaction(this.#pool, (client) => {
-      tx = { client, newUsers: new Map(), newDirects: new Map() };
+      tx = { client, newUsers: new Map(), newDirects: new Map(), newWriters: new Set() };
       return work(tx);
     });
     // Only now (committed) are the rows this transaction created visible to others: cache their ids.
     for (const [k, id] of tx!.newUsers) this.#userIds.set(k, id);
     for (const [k, c] of tx!.newDirects) this.#directs.set(k, c);
+    if (this.#writers.size + tx!.newWriters.size > WRITERS_CACHE_LIMIT) this.#writers.clear();
+    for (const k of tx!.newWriters) this.#writers.add(k);
     return result;
   }
 }

@@ -38,6 +38,8 @@ import {
 } from './message-codec.js';
 import type {
   AddMembersRequest,
+  Audience,
+  PrivacyOption,
   AppendOptions,
   AppendOutcome,
   ConversationEvent,
@@ -76,7 +78,7 @@ import type {
 import { bytesToUuid, isUuid, uuidToBytes, uuidV7LowerBound } from './uuid-bytes.js';
 import { asSeenByFormerMember } from './former-member-view.js';
 
-export interface SqliteStoreOptions {
+export interface SqliteStoreOptions extends PrivacyOption {
   /** Seal user-written fields at rest. */
   cipher?: ContentCipher;
   /**
@@ -296,6 +298,13 @@ const MIGRATIONS: readonly string[] = [
   // random page of each sender's range (one dirtied page per sender per commit).
   `CREATE UNIQUE INDEX IF NOT EXISTS events_client_msg ON events (client_msg_id, sender) WHERE client_msg_id IS NOT NULL;
    DROP INDEX events_dedupe;`,
+  // Schema 7: who has written in each direct conversation (members.wrote). Until both members
+  // have, the conversation is private: no presence or receipts between them (store.ts, Audience).
+  // Existing rows: a member wrote if the conversation holds an event of theirs.
+  `ALTER TABLE members ADD COLUMN wrote INTEGER NOT NULL DEFAULT 0;
+   UPDATE members SET wrote = 1
+     WHERE conv IN (SELECT id FROM conversations WHERE kind = 0) -- direct
+       AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.sender = members.user);`,
 ];
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */
@@ -626,6 +635,8 @@ export class SqliteStore implements Store {
   readonly #userCounters = new Map<number, { last: number; acked: number }>();
   readonly #convCounters = new Map<number, { lastSeq: number; lastAt: number; closed: boolean }>();
   #dataVersion = -1;
+  /** Direct conversation → who has written in it (bits, see #noteWrote): committed, and never going back. */
+  readonly #directWrote = new Map<number, number>();
   /**
    * Current members per conversation, in `currentMembers` order. A receipt of a group goes to its
    * other members and a group message to all of them: without this, every receipt and every batch
@@ -752,6 +763,21 @@ export class SqliteStore implements Store {
   async setRole(request: SetRoleRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     return this.#write(() => this.#setRole(s, request), false);
+  }
+
+  async directConversationId(tenantId: string, userId: string, peerId: string): Promise<string | undefined> {
+    const s = this.#ready();
+    const user = this.#userId(s, tenantId, userId, false);
+    const peer = this.#userId(s, tenantId, peerId, false);
+    if (user === undefined || peer === undefined) return undefined;
+    const id = this.#directId(s, user, peer);
+    return id === undefined ? undefined : this.#convInfoById(s, id).uuid;
+  }
+
+  async audienceOf(tenantId: string, conversationId: string, userId: string): Promise<Audience | undefined> {
+    const members = await this.membersIfMember(tenantId, conversationId, userId);
+    if (members === undefined) return undefined;
+    return { members, private: this.#isPrivate(this.#conv(this.#ready(), tenantId, conversationId)!) };
   }
 
   async membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined> {
@@ -1008,7 +1034,7 @@ export class SqliteStore implements Store {
         const conv = this.#conv(s, tenantId, id);
         if (conv === undefined) continue;
         const m = s.membership.get(conv.id, user);
-        if (m === undefined || m.left_seq !== null) continue;
+        if (m === undefined || m.left_seq !== null || this.#isPrivate(conv)) continue;
         const sum = f.receiptSummary.get(conv.id, user)!;
         const r: ConversationReceipts = { delivered: sum.d, read: sum.r };
         if (sum.n <= detailMax) {
@@ -1037,7 +1063,7 @@ export class SqliteStore implements Store {
     const s = this.#ready();
     const user = this.#userId(s, tenantId, userId, false);
     if (user === undefined) return [];
-    return this.#f!.contacts.all(user).map(bytesToUuid);
+    return (this.#options.strangerPrivacy === false ? this.#f!.allContacts : this.#f!.contacts).all(user).map(bytesToUuid);
   }
 
   async setPresenceVisible(tenantId: string, userId: string, visible: boolean): Promise<void> {
@@ -1415,6 +1441,9 @@ export class SqliteStore implements Store {
     // per 64 keys (a lookup each cost more than the rest of a direct message's statements).
     let earlierBatches: Map<string, RawEventRow & { conv: number }> | undefined;
     const senders = batch.map((m) => this.#userId(s, m.tenantId, m.senderId, true));
+    /** Direct conversations of this batch: who has written in each (see #noteWrote), and the members to mark. */
+    let wrote: Map<number, number> | undefined;
+    const wroteRows: number[] = [];
     const keys: unknown[] = [];
     for (let i = 0; i < batch.length; i++) if (batch[i]!.clientMsgId !== undefined) keys.push(batch[i]!.clientMsgId, senders[i]);
     if (keys.length > 0) {
@@ -1474,6 +1503,8 @@ export class SqliteStore implements Store {
 
       let info: ConvInfo;
       let recipients: readonly Recipient[];
+      /** A direct conversation's other member (the sender, for a note to self). */
+      let directPeer = sender;
       if ('peerId' in m.to) {
         const peerUuid = m.to.peerId;
         const peer = this.#userId(s, tenant, peerUuid, true);
@@ -1486,6 +1517,7 @@ export class SqliteStore implements Store {
         }
         info = this.#findOrCreateDirect(s, tenant, { id: sender, uuid: m.senderId }, { id: peer, uuid: peerUuid }, m.timestamp);
         recipients = peer === sender ? [{ id: sender, uuid: m.senderId }] : [{ id: sender, uuid: m.senderId }, { id: peer, uuid: peerUuid }];
+        directPeer = peer;
       } else {
         const found = this.#conv(s, tenant, m.to.conversationId);
         if (found === undefined || convCounters(found.id).closed) {
@@ -1509,6 +1541,7 @@ export class SqliteStore implements Store {
             }
           }
           recipients = peer === undefined ? [{ id: sender, uuid: m.senderId }] : [{ id: sender, uuid: m.senderId }, peer];
+          if (peer !== undefined) directPeer = peer.id;
         } else {
           let members = groupMembers.get(info.id);
           if (members === undefined) {
@@ -1555,11 +1588,20 @@ export class SqliteStore implements Store {
         this.#appendTimeline(r.id, uc.last, info.id, seq);
         deliveries.push({ userId: r.uuid, pos: uc.last });
       }
+      if (info.kind === KIND_DIRECT) this.#noteWrote(info.id, sender, directPeer, (wrote ??= new Map()), wroteRows);
       const message = this.#codec.storedMessage(m, this.#context(info), seq);
       out[i] = { status: 'stored', message, deliveries };
       if (batchKey !== undefined) (storedKeys ??= new Map()).set(batchKey, message);
     }
     s.insertEventRows.run(eventRows);
+    if (wrote !== undefined) {
+      for (let i = 0; i < wroteRows.length; i += 2) this.#f!.setWrote.run(wroteRows[i]!, wroteRows[i + 1]!);
+      const known = wrote;
+      this.#remember(() => {
+        if (this.#directWrote.size + known.size > COUNTER_CACHE_LIMIT) this.#directWrote.clear();
+        for (const [conv, mask] of known) this.#directWrote.set(conv, mask);
+      });
+    }
     const userRows: number[] = [];
     for (const c of users.values()) if (c.dirty) userRows.push(c.id, c.last);
     s.setLastPosRows.run(userRows);
@@ -1573,6 +1615,35 @@ export class SqliteStore implements Store {
       for (const [id, c] of convs) this.#convCounters.set(id, { lastSeq: c.lastSeq, lastAt: c.lastAt, closed: c.closed });
     });
     return out;
+  }
+
+  /**
+   * A stored direct message: its sender has written in the conversation (members.wrote, see
+   * Audience). Bits per conversation: 1 the member with the lower id wrote, 2 the higher one (3
+   * for a note to self). Known bits are cached (they never go back), so the message path reads
+   * and writes members only for each member's first message in a conversation.
+   */
+  #noteWrote(conv: number, sender: number, peer: number, batch: Map<number, number>, rows: number[]): void {
+    const bit = sender === peer ? 3 : sender < peer ? 1 : 2;
+    let mask = batch.get(conv) ?? this.#directWrote.get(conv);
+    if (mask !== undefined && (mask & bit) === bit) return;
+    if (mask === undefined) {
+      mask = 0;
+      const low = Math.min(sender, peer);
+      for (const r of this.#f!.directWrote.all(conv)) if (r.wrote !== 0) mask |= sender === peer ? 3 : r.user === low ? 1 : 2;
+    }
+    if ((mask & bit) !== bit) {
+      rows.push(conv, sender);
+      mask |= bit;
+    }
+    batch.set(conv, mask);
+  }
+
+  /** A direct conversation not each member has written in yet (see Audience). */
+  #isPrivate(conv: ConvInfo): boolean {
+    if (conv.kind !== KIND_DIRECT || this.#options.strangerPrivacy === false) return false;
+    const rows = this.#f!.directWrote.all(conv.id);
+    return rows.length > 1 && rows.some((r) => r.wrote === 0);
   }
 
   #findOrCreateDirect(s: Statements, tenantId: string, a: Recipient, b: Recipient, ts: number): ConvInfo {
@@ -1810,14 +1881,12 @@ function prepareFeatures(db: BetterSqlite3.Database, eventColumns: string) {
       `SELECT u.user_id, m.delivered_seq, m.receipt_seq FROM members m JOIN users u ON u.id = m.user
        WHERE m.conv = ? AND m.left_seq IS NULL AND m.user <> ? ORDER BY m.joined_seq, u.user_id`,
     ),
-    contacts: db
-      .prepare<[number], Buffer>(
-        `SELECT DISTINCT u.user_id FROM members me
-         JOIN members o ON o.conv = me.conv AND o.left_seq IS NULL AND o.user <> me.user
-         JOIN users u ON u.id = o.user
-         WHERE me.user = ? AND me.left_seq IS NULL`,
-      )
-      .pluck(),
+    contacts: db.prepare<[number], Buffer>(contactsSql(true)).pluck(),
+    /** As contacts, with no conversation private (chat.strangerPrivacy false). */
+    allContacts: db.prepare<[number], Buffer>(contactsSql(false)).pluck(),
+    /** A direct conversation's members and whether each wrote in it (one row for a note to self). */
+    directWrote: db.prepare<[number], { user: number; wrote: number }>('SELECT user, wrote FROM members WHERE conv = ?'),
+    setWrote: db.prepare<[number, number]>('UPDATE members SET wrote = 1 WHERE conv = ? AND user = ? AND wrote = 0'),
     setPresence: db.prepare<[number, number]>('UPDATE users SET presence = ? WHERE id = ?'),
     presenceOf: db.prepare<[number], number | null>('SELECT presence FROM users WHERE id = ?').pluck(),
     checkpoint: db.prepare('PRAGMA wal_checkpoint(TRUNCATE)'),
@@ -1825,6 +1894,15 @@ function prepareFeatures(db: BetterSqlite3.Database, eventColumns: string) {
 }
 
 type FeatureStatements = ReturnType<typeof prepareFeatures>;
+
+/** Users sharing a current conversation with the caller; `privacy`: a direct one only once both members wrote in it (Audience). */
+function contactsSql(privacy: boolean): string {
+  return `SELECT DISTINCT u.user_id FROM members me
+         JOIN members o ON o.conv = me.conv AND o.left_seq IS NULL AND o.user <> me.user
+         JOIN conversations c ON c.id = me.conv
+         JOIN users u ON u.id = o.user
+         WHERE me.user = ? AND me.left_seq IS NULL${privacy ? ` AND (c.kind <> ${KIND_DIRECT} OR (me.wrote = 1 AND o.wrote = 1))` : ''}`;
+}
 
 function migrate(db: BetterSqlite3.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');

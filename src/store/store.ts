@@ -61,6 +61,22 @@ export interface NewMessage extends MessageBody {
   clientMsgId?: string;
 }
 
+/**
+ * The members of a conversation, and whether it is private: a direct conversation that not each
+ * of its members has written in yet. One side's first message does not let that side learn when
+ * the other comes online or reads (nor the other way round): until both have written, their
+ * presence and receipts do not flow through it. A group is never private (a member can leave it).
+ */
+export interface Audience {
+  members: string[];
+  private: boolean;
+}
+
+/** Stores take this option (default true); false: no conversation is ever private (config `chat.strangerPrivacy`). */
+export interface PrivacyOption {
+  strangerPrivacy?: boolean;
+}
+
 /** A chat message as stored. Optional fields are absent (never `undefined`-valued). */
 export interface StoredMessage extends MessageBody {
   kind: 'message';
@@ -425,6 +441,13 @@ export interface Store {
 
   /** Current member ids of the conversation if `userId` is one of them; `undefined` otherwise (no oracle). */
   membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined>;
+  /**
+   * As membersIfMember, and whether the conversation is `private` (see Audience): who may learn
+   * `userId`'s receipts and presence through it.
+   */
+  audienceOf(tenantId: string, conversationId: string, userId: string): Promise<Audience | undefined>;
+  /** The direct conversation of two users of a tenant (`peerId` = `userId`: a note to self), if one exists. */
+  directConversationId(tenantId: string, userId: string, peerId: string): Promise<string | undefined>;
 
   /** Timeline entries of `userId` after `after`, oldest first. */
   timeline(tenantId: string, userId: string, after: number, limit: number): Promise<TimelinePage>;
@@ -460,7 +483,8 @@ export interface Store {
   updateRead(tenantId: string, userId: string, conversationId: string, upToSeq: number, options: { private: boolean }): Promise<ReadResult | undefined>;
   /**
    * Receipt positions of the other current members of each conversation the caller is a current
-   * member of (others are left out of the map). `detailMax` bounds the per-member list.
+   * member of (others are left out of the map, and so are private direct conversations: see
+   * Audience). `detailMax` bounds the per-member list.
    */
   receipts(tenantId: string, userId: string, conversationIds: readonly string[], detailMax: number): Promise<Map<string, ConversationReceipts>>;
 
@@ -472,7 +496,10 @@ export interface Store {
    */
   deleteMessage(request: DeleteMessageRequest, options: MessageChangeOptions): Promise<MessageChangeOutcome>;
 
-  /** Users sharing at least one current conversation with `userId` (current members both), without `userId`. */
+  /**
+   * Users sharing at least one current conversation with `userId` (current members both), without
+   * `userId`; a direct conversation counts only once it is no longer private (see Audience).
+   */
   contactsOf(tenantId: string, userId: string): Promise<string[]>;
   /** The user's presence setting (users.presence: NULL = the configured default). */
   setPresenceVisible(tenantId: string, userId: string, visible: boolean): Promise<void>;

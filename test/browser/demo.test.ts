@@ -52,7 +52,10 @@ async function startOnKnownPort(): Promise<TestServer> {
     const port = await freePort();
     try {
       // No jwt key: the server signs with its development key, the one /dev/token uses.
-      return await startServer({ port, allowedOrigins: [`http://127.0.0.1:${port}`], jwt: {}, chat: { presenceDebounceMs: 100, receiptCoalesceMs: 50 } });
+      // strangerPrivacy off: these tests look at ticks and presence right after one side's first
+      // message; with the default, a direct conversation shares them once both sides wrote
+      // (protocol.md §6a, tested in test/integration/receipts-edits-presence.test.ts).
+      return await startServer({ port, allowedOrigins: [`http://127.0.0.1:${port}`], jwt: {}, chat: { presenceDebounceMs: 100, receiptCoalesceMs: 50, strangerPrivacy: false } });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
     }

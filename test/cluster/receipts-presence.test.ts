@@ -63,6 +63,7 @@ describe('receipts and presence on two nodes sharing Redis', () => {
     const b = await user(n2);
     const sent = await said(a, b.userId, 'across');
     const got = await waitEvent(b, String(sent.id));
+    await said(b, a.userId, 'back'); // both have written: the conversation is no longer private
     const delivered = a.next((f) => f.type === 'receipt' && f.delivered === 1, true);
     b.send({ type: 'ack', upTo: got.pos });
     assert.equal((await delivered).userId, b.userId);

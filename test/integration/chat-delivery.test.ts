@@ -372,6 +372,8 @@ function chatDeliverySuite(backend: StorageBackend): void {
       const sub = newUserId();
       const b1 = await user(srv, sub);
       const b2 = await user(srv, sub);
+      // Typing goes only through a conversation: without one it is refused (below); a message makes one.
+      const first = await marker(a, b1, 'first');
       for (let i = 0; i < 100; i++) a.send({ type: 'typing_indicator', recipientId: sub, isTyping: true });
       const m = await marker(a, b1);
       await b2.next((f) => f.type === 'chat_message' && f.id === m.id);
@@ -385,19 +387,28 @@ function chatDeliverySuite(backend: StorageBackend): void {
         [],
         'the flooding sender gets no error',
       );
-      // Not stored: the conversation holds the marker only, in history and in the database.
-      assert.deepEqual((await history(b1, a.userId)).map((f) => f.id), [m.id]);
-      assert.equal((await loc.rows({ senderId: a.userId })).length, 1);
+      // Not stored: the conversation holds the two messages only, in history and in the database.
+      assert.deepEqual((await history(b1, a.userId)).map((f) => f.id), [m.id, first.id]);
+      assert.equal((await loc.rows({ senderId: a.userId })).length, 2);
 
       // Not in the inbox: typing to an offline user leaves nothing to replay.
       const c = await user();
       const offline = newUserId();
+      const earlier = await sent(c, offline, 'earlier');
       c.send({ type: 'typing_indicator', recipientId: offline, isTyping: true });
       await history(c, offline); // the typing frame was handled before this reply
       const late = await user(srv, offline);
       const m2 = await marker(c, late);
-      assert.deepEqual(received(late), [m2], 'nothing but the marker after auth');
-      assert.equal((await loc.rows({ recipientId: offline })).length, 1);
+      assert.deepEqual(received(late).map((f) => f.id), [earlier.id, m2.id], 'the two messages only');
+      assert.equal((await loc.rows({ recipientId: offline })).length, 2);
+
+      // No conversation with that user (neither side ever wrote): refused, and nothing is published.
+      const stranger = await user();
+      const refused = await expectError(stranger, { type: 'typing_indicator', recipientId: sub, isTyping: true });
+      assert.deepEqual(refused, { type: 'error', reason: 'forbidden' });
+      const m3 = await marker(a, b1, 'after the stranger');
+      assert.equal(received(b1).filter((f) => f.type === 'typing_indicator' && f.senderId === stranger.userId).length, 0);
+      assert.equal(m3.type, 'chat_message');
     });
 
     test('roles: muted may read but not send; an unknown role may do nothing', T, async () => {

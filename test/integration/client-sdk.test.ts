@@ -304,6 +304,8 @@ test('receipts and presence: delivered and read ticks reach the sender live and 
   b.client.on('read', (r) => reads.push(r.readSeq));
   try {
     await Promise.all([a.client.connect(), b.client.connect()]);
+    // Both write: a direct conversation only one side wrote in carries no receipts or presence.
+    await b.client.sendMessage({ recipientId: a.id }, 'hello first');
     const sent = await a.client.sendMessage({ recipientId: b.id }, 'did you get this?');
     const conv = sent.conversationId;
     // B's client acknowledges the message (ackDelayMs): A learns it was delivered.

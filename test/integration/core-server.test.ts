@@ -217,6 +217,18 @@ describe('query-string token (allowQueryToken: true)', { timeout: 15_000 }, () =
     assert.equal(await handshakeStatus(`${qs.url}?token=${wrongKey}`), 401);
   });
 
+  test('refused query tokens count towards the IP lockout, as refused auth frames do', async () => {
+    const strict = await startServer({ allowQueryToken: true, jwt: { secret: TEST_SECRET, clockTolerance: 0 }, limits: { maxAuthFailures: 3 } });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal(await handshakeStatus(`${strict.url}?token=not.a.jwt`), 401);
+      // Locked out now: even a valid token, by query or in an auth frame, is refused at the handshake.
+      assert.equal(await handshakeStatus(`${strict.url}?token=${await tok(newUserId())}`), 429);
+      assert.equal(await handshakeStatus(strict.url), 429);
+    } finally {
+      await strict.close();
+    }
+  });
+
   test('a client that hangs up while the gate verifies its token leaves no IP slot behind', async () => {
     const t = await tok(newUserId());
     for (let i = 0; i < 20; i++) {

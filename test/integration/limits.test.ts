@@ -397,12 +397,15 @@ function limitsSuite(kind: StoreKind): void {
       const srv = await start({ limits: { typing: { limit: 2, windowMs: 10_000 } } });
       const a = await authed(srv.url);
       const b = await authed(srv.url);
+      // Typing goes through a conversation: one message makes it.
+      a.send(chat(b.userId, 'hello'));
+      await b.next((f) => f.type === 'chat_message' && f.content === 'hello');
       for (let i = 0; i < 10; i++) a.send({ type: 'typing_indicator', recipientId: b.userId, isTyping: i % 2 === 0 });
       a.send(chat(b.userId, 'marker'));
-      await a.nextOfType('message_sent');
+      await a.nthOfType('message_sent', 2);
       await b.next((f) => f.type === 'chat_message' && f.content === 'marker');
       assert.equal(ofType(b, 'typing_indicator').length, 2);
-      assert.deepEqual(a.frames.map((f) => f.type), ['auth_success', 'message_sent'], 'no rate_limited, no error');
+      assert.deepEqual(a.frames.map((f) => f.type), ['auth_success', 'message_sent', 'message_sent'], 'no rate_limited, no error');
       assert.equal(a.closeCode, undefined);
     });
 

@@ -187,6 +187,9 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
     const first = await authedClient(srv.url, x);
     const peer = await authedClient(srv.url);
     clients.push(first, peer);
+    // Typing needs a conversation: one message first (its ids are then known without the locked table).
+    await reply(peer, 'hello-x', x, 'hello');
+    await first.next((f) => f.type === 'chat_message');
     const waiting = async (): Promise<boolean> =>
       (await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND pid <> pg_backend_pid()")).rows[0].n > 0;
     let second!: TestClient;

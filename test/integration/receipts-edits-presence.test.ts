@@ -73,6 +73,7 @@ function suite(backend: StorageBackend): void {
     test('an ack by any device of the recipient sends `delivered` to the sender; list_conversations and history give the positions', T, async () => {
       const a = await user();
       const b = await user(srv, newUserId(), 'phone');
+      await dm(b, a, 'both have written: receipts flow'); // see 'a direct conversation only one side wrote in…'
       const m1 = await dm(a, b);
       const m2 = await dm(a, b);
       const receipt = a.next((f) => f.type === 'receipt' && f.userId === b.userId && f.delivered !== undefined, true);
@@ -114,6 +115,7 @@ function suite(backend: StorageBackend): void {
       const b = await user();
       const m1 = await dm(a, b);
       await dm(a, b);
+      await dm(b, a, 'both have written: receipts flow');
       await expectReply(b, { type: 'read', conversationId: m1.conversationId, upToSeq: 2, private: true }, 'read_updated');
       const listB = await expectReply(b, { type: 'list_conversations' }, 'conversations');
       const mine = (listB.conversations as Frame[]).find((c) => c.conversationId === m1.conversationId)!;
@@ -162,6 +164,7 @@ function suite(backend: StorageBackend): void {
       const b = await user(co);
       let last: Frame | undefined;
       for (let i = 0; i < 30; i++) last = await dm(a, b, `n${i}`);
+      await dm(b, a, 'both have written: receipts flow');
       const started = Date.now();
       for (let i = 1; i <= 30; i++) b.send({ type: 'read', conversationId: last!.conversationId, upToSeq: i });
       await a.next((f) => f.type === 'receipt' && f.read === 30);
@@ -172,6 +175,36 @@ function suite(backend: StorageBackend): void {
       assert.ok(receipts.length < 30 / 3, `${receipts.length} receipts for 30 reads`);
       const reads = receipts.map((f) => Number(f.read));
       assert.deepEqual([...reads].sort((x, y) => x - y), reads, 'never backwards');
+    });
+
+    test('a direct conversation only one side wrote in is private: no presence, no receipts, until the other answers', T, async () => {
+      const stranger = await user();
+      const victimId = newUserId();
+      const first = await said(stranger, victimId, 'hi, you do not know me'); // the victim never answered yet
+      const v = await user(srv, victimId, 'phone');
+      const m = await waitEvent(v, String(first.id));
+      // The victim's device acks and reads: nothing reaches the stranger, nor do their lists show positions.
+      v.send({ type: 'ack', upTo: m.pos });
+      await expectReply(v, { type: 'read', conversationId: m.conversationId, upToSeq: m.seq }, 'read_updated');
+      const p = await expectReply(stranger, { type: 'presence', conversationId: m.conversationId }, 'presence');
+      assert.deepEqual(p.online, [stranger.userId], 'the victim is not shown online');
+      const list = await expectReply(stranger, { type: 'list_conversations' }, 'conversations');
+      assert.equal((list.conversations as Frame[]).find((c) => c.conversationId === m.conversationId)!.receipts, undefined);
+      // A marker through the same conversation: everything the victim did before it has been handled.
+      await dm(stranger, v, 'marker');
+      assert.deepEqual(ofType(stranger, 'receipt'), []);
+      assert.deepEqual(ofType(stranger, 'presence_changed').filter((f) => f.userId === victimId), []);
+      // The victim answers: from now on both ways, as in any conversation.
+      await dm(v, stranger, 'hello');
+      const delivered = stranger.next((f) => f.type === 'receipt' && f.userId === victimId, true);
+      const marker = ofType(v, 'chat_message').at(-1)!;
+      v.send({ type: 'ack', upTo: Number(marker.pos) + 1 }); // the marker, and the victim's own answer after it
+      assert.equal((await delivered).delivered, Number(marker.seq) + 1);
+      const shown = await expectReply(stranger, { type: 'presence', conversationId: m.conversationId }, 'presence');
+      assert.deepEqual([...(shown.online as string[])].sort(), [stranger.userId, victimId].sort());
+      const offline = stranger.next((f) => f.type === 'presence_changed' && f.userId === victimId && f.online === false, true);
+      await v.close();
+      await offline;
     });
 
     // ── edit and delete ────────────────────────────────────────────────────────────────────
@@ -345,6 +378,7 @@ function suite(backend: StorageBackend): void {
       const a = await user();
       const b = await user();
       await dm(a, b);
+      await dm(b, a, 'both have written: presence flows');
       // Every wait is bounded and named: a hang says where it stopped.
       const conv = String(ofType(b, 'chat_message')[0]!.conversationId);
       // b's connection is checked after chat.presenceDebounceMs (0 here: the next timer turn), but an

@@ -1186,7 +1186,7 @@ describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', 
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7]);
           const sql = check.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").pluck().get() as string;
           assert.doesNotMatch(sql, /WITHOUT ROWID/i);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
@@ -1246,7 +1246,7 @@ describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kep
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7]);
           assert.equal(check.prepare('SELECT count(*) FROM timeline').pluck().get(), 4);
         } finally {
           check.close();
@@ -1302,7 +1302,7 @@ describe('SqliteStore: a v5 database upgrades to v6 (dedupe key indexed client i
       try {
         const check = new Database(file);
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7]);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
           assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id']);
           // The plan of the dedupe probe uses the new index (no scan of events).
@@ -1328,6 +1328,42 @@ describe('SqliteStore: a v5 database upgrades to v6 (dedupe key indexed client i
         } finally {
           raw.close();
         }
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SqliteStore: a v6 database upgrades to v7 (who wrote in each direct conversation)', () => {
+  test('members who sent a message before the upgrade count as having written; a one-sided conversation stays private', async () => {
+    // Schema 6: alice and bob wrote to each other (conversation 1); carol wrote to alice, who never answered (conversation 2).
+    const { dir, file, db, alice, bob } = oldSchemaFixture(6, null);
+    const carol = randomUUID();
+    const oneSided = randomUUID();
+    try {
+      const b = (u: string): Buffer => Buffer.from(u.replaceAll('-', ''), 'hex');
+      db.prepare('INSERT INTO users (id, tenant_id, user_id, last_pos, acked_pos) VALUES (3, ?, ?, 1, 0)').run(T, b(carol));
+      db.prepare("INSERT INTO conversations (id, uuid, tenant_id, kind, direct_key, last_seq, last_at, closed, created_at) VALUES (2, ?, ?, 0, '1:3', 1, 1, 0, 1)").run(b(oneSided), T);
+      db.exec('INSERT INTO members (conv, user, role, joined_seq) VALUES (2, 1, 0, 1), (2, 3, 0, 1)');
+      db.prepare(
+        `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
+         VALUES (2, 1, ?, 0, 3, 'hi', NULL, NULL, NULL, '[]', '[]', '[]', 1, NULL)`,
+      ).run(b(v7(nextTs())));
+      db.exec('UPDATE users SET last_pos = 3 WHERE id = 1; INSERT INTO timeline (user, pos, conv, seq) VALUES (1, 3, 2, 1), (3, 1, 2, 1)');
+      db.close();
+      const store = new SqliteStore(file);
+      await store.init();
+      try {
+        assert.deepEqual(await store.contactsOf(T, alice), [bob]);
+        assert.deepEqual(await store.contactsOf(T, carol), []);
+        assert.equal((await store.audienceOf(T, oneSided, carol))?.private, true);
+        // Alice answers: the conversation is no longer private.
+        await store.appendMessages([dm(alice, carol)], LIMITS);
+        assert.equal((await store.audienceOf(T, oneSided, carol))?.private, false);
+        assert.deepEqual((await store.contactsOf(T, carol)), [alice]);
       } finally {
         await store.close();
       }
@@ -1509,7 +1545,7 @@ describe('PostgresStore: nodes initialising at once', () => {
     try {
       await Promise.all(nodes.map((node) => node.init()));
       const { rows } = await admin.query(`SELECT version FROM "${fresh}".schema_version ORDER BY version`);
-      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
+      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
       await nodes[0]!.ping();
     } finally {
       await Promise.all(nodes.map((node) => node.close()));

@@ -15,7 +15,7 @@ import pg from 'pg';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { messageId } from '../../src/chat/message-id.js';
-import type { NewMessage, Store, StoredMessage } from '../../src/store/store.js';
+import type { NewMessage, PrivacyOption, Store, StoredMessage } from '../../src/store/store.js';
 import { PG_URL } from '../helpers/harness.js';
 
 const T = 'default';
@@ -25,7 +25,7 @@ const now = (): number => ++clock;
 
 interface Backend {
   name: string;
-  open(): Promise<Store>;
+  open(options?: PrivacyOption): Promise<Store>;
   /** Drop the later schemas' additions and version rows: the database is exactly at schema 2 (PostgreSQL) / 3 (SQLite). */
   downgrade(): Promise<void>;
   teardown(): Promise<void>;
@@ -36,15 +36,16 @@ function sqlite(): Backend {
   const file = join(dir, 'db.sqlite');
   return {
     name: 'sqlite',
-    async open() {
-      const s = new SqliteStore(file);
+    async open(options = {}) {
+      const s = new SqliteStore(file, options);
       await s.init();
       return s;
     },
     async downgrade() {
       const db = new Database(file);
-      // Schema 6 first (the dedupe index as it was), schema 5 (recent timeline entries back into timeline), then schema 4.
-      db.exec(`CREATE UNIQUE INDEX events_dedupe ON events (sender, client_msg_id) WHERE client_msg_id IS NOT NULL; DROP INDEX events_client_msg;
+      // Schema 7 first (members.wrote), schema 6 (the dedupe index as it was), schema 5 (recent timeline entries back into timeline), then schema 4.
+      db.exec(`ALTER TABLE members DROP COLUMN wrote; DELETE FROM schema_version WHERE version = 7;
+               CREATE UNIQUE INDEX events_dedupe ON events (sender, client_msg_id) WHERE client_msg_id IS NOT NULL; DROP INDEX events_client_msg;
                DELETE FROM schema_version WHERE version = 6;
                INSERT INTO timeline SELECT * FROM timeline_recent; DROP TABLE timeline_recent; DELETE FROM schema_version WHERE version = 5;
                DROP INDEX events_edits; ALTER TABLE events DROP COLUMN edited_at; ALTER TABLE members DROP COLUMN delivered_seq;
@@ -62,15 +63,16 @@ function postgres(): Backend {
   const admin = new pg.Pool({ connectionString: PG_URL, max: 1 });
   return {
     name: 'postgres',
-    async open() {
-      const s = new PostgresStore(PG_URL, { schema, pool: { max: 3 } });
+    async open(options = {}) {
+      const s = new PostgresStore(PG_URL, { schema, pool: { max: 3 }, ...options });
       await s.init();
       return s;
     },
     async downgrade() {
       const t = (x: string): string => `"${schema}".${x}`;
-      // Version 4 first (the dedupe index as it was), then version 3.
-      await admin.query(`CREATE UNIQUE INDEX events_dedupe ON ${t('events')} (sender, client_msg_id) WHERE client_msg_id IS NOT NULL;
+      // Version 5 first (members.wrote), version 4 (the dedupe index as it was), then version 3.
+      await admin.query(`ALTER TABLE ${t('members')} DROP COLUMN wrote; DELETE FROM ${t('schema_version')} WHERE version = 5;
+        CREATE UNIQUE INDEX events_dedupe ON ${t('events')} (sender, client_msg_id) WHERE client_msg_id IS NOT NULL;
         DROP INDEX "${schema}".events_client_msg; DELETE FROM ${t('schema_version')} WHERE version = 4;
         DROP INDEX "${schema}".events_edits; ALTER TABLE ${t('events')} DROP COLUMN edited_at;
         ALTER TABLE ${t('members')} DROP COLUMN delivered_seq, DROP COLUMN receipt_seq; ALTER TABLE ${t('users')} DROP COLUMN presence;
@@ -121,6 +123,11 @@ for (const make of [sqlite, postgres]) {
         assert.deepEqual(await store.updateRead(T, b, m1.conversationId, 99, { private: false }), { readSeq: 2, receiptSeq: 2, receiptMoved: true });
         assert.deepEqual(await store.updateRead(T, b, m1.conversationId, 1, { private: false }), { readSeq: 2, receiptSeq: 2, receiptMoved: false });
         assert.equal(await store.updateRead(T, c, m1.conversationId, 1, { private: false }), undefined);
+        // b has not written to a yet: the conversation is private, a learns none of b's positions.
+        assert.equal((await store.receipts(T, a, [m1.conversationId], 5)).has(m1.conversationId), false, 'private: left out');
+        assert.deepEqual(await store.audienceOf(T, m1.conversationId, a), { members: [a, b].sort(), private: true });
+        await send(store, message(b, { peerId: a }, 'the reply'));
+        assert.deepEqual(await store.audienceOf(T, m1.conversationId, a), { members: [a, b].sort(), private: false });
         const r = await store.receipts(T, a, [m1.conversationId, m2.conversationId], 5);
         assert.deepEqual(r.get(m1.conversationId), { delivered: 2, read: 2, members: [{ userId: b, delivered: 2, read: 2 }] });
         assert.equal(r.has(m2.conversationId), false, 'not a member: left out');
@@ -290,13 +297,41 @@ for (const make of [sqlite, postgres]) {
       const store = await backend.open();
       try {
         const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+        // One side's messages make no contact (the conversation is private): only an answer does.
         await send(store, message(a, { peerId: b }));
+        await send(store, message(a, { peerId: b }));
+        assert.deepEqual(await store.contactsOf(T, a), []);
+        assert.deepEqual(await store.contactsOf(T, b), []);
+        await send(store, message(b, { peerId: a }));
         assert.deepEqual(await store.contactsOf(T, a), [b]);
+        assert.deepEqual(await store.contactsOf(T, b), [a]);
         assert.deepEqual(await store.contactsOf(T, c), []);
+        // A group's members are contacts without writing (a member can leave a group).
+        const gid = randomUUID();
+        const ts = now();
+        assert.equal((await store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts), timestamp: ts, conversationId: gid, name: 'g', memberIds: [c] }, { maxGroupMembers: 10, maxGroupsPerUser: 10 })).status, 'ok');
+        assert.deepEqual(await store.contactsOf(T, c), [a]);
+        assert.deepEqual((await store.contactsOf(T, a)).sort(), [b, c].sort());
+        assert.equal((await store.audienceOf(T, gid, c))?.private, false);
         assert.equal((await store.presenceSettings(T, [a])).size, 0);
         await store.setPresenceVisible(T, a, false);
         await store.setPresenceVisible(T, c, true);
         assert.deepEqual([...(await store.presenceSettings(T, [a, b, c]))].sort(), [[a, false], [c, true]].sort());
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('strangerPrivacy false: a direct conversation one side wrote in shares presence and receipts at once', async () => {
+      const store = await backend.open({ strangerPrivacy: false });
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const m = await send(store, message(a, { peerId: b }));
+        assert.deepEqual(await store.contactsOf(T, a), [b]);
+        assert.deepEqual(await store.contactsOf(T, b), [a]);
+        assert.equal((await store.audienceOf(T, m.conversationId, b))?.private, false);
+        await store.acknowledge(T, b, 'phone', 1);
+        assert.deepEqual((await store.receipts(T, a, [m.conversationId], 5)).get(m.conversationId), { delivered: 1, read: 0, members: [{ userId: b, delivered: 1, read: 0 }] });
       } finally {
         await store.close();
       }
@@ -308,6 +343,7 @@ for (const make of [sqlite, postgres]) {
       const m = await send(store, message(a, { peerId: b }, 'kept'));
       const keyed = { ...message(a, { peerId: b }, 'kept too'), clientMsgId: 'before-upgrade' };
       const m2 = await send(store, keyed);
+      await send(store, message(b, { peerId: a }, 'answered'));
       await store.ack(T, b, 'phone', 1);
       await store.markRead(T, b, m.conversationId, 2);
       await store.close();
@@ -315,7 +351,9 @@ for (const make of [sqlite, postgres]) {
       store = await backend.open();
       try {
         const h = await store.history(T, a, { conversationId: m.conversationId }, { limit: 10, groupHistory: 'since_join' });
-        assert.deepEqual(h!.events.map((e) => (e.kind === 'message' ? e.content : '')), ['kept too', 'kept']);
+        assert.deepEqual(h!.events.map((e) => (e.kind === 'message' ? e.content : '')), ['answered', 'kept too', 'kept']);
+        // Both wrote before the upgrade: the new flag says so (not private, contacts both ways).
+        assert.deepEqual(await store.contactsOf(T, a), [b]);
         assert.deepEqual((await store.receipts(T, a, [m.conversationId], 5)).get(m.conversationId), {
           delivered: 1,
           read: 2,
