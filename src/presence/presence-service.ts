@@ -95,7 +95,17 @@ export class PresenceService {
       return;
     }
     outbox.sendFrame(withRequestId({ type: 'presence_updated', visible: frame.visible }, frame.requestId));
-    this.#schedule(peerKey(user.tenantId, user.userId));
+    const userKey = peerKey(user.tenantId, user.userId);
+    if (frame.visible) {
+      this.#schedule(userKey);
+      return;
+    }
+    // Hiding takes effect now: the debounce absorbs flapping connections, not a user's choice to
+    // hide (who must not stay listed online for chat.presenceDebounceMs after asking).
+    const pending = this.#timers.get(userKey);
+    if (pending !== undefined) clearTimeout(pending);
+    this.#timers.delete(userKey);
+    void this.#run(userKey);
   }
 
   /** Pending checks run now (sessions closed by a shutdown go offline for the other nodes at once). */

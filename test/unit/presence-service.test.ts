@@ -109,3 +109,31 @@ test('the same race while the node shuts down: close() runs the repairing check 
   assert.deepEqual(onlineStates(published), [false, true]);
   assert.deepEqual(errors, []);
 });
+
+test('set_presence {visible: false} is published at once, not after chat.presenceDebounceMs', async () => {
+  let visible = true;
+  const store = {
+    async presenceSettings(_t: string, ids: string[]) {
+      return new Map(ids.map((id) => [id, visible]));
+    },
+    async setPresenceVisible(_t: string, _u: string, v: boolean) {
+      visible = v;
+    },
+    async contactsOf() {
+      return [CONTACT];
+    },
+  } as unknown as Store;
+  const published: string[] = [];
+  const bus = { publish: (_to: string, frame: string) => published.push(frame) } as unknown as Bus;
+  const registry = { countUser: async () => 1 } as unknown as ConnectionRegistry;
+  const state = new MemoryPresenceState();
+  await state.swap(KEY, true); // shown online
+  // A debounce no test waits for: the offline state must not depend on it.
+  const service = new PresenceService({ store, bus, registry, state, debounceMs: 3_600_000, defaultVisible: true, sweepMs: 0, onError: (e) => assert.fail(String(e)) });
+  const outbox = { sendFrame: () => {}, send: () => {}, isOpen: true, replyInTimeline: () => {} } as unknown as Outbox;
+  await service.setVisible({ tenantId: T, userId: USER, role: 'user', expiresAt: Date.now() + 60_000 }, outbox, { type: 'set_presence', visible: false });
+  await turns();
+  assert.deepEqual(published.map((f) => JSON.parse(f) as unknown), [{ type: 'presence_changed', userId: USER, online: false }]);
+  assert.deepEqual(await state.states([KEY]), [false]);
+  await service.close();
+});
