@@ -171,6 +171,7 @@ export class Session implements Flushable, WheelEntry {
    */
   holdFramesWhile(work: Promise<void>): void {
     this.busy = true;
+    // Closures per async frame (short-lived), not a bound `drain` per session (held while idle).
     work.then(
       () => this.drain(),
       (err: unknown) => {
@@ -188,17 +189,7 @@ export class Session implements Flushable, WheelEntry {
       this.internalError(err);
       return;
     }
-    if (result !== undefined) {
-      this.busy = true;
-      // Closures per async frame (short-lived), not a bound `drain` per session (held while idle).
-      result.then(
-        () => this.drain(),
-        (err: unknown) => {
-          this.internalError(err);
-          this.drain();
-        },
-      );
-    }
+    if (result !== undefined) this.holdFramesWhile(result);
   }
 
   private drain(): void {

@@ -241,16 +241,8 @@ function buildSql(t: (table: string) => string) {
       WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.kind NOT IN (${EVENT_EDIT}, ${EVENT_DELETE})
         AND e.seq < (SELECT seq FROM ${t('events')} WHERE id = $4 AND conv = $1)
       ORDER BY e.seq DESC LIMIT $5`,
+    // A conversation's current members if $3 is one, with its kind and whether each wrote in it (Audience).
     members: `
-      SELECT mu.user_id FROM ${t('conversations')} c
-      JOIN ${t('members')} m ON m.conv = c.id AND m.left_seq IS NULL
-      JOIN ${t('users')} mu ON mu.id = m."user"
-      WHERE c.uuid = $1 AND c.tenant_id = $2
-        AND EXISTS (SELECT 1 FROM ${t('members')} me JOIN ${t('users')} u ON u.id = me."user"
-          WHERE me.conv = c.id AND me.left_seq IS NULL AND u.tenant_id = $2 AND u.user_id = $3)
-      ORDER BY m.joined_seq, mu.user_id`,
-    // The same, with the conversation's kind and whether each member wrote in it (Audience).
-    audience: `
       SELECT mu.user_id, c.kind, m.wrote FROM ${t('conversations')} c
       JOIN ${t('members')} m ON m.conv = c.id AND m.left_seq IS NULL
       JOIN ${t('users')} mu ON mu.id = m."user"
@@ -1004,7 +996,7 @@ export class PostgresStore implements Store {
     this.#ready();
     if (!isUuid(conversationId) || !isUuid(userId)) return undefined;
     const { rows } = await this.#pool.query<{ user_id: string; kind: number; wrote: boolean }>({
-      ...this.#sql.audience,
+      ...this.#sql.members,
       values: [conversationId, tenantId, userId],
     });
     if (rows.length === 0) return undefined;

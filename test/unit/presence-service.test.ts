@@ -20,17 +20,17 @@ async function turns(n = 10): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
 }
 
-test('set_presence while the check of a new session still reads: the hidden state is published last', async () => {
+/**
+ * A store holding one user's presence setting (visible at first), with CONTACT as their only
+ * contact. `whileReading` runs after a check read the setting and before it gets the answer (a
+ * test may hold it there): the answer is what was stored when the read began.
+ */
+function settingsStore(whileReading: () => Promise<void> = async () => {}): Store {
   let visible = true;
-  const held: (() => void)[] = [];
-  let holdNext = true;
-  const store = {
+  return {
     async presenceSettings(_t: string, ids: string[]) {
-      const reading = visible; // what this check reads, now
-      if (holdNext) {
-        holdNext = false;
-        await new Promise<void>((resolve) => held.push(resolve));
-      }
+      const reading = visible;
+      await whileReading();
       return new Map(ids.map((id) => [id, reading]));
     },
     async setPresenceVisible(_t: string, _u: string, v: boolean) {
@@ -40,6 +40,17 @@ test('set_presence while the check of a new session still reads: the hidden stat
       return [CONTACT];
     },
   } as unknown as Store;
+}
+
+test('set_presence while the check of a new session still reads: the hidden state is published last', async () => {
+  const held: (() => void)[] = [];
+  let holdNext = true;
+  const store = settingsStore(async () => {
+    if (holdNext) {
+      holdNext = false;
+      await new Promise<void>((resolve) => held.push(resolve));
+    }
+  });
   const published: string[] = [];
   const bus = { publish: (_to: string, frame: string) => published.push(frame) } as unknown as Bus;
   const registry = { countUser: async () => 1 } as unknown as ConnectionRegistry;
@@ -111,18 +122,7 @@ test('the same race while the node shuts down: close() runs the repairing check 
 });
 
 test('set_presence {visible: false} is published at once, not after chat.presenceDebounceMs', async () => {
-  let visible = true;
-  const store = {
-    async presenceSettings(_t: string, ids: string[]) {
-      return new Map(ids.map((id) => [id, visible]));
-    },
-    async setPresenceVisible(_t: string, _u: string, v: boolean) {
-      visible = v;
-    },
-    async contactsOf() {
-      return [CONTACT];
-    },
-  } as unknown as Store;
+  const store = settingsStore();
   const published: string[] = [];
   const bus = { publish: (_to: string, frame: string) => published.push(frame) } as unknown as Bus;
   const registry = { countUser: async () => 1 } as unknown as ConnectionRegistry;
