@@ -54,8 +54,8 @@ export class ReceiptService {
 
   async #send(tenantId: string, conversationId: string, userId: string, p: ReceiptPositions): Promise<void> {
     const audience = await this.opts.store.audienceOf(tenantId, conversationId, userId);
-    // A private direct conversation (not both have written yet) carries no receipts (store.ts, Audience).
-    if (audience === undefined || audience.private) return;
+    // Nobody learns the positions of a member who has not written here yet (store.ts, Audience).
+    if (audience === undefined || !audience.sharing.includes(userId)) return;
     const members = audience.members;
     const frame = JSON.stringify({
       type: 'receipt',

@@ -149,6 +149,12 @@ export class RampartClient {
   /** When the current socket authenticated (clock ms); undefined while none is. */
   private authenticatedAt: number | undefined;
   private ackedPos = 0;
+  /**
+   * The highest position this socket's stream has reached (its resume point, then every event it
+   * sent, replays of what we had included). An ack never goes past it: the server clamps an ack to
+   * what the session's stream sent, and a clamped ack we took as done would never be repeated.
+   */
+  private streamPos = 0;
   private savedPos = -1;
   /**
    * Every send waits until then (ms): the user's message budget (`rate_limited` naming a send), or
@@ -663,6 +669,7 @@ export class RampartClient {
     this.user = String(f.userId);
     this.authenticatedAt = this.clock.now(); // the backoff starts over once this connection stayed up (onClose)
     this.ackedPos = 0;
+    this.streamPos = resumeAfter;
     this.setState('open');
     // A listener may have closed the client (here and after each event below): start nothing then.
     if (this.stopped()) return;
@@ -726,8 +733,15 @@ export class RampartClient {
 
   /** Checks `pos`: true when the event is the next one; handles duplicates and gaps. */
   private admit(pos: number): boolean {
+    if (pos > this.streamPos) this.streamPos = pos;
     const verdict = this.tracker.check(pos);
     if (verdict === 'deliver') return true;
+    // A replay of what we had (the server resumed at what this device acknowledged): it may be
+    // acknowledged now, up to here.
+    if (verdict === 'duplicate') {
+      if (this.ackable() > this.ackedPos) this.processed();
+      return false;
+    }
     if (verdict === 'gap' && !this.socketFacts.gap) {
       // The stream skipped a position: resume from the last one we have (on a fresh socket).
       this.socketFacts.gap = true;
@@ -904,15 +918,20 @@ export class RampartClient {
 
   private processed(): void {
     if (this.stopped()) return; // a listener closed the client
-    const unacked = this.tracker.pos - this.ackedPos;
+    const unacked = this.ackable() - this.ackedPos;
     if (unacked >= (this.options.ackEvery ?? 100)) this.flushAck();
     else if (!this.timers.ack.active) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
   }
 
   /** Acknowledges the position, unless the server asked for a wait (then after it); `now`: regardless (closing). */
+  /** What an ack may cover: what we processed, as far as this socket's stream has reached. */
+  private ackable(): number {
+    return Math.min(this.tracker.pos, this.streamPos);
+  }
+
   private flushAck(now = false): void {
     this.timers.ack.stop();
-    const pos = this.tracker.pos;
+    const pos = this.ackable();
     const wait = this.framesWait();
     if (pos > this.ackedPos) {
       if (wait > 0 && !now) this.timers.ack.start(wait, () => this.flushAck());

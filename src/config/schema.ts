@@ -233,9 +233,9 @@ export const ConfigSchema = z.strictObject({
       /** Online/offline changes are published once they held this long (a reconnect does not flap). */
       presenceDebounceMs: z.number().int().min(0).default(2000),
       /**
-       * A direct conversation only one side has written in shares no presence or receipts (one
-       * message to a stranger must not let its sender watch them). `false`: every conversation
-       * shares them at once (e.g. a workspace where everyone may see everyone).
+       * A member's presence and receipts reach a conversation only once they have written in it
+       * (one message to a stranger, or a group made with them in it, must not let its sender watch
+       * them). `false`: every member shares at once (e.g. a workspace where everyone sees everyone).
        */
       strangerPrivacy: z.boolean().default(true),
     })

@@ -74,8 +74,8 @@ export class PresenceService {
         outbox.sendFrame(withRequestId({ type: 'error', reason: 'forbidden' }, frame.requestId));
         return;
       }
-      // A private direct conversation (not both have written yet) shows no one but the caller.
-      const members = audience.private ? [user.userId] : audience.members;
+      // Only members who have written here are shown (store.ts, Audience), and the caller.
+      const members = audience.members.filter((m) => m === user.userId || audience.sharing.includes(m));
       const states = await this.o.state.states(members.map((m) => peerKey(user.tenantId, m)));
       const online = members.filter((_, i) => states[i] === true);
       outbox.sendFrame(withRequestId({ type: 'presence', conversationId, online }, frame.requestId));

@@ -2,7 +2,7 @@
  * Statements of the PostgreSQL adapter for receipts, edits and deletes, and presence settings
  * (schema 3), kept apart from the message path's statements.
  */
-import { EVENT_EDIT, EVENT_TOMBSTONE, KIND_DIRECT } from './message-codec.js';
+import { EVENT_EDIT, EVENT_TOMBSTONE } from './message-codec.js';
 import { EVENT_COLUMNS, eventJoins } from './pg-event-sql.js';
 import type { TableName } from './pg-migrations.js';
 
@@ -63,10 +63,10 @@ export function buildFeatureSql(t: (table: string) => string) {
       FOR UPDATE OF m`,
     setRead: `UPDATE ${t('members')} SET read_seq = $3, receipt_seq = $4 WHERE conv = $1 AND "user" = $2`,
     receipts: receiptsSql(t, true),
-    /** As receipts, with no conversation private (chat.strangerPrivacy false). */
+    /** As receipts, every member sharing (chat.strangerPrivacy false). */
     allReceipts: receiptsSql(t, false),
     contacts: contactsSql(t, true),
-    /** As contacts, with no conversation private (chat.strangerPrivacy false). */
+    /** As contacts, every member sharing (chat.strangerPrivacy false). */
     allContacts: contactsSql(t, false),
     setPresence: `
       INSERT INTO ${t('users')} (tenant_id, user_id, presence) VALUES ($1, $2, $3)
@@ -77,30 +77,26 @@ export function buildFeatureSql(t: (table: string) => string) {
 }
 
 /**
- * Other current members' receipt positions in each named conversation of the caller; `privacy`
- * leaves out direct conversations not each member has written in (store.ts, Audience; a note to
- * self has no other member and stays).
+ * Other current members' receipt positions in each named conversation of the caller; `privacy`:
+ * only of members who have written in it (store.ts, Audience).
  */
 function receiptsSql(t: TableName, privacy: boolean): string {
   return `
       SELECT c.uuid, ou.user_id, o.delivered_seq, o.receipt_seq FROM ${t('conversations')} c
       JOIN ${t('members')} me ON me.conv = c.id AND me.left_seq IS NULL
       JOIN ${t('users')} u ON u.id = me."user"
-      LEFT JOIN ${t('members')} o ON o.conv = c.id AND o.left_seq IS NULL AND o."user" <> me."user"
+      LEFT JOIN ${t('members')} o ON o.conv = c.id AND o.left_seq IS NULL AND o."user" <> me."user"${privacy ? ' AND o.wrote' : ''}
       LEFT JOIN ${t('users')} ou ON ou.id = o."user"
       WHERE c.uuid = ANY($3::uuid[]) AND c.tenant_id = $1 AND u.tenant_id = $1 AND u.user_id = $2
-      ${privacy ? `AND (c.kind <> ${KIND_DIRECT} OR NOT EXISTS (SELECT 1 FROM ${t('members')} x WHERE x.conv = c.id AND NOT x.wrote)
-           OR NOT EXISTS (SELECT 1 FROM ${t('members')} x WHERE x.conv = c.id AND x."user" <> me."user"))` : ''}
       ORDER BY c.uuid, o.joined_seq, ou.user_id`;
 }
 
-/** Users sharing a current conversation with the caller; `privacy`: a direct one only once both members wrote in it. */
+/** Who learns the caller's presence: users sharing a current conversation; `privacy`: one the caller has written in (Audience). */
 function contactsSql(t: TableName, privacy: boolean): string {
   return `
       SELECT DISTINCT ou.user_id FROM ${t('users')} u
-      JOIN ${t('members')} me ON me."user" = u.id AND me.left_seq IS NULL
+      JOIN ${t('members')} me ON me."user" = u.id AND me.left_seq IS NULL${privacy ? ' AND me.wrote' : ''}
       JOIN ${t('members')} o ON o.conv = me.conv AND o.left_seq IS NULL AND o."user" <> me."user"
-      JOIN ${t('conversations')} c ON c.id = me.conv
       JOIN ${t('users')} ou ON ou.id = o."user"
-      WHERE u.tenant_id = $1 AND u.user_id = $2${privacy ? ` AND (c.kind <> ${KIND_DIRECT} OR (me.wrote AND o.wrote))` : ''}`;
+      WHERE u.tenant_id = $1 AND u.user_id = $2`;
 }

@@ -183,13 +183,14 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
     CREATE UNIQUE INDEX IF NOT EXISTS events_client_msg ON ${t('events')} (client_msg_id, sender) WHERE client_msg_id IS NOT NULL;
     DROP INDEX ${t('events_dedupe')};`,
 
-  // Version 5: who has written in each direct conversation (members.wrote). Until both members
-  // have, the conversation is private: no presence or receipts between them (store.ts, Audience).
-  // Existing rows: a member wrote if the conversation holds an event of theirs.
+  // Version 5: who has written in each conversation (members.wrote): a member's presence and
+  // receipts reach a conversation's other members only once they have (store.ts, Audience).
+  // Existing rows: a member wrote if a message or change of theirs is stored there (kinds other
+  // than membership, 1) — or if the conversation's first events were pruned: who wrote them can
+  // no longer be told, so its members go on sharing as before the upgrade.
   (t) => `
     ALTER TABLE ${t('members')} ADD COLUMN wrote BOOLEAN NOT NULL DEFAULT false;
     UPDATE ${t('members')} m SET wrote = true
-      FROM ${t('conversations')} c
-      WHERE c.id = m.conv AND c.kind = 0 -- direct
-        AND EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.sender = m."user");`,
+      WHERE EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.sender = m."user" AND e.kind <> 1)
+         OR NOT EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.seq = 1);`,
 ];

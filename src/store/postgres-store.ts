@@ -241,9 +241,9 @@ function buildSql(t: (table: string) => string) {
       WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.kind NOT IN (${EVENT_EDIT}, ${EVENT_DELETE})
         AND e.seq < (SELECT seq FROM ${t('events')} WHERE id = $4 AND conv = $1)
       ORDER BY e.seq DESC LIMIT $5`,
-    // A conversation's current members if $3 is one, with its kind and whether each wrote in it (Audience).
+    // A conversation's current members if $3 is one, and whether each wrote in it (Audience).
     members: `
-      SELECT mu.user_id, c.kind, m.wrote FROM ${t('conversations')} c
+      SELECT mu.user_id, m.wrote FROM ${t('conversations')} c
       JOIN ${t('members')} m ON m.conv = c.id AND m.left_seq IS NULL
       JOIN ${t('users')} mu ON mu.id = m."user"
       WHERE c.uuid = $1 AND c.tenant_id = $2
@@ -334,7 +334,7 @@ interface Tx {
   client: pg.PoolClient;
   newUsers: Map<string, number>;
   newDirects: Map<string, DirectConversation>;
-  /** Direct conversations' members marked as having written (`conv user`). */
+  /** Members marked as having written (`conv user`). */
   newWriters: Set<string>;
 }
 
@@ -356,7 +356,7 @@ interface CurrentMember {
 }
 
 /** The rows one write adds, column by column (the `write` statement's parameters). */
-/** Entries the writers cache may hold before it starts over (bounds memory only). */
+/** Entries the writers and direct-pair caches may each hold before they start over (bounds memory only). */
 const WRITERS_CACHE_LIMIT = 100_000;
 
 class WriteSet {
@@ -380,7 +380,7 @@ class WriteSet {
   readonly convs = new Map<number, { seq: number; at: number }>();
   readonly users = new Map<number, number>();
   readonly mb = { conv: [] as number[], user: [] as number[], role: [] as number[], joined: [] as number[], left: [] as (number | null)[] };
-  /** Direct conversations' members who wrote in this batch, as `conv user` keys (members.wrote, see Audience). */
+  /** Members who wrote in this batch, as `conv user` keys (members.wrote, see Audience). */
   readonly wrote = new Set<string>();
 
   get empty(): boolean {
@@ -433,10 +433,12 @@ export class PostgresStore implements Store {
   /** direct_key → conversation, committed rows only. */
   readonly #directs = new Map<string, DirectConversation>();
   /**
-   * Direct conversations' members known (committed) to have written in them, `conv user`: their
+   * Members known (committed) to have written in a conversation, `conv user`: their
    * next messages skip the members update. Never stale in a harmful way: the flag never goes back.
    */
   readonly #writers = new Set<string>();
+  /** (tenant, two user uuids in order) → their direct conversation, once found (directConversationId). */
+  readonly #directByPair = new Map<string, string>();
   /** (tenant, conversation uuid) → conversations.id and kind, committed rows only. */
   readonly #convIds = new Map<string, { id: number; kind: number }>();
   #initialized = false;
@@ -687,11 +689,9 @@ export class PostgresStore implements Store {
       e.links.push(pgText(sealed.links));
       e.ts.push(m.timestamp);
       e.clientMsgId.push(m.clientMsgId === undefined ? null : pgText(m.clientMsgId));
-      // Its sender's first message in a direct conversation marks them as having written (known ones skipped).
-      if (peer !== undefined) {
-        const wk = `${conv} ${sender}`;
-        if (!this.#writers.has(wk)) w.wrote.add(wk);
-      }
+      // Its sender's first message in a conversation marks them as having written (known ones skipped).
+      const wk = `${conv} ${sender}`;
+      if (!this.#writers.has(wk)) w.wrote.add(wk);
       const ctx: EventContext = { tenantId: m.tenantId, conversationId, conversationKind: peer === undefined ? 'group' : 'direct' };
       if (peer !== undefined) ctx.directMembers = [uuidOf.get(peer)!];
       const message = this.#codec.storedMessage(m, ctx, seq);
@@ -983,25 +983,34 @@ export class PostgresStore implements Store {
   async directConversationId(tenantId: string, userId: string, peerId: string): Promise<string | undefined> {
     this.#ready();
     if (!isUuid(userId) || !isUuid(peerId)) return undefined;
-    // Cached (committed, never changing) when this node wrote in it: no round trip per typing frame.
-    const a = this.#userIds.get(key(tenantId, userId.toLowerCase()));
-    const b = this.#userIds.get(key(tenantId, peerId.toLowerCase()));
-    const cached = a === undefined || b === undefined ? undefined : this.#directs.get(directKey(a, b));
-    if (cached !== undefined) return cached.uuid;
+    // Cached once found (a direct conversation never changes or goes away): no round trip per typing frame.
+    const [x, y] = [userId.toLowerCase(), peerId.toLowerCase()].sort();
+    const pair = key(tenantId, x!, y!);
+    const known = this.#directByPair.get(pair);
+    if (known !== undefined) return known;
+    const a = this.#userIds.get(key(tenantId, x!));
+    const b = this.#userIds.get(key(tenantId, y!));
+    const written = a === undefined || b === undefined ? undefined : this.#directs.get(directKey(a, b));
+    if (written !== undefined) return written.uuid; // this node wrote in it
     const { rows } = await this.#pool.query<{ uuid: string }>({ ...this.#sql.directOf, values: [tenantId, userId, peerId] });
-    return rows[0]?.uuid;
+    const found = rows[0]?.uuid;
+    if (found !== undefined) {
+      if (this.#directByPair.size >= WRITERS_CACHE_LIMIT) this.#directByPair.clear();
+      this.#directByPair.set(pair, found);
+    }
+    return found;
   }
 
   async audienceOf(tenantId: string, conversationId: string, userId: string): Promise<Audience | undefined> {
     this.#ready();
     if (!isUuid(conversationId) || !isUuid(userId)) return undefined;
-    const { rows } = await this.#pool.query<{ user_id: string; kind: number; wrote: boolean }>({
+    const { rows } = await this.#pool.query<{ user_id: string; wrote: boolean }>({
       ...this.#sql.members,
       values: [conversationId, tenantId, userId],
     });
     if (rows.length === 0) return undefined;
-    const isPrivate = this.#strangerPrivacy && rows[0]!.kind === KIND_DIRECT && rows.length > 1 && rows.some((r) => !r.wrote);
-    return { members: rows.map((r) => r.user_id), private: isPrivate };
+    const members = rows.map((r) => r.user_id);
+    return { members, sharing: this.#strangerPrivacy ? rows.filter((r) => r.wrote).map((r) => r.user_id) : members };
   }
 
   async membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined> {

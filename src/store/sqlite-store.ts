@@ -298,13 +298,15 @@ const MIGRATIONS: readonly string[] = [
   // random page of each sender's range (one dirtied page per sender per commit).
   `CREATE UNIQUE INDEX IF NOT EXISTS events_client_msg ON events (client_msg_id, sender) WHERE client_msg_id IS NOT NULL;
    DROP INDEX events_dedupe;`,
-  // Schema 7: who has written in each direct conversation (members.wrote). Until both members
-  // have, the conversation is private: no presence or receipts between them (store.ts, Audience).
-  // Existing rows: a member wrote if the conversation holds an event of theirs.
+  // Schema 7: who has written in each conversation (members.wrote): a member's presence and
+  // receipts reach a conversation's other members only once they have (store.ts, Audience).
+  // Existing rows: a member wrote if a message or change of theirs is stored there (kinds other
+  // than membership, 1) — or if the conversation's first events were pruned: who wrote them can
+  // no longer be told, so its members go on sharing as before the upgrade.
   `ALTER TABLE members ADD COLUMN wrote INTEGER NOT NULL DEFAULT 0;
    UPDATE members SET wrote = 1
-     WHERE conv IN (SELECT id FROM conversations WHERE kind = 0) -- direct
-       AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.sender = members.user);`,
+     WHERE EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.sender = members.user AND e.kind <> 1)
+        OR NOT EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.seq = 1);`,
 ];
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */
@@ -635,8 +637,8 @@ export class SqliteStore implements Store {
   readonly #userCounters = new Map<number, { last: number; acked: number }>();
   readonly #convCounters = new Map<number, { lastSeq: number; lastAt: number; closed: boolean }>();
   #dataVersion = -1;
-  /** Direct conversation → who has written in it (bits, see #noteWrote): committed, and never going back. */
-  readonly #directWrote = new Map<number, number>();
+  /** Conversation → the members known to have written in it (see #noteWrote): committed, and never going back. */
+  readonly #writers = new Map<number, Set<number>>();
   /**
    * Current members per conversation, in `currentMembers` order. A receipt of a group goes to its
    * other members and a group message to all of them: without this, every receipt and every batch
@@ -777,7 +779,10 @@ export class SqliteStore implements Store {
   async audienceOf(tenantId: string, conversationId: string, userId: string): Promise<Audience | undefined> {
     const members = await this.membersIfMember(tenantId, conversationId, userId);
     if (members === undefined) return undefined;
-    return { members, private: this.#isPrivate(this.#conv(this.#ready(), tenantId, conversationId)!) };
+    if (this.#options.strangerPrivacy === false) return { members, sharing: members };
+    const s = this.#ready();
+    const writers = this.#writersOf(this.#conv(s, tenantId, conversationId)!.id);
+    return { members, sharing: members.filter((u) => writers.has(this.#userId(s, tenantId, u, false)!)) };
   }
 
   async membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined> {
@@ -1029,16 +1034,17 @@ export class SqliteStore implements Store {
     const out = new Map<string, ConversationReceipts>();
     const user = this.#userId(s, tenantId, userId, false);
     if (user === undefined) return out;
+    const privacy = this.#options.strangerPrivacy === false ? 0 : 1;
     this.#db!.transaction(() => {
       for (const id of conversationIds) {
         const conv = this.#conv(s, tenantId, id);
         if (conv === undefined) continue;
         const m = s.membership.get(conv.id, user);
-        if (m === undefined || m.left_seq !== null || this.#isPrivate(conv)) continue;
-        const sum = f.receiptSummary.get(conv.id, user)!;
+        if (m === undefined || m.left_seq !== null) continue;
+        const sum = f.receiptSummary.get(conv.id, user, privacy)!;
         const r: ConversationReceipts = { delivered: sum.d, read: sum.r };
         if (sum.n <= detailMax) {
-          r.members = f.receiptMembers.all(conv.id, user).map((x) => ({ userId: bytesToUuid(x.user_id), delivered: x.delivered_seq, read: x.receipt_seq }));
+          r.members = f.receiptMembers.all(conv.id, user, privacy).map((x) => ({ userId: bytesToUuid(x.user_id), delivered: x.delivered_seq, read: x.receipt_seq }));
         }
         out.set(conv.uuid, r);
       }
@@ -1063,7 +1069,7 @@ export class SqliteStore implements Store {
     const s = this.#ready();
     const user = this.#userId(s, tenantId, userId, false);
     if (user === undefined) return [];
-    return (this.#options.strangerPrivacy === false ? this.#f!.allContacts : this.#f!.contacts).all(user).map(bytesToUuid);
+    return this.#f!.contacts.all(user, this.#options.strangerPrivacy === false ? 0 : 1).map(bytesToUuid);
   }
 
   async setPresenceVisible(tenantId: string, userId: string, visible: boolean): Promise<void> {
@@ -1441,8 +1447,8 @@ export class SqliteStore implements Store {
     // per 64 keys (a lookup each cost more than the rest of a direct message's statements).
     let earlierBatches: Map<string, RawEventRow & { conv: number }> | undefined;
     const senders = batch.map((m) => this.#userId(s, m.tenantId, m.senderId, true));
-    /** Direct conversations of this batch: who has written in each (see #noteWrote), and the members to mark. */
-    let wrote: Map<number, number> | undefined;
+    /** Conversations of this batch: who has written in each (see #noteWrote), and the members to mark. */
+    let wrote: Map<number, Set<number>> | undefined;
     const wroteRows: number[] = [];
     const keys: unknown[] = [];
     for (let i = 0; i < batch.length; i++) if (batch[i]!.clientMsgId !== undefined) keys.push(batch[i]!.clientMsgId, senders[i]);
@@ -1503,8 +1509,6 @@ export class SqliteStore implements Store {
 
       let info: ConvInfo;
       let recipients: readonly Recipient[];
-      /** A direct conversation's other member (the sender, for a note to self). */
-      let directPeer = sender;
       if ('peerId' in m.to) {
         const peerUuid = m.to.peerId;
         const peer = this.#userId(s, tenant, peerUuid, true);
@@ -1517,7 +1521,6 @@ export class SqliteStore implements Store {
         }
         info = this.#findOrCreateDirect(s, tenant, { id: sender, uuid: m.senderId }, { id: peer, uuid: peerUuid }, m.timestamp);
         recipients = peer === sender ? [{ id: sender, uuid: m.senderId }] : [{ id: sender, uuid: m.senderId }, { id: peer, uuid: peerUuid }];
-        directPeer = peer;
       } else {
         const found = this.#conv(s, tenant, m.to.conversationId);
         if (found === undefined || convCounters(found.id).closed) {
@@ -1541,7 +1544,6 @@ export class SqliteStore implements Store {
             }
           }
           recipients = peer === undefined ? [{ id: sender, uuid: m.senderId }] : [{ id: sender, uuid: m.senderId }, peer];
-          if (peer !== undefined) directPeer = peer.id;
         } else {
           let members = groupMembers.get(info.id);
           if (members === undefined) {
@@ -1588,7 +1590,7 @@ export class SqliteStore implements Store {
         this.#appendTimeline(r.id, uc.last, info.id, seq);
         deliveries.push({ userId: r.uuid, pos: uc.last });
       }
-      if (info.kind === KIND_DIRECT) this.#noteWrote(info.id, sender, directPeer, (wrote ??= new Map()), wroteRows);
+      this.#noteWrote(info.id, sender, (wrote ??= new Map()), wroteRows);
       const message = this.#codec.storedMessage(m, this.#context(info), seq);
       out[i] = { status: 'stored', message, deliveries };
       if (batchKey !== undefined) (storedKeys ??= new Map()).set(batchKey, message);
@@ -1598,8 +1600,8 @@ export class SqliteStore implements Store {
       for (let i = 0; i < wroteRows.length; i += 2) this.#f!.setWrote.run(wroteRows[i]!, wroteRows[i + 1]!);
       const known = wrote;
       this.#remember(() => {
-        if (this.#directWrote.size + known.size > COUNTER_CACHE_LIMIT) this.#directWrote.clear();
-        for (const [conv, mask] of known) this.#directWrote.set(conv, mask);
+        if (this.#writers.size + known.size > COUNTER_CACHE_LIMIT) this.#writers.clear();
+        for (const [conv, writers] of known) this.#writers.set(conv, writers);
       });
     }
     const userRows: number[] = [];
@@ -1618,32 +1620,33 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * A stored direct message: its sender has written in the conversation (members.wrote, see
-   * Audience). Bits per conversation: 1 the member with the lower id wrote, 2 the higher one (3
-   * for a note to self). Known bits are cached (they never go back), so the message path reads
-   * and writes members only for each member's first message in a conversation.
+   * A stored message: its sender has written in the conversation (members.wrote, see Audience).
+   * Known writers are cached per conversation (the flag never goes back; another process's
+   * writes only make a cached set short, and its UPDATE then changes nothing), so the message
+   * path reads and writes members only for a member's first message in a conversation.
    */
-  #noteWrote(conv: number, sender: number, peer: number, batch: Map<number, number>, rows: number[]): void {
-    const bit = sender === peer ? 3 : sender < peer ? 1 : 2;
-    let mask = batch.get(conv) ?? this.#directWrote.get(conv);
-    if (mask !== undefined && (mask & bit) === bit) return;
-    if (mask === undefined) {
-      mask = 0;
-      const low = Math.min(sender, peer);
-      for (const r of this.#f!.directWrote.all(conv)) if (r.wrote !== 0) mask |= sender === peer ? 3 : r.user === low ? 1 : 2;
+  #noteWrote(conv: number, sender: number, batch: Map<number, Set<number>>, rows: number[]): void {
+    let writers = batch.get(conv);
+    if (writers === undefined) {
+      const known = this.#writers.get(conv);
+      if (known !== undefined && known.has(sender)) return;
+      writers = new Set(known ?? this.#f!.writersOf.all(conv));
+      batch.set(conv, writers);
     }
-    if ((mask & bit) !== bit) {
-      rows.push(conv, sender);
-      mask |= bit;
-    }
-    batch.set(conv, mask);
+    if (writers.has(sender)) return;
+    writers.add(sender);
+    rows.push(conv, sender);
   }
 
-  /** A direct conversation not each member has written in yet (see Audience). */
-  #isPrivate(conv: ConvInfo): boolean {
-    if (conv.kind !== KIND_DIRECT || this.#options.strangerPrivacy === false) return false;
-    const rows = this.#f!.directWrote.all(conv.id);
-    return rows.length > 1 && rows.some((r) => r.wrote === 0);
+  /** The members who have written in a conversation (cached once read: see #noteWrote). */
+  #writersOf(conv: number): ReadonlySet<number> {
+    let writers = this.#writers.get(conv);
+    if (writers === undefined) {
+      writers = new Set(this.#f!.writersOf.all(conv));
+      if (this.#writers.size >= COUNTER_CACHE_LIMIT) this.#writers.clear();
+      this.#writers.set(conv, writers);
+    }
+    return writers;
   }
 
   #findOrCreateDirect(s: Statements, tenantId: string, a: Recipient, b: Recipient, ts: number): ConvInfo {
@@ -1873,19 +1876,26 @@ function prepareFeatures(db: BetterSqlite3.Database, eventColumns: string) {
       'SELECT read_seq, receipt_seq, left_seq FROM members WHERE conv = ? AND user = ?',
     ),
     setRead: db.prepare<[number, number, number, number]>('UPDATE members SET read_seq = ?, receipt_seq = ? WHERE conv = ? AND user = ?'),
-    receiptSummary: db.prepare<[number, number], { n: number; d: number; r: number }>(
+    // With `privacy` (1), only members who have written in the conversation (Audience).
+    receiptSummary: db.prepare<[number, number, number], { n: number; d: number; r: number }>(
       `SELECT count(*) AS n, coalesce(min(delivered_seq), 0) AS d, coalesce(min(receipt_seq), 0) AS r
-       FROM members WHERE conv = ? AND left_seq IS NULL AND user <> ?`,
+       FROM members WHERE conv = ? AND left_seq IS NULL AND user <> ? AND (? = 0 OR wrote = 1)`,
     ),
-    receiptMembers: db.prepare<[number, number], { user_id: Buffer; delivered_seq: number; receipt_seq: number }>(
+    receiptMembers: db.prepare<[number, number, number], { user_id: Buffer; delivered_seq: number; receipt_seq: number }>(
       `SELECT u.user_id, m.delivered_seq, m.receipt_seq FROM members m JOIN users u ON u.id = m.user
-       WHERE m.conv = ? AND m.left_seq IS NULL AND m.user <> ? ORDER BY m.joined_seq, u.user_id`,
+       WHERE m.conv = ? AND m.left_seq IS NULL AND m.user <> ? AND (? = 0 OR m.wrote = 1) ORDER BY m.joined_seq, u.user_id`,
     ),
-    contacts: db.prepare<[number], Buffer>(contactsSql(true)).pluck(),
-    /** As contacts, with no conversation private (chat.strangerPrivacy false). */
-    allContacts: db.prepare<[number], Buffer>(contactsSql(false)).pluck(),
-    /** A direct conversation's members and whether each wrote in it (one row for a note to self). */
-    directWrote: db.prepare<[number], { user: number; wrote: number }>('SELECT user, wrote FROM members WHERE conv = ?'),
+    /** Users sharing a current conversation with the caller; with `privacy` (1), one the caller has written in (Audience). */
+    contacts: db
+      .prepare<[number, number], Buffer>(
+        `SELECT DISTINCT u.user_id FROM members me
+         JOIN members o ON o.conv = me.conv AND o.left_seq IS NULL AND o.user <> me.user
+         JOIN users u ON u.id = o.user
+         WHERE me.user = ? AND me.left_seq IS NULL AND (? = 0 OR me.wrote = 1)`,
+      )
+      .pluck(),
+    /** The members who have written in a conversation. */
+    writersOf: db.prepare<[number], number>('SELECT user FROM members WHERE conv = ? AND wrote = 1').pluck(),
     setWrote: db.prepare<[number, number]>('UPDATE members SET wrote = 1 WHERE conv = ? AND user = ? AND wrote = 0'),
     setPresence: db.prepare<[number, number]>('UPDATE users SET presence = ? WHERE id = ?'),
     presenceOf: db.prepare<[number], number | null>('SELECT presence FROM users WHERE id = ?').pluck(),
@@ -1894,15 +1904,6 @@ function prepareFeatures(db: BetterSqlite3.Database, eventColumns: string) {
 }
 
 type FeatureStatements = ReturnType<typeof prepareFeatures>;
-
-/** Users sharing a current conversation with the caller; `privacy`: a direct one only once both members wrote in it (Audience). */
-function contactsSql(privacy: boolean): string {
-  return `SELECT DISTINCT u.user_id FROM members me
-         JOIN members o ON o.conv = me.conv AND o.left_seq IS NULL AND o.user <> me.user
-         JOIN conversations c ON c.id = me.conv
-         JOIN users u ON u.id = o.user
-         WHERE me.user = ? AND me.left_seq IS NULL${privacy ? ` AND (c.kind <> ${KIND_DIRECT} OR (me.wrote = 1 AND o.wrote = 1))` : ''}`;
-}
 
 function migrate(db: BetterSqlite3.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');

@@ -62,17 +62,20 @@ export interface NewMessage extends MessageBody {
 }
 
 /**
- * The members of a conversation, and whether it is private: a direct conversation that not each
- * of its members has written in yet. One side's first message does not let that side learn when
- * the other comes online or reads (nor the other way round): until both have written, their
- * presence and receipts do not flow through it. A group is never private (a member can leave it).
+ * Who sees a member through a conversation. A member's presence and receipts reach the other
+ * members only once that member has written in it (a message, whatever became of it): being
+ * written to, or added to a group, by someone is no consent to be watched by them — one message,
+ * or a group made by a stranger, must not let its sender learn when someone comes online, goes
+ * offline, or a device of theirs receives or reads (config `chat.strangerPrivacy`, default true).
  */
 export interface Audience {
+  /** The current members. */
   members: string[];
-  private: boolean;
+  /** Those of them whose presence and receipts the conversation carries (all, with the option off). */
+  sharing: string[];
 }
 
-/** Stores take this option (default true); false: no conversation is ever private (config `chat.strangerPrivacy`). */
+/** Stores take this option (default true); false: every member shares through every conversation (config `chat.strangerPrivacy`). */
 export interface PrivacyOption {
   strangerPrivacy?: boolean;
 }
@@ -441,10 +444,7 @@ export interface Store {
 
   /** Current member ids of the conversation if `userId` is one of them; `undefined` otherwise (no oracle). */
   membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined>;
-  /**
-   * As membersIfMember, and whether the conversation is `private` (see Audience): who may learn
-   * `userId`'s receipts and presence through it.
-   */
+  /** As membersIfMember, and which of them share their presence and receipts through it (see Audience). */
   audienceOf(tenantId: string, conversationId: string, userId: string): Promise<Audience | undefined>;
   /** The direct conversation of two users of a tenant (`peerId` = `userId`: a note to self), if one exists. */
   directConversationId(tenantId: string, userId: string, peerId: string): Promise<string | undefined>;
@@ -483,8 +483,8 @@ export interface Store {
   updateRead(tenantId: string, userId: string, conversationId: string, upToSeq: number, options: { private: boolean }): Promise<ReadResult | undefined>;
   /**
    * Receipt positions of the other current members of each conversation the caller is a current
-   * member of (others are left out of the map, and so are private direct conversations: see
-   * Audience). `detailMax` bounds the per-member list.
+   * member of (others are left out of the map) — with strangerPrivacy, of those who have written
+   * in it (Audience). `detailMax` bounds the per-member list.
    */
   receipts(tenantId: string, userId: string, conversationIds: readonly string[], detailMax: number): Promise<Map<string, ConversationReceipts>>;
 
@@ -497,8 +497,8 @@ export interface Store {
   deleteMessage(request: DeleteMessageRequest, options: MessageChangeOptions): Promise<MessageChangeOutcome>;
 
   /**
-   * Users sharing at least one current conversation with `userId` (current members both), without
-   * `userId`; a direct conversation counts only once it is no longer private (see Audience).
+   * Who learns `userId`'s presence: users sharing a current conversation with them (current members
+   * both), without `userId` — with strangerPrivacy, only conversations `userId` has written in (Audience).
    */
   contactsOf(tenantId: string, userId: string): Promise<string[]>;
   /** The user's presence setting (users.presence: NULL = the configured default). */

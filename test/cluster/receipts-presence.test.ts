@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { REDIS_URL, closeAll, newUserId, uniqueRedisPrefix, within, type Frame, type TestClient, dropRedisPrefix } from '../helpers/harness.js';
+import { REDIS_URL, closeAll, newUserId, uniqueRedisPrefix, waitFor, within, type Frame, type TestClient, dropRedisPrefix } from '../helpers/harness.js';
 import { spawnServerProcess, writeServerConfig, type ServerProcess, stopServerProcesses } from '../helpers/server-process.js';
 import { postgresBackend } from '../helpers/storage-backends.js';
 import { createGroup, deviceClient, expectReply, said, waitEvent, type DeviceClient } from '../helpers/timeline.js';
@@ -34,6 +34,22 @@ describe('receipts and presence on two nodes sharing Redis', () => {
     const c = await deviceClient(node.url, sub);
     clients.push(c);
     return c;
+  };
+
+  /**
+   * `userId` writes once in the group `gid` and goes offline: a member's presence reaches a
+   * conversation only once they wrote in it (protocol.md §6a). Resolves once every watcher saw them offline.
+   */
+  const writeOnce = async (node: ServerProcess, userId: string, gid: string, ...watchers: TestClient[]): Promise<void> => {
+    const c = await user(node, userId);
+    await said(c, { conversationId: gid }, 'hello, group');
+    // Shown online first (after chat.presenceDebounceMs): a close before that publishes no change at all.
+    const shown = async (): Promise<boolean> =>
+      ((await expectReply(watchers[0]!, { type: 'presence', conversationId: gid }, 'presence')).online as string[]).includes(userId);
+    await waitFor(shown, 5000, `${userId} shown online`);
+    const offline = watchers.map((w) => w.next((f) => f.type === 'presence_changed' && f.userId === userId && f.online === false, true));
+    await c.close();
+    await Promise.all(offline);
   };
 
   before(async () => {
@@ -77,8 +93,10 @@ describe('receipts and presence on two nodes sharing Redis', () => {
     const watcherOnN2 = await user(n2, watcher.userId);
     const peerId = newUserId();
     const gid = await createGroup(watcher, [peerId]);
+    await writeOnce(n2, peerId, gid, watcher, watcherOnN2);
+    const mark = [watcher.frames.length, watcherOnN2.frames.length];
     const online = (c: TestClient, value: boolean): Promise<Frame> =>
-      c.next((f) => f.type === 'presence_changed' && f.userId === peerId && f.online === value);
+      c.next((f) => f.type === 'presence_changed' && f.userId === peerId && f.online === value, true);
     const p1 = await user(n1, peerId);
     await Promise.all([online(watcher, true), online(watcherOnN2, true)]);
     // A second session on the other node, then the first closes: still online (counted on node 2).
@@ -88,8 +106,8 @@ describe('receipts and presence on two nodes sharing Redis', () => {
     assert.ok((p.online as string[]).includes(peerId));
     await p2.close();
     await Promise.all([online(watcher, false), online(watcherOnN2, false)]);
-    for (const w of [watcher, watcherOnN2]) {
-      assert.deepEqual(w.frames.filter((f) => f.type === 'presence_changed' && f.userId === peerId).map((f) => f.online), [true, false]);
+    for (const [i, w] of [watcher, watcherOnN2].entries()) {
+      assert.deepEqual(w.frames.slice(mark[i]).filter((f) => f.type === 'presence_changed' && f.userId === peerId).map((f) => f.online), [true, false]);
     }
   });
 
@@ -97,12 +115,13 @@ describe('receipts and presence on two nodes sharing Redis', () => {
     const n3 = await spawnServerProcess(configFile, children);
     const watcher = await user(n1);
     const victimId = newUserId();
-    await createGroup(watcher, [victimId]);
-    const up = watcher.next((f) => f.type === 'presence_changed' && f.userId === victimId && f.online === true);
+    const gid = await createGroup(watcher, [victimId]);
+    await writeOnce(n1, victimId, gid, watcher);
+    const up = watcher.next((f) => f.type === 'presence_changed' && f.userId === victimId && f.online === true, true);
     await user(n3, victimId);
     await up;
     const killedAt = Date.now();
-    const down = watcher.next((f) => f.type === 'presence_changed' && f.userId === victimId && f.online === false);
+    const down = watcher.next((f) => f.type === 'presence_changed' && f.userId === victimId && f.online === false, true);
     n3.child.kill('SIGKILL');
     await within(down, LIVENESS_MS * 4 + 2000, 'the dead node\'s user to go offline');
     const took = Date.now() - killedAt;

@@ -137,6 +137,7 @@ function suite(backend: StorageBackend): void {
       const gid = await createGroup(owner, [member.userId]);
       const sent = await said(owner, { conversationId: gid }, 'hello group');
       await waitEvent(member, String(sent.id));
+      await said(member, { conversationId: gid }, 'hello back'); // a member shares receipts once they wrote (§6a)
       const seen = owner.next((f) => f.type === 'receipt' && f.userId === member.userId, true);
       await expectReply(member, { type: 'read', conversationId: gid, upToSeq: Number(sent.seq) }, 'read_updated');
       assert.equal((await seen).read, sent.seq);
@@ -177,7 +178,7 @@ function suite(backend: StorageBackend): void {
       assert.deepEqual([...reads].sort((x, y) => x - y), reads, 'never backwards');
     });
 
-    test('a direct conversation only one side wrote in is private: no presence, no receipts, until the other answers', T, async () => {
+    test('being written to, or added to a group, by a stranger shares nothing with them: no presence, no receipts, until one answers', T, async () => {
       const stranger = await user();
       const victimId = newUserId();
       const first = await said(stranger, victimId, 'hi, you do not know me'); // the victim never answered yet
@@ -189,7 +190,14 @@ function suite(backend: StorageBackend): void {
       const p = await expectReply(stranger, { type: 'presence', conversationId: m.conversationId }, 'presence');
       assert.deepEqual(p.online, [stranger.userId], 'the victim is not shown online');
       const list = await expectReply(stranger, { type: 'list_conversations' }, 'conversations');
-      assert.equal((list.conversations as Frame[]).find((c) => c.conversationId === m.conversationId)!.receipts, undefined);
+      assert.deepEqual((list.conversations as Frame[]).find((c) => c.conversationId === m.conversationId)!.receipts, { delivered: 0, read: 0, members: [] });
+      // A group the stranger makes with the victim in it shares nothing of the victim's either.
+      const gid = await createGroup(stranger, [victimId]);
+      const inGroup = await said(stranger, { conversationId: gid }, 'a group for us');
+      const seenInGroup = await waitEvent(v, String(inGroup.id));
+      v.send({ type: 'ack', upTo: seenInGroup.pos });
+      await expectReply(v, { type: 'read', conversationId: gid, upToSeq: inGroup.seq }, 'read_updated');
+      assert.deepEqual((await expectReply(stranger, { type: 'presence', conversationId: gid }, 'presence')).online, [stranger.userId]);
       // A marker through the same conversation: everything the victim did before it has been handled.
       await dm(stranger, v, 'marker');
       assert.deepEqual(ofType(stranger, 'receipt'), []);
@@ -359,6 +367,14 @@ function suite(backend: StorageBackend): void {
       const gid = await createGroup(a, []);
       const bId = newUserId();
       await expectReply(a, { type: 'add_members', conversationId: gid, userIds: [bId] }, 'group_updated');
+      // b shares presence through the group once b wrote in it (§6a): write once, go offline.
+      const b0 = await user(srv, bId);
+      await said(b0, { conversationId: gid }, 'hello');
+      const shown = async (): Promise<boolean> => ((await expectReply(a, { type: 'presence', conversationId: gid }, 'presence')).online as string[]).includes(bId);
+      await waitFor(shown, 5000, 'b shown online');
+      const gone = a.next((f) => f.type === 'presence_changed' && f.userId === bId && f.online === false, true);
+      await b0.close();
+      await gone;
       const online = a.next((f) => f.type === 'presence_changed' && f.userId === bId && f.online === true, true);
       const b = await user(srv, bId);
       await online;

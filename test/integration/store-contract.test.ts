@@ -1337,11 +1337,12 @@ describe('SqliteStore: a v5 database upgrades to v6 (dedupe key indexed client i
   });
 });
 
-describe('SqliteStore: a v6 database upgrades to v7 (who wrote in each direct conversation)', () => {
-  test('members who sent a message before the upgrade count as having written; a one-sided conversation stays private', async () => {
+describe('SqliteStore: a v6 database upgrades to v7 (who wrote in each conversation)', () => {
+  test('members with a stored message count as having written, so do all members of a conversation whose first events were pruned', async () => {
     // Schema 6: alice and bob wrote to each other (conversation 1); carol wrote to alice, who never answered (conversation 2).
     const { dir, file, db, alice, bob } = oldSchemaFixture(6, null);
     const carol = randomUUID();
+    const dave = randomUUID();
     const oneSided = randomUUID();
     try {
       const b = (u: string): Buffer => Buffer.from(u.replaceAll('-', ''), 'hex');
@@ -1353,17 +1354,26 @@ describe('SqliteStore: a v6 database upgrades to v7 (who wrote in each direct co
          VALUES (2, 1, ?, 0, 3, 'hi', NULL, NULL, NULL, '[]', '[]', '[]', 1, NULL)`,
       ).run(b(v7(nextTs())));
       db.exec('UPDATE users SET last_pos = 3 WHERE id = 1; INSERT INTO timeline (user, pos, conv, seq) VALUES (1, 3, 2, 1), (3, 1, 2, 1)');
+      // Conversation 3: alice and dave, its first four events pruned by retention (only dave's fifth is left).
+      db.prepare('INSERT INTO users (id, tenant_id, user_id, last_pos, acked_pos) VALUES (4, ?, ?, 0, 0)').run(T, b(dave));
+      db.prepare("INSERT INTO conversations (id, uuid, tenant_id, kind, direct_key, last_seq, last_at, closed, created_at) VALUES (3, ?, ?, 0, '1:4', 5, 1, 0, 1)").run(b(randomUUID()), T);
+      db.exec('INSERT INTO members (conv, user, role, joined_seq) VALUES (3, 1, 0, 1), (3, 4, 0, 1)');
+      db.prepare(
+        `INSERT INTO events (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags, links, ts, client_msg_id)
+         VALUES (3, 5, ?, 0, 4, 'later', NULL, NULL, NULL, '[]', '[]', '[]', 1, NULL)`,
+      ).run(b(v7(nextTs())));
       db.close();
       const store = new SqliteStore(file);
       await store.init();
       try {
-        assert.deepEqual(await store.contactsOf(T, alice), [bob]);
-        assert.deepEqual(await store.contactsOf(T, carol), []);
-        assert.equal((await store.audienceOf(T, oneSided, carol))?.private, true);
-        // Alice answers: the conversation is no longer private.
+        // Who wrote the pruned events cannot be told: both go on sharing, as before the upgrade.
+        assert.deepEqual([...(await store.contactsOf(T, alice))].sort(), [bob, dave].sort(), 'alice never wrote to carol');
+        assert.deepEqual(await store.contactsOf(T, carol), [alice]);
+        assert.deepEqual((await store.audienceOf(T, oneSided, carol))?.sharing, [carol]);
+        // Alice answers: she shares through it from now on.
         await store.appendMessages([dm(alice, carol)], LIMITS);
-        assert.equal((await store.audienceOf(T, oneSided, carol))?.private, false);
-        assert.deepEqual((await store.contactsOf(T, carol)), [alice]);
+        assert.deepEqual([...(await store.audienceOf(T, oneSided, carol))!.sharing].sort(), [alice, carol].sort());
+        assert.deepEqual([...(await store.contactsOf(T, alice))].sort(), [bob, carol, dave].sort());
       } finally {
         await store.close();
       }

@@ -123,11 +123,15 @@ for (const make of [sqlite, postgres]) {
         assert.deepEqual(await store.updateRead(T, b, m1.conversationId, 99, { private: false }), { readSeq: 2, receiptSeq: 2, receiptMoved: true });
         assert.deepEqual(await store.updateRead(T, b, m1.conversationId, 1, { private: false }), { readSeq: 2, receiptSeq: 2, receiptMoved: false });
         assert.equal(await store.updateRead(T, c, m1.conversationId, 1, { private: false }), undefined);
-        // b has not written to a yet: the conversation is private, a learns none of b's positions.
-        assert.equal((await store.receipts(T, a, [m1.conversationId], 5)).has(m1.conversationId), false, 'private: left out');
-        assert.deepEqual(await store.audienceOf(T, m1.conversationId, a), { members: [a, b].sort(), private: true });
+        // b has not written to a yet: a learns none of b's positions (the conversation shares only a's).
+        assert.deepEqual((await store.receipts(T, a, [m1.conversationId], 5)).get(m1.conversationId), { delivered: 0, read: 0, members: [] });
+        const audience = async () => {
+          const x = (await store.audienceOf(T, m1.conversationId, a))!;
+          return { members: [...x.members].sort(), sharing: [...x.sharing].sort() };
+        };
+        assert.deepEqual(await audience(), { members: [a, b].sort(), sharing: [a] });
         await send(store, message(b, { peerId: a }, 'the reply'));
-        assert.deepEqual(await store.audienceOf(T, m1.conversationId, a), { members: [a, b].sort(), private: false });
+        assert.deepEqual(await audience(), { members: [a, b].sort(), sharing: [a, b].sort() });
         const r = await store.receipts(T, a, [m1.conversationId, m2.conversationId], 5);
         assert.deepEqual(r.get(m1.conversationId), { delivered: 2, read: 2, members: [{ userId: b, delivered: 2, read: 2 }] });
         assert.equal(r.has(m2.conversationId), false, 'not a member: left out');
@@ -297,22 +301,23 @@ for (const make of [sqlite, postgres]) {
       const store = await backend.open();
       try {
         const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
-        // One side's messages make no contact (the conversation is private): only an answer does.
+        // Who learns a user's presence: the members of conversations that user has written in.
         await send(store, message(a, { peerId: b }));
         await send(store, message(a, { peerId: b }));
-        assert.deepEqual(await store.contactsOf(T, a), []);
-        assert.deepEqual(await store.contactsOf(T, b), []);
-        await send(store, message(b, { peerId: a }));
         assert.deepEqual(await store.contactsOf(T, a), [b]);
+        assert.deepEqual(await store.contactsOf(T, b), [], 'written to is no consent');
+        await send(store, message(b, { peerId: a }));
         assert.deepEqual(await store.contactsOf(T, b), [a]);
         assert.deepEqual(await store.contactsOf(T, c), []);
-        // A group's members are contacts without writing (a member can leave a group).
+        // Being added to a group is none either (a stranger can make one): only writing in it.
         const gid = randomUUID();
         const ts = now();
         assert.equal((await store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts), timestamp: ts, conversationId: gid, name: 'g', memberIds: [c] }, { maxGroupMembers: 10, maxGroupsPerUser: 10 })).status, 'ok');
+        assert.deepEqual(await store.contactsOf(T, c), []);
+        assert.deepEqual((await store.audienceOf(T, gid, c))?.sharing, []);
+        await send(store, message(c, { conversationId: gid }));
         assert.deepEqual(await store.contactsOf(T, c), [a]);
-        assert.deepEqual((await store.contactsOf(T, a)).sort(), [b, c].sort());
-        assert.equal((await store.audienceOf(T, gid, c))?.private, false);
+        assert.deepEqual((await store.audienceOf(T, gid, a))?.sharing, [c]);
         assert.equal((await store.presenceSettings(T, [a])).size, 0);
         await store.setPresenceVisible(T, a, false);
         await store.setPresenceVisible(T, c, true);
@@ -329,7 +334,8 @@ for (const make of [sqlite, postgres]) {
         const m = await send(store, message(a, { peerId: b }));
         assert.deepEqual(await store.contactsOf(T, a), [b]);
         assert.deepEqual(await store.contactsOf(T, b), [a]);
-        assert.equal((await store.audienceOf(T, m.conversationId, b))?.private, false);
+        const audience = (await store.audienceOf(T, m.conversationId, b))!;
+        assert.deepEqual([...audience.sharing].sort(), [...audience.members].sort());
         await store.acknowledge(T, b, 'phone', 1);
         assert.deepEqual((await store.receipts(T, a, [m.conversationId], 5)).get(m.conversationId), { delivered: 1, read: 0, members: [{ userId: b, delivered: 1, read: 0 }] });
       } finally {

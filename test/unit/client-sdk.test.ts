@@ -1467,3 +1467,24 @@ test('FileSyncStore: an ill-formed file is reported (store_failed) and replaced 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('resumed behind its position (the server resumes at what this device acknowledged): acks follow the replay, never ahead of it', async () => {
+  const env = setup({ ackDelayMs: 100 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  for (const p of [1, 2, 3, 4, 5]) env.last().receive(msg(p));
+  await env.clock.advance(100);
+  assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 5 }]);
+  for (const p of [6, 7]) env.last().receive(msg(p));
+  env.last().drop(1006); // 6 and 7 processed, their ack never sent
+  await env.clock.advance(500);
+  await env.accept(5, 7); // the device acknowledged 5: the server replays 6 and 7
+  await env.clock.advance(100);
+  // The server caps an ack at what this session's stream sent (5 so far): nothing beyond that yet.
+  assert.ok(env.last().framesOf('ack').every((a) => (a.upTo as number) <= 5), JSON.stringify(env.last().framesOf('ack')));
+  for (const p of [6, 7]) env.last().receive(msg(p)); // replays of what the client had
+  await env.clock.advance(100);
+  assert.deepEqual(env.last().framesOf('ack').at(-1), { type: 'ack', upTo: 7 });
+  assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [1, 2, 3, 4, 5, 6, 7], 'each event once');
+  env.client.close();
+});
