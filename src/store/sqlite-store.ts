@@ -639,6 +639,8 @@ export class SqliteStore implements Store {
   #dataVersion = -1;
   /** Conversation → the members known to have written in it (see #noteWrote): committed, and never going back. */
   readonly #writers = new Map<number, Set<number>>();
+  /** `PRAGMA data_version` when #writers was last checked for reading (another process may have added writers). */
+  #writersVersion = -1;
   /**
    * Current members per conversation, in `currentMembers` order. A receipt of a group goes to its
    * other members and a group message to all of them: without this, every receipt and every batch
@@ -781,7 +783,7 @@ export class SqliteStore implements Store {
     if (members === undefined) return undefined;
     if (this.#options.strangerPrivacy === false) return { members, sharing: members };
     const s = this.#ready();
-    const writers = this.#writersOf(this.#conv(s, tenantId, conversationId)!.id);
+    const writers = this.#writersOf(s, this.#conv(s, tenantId, conversationId)!.id);
     return { members, sharing: members.filter((u) => writers.has(this.#userId(s, tenantId, u, false)!)) };
   }
 
@@ -1638,8 +1640,16 @@ export class SqliteStore implements Store {
     rows.push(conv, sender);
   }
 
-  /** The members who have written in a conversation (cached once read: see #noteWrote). */
-  #writersOf(conv: number): ReadonlySet<number> {
+  /**
+   * The members who have written in a conversation (cached once read: see #noteWrote). For reading
+   * it must be complete: started over whenever another connection has committed since.
+   */
+  #writersOf(s: Statements, conv: number): ReadonlySet<number> {
+    const version = s.dataVersion.get()!;
+    if (version !== this.#writersVersion) {
+      this.#writers.clear();
+      this.#writersVersion = version;
+    }
     let writers = this.#writers.get(conv);
     if (writers === undefined) {
       writers = new Set(this.#f!.writersOf.all(conv));

@@ -1383,6 +1383,28 @@ describe('SqliteStore: a v6 database upgrades to v7 (who wrote in each conversat
   });
 });
 
+describe('SqliteStore: who has written, with two processes on one file', () => {
+  test('a member who wrote through another connection is seen sharing at once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-store-writers-'));
+    const file = join(dir, 'store.db');
+    const [one, two] = [new SqliteStore(file), new SqliteStore(file)];
+    try {
+      await one.init();
+      await two.init();
+      const [a, b] = users(2) as [string, string];
+      const [first] = await one.appendMessages([dm(a, b)], LIMITS);
+      const conv = stored(first).conversationId;
+      assert.deepEqual((await one.audienceOf(T, conv, a))?.sharing, [a]); // read, and remembered
+      await two.appendMessages([dm(b, a)], LIMITS);
+      assert.deepEqual([...(await one.audienceOf(T, conv, a))!.sharing].sort(), [a, b].sort());
+    } finally {
+      await one.close();
+      await two.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('SqliteStore: the member lists it keeps', () => {
   test('follow membership written by another connection to the same file, and by its own writes, at once', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rampart-store-members-'));
