@@ -16,6 +16,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { Database } from './sqlite-driver.js';
 import type { ContentCipher } from './content-cipher.js';
 import { SqliteRowBatches } from './sqlite-row-batches.js';
+import { CommittedCache } from './committed-cache.js';
 import {
   EVENT_DELETE,
   EVENT_EDIT,
@@ -638,9 +639,7 @@ export class SqliteStore implements Store {
   readonly #convCounters = new Map<number, { lastSeq: number; lastAt: number; closed: boolean }>();
   #dataVersion = -1;
   /** Conversation → the members known to have written in it (see #noteWrote): committed, and never going back. */
-  readonly #writers = new Map<number, Set<number>>();
-  /** `PRAGMA data_version` when #writers was last checked for reading (another process may have added writers). */
-  #writersVersion = -1;
+  readonly #writers = new CommittedCache<number, Set<number>>(COUNTER_CACHE_LIMIT);
   /**
    * Current members per conversation, in `currentMembers` order. A receipt of a group goes to its
    * other members and a group message to all of them: without this, every receipt and every batch
@@ -648,8 +647,7 @@ export class SqliteStore implements Store {
    * Valid while no other connection commits (`PRAGMA data_version`, compared on every use) and no
    * write of ours that may change membership ran (#write drops it after each).
    */
-  readonly #membersCache = new Map<number, readonly Recipient[]>();
-  #membersVersion = -1;
+  readonly #membersCache = new CommittedCache<number, readonly Recipient[]>(MEMBERS_CACHE_LIMIT);
   /** Rows in timeline_recent (an estimate: it only decides when to settle them). */
   #recentTimelineRows = 0;
   /** Timeline entries of the running transaction, flat (user, pos, conv, seq), written at its end. */
@@ -799,18 +797,9 @@ export class SqliteStore implements Store {
 
   /** The conversation's current members (see #membersCache). Never inside a write that changes membership. */
   #members(s: Statements, convId: number): readonly Recipient[] {
-    const version = s.dataVersion.get()!;
-    if (version !== this.#membersVersion) {
-      this.#membersCache.clear();
-      this.#membersVersion = version;
-    }
-    let members = this.#membersCache.get(convId);
-    if (members === undefined) {
-      members = s.currentMembers.all(convId).map((r) => ({ id: r.user, uuid: bytesToUuid(r.user_id) }));
-      if (this.#membersCache.size >= MEMBERS_CACHE_LIMIT) this.#membersCache.clear();
-      this.#membersCache.set(convId, members);
-    }
-    return members;
+    return this.#membersCache.read(s.dataVersion.get()!, convId, () =>
+      s.currentMembers.all(convId).map((r) => ({ id: r.user, uuid: bytesToUuid(r.user_id) })),
+    );
   }
 
   async timeline(tenantId: string, userId: string, after: number, limit: number): Promise<TimelinePage> {
@@ -1219,7 +1208,6 @@ export class SqliteStore implements Store {
     this.#convCounters.clear();
     this.#dataVersion = -1;
     this.#membersCache.clear();
-    this.#membersVersion = -1;
     db?.close();
   }
 
@@ -1602,7 +1590,6 @@ export class SqliteStore implements Store {
       for (let i = 0; i < wroteRows.length; i += 2) this.#f!.setWrote.run(wroteRows[i]!, wroteRows[i + 1]!);
       const known = wrote;
       this.#remember(() => {
-        if (this.#writers.size + known.size > COUNTER_CACHE_LIMIT) this.#writers.clear();
         for (const [conv, writers] of known) this.#writers.set(conv, writers);
       });
     }
@@ -1630,7 +1617,7 @@ export class SqliteStore implements Store {
   #noteWrote(conv: number, sender: number, batch: Map<number, Set<number>>, rows: number[]): void {
     let writers = batch.get(conv);
     if (writers === undefined) {
-      const known = this.#writers.get(conv);
+      const known = this.#writers.peek(conv);
       if (known !== undefined && known.has(sender)) return;
       writers = new Set(known ?? this.#f!.writersOf.all(conv));
       batch.set(conv, writers);
@@ -1645,18 +1632,7 @@ export class SqliteStore implements Store {
    * it must be complete: started over whenever another connection has committed since.
    */
   #writersOf(s: Statements, conv: number): ReadonlySet<number> {
-    const version = s.dataVersion.get()!;
-    if (version !== this.#writersVersion) {
-      this.#writers.clear();
-      this.#writersVersion = version;
-    }
-    let writers = this.#writers.get(conv);
-    if (writers === undefined) {
-      writers = new Set(this.#f!.writersOf.all(conv));
-      if (this.#writers.size >= COUNTER_CACHE_LIMIT) this.#writers.clear();
-      this.#writers.set(conv, writers);
-    }
-    return writers;
+    return this.#writers.read(s.dataVersion.get()!, conv, () => new Set(this.#f!.writersOf.all(conv)));
   }
 
   #findOrCreateDirect(s: Statements, tenantId: string, a: Recipient, b: Recipient, ts: number): ConvInfo {
