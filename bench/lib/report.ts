@@ -217,7 +217,14 @@ function section(out: any, jsonRel: string, svgRel: string): string {
   if (out.store) {
     const st = out.store;
     // Older result files have no page counts.
-    const pagesOf = (k: 'bare' | 'direct' | 'direct_idempotent' | 'group100'): string => String(st.wal_pages_per_message?.[k] ?? '—');
+    const pagesOf = (k: keyof typeof st.us_per_message): string => String(st.wal_pages_per_message?.[k] ?? '—');
+    // Older result files have no floor workloads.
+    const floorRow = (k: 'floor_event' | 'floor_timeline' | 'floor_indexed', what: string): string[] => [
+      what,
+      String(st.us_per_message[k] ?? '—'),
+      String(st.ratios[`${k}_vs_append`] ?? '—'),
+      pagesOf(k),
+    ];
     L.push('### Storage: µs per stored message (SQLite adapter vs a bare append, same disk, same run)');
     L.push('');
     L.push(
@@ -229,6 +236,9 @@ function section(out: any, jsonRel: string, svgRel: string): string {
           ['… with a clientMsgId (dedupe key; the SDK always sends one)', String(st.us_per_message.direct_idempotent ?? '—'), String(st.ratios.store_dm_idempotent_vs_append ?? '—'), pagesOf('direct_idempotent')],
           ['100-member group message', String(st.us_per_message.group100), '—', pagesOf('group100')],
           ['… per recipient', String(st.group100_us_per_recipient), String(st.ratios.store_group100_per_recipient_vs_append), '—'],
+          floorRow('floor_event', "model floor: one integer-keyed event row (bare statements, no adapter)"),
+          floorRow('floor_timeline', '… plus the two per-user timeline entries a direct message needs'),
+          floorRow('floor_indexed', '… plus the (conv, seq) index history and timeline reads need'),
         ],
       ),
     );

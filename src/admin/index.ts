@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { RampartConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import { listen } from '../server/listen.js';
+import { guardListener, httpServerLimits } from '../server/http-limits.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
 import { ipLimitKey, resolveClientIp } from '../gate/client-ip.js';
 import { MemoryLimiter } from '../limits/memory-limiter.js';
@@ -84,10 +85,12 @@ export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
     // The listener's own limits follow the main port's: headers in limits.headersTimeout, a body
     // within 5 s more.
     const L = config.limits;
-    server = createServer({ headersTimeout: L.headersTimeout, requestTimeout: L.headersTimeout + 5000, maxHeaderSize: L.maxHeaderSize }, (req: IncomingMessage, res: ServerResponse) => {
-      if (isAdminPath(req.url)) return handle(req, res);
-      res.writeHead(404, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end('{"error":"not_found"}\n');
-    });
+    server = guardListener(
+      createServer(httpServerLimits(L.headersTimeout, L.maxHeaderSize, 5000), (req: IncomingMessage, res: ServerResponse) => {
+        if (isAdminPath(req.url)) return handle(req, res);
+        res.writeHead(404, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end('{"error":"not_found"}\n');
+      }),
+    );
   }
   return {
     control,

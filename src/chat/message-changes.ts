@@ -19,6 +19,8 @@ export interface MessageChangeServiceOptions {
   publisher: TimelinePublisher;
   editWindowMs: number;
   maxInboxSize: number;
+  /** `chat.groupHistory`: who of a group's members an edit or delete reaches (MessageChangeOptions). */
+  groupHistory: 'since_join' | 'all';
   storeFailed(err: unknown): void;
   now?: () => number;
 }
@@ -39,14 +41,16 @@ export class MessageChangeService {
     await this.#run(actor, outbox, frame, 'edited', () =>
       this.opts.store.editMessage(
         { ...this.#base(actor, frame, now), body },
-        { maxInboxSize: this.opts.maxInboxSize, editWindowMs: this.opts.editWindowMs },
+        { maxInboxSize: this.opts.maxInboxSize, editWindowMs: this.opts.editWindowMs, groupHistory: this.opts.groupHistory },
       ),
     );
   }
 
   async delete(actor: Identity, outbox: Outbox, frame: DeleteMessageFrame): Promise<void> {
     const now = this.now();
-    await this.#run(actor, outbox, frame, 'deleted', () => this.opts.store.deleteMessage(this.#base(actor, frame, now), { maxInboxSize: this.opts.maxInboxSize }));
+    await this.#run(actor, outbox, frame, 'deleted', () =>
+      this.opts.store.deleteMessage(this.#base(actor, frame, now), { maxInboxSize: this.opts.maxInboxSize, groupHistory: this.opts.groupHistory }),
+    );
   }
 
   #base(actor: Identity, frame: EditMessageFrame | DeleteMessageFrame, now: number) {

@@ -21,9 +21,15 @@ export interface ReceiptServiceOptions {
 
 export class ReceiptService {
   readonly #coalescer: ReceiptCoalescer;
+  /**
+   * The last send of each (tenant, conversation, member) still running: the next one waits for it.
+   * A send awaits storage before it publishes, and storage may answer two of them out of order
+   * (a pool of connections), which would publish a member's positions backwards.
+   */
+  readonly #sending = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: ReceiptServiceOptions) {
-    this.#coalescer = new ReceiptCoalescer(opts.coalesceMs, (t, c, u, p) => void this.#send(t, c, u, p).catch(opts.onError));
+    this.#coalescer = new ReceiptCoalescer(opts.coalesceMs, (t, c, u, p) => this.#inOrder(t, c, u, p));
   }
 
   get enabled(): boolean {
@@ -52,17 +58,32 @@ export class ReceiptService {
     this.#coalescer.close();
   }
 
+  #inOrder(tenantId: string, conversationId: string, userId: string, p: ReceiptPositions): void {
+    const key = `${tenantId}\u0000${conversationId}\u0000${userId}`;
+    const before = this.#sending.get(key);
+    const send = (): Promise<void> => this.#send(tenantId, conversationId, userId, p).catch(this.opts.onError);
+    const tail = before === undefined ? send() : before.then(send);
+    this.#sending.set(key, tail);
+    void tail.then(() => {
+      if (this.#sending.get(key) === tail) this.#sending.delete(key);
+    });
+  }
+
   async #send(tenantId: string, conversationId: string, userId: string, p: ReceiptPositions): Promise<void> {
     const audience = await this.opts.store.audienceOf(tenantId, conversationId, userId);
     // Nobody learns the positions of a member who has not written here yet (store.ts, Audience).
     if (audience === undefined || !audience.sharing.includes(userId)) return;
     const members = audience.members;
+    // Storage's positions only grow, and may have grown past these meanwhile (this member's
+    // other devices, on another node): send what is stored, so a flush held for the window
+    // does not send a position below one another node published in between.
+    const stored = audience.positions;
     const frame = JSON.stringify({
       type: 'receipt',
       conversationId,
       userId,
-      ...(p.delivered !== undefined ? { delivered: p.delivered } : {}),
-      ...(p.read !== undefined ? { read: p.read } : {}),
+      ...(p.delivered !== undefined ? { delivered: Math.max(p.delivered, stored.delivered) } : {}),
+      ...(p.read !== undefined ? { read: Math.max(p.read, stored.read) } : {}),
     });
     for (const m of members) if (m !== userId) this.opts.bus.publish(peerKey(tenantId, m), frame);
   }

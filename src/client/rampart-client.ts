@@ -13,6 +13,7 @@ import { systemClock, TimerSlot, type Clock } from './clock.js';
 import { Emitter, type Listener } from './emitter.js';
 import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
 import { PosTracker, RecentIds } from './pos-tracker.js';
+import { ReceiptPositions } from './receipt-positions.js';
 import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, isUuid, requestProblem, targetProblem } from './outgoing-checks.js';
 import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
@@ -136,6 +137,8 @@ export class RampartClient {
   private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot; connect: TimerSlot; liveness: TimerSlot };
 
   private tracker = new PosTracker();
+  /** Receipt frames may arrive out of order: only positions that moved forward reach `receipt` listeners. */
+  private readonly receiptPositions = new ReceiptPositions();
   /** True once the client has a position of its own (stored, or from an `auth_success`). */
   private positioned = false;
   private device = '';
@@ -613,14 +616,16 @@ export class RampartClient {
         return this.onSent(f);
       case 'message_changed':
         return this.onChanged(f);
-      case 'receipt':
-        this.events.emit('receipt', {
+      case 'receipt': {
+        const moved = this.receiptPositions.advance({
           conversationId: String(f.conversationId),
           userId: String(f.userId),
           ...(typeof f.delivered === 'number' ? { delivered: f.delivered } : {}),
           ...(typeof f.read === 'number' ? { read: f.read } : {}),
         });
+        if (moved !== undefined) this.events.emit('receipt', moved);
         return;
+      }
       case 'presence_changed':
         this.events.emit('presence', { userId: String(f.userId), online: f.online === true });
         return;

@@ -6,7 +6,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js';
-import type { Identity, TokenVerifier } from '../auth/token-verifier.js';
+import type { Identity } from '../auth/token-verifier.js';
+import type { TokenChecks } from '../pipeline/token-checks.js';
 import { checkOrigin, rawHeaderValues, type OriginPolicy } from './origin.js';
 
 export interface GateRefusal {
@@ -28,10 +29,9 @@ export interface HandshakeGateOptions {
   attemptRule: RateRule;
   maxConnectionsPerIP: number;
   allowQueryToken: boolean;
-  verify: TokenVerifier;
+  /** The query token under the IP's lockout; a refusal counts towards it, as a refused `auth` frame does. */
+  checkToken: TokenChecks;
   lockoutKey(ip: string): string;
-  /** A query token was refused: it counts towards the IP's auth lockout, as a refused `auth` frame does. */
-  tokenRefused(ip: string): Promise<void>;
   /** Node-wide caps held by the server (open sockets, unauthenticated ones). */
   capacity(ip: string): 'ok' | 'connections' | 'unauthenticated' | 'unauthenticated_ip';
   /**
@@ -97,11 +97,9 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
   const token = queryToken(req.url);
   if (token === undefined) return { ok: true, unreserve };
   if (!o.allowQueryToken) return release(refuse(401, 'query_token_not_allowed'));
-  const verified = await o.verify(token);
-  if (!verified.ok) {
-    // The key set could not be read: nothing was judged, so nothing counts (as for `auth`).
-    if (verified.reason !== 'unavailable') await o.tokenRefused(ip);
-    return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
-  }
+  const verified = await o.checkToken(ip, token);
+  if (verified === 'locked_out') return release(refuse(429, 'auth_locked_out'));
+  // Counted already, unless the key set could not be read (then nothing was judged).
+  if (!verified.ok) return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
   return { ok: true, identity: verified.identity, unreserve };
 }

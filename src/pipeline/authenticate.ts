@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { AuthFailureReasonValue } from '../protocol/reasons.js';
 import type { Identity, TokenVerifier } from '../auth/token-verifier.js';
+import type { TokenChecks } from './token-checks.js';
 import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js';
 import type { Session } from '../session/session.js';
 import type { SessionRegistry } from '../server/session-registry.js';
@@ -20,7 +21,10 @@ import { closeWith } from './rejection.js';
 import type { AccessPolicy } from '../admin/access-policy.js';
 
 export interface AuthenticatorOptions {
+  /** Token refreshes (no lockout check at a refresh; a refusal counts). */
   verify: TokenVerifier;
+  /** `auth` frames: the lockout, the token and the count of a refusal, one check per IP at a time. */
+  checkToken: TokenChecks;
   limiter: Limiter;
   registry: ConnectionRegistry;
   sessions: SessionRegistry;
@@ -101,11 +105,16 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     return denied !== undefined;
   }
 
-  async function recordFailure(session: Session, reason: AuthFailureReasonValue): Promise<void> {
-    // The key set (JWKS) could not be read: nothing was judged, so nothing counts towards the lockout.
+  /** A refused token, already counted towards the IP's lockout (checkToken). */
+  function refused(session: Session, reason: AuthFailureReasonValue): void {
+    // The key set (JWKS) could not be read: nothing was judged (and nothing counted).
     if (reason === 'unavailable') return fail(session, 'key_source_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
-    await countAuthFailure(o.limiter, session.ip, o.authFailureRule, o.lockoutMs);
     fail(session, reason === 'token_expired' ? 'token_expired' : 'invalid_token', reason);
+  }
+
+  async function recordFailure(session: Session, reason: AuthFailureReasonValue): Promise<void> {
+    if (reason !== 'unavailable') await countAuthFailure(o.limiter, session.ip, o.authFailureRule, o.lockoutMs);
+    refused(session, reason);
   }
 
   async function claimUserSlot(session: Session, userKey: string): Promise<boolean> {
@@ -207,12 +216,10 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
   return {
     async authenticate(session, frame) {
       session.state = 'authenticating';
-      if ((await o.limiter.blockedFor(lockoutKey(session.ip))) > 0) {
-        return fail(session, 'auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN);
-      }
-      const result = await o.verify(frame.token);
-      if (session.state !== 'authenticating') return; // closed meanwhile (timeout)
-      if (!result.ok) return recordFailure(session, result.reason);
+      const result = await o.checkToken(session.ip, frame.token);
+      if (result === 'locked_out') return fail(session, 'auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN);
+      if (session.state !== 'authenticating') return; // closed meanwhile (timeout); a refusal was counted
+      if (!result.ok) return refused(session, result.reason);
       return admit(session, result.identity, { deviceId: frame.deviceId, after: frame.after });
     },
 

@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serveMetrics, type MetricsEndpoint } from './metrics-endpoint.js';
 import { listen } from './listen.js';
+import { guardListener, httpServerLimits } from './http-limits.js';
 
 export interface MetricsServer {
   listen(): Promise<AddressInfo>;
@@ -20,12 +21,14 @@ export function createMetricsServer(
   onError: (err: Error) => void,
   http: { headersTimeout: number; maxHeaderSize: number } = { headersTimeout: 5000, maxHeaderSize: 16384 },
 ): MetricsServer {
-  const server: Server = createServer({ headersTimeout: http.headersTimeout, requestTimeout: http.headersTimeout + 1000, maxHeaderSize: http.maxHeaderSize }, (req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'GET' && path === '/metrics') return serveMetrics(req, res, endpoint);
-    res.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
-    res.end('not found\n');
-  });
+  const server: Server = guardListener(
+    createServer(httpServerLimits(http.headersTimeout, http.maxHeaderSize), (req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method === 'GET' && path === '/metrics') return serveMetrics(req, res, endpoint);
+      res.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
+      res.end('not found\n');
+    }),
+  );
   return {
     listen: () => listen(server, port, host, onError),
     close: () =>

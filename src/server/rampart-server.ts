@@ -47,6 +47,8 @@ import { listen } from './listen.js';
 import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureContext, withResponseHeaders, type TlsReloadResult } from './tls-options.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { countAuthFailure, createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
+import { createTokenChecks } from '../pipeline/token-checks.js';
+import { guardListener, httpServerLimits } from './http-limits.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { openAdmin, type Admin } from '../admin/index.js';
@@ -169,6 +171,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     publisher,
     editWindowMs: config.chat.editWindowMs,
     maxInboxSize: config.chat.maxInboxSize,
+    groupHistory: config.chat.groupHistory,
     storeFailed,
   });
   const presenceError = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'presence failed');
@@ -210,8 +213,15 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   // The rule refuses the maxAuthFailures-th failure, and a refusal is what locks the IP out.
   const authFailureRule = { name: 'auth_failures', limit: L.maxAuthFailures - 1, windowMs: L.authFailureWindowMs };
 
+  const checkToken = createTokenChecks({
+    limiter,
+    verify,
+    lockoutKey,
+    countFailure: (ip) => countAuthFailure(limiter, ip, authFailureRule, L.authLockoutMs),
+  });
   const authenticator = createAuthenticator({
     verify,
+    checkToken,
     limiter,
     registry,
     sessions,
@@ -321,12 +331,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const mainRoutes = admin.mount(routes); // `/admin/` in front unless the API has its own port
   const hsts = hstsHeader(config.tls);
   const handler = hsts ? withResponseHeaders(mainRoutes, { 'strict-transport-security': hsts }) : mainRoutes;
-  const serverOptions = {
-    headersTimeout: L.headersTimeout,
-    requestTimeout: L.headersTimeout + 1000,
-    connectionsCheckingInterval: Math.min(1000, Math.ceil(L.headersTimeout / 2)),
-    maxHeaderSize: L.maxHeaderSize,
-  };
+  const serverOptions = httpServerLimits(L.headersTimeout, L.maxHeaderSize);
   const httpsServer = config.tls ? createHttpsServer({ ...serverOptions, ...httpsOptions(config.tls) }, handler) : undefined;
   if (config.tls?.requestClientCert && !config.tls.requireClientCert) httpsServer?.on('secureConnection', refuseUnverifiedClientCert);
   const server: Server = httpsServer ?? createHttpServer(serverOptions, handler);
@@ -344,9 +349,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
         attemptRule,
         maxConnectionsPerIP: config.maxConnectionsPerIP,
         allowQueryToken: config.allowQueryToken,
-        verify,
+        checkToken,
         lockoutKey,
-        tokenRefused: (ip) => countAuthFailure(limiter, ip, authFailureRule, L.authLockoutMs),
         capacity: (ip) => connections.capacity(ip),
         reserve: (ip) => connections.reserve(ip),
       },
@@ -363,12 +367,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       onHandshake: (result, reason) => metrics.handshakes.inc({ result, reason }),
     }),
   );
-  server.on('clientError', (err: Error & { code?: string }, socket) => {
-    // Malformed or oversized HTTP requests: a bare status and close, nothing echoed.
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    socket.destroy();
-  });
+  guardListener(server); // malformed or oversized HTTP requests: a bare status and close, nothing echoed
 
   // ── retention ──
   const prune = (): void => {

@@ -40,3 +40,23 @@ export function asSeenByFormerMember(
   }
   return out;
 }
+
+/** A member's earlier membership of a conversation (they were re-added since): seqs [joined, left]. */
+export interface MembershipPeriod {
+  joined_seq: number;
+  left_seq: number;
+}
+
+/**
+ * Up to which seq a member saw the conversation when the event at `seq` reached them: undefined
+ * while they have stayed a member since (they see its latest body). An entry from before their
+ * current membership (`seq` < `joinedSeq`: they were re-added) belongs to an earlier period, and
+ * shows what that period showed; `earlier` is read only then. An entry of no recorded period
+ * (a re-add from before periods were kept) is treated as of the current membership.
+ */
+export function seenUntil(seq: number, joinedSeq: number, leftSeq: number | null, earlier: () => readonly MembershipPeriod[]): number | undefined {
+  if (seq < joinedSeq) {
+    for (const p of earlier()) if (p.joined_seq <= seq && seq <= p.left_seq) return p.left_seq;
+  }
+  return leftSeq ?? undefined;
+}

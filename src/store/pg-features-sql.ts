@@ -19,7 +19,12 @@ export function buildFeatureSql(t: (table: string) => string) {
     eventById: `SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins} WHERE e.id = $1`,
     membership: `SELECT role, left_seq FROM ${t('members')} WHERE conv = $1 AND "user" = $2`,
     /** Of these conversations, the ones the user has left, with the seq of their leaving. */
-    leftSeqs: `SELECT conv, left_seq FROM ${t('members')} WHERE "user" = $1 AND conv = ANY($2::int[]) AND left_seq IS NOT NULL`,
+    // A member's memberships of these conversations: the current (or last) one, with period = false,
+    // and the earlier ones of a re-added member (version 6), with period = true.
+    memberships: `
+      SELECT conv, joined_seq, left_seq, false AS period FROM ${t('members')} WHERE "user" = $1 AND conv = ANY($2::int[])
+      UNION ALL
+      SELECT conv, joined_seq, left_seq, true FROM ${t('member_periods')} WHERE "user" = $1 AND conv = ANY($2::int[])`,
     insertEvent: `
       INSERT INTO ${t('events')} (conv, seq, id, kind, sender, content, key_id, reply_to, attachments, mentions, hashtags,
         links, ts, client_msg_id)
@@ -37,7 +42,7 @@ export function buildFeatureSql(t: (table: string) => string) {
     eraseEdits: `
       UPDATE ${t('events')} SET content = '', key_id = NULL, attachments = NULL, mentions = '[]', hashtags = '[]', links = '[]'
       WHERE conv = $1 AND reply_to = $2 AND kind = ${EVENT_EDIT}`,
-    setConv: `UPDATE ${t('conversations')} SET last_seq = $2, last_at = $3 WHERE id = $1`,
+    setConv: `UPDATE ${t('conversations')} SET last_seq = $2, last_at = greatest(last_at, $3) WHERE id = $1`,
     appendTimeline: `
       WITH tl AS (
         INSERT INTO ${t('timeline')} ("user", pos, conv, seq) SELECT * FROM unnest($1::int[], $2::bigint[], $3::int[], $4::bigint[])

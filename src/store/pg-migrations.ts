@@ -193,4 +193,27 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
     UPDATE ${t('members')} m SET wrote = true
       WHERE EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.sender = m."user" AND e.kind <> 1)
          OR NOT EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.seq = 1);`,
+
+  // Version 6: earlier membership periods of members who were re-added. Re-adding overwrites the
+  // members row (joined_seq, left_seq = NULL); the trigger keeps the period it ends, so the timeline
+  // entries of that period go on showing each message as it stood when it ended
+  // (former-member-view.ts), not edits made while the member was out. Re-adds before this
+  // upgrade left no trace: their entries show the latest body, as before.
+  (t) => `
+    CREATE TABLE ${t('member_periods')} (
+      conv INTEGER NOT NULL,
+      "user" INTEGER NOT NULL,
+      joined_seq BIGINT NOT NULL,
+      left_seq BIGINT NOT NULL,
+      PRIMARY KEY (conv, "user", joined_seq)
+    );
+    CREATE FUNCTION ${t('members_rejoined')}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+      INSERT INTO ${t('member_periods')} (conv, "user", joined_seq, left_seq) VALUES (OLD.conv, OLD."user", OLD.joined_seq, OLD.left_seq)
+        ON CONFLICT (conv, "user", joined_seq) DO UPDATE SET left_seq = EXCLUDED.left_seq;
+      RETURN NULL;
+    END $fn$;
+    CREATE TRIGGER members_rejoined AFTER UPDATE OF left_seq ON ${t('members')}
+      FOR EACH ROW WHEN (OLD.left_seq IS NOT NULL AND NEW.left_seq IS NULL)
+      EXECUTE FUNCTION ${t('members_rejoined')}();`,
 ];

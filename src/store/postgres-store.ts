@@ -31,7 +31,7 @@ import { EVENT_COLUMNS, eventContext, eventJoins, type PgEventRow } from './pg-e
 import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
 import { inTransaction } from './pg-transaction.js';
-import { asSeenByFormerMember, editedMessages } from './former-member-view.js';
+import { asSeenByFormerMember, editedMessages, seenUntil, type MembershipPeriod } from './former-member-view.js';
 import type {
   AddMembersRequest,
   Audience,
@@ -182,7 +182,7 @@ function buildSql(t: (table: string) => string) {
         INSERT INTO ${t('timeline')} ("user", pos, conv, seq)
         SELECT * FROM unnest($15::int[], $16::bigint[], $17::int[], $18::bigint[])
       ), cv AS (
-        UPDATE ${t('conversations')} c SET last_seq = x.s, last_at = x.a
+        UPDATE ${t('conversations')} c SET last_seq = x.s, last_at = greatest(c.last_at, x.a)
         FROM unnest($19::int[], $20::bigint[], $21::bigint[]) AS x(id, s, a) WHERE c.id = x.id
       ), us AS (
         UPDATE ${t('users')} u SET last_pos = x.p FROM unnest($22::int[], $23::bigint[]) AS x(id, p) WHERE u.id = x.id
@@ -239,11 +239,12 @@ function buildSql(t: (table: string) => string) {
     historyBeforeId: `
       SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins}
       WHERE e.conv = $1 AND e.seq >= $2 AND e.seq <= $3 AND e.kind NOT IN (${EVENT_EDIT}, ${EVENT_DELETE})
-        AND e.seq < (SELECT seq FROM ${t('events')} WHERE id = $4 AND conv = $1)
+        AND e.seq < (SELECT seq FROM ${t('events')} WHERE id = $4 AND conv = $1) AND e.seq < $6
       ORDER BY e.seq DESC LIMIT $5`,
     // A conversation's current members if $3 is one, and whether each wrote in it (Audience).
+    // (With each member's receipt positions: audienceOf returns the asking member's.)
     members: `
-      SELECT mu.user_id, m.wrote FROM ${t('conversations')} c
+      SELECT mu.user_id, m.wrote, m.delivered_seq, m.receipt_seq FROM ${t('conversations')} c
       JOIN ${t('members')} m ON m.conv = c.id AND m.left_seq IS NULL
       JOIN ${t('users')} mu ON mu.id = m."user"
       WHERE c.uuid = $1 AND c.tenant_id = $2
@@ -262,8 +263,8 @@ function buildSql(t: (table: string) => string) {
       JOIN ${t('members')} m ON m."user" = u.id AND m.left_seq IS NULL
       JOIN ${t('conversations')} c ON c.id = m.conv
       WHERE u.tenant_id = $1 AND u.user_id = $2
-        AND ($3::bigint IS NULL OR c.last_at < $3 OR (c.last_at = $3 AND c.uuid > $4::uuid))
-      ORDER BY c.last_at DESC, c.uuid
+        AND ($3::bigint IS NULL OR c.last_at < $3 OR (c.last_at = $3 AND c.uuid < $4::uuid))
+      ORDER BY c.last_at DESC, c.uuid DESC
       LIMIT $5`,
     lastMessages: `
       SELECT ${EVENT_COLUMNS} FROM unnest($1::int[], $2::bigint[]) AS k(conv, since)
@@ -1004,13 +1005,15 @@ export class PostgresStore implements Store {
   async audienceOf(tenantId: string, conversationId: string, userId: string): Promise<Audience | undefined> {
     this.#ready();
     if (!isUuid(conversationId) || !isUuid(userId)) return undefined;
-    const { rows } = await this.#pool.query<{ user_id: string; wrote: boolean }>({
+    const { rows } = await this.#pool.query<{ user_id: string; wrote: boolean; delivered_seq: string; receipt_seq: string }>({
       ...this.#sql.members,
       values: [conversationId, tenantId, userId],
     });
     if (rows.length === 0) return undefined;
     const members = rows.map((r) => r.user_id);
-    return { members, sharing: this.#strangerPrivacy ? rows.filter((r) => r.wrote).map((r) => r.user_id) : members };
+    const own = rows.find((r) => r.user_id === userId.toLowerCase());
+    const positions = { delivered: Number(own?.delivered_seq ?? 0), read: Number(own?.receipt_seq ?? 0) };
+    return { members, sharing: this.#strangerPrivacy ? rows.filter((r) => r.wrote).map((r) => r.user_id) : members, positions };
   }
 
   async membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined> {
@@ -1053,25 +1056,39 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Entries of conversations the user has left show each edited message as it stood when they
-   * left, as `history` does (former-member-view.ts); one whose body of then is no longer stored is
-   * left out, and the device stream reports the hole as `timeline_pruned`. `edited`: the
-   * conversations of the page's edited messages (only those can differ).
+   * Entries of conversations the user has left — or of an earlier membership, when they were
+   * re-added since — show each edited message as it stood when that membership ended, as `history`
+   * does (former-member-view.ts); one whose body of then is no longer stored is left out, and the
+   * device stream reports the hole as `timeline_pruned`. `edited`: the conversations of the page's
+   * edited messages (only those can differ).
    */
   async #timelineOfFormerMember(user: number, entries: TimelineEntry[], rows: readonly { tl_conv: number }[], edited: Set<number>): Promise<TimelineEntry[]> {
-    const { rows: left } = await this.#pool.query<{ conv: number; left_seq: string }>({ ...this.#fsql.leftSeqs, values: [user, [...edited]] });
-    if (left.length === 0) return entries;
-    const leftSeq = new Map(left.map((r) => [r.conv, Number(r.left_seq)]));
+    const { rows: found } = await this.#pool.query<{ conv: number; joined_seq: string; left_seq: string | null; period: boolean }>({
+      ...this.#fsql.memberships,
+      values: [user, [...edited]],
+    });
+    const current = new Map<number, { joined: number; left: number | null }>();
+    const periods = new Map<number, MembershipPeriod[]>();
+    for (const r of found) {
+      if (!r.period) current.set(r.conv, { joined: Number(r.joined_seq), left: r.left_seq === null ? null : Number(r.left_seq) });
+      else {
+        const list = periods.get(r.conv) ?? [];
+        list.push({ joined_seq: Number(r.joined_seq), left_seq: Number(r.left_seq) });
+        periods.set(r.conv, list);
+      }
+    }
     const out: TimelineEntry[] = [];
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
       const conv = rows[i]!.tl_conv;
-      const seq = leftSeq.get(conv);
-      if (seq === undefined) {
+      const m = current.get(conv);
+      const e = entry.event;
+      const until = m === undefined || e.kind !== 'message' ? undefined : seenUntil(e.seq, m.joined, m.left, () => periods.get(conv) ?? []);
+      if (until === undefined) {
         out.push(entry);
         continue;
       }
-      const [seen] = await this.#asSeenBy(conv, [entry.event], seq);
+      const [seen] = await this.#asSeenBy(conv, [e], until);
       if (seen !== undefined) out.push({ pos: entry.pos, event: seen });
     }
     return out;
@@ -1125,15 +1142,15 @@ export class PostgresStore implements Store {
     const from = row.kind === KIND_GROUP && query.groupHistory === 'since_join' ? Number(row.joined_seq) : 1;
     const to = row.left_seq === null ? Number.MAX_SAFE_INTEGER : Number(row.left_seq);
     const limit = Math.floor(query.limit);
+    // Both cursors bound the page inside the query (a filter after its LIMIT would shorten the page).
+    const before = query.beforeSeq === undefined ? Number.MAX_SAFE_INTEGER : Math.floor(query.beforeSeq);
     let rows: PgEventRow[];
     if (query.beforeId !== undefined) {
       if (!isUuid(query.beforeId)) return page;
-      ({ rows } = await this.#pool.query<PgEventRow>({ ...this.#sql.historyBeforeId, values: [row.id, from, to, query.beforeId, limit] }));
+      ({ rows } = await this.#pool.query<PgEventRow>({ ...this.#sql.historyBeforeId, values: [row.id, from, to, query.beforeId, limit, before] }));
     } else {
-      const before = query.beforeSeq === undefined ? Number.MAX_SAFE_INTEGER : Math.floor(query.beforeSeq);
       ({ rows } = await this.#pool.query<PgEventRow>({ ...this.#sql.history, values: [row.id, from, to, before, limit] }));
     }
-    if (query.beforeId !== undefined && query.beforeSeq !== undefined) rows = rows.filter((r) => Number(r.seq) < query.beforeSeq!);
     const events = rows.map((r) => this.#decode(r));
     page.events = row.left_seq === null ? events : await this.#asSeenBy(row.id, events, Number(row.left_seq));
     return page;
@@ -1386,9 +1403,12 @@ export class PostgresStore implements Store {
       await q('setConv', [conv, seq, r.timestamp]);
       const tl = { user: [] as number[], pos: [] as number[], conv: [] as number[], seq: [] as number[] };
       const deliveries: Delivery[] = [];
+      const sinceJoin = state.kind === KIND_GROUP && o.groupHistory !== 'all';
       for (const m of members) {
+        if (m.uid !== actor && sinceJoin && m.joinedSeq > Number(row.seq)) continue; // joined after the message: not theirs to see
         const u = users.get(m.uid)!;
-        if (m.uid !== actor && u.lastPos - u.ackedPos >= o.maxInboxSize) continue;
+        // An edit skips a member at the bound, as a message does; a delete reaches every copy.
+        if (what === 'edit' && m.uid !== actor && u.lastPos - u.ackedPos >= o.maxInboxSize) continue;
         const pos = u.lastPos + 1;
         tl.user.push(m.uid);
         tl.pos.push(pos);

@@ -77,7 +77,7 @@ import type {
   TimelinePage,
 } from './store.js';
 import { bytesToUuid, isUuid, uuidToBytes, uuidV7LowerBound } from './uuid-bytes.js';
-import { asSeenByFormerMember } from './former-member-view.js';
+import { asSeenByFormerMember, seenUntil, type MembershipPeriod } from './former-member-view.js';
 
 export interface SqliteStoreOptions extends PrivacyOption {
   /** Seal user-written fields at rest. */
@@ -308,6 +308,23 @@ const MIGRATIONS: readonly string[] = [
    UPDATE members SET wrote = 1
      WHERE EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.sender = members.user AND e.kind <> 1)
         OR NOT EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.seq = 1);`,
+  // Schema 8: earlier membership periods of members who were re-added. Re-adding overwrites the
+  // members row (joined_seq, left_seq = NULL); the trigger keeps the period it ends, so the timeline
+  // entries of that period go on showing each message as it stood when it ended
+  // (former-member-view.ts), not edits made while the member was out. Re-adds before this
+  // upgrade left no trace: their entries show the latest body, as before.
+  `CREATE TABLE member_periods (
+     conv INTEGER NOT NULL,
+     user INTEGER NOT NULL,
+     joined_seq INTEGER NOT NULL,
+     left_seq INTEGER NOT NULL,
+     PRIMARY KEY (conv, user, joined_seq)
+   ) WITHOUT ROWID;
+   CREATE TRIGGER members_rejoined AFTER UPDATE OF left_seq ON members
+     WHEN old.left_seq IS NOT NULL AND new.left_seq IS NULL
+     BEGIN
+       INSERT OR REPLACE INTO member_periods (conv, user, joined_seq, left_seq) VALUES (old.conv, old.user, old.joined_seq, old.left_seq);
+     END;`,
 ];
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */
@@ -411,11 +428,13 @@ function prepareAll(db: BetterSqlite3.Database) {
       `INSERT INTO conversations (uuid, tenant_id, kind, direct_key, name, key_id, last_seq, last_at, closed, created_at)
        VALUES (?, ?, ?, ?, ?, ?, 0, ?, 0, ?)`,
     ),
-    setConvCounters: db.prepare<[number, number, number]>('UPDATE conversations SET last_seq = ?, last_at = ? WHERE id = ?'),
+    // last_at never moves back: a message's time is taken before it waits for its commit, and a
+    // change committed meanwhile may carry a later one.
+    setConvCounters: db.prepare<[number, number, number]>('UPDATE conversations SET last_seq = ?, last_at = max(last_at, ?) WHERE id = ?'),
     /** A batch's conversation counters, flat (id, last_seq, last_at) triples. */
     setConvCounterRows: new SqliteRowBatches(
       db,
-      (v) => `UPDATE conversations SET last_seq = v.column2, last_at = v.column3 FROM (VALUES ${v}) AS v WHERE conversations.id = v.column1`,
+      (v) => `UPDATE conversations SET last_seq = v.column2, last_at = max(last_at, v.column3) FROM (VALUES ${v}) AS v WHERE conversations.id = v.column1`,
       3,
       COUNTER_ROWS_PER_UPDATE,
     ),
@@ -428,9 +447,10 @@ function prepareAll(db: BetterSqlite3.Database) {
       `SELECT m.user, u.user_id, m.role, m.joined_seq FROM members m JOIN users u ON u.id = m.user
        WHERE m.conv = ? AND m.left_seq IS NULL ORDER BY m.joined_seq, u.user_id`,
     ),
-    membership: db.prepare<[number, number], { role: number; joined_seq: number; left_seq: number | null; read_seq: number }>(
-      'SELECT role, joined_seq, left_seq, read_seq FROM members WHERE conv = ? AND user = ?',
-    ),
+    membership: db.prepare<
+      [number, number],
+      { role: number; joined_seq: number; left_seq: number | null; read_seq: number; delivered_seq: number; receipt_seq: number }
+    >('SELECT role, joined_seq, left_seq, read_seq, delivered_seq, receipt_seq FROM members WHERE conv = ? AND user = ?'),
     memberCount: db.prepare<[number], number>('SELECT count(*) FROM members WHERE conv = ? AND left_seq IS NULL').pluck(),
     groupCount: db
       .prepare<[number], number>(
@@ -777,22 +797,29 @@ export class SqliteStore implements Store {
   }
 
   async audienceOf(tenantId: string, conversationId: string, userId: string): Promise<Audience | undefined> {
-    const members = await this.membersIfMember(tenantId, conversationId, userId);
-    if (members === undefined) return undefined;
-    if (this.#options.strangerPrivacy === false) return { members, sharing: members };
     const s = this.#ready();
-    const writers = this.#writersOf(s, this.#conv(s, tenantId, conversationId)!.id);
-    return { members, sharing: members.filter((u) => writers.has(this.#userId(s, tenantId, u, false)!)) };
+    const found = this.#currentMembership(s, tenantId, conversationId, userId);
+    if (found === undefined) return undefined;
+    const members = this.#members(s, found.conv).map((r) => r.uuid);
+    const positions = { delivered: found.m.delivered_seq, read: found.m.receipt_seq };
+    if (this.#options.strangerPrivacy === false) return { members, sharing: members, positions };
+    const writers = this.#writersOf(s, found.conv);
+    return { members, sharing: members.filter((u) => writers.has(this.#userId(s, tenantId, u, false)!)), positions };
   }
 
   async membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined> {
     const s = this.#ready();
+    const found = this.#currentMembership(s, tenantId, conversationId, userId);
+    return found === undefined ? undefined : this.#members(s, found.conv).map((r) => r.uuid);
+  }
+
+  /** The user's membership row of the conversation, if they are a current member. */
+  #currentMembership(s: Statements, tenantId: string, conversationId: string, userId: string) {
     const conv = this.#conv(s, tenantId, conversationId);
     const user = this.#userId(s, tenantId, userId, false);
     if (conv === undefined || user === undefined) return undefined;
     const m = s.membership.get(conv.id, user);
-    if (m === undefined || m.left_seq !== null) return undefined;
-    return this.#members(s, conv.id).map((r) => r.uuid);
+    return m === undefined || m.left_seq !== null ? undefined : { conv: conv.id, m };
   }
 
   /** The conversation's current members (see #membersCache). Never inside a write that changes membership. */
@@ -826,15 +853,18 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * A timeline entry of a conversation the user has left shows an edited message as it stood when
-   * they left, as `history` does (former-member-view.ts); undefined when that body is no longer
-   * stored (the device stream reports the hole as `timeline_pruned`).
+   * A timeline entry of a conversation the user has left — or of an earlier membership, when they
+   * were re-added since — shows an edited message as it stood when that membership ended, as
+   * `history` does (former-member-view.ts); undefined when that body is no longer stored (the
+   * device stream reports the hole as `timeline_pruned`).
    */
   #asSeenByMember(s: Statements, user: number, conv: number, event: ConversationEvent): ConversationEvent | undefined {
     if (event.kind !== 'message' || event.editedAt === undefined || event.deletedAt !== undefined) return event;
-    const leftSeq = s.membership.get(conv, user)?.left_seq;
-    if (leftSeq === null || leftSeq === undefined) return event;
-    return asSeenByFormerMember([event], leftSeq, (messageId) => this.#editsOf(s, conv, messageId))[0];
+    const m = s.membership.get(conv, user);
+    if (m === undefined) return event;
+    const until = seenUntil(event.seq, m.joined_seq, m.left_seq, () => this.#f!.periodsOf.all(conv, user));
+    if (until === undefined) return event;
+    return asSeenByFormerMember([event], until, (messageId) => this.#editsOf(s, conv, messageId))[0];
   }
 
   #editsOf(s: Statements, conv: number, messageId: string): MessageEditEvent[] {
@@ -1121,9 +1151,12 @@ export class SqliteStore implements Store {
     }
     s.setConvCounters.run(seq, r.timestamp, info.id);
     const deliveries: Delivery[] = [];
+    const sinceJoin = info.kind === KIND_GROUP && o.groupHistory !== 'all';
     for (const m of s.currentMembers.all(info.id)) {
+      if (m.user !== actor && sinceJoin && m.joined_seq > row.seq) continue; // joined after the message: not theirs to see
       const c = s.userCounters.get(m.user)!;
-      if (m.user !== actor && c.last_pos - c.acked_pos >= o.maxInboxSize) continue;
+      // An edit skips a member at the bound, as a message does; a delete reaches every copy.
+      if (what === 'edit' && m.user !== actor && c.last_pos - c.acked_pos >= o.maxInboxSize) continue;
       const pos = c.last_pos + 1;
       this.#appendTimeline(m.user, pos, info.id, seq);
       s.setLastPos.run(pos, m.user);
@@ -1568,7 +1601,7 @@ export class SqliteStore implements Store {
         m.clientMsgId ?? null,
       );
       cc.lastSeq = seq;
-      cc.lastAt = m.timestamp;
+      cc.lastAt = Math.max(cc.lastAt, m.timestamp);
       cc.dirty = true;
       const deliveries: Delivery[] = [];
       for (const r of recipients) {
@@ -1880,6 +1913,8 @@ function prepareFeatures(db: BetterSqlite3.Database, eventColumns: string) {
          WHERE me.user = ? AND me.left_seq IS NULL AND (? = 0 OR me.wrote = 1)`,
       )
       .pluck(),
+    /** A member's earlier membership periods (schema 8: they were re-added since). */
+    periodsOf: db.prepare<[number, number], MembershipPeriod>('SELECT joined_seq, left_seq FROM member_periods WHERE conv = ? AND user = ?'),
     /** The members who have written in a conversation. */
     writersOf: db.prepare<[number], number>('SELECT user FROM members WHERE conv = ? AND wrote = 1').pluck(),
     setWrote: db.prepare<[number, number]>('UPDATE members SET wrote = 1 WHERE conv = ? AND user = ? AND wrote = 0'),

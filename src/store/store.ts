@@ -73,6 +73,8 @@ export interface Audience {
   members: string[];
   /** Those of them whose presence and receipts the conversation carries (all, with the option off). */
   sharing: string[];
+  /** The asking member's own receipt positions as stored (members.delivered_seq, receipt_seq). */
+  positions: { delivered: number; read: number };
 }
 
 /** Stores take this option (default true); false: every member shares through every conversation (config `chat.strangerPrivacy`). */
@@ -369,10 +371,21 @@ export interface EditMessageRequest extends MessageChangeRequest {
 export type DeleteMessageRequest = MessageChangeRequest;
 
 export interface MessageChangeOptions {
-  /** Backlog bound, as for group messages: a member at the bound gets no timeline entry (the actor always does). */
+  /**
+   * Backlog bound for edits, as for group messages: a member at the bound gets no timeline entry
+   * (the actor always does). A delete is appended for every member regardless: erasure must reach
+   * every copy, and each message can be deleted once, so a backlog grows past the bound by at
+   * most one entry per deleted message.
+   */
   maxInboxSize: number;
   /** Edits only: the message must be at most this old (`timestamp - message.timestamp`); 0 forbids every edit. */
   editWindowMs?: number;
+  /**
+   * As `chat.groupHistory` (default `since_join`): under `since_join`, a group member who joined
+   * after the message cannot see it, so gets no timeline entry for its edit or delete either (the
+   * actor always does).
+   */
+  groupHistory?: 'since_join' | 'all';
 }
 
 export type MessageChangeOutcome =

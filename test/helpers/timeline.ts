@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { openClient, token, newUserId, type Frame, type TestClient } from './harness.js';
+import { before, after } from 'node:test';
+import { openClient, token, newUserId, closeAll, startServer, type Frame, type TestClient, type TestServer } from './harness.js';
+import type { RampartConfigInput } from '../../src/config/schema.js';
 import type { DevTokenClaims } from '../../src/auth/dev-token.js';
 
 export interface DeviceAuth {
@@ -47,6 +49,41 @@ export const newRequestId = (): string => `r${++counter}-${randomUUID().slice(0,
 const REPLY_TYPES = new Set(['group_updated', 'error', 'rate_limited', 'history', 'conversations', 'read_updated', 'message_changed', 'presence', 'presence_updated']);
 
 /** Sends `frame` with a fresh `requestId` and resolves with the reply that echoes it. */
+/** A server for the enclosing `describe` block and a maker of its device clients. */
+export interface UsersOnServer {
+  server(): TestServer;
+  user(sub?: string, opts?: DeviceAuth): Promise<DeviceClient>;
+}
+
+/**
+ * Call inside a `describe`: starts a server with `config()` before the block's tests (after
+ * `hooks.setup`) and closes it, every client `user()` opened and then `hooks.teardown`, after them.
+ */
+export function usersOnServer(
+  config: () => RampartConfigInput | Promise<RampartConfigInput>,
+  hooks: { setup?(): Promise<void>; teardown?(): Promise<void> } = {},
+): UsersOnServer {
+  const clients: TestClient[] = [];
+  let srv: TestServer | undefined;
+  before(async () => {
+    await hooks.setup?.();
+    srv = await startServer(await config());
+  });
+  after(async () => {
+    await closeAll(...clients);
+    await srv?.close();
+    await hooks.teardown?.();
+  });
+  return {
+    server: () => srv!,
+    async user(sub = newUserId(), opts = {}) {
+      const c = await deviceClient(srv!.url, sub, opts);
+      clients.push(c);
+      return c;
+    },
+  };
+}
+
 export function ask(client: TestClient, frame: Record<string, unknown>): Promise<Frame> {
   const requestId = newRequestId();
   const reply = client.next((f) => f.requestId === requestId && REPLY_TYPES.has(f.type), true);

@@ -1186,7 +1186,7 @@ describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', 
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8]);
           const sql = check.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").pluck().get() as string;
           assert.doesNotMatch(sql, /WITHOUT ROWID/i);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
@@ -1246,7 +1246,7 @@ describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kep
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8]);
           assert.equal(check.prepare('SELECT count(*) FROM timeline').pluck().get(), 4);
         } finally {
           check.close();
@@ -1302,7 +1302,7 @@ describe('SqliteStore: a v5 database upgrades to v6 (dedupe key indexed client i
       try {
         const check = new Database(file);
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8]);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
           assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id']);
           // The plan of the dedupe probe uses the new index (no scan of events).
@@ -1374,6 +1374,51 @@ describe('SqliteStore: a v6 database upgrades to v7 (who wrote in each conversat
         await store.appendMessages([dm(alice, carol)], LIMITS);
         assert.deepEqual([...(await store.audienceOf(T, oneSided, carol))!.sharing].sort(), [alice, carol].sort());
         assert.deepEqual([...(await store.contactsOf(T, alice))].sort(), [bob, carol, dave].sort());
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Runs `fn` on a read-only connection to the SQLite file, then closes it. */
+function readFile(file: string, fn: (db: InstanceType<typeof Database>) => void): void {
+  const db = new Database(file, { readonly: true });
+  try {
+    fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+describe('SqliteStore: a v7 database upgrades to v8 (earlier membership periods)', () => {
+  test('rows survive; a member removed before the upgrade and re-added after it keeps that earlier membership', async () => {
+    // Schema 7: the fixture's direct conversation, and a group (conversation 2) alice owns, from which bob was removed at seq 3.
+    const { dir, file, db, alice, bob, conversationId } = oldSchemaFixture(7, null);
+    const group = randomUUID();
+    try {
+      const b = (u: string): Buffer => Buffer.from(u.replaceAll('-', ''), 'hex');
+      db.prepare("INSERT INTO conversations (id, uuid, tenant_id, kind, name, last_seq, last_at, closed, created_at) VALUES (2, ?, ?, 1, 'g', 3, 1, 0, 1)").run(b(group), T);
+      db.exec('INSERT INTO members (conv, user, role, joined_seq, left_seq, wrote) VALUES (2, 1, 2, 1, NULL, 1), (2, 2, 0, 1, 3, 0)');
+      db.close();
+      const store = new SqliteStore(file);
+      await store.init();
+      try {
+        readFile(file, (check) => {
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8]);
+          assert.deepEqual(check.prepare('SELECT count(*) FROM member_periods').pluck().get(), 0, 'nothing to backfill');
+        });
+        // The fixture's messages and positions are all there.
+        const history = await store.history(T, alice, { conversationId }, { limit: 10, groupHistory: 'since_join' });
+        assert.deepEqual(history!.events.map((e) => (e.kind === 'message' ? e.content : e.kind)), ['second', 'first']);
+        assert.deepEqual((await store.timeline(T, bob, 0, 10)).entries.map((e) => e.pos), [1, 2]);
+        // Bob is added back: the membership that ended at seq 3 is kept.
+        okEvent(await store.addMembers({ ...req(alice), conversationId: group, userIds: [bob] }, GL));
+        readFile(file, (again) => {
+          assert.deepEqual(again.prepare('SELECT conv, user, joined_seq, left_seq FROM member_periods').all(), [{ conv: 2, user: 2, joined_seq: 1, left_seq: 3 }]);
+        });
       } finally {
         await store.close();
       }
@@ -1577,7 +1622,7 @@ describe('PostgresStore: nodes initialising at once', () => {
     try {
       await Promise.all(nodes.map((node) => node.init()));
       const { rows } = await admin.query(`SELECT version FROM "${fresh}".schema_version ORDER BY version`);
-      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
+      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }]);
       await nodes[0]!.ping();
     } finally {
       await Promise.all(nodes.map((node) => node.close()));

@@ -43,8 +43,9 @@ function sqlite(): Backend {
     },
     async downgrade() {
       const db = new Database(file);
-      // Schema 7 first (members.wrote), schema 6 (the dedupe index as it was), schema 5 (recent timeline entries back into timeline), then schema 4.
-      db.exec(`ALTER TABLE members DROP COLUMN wrote; DELETE FROM schema_version WHERE version = 7;
+      // Schema 8 first (membership periods), 7 (members.wrote), 6 (the dedupe index as it was), 5 (recent timeline entries back into timeline), then 4.
+      db.exec(`DROP TRIGGER members_rejoined; DROP TABLE member_periods; DELETE FROM schema_version WHERE version = 8;
+               ALTER TABLE members DROP COLUMN wrote; DELETE FROM schema_version WHERE version = 7;
                CREATE UNIQUE INDEX events_dedupe ON events (sender, client_msg_id) WHERE client_msg_id IS NOT NULL; DROP INDEX events_client_msg;
                DELETE FROM schema_version WHERE version = 6;
                INSERT INTO timeline SELECT * FROM timeline_recent; DROP TABLE timeline_recent; DELETE FROM schema_version WHERE version = 5;
@@ -70,8 +71,10 @@ function postgres(): Backend {
     },
     async downgrade() {
       const t = (x: string): string => `"${schema}".${x}`;
-      // Version 5 first (members.wrote), version 4 (the dedupe index as it was), then version 3.
-      await admin.query(`ALTER TABLE ${t('members')} DROP COLUMN wrote; DELETE FROM ${t('schema_version')} WHERE version = 5;
+      // Version 6 first (membership periods), 5 (members.wrote), 4 (the dedupe index as it was), then 3.
+      await admin.query(`DROP TRIGGER members_rejoined ON ${t('members')}; DROP FUNCTION ${t('members_rejoined')}(); DROP TABLE ${t('member_periods')};
+        DELETE FROM ${t('schema_version')} WHERE version = 6;
+        ALTER TABLE ${t('members')} DROP COLUMN wrote; DELETE FROM ${t('schema_version')} WHERE version = 5;
         CREATE UNIQUE INDEX events_dedupe ON ${t('events')} (sender, client_msg_id) WHERE client_msg_id IS NOT NULL;
         DROP INDEX "${schema}".events_client_msg; DELETE FROM ${t('schema_version')} WHERE version = 4;
         DROP INDEX "${schema}".events_edits; ALTER TABLE ${t('events')} DROP COLUMN edited_at;
@@ -200,6 +203,57 @@ for (const make of [sqlite, postgres]) {
         // Current members read the latest.
         const current = (await store.history(T, a, to, q))!.events.filter((e): e is StoredMessage => e.kind === 'message');
         assert.deepEqual(current.map((e) => e.content).sort(), ['', 'also after b left', 'written after b left'].sort());
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('a re-added member: each earlier membership shows messages as it ended; edits of messages from before they joined skip them', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const gid = randomUUID();
+        const to = { conversationId: gid };
+        const change = (ts = now()) => ({ tenantId: T, actorId: a, eventId: messageId(ts), timestamp: ts, conversationId: gid });
+        assert.equal((await store.createGroup({ ...change(), name: 'g', memberIds: [b] }, { maxGroupMembers: 10, maxGroupsPerUser: 10 })).status, 'ok');
+        const edit = async (id: string, content: string, groupHistory?: 'since_join' | 'all') => {
+          const ts = now();
+          const out = await store.editMessage(
+            { tenantId: T, actorId: a, eventId: messageId(ts), messageId: id, timestamp: ts, body: { content, mentions: [], hashtags: [], links: [] } },
+            { ...OPTS, editWindowMs: 60_000, ...(groupHistory === undefined ? {} : { groupHistory }) },
+          );
+          assert.equal(out.status, 'ok');
+          return (out as { deliveries: { userId: string }[] }).deliveries.map((d) => d.userId);
+        };
+        const remove = async () => assert.equal((await store.removeMembers({ ...change(), userIds: [b] })).status, 'ok');
+        const readd = async () => assert.equal((await store.addMembers({ ...change(), userIds: [b] }, { maxGroupMembers: 10, maxGroupsPerUser: 10 })).status, 'ok');
+
+        const first = await send(store, message(a, to, 'first period'));
+        await edit(first.id, 'edited in the first period');
+        await remove();
+        await edit(first.id, 'edited while b was out (1)');
+        await readd();
+        // b joined after `first`: under since_join its edits are not b's to see (the actor still gets one).
+        assert.deepEqual(await edit(first.id, 'edited in the second period'), [a]);
+        const second = await send(store, message(a, to, 'second period'));
+        await edit(second.id, 'second, edited in the second period');
+        await remove();
+        await edit(first.id, 'edited while b was out (2)');
+        await edit(second.id, 'second, edited while b was out');
+        await readd();
+        // With chat.groupHistory "all" the re-added member reads the whole history: the edit reaches them.
+        assert.deepEqual((await edit(second.id, 'second, edited again', 'all')).sort(), [a, b].sort());
+
+        const replayed = (await store.timeline(T, b, 0, 100)).entries.map((e) => e.event).filter((e): e is StoredMessage => e.kind === 'message');
+        assert.deepEqual(
+          replayed.map((e) => [e.id, e.content]),
+          [
+            [first.id, 'edited in the first period'], // as the first membership ended
+            [second.id, 'second, edited in the second period'], // as the second ended
+          ],
+        );
+        const own = (await store.timeline(T, a, 0, 100)).entries.map((e) => e.event).filter((e): e is StoredMessage => e.kind === 'message');
+        assert.deepEqual(own.map((e) => e.content), ['edited while b was out (2)', 'second, edited again'], 'the author reads the latest');
       } finally {
         await store.close();
       }

@@ -1,0 +1,31 @@
+/**
+ * The HTTP limits every listener of a node shares (the main port, the admin and metrics ports):
+ * request headers within `limits.headersTimeout`, of at most `limits.maxHeaderSize`, and a bare
+ * 400/431 for a malformed, oversized or too slow request, nothing echoed.
+ */
+import type { Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+/** `bodyGraceMs`: time for a request's body after its headers. */
+export function httpServerLimits(headersTimeout: number, maxHeaderSize: number, bodyGraceMs = 1000) {
+  return {
+    headersTimeout,
+    requestTimeout: headersTimeout + bodyGraceMs,
+    // Node checks these timeouts only every connectionsCheckingInterval (30 s by default): a slow
+    // request would otherwise hold its connection up to 30 s past headersTimeout.
+    connectionsCheckingInterval: Math.min(1000, Math.ceil(headersTimeout / 2)),
+    maxHeaderSize,
+  };
+}
+
+/** Answers a request the HTTP parser refused (or one cut for its timeout) and closes it. */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  socket.destroy();
+}
+
+/** Both, on a listener. */
+export function guardListener(server: Server): Server {
+  return server.on('clientError', answerClientError);
+}

@@ -1,0 +1,330 @@
+/**
+ * The message lifecycle on both stores, at the Store level: history with both cursors, sealing of
+ * every user-written field, lastActivityAt never moving back, deletes reaching full backlogs, and
+ * SQLite and PostgreSQL answering alike (list order, retention).
+ */
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Database } from '../../src/store/sqlite-driver.js';
+import pg from 'pg';
+import { PostgresStore } from '../../src/store/postgres-store.js';
+import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { ContentCipher } from '../../src/store/content-cipher.js';
+import { messageId } from '../../src/chat/message-id.js';
+import type { NewMessage, Store, StoredMessage } from '../../src/store/store.js';
+import { PG_URL } from '../helpers/harness.js';
+
+const T = 'default';
+const OPTS = { maxInboxSize: 1000 };
+let clock = Date.now();
+const now = (): number => ++clock;
+const LIMITS = { maxGroupMembers: 10, maxGroupsPerUser: 10 };
+
+interface Backend {
+  name: string;
+  open(cipher?: ContentCipher): Promise<Store>;
+  /** Every text/blob value of every row of every table, as strings. */
+  dump(): Promise<string>;
+  /** Raw file bytes (SQLite only). */
+  files?(): Buffer;
+  teardown(): Promise<void>;
+}
+
+function sqlite(): Backend {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-lifecycle-'));
+  const file = join(dir, 'db.sqlite');
+  return {
+    name: 'sqlite',
+    async open(cipher) {
+      const s = new SqliteStore(file, cipher ? { cipher } : {});
+      await s.init();
+      return s;
+    },
+    async dump() {
+      const db = new Database(file, { readonly: true, fileMustExist: true });
+      try {
+        const tables = db.prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
+        let out = '';
+        for (const t of tables) for (const row of db.prepare(`SELECT * FROM "${t}"`).all() as Record<string, unknown>[]) for (const v of Object.values(row)) out += `${Buffer.isBuffer(v) ? v.toString('latin1') : String(v)}\n`;
+        return out;
+      } finally {
+        db.close();
+      }
+    },
+    files() {
+      const parts = [file, `${file}-wal`, `${file}-journal`].filter(existsSync).map((f) => readFileSync(f));
+      return Buffer.concat(parts);
+    },
+    async teardown() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function postgres(): Backend {
+  const schema = `rampart_lifecycle_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Pool({ connectionString: PG_URL, max: 1 });
+  return {
+    name: 'postgres',
+    async open(cipher) {
+      const s = new PostgresStore(PG_URL, { schema, pool: { max: 3 }, ...(cipher ? { cipher } : {}) });
+      await s.init();
+      return s;
+    },
+    async dump() {
+      const { rows: tables } = await admin.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1`, [schema]);
+      let out = '';
+      for (const { table_name } of tables) {
+        const { rows } = await admin.query(`SELECT * FROM "${schema}"."${table_name}"`);
+        for (const row of rows as Record<string, unknown>[]) for (const v of Object.values(row)) out += `${Buffer.isBuffer(v) ? v.toString('latin1') : String(v)}\n`;
+      }
+      return out;
+    },
+    async teardown() {
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+    },
+  };
+}
+
+function message(from: string, to: NewMessage['to'], content = `m ${randomUUID()}`, ts = now()): NewMessage {
+  return { id: messageId(ts), tenantId: T, senderId: from, to, timestamp: ts, content, mentions: [], hashtags: [], links: [] };
+}
+
+async function send(store: Store, m: NewMessage): Promise<StoredMessage> {
+  const [out] = await store.appendMessages([m], OPTS);
+  assert.equal(out?.status, 'stored');
+  return (out as { message: StoredMessage }).message;
+}
+
+const backends = [sqlite(), postgres()];
+after(async () => {
+  for (const b of backends) await b.teardown();
+});
+
+for (const backend of backends) {
+  describe(`message lifecycle (${backend.name})`, () => {
+    test('history with both `before` (id) and `beforeSeq` returns a full page of the seqs below both', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const sent: StoredMessage[] = [];
+        for (let i = 0; i < 20; i++) sent.push(await send(store, message(a, { peerId: b }, `n${i + 1}`)));
+        const cursor = sent[19]!; // seq 20
+        const page = await store.history(T, a, { peerId: b }, { beforeId: cursor.id, beforeSeq: 6, limit: 3, groupHistory: 'since_join' });
+        assert.deepEqual(
+          page!.events.map((e) => e.seq),
+          [5, 4, 3],
+          'events with seq < 6 (and < the cursor), newest first, limit 3',
+        );
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('every user-written field is sealed at rest (messages, attachments, entities, edits, group names)', async () => {
+      const cipher = new ContentCipher({ activeKeyId: 'k1', keys: { k1: randomBytes(32) } });
+      const store = await backend.open(cipher);
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const gid = randomUUID();
+        const ts0 = now();
+        assert.equal((await store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts0), timestamp: ts0, conversationId: gid, name: 'PLAINGROUPNAME', memberIds: [b] }, LIMITS)).status, 'ok');
+        const ts1 = now();
+        assert.equal((await store.renameGroup({ tenantId: T, actorId: a, eventId: messageId(ts1), timestamp: ts1, conversationId: gid, name: 'PLAINRENAMED' })).status, 'ok');
+        const m = message(a, { conversationId: gid }, 'PLAINCONTENT');
+        m.mentions = ['PLAINMENTION'];
+        m.hashtags = ['PLAINHASHTAG'];
+        m.links = [{ url: 'https://plainlink.example/PLAINLINK', safe: true }];
+        m.attachments = [{ type: 'file', url: 'https://x.example/PLAINATTURL', name: 'PLAINATTNAME' }];
+        const stored = await send(store, m);
+        const ts2 = now();
+        const edit = await store.editMessage(
+          { tenantId: T, actorId: a, eventId: messageId(ts2), messageId: stored.id, timestamp: ts2, body: { content: 'PLAINEDITED', mentions: ['PLAINEDMENTION'], hashtags: [], links: [] } },
+          { ...OPTS, editWindowMs: 60_000 },
+        );
+        assert.equal(edit.status, 'ok');
+        await send(store, message(b, { peerId: a }, 'PLAINDIRECT'));
+        const dump = await backend.dump();
+        const leaked = ['PLAINGROUPNAME', 'PLAINRENAMED', 'PLAINCONTENT', 'PLAINMENTION', 'PLAINHASHTAG', 'PLAINLINK', 'PLAINATTURL', 'PLAINATTNAME', 'PLAINEDITED', 'PLAINEDMENTION', 'PLAINDIRECT'].filter((w) =>
+          dump.includes(w),
+        );
+        assert.deepEqual(leaked, [], 'no plaintext in any row');
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('lastActivityAt never moves backwards (an edit then a message with an earlier timestamp)', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const m1 = await send(store, message(a, { peerId: b }, 'first'));
+        // A message takes its timestamp when its frame is handled and waits for the group commit; an
+        // edit handled meanwhile writes at once with a later timestamp.
+        const tsMsg = now();
+        const tsEdit = now();
+        const edit = await store.editMessage(
+          { tenantId: T, actorId: a, eventId: messageId(tsEdit), messageId: m1.id, timestamp: tsEdit, body: { content: 'edited', mentions: [], hashtags: [], links: [] } },
+          { ...OPTS, editWindowMs: 60_000 },
+        );
+        assert.equal(edit.status, 'ok');
+        const before = (await store.listConversations(T, a, { limit: 10 })).conversations[0]!.lastActivityAt;
+        await send(store, message(b, { peerId: a }, 'late commit', tsMsg));
+        const afterIt = (await store.listConversations(T, a, { limit: 10 })).conversations[0]!.lastActivityAt;
+        assert.ok(afterIt >= before, `lastActivityAt went from ${before} back to ${afterIt}`);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('a delete reaches every member\'s timeline, also one whose backlog is at chat.maxInboxSize (protocol §6a Delete)', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+        const gid = randomUUID();
+        const ts0 = now();
+        assert.equal((await store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts0), timestamp: ts0, conversationId: gid, name: 'g', memberIds: [b, c] }, LIMITS)).status, 'ok');
+        const small = { maxInboxSize: 3 };
+        const [out] = await store.appendMessages([message(a, { conversationId: gid }, 'SECRET to be deleted')], small);
+        assert.equal(out!.status, 'stored');
+        const m = (out as { message: StoredMessage }).message;
+        // b's phone received and acknowledged it (it shows the content), then went offline.
+        const bPos = (await store.syncState(T, b)).lastPos;
+        await store.acknowledge(T, b, 'phone', bPos);
+        for (let i = 0; i < 3; i++) await store.appendMessages([message(a, { conversationId: gid }, `chatter ${i}`)], small);
+        const ts = now();
+        const del = await store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(ts), messageId: m.id, timestamp: ts }, small);
+        assert.equal(del.status, 'ok');
+        const reached = del.status === 'ok' ? del.deliveries.map((d) => d.userId).sort() : [];
+        // b's phone resumes after its acknowledged position: does it ever learn of the deletion?
+        const replay = await store.timeline(T, b, bPos, 100);
+        const kinds = replay.entries.map((e) => e.event.kind);
+        assert.ok(kinds.includes('delete'), `b's replay after pos ${bPos} has no delete event: ${kinds}; delete reached ${reached.length} of 3 members`);
+      } finally {
+        await store.close();
+      }
+    });
+
+    // Files only the SQLite backend has (PostgreSQL keeps old row versions until vacuum: protocol.md §6a).
+    if (backend.files !== undefined) test('SQLite: after a delete, neither the original nor the edited body is left in the database files', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const m = await send(store, message(a, { peerId: b }, 'ZQXORIGINALBODYZQX'));
+        const ts = now();
+        const e = await store.editMessage(
+          { tenantId: T, actorId: a, eventId: messageId(ts), messageId: m.id, timestamp: ts, body: { content: 'ZQXEDITEDBODYZQX', mentions: [], hashtags: [], links: [] } },
+          { ...OPTS, editWindowMs: 60_000 },
+        );
+        assert.equal(e.status, 'ok');
+        for (let i = 0; i < 5; i++) await send(store, message(b, { peerId: a }, `filler ${i}`));
+        const ts2 = now();
+        assert.equal((await store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(ts2), messageId: m.id, timestamp: ts2 }, OPTS)).status, 'ok');
+        const bytes = backend.files!();
+        assert.equal(bytes.indexOf('ZQXORIGINALBODYZQX'), -1, 'original body left in the files');
+        assert.equal(bytes.indexOf('ZQXEDITEDBODYZQX'), -1, 'edited body left in the files');
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
+
+describe('list_conversations order is the same on both stores', () => {
+  test('conversations with the same lastActivityAt are listed in the same order, and paged the same', async () => {
+    const a = randomUUID();
+    const others = [randomUUID(), randomUUID(), randomUUID()];
+    const gids = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    const ts = now();
+    const orders: string[][] = [];
+    const paged: string[][] = [];
+    for (const backend of backends) {
+      const store = await backend.open();
+      try {
+        for (const gid of gids) {
+          const out = await store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts), timestamp: ts, conversationId: gid, name: 'g', memberIds: others }, LIMITS);
+          assert.equal(out.status, 'ok');
+        }
+        orders.push((await store.listConversations(T, a, { limit: 10 })).conversations.map((c) => c.conversationId));
+        const p1 = await store.listConversations(T, a, { limit: 2 });
+        const p2 = await store.listConversations(T, a, { limit: 2, before: p1.nextCursor! });
+        paged.push([...p1.conversations, ...p2.conversations].map((c) => c.conversationId));
+      } finally {
+        await store.close();
+      }
+    }
+    assert.deepEqual(paged[0], orders[0]);
+    assert.deepEqual(paged[1], orders[1]);
+    assert.deepEqual(orders[1], orders[0], `postgres order ${orders[1]} vs sqlite ${orders[0]}`);
+  });
+});
+
+describe('retention gives the same results on both stores', () => {
+  test('prune over messages, edits, deletes and membership events: same count, timelines, history and lists', async () => {
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    const gid = randomUUID();
+    const base = 7_000_000;
+    // A fixed script of ids and timestamps, run on each store.
+    const script: { ts: number; id: string }[] = [];
+    for (let i = 0; i < 40; i++) script.push({ ts: base + i * 1000, id: messageId(base + i * 1000) });
+    const results: unknown[] = [];
+    for (const backend of backends) {
+      const store = await backend.open();
+      try {
+        let k = 0;
+        const next = () => script[k++]!;
+        const s0 = next();
+        assert.equal((await store.createGroup({ tenantId: T, actorId: a, eventId: s0.id, timestamp: s0.ts, conversationId: gid, name: 'grp', memberIds: [b, c] }, LIMITS)).status, 'ok');
+        const ids: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const s = next();
+          const from = [a, b, c][i % 3]!;
+          const to = i % 2 === 0 ? { conversationId: gid } : { peerId: [b, c, a][i % 3]! };
+          const [out] = await store.appendMessages([{ id: s.id, tenantId: T, senderId: from, to, timestamp: s.ts, content: `msg ${i}`, mentions: [], hashtags: [], links: [] }], OPTS);
+          assert.equal(out!.status, 'stored');
+          ids.push(s.id);
+        }
+        const e1 = next();
+        assert.equal((await store.editMessage({ tenantId: T, actorId: a, eventId: e1.id, messageId: ids[0]!, timestamp: e1.ts, body: { content: 'edited 0', mentions: [], hashtags: [], links: [] } }, { ...OPTS, editWindowMs: 1e9 })).status, 'ok');
+        const d1 = next();
+        assert.equal((await store.deleteMessage({ tenantId: T, actorId: a, eventId: d1.id, messageId: ids[2]!, timestamp: d1.ts }, OPTS)).status, 'ok');
+        const r1 = next();
+        assert.equal((await store.removeMembers({ tenantId: T, actorId: a, eventId: r1.id, timestamp: r1.ts, conversationId: gid, userIds: [c] })).status, 'ok');
+        for (let i = 6; i < 10; i++) {
+          const s = next();
+          const [out] = await store.appendMessages([{ id: s.id, tenantId: T, senderId: a, to: { conversationId: gid }, timestamp: s.ts, content: `late ${i}`, mentions: [], hashtags: [], links: [] }], OPTS);
+          assert.equal(out!.status, 'stored');
+        }
+        const e2 = next();
+        assert.equal((await store.editMessage({ tenantId: T, actorId: a, eventId: e2.id, messageId: ids[3]!, timestamp: e2.ts, body: { content: 'edited 3', mentions: [], hashtags: [], links: [] } }, { ...OPTS, editWindowMs: 1e9 })).status, 'ok');
+        await store.acknowledge(T, b, 'phone', 3);
+        const pruned = await store.pruneOlderThan(base + 4500);
+        const view: Record<string, unknown> = { pruned };
+        const directs = new Map<string, string>();
+        const norm = (x: unknown): unknown =>
+          JSON.parse(JSON.stringify(x, (key, v) => {
+            if (typeof v === 'string' && v !== gid && /^[0-9a-f]{8}-[0-9a-f]{4}-4/.test(v) && key === 'conversationId') {
+              if (!directs.has(v)) directs.set(v, `direct${directs.size}`);
+              return directs.get(v);
+            }
+            return v;
+          }));
+        for (const u of [a, b, c]) {
+          view[`timeline ${u}`] = norm(await store.timeline(T, u, 0, 100));
+          view[`list ${u}`] = norm(await store.listConversations(T, u, { limit: 100 }));
+          view[`history ${u}`] = norm(await store.history(T, u, { conversationId: gid }, { limit: 100, groupHistory: 'all' }));
+          view[`sync ${u}`] = await store.syncState(T, u, 'phone');
+        }
+        results.push(view);
+      } finally {
+        await store.close();
+      }
+    }
+    assert.deepStrictEqual(results[1], results[0]);
+  });
+});
