@@ -184,6 +184,18 @@ const metricsExposure: Rule = {
   },
 };
 
+/** The admin port is plain HTTP: its bearer token must not cross a network in the clear. */
+const adminExposure: Rule = {
+  name: 'the admin API is not served in the clear',
+  production: true,
+  check: (config) => {
+    const a = config.admin;
+    const enabled = a.token !== undefined || a.tokenSha256 !== undefined;
+    if (!enabled || a.port === undefined || isLoopbackHost(a.host)) return [];
+    return [error('admin.host', 'admin.port is plain HTTP: keep admin.host on loopback (a TLS proxy in front), or leave admin.port unset to serve the API under /admin/ on the main port (TLS)')];
+  },
+};
+
 const operations: Rule = {
   name: 'operations',
   production: true,
@@ -193,7 +205,7 @@ const operations: Rule = {
   ],
 };
 
-export const RULES: readonly Rule[] = [readableFiles, signingKey, issuerAudience, issuerTenants, jwksTransport, origins, queryToken, transport, metricsExposure, operations];
+export const RULES: readonly Rule[] = [readableFiles, signingKey, issuerAudience, issuerTenants, jwksTransport, origins, queryToken, transport, metricsExposure, adminExposure, operations];
 
 export interface RuleResult {
   rule: string;

@@ -97,7 +97,12 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
   const token = queryToken(req.url);
   if (token === undefined) return { ok: true, unreserve };
   if (!o.allowQueryToken) return release(refuse(401, 'query_token_not_allowed'));
-  const verified = await o.checkToken(ip, token);
+  let verified;
+  try {
+    verified = await o.checkToken(ip, token);
+  } catch {
+    return release(refuse(503, 'backend_unavailable')); // the lockout could not be read (Redis): fail closed
+  }
   if (verified === 'locked_out') return release(refuse(429, 'auth_locked_out'));
   // Counted already, unless the key set could not be read (then nothing was judged).
   if (!verified.ok) return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));

@@ -246,6 +246,11 @@ test('production refuses: the development key, a query token without acknowledge
   assert.match(errorsOf({ ...PROD, metrics: { port: 9464, host: '0.0.0.0' } }).join(), /metrics\.host/);
   assert.deepEqual(errorsOf({ ...PROD, metrics: { port: 9464, host: '0.0.0.0', token: STRONG } }), []);
   assert.deepEqual(errorsOf({ ...PROD, metrics: { token: STRONG } }), []);
+  // The admin API on its own (plain HTTP) port: refused on a public host, fine on loopback or under /admin/ on the main port.
+  assert.match(errorsOf({ ...PROD, admin: { token: STRONG, port: 9000, host: '0.0.0.0' } }).join(), /admin\.host/);
+  assert.deepEqual(errorsOf({ ...PROD, admin: { token: STRONG, port: 9000 } }), []);
+  assert.deepEqual(errorsOf({ ...PROD, admin: { token: STRONG } }), []);
+  assert.deepEqual(errorsOf({ ...PROD, admin: { port: 9000, host: '0.0.0.0' } }), [], 'no credential: the API is off');
   // Unreadable TLS files are errors; readable ones pass.
   const tls = { certFile: '/nonexistent/c.pem', keyFile: '/nonexistent/k.pem' };
   assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls }, { readFile: () => undefined }).sort(), ['tls.certFile: file cannot be read', 'tls.keyFile: file cannot be read']);
