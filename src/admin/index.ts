@@ -9,6 +9,7 @@ import type { RampartConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import { listen } from '../server/listen.js';
 import { guardListener, httpServerLimits } from '../server/http-limits.js';
+import { redisPing } from '../redis/liveness.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
 import { ipLimitKey, resolveClientIp } from '../gate/client-ip.js';
 import { MemoryLimiter } from '../limits/memory-limiter.js';
@@ -47,6 +48,8 @@ export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
     ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
     prefix: config.redisKeyPrefix,
     nodeId: o.nodeId,
+    ping: redisPing(config),
+    pendingCloseMs: config.admin.pendingCloseMs,
     onError,
   });
   const userSessions = createUserSessionsHandler(control, (err) => onError(err, 'user_sessions'));

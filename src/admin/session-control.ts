@@ -11,6 +11,7 @@ import type { Session } from '../session/session.js';
 import type { SessionObserver } from '../server/session-registry.js';
 import { createRedisClient } from '../limits/redis-health.js';
 import { quitRedis } from '../redis/quit.js';
+import { RedisLiveness } from '../redis/liveness.js';
 import { ExpiringSet, MemoryAccessPolicy, type AccessPolicy } from './access-policy.js';
 import { RedisAccessPolicy } from './redis-access-policy.js';
 import { LocalControlChannel, type CloseCause, type ControlChannel, type ControlCommand } from './control-channel.js';
@@ -28,6 +29,10 @@ export interface SessionControlOptions {
   retryMs?: number;
   /** How long start-up waits for Redis. Default 5000 ms. */
   connectTimeoutMs?: number;
+  /** Redis: liveness PINGs on both connections (redis/liveness.ts). Default 1000 / 3000 ms. */
+  ping?: { intervalMs: number; timeoutMs: number };
+  /** Redis: how long a disconnect or end_session is kept for nodes cut from Redis when it passed (config `admin.pendingCloseMs`). Default 1 h. */
+  pendingCloseMs?: number;
   onError(err: unknown, op: string): void;
 }
 
@@ -65,6 +70,9 @@ const CLOSES = {
 const closeRevoked = (s: Session): void =>
   s.reject(closeWith('token_revoked', CloseCode.INVALID_TOKEN, { type: 'auth_failure', reason: 'invalid_token' }));
 
+/** Sessions whose remembered closes one MGET reads (two keys each) when a node is back on Redis. */
+const RECHECK_CHUNK = 500;
+
 /** Bans/revocations this node heard of recently: closes a session that was mid-`auth` when the command passed. */
 const RACE_WINDOW_MS = 5000;
 
@@ -74,10 +82,20 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   const recentRevocations = new ExpiringSet();
   const idOf = (session: Session): string => `${o.nodeId}:${session.id}`;
 
+  /** When each local session was added: a user-wide close remembered in Redis closes only older ones. */
+  const addedAt = new Map<string, number>();
   let policy: AccessPolicy;
   let channel: ControlChannel;
   let directory: SessionDirectory;
   const connections: Redis[] = [];
+  const liveness: RedisLiveness[] = [];
+  /**
+   * Pub/sub delivers a command at most once: a node cut from Redis when a disconnect or end_session
+   * passed never hears it. Such commands are also kept in Redis keys (like bans), which every node
+   * reads when it is back (`recheckAll`). Single node: nothing to keep.
+   */
+  let rememberClose: (command: ControlCommand & { kind: 'close' }) => Promise<void> = async () => {};
+  let rememberedCloses: (sessions: readonly { id: string; session: Session }[]) => Promise<Map<string, CloseCause>> = async () => new Map();
   if (o.redisUrl === undefined || o.redisUrl === '') {
     policy = new MemoryAccessPolicy();
     channel = new LocalControlChannel();
@@ -87,6 +105,34 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     // Subscriptions are state: they may queue while disconnected and are restored on reconnect.
     const subscriber = createRedisClient(o.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }, o.onError);
     connections.push(client, subscriber);
+    const ping = o.ping ?? { intervalMs: 1000, timeoutMs: 3000 };
+    for (const [conn, role] of [
+      [client, 'client'],
+      [subscriber, 'subscriber'],
+    ] as const) {
+      liveness.push(new RedisLiveness(conn, { ...ping, onDead: () => o.onError(new Error(`Redis ${role} silent for ${ping.timeoutMs} ms; reconnecting`), 'liveness') }));
+    }
+    const closeKey = (target: string): string => `${o.prefix}admin:close:${target}`;
+    const pendingCloseMs = o.pendingCloseMs ?? 3_600_000;
+    rememberClose = async (command) => {
+      const target = command.sessionId ?? `user:${command.userKey}`;
+      await client.set(closeKey(target), JSON.stringify({ cause: command.cause, at: Date.now() }), 'PX', pendingCloseMs);
+    };
+    rememberedCloses = async (sessions) => {
+      const found = new Map<string, CloseCause>();
+      for (let from = 0; from < sessions.length; from += RECHECK_CHUNK) {
+        const chunk = sessions.slice(from, from + RECHECK_CHUNK);
+        const values = await client.mget(...chunk.flatMap(({ id, session }) => [closeKey(id), closeKey(`user:${session.userKey}`)]));
+        chunk.forEach(({ id }, i) => {
+          const own = parsePendingClose(values[2 * i]);
+          const userWide = parsePendingClose(values[2 * i + 1]);
+          if (own !== undefined) found.set(id, own.cause);
+          // A user-wide close reaches the sessions that existed when it was sent, not later ones.
+          else if (userWide !== undefined && userWide.at >= (addedAt.get(id) ?? Infinity)) found.set(id, userWide.cause);
+        });
+      }
+      return found;
+    };
     try {
       await withTimeout(
         Promise.all([waitReady(client), subscriber.subscribe(`${o.prefix}admin:ready-check`).then(() => subscriber.unsubscribe(`${o.prefix}admin:ready-check`))]),
@@ -104,6 +150,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       client.on('ready', recheckWhenBothReady);
       subscriber.on('ready', recheckWhenBothReady);
     } catch (err) {
+      for (const l of liveness) l.stop();
       await Promise.all(connections.map(quitRedis));
       throw err;
     }
@@ -130,9 +177,20 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   /**
    * Pub/sub is at-most-once: commands published while this node's subscriber was away never
    * arrive. When it is back, every local session is checked against the ban and revocation keys
-   * (what every `auth` checks), so a ban reaches open sessions here too.
+   * (what every `auth` checks), so a ban reaches open sessions here too, and against the
+   * disconnects and end_sessions kept in Redis.
    */
   async function recheckAll(): Promise<void> {
+    try {
+      const closes = await rememberedCloses([...local].map(([id, session]) => ({ id, session })));
+      for (const [id, cause] of closes) {
+        const session = local.get(id);
+        if (session !== undefined && session.isOpen) CLOSES[cause](session);
+      }
+    } catch (err) {
+      o.onError(err, 'recheck');
+      return; // Redis is away again: the next reconnect checks again
+    }
     for (const session of [...local.values()]) {
       const identity = session.identity;
       if (identity === undefined || !session.isOpen) continue;
@@ -157,6 +215,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     added(session) {
       const id = idOf(session);
       local.set(id, session);
+      addedAt.set(id, Date.now());
       directory.add(session.userKey, {
         sessionId: id,
         node: o.nodeId,
@@ -171,6 +230,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       const id = idOf(session);
       if (local.get(id) !== session) return;
       local.delete(id);
+      addedAt.delete(id);
       directory.remove(session.userKey, id);
     },
   };
@@ -180,7 +240,11 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     policy,
     idOf,
     listSessions: (userKey) => directory.list(userKey),
-    disconnect: (userKey, sessionId) => channel.publish({ kind: 'close', cause: 'admin', userKey, ...(sessionId !== undefined ? { sessionId } : {}) }),
+    async disconnect(userKey, sessionId) {
+      const command = { kind: 'close', cause: 'admin', userKey, ...(sessionId !== undefined ? { sessionId } : {}) } as const;
+      await rememberClose(command);
+      await channel.publish(command);
+    },
     async ban(userKey, until) {
       await policy.ban(userKey, until);
       await channel.publish({ kind: 'close', cause: 'banned', userKey, until });
@@ -203,15 +267,30 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       const mine = await directory.list(requester.userKey);
       // Same answer for someone else's session and for no session at all (no oracle).
       if (!mine.some((d) => d.sessionId === sessionId)) return 'forbidden';
-      await channel.publish({ kind: 'close', cause: 'user', userKey: requester.userKey, sessionId });
+      const command = { kind: 'close', cause: 'user', userKey: requester.userKey, sessionId } as const;
+      await rememberClose(command);
+      await channel.publish(command);
       ended();
       return 'ended';
     },
     async close() {
+      for (const l of liveness) l.stop();
       await Promise.allSettled([channel.close(), directory.close(), policy.close()]);
       await Promise.all(connections.map(quitRedis));
     },
   };
+}
+
+/** A close command kept in Redis (`rememberClose`), or undefined for none or a malformed one. */
+function parsePendingClose(raw: string | null | undefined): { cause: CloseCause; at: number } | undefined {
+  if (raw === null || raw === undefined) return undefined;
+  try {
+    const v = JSON.parse(raw) as { cause?: unknown; at?: unknown };
+    if ((v.cause === 'admin' || v.cause === 'user') && typeof v.at === 'number') return { cause: v.cause, at: v.at };
+  } catch {
+    // malformed: ignored
+  }
+  return undefined;
 }
 
 function waitReady(client: Redis): Promise<void> {

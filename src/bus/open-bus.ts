@@ -12,6 +12,8 @@ export interface OpenBusOptions {
   onError?: BusErrorHandler;
   /** Redis only: how long to wait for both connections. Default 5000 ms. */
   connectTimeoutMs?: number;
+  /** Redis only: liveness PINGs (RedisBusOptions.ping). */
+  ping?: { intervalMs: number; timeoutMs: number };
 }
 
 /** Picks the adapter from config; a Redis bus is returned only once it is connected. */

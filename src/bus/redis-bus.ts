@@ -1,6 +1,7 @@
 import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { Bus, BusHandler } from './bus.js';
 import { quitRedis } from '../redis/quit.js';
+import { RedisLiveness } from '../redis/liveness.js';
 
 /** Where a reported error came from; lets the logger pick a level and a metric label. */
 export type BusErrorSource = 'connection' | 'publish' | 'subscribe' | 'unsubscribe' | 'deliver';
@@ -16,6 +17,8 @@ export interface RedisBusOptions {
   onError?: BusErrorHandler;
   /** How long `RedisBus.connect` waits for both connections before rejecting. Default 5000. */
   connectTimeoutMs?: number;
+  /** Liveness PINGs on both connections (config `redisPingIntervalMs`, `redisPingTimeoutMs`). Default 1000 / 3000; interval 0: none. */
+  ping?: { intervalMs: number; timeoutMs: number };
 }
 
 export interface RedisBusStats {
@@ -32,6 +35,9 @@ export interface RedisBusStats {
 /** Caps one pipeline so a burst becomes several moderate socket writes, not one huge buffer. */
 const MAX_BATCH = 1024;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+/** First wait before a failed resync announcement is sent again; it doubles up to the max. */
+const RESYNC_RETRY_MS = 250;
+const RESYNC_RETRY_MAX_MS = 2000;
 const noop: BusHandler = () => {};
 
 /**
@@ -83,6 +89,13 @@ export class RedisBus implements Bus {
   private readonly resyncChannel: string;
   /** A publish failed since the last resync announcement. */
   private lostPublishes = false;
+  /**
+   * The announcement is retried on a timer too: a PUBLISH answered with an error leaves the
+   * connection up, so neither a reconnect nor (on a quiet node) another batch would come to send it.
+   */
+  private resyncRetry: NodeJS.Timeout | undefined;
+  private resyncRetryMs = RESYNC_RETRY_MS;
+  private readonly liveness: RedisLiveness[];
   private batch: ChainableCommander | null = null;
   private batchSize = 0;
   private flushScheduled = false;
@@ -137,6 +150,16 @@ export class RedisBus implements Bus {
     });
     this.watch(this.pub, 'publisher');
     this.watch(this.sub, 'subscriber');
+    const ping = options.ping ?? { intervalMs: 1000, timeoutMs: 3000 };
+    this.liveness = (
+      [
+        [this.pub, 'publisher'],
+        [this.sub, 'subscriber'],
+      ] as const
+    ).map(
+      ([conn, role]) =>
+        new RedisLiveness(conn, { ...ping, onDead: () => this.report(new Error(`Redis ${role} connection silent for ${ping.timeoutMs} ms; reconnecting`), 'connection') }),
+    );
     this.sub.on('message', (channel: string, message: string) => this.receive(channel, message));
     void this.sub.subscribe(this.resyncChannel).catch((err: Error) => this.report(err, 'subscribe'));
   }
@@ -192,7 +215,7 @@ export class RedisBus implements Bus {
   }
 
   healthy(): boolean {
-    return !this.closed && this.pub.status === 'ready' && this.sub.status === 'ready';
+    return !this.closed && this.pub.status === 'ready' && this.sub.status === 'ready' && this.liveness.every((l) => l.alive);
   }
 
   onFrame(handler: BusHandler): void {
@@ -219,6 +242,8 @@ export class RedisBus implements Bus {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    clearTimeout(this.resyncRetry);
+    for (const l of this.liveness) l.stop();
     this.releaseWaiters();
     this.users.clear();
     this.channels.clear();
@@ -266,16 +291,29 @@ export class RedisBus implements Bus {
   private publishFailed(err: Error): void {
     this.lostPublishes = true;
     this.report(err, 'publish');
+    if (this.closed || this.resyncRetry !== undefined) return;
+    this.resyncRetry = setTimeout(() => {
+      this.resyncRetry = undefined;
+      if (this.lostPublishes) this.announceResync();
+    }, this.resyncRetryMs);
+    this.resyncRetry.unref();
+    this.resyncRetryMs = Math.min(this.resyncRetryMs * 2, RESYNC_RETRY_MAX_MS);
   }
 
   /**
    * Frames this node published were lost: tell every node (this one included) to read its
-   * sessions' gaps from storage. Retried on the next successful publish batch or reconnect.
+   * sessions' gaps from storage. Retried on a timer (backing off to 2 s), on the next successful
+   * publish batch, and on a reconnect, until it goes through.
    */
   private announceResync(): void {
     if (this.closed || this.pub.status !== 'ready') return;
     this.lostPublishes = false;
-    this.pub.publish(this.resyncChannel, '1').catch((err: Error) => this.publishFailed(err));
+    this.pub.publish(this.resyncChannel, '1').then(
+      () => {
+        if (!this.lostPublishes) this.resyncRetryMs = RESYNC_RETRY_MS;
+      },
+      (err: Error) => this.publishFailed(err),
+    );
   }
 
   private resync(): void {

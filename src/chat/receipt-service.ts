@@ -61,7 +61,14 @@ export class ReceiptService {
   #inOrder(tenantId: string, conversationId: string, userId: string, p: ReceiptPositions): void {
     const key = `${tenantId}\u0000${conversationId}\u0000${userId}`;
     const before = this.#sending.get(key);
-    const send = (): Promise<void> => this.#send(tenantId, conversationId, userId, p).catch(this.opts.onError);
+    const send = (): Promise<void> =>
+      this.#send(tenantId, conversationId, userId, p).catch((err: unknown) => {
+        try {
+          this.opts.onError(err);
+        } catch {
+          // a failing error handler must not break this member's line of sends
+        }
+      });
     const tail = before === undefined ? send() : before.then(send);
     this.#sending.set(key, tail);
     void tail.then(() => {

@@ -17,6 +17,9 @@ export const systemClock: Clock = {
 };
 
 /** One named timer slot: starting it again replaces the previous timer, so none can leak. */
+/** setTimeout's largest delay; a longer one fires at once (Node and browsers), not late. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 export class TimerSlot {
   private handle: TimerHandle | undefined;
   constructor(private readonly clock: Clock) {}
@@ -25,12 +28,16 @@ export class TimerSlot {
     return this.handle !== undefined;
   }
 
+  /** A delay past what a timer holds (2^31 − 1 ms, ~24.8 days) is waited for in steps. */
   start(ms: number, fn: () => void): void {
     this.stop();
+    const delay = Math.max(0, ms);
+    const step = Math.min(delay, MAX_TIMER_MS);
     this.handle = this.clock.setTimeout(() => {
       this.handle = undefined;
-      fn();
-    }, Math.max(0, ms));
+      if (delay > step) this.start(delay - step, fn);
+      else fn();
+    }, step);
   }
 
   stop(): void {

@@ -61,6 +61,11 @@ export interface RampartClientOptions {
   maxInFlightSends?: number;
   /** `storage_unavailable` retries per send. Default 5. */
   maxSendRetries?: number;
+  /**
+   * The server's `limits.maxMessageSize` (bytes of one frame). A send whose frame is larger is
+   * refused at once (`message_too_big`): the server would close the connection on it. Default 65536.
+   */
+  maxFrameBytes?: number;
   /** A request without a reply fails after this long (ms). Default 15000. */
   requestTimeoutMs?: number;
   /**
@@ -199,7 +204,7 @@ export class RampartClient {
     this.store = options.store ?? new MemorySyncStore();
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.refresh = { ...DEFAULT_REFRESH, ...options.refresh };
-    this.queue = new SendQueue(options.maxPendingSends ?? 1000, options.maxSendRetries ?? 5);
+    this.queue = new SendQueue(options.maxPendingSends ?? 1000, options.maxSendRetries ?? 5, options.maxFrameBytes ?? 65_536);
     this.requests = new Requests(this.clock, options.requestTimeoutMs ?? 15_000);
     this.events = new Emitter<ClientEvents>((err, event) => {
       // A throwing listener must not break the stream; report it (unless the error listener threw).
@@ -351,7 +356,7 @@ export class RampartClient {
    * `private` (then only this user's own unread counts move). Resolves with the new position.
    */
   async markRead(conversationId: string, upToSeq: number, opts: { private?: boolean } = {}): Promise<{ conversationId: string; readSeq: number }> {
-    const reply = await this.request({ type: 'read', conversationId, upToSeq, ...(opts.private === true ? { private: true } : {}) });
+    const reply = await this.request({ type: 'read', conversationId, upToSeq, ...(opts.private !== undefined ? { private: opts.private } : {}) });
     return { conversationId: String(reply.conversationId), readSeq: Number(reply.readSeq) };
   }
 
@@ -532,9 +537,11 @@ export class RampartClient {
     this.timers.liveness.stop();
     this.flushAck(true); // persists; the ack itself cannot go out any more
     this.requests.disconnected();
-    // Over the server's maxMessageSize (1009): what was in flight would close every socket it is
-    // resent on — refuse it instead.
-    if (code === CloseCode.MESSAGE_TOO_BIG) this.queue.rejectInFlight('message_too_big');
+    // Over the server's maxMessageSize (1009): the largest send in flight is the one (a larger one
+    // read before it would have closed the socket itself), and it would close every socket it is
+    // resent on — refuse it; the others go again under their clientMsgId (the server stored each
+    // at most once).
+    if (code === CloseCode.MESSAGE_TOO_BIG) this.queue.rejectLargestInFlight('message_too_big');
     this.queue.requeueAll();
     if (this.currentState === 'closed') return;
     const facts = this.socketFacts;
@@ -592,9 +599,13 @@ export class RampartClient {
   }
 
   private transmit(frame: Record<string, unknown>): boolean {
+    return this.transmitText(JSON.stringify(frame));
+  }
+
+  private transmitText(text: string): boolean {
     const ws = this.ws;
     if (!ws || ws.readyState !== OPEN || this.currentState !== 'open') return false;
-    ws.send(JSON.stringify(frame));
+    ws.send(text);
     return true;
   }
 
@@ -642,6 +653,10 @@ export class RampartClient {
           this.admit(after + 1);
           return;
         }
+        // The server counts the skipped positions as sent on this socket: they may be acknowledged
+        // (else the same hole would come back at every reconnect).
+        if (firstPos - 1 > this.streamPos) this.streamPos = firstPos - 1;
+        if (firstPos - 1 <= this.tracker.pos) return this.processed(); // all of it at or below our position: nothing skipped
         this.tracker.skipTo(firstPos);
         this.events.emit('pruned', { after, firstPos });
         this.processed();
@@ -947,12 +962,18 @@ export class RampartClient {
 
   private persist(): void {
     if (!this.positioned || this.tracker.pos === this.savedPos || this.device === '') return;
-    this.savedPos = this.tracker.pos;
-    try {
-      const done = this.store.save({ deviceId: this.device, pos: this.tracker.pos });
-      if (done instanceof Promise) done.catch(() => this.events.emit('error', { reason: 'store_failed' }));
-    } catch {
+    const pos = this.tracker.pos;
+    this.savedPos = pos;
+    // A failed save leaves the position unsaved: the next persist (close() among them) tries again.
+    const failed = (): void => {
+      if (this.savedPos === pos) this.savedPos = -1;
       this.events.emit('error', { reason: 'store_failed' });
+    };
+    try {
+      const done = this.store.save({ deviceId: this.device, pos });
+      if (done instanceof Promise) done.catch(failed);
+    } catch {
+      failed();
     }
   }
 
@@ -977,7 +998,7 @@ export class RampartClient {
     let inFlight = this.queue.inFlight;
     for (const p of this.queue.waiting()) {
       if (inFlight >= maxInFlight) break;
-      if (!this.transmit(p.frame)) return;
+      if (!this.transmitText(p.text)) return;
       p.inFlight = true;
       inFlight++;
     }

@@ -66,12 +66,26 @@ export interface PendingSend {
   clientMsgId: string;
   kind: QueuedKind;
   frame: Record<string, unknown>;
+  /** The frame as sent (serialized once), and its size in UTF-8 bytes. */
+  text: string;
+  bytes: number;
   /** On the wire of the current socket, not yet answered. */
   inFlight: boolean;
   /** Server-side failures retried so far (storage_unavailable). */
   retries: number;
   resolve(receipt: SendReceipt | ChangeReceipt): void;
   reject(err: SendError): void;
+}
+
+/** Bytes of `s` in UTF-8 (what the server's frame limit counts); JSON text has no lone surrogates. */
+export function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    n += c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 1 : 2; // 2 bytes; a surrogate pair 4 (2 per unit); else 3
+  }
+  return n;
 }
 
 /** Error reasons worth resending with the same `clientMsgId`. */
@@ -83,6 +97,8 @@ export class SendQueue {
   constructor(
     private readonly maxPending: number,
     private readonly maxRetries: number,
+    /** The server's frame size limit: a larger frame would close the socket (1009), so it is refused here. */
+    private readonly maxFrameBytes = 65_536,
   ) {}
 
   get size(): number {
@@ -104,7 +120,8 @@ export class SendQueue {
   add(clientMsgId: string, target: Target, message: OutgoingMessage): Promise<SendReceipt> {
     const frame: Record<string, unknown> = { type: 'chat_message', ...wireTarget(target), content: message.content, clientMsgId };
     if (message.replyTo !== undefined) frame.replyTo = message.replyTo;
-    if (message.attachments !== undefined) frame.attachments = message.attachments;
+    // Only the keys the server's (strict) schema knows: an object with more would be refused without naming the send.
+    if (message.attachments !== undefined) frame.attachments = message.attachments.map((a) => ({ type: a.type, url: a.url, name: a.name }));
     return this.enqueue<SendReceipt>(clientMsgId, 'chat_message', frame);
   }
 
@@ -117,8 +134,11 @@ export class SendQueue {
 
   private enqueue<T extends SendReceipt | ChangeReceipt>(clientMsgId: string, kind: QueuedKind, frame: Record<string, unknown>): Promise<T> {
     if (this.pending.size >= this.maxPending) return Promise.reject(new SendError('queue_full', clientMsgId));
+    const text = JSON.stringify(frame);
+    const bytes = utf8Length(text);
+    if (bytes > this.maxFrameBytes) return Promise.reject(new SendError('message_too_big', clientMsgId));
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(clientMsgId, { clientMsgId, kind, frame, inFlight: false, retries: 0, resolve: resolve as (r: SendReceipt | ChangeReceipt) => void, reject });
+      this.pending.set(clientMsgId, { clientMsgId, kind, frame, text, bytes, inFlight: false, retries: 0, resolve: resolve as (r: SendReceipt | ChangeReceipt) => void, reject });
     });
   }
 
@@ -173,13 +193,13 @@ export class SendQueue {
     for (const p of this.pending.values()) p.inFlight = false;
   }
 
-  /** What was in flight can never be accepted (the socket closed on it): reject it for good. */
-  rejectInFlight(reason: string): void {
-    for (const p of [...this.pending.values()]) {
-      if (!p.inFlight) continue;
-      this.pending.delete(p.clientMsgId);
-      p.reject(new SendError(reason, p.clientMsgId));
-    }
+  /** The socket closed on the largest send in flight (too big for the server): reject that one for good. */
+  rejectLargestInFlight(reason: string): void {
+    let largest: PendingSend | undefined;
+    for (const p of this.pending.values()) if (p.inFlight && (largest === undefined || p.bytes > largest.bytes)) largest = p;
+    if (largest === undefined) return;
+    this.pending.delete(largest.clientMsgId);
+    largest.reject(new SendError(reason, largest.clientMsgId));
   }
 
   rejectAll(reason: string): void {

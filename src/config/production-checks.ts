@@ -184,7 +184,16 @@ const metricsExposure: Rule = {
   },
 };
 
-/** The admin port is plain HTTP: its bearer token must not cross a network in the clear. */
+/** A private-network address (RFC 1918, IPv6 unique local), where a plain-HTTP listener is the operator's call. */
+export function isPrivateHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (isIP(h) === 6) return /^f[cd][0-9a-f]{2}:/.test(h);
+  if (isIP(h) !== 4) return false;
+  const [a, b] = h.split('.').map(Number) as [number, number];
+  return a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168);
+}
+
+/** The admin port is plain HTTP: its bearer token must not cross a public network in the clear. */
 const adminExposure: Rule = {
   name: 'the admin API is not served in the clear',
   production: true,
@@ -192,7 +201,10 @@ const adminExposure: Rule = {
     const a = config.admin;
     const enabled = a.token !== undefined || a.tokenSha256 !== undefined;
     if (!enabled || a.port === undefined || isLoopbackHost(a.host)) return [];
-    return [error('admin.host', 'admin.port is plain HTTP: keep admin.host on loopback (a TLS proxy in front), or leave admin.port unset to serve the API under /admin/ on the main port (TLS)')];
+    const how = 'admin.port is plain HTTP: keep admin.host on loopback with a TLS proxy in front, or leave admin.port unset to serve the API under /admin/ on the main port (TLS)';
+    // A private address or a name: its network is the operator's to judge; an address any network reaches (0.0.0.0, a public one) is refused.
+    if (isPrivateHost(a.host) || isIP(a.host.replace(/^\[|\]$/g, '')) === 0) return [warn('admin.host', `${how}; on a private network the bearer token still travels in the clear`)];
+    return [error('admin.host', how)];
   },
 };
 

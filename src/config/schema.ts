@@ -139,6 +139,12 @@ export const ConfigSchema = z.strictObject({
   redisUrl: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
   /** Namespace of every Redis key and channel of this cluster (nodes of one cluster must agree). */
   redisKeyPrefix: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'letters, digits, _ . : - only').default('rampart:'),
+  /**
+   * Every Redis connection is PINGed this often (0: never); one unanswered for `redisPingTimeoutMs`
+   * is dropped and reconnected: a path that died without a FIN or RST is otherwise never noticed.
+   */
+  redisPingIntervalMs: z.number().int().min(0).max(60_000).default(1000),
+  redisPingTimeoutMs: z.number().int().min(100).max(60_000).default(3000),
   /** Where the development signing key lives. */
   dataDir: z.string().min(1).default('./data'),
   /** IPs of trusted reverse proxies: only their X-Forwarded-For is believed. */
@@ -272,6 +278,11 @@ export const ConfigSchema = z.strictObject({
       maxBodyBytes: positiveInt.max(1024 * 1024).default(4096),
       /** Longest ban an operator may set. */
       maxBanMs: ms.default(365 * 86_400_000),
+      /**
+       * How long a disconnect or `end_session` aimed at another node is kept in Redis for a node
+       * that was cut from it when the command passed (it closes the session once it is back).
+       */
+      pendingCloseMs: ms.default(3_600_000),
     })
     .refine((a) => a.token === undefined || a.tokenSha256 === undefined, { message: 'set only one of token, tokenSha256', path: ['token'] })
     .prefault({}),

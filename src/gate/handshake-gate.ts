@@ -11,7 +11,7 @@ import type { TokenChecks } from '../pipeline/token-checks.js';
 import { checkOrigin, rawHeaderValues, type OriginPolicy } from './origin.js';
 
 export interface GateRefusal {
-  status: 401 | 403 | 429 | 503;
+  status: 400 | 401 | 403 | 429 | 503;
   /** Security-event reason. */
   event: string;
 }
@@ -99,11 +99,12 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
   if (!o.allowQueryToken) return release(refuse(401, 'query_token_not_allowed'));
   let verified;
   try {
-    verified = await o.checkToken(ip, token);
+    verified = await o.checkToken(ip, token, () => !req.socket.destroyed);
   } catch {
     return release(refuse(503, 'backend_unavailable')); // the lockout could not be read (Redis): fail closed
   }
   if (verified === 'locked_out') return release(refuse(429, 'auth_locked_out'));
+  if (verified === 'abandoned') return release(refuse(400, 'client_gone')); // the client left while its check waited in line
   // Counted already, unless the key set could not be read (then nothing was judged).
   if (!verified.ok) return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
   return { ok: true, identity: verified.identity, unreserve };

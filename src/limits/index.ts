@@ -4,6 +4,7 @@
  * `redis-health.ts` (new connections fail closed, chat fails open to per-node limits).
  */
 import type { RedisOptions } from 'ioredis';
+import { RedisLiveness } from '../redis/liveness.js';
 import type { ConnectionRegistry, Limiter } from './limiter.js';
 import { quitRedis } from '../redis/quit.js';
 import { MemoryLimiter } from './memory-limiter.js';
@@ -49,6 +50,8 @@ export interface LimitsOptions {
   redisOptions?: RedisOptions;
   /** Redis errors (connection, command, heartbeat), for logs and metrics. */
   onBackendError?: BackendErrorHandler;
+  /** Liveness PINGs on the client (redis/liveness.ts). Default 1000 / 3000 ms; interval 0: none. */
+  ping?: { intervalMs: number; timeoutMs: number };
 }
 
 export interface Limits {
@@ -92,7 +95,11 @@ export function createLimits(options: LimitsOptions): Limits {
 
   const onError = options.onBackendError;
   const client = createRedisClient(options.redisUrl, options.redisOptions, onError);
-  const up = (): boolean => isReady(client);
+  // Commands time out on a silently dead path, but the connection would stay (and new sockets be
+  // refused) until TCP keepalive gave up: the liveness check drops it and ioredis reconnects.
+  const ping = options.ping ?? { intervalMs: 1000, timeoutMs: 3000 };
+  const liveness = new RedisLiveness(client, { ...ping, onDead: () => onError?.(new Error(`Redis silent for ${ping.timeoutMs} ms; reconnecting`), 'connection') });
+  const up = (): boolean => isReady(client) && liveness.alive;
   const redisRegistry = new RedisConnectionRegistry({
     client,
     keyPrefix: options.keyPrefix,
@@ -117,6 +124,7 @@ export function createLimits(options: LimitsOptions): Limits {
     ready: (timeoutMs?: number) => redisRegistry.ready(timeoutMs),
     healthy: up,
     close: async () => {
+      liveness.stop();
       await Promise.all([limiter.close(), connectionLimiter.close(), registry.close()]);
       await quitRedis(client);
     },

@@ -216,9 +216,10 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
   return {
     async authenticate(session, frame) {
       session.state = 'authenticating';
-      const result = await o.checkToken(session.ip, frame.token);
+      const result = await o.checkToken(session.ip, frame.token, () => session.state === 'authenticating');
+      if (session.state !== 'authenticating') return; // closed meanwhile (timeout); a judged refusal was counted
       if (result === 'locked_out') return fail(session, 'auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN);
-      if (session.state !== 'authenticating') return; // closed meanwhile (timeout); a refusal was counted
+      if (result === 'abandoned') return;
       if (!result.ok) return refused(session, result.reason);
       return admit(session, result.identity, { deviceId: frame.deviceId, after: frame.after });
     },

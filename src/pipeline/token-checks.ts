@@ -17,16 +17,22 @@ export interface TokenChecksOptions {
   countFailure(ip: string): Promise<void>;
 }
 
-/** The verifier's result, or `locked_out` when the IP was locked out before its token was looked at. */
-export type TokenCheck = VerifyResult | 'locked_out';
+/**
+ * The verifier's result; `locked_out` when the IP was locked out before its token was looked at;
+ * `abandoned` when its socket was gone by its turn (nothing judged, nothing counted).
+ */
+export type TokenCheck = VerifyResult | 'locked_out' | 'abandoned';
 
-export type TokenChecks = (ip: string, token: string) => Promise<TokenCheck>;
+/** `wanted`: asked when the check's turn comes; false skips it (a socket closed while it waited in line). */
+export type TokenChecks = (ip: string, token: string, wanted?: () => boolean) => Promise<TokenCheck>;
 
 export function createTokenChecks(o: TokenChecksOptions): TokenChecks {
   /** The last check of each IP still running. */
   const running = new Map<string, Promise<TokenCheck>>();
 
-  async function check(ip: string, token: string): Promise<TokenCheck> {
+  async function check(ip: string, token: string, wanted: () => boolean): Promise<TokenCheck> {
+    // A socket that closed while waiting (auth timeout) costs its IP's line nothing more.
+    if (!wanted()) return 'abandoned';
     if ((await o.limiter.blockedFor(o.lockoutKey(ip))) > 0) return 'locked_out';
     const result = await o.verify(token);
     // The key set could not be read: nothing was judged, so nothing counts.
@@ -34,9 +40,9 @@ export function createTokenChecks(o: TokenChecksOptions): TokenChecks {
     return result;
   }
 
-  return (ip, token) => {
+  return (ip, token, wanted = () => true) => {
     const before = running.get(ip);
-    const run = (): Promise<TokenCheck> => check(ip, token);
+    const run = (): Promise<TokenCheck> => check(ip, token, wanted);
     const tail = before === undefined ? run() : before.then(run, run);
     running.set(ip, tail);
     const forget = (): void => {

@@ -49,6 +49,7 @@ import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { countAuthFailure, createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { createTokenChecks } from '../pipeline/token-checks.js';
 import { guardListener, httpServerLimits } from './http-limits.js';
+import { redisPing } from '../redis/liveness.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { openAdmin, type Admin } from '../admin/index.js';
@@ -133,6 +134,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       channelPrefix: config.redisKeyPrefix,
       nodeId,
       onError: (err, source) => logger.error({ source, err: err.message }, 'bus error'),
+      ping: redisPing(config),
     });
     limits = createLimits({
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
@@ -140,6 +142,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       nodeId,
       livenessMs: config.limits.nodeLivenessMs,
       heartbeatMs: Math.max(100, Math.floor(config.limits.nodeLivenessMs / 3)),
+      ping: redisPing(config),
       onBackendError: (err: unknown) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'limits backend error'),
     });
     if (!(await limits.ready(5000))) logger.error('limits backend (Redis) not reachable: new connections are refused until it is');

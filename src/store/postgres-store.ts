@@ -1403,9 +1403,12 @@ export class PostgresStore implements Store {
       await q('setConv', [conv, seq, r.timestamp]);
       const tl = { user: [] as number[], pos: [] as number[], conv: [] as number[], seq: [] as number[] };
       const deliveries: Delivery[] = [];
-      const sinceJoin = state.kind === KIND_GROUP && o.groupHistory !== 'all';
+      // An edit skips a group member who joined after the message (not theirs to see under since_join);
+      // a delete reaches every current member: it carries no content, and a member re-added since
+      // may hold the message from an earlier membership (erasure must reach every copy).
+      const editSkipsLater = what === 'edit' && state.kind === KIND_GROUP && o.groupHistory !== 'all';
       for (const m of members) {
-        if (m.uid !== actor && sinceJoin && m.joinedSeq > Number(row.seq)) continue; // joined after the message: not theirs to see
+        if (m.uid !== actor && editSkipsLater && m.joinedSeq > Number(row.seq)) continue;
         const u = users.get(m.uid)!;
         // An edit skips a member at the bound, as a message does; a delete reaches every copy.
         if (what === 'edit' && m.uid !== actor && u.lastPos - u.ackedPos >= o.maxInboxSize) continue;

@@ -1151,9 +1151,12 @@ export class SqliteStore implements Store {
     }
     s.setConvCounters.run(seq, r.timestamp, info.id);
     const deliveries: Delivery[] = [];
-    const sinceJoin = info.kind === KIND_GROUP && o.groupHistory !== 'all';
+    // An edit skips a group member who joined after the message (not theirs to see under since_join);
+    // a delete reaches every current member: it carries no content, and a member re-added since
+    // may hold the message from an earlier membership (erasure must reach every copy).
+    const editSkipsLater = what === 'edit' && info.kind === KIND_GROUP && o.groupHistory !== 'all';
     for (const m of s.currentMembers.all(info.id)) {
-      if (m.user !== actor && sinceJoin && m.joined_seq > row.seq) continue; // joined after the message: not theirs to see
+      if (m.user !== actor && editSkipsLater && m.joined_seq > row.seq) continue;
       const c = s.userCounters.get(m.user)!;
       // An edit skips a member at the bound, as a message does; a delete reaches every copy.
       if (what === 'edit' && m.user !== actor && c.last_pos - c.acked_pos >= o.maxInboxSize) continue;

@@ -382,8 +382,9 @@ export interface MessageChangeOptions {
   editWindowMs?: number;
   /**
    * As `chat.groupHistory` (default `since_join`): under `since_join`, a group member who joined
-   * after the message cannot see it, so gets no timeline entry for its edit or delete either (the
-   * actor always does).
+   * after the message cannot see it, so gets no timeline entry for its edit (the actor always
+   * does). A delete reaches every current member: it carries no content, and a member re-added
+   * since may hold the message from an earlier membership.
    */
   groupHistory?: 'since_join' | 'all';
 }

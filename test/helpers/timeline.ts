@@ -46,9 +46,8 @@ export async function deviceClient(url: string, sub = newUserId(), opts: DeviceA
 let counter = 0;
 export const newRequestId = (): string => `r${++counter}-${randomUUID().slice(0, 8)}`;
 
-const REPLY_TYPES = new Set(['group_updated', 'error', 'rate_limited', 'history', 'conversations', 'read_updated', 'message_changed', 'presence', 'presence_updated']);
+const REPLY_TYPES = new Set(['group_updated', 'error', 'rate_limited', 'history', 'conversations', 'read_updated', 'message_changed', 'presence', 'presence_updated', 'sessions', 'session_ended']);
 
-/** Sends `frame` with a fresh `requestId` and resolves with the reply that echoes it. */
 /** A server for the enclosing `describe` block and a maker of its device clients. */
 export interface UsersOnServer {
   server(): TestServer;
@@ -84,6 +83,7 @@ export function usersOnServer(
   };
 }
 
+/** Sends `frame` with a fresh `requestId` and resolves with the reply that echoes it. */
 export function ask(client: TestClient, frame: Record<string, unknown>): Promise<Frame> {
   const requestId = newRequestId();
   const reply = client.next((f) => f.requestId === requestId && REPLY_TYPES.has(f.type), true);

@@ -254,6 +254,10 @@ for (const make of [sqlite, postgres]) {
         );
         const own = (await store.timeline(T, a, 0, 100)).entries.map((e) => e.event).filter((e): e is StoredMessage => e.kind === 'message');
         assert.deepEqual(own.map((e) => e.content), ['edited while b was out (2)', 'second, edited again'], 'the author reads the latest');
+        // A delete reaches b although b joined (again) after the message: b holds it from an earlier membership.
+        const ts = now();
+        const gone = await store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(ts), messageId: first.id, timestamp: ts }, { ...OPTS, groupHistory: 'since_join' });
+        assert.deepEqual((gone as { deliveries: { userId: string }[] }).deliveries.map((d) => d.userId).sort(), [a, b].sort());
       } finally {
         await store.close();
       }

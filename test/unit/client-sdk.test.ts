@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
 import { SendError } from '../../src/client/send-queue.js';
 import { RequestError } from '../../src/client/requests.js';
-import { MemorySyncStore } from '../../src/client/sync-store.js';
+import { MemorySyncStore, type SyncState, type SyncStore } from '../../src/client/sync-store.js';
 import { FileSyncStore } from '../../src/client/file-sync-store.js';
 import type { TimelineMessage, SentEvent } from '../../src/client/events.js';
 import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-env.js';
@@ -1486,5 +1486,142 @@ test('resumed behind its position (the server resumes at what this device acknow
   await env.clock.advance(100);
   assert.deepEqual(env.last().framesOf('ack').at(-1), { type: 'ack', upTo: 7 });
   assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [1, 2, 3, 4, 5, 6, 7], 'each event once');
+  env.client.close();
+});
+
+// ── found by the second SDK review (each failed before its fix) ──
+
+test('a token valid for 60 days is refreshed marginMs before exp, not in a tight loop (timer delays past 2^31 − 1 ms)', async () => {
+  const realNow = Date.now();
+  const sockets: FakeSocket[] = [];
+  let tokenCalls = 0;
+  const client = new RampartClient({
+    url: 'ws://rampart.test/ws',
+    token: () => {
+      tokenCalls++;
+      return fakeJwt(realNow + 60 * 24 * 3_600_000, ME);
+    },
+    createSocket: (url) => {
+      const s = new FakeSocket(url);
+      sockets.push(s);
+      return s;
+    },
+    pingIntervalMs: 0,
+    // no `clock`: the system clock's setTimeout, whose longest delay is ~24.8 days
+  });
+  void client.connect();
+  await settle();
+  sockets[0]!.open();
+  sockets[0]!.receive({ type: 'auth_success', userId: ME, resumeAfter: 0, lastPos: 0 });
+  await new Promise((r) => setTimeout(r, 100));
+  const auths = sockets[0]!.framesOf('auth').length;
+  client.close();
+  assert.equal(auths, 1, `auth frames sent in 100 ms: ${auths} (getToken called ${tokenCalls} times)`);
+});
+
+test('close() saves the position even when the previous save of that same position failed', async () => {
+  let saved: SyncState | undefined;
+  let failNext = false;
+  const store: SyncStore = {
+    load: () => undefined,
+    save: (s) => {
+      if (failNext) {
+        failNext = false;
+        throw new Error('EMFILE: too many open files');
+      }
+      saved = { ...s };
+    },
+  };
+  const env = setup({ store });
+  const errors: string[] = [];
+  env.client.on('error', (e) => errors.push(e.reason));
+  void env.client.connect();
+  await env.accept();
+  env.last().receive(msg(1));
+  failNext = true; // a passing failure, just when the batched save runs
+  await env.clock.advance(250);
+  assert.deepEqual(errors, ['store_failed']);
+  env.client.close();
+  assert.equal(saved?.pos, 1, `stored pos after close(): ${saved?.pos}`);
+});
+
+test('1009 rejects only the largest send in flight; the others go again under their clientMsgId', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const outcome = (p: Promise<unknown>) => p.then(() => 'resolved', (e: unknown) => (e instanceof SendError ? e.reason : String(e)));
+  const a = outcome(env.client.sendMessage({ conversationId: CONV }, 'small A', { clientMsgId: 'cid-a' }));
+  const big = outcome(env.client.sendMessage({ conversationId: CONV }, 'x'.repeat(5000), { clientMsgId: 'cid-big' }));
+  const c = outcome(env.client.sendMessage({ conversationId: CONV }, 'small C', { clientMsgId: 'cid-c' }));
+  await settle();
+  assert.equal(env.last().framesOf('chat_message').length, 3);
+  // The server read A (and stored it; its message_sent was lost with the socket), then closed on the big one.
+  env.last().drop(1009);
+  assert.equal(await big, 'message_too_big');
+  await env.clock.advance(1000);
+  await env.accept();
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['cid-a', 'cid-c'], 'resent, in order');
+  // The server answers A's resend with the first id (stored once), C's as new.
+  env.last().receive({ type: 'message_sent', id: 'id-a', clientMsgId: 'cid-a', conversationId: CONV, seq: 1, timestamp: 1 });
+  env.last().receive({ type: 'message_sent', id: 'id-c', clientMsgId: 'cid-c', conversationId: CONV, seq: 2, pos: 2, timestamp: 2 });
+  assert.deepEqual([await a, await c], ['resolved', 'resolved']);
+  env.client.close();
+});
+
+test('a send whose frame is over maxFrameBytes (counted in UTF-8) is refused at once, never sent', async () => {
+  const env = setup({ maxFrameBytes: 4096 });
+  void env.client.connect();
+  await env.accept();
+  // 2000 characters, 6000 bytes in UTF-8: over the limit though its string length is not.
+  await assert.rejects(env.client.sendMessage({ conversationId: CONV }, '€'.repeat(2000)), { reason: 'message_too_big' });
+  const ok = env.client.sendMessage({ conversationId: CONV }, '€'.repeat(1000), { clientMsgId: 'cid-ok' });
+  await settle();
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['cid-ok']);
+  env.last().receive({ type: 'message_sent', id: 'id-ok', clientMsgId: 'cid-ok', conversationId: CONV, seq: 1, pos: 1, timestamp: 1 });
+  await ok;
+  env.client.close();
+});
+
+test('markRead: a non-boolean `private` is refused before sending, not sent as a public read', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const read = env.client.markRead(CONV, 3, { private: 'yes' as unknown as boolean });
+  await assert.rejects(read, { reason: 'validation_failed' });
+  assert.deepEqual(env.last().framesOf('read'), []);
+  env.client.close();
+});
+
+test('timeline_pruned at the end of the stream: the position it skips to is acknowledged, so the hole is not reported again at every reconnect', async () => {
+  const env = setup();
+  const pruned: unknown[] = [];
+  env.client.on('pruned', (p) => pruned.push(p));
+  void env.client.connect();
+  await env.accept(0, 5);
+  // Retention deleted positions 1..5, nothing after them yet: the server counts them as sent on this socket.
+  env.last().receive({ type: 'timeline_pruned', after: 0, firstPos: 6 });
+  await env.clock.advance(1000);
+  assert.deepEqual(env.last().framesOf('ack').map((f) => f.upTo), [5]);
+  assert.equal(env.client.pos, 5);
+  // A server that did not get the ack reports the hole again: nothing in it is new to this client.
+  env.last().drop(1006);
+  await env.clock.advance(1000);
+  await env.accept(0, 5);
+  env.last().receive({ type: 'timeline_pruned', after: 0, firstPos: 6 });
+  await settle();
+  env.client.close();
+  assert.equal(pruned.length, 1);
+});
+
+test('attachments go on the wire with only the keys the server knows (its schema is strict)', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  // Structurally an Attachment for TypeScript (an object from a file picker may carry more keys).
+  const fromPicker = { type: 'image' as const, url: 'https://cdn.example.com/a.png', name: 'a.png', size: 1234 };
+  void env.client.sendMessage({ conversationId: CONV }, { content: 'look', attachments: [fromPicker] }).catch(() => {});
+  await settle();
+  const [frame] = env.last().framesOf('chat_message');
+  assert.deepEqual(frame!.attachments, [{ type: 'image', url: 'https://cdn.example.com/a.png', name: 'a.png' }]);
   env.client.close();
 });

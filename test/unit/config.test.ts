@@ -251,6 +251,12 @@ test('production refuses: the development key, a query token without acknowledge
   assert.deepEqual(errorsOf({ ...PROD, admin: { token: STRONG, port: 9000 } }), []);
   assert.deepEqual(errorsOf({ ...PROD, admin: { token: STRONG } }), []);
   assert.deepEqual(errorsOf({ ...PROD, admin: { port: 9000, host: '0.0.0.0' } }), [], 'no credential: the API is off');
+  // A private network (docs/operations.md) or a host name: a warning, not a refusal.
+  for (const host of ['10.0.0.5', '172.20.1.1', '192.168.1.9', 'fd12::1', 'admin.internal']) {
+    const findings = findingsOf(runChecks(parseConfig({ ...PROD, admin: { token: STRONG, port: 9000, host } }, noFiles), noFiles)).filter((f) => f.key === 'admin.host');
+    assert.deepEqual(findings.map((f) => f.severity), ['warn'], host);
+  }
+  assert.match(errorsOf({ ...PROD, admin: { token: STRONG, port: 9000, host: '203.0.113.7' } }).join(), /admin\.host/);
   // Unreadable TLS files are errors; readable ones pass.
   const tls = { certFile: '/nonexistent/c.pem', keyFile: '/nonexistent/k.pem' };
   assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls }, { readFile: () => undefined }).sort(), ['tls.certFile: file cannot be read', 'tls.keyFile: file cannot be read']);

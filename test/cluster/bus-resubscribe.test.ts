@@ -1,0 +1,90 @@
+/**
+ * After a subscriber outage every online user is subscribed again, including users whose
+ * sessions arrived (or churned) during the outage, and also after a second drop right after the
+ * reconnect (before Redis answered the resubscriptions).
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RedisBus } from '../../src/bus/redis-bus.js';
+import { REDIS_URL, startRedisProxy, uniqueRedisPrefix, type TcpProxy } from '../helpers/harness.js';
+
+const open: Array<{ close(): Promise<void> }> = [];
+const proxies: TcpProxy[] = [];
+after(async () => {
+  await Promise.all(open.splice(0).map((b) => b.close()));
+  for (const p of proxies) await p.close();
+});
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function setup(): Promise<{ a: RedisBus; b: RedisBus; proxy: TcpProxy; inB: Array<[string, string]>; resyncs: { n: number } }> {
+  const proxy = await startRedisProxy(REDIS_URL);
+  proxies.push(proxy);
+  const prefix = uniqueRedisPrefix('bus-resub');
+  const a = await RedisBus.connect({ redisUrl: REDIS_URL, channelPrefix: prefix, nodeId: 'a' });
+  const b = await RedisBus.connect({ redisUrl: proxy.url, channelPrefix: prefix, nodeId: 'b', onError: () => {} });
+  open.push(a, b);
+  const inB: Array<[string, string]> = [];
+  b.onFrame((u, f) => inB.push([u, f]));
+  const resyncs = { n: 0 };
+  b.onResync(() => resyncs.n++);
+  return { a, b, proxy, inB, resyncs };
+}
+
+async function probeAll(a: RedisBus, inB: Array<[string, string]>, users: string[]): Promise<string[]> {
+  const missing: string[] = [];
+  for (const u of users) {
+    let ok = false;
+    for (let i = 0; i < 40 && !ok; i++) {
+      const f = `probe-${u}-${i}`;
+      a.publish(u, f);
+      await sleep(50);
+      ok = inB.some(([uu, ff]) => uu === u && ff === f);
+    }
+    if (!ok) missing.push(u);
+  }
+  return missing;
+}
+
+test('users subscribed before, during and churning through an outage all receive afterwards', { timeout: 30_000 }, async () => {
+  const { a, b, proxy, inB, resyncs } = await setup();
+  b.subscribe('before');
+  b.subscribe('leaves-and-returns');
+  b.subscribe('leaves');
+  await b.subscriptionsSettled();
+  await proxy.stop();
+  await sleep(200);
+  b.subscribe('during');
+  b.unsubscribe('leaves-and-returns');
+  b.subscribe('leaves-and-returns');
+  b.unsubscribe('leaves');
+  b.subscribe('churn');
+  b.unsubscribe('churn');
+  b.subscribe('churn');
+  await proxy.start();
+  for (let i = 0; i < 100 && resyncs.n === 0; i++) await sleep(50);
+  assert.ok(resyncs.n >= 1, 'resynced');
+  assert.deepEqual(await probeAll(a, inB, ['before', 'during', 'leaves-and-returns', 'churn']), []);
+  a.publish('leaves', 'x');
+  await sleep(200);
+  assert.equal(inB.some(([u]) => u === 'leaves'), false);
+});
+
+test('a second drop right after the reconnect (resubscriptions unanswered) still ends with every user subscribed', { timeout: 30_000 }, async () => {
+  const { a, b, proxy, inB, resyncs } = await setup();
+  const users = Array.from({ length: 50 }, (_, i) => `u${i}`);
+  for (const u of users) b.subscribe(u);
+  await b.subscriptionsSettled();
+  await proxy.stop();
+  await sleep(200);
+  b.subscribe('late');
+  await proxy.start();
+  // Cut again as soon as the subscriber reconnects (its SUBSCRIBEs may still be in flight).
+  const sub = (b as unknown as { sub: { status: string; once(e: string, f: () => void): void } }).sub;
+  await new Promise<void>((r) => sub.once('ready', r));
+  proxy.freeze();
+  await proxy.stop();
+  await sleep(300);
+  await proxy.start();
+  for (let i = 0; i < 100 && resyncs.n < 1; i++) await sleep(50);
+  assert.deepEqual(await probeAll(a, inB, [...users.slice(0, 5), 'u49', 'late']), []);
+});
