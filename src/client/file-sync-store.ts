@@ -2,7 +2,8 @@
  * Node adapter: the sync state in a small JSON file, replaced atomically (write a temp file, then
  * rename) so a crash never leaves half a state behind. Node only: exported from `rampart/client/node`.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { readSyncState, type SyncState, type SyncStore } from './sync-store.js';
 
@@ -25,10 +26,26 @@ export class FileSyncStore implements SyncStore {
     return readSyncState(raw);
   }
 
+  /**
+   * The temp file is flushed to disk before the rename (else a power loss could leave the new name
+   * on an empty file: a new device). Its name is random, not the pid: two containers sharing a
+   * volume both run as pid 1.
+   */
   save(state: SyncState): void {
     mkdirSync(dirname(this.path), { recursive: true });
-    const temp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(temp, JSON.stringify(state), { mode: 0o600 });
-    renameSync(temp, this.path);
+    const temp = `${this.path}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      const fd = openSync(temp, 'w', 0o600);
+      try {
+        writeSync(fd, JSON.stringify(state));
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(temp, this.path);
+    } catch (err) {
+      rmSync(temp, { force: true }); // a failed save leaves no temp file behind
+      throw err;
+    }
   }
 }

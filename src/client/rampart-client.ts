@@ -164,6 +164,9 @@ export class RampartClient {
    */
   private streamPos = 0;
   private savedPos = -1;
+  /** An asynchronous store's save is running; `saveAgain`: the position moved meanwhile. */
+  private saving = false;
+  private saveAgain = false;
   /**
    * Every send waits until then (ms): the user's message budget (`rate_limited` naming a send), or
    * a `storage_unavailable` retry. The wait is the queue's, not one send's, so sends go out in the
@@ -249,6 +252,8 @@ export class RampartClient {
 
   /** Starts connecting; resolves when first authenticated, rejects if the client stops for good first. */
   connect(): Promise<void> {
+    // A closed client stays closed: connect() after close() rejects, also when an earlier connect() had resolved.
+    if (this.currentState === 'closed' && this.readyWaiter !== undefined) return Promise.reject(new ConnectError('closed'));
     if (this.readyWaiter) return this.readyWaiter.promise;
     let resolve!: () => void;
     let reject!: (err: Error) => void;
@@ -962,6 +967,12 @@ export class RampartClient {
 
   private persist(): void {
     if (!this.positioned || this.tracker.pos === this.savedPos || this.device === '') return;
+    // An asynchronous save still running: the newest position is saved after it, never beside it
+    // (two saves at once may finish in either order, and an older position written last would replay).
+    if (this.saving) {
+      this.saveAgain = true;
+      return;
+    }
     const pos = this.tracker.pos;
     this.savedPos = pos;
     // A failed save leaves the position unsaved: the next persist (close() among them) tries again.
@@ -971,7 +982,16 @@ export class RampartClient {
     };
     try {
       const done = this.store.save({ deviceId: this.device, pos });
-      if (done instanceof Promise) done.catch(failed);
+      if (done instanceof Promise) {
+        this.saving = true;
+        done.catch(failed).finally(() => {
+          this.saving = false;
+          if (this.saveAgain) {
+            this.saveAgain = false;
+            this.persist();
+          }
+        });
+      }
     } catch {
       failed();
     }

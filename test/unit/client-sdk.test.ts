@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
@@ -1624,4 +1624,68 @@ test('attachments go on the wire with only the keys the server knows (its schema
   const [frame] = env.last().framesOf('chat_message');
   assert.deepEqual(frame!.attachments, [{ type: 'image', url: 'https://cdn.example.com/a.png', name: 'a.png' }]);
   env.client.close();
+});
+
+test('connect() after close() rejects with closed, also when an earlier connect() had resolved', async () => {
+  const env = setup();
+  const first = env.client.connect();
+  await env.accept();
+  await first;
+  env.client.close();
+  await assert.rejects(env.client.connect(), { reason: 'closed' });
+});
+
+test('an asynchronous store never has two saves running: the newest position is saved after the running one', async () => {
+  const calls: { pos: number; finish: () => void }[] = [];
+  let running = 0;
+  let most = 0;
+  const store: SyncStore = {
+    load: () => undefined,
+    save: (s) =>
+      new Promise<void>((resolve) => {
+        running++;
+        most = Math.max(most, running);
+        calls.push({
+          pos: s.pos,
+          finish: () => {
+            running--;
+            resolve();
+          },
+        });
+      }),
+  };
+  const env = setup({ store, ackDelayMs: 10 });
+  void env.client.connect();
+  await env.accept();
+  env.last().receive(msg(1));
+  await env.clock.advance(10); // the first save starts (pos 1) and stays running
+  env.last().receive(msg(2));
+  env.last().receive(msg(3));
+  await env.clock.advance(10); // positions moved meanwhile: nothing starts beside the running save
+  assert.deepEqual(calls.map((c) => c.pos), [1]);
+  calls[0]!.finish();
+  await settle();
+  assert.deepEqual(calls.map((c) => c.pos), [1, 3], 'the newest position, once the first save finished');
+  calls[1]!.finish();
+  await settle();
+  assert.equal(most, 1);
+  env.client.close();
+});
+
+test('FileSyncStore: a save leaves only the state file (the temp file is renamed, or removed when the save fails)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-sync-'));
+  try {
+    const path = join(dir, 'state.json');
+    const store = new FileSyncStore(path);
+    store.save({ deviceId: 'dev-1', pos: 7 });
+    assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 7 });
+    assert.deepEqual(readdirSync(dir), ['state.json']);
+    // The target is a directory: the rename fails, and the temp file does not stay behind.
+    const blocked = join(dir, 'blocked');
+    mkdirSync(blocked);
+    assert.throws(() => new FileSyncStore(blocked).save({ deviceId: 'dev-1', pos: 8 }));
+    assert.deepEqual(readdirSync(dir).sort(), ['blocked', 'state.json']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
