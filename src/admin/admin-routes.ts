@@ -36,7 +36,10 @@ export interface AdminRoutesOptions {
   maxTokenLifetimeMs: number;
   /** Added to a revoked token's `exp` (the verifier's clock tolerance). */
   revokeGraceMs: number;
+  /** The request's IP (audit records, security events, logs). */
   clientIp(req: IncomingMessage): string;
+  /** What the per-IP limit counts for an IP (an IPv6 client by its network, as the WebSocket gate does). */
+  limitKey(ip: string): string;
   logger: Logger;
   security: SecurityEventSink;
 }
@@ -233,7 +236,7 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
   return (req, res) => {
     const ip = o.clientIp(req);
     // The memory limiter answers synchronously.
-    const decision = o.limiter.consume(`admin:${ip}`, [o.rule]);
+    const decision = o.limiter.consume(`admin:${o.limitKey(ip)}`, [o.rule]);
     if (!decision.allowed) {
       o.security('admin_rate_limited', { ip, code: 429 });
       req.resume();

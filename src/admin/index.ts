@@ -77,8 +77,9 @@ export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
     maxBanMs: config.admin.maxBanMs,
     maxTokenLifetimeMs: config.jwt.maxTokenLifetimeMs,
     revokeGraceMs: config.jwt.clockTolerance * 1000,
+    clientIp: (req: IncomingMessage) => resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies),
     // Per-IP limits of the admin API count an IPv6 client by its network, as the WebSocket gate does.
-    clientIp: (req: IncomingMessage) => ipLimitKey(resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies), config.limits.ipv6PrefixLength),
+    limitKey: (ip: string) => ipLimitKey(ip, config.limits.ipv6PrefixLength),
     logger,
     security: o.security,
   });

@@ -22,33 +22,50 @@ const ENV_PREFIX = 'RAMPART_';
 const ENV_IGNORED = new Set(['RAMPART_TEST_PG_URL', 'RAMPART_TEST_REDIS_URL']);
 
 /** The object shape under a (possibly defaulted/optional) zod schema, if it is an object. */
-function objectShape(schema: unknown): Record<string, unknown> | undefined {
-  let node = schema as { _zod?: { def?: { type?: string; shape?: Record<string, unknown>; innerType?: unknown } } } | undefined;
+type SchemaDef = { type?: string; shape?: Record<string, unknown>; innerType?: unknown; valueType?: unknown };
+
+/** The schema's own definition, below optional/default/prefault wrappers. */
+function unwrap(schema: unknown): SchemaDef | undefined {
+  let node = schema as { _zod?: { def?: SchemaDef } } | undefined;
   for (let i = 0; i < 8 && node?._zod?.def; i++) {
     const def = node._zod.def;
-    if (def.type === 'object') return def.shape;
-    if (def.innerType === undefined) return undefined;
+    if (def.innerType === undefined) return def;
     node = def.innerType as typeof node;
   }
   return undefined;
+}
+
+function objectShape(schema: unknown): Record<string, unknown> | undefined {
+  const def = unwrap(schema);
+  return def?.type === 'object' ? def.shape : undefined;
 }
 
 const camelCase = (part: string): string => part.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 /** A variable's key path, and whether every part is a key the schema knows. */
 function resolveEnvName(name: string): { path: string[]; known: boolean } {
-  let shape: Record<string, unknown> | undefined = objectShape(ConfigSchema);
+  let node: unknown = ConfigSchema;
   let known = true;
   const path = name
     .slice(ENV_PREFIX.length)
     .split('__')
     .map((part) => {
-      const wanted = part.replace(/_/g, '').toLowerCase();
-      const key = shape ? Object.keys(shape).find((k) => k.toLowerCase() === wanted) : undefined;
-      // Below a record (chat.roles, encryption.keys) there is no shape: any name is a key.
-      if (shape && key === undefined) known = false;
-      shape = key !== undefined && shape ? objectShape(shape[key]) : undefined;
-      return key ?? camelCase(part);
+      const def = known ? unwrap(node) : undefined;
+      if (def?.type === 'object' && def.shape) {
+        const wanted = part.replace(/_/g, '').toLowerCase();
+        const key = Object.keys(def.shape).find((k) => k.toLowerCase() === wanted);
+        if (key !== undefined) {
+          node = def.shape[key];
+          return key;
+        }
+      } else if (def?.type === 'record') {
+        // Below a record (chat.roles, encryption.keys) any name is a key.
+        node = def.valueType;
+        return part;
+      }
+      // Not a key of an object, or a part below a scalar (RAMPART_PORT__X): names no key.
+      known = false;
+      return camelCase(part);
     });
   return { path, known };
 }

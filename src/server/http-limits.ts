@@ -4,6 +4,7 @@
  * 400/431 for a malformed, oversized or too slow request, nothing echoed.
  */
 import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /** `bodyGraceMs`: time for a request's body after its headers. */
@@ -28,4 +29,24 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
 /** Both, on a listener. */
 export function guardListener(server: Server): Server {
   return server.on('clientError', answerClientError);
+}
+
+/**
+ * Every raw connection of a listener, until it closes. `server.closeAllConnections()` reaches only
+ * connections that became HTTP ones: on a TLS listener, a socket that never finished (or never
+ * began) its TLS handshake — a port scan, a load balancer's TCP probe — would hold `server.close()`
+ * open, and with it the shutdown, until TLS's own handshake timeout.
+ */
+export function trackConnections(server: Server): { destroyAll(): void } {
+  const open = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
+  return {
+    destroyAll: () => {
+      for (const socket of open) socket.destroy();
+      open.clear();
+    },
+  };
 }

@@ -48,7 +48,7 @@ import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureConte
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import { countAuthFailure, createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { createTokenChecks } from '../pipeline/token-checks.js';
-import { guardListener, httpServerLimits } from './http-limits.js';
+import { guardListener, httpServerLimits, trackConnections } from './http-limits.js';
 import { redisPing } from '../redis/liveness.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -335,9 +335,11 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const hsts = hstsHeader(config.tls);
   const handler = hsts ? withResponseHeaders(mainRoutes, { 'strict-transport-security': hsts }) : mainRoutes;
   const serverOptions = httpServerLimits(L.headersTimeout, L.maxHeaderSize);
-  const httpsServer = config.tls ? createHttpsServer({ ...serverOptions, ...httpsOptions(config.tls) }, handler) : undefined;
+  // A TLS handshake gets the same time as the request headers (Node's default is 120 s: a slow one held a socket that long).
+  const httpsServer = config.tls ? createHttpsServer({ ...serverOptions, handshakeTimeout: L.headersTimeout, ...httpsOptions(config.tls) }, handler) : undefined;
   if (config.tls?.requestClientCert && !config.tls.requireClientCert) httpsServer?.on('secureConnection', refuseUnverifiedClientCert);
   const server: Server = httpsServer ?? createHttpServer(serverOptions, handler);
+  const rawConnections = trackConnections(server);
   const trustedProxies = new Set(config.behindProxy);
   const attemptRule = { name: 'attempts', limit: L.connectionAttemptsPerMinute, windowMs: 60_000 };
 
@@ -419,6 +421,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       await drainSessions(connections, { ...config.shutdown, deadline: started + config.shutdownGraceMs - reserve });
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections?.();
+      rawConnections.destroyAll(); // what is left: sockets that never became HTTP connections
       await serverClosed;
       await committer.close();
       receipts.close();
