@@ -116,19 +116,23 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     const pendingCloseMs = o.pendingCloseMs ?? 3_600_000;
     rememberClose = async (command) => {
       const target = command.sessionId ?? `user:${command.userKey}`;
-      await client.set(closeKey(target), JSON.stringify({ cause: command.cause, at: Date.now() }), 'PX', pendingCloseMs);
+      await client.set(closeKey(target), JSON.stringify({ cause: command.cause, userKey: command.userKey, at: Date.now() }), 'PX', pendingCloseMs);
     };
     rememberedCloses = async (sessions) => {
       const found = new Map<string, CloseCause>();
       for (let from = 0; from < sessions.length; from += RECHECK_CHUNK) {
         const chunk = sessions.slice(from, from + RECHECK_CHUNK);
         const values = await client.mget(...chunk.flatMap(({ id, session }) => [closeKey(id), closeKey(`user:${session.userKey}`)]));
-        chunk.forEach(({ id }, i) => {
+        chunk.forEach(({ id, session }, i) => {
+          // A close reaches the sessions of its user that existed when it was sent: not a later one,
+          // nor another user's that reuses the id (a node restarted under the same nodeId counts
+          // its sessions from 1 again).
+          const added = addedAt.get(id) ?? Infinity;
+          const applies = (c: PendingClose | undefined): c is PendingClose => c !== undefined && c.userKey === session.userKey && c.at >= added;
           const own = parsePendingClose(values[2 * i]);
           const userWide = parsePendingClose(values[2 * i + 1]);
-          if (own !== undefined) found.set(id, own.cause);
-          // A user-wide close reaches the sessions that existed when it was sent, not later ones.
-          else if (userWide !== undefined && userWide.at >= (addedAt.get(id) ?? Infinity)) found.set(id, userWide.cause);
+          if (applies(own)) found.set(id, own.cause);
+          else if (applies(userWide)) found.set(id, userWide.cause);
         });
       }
       return found;
@@ -188,8 +192,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
         if (session !== undefined && session.isOpen) CLOSES[cause](session);
       }
     } catch (err) {
-      o.onError(err, 'recheck');
-      return; // Redis is away again: the next reconnect checks again
+      o.onError(err, 'recheck'); // the bans and revocations below are still checked
     }
     for (const session of [...local.values()]) {
       const identity = session.identity;
@@ -281,12 +284,18 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   };
 }
 
+interface PendingClose {
+  cause: CloseCause;
+  userKey: string;
+  at: number;
+}
+
 /** A close command kept in Redis (`rememberClose`), or undefined for none or a malformed one. */
-function parsePendingClose(raw: string | null | undefined): { cause: CloseCause; at: number } | undefined {
+function parsePendingClose(raw: string | null | undefined): PendingClose | undefined {
   if (raw === null || raw === undefined) return undefined;
   try {
-    const v = JSON.parse(raw) as { cause?: unknown; at?: unknown };
-    if ((v.cause === 'admin' || v.cause === 'user') && typeof v.at === 'number') return { cause: v.cause, at: v.at };
+    const v = JSON.parse(raw) as { cause?: unknown; userKey?: unknown; at?: unknown };
+    if ((v.cause === 'admin' || v.cause === 'user') && typeof v.userKey === 'string' && typeof v.at === 'number') return { cause: v.cause, userKey: v.userKey, at: v.at };
   } catch {
     // malformed: ignored
   }

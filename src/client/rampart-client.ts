@@ -62,7 +62,7 @@ export interface RampartClientOptions {
   /** `storage_unavailable` retries per send. Default 5. */
   maxSendRetries?: number;
   /**
-   * The server's `limits.maxMessageSize` (bytes of one frame). A send whose frame is larger is
+   * The server's `maxMessageSize` (bytes of one frame). A send whose frame is larger is
    * refused at once (`message_too_big`): the server would close the connection on it. Default 65536.
    */
   maxFrameBytes?: number;
@@ -127,6 +127,9 @@ type Frame = Record<string, unknown> & { type?: unknown };
 
 const ILL_FORMED_STATE = 'ill-formed state (deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0): going on as a new device';
 
+/** How long a save of an asynchronous store may run before the newest position is saved beside it. */
+const SAVE_WAIT_MS = 10_000;
+
 export class RampartClient {
   private readonly events: Emitter<ClientEvents>;
   private readonly clock: Clock;
@@ -139,7 +142,7 @@ export class RampartClient {
   private readonly queue: SendQueue;
   private readonly requests: Requests;
   private readonly recentOwn = new RecentIds();
-  private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot; connect: TimerSlot; liveness: TimerSlot };
+  private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot; connect: TimerSlot; liveness: TimerSlot; save: TimerSlot };
 
   private tracker = new PosTracker();
   /** Receipt frames may arrive out of order: only positions that moved forward reach `receipt` listeners. */
@@ -220,6 +223,7 @@ export class RampartClient {
       sends: new TimerSlot(this.clock),
       connect: new TimerSlot(this.clock),
       liveness: new TimerSlot(this.clock),
+      save: new TimerSlot(this.clock),
     };
   }
 
@@ -391,6 +395,7 @@ export class RampartClient {
   close(): void {
     if (this.currentState === 'closed') return;
     this.flushAck(true); // acknowledges and persists the last processed position
+    this.persist(true); // … even beside a save still running: nothing comes after close() to wait for it
     this.stop('closed', false);
   }
 
@@ -965,11 +970,11 @@ export class RampartClient {
     this.persist();
   }
 
-  private persist(): void {
+  private persist(force = false): void {
     if (!this.positioned || this.tracker.pos === this.savedPos || this.device === '') return;
     // An asynchronous save still running: the newest position is saved after it, never beside it
     // (two saves at once may finish in either order, and an older position written last would replay).
-    if (this.saving) {
+    if (this.saving && !force) {
       this.saveAgain = true;
       return;
     }
@@ -984,13 +989,21 @@ export class RampartClient {
       const done = this.store.save({ deviceId: this.device, pos });
       if (done instanceof Promise) {
         this.saving = true;
-        done.catch(failed).finally(() => {
+        // A save that never settles must not hold every later one (close()'s among them): after
+        // SAVE_WAIT_MS the newest position goes anyway.
+        let over = false;
+        const next = (): void => {
+          if (over) return;
+          over = true;
+          this.timers.save.stop();
           this.saving = false;
           if (this.saveAgain) {
             this.saveAgain = false;
             this.persist();
           }
-        });
+        };
+        this.timers.save.start(SAVE_WAIT_MS, next);
+        done.catch(failed).finally(next);
       }
     } catch {
       failed();

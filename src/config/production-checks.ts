@@ -202,8 +202,11 @@ const adminExposure: Rule = {
     const enabled = a.token !== undefined || a.tokenSha256 !== undefined;
     if (!enabled || a.port === undefined || isLoopbackHost(a.host)) return [];
     const how = 'admin.port is plain HTTP: keep admin.host on loopback with a TLS proxy in front, or leave admin.port unset to serve the API under /admin/ on the main port (TLS)';
-    // A private address or a name: its network is the operator's to judge; an address any network reaches (0.0.0.0, a public one) is refused.
-    if (isPrivateHost(a.host) || isIP(a.host.replace(/^\[|\]$/g, '')) === 0) return [warn('admin.host', `${how}; on a private network the bearer token still travels in the clear`)];
+    // A private address or a name: its network is the operator's to judge; an address any network
+    // reaches (0.0.0.0, a public one) is refused, in any numeric form the resolver accepts ("0", "0x0").
+    const bare = a.host.replace(/^\[|\]$/g, '');
+    const name = isIP(bare) === 0 && !/^(0x[0-9a-f]+|\d+)(\.(0x[0-9a-f]+|\d+)){0,3}$/i.test(bare);
+    if (isPrivateHost(a.host) || name) return [warn('admin.host', `${how}; on a private network the bearer token still travels in the clear`)];
     return [error('admin.host', how)];
   },
 };

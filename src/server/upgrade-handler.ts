@@ -79,7 +79,8 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
     runHandshakeGate(o.gate, req, ip).then(
       (result) => {
         if (!result.ok) {
-          o.security(result.event, { ip, code: result.status });
+          // A client that left while its check waited is no security event (as when it leaves during the gate).
+          if (result.event !== 'client_gone') o.security(result.event, { ip, code: result.status });
           o.onHandshake?.('refused', result.event);
           refuseHandshake(socket, result.status);
           return;

@@ -1689,3 +1689,56 @@ test('FileSyncStore: a save leaves only the state file (the temp file is renamed
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an asynchronous save that never settles holds later saves at most 10 s, and close() saves at once', async () => {
+  const saved: number[] = [];
+  let first = true;
+  const store: SyncStore = {
+    load: () => undefined,
+    save: (s) => {
+      saved.push(s.pos);
+      if (first) {
+        first = false;
+        return new Promise<void>(() => {}); // never settles
+      }
+      return Promise.resolve();
+    },
+  };
+  const env = setup({ store, ackDelayMs: 10 });
+  void env.client.connect();
+  await env.accept();
+  env.last().receive(msg(1));
+  await env.clock.advance(10); // the save of pos 1 starts, and hangs
+  for (let p = 2; p <= 5; p++) env.last().receive(msg(p));
+  await env.clock.advance(20);
+  assert.deepEqual(saved, [1], 'nothing beside the running save');
+  await env.clock.advance(10_000);
+  assert.deepEqual(saved, [1, 5], 'after 10 s the newest position goes anyway');
+  env.last().receive(msg(6));
+  env.client.close();
+  assert.deepEqual(saved, [1, 5, 6], 'close() saves the last position');
+});
+
+test('close() while a save runs: the final position is saved at once, and not again when the running save settles', async () => {
+  const saved: number[] = [];
+  const finish: (() => void)[] = [];
+  const store: SyncStore = {
+    load: () => undefined,
+    save: (s) => {
+      saved.push(s.pos);
+      return new Promise<void>((r) => finish.push(r));
+    },
+  };
+  const env = setup({ store, ackDelayMs: 10 });
+  void env.client.connect();
+  await env.accept();
+  env.last().receive(msg(1));
+  await env.clock.advance(10);
+  env.last().receive(msg(2));
+  env.last().receive(msg(3));
+  env.client.close();
+  for (const f of finish) f();
+  await settle();
+  for (const f of finish) f();
+  assert.deepEqual(saved, [1, 3]);
+});

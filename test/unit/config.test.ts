@@ -258,7 +258,7 @@ test('production refuses: the development key, a query token without acknowledge
     const findings = findingsOf(runChecks(parseConfig({ ...PROD, admin: { token: STRONG, port: 9000, host } }, noFiles), noFiles)).filter((f) => f.key === 'admin.host');
     assert.deepEqual(findings.map((f) => f.severity), ['warn'], host);
   }
-  assert.match(errorsOf({ ...PROD, admin: { token: STRONG, port: 9000, host: '203.0.113.7' } }).join(), /admin\.host/);
+  for (const host of ['203.0.113.7', '0.0.0.0', '::', '0', '0x0', '0.0']) assert.match(errorsOf({ ...PROD, admin: { token: STRONG, port: 9000, host } }).join(), /admin\.host/, host);
   // Unreadable TLS files are errors; readable ones pass.
   const tls = { certFile: '/nonexistent/c.pem', keyFile: '/nonexistent/k.pem' };
   assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls }, { readFile: () => undefined }).sort(), ['tls.certFile: file cannot be read', 'tls.keyFile: file cannot be read']);

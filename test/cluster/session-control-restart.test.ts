@@ -1,0 +1,74 @@
+/**
+ * The remembered closes (admin/session-control.ts, `admin:close:<target>` kept 1 h):
+ * session ids are `<nodeId>:s<n>` with n a per-process counter starting at 1, so a node embedded
+ * with a fixed `nodeId` (documented: "random per process unless embedded with nodeId") reuses the
+ * same ids after a restart. A disconnect remembered for the old process's session must not close
+ * the new process's session that happens to get the same id (another user's).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
+import { openSessionControl } from '../../src/admin/session-control.js';
+import type { Session } from '../../src/session/session.js';
+import { REDIS_URL, dropRedisPrefix, startRedisProxy, uniqueRedisPrefix, waitFor } from '../helpers/harness.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function fakeSession(id: string, userKey: string, closed: string[]): Session {
+  const s = {
+    id,
+    userKey,
+    ip: '192.0.2.9',
+    identity: undefined,
+    open: true,
+    get isOpen(): boolean {
+      return s.open;
+    },
+    close(code: number): void {
+      closed.push(`${userKey}:${code}`);
+      s.open = false;
+    },
+    reject(): void {
+      closed.push(`${userKey}:rejected`);
+      s.open = false;
+    },
+  };
+  return s as unknown as Session;
+}
+
+test('a remembered disconnect of the old process\'s session n:s5 does not close another user\'s session n:s5 after a restart with the same nodeId', { timeout: 30_000 }, async () => {
+  const prefix = uniqueRedisPrefix('fix-remembered');
+  const proxy = await startRedisProxy(REDIS_URL);
+  const errors: string[] = [];
+  const opts = { redisUrl: proxy.url, prefix, nodeId: 'pod-2', ping: { intervalMs: 0, timeoutMs: 3000 }, onError: (e: unknown, op: string) => errors.push(`${op}:${String(e)}`) };
+  const closed: string[] = [];
+
+  // The first process: an admin disconnects alice's session pod-2:s5; it closes at once.
+  const before = await openSessionControl(opts);
+  const alice = fakeSession('s5', 't:alice', closed);
+  before.observer.added(alice);
+  await before.disconnect('t:alice', 'pod-2:s5');
+  await waitFor(() => closed.includes('t:alice:4012') || closed.length > 0, 3000, 'alice closed');
+  before.observer.removed(alice);
+  await before.close();
+
+  // The process restarts (same nodeId); its 5th session, bob's, is pod-2:s5 again.
+  const after = await openSessionControl(opts);
+  const bob = fakeSession('s5', 't:bob', closed);
+  after.observer.added(bob);
+  closed.length = 0;
+  // Within the hour, the node's Redis connections are remade once (a network blip, a failover, a liveness drop).
+  await proxy.stop();
+  await sleep(300);
+  await proxy.start();
+  await sleep(4000);
+  try {
+    assert.deepEqual(closed, [], 'bob was never disconnected by anyone');
+  } finally {
+    after.observer.removed(bob);
+    await after.close();
+    await proxy.close();
+    const r = new Redis(REDIS_URL);
+    await dropRedisPrefix(r, prefix);
+  }
+});
