@@ -39,8 +39,16 @@ function splitKey(userKey: string): { tenantId: string; userId: string } {
   return { tenantId: userKey.slice(0, -UUID_LENGTH - 1), userId: userKey.slice(-UUID_LENGTH) };
 }
 
+/** First wait before a failed check runs again (Redis or storage away); it doubles up to the max. */
+const RETRY_MS = 500;
+const RETRY_MAX_MS = 30_000;
+
 export class PresenceService {
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  /** Users holding a session on this node: they are online whatever the cluster count says yet. */
+  readonly #local = new Set<string>();
+  /** The next wait of a user whose check failed. */
+  readonly #retryMs = new Map<string, number>();
   /**
    * The check running for a user, if any. Checks of one user run one after another: two at once
    * (a session opened, then `set_presence` while the first still reads) could publish the older
@@ -60,8 +68,13 @@ export class PresenceService {
 
   /** A session of the user opened or closed on this node; `local`: the node still holds one. */
   changed(userKey: string, local: boolean): void {
-    if (this.#closed || this.#closing) return;
-    this.o.state.track(userKey, local);
+    if (this.#closed) return;
+    if (local) this.#local.add(userKey);
+    else this.#local.delete(userKey);
+    if (this.#closing) return;
+    // A user whose last session here closed stays recorded for this node until their check has run:
+    // a node that dies before it leaves them for the dead-node sweep to claim, not online for good.
+    if (local) this.o.state.track(userKey, true);
     this.#schedule(userKey);
   }
 
@@ -126,21 +139,36 @@ export class PresenceService {
     await this.o.state.close();
   }
 
-  #schedule(userKey: string): void {
+  #schedule(userKey: string, delayMs = this.o.debounceMs): void {
     const previous = this.#timers.get(userKey);
     if (previous !== undefined) clearTimeout(previous);
     const timer = setTimeout(() => {
       this.#timers.delete(userKey);
       void this.#run(userKey);
-    }, this.o.debounceMs);
+    }, delayMs);
     timer.unref();
     this.#timers.set(userKey, timer);
   }
 
-  /** Runs a check of the user after the one already running (never rejects). */
+  /**
+   * Runs a check of the user after the one already running (never rejects). A failed check runs
+   * again later (backing off to 30 s): a user must not stay shown online, or offline, because
+   * Redis or storage was away when their last session closed.
+   */
   #run(userKey: string): Promise<void> {
     const previous = this.#running.get(userKey);
-    const next = (previous ?? Promise.resolve()).then(() => this.#check(userKey)).catch(this.o.onError);
+    const next = (previous ?? Promise.resolve())
+      .then(() => this.#check(userKey))
+      .then(
+        () => void this.#retryMs.delete(userKey),
+        (err: unknown) => {
+          this.o.onError(err);
+          if (this.#closed || this.#closing) return;
+          const wait = this.#retryMs.get(userKey) ?? RETRY_MS;
+          this.#retryMs.set(userKey, Math.min(wait * 2, RETRY_MAX_MS));
+          if (!this.#timers.has(userKey)) this.#schedule(userKey, wait);
+        },
+      );
     this.#running.set(userKey, next);
     void next.then(() => {
       if (this.#running.get(userKey) === next) this.#running.delete(userKey);
@@ -150,26 +178,35 @@ export class PresenceService {
 
   async #check(userKey: string): Promise<void> {
     if (this.#closed) return;
+    await this.#publishIfChanged(userKey);
+    // Checked: a user with no session here any more stops being recorded for this node.
+    if (!this.#local.has(userKey)) this.o.state.track(userKey, false);
+  }
+
+  async #publishIfChanged(userKey: string): Promise<void> {
     const { tenantId, userId } = splitKey(userKey);
-    const sessions = await this.o.registry.countUser(userKey);
-    let online = sessions > 0;
-    if (online) {
-      const setting = (await this.o.store.presenceSettings(tenantId, [userId])).get(userId);
-      online = setting ?? this.o.defaultVisible;
-    }
+    const visible = async (): Promise<boolean> => (await this.o.store.presenceSettings(tenantId, [userId])).get(userId) ?? this.o.defaultVisible;
+    // This node's own sessions count at once (the cluster count may lag them after a Redis outage).
+    const sessions = this.#local.has(userKey) ? 1 : await this.o.registry.countUser(userKey);
+    const online = sessions > 0 && (await visible());
     if (!(await this.o.state.swap(userKey, online))) return;
     const frame = JSON.stringify({ type: 'presence_changed', userId, online });
     for (const contact of await this.o.store.contactsOf(tenantId, userId)) this.o.bus.publish(peerKey(tenantId, contact), frame);
     // Checks are serialized per node only. Another node's check may have run entirely between our
-    // count and our swap (its session opened after we counted: it saw the old state still
-    // published and changed nothing), leaving our older verdict as the last one. A flip is rare, so
-    // count again after it; if the sessions moved meanwhile, check once more.
-    if ((await this.o.registry.countUser(userKey)) > 0 !== sessions > 0) this.#schedule(userKey);
+    // reads and our swap — its session opened after we counted, or the user hid themselves there
+    // after we read "visible" — and seen the old state still published, changing nothing; our
+    // older verdict would then stand. A flip is rare, so read both again after it and, if either
+    // moved, check once more.
+    const now = this.#local.has(userKey) ? 1 : await this.o.registry.countUser(userKey);
+    if (now > 0 !== sessions > 0 || (online && !(await visible()))) this.#schedule(userKey, 0);
   }
 
   async #sweep(): Promise<void> {
     try {
       for (const userKey of await this.o.state.sweep()) this.#schedule(userKey);
+      // Taken for dead while cut from Redis: this node's users were published offline. Record them
+      // again and check them (they hold sessions here, so they come back online).
+      if (await this.o.state.rejoin(this.#local)) for (const userKey of this.#local) this.#schedule(userKey);
     } catch (err) {
       this.o.onError(err);
     }

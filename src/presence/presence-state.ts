@@ -18,6 +18,12 @@ export interface PresenceState {
   track(userKey: string, local: boolean): void;
   /** Users that were held by nodes now dead, each claimed by exactly one node. */
   sweep(): Promise<string[]>;
+  /**
+   * Makes sure this node and its `local` users are recorded; true when they were not (another node
+   * took this one for dead while it was cut from Redis, claimed its users and published them
+   * offline): the caller checks them again.
+   */
+  rejoin(local: ReadonlySet<string>): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -39,6 +45,10 @@ export class MemoryPresenceState implements PresenceState {
 
   async sweep(): Promise<string[]> {
     return [];
+  }
+
+  async rejoin(): Promise<boolean> {
+    return false;
   }
 
   async close(): Promise<void> {
@@ -72,6 +82,9 @@ for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 `;
+
+/** Users re-added per SADD when a node rejoins. */
+const REJOIN_CHUNK = 1000;
 
 interface PresenceScripts {
   rampartPresenceSwap(key: string, online: string): Promise<number>;
@@ -120,6 +133,18 @@ export class RedisPresenceState implements PresenceState {
 
   async sweep(): Promise<string[]> {
     return this.#scripts.rampartPresenceSweep(this.#nodes, this.#o.nodeId, `${this.#o.keyPrefix}:node:`, `${this.#o.keyPrefix}:presence:n:`);
+  }
+
+  async rejoin(local: ReadonlySet<string>): Promise<boolean> {
+    if (local.size === 0) return false;
+    const [[, member], [, count]] = (await this.#client.multi().sismember(this.#nodes, this.#o.nodeId).scard(this.#mine).exec()) as [[unknown, number], [unknown, number]];
+    // Present, with a set at least as large as the users held here: nothing was taken away.
+    if (member === 1 && count >= local.size) return false;
+    const users = [...local];
+    const write = this.#client.multi().sadd(this.#nodes, this.#o.nodeId);
+    for (let i = 0; i < users.length; i += REJOIN_CHUNK) write.sadd(this.#mine, ...users.slice(i, i + REJOIN_CHUNK));
+    await write.exec();
+    return true;
   }
 
   async close(): Promise<void> {
