@@ -418,10 +418,18 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       // The listener stays open while draining, so load balancers can see /readyz turn 503.
       // A quarter of the grace (at most 1 s) is kept for the storage flush and adapter close.
       const reserve = Math.min(1000, Math.floor(config.shutdownGraceMs / 4));
-      await drainSessions(connections, { ...config.shutdown, deadline: started + config.shutdownGraceMs - reserve });
+      const deadline = started + config.shutdownGraceMs - reserve;
+      await drainSessions(connections, { ...config.shutdown, deadline });
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections?.();
-      rawConnections.destroyAll(); // what is left: sockets that never became HTTP connections
+      // Handshakes still in the gate get their answer (503) and close by themselves; what is still
+      // open at the deadline — a socket that never became an HTTP connection, say — is dropped.
+      let timer: NodeJS.Timeout | undefined;
+      const dropLeftovers = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.max(100, deadline - Date.now()));
+      }).then(() => rawConnections.destroyAll());
+      await Promise.race([serverClosed, dropLeftovers]);
+      clearTimeout(timer);
       await serverClosed;
       await committer.close();
       receipts.close();
