@@ -32,6 +32,19 @@ describe('presence after a node lost Redis for longer than nodeLivenessMs', () =
     return c;
   };
 
+  /** A watcher on node 1 and a victim on node 2 who wrote in their group, shown online to the watcher. */
+  async function watchedVictim(): Promise<{ victim: DeviceClient; listed: () => Promise<boolean> }> {
+    const watcher = await user(n1);
+    const victimId = newUserId();
+    const gid = await createGroup(watcher, [victimId]);
+    const victim = await user(n2, victimId);
+    await said(victim, { conversationId: gid }, 'hello');
+    const listed = async (): Promise<boolean> =>
+      ((await expectReply(watcher, { type: 'presence', conversationId: gid }, 'presence')).online as string[]).includes(victimId);
+    await waitFor(listed, 8000, 'victim shown online', 200);
+    return { victim, listed };
+  }
+
   before(async () => {
     await backend.setup();
     await admin.connect();
@@ -52,14 +65,7 @@ describe('presence after a node lost Redis for longer than nodeLivenessMs', () =
   });
 
   test('a user still connected to the node is shown online again once Redis is back', { timeout: 40_000 }, async () => {
-    const watcher = await user(n1);
-    const victimId = newUserId();
-    const gid = await createGroup(watcher, [victimId]);
-    const victim = await user(n2, victimId);
-    await said(victim, { conversationId: gid }, 'hello');
-    const listed = async (): Promise<boolean> =>
-      ((await expectReply(watcher, { type: 'presence', conversationId: gid }, 'presence')).online as string[]).includes(victimId);
-    await waitFor(listed, 8000, 'victim shown online', 200);
+    const { victim, listed } = await watchedVictim();
 
     await proxy.stop();
     await sleep(LIVENESS_MS * 3);
@@ -70,14 +76,7 @@ describe('presence after a node lost Redis for longer than nodeLivenessMs', () =
     assert.equal(victim.ws.readyState, 1, 'victim session still open');
   });
   test('a user whose last session closed during a short Redis cut (< nodeLivenessMs) goes offline once Redis is back', { timeout: 40_000 }, async () => {
-    const watcher = await user(n1);
-    const victimId = newUserId();
-    const gid = await createGroup(watcher, [victimId]);
-    const victim = await user(n2, victimId);
-    await said(victim, { conversationId: gid }, 'hello');
-    const listed = async (): Promise<boolean> =>
-      ((await expectReply(watcher, { type: 'presence', conversationId: gid }, 'presence')).online as string[]).includes(victimId);
-    await waitFor(listed, 8000, 'victim shown online', 200);
+    const { victim, listed } = await watchedVictim();
     // Node 2 back in the registry after the previous test's cut.
     await waitFor(async () => (await admin.keys(`${prefix}:node:*`)).length === 2, 15_000, 'both nodes alive in the registry', 200);
 

@@ -1,6 +1,8 @@
 /**
  * The handshake gate gives back every place it took when it refuses: a query token whose lockout
- * check fails (Redis down) is refused 503 and its IP slot is released.
+ * check fails (Redis down) is refused 503 and its IP slot is released. A query-token handshake
+ * whose client left while its check waited in its IP's line is neither verified nor reported as a
+ * security event.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +10,10 @@ import type { IncomingMessage } from 'node:http';
 import { runHandshakeGate, type HandshakeGateOptions } from '../../src/gate/handshake-gate.js';
 import { compileOriginPolicy } from '../../src/gate/origin.js';
 import type { ConnectionRegistry, Limiter } from '../../src/limits/limiter.js';
+import { Duplex } from 'node:stream';
+import { createUpgradeHandler, type UpgradeHandlerOptions } from '../../src/server/upgrade-handler.js';
+import { createTokenChecks } from '../../src/pipeline/token-checks.js';
+import type { VerifyResult } from '../../src/auth/token-verifier.js';
 
 function gate(checkToken: HandshakeGateOptions['checkToken']): { options: HandshakeGateOptions; slots: () => number; reserved: () => number } {
   let slots = 0;
@@ -56,4 +62,44 @@ test('a locked-out IP is refused 429 at its query token, holding nothing', async
   assert.deepEqual(result, { ok: false, status: 429, event: 'auth_locked_out' });
   assert.equal(g.slots(), 0);
   assert.equal(g.reserved(), 0);
+});
+
+test('a query-token handshake abandoned while its check waited in line: not verified, no security event', async () => {
+  let release!: () => void;
+  const opened = new Promise<void>((r) => (release = r));
+  let verified = 0;
+  const verify = async (): Promise<VerifyResult> => {
+    verified++;
+    await opened;
+    return { ok: false, reason: 'invalid_token' };
+  };
+  const limiter = { consume: () => ({ allowed: true }), block: () => undefined, blockedFor: () => 0, close: async () => {} } as unknown as Limiter;
+  const g = gate(createTokenChecks({ limiter, verify, lockoutKey: (ip) => `lock:${ip}`, countFailure: async () => {} }));
+  const security: string[] = [];
+  const handler = createUpgradeHandler({
+    gate: g.options,
+    registry: g.options.registry,
+    trustedProxies: new Set(),
+    ipv6PrefixLength: 56,
+    security: (event: string) => security.push(event),
+    logger: { error: () => {}, warn: () => {}, info: () => {} },
+    isClosing: () => false,
+  } as unknown as UpgradeHandlerOptions);
+  const socket = (): Duplex => {
+    const s = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
+    (s as unknown as { remoteAddress: string }).remoteAddress = '192.0.2.7';
+    return s;
+  };
+  const upgrade = (s: Duplex): void => handler({ url: '/ws?token=abc', rawHeaders: [], headers: {}, socket: s } as unknown as IncomingMessage, s, Buffer.alloc(0));
+  const first = socket();
+  const second = socket();
+  upgrade(first);
+  upgrade(second);
+  await new Promise((r) => setTimeout(r, 20));
+  second.destroy(); // the client left while its check waited behind the first
+  release();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(verified, 1, "the gone client's token was not verified");
+  assert.deepEqual(security, ['query_token_invalid_token'], 'only the judged token is a security event');
+  assert.equal(g.slots(), 0, 'both IP slots given back');
 });
