@@ -375,10 +375,19 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   guardListener(server); // malformed or oversized HTTP requests: a bare status and close, nothing echoed
 
   // ── retention ──
+  // One prune at a time: a long one (a first prune of a large PostgreSQL backlog) is not joined by the next hour's.
+  let pruning = false;
   const prune = (): void => {
-    store.pruneOlderThan(Date.now() - config.chat.retentionDays * 86_400_000).catch((err: unknown) => {
-      logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'retention prune failed');
-    });
+    if (pruning) return;
+    pruning = true;
+    store
+      .pruneOlderThan(Date.now() - config.chat.retentionDays * 86_400_000)
+      .catch((err: unknown) => {
+        logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'retention prune failed');
+      })
+      .finally(() => {
+        pruning = false;
+      });
   };
   const pruneTimer = setInterval(prune, 3_600_000);
   pruneTimer.unref();
