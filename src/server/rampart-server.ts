@@ -50,6 +50,7 @@ import { countAuthFailure, createAuthenticator, lockoutKey, penaltyKey } from '.
 import { createTokenChecks } from '../pipeline/token-checks.js';
 import { guardListener, httpServerLimits, trackConnections } from './http-limits.js';
 import { redisPing } from '../redis/liveness.js';
+import { scheduleRetention } from './retention.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { openAdmin, type Admin } from '../admin/index.js';
@@ -375,23 +376,12 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   guardListener(server); // malformed or oversized HTTP requests: a bare status and close, nothing echoed
 
   // ── retention ──
-  // One prune at a time: a long one (a first prune of a large PostgreSQL backlog) is not joined by the next hour's.
-  let pruning = false;
-  const prune = (): void => {
-    if (pruning) return;
-    pruning = true;
-    store
-      .pruneOlderThan(Date.now() - config.chat.retentionDays * 86_400_000)
-      .catch((err: unknown) => {
-        logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'retention prune failed');
-      })
-      .finally(() => {
-        pruning = false;
-      });
-  };
-  const pruneTimer = setInterval(prune, 3_600_000);
-  pruneTimer.unref();
-  prune();
+  const retention = scheduleRetention({
+    prune: (olderThan) => store.pruneOlderThan(olderThan),
+    retentionMs: config.chat.retentionDays * 86_400_000,
+    intervalMs: 3_600_000,
+    onError: (err) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'retention prune failed'),
+  });
 
   return {
     logger,
@@ -423,7 +413,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       closing = true; // from here /readyz is 503 and every new handshake is refused with 503
       const started = Date.now();
       logger.info({ sessions: connections.size }, 'draining');
-      clearInterval(pruneTimer);
+      retention.close();
       // The listener stays open while draining, so load balancers can see /readyz turn 503.
       // A quarter of the grace (at most 1 s) is kept for the storage flush and adapter close.
       const reserve = Math.min(1000, Math.floor(config.shutdownGraceMs / 4));
