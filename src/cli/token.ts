@@ -27,6 +27,9 @@ configured. Tokens for public-key and JWKS setups come from your identity provid
     if (!isUserId(sub)) throw new ConfigError(['--sub: must be a UUID (the server refuses any other subject)']);
     const config = loadConfig(stringValue(values, 'config'));
     if (config.jwt.publicKeyFile || config.jwt.jwksUrl) throw new ConfigError(['jwt: tokens for public-key setups come from your identity provider']);
+    // Without jwt.secret the development key would sign a token no configured issuer accepts.
+    // (Production without a key is refused by loadConfig already.)
+    if (config.jwt.secret === undefined && config.jwt.issuers.length > 0) throw new ConfigError(['jwt.issuers: tokens come from those issuers (or set jwt.secret)']);
     const secret = config.jwt.secret ?? loadOrCreateDevSecret(config.dataDir).secret;
     const role = stringValue(values, 'role');
     const tid = stringValue(values, 'tid');

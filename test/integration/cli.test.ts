@@ -163,6 +163,19 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
     assert.equal(res.status, 200);
   });
 
+  test('rampart token refuses to sign with the development key where no server would accept it: jwt.issuers configured, or production', async () => {
+    const issuersFile = join(cwd, 'issuers.json');
+    writeFileSync(issuersFile, JSON.stringify({ jwt: { issuers: [{ issuer: 'https://idp.example.com', jwksUrl: 'https://idp.example.com/jwks' }] } }));
+    const withIssuers = rampart(['token', '--sub', randomUUID(), '--config', issuersFile], cwd);
+    const inProduction = rampart(['token', '--sub', randomUUID()], cwd, { NODE_ENV: 'production' });
+    const [a, b] = await Promise.all([withIssuers.exited, inProduction.exited]);
+    assert.notEqual(a.code, 0);
+    assert.match(withIssuers.stderr, /jwt\.issuers: tokens come from those issuers/);
+    assert.notEqual(b.code, 0);
+    assert.match(inProduction.stderr, /jwt: production needs/);
+    assert.equal(withIssuers.stdout + inProduction.stdout, '', 'no token printed');
+  });
+
   test('rampart token --sub UUID prints a token the server accepts; without --sub or with a bad flag it exits non-zero', async () => {
     const sub = randomUUID();
     const tokenRun = rampart(['token', '--sub', sub], cwd);
