@@ -337,10 +337,21 @@ export class RampartClient {
     // The frame names only the fields the protocol has (strict: any other key is refused unnamed).
     const q = query as { conversationId?: string; peerId?: string; beforeSeq?: number; limit?: number };
     const frame = { type: 'history', conversationId: q.conversationId, peerId: q.peerId, beforeSeq: q.beforeSeq, limit: q.limit };
-    return this.request(frame) as Promise<unknown> as Promise<HistoryReply>;
+    return (this.request(frame) as Promise<unknown> as Promise<HistoryReply>).then((reply) => {
+      if (reply.conversationId !== undefined) this.seedReceipts(reply.conversationId, reply.receipts);
+      return reply;
+    });
   }
   listConversations(query: { limit?: number; before?: string } = {}): Promise<ConversationsReply> {
-    return this.request({ type: 'list_conversations', limit: query.limit, before: query.before }) as Promise<unknown> as Promise<ConversationsReply>;
+    return (this.request({ type: 'list_conversations', limit: query.limit, before: query.before }) as Promise<unknown> as Promise<ConversationsReply>).then((reply) => {
+      for (const c of reply.conversations ?? []) this.seedReceipts(c.conversationId, c.receipts);
+      return reply;
+    });
+  }
+
+  /** Positions a reply listed are known: a `receipt` frame below them, arriving late, is not passed on. */
+  private seedReceipts(conversationId: string, receipts: ReceiptsInfo | undefined): void {
+    for (const m of receipts?.members ?? []) this.receiptPositions.advance({ conversationId, userId: m.userId, delivered: m.delivered, read: m.read });
   }
   createGroup(name: string, memberIds: string[]): Promise<GroupReply> {
     return this.group({ type: 'create_group', name, memberIds });

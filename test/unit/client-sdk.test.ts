@@ -1742,3 +1742,21 @@ test('close() while a save runs: the final position is saved at once, and not ag
   for (const f of finish) f();
   assert.deepEqual(saved, [1, 3]);
 });
+
+test('receipt positions a list reply gave are known: a late receipt frame below them reaches no listener', async () => {
+  const env = setup();
+  const seen: unknown[] = [];
+  env.client.on('receipt', (r) => seen.push(r));
+  void env.client.connect();
+  await env.accept();
+  const list = env.client.listConversations();
+  await settle();
+  const req = env.last().framesOf('list_conversations')[0]!;
+  const conversation = { conversationId: CONV, kind: 'direct', role: 'member', memberCount: 2, lastSeq: 9, lastActivityAt: 1, readSeq: 0, unreadCount: 0, receipts: { delivered: 5, read: 4, members: [{ userId: PEER, delivered: 5, read: 4 }] } };
+  env.last().receive({ type: 'conversations', conversations: [conversation], requestId: req.requestId });
+  await list;
+  env.last().receive({ type: 'receipt', conversationId: CONV, userId: PEER, read: 3 }); // sent before the list was read
+  env.last().receive({ type: 'receipt', conversationId: CONV, userId: PEER, delivered: 5, read: 6 });
+  assert.deepEqual(seen, [{ conversationId: CONV, userId: PEER, read: 6 }]);
+  env.client.close();
+});
