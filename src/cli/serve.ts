@@ -40,6 +40,9 @@ without dropping open connections.
     if (config.mode === 'production') {
       for (const f of findingsOf(runChecks(config))) server.logger.warn({ key: f.key }, f.message);
     }
+    // Before listening: a SIGTERM right after "listening" was logged (an orchestrator stopping a
+    // pod that just started) must drain, not kill the process with the default action.
+    exitOnShutdownSignals(server, config.shutdownGraceMs);
     const address = await server.listen();
     if (!config.jwt.secret && !config.jwt.publicKeyFile && !config.jwt.jwksUrl && config.jwt.issuers.length === 0) {
       const scheme = config.tls ? 'wss' : 'ws';
@@ -50,7 +53,6 @@ without dropping open connections.
           `Then send {"type":"auth","token":"<token>"} as the first frame.\n\n`,
       );
     }
-    exitOnShutdownSignals(server, config.shutdownGraceMs);
     // SIGHUP: new certificate and key for new handshakes; open connections keep theirs.
     process.on('SIGHUP', () => {
       if (config.tls) server.reloadTls();
