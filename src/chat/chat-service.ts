@@ -58,6 +58,8 @@ export interface ChatServiceOptions {
   publisher: TimelinePublisher;
   groupHistory: 'since_join' | 'all';
   receipts: ReceiptService;
+  /** The sender's first message in the conversation was stored: they share their presence there from now on. */
+  onFirstWrite?(sender: Identity, conversationId: string): void;
   events: ChatServiceEvents;
   /** Server clock (tests may pin it). */
   now?: () => number;
@@ -134,6 +136,7 @@ export class ChatService {
     } finally {
       this.opts.events.published();
     }
+    if (outcome.firstWrite === true) this.opts.onFirstWrite?.(sender, stored.conversationId);
   }
 
   /**

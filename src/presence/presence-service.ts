@@ -78,6 +78,25 @@ export class PresenceService {
     this.#schedule(userKey);
   }
 
+  /**
+   * The user wrote in the conversation for the first time: its other members may see their
+   * presence from now on (§6a "Who sees you"), and are told it at once when they are shown online
+   * (a `presence_changed {online: true}`; an offline user needs no news). A store that cannot tell
+   * a first write for sure may call this again: the frame only repeats the published state.
+   */
+  async shared(tenantId: string, userId: string, conversationId: string): Promise<void> {
+    try {
+      const [online] = await this.o.state.states([peerKey(tenantId, userId)]);
+      if (online !== true) return;
+      const audience = await this.o.store.audienceOf(tenantId, conversationId, userId);
+      if (audience === undefined) return;
+      const frame = JSON.stringify({ type: 'presence_changed', userId, online: true });
+      for (const member of audience.members) if (member !== userId) this.o.bus.publish(peerKey(tenantId, member), frame);
+    } catch (err) {
+      this.o.onError(err);
+    }
+  }
+
   /** `presence {conversationId}`: the members shown online, for a current member only. */
   async query(user: Identity, outbox: Outbox, frame: PresenceFrame): Promise<void> {
     const conversationId = frame.conversationId.toLowerCase();

@@ -692,12 +692,14 @@ export class PostgresStore implements Store {
       e.clientMsgId.push(m.clientMsgId === undefined ? null : pgText(m.clientMsgId));
       // Its sender's first message in a conversation marks them as having written (known ones skipped).
       const wk = `${conv} ${sender}`;
-      if (!this.#writers.has(wk)) w.wrote.add(wk);
+      const firstWrite = !this.#writers.has(wk) && !w.wrote.has(wk);
+      if (firstWrite) w.wrote.add(wk);
       const ctx: EventContext = { tenantId: m.tenantId, conversationId, conversationKind: peer === undefined ? 'group' : 'direct' };
       if (peer !== undefined) ctx.directMembers = [uuidOf.get(peer)!];
       const message = this.#codec.storedMessage(m, ctx, seq);
       if (k !== undefined) existing.set(k, message);
-      out[i] = { status: 'stored', message, deliveries };
+      // Not known to this node as a writer there: maybe the first (another node may have known).
+      out[i] = firstWrite ? { status: 'stored', message, deliveries, firstWrite: true } : { status: 'stored', message, deliveries };
     }
     if (!w.empty) await client.query({ ...this.#sql.write, values: w.values() });
     for (const wk of w.wrote) tx.newWriters.add(wk);

@@ -1476,6 +1476,8 @@ export class SqliteStore implements Store {
     /** Conversations of this batch: who has written in each (see #noteWrote), and the members to mark. */
     let wrote: Map<number, Set<number>> | undefined;
     const wroteRows: number[] = [];
+    /** For each (conv, sender) pair of wroteRows, the index of the message that wrote it. */
+    const wroteBy: number[] = [];
     const keys: unknown[] = [];
     for (let i = 0; i < batch.length; i++) if (batch[i]!.clientMsgId !== undefined) keys.push(batch[i]!.clientMsgId, senders[i]);
     if (keys.length > 0) {
@@ -1616,14 +1618,17 @@ export class SqliteStore implements Store {
         this.#appendTimeline(r.id, uc.last, info.id, seq);
         deliveries.push({ userId: r.uuid, pos: uc.last });
       }
-      this.#noteWrote(info.id, sender, (wrote ??= new Map()), wroteRows);
+      if (this.#noteWrote(info.id, sender, (wrote ??= new Map()), wroteRows)) wroteBy.push(i);
       const message = this.#codec.storedMessage(m, this.#context(info), seq);
       out[i] = { status: 'stored', message, deliveries };
       if (batchKey !== undefined) (storedKeys ??= new Map()).set(batchKey, message);
     }
     s.insertEventRows.run(eventRows);
     if (wrote !== undefined) {
-      for (let i = 0; i < wroteRows.length; i += 2) this.#f!.setWrote.run(wroteRows[i]!, wroteRows[i + 1]!);
+      for (let i = 0; i < wroteRows.length; i += 2) {
+        // Changed a row: the sender had not written there before (the flag never goes back).
+        if (this.#f!.setWrote.run(wroteRows[i]!, wroteRows[i + 1]!).changes > 0) (out[wroteBy[i / 2]!] as { firstWrite?: true }).firstWrite = true;
+      }
       const known = wrote;
       this.#remember(() => {
         for (const [conv, writers] of known) this.#writers.set(conv, writers);
@@ -1650,17 +1655,19 @@ export class SqliteStore implements Store {
    * writes only make a cached set short, and its UPDATE then changes nothing), so the message
    * path reads and writes members only for a member's first message in a conversation.
    */
-  #noteWrote(conv: number, sender: number, batch: Map<number, Set<number>>, rows: number[]): void {
+  /** True when it added a (conv, sender) row to mark. */
+  #noteWrote(conv: number, sender: number, batch: Map<number, Set<number>>, rows: number[]): boolean {
     let writers = batch.get(conv);
     if (writers === undefined) {
       const known = this.#writers.peek(conv);
-      if (known !== undefined && known.has(sender)) return;
+      if (known !== undefined && known.has(sender)) return false;
       writers = new Set(known ?? this.#f!.writersOf.all(conv));
       batch.set(conv, writers);
     }
-    if (writers.has(sender)) return;
+    if (writers.has(sender)) return false;
     writers.add(sender);
     rows.push(conv, sender);
+    return true;
   }
 
   /**

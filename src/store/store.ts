@@ -185,8 +185,13 @@ export interface Delivery {
 }
 
 export type AppendOutcome =
-  /** Stored now; `deliveries` lists every timeline it was appended to, the sender's included. */
-  | { status: 'stored'; message: StoredMessage; deliveries: Delivery[] }
+  /**
+   * Stored now; `deliveries` lists every timeline it was appended to, the sender's included.
+   * `firstWrite`: the sender's first message in the conversation (they share their presence and
+   * receipts there from now on, see Audience); a store that cannot tell for sure says so too often,
+   * never too rarely.
+   */
+  | { status: 'stored'; message: StoredMessage; deliveries: Delivery[]; firstWrite?: true }
   /** The same (tenant, sender, clientMsgId) was stored before: `message` is the first one; nothing new stored. */
   | { status: 'duplicate'; message: StoredMessage }
   /** Direct only (by `peerId` or by `conversationId`): the recipient's backlog (lastPos − ackedPos) is at `maxInboxSize`: nothing stored. */

@@ -202,8 +202,12 @@ function suite(backend: StorageBackend): void {
       await dm(stranger, v, 'marker');
       assert.deepEqual(ofType(stranger, 'receipt'), []);
       assert.deepEqual(ofType(stranger, 'presence_changed').filter((f) => f.userId === victimId), []);
-      // The victim answers: from now on both ways, as in any conversation.
+      // The victim answers: from now on both ways, as in any conversation — and the stranger, who
+      // could not see the victim's published online state until now, is told it at once.
+      await waitFor(async () => ((await expectReply(v, { type: 'presence', conversationId: m.conversationId }, 'presence')).online as string[]).includes(victimId), 10_000, 'the victim published online', 50);
+      const told = stranger.next((f) => f.type === 'presence_changed' && f.userId === victimId && f.online === true, true);
       await dm(v, stranger, 'hello');
+      await told;
       const delivered = stranger.next((f) => f.type === 'receipt' && f.userId === victimId, true);
       const marker = ofType(v, 'chat_message').at(-1)!;
       v.send({ type: 'ack', upTo: Number(marker.pos) + 1 }); // the marker, and the victim's own answer after it

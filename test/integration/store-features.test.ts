@@ -144,6 +144,23 @@ for (const make of [sqlite, postgres]) {
       }
     });
 
+    test('appendMessages says when a message is its sender\'s first in the conversation (firstWrite)', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const first = async (m: NewMessage) => ((await store.appendMessages([m], OPTS))[0] as { firstWrite?: true }).firstWrite === true;
+        assert.equal(await first(message(a, { peerId: b })), true, "a's first");
+        assert.equal(await first(message(a, { peerId: b })), false, "a's second");
+        assert.equal(await first(message(b, { peerId: a })), true, "b's first, in the same conversation");
+        // Two messages of one sender in one batch: only the first of them.
+        const c = randomUUID();
+        const out = await store.appendMessages([message(c, { peerId: a }), message(c, { peerId: a })], OPTS);
+        assert.deepEqual(out.map((o) => (o as { firstWrite?: true }).firstWrite === true), [true, false]);
+      } finally {
+        await store.close();
+      }
+    });
+
     test('a removed member reads each message as it stood when they left: later edits never reach them', async () => {
       const store = await backend.open();
       try {
