@@ -84,17 +84,24 @@ export class PresenceService {
    * (a `presence_changed {online: true}`; an offline user needs no news). A store that cannot tell
    * a first write for sure may call this again: the frame only repeats the published state.
    */
-  async shared(tenantId: string, userId: string, conversationId: string): Promise<void> {
-    try {
-      const [online] = await this.o.state.states([peerKey(tenantId, userId)]);
-      if (online !== true) return;
+  shared(tenantId: string, userId: string, conversationId: string): Promise<void> {
+    const userKey = peerKey(tenantId, userId);
+    // In the user's line with their checks: a check flipping them offline (or hidden) comes wholly
+    // before or after this, never between its read of the state and its frames.
+    return this.#inLine(userKey, async () => {
       const audience = await this.o.store.audienceOf(tenantId, conversationId, userId);
       if (audience === undefined) return;
-      const frame = JSON.stringify({ type: 'presence_changed', userId, online: true });
-      for (const member of audience.members) if (member !== userId) this.o.bus.publish(peerKey(tenantId, member), frame);
-    } catch (err) {
-      this.o.onError(err);
-    }
+      const shownOnline = async (): Promise<boolean> => (await this.o.state.states([userKey]))[0] === true;
+      if (!(await shownOnline())) return;
+      const others = audience.members.filter((m) => m !== userId);
+      const tell = (online: boolean): void => {
+        const frame = JSON.stringify({ type: 'presence_changed', userId, online });
+        for (const member of others) this.o.bus.publish(peerKey(tenantId, member), frame);
+      };
+      tell(true);
+      // Another node's check may have flipped them meanwhile, its frame going out before ours.
+      if (!(await shownOnline())) tell(false);
+    }).catch(this.o.onError);
   }
 
   /** `presence {conversationId}`: the members shown online, for a current member only. */
@@ -175,22 +182,26 @@ export class PresenceService {
    * Redis or storage was away when their last session closed.
    */
   #run(userKey: string): Promise<void> {
+    return this.#inLine(userKey, () => this.#check(userKey)).then(
+      () => void this.#retryMs.delete(userKey),
+      (err: unknown) => {
+        this.o.onError(err);
+        if (this.#closed || this.#closing) return;
+        const wait = this.#retryMs.get(userKey) ?? RETRY_MS;
+        this.#retryMs.set(userKey, Math.min(wait * 2, RETRY_MAX_MS));
+        if (!this.#timers.has(userKey)) this.#schedule(userKey, wait);
+      },
+    );
+  }
+
+  /** Runs `work` after the user's work already in line (checks, `shared`); rejects as `work` does. */
+  #inLine(userKey: string, work: () => Promise<void>): Promise<void> {
     const previous = this.#running.get(userKey);
-    const next = (previous ?? Promise.resolve())
-      .then(() => this.#check(userKey))
-      .then(
-        () => void this.#retryMs.delete(userKey),
-        (err: unknown) => {
-          this.o.onError(err);
-          if (this.#closed || this.#closing) return;
-          const wait = this.#retryMs.get(userKey) ?? RETRY_MS;
-          this.#retryMs.set(userKey, Math.min(wait * 2, RETRY_MAX_MS));
-          if (!this.#timers.has(userKey)) this.#schedule(userKey, wait);
-        },
-      );
-    this.#running.set(userKey, next);
-    void next.then(() => {
-      if (this.#running.get(userKey) === next) this.#running.delete(userKey);
+    const next = (previous ?? Promise.resolve()).then(work);
+    const settled = next.catch(() => {});
+    this.#running.set(userKey, settled);
+    void settled.then(() => {
+      if (this.#running.get(userKey) === settled) this.#running.delete(userKey);
     });
     return next;
   }

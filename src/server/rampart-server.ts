@@ -277,11 +277,15 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     onClosed: (session) => {
       connections.remove(session);
       if (session.userKey) sessions.remove(session);
+      const userKey = session.userKey;
       if (session.holdsUserSlot) {
         session.holdsUserSlot = false;
-        const userKey = session.userKey;
         // Presence is checked once the slot is given back (the count it reads must not include this session).
         void Promise.resolve(registry.releaseUser(userKey)).then(() => presence.changed(userKey, sessions.sessionsOf(userKey) !== undefined));
+      } else if (session.identity !== undefined) {
+        // Its slot went to the session that replaced it (onUserLimit close_oldest): presence still
+        // learns whether this node holds a session of the user (the new one may have failed meanwhile).
+        presence.changed(userKey, sessions.sessionsOf(userKey) !== undefined);
       }
     },
   };
