@@ -50,9 +50,9 @@ export class PresenceService {
   /** The next wait of a user whose check failed. */
   readonly #retryMs = new Map<string, number>();
   /**
-   * The check running for a user, if any. Checks of one user run one after another: two at once
-   * (a session opened, then `set_presence` while the first still reads) could publish the older
-   * reading last and leave a hidden user shown online.
+   * The work running for a user (a check, or the announcement of a first message), if any: one
+   * user's run one after another. Two at once (a session opened, then `set_presence` while the
+   * first still reads) could publish the older reading last and leave a hidden user shown online.
    */
   readonly #running = new Map<string, Promise<void>>();
   readonly #sweeper: NodeJS.Timeout | undefined;
@@ -89,6 +89,7 @@ export class PresenceService {
     // In the user's line with their checks: a check flipping them offline (or hidden) comes wholly
     // before or after this, never between its read of the state and its frames.
     return this.#inLine(userKey, async () => {
+      if (this.#closed || this.#closing) return;
       const audience = await this.o.store.audienceOf(tenantId, conversationId, userId);
       if (audience === undefined) return;
       const shownOnline = async (): Promise<boolean> => (await this.o.state.states([userKey]))[0] === true;
