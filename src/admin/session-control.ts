@@ -12,6 +12,7 @@ import type { SessionObserver } from '../server/session-registry.js';
 import { createRedisClient } from '../limits/redis-health.js';
 import { quitRedis } from '../redis/quit.js';
 import { RedisLiveness } from '../redis/liveness.js';
+import { PendingCloses } from './pending-closes.js';
 import { ExpiringSet, MemoryAccessPolicy, type AccessPolicy } from './access-policy.js';
 import { RedisAccessPolicy } from './redis-access-policy.js';
 import { LocalControlChannel, type CloseCause, type ControlChannel, type ControlCommand } from './control-channel.js';
@@ -70,9 +71,6 @@ const CLOSES = {
 const closeRevoked = (s: Session): void =>
   s.reject(closeWith('token_revoked', CloseCode.INVALID_TOKEN, { type: 'auth_failure', reason: 'invalid_token' }));
 
-/** Sessions whose remembered closes one MGET reads (two keys each) when a node is back on Redis. */
-const RECHECK_CHUNK = 500;
-
 /** Bans/revocations this node heard of recently: closes a session that was mid-`auth` when the command passed. */
 const RACE_WINDOW_MS = 5000;
 
@@ -89,13 +87,8 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   let directory: SessionDirectory;
   const connections: Redis[] = [];
   const liveness: RedisLiveness[] = [];
-  /**
-   * Pub/sub delivers a command at most once: a node cut from Redis when a disconnect or end_session
-   * passed never hears it. Such commands are also kept in Redis keys (like bans), which every node
-   * reads when it is back (`recheckAll`). Single node: nothing to keep.
-   */
-  let rememberClose: (command: ControlCommand & { kind: 'close' }) => Promise<void> = async () => {};
-  let rememberedCloses: (sessions: readonly { id: string; session: Session }[]) => Promise<Map<string, CloseCause>> = async () => new Map();
+  /** Redis: disconnects and end_sessions kept for nodes cut from Redis when they passed (pending-closes.ts). */
+  let pendingCloses: PendingCloses | undefined;
   if (o.redisUrl === undefined || o.redisUrl === '') {
     policy = new MemoryAccessPolicy();
     channel = new LocalControlChannel();
@@ -112,31 +105,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     ] as const) {
       liveness.push(new RedisLiveness(conn, { ...ping, onDead: () => o.onError(new Error(`Redis ${role} silent for ${ping.timeoutMs} ms; reconnecting`), 'liveness') }));
     }
-    const closeKey = (target: string): string => `${o.prefix}admin:close:${target}`;
-    const pendingCloseMs = o.pendingCloseMs ?? 3_600_000;
-    rememberClose = async (command) => {
-      const target = command.sessionId ?? `user:${command.userKey}`;
-      await client.set(closeKey(target), JSON.stringify({ cause: command.cause, userKey: command.userKey, at: Date.now() }), 'PX', pendingCloseMs);
-    };
-    rememberedCloses = async (sessions) => {
-      const found = new Map<string, CloseCause>();
-      for (let from = 0; from < sessions.length; from += RECHECK_CHUNK) {
-        const chunk = sessions.slice(from, from + RECHECK_CHUNK);
-        const values = await client.mget(...chunk.flatMap(({ id, session }) => [closeKey(id), closeKey(`user:${session.userKey}`)]));
-        chunk.forEach(({ id, session }, i) => {
-          // A close reaches the sessions of its user that existed when it was sent: not a later one,
-          // nor another user's that reuses the id (a node restarted under the same nodeId counts
-          // its sessions from 1 again).
-          const added = addedAt.get(id) ?? Infinity;
-          const applies = (c: PendingClose | undefined): c is PendingClose => c !== undefined && c.userKey === session.userKey && c.at >= added;
-          const own = parsePendingClose(values[2 * i]);
-          const userWide = parsePendingClose(values[2 * i + 1]);
-          if (applies(own)) found.set(id, own.cause);
-          else if (applies(userWide)) found.set(id, userWide.cause);
-        });
-      }
-      return found;
-    };
+    pendingCloses = new PendingCloses(client, o.prefix, o.pendingCloseMs ?? 3_600_000);
     try {
       await withTimeout(
         Promise.all([waitReady(client), subscriber.subscribe(`${o.prefix}admin:ready-check`).then(() => subscriber.unsubscribe(`${o.prefix}admin:ready-check`))]),
@@ -186,7 +155,8 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
    */
   async function recheckAll(): Promise<void> {
     try {
-      const closes = await rememberedCloses([...local].map(([id, session]) => ({ id, session })));
+      const open = [...local].map(([id, session]) => ({ id, userKey: session.userKey, addedAt: addedAt.get(id) ?? Infinity }));
+      const closes = (await pendingCloses?.due(open)) ?? new Map<string, CloseCause>();
       for (const [id, cause] of closes) {
         const session = local.get(id);
         if (session !== undefined && session.isOpen) CLOSES[cause](session);
@@ -245,7 +215,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     listSessions: (userKey) => directory.list(userKey),
     async disconnect(userKey, sessionId) {
       const command = { kind: 'close', cause: 'admin', userKey, ...(sessionId !== undefined ? { sessionId } : {}) } as const;
-      await rememberClose(command);
+      await pendingCloses?.remember(command);
       await channel.publish(command);
     },
     async ban(userKey, until) {
@@ -271,7 +241,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       // Same answer for someone else's session and for no session at all (no oracle).
       if (!mine.some((d) => d.sessionId === sessionId)) return 'forbidden';
       const command = { kind: 'close', cause: 'user', userKey: requester.userKey, sessionId } as const;
-      await rememberClose(command);
+      await pendingCloses?.remember(command);
       await channel.publish(command);
       ended();
       return 'ended';
@@ -282,24 +252,6 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       await Promise.all(connections.map(quitRedis));
     },
   };
-}
-
-interface PendingClose {
-  cause: CloseCause;
-  userKey: string;
-  at: number;
-}
-
-/** A close command kept in Redis (`rememberClose`), or undefined for none or a malformed one. */
-function parsePendingClose(raw: string | null | undefined): PendingClose | undefined {
-  if (raw === null || raw === undefined) return undefined;
-  try {
-    const v = JSON.parse(raw) as { cause?: unknown; userKey?: unknown; at?: unknown };
-    if ((v.cause === 'admin' || v.cause === 'user') && typeof v.userKey === 'string' && typeof v.at === 'number') return { cause: v.cause, userKey: v.userKey, at: v.at };
-  } catch {
-    // malformed: ignored
-  }
-  return undefined;
 }
 
 function waitReady(client: Redis): Promise<void> {
