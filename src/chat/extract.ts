@@ -19,6 +19,7 @@
  *   MAX_LINK_LENGTH are not reported. Deduplicated, at most MAX_LINKS.
  */
 import { isSafeLinkUrl } from '../protocol/url.js';
+import { characters } from '../protocol/bounds.js';
 import { isWhitespaceCode } from './sanitize.js';
 
 export const MAX_ENTITY_LENGTH = 64;
@@ -86,7 +87,7 @@ function linkCandidate(raw: string, start: number, end: number): string | null |
   const colon = j;
   const e = trimTrailing(raw, colon + 1, end);
   if (e <= colon + 1) return undefined; // `note:` or `re:)` is prose, not a link
-  if (e - s > MAX_LINK_LENGTH) return null;
+  if (e - s > MAX_LINK_LENGTH && characters(raw.slice(s, e)) > MAX_LINK_LENGTH) return null; // characters as every bound counts them
   return raw.slice(s, e);
 }
 

@@ -5,7 +5,7 @@
  * and it is re-checked here so this function is safe on its own). The sanitized `content` may be
  * longer, because escaping grows text (`"` → `&quot;`); it is bounded by 6 × the raw length.
  */
-import { MAX_ATTACHMENT_NAME_LENGTH, MAX_ATTACHMENT_URL_LENGTH, MAX_CONTENT_LENGTH } from '../protocol/bounds.js';
+import { MAX_ATTACHMENT_NAME_LENGTH, MAX_ATTACHMENT_URL_LENGTH, MAX_CONTENT_LENGTH, longerThan } from '../protocol/bounds.js';
 import { ErrorReason } from '../protocol/reasons.js';
 import { checkContent, type ContentPolicy, type ContentRule } from './content-policy.js';
 import { extractEntities, type ExtractedLink } from './extract.js';
@@ -38,7 +38,7 @@ export interface SanitizedName {
 }
 
 export function processContent(raw: string, policy: ContentPolicy): ProcessedContent | ContentRejection {
-  if (raw.length > MAX_CONTENT_LENGTH) return reject('too_long');
+  if (longerThan(raw, MAX_CONTENT_LENGTH)) return reject('too_long');
   if (policy === 'standard' && isInertAscii(raw)) {
     if (isBlank(raw)) return reject('empty_after_sanitize');
     return { ok: true, content: raw, mentions: [], hashtags: [], links: [] };
@@ -71,7 +71,7 @@ function isInertAscii(raw: string): boolean {
 
 /** The three steps, one after the other (what `processContent` does for any other text). */
 export function processContentStepByStep(raw: string, policy: ContentPolicy): ProcessedContent | ContentRejection {
-  if (raw.length > MAX_CONTENT_LENGTH) return reject('too_long');
+  if (longerThan(raw, MAX_CONTENT_LENGTH)) return reject('too_long');
   const check = checkContent(raw, policy);
   if (!check.ok) return reject(check.rule);
   const { mentions, hashtags, links } = extractEntities(raw);
@@ -87,7 +87,7 @@ export function processContentStepByStep(raw: string, policy: ContentPolicy): Pr
  * LF either; then plain text escaping, no tags at all.
  */
 export function sanitizeDisplayName(name: string): SanitizedName | ContentRejection {
-  if (name.length > MAX_ATTACHMENT_NAME_LENGTH) return reject('too_long');
+  if (longerThan(name, MAX_ATTACHMENT_NAME_LENGTH)) return reject('too_long');
   const check = checkContent(name, 'standard');
   if (!check.ok) return reject(check.rule);
   if (name.includes('\n') || name.includes('\t')) return reject('control_char');
@@ -108,15 +108,18 @@ export interface SanitizedUrl {
  * handed `"` or `<` (`https://a.example/x"><img onerror=…>`). Refused when that serialization
  * outgrows the bound (percent-encoding lengthens non-ASCII text).
  */
+const URL_ESCAPES: Record<string, string> = { '"': '%22', "'": '%27', '`': '%60', '<': '%3C', '>': '%3E', ' ': '%20' };
+
 export function sanitizeAttachmentUrl(raw: string): SanitizedUrl | ContentRejection {
   const check = checkContent(raw, 'standard');
   if (!check.ok) return reject(check.rule);
   if (raw.includes('\n') || raw.includes('\t')) return reject('control_char');
   const parsed = parseUrl(raw);
   if (parsed === undefined) return reject('control_char'); // unreachable after the schema's check; refused, never stored raw
-  // The parser leaves `'` raw in a path or fragment and a backquote in a query: encoded too, so
-  // no quote of either kind can end an attribute the URL is pasted into.
-  const url = parsed.href.replaceAll("'", '%27').replaceAll('`', '%60');
+  // The parser leaves `'` raw in a path or fragment, a backquote in a query, and `"` (or `<`, `>`)
+  // in a host it does not take for a domain (`https://x"onmouseover="….example/`): encoded too, so
+  // no quote of any kind can end an attribute the URL is pasted into.
+  const url = parsed.href.replace(/["'`<> ]/g, (c) => URL_ESCAPES[c]!);
   if (url.length > MAX_ATTACHMENT_URL_LENGTH) return reject('too_long');
   return { ok: true, url };
 }

@@ -18,6 +18,7 @@ import {
   MAX_HISTORY_LIMIT,
   MAX_LIST_LIMIT,
   MAX_MEMBER_IDS,
+  characters,
   isWireUuid,
 } from '../protocol/bounds.js';
 import type { Attachment } from '../protocol/server-frames.js';
@@ -38,21 +39,6 @@ const GROUP_ROLES: ReadonlySet<unknown> = new Set(['admin', 'member']);
 export const isUuid = isWireUuid;
 
 /** Content of a message or an edit: 1..5000 characters. */
-/**
- * Characters as the server's schemas count them (zod counts Unicode code points: a surrogate pair
- * is one, a lone surrogate one too), so the SDK neither lets through nor stops what the server
- * would judge otherwise.
- */
-export function characters(value: string): number {
-  let n = value.length;
-  for (let i = 0; i < value.length - 1; i++) {
-    if ((value.charCodeAt(i) & 0xfc00) === 0xd800 && (value.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      n--;
-      i++;
-    }
-  }
-  return n;
-}
 
 export function contentProblem(content: unknown): string | undefined {
   if (typeof content !== 'string' || content.length === 0) return 'content: empty';

@@ -87,6 +87,9 @@ export function rateRules(config: {
 const INVALID_JSON = reply('invalid_json', { type: 'error', reason: 'invalid_json' });
 const INVALID_FORMAT = reply('invalid_format', { type: 'error', reason: 'invalid_format' });
 const UNKNOWN_TYPE = reply('unknown_type', { type: 'error', reason: 'unknown_type' });
+// A `__proto__`, `constructor` or `prototype` key (safe-json.ts) is refused as any unknown key is; its place is not told.
+const FORBIDDEN_KEY_DETAILS = [{ path: '', rule: 'unrecognized_keys' }];
+const FORBIDDEN_KEY = reply('validation_failed', { type: 'error', reason: 'validation_failed', details: FORBIDDEN_KEY_DETAILS }, true, ':unrecognized_keys');
 const BINARY = reply('binary_frame', { type: 'error', reason: 'binary_not_supported' });
 const FORBIDDEN = reply('forbidden', { type: 'error', reason: 'forbidden' });
 const TYPING_DROPPED = drop('typing_throttled');
@@ -165,7 +168,7 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
   /** JSON → schema: a frame or a rejection (the connection survives it). */
   function decode(data: Buffer): ClientFrame | Rejection {
     const parsed = parseSafeJson(data.toString('utf8'));
-    if (!parsed.ok) return parsed.reason === 'invalid_json' ? INVALID_JSON : INVALID_FORMAT;
+    if (!parsed.ok) return parsed.reason === 'invalid_json' ? INVALID_JSON : parsed.reason === 'forbidden_key' ? FORBIDDEN_KEY : INVALID_FORMAT;
     const valid = validateFrame(parsed.value);
     if (valid.ok) return valid.frame;
     if (valid.reason === 'validation_failed') {

@@ -1,18 +1,24 @@
 /**
  * JSON parsing for untrusted frames. `JSON.parse` itself never invokes setters, so `__proto__`
- * becomes an ordinary own key; the reviver drops `__proto__`, `constructor` and `prototype` keys
- * so that no later merge or spread can turn them into prototype pollution. Nesting depth is
- * bounded before parsing (cheap scan), and non-object roots are refused.
+ * becomes an ordinary own key; a frame holding a `__proto__`, `constructor` or `prototype` key
+ * anywhere is refused (`forbidden_key`, answered as the unknown key it is), so that no later merge
+ * or spread can turn one into prototype pollution. Nesting depth is bounded before parsing (cheap
+ * scan), and non-object roots are refused.
  */
 export const MAX_JSON_DEPTH = 8;
 
-export type SafeJsonResult = { ok: true; value: Record<string, unknown> } | { ok: false; reason: 'invalid_json' | 'invalid_format' };
+export type SafeJsonResult = { ok: true; value: Record<string, unknown> } | { ok: false; reason: 'invalid_json' | 'invalid_format' | 'forbidden_key' };
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const MAY_HOLD_FORBIDDEN_KEY = /__proto__|constructor|prototype|\\u/;
 
+/** Set by the reviver when it dropped a forbidden key (one parse at a time: JSON.parse is synchronous). */
+let sawForbiddenKey = false;
+
 function reviver(key: string, value: unknown): unknown {
-  return FORBIDDEN_KEYS.has(key) ? undefined : value;
+  if (!FORBIDDEN_KEYS.has(key)) return value;
+  sawForbiddenKey = true;
+  return undefined;
 }
 
 /** Max nesting of `{`/`[` outside strings, stopping early past `limit`. */
@@ -47,6 +53,7 @@ export function bracketsAtMost(text: string, limit: number): boolean {
 export function parseSafeJson(text: string): SafeJsonResult {
   if (!bracketsAtMost(text, MAX_JSON_DEPTH) && jsonDepthExceeds(text, MAX_JSON_DEPTH)) return { ok: false, reason: 'invalid_format' };
   let value: unknown;
+  sawForbiddenKey = false;
   try {
     // The reviver costs a callback per key; only pay it when a forbidden key could be present,
     // spelled plainly or with `\u` escapes (`"\u005f_proto__"` parses to the key `__proto__`).
@@ -54,6 +61,7 @@ export function parseSafeJson(text: string): SafeJsonResult {
   } catch {
     return { ok: false, reason: 'invalid_json' };
   }
+  if (sawForbiddenKey) return { ok: false, reason: 'forbidden_key' };
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'invalid_format' };
   return { ok: true, value: value as Record<string, unknown> };
 }

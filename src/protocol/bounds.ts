@@ -22,3 +22,24 @@ export const MAX_MEMBER_IDS = 256;
 const WIRE_UUID = /^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
 
 export const isWireUuid = (value: unknown): boolean => typeof value === 'string' && WIRE_UUID.test(value);
+
+/**
+ * Characters as every text bound of the protocol counts them (zod's schemas count Unicode code
+ * points: a surrogate pair is one, a lone surrogate one too), so the server's later checks and the
+ * SDK judge a text as the schemas do.
+ */
+export function characters(value: string): number {
+  let n = value.length;
+  for (let i = 0; i < value.length - 1; i++) {
+    if ((value.charCodeAt(i) & 0xfc00) === 0xd800 && (value.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n--;
+      i++;
+    }
+  }
+  return n;
+}
+
+/** More than `max` characters; the count runs only when the UTF-16 length could be over. */
+export function longerThan(value: string, max: number): boolean {
+  return value.length > max && characters(value) > max;
+}

@@ -138,3 +138,10 @@ test('the one-scan shortcut for inert ASCII text decides exactly as the three st
   assert.ok(out.ok && out.content === plain && out.mentions.length === 0 && out.links.length === 0);
   assert.deepEqual(processContent('   \t\n ', 'standard'), processContentStepByStep('   \t\n ', 'standard'), 'blank: refused the same way');
 });
+
+test('an attachment URL is stored with no raw quote, angle bracket or space, wherever the URL parser leaves one (a host too)', () => {
+  for (const url of ['https://x"onmouseover="alert(1).example/', "https://a.example/it's", 'https://a.example/?q=`x`', 'https://x<y>.example/']) {
+    const r = sanitizeAttachmentUrl(url);
+    if (r.ok) assert.doesNotMatch(r.url, /["'`<> ]/, url);
+  }
+});

@@ -54,32 +54,11 @@ const POLLUTERS = [
   '{"type":"ack","upTo":1,"__proto__":{"isAdmin":true}}',
 ];
 
-test('__proto__ / constructor / prototype keys cannot change any prototype', () => {
+test('a frame holding a __proto__ / constructor / prototype key anywhere is refused (forbidden_key), and no prototype changes', () => {
   for (const text of POLLUTERS) {
-    const result = parseSafeJson(text);
-    assert.equal(result.ok, true, text);
-    if (!result.ok) continue;
-    const value = result.value;
-    assert.equal(Object.getPrototypeOf(value), Object.prototype, text);
-    const walk = (v: unknown): void => {
-      if (typeof v !== 'object' || v === null) return;
-      for (const key of ['__proto__', 'constructor', 'prototype']) assert.equal(Object.hasOwn(v, key), false, `${text}: own key ${key} survived`);
-      assert.ok(Object.getPrototypeOf(v) === Object.prototype || Array.isArray(v), text);
-      for (const child of Object.values(v)) walk(child);
-    };
-    walk(value);
-    exercise(value);
+    assert.deepEqual(parseSafeJson(text), { ok: false, reason: 'forbidden_key' }, text);
     assertNoPollution();
   }
-});
-
-test('a polluting auth frame is still just an auth frame (or a validation failure), never a prototype change', () => {
-  const result = parseSafeJson('{"type":"auth","token":"x","__proto__":{"polluted":1}}');
-  assert.ok(result.ok);
-  if (!result.ok) return;
-  const frame = validateFrame(result.value);
-  assert.equal(frame.ok, true);
-  assertNoPollution();
 });
 
 test('other keys and values are kept', () => {
@@ -155,17 +134,8 @@ test('huge numbers are handled without throwing', () => {
   }
 });
 
-test('a polluting v2 frame validates as itself or fails, and the parsed value has no dangerous own key', () => {
-  const C = '11111111-2222-4333-8444-555555555555';
-  const parsed = parseSafeJson(`{"type":"ack","upTo":3,"__proto__":{"polluted":1}}`);
-  assert.ok(parsed.ok);
-  if (!parsed.ok) return;
-  assert.deepEqual(validateFrame(parsed.value), { ok: true, frame: { type: 'ack', upTo: 3 } });
-  const group = parseSafeJson(`{"type":"add_members","conversationId":"${C}","userIds":["${C}"],"constructor":{"prototype":{"polluted":1}}}`);
-  assert.ok(group.ok);
-  if (!group.ok) return;
-  const frame = validateFrame(group.value);
-  assert.equal(frame.ok, true);
-  if (frame.ok) assert.deepEqual(frame.frame, { type: 'add_members', conversationId: C, userIds: [C] });
+test('the words themselves are fine in values: only keys are refused', () => {
+  const parsed = parseSafeJson('{"type":"chat_message","content":"__proto__ constructor prototype","clientMsgId":"constructor"}');
+  assert.deepEqual(parsed, { ok: true, value: { type: 'chat_message', content: '__proto__ constructor prototype', clientMsgId: 'constructor' } });
   assertNoPollution();
 });
