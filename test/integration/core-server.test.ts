@@ -508,15 +508,16 @@ describe('message pipeline', { timeout: 15_000 }, () => {
     assert.equal(v1Ack.reason, 'validation_failed');
     assert.ok((v1Ack.details as { path: string }[]).some((d) => d.path === 'upTo'));
     client.send(`{"type":"chat_message","recipientId":"${peer}","content":"x","__proto__":{"polluted":1}}`);
-    // (accepted or refused, the prototype is untouched)
+    // Refused as an unknown key (protocol.md §3), and the prototype is untouched.
+    assert.deepEqual(await nthError(8), { type: 'error', reason: 'validation_failed', details: [{ path: '', rule: 'unrecognized_keys' }] });
     const errorCount = errors().length;
 
     client.send({ type: 'chat_message', recipientId: peer, content: `${MARKER} ok`, clientMsgId: 'survivor' });
     const sent = await client.next((f) => f.type === 'message_sent' && f.clientMsgId === 'survivor');
     assert.ok(sent.id);
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
-    assert.equal(errors().length, 7);
-    assert.equal(errorCount, 7);
+    assert.equal(errors().length, 8);
+    assert.equal(errorCount, 8);
     assert.equal(client.closeCode, undefined);
     await closeAll(client);
   });
