@@ -11,7 +11,7 @@ import type { Session } from '../session/session.js';
 import type { SessionObserver } from '../server/session-registry.js';
 import { createRedisClient } from '../limits/redis-health.js';
 import { quitRedis } from '../redis/quit.js';
-import { RedisLiveness } from '../redis/liveness.js';
+import { watchLiveness, type RedisLiveness } from '../redis/liveness.js';
 import { PendingCloses } from './pending-closes.js';
 import { ExpiringSet, MemoryAccessPolicy, type AccessPolicy } from './access-policy.js';
 import { RedisAccessPolicy } from './redis-access-policy.js';
@@ -98,13 +98,10 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     // Subscriptions are state: they may queue while disconnected and are restored on reconnect.
     const subscriber = createRedisClient(o.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }, o.onError);
     connections.push(client, subscriber);
-    const ping = o.ping ?? { intervalMs: 1000, timeoutMs: 3000 };
-    for (const [conn, role] of [
-      [client, 'client'],
-      [subscriber, 'subscriber'],
-    ] as const) {
-      liveness.push(new RedisLiveness(conn, { ...ping, onDead: () => o.onError(new Error(`Redis ${role} silent for ${ping.timeoutMs} ms; reconnecting`), 'liveness') }));
-    }
+    liveness.push(
+      watchLiveness(client, 'session control', o.ping, (err) => o.onError(err, 'liveness')),
+      watchLiveness(subscriber, 'session control subscriber', o.ping, (err) => o.onError(err, 'liveness')),
+    );
     pendingCloses = new PendingCloses(client, o.prefix, o.pendingCloseMs ?? 3_600_000);
     try {
       await withTimeout(

@@ -1,7 +1,7 @@
 import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { Bus, BusHandler } from './bus.js';
 import { quitRedis } from '../redis/quit.js';
-import { RedisLiveness } from '../redis/liveness.js';
+import { watchLiveness, type RedisLiveness } from '../redis/liveness.js';
 
 /** Where a reported error came from; lets the logger pick a level and a metric label. */
 export type BusErrorSource = 'connection' | 'publish' | 'subscribe' | 'unsubscribe' | 'deliver';
@@ -150,16 +150,10 @@ export class RedisBus implements Bus {
     });
     this.watch(this.pub, 'publisher');
     this.watch(this.sub, 'subscriber');
-    const ping = options.ping ?? { intervalMs: 1000, timeoutMs: 3000 };
-    this.liveness = (
-      [
-        [this.pub, 'publisher'],
-        [this.sub, 'subscriber'],
-      ] as const
-    ).map(
-      ([conn, role]) =>
-        new RedisLiveness(conn, { ...ping, onDead: () => this.report(new Error(`Redis ${role} connection silent for ${ping.timeoutMs} ms; reconnecting`), 'connection') }),
-    );
+    this.liveness = [
+      watchLiveness(this.pub, 'publisher', options.ping, (err) => this.report(err, 'connection')),
+      watchLiveness(this.sub, 'subscriber', options.ping, (err) => this.report(err, 'connection')),
+    ];
     this.sub.on('message', (channel: string, message: string) => this.receive(channel, message));
     void this.sub.subscribe(this.resyncChannel).catch((err: Error) => this.report(err, 'subscribe'));
   }

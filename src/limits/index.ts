@@ -4,7 +4,7 @@
  * `redis-health.ts` (new connections fail closed, chat fails open to per-node limits).
  */
 import type { RedisOptions } from 'ioredis';
-import { RedisLiveness } from '../redis/liveness.js';
+import { watchLiveness } from '../redis/liveness.js';
 import type { ConnectionRegistry, Limiter } from './limiter.js';
 import { quitRedis } from '../redis/quit.js';
 import { MemoryLimiter } from './memory-limiter.js';
@@ -97,8 +97,7 @@ export function createLimits(options: LimitsOptions): Limits {
   const client = createRedisClient(options.redisUrl, options.redisOptions, onError);
   // Commands time out on a silently dead path, but the connection would stay (and new sockets be
   // refused) until TCP keepalive gave up: the liveness check drops it and ioredis reconnects.
-  const ping = options.ping ?? { intervalMs: 1000, timeoutMs: 3000 };
-  const liveness = new RedisLiveness(client, { ...ping, onDead: () => onError?.(new Error(`Redis silent for ${ping.timeoutMs} ms; reconnecting`), 'connection') });
+  const liveness = watchLiveness(client, 'limits', options.ping, (err) => onError?.(err, 'connection'));
   const up = (): boolean => isReady(client) && liveness.alive;
   const redisRegistry = new RedisConnectionRegistry({
     client,

@@ -99,3 +99,12 @@ export class RedisLiveness {
 export function redisPing(config: { redisPingIntervalMs: number; redisPingTimeoutMs: number }): { intervalMs: number; timeoutMs: number } {
   return { intervalMs: config.redisPingIntervalMs, timeoutMs: config.redisPingTimeoutMs };
 }
+
+/** The defaults of `redisPingIntervalMs` and `redisPingTimeoutMs`. */
+export const DEFAULT_PING = { intervalMs: 1000, timeoutMs: 3000 } as const;
+
+/** A liveness check on `conn` that reports a silent connection, named by `role`, before dropping it. */
+export function watchLiveness(conn: Redis, role: string, ping: { intervalMs: number; timeoutMs: number } | undefined, report: (err: Error) => void): RedisLiveness {
+  const p = ping ?? DEFAULT_PING;
+  return new RedisLiveness(conn, { ...p, onDead: () => report(new Error(`Redis ${role} connection silent for ${p.timeoutMs} ms; reconnecting`)) });
+}
