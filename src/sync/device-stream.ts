@@ -212,10 +212,12 @@ export class DeviceStream {
 
   async #readPage(limit: number): Promise<TimelinePage | undefined> {
     const { readAttempts } = this.options;
-    for (let attempt = 1, delay = this.options.retryMs; this.outlet.isOpen; attempt++, delay *= 2) {
+    for (let attempt = 1, delay = this.options.retryMs; this.outlet.isOpen && !this.#closed; attempt++, delay *= 2) {
       try {
         return await this.read(this.#lastPos, limit, this.outlet);
       } catch (err) {
+        // Closed while the read ran: nothing more to report or retry.
+        if (this.#closed) return undefined;
         this.options.onReadFailed(err);
         if (attempt >= readAttempts) {
           if (this.#giveUps === 0) this.options.onGiveUp(this.outlet);
