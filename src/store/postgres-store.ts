@@ -279,14 +279,20 @@ function buildSql(t: (table: string) => string) {
       WHERE c.uuid = $3 AND c.tenant_id = $1 AND u.tenant_id = $1 AND u.user_id = $2
         AND m.conv = c.id AND m."user" = u.id AND m.left_seq IS NULL
       RETURNING m.read_seq`,
-    // By the UUIDv7 id (time-ordered): no timestamp index needed.
+    // By the UUIDv7 id (time-ordered): no timestamp index needed. The edits of a pruned message
+    // go with it (an edit carries the changed text), younger or not; the older ones are in d.
     prune: `
       WITH d AS (
-        DELETE FROM ${t('events')} WHERE id < $1::uuid RETURNING conv, seq
+        DELETE FROM ${t('events')} WHERE id < $1::uuid RETURNING conv, seq, id
+      ), x AS (
+        DELETE FROM ${t('events')} x USING d
+        WHERE x.conv = d.conv AND x.reply_to = d.id AND x.kind = ${EVENT_EDIT} AND x.id >= $1::uuid
+        RETURNING x.conv, x.seq
       ), tl AS (
-        DELETE FROM ${t('timeline')} t USING d WHERE t.conv = d.conv AND t.seq = d.seq
+        DELETE FROM ${t('timeline')} t USING (SELECT conv, seq FROM d UNION ALL SELECT conv, seq FROM x) k
+        WHERE t.conv = k.conv AND t.seq = k.seq
       )
-      SELECT count(*)::int AS n FROM d`,
+      SELECT ((SELECT count(*) FROM d) + (SELECT count(*) FROM x))::int AS n`,
   };
 }
 

@@ -546,6 +546,21 @@ function prepareAll(db: BetterSqlite3.Database) {
     ),
     clearPruneKeys: db.prepare('DELETE FROM temp.prune_keys'),
     collectPruneKeys: db.prepare<[Buffer, number]>('INSERT INTO temp.prune_keys (conv, seq) SELECT conv, seq FROM events WHERE id < ? ORDER BY id LIMIT ?'),
+    /**
+     * The edits of the collected messages that are younger than the bound: an edit carries the
+     * text its message was changed to, so it goes with the message (not an hour or an edit window
+     * later), and with its timeline entries.
+     */
+    collectEditKeys: db.prepare<[Buffer]>(
+      `INSERT OR IGNORE INTO temp.prune_keys (conv, seq)
+       SELECT x.conv, x.seq FROM temp.prune_keys k
+       JOIN events m ON m.conv = k.conv AND m.seq = k.seq
+       JOIN events x ON x.conv = m.conv AND x.reply_to = m.id AND x.kind = ${EVENT_EDIT}
+       WHERE x.id >= ?`,
+    ),
+    pruneEditEvents: db.prepare<[Buffer]>(
+      `DELETE FROM events WHERE (conv, seq) IN (SELECT conv, seq FROM temp.prune_keys) AND kind = ${EVENT_EDIT} AND id >= ?`,
+    ),
     pruneTimelineSlice: db.prepare<[number, number, number, number]>(
       `DELETE FROM timeline WHERE (user, pos) > (?, ?) AND (user, pos) <= (?, ?)
          AND EXISTS (SELECT 1 FROM temp.prune_keys k WHERE k.conv = timeline.conv AND k.seq = timeline.seq)`,
@@ -1195,7 +1210,9 @@ export class SqliteStore implements Store {
       if (s === undefined) return pruned;
       const keys = this.#write(() => {
         s.clearPruneKeys.run();
-        return s.collectPruneKeys.run(bound, slice.pass).changes;
+        const expired = s.collectPruneKeys.run(bound, slice.pass).changes;
+        if (expired > 0) s.collectEditKeys.run(bound);
+        return expired;
       }, true);
       if (keys === 0) return pruned;
       this.#write(() => s.pruneRecentTimeline.run()); // a few thousand entries at most
@@ -1223,6 +1240,9 @@ export class SqliteStore implements Store {
         pruned += n;
         left = n === 0 ? 0 : left - n;
       }
+      const u = statements();
+      if (u === undefined) return pruned;
+      pruned += this.#write(() => u.pruneEditEvents.run(bound).changes);
       if (keys < slice.pass) return pruned;
     }
   }

@@ -206,7 +206,13 @@ export class DeviceStream {
       // Rows the page left out after the last entry (a former member's): report them, go past them.
       const scanned = page.scanned;
       if (scanned !== undefined && scanned.toPos > this.#lastPos && this.outlet.isOpen) this.#pruned(scanned.toPos + 1);
-      if ((scanned?.count ?? page.entries.length) < pageSize) return true;
+      if ((scanned?.count ?? page.entries.length) < pageSize) {
+        // The end of the timeline: positions up to the page's lastPos were all committed when it
+        // was read, so any not returned were pruned (a younger event at a lower position outlived
+        // them). Said, so the device can acknowledge past them and is not left below lastPos.
+        if (page.lastPos > this.#lastPos && this.outlet.isOpen) this.#pruned(page.lastPos + 1);
+        return true;
+      }
     }
   }
 

@@ -1,7 +1,8 @@
 /**
  * The message lifecycle on both stores, at the Store level: history with both cursors, sealing of
  * every user-written field, lastActivityAt never moving back, deletes reaching full backlogs, and
- * SQLite and PostgreSQL answering alike (list order, retention).
+ * SQLite and PostgreSQL answering alike (list order, retention), retention taking a message's edits
+ * with it and a replay reporting a pruned tail of the timeline.
  */
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,8 @@ import { ContentCipher } from '../../src/store/content-cipher.js';
 import { messageId } from '../../src/chat/message-id.js';
 import type { NewMessage, Store, StoredMessage } from '../../src/store/store.js';
 import { PG_URL } from '../helpers/harness.js';
+import { DeviceStream } from '../../src/sync/device-stream.js';
+import type { PacedOutlet } from '../../src/sync/paced-send.js';
 
 const T = 'default';
 const OPTS = { maxInboxSize: 1000 };
@@ -205,6 +208,75 @@ for (const backend of backends) {
         const replay = await store.timeline(T, b, bPos, 100);
         const kinds = replay.entries.map((e) => e.event.kind);
         assert.ok(kinds.includes('delete'), `b's replay after pos ${bPos} has no delete event: ${kinds}; delete reached ${reached.length} of 3 members`);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('retention: a pruned message takes its younger edits with it (no edited text left in a timeline or a row)', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const t0 = Date.now() - 600_000; // older than every other test's messages
+        const m = await send(store, message(a, { peerId: b }, 'original', t0));
+        const tEdit = t0 + 1000;
+        const edited = await store.editMessage(
+          { tenantId: T, actorId: a, eventId: messageId(tEdit), messageId: m.id, timestamp: tEdit, body: { content: 'ZQXPRUNEDEDITZQX', mentions: [], hashtags: [], links: [] } },
+          { ...OPTS, editWindowMs: 60_000 },
+        );
+        assert.equal(edited.status, 'ok');
+        // The bound falls between the message and its edit: both go (2 events).
+        assert.equal(await store.pruneOlderThan(t0 + 500), 2);
+        for (const user of [a, b]) {
+          const page = await store.timeline(T, user, 0, 100);
+          assert.deepEqual(page.entries.map((e) => e.event.kind), [], `${user === a ? 'sender' : 'recipient'}'s timeline still holds entries of the pruned message`);
+        }
+        assert.equal((await backend.dump()).indexOf('ZQXPRUNEDEDITZQX'), -1, 'the edited text is still stored');
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('retention: a replay whose last entries were pruned says timeline_pruned up to lastPos (DeviceStream over the store)', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+        const t = Date.now() - 300_000;
+        const m0 = await send(store, message(a, { peerId: b }, 'm0', t)); // b pos 1
+        await send(store, message(c, { peerId: b }, 'm1', t + 200)); // b pos 2
+        // An edit whose time was taken before m1's but committed after it: b pos 3, id older than pos 2's
+        // (docs/protocol.md §6 Bounds: a younger event can hold a lower position).
+        const e = await store.editMessage(
+          { tenantId: T, actorId: a, eventId: messageId(t + 100), messageId: m0.id, timestamp: t + 100, body: { content: 'm0 edited', mentions: [], hashtags: [], links: [] } },
+          { ...OPTS, editWindowMs: 60_000 },
+        );
+        assert.equal(e.status, 'ok');
+        assert.equal(await store.pruneOlderThan(t + 150), 2, 'm0 and its edit pruned, m1 kept');
+        const state = await store.syncState(T, b);
+        assert.equal(state.lastPos, 3);
+        const sent: string[] = [];
+        const outlet: PacedOutlet = { isOpen: true, send: (f) => void sent.push(f), bufferedBytes: () => 0, waitForDrain: () => Promise.resolve() };
+        const stream = new DeviceStream(outlet, (after, limit) => store.timeline(T, b, after, limit), {
+          pageSize: 200,
+          drainBelow: 1 << 20,
+          maxHeldBytes: 1 << 20,
+          readAttempts: 1,
+          retryMs: 10,
+          maxRetryMs: 10,
+          onOverflow: () => {},
+          onReadFailed: (err) => assert.fail(String(err)),
+          onGiveUp: () => {},
+        });
+        try {
+          await stream.start(0, state.lastPos);
+          const summary = sent.map((f) => {
+            const x = JSON.parse(f) as { type: string; pos?: number; after?: number; firstPos?: number };
+            return x.type === 'timeline_pruned' ? `pruned(${x.after}->${x.firstPos})` : `${x.type}@${x.pos}`;
+          });
+          assert.deepEqual({ frames: summary, streamAt: stream.lastPos }, { frames: ['pruned(0->2)', 'chat_message@2', 'pruned(2->4)'], streamAt: 3 });
+        } finally {
+          stream.close();
+        }
       } finally {
         await store.close();
       }
