@@ -1,12 +1,22 @@
 /**
- * Who may not authenticate: banned users (for a duration) and revoked tokens (by `jti`, until the
- * token's own expiry). Checked at `auth` and on refresh (src/pipeline/authenticate.ts). Memory
+ * Who may not authenticate: banned users (for a duration) and revoked tokens (by tenant and `jti`,
+ * until the token's own expiry: a `jti` is unique only per issuer, so a revocation in one tenant
+ * must not refuse another tenant's token that happens to carry the same id). Checked at `auth` and on refresh (src/pipeline/authenticate.ts). Memory
  * adapter for one node here; `redis-access-policy.ts` shares the lists across the cluster.
  */
 import type { Identity } from '../auth/token-verifier.js';
 import { userKeyOf } from '../chat/authorization.js';
 
 export type Denial = 'banned' | 'revoked';
+
+/** A revoked token: its tenant and `jti`. */
+export interface RevokedToken {
+  tenantId: string;
+  jti: string;
+}
+
+/** One key per revoked token; `|` cannot occur in a tenant, so no two tokens share a key. */
+export const revokedTokenKey = (t: RevokedToken): string => `${t.tenantId}|${t.jti}`;
 
 export interface AccessPolicy {
   /** Why `identity` may not authenticate now, or undefined when it may. May reject (backend down). */
@@ -15,8 +25,8 @@ export interface AccessPolicy {
   ban(userKey: string, until: number): Promise<void>;
   /** True when a ban was lifted. */
   unban(userKey: string): Promise<boolean>;
-  /** Revokes the token with this `jti` until `until` (its `exp`, ms since epoch). */
-  revoke(jti: string, until: number): Promise<void>;
+  /** Revokes the tenant's token with this `jti` until `until` (its `exp`, ms since epoch). */
+  revoke(token: RevokedToken, until: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -55,7 +65,7 @@ export class MemoryAccessPolicy implements AccessPolicy {
 
   async isDenied(identity: Identity): Promise<Denial | undefined> {
     if (this.bans.has(userKeyOf(identity))) return 'banned';
-    if (identity.jti !== undefined && this.revoked.has(identity.jti)) return 'revoked';
+    if (identity.jti !== undefined && this.revoked.has(revokedTokenKey({ tenantId: identity.tenantId, jti: identity.jti }))) return 'revoked';
     return undefined;
   }
 
@@ -67,8 +77,8 @@ export class MemoryAccessPolicy implements AccessPolicy {
     return this.bans.delete(userKey);
   }
 
-  async revoke(jti: string, until: number): Promise<void> {
-    this.revoked.add(jti, until);
+  async revoke(token: RevokedToken, until: number): Promise<void> {
+    this.revoked.add(revokedTokenKey(token), until);
   }
 
   async close(): Promise<void> {}

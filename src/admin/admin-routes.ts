@@ -51,7 +51,7 @@ const tenant = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/);
 const printable = (max: number) => z.string().min(1).max(max).regex(/^[\x21-\x7e]+$/);
 const DisconnectBody = z.strictObject({ tenant: tenant.optional(), sessionId: printable(128).optional() });
 const BanBody = z.strictObject({ tenant: tenant.optional(), durationMs: z.number().int().min(1) });
-const RevokeBody = z.strictObject({ jti: printable(255), exp: z.number().int().min(1) });
+const RevokeBody = z.strictObject({ tenant: tenant.optional(), jti: printable(255), exp: z.number().int().min(1) });
 
 const HEADERS = { 'content-type': 'application/json', 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' };
 
@@ -115,6 +115,16 @@ function tenantOf(value: string | null | undefined): string {
   return value;
 }
 
+/**
+ * A POST's tenant: from its body or its query string (as GET and DELETE take it), never ignored:
+ * `?tenant=acme` on a ban must not ban the user of the default tenant. Both, differing: refused.
+ */
+function postTenantOf(body: string | undefined, params: URLSearchParams): string {
+  const query = params.get('tenant');
+  if (body !== undefined && query !== null && body !== query) throw invalid([{ path: 'tenant', rule: 'conflict' }]);
+  return tenantOf(body ?? query);
+}
+
 function intParam(params: URLSearchParams, name: string, min: number, max: number): number | undefined {
   const raw = params.get(name);
   if (raw === null) return undefined;
@@ -172,14 +182,16 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
     if (parts.length === 3 && parts[1] === 'tokens' && parts[2] === 'revoke') {
       if (method !== 'POST') throw new HttpError(405, { error: 'method_not_allowed' }, { allow: 'POST' });
       const body = parseBody(RevokeBody, await readJson(req, o.maxBodyBytes));
+      const t = postTenantOf(body.tenant, url.searchParams);
       const until = body.exp * 1000 + o.revokeGraceMs;
       if (until <= Date.now()) throw invalid([{ path: 'exp', rule: 'expired' }]);
       // Tokens expiring later are refused at auth anyway (which allows the clock tolerance too:
       // `until` already holds one grace, the bound another): nothing to revoke.
       if (until > Date.now() + o.maxTokenLifetimeMs + 2 * o.revokeGraceMs) throw invalid([{ path: 'exp', rule: 'too_big' }]);
-      await attempt(entry('revoke', `jti:${body.jti}`, 'failed'), () => o.control.revoke(body.jti, until));
-      await audited(entry('revoke', `jti:${body.jti}`, 'ok', { until }));
-      return { status: 200, body: { jti: body.jti, until } };
+      const target = `jti:${t}:${body.jti}`;
+      await attempt(entry('revoke', target, 'failed'), () => o.control.revoke({ tenantId: t, jti: body.jti }, until));
+      await audited(entry('revoke', target, 'ok', { until }));
+      return { status: 200, body: { jti: body.jti, tenant: t, until } };
     }
 
     // /admin/users/{userId}/(sessions|disconnect|ban)
@@ -197,7 +209,7 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
       if (action === 'disconnect') {
         if (method !== 'POST') throw new HttpError(405, { error: 'method_not_allowed' }, { allow: 'POST' });
         const body = parseBody(DisconnectBody, await readJson(req, o.maxBodyBytes));
-        const t = tenantOf(body.tenant);
+        const t = postTenantOf(body.tenant, url.searchParams);
         const key = peerKey(t, userId);
         const target = body.sessionId === undefined ? `user:${t}:${userId}` : `session:${body.sessionId}`;
         const sessions = await attempt(entry('disconnect', target, 'failed'), () => o.control.listSessions(key));
@@ -214,7 +226,7 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
         if (method === 'POST') {
           const body = parseBody(BanBody, await readJson(req, o.maxBodyBytes));
           if (body.durationMs > o.maxBanMs) throw invalid([{ path: 'durationMs', rule: 'too_big' }]);
-          const t = tenantOf(body.tenant);
+          const t = postTenantOf(body.tenant, url.searchParams);
           const until = Date.now() + body.durationMs;
           await attempt(entry('ban', `user:${t}:${userId}`, 'failed', { durationMs: body.durationMs }), () => o.control.ban(peerKey(t, userId), until));
           await audited(entry('ban', `user:${t}:${userId}`, 'ok', { durationMs: body.durationMs, until }));

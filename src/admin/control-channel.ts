@@ -10,7 +10,8 @@ export type CloseCause = 'admin' | 'user' | 'banned';
 export type ControlCommand =
   /** `until`: end of a ban (cause `banned`). */
   | { kind: 'close'; cause: CloseCause; userKey: string; sessionId?: string; until?: number }
-  | { kind: 'revoke'; jti: string }
+  /** `tenantId` absent: a command from a node older than tenant-scoped revocations (every tenant). */
+  | { kind: 'revoke'; jti: string; tenantId?: string }
   /** Forget a ban this node may still hold in its short race window (session-control.ts). */
   | { kind: 'unban'; userKey: string };
 
@@ -51,7 +52,10 @@ export function parseControlCommand(text: string): ControlCommand | undefined {
   }
   if (typeof v !== 'object' || v === null) return undefined;
   const c = v as Record<string, unknown>;
-  if (c.kind === 'revoke' && isField(c.jti)) return { kind: 'revoke', jti: c.jti };
+  if (c.kind === 'revoke' && isField(c.jti)) {
+    if (c.tenantId !== undefined && !isField(c.tenantId)) return undefined;
+    return { kind: 'revoke', jti: c.jti, ...(c.tenantId !== undefined ? { tenantId: c.tenantId } : {}) };
+  }
   if (c.kind === 'unban' && isField(c.userKey)) return { kind: 'unban', userKey: c.userKey };
   if (c.kind !== 'close' || !isField(c.userKey)) return undefined;
   if (c.cause !== 'admin' && c.cause !== 'user' && c.cause !== 'banned') return undefined;

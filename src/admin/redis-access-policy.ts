@@ -1,6 +1,6 @@
 /**
  * Cluster `AccessPolicy` on Redis: one key per ban (`<prefix>admin:ban:<tenant:user>`) and per
- * revoked token (`<prefix>admin:rev:<jti>`), each expiring on its own (PXAT) when the ban ends or
+ * revoked token (`<prefix>admin:revoked:<tenant>|<jti>`), each expiring on its own (PXAT) when the ban ends or
  * the token would have expired anyway. Every node reads the same keys at `auth`, so a ban holds on
  * every node as soon as SET returns; open sessions are closed by the control channel.
  *
@@ -10,7 +10,7 @@
 import type { Redis } from 'ioredis';
 import type { Identity } from '../auth/token-verifier.js';
 import { userKeyOf } from '../chat/authorization.js';
-import type { AccessPolicy, Denial } from './access-policy.js';
+import { revokedTokenKey, type AccessPolicy, type Denial, type RevokedToken } from './access-policy.js';
 
 export class RedisAccessPolicy implements AccessPolicy {
   constructor(
@@ -21,10 +21,12 @@ export class RedisAccessPolicy implements AccessPolicy {
 
   async isDenied(identity: Identity): Promise<Denial | undefined> {
     const keys = [this.banKey(userKeyOf(identity))];
-    if (identity.jti !== undefined) keys.push(this.revKey(identity.jti));
-    const [ban, rev] = await this.client.mget(...keys);
+    // A revocation made before revocations had a tenant (`admin:rev:<jti>`) still holds, for every
+    // tenant, until it expires: an upgrade must not let a revoked token back in.
+    if (identity.jti !== undefined) keys.push(this.revKey({ tenantId: identity.tenantId, jti: identity.jti }), `${this.prefix}admin:rev:${identity.jti}`);
+    const [ban, ...revoked] = await this.client.mget(...keys);
     if (ban !== null && ban !== undefined) return 'banned';
-    if (rev !== null && rev !== undefined) return 'revoked';
+    if (revoked.some((r) => r !== null && r !== undefined)) return 'revoked';
     return undefined;
   }
 
@@ -36,8 +38,8 @@ export class RedisAccessPolicy implements AccessPolicy {
     return (await this.client.del(this.banKey(userKey))) > 0;
   }
 
-  async revoke(jti: string, until: number): Promise<void> {
-    await this.client.set(this.revKey(jti), String(until), 'PXAT', until);
+  async revoke(token: RevokedToken, until: number): Promise<void> {
+    await this.client.set(this.revKey(token), String(until), 'PXAT', until);
   }
 
   async close(): Promise<void> {}
@@ -46,7 +48,7 @@ export class RedisAccessPolicy implements AccessPolicy {
     return `${this.prefix}admin:ban:${userKey}`;
   }
 
-  private revKey(jti: string): string {
-    return `${this.prefix}admin:rev:${jti}`;
+  private revKey(token: RevokedToken): string {
+    return `${this.prefix}admin:revoked:${revokedTokenKey(token)}`;
   }
 }

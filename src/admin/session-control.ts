@@ -13,7 +13,7 @@ import { createRedisClient } from '../limits/redis-health.js';
 import { quitRedis } from '../redis/quit.js';
 import { watchLiveness, type RedisLiveness } from '../redis/liveness.js';
 import { PendingCloses } from './pending-closes.js';
-import { ExpiringSet, MemoryAccessPolicy, type AccessPolicy } from './access-policy.js';
+import { ExpiringSet, MemoryAccessPolicy, revokedTokenKey, type AccessPolicy, type RevokedToken } from './access-policy.js';
 import { RedisAccessPolicy } from './redis-access-policy.js';
 import { LocalControlChannel, type CloseCause, type ControlChannel, type ControlCommand } from './control-channel.js';
 import { RedisControlChannel } from './redis-control-channel.js';
@@ -53,7 +53,7 @@ export interface SessionControl {
   ban(userKey: string, until: number): Promise<void>;
   unban(userKey: string): Promise<boolean>;
   /** Refuses the token `jti` until `until` and closes the sessions authenticated with it (4003). */
-  revoke(jti: string, until: number): Promise<void>;
+  revoke(token: RevokedToken, until: number): Promise<void>;
   /**
    * `end_session` from `requester`: only a session of the same user may be ended (4011).
    * `ended` is called before the session closes (the requester's own session included).
@@ -73,11 +73,15 @@ const closeRevoked = (s: Session): void =>
 
 /** Bans/revocations this node heard of recently: closes a session that was mid-`auth` when the command passed. */
 const RACE_WINDOW_MS = 5000;
+/** The tenant of a revocation published by an older node (no tenant): it held for every tenant. `|` is in no tenant. */
+const ANY_TENANT = '|';
 
 export async function openSessionControl(o: SessionControlOptions): Promise<SessionControl> {
   const local = new Map<string, Session>();
   const recentBans = new ExpiringSet();
   const recentRevocations = new ExpiringSet();
+  const heardRevoked = (tenantId: string, jti: string): boolean =>
+    recentRevocations.has(revokedTokenKey({ tenantId, jti })) || recentRevocations.has(revokedTokenKey({ tenantId: ANY_TENANT, jti }));
   const idOf = (session: Session): string => `${o.nodeId}:${session.id}`;
 
   /** When each local session was added: a user-wide close remembered in Redis closes only older ones. */
@@ -128,8 +132,11 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
 
   const apply = (command: ControlCommand): void => {
     if (command.kind === 'revoke') {
-      recentRevocations.add(command.jti, Date.now() + RACE_WINDOW_MS);
-      for (const s of local.values()) if (s.identity?.jti === command.jti) closeRevoked(s);
+      const { jti, tenantId } = command;
+      recentRevocations.add(revokedTokenKey({ tenantId: tenantId ?? ANY_TENANT, jti }), Date.now() + RACE_WINDOW_MS);
+      for (const s of local.values()) {
+        if (s.identity?.jti === jti && (tenantId === undefined || s.identity.tenantId === tenantId)) closeRevoked(s);
+      }
       return;
     }
     if (command.kind === 'unban') {
@@ -178,7 +185,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   const closeIfHeard = (session: Session): void => {
     const jti = session.identity?.jti;
     if (recentBans.has(session.userKey)) CLOSES.banned(session);
-    else if (jti !== undefined && recentRevocations.has(jti)) closeRevoked(session);
+    else if (jti !== undefined && heardRevoked(session.identity!.tenantId, jti)) closeRevoked(session);
   };
 
   const observer: SessionObserver = {
@@ -224,9 +231,9 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       await channel.publish({ kind: 'unban', userKey });
       return lifted;
     },
-    async revoke(jti, until) {
-      await policy.revoke(jti, until);
-      await channel.publish({ kind: 'revoke', jti });
+    async revoke(token, until) {
+      await policy.revoke(token, until);
+      await channel.publish({ kind: 'revoke', jti: token.jti, tenantId: token.tenantId });
     },
     async endSession(requester, sessionId, ended) {
       if (sessionId === idOf(requester)) {

@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import { REDIS_URL, closeAll, newUserId, openClient, startRedisProxy, token, uniqueRedisPrefix, within, type Frame, type TestClient, dropRedisPrefix } from '../helpers/harness.js';
 import { spawnServerProcess, writeServerConfig, type ServerProcess, stopServerProcesses } from '../helpers/server-process.js';
 import { postgresBackend } from '../helpers/storage-backends.js';
+import { RedisAccessPolicy } from '../../src/admin/redis-access-policy.js';
 
 const ADMIN_TOKEN = randomBytes(24).toString('hex');
 
@@ -182,5 +183,27 @@ describe('admin API across two nodes sharing Redis', () => {
     assert.deepEqual(ids, [...ids].sort((a, b) => b - a));
     const page = await call(n2, 'GET', `/admin/audit?limit=2&before=${ids[1]}`);
     assert.deepEqual((page.body.records as { id: number }[]).map((x) => x.id), ids.slice(2, 4));
+  });
+});
+
+describe('revocations in Redis', () => {
+  test('held per tenant; one written before revocations had a tenant (admin:rev:<jti>) still holds for every tenant until it expires', async () => {
+    const prefix = uniqueRedisPrefix('revoked');
+    const redis = new Redis(REDIS_URL);
+    try {
+      const policy = new RedisAccessPolicy(redis, prefix);
+      const id = (tenantId: string, jti: string) => ({ userId: newUserId(), tenantId, role: 'user', expiresAt: Date.now() + 60_000, jti });
+      await policy.revoke({ tenantId: 'acme', jti: 'j1' }, Date.now() + 60_000);
+      assert.equal(await policy.isDenied(id('acme', 'j1')), 'revoked');
+      assert.equal(await policy.isDenied(id('globex', 'j1')), undefined, 'another tenant\'s token with the same jti');
+      assert.equal(await policy.isDenied(id('acme', 'j2')), undefined);
+      // As the previous version wrote it: no tenant.
+      await redis.set(`${prefix}admin:rev:legacy`, String(Date.now() + 60_000), 'PX', 60_000);
+      assert.equal(await policy.isDenied(id('acme', 'legacy')), 'revoked');
+      assert.equal(await policy.isDenied(id('default', 'legacy')), 'revoked');
+    } finally {
+      await dropRedisPrefix(redis, prefix);
+      redis.disconnect();
+    }
   });
 });

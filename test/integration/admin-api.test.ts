@@ -282,6 +282,42 @@ for (const backend of backends('admin')) {
       track(await authAs(wsUrl, sub, { jti: `${jti}-new` }));
     });
 
+    test('tenants: a revocation holds for its tenant only; a POST takes ?tenant= like GET and DELETE, and refuses a conflicting body', async () => {
+      // A jti is unique per issuer only: two tenants' tokens may carry the same one.
+      const jti = `jti-${randomBytes(4).toString('hex')}`;
+      const inTenant = async (sub: string, tid: string | undefined, claims: Record<string, unknown> = {}) => {
+        const client = track(openClient(wsUrl));
+        await client.opened;
+        client.send({ type: 'auth', token: await token({ sub, ...(tid !== undefined ? { tid } : {}), ...claims }) });
+        assert.equal((await client.next((f) => f.type === 'auth_success' || f.type === 'auth_failure')).type, 'auth_success');
+        return client;
+      };
+      const acme = await inTenant(newUserId(), 'acme', { jti });
+      const globex = await inTenant(newUserId(), 'globex', { jti });
+      const exp = Math.floor(Date.now() / 1000) + 3600;
+      const r = await admin('POST', '/admin/tokens/revoke', { tenant: 'acme', jti, exp });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.tenant, 'acme');
+      assert.equal((await acme.closed).code, 4003);
+      const again = await tryAuth(wsUrl, newUserId(), jti);
+      track(again.client);
+      assert.equal(again.reply.type, 'auth_success', 'the default tenant\'s token with that jti is not revoked');
+      assert.equal(globex.closeCode, undefined, 'globex\'s token with that jti is not revoked');
+
+      // POST /ban?tenant=acme bans acme's user, not the default tenant's user of the same id.
+      const sub = newUserId();
+      const inDefault = await inTenant(sub, undefined);
+      const inAcme = await inTenant(sub, 'acme');
+      const ban = await admin('POST', `/admin/users/${sub}/ban?tenant=acme`, { durationMs: 60_000 });
+      assert.equal(ban.status, 200);
+      assert.equal(ban.body.tenant, 'acme');
+      assert.equal((await inAcme.closed).code, 4010);
+      assert.equal(inDefault.closeCode, undefined);
+      const conflict = await admin('POST', `/admin/users/${sub}/disconnect?tenant=acme`, { tenant: 'globex' });
+      assert.deepEqual([conflict.status, conflict.body.details], [400, [{ path: 'tenant', rule: 'conflict' }]]);
+      assert.equal(inDefault.closeCode, undefined);
+    });
+
     test('users list their own sessions and end one remotely (4011); someone else\'s is forbidden', async () => {
       const sub = newUserId();
       const laptop = track(await authAs(wsUrl, sub, { deviceId: 'laptop' }));

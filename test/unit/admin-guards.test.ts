@@ -24,7 +24,9 @@ test('admin bearer: anything but the exact token is refused', () => {
 });
 
 test('control commands: only well-formed ones are applied', () => {
-  assert.deepEqual(parseControlCommand('{"kind":"revoke","jti":"j"}'), { kind: 'revoke', jti: 'j' });
+  assert.deepEqual(parseControlCommand('{"kind":"revoke","jti":"j"}'), { kind: 'revoke', jti: 'j' }, 'from a node older than tenant-scoped revocations');
+  assert.deepEqual(parseControlCommand('{"kind":"revoke","jti":"j","tenantId":"acme"}'), { kind: 'revoke', jti: 'j', tenantId: 'acme' });
+  assert.equal(parseControlCommand('{"kind":"revoke","jti":"j","tenantId":7}'), undefined);
   assert.deepEqual(parseControlCommand('{"kind":"close","cause":"banned","userKey":"default:u","until":5}'), { kind: 'close', cause: 'banned', userKey: 'default:u', until: 5 });
   assert.deepEqual(parseControlCommand('{"kind":"unban","userKey":"default:u"}'), { kind: 'unban', userKey: 'default:u' });
   for (const bad of ['', 'null', '[]', '{"kind":"close","cause":"other","userKey":"u"}', '{"kind":"close","cause":"admin"}', '{"kind":"revoke","jti":""}', `{"kind":"revoke","jti":"${'j'.repeat(300)}"}`, '{"kind":"close","cause":"admin","userKey":"u","sessionId":7}']) {
@@ -40,10 +42,11 @@ test('memory access policy: bans and revocations expire; unban lifts', async () 
   assert.equal(await p.unban('default:u'), true);
   assert.equal(await p.unban('default:u'), false);
   assert.equal(await p.isDenied(id), undefined);
-  await p.revoke('j1', Date.now() + 60_000);
+  await p.revoke({ tenantId: 'default', jti: 'j1' }, Date.now() + 60_000);
   assert.equal(await p.isDenied(id), 'revoked');
   assert.equal(await p.isDenied({ ...id, jti: 'j2' }), undefined);
+  assert.equal(await p.isDenied({ ...id, tenantId: 'acme' }), undefined, 'the same jti in another tenant is another token');
   await p.ban('default:u', Date.now() - 1);
-  await p.revoke('j2', Date.now() - 1);
+  await p.revoke({ tenantId: 'default', jti: 'j2' }, Date.now() - 1);
   assert.equal(await p.isDenied({ ...id, jti: 'j2' }), undefined, 'expired entries do not count');
 });

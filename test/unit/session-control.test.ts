@@ -39,7 +39,7 @@ test('a token revoked while a refresh to it was being checked: the refreshed ses
     control.observer.added(session);
     // The refresh's access check passed; then the new token is revoked (no session holds it yet,
     // so the revocation closes nobody); then the session takes the new identity.
-    await control.revoke('new-token', Date.now() + 60_000);
+    await control.revoke({ tenantId: 'default', jti: 'new-token' }, Date.now() + 60_000);
     assert.equal(closedWith(), undefined);
     (session.identity as { jti?: string }).jti = 'new-token';
     control.observer.refreshed?.(session);
