@@ -147,6 +147,21 @@ function buildSql(t: (table: string) => string) {
       SELECT id, tenant_id, uuid, kind FROM ${t('conversations')} WHERE uuid = ANY($1::uuid[])`,
     lockConversations: `
       SELECT id, last_seq, closed FROM ${t('conversations')} WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE`,
+    /**
+     * Of these (conversation, user) pairs, the current memberships — read without a lock, before
+     * any is taken: a stranger's frame must neither wait on a conversation's writers (its answer
+     * time would tell how busy it is) nor hold its locks. Checked again under the locks.
+     */
+    currentPairs: `
+      SELECT m.conv, m."user" FROM ${t('members')} m
+      JOIN unnest($1::int[], $2::int[]) AS p(conv, uid) ON m.conv = p.conv AND m."user" = p.uid
+      WHERE m.left_seq IS NULL`,
+    /** Whether the user is a current member of the tenant's conversation (no lock; see currentPairs). */
+    isCurrentMember: `
+      SELECT 1 FROM ${t('conversations')} c
+      JOIN ${t('members')} m ON m.conv = c.id AND m.left_seq IS NULL
+      JOIN ${t('users')} u ON u.id = m."user"
+      WHERE c.uuid = $1 AND c.tenant_id = $2 AND u.tenant_id = $2 AND u.user_id = $3`,
     lockGroup: `
       SELECT id, last_seq, closed, name, key_id FROM ${t('conversations')}
       WHERE uuid = $1 AND tenant_id = $2 AND kind = ${KIND_GROUP} FOR UPDATE`,
@@ -566,11 +581,37 @@ export class PostgresStore implements Store {
       }
     }
 
+    // Messages named by conversation id whose sender is no current member: refused without taking
+    // that conversation's locks (the answer must not wait on, or tell of, its writers).
+    const strangers = new Set<number>();
+    const lockedGroups = new Set<number>();
+    if (groups.size > 0) {
+      const convOf = (m: NewMessage): number | undefined =>
+        'conversationId' in m.to && isUuid(m.to.conversationId) ? groups.get(key(m.tenantId, m.to.conversationId.toLowerCase()))?.id : undefined;
+      const convs: number[] = [];
+      const senders: number[] = [];
+      for (const m of batch) {
+        const c = convOf(m);
+        if (c === undefined) continue;
+        convs.push(c);
+        senders.push(uid(m.tenantId, m.senderId));
+      }
+      const { rows } = await client.query<{ conv: number; user: number }>({ ...this.#sql.currentPairs, values: [convs, senders] });
+      const current = new Set(rows.map((r) => `${r.conv}:${r.user}`));
+      for (let i = 0; i < batch.length; i++) {
+        const m = batch[i]!;
+        const c = convOf(m);
+        if (c === undefined) continue;
+        if (current.has(`${c}:${uid(m.tenantId, m.senderId)}`)) lockedGroups.add(c);
+        else strangers.add(i);
+      }
+    }
+
     // 2. Lock conversations, then read group members (stable under the conversation lock), then
     // lock every user the batch may append to: always in this order.
     const convIds = new Set<number>();
     for (const d of directs.values()) convIds.add(d.id);
-    for (const c of groups.values()) convIds.add(c.id);
+    for (const c of lockedGroups) convIds.add(c);
     const convState = new Map<number, { lastSeq: number; closed: boolean }>();
     {
       const { rows } = await client.query<{ id: number; last_seq: string; closed: boolean }>({
@@ -580,8 +621,8 @@ export class PostgresStore implements Store {
       for (const row of rows) convState.set(row.id, { lastSeq: Number(row.last_seq), closed: row.closed });
     }
     const groupMembers = new Map<number, CurrentMember[]>();
-    if (groups.size > 0) {
-      for (const m of await this.#currentMembers(client, [...new Set([...groups.values()].map((c) => c.id))])) {
+    if (lockedGroups.size > 0) {
+      for (const m of await this.#currentMembers(client, [...lockedGroups])) {
         let list = groupMembers.get(m.conv);
         if (list === undefined) groupMembers.set(m.conv, (list = []));
         list.push(m);
@@ -623,6 +664,10 @@ export class PostgresStore implements Store {
       const first = k === undefined ? undefined : existing.get(k);
       if (first !== undefined) {
         out[i] = { status: 'duplicate', message: first };
+        continue;
+      }
+      if (strangers.has(i)) {
+        out[i] = FORBIDDEN_APPEND;
         continue;
       }
       const sender = uid(m.tenantId, m.senderId);
@@ -898,6 +943,9 @@ export class PostgresStore implements Store {
     const actorUuid = request.actorId.toLowerCase();
     return this.#transaction(async (tx) => {
       const { client } = tx;
+      // A stranger's answer neither waits on nor tells of the group's writers (no lock yet).
+      const { rowCount } = await client.query({ ...this.#sql.isCurrentMember, values: [conversationId, tenantId, actorUuid] });
+      if (rowCount === 0) return FORBIDDEN;
       const ids = await this.#resolveUsers(tx, [actorUuid, ...targets].map((u) => [tenantId, u]));
       const { rows } = await client.query<{ id: number; last_seq: string; closed: boolean; name: string | null; key_id: string | null }>({
         ...this.#sql.lockGroup,
@@ -1369,6 +1417,9 @@ export class PostgresStore implements Store {
       const [located] = await q<{ conv: number }>('targetConv', [messageId, r.tenantId]);
       if (located === undefined) return (await duplicate()) ?? M_FORBIDDEN;
       const conv = located.conv;
+      // A stranger's answer neither waits on nor tells of the conversation's writers (no lock yet).
+      const [current] = await q<{ role: number; left_seq: string | null }>('membership', [conv, actor]);
+      if (current === undefined || current.left_seq !== null) return (await duplicate()) ?? M_FORBIDDEN;
       // Locks in the order every writer takes them (the conversation, then its members' user
       // rows, by id) and only then the duplicate check: the actor's row lock orders this against
       // a message batch carrying the same key, as it does between batches. Checked before the

@@ -7,8 +7,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { newUserId, type Frame, type TestClient } from '../helpers/harness.js';
-import { backends, type StorageBackend } from '../helpers/storage-backends.js';
+import pg from 'pg';
+import { PG_URL, newUserId, within, type Frame, type TestClient } from '../helpers/harness.js';
+import { backends, postgresBackend, type StorageBackend } from '../helpers/storage-backends.js';
 import { ask, createGroup, expectReply, said, say, usersOnServer, waitEvent, type DeviceClient, GENEROUS_BUDGETS } from '../helpers/timeline.js';
 
 const T = { timeout: 30_000 };
@@ -251,5 +252,50 @@ describe('group lifecycle (sqlite)', () => {
     const replies: Frame[] = [];
     for (let i = 0; i < 4; i++) replies.push(await ask(i % 2 === 0 ? u1 : u2, { type: 'rename_group', conversationId: g, name: `n${i}` }));
     assert.deepEqual(replies.map((r) => r.type), ['group_updated', 'group_updated', 'group_updated', 'rate_limited']);
+  });
+});
+
+describe('strangers never wait on a group (PostgreSQL: membership is read before any lock)', () => {
+  const backend = postgresBackend('rvl');
+  let storage = '';
+  const { user } = usersOnServer(
+    () => {
+      storage = backend.allocate().storage;
+      return { ...GENEROUS_BUDGETS, storage };
+    },
+    { setup: () => backend.setup(), teardown: () => backend.teardown() },
+  );
+
+  test("a non-member's frames naming a group are refused while the group's row is locked by a writer", T, async () => {
+    const o = await user();
+    const m = await user();
+    const stranger = await user();
+    const gid = await createGroup(o, [m.userId]);
+    const sent = await said(o, { conversationId: gid }, 'hello');
+    const db = new pg.Client({ connectionString: PG_URL });
+    await db.connect();
+    try {
+      // A writer of the group holds its row: a stranger's answer must neither wait for it (its
+      // delay would tell how busy the group is) nor queue behind it.
+      await db.query('BEGIN');
+      await db.query(`SELECT id FROM "${new URL(storage).searchParams.get('schema')}".conversations WHERE uuid = $1 FOR UPDATE`, [gid]);
+      const message = await within(say(stranger, { conversationId: gid }, 'x'), 10_000, 'chat_message answered while the group is locked');
+      assert.equal(message.reason, 'forbidden');
+      const frames: Record<string, unknown>[] = [
+        { type: 'edit_message', messageId: String(sent.id), content: 'y' },
+        { type: 'delete_message', messageId: String(sent.id) },
+        { type: 'leave_group', conversationId: gid },
+        { type: 'rename_group', conversationId: gid, name: 'z' },
+      ];
+      for (const frame of frames) {
+        const reply = await within(ask(stranger, frame), 10_000, `${String(frame.type)} answered while the group is locked`);
+        assert.equal(reply.reason, 'forbidden', String(frame.type));
+      }
+    } finally {
+      await db.query('ROLLBACK').catch(() => {});
+      await db.end();
+    }
+    // The members still write once the lock is gone.
+    assert.equal((await said(m, { conversationId: gid }, 'after')).type, 'message_sent');
   });
 });
