@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { AuthFailureReasonValue } from '../protocol/reasons.js';
-import type { Identity, TokenVerifier } from '../auth/token-verifier.js';
+import type { Identity } from '../auth/token-verifier.js';
 import type { TokenChecks } from './token-checks.js';
 import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js';
 import type { Session } from '../session/session.js';
@@ -21,9 +21,11 @@ import { closeWith } from './rejection.js';
 import type { AccessPolicy } from '../admin/access-policy.js';
 
 export interface AuthenticatorOptions {
-  /** Token refreshes (no lockout check at a refresh; a refusal counts). */
-  verify: TokenVerifier;
-  /** `auth` frames: the lockout, the token and the count of a refusal, one check per IP at a time. */
+  /**
+   * `auth` frames, first ones and refreshes alike: the IP's lockout, the token and the count of a
+   * refusal, one check per IP at a time (a refresh is a token judged like any other: outside this
+   * line, a burst of refreshes from the sessions of one IP had every token judged).
+   */
   checkToken: TokenChecks;
   limiter: Limiter;
   registry: ConnectionRegistry;
@@ -31,9 +33,6 @@ export interface AuthenticatorOptions {
   chat: ChatService;
   maxConnectionsPerUser: number;
   onUserLimit: 'reject' | 'close_oldest';
-  /** Failed auths per IP before the IP is locked out for `lockoutMs`. */
-  authFailureRule: RateRule;
-  lockoutMs: number;
   maxBufferedBytes: number;
   /** Storage reads (resume point, each timeline gap) before giving up, and the first retry delay (doubling). */
   replayAttempts: number;
@@ -110,11 +109,6 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     // The key set (JWKS) could not be read: nothing was judged (and nothing counted).
     if (reason === 'unavailable') return fail(session, 'key_source_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
     fail(session, reason === 'token_expired' ? 'token_expired' : 'invalid_token', reason);
-  }
-
-  async function recordFailure(session: Session, reason: AuthFailureReasonValue): Promise<void> {
-    if (reason !== 'unavailable') await countAuthFailure(o.limiter, session.ip, o.authFailureRule, o.lockoutMs);
-    refused(session, reason);
   }
 
   async function claimUserSlot(session: Session, userKey: string): Promise<boolean> {
@@ -228,9 +222,10 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
 
     async refresh(session, token) {
       const current = session.identity!;
-      const result = await o.verify(token);
-      if (!session.isOpen) return;
-      if (!result.ok) return recordFailure(session, result.reason);
+      const result = await o.checkToken(session.ip, token, () => session.isOpen);
+      if (!session.isOpen || result === 'abandoned') return;
+      if (result === 'locked_out') return fail(session, 'auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN);
+      if (!result.ok) return refused(session, result.reason);
       const next = result.identity;
       if (next.userId !== current.userId || next.tenantId !== current.tenantId) {
         return fail(session, 'identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE);

@@ -225,7 +225,6 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     countFailure: (ip) => countAuthFailure(limiter, ip, authFailureRule, L.authLockoutMs),
   });
   const authenticator = createAuthenticator({
-    verify,
     checkToken,
     limiter,
     registry,
@@ -233,8 +232,6 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     chat,
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     onUserLimit: L.onUserLimit,
-    authFailureRule,
-    lockoutMs: L.authLockoutMs,
     maxBufferedBytes: L.maxBufferedBytes,
     replayAttempts: config.chat.inboxReplayAttempts,
     replayRetryMs: config.chat.inboxReplayRetryMs,

@@ -519,6 +519,24 @@ function limitsSuite(kind: StoreKind): void {
       await authed(srv.url, newUserId(), { localAddress: '127.0.0.2' });
     });
 
+    test('token refreshes share the IP\'s line and lockout: a burst of 8 bad refreshes gets 3 tokens judged, the rest locked_out', async () => {
+      const srv = await start({ maxConnectionsPerUser: 10, limits: { maxAuthFailures: 3, authLockoutMs: 60_000 } });
+      const sessions = await Promise.all(Array.from({ length: 9 }, () => authed(srv.url)));
+      const late = sessions.pop()!;
+      for (const c of sessions) c.send({ type: 'auth', token: 'not.a.token' });
+      const reasons = await Promise.all(sessions.map(async (c) => (await c.nextOfType('auth_failure')).reason));
+      assert.deepEqual(
+        [reasons.filter((r) => r === 'invalid_token').length, reasons.filter((r) => r === 'locked_out').length],
+        [3, 5],
+        'one check per IP at a time: the 4th refusal onwards finds the IP locked out',
+      );
+      assert.equal(await handshakeStatus(srv.url), 429);
+      // A session opened before the lockout: its refresh is refused unjudged too.
+      late.send({ type: 'auth', token: 'another.bad.token' });
+      assert.equal((await late.nextOfType('auth_failure')).reason, 'locked_out');
+      assert.equal((await late.closed).code, 4003);
+    });
+
     test('pre-auth frame cap: a frame over maxPreAuthMessageSize closes 1009 before auth; the same size is fine after', async () => {
       const srv = await start({ maxPreAuthMessageSize: 1024 });
       const big = 'x'.repeat(2000);
