@@ -24,12 +24,15 @@ import { toHistoryItem, toWireMessage } from './timeline-frames.js';
 import { messageSentFrame, withRequestId } from './replies.js';
 import type { ReceiptService } from './receipt-service.js';
 import { DuplicateCatchUps } from './duplicate-catch-ups.js';
+import { encodeListCursor } from '../store/list-cursor.js';
 
 /** Where replies to the acting user go (a session, in practice). */
 export interface Outbox {
   send(frame: string): void;
   sendFrame(frame: ServerFrame): void;
   readonly isOpen: boolean;
+  /** Resolves once the socket's unsent bytes are at most `bytes` (or it closed): large replies wait for it. */
+  waitForDrain?(bytes: number): Promise<void>;
   /** The sender's `message_sent`, put into this session's timeline stream at `pos` in place of its copy. */
   replyInTimeline(pos: number, frame: string): void;
 }
@@ -61,6 +64,12 @@ export interface ChatServiceOptions {
   /** The sender's first message in the conversation was stored: they share their presence there from now on. */
   onFirstWrite?(sender: Identity, conversationId: string): void;
   events: ChatServiceEvents;
+  /**
+   * Bytes of items a `history` or `conversations` reply holds at most (at least one item), and
+   * the unsent bytes a socket may hold before such a reply goes out: a page of 100 maximal
+   * messages is ~6 MB, which would trip the slow-consumer bound of the client that asked.
+   */
+  replyBytes: number;
   /** Server clock (tests may pin it). */
   now?: () => number;
 }
@@ -207,6 +216,12 @@ export class ChatService {
     return this.store.timeline(user.tenantId, user.userId, after, limit);
   }
 
+  /** A large reply goes out once the socket holds at most replyBytes unsent: paced like a replay. */
+  async #sendReply(outbox: Outbox, reply: ServerFrame): Promise<void> {
+    if (outbox.waitForDrain !== undefined) await outbox.waitForDrain(this.opts.replyBytes);
+    if (outbox.isOpen) outbox.sendFrame(reply);
+  }
+
   /** Last request of each outbox: replies go out in request order. */
   readonly #requestTail = new WeakMap<Outbox, Promise<void>>();
 
@@ -243,14 +258,17 @@ export class ChatService {
         outbox.sendFrame(withRequestId({ type: 'error', reason: 'forbidden' }, frame.requestId));
         return;
       }
-      const reply: ServerFrame = { type: 'history', messages: page.events.map(toHistoryItem) };
+      const items = page.events.map(toHistoryItem);
+      const fit = fitting(items, this.opts.replyBytes);
+      const reply: ServerFrame = { type: 'history', messages: fit < items.length ? items.slice(0, fit) : items };
+      if (fit < items.length) reply.more = true;
       if (page.conversationId !== undefined) {
         reply.conversationId = page.conversationId;
         const receipts = (await this.opts.receipts.positions(user.tenantId, user.userId, [page.conversationId])).get(page.conversationId);
         if (receipts !== undefined) reply.receipts = receipts;
       }
       if ('peerId' in ref) reply.peerId = ref.peerId;
-      outbox.sendFrame(withRequestId(reply, frame.requestId));
+      await this.#sendReply(outbox, withRequestId(reply, frame.requestId));
     });
   }
 
@@ -269,9 +287,12 @@ export class ChatService {
         if (r !== undefined) info.receipts = r;
         return info;
       });
-      const reply: ServerFrame = { type: 'conversations', conversations };
-      if (page.nextCursor !== undefined) reply.nextCursor = page.nextCursor;
-      outbox.sendFrame(withRequestId(reply, frame.requestId));
+      const fit = fitting(conversations, this.opts.replyBytes);
+      const reply: ServerFrame = { type: 'conversations', conversations: fit < conversations.length ? conversations.slice(0, fit) : conversations };
+      const last = conversations[fit - 1];
+      if (fit < conversations.length && last !== undefined) reply.nextCursor = encodeListCursor(last.lastActivityAt, last.conversationId);
+      else if (page.nextCursor !== undefined) reply.nextCursor = page.nextCursor;
+      await this.#sendReply(outbox, withRequestId(reply, frame.requestId));
     });
   }
 
@@ -298,4 +319,14 @@ export class ChatService {
 
 function refusal(reason: ErrorReasonValue, clientMsgId: string | undefined): ServerFrame {
   return clientMsgId === undefined ? { type: 'error', reason } : { type: 'error', reason, clientMsgId };
+}
+
+/** How many of `items` (at least one) fit in `budget` bytes of JSON. */
+function fitting(items: readonly unknown[], budget: number): number {
+  let bytes = 0;
+  for (let i = 0; i < items.length; i++) {
+    bytes += Buffer.byteLength(JSON.stringify(items[i])) + 1;
+    if (bytes > budget && i > 0) return i;
+  }
+  return items.length;
 }

@@ -99,6 +99,8 @@ export interface HistoryReply {
   messages: HistoryItem[];
   /** The other members' receipt positions (absent with `chat.receipts: "off"`). */
   receipts?: ReceiptsInfo;
+  /** The page was cut short by the reply size bound: ask again with the last message's `seq` as `beforeSeq`. */
+  more?: true;
 }
 export interface PresenceReply {
   conversationId: string;

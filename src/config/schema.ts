@@ -178,8 +178,12 @@ export const ConfigSchema = z.strictObject({
       maxAuthFailures: positiveInt.default(10),
       authFailureWindowMs: ms.default(300000),
       authLockoutMs: ms.default(300000),
-      /** A socket whose unsent output exceeds this is closed (4030). */
-      maxBufferedBytes: positiveInt.default(1024 * 1024),
+      /**
+       * A socket whose unsent output exceeds this is closed (4030). At least 256 KiB: a replay waits
+       * at half of it (never below 64 KiB, where a socket signals it drained) and a frame can be
+       * ~66 KB, so less would close a client that reads, for what the server sent on its own.
+       */
+      maxBufferedBytes: z.number().int().min(256 * 1024).default(1024 * 1024),
       /** What happens at `maxConnectionsPerUser`: refuse the new session, or close the oldest. */
       onUserLimit: z.enum(['reject', 'close_oldest']).default('reject'),
       /** Frames queued while a session awaits an async step (token verification). */

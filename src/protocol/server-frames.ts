@@ -140,7 +140,8 @@ export type ServerFrame =
   /** Retention deleted the events after `after` and before `firstPos`: page `history` to fill in. */
   | { type: 'timeline_pruned'; after: number; firstPos: number }
   | { type: 'typing_indicator'; senderId: string; isTyping: boolean; conversationId?: string }
-  | { type: 'history'; conversationId?: string; peerId?: string; messages: TimelineItem[]; receipts?: ReceiptsInfo; requestId?: string }
+  /** `more`: the page was cut short by the reply size bound (page on with the last message's seq). */
+  | { type: 'history'; conversationId?: string; peerId?: string; messages: TimelineItem[]; receipts?: ReceiptsInfo; more?: true; requestId?: string }
   | { type: 'conversations'; conversations: ConversationInfo[]; nextCursor?: string; requestId?: string }
   /** Reply to a group frame: `changed: false` when the request was valid but changed nothing. */
   | { type: 'group_updated'; conversationId: string; changed: boolean; seq?: number; requestId?: string }

@@ -198,6 +198,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     publisher,
     groupHistory: config.chat.groupHistory,
     receipts,
+    replyBytes: Math.floor(config.limits.maxBufferedBytes / 4),
     onFirstWrite: (sender, conversationId) => void presence.shared(sender.tenantId, sender.userId, conversationId),
     events: {
       stored: (n) => metrics.countStored(n),

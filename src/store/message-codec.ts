@@ -32,9 +32,6 @@
  *   (conversations.kind), `ROLE_MEMBER` 0 / `ROLE_ADMIN` 1 / `ROLE_OWNER` 2 (members.role) with
  *   `roleCode(role)` / `roleName(code)`.
  * - `directKey(a, b)` — conversations.direct_key: "lo:hi" of the two users' integer ids.
- * - `encodeListCursor(lastAt, conversationId)` / `decodeListCursor(cursor)` — the opaque
- *   listConversations cursor of the SQLite adapter (undefined for a malformed one). PostgreSQL
- *   keeps its own cursor format: nodes of a cluster in a rolling upgrade must read each other's.
  */
 import type { ContentCipher } from './content-cipher.js';
 import { UnknownKeyError } from './content-cipher.js';
@@ -408,19 +405,3 @@ function recipientOf(senderId: string, members: readonly string[] | undefined): 
   return senderId;
 }
 
-/** Opaque listConversations cursor: the last row's (last_at, conversation uuid). */
-export function encodeListCursor(lastAt: number, conversationId: string): string {
-  return Buffer.from(`${lastAt}|${conversationId}`, 'utf8').toString('base64url');
-}
-
-export function decodeListCursor(cursor: string): { lastAt: number; conversationId: string } | undefined {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const bar = text.indexOf('|');
-  if (bar <= 0) return undefined;
-  const lastAt = Number(text.slice(0, bar));
-  const conversationId = text.slice(bar + 1);
-  if (!Number.isSafeInteger(lastAt) || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(conversationId)) {
-    return undefined;
-  }
-  return { lastAt, conversationId };
-}

@@ -31,6 +31,7 @@ import { EVENT_COLUMNS, eventContext, eventJoins, type PgEventRow } from './pg-e
 import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
 import { inTransaction } from './pg-transaction.js';
+import { decodeListCursor, encodeListCursor } from './list-cursor.js';
 import { asSeenByFormerMember, editedMessages, seenUntil, type MembershipPeriod } from './former-member-view.js';
 import type {
   AddMembersRequest,
@@ -333,22 +334,6 @@ function uuidv7Floor(ms: number): string {
   const clamped = Math.max(0, Math.min(Math.floor(ms), 0xffffffffffff));
   const hex = clamped.toString(16).padStart(12, '0');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-0000-0000-000000000000`;
-}
-
-function encodeCursor(lastAt: number, uuid: string): string {
-  return Buffer.from(JSON.stringify([lastAt, uuid]), 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): [number, string] | undefined {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (!Array.isArray(value) || value.length !== 2) return undefined;
-    const [lastAt, uuid] = value as unknown[];
-    if (typeof lastAt !== 'number' || !Number.isSafeInteger(lastAt) || typeof uuid !== 'string' || !isUuid(uuid)) return undefined;
-    return [lastAt, uuid];
-  } catch {
-    return undefined;
-  }
 }
 
 /** One write transaction, with the ids it created (cached only once it committed). */
@@ -1230,7 +1215,7 @@ export class PostgresStore implements Store {
   async listConversations(tenantId: string, userId: string, query: ConversationListQuery): Promise<ConversationListPage> {
     this.#ready();
     if (!isUuid(userId) || !(query.limit >= 1)) return { conversations: [] };
-    const cursor = query.before === undefined ? undefined : decodeCursor(query.before);
+    const cursor = query.before === undefined ? undefined : decodeListCursor(query.before);
     if (query.before !== undefined && cursor === undefined) return { conversations: [] };
     const limit = Math.floor(query.limit);
     const { rows } = await this.#pool.query<{
@@ -1249,7 +1234,7 @@ export class PostgresStore implements Store {
       unread: number;
     }>({
       ...this.#sql.listConversations,
-      values: [tenantId, userId, cursor?.[0] ?? null, cursor?.[1] ?? null, limit + 1],
+      values: [tenantId, userId, cursor?.lastAt ?? null, cursor?.conversationId ?? null, limit + 1],
     });
     const more = rows.length > limit;
     const page = more ? rows.slice(0, limit) : rows;
@@ -1287,7 +1272,7 @@ export class PostgresStore implements Store {
     });
     const result: ConversationListPage = { conversations };
     const tail = page[page.length - 1];
-    if (more && tail !== undefined) result.nextCursor = encodeCursor(Number(tail.last_at), tail.uuid);
+    if (more && tail !== undefined) result.nextCursor = encodeListCursor(Number(tail.last_at), tail.uuid);
     return result;
   }
 

@@ -29,9 +29,7 @@ import {
   ROLE_ADMIN,
   ROLE_MEMBER,
   ROLE_OWNER,
-  decodeListCursor,
   directKey,
-  encodeListCursor,
   roleName,
   type EventContext,
   type EventRow,
@@ -77,6 +75,7 @@ import type {
   TimelinePage,
 } from './store.js';
 import { bytesToUuid, isUuid, uuidToBytes, uuidV7LowerBound } from './uuid-bytes.js';
+import { decodeListCursor, encodeListCursor } from './list-cursor.js';
 import { asSeenByFormerMember, seenUntil, type MembershipPeriod } from './former-member-view.js';
 
 export interface SqliteStoreOptions extends PrivacyOption {

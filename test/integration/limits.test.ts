@@ -570,7 +570,7 @@ function limitsSuite(kind: StoreKind): void {
     test('a client that stops reading is closed with 4030 (slow_consumer); memory stays bounded', async () => {
       const srv = await start({
         rateLimit: { burstLimit: 100_000, burstWindow: 1000, messagesPerMinute: 100_000, messagesPerHour: 100_000 },
-        limits: { frames: { limit: 100_000, windowMs: 1000 }, maxBufferedBytes: 65536 },
+        limits: { frames: { limit: 100_000, windowMs: 1000 }, maxBufferedBytes: 256 * 1024 },
       });
       const slow = await authed(srv.url);
       const sender = await authed(srv.url);
