@@ -143,6 +143,10 @@ function buildSql(t: (table: string) => string) {
         ) AS p(u)
       )
       SELECT id, uuid, direct_key FROM c`,
+    /** Direct conversations this transaction created and left empty (with their two members). */
+    dropDirects: `
+      WITH m AS (DELETE FROM ${t('members')} WHERE conv = ANY($1::int[]))
+      DELETE FROM ${t('conversations')} WHERE id = ANY($1::int[])`,
     // Any kind: a message may name a direct conversation by its id too.
     findConversations: `
       SELECT id, tenant_id, uuid, kind FROM ${t('conversations')} WHERE uuid = ANY($1::uuid[])`,
@@ -736,6 +740,14 @@ export class PostgresStore implements Store {
       if (k !== undefined) existing.set(k, message);
       // Not known to this node as a writer there: maybe the first (another node may have known).
       out[i] = firstWrite ? { status: 'stored', message, deliveries, firstWrite: true } : { status: 'stored', message, deliveries };
+    }
+    // A direct conversation this batch created for messages it then refused (inbox_full) or found
+    // stored already (a clientMsgId's retry to a new peer) holds nothing: it goes again, or it would
+    // list an empty conversation at the top of both users' lists (SQLite creates none).
+    const unused = [...tx.newDirects].filter(([, c]) => !w.convs.has(c.id));
+    if (unused.length > 0) {
+      await client.query({ ...this.#sql.dropDirects, values: [unused.map(([, c]) => c.id)] });
+      for (const [k] of unused) tx.newDirects.delete(k);
     }
     if (!w.empty) await client.query({ ...this.#sql.write, values: w.values() });
     for (const wk of w.wrote) tx.newWriters.add(wk);

@@ -444,6 +444,26 @@ function storeContract(name: string, makeHarness: () => Harness): void {
       assert.equal(await lastPos(store, bob!), 6);
     });
 
+    test('a direct message refused (inbox_full) or answered as a duplicate creates no conversation', async () => {
+      const [alice, bob, carol, dave] = users(4);
+      const limits = { maxInboxSize: 1 };
+      assert.equal((await store.appendMessages([dm(carol!, bob!)], limits))[0]!.status, 'stored');
+      // Alice never wrote to bob, whose backlog is full; in one batch with a message that is stored.
+      const out = await store.appendMessages([dm(alice!, bob!), dm(alice!, dave!, { clientMsgId: 'c-1' })], limits);
+      assert.deepEqual(out.map((o) => o.status), ['inbox_full', 'stored']);
+      // The key again, now towards a new peer: a duplicate of the first, nothing stored.
+      assert.equal((await store.appendMessages([dm(alice!, carol!, { clientMsgId: 'c-1' })], limits))[0]!.status, 'duplicate');
+      assert.equal(await store.directConversationId(T, alice!, bob!), undefined);
+      assert.equal(await store.directConversationId(T, alice!, carol!), undefined);
+      const listed = async (u: string) => (await store.listConversations(T, u, { limit: 10, groupHistory: 'since_join' })).conversations.map((c) => c.peerId);
+      assert.deepEqual(await listed(alice!), [dave]);
+      assert.deepEqual(await listed(bob!), [carol]);
+      // A later message that is stored creates the conversation as usual.
+      assert.equal((await store.acknowledge(T, bob!, 'phone', 1)).position, 1);
+      assert.equal((await store.appendMessages([dm(alice!, bob!)], limits))[0]!.status, 'stored');
+      assert.ok((await store.directConversationId(T, alice!, bob!)) !== undefined);
+    });
+
     test('group members at the bound are skipped; the sender always gets its copy', async () => {
       const [owner, a, b] = users(3);
       const gid = await createGroup(store, owner!, [a!, b!]);
