@@ -216,4 +216,23 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
     CREATE TRIGGER members_rejoined AFTER UPDATE OF left_seq ON ${t('members')}
       FOR EACH ROW WHEN (OLD.left_seq IS NOT NULL AND NEW.left_seq IS NULL)
       EXECUTE FUNCTION ${t('members_rejoined')}();`,
+
+  // Version 7, two corrections of earlier upgrades:
+  // - version 5 counted a delete (kind 3, whose sender is whoever deleted) as writing, so a
+  //   moderator who only ever deleted others' messages was upgraded to sharing their presence and
+  //   receipts; the running code never marks a delete. Un-marked: members whose only
+  //   non-membership events there are deletes, in a conversation whose first event is still
+  //   stored (else version 5 could not tell either, and kept them sharing);
+  // - version 2 took a direct conversation's last_at from its last v1 message by v1 order, not
+  //   the newest time (v1 nodes' clocks could disagree): lastActivityAt never moves back, so it is
+  //   the newest of its events' times (SQLite's upgrade took max from the start).
+  (t) => `
+    UPDATE ${t('members')} m SET wrote = false
+      WHERE m.wrote
+        AND EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.sender = m."user" AND e.kind = 3)
+        AND NOT EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.sender = m."user" AND e.kind IN (0, 2, 4))
+        AND EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.seq = 1);
+    UPDATE ${t('conversations')} c SET last_at = x.newest
+      FROM (SELECT conv, max(ts) AS newest FROM ${t('events')} GROUP BY conv) x
+      WHERE x.conv = c.id AND x.newest > c.last_at;`,
 ];

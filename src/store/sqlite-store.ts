@@ -324,6 +324,16 @@ const MIGRATIONS: readonly string[] = [
      BEGIN
        INSERT OR REPLACE INTO member_periods (conv, user, joined_seq, left_seq) VALUES (old.conv, old.user, old.joined_seq, old.left_seq);
      END;`,
+  // Schema 9: schema 7 counted a delete (kind 3, whose sender is whoever deleted) as writing, so a
+  // moderator who only ever deleted others' messages was upgraded to sharing their presence and
+  // receipts; the running code never marks a delete. Un-marked: members whose only non-membership
+  // events there are deletes, in a conversation whose first event is still stored (else schema 7
+  // could not tell either, and kept them sharing).
+  `UPDATE members SET wrote = 0
+     WHERE wrote = 1
+       AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.sender = members.user AND e.kind = 3)
+       AND NOT EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.sender = members.user AND e.kind IN (0, 2, 4))
+       AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.seq = 1);`,
 ];
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */

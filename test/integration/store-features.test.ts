@@ -20,6 +20,7 @@ import { PG_URL } from '../helpers/harness.js';
 
 const T = 'default';
 const OPTS = { maxInboxSize: 1000 };
+const LIMITS = { maxGroupMembers: 10, maxGroupsPerUser: 10 };
 let clock = Date.now();
 const now = (): number => ++clock;
 
@@ -28,6 +29,8 @@ interface Backend {
   open(options?: PrivacyOption): Promise<Store>;
   /** Drop the later schemas' additions and version rows: the database is exactly at schema 2 (PostgreSQL) / 3 (SQLite). */
   downgrade(): Promise<void>;
+  /** Back to just before `members.wrote`: schema 6 (SQLite) / version 4 (PostgreSQL). */
+  beforeWrote(): Promise<void>;
   teardown(): Promise<void>;
 }
 
@@ -44,13 +47,20 @@ function sqlite(): Backend {
     async downgrade() {
       const db = new Database(file);
       // Schema 8 first (membership periods), 7 (members.wrote), 6 (the dedupe index as it was), 5 (recent timeline entries back into timeline), then 4.
-      db.exec(`DROP TRIGGER members_rejoined; DROP TABLE member_periods; DELETE FROM schema_version WHERE version = 8;
+      db.exec(`DELETE FROM schema_version WHERE version = 9;
+               DROP TRIGGER members_rejoined; DROP TABLE member_periods; DELETE FROM schema_version WHERE version = 8;
                ALTER TABLE members DROP COLUMN wrote; DELETE FROM schema_version WHERE version = 7;
                CREATE UNIQUE INDEX events_dedupe ON events (sender, client_msg_id) WHERE client_msg_id IS NOT NULL; DROP INDEX events_client_msg;
                DELETE FROM schema_version WHERE version = 6;
                INSERT INTO timeline SELECT * FROM timeline_recent; DROP TABLE timeline_recent; DELETE FROM schema_version WHERE version = 5;
                DROP INDEX events_edits; ALTER TABLE events DROP COLUMN edited_at; ALTER TABLE members DROP COLUMN delivered_seq;
                ALTER TABLE members DROP COLUMN receipt_seq; ALTER TABLE users DROP COLUMN presence; DELETE FROM schema_version WHERE version = 4;`);
+      db.close();
+    },
+    async beforeWrote() {
+      const db = new Database(file);
+      db.exec(`DROP TRIGGER members_rejoined; DROP TABLE member_periods; ALTER TABLE members DROP COLUMN wrote;
+               DELETE FROM schema_version WHERE version >= 7;`);
       db.close();
     },
     async teardown() {
@@ -72,7 +82,8 @@ function postgres(): Backend {
     async downgrade() {
       const t = (x: string): string => `"${schema}".${x}`;
       // Version 6 first (membership periods), 5 (members.wrote), 4 (the dedupe index as it was), then 3.
-      await admin.query(`DROP TRIGGER members_rejoined ON ${t('members')}; DROP FUNCTION ${t('members_rejoined')}(); DROP TABLE ${t('member_periods')};
+      await admin.query(`DELETE FROM ${t('schema_version')} WHERE version = 7;
+        DROP TRIGGER members_rejoined ON ${t('members')}; DROP FUNCTION ${t('members_rejoined')}(); DROP TABLE ${t('member_periods')};
         DELETE FROM ${t('schema_version')} WHERE version = 6;
         ALTER TABLE ${t('members')} DROP COLUMN wrote; DELETE FROM ${t('schema_version')} WHERE version = 5;
         CREATE UNIQUE INDEX events_dedupe ON ${t('events')} (sender, client_msg_id) WHERE client_msg_id IS NOT NULL;
@@ -83,6 +94,11 @@ function postgres(): Backend {
       // The new dedupe index built beforehand without blocking, as docs/operations.md tells operators
       // of large tables: the version 4 migration must then go through all the same.
       await admin.query(`CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS events_client_msg ON ${t('events')} (client_msg_id, sender) WHERE client_msg_id IS NOT NULL`);
+    },
+    async beforeWrote() {
+      const t = (x: string): string => `"${schema}".${x}`;
+      await admin.query(`DROP TRIGGER members_rejoined ON ${t('members')}; DROP FUNCTION ${t('members_rejoined')}(); DROP TABLE ${t('member_periods')};
+        ALTER TABLE ${t('members')} DROP COLUMN wrote; DELETE FROM ${t('schema_version')} WHERE version >= 5;`);
     },
     async teardown() {
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -413,6 +429,31 @@ for (const make of [sqlite, postgres]) {
         assert.deepEqual([...audience.sharing].sort(), [...audience.members].sort());
         await store.acknowledge(T, b, 'phone', 1);
         assert.deepEqual((await store.receipts(T, a, [m.conversationId], 5)).get(m.conversationId), { delivered: 1, read: 0, members: [{ userId: b, delivered: 1, read: 0 }] });
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('the upgrade that adds members.wrote marks whom the running code marks: a moderator who only deleted others\' messages shares nothing', async () => {
+      const [owner, bob, carol] = [randomUUID(), randomUUID(), randomUUID()];
+      const gid = randomUUID();
+      let store = await backend.open();
+      const ts = now();
+      const created = await store.createGroup({ tenantId: T, actorId: owner, eventId: messageId(ts), timestamp: ts, conversationId: gid, name: 'g', memberIds: [bob, carol] }, LIMITS);
+      assert.equal(created.status, 'ok');
+      const fromBob = await send(store, message(bob, { conversationId: gid }, 'bob writes'));
+      const fromCarol = await send(store, message(carol, { conversationId: gid }, 'carol writes, then deletes it'));
+      for (const [actor, m] of [[owner, fromBob], [carol, fromCarol]] as const) {
+        const t2 = now();
+        assert.equal((await store.deleteMessage({ tenantId: T, actorId: actor, eventId: messageId(t2), messageId: m.id, timestamp: t2 }, OPTS)).status, 'ok');
+      }
+      const sharingNow = (await store.audienceOf(T, gid, owner))!.sharing.sort();
+      assert.deepEqual(sharingNow, [bob, carol].sort(), 'the running code: a delete is not writing; a deleted message was');
+      await store.close();
+      await backend.beforeWrote();
+      store = await backend.open();
+      try {
+        assert.deepEqual((await store.audienceOf(T, gid, owner))!.sharing.sort(), sharingNow, 'the upgrade agrees');
       } finally {
         await store.close();
       }

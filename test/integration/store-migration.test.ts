@@ -177,6 +177,13 @@ function buildV1Messages(): V1Message[] {
     if (rand() < 0.45) m.ackedAt = timestamp + 5000;
     out.push(m);
   }
+  // A v1 node with a slow clock: the last message stored carries a time older than the earlier
+  // ones of its pair. A conversation's lastActivityAt is its newest time (it never moves back),
+  // not the time of its last message by v1 order.
+  const skewed = out[out.length - 1]!;
+  skewed.timestamp = BASE_TS - 60_000;
+  skewed.id = uuid7(skewed.timestamp);
+  if (skewed.ackedAt !== null) skewed.ackedAt = skewed.timestamp + 5000;
   // A message exactly like one the v1 pipeline stored with every field at once.
   return out;
 }
@@ -443,7 +450,7 @@ function postgresBackend(): Backend {
 // ---------------------------------------------------------------------------------------------
 
 /** Every migration applied after the upgrade (SQLite's 3 rebuilds `events` as a rowid table). */
-const CURRENT_VERSIONS: Record<string, number[]> = { SQLite: [1, 2, 3, 4, 5, 6, 7, 8], PostgreSQL: [1, 2, 3, 4, 5, 6] };
+const CURRENT_VERSIONS: Record<string, number[]> = { SQLite: [1, 2, 3, 4, 5, 6, 7, 8, 9], PostgreSQL: [1, 2, 3, 4, 5, 6, 7] };
 
 function migrationSuite(name: string, makeBackend: () => Backend): void {
   describe(`v1 → v2 migration: ${name}`, () => {
@@ -568,7 +575,7 @@ function migrationSuite(name: string, makeBackend: () => Backend): void {
         const last = messages[messages.length - 1]!;
         assert.equal(summary.kind, 'direct');
         assert.equal(summary.lastSeq, messages.length);
-        assert.equal(summary.lastActivityAt, last.timestamp);
+        assert.equal(summary.lastActivityAt, Math.max(...messages.map((m) => m.timestamp)), 'the newest time, whatever the v1 order');
         assert.equal(summary.memberCount, last.senderId === last.recipientId ? 1 : 2);
         assert.deepEqual(summary.lastMessage, expectedMessage(last, summary.conversationId, messages.length));
       }
