@@ -32,6 +32,7 @@ import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
 import { inTransaction } from './pg-transaction.js';
 import { decodeListCursor, encodeListCursor } from './list-cursor.js';
+import { atInboxBound, backlogFloor } from './inbox-bound.js';
 import { asSeenByFormerMember, editedMessages, seenUntil, type MembershipPeriod } from './former-member-view.js';
 import type {
   AddMembersRequest,
@@ -143,6 +144,9 @@ function buildSql(t: (table: string) => string) {
         ) AS p(u)
       )
       SELECT id, uuid, direct_key FROM c`,
+    /** Each user's oldest timeline position still stored (users with none are left out). */
+    firstPositions: `
+      SELECT "user", min(pos) AS first_pos FROM ${t('timeline')} WHERE "user" = ANY($1::int[]) GROUP BY "user"`,
     /** Direct conversations this transaction created and left empty (with their two members). */
     dropDirects: `
       WITH m AS (DELETE FROM ${t('members')} WHERE conv = ANY($1::int[]))
@@ -357,6 +361,8 @@ interface DirectConversation {
 interface LockedUser {
   lastPos: number;
   ackedPos: number;
+  /** Where the backlog starts (inbox-bound.ts): set by #readBacklogFloors for users at the bound. */
+  floor?: number;
 }
 
 interface CurrentMember {
@@ -619,6 +625,7 @@ export class PostgresStore implements Store {
       }
     }
     const users = await this.#lockUsers(client, uuidOf.keys());
+    await this.#readBacklogFloors(client, users, maxInboxSize);
 
     // 3. Stored duplicates: read after the sender's lock, so a retry another node just committed
     // for this sender is seen here (every writer of a sender holds that sender's row lock).
@@ -691,7 +698,7 @@ export class PostgresStore implements Store {
             if (x.uid === sender) recipients.push(x.uid);
             else {
               const u = users.get(x.uid)!;
-              if (u.lastPos - u.ackedPos < maxInboxSize) recipients.push(x.uid);
+              if (!atInboxBound(u.lastPos, u.ackedPos, maxInboxSize, () => u.floor ?? u.ackedPos)) recipients.push(x.uid);
             }
           }
         }
@@ -699,7 +706,7 @@ export class PostgresStore implements Store {
       // A direct message to a full inbox is refused (a group message only skips that member).
       if (peer !== undefined && peer !== sender) {
         const p = users.get(peer)!;
-        if (p.lastPos - p.ackedPos >= maxInboxSize) {
+        if (atInboxBound(p.lastPos, p.ackedPos, maxInboxSize, () => p.floor ?? p.ackedPos)) {
           out[i] = INBOX_FULL;
           continue;
         }
@@ -1425,6 +1432,7 @@ export class PostgresStore implements Store {
       const [state] = await q<{ last_seq: string; closed: boolean; kind: number }>('lockConv', [conv]);
       const members = await this.#currentMembers(client, [conv]);
       const users = await this.#lockUsers(client, members.map((m) => m.uid));
+      if (what === 'edit') await this.#readBacklogFloors(client, users, o.maxInboxSize);
       const first = await duplicate();
       if (first !== undefined) return first;
       const [row] = await q<PgEventRow & { sender_int: number }>('target', [messageId]);
@@ -1467,7 +1475,7 @@ export class PostgresStore implements Store {
         if (m.uid !== actor && editSkipsLater && m.joinedSeq > Number(row.seq)) continue;
         const u = users.get(m.uid)!;
         // An edit skips a member at the bound, as a message does; a delete reaches every copy.
-        if (what === 'edit' && m.uid !== actor && u.lastPos - u.ackedPos >= o.maxInboxSize) continue;
+        if (what === 'edit' && m.uid !== actor && atInboxBound(u.lastPos, u.ackedPos, o.maxInboxSize, () => u.floor ?? u.ackedPos)) continue;
         const pos = u.lastPos + 1;
         tl.user.push(m.uid);
         tl.pos.push(pos);
@@ -1543,6 +1551,21 @@ export class PostgresStore implements Store {
       values: [convs],
     });
     return rows.map((r) => ({ conv: r.conv, uid: r.uid, uuid: r.uuid, role: r.role, joinedSeq: Number(r.joined_seq) }));
+  }
+
+  /**
+   * For the locked users whose acknowledged position alone puts them at `maxInboxSize`: where
+   * their backlog starts, below the oldest entry retention kept (one query, only at the bound).
+   */
+  async #readBacklogFloors(client: pg.PoolClient, users: Map<number, LockedUser>, maxInboxSize: number): Promise<void> {
+    const atBound = [...users].filter(([, u]) => u.lastPos - u.ackedPos >= maxInboxSize).map(([id]) => id);
+    if (atBound.length === 0) return;
+    const { rows } = await client.query<{ user: number; first_pos: string }>({ ...this.#sql.firstPositions, values: [atBound] });
+    const first = new Map(rows.map((r) => [r.user, Number(r.first_pos)]));
+    for (const id of atBound) {
+      const u = users.get(id)!;
+      u.floor = backlogFloor(u.ackedPos, first.get(id), u.lastPos);
+    }
   }
 
   async #lockUsers(client: pg.PoolClient, ids: Iterable<number>): Promise<Map<number, LockedUser>> {

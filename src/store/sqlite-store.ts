@@ -76,6 +76,7 @@ import type {
 } from './store.js';
 import { bytesToUuid, isUuid, uuidToBytes, uuidV7LowerBound } from './uuid-bytes.js';
 import { decodeListCursor, encodeListCursor } from './list-cursor.js';
+import { atInboxBound, backlogFloor } from './inbox-bound.js';
 import { asSeenByFormerMember, seenUntil, type MembershipPeriod } from './former-member-view.js';
 
 export interface SqliteStoreOptions extends PrivacyOption {
@@ -609,6 +610,10 @@ interface UserCounters {
   last: number;
   acked: number;
   dirty: boolean;
+  /** `last` when the transaction first read it (its entries from then on are not in the tables yet). */
+  start: number;
+  /** Where the backlog starts (inbox-bound.ts), read at the bound once per transaction. */
+  floor?: number;
 }
 
 interface ConvCounters {
@@ -1186,7 +1191,8 @@ export class SqliteStore implements Store {
       if (m.user !== actor && editSkipsLater && m.joined_seq > row.seq) continue;
       const c = s.userCounters.get(m.user)!;
       // An edit skips a member at the bound, as a message does; a delete reaches every copy.
-      if (what === 'edit' && m.user !== actor && c.last_pos - c.acked_pos >= o.maxInboxSize) continue;
+      const floor = (): number => backlogFloor(c.acked_pos, s.firstPos.get(m.user, m.user), c.last_pos);
+      if (what === 'edit' && m.user !== actor && atInboxBound(c.last_pos, c.acked_pos, o.maxInboxSize, floor)) continue;
       const pos = c.last_pos + 1;
       this.#appendTimeline(m.user, pos, info.id, seq);
       s.setLastPos.run(pos, m.user);
@@ -1521,15 +1527,17 @@ export class SqliteStore implements Store {
       let c = users.get(id);
       if (c === undefined) {
         const cached = this.#userCounters.get(id);
-        if (cached !== undefined) c = { id, last: cached.last, acked: cached.acked, dirty: false };
+        if (cached !== undefined) c = { id, last: cached.last, acked: cached.acked, dirty: false, start: cached.last };
         else {
           const row = s.userCounters.get(id)!;
-          c = { id, last: row.last_pos, acked: row.acked_pos, dirty: false };
+          c = { id, last: row.last_pos, acked: row.acked_pos, dirty: false, start: row.last_pos };
         }
         users.set(id, c);
       }
       return c;
     };
+    const full = (c: UserCounters): boolean =>
+      atInboxBound(c.last, c.acked, maxInboxSize, () => (c.floor ??= backlogFloor(c.acked, s.firstPos.get(c.id, c.id), c.start)));
     const convCounters = (id: number): ConvCounters => {
       let c = convs.get(id);
       if (c === undefined) {
@@ -1573,8 +1581,7 @@ export class SqliteStore implements Store {
         const peerUuid = m.to.peerId;
         const peer = this.#userId(s, tenant, peerUuid, true);
         if (peer !== sender) {
-          const pc = counters(peer);
-          if (pc.last - pc.acked >= maxInboxSize) {
+          if (full(counters(peer))) {
             out[i] = INBOX_FULL;
             continue;
           }
@@ -1597,8 +1604,7 @@ export class SqliteStore implements Store {
           }
           const peer = ids.find((r) => r.id !== sender);
           if (peer !== undefined) {
-            const pc = counters(peer.id);
-            if (pc.last - pc.acked >= maxInboxSize) {
+            if (full(counters(peer.id))) {
               out[i] = INBOX_FULL;
               continue;
             }
@@ -1644,7 +1650,7 @@ export class SqliteStore implements Store {
       for (const r of recipients) {
         const uc = counters(r.id);
         // A group member at the bound is skipped; the sender's own copy is always written.
-        if (r.id !== sender && uc.last - uc.acked >= maxInboxSize) continue;
+        if (r.id !== sender && full(uc)) continue;
         uc.last++;
         uc.dirty = true;
         this.#appendTimeline(r.id, uc.last, info.id, seq);

@@ -282,6 +282,32 @@ for (const backend of backends) {
       }
     });
 
+    test('retention: entries it deleted unacknowledged no longer count towards chat.maxInboxSize', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b, c, g] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+        const bound = { maxInboxSize: 2 };
+        const t0 = Date.now() - 900_000; // older than every other test's messages
+        for (let i = 0; i < 2; i++) {
+          const [out] = await store.appendMessages([message(a, { peerId: b }, `old ${i}`, t0 + i)], bound);
+          assert.equal(out?.status, 'stored');
+        }
+        assert.equal((await store.appendMessages([message(c, { peerId: b }, 'refused')], bound))[0]?.status, 'inbox_full');
+        assert.equal(await store.pruneOlderThan(t0 + 100), 2);
+        // b's backlog is gone with the entries: room for exactly two again, in one batch as across batches.
+        const next = await store.appendMessages([message(c, { peerId: b }), message(c, { peerId: b }), message(c, { peerId: b })], bound);
+        assert.deepEqual(next.map((o) => o.status), ['stored', 'stored', 'inbox_full']);
+        assert.equal((await store.appendMessages([message(a, { peerId: b })], bound))[0]?.status, 'inbox_full');
+        // A group message skips a member at the bound, and reaches one whose backlog retention emptied.
+        const ts = now();
+        assert.equal((await store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts), timestamp: ts, conversationId: g, name: 'g', memberIds: [b] }, LIMITS)).status, 'ok');
+        const [gm] = await store.appendMessages([message(a, { conversationId: g }, 'to the group')], bound);
+        assert.deepEqual((gm as { deliveries: { userId: string }[] }).deliveries.map((d) => d.userId), [a], 'b is at the bound');
+      } finally {
+        await store.close();
+      }
+    });
+
     // Files only the SQLite backend has (PostgreSQL keeps old row versions until vacuum: protocol.md §6a).
     if (backend.files !== undefined) test('SQLite: after a delete, neither the original nor the edited body is left in the database files', async () => {
       const store = await backend.open();

@@ -1,0 +1,21 @@
+/**
+ * The backlog bound (`chat.maxInboxSize`) counts the timeline entries no device acknowledged that
+ * are still stored. Retention deletes entries whether acknowledged or not: a user away longer than
+ * `chat.retentionDays` must not be refused new messages for entries no longer kept. Both stores
+ * decide with these two functions; the stored floor is read only at the bound (rarely).
+ */
+
+/**
+ * Where a user's backlog starts: their acknowledged position, or just below their oldest entry
+ * still stored (`firstRetained`; null or undefined: none stored, so just above `lastBefore`, their
+ * last position before this transaction's entries).
+ */
+export function backlogFloor(acked: number, firstRetained: number | null | undefined, lastBefore: number): number {
+  return Math.max(acked, (firstRetained ?? lastBefore + 1) - 1);
+}
+
+/** True when one more entry would pass the bound; `floor()` is asked only when the acknowledged position alone says so. */
+export function atInboxBound(last: number, acked: number, maxInboxSize: number, floor: () => number): boolean {
+  if (last - acked < maxInboxSize) return false;
+  return last - Math.max(acked, floor()) >= maxInboxSize;
+}
