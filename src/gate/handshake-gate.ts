@@ -14,6 +14,8 @@ export interface GateRefusal {
   status: 400 | 401 | 403 | 429 | 503;
   /** Security-event reason. */
   event: string;
+  /** When the refusal says how long it lasts (attempt rate, lockout): ms until a retry may pass. */
+  retryAfterMs?: number;
 }
 
 /**
@@ -42,8 +44,8 @@ export interface HandshakeGateOptions {
   reserve(ip: string): () => void;
 }
 
-function refuse(status: GateRefusal['status'], event: string): GateResult {
-  return { ok: false, status, event };
+function refuse(status: GateRefusal['status'], event: string, retryAfterMs?: number): GateResult {
+  return retryAfterMs === undefined ? { ok: false, status, event } : { ok: false, status, event, retryAfterMs };
 }
 
 /** The `token` query parameter, if any (the URL is never logged). */
@@ -60,8 +62,9 @@ export function queryToken(url: string | undefined): string | undefined {
  */
 export async function runHandshakeGate(o: HandshakeGateOptions, req: IncomingMessage, ip: string): Promise<GateResult> {
   const attempt = await o.limiter.consume(`att:${ip}`, [o.attemptRule]);
-  if (!attempt.allowed) return refuse(429, 'connection_attempt_rate');
-  if ((await o.limiter.blockedFor(o.lockoutKey(ip))) > 0) return refuse(429, 'auth_locked_out');
+  if (!attempt.allowed) return refuse(429, 'connection_attempt_rate', attempt.retryAfter);
+  const locked = await o.limiter.blockedFor(o.lockoutKey(ip));
+  if (locked > 0) return refuse(429, 'auth_locked_out', locked);
   const capacity = o.capacity(ip);
   if (capacity === 'connections') return refuse(503, 'node_connection_cap');
   if (capacity !== 'ok') return refuse(429, capacity === 'unauthenticated' ? 'unauthenticated_cap' : 'unauthenticated_ip_cap');

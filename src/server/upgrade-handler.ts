@@ -43,8 +43,10 @@ function destroySelf(this: Duplex): void {
   this.destroy();
 }
 
-export function refuseHandshake(socket: Duplex, status: number): void {
-  const extra = status === 429 || status === 503 ? 'Retry-After: 60\r\n' : '';
+/** `retryAfterMs`: how long the refusal lasts, when known (an attempt rate, a lockout); else 60 s. */
+export function refuseHandshake(socket: Duplex, status: number, retryAfterMs?: number): void {
+  const seconds = retryAfterMs === undefined ? 60 : Math.max(1, Math.ceil(retryAfterMs / 1000));
+  const extra = status === 429 || status === 503 ? `Retry-After: ${seconds}\r\n` : '';
   // Destroyed once the answer is written: a peer that never closes its side must not hold the
   // socket (an upgrade request's socket is not managed by the HTTP server's timeouts).
   socket.once('finish', destroySelf);
@@ -82,7 +84,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
           // A client that left while its check waited is no security event (as when it leaves during the gate).
           if (result.event !== 'client_gone') o.security(result.event, { ip, code: result.status });
           o.onHandshake?.('refused', result.event);
-          refuseHandshake(socket, result.status);
+          refuseHandshake(socket, result.status, result.retryAfterMs);
           return;
         }
         // The IP slot is tied to the TCP socket: released on every close path, upgrade or not —

@@ -46,6 +46,24 @@ after(async () => {
   await admin.quit();
 });
 
+/** The raw HTTP answer to a WebSocket upgrade request (status line and headers). */
+function rawHandshakeAnswer(wsUrl: string): Promise<string> {
+  const url = new URL(wsUrl);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(url.port), url.hostname, () => {
+      socket.write(
+        `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://localhost\r\n\r\n`,
+      );
+    });
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (text += d));
+    socket.on('close', () => resolve(text));
+    socket.on('error', reject);
+  });
+}
+
 const chat = (recipientId: string, content: string, clientMsgId?: string): Record<string, unknown> => ({
   type: 'chat_message',
   recipientId,
@@ -505,8 +523,8 @@ function limitsSuite(kind: StoreKind): void {
       await u3.opened;
     });
 
-    test('auth brute force: 3 bad tokens from an IP lock it out (429) for authLockoutMs; another IP is unaffected', async () => {
-      const srv = await start({ limits: { maxAuthFailures: 3, authLockoutMs: 60_000 } });
+    test('auth brute force: 3 bad tokens from an IP lock it out (429, Retry-After the lockout left) for authLockoutMs; another IP is unaffected', async () => {
+      const srv = await start({ limits: { maxAuthFailures: 3, authLockoutMs: 120_000 } });
       for (let i = 0; i < 3; i++) {
         const c = track(openClient(srv.url));
         await c.opened;
@@ -516,6 +534,10 @@ function limitsSuite(kind: StoreKind): void {
         assert.equal((await c.closed).code, 4003);
       }
       assert.equal(await handshakeStatus(srv.url), 429);
+      // Retry-After says how long the lockout lasts (120 s here, less what passed), not a fixed 60.
+      const answer = await rawHandshakeAnswer(srv.url);
+      const retryAfter = Number(/retry-after: (\d+)/i.exec(answer)?.[1]);
+      assert.ok(retryAfter > 60 && retryAfter <= 120, `Retry-After ${retryAfter}`);
       await authed(srv.url, newUserId(), { localAddress: '127.0.0.2' });
     });
 
