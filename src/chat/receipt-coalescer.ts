@@ -42,10 +42,14 @@ export class ReceiptCoalescer {
     this.#open(key, tenantId, conversationId, userId);
   }
 
-  /** Pending updates are dropped (the positions are in storage; list_conversations/history give them). */
+  /** Pending updates go out now (a node shutting down must not leave the members' live view behind). */
   close(): void {
-    for (const slot of this.#slots.values()) clearTimeout(slot.timer);
+    const slots = [...this.#slots.values()];
     this.#slots.clear();
+    for (const slot of slots) {
+      clearTimeout(slot.timer);
+      if (slot.pending !== undefined) this.flush(slot.tenantId, slot.conversationId, slot.userId, slot.pending);
+    }
   }
 
   get size(): number {

@@ -54,8 +54,19 @@ export class ReceiptService {
     return found;
   }
 
-  close(): void {
+  /**
+   * The member wrote in the conversation for the first time: from now on they share (§6a), so the
+   * other members are told the positions already stored — a read made before the first message
+   * went nowhere then, and no later frame would carry it until the member reads again.
+   */
+  shared(tenantId: string, userId: string, conversationId: string): void {
+    if (this.opts.enabled) this.#inOrder(tenantId, conversationId, userId, { delivered: 0, read: 0 });
+  }
+
+  /** Sends what the coalescer still holds and waits for every send under way. */
+  async close(): Promise<void> {
     this.#coalescer.close();
+    await Promise.all(this.#sending.values());
   }
 
   #inOrder(tenantId: string, conversationId: string, userId: string, p: ReceiptPositions): void {
@@ -85,12 +96,15 @@ export class ReceiptService {
     // other devices, on another node): send what is stored, so a flush held for the window
     // does not send a position below one another node published in between.
     const stored = audience.positions;
+    const delivered = p.delivered === undefined ? 0 : Math.max(p.delivered, stored.delivered);
+    const read = p.read === undefined ? 0 : Math.max(p.read, stored.read);
+    if (delivered === 0 && read === 0) return; // nothing to tell (positions start at 1)
     const frame = JSON.stringify({
       type: 'receipt',
       conversationId,
       userId,
-      ...(p.delivered !== undefined ? { delivered: Math.max(p.delivered, stored.delivered) } : {}),
-      ...(p.read !== undefined ? { read: Math.max(p.read, stored.read) } : {}),
+      ...(delivered > 0 ? { delivered } : {}),
+      ...(read > 0 ? { read } : {}),
     });
     for (const m of members) if (m !== userId) this.opts.bus.publish(peerKey(tenantId, m), frame);
   }

@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js';
 import type { Identity } from '../auth/token-verifier.js';
-import type { TokenChecks } from '../pipeline/token-checks.js';
+import type { TokenCheckFn } from '../pipeline/token-checks.js';
 import { checkOrigin, rawHeaderValues, type OriginPolicy } from './origin.js';
 
 export interface GateRefusal {
@@ -32,7 +32,7 @@ export interface HandshakeGateOptions {
   maxConnectionsPerIP: number;
   allowQueryToken: boolean;
   /** The query token under the IP's lockout; a refusal counts towards it, as a refused `auth` frame does. */
-  checkToken: TokenChecks;
+  checkToken: TokenCheckFn;
   lockoutKey(ip: string): string;
   /** Node-wide caps held by the server (open sockets, unauthenticated ones). */
   capacity(ip: string): 'ok' | 'connections' | 'unauthenticated' | 'unauthenticated_ip';

@@ -222,14 +222,16 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
 
     async refresh(session, token) {
       const current = session.identity!;
-      const result = await o.checkToken(session.ip, token, () => session.isOpen);
-      if (!session.isOpen || result === 'abandoned') return;
-      if (result === 'locked_out') return fail(session, 'auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN);
+      const check = await o.checkToken.refresh(session.ip, token, () => session.isOpen);
+      if (!session.isOpen || check === 'abandoned') return;
+      const { result, lockedOut } = check;
+      const next = result.ok ? result.identity : undefined;
+      const same = next !== undefined && next.userId === current.userId && next.tenantId === current.tenantId;
+      // While the IP is locked out only the session's own identity passes; every other outcome is
+      // the lockout's answer, so a locked-out IP learns nothing about the tokens it tries.
+      if (lockedOut && !same) return fail(session, 'auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN);
       if (!result.ok) return refused(session, result.reason);
-      const next = result.identity;
-      if (next.userId !== current.userId || next.tenantId !== current.tenantId) {
-        return fail(session, 'identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE);
-      }
+      if (!same) return fail(session, 'identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE);
       if (await deniedAccess(session, next)) return;
       session.refresh(next);
       // A revocation of the new token published while it was checked closed nobody (no session

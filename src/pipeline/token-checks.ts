@@ -23,26 +23,40 @@ export interface TokenChecksOptions {
  */
 export type TokenCheck = VerifyResult | 'locked_out' | 'abandoned';
 
+/**
+ * A token refresh's check: judged even while the IP is locked out (`lockedOut` says so), because
+ * the session proved itself already and another socket of its IP (a shared NAT) may have caused
+ * the lockout; the caller must then accept only the session's own identity and answer anything
+ * else exactly as a lockout, so a locked-out IP learns nothing about the tokens it tries.
+ */
+export type RefreshCheck = { result: VerifyResult; lockedOut: boolean } | 'abandoned';
+
 /** `wanted`: asked when the check's turn comes; false skips it (a socket closed while it waited in line). */
-export type TokenChecks = (ip: string, token: string, wanted?: () => boolean) => Promise<TokenCheck>;
+export type TokenCheckFn = (ip: string, token: string, wanted?: () => boolean) => Promise<TokenCheck>;
+
+export interface TokenChecks extends TokenCheckFn {
+  /** The same line for a token refresh (see RefreshCheck). */
+  refresh(ip: string, token: string, wanted?: () => boolean): Promise<RefreshCheck>;
+}
 
 export function createTokenChecks(o: TokenChecksOptions): TokenChecks {
   /** The last check of each IP still running. */
-  const running = new Map<string, Promise<TokenCheck>>();
+  const running = new Map<string, Promise<unknown>>();
 
-  async function check(ip: string, token: string, wanted: () => boolean): Promise<TokenCheck> {
+  async function check(ip: string, token: string, wanted: () => boolean, judgeLockedOut: boolean): Promise<RefreshCheck | 'locked_out'> {
     // A socket that closed while waiting (auth timeout) costs its IP's line nothing more.
     if (!wanted()) return 'abandoned';
-    if ((await o.limiter.blockedFor(o.lockoutKey(ip))) > 0) return 'locked_out';
+    const lockedOut = (await o.limiter.blockedFor(o.lockoutKey(ip))) > 0;
+    if (lockedOut && !judgeLockedOut) return 'locked_out';
     const result = await o.verify(token);
     // The key set could not be read: nothing was judged, so nothing counts.
     if (!result.ok && result.reason !== 'unavailable') await o.countFailure(ip);
-    return result;
+    return { result, lockedOut };
   }
 
-  return (ip, token, wanted = () => true) => {
+  /** One check of `ip` at a time, in arrival order. */
+  function inLine<T>(ip: string, run: () => Promise<T>): Promise<T> {
     const before = running.get(ip);
-    const run = (): Promise<TokenCheck> => check(ip, token, wanted);
     const tail = before === undefined ? run() : before.then(run, run);
     running.set(ip, tail);
     const forget = (): void => {
@@ -50,5 +64,17 @@ export function createTokenChecks(o: TokenChecksOptions): TokenChecks {
     };
     tail.then(forget, forget);
     return tail;
-  };
+  }
+
+  const checks = (ip: string, token: string, wanted: () => boolean = () => true): Promise<TokenCheck> =>
+    inLine(ip, async () => {
+      const c = await check(ip, token, wanted, false);
+      return typeof c === 'string' ? c : c.result;
+    });
+  checks.refresh = (ip: string, token: string, wanted: () => boolean = () => true): Promise<RefreshCheck> =>
+    inLine(ip, async () => {
+      const c = await check(ip, token, wanted, true);
+      return c === 'locked_out' ? 'abandoned' : c; // never: a refresh is judged when locked out
+    });
+  return checks;
 }

@@ -199,7 +199,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     groupHistory: config.chat.groupHistory,
     receipts,
     replyBytes: Math.floor(config.limits.maxBufferedBytes / 4),
-    onFirstWrite: (sender, conversationId) => void presence.shared(sender.tenantId, sender.userId, conversationId),
+    onFirstWrite: (sender, conversationId) => {
+      void presence.shared(sender.tenantId, sender.userId, conversationId);
+      receipts.shared(sender.tenantId, sender.userId, conversationId);
+    },
     events: {
       stored: (n) => metrics.countStored(n),
       publishing: (receivedAt) => deliveryTimer.publishing(receivedAt),
@@ -434,7 +437,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       clearTimeout(timer);
       await serverClosed;
       await committer.close();
-      receipts.close();
+      await receipts.close();
       await presence.close();
       await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close(), admin!.close()]);
       hooks.timers.close();

@@ -541,9 +541,10 @@ function limitsSuite(kind: StoreKind): void {
       await authed(srv.url, newUserId(), { localAddress: '127.0.0.2' });
     });
 
-    test('token refreshes share the IP\'s line and lockout: a burst of 8 bad refreshes gets 3 tokens judged, the rest locked_out', async () => {
+    test('token refreshes share the IP\'s line and lockout: a burst of 8 bad refreshes gets 3 answered invalid_token, the rest locked_out; a session refreshing its own identity is not locked out', async () => {
       const srv = await start({ maxConnectionsPerUser: 10, limits: { maxAuthFailures: 3, authLockoutMs: 60_000 } });
-      const sessions = await Promise.all(Array.from({ length: 9 }, () => authed(srv.url)));
+      const sessions = await Promise.all(Array.from({ length: 10 }, () => authed(srv.url)));
+      const innocent = sessions.pop()!;
       const late = sessions.pop()!;
       for (const c of sessions) c.send({ type: 'auth', token: 'not.a.token' });
       const reasons = await Promise.all(sessions.map(async (c) => (await c.nextOfType('auth_failure')).reason));
@@ -553,10 +554,18 @@ function limitsSuite(kind: StoreKind): void {
         'one check per IP at a time: the 4th refusal onwards finds the IP locked out',
       );
       assert.equal(await handshakeStatus(srv.url), 429);
-      // A session opened before the lockout: its refresh is refused unjudged too.
+      // A session opened before the lockout: its refresh is answered locked_out too.
       late.send({ type: 'auth', token: 'another.bad.token' });
       assert.equal((await late.nextOfType('auth_failure')).reason, 'locked_out');
       assert.equal((await late.closed).code, 4003);
+      // Behind the same address (a NAT), a session refreshing to its own user's new token goes on:
+      // it proved itself already, and the lockout was someone else's doing.
+      innocent.send({ type: 'auth', token: await token({ sub: innocent.userId }) });
+      assert.equal((await innocent.nextOfType('auth_success')).userId, innocent.userId);
+      assert.equal(innocent.closeCode, undefined);
+      // Another user's valid token is answered as the lockout, not identity_change: nothing is learnt.
+      innocent.send({ type: 'auth', token: await token({ sub: newUserId() }) });
+      assert.equal((await innocent.nextOfType('auth_failure')).reason, 'locked_out');
     });
 
     test('pre-auth frame cap: a frame over maxPreAuthMessageSize closes 1009 before auth; the same size is fine after', async () => {

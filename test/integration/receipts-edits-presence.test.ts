@@ -146,6 +146,18 @@ function suite(backend: StorageBackend): void {
       assert.equal(ofType(member, 'receipt').filter((f) => f.userId === member.userId).length, 0);
     });
 
+    test("a read made before the member's first message reaches the others live once they write (§6a: from then on)", T, async () => {
+      const owner = await user();
+      const member = await user();
+      const gid = await createGroup(owner, [member.userId]);
+      const sent = await said(owner, { conversationId: gid }, 'hello group');
+      await waitEvent(member, String(sent.id));
+      await expectReply(member, { type: 'read', conversationId: gid, upToSeq: Number(sent.seq) }, 'read_updated'); // not sharing yet: goes nowhere
+      const told = owner.next((f) => f.type === 'receipt' && f.userId === member.userId && f.read === sent.seq);
+      await said(member, { conversationId: gid }, 'first words');
+      assert.equal((await told).read, sent.seq);
+    });
+
     test('chat.receipts "off": no receipt frames and no positions listed', T, async () => {
       const { srv: off } = await start({ chat: { receipts: 'off' } });
       const a = await user(off);
@@ -206,8 +218,12 @@ function suite(backend: StorageBackend): void {
       // could not see the victim's published online state until now, is told it at once.
       await waitFor(async () => ((await expectReply(v, { type: 'presence', conversationId: m.conversationId }, 'presence')).online as string[]).includes(victimId), 10_000, 'the victim published online', 50);
       const told = stranger.next((f) => f.type === 'presence_changed' && f.userId === victimId && f.online === true, true);
+      // … and the positions the victim reached before answering (the ack and read of the first message).
+      const positions = stranger.next((f) => f.type === 'receipt' && f.userId === victimId, true);
       await dm(v, stranger, 'hello');
       await told;
+      const before = await positions;
+      assert.deepEqual([before.conversationId, before.delivered, before.read], [m.conversationId, m.seq, m.seq]);
       const delivered = stranger.next((f) => f.type === 'receipt' && f.userId === victimId, true);
       const marker = ofType(v, 'chat_message').at(-1)!;
       v.send({ type: 'ack', upTo: Number(marker.pos) + 1 }); // the marker, and the victim's own answer after it

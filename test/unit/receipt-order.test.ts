@@ -2,7 +2,9 @@
  * Receipt frames as the other members receive them never move backwards: on one node, sends of one
  * member's positions go out in order even when storage answers out of order (a pool of
  * connections); across two nodes, a flush held for the coalescing window sends what storage holds
- * by then, not the older position it held. The SDK keeps only positions that moved forward.
+ * by then, not the older position it held; a held position still goes out when the node closes; a
+ * member's first message tells the others the positions stored before it. The SDK keeps only
+ * positions that moved forward.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -66,8 +68,8 @@ test('two nodes: a read held for the window is sent as stored by then, never bel
     const seen = readsSeenByA(received);
     assert.deepEqual(seen, [5, 8, 8], `A received read positions ${seen.join(', ')}`);
   } finally {
-    nodeX.close();
-    nodeY.close();
+    await nodeX.close();
+    await nodeY.close();
   }
 });
 
@@ -82,8 +84,35 @@ test('one node, chat.receiptCoalesceMs 0: storage answering out of order still s
     await sleep(100);
     assert.deepEqual(readsSeenByA(received), [5, 9]);
   } finally {
-    svc.close();
+    await svc.close();
   }
+});
+
+test('a position held for the window goes out when the node closes, before close() resolves', async () => {
+  const received: Received = [];
+  const stored = { delivered: 0, read: 0 };
+  const svc = new ReceiptService({ store: store(stored), bus: sharedBus(received), enabled: true, coalesceMs: 60_000, membersMax: 32, onError: (e) => assert.fail(String(e)) });
+  stored.read = 3;
+  svc.read('default', B, C, 3); // sent at once
+  stored.read = 5;
+  svc.read('default', B, C, 5); // held for the (long) window
+  await svc.close();
+  assert.deepEqual(readsSeenByA(received), [3, 5]);
+});
+
+test("a member's first message: the others are told the positions stored before it (a read made while not sharing)", async () => {
+  const received: Received = [];
+  const stored = { delivered: 3, read: 2 };
+  const svc = new ReceiptService({ store: store(stored), bus: sharedBus(received), enabled: true, coalesceMs: 1000, membersMax: 32, onError: (e) => assert.fail(String(e)) });
+  svc.shared('default', B, C);
+  await svc.close();
+  assert.deepEqual(received.filter((r) => r.to.endsWith(A)).map((r) => r.frame), [{ type: 'receipt', conversationId: C, userId: B, delivered: 3, read: 2 }]);
+  // Nothing stored yet: nothing to tell.
+  const none: Received = [];
+  const fresh = new ReceiptService({ store: store({ delivered: 0, read: 0 }), bus: sharedBus(none), enabled: true, coalesceMs: 0, membersMax: 32, onError: (e) => assert.fail(String(e)) });
+  fresh.shared('default', B, C);
+  await fresh.close();
+  assert.deepEqual(none, []);
 });
 
 test('SDK: a receipt reaches listeners only with the positions that moved forward', () => {
