@@ -21,12 +21,17 @@ export class RedisAccessPolicy implements AccessPolicy {
 
   async isDenied(identity: Identity): Promise<Denial | undefined> {
     const keys = [this.banKey(userKeyOf(identity))];
-    // A revocation made before revocations had a tenant (`admin:rev:<jti>`) still holds, for every
-    // tenant, until it expires: an upgrade must not let a revoked token back in.
-    if (identity.jti !== undefined) keys.push(this.revKey({ tenantId: identity.tenantId, jti: identity.jti }), `${this.prefix}admin:rev:${identity.jti}`);
-    const [ban, ...revoked] = await this.client.mget(...keys);
+    if (identity.jti !== undefined) keys.push(this.revKey({ tenantId: identity.tenantId, jti: identity.jti }), this.legacyRevKey(identity.jti));
+    const [ban, revoked, legacy] = await this.client.mget(...keys);
     if (ban !== null && ban !== undefined) return 'banned';
-    if (revoked.some((r) => r !== null && r !== undefined)) return 'revoked';
+    if (revoked !== null && revoked !== undefined) return 'revoked';
+    // The key nodes before tenant-scoped revocations read (`admin:rev:<jti>`): written by them, it
+    // holds for every tenant until it expires (an upgrade must not let a revoked token back in);
+    // written by this build (`until|tenant`, for them during a rolling upgrade), for its tenant only.
+    if (legacy !== null && legacy !== undefined) {
+      const bar = legacy.indexOf('|');
+      if (bar === -1 || legacy.slice(bar + 1) === identity.tenantId) return 'revoked';
+    }
     return undefined;
   }
 
@@ -40,12 +45,20 @@ export class RedisAccessPolicy implements AccessPolicy {
 
   async revoke(token: RevokedToken, until: number): Promise<void> {
     await this.client.set(this.revKey(token), String(until), 'PXAT', until);
+    // For nodes of the previous build in a rolling upgrade, which read only `admin:rev:<jti>` (and
+    // refuse the jti in every tenant: too much, never too little). NX: one written by them holds
+    // for every tenant and must not be narrowed to this one.
+    await this.client.set(this.legacyRevKey(token.jti), `${until}|${token.tenantId}`, 'PXAT', until, 'NX');
   }
 
   async close(): Promise<void> {}
 
   private banKey(userKey: string): string {
     return `${this.prefix}admin:ban:${userKey}`;
+  }
+
+  private legacyRevKey(jti: string): string {
+    return `${this.prefix}admin:rev:${jti}`;
   }
 
   private revKey(token: RevokedToken): string {

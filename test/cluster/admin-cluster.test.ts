@@ -201,6 +201,13 @@ describe('revocations in Redis', () => {
       await redis.set(`${prefix}admin:rev:legacy`, String(Date.now() + 60_000), 'PX', 60_000);
       assert.equal(await policy.isDenied(id('acme', 'legacy')), 'revoked');
       assert.equal(await policy.isDenied(id('default', 'legacy')), 'revoked');
+      // A node of the previous version, in a rolling upgrade, reads only admin:rev:<jti>: it sees
+      // this build's revocation (for every tenant: too much, never too little).
+      const oldNodeRefuses = async (jti: string) => (await redis.exists(`${prefix}admin:rev:${jti}`)) === 1;
+      assert.equal(await oldNodeRefuses('j1'), true);
+      // … and this build, reading that key, keeps it to its tenant; one the old version wrote stays for every tenant.
+      await policy.revoke({ tenantId: 'globex', jti: 'legacy' }, Date.now() + 60_000);
+      assert.equal(await policy.isDenied(id('default', 'legacy')), 'revoked', 'NX: the old all-tenant revocation is not narrowed');
     } finally {
       await dropRedisPrefix(redis, prefix);
       redis.disconnect();
