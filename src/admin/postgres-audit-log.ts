@@ -33,7 +33,8 @@ export class PostgresAuditLog implements AuditLog {
   private constructor(connectionString: string, private readonly schema: string) {
     if (!SCHEMA_NAME.test(schema)) throw new Error('storage: "schema" must be a lower-case identifier');
     this.t = (table) => `"${schema}".${table}`;
-    this.pool = new pg.Pool({ connectionString, max: 2, connectionTimeoutMillis: 10_000, statement_timeout: 10_000 });
+    // query_timeout: given up on our side when the connection stops answering (see postgres-store.ts).
+    this.pool = new pg.Pool({ connectionString, max: 2, connectionTimeoutMillis: 10_000, statement_timeout: 10_000, query_timeout: 15_000 });
     this.pool.on('error', () => {}); // an idle connection dropped; the next query reports an outage
   }
 

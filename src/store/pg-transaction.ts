@@ -20,10 +20,15 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
     await client.query('COMMIT');
     return result;
   } catch (err) {
+    // A query that timed out on our side (query_timeout): the connection stopped answering, and a
+    // ROLLBACK would wait as long again. Discarded; the server ends the transaction when it notices.
+    if (err instanceof Error && err.message === 'Query read timeout') broken = true;
     // A connection that cannot even roll back is discarded rather than returned to the pool.
-    await client.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
+    else {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+    }
     throw err;
   } finally {
     client.removeListener('error', onError);

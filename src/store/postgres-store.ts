@@ -107,6 +107,23 @@ const POOL_DEFAULTS: pg.PoolConfig = {
   keepAlive: true,
   keepAliveInitialDelayMillis: 10_000,
 };
+/**
+ * A client-side bound on every query, a little past `statement_timeout`: the server enforces the
+ * statement timeout, and its error never arrives over a connection that stopped answering (a
+ * frozen network path keeps the socket open, and TCP keepalive takes minutes to give up). Without
+ * it, the one batch in flight waited forever and every send of the node with it.
+ */
+function withQueryTimeout(config: pg.PoolConfig): pg.PoolConfig {
+  const fromUrl = config.connectionString === undefined ? null : new URL(config.connectionString).searchParams.get('statement_timeout');
+  const statementMs = Number(fromUrl ?? config.statement_timeout ?? 0);
+  if (config.query_timeout !== undefined || !(statementMs > 0)) return config;
+  return { ...config, query_timeout: statementMs + Math.min(5000, statementMs) };
+}
+/**
+ * Statements exempt from statement_timeout (migrations, prune) are exempt from the client-side
+ * bound too (pg reads `query_timeout` per query; its types do not list it).
+ */
+const NO_QUERY_TIMEOUT = { query_timeout: 2_147_483_647 } as Partial<pg.QueryConfig>;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Entries each id cache may hold before it starts over (ids never change; this only bounds memory). */
 const CACHE_LIMIT = 100_000;
@@ -477,7 +494,7 @@ export class PostgresStore implements Store {
     this.#fsql = Object.fromEntries(
       Object.entries(buildFeatureSql(this.#t)).map(([name, text]) => [name, { name: `rampart3_${schema}_${name}`, text }]),
     ) as Record<FeatureSqlName, pg.QueryConfig>;
-    this.#pool = new pg.Pool({ ...POOL_DEFAULTS, ...options.pool, connectionString });
+    this.#pool = new pg.Pool(withQueryTimeout({ ...POOL_DEFAULTS, ...options.pool, connectionString }));
     this.#pool.on('error', options.onPoolError ?? (() => {}));
   }
 
@@ -504,7 +521,7 @@ export class PostgresStore implements Store {
         await client.query('SET LOCAL statement_timeout = 0');
       }
       for (let v = current; v < MIGRATIONS.length; v++) {
-        await client.query(MIGRATIONS[v]!(this.#t));
+        await client.query({ text: MIGRATIONS[v]!(this.#t), ...NO_QUERY_TIMEOUT });
         await client.query(`INSERT INTO ${this.#t('schema_version')} (version) VALUES ($1)`, [v + 1]);
       }
     });
@@ -1500,7 +1517,7 @@ export class PostgresStore implements Store {
     return this.#transaction(async ({ client }) => {
       // Background housekeeping over a possibly large backlog: exempt from statement_timeout.
       await client.query('SET LOCAL statement_timeout = 0');
-      const { rows } = await client.query<{ n: number }>({ ...this.#sql.prune, values: [uuidv7Floor(olderThan)] });
+      const { rows } = await client.query<{ n: number }>({ ...this.#sql.prune, values: [uuidv7Floor(olderThan)], ...NO_QUERY_TIMEOUT });
       return rows[0]?.n ?? 0;
     });
   }

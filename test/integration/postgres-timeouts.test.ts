@@ -10,7 +10,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PG_URL, authedClient, closeAll, newUserId, openClient, startServer, startTcpProxy, token, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
+import { PG_URL, authedClient, closeAll, newUserId, openClient, startServer, startTcpProxy, token, waitFor, within, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import { messageId } from '../../src/chat/message-id.js';
 import type { NewMessage } from '../../src/store/store.js';
@@ -294,5 +294,53 @@ describe('PostgreSQL connection dropped in the middle of a transaction', () => {
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await admin.end();
     }
+  });
+});
+
+describe('PostgreSQL connection that stops answering (a frozen network path)', () => {
+  const schema = uniquePgSchema('frozen');
+  const clients: TestClient[] = [];
+  let srv: TestServer;
+  let admin: pg.Client;
+  let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
+
+  before(async () => {
+    admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    const u = new URL(PG_URL);
+    proxy = await startTcpProxy(u.hostname, Number(u.port || 5432));
+    u.port = String(proxy.port);
+    srv = await startServer({ storage: `${pgStorageUrl(schema, u.toString())}&statement_timeout=1000` });
+  });
+  after(async () => {
+    await proxy?.stop(); // cuts the frozen sockets
+    await closeAll(...clients);
+    await srv?.close();
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await admin.end();
+  });
+
+  function reply(client: TestClient, clientMsgId: string, recipientId: string, content: string): Promise<Frame> {
+    const answer = client.next((f) => f.clientMsgId === clientMsgId, true);
+    client.send({ type: 'chat_message', recipientId, content, clientMsgId });
+    return answer;
+  }
+
+  test('the batch in flight fails with storage_unavailable soon after statement_timeout; the next batch goes on a new connection', { timeout: 30_000 }, async () => {
+    const a = await authedClient(srv.url);
+    const b = await authedClient(srv.url);
+    clients.push(a, b);
+    const [ra, rb] = [newUserId(), newUserId()];
+    assert.equal((await reply(a, 'w0', ra, 'hello')).type, 'message_sent');
+    await admin.query(`CREATE FUNCTION "${schema}".hang() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.content = 'HANG' THEN PERFORM pg_sleep(0.5); END IF; RETURN NEW; END $$`);
+    await admin.query(`CREATE TRIGGER hang BEFORE INSERT ON "${schema}".events FOR EACH ROW EXECUTE FUNCTION "${schema}".hang()`);
+    const stuck = reply(a, 'h1', ra, 'HANG');
+    await waitFor(async () => (await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`)).rows[0].n > 0, 5000, 'the batch to be in flight');
+    proxy.freeze(); // every open connection's path goes dead (no FIN, no RST); new ones still work
+    const other = reply(b, 'o1', rb, 'an unrelated message after the freeze');
+    // Without a client-side bound both waited for TCP to give up (minutes).
+    assert.deepEqual(await within(stuck, 15_000, 'the stuck batch to fail'), { type: 'error', reason: 'storage_unavailable', clientMsgId: 'h1' });
+    assert.equal((await within(other, 15_000, 'the next batch')).type, 'message_sent');
   });
 });
