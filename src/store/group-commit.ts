@@ -3,9 +3,12 @@
  * appendMessages call (one transaction, one fsync). At most one transaction is in flight; what
  * arrives meanwhile waits and goes next as a single batch, so batches grow with load instead of
  * transactions queueing up. A promise resolves only after its batch committed; if the batch
- * fails, every promise of it rejects: nothing is acknowledged that is not durable.
+ * fails, every promise of it rejects: nothing is acknowledged that is not durable — unless the
+ * error is one row's (row-errors.ts): then the batch is stored again in halves, down to that one
+ * message, so one message the database refuses does not fail every other sender's in its batch.
  */
 import type { AppendOptions, AppendOutcome, NewMessage, Store } from './store.js';
+import { isRowError } from './row-errors.js';
 
 export interface GroupCommitterOptions extends AppendOptions {
   /** Most messages per transaction; a longer queue is split over consecutive ones. Default 1000. */
@@ -133,6 +136,14 @@ export class GroupCommitter {
       }
     } catch (err) {
       this.#onCommit?.((performance.now() - started) / 1000, false);
+      if (messages.length > 1 && isRowError(err)) {
+        // The transaction rolled back whole: each half is stored on its own, repeats of a
+        // clientMsgId staying with their first.
+        const [first, second] = halves(batch, messages.length);
+        await this.#commit(first);
+        await this.#commit(second);
+        return;
+      }
       for (const entry of batch) entry.reject(err);
       return;
     }
@@ -149,4 +160,13 @@ export class GroupCommitter {
       }
     }
   }
+}
+
+/** The entries of the first `messages / 2` distinct messages, and the rest (slots as #commit set them). */
+function halves(batch: readonly Entry[], messages: number): [Entry[], Entry[]] {
+  const cut = Math.floor(messages / 2);
+  const first: Entry[] = [];
+  const second: Entry[] = [];
+  for (const entry of batch) (entry.slot < cut ? first : second).push(entry);
+  return [first, second];
 }

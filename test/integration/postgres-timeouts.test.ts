@@ -14,6 +14,7 @@ import { PG_URL, authedClient, closeAll, newUserId, openClient, startServer, sta
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import { messageId } from '../../src/chat/message-id.js';
 import type { NewMessage } from '../../src/store/store.js';
+import { GroupCommitter } from '../../src/store/group-commit.js';
 import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
 
 describe('PostgreSQL statement timeout and timeline read retries', () => {
@@ -342,5 +343,36 @@ describe('PostgreSQL connection that stops answering (a frozen network path)', (
     // Without a client-side bound both waited for TCP to give up (minutes).
     assert.deepEqual(await within(stuck, 15_000, 'the stuck batch to fail'), { type: 'error', reason: 'storage_unavailable', clientMsgId: 'h1' });
     assert.equal((await within(other, 15_000, 'the next batch')).type, 'message_sent');
+  });
+});
+
+describe('PostgreSQL refusing one row of a batch', () => {
+  test('a trigger that raises on one message fails that message only; the others of its batch are stored', async () => {
+    const schema = uniquePgSchema('poison');
+    const store = new PostgresStore(pgStorageUrl(schema), { schema, pool: { max: 2 } });
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    try {
+      await store.init();
+      await admin.query(`CREATE FUNCTION "${schema}".poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.content = 'POISON' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`);
+      await admin.query(`CREATE TRIGGER poison BEFORE INSERT ON "${schema}".events FOR EACH ROW EXECUTE FUNCTION "${schema}".poison()`);
+      const committer = new GroupCommitter(store, { maxInboxSize: 100 });
+      const [a, b, c] = [newUserId(), newUserId(), newUserId()];
+      const message = (from: string, to: string, content: string): NewMessage => {
+        const ts = Date.now();
+        return { id: messageId(ts), tenantId: 'default', senderId: from, to: { peerId: to }, timestamp: ts, content, mentions: [], hashtags: [], links: [] };
+      };
+      // Submitted in one turn: one batch, one transaction, rolled back whole by the trigger.
+      const results = await Promise.allSettled([message(a, b, 'one'), message(c, b, 'POISON'), message(b, a, 'two'), message(c, a, 'three')].map((m) => committer.submit(m)));
+      assert.deepEqual(results.map((r) => (r.status === 'fulfilled' ? r.value.status : 'rejected')), ['stored', 'rejected', 'stored', 'stored']);
+      const page = await store.timeline('default', b, 0, 10);
+      assert.deepEqual(page.entries.map((e) => (e.event.kind === 'message' ? e.event.content : '')), ['one', 'two'], 'what was acknowledged is stored, once');
+      await committer.close();
+    } finally {
+      await store.close();
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+    }
   });
 });

@@ -170,3 +170,40 @@ describe('GroupCommitter', () => {
     await assert.rejects(committer.submit(msg(alice, bob)), /outcomes/);
   });
 });
+
+describe('one row the database refuses', () => {
+  /** A store that refuses, as a whole transaction, any batch holding a message whose content is POISON. */
+  function poisonStore(code: string) {
+    const batches: number[] = [];
+    const store: Pick<Store, 'appendMessages'> = {
+      async appendMessages(batch) {
+        batches.push(batch.length);
+        if (batch.some((m) => m.content === 'POISON')) throw Object.assign(new Error('refused'), { code });
+        return batch.map((m, i) => ({ status: 'stored', message: asStored(m, i + 1), deliveries: [] }) as AppendOutcome);
+      },
+    };
+    return { store, batches };
+  }
+
+  test('a row error (a trigger RAISE, P0001): the rest of the batch is stored in halves, only that message fails', async () => {
+    const { store, batches } = poisonStore('P0001');
+    const gc = new GroupCommitter(store, LIMITS);
+    const key = msg('u1', 'u2', { clientMsgId: 'k' });
+    const contents = ['a', 'b', 'POISON', 'c', 'd', 'e'];
+    const results = await Promise.allSettled([...contents.map((content) => gc.submit(msg('u1', 'u2', { content }))), gc.submit(key), gc.submit({ ...key, id: randomUUID() })]);
+    assert.deepEqual(results.map((r) => (r.status === 'fulfilled' ? r.value.status : 'rejected')), ['stored', 'stored', 'rejected', 'stored', 'stored', 'stored', 'stored', 'duplicate']);
+    assert.equal((results[2] as PromiseRejectedResult).reason.code, 'P0001');
+    assert.equal(batches[0], 7, 'first the whole batch (the repeat of a clientMsgId is not sent twice)');
+    assert.ok(batches.length <= 1 + 2 * Math.ceil(Math.log2(7)), `bounded retries: ${batches.join(', ')}`);
+    await gc.close();
+  });
+
+  test('an error of the database or the connection (a timeout, 57014) fails the whole batch, with no retry', async () => {
+    const { store, batches } = poisonStore('57014');
+    const gc = new GroupCommitter(store, LIMITS);
+    const results = await Promise.allSettled(['a', 'POISON', 'b'].map((content) => gc.submit(msg('u1', 'u2', { content }))));
+    assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected', 'rejected']);
+    assert.deepEqual(batches, [3]);
+    await gc.close();
+  });
+});
