@@ -53,6 +53,8 @@ export interface ChatServiceEvents {
 
 const DEFAULT_HISTORY_PAGE = 50;
 const DEFAULT_LIST_PAGE = 50;
+/** Failed reads remembered at most (a storage outage; each is forgotten at the pair's next read). */
+const UNCERTAIN_READS_MAX = 10_000;
 
 export interface ChatServiceOptions {
   store: Store;
@@ -304,16 +306,32 @@ export class ChatService {
   markRead(user: Identity, outbox: Outbox, frame: ReadFrame): Promise<void> {
     return this.#inOrder(outbox, frame.requestId, async () => {
       const conversationId = frame.conversationId.toLowerCase();
-      const result = await this.store.updateRead(user.tenantId, user.userId, conversationId, frame.upToSeq, { private: frame.private === true });
+      const key = `${peerKey(user.tenantId, user.userId)}\u0000${conversationId}`;
+      let result;
+      try {
+        result = await this.store.updateRead(user.tenantId, user.userId, conversationId, frame.upToSeq, { private: frame.private === true });
+      } catch (err) {
+        // It may have been stored all the same (a connection lost at COMMIT): the client reads
+        // again, nothing moves then, and the receipt must still go out.
+        if (this.#uncertainReads.size >= UNCERTAIN_READS_MAX) this.#uncertainReads.clear();
+        this.#uncertainReads.add(key);
+        throw err;
+      }
       if (result === undefined) {
         outbox.sendFrame(withRequestId({ type: 'error', reason: 'forbidden' }, frame.requestId));
         return;
       }
       outbox.sendFrame(withRequestId({ type: 'read_updated', conversationId, readSeq: result.readSeq }, frame.requestId));
       this.opts.bus.publish(peerKey(user.tenantId, user.userId), JSON.stringify({ type: 'read_updated', conversationId, readSeq: result.readSeq }));
-      if (result.receiptMoved) this.opts.receipts.read(user.tenantId, user.userId, conversationId, result.receiptSeq);
+      const uncertain = this.#uncertainReads.delete(key);
+      if (result.receiptMoved || (uncertain && frame.private !== true && result.receiptSeq > 0)) {
+        this.opts.receipts.read(user.tenantId, user.userId, conversationId, result.receiptSeq);
+      }
     });
   }
+
+  /** (user, conversation) pairs whose last `read` failed: maybe stored, its receipt never sent. Bounded by the clients' own reads. */
+  readonly #uncertainReads = new Set<string>();
 
 }
 

@@ -314,7 +314,7 @@ describe('PostgreSQL connection that stops answering (a frozen network path)', (
     srv = await startServer({ storage: `${pgStorageUrl(schema, u.toString())}&statement_timeout=1000` });
   });
   after(async () => {
-    await proxy?.stop(); // cuts the frozen sockets
+    await proxy?.close(); // cuts the frozen sockets
     await closeAll(...clients);
     await srv?.close();
     await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -374,5 +374,63 @@ describe('PostgreSQL refusing one row of a batch', () => {
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await admin.end();
     }
+  });
+});
+
+describe('PostgreSQL: a read stored whose answer was lost (connection cut at COMMIT)', () => {
+  const schema = uniquePgSchema('lostread');
+  const clients: TestClient[] = [];
+  let srv: TestServer;
+  let admin: pg.Client;
+  let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
+
+  before(async () => {
+    admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    const u = new URL(PG_URL);
+    proxy = await startTcpProxy(u.hostname, Number(u.port || 5432));
+    u.port = String(proxy.port);
+    srv = await startServer({ storage: pgStorageUrl(schema, u.toString()), chat: { receiptCoalesceMs: 0 } });
+  });
+  after(async () => {
+    await closeAll(...clients);
+    await srv?.close();
+    await proxy?.close();
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await admin.end();
+  });
+
+  function ask(client: TestClient, frame: Record<string, unknown>, requestId: string): Promise<Frame> {
+    const answer = client.next((f) => f.requestId === requestId, true);
+    client.send({ ...frame, requestId });
+    return answer;
+  }
+
+  test('the reader asks again, nothing moves, and the other member still gets the receipt', { timeout: 30_000 }, async () => {
+    const a = await authedClient(srv.url);
+    const r = await authedClient(srv.url);
+    clients.push(a, r);
+    a.send({ type: 'chat_message', recipientId: r.userId, content: 'one', clientMsgId: 'c1' });
+    const conversationId = (await a.next((f) => f.type === 'message_sent')).conversationId as string;
+    await r.next((f) => f.type === 'chat_message');
+    r.send({ type: 'chat_message', recipientId: a.userId, content: 'two', clientMsgId: 'c2' }); // r shares from now on
+    await a.next((f) => f.type === 'chat_message' && f.content === 'two');
+    a.send({ type: 'chat_message', recipientId: r.userId, content: 'three', clientMsgId: 'c3' });
+    await r.next((f) => f.type === 'chat_message' && f.content === 'three');
+
+    await admin.query(`CREATE FUNCTION "${schema}".slow() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.receipt_seq = 3 THEN PERFORM pg_sleep(1); END IF; RETURN NULL; END $$`);
+    await admin.query(`CREATE CONSTRAINT TRIGGER slow AFTER UPDATE ON "${schema}".members DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "${schema}".slow()`);
+    const first = ask(r, { type: 'read', conversationId, upToSeq: 3 }, 'q1');
+    const sleeping = async (): Promise<number> => (await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'`)).rows[0].n;
+    await waitFor(async () => (await sleeping()) > 0, 5000, 'the COMMIT to be running');
+    await proxy.stop(); // the answer to COMMIT is lost; the server commits all the same
+    await proxy.start();
+    assert.deepEqual(await first, { type: 'error', reason: 'storage_unavailable', requestId: 'q1' });
+    await waitFor(async () => (await sleeping()) === 0, 5000, 'the COMMIT to finish');
+    const receipt = a.next((f) => f.type === 'receipt' && f.userId === r.userId && f.read === 3);
+    const again = await ask(r, { type: 'read', conversationId, upToSeq: 3 }, 'q2');
+    assert.deepEqual([again.type, again.readSeq], ['read_updated', 3]);
+    await within(receipt, 10_000, 'the receipt of the read stored before');
   });
 });
