@@ -37,16 +37,25 @@ export function guardListener(server: Server): Server {
  * began) its TLS handshake — a port scan, a load balancer's TCP probe — would hold `server.close()`
  * open, and with it the shutdown, until TLS's own handshake timeout.
  */
-export function trackConnections(server: Server): { destroyAll(): void } {
-  const open = new Set<Socket>();
+export function trackConnections(server: Server): { destroyAll(): void; untrack(socket: Duplex): void } {
+  const open = new Set<Duplex>();
+  // One shared listener, no closure or `once` wrapper per socket: this lives as long as the socket
+  // (0.5 KB per idle connection with a closure each, 1.27× a bare ws socket instead of 1.13×).
+  function untrack(this: Duplex): void {
+    open.delete(this);
+  }
   server.on('connection', (socket: Socket) => {
     open.add(socket);
-    socket.once('close', () => open.delete(socket));
+    socket.on('close', untrack);
   });
   return {
     destroyAll: () => {
       for (const socket of open) socket.destroy();
       open.clear();
+    },
+    /** A socket someone else now closes at shutdown (an upgraded WebSocket: the session drain). */
+    untrack: (socket) => {
+      if (open.delete(socket)) socket.removeListener('close', untrack);
     },
   };
 }

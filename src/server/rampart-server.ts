@@ -354,6 +354,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     'upgrade',
     createUpgradeHandler({
       wss,
+      onUpgraded: (socket) => rawConnections.untrack(socket),
       gate: {
         limiter,
         registry,

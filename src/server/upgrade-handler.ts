@@ -33,6 +33,8 @@ export interface UpgradeHandlerOptions {
   isClosing(): boolean;
   /** A handshake carried a valid query token: admit the session without an `auth` frame. */
   admit(session: Session, identity: Identity): void;
+  /** The socket became a session: the session drain closes it at shutdown, not the raw-connection sweep. */
+  onUpgraded?(socket: Duplex): void;
   /** Every handshake's outcome: `ok`, or the refusal reason (gate event, `draining`, `not_found`, `gate_error`). */
   onHandshake?(result: 'accepted' | 'refused', reason: string): void;
 }
@@ -115,6 +117,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
           socket.off('error', destroySelf);
           const session = new Session(ws, socket, ip, o.timings, hooks);
           o.connections.add(session, result.identity !== undefined);
+          o.onUpgraded?.(socket);
           result.unreserve(); // counted now
           o.onHandshake?.('accepted', 'ok');
           if (result.identity) o.admit(session, result.identity);
