@@ -410,12 +410,15 @@ export class RedisBus implements Bus {
   }
 }
 
-/** Credentials never appear in errors or logs. */
+/**
+ * Credentials never appear in errors or logs: the userinfo is masked and the query string dropped
+ * (ioredis also reads `?password=` and `?username=` from it).
+ */
 export function redactUrl(raw: string): string {
   try {
     const url = new URL(raw);
-    if (url.password) url.password = '***';
-    return url.toString();
+    const user = url.username || url.password ? '***@' : '';
+    return `${url.protocol}//${user}${url.host}${url.pathname === '/' ? '' : url.pathname}`;
   } catch {
     return '<unparseable URL>';
   }

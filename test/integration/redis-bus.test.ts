@@ -264,10 +264,19 @@ test('openBus rejects with a clear error when Redis is unreachable, and leaves n
   await assert.rejects(
     openBus({ redisUrl: 'redis://:hunter2@127.0.0.1:1', channelPrefix: RUN_PREFIX, nodeId: 'n', connectTimeoutMs: 300 }),
     (err: Error) => {
-      assert.match(err.message, /redisUrl redis:\/\/:\*\*\*@127\.0\.0\.1:1/);
+      assert.match(err.message, /redisUrl redis:\/\/\*\*\*@127\.0\.0\.1:1\)/);
       assert.match(err.message, /within 300 ms/);
       assert.match(err.message, /ECONNREFUSED/);
       assert.doesNotMatch(err.message, /hunter2/);
+      return true;
+    },
+  );
+  // ioredis also takes the password from the query string: it must not show either.
+  await assert.rejects(
+    openBus({ redisUrl: 'redis://127.0.0.1:1/?password=hunter3&db=2', channelPrefix: RUN_PREFIX, nodeId: 'n', connectTimeoutMs: 300 }),
+    (err: Error) => {
+      assert.match(err.message, /redisUrl redis:\/\/127\.0\.0\.1:1\)/);
+      assert.doesNotMatch(err.message, /hunter3/);
       return true;
     },
   );
