@@ -80,6 +80,16 @@ export async function runHandshakeGate(o: HandshakeGateOptions, req: IncomingMes
   return result;
 }
 
+/** How long the IP's lockout still lasts (ms), for Retry-After; undefined when it cannot be read. */
+async function lockoutLeft(o: HandshakeGateOptions, ip: string): Promise<number | undefined> {
+  try {
+    const ms = await o.limiter.blockedFor(o.lockoutKey(ip));
+    return ms > 0 ? ms : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: string, unreserve: () => void): Promise<GateResult> {
   let acquired: boolean;
   try {
@@ -106,7 +116,7 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
   } catch {
     return release(refuse(503, 'backend_unavailable')); // the lockout could not be read (Redis): fail closed
   }
-  if (verified === 'locked_out') return release(refuse(429, 'auth_locked_out'));
+  if (verified === 'locked_out') return release(refuse(429, 'auth_locked_out', await lockoutLeft(o, ip)));
   if (verified === 'abandoned') return release(refuse(400, 'client_gone')); // the client left while its check waited in line
   // Counted already, unless the key set could not be read (then nothing was judged).
   if (!verified.ok) return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));

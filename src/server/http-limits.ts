@@ -53,9 +53,13 @@ export function trackConnections(server: Server): { destroyAll(): void; untrack(
       for (const socket of open) socket.destroy();
       open.clear();
     },
-    /** A socket someone else now closes at shutdown (an upgraded WebSocket: the session drain). */
+    /**
+     * A socket someone else now closes at shutdown (an upgraded WebSocket: the session drain). On
+     * a TLS listener the upgrade has the TLS socket, the sweep the TCP one under it (`_parent`).
+     */
     untrack: (socket) => {
-      if (open.delete(socket)) socket.removeListener('close', untrack);
+      const raw = (socket as Duplex & { _parent?: Duplex })._parent ?? socket;
+      if (open.delete(raw)) raw.removeListener('close', untrack);
     },
   };
 }

@@ -105,8 +105,12 @@ export class GroupCommitter {
     });
   }
 
-  /** Never rejects: the outcome of each entry goes to its own promise. */
-  async #commit(batch: Entry[]): Promise<void> {
+  /**
+   * Never rejects: the outcome of each entry goes to its own promise. `retries`: transactions the
+   * halving of a failed batch may still spend — enough to find one refused message (about
+   * 2·log2 n), not to try every message of a batch the database refuses whole (2n − 1).
+   */
+  async #commit(batch: Entry[], retries?: { left: number }): Promise<void> {
     const messages: NewMessage[] = [];
     let firstByKey: Map<string, number> | undefined;
     for (const entry of batch) {
@@ -136,12 +140,14 @@ export class GroupCommitter {
       }
     } catch (err) {
       this.#onCommit?.((performance.now() - started) / 1000, false);
-      if (messages.length > 1 && isRowError(err)) {
+      const budget = retries ?? { left: 2 * Math.ceil(Math.log2(messages.length)) };
+      if (messages.length > 1 && isRowError(err) && budget.left >= 2) {
         // The transaction rolled back whole: each half is stored on its own, repeats of a
         // clientMsgId staying with their first.
+        budget.left -= 2;
         const [first, second] = halves(batch, messages.length);
-        await this.#commit(first);
-        await this.#commit(second);
+        await this.#commit(first, budget);
+        await this.#commit(second, budget);
         return;
       }
       for (const entry of batch) entry.reject(err);

@@ -114,7 +114,9 @@ const POOL_DEFAULTS: pg.PoolConfig = {
  * it, the one batch in flight waited forever and every send of the node with it.
  */
 function withQueryTimeout(config: pg.PoolConfig): pg.PoolConfig {
-  const fromUrl = config.connectionString === undefined ? null : new URL(config.connectionString).searchParams.get('statement_timeout');
+  // Read as pg reads it, without parsing the whole string as a URL (pg also takes forms a URL
+  // parser refuses, such as a socket path as `?host=`; and a URL error would carry the password).
+  const fromUrl = /[?&]statement_timeout=(\d+)(?:&|$)/.exec(config.connectionString ?? '')?.[1];
   const statementMs = Number(fromUrl ?? config.statement_timeout ?? 0);
   if (config.query_timeout !== undefined || !(statementMs > 0)) return config;
   return { ...config, query_timeout: statementMs + Math.min(5000, statementMs) };
@@ -642,7 +644,7 @@ export class PostgresStore implements Store {
       }
     }
     const users = await this.#lockUsers(client, uuidOf.keys());
-    await this.#readBacklogFloors(client, users, maxInboxSize);
+    await this.#readBacklogFloors(client, users, maxInboxSize, batch.length);
 
     // 3. Stored duplicates: read after the sender's lock, so a retry another node just committed
     // for this sender is seen here (every writer of a sender holds that sender's row lock).
@@ -1449,7 +1451,7 @@ export class PostgresStore implements Store {
       const [state] = await q<{ last_seq: string; closed: boolean; kind: number }>('lockConv', [conv]);
       const members = await this.#currentMembers(client, [conv]);
       const users = await this.#lockUsers(client, members.map((m) => m.uid));
-      if (what === 'edit') await this.#readBacklogFloors(client, users, o.maxInboxSize);
+      if (what === 'edit') await this.#readBacklogFloors(client, users, o.maxInboxSize, 1);
       const first = await duplicate();
       if (first !== undefined) return first;
       const [row] = await q<PgEventRow & { sender_int: number }>('target', [messageId]);
@@ -1571,11 +1573,12 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * For the locked users whose acknowledged position alone puts them at `maxInboxSize`: where
-   * their backlog starts, below the oldest entry retention kept (one query, only at the bound).
+   * For the locked users whose acknowledged position alone may put them at `maxInboxSize` within
+   * this transaction (`entries`: at most this many new entries each): where their backlog starts,
+   * below the oldest entry retention kept (one query, only near the bound).
    */
-  async #readBacklogFloors(client: pg.PoolClient, users: Map<number, LockedUser>, maxInboxSize: number): Promise<void> {
-    const atBound = [...users].filter(([, u]) => u.lastPos - u.ackedPos >= maxInboxSize).map(([id]) => id);
+  async #readBacklogFloors(client: pg.PoolClient, users: Map<number, LockedUser>, maxInboxSize: number, entries: number): Promise<void> {
+    const atBound = [...users].filter(([, u]) => u.lastPos + entries - u.ackedPos >= maxInboxSize).map(([id]) => id);
     if (atBound.length === 0) return;
     const { rows } = await client.query<{ user: number; first_pos: string }>({ ...this.#sql.firstPositions, values: [atBound] });
     const first = new Map(rows.map((r) => [r.user, Number(r.first_pos)]));

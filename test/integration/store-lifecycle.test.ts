@@ -298,6 +298,13 @@ for (const backend of backends) {
         const next = await store.appendMessages([message(c, { peerId: b }), message(c, { peerId: b }), message(c, { peerId: b })], bound);
         assert.deepEqual(next.map((o) => o.status), ['stored', 'stored', 'inbox_full']);
         assert.equal((await store.appendMessages([message(a, { peerId: b })], bound))[0]?.status, 'inbox_full');
+        // A user who reaches the acknowledged-position bound only within one batch: counted from the floor too.
+        const [d, e] = [randomUUID(), randomUUID()];
+        const wider = { maxInboxSize: 3 };
+        for (let i = 0; i < 2; i++) assert.equal((await store.appendMessages([message(e, { peerId: d }, `old ${i}`, t0 + 10 + i)], wider))[0]?.status, 'stored');
+        assert.equal(await store.pruneOlderThan(t0 + 100), 2);
+        const batch = await store.appendMessages([message(e, { peerId: d }), message(e, { peerId: d }), message(e, { peerId: d }), message(e, { peerId: d })], wider);
+        assert.deepEqual(batch.map((o) => o.status), ['stored', 'stored', 'stored', 'inbox_full']);
         // A group message skips a member at the bound, and reaches one whose backlog retention emptied.
         const ts = now();
         assert.equal((await store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts), timestamp: ts, conversationId: g, name: 'g', memberIds: [b] }, LIMITS)).status, 'ok');

@@ -198,6 +198,21 @@ describe('one row the database refuses', () => {
     await gc.close();
   });
 
+  test('a batch the database refuses whole (every row): the halving stops after about 2·log2 n transactions', async () => {
+    const batches: number[] = [];
+    const store: Pick<Store, 'appendMessages'> = {
+      async appendMessages(batch) {
+        batches.push(batch.length);
+        throw Object.assign(new Error('refused'), { code: 'P0001' });
+      },
+    };
+    const gc = new GroupCommitter(store, LIMITS);
+    const results = await Promise.allSettled(Array.from({ length: 64 }, () => gc.submit(msg('u1', 'u2'))));
+    assert.ok(results.every((r) => r.status === 'rejected'));
+    assert.ok(batches.length <= 1 + 2 * 6, `${batches.length} transactions for 64 messages`);
+    await gc.close();
+  });
+
   test('an error of the database or the connection (a timeout, 57014) fails the whole batch, with no retry', async () => {
     const { store, batches } = poisonStore('57014');
     const gc = new GroupCommitter(store, LIMITS);

@@ -64,6 +64,15 @@ test('a locked-out IP is refused 429 at its query token, holding nothing', async
   assert.equal(g.reserved(), 0);
 });
 
+test('an IP locked out while its query token waited in line: 429 with the lockout left as Retry-After', async () => {
+  const g = gate(async () => 'locked_out');
+  let reads = 0;
+  // Not locked when the gate looks first; locked (250 s left) by the time the token's turn came.
+  (g.options.limiter as unknown as { blockedFor: () => number }).blockedFor = () => (reads++ === 0 ? 0 : 250_000);
+  const result = await runHandshakeGate(g.options, request('/ws?token=abc'), '192.0.2.1');
+  assert.deepEqual(result, { ok: false, status: 429, event: 'auth_locked_out', retryAfterMs: 250_000 });
+});
+
 test('a query-token handshake abandoned while its check waited in line: not verified, no security event', async () => {
   let release!: () => void;
   const opened = new Promise<void>((r) => (release = r));

@@ -9,7 +9,13 @@ import { createServer } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { trackConnections } from '../../src/server/http-limits.js';
+import { makeCa, makeLeaf } from '../helpers/tls-certs.js';
 
 test('destroyAll drops the tracked connections; a handed-over one stays open; a closed one is forgotten', async () => {
   const server = createServer();
@@ -35,5 +41,28 @@ test('destroyAll drops the tracked connections; a handed-over one stays open; a 
     for (const s of accepted) s.destroy();
     server.close();
     await once(server, 'close');
+  }
+});
+
+test('on a TLS listener, handing over the TLS socket untracks the TCP socket under it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-track-'));
+  const ca = makeCa(dir, 'ca');
+  const leaf = makeLeaf(dir, ca, 'server', 'server');
+  const server = createHttpsServer({ key: leaf.key, cert: leaf.cert });
+  const tracked = trackConnections(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const client = tlsConnect({ port, host: '127.0.0.1', ca: ca.cert });
+  try {
+    const [secured] = (await once(server, 'secureConnection')) as [TLSSocket];
+    tracked.untrack(secured); // what the upgrade handler has: the TLS socket
+    tracked.destroyAll();
+    assert.equal(secured.destroyed, false, 'the session\'s socket is left to the session drain');
+  } finally {
+    client.destroy();
+    server.closeAllConnections();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -16,3 +16,10 @@ test('?schema=NAME is split off a postgres URL, other parameters are kept', () =
 test('an invalid schema name is refused before any connection is made', async () => {
   await assert.rejects(openStore('postgres://u@127.0.0.1:1/db?schema=Robert%22;DROP'), /must match/);
 });
+
+test('PostgreSQL: a connection string pg takes but a URL parser refuses (a socket path as ?host=) opens (it threw a TypeError that carried the string, password included)', async () => {
+  const { PostgresStore } = await import('../../src/store/postgres-store.js');
+  // Cloud SQL's socket form: no host before the path. pg connects lazily: nothing is dialled here.
+  const store = new PostgresStore('postgres://app:s3cret@/chat?host=/cloudsql/project:region:instance&statement_timeout=2000');
+  await store.close();
+});
