@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { pageOf, recordFromRow, type AuditEntry, type AuditLog, type AuditPage, type AuditRecord } from './audit-log.js';
-import { inTransaction } from '../store/pg-transaction.js';
+import { inTransaction, withQueryTimeout } from '../store/pg-transaction.js';
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -33,8 +33,8 @@ export class PostgresAuditLog implements AuditLog {
   private constructor(connectionString: string, private readonly schema: string) {
     if (!SCHEMA_NAME.test(schema)) throw new Error('storage: "schema" must be a lower-case identifier');
     this.t = (table) => `"${schema}".${table}`;
-    // query_timeout: given up on our side when the connection stops answering (see postgres-store.ts).
-    this.pool = new pg.Pool({ connectionString, max: 2, connectionTimeoutMillis: 10_000, statement_timeout: 10_000, query_timeout: 15_000 });
+    // Given up on our side too when the connection stops answering (pg-transaction.ts withQueryTimeout).
+    this.pool = new pg.Pool(withQueryTimeout({ connectionString, max: 2, connectionTimeoutMillis: 10_000, statement_timeout: 10_000 }));
     this.pool.on('error', () => {}); // an idle connection dropped; the next query reports an outage
   }
 

@@ -1,11 +1,32 @@
 /**
- * One transaction on a client checked out of a `pg` pool. pg-pool listens for `error` only on
+ * How our `pg` pools talk to PostgreSQL: a client-side bound on every query, and one transaction
+ * on a client checked out of a pool. pg-pool listens for `error` only on
  * idle clients: a checked-out client whose connection drops (a network cut, a restarted or
  * terminated backend) emits `error` with no listener, and an unhandled `error` event ends the
  * process. While checked out, the client gets a listener that marks it broken; its query in
  * flight rejects on its own, so `work` fails and the client is destroyed instead of reused.
  */
 import type pg from 'pg';
+
+/**
+ * A client-side bound on every query, a little past `statement_timeout`: the server enforces the
+ * statement timeout, and its error never arrives over a connection that stopped answering (a
+ * frozen network path keeps the socket open, and TCP keepalive takes minutes to give up). Without
+ * it, the one batch in flight waited forever and every send of the node with it.
+ */
+export function withQueryTimeout(config: pg.PoolConfig): pg.PoolConfig {
+  // Read as pg reads it, without parsing the whole string as a URL (pg also takes forms a URL
+  // parser refuses, such as a socket path as `?host=`; and a URL error would carry the password).
+  const fromUrl = /[?&]statement_timeout=(\d+)(?:&|$)/.exec(config.connectionString ?? '')?.[1];
+  const statementMs = Number(fromUrl ?? config.statement_timeout ?? 0);
+  if (config.query_timeout !== undefined || !(statementMs > 0)) return config;
+  return { ...config, query_timeout: statementMs + Math.min(5000, statementMs) };
+}
+/**
+ * Statements exempt from statement_timeout (migrations, prune) are exempt from the client-side
+ * bound too (pg reads `query_timeout` per query; its types do not list it).
+ */
+export const NO_QUERY_TIMEOUT = { query_timeout: 2_147_483_647 } as Partial<pg.QueryConfig>;
 
 export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

@@ -30,7 +30,7 @@ import {
 import { EVENT_COLUMNS, eventContext, eventJoins, type PgEventRow } from './pg-event-sql.js';
 import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
-import { inTransaction } from './pg-transaction.js';
+import { inTransaction, NO_QUERY_TIMEOUT, withQueryTimeout } from './pg-transaction.js';
 import { decodeListCursor, encodeListCursor } from './list-cursor.js';
 import { atInboxBound, backlogFloor } from './inbox-bound.js';
 import { asSeenByFormerMember, editedMessages, seenUntil, type MembershipPeriod } from './former-member-view.js';
@@ -107,25 +107,7 @@ const POOL_DEFAULTS: pg.PoolConfig = {
   keepAlive: true,
   keepAliveInitialDelayMillis: 10_000,
 };
-/**
- * A client-side bound on every query, a little past `statement_timeout`: the server enforces the
- * statement timeout, and its error never arrives over a connection that stopped answering (a
- * frozen network path keeps the socket open, and TCP keepalive takes minutes to give up). Without
- * it, the one batch in flight waited forever and every send of the node with it.
- */
-function withQueryTimeout(config: pg.PoolConfig): pg.PoolConfig {
-  // Read as pg reads it, without parsing the whole string as a URL (pg also takes forms a URL
-  // parser refuses, such as a socket path as `?host=`; and a URL error would carry the password).
-  const fromUrl = /[?&]statement_timeout=(\d+)(?:&|$)/.exec(config.connectionString ?? '')?.[1];
-  const statementMs = Number(fromUrl ?? config.statement_timeout ?? 0);
-  if (config.query_timeout !== undefined || !(statementMs > 0)) return config;
-  return { ...config, query_timeout: statementMs + Math.min(5000, statementMs) };
-}
-/**
- * Statements exempt from statement_timeout (migrations, prune) are exempt from the client-side
- * bound too (pg reads `query_timeout` per query; its types do not list it).
- */
-const NO_QUERY_TIMEOUT = { query_timeout: 2_147_483_647 } as Partial<pg.QueryConfig>;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Entries each id cache may hold before it starts over (ids never change; this only bounds memory). */
 const CACHE_LIMIT = 100_000;
