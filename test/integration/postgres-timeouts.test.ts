@@ -15,6 +15,7 @@ import { PostgresStore } from '../../src/store/postgres-store.js';
 import { messageId } from '../../src/chat/message-id.js';
 import type { NewMessage } from '../../src/store/store.js';
 import { GroupCommitter } from '../../src/store/group-commit.js';
+import type { RampartConfigInput } from '../../src/config/schema.js';
 import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
 
 describe('PostgreSQL statement timeout and timeline read retries', () => {
@@ -298,28 +299,36 @@ describe('PostgreSQL connection dropped in the middle of a transaction', () => {
   });
 });
 
-describe('PostgreSQL connection that stops answering (a frozen network path)', () => {
-  const schema = uniquePgSchema('frozen');
+/**
+ * A server whose storage goes through a TCP proxy the test controls (cut, frozen), in a schema of
+ * its own; `admin` reaches PostgreSQL directly. Set up and torn down with the enclosing describe.
+ */
+function serverBehindProxy(tag: string, storageQuery: string, config: RampartConfigInput = {}) {
+  const schema = uniquePgSchema(tag);
   const clients: TestClient[] = [];
-  let srv: TestServer;
-  let admin: pg.Client;
-  let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
-
+  const env = {} as { srv: TestServer; admin: pg.Client; proxy: Awaited<ReturnType<typeof startTcpProxy>>; schema: string; clients: TestClient[] };
+  env.schema = schema;
+  env.clients = clients;
   before(async () => {
-    admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
+    env.admin = new pg.Client({ connectionString: PG_URL });
+    await env.admin.connect();
     const u = new URL(PG_URL);
-    proxy = await startTcpProxy(u.hostname, Number(u.port || 5432));
-    u.port = String(proxy.port);
-    srv = await startServer({ storage: `${pgStorageUrl(schema, u.toString())}&statement_timeout=1000` });
+    env.proxy = await startTcpProxy(u.hostname, Number(u.port || 5432));
+    u.port = String(env.proxy.port);
+    env.srv = await startServer({ ...config, storage: `${pgStorageUrl(schema, u.toString())}${storageQuery}` });
   });
   after(async () => {
-    await proxy?.close(); // cuts the frozen sockets
+    await env.proxy?.close(); // cuts frozen sockets too
     await closeAll(...clients);
-    await srv?.close();
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await admin.end();
+    await env.srv?.close();
+    await env.admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await env.admin.end();
   });
+  return env;
+}
+
+describe('PostgreSQL connection that stops answering (a frozen network path)', () => {
+  const env = serverBehindProxy('frozen', '&statement_timeout=1000');
 
   function reply(client: TestClient, clientMsgId: string, recipientId: string, content: string): Promise<Frame> {
     const answer = client.next((f) => f.clientMsgId === clientMsgId, true);
@@ -328,6 +337,7 @@ describe('PostgreSQL connection that stops answering (a frozen network path)', (
   }
 
   test('the batch in flight fails with storage_unavailable soon after statement_timeout; the next batch goes on a new connection', { timeout: 30_000 }, async () => {
+    const { srv, admin, schema, proxy, clients } = env;
     const a = await authedClient(srv.url);
     const b = await authedClient(srv.url);
     clients.push(a, b);
@@ -378,27 +388,7 @@ describe('PostgreSQL refusing one row of a batch', () => {
 });
 
 describe('PostgreSQL: a read stored whose answer was lost (connection cut at COMMIT)', () => {
-  const schema = uniquePgSchema('lostread');
-  const clients: TestClient[] = [];
-  let srv: TestServer;
-  let admin: pg.Client;
-  let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
-
-  before(async () => {
-    admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    const u = new URL(PG_URL);
-    proxy = await startTcpProxy(u.hostname, Number(u.port || 5432));
-    u.port = String(proxy.port);
-    srv = await startServer({ storage: pgStorageUrl(schema, u.toString()), chat: { receiptCoalesceMs: 0 } });
-  });
-  after(async () => {
-    await closeAll(...clients);
-    await srv?.close();
-    await proxy?.close();
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await admin.end();
-  });
+  const env = serverBehindProxy('lostread', '', { chat: { receiptCoalesceMs: 0 } });
 
   function ask(client: TestClient, frame: Record<string, unknown>, requestId: string): Promise<Frame> {
     const answer = client.next((f) => f.requestId === requestId, true);
@@ -407,6 +397,7 @@ describe('PostgreSQL: a read stored whose answer was lost (connection cut at COM
   }
 
   test('the reader asks again, nothing moves, and the other member still gets the receipt', { timeout: 30_000 }, async () => {
+    const { srv, admin, schema, proxy, clients } = env;
     const a = await authedClient(srv.url);
     const r = await authedClient(srv.url);
     clients.push(a, r);
