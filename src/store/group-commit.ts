@@ -107,10 +107,11 @@ export class GroupCommitter {
 
   /**
    * Never rejects: the outcome of each entry goes to its own promise. `retries`: transactions the
-   * halving of a failed batch may still spend — enough to find one refused message (about
-   * 2·log2 n), not to try every message of a batch the database refuses whole (2n − 1).
+   * halving of a failed batch may still spend — about 2·log2 n to find one refused message, that
+   * much again for each one found, up to MAX_REFUSED of them; not 2n − 1 to try every message of a
+   * batch the database refuses whole.
    */
-  async #commit(batch: Entry[], retries?: { left: number }): Promise<void> {
+  async #commit(batch: Entry[], retries?: RetryBudget): Promise<void> {
     const messages: NewMessage[] = [];
     let firstByKey: Map<string, number> | undefined;
     for (const entry of batch) {
@@ -140,7 +141,12 @@ export class GroupCommitter {
       }
     } catch (err) {
       this.#onCommit?.((performance.now() - started) / 1000, false);
-      const budget = retries ?? { left: 2 * Math.ceil(Math.log2(messages.length)) };
+      const budget = retries ?? { left: 2 * Math.ceil(Math.log2(messages.length)), perRefused: 2 * Math.ceil(Math.log2(messages.length)), refills: MAX_REFUSED };
+      // One message the database refuses on its own: found; the search may go on for another.
+      if (messages.length === 1 && retries !== undefined && isRowError(err) && budget.refills > 0) {
+        budget.refills--;
+        budget.left += budget.perRefused;
+      }
       if (messages.length > 1 && isRowError(err) && budget.left >= 2) {
         // The transaction rolled back whole: each half is stored on its own, repeats of a
         // clientMsgId staying with their first.
@@ -166,6 +172,16 @@ export class GroupCommitter {
       }
     }
   }
+}
+
+/** Refused messages a failed batch's halving looks for before it gives up on the rest of the batch. */
+const MAX_REFUSED = 8;
+
+interface RetryBudget {
+  left: number;
+  /** Transactions added back each time a refused message is found. */
+  perRefused: number;
+  refills: number;
 }
 
 /** The entries of the first `messages / 2` distinct messages, and the rest (slots as #commit set them). */

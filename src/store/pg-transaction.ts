@@ -15,9 +15,12 @@ import type pg from 'pg';
  * it, the one batch in flight waited forever and every send of the node with it.
  */
 export function withQueryTimeout(config: pg.PoolConfig): pg.PoolConfig {
-  // Read as pg reads it, without parsing the whole string as a URL (pg also takes forms a URL
-  // parser refuses, such as a socket path as `?host=`; and a URL error would carry the password).
-  const fromUrl = /[?&]statement_timeout=(\d+)(?:&|$)/.exec(config.connectionString ?? '')?.[1];
+  // Read as pg reads it (the query string, decoded, the last value winning, no fragment) without
+  // parsing the whole string as a URL: pg also takes forms a URL parser refuses, such as a socket
+  // path as `?host=`, and a URL error would carry the password.
+  const cs = config.connectionString ?? '';
+  const q = cs.indexOf('?');
+  const fromUrl = q === -1 ? undefined : new URLSearchParams(cs.slice(q + 1).split('#')[0]).getAll('statement_timeout').at(-1);
   const statementMs = Number(fromUrl ?? config.statement_timeout ?? 0);
   if (config.query_timeout !== undefined || !(statementMs > 0)) return config;
   return { ...config, query_timeout: statementMs + Math.min(5000, statementMs) };

@@ -23,3 +23,20 @@ test('PostgreSQL: a connection string pg takes but a URL parser refuses (a socke
   const store = new PostgresStore('postgres://app:s3cret@/chat?host=/cloudsql/project:region:instance&statement_timeout=2000');
   await store.close();
 });
+
+test('PostgreSQL: the client-side query bound follows the statement_timeout pg reads from the URL, in every form pg reads it', async () => {
+  const { withQueryTimeout } = await import('../../src/store/pg-transaction.js');
+  const bound = (connectionString: string) => withQueryTimeout({ connectionString, statement_timeout: 500 }).query_timeout;
+  assert.equal(bound('postgres://u@h/db'), 1000, 'the pool default: 500 + 500');
+  for (const url of [
+    'postgres://u@h/db?statement_timeout=3000',
+    'postgres://u@h/db?statement_timeout=3000#primary',
+    'postgres://u@h/db?statement%5Ftimeout=3000',
+    'postgres://u@h/db?statement_timeout=%33000',
+    'postgres://u@h/db?statement_timeout=500&statement_timeout=3000',
+    'postgres://app:pw@/chat?host=/cloudsql/p:r:i&statement_timeout=3000',
+  ]) {
+    assert.equal(bound(url), 6000, url);
+  }
+  assert.equal(bound('postgres://u@h/db?statement_timeout=0'), undefined, 'no statement timeout: no bound either');
+});
