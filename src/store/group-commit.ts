@@ -141,7 +141,7 @@ export class GroupCommitter {
       }
     } catch (err) {
       this.#onCommit?.((performance.now() - started) / 1000, false);
-      const budget = retries ?? { left: 2 * Math.ceil(Math.log2(messages.length)), perRefused: 2 * Math.ceil(Math.log2(messages.length)), refills: MAX_REFUSED };
+      const budget = retries ?? newBudget(messages.length);
       // One message the database refuses on its own: found; the search may go on for another.
       if (messages.length === 1 && retries !== undefined && isRowError(err) && budget.refills > 0) {
         budget.refills--;
@@ -182,6 +182,12 @@ interface RetryBudget {
   /** Transactions added back each time a refused message is found. */
   perRefused: number;
   refills: number;
+}
+
+/** What finding one refused message among `messages` costs: a split per level, down to it. */
+function newBudget(messages: number): RetryBudget {
+  const perRefused = 2 * Math.ceil(Math.log2(messages));
+  return { left: perRefused, perRefused, refills: MAX_REFUSED };
 }
 
 /** The entries of the first `messages / 2` distinct messages, and the rest (slots as #commit set them). */
