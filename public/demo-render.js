@@ -78,8 +78,28 @@ export function renderLink(link) {
   a.rel = 'noopener noreferrer';
   a.target = '_blank';
   a.dataset.testid = 'message-link';
-  a.textContent = url;
+  // The text names where the link goes: the parsed URL, its host in punycode (a Cyrillic "а" in
+  // "аpple.com" shows as xn--pple-43d.com, not as Apple).
+  a.textContent = a.href;
   return a;
+}
+
+/** Text the server escaped for HTML (group names), back to what its author typed, for textContent. */
+export function unescapeText(s) {
+  return String(s).replace(/&(amp|lt|gt|quot|#39);/g, (_, e) => ENTITIES[e]);
+}
+
+/**
+ * A bubble's sanitized content as the source its author would type: the allowlisted tags
+ * written out, text as it reads (what the edit box starts from, so an edit keeps the formatting).
+ */
+export function sourceOf(node) {
+  let out = '';
+  for (const child of node.childNodes) {
+    if (child.nodeType === 1 && TAGS.has(child.localName)) out += `<${child.localName}>${sourceOf(child)}</${child.localName}>`;
+    else out += child.textContent;
+  }
+  return out;
 }
 
 export const short = (id) => String(id).slice(0, 8);

@@ -1,7 +1,7 @@
 // The demo chat, built on the client SDK (rampart/client, served as ES modules in development).
 // No inline code and no HTML strings: the page's CSP forbids both and enforces Trusted Types.
 import { RampartClient, WebStorageSyncStore } from '/client/index.js';
-import { renderMessage, setTicks, showBody, showTombstone, short, time } from '/demo-render.js';
+import { renderMessage, setTicks, showBody, showTombstone, short, sourceOf, time, unescapeText } from '/demo-render.js';
 
 const $ = (id) => document.getElementById(id);
 const q = (sel) => document.querySelector(sel);
@@ -223,7 +223,7 @@ function renderPresence() {
 function convTitle(c, conversationId) {
   const info = c.info;
   if (!info) return short(conversationId);
-  if (info.kind === 'group') return `# ${info.name ?? 'group'}`;
+  if (info.kind === 'group') return `# ${info.name === undefined ? 'group' : unescapeText(info.name)}`;
   return info.peerId ? label(info.peerId) : 'notes to self';
 }
 
@@ -374,7 +374,7 @@ function addActions(li) {
 
 function startEditing(li) {
   editing = { messageId: li.dataset.id };
-  ui.message.value = li.querySelector('.content').textContent;
+  ui.message.value = sourceOf(li.querySelector('.content'));
   ui.message.focus();
   setEnabled();
 }
@@ -417,11 +417,11 @@ function renderMembership(e) {
   li.dataset.testid = 'event';
   const who = e.userIds.map(label).join(', ');
   const text = {
-    created: `${label(e.actorId)} created “${e.name ?? ''}” with ${who}`,
+    created: `${label(e.actorId)} created “${unescapeText(e.name ?? '')}” with ${who}`,
     added: `${label(e.actorId)} added ${who}`,
     removed: `${label(e.actorId)} removed ${who}`,
     left: `${who} left`,
-    renamed: `${label(e.actorId)} renamed the group to “${e.name ?? ''}”`,
+    renamed: `${label(e.actorId)} renamed the group to “${unescapeText(e.name ?? '')}”`,
     role_changed: `${who} is now ${e.role}`,
   }[e.action] ?? e.action;
   li.textContent = `${text} · ${time(e.timestamp)}`;

@@ -13,7 +13,8 @@
  *   `(see https://x.y/a).` yields `https://x.y/a`; `https://en.wikipedia.org/wiki/A_(b)` stays
  *   whole. `url` is that exact substring (a client can find it in the text, and must use it
  *   verbatim as href, through the DOM, never by string concatenation). `safe` comes from WHATWG
- *   URL parsing of that same string (isSafeLinkUrl: http, https, mailto only); a link containing
+ *   URL parsing of that same string (isSafeLinkUrl: http, https, mailto only, no user or password
+ *   before an http(s) host); a link containing
  *   `" ' < > \`` is never safe. Unsafe candidates (`javascript:`, `data:`, `note:x`, any scheme)
  *   are reported with `safe: false` so a client knows not to linkify them. Tokens longer than
  *   MAX_LINK_LENGTH are not reported. Deduplicated, at most MAX_LINKS.

@@ -18,8 +18,13 @@ export function isHttpUrl(raw: string): boolean {
   return url !== undefined && (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
 }
 
-/** True when a link found in content may be rendered clickable. */
+/**
+ * True when a link found in content may be rendered clickable: http, https or mailto, and for
+ * http(s) no user or password before the host (`https://bank.example@evil.example/` goes to
+ * evil.example while it reads as the bank).
+ */
 export function isSafeLinkUrl(raw: string): boolean {
   const url = parseUrl(raw);
-  return url !== undefined && SAFE_LINK_PROTOCOLS.has(url.protocol);
+  if (url === undefined || !SAFE_LINK_PROTOCOLS.has(url.protocol)) return false;
+  return url.protocol === 'mailto:' || (url.username === '' && url.password === '');
 }

@@ -305,6 +305,36 @@ describe('demo page on the client SDK, in Chromium', () => {
     assertNoProblems(a, b, c);
   });
 
+  test('names, edits and links read as their authors wrote them: a group name unescaped, an edit keeps its formatting, a link shows where it goes', { timeout: 60_000 }, async () => {
+    const [a, b] = [await openDemo(uniq('rita')), await openDemo(uniq('sam'))];
+    // A group name the server stores HTML-escaped is shown as typed, in the title and the event.
+    const name = 'R&D "<b>x</b>" \'q\'';
+    await a.page.getByTestId('group-name-input').fill(name);
+    await a.page.getByTestId('group-members-input').fill(b.name);
+    await a.page.getByTestId('create-group-button').click();
+    const row = b.page.locator('[data-testid="conversation"]').first();
+    await row.waitFor();
+    await row.click();
+    await b.page.getByTestId('event').first().waitFor();
+    assert.equal(await b.page.getByTestId('conversation-title').textContent(), `# ${name}`);
+    assert.ok((await b.page.getByTestId('event').first().textContent())?.includes(`created “${name}”`));
+    // Edit starts from the message as sent, formatting included.
+    await openChat(a, b);
+    await say(a, 'hello <b>world</b> pay at https://\u0430pple.com/billing or https://www.google.com@evil.example/');
+    await sentBubbles(a).first().waitFor();
+    await sentBubbles(a).first().getByTestId('edit-button').click();
+    assert.equal(await a.page.getByTestId('message-input').inputValue(), 'hello <b>world</b> pay at https://\u0430pple.com/billing or https://www.google.com@evil.example/');
+    await a.page.getByTestId('cancel-edit-button').click();
+    // A lookalike host is shown as where it goes (punycode); a link with a user before the host is not clickable.
+    await openChat(b, a);
+    const bubble = messages(b, 'in').first();
+    await bubble.waitFor();
+    const links = await bubble.getByTestId('message-link').evaluateAll((els) => els.map((e) => ({ text: e.textContent, host: (e as HTMLAnchorElement).host })));
+    assert.deepEqual(links, [{ text: 'https://xn--pple-43d.com/billing', host: 'xn--pple-43d.com' }]);
+    assert.equal(await bubble.getByTestId('message-link-unsafe').count(), 1);
+    assertNoProblems(a, b);
+  });
+
   test('the same user in two tabs sees one consistent conversation', { timeout: 60_000 }, async () => {
     const a1 = await openDemo(uniq('amy'));
     const a2 = await openDemo(a1.name, a1.context); // a second tab of the same browser

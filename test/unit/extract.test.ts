@@ -51,6 +51,11 @@ test('http, https and mailto are safe links', () => {
   ]);
   assert.deepEqual(extractEntities('mailto:bob@example.com').mentions, []);
   assert.deepEqual(links('HTTPS://EXAMPLE.COM'), [{ url: 'HTTPS://EXAMPLE.COM', safe: true }]);
+  // A user or password before an http(s) host: it reads as one site and goes to another.
+  assert.deepEqual(links('https://www.bank.example@evil.example/ http://u:p@h.example/'), [
+    { url: 'https://www.bank.example@evil.example/', safe: false },
+    { url: 'http://u:p@h.example/', safe: false },
+  ]);
 });
 
 test('javascript:, data:, vbscript: in any disguise are unsafe (or not a link at all)', () => {
