@@ -14,11 +14,27 @@ export interface NodeClientOptions extends RampartClientOptions {
   origin?: string;
 }
 
+/**
+ * A `ws` WebSocket that keeps what a refused handshake said: its status and `Retry-After` (a
+ * 429 for an IP lockout says how long it lasts). It is then aborted as `ws` would abort it.
+ */
+function nodeSocket(url: string, origin: string | undefined): WebSocketLike {
+  const ws = new WebSocket(url, origin !== undefined ? { origin } : {});
+  ws.once('unexpected-response', (_req, res) => {
+    const seconds = Number(res.headers['retry-after']);
+    const refusal = { status: res.statusCode ?? 0, ...(Number.isFinite(seconds) && seconds >= 0 ? { retryAfterMs: seconds * 1000 } : {}) };
+    Object.defineProperty(ws, 'refusal', { value: refusal });
+    res.resume();
+    ws.terminate(); // errors and closes as an unanswered handshake
+  });
+  return ws as unknown as WebSocketLike;
+}
+
 /** A RampartClient whose sockets are `ws` WebSockets. */
 export function createNodeClient(options: NodeClientOptions): RampartClient {
   const { origin, ...rest } = options;
   return new RampartClient({
-    createSocket: (url) => new WebSocket(url, origin !== undefined ? { origin } : {}) as unknown as WebSocketLike,
+    createSocket: (url) => nodeSocket(url, origin),
     ...rest,
   });
 }

@@ -23,6 +23,9 @@ import { IllFormedSyncStateError, MemorySyncStore, newDeviceId, parseSyncState, 
 import { newClientMsgId } from './client-msg-id.js';
 import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
 
+/** The longest server-requested wait honored before a reconnect (Retry-After); a longer one is clipped. */
+const MAX_RETRY_AFTER_MS = 600_000;
+
 export interface RampartClientOptions {
   /** `ws(s)://host:port/ws`. */
   url: string;
@@ -194,7 +197,7 @@ export class RampartClient {
   /** The current socket delivered a frame since the last liveness check: any frame proves it alive. */
   private heard = false;
   /** Facts about the current socket, read when it closes. */
-  private socketFacts: { authFailure?: string; httpStatus?: number; gap?: boolean } = {};
+  private socketFacts: { authFailure?: string; httpStatus?: number; retryAfterMs?: number; gap?: boolean } = {};
   private everReady = false;
   private readyWaiter: { promise: Promise<void>; resolve(): void; reject(err: Error): void } | undefined;
 
@@ -522,8 +525,9 @@ export class RampartClient {
       if (typeof frame === 'object' && frame !== null && typeof (frame as Frame).type === 'string') this.onFrame(frame as Frame);
     };
     ws.onerror = (ev) => {
-      const status = handshakeStatus(ev);
+      const status = ws.refusal?.status ?? handshakeStatus(ev);
       if (status !== undefined) this.socketFacts.httpStatus = status;
+      if (ws.refusal?.retryAfterMs !== undefined) this.socketFacts.retryAfterMs = ws.refusal.retryAfterMs;
     };
     ws.onclose = (ev) => this.onClose(ws, ev.code, ev.reason);
   }
@@ -584,12 +588,16 @@ export class RampartClient {
     }
     // An expired token: the first retry goes at once with a fresh one; a provider that keeps
     // handing out expired tokens backs off like any failure (each one counts towards the IP lockout).
-    const delay =
+    let delay =
       verdict.kind === 'shutdown'
         ? Math.floor(this.random() * (this.options.shutdownDelayMaxMs ?? 5000))
         : backoffDelay(this.attempt, this.backoff, this.random);
+    // A refusal that says how long it lasts (an IP lockout's 429): no retry before then, plus a
+    // little jitter so the clients behind one address do not all come back at once.
+    if (facts.retryAfterMs !== undefined) delay = Math.max(delay, Math.min(facts.retryAfterMs, MAX_RETRY_AFTER_MS) + Math.floor(this.random() * 1000));
     this.attempt++;
-    this.events.emit('disconnected', { code, reason: facts.authFailure ?? (verdict.kind === 'shutdown' ? 'server_shutdown' : reason), retryInMs: delay });
+    const httpReason = facts.httpStatus !== undefined ? `http_${facts.httpStatus}` : reason;
+    this.events.emit('disconnected', { code, reason: facts.authFailure ?? (verdict.kind === 'shutdown' ? 'server_shutdown' : httpReason), retryInMs: delay });
     this.scheduleReconnect(delay);
   }
 

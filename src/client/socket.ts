@@ -11,6 +11,11 @@ export interface WebSocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
+  /**
+   * A refused handshake as the factory saw it, when it can (Node: `createNodeClient`; a browser
+   * sees neither the status nor the headers): the status and the `Retry-After` it carried.
+   */
+  readonly refusal?: { status: number; retryAfterMs?: number };
 }
 
 export type WebSocketFactory = (url: string) => WebSocketLike;

@@ -378,3 +378,27 @@ test('production mode: no demo page, no SDK files, no token endpoint; developmen
     await devWithSecret.close();
   }
 });
+
+test("a handshake refused for the IP's lockout: the Node SDK waits the 429's Retry-After before trying again", { timeout: 30_000 }, async () => {
+  const srv = await startServer({ limits: { maxAuthFailures: 2, authLockoutMs: 20_000 } });
+  const client = createNodeClient({ url: srv.url, token: () => signDevToken(TEST_SECRET, { sub: newUserId() }), ...FAST_RETRY });
+  try {
+    // Two bad tokens from this address lock it out for 20 s.
+    for (let i = 0; i < 2; i++) {
+      const bad = createNodeClient({ url: srv.url, token: 'not.a.token', ...FAST_RETRY });
+      const gone = new Promise((resolve) => bad.on('disconnected', resolve));
+      void bad.connect().catch(() => {});
+      await within(gone, 10_000, 'the bad token refused');
+      await bad.close();
+    }
+    const refused = new Promise<{ code: number; reason: string; retryInMs?: number }>((resolve) => client.on('disconnected', resolve));
+    void client.connect().catch(() => {});
+    const d = await within(refused, 10_000, 'the refused handshake');
+    assert.equal(d.reason, 'http_429');
+    // Backoff alone (FAST_RETRY: 50–400 ms) would have come back at once, into the lockout.
+    assert.ok((d.retryInMs ?? 0) >= 15_000 && (d.retryInMs ?? 0) <= 21_000, `retry in ${d.retryInMs} ms`);
+  } finally {
+    await client.close();
+    await srv.close();
+  }
+});
