@@ -224,6 +224,9 @@ export class ChatService {
     if (outbox.isOpen) outbox.sendFrame(reply);
   }
 
+  /** (user, conversation) pairs whose last `read` failed: maybe stored, its receipt never sent. Bounded by the clients' own reads. */
+  readonly #uncertainReads = new Set<string>();
+
   /** Last request of each outbox: replies go out in request order. */
   readonly #requestTail = new WeakMap<Outbox, Promise<void>>();
 
@@ -307,7 +310,7 @@ export class ChatService {
     return this.#inOrder(outbox, frame.requestId, async () => {
       const conversationId = frame.conversationId.toLowerCase();
       const key = `${peerKey(user.tenantId, user.userId)}\u0000${conversationId}`;
-      let result;
+      let result: Awaited<ReturnType<Store['updateRead']>>;
       try {
         result = await this.store.updateRead(user.tenantId, user.userId, conversationId, frame.upToSeq, { private: frame.private === true });
       } catch (err) {
@@ -329,10 +332,6 @@ export class ChatService {
       }
     });
   }
-
-  /** (user, conversation) pairs whose last `read` failed: maybe stored, its receipt never sent. Bounded by the clients' own reads. */
-  readonly #uncertainReads = new Set<string>();
-
 }
 
 function refusal(reason: ErrorReasonValue, clientMsgId: string | undefined): ServerFrame {

@@ -14,8 +14,10 @@ export function backlogFloor(acked: number, firstRetained: number | null | undef
   return Math.max(acked, (firstRetained ?? lastBefore + 1) - 1);
 }
 
-/** True when one more entry would pass the bound; `floor()` is asked only when the acknowledged position alone says so. */
-export function atInboxBound(last: number, acked: number, maxInboxSize: number, floor: () => number): boolean {
-  if (last - acked < maxInboxSize) return false;
-  return last - Math.max(acked, floor()) >= maxInboxSize;
+/**
+ * True when one more entry would pass the bound. `floor` (backlogFloor) is needed only when the
+ * acknowledged position alone puts the user there: `last - acked < maxInboxSize` decides without it.
+ */
+export function atInboxBound(last: number, acked: number, maxInboxSize: number, floor: number | undefined): boolean {
+  return last - Math.max(acked, floor ?? acked) >= maxInboxSize;
 }

@@ -699,7 +699,7 @@ export class PostgresStore implements Store {
             if (x.uid === sender) recipients.push(x.uid);
             else {
               const u = users.get(x.uid)!;
-              if (!atInboxBound(u.lastPos, u.ackedPos, maxInboxSize, () => u.floor ?? u.ackedPos)) recipients.push(x.uid);
+              if (!atInboxBound(u.lastPos, u.ackedPos, maxInboxSize, u.floor)) recipients.push(x.uid);
             }
           }
         }
@@ -707,7 +707,7 @@ export class PostgresStore implements Store {
       // A direct message to a full inbox is refused (a group message only skips that member).
       if (peer !== undefined && peer !== sender) {
         const p = users.get(peer)!;
-        if (atInboxBound(p.lastPos, p.ackedPos, maxInboxSize, () => p.floor ?? p.ackedPos)) {
+        if (atInboxBound(p.lastPos, p.ackedPos, maxInboxSize, p.floor)) {
           out[i] = INBOX_FULL;
           continue;
         }
@@ -1476,7 +1476,7 @@ export class PostgresStore implements Store {
         if (m.uid !== actor && editSkipsLater && m.joinedSeq > Number(row.seq)) continue;
         const u = users.get(m.uid)!;
         // An edit skips a member at the bound, as a message does; a delete reaches every copy.
-        if (what === 'edit' && m.uid !== actor && atInboxBound(u.lastPos, u.ackedPos, o.maxInboxSize, () => u.floor ?? u.ackedPos)) continue;
+        if (what === 'edit' && m.uid !== actor && atInboxBound(u.lastPos, u.ackedPos, o.maxInboxSize, u.floor)) continue;
         const pos = u.lastPos + 1;
         tl.user.push(m.uid);
         tl.pos.push(pos);

@@ -1191,8 +1191,10 @@ export class SqliteStore implements Store {
       if (m.user !== actor && editSkipsLater && m.joined_seq > row.seq) continue;
       const c = s.userCounters.get(m.user)!;
       // An edit skips a member at the bound, as a message does; a delete reaches every copy.
-      const floor = (): number => backlogFloor(c.acked_pos, s.firstPos.get(m.user, m.user), c.last_pos);
-      if (what === 'edit' && m.user !== actor && atInboxBound(c.last_pos, c.acked_pos, o.maxInboxSize, floor)) continue;
+      if (what === 'edit' && m.user !== actor && c.last_pos - c.acked_pos >= o.maxInboxSize) {
+        const floor = backlogFloor(c.acked_pos, s.firstPos.get(m.user, m.user), c.last_pos);
+        if (atInboxBound(c.last_pos, c.acked_pos, o.maxInboxSize, floor)) continue;
+      }
       const pos = c.last_pos + 1;
       this.#appendTimeline(m.user, pos, info.id, seq);
       s.setLastPos.run(pos, m.user);
@@ -1536,8 +1538,13 @@ export class SqliteStore implements Store {
       }
       return c;
     };
-    const full = (c: UserCounters): boolean =>
-      atInboxBound(c.last, c.acked, maxInboxSize, () => (c.floor ??= backlogFloor(c.acked, s.firstPos.get(c.id, c.id), c.start)));
+    // The stored floor is read only at the bound (once per user and transaction): no query, and no
+    // closure, per recipient on the common path.
+    const full = (c: UserCounters): boolean => {
+      if (c.last - c.acked < maxInboxSize) return false;
+      c.floor ??= backlogFloor(c.acked, s.firstPos.get(c.id, c.id), c.start);
+      return atInboxBound(c.last, c.acked, maxInboxSize, c.floor);
+    };
     const convCounters = (id: number): ConvCounters => {
       let c = convs.get(id);
       if (c === undefined) {
