@@ -19,6 +19,8 @@ import { createAdminRoutes } from './admin-routes.js';
 import type { AuditLog } from './audit-log.js';
 import { openAuditLog } from './open-audit-log.js';
 import { openSessionControl, type SessionControl } from './session-control.js';
+import type { LocalSessions } from './session-directory.js';
+import type { Session } from '../session/session.js';
 
 export interface Admin {
   readonly control: SessionControl;
@@ -37,6 +39,8 @@ export interface OpenAdminOptions {
   nodeId: string;
   logger: Logger;
   security: SecurityEventSink;
+  /** This node's authenticated sessions (the session registry), which session control reads. */
+  localSessions: LocalSessions<Session>;
 }
 
 const isAdminPath = (url: string | undefined): boolean => url === '/admin' || (url ?? '').startsWith('/admin/') || (url ?? '').startsWith('/admin?');
@@ -48,6 +52,7 @@ export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
     ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
     prefix: config.redisKeyPrefix,
     nodeId: o.nodeId,
+    local: o.localSessions,
     ping: redisPing(config),
     pendingCloseMs: config.admin.pendingCloseMs,
     onError,

@@ -5,11 +5,11 @@
  * by the connection registry, src/limits/redis-registry.ts) still exists, and deletes the others —
  * a SIGKILLed node's sessions disappear from listings once its liveness key expires.
  *
- * The node is the authority on its own sessions: it keeps a local mirror, and rewrites every entry
- * of its own after a failed write or a reconnect (Redis restarted empty).
+ * The node is the authority on its own sessions: it rewrites every entry of its own, described from
+ * its session registry, after a failed write or a reconnect (Redis restarted empty).
  */
 import type { Redis } from 'ioredis';
-import { LocalSessionDirectory, bySince, type SessionDescriptor, type SessionDirectory } from './session-directory.js';
+import { bySince, clusterSessionId, describeSession, type LocalSession, type LocalSessions, type SessionDescriptor, type SessionDirectory } from './session-directory.js';
 
 export interface RedisSessionDirectoryOptions {
   /** Shared client (not closed here). */
@@ -17,6 +17,8 @@ export interface RedisSessionDirectoryOptions {
   /** `redisKeyPrefix` of the config. */
   prefix: string;
   nodeId: string;
+  /** This node's sessions (the session registry): what a resync writes again. */
+  local: LocalSessions;
   /** Retry period for failed writes. */
   retryMs: number;
   onError(err: unknown, op: string): void;
@@ -42,7 +44,6 @@ interface DirectoryScripts {
 }
 
 export class RedisSessionDirectory implements SessionDirectory {
-  private readonly mirror = new LocalSessionDirectory();
   /** Fields removed locally whose HDEL failed: retried with the resync. */
   private readonly pendingRemovals = new Map<string, string>();
   private dirty = false;
@@ -59,13 +60,14 @@ export class RedisSessionDirectory implements SessionDirectory {
     this.timer.unref();
   }
 
-  add(userKey: string, d: SessionDescriptor): void {
-    this.mirror.add(userKey, d);
-    this.o.client.hset(this.key(userKey), d.sessionId, JSON.stringify(d)).catch(this.failed('add'));
+  add(session: LocalSession): void {
+    const d = describeSession(this.o.nodeId, session);
+    this.o.client.hset(this.key(session.userKey), d.sessionId, JSON.stringify(d)).catch(this.failed('add'));
   }
 
-  remove(userKey: string, sessionId: string): void {
-    this.mirror.remove(userKey, sessionId);
+  remove(session: LocalSession): void {
+    const sessionId = clusterSessionId(this.o.nodeId, session);
+    const userKey = session.userKey;
     this.o.client.hdel(this.key(userKey), sessionId).catch((err: unknown) => {
       this.pendingRemovals.set(sessionId, userKey);
       this.failed('remove')(err);
@@ -91,10 +93,9 @@ export class RedisSessionDirectory implements SessionDirectory {
     this.o.client.off('ready', this.onReady);
     if (this.o.client.status !== 'ready') return;
     const p = this.o.client.pipeline();
-    for (const [userKey, d] of this.mirror.entries()) p.hdel(this.key(userKey), d.sessionId);
+    for (const s of this.o.local.all()) p.hdel(this.key(s.userKey), clusterSessionId(this.o.nodeId, s));
     for (const [sessionId, userKey] of this.pendingRemovals) p.hdel(this.key(userKey), sessionId);
     await p.exec().catch((err: unknown) => this.o.onError(err, 'close'));
-    await this.mirror.close();
   }
 
   private failed(op: string): (err: unknown) => void {
@@ -108,7 +109,10 @@ export class RedisSessionDirectory implements SessionDirectory {
     if (!this.dirty || this.o.client.status !== 'ready') return;
     this.dirty = false;
     const p = this.o.client.pipeline();
-    for (const [userKey, d] of this.mirror.entries()) p.hset(this.key(userKey), d.sessionId, JSON.stringify(d));
+    for (const s of this.o.local.all()) {
+      const d = describeSession(this.o.nodeId, s);
+      p.hset(this.key(s.userKey), d.sessionId, JSON.stringify(d));
+    }
     const removals = [...this.pendingRemovals];
     this.pendingRemovals.clear();
     for (const [sessionId, userKey] of removals) p.hdel(this.key(userKey), sessionId);

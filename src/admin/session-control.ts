@@ -17,7 +17,7 @@ import { ExpiringSet, MemoryAccessPolicy, revokedTokenKey, type AccessPolicy, ty
 import { RedisAccessPolicy } from './redis-access-policy.js';
 import { LocalControlChannel, type CloseCause, type ControlChannel, type ControlCommand } from './control-channel.js';
 import { RedisControlChannel } from './redis-control-channel.js';
-import { LocalSessionDirectory, type SessionDescriptor, type SessionDirectory } from './session-directory.js';
+import { LocalSessionDirectory, clusterSessionId, type LocalSessions, type SessionDescriptor, type SessionDirectory } from './session-directory.js';
 import { RedisSessionDirectory } from './redis-session-directory.js';
 
 export interface SessionControlOptions {
@@ -26,6 +26,8 @@ export interface SessionControlOptions {
   /** `redisKeyPrefix` of the config. */
   prefix: string;
   nodeId: string;
+  /** This node's authenticated sessions: the session registry, which tells `observer` of each one added and removed. */
+  local: LocalSessions<Session>;
   /** Redis: retry period of failed directory writes. */
   retryMs?: number;
   /** How long start-up waits for Redis. Default 5000 ms. */
@@ -77,15 +79,11 @@ const RACE_WINDOW_MS = 5000;
 const ANY_TENANT = '|';
 
 export async function openSessionControl(o: SessionControlOptions): Promise<SessionControl> {
-  const local = new Map<string, Session>();
   const recentBans = new ExpiringSet();
   const recentRevocations = new ExpiringSet();
   const heardRevoked = (tenantId: string, jti: string): boolean =>
     recentRevocations.has(revokedTokenKey({ tenantId, jti })) || recentRevocations.has(revokedTokenKey({ tenantId: ANY_TENANT, jti }));
-  const idOf = (session: Session): string => `${o.nodeId}:${session.id}`;
-
-  /** When each local session was added: a user-wide close remembered in Redis closes only older ones. */
-  const addedAt = new Map<string, number>();
+  const idOf = (session: Session): string => clusterSessionId(o.nodeId, session);
   let policy: AccessPolicy;
   let channel: ControlChannel;
   let directory: SessionDirectory;
@@ -96,7 +94,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   if (o.redisUrl === undefined || o.redisUrl === '') {
     policy = new MemoryAccessPolicy();
     channel = new LocalControlChannel();
-    directory = new LocalSessionDirectory();
+    directory = new LocalSessionDirectory(o.nodeId, o.local);
   } else {
     const client = createRedisClient(o.redisUrl, {}, o.onError);
     // Subscriptions are state: they may queue while disconnected and are restored on reconnect.
@@ -114,7 +112,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       );
       policy = new RedisAccessPolicy(client, o.prefix);
       channel = await RedisControlChannel.open({ client, subscriber, prefix: o.prefix, nodeId: o.nodeId, onError: o.onError });
-      directory = new RedisSessionDirectory({ client, prefix: o.prefix, nodeId: o.nodeId, retryMs: o.retryMs ?? 1000, onError: o.onError });
+      directory = new RedisSessionDirectory({ client, prefix: o.prefix, nodeId: o.nodeId, local: o.local, retryMs: o.retryMs ?? 1000, onError: o.onError });
       // Both connections' first 'ready' came before this point: each later one is a reconnect. The
       // check reads keys through `client`, so it runs once both are back, whichever comes last (a
       // reconnect of `client` alone costs one harmless extra check).
@@ -134,7 +132,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     if (command.kind === 'revoke') {
       const { jti, tenantId } = command;
       recentRevocations.add(revokedTokenKey({ tenantId: tenantId ?? ANY_TENANT, jti }), Date.now() + RACE_WINDOW_MS);
-      for (const s of local.values()) {
+      for (const s of o.local.all()) {
         if (s.identity?.jti === jti && (tenantId === undefined || s.identity.tenantId === tenantId)) closeRevoked(s);
       }
       return;
@@ -144,8 +142,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       return;
     }
     if (command.cause === 'banned') recentBans.add(command.userKey, Math.min(Date.now() + RACE_WINDOW_MS, command.until ?? Infinity));
-    for (const s of [...local.values()]) {
-      if (s.userKey !== command.userKey) continue;
+    for (const s of [...(o.local.sessionsOf(command.userKey) ?? [])]) {
       if (command.sessionId === undefined || command.sessionId === idOf(s)) CLOSES[command.cause](s);
     }
   };
@@ -159,16 +156,18 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
    */
   async function recheckAll(): Promise<void> {
     try {
-      const open = [...local].map(([id, session]) => ({ id, userKey: session.userKey, addedAt: addedAt.get(id) ?? Infinity }));
+      const byId = new Map<string, Session>();
+      for (const session of o.local.all()) byId.set(idOf(session), session);
+      const open = [...byId].map(([id, session]) => ({ id, userKey: session.userKey, addedAt: session.authenticatedAt }));
       const closes = (await pendingCloses?.due(open)) ?? new Map<string, CloseCause>();
       for (const [id, cause] of closes) {
-        const session = local.get(id);
+        const session = byId.get(id);
         if (session !== undefined && session.isOpen) CLOSES[cause](session);
       }
     } catch (err) {
       o.onError(err, 'recheck'); // the bans and revocations below are still checked
     }
-    for (const session of [...local.values()]) {
+    for (const session of o.local.all()) {
       const identity = session.identity;
       if (identity === undefined || !session.isOpen) continue;
       try {
@@ -190,25 +189,12 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
 
   const observer: SessionObserver = {
     added(session) {
-      const id = idOf(session);
-      local.set(id, session);
-      addedAt.set(id, Date.now());
-      directory.add(session.userKey, {
-        sessionId: id,
-        node: o.nodeId,
-        ...(session.deviceId !== undefined ? { deviceId: session.deviceId } : {}),
-        ip: session.ip,
-        since: Date.now(),
-      });
+      directory.add(session);
       closeIfHeard(session);
     },
     refreshed: closeIfHeard,
     removed(session) {
-      const id = idOf(session);
-      if (local.get(id) !== session) return;
-      local.delete(id);
-      addedAt.delete(id);
-      directory.remove(session.userKey, id);
+      directory.remove(session);
     },
   };
 

@@ -13,59 +13,65 @@ export interface SessionDescriptor {
   since: number;
 }
 
+/** What the directory reads of a local session (a `Session`; tests pass stand-ins). */
+export interface LocalSession {
+  readonly id: string;
+  readonly userKey: string;
+  readonly deviceId: string | undefined;
+  readonly ip: string;
+  readonly authenticatedAt: number;
+}
+
+/** This node's authenticated sessions by user: the session registry (src/server/session-registry.ts). */
+export interface LocalSessions<S extends LocalSession = LocalSession> {
+  sessionsOf(userKey: string): Iterable<S> | undefined;
+  all(): Iterable<S>;
+}
+
 export interface SessionDirectory {
-  /** Records a session of `userKey` (`tenant:userId`). Never throws; the Redis adapter retries. */
-  add(userKey: string, descriptor: SessionDescriptor): void;
-  remove(userKey: string, sessionId: string): void;
-  /** Every live session of `userKey`, oldest first. May reject (backend down). */
+  /** A local session joined / left. Never throws; the Redis adapter retries its writes. */
+  add(session: LocalSession): void;
+  remove(session: LocalSession): void;
+  /** Every live session of `userKey` (`tenant:userId`), oldest first. May reject (backend down). */
   list(userKey: string): Promise<SessionDescriptor[]>;
   close(): Promise<void>;
 }
 
-/** Sessions of this node only (and the Redis adapter's mirror of them). */
+/** The cluster-wide id of a local session: `<nodeId>:<local session id>`. */
+export const clusterSessionId = (nodeId: string, s: LocalSession): string => `${nodeId}:${s.id}`;
+
+/** The descriptor of a local session: made when asked, never kept (tens of thousands of sessions). */
+export function describeSession(nodeId: string, s: LocalSession): SessionDescriptor {
+  return {
+    sessionId: clusterSessionId(nodeId, s),
+    node: nodeId,
+    ...(s.deviceId !== undefined ? { deviceId: s.deviceId } : {}),
+    ip: s.ip,
+    since: s.authenticatedAt,
+  };
+}
+
+/**
+ * Sessions of this node only. The session registry already holds them by user, so this keeps
+ * nothing of its own: `add` and `remove` have nothing to record, `list` describes the registry's.
+ */
 export class LocalSessionDirectory implements SessionDirectory {
-  /** The descriptor itself while a user has one session (most users), a Map by session id from the second. */
-  private readonly byUser = new Map<string, SessionDescriptor | Map<string, SessionDescriptor>>();
+  constructor(
+    private readonly nodeId: string,
+    private readonly local: LocalSessions,
+  ) {}
 
-  add(userKey: string, descriptor: SessionDescriptor): void {
-    const entry = this.byUser.get(userKey);
-    if (entry === undefined || (!(entry instanceof Map) && entry.sessionId === descriptor.sessionId)) this.byUser.set(userKey, descriptor);
-    else if (entry instanceof Map) entry.set(descriptor.sessionId, descriptor);
-    else this.byUser.set(userKey, new Map([[entry.sessionId, entry], [descriptor.sessionId, descriptor]]));
-  }
+  add(_session: LocalSession): void {}
 
-  remove(userKey: string, sessionId: string): void {
-    const entry = this.byUser.get(userKey);
-    if (entry === undefined) return;
-    if (!(entry instanceof Map)) {
-      if (entry.sessionId === sessionId) this.byUser.delete(userKey);
-      return;
-    }
-    if (!entry.delete(sessionId)) return;
-    if (entry.size === 0) this.byUser.delete(userKey);
-  }
+  remove(_session: LocalSession): void {}
 
   async list(userKey: string): Promise<SessionDescriptor[]> {
-    return this.listNow(userKey);
+    const list: SessionDescriptor[] = [];
+    for (const s of this.local.sessionsOf(userKey) ?? []) list.push(describeSession(this.nodeId, s));
+    return list.sort(bySince);
   }
 
-  listNow(userKey: string): SessionDescriptor[] {
-    const entry = this.byUser.get(userKey);
-    if (entry === undefined) return [];
-    return entry instanceof Map ? [...entry.values()].sort(bySince) : [entry];
-  }
-
-  /** Every (userKey, descriptor) held, for a resync. */
-  *entries(): IterableIterator<[string, SessionDescriptor]> {
-    for (const [userKey, entry] of this.byUser) {
-      if (entry instanceof Map) for (const d of entry.values()) yield [userKey, d];
-      else yield [userKey, entry];
-    }
-  }
-
-  async close(): Promise<void> {
-    this.byUser.clear();
-  }
+  async close(): Promise<void> {}
 }
 
 export const bySince = (a: SessionDescriptor, b: SessionDescriptor): number => a.since - b.since || (a.sessionId < b.sessionId ? -1 : 1);

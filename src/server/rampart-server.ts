@@ -129,6 +129,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   let bus: Bus | undefined;
   let limits: Limits | undefined;
   let admin: Admin | undefined;
+  let sessions: SessionRegistry;
+  const deliveryTimer = new DeliveryTimer(metrics);
   try {
     bus = await openBus({
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
@@ -147,7 +149,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       onBackendError: (err: unknown) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'limits backend error'),
     });
     if (!(await limits.ready(5000))) logger.error('limits backend (Redis) not reachable: new connections are refused until it is');
-    admin = await openAdmin({ config, nodeId, logger, security });
+    sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n));
+    admin = await openAdmin({ config, nodeId, logger, security, localSessions: sessions });
   } catch (err) {
     await Promise.allSettled([store.close(), bus?.close(), limits?.close()]);
     throw err;
@@ -158,8 +161,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     onBatch: (size) => metrics.storeBatchSize.observe(size),
     onCommit: (seconds, ok) => metrics.storeCommitDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
   });
-  const deliveryTimer = new DeliveryTimer(metrics);
-  const sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n), admin.control.observer);
+  sessions.observe(admin.control.observer);
   const publisher = new TimelinePublisher(bus);
   const storeFailed = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'store write failed');
   const receipts = new ReceiptService({

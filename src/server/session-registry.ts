@@ -5,6 +5,7 @@
  */
 import type { Bus } from '../bus/bus.js';
 import type { Session } from '../session/session.js';
+import type { LocalSessions } from '../admin/session-directory.js';
 import { CATCH_UP_HINT, framePos } from '../chat/timeline-frames.js';
 
 /** Told of every session added and removed (the cluster session directory, src/admin/). */
@@ -18,20 +19,25 @@ export interface SessionObserver {
 /** A user's local sessions: the session itself while there is one (most users), a Set from the second. */
 type UserSessions = Session | Set<Session>;
 
-export class SessionRegistry {
+export class SessionRegistry implements LocalSessions<Session> {
   private readonly byUser = new Map<string, UserSessions>();
+  private observer: SessionObserver | undefined;
 
-  /**
-   * `onDelivered`: a live frame was handed to `sessions` sessions of one user (metrics).
-   * `observer`: told of every session added and removed (the cluster session directory).
-   */
+  /** `onDelivered`: a live frame was handed to `sessions` sessions of one user (metrics). */
   constructor(
     private readonly bus: Bus,
     private readonly onDelivered?: (frame: string, sessions: number) => void,
-    private readonly observer?: SessionObserver,
   ) {
     bus.onFrame(this.deliver);
     bus.onResync(this.resyncAll);
+  }
+
+  /**
+   * Tells `observer` of every session added and removed from now on (session control, which reads
+   * this registry as the node's record of its sessions: nothing per session is kept twice).
+   */
+  observe(observer: SessionObserver): void {
+    this.observer = observer;
   }
 
   add(session: Session): void {

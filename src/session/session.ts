@@ -96,6 +96,8 @@ export class Session implements Flushable, WheelEntry {
    * for this, so nothing precedes `auth_success` on the wire.
    */
   announced = false;
+  /** When the session authenticated (ms since the epoch; 0 before): its `since` in the session directory. */
+  authenticatedAt = 0;
   private stream: TimelineStream | undefined;
 
   // Deadlines (ms since the epoch; 0: none). The session is scheduled on the node's wheel at the
@@ -336,6 +338,7 @@ export class Session implements Flushable, WheelEntry {
     this.identity = identity;
     this.userKey = userKey;
     this.state = 'active';
+    this.authenticatedAt = Date.now();
     const now = this.hooks.timers.now();
     this.authDueAt = 0;
     this.pingSentAt = 0;

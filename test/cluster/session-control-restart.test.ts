@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { openSessionControl } from '../../src/admin/session-control.js';
 import type { Session } from '../../src/session/session.js';
+import { SessionRegistry } from '../../src/server/session-registry.js';
+import { LocalBus } from '../../src/bus/local-bus.js';
 import { REDIS_URL, dropRedisPrefix, startRedisProxy, uniqueRedisPrefix, waitFor } from '../helpers/harness.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -19,6 +21,8 @@ function fakeSession(id: string, userKey: string, closed: string[]): Session {
     id,
     userKey,
     ip: '192.0.2.9',
+    deviceId: undefined,
+    authenticatedAt: Date.now(),
     identity: undefined,
     open: true,
     get isOpen(): boolean {
@@ -44,18 +48,22 @@ test('a remembered disconnect of the old process\'s session n:s5 does not close 
   const closed: string[] = [];
 
   // The first process: an admin disconnects alice's session pod-2:s5; it closes at once.
-  const before = await openSessionControl(opts);
+  const beforeSessions = new SessionRegistry(new LocalBus());
+  const before = await openSessionControl({ ...opts, local: beforeSessions });
+  beforeSessions.observe(before.observer);
   const alice = fakeSession('s5', 't:alice', closed);
-  before.observer.added(alice);
+  beforeSessions.add(alice);
   await before.disconnect('t:alice', 'pod-2:s5');
   await waitFor(() => closed.includes('t:alice:4012') || closed.length > 0, 3000, 'alice closed');
-  before.observer.removed(alice);
+  beforeSessions.remove(alice);
   await before.close();
 
   // The process restarts (same nodeId); its 5th session, bob's, is pod-2:s5 again.
-  const after = await openSessionControl(opts);
+  const afterSessions = new SessionRegistry(new LocalBus());
+  const after = await openSessionControl({ ...opts, local: afterSessions });
+  afterSessions.observe(after.observer);
   const bob = fakeSession('s5', 't:bob', closed);
-  after.observer.added(bob);
+  afterSessions.add(bob);
   closed.length = 0;
   // Within the hour, the node's Redis connections are remade once (a network blip, a failover, a liveness drop).
   await proxy.stop();
@@ -65,7 +73,7 @@ test('a remembered disconnect of the old process\'s session n:s5 does not close 
   try {
     assert.deepEqual(closed, [], 'bob was never disconnected by anyone');
   } finally {
-    after.observer.removed(bob);
+    afterSessions.remove(bob);
     await after.close();
     await proxy.close();
     const r = new Redis(REDIS_URL);

@@ -7,6 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSessionControl } from '../../src/admin/session-control.js';
 import type { Session } from '../../src/session/session.js';
+import { SessionRegistry } from '../../src/server/session-registry.js';
+import { LocalBus } from '../../src/bus/local-bus.js';
 
 const USER = '11111111-1111-4111-8111-111111111111';
 
@@ -18,6 +20,7 @@ function standIn(jti: string): { session: Session; closedWith: () => number | un
     userKey: `default:${USER}`,
     ip: '127.0.0.1',
     deviceId: undefined,
+    authenticatedAt: Date.now(),
     isOpen: true,
     identity: { userId: USER, tenantId: 'default', role: 'user', expiresAt: Date.now() + 60_000, jti },
     reject(r: { action: { kind: string; code?: number } }) {
@@ -33,16 +36,18 @@ function standIn(jti: string): { session: Session; closedWith: () => number | un
 }
 
 test('a token revoked while a refresh to it was being checked: the refreshed session is closed (invalid token)', async () => {
-  const control = await openSessionControl({ prefix: 'test:', nodeId: 'n1', onError: () => {} });
+  const sessions = new SessionRegistry(new LocalBus());
+  const control = await openSessionControl({ prefix: 'test:', nodeId: 'n1', local: sessions, onError: () => {} });
+  sessions.observe(control.observer);
   try {
     const { session, closedWith } = standIn('old-token');
-    control.observer.added(session);
+    sessions.add(session);
     // The refresh's access check passed; then the new token is revoked (no session holds it yet,
     // so the revocation closes nobody); then the session takes the new identity.
     await control.revoke({ tenantId: 'default', jti: 'new-token' }, Date.now() + 60_000);
     assert.equal(closedWith(), undefined);
     (session.identity as { jti?: string }).jti = 'new-token';
-    control.observer.refreshed?.(session);
+    sessions.refreshed(session);
     assert.equal(closedWith(), 4003);
   } finally {
     await control.close();
