@@ -37,7 +37,7 @@ configured. Tokens for public-key and JWKS setups come from your identity provid
       sub,
       ...(role ? { role } : {}),
       ...(tid ? { tid } : {}),
-      ttl: stringValue(values, 'ttl') ?? '1h',
+      ttl: ttlOf(stringValue(values, 'ttl') ?? '1h'),
       ...(config.jwt.issuer ? { issuer: config.jwt.issuer } : {}),
       ...(config.jwt.audience ? { audience: config.jwt.audience } : {}),
     });
@@ -45,3 +45,6 @@ configured. Tokens for public-key and JWKS setups come from your identity provid
     return 0;
   },
 };
+
+/** `--ttl 3600` is seconds (jose reads a bare number in a string as no unit); `1h`, `90s` stay durations. */
+const ttlOf = (value: string): string | number => (/^\d+$/.test(value) ? Number(value) : value);

@@ -4,10 +4,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigSchema, type RampartConfig } from './schema.js';
+import { CONTENT_KEY_ID, ConfigSchema, type RampartConfig } from './schema.js';
 import { compileOriginPolicy } from '../gate/origin.js';
 import { tlsConfigProblems } from '../server/tls-options.js';
 import { issuerConfigProblems } from '../auth/issuers.js';
+import { storageConfigProblems } from '../store/open-store.js';
 import { fsCheckContext, findingsOf, formatFinding, runChecks, type CheckContext } from './production-checks.js';
 
 export class ConfigError extends Error {
@@ -59,9 +60,9 @@ function resolveEnvName(name: string): { path: string[]; known: boolean } {
           return key;
         }
       } else if (def?.type === 'record') {
-        // Below a record (chat.roles, encryption.keys) any name is a key.
+        // Below a record (chat.roles, encryption.keys) any name is a key, read in camelCase like the rest.
         node = def.valueType;
-        return part;
+        return camelCase(part);
       }
       // Not a key of an object, or a part below a scalar (RAMPART_PORT__X): names no key.
       known = false;
@@ -107,10 +108,10 @@ export function applyEnvOverrides(base: Record<string, unknown>, env: NodeJS.Pro
       continue;
     }
     let node: Record<string, unknown> = result;
-    for (const key of path.slice(0, -1)) {
+    for (const [i, key] of path.slice(0, -1).entries()) {
       const next = Object.hasOwn(node, key) ? node[key] : undefined;
       if (next === undefined) node[key] = {};
-      else if (!isPlainObject(next)) throw new ConfigError([`${name}: ${path.join('.')} is not an object`]);
+      else if (!isPlainObject(next)) throw new ConfigError([`${name}: ${path.slice(0, i + 1).join('.')} is not an object`]);
       node = node[key] as Record<string, unknown>;
     }
     node[path[path.length - 1] as string] = parseEnvValue(raw);
@@ -118,9 +119,16 @@ export function applyEnvOverrides(base: Record<string, unknown>, env: NodeJS.Pro
   return result;
 }
 
+/** An issue's key path; a key of `encryption.keys` that is no valid id may be a key itself, and is not shown. */
+function issuePath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return '(root)';
+  const shown = path.map((part, i) => (i === 2 && path[0] === 'encryption' && path[1] === 'keys' && !CONTENT_KEY_ID.test(String(part)) ? '<key id>' : String(part)));
+  return shown.join('.');
+}
+
 function formatIssues(error: z.ZodError): string[] {
   return error.issues.map((issue) => {
-    const path = issue.path.length > 0 ? issue.path.join('.') : '(root)';
+    const path = issuePath(issue.path);
     if (issue.code === 'unrecognized_keys') return `${path}: unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
     return `${path}: ${issue.message}`;
   });
@@ -152,6 +160,7 @@ export function checkSchema(input: unknown): { ok: true; config: RampartConfig }
   if (config.tls) problems.push(...tlsConfigProblems(config.tls));
   if (config.heartbeatTimeout < config.heartbeatInterval) problems.push('heartbeatTimeout: must be ≥ heartbeatInterval');
   if (config.maxPreAuthMessageSize > config.maxMessageSize) problems.push('maxPreAuthMessageSize: must be ≤ maxMessageSize');
+  problems.push(...storageConfigProblems(config.storage));
   if (config.encryption && !Object.hasOwn(config.encryption.keys, config.encryption.activeKeyId)) {
     problems.push('encryption.activeKeyId: must name one of encryption.keys');
   }

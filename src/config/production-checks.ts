@@ -5,6 +5,7 @@
  * and rules, never values (they may be secrets).
  */
 import { readFileSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import type { RampartConfig } from './schema.js';
@@ -76,11 +77,27 @@ const readableFiles: Rule = {
       ...keyEntries(config).map((e): [string, string | undefined] => [`${e.key}.publicKeyFile`, e.publicKeyFile]),
     ];
     const unreadable = files.filter(([, path]) => path !== undefined && ctx.readFile(path) === undefined);
-    return ctx.unreadableFile === 'warn'
-      ? unreadable.map(([key]) => warn(key, 'file cannot be read here: check it on the machine that runs the server (serve refuses to start without it)'))
-      : unreadable.map(([key]) => error(key, 'file cannot be read'));
+    const findings =
+      ctx.unreadableFile === 'warn'
+        ? unreadable.map(([key]) => warn(key, 'file cannot be read here: check it on the machine that runs the server (serve refuses to start without it)'))
+        : unreadable.map(([key]) => error(key, 'file cannot be read'));
+    // A key file that reads but holds no public key: serve's createPublicKey would refuse it.
+    for (const e of keyEntries(config)) {
+      const pem = e.publicKeyFile === undefined ? undefined : ctx.readFile(e.publicKeyFile);
+      if (pem !== undefined && !holdsPublicKey(pem)) findings.push(error(`${e.key}.publicKeyFile`, 'file holds no public key (PEM) that serve can use'));
+    }
+    return findings;
   },
 };
+
+function holdsPublicKey(pem: string): boolean {
+  try {
+    createPublicKey(pem);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const signingKey: Rule = {
   name: 'signing keys',

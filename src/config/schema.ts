@@ -8,6 +8,9 @@ import { z } from 'zod';
 const positiveInt = z.number().int().min(1);
 const ms = z.number().int().min(1);
 
+/** An encryption key id: short and plain, so that an error may name it (a key put where its id belongs never is). */
+export const CONTENT_KEY_ID = /^[A-Za-z0-9._-]{1,32}$/;
+
 const RateRuleSchema = z.strictObject({ limit: positiveInt, windowMs: ms });
 
 const JwtAlgorithmSchema = z.enum(['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']);
@@ -260,7 +263,10 @@ export const ConfigSchema = z.strictObject({
   encryption: z
     .strictObject({
       activeKeyId: z.string().min(1).max(32),
-      keys: z.record(z.string().min(1).max(32), z.string().min(1)),
+      keys: z.record(
+        z.string().regex(CONTENT_KEY_ID, 'a key id is 1–32 of A–Z a–z 0–9 . _ -'),
+        z.string().refine((b64) => Buffer.from(b64, 'base64').length === 32, 'must be base64 of 32 bytes'),
+      ),
     })
     .optional(),
   /**

@@ -34,6 +34,10 @@ export class CommittedCache<K, V> {
     this.#map.set(key, value);
   }
 
+  delete(key: K): void {
+    this.#map.delete(key);
+  }
+
   clear(): void {
     this.#map.clear();
     this.#version = -1;

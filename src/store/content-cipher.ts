@@ -48,7 +48,8 @@ export class ContentCipher {
   constructor(keyring: Keyring) {
     this.#keys = new Map();
     for (const [id, key] of Object.entries(keyring.keys)) {
-      if (!KEY_ID.test(id)) throw new Error(`content key id "${id}" must match ${KEY_ID.source}`);
+      // The id is not shown: a key written where its id belongs would be.
+      if (!KEY_ID.test(id)) throw new Error(`a content key id must match ${KEY_ID.source}`);
       if (!Buffer.isBuffer(key) || key.length !== KEY_BYTES) {
         throw new Error(`content key "${id}" must be exactly ${KEY_BYTES} bytes`);
       }

@@ -11,7 +11,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { ContentCipher } from './content-cipher.js';
-import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js';
+import { PostgresStore, SCHEMA_NAME, type PostgresStoreOptions } from './postgres-store.js';
 import { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import type { Store } from './store.js';
 
@@ -61,6 +61,25 @@ function createStore(url: string, options: OpenStoreOptions): Store {
     `storage: unsupported value${scheme === undefined ? '' : ` with scheme "${scheme}:"`}; ` +
       'expected "sqlite:PATH" or a "postgres://" URL',
   );
+}
+
+/**
+ * What `openStore` would refuse in a `storage` value, found without opening anything (`rampart
+ * check-config`, start-up): the same parsing, so the two cannot disagree. Never echoes the value.
+ */
+export function storageConfigProblems(url: string): string[] {
+  try {
+    if (url.startsWith('sqlite:')) {
+      const path = url.slice('sqlite:'.length);
+      if (takeSynchronousParam(path.startsWith('//') ? path.slice(2) : path).path === '') return ['storage: "sqlite:" needs a file path, e.g. sqlite:./data/rampart.db'];
+    } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+      const { schema } = takeSchemaParam(url);
+      if (schema !== undefined && !SCHEMA_NAME.test(schema)) return [`storage: the "schema" parameter must match ${SCHEMA_NAME.source}`];
+    }
+    return [];
+  } catch (err) {
+    return [err instanceof Error ? err.message : 'storage: not usable'];
+  }
 }
 
 /** Split a `schema` query parameter off a postgres URL (string-level: the authority is untouched). */

@@ -92,7 +92,7 @@ export interface PostgresStoreOptions extends PrivacyOption {
   onPoolError?: (err: Error) => void;
 }
 
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Pool defaults; the same parameters in the URL (`?statement_timeout=MS`) override them. */
 const POOL_DEFAULTS: pg.PoolConfig = {
   // pg's default is to wait forever for a connection; a store must fail visibly instead.
@@ -212,10 +212,12 @@ function buildSql(t: (table: string) => string) {
       ), us AS (
         UPDATE ${t('users')} u SET last_pos = x.p FROM unnest($22::int[], $23::bigint[]) AS x(id, p) WHERE u.id = x.id
       ), mb AS (
-        INSERT INTO ${t('members')} (conv, "user", role, joined_seq, left_seq)
+        INSERT INTO ${t('members')} AS old (conv, "user", role, joined_seq, left_seq)
         SELECT * FROM unnest($24::int[], $25::int[], $26::smallint[], $27::bigint[], $28::bigint[])
         ON CONFLICT (conv, "user") DO UPDATE
-          SET role = excluded.role, joined_seq = excluded.joined_seq, left_seq = excluded.left_seq
+          SET role = excluded.role, joined_seq = excluded.joined_seq, left_seq = excluded.left_seq,
+            -- a former member added back is a new member: not a writer until they write again (Audience)
+            wrote = old.wrote AND NOT (old.left_seq IS NOT NULL AND excluded.left_seq IS NULL)
       ), wr AS (
         UPDATE ${t('members')} m SET wrote = true FROM unnest($29::int[], $30::int[]) AS x(conv, u)
         WHERE m.conv = x.conv AND m."user" = x.u AND NOT m.wrote
@@ -294,7 +296,7 @@ function buildSql(t: (table: string) => string) {
     lastMessages: `
       SELECT ${EVENT_COLUMNS} FROM unnest($1::int[], $2::bigint[]) AS k(conv, since)
       CROSS JOIN LATERAL (
-        SELECT * FROM ${t('events')} ev WHERE ev.conv = k.conv AND ev.kind = ${EVENT_MESSAGE} AND ev.seq >= k.since
+        SELECT * FROM ${t('events')} ev WHERE ev.conv = k.conv AND ev.kind IN (${EVENT_MESSAGE}, ${EVENT_TOMBSTONE}) AND ev.seq >= k.since
         ORDER BY ev.seq DESC LIMIT 1
       ) e
       ${joins}`,
@@ -451,8 +453,10 @@ export class PostgresStore implements Store {
   /** direct_key → conversation, committed rows only. */
   readonly #directs = new Map<string, DirectConversation>();
   /**
-   * Members known (committed) to have written in a conversation, `conv user`: their
-   * next messages skip the members update. Never stale in a harmful way: the flag never goes back.
+   * Members known (committed) to have written in a conversation, `conv user` (a group's: `conv
+   * user joinedSeq`): their next messages skip the members update. Never stale in a harmful way:
+   * the flag goes back only when a former member is added back, with a new joinedSeq, so a key
+   * any node cached from the earlier membership no longer matches.
    */
   readonly #writers = new Set<string>();
   /** (tenant, two user uuids in order) → their direct conversation, once found (directConversationId). */
@@ -672,6 +676,8 @@ export class PostgresStore implements Store {
       let recipients: number[];
       let peer: number | undefined;
       let conversationId: string;
+      /** The sender's membership, for a conversation named by id (a former member added back is a new writer). */
+      let joinedSeq: number | undefined;
       if ('peerId' in m.to) {
         peer = uid(m.tenantId, m.to.peerId);
         const d = directs.get(directKey(sender, peer))!;
@@ -683,10 +689,12 @@ export class PostgresStore implements Store {
         const id = c?.id;
         const state = id === undefined ? undefined : convState.get(id);
         const members = id === undefined ? undefined : groupMembers.get(id);
-        if (id === undefined || state === undefined || state.closed || members === undefined || !members.some((x) => x.uid === sender)) {
+        const me = members?.find((x) => x.uid === sender);
+        if (id === undefined || state === undefined || state.closed || members === undefined || me === undefined) {
           out[i] = FORBIDDEN_APPEND;
           continue;
         }
+        joinedSeq = me.joinedSeq;
         conv = id;
         conversationId = m.to.conversationId.toLowerCase();
         if (c!.kind === KIND_DIRECT) {
@@ -739,7 +747,7 @@ export class PostgresStore implements Store {
       e.ts.push(m.timestamp);
       e.clientMsgId.push(m.clientMsgId === undefined ? null : pgText(m.clientMsgId));
       // Its sender's first message in a conversation marks them as having written (known ones skipped).
-      const wk = `${conv} ${sender}`;
+      const wk = joinedSeq === undefined ? `${conv} ${sender}` : `${conv} ${sender} ${joinedSeq}`;
       const firstWrite = !this.#writers.has(wk) && !w.wrote.has(wk);
       if (firstWrite) w.wrote.add(wk);
       const ctx: EventContext = { tenantId: m.tenantId, conversationId, conversationKind: peer === undefined ? 'group' : 'direct' };

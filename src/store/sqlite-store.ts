@@ -470,7 +470,8 @@ function prepareAll(db: BetterSqlite3.Database) {
       .pluck(),
     upsertMember: db.prepare<[number, number, number, number]>(
       `INSERT INTO members (conv, user, role, joined_seq, left_seq, read_seq) VALUES (?, ?, ?, ?, NULL, 0)
-       ON CONFLICT (conv, user) DO UPDATE SET role = excluded.role, joined_seq = excluded.joined_seq, left_seq = NULL`,
+       ON CONFLICT (conv, user) DO UPDATE SET role = excluded.role, joined_seq = excluded.joined_seq, left_seq = NULL,
+         wrote = CASE WHEN members.left_seq IS NULL THEN members.wrote ELSE 0 END`,
     ),
     setLeft: db.prepare<[number, number, number]>('UPDATE members SET left_seq = ? WHERE conv = ? AND user = ?'),
     setRole: db.prepare<[number, number, number]>('UPDATE members SET role = ? WHERE conv = ? AND user = ?'),
@@ -519,7 +520,7 @@ function prepareAll(db: BetterSqlite3.Database) {
     ),
     lastMessage: db.prepare<[number, number], RawEventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events e JOIN users su ON su.id = e.sender
-       WHERE e.conv = ? AND e.kind = ${EVENT_MESSAGE} AND e.seq >= ? ORDER BY e.seq DESC LIMIT 1`,
+       WHERE e.conv = ? AND e.kind IN (${EVENT_MESSAGE}, ${EVENT_TOMBSTONE}) AND e.seq >= ? ORDER BY e.seq DESC LIMIT 1`,
     ),
     unread: db
       .prepare<[number, number, number], number>(
@@ -1696,8 +1697,9 @@ export class SqliteStore implements Store {
 
   /**
    * A stored message: its sender has written in the conversation (members.wrote, see Audience).
-   * Known writers are cached per conversation (the flag never goes back; another process's
-   * writes only make a cached set short, and its UPDATE then changes nothing), so the message
+   * Known writers are cached per conversation (the flag goes back only when a former member is
+   * added back, which drops the conversation's entry; another process's writes only make a cached
+   * set short, and its UPDATE then changes nothing), so the message
    * path reads and writes members only for a member's first message in a conversation.
    */
   /** True when it added a (conv, sender) row to mark. */
@@ -1812,7 +1814,10 @@ export class SqliteStore implements Store {
     const added: Recipient[] = toAdd.map((u) => ({ id: this.#userId(s, r.tenantId, u, true), uuid: u }));
     for (const m of added) if ((s.groupCount.get(m.id) ?? 0) + 1 > limits.maxGroupsPerUser) return G_TOO_MANY_GROUPS;
     const seq = g.state.last_seq + 1;
+    // A former member added back is a new member: not a writer until they write again (Audience).
     for (const m of added) s.upsertMember.run(g.info.id, m.id, ROLE_MEMBER, seq);
+    const conv = g.info.id;
+    this.#remember(() => this.#writers.delete(conv));
     const recipients: Recipient[] = [...g.members.map((m) => ({ id: m.user, uuid: bytesToUuid(m.user_id) })), ...added];
     const payload: MembershipPayload = { id: r.eventId, action: 'added', actorId: r.actorId, userIds: toAdd };
     return this.#appendMembership(s, g.info, seq, g.actor, payload, r.timestamp, recipients);

@@ -204,6 +204,17 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
     assert.ok(!server.stdout.includes(token.split('.')[2]!) && !server.stderr.includes(token.split('.')[2]!));
   });
 
+  test('rampart token --ttl takes seconds (3600) or a duration (90s), as its --help says', async () => {
+    const runs = [rampart(['token', '--sub', randomUUID(), '--ttl', '3600'], cwd), rampart(['token', '--sub', randomUUID(), '--ttl', '90s'], cwd)];
+    const lifetimes = [];
+    for (const run of runs) {
+      assert.equal((await run.exited).code, 0, run.stderr);
+      const payload = JSON.parse(Buffer.from(run.stdout.trim().split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
+      lifetimes.push(payload.exp - payload.iat);
+    }
+    assert.deepEqual(lifetimes, [3600, 90]);
+  });
+
   test('a malformed frame before auth does not crash the process', async () => {
     const raw = await RawSocket.open(port);
     assert.equal(await raw.upgrade('/ws'), 101);

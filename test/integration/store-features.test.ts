@@ -177,6 +177,61 @@ for (const make of [sqlite, postgres]) {
       }
     });
 
+    test('a former member added back is a new member: nothing of theirs is shared until they write again, whichever node cached them as a writer', async () => {
+      const store = await backend.open();
+      const other = await backend.open(); // another node (PostgreSQL) or connection (SQLite) on the same data
+      try {
+        const [a, x, s] = [randomUUID(), randomUUID(), randomUUID()];
+        const gid = randomUUID();
+        const change = (actor: string) => {
+          const ts = now();
+          return { tenantId: T, actorId: actor, eventId: messageId(ts), timestamp: ts, conversationId: gid };
+        };
+        const writes = async (node: Store, content: string) =>
+          ((await node.appendMessages([message(x, { conversationId: gid }, content)], OPTS))[0] as { firstWrite?: true }).firstWrite === true;
+        const shared = async () => ({ sharing: (await store.audienceOf(T, gid, s))!.sharing.includes(x), contact: (await store.contactsOf(T, x)).includes(s) });
+        assert.equal((await store.createGroup({ ...change(a), name: 'g', memberIds: [x] }, LIMITS)).status, 'ok');
+        assert.equal(await writes(store, 'first membership'), true);
+        assert.equal(await writes(store, 'first membership, again'), false, 'this node now knows x as a writer');
+        // Removed; a stranger to x joins, becomes admin and adds x back (on the other node).
+        assert.equal((await other.removeMembers({ ...change(a), userIds: [x] })).status, 'ok');
+        assert.equal((await other.addMembers({ ...change(a), userIds: [s] }, LIMITS)).status, 'ok');
+        assert.equal((await other.setRole({ ...change(a), userId: s, role: 'admin' })).status, 'ok');
+        assert.equal((await other.addMembers({ ...change(s), userIds: [x] }, LIMITS)).status, 'ok');
+        assert.deepEqual(await shared(), { sharing: false, contact: false }, 'x has not written since coming back');
+        assert.equal(await writes(store, 'second membership'), true, 'a first write again, on the node that knew x as a writer');
+        assert.deepEqual(await shared(), { sharing: true, contact: true });
+        // Once more, all on one node.
+        assert.equal((await store.removeMembers({ ...change(a), userIds: [x] })).status, 'ok');
+        assert.equal((await store.addMembers({ ...change(a), userIds: [x] }, LIMITS)).status, 'ok');
+        assert.deepEqual(await shared(), { sharing: false, contact: false });
+        assert.equal(await writes(store, 'third membership'), true);
+        assert.deepEqual(await shared(), { sharing: true, contact: true });
+      } finally {
+        await other.close();
+        await store.close();
+      }
+    });
+
+    test('list_conversations: lastMessage is the newest message as history shows it, a deleted one as deleted', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const older = await send(store, message(a, { peerId: b }, 'older, still there'));
+        const newest = await send(store, message(a, { peerId: b }, 'newest, to be deleted'));
+        const ts = now();
+        assert.equal((await store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(ts), messageId: newest.id, timestamp: ts }, OPTS)).status, 'ok');
+        const hist = (await store.history(T, b, { conversationId: older.conversationId }, { limit: 10, groupHistory: 'since_join' }))!;
+        assert.equal(hist.events[0]!.id, newest.id);
+        const [conv] = (await store.listConversations(T, b, { limit: 10 })).conversations;
+        assert.equal(conv!.lastMessage?.id, newest.id, 'not the older text');
+        assert.ok(conv!.lastMessage?.deletedAt !== undefined && conv!.lastMessage.deletedBy === a, "shown as a tombstone");
+        assert.equal(conv!.lastMessage?.content, '');
+      } finally {
+        await store.close();
+      }
+    });
+
     test('a removed member reads each message as it stood when they left: later edits never reach them', async () => {
       const store = await backend.open();
       try {

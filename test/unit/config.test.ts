@@ -192,7 +192,7 @@ test('an unknown RAMPART_* variable is a warning naming it (skipped); a known on
   assert.deepEqual(unknown.sort(), ['RAMPART_DEPLOY_ID', 'RAMPART_RATE_LIMIT__BURST_LIMT']);
   // Below a record any name is a key.
   const roles = loadConfig(undefined, { RAMPART_CHAT__ROLES__MOD: '{"send":true,"read":true}' }, { onUnknownEnv: () => assert.fail('known') });
-  assert.deepEqual(roles.chat.roles.MOD ?? roles.chat.roles.mod, { send: true, read: true, createGroup: false });
+  assert.deepEqual(roles.chat.roles, { mod: { send: true, read: true, createGroup: false } }, 'read in camelCase (docs/protocol.md §9)');
   assert.match(configError(() => loadConfig(undefined, { RAMPART_MAX_CONNECTIONS_PER_IP: '0' })).message, /maxConnectionsPerIP/);
   assert.match(configError(() => parseConfig({ deployId: 'x' })).message, /deployId/);
 });
