@@ -3,7 +3,8 @@
  * field = cluster-wide session id, value = the descriptor (JSON). Entries live as long as their
  * node: `list` keeps only fields of nodes whose liveness key (`<prefix>:node:<nodeId>`, kept alive
  * by the connection registry, src/limits/redis-registry.ts) still exists, and deletes the others —
- * a SIGKILLed node's sessions disappear from listings once its liveness key expires.
+ * a SIGKILLed node's sessions disappear from listings once its liveness key expires (and a node
+ * that was only stalled writes its entries back when it finds the marker the pruning left).
  *
  * The node is the authority on its own sessions: it rewrites every entry of its own, described from
  * its session registry, after a failed write or a reconnect (Redis restarted empty).
@@ -25,22 +26,25 @@ export interface RedisSessionDirectoryOptions {
 }
 
 const LIST_LUA = `
--- KEYS[1]: user hash. ARGV[1]: liveness key prefix. Returns live descriptors, drops dead nodes' ones.
+-- KEYS[1]: user hash. ARGV[1]: liveness key prefix. ARGV[2]: pruned-marker prefix.
+-- Returns live descriptors, drops dead nodes' ones and marks each such node as pruned.
 local out = {}
 local raw = redis.call('HGETALL', KEYS[1])
 for i = 1, #raw, 2 do
   local ok, d = pcall(cjson.decode, raw[i + 1])
-  if ok and type(d) == 'table' and type(d.node) == 'string' and redis.call('EXISTS', ARGV[1] .. d.node) == 1 then
+  local known = ok and type(d) == 'table' and type(d.node) == 'string'
+  if known and redis.call('EXISTS', ARGV[1] .. d.node) == 1 then
     out[#out + 1] = raw[i + 1]
   else
     redis.call('HDEL', KEYS[1], raw[i])
+    if known then redis.call('SET', ARGV[2] .. d.node, '1', 'EX', 86400) end
   end
 end
 return out
 `;
 
 interface DirectoryScripts {
-  rampartAdminListSessions(key: string, livePrefix: string): Promise<string[]>;
+  rampartAdminListSessions(key: string, livePrefix: string, prunedPrefix: string): Promise<string[]>;
 }
 
 export class RedisSessionDirectory implements SessionDirectory {
@@ -56,7 +60,7 @@ export class RedisSessionDirectory implements SessionDirectory {
   constructor(private readonly o: RedisSessionDirectoryOptions) {
     o.client.defineCommand('rampartAdminListSessions', { lua: LIST_LUA, numberOfKeys: 1 });
     o.client.on('ready', this.onReady);
-    this.timer = setInterval(() => void this.resync(), o.retryMs);
+    this.timer = setInterval(() => void this.tick(), o.retryMs);
     this.timer.unref();
   }
 
@@ -75,7 +79,7 @@ export class RedisSessionDirectory implements SessionDirectory {
   }
 
   async list(userKey: string): Promise<SessionDescriptor[]> {
-    const raw = await (this.o.client as unknown as DirectoryScripts).rampartAdminListSessions(this.key(userKey), `${this.o.prefix}:node:`);
+    const raw = await (this.o.client as unknown as DirectoryScripts).rampartAdminListSessions(this.key(userKey), `${this.o.prefix}:node:`, this.prunedPrefix());
     const list: SessionDescriptor[] = [];
     for (const entry of raw) {
       try {
@@ -103,6 +107,24 @@ export class RedisSessionDirectory implements SessionDirectory {
       this.dirty = true;
       this.o.onError(err, op);
     };
+  }
+
+  /**
+   * A node whose liveness key lapsed (a long stall) had its entries dropped by another node's
+   * `list`, which leaves a marker; the node, alive again, finds it here and writes them back.
+   */
+  private async tick(): Promise<void> {
+    if (this.o.client.status !== 'ready') return;
+    try {
+      if ((await this.o.client.del(`${this.prunedPrefix()}${this.o.nodeId}`)) === 1) this.dirty = true;
+    } catch (err) {
+      this.o.onError(err, 'pruned check');
+    }
+    await this.resync();
+  }
+
+  private prunedPrefix(): string {
+    return `${this.o.prefix}admin:sessions-pruned:`;
   }
 
   private async resync(): Promise<void> {

@@ -50,6 +50,25 @@ export class DuplicateCatchUps {
     }
   }
 
+  /**
+   * A group change answered `unchanged` (a leave: `forbidden`) may repeat one that committed
+   * without being published (no key tells): the conversation's members, and the users the change
+   * named, read their timelines — once per conversation per window, whoever repeats what.
+   * `formerToo`: the actor may have left by the change (a leave), so they need not be a member now.
+   */
+  async afterRepeatedChange(actor: Identity, conversationId: string, named: readonly string[], formerToo: boolean): Promise<void> {
+    if (!this.shouldCatchUp(`group ${actor.tenantId} ${conversationId}`, this.#now())) return;
+    try {
+      const members = await this.o.store.membersIfMember(actor.tenantId, conversationId, actor.userId, { formerToo });
+      // Not a member, nor (for a leave) a former one: tells nobody anything.
+      if (members === undefined && !formerToo) return;
+      if (members === undefined) return this.o.publisher.catchUp(actor.tenantId, [actor.userId]);
+      this.o.publisher.catchUp(actor.tenantId, new Set([...members, ...named, actor.userId]));
+    } catch (err) {
+      this.o.onError(err);
+    }
+  }
+
   /** True when the duplicate of `eventId`, stored at `storedAt` (ms), should make the members read. */
   shouldCatchUp(eventId: string, storedAt: number): boolean {
     const now = this.#now();

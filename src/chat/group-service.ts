@@ -12,6 +12,7 @@ import type { Identity } from '../auth/token-verifier.js';
 import type { Outbox } from './chat-service.js';
 import type { TimelinePublisher } from './timeline-publisher.js';
 import { withRequestId } from './replies.js';
+import { DuplicateCatchUps } from './duplicate-catch-ups.js';
 
 export interface GroupServiceOptions {
   store: Store;
@@ -23,9 +24,11 @@ export interface GroupServiceOptions {
 
 export class GroupService {
   private readonly now: () => number;
+  readonly #repeats: DuplicateCatchUps;
 
   constructor(private readonly opts: GroupServiceOptions) {
     this.now = opts.now ?? Date.now;
+    this.#repeats = new DuplicateCatchUps({ store: opts.store, publisher: opts.publisher, onError: opts.storeFailed, now: this.now });
   }
 
   /** `name`: the frame's name already sanitized (create_group, rename_group). */
@@ -70,9 +73,20 @@ export class GroupService {
         return;
       case 'unchanged':
         outbox.sendFrame(withRequestId({ type: 'group_updated', conversationId, changed: false }, frame.requestId));
+        // Perhaps the retry of a change whose answer was lost before it was published.
+        if (frame.type !== 'create_group') await this.#repeats.afterRepeatedChange(actor, conversationId, namedBy(frame), false);
         return;
       default:
         outbox.sendFrame(withRequestId({ type: 'error', reason: outcome.status }, frame.requestId));
+        // A leave's retry finds the actor gone: the leave may be the one whose answer was lost.
+        if (frame.type === 'leave_group' && outcome.status === 'forbidden') await this.#repeats.afterRepeatedChange(actor, conversationId, [], true);
     }
   }
+}
+
+/** The users a change names besides the members (a removed member is one no longer). */
+function namedBy(frame: GroupChangeFrame): string[] {
+  if (frame.type === 'add_members' || frame.type === 'remove_members') return frame.userIds.map((id) => id.toLowerCase());
+  if (frame.type === 'set_role') return [frame.userId.toLowerCase()];
+  return [];
 }

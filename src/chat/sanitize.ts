@@ -12,7 +12,7 @@
  *   recipient sees. Consequence: sanitizeHtml is not idempotent (its output is HTML, its input is
  *   text-with-tags; sanitizing twice double-escapes, but the tag skeleton is unchanged).
  * - Tags are balanced: a closer whose tag is open closes every tag opened after it, then itself; a
- *   closer with nothing to close is dropped; tags still open at the end are closed.
+ *   closer with nothing to close is text (`use </b> to close bold` reads as typed); tags still open at the end are closed.
  * - Nesting is capped at MAX_TAG_DEPTH; openers beyond it are escaped as text.
  * - Output length ≤ 6 × input length (worst case: every char is `"`).
  * - Time is O(n): each char is visited at most twice (once while trying a tag, once as text).
@@ -55,14 +55,14 @@ export function sanitizeHtmlDetailed(input: string): SanitizeResult {
     if (c === LT) {
       const tag = matchTag(input, i);
       const closing = (tag & CLOSING_BIT) !== 0;
-      if (tag >= 0 && (closing || stack.length < MAX_TAG_DEPTH)) {
-        const id = tag & ID_MASK;
+      const id = tag & ID_MASK;
+      if (tag >= 0 && (closing ? openCount[id]! > 0 : stack.length < MAX_TAG_DEPTH)) {
         out += input.slice(runStart, i);
         if (!closing) {
           stack.push(id);
           openCount[id]!++;
           out += OPEN[id]!;
-        } else if (openCount[id]! > 0) {
+        } else {
           // Close everything opened after the matching tag, then the tag itself.
           let top: number;
           do {
@@ -70,12 +70,12 @@ export function sanitizeHtmlDetailed(input: string): SanitizeResult {
             openCount[top]!--;
             out += CLOSE[top]!;
           } while (top !== id);
-        } // else: a closer with nothing to close is dropped.
+        }
         i = Math.floor(tag / END_UNIT); // the index of '>'; the loop's i++ moves past it
         runStart = i + 1;
         continue;
       }
-      // Not an allowlisted tag, or one opener too deep: the '<' is text.
+      // Not an allowlisted tag, an opener too deep or a closer with nothing to close: the '<' is text.
     }
     if (i > runStart) out += input.slice(runStart, i);
     out += escapeChar(c);

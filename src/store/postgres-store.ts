@@ -276,7 +276,7 @@ function buildSql(t: (table: string) => string) {
       JOIN ${t('users')} mu ON mu.id = m."user"
       WHERE c.uuid = $1 AND c.tenant_id = $2
         AND EXISTS (SELECT 1 FROM ${t('members')} me JOIN ${t('users')} u ON u.id = me."user"
-          WHERE me.conv = c.id AND me.left_seq IS NULL AND u.tenant_id = $2 AND u.user_id = $3)
+          WHERE me.conv = c.id AND (me.left_seq IS NULL OR $4::boolean) AND u.tenant_id = $2 AND u.user_id = $3)
       ORDER BY m.joined_seq, mu.user_id`,
     // Current memberships, most recent activity first; the cursor is (last_at, uuid) of the last row.
     listConversations: `
@@ -1076,7 +1076,7 @@ export class PostgresStore implements Store {
     if (!isUuid(conversationId) || !isUuid(userId)) return undefined;
     const { rows } = await this.#pool.query<{ user_id: string; wrote: boolean; delivered_seq: string; receipt_seq: string }>({
       ...this.#sql.members,
-      values: [conversationId, tenantId, userId],
+      values: [conversationId, tenantId, userId, false],
     });
     if (rows.length === 0) return undefined;
     const members = rows.map((r) => r.user_id);
@@ -1085,12 +1085,12 @@ export class PostgresStore implements Store {
     return { members, sharing: this.#strangerPrivacy ? rows.filter((r) => r.wrote).map((r) => r.user_id) : members, positions };
   }
 
-  async membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined> {
+  async membersIfMember(tenantId: string, conversationId: string, userId: string, options: { formerToo?: boolean } = {}): Promise<string[] | undefined> {
     this.#ready();
     if (!isUuid(conversationId) || !isUuid(userId)) return undefined;
     const { rows } = await this.#pool.query<{ user_id: string }>({
       ...this.#sql.members,
-      values: [conversationId, tenantId, userId],
+      values: [conversationId, tenantId, userId, options.formerToo === true],
     });
     return rows.length === 0 ? undefined : rows.map((r) => r.user_id);
   }

@@ -843,10 +843,17 @@ export class SqliteStore implements Store {
     return { members, sharing: members.filter((u) => writers.has(this.#userId(s, tenantId, u, false)!)), positions };
   }
 
-  async membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined> {
+  async membersIfMember(tenantId: string, conversationId: string, userId: string, options: { formerToo?: boolean } = {}): Promise<string[] | undefined> {
     const s = this.#ready();
-    const found = this.#currentMembership(s, tenantId, conversationId, userId);
-    return found === undefined ? undefined : this.#members(s, found.conv).map((r) => r.uuid);
+    const conv = options.formerToo === true ? this.#formerMembership(s, tenantId, conversationId, userId) : this.#currentMembership(s, tenantId, conversationId, userId)?.conv;
+    return conv === undefined ? undefined : this.#members(s, conv).map((r) => r.uuid);
+  }
+
+  /** The conversation's id if the user is or was a member of it. */
+  #formerMembership(s: Statements, tenantId: string, conversationId: string, userId: string): number | undefined {
+    const conv = this.#conv(s, tenantId, conversationId);
+    const user = this.#userId(s, tenantId, userId, false);
+    return conv === undefined || user === undefined || s.membership.get(conv.id, user) === undefined ? undefined : conv.id;
   }
 
   /** The user's membership row of the conversation, if they are a current member. */

@@ -461,8 +461,11 @@ export interface Store {
   renameGroup(request: RenameGroupRequest): Promise<GroupChangeOutcome>;
   setRole(request: SetRoleRequest): Promise<GroupChangeOutcome>;
 
-  /** Current member ids of the conversation if `userId` is one of them; `undefined` otherwise (no oracle). */
-  membersIfMember(tenantId: string, conversationId: string, userId: string): Promise<string[] | undefined>;
+  /**
+   * Current member ids of the conversation if `userId` is one of them; `undefined` otherwise (no
+   * oracle). `formerToo`: also if `userId` was one (who to tell of a leave whose answer was lost).
+   */
+  membersIfMember(tenantId: string, conversationId: string, userId: string, options?: { formerToo?: boolean }): Promise<string[] | undefined>;
   /** As membersIfMember, and which of them share their presence and receipts through it (see Audience). */
   audienceOf(tenantId: string, conversationId: string, userId: string): Promise<Audience | undefined>;
   /** The direct conversation of two users of a tenant (`peerId` = `userId`: a note to self), if one exists. */

@@ -213,6 +213,25 @@ for (const make of [sqlite, postgres]) {
       }
     });
 
+    test('membersIfMember: only for a member, or with formerToo for one who left; never for a stranger', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b, x] = [randomUUID(), randomUUID(), randomUUID()];
+        const gid = randomUUID();
+        const ts = now();
+        assert.equal((await store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts), timestamp: ts, conversationId: gid, name: 'g', memberIds: [b] }, LIMITS)).status, 'ok');
+        const t2 = now();
+        assert.equal((await store.leaveGroup({ tenantId: T, actorId: b, eventId: messageId(t2), timestamp: t2, conversationId: gid })).status, 'ok');
+        assert.deepEqual(await store.membersIfMember(T, gid, a), [a]);
+        assert.equal(await store.membersIfMember(T, gid, b), undefined, 'b left');
+        assert.deepEqual(await store.membersIfMember(T, gid, b, { formerToo: true }), [a]);
+        assert.equal(await store.membersIfMember(T, gid, x, { formerToo: true }), undefined, 'never a member');
+        assert.equal(await store.membersIfMember('other', gid, b, { formerToo: true }), undefined, 'another tenant');
+      } finally {
+        await store.close();
+      }
+    });
+
     test('list_conversations: lastMessage is the newest message as history shows it, a deleted one as deleted', async () => {
       const store = await backend.open();
       try {
