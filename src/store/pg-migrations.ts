@@ -235,4 +235,17 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
     UPDATE ${t('conversations')} c SET last_at = x.newest
       FROM (SELECT conv, max(ts) AS newest FROM ${t('events')} GROUP BY conv) x
       WHERE x.conv = c.id AND x.newest > c.last_at;`,
+
+  // Version 8: re-adding a former member kept members.wrote from the earlier membership (their
+  // presence and receipts reached whoever was in the group, before they wrote again); the running
+  // code resets it. Un-marked: current members with no message, edit or tombstone of theirs since
+  // they (re)joined, where the event that let them in is still stored (so is everything after it;
+  // else who wrote since cannot be told, and they go on sharing). Re-adds from before version 6
+  // are found too: a first-time member is marked only by writing after joining.
+  (t) => `
+    UPDATE ${t('members')} m SET wrote = false
+      WHERE m.wrote AND m.left_seq IS NULL
+        AND EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.seq = m.joined_seq)
+        AND NOT EXISTS (SELECT 1 FROM ${t('events')} e
+                        WHERE e.conv = m.conv AND e.sender = m."user" AND e.seq >= m.joined_seq AND e.kind IN (0, 2, 4));`,
 ];

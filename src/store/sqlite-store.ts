@@ -335,6 +335,17 @@ const MIGRATIONS: readonly string[] = [
        AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.sender = members.user AND e.kind = 3)
        AND NOT EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.sender = members.user AND e.kind IN (0, 2, 4))
        AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.seq = 1);`,
+  // Schema 10: re-adding a former member kept members.wrote from the earlier membership (their
+  // presence and receipts reached whoever was in the group, before they wrote again); the running
+  // code resets it. Un-marked: current members with no message, edit or tombstone of theirs since
+  // they (re)joined, where the event that let them in is still stored (so is everything after it;
+  // else who wrote since cannot be told, and they go on sharing). Re-adds from before schema 8
+  // are found too: a first-time member is marked only by writing after joining.
+  `UPDATE members SET wrote = 0
+     WHERE wrote = 1 AND left_seq IS NULL
+       AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.seq = members.joined_seq)
+       AND NOT EXISTS (SELECT 1 FROM events e
+                       WHERE e.conv = members.conv AND e.sender = members.user AND e.seq >= members.joined_seq AND e.kind IN (0, 2, 4));`,
 ];
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */

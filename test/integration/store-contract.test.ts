@@ -1206,7 +1206,7 @@ describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', 
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
           const sql = check.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").pluck().get() as string;
           assert.doesNotMatch(sql, /WITHOUT ROWID/i);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
@@ -1266,7 +1266,7 @@ describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kep
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
           assert.equal(check.prepare('SELECT count(*) FROM timeline').pluck().get(), 4);
         } finally {
           check.close();
@@ -1322,7 +1322,7 @@ describe('SqliteStore: a v5 database upgrades to v6 (dedupe key indexed client i
       try {
         const check = new Database(file);
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
           assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id']);
           // The plan of the dedupe probe uses the new index (no scan of events).
@@ -1427,7 +1427,7 @@ describe('SqliteStore: a v7 database upgrades to v8 (earlier membership periods)
       await store.init();
       try {
         readFile(file, (check) => {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
           assert.deepEqual(check.prepare('SELECT count(*) FROM member_periods').pluck().get(), 0, 'nothing to backfill');
         });
         // The fixture's messages and positions are all there.
@@ -1642,7 +1642,7 @@ describe('PostgresStore: nodes initialising at once', () => {
     try {
       await Promise.all(nodes.map((node) => node.init()));
       const { rows } = await admin.query(`SELECT version FROM "${fresh}".schema_version ORDER BY version`);
-      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }]);
+      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 8 }]);
       await nodes[0]!.ping();
     } finally {
       await Promise.all(nodes.map((node) => node.close()));

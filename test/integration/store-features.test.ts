@@ -31,6 +31,8 @@ interface Backend {
   downgrade(): Promise<void>;
   /** Back to just before `members.wrote`: schema 6 (SQLite) / version 4 (PostgreSQL). */
   beforeWrote(): Promise<void>;
+  /** As the code before schema 10 (SQLite) / version 8 (PostgreSQL) could leave it: every member marked as having written. */
+  everyoneMarkedWrote(): Promise<void>;
   teardown(): Promise<void>;
 }
 
@@ -47,7 +49,7 @@ function sqlite(): Backend {
     async downgrade() {
       const db = new Database(file);
       // Schema 8 first (membership periods), 7 (members.wrote), 6 (the dedupe index as it was), 5 (recent timeline entries back into timeline), then 4.
-      db.exec(`DELETE FROM schema_version WHERE version = 9;
+      db.exec(`DELETE FROM schema_version WHERE version >= 9;
                DROP TRIGGER members_rejoined; DROP TABLE member_periods; DELETE FROM schema_version WHERE version = 8;
                ALTER TABLE members DROP COLUMN wrote; DELETE FROM schema_version WHERE version = 7;
                CREATE UNIQUE INDEX events_dedupe ON events (sender, client_msg_id) WHERE client_msg_id IS NOT NULL; DROP INDEX events_client_msg;
@@ -61,6 +63,11 @@ function sqlite(): Backend {
       const db = new Database(file);
       db.exec(`DROP TRIGGER members_rejoined; DROP TABLE member_periods; ALTER TABLE members DROP COLUMN wrote;
                DELETE FROM schema_version WHERE version >= 7;`);
+      db.close();
+    },
+    async everyoneMarkedWrote() {
+      const db = new Database(file);
+      db.exec('UPDATE members SET wrote = 1; DELETE FROM schema_version WHERE version >= 10;');
       db.close();
     },
     async teardown() {
@@ -82,7 +89,7 @@ function postgres(): Backend {
     async downgrade() {
       const t = (x: string): string => `"${schema}".${x}`;
       // Version 6 first (membership periods), 5 (members.wrote), 4 (the dedupe index as it was), then 3.
-      await admin.query(`DELETE FROM ${t('schema_version')} WHERE version = 7;
+      await admin.query(`DELETE FROM ${t('schema_version')} WHERE version >= 7;
         DROP TRIGGER members_rejoined ON ${t('members')}; DROP FUNCTION ${t('members_rejoined')}(); DROP TABLE ${t('member_periods')};
         DELETE FROM ${t('schema_version')} WHERE version = 6;
         ALTER TABLE ${t('members')} DROP COLUMN wrote; DELETE FROM ${t('schema_version')} WHERE version = 5;
@@ -99,6 +106,10 @@ function postgres(): Backend {
       const t = (x: string): string => `"${schema}".${x}`;
       await admin.query(`DROP TRIGGER members_rejoined ON ${t('members')}; DROP FUNCTION ${t('members_rejoined')}(); DROP TABLE ${t('member_periods')};
         ALTER TABLE ${t('members')} DROP COLUMN wrote; DELETE FROM ${t('schema_version')} WHERE version >= 5;`);
+    },
+    async everyoneMarkedWrote() {
+      const t = (x: string): string => `"${schema}".${x}`;
+      await admin.query(`UPDATE ${t('members')} SET wrote = true; DELETE FROM ${t('schema_version')} WHERE version >= 8;`);
     },
     async teardown() {
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -528,6 +539,34 @@ for (const make of [sqlite, postgres]) {
       store = await backend.open();
       try {
         assert.deepEqual((await store.audienceOf(T, gid, owner))!.sharing.sort(), sharingNow, 'the upgrade agrees');
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('the upgrade that resets members.wrote of former members added back agrees with the running code (SQLite 10, PostgreSQL 8)', async () => {
+      const [owner, back, backAndWrote, stayed, direct] = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+      const gid = randomUUID();
+      let store = await backend.open();
+      const change = (actor: string) => {
+        const ts = now();
+        return { tenantId: T, actorId: actor, eventId: messageId(ts), timestamp: ts, conversationId: gid };
+      };
+      assert.equal((await store.createGroup({ ...change(owner), name: 'g', memberIds: [back, backAndWrote, stayed] }, LIMITS)).status, 'ok');
+      for (const u of [back, backAndWrote, stayed]) await send(store, message(u, { conversationId: gid }));
+      assert.equal((await store.removeMembers({ ...change(owner), userIds: [back, backAndWrote] })).status, 'ok');
+      assert.equal((await store.addMembers({ ...change(owner), userIds: [back, backAndWrote] }, LIMITS)).status, 'ok');
+      await send(store, message(backAndWrote, { conversationId: gid }, 'written again'));
+      await send(store, message(direct, { peerId: owner }, 'a direct conversation: its first message is seq 1, the members joined at 1'));
+      const sharingNow = (await store.audienceOf(T, gid, owner))!.sharing.sort();
+      assert.deepEqual(sharingNow, [backAndWrote, stayed].sort(), 'the running code');
+      const directNow = (await store.audienceOf(T, (await store.directConversationId(T, owner, direct))!, owner))!.sharing;
+      await store.close();
+      await backend.everyoneMarkedWrote();
+      store = await backend.open();
+      try {
+        assert.deepEqual((await store.audienceOf(T, gid, owner))!.sharing.sort(), sharingNow, 'the upgrade agrees');
+        assert.deepEqual((await store.audienceOf(T, (await store.directConversationId(T, owner, direct))!, owner))!.sharing, directNow);
       } finally {
         await store.close();
       }

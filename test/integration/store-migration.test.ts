@@ -450,7 +450,7 @@ function postgresBackend(): Backend {
 // ---------------------------------------------------------------------------------------------
 
 /** Every migration applied after the upgrade (SQLite's 3 rebuilds `events` as a rowid table). */
-const CURRENT_VERSIONS: Record<string, number[]> = { SQLite: [1, 2, 3, 4, 5, 6, 7, 8, 9], PostgreSQL: [1, 2, 3, 4, 5, 6, 7] };
+const CURRENT_VERSIONS: Record<string, number[]> = { SQLite: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], PostgreSQL: [1, 2, 3, 4, 5, 6, 7, 8] };
 
 function migrationSuite(name: string, makeBackend: () => Backend): void {
   describe(`v1 → v2 migration: ${name}`, () => {
