@@ -54,6 +54,21 @@ export function compileOriginPolicy(entries: readonly string[], allowMissing: bo
 }
 
 /**
+ * The server's own origins, allowed when `allowedOrigins` is empty (development): what a browser
+ * sends for a page served on `port` — the bound one (port 0 binds an ephemeral port) — and without
+ * the scheme's default port, which a serialized origin never names.
+ */
+export function ownOrigins(secure: boolean, port: number): string[] {
+  const scheme = secure ? 'https' : 'http';
+  return ['localhost', '127.0.0.1'].map((host) => new URL(`${scheme}://${host}:${port}`).origin);
+}
+
+/** `allowedOrigins`, or when it is empty the server's own origins on `own.port`. */
+export function serverOriginPolicy(allowed: readonly string[], allowMissing: boolean, own: { secure: boolean; port: number }): OriginPolicy {
+  return compileOriginPolicy(allowed.length > 0 ? allowed : ownOrigins(own.secure, own.port), allowMissing);
+}
+
+/**
  * `headerValues`: every Origin header line of the request (from rawHeaders), so duplicates are
  * seen instead of being joined into one string.
  */

@@ -17,7 +17,8 @@ import { DeliveryTimer } from '../observability/delivery-timer.js';
 import { createSecurityEventSink, type SecurityEventSink } from '../observability/security-events.js';
 import { secretKeySource, type KeySource } from '../auth/key-source.js';
 import { createIssuerRouter, issuerVerifiers } from '../auth/issuers.js';
-import { compileOriginPolicy } from '../gate/origin.js';
+import { serverOriginPolicy } from '../gate/origin.js';
+import type { HandshakeGateOptions } from '../gate/handshake-gate.js';
 import { openStore } from '../store/open-store.js';
 import { ContentCipher } from '../store/content-cipher.js';
 import { GroupCommitter } from '../store/group-commit.js';
@@ -79,7 +80,7 @@ export interface RampartServer {
   /**
    * Graceful: refuse new handshakes and turn `/readyz` 503, close sessions with 1001 in batches,
    * flush storage, close adapters. Resolves within about `shutdownGraceMs` (sockets still open at
-   * the deadline are destroyed).
+   * the deadline are destroyed). Every call returns the same promise.
    */
   close(): Promise<void>;
   /** Counters for tests and the admin view. */
@@ -114,10 +115,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const logger = createLogger(config.logLevel, options.logDestination, nodeId);
   const metrics = createMetrics();
   const security: SecurityEventSink = createSecurityEventSink(logger, metrics);
-  const originPolicy = compileOriginPolicy(
-    config.allowedOrigins.length > 0 ? config.allowedOrigins : [`http://localhost:${config.port}`, `http://127.0.0.1:${config.port}`],
-    config.allowMissingOrigin,
-  );
+  // Compiled now so a bad entry fails start-up; the own-origin default is compiled again once the port is bound.
+  const originPolicyOn = (port: number) => serverOriginPolicy(config.allowedOrigins, config.allowMissingOrigin, { secure: config.tls !== undefined, port });
+  const originPolicy = originPolicyOn(config.port);
   const verify = createIssuerRouter(
     issuerVerifiers(config.jwt, () => devKeySource(config, logger)),
     config.jwt.maxTokenLength,
@@ -299,6 +299,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     maxBufferedBytes: L.maxBufferedBytes,
     maxQueuedFrames: L.maxQueuedFrames,
     maxPreAuthMessageSize: config.maxPreAuthMessageSize,
+    maxMessageSize: config.maxMessageSize,
+    tokenExpiryGraceMs: config.jwt.clockTolerance * 1000,
     maxViolations: L.maxViolations,
     violationWindowMs: L.violationWindowMs,
   };
@@ -306,7 +308,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   // ── HTTP(S) server and the WebSocket upgrade ──
   const wssOptions: ServerOptions & { maxFragments: number; maxBufferedChunks: number; maxPendingAutoPongs: number } = {
     noServer: true,
-    maxPayload: config.maxMessageSize, // nothing bigger is ever buffered (close 1009)
+    maxPayload: config.maxMessageSize, // nothing bigger is ever buffered (close 1009); lower before auth (Session)
     perMessageDeflate: false, // compression bombs and CPU cost; chat frames are small
     clientTracking: false, // we track sessions ourselves
     skipUTF8Validation: false, // invalid UTF-8 → close 1007
@@ -316,6 +318,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   };
   const wss = new WebSocketServer(wssOptions);
   let closing = false;
+  let shutdown: Promise<void> | undefined;
   const busUp = (): boolean => bus!.healthy() && limits!.healthy();
   const readiness = createReadiness({ ping: () => store.ping(), busUp, draining: () => closing, storageTimeoutMs: STORAGE_PING_TIMEOUT_MS });
   registerHealthGauges(metrics.registry, {
@@ -352,23 +355,24 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const trustedProxies = new Set(config.behindProxy);
   const attemptRule = { name: 'attempts', limit: L.connectionAttemptsPerMinute, windowMs: 60_000 };
 
+  const gate: HandshakeGateOptions = {
+    limiter,
+    registry,
+    originPolicy,
+    attemptRule,
+    maxConnectionsPerIP: config.maxConnectionsPerIP,
+    allowQueryToken: config.allowQueryToken,
+    checkToken,
+    lockoutKey,
+    capacity: (ip) => connections.capacity(ip),
+    reserve: (ip) => connections.reserve(ip),
+  };
   server.on(
     'upgrade',
     createUpgradeHandler({
       wss,
       onUpgraded: (socket) => rawConnections.untrack(socket),
-      gate: {
-        limiter,
-        registry,
-        originPolicy,
-        attemptRule,
-        maxConnectionsPerIP: config.maxConnectionsPerIP,
-        allowQueryToken: config.allowQueryToken,
-        checkToken,
-        lockoutKey,
-        capacity: (ip) => connections.capacity(ip),
-        reserve: (ip) => connections.reserve(ip),
-      },
+      gate,
       registry,
       connections,
       trustedProxies,
@@ -392,6 +396,36 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     onError: (err) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'retention prune failed'),
   });
 
+  /** Graceful shutdown (see RampartServer.close); runs once. */
+  async function drainAndClose(): Promise<void> {
+    closing = true; // from here /readyz is 503 and every new handshake is refused with 503
+    const started = Date.now();
+    logger.info({ sessions: connections.size }, 'draining');
+    retention.close();
+    // The listener stays open while draining, so load balancers can see /readyz turn 503.
+    // A quarter of the grace (at most 1 s) is kept for the storage flush and adapter close.
+    const reserve = Math.min(1000, Math.floor(config.shutdownGraceMs / 4));
+    const deadline = started + config.shutdownGraceMs - reserve;
+    await drainSessions(connections, { ...config.shutdown, deadline });
+    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections?.();
+    // Handshakes still in the gate get their answer (503) and close by themselves; what is still
+    // open at the deadline — a socket that never became an HTTP connection, say — is dropped.
+    let timer: NodeJS.Timeout | undefined;
+    const dropLeftovers = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.max(100, deadline - Date.now()));
+    }).then(() => rawConnections.destroyAll());
+    await Promise.race([serverClosed, dropLeftovers]);
+    clearTimeout(timer);
+    await serverClosed;
+    await committer.close();
+    await receipts.close();
+    await presence.close();
+    await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close(), admin!.close()]);
+    hooks.timers.close();
+    logger.info('closed');
+  }
+
   return {
     logger,
     metrics,
@@ -414,37 +448,11 @@ export async function createRampartServer(options: RampartServerOptions): Promis
         logger.info({ host: metricsAddress.address, port: metricsAddress.port }, 'metrics listening');
       }
       const address = await listen(server, config.port, config.host, (err) => logger.error({ err: err.message }, 'listener error'), config.listenBacklog);
+      gate.originPolicy = originPolicyOn(address.port); // port 0 bound an ephemeral port
       logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls) }, 'listening');
       return address;
     },
-    close: async () => {
-      if (closing) return;
-      closing = true; // from here /readyz is 503 and every new handshake is refused with 503
-      const started = Date.now();
-      logger.info({ sessions: connections.size }, 'draining');
-      retention.close();
-      // The listener stays open while draining, so load balancers can see /readyz turn 503.
-      // A quarter of the grace (at most 1 s) is kept for the storage flush and adapter close.
-      const reserve = Math.min(1000, Math.floor(config.shutdownGraceMs / 4));
-      const deadline = started + config.shutdownGraceMs - reserve;
-      await drainSessions(connections, { ...config.shutdown, deadline });
-      const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections?.();
-      // Handshakes still in the gate get their answer (503) and close by themselves; what is still
-      // open at the deadline — a socket that never became an HTTP connection, say — is dropped.
-      let timer: NodeJS.Timeout | undefined;
-      const dropLeftovers = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, Math.max(100, deadline - Date.now()));
-      }).then(() => rawConnections.destroyAll());
-      await Promise.race([serverClosed, dropLeftovers]);
-      clearTimeout(timer);
-      await serverClosed;
-      await committer.close();
-      await receipts.close();
-      await presence.close();
-      await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close(), admin!.close()]);
-      hooks.timers.close();
-      logger.info('closed');
-    },
+    // Every caller gets the one shutdown, and its promise resolves once it finished.
+    close: () => (shutdown ??= drainAndClose()),
   };
 }

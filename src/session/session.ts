@@ -16,6 +16,7 @@ import type { FlushScheduler, Flushable } from './flush-scheduler.js';
 import { closeWith, type Rejection } from '../pipeline/rejection.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
 import type { TimerWheel, WheelEntry } from './timer-wheel.js';
+import { limitIncomingMessages } from './incoming-limit.js';
 
 /** What the session needs from its timeline stream (src/sync/device-stream.ts). */
 export interface TimelineStream {
@@ -34,8 +35,15 @@ export interface SessionTimings {
   heartbeatTimeout: number;
   maxBufferedBytes: number;
   maxQueuedFrames: number;
-  /** Frames before the session is active are refused above this size, before they are queued. */
+  /** Frames before the session is active are refused above this size, from their header (1009). */
   maxPreAuthMessageSize: number;
+  /** Once the session is active, the cap is this instead. */
+  maxMessageSize: number;
+  /**
+   * `jwt.clockTolerance` in ms: a token is accepted until this long past its `exp`, so a session
+   * lives as long — else one accepted inside the tolerance would be expired at once.
+   */
+  tokenExpiryGraceMs: number;
   maxViolations: number;
   violationWindowMs: number;
 }
@@ -134,6 +142,8 @@ export class Session implements Flushable, WheelEntry {
     // Without an error listener a malformed frame would throw from the emitter and crash the
     // process; ws closes the socket itself (1002/1007/1009) after emitting it.
     ws.on('error', onSocketError);
+    // Before any byte is parsed (ws reads the socket on a later turn): a header declaring more is refused at once.
+    limitIncomingMessages(ws, timings.maxPreAuthMessageSize);
     this.authDueAt = hooks.timers.now() + timings.authTimeout;
     this.rearm();
   }
@@ -151,6 +161,7 @@ export class Session implements Flushable, WheelEntry {
     const buf = data as Buffer;
     // Checked on arrival, not at dispatch: frames sent while the token is being verified wait in
     // the queue, and an unauthenticated socket must not park maxQueuedFrames × maxMessageSize there.
+    // ws refuses them from the header already (limitIncomingMessages); this holds if it cannot.
     if (this.state !== 'active' && buf.length > this.timings.maxPreAuthMessageSize) {
       this.reject(PRE_AUTH_TOO_BIG);
       return;
@@ -333,7 +344,7 @@ export class Session implements Flushable, WheelEntry {
 
   // ── lifecycle ──────────────────────────────────────────────────────────────────────────────
 
-  /** Move to `active`: stop the auth timer, start heartbeat and the token-expiry timer. */
+  /** Move to `active`: stop the auth timer, start heartbeat and the token-expiry timer, lift the frame cap. */
   activate(identity: Identity, userKey: string): void {
     this.identity = identity;
     this.userKey = userKey;
@@ -344,6 +355,7 @@ export class Session implements Flushable, WheelEntry {
     this.pingSentAt = 0;
     this.heartbeatDueAt = now + this.timings.heartbeatInterval;
     this.expiryDueAt = this.expiryOf(identity, now);
+    limitIncomingMessages(this.ws, this.timings.maxMessageSize);
     this.rearm();
   }
 
@@ -357,9 +369,10 @@ export class Session implements Flushable, WheelEntry {
     this.rearm();
   }
 
-  /** The token's expiry on the wheel's clock (never 0, which means "no deadline"). */
+  /** The token's expiry plus the verifier's clock tolerance, on the wheel's clock (never 0, which means "no deadline"). */
   private expiryOf(identity: Identity, now: number): number {
-    return Math.max(now + Math.max(identity.expiresAt - Date.now(), 0), 1);
+    const left = identity.expiresAt + this.timings.tokenExpiryGraceMs - Date.now();
+    return Math.max(now + Math.max(left, 0), 1);
   }
 
   /** Schedules this session on the wheel at its earliest deadline (or takes it off). */
@@ -445,6 +458,12 @@ export class Session implements Flushable, WheelEntry {
 
   /** @internal */
   onError(err: Error & { code?: string }): void {
+    // Before activation ws refuses an oversize message from its header (limitIncomingMessages):
+    // the pre-auth cap, reported as when a complete message is refused by it.
+    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && this.state !== 'active') {
+      this.hooks.security(PRE_AUTH_TOO_BIG.event, { sessionId: this.id, ip: this.ip, code: CloseCode.MESSAGE_TOO_BIG });
+      return;
+    }
     this.hooks.security('protocol_error', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, detail: err.code ?? 'ws_error' });
   }
 

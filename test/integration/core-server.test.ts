@@ -7,6 +7,9 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import pg from 'pg';
@@ -22,11 +25,14 @@ import {
   newUserId,
   TEST_SECRET,
   PG_URL,
+  type TestClient,
   type TestServer,
 } from '../helpers/harness.js';
 import { RawSocket, encodeFrame } from '../helpers/raw-ws.js';
 import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
 import type { DevTokenClaims } from '../../src/auth/dev-token.js';
+import { createRampartServer } from '../../src/server/rampart-server.js';
+import { parseConfig } from '../../src/config/load-config.js';
 
 const ALLOWED = 'https://app.example.com';
 const MARKER = 'CONTENT-MARKER-9d1e7c';
@@ -606,6 +612,31 @@ describe('malformed frames on a raw socket', { timeout: 15_000 }, () => {
     await serverStillServes();
   });
 
+  test('before auth, a frame header declaring more than maxPreAuthMessageSize → close 1009 at once; after auth maxMessageSize applies', async () => {
+    const preAuthLines = securityLines(srv).filter((l) => l.reason === 'pre_auth_too_large').length;
+    // 2048 bytes declared (over the pre-auth cap of 1024, under maxMessageSize 4096), 100 sent:
+    // refused from the header, not held until authTimeout (which would close with 4001).
+    const raw = await upgraded();
+    raw.write(encodeFrame(Buffer.alloc(2048, 0x61)).subarray(0, 8 + 100));
+    assert.equal(await raw.closeCode(), 1009);
+    await raw.destroy();
+    // The cap counts a message's fragments together: the second one's header passes it.
+    const frag = await upgraded();
+    frag.write(encodeFrame(Buffer.alloc(600, 0x20), { fin: false, opcode: 1 }));
+    frag.write(encodeFrame(Buffer.alloc(600, 0x20), { fin: true, opcode: 0 }).subarray(0, 8 + 100));
+    assert.equal(await frag.closeCode(), 1009);
+    await frag.destroy();
+    // Once active, the same socket takes frames up to maxMessageSize.
+    const active = await upgraded();
+    active.sendText(JSON.stringify({ type: 'auth', token: await tok(newUserId()) }));
+    await active.until(() => active.json().some((f) => f.type === 'auth_success'));
+    active.sendText(JSON.stringify({ type: 'chat_message', recipientId: newUserId(), content: 'b'.repeat(2000), clientMsgId: 'big' }));
+    await active.until(() => active.json().some((f) => f.type === 'message_sent'));
+    await active.destroy();
+    // Reported as the pre-auth cap, as when a complete frame over it is refused.
+    assert.equal(securityLines(srv).filter((l) => l.reason === 'pre_auth_too_large' && l.code === 1009).length - preAuthLines, 2);
+  });
+
   test('a fragment flood (many tiny continuation frames) is closed', async () => {
     const raw = await upgraded();
     const chunks: Buffer[] = [encodeFrame('{', { fin: false, opcode: 1 })];
@@ -688,6 +719,83 @@ describe('auth timeout and heartbeat (short timers from config)', { timeout: 15_
     client.send({ type: 'chat_message', recipientId: newUserId(), content: 'alive', clientMsgId: 'hb' });
     await client.next((f) => f.type === 'message_sent');
     await closeAll(client);
+  });
+});
+
+describe('token expiry honours jwt.clockTolerance (as verification does)', { timeout: 15_000 }, () => {
+  let lenient: TestServer;
+  before(async () => {
+    // Pings every 100 ms: each one is a turn of the timer wheel that also runs the expiry check.
+    lenient = await startServer({ heartbeatInterval: 100, heartbeatTimeout: 10_000, jwt: { secret: TEST_SECRET, clockTolerance: 3 } });
+  });
+  after(async () => {
+    await lenient.close();
+  });
+
+  /** A token whose `exp` passed 1 to 2 s ago: inside the 3 s tolerance. */
+  async function justExpired(sub: string): Promise<string> {
+    const exp = Math.floor(Date.now() / 1000) - 1;
+    const t = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime(exp).sign(createSecretKey(Buffer.from(TEST_SECRET)));
+    usedTokens.push(t);
+    return t;
+  }
+
+  /** The session outlives two wheel turns and answers a request; then the tolerance ends and it is closed 4005. */
+  async function livesUntilTolerance(client: TestClient): Promise<void> {
+    await new Promise<void>((resolve) => {
+      let pings = 0;
+      client.ws.on('ping', () => ++pings === 2 && resolve());
+      void client.closed.then(() => resolve());
+    });
+    assert.equal(client.closeCode, undefined, `closed right after auth_success: ${JSON.stringify(client.frames.map((f) => f.type))}`);
+    client.send({ type: 'ping', requestId: 'still-here' });
+    assert.equal((await client.next((f) => f.type === 'pong')).requestId, 'still-here');
+    assert.equal((await client.closed).code, 4005);
+    assert.deepEqual(client.frames.at(-1), { type: 'auth_failure', reason: 'token_expired' });
+  }
+
+  test('a token accepted at auth within the tolerance: the session lives until exp + tolerance', async () => {
+    const client = openClient(lenient.url);
+    await client.opened;
+    client.send({ type: 'auth', token: await justExpired(newUserId()) });
+    await client.nextOfType('auth_success');
+    await livesUntilTolerance(client);
+  });
+
+  test('a refresh accepted within the tolerance: the session lives until its exp + tolerance', async () => {
+    const client = await authedClient(lenient.url);
+    client.send({ type: 'auth', token: await justExpired(client.userId) });
+    await client.nthOfType('auth_success', 2);
+    await livesUntilTolerance(client);
+  });
+});
+
+describe('empty allowedOrigins: the server\'s own origins', { timeout: 15_000 }, () => {
+  test('port 0: the origins of the bound port open; another port is refused with 403', async () => {
+    const own = await startServer({ allowedOrigins: [] });
+    try {
+      for (const origin of [`http://localhost:${own.port}`, `http://127.0.0.1:${own.port}`]) {
+        const c = openClient(own.url, { origin });
+        await c.opened;
+        await closeAll(c);
+      }
+      for (const origin of ['http://localhost:0', `http://localhost:${own.port + 1}`, `https://127.0.0.1:${own.port}`]) {
+        assert.equal(await handshakeStatus(own.url, { origin }), 403, origin);
+      }
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('port 80: the server is created (its own origin leaves the default port out)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-own-origin-'));
+    try {
+      const config = parseConfig({ port: 80, host: '127.0.0.1', storage: `sqlite:${join(dir, 't.db')}`, dataDir: dir, logLevel: 'silent', jwt: { secret: TEST_SECRET }, allowedOrigins: [] });
+      const server = await createRampartServer({ config, demoPage: false }); // never listens: construction is what failed
+      await server.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

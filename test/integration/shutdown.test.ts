@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { WebSocket } from 'ws';
-import { authedClient, handshakeStatus, waitFor, type TestClient } from '../helpers/harness.js';
+import { authedClient, handshakeStatus, startServer, waitFor, type TestClient } from '../helpers/harness.js';
 import { spawnServerProcess, writeServerConfig } from '../helpers/server-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rampart-shutdown-'));
@@ -77,4 +77,22 @@ test('SIGTERM: readyz 503, handshakes 503, every client sees 1001 in batches, pe
   assert.equal(lines.find((l) => l.msg === 'draining')?.sessions, N);
   assert.ok(lines.some((l) => l.msg === 'closed'), 'shutdown completed (storage flushed and closed)');
   assert.deepEqual(clients[1]!.frames.filter((f) => f.type === 'chat_message').map((f) => f.content), ['last words']);
+});
+
+test('close() called again: every caller gets the one shutdown, settled once it finished', { timeout: 30_000 }, async () => {
+  const ts = await startServer({ shutdownGraceMs: 3000 });
+  const client = await authedClient(ts.url);
+  const first = ts.server.close();
+  try {
+    const second = ts.server.close();
+    assert.equal(second, first, 'the same promise');
+    await second;
+    const messages = ts.logs.map((l) => (JSON.parse(l) as { msg?: string }).msg);
+    assert.ok(messages.includes('closed'), 'storage flushed and adapters closed before the second caller went on');
+    assert.equal((await client.closed).code, 1001);
+    assert.equal(ts.server.close(), first, 'a call after the shutdown gets it too');
+  } finally {
+    await first;
+    await ts.close();
+  }
 });

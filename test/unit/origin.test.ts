@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkOrigin, compileOriginPolicy, parseCanonicalOrigin, rawHeaderValues } from '../../src/gate/origin.js';
+import { checkOrigin, compileOriginPolicy, ownOrigins, parseCanonicalOrigin, rawHeaderValues, serverOriginPolicy } from '../../src/gate/origin.js';
 
 const policy = compileOriginPolicy(['http://localhost:3000', 'https://chat.example.org', 'https://*.example.com'], true);
 const verdict = (origin: string, p = policy) => checkOrigin(p, [origin]);
@@ -141,4 +141,19 @@ test('bad config entries throw at compile time, naming the entry', () => {
   }
   // Good entries compile.
   compileOriginPolicy(['https://example.com', 'http://localhost:3000', 'http://127.0.0.1:8080', 'http://[::1]:8080', 'https://*.example.com', 'http://*.test.local:8080'], true);
+});
+
+test('own origins (empty allowedOrigins) are canonical: a default port is left out, as browsers send it', () => {
+  assert.deepEqual(ownOrigins(false, 8080), ['http://localhost:8080', 'http://127.0.0.1:8080']);
+  assert.deepEqual(ownOrigins(false, 80), ['http://localhost', 'http://127.0.0.1']);
+  assert.deepEqual(ownOrigins(true, 443), ['https://localhost', 'https://127.0.0.1']);
+  assert.deepEqual(ownOrigins(true, 80), ['https://localhost:80', 'https://127.0.0.1:80']);
+  const own = serverOriginPolicy([], true, { secure: false, port: 80 });
+  assert.equal(verdict('http://localhost', own), 'allowed');
+  assert.equal(verdict('http://127.0.0.1', own), 'allowed');
+  assert.equal(verdict('https://localhost', own), 'not_allowed');
+  // Configured entries win; the own origins are only the default.
+  const configured = serverOriginPolicy(['https://chat.example.org'], true, { secure: false, port: 80 });
+  assert.equal(verdict('https://chat.example.org', configured), 'allowed');
+  assert.equal(verdict('http://localhost', configured), 'not_allowed');
 });
