@@ -42,7 +42,10 @@ export class GroupService {
     try {
       switch (frame.type) {
         case 'create_group':
-          outcome = await store.createGroup({ ...base, conversationId, name: name!, memberIds: lower(frame.memberIds) }, limits);
+          outcome = await store.createGroup(
+            { ...base, conversationId, name: name!, memberIds: lower(frame.memberIds), ...(frame.clientMsgId !== undefined ? { clientMsgId: frame.clientMsgId } : {}) },
+            limits,
+          );
           break;
         case 'add_members':
           outcome = await store.addMembers({ ...base, conversationId, userIds: lower(frame.userIds) }, limits);
@@ -70,6 +73,12 @@ export class GroupService {
         conversationId = outcome.event.conversationId;
         outbox.sendFrame(withRequestId({ type: 'group_updated', conversationId, changed: true, seq: outcome.event.seq }, frame.requestId));
         this.opts.publisher.publish(actor.tenantId, outcome.event, outcome.deliveries);
+        return;
+      case 'duplicate':
+        // A create resent with its key: the group the first one made. Its answer may have been
+        // lost before it was published, so the members read their timelines (DuplicateCatchUps).
+        outbox.sendFrame(withRequestId({ type: 'group_updated', conversationId: outcome.event.conversationId, changed: false, seq: outcome.event.seq }, frame.requestId));
+        await this.#repeats.after(actor, outcome.event);
         return;
       case 'unchanged':
         outbox.sendFrame(withRequestId({ type: 'group_updated', conversationId, changed: false }, frame.requestId));

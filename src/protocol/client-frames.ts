@@ -113,6 +113,8 @@ export const CreateGroupFrame = z.strictObject({
   name: groupName,
   memberIds,
   requestId,
+  /** The client's key: a create resent with it is answered with the group the first one made. */
+  clientMsgId: token64.optional(),
 });
 
 export const AddMembersFrame = z.strictObject({

@@ -795,6 +795,11 @@ export class PostgresStore implements Store {
       const uids = all.map((u) => ids.get(key(tenantId, u))!);
       // A new conversation row is ours alone: locking the users first keeps the global order.
       const users = await this.#lockUsers(client, uids);
+      // Under the actor's lock: a concurrent create with the same key has committed or waits.
+      if (request.clientMsgId !== undefined) {
+        const { rows: found } = await client.query<PgEventRow>({ ...this.#sql.findDuplicates, values: [[uids[0]], [pgText(request.clientMsgId)]] });
+        if (found[0] !== undefined) return this.#createdBy(found[0]);
+      }
       if (await this.#overGroupLimit(client, uids, limits.maxGroupsPerUser)) return TOO_MANY_GROUPS;
       const sealedName = this.#codec.sealName(conversationId, request.name);
       const { rows } = await client.query<{ id: number }>({
@@ -817,10 +822,16 @@ export class PostgresStore implements Store {
         name: request.name,
         timestamp: request.timestamp,
       };
-      const deliveries = this.#addEvent(w, conv, event, uids[0]!, uids.map((u, i) => [u, all[i]!]), users);
+      const deliveries = this.#addEvent(w, conv, event, uids[0]!, uids.map((u, i) => [u, all[i]!]), users, request.clientMsgId);
       await client.query({ ...this.#sql.write, values: w.values() });
       return { status: 'ok', event, deliveries };
     });
+  }
+
+  /** A create's key found on an event: the group it created, or forbidden when another operation holds the key. */
+  #createdBy(row: PgEventRow): GroupChangeOutcome {
+    const event = row.kind === EVENT_MEMBERSHIP ? this.#decode(row) : undefined;
+    return event?.kind === 'membership' && event.action === 'created' ? { status: 'duplicate', event } : FORBIDDEN;
   }
 
   async addMembers(request: AddMembersRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
@@ -1010,6 +1021,7 @@ export class PostgresStore implements Store {
     actor: number,
     recipients: readonly [number, string][],
     users: Map<number, LockedUser>,
+    clientMsgId?: string,
   ): Delivery[] {
     const sealed = this.#codec.encodeMembership(event);
     const e = w.ev;
@@ -1026,7 +1038,7 @@ export class PostgresStore implements Store {
     e.hashtags.push('[]');
     e.links.push('[]');
     e.ts.push(event.timestamp);
-    e.clientMsgId.push(null);
+    e.clientMsgId.push(clientMsgId === undefined ? null : pgText(clientMsgId));
     w.convs.set(conv, { seq: event.seq, at: event.timestamp });
     const deliveries: Delivery[] = [];
     const done = new Set<number>();

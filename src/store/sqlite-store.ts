@@ -1787,9 +1787,10 @@ export class SqliteStore implements Store {
     payload: MembershipPayload,
     timestamp: number,
     recipients: readonly Recipient[],
+    clientMsgId: string | null = null,
   ): GroupChangeOutcome {
     const f = this.#codec.encodeMembership(payload);
-    s.insertEvent.run(info.id, seq, uuidToBytes(payload.id), EVENT_MEMBERSHIP, actor, f.content, f.keyId, null, f.attachments, f.mentions, f.hashtags, f.links, timestamp, null);
+    s.insertEvent.run(info.id, seq, uuidToBytes(payload.id), EVENT_MEMBERSHIP, actor, f.content, f.keyId, null, f.attachments, f.mentions, f.hashtags, f.links, timestamp, clientMsgId);
     s.setConvCounters.run(seq, timestamp, info.id);
     const deliveries: Delivery[] = [];
     for (const r of recipients) {
@@ -1803,6 +1804,11 @@ export class SqliteStore implements Store {
   }
 
   #createGroup(s: Statements, r: CreateGroupRequest, limits: GroupLimits): GroupChangeOutcome {
+    if (r.clientMsgId !== undefined) {
+      const known = this.#userId(s, r.tenantId, r.actorId, false);
+      const first = known === undefined ? undefined : s.findDuplicateRows.all<RawEventRow & { conv: number }>([r.clientMsgId, known])[0];
+      if (first !== undefined) return this.#createdBy(s, first);
+    }
     if (!isUuid(r.conversationId) || s.convByUuid.get(uuidToBytes(r.conversationId)) !== undefined) return G_FORBIDDEN;
     const others = [...new Set(r.memberIds)].filter((u) => u !== r.actorId);
     if (!others.every(isUuid)) return G_FORBIDDEN;
@@ -1818,7 +1824,13 @@ export class SqliteStore implements Store {
     const info: ConvInfo = { id, uuid, tenantId: r.tenantId, kind: KIND_GROUP };
     this.#cacheConv(info);
     const payload: MembershipPayload = { id: r.eventId, action: 'created', actorId: r.actorId, userIds: all.map((m) => m.uuid), name: r.name };
-    return this.#appendMembership(s, info, 1, actor, payload, r.timestamp, all);
+    return this.#appendMembership(s, info, 1, actor, payload, r.timestamp, all, r.clientMsgId ?? null);
+  }
+
+  /** A create's key found on an event: the group it created, or forbidden when another operation holds the key. */
+  #createdBy(s: Statements, first: RawEventRow & { conv: number }): GroupChangeOutcome {
+    const event = first.kind === EVENT_MEMBERSHIP ? this.#decode(s, first.conv, first) : undefined;
+    return event?.kind === 'membership' && event.action === 'created' ? { status: 'duplicate', event } : G_FORBIDDEN;
   }
 
   #addMembers(s: Statements, r: AddMembersRequest, limits: GroupLimits): GroupChangeOutcome {

@@ -230,7 +230,9 @@ export type GroupChangeOutcome =
   /** The creator or an added member would be in more than `maxGroupsPerUser` groups. */
   | { status: 'too_many_groups' }
   /** Valid but changes nothing (all already members / none of them members / same name / same role). */
-  | { status: 'unchanged' };
+  | { status: 'unchanged' }
+  /** create_group only: the actor's `clientMsgId` made a group already — `event` is its creation (nothing new stored). */
+  | { status: 'duplicate'; event: MembershipEvent };
 
 interface GroupRequest {
   tenantId: string;
@@ -246,6 +248,12 @@ export interface CreateGroupRequest extends GroupRequest {
   name: string;
   /** Other initial members (the actor is added as `owner`; duplicates and the actor are ignored). */
   memberIds: readonly string[];
+  /**
+   * The client's key for this create, unique per sender like a message's (one key names one
+   * operation of its sender): a create resent with it is answered `duplicate` with the group the
+   * first one made, not a second group. A key another operation holds is `forbidden`.
+   */
+  clientMsgId?: string;
 }
 
 export interface AddMembersRequest extends GroupRequest {

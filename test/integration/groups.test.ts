@@ -240,6 +240,17 @@ describe('group lifecycle (sqlite)', () => {
     await expectReply(muted, { type: 'leave_group', conversationId: gid }, 'group_updated');
   });
 
+  test('create_group with a clientMsgId: resent after a lost answer, it is answered with the group the first made, not a second group', T, async () => {
+    const o = await user();
+    const member = newUserId();
+    const create = { type: 'create_group', name: 'once', memberIds: [member], clientMsgId: 'g-create-1' };
+    const first = await expectReply(o, create, 'group_updated');
+    const again = await expectReply(o, create, 'group_updated');
+    assert.deepEqual({ ...again, requestId: undefined }, { ...first, changed: false, requestId: undefined });
+    const list = await expectReply(o, { type: 'list_conversations' }, 'conversations');
+    assert.deepEqual((list.conversations as { conversationId: string }[]).map((c) => c.conversationId), [first.conversationId]);
+  });
+
   test('per-user budgets: group creates and membership changes', T, async () => {
     const uid = newUserId();
     const u1 = await user(uid);

@@ -224,6 +224,30 @@ for (const make of [sqlite, postgres]) {
       }
     });
 
+    test('createGroup with a clientMsgId: the same key answers with the group it made; a key held by a message is forbidden', async () => {
+      const store = await backend.open();
+      try {
+        const [a, b] = [randomUUID(), randomUUID()];
+        const create = (conversationId: string, clientMsgId: string) => {
+          const ts = now();
+          return store.createGroup({ tenantId: T, actorId: a, eventId: messageId(ts), timestamp: ts, conversationId, name: 'g', memberIds: [b], clientMsgId }, LIMITS);
+        };
+        const first = await create(randomUUID(), 'create-1');
+        assert.equal(first.status, 'ok');
+        const again = await create(randomUUID(), 'create-1');
+        assert.equal(again.status, 'duplicate');
+        assert.deepEqual((again as { event: unknown }).event, (first as { event: unknown }).event, 'the first create, nothing new');
+        assert.equal((await store.listConversations(T, a, { limit: 10 })).conversations.length, 1);
+        assert.equal((await store.timeline(T, b, 0, 10)).lastPos, 1, 'no second timeline entry');
+        await send(store, { ...message(a, { peerId: b }), clientMsgId: 'held-by-a-message' });
+        assert.equal((await create(randomUUID(), 'held-by-a-message')).status, 'forbidden');
+        const ts = now();
+        assert.equal((await store.createGroup({ tenantId: T, actorId: b, eventId: messageId(ts), timestamp: ts, conversationId: randomUUID(), name: 'g', memberIds: [], clientMsgId: 'create-1' }, LIMITS)).status, 'ok', "keys are per sender");
+      } finally {
+        await store.close();
+      }
+    });
+
     test('membersIfMember: only for a member, or with formerToo for one who left; never for a stranger', async () => {
       const store = await backend.open();
       try {
