@@ -70,6 +70,19 @@ function normalizedSet(set: ReadonlySet<string>): ReadonlySet<string> {
   return normalized;
 }
 
+/**
+ * Some proxies append the client's port (`203.0.113.7:51234`, `[2001:db8::7]:443`): the address
+ * without it. Anything else is returned as it is (a bare IPv6 address has colons of its own).
+ */
+function withoutPort(hop: string): string {
+  if (hop.startsWith('[')) {
+    const end = hop.indexOf(']');
+    return end > 0 && (end === hop.length - 1 || /^:\d{1,5}$/.test(hop.slice(end + 1))) ? hop.slice(1, end) : hop;
+  }
+  const colon = hop.indexOf(':');
+  return colon > 0 && colon === hop.lastIndexOf(':') && /^\d{1,5}$/.test(hop.slice(colon + 1)) ? hop.slice(0, colon) : hop;
+}
+
 export function resolveClientIp(
   remoteAddress: string | undefined,
   forwardedFor: string | string[] | undefined,
@@ -82,7 +95,7 @@ export function resolveClientIp(
   const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
   let client = peer;
   for (let i = hops.length - 1; i >= 0; i--) {
-    const raw = (hops[i] as string).trim();
+    const raw = withoutPort((hops[i] as string).trim());
     if (isIP(raw) === 0) break; // garbage: stop at the last address we could trust
     const hop = normalizeIp(raw);
     client = hop;

@@ -34,13 +34,23 @@ test('garbage stops the walk at the last address that could be trusted', () => {
   assert.equal(resolveClientIp(PROXY, 'not-an-ip', trusted), PROXY);
   assert.equal(resolveClientIp(PROXY, '', trusted), PROXY);
   assert.equal(resolveClientIp(PROXY, '1.2.3.4, garbage', trusted), PROXY);
-  assert.equal(resolveClientIp(PROXY, '1.2.3.4:5555', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, '1.2.3.4:', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, '1.2.3.4:port', trusted), PROXY);
+  assert.equal(resolveClientIp(PROXY, '[2001:db8::1', trusted), PROXY);
   assert.equal(resolveClientIp(PROXY, '1.2.3.4,,', trusted), PROXY);
   assert.equal(resolveClientIp(PROXY, '999.1.1.1', trusted), PROXY);
   assert.equal(resolveClientIp(PROXY, '<script>', trusted), PROXY);
   assert.equal(resolveClientIp(PROXY, 'garbage, 1.2.3.4', trusted), '1.2.3.4');
   assert.equal(resolveClientIp(PROXY, 'garbage, 10.0.0.2', trusted), '10.0.0.2');
   assert.equal(resolveClientIp(undefined, '1.2.3.4', trusted), 'unknown');
+});
+
+test('a hop with the port a proxy appended is its address (not garbage: every client behind it would share one address)', () => {
+  assert.equal(resolveClientIp(PROXY, '1.2.3.4:5555', trusted), '1.2.3.4');
+  assert.equal(resolveClientIp(PROXY, '[2001:db8::7]:443', trusted), '2001:db8::7');
+  assert.equal(resolveClientIp(PROXY, '[2001:db8::7]', trusted), '2001:db8::7');
+  assert.equal(resolveClientIp(PROXY, '2001:db8::7', trusted), '2001:db8::7', 'a bare IPv6 address keeps its colons');
+  assert.equal(resolveClientIp(PROXY, '6.6.6.6, 1.2.3.4:5555, 10.0.0.2:80', trusted), '1.2.3.4', 'the trust walk is the same');
 });
 
 test('IPv4-mapped IPv6 is the same client as plain IPv4', () => {
