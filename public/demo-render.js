@@ -49,6 +49,7 @@ export function appendRaw(parent, text) {
     if (m[1]) {
       const i = stack.findLastIndex((el, k) => k > 0 && el.localName === name);
       if (i > 0) stack.length = i;
+      else stack[stack.length - 1].append(m[0]); // nothing to close: text, as the server shows it
     } else if (stack.length <= MAX_DEPTH) {
       const el = document.createElement(name);
       stack[stack.length - 1].append(el);

@@ -28,13 +28,17 @@ test('<script></script> is not removed but escaped, so it is shown (not empty, n
 });
 
 test('nothing visible after sanitizing → invalid_content empty_after_sanitize', () => {
-  for (const raw of ['<b></b>', '<i> </i>', '   ', '\n\t', '</b>', '', '<b><i>\n</i></b>', '\u00a0\u3000']) {
+  for (const raw of ['<b></b>', '<i> </i>', '   ', '\n\t', '<b> </b>', '', '<b><i>\n</i></b>', '\u00a0\u3000']) {
     assert.deepEqual(
       processContent(raw, 'standard'),
       { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' },
       JSON.stringify(raw),
     );
   }
+});
+
+test('a closer with nothing open to close is text, so not empty: "</b>" is shown as typed', () => {
+  assert.deepEqual(processContent('</b>', 'standard'), { ok: true, content: '&lt;/b&gt;', mentions: [], hashtags: [], links: [] });
 });
 
 test('policy refusals come first, with the rule and never the content', () => {
