@@ -49,4 +49,51 @@ export class RecentIds {
       if (oldest !== undefined) this.ids.delete(oldest);
     }
   }
+  /** True when `id` was there. */
+  delete(id: string): boolean {
+    return this.ids.delete(id);
+  }
+  clear(): void {
+    this.ids.clear();
+  }
+}
+
+/**
+ * This user's own messages reach the application once: as `sent` (confirmed to this client) or as
+ * a `message` with `own: true` (its copy in the timeline). A confirmation with `pos` takes its
+ * copy's place in the stream, so positions settle it. One without `pos` (a resend the server had
+ * stored already) has its copy somewhere in the timeline, before or after it, however many of the
+ * user's messages lie between: a window of the last few ids cannot tell. So each way is remembered
+ * until the two meet:
+ * - confirmed without `pos`: the id waits for its copy (dropped when it comes);
+ * - copies handed over while sends are unconfirmed (a late answer without `pos` may name one):
+ *   kept until the queue is empty.
+ * Both are bounded far beyond what the queue holds; the last few ids are kept besides.
+ */
+export class OwnMessages {
+  private readonly recent = new RecentIds(2000);
+  private readonly awaitingCopy = new RecentIds(10_000);
+  private readonly copiesWhileUnconfirmed = new RecentIds(50_000);
+
+  /** A copy of an own message in the timeline: true when it is to be handed over (it was not, as `sent`). */
+  copy(id: string, sendsUnconfirmed: boolean): boolean {
+    if (sendsUnconfirmed) this.copiesWhileUnconfirmed.add(id);
+    else this.copiesWhileUnconfirmed.clear();
+    const handed = this.awaitingCopy.delete(id) || this.recent.has(id);
+    this.recent.add(id);
+    return !handed;
+  }
+
+  /** A send confirmed with `pos`, handed over in its place: its copy is at or below the position from now on. */
+  placed(id: string): void {
+    this.recent.add(id);
+  }
+
+  /** A send confirmed without `pos`: true when it is to be handed over as `sent` (its copy was not). */
+  confirmedWithoutPos(id: string): boolean {
+    if (this.recent.has(id) || this.copiesWhileUnconfirmed.has(id)) return false;
+    this.recent.add(id);
+    this.awaitingCopy.add(id);
+    return true;
+  }
 }

@@ -12,7 +12,7 @@ import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js
 import { systemClock, TimerSlot, type Clock } from './clock.js';
 import { Emitter, type Listener } from './emitter.js';
 import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
-import { PosTracker, RecentIds } from './pos-tracker.js';
+import { OwnMessages, PosTracker } from './pos-tracker.js';
 import { ReceiptPositions } from './receipt-positions.js';
 import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, isUuid, requestProblem, targetProblem } from './outgoing-checks.js';
 import { classifyClose } from './refusals.js';
@@ -21,7 +21,7 @@ import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMess
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
 import { IllFormedSyncStateError, MemorySyncStore, newDeviceId, parseSyncState, type SyncState, type SyncStore } from './sync-store.js';
 import { newClientMsgId } from './client-msg-id.js';
-import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
+import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, tokenSubject, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
 
 /** The longest server-requested wait honored before a reconnect (Retry-After); a longer one is clipped. */
 const MAX_RETRY_AFTER_MS = 600_000;
@@ -130,7 +130,7 @@ export class ConnectError extends Error {
 
 type Frame = Record<string, unknown> & { type?: unknown };
 
-const ILL_FORMED_STATE = 'ill-formed state (deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0): going on as a new device';
+const ILL_FORMED_STATE = 'ill-formed state (deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0, userId: absent or 1..256 characters): going on as a new device';
 
 /** How long a save of an asynchronous store may run before the newest position is saved beside it. */
 const SAVE_WAIT_MS = 10_000;
@@ -146,7 +146,8 @@ export class RampartClient {
   private readonly refresh: RefreshOptions;
   private readonly queue: SendQueue;
   private readonly requests: Requests;
-  private readonly recentOwn = new RecentIds();
+  /** Which own messages were handed over (as `sent` or as a copy), so none is handed over twice. */
+  private readonly ownMessages = new OwnMessages();
   private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot; connect: TimerSlot; liveness: TimerSlot; save: TimerSlot };
 
   private tracker = new PosTracker();
@@ -154,6 +155,8 @@ export class RampartClient {
   private readonly receiptPositions = new ReceiptPositions();
   /** True once the client has a position of its own (stored, or from an `auth_success`). */
   private positioned = false;
+  /** Whose timeline the position is in (a `userId` of `auth_success`, or the stored state's). */
+  private owner: string | undefined;
   private device = '';
   private ws: WebSocketLike | undefined;
   private currentState: ConnectionState = 'idle';
@@ -175,6 +178,9 @@ export class RampartClient {
   /** An asynchronous store's save is running; `saveAgain`: the position moved meanwhile. */
   private saving = false;
   private saveAgain = false;
+  /** Saves are numbered in the order started; `settledSave`: the newest one settled so far. */
+  private saveCount = 0;
+  private settledSave = 0;
   /**
    * Every send waits until then (ms): the user's message budget (`rate_limited` naming a send), or
    * a `storage_unavailable` retry. The wait is the queue's, not one send's, so sends go out in the
@@ -407,11 +413,15 @@ export class RampartClient {
     await this.request({ type: 'end_session', sessionId });
   }
 
-  /** Stops for good: no timer, socket or listener is left behind. Unconfirmed sends reject with `closed`. */
+  /**
+   * Stops for good: no timer, socket or listener is left behind (but for an asynchronous save still
+   * running, which the final save follows, at most SAVE_WAIT_MS). Unconfirmed sends reject with `closed`.
+   */
   close(): void {
     if (this.currentState === 'closed') return;
-    this.flushAck(true); // acknowledges and persists the last processed position
-    this.persist(true); // … even beside a save still running: nothing comes after close() to wait for it
+    // Acknowledges and persists the last processed position: at once, or — a save still running —
+    // once it settles (never beside it: the one written last would win, whichever is older).
+    this.flushAck(true);
     this.stop('closed', false);
   }
 
@@ -430,9 +440,12 @@ export class RampartClient {
     const stored = await this.loadState();
     if ((this.currentState as ConnectionState) !== 'connecting') return; // closed meanwhile
     this.device = this.options.deviceId ?? stored?.deviceId ?? newDeviceId();
-    if (stored) {
+    // A state that names no user (an older SDK's) may hold another user's position: only its
+    // device id is used, and the server's record of that device says where to resume.
+    if (stored?.userId !== undefined) {
       this.tracker = new PosTracker(stored.pos);
       this.positioned = true;
+      this.owner = stored.userId;
       this.savedPos = stored.pos;
     }
     await this.openSocket();
@@ -490,6 +503,8 @@ export class RampartClient {
     }
     if (this.stopped() || attempt !== this.connectAttempt) return; // closed, or given up (connect timeout) meanwhile
     this.token = token;
+    const subject = tokenSubject(token);
+    if (subject !== undefined && subject !== this.owner) this.dropPosition();
     this.socketFacts = {};
     this.refreshUnanswered = false;
     // A wait asked for dropped frames belongs to the socket it was asked on (the frame budget is
@@ -611,7 +626,9 @@ export class RampartClient {
   /** Ends everything: timers, socket, pending work, listeners. */
   private stop(reason: string, permanent: boolean): void {
     this.setState('closed');
-    for (const t of Object.values(this.timers)) t.stop();
+    // The save timer runs only while an asynchronous save does, and ends with it: close()'s own
+    // save waits for that one (at most SAVE_WAIT_MS), never runs beside it.
+    for (const [name, t] of Object.entries(this.timers)) if (name !== 'save') t.stop();
     const ws = this.ws;
     this.ws = undefined;
     if (ws) {
@@ -714,10 +731,13 @@ export class RampartClient {
     this.timers.connect.stop();
     const resumeAfter = Number(f.resumeAfter ?? 0);
     const lastPos = Number(f.lastPos ?? resumeAfter);
+    const userId = String(f.userId);
+    if (userId !== this.owner) this.dropPosition(); // a token whose user we could not read beforehand
     // The server's timeline is behind our position (it was reset): follow it rather than drop everything.
     if (!this.positioned || lastPos < this.tracker.pos) this.tracker.reset(resumeAfter);
     this.positioned = true;
-    this.user = String(f.userId);
+    this.owner = userId;
+    this.user = userId;
     this.authenticatedAt = this.clock.now(); // the backoff starts over once this connection stayed up (onClose)
     this.ackedPos = 0;
     this.streamPos = resumeAfter;
@@ -733,6 +753,19 @@ export class RampartClient {
     if (this.stopped()) return;
     if (this.tracker.pos > 0) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
     this.pump();
+  }
+
+  /**
+   * The position is another user's (a store left by the last user of this browser or machine, a
+   * token provider that changed users): resuming from it would drop that many of this user's
+   * events as replays, and acknowledge them. The server's record of the device decides instead
+   * (`auth` without `after`), and the position starts at its `resumeAfter`.
+   */
+  private dropPosition(): void {
+    if (!this.positioned) return;
+    this.positioned = false;
+    this.owner = undefined;
+    this.savedPos = -1;
   }
 
   /**
@@ -812,11 +845,9 @@ export class RampartClient {
     if (f.type === 'chat_message') {
       const { type: _type, ...message } = f;
       const own = f.senderId === this.user;
-      const id = String(f.id);
       // Our own message may already have reached the application as `sent` (its confirmation
       // after a resend arrived before the replayed copy).
-      if (!(own && this.recentOwn.has(id))) this.events.emit('message', { ...(message as unknown as ClientEvents['message']), pos, own });
-      if (own) this.recentOwn.add(id);
+      if (!own || this.ownMessages.copy(String(f.id), this.queue.size > 0)) this.events.emit('message', { ...(message as unknown as ClientEvents['message']), pos, own });
     } else {
       const { type: _type, ...event } = f;
       if (f.type === 'membership') this.events.emit('membership', { ...(event as unknown as ClientEvents['membership']), pos });
@@ -835,21 +866,26 @@ export class RampartClient {
       ...(typeof f.clientMsgId === 'string' ? { clientMsgId: f.clientMsgId } : {}),
       ...(typeof f.pos === 'number' ? { pos: f.pos } : {}),
     };
-    let emit = !this.recentOwn.has(sent.id);
-    if (sent.pos !== undefined && !this.socketFacts.gap) {
-      // It takes the place of our own copy in the stream: it is that position's event.
-      const next = this.admit(sent.pos);
-      emit &&= next;
-      if (next) this.tracker.advance(sent.pos);
-    }
     // Confirmed before the event: a listener that closes the client must not reject this very send.
-    if (sent.clientMsgId !== undefined) this.queue.confirm({ id: sent.id, clientMsgId: sent.clientMsgId, conversationId: sent.conversationId, seq: sent.seq, timestamp: sent.timestamp });
-    if (emit) {
-      this.recentOwn.add(sent.id);
-      this.events.emit('sent', sent);
-    }
+    const confirmed = sent.clientMsgId !== undefined && this.queue.confirm({ id: sent.id, clientMsgId: sent.clientMsgId, conversationId: sent.conversationId, seq: sent.seq, timestamp: sent.timestamp });
+    // Without `pos` (a repeat the server had stored): handed over once, for the send it confirms
+    // (a second answer to one send confirms nothing), unless its copy was handed over already.
+    const emit = sent.pos === undefined ? confirmed && this.ownMessages.confirmedWithoutPos(sent.id) : this.placeSent(sent.id, sent.pos);
+    if (emit) this.events.emit('sent', sent);
     if (sent.pos !== undefined) this.processed();
     this.pump();
+  }
+
+  /**
+   * A confirmation with `pos` takes the place of our own copy in the stream: it is that position's
+   * event, handed over only as the next one. Not while a gap is being resumed (this socket's
+   * events are not handed over any more): the replay brings its copy again, in order, as a `message`.
+   */
+  private placeSent(id: string, pos: number): boolean {
+    if (this.socketFacts.gap || !this.admit(pos)) return false;
+    this.tracker.advance(pos);
+    this.ownMessages.placed(id);
+    return true;
   }
 
   /** The answer to an edit or delete: confirms the queued change (a repeat finds nothing queued). */
@@ -991,11 +1027,11 @@ export class RampartClient {
     this.persist();
   }
 
-  private persist(force = false): void {
-    if (!this.positioned || this.tracker.pos === this.savedPos || this.device === '') return;
+  private persist(): void {
+    if (!this.positioned || this.owner === undefined || this.tracker.pos === this.savedPos || this.device === '') return;
     // An asynchronous save still running: the newest position is saved after it, never beside it
     // (two saves at once may finish in either order, and an older position written last would replay).
-    if (this.saving && !force) {
+    if (this.saving) {
       this.saveAgain = true;
       return;
     }
@@ -1007,28 +1043,41 @@ export class RampartClient {
       this.events.emit('error', { reason: 'store_failed' });
     };
     try {
-      const done = this.store.save({ deviceId: this.device, pos });
-      if (done instanceof Promise) {
-        this.saving = true;
-        // A save that never settles must not hold every later one (close()'s among them): after
-        // SAVE_WAIT_MS the newest position goes anyway.
-        let over = false;
-        const next = (): void => {
-          if (over) return;
-          over = true;
-          this.timers.save.stop();
-          this.saving = false;
-          if (this.saveAgain) {
-            this.saveAgain = false;
-            this.persist();
-          }
-        };
-        this.timers.save.start(SAVE_WAIT_MS, next);
-        done.catch(failed).finally(next);
-      }
+      const done = this.store.save({ deviceId: this.device, pos, userId: this.owner });
+      if (done instanceof Promise) this.awaitSave(done.catch(failed));
     } catch {
       failed();
     }
+  }
+
+  /**
+   * Holds later saves until this one settles (they follow it, after close() too). A save that never
+   * settles must not hold them forever: after SAVE_WAIT_MS the newest position goes anyway — and
+   * should the hung save then settle after it, possibly writing last, the newest goes once more.
+   */
+  private awaitSave(done: Promise<void>): void {
+    const number = ++this.saveCount;
+    this.saving = true;
+    let over = false;
+    const next = (): void => {
+      if (over) return;
+      over = true;
+      this.timers.save.stop();
+      this.saving = false;
+      if (this.saveAgain) {
+        this.saveAgain = false;
+        this.persist();
+      }
+    };
+    this.timers.save.start(SAVE_WAIT_MS, next);
+    void done.finally(() => {
+      const overtaken = number < this.settledSave;
+      this.settledSave = Math.max(this.settledSave, number);
+      next();
+      if (!overtaken) return;
+      this.savedPos = -1; // this older state may be the one written last
+      this.persist();
+    });
   }
 
   // ── sends, requests, refresh ──

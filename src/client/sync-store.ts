@@ -7,6 +7,14 @@ export interface SyncState {
   deviceId: string;
   /** The last processed timeline position (0: nothing yet). */
   pos: number;
+  /**
+   * Whose timeline `pos` is in (the `userId` of `auth_success`: the token's `sub`, lowercased).
+   * The position is used only by a client that authenticates as this user: on a shared browser
+   * or machine another user's position would make the client drop that many of the next user's
+   * events as replays. Absent in states an older SDK wrote: their position is not used (the
+   * server's record of the device decides where it resumes), their `deviceId` is.
+   */
+  userId?: string;
 }
 
 export interface SyncStore {
@@ -27,6 +35,8 @@ export function newDeviceId(): string {
 }
 
 const DEVICE_ID = /^[\x21-\x7e]{1,64}$/;
+/** A stored `userId` longer than this is not one the server gave (its ids are UUIDs). */
+const MAX_USER_ID = 256;
 
 /**
  * Thrown by a store's `load` when what it holds is not a sync state (not JSON, fields out of
@@ -53,17 +63,19 @@ export function readSyncState(raw: string): SyncState {
     throw new IllFormedSyncStateError('not JSON');
   }
   const state = parseSyncState(value);
-  if (state === undefined) throw new IllFormedSyncStateError('deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0');
+  if (state === undefined) throw new IllFormedSyncStateError('deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0, userId: absent or 1..256 characters');
   return state;
 }
 
 /** A stored state is used only when it is well-formed; anything else starts over. */
 export function parseSyncState(value: unknown): SyncState | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { deviceId, pos } = value as Record<string, unknown>;
+  const { deviceId, pos, userId } = value as Record<string, unknown>;
   if (typeof deviceId !== 'string' || !DEVICE_ID.test(deviceId)) return undefined;
   if (typeof pos !== 'number' || !Number.isSafeInteger(pos) || pos < 0) return undefined;
-  return { deviceId, pos };
+  if (userId === undefined) return { deviceId, pos };
+  if (typeof userId !== 'string' || userId.length === 0 || userId.length > MAX_USER_ID) return undefined;
+  return { deviceId, pos, userId };
 }
 
 export class MemorySyncStore implements SyncStore {

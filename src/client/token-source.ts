@@ -30,17 +30,32 @@ export class TokenSource {
   }
 }
 
-/** The `exp` claim of a JWT in ms, read without verifying it (the server verifies); undefined if absent. */
-export function tokenExpiry(token: string): number | undefined {
+/** A JWT's payload, read without verifying it (the server verifies); undefined if it is not one. */
+function jwtPayload(token: string): Record<string, unknown> | undefined {
   const payload = token.split('.')[1];
   if (payload === undefined) return undefined;
   try {
     const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(payload.length / 4) * 4, '='));
-    const exp = (JSON.parse(json) as { exp?: unknown }).exp;
-    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+    const claims: unknown = JSON.parse(json);
+    return typeof claims === 'object' && claims !== null ? (claims as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The `exp` claim of a JWT in ms, read without verifying it (the server verifies); undefined if absent. */
+export function tokenExpiry(token: string): number | undefined {
+  const exp = jwtPayload(token)?.exp;
+  return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+}
+
+/**
+ * The user a token names, as the server's `userId` has it (its `sub`, lowercased), read without
+ * verifying it; undefined if absent. Tells, before `auth`, whose timeline a stored position must be in.
+ */
+export function tokenSubject(token: string): string | undefined {
+  const sub = jwtPayload(token)?.sub;
+  return typeof sub === 'string' && sub.length > 0 ? sub.toLowerCase() : undefined;
 }
 
 /**

@@ -402,3 +402,61 @@ test("a handshake refused for the IP's lockout: the Node SDK waits the 429's Ret
     await srv.close();
   }
 });
+
+test('one machine, two users, one sync store file: the next user is handed every event of theirs, and the first one, back, nothing twice', { timeout: 60_000 }, async () => {
+  const srv = await startServer();
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-sdk-store-'));
+  const path = join(dir, 'sync.json');
+  const alice = newUserId();
+  const bob = newUserId();
+  const open = (sub: string, store?: FileSyncStore): RampartClient =>
+    createNodeClient({ url: srv.url, token: () => signDevToken(TEST_SECRET, { sub, ttl: 3600 }), ...FAST_RETRY, pingIntervalMs: 0, ...(store ? { store } : {}) });
+  /** The contents of the messages handed to the application, and a promise for the one with this content. */
+  const watch = (c: RampartClient, last: string) => {
+    const contents: string[] = [];
+    const done = new Promise<void>((resolve) => {
+      c.on('message', (m) => {
+        contents.push(m.content);
+        if (m.content === last) resolve();
+      });
+    });
+    return { contents, done };
+  };
+  const sender = open(newUserId());
+  const clients: RampartClient[] = [sender];
+  try {
+    // Alice uses the app on this machine: 5 events on her timeline, processed and saved.
+    const a = open(alice, new FileSyncStore(path));
+    clients.push(a);
+    await a.connect();
+    for (let i = 0; i < 5; i++) await a.sendMessage({ recipientId: bob }, `from-alice-${i}`);
+    a.close();
+    assert.equal(new FileSyncStore(path).load()?.pos, 5);
+    // Bob gets 4 more while offline: no device of his acknowledged any of his 9 events.
+    await sender.connect();
+    for (let i = 0; i < 4; i++) await sender.sendMessage({ recipientId: bob }, `to-bob-${i}`);
+    // Bob signs in on the same machine, same app, same store file.
+    const b = open(bob, new FileSyncStore(path));
+    clients.push(b);
+    const bobSaw = watch(b, 'end');
+    await b.connect();
+    await sender.sendMessage({ recipientId: bob }, 'end');
+    await within(bobSaw.done, 10_000, 'bob to receive the end marker');
+    b.close();
+    const expected = [...Array.from({ length: 5 }, (_, i) => `from-alice-${i}`), ...Array.from({ length: 4 }, (_, i) => `to-bob-${i}`), 'end'];
+    assert.deepEqual(bobSaw.contents, expected, 'bob is handed his whole timeline');
+    assert.deepEqual(new FileSyncStore(path).load(), { deviceId: a.deviceId, pos: 10, userId: bob }, 'the device id is kept, the position is bob’s');
+    // Alice comes back: the server's record of this device (her acknowledged 5) says where she resumes.
+    await sender.sendMessage({ recipientId: alice }, 'to-alice');
+    const a2 = open(alice, new FileSyncStore(path));
+    clients.push(a2);
+    const aliceSaw = watch(a2, 'to-alice');
+    await a2.connect();
+    await within(aliceSaw.done, 10_000, 'alice to receive what was sent to her');
+    assert.deepEqual(aliceSaw.contents, ['to-alice'], 'nothing she had processed comes again');
+  } finally {
+    for (const c of clients) c.close();
+    await srv.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

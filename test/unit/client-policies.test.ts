@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backoffCeiling, backoffDelay, DEFAULT_BACKOFF } from '../../src/client/backoff.js';
-import { refreshDelay, tokenExpiry, DEFAULT_REFRESH } from '../../src/client/token-source.js';
+import { refreshDelay, tokenExpiry, tokenSubject, DEFAULT_REFRESH } from '../../src/client/token-source.js';
 import { classifyClose } from '../../src/client/refusals.js';
 import { PosTracker, RecentIds } from '../../src/client/pos-tracker.js';
 import { IllFormedSyncStateError, parseSyncState, WebStorageSyncStore } from '../../src/client/sync-store.js';
@@ -109,6 +109,25 @@ test('sync state: stores are read defensively', () => {
   for (const bad of ['{not json', '{"deviceId":"a b","pos":1}', 'null']) {
     map.set('k', bad);
     assert.throws(() => store.load(), IllFormedSyncStateError, bad);
+  }
+});
+
+test('sync state: the user a position belongs to is kept through a store; one that is not a user id makes the state ill-formed', () => {
+  const map = new Map<string, string>();
+  const storage = { getItem: (k: string) => map.get(k) ?? null, setItem: (k: string, v: string) => void map.set(k, v) };
+  const store = new WebStorageSyncStore(storage);
+  store.save({ deviceId: 'dev-2', pos: 9, userId: 'u-1' });
+  assert.deepEqual(store.load(), { deviceId: 'dev-2', pos: 9, userId: 'u-1' });
+  assert.deepEqual(parseSyncState({ deviceId: 'dev-1', pos: 3, userId: 'u-1' }), { deviceId: 'dev-1', pos: 3, userId: 'u-1' });
+  for (const userId of ['', 7, null, 'x'.repeat(257)]) assert.equal(parseSyncState({ deviceId: 'dev-1', pos: 3, userId }), undefined, JSON.stringify(userId));
+  map.set('rampart:sync', '{"deviceId":"dev-1","pos":3,"userId":5}');
+  assert.throws(() => store.load(), IllFormedSyncStateError);
+});
+
+test('token subject: the `sub` of a JWT, lowercased as the server has it, read without verifying; none for anything else', () => {
+  assert.equal(tokenSubject(fakeJwt(1_700_000_123_000, 'AbC-1')), 'abc-1');
+  for (const bad of ['', 'abc', 'a.b.c', 'a.' + Buffer.from('{"sub":7}').toString('base64url') + '.c', 'a.' + Buffer.from('{"sub":""}').toString('base64url') + '.c', 'a.' + Buffer.from('null').toString('base64url') + '.c']) {
+    assert.equal(tokenSubject(bad), undefined, bad);
   }
 });
 

@@ -187,7 +187,7 @@ test('an expired token (4005) reconnects with a fresh one; a fixed token stops',
 });
 
 test('dedupe: a replay after a reconnect delivers nothing twice; resume uses after = last processed pos', async () => {
-  const store = new MemorySyncStore({ deviceId: 'dev-test', pos: 0 });
+  const store = new MemorySyncStore({ deviceId: 'dev-test', pos: 0, userId: ME });
   const env = setup({ store, ackDelayMs: 100 });
   void env.client.connect();
   await env.accept(0, 2);
@@ -196,7 +196,7 @@ test('dedupe: a replay after a reconnect delivers nothing twice; resume uses aft
   env.last().receive(msg(2)); // repeated on the same socket
   await env.clock.advance(100);
   assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 2 }], 'one batched ack');
-  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 2 });
+  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 2, userId: ME });
   env.last().drop(1006);
   await env.clock.advance(500);
   await env.accept(1, 3); // a server that replays from 1 anyway
@@ -205,7 +205,7 @@ test('dedupe: a replay after a reconnect delivers nothing twice; resume uses aft
   assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [1, 2, 3]);
   assert.equal(env.client.pos, 3);
   env.client.close();
-  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 3 }, 'close() persists the position');
+  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 3, userId: ME }, 'close() persists the position');
 });
 
 test('gap detection: a missing pos resumes from the last one on a new socket, and the event is delivered once', async () => {
@@ -707,7 +707,7 @@ test('a store that fails to load is retried with backoff: a transient failure ke
   const store = {
     load: () => {
       if (++loads <= 2) throw new Error('storage busy');
-      return { deviceId: 'dev-kept', pos: 7 };
+      return { deviceId: 'dev-kept', pos: 7, userId: ME };
     },
     save: () => {},
   };
@@ -1237,7 +1237,7 @@ test('a send in flight when the server asked for a wait goes first on the next s
 // ── close() from a listener, storage retries in order, backoff that survives auth, getToken() timeouts ──
 
 test('close() from a state listener on "reconnecting" stops the client: no timer, no new socket, nothing acked or stored', async () => {
-  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0 });
+  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0, userId: ME });
   const env = setup({ store, pingIntervalMs: 0 });
   void env.client.connect().catch(() => {});
   await env.accept(0, 0);
@@ -1249,7 +1249,7 @@ test('close() from a state listener on "reconnecting" stops the client: no timer
   assert.equal(env.sockets.length, 1, 'never reconnected');
   assert.equal(env.client.state, 'closed');
   assert.deepEqual(env.seen, []);
-  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 0 }, 'no position the application never saw');
+  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 0, userId: ME }, 'no position the application never saw');
 });
 
 test('close() from a state listener on "authenticating" sends no auth on the closed socket', async () => {
@@ -1295,7 +1295,7 @@ test('a send retried after storage_unavailable keeps its place: later sends wait
 });
 
 test('close() from a "sent" listener: the send just confirmed resolves; the position covers it', async () => {
-  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0 });
+  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0, userId: ME });
   const env = setup({ store });
   void env.client.connect();
   await env.accept(0, 0);
@@ -1308,12 +1308,12 @@ test('close() from a "sent" listener: the send just confirmed resolves; the posi
   env.last().receive({ type: 'message_sent', id: 'idx', clientMsgId: 'x', conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
   assert.equal(sent, 1);
   assert.equal(await p.then((r) => `resolved ${r.id}`, (e: SendError) => `rejected ${e.reason}`), 'resolved idx');
-  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1 });
+  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1, userId: ME });
 });
 
 test('close() from a timeline listener saves the position with that event: it is not handed over again after a restart', async () => {
   for (const event of ['message', 'edited'] as const) {
-    const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0 });
+    const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0, userId: ME });
     const env = setup({ store });
     void env.client.connect();
     await env.accept(0, 2);
@@ -1326,7 +1326,7 @@ test('close() from a timeline listener saves the position with that event: it is
     else env.client.on('edited', stop);
     env.last().receive(event === 'message' ? msg(1) : edited(1, 'm1'));
     assert.deepEqual(handed, [[1, 1]], `${event}: the position covers the event being handed over`);
-    assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1 }, event);
+    assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1, userId: ME }, event);
     assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 1 }], event);
   }
 });
@@ -1434,12 +1434,12 @@ test('FileSyncStore: a read error is retried (store_failed), not taken for "no s
     assert.deepEqual(errors, ['store_failed']);
     assert.equal(env.sockets.length, 0, 'no socket before the state is known');
     rmSync(path, { recursive: true });
-    writeFileSync(path, JSON.stringify({ deviceId: 'dev-keep', pos: 500 }));
+    writeFileSync(path, JSON.stringify({ deviceId: 'dev-keep', pos: 500, userId: ME }));
     await env.clock.advance(500); // backoff attempt 0 (random 0.5 → 500 ms)
     await env.accept(500, 900);
     assert.deepEqual(env.last().framesOf('auth')[0], { type: 'auth', token: env.last().framesOf('auth')[0]!.token, deviceId: 'dev-keep', after: 500 });
     env.client.close();
-    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { deviceId: 'dev-keep', pos: 500 });
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { deviceId: 'dev-keep', pos: 500, userId: ME });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -1759,4 +1759,226 @@ test('receipt positions a list reply gave are known: a late receipt frame below 
   env.last().receive({ type: 'receipt', conversationId: CONV, userId: PEER, delivered: 5, read: 6 });
   assert.deepEqual(seen, [{ conversationId: CONV, userId: PEER, read: 6 }]);
   env.client.close();
+});
+
+// ── whose position a stored state holds; own messages once across resends; `sent` in order; saves in order ──
+
+const OTHER = '55555555-5555-4555-8555-555555555555';
+
+test('a stored state of another user (one browser or machine, two users) is not resumed from: every event of this user is handed over, then saved as theirs', async () => {
+  const store = new MemorySyncStore({ deviceId: 'dev-shared', pos: 5, userId: OTHER });
+  const env = setup({ store, ackDelayMs: 10, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 9); // the server does not know this device for ME: what no device of ME acknowledged
+  const auth = env.last().framesOf('auth')[0]!;
+  assert.deepEqual(auth, { type: 'auth', token: auth.token, deviceId: 'dev-shared' }, "the device id is kept, the other user's position is not named");
+  for (let p = 1; p <= 9; p++) env.last().receive(msg(p));
+  await env.clock.advance(10);
+  assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [1, 2, 3, 4, 5, 6, 7, 8, 9], 'none dropped as a replay');
+  assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 9 }]);
+  env.client.close();
+  assert.deepEqual(store.load(), { deviceId: 'dev-shared', pos: 9, userId: ME });
+});
+
+test('a stored state an older SDK wrote (no user id) keeps its device id, not its position: the server says where the device resumes', async () => {
+  const store = new MemorySyncStore({ deviceId: 'dev-old', pos: 5 });
+  const env = setup({ store, ackDelayMs: 10, pingIntervalMs: 0 });
+  void env.client.connect();
+  // This device acknowledged 3: for its own user 4 and 5 come again (processed, never acknowledged);
+  // for another user all of them are new. Either way nothing may be dropped, nor acknowledged unseen.
+  await env.accept(3, 7);
+  const auth = env.last().framesOf('auth')[0]!;
+  assert.deepEqual(auth, { type: 'auth', token: auth.token, deviceId: 'dev-old' });
+  for (let p = 4; p <= 7; p++) env.last().receive(msg(p));
+  await env.clock.advance(10);
+  assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [4, 5, 6, 7]);
+  assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 7 }]);
+  env.client.close();
+  assert.deepEqual(store.load(), { deviceId: 'dev-old', pos: 7, userId: ME }, 'the next save names the user');
+});
+
+test('a token provider that changes users between connections: the position is not carried over to the new user', async () => {
+  let sub = ME;
+  const env = setup({ token: () => fakeJwt(2_000_000_000_000, sub), pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 2);
+  env.last().receive(msg(1));
+  env.last().receive(msg(2));
+  sub = OTHER; // logout, login as someone else, same client
+  env.last().drop(1006);
+  await env.clock.advance(1000);
+  await settle();
+  env.last().open();
+  const auth = env.last().framesOf('auth')[0]!;
+  assert.deepEqual(auth, { type: 'auth', token: auth.token, deviceId: env.client.deviceId }, "no `after` from the first user's timeline");
+  env.last().receive({ type: 'auth_success', userId: OTHER, resumeAfter: 0, lastPos: 2 });
+  env.last().receive(msg(1, 'o1'));
+  env.last().receive(msg(2, 'o2'));
+  assert.deepEqual(env.seen.map((m) => m.id), ['m1', 'm2', 'o1', 'o2']);
+  env.client.close();
+});
+
+test('a resent message confirmed (an answer without pos) before its replayed copy is handed over once, however many own messages the replay holds before the copy', async () => {
+  const env = setup({ ackEvery: 1_000_000, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  const p = env.client.sendMessage({ conversationId: CONV }, 'hello');
+  await settle();
+  const cid = env.last().framesOf('chat_message')[0]!.clientMsgId as string;
+  env.last().drop(1006); // before the answer: the server stored it at 2501, behind a backlog of 2500
+  await env.clock.advance(1000);
+  await env.accept(0, 2501);
+  assert.equal(env.last().framesOf('chat_message').length, 1, 'resent on the new socket');
+  env.last().receive({ type: 'message_sent', id: 'mine', clientMsgId: cid, conversationId: CONV, seq: 2501, timestamp: 1 });
+  await p;
+  for (let pos = 1; pos <= 2500; pos++) env.last().receive(msg(pos, `other-device-${pos}`, ME));
+  env.last().receive(msg(2501, 'mine', ME));
+  const mine = env.seen.filter((e) => e.id === 'mine');
+  env.client.close();
+  assert.deepEqual(mine.map((e) => ('own' in e ? 'message' : 'sent')), ['sent']);
+  assert.equal(env.seen.length, 2501);
+});
+
+test('a resent message whose replayed copy came first, thousands of own messages before its late answer without pos, is handed over once', async () => {
+  const env = setup({ ackEvery: 1_000_000, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  const p = env.client.sendMessage({ conversationId: CONV }, 'hello');
+  await settle();
+  const cid = env.last().framesOf('chat_message')[0]!.clientMsgId as string;
+  env.last().drop(1006); // before the answer: the server stored it at 1
+  await env.clock.advance(1000);
+  await env.accept(0, 2501);
+  env.last().receive(msg(1, 'mine', ME)); // the replay brings the copy first…
+  for (let pos = 2; pos <= 2501; pos++) env.last().receive(msg(pos, `other-device-${pos}`, ME));
+  // … and the resend is answered late (the server's storage was slow), as a repeat.
+  env.last().receive({ type: 'message_sent', id: 'mine', clientMsgId: cid, conversationId: CONV, seq: 1, timestamp: 1 });
+  await p;
+  const mine = env.seen.filter((e) => e.id === 'mine');
+  env.client.close();
+  assert.deepEqual(mine.map((e) => ('own' in e ? 'message' : 'sent')), ['message']);
+});
+
+test('a send answered twice (a refusal that named no frame sent it again) is handed over once, however many own messages come between the answers', async () => {
+  const env = setup({ ackEvery: 1_000_000, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  const p = env.client.sendMessage({ conversationId: CONV }, 'hello');
+  await settle();
+  const cid = env.last().framesOf('chat_message')[0]!.clientMsgId as string;
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 100 });
+  await env.clock.advance(100);
+  assert.equal(env.last().framesOf('chat_message').length, 2, 'sent again after the wait');
+  env.last().receive({ type: 'message_sent', id: 'mine', clientMsgId: cid, conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
+  await p;
+  for (let pos = 2; pos <= 2002; pos++) env.last().receive(msg(pos, `other-device-${pos}`, ME));
+  env.last().receive({ type: 'message_sent', id: 'mine', clientMsgId: cid, conversationId: CONV, seq: 1, timestamp: 1 }); // the repeat's answer
+  const mine = env.seen.filter((e) => e.id === 'mine');
+  env.client.close();
+  assert.equal(mine.length, 1);
+});
+
+test('a message_sent with pos that arrives while a gap is being resumed is not handed over out of order: its copy comes in the replay, in its place', async () => {
+  const env = setup({ pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  env.last().receive(msg(1));
+  const p = env.client.sendMessage({ conversationId: CONV }, 'hello');
+  await settle();
+  const cid = env.last().framesOf('chat_message')[0]!.clientMsgId as string;
+  env.last().receive(msg(3)); // 2 is missing: a gap, this socket is being replaced
+  // The answer to our send was already on the wire: it carries pos 4.
+  env.last().receive({ type: 'message_sent', id: 'mine', clientMsgId: cid, conversationId: CONV, seq: 4, timestamp: 1, pos: 4 });
+  assert.deepEqual(await p.then((r) => r.id), 'mine', 'the send is confirmed');
+  env.last().drop(1000, 'gap');
+  await env.clock.advance(1000);
+  await env.accept(1, 4);
+  assert.equal(env.last().framesOf('auth')[0]!.after, 1);
+  env.last().receive(msg(2));
+  env.last().receive(msg(3));
+  env.last().receive(msg(4, 'mine', ME)); // our own copy in the replay
+  env.client.close();
+  assert.deepEqual(env.seen.map((e) => [e.id, e.pos]), [['m1', 1], ['m2', 2], ['m3', 3], ['mine', 4]], 'each once, in pos order');
+});
+
+/** An asynchronous store whose writes take effect when they complete, released by the test in any order. */
+function slowStore() {
+  let state = undefined as SyncState | undefined;
+  const running: { pos: number; done: () => void }[] = [];
+  const store: SyncStore = {
+    load: () => undefined,
+    save: (s) =>
+      new Promise<void>((resolve) => {
+        running.push({
+          pos: s.pos,
+          done: () => {
+            state = { ...s };
+            resolve();
+          },
+        });
+      }),
+  };
+  /** Completes every running save, the newest first, until none is left. */
+  const finishAll = async (): Promise<void> => {
+    while (running.length > 0) {
+      for (const r of running.splice(0).reverse()) r.done();
+      await settle();
+    }
+  };
+  return { store, running, finishAll, saved: () => state };
+}
+
+test('close() while an asynchronous save runs: the store ends at the position the client closed at, whatever order the writes complete in', async () => {
+  const slow = slowStore();
+  const env = setup({ store: slow.store, ackDelayMs: 10, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  env.last().receive(msg(1));
+  await env.clock.advance(10); // the save of 1 starts, and runs on
+  assert.deepEqual(slow.running.map((r) => r.pos), [1]);
+  env.last().receive(msg(2));
+  env.last().receive(msg(3));
+  env.client.close();
+  await slow.finishAll();
+  assert.equal(slow.saved()?.pos, 3);
+});
+
+test('a hung save overtaken after 10 s that completes last: the newest position is saved again', async () => {
+  const slow = slowStore();
+  const env = setup({ store: slow.store, ackDelayMs: 10, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  env.last().receive(msg(1));
+  await env.clock.advance(10); // the save of 1 starts, and hangs
+  const hung = slow.running.splice(0);
+  for (let p = 2; p <= 5; p++) env.last().receive(msg(p));
+  await env.clock.advance(10_000); // the newest position goes anyway
+  assert.deepEqual(slow.running.map((r) => r.pos), [5]);
+  await slow.finishAll();
+  hung[0]!.done(); // the hung write lands last
+  await settle();
+  await slow.finishAll();
+  assert.equal(slow.saved()?.pos, 5);
+  env.client.close();
+});
+
+test('close() while a save hangs: the final position is saved once the hang is given up (10 s), and the save timer ends with it', async () => {
+  const slow = slowStore();
+  const env = setup({ store: slow.store, ackDelayMs: 10, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  env.last().receive(msg(1));
+  await env.clock.advance(10);
+  const hung = slow.running.splice(0);
+  env.last().receive(msg(2));
+  env.client.close();
+  assert.equal(slow.running.length, 0, 'nothing beside the running save');
+  await env.clock.advance(10_000);
+  assert.deepEqual(slow.running.map((r) => r.pos), [2]);
+  await slow.finishAll();
+  hung[0]!.done();
+  await settle();
+  await slow.finishAll();
+  assert.equal(slow.saved()?.pos, 2);
+  assert.deepEqual(env.clock.pending, [], 'no timer left');
 });
