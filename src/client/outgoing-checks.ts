@@ -145,7 +145,7 @@ export function requestProblem(frame: Readonly<Record<string, unknown>>): string
     case 'set_presence':
       return booleanProblem('visible', f.visible);
     case 'create_group':
-      return nameProblem(f.name) ?? idsProblem('memberIds', f.memberIds, 0);
+      return nameProblem(f.name) ?? idsProblem('memberIds', f.memberIds, 0) ?? optional(f.clientMsgId, () => clientMsgIdProblem(f.clientMsgId));
     case 'add_members':
     case 'remove_members':
       return uuidProblem('conversationId', f.conversationId) ?? idsProblem('userIds', f.userIds, 1);

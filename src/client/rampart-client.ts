@@ -364,8 +364,13 @@ export class RampartClient {
   private seedReceipts(conversationId: string, receipts: ReceiptsInfo | undefined): void {
     for (const m of receipts?.members ?? []) this.receiptPositions.advance({ conversationId, userId: m.userId, delivered: m.delivered, read: m.read });
   }
-  createGroup(name: string, memberIds: string[]): Promise<GroupReply> {
-    return this.group({ type: 'create_group', name, memberIds });
+  /**
+   * Creates a group under a key (`clientMsgId`, made unless given): the server answers a repeat of
+   * it with the group the first one made, so this create goes out again after a dropped frame or
+   * a dropped connection, and an app may call it again with the same key after it failed.
+   */
+  createGroup(name: string, memberIds: string[], options: { clientMsgId?: string } = {}): Promise<GroupReply> {
+    return this.group({ type: 'create_group', name, memberIds, clientMsgId: options.clientMsgId ?? newClientMsgId() });
   }
   addMembers(conversationId: string, userIds: string[]): Promise<GroupReply> {
     return this.group({ type: 'add_members', conversationId, userIds });

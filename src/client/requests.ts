@@ -11,9 +11,10 @@
  *   never moves backwards) are repeatable — asking again, or late, changes nothing — so they go
  *   out again once the server's wait is over, under the same `requestId`; if the first one was
  *   answered after all, the repeat's answer finds nothing waiting and is dropped;
- * - a change (`create_group`, member changes, `rename_group`, `set_role`, `set_presence`,
- *   `end_session`) is not: a repeat could create a second group, or undo a later change made in
- *   between. It keeps waiting for its answer (it may have been accepted: its answer comes once the
+ * - a `create_group` under its key (`clientMsgId`) is too: the server answers a repeat with the
+ *   group the first one made; it also goes out again after a dropped connection;
+ * - another change (member changes, `rename_group`, `set_role`, `set_presence`, `end_session`) is
+ *   not: a repeat could undo a later change made in between. It keeps waiting for its answer (it may have been accepted: its answer comes once the
  *   server did the work), but only for `UNCONFIRMED_AFTER_MS` (or the server's wait, if longer);
  *   then it fails with `unconfirmed`: it may or may not have happened, as after a drop.
  */
@@ -46,6 +47,11 @@ export const UNCONFIRMED_AFTER_MS = 2000;
 
 /** Requests that can be sent twice, or late, without changing anything (see the module comment). */
 const REPEATABLE: ReadonlySet<unknown> = new Set(['history', 'list_conversations', 'presence', 'list_sessions', 'read']);
+
+/** A create under its key: the server answers a repeat with the group the first one made. */
+const isKeyedCreate = (frame: Readonly<Record<string, unknown>>): boolean => frame.type === 'create_group' && typeof frame.clientMsgId === 'string';
+
+const isRepeatable = (frame: Readonly<Record<string, unknown>>): boolean => REPEATABLE.has(frame.type) || isKeyedCreate(frame);
 
 interface PendingRequest {
   frame: Record<string, unknown>;
@@ -106,7 +112,7 @@ export class Requests {
     const now = this.clock.now();
     for (const [id, p] of this.pending) {
       if (!p.sent) continue;
-      if (REPEATABLE.has(p.frame.type)) {
+      if (isRepeatable(p.frame)) {
         p.sent = false;
         continue;
       }
@@ -117,11 +123,17 @@ export class Requests {
   }
 
   /**
-   * The socket dropped: requests already sent are failed (not replayed blindly). A repeatable one
-   * waiting to go out again (`maybeDropped`) is not on the wire: it goes out on the next socket.
+   * The socket dropped: requests already sent are failed (not replayed blindly), but for a keyed
+   * create, which goes out again on the next socket (its repeat is answered with the first's
+   * group). A repeatable one waiting to go out again (`maybeDropped`) is not on the wire: it goes
+   * out on the next socket.
    */
   disconnected(): void {
-    for (const [id, p] of this.pending) if (p.sent) this.settle(id, new RequestError('disconnected'));
+    for (const [id, p] of this.pending) {
+      if (!p.sent) continue;
+      if (isKeyedCreate(p.frame)) p.sent = false;
+      else this.settle(id, new RequestError('disconnected'));
+    }
   }
 
   rejectAll(reason: string): void {

@@ -320,6 +320,25 @@ test('requests are answered by requestId; errors reject; in flight at a drop the
   env.client.close();
 });
 
+test('a create in flight when the socket drops goes out again on the next one, under its key; an app key is used as given', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const created = env.client.createGroup('g', [PEER], { clientMsgId: 'app-key-1' });
+  const rename = env.client.renameGroup(CONV, 'n');
+  const first = env.last().framesOf('create_group');
+  assert.equal(first[0]!.clientMsgId, 'app-key-1');
+  env.last().drop(1006); // stored, perhaps; its answer lost with the socket
+  await assert.rejects(rename, { reason: 'disconnected' });
+  await env.clock.advance(500);
+  await env.accept();
+  assert.deepEqual(env.last().framesOf('create_group'), first, 'the same frame: key and requestId');
+  env.last().receive({ type: 'group_updated', conversationId: CONV, changed: false, seq: 1, requestId: first[0]!.requestId });
+  assert.deepEqual(await created, { conversationId: CONV, changed: false, seq: 1 });
+  await assert.rejects(env.client.createGroup('g', [], { clientMsgId: 'has space' }), { reason: 'validation_failed' });
+  env.client.close();
+});
+
 const edited = (pos: number, messageId: string, content = 'new') => ({ type: 'message_edited', pos, id: `e${pos}`, conversationId: CONV, seq: pos, messageId, actorId: PEER, content, mentions: [], hashtags: [], links: [], editedAt: 2, timestamp: 2 });
 const deleted = (pos: number, messageId: string) => ({ type: 'message_deleted', pos, id: `d${pos}`, conversationId: CONV, seq: pos, messageId, actorId: PEER, deletedAt: 3, timestamp: 3 });
 
@@ -859,15 +878,17 @@ test('during the frame budget wait nothing goes out; events processed meanwhile 
   env.client.close();
 });
 
-test('requests in flight at a refusal naming no frame: reads are asked again after the wait, changes fail with unconfirmed in 2 s, not at the 15 s timeout', async () => {
+test('requests in flight at a refusal naming no frame: reads and keyed creates are asked again after the wait, changes fail with unconfirmed in 2 s, not at the 15 s timeout', async () => {
   const env = setup();
   void env.client.connect();
   await env.accept();
   const hist = env.client.history({ conversationId: CONV, limit: 10 });
   const list = env.client.listConversations();
-  const group = env.client.createGroup('g', [PEER]);
+  const created = env.client.createGroup('g', [PEER]);
+  const group = env.client.addMembers(CONV, [PEER]);
   const rename = env.client.renameGroup(CONV, 'new name');
-  const [h1, l1, r1] = [env.last().framesOf('history')[0]!, env.last().framesOf('list_conversations')[0]!, env.last().framesOf('rename_group')[0]!];
+  const [h1, l1, r1, c1] = [env.last().framesOf('history')[0]!, env.last().framesOf('list_conversations')[0]!, env.last().framesOf('rename_group')[0]!, env.last().framesOf('create_group')[0]!];
+  assert.equal(typeof c1.clientMsgId, 'string', 'a create goes out under a key');
   env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 500 });
   // The list and the rename were not the dropped frames: their answers come, and they resolve.
   env.last().receive({ type: 'conversations', conversations: [], requestId: l1.requestId });
@@ -878,7 +899,10 @@ test('requests in flight at a refusal naming no frame: reads are asked again aft
   await env.clock.advance(1);
   assert.deepEqual(env.last().framesOf('history'), [h1, h1], 'the read is asked again, under the same requestId');
   assert.equal(env.last().framesOf('list_conversations').length, 1, 'an answered request is not');
-  assert.equal(env.last().framesOf('create_group').length, 1, 'a change is never repeated (a second group)');
+  assert.deepEqual(env.last().framesOf('create_group'), [c1, c1], 'a keyed create is asked again: its repeat is answered with the first group');
+  assert.equal(env.last().framesOf('add_members').length, 1, 'another change is never repeated (it could undo a later one)');
+  env.last().receive({ type: 'group_updated', conversationId: CONV, changed: false, seq: 1, requestId: c1.requestId });
+  assert.deepEqual(await created, { conversationId: CONV, changed: false, seq: 1 });
   env.last().receive({ type: 'history', conversationId: CONV, messages: [], requestId: h1.requestId });
   env.last().receive({ type: 'history', conversationId: CONV, messages: [msg(9)], requestId: h1.requestId }); // a second answer: dropped
   assert.deepEqual((await hist).messages, []);
