@@ -109,6 +109,13 @@ function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
   throw invalid(r.error.issues.slice(0, 10).map((i) => ({ path: i.path.map(String).join('.'), rule: i.code })));
 }
 
+/** `?tenant=`, once: a repeated one is refused (a proxy may read the last where we would read the first). */
+function queryTenant(params: URLSearchParams): string | null {
+  const all = params.getAll('tenant');
+  if (all.length > 1) throw invalid([{ path: 'tenant', rule: 'repeated' }]);
+  return all[0] ?? null;
+}
+
 function tenantOf(value: string | null | undefined): string {
   if (value === null || value === undefined) return DEFAULT_TENANT;
   if (!tenant.safeParse(value).success) throw invalid([{ path: 'tenant', rule: 'invalid_format' }]);
@@ -120,9 +127,15 @@ function tenantOf(value: string | null | undefined): string {
  * `?tenant=acme` on a ban must not ban the user of the default tenant. Both, differing: refused.
  */
 function postTenantOf(body: string | undefined, params: URLSearchParams): string {
-  const query = params.get('tenant');
+  const query = queryTenant(params);
   if (body !== undefined && query !== null && body !== query) throw invalid([{ path: 'tenant', rule: 'conflict' }]);
   return tenantOf(body ?? query);
+}
+
+/** The request announces a body (a length above 0, or a chunked one). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
 
 function intParam(params: URLSearchParams, name: string, min: number, max: number): number | undefined {
@@ -158,6 +171,8 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
   async function route(req: IncomingMessage, actor: string, ip: string): Promise<{ status: number; body: unknown }> {
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
     const parts = url.pathname.split('/').filter((p) => p !== '');
+    // Dot segments are resolved by now: a path that left /admin/ (`/admin/../x/audit`) is no route.
+    if (parts[0] !== 'admin') throw NOT_FOUND;
     const method = req.method ?? 'GET';
     const entry = (action: string, target: string, outcome: string, detail?: AuditEntry['detail']): AuditEntry => ({
       actor,
@@ -188,7 +203,7 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
       // Tokens expiring later are refused at auth anyway (which allows the clock tolerance too:
       // `until` already holds one grace, the bound another): nothing to revoke.
       if (until > Date.now() + o.maxTokenLifetimeMs + 2 * o.revokeGraceMs) throw invalid([{ path: 'exp', rule: 'too_big' }]);
-      const target = `jti:${t}:${body.jti}`;
+      const target = `jti:${t}|${body.jti}`; // `|` is in no tenant: tenant and jti read apart
       await attempt(entry('revoke', target, 'failed'), () => o.control.revoke({ tenantId: t, jti: body.jti }, until));
       await audited(entry('revoke', target, 'ok', { until }));
       return { status: 200, body: { jti: body.jti, tenant: t, until } };
@@ -201,7 +216,7 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
       const action = parts[3];
       if (action === 'sessions') {
         if (method !== 'GET') throw new HttpError(405, { error: 'method_not_allowed' }, { allow: 'GET' });
-        const t = tenantOf(url.searchParams.get('tenant'));
+        const t = tenantOf(queryTenant(url.searchParams));
         const sessions = await attempt(entry('list_sessions', `user:${t}:${userId}`, 'failed'), () => o.control.listSessions(peerKey(t, userId)));
         await audited(entry('list_sessions', `user:${t}:${userId}`, 'ok', { count: sessions.length }));
         return { status: 200, body: { userId, tenant: t, sessions } };
@@ -233,7 +248,9 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
           return { status: 200, body: { userId, tenant: t, until } };
         }
         if (method === 'DELETE') {
-          const t = tenantOf(url.searchParams.get('tenant'));
+          // The tenant comes from ?tenant= only: a body naming one would otherwise be ignored (the default tenant's user unbanned).
+          if (hasBody(req)) throw invalid([{ path: 'body', rule: 'not_allowed' }]);
+          const t = tenantOf(queryTenant(url.searchParams));
           const lifted = await attempt(entry('unban', `user:${t}:${userId}`, 'failed'), () => o.control.unban(peerKey(t, userId)));
           await audited(entry('unban', `user:${t}:${userId}`, lifted ? 'ok' : 'not_found'));
           if (!lifted) throw NOT_FOUND;

@@ -53,16 +53,23 @@ export class DuplicateCatchUps {
   /**
    * A group change answered `unchanged` (a leave: `forbidden`) may repeat one that committed
    * without being published (no key tells): the conversation's members, and the users the change
-   * named, read their timelines — once per conversation per window, whoever repeats what.
+   * named, read their timelines — once per window for each change (`change` describes it), so a
+   * different change, or another actor's, is never skipped. The window is spent only once the
+   * members were found: a stranger's frames or a storage blip take nobody's catch-up away.
    * `formerToo`: the actor may have left by the change (a leave), so they need not be a member now.
    */
-  async afterRepeatedChange(actor: Identity, conversationId: string, named: readonly string[], formerToo: boolean): Promise<void> {
-    if (!this.shouldCatchUp(`group ${actor.tenantId} ${conversationId}`, this.#now())) return;
+  async afterRepeatedChange(actor: Identity, conversationId: string, change: string, named: readonly string[], formerToo: boolean): Promise<void> {
+    const key = `group ${actor.tenantId} ${conversationId} ${actor.userId} ${change}`;
+    if (this.#recentlyHinted(key, this.#now())) return;
     try {
       const members = await this.o.store.membersIfMember(actor.tenantId, conversationId, actor.userId, { formerToo });
-      // Not a member, nor (for a leave) a former one: tells nobody anything.
-      if (members === undefined && !formerToo) return;
-      if (members === undefined) return this.o.publisher.catchUp(actor.tenantId, [actor.userId]);
+      // Not a member, nor (for a leave) a former one (or the group closed with the leave): only
+      // the actor's own sessions read, which tells them nothing about anyone.
+      if (members === undefined) {
+        if (formerToo) this.o.publisher.catchUp(actor.tenantId, [actor.userId]);
+        return;
+      }
+      this.#remember(key, this.#now());
       this.o.publisher.catchUp(actor.tenantId, new Set([...members, ...named, actor.userId]));
     } catch (err) {
       this.o.onError(err);
@@ -72,11 +79,18 @@ export class DuplicateCatchUps {
   /** True when the duplicate of `eventId`, stored at `storedAt` (ms), should make the members read. */
   shouldCatchUp(eventId: string, storedAt: number): boolean {
     const now = this.#now();
-    if (now - storedAt > this.#windowMs) return false;
-    const last = this.#hinted.get(eventId);
-    if (last !== undefined && now - last < this.#windowMs) return false;
-    if (this.#hinted.size >= this.#maxRemembered) this.#hinted.clear();
-    this.#hinted.set(eventId, now);
+    if (now - storedAt > this.#windowMs || this.#recentlyHinted(eventId, now)) return false;
+    this.#remember(eventId, now);
     return true;
+  }
+
+  #recentlyHinted(key: string, now: number): boolean {
+    const last = this.#hinted.get(key);
+    return last !== undefined && now - last < this.#windowMs;
+  }
+
+  #remember(key: string, now: number): void {
+    if (this.#hinted.size >= this.#maxRemembered) this.#hinted.clear();
+    this.#hinted.set(key, now);
   }
 }

@@ -83,12 +83,12 @@ export class GroupService {
       case 'unchanged':
         outbox.sendFrame(withRequestId({ type: 'group_updated', conversationId, changed: false }, frame.requestId));
         // Perhaps the retry of a change whose answer was lost before it was published.
-        if (frame.type !== 'create_group') await this.#repeats.afterRepeatedChange(actor, conversationId, namedBy(frame), false);
+        if (frame.type !== 'create_group') await this.#repeats.afterRepeatedChange(actor, conversationId, describe(frame), namedBy(frame), false);
         return;
       default:
         outbox.sendFrame(withRequestId({ type: 'error', reason: outcome.status }, frame.requestId));
         // A leave's retry finds the actor gone: the leave may be the one whose answer was lost.
-        if (frame.type === 'leave_group' && outcome.status === 'forbidden') await this.#repeats.afterRepeatedChange(actor, conversationId, [], true);
+        if (frame.type === 'leave_group' && outcome.status === 'forbidden') await this.#repeats.afterRepeatedChange(actor, conversationId, describe(frame), [], true);
     }
   }
 }
@@ -98,4 +98,10 @@ function namedBy(frame: GroupChangeFrame): string[] {
   if (frame.type === 'add_members' || frame.type === 'remove_members') return frame.userIds.map((id) => id.toLowerCase());
   if (frame.type === 'set_role') return [frame.userId.toLowerCase()];
   return [];
+}
+
+/** Which change a frame asks for, whatever request it came in (its repeats describe it alike). */
+function describe(frame: GroupChangeFrame): string {
+  const { requestId: _requestId, ...change } = frame;
+  return JSON.stringify(change);
 }

@@ -11,6 +11,10 @@ const ms = z.number().int().min(1);
 /** An encryption key id: short and plain, so that an error may name it (a key put where its id belongs never is). */
 export const CONTENT_KEY_ID = /^[A-Za-z0-9._-]{1,32}$/;
 
+/** A bearer credential as an Authorization header can carry it (what the admin API and /metrics accept). */
+const BEARER_TOKEN = /^[\x21-\x7e]+$/;
+const BEARER_RULE = 'printable ASCII without spaces (it is sent as "Authorization: Bearer <token>")';
+
 const RateRuleSchema = z.strictObject({ limit: positiveInt, windowMs: ms });
 
 const JwtAlgorithmSchema = z.enum(['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']);
@@ -275,7 +279,7 @@ export const ConfigSchema = z.strictObject({
    */
   admin: z
     .strictObject({
-      token: z.string().min(32).max(1024).optional(),
+      token: z.string().min(32).max(1024).regex(BEARER_TOKEN, BEARER_RULE).optional(),
       tokenSha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits (SHA-256)').optional(),
       /** Who the credential is, in audit records. */
       name: z.string().min(1).max(64).regex(/^[\w.@-]+$/, 'letters, digits, _ . @ - only').default('admin'),
@@ -308,7 +312,7 @@ export const ConfigSchema = z.strictObject({
       port: z.number().int().min(0).max(65535).optional(),
       host: z.string().min(1).default('127.0.0.1'),
       /** Bearer token required on every scrape (main port or `port`). */
-      token: z.string().min(16).optional(),
+      token: z.string().min(16).max(1024).regex(BEARER_TOKEN, BEARER_RULE).optional(),
     })
     .prefault({}),
   /** SIGTERM drain: sessions are closed with 1001 in batches so clients do not reconnect all at once. */

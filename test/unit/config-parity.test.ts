@@ -97,3 +97,17 @@ test('an encryption key written where its id belongs (keys/ids swapped) is not e
   const { text } = checkConfigReport(input, [], false);
   assert.ok(!text.includes(SWAPPED_KEY), text);
 });
+
+test('admin.token and metrics.token must be what an Authorization header carries: a space is refused at start, not a lock-out later', () => {
+  for (const input of [{ admin: { token: 'a token with spaces that is long enough!!' } }, { metrics: { token: 'metrics token w/ space' } }]) {
+    const secret = Object.values(input)[0]!.token;
+    try {
+      parseConfig(input);
+      assert.fail('expected a ConfigError');
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /(admin|metrics)\.token: printable ASCII without spaces/);
+      assert.ok(!err.message.includes(secret), 'the value is never echoed');
+    }
+  }
+});
