@@ -161,6 +161,8 @@ export function checkSchema(input: unknown): { ok: true; config: RampartConfig }
   if (config.heartbeatTimeout < config.heartbeatInterval) problems.push('heartbeatTimeout: must be ≥ heartbeatInterval');
   if (config.maxPreAuthMessageSize > config.maxMessageSize) problems.push('maxPreAuthMessageSize: must be ≤ maxMessageSize');
   problems.push(...storageConfigProblems(config.storage));
+  // An edit of a message retention is deleting could outlive it (an edit carries the new text).
+  if (config.chat.editWindowMs >= config.chat.retentionDays * 86_400_000) problems.push('chat.editWindowMs: must be shorter than chat.retentionDays');
   if (config.encryption && !Object.hasOwn(config.encryption.keys, config.encryption.activeKeyId)) {
     problems.push('encryption.activeKeyId: must name one of encryption.keys');
   }

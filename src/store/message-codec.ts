@@ -34,7 +34,7 @@
  * - `directKey(a, b)` — conversations.direct_key: "lo:hi" of the two users' integer ids.
  */
 import type { ContentCipher } from './content-cipher.js';
-import { UnknownKeyError } from './content-cipher.js';
+import { DecryptionError, UnknownKeyError } from './content-cipher.js';
 import type {
   Attachment,
   ConversationEvent,
@@ -321,6 +321,21 @@ export class EventCodec {
       if (links !== EMPTY) links = cipher.open(keyId, links, `${id}/links`);
     }
     return { content, attachments, mentions, hashtags, links };
+  }
+
+  /**
+   * A stored message found again by its sender's key (a resend answered as a duplicate): what the
+   * answer needs is its id, place and time, not its body. A body sealed with a key this node no
+   * longer holds (or cannot open) is left out, so that message's resend is answered — and the other
+   * messages of its batch are stored — instead of the whole batch failing.
+   */
+  decodeDuplicate(row: EventRow, ctx: EventContext): StoredMessage {
+    try {
+      return this.decodeMessage(row, ctx);
+    } catch (err) {
+      if (!(err instanceof UnknownKeyError || err instanceof DecryptionError)) throw err;
+      return this.decodeMessage({ ...row, kind: EVENT_MESSAGE, content: '', key_id: null, attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY }, ctx);
+    }
   }
 
   decodeMessage(row: EventRow, ctx: EventContext): StoredMessage {

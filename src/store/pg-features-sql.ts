@@ -15,7 +15,10 @@ export function buildFeatureSql(t: (table: string) => string) {
       SELECT e.conv FROM ${t('events')} e JOIN ${t('conversations')} c ON c.id = e.conv
       WHERE e.id = $1 AND c.tenant_id = $2`,
     lockConv: `SELECT last_seq, closed, kind FROM ${t('conversations')} WHERE id = $1 FOR UPDATE`,
-    target: `SELECT ${EVENT_COLUMNS}, e.sender AS sender_int FROM ${t('events')} e ${joins} WHERE e.id = $1`,
+    // Locked: a prune that deleted the message meanwhile committed first (no row: forbidden, not
+    // an edit stored for a message that is gone), or it waits for this change. An edit never
+    // targets a message old enough to be pruned (config: chat.editWindowMs < chat.retentionDays).
+    target: `SELECT ${EVENT_COLUMNS}, e.sender AS sender_int FROM ${t('events')} e ${joins} WHERE e.id = $1 FOR UPDATE OF e`,
     eventById: `SELECT ${EVENT_COLUMNS} FROM ${t('events')} e ${joins} WHERE e.id = $1`,
     membership: `SELECT role, left_seq FROM ${t('members')} WHERE conv = $1 AND "user" = $2`,
     /** Of these conversations, the ones the user has left, with the seq of their leaving. */

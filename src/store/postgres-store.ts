@@ -653,7 +653,7 @@ export class PostgresStore implements Store {
         // A key names one operation of its sender, whatever its kind: an edit's or a delete's key
         // reused for a message answers with that event (as SQLite does) instead of reaching the
         // unique index, which would fail the whole batch — every sender's messages in it.
-        for (const row of rows) existing.set(key(row.sender_int, row.client_msg_id!), this.#codec.decodeMessage(row, eventContext(row)));
+        for (const row of rows) existing.set(key(row.sender_int, row.client_msg_id!), this.#codec.decodeDuplicate(row, eventContext(row)));
       }
     }
 

@@ -596,6 +596,15 @@ function prepareAll(db: BetterSqlite3.Database) {
        WHERE EXISTS (SELECT 1 FROM temp.prune_keys k WHERE k.conv = timeline_recent.conv AND k.seq = timeline_recent.seq)`,
     ),
     pruneEventsSlice: db.prepare<[Buffer, number]>('DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE id < ? ORDER BY id LIMIT ?)'),
+    /**
+     * The younger edits of the messages the next events slice deletes (same bound, same order and
+     * limit), in the same transaction: a message never goes without its edits, even when the
+     * prune stops between slices (a shutdown) or an edit was committed while the pass ran.
+     */
+    pruneSliceEdits: db.prepare<[Buffer, Buffer, number]>(
+      `DELETE FROM events WHERE kind = ${EVENT_EDIT} AND id >= ?
+         AND (conv, reply_to) IN (SELECT conv, id FROM events WHERE id < ? ORDER BY id LIMIT ?)`,
+    ),
     ping: db.prepare('SELECT 1').pluck(),
     dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
   };
@@ -1272,15 +1281,22 @@ export class SqliteStore implements Store {
         await nextTurn();
         const t = statements();
         if (t === undefined) return pruned;
-        const n = this.#write(() => t.pruneEventsSlice.run(bound, Math.min(left, slice.events)).changes);
-        pruned += n;
+        const [n, edits] = this.#write(() => {
+          const limit = Math.min(left, slice.events);
+          const younger = t.pruneSliceEdits.run(bound, bound, limit).changes;
+          return [t.pruneEventsSlice.run(bound, limit).changes, younger] as const;
+        });
+        pruned += n + edits;
         left = n === 0 ? 0 : left - n;
       }
       const u = statements();
       if (u === undefined) return pruned;
       pruned += this.#write(() => u.pruneEditEvents.run(bound).changes);
-      if (keys < slice.pass) return pruned;
+      if (keys < slice.pass) break;
     }
+    // As after a delete_message: the pruned rows' bytes leave the WAL now, not at some later checkpoint.
+    if (pruned > 0 && statements() !== undefined) this.#f!.checkpoint.run();
+    return pruned;
   }
 
   async ping(): Promise<void> {
@@ -1596,7 +1612,7 @@ export class SqliteStore implements Store {
         const first = earlierBatches?.get(batchKey);
         if (first !== undefined) {
           const info = this.#convInfoById(s, first.conv);
-          out[i] = { status: 'duplicate', message: this.#codec.decodeMessage(toEventRow(first), this.#context(info)) };
+          out[i] = { status: 'duplicate', message: this.#codec.decodeDuplicate(toEventRow(first), this.#context(info)) };
           continue;
         }
       }

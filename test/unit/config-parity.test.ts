@@ -111,3 +111,8 @@ test('admin.token and metrics.token must be what an Authorization header carries
     }
   }
 });
+
+test('chat.editWindowMs must be shorter than chat.retentionDays: an edit of a message retention deletes would outlive it', () => {
+  assert.throws(() => parseConfig({ chat: { retentionDays: 1, editWindowMs: 86_400_000 } }), /chat\.editWindowMs: must be shorter than chat\.retentionDays/);
+  assert.doesNotThrow(() => parseConfig({ chat: { retentionDays: 1, editWindowMs: 86_399_999 } }));
+});
