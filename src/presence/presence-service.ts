@@ -39,6 +39,9 @@ function splitKey(userKey: string): { tenantId: string; userId: string } {
   return { tenantId: userKey.slice(0, -UUID_LENGTH - 1), userId: userKey.slice(-UUID_LENGTH) };
 }
 
+/** How many times a flip's publisher restates a state another node changed meanwhile (see #publishIfChanged). */
+const RESTATE_ROUNDS = 3;
+
 /** First wait before a failed check runs again (Redis or storage away); it doubles up to the max. */
 const RETRY_MS = 500;
 const RETRY_MAX_MS = 30_000;
@@ -221,8 +224,20 @@ export class PresenceService {
     const sessions = this.#local.has(userKey) ? 1 : await this.o.registry.countUser(userKey);
     const online = sessions > 0 && (await visible());
     if (!(await this.o.state.swap(userKey, online))) return;
-    const frame = JSON.stringify({ type: 'presence_changed', userId, online });
-    for (const contact of await this.o.store.contactsOf(tenantId, userId)) this.o.bus.publish(peerKey(tenantId, contact), frame);
+    const contacts = await this.o.store.contactsOf(tenantId, userId);
+    const publish = (state: boolean): void => {
+      const frame = JSON.stringify({ type: 'presence_changed', userId, online: state });
+      for (const contact of contacts) this.o.bus.publish(peerKey(tenantId, contact), frame);
+    };
+    publish(online);
+    // Another node may have flipped the state back while we read the contacts, and published its
+    // frame before ours: ours, arriving last, would stand (a user who left shown online, or one who
+    // hid). The published state is read again after our frame, and restated while it moved.
+    for (let sent = online, round = 0; round < RESTATE_ROUNDS; round++) {
+      const [current] = await this.o.state.states([userKey]);
+      if (current === undefined || current === sent) break;
+      publish((sent = current));
+    }
     // Checks are serialized per node only. Another node's check may have run entirely between our
     // reads and our swap — its session opened after we counted, or the user hid themselves there
     // after we read "visible" — and seen the old state still published, changing nothing; our
