@@ -95,7 +95,8 @@ function readJson(req: IncomingMessage, max: number): Promise<Record<string, unk
     });
     req.on('end', () => {
       const parsed = parseSafeJson(Buffer.concat(chunks).toString('utf8'));
-      if (!parsed.ok) reject(new HttpError(400, { error: parsed.reason }));
+      // The documented shape, like a schema refusal: what was wrong, never the value.
+      if (!parsed.ok) reject(invalid([{ path: 'body', rule: parsed.reason }]));
       else resolve(parsed.value);
     });
     req.on('error', reject);

@@ -86,3 +86,15 @@ test('a duplicated ?tenant= is refused rather than silently taking the first', a
   const r = await raw('GET', `/admin/users/${sub}/sessions?tenant=acme&tenant=default`);
   assert.equal(r.status, 400, r.text);
 });
+
+test('a body that is not JSON, or holds a forbidden key, is refused in the documented shape, never echoed', async () => {
+  const sub = newUserId();
+  for (const body of ['{"durationMs": 1000', '{"__proto__": {"x": 1}, "durationMs": 1000}']) {
+    const r = await raw('POST', `/admin/users/${sub}/ban`, { body });
+    assert.equal(r.status, 400, r.text);
+    const parsed = JSON.parse(r.text) as { error: string; details: { path: string; rule: string }[] };
+    assert.equal(parsed.error, 'invalid_request');
+    assert.equal(parsed.details[0]!.path, 'body');
+    assert.ok(!r.text.includes('__proto__') && !r.text.includes('1000'), r.text);
+  }
+});
