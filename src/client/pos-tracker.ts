@@ -79,14 +79,17 @@ export class OwnMessages {
   copy(id: string, sendsUnconfirmed: boolean): boolean {
     if (sendsUnconfirmed) this.copiesWhileUnconfirmed.add(id);
     else this.copiesWhileUnconfirmed.clear();
+    return this.placed(id);
+  }
+
+  /**
+   * A send confirmed with `pos`, in its place in the stream (it stands for its copy): true when it
+   * is to be handed over — not when an answer without `pos` to a repeat of it was handed over first.
+   */
+  placed(id: string): boolean {
     const handed = this.awaitingCopy.delete(id) || this.recent.has(id);
     this.recent.add(id);
     return !handed;
-  }
-
-  /** A send confirmed with `pos`, handed over in its place: its copy is at or below the position from now on. */
-  placed(id: string): void {
-    this.recent.add(id);
   }
 
   /** A send confirmed without `pos`: true when it is to be handed over as `sent` (its copy was not). */

@@ -19,9 +19,9 @@ import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
-import { IllFormedSyncStateError, MemorySyncStore, newDeviceId, parseSyncState, type SyncState, type SyncStore } from './sync-store.js';
+import { IllFormedSyncStateError, MemorySyncStore, newDeviceId, parseSyncState, STATE_BOUNDS, type SyncState, type SyncStore } from './sync-store.js';
 import { newClientMsgId } from './client-msg-id.js';
-import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, tokenSubject, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
+import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, tokenIdentity, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
 
 /** The longest server-requested wait honored before a reconnect (Retry-After); a longer one is clipped. */
 const MAX_RETRY_AFTER_MS = 600_000;
@@ -130,7 +130,10 @@ export class ConnectError extends Error {
 
 type Frame = Record<string, unknown> & { type?: unknown };
 
-const ILL_FORMED_STATE = 'ill-formed state (deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0, userId: absent or 1..256 characters): going on as a new device';
+const ILL_FORMED_STATE = `ill-formed state (${STATE_BOUNDS}): going on as a new device`;
+
+/** Why sends and requests made as one user fail when the client finds itself signed in as another. */
+const USER_CHANGED = 'user_changed';
 
 /** How long a save of an asynchronous store may run before the newest position is saved beside it. */
 const SAVE_WAIT_MS = 10_000;
@@ -157,6 +160,13 @@ export class RampartClient {
   private positioned = false;
   /** Whose timeline the position is in (a `userId` of `auth_success`, or the stored state's). */
   private owner: string | undefined;
+  /** … and the identity of the token it was named for (`tokenIdentity`: `sub` and tenant). */
+  private ownerIdentity: string | undefined;
+  /**
+   * Who the last authenticated connection was (`auth_success`'s `userId`, the identity of its
+   * token): sends and requests made since were made as them, and go out only as them.
+   */
+  private session: { userId: string; identity: string | undefined } | undefined;
   private device = '';
   private ws: WebSocketLike | undefined;
   private currentState: ConnectionState = 'idle';
@@ -222,7 +232,8 @@ export class RampartClient {
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.refresh = { ...DEFAULT_REFRESH, ...options.refresh };
     this.queue = new SendQueue(options.maxPendingSends ?? 1000, options.maxSendRetries ?? 5, options.maxFrameBytes ?? 65_536);
-    this.requests = new Requests(this.clock, options.requestTimeoutMs ?? 15_000);
+    // A request held for a rate limit's wait goes out when it ends.
+    this.requests = new Requests(this.clock, options.requestTimeoutMs ?? 15_000, () => this.pump());
     this.events = new Emitter<ClientEvents>((err, event) => {
       // A throwing listener must not break the stream; report it (unless the error listener threw).
       if (event !== 'error') this.events.emit('error', { reason: 'listener_error', details: err instanceof Error ? err.message : String(err) });
@@ -367,10 +378,15 @@ export class RampartClient {
   /**
    * Creates a group under a key (`clientMsgId`, made unless given): the server answers a repeat of
    * it with the group the first one made, so this create goes out again after a dropped frame or
-   * a dropped connection, and an app may call it again with the same key after it failed.
+   * a dropped connection, and after the group-create limit's wait (while that fits in its timeout).
+   * A create that failed may have made its group all the same: its `RequestError` carries the key
+   * (`clientMsgId`), and calling again with it is answered with that group, never a second one.
    */
   createGroup(name: string, memberIds: string[], options: { clientMsgId?: string } = {}): Promise<GroupReply> {
-    return this.group({ type: 'create_group', name, memberIds, clientMsgId: options.clientMsgId ?? newClientMsgId() });
+    const clientMsgId = options.clientMsgId ?? newClientMsgId(this.clock.now());
+    return this.group({ type: 'create_group', name, memberIds, clientMsgId }).catch((err: unknown) => {
+      throw err instanceof RequestError ? new RequestError(err.reason, err.retryAfter, err.detail, clientMsgId) : err;
+    });
   }
   addMembers(conversationId: string, userIds: string[]): Promise<GroupReply> {
     return this.group({ type: 'add_members', conversationId, userIds });
@@ -445,12 +461,14 @@ export class RampartClient {
     const stored = await this.loadState();
     if ((this.currentState as ConnectionState) !== 'connecting') return; // closed meanwhile
     this.device = this.options.deviceId ?? stored?.deviceId ?? newDeviceId();
-    // A state that names no user (an older SDK's) may hold another user's position: only its
-    // device id is used, and the server's record of that device says where to resume.
-    if (stored?.userId !== undefined) {
+    // A state that does not say whose it is — no user (an older SDK's), or a user without the
+    // identity that tells tenants apart (this SDK's previous one) — may hold another user's
+    // position: only its device id is used, and the server's record of that device says where to resume.
+    if (stored?.userId !== undefined && stored.identity !== undefined) {
       this.tracker = new PosTracker(stored.pos);
       this.positioned = true;
       this.owner = stored.userId;
+      this.ownerIdentity = stored.identity;
       this.savedPos = stored.pos;
     }
     await this.openSocket();
@@ -508,8 +526,7 @@ export class RampartClient {
     }
     if (this.stopped() || attempt !== this.connectAttempt) return; // closed, or given up (connect timeout) meanwhile
     this.token = token;
-    const subject = tokenSubject(token);
-    if (subject !== undefined && subject !== this.owner) this.dropPosition();
+    this.checkIdentity(tokenIdentity(token));
     this.socketFacts = {};
     this.refreshUnanswered = false;
     // A wait asked for dropped frames belongs to the socket it was asked on (the frame budget is
@@ -631,9 +648,10 @@ export class RampartClient {
   /** Ends everything: timers, socket, pending work, listeners. */
   private stop(reason: string, permanent: boolean): void {
     this.setState('closed');
-    // The save timer runs only while an asynchronous save does, and ends with it: close()'s own
-    // save waits for that one (at most SAVE_WAIT_MS), never runs beside it.
-    for (const [name, t] of Object.entries(this.timers)) if (name !== 'save') t.stop();
+    // The save timer runs only while an asynchronous save does, and ends with it. It stays only
+    // when close()'s save waits behind a running one (at most SAVE_WAIT_MS, never beside it);
+    // nothing follows close()'s own save, so nothing needs to give up on it.
+    for (const [name, t] of Object.entries(this.timers)) if (name !== 'save' || !this.saveAgain) t.stop();
     const ws = this.ws;
     this.ws = undefined;
     if (ws) {
@@ -737,7 +755,11 @@ export class RampartClient {
     const resumeAfter = Number(f.resumeAfter ?? 0);
     const lastPos = Number(f.lastPos ?? resumeAfter);
     const userId = String(f.userId);
+    const identity = tokenIdentity(this.token);
     if (userId !== this.owner) this.dropPosition(); // a token whose user we could not read beforehand
+    if (this.session !== undefined && userId !== this.session.userId) this.userChanged();
+    this.session = { userId, identity };
+    this.ownerIdentity = identity;
     // The server's timeline is behind our position (it was reset): follow it rather than drop everything.
     if (!this.positioned || lastPos < this.tracker.pos) this.tracker.reset(resumeAfter);
     this.positioned = true;
@@ -770,7 +792,29 @@ export class RampartClient {
     if (!this.positioned) return;
     this.positioned = false;
     this.owner = undefined;
+    this.ownerIdentity = undefined;
     this.savedPos = -1;
+  }
+
+  /**
+   * The token for the next connection is read (unverified): a position is resumed from only by the
+   * identity it was saved for (one that cannot be read is not trusted), and what the last
+   * connection's user left unsent must not go out as someone else.
+   */
+  private checkIdentity(identity: string | undefined): void {
+    if (identity === undefined || identity !== this.ownerIdentity) this.dropPosition();
+    if (identity !== undefined && this.session?.identity !== undefined && identity !== this.session.identity) this.userChanged();
+  }
+
+  /**
+   * The client is signed in as another user than the last connection's (a token provider that
+   * changed users): sends and requests made as that user fail with `user_changed` instead of
+   * going out as the new one (a create repeated under its key would make the new user a group,
+   * and hand it to the old one's promise). Whether they happened is the old user's to look up.
+   */
+  private userChanged(): void {
+    this.queue.rejectAll(USER_CHANGED);
+    this.requests.rejectAll(USER_CHANGED);
   }
 
   /**
@@ -885,12 +929,14 @@ export class RampartClient {
    * A confirmation with `pos` takes the place of our own copy in the stream: it is that position's
    * event, handed over only as the next one. Not while a gap is being resumed (this socket's
    * events are not handed over any more): the replay brings its copy again, in order, as a `message`.
+   * The position moves either way, but the message is handed over only if it was not already: a
+   * send repeated after a dropped frame may have been confirmed first by its repeat's answer
+   * (without `pos`, at once), the original's answer coming later in its place.
    */
   private placeSent(id: string, pos: number): boolean {
     if (this.socketFacts.gap || !this.admit(pos)) return false;
     this.tracker.advance(pos);
-    this.ownMessages.placed(id);
-    return true;
+    return this.ownMessages.placed(id);
   }
 
   /** The answer to an edit or delete: confirms the queued change (a repeat finds nothing queued). */
@@ -1048,7 +1094,7 @@ export class RampartClient {
       this.events.emit('error', { reason: 'store_failed' });
     };
     try {
-      const done = this.store.save({ deviceId: this.device, pos, userId: this.owner });
+      const done = this.store.save({ deviceId: this.device, pos, userId: this.owner, ...(this.ownerIdentity !== undefined ? { identity: this.ownerIdentity } : {}) });
       if (done instanceof Promise) this.awaitSave(done.catch(failed));
     } catch {
       failed();
@@ -1059,6 +1105,8 @@ export class RampartClient {
    * Holds later saves until this one settles (they follow it, after close() too). A save that never
    * settles must not hold them forever: after SAVE_WAIT_MS the newest position goes anyway — and
    * should the hung save then settle after it, possibly writing last, the newest goes once more.
+   * A save started after close() is the last (or that once more): no later one waits for it, so
+   * no timer is started for it — close() leaves no timer but the one it found running.
    */
   private awaitSave(done: Promise<void>): void {
     const number = ++this.saveCount;
@@ -1074,7 +1122,7 @@ export class RampartClient {
         this.persist();
       }
     };
-    this.timers.save.start(SAVE_WAIT_MS, next);
+    if (!this.stopped()) this.timers.save.start(SAVE_WAIT_MS, next);
     void done.finally(() => {
       const overtaken = number < this.settledSave;
       this.settledSave = Math.max(this.settledSave, number);

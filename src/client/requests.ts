@@ -12,7 +12,10 @@
  *   out again once the server's wait is over, under the same `requestId`; if the first one was
  *   answered after all, the repeat's answer finds nothing waiting and is dropped;
  * - a `create_group` under its key (`clientMsgId`) is too: the server answers a repeat with the
- *   group the first one made; it also goes out again after a dropped connection;
+ *   group the first one made; it also goes out again after a dropped connection, and after the
+ *   group-create limit refused it (`rate_limited`: a repeat of a create whose answer was lost is
+ *   counted like a new one) once the wait is over, if that fits before its timeout — rejected
+ *   instead, the app could only try again under a new key, and make a second group;
  * - another change (member changes, `rename_group`, `set_role`, `set_presence`, `end_session`) is
  *   not: a repeat could undo a later change made in between. It keeps waiting for its answer (it may have been accepted: its answer comes once the
  *   server did the work), but only for `UNCONFIRMED_AFTER_MS` (or the server's wait, if longer);
@@ -32,6 +35,11 @@ export class RequestError extends Error {
     readonly retryAfter?: number,
     /** For `validation_failed` found before sending: which field, and the rule (never its value). */
     readonly detail?: string,
+    /**
+     * Set for `createGroup`: the key it went under. The group may exist all the same (an answer
+     * lost, a repeat refused): call `createGroup` again with this `clientMsgId`, never a new one.
+     */
+    readonly clientMsgId?: string,
   ) {
     super(`request failed: ${reason}${detail === undefined ? '' : ` (${detail})`}`);
     this.name = 'RequestError';
@@ -59,6 +67,8 @@ interface PendingRequest {
   /** When it fails with `timeout` (clock ms): `maybeDropped` never moves this later. */
   deadline: number;
   timer: TimerHandle;
+  /** A keyed create refused by the group-create limit waits for this timer before it goes again. */
+  held?: TimerHandle;
   resolve(reply: Record<string, unknown>): void;
   reject(err: RequestError): void;
 }
@@ -70,6 +80,8 @@ export class Requests {
   constructor(
     private readonly clock: Clock,
     private readonly timeoutMs: number,
+    /** Called when a held request may go out (the owner flushes). */
+    private readonly wake: () => void = () => {},
   ) {}
 
   get size(): number {
@@ -86,9 +98,9 @@ export class Requests {
     });
   }
 
-  /** Sends every request not on the wire yet. */
+  /** Sends every request not on the wire yet (but those held for a rate limit's wait). */
   flush(transmit: (frame: Record<string, unknown>) => boolean): void {
-    for (const p of this.pending.values()) if (!p.sent && transmit(p.frame)) p.sent = true;
+    for (const p of this.pending.values()) if (!p.sent && p.held === undefined && transmit(p.frame)) p.sent = true;
   }
 
   /** A reply or error carrying `requestId`; true when it answered one of ours. */
@@ -98,9 +110,27 @@ export class Requests {
     const p = this.pending.get(id);
     if (!p) return false;
     if (frame.type === 'error') this.settle(id, new RequestError(String(frame.reason)));
-    else if (frame.type === 'rate_limited') this.settle(id, new RequestError('rate_limited', Number(frame.retryAfter)));
+    else if (frame.type === 'rate_limited') this.rateLimited(id, p, Number(frame.retryAfter));
     else this.settle(id, frame);
     return true;
+  }
+
+  /**
+   * `rate_limited` naming a request: a keyed create goes out again under its key after the wait,
+   * if that is before its timeout (its group may exist: a repeat after a lost answer counts against
+   * the limit like a new create); anything else fails with `rate_limited` and the wait.
+   */
+  private rateLimited(id: string, p: PendingRequest, retryAfter: number): void {
+    const wait = Number.isFinite(retryAfter) ? Math.max(0, retryAfter) : undefined;
+    if (!isKeyedCreate(p.frame) || wait === undefined || this.clock.now() + wait >= p.deadline) {
+      this.settle(id, new RequestError('rate_limited', retryAfter));
+      return;
+    }
+    p.sent = false;
+    p.held = this.clock.setTimeout(() => {
+      p.held = undefined;
+      this.wake();
+    }, wait);
   }
 
   /**
@@ -145,6 +175,7 @@ export class Requests {
     if (!p) return;
     this.pending.delete(id);
     this.clock.clearTimeout(p.timer);
+    if (p.held !== undefined) this.clock.clearTimeout(p.held);
     if (outcome instanceof RequestError) p.reject(outcome);
     else p.resolve(outcome);
   }

@@ -15,6 +15,14 @@ export interface SyncState {
    * server's record of the device decides where it resumes), their `deviceId` is.
    */
   userId?: string;
+  /**
+   * Whose timeline it is, as the token tells (token-source.ts `tokenIdentity`: `sub` and tenant).
+   * The server's user is tenant + `sub`: the same `sub` in another tenant is another user, whom
+   * `userId` alone cannot tell apart. The position is used only when the next token names this
+   * identity (and `auth_success` this `userId`); a state without it (an older SDK's, `userId`
+   * only or nothing) keeps only its `deviceId`: whose it is cannot be told.
+   */
+  identity?: string;
 }
 
 export interface SyncStore {
@@ -37,6 +45,11 @@ export function newDeviceId(): string {
 const DEVICE_ID = /^[\x21-\x7e]{1,64}$/;
 /** A stored `userId` longer than this is not one the server gave (its ids are UUIDs). */
 const MAX_USER_ID = 256;
+/** A stored `identity` longer than this is not one the SDK wrote (a `sub` and a `tid` are short). */
+const MAX_IDENTITY = 512;
+
+/** What a well-formed state is (the text of `IllFormedSyncStateError` and of the client's report). */
+export const STATE_BOUNDS = 'deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0, userId: absent or 1..256 characters, identity: absent or 1..512 characters';
 
 /**
  * Thrown by a store's `load` when what it holds is not a sync state (not JSON, fields out of
@@ -63,19 +76,27 @@ export function readSyncState(raw: string): SyncState {
     throw new IllFormedSyncStateError('not JSON');
   }
   const state = parseSyncState(value);
-  if (state === undefined) throw new IllFormedSyncStateError('deviceId: 1..64 printable ASCII characters, pos: an integer ≥ 0, userId: absent or 1..256 characters');
+  if (state === undefined) throw new IllFormedSyncStateError(STATE_BOUNDS);
   return state;
+}
+
+/** An optional string field: absent, or 1..`max` characters; `false` when out of bounds. */
+function optionalText(value: unknown, max: number): string | undefined | false {
+  if (value === undefined) return undefined;
+  return typeof value === 'string' && value.length > 0 && value.length <= max ? value : false;
 }
 
 /** A stored state is used only when it is well-formed; anything else starts over. */
 export function parseSyncState(value: unknown): SyncState | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { deviceId, pos, userId } = value as Record<string, unknown>;
+  const fields = value as Record<string, unknown>;
+  const { deviceId, pos } = fields;
   if (typeof deviceId !== 'string' || !DEVICE_ID.test(deviceId)) return undefined;
   if (typeof pos !== 'number' || !Number.isSafeInteger(pos) || pos < 0) return undefined;
-  if (userId === undefined) return { deviceId, pos };
-  if (typeof userId !== 'string' || userId.length === 0 || userId.length > MAX_USER_ID) return undefined;
-  return { deviceId, pos, userId };
+  const userId = optionalText(fields.userId, MAX_USER_ID);
+  const identity = optionalText(fields.identity, MAX_IDENTITY);
+  if (userId === false || identity === false) return undefined;
+  return { deviceId, pos, ...(userId !== undefined ? { userId } : {}), ...(identity !== undefined ? { identity } : {}) };
 }
 
 export class MemorySyncStore implements SyncStore {

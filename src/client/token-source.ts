@@ -58,6 +58,23 @@ export function tokenSubject(token: string): string | undefined {
   return typeof sub === 'string' && sub.length > 0 ? sub.toLowerCase() : undefined;
 }
 
+/** The tenant of a token without `tid`, as the server has it (src/auth/token-verifier.ts). */
+const DEFAULT_TENANT = 'default';
+
+/**
+ * Who a token names, as the server tells users apart: its user is the tenant (the `tid` claim,
+ * `default` without one) and the `sub` (lowercased, as the server's `userId`), whoever issued the
+ * token — the same `sub` in two tenants is two users, with two timelines. Read without verifying
+ * it (the server verifies); undefined without a `sub`. JSON text `[sub, tenant]`, compared as a
+ * whole, never parsed back.
+ */
+export function tokenIdentity(token: string): string | undefined {
+  const sub = tokenSubject(token);
+  if (sub === undefined) return undefined;
+  const tid = jwtPayload(token)?.tid;
+  return JSON.stringify([sub, typeof tid === 'string' ? tid : DEFAULT_TENANT]);
+}
+
 /**
  * How long to wait before refreshing a token that expires at `expMs`: `marginMs` before it, but
  * not before half of its remaining life (a short-lived token), and never sooner than `minDelayMs`.

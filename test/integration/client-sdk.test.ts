@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
+import WebSocket from 'ws';
 import { createNodeClient, FileSyncStore, type RampartClient, type SendReceipt } from '../../src/client/node.js';
+import type { WebSocketLike } from '../../src/client/socket.js';
 import { signDevToken } from '../../src/auth/dev-token.js';
 import { startServer, startTcpProxy, newUserId, TEST_SECRET, waitFor, within } from '../helpers/harness.js';
 import { spawnServerProcess, writeServerConfig } from '../helpers/server-process.js';
@@ -445,7 +447,7 @@ test('one machine, two users, one sync store file: the next user is handed every
     b.close();
     const expected = [...Array.from({ length: 5 }, (_, i) => `from-alice-${i}`), ...Array.from({ length: 4 }, (_, i) => `to-bob-${i}`), 'end'];
     assert.deepEqual(bobSaw.contents, expected, 'bob is handed his whole timeline');
-    assert.deepEqual(new FileSyncStore(path).load(), { deviceId: a.deviceId, pos: 10, userId: bob }, 'the device id is kept, the position is bob’s');
+    assert.deepEqual(new FileSyncStore(path).load(), { deviceId: a.deviceId, pos: 10, userId: bob, identity: JSON.stringify([bob, 'default']) }, 'the device id is kept, the position is bob’s');
     // Alice comes back: the server's record of this device (her acknowledged 5) says where she resumes.
     await sender.sendMessage({ recipientId: alice }, 'to-alice');
     const a2 = open(alice, new FileSyncStore(path));
@@ -458,5 +460,148 @@ test('one machine, two users, one sync store file: the next user is handed every
     for (const c of clients) c.close();
     await srv.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the same sub in another tenant (tid) is another user: tenant A’s stored position is not used for tenant B, so no event of B is lost', { timeout: 60_000 }, async () => {
+  const srv = await startServer();
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-sdk-tenant-'));
+  const path = join(dir, 'sync.json');
+  const sub = newUserId();
+  const open = (claims: { sub: string; tid?: string }, store?: FileSyncStore): RampartClient =>
+    createNodeClient({ url: srv.url, token: () => signDevToken(TEST_SECRET, { ...claims, ttl: 3600 }), ...FAST_RETRY, pingIntervalMs: 0, ...(store ? { store } : {}) });
+  const clients: RampartClient[] = [];
+  try {
+    // The default tenant: 5 events on the user's timeline, processed and saved.
+    const a = open({ sub }, new FileSyncStore(path));
+    clients.push(a);
+    await a.connect();
+    for (let i = 0; i < 5; i++) await a.sendMessage({ recipientId: newUserId() }, `default-${i}`);
+    a.close();
+    assert.equal(new FileSyncStore(path).load()?.pos, 5);
+    // Tenant t2, same sub: another user for the server (its key is tid:sub), 6 messages to them.
+    const sender = open({ sub: newUserId(), tid: 't2' });
+    clients.push(sender);
+    await sender.connect();
+    for (let i = 0; i < 6; i++) await sender.sendMessage({ recipientId: sub }, `t2-${i}`);
+    const b = open({ sub, tid: 't2' }, new FileSyncStore(path));
+    clients.push(b);
+    const contents: string[] = [];
+    const done = new Promise<void>((resolve) =>
+      b.on('message', (m) => {
+        contents.push(m.content);
+        if (m.content === 'end') resolve();
+      }),
+    );
+    await b.connect();
+    await sender.sendMessage({ recipientId: sub }, 'end');
+    await within(done, 10_000, 'the end marker');
+    b.close();
+    assert.deepEqual(contents, [...Array.from({ length: 6 }, (_, i) => `t2-${i}`), 'end'], 'the tenant t2 user is handed every event of theirs');
+    assert.deepEqual(new FileSyncStore(path).load(), { deviceId: a.deviceId, pos: 7, userId: sub, identity: JSON.stringify([sub, 't2']) }, 'saved as tenant t2’s');
+  } finally {
+    for (const c of clients) c.close();
+    await srv.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A `ws` socket whose first `group_updated` answer is lost with the connection (terminated). */
+function answerLosingSocket(url: string, state: { loseAnswer: boolean }): WebSocketLike {
+  const ws = new WebSocket(url);
+  const w: WebSocketLike = {
+    get readyState() {
+      return ws.readyState;
+    },
+    send: (d: string) => ws.send(d),
+    close: (c?: number, r?: string) => ws.close(c, r),
+    onopen: null,
+    onmessage: null,
+    onclose: null,
+    onerror: null,
+  };
+  ws.onopen = (e) => w.onopen?.(e);
+  ws.onmessage = (e) => {
+    const data = String(e.data);
+    if (state.loseAnswer && (JSON.parse(data) as { type?: string }).type === 'group_updated') {
+      state.loseAnswer = false;
+      ws.terminate();
+      return;
+    }
+    w.onmessage?.({ data });
+  };
+  ws.onclose = (e) => w.onclose?.({ code: e.code, reason: e.reason });
+  ws.onerror = (e) => w.onerror?.(e);
+  return w;
+}
+
+test('the token provider switches users while a create is unanswered: it fails with user_changed and is not repeated as the new user (no second group)', { timeout: 60_000 }, async () => {
+  const srv = await startServer();
+  const alice = newUserId();
+  const bob = newUserId();
+  const state = { loseAnswer: true };
+  let calls = 0;
+  const client = createNodeClient({
+    url: srv.url,
+    token: () => signDevToken(TEST_SECRET, { sub: calls++ === 0 ? alice : bob, ttl: 3600 }),
+    createSocket: (url) => answerLosingSocket(url, state),
+    ...FAST_RETRY,
+    pingIntervalMs: 0,
+  });
+  const users: string[] = [];
+  client.on('ready', (r) => users.push(r.userId));
+  const checker = createNodeClient({ url: srv.url, token: () => signDevToken(TEST_SECRET, { sub: bob, ttl: 3600 }), ...FAST_RETRY, pingIntervalMs: 0 });
+  try {
+    await client.connect();
+    const outcome = await within(
+      client.createGroup('team', [newUserId()], { clientMsgId: 'alice-create' }).then(
+        () => 'resolved',
+        (e: { reason?: string; clientMsgId?: string }) => `${e.reason} ${e.clientMsgId}`,
+      ),
+      20_000,
+      'the create to settle',
+    );
+    assert.equal(outcome, 'user_changed alice-create');
+    await waitFor(() => users.length >= 2, 10_000, 'the reconnect as bob');
+    assert.deepEqual(users, [alice, bob]);
+    client.close();
+    await checker.connect();
+    const groups = (await checker.listConversations()).conversations.filter((c) => c.kind === 'group');
+    assert.deepEqual(groups, [], 'bob created no group');
+  } finally {
+    client.close();
+    checker.close();
+    await srv.close();
+  }
+});
+
+test('a keyed create whose answer was lost, repeated into the group-create limit: goes again after the wait and resolves with the group it made', { timeout: 60_000 }, async () => {
+  const srv = await startServer({ limits: { groupCreates: { limit: 1, windowMs: 1500 } } });
+  const alice = newUserId();
+  const state = { loseAnswer: true };
+  const client = createNodeClient({
+    url: srv.url,
+    token: () => signDevToken(TEST_SECRET, { sub: alice, ttl: 3600 }),
+    createSocket: (url) => answerLosingSocket(url, state),
+    ...FAST_RETRY,
+    pingIntervalMs: 0,
+  });
+  try {
+    await client.connect();
+    const outcome = await within(
+      client.createGroup('team', [newUserId()]).then(
+        (r) => ({ ok: true as const, r }),
+        (e: { reason?: string }) => ({ ok: false as const, e: String(e.reason) }),
+      ),
+      20_000,
+      'the create to settle',
+    );
+    assert.equal(state.loseAnswer, false, 'the first answer was lost');
+    const groups = (await client.listConversations()).conversations.filter((c) => c.kind === 'group');
+    assert.equal(groups.length, 1, 'one group');
+    assert.deepEqual(outcome, { ok: true, r: { conversationId: groups[0]!.conversationId, changed: false, seq: 1 } }, 'answered with the group the first create made');
+  } finally {
+    client.close();
+    await srv.close();
   }
 });

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backoffCeiling, backoffDelay, DEFAULT_BACKOFF } from '../../src/client/backoff.js';
-import { refreshDelay, tokenExpiry, tokenSubject, DEFAULT_REFRESH } from '../../src/client/token-source.js';
+import { refreshDelay, tokenExpiry, tokenIdentity, tokenSubject, DEFAULT_REFRESH } from '../../src/client/token-source.js';
 import { classifyClose } from '../../src/client/refusals.js';
 import { PosTracker, RecentIds } from '../../src/client/pos-tracker.js';
 import { IllFormedSyncStateError, parseSyncState, WebStorageSyncStore } from '../../src/client/sync-store.js';
@@ -129,6 +129,20 @@ test('token subject: the `sub` of a JWT, lowercased as the server has it, read w
   for (const bad of ['', 'abc', 'a.b.c', 'a.' + Buffer.from('{"sub":7}').toString('base64url') + '.c', 'a.' + Buffer.from('{"sub":""}').toString('base64url') + '.c', 'a.' + Buffer.from('null').toString('base64url') + '.c']) {
     assert.equal(tokenSubject(bad), undefined, bad);
   }
+});
+
+test('token identity: the server\'s user key — sub (lowercased) and tenant (`tid`, `default` without one) — whoever issued the token', () => {
+  const jwt = (claims: object): string => `${Buffer.from('{}').toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.sig`;
+  assert.equal(tokenIdentity(jwt({ sub: 'AbC-1' })), JSON.stringify(['abc-1', 'default']));
+  assert.equal(tokenIdentity(jwt({ sub: 'abc-1', tid: 'default', iss: 'https://idp.example' })), tokenIdentity(jwt({ sub: 'abc-1' })), 'the same user');
+  assert.notEqual(tokenIdentity(jwt({ sub: 'abc-1', tid: 't2' })), tokenIdentity(jwt({ sub: 'abc-1' })), 'the same sub in another tenant is another user');
+  for (const bad of ['', 'opaque', jwt({ tid: 't2' })]) assert.equal(tokenIdentity(bad), undefined, bad);
+});
+
+test('sync state identity: kept when well-formed (1..512 characters), the state refused otherwise', () => {
+  const identity = JSON.stringify(['u-1', 't2']);
+  assert.deepEqual(parseSyncState({ deviceId: 'dev-1', pos: 3, userId: 'u-1', identity }), { deviceId: 'dev-1', pos: 3, userId: 'u-1', identity });
+  for (const bad of ['', 7, null, 'x'.repeat(513)]) assert.equal(parseSyncState({ deviceId: 'dev-1', pos: 3, userId: 'u-1', identity: bad }), undefined, JSON.stringify(bad));
 });
 
 test('stores: only a missing key or file means "no state"; other read errors throw, so the client retries', () => {

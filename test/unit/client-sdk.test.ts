@@ -14,9 +14,12 @@ import { RequestError } from '../../src/client/requests.js';
 import { MemorySyncStore, type SyncState, type SyncStore } from '../../src/client/sync-store.js';
 import { FileSyncStore } from '../../src/client/file-sync-store.js';
 import type { TimelineMessage, SentEvent } from '../../src/client/events.js';
+import { tokenIdentity } from '../../src/client/token-source.js';
 import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-env.js';
 
 const ME = '11111111-1111-4111-8111-111111111111';
+/** Whose a stored state is when `setup()`'s tokens wrote it: the server's user id and the token's identity. */
+const MINE = { userId: ME, identity: tokenIdentity(fakeJwt(0, ME))! };
 const PEER = '22222222-2222-4222-8222-222222222222';
 const CONV = '33333333-3333-4333-8333-333333333333';
 /** Ids of messages the tests edit or delete (the SDK refuses anything but a UUID before sending). */
@@ -187,7 +190,7 @@ test('an expired token (4005) reconnects with a fresh one; a fixed token stops',
 });
 
 test('dedupe: a replay after a reconnect delivers nothing twice; resume uses after = last processed pos', async () => {
-  const store = new MemorySyncStore({ deviceId: 'dev-test', pos: 0, userId: ME });
+  const store = new MemorySyncStore({ deviceId: 'dev-test', pos: 0, ...MINE });
   const env = setup({ store, ackDelayMs: 100 });
   void env.client.connect();
   await env.accept(0, 2);
@@ -196,7 +199,7 @@ test('dedupe: a replay after a reconnect delivers nothing twice; resume uses aft
   env.last().receive(msg(2)); // repeated on the same socket
   await env.clock.advance(100);
   assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 2 }], 'one batched ack');
-  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 2, userId: ME });
+  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 2, ...MINE });
   env.last().drop(1006);
   await env.clock.advance(500);
   await env.accept(1, 3); // a server that replays from 1 anyway
@@ -205,7 +208,7 @@ test('dedupe: a replay after a reconnect delivers nothing twice; resume uses aft
   assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [1, 2, 3]);
   assert.equal(env.client.pos, 3);
   env.client.close();
-  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 3, userId: ME }, 'close() persists the position');
+  assert.deepEqual(store.load(), { deviceId: 'dev-test', pos: 3, ...MINE }, 'close() persists the position');
 });
 
 test('gap detection: a missing pos resumes from the last one on a new socket, and the event is delivered once', async () => {
@@ -726,7 +729,7 @@ test('a store that fails to load is retried with backoff: a transient failure ke
   const store = {
     load: () => {
       if (++loads <= 2) throw new Error('storage busy');
-      return { deviceId: 'dev-kept', pos: 7, userId: ME };
+      return { deviceId: 'dev-kept', pos: 7, ...MINE };
     },
     save: () => {},
   };
@@ -1261,7 +1264,7 @@ test('a send in flight when the server asked for a wait goes first on the next s
 // ── close() from a listener, storage retries in order, backoff that survives auth, getToken() timeouts ──
 
 test('close() from a state listener on "reconnecting" stops the client: no timer, no new socket, nothing acked or stored', async () => {
-  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0, userId: ME });
+  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0, ...MINE });
   const env = setup({ store, pingIntervalMs: 0 });
   void env.client.connect().catch(() => {});
   await env.accept(0, 0);
@@ -1273,7 +1276,7 @@ test('close() from a state listener on "reconnecting" stops the client: no timer
   assert.equal(env.sockets.length, 1, 'never reconnected');
   assert.equal(env.client.state, 'closed');
   assert.deepEqual(env.seen, []);
-  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 0, userId: ME }, 'no position the application never saw');
+  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 0, ...MINE }, 'no position the application never saw');
 });
 
 test('close() from a state listener on "authenticating" sends no auth on the closed socket', async () => {
@@ -1319,7 +1322,7 @@ test('a send retried after storage_unavailable keeps its place: later sends wait
 });
 
 test('close() from a "sent" listener: the send just confirmed resolves; the position covers it', async () => {
-  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0, userId: ME });
+  const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0, ...MINE });
   const env = setup({ store });
   void env.client.connect();
   await env.accept(0, 0);
@@ -1332,12 +1335,12 @@ test('close() from a "sent" listener: the send just confirmed resolves; the posi
   env.last().receive({ type: 'message_sent', id: 'idx', clientMsgId: 'x', conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
   assert.equal(sent, 1);
   assert.equal(await p.then((r) => `resolved ${r.id}`, (e: SendError) => `rejected ${e.reason}`), 'resolved idx');
-  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1, userId: ME });
+  assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1, ...MINE });
 });
 
 test('close() from a timeline listener saves the position with that event: it is not handed over again after a restart', async () => {
   for (const event of ['message', 'edited'] as const) {
-    const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0, userId: ME });
+    const store = new MemorySyncStore({ deviceId: 'dev-1', pos: 0, ...MINE });
     const env = setup({ store });
     void env.client.connect();
     await env.accept(0, 2);
@@ -1350,7 +1353,7 @@ test('close() from a timeline listener saves the position with that event: it is
     else env.client.on('edited', stop);
     env.last().receive(event === 'message' ? msg(1) : edited(1, 'm1'));
     assert.deepEqual(handed, [[1, 1]], `${event}: the position covers the event being handed over`);
-    assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1, userId: ME }, event);
+    assert.deepEqual(store.load(), { deviceId: 'dev-1', pos: 1, ...MINE }, event);
     assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 1 }], event);
   }
 });
@@ -1458,12 +1461,12 @@ test('FileSyncStore: a read error is retried (store_failed), not taken for "no s
     assert.deepEqual(errors, ['store_failed']);
     assert.equal(env.sockets.length, 0, 'no socket before the state is known');
     rmSync(path, { recursive: true });
-    writeFileSync(path, JSON.stringify({ deviceId: 'dev-keep', pos: 500, userId: ME }));
+    writeFileSync(path, JSON.stringify({ deviceId: 'dev-keep', pos: 500, ...MINE }));
     await env.clock.advance(500); // backoff attempt 0 (random 0.5 → 500 ms)
     await env.accept(500, 900);
     assert.deepEqual(env.last().framesOf('auth')[0], { type: 'auth', token: env.last().framesOf('auth')[0]!.token, deviceId: 'dev-keep', after: 500 });
     env.client.close();
-    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { deviceId: 'dev-keep', pos: 500, userId: ME });
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { deviceId: 'dev-keep', pos: 500, ...MINE });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -1790,7 +1793,7 @@ test('receipt positions a list reply gave are known: a late receipt frame below 
 const OTHER = '55555555-5555-4555-8555-555555555555';
 
 test('a stored state of another user (one browser or machine, two users) is not resumed from: every event of this user is handed over, then saved as theirs', async () => {
-  const store = new MemorySyncStore({ deviceId: 'dev-shared', pos: 5, userId: OTHER });
+  const store = new MemorySyncStore({ deviceId: 'dev-shared', pos: 5, userId: OTHER, identity: tokenIdentity(fakeJwt(0, OTHER))! });
   const env = setup({ store, ackDelayMs: 10, pingIntervalMs: 0 });
   void env.client.connect();
   await env.accept(0, 9); // the server does not know this device for ME: what no device of ME acknowledged
@@ -1801,7 +1804,7 @@ test('a stored state of another user (one browser or machine, two users) is not 
   assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [1, 2, 3, 4, 5, 6, 7, 8, 9], 'none dropped as a replay');
   assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 9 }]);
   env.client.close();
-  assert.deepEqual(store.load(), { deviceId: 'dev-shared', pos: 9, userId: ME });
+  assert.deepEqual(store.load(), { deviceId: 'dev-shared', pos: 9, ...MINE });
 });
 
 test('a stored state an older SDK wrote (no user id) keeps its device id, not its position: the server says where the device resumes', async () => {
@@ -1818,7 +1821,7 @@ test('a stored state an older SDK wrote (no user id) keeps its device id, not it
   assert.deepEqual(env.seen.map((m) => (m as TimelineMessage).pos), [4, 5, 6, 7]);
   assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 7 }]);
   env.client.close();
-  assert.deepEqual(store.load(), { deviceId: 'dev-old', pos: 7, userId: ME }, 'the next save names the user');
+  assert.deepEqual(store.load(), { deviceId: 'dev-old', pos: 7, ...MINE }, 'the next save names the user');
 });
 
 test('a token provider that changes users between connections: the position is not carried over to the new user', async () => {
@@ -2005,4 +2008,244 @@ test('close() while a save hangs: the final position is saved once the hang is g
   await slow.finishAll();
   assert.equal(slow.saved()?.pos, 2);
   assert.deepEqual(env.clock.pending, [], 'no timer left');
+});
+
+// ── `sent` once after a repeat; nothing of one user sent as another; whose position across tenants; a create held by its rate limit; timers after close() ──
+
+test('a send repeated after a dropped frame, its repeat answered first (no pos), the original later in its place (pos): `sent` once, the position still moves', async () => {
+  const env = setup({ ackDelayMs: 10, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  const p = env.client.sendMessage({ conversationId: CONV }, 'hello');
+  await settle();
+  const cid = env.last().framesOf('chat_message')[0]!.clientMsgId as string;
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 100 }); // one of our frames dropped unread
+  await env.clock.advance(100);
+  assert.equal(env.last().framesOf('chat_message').length, 2, 'the send went again');
+  // The repeat is a duplicate, answered at once; the original's answer waits for its place in the stream.
+  env.last().receive({ type: 'message_sent', id: 'mine', clientMsgId: cid, conversationId: CONV, seq: 2, timestamp: 1 });
+  env.last().receive(msg(1));
+  env.last().receive({ type: 'message_sent', id: 'mine', clientMsgId: cid, conversationId: CONV, seq: 2, timestamp: 1, pos: 2 });
+  env.last().receive(msg(3));
+  assert.equal((await p).id, 'mine');
+  assert.deepEqual(env.seen.map((e) => e.id), ['mine', 'm1', 'm3'], '`mine` once; the stream goes on past its position');
+  assert.equal(env.client.pos, 3);
+  await env.clock.advance(10);
+  assert.deepEqual(env.last().framesOf('ack'), [{ type: 'ack', upTo: 3 }]);
+  env.client.close();
+});
+
+/** The promise, its rejection handled now (it may reject before the test awaits it). */
+function early<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
+}
+
+/** `setup()` with a token provider whose user the test switches (`who.sub`), and an `auth_success` for any user. */
+function switchingSetup(over: Partial<RampartClientOptions> = {}) {
+  const who = { sub: ME, tid: undefined as string | undefined };
+  const token = (): string => {
+    const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    return `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ sub: who.sub, exp: 2_000_000_000, ...(who.tid !== undefined ? { tid: who.tid } : {}) })}.sig`;
+  };
+  const env = setup({ token, pingIntervalMs: 0, ...over });
+  const acceptAs = async (userId: string, resumeAfter = 0, lastPos = resumeAfter): Promise<void> => {
+    await settle();
+    env.last().open();
+    env.last().receive({ type: 'auth_success', userId, resumeAfter, lastPos });
+    await settle();
+  };
+  return { ...env, who, acceptAs };
+}
+
+test('the token provider switches users while sends are queued: what user A queued fails with user_changed, never goes out as user B', async () => {
+  const env = switchingSetup();
+  void env.client.connect();
+  await env.acceptAs(ME);
+  const inFlight = early(env.client.sendMessage({ conversationId: CONV }, 'on the wire as A', { clientMsgId: 'a1' }));
+  env.last().drop(1006); // A goes offline before the answer
+  const queued = early(env.client.sendMessage({ recipientId: PEER }, 'written by A, offline', { clientMsgId: 'a2' }));
+  const edit = early(env.client.editMessage(M1, 'edited by A', { clientMsgId: 'a3' }));
+  env.who.sub = OTHER; // logout, login as B, same client
+  await env.clock.advance(1000);
+  await env.acceptAs(OTHER);
+  assert.deepEqual([...env.last().framesOf('chat_message'), ...env.last().framesOf('edit_message')], [], 'nothing of A’s on B’s connection');
+  for (const p of [inFlight, queued, edit]) await assert.rejects(p, { name: 'SendError', reason: 'user_changed' });
+  const b = env.client.sendMessage({ conversationId: CONV }, 'written by B', { clientMsgId: 'b1' });
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['b1'], 'B’s own sends go');
+  env.last().receive({ type: 'message_sent', id: 'ib', clientMsgId: 'b1', conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
+  assert.equal((await b).id, 'ib');
+  env.client.close();
+});
+
+test('a keyed create unanswered when the connection dropped is not repeated after the token provider switched users: it fails with user_changed, carrying its key', async () => {
+  const env = switchingSetup();
+  void env.client.connect();
+  await env.acceptAs(ME);
+  const created = early(env.client.createGroup('team', [PEER], { clientMsgId: 'create-1' }));
+  const history = early(env.client.history({ conversationId: CONV })); // made as A while A was online, asked later
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 100 }); // the history goes again after the wait
+  env.last().drop(1006); // the create's answer is lost with the socket
+  env.who.sub = OTHER;
+  await env.clock.advance(1000);
+  await env.acceptAs(OTHER);
+  assert.deepEqual([...env.last().framesOf('create_group'), ...env.last().framesOf('history')], [], 'not asked as B');
+  await assert.rejects(created, { name: 'RequestError', reason: 'user_changed', clientMsgId: 'create-1' });
+  await assert.rejects(history, { reason: 'user_changed' });
+  env.client.close();
+});
+
+test('auth_success names another user than the last connection’s (a token the SDK cannot read): what was made as the first fails with user_changed before anything goes out', async () => {
+  let user = ME;
+  const env = setup({ token: () => 'opaque-token', pingIntervalMs: 0 });
+  void env.client.connect();
+  await settle();
+  env.last().open();
+  env.last().receive({ type: 'auth_success', userId: user, resumeAfter: 0, lastPos: 0 });
+  env.last().drop(1006);
+  const queued = early(env.client.sendMessage({ conversationId: CONV }, 'by the first user', { clientMsgId: 'x1' }));
+  const created = early(env.client.createGroup('g', [PEER], { clientMsgId: 'k1' }));
+  user = OTHER;
+  await env.clock.advance(1000);
+  await settle();
+  env.last().open();
+  env.last().receive({ type: 'auth_success', userId: user, resumeAfter: 0, lastPos: 0 });
+  await settle();
+  assert.deepEqual([...env.last().framesOf('chat_message'), ...env.last().framesOf('create_group')], [], 'nothing of the first user’s goes out');
+  await assert.rejects(queued, { reason: 'user_changed' });
+  await assert.rejects(created, { reason: 'user_changed', clientMsgId: 'k1' });
+  env.client.close();
+});
+
+test('the same sub in another tenant (`tid`) is another user: a stored position of one tenant is not resumed from in the other', async () => {
+  const env = switchingSetup({ ackDelayMs: 10 });
+  const store = new MemorySyncStore();
+  const env2 = switchingSetup({ store, ackDelayMs: 10 });
+  env2.who.tid = 't1';
+  void env2.client.connect();
+  await env2.acceptAs(ME, 0, 5);
+  for (let p = 1; p <= 5; p++) env2.last().receive(msg(p));
+  env2.client.close();
+  assert.equal(store.load()?.pos, 5);
+  env.client.close();
+  // Tenant t2, same sub: the server's user there is another (tid:sub), with a timeline of its own.
+  const t2 = switchingSetup({ store, ackDelayMs: 10 });
+  t2.who.tid = 't2';
+  void t2.client.connect();
+  await t2.acceptAs(ME, 0, 3); // auth_success names the sub only: it cannot tell the tenants apart
+  const auth = t2.last().framesOf('auth')[0]!;
+  assert.deepEqual(auth, { type: 'auth', token: auth.token, deviceId: store.load()!.deviceId }, 'no `after` from tenant t1’s timeline');
+  for (let p = 1; p <= 3; p++) t2.last().receive(msg(p, `t2-${p}`));
+  assert.deepEqual(t2.seen.map((e) => e.id), ['t2-1', 't2-2', 't2-3'], 'none dropped as a replay');
+  t2.client.close();
+  assert.deepEqual(store.load(), { deviceId: auth.deviceId, pos: 3, userId: ME, identity: JSON.stringify([ME, 't2']) });
+  // Back in tenant t2: its own position is resumed from.
+  const again = switchingSetup({ store });
+  again.who.tid = 't2';
+  void again.client.connect();
+  await again.acceptAs(ME, 3, 3);
+  assert.equal(again.last().framesOf('auth')[0]!.after, 3);
+  again.client.close();
+});
+
+test('a state this SDK’s previous version wrote (userId, no identity) is not resumed from: it cannot tell tenants apart; its device id is kept', async () => {
+  const store = new MemorySyncStore({ deviceId: 'dev-prev', pos: 5, userId: ME });
+  const env = setup({ store, ackDelayMs: 10, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(3, 6); // the server's record of this device for this user
+  const auth = env.last().framesOf('auth')[0]!;
+  assert.deepEqual(auth, { type: 'auth', token: auth.token, deviceId: 'dev-prev' });
+  for (let p = 4; p <= 6; p++) env.last().receive(msg(p));
+  assert.deepEqual(env.seen.map((e) => e.pos), [4, 5, 6], 'nothing dropped as a replay');
+  env.client.close();
+  assert.deepEqual(store.load(), { deviceId: 'dev-prev', pos: 6, ...MINE }, 'the next save says whose it is');
+});
+
+test('a keyed create refused by the group-create limit goes out again under its key after the wait, while that fits in its timeout', async () => {
+  const env = setup({ pingIntervalMs: 0, requestTimeoutMs: 15_000 });
+  void env.client.connect();
+  await env.accept();
+  const created = env.client.createGroup('team', [PEER], { clientMsgId: 'k1' });
+  const first = env.last().framesOf('create_group')[0]!;
+  // A repeat of a create whose answer was lost counts against the limit like a new one.
+  env.last().receive({ type: 'rate_limited', reason: 'group_creates', retryAfter: 1500, requestId: first.requestId });
+  await env.clock.advance(1499);
+  assert.equal(env.last().framesOf('create_group').length, 1, 'not before the wait');
+  await env.clock.advance(1);
+  assert.deepEqual(env.last().framesOf('create_group'), [first, first], 'again, under the same key');
+  env.last().receive({ type: 'group_updated', conversationId: CONV, changed: false, seq: 1, requestId: first.requestId });
+  assert.deepEqual(await created, { conversationId: CONV, changed: false, seq: 1 });
+  // A wait held across a reconnect (the limit is the user's): the create goes on the next socket after it.
+  const second = env.client.createGroup('team2', [PEER], { clientMsgId: 'k2' });
+  const f2 = env.last().framesOf('create_group')[2]!;
+  env.last().receive({ type: 'rate_limited', reason: 'group_creates', retryAfter: 3000, requestId: f2.requestId });
+  await dropAndReconnect(env);
+  await env.accept();
+  assert.deepEqual(env.last().framesOf('create_group'), [], 'held');
+  await env.clock.advance(3000);
+  assert.deepEqual(env.last().framesOf('create_group'), [f2]);
+  env.last().receive({ type: 'group_updated', conversationId: M1, changed: true, seq: 1, requestId: f2.requestId });
+  assert.equal((await second).conversationId, M1);
+  env.client.close();
+});
+
+test('a keyed create whose rate-limit wait does not fit in its timeout rejects with rate_limited and its key, so the app retries under the same key', async () => {
+  const env = setup({ pingIntervalMs: 0, requestTimeoutMs: 5000 });
+  void env.client.connect();
+  await env.accept();
+  const created = env.client.createGroup('team', [PEER]); // a key made by the SDK
+  const frame = env.last().framesOf('create_group')[0]!;
+  env.last().receive({ type: 'rate_limited', reason: 'group_creates', retryAfter: 60_000, requestId: frame.requestId });
+  await assert.rejects(created, { name: 'RequestError', reason: 'rate_limited', retryAfter: 60_000, clientMsgId: frame.clientMsgId });
+  // Any other failure of a create carries its key too; other requests are not held.
+  const again = env.client.createGroup('team', [PEER], { clientMsgId: String(frame.clientMsgId) });
+  const f2 = env.last().framesOf('create_group')[1]!;
+  assert.equal(f2.clientMsgId, frame.clientMsgId);
+  env.last().receive({ type: 'error', reason: 'storage_unavailable', requestId: f2.requestId });
+  await assert.rejects(again, { reason: 'storage_unavailable', clientMsgId: frame.clientMsgId });
+  const rename = env.client.renameGroup(CONV, 'n');
+  env.last().receive({ type: 'rate_limited', reason: 'membership_changes', retryAfter: 100, requestId: env.last().framesOf('rename_group')[0]!.requestId });
+  await assert.rejects(rename, (e: RequestError) => e.reason === 'rate_limited' && e.clientMsgId === undefined);
+  assert.deepEqual(env.clock.pending.filter((ms) => ms === 100), [], 'nothing held for a change');
+  env.client.close();
+});
+
+test('close() while a save hangs and close()’s own save hangs too: no timer is left once the running one’s SAVE_WAIT_MS is over', async () => {
+  const slow = slowStore();
+  const env = setup({ store: slow.store, ackDelayMs: 10, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  env.last().receive(msg(1));
+  await env.clock.advance(10); // the save of 1 starts, and hangs
+  await env.clock.advance(9_000);
+  env.last().receive(msg(2));
+  env.client.close();
+  assert.deepEqual(env.clock.pending, [1000], 'only the running save’s own timer');
+  await env.clock.advance(1000); // given up: close()'s save of 2 goes, and hangs too
+  assert.deepEqual(slow.running.map((r) => r.pos), [1, 2]);
+  assert.deepEqual(env.clock.pending, [], 'nothing waits for close()’s own save');
+});
+
+test('close() that starts the last save itself leaves no timer; a hung save finishing after it is followed by the newest once more, still without a timer', async () => {
+  const slow = slowStore();
+  const env = setup({ store: slow.store, ackDelayMs: 10, pingIntervalMs: 0 });
+  void env.client.connect();
+  await env.accept(0, 0);
+  env.last().receive(msg(1));
+  await env.clock.advance(10); // the save of 1 starts, and hangs
+  const hung = slow.running.splice(0);
+  env.last().receive(msg(2));
+  await env.clock.advance(10_000); // given up: 2 goes beside it, and completes
+  await slow.finishAll();
+  env.last().receive(msg(3));
+  env.client.close(); // no save running: close()'s save of 3 starts at once
+  assert.deepEqual(slow.running.map((r) => r.pos), [3]);
+  assert.deepEqual(env.clock.pending, [], 'no timer for close()’s own save');
+  await slow.finishAll();
+  hung[0]!.done(); // the save of 1 lands last, after close()
+  await settle();
+  assert.deepEqual(slow.running.map((r) => r.pos), [3], 'the newest once more');
+  assert.deepEqual(env.clock.pending, []);
+  await slow.finishAll();
+  assert.equal(slow.saved()?.pos, 3);
 });
