@@ -166,7 +166,9 @@ export class RampartClient {
    * Who the last authenticated connection was (`auth_success`'s `userId`, the identity of its
    * token): sends and requests made since were made as them, and go out only as them.
    */
-  private session: { userId: string; identity: string | undefined } | undefined;
+  private session: { userId: string | undefined; identity: string | undefined } | undefined;
+  /** The token of the connection being made names the position's owner: `auth` resumes from it (`after`). */
+  private resumeFromPosition = false;
   private device = '';
   private ws: WebSocketLike | undefined;
   private currentState: ConnectionState = 'idle';
@@ -547,7 +549,7 @@ export class RampartClient {
       this.setState('authenticating');
       if (this.stopped()) return; // a state listener closed the client (and this socket)
       const auth: Record<string, unknown> = { type: 'auth', token, deviceId: this.device };
-      if (this.positioned) auth.after = this.tracker.pos;
+      if (this.positioned && this.resumeFromPosition) auth.after = this.tracker.pos;
       ws.send(JSON.stringify(auth));
     };
     ws.onmessage = (ev) => {
@@ -756,8 +758,10 @@ export class RampartClient {
     const lastPos = Number(f.lastPos ?? resumeAfter);
     const userId = String(f.userId);
     const identity = tokenIdentity(this.token);
-    if (userId !== this.owner) this.dropPosition(); // a token whose user we could not read beforehand
-    if (this.session !== undefined && userId !== this.session.userId) this.userChanged();
+    // Another user (a token whose user could not be read counts as one): the position is not theirs.
+    if (userId !== this.owner || identity === undefined || identity !== this.ownerIdentity) this.dropPosition();
+    // Found out only now (a token that could not be read): what was made as the last user fails.
+    if (this.session?.userId !== undefined && userId !== this.session.userId) this.userChanged();
     this.session = { userId, identity };
     this.ownerIdentity = identity;
     // The server's timeline is behind our position (it was reset): follow it rather than drop everything.
@@ -802,8 +806,15 @@ export class RampartClient {
    * connection's user left unsent must not go out as someone else.
    */
   private checkIdentity(identity: string | undefined): void {
-    if (identity === undefined || identity !== this.ownerIdentity) this.dropPosition();
-    if (identity !== undefined && this.session?.identity !== undefined && identity !== this.session.identity) this.userChanged();
+    // Not another user's position to resume from; kept until another user's auth_success (this
+    // attempt may never authenticate, and the next token may be the owner's again).
+    this.resumeFromPosition = identity !== undefined && identity === this.ownerIdentity;
+    if (identity !== undefined && this.session?.identity !== undefined && identity !== this.session.identity) {
+      this.userChanged();
+      // From now on what the app does is the new user's: not failed again at this user's
+      // auth_success, nor at a later attempt of theirs.
+      this.session = { userId: undefined, identity };
+    }
   }
 
   /**

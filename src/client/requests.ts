@@ -127,6 +127,8 @@ export class Requests {
       return;
     }
     p.sent = false;
+    // Both copies on the wire (a repeat after a dropped frame) may be refused: the later wait holds.
+    if (p.held !== undefined) this.clock.clearTimeout(p.held);
     p.held = this.clock.setTimeout(() => {
       p.held = undefined;
       this.wake();
