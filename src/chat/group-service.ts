@@ -100,8 +100,20 @@ function namedBy(frame: GroupChangeFrame): string[] {
   return [];
 }
 
-/** Which change a frame asks for, whatever request it came in (its repeats describe it alike). */
+/**
+ * Which change a frame asks for, as the store reads it (ids in any case, a set of members in any
+ * order), so each repeat of it describes it alike. The conversation is keyed apart.
+ */
 function describe(frame: GroupChangeFrame): string {
-  const { requestId: _requestId, ...change } = frame;
-  return JSON.stringify(change);
+  switch (frame.type) {
+    case 'add_members':
+    case 'remove_members':
+      return `${frame.type} ${[...new Set(frame.userIds.map((id) => id.toLowerCase()))].sort().join(',')}`;
+    case 'set_role':
+      return `${frame.type} ${frame.userId.toLowerCase()} ${frame.role}`;
+    case 'rename_group':
+      return `${frame.type} ${frame.name}`;
+    default:
+      return frame.type;
+  }
 }

@@ -39,7 +39,7 @@ function splitKey(userKey: string): { tenantId: string; userId: string } {
   return { tenantId: userKey.slice(0, -UUID_LENGTH - 1), userId: userKey.slice(-UUID_LENGTH) };
 }
 
-/** How many times a flip's publisher restates a state another node changed meanwhile (see #publishIfChanged). */
+/** Reads (and restatements) a flip's publisher makes in one go before looking again on a later turn (see #restate). */
 const RESTATE_ROUNDS = 3;
 
 /** First wait before a failed check runs again (Redis or storage away); it doubles up to the max. */
@@ -233,11 +233,7 @@ export class PresenceService {
     // Another node may have flipped the state back while we read the contacts, and published its
     // frame before ours: ours, arriving last, would stand (a user who left shown online, or one who
     // hid). The published state is read again after our frame, and restated while it moved.
-    for (let sent = online, round = 0; round < RESTATE_ROUNDS; round++) {
-      const [current] = await this.o.state.states([userKey]);
-      if (current === undefined || current === sent) break;
-      publish((sent = current));
-    }
+    await this.#restate(userKey, online, publish);
     // Checks are serialized per node only. Another node's check may have run entirely between our
     // reads and our swap — its session opened after we counted, or the user hid themselves there
     // after we read "visible" — and seen the old state still published, changing nothing; our
@@ -245,6 +241,25 @@ export class PresenceService {
     // moved, check once more.
     const now = this.#local.has(userKey) ? 1 : await this.o.registry.countUser(userKey);
     if (now > 0 !== sessions > 0 || (online && !(await visible()))) this.#schedule(userKey, 0);
+  }
+
+  /**
+   * Reads the published state after a frame saying `sent` and restates it while it moved, a read
+   * after every frame. Still moving after RESTATE_ROUNDS (another node flipping the user again
+   * and again): it looks again on a later turn, in the user's line, so the last frame a contact
+   * gets is never left unchecked.
+   */
+  async #restate(userKey: string, sent: boolean, publish: (state: boolean) => void): Promise<void> {
+    for (let round = 0; round < RESTATE_ROUNDS; round++) {
+      if (this.#closed) return;
+      const [current] = await this.o.state.states([userKey]);
+      if (current === undefined || current === sent) return;
+      publish((sent = current));
+    }
+    const last = sent;
+    setImmediate(() => {
+      if (!this.#closed) this.#inLine(userKey, () => this.#restate(userKey, last, publish)).catch(this.o.onError);
+    });
   }
 
   async #sweep(): Promise<void> {

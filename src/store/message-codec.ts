@@ -338,6 +338,19 @@ export class EventCodec {
     }
   }
 
+  /**
+   * As decodeDuplicate, for an edit's or a delete's key found again: the event it named, its body
+   * left out when it cannot be opened any more. A membership event has no body to leave out.
+   */
+  decodeDuplicateEvent(row: EventRow, ctx: EventContext): ConversationEvent {
+    try {
+      return this.decode(row, ctx);
+    } catch (err) {
+      if (!(err instanceof UnknownKeyError || err instanceof DecryptionError) || Number(row.kind) === EVENT_MEMBERSHIP) throw err;
+      return this.decode({ ...row, content: '', key_id: null, attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY }, ctx);
+    }
+  }
+
   decodeMessage(row: EventRow, ctx: EventContext): StoredMessage {
     // A tombstone keeps nothing user-written: its content is who deleted it and when, in clear.
     const tombstone = Number(row.kind) === EVENT_TOMBSTONE;

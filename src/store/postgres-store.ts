@@ -1437,7 +1437,7 @@ export class PostgresStore implements Store {
       const duplicate = async (): Promise<MessageChangeOutcome | undefined> => {
         if (r.clientMsgId === undefined) return undefined;
         const [first] = await q<PgEventRow>('duplicate', [actor, pgText(r.clientMsgId)]);
-        return first === undefined ? undefined : { status: 'duplicate', event: this.#decode(first) as MessageChangeEvent | StoredMessage };
+        return first === undefined ? undefined : { status: 'duplicate', event: this.#codec.decodeDuplicateEvent(first, eventContext(first)) as MessageChangeEvent | StoredMessage };
       };
       const [located] = await q<{ conv: number }>('targetConv', [messageId, r.tenantId]);
       if (located === undefined) return (await duplicate()) ?? M_FORBIDDEN;

@@ -1177,7 +1177,10 @@ export class SqliteStore implements Store {
     if (actor === undefined || !isUuid(r.messageId)) return M_FORBIDDEN;
     if (r.clientMsgId !== undefined) {
       const first = s.findDuplicateRows.all<RawEventRow & { conv: number }>([r.clientMsgId, actor])[0];
-      if (first !== undefined) return { status: 'duplicate', event: this.#decode(s, first.conv, first) as MessageChangeEvent | StoredMessage };
+      if (first !== undefined) {
+        const ctx = this.#context(this.#convInfoById(s, first.conv));
+        return { status: 'duplicate', event: this.#codec.decodeDuplicateEvent(toEventRow(first), ctx) as MessageChangeEvent | StoredMessage };
+      }
     }
     const row = f.eventById.get(uuidToBytes(r.messageId));
     if (row === undefined) return M_FORBIDDEN;
@@ -1259,7 +1262,7 @@ export class SqliteStore implements Store {
         if (expired > 0) s.collectEditKeys.run(bound);
         return expired;
       }, true);
-      if (keys === 0) return pruned;
+      if (keys === 0) break; // nothing more expired (a pass may have ended exactly on the last ones: checkpoint below)
       this.#write(() => s.pruneRecentTimeline.run()); // a few thousand entries at most
       let after: { user: number; pos: number } | undefined = { user: -1, pos: -1 };
       while (after !== undefined) {
