@@ -126,7 +126,7 @@ export interface HealthProbes {
 export function registerHealthGauges(registry: Registry, probes: HealthProbes): void {
   new Gauge({
     name: 'rampart_backlog_events',
-    help: 'Unacknowledged events: messages submitted to the group committer and not yet committed, plus inbox replay frames not yet written',
+    help: 'Messages submitted to the group committer and not yet committed (queued and in flight)',
     registers: [registry],
     collect() {
       this.set(probes.backlog());
