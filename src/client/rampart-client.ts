@@ -21,7 +21,7 @@ import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMess
 import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
 import { IllFormedSyncStateError, MemorySyncStore, newDeviceId, parseSyncState, STATE_BOUNDS, type SyncState, type SyncStore } from './sync-store.js';
 import { newClientMsgId } from './client-msg-id.js';
-import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, tokenIdentity, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
+import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, tokenIdentity, tokenSubject, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
 
 /** The longest server-requested wait honored before a reconnect (Retry-After); a longer one is clipped. */
 const MAX_RETRY_AFTER_MS = 600_000;
@@ -528,7 +528,7 @@ export class RampartClient {
     }
     if (this.stopped() || attempt !== this.connectAttempt) return; // closed, or given up (connect timeout) meanwhile
     this.token = token;
-    this.checkIdentity(tokenIdentity(token));
+    this.checkIdentity(token);
     this.socketFacts = {};
     this.refreshUnanswered = false;
     // A wait asked for dropped frames belongs to the socket it was asked on (the frame budget is
@@ -805,16 +805,20 @@ export class RampartClient {
    * identity it was saved for (one that cannot be read is not trusted), and what the last
    * connection's user left unsent must not go out as someone else.
    */
-  private checkIdentity(identity: string | undefined): void {
+  private checkIdentity(token: string): void {
+    const identity = tokenIdentity(token);
     // Not another user's position to resume from; kept until another user's auth_success (this
     // attempt may never authenticate, and the next token may be the owner's again).
     this.resumeFromPosition = identity !== undefined && identity === this.ownerIdentity;
-    if (identity !== undefined && this.session?.identity !== undefined && identity !== this.session.identity) {
-      this.userChanged();
-      // From now on what the app does is the new user's: not failed again at this user's
-      // auth_success, nor at a later attempt of theirs.
-      this.session = { userId: undefined, identity };
-    }
+    if (identity === undefined) return; // a token that cannot be read: found out at auth_success
+    const userId = tokenSubject(token);
+    const s = this.session;
+    const other = s !== undefined && (s.identity !== undefined ? identity !== s.identity : userId !== s.userId);
+    if (other) this.userChanged();
+    // What the app does from now on is this user's (the token's `sub` is the server's `userId`): not
+    // failed again at their auth_success or a later attempt of theirs, but failed if another user
+    // — even one whose token cannot be read — authenticates instead.
+    if (s === undefined || other) this.session = { userId, identity };
   }
 
   /**

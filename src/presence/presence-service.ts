@@ -252,13 +252,15 @@ export class PresenceService {
   async #restate(userKey: string, sent: boolean, publish: (state: boolean) => void): Promise<void> {
     for (let round = 0; round < RESTATE_ROUNDS; round++) {
       if (this.#closed) return;
+      if (this.#closing && round > 0) return;
       const [current] = await this.o.state.states([userKey]);
       if (current === undefined || current === sent) return;
       publish((sent = current));
     }
     const last = sent;
     setImmediate(() => {
-      if (!this.#closed) this.#inLine(userKey, () => this.#restate(userKey, last, publish)).catch(this.o.onError);
+      // Not once close() began: it waits only for the work in line when it started.
+      if (!this.#closed && !this.#closing) this.#inLine(userKey, () => this.#restate(userKey, last, publish)).catch(this.o.onError);
     });
   }
 

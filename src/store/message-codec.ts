@@ -339,14 +339,19 @@ export class EventCodec {
   }
 
   /**
-   * As decodeDuplicate, for an edit's or a delete's key found again: the event it named, its body
-   * left out when it cannot be opened any more. A membership event has no body to leave out.
+   * As decodeDuplicate, for an edit's, a delete's or a create's key found again: the event it
+   * named, its body left out when it cannot be opened any more (a group's creation: without its
+   * name and members).
    */
   decodeDuplicateEvent(row: EventRow, ctx: EventContext): ConversationEvent {
     try {
       return this.decode(row, ctx);
     } catch (err) {
-      if (!(err instanceof UnknownKeyError || err instanceof DecryptionError) || Number(row.kind) === EVENT_MEMBERSHIP) throw err;
+      if (!(err instanceof UnknownKeyError || err instanceof DecryptionError)) throw err;
+      // Only a create stores its key on a membership event: it is that group's creation.
+      if (Number(row.kind) === EVENT_MEMBERSHIP) {
+        return { kind: 'membership', id: row.id, tenantId: ctx.tenantId, conversationId: ctx.conversationId, seq: Number(row.seq), action: 'created', actorId: row.sender, userIds: [], timestamp: Number(row.ts) };
+      }
       return this.decode({ ...row, content: '', key_id: null, attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY }, ctx);
     }
   }

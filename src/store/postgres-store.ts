@@ -830,7 +830,7 @@ export class PostgresStore implements Store {
 
   /** A create's key found on an event: the group it created, or forbidden when another operation holds the key. */
   #createdBy(row: PgEventRow): GroupChangeOutcome {
-    const event = row.kind === EVENT_MEMBERSHIP ? this.#decode(row) : undefined;
+    const event = row.kind === EVENT_MEMBERSHIP ? this.#codec.decodeDuplicateEvent(row, eventContext(row)) : undefined;
     return event?.kind === 'membership' && event.action === 'created' ? { status: 'duplicate', event } : FORBIDDEN;
   }
 

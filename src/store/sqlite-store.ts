@@ -1848,7 +1848,7 @@ export class SqliteStore implements Store {
 
   /** A create's key found on an event: the group it created, or forbidden when another operation holds the key. */
   #createdBy(s: Statements, first: RawEventRow & { conv: number }): GroupChangeOutcome {
-    const event = first.kind === EVENT_MEMBERSHIP ? this.#decode(s, first.conv, first) : undefined;
+    const event = first.kind === EVENT_MEMBERSHIP ? this.#codec.decodeDuplicateEvent(toEventRow(first), this.#context(this.#convInfoById(s, first.conv))) : undefined;
     return event?.kind === 'membership' && event.action === 'created' ? { status: 'duplicate', event } : G_FORBIDDEN;
   }
 
