@@ -19,16 +19,25 @@ export function httpServerLimits(headersTimeout: number, maxHeaderSize: number, 
   };
 }
 
-/** Answers a request the HTTP parser refused (or one cut for its timeout) and closes it. */
-export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+/**
+ * Answers a request the HTTP parser refused (or one cut for its timeout) and closes it. `headers`:
+ * lines every answer carries (`Strict-Transport-Security: …\r\n` on TLS).
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex, headers = ''): void {
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-  if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n${headers}\r\n`);
   socket.destroy();
 }
 
-/** Both, on a listener. */
-export function guardListener(server: Server): Server {
-  return server.on('clientError', answerClientError);
+/**
+ * The parser's refusals answered, on a listener. Header lines are not counted (`maxHeadersCount`
+ * 0; `maxHeaderSize` bounds them): Node's default keeps the first 2,000 and drops the rest
+ * silently — a proxy's own `X-Forwarded-For` line after 2,000 of the client's would be lost, and
+ * the client's forged one believed.
+ */
+export function guardListener(server: Server, headers = ''): Server {
+  server.maxHeadersCount = 0;
+  return server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => answerClientError(err, socket, headers));
 }
 
 /**

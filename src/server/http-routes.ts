@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import { serveMetrics, type MetricsEndpoint } from './metrics-endpoint.js';
 import { DEMO_CSP, demoAssets, type DemoAsset } from './demo-assets.js';
 import { devRequestAllowed, isDemoName, type DevTokens } from './dev-tokens.js';
+import { requestPath } from './request-path.js';
 
 export interface HttpRoutesOptions {
   ready(): Promise<boolean>;
@@ -52,7 +53,7 @@ function serveDevToken(req: IncomingMessage, res: ServerResponse, tokens: DevTok
 export function createHttpRoutes(o: HttpRoutesOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const assets = o.demoPage ? demoAssets(dirname(o.demoPage)) : undefined;
   return (req, res) => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const path = requestPath(req.url);
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
     switch (path) {
       case '/healthz':

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { serveMetrics, type MetricsEndpoint } from './metrics-endpoint.js';
 import { listen } from './listen.js';
 import { guardListener, httpServerLimits } from './http-limits.js';
+import { requestPath } from './request-path.js';
 
 export interface MetricsServer {
   listen(): Promise<AddressInfo>;
@@ -23,7 +24,7 @@ export function createMetricsServer(
 ): MetricsServer {
   const server: Server = guardListener(
     createServer(httpServerLimits(http.headersTimeout, http.maxHeaderSize), (req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
+      const path = requestPath(req.url);
       if (req.method === 'GET' && path === '/metrics') return serveMetrics(req, res, endpoint);
       res.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
       res.end('not found\n');

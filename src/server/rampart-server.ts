@@ -345,6 +345,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   });
   const mainRoutes = admin.mount(routes); // `/admin/` in front unless the API has its own port
   const hsts = hstsHeader(config.tls);
+  // Answers written to the socket directly (handshake refusals, malformed requests) carry it too.
+  const hstsLine = hsts === undefined ? '' : `Strict-Transport-Security: ${hsts}\r\n`;
   const handler = hsts ? withResponseHeaders(mainRoutes, { 'strict-transport-security': hsts }) : mainRoutes;
   const serverOptions = httpServerLimits(L.headersTimeout, L.maxHeaderSize);
   // A TLS handshake gets the same time as the request headers (Node's default is 120 s: a slow one held a socket that long).
@@ -384,9 +386,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       isClosing: () => closing,
       admit: (session, identity) => session.holdFramesWhile(authenticator.admit(session, identity)),
       onHandshake: (result, reason) => metrics.handshakes.inc({ result, reason }),
+      responseHeaders: hstsLine,
     }),
   );
-  guardListener(server); // malformed or oversized HTTP requests: a bare status and close, nothing echoed
+  guardListener(server, hstsLine); // malformed or oversized HTTP requests: a bare status and close, nothing echoed
 
   // ── retention ──
   const retention = scheduleRetention({

@@ -6,14 +6,15 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocketServer } from 'ws';
 import type { Logger } from '../observability/logger.js';
-import { pathOnly } from '../observability/logger.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
 import { ipLimitKey, resolveClientIp } from '../gate/client-ip.js';
 import { runHandshakeGate, type HandshakeGateOptions } from '../gate/handshake-gate.js';
+import { websocketRequestProblem } from '../gate/websocket-request.js';
 import type { ConnectionRegistry } from '../limits/limiter.js';
 import type { Identity } from '../auth/token-verifier.js';
 import { Session, type SessionHooks, type SessionTimings } from '../session/session.js';
 import type { NodeConnections } from './node-connections.js';
+import { requestPath } from './request-path.js';
 
 const WS_PATHS = new Set(['/ws', '/']);
 
@@ -35,8 +36,10 @@ export interface UpgradeHandlerOptions {
   admit(session: Session, identity: Identity): void;
   /** The socket became a session: the session drain closes it at shutdown, not the raw-connection sweep. */
   onUpgraded?(socket: Duplex): void;
-  /** Every handshake's outcome: `ok`, or the refusal reason (gate event, `draining`, `not_found`, `gate_error`). */
+  /** Every handshake's outcome: `ok`, or the refusal reason (gate event, `draining`, `not_found`, `bad_request`, `gate_error`). */
   onHandshake?(result: 'accepted' | 'refused', reason: string): void;
+  /** Header lines every refusal carries (`Strict-Transport-Security: …\r\n` on TLS), or ''. */
+  responseHeaders?: string;
 }
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -46,9 +49,9 @@ function destroySelf(this: Duplex): void {
 }
 
 /** `retryAfterMs`: how long the refusal lasts, when known (an attempt rate, a lockout); else 60 s. */
-export function refuseHandshake(socket: Duplex, status: number, retryAfterMs?: number): void {
+export function refuseHandshake(socket: Duplex, status: number, retryAfterMs?: number, headers = ''): void {
   const seconds = retryAfterMs === undefined ? 60 : Math.max(1, Math.ceil(retryAfterMs / 1000));
-  const extra = status === 429 || status === 503 ? `Retry-After: ${seconds}\r\n` : '';
+  const extra = (status === 429 || status === 503 ? `Retry-After: ${seconds}\r\n` : '') + (status === 405 ? 'Allow: GET\r\n' : '') + headers;
   // Destroyed once the answer is written: a peer that never closes its side must not hold the
   // socket (an upgrade request's socket is not managed by the HTTP server's timeouts).
   socket.once('finish', destroySelf);
@@ -70,14 +73,23 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
     },
   };
 
+  const headers = o.responseHeaders ?? '';
+  const refuse = (socket: Duplex, status: number, retryAfterMs?: number): void => refuseHandshake(socket, status, retryAfterMs, headers);
+
   return (req, socket, head) => {
     socket.on('error', destroySelf); // a reset mid-handshake must not crash us
     // Every per-IP limit, count and log of this connection uses this key (an IPv6 client's network).
     const ip = ipLimitKey(resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], o.trustedProxies), o.ipv6PrefixLength);
     const closing = o.isClosing();
-    if (closing || !WS_PATHS.has(pathOnly(req.url))) {
+    if (closing || !WS_PATHS.has(requestPath(req.url))) {
       o.onHandshake?.('refused', closing ? 'draining' : 'not_found');
-      refuseHandshake(socket, closing ? 503 : 404);
+      refuse(socket, closing ? 503 : 404);
+      return;
+    }
+    const malformed = websocketRequestProblem(req.method, req.headers);
+    if (malformed !== undefined) {
+      o.onHandshake?.('refused', 'bad_request');
+      refuse(socket, malformed);
       return;
     }
     runHandshakeGate(o.gate, req, ip).then(
@@ -86,7 +98,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
           // A client that left while its check waited is no security event (as when it leaves during the gate).
           if (result.event !== 'client_gone') o.security(result.event, { ip, code: result.status });
           o.onHandshake?.('refused', result.event);
-          refuseHandshake(socket, result.status, result.retryAfterMs);
+          refuse(socket, result.status, result.retryAfterMs);
           return;
         }
         // The IP slot is tied to the TCP socket: released on every close path, upgrade or not —
@@ -102,7 +114,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
           o.onHandshake?.('refused', 'draining');
           void o.registry.releaseIp(ip);
           result.unreserve();
-          refuseHandshake(socket, 503);
+          refuse(socket, 503);
           return;
         }
         const releaseIp = releaseIpOnClose(ip);
@@ -126,7 +138,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
       (err: unknown) => {
         o.logger.error({ err: err instanceof Error ? err.message : 'unknown', ip }, 'handshake gate failed');
         o.onHandshake?.('refused', 'gate_error');
-        refuseHandshake(socket, 503);
+        refuse(socket, 503);
       },
     );
   };

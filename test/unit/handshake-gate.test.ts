@@ -73,6 +73,9 @@ test('an IP locked out while its query token waited in line: 429 with the lockou
   assert.deepEqual(result, { ok: false, status: 429, event: 'auth_locked_out', retryAfterMs: 250_000 });
 });
 
+/** What a WebSocket upgrade request carries (src/gate/websocket-request.ts). */
+const WS_HEADERS = { upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
+
 test('a query-token handshake abandoned while its check waited in line: not verified, no security event', async () => {
   let release!: () => void;
   const opened = new Promise<void>((r) => (release = r));
@@ -99,7 +102,7 @@ test('a query-token handshake abandoned while its check waited in line: not veri
     (s as unknown as { remoteAddress: string }).remoteAddress = '192.0.2.7';
     return s;
   };
-  const upgrade = (s: Duplex): void => handler({ url: '/ws?token=abc', rawHeaders: [], headers: {}, socket: s } as unknown as IncomingMessage, s, Buffer.alloc(0));
+  const upgrade = (s: Duplex): void => handler({ method: 'GET', url: '/ws?token=abc', rawHeaders: [], headers: WS_HEADERS, socket: s } as unknown as IncomingMessage, s, Buffer.alloc(0));
   const first = socket();
   const second = socket();
   upgrade(first);
