@@ -142,6 +142,12 @@ function fromJson<T>(text: string): T[] {
 }
 
 /** The body a tombstone decodes to (its columns hold no message body any more). */
+/** A sealed value this node cannot open: its key was removed from the keyring, or is not the one that sealed it. */
+const isKeyError = (err: unknown): boolean => err instanceof UnknownKeyError || err instanceof DecryptionError;
+
+/** A row with its sealed body left out: what stays readable of it without its key. */
+const withoutBody = (row: EventRow): EventRow => ({ ...row, content: '', key_id: null, attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY });
+
 const TOMBSTONE_BODY = { content: '', attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY } as const;
 
 /** What a membership row's `content` holds; the actor's key is left out (decoding uses `sender`). */
@@ -333,8 +339,8 @@ export class EventCodec {
     try {
       return this.decodeMessage(row, ctx);
     } catch (err) {
-      if (!(err instanceof UnknownKeyError || err instanceof DecryptionError)) throw err;
-      return this.decodeMessage({ ...row, kind: EVENT_MESSAGE, content: '', key_id: null, attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY }, ctx);
+      if (!isKeyError(err)) throw err;
+      return this.decodeMessage({ ...withoutBody(row), kind: EVENT_MESSAGE }, ctx);
     }
   }
 
@@ -347,12 +353,12 @@ export class EventCodec {
     try {
       return this.decode(row, ctx);
     } catch (err) {
-      if (!(err instanceof UnknownKeyError || err instanceof DecryptionError)) throw err;
+      if (!isKeyError(err)) throw err;
       // Only a create stores its key on a membership event: it is that group's creation.
       if (Number(row.kind) === EVENT_MEMBERSHIP) {
         return { kind: 'membership', id: row.id, tenantId: ctx.tenantId, conversationId: ctx.conversationId, seq: Number(row.seq), action: 'created', actorId: row.sender, userIds: [], timestamp: Number(row.ts) };
       }
-      return this.decode({ ...row, content: '', key_id: null, attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY }, ctx);
+      return this.decode(withoutBody(row), ctx);
     }
   }
 
