@@ -64,6 +64,8 @@ export class DeviceStream {
   #reading = true;
   /** A catch-up was asked for while reading. */
   #again = false;
+  /** A live frame was held while a read ran (reset at each read): an event a gap may wait for. */
+  #offeredWhileReading = false;
   /** Give-ups since the last read that succeeded, and the timer of the next try (storage outages only). */
   #giveUps = 0;
   #retry: NodeJS.Timeout | undefined;
@@ -127,6 +129,7 @@ export class DeviceStream {
       return;
     }
     if (!this.#reading) void this.#readLoop();
+    else this.#offeredWhileReading = true;
   }
 
   /** Something may have been missed (the bus was away): read storage after the last position. */
@@ -157,10 +160,17 @@ export class DeviceStream {
       let idle = 0;
       while (this.outlet.isOpen) {
         this.#again = false;
+        this.#offeredWhileReading = false;
         const before = this.#lastPos;
         if (!(await this.#readToEnd())) {
           // What arrived live and continues the stream still goes out (paced) while storage is away.
           await this.#drainHeld();
+          if (this.#again && this.outlet.isOpen) {
+            // A resync asked while the held frames drained: read now, not when the retry is due
+            // (counted as a give-up, so the client is told once and the next retry still backs off).
+            this.#giveUps++;
+            continue;
+          }
           this.#retryLater();
           return;
         }
@@ -170,7 +180,9 @@ export class DeviceStream {
         const gap = this.#heldMap !== undefined && this.#heldMap.size > 0;
         if (!this.#again && !gap) return;
         idle = this.#lastPos === before ? idle + 1 : 0;
-        if (gap && idle >= MAX_IDLE_READS) return;
+        // A gap storage could not fill in a few reads waits for the next event — unless one came
+        // (a catch-up, a live frame) while the last read ran: that is the event it waits for.
+        if (gap && idle >= MAX_IDLE_READS && !this.#again && !this.#offeredWhileReading) return;
       }
     } finally {
       this.#reading = false;
