@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { RampartConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import { listen } from '../server/listen.js';
+import { requestPath } from '../server/request-path.js';
 import { guardListener, httpServerLimits } from '../server/http-limits.js';
 import { redisPing } from '../redis/liveness.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
@@ -43,7 +44,11 @@ export interface OpenAdminOptions {
   localSessions: LocalSessions<Session>;
 }
 
-const isAdminPath = (url: string | undefined): boolean => url === '/admin' || (url ?? '').startsWith('/admin/') || (url ?? '').startsWith('/admin?');
+/** The request's path (origin or absolute form, query left out) is the API's. */
+const isAdminPath = (url: string | undefined): boolean => {
+  const path = requestPath(url);
+  return path === '/admin' || path.startsWith('/admin/');
+};
 
 export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
   const { config, logger } = o;

@@ -75,6 +75,12 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
 
   const headers = o.responseHeaders ?? '';
   const refuse = (socket: Duplex, status: number, retryAfterMs?: number): void => refuseHandshake(socket, status, retryAfterMs, headers);
+  // Anything else ws refuses after the gate (a malformed Sec-WebSocket-Protocol, say) is answered
+  // here, as every other refusal is: counted, and with the same headers (HSTS).
+  o.wss.on('wsClientError', (_err: Error, socket: Duplex) => {
+    o.onHandshake?.('refused', 'bad_request');
+    refuse(socket, 400);
+  });
 
   return (req, socket, head) => {
     socket.on('error', destroySelf); // a reset mid-handshake must not crash us
@@ -89,7 +95,8 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
     const malformed = websocketRequestProblem(req.method, req.headers);
     if (malformed !== undefined) {
       o.onHandshake?.('refused', 'bad_request');
-      refuse(socket, malformed);
+      // RFC 6455 §4.4: a refused version is answered with the versions the server speaks.
+      refuseHandshake(socket, malformed.status, undefined, headers + (malformed.versions ? 'Sec-WebSocket-Version: 13, 8\r\n' : ''));
       return;
     }
     runHandshakeGate(o.gate, req, ip).then(

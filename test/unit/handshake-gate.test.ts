@@ -89,6 +89,7 @@ test('a query-token handshake abandoned while its check waited in line: not veri
   const g = gate(createTokenChecks({ limiter, verify, lockoutKey: (ip) => `lock:${ip}`, countFailure: async () => {} }));
   const security: string[] = [];
   const handler = createUpgradeHandler({
+    wss: { on: () => undefined },
     gate: g.options,
     registry: g.options.registry,
     trustedProxies: new Set(),
