@@ -14,6 +14,9 @@ export interface OpenBusOptions {
   connectTimeoutMs?: number;
   /** Redis only: liveness PINGs (RedisBusOptions.ping). */
   ping?: { intervalMs: number; timeoutMs: number };
+  /** Redis only: RedisBusOptions.peerLivenessMs. */
+  peerLivenessMs?: number;
+  onPeersLost?: (count: number) => void;
 }
 
 /** Picks the adapter from config; a Redis bus is returned only once it is connected. */

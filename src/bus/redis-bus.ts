@@ -2,6 +2,7 @@ import { Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import type { Bus, BusHandler } from './bus.js';
 import { quitRedis } from '../redis/quit.js';
 import { watchLiveness, type RedisLiveness } from '../redis/liveness.js';
+import { PeerWatch } from './peer-watch.js';
 
 /** Where a reported error came from; lets the logger pick a level and a metric label. */
 export type BusErrorSource = 'connection' | 'publish' | 'subscribe' | 'unsubscribe' | 'deliver';
@@ -19,6 +20,14 @@ export interface RedisBusOptions {
   connectTimeoutMs?: number;
   /** Liveness PINGs on both connections (config `redisPingIntervalMs`, `redisPingTimeoutMs`). Default 1000 / 3000; interval 0: none. */
   ping?: { intervalMs: number; timeoutMs: number };
+  /**
+   * A node that has not refreshed its cluster membership for this long is counted as dead and
+   * every node resyncs from storage (it may have died between a commit and its publish); see
+   * peer-watch.ts. Config `limits.nodeLivenessMs`. Unset or 0: no watch.
+   */
+  peerLivenessMs?: number;
+  /** Peers found dead, by this node (for the log). */
+  onPeersLost?: (count: number) => void;
 }
 
 export interface RedisBusStats {
@@ -70,6 +79,7 @@ export class RedisBus implements Bus {
       throw err;
     }
     bus.opened = true;
+    await bus.join();
     return bus;
   }
 
@@ -96,6 +106,7 @@ export class RedisBus implements Bus {
   private resyncRetry: NodeJS.Timeout | undefined;
   private resyncRetryMs = RESYNC_RETRY_MS;
   private readonly liveness: RedisLiveness[];
+  private readonly peers: PeerWatch | undefined;
   private batch: ChainableCommander | null = null;
   private batchSize = 0;
   private flushScheduled = false;
@@ -156,6 +167,23 @@ export class RedisBus implements Bus {
     ];
     this.sub.on('message', (channel: string, message: string) => this.receive(channel, message));
     void this.sub.subscribe(this.resyncChannel).catch((err: Error) => this.report(err, 'subscribe'));
+    if (options.peerLivenessMs !== undefined && options.peerLivenessMs > 0) {
+      const onPeersLost = options.onPeersLost;
+      this.peers = new PeerWatch({
+        client: this.pub,
+        key: `${options.channelPrefix}ctl:nodes`,
+        nodeId: options.nodeId,
+        resyncChannel: this.resyncChannel,
+        livenessMs: options.peerLivenessMs,
+        onLapsed: (count) => onPeersLost?.(count),
+        onError: (err) => this.report(err, 'connection'),
+      });
+    }
+  }
+
+  /** Joins the cluster's membership now rather than at the first heartbeat (see peer-watch.ts). */
+  private async join(): Promise<void> {
+    await this.peers?.refresh();
   }
 
   subscribe(userId: string): void {
@@ -237,6 +265,8 @@ export class RedisBus implements Bus {
     this.flush();
     this.closed = true;
     clearTimeout(this.resyncRetry);
+    // After the last batch (same connection, in order): leaving says nothing was left unpublished.
+    await this.peers?.leave();
     for (const l of this.liveness) l.stop();
     this.releaseWaiters();
     this.users.clear();

@@ -197,7 +197,7 @@ export const ConfigSchema = z.strictObject({
       maxQueuedFrames: positiveInt.default(32),
       /** Total open sockets on this node. */
       maxConnections: positiveInt.default(50000),
-      /** With Redis: a node that stops refreshing its liveness key (crash) frees its IP/user slots after this. */
+      /** With Redis: a node that stops refreshing its liveness key (crash) frees its IP/user slots after this, and its lapse makes every node resync its sessions from storage. */
       nodeLivenessMs: ms.min(300).default(15000),
       /** Fragments one message may arrive in (ws `maxFragments`; beyond → close 1008). */
       maxFragments: positiveInt.default(64),

@@ -138,6 +138,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       nodeId,
       onError: (err, source) => logger.error({ source, err: err.message }, 'bus error'),
       ping: redisPing(config),
+      peerLivenessMs: config.limits.nodeLivenessMs,
+      onPeersLost: (count) => logger.warn({ count }, 'cluster nodes lapsed without a clean shutdown: every node reads its sessions\' gaps from storage'),
     });
     limits = createLimits({
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),

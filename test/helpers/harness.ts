@@ -245,9 +245,11 @@ export interface TcpProxy {
   start(): Promise<void>;
   /**
    * Black-holes the connections open now: they stay open but carry nothing either way (a path
-   * that died silently: no FIN, no RST). New connections are forwarded as usual.
+   * that died silently: no FIN, no RST). New connections are forwarded as usual. With `only`,
+   * just the connections whose first bytes from the client contain it (e.g. a Redis client's
+   * `CLIENT SETNAME`, which ioredis sends first).
    */
-  freeze(): void;
+  freeze(only?: string): void;
   /** Stops for good. */
   close(): Promise<void>;
 }
@@ -262,11 +264,14 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
   const net = await import('node:net');
   const sockets = new Set<import('node:net').Socket>();
   const pairs = new Set<[import('node:net').Socket, import('node:net').Socket]>();
+  /** The first bytes each client sent, for `freeze(only)`. */
+  const opening = new WeakMap<import('node:net').Socket, string>();
   const server = net.createServer((inbound) => {
     const outbound = net.connect(targetPort, targetHost);
     sockets.add(inbound).add(outbound);
     const pair: [import('node:net').Socket, import('node:net').Socket] = [inbound, outbound];
     pairs.add(pair);
+    inbound.once('data', (chunk: Buffer) => opening.set(inbound, chunk.toString('latin1', 0, 512)));
     inbound.once('close', () => pairs.delete(pair));
     for (const s of [inbound, outbound]) {
       s.on('error', () => {});
@@ -303,15 +308,17 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     start: async () => {
       if (!listening) await listen(port);
     },
-    freeze: () => {
-      for (const [inbound, outbound] of pairs) {
+    freeze: (only?: string) => {
+      for (const pair of pairs) {
+        const [inbound, outbound] = pair;
+        if (only !== undefined && !(opening.get(inbound) ?? '').includes(only)) continue;
+        pairs.delete(pair);
         inbound.unpipe(outbound);
         outbound.unpipe(inbound);
         // Read nothing more: what either side writes piles up in the kernel, as on a dead path.
         inbound.pause();
         outbound.pause();
       }
-      pairs.clear();
     },
     close: stop,
   };

@@ -1,0 +1,91 @@
+/**
+ * Notices nodes that vanished without a clean shutdown. Such a node may have committed frames it
+ * never published (killed between its COMMIT and its PUBLISH): online sessions on the other nodes
+ * would see them only when a later frame revealed the gap, or on reconnect. So when a node's
+ * membership lapses, the node that notices announces a resync and every node reads its sessions'
+ * gaps from storage, as after a Redis outage.
+ *
+ * Membership is one sorted set, `<channelPrefix>ctl:nodes`: member = nodeId, score = when its
+ * membership lapses, on Redis' clock (`TIME`, so nodes' clocks need not agree). Each node refreshes
+ * its own every `livenessMs / 3`; the refresh removes every lapsed member and, if it removed any,
+ * publishes the resync in the same script — so exactly one node announces each death. A clean
+ * shutdown removes its own member first (it published everything), and announces nothing.
+ */
+import type { Redis } from 'ioredis';
+
+const HEARTBEAT_LUA = `
+-- KEYS[1]: members. ARGV[1]: own nodeId, ARGV[2]: lapse after (ms), ARGV[3]: resync channel.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lapsed = 0
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  -- Our own lapsed member: we were only stalled, and publish what we commit once running again.
+  if node ~= ARGV[1] then
+    redis.call('ZREM', KEYS[1], node)
+    lapsed = lapsed + 1
+  end
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if lapsed > 0 then redis.call('PUBLISH', ARGV[3], '1') end
+return lapsed
+`;
+
+export interface PeerWatchOptions {
+  /** The publisher connection (offline queue off: a refresh while Redis is down just fails). */
+  client: Redis;
+  /** Sorted set of the cluster's nodes. */
+  key: string;
+  nodeId: string;
+  /** Channel every node resyncs on. */
+  resyncChannel: string;
+  /** A node that has not refreshed for this long is counted as dead. */
+  livenessMs: number;
+  /** Peers found dead (for the log). */
+  onLapsed(count: number): void;
+  onError(err: Error): void;
+}
+
+interface PeerWatchScripts {
+  rampartPeerHeartbeat(key: string, nodeId: string, livenessMs: number, channel: string): Promise<number>;
+}
+
+export class PeerWatch {
+  readonly #timer: NodeJS.Timeout;
+  #busy = false;
+  #stopped = false;
+
+  constructor(private readonly o: PeerWatchOptions) {
+    o.client.defineCommand('rampartPeerHeartbeat', { lua: HEARTBEAT_LUA, numberOfKeys: 1 });
+    this.#timer = setInterval(() => void this.refresh(), Math.max(50, Math.floor(o.livenessMs / 3)));
+    this.#timer.unref();
+  }
+
+  /** Refreshes this node's membership and sweeps lapsed peers (also run by the timer). */
+  async refresh(): Promise<void> {
+    if (this.#busy || this.#stopped || this.o.client.status !== 'ready') return;
+    this.#busy = true;
+    try {
+      const scripts = this.o.client as unknown as PeerWatchScripts;
+      const lapsed = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel);
+      if (lapsed > 0) this.o.onLapsed(lapsed);
+    } catch (err) {
+      this.o.onError(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** Clean shutdown: leave the membership, so that nobody resyncs for us. */
+  async leave(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    if (this.o.client.status !== 'ready') return;
+    await this.o.client.zrem(this.o.key, this.o.nodeId).catch((err: unknown) => this.o.onError(err instanceof Error ? err : new Error(String(err))));
+  }
+
+  /** Stops refreshing without leaving: what a killed node does (tests). */
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+  }
+}
