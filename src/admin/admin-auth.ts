@@ -24,7 +24,8 @@ const MAX_HEADER = 2048;
 /** The credential a request authenticates as, or undefined (missing, malformed or wrong). */
 export function authenticateAdmin(header: string | undefined, credential: AdminCredential): AdminCredential | undefined {
   if (header === undefined || header.length > MAX_HEADER) return undefined;
-  const match = /^Bearer ([\x21-\x7e]+)$/.exec(header);
+  // The scheme is case-insensitive (RFC 9110 §11.1), as on /metrics; the token is not.
+  const match = /^Bearer ([\x21-\x7e]+)$/i.exec(header);
   if (match === null) return undefined;
   return timingSafeEqual(sha256(match[1]!), credential.sha256) ? credential : undefined;
 }

@@ -18,7 +18,8 @@ export interface LocalSession {
   readonly id: string;
   readonly userKey: string;
   readonly deviceId: string | undefined;
-  readonly ip: string;
+  /** The client's address (an IPv6 client's whole address, not the network its limits count). */
+  readonly address: string;
   readonly authenticatedAt: number;
 }
 
@@ -46,7 +47,7 @@ export function describeSession(nodeId: string, s: LocalSession): SessionDescrip
     sessionId: clusterSessionId(nodeId, s),
     node: nodeId,
     ...(s.deviceId !== undefined ? { deviceId: s.deviceId } : {}),
-    ip: s.ip,
+    ip: s.address,
     since: s.authenticatedAt,
   };
 }

@@ -146,7 +146,6 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     session.activate(identity, userKey);
     session.deviceId = resume.deviceId;
     o.onAuthenticated(session);
-    o.onAuthResult?.('success');
     const stream = new DeviceStream(session, readTimeline, streamOptions);
     session.attachStream(stream);
     // Subscribed before the resume point is read: live frames from now on are held by the stream
@@ -158,12 +157,15 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     if (!session.isOpen) return;
     const point = await resumePoint(session, identity, resume);
     if (point === undefined) {
+      if (!session.isOpen) return; // the client left while it was read: nothing to count
       // Without a resume point the stream cannot promise a gapless order: refuse, the client retries.
-      return session.reject(failure('storage_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE));
+      return fail(session, 'storage_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
     }
     if (!session.isOpen) return;
     session.sendFrame({ type: 'auth_success', userId: identity.userId, resumeAfter: point.after, lastPos: point.lastPos });
     session.announced = true;
+    // Counted once the client is told: a session refused or closed on the way is not a success.
+    o.onAuthResult?.('success');
     // Not awaited: the session takes frames again as soon as auth_success is out; the replay is
     // paced by the socket's unsent bytes and runs beside them. Nothing pending (the resume point is
     // the user's last position): the stream goes live without reading the timeline.

@@ -123,6 +123,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     config.jwt.maxTokenLength,
   );
 
+  // Read before any adapter opens: an unreadable certificate fails start-up with nothing to close.
+  const tlsOptions = config.tls ? httpsOptions(config.tls) : undefined;
+
   // ── adapters ──
   const cipher = config.encryption ? ContentCipher.fromBase64(config.encryption.activeKeyId, config.encryption.keys) : undefined;
   const store: Store = await openStore(config.storage, { ...(cipher ? { cipher } : {}), strangerPrivacy: config.chat.strangerPrivacy });
@@ -352,7 +355,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const handler = hsts ? withResponseHeaders(mainRoutes, { 'strict-transport-security': hsts }) : mainRoutes;
   const serverOptions = httpServerLimits(L.headersTimeout, L.maxHeaderSize);
   // A TLS handshake gets the same time as the request headers (Node's default is 120 s: a slow one held a socket that long).
-  const httpsServer = config.tls ? createHttpsServer({ ...serverOptions, handshakeTimeout: L.headersTimeout, ...httpsOptions(config.tls) }, handler) : undefined;
+  const httpsServer = tlsOptions ? createHttpsServer({ ...serverOptions, handshakeTimeout: L.headersTimeout, ...tlsOptions }, handler) : undefined;
   if (config.tls?.requestClientCert && !config.tls.requireClientCert) httpsServer?.on('secureConnection', refuseUnverifiedClientCert);
   const server: Server = httpsServer ?? createHttpServer(serverOptions, handler);
   const rawConnections = trackConnections(server);

@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { WebSocketServer } from 'ws';
 import type { Logger } from '../observability/logger.js';
 import type { SecurityEventSink } from '../observability/security-events.js';
-import { ipLimitKey, resolveClientIp } from '../gate/client-ip.js';
+import { ipLimitKey, normalizeIp, resolveClientIp } from '../gate/client-ip.js';
 import { runHandshakeGate, type HandshakeGateOptions } from '../gate/handshake-gate.js';
 import { websocketRequestProblem } from '../gate/websocket-request.js';
 import type { ConnectionRegistry } from '../limits/limiter.js';
@@ -84,8 +84,10 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
 
   return (req, socket, head) => {
     socket.on('error', destroySelf); // a reset mid-handshake must not crash us
-    // Every per-IP limit, count and log of this connection uses this key (an IPv6 client's network).
-    const ip = ipLimitKey(resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], o.trustedProxies), o.ipv6PrefixLength);
+    // Every per-IP limit, count and log of this connection uses this key (an IPv6 client's network);
+    // the session listings show the address itself.
+    const address = normalizeIp(resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], o.trustedProxies));
+    const ip = ipLimitKey(address, o.ipv6PrefixLength);
     const closing = o.isClosing();
     if (closing || !WS_PATHS.has(requestPath(req.url))) {
       o.onHandshake?.('refused', closing ? 'draining' : 'not_found');
@@ -134,7 +136,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
           // From here ws handles socket errors (it destroys the socket) and the session releases the slot.
           socket.off('close', release);
           socket.off('error', destroySelf);
-          const session = new Session(ws, socket, ip, o.timings, hooks);
+          const session = new Session(ws, socket, ip, address, o.timings, hooks);
           o.connections.add(session, result.identity !== undefined);
           o.onUpgraded?.(socket);
           result.unreserve(); // counted now

@@ -130,7 +130,10 @@ export class Session implements Flushable, WheelEntry {
   constructor(
     readonly ws: WebSocket,
     private readonly socket: Duplex,
+    /** The per-IP limit key: the client's address, an IPv6 client's network (logs name it too). */
     readonly ip: string,
+    /** The client's address itself (the session listings show it); the same string for IPv4. */
+    readonly address: string,
     private readonly timings: SessionTimings,
     private readonly hooks: SessionHooks,
   ) {

@@ -14,11 +14,14 @@ test('admin credential: off without a token; token and tokenSha256 are equivalen
   const hashed = adminCredential({ tokenSha256: createHash('sha256').update(TOKEN).digest('hex').toUpperCase(), name: 'b' })!;
   assert.deepEqual(plain.sha256, hashed.sha256);
   assert.equal(authenticateAdmin(`Bearer ${TOKEN}`, hashed)?.name, 'b');
+  // The scheme is case-insensitive (RFC 9110 §11.1); the token is compared exactly.
+  assert.equal(authenticateAdmin(`bearer ${TOKEN}`, hashed)?.name, 'b');
+  assert.equal(authenticateAdmin(`BEARER ${TOKEN}`, hashed)?.name, 'b');
 });
 
 test('admin bearer: anything but the exact token is refused', () => {
   const c = adminCredential({ token: TOKEN, name: 'a' })!;
-  for (const h of [undefined, '', TOKEN, `Bearer  ${TOKEN}`, `Bearer ${TOKEN} `, `Bearer ${TOKEN}y`, `Bearer ${TOKEN.slice(1)}`, `bearer ${TOKEN}`, `Bearer ${'x'.repeat(5000)}`]) {
+  for (const h of [undefined, '', TOKEN, `Bearer  ${TOKEN}`, `Bearer ${TOKEN} `, `Bearer ${TOKEN}y`, `Bearer ${TOKEN.slice(1)}`, `Bearer ${TOKEN.toUpperCase()}`, `Bearer ${'x'.repeat(5000)}`]) {
     assert.equal(authenticateAdmin(h, c), undefined, String(h).slice(0, 20));
   }
 });
