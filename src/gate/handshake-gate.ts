@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js';
 import type { Identity } from '../auth/token-verifier.js';
 import type { TokenCheckFn } from '../pipeline/token-checks.js';
-import { checkOrigin, rawHeaderValues, type OriginPolicy } from './origin.js';
+import { checkOrigin, declaredOrigins, type OriginPolicy } from './origin.js';
 
 export interface GateRefusal {
   status: 400 | 401 | 403 | 429 | 503;
@@ -104,7 +104,7 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
     return result;
   };
 
-  const origin = checkOrigin(o.originPolicy, rawHeaderValues(req.rawHeaders, 'origin'));
+  const origin = checkOrigin(o.originPolicy, declaredOrigins(req.rawHeaders));
   if (origin !== 'allowed' && origin !== 'missing_allowed') return release(refuse(403, `origin_${origin}`));
 
   const token = queryToken(req.url);

@@ -88,11 +88,17 @@ export function checkOrigin(policy: OriginPolicy, headerValues: readonly string[
   return 'not_allowed';
 }
 
-/** All values of header `name` (lowercase) from Node's rawHeaders list. */
-export function rawHeaderValues(rawHeaders: readonly string[], name: string): string[] {
+/**
+ * Every origin a WebSocket upgrade declares, in one pass over rawHeaders: `Origin` lines, and
+ * `Sec-WebSocket-Origin` lines — where the browsers of the hybi-07..12 drafts (version 8, which
+ * the gate still accepts) put the page's origin; ws reads it as the origin for them too. Two
+ * declarations, whichever the header, are a duplicate.
+ */
+export function declaredOrigins(rawHeaders: readonly string[]): string[] {
   const values: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if ((rawHeaders[i] as string).toLowerCase() === name) values.push(rawHeaders[i + 1] as string);
+    const name = (rawHeaders[i] as string).toLowerCase();
+    if (name === 'origin' || name === 'sec-websocket-origin') values.push(rawHeaders[i + 1] as string);
   }
   return values;
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkOrigin, compileOriginPolicy, ownOrigins, parseCanonicalOrigin, rawHeaderValues, serverOriginPolicy } from '../../src/gate/origin.js';
+import { checkOrigin, compileOriginPolicy, ownOrigins, parseCanonicalOrigin, declaredOrigins, serverOriginPolicy } from '../../src/gate/origin.js';
 
 const policy = compileOriginPolicy(['http://localhost:3000', 'https://chat.example.org', 'https://*.example.com'], true);
 const verdict = (origin: string, p = policy) => checkOrigin(p, [origin]);
@@ -90,13 +90,17 @@ test('two Origin headers are refused even when both are allowed', () => {
   assert.equal(verdict('https://a.example.com, https://evil.com'), 'malformed');
 });
 
-test('rawHeaderValues sees every Origin line, whatever its case', () => {
-  assert.deepEqual(rawHeaderValues(['Host', 'x', 'Origin', 'https://a.example.com', 'origin', 'https://b.example.com', 'ORIGIN', 'null'], 'origin'), [
+test('declaredOrigins sees every Origin line, whatever its case, and the version-8 Sec-WebSocket-Origin', () => {
+  assert.deepEqual(declaredOrigins(['Host', 'x', 'Origin', 'https://a.example.com', 'origin', 'https://b.example.com', 'ORIGIN', 'null']), [
     'https://a.example.com',
     'https://b.example.com',
     'null',
   ]);
-  assert.deepEqual(rawHeaderValues(['Host', 'x'], 'origin'), []);
+  assert.deepEqual(declaredOrigins(['Host', 'x']), []);
+  // hybi-07..12 browsers put the page's origin here; with an Origin line too it is a duplicate.
+  assert.deepEqual(declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test']), ['https://evil.test']);
+  assert.equal(checkOrigin(policy, declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test'])), 'not_allowed');
+  assert.equal(checkOrigin(policy, declaredOrigins(['Origin', 'https://chat.example.org', 'sec-websocket-origin', 'https://chat.example.org'])), 'duplicate');
 });
 
 test('a missing Origin is allowed or refused by config', () => {
