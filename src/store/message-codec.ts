@@ -176,6 +176,11 @@ export class EventCodec {
     this.#actorKey = options.membershipActorKey ?? 'actorId';
   }
 
+  /** The key new rows are sealed with; undefined when nothing is encrypted. */
+  get activeKeyId(): string | undefined {
+    return this.#cipher?.activeKeyId;
+  }
+
   encodeMessage(m: NewMessage): EncodedFields {
     const attachments = m.attachments === undefined ? null : toJson(m.attachments);
     const mentions = toJson(m.mentions);
@@ -428,6 +433,31 @@ export class EventCodec {
     if (stored === null) return undefined;
     if (keyId === null) return stored;
     return this.#cipherFor(keyId).open(keyId, stored, `${conversationId}/name`);
+  }
+
+  /**
+   * conversations.name sealed again under the active key, or undefined when it already is (or
+   * nothing is encrypted). UnknownKeyError when the key that sealed it is gone. A group name never
+   * ages out the way events do, so the stores run this over every name at start-up: an old key is
+   * then needed only by rows retention will delete.
+   */
+  resealName(conversationId: string, stored: string, keyId: string | null): { name: string; keyId: string | null } | undefined {
+    const cipher = this.#cipher;
+    if (cipher === undefined || keyId === cipher.activeKeyId) return undefined;
+    return this.sealName(conversationId, this.openName(conversationId, stored, keyId));
+  }
+
+  /**
+   * The name a rename compares with: undefined when there is none, or when the key that sealed it
+   * is gone — the rename then overwrites it, which is how such a name is repaired.
+   */
+  currentName(conversationId: string, stored: string | null, keyId: string | null): string | undefined {
+    try {
+      return this.openName(conversationId, stored, keyId);
+    } catch (err) {
+      if (err instanceof UnknownKeyError) return undefined;
+      throw err;
+    }
   }
 
   /** The cipher that opens what `keyId` sealed (UnknownKeyError without one). */

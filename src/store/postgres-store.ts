@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import type { ContentCipher } from './content-cipher.js';
+import { UnknownKeyError, type ContentCipher } from './content-cipher.js';
 import {
   EVENT_DELETE,
   EVENT_EDIT,
@@ -513,7 +513,41 @@ export class PostgresStore implements Store {
         await client.query(`INSERT INTO ${this.#t('schema_version')} (version) VALUES ($1)`, [v + 1]);
       }
     });
+    await this.#resealGroupNames();
     this.#initialized = true;
+  }
+
+  /**
+   * Group names sealed with another key than the active one (or stored clear before encryption was
+   * turned on) are sealed again under it, at start-up, a slice per transaction; a name never ages
+   * out the way events do. Rows locked, so a rename or another node's pass waits; names sealed with
+   * a key no longer in the keyring are left as they are.
+   */
+  async #resealGroupNames(): Promise<void> {
+    const active = this.#codec.activeKeyId;
+    if (active === undefined) return;
+    const SLICE = 1000;
+    for (let after: number | undefined = 0; after !== undefined; ) {
+      const from: number = after;
+      after = await this.#transaction(async ({ client }) => {
+        const { rows } = await client.query<{ id: number; uuid: string; name: string; key_id: string | null }>(
+          `SELECT id, uuid, name, key_id FROM ${this.#t('conversations')}
+            WHERE name IS NOT NULL AND (key_id IS NULL OR key_id <> $1) AND id > $2 ORDER BY id LIMIT $3 FOR UPDATE`,
+          [active, from, SLICE],
+        );
+        for (const row of rows) {
+          let sealed;
+          try {
+            sealed = this.#codec.resealName(row.uuid, row.name, row.key_id);
+          } catch (err) {
+            if (err instanceof UnknownKeyError) continue;
+            throw err;
+          }
+          if (sealed !== undefined) await client.query(`UPDATE ${this.#t('conversations')} SET name = $1, key_id = $2 WHERE id = $3`, [sealed.name, sealed.keyId, row.id]);
+        }
+        return rows.length < SLICE ? undefined : rows[rows.length - 1]!.id;
+      });
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -913,7 +947,7 @@ export class PostgresStore implements Store {
     return this.#groupChange(request, [], async (g) => {
       if (g.actor.role < ROLE_ADMIN) return FORBIDDEN;
       const name = pgText(request.name);
-      if (this.#codec.openName(g.conversationId, g.name, g.nameKeyId) === name) return UNCHANGED;
+      if (this.#codec.currentName(g.conversationId, g.name, g.nameKeyId) === name) return UNCHANGED;
       const users = await this.#lockUsers(g.client, g.members.map((m) => m.uid));
       const sealed = this.#codec.sealName(g.conversationId, name);
       await g.client.query({ ...this.#sql.updateGroup, values: [g.conv, sealed.name, sealed.keyId, false] });

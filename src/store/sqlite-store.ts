@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
 import { Database } from './sqlite-driver.js';
-import type { ContentCipher } from './content-cipher.js';
+import { UnknownKeyError, type ContentCipher } from './content-cipher.js';
 import { SqliteRowBatches } from './sqlite-row-batches.js';
 import { CommittedCache } from './committed-cache.js';
 import {
@@ -765,6 +765,7 @@ export class SqliteStore implements Store {
       db.pragma('temp_store = MEMORY');
       // Retention's working set: the keys of the events a prune pass deletes (this connection's own).
       db.exec('CREATE TEMP TABLE IF NOT EXISTS prune_keys (conv INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (conv, seq)) WITHOUT ROWID');
+      resealGroupNames(db, this.#codec);
       const s = prepareAll(db);
       this.#s = s;
       this.#f = prepareFeatures(db, EVENT_COLUMNS);
@@ -1918,7 +1919,7 @@ export class SqliteStore implements Store {
   #renameGroup(s: Statements, r: RenameGroupRequest): GroupChangeOutcome {
     const g = this.#groupFor(s, r.tenantId, r.conversationId, r.actorId);
     if (g === undefined || g.role === ROLE_MEMBER) return G_FORBIDDEN;
-    const current = g.state.name === null ? undefined : this.#codec.openName(g.info.uuid, g.state.name, g.state.key_id);
+    const current = this.#codec.currentName(g.info.uuid, g.state.name, g.state.key_id);
     if (current === r.name) return G_UNCHANGED;
     const sealed = this.#codec.sealName(g.info.uuid, r.name);
     s.setConvName.run(sealed.name, sealed.keyId, g.info.id);
@@ -2034,6 +2035,38 @@ function prepareFeatures(db: BetterSqlite3.Database, eventColumns: string) {
 }
 
 type FeatureStatements = ReturnType<typeof prepareFeatures>;
+
+/** Names per transaction of the start-up pass below. */
+const RESEAL_SLICE = 1000;
+
+/**
+ * Group names sealed with another key than the active one (or stored clear before encryption was
+ * turned on) are sealed again under it, at start-up, a slice per transaction. Names sealed with a
+ * key no longer in the keyring are left as they are (listing them fails until the key is back).
+ */
+function resealGroupNames(db: BetterSqlite3.Database, codec: EventCodec): void {
+  const active = codec.activeKeyId;
+  if (active === undefined) return;
+  const page = db.prepare<[string, number, number], { id: number; uuid: Buffer; name: string; key_id: string | null }>(
+    'SELECT id, uuid, name, key_id FROM conversations WHERE name IS NOT NULL AND (key_id IS NULL OR key_id <> ?) AND id > ? ORDER BY id LIMIT ?',
+  );
+  const update = db.prepare<[string, string | null, number]>('UPDATE conversations SET name = ?, key_id = ? WHERE id = ?');
+  const slice = db.transaction((after: number): number | undefined => {
+    const rows = page.all(active, after, RESEAL_SLICE);
+    for (const row of rows) {
+      let sealed;
+      try {
+        sealed = codec.resealName(bytesToUuid(row.uuid), row.name, row.key_id);
+      } catch (err) {
+        if (err instanceof UnknownKeyError) continue;
+        throw err;
+      }
+      if (sealed !== undefined) update.run(sealed.name, sealed.keyId, row.id);
+    }
+    return rows.length < RESEAL_SLICE ? undefined : rows[rows.length - 1]!.id;
+  });
+  for (let after: number | undefined = 0; after !== undefined; ) after = slice(after);
+}
 
 function migrate(db: BetterSqlite3.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
