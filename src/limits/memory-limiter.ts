@@ -44,14 +44,21 @@ export class MemoryLimiter implements Limiter {
 
   consume(key: string, rules: readonly RateRule[], now: number = Date.now()): RateDecision {
     const entry = this.entry(key);
-    // Pass 1: check every rule without counting, so a refusal counts in none (atomic).
+    // Pass 1: check every rule without counting, so a refusal counts in none (atomic). A refusal
+    // names the rule with the longest wait: a client retrying after `retryAfter` must pass them all.
+    let refused = -1;
+    let longest = 0;
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i]!;
       const state = this.window(entry, i, rule);
       advance(state, now);
       const wait = retryAfter(state, rule.limit, now);
-      if (wait > 0) return { allowed: false, rule: rule.name, retryAfter: wait };
+      if (wait > longest) {
+        longest = wait;
+        refused = i;
+      }
     }
+    if (refused >= 0) return { allowed: false, rule: rules[refused]!.name, retryAfter: longest };
     // Pass 2: all admit; count in all.
     for (let i = 0; i < rules.length; i++) record(this.window(entry, i, rules[i]!));
     return ALLOWED;

@@ -33,6 +33,9 @@ const CONSUME_LUA = `
 local now = tonumber(ARGV[1])
 local pad = tonumber(ARGV[2])
 local heads = {}
+-- A refusal names the rule with the longest wait (every rule is checked): a client retrying after
+-- it must pass them all.
+local refused, longest = 0, 0
 for i = 1, #KEYS do
   local limit = tonumber(ARGV[3 * i])
   local win = tonumber(ARGV[3 * i + 1])
@@ -61,15 +64,21 @@ for i = 1, #KEYS do
   end
   if #dead > 0 then redis.call('HDEL', KEYS[i], unpack(dead)) end
   if sum >= limit then
-    if limit < 1 then return {i, win} end
-    for b = from, head do
-      sum = sum - (live[b] or 0)
-      if sum < limit then return {i, (b + 1) * w + win - 1 - now} end
+    local wait = win
+    if limit >= 1 then
+      for b = from, head do
+        sum = sum - (live[b] or 0)
+        if sum < limit then
+          wait = (b + 1) * w + win - 1 - now
+          break
+        end
+      end
     end
-    return {i, win}
+    if refused == 0 or wait > longest then refused, longest = i, wait end
   end
   heads[i] = head
 end
+if refused > 0 then return {refused, longest} end
 -- Every rule admits: count the event in all of them.
 for i = 1, #KEYS do
   local win = tonumber(ARGV[3 * i + 1])

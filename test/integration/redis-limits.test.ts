@@ -131,6 +131,23 @@ function limiterContract(name: string, make: () => Promise<Limiter>): void {
       assert.equal(r.rule, 'minute');
     });
 
+    test('with several rules spent, the refusal names the longest wait: a retry after retryAfter passes', async () => {
+      const k = key();
+      const rules = [
+        { name: 'burst', limit: 3, windowMs: 1000 },
+        { name: 'minute', limit: 3, windowMs: 60_000 },
+        { name: 'hour', limit: 1000, windowMs: 3_600_000 },
+      ];
+      assert.equal(await admittedOf(k, rules, T, 3), 3);
+      const r = await at(k, rules, T);
+      assert.ok(!r.allowed);
+      // Both the burst and the minute budget are spent: waiting out the burst alone would be refused again.
+      assert.equal(r.rule, 'minute');
+      assert.ok(r.retryAfter >= 60_000, `retryAfter ${r.retryAfter}`);
+      assert.equal((await at(k, rules, T + r.retryAfter - 1)).allowed, false);
+      assert.equal((await at(k, rules, T + r.retryAfter)).allowed, true);
+    });
+
     test('keys are independent', async () => {
       const a = key();
       const b = key();
