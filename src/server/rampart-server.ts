@@ -308,10 +308,11 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     tokenExpiryGraceMs: config.jwt.clockTolerance * 1000,
     maxViolations: L.maxViolations,
     violationWindowMs: L.violationWindowMs,
+    maxPendingAutoPongs: L.maxPendingAutoPongs,
   };
 
   // ── HTTP(S) server and the WebSocket upgrade ──
-  const wssOptions: ServerOptions & { maxFragments: number; maxBufferedChunks: number; maxPendingAutoPongs: number } = {
+  const wssOptions: ServerOptions & { maxFragments: number; maxBufferedChunks: number } = {
     noServer: true,
     maxPayload: config.maxMessageSize, // nothing bigger is ever buffered (close 1009); lower before auth (Session)
     perMessageDeflate: false, // compression bombs and CPU cost; chat frames are small
@@ -319,7 +320,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     skipUTF8Validation: false, // invalid UTF-8 → close 1007
     maxFragments: L.maxFragments,
     maxBufferedChunks: L.maxBufferedChunks,
-    maxPendingAutoPongs: L.maxPendingAutoPongs, // ping floods: at most this many pongs waiting
+    autoPong: false, // the session answers pings, ignoring them past limits.maxPendingAutoPongs (ws would terminate)
   };
   const wss = new WebSocketServer(wssOptions);
   let closing = false;

@@ -46,6 +46,8 @@ export interface SessionTimings {
   tokenExpiryGraceMs: number;
   maxViolations: number;
   violationWindowMs: number;
+  /** Pongs owed to a pinging client (written, not yet flushed) before further pings are ignored. */
+  maxPendingAutoPongs: number;
 }
 
 /** What the session needs from the rest of the server. */
@@ -80,6 +82,9 @@ function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): voi
 }
 function onSocketPong(this: WebSocket): void {
   sessionOf(this).onPong();
+}
+function onSocketPing(this: WebSocket, data: Buffer): void {
+  sessionOf(this).onPing(data);
 }
 function onSocketClose(this: WebSocket, code: number): void {
   sessionOf(this).onClose(code);
@@ -119,6 +124,8 @@ export class Session implements Flushable, WheelEntry {
   wheelSlot = -1;
   /** When the oldest ping still unanswered was sent (0: none outstanding). */
   private pingSentAt = 0;
+  /** Pongs to the client's pings not yet written out (ws's autoPong is off: see onPing). */
+  private owedPongs = 0;
   private busy = false;
   /** Frames that arrived while the pipeline was busy; created on first use (most sessions never need it). */
   private queue: QueuedFrame[] | undefined;
@@ -141,6 +148,7 @@ export class Session implements Flushable, WheelEntry {
     (ws as SessionSocket)[SESSION] = this;
     ws.on('message', onSocketMessage);
     ws.on('pong', onSocketPong);
+    ws.on('ping', onSocketPing);
     ws.on('close', onSocketClose);
     // Without an error listener a malformed frame would throw from the emitter and crash the
     // process; ws closes the socket itself (1002/1007/1009) after emitting it.
@@ -457,6 +465,20 @@ export class Session implements Flushable, WheelEntry {
   /** @internal */
   onPong(): void {
     this.pingSentAt = 0;
+  }
+
+  /**
+   * @internal A client's ping is answered here, not by ws: ws would terminate the connection once
+   * `maxPendingAutoPongs` pongs are owed — as soon as a burst of pings arrives in one read (their
+   * pongs are written only when the socket is flushed). Past the bound, pings are ignored.
+   */
+  onPing(data: Buffer): void {
+    if (this.state === 'closing' || this.owedPongs >= this.timings.maxPendingAutoPongs) return;
+    this.owedPongs++;
+    // One small closure per ping answered: pings are rare (a client's keep-alive), sessions are many.
+    this.ws.pong(data, false, () => {
+      this.owedPongs--;
+    });
   }
 
   /** @internal */
