@@ -237,7 +237,25 @@ const operations: Rule = {
   ],
 };
 
-export const RULES: readonly Rule[] = [readableFiles, signingKey, issuerAudience, issuerTenants, jwksTransport, origins, queryToken, transport, metricsExposure, adminExposure, operations];
+/** What an `auth` frame carries besides its token: type, deviceId (≤ 64), after, JSON punctuation. */
+const AUTH_FRAME_OVERHEAD = 256;
+
+/** A token the verifier accepts must also fit the frame that carries it before the session is active. */
+const tokenFitsAuthFrame: Rule = {
+  name: 'tokens fit the auth frame',
+  production: false,
+  check: (config) =>
+    config.jwt.maxTokenLength + AUTH_FRAME_OVERHEAD > config.maxPreAuthMessageSize
+      ? [
+          warn(
+            'maxPreAuthMessageSize',
+            `an auth frame with a token near jwt.maxTokenLength does not fit: such tokens are refused at the first auth (close 1009) though accepted in a refresh; keep maxPreAuthMessageSize ≥ jwt.maxTokenLength + ${AUTH_FRAME_OVERHEAD}`,
+          ),
+        ]
+      : [],
+};
+
+export const RULES: readonly Rule[] = [readableFiles, tokenFitsAuthFrame, signingKey, issuerAudience, issuerTenants, jwksTransport, origins, queryToken, transport, metricsExposure, adminExposure, operations];
 
 export interface RuleResult {
   rule: string;

@@ -280,7 +280,15 @@ test('check results: OK rules, warnings and the grade', () => {
   const listed = { ...twoIssuers, jwt: { ...twoIssuers.jwt, tenants: ['acme'], issuers: [{ ...twoIssuers.jwt.issuers[0]!, tenants: ['partner'] }] } };
   assert.deepEqual(findingsOf(runChecks(parseConfig(listed, noFiles), noFiles)).filter((f) => f.key.endsWith('.tenants')), []);
   // Development runs only the mode-independent rules.
-  assert.deepEqual(runChecks(parseConfig({}), noFiles).map((r) => r.rule), ['files are readable']);
+  assert.deepEqual(runChecks(parseConfig({}), noFiles).map((r) => r.rule), ['files are readable', 'tokens fit the auth frame']);
+});
+
+test('a token near jwt.maxTokenLength must fit the pre-auth frame cap (warning in every mode)', () => {
+  const fits = (input: Record<string, unknown>): string[] => findingsOf(runChecks(parseConfig(input), noFiles)).map((f) => `${f.severity} ${f.key}`);
+  assert.deepEqual(fits({}), [], 'the defaults (4096 + 256 ≤ 8192) fit');
+  assert.deepEqual(fits({ maxPreAuthMessageSize: 4096 }), ['warn maxPreAuthMessageSize']);
+  assert.deepEqual(fits({ maxPreAuthMessageSize: 1024, jwt: { secret: STRONG, maxTokenLength: 768 } }), []);
+  assert.deepEqual(fits({ maxPreAuthMessageSize: 8192, jwt: { secret: STRONG, maxTokenLength: 16384 } }), ['warn maxPreAuthMessageSize']);
 });
 
 test('tls and jwt.issuers rules', () => {
