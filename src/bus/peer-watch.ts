@@ -8,16 +8,22 @@
  * Membership is one sorted set, `<channelPrefix>ctl:nodes`: member = nodeId, score = when its
  * membership lapses, on Redis' clock (`TIME`, so nodes' clocks need not agree). Each node refreshes
  * its own every `livenessMs / 3`; the refresh removes every lapsed member and, if it removed any,
- * publishes the resync in the same script — so exactly one node announces each death. A clean
- * shutdown removes its own member first (it published everything), and announces nothing.
+ * publishes the resync in the same script — so exactly one node announces each death; a node that
+ * joins and finds a member of its own id (a restart under a fixed nodeId, before the lapse was
+ * noticed) announces it. A clean shutdown removes its own member once everything it committed was
+ * published, and announces nothing.
  */
 import type { Redis } from 'ioredis';
 
 const HEARTBEAT_LUA = `
--- KEYS[1]: members. ARGV[1]: own nodeId, ARGV[2]: lapse after (ms), ARGV[3]: resync channel.
+-- KEYS[1]: members. ARGV[1]: own nodeId, ARGV[2]: lapse after (ms), ARGV[3]: resync channel,
+-- ARGV[4]: '1' on joining.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lapsed = 0
+-- Joining while a member of our id is still there: a previous life of this node (same nodeId)
+-- ended without leaving, and before its lapse was noticed.
+if ARGV[4] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then lapsed = 1 end
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   -- Our own lapsed member: we were only stalled, and publish what we commit once running again.
   if node ~= ARGV[1] then
@@ -46,13 +52,14 @@ export interface PeerWatchOptions {
 }
 
 interface PeerWatchScripts {
-  rampartPeerHeartbeat(key: string, nodeId: string, livenessMs: number, channel: string): Promise<number>;
+  rampartPeerHeartbeat(key: string, nodeId: string, livenessMs: number, channel: string, joining: '0' | '1'): Promise<number>;
 }
 
 export class PeerWatch {
   readonly #timer: NodeJS.Timeout;
   #busy = false;
   #stopped = false;
+  #joined = false;
 
   constructor(private readonly o: PeerWatchOptions) {
     o.client.defineCommand('rampartPeerHeartbeat', { lua: HEARTBEAT_LUA, numberOfKeys: 1 });
@@ -66,7 +73,8 @@ export class PeerWatch {
     this.#busy = true;
     try {
       const scripts = this.o.client as unknown as PeerWatchScripts;
-      const lapsed = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel);
+      const lapsed = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, this.#joined ? '0' : '1');
+      this.#joined = true;
       if (lapsed > 0) this.o.onLapsed(lapsed);
     } catch (err) {
       this.o.onError(err instanceof Error ? err : new Error(String(err)));

@@ -108,6 +108,8 @@ export class RedisBus implements Bus {
   private readonly liveness: RedisLiveness[];
   private readonly peers: PeerWatch | undefined;
   private batch: ChainableCommander | null = null;
+  /** The last batch sent, settled once Redis answered it (and, one connection, every batch before it). */
+  private lastExec: Promise<void> = Promise.resolve();
   private batchSize = 0;
   private flushScheduled = false;
   private readonly flushBound = (): void => {
@@ -265,8 +267,13 @@ export class RedisBus implements Bus {
     this.flush();
     this.closed = true;
     clearTimeout(this.resyncRetry);
-    // After the last batch (same connection, in order): leaving says nothing was left unpublished.
-    await this.peers?.leave();
+    // Leaving the membership says nothing was left unpublished, so it waits for Redis' answer to
+    // the last batch; frames lost on the way (now or earlier) are announced first. If even that
+    // fails, the node stays a member: its lapse makes another node announce the resync.
+    await this.lastExec;
+    const lost = this.lostPublishes && !(await this.pub.publish(this.resyncChannel, '1').then(() => true, () => false));
+    if (lost) this.peers?.stop();
+    else await this.peers?.leave();
     for (const l of this.liveness) l.stop();
     this.releaseWaiters();
     this.users.clear();
@@ -290,7 +297,7 @@ export class RedisBus implements Bus {
     if (batch === null) return;
     this.batch = null;
     this.batchSize = 0;
-    batch.exec().then(
+    this.lastExec = batch.exec().then(
       (results) => {
         let firstError: Error | null = null;
         for (const [err] of results ?? []) {

@@ -89,16 +89,16 @@ export function checkOrigin(policy: OriginPolicy, headerValues: readonly string[
 }
 
 /**
- * Every origin a WebSocket upgrade declares, in one pass over rawHeaders: `Origin` lines, and
- * `Sec-WebSocket-Origin` lines — where the browsers of the hybi-07..12 drafts (version 8, which
- * the gate still accepts) put the page's origin; ws reads it as the origin for them too. Two
+ * Every origin a WebSocket upgrade declares, in one pass over rawHeaders: `Origin` lines and, for a
+ * version-8 upgrade (`hybi`), `Sec-WebSocket-Origin` lines — where the browsers of the hybi-07..12
+ * drafts put the page's origin (ws reads it as the origin for version 8 only, as here). Two
  * declarations, whichever the header, are a duplicate.
  */
-export function declaredOrigins(rawHeaders: readonly string[]): string[] {
+export function declaredOrigins(rawHeaders: readonly string[], hybi: boolean): string[] {
   const values: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = (rawHeaders[i] as string).toLowerCase();
-    if (name === 'origin' || name === 'sec-websocket-origin') values.push(rawHeaders[i + 1] as string);
+    if (name === 'origin' || (hybi && name === 'sec-websocket-origin')) values.push(rawHeaders[i + 1] as string);
   }
   return values;
 }

@@ -2065,7 +2065,8 @@ function resealGroupNames(db: BetterSqlite3.Database, codec: EventCodec): void {
     }
     return rows.length < RESEAL_SLICE ? undefined : rows[rows.length - 1]!.id;
   });
-  for (let after: number | undefined = 0; after !== undefined; ) after = slice(after);
+  // BEGIN IMMEDIATE, as every write here: another process writing the file meanwhile is waited for.
+  for (let after: number | undefined = 0; after !== undefined; ) after = slice.immediate(after);
 }
 
 function migrate(db: BetterSqlite3.Database): void {

@@ -3,7 +3,8 @@
  * `Sec-WebSocket-Version` 13 (or 8); a version-8 browser sends its page's origin as
  * `Sec-WebSocket-Origin`, not `Origin` (ws reads it as the origin for version 8 too). The gate
  * read only `Origin`, so such a page counted as "a missing Origin (non-browser client)" and was
- * admitted by default; it must meet the same rules (§1 "Origin rules": 403).
+ * admitted by default; it must meet the same rules (§1 "Origin rules": 403). On version 13 the
+ * header means nothing, as in ws.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,4 +51,18 @@ test('a version-8 upgrade whose Sec-WebSocket-Origin is a foreign page is refuse
   assert.equal(await upgradeStatus({ 'Sec-WebSocket-Version': '13', Origin: 'https://evil.test' }), 403);
   const status = await upgradeStatus({ 'Sec-WebSocket-Version': '8', 'Sec-WebSocket-Origin': 'https://evil.test' });
   assert.equal(status, 403, `a hybi-08 browser page on https://evil.test was admitted (HTTP ${status})`);
+});
+
+// Version 13 has no Sec-WebSocket-Origin: a line of it is not an origin (as in ws).
+test('a version-13 upgrade without Origin is a missing Origin, whatever Sec-WebSocket-Origin says', async () => {
+  assert.equal(await upgradeStatus({ 'Sec-WebSocket-Version': '13' }), 101, 'control: no Origin is allowed by default');
+  const status = await upgradeStatus({ 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Origin': 'https://other.test' });
+  assert.equal(status, 101, `version 13: Sec-WebSocket-Origin is not an origin (protocol.md: "A version-8 upgrade's"), got ${status}`);
+});
+
+test('a version-13 upgrade with an allowed Origin is not refused for an extra Sec-WebSocket-Origin line', async () => {
+  const own = 'http://localhost:3000'; // allowedOrigins in the test harness
+  assert.equal(await upgradeStatus({ 'Sec-WebSocket-Version': '13', Origin: own }), 101, 'control');
+  const status = await upgradeStatus({ 'Sec-WebSocket-Version': '13', Origin: own, 'Sec-WebSocket-Origin': own });
+  assert.equal(status, 101, `got ${status}`);
 });

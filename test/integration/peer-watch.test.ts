@@ -129,6 +129,22 @@ test('a clean leave removes the member and nobody resyncs for it; a node\'s own 
   assert.equal(c.announcements(), 0);
 });
 
+test('a node restarted under the same nodeId before its lapse was noticed announces the resync itself', async () => {
+  const c = await cluster();
+  const lapsed: number[] = [];
+  // The previous life joined and was killed: its member is still there, not yet lapsed.
+  await c.raw.zadd(c.key, Date.now() + MANUAL_MS, 'node-a');
+  const announced = c.announced();
+  const again = await watch(c, 'node-a', lapsed);
+  await again.refresh();
+  await announced;
+  assert.deepEqual(lapsed, [1]);
+  await again.refresh(); // running now: nothing more to announce
+  await c.raw.publish(`${c.prefix}fence`, '1');
+  assert.deepEqual(lapsed, [1]);
+  assert.equal(c.announcements(), 1);
+});
+
 test('a RedisBus joins on connect, resyncs when a peer lapses (its own timer), and leaves on close', async () => {
   const c = await cluster();
   const lost: number[] = [];

@@ -91,16 +91,18 @@ test('two Origin headers are refused even when both are allowed', () => {
 });
 
 test('declaredOrigins sees every Origin line, whatever its case, and the version-8 Sec-WebSocket-Origin', () => {
-  assert.deepEqual(declaredOrigins(['Host', 'x', 'Origin', 'https://a.example.com', 'origin', 'https://b.example.com', 'ORIGIN', 'null']), [
+  assert.deepEqual(declaredOrigins(['Host', 'x', 'Origin', 'https://a.example.com', 'origin', 'https://b.example.com', 'ORIGIN', 'null'], false), [
     'https://a.example.com',
     'https://b.example.com',
     'null',
   ]);
-  assert.deepEqual(declaredOrigins(['Host', 'x']), []);
-  // hybi-07..12 browsers put the page's origin here; with an Origin line too it is a duplicate.
-  assert.deepEqual(declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test']), ['https://evil.test']);
-  assert.equal(checkOrigin(policy, declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test'])), 'not_allowed');
-  assert.equal(checkOrigin(policy, declaredOrigins(['Origin', 'https://chat.example.org', 'sec-websocket-origin', 'https://chat.example.org'])), 'duplicate');
+  assert.deepEqual(declaredOrigins(['Host', 'x'], false), []);
+  // hybi-07..12 browsers (version 8) put the page's origin here; with an Origin line too it is a duplicate.
+  assert.deepEqual(declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test'], true), ['https://evil.test']);
+  assert.equal(checkOrigin(policy, declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test'], true)), 'not_allowed');
+  assert.equal(checkOrigin(policy, declaredOrigins(['Origin', 'https://chat.example.org', 'sec-websocket-origin', 'https://chat.example.org'], true)), 'duplicate');
+  // Version 13 has no such header: a line of it is not an origin (as in ws).
+  assert.deepEqual(declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test', 'Origin', 'https://chat.example.org'], false), ['https://chat.example.org']);
 });
 
 test('a missing Origin is allowed or refused by config', () => {
