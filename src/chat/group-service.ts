@@ -65,7 +65,7 @@ export class GroupService {
       }
     } catch (err) {
       this.opts.storeFailed(err);
-      outbox.sendFrame(withRequestId({ type: 'error', reason: 'storage_unavailable' }, frame.requestId));
+      outbox.sendFrame(withRequestId({ type: 'error', reason: 'storage_unavailable', ...keyOf(frame) }, frame.requestId));
       return;
     }
     switch (outcome.status) {
@@ -86,7 +86,7 @@ export class GroupService {
         if (frame.type !== 'create_group') await this.#repeats.afterRepeatedChange(actor, conversationId, describe(frame), namedBy(frame), false);
         return;
       default:
-        outbox.sendFrame(withRequestId({ type: 'error', reason: outcome.status }, frame.requestId));
+        outbox.sendFrame(withRequestId({ type: 'error', reason: outcome.status, ...keyOf(frame) }, frame.requestId));
         // A leave's retry finds the actor gone: the leave may be the one whose answer was lost.
         if (frame.type === 'leave_group' && outcome.status === 'forbidden') await this.#repeats.afterRepeatedChange(actor, conversationId, describe(frame), [], true);
     }
@@ -116,4 +116,9 @@ function describe(frame: GroupChangeFrame): string {
     default:
       return frame.type;
   }
+}
+
+/** A create's refusal names its `clientMsgId`, as a message's does (no other group change has one). */
+function keyOf(frame: GroupChangeFrame): { clientMsgId?: string } {
+  return frame.type === 'create_group' && frame.clientMsgId !== undefined ? { clientMsgId: frame.clientMsgId } : {};
 }

@@ -234,18 +234,20 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     const identity = session.identity!;
     const permissions = permissionsFor(o.roles, identity.role);
     const creating = frame.type === 'create_group';
+    // A create's refusals name its key, as a message's do (the only group change that has one).
+    const clientMsgId = creating ? frame.clientMsgId : undefined;
     if (creating ? !permissions.createGroup : frame.type !== 'leave_group' && !permissions.send) {
-      return session.reject(forbidden(frame.requestId));
+      return session.reject(clientMsgId === undefined ? forbidden(frame.requestId) : reply('forbidden', withRequestId({ type: 'error', reason: 'forbidden', clientMsgId }, frame.requestId)));
     }
     let name: string | undefined;
     if (frame.type === 'create_group' || frame.type === 'rename_group') {
       const clean = sanitizeDisplayName(frame.name);
-      if (!clean.ok) return session.reject(reply('invalid_content', withRequestId({ type: 'error', reason: 'invalid_content' }, frame.requestId), true, `name:${clean.rule}`));
+      if (!clean.ok) return session.reject(reply('invalid_content', withRequestId({ type: 'error', reason: 'invalid_content', ...clientMsgIdOf({ clientMsgId }) }, frame.requestId), true, `name:${clean.rule}`));
       name = clean.name;
     }
     const key = creating ? `gc:${session.userKey}` : `gm:${session.userKey}`;
     onUserDecision(session, limiter.consume(key, creating ? rules.groupCreates : rules.membershipChanges), (d) => {
-      if (!d.allowed) return session.reject(rateLimited(d, undefined, frame.requestId));
+      if (!d.allowed) return session.reject(rateLimited(d, clientMsgId, frame.requestId));
       void o.groups.change(identity, session, frame, name);
     });
   }
