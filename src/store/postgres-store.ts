@@ -896,10 +896,13 @@ export class PostgresStore implements Store {
     this.#ready();
     const targets = this.#uuidList(request.userIds);
     if (targets === undefined) return FORBIDDEN;
-    return this.#groupChange(request, targets, async (g) => {
+    // Targets are matched against the members by uuid, never resolved: ids of users who never
+    // were here must not become rows in `users` (an admin could make thousands a minute).
+    return this.#groupChange(request, [], async (g) => {
       if (g.actor.role < ROLE_ADMIN) return FORBIDDEN;
       const byUid = new Map(g.members.map((m) => [m.uid, m]));
-      const removing = targets.map((u) => byUid.get(g.uidOf(u))).filter((m): m is CurrentMember => m !== undefined);
+      const byUuid = new Map(g.members.map((m) => [m.uuid, m]));
+      const removing = targets.map((u) => byUuid.get(u)).filter((m): m is CurrentMember => m !== undefined);
       for (const m of removing) {
         if (m.role === ROLE_OWNER) return FORBIDDEN;
         if (m.role === ROLE_ADMIN && g.actor.role !== ROLE_OWNER) return FORBIDDEN;
@@ -959,9 +962,9 @@ export class PostgresStore implements Store {
     this.#ready();
     if (!isUuid(request.userId)) return FORBIDDEN;
     const target = request.userId.toLowerCase();
-    return this.#groupChange(request, [target], async (g) => {
+    return this.#groupChange(request, [], async (g) => {
       if (g.actor.role !== ROLE_OWNER) return FORBIDDEN;
-      const m = g.members.find((x) => x.uid === g.uidOf(target));
+      const m = g.members.find((x) => x.uuid === target);
       if (m === undefined || m.role === ROLE_OWNER) return FORBIDDEN;
       const role = roleCode(request.role);
       if (m.role === role) return UNCHANGED;
