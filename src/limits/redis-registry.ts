@@ -34,6 +34,9 @@ export interface RedisRegistryOptions {
 
 const ACQUIRE_LUA = `
 -- KEYS[1]: counter hash. ARGV[1]: max, ARGV[2]: own nodeId, ARGV[3]: liveness key prefix.
+-- Returns 1 (acquired), 0 (at the limit), -1 (our own liveness key is gone: Redis lost its keys, or
+-- we stalled past it; our counts must be written back before anything can be compared).
+if redis.call('EXISTS', ARGV[3] .. ARGV[2]) == 0 then return -1 end
 local sum = 0
 local raw = redis.call('HGETALL', KEYS[1])
 for i = 1, #raw, 2 do
@@ -117,6 +120,8 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
   private started = false;
   private closed = false;
   private busy = false;
+  /** A write-back of our liveness and counts in progress (acquire found them lost). */
+  private restoring: Promise<void> | undefined;
   private startWaiters: Array<(ok: boolean) => void> = [];
 
   constructor(options: RedisRegistryOptions) {
@@ -208,7 +213,17 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
     if (!this.started || this.closed) throw new BackendUnavailableError('connection registry not started');
     this.bump(key, 1);
     try {
-      const ok = (await this.scripts.rampartRegAcquire(key, max, this.nodeId, this.livePrefix)) === 1;
+      let result = await this.scripts.rampartRegAcquire(key, max, this.nodeId, this.livePrefix);
+      if (result === -1) {
+        // Counts lost (a FLUSHDB, eviction, a restart the connection did not notice): write ours
+        // back now rather than at the next heartbeat, then decide — else the limit admits anyone.
+        this.bump(key, -1);
+        await this.restore();
+        this.bump(key, 1);
+        result = await this.scripts.rampartRegAcquire(key, max, this.nodeId, this.livePrefix);
+        if (result === -1) throw new BackendUnavailableError('connection registry: liveness key lost again');
+      }
+      const ok = result === 1;
       if (!ok) this.bump(key, -1);
       return ok;
     } catch (err) {
@@ -236,6 +251,19 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
     const n = (this.mirror.get(key) ?? 0) + delta;
     if (n > 0) this.mirror.set(key, n);
     else this.mirror.delete(key);
+  }
+
+  /** Liveness key and every count of ours written again (one at a time, however many acquires ask). */
+  private restore(): Promise<void> {
+    this.restoring ??= (async () => {
+      try {
+        await this.scripts.rampartRegHeartbeat(this.liveKey, this.nodeId, this.livenessMs);
+        await this.resync(true);
+      } finally {
+        this.restoring = undefined;
+      }
+    })();
+    return this.restoring;
   }
 
   /** Heartbeat: start if not started yet, else refresh liveness and reconcile if needed. */

@@ -5,9 +5,11 @@
  * so that when a node dies (its liveness key, kept by the connection registry, expires) one
  * surviving node claims its users and re-checks them.
  */
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { createRedisClient, type BackendErrorHandler } from '../limits/redis-health.js';
 import { quitRedis } from '../redis/quit.js';
+import { watchLiveness, type RedisLiveness } from '../redis/liveness.js';
 
 export interface PresenceState {
   /** Set the published state; resolves true when it changed (the caller then publishes it). */
@@ -57,7 +59,10 @@ export class MemoryPresenceState implements PresenceState {
 }
 
 const SWAP_LUA = `
--- KEYS[1]: the user's state key. ARGV[1]: '1' online, '0' offline. Returns 1 when it changed.
+-- KEYS[1]: the user's state key, KEYS[2]: the generation marker. ARGV[1]: '1' online, '0' offline,
+-- ARGV[2]: the generation this node knows. Returns 1 when it changed, -1 when the generation is
+-- not the one known (the states were lost: Redis restarted empty or its keys were deleted).
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
 local cur = redis.call('EXISTS', KEYS[1])
 if ARGV[1] == '1' then
   if cur == 1 then return 0 end
@@ -87,7 +92,7 @@ return out
 const REJOIN_CHUNK = 1000;
 
 interface PresenceScripts {
-  rampartPresenceSwap(key: string, online: string): Promise<number>;
+  rampartPresenceSwap(key: string, generation: string, online: string, known: string): Promise<number>;
   rampartPresenceSweep(nodes: string, nodeId: string, livePrefix: string, setPrefix: string): Promise<string[]>;
 }
 
@@ -97,27 +102,61 @@ export interface RedisPresenceOptions {
   keyPrefix: string;
   nodeId: string;
   onError?: BackendErrorHandler;
+  /** Liveness PINGs on the connection (config `redisPingIntervalMs`, `redisPingTimeoutMs`), as on every Redis connection. */
+  ping?: { intervalMs: number; timeoutMs: number };
 }
 
 export class RedisPresenceState implements PresenceState {
   readonly #client: Redis;
+  readonly #liveness: RedisLiveness;
   readonly #scripts: PresenceScripts;
   readonly #o: RedisPresenceOptions;
   readonly #nodes: string;
   readonly #mine: string;
+  /**
+   * The published states live as long as the generation marker (`<prefix>:presence:gen`, a random
+   * token the first node writes). Keys lost without a reconnect (a restart while this node was
+   * between commands, a FLUSHDB, eviction) take it with them: the next swap sees another token (or
+   * none), so an offline flip is published even though its key was gone (a contact may still show
+   * the user online), and the node's users are checked again (`rejoin`).
+   */
+  readonly #generation: string;
+  #known: string | undefined;
+  #lost = false;
 
   constructor(o: RedisPresenceOptions) {
     this.#o = o;
     this.#client = createRedisClient(o.redisUrl, {}, o.onError);
-    this.#client.defineCommand('rampartPresenceSwap', { lua: SWAP_LUA, numberOfKeys: 1 });
+    // A path that died silently would otherwise fail every check until TCP keepalive gives up.
+    this.#liveness = watchLiveness(this.#client, 'presence', o.ping, (err) => o.onError?.(err, 'connection'));
+    this.#client.defineCommand('rampartPresenceSwap', { lua: SWAP_LUA, numberOfKeys: 2 });
     this.#client.defineCommand('rampartPresenceSweep', { lua: SWEEP_LUA, numberOfKeys: 1 });
     this.#scripts = this.#client as unknown as PresenceScripts;
     this.#nodes = `${o.keyPrefix}:presence:nodes`;
     this.#mine = `${o.keyPrefix}:presence:n:${o.nodeId}`;
+    this.#generation = `${o.keyPrefix}:presence:gen`;
   }
 
   async swap(userKey: string, online: boolean): Promise<boolean> {
-    return (await this.#scripts.rampartPresenceSwap(this.#key(userKey), online ? '1' : '0')) === 1;
+    const key = this.#key(userKey);
+    const flag = online ? '1' : '0';
+    const known = this.#known;
+    const changed = await this.#scripts.rampartPresenceSwap(key, this.#generation, flag, known ?? (await this.#adopt()));
+    if (changed !== -1) return changed === 1;
+    // The generation this node wrote under is gone: the states were lost. Every contact may still
+    // show what was published before, so an offline flip is published anyway.
+    const lost = known !== undefined;
+    this.#lost ||= lost;
+    const again = await this.#scripts.rampartPresenceSwap(key, this.#generation, flag, await this.#adopt());
+    return again === 1 || (!online && lost);
+  }
+
+  /** The generation to write under: the one in Redis, or a new one when there is none. */
+  async #adopt(): Promise<string> {
+    const fresh = randomUUID();
+    await this.#client.set(this.#generation, fresh, 'NX');
+    this.#known = (await this.#client.get(this.#generation)) ?? fresh;
+    return this.#known;
   }
 
   async states(userKeys: readonly string[]): Promise<boolean[]> {
@@ -136,10 +175,12 @@ export class RedisPresenceState implements PresenceState {
   }
 
   async rejoin(local: ReadonlySet<string>): Promise<boolean> {
+    const lost = this.#lost;
+    this.#lost = false;
     if (local.size === 0) return false;
     const [[, member], [, count]] = (await this.#client.multi().sismember(this.#nodes, this.#o.nodeId).scard(this.#mine).exec()) as [[unknown, number], [unknown, number]];
     // Present, with a set at least as large as the users held here: nothing was taken away.
-    if (member === 1 && count >= local.size) return false;
+    if (member === 1 && count >= local.size && !lost) return false;
     const users = [...local];
     const write = this.#client.multi().sadd(this.#nodes, this.#o.nodeId);
     for (let i = 0; i < users.length; i += REJOIN_CHUNK) write.sadd(this.#mine, ...users.slice(i, i + REJOIN_CHUNK));
@@ -148,6 +189,7 @@ export class RedisPresenceState implements PresenceState {
   }
 
   async close(): Promise<void> {
+    this.#liveness.stop();
     await quitRedis(this.#client);
   }
 

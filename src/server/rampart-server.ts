@@ -191,7 +191,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     bus,
     registry,
     state: config.redisUrl
-      ? new RedisPresenceState({ redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, nodeId, onError: presenceError })
+      ? new RedisPresenceState({ redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, nodeId, onError: presenceError, ping: redisPing(config) })
       : new MemoryPresenceState(),
     debounceMs: config.chat.presenceDebounceMs,
     defaultVisible: config.presence.visible,
