@@ -104,7 +104,7 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
     return result;
   };
 
-  const origin = checkOrigin(o.originPolicy, declaredOrigins(req.rawHeaders, req.headers['sec-websocket-version'] === '8'));
+  const origin = checkOrigin(o.originPolicy, declaredOrigins(req.rawHeaders));
   if (origin !== 'allowed' && origin !== 'missing_allowed') return release(refuse(403, `origin_${origin}`));
 
   const token = queryToken(req.url);

@@ -90,15 +90,19 @@ export function checkOrigin(policy: OriginPolicy, headerValues: readonly string[
 
 /**
  * Every origin a WebSocket upgrade declares, in one pass over rawHeaders: `Origin` lines and, for a
- * version-8 upgrade (`hybi`), `Sec-WebSocket-Origin` lines — where the browsers of the hybi-07..12
- * drafts put the page's origin (ws reads it as the origin for version 8 only, as here). Two
- * declarations, whichever the header, are a duplicate.
+ * version-8 upgrade, `Sec-WebSocket-Origin` lines — where the browsers of the hybi-07..12 drafts
+ * put the page's origin (ws reads it as the origin for version 8 only, as here). Two declarations,
+ * whichever the header, are a duplicate.
  */
-export function declaredOrigins(rawHeaders: readonly string[], hybi: boolean): string[] {
+export function declaredOrigins(rawHeaders: readonly string[]): string[] {
   const values: string[] = [];
+  let hybi: string[] | undefined;
+  let version8 = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = (rawHeaders[i] as string).toLowerCase();
-    if (name === 'origin' || (hybi && name === 'sec-websocket-origin')) values.push(rawHeaders[i + 1] as string);
+    if (name === 'origin') values.push(rawHeaders[i + 1] as string);
+    else if (name === 'sec-websocket-origin') (hybi ??= []).push(rawHeaders[i + 1] as string);
+    else if (name === 'sec-websocket-version') version8 = (rawHeaders[i + 1] as string).trim() === '8';
   }
-  return values;
+  return version8 && hybi !== undefined ? values.concat(hybi) : values;
 }

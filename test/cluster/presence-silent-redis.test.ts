@@ -41,8 +41,14 @@ test('after a silently dead Redis path, presence is published again once the nod
     const seen = b.frames.length;
     // Registered before A connects again: only a frame from now on counts.
     const onlineAgain = b.next((f) => f.type === 'presence_changed' && f.userId === aId && f.online === true, true);
-    const a2 = await authedClient(srv.url, aId);
-    clients.push(a2);
+    // /readyz counts the bus and the limits; session control's own connections may come back a
+    // moment later (auth answers `unavailable` until then): A tries again, as a client would.
+    let a2: TestClient | undefined;
+    await waitFor(async () => {
+      a2 = await authedClient(srv!.url, aId).catch(() => undefined);
+      return a2 !== undefined;
+    }, 15_000, 'A authenticated again');
+    clients.push(a2!);
     const online = await within(
       onlineAgain,
       20_000,

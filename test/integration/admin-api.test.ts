@@ -127,7 +127,7 @@ for (const backend of backends('admin')) {
     });
 
     test('a missing or wrong credential is 401 with no detail; too many requests from one IP are 429', async () => {
-      for (const auth of [null, 'Bearer wrong', `Basic ${ADMIN_TOKEN}`, `Bearer ${ADMIN_TOKEN}x`, `bearer ${ADMIN_TOKEN}`]) {
+      for (const auth of [null, 'Bearer wrong', `Basic ${ADMIN_TOKEN}`, `Bearer ${ADMIN_TOKEN}x`, `bearer ${ADMIN_TOKEN.toUpperCase()}`]) {
         const r = await admin('GET', '/admin/audit', undefined, { auth, ip: '10.1.0.1' });
         assert.equal(r.status, 401);
         assert.deepEqual(r.body, { error: 'unauthorized' });

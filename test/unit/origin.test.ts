@@ -91,18 +91,18 @@ test('two Origin headers are refused even when both are allowed', () => {
 });
 
 test('declaredOrigins sees every Origin line, whatever its case, and the version-8 Sec-WebSocket-Origin', () => {
-  assert.deepEqual(declaredOrigins(['Host', 'x', 'Origin', 'https://a.example.com', 'origin', 'https://b.example.com', 'ORIGIN', 'null'], false), [
+  assert.deepEqual(declaredOrigins(['Host', 'x', 'Origin', 'https://a.example.com', 'origin', 'https://b.example.com', 'ORIGIN', 'null']), [
     'https://a.example.com',
     'https://b.example.com',
     'null',
   ]);
-  assert.deepEqual(declaredOrigins(['Host', 'x'], false), []);
+  assert.deepEqual(declaredOrigins(['Host', 'x']), []);
   // hybi-07..12 browsers (version 8) put the page's origin here; with an Origin line too it is a duplicate.
-  assert.deepEqual(declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test'], true), ['https://evil.test']);
-  assert.equal(checkOrigin(policy, declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test'], true)), 'not_allowed');
-  assert.equal(checkOrigin(policy, declaredOrigins(['Origin', 'https://chat.example.org', 'sec-websocket-origin', 'https://chat.example.org'], true)), 'duplicate');
+  assert.deepEqual(declaredOrigins(['Sec-WebSocket-Version', '8', 'Sec-WebSocket-Origin', 'https://evil.test']), ['https://evil.test']);
+  assert.equal(checkOrigin(policy, declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test', 'Sec-WebSocket-Version', '8'])), 'not_allowed');
+  assert.equal(checkOrigin(policy, declaredOrigins(['Sec-WebSocket-Version', '8', 'Origin', 'https://chat.example.org', 'sec-websocket-origin', 'https://chat.example.org'])), 'duplicate');
   // Version 13 has no such header: a line of it is not an origin (as in ws).
-  assert.deepEqual(declaredOrigins(['Sec-WebSocket-Origin', 'https://evil.test', 'Origin', 'https://chat.example.org'], false), ['https://chat.example.org']);
+  assert.deepEqual(declaredOrigins(['Sec-WebSocket-Version', '13', 'Sec-WebSocket-Origin', 'https://evil.test', 'Origin', 'https://chat.example.org']), ['https://chat.example.org']);
 });
 
 test('a missing Origin is allowed or refused by config', () => {
