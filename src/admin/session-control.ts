@@ -61,6 +61,8 @@ export interface SessionControl {
    * `ended` is called before the session closes (the requester's own session included).
    */
   endSession(requester: Session, sessionId: string, ended: () => void): Promise<EndOutcome>;
+  /** False while its Redis connections are down or silent: `auth` is refused then (bans fail closed), so /readyz says so. */
+  healthy(): boolean;
   close(): Promise<void>;
 }
 
@@ -202,6 +204,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     observer,
     policy,
     idOf,
+    healthy: () => connections.every((c) => c.status === 'ready') && liveness.every((l) => l.alive),
     listSessions: (userKey) => directory.list(userKey),
     async disconnect(userKey, sessionId) {
       const command = { kind: 'close', cause: 'admin', userKey, ...(sessionId !== undefined ? { sessionId } : {}) } as const;

@@ -325,7 +325,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const wss = new WebSocketServer(wssOptions);
   let closing = false;
   let shutdown: Promise<void> | undefined;
-  const busUp = (): boolean => bus!.healthy() && limits!.healthy();
+  const busUp = (): boolean => bus!.healthy() && limits!.healthy() && admin!.control.healthy();
   const readiness = createReadiness({ ping: () => store.ping(), busUp, draining: () => closing, storageTimeoutMs: STORAGE_PING_TIMEOUT_MS });
   registerHealthGauges(metrics.registry, {
     backlog: () => committer.pending,

@@ -76,7 +76,31 @@ test('a remembered disconnect of the old process\'s session n:s5 does not close 
     afterSessions.remove(bob);
     await after.close();
     await proxy.close();
-    const r = new Redis(REDIS_URL);
-    await dropRedisPrefix(r, prefix);
+    await dropPrefix(prefix);
   }
 });
+
+test('session control reports itself unhealthy while its Redis connections are down, healthy once both are back (/readyz counts it)', { timeout: 30_000 }, async () => {
+  const prefix = uniqueRedisPrefix('control-health');
+  const proxy = await startRedisProxy(REDIS_URL);
+  const sessions = new SessionRegistry(new LocalBus());
+  const control = await openSessionControl({ redisUrl: proxy.url, prefix, nodeId: 'pod-h', local: sessions, ping: { intervalMs: 0, timeoutMs: 3000 }, onError: () => {} });
+  try {
+    assert.equal(control.healthy(), true);
+    await proxy.stop();
+    await waitFor(() => !control.healthy(), 5000, 'unhealthy once the connections dropped');
+    await proxy.start();
+    await waitFor(() => control.healthy(), 10_000, 'healthy again once both reconnected');
+  } finally {
+    await control.close();
+    await proxy.close();
+    await dropPrefix(prefix);
+  }
+});
+
+/** dropRedisPrefix needs a connection that is ready (a new one is not yet). */
+async function dropPrefix(prefix: string): Promise<void> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true });
+  await r.connect();
+  await dropRedisPrefix(r, prefix);
+}
