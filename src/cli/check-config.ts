@@ -2,7 +2,7 @@
  * `rampart check-config [FILE]`: every finding of the schema, the consistency rules and the
  * deployment checks, one line each, then a grade. Exits 1 when there is an error.
  */
-import { checkSchema, readConfigInput } from '../config/load-config.js';
+import { ConfigError, checkSchema, readConfigInput } from '../config/load-config.js';
 import { fsCheckContext, grade, runChecks, type Finding } from '../config/production-checks.js';
 import { type Command } from './command.js';
 
@@ -33,6 +33,13 @@ export function checkConfigReport(input: Record<string, unknown>, unknownEnv: st
   return { text, code: errors > 0 ? 1 : 0 };
 }
 
+/** The report when the input itself could not be read: its problems, then grade F. */
+export function unreadableReport(problems: readonly string[]): string {
+  let text = '';
+  for (const problem of problems) text += line('ERROR', problem);
+  return text + `grade: F (${plural(problems.length, 'error')}; the config could not be read)\n`;
+}
+
 export const checkConfigCommand: Command = {
   name: 'check-config',
   summary: 'check a config file: every error and warning, and a grade',
@@ -49,7 +56,16 @@ Exits 1 when there is an error. Nothing is connected to and no server is started
   maxPositionals: 1,
   run: async (values, positionals) => {
     const unknownEnv: string[] = [];
-    const input = readConfigInput(positionals[0], process.env, { onUnknownEnv: (name) => unknownEnv.push(name) });
+    let input: Record<string, unknown>;
+    try {
+      input = readConfigInput(positionals[0], process.env, { onUnknownEnv: (name) => unknownEnv.push(name) });
+    } catch (err) {
+      // A file that cannot be read or parsed, or an environment variable that names no key path:
+      // reported like every other finding, with a grade, and exit 1 (not the CLI's usage error).
+      if (!(err instanceof ConfigError)) throw err;
+      process.stdout.write(unreadableReport(err.problems));
+      return 1;
+    }
     const { text, code } = checkConfigReport(input, unknownEnv, values.production === true);
     process.stdout.write(text);
     return code;

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../config/load-config.js';
 import { findingsOf, runChecks } from '../config/production-checks.js';
 import { CONFIG_OPTION, stringValue, type Command } from './command.js';
+import { startBanner } from './start-banner.js';
 
 export const serveCommand: Command = {
   name: 'serve',
@@ -45,13 +46,8 @@ without dropping open connections.
     exitOnShutdownSignals(server, config.shutdownGraceMs);
     const address = await server.listen();
     if (!config.jwt.secret && !config.jwt.publicKeyFile && !config.jwt.jwksUrl && config.jwt.issuers.length === 0) {
-      const scheme = config.tls ? 'wss' : 'ws';
-      const httpScheme = config.tls ? 'https' : 'http';
-      process.stderr.write(
-        `\nRampart is listening on ${scheme}://${address.address}:${address.port}/ws (demo page: ${httpScheme}://${address.address}:${address.port}/)\n` +
-          `Get a development token:  npm run -s token -- --sub ${randomUUID()}\n` +
-          `Then send {"type":"auth","token":"<token>"} as the first frame.\n\n`,
-      );
+      const configFile = stringValue(values, 'config');
+      process.stderr.write(startBanner({ tls: config.tls !== undefined, address: address.address, port: address.port, configFile, sub: randomUUID() }));
     }
     // SIGHUP: new certificate and key for new handshakes; open connections keep theirs.
     process.on('SIGHUP', () => {

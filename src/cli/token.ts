@@ -1,7 +1,7 @@
 /** `rampart token`: a development token signed with the key the server uses (HS256 setups only). */
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import { loadOrCreateDevSecret } from '../config/dev-key.js';
-import { signDevToken } from '../auth/dev-token.js';
+import { devTokenSigning, signDevToken } from '../auth/dev-token.js';
 import { isUserId } from '../auth/token-verifier.js';
 import { CONFIG_OPTION, stringValue, type Command } from './command.js';
 
@@ -40,7 +40,7 @@ configured. Tokens for public-key and JWKS setups come from your identity provid
       ttl: ttlOf(stringValue(values, 'ttl') ?? '1h'),
       ...(config.jwt.issuer ? { issuer: config.jwt.issuer } : {}),
       ...(config.jwt.audience ? { audience: config.jwt.audience } : {}),
-    });
+    }, devTokenSigning(config.jwt));
     process.stdout.write(jwt + '\n');
     return 0;
   },

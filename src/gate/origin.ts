@@ -60,7 +60,7 @@ export function compileOriginPolicy(entries: readonly string[], allowMissing: bo
  */
 export function ownOrigins(secure: boolean, port: number): string[] {
   const scheme = secure ? 'https' : 'http';
-  return ['localhost', '127.0.0.1'].map((host) => new URL(`${scheme}://${host}:${port}`).origin);
+  return ['localhost', '127.0.0.1', '[::1]'].map((host) => new URL(`${scheme}://${host}:${port}`).origin);
 }
 
 /** `allowedOrigins`, or when it is empty the server's own origins on `own.port`. */

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { signDevToken } from '../auth/dev-token.js';
+import { devTokenSigning, signDevToken, type DevTokenSigning } from '../auth/dev-token.js';
 import type { RampartConfig } from '../config/schema.js';
 import { loadOrCreateDevSecret } from '../config/dev-key.js';
 
@@ -23,7 +23,7 @@ export interface DevTokens {
   userId(name: string): string;
 }
 
-export function createDevTokens(o: { secret: string; issuer?: string; audience?: string }): DevTokens {
+export function createDevTokens(o: { secret: string; issuer?: string; audience?: string; signing?: DevTokenSigning }): DevTokens {
   return {
     async issue(name) {
       const userId = demoUserId(name);
@@ -32,7 +32,7 @@ export function createDevTokens(o: { secret: string; issuer?: string; audience?:
         ttl: DEV_TOKEN_TTL_SECONDS,
         ...(o.issuer !== undefined ? { issuer: o.issuer } : {}),
         ...(o.audience !== undefined ? { audience: o.audience } : {}),
-      });
+      }, o.signing);
       return { token, userId, expiresAt: Date.now() + DEV_TOKEN_TTL_SECONDS * 1000 };
     },
     userId: demoUserId,
@@ -74,5 +74,10 @@ export function devTokensFor(config: RampartConfig): DevTokens | undefined {
   const configuredKey = jwt.secret !== undefined || jwt.publicKeyFile !== undefined || jwt.jwksUrl !== undefined || jwt.issuers.length > 0;
   if (configuredKey || config.behindProxy.length > 0) return undefined;
   const { secret } = loadOrCreateDevSecret(config.dataDir);
-  return createDevTokens({ secret, ...(jwt.issuer !== undefined ? { issuer: jwt.issuer } : {}), ...(jwt.audience !== undefined ? { audience: jwt.audience } : {}) });
+  return createDevTokens({
+    secret,
+    signing: devTokenSigning(jwt),
+    ...(jwt.issuer !== undefined ? { issuer: jwt.issuer } : {}),
+    ...(jwt.audience !== undefined ? { audience: jwt.audience } : {}),
+  });
 }

@@ -150,10 +150,10 @@ test('bad config entries throw at compile time, naming the entry', () => {
 });
 
 test('own origins (empty allowedOrigins) are canonical: a default port is left out, as browsers send it', () => {
-  assert.deepEqual(ownOrigins(false, 8080), ['http://localhost:8080', 'http://127.0.0.1:8080']);
-  assert.deepEqual(ownOrigins(false, 80), ['http://localhost', 'http://127.0.0.1']);
-  assert.deepEqual(ownOrigins(true, 443), ['https://localhost', 'https://127.0.0.1']);
-  assert.deepEqual(ownOrigins(true, 80), ['https://localhost:80', 'https://127.0.0.1:80']);
+  assert.deepEqual(ownOrigins(false, 8080), ['http://localhost:8080', 'http://127.0.0.1:8080', 'http://[::1]:8080']);
+  assert.deepEqual(ownOrigins(false, 80), ['http://localhost', 'http://127.0.0.1', 'http://[::1]']);
+  assert.deepEqual(ownOrigins(true, 443), ['https://localhost', 'https://127.0.0.1', 'https://[::1]']);
+  assert.deepEqual(ownOrigins(true, 80), ['https://localhost:80', 'https://127.0.0.1:80', 'https://[::1]:80']);
   const own = serverOriginPolicy([], true, { secure: false, port: 80 });
   assert.equal(verdict('http://localhost', own), 'allowed');
   assert.equal(verdict('http://127.0.0.1', own), 'allowed');

@@ -1,0 +1,36 @@
+/**
+ * What `rampart serve` prints for a newcomer running on the development key: where it listens
+ * (as URLs that parse), and a token command that signs with the same key — the same config file
+ * and, run from elsewhere than the package root, the same working directory (a relative `dataDir`).
+ */
+import { isIP } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The package root (this file is src/cli/ or dist/cli/). */
+const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', `cli${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`);
+
+/** A bound address as a URL host: IPv6 in brackets; a wildcard bind as the loopback a local client uses. */
+export function urlHost(address: string): string {
+  if (address === '0.0.0.0') return '127.0.0.1';
+  if (address === '::') return '[::1]';
+  return isIP(address) === 6 ? `[${address}]` : address;
+}
+
+/** A shell word: as is when it needs no quoting, else single-quoted. */
+export function shellWord(word: string): string {
+  return /^[\w./:=@%+,-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+export function startBanner(o: { tls: boolean; address: string; port: number; configFile: string | undefined; sub: string; cwd?: string }): string {
+  const host = `${urlHost(o.address)}:${o.port}`;
+  const config = o.configFile === undefined ? '' : ` --config ${shellWord(resolve(o.configFile))}`;
+  const inRoot = resolve(o.cwd ?? process.cwd()) === PACKAGE_ROOT;
+  const token = inRoot ? `npm run -s token -- --sub ${o.sub}${config}` : `node ${shellWord(CLI)} token --sub ${o.sub}${config}`;
+  return (
+    `\nRampart is listening on ${o.tls ? 'wss' : 'ws'}://${host}/ws (demo page: ${o.tls ? 'https' : 'http'}://${host}/)\n` +
+    `Get a development token:  ${token}\n` +
+    `Then send {"type":"auth","token":"<token>"} as the first frame.\n\n`
+  );
+}
