@@ -9,7 +9,10 @@ import { fileURLToPath } from 'node:url';
 
 /** The package root (this file is src/cli/ or dist/cli/). */
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', `cli${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`);
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', FROM_SOURCE ? 'cli.ts' : 'cli.js');
+/** How to run the CLI from anywhere: the source needs tsx (a development checkout, the tests). */
+const NODE_CLI = `node ${FROM_SOURCE ? '--import tsx ' : ''}${shellWord(CLI)}`;
 
 /** A bound address as a URL host: IPv6 in brackets; a wildcard bind as the loopback a local client uses. */
 export function urlHost(address: string): string {
@@ -27,7 +30,7 @@ export function startBanner(o: { tls: boolean; address: string; port: number; co
   const host = `${urlHost(o.address)}:${o.port}`;
   const config = o.configFile === undefined ? '' : ` --config ${shellWord(resolve(o.configFile))}`;
   const inRoot = resolve(o.cwd ?? process.cwd()) === PACKAGE_ROOT;
-  const token = inRoot ? `npm run -s token -- --sub ${o.sub}${config}` : `node ${shellWord(CLI)} token --sub ${o.sub}${config}`;
+  const token = inRoot ? `npm run -s token -- --sub ${o.sub}${config}` : `${NODE_CLI} token --sub ${o.sub}${config}`;
   return (
     `\nRampart is listening on ${o.tls ? 'wss' : 'ws'}://${host}/ws (demo page: ${o.tls ? 'https' : 'http'}://${host}/)\n` +
     `Get a development token:  ${token}\n` +

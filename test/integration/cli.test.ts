@@ -121,7 +121,7 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
     cwd = tempDir();
     // A deploy tool's own RAMPART_* variable: a warning naming it, not a fatal error.
     server = rampart(['serve'], cwd, { RAMPART_PORT: '0', RAMPART_DEPLOY_TAG: 'v1-MARKER' });
-    await server.waitOutput((r) => listeningPort(r.stdout) !== undefined && r.stderr.includes('run -s token'));
+    await server.waitOutput((r) => listeningPort(r.stdout) !== undefined && r.stderr.includes(' token --sub '));
     port = listeningPort(server.stdout)!;
   });
 
@@ -136,7 +136,8 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
     const line = server.stdout.split('\n').find((l) => l.includes('"listening"'))!;
     assert.equal((JSON.parse(line) as { host: string }).host, '127.0.0.1');
     assert.ok(port > 0);
-    assert.match(server.stderr, /npm run -s token -- --sub [0-9a-f-]{36}/);
+    // Run outside the package root: the command names the CLI itself (npm run would use another directory).
+    assert.match(server.stderr, /node (--import tsx )?\S+cli\.ts token --sub [0-9a-f-]{36}/);
     assert.match(server.stderr, /"type":"auth"/);
   });
 

@@ -48,7 +48,7 @@ test('the token command the serve banner prints yields a token that server accep
     new Promise<string>((resolve) => {
       server.stderr!.on('data', (d: Buffer) => {
         stderr += d.toString();
-        const m = /Get a development token:\s+(?:npm run -s token --|node \S+ token) (.+)\n/.exec(stderr);
+        const m = /Get a development token:\s+(?:npm run -s token --|node (?:--import tsx )?\S+ token) (.+)\n/.exec(stderr);
         if (m) resolve(m[1]!);
       });
     }),
