@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { REDIS_URL, authedClient, closeAll, dropRedisPrefix, startRedisProxy, startServer, uniqueRedisPrefix, waitFor, within, type TestClient, type TestServer } from '../helpers/harness.js';
+import { REDIS_URL, authedClient, closeAll, deleteRedisPrefix, dropRedisPrefix, startRedisProxy, startServer, uniqueRedisPrefix, waitReadyz, within, type TestClient, type TestServer } from '../helpers/harness.js';
 
 for (const how of ['keys deleted (no disconnect)', 'Redis restarted empty (connections cut, keys gone, back)'] as const) {
 test(`after ${how}, a contact shown online who disconnects is published offline`, { timeout: 30_000 }, async () => {
@@ -35,17 +35,11 @@ test(`after ${how}, a contact shown online who disconnects is published offline`
 
     // Redis restarted empty: every key of this prefix is gone.
     if (!how.startsWith('keys')) await proxy.stop();
-    for await (const batch of redis.scanStream({ match: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1000 }) as AsyncIterable<string[]>) {
-      if (batch.length > 0) await redis.del(...batch);
-    }
+    await deleteRedisPrefix(redis, prefix);
 
     if (!how.startsWith('keys')) {
       await proxy.start();
-      await waitFor(async () => {
-        const r = await fetch(`${srv!.httpUrl}/readyz`);
-        await r.body?.cancel();
-        return r.status === 200;
-      }, 15_000, '/readyz 200 again');
+      await waitReadyz(srv.httpUrl, 15_000);
     }
     a.terminate();
     await a.closed;

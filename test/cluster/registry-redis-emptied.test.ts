@@ -8,13 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { REDIS_URL, closeAll, dropRedisPrefix, newUserId, openClient, startRedisProxy, startServer, token, uniqueRedisPrefix, waitFor, within, type TestClient, type TestServer } from '../helpers/harness.js';
-
-async function flushPrefix(redis: Redis, prefix: string): Promise<void> {
-  for await (const batch of redis.scanStream({ match: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1000 }) as AsyncIterable<string[]>) {
-    if (batch.length > 0) await redis.del(...batch);
-  }
-}
+import { REDIS_URL, closeAll, deleteRedisPrefix, dropRedisPrefix, newUserId, openClient, startRedisProxy, startServer, token, uniqueRedisPrefix, waitReadyz, within, type TestClient, type TestServer } from '../helpers/harness.js';
 
 async function authReply(url: string, sub: string, clients: TestClient[]): Promise<string> {
   const c = openClient(url);
@@ -42,23 +36,19 @@ for (const how of ['keys deleted (no disconnect)'] as const) {
       assert.equal(await authReply(srv.url, user, clients), 'auth_success');
       assert.equal(await authReply(srv.url, user, clients), 'too_many_sessions', 'control: the limit holds before the loss');
       if (how.startsWith('keys')) {
-        await flushPrefix(redis, prefix);
+        await deleteRedisPrefix(redis, prefix);
       } else {
         await proxy.stop();
-        await flushPrefix(redis, prefix);
+        await deleteRedisPrefix(redis, prefix);
         await proxy.start();
-        await waitFor(async () => {
-          const r = await fetch(`${srv!.httpUrl}/readyz`);
-          await r.body?.cancel();
-          return r.status === 200;
-        }, 15_000, '/readyz 200 again');
+        await waitReadyz(srv.httpUrl, 15_000);
       }
       assert.equal(await authReply(srv.url, user, clients), 'too_many_sessions', 'the user already holds a session on this node');
     } finally {
       await closeAll(...clients);
       await srv?.close();
       await proxy.close();
-      await flushPrefix(redis, prefix);
+      await deleteRedisPrefix(redis, prefix);
       await dropRedisPrefix(redis, prefix);
     }
   });

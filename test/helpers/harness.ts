@@ -324,14 +324,28 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
   };
 }
 
+/** Deletes every key under `prefix` (what Redis restarted empty, or a FLUSHDB, leaves of a test's namespace). */
+export async function deleteRedisPrefix(redis: import('ioredis').Redis, prefix: string): Promise<void> {
+  for await (const batch of redis.scanStream({ match: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1000 }) as AsyncIterable<string[]>) {
+    if (batch.length > 0) await redis.del(...batch);
+  }
+}
+
+/** Resolves once the server's /readyz answers 200. */
+export function waitReadyz(httpUrl: string, timeoutMs: number): Promise<void> {
+  return waitFor(async () => {
+    const r = await fetch(`${httpUrl}/readyz`);
+    await r.body?.cancel();
+    return r.status === 200;
+  }, timeoutMs, '/readyz 200');
+}
+
 /** Deletes every key under `prefix` (a test's own namespace) and closes the connection. */
 export async function dropRedisPrefix(redis: import('ioredis').Redis, prefix: string): Promise<void> {
   if (redis.status !== 'ready') {
     redis.disconnect();
     return;
   }
-  for await (const batch of redis.scanStream({ match: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, count: 1000 }) as AsyncIterable<string[]>) {
-    if (batch.length > 0) await redis.del(...batch);
-  }
+  await deleteRedisPrefix(redis, prefix);
   await redis.quit();
 }

@@ -10,16 +10,10 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
 import { ContentCipher } from '../../src/store/content-cipher.js';
-import { PostgresStore } from '../../src/store/postgres-store.js';
-import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { messageId } from '../../src/chat/message-id.js';
-import type { NewMessage, Store } from '../../src/store/store.js';
-import { PG_URL } from '../helpers/harness.js';
+import type { NewMessage } from '../../src/store/store.js';
+import { storeBackends, type StoreBackend } from '../helpers/store-backends.js';
 
 const T = 'default';
 const OPTS = { maxInboxSize: 1000 };
@@ -30,67 +24,14 @@ const before = new ContentCipher({ activeKeyId: 'k1', keys: { k1: K1 } });
 const rotated = new ContentCipher({ activeKeyId: 'k2', keys: { k1: K1, k2: K2 } });
 const afterRemoval = new ContentCipher({ activeKeyId: 'k2', keys: { k2: K2 } });
 
-interface Backend {
-  name: string;
-  open(cipher: ContentCipher | undefined): Promise<Store>;
-  /** key_id of every events row, and of the conversation row `uuid`. */
-  keyIds(conversationId: string): Promise<{ events: (string | null)[]; conversation: string | null }>;
-  teardown(): Promise<void>;
+/** key_id of every events row, and of the conversation row `uuid`. */
+async function keyIds(backend: StoreBackend, conversationId: string): Promise<{ events: (string | null)[]; conversation: string | null }> {
+  const events = (await backend.rows<{ key_id: string | null }>((t) => `SELECT key_id FROM ${t('events')}`)).map((r) => r.key_id);
+  const [conv] = await backend.rows<{ key_id: string | null }>((t, p) => `SELECT key_id FROM ${t('conversations')} WHERE uuid = ${p.uuid(1)}`, [conversationId]);
+  return { events, conversation: conv!.key_id };
 }
 
-function sqlite(): Backend {
-  const dir = mkdtempSync(join(tmpdir(), 'rampart-key-names-'));
-  const file = join(dir, 'db.sqlite');
-  return {
-    name: 'sqlite',
-    async open(cipher) {
-      const s = new SqliteStore(file, cipher ? { cipher } : {});
-      await s.init();
-      return s;
-    },
-    async keyIds(conversationId) {
-      const { Database } = await import('../../src/store/sqlite-driver.js');
-      const db = new Database(file, { readonly: true, fileMustExist: true });
-      try {
-        const events = (db.prepare('SELECT key_id FROM events').all() as { key_id: string | null }[]).map((r) => r.key_id);
-        const conv = db.prepare(`SELECT key_id FROM conversations WHERE uuid = unhex(replace(?, '-', ''))`).get(conversationId) as { key_id: string | null };
-        return { events, conversation: conv.key_id };
-      } finally {
-        db.close();
-      }
-    },
-    async teardown() {
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function postgres(): Backend {
-  const schema = `rampart_key_names_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Pool({ connectionString: PG_URL, max: 1 });
-  return {
-    name: 'postgres',
-    async open(cipher) {
-      const s = new PostgresStore(PG_URL, { schema, pool: { max: 3 }, ...(cipher ? { cipher } : {}) });
-      await s.init();
-      return s;
-    },
-    async keyIds(conversationId) {
-      const events = (await admin.query(`SELECT key_id FROM "${schema}".events`)).rows.map((r: { key_id: string | null }) => r.key_id);
-      const conv = (await admin.query(`SELECT key_id FROM "${schema}".conversations WHERE uuid = $1`, [conversationId])).rows[0] as { key_id: string | null };
-      return { events, conversation: conv.key_id };
-    },
-    async teardown() {
-      try {
-        await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      } finally {
-        await admin.end();
-      }
-    },
-  };
-}
-
-const backends = [sqlite(), postgres()];
+const backends = storeBackends('key-names');
 after(async () => {
   for (const b of backends) await b.teardown();
 });
@@ -123,7 +64,7 @@ for (const backend of backends) {
       } finally {
         await s2.close();
       }
-      const keys = await backend.keyIds(gid);
+      const keys = await keyIds(backend, gid);
       assert.deepEqual(keys.events.filter((k) => k === 'k1'), [], 'no event sealed with k1 is left: by the documented procedure k1 may go');
 
       // k1 removed, as docs/operations.md allows now.
@@ -145,7 +86,7 @@ for (const backend of backends) {
       const orphan = randomUUID();
       let t = Date.now();
       const ev = (): { eventId: string; timestamp: number } => ({ eventId: messageId(++t), timestamp: t });
-      const plain = await backend.open(undefined);
+      const plain = await backend.open();
       try {
         assert.equal((await plain.createGroup({ tenantId: T, actorId: alice, ...ev(), conversationId: clear, name: 'Clear', memberIds: [bob] }, LIMITS)).status, 'ok');
       } finally {
@@ -157,11 +98,11 @@ for (const backend of backends) {
       } finally {
         await onlyK1.close();
       }
-      assert.equal((await backend.keyIds(clear)).conversation, 'k1', 'the clear name was sealed when the store opened with a key');
+      assert.equal((await keyIds(backend, clear)).conversation, 'k1', 'the clear name was sealed when the store opened with a key');
       // k1 removed without ever running with both keys: the orphan's name cannot be read…
       const s = await backend.open(afterRemoval);
       try {
-        assert.equal((await backend.keyIds(orphan)).conversation, 'k1', 'left as it was: nothing can open it');
+        assert.equal((await keyIds(backend, orphan)).conversation, 'k1', 'left as it was: nothing can open it');
         await assert.rejects(s.listConversations(T, bob, { limit: 10 }), { name: 'UnknownKeyError' });
         // …and a rename, which needs no old name to compare with, repairs it.
         assert.equal((await s.renameGroup({ tenantId: T, actorId: alice, ...ev(), conversationId: orphan, name: 'Found' })).status, 'ok');

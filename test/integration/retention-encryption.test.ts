@@ -7,17 +7,15 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { ContentCipher, UnknownKeyError } from '../../src/store/content-cipher.js';
+import { messageId } from '../../src/chat/message-id.js';
+import type { NewMessage, Store, StoredMessage } from '../../src/store/store.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Database } from '../../src/store/sqlite-driver.js';
-import pg from 'pg';
-import { PostgresStore } from '../../src/store/postgres-store.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
-import { ContentCipher, UnknownKeyError } from '../../src/store/content-cipher.js';
-import { messageId } from '../../src/chat/message-id.js';
-import type { NewMessage, Store, StoredMessage } from '../../src/store/store.js';
-import { PG_URL } from '../helpers/harness.js';
+import { storeBackends, type StoreBackend } from '../helpers/store-backends.js';
 import { DeviceStream } from '../../src/sync/device-stream.js';
 import type { PacedOutlet } from '../../src/sync/paced-send.js';
 
@@ -27,92 +25,18 @@ let clock = Date.now();
 const now = (): number => ++clock;
 const LIMITS = { maxGroupMembers: 10, maxGroupsPerUser: 10 };
 
-interface Backend {
-  name: string;
-  open(cipher?: ContentCipher): Promise<Store>;
-  dump(): Promise<string>;
-  /** key_id of every events row (by hex/uuid id) and of conversations rows. */
-  keys(): Promise<{ events: Map<string, string | null>; convs: Map<string, string | null> }>;
-  teardown(): Promise<void>;
-}
-
 function hexId(v: unknown): string {
   if (typeof v === 'string') return v.replaceAll('-', '').toLowerCase();
   return Buffer.from(v as Uint8Array).toString('hex');
 }
 
-function sqlite(): Backend {
-  const dir = mkdtempSync(join(tmpdir(), 'rampart-review-ret-'));
-  const file = join(dir, 'db.sqlite');
-  const ro = <R>(fn: (db: InstanceType<typeof Database>) => R): R => {
-    const db = new Database(file, { readonly: true, fileMustExist: true });
-    try {
-      return fn(db);
-    } finally {
-      db.close();
-    }
-  };
-  return {
-    name: 'sqlite',
-    async open(cipher) {
-      const s = new SqliteStore(file, cipher ? { cipher } : {});
-      await s.init();
-      return s;
-    },
-    async dump() {
-      return ro((db) => {
-        const tables = db.prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
-        let out = '';
-        for (const t of tables) for (const row of db.prepare(`SELECT * FROM "${t}"`).all() as Record<string, unknown>[]) for (const v of Object.values(row)) out += `${Buffer.isBuffer(v) ? v.toString('latin1') : String(v)}\n`;
-        return out;
-      });
-    },
-    async keys() {
-      return ro((db) => {
-        const events = new Map<string, string | null>();
-        for (const r of db.prepare('SELECT id, key_id FROM events').all() as { id: Buffer; key_id: string | null }[]) events.set(hexId(r.id), r.key_id);
-        const convs = new Map<string, string | null>();
-        for (const r of db.prepare('SELECT uuid, key_id FROM conversations').all() as { uuid: Buffer; key_id: string | null }[]) convs.set(hexId(r.uuid), r.key_id);
-        return { events, convs };
-      });
-    },
-    async teardown() {
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function postgres(): Backend {
-  const schema = `rampart_review_ret_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Pool({ connectionString: PG_URL, max: 1 });
-  return {
-    name: 'postgres',
-    async open(cipher) {
-      const s = new PostgresStore(PG_URL, { schema, pool: { max: 3 }, ...(cipher ? { cipher } : {}) });
-      await s.init();
-      return s;
-    },
-    async dump() {
-      const { rows: tables } = await admin.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1`, [schema]);
-      let out = '';
-      for (const { table_name } of tables) {
-        const { rows } = await admin.query(`SELECT * FROM "${schema}"."${table_name}"`);
-        for (const row of rows as Record<string, unknown>[]) for (const v of Object.values(row)) out += `${Buffer.isBuffer(v) ? v.toString('latin1') : String(v)}\n`;
-      }
-      return out;
-    },
-    async keys() {
-      const events = new Map<string, string | null>();
-      for (const r of (await admin.query(`SELECT id, key_id FROM "${schema}".events`)).rows as { id: string; key_id: string | null }[]) events.set(hexId(r.id), r.key_id);
-      const convs = new Map<string, string | null>();
-      for (const r of (await admin.query(`SELECT uuid, key_id FROM "${schema}".conversations`)).rows as { uuid: string; key_id: string | null }[]) convs.set(hexId(r.uuid), r.key_id);
-      return { events, convs };
-    },
-    async teardown() {
-      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await admin.end();
-    },
-  };
+/** key_id of every event (by id) and of every conversation (by uuid), ids as hex. */
+async function keysOf(b: StoreBackend): Promise<{ events: Map<string, string | null>; convs: Map<string, string | null> }> {
+  const events = new Map<string, string | null>();
+  for (const r of await b.rows<{ id: unknown; key_id: string | null }>((t) => `SELECT id, key_id FROM ${t('events')}`)) events.set(hexId(r.id), r.key_id);
+  const convs = new Map<string, string | null>();
+  for (const r of await b.rows<{ uuid: unknown; key_id: string | null }>((t) => `SELECT uuid, key_id FROM ${t('conversations')}`)) convs.set(hexId(r.uuid), r.key_id);
+  return { events, convs };
 }
 
 function message(from: string, to: NewMessage['to'], content = `m ${randomUUID()}`, ts = now()): NewMessage {
@@ -128,7 +52,7 @@ async function send(store: Store, m: NewMessage): Promise<StoredMessage> {
 const K1 = randomBytes(32);
 const K2 = randomBytes(32);
 
-const backends = [sqlite(), postgres()];
+const backends = storeBackends('retention-encryption');
 after(async () => {
   for (const b of backends) await b.teardown();
 });
@@ -166,7 +90,7 @@ for (const backend of backends) {
         const ts2 = now();
         const renameId = messageId(ts2);
         assert.equal((await store.renameGroup({ tenantId: T, actorId: a, eventId: renameId, timestamp: ts2, conversationId: gid, name: 'ROTNAME2' })).status, 'ok');
-        const keys = await backend.keys();
+        const keys = await keysOf(backend);
         assert.equal(keys.events.get(hexId(fresh.id)), 'k2', 'new message sealed with k2');
         assert.equal(keys.events.get(hexId(old!.id)), 'k2', 'edited old message resealed with k2');
         assert.equal(keys.events.get(hexId(editId)), 'k2', 'edit event sealed with k2');

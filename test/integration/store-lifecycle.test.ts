@@ -7,17 +7,10 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Database } from '../../src/store/sqlite-driver.js';
-import pg from 'pg';
-import { PostgresStore } from '../../src/store/postgres-store.js';
-import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { ContentCipher } from '../../src/store/content-cipher.js';
 import { messageId } from '../../src/chat/message-id.js';
 import type { NewMessage, Store, StoredMessage } from '../../src/store/store.js';
-import { PG_URL } from '../helpers/harness.js';
+import { storeBackends } from '../helpers/store-backends.js';
 import { DeviceStream } from '../../src/sync/device-stream.js';
 import type { PacedOutlet } from '../../src/sync/paced-send.js';
 
@@ -26,73 +19,6 @@ const OPTS = { maxInboxSize: 1000 };
 let clock = Date.now();
 const now = (): number => ++clock;
 const LIMITS = { maxGroupMembers: 10, maxGroupsPerUser: 10 };
-
-interface Backend {
-  name: string;
-  open(cipher?: ContentCipher): Promise<Store>;
-  /** Every text/blob value of every row of every table, as strings. */
-  dump(): Promise<string>;
-  /** Raw file bytes (SQLite only). */
-  files?(): Buffer;
-  teardown(): Promise<void>;
-}
-
-function sqlite(): Backend {
-  const dir = mkdtempSync(join(tmpdir(), 'rampart-lifecycle-'));
-  const file = join(dir, 'db.sqlite');
-  return {
-    name: 'sqlite',
-    async open(cipher) {
-      const s = new SqliteStore(file, cipher ? { cipher } : {});
-      await s.init();
-      return s;
-    },
-    async dump() {
-      const db = new Database(file, { readonly: true, fileMustExist: true });
-      try {
-        const tables = db.prepare<[], string>("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
-        let out = '';
-        for (const t of tables) for (const row of db.prepare(`SELECT * FROM "${t}"`).all() as Record<string, unknown>[]) for (const v of Object.values(row)) out += `${Buffer.isBuffer(v) ? v.toString('latin1') : String(v)}\n`;
-        return out;
-      } finally {
-        db.close();
-      }
-    },
-    files() {
-      const parts = [file, `${file}-wal`, `${file}-journal`].filter(existsSync).map((f) => readFileSync(f));
-      return Buffer.concat(parts);
-    },
-    async teardown() {
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function postgres(): Backend {
-  const schema = `rampart_lifecycle_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Pool({ connectionString: PG_URL, max: 1 });
-  return {
-    name: 'postgres',
-    async open(cipher) {
-      const s = new PostgresStore(PG_URL, { schema, pool: { max: 3 }, ...(cipher ? { cipher } : {}) });
-      await s.init();
-      return s;
-    },
-    async dump() {
-      const { rows: tables } = await admin.query<{ table_name: string }>(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1`, [schema]);
-      let out = '';
-      for (const { table_name } of tables) {
-        const { rows } = await admin.query(`SELECT * FROM "${schema}"."${table_name}"`);
-        for (const row of rows as Record<string, unknown>[]) for (const v of Object.values(row)) out += `${Buffer.isBuffer(v) ? v.toString('latin1') : String(v)}\n`;
-      }
-      return out;
-    },
-    async teardown() {
-      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await admin.end();
-    },
-  };
-}
 
 function message(from: string, to: NewMessage['to'], content = `m ${randomUUID()}`, ts = now()): NewMessage {
   return { id: messageId(ts), tenantId: T, senderId: from, to, timestamp: ts, content, mentions: [], hashtags: [], links: [] };
@@ -104,7 +30,7 @@ async function send(store: Store, m: NewMessage): Promise<StoredMessage> {
   return (out as { message: StoredMessage }).message;
 }
 
-const backends = [sqlite(), postgres()];
+const backends = storeBackends('lifecycle');
 after(async () => {
   for (const b of backends) await b.teardown();
 });
