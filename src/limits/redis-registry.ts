@@ -122,6 +122,8 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
   private busy = false;
   /** A write-back of our liveness and counts in progress (acquire found them lost). */
   private restoring: Promise<void> | undefined;
+  /** Write-backs of the mirror issued so far (each may carry acquires still in flight). */
+  private writebacks = 0;
   private startWaiters: Array<(ok: boolean) => void> = [];
 
   constructor(options: RedisRegistryOptions) {
@@ -211,27 +213,46 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
    */
   private async acquire(key: string, max: number): Promise<boolean> {
     if (!this.started || this.closed) throw new BackendUnavailableError('connection registry not started');
+    // Our optimistic +1 is in the mirror from here until Redis answers (`counted`); a write-back of
+    // the mirror issued meanwhile (`writebacks` moved) put it into Redis whatever the answer.
+    let counted = true;
     this.bump(key, 1);
+    let writebacks = this.writebacks;
+    const uncount = (): void => {
+      if (!counted) return;
+      counted = false;
+      this.bump(key, -1);
+      // Refused, but a write-back carried our +1 into Redis: write this key again now.
+      if (this.writebacks !== writebacks) this.rewrite(key);
+    };
     try {
       let result = await this.scripts.rampartRegAcquire(key, max, this.nodeId, this.livePrefix);
       if (result === -1) {
         // Counts lost (a FLUSHDB, eviction, a restart the connection did not notice): write ours
         // back now rather than at the next heartbeat, then decide — else the limit admits anyone.
-        this.bump(key, -1);
+        uncount();
         await this.restore();
+        counted = true;
         this.bump(key, 1);
+        writebacks = this.writebacks;
         result = await this.scripts.rampartRegAcquire(key, max, this.nodeId, this.livePrefix);
         if (result === -1) throw new BackendUnavailableError('connection registry: liveness key lost again');
       }
       const ok = result === 1;
-      if (!ok) this.bump(key, -1);
+      if (!ok) uncount();
       return ok;
     } catch (err) {
       // The script may or may not have run: reconcile this key on the next heartbeat.
-      this.bump(key, -1);
+      uncount();
       this.dirty.add(key);
       throw err;
     }
+  }
+
+  /** Writes one key of ours again from the mirror, now (best effort: else it stays dirty for the heartbeat). */
+  private rewrite(key: string): void {
+    this.dirty.add(key);
+    this.resync(false).catch((err: unknown) => this.onError?.(err, 'resync'));
   }
 
   /** Never throws: a failed release is reconciled from the mirror on the next heartbeat. */
@@ -302,6 +323,7 @@ export class RedisConnectionRegistry implements ConnectionRegistry {
 
   /** Rewrite this node's fields from the mirror: all of them after a lapse, else the dirty ones. */
   private async resync(all: boolean): Promise<void> {
+    this.writebacks++;
     const keys = all ? new Set([...this.mirror.keys(), ...this.dirty]) : new Set(this.dirty);
     this.dirty.clear();
     const p = this.client.pipeline();

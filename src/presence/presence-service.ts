@@ -267,6 +267,8 @@ export class PresenceService {
   async #sweep(): Promise<void> {
     try {
       for (const userKey of await this.o.state.sweep()) this.#schedule(userKey);
+      // Offline flips held back after Redis lost the states: the counts are back, check again.
+      for (const userKey of this.o.state.due()) this.#schedule(userKey, 0);
       // Taken for dead while cut from Redis: this node's users were published offline. Record them
       // again and check them (they hold sessions here, so they come back online).
       if (await this.o.state.rejoin(this.#local)) for (const userKey of this.#local) this.#schedule(userKey);

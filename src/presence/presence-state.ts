@@ -26,6 +26,11 @@ export interface PresenceState {
    * offline): the caller checks them again.
    */
   rejoin(local: ReadonlySet<string>): Promise<boolean>;
+  /**
+   * Users whose offline flip was held back because the published states had just been lost (the
+   * cluster's session counts may still be missing too), and are due to be checked again now.
+   */
+  due(): string[];
   close(): Promise<void>;
 }
 
@@ -51,6 +56,10 @@ export class MemoryPresenceState implements PresenceState {
 
   async rejoin(): Promise<boolean> {
     return false;
+  }
+
+  due(): string[] {
+    return [];
   }
 
   async close(): Promise<void> {
@@ -104,6 +113,18 @@ export interface RedisPresenceOptions {
   onError?: BackendErrorHandler;
   /** Liveness PINGs on the connection (config `redisPingIntervalMs`, `redisPingTimeoutMs`), as on every Redis connection. */
   ping?: { intervalMs: number; timeoutMs: number };
+  /**
+   * After the states were lost, how long an offline flip waits before it is believed: until every
+   * node has written its session counts back (one registry heartbeat) — till then a user still
+   * connected elsewhere counts as gone. Default 5500 ms.
+   */
+  settleMs?: number;
+  /**
+   * How long after a loss an offline flip that finds no state is held back too (the user may have
+   * been shown online before the loss): until every node re-checked its users. Default 16 000 ms.
+   */
+  recoverMs?: number;
+  now?: () => number;
 }
 
 export class RedisPresenceState implements PresenceState {
@@ -123,6 +144,13 @@ export class RedisPresenceState implements PresenceState {
   readonly #generation: string;
   #known: string | undefined;
   #lost = false;
+  /** Until when an offline flip that finds no state may be hiding a lost "online" (ms). */
+  #recoveringUntil = 0;
+  /** Users whose offline flip was held back after a loss, and since when. */
+  readonly #unsure = new Map<string, number>();
+  readonly #settleMs: number;
+  readonly #recoverMs: number;
+  readonly #now: () => number;
 
   constructor(o: RedisPresenceOptions) {
     this.#o = o;
@@ -135,20 +163,51 @@ export class RedisPresenceState implements PresenceState {
     this.#nodes = `${o.keyPrefix}:presence:nodes`;
     this.#mine = `${o.keyPrefix}:presence:n:${o.nodeId}`;
     this.#generation = `${o.keyPrefix}:presence:gen`;
+    this.#settleMs = o.settleMs ?? 5500;
+    this.#recoverMs = o.recoverMs ?? 16_000;
+    this.#now = o.now ?? Date.now;
   }
 
   async swap(userKey: string, online: boolean): Promise<boolean> {
     const key = this.#key(userKey);
     const flag = online ? '1' : '0';
     const known = this.#known;
-    const changed = await this.#scripts.rampartPresenceSwap(key, this.#generation, flag, known ?? (await this.#adopt()));
-    if (changed !== -1) return changed === 1;
-    // The generation this node wrote under is gone: the states were lost. Every contact may still
-    // show what was published before, so an offline flip is published anyway.
-    const lost = known !== undefined;
-    this.#lost ||= lost;
-    const again = await this.#scripts.rampartPresenceSwap(key, this.#generation, flag, await this.#adopt());
-    return again === 1 || (!online && lost);
+    let changed = await this.#scripts.rampartPresenceSwap(key, this.#generation, flag, known ?? (await this.#adopt()));
+    if (changed === -1) {
+      // The generation this node wrote under is gone: the states were lost, and so, perhaps, the
+      // session counts of every node (until their next heartbeat writes them back).
+      if (known !== undefined) {
+        this.#lost = true;
+        this.#recoveringUntil = this.#now() + this.#recoverMs;
+      }
+      changed = await this.#scripts.rampartPresenceSwap(key, this.#generation, flag, await this.#adopt());
+    }
+    const now = this.#now();
+    if (online) {
+      this.#unsure.delete(userKey);
+      return changed === 1;
+    }
+    if (changed === 1) {
+      this.#unsure.delete(userKey);
+      return true;
+    }
+    // No state to flip. Normally "already offline"; shortly after a loss, contacts may still show
+    // the user online — but the count that said "offline" may itself be missing another node's
+    // sessions. Held back, checked again once the counts are back (`due`), then published.
+    const since = this.#unsure.get(userKey);
+    if (since !== undefined && now - since >= this.#settleMs) {
+      this.#unsure.delete(userKey);
+      return true;
+    }
+    if (since === undefined && now < this.#recoveringUntil) this.#unsure.set(userKey, now);
+    return false;
+  }
+
+  due(): string[] {
+    const now = this.#now();
+    const out: string[] = [];
+    for (const [userKey, since] of this.#unsure) if (now - since >= this.#settleMs) out.push(userKey);
+    return out;
   }
 
   /** The generation to write under: the one in Redis, or a new one when there is none. */

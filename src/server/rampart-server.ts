@@ -191,7 +191,16 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     bus,
     registry,
     state: config.redisUrl
-      ? new RedisPresenceState({ redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, nodeId, onError: presenceError, ping: redisPing(config) })
+      ? new RedisPresenceState({
+          redisUrl: config.redisUrl,
+          keyPrefix: config.redisKeyPrefix,
+          nodeId,
+          onError: presenceError,
+          ping: redisPing(config),
+          // One registry heartbeat (every node's counts back) and a margin; then a sweep re-checked every node's users.
+          settleMs: Math.max(100, Math.floor(config.limits.nodeLivenessMs / 3)) + 500,
+          recoverMs: config.limits.nodeLivenessMs + 1000,
+        })
       : new MemoryPresenceState(),
     debounceMs: config.chat.presenceDebounceMs,
     defaultVisible: config.presence.visible,
