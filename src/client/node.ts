@@ -14,12 +14,17 @@ export interface NodeClientOptions extends RampartClientOptions {
   origin?: string;
 }
 
+const CLOSE_TIMEOUT_MS = 1000;
+
 /**
  * A `ws` WebSocket that keeps what a refused handshake said: its status and `Retry-After` (a
  * 429 for an IP lockout says how long it lasts). It is then aborted as `ws` would abort it.
  */
 function nodeSocket(url: string, origin: string | undefined): WebSocketLike {
-  const ws = new WebSocket(url, origin !== undefined ? { origin } : {});
+  // A close frame the peer never answers (a dead path) is waited for 1 s, not ws's default 30 s
+  // (a socket and a timer kept alive after `close()`); `closeTimeout` is missing from @types/ws.
+  const options = { closeTimeout: CLOSE_TIMEOUT_MS, ...(origin !== undefined ? { origin } : {}) } as WebSocket.ClientOptions;
+  const ws = new WebSocket(url, options);
   ws.once('unexpected-response', (_req, res) => {
     const seconds = Number(res.headers['retry-after']);
     const refusal = { status: res.statusCode ?? 0, ...(Number.isFinite(seconds) && seconds >= 0 ? { retryAfterMs: seconds * 1000 } : {}) };

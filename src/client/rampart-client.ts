@@ -18,7 +18,7 @@ import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem
 import { classifyClose } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
-import { detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
+import { abandon, detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
 import { IllFormedSyncStateError, MemorySyncStore, newDeviceId, parseSyncState, STATE_BOUNDS, type SyncState, type SyncStore } from './sync-store.js';
 import { newClientMsgId } from './client-msg-id.js';
 import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, tokenIdentity, tokenSubject, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
@@ -175,6 +175,8 @@ export class RampartClient {
   private user: string | undefined;
   private token = '';
   private attempt = 0;
+  /** Expired-token closes since the last `auth_success`: the first goes again at the first backoff step. */
+  private expiredInARow = 0;
   /** Counts connection attempts: a `getToken()` answer for an attempt given up meanwhile is dropped. */
   private connectAttempt = 0;
   /** When the current socket authenticated (clock ms); undefined while none is. */
@@ -576,9 +578,9 @@ export class RampartClient {
     if (this.stopped() || attempt !== this.connectAttempt) return;
     const ws = this.ws;
     if (ws !== undefined) {
-      // Treated as a dropped connection (closed here, so a socket the network never answers
+      // Treated as a dropped connection (dropped here, so a socket the network never answers
       // cannot keep us waiting for its close event).
-      ws.close(1000, 'connect_timeout');
+      abandon(ws, 'connect_timeout');
       this.onClose(ws, 1006, 'connect_timeout');
       return;
     }
@@ -630,7 +632,9 @@ export class RampartClient {
     let delay =
       verdict.kind === 'shutdown'
         ? Math.floor(this.random() * (this.options.shutdownDelayMaxMs ?? 5000))
-        : backoffDelay(this.attempt, this.backoff, this.random);
+        : verdict.kind === 'fresh_token' && this.expiredInARow++ === 0
+          ? backoffDelay(0, this.backoff, this.random)
+          : backoffDelay(this.attempt, this.backoff, this.random);
     // A refusal that says how long it lasts (an IP lockout's 429): no retry before then, plus a
     // little jitter so the clients behind one address do not all come back at once.
     if (facts.retryAfterMs !== undefined) delay = Math.max(delay, Math.min(facts.retryAfterMs, MAX_RETRY_AFTER_MS) + Math.floor(this.random() * 1000));
@@ -749,6 +753,7 @@ export class RampartClient {
   }
 
   private onAuthSuccess(f: Frame): void {
+    this.expiredInARow = 0;
     if (this.currentState !== 'authenticating') {
       this.refreshUnanswered = false; // the answer to a token refresh
       return;
@@ -871,11 +876,7 @@ export class RampartClient {
     // One more turn first: a pong already received but not yet read (timers run before socket
     // reads in an event-loop turn) is handled before the verdict.
     if (!confirming) return this.timers.liveness.start(0, () => this.awaitPong(true));
-    try {
-      ws.close(1000, 'heartbeat_timeout');
-    } catch {
-      // already closing
-    }
+    abandon(ws, 'heartbeat_timeout');
     this.onClose(ws, 1006, 'heartbeat_timeout');
   }
 

@@ -16,6 +16,8 @@ export interface WebSocketLike {
    * sees neither the status nor the headers): the status and the `Retry-After` it carried.
    */
   readonly refusal?: { status: number; retryAfterMs?: number };
+  /** Drops the connection without a close handshake (Node's `ws` has it; a browser's WebSocket does not). */
+  terminate?(): void;
 }
 
 export type WebSocketFactory = (url: string) => WebSocketLike;
@@ -43,4 +45,18 @@ export function detach(ws: WebSocketLike): void {
   ws.onclose = null;
   // Keep a no-op error handler: `ws` throws on an 'error' event nobody listens to.
   ws.onerror = () => {};
+}
+
+/**
+ * Gives up a connection the network stopped answering (a heartbeat or connect timeout): dropped at
+ * once where the socket can be (Node), so it holds no socket or timer while a close frame waits
+ * for an answer that will not come; a browser closes it itself.
+ */
+export function abandon(ws: WebSocketLike, reason: string): void {
+  try {
+    if (ws.terminate !== undefined) ws.terminate();
+    else ws.close(1000, reason);
+  } catch {
+    // already closing
+  }
 }
