@@ -44,6 +44,12 @@ export class ExpiringSet {
     }
   }
 
+  /** `add`, never shortening an entry that lasts longer (a revocation holds until its latest end). */
+  extend(key: string, until: number): void {
+    const t = this.until.get(key);
+    if (t === undefined || t < until) this.add(key, until);
+  }
+
   has(key: string): boolean {
     const t = this.until.get(key);
     if (t === undefined) return false;
@@ -78,7 +84,9 @@ export class MemoryAccessPolicy implements AccessPolicy {
   }
 
   async revoke(token: RevokedToken, until: number): Promise<void> {
-    this.revoked.add(revokedTokenKey(token), until);
+    // A jti is unique per issuer only: another token of the tenant revoked under it with an
+    // earlier exp must not let the first one back in.
+    this.revoked.extend(revokedTokenKey(token), until);
   }
 
   async close(): Promise<void> {}

@@ -12,12 +12,26 @@ import type { Identity } from '../auth/token-verifier.js';
 import { userKeyOf } from '../chat/authorization.js';
 import { revokedTokenKey, type AccessPolicy, type Denial, type RevokedToken } from './access-policy.js';
 
+/** Sets the revocation to end at ARGV[1] unless it already ends later (the value is its end). */
+const REVOKE_LUA = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if cur >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[1])
+return 1
+`;
+
+interface RevokeScript {
+  rampartAdminRevoke(key: string, until: number): Promise<number>;
+}
+
 export class RedisAccessPolicy implements AccessPolicy {
   constructor(
     /** Shared client (not closed here). */
     private readonly client: Redis,
     private readonly prefix: string,
-  ) {}
+  ) {
+    client.defineCommand('rampartAdminRevoke', { lua: REVOKE_LUA, numberOfKeys: 1 });
+  }
 
   async isDenied(identity: Identity): Promise<Denial | undefined> {
     const keys = [this.banKey(userKeyOf(identity))];
@@ -44,7 +58,8 @@ export class RedisAccessPolicy implements AccessPolicy {
   }
 
   async revoke(token: RevokedToken, until: number): Promise<void> {
-    await this.client.set(this.revKey(token), String(until), 'PXAT', until);
+    // A jti is unique per issuer only: never shortened by another token's earlier exp.
+    await (this.client as unknown as RevokeScript).rampartAdminRevoke(this.revKey(token), until);
     // For nodes of the previous build in a rolling upgrade, which read only `admin:rev:<jti>` (and
     // refuse the jti in every tenant: too much, never too little). NX: one written by them holds
     // for every tenant and must not be narrowed to this one.

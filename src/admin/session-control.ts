@@ -133,7 +133,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   const apply = (command: ControlCommand): void => {
     if (command.kind === 'revoke') {
       const { jti, tenantId } = command;
-      recentRevocations.add(revokedTokenKey({ tenantId: tenantId ?? ANY_TENANT, jti }), Date.now() + RACE_WINDOW_MS);
+      recentRevocations.extend(revokedTokenKey({ tenantId: tenantId ?? ANY_TENANT, jti }), Date.now() + RACE_WINDOW_MS);
       for (const s of o.local.all()) {
         if (s.identity?.jti === jti && (tenantId === undefined || s.identity.tenantId === tenantId)) closeRevoked(s);
       }
