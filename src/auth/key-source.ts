@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
-import { createRemoteJWKSet, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTVerifyGetKey } from 'jose';
 
 export type VerificationKey = KeyObject | JWTVerifyGetKey;
 
@@ -29,9 +29,38 @@ export function publicKeySource(pemFile: string): KeySource {
 /**
  * `refetchIntervalMs` is jose's `cooldownDuration`: a token whose `kid` is not in the cached set
  * refetches the set (key rotation), but at most once per interval after the last fetch, so
- * made-up `kid`s cannot turn into a flood of requests to the identity provider.
+ * made-up `kid`s cannot turn into a flood of requests to the identity provider. jose counts that
+ * interval from the last fetch that succeeded only: while the endpoint fails, every token would
+ * fetch again (each waiting up to `timeoutMs`). So a failed fetch starts the interval too: until it
+ * ends, a token is judged by the set cached before (if still fresh), or refused at once with the
+ * failure (`unavailable`), and nothing is fetched.
  */
-export function jwksKeySource(url: string, cacheMaxAge: number, refetchIntervalMs = 30000, timeoutMs = 5000): KeySource {
-  const key = createRemoteJWKSet(new URL(url), { cacheMaxAge, cooldownDuration: refetchIntervalMs, timeoutDuration: timeoutMs });
+export function jwksKeySource(url: string, cacheMaxAge: number, refetchIntervalMs = 30000, timeoutMs = 5000, now: () => number = Date.now): KeySource {
+  const remote = createRemoteJWKSet(new URL(url), { cacheMaxAge, cooldownDuration: refetchIntervalMs, timeoutDuration: timeoutMs });
+  let failedAt = -Infinity;
+  let failure: unknown;
+  const key: JWTVerifyGetKey = async (header, token) => {
+    if (now() - failedAt < refetchIntervalMs) {
+      const cached = remote.fresh ? remote.jwks() : undefined;
+      if (cached === undefined) throw failure;
+      return createLocalJWKSet(cached)(header, token);
+    }
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      if (fetchFailed(err)) {
+        failedAt = now();
+        failure = err;
+      }
+      throw err;
+    }
+  };
   return { kind: 'jwks', key, defaultAlgorithms: ['RS256', 'ES256', 'EdDSA', 'Ed25519'] };
+}
+
+/** The key set could not be fetched (network, timeout, non-200, not a key set) — not a verdict on the token. */
+export function fetchFailed(err: unknown): boolean {
+  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) return true;
+  if (err instanceof errors.JOSEError) return err.code === 'ERR_JOSE_GENERIC';
+  return true; // fetch's own TypeError ("fetch failed") and friends
 }

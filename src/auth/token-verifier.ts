@@ -4,9 +4,9 @@
  * `sub` are required; `nbf`, `iss`, `aud` are checked when present or configured; the `typ` header
  * must be one of `types` (so a refresh or ID token is not an access token).
  */
-import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTVerifyResult } from 'jose';
 import type { KeyObject } from 'node:crypto';
-import type { KeySource } from './key-source.js';
+import { fetchFailed, type KeySource } from './key-source.js';
 import { isHmacAlgorithm, verifyHmacJwt } from './hmac-jwt.js';
 import { AuthFailureReason, type AuthFailureReasonValue } from '../protocol/reasons.js';
 
@@ -82,12 +82,32 @@ export type TokenVerifier = (token: string) => Promise<VerifyResult>;
  * counts towards the IP lockout. An unknown `kid` or a bad signature is the client's fault.
  */
 function keySetUnreachable(err: unknown): boolean {
-  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) return true;
   // A `kid` not in the set even after the (rate-limited) refetch: most likely a key rotation the
   // cached set has not caught up with yet, so the user must not be counted towards the lockout.
-  if (err instanceof errors.JWKSNoMatchingKey) return true;
-  if (err instanceof errors.JOSEError) return err.code === 'ERR_JOSE_GENERIC';
-  return true; // fetch's own TypeError ("fetch failed") and friends
+  return err instanceof errors.JWKSNoMatchingKey || fetchFailed(err);
+}
+
+/**
+ * A token without `kid` matches every key of its type in the set: during a rotation there are two,
+ * and jose leaves trying each to the caller (`JWKSMultipleMatchingKeys` iterates them). The first
+ * that verifies wins; if none does, the last failure stands.
+ */
+async function verifyWithKeySet(token: string, getKey: JWTVerifyGetKey, opts: JWTVerifyOptions): Promise<JWTVerifyResult> {
+  try {
+    return await jwtVerify(token, getKey, opts);
+  } catch (err) {
+    if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err;
+    let last: unknown = err;
+    for await (const candidate of err as unknown as AsyncIterable<CryptoKey | KeyObject>) {
+      try {
+        return await jwtVerify(token, candidate, opts);
+      } catch (e) {
+        if (!(e instanceof errors.JWSSignatureVerificationFailed)) throw e; // a claim, not the key, was refused
+        last = e;
+      }
+    }
+    throw last;
+  }
 }
 
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
@@ -148,7 +168,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       const opts = options.now !== undefined ? { ...verifyOptions, currentDate: new Date(now()) } : verifyOptions;
       const result =
         typeof keySource.key === 'function'
-          ? await jwtVerify(token, keySource.key, opts)
+          ? await verifyWithKeySet(token, keySource.key, opts)
           : await jwtVerify(token, keySource.key as KeyObject, opts);
       payload = result.payload;
     } catch (err) {
