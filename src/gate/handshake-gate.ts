@@ -9,6 +9,7 @@ import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js
 import type { Identity } from '../auth/token-verifier.js';
 import type { TokenCheckFn } from '../pipeline/token-checks.js';
 import { checkOrigin, declaredOrigins, type OriginPolicy } from './origin.js';
+import { AuthFailureReason, type AuthFailureReasonValue } from '../protocol/reasons.js';
 
 export interface GateRefusal {
   status: 400 | 401 | 403 | 429 | 503;
@@ -42,6 +43,8 @@ export interface HandshakeGateOptions {
    * release (idempotent).
    */
   reserve(ip: string): () => void;
+  /** A query token's outcome, for the auth metrics (success is counted when the session is announced). */
+  onAuthResult?(result: AuthFailureReasonValue): void;
 }
 
 function refuse(status: GateRefusal['status'], event: string, retryAfterMs?: number): GateResult {
@@ -116,9 +119,15 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
   } catch {
     return release(refuse(503, 'backend_unavailable')); // the lockout could not be read (Redis): fail closed
   }
-  if (verified === 'locked_out') return release(refuse(429, 'auth_locked_out', await lockoutLeft(o, ip)));
+  if (verified === 'locked_out') {
+    o.onAuthResult?.(AuthFailureReason.LOCKED_OUT);
+    return release(refuse(429, 'auth_locked_out', await lockoutLeft(o, ip)));
+  }
   if (verified === 'abandoned') return release(refuse(400, 'client_gone')); // the client left while its check waited in line
   // Counted already, unless the key set could not be read (then nothing was judged).
-  if (!verified.ok) return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
+  if (!verified.ok) {
+    o.onAuthResult?.(verified.reason);
+    return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
+  }
   return { ok: true, identity: verified.identity, unreserve };
 }

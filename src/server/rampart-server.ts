@@ -47,6 +47,7 @@ import { createMetricsServer } from './metrics-server.js';
 import { listen } from './listen.js';
 import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureContext, withResponseHeaders, type TlsReloadResult } from './tls-options.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
+import type { AuthFailureReasonValue } from '../protocol/reasons.js';
 import { countAuthFailure, createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
 import { createTokenChecks } from '../pipeline/token-checks.js';
 import { guardListener, httpServerLimits, trackConnections } from './http-limits.js';
@@ -244,6 +245,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     lockoutKey,
     countFailure: (ip) => countAuthFailure(limiter, ip, authFailureRule, L.authLockoutMs),
   });
+  /** Every authentication's outcome (first `auth`, query token, refresh): `rampart_auth_results_total`. */
+  const countAuthResult = (result: 'success' | AuthFailureReasonValue): void =>
+    metrics.authResults.inc(result === 'success' ? { result, reason: 'ok' } : { result: 'failure', reason: result });
   const authenticator = createAuthenticator({
     checkToken,
     limiter,
@@ -262,7 +266,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       presence.changed(session.userKey, true);
     },
     onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'timeline read failed'),
-    onAuthResult: (result) => metrics.authResults.inc(result === 'success' ? { result, reason: 'ok' } : { result: 'failure', reason: result }),
+    onAuthResult: countAuthResult,
     access: admin.control.policy,
   });
   const handleFrame = createFramePipeline({
@@ -381,6 +385,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     allowQueryToken: config.allowQueryToken,
     checkToken,
     lockoutKey,
+    onAuthResult: countAuthResult,
     capacity: (ip) => connections.capacity(ip),
     reserve: (ip) => connections.reserve(ip),
   };
