@@ -1,6 +1,7 @@
 /** `rampart token`: a development token signed with the key the server uses (HS256 setups only). */
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import { loadOrCreateDevSecret } from '../config/dev-key.js';
+import { decodeJwt } from 'jose';
 import { devTokenSigning, signDevToken } from '../auth/dev-token.js';
 import { isUserId } from '../auth/token-verifier.js';
 import { CONFIG_OPTION, stringValue, type Command } from './command.js';
@@ -41,6 +42,11 @@ configured. Tokens for public-key and JWKS setups come from your identity provid
       ...(config.jwt.issuer ? { issuer: config.jwt.issuer } : {}),
       ...(config.jwt.audience ? { audience: config.jwt.audience } : {}),
     }, devTokenSigning(config.jwt));
+    // A lifetime the server refuses (`jwt.maxTokenLifetimeMs`) would be a token that cannot work.
+    const { iat, exp } = decodeJwt(jwt);
+    if (iat !== undefined && exp !== undefined && (exp - iat) * 1000 > config.jwt.maxTokenLifetimeMs) {
+      throw new ConfigError([`--ttl: longer than jwt.maxTokenLifetimeMs (${config.jwt.maxTokenLifetimeMs} ms): the server would refuse the token`]);
+    }
     process.stdout.write(jwt + '\n');
     return 0;
   },

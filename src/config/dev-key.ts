@@ -2,7 +2,7 @@
  * The development signing key: created once under `dataDir` (mode 0600) so `rampart serve` works
  * out of the box and `rampart token` signs tokens the server accepts. Never used in production.
  */
-import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
@@ -21,10 +21,18 @@ function readExisting(path: string): string {
   return secret;
 }
 
-/** Returns the dev secret, creating it (48 random bytes, base64url) on first use. */
-export function loadOrCreateDevSecret(dataDir: string): { secret: string; created: boolean } {
+/** True when group or others may read or write the key file (it was made 0600; someone widened it). */
+function exposed(path: string): boolean {
+  return process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0;
+}
+
+/**
+ * Returns the dev secret, creating it (48 random bytes, base64url) on first use. `exposed`: an
+ * existing key file other users may read (the caller warns; anyone who reads it can sign tokens).
+ */
+export function loadOrCreateDevSecret(dataDir: string): { secret: string; created: boolean; exposed: boolean } {
   const path = devKeyPath(dataDir);
-  if (existsSync(path)) return { secret: readExisting(path), created: false };
+  if (existsSync(path)) return { secret: readExisting(path), created: false, exposed: exposed(path) };
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secret = randomBytes(48).toString('base64url');
   // Written whole to a private temp file, then linked into place: `link` fails if the key exists
@@ -35,10 +43,10 @@ export function loadOrCreateDevSecret(dataDir: string): { secret: string; create
   try {
     linkSync(temp, path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { secret: readExisting(path), created: false };
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { secret: readExisting(path), created: false, exposed: exposed(path) };
     throw err;
   } finally {
     rmSync(temp, { force: true });
   }
-  return { secret, created: true };
+  return { secret, created: true, exposed: false };
 }

@@ -100,8 +100,9 @@ const DEMO_PAGE = fileURLToPath(new URL('../../public/index.html', import.meta.u
 
 /** The development key, when config names no key at all (production config validation refuses that). */
 function devKeySource(config: RampartConfig, logger: Logger): KeySource {
-  const { secret, created } = loadOrCreateDevSecret(config.dataDir);
+  const { secret, created, exposed } = loadOrCreateDevSecret(config.dataDir);
   logger.warn({ dataDir: config.dataDir, created }, 'using the development signing key (never in production)');
+  if (exposed) logger.warn({ dataDir: config.dataDir }, 'the development signing key file is readable by other users (anyone who reads it can sign tokens): chmod 600 it');
   return secretKeySource(secret);
 }
 

@@ -214,6 +214,11 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
       lifetimes.push(payload.exp - payload.iat);
     }
     assert.deepEqual(lifetimes, [3600, 90]);
+    // Longer than jwt.maxTokenLifetimeMs (365 days): a token the server would refuse is not printed.
+    const tooLong = rampart(['token', '--sub', randomUUID(), '--ttl', '400d'], cwd);
+    assert.equal((await tooLong.exited).code, 2);
+    assert.equal(tooLong.stdout, '');
+    assert.match(tooLong.stderr, /maxTokenLifetimeMs/);
   });
 
   test('a malformed frame before auth does not crash the process', async () => {

@@ -359,7 +359,7 @@ test('jwt.algorithms must fit the key kind (no HS/RS mix)', () => {
 
 test('the development signing key: created once (mode 600), reused, a truncated one refused', async () => {
   const { loadOrCreateDevSecret, devKeyPath } = await import('../../src/config/dev-key.js');
-  const { statSync, readdirSync } = await import('node:fs');
+  const { chmodSync, statSync, readdirSync } = await import('node:fs');
   const dir = mkdtempSync(join(tmpdir(), 'rampart-devkey-'));
   try {
     const dataDir = join(dir, 'data');
@@ -369,7 +369,11 @@ test('the development signing key: created once (mode 600), reused, a truncated 
     assert.equal(statSync(devKeyPath(dataDir)).mode & 0o777, 0o600);
     assert.deepEqual(readdirSync(dataDir), ['dev-signing-key']); // no temp file left behind
     const again = loadOrCreateDevSecret(dataDir);
-    assert.deepEqual(again, { secret: first.secret, created: false });
+    assert.deepEqual(again, { secret: first.secret, created: false, exposed: false });
+    // Someone widened the file's mode: still used, and reported (the server warns).
+    chmodSync(devKeyPath(dataDir), 0o644);
+    assert.deepEqual(loadOrCreateDevSecret(dataDir), { secret: first.secret, created: false, exposed: true });
+    chmodSync(devKeyPath(dataDir), 0o600);
     // Every later use (another process, the `token` command) gets the same key.
     const other = join(dir, 'other');
     const secrets = new Set(Array.from({ length: 20 }, () => loadOrCreateDevSecret(other).secret));
