@@ -15,7 +15,7 @@ import type { ClientEvents, ConnectionState, SentEvent } from './events.js';
 import { OwnMessages, PosTracker } from './pos-tracker.js';
 import { ReceiptPositions } from './receipt-positions.js';
 import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, isUuid, requestProblem, targetProblem } from './outgoing-checks.js';
-import { classifyClose } from './refusals.js';
+import { classifyClose, detailOf } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
 import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { abandon, detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
@@ -977,7 +977,7 @@ export class RampartClient {
       if (f.type === 'rate_limited') {
         this.queue.rateLimited(clientMsgId);
         this.pauseSends(Math.max(0, Number(f.retryAfter) || 0));
-      } else if (this.queue.failed(clientMsgId, String(f.reason))) {
+      } else if (this.queue.failed(clientMsgId, String(f.reason), detailOf(f.details))) {
         this.pauseSends(this.retryDelay());
       }
       this.pump();

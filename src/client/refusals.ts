@@ -51,3 +51,12 @@ export function classifyClose(f: CloseFacts): CloseVerdict {
   if (f.code === CloseCode.GOING_AWAY) return { kind: 'shutdown' };
   return { kind: 'backoff' };
 }
+
+/**
+ * A refusal's `details` (`[{path, rule}]`, validation_failed) as the `detail` string the SDK's
+ * errors carry: `path: rule` joined by `; `. Undefined when there are none.
+ */
+export function detailOf(details: unknown): string | undefined {
+  if (!Array.isArray(details) || details.length === 0) return undefined;
+  return details.map((d: { path?: unknown; rule?: unknown }) => `${String(d?.path ?? '')}: ${String(d?.rule ?? '')}`).join('; ');
+}

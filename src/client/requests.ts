@@ -21,6 +21,7 @@
  *   server did the work), but only for `UNCONFIRMED_AFTER_MS` (or the server's wait, if longer);
  *   then it fails with `unconfirmed`: it may or may not have happened, as after a drop.
  */
+import { detailOf } from './refusals.js';
 import type { Clock, TimerHandle } from './clock.js';
 
 export class RequestError extends Error {
@@ -33,7 +34,7 @@ export class RequestError extends Error {
     readonly reason: string,
     /** Set for `rate_limited`: when the request may be tried again (ms). */
     readonly retryAfter?: number,
-    /** For `validation_failed` found before sending: which field, and the rule (never its value). */
+    /** For `validation_failed` (found before sending, or the server's `details`): which field, and the rule (never its value). */
     readonly detail?: string,
     /**
      * Set for `createGroup`: the key it went under. The group may exist all the same (an answer
@@ -109,7 +110,7 @@ export class Requests {
     if (typeof id !== 'string') return false;
     const p = this.pending.get(id);
     if (!p) return false;
-    if (frame.type === 'error') this.settle(id, new RequestError(String(frame.reason)));
+    if (frame.type === 'error') this.settle(id, new RequestError(String(frame.reason), undefined, detailOf(frame.details)));
     else if (frame.type === 'rate_limited') this.rateLimited(id, p, Number(frame.retryAfter));
     else this.settle(id, frame);
     return true;

@@ -54,7 +54,7 @@ export class SendError extends Error {
   constructor(
     readonly reason: string,
     readonly clientMsgId: string,
-    /** For `validation_failed` found before sending: which field, and the rule (never its value). */
+    /** For `validation_failed` (found before sending, or the server's `details`): which field, and the rule (never its value). */
     readonly detail?: string,
   ) {
     super(`message not sent: ${reason}${detail === undefined ? '' : ` (${detail})`}`);
@@ -168,7 +168,7 @@ export class SendQueue {
   }
 
   /** An `error` answering a send: true when it is to be retried (in its place, after the client's wait), else it is rejected for good. */
-  failed(clientMsgId: string, reason: string): boolean {
+  failed(clientMsgId: string, reason: string, detail?: string): boolean {
     const p = this.pending.get(clientMsgId);
     if (!p) return false;
     if (RETRYABLE.has(reason) && p.retries < this.maxRetries) {
@@ -177,7 +177,7 @@ export class SendQueue {
       return true;
     }
     this.pending.delete(clientMsgId);
-    p.reject(new SendError(reason, clientMsgId));
+    p.reject(new SendError(reason, clientMsgId, detail));
     return false;
   }
 
