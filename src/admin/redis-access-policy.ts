@@ -20,8 +20,30 @@ redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[1])
 return 1
 `;
 
+/**
+ * The key nodes of the previous build read (`admin:rev:<jti>`): written when missing, else only its
+ * expiry extended to ARGV[1] — its value is never narrowed (one written by them holds for every
+ * tenant), and it is never shortened.
+ */
+const LEGACY_REVOKE_LUA = `
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[1])
+  return 1
+end
+if ttl == -1 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now + ttl < tonumber(ARGV[1]) then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`;
+
 interface RevokeScript {
   rampartAdminRevoke(key: string, until: number): Promise<number>;
+  rampartAdminLegacyRevoke(key: string, until: number, value: string): Promise<number>;
 }
 
 export class RedisAccessPolicy implements AccessPolicy {
@@ -31,6 +53,7 @@ export class RedisAccessPolicy implements AccessPolicy {
     private readonly prefix: string,
   ) {
     client.defineCommand('rampartAdminRevoke', { lua: REVOKE_LUA, numberOfKeys: 1 });
+    client.defineCommand('rampartAdminLegacyRevoke', { lua: LEGACY_REVOKE_LUA, numberOfKeys: 1 });
   }
 
   async isDenied(identity: Identity): Promise<Denial | undefined> {
@@ -61,9 +84,9 @@ export class RedisAccessPolicy implements AccessPolicy {
     // A jti is unique per issuer only: never shortened by another token's earlier exp.
     await (this.client as unknown as RevokeScript).rampartAdminRevoke(this.revKey(token), until);
     // For nodes of the previous build in a rolling upgrade, which read only `admin:rev:<jti>` (and
-    // refuse the jti in every tenant: too much, never too little). NX: one written by them holds
-    // for every tenant and must not be narrowed to this one.
-    await this.client.set(this.legacyRevKey(token.jti), `${until}|${token.tenantId}`, 'PXAT', until, 'NX');
+    // refuse the jti in every tenant: too much, never too little). One written by them holds for
+    // every tenant and must not be narrowed to this one; nor may an earlier end shorten it.
+    await (this.client as unknown as RevokeScript).rampartAdminLegacyRevoke(this.legacyRevKey(token.jti), until, `${until}|${token.tenantId}`);
   }
 
   async close(): Promise<void> {}

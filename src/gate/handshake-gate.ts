@@ -67,7 +67,11 @@ export async function runHandshakeGate(o: HandshakeGateOptions, req: IncomingMes
   const attempt = await o.limiter.consume(`att:${ip}`, [o.attemptRule]);
   if (!attempt.allowed) return refuse(429, 'connection_attempt_rate', attempt.retryAfter);
   const locked = await o.limiter.blockedFor(o.lockoutKey(ip));
-  if (locked > 0) return refuse(429, 'auth_locked_out', locked);
+  if (locked > 0) {
+    // A query token refused here is an authentication outcome too (as when the lockout is found later).
+    if (o.allowQueryToken && queryToken(req.url) !== undefined) o.onAuthResult?.(AuthFailureReason.LOCKED_OUT);
+    return refuse(429, 'auth_locked_out', locked);
+  }
   const capacity = o.capacity(ip);
   if (capacity === 'connections') return refuse(503, 'node_connection_cap');
   if (capacity !== 'ok') return refuse(429, capacity === 'unauthenticated' ? 'unauthenticated_cap' : 'unauthenticated_ip_cap');

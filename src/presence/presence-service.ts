@@ -155,6 +155,8 @@ export class PresenceService {
   async close(): Promise<void> {
     this.#closing = true;
     if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    // Offline flips held back after a Redis loss are decided now: this node will not be there later.
+    for (const userKey of this.o.state.releaseHeld()) this.#schedule(userKey, 0);
     // A check may schedule another (its count moved after a flip): run those too, a few rounds at most.
     for (let round = 0; round < 3; round++) {
       const pending = [...this.#timers.keys()];
@@ -213,8 +215,9 @@ export class PresenceService {
   async #check(userKey: string): Promise<void> {
     if (this.#closed) return;
     await this.#publishIfChanged(userKey);
-    // Checked: a user with no session here any more stops being recorded for this node.
-    if (!this.#local.has(userKey)) this.o.state.track(userKey, false);
+    // Checked: a user with no session here any more stops being recorded for this node — unless
+    // their offline flip is held back (a crash meanwhile leaves them to the dead-node sweep).
+    if (!this.#local.has(userKey) && !this.o.state.holds(userKey)) this.o.state.track(userKey, false);
   }
 
   async #publishIfChanged(userKey: string): Promise<void> {

@@ -31,6 +31,13 @@ export interface PresenceState {
    * cluster's session counts may still be missing too), and are due to be checked again now.
    */
   due(): string[];
+  /** Whether an offline flip of the user is held back (the node keeps them recorded till it is decided). */
+  holds(userKey: string): boolean;
+  /**
+   * A graceful shutdown: every held-back flip is due now (the node will not be there to decide
+   * later; a user still connected elsewhere is restated online by the node that holds them).
+   */
+  releaseHeld(): string[];
   close(): Promise<void>;
 }
 
@@ -59,6 +66,14 @@ export class MemoryPresenceState implements PresenceState {
   }
 
   due(): string[] {
+    return [];
+  }
+
+  holds(): boolean {
+    return false;
+  }
+
+  releaseHeld(): string[] {
     return [];
   }
 
@@ -208,6 +223,15 @@ export class RedisPresenceState implements PresenceState {
     const out: string[] = [];
     for (const [userKey, since] of this.#unsure) if (now - since >= this.#settleMs) out.push(userKey);
     return out;
+  }
+
+  holds(userKey: string): boolean {
+    return this.#unsure.has(userKey);
+  }
+
+  releaseHeld(): string[] {
+    for (const userKey of this.#unsure.keys()) this.#unsure.set(userKey, -Infinity);
+    return [...this.#unsure.keys()];
   }
 
   /** The generation to write under: the one in Redis, or a new one when there is none. */

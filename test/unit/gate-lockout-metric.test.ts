@@ -1,14 +1,7 @@
 /**
- * u1 probe: a query token refused because its IP is locked out is counted in
- * `rampart_auth_results_total` only when the lockout is found after the token's check
- * (src/gate/handshake-gate.ts:122), not when the gate's first look already finds it
- * (src/gate/handshake-gate.ts:68: refused 429 `auth_locked_out`, nothing counted).
- *
- * docs/protocol.md metrics: "`rampart_auth_results_total` ... every authentication (first `auth`,
- * query token, refresh): `ok` or the `auth_failure` reason"; 5ffdd8c: "counts refused query tokens
- * (their reason, locked_out too)". The same refusal (429 auth_locked_out for a query token) is
- * counted or not depending on when the lockout began.
- * Expected: onAuthResult('locked_out') once. Actual: never called.
+ * A query token refused because its IP is locked out is an authentication outcome, counted in
+ * `rampart_auth_results_total` as `locked_out` — also when the gate's first look finds the lockout
+ * (before the token's check), not only when the check does.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +10,7 @@ import { runHandshakeGate, type HandshakeGateOptions } from '../../src/gate/hand
 import { compileOriginPolicy } from '../../src/gate/origin.js';
 import type { ConnectionRegistry, Limiter } from '../../src/limits/limiter.js';
 
-test('u1: a query token refused at an IP already locked out is counted as locked_out', async () => {
+test('a query token refused at an IP already locked out is counted as locked_out', async () => {
   const results: string[] = [];
   const limiter = { consume: () => ({ allowed: true }), block: () => undefined, blockedFor: () => 250_000, close: async () => {} } as unknown as Limiter;
   const registry = { acquireIp: () => true, releaseIp: () => undefined } as unknown as ConnectionRegistry;

@@ -1,0 +1,77 @@
+/**
+ * u2 probe (docs against reality): the serve banner's token command, for a server whose dataDir
+ * comes from the environment (protocol.md §9: "One JSON file ..., then `RAMPART_*` environment
+ * variables"; RAMPART_DATA_DIR is `dataDir`, "development key location").
+ *
+ * README.md:22: "`npm start` prints how to get a token"; src/cli/start-banner.ts:2-3: "a token
+ * command that signs with the same key". test/integration/serve-banner.test.ts covers the same
+ * path for a dataDir given by --config. Given by RAMPART_DATA_DIR, the banner prints only
+ * `token --sub X` (start-banner.ts:31-33 carries --config and the working directory, never the
+ * environment): run as printed, from a shell that did not export the variable (what
+ * `RAMPART_DATA_DIR=... npm start` leaves), it signs with ./data's key, a second dev key, and the
+ * server refuses the token (`auth_failure invalid_token`). Expected: `auth_success`.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openClient, closeAll, within, type TestClient } from '../helpers/harness.js';
+
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+const TSX = import.meta.resolve('tsx');
+const children: ChildProcess[] = [];
+const clients: TestClient[] = [];
+const dir = mkdtempSync(join(tmpdir(), 'rampart-u2-banner-'));
+
+after(async () => {
+  await closeAll(...clients);
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.on('exit', r)) : undefined)));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const e: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RAMPART_')) e[k] = v;
+  return { ...e, ...extra };
+}
+
+test('banner token command signs with the key of a server whose dataDir came from RAMPART_DATA_DIR', async () => {
+  const server = spawn(process.execPath, ['--import', TSX, CLI, 'serve'], {
+    cwd: dir,
+    env: env({ RAMPART_PORT: '0', RAMPART_DATA_DIR: join(dir, 'keys'), RAMPART_STORAGE: `sqlite:${join(dir, 'r.db')}`, RAMPART_LOG_LEVEL: 'silent' }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(server);
+  server.stdout!.resume();
+  let stderr = '';
+  const banner = within(
+    new Promise<string>((resolve) => {
+      server.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /Get a development token:\s+(?:npm run -s token --|node (?:--import tsx )?\S+ token) (.+)\n/.exec(stderr);
+        if (m) resolve(m[1]!);
+      });
+    }),
+    30000,
+    'banner',
+  );
+  const args = (await banner).trim().split(/\s+/);
+  const port = Number(/127\.0\.0\.1:(\d+)\/ws/.exec(stderr)![1]);
+  // The printed command, run where the server was started, in a shell without the variable.
+  const tok = spawn(process.execPath, ['--import', TSX, CLI, 'token', ...args], { cwd: dir, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(tok);
+  let token = '';
+  tok.stdout!.on('data', (d: Buffer) => (token += d.toString()));
+  tok.stderr!.resume();
+  assert.equal(await new Promise((resolve) => tok.on('close', resolve)), 0);
+  const client = openClient(`ws://127.0.0.1:${port}/ws`);
+  clients.push(client);
+  await client.opened;
+  client.send({ type: 'auth', token: token.trim(), deviceId: 'probe-1' });
+  const frame = await client.next((f) => f.type === 'auth_success' || f.type === 'auth_failure');
+  assert.equal(frame.type, 'auth_success', `banner args: ${args.join(' ')}; got ${JSON.stringify(frame)}`);
+});

@@ -1,0 +1,42 @@
+/**
+ * u3 probe: a graceful shutdown of a Redis node whose clients do not answer the close frame (the
+ * drain waits, then terminates them). operations.md: presence "Pending checks run now (sessions
+ * closed by a shutdown go offline for the other nodes at once)" (presence-service.ts close()).
+ * Expected after close(): no user shown online (`presence:u:*`), no directory entry, no registry count.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
+import { authedClient, REDIS_URL, dropRedisPrefix, newUserId, startServer, token, uniqueRedisPrefix, waitFor } from '../helpers/harness.js';
+import { RawSocket } from '../helpers/raw-ws.js';
+import { postgresBackend } from '../helpers/storage-backends.js';
+
+test('u3 variant: shutdown with ws clients leaves no per-user Redis state', { timeout: 60_000 }, async () => {
+  const backend = postgresBackend();
+  await backend.setup();
+  const prefix = uniqueRedisPrefix('u3s');
+  const admin = new Redis(REDIS_URL);
+  const s = await startServer({ storage: backend.allocate().storage, redisUrl: REDIS_URL, redisKeyPrefix: prefix, shutdownGraceMs: 800, chat: { presenceDebounceMs: 20 } } as never, { nodeId: 'u3s-1' });
+  const raws: RawSocket[] = [];
+  try {
+    const users = Array.from({ length: 10 }, () => newUserId());
+    for (const u of users) {
+      await authedClient(s.url, u);
+    }
+    await waitFor(async () => (await admin.keys(`${prefix}:presence:u:*`)).length === users.length, 5000, 'shown online');
+    await s.close(); // the raw clients never answer the close frame
+    const left = {
+      presenceOnline: (await admin.keys(`${prefix}:presence:u:*`)).length,
+      presenceNodeSet: await admin.scard(`${prefix}:presence:n:u3s-1`),
+      directory: (await admin.keys(`${prefix}admin:sessions:*`)).length,
+      registryUsers: (await admin.keys(`${prefix}:user:*`)).length,
+    };
+    console.log(left);
+    assert.deepEqual(left, { presenceOnline: 0, presenceNodeSet: 0, directory: 0, registryUsers: 0 });
+  } finally {
+    for (const r of raws) await r.destroy();
+    await s.close();
+    await dropRedisPrefix(admin, prefix);
+    await backend.teardown();
+  }
+});
