@@ -103,6 +103,8 @@ export interface SqliteStoreOptions extends PrivacyOption {
    * per pass (default 50,000; their keys are held in memory, ~30 bytes each). Tests set them tiny.
    */
   pruneSlice?: Partial<PruneSlice>;
+  /** Entries each id cache (users, conversations, direct pairs) holds before it starts over. Default 100 000. */
+  idCacheLimit?: number;
 }
 
 /** Ordered: index i brings the schema from version i to i + 1. Never edit a shipped entry. */
@@ -363,6 +365,8 @@ const TIMELINE_BATCH = { recent: 4096, direct: 1024 } as const;
 
 /** Entries each counter cache may hold before it starts over (bounds memory only). */
 const COUNTER_CACHE_LIMIT = 100_000;
+/** Entries each id cache (users, conversations, direct pairs) holds before it starts over: bounds memory only. */
+const ID_CACHE_LIMIT = 100_000;
 /** Conversations whose member lists the members cache may hold before it starts over (bounds memory only). */
 const MEMBERS_CACHE_LIMIT = 10_000;
 
@@ -705,6 +709,9 @@ export class SqliteStore implements Store {
   readonly #convsById = new Map<number, ConvInfo>();
   /** direct_key → conversations.id */
   readonly #directIds = new Map<string, number>();
+  /** Users in #userIds, all tenants (the caches start over at #idCacheLimit: memory, not correctness). */
+  #cachedUsers = 0;
+  readonly #idCacheLimit: number;
   /**
    * Committed counters (users.last_pos/acked_pos, conversations.last_seq/last_at/closed), so a
    * batch need not read them again. Valid only while no other connection commits: every write
@@ -737,6 +744,7 @@ export class SqliteStore implements Store {
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.#path = path;
     this.#options = options;
+    this.#idCacheLimit = options.idCacheLimit ?? ID_CACHE_LIMIT;
     const slice = { ...PRUNE_SLICE, ...options.pruneSlice };
     for (const [key, value] of Object.entries(slice)) {
       if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`pruneSlice.${key} must be a positive integer`);
@@ -1307,6 +1315,11 @@ export class SqliteStore implements Store {
     this.#ready().ping.get();
   }
 
+  /** How many ids the caches hold (bounded by `idCacheLimit`; for tests and diagnostics). */
+  cachedIds(): { users: number; conversations: number; directPairs: number } {
+    return { users: this.#cachedUsers, conversations: this.#convsByUuid.size, directPairs: this.#directIds.size };
+  }
+
   async close(): Promise<void> {
     // Acks accepted before the close are written, not dropped.
     if (this.#db !== undefined) this.#flushAcks();
@@ -1316,6 +1329,7 @@ export class SqliteStore implements Store {
     this.#f = undefined;
     this.#transaction = undefined;
     this.#userIds.clear();
+    this.#cachedUsers = 0;
     this.#convsByUuid.clear();
     this.#convsById.clear();
     this.#directIds.clear();
@@ -1433,8 +1447,13 @@ export class SqliteStore implements Store {
     }
     const found = id;
     this.#remember(() => {
+      if (this.#cachedUsers >= this.#idCacheLimit) {
+        this.#userIds.clear();
+        this.#cachedUsers = 0;
+      }
       let ids = this.#userIds.get(tenantId);
       if (ids === undefined) this.#userIds.set(tenantId, (ids = new Map()));
+      if (!ids.has(uuid)) this.#cachedUsers++;
       ids.set(uuid, found);
     });
     return id;
@@ -1442,8 +1461,19 @@ export class SqliteStore implements Store {
 
   #cacheConv(info: ConvInfo): void {
     this.#remember(() => {
+      if (this.#convsByUuid.size >= this.#idCacheLimit) {
+        this.#convsByUuid.clear();
+        this.#convsById.clear();
+      }
       this.#convsByUuid.set(info.uuid, info);
       this.#convsById.set(info.id, info);
+    });
+  }
+
+  #cacheDirect(key: string, id: number): void {
+    this.#remember(() => {
+      if (this.#directIds.size >= this.#idCacheLimit) this.#directIds.clear();
+      this.#directIds.set(key, id);
     });
   }
 
@@ -1480,7 +1510,7 @@ export class SqliteStore implements Store {
     const cached = this.#directIds.get(key);
     if (cached !== undefined) return cached;
     const id = s.convByDirectKey.get(key);
-    if (id !== undefined) this.#remember(() => this.#directIds.set(key, id));
+    if (id !== undefined) this.#cacheDirect(key, id);
     return id;
   }
 
@@ -1773,7 +1803,7 @@ export class SqliteStore implements Store {
     for (const r of members) s.upsertMember.run(id, r.id, ROLE_MEMBER, 1);
     const info: ConvInfo = { id, uuid, tenantId, kind: KIND_DIRECT, directMembers: members.map((r) => r.uuid) };
     this.#cacheConv(info);
-    this.#remember(() => this.#directIds.set(key, id));
+    this.#cacheDirect(key, id);
     return info;
   }
 
