@@ -4,6 +4,7 @@
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
@@ -187,6 +188,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     groupHistory: config.chat.groupHistory,
     storeFailed,
   });
+  /** Slots being given back by closed sessions, each followed by the user's presence check. */
+  const releasing = new Set<Promise<void>>();
   const presenceError = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'presence failed');
   const presence = new PresenceService({
     store,
@@ -303,7 +306,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       if (session.holdsUserSlot) {
         session.holdsUserSlot = false;
         // Presence is checked once the slot is given back (the count it reads must not include this session).
-        void Promise.resolve(registry.releaseUser(userKey)).then(() => presence.changed(userKey, sessions.sessionsOf(userKey) !== undefined));
+        const released = Promise.resolve(registry.releaseUser(userKey)).then(() => presence.changed(userKey, sessions.sessionsOf(userKey) !== undefined));
+        // A shutdown waits for these before presence stops (a socket terminated at the drain's deadline closes last).
+        releasing.add(released);
+        void released.finally(() => releasing.delete(released));
       } else if (session.identity !== undefined) {
         // Its slot went to the session that replaced it (onUserLimit close_oldest): presence still
         // learns whether this node holds a session of the user (the new one may have failed meanwhile).
@@ -442,6 +448,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     await Promise.race([serverClosed, dropLeftovers]);
     clearTimeout(timer);
     await serverClosed;
+    // Sockets terminated at the deadline close a moment later; their users' slots and presence
+    // checks must be in before presence stops, or they stay shown online.
+    while (connections.size > 0 && Date.now() < started + config.shutdownGraceMs) await sleep(5);
+    await Promise.allSettled([...releasing]);
     await committer.close();
     await receipts.close();
     await presence.close();
