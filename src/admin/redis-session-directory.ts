@@ -43,9 +43,30 @@ end
 return out
 `;
 
+const FORGET_LUA = `
+-- KEYS: user hashes. ARGV: '<nodeId>:' prefixes of the fields to drop. Returns how many were dropped.
+local dropped = 0
+for _, key in ipairs(KEYS) do
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    for _, prefix in ipairs(ARGV) do
+      if string.sub(field, 1, #prefix) == prefix then
+        redis.call('HDEL', key, field)
+        dropped = dropped + 1
+        break
+      end
+    end
+  end
+end
+return dropped
+`;
+
 interface DirectoryScripts {
   rampartAdminListSessions(key: string, livePrefix: string, prunedPrefix: string): Promise<string[]>;
+  rampartAdminForgetNodes(numKeys: number, ...args: string[]): Promise<number>;
 }
+
+/** User hashes per scan step of `forgetNodes`. */
+const FORGET_SCAN = 500;
 
 export class RedisSessionDirectory implements SessionDirectory {
   /** Fields removed locally whose HDEL failed: retried with the resync. */
@@ -59,6 +80,7 @@ export class RedisSessionDirectory implements SessionDirectory {
 
   constructor(private readonly o: RedisSessionDirectoryOptions) {
     o.client.defineCommand('rampartAdminListSessions', { lua: LIST_LUA, numberOfKeys: 1 });
+    o.client.defineCommand('rampartAdminForgetNodes', { lua: FORGET_LUA });
     o.client.on('ready', this.onReady);
     this.timer = setInterval(() => void this.tick(), o.retryMs);
     this.timer.unref();
@@ -89,6 +111,24 @@ export class RedisSessionDirectory implements SessionDirectory {
       }
     }
     return list.sort(bySince);
+  }
+
+  /**
+   * Drops every entry of nodes this node found dead (kill -9: nobody removed them, and `list` drops
+   * them only for the users someone lists). One SCAN over the directory per death, in steps; each
+   * node is marked pruned, so one that was only stalled writes its entries back.
+   */
+  async forgetNodes(nodeIds: readonly string[]): Promise<void> {
+    if (nodeIds.length === 0) return;
+    const prefixes = nodeIds.map((n) => `${n}:`);
+    const scripts = this.o.client as unknown as DirectoryScripts;
+    const match = `${this.key('').replace(/[*?[\]\\]/g, '\\$&')}*`;
+    for await (const keys of this.o.client.scanStream({ match, count: FORGET_SCAN }) as AsyncIterable<string[]>) {
+      if (keys.length > 0) await scripts.rampartAdminForgetNodes(keys.length, ...keys, ...prefixes);
+    }
+    const p = this.o.client.pipeline();
+    for (const nodeId of nodeIds) p.set(`${this.prunedPrefix()}${nodeId}`, '1', 'EX', 86400);
+    await p.exec();
   }
 
   /** Removes this node's entries (graceful shutdown; sessions are closed by then). */

@@ -49,6 +49,8 @@ export interface SessionControl {
   /** The cluster-wide id of a local session. */
   idOf(session: Session): string;
   listSessions(userKey: string): Promise<SessionDescriptor[]>;
+  /** Drops the session-directory entries of nodes this node found dead (see RedisSessionDirectory.forgetNodes). */
+  forgetNodes(nodeIds: readonly string[]): Promise<void>;
   /** Closes one session (by cluster-wide id) or all of a user's, on every node (4012). */
   disconnect(userKey: string, sessionId?: string): Promise<void>;
   /** Bans until `until` and closes the user's open sessions (4010). */
@@ -206,6 +208,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     idOf,
     healthy: () => connections.every((c) => c.status === 'ready') && liveness.every((l) => l.alive),
     listSessions: (userKey) => directory.list(userKey),
+    forgetNodes: (nodeIds) => directory.forgetNodes(nodeIds),
     async disconnect(userKey, sessionId) {
       const command = { kind: 'close', cause: 'admin', userKey, ...(sessionId !== undefined ? { sessionId } : {}) } as const;
       await pendingCloses?.remember(command);

@@ -35,6 +35,8 @@ export interface SessionDirectory {
   remove(session: LocalSession): void;
   /** Every live session of `userKey` (`tenant:userId`), oldest first. May reject (backend down). */
   list(userKey: string): Promise<SessionDescriptor[]>;
+  /** Drops every entry of these nodes (found dead by this node: nobody else cleans after them). */
+  forgetNodes(nodeIds: readonly string[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -71,6 +73,9 @@ export class LocalSessionDirectory implements SessionDirectory {
     for (const s of this.local.sessionsOf(userKey) ?? []) list.push(describeSession(this.nodeId, s));
     return list.sort(bySince);
   }
+
+  /** One node: nothing of another node's is kept here. */
+  async forgetNodes(): Promise<void> {}
 
   async close(): Promise<void> {}
 }

@@ -20,19 +20,22 @@ const HEARTBEAT_LUA = `
 -- ARGV[4]: '1' on joining.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lapsed = 0
+-- Returns {restarted, lapsed node ids...}.
+local restarted = 0
+local lapsed = {}
 -- Joining while a member of our id is still there: a previous life of this node (same nodeId)
 -- ended without leaving, and before its lapse was noticed.
-if ARGV[4] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then lapsed = 1 end
+if ARGV[4] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then restarted = 1 end
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   -- Our own lapsed member: we were only stalled, and publish what we commit once running again.
   if node ~= ARGV[1] then
     redis.call('ZREM', KEYS[1], node)
-    lapsed = lapsed + 1
+    lapsed[#lapsed + 1] = node
   end
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-if lapsed > 0 then redis.call('PUBLISH', ARGV[3], '1') end
+if restarted == 1 or #lapsed > 0 then redis.call('PUBLISH', ARGV[3], '1') end
+table.insert(lapsed, 1, restarted)
 return lapsed
 `;
 
@@ -46,13 +49,16 @@ export interface PeerWatchOptions {
   resyncChannel: string;
   /** A node that has not refreshed for this long is counted as dead. */
   livenessMs: number;
-  /** Peers found dead (for the log). */
-  onLapsed(count: number): void;
+  /**
+   * Peers found dead by this node (it removed them: no other node hears of these ids), and how many
+   * deaths were announced (a restart of our own id counts, but is not in `nodes`).
+   */
+  onLapsed(count: number, nodes: string[]): void;
   onError(err: Error): void;
 }
 
 interface PeerWatchScripts {
-  rampartPeerHeartbeat(key: string, nodeId: string, livenessMs: number, channel: string, joining: '0' | '1'): Promise<number>;
+  rampartPeerHeartbeat(key: string, nodeId: string, livenessMs: number, channel: string, joining: '0' | '1'): Promise<[number, ...string[]]>;
 }
 
 export class PeerWatch {
@@ -73,9 +79,9 @@ export class PeerWatch {
     this.#busy = true;
     try {
       const scripts = this.o.client as unknown as PeerWatchScripts;
-      const lapsed = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, this.#joined ? '0' : '1');
+      const [restarted, ...nodes] = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, this.#joined ? '0' : '1');
       this.#joined = true;
-      if (lapsed > 0) this.o.onLapsed(lapsed);
+      if (restarted + nodes.length > 0) this.o.onLapsed(restarted + nodes.length, nodes);
     } catch (err) {
       this.o.onError(err instanceof Error ? err : new Error(String(err)));
     } finally {

@@ -26,8 +26,8 @@ export interface RedisBusOptions {
    * peer-watch.ts. Config `limits.nodeLivenessMs`. Unset or 0: no watch.
    */
   peerLivenessMs?: number;
-  /** Peers found dead, by this node (for the log). */
-  onPeersLost?: (count: number) => void;
+  /** Peers found dead, by this node: how many deaths were announced, and the ids it removed (their leftovers are this node's to clean). */
+  onPeersLost?: (count: number, nodes: string[]) => void;
 }
 
 export interface RedisBusStats {
@@ -177,7 +177,7 @@ export class RedisBus implements Bus {
         nodeId: options.nodeId,
         resyncChannel: this.resyncChannel,
         livenessMs: options.peerLivenessMs,
-        onLapsed: (count) => onPeersLost?.(count),
+        onLapsed: (count, nodes) => onPeersLost?.(count, nodes),
         onError: (err) => this.report(err, 'connection'),
       });
     }

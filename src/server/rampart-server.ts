@@ -145,7 +145,11 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       onError: (err, source) => logger.error({ source, err: err.message }, 'bus error'),
       ping: redisPing(config),
       peerLivenessMs: config.limits.nodeLivenessMs,
-      onPeersLost: (count) => logger.warn({ count }, 'cluster nodes lapsed without a clean shutdown: every node reads its sessions\' gaps from storage'),
+      onPeersLost: (count, nodes) => {
+        logger.warn({ count }, 'cluster nodes lapsed without a clean shutdown: every node reads its sessions\' gaps from storage');
+        // Their session-directory entries are this node's to drop (it removed them from the membership).
+        admin?.control.forgetNodes(nodes).catch((err: unknown) => logger.error({ err: errorSummary(err) }, 'dropping dead nodes\' session directory entries failed'));
+      },
     });
     limits = createLimits({
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),

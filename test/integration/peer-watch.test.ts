@@ -71,14 +71,17 @@ async function cluster(): Promise<{ prefix: string; key: string; channel: string
   };
 }
 
-async function watch(c: { key: string; channel: string }, nodeId: string, lapsed: number[] = []): Promise<PeerWatch> {
+async function watch(c: { key: string; channel: string }, nodeId: string, lapsed: number[] = [], removed: string[] = []): Promise<PeerWatch> {
   const w = new PeerWatch({
     client: await client(),
     key: c.key,
     nodeId,
     resyncChannel: c.channel,
     livenessMs: MANUAL_MS,
-    onLapsed: (n) => lapsed.push(n),
+    onLapsed: (n, nodes) => {
+      lapsed.push(n);
+      removed.push(...nodes);
+    },
     onError: (err) => assert.fail(err),
   });
   watches.push(w);
@@ -89,7 +92,8 @@ test('a lapsed member is swept by exactly one node, which announces one resync',
   const c = await cluster();
   const lapsedB: number[] = [];
   const lapsedC: number[] = [];
-  const b = await watch(c, 'node-b', lapsedB);
+  const removedB: string[] = [];
+  const b = await watch(c, 'node-b', lapsedB, removedB);
   const cc = await watch(c, 'node-c', lapsedC);
   await b.refresh();
   await cc.refresh();
@@ -104,6 +108,7 @@ test('a lapsed member is swept by exactly one node, which announces one resync',
   // give the subscriber connection a round trip to be sure nothing else is on its way.
   await c.raw.publish(`${c.prefix}fence`, '1');
   assert.deepEqual(lapsedB, [1]);
+  assert.deepEqual(removedB, ['node-killed'], 'the node that removed it is told which (its leftovers are its to clean)');
   assert.deepEqual(lapsedC, [], 'the second node finds nothing left to sweep');
   assert.equal(c.announcements(), 1);
   assert.equal(await c.raw.zscore(c.key, 'node-killed'), null);
