@@ -20,7 +20,7 @@ export class ConfigError extends Error {
 
 const ENV_PREFIX = 'RAMPART_';
 /** Variables that are read elsewhere and are not config keys. */
-const ENV_IGNORED = new Set(['RAMPART_TEST_PG_URL', 'RAMPART_TEST_REDIS_URL']);
+const ENV_IGNORED = new Set(['RAMPART_TEST_PG_URL', 'RAMPART_TEST_REDIS_URL', 'RAMPART_TEST_SEED']);
 
 /** The object shape under a (possibly defaulted/optional) zod schema, if it is an object. */
 type SchemaDef = { type?: string; shape?: Record<string, unknown>; innerType?: unknown; valueType?: unknown };
