@@ -41,6 +41,9 @@ test('presence: once close() resolved, the restate loop neither reads the closed
     track() {},
     async sweep() { return []; },
     async rejoin() { return false; },
+    due() { return []; },
+    holds() { return false; },
+    releaseHeld() { return []; },
     async close() { stateClosed = true; },
   } as unknown as PresenceState;
   const errors: unknown[] = [];
@@ -84,6 +87,9 @@ test('presence: close() called while the check is in flight (the restate loop mo
     track() {},
     async sweep() { return []; },
     async rejoin() { return false; },
+    due() { return []; },
+    holds() { return false; },
+    releaseHeld() { return []; },
     async close() { stateClosed = true; },
   } as unknown as PresenceState;
   const errors: unknown[] = [];

@@ -58,6 +58,9 @@ test('a hidden user is not left shown online by the restate loop\'s last round',
     track() {},
     async sweep() { return []; },
     async rejoin() { return false; },
+    due() { return []; },
+    holds() { return false; },
+    releaseHeld() { return []; },
     async close() {},
   });
   const a = new PresenceService({ bus, registry, state, store, debounceMs: 0, defaultVisible: true, sweepMs: 0, onError: (e: unknown) => assert.fail(String(e)) });
