@@ -44,16 +44,18 @@ return out
 `;
 
 const FORGET_LUA = `
--- KEYS: user hashes. ARGV: '<nodeId>:' prefixes of the fields to drop. Returns how many were dropped.
+-- KEYS: user hashes. ARGV: ids of the nodes whose entries to drop (compared with each descriptor's
+-- node exactly, as LIST_LUA does: a field's '<nodeId>:' prefix could be another node's id too).
+local dead = {}
+for _, node in ipairs(ARGV) do dead[node] = true end
 local dropped = 0
 for _, key in ipairs(KEYS) do
-  for _, field in ipairs(redis.call('HKEYS', key)) do
-    for _, prefix in ipairs(ARGV) do
-      if string.sub(field, 1, #prefix) == prefix then
-        redis.call('HDEL', key, field)
-        dropped = dropped + 1
-        break
-      end
+  local raw = redis.call('HGETALL', key)
+  for i = 1, #raw, 2 do
+    local ok, d = pcall(cjson.decode, raw[i + 1])
+    if ok and type(d) == 'table' and type(d.node) == 'string' and dead[d.node] then
+      redis.call('HDEL', key, raw[i])
+      dropped = dropped + 1
     end
   end
 end
@@ -120,11 +122,10 @@ export class RedisSessionDirectory implements SessionDirectory {
    */
   async forgetNodes(nodeIds: readonly string[]): Promise<void> {
     if (nodeIds.length === 0) return;
-    const prefixes = nodeIds.map((n) => `${n}:`);
     const scripts = this.o.client as unknown as DirectoryScripts;
     const match = `${this.key('').replace(/[*?[\]\\]/g, '\\$&')}*`;
     for await (const keys of this.o.client.scanStream({ match, count: FORGET_SCAN }) as AsyncIterable<string[]>) {
-      if (keys.length > 0) await scripts.rampartAdminForgetNodes(keys.length, ...keys, ...prefixes);
+      if (keys.length > 0) await scripts.rampartAdminForgetNodes(keys.length, ...keys, ...nodeIds);
     }
     const p = this.o.client.pipeline();
     for (const nodeId of nodeIds) p.set(`${this.prunedPrefix()}${nodeId}`, '1', 'EX', 86400);

@@ -34,7 +34,8 @@ for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   end
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-if restarted == 1 or #lapsed > 0 then redis.call('PUBLISH', ARGV[3], '1') end
+if restarted == 1 then lapsed[#lapsed + 1] = ARGV[1] end
+if #lapsed > 0 then redis.call('PUBLISH', ARGV[3], '1') end
 table.insert(lapsed, 1, restarted)
 return lapsed
 `;
@@ -50,8 +51,8 @@ export interface PeerWatchOptions {
   /** A node that has not refreshed for this long is counted as dead. */
   livenessMs: number;
   /**
-   * Peers found dead by this node (it removed them: no other node hears of these ids), and how many
-   * deaths were announced (a restart of our own id counts, but is not in `nodes`).
+   * Nodes found dead by this node (it removed them: no other node hears of these ids; our own id
+   * when a previous life of this node ended without leaving), and how many.
    */
   onLapsed(count: number, nodes: string[]): void;
   onError(err: Error): void;
@@ -79,9 +80,9 @@ export class PeerWatch {
     this.#busy = true;
     try {
       const scripts = this.o.client as unknown as PeerWatchScripts;
-      const [restarted, ...nodes] = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, this.#joined ? '0' : '1');
+      const [, ...nodes] = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, this.#joined ? '0' : '1');
       this.#joined = true;
-      if (restarted + nodes.length > 0) this.o.onLapsed(restarted + nodes.length, nodes);
+      if (nodes.length > 0) this.o.onLapsed(nodes.length, nodes);
     } catch (err) {
       this.o.onError(err instanceof Error ? err : new Error(String(err)));
     } finally {

@@ -12,6 +12,7 @@ import { WebSocketServer, type ServerOptions } from 'ws';
 import type { DestinationStream } from 'pino';
 import type { RampartConfig } from '../config/schema.js';
 import { loadOrCreateDevSecret } from '../config/dev-key.js';
+import { DeadNodeCleanup } from '../admin/dead-nodes.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { createMetrics, registerHealthGauges, type Metrics } from '../observability/metrics.js';
 import { DeliveryTimer } from '../observability/delivery-timer.js';
@@ -137,6 +138,8 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   let admin: Admin | undefined;
   let sessions: SessionRegistry;
   const deliveryTimer = new DeliveryTimer(metrics);
+  // Dead nodes' session-directory entries, dropped by the node that found them (src/admin/dead-nodes.ts).
+  const deadNodes = new DeadNodeCleanup((err) => logger.error({ err: errorSummary(err) }, 'dropping dead nodes\' session directory entries failed'));
   try {
     bus = await openBus({
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
@@ -147,8 +150,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       peerLivenessMs: config.limits.nodeLivenessMs,
       onPeersLost: (count, nodes) => {
         logger.warn({ count }, 'cluster nodes lapsed without a clean shutdown: every node reads its sessions\' gaps from storage');
-        // Their session-directory entries are this node's to drop (it removed them from the membership).
-        admin?.control.forgetNodes(nodes).catch((err: unknown) => logger.error({ err: errorSummary(err) }, 'dropping dead nodes\' session directory entries failed'));
+        deadNodes.found(nodes);
       },
     });
     limits = createLimits({
@@ -163,6 +165,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     if (!(await limits.ready(5000))) logger.error('limits backend (Redis) not reachable: new connections are refused until it is');
     sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n));
     admin = await openAdmin({ config, nodeId, logger, security, localSessions: sessions });
+    deadNodes.attach(admin.control);
   } catch (err) {
     await Promise.allSettled([store.close(), bus?.close(), limits?.close()]);
     throw err;
