@@ -44,10 +44,15 @@ return out
 `;
 
 const FORGET_LUA = `
--- KEYS: user hashes. ARGV: ids of the nodes whose entries to drop (compared with each descriptor's
--- node exactly, as LIST_LUA does: a field's '<nodeId>:' prefix could be another node's id too).
+-- KEYS: user hashes. ARGV[1]: pruned-marker prefix, then the ids of the nodes whose entries to drop
+-- (compared with each descriptor's node exactly, as LIST_LUA does: a field's '<nodeId>:' prefix
+-- could be another node's id too). Each call marks the nodes pruned, with what it dropped: a node
+-- only stalled writes its entries back, even if a later step fails or drops what it rewrote.
 local dead = {}
-for _, node in ipairs(ARGV) do dead[node] = true end
+for i = 2, #ARGV do
+  dead[ARGV[i]] = true
+  redis.call('SET', ARGV[1] .. ARGV[i], '1', 'EX', 86400)
+end
 local dropped = 0
 for _, key in ipairs(KEYS) do
   local raw = redis.call('HGETALL', key)
@@ -118,18 +123,15 @@ export class RedisSessionDirectory implements SessionDirectory {
   /**
    * Drops every entry of nodes this node found dead (kill -9: nobody removed them, and `list` drops
    * them only for the users someone lists). One SCAN over the directory per death, in steps; each
-   * node is marked pruned, so one that was only stalled writes its entries back.
+   * step marks the nodes pruned, so one that was only stalled writes its entries back.
    */
   async forgetNodes(nodeIds: readonly string[]): Promise<void> {
     if (nodeIds.length === 0) return;
     const scripts = this.o.client as unknown as DirectoryScripts;
     const match = `${this.key('').replace(/[*?[\]\\]/g, '\\$&')}*`;
     for await (const keys of this.o.client.scanStream({ match, count: FORGET_SCAN }) as AsyncIterable<string[]>) {
-      if (keys.length > 0) await scripts.rampartAdminForgetNodes(keys.length, ...keys, ...nodeIds);
+      if (keys.length > 0) await scripts.rampartAdminForgetNodes(keys.length, ...keys, this.prunedPrefix(), ...nodeIds);
     }
-    const p = this.o.client.pipeline();
-    for (const nodeId of nodeIds) p.set(`${this.prunedPrefix()}${nodeId}`, '1', 'EX', 86400);
-    await p.exec();
   }
 
   /** Removes this node's entries (graceful shutdown; sessions are closed by then). */

@@ -80,8 +80,11 @@ export class PeerWatch {
     this.#busy = true;
     try {
       const scripts = this.o.client as unknown as PeerWatchScripts;
-      const [, ...nodes] = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, this.#joined ? '0' : '1');
+      // Joining is said once per life, even if its reply is lost: a second "join" would find the
+      // member the first one wrote and take this running node for a previous life of itself.
+      const joining = this.#joined ? '0' : '1';
       this.#joined = true;
+      const [, ...nodes] = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, joining);
       if (nodes.length > 0) this.o.onLapsed(nodes.length, nodes);
     } catch (err) {
       this.o.onError(err instanceof Error ? err : new Error(String(err)));

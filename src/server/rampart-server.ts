@@ -456,9 +456,11 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     clearTimeout(timer);
     await serverClosed;
     // Sockets terminated at the deadline close a moment later; their users' slots and presence
-    // checks must be in before presence stops, or they stay shown online.
-    while (connections.size > 0 && Date.now() < started + config.shutdownGraceMs) await sleep(5);
-    await Promise.allSettled([...releasing]);
+    // checks must be in before presence stops, or they stay shown online — but within half the
+    // time kept for the flush (a silent Redis must not push the flush past the hard exit).
+    const settleBy = deadline + Math.floor(reserve / 2);
+    while (connections.size > 0 && Date.now() < settleBy) await sleep(5);
+    await Promise.race([Promise.allSettled([...releasing]), sleep(Math.max(0, settleBy - Date.now()))]);
     await committer.close();
     await receipts.close();
     await presence.close();
