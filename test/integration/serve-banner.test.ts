@@ -3,7 +3,9 @@
  * and a token command that signs with the same key — with the `--config` the server was started
  * with (it used to drop it, so the command read ./data, made a second key there and signed a token
  * this server refused) and, run from elsewhere than the package root, as `node <cli> token`. A demo
- * page served on [::1] is one of the server's own origins.
+ * page served on [::1] is one of the server's own origins. The command carries the `RAMPART_*`
+ * variables that decide the key (run in a shell without them it read ./data and signed with a
+ * second key).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,19 +30,19 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function env(): NodeJS.ProcessEnv {
+function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RAMPART_')) e[k] = v;
-  return e;
+  return { ...e, ...extra };
 }
 
-test('the token command the serve banner prints yields a token that server accepts', async () => {
-  // README: "`npm start` prints how to get a token"; serve's banner: "Get a development token:
-  // npm run -s token -- --sub <uuid>". docs/protocol.md §9: jwt key "none in development = a key
-  // generated once in `dataDir/dev-signing-key`" — the dataDir of the config the server runs with.
-  const file = join(dir, 'dev.json');
-  writeFileSync(file, JSON.stringify({ port: 0, host: '127.0.0.1', dataDir: join(dir, 'keys'), storage: `sqlite:${join(dir, 'r.db')}` }));
-  const server = spawn(process.execPath, ['--import', TSX, CLI, 'serve', '--config', file], { cwd: dir, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts `serve` with `serveArgs` and `serverEnv`, runs the token command its banner prints — with
+ * the `RAMPART_*` variables printed before it, in a shell without the server's — where the server
+ * was started, and asserts the server accepts the token.
+ */
+async function bannerTokenAccepted(serveArgs: string[], serverEnv: Record<string, string> = {}): Promise<void> {
+  const server = spawn(process.execPath, ['--import', TSX, CLI, 'serve', ...serveArgs], { cwd: dir, env: env(serverEnv), stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(server);
   server.stdout!.resume();
   let stderr = '';
@@ -48,17 +50,19 @@ test('the token command the serve banner prints yields a token that server accep
     new Promise<string>((resolve) => {
       server.stderr!.on('data', (d: Buffer) => {
         stderr += d.toString();
-        const m = /Get a development token:\s+(?:npm run -s token --|node (?:--import tsx )?\S+ token) (.+)\n/.exec(stderr);
-        if (m) resolve(m[1]!);
+        const m = /Get a development token:\s+((?:RAMPART_\w+=\S+ )*)(?:npm run -s token --|node (?:--import tsx )?\S+ token) (.+)\n/.exec(stderr);
+        if (m) resolve(`${m[1]!}\n${m[2]!}`);
       });
     }),
     30000,
     'banner',
   );
-  const args = (await banner).trim().split(/\s+/);
+  const [assignments, rest] = (await banner).split('\n') as [string, string];
+  const args = rest.trim().split(/\s+/);
+  const printed = Object.fromEntries(assignments.trim().split(/\s+/).filter(Boolean).map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]));
   const port = Number(/127\.0\.0\.1:(\d+)\/ws/.exec(stderr)![1]);
-  // The printed command, run where the server was started (npm run token = `rampart token ARGS`).
-  const tok = spawn(process.execPath, ['--import', TSX, CLI, 'token', ...args], { cwd: dir, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+  // npm run token = `rampart token ARGS`.
+  const tok = spawn(process.execPath, ['--import', TSX, CLI, 'token', ...args], { cwd: dir, env: env(printed), stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(tok);
   let token = '';
   tok.stdout!.on('data', (d: Buffer) => (token += d.toString()));
@@ -69,7 +73,20 @@ test('the token command the serve banner prints yields a token that server accep
   await client.opened;
   client.send({ type: 'auth', token: token.trim(), deviceId: 'probe-1' });
   const frame = await client.next((f) => f.type === 'auth_success' || f.type === 'auth_failure');
-  assert.equal(frame.type, 'auth_success', `banner args: ${args.join(' ')}; got ${JSON.stringify(frame)}`);
+  assert.equal(frame.type, 'auth_success', `banner: ${assignments}${args.join(' ')}; got ${JSON.stringify(frame)}`);
+}
+
+test('the token command the serve banner prints yields a token that server accepts', async () => {
+  // README: "`npm start` prints how to get a token". docs/protocol.md §9: jwt key "none in
+  // development = a key generated once in `dataDir/dev-signing-key`" — the dataDir of the config
+  // the server runs with.
+  const file = join(dir, 'dev.json');
+  writeFileSync(file, JSON.stringify({ port: 0, host: '127.0.0.1', dataDir: join(dir, 'keys'), storage: `sqlite:${join(dir, 'r.db')}` }));
+  await bannerTokenAccepted(['--config', file]);
+});
+
+test('the banner\'s token command carries the RAMPART_* variables that decide the key (a dataDir from RAMPART_DATA_DIR)', async () => {
+  await bannerTokenAccepted([], { RAMPART_PORT: '0', RAMPART_DATA_DIR: join(dir, 'env-keys'), RAMPART_STORAGE: `sqlite:${join(dir, 'env.db')}`, RAMPART_LOG_LEVEL: 'silent' });
 });
 
 test('served on [::1], the demo page (the server\'s own origin) may open the WebSocket', async () => {
