@@ -9,7 +9,8 @@
  *   though right after the loss the cluster's session count misses the other node's sessions until
  *   its heartbeat writes them back. An offline flip that finds no state shortly after a loss is
  *   held back until the counts are back, checked again, then published.
- * `limits.nodeLivenessMs` 900: heartbeats and sweeps every 300 ms.
+ * - A held offline flip is decided when its node shuts down gracefully first.
+ * `limits.nodeLivenessMs` 900 (heartbeats and sweeps every 300 ms) unless a test says otherwise.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -63,29 +64,48 @@ test(`after ${how}, a contact shown online who disconnects is published offline`
 });
 }
 
-test('after Redis lost its keys, closing one of two sessions does not publish a user still connected to another node offline', { timeout: 40_000 }, async () => {
-  const backend = postgresBackend('presence_emptied');
-  const prefix = uniqueRedisPrefix('presence-emptied2');
+/**
+ * Two nodes on one PostgreSQL schema and Redis prefix; a watcher on `watcherOn` shares a group with
+ * a victim whose sessions open on `victimOn` (in that order), and sees the victim listed online.
+ * `run` gets everything; servers, clients, the prefix and the schema are cleaned up after it.
+ */
+async function watchedVictim(
+  tag: string,
+  nodeLivenessMs: number,
+  layout: { watcherOn: 0 | 1; victimOn: (0 | 1)[] },
+  run: (t: { nodes: (TestServer | undefined)[]; watcher: TestClient; victimId: string; victim: TestClient[]; listed: () => Promise<boolean>; redis: Redis; prefix: string }) => Promise<void>,
+): Promise<void> {
+  const backend = postgresBackend(tag.replaceAll('-', '_'));
+  const prefix = uniqueRedisPrefix(tag);
   const redis = new Redis(REDIS_URL);
   const clients: TestClient[] = [];
-  let n1: TestServer | undefined;
-  let n2: TestServer | undefined;
+  const nodes: (TestServer | undefined)[] = [];
   try {
     await backend.setup();
-    const common = { storage: backend.allocate().storage, redisKeyPrefix: prefix, redisUrl: REDIS_URL, limits: { nodeLivenessMs: 900 }, chat: { presenceDebounceMs: 0 } };
-    n1 = await startServer(common);
-    n2 = await startServer(common);
-    const watcher = await deviceClient(n1.url, newUserId());
+    const common = { storage: backend.allocate().storage, redisKeyPrefix: prefix, redisUrl: REDIS_URL, limits: { nodeLivenessMs }, chat: { presenceDebounceMs: 0 } };
+    nodes.push(await startServer(common), await startServer(common));
+    const watcher = await deviceClient(nodes[layout.watcherOn]!.url, newUserId());
     const victimId = newUserId();
     clients.push(watcher);
     const gid = await createGroup(watcher, [victimId]);
-    const victimOn2 = await deviceClient(n2.url, victimId);
-    const victimOn1 = await deviceClient(n1.url, victimId);
-    clients.push(victimOn2, victimOn1);
-    await said(victimOn2, { conversationId: gid }, 'hello');
+    const victim: TestClient[] = [];
+    for (const n of layout.victimOn) victim.push(await deviceClient(nodes[n]!.url, victimId));
+    clients.push(...victim);
+    await said(victim[0]!, { conversationId: gid }, 'hello');
     const listed = async (): Promise<boolean> => ((await expectReply(watcher, { type: 'presence', conversationId: gid }, 'presence')).online as string[]).includes(victimId);
     await waitFor(listed, 8000, 'victim shown online', 100);
+    await run({ nodes, watcher, victimId, victim, listed, redis, prefix });
+  } finally {
+    await closeAll(...clients);
+    for (const n of nodes) await n?.close();
+    await dropRedisPrefix(redis, prefix);
+    await backend.teardown();
+  }
+}
 
+test('after Redis lost its keys, closing one of two sessions does not publish a user still connected to another node offline', { timeout: 40_000 }, async () => {
+  await watchedVictim('presence-emptied2', 900, { watcherOn: 0, victimOn: [1, 0] }, async ({ watcher, victimId, victim, listed, redis, prefix }) => {
+    const [victimOn2, victimOn1] = victim as [TestClient, TestClient];
     await deleteRedisPrefix(redis, prefix);
     const seen = watcher.frames.length;
     victimOn1.terminate();
@@ -95,11 +115,29 @@ test('after Redis lost its keys, closing one of two sessions does not publish a 
     const told = watcher.frames.slice(seen).filter((f) => f.type === 'presence_changed' && f.userId === victimId);
     assert.deepEqual(told.filter((f) => f.online === false), [], 'told the victim went offline although it is connected to node 2');
     assert.equal(victimOn2.ws.readyState, 1);
-  } finally {
-    await closeAll(...clients);
-    await n2?.close();
-    await n1?.close();
-    await dropRedisPrefix(redis, prefix);
-    await backend.teardown();
-  }
+  });
+});
+
+// An offline flip held back after the loss is decided when its node shuts down gracefully before it
+// was due ("on a graceful shutdown pending checks run before the node stops"), and the node keeps
+// such a user recorded meanwhile, so a crash leaves them to the dead-node sweep. It used to be dropped.
+// nodeLivenessMs 6 s: a held flip would be due 2.5 s after the loss — the shutdown comes well before.
+test('an offline flip held back after a Redis loss is still published when its node shuts down gracefully', { timeout: 40_000 }, async () => {
+  await watchedVictim('held-flip', 6000, { watcherOn: 1, victimOn: [0] }, async ({ nodes, watcher, victimId, victim, redis, prefix }) => {
+    await deleteRedisPrefix(redis, prefix);
+    const seen = watcher.frames.length;
+    victim[0]!.terminate();
+    await victim[0]!.closed;
+    const node1 = nodes[0]!;
+    await waitFor(async () => node1.server.stats().users === 0, 5000, 'node 1 saw the victim leave', 20);
+    // Graceful shutdown of node 1 while the victim's offline flip is held back.
+    await node1.close();
+    nodes[0] = undefined;
+    const offline = await within(
+      waitFor(async () => watcher.frames.slice(seen).some((f) => f.type === 'presence_changed' && f.userId === victimId && f.online === false), 8000, 'offline flip', 50),
+      9000,
+      'watcher told the victim went offline',
+    ).catch((e: Error) => e);
+    assert.ok(!(offline instanceof Error), `the watcher was never told the victim went offline (held flip dropped at shutdown): ${String(offline)}`);
+  });
 });
