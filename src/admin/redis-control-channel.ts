@@ -5,27 +5,36 @@
  * revocations) lives in Redis keys checked at every `auth`; the channel only closes open sessions.
  */
 import type { Redis } from 'ioredis';
+import { resubscribeOnReconnect } from '../redis/resubscribe.js';
 import { parseControlCommand, type ControlChannel, type ControlCommand, type ControlHandler } from './control-channel.js';
 
 export interface RedisControlChannelOptions {
   /** Shared command client (not closed here). */
   client: Redis;
-  /** A dedicated connection in subscriber mode (closed by the owner). */
+  /** A dedicated connection in subscriber mode (closed by the owner), created with `autoResubscribe: false`. */
   subscriber: Redis;
   prefix: string;
   nodeId: string;
   onError(err: unknown, op: string): void;
+  /** The channel is live again after a reconnect of `subscriber`: commands published meanwhile were missed. */
+  onRestored?(): void;
 }
 
 export class RedisControlChannel implements ControlChannel {
   private handler: ControlHandler = () => {};
   private readonly channel: string;
   private readonly tag: string;
+  private readonly stopResubscribing: () => void;
 
   private constructor(private readonly o: RedisControlChannelOptions) {
     this.channel = `${o.prefix}admin:control`;
     this.tag = `${o.nodeId}\n`;
     o.subscriber.on('message', this.onMessage);
+    this.stopResubscribing = resubscribeOnReconnect(o.subscriber, {
+      channels: () => [this.channel],
+      onRestored: () => o.onRestored?.(),
+      onError: (err) => o.onError(err, 'subscribe'),
+    });
   }
 
   /** Subscribes before returning, so no command published after start-up is missed. */
@@ -46,6 +55,7 @@ export class RedisControlChannel implements ControlChannel {
 
   async close(): Promise<void> {
     this.o.subscriber.off('message', this.onMessage);
+    this.stopResubscribing();
   }
 
   private readonly onMessage = (channel: string, payload: string): void => {

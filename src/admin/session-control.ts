@@ -101,8 +101,13 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     directory = new LocalSessionDirectory(o.nodeId, o.local);
   } else {
     const client = createRedisClient(o.redisUrl, {}, o.onError);
-    // Subscriptions are state: they may queue while disconnected and are restored on reconnect.
-    const subscriber = createRedisClient(o.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined }, o.onError);
+    // Subscriptions are state: they may queue while disconnected and are restored on reconnect (by
+    // the control channel, see resubscribe.ts).
+    const subscriber = createRedisClient(
+      o.redisUrl,
+      { enableOfflineQueue: true, maxRetriesPerRequest: null, commandTimeout: undefined, autoResubscribe: false },
+      o.onError,
+    );
     connections.push(client, subscriber);
     liveness.push(
       watchLiveness(client, 'session control', o.ping, (err) => o.onError(err, 'liveness')),
@@ -115,16 +120,29 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
         o.connectTimeoutMs ?? 5000,
       );
       policy = new RedisAccessPolicy(client, o.prefix);
-      channel = await RedisControlChannel.open({ client, subscriber, prefix: o.prefix, nodeId: o.nodeId, onError: o.onError });
-      directory = new RedisSessionDirectory({ client, prefix: o.prefix, nodeId: o.nodeId, local: o.local, retryMs: o.retryMs ?? 1000, onError: o.onError });
       // Both connections' first 'ready' came before this point: each later one is a reconnect. The
-      // check reads keys through `client`, so it runs once both are back, whichever comes last (a
-      // reconnect of `client` alone costs one harmless extra check).
+      // check reads keys through `client`, so it runs once both are back, whichever comes last: the
+      // subscriber counts as back once Redis confirmed the channel again, so a ban published while
+      // it was away is in the keys the check reads (a reconnect of `client` alone costs one
+      // harmless extra check).
+      let channelLive = true;
       const recheckWhenBothReady = (): void => {
-        if (client.status === 'ready' && subscriber.status === 'ready') void recheckAll();
+        if (client.status === 'ready' && channelLive) void recheckAll();
       };
+      channel = await RedisControlChannel.open({
+        client,
+        subscriber,
+        prefix: o.prefix,
+        nodeId: o.nodeId,
+        onError: o.onError,
+        onRestored: () => {
+          channelLive = true;
+          recheckWhenBothReady();
+        },
+      });
+      directory = new RedisSessionDirectory({ client, prefix: o.prefix, nodeId: o.nodeId, local: o.local, retryMs: o.retryMs ?? 1000, onError: o.onError });
+      subscriber.on('close', () => (channelLive = false));
       client.on('ready', recheckWhenBothReady);
-      subscriber.on('ready', recheckWhenBothReady);
     } catch (err) {
       for (const l of liveness) l.stop();
       await Promise.all(connections.map(quitRedis));

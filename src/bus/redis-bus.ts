@@ -3,6 +3,7 @@ import type { Bus, BusHandler } from './bus.js';
 import { quitRedis } from '../redis/quit.js';
 import { watchLiveness, type RedisLiveness } from '../redis/liveness.js';
 import { PeerWatch } from './peer-watch.js';
+import { resubscribeOnReconnect } from '../redis/resubscribe.js';
 
 /** Where a reported error came from; lets the logger pick a level and a metric label. */
 export type BusErrorSource = 'connection' | 'publish' | 'subscribe' | 'unsubscribe' | 'deliver';
@@ -60,8 +61,8 @@ const noop: BusHandler = () => {};
  *
  * Failure behaviour: `publish` never throws and never queues while Redis is down (offline queue
  * off, no resend), failures are counted and reported via `onError`; the Store redelivers what the
- * bus loses. Subscriptions, in contrast, are state: they queue while disconnected and ioredis
- * resubscribes every channel on reconnect (`autoResubscribe`).
+ * bus loses. Subscriptions, in contrast, are state: they queue while disconnected, and every
+ * channel is subscribed again on reconnect (resubscribe.ts), before the resync reads the gaps.
  */
 export class RedisBus implements Bus {
   /** Connects both connections, or rejects (naming `redisUrl`, password redacted) after the timeout. */
@@ -106,6 +107,7 @@ export class RedisBus implements Bus {
   private resyncRetry: NodeJS.Timeout | undefined;
   private resyncRetryMs = RESYNC_RETRY_MS;
   private readonly liveness: RedisLiveness[];
+  private readonly stopResubscribing: () => void;
   private readonly peers: PeerWatch | undefined;
   private batch: ChainableCommander | null = null;
   /** The last batch sent, settled once Redis answered it (and, one connection, every batch before it). */
@@ -159,7 +161,8 @@ export class RedisBus implements Bus {
       // Subscribe/unsubscribe issued while down must apply after reconnect, in order.
       enableOfflineQueue: true,
       maxRetriesPerRequest: null,
-      autoResubscribe: true,
+      // resubscribe.ts does it, with the reply handled.
+      autoResubscribe: false,
     });
     this.watch(this.pub, 'publisher');
     this.watch(this.sub, 'subscriber');
@@ -168,6 +171,15 @@ export class RedisBus implements Bus {
       watchLiveness(this.sub, 'subscriber', options.ping, (err) => this.report(err, 'connection')),
     ];
     this.sub.on('message', (channel: string, message: string) => this.receive(channel, message));
+    // While the subscriber was away, frames for our users went nowhere: once every channel is live
+    // again, each session reads its gap from storage, so nothing falls between the two.
+    this.stopResubscribing = resubscribeOnReconnect(this.sub, {
+      channels: () => [this.resyncChannel, ...this.channels.keys()],
+      onRestored: () => {
+        if (!this.closed) this.resync();
+      },
+      onError: (err) => this.report(err, 'subscribe'),
+    });
     void this.sub.subscribe(this.resyncChannel).catch((err: Error) => this.report(err, 'subscribe'));
     if (options.peerLivenessMs !== undefined && options.peerLivenessMs > 0) {
       const onPeersLost = options.onPeersLost;
@@ -275,6 +287,7 @@ export class RedisBus implements Bus {
     if (lost) this.peers?.stop();
     else await this.peers?.leave();
     for (const l of this.liveness) l.stop();
+    this.stopResubscribing();
     this.releaseWaiters();
     this.users.clear();
     this.channels.clear();
@@ -397,17 +410,7 @@ export class RedisBus implements Bus {
       const wasDown = down;
       down = false;
       if (!wasDown || this.closed) return;
-      if (role === 'publisher') {
-        if (this.lostPublishes) this.announceResync();
-        return;
-      }
-      // While the subscriber was away, frames for our users went nowhere. The PING's reply comes
-      // after the automatic resubscriptions' replies (one connection, in order): read the gaps
-      // only once the channels are live again, so nothing falls between the two.
-      this.sub.ping().then(
-        () => this.resync(),
-        () => {},
-      );
+      if (role === 'publisher' && this.lostPublishes) this.announceResync();
     });
   }
 

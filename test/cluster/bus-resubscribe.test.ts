@@ -88,3 +88,30 @@ test('a second drop right after the reconnect (resubscriptions unanswered) still
   for (let i = 0; i < 100 && resyncs.n < 1; i++) await sleep(50);
   assert.deepEqual(await probeAll(a, inB, [...users.slice(0, 5), 'u49', 'late']), []);
 });
+
+test('closing while Redis has not answered the resubscription leaves no unhandled rejection (it would end the process)', { timeout: 30_000 }, async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => {
+    unhandled.push(reason);
+  };
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const { b, proxy } = await setup();
+    b.subscribe('u1');
+    await b.subscriptionsSettled();
+    await proxy.stop();
+    await proxy.start();
+    // The resubscription is written on 'ready'; black-hole it before Redis can answer, then close.
+    const sub = (b as unknown as { sub: { status: string; once(e: string, f: () => void): void } }).sub;
+    await new Promise<void>((r) => sub.once('ready', r));
+    proxy.freeze();
+    await b.close();
+    // The socket ends once ioredis gives up on a graceful close (the path is frozen); then it
+    // rejects what was unanswered, and unhandled rejections are reported after microtasks drain.
+    if (sub.status !== 'end') await new Promise<void>((r) => sub.once('end', r));
+    await sleep(50);
+    assert.deepEqual(unhandled.map(String), []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
