@@ -4,7 +4,6 @@
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
@@ -44,7 +43,7 @@ import { devTokensFor } from './dev-tokens.js';
 import { NodeConnections } from './node-connections.js';
 import { createUpgradeHandler } from './upgrade-handler.js';
 import { createReadiness } from './readiness.js';
-import { drainSessions } from './drain.js';
+import { shutDown } from './shutdown.js';
 import { createMetricsServer } from './metrics-server.js';
 import { listen } from './listen.js';
 import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureContext, withResponseHeaders, type TlsReloadResult } from './tls-options.js';
@@ -433,38 +432,23 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     onError: (err) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'retention prune failed'),
   });
 
-  /** Graceful shutdown (see RampartServer.close); runs once. */
+  /** Graceful shutdown (see RampartServer.close and shutdown.ts); runs once. */
   async function drainAndClose(): Promise<void> {
     closing = true; // from here /readyz is 503 and every new handshake is refused with 503
-    const started = Date.now();
     logger.info({ sessions: connections.size }, 'draining');
     retention.close();
-    // The listener stays open while draining, so load balancers can see /readyz turn 503.
-    // A quarter of the grace (at most 1 s) is kept for the storage flush and adapter close.
-    const reserve = Math.min(1000, Math.floor(config.shutdownGraceMs / 4));
-    const deadline = started + config.shutdownGraceMs - reserve;
-    await drainSessions(connections, { ...config.shutdown, deadline });
-    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeAllConnections?.();
-    // Handshakes still in the gate get their answer (503) and close by themselves; what is still
-    // open at the deadline — a socket that never became an HTTP connection, say — is dropped.
-    let timer: NodeJS.Timeout | undefined;
-    const dropLeftovers = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, Math.max(100, deadline - Date.now()));
-    }).then(() => rawConnections.destroyAll());
-    await Promise.race([serverClosed, dropLeftovers]);
-    clearTimeout(timer);
-    await serverClosed;
-    // Sockets terminated at the deadline close a moment later; their users' slots and presence
-    // checks must be in before presence stops, or they stay shown online — but within half the
-    // time kept for the flush (a silent Redis must not push the flush past the hard exit).
-    const settleBy = deadline + Math.floor(reserve / 2);
-    while (connections.size > 0 && Date.now() < settleBy) await sleep(5);
-    await Promise.race([Promise.allSettled([...releasing]), sleep(Math.max(0, settleBy - Date.now()))]);
-    await committer.close();
-    await receipts.close();
-    await presence.close();
-    await Promise.allSettled([store.close(), bus!.close(), limits!.close(), metricsServer?.close(), admin!.close()]);
+    await shutDown({
+      graceMs: config.shutdownGraceMs,
+      ...config.shutdown,
+      logger,
+      sessions: connections,
+      server,
+      connections: rawConnections,
+      releasing,
+      flushes: [() => committer.close(), () => receipts.close()],
+      presence: () => presence.close(),
+      adapters: [() => store.close(), () => bus!.close(), () => limits!.close(), () => metricsServer?.close(), () => admin!.close()],
+    });
     hooks.timers.close();
     logger.info('closed');
   }
