@@ -60,3 +60,26 @@ export function seenUntil(seq: number, joinedSeq: number, leftSeq: number | null
   }
   return leftSeq ?? undefined;
 }
+
+/**
+ * A former member's history page, filled to `limit`: the view leaves messages out, and a page that
+ * came back short would tell the client there is nothing older (it pages on only from a full one).
+ * `read(below)` gives up to `limit` events newest first: the page's own cursors when `below` is
+ * undefined, else those with seq < `below`. Reads go on below the last row read until the page is
+ * full or the range ends; how far is bounded by the edits made after the member left.
+ */
+export async function formerMemberPage(
+  limit: number,
+  read: (below: number | undefined) => ConversationEvent[] | Promise<ConversationEvent[]>,
+  view: (events: ConversationEvent[]) => ConversationEvent[] | Promise<ConversationEvent[]>,
+): Promise<ConversationEvent[]> {
+  const page: ConversationEvent[] = [];
+  let below: number | undefined;
+  while (page.length < limit) {
+    const events = await read(below);
+    page.push(...(await view(events)));
+    if (events.length < limit) break;
+    below = events[events.length - 1]!.seq;
+  }
+  return page.length > limit ? page.slice(0, limit) : page;
+}

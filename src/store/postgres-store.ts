@@ -33,7 +33,7 @@ import { MIGRATIONS } from './pg-migrations.js';
 import { inTransaction, NO_QUERY_TIMEOUT, withQueryTimeout } from './pg-transaction.js';
 import { decodeListCursor, encodeListCursor } from './list-cursor.js';
 import { atInboxBound, backlogFloor } from './inbox-bound.js';
-import { asSeenByFormerMember, editedMessages, seenUntil, type MembershipPeriod } from './former-member-view.js';
+import { asSeenByFormerMember, editedMessages, formerMemberPage, seenUntil, type MembershipPeriod } from './former-member-view.js';
 import type {
   AddMembersRequest,
   Audience,
@@ -1262,15 +1262,18 @@ export class PostgresStore implements Store {
     const limit = Math.floor(query.limit);
     // Both cursors bound the page inside the query (a filter after its LIMIT would shorten the page).
     const before = query.beforeSeq === undefined ? Number.MAX_SAFE_INTEGER : Math.floor(query.beforeSeq);
-    let rows: PgEventRow[];
-    if (query.beforeId !== undefined) {
-      if (!isUuid(query.beforeId)) return page;
-      ({ rows } = await this.#pool.query<PgEventRow>({ ...this.#sql.historyBeforeId, values: [row.id, from, to, query.beforeId, limit, before] }));
-    } else {
-      ({ rows } = await this.#pool.query<PgEventRow>({ ...this.#sql.history, values: [row.id, from, to, before, limit] }));
-    }
-    const events = rows.map((r) => this.#decode(r));
-    page.events = row.left_seq === null ? events : await this.#asSeenBy(row.id, events, Number(row.left_seq));
+    if (query.beforeId !== undefined && !isUuid(query.beforeId)) return page;
+    const conv = row.id;
+    const read = async (below: number | undefined): Promise<ConversationEvent[]> => {
+      const { rows } =
+        below === undefined && query.beforeId !== undefined
+          ? await this.#pool.query<PgEventRow>({ ...this.#sql.historyBeforeId, values: [conv, from, to, query.beforeId, limit, before] })
+          : await this.#pool.query<PgEventRow>({ ...this.#sql.history, values: [conv, from, to, below ?? before, limit] });
+      return rows.map((r) => this.#decode(r));
+    };
+    const left = row.left_seq;
+    page.events =
+      left === null ? await read(undefined) : await formerMemberPage(limit, read, (events) => this.#asSeenBy(conv, events, Number(left)));
     return page;
   }
 

@@ -77,7 +77,7 @@ import type {
 import { bytesToUuid, isUuid, uuidToBytes, uuidV7LowerBound } from './uuid-bytes.js';
 import { decodeListCursor, encodeListCursor } from './list-cursor.js';
 import { atInboxBound, backlogFloor } from './inbox-bound.js';
-import { asSeenByFormerMember, seenUntil, type MembershipPeriod } from './former-member-view.js';
+import { asSeenByFormerMember, formerMemberPage, seenUntil, type MembershipPeriod } from './former-member-view.js';
 
 export interface SqliteStoreOptions extends PrivacyOption {
   /** Seal user-written fields at rest. */
@@ -999,11 +999,16 @@ export class SqliteStore implements Store {
     lo = Math.max(lo, 1);
     if (limit === 0 || hi < lo) return page;
     const id = conv.id;
-    const events = s.history.all(id, lo, hi, limit).map((row) => this.#decode(s, id, row));
+    const read = (top: number): ConversationEvent[] => s.history.all(id, lo, top, limit).map((row) => this.#decode(s, id, row));
+    const left = m.left_seq;
     page.events =
-      m.left_seq === null
-        ? events
-        : asSeenByFormerMember(events, m.left_seq, (messageId) => this.#editsOf(s, id, messageId));
+      left === null
+        ? read(hi)
+        : await formerMemberPage(
+            limit,
+            (below) => read(below === undefined ? hi : below - 1),
+            (events) => asSeenByFormerMember(events, left, (messageId) => this.#editsOf(s, id, messageId)),
+          );
     return page;
   }
 

@@ -176,6 +176,25 @@ function suite(bounds: StorageBackend, privacy: StorageBackend): void {
       }
     });
 
+    test('a former member pages on past messages left out of their history (first edited after they left): the page is filled', T, async () => {
+      const owner = await user();
+      const member = await user();
+      const gid = await createGroup(owner, [member.userId]);
+      const m1 = await said(owner, { conversationId: gid }, 'first');
+      const m2 = await said(owner, { conversationId: gid }, 'second');
+      await waitEvent(member, String(m2.id));
+      await expectReply(owner, { type: 'remove_members', conversationId: gid, userIds: [member.userId] }, 'group_updated');
+      await expectReply(owner, { type: 'edit_message', messageId: m2.id, content: 'second, edited after the removal' }, 'message_changed');
+      // One message per page: the removal, then (m2 left out) m1 — a short page would end the paging.
+      const top = await expectReply(member, { type: 'history', conversationId: gid, limit: 1 }, 'history');
+      const removal = (top.messages as Frame[])[0]!;
+      assert.equal(removal.type, 'membership');
+      const page = await expectReply(member, { type: 'history', conversationId: gid, limit: 1, beforeSeq: removal.seq }, 'history');
+      assert.deepEqual((page.messages as Frame[]).map((x) => x.id), [m1.id]);
+      const all = await expectReply(member, { type: 'history', conversationId: gid, limit: 3 }, 'history');
+      assert.deepEqual((all.messages as Frame[]).map((x) => x.seq), [removal.seq, m1.seq, 1], 'the removal, m1, the creation');
+    });
+
     test('re-added member (since_join): a replay of their old timeline shows no edit made while they were out', T, async () => {
       const a = await user();
       const bId = newUserId();
