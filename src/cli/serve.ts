@@ -28,6 +28,15 @@ without dropping open connections.
   options: CONFIG_OPTION,
   maxPositionals: 0,
   run: async (values) => {
+    // SIGHUP: new certificate and key for new handshakes; open connections keep theirs. Listened
+    // for first: Node's default action for SIGHUP ends the process, and a reload (a renewal's
+    // `systemctl reload`) may come while storage migrates; it is applied once the server listens.
+    let reload: (() => void) | undefined;
+    let reloadAsked = false;
+    process.on('SIGHUP', () => {
+      if (reload === undefined) reloadAsked = true;
+      else reload();
+    });
     const unknownEnv: string[] = [];
     const config = loadConfig(stringValue(values, 'config'), process.env, { onUnknownEnv: (name) => unknownEnv.push(name) });
     // Loaded here, not at the top: `rampart token` should not pay for storage and Redis drivers.
@@ -49,11 +58,11 @@ without dropping open connections.
       const configFile = stringValue(values, 'config');
       process.stderr.write(startBanner({ tls: config.tls !== undefined, address: address.address, port: address.port, configFile, sub: randomUUID() }));
     }
-    // SIGHUP: new certificate and key for new handshakes; open connections keep theirs.
-    process.on('SIGHUP', () => {
+    reload = () => {
       if (config.tls) server.reloadTls();
       else server.logger.warn('SIGHUP ignored: no tls configured');
-    });
+    };
+    if (reloadAsked) reload();
     return 0;
   },
 };

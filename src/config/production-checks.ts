@@ -5,12 +5,12 @@
  * and rules, never values (they may be secrets).
  */
 import { readFileSync } from 'node:fs';
-import { createPublicKey } from 'node:crypto';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import type { RampartConfig } from './schema.js';
 import { DEFAULT_TLS_CIPHERS } from './schema.js';
 import { devKeyPath } from './dev-key.js';
+import { caBundleProblem, holdsPublicKey } from './pem.js';
 
 export type Severity = 'error' | 'warn';
 export interface Finding {
@@ -86,18 +86,15 @@ const readableFiles: Rule = {
       const pem = e.publicKeyFile === undefined ? undefined : ctx.readFile(e.publicKeyFile);
       if (pem !== undefined && !holdsPublicKey(pem)) findings.push(error(`${e.key}.publicKeyFile`, 'file holds no public key (PEM) that serve can use'));
     }
+    // A CA bundle that reads but holds no certificate: serve refuses it (tls-options.ts).
+    const ca = config.tls?.caFile === undefined ? undefined : ctx.readFile(config.tls.caFile);
+    const caProblem = ca === undefined ? undefined : caBundleProblem(ca);
+    if (caProblem !== undefined) findings.push(error('tls.caFile', `file ${caProblem}`));
     return findings;
   },
 };
 
-function holdsPublicKey(pem: string): boolean {
-  try {
-    createPublicKey(pem);
-    return true;
-  } catch {
-    return false;
-  }
-}
+
 
 const signingKey: Rule = {
   name: 'signing keys',

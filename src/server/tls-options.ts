@@ -8,6 +8,7 @@ import { X509Certificate, createHash } from 'node:crypto';
 import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RampartConfig } from '../config/schema.js';
+import { caBundleProblem } from '../config/pem.js';
 
 export type TlsConfig = NonNullable<RampartConfig['tls']>;
 export type ReadFile = (path: string) => Buffer;
@@ -17,13 +18,25 @@ export function secureContextOptions(tls: TlsConfig, read: ReadFile = readFileSy
   return {
     cert: read(tls.certFile),
     key: read(tls.keyFile),
-    ...(tls.caFile !== undefined ? { ca: read(tls.caFile) } : {}),
+    ...(tls.caFile !== undefined ? { ca: caBundle(tls.caFile, read) } : {}),
     ciphers: tls.ciphers,
     honorCipherOrder: tls.honorCipherOrder,
     minVersion: tls.minVersion,
     maxVersion: tls.maxVersion,
   };
 }
+
+/**
+ * The CA bundle, checked: OpenSSL takes a file with no certificate in it (empty, truncated by a
+ * renewal half done, not PEM) without complaint, and then refuses every client certificate.
+ */
+function caBundle(path: string, read: ReadFile): Buffer {
+  const pem = read(path);
+  const problem = caBundleProblem(pem.toString('latin1'));
+  if (problem !== undefined) throw new Error(`tls.caFile: ${path} ${problem}`);
+  return pem;
+}
+
 
 export interface HttpsTlsOptions extends SecureContextOptions {
   requestCert: boolean;

@@ -10,7 +10,9 @@ import assert from 'node:assert/strict';
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type Server as TlsServer } from 'node:tls';
 import { get as httpsGet, type RequestOptions } from 'node:https';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +21,7 @@ import { startServer, authedClient, closeAll, newUserId, within, type TestServer
 import { makeCa, makeLeaf, type Pem } from '../helpers/tls-certs.js';
 import { spawnServerProcess, writeServerConfig } from '../helpers/server-process.js';
 
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let dir: string;
 let caA: Pem;
 let caB: Pem;
@@ -199,6 +202,27 @@ describe('client certificates', { concurrency: 1 }, () => {
       await ts.close();
     }
   });
+  test('a CA bundle holding no certificate (truncated by a renewal, not PEM) is refused: a reload keeps the old one, a start fails', async () => {
+    const caFile = join(dir, 'live-ca.crt');
+    copyFileSync(caA.certFile, caFile);
+    const ts = await startServer({ tls: { certFile: server1.certFile, keyFile: server1.keyFile, caFile, requireClientCert: true, hstsMaxAge: 0 } });
+    const good = { cert: clientA.cert, key: clientA.key, ca: caA.cert, rejectUnauthorized: true };
+    try {
+      assert.deepEqual(await getHealth(ts.port, good), { status: 200, hsts: undefined });
+      for (const content of ['', 'not a certificate\n', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n']) {
+        writeFileSync(caFile, content);
+        const result = ts.server.reloadTls();
+        assert.equal(result.ok, false, JSON.stringify(content));
+        assert.deepEqual(await getHealth(ts.port, good), { status: 200, hsts: undefined }, 'the previous CA still verifies clients');
+        await assert.rejects(
+          startServer({ tls: { certFile: server1.certFile, keyFile: server1.keyFile, caFile, requireClientCert: true } }),
+          /tls\.caFile: .* (holds no PEM certificate|does not parse)/,
+        );
+      }
+    } finally {
+      await ts.close();
+    }
+  });
 });
 
 describe('rampart serve reloads its certificate on SIGHUP', { concurrency: 1 }, () => {
@@ -238,5 +262,37 @@ describe('rampart serve reloads its certificate on SIGHUP', { concurrency: 1 }, 
     await closeAll(client);
     proc.child.kill('SIGTERM');
     await within(proc.exited, 10000, 'exit after SIGTERM');
+  });
+
+  test('a SIGHUP while the server is still starting does not end the process; the reload is applied once it listens', async () => {
+    // No signing key: the development key is announced early in start-up, before storage opens.
+    const config = join(dir, 'hup-early.json');
+    writeFileSync(config, JSON.stringify({ port: 0, host: '127.0.0.1', dataDir: dir, storage: `sqlite:${join(dir, 'hup-early.db')}`, tls: { certFile: server1.certFile, keyFile: server1.keyFile } }));
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RAMPART_')) env[k] = v;
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', config], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    child.stderr!.resume();
+    const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(`exited: code ${code}, signal ${signal}`)));
+    const seen: string[] = [];
+    const reloaded = new Promise<string>((resolve) => {
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        let msg: unknown;
+        try {
+          msg = (JSON.parse(line) as { msg?: unknown }).msg;
+        } catch {
+          return;
+        }
+        if (typeof msg !== 'string') return;
+        seen.push(msg);
+        if (msg.startsWith('using the development signing key')) child.kill('SIGHUP');
+        if (msg === 'tls certificate reloaded') resolve('reloaded');
+      });
+      void exited.then(resolve);
+    });
+    assert.equal(await within(reloaded, 20000, 'reload or exit'), 'reloaded');
+    assert.ok(seen.indexOf('listening') < seen.indexOf('tls certificate reloaded'), JSON.stringify(seen));
+    child.kill('SIGTERM');
+    await within(exited, 10000, 'exit after SIGTERM');
   });
 });

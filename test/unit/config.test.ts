@@ -263,6 +263,11 @@ test('production refuses: the development key, a query token without acknowledge
   const tls = { certFile: '/nonexistent/c.pem', keyFile: '/nonexistent/k.pem' };
   assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls }, { readFile: () => undefined }).sort(), ['tls.certFile: file cannot be read', 'tls.keyFile: file cannot be read']);
   assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls }), []);
+  // A CA bundle that reads but holds no certificate: serve would refuse it (OpenSSL would take it and refuse every client).
+  const withCa = { ...tls, caFile: '/nonexistent/ca.pem', requireClientCert: true };
+  assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls: withCa }), ['tls.caFile: file holds no PEM certificate']);
+  const garbled = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+  assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls: withCa }, { readFile: (p) => (p === withCa.caFile ? garbled : '') }), ['tls.caFile: file holds a certificate that does not parse']);
 });
 
 test('check results: OK rules, warnings and the grade', () => {
