@@ -15,11 +15,15 @@ const MAPPED_HEX = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/;
 export function normalizeIp(ip: string): string {
   const family = isIP(ip);
   if (family !== 6) return ip;
+  // A zone id (`fe80::1%eth0`, how Node names a link-local peer) does not parse as a URL host:
+  // the address before it is spelled like any other.
+  const zone = ip.indexOf('%');
+  if (zone !== -1) return `${normalizeIp(ip.slice(0, zone))}%${ip.slice(zone + 1).toLowerCase()}`;
   let canonical: string;
   try {
     canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
   } catch {
-    return ip.toLowerCase(); // zone ids (`fe80::1%eth0`) do not parse as URL hosts
+    return ip.toLowerCase();
   }
   const mapped = MAPPED_HEX.exec(canonical);
   if (mapped) {
@@ -37,8 +41,12 @@ export function normalizeIp(ip: string): string {
  * addresses. Anything else is returned as `normalizeIp` spells it.
  */
 export function ipLimitKey(ip: string, prefixLength: number): string {
-  const canonical = normalizeIp(ip);
-  if (prefixLength >= 128 || isIP(canonical) !== 6) return canonical;
+  const normalized = normalizeIp(ip);
+  if (prefixLength >= 128 || isIP(normalized) !== 6) return normalized;
+  // A link-local address is counted by its network on its interface (the zone id stays in the key).
+  const zone = normalized.indexOf('%');
+  if (zone !== -1) return `${ipLimitKey(normalized.slice(0, zone), prefixLength)}${normalized.slice(zone)}`;
+  const canonical = normalized;
   const groups = expandIpv6(canonical);
   if (groups === undefined) return canonical;
   for (let i = 0; i < 8; i++) {
@@ -50,7 +58,7 @@ export function ipLimitKey(ip: string, prefixLength: number): string {
 
 /** The eight 16-bit groups of a canonical IPv6 address (no zone id, no embedded IPv4), or undefined. */
 function expandIpv6(canonical: string): number[] | undefined {
-  if (canonical.includes('%') || canonical.includes('.')) return undefined;
+  if (canonical.includes('.')) return undefined;
   const [head, tail] = canonical.split('::') as [string, string | undefined];
   const left = head === '' ? [] : head.split(':');
   const right = tail === undefined || tail === '' ? [] : tail.split(':');

@@ -469,6 +469,19 @@ function limitsSuite(kind: StoreKind): void {
       await c.opened;
     });
 
+    test('link-local clients of one /64 (zone ids, behind a trusted proxy) share the attempt budget', async () => {
+      const srv = await start({ behindProxy: ['127.0.0.1'], limits: { connectionAttemptsPerMinute: 2 } });
+      const statuses: number[] = [];
+      for (const addr of ['fe80::1%eth0', 'fe80::2%eth0']) {
+        const c = openClient(srv.url, { headers: { 'x-forwarded-for': addr } });
+        await c.opened;
+        statuses.push(101);
+        await closeAll(c);
+      }
+      statuses.push(await handshakeStatus(srv.url, { headers: { 'x-forwarded-for': 'fe80::3%eth0' } }));
+      assert.deepEqual(statuses, [101, 101, 429]);
+    });
+
     test('connectionAttemptsPerMinute 5: the 6th handshake gets 429 although the others closed', async () => {
       const srv = await start({ limits: { connectionAttemptsPerMinute: 5 } });
       for (let i = 0; i < 5; i++) {

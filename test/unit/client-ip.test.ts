@@ -85,5 +85,11 @@ test('ipLimitKey: IPv6 clients are counted by their /64 (configurable); IPv4 and
   assert.equal(ipLimitKey('203.0.113.7', 64), '203.0.113.7');
   assert.equal(ipLimitKey('::ffff:203.0.113.7', 64), '203.0.113.7', 'IPv4-mapped: the IPv4 address');
   assert.equal(ipLimitKey('unknown', 64), 'unknown');
-  assert.equal(ipLimitKey('fe80::1%eth0', 64), 'fe80::1%eth0', 'zone ids: as normalizeIp spells them');
+  // A link-local peer (Node names it with its zone id) is counted by its /64 on that interface:
+  // counted address by address, a neighbour could pick a new source address to dodge every limit.
+  assert.equal(ipLimitKey('fe80::1%eth0', 64), 'fe80::/64%eth0');
+  assert.equal(ipLimitKey('FE80::0:2%ETH0', 64), ipLimitKey('fe80::1%eth0', 64), 'two addresses of one /64, any spelling');
+  assert.notEqual(ipLimitKey('fe80::1%eth1', 64), ipLimitKey('fe80::1%eth0', 64), 'another interface is another network');
+  assert.equal(ipLimitKey('fe80::0:1%eth0', 128), 'fe80::1%eth0', '128: by address, one spelling');
+  assert.equal(normalizeIp('FE80:0::1%Eth0'), 'fe80::1%eth0');
 });
