@@ -756,7 +756,8 @@ export class PostgresStore implements Store {
       }
       const state = convState.get(conv)!;
       const seq = ++state.lastSeq;
-      w.convs.set(conv, { seq, at: m.timestamp });
+      // The newest time, not the last one's: a batch is in time order only while the clock never steps back.
+      w.convs.set(conv, { seq, at: Math.max(w.convs.get(conv)?.at ?? m.timestamp, m.timestamp) });
       const deliveries: Delivery[] = [];
       for (const r of recipients) {
         const u = users.get(r)!;

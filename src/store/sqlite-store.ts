@@ -375,6 +375,7 @@ const FORBIDDEN: AppendOutcome = Object.freeze({ status: 'forbidden' });
 const M_FORBIDDEN: MessageChangeOutcome = Object.freeze({ status: 'forbidden' });
 const G_FORBIDDEN: GroupChangeOutcome = Object.freeze({ status: 'forbidden' });
 const G_UNCHANGED: GroupChangeOutcome = Object.freeze({ status: 'unchanged' });
+const lower = (id: string): string => id.toLowerCase();
 const G_TOO_MANY_MEMBERS: GroupChangeOutcome = Object.freeze({ status: 'too_many_members' });
 const G_TOO_MANY_GROUPS: GroupChangeOutcome = Object.freeze({ status: 'too_many_groups' });
 
@@ -822,19 +823,23 @@ export class SqliteStore implements Store {
     return outcomes;
   }
 
+  // Users are named by uuid whatever its case (the sets below compare the lowercase form stored).
   async createGroup(request: CreateGroupRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
     const s = this.#ready();
-    return this.#write(() => this.#createGroup(s, request, limits), false);
+    const r = { ...request, actorId: request.actorId.toLowerCase(), memberIds: request.memberIds.map(lower) };
+    return this.#write(() => this.#createGroup(s, r, limits), false);
   }
 
   async addMembers(request: AddMembersRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
     const s = this.#ready();
-    return this.#write(() => this.#addMembers(s, request, limits), false);
+    const r = { ...request, userIds: request.userIds.map(lower) };
+    return this.#write(() => this.#addMembers(s, r, limits), false);
   }
 
   async removeMembers(request: RemoveMembersRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
-    return this.#write(() => this.#removeMembers(s, request), false);
+    const r = { ...request, userIds: request.userIds.map(lower) };
+    return this.#write(() => this.#removeMembers(s, r), false);
   }
 
   async leaveGroup(request: LeaveGroupRequest): Promise<GroupChangeOutcome> {
