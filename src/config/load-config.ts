@@ -142,7 +142,10 @@ export function checkSchema(input: unknown): { ok: true; config: RampartConfig }
   const problems: string[] = [];
   const keys = [config.jwt.secret, config.jwt.publicKeyFile, config.jwt.jwksUrl].filter((k) => k !== undefined);
   if (keys.length > 1) problems.push('jwt: set only one of secret, publicKeyFile, jwksUrl');
-  if (config.jwt.algorithms) {
+  if (config.jwt.algorithms && keys.length === 0 && config.jwt.issuers.length > 0) {
+    // Only issuers: there is no top-level key (not even the development one) for it to restrict.
+    problems.push('jwt.algorithms: restricts the top-level key, and none is configured (set jwt.issuers[].algorithms)');
+  } else if (config.jwt.algorithms) {
     // No key configured means the development secret: HMAC.
     const hmacKey = config.jwt.publicKeyFile === undefined && config.jwt.jwksUrl === undefined;
     if (config.jwt.algorithms.some((alg) => alg.startsWith('HS') !== hmacKey)) {

@@ -15,7 +15,9 @@ export const CONTENT_KEY_ID = /^[A-Za-z0-9._-]{1,32}$/;
 const BEARER_TOKEN = /^[\x21-\x7e]+$/;
 const BEARER_RULE = 'printable ASCII without spaces (it is sent as "Authorization: Bearer <token>")';
 
-const RateRuleSchema = z.strictObject({ limit: positiveInt, windowMs: ms });
+/** A budget of `limit` events per `windowMs`; each field has its own default, so one can be set alone. */
+const rateRule = (limit: number, windowMs: number) =>
+  z.strictObject({ limit: positiveInt.default(limit), windowMs: ms.default(windowMs) }).prefault({});
 
 const JwtAlgorithmSchema = z.enum(['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']);
 /** `typ` header values a token may carry (compared case-insensitively, `application/` prefix ignored). */
@@ -160,15 +162,15 @@ export const ConfigSchema = z.strictObject({
   limits: z
     .strictObject({
       /** Every frame, valid or not, counts here (per connection). */
-      frames: RateRuleSchema.default({ limit: 30, windowMs: 1000 }),
+      frames: rateRule(30, 1000),
       /** Typing indicators per sender; excess is dropped silently. */
-      typing: RateRuleSchema.default({ limit: 5, windowMs: 1000 }),
+      typing: rateRule(5, 1000),
       /** Requests per user: `history`, `ack`, `list_conversations`, `read`, `presence`, `set_presence`, `list_sessions`, `end_session`. */
-      requests: RateRuleSchema.default({ limit: 20, windowMs: 1000 }),
+      requests: rateRule(20, 1000),
       /** `create_group` frames per user. */
-      groupCreates: RateRuleSchema.default({ limit: 10, windowMs: 60000 }),
+      groupCreates: rateRule(10, 60000),
       /** `add_members`/`remove_members`/`leave_group`/`rename_group`/`set_role` frames per user. */
-      membershipChanges: RateRuleSchema.default({ limit: 30, windowMs: 60000 }),
+      membershipChanges: rateRule(30, 60000),
       /** Limit hits tolerated within `violationWindowMs` before the socket is closed (4029). */
       maxViolations: positiveInt.default(20),
       violationWindowMs: ms.default(10000),

@@ -75,6 +75,11 @@ export function storageConfigProblems(url: string): string[] {
     } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
       const { schema } = takeSchemaParam(url);
       if (schema !== undefined && !SCHEMA_NAME.test(schema)) return [`storage: the "schema" parameter must match ${SCHEMA_NAME.source}`];
+      // PostgreSQL would refuse the connection's startup packet, so every query would fail.
+      const query = url.indexOf('?') === -1 ? '' : url.slice(url.indexOf('?') + 1).split('#')[0]!;
+      for (const value of new URLSearchParams(query).getAll('statement_timeout')) {
+        if (!/^\d{1,10}$/.test(value) || Number(value) > 2_147_483_647) return ['storage: the "statement_timeout" parameter must be a whole number of ms from 0 to 2147483647'];
+      }
     }
     return [];
   } catch (err) {

@@ -391,3 +391,32 @@ test('the development signing key: created once (mode 600), reused, a truncated 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a rate budget given one field keeps the other at its documented default (file and environment)', () => {
+  assert.deepEqual(parseConfig({ limits: { frames: { limit: 60 } } }).limits.frames, { limit: 60, windowMs: 1000 });
+  assert.deepEqual(parseConfig({ limits: { groupCreates: { windowMs: 30000 } } }).limits.groupCreates, { limit: 10, windowMs: 30000 });
+  assert.deepEqual(parseConfig(applyEnvOverrides({}, { RAMPART_LIMITS__TYPING__LIMIT: '10' })).limits.typing, { limit: 10, windowMs: 1000 });
+  const defaults = parseConfig({}).limits;
+  assert.deepEqual(
+    [defaults.frames, defaults.typing, defaults.requests, defaults.groupCreates, defaults.membershipChanges],
+    [{ limit: 30, windowMs: 1000 }, { limit: 5, windowMs: 1000 }, { limit: 20, windowMs: 1000 }, { limit: 10, windowMs: 60000 }, { limit: 30, windowMs: 60000 }],
+  );
+  assert.match(errorsOf({ limits: { frames: { limit: 0 } } }).join(), /limits\.frames\.limit/);
+});
+
+test('storage: a statement_timeout PostgreSQL would refuse is a config error (serve and check-config alike), never echoing the value', () => {
+  for (const bad of ['abc', '-1', '2147483648', '1.5', '']) {
+    const problems = errorsOf({ storage: `postgres://u@db/x?statement_timeout=${bad}` });
+    assert.deepEqual(problems, ['storage: the "statement_timeout" parameter must be a whole number of ms from 0 to 2147483647'], bad);
+  }
+  for (const good of ['0', '5000', '2147483647']) assert.deepEqual(errorsOf({ storage: `postgres://u@db/x?schema=s&statement_timeout=${good}` }), [], good);
+});
+
+test('jwt.algorithms restricts the top-level key: with only jwt.issuers it applies to nothing and is refused, whatever the algorithms', () => {
+  const issuers = [{ issuer: 'https://id.example.com', jwksUrl: 'https://id.example.com/jwks.json' }];
+  for (const algorithms of [['RS256'], ['HS256']]) {
+    assert.deepEqual(errorsOf({ jwt: { algorithms, issuers } }), ['jwt.algorithms: restricts the top-level key, and none is configured (set jwt.issuers[].algorithms)'], algorithms[0]);
+  }
+  assert.deepEqual(errorsOf({ jwt: { issuers: [{ ...issuers[0], algorithms: ['RS256'] }] } }), []);
+  assert.deepEqual(errorsOf({ jwt: { algorithms: ['HS512'] } }), [], 'no key at all: the development key, HMAC');
+});
