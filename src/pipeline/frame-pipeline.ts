@@ -133,7 +133,11 @@ function onUserDecision(
     void then(result);
     return;
   }
-  result.then(then).catch(() => session.sendFrame({ type: 'error', reason: 'internal_error' }));
+  // A session closed while Redis decided (a ban, a revocation, an expired token, end_session) acts
+  // no more: its frame is dropped, as one arriving after the close would be.
+  result
+    .then((d) => (session.isOpen ? then(d) : undefined))
+    .catch(() => session.sendFrame({ type: 'error', reason: 'internal_error' }));
 }
 
 export type FrameHandler = (session: Session, data: Buffer, isBinary: boolean) => void | Promise<void>;

@@ -1,0 +1,69 @@
+/**
+ * A per-user decision that comes back from Redis after the session closed (a ban, a revocation, an
+ * expired token, end_session, all closing it meanwhile) must not act: the message was stored and
+ * delivered after the close. The pipeline is driven with fakes for what it calls; the limiter's
+ * answer is held until the session has closed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { createFramePipeline, rateRules } from '../../src/pipeline/frame-pipeline.js';
+import { parseConfig } from '../../src/config/load-config.js';
+import type { Limiter, RateDecision } from '../../src/limits/limiter.js';
+import type { Session } from '../../src/session/session.js';
+
+/** A stand-in with only what the pipeline calls on these paths. */
+const fake = <T>(value: object): T => value as unknown as T;
+
+test('a frame whose per-user limit answers after its session closed is dropped (nothing sent, stored or run)', async () => {
+  const config = parseConfig({});
+  const answers: Array<(d: RateDecision) => void> = [];
+  const limiter = fake<Limiter>({
+    // Per-connection frames decide at once; per-user budgets wait for "Redis".
+    consume: (key: string) => (key.startsWith('f:') ? { allowed: true } : new Promise<RateDecision>((resolve) => answers.push(resolve))),
+  });
+  const ran: string[] = [];
+  const track = (what: string) => () => {
+    ran.push(what);
+    return Promise.resolve();
+  };
+  const handle = createFramePipeline({
+    contentPolicy: config.chat.contentPolicy,
+    roles: { roles: config.chat.roles, defaultRole: config.chat.defaultRole },
+    rules: rateRules(config),
+    limiter,
+    chat: fake({ sendMessage: track('sendMessage'), history: track('history'), typing: track('typing') }),
+    groups: fake({ change: track('groupChange') }),
+    changes: fake({ edit: track('edit'), delete: track('delete') }),
+    presence: fake({}),
+    authenticator: fake({}),
+    countFrame: () => {},
+  });
+  const replies: unknown[] = [];
+  const state = { now: 'active' };
+  const session = fake<Session>({
+    id: 's1',
+    userKey: 'default:u',
+    get state() {
+      return state.now;
+    },
+    get isOpen() {
+      return state.now !== 'closing';
+    },
+    identity: { userId: randomUUID(), tenantId: 'default', role: undefined, expiresAt: Date.now() + 60_000 },
+    reject: (r: unknown) => replies.push(r),
+    sendFrame: (f: unknown) => replies.push(f),
+  });
+  const frames = [
+    { type: 'chat_message', recipientId: randomUUID(), content: 'after the ban', clientMsgId: 'c1' },
+    { type: 'history', conversationId: randomUUID() },
+    { type: 'typing_indicator', recipientId: randomUUID(), isTyping: true },
+    { type: 'create_group', name: 'g', memberIds: [] },
+  ];
+  for (const f of frames) await handle(session, Buffer.from(JSON.stringify(f)), false);
+  assert.equal(answers.length, frames.length, 'each waits for its per-user decision');
+  state.now = 'closing'; // closed meanwhile
+  for (const answer of answers) answer({ allowed: true });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual({ ran, replies }, { ran: [], replies: [] });
+});
