@@ -4,7 +4,8 @@
  */
 import { X509Certificate, createPublicKey } from 'node:crypto';
 
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+/** A certificate block, or OpenSSL's trusted form (`openssl x509 -addtrust`, distributions' `*.trust.crt`). */
+const PEM_CERTIFICATE = /-----BEGIN (TRUSTED )?CERTIFICATE-----([^-]+)-----END \1?CERTIFICATE-----/g;
 
 /**
  * Why a CA bundle's text is unusable, or undefined. OpenSSL takes a bundle with no certificate in
@@ -12,11 +13,12 @@ const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE---
  * client certificate.
  */
 export function caBundleProblem(pem: string): string | undefined {
-  const blocks = pem.match(PEM_CERTIFICATE) ?? [];
+  const blocks = [...pem.matchAll(PEM_CERTIFICATE)];
   if (blocks.length === 0) return 'holds no PEM certificate';
-  for (const block of blocks) {
+  for (const [, , body] of blocks) {
     try {
-      new X509Certificate(block);
+      // The DER of either form starts with the certificate (the trusted form appends its trust settings).
+      new X509Certificate(Buffer.from(body!.replace(/\s/g, ''), 'base64'));
     } catch {
       return 'holds a certificate that does not parse';
     }

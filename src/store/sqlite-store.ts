@@ -823,38 +823,42 @@ export class SqliteStore implements Store {
     return outcomes;
   }
 
-  // Users are named by uuid whatever its case (the sets below compare the lowercase form stored).
+  // Users are named by uuid whatever its case: the comparisons and the events' payloads use the
+  // lowercase form stored (as PostgreSQL does).
   async createGroup(request: CreateGroupRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
     const s = this.#ready();
-    const r = { ...request, actorId: request.actorId.toLowerCase(), memberIds: request.memberIds.map(lower) };
+    const r = { ...request, actorId: lower(request.actorId), memberIds: request.memberIds.map(lower) };
     return this.#write(() => this.#createGroup(s, r, limits), false);
   }
 
   async addMembers(request: AddMembersRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
     const s = this.#ready();
-    const r = { ...request, userIds: request.userIds.map(lower) };
+    const r = { ...request, actorId: lower(request.actorId), userIds: request.userIds.map(lower) };
     return this.#write(() => this.#addMembers(s, r, limits), false);
   }
 
   async removeMembers(request: RemoveMembersRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
-    const r = { ...request, userIds: request.userIds.map(lower) };
+    const r = { ...request, actorId: lower(request.actorId), userIds: request.userIds.map(lower) };
     return this.#write(() => this.#removeMembers(s, r), false);
   }
 
   async leaveGroup(request: LeaveGroupRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
-    return this.#write(() => this.#leaveGroup(s, request), false);
+    const r = { ...request, actorId: lower(request.actorId) };
+    return this.#write(() => this.#leaveGroup(s, r), false);
   }
 
   async renameGroup(request: RenameGroupRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
-    return this.#write(() => this.#renameGroup(s, request), false);
+    const r = { ...request, actorId: lower(request.actorId) };
+    return this.#write(() => this.#renameGroup(s, r), false);
   }
 
   async setRole(request: SetRoleRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
-    return this.#write(() => this.#setRole(s, request), false);
+    const r = { ...request, actorId: lower(request.actorId), userId: lower(request.userId) };
+    return this.#write(() => this.#setRole(s, r), false);
   }
 
   async directConversationId(tenantId: string, userId: string, peerId: string): Promise<string | undefined> {

@@ -1,7 +1,8 @@
 /**
  * The store contract on inputs the chat layer does not produce today but the contract allows, the
- * same on SQLite and PostgreSQL: users named by an upper-case uuid (PostgreSQL lowercased them,
- * SQLite re-added a current member and removed nobody), and one batch whose messages' times are
+ * same on SQLite and PostgreSQL: users named by an upper-case uuid (PostgreSQL lowercased them;
+ * SQLite re-added a current member, removed nobody, found no set_role target and named the actor
+ * as given in the events), and one batch whose messages' times are
  * out of order (a clock stepped back: PostgreSQL kept the last time as the conversation's
  * `lastActivityAt`, not the newest).
  */
@@ -19,7 +20,7 @@ const dm = (from: string, to: string, timestamp: number): NewMessage => ({ id: r
 for (const be of storeBackends('edges')) describe(be.name, () => {
   after(() => be.teardown());
 
-  test(`${be.name}: group changes name users by uuid whatever its case`, async () => {
+  test(`${be.name}: group changes name users by uuid whatever its case, and their events name them lowercase`, async () => {
     const s = await be.open();
     try {
       const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
@@ -29,7 +30,13 @@ for (const be of storeBackends('edges')) describe(be.name, () => {
       assert.deepEqual(created.status === 'ok' ? [...created.event.userIds].sort() : [], [a, b].sort(), 'the creator once, ids lowercase');
       assert.equal((await s.addMembers({ ...change(a, g), userIds: [b.toUpperCase()] }, GL)).status, 'unchanged', 'b is a member already');
       assert.equal((await s.removeMembers({ ...change(a, g), userIds: [b.toUpperCase(), c] })).status, 'ok', 'b is removed');
-      assert.equal((await s.addMembers({ ...change(a, g), userIds: [b.toUpperCase()] }, GL)).status, 'ok', 'and can be added back');
+      const added = await s.addMembers({ ...change(a.toUpperCase(), g), userIds: [b.toUpperCase()] }, GL);
+      assert.equal(added.status === 'ok' ? added.event.actorId : added.status, a, 'added back; the actor named lowercase');
+      assert.equal((await s.setRole({ ...change(a.toUpperCase(), g), userId: b.toUpperCase(), role: 'admin' })).status, 'ok', 'set_role finds its target');
+      const renamed = await s.renameGroup({ ...change(b.toUpperCase(), g), name: 'h' });
+      assert.equal(renamed.status === 'ok' ? renamed.event.actorId : renamed.status, b, 'the new admin renames');
+      const left = await s.leaveGroup({ ...change(b.toUpperCase(), g) });
+      assert.equal(left.status === 'ok' ? left.event.actorId : left.status, b);
     } finally {
       await s.close();
     }

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type Server as TlsServer } from 'node:tls';
 import { get as httpsGet, type RequestOptions } from 'node:https';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
@@ -202,6 +202,18 @@ describe('client certificates', { concurrency: 1 }, () => {
       await ts.close();
     }
   });
+  test('a CA bundle in OpenSSL\'s trusted form (BEGIN TRUSTED CERTIFICATE, as `openssl x509 -addtrust` writes) is accepted and verifies clients', async () => {
+    const caFile = join(dir, 'trusted-ca.pem');
+    execFileSync('openssl', ['x509', '-in', caA.certFile, '-addtrust', 'clientAuth', '-out', caFile], { stdio: 'ignore' });
+    const ts = await startServer({ tls: { certFile: server1.certFile, keyFile: server1.keyFile, caFile, requireClientCert: true, hstsMaxAge: 0 } });
+    try {
+      assert.deepEqual(await getHealth(ts.port, { cert: clientA.cert, key: clientA.key, ca: caA.cert, rejectUnauthorized: true }), { status: 200, hsts: undefined });
+      assert.ok('error' in (await getHealth(ts.port, { cert: clientB.cert, key: clientB.key })), 'a client of another CA is still refused');
+    } finally {
+      await ts.close();
+    }
+  });
+
   test('a CA bundle holding no certificate (truncated by a renewal, not PEM) is refused: a reload keeps the old one, a start fails', async () => {
     const caFile = join(dir, 'live-ca.crt');
     copyFileSync(caA.certFile, caFile);
