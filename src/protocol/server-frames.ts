@@ -139,6 +139,11 @@ export type ServerFrame =
   | { type: 'message_sent'; id: string; clientMsgId?: string; timestamp: number; conversationId: string; seq: number; pos?: number }
   /** Retention deleted the events after `after` and before `firstPos`: page `history` to fill in. */
   | { type: 'timeline_pruned'; after: number; firstPos: number }
+  /**
+   * The cluster bus may have lost frames: timeline entries follow from storage by themselves;
+   * receipts, read positions, presence and typing may be stale (ask `list_conversations` / `presence` again).
+   */
+  | { type: 'resync' }
   | { type: 'typing_indicator'; senderId: string; isTyping: boolean; conversationId?: string }
   /** `more`: the page was cut short by the reply size bound (page on with the last message's seq). */
   | { type: 'history'; conversationId?: string; peerId?: string; messages: TimelineItem[]; receipts?: ReceiptsInfo; more?: true; requestId?: string }

@@ -7,6 +7,9 @@ import type { Bus } from '../bus/bus.js';
 import type { Session } from '../session/session.js';
 import type { LocalSessions } from '../admin/session-directory.js';
 import { CATCH_UP_HINT, framePos } from '../chat/timeline-frames.js';
+import type { ServerFrame } from '../protocol/server-frames.js';
+
+const RESYNC_FRAME = JSON.stringify({ type: 'resync' } satisfies ServerFrame);
 
 /** Told of every session added and removed (the cluster session directory, src/admin/). */
 export interface SessionObserver {
@@ -124,9 +127,18 @@ export class SessionRegistry implements LocalSessions<Session> {
     this.onDelivered?.(frame, entry.size);
   };
 
-  /** The bus may have lost frames: every local session reads its gap from storage. */
+  /**
+   * The bus may have lost frames: every local session reads its timeline's gap from storage, and
+   * is told that frames outside the timeline (receipts, read positions, presence, typing) may be
+   * lost too, so it can ask again (`resync`, docs/protocol.md §4).
+   */
   private readonly resyncAll = (): void => {
-    for (const entry of this.byUser.values()) this.catchUpUser(entry);
+    for (const entry of this.byUser.values()) {
+      if (entry instanceof Set) {
+        for (const session of entry) if (session.announced) session.send(RESYNC_FRAME);
+      } else if (entry.announced) entry.send(RESYNC_FRAME);
+      this.catchUpUser(entry);
+    }
   };
 
   private catchUpUser(entry: UserSessions): void {
