@@ -17,11 +17,12 @@ import { ReceiptPositions } from './receipt-positions.js';
 import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, isUuid, requestProblem, targetProblem } from './outgoing-checks.js';
 import { classifyClose, detailOf } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
+import { DEFAULT_REQUEST_BUDGET, RequestPacer, type RequestBudget } from './request-pacing.js';
 import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { abandon, detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
 import { IllFormedSyncStateError, MemorySyncStore, newDeviceId, parseSyncState, STATE_BOUNDS, type SyncState, type SyncStore } from './sync-store.js';
 import { newClientMsgId } from './client-msg-id.js';
-import { DEFAULT_REFRESH, refreshDelay, tokenExpiry, tokenIdentity, tokenSubject, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
+import { DEFAULT_REFRESH, RefreshSchedule, tokenIdentity, tokenSubject, TokenSource, type RefreshOptions, type TokenProvider } from './token-source.js';
 
 /** The longest server-requested wait honored before a reconnect (Retry-After); a longer one is clipped. */
 const MAX_RETRY_AFTER_MS = 600_000;
@@ -54,10 +55,21 @@ export interface RampartClientOptions {
   /** After a server shutdown (1001), reconnect after a random delay in [0, this) ms. Default 5000. */
   shutdownDelayMaxMs?: number;
   refresh?: Partial<RefreshOptions>;
-  /** Acknowledge processed events at most this long after the first unacknowledged one (ms). Default 250. */
+  /**
+   * Acknowledge processed events at most this long after the first unacknowledged one (ms); also
+   * the least time between two acks (each spends the server's request budget). Default 250.
+   */
   ackDelayMs?: number;
-  /** … or as soon as this many are unacknowledged. Default 100. */
+  /** … or as soon as this many are unacknowledged, but still not sooner than `ackDelayMs` after the last ack. Default 100. */
   ackEvery?: number;
+  /**
+   * The frames that spend the server's per-user request budget (`history`, `list_conversations`,
+   * `read`, `presence`, `set_presence`, `list_sessions`, `end_session`, `ack`) go out at most
+   * `limit` per `windowMs` (each counted a tenth of the window longer, as the server's bucketed
+   * windows may); the others wait, in order. Set it at or under the server's `limits.requests`.
+   * Default 16 per 1000 ms (the server's default is 20).
+   */
+  requestBudget?: Partial<RequestBudget>;
   /** Unconfirmed sends kept (bounded queue). Default 1000. */
   maxPendingSends?: number;
   /** Sends on the wire at once, unconfirmed. Default 8. */
@@ -147,8 +159,10 @@ export class RampartClient {
   private readonly store: SyncStore;
   private readonly backoff: BackoffOptions;
   private readonly refresh: RefreshOptions;
+  private readonly refreshSchedule: RefreshSchedule;
   private readonly queue: SendQueue;
   private readonly requests: Requests;
+  private readonly pacer: RequestPacer;
   /** Which own messages were handed over (as `sent` or as a copy), so none is handed over twice. */
   private readonly ownMessages = new OwnMessages();
   private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot; connect: TimerSlot; liveness: TimerSlot; save: TimerSlot };
@@ -182,6 +196,12 @@ export class RampartClient {
   /** When the current socket authenticated (clock ms); undefined while none is. */
   private authenticatedAt: number | undefined;
   private ackedPos = 0;
+  /** When the last ack went out (clock ms): the next waits `ackDelayMs` after it. */
+  private lastAckAt: number | undefined;
+  /** When the ack timer fires (clock ms), while it runs. */
+  private ackDueAt = 0;
+  /** An ack is due but the request budget's pacing holds it: it takes the next free slot. */
+  private ackHeld = false;
   /**
    * The highest position this socket's stream has reached (its resume point, then every event it
    * sent, replays of what we had included). An ack never goes past it: the server clamps an ack to
@@ -235,9 +255,11 @@ export class RampartClient {
     this.store = options.store ?? new MemorySyncStore();
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.refresh = { ...DEFAULT_REFRESH, ...options.refresh };
+    this.refreshSchedule = new RefreshSchedule(this.refresh);
     this.queue = new SendQueue(options.maxPendingSends ?? 1000, options.maxSendRetries ?? 5, options.maxFrameBytes ?? 65_536);
     // A request held for a rate limit's wait goes out when it ends.
     this.requests = new Requests(this.clock, options.requestTimeoutMs ?? 15_000, () => this.pump());
+    this.pacer = new RequestPacer(this.clock, { ...DEFAULT_REQUEST_BUDGET, ...options.requestBudget });
     this.events = new Emitter<ClientEvents>((err, event) => {
       // A throwing listener must not break the stream; report it (unless the error listener threw).
       if (event !== 'error') this.events.emit('error', { reason: 'listener_error', details: err instanceof Error ? err.message : String(err) });
@@ -530,6 +552,7 @@ export class RampartClient {
     }
     if (this.stopped() || attempt !== this.connectAttempt) return; // closed, or given up (connect timeout) meanwhile
     this.token = token;
+    this.refreshSchedule.got(token, this.clock.now());
     this.checkIdentity(token);
     this.socketFacts = {};
     this.refreshUnanswered = false;
@@ -621,7 +644,7 @@ export class RampartClient {
       this.scheduleReconnect(delay);
       return;
     }
-    const verdict = classifyClose({ code, renewable: this.tokens.renewable, ...(facts.authFailure !== undefined ? { authFailure: facts.authFailure } : {}), ...(facts.httpStatus !== undefined ? { httpStatus: facts.httpStatus } : {}) });
+    const verdict = classifyClose({ code, renewable: this.tokens.renewable, authenticated: upSince !== undefined, ...(facts.authFailure !== undefined ? { authFailure: facts.authFailure } : {}), ...(facts.httpStatus !== undefined ? { httpStatus: facts.httpStatus } : {}) });
     if (verdict.kind === 'permanent') {
       this.events.emit('disconnected', { code, reason: verdict.reason });
       this.stop(verdict.reason, true);
@@ -787,7 +810,7 @@ export class RampartClient {
     this.events.emit('ready', { userId: this.user, resumeAfter, lastPos, reconnect });
     this.readyWaiter?.resolve();
     if (this.stopped()) return;
-    if (this.tracker.pos > 0) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
+    if (this.tracker.pos > 0) this.startAck(this.ackDelay());
     this.pump();
   }
 
@@ -1030,7 +1053,7 @@ export class RampartClient {
   private ackAgain(wait: number): void {
     if (this.ackedPos === 0) return; // nothing acknowledged on this socket yet
     this.ackedPos = 0;
-    this.timers.ack.start(wait, () => this.flushAck());
+    this.startAck(wait);
   }
 
   /**
@@ -1073,23 +1096,58 @@ export class RampartClient {
   private processed(): void {
     if (this.stopped()) return; // a listener closed the client
     const unacked = this.ackable() - this.ackedPos;
-    if (unacked >= (this.options.ackEvery ?? 100)) this.flushAck();
-    else if (!this.timers.ack.active) this.timers.ack.start(this.options.ackDelayMs ?? 250, () => this.flushAck());
+    if (unacked >= (this.options.ackEvery ?? 100)) {
+      // Enough to acknowledge at once — but acks spend the request budget: a fast replay must not
+      // send one every `ackEvery` events, so never sooner than `ackDelayMs` after the last.
+      const spacing = this.ackSpacing();
+      if (spacing === 0) this.flushAck();
+      else if (!this.timers.ack.active || this.ackDueAt > this.clock.now() + spacing) this.startAck(spacing);
+    } else if (!this.timers.ack.active) this.startAck(this.ackDelay());
   }
 
-  /** Acknowledges the position, unless the server asked for a wait (then after it); `now`: regardless (closing). */
+  private ackDelay(): number {
+    return this.options.ackDelayMs ?? 250;
+  }
+
+  /** Ms until the next ack may go (0: now): `ackDelayMs` after the last (a clock stepped back waits no longer). */
+  private ackSpacing(): number {
+    if (this.lastAckAt === undefined) return 0;
+    const delay = this.ackDelay();
+    return Math.max(0, Math.min(this.lastAckAt + delay - this.clock.now(), delay));
+  }
+
+  private startAck(ms: number): void {
+    this.ackDueAt = this.clock.now() + ms;
+    this.timers.ack.start(ms, () => this.flushAck());
+  }
+
   /** What an ack may cover: what we processed, as far as this socket's stream has reached. */
   private ackable(): number {
     return Math.min(this.tracker.pos, this.streamPos);
   }
 
+  /**
+   * Acknowledges the position, unless the server asked for a wait, the last ack went less than
+   * `ackDelayMs` ago, or the request budget's pacing has no slot (then after that); `now`:
+   * regardless (closing).
+   */
   private flushAck(now = false): void {
     this.timers.ack.stop();
+    this.ackHeld = false;
     const pos = this.ackable();
-    const wait = this.framesWait();
     if (pos > this.ackedPos) {
-      if (wait > 0 && !now) this.timers.ack.start(wait, () => this.flushAck());
-      else if (this.transmit({ type: 'ack', upTo: pos })) this.ackedPos = pos;
+      // The server's wait, the spacing between acks, then a slot of the request budget.
+      const wait = now ? 0 : Math.max(this.framesWait(), this.ackSpacing());
+      const paced = now || wait > 0 ? 0 : this.pacer.wait();
+      if (wait > 0) this.startAck(wait);
+      else if (paced > 0) {
+        this.ackHeld = true; // the pump lets it go first when a slot frees
+        this.startAck(paced);
+      } else if (this.transmit({ type: 'ack', upTo: pos })) {
+        this.ackedPos = pos;
+        this.lastAckAt = this.clock.now();
+        this.pacer.spend();
+      }
     }
     this.persist();
   }
@@ -1160,12 +1218,14 @@ export class RampartClient {
       this.timers.sends.start(wait, () => this.pump());
       return;
     }
-    this.requests.flush((f) => this.transmit(f));
+    // An ack held by the pacing goes before the requests: it is cumulative, and late it holds the
+    // server's record of this device back (a reconnect would replay what it covers).
+    if (this.ackHeld) this.flushAck();
+    const paceWait = this.requests.flush((f) => this.transmit(f), this.pacer);
     const sendsWait = this.sendsWait();
-    if (sendsWait > 0) {
-      this.timers.sends.start(sendsWait, () => this.pump());
-      return;
-    }
+    const wake = Math.min(paceWait > 0 ? paceWait : Infinity, sendsWait > 0 ? sendsWait : Infinity);
+    if (wake < Infinity) this.timers.sends.start(wake, () => this.pump());
+    if (sendsWait > 0) return;
     const maxInFlight = this.options.maxInFlightSends ?? 8;
     let inFlight = this.queue.inFlight;
     for (const p of this.queue.waiting()) {
@@ -1207,9 +1267,9 @@ export class RampartClient {
   private scheduleRefresh(): void {
     this.timers.refresh.stop();
     if (!this.tokens.renewable) return;
-    const exp = tokenExpiry(this.token);
-    if (exp === undefined) return;
-    this.timers.refresh.start(refreshDelay(exp, this.clock.now(), this.refresh), () => void this.refreshToken());
+    const delay = this.refreshSchedule.delay(this.token, this.clock.now());
+    if (delay === undefined) return;
+    this.timers.refresh.start(delay, () => void this.refreshToken());
   }
 
   private async refreshToken(): Promise<void> {
@@ -1222,6 +1282,7 @@ export class RampartClient {
       return;
     }
     if (this.ws !== ws || this.currentState !== 'open') return;
+    this.refreshSchedule.got(token, this.clock.now(), this.token);
     this.token = token;
     this.sendRefresh();
   }

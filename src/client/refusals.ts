@@ -34,6 +34,11 @@ export interface CloseFacts {
   httpStatus?: number;
   /** Whether the token can be renewed (a `getToken()` callback, not a fixed string). */
   renewable: boolean;
+  /**
+   * Whether the socket reached `auth_success` before it closed. A 1009 before it is the `auth`
+   * frame over the server's pre-auth frame cap (`maxPreAuthMessageSize`): the token is too large.
+   */
+  authenticated?: boolean;
 }
 
 export function classifyClose(f: CloseFacts): CloseVerdict {
@@ -44,6 +49,8 @@ export function classifyClose(f: CloseFacts): CloseVerdict {
   if (f.authFailure === AuthFailureReason.TOKEN_EXPIRED || f.code === CloseCode.TOKEN_EXPIRED) {
     return f.renewable ? { kind: 'fresh_token' } : { kind: 'permanent', reason: AuthFailureReason.TOKEN_EXPIRED };
   }
+  // Every connection would send the same kind of token and be closed the same way.
+  if (f.code === CloseCode.MESSAGE_TOO_BIG && f.authenticated === false) return { kind: 'permanent', reason: AuthFailureReason.TOKEN_TOO_LARGE };
   if (f.code === CloseCode.INVALID_TOKEN && f.authFailure === undefined) return { kind: 'permanent', reason: AuthFailureReason.INVALID_TOKEN };
   if (f.code === CloseCode.IDENTITY_CHANGE) return { kind: 'permanent', reason: AuthFailureReason.IDENTITY_CHANGE };
   if (BANNED !== undefined && f.code === BANNED) return { kind: 'permanent', reason: 'banned' };

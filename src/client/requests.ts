@@ -23,6 +23,7 @@
  */
 import { detailOf } from './refusals.js';
 import type { Clock, TimerHandle } from './clock.js';
+import { spendsRequestBudget, type RequestPacer } from './request-pacing.js';
 
 export class RequestError extends Error {
   constructor(
@@ -99,9 +100,27 @@ export class Requests {
     });
   }
 
-  /** Sends every request not on the wire yet (but those held for a rate limit's wait). */
-  flush(transmit: (frame: Record<string, unknown>) => boolean): void {
-    for (const p of this.pending.values()) if (!p.sent && p.held === undefined && transmit(p.frame)) p.sent = true;
+  /**
+   * Sends every request not on the wire yet (but those held for a rate limit's wait). Those that
+   * spend the server's request budget go only while `pacer` has room, in the order they were made;
+   * the rest wait (their timeout still runs). Returns the ms until the next of them may go (0:
+   * none waits), for the caller's timer. Group changes spend budgets of their own: never paced here.
+   */
+  flush(transmit: (frame: Record<string, unknown>) => boolean, pacer?: RequestPacer): number {
+    let paceWait = 0;
+    for (const p of this.pending.values()) {
+      if (p.sent || p.held !== undefined) continue;
+      const paced = pacer !== undefined && spendsRequestBudget(p.frame.type);
+      if (paced) {
+        if (paceWait > 0) continue; // behind one that waits: keeps its place
+        paceWait = pacer.wait();
+        if (paceWait > 0) continue;
+      }
+      if (!transmit(p.frame)) return 0; // the socket is gone: the next one flushes
+      p.sent = true;
+      if (paced) pacer.spend();
+    }
+    return paceWait;
   }
 
   /** A reply or error carrying `requestId`; true when it answered one of ours. */

@@ -1,0 +1,56 @@
+/**
+ * Client-side pacing of the frames that spend the server's per-user request budget
+ * (`limits.requests`, 20 per 1000 ms by default): `history`, `list_conversations`, `read`,
+ * `presence`, `set_presence`, `list_sessions`, `end_session` and `ack`. Each refusal over that
+ * budget is a strike towards close 4029 and a penalty, so the SDK keeps under it by itself: a
+ * sliding window of the times it sent such frames, and how long until the next may go.
+ */
+import type { Clock } from './clock.js';
+
+export interface RequestBudget {
+  /** Frames that spend the budget, at most this many … */
+  limit: number;
+  /** … in any interval this long (ms). */
+  windowMs: number;
+}
+
+/** A little under the server's default (20 / 1000 ms): room for frames bunched up on the way. */
+export const DEFAULT_REQUEST_BUDGET: RequestBudget = { limit: 16, windowMs: 1000 };
+
+/** The frame types that spend `limits.requests` (group changes spend budgets of their own). */
+const BUDGETED: ReadonlySet<unknown> = new Set(['history', 'list_conversations', 'read', 'presence', 'set_presence', 'list_sessions', 'end_session', 'ack']);
+
+export const spendsRequestBudget = (type: unknown): boolean => BUDGETED.has(type);
+
+export class RequestPacer {
+  /** When each frame still inside the window went out (clock ms), oldest first. */
+  private readonly sent: number[] = [];
+  private readonly limit: number;
+  private readonly holdMs: number;
+
+  constructor(
+    private readonly clock: Clock,
+    budget: RequestBudget,
+  ) {
+    this.limit = Number.isFinite(budget.limit) ? Math.max(1, Math.floor(budget.limit)) : DEFAULT_REQUEST_BUDGET.limit;
+    const windowMs = Number.isFinite(budget.windowMs) && budget.windowMs > 0 ? budget.windowMs : DEFAULT_REQUEST_BUDGET.windowMs;
+    // The server's windows are bucketed (a tenth of the window each): a frame may count up to one
+    // bucket longer than the window. Holding each slot that much longer keeps a burst right at
+    // the window's end from meeting the previous one's frames still counted.
+    this.holdMs = windowMs + Math.ceil(windowMs / 10);
+  }
+
+  /** Ms until one more frame may go (0: now). */
+  wait(): number {
+    const now = this.clock.now();
+    // A clock stepped back cannot hold frames longer than one slot's hold.
+    while (this.sent.length > 0 && (this.sent[0]! + this.holdMs <= now || this.sent[0]! > now + this.holdMs)) this.sent.shift();
+    if (this.sent.length < this.limit) return 0;
+    return Math.max(1, this.sent[this.sent.length - this.limit]! + this.holdMs - now);
+  }
+
+  /** Counts one frame sent now (after a 0 from `wait`, or regardless when the client must). */
+  spend(): void {
+    this.sent.push(this.clock.now());
+  }
+}

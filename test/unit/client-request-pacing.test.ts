@@ -1,0 +1,176 @@
+/**
+ * The SDK keeps under the server's per-user request budget (`limits.requests`, 20 / 1000 ms):
+ * acks of a fast replay are spaced by `ackDelayMs`, and the frames that spend the budget (reads,
+ * `read`, presence, sessions, `ack`) are paced by a sliding window (`requestBudget`), in order,
+ * while group changes (budgets of their own) are not. On fake sockets and a fake clock.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
+import { RequestPacer } from '../../src/client/request-pacing.js';
+import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-env.js';
+
+const ME = '11111111-1111-4111-8111-111111111111';
+const PEER = '22222222-2222-4222-8222-222222222222';
+const CONV = '33333333-3333-4333-8333-333333333333';
+
+function setup(over: Partial<RampartClientOptions> = {}) {
+  const clock = new FakeClock();
+  const sockets: FakeSocket[] = [];
+  const client = new RampartClient({
+    url: 'ws://rampart.test/ws',
+    token: () => fakeJwt(clock.now() + 3_600_000, ME),
+    createSocket: (url) => {
+      const s = new FakeSocket(url);
+      sockets.push(s);
+      return s;
+    },
+    clock,
+    random: () => 0.5,
+    pingIntervalMs: 0,
+    ...over,
+  });
+  const last = () => sockets[sockets.length - 1]!;
+  const accept = async (resumeAfter = 0, lastPos = resumeAfter) => {
+    await settle();
+    last().open();
+    last().receive({ type: 'auth_success', userId: ME, resumeAfter, lastPos });
+    await settle();
+  };
+  return { clock, client, last, accept };
+}
+
+const msg = (pos: number) => ({ type: 'chat_message', pos, id: `m${pos}`, conversationId: CONV, seq: pos, senderId: PEER, content: `c${pos}`, mentions: [], hashtags: [], links: [], timestamp: 1 });
+
+const BUDGETED = ['history', 'list_conversations', 'read', 'presence', 'set_presence', 'list_sessions', 'end_session', 'ack'];
+
+/** Records every frame a socket sends from now on, with the clock time it went out. */
+function timed(socket: FakeSocket, clock: FakeClock): { f: Record<string, unknown>; at: number }[] {
+  const out: { f: Record<string, unknown>; at: number }[] = [];
+  const send = socket.send.bind(socket);
+  socket.send = (data: string) => {
+    send(data);
+    out.push({ f: JSON.parse(data) as Record<string, unknown>, at: clock.now() });
+  };
+  return out;
+}
+
+/** The most frames at any `windowMs` interval of `times` (sorted). */
+function busiest(times: number[], windowMs: number): number {
+  let most = 0;
+  for (let i = 0, j = 0; i < times.length; i++) {
+    while (times[i]! - times[j]! >= windowMs) j++;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
+}
+
+test('a fast replay of thousands of events is acknowledged at most once per ackDelayMs, ackEvery only making the wait shorter down to that', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept(0, 5000);
+  const times = timed(env.last(), env.clock);
+  // 5000 events, 100 every 10 ms: ackEvery (100) is reached every 10 ms.
+  for (let pos = 1; pos <= 5000; pos++) {
+    env.last().receive(msg(pos));
+    if (pos % 100 === 0) await env.clock.advance(10);
+  }
+  await env.clock.advance(1000);
+  const acks = times.filter((x) => x.f.type === 'ack');
+  assert.equal(acks[0]!.f.upTo, 100, 'the first ack goes at once, when ackEvery is reached');
+  for (let i = 1; i < acks.length; i++) assert.ok(acks[i]!.at - acks[i - 1]!.at >= 250, `ack ${i} ${acks[i]!.at - acks[i - 1]!.at} ms after the previous one`);
+  assert.ok(acks.length <= 3, `${acks.length} acks for a 500 ms replay`);
+  assert.equal(acks[acks.length - 1]!.f.upTo, 5000, 'everything acknowledged in the end');
+  env.client.close();
+});
+
+test('60 history() calls at once go out paced (16 per window, each slot held 1100 ms), in order, each resolving; a createGroup is not held behind them', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const times = timed(env.last(), env.clock);
+  const calls = Array.from({ length: 60 }, (_, i) => env.client.history({ conversationId: CONV, limit: 1 + (i % 100) }));
+  await settle();
+  assert.equal(env.last().framesOf('history').length, 16, 'the default budget: 16 at once');
+  const created = env.client.createGroup('g', [PEER]);
+  await settle();
+  assert.equal(env.last().framesOf('create_group').length, 1, 'a group change spends another budget: not paced');
+  // The server answers each at once.
+  let answered = 0;
+  const answerAll = () => {
+    for (const f of env.last().framesOf('history').slice(answered)) env.last().receive({ type: 'history', conversationId: CONV, messages: [], requestId: f.requestId });
+    answered = env.last().framesOf('history').length;
+  };
+  answerAll();
+  await env.clock.advance(1099);
+  assert.equal(env.last().framesOf('history').length, 16, 'no slot frees before windowMs + a tenth');
+  await env.clock.advance(1);
+  assert.equal(env.last().framesOf('history').length, 32);
+  for (let i = 0; i < 4; i++) {
+    answerAll();
+    await env.clock.advance(1100);
+  }
+  answerAll();
+  assert.equal((await Promise.all(calls)).length, 60);
+  const limits = env.last().framesOf('history').map((f) => f.limit);
+  assert.deepEqual(limits, Array.from({ length: 60 }, (_, i) => 1 + (i % 100)), 'in the order they were made');
+  assert.ok(busiest(times.filter((x) => BUDGETED.includes(String(x.f.type))).map((x) => x.at), 1100) <= 16, 'never more than 16 in any 1100 ms');
+  env.last().receive({ type: 'group_updated', conversationId: CONV, changed: true, seq: 1, requestId: env.last().framesOf('create_group')[0]!.requestId });
+  await created;
+  env.client.close();
+});
+
+test('a request waiting for the budget still times out at requestTimeoutMs; requestBudget sets the pace', async () => {
+  const env = setup({ requestBudget: { limit: 1, windowMs: 1000 }, requestTimeoutMs: 500 });
+  void env.client.connect();
+  await env.accept();
+  const first = env.client.listSessions();
+  const second = env.client.getPresence(CONV);
+  const outcome = second.then(
+    () => 'resolved',
+    (e: { reason?: string }) => e.reason,
+  );
+  void first.catch(() => {});
+  await settle();
+  assert.equal(env.last().framesOf('list_sessions').length, 1);
+  assert.equal(env.last().framesOf('presence').length, 0, 'one per window');
+  await env.clock.advance(500);
+  assert.equal(await outcome, 'timeout');
+  await env.clock.advance(2000);
+  assert.equal(env.last().framesOf('presence').length, 0, 'a request that timed out never goes out');
+  env.client.close();
+});
+
+test('an ack held by the pacing takes the next free slot, before the requests waiting', async () => {
+  const env = setup({ requestBudget: { limit: 2, windowMs: 1000 }, ackDelayMs: 100 });
+  void env.client.connect();
+  await env.accept(0, 1);
+  const reads = [env.client.history({ conversationId: CONV }), env.client.history({ conversationId: CONV }), env.client.history({ conversationId: CONV })];
+  for (const r of reads) void r.catch(() => {});
+  await settle();
+  env.last().receive(msg(1));
+  await env.clock.advance(100);
+  assert.deepEqual(env.last().sent.slice(1).map((f) => f.type), ['history', 'history'], 'the ack waits for a slot');
+  await env.clock.advance(1000);
+  assert.deepEqual(env.last().sent.slice(1).map((f) => f.type), ['history', 'history', 'ack', 'history']);
+  env.client.close();
+});
+
+test('the pacer: at most `limit` per window plus a tenth; a clock stepped back holds no slot longer than that', async () => {
+  const clock = new FakeClock();
+  const pacer = new RequestPacer(clock, { limit: 3, windowMs: 1000 });
+  for (let i = 0; i < 3; i++) {
+    assert.equal(pacer.wait(), 0);
+    pacer.spend();
+  }
+  assert.equal(pacer.wait(), 1100);
+  await clock.advance(600);
+  assert.equal(pacer.wait(), 500);
+  await clock.advance(500);
+  assert.equal(pacer.wait(), 0);
+  let t = 1_000_000;
+  const stepped = new RequestPacer({ now: () => t, setTimeout: () => 0, clearTimeout: () => {} }, { limit: 1, windowMs: 1000 });
+  stepped.spend();
+  t -= 10_000; // stepped back
+  assert.equal(stepped.wait(), 0, 'a slot from the future beyond one hold is not counted');
+});
