@@ -53,7 +53,33 @@ async function devToken(name) {
   return res.json();
 }
 
+/** Whose conversations the page shows (kept across "Go offline", so signing back in shows the catch-up). */
+let shownFor = null;
+/** A sign-in waiting for its token: a second submit meanwhile (a double click) must not make a second client. */
+let signingIn = false;
+
+/** Forgets what the page shows of the last user: the next one must not see it. */
+function clearPage() {
+  conversations.clear();
+  pendingEls.clear();
+  names.clear();
+  current = null;
+  ui.list.replaceChildren();
+  ui.title.textContent = 'No conversation open';
+  renderConversations();
+}
+
 async function signIn() {
+  if (signingIn) return;
+  signingIn = true;
+  try {
+    await connectAs();
+  } finally {
+    signingIn = false;
+  }
+}
+
+async function connectAs() {
   const name = ui.name.value.trim();
   const pasted = ui.token.value.trim();
   if (!pasted && !/^[A-Za-z0-9_-]{1,32}$/.test(name)) { setStatus('Enter a name (letters, digits, _ or -).', true); return; }
@@ -75,6 +101,9 @@ async function signIn() {
     setStatus(`Cannot get a token: ${err.message}.`, true);
     return;
   }
+  const who = userId ?? `token:${pasted}`;
+  if (who !== shownFor) clearPage();
+  shownFor = who;
   if (userId) names.set(userId, name);
   // One device per tab: sessionStorage keeps this tab's device id and position across reloads.
   const store = new WebStorageSyncStore(sessionStorage, `rampart-demo:${userId ?? 'token'}`);
@@ -85,7 +114,12 @@ async function signIn() {
   client.connect().catch(() => {});
 }
 
-function signOut() {
+/** `keepPage`: going offline, the same user signs back in (anyone else gets a clean page). */
+function signOut(keepPage = false) {
+  if (!keepPage) {
+    clearPage();
+    shownFor = null;
+  }
   client?.close();
   client = null;
   me = null;
@@ -577,7 +611,7 @@ $('connect-form').addEventListener('submit', (ev) => {
 });
 
 // Going offline keeps the tab's device and position: signing in again resumes after it.
-ui.offline.addEventListener('click', () => { signOut(); setStatus('Offline.'); });
+ui.offline.addEventListener('click', () => { signOut(true); setStatus('Offline.'); });
 
 $('chat-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();

@@ -478,6 +478,43 @@ describe('demo page on the client SDK, in Chromium', () => {
     assert.equal(await httpGet(port, '/dev/token?name=%3Cscript%3E', {}), 400);
   });
 
+  test('signing out and in as someone else in the same tab shows nothing of the previous user (a shared browser)', { timeout: 60_000 }, async () => {
+    const alice = await openDemo('shared-alice');
+    const bob = await openDemo('shared-bob');
+    await openChat(alice, bob);
+    await say(alice, 'alice private secret');
+    await sentBubbles(alice).first().waitFor();
+    const p = alice.page;
+    await p.getByTestId('connect-button').click(); // Sign out
+    await p.locator('[data-testid="connection-state"][data-state="closed"]').waitFor();
+    await p.getByTestId('name-input').fill('shared-carol');
+    await p.getByTestId('connect-button').click();
+    await p.getByTestId('own-id').filter({ hasText: demoUserId('shared-carol') }).waitFor();
+    const shown = {
+      conversations: await p.locator('[data-testid="conversation"]').count(),
+      messages: await messages(alice).count(),
+      title: await p.getByTestId('conversation-title').textContent(),
+      composer: await p.getByTestId('message-input').isDisabled(),
+    };
+    assert.deepEqual(shown, { conversations: 0, messages: 0, title: 'No conversation open', composer: true });
+    assertNoProblems(alice, bob);
+  });
+
+  test('a double click on "Sign in" makes one client: after "Sign out" no socket is left open', { timeout: 60_000 }, async () => {
+    assert.ok(srv);
+    const page = await (await newContext()).newPage();
+    const sockets: Array<{ isClosed(): boolean }> = [];
+    page.on('websocket', (ws) => sockets.push(ws));
+    await page.goto(`${srv.httpUrl}/`);
+    await page.getByTestId('name-input').fill('double-click');
+    await page.getByTestId('connect-button').dblclick();
+    await page.locator('[data-testid="connection-state"][data-state="open"]').waitFor();
+    await page.getByTestId('connect-button').click(); // Sign out
+    await page.locator('[data-testid="connection-state"][data-state="closed"]').waitFor();
+    await waitFor(() => sockets.every((ws) => ws.isClosed()), STEP_MS, 'every socket closed after signing out');
+    assert.equal(sockets.length, 1, 'one socket for one sign-in');
+  });
+
   test('screenshot of a short conversation (docs/demo.png)', { timeout: 60_000 }, async () => {
     const alice = await openDemo('alice');
     const bob = await openDemo('bob');
