@@ -161,6 +161,11 @@ function wire(c) {
   });
   c.on('typing', (t) => onTyping(t));
   c.on('pruned', () => setStatus('Some old events expired; open a conversation to load its history.'));
+  // The server's bus lost frames: receipts, read positions and presence may be stale.
+  c.on('resync', async () => {
+    await refreshConversations();
+    if (current?.conversationId) void refreshPresence(current.conversationId);
+  });
   c.on('disconnected', ({ code, reason, retryInMs }) => {
     if (retryInMs !== undefined) setStatus(`Disconnected (${code}${reason ? ` ${reason}` : ''}); reconnecting in ${Math.ceil(retryInMs / 100) / 10} s…`, true);
   });

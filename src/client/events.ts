@@ -64,6 +64,12 @@ export interface ClientEvents {
   typing: { senderId: string; isTyping: boolean; conversationId?: string };
   /** Retention deleted events after `after` and before `firstPos`: page `history` to fill in. */
   pruned: { after: number; firstPos: number };
+  /**
+   * The server's cluster bus may have lost frames. Timeline events follow by themselves; `receipt`,
+   * `read`, `presence` and `typing` events may have been missed: ask again for what you show
+   * (`listConversations`, `history`'s receipts, `presence`).
+   */
+  resync: Record<string, never>;
   /** A missing `pos` was detected; the client resumes from `after`. */
   gap: { after: number; got: number };
   /** The socket closed; `retryInMs` is absent when the client stops for good. */

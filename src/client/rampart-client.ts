@@ -762,6 +762,9 @@ export class RampartClient {
         this.processed();
         return;
       }
+      case 'resync':
+        this.events.emit('resync', {});
+        return;
       case 'typing_indicator':
         this.events.emit('typing', { senderId: String(f.senderId), isTyping: f.isTyping === true, ...(typeof f.conversationId === 'string' ? { conversationId: f.conversationId } : {}) });
         return;

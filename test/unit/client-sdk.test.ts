@@ -2249,3 +2249,17 @@ test('close() that starts the last save itself leaves no timer; a hung save fini
   await slow.finishAll();
   assert.equal(slow.saved()?.pos, 3);
 });
+
+test('a resync frame is the `resync` event (frames outside the timeline may be missing: the app asks again); the stream goes on', async () => {
+  const env = setup();
+  const resyncs: unknown[] = [];
+  const errors: unknown[] = [];
+  env.client.on('resync', (e) => resyncs.push(e));
+  env.client.on('error', (e) => errors.push(e));
+  void env.client.connect();
+  await env.accept();
+  env.last().receive({ type: 'resync' });
+  await settle();
+  assert.deepEqual({ resyncs, errors, state: env.client.state }, { resyncs: [{}], errors: [], state: 'open' });
+  env.client.close();
+});
