@@ -44,7 +44,7 @@ function objectShape(schema: unknown): Record<string, unknown> | undefined {
 const camelCase = (part: string): string => part.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 /** A variable's key path, and whether every part is a key the schema knows. */
-function resolveEnvName(name: string): { path: string[]; known: boolean } {
+function resolveEnvName(name: string): { path: string[]; known: boolean; text: boolean } {
   let node: unknown = ConfigSchema;
   let known = true;
   const path = name
@@ -68,7 +68,9 @@ function resolveEnvName(name: string): { path: string[]; known: boolean } {
       known = false;
       return camelCase(part);
     });
-  return { path, known };
+  // A key that takes text keeps the value as written: an all-digit token or key id is no number.
+  const leaf = known ? unwrap(node) : undefined;
+  return { path, known, text: leaf?.type === 'string' || leaf?.type === 'enum' };
 }
 
 /**
@@ -81,7 +83,7 @@ export function envNameToPath(name: string): string[] {
   return resolveEnvName(name).path;
 }
 
-/** Values are JSON when they parse as JSON (numbers, booleans, arrays), else plain strings. */
+/** Values are JSON when they parse as JSON (numbers, booleans, arrays), else plain strings (and always strings for text keys). */
 function parseEnvValue(raw: string): unknown {
   try {
     return JSON.parse(raw);
@@ -102,7 +104,7 @@ export function applyEnvOverrides(base: Record<string, unknown>, env: NodeJS.Pro
   const result: Record<string, unknown> = structuredClone(base);
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || ENV_IGNORED.has(name) || raw === undefined) continue;
-    const { path, known } = resolveEnvName(name);
+    const { path, known, text } = resolveEnvName(name);
     if (!known) {
       onUnknown(name);
       continue;
@@ -114,7 +116,7 @@ export function applyEnvOverrides(base: Record<string, unknown>, env: NodeJS.Pro
       else if (!isPlainObject(next)) throw new ConfigError([`${name}: ${path.slice(0, i + 1).join('.')} is not an object`]);
       node = node[key] as Record<string, unknown>;
     }
-    node[path[path.length - 1] as string] = parseEnvValue(raw);
+    node[path[path.length - 1] as string] = text ? raw : parseEnvValue(raw);
   }
   return result;
 }

@@ -420,3 +420,17 @@ test('jwt.algorithms restricts the top-level key: with only jwt.issuers it appli
   assert.deepEqual(errorsOf({ jwt: { issuers: [{ ...issuers[0], algorithms: ['RS256'] }] } }), []);
   assert.deepEqual(errorsOf({ jwt: { algorithms: ['HS512'] } }), [], 'no key at all: the development key, HMAC');
 });
+
+test('RAMPART_* values for keys that take text stay text: an all-digit token or key id is not turned into a number', () => {
+  const digits = '1234567890123456789012345'; // past 2^53: as a number it would lose digits too
+  const c = parseConfig(
+    applyEnvOverrides({}, {
+      RAMPART_METRICS__TOKEN: digits,
+      RAMPART_ENCRYPTION__ACTIVE_KEY_ID: '2024',
+      RAMPART_ENCRYPTION__KEYS__2024: Buffer.alloc(32, 7).toString('base64'),
+      RAMPART_PORT: '9000',
+      RAMPART_LOG_LEVEL: 'warn',
+    }),
+  );
+  assert.deepEqual([c.metrics.token, c.encryption?.activeKeyId, c.port, c.logLevel], [digits, '2024', 9000, 'warn']);
+});
