@@ -164,6 +164,10 @@ export function checkSchema(input: unknown): { ok: true; config: RampartConfig }
   problems.push(...issuerConfigProblems(config.jwt));
   if (config.tls) problems.push(...tlsConfigProblems(config.tls));
   if (config.heartbeatTimeout < config.heartbeatInterval) problems.push('heartbeatTimeout: must be ≥ heartbeatInterval');
+  // Tokens without a role claim would get no permission at all, silently.
+  if (!Object.hasOwn(config.chat.roles, config.chat.defaultRole)) {
+    problems.push('chat.defaultRole: must name a role of chat.roles (a chat.roles given replaces the default roles: list the default role in it too)');
+  }
   if (config.maxPreAuthMessageSize > config.maxMessageSize) problems.push('maxPreAuthMessageSize: must be ≤ maxMessageSize');
   problems.push(...storageConfigProblems(config.storage));
   // An edit of a message retention is deleting could outlive it (an edit carries the new text).

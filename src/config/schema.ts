@@ -237,7 +237,8 @@ export const ConfigSchema = z.strictObject({
       inboxReplayMaxRetryMs: ms.default(30_000),
       /** Role → permissions. A role not listed here has none (deny by default). */
       roles: z
-        .record(z.string().min(1), z.strictObject({ send: z.boolean(), read: z.boolean(), createGroup: z.boolean().default(false) }))
+        // A permission left out is not given (deny by default): `{read: true}` reads only.
+        .record(z.string().min(1), z.strictObject({ send: z.boolean().default(false), read: z.boolean().default(false), createGroup: z.boolean().default(false) }))
         .default({ user: { send: true, read: true, createGroup: true }, muted: { send: false, read: true, createGroup: false } }),
       /** Role of a token without a `role` claim. */
       defaultRole: z.string().min(1).default('user'),

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 // docs/protocol.md §9: "Under the map keys (`chat.roles`, `encryption.keys`) names are read in
 // camelCase: set roles and key ids with upper-case letters in the file, not the environment."
 test('env: a role named under chat.roles is read in camelCase (RAMPART_CHAT__ROLES__MOD → "mod")', () => {
-  const c = loadConfig(undefined, { RAMPART_CHAT__ROLES__MOD: '{"send":true,"read":true}' }, { onUnknownEnv: () => assert.fail('known') });
+  const c = loadConfig(undefined, { RAMPART_CHAT__ROLES__MOD: '{"send":true,"read":true}', RAMPART_CHAT__DEFAULT_ROLE: 'mod' }, { onUnknownEnv: () => assert.fail('known') });
   assert.deepEqual(Object.keys(c.chat.roles), ['mod']);
 });
 

@@ -191,7 +191,7 @@ test('an unknown RAMPART_* variable is a warning naming it (skipped); a known on
   assert.equal(c.port, 9000);
   assert.deepEqual(unknown.sort(), ['RAMPART_DEPLOY_ID', 'RAMPART_RATE_LIMIT__BURST_LIMT']);
   // Below a record any name is a key.
-  const roles = loadConfig(undefined, { RAMPART_CHAT__ROLES__MOD: '{"send":true,"read":true}' }, { onUnknownEnv: () => assert.fail('known') });
+  const roles = loadConfig(undefined, { RAMPART_CHAT__ROLES__MOD: '{"send":true,"read":true}', RAMPART_CHAT__DEFAULT_ROLE: 'mod' }, { onUnknownEnv: () => assert.fail('known') });
   assert.deepEqual(roles.chat.roles, { mod: { send: true, read: true, createGroup: false } }, 'read in camelCase (docs/protocol.md §9)');
   assert.match(configError(() => loadConfig(undefined, { RAMPART_MAX_CONNECTIONS_PER_IP: '0' })).message, /maxConnectionsPerIP/);
   assert.match(configError(() => parseConfig({ deployId: 'x' })).message, /deployId/);
@@ -433,4 +433,12 @@ test('RAMPART_* values for keys that take text stay text: an all-digit token or 
     }),
   );
   assert.deepEqual([c.metrics.token, c.encryption?.activeKeyId, c.port, c.logLevel], [digits, '2024', 9000, 'warn']);
+});
+
+test('chat.roles: a permission left out is not given, and the default role must be one of the roles configured', () => {
+  assert.deepEqual(parseConfig({ chat: { roles: { user: { send: true, read: true }, reader: { read: true } } } }).chat.roles.reader, { send: false, read: true, createGroup: false });
+  assert.deepEqual(errorsOf({ chat: { roles: { moderator: { send: true, read: true } } } }), [
+    'chat.defaultRole: must name a role of chat.roles (a chat.roles given replaces the default roles: list the default role in it too)',
+  ]);
+  assert.deepEqual(errorsOf({ chat: { roles: { moderator: { send: true, read: true } }, defaultRole: 'moderator' } }), []);
 });
