@@ -185,18 +185,28 @@ export class ChatService {
    */
   readonly #ackTail = new Map<string, Promise<unknown>>();
 
-  async ack(user: Identity, deviceId: string | undefined, upTo: number): Promise<void> {
+  /**
+   * `ack {upTo}`, written once `allowed` (the request budget's answer, a Redis round trip away with
+   * shared limits) resolves true. It joins the user's acks at once, before that answer: a
+   * reconnect's resume point waits for it, and it is written even if its session closed meanwhile
+   * (the SDK acks, then closes). Resolves with whether it was written.
+   */
+  async ack(user: Identity, deviceId: string | undefined, upTo: number, allowed: boolean | Promise<boolean> = true): Promise<boolean> {
     const key = peerKey(user.tenantId, user.userId);
     // One write: the device's position and, for what it newly covers, the user's delivered positions.
-    const write = this.store.acknowledge(user.tenantId, user.userId, deviceId, upTo);
+    const write = Promise.resolve(allowed).then(async (ok) => {
+      if (!ok) return false;
+      const result = await this.store.acknowledge(user.tenantId, user.userId, deviceId, upTo);
+      if (result.delivered.length > 0) this.opts.receipts.delivered(user.tenantId, user.userId, result.delivered);
+      return true;
+    });
     // The tail settles once this write and every earlier one of the user have settled.
     const tail = Promise.allSettled([this.#ackTail.get(key), write]);
     this.#ackTail.set(key, tail);
     void tail.then(() => {
       if (this.#ackTail.get(key) === tail) this.#ackTail.delete(key);
     });
-    const result = await write;
-    if (result.delivered.length > 0) this.opts.receipts.delivered(user.tenantId, user.userId, result.delivered);
+    return write;
   }
 
   /**

@@ -280,14 +280,29 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
           if (!d.allowed) return session.reject(TYPING_DROPPED);
           chat.typing(identity, session, frame).catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
         });
-      case 'ack':
+      case 'ack': {
+        if (!permissionsFor(o.roles, identity.role).read) return session.reject(FORBIDDEN);
+        const judge = (d: RateDecision): boolean => {
+          if (!d.allowed && session.isOpen) session.reject(rateLimited(d));
+          return d.allowed;
+        };
+        const decision = limiter.consume(keysOf(session).requests, rules.requests);
+        // Unlike other frames, an ack still counts if its session closed while Redis decided: it
+        // reports what the device received (the SDK acks, then closes; see ChatService.ack).
+        const allowed =
+          decision instanceof Promise
+            ? decision.then(judge, () => {
+                session.sendFrame({ type: 'error', reason: 'internal_error' });
+                return false;
+              })
+            : judge(decision);
         // Capped at what this session's stream sent: a client acking ahead (mid-replay, buggy or
         // hostile) would move the user's resume point past events no device received.
-        return request(session, undefined, () =>
-          chat
-            .ack(identity, session.deviceId, Math.min(frame.upTo, session.ackablePos))
-            .catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' })),
-        );
+        chat
+          .ack(identity, session.deviceId, Math.min(frame.upTo, session.ackablePos), allowed)
+          .catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
+        return;
+      }
       case 'history':
         return request(session, frame.requestId, () => chat.history(identity, session, frame));
       case 'list_conversations':

@@ -1,8 +1,9 @@
 /**
  * A per-user decision that comes back from Redis after the session closed (a ban, a revocation, an
  * expired token, end_session, all closing it meanwhile) must not act: the message was stored and
- * delivered after the close. The pipeline is driven with fakes for what it calls; the limiter's
- * answer is held until the session has closed.
+ * delivered after the close. An `ack` is the exception: the SDK acks and closes at once, and a
+ * dropped ack made the device replay what it had acknowledged. The pipeline is driven with fakes
+ * for what it calls; the limiter's answer is held until the session has closed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +16,7 @@ import type { Session } from '../../src/session/session.js';
 /** A stand-in with only what the pipeline calls on these paths. */
 const fake = <T>(value: object): T => value as unknown as T;
 
-test('a frame whose per-user limit answers after its session closed is dropped (nothing sent, stored or run)', async () => {
+test('a frame whose per-user limit answers after its session closed is dropped (nothing sent, stored or run), but an ack, capped at what the stream sent, is written', async () => {
   const config = parseConfig({});
   const answers: Array<(d: RateDecision) => void> = [];
   const limiter = fake<Limiter>({
@@ -23,6 +24,7 @@ test('a frame whose per-user limit answers after its session closed is dropped (
     consume: (key: string) => (key.startsWith('f:') ? { allowed: true } : new Promise<RateDecision>((resolve) => answers.push(resolve))),
   });
   const ran: string[] = [];
+  const acks: unknown[][] = [];
   const track = (what: string) => () => {
     ran.push(what);
     return Promise.resolve();
@@ -32,7 +34,7 @@ test('a frame whose per-user limit answers after its session closed is dropped (
     roles: { roles: config.chat.roles, defaultRole: config.chat.defaultRole },
     rules: rateRules(config),
     limiter,
-    chat: fake({ sendMessage: track('sendMessage'), history: track('history'), typing: track('typing') }),
+    chat: fake({ sendMessage: track('sendMessage'), history: track('history'), typing: track('typing'), ack: (...args: unknown[]) => Promise.resolve(acks.push(args) > 0) }),
     groups: fake({ change: track('groupChange') }),
     changes: fake({ edit: track('edit'), delete: track('delete') }),
     presence: fake({}),
@@ -44,6 +46,8 @@ test('a frame whose per-user limit answers after its session closed is dropped (
   const session = fake<Session>({
     id: 's1',
     userKey: 'default:u',
+    deviceId: 'phone',
+    ackablePos: 7,
     get state() {
       return state.now;
     },
@@ -59,11 +63,17 @@ test('a frame whose per-user limit answers after its session closed is dropped (
     { type: 'history', conversationId: randomUUID() },
     { type: 'typing_indicator', recipientId: randomUUID(), isTyping: true },
     { type: 'create_group', name: 'g', memberIds: [] },
+    { type: 'ack', upTo: 9 },
   ];
   for (const f of frames) await handle(session, Buffer.from(JSON.stringify(f)), false);
   assert.equal(answers.length, frames.length, 'each waits for its per-user decision');
+  // The ack joins the user's acks at once, before the decision: a reconnect's resume point waits for it.
+  assert.equal(acks.length, 1);
   state.now = 'closing'; // closed meanwhile
   for (const answer of answers) answer({ allowed: true });
   await new Promise((r) => setImmediate(r));
   assert.deepEqual({ ran, replies }, { ran: [], replies: [] });
+  // Unlike the others, the ack still counts: it reports what the device received (the SDK acks, then closes).
+  const [user, deviceId, upTo, allowed] = acks[0]!;
+  assert.deepEqual([(user as { tenantId: string }).tenantId, deviceId, upTo, await allowed], ['default', 'phone', 7, true]);
 });
