@@ -129,6 +129,8 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
   /** One options object for every stream of this node: the callbacks get the stream's session. */
   const streamOptions: DeviceStreamOptions = {
     pageSize: o.replayPageSize,
+    // A page is held until sent: a stalled replay pins at most about this much besides the socket's unsent bytes.
+    pageBytes: o.maxBufferedBytes / 2,
     drainBelow: o.maxBufferedBytes / 2,
     maxHeldBytes: o.maxBufferedBytes,
     readAttempts: o.replayAttempts,

@@ -22,8 +22,15 @@ import { sendPaced, type PacedOutlet } from './paced-send.js';
 export type TimelineReader = (after: number, limit: number, outlet: PacedOutlet) => Promise<TimelinePage>;
 
 export interface DeviceStreamOptions {
-  /** Entries per storage read. */
+  /** Entries per storage read, at most. */
   pageSize: number;
+  /**
+   * About how many bytes of frames one read may bring (unset: no bound). A page is held until it
+   * is sent, and a client that stops reading stops it mid-page: the count alone (200 maximal
+   * messages are 13 MB) would let a stalled replay pin far more than `maxHeldBytes`. The first
+   * read takes `FIRST_PAGE` entries; later ones as many as fit, at the previous page's frame size.
+   */
+  pageBytes?: number;
   /** Replay pacing: wait while the socket holds more unsent bytes than this. */
   drainBelow: number;
   /** Bytes of live frames that may be held while a read runs. */
@@ -46,6 +53,8 @@ export interface DeviceStreamOptions {
 
 /** Consecutive reads that brought nothing new while a gap remained: then wait for the next event. */
 const MAX_IDLE_READS = 3;
+/** Entries in a replay's first read under `pageBytes`, before any frame size is known. */
+const FIRST_PAGE = 16;
 
 /** A live frame ahead of the stream. `reply`: this session's own `message_sent`, never dropped. */
 interface Held {
@@ -57,6 +66,8 @@ interface Held {
 export class DeviceStream {
   /** Last position sent; -1 until `start`. */
   #lastPos = -1;
+  /** Mean frame length of the last page read (the next page's size estimate under `pageBytes`); 0: none yet. */
+  #frameChars = 0;
   /** Live frames ahead of the stream; created on first use (an idle session never holds any). */
   #heldMap: Map<number, Held> | undefined;
   #heldBytes = 0;
@@ -192,14 +203,17 @@ export class DeviceStream {
 
   /** Pages through storage until it has nothing after the last position. False when storage failed. */
   async #readToEnd(): Promise<boolean> {
-    const { pageSize, drainBelow } = this.options;
+    const { drainBelow } = this.options;
     for (;;) {
-      const page = await this.#readPage(pageSize);
+      const limit = this.#pageLimit();
+      const page = await this.#readPage(limit);
       if (page === undefined) return false;
       if (this.#lastPos + 1 < page.firstPos) {
         // Retention deleted what this device had not seen: say so, then continue after the hole.
         this.#pruned(page.firstPos);
       }
+      let chars = 0;
+      let frames = 0;
       for (const entry of page.entries) {
         if (!this.outlet.isOpen) return true;
         if (entry.pos <= this.#lastPos) continue;
@@ -212,13 +226,17 @@ export class DeviceStream {
         const held = this.#heldMap?.get(entry.pos);
         if (held !== undefined) this.#unhold(entry.pos, held);
         this.#lastPos = entry.pos;
-        const wait = sendPaced(this.outlet, held?.frame ?? timelineFrame(entry.pos, eventBody(entry.event)), drainBelow);
+        const frame = held?.frame ?? timelineFrame(entry.pos, eventBody(entry.event));
+        chars += frame.length;
+        frames++;
+        const wait = sendPaced(this.outlet, frame, drainBelow);
         if (wait !== undefined) await wait;
       }
+      if (frames > 0) this.#frameChars = Math.ceil(chars / frames);
       // Rows the page left out after the last entry (a former member's): report them, go past them.
       const scanned = page.scanned;
       if (scanned !== undefined && scanned.toPos > this.#lastPos && this.outlet.isOpen) this.#pruned(scanned.toPos + 1);
-      if ((scanned?.count ?? page.entries.length) < pageSize) {
+      if ((scanned?.count ?? page.entries.length) < limit) {
         // The end of the timeline: positions up to the page's lastPos were all committed when it
         // was read, so any not returned were pruned (a younger event at a lower position outlived
         // them). Said, so the device can acknowledge past them and is not left below lastPos.
@@ -226,6 +244,14 @@ export class DeviceStream {
         return true;
       }
     }
+  }
+
+  /** Entries for the next read: `pageSize`, or fewer under `pageBytes` (see there). */
+  #pageLimit(): number {
+    const { pageSize, pageBytes } = this.options;
+    if (pageBytes === undefined) return pageSize;
+    if (this.#frameChars === 0) return Math.min(pageSize, FIRST_PAGE);
+    return Math.max(1, Math.min(pageSize, Math.floor(pageBytes / this.#frameChars)));
   }
 
   async #readPage(limit: number): Promise<TimelinePage | undefined> {

@@ -595,3 +595,24 @@ test("a session's own message_sent held before start, at or below its resume poi
   await settle();
   assert.deepEqual(outlet.sent, [sentAt(5)], 'the client waits for it; a copy of an event at or below the position would be dropped');
 });
+
+test('pageBytes: a replay reads a small first page, then as many entries as fit at the frame size seen (a stalled replay cannot pin a whole page of large frames)', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(...range(1, 200));
+  const size = frameAt(1).length;
+  const { s } = stream(outlet, tl, { pageSize: 100, pageBytes: size * 40 });
+  s.start(0, 200);
+  await outlet.count(200);
+  const limits = tl.reads.map((r) => r.limit);
+  assert.equal(limits[0], 16, 'the first page, before any frame size is known');
+  assert.ok(limits.slice(1).every((l) => l >= 38 && l <= 40), JSON.stringify(limits));
+  assert.deepEqual(outlet.positions(), range(1, 200));
+  // Without pageBytes the count alone decides.
+  const tl2 = new FakeTimeline();
+  tl2.append(...range(1, 150));
+  const outlet2 = new FakeOutlet();
+  stream(outlet2, tl2, { pageSize: 100 }).s.start(0, 150);
+  await outlet2.count(150);
+  assert.deepEqual(tl2.reads.map((r) => r.limit), [100, 100]);
+});
