@@ -80,8 +80,8 @@ const sessionOf = (ws: WebSocket): Session => (ws as SessionSocket)[SESSION];
 function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
   sessionOf(this).onMessage(data, isBinary);
 }
-function onSocketPong(this: WebSocket): void {
-  sessionOf(this).onPong();
+function onSocketPong(this: WebSocket, data: Buffer): void {
+  sessionOf(this).onPong(data);
 }
 function onSocketPing(this: WebSocket, data: Buffer): void {
   sessionOf(this).onPing(data);
@@ -459,12 +459,16 @@ export class Session implements Flushable, WheelEntry {
       this.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', true);
       return;
     }
-    this.ws.ping();
+    // The payload names the first unanswered ping: every ping until an answer carries the same.
+    this.ws.ping(String(this.pingSentAt));
   }
 
-  /** @internal */
-  onPong(): void {
-    this.pingSentAt = 0;
+  /**
+   * @internal Only an echo of our ping answers it: any client may send a pong unasked, and one that
+   * stopped reading (its replay stalled behind a full socket) must not stay open by doing so.
+   */
+  onPong(data: Buffer): void {
+    if (this.pingSentAt !== 0 && data.toString('latin1') === String(this.pingSentAt)) this.pingSentAt = 0;
   }
 
   /**

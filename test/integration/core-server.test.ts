@@ -710,6 +710,22 @@ describe('auth timeout and heartbeat (short timers from config)', { timeout: 15_
     await waitFor(() => isZero(timers), 3000, 'everything released');
   });
 
+  test('pongs that echo no ping of ours (sent unasked) do not keep a client that never answers open → 4000', async () => {
+    const raw = await RawSocket.open(timers.port);
+    assert.equal(await raw.upgrade('/ws'), 101);
+    raw.sendText(JSON.stringify({ type: 'auth', token: await tok(newUserId()) }));
+    await raw.until(() => raw.json().some((f) => f.type === 'auth_success'));
+    // Unsolicited pongs (empty, or a payload of its own) faster than the heartbeat, never an echo.
+    const unasked = setInterval(() => raw.write(encodeFrame(Buffer.from(String(Date.now())), { opcode: 10 })), 20);
+    try {
+      await within(raw.closed, 5000, 'closed despite its pongs');
+    } finally {
+      clearInterval(unasked);
+    }
+    assert.equal(await raw.closeCode(), 4000);
+    await waitFor(() => isZero(timers), 3000, 'everything released');
+  });
+
   test('a client that answers pings stays connected past several heartbeat timeouts', async () => {
     const client = await authedClient(lenient.url);
     // Count pings on the client side (events, not time): 15 pings ≈ 1.5 × heartbeatTimeout.
