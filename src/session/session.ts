@@ -7,6 +7,7 @@
  * The session owns every per-socket timer (auth, heartbeat, token expiry, close grace) and the
  * outbound path (corking, back-pressure). It does not interpret frames: the pipeline does.
  */
+import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { WebSocket, RawData } from 'ws';
 import type { Identity } from '../auth/token-verifier.js';
@@ -75,6 +76,8 @@ const TOKEN_EXPIRED = closeWith('token_expired', CloseCode.TOKEN_EXPIRED, { type
 // The socket's listeners are shared functions, not four closures per session: ws calls them with
 // `this` = the WebSocket, which points back at its session.
 const SESSION = Symbol('rampart.session');
+/** A heartbeat ping's payload (random, see Session.onPong). */
+const PING_NONCE_BYTES = 8;
 type SessionSocket = WebSocket & { [SESSION]: Session };
 const sessionOf = (ws: WebSocket): Session => (ws as SessionSocket)[SESSION];
 function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
@@ -124,6 +127,8 @@ export class Session implements Flushable, WheelEntry {
   wheelSlot = -1;
   /** When the oldest ping still unanswered was sent (0: none outstanding). */
   private pingSentAt = 0;
+  /** The unanswered pings' payload: random, so that only a client that read one can answer it. */
+  private pingNonce: Buffer | undefined = undefined;
   /** Pongs to the client's pings not yet written out (ws's autoPong is off: see onPing). */
   private owedPongs = 0;
   private busy = false;
@@ -364,6 +369,7 @@ export class Session implements Flushable, WheelEntry {
     const now = this.hooks.timers.now();
     this.authDueAt = 0;
     this.pingSentAt = 0;
+    this.pingNonce = undefined;
     this.heartbeatDueAt = now + this.timings.heartbeatInterval;
     this.expiryDueAt = this.expiryOf(identity, now);
     limitIncomingMessages(this.ws, this.timings.maxMessageSize);
@@ -453,22 +459,28 @@ export class Session implements Flushable, WheelEntry {
    */
   private heartbeat(now: number): void {
     if (this.state === 'closing') return;
-    if (this.pingSentAt === 0) this.pingSentAt = now;
-    else if (now - this.pingSentAt > this.timings.heartbeatTimeout) {
+    if (this.pingSentAt === 0) {
+      this.pingSentAt = now;
+      this.pingNonce = randomBytes(PING_NONCE_BYTES);
+    } else if (now - this.pingSentAt > this.timings.heartbeatTimeout) {
       this.hooks.security('heartbeat_timeout', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, code: CloseCode.HEARTBEAT_TIMEOUT });
       this.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', true);
       return;
     }
-    // The payload names the first unanswered ping: every ping until an answer carries the same.
-    this.ws.ping(String(this.pingSentAt));
+    // Every ping until an answer carries the same payload: an echo of any of them answers.
+    this.ws.ping(this.pingNonce);
   }
 
   /**
    * @internal Only an echo of our ping answers it: any client may send a pong unasked, and one that
-   * stopped reading (its replay stalled behind a full socket) must not stay open by doing so.
+   * stopped reading (its replay stalled behind a full socket) must not stay open by doing so — nor
+   * by guessing (the payload is random, not the clock).
    */
   onPong(data: Buffer): void {
-    if (this.pingSentAt !== 0 && data.toString('latin1') === String(this.pingSentAt)) this.pingSentAt = 0;
+    if (this.pingNonce !== undefined && data.equals(this.pingNonce)) {
+      this.pingSentAt = 0;
+      this.pingNonce = undefined;
+    }
   }
 
   /**

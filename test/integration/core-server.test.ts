@@ -5,6 +5,7 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -724,6 +725,24 @@ describe('auth timeout and heartbeat (short timers from config)', { timeout: 15_
     }
     assert.equal(await raw.closeCode(), 4000);
     await waitFor(() => isZero(timers), 3000, 'everything released');
+  });
+
+  test('nor do pongs guessed from a ping read once (the payload is random, not the server clock) → 4000', async () => {
+    const client = await authedClient(timers.url, newUserId(), {}, { autoPong: false });
+    // One ping is read; from then on the client "stops reading" and guesses, as it could when the
+    // payload was the node's clock: the values around the first payload, moved by the time passed.
+    const first = await within(new Promise<Buffer>((resolve) => client.ws.once('ping', resolve)), 3000, 'first ping');
+    const startedAt = performance.now();
+    const guess = setInterval(() => {
+      if (client.ws.readyState !== client.ws.OPEN) return;
+      const est = Number(first.toString('latin1')) + Math.floor(performance.now() - startedAt);
+      for (let v = est - 60; v <= est; v++) client.ws.pong(Number.isFinite(v) ? String(v) : first);
+    }, 25);
+    try {
+      assert.equal((await within(client.closed, 5000, 'heartbeat close')).code, 4000);
+    } finally {
+      clearInterval(guess);
+    }
   });
 
   test('a client that answers pings stays connected past several heartbeat timeouts', async () => {
