@@ -66,6 +66,11 @@ function clearPage() {
   current = null;
   ui.list.replaceChildren();
   ui.title.textContent = 'No conversation open';
+  ui.message.value = '';
+  ui.peer.value = '';
+  clearTyping();
+  clearTimeout(typingIdleTimer);
+  clearTimeout(readTimer);
   renderConversations();
 }
 

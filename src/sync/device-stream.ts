@@ -66,7 +66,7 @@ interface Held {
 export class DeviceStream {
   /** Last position sent; -1 until `start`. */
   #lastPos = -1;
-  /** Mean frame length of the last page read (the next page's size estimate under `pageBytes`); 0: none yet. */
+  /** Mean frame size in bytes of the last page read (the next page's estimate under `pageBytes`); 0: none yet. */
   #frameChars = 0;
   /** Live frames ahead of the stream; created on first use (an idle session never holds any). */
   #heldMap: Map<number, Held> | undefined;
@@ -227,7 +227,7 @@ export class DeviceStream {
         if (held !== undefined) this.#unhold(entry.pos, held);
         this.#lastPos = entry.pos;
         const frame = held?.frame ?? timelineFrame(entry.pos, eventBody(entry.event));
-        chars += frame.length;
+        chars += Buffer.byteLength(frame);
         frames++;
         const wait = sendPaced(this.outlet, frame, drainBelow);
         if (wait !== undefined) await wait;

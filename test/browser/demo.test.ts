@@ -485,6 +485,7 @@ describe('demo page on the client SDK, in Chromium', () => {
     await say(alice, 'alice private secret');
     await sentBubbles(alice).first().waitFor();
     const p = alice.page;
+    await p.getByTestId('message-input').fill('an unsent draft of alice');
     await p.getByTestId('connect-button').click(); // Sign out
     await p.locator('[data-testid="connection-state"][data-state="closed"]').waitFor();
     await p.getByTestId('name-input').fill('shared-carol');
@@ -495,8 +496,10 @@ describe('demo page on the client SDK, in Chromium', () => {
       messages: await messages(alice).count(),
       title: await p.getByTestId('conversation-title').textContent(),
       composer: await p.getByTestId('message-input').isDisabled(),
+      draft: await p.getByTestId('message-input').inputValue(),
+      peer: await p.getByTestId('peer-input').inputValue(),
     };
-    assert.deepEqual(shown, { conversations: 0, messages: 0, title: 'No conversation open', composer: true });
+    assert.deepEqual(shown, { conversations: 0, messages: 0, title: 'No conversation open', composer: true, draft: '', peer: '' });
     assertNoProblems(alice, bob);
   });
 
