@@ -3,6 +3,7 @@
  * says so, and every timer and socket the client creates can be inspected.
  */
 import type { Clock } from '../../src/client/clock.js';
+import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
 import type { WebSocketLike } from '../../src/client/socket.js';
 
 interface FakeTimer {
@@ -112,4 +113,37 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/**
+ * A client on fake sockets and this module's fake clock: no client pings, no jitter. `token(clock)`
+ * answers each getToken() (default: a one-hour token of `userId`); `accept` opens the newest
+ * socket and answers its `auth` with `auth_success`.
+ */
+export function fakeClient(o: { userId?: string; token?: (clock: FakeClock) => string; options?: Partial<RampartClientOptions> } = {}) {
+  const clock = new FakeClock();
+  const sockets: FakeSocket[] = [];
+  const userId = o.userId ?? '11111111-1111-4111-8111-111111111111';
+  const token = o.token ?? ((c: FakeClock) => fakeJwt(c.now() + 3_600_000, userId));
+  const client = new RampartClient({
+    url: 'ws://rampart.test/ws',
+    token: () => token(clock),
+    createSocket: (url) => {
+      const s = new FakeSocket(url);
+      sockets.push(s);
+      return s;
+    },
+    clock,
+    random: () => 0.5,
+    pingIntervalMs: 0,
+    ...o.options,
+  });
+  const last = (): FakeSocket => sockets[sockets.length - 1]!;
+  const accept = async (resumeAfter = 0, lastPos = resumeAfter): Promise<void> => {
+    await settle();
+    last().open();
+    last().receive({ type: 'auth_success', userId, resumeAfter, lastPos });
+    await settle();
+  };
+  return { clock, client, sockets, last, accept };
 }

@@ -7,32 +7,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RampartClient } from '../../src/client/rampart-client.js';
 import { classifyClose } from '../../src/client/refusals.js';
 import { CloseCode } from '../../src/protocol/close-codes.js';
-import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-env.js';
+import { fakeClient, settle } from '../helpers/fake-client-env.js';
 
 const ME = '11111111-1111-4111-8111-111111111111';
 const CONV = '33333333-3333-4333-8333-333333333333';
 
-function setup() {
-  const clock = new FakeClock();
-  const sockets: FakeSocket[] = [];
-  const client = new RampartClient({
-    url: 'ws://rampart.test/ws',
-    token: () => fakeJwt(clock.now() + 3_600_000, ME),
-    createSocket: (url) => {
-      const s = new FakeSocket(url);
-      sockets.push(s);
-      return s;
-    },
-    clock,
-    random: () => 0.5,
-    pingIntervalMs: 0,
-    backoff: { baseMs: 100, maxMs: 400 },
-  });
-  return { clock, client, sockets, last: () => sockets[sockets.length - 1]! };
-}
+const setup = () => fakeClient({ userId: ME, options: { backoff: { baseMs: 100, maxMs: 400 } } });
 
 test('a 1009 close before auth_success (the auth frame over the pre-auth cap) stops the client with token_too_large', async () => {
   const env = setup();

@@ -7,9 +7,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
+import type { RampartClientOptions } from '../../src/client/rampart-client.js';
 import { RefreshSchedule, DEFAULT_REFRESH, tokenRemainingMs } from '../../src/client/token-source.js';
-import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-env.js';
+import { fakeClient, fakeJwt, settle, type FakeClock } from '../helpers/fake-client-env.js';
 
 const ME = '11111111-1111-4111-8111-111111111111';
 const HOUR = 3_600_000;
@@ -20,33 +20,18 @@ function jwtWithIat(iatMs: number, expMs: number, sub = ME): string {
   return `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ sub, iat: Math.floor(iatMs / 1000), exp: Math.floor(expMs / 1000) })}.sig`;
 }
 
-function setup(token: (clock: FakeClock) => string, over: Partial<RampartClientOptions> = {}) {
-  const clock = new FakeClock();
-  const sockets: FakeSocket[] = [];
+function setup(token: (clock: FakeClock) => string, options: Partial<RampartClientOptions> = {}) {
   let calls = 0;
-  const client = new RampartClient({
-    url: 'ws://rampart.test/ws',
-    token: () => {
+  const env = fakeClient({
+    userId: ME,
+    token: (clock) => {
       calls++;
       return token(clock);
     },
-    createSocket: (url) => {
-      const s = new FakeSocket(url);
-      sockets.push(s);
-      return s;
-    },
-    clock,
-    random: () => 0.5,
-    pingIntervalMs: 0,
-    ...over,
+    options,
   });
-  const last = () => sockets[sockets.length - 1]!;
-  const accept = async () => {
-    await settle();
-    last().open();
-    last().receive({ type: 'auth_success', userId: ME, resumeAfter: 0, lastPos: 0 });
-    await settle();
-  };
+  const { clock, client, last } = env;
+  const accept = () => env.accept();
   /** Refreshes (`auth` frames after the first) on the socket, each answered. */
   const refreshes = () => last().framesOf('auth').length - 1;
   return { clock, client, last, accept, refreshes, calls: () => calls };

@@ -6,39 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
+import type { RampartClientOptions } from '../../src/client/rampart-client.js';
 import { RequestPacer } from '../../src/client/request-pacing.js';
-import { FakeClock, FakeSocket, fakeJwt, settle } from '../helpers/fake-client-env.js';
+import { FakeClock, fakeClient, settle, type FakeSocket } from '../helpers/fake-client-env.js';
 
 const ME = '11111111-1111-4111-8111-111111111111';
 const PEER = '22222222-2222-4222-8222-222222222222';
 const CONV = '33333333-3333-4333-8333-333333333333';
 
-function setup(over: Partial<RampartClientOptions> = {}) {
-  const clock = new FakeClock();
-  const sockets: FakeSocket[] = [];
-  const client = new RampartClient({
-    url: 'ws://rampart.test/ws',
-    token: () => fakeJwt(clock.now() + 3_600_000, ME),
-    createSocket: (url) => {
-      const s = new FakeSocket(url);
-      sockets.push(s);
-      return s;
-    },
-    clock,
-    random: () => 0.5,
-    pingIntervalMs: 0,
-    ...over,
-  });
-  const last = () => sockets[sockets.length - 1]!;
-  const accept = async (resumeAfter = 0, lastPos = resumeAfter) => {
-    await settle();
-    last().open();
-    last().receive({ type: 'auth_success', userId: ME, resumeAfter, lastPos });
-    await settle();
-  };
-  return { clock, client, last, accept };
-}
+const setup = (options: Partial<RampartClientOptions> = {}) => fakeClient({ userId: ME, options });
 
 const msg = (pos: number) => ({ type: 'chat_message', pos, id: `m${pos}`, conversationId: CONV, seq: pos, senderId: PEER, content: `c${pos}`, mentions: [], hashtags: [], links: [], timestamp: 1 });
 
