@@ -67,7 +67,7 @@ export class DeviceStream {
   /** Last position sent; -1 until `start`. */
   #lastPos = -1;
   /** Mean frame size in bytes of the last page read (the next page's estimate under `pageBytes`); 0: none yet. */
-  #frameChars = 0;
+  #frameBytes = 0;
   /** Live frames ahead of the stream; created on first use (an idle session never holds any). */
   #heldMap: Map<number, Held> | undefined;
   #heldBytes = 0;
@@ -203,55 +203,76 @@ export class DeviceStream {
 
   /** Pages through storage until it has nothing after the last position. False when storage failed. */
   async #readToEnd(): Promise<boolean> {
-    const { drainBelow } = this.options;
     for (;;) {
-      const limit = this.#pageLimit();
-      const page = await this.#readPage(limit);
-      if (page === undefined) return false;
-      if (this.#lastPos + 1 < page.firstPos) {
-        // Retention deleted what this device had not seen: say so, then continue after the hole.
-        this.#pruned(page.firstPos);
+      const step = await this.#readStep();
+      if (step === 'failed') return false;
+      if (step === 'end') return true;
+      // The socket is full: wait without holding the page, then read on from the last position sent.
+      if (step !== 'more') await step;
+    }
+  }
+
+  /**
+   * One storage read, sent until it ends or the socket is full. 'end': nothing after it (or the
+   * session closed); 'more': read on; a promise: the socket is full mid-page — wait for it, then
+   * read again. The rest of the page is let go meanwhile: a client that stops reading must not pin
+   * a page (its size is only estimated beforehand, from the previous one's frames).
+   */
+  async #readStep(): Promise<'failed' | 'end' | 'more' | Promise<void>> {
+    const limit = this.#pageLimit();
+    const page = await this.#readPage(limit);
+    if (page === undefined) return 'failed';
+    if (this.#lastPos + 1 < page.firstPos) {
+      // Retention deleted what this device had not seen: say so, then continue after the hole.
+      this.#pruned(page.firstPos);
+    }
+    const { entries } = page;
+    let bytes = 0;
+    let frames = 0;
+    let wait: Promise<void> | undefined;
+    for (let i = 0; i < entries.length && wait === undefined; i++) {
+      const entry = entries[i]!;
+      if (!this.outlet.isOpen) return 'end';
+      if (entry.pos <= this.#lastPos) continue;
+      if (entry.pos !== this.#lastPos + 1) {
+        // Positions commit contiguously (one writer per user at a time), so a hole in what
+        // storage returns is retention at work: an event pruned by its id while a younger one
+        // at a lower position stayed (ids come from the clock at arrival, positions at commit).
+        this.#pruned(entry.pos);
       }
-      let chars = 0;
-      let frames = 0;
-      for (const entry of page.entries) {
-        if (!this.outlet.isOpen) return true;
-        if (entry.pos <= this.#lastPos) continue;
-        if (entry.pos !== this.#lastPos + 1) {
-          // Positions commit contiguously (one writer per user at a time), so a hole in what
-          // storage returns is retention at work: an event pruned by its id while a younger one
-          // at a lower position stayed (ids come from the clock at arrival, positions at commit).
-          this.#pruned(entry.pos);
-        }
-        const held = this.#heldMap?.get(entry.pos);
-        if (held !== undefined) this.#unhold(entry.pos, held);
-        this.#lastPos = entry.pos;
-        const frame = held?.frame ?? timelineFrame(entry.pos, eventBody(entry.event));
-        chars += Buffer.byteLength(frame);
-        frames++;
-        const wait = sendPaced(this.outlet, frame, drainBelow);
-        if (wait !== undefined) await wait;
-      }
-      if (frames > 0) this.#frameChars = Math.ceil(chars / frames);
-      // Rows the page left out after the last entry (a former member's): report them, go past them.
-      const scanned = page.scanned;
-      if (scanned !== undefined && scanned.toPos > this.#lastPos && this.outlet.isOpen) this.#pruned(scanned.toPos + 1);
-      if ((scanned?.count ?? page.entries.length) < limit) {
-        // The end of the timeline: positions up to the page's lastPos were all committed when it
-        // was read, so any not returned were pruned (a younger event at a lower position outlived
-        // them). Said, so the device can acknowledge past them and is not left below lastPos.
-        if (page.lastPos > this.#lastPos && this.outlet.isOpen) this.#pruned(page.lastPos + 1);
-        return true;
+      const held = this.#heldMap?.get(entry.pos);
+      if (held !== undefined) this.#unhold(entry.pos, held);
+      this.#lastPos = entry.pos;
+      const frame = held?.frame ?? timelineFrame(entry.pos, eventBody(entry.event));
+      bytes += Buffer.byteLength(frame);
+      frames++;
+      wait = sendPaced(this.outlet, frame, this.options.drainBelow);
+      if (wait !== undefined && i < entries.length - 1) {
+        this.#frameBytes = Math.ceil(bytes / frames);
+        return wait;
       }
     }
+    if (frames > 0) this.#frameBytes = Math.ceil(bytes / frames);
+    // Rows the page left out after the last entry (a former member's): report them, go past them.
+    const scanned = page.scanned;
+    if (scanned !== undefined && scanned.toPos > this.#lastPos && this.outlet.isOpen) this.#pruned(scanned.toPos + 1);
+    if ((scanned?.count ?? entries.length) < limit) {
+      // The end of the timeline: positions up to the page's lastPos were all committed when it
+      // was read, so any not returned were pruned (a younger event at a lower position outlived
+      // them). Said, so the device can acknowledge past them and is not left below lastPos.
+      if (page.lastPos > this.#lastPos && this.outlet.isOpen) this.#pruned(page.lastPos + 1);
+      if (wait !== undefined) await wait;
+      return 'end';
+    }
+    return wait ?? 'more';
   }
 
   /** Entries for the next read: `pageSize`, or fewer under `pageBytes` (see there). */
   #pageLimit(): number {
     const { pageSize, pageBytes } = this.options;
     if (pageBytes === undefined) return pageSize;
-    if (this.#frameChars === 0) return Math.min(pageSize, FIRST_PAGE);
-    return Math.max(1, Math.min(pageSize, Math.floor(pageBytes / this.#frameChars)));
+    if (this.#frameBytes === 0) return Math.min(pageSize, FIRST_PAGE);
+    return Math.max(1, Math.min(pageSize, Math.floor(pageBytes / this.#frameBytes)));
   }
 
   async #readPage(limit: number): Promise<TimelinePage | undefined> {

@@ -616,3 +616,20 @@ test('pageBytes: a replay reads a small first page, then as many entries as fit 
   await outlet2.count(150);
   assert.deepEqual(tl2.reads.map((r) => r.limit), [100, 100]);
 });
+
+test('a replay that finds the socket full mid-page lets the rest of the page go while it waits, then reads on from the last position sent', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(...range(1, 10));
+  const { s } = stream(outlet, tl, { pageSize: 10, drainBelow: 100_000 });
+  outlet.buffered = 200_000; // a client that stopped reading
+  const started = s.start(0, 10);
+  await outlet.count(1);
+  await settle();
+  assert.deepEqual({ sent: outlet.positions(), waits: outlet.drainWaits.length }, { sent: [1], waits: 1 });
+  outlet.buffered = 0;
+  outlet.drainWaits.shift()!.resolve();
+  await started;
+  assert.deepEqual(outlet.positions(), range(1, 10));
+  assert.deepEqual(tl.reads.map((r) => r.after), [0, 1], 'read again after the wait, from the last position sent');
+});
