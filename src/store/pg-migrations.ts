@@ -248,4 +248,14 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
         AND EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.seq = m.joined_seq)
         AND NOT EXISTS (SELECT 1 FROM ${t('events')} e
                         WHERE e.conv = m.conv AND e.sender = m."user" AND e.seq >= m.joined_seq AND e.kind IN (0, 2, 4));`,
+
+  // Version 9: version 5 was changed after it first shipped: its first text marked a member as
+  // having written only in direct conversations, and a database that ran that text never ran the
+  // later one. Marked: current members with a message, edit or tombstone of theirs since they
+  // (re)joined — what the running code would have marked. A no-op where version 5's later text ran.
+  (t) => `
+    UPDATE ${t('members')} m SET wrote = true
+      WHERE NOT m.wrote AND m.left_seq IS NULL
+        AND EXISTS (SELECT 1 FROM ${t('events')} e
+                    WHERE e.conv = m.conv AND e.sender = m."user" AND e.seq >= m.joined_seq AND e.kind IN (0, 2, 4));`,
 ];

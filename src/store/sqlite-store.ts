@@ -348,6 +348,14 @@ const MIGRATIONS: readonly string[] = [
        AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.seq = members.joined_seq)
        AND NOT EXISTS (SELECT 1 FROM events e
                        WHERE e.conv = members.conv AND e.sender = members.user AND e.seq >= members.joined_seq AND e.kind IN (0, 2, 4));`,
+  // Schema 11: schema 7 was changed after it first shipped: its first text marked a member as
+  // having written only in direct conversations, and a database that ran that text never ran the
+  // later one. Marked: current members with a message, edit or tombstone of theirs since they
+  // (re)joined — what the running code would have marked. A no-op where schema 7's later text ran.
+  `UPDATE members SET wrote = 1
+     WHERE wrote = 0 AND left_seq IS NULL
+       AND EXISTS (SELECT 1 FROM events e
+                   WHERE e.conv = members.conv AND e.sender = members.user AND e.seq >= members.joined_seq AND e.kind IN (0, 2, 4));`,
 ];
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */
