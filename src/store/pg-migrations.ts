@@ -251,11 +251,20 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
 
   // Version 9: version 5 was changed after it first shipped: its first text marked a member as
   // having written only in direct conversations, and a database that ran that text never ran the
-  // later one. Marked: current members with a message, edit or tombstone of theirs since they
-  // (re)joined — what the running code would have marked. A no-op where version 5's later text ran.
+  // later one. And version 8 counted an edit (kind 2) as writing, which the running code never
+  // does: a member re-added who only edited an earlier message of theirs kept their mark. So each
+  // current member is marked as the running code would have them: written iff a message of theirs
+  // (kind 0, or 4 once deleted) is stored since they (re)joined — left as it is where the event
+  // that let them in is gone (who wrote since cannot be told). A no-op on a database that ran 5's
+  // later text and never saw such an edit.
   (t) => `
     UPDATE ${t('members')} m SET wrote = true
       WHERE NOT m.wrote AND m.left_seq IS NULL
         AND EXISTS (SELECT 1 FROM ${t('events')} e
-                    WHERE e.conv = m.conv AND e.sender = m."user" AND e.seq >= m.joined_seq AND e.kind IN (0, 2, 4));`,
+                    WHERE e.conv = m.conv AND e.sender = m."user" AND e.seq >= m.joined_seq AND e.kind IN (0, 4));
+    UPDATE ${t('members')} m SET wrote = false
+      WHERE m.wrote AND m.left_seq IS NULL
+        AND EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.seq = m.joined_seq)
+        AND NOT EXISTS (SELECT 1 FROM ${t('events')} e
+                        WHERE e.conv = m.conv AND e.sender = m."user" AND e.seq >= m.joined_seq AND e.kind IN (0, 4));`,
 ];

@@ -350,12 +350,21 @@ const MIGRATIONS: readonly string[] = [
                        WHERE e.conv = members.conv AND e.sender = members.user AND e.seq >= members.joined_seq AND e.kind IN (0, 2, 4));`,
   // Schema 11: schema 7 was changed after it first shipped: its first text marked a member as
   // having written only in direct conversations, and a database that ran that text never ran the
-  // later one. Marked: current members with a message, edit or tombstone of theirs since they
-  // (re)joined — what the running code would have marked. A no-op where schema 7's later text ran.
+  // later one. And schema 10 counted an edit (kind 2) as writing, which the running code never
+  // does: a member re-added who only edited an earlier message of theirs kept their mark. So each
+  // current member is marked as the running code would have them: written iff a message of theirs
+  // (kind 0, or 4 once deleted) is stored since they (re)joined — left as it is where the event
+  // that let them in is gone (who wrote since cannot be told). A no-op on a database that ran 7's
+  // later text and never saw such an edit.
   `UPDATE members SET wrote = 1
      WHERE wrote = 0 AND left_seq IS NULL
        AND EXISTS (SELECT 1 FROM events e
-                   WHERE e.conv = members.conv AND e.sender = members.user AND e.seq >= members.joined_seq AND e.kind IN (0, 2, 4));`,
+                   WHERE e.conv = members.conv AND e.sender = members.user AND e.seq >= members.joined_seq AND e.kind IN (0, 4));
+   UPDATE members SET wrote = 0
+     WHERE wrote = 1 AND left_seq IS NULL
+       AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.seq = members.joined_seq)
+       AND NOT EXISTS (SELECT 1 FROM events e
+                       WHERE e.conv = members.conv AND e.sender = members.user AND e.seq >= members.joined_seq AND e.kind IN (0, 4));`,
 ];
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */

@@ -213,10 +213,10 @@ export class DeviceStream {
   }
 
   /**
-   * One storage read, sent until it ends or the socket is full. 'end': nothing after it (or the
-   * session closed); 'more': read on; a promise: the socket is full mid-page — wait for it, then
-   * read again. The rest of the page is let go meanwhile: a client that stops reading must not pin
-   * a page (its size is only estimated beforehand, from the previous one's frames).
+   * One storage read, sent paced. 'end': nothing after it (or the session closed); 'more': read
+   * on; a promise: the socket is full in the middle of a page far larger than estimated — wait for
+   * it, then read again from the last position sent, so that a client that stops reading does not
+   * pin that page (see #oversized).
    */
   async #readStep(): Promise<'failed' | 'end' | 'more' | Promise<void>> {
     const limit = this.#pageLimit();
@@ -230,7 +230,11 @@ export class DeviceStream {
     let bytes = 0;
     let frames = 0;
     let wait: Promise<void> | undefined;
-    for (let i = 0; i < entries.length && wait === undefined; i++) {
+    for (let i = 0; i < entries.length; i++) {
+      if (wait !== undefined) {
+        await wait; // the page is about the size it was read for: kept across the wait
+        wait = undefined;
+      }
       const entry = entries[i]!;
       if (!this.outlet.isOpen) return 'end';
       if (entry.pos <= this.#lastPos) continue;
@@ -247,7 +251,7 @@ export class DeviceStream {
       bytes += Buffer.byteLength(frame);
       frames++;
       wait = sendPaced(this.outlet, frame, this.options.drainBelow);
-      if (wait !== undefined && i < entries.length - 1) {
+      if (wait !== undefined && i < entries.length - 1 && this.#oversized(bytes / frames, entries.length)) {
         this.#frameBytes = Math.ceil(bytes / frames);
         return wait;
       }
@@ -265,6 +269,17 @@ export class DeviceStream {
       return 'end';
     }
     return wait ?? 'more';
+  }
+
+  /**
+   * A page far larger than `pageBytes` at the frame size seen so far in it (its estimate came from
+   * the previous page: small entries, then large ones). One the socket is full for is let go
+   * while it waits, rather than pinned; one about its estimate is kept (a slow reader would
+   * otherwise cost a storage read per frame).
+   */
+  #oversized(meanBytes: number, entries: number): boolean {
+    const { pageBytes } = this.options;
+    return pageBytes !== undefined && meanBytes * entries > 2 * pageBytes;
   }
 
   /** Entries for the next read: `pageSize`, or fewer under `pageBytes` (see there). */

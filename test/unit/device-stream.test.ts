@@ -617,11 +617,12 @@ test('pageBytes: a replay reads a small first page, then as many entries as fit 
   assert.deepEqual(tl2.reads.map((r) => r.limit), [100, 100]);
 });
 
-test('a replay that finds the socket full mid-page lets the rest of the page go while it waits, then reads on from the last position sent', async () => {
+test('a replay that finds the socket full in a page far larger than its estimate lets the rest go while it waits, then reads on from the last position sent', async () => {
   const outlet = new FakeOutlet();
   const tl = new FakeTimeline();
   tl.append(...range(1, 10));
-  const { s } = stream(outlet, tl, { pageSize: 10, drainBelow: 100_000 });
+  // pageBytes far below ten frames: the first page (read before any frame size was known) is oversized.
+  const { s } = stream(outlet, tl, { pageSize: 10, pageBytes: frameAt(1).length * 2, drainBelow: 100_000 });
   outlet.buffered = 200_000; // a client that stopped reading
   const started = s.start(0, 10);
   await outlet.count(1);
@@ -631,5 +632,23 @@ test('a replay that finds the socket full mid-page lets the rest of the page go 
   outlet.drainWaits.shift()!.resolve();
   await started;
   assert.deepEqual(outlet.positions(), range(1, 10));
-  assert.deepEqual(tl.reads.map((r) => r.after), [0, 1], 'read again after the wait, from the last position sent');
+  assert.deepEqual(tl.reads.slice(0, 2).map((r) => r.after), [0, 1], 'read again after the wait, from the last position sent');
+  assert.deepEqual([...new Set(tl.reads.slice(1).map((r) => r.limit))], [2], 'in pages that fit pageBytes');
+});
+
+test('a slow reader (the socket full again after every frame) keeps a page of about its estimated size across the waits: one storage read per page', async () => {
+  const outlet = new FakeOutlet();
+  const tl = new FakeTimeline();
+  tl.append(...range(1, 300));
+  const { s } = stream(outlet, tl, { pageSize: 100, pageBytes: frameAt(1).length * 100, drainBelow: 100_000 });
+  outlet.buffered = 200_000;
+  let done = false;
+  const started = s.start(0, 300).then(() => (done = true));
+  for (let guard = 0; !done && guard < 1000; guard++) {
+    await settle();
+    while (outlet.drainWaits.length > 0) outlet.drainWaits.shift()!.resolve();
+  }
+  await started;
+  assert.deepEqual(outlet.positions(), range(1, 300), 'every event once, in order');
+  assert.ok(tl.reads.length <= 6, `300 entries at up to 100 a page took ${tl.reads.length} storage reads`);
 });
