@@ -136,13 +136,15 @@ export class Requests {
   }
 
   /**
-   * `rate_limited` naming a request: a keyed create goes out again under its key after the wait,
-   * if that is before its timeout (its group may exist: a repeat after a lost answer counts against
-   * the limit like a new create); anything else fails with `rate_limited` and the wait.
+   * `rate_limited` naming a request: a repeatable one — a read, `read`, a keyed create — goes out
+   * again after the wait, if that is before its timeout (requests paced under the budget can still
+   * arrive bunched, after a stall on the way; a keyed create's group may exist: a repeat after a
+   * lost answer counts against the limit like a new create); anything else fails with
+   * `rate_limited` and the wait.
    */
   private rateLimited(id: string, p: PendingRequest, retryAfter: number): void {
     const wait = Number.isFinite(retryAfter) ? Math.max(0, retryAfter) : undefined;
-    if (!isKeyedCreate(p.frame) || wait === undefined || this.clock.now() + wait >= p.deadline) {
+    if (!isRepeatable(p.frame) || wait === undefined || this.clock.now() + wait >= p.deadline) {
       this.settle(id, new RequestError('rate_limited', retryAfter));
       return;
     }

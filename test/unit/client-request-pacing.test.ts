@@ -150,3 +150,27 @@ test('the pacer: at most `limit` per window plus a tenth; a clock stepped back h
   t -= 10_000; // stepped back
   assert.equal(stepped.wait(), 0, 'a slot from the future beyond one hold is not counted');
 });
+
+test('a read the server refused with rate_limited (naming it) goes again after retryAfter and resolves; a change is not repeated', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const page = env.client.history({ peerId: PEER, limit: 1 });
+  const change = env.client.setPresenceVisible(false);
+  await settle();
+  const [h, p] = [env.last().framesOf('history')[0]!, env.last().framesOf('set_presence')[0]!];
+  // Paced requests can still arrive bunched (a stall on the way): the server refuses both.
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 300, requestId: h.requestId });
+  env.last().receive({ type: 'rate_limited', reason: 'frame_limit', retryAfter: 300, requestId: p.requestId });
+  await assert.rejects(change, { reason: 'rate_limited', retryAfter: 300 });
+  await env.clock.advance(299);
+  assert.equal(env.last().framesOf('history').length, 1, 'not before the wait');
+  await env.clock.advance(1);
+  await settle();
+  const again = env.last().framesOf('history');
+  assert.deepEqual(again.map((f) => f.requestId), [h.requestId, h.requestId], 'the same request again');
+  env.last().receive({ type: 'history', messages: [], requestId: h.requestId });
+  assert.deepEqual((await page).messages, []);
+  assert.equal(env.last().framesOf('set_presence').length, 1);
+  env.client.close();
+});
