@@ -68,6 +68,9 @@ function clearPage() {
   ui.title.textContent = 'No conversation open';
   ui.message.value = '';
   ui.peer.value = '';
+  ui.token.value = ''; // a pasted token would sign the next person in as its user
+  ui.groupName.value = '';
+  ui.groupMembers.value = '';
   clearTyping();
   clearTimeout(typingIdleTimer);
   clearTimeout(readTimer);

@@ -486,6 +486,12 @@ describe('demo page on the client SDK, in Chromium', () => {
     await sentBubbles(alice).first().waitFor();
     const p = alice.page;
     await p.getByTestId('message-input').fill('an unsent draft of alice');
+    // What alice typed into the other forms: a token of hers, a group she was making.
+    const pasted = await p.evaluate(async () => ((await (await fetch('/dev/token?name=shared-alice')).json()) as { token: string }).token);
+    // The token field sits in a collapsed section: set as if it had been opened and pasted into.
+    await p.getByTestId('token-input').evaluate((el, value) => ((el as HTMLInputElement).value = value), pasted);
+    await p.getByTestId('group-name-input').fill('alice private group');
+    await p.getByTestId('group-members-input').fill('shared-bob');
     await p.getByTestId('connect-button').click(); // Sign out
     await p.locator('[data-testid="connection-state"][data-state="closed"]').waitFor();
     await p.getByTestId('name-input').fill('shared-carol');
@@ -498,8 +504,10 @@ describe('demo page on the client SDK, in Chromium', () => {
       composer: await p.getByTestId('message-input').isDisabled(),
       draft: await p.getByTestId('message-input').inputValue(),
       peer: await p.getByTestId('peer-input').inputValue(),
+      token: await p.getByTestId('token-input').inputValue(),
+      group: [await p.getByTestId('group-name-input').inputValue(), await p.getByTestId('group-members-input').inputValue()],
     };
-    assert.deepEqual(shown, { conversations: 0, messages: 0, title: 'No conversation open', composer: true, draft: '', peer: '' });
+    assert.deepEqual(shown, { conversations: 0, messages: 0, title: 'No conversation open', composer: true, draft: '', peer: '', token: '', group: ['', ''] });
     assertNoProblems(alice, bob);
   });
 

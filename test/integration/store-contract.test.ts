@@ -17,6 +17,7 @@ import { GroupCommitter } from '../../src/store/group-commit.js';
 import { openStore } from '../../src/store/open-store.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import { SQLITE_MIGRATIONS, SqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store.js';
+import { MIGRATIONS as PG_MIGRATIONS } from '../../src/store/pg-migrations.js';
 import type {
   AppendOptions,
   AppendOutcome,
@@ -33,6 +34,8 @@ import type {
 } from '../../src/store/store.js';
 
 const PG_URL = process.env.RAMPART_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** Every SQLite schema version, in order: what a database at the current schema has applied. */
+const SQLITE_VERSIONS = SQLITE_MIGRATIONS.map((_, i) => i + 1);
 const T = 'default';
 const LIMITS: AppendOptions = { maxInboxSize: 1000 };
 const GL: GroupLimits = { maxGroupMembers: 100, maxGroupsPerUser: 100 };
@@ -1209,7 +1212,7 @@ describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', 
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), SQLITE_VERSIONS);
           const sql = check.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").pluck().get() as string;
           assert.doesNotMatch(sql, /WITHOUT ROWID/i);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
@@ -1269,7 +1272,7 @@ describe('SqliteStore: a v4 database upgrades to v5 (recent timeline entries kep
       try {
         const check = new Database(file, { readonly: true });
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), SQLITE_VERSIONS);
           assert.equal(check.prepare('SELECT count(*) FROM timeline').pluck().get(), 4);
         } finally {
           check.close();
@@ -1325,7 +1328,7 @@ describe('SqliteStore: a v5 database upgrades to v6 (dedupe key indexed client i
       try {
         const check = new Database(file);
         try {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), SQLITE_VERSIONS);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
           assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id']);
           // The plan of the dedupe probe uses the new index (no scan of events).
@@ -1430,7 +1433,7 @@ describe('SqliteStore: a v7 database upgrades to v8 (earlier membership periods)
       await store.init();
       try {
         readFile(file, (check) => {
-          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+          assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), SQLITE_VERSIONS);
           assert.deepEqual(check.prepare('SELECT count(*) FROM member_periods').pluck().get(), 0, 'nothing to backfill');
         });
         // The fixture's messages and positions are all there.
@@ -1645,7 +1648,7 @@ describe('PostgresStore: nodes initialising at once', () => {
     try {
       await Promise.all(nodes.map((node) => node.init()));
       const { rows } = await admin.query(`SELECT version FROM "${fresh}".schema_version ORDER BY version`);
-      assert.deepEqual(rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 8 }]);
+      assert.deepEqual(rows, PG_MIGRATIONS.map((_, i) => ({ version: i + 1 })));
       await nodes[0]!.ping();
     } finally {
       await Promise.all(nodes.map((node) => node.close()));
