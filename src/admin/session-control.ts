@@ -79,6 +79,9 @@ const closeRevoked = (s: Session): void =>
 
 /** Bans/revocations this node heard of recently: closes a session that was mid-`auth` when the command passed. */
 const RACE_WINDOW_MS = 5000;
+/** First wait before a failed recheck runs again; it doubles up to the max. */
+const RECHECK_RETRY_MS = 250;
+const RECHECK_RETRY_MAX_MS = 2000;
 /** The tenant of a revocation published by an older node (no tenant): it held for every tenant. `|` is in no tenant. */
 const ANY_TENANT = '|';
 
@@ -177,6 +180,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
    * disconnects and end_sessions kept in Redis.
    */
   async function recheckAll(): Promise<void> {
+    let failed = false;
     try {
       const byId = new Map<string, Session>();
       for (const session of o.local.all()) byId.set(idOf(session), session);
@@ -187,6 +191,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
         if (session !== undefined && session.isOpen) CLOSES[cause](session);
       }
     } catch (err) {
+      failed = true;
       o.onError(err, 'recheck'); // the bans and revocations below are still checked
     }
     for (const session of o.local.all()) {
@@ -197,10 +202,31 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
         if (denied === 'banned') CLOSES.banned(session);
         else if (denied === 'revoked') closeRevoked(session);
       } catch (err) {
-        o.onError(err, 'recheck');
-        return; // Redis is away again: the next reconnect checks again
+        if (!failed) o.onError(err, 'recheck'); // one report per pass
+        failed = true;
       }
     }
+    recheckDone(failed);
+  }
+
+  // A failed read does not mean the connection dropped (an error reply, a slow Redis past the
+  // command timeout): no reconnect would come to run the recheck again, so it is retried on a
+  // timer, backing off, until a whole pass succeeds. (A reconnect meanwhile runs one too.)
+  let recheckRetry: NodeJS.Timeout | undefined;
+  let recheckRetryMs = RECHECK_RETRY_MS;
+  let closed = false;
+  function recheckDone(failed: boolean): void {
+    if (!failed) {
+      recheckRetryMs = RECHECK_RETRY_MS;
+      return;
+    }
+    if (closed || recheckRetry !== undefined) return;
+    recheckRetry = setTimeout(() => {
+      recheckRetry = undefined;
+      void recheckAll();
+    }, recheckRetryMs);
+    recheckRetry.unref();
+    recheckRetryMs = Math.min(recheckRetryMs * 2, RECHECK_RETRY_MAX_MS);
   }
   /** A session that was mid-`auth` or mid-refresh when a ban or revocation passed: closed now. */
   const closeIfHeard = (session: Session): void => {
@@ -261,6 +287,8 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       return 'ended';
     },
     async close() {
+      closed = true;
+      clearTimeout(recheckRetry);
       for (const l of liveness) l.stop();
       await Promise.allSettled([channel.close(), directory.close(), policy.close()]);
       await Promise.all(connections.map(quitRedis));

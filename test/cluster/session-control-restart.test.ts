@@ -16,14 +16,14 @@ import { REDIS_URL, dropRedisPrefix, startRedisProxy, uniqueRedisPrefix, waitFor
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function fakeSession(id: string, userKey: string, closed: string[]): Session {
+function fakeSession(id: string, userKey: string, closed: string[], identity?: { userId: string; tenantId: string; jti?: string }): Session {
   const s = {
     id,
     userKey,
     ip: '192.0.2.9',
     deviceId: undefined,
     authenticatedAt: Date.now(),
-    identity: undefined,
+    identity,
     open: true,
     get isOpen(): boolean {
       return s.open;
@@ -104,3 +104,44 @@ async function dropPrefix(prefix: string): Promise<void> {
   await r.connect();
   await dropRedisPrefix(r, prefix);
 }
+
+test('a ban missed while cut from Redis: a recheck read that fails while the connections stay up (an error reply, a slow Redis) is tried again until the session is closed', { timeout: 30_000 }, async () => {
+  const prefix = uniqueRedisPrefix('recheck-retry');
+  const proxy = await startRedisProxy(REDIS_URL);
+  const errors: string[] = [];
+  const ping = { intervalMs: 0, timeoutMs: 3000 };
+  const onError = (e: unknown, op: string): void => void errors.push(`${op}:${e instanceof Error ? e.message : String(e)}`);
+  const aSessions = new SessionRegistry(new LocalBus());
+  const bSessions = new SessionRegistry(new LocalBus());
+  const a = await openSessionControl({ redisUrl: REDIS_URL, prefix, nodeId: 'pod-a', local: aSessions, ping, onError });
+  const b = await openSessionControl({ redisUrl: proxy.url, prefix, nodeId: 'pod-b', local: bSessions, ping, onError });
+  aSessions.observe(a.observer);
+  bSessions.observe(b.observer);
+  const closed: string[] = [];
+  const bob = fakeSession('s1', 't:bob', closed, { userId: 'bob', tenantId: 't', jti: 'jti-1' });
+  const admin = new Redis(REDIS_URL);
+  try {
+    bSessions.add(bob);
+    await proxy.stop();
+    await waitFor(() => !b.healthy(), 5000, 'node b cut from Redis');
+    await a.ban('t:bob', Date.now() + 60_000); // pub/sub: node b misses the command
+    // The recheck's first read after the reconnect is answered with an error; the connection stays up.
+    const isDenied = b.policy.isDenied.bind(b.policy);
+    let failures = 0;
+    (b.policy as { isDenied: typeof b.policy.isDenied }).isDenied = async (identity) => {
+      if (failures++ === 0) throw new Error('BUSY Redis is busy running a script (simulated)');
+      return isDenied(identity);
+    };
+    await proxy.start();
+    await waitFor(() => closed.length > 0, 10_000, `bob closed (errors: ${errors.join(' | ')})`);
+    assert.deepEqual(closed, ['t:bob:rejected']);
+    assert.ok(failures >= 2, 'read again after the failure');
+  } finally {
+    bSessions.remove(bob);
+    await b.close();
+    await a.close();
+    await proxy.close();
+    await dropRedisPrefix(admin, prefix);
+    admin.disconnect();
+  }
+});
