@@ -43,14 +43,19 @@ export class RequestPacer {
   /** Ms until one more frame may go (0: now). */
   wait(): number {
     const now = this.clock.now();
-    // A clock stepped back cannot hold frames longer than one slot's hold.
-    while (this.sent.length > 0 && (this.sent[0]! + this.holdMs <= now || this.sent[0]! > now + this.holdMs)) this.sent.shift();
+    while (this.sent.length > 0 && this.sent[0]! + this.holdMs <= now) this.sent.shift();
+    // Slots from beyond one hold ahead (the clock stepped back further than that) are let go.
+    while (this.sent.length > 0 && this.sent[this.sent.length - 1]! > now + this.holdMs) this.sent.pop();
     if (this.sent.length < this.limit) return 0;
-    return Math.max(1, this.sent[this.sent.length - this.limit]! + this.holdMs - now);
+    // A clock stepped back cannot hold a frame longer than one slot's hold.
+    return Math.min(this.holdMs, Math.max(1, this.sent[this.sent.length - this.limit]! + this.holdMs - now));
   }
 
   /** Counts one frame sent now (after a 0 from `wait`, or regardless when the client must). */
   spend(): void {
-    this.sent.push(this.clock.now());
+    // Kept in order when the clock stepped back: the oldest slot is always the first to free.
+    const now = this.clock.now();
+    const last = this.sent[this.sent.length - 1];
+    this.sent.push(last !== undefined && last > now ? last : now);
   }
 }

@@ -149,6 +149,18 @@ test('the pacer: at most `limit` per window plus a tenth; a clock stepped back h
   stepped.spend();
   t -= 10_000; // stepped back
   assert.equal(stepped.wait(), 0, 'a slot from the future beyond one hold is not counted');
+  // A smaller step back (an NTP correction) holds a frame no longer than one hold either, also
+  // when frames were sent on both sides of the step.
+  const twice = new RequestPacer({ now: () => t, setTimeout: () => 0, clearTimeout: () => {} }, { limit: 2, windowMs: 1000 });
+  twice.spend();
+  twice.spend();
+  t -= 500;
+  assert.equal(twice.wait(), 1100);
+  const across = new RequestPacer({ now: () => t, setTimeout: () => 0, clearTimeout: () => {} }, { limit: 2, windowMs: 1000 });
+  across.spend();
+  t -= 1000;
+  across.spend();
+  assert.ok(across.wait() <= 1100, String(across.wait()));
 });
 
 test('a read the server refused with rate_limited (naming it) goes again after retryAfter and resolves; a change is not repeated', async () => {
