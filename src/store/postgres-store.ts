@@ -33,6 +33,7 @@ import { MIGRATIONS } from './pg-migrations.js';
 import { inTransaction, NO_QUERY_TIMEOUT, withQueryTimeout } from './pg-transaction.js';
 import { decodeListCursor, encodeListCursor } from './list-cursor.js';
 import { atInboxBound, backlogFloor } from './inbox-bound.js';
+import { isRefusedChange, RefusedChange } from './refused-change.js';
 import { asSeenByFormerMember, editedMessages, formerMemberPage, seenUntil, type MembershipPeriod } from './former-member-view.js';
 import type {
   AddMembersRequest,
@@ -823,7 +824,7 @@ export class PostgresStore implements Store {
     }
     if (1 + others.length > limits.maxGroupMembers) return TOO_MANY_MEMBERS;
     const conversationId = request.conversationId.toLowerCase();
-    return this.#transaction(async (tx) => {
+    return this.#groupTransaction(async (tx) => {
       const { client } = tx;
       const all = [actorId.toLowerCase(), ...others];
       const ids = await this.#resolveUsers(tx, all.map((u) => [tenantId, u]));
@@ -1003,7 +1004,7 @@ export class PostgresStore implements Store {
     if (!isUuid(request.conversationId) || !isUuid(request.actorId) || !isUuid(request.eventId)) return FORBIDDEN;
     const conversationId = request.conversationId.toLowerCase();
     const actorUuid = request.actorId.toLowerCase();
-    return this.#transaction(async (tx) => {
+    return this.#groupTransaction(async (tx) => {
       const { client } = tx;
       // A stranger's answer neither waits on nor tells of the group's writers (no lock yet).
       const { rowCount } = await client.query({ ...this.#sql.isCurrentMember, values: [conversationId, tenantId, actorUuid] });
@@ -1719,6 +1720,20 @@ export class PostgresStore implements Store {
     take((await tx.client.query<Row>({ ...this.#sql.findDirect, values: [[...missing.keys()]] })).rows, this.#directs);
     if (missing.size > 0) throw new Error('PostgresStore: a direct conversation was neither created nor found');
     return out;
+  }
+
+  /** A group change's transaction; a refused one is rolled back (refused-change.ts). */
+  async #groupTransaction(work: (tx: Tx) => Promise<GroupChangeOutcome>): Promise<GroupChangeOutcome> {
+    try {
+      return await this.#transaction(async (tx) => {
+        const outcome = await work(tx);
+        if (isRefusedChange(outcome)) throw new RefusedChange(outcome);
+        return outcome;
+      });
+    } catch (err) {
+      if (err instanceof RefusedChange) return err.outcome;
+      throw err;
+    }
   }
 
   async #transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T> {

@@ -77,6 +77,7 @@ import type {
 import { bytesToUuid, isUuid, uuidToBytes, uuidV7LowerBound } from './uuid-bytes.js';
 import { decodeListCursor, encodeListCursor } from './list-cursor.js';
 import { atInboxBound, backlogFloor } from './inbox-bound.js';
+import { isRefusedChange, RefusedChange } from './refused-change.js';
 import { asSeenByFormerMember, formerMemberPage, seenUntil, type MembershipPeriod } from './former-member-view.js';
 
 export interface SqliteStoreOptions extends PrivacyOption {
@@ -845,37 +846,37 @@ export class SqliteStore implements Store {
   async createGroup(request: CreateGroupRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId), memberIds: request.memberIds.map(lower) };
-    return this.#write(() => this.#createGroup(s, r, limits), false);
+    return this.#groupWrite(() => this.#createGroup(s, r, limits));
   }
 
   async addMembers(request: AddMembersRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId), userIds: request.userIds.map(lower) };
-    return this.#write(() => this.#addMembers(s, r, limits), false);
+    return this.#groupWrite(() => this.#addMembers(s, r, limits));
   }
 
   async removeMembers(request: RemoveMembersRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId), userIds: request.userIds.map(lower) };
-    return this.#write(() => this.#removeMembers(s, r), false);
+    return this.#groupWrite(() => this.#removeMembers(s, r));
   }
 
   async leaveGroup(request: LeaveGroupRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId) };
-    return this.#write(() => this.#leaveGroup(s, r), false);
+    return this.#groupWrite(() => this.#leaveGroup(s, r));
   }
 
   async renameGroup(request: RenameGroupRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId) };
-    return this.#write(() => this.#renameGroup(s, r), false);
+    return this.#groupWrite(() => this.#renameGroup(s, r));
   }
 
   async setRole(request: SetRoleRequest): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId), userId: lower(request.userId) };
-    return this.#write(() => this.#setRole(s, r), false);
+    return this.#groupWrite(() => this.#setRole(s, r));
   }
 
   async directConversationId(tenantId: string, userId: string, peerId: string): Promise<string | undefined> {
@@ -1387,6 +1388,20 @@ export class SqliteStore implements Store {
    * edits, deletes, prune — drop the cache after them rather than trusting each path to update it.
    * (Acks dropped it too, until the relay's counter re-reads after every ack showed in profiles.)
    */
+  /** A group change in one write; a refused one is rolled back (refused-change.ts). */
+  #groupWrite(fn: () => GroupChangeOutcome): GroupChangeOutcome {
+    try {
+      return this.#write(() => {
+        const outcome = fn();
+        if (isRefusedChange(outcome)) throw new RefusedChange(outcome);
+        return outcome;
+      }, false);
+    } catch (err) {
+      if (err instanceof RefusedChange) return err.outcome;
+      throw err;
+    }
+  }
+
   #write<R>(fn: () => R, keepCounters = false): R {
     const pending: (() => void)[] = [];
     this.#pending = pending;

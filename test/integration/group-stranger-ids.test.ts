@@ -1,7 +1,9 @@
 /**
  * `remove_members` and `set_role` naming users who were never in the group change nothing and
  * store nothing: no `users` row is made for such an id (PostgreSQL resolved, and so inserted,
- * every named id — an admin could add thousands of rows a minute), on both stores.
+ * every named id — an admin could add thousands of rows a minute), on both stores. Nor does a
+ * refused `add_members` or `create_group` (a plain member adding, a group limit reached): both
+ * stores resolved the ids first and committed whatever the outcome.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +13,8 @@ import { storeBackends, type StoreBackend } from '../helpers/store-backends.js';
 
 const T = 'default';
 const LIMITS = { maxGroupMembers: 10, maxGroupsPerUser: 10 };
+/** Every user in one group at most: the refusals below are the limit's. */
+const ONE_GROUP = { maxGroupMembers: 100, maxGroupsPerUser: 1 };
 
 const backends = storeBackends('stranger-ids');
 const userRows = async (b: StoreBackend): Promise<number> => Number((await b.rows<{ n: number | string }>((t) => `SELECT count(*) AS n FROM ${t('users')}`))[0]!.n);
@@ -37,6 +41,57 @@ for (const backend of backends) {
         const removed = await s.removeMembers({ tenantId: T, actorId: owner, ...ev(), conversationId, userIds: [member, ...strangers.slice(0, 3)] });
         assert.equal(removed.status, 'ok');
         assert.deepEqual(removed.status === 'ok' ? removed.event.userIds : [], [member]);
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('a plain member adding strangers: forbidden, and no users rows', async () => {
+      const s = await backend.open();
+      try {
+        const [owner, member] = [randomUUID(), randomUUID()];
+        const conversationId = randomUUID();
+        let t = Date.now();
+        const ev = (): { eventId: string; timestamp: number } => ({ eventId: messageId(++t), timestamp: t });
+        assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId, name: 'g', memberIds: [member] }, ONE_GROUP)).status, 'ok');
+        const before = await userRows(backend);
+        const strangers = Array.from({ length: 50 }, () => randomUUID());
+        assert.equal((await s.addMembers({ tenantId: T, actorId: member, ...ev(), conversationId, userIds: strangers }, ONE_GROUP)).status, 'forbidden');
+        assert.equal(await userRows(backend), before, 'rows after a forbidden add_members');
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('an owner add refused too_many_groups: no users rows for the strangers it named', async () => {
+      const s = await backend.open();
+      try {
+        const [owner, busy] = [randomUUID(), randomUUID()];
+        let t = Date.now();
+        const ev = (): { eventId: string; timestamp: number } => ({ eventId: messageId(++t), timestamp: t });
+        assert.equal((await s.createGroup({ tenantId: T, actorId: busy, ...ev(), conversationId: randomUUID(), name: 'b', memberIds: [] }, ONE_GROUP)).status, 'ok');
+        const conversationId = randomUUID();
+        assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId, name: 'g', memberIds: [] }, ONE_GROUP)).status, 'ok');
+        const before = await userRows(backend);
+        const strangers = Array.from({ length: 50 }, () => randomUUID());
+        assert.equal((await s.addMembers({ tenantId: T, actorId: owner, ...ev(), conversationId, userIds: [...strangers, busy] }, ONE_GROUP)).status, 'too_many_groups');
+        assert.equal(await userRows(backend), before, 'rows after a refused add_members');
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('a create refused too_many_groups: no users rows for its strangers', async () => {
+      const s = await backend.open();
+      try {
+        const owner = randomUUID();
+        let t = Date.now();
+        const ev = (): { eventId: string; timestamp: number } => ({ eventId: messageId(++t), timestamp: t });
+        assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId: randomUUID(), name: 'g', memberIds: [] }, ONE_GROUP)).status, 'ok');
+        const before = await userRows(backend);
+        const strangers = Array.from({ length: 50 }, () => randomUUID());
+        assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId: randomUUID(), name: 'g2', memberIds: strangers }, ONE_GROUP)).status, 'too_many_groups');
+        assert.equal(await userRows(backend), before, 'rows after a refused create_group');
       } finally {
         await s.close();
       }
