@@ -95,6 +95,8 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
   let channel: ControlChannel;
   let directory: SessionDirectory;
   const connections: Redis[] = [];
+  /** Redis: both connections up and the control channel live again (a recheck can read and hear). */
+  let bothReady = (): boolean => true;
   const liveness: RedisLiveness[] = [];
   /** Redis: disconnects and end_sessions kept for nodes cut from Redis when they passed (pending-closes.ts). */
   let pendingCloses: PendingCloses | undefined;
@@ -129,8 +131,9 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       // it was away is in the keys the check reads (a reconnect of `client` alone costs one
       // harmless extra check).
       let channelLive = true;
+      bothReady = () => client.status === 'ready' && channelLive;
       const recheckWhenBothReady = (): void => {
-        if (client.status === 'ready' && channelLive) void recheckAll();
+        if (bothReady()) void recheckAll();
       };
       channel = await RedisControlChannel.open({
         client,
@@ -223,7 +226,8 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
     if (closed || recheckRetry !== undefined) return;
     recheckRetry = setTimeout(() => {
       recheckRetry = undefined;
-      void recheckAll();
+      // Redis away: its reconnect runs the recheck (no failing retry, and no log line, every 2 s).
+      if (bothReady()) void recheckAll();
     }, recheckRetryMs);
     recheckRetry.unref();
     recheckRetryMs = Math.min(recheckRetryMs * 2, RECHECK_RETRY_MAX_MS);
