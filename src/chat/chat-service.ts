@@ -194,12 +194,14 @@ export class ChatService {
   async ack(user: Identity, deviceId: string | undefined, upTo: number, allowed: boolean | Promise<boolean> = true): Promise<boolean> {
     const key = peerKey(user.tenantId, user.userId);
     // One write: the device's position and, for what it newly covers, the user's delivered positions.
-    const write = Promise.resolve(allowed).then(async (ok) => {
+    const acknowledge = async (ok: boolean): Promise<boolean> => {
       if (!ok) return false;
       const result = await this.store.acknowledge(user.tenantId, user.userId, deviceId, upTo);
       if (result.delivered.length > 0) this.opts.receipts.delivered(user.tenantId, user.userId, result.delivered);
       return true;
-    });
+    };
+    // Decided already (the memory limiter): written now, as before; else once Redis answered.
+    const write = typeof allowed === 'boolean' ? acknowledge(allowed) : allowed.then(acknowledge);
     // The tail settles once this write and every earlier one of the user have settled.
     const tail = Promise.allSettled([this.#ackTail.get(key), write]);
     this.#ackTail.set(key, tail);

@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { messageId } from '../../src/chat/message-id.js';
+import type { Store } from '../../src/store/store.js';
 import { storeBackends, type StoreBackend } from '../helpers/store-backends.js';
 
 const T = 'default';
@@ -21,80 +22,66 @@ const userRows = async (b: StoreBackend): Promise<number> => Number((await b.row
 after(async () => {
   for (const b of backends) await b.teardown();
 });
+/** Each group change's event id and time, later for every call. */
+let clock = Date.now();
+const ev = (): { eventId: string; timestamp: number } => ({ eventId: messageId(++clock), timestamp: clock });
+const strangers = (n = 50): string[] => Array.from({ length: n }, () => randomUUID());
+/** A store on `backend` for `work`, closed after it. */
+async function withStore(backend: StoreBackend, work: (s: Store) => Promise<void>): Promise<void> {
+  const s = await backend.open();
+  try {
+    await work(s);
+  } finally {
+    await s.close();
+  }
+}
 
 for (const backend of backends) {
   describe(`ids of users never in the group (${backend.name})`, () => {
-    test('remove_members and set_role naming strangers: unchanged / forbidden, and no users row for them', async () => {
-      const s = await backend.open();
-      try {
+    test('remove_members and set_role naming strangers: unchanged / forbidden, and no users row for them', () =>
+      withStore(backend, async (s) => {
         const [owner, member] = [randomUUID(), randomUUID()];
         const conversationId = randomUUID();
-        let t = Date.now();
-        const ev = (): { eventId: string; timestamp: number } => ({ eventId: messageId(++t), timestamp: t });
         assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId, name: 'g', memberIds: [member] }, LIMITS)).status, 'ok');
         const before = await userRows(backend);
-        const strangers = Array.from({ length: 50 }, () => randomUUID());
-        assert.equal((await s.removeMembers({ tenantId: T, actorId: owner, ...ev(), conversationId, userIds: strangers })).status, 'unchanged');
+        const named = strangers();
+        assert.equal((await s.removeMembers({ tenantId: T, actorId: owner, ...ev(), conversationId, userIds: named })).status, 'unchanged');
         assert.equal((await s.setRole({ tenantId: T, actorId: owner, ...ev(), conversationId, userId: randomUUID(), role: 'admin' })).status, 'forbidden');
         assert.equal(await userRows(backend), before, 'no row for an id that never was a member');
         // A member named beside strangers is still found, and removed.
-        const removed = await s.removeMembers({ tenantId: T, actorId: owner, ...ev(), conversationId, userIds: [member, ...strangers.slice(0, 3)] });
+        const removed = await s.removeMembers({ tenantId: T, actorId: owner, ...ev(), conversationId, userIds: [member, ...named.slice(0, 3)] });
         assert.equal(removed.status, 'ok');
         assert.deepEqual(removed.status === 'ok' ? removed.event.userIds : [], [member]);
-      } finally {
-        await s.close();
-      }
-    });
+      }));
 
-    test('a plain member adding strangers: forbidden, and no users rows', async () => {
-      const s = await backend.open();
-      try {
+    test('a plain member adding strangers: forbidden, and no users rows', () =>
+      withStore(backend, async (s) => {
         const [owner, member] = [randomUUID(), randomUUID()];
         const conversationId = randomUUID();
-        let t = Date.now();
-        const ev = (): { eventId: string; timestamp: number } => ({ eventId: messageId(++t), timestamp: t });
         assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId, name: 'g', memberIds: [member] }, ONE_GROUP)).status, 'ok');
         const before = await userRows(backend);
-        const strangers = Array.from({ length: 50 }, () => randomUUID());
-        assert.equal((await s.addMembers({ tenantId: T, actorId: member, ...ev(), conversationId, userIds: strangers }, ONE_GROUP)).status, 'forbidden');
+        assert.equal((await s.addMembers({ tenantId: T, actorId: member, ...ev(), conversationId, userIds: strangers() }, ONE_GROUP)).status, 'forbidden');
         assert.equal(await userRows(backend), before, 'rows after a forbidden add_members');
-      } finally {
-        await s.close();
-      }
-    });
+      }));
 
-    test('an owner add refused too_many_groups: no users rows for the strangers it named', async () => {
-      const s = await backend.open();
-      try {
+    test('an owner add refused too_many_groups: no users rows for the strangers it named', () =>
+      withStore(backend, async (s) => {
         const [owner, busy] = [randomUUID(), randomUUID()];
-        let t = Date.now();
-        const ev = (): { eventId: string; timestamp: number } => ({ eventId: messageId(++t), timestamp: t });
         assert.equal((await s.createGroup({ tenantId: T, actorId: busy, ...ev(), conversationId: randomUUID(), name: 'b', memberIds: [] }, ONE_GROUP)).status, 'ok');
         const conversationId = randomUUID();
         assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId, name: 'g', memberIds: [] }, ONE_GROUP)).status, 'ok');
         const before = await userRows(backend);
-        const strangers = Array.from({ length: 50 }, () => randomUUID());
-        assert.equal((await s.addMembers({ tenantId: T, actorId: owner, ...ev(), conversationId, userIds: [...strangers, busy] }, ONE_GROUP)).status, 'too_many_groups');
+        assert.equal((await s.addMembers({ tenantId: T, actorId: owner, ...ev(), conversationId, userIds: [...strangers(), busy] }, ONE_GROUP)).status, 'too_many_groups');
         assert.equal(await userRows(backend), before, 'rows after a refused add_members');
-      } finally {
-        await s.close();
-      }
-    });
+      }));
 
-    test('a create refused too_many_groups: no users rows for its strangers', async () => {
-      const s = await backend.open();
-      try {
+    test('a create refused too_many_groups: no users rows for its strangers', () =>
+      withStore(backend, async (s) => {
         const owner = randomUUID();
-        let t = Date.now();
-        const ev = (): { eventId: string; timestamp: number } => ({ eventId: messageId(++t), timestamp: t });
         assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId: randomUUID(), name: 'g', memberIds: [] }, ONE_GROUP)).status, 'ok');
         const before = await userRows(backend);
-        const strangers = Array.from({ length: 50 }, () => randomUUID());
-        assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId: randomUUID(), name: 'g2', memberIds: strangers }, ONE_GROUP)).status, 'too_many_groups');
+        assert.equal((await s.createGroup({ tenantId: T, actorId: owner, ...ev(), conversationId: randomUUID(), name: 'g2', memberIds: strangers() }, ONE_GROUP)).status, 'too_many_groups');
         assert.equal(await userRows(backend), before, 'rows after a refused create_group');
-      } finally {
-        await s.close();
-      }
-    });
+      }));
   });
 }
