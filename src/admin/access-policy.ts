@@ -21,8 +21,11 @@ export const revokedTokenKey = (t: RevokedToken): string => `${t.tenantId}|${t.j
 export interface AccessPolicy {
   /** Why `identity` may not authenticate now, or undefined when it may. May reject (backend down). */
   isDenied(identity: Identity): Promise<Denial | undefined>;
-  /** Bans `userKey` (`tenant:userId`) until `until` (ms since epoch). */
-  ban(userKey: string, until: number): Promise<void>;
+  /**
+   * Bans `userKey` (`tenant:userId`) until `until` (ms since epoch), never shortening a ban in force
+   * (lifting one early takes `unban`). Resolves to the end that stands: the later of the two.
+   */
+  ban(userKey: string, until: number): Promise<number>;
   /** True when a ban was lifted. */
   unban(userKey: string): Promise<boolean>;
   /** Revokes the tenant's token with this `jti` until `until` (its `exp`, ms since epoch). */
@@ -50,6 +53,11 @@ export class ExpiringSet {
     if (t === undefined || t < until) this.add(key, until);
   }
 
+  /** When the entry for `key` ends, if it is still in force. */
+  endOf(key: string): number | undefined {
+    return this.has(key) ? this.until.get(key) : undefined;
+  }
+
   has(key: string): boolean {
     const t = this.until.get(key);
     if (t === undefined) return false;
@@ -75,8 +83,9 @@ export class MemoryAccessPolicy implements AccessPolicy {
     return undefined;
   }
 
-  async ban(userKey: string, until: number): Promise<void> {
-    this.bans.add(userKey, until);
+  async ban(userKey: string, until: number): Promise<number> {
+    this.bans.extend(userKey, until);
+    return this.bans.endOf(userKey) ?? until;
   }
 
   async unban(userKey: string): Promise<boolean> {

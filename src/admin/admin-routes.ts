@@ -243,8 +243,10 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
           const body = parseBody(BanBody, await readJson(req, o.maxBodyBytes));
           if (body.durationMs > o.maxBanMs) throw invalid([{ path: 'durationMs', rule: 'too_big' }]);
           const t = postTenantOf(body.tenant, url.searchParams);
-          const until = Date.now() + body.durationMs;
-          await attempt(entry('ban', `user:${t}:${userId}`, 'failed', { durationMs: body.durationMs }), () => o.control.ban(peerKey(t, userId), until));
+          // A ban in force that ends later stands (lifting it early takes DELETE): the reply names the end that holds.
+          const until = await attempt(entry('ban', `user:${t}:${userId}`, 'failed', { durationMs: body.durationMs }), () =>
+            o.control.ban(peerKey(t, userId), Date.now() + body.durationMs),
+          );
           await audited(entry('ban', `user:${t}:${userId}`, 'ok', { durationMs: body.durationMs, until }));
           return { status: 200, body: { userId, tenant: t, until } };
         }

@@ -41,7 +41,16 @@ end
 return 0
 `;
 
+/** Sets the ban to end at ARGV[1] unless it already ends later; returns the end that stands. */
+const BAN_LUA = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if cur >= tonumber(ARGV[1]) then return tostring(cur) end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[1])
+return ARGV[1]
+`;
+
 interface RevokeScript {
+  rampartAdminBan(key: string, until: number): Promise<string>;
   rampartAdminRevoke(key: string, until: number): Promise<number>;
   rampartAdminLegacyRevoke(key: string, until: number, value: string): Promise<number>;
 }
@@ -52,6 +61,7 @@ export class RedisAccessPolicy implements AccessPolicy {
     private readonly client: Redis,
     private readonly prefix: string,
   ) {
+    client.defineCommand('rampartAdminBan', { lua: BAN_LUA, numberOfKeys: 1 });
     client.defineCommand('rampartAdminRevoke', { lua: REVOKE_LUA, numberOfKeys: 1 });
     client.defineCommand('rampartAdminLegacyRevoke', { lua: LEGACY_REVOKE_LUA, numberOfKeys: 1 });
   }
@@ -72,8 +82,9 @@ export class RedisAccessPolicy implements AccessPolicy {
     return undefined;
   }
 
-  async ban(userKey: string, until: number): Promise<void> {
-    await this.client.set(this.banKey(userKey), String(until), 'PXAT', until);
+  async ban(userKey: string, until: number): Promise<number> {
+    // Never shortened by a later, shorter ban (two operators, or an automated short ban landing on a manual long one).
+    return Number(await (this.client as unknown as RevokeScript).rampartAdminBan(this.banKey(userKey), until));
   }
 
   async unban(userKey: string): Promise<boolean> {

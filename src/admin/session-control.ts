@@ -53,8 +53,8 @@ export interface SessionControl {
   forgetNodes(nodeIds: readonly string[]): Promise<void>;
   /** Closes one session (by cluster-wide id) or all of a user's, on every node (4012). */
   disconnect(userKey: string, sessionId?: string): Promise<void>;
-  /** Bans until `until` and closes the user's open sessions (4010). */
-  ban(userKey: string, until: number): Promise<void>;
+  /** Bans until `until` (never shortening a ban in force) and closes the user's open sessions (4010); resolves to the end that stands. */
+  ban(userKey: string, until: number): Promise<number>;
   unban(userKey: string): Promise<boolean>;
   /** Refuses the token `jti` until `until` and closes the sessions authenticated with it (4003). */
   revoke(token: RevokedToken, until: number): Promise<void>;
@@ -169,7 +169,7 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       recentBans.delete(command.userKey);
       return;
     }
-    if (command.cause === 'banned') recentBans.add(command.userKey, Math.min(Date.now() + RACE_WINDOW_MS, command.until ?? Infinity));
+    if (command.cause === 'banned') recentBans.extend(command.userKey, Math.min(Date.now() + RACE_WINDOW_MS, command.until ?? Infinity));
     for (const s of [...(o.local.sessionsOf(command.userKey) ?? [])]) {
       if (command.sessionId === undefined || command.sessionId === idOf(s)) CLOSES[command.cause](s);
     }
@@ -263,8 +263,9 @@ export async function openSessionControl(o: SessionControlOptions): Promise<Sess
       await channel.publish(command);
     },
     async ban(userKey, until) {
-      await policy.ban(userKey, until);
-      await channel.publish({ kind: 'close', cause: 'banned', userKey, until });
+      const stands = await policy.ban(userKey, until);
+      await channel.publish({ kind: 'close', cause: 'banned', userKey, until: stands });
+      return stands;
     },
     async unban(userKey) {
       const lifted = await policy.unban(userKey);
