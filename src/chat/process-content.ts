@@ -9,7 +9,7 @@ import { MAX_ATTACHMENT_NAME_LENGTH, MAX_ATTACHMENT_URL_LENGTH, MAX_CONTENT_LENG
 import { ErrorReason } from '../protocol/reasons.js';
 import { checkContent, type ContentPolicy, type ContentRule } from './content-policy.js';
 import { extractEntities, type ExtractedLink } from './extract.js';
-import { escapeHtml, isWhitespaceCode, sanitizeHtmlDetailed } from './sanitize.js';
+import { escapeHtml, isBlankRange, sanitizeHtmlDetailed } from './sanitize.js';
 import { parseUrl } from '../protocol/url.js';
 
 export { MAX_ATTACHMENT_NAME_LENGTH };
@@ -76,7 +76,7 @@ export function processContentStepByStep(raw: string, policy: ContentPolicy): Pr
   if (!check.ok) return reject(check.rule);
   const { mentions, hashtags, links } = extractEntities(raw);
   const { html, hasVisibleText } = sanitizeHtmlDetailed(raw);
-  // `<b></b>`, `<i> </i>` or whitespace alone would be an empty bubble.
+  // `<b></b>`, `<i> </i>`, whitespace or zero-width characters alone would be an empty bubble.
   if (!hasVisibleText) return reject('empty_after_sanitize');
   return { ok: true, content: html, mentions, hashtags, links };
 }
@@ -128,7 +128,7 @@ function reject(rule: ProcessRule): ContentRejection {
   return { ok: false, reason: ErrorReason.INVALID_CONTENT, rule };
 }
 
+/** Whitespace or invisible characters only (sanitize.ts `isBlankCode`). */
 function isBlank(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (!isWhitespaceCode(s.charCodeAt(i))) return false;
-  return true;
+  return isBlankRange(s, 0, s.length);
 }

@@ -23,7 +23,7 @@ export const MAX_TAG_DEPTH = 32;
 
 export interface SanitizeResult {
   html: string;
-  /** True when the output renders at least one non-whitespace character (`String#trim` rules). */
+  /** True when the output renders at least one character that is neither whitespace nor invisible (`isBlankCode`). */
   hasVisibleText: boolean;
 }
 
@@ -49,7 +49,7 @@ export function sanitizeHtmlDetailed(input: string): SanitizeResult {
   for (; i < n; i++) {
     const c = input.charCodeAt(i);
     if (!isSpecial(c)) {
-      if (!visible && !isWhitespaceCode(c)) visible = true;
+      if (!visible && !isBlankCode(c)) visible = true;
       continue;
     }
     if (c === LT) {
@@ -124,8 +124,41 @@ export function isWhitespaceCode(c: number): boolean {
   );
 }
 
-function isBlankRange(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (!isWhitespaceCode(s.charCodeAt(i))) return false;
+/**
+ * Whitespace, or a UTF-16 unit that renders as nothing on its own: zero-width characters and
+ * joiners, bidi marks, invisible operators, soft hyphen, combining grapheme joiner, Hangul and
+ * Braille fillers, variation selectors, and the astral tag characters and variation selectors
+ * (U+E0000–E01EF: high surrogate U+DB40). A low surrogate counts as blank because its high
+ * surrogate decides (lone surrogates are refused by the content policy before this is asked).
+ * Text made only of these is an empty bubble or a blank name — refused like whitespace. Inside
+ * visible text they stay (ZWJ emoji sequences need them).
+ */
+export function isBlankCode(c: number): boolean {
+  if (c < 0xad) return isWhitespaceCode(c);
+  return (
+    isWhitespaceCode(c) ||
+    c === 0xad ||
+    c === 0x34f ||
+    c === 0x61c ||
+    c === 0x115f ||
+    c === 0x1160 ||
+    c === 0x17b4 ||
+    c === 0x17b5 ||
+    (c >= 0x180b && c <= 0x180f) ||
+    (c >= 0x200b && c <= 0x200f) ||
+    (c >= 0x2060 && c <= 0x206f) ||
+    c === 0x2800 ||
+    c === 0x3164 ||
+    c === 0xdb40 ||
+    (c >= 0xdc00 && c <= 0xdfff) ||
+    (c >= 0xfe00 && c <= 0xfe0f) ||
+    c === 0xffa0
+  );
+}
+
+/** True when `s[from, to)` holds only blank units (`isBlankCode`). */
+export function isBlankRange(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (!isBlankCode(s.charCodeAt(i))) return false;
   return true;
 }
 

@@ -37,6 +37,28 @@ test('nothing visible after sanitizing → invalid_content empty_after_sanitize'
   }
 });
 
+// Zero-width characters, joiners, bidi marks, fillers (Hangul, Braille), variation selectors and
+// tag characters render as nothing on their own: an empty bubble or a blank group name.
+const INVISIBLE_ONLY = ['\u200B', '\u200C\u200D\u2060', '\u2800', '\u3164', '\u180E', '\u{E0020}', '<b>\u200B</b>', '\u00AD\u034F', '\u200E \uFE0F', '\uFFA0\u115F\u1160', ' \u2063 '];
+
+test('invisible characters alone are blank → empty_after_sanitize, for content and names', () => {
+  for (const raw of INVISIBLE_ONLY) {
+    assert.deepEqual(processContent(raw, 'standard'), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' }, JSON.stringify(raw));
+    if (raw.includes('<')) continue; // markup: refused by the strict policy's pattern first, and no name holds tags
+    assert.deepEqual(processContent(raw, 'strict'), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' }, JSON.stringify(raw));
+    assert.deepEqual(sanitizeDisplayName(raw), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' }, JSON.stringify(raw));
+  }
+});
+
+test('invisible characters inside visible text stay: ZWJ emoji, tag-sequence flags, a variation selector', () => {
+  for (const raw of ['\u{1F468}\u200D\u{1F469}\u200D\u{1F467}', '\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}', '\u2764\uFE0F', 'a\u200Bb', '\u200Bx']) {
+    const r = processContent(raw, 'standard');
+    assert.equal(r.ok, true, JSON.stringify(raw));
+    assert.equal(r.ok && r.content, raw);
+    assert.deepEqual(sanitizeDisplayName(raw), { ok: true, name: raw });
+  }
+});
+
 test('a closer with nothing open to close is text, so not empty: "</b>" is shown as typed', () => {
   assert.deepEqual(processContent('</b>', 'standard'), { ok: true, content: '&lt;/b&gt;', mentions: [], hashtags: [], links: [] });
 });
