@@ -15,6 +15,8 @@ export function buildFeatureSql(t: (table: string) => string) {
       SELECT e.conv FROM ${t('events')} e JOIN ${t('conversations')} c ON c.id = e.conv
       WHERE e.id = $1 AND c.tenant_id = $2`,
     lockConv: `SELECT last_seq, closed, kind FROM ${t('conversations')} WHERE id = $1 FOR UPDATE`,
+    /** An edit's or delete's first lock (postgres-store.ts module comment: lock order). */
+    lockTarget: `SELECT 1 FROM ${t('events')} WHERE id = $1 FOR UPDATE`,
     // Locked: a prune that deleted the message meanwhile committed first (no row: forbidden, not
     // an edit stored for a message that is gone), or it waits for this change. An edit never
     // targets a message old enough to be pruned (config: chat.editWindowMs < chat.retentionDays).

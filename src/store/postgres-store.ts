@@ -2,7 +2,10 @@
  * The clustered Store: PostgreSQL through a pg Pool (storage v2). Several nodes share one database,
  * so every rule that must hold across nodes is enforced inside the write transaction under row
  * locks, always taken in one global order — the conversations of the batch (ORDER BY id FOR
- * UPDATE), then its users (ORDER BY id FOR UPDATE) — so two nodes' batches never deadlock. Users
+ * UPDATE), then its users (ORDER BY id FOR UPDATE) — so two nodes' batches never deadlock. An
+ * edit or delete takes its message's row before those (a retention prune holding it must not
+ * keep the members' user locks, and so every sender's batch, waiting behind it); the prune
+ * takes only event rows no writer holds (SKIP LOCKED), messages before their edits. Users
  * and conversations are created with INSERT … ON CONFLICT DO NOTHING and read back. Statements are
  * named (prepared once per connection); multi-row writes pass one array per column through
  * unnest(), so a batch of any size is a fixed number of round trips.
@@ -310,8 +313,13 @@ function buildSql(t: (table: string) => string) {
     // By the UUIDv7 id (time-ordered): no timestamp index needed. The edits of a pruned message
     // go with it (an edit carries the changed text), younger or not; the older ones are in d.
     prune: `
-      WITH d AS (
-        DELETE FROM ${t('events')} WHERE id < $1::uuid RETURNING conv, seq, id
+      WITH k AS MATERIALIZED (
+        -- Only rows no writer holds, in id order (a message before its edits, as an edit or delete
+        -- takes them): the prune never waits on a writer, so the two cannot deadlock. A row
+        -- skipped now (a delete in progress) goes with the next prune.
+        SELECT conv, seq FROM ${t('events')} WHERE id < $1::uuid ORDER BY id FOR UPDATE SKIP LOCKED
+      ), d AS (
+        DELETE FROM ${t('events')} e USING k WHERE e.conv = k.conv AND e.seq = k.seq RETURNING e.conv, e.seq, e.id
       ), x AS (
         DELETE FROM ${t('events')} x USING d
         WHERE x.conv = d.conv AND x.reply_to = d.id AND x.kind = ${EVENT_EDIT} AND x.id >= $1::uuid
@@ -1487,6 +1495,11 @@ export class PostgresStore implements Store {
       // A stranger's answer neither waits on nor tells of the conversation's writers (no lock yet).
       const [current] = await q<{ role: number; left_seq: string | null }>('membership', [conv, actor]);
       if (current === undefined || current.left_seq !== null) return (await duplicate()) ?? M_FORBIDDEN;
+      // The message's row first, holding nothing else: a prune that holds it (the message is
+      // expiring) makes this change wait alone, not with the conversation's and its members' locks
+      // taken — every batch of those users would wait as long. Gone once the prune committed:
+      // `target` below finds no row.
+      await q('lockTarget', [messageId]);
       // Locks in the order every writer takes them (the conversation, then its members' user
       // rows, by id) and only then the duplicate check: the actor's row lock orders this against
       // a message batch carrying the same key, as it does between batches. Checked before the

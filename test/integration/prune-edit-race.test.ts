@@ -1,7 +1,13 @@
 /**
- * PostgreSQL: an edit whose transaction found its message while a prune deleting it committed
- * first is refused (forbidden), never stored for a message that is gone (before: an internal
- * TypeError, answered storage_unavailable). The message row is read locked.
+ * PostgreSQL: retention prunes racing edits and deletes.
+ * - An edit whose transaction found its message while a prune deleting it committed first is
+ *   refused (forbidden), never stored for a message that is gone (before: an internal TypeError,
+ *   answered storage_unavailable). The message row is read locked.
+ * - A prune beside a delete of an edited message does not deadlock: before, the prune's DELETE
+ *   locked the edit, then the message, and the delete the message, then its edits (40P01).
+ * - A delete of an expiring message waiting on a prune holds no other lock: before, it held the
+ *   conversation's and its members' user locks meanwhile, and every message batch of those users
+ *   (one transaction in flight per node) waited for the whole prune.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,7 +52,8 @@ test('postgres: an edit racing a prune stores nothing and is answered forbidden 
       { ...OPTS, editWindowMs: 3_600_000 },
     );
     const editDone = edit.then((r) => r, (err: unknown) => err);
-    await waitBlocked(admin, `%SET content%`).catch(() => {});
+    // The edit waits on the message's row (its first lock), which the prune holds.
+    await waitBlocked(admin, `%SELECT 1 FROM "${schema}".events WHERE id%`);
     await x.query('COMMIT');
     assert.equal(await prune, 1);
     const result = await editDone;
@@ -56,6 +63,103 @@ test('postgres: an edit racing a prune stores nothing and is answered forbidden 
     assert.ok(!(result instanceof Error), `the edit rejected: ${String((result as Error).stack).split('\n').slice(0, 3).join(' | ')}`);
     assert.equal((result as { status: string }).status, 'forbidden');
   } finally {
+    x.release();
+    await store.close();
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await admin.end();
+  }
+});
+
+test('postgres: a prune running beside a delete of an edited message does not deadlock either', async () => {
+  const schema = `rampart_sto_dl_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Pool({ connectionString: PG_URL, max: 3 });
+  const store = new PostgresStore(PG_URL, { schema, pool: { max: 4 } });
+  await store.init();
+  const x = await admin.connect();
+  let held = false;
+  try {
+    const [a, b] = [randomUUID(), randomUUID()];
+    const t0 = Date.now() - 50_000;
+    const m: NewMessage = { id: messageId(t0), tenantId: T, senderId: a, to: { peerId: b }, timestamp: t0, content: 'orig', mentions: [], hashtags: [], links: [] };
+    const [out] = await store.appendMessages([m], OPTS);
+    const stored = (out as { message: StoredMessage }).message;
+    // An edit a second later, itself older than the cut-off.
+    const te = t0 + 1000;
+    const edited = await store.editMessage(
+      { tenantId: T, actorId: a, eventId: messageId(te), messageId: stored.id, timestamp: te, body: { content: 'edited', mentions: [], hashtags: [], links: [] } },
+      { ...OPTS, editWindowMs: 3_600_000 },
+    );
+    assert.equal(edited.status, 'ok');
+    const { rows: cs } = await admin.query<{ conv: number; last_seq: string }>(`SELECT id AS conv, last_seq FROM "${schema}".conversations`);
+    const conv = cs[0]!.conv;
+    const nextSeq = Number(cs[0]!.last_seq) + 1;
+    const { rows: us } = await admin.query<{ id: number }>(`SELECT id FROM "${schema}".users WHERE user_id = $1`, [a]);
+    // Hold the (conv, seq) the delete event will take: the delete blocks there holding the message row lock.
+    await x.query('BEGIN');
+    held = true;
+    await x.query(
+      `INSERT INTO "${schema}".events (conv, seq, id, kind, sender, content, mentions, hashtags, links, ts) VALUES ($1, $2, $3, 3, $4, '', '[]', '[]', '[]', $5)`,
+      [conv, nextSeq, messageId(Date.now()), us[0]!.id, Date.now()],
+    );
+    const td = Date.now();
+    const del = store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(td), messageId: stored.id, timestamp: td }, OPTS);
+    const delDone = del.then((r) => r, (err: unknown) => err);
+    await waitBlocked(admin, `%INSERT INTO "${schema}".events%`);
+    // The delete holds the message's row: the prune leaves it (and so its edits' fate) to the
+    // delete, takes the old edit, and does not wait.
+    const p = await store.pruneOlderThan(t0 + 5000).then((r) => r, (err: unknown) => err);
+    assert.equal(p, 1, `prune: ${String(p)}`);
+    await x.query('ROLLBACK');
+    held = false;
+    const d = await delDone;
+    assert.ok(!(d instanceof Error), `delete_message failed: ${String(d)}`);
+    assert.equal((d as { status: string }).status, 'ok');
+    // The next prune takes the (now tombstoned) message.
+    assert.equal(await store.pruneOlderThan(t0 + 5000), 1);
+    const { rows: left } = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".events WHERE id < $1`, [messageId(t0 + 5000)]);
+    assert.equal((left[0] as { n: number }).n, 0);
+  } finally {
+    if (held) await x.query('ROLLBACK').catch(() => {});
+    x.release();
+    await store.close();
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await admin.end();
+  }
+});
+
+test('postgres: a delete of an expiring message during a prune does not hold up other messages of its members', async () => {
+  const schema = `rampart_sto_stall_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Pool({ connectionString: PG_URL, max: 3 });
+  const store = new PostgresStore(PG_URL, { schema, pool: { max: 5 } });
+  await store.init();
+  const x = await admin.connect();
+  let held = false;
+  try {
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    const t0 = Date.now() - 50_000;
+    const m: NewMessage = { id: messageId(t0), tenantId: T, senderId: a, to: { peerId: b }, timestamp: t0, content: 'old', mentions: [], hashtags: [], links: [] };
+    const stored = ((await store.appendMessages([m], OPTS))[0] as { message: StoredMessage }).message;
+    await x.query('BEGIN');
+    held = true;
+    await x.query(`SELECT * FROM "${schema}".timeline FOR UPDATE`);
+    const prune = store.pruneOlderThan(t0 + 10).then((r) => r, (err: unknown) => err);
+    await waitBlocked(admin, `%DELETE FROM "${schema}".events%`);
+    const td = Date.now();
+    const del = store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(td), messageId: stored.id, timestamp: td }, OPTS).then((r) => r, (err: unknown) => err);
+    // The delete waits on the message's row (its first lock), which the prune holds.
+    await waitBlocked(admin, `%SELECT 1 FROM "${schema}".events WHERE id%`);
+    // An unrelated message of the same sender, to someone else.
+    const tn = Date.now();
+    const next: NewMessage = { id: messageId(tn), tenantId: T, senderId: a, to: { peerId: c }, timestamp: tn, content: 'new', mentions: [], hashtags: [], links: [] };
+    const send = store.appendMessages([next], OPTS).then((r) => r, (err: unknown) => err);
+    const timer = new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 1500).unref());
+    const first = await Promise.race([send, timer]);
+    await x.query('COMMIT');
+    held = false;
+    await Promise.all([prune, del, send]);
+    assert.notEqual(first, 'waiting', "a's unrelated message waited on the prune (behind the delete's user lock)");
+  } finally {
+    if (held) await x.query('ROLLBACK').catch(() => {});
     x.release();
     await store.close();
     await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
