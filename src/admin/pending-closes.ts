@@ -7,7 +7,7 @@
 import type { Redis } from 'ioredis';
 import type { CloseCause, ControlCommand } from './control-channel.js';
 
-/** A session to look up: its id, its user and when this node added it. */
+/** A session to look up: its id, its user and when this node added it (this node's clock, ms). */
 export interface OpenSession {
   id: string;
   userKey: string;
@@ -23,17 +23,43 @@ interface PendingClose {
 /** Sessions one MGET reads (two keys each). */
 const CHUNK = 500;
 
+/**
+ * Keeps a close stamped with Redis's clock (`at`, ms): the node that checks it later compares it
+ * with its sessions' start, moved onto the same clock — never one node's clock against another's.
+ */
+const REMEMBER_LUA = `
+local t = redis.call('TIME')
+local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], cjson.encode({cause = ARGV[1], userKey = ARGV[2], at = at}), 'PX', ARGV[3])
+return at
+`;
+
+interface RememberScript {
+  rampartRememberClose(key: string, cause: string, userKey: string, keepMs: number): Promise<number>;
+}
+
 export class PendingCloses {
   constructor(
     private readonly client: Redis,
     private readonly prefix: string,
     private readonly keepMs: number,
-  ) {}
+    /** This node's clock (the one sessions' `addedAt` is on). */
+    private readonly now: () => number = Date.now,
+  ) {
+    client.defineCommand('rampartRememberClose', { lua: REMEMBER_LUA, numberOfKeys: 1 });
+  }
 
   async remember(command: ControlCommand & { kind: 'close' }): Promise<void> {
     const target = command.sessionId ?? `user:${command.userKey}`;
-    const value: PendingClose = { cause: command.cause, userKey: command.userKey, at: Date.now() };
-    await this.client.set(this.#key(target), JSON.stringify(value), 'PX', this.keepMs);
+    await (this.client as unknown as RememberScript).rampartRememberClose(this.#key(target), command.cause, command.userKey, this.keepMs);
+  }
+
+  /** Redis's clock minus this node's (ms), to within half a round trip. */
+  async #clockOffset(): Promise<number> {
+    const before = this.now();
+    const [sec, usec] = await this.client.time();
+    const local = (before + this.now()) / 2;
+    return Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - local;
   }
 
   /**
@@ -43,11 +69,14 @@ export class PendingCloses {
    */
   async due(sessions: readonly OpenSession[]): Promise<Map<string, CloseCause>> {
     const found = new Map<string, CloseCause>();
+    if (sessions.length === 0) return found;
+    // `addedAt` is this node's clock, a close's `at` Redis's: compared on Redis's.
+    const offset = await this.#clockOffset();
     for (let from = 0; from < sessions.length; from += CHUNK) {
       const chunk = sessions.slice(from, from + CHUNK);
       const values = await this.client.mget(...chunk.flatMap((s) => [this.#key(s.id), this.#key(`user:${s.userKey}`)]));
       chunk.forEach((s, i) => {
-        const applies = (c: PendingClose | undefined): c is PendingClose => c !== undefined && c.userKey === s.userKey && c.at >= s.addedAt;
+        const applies = (c: PendingClose | undefined): c is PendingClose => c !== undefined && c.userKey === s.userKey && c.at >= s.addedAt + offset;
         const own = parse(values[2 * i]);
         const userWide = parse(values[2 * i + 1]);
         if (applies(own)) found.set(s.id, own.cause);
