@@ -83,14 +83,14 @@ export function processContentStepByStep(raw: string, policy: ContentPolicy): Pr
 
 /**
  * One-line display names (attachment names, group names): the standard character policy (bidi
- * overrides matter most here: `invoice\u202Egpj.exe`) and, since a name is one line, no TAB or
- * LF either; then plain text escaping, no tags at all.
+ * overrides matter most here: `invoice\u202Egpj.exe`) and, since a name is one line, no TAB,
+ * LF or line/paragraph separator either; then plain text escaping, no tags at all.
  */
 export function sanitizeDisplayName(name: string): SanitizedName | ContentRejection {
   if (longerThan(name, MAX_ATTACHMENT_NAME_LENGTH)) return reject('too_long');
   const check = checkContent(name, 'standard');
   if (!check.ok) return reject(check.rule);
-  if (name.includes('\n') || name.includes('\t')) return reject('control_char');
+  if (breaksLine(name)) return reject('control_char');
   if (isBlank(name)) return reject('empty_after_sanitize');
   return { ok: true, name: escapeHtml(name) };
 }
@@ -113,7 +113,7 @@ const URL_ESCAPES: Record<string, string> = { '"': '%22', "'": '%27', '`': '%60'
 export function sanitizeAttachmentUrl(raw: string): SanitizedUrl | ContentRejection {
   const check = checkContent(raw, 'standard');
   if (!check.ok) return reject(check.rule);
-  if (raw.includes('\n') || raw.includes('\t')) return reject('control_char');
+  if (breaksLine(raw)) return reject('control_char');
   const parsed = parseUrl(raw);
   if (parsed === undefined) return reject('control_char'); // unreachable after the schema's check; refused, never stored raw
   // The parser leaves `'` raw in a path or fragment, a backquote in a query, and `"` (or `<`, `>`)
@@ -126,6 +126,11 @@ export function sanitizeAttachmentUrl(raw: string): SanitizedUrl | ContentReject
 
 function reject(rule: ProcessRule): ContentRejection {
   return { ok: false, reason: ErrorReason.INVALID_CONTENT, rule };
+}
+
+/** TAB, LF, or U+2028/U+2029 (LINE and PARAGRAPH SEPARATOR, line breaks to a renderer): not in a one-line value. */
+function breaksLine(s: string): boolean {
+  return /[\t\n\u2028\u2029]/.test(s);
 }
 
 /** Whitespace or invisible characters only (sanitize.ts `isBlankCode`). */

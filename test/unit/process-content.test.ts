@@ -110,6 +110,9 @@ test('attachment names: plain text escaping, no tags, control and bidi refused',
   assert.deepEqual(sanitizeDisplayName('<b>x</b> & "y".png'), { ok: true, name: '&lt;b&gt;x&lt;/b&gt; &amp; &quot;y&quot;.png' });
   assert.deepEqual(sanitizeDisplayName('invoice\u202Efdp.exe'), { ok: false, reason: 'invalid_content', rule: 'bidi_override' });
   assert.deepEqual(sanitizeDisplayName('a\nb.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
+  // Line and paragraph separators break the line in a renderer too: a one-line name holds none.
+  assert.deepEqual(sanitizeDisplayName('a\u2028b.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
+  assert.deepEqual(sanitizeDisplayName('a\u2029b'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
   assert.deepEqual(sanitizeDisplayName('a\u0007.txt'), { ok: false, reason: 'invalid_content', rule: 'control_char' });
   assert.deepEqual(sanitizeDisplayName('   '), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' });
   assert.deepEqual(sanitizeDisplayName('n'.repeat(256)), { ok: false, reason: 'invalid_content', rule: 'too_long' });
@@ -135,6 +138,7 @@ test('attachment URLs: stored as the URL parser serializes them (no raw quote or
     ['https://a.example/\u202Egpj.exe', 'bidi_override'],
     ['https://a.example/a\tb', 'control_char'],
     ['https://a.example/a\nb', 'control_char'],
+    ['https://a.example/a\u2028b', 'control_char'],
     ['https://a.example/\u0000', 'control_char'],
     [`https://a.example/${'é'.repeat(400)}`, 'too_long'],
   ] as const) {
