@@ -53,6 +53,18 @@ export interface FramePipelineOptions {
   countFrame(type: string): void;
   /** `list_sessions` / `end_session` (src/pipeline/user-sessions.ts); unknown_type without it. */
   userSessions?: UserSessionsHandler;
+  /**
+   * Requests (history, lists, reads, presence) one connection may have admitted and not yet
+   * answered (`limits.maxQueuedFrames`, default 32). Past it the connection's frames wait, queued
+   * under the same bound: a client that reads its replies slowly cannot pile requests up in memory.
+   */
+  maxPendingRequests?: number;
+}
+
+/** A connection's admitted, unanswered requests: how many, and the last (they are answered in order). */
+interface PendingRequests {
+  count: number;
+  last: Promise<void>;
 }
 
 const RULE_REASON: Record<string, RateLimitReasonValue> = {
@@ -256,13 +268,36 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     });
   }
 
+  const maxPendingRequests = o.maxPendingRequests ?? 32;
+  /** Only connections with requests in flight have an entry. */
+  const pendingRequests = new WeakMap<Session, PendingRequests>();
+
   /** Reads and position moves: the role's `read`, and the per-user request budget. */
-  function request(session: Session, requestId: string | undefined, run: () => Promise<void>): void {
+  function request(session: Session, requestId: string | undefined, run: () => Promise<void>): void | Promise<void> {
+    const pending = pendingRequests.get(session);
+    if (pending !== undefined && pending.count >= maxPendingRequests) {
+      // Replies wait for a socket the client does not read: this frame, and the session's next
+      // ones (queued, maxQueuedFrames, then 4029), wait until the requests before it are answered.
+      const next = (): void | Promise<void> => (session.isOpen ? request(session, requestId, run) : undefined);
+      return pending.last.then(next, next);
+    }
     if (!permissionsFor(o.roles, session.identity!.role).read) return session.reject(forbidden(requestId));
     onUserDecision(session, limiter.consume(keysOf(session).requests, rules.requests), (d) => {
       if (!d.allowed) return session.reject(rateLimited(d, undefined, requestId));
-      void run();
+      track(session, run());
     });
+  }
+
+  function track(session: Session, done: Promise<void>): void {
+    let pending = pendingRequests.get(session);
+    if (pending === undefined) pendingRequests.set(session, (pending = { count: 0, last: done }));
+    const entry = pending;
+    entry.count++;
+    entry.last = done;
+    const settle = (): void => {
+      if (--entry.count === 0 && pendingRequests.get(session) === entry) pendingRequests.delete(session);
+    };
+    done.then(settle, settle);
   }
 
   function active(session: Session, frame: ClientFrame): void | Promise<void> {

@@ -292,6 +292,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     authenticator,
     countFrame: (type) => metrics.countFrame(type),
     userSessions: admin.userSessions,
+    maxPendingRequests: config.limits.maxQueuedFrames,
   });
   const hooks: SessionHooks = {
     handleFrame,
