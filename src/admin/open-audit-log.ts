@@ -1,10 +1,11 @@
 /**
  * The audit log on the `storage` URL: `sqlite:PATH[?synchronous=…]` → the same file,
  * `postgres://…[?schema=NAME]` → the same database and schema. Parsed here rather than through the
- * message store's opener so the two stay independent. Errors name the scheme only, never the URL.
+ * message store's opener so the two stay independent. Errors name the scheme only, never the URL
+ * (a SQLite path, which carries no password, is named). The SQLite file is prepared as the store
+ * prepares it (directory 0700 and file 0600 when Rampart creates them).
  */
-import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { cannotOpenSqlite, prepareSqliteFile } from '../store/open-store.js';
 import type { AuditLog } from './audit-log.js';
 import { SqliteAuditLog } from './sqlite-audit-log.js';
 import { PostgresAuditLog } from './postgres-audit-log.js';
@@ -15,8 +16,12 @@ export async function openAuditLog(storage: string): Promise<AuditLog> {
     if (path.startsWith('//')) path = path.slice(2);
     path = path.split('?')[0]!; // `synchronous` is the store's concern; the audit log keeps SQLite's WAL default
     if (path === '') throw new Error('storage: "sqlite:" needs a file path');
-    if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
-    return new SqliteAuditLog(path);
+    prepareSqliteFile(path);
+    try {
+      return new SqliteAuditLog(path);
+    } catch (err) {
+      throw cannotOpenSqlite(path, err);
+    }
   }
   if (storage.startsWith('postgres://') || storage.startsWith('postgresql://')) {
     const { connectionString, schema } = splitSchema(storage);

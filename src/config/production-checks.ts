@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 import type { RampartConfig } from './schema.js';
 import { DEFAULT_TLS_CIPHERS } from './schema.js';
 import { devKeyPath } from './dev-key.js';
-import { caBundleProblem, holdsPublicKey } from './pem.js';
+import { caBundleProblem, certificateProblem, holdsPublicKey, privateKeyProblem, tlsPairProblem } from './pem.js';
 
 export type Severity = 'error' | 'warn';
 export interface Finding {
@@ -90,11 +90,29 @@ const readableFiles: Rule = {
     const ca = config.tls?.caFile === undefined ? undefined : ctx.readFile(config.tls.caFile);
     const caProblem = ca === undefined ? undefined : caBundleProblem(ca);
     if (caProblem !== undefined) findings.push(error('tls.caFile', `file ${caProblem}`));
+    // A certificate or key that reads but does not parse, or a key that is not the certificate's
+    // (of any type: OpenSSL itself only notices a mismatch within one type): serve refuses them.
+    findings.push(...tlsPairFindings(config, ctx));
     return findings;
   },
 };
 
-
+/** The pair check of tls-options.ts over what `ctx` reads; each file alone when the other cannot be read. */
+function tlsPairFindings(config: RampartConfig, ctx: CheckContext): Finding[] {
+  if (config.tls === undefined) return [];
+  const cert = ctx.readFile(config.tls.certFile);
+  const key = ctx.readFile(config.tls.keyFile);
+  // Problems carry OpenSSL's reason, never the file's content nor its path (a value).
+  const certProblem = cert === undefined ? undefined : certificateProblem(cert);
+  const keyProblem = key === undefined ? undefined : privateKeyProblem(key);
+  const findings = [
+    ...(certProblem === undefined ? [] : [error('tls.certFile', `file ${certProblem}`)]),
+    ...(keyProblem === undefined ? [] : [error('tls.keyFile', `file ${keyProblem}`)]),
+  ];
+  if (findings.length > 0 || cert === undefined || key === undefined) return findings;
+  const pair = tlsPairProblem(cert, key);
+  return pair === undefined ? [] : [error(pair.key, `file ${pair.problem}`)];
+}
 
 const signingKey: Rule = {
   name: 'signing keys',

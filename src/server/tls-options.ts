@@ -8,16 +8,25 @@ import { X509Certificate, createHash } from 'node:crypto';
 import { createSecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RampartConfig } from '../config/schema.js';
-import { caBundleProblem } from '../config/pem.js';
+import { caBundleProblem, tlsPairProblem } from '../config/pem.js';
 
 export type TlsConfig = NonNullable<RampartConfig['tls']>;
 export type ReadFile = (path: string) => Buffer;
 
-/** What can be swapped on a running server (`server.setSecureContext`): keys, CAs and protocol policy. */
+/**
+ * What can be swapped on a running server (`server.setSecureContext`): keys, CAs and protocol policy.
+ * Checked before use: the certificate and the key parse and belong together (pem.ts), so a bad pair
+ * is refused at start-up and on reload with the key named, not left to fail every handshake.
+ * Errors read `tls.certFile: PATH: …` / `tls.keyFile: PATH: …` and never carry key material.
+ */
 export function secureContextOptions(tls: TlsConfig, read: ReadFile = readFileSync): SecureContextOptions {
+  const cert = readNamed('tls.certFile', tls.certFile, read);
+  const key = readNamed('tls.keyFile', tls.keyFile, read);
+  const pair = tlsPairProblem(cert, key);
+  if (pair !== undefined) throw new Error(`${pair.key}: ${pair.key === 'tls.certFile' ? tls.certFile : tls.keyFile}: ${pair.problem}`);
   return {
-    cert: read(tls.certFile),
-    key: read(tls.keyFile),
+    cert,
+    key,
     ...(tls.caFile !== undefined ? { ca: caBundle(tls.caFile, read) } : {}),
     ciphers: tls.ciphers,
     honorCipherOrder: tls.honorCipherOrder,
@@ -26,12 +35,21 @@ export function secureContextOptions(tls: TlsConfig, read: ReadFile = readFileSy
   };
 }
 
+/** A file's bytes; a read error names the config key and the path (fs messages hold no content). */
+function readNamed(key: string, path: string, read: ReadFile): Buffer {
+  try {
+    return read(path);
+  } catch (err) {
+    throw new Error(`${key}: ${path}: ${err instanceof Error ? err.message : 'cannot be read'}`);
+  }
+}
+
 /**
  * The CA bundle, checked: OpenSSL takes a file with no certificate in it (empty, truncated by a
  * renewal half done, not PEM) without complaint, and then refuses every client certificate.
  */
 function caBundle(path: string, read: ReadFile): Buffer {
-  const pem = read(path);
+  const pem = readNamed('tls.caFile', path, read);
   const problem = caBundleProblem(pem.toString('latin1'));
   if (problem !== undefined) throw new Error(`tls.caFile: ${path} ${problem}`);
   return pem;
@@ -43,10 +61,19 @@ export interface HttpsTlsOptions extends SecureContextOptions {
   rejectUnauthorized: boolean;
 }
 
-/** The TLS part of `https.createServer` options. */
+/**
+ * The TLS part of `https.createServer` options, checked as a reload checks them (a bad file or
+ * pair refuses start-up naming its key; whatever else OpenSSL refuses is prefixed `tls:`).
+ */
 export function httpsOptions(tls: TlsConfig, read: ReadFile = readFileSync): HttpsTlsOptions {
   const requestCert = tls.requestClientCert || tls.requireClientCert;
-  return { ...secureContextOptions(tls, read), requestCert, rejectUnauthorized: tls.requireClientCert };
+  const options = secureContextOptions(tls, read);
+  try {
+    createSecureContext(options);
+  } catch (err) {
+    throw new Error(`tls: ${err instanceof Error ? err.message : 'the certificate, key or CA cannot be used'}`);
+  }
+  return { ...options, requestCert, rejectUnauthorized: tls.requireClientCert };
 }
 
 /** Problems in a `tls` section that the schema cannot express (refused at start-up). */
@@ -96,13 +123,13 @@ export type TlsReloadResult = { ok: true; fingerprint: string } | { ok: false; e
 /**
  * Reads the certificate, key and CA again and applies them to new handshakes; open connections
  * keep their session. Anything unreadable or inconsistent (a key that does not match the
- * certificate) keeps the old context.
+ * certificate, of the same type or not) keeps the old context.
  */
 export function reloadSecureContext(server: { setSecureContext(options: SecureContextOptions): void }, tls: TlsConfig, read: ReadFile = readFileSync): TlsReloadResult {
   let options: SecureContextOptions;
   try {
     options = secureContextOptions(tls, read);
-    createSecureContext(options); // throws on a bad PEM or a key that does not match the certificate
+    createSecureContext(options); // what else OpenSSL refuses (a CA bundle, the cipher list)
     server.setSecureContext(options);
   } catch (err) {
     // OpenSSL and fs messages name the file or the problem, never key material.

@@ -6,9 +6,14 @@
  *     `?schema=NAME` (or `&schema=NAME`) selects the PostgreSQL schema that holds the tables
  *     (created if missing; default `public`), so one database can host isolated deployments or
  *     test runs. It is removed from the URL before pg sees it; `options.postgres.schema` wins.
- * Error messages name the scheme only, never the URL: it may carry a password.
+ * Error messages name the scheme only, never the URL: it may carry a password (a SQLite path,
+ * which carries none, is named: `storage: cannot open sqlite:PATH (reason)`).
+ *
+ * The SQLite file holds every message: a directory Rampart creates for it is 0700, and a database
+ * file it creates is 0600 (SQLite gives its -wal and -shm files the database file's mode). A
+ * directory or file the operator made keeps its mode.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { ContentCipher } from './content-cipher.js';
 import { PostgresStore, SCHEMA_NAME, type PostgresStoreOptions } from './postgres-store.js';
@@ -29,9 +34,46 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     await store.init();
   } catch (err) {
     await store.close().catch(() => {});
+    // SQLite's own messages ("unable to open database file") name neither the key nor the file.
+    if (store instanceof SqliteStore) throw cannotOpenSqlite(sqlitePath(url), err);
     throw err;
   }
   return store;
+}
+
+/** The file path of a `sqlite:` storage value (`sqlite:///abs` → `/abs`; parameters dropped). */
+function sqlitePath(url: string): string {
+  const path = url.slice('sqlite:'.length);
+  return takeSynchronousParam(path.startsWith('//') ? path.slice(2) : path).path;
+}
+
+/** `storage: cannot open sqlite:PATH (reason)`; an error that already names `storage` is kept. */
+export function cannotOpenSqlite(path: string, err: unknown): Error {
+  if (err instanceof Error && err.message.startsWith('storage:')) return err;
+  return new Error(`storage: cannot open sqlite:${path} (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+}
+
+/**
+ * Before SQLite opens `path`: its directory made if missing (0700, like the development key's),
+ * and the database file created empty with mode 0600 if missing (SQLite would make it 0644 under
+ * the usual umask, and its -wal and -shm files follow the database file's mode). An existing
+ * directory or file is left as the operator made it. Throws `storage: cannot open …`.
+ */
+export function prepareSqliteFile(path: string): void {
+  if (path === ':memory:') return;
+  try {
+    mkdirSync(dirname(resolve(path)), { recursive: true, mode: 0o700 });
+    if (existsSync(path)) return;
+    try {
+      // `wx`: never truncate a database another process created meanwhile.
+      writeFileSync(path, '', { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return;
+      throw err;
+    }
+  } catch (err) {
+    throw cannotOpenSqlite(path, err);
+  }
 }
 
 function createStore(url: string, options: OpenStoreOptions): Store {
@@ -45,7 +87,7 @@ function createStore(url: string, options: OpenStoreOptions): Store {
     const { path: filePath, synchronous } = takeSynchronousParam(path);
     path = filePath;
     if (path === '') throw new Error('storage: "sqlite:" needs a file path, e.g. sqlite:./data/rampart.db');
-    if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
+    prepareSqliteFile(path);
     return new SqliteStore(path, { ...(synchronous === undefined ? {} : { synchronous }), ...options.sqlite, ...cipherOption });
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {

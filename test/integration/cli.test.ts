@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { openClient, closeAll, within, startServer, TEST_SECRET } from '../helpers/harness.js';
 import { RawSocket } from '../helpers/raw-ws.js';
+import { makeCa, makeLeaf } from '../helpers/tls-certs.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 const TSX = import.meta.resolve('tsx');
@@ -320,10 +321,10 @@ describe('help, version and check-config', { concurrency: 1 }, () => {
     const example = /A production example:\s*```json\n([\s\S]*?)```/.exec(readme)?.[1];
     assert.ok(example, 'the README has a production example');
     const config = JSON.parse(example) as { tls: { certFile: string; keyFile: string } };
-    // The certificate paths are the operator's; here they point at files that exist (readability is checked).
-    writeFileSync(join(cwd, 'cert.pem'), 'cert');
+    // The certificate paths are the operator's; here they point at a real pair (check-config parses and matches them).
+    const leaf = makeLeaf(cwd, makeCa(cwd, 'ca'), 'server', 'server');
     writeFileSync(join(cwd, 'key.pem'), 'key');
-    config.tls = { ...config.tls, certFile: join(cwd, 'cert.pem'), keyFile: join(cwd, 'key.pem') };
+    config.tls = { ...config.tls, certFile: leaf.certFile, keyFile: leaf.keyFile };
     writeFileSync(join(cwd, 'prod.json'), JSON.stringify(config));
     writeFileSync(join(cwd, 'readme-as-is.json'), example);
     const bad = {

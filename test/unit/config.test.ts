@@ -7,6 +7,7 @@ import { ConfigError, applyEnvOverrides, envNameToPath, loadConfig, parseConfig,
 import { grade, runChecks, findingsOf, type CheckContext } from '../../src/config/production-checks.js';
 import { DEFAULT_TLS_CIPHERS } from '../../src/config/schema.js';
 import { devKeyPath } from '../../src/config/dev-key.js';
+import { makeCa, makeLeaf } from '../helpers/tls-certs.js';
 
 const STRONG = 'a-strong-production-secret-of-at-least-32-bytes!';
 
@@ -204,8 +205,18 @@ test('NODE_ENV=production means production mode unless the mode is set explicitl
   assert.equal(loadConfig(undefined, { NODE_ENV: 'development' }).mode, 'development');
 });
 
-/** Every file readable (empty), no development key on disk. */
-const noFiles: CheckContext = { readFile: () => '' };
+/** A real certificate/key pair: check-config parses tls.certFile and tls.keyFile and matches them. */
+const tlsPair = (() => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-config-pem-'));
+  try {
+    const leaf = makeLeaf(dir, makeCa(dir, 'ca'), 'server', 'server');
+    return { cert: leaf.cert.toString(), key: leaf.key.toString() };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();
+/** Every file readable (empty; a TLS certificate or key path `…c.pem`/`…k.pem` reads as a matching pair), no development key on disk. */
+const noFiles: CheckContext = { readFile: (path) => (path.endsWith('/c.pem') || path === 'c.pem' ? tlsPair.cert : path.endsWith('/k.pem') || path === 'k.pem' ? tlsPair.key : '') };
 const PROD = {
   mode: 'production',
   jwt: { secret: STRONG, issuer: 'https://id.example.com', audience: 'chat' },
@@ -267,7 +278,7 @@ test('production refuses: the development key, a query token without acknowledge
   const withCa = { ...tls, caFile: '/nonexistent/ca.pem', requireClientCert: true };
   assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls: withCa }), ['tls.caFile: file holds no PEM certificate']);
   const garbled = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
-  assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls: withCa }, { readFile: (p) => (p === withCa.caFile ? garbled : '') }), ['tls.caFile: file holds a certificate that does not parse']);
+  assert.deepEqual(errorsOf({ ...PROD, behindProxy: [], tls: withCa }, { readFile: (p) => (p === withCa.caFile ? garbled : noFiles.readFile(p)) }), ['tls.caFile: file holds a certificate that does not parse']);
 });
 
 test('check results: OK rules, warnings and the grade', () => {
