@@ -10,7 +10,7 @@ export { RequestError } from './requests.js';
 export { MemorySyncStore, WebStorageSyncStore, IllFormedSyncStateError, newDeviceId, type SyncState, type SyncStore, type WebStorageLike } from './sync-store.js';
 export { backoffDelay, backoffCeiling, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 export { tokenExpiry, refreshDelay, type TokenProvider, type RefreshOptions } from './token-source.js';
-export { DEFAULT_REQUEST_BUDGET, type RequestBudget } from './request-pacing.js';
+export { DEFAULT_REQUEST_BUDGET, DEFAULT_SEND_BUDGET, type RequestBudget } from './request-pacing.js';
 export { classifyClose, type CloseVerdict } from './refusals.js';
 export type { Clock } from './clock.js';
 export type { WebSocketLike, WebSocketFactory } from './socket.js';

@@ -17,7 +17,7 @@ import { ReceiptPositions } from './receipt-positions.js';
 import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, isUuid, requestProblem, targetProblem } from './outgoing-checks.js';
 import { classifyClose, detailOf } from './refusals.js';
 import { Requests, RequestError } from './requests.js';
-import { DEFAULT_REQUEST_BUDGET, RequestPacer, type RequestBudget } from './request-pacing.js';
+import { DEFAULT_REQUEST_BUDGET, DEFAULT_SEND_BUDGET, RequestPacer, type RequestBudget } from './request-pacing.js';
 import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { abandon, detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
 import { IllFormedSyncStateError, MemorySyncStore, newDeviceId, parseSyncState, STATE_BOUNDS, type SyncState, type SyncStore } from './sync-store.js';
@@ -67,12 +67,25 @@ export interface RampartClientOptions {
    * `read`, `presence`, `set_presence`, `list_sessions`, `end_session`, `ack`) go out at most
    * `limit` per `windowMs` (each counted a tenth of the window longer, as the server's bucketed
    * windows may); the others wait, in order. Set it at or under the server's `limits.requests`.
-   * Default 16 per 1000 ms (the server's default is 20).
+   * Default 10 per 1000 ms, half the server's default 20: two windows' requests bunched up on
+   * the way still fit in one of the server's.
    */
   requestBudget?: Partial<RequestBudget>;
+  /**
+   * Sends, edits and deletes (what spends the server's per-user message budget) go out at most
+   * `limit` per `windowMs` (each counted a tenth of the window longer, as the server's bucketed
+   * windows may), resends included; the others wait, in order. Set it at or under the server's
+   * `rateLimit.burstLimit` / `burstWindow`, better at half of it: two of these windows' sends
+   * bunched up on the way then still fit in one of the server's. Default 5 per 1000 ms (the
+   * server's default is 10).
+   */
+  sendBudget?: Partial<RequestBudget>;
   /** Unconfirmed sends kept (bounded queue). Default 1000. */
   maxPendingSends?: number;
-  /** Sends on the wire at once, unconfirmed. Default 8. */
+  /**
+   * Sends on the wire at once, unconfirmed. Default 8. After a `rate_limited` naming a send, 1
+   * (once the wait is over) until a send made since is confirmed: the budget has room again.
+   */
   maxInFlightSends?: number;
   /** `storage_unavailable` retries per send. Default 5. */
   maxSendRetries?: number;
@@ -163,6 +176,8 @@ export class RampartClient {
   private readonly queue: SendQueue;
   private readonly requests: Requests;
   private readonly pacer: RequestPacer;
+  /** Paces sends, edits and deletes under the server's burst window for the user's messages. */
+  private readonly sendPacer: RequestPacer;
   /** Which own messages were handed over (as `sent` or as a copy), so none is handed over twice. */
   private readonly ownMessages = new OwnMessages();
   private readonly timers: { reconnect: TimerSlot; refresh: TimerSlot; ack: TimerSlot; sends: TimerSlot; connect: TimerSlot; liveness: TimerSlot; save: TimerSlot };
@@ -224,6 +239,15 @@ export class RampartClient {
   /** How long that wait was when it was last set (ms): what is left of it is never more. */
   private sendPauseMs = 0;
   /**
+   * A `rate_limited` named a send: the user's message budget is spent (by other sessions of the
+   * user too, or a budget smaller than `sendBudget`). After the wait one send at a time goes out,
+   * until one of them is confirmed (`probeId`): refilling the whole in-flight window into a budget
+   * that may still be spent would collect a strike per refusal, and 4029.
+   */
+  private sendProbation = false;
+  /** The send put on the wire during the probation: its confirmation ends it. */
+  private probeId: string | undefined;
+  /**
    * Every frame the SDK can hold back (sends, requests, acks, typing, token refreshes, liveness
    * pings) waits until then (ms): the server dropped a frame without naming it and asked for a
    * wait (see `framesDropped`). Sending before it would only be refused again, each refusal a
@@ -260,6 +284,7 @@ export class RampartClient {
     // A request held for a rate limit's wait goes out when it ends.
     this.requests = new Requests(this.clock, options.requestTimeoutMs ?? 15_000, () => this.pump());
     this.pacer = new RequestPacer(this.clock, { ...DEFAULT_REQUEST_BUDGET, ...options.requestBudget });
+    this.sendPacer = new RequestPacer(this.clock, { ...DEFAULT_SEND_BUDGET, ...options.sendBudget }, DEFAULT_SEND_BUDGET);
     this.events = new Emitter<ClientEvents>((err, event) => {
       // A throwing listener must not break the stream; report it (unless the error listener threw).
       if (event !== 'error') this.events.emit('error', { reason: 'listener_error', details: err instanceof Error ? err.message : String(err) });
@@ -857,10 +882,21 @@ export class RampartClient {
    * changed users): sends and requests made as that user fail with `user_changed` instead of
    * going out as the new one (a create repeated under its key would make the new user a group,
    * and hand it to the old one's promise). Whether they happened is the old user's to look up.
+   * The waits and windows kept for the old user's budgets are theirs too (the server's message and
+   * request budgets are per user): the new user starts with none of them — no message-budget or
+   * storage wait, no probation, empty pacing windows, no ack spacing.
    */
   private userChanged(): void {
     this.queue.rejectAll(USER_CHANGED);
     this.requests.rejectAll(USER_CHANGED);
+    this.sendPausedUntil = 0;
+    this.sendPauseMs = 0;
+    this.sendProbation = false;
+    this.probeId = undefined;
+    this.pacer.reset();
+    this.sendPacer.reset();
+    this.lastAckAt = undefined;
+    this.ackHeld = false;
   }
 
   /**
@@ -961,6 +997,7 @@ export class RampartClient {
     const confirmed = sent.clientMsgId !== undefined && this.queue.confirm({ id: sent.id, clientMsgId: sent.clientMsgId, conversationId: sent.conversationId, seq: sent.seq, timestamp: sent.timestamp });
     // Without `pos` (a repeat the server had stored): handed over once, for the send it confirms
     // (a second answer to one send confirms nothing), unless its copy was handed over already.
+    if (confirmed) this.sendConfirmed(sent.clientMsgId!);
     const emit = sent.pos === undefined ? confirmed && this.ownMessages.confirmedWithoutPos(sent.id) : this.placeSent(sent.id, sent.pos);
     if (emit) this.events.emit('sent', sent);
     if (sent.pos !== undefined) this.processed();
@@ -993,8 +1030,10 @@ export class RampartClient {
         conversationId: String(f.conversationId),
         ...(typeof f.seq === 'number' ? { seq: f.seq } : {}),
       });
-    if (confirmed) this.pump();
-    else this.requests.answer(f);
+    if (confirmed) {
+      this.sendConfirmed(clientMsgId);
+      this.pump();
+    } else this.requests.answer(f);
   }
 
   private onRefusal(f: Frame): void {
@@ -1003,6 +1042,8 @@ export class RampartClient {
       if (f.type === 'rate_limited') {
         this.queue.rateLimited(clientMsgId);
         this.pauseSends(Math.max(0, Number(f.retryAfter) || 0));
+        this.sendProbation = true;
+        this.probeId = undefined;
       } else if (this.queue.failed(clientMsgId, String(f.reason), detailOf(f.details))) {
         this.pauseSends(this.retryDelay());
       }
@@ -1077,6 +1118,14 @@ export class RampartClient {
   private pauseSends(wait: number): void {
     this.sendPauseMs = Math.max(this.sendsWait(), wait);
     this.sendPausedUntil = this.clock.now() + this.sendPauseMs;
+  }
+
+  /** A send was confirmed: one put on the wire since a `rate_limited` ends the one-at-a-time window. */
+  private sendConfirmed(clientMsgId: string): void {
+    if (this.sendProbation && clientMsgId === this.probeId) {
+      this.sendProbation = false;
+      this.probeId = undefined;
+    }
   }
 
   /** What is left of the sends' wait (ms; 0: none), never more than it was when set (a clock stepped back). */
@@ -1226,17 +1275,31 @@ export class RampartClient {
     if (this.ackHeld) this.flushAck();
     const paceWait = this.requests.flush((f) => this.transmit(f), this.pacer);
     const sendsWait = this.sendsWait();
-    const wake = Math.min(paceWait > 0 ? paceWait : Infinity, sendsWait > 0 ? sendsWait : Infinity);
+    const sendPaceWait = sendsWait > 0 ? 0 : this.flushSends();
+    const wake = Math.min(...[paceWait, sendsWait, sendPaceWait].map((w) => (w > 0 ? w : Infinity)));
     if (wake < Infinity) this.timers.sends.start(wake, () => this.pump());
-    if (sendsWait > 0) return;
-    const maxInFlight = this.options.maxInFlightSends ?? 8;
+  }
+
+  /**
+   * Puts waiting sends on the wire, oldest first: at most `maxInFlightSends` unanswered (1 during
+   * a probation after `rate_limited`), and only while the send budget's window has a slot (every
+   * frame spends one, a resend too: the server counts it). Returns the ms until the next slot
+   * frees when a send waits for one (0: none does).
+   */
+  private flushSends(): number {
+    const maxInFlight = this.sendProbation ? 1 : (this.options.maxInFlightSends ?? 8);
     let inFlight = this.queue.inFlight;
     for (const p of this.queue.waiting()) {
-      if (inFlight >= maxInFlight) break;
-      if (!this.transmitText(p.text)) return;
+      if (inFlight >= maxInFlight) return 0; // an answer pumps again
+      const paced = this.sendPacer.wait();
+      if (paced > 0) return paced;
+      if (!this.transmitText(p.text)) return 0; // the socket is gone: the next one pumps
+      this.sendPacer.spend();
       p.inFlight = true;
+      if (this.sendProbation) this.probeId = p.clientMsgId;
       inFlight++;
     }
+    return 0;
   }
 
   /** Queues a message or change under its idempotency key (generated unless given). */

@@ -41,7 +41,8 @@ test('a replay of 3000 events with the default ack batching is acknowledged with
   });
   const reader = newUserId();
   const writer = newUserId();
-  const w = createNodeClient({ url: srv.url, token: tok(writer), maxInFlightSends: 64, maxPendingSends: 10_000, pingIntervalMs: 0 });
+  // The server's message budget is raised for the backlog: so is the writer's send pacing.
+  const w = createNodeClient({ url: srv.url, token: tok(writer), maxInFlightSends: 64, maxPendingSends: 10_000, sendBudget: { limit: 100_000 }, pingIntervalMs: 0 });
   const r = createNodeClient({ url: srv.url, token: tok(reader), pingIntervalMs: 0 });
   const errors: string[] = [];
   const disconnects: string[] = [];

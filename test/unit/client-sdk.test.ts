@@ -284,12 +284,14 @@ test('sends wait while disconnected; rate_limited is retried after retryAfter; p
   env.last().receive({ type: 'error', reason: 'storage_unavailable', clientMsgId: 'c' });
   await assert.rejects(b, (err: unknown) => err instanceof SendError && err.reason === 'forbidden');
   // The waits are the queue's: the longer one (storage_unavailable: random 0.5, base 1000 → 2000 ms,
-  // longer than retryAfter) holds every send, and a and c then go again in their order.
+  // longer than retryAfter) holds every send, and a and c then go again in their order — after the
+  // rate_limited one at a time, until one is confirmed (the message budget has room again).
   await env.clock.advance(1999);
   assert.equal(env.last().framesOf('chat_message').length, 3, 'nothing before the wait ends');
   await env.clock.advance(1);
-  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'b', 'c', 'a', 'c'], 'both retried, in order');
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'b', 'c', 'a'], 'the oldest retried first, alone');
   env.last().receive({ type: 'message_sent', id: 'ia', clientMsgId: 'a', conversationId: CONV, seq: 1, timestamp: 1, pos: 1 });
+  assert.deepEqual(env.last().framesOf('chat_message').map((f) => f.clientMsgId), ['a', 'b', 'c', 'a', 'c'], 'both retried, in order');
   env.last().receive({ type: 'message_sent', id: 'ic', clientMsgId: 'c', conversationId: CONV, seq: 2, timestamp: 1, pos: 2 });
   assert.equal((await a).id, 'ia');
   assert.equal((await c).id, 'ic');
@@ -372,7 +374,7 @@ test('edits and deletes are timeline events: once each, in pos order, across a r
 });
 
 test('editMessage / deleteMessage: queued under a clientMsgId, resent after a reconnect, resolved once; refusals reject', async () => {
-  const env = setup();
+  const env = setup({ sendBudget: { limit: 10 } }); // six changes within a second: not held by the send pacing (client-send-pacing.test.ts)
   void env.client.connect();
   const edit = env.client.editMessage(M1, 'fixed', { clientMsgId: 'ce-1' });
   const del = env.client.deleteMessage(M2, { clientMsgId: 'cd-1' });
