@@ -16,7 +16,7 @@ export interface OpenBusOptions {
   ping?: { intervalMs: number; timeoutMs: number };
   /** Redis only: RedisBusOptions.peerLivenessMs. */
   peerLivenessMs?: number;
-  onPeersLost?: (count: number, nodes: string[]) => void;
+  onPeersLost?: (count: number, nodes: string[]) => unknown;
 }
 
 /** Picks the adapter from config; a Redis bus is returned only once it is connected. */

@@ -12,17 +12,24 @@
  * joins and finds a member of its own id (a restart under a fixed nodeId, before the lapse was
  * noticed) announces it. A clean shutdown removes its own member once everything it committed was
  * published, and announces nothing.
+ *
+ * The ids a refresh removed are also kept in the remover's pending set
+ * (`<channelPrefix>ctl:nodes:lapsed:<nodeId>`) until its cleanup of them succeeded (`onLapsed`'s
+ * promise): every refresh returns that set, so a reply lost on the way (the connection dropped
+ * after the script ran) or a failed cleanup only delays it. A node found dead hands its own
+ * pending set to the node that removed it.
  */
 import type { Redis } from 'ioredis';
 
 const HEARTBEAT_LUA = `
 -- KEYS[1]: members. ARGV[1]: own nodeId, ARGV[2]: lapse after (ms), ARGV[3]: resync channel,
--- ARGV[4]: '1' on joining.
+-- ARGV[4]: '1' on joining, ARGV[5]: prefix of the pending sets (ids found dead, not cleaned up yet).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- Returns {restarted, lapsed node ids...}.
+-- Returns {restarted, deaths found now, pending node ids (those found now included)...}.
 local restarted = 0
-local lapsed = {}
+local found = 0
+local pending = ARGV[5] .. ARGV[1]
 -- Joining while a member of our id is still there: a previous life of this node (same nodeId)
 -- ended without leaving, and before its lapse was noticed.
 if ARGV[4] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then restarted = 1 end
@@ -30,14 +37,25 @@ for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   -- Our own lapsed member: we were only stalled, and publish what we commit once running again.
   if node ~= ARGV[1] then
     redis.call('ZREM', KEYS[1], node)
-    lapsed[#lapsed + 1] = node
+    redis.call('SADD', pending, node)
+    -- What the dead node had found dead and not cleaned up yet is ours to clean now.
+    if redis.call('EXISTS', ARGV[5] .. node) == 1 then
+      redis.call('SUNIONSTORE', pending, pending, ARGV[5] .. node)
+      redis.call('DEL', ARGV[5] .. node)
+    end
+    found = found + 1
   end
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-if restarted == 1 then lapsed[#lapsed + 1] = ARGV[1] end
-if #lapsed > 0 then redis.call('PUBLISH', ARGV[3], '1') end
-table.insert(lapsed, 1, restarted)
-return lapsed
+if restarted == 1 then
+  redis.call('SADD', pending, ARGV[1])
+  found = found + 1
+end
+if found > 0 then redis.call('PUBLISH', ARGV[3], '1') end
+local out = redis.call('SMEMBERS', pending)
+table.insert(out, 1, found)
+table.insert(out, 1, restarted)
+return out
 `;
 
 export interface PeerWatchOptions {
@@ -52,14 +70,18 @@ export interface PeerWatchOptions {
   livenessMs: number;
   /**
    * Nodes found dead by this node (it removed them: no other node hears of these ids; our own id
-   * when a previous life of this node ended without leaving), and how many.
+   * when a previous life of this node ended without leaving): how many deaths were found now, and
+   * the ids to clean up — those found now, and those found earlier whose cleanup has not succeeded
+   * (`count` may then be 0). A promise returned is the cleanup: the ids are kept in Redis and
+   * handed over again until it resolves to anything but `false`. Otherwise (no promise) they count
+   * as cleaned up once handed over.
    */
-  onLapsed(count: number, nodes: string[]): void;
+  onLapsed(count: number, nodes: string[]): unknown;
   onError(err: Error): void;
 }
 
 interface PeerWatchScripts {
-  rampartPeerHeartbeat(key: string, nodeId: string, livenessMs: number, channel: string, joining: '0' | '1'): Promise<[number, ...string[]]>;
+  rampartPeerHeartbeat(key: string, nodeId: string, livenessMs: number, channel: string, joining: '0' | '1', pendingPrefix: string): Promise<[number, number, ...string[]]>;
 }
 
 export class PeerWatch {
@@ -67,6 +89,8 @@ export class PeerWatch {
   #busy = false;
   #stopped = false;
   #joined = false;
+  /** Ids handed to `onLapsed` whose cleanup is still running (not handed over again meanwhile). */
+  readonly #cleaning = new Set<string>();
 
   constructor(private readonly o: PeerWatchOptions) {
     o.client.defineCommand('rampartPeerHeartbeat', { lua: HEARTBEAT_LUA, numberOfKeys: 1 });
@@ -84,13 +108,45 @@ export class PeerWatch {
       // member the first one wrote and take this running node for a previous life of itself.
       const joining = this.#joined ? '0' : '1';
       this.#joined = true;
-      const [, ...nodes] = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, joining);
-      if (nodes.length > 0) this.o.onLapsed(nodes.length, nodes);
+      const [, found, ...pending] = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, joining, this.#pendingPrefix);
+      const nodes = pending.filter((n) => !this.#cleaning.has(n));
+      if (nodes.length > 0) this.#handOver(found, nodes);
     } catch (err) {
       this.o.onError(err instanceof Error ? err : new Error(String(err)));
     } finally {
       this.#busy = false;
     }
+  }
+
+  get #pendingPrefix(): string {
+    return `${this.o.key}:lapsed:`;
+  }
+
+  /** Hands lapsed ids over for cleanup; they leave the pending set once it succeeded. */
+  #handOver(found: number, nodes: string[]): void {
+    const settle = (): void => {
+      this.o.client.srem(this.#pendingPrefix + this.o.nodeId, ...nodes).catch((err: unknown) => this.o.onError(err instanceof Error ? err : new Error(String(err))));
+    };
+    let cleanup: unknown;
+    try {
+      cleanup = this.o.onLapsed(found, nodes);
+    } catch (err) {
+      this.o.onError(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (!(cleanup instanceof Promise)) {
+      settle();
+      return;
+    }
+    for (const n of nodes) this.#cleaning.add(n);
+    const done = (ok: boolean): void => {
+      for (const n of nodes) this.#cleaning.delete(n);
+      if (ok) settle();
+    };
+    cleanup.then(
+      (result) => done(result !== false),
+      () => done(false),
+    );
   }
 
   /** Clean shutdown: leave the membership, so that nobody resyncs for us. */

@@ -27,8 +27,13 @@ export interface RedisBusOptions {
    * peer-watch.ts. Config `limits.nodeLivenessMs`. Unset or 0: no watch.
    */
   peerLivenessMs?: number;
-  /** Peers found dead, by this node: how many deaths were announced, and the ids it removed (their leftovers are this node's to clean). */
-  onPeersLost?: (count: number, nodes: string[]) => void;
+  /**
+   * Peers found dead, by this node: how many deaths were announced, and the ids whose leftovers are
+   * this node's to clean (those it removed now, and earlier ones not cleaned up yet). A promise
+   * returned is that cleanup: until it resolves to anything but `false` the ids are handed over
+   * again at later heartbeats (PeerWatchOptions.onLapsed).
+   */
+  onPeersLost?: (count: number, nodes: string[]) => unknown;
 }
 
 export interface RedisBusStats {
@@ -48,6 +53,9 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 /** First wait before a failed resync announcement is sent again; it doubles up to the max. */
 const RESYNC_RETRY_MS = 250;
 const RESYNC_RETRY_MAX_MS = 2000;
+/** First wait before a SUBSCRIBE Redis refused (the connection up) is sent again; it doubles up to the max. */
+const SUBSCRIBE_RETRY_MS = 250;
+const SUBSCRIBE_RETRY_MAX_MS = 30_000;
 const noop: BusHandler = () => {};
 
 /**
@@ -130,6 +138,8 @@ export class RedisBus implements Bus {
    * it: Redis' answer, or the subscriber connection dropping (the resync after it covers the rest).
    */
   private readonly confirming = new Map<string, { promise: Promise<void>; release: () => void }>();
+  /** A SUBSCRIBE was answered with an error while the connection stayed up: the timer sending it again (retrySubscriptions). */
+  private refusedRetry: NodeJS.Timeout | undefined;
 
   private constructor(options: RedisBusOptions, connectTimeoutMs: number) {
     if (options.nodeId === '' || options.nodeId.includes('\n')) {
@@ -180,7 +190,10 @@ export class RedisBus implements Bus {
       },
       onError: (err) => this.report(err, 'subscribe'),
     });
-    void this.sub.subscribe(this.resyncChannel).catch((err: Error) => this.report(err, 'subscribe'));
+    void this.sub.subscribe(this.resyncChannel).catch((err: Error) => {
+      this.report(err, 'subscribe');
+      this.retrySubscriptions(SUBSCRIBE_RETRY_MS);
+    });
     if (options.peerLivenessMs !== undefined && options.peerLivenessMs > 0) {
       const onPeersLost = options.onPeersLost;
       this.peers = new PeerWatch({
@@ -207,7 +220,10 @@ export class RedisBus implements Bus {
     this.channels.set(channel, userId);
     const confirmed = this.sub.subscribe(channel).then(
       () => undefined,
-      (err: Error) => this.report(err, 'subscribe'),
+      (err: Error) => {
+        this.report(err, 'subscribe');
+        this.retrySubscriptions(SUBSCRIBE_RETRY_MS);
+      },
     );
     this.lastSubscriptionOp = confirmed;
     let release!: () => void;
@@ -217,6 +233,33 @@ export class RedisBus implements Bus {
       release();
       if (this.confirming.get(userId) === entry) this.confirming.delete(userId);
     });
+  }
+
+  /**
+   * A SUBSCRIBE answered with an error while the subscriber stays up: no reconnect will send it
+   * again, so it is retried here, backing off to 30 s, until Redis confirms. Every channel still
+   * wanted is sent again, not just the refused one (SUBSCRIBE is idempotent, and an error reply
+   * cannot always be told apart from its neighbours' replies on a pipelined connection). The
+   * sessions waiting on it were released (they went live, deaf to other nodes' frames): once Redis
+   * confirms, every session reads what it missed from storage (the resync). A connection that
+   * drops meanwhile resubscribes everything and resyncs on its own (resubscribe.ts).
+   */
+  private retrySubscriptions(waitMs: number): void {
+    if (this.closed || this.sub.status !== 'ready' || this.refusedRetry !== undefined) return;
+    this.refusedRetry = setTimeout(() => {
+      this.refusedRetry = undefined;
+      if (this.closed || this.sub.status !== 'ready') return;
+      this.sub.subscribe(this.resyncChannel, ...this.channels.keys()).then(
+        () => {
+          if (!this.closed) this.resync();
+        },
+        (err: Error) => {
+          this.report(err, 'subscribe');
+          this.retrySubscriptions(Math.min(waitMs * 2, SUBSCRIBE_RETRY_MAX_MS));
+        },
+      );
+    }, waitMs);
+    this.refusedRetry.unref();
   }
 
   subscribed(userId: string): Promise<void> | undefined {
@@ -279,6 +322,7 @@ export class RedisBus implements Bus {
     this.flush();
     this.closed = true;
     clearTimeout(this.resyncRetry);
+    clearTimeout(this.refusedRetry);
     // Leaving the membership says nothing was left unpublished, so it waits for Redis' answer to
     // the last batch; frames lost on the way (now or earlier) are announced first. If even that
     // fails, the node stays a member: its lapse makes another node announce the resync.

@@ -217,7 +217,9 @@ export class PresenceService {
     await this.#publishIfChanged(userKey);
     // Checked: a user with no session here any more stops being recorded for this node — unless
     // their offline flip is held back (a crash meanwhile leaves them to the dead-node sweep).
+    // Either way a claim on them (a dead node's user, taken by this node's sweep) is settled.
     if (!this.#local.has(userKey) && !this.o.state.holds(userKey)) this.o.state.track(userKey, false);
+    else this.o.state.checked?.(userKey);
   }
 
   async #publishIfChanged(userKey: string): Promise<void> {
@@ -269,7 +271,9 @@ export class PresenceService {
 
   async #sweep(): Promise<void> {
     try {
-      for (const userKey of await this.o.state.sweep()) this.#schedule(userKey);
+      // Users claimed from dead nodes, new or still unchecked (a sweep's reply may have been lost,
+      // and they stay claimed in Redis until checked): a check each, unless one is already waiting.
+      for (const userKey of await this.o.state.sweep()) if (!this.#timers.has(userKey)) this.#schedule(userKey);
       // Offline flips held back after Redis lost the states: the counts are back, check again.
       for (const userKey of this.o.state.due()) this.#schedule(userKey, 0);
       // Taken for dead while cut from Redis: this node's users were published offline. Record them

@@ -4,6 +4,13 @@
  * node; on Redis for a cluster, where each node also records which users it holds sessions for,
  * so that when a node dies (its liveness key, kept by the connection registry, expires) one
  * surviving node claims its users and re-checks them.
+ *
+ * A claim is kept in Redis until its check has run: the claiming node moves the dead node's users
+ * into its own user set (`presence:n:<self>`, so that if it dies too, the next survivor claims them
+ * with its own users — a node of the previous build included) and into its claim set
+ * (`presence:c:<self>`, the checks it still owes). Every sweep returns the whole claim set, so a
+ * sweep whose reply was lost loses nothing; a user leaves it once checked. A node restarted under
+ * the same id claims, on its first sweep, the users its previous life left in `presence:n:<self>`.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -18,8 +25,16 @@ export interface PresenceState {
   states(userKeys: readonly string[]): Promise<boolean[]>;
   /** Whether this node holds sessions of the user (for the dead-node sweep). */
   track(userKey: string, local: boolean): void;
-  /** Users that were held by nodes now dead, each claimed by exactly one node. */
+  /**
+   * Users that were held by nodes now dead (or by a previous life of this node id), each claimed by
+   * exactly one node, and every user this node claimed earlier whose check has not run yet.
+   */
   sweep(): Promise<string[]>;
+  /**
+   * The user's check ran (while they stay recorded for this node: held here, or a held-back flip):
+   * a claim on them is settled. `track(userKey, false)` settles it too.
+   */
+  checked?(userKey: string): void;
   /**
    * Makes sure this node and its `local` users are recorded; true when they were not (another node
    * took this one for dead while it was cut from Redis, claimed its users and published them
@@ -100,16 +115,33 @@ return 1
 
 const SWEEP_LUA = `
 -- KEYS[1]: set of nodes holding sessions. ARGV[1]: own node, ARGV[2]: liveness key prefix,
--- ARGV[3]: per-node user set prefix. Claims (removes) every dead node and returns its users.
-local out = {}
+-- ARGV[3]: per-node user set prefix, ARGV[4]: per-node claim set prefix, ARGV[5]: '1' on the first
+-- sweep of this life. Claims every dead node: its users, and the claims it had not checked, move to
+-- our user set (a claim of a node that dies too is claimed with its users) and our claim set.
+-- Returns our claim set (claims whose checks have not run: a reply lost here loses none).
+local mine = ARGV[3] .. ARGV[1]
+local claims = ARGV[4] .. ARGV[1]
+local took = false
+if ARGV[5] == '1' and redis.call('EXISTS', mine) == 1 then
+  -- Users a previous life of our id left (killed, then restarted before it was taken for dead).
+  redis.call('SUNIONSTORE', claims, claims, mine)
+  took = true
+end
 for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if n ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. n) == 0 then
     redis.call('SREM', KEYS[1], n)
-    for _, u in ipairs(redis.call('SMEMBERS', ARGV[3] .. n)) do out[#out + 1] = u end
-    redis.call('DEL', ARGV[3] .. n)
+    for _, set in ipairs({ARGV[3] .. n, ARGV[4] .. n}) do
+      if redis.call('EXISTS', set) == 1 then
+        redis.call('SUNIONSTORE', mine, mine, set)
+        redis.call('SUNIONSTORE', claims, claims, set)
+        redis.call('DEL', set)
+        took = true
+      end
+    end
   end
 end
-return out
+if took then redis.call('SADD', KEYS[1], ARGV[1]) end
+return redis.call('SMEMBERS', claims)
 `;
 
 /** Users re-added per SADD when a node rejoins. */
@@ -117,7 +149,7 @@ const REJOIN_CHUNK = 1000;
 
 interface PresenceScripts {
   rampartPresenceSwap(key: string, generation: string, online: string, known: string): Promise<number>;
-  rampartPresenceSweep(nodes: string, nodeId: string, livePrefix: string, setPrefix: string): Promise<string[]>;
+  rampartPresenceSweep(nodes: string, nodeId: string, livePrefix: string, setPrefix: string, claimPrefix: string, first: '0' | '1'): Promise<string[]>;
 }
 
 export interface RedisPresenceOptions {
@@ -149,6 +181,10 @@ export class RedisPresenceState implements PresenceState {
   readonly #o: RedisPresenceOptions;
   readonly #nodes: string;
   readonly #mine: string;
+  /** Users this node claimed (from dead nodes) whose checks have not run yet. */
+  readonly #claims: string;
+  /** No sweep of this life has succeeded yet (the first takes over a previous life's users). */
+  #firstSweep = true;
   /**
    * The published states live as long as the generation marker (`<prefix>:presence:gen`, a random
    * token the first node writes). Keys lost without a reconnect (a restart while this node was
@@ -177,6 +213,7 @@ export class RedisPresenceState implements PresenceState {
     this.#scripts = this.#client as unknown as PresenceScripts;
     this.#nodes = `${o.keyPrefix}:presence:nodes`;
     this.#mine = `${o.keyPrefix}:presence:n:${o.nodeId}`;
+    this.#claims = `${o.keyPrefix}:presence:c:${o.nodeId}`;
     this.#generation = `${o.keyPrefix}:presence:gen`;
     this.#settleMs = o.settleMs ?? 5500;
     this.#recoverMs = o.recoverMs ?? 16_000;
@@ -249,12 +286,21 @@ export class RedisPresenceState implements PresenceState {
   }
 
   track(userKey: string, local: boolean): void {
-    const p = local ? this.#client.multi().sadd(this.#nodes, this.#o.nodeId).sadd(this.#mine, userKey) : this.#client.multi().srem(this.#mine, userKey);
+    const p = local ? this.#client.multi().sadd(this.#nodes, this.#o.nodeId).sadd(this.#mine, userKey) : this.#client.multi().srem(this.#mine, userKey).srem(this.#claims, userKey);
     p.exec().catch((err: unknown) => this.#o.onError?.(err, 'presence'));
   }
 
+  checked(userKey: string): void {
+    this.#client.srem(this.#claims, userKey).catch((err: unknown) => this.#o.onError?.(err, 'presence'));
+  }
+
   async sweep(): Promise<string[]> {
-    return this.#scripts.rampartPresenceSweep(this.#nodes, this.#o.nodeId, `${this.#o.keyPrefix}:node:`, `${this.#o.keyPrefix}:presence:n:`);
+    const first = this.#firstSweep ? '1' : '0';
+    const p = this.#o.keyPrefix;
+    const claimed = await this.#scripts.rampartPresenceSweep(this.#nodes, this.#o.nodeId, `${p}:node:`, `${p}:presence:n:`, `${p}:presence:c:`, first);
+    // Once taken over, a previous life's users are in the claim set until checked.
+    this.#firstSweep = false;
+    return claimed;
   }
 
   async rejoin(local: ReadonlySet<string>): Promise<boolean> {

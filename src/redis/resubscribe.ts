@@ -8,6 +8,11 @@
  * reconnect, and `onRestored` runs only once Redis has confirmed it, so an owner that reads what
  * it missed while away (the bus' resync, session control's ban recheck) leaves no window between
  * the read and the channels being live again.
+ *
+ * A SUBSCRIBE answered with an error while the connection stays up (an ACL refusal, a server
+ * error) would otherwise leave the channels dead until the connection happened to drop: it is sent
+ * again, backing off from 250 ms to 30 s, until confirmed (then `onRestored`) or the connection drops
+ * (the next reconnect starts over).
  */
 import type { Redis } from 'ioredis';
 
@@ -20,29 +25,56 @@ export interface ResubscribeOptions {
   onError(err: Error): void;
 }
 
+/** First wait before a refused resubscription is sent again; it doubles up to the max. */
+const RETRY_MS = 250;
+const RETRY_MAX_MS = 30_000;
+
 /** Starts watching `conn`; the returned function stops it. */
 export function resubscribeOnReconnect(conn: Redis, o: ResubscribeOptions): () => void {
   // Every 'ready' after a 'close' is a reconnect; the first 'ready' subscribes through the owner.
   let dropped = false;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  const cancelRetry = (): void => {
+    clearTimeout(retry);
+    retry = undefined;
+  };
+  const restore = (waitMs: number): void => {
+    const channels = o.channels();
+    if (channels.length === 0) return o.onRestored();
+    conn.subscribe(...channels).then(
+      () => {
+        if (!stopped) o.onRestored();
+      },
+      (err: Error) => {
+        // 'end': closed on purpose (shutdown); anything else drops again and is retried at the next 'ready'.
+        if (conn.status === 'end' || stopped) return;
+        o.onError(err);
+        // Refused with the connection up: no reconnect is coming to send it again.
+        if (conn.status !== 'ready' || dropped) return;
+        cancelRetry();
+        retry = setTimeout(() => {
+          retry = undefined;
+          if (!stopped && !dropped && conn.status === 'ready') restore(Math.min(waitMs * 2, RETRY_MAX_MS));
+        }, waitMs);
+        retry.unref();
+      },
+    );
+  };
   const onClose = (): void => {
     dropped = true;
+    cancelRetry();
   };
   const onReady = (): void => {
     if (!dropped) return;
     dropped = false;
-    const channels = o.channels();
-    if (channels.length === 0) return o.onRestored();
-    conn.subscribe(...channels).then(
-      () => o.onRestored(),
-      (err: Error) => {
-        // 'end': closed on purpose (shutdown); anything else drops again and is retried at the next 'ready'.
-        if (conn.status !== 'end') o.onError(err);
-      },
-    );
+    restore(RETRY_MS);
   };
   conn.on('close', onClose);
   conn.on('ready', onReady);
   return () => {
+    stopped = true;
+    cancelRetry();
     conn.off('close', onClose);
     conn.off('ready', onReady);
   };

@@ -148,8 +148,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       ping: redisPing(config),
       peerLivenessMs: config.limits.nodeLivenessMs,
       onPeersLost: (count, nodes) => {
-        logger.warn({ count }, 'cluster nodes lapsed without a clean shutdown: every node reads its sessions\' gaps from storage');
-        deadNodes.found(nodes);
+        // `count` 0: ids handed over again (their cleanup had not succeeded yet), not new deaths.
+        if (count > 0) logger.warn({ count }, 'cluster nodes lapsed without a clean shutdown: every node reads its sessions\' gaps from storage');
+        // Resolves false while their directory entries are not dropped: the peer watch hands them over again.
+        return deadNodes.found(nodes);
       },
     });
     limits = createLimits({

@@ -1,0 +1,122 @@
+/**
+ * A SUBSCRIBE that Redis answers with an error while the subscriber connection stays up (here a
+ * `-NOPERM` from an ACL user that may not use the user channels yet) must not leave the node deaf
+ * to the channel until the connection happens to drop: nothing else would ever send it again. The
+ * bus (src/bus/redis-bus.ts) sends it again, backing off, while the channel is still wanted, and
+ * once Redis confirms it resyncs (every session reads from storage what it missed while deaf). The
+ * same holds for the resubscription after a reconnect (src/redis/resubscribe.ts): refused, it is
+ * retried and `onRestored` (the owner's resync) runs once it went through.
+ *
+ * The refusal is real: an ACL user whose channel permissions are changed during the test.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { RedisBus } from '../../src/bus/redis-bus.js';
+import { resubscribeOnReconnect } from '../../src/redis/resubscribe.js';
+import { REDIS_URL, uniqueRedisPrefix, waitFor } from '../helpers/harness.js';
+
+const aclUsers: string[] = [];
+const conns: Redis[] = [];
+const buses: RedisBus[] = [];
+
+after(async () => {
+  await Promise.all(buses.map((b) => b.close()));
+  const admin = new Redis(REDIS_URL);
+  for (const u of aclUsers) await admin.acl('DELUSER', u);
+  for (const c of conns) c.disconnect();
+  await admin.quit();
+});
+
+/** An ACL user allowed only the channels matching `channels`; the URL to connect as it. */
+async function aclUser(admin: Redis, ...channels: string[]): Promise<{ name: string; url: string }> {
+  const name = `rampart-test-acl-${randomUUID().slice(0, 8)}`;
+  aclUsers.push(name);
+  await admin.acl('SETUSER', name, 'on', 'nopass', '~*', 'resetchannels', ...channels.map((c) => `&${c}`), '+@all');
+  const url = new URL(REDIS_URL);
+  url.username = name;
+  url.password = 'x';
+  return { name, url: url.toString() };
+}
+
+function admin(): Redis {
+  const r = new Redis(REDIS_URL);
+  conns.push(r);
+  return r;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('a refused SUBSCRIBE is retried while wanted, then the bus resyncs', { timeout: 20_000 }, async () => {
+  const prefix = uniqueRedisPrefix('subref');
+  const r = admin();
+  const acl = await aclUser(r, `${prefix}ctl:*`);
+  const errors: string[] = [];
+  const a = await RedisBus.connect({ redisUrl: REDIS_URL, channelPrefix: prefix, nodeId: 'a' });
+  const b = await RedisBus.connect({ redisUrl: acl.url, channelPrefix: prefix, nodeId: 'b', ping: { intervalMs: 0, timeoutMs: 3000 }, onError: (err, source) => errors.push(`${source}: ${err.message}`) });
+  buses.push(a, b);
+  let resyncs = 0;
+  b.onResync(() => resyncs++);
+  const user = randomUUID();
+  const got: string[] = [];
+  b.onFrame((u, f) => u === user && got.push(f));
+  b.subscribe(user);
+  await b.subscribed(user);
+  assert.ok(errors.some((e) => e.startsWith('subscribe: NOPERM')), `refused: ${JSON.stringify(errors)}`);
+  const connected = (await r.client('LIST')) as string;
+  assert.ok(connected.includes(`user=${acl.name}`), 'the subscriber connection stays up');
+  // A few retries are refused too (backing off), then the permission comes.
+  await sleep(600);
+  assert.equal(resyncs, 0);
+  await r.acl('SETUSER', acl.name, `&${prefix}u:*`);
+  await waitFor(() => resyncs > 0, 5000, 'a resync once the subscription is confirmed');
+  for (let i = 0; i < 30 && got.length === 0; i++) {
+    a.publish(user, `frame-${i}`);
+    await sleep(100);
+  }
+  assert.ok(got.length > 0, 'frames from the other node reach the user again');
+});
+
+test('a refused SUBSCRIBE is not retried for a channel no longer wanted', { timeout: 20_000 }, async () => {
+  const prefix = uniqueRedisPrefix('subref');
+  const r = admin();
+  const acl = await aclUser(r, `${prefix}ctl:*`);
+  const b = await RedisBus.connect({ redisUrl: acl.url, channelPrefix: prefix, nodeId: 'b', ping: { intervalMs: 0, timeoutMs: 3000 }, onError: () => {} });
+  buses.push(b);
+  const user = randomUUID();
+  b.subscribe(user);
+  await b.subscribed(user);
+  b.unsubscribe(user); // the user's last session left before Redis allowed it
+  await r.acl('SETUSER', acl.name, `&${prefix}u:*`);
+  await sleep(1500);
+  const [, subscribers] = (await r.pubsub('NUMSUB', `${prefix}u:${user}`)) as [string, number];
+  assert.equal(Number(subscribers), 0, 'not subscribed');
+});
+
+test('a resubscription refused after a reconnect is retried, and onRestored runs once it went through', { timeout: 20_000 }, async () => {
+  const prefix = uniqueRedisPrefix('subref');
+  const r = admin();
+  const channel = `${prefix}u:${randomUUID()}`;
+  const acl = await aclUser(r, `${prefix}u:*`);
+  const sub = new Redis(acl.url, { autoResubscribe: false, retryStrategy: () => 50 });
+  conns.push(sub);
+  const errors: Error[] = [];
+  let restored = 0;
+  const stop = resubscribeOnReconnect(sub, { channels: () => [channel], onRestored: () => restored++, onError: (err) => errors.push(err) });
+  try {
+    await sub.subscribe(channel);
+    // Revoking the channel disconnects the subscriber (Redis 7); it comes back, and is refused.
+    await r.acl('SETUSER', acl.name, 'resetchannels', `&${prefix}ctl:*`);
+    await waitFor(() => errors.some((e) => e.message.startsWith('NOPERM')), 5000, 'the resubscription refused');
+    await sleep(600);
+    assert.equal(restored, 0);
+    assert.equal(sub.status, 'ready', 'the connection is up: no reconnect will resend it');
+    await r.acl('SETUSER', acl.name, `&${prefix}u:*`);
+    await waitFor(() => restored > 0, 5000, 'restored once allowed');
+    const [, subscribers] = (await r.pubsub('NUMSUB', channel)) as [string, number];
+    assert.equal(Number(subscribers), 1);
+  } finally {
+    stop();
+  }
+});

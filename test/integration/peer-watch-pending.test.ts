@@ -1,0 +1,162 @@
+/**
+ * Cleanup after dead nodes must not depend on a single reply (src/bus/peer-watch.ts,
+ * src/admin/dead-nodes.ts). Only the node whose heartbeat removed a lapsed member is told its id,
+ * and only that node drops the dead node's session-directory entries. So the id must stay in Redis
+ * (the remover's pending set) until the cleanup succeeded:
+ *
+ * - a heartbeat that ran in Redis but whose reply was lost: the next heartbeat hands the id over;
+ * - a cleanup that failed (its promise resolves false): handed over again at a later heartbeat, but
+ *   never twice while one is still running;
+ * - a node that died with cleanups still pending: whoever removes it inherits them;
+ * - DeadNodeCleanup.found resolves true only once forgetNodes succeeded, false when it failed
+ *   (never rejects: an unused promise must not crash the process), keeping failed ids for a retry.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { PeerWatch } from '../../src/bus/peer-watch.js';
+import { DeadNodeCleanup } from '../../src/admin/dead-nodes.js';
+import { REDIS_URL, dropRedisPrefix, uniqueRedisPrefix } from '../helpers/harness.js';
+
+/** Long enough that the watch's own timer never runs: the tests call refresh(). */
+const MANUAL_MS = 600_000;
+
+const clients: Redis[] = [];
+const watches: PeerWatch[] = [];
+const prefixes: string[] = [];
+
+after(async () => {
+  for (const w of watches) w.stop();
+  for (const c of clients) c.disconnect();
+  for (const p of prefixes) {
+    const admin = new Redis(REDIS_URL);
+    await dropRedisPrefix(admin, p);
+  }
+});
+
+async function client(): Promise<Redis> {
+  const c = new Redis(REDIS_URL, { lazyConnect: true });
+  clients.push(c);
+  await c.connect();
+  return c;
+}
+
+interface Setup {
+  key: string;
+  raw: Redis;
+  reports: string[][];
+  /** The next heartbeat runs in Redis, but its reply is lost (rejects, as on a dropped connection). */
+  loseNextReply(): void;
+  watch: PeerWatch;
+}
+
+async function setup(nodeId: string, onLapsed?: (count: number, nodes: string[]) => unknown): Promise<Setup> {
+  const prefix = uniqueRedisPrefix('pwpend');
+  prefixes.push(prefix);
+  const key = `${prefix}ctl:nodes`;
+  const raw = await client();
+  const real = await client();
+  let lose = false;
+  const lossy = new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop === 'rampartPeerHeartbeat') {
+        return (...args: unknown[]) => {
+          const reply = (target as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>).rampartPeerHeartbeat!(...args);
+          if (!lose) return reply;
+          lose = false;
+          return reply.then(() => {
+            throw new Error('Connection is closed.');
+          });
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const reports: string[][] = [];
+  const watch = new PeerWatch({
+    client: lossy,
+    key,
+    nodeId,
+    resyncChannel: `${prefix}ctl:resync`,
+    livenessMs: MANUAL_MS,
+    onLapsed: (count, nodes) => {
+      reports.push([...nodes].sort());
+      return onLapsed?.(count, nodes);
+    },
+    onError: () => {},
+  });
+  watches.push(watch);
+  return { key, raw, reports, loseNextReply: () => void (lose = true), watch };
+}
+
+const dead = (): string => `dead-${randomUUID().slice(0, 8)}`;
+
+test('a dead node removed by a heartbeat whose reply was lost is handed over by the next one, once', async () => {
+  const s = await setup('node-a');
+  await s.watch.refresh(); // joined
+  const gone = dead();
+  await s.raw.zadd(s.key, 1, gone);
+  s.loseNextReply();
+  await s.watch.refresh();
+  assert.equal(await s.raw.zscore(s.key, gone), null, 'the script ran: the member is gone');
+  assert.deepEqual(s.reports, [], 'nothing handed over yet');
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[gone]], 'handed over by the next heartbeat');
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[gone]], 'a cleanup that returned no promise counts as done');
+  assert.equal(await s.raw.exists(`${s.key}:lapsed:node-a`), 0);
+});
+
+test('an id stays pending until its cleanup succeeded, and is not handed over twice while it runs', async () => {
+  const outcomes: ((ok: boolean) => void)[] = [];
+  const s = await setup('node-b', () => new Promise<boolean>((resolve) => outcomes.push(resolve)));
+  await s.watch.refresh();
+  const gone = dead();
+  await s.raw.zadd(s.key, 1, gone);
+  await s.watch.refresh();
+  await s.watch.refresh(); // the cleanup is still running
+  assert.deepEqual(s.reports, [[gone]]);
+  outcomes[0]!(false); // it failed
+  await new Promise((r) => setImmediate(r));
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[gone], [gone]], 'a failed cleanup is handed over again');
+  outcomes[1]!(true);
+  await new Promise((r) => setImmediate(r));
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[gone], [gone]]);
+  assert.equal(await s.raw.exists(`${s.key}:lapsed:node-b`), 0, 'settled once the cleanup succeeded');
+});
+
+test('the pending cleanups of a node that died go to the node that removes it', async () => {
+  const s = await setup('node-c', () => new Promise(() => {}));
+  await s.watch.refresh();
+  const sweeper = dead();
+  const itsDead = dead();
+  // `sweeper` had removed `itsDead`, then died before cleaning up after it.
+  await s.raw.sadd(`${s.key}:lapsed:${sweeper}`, itsDead);
+  await s.raw.zadd(s.key, 1, sweeper);
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[sweeper, itsDead].sort()]);
+  assert.equal(await s.raw.exists(`${s.key}:lapsed:${sweeper}`), 0);
+});
+
+test('DeadNodeCleanup.found resolves once forgetNodes succeeded, false when it failed, and retries the ids', async () => {
+  const errors: unknown[] = [];
+  const cleanup = new DeadNodeCleanup((err) => errors.push(err));
+  const calls: string[][] = [];
+  let fail = true;
+  const first = cleanup.found(['n1']);
+  cleanup.attach({
+    forgetNodes: async (ids) => {
+      calls.push([...ids]);
+      if (fail) throw new Error('redis down');
+    },
+  });
+  assert.equal(await first, false);
+  assert.equal(errors.length, 1);
+  fail = false;
+  assert.equal(await cleanup.found(['n2', 'n1']), true);
+  assert.deepEqual(calls, [['n1'], ['n1', 'n2']], 'the failed id is tried again, once');
+});
