@@ -7,7 +7,7 @@
 import { decodeJwt } from 'jose';
 import type { RampartConfig } from '../config/schema.js';
 import { jwksKeySource, publicKeySource, secretKeySource, type KeySource } from './key-source.js';
-import { createTokenVerifier, type TokenVerifier, type VerifyResult } from './token-verifier.js';
+import { createTokenVerifier, isCompactJws, type TokenVerifier, type VerifyResult } from './token-verifier.js';
 import { AuthFailureReason } from '../protocol/reasons.js';
 
 export interface IssuerVerifier {
@@ -87,6 +87,8 @@ export function createIssuerRouter(verifiers: IssuerVerifier[], maxTokenLength: 
   const invalid: VerifyResult = { ok: false, reason: AuthFailureReason.INVALID_TOKEN };
   return async (token) => {
     if (token.length > maxTokenLength) return { ok: false, reason: AuthFailureReason.TOKEN_TOO_LARGE };
+    // Routed only in its one canonical spelling (each issuer's verifier refuses the others anyway).
+    if (!isCompactJws(token)) return invalid;
     const iss = unverifiedIssuer(token);
     const verify = (iss !== undefined ? byIssuer.get(iss) : undefined) ?? unnamed;
     return verify ? verify(token) : invalid;

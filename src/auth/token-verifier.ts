@@ -10,6 +10,25 @@ import { fetchFailed, type KeySource } from './key-source.js';
 import { isHmacAlgorithm, verifyHmacJwt } from './hmac-jwt.js';
 import { AuthFailureReason, type AuthFailureReasonValue } from '../protocol/reasons.js';
 
+/**
+ * Three non-empty parts of the base64url alphabet, no padding, none of a length no encoding has
+ * (1 mod 4). RFC 7515 §5.2 forbids whitespace and other characters; the decoders (jose's, `atob`)
+ * skip them, so without this one token could be spelled any number of ways, each authenticating —
+ * whatever keys on the token string (a cache, a deny-list, a proxy revoking by token hash) sees a
+ * new token each time.
+ */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+export function isCompactJws(token: string): boolean {
+  if (!COMPACT_JWS.test(token)) return false;
+  const first = token.indexOf('.');
+  const second = token.indexOf('.', first + 1);
+  if (first % 4 === 1 || (second - first - 1) % 4 === 1 || (token.length - second - 1) % 4 === 1) return false;
+  // The signature's last character may carry unused bits: only the spelling with them zero. (The
+  // header and payload are signed as spelled, so another spelling of them fails the signature.)
+  const signature = token.slice(second + 1);
+  return Buffer.from(signature, 'base64url').toString('base64url') === signature;
+}
+
 export interface Identity {
   userId: string;
   role: string | undefined;
@@ -151,6 +170,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   return async (token) => {
     if (token.length > options.maxTokenLength) return { ok: false, reason: AuthFailureReason.TOKEN_TOO_LARGE };
+    if (!isCompactJws(token)) return invalid;
     if (hmac !== undefined) {
       // One header decode: the `typ` rule is judged on it before the MAC (every refusal here is `invalid_token`).
       const outcome = verifyHmacJwt(token, hmac.secret, hmac.options, Math.floor(now() / 1000), headerAllowed);
