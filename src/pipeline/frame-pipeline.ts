@@ -300,6 +300,44 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     done.then(settle, settle);
   }
 
+  function ack(session: Session, upTo: number): void {
+    const identity = session.identity!;
+    if (!permissionsFor(o.roles, identity.role).read) return session.reject(FORBIDDEN);
+    const judge = (d: RateDecision): boolean => {
+      if (!d.allowed && session.isOpen) session.reject(rateLimited(d));
+      return d.allowed;
+    };
+    const decision = limiter.consume(keysOf(session).requests, rules.requests);
+    // Unlike other frames, an ack still counts if its session closed while Redis decided: it
+    // reports what the device received (the SDK acks, then closes; see ChatService.ack).
+    const allowed =
+      decision instanceof Promise
+        ? decision.then(judge, () => {
+            session.sendFrame({ type: 'error', reason: 'internal_error' });
+            return false;
+          })
+        : judge(decision);
+    // Capped at what this session's stream sent: a client acking ahead (mid-replay, buggy or
+    // hostile) would move the user's resume point past events no device received.
+    chat
+      .ack(identity, session.deviceId, Math.min(upTo, session.ackablePos), allowed)
+      .catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
+  }
+
+  /**
+   * A frame that was still queued when its socket closed (it arrived while the session was busy:
+   * a token refresh, a request past its bound). Only an `ack` still acts — it reports what the
+   * device received, and the client that acked, then closed, must not be replayed that (see
+   * ChatService.ack); everything else is dropped unanswered, as after a close.
+   */
+  function afterClose(session: Session, data: Buffer, isBinary: boolean): void {
+    if (isBinary || session.identity === undefined) return;
+    const frame = decode(data);
+    if (frame instanceof Rejection || frame.type !== 'ack') return;
+    o.countFrame(frame.type);
+    ack(session, frame.upTo);
+  }
+
   function active(session: Session, frame: ClientFrame): void | Promise<void> {
     const identity = session.identity!;
     switch (frame.type) {
@@ -315,29 +353,8 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
           if (!d.allowed) return session.reject(TYPING_DROPPED);
           chat.typing(identity, session, frame).catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
         });
-      case 'ack': {
-        if (!permissionsFor(o.roles, identity.role).read) return session.reject(FORBIDDEN);
-        const judge = (d: RateDecision): boolean => {
-          if (!d.allowed && session.isOpen) session.reject(rateLimited(d));
-          return d.allowed;
-        };
-        const decision = limiter.consume(keysOf(session).requests, rules.requests);
-        // Unlike other frames, an ack still counts if its session closed while Redis decided: it
-        // reports what the device received (the SDK acks, then closes; see ChatService.ack).
-        const allowed =
-          decision instanceof Promise
-            ? decision.then(judge, () => {
-                session.sendFrame({ type: 'error', reason: 'internal_error' });
-                return false;
-              })
-            : judge(decision);
-        // Capped at what this session's stream sent: a client acking ahead (mid-replay, buggy or
-        // hostile) would move the user's resume point past events no device received.
-        chat
-          .ack(identity, session.deviceId, Math.min(frame.upTo, session.ackablePos), allowed)
-          .catch(() => session.sendFrame({ type: 'error', reason: 'storage_unavailable' }));
-        return;
-      }
+      case 'ack':
+        return ack(session, frame.upTo);
       case 'history':
         return request(session, frame.requestId, () => chat.history(identity, session, frame));
       case 'list_conversations':
@@ -392,5 +409,9 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
   }
 
   return (session, data, isBinary) =>
-    session.state === 'active' ? afterAuth(session, data, isBinary) : beforeAuth(session, data, isBinary);
+    session.state === 'active'
+      ? afterAuth(session, data, isBinary)
+      : session.state === 'closing'
+        ? afterClose(session, data, isBinary)
+        : beforeAuth(session, data, isBinary);
 }

@@ -510,10 +510,23 @@ export class Session implements Flushable, WheelEntry {
 
   /** @internal */
   onClose(code: number): void {
+    const wasActive = this.state === 'active';
     this.state = 'closing';
     this.terminateDueAt = 0;
     this.clearTimers();
+    const queue = this.queue;
     this.queue = undefined;
+    // Frames queued behind a busy moment (a token refresh) that the client sent before closing:
+    // the pipeline acts on its acks only (the device received what they acknowledge).
+    if (wasActive && queue !== undefined) {
+      for (const f of queue) {
+        try {
+          void this.hooks.handleFrame(this, f.data, f.isBinary);
+        } catch (err) {
+          this.internalError(err);
+        }
+      }
+    }
     this.stream?.close();
     this.ws.off('message', onSocketMessage);
     this.hooks.onClosed(this, this.closeCode || code);
