@@ -29,13 +29,34 @@ async function waitBlocked(admin: pg.Pool, like: string): Promise<void> {
   throw new Error(`never blocked: ${like}`);
 }
 
-test('postgres: an edit racing a prune stores nothing and is answered forbidden (not an internal TypeError)', async () => {
-  const schema = `rampart_review_race_${randomBytes(5).toString('hex')}`;
+interface Race {
+  schema: string;
+  admin: pg.Pool;
+  store: PostgresStore;
+  /** A connection of its own, to hold locks; whatever it still holds is rolled back at the end. */
+  x: pg.PoolClient;
+}
+
+/** A store in a schema of its own, an admin pool and one connection to hold locks with. */
+async function withRace(name: string, fn: (r: Race) => Promise<void>): Promise<void> {
+  const schema = `rampart_${name}_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Pool({ connectionString: PG_URL, max: 3 });
-  const store = new PostgresStore(PG_URL, { schema, pool: { max: 4 } });
+  const store = new PostgresStore(PG_URL, { schema, pool: { max: 5 } });
   await store.init();
   const x = await admin.connect();
   try {
+    await fn({ schema, admin, store, x });
+  } finally {
+    await x.query('ROLLBACK').catch(() => {});
+    x.release();
+    await store.close();
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await admin.end();
+  }
+}
+
+test('postgres: an edit racing a prune stores nothing and is answered forbidden (not an internal TypeError)', async () => {
+  await withRace('edit_race', async ({ schema, admin, store, x }) => {
     const [a, b] = [randomUUID(), randomUUID()];
     const t0 = Date.now() - 50_000;
     const m: NewMessage = { id: messageId(t0), tenantId: T, senderId: a, to: { peerId: b }, timestamp: t0, content: 'PGRACEORIG', mentions: [], hashtags: [], links: [] };
@@ -62,22 +83,11 @@ test('postgres: an edit racing a prune stores nothing and is answered forbidden 
     // The message no longer exists: protocol §6a answers `forbidden`, not a storage failure.
     assert.ok(!(result instanceof Error), `the edit rejected: ${String((result as Error).stack).split('\n').slice(0, 3).join(' | ')}`);
     assert.equal((result as { status: string }).status, 'forbidden');
-  } finally {
-    x.release();
-    await store.close();
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await admin.end();
-  }
+  });
 });
 
 test('postgres: a prune running beside a delete of an edited message does not deadlock either', async () => {
-  const schema = `rampart_sto_dl_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Pool({ connectionString: PG_URL, max: 3 });
-  const store = new PostgresStore(PG_URL, { schema, pool: { max: 4 } });
-  await store.init();
-  const x = await admin.connect();
-  let held = false;
-  try {
+  await withRace('prune_delete', async ({ schema, admin, store, x }) => {
     const [a, b] = [randomUUID(), randomUUID()];
     const t0 = Date.now() - 50_000;
     const m: NewMessage = { id: messageId(t0), tenantId: T, senderId: a, to: { peerId: b }, timestamp: t0, content: 'orig', mentions: [], hashtags: [], links: [] };
@@ -96,7 +106,6 @@ test('postgres: a prune running beside a delete of an edited message does not de
     const { rows: us } = await admin.query<{ id: number }>(`SELECT id FROM "${schema}".users WHERE user_id = $1`, [a]);
     // Hold the (conv, seq) the delete event will take: the delete blocks there holding the message row lock.
     await x.query('BEGIN');
-    held = true;
     await x.query(
       `INSERT INTO "${schema}".events (conv, seq, id, kind, sender, content, mentions, hashtags, links, ts) VALUES ($1, $2, $3, 3, $4, '', '[]', '[]', '[]', $5)`,
       [conv, nextSeq, messageId(Date.now()), us[0]!.id, Date.now()],
@@ -110,7 +119,6 @@ test('postgres: a prune running beside a delete of an edited message does not de
     const p = await store.pruneOlderThan(t0 + 5000).then((r) => r, (err: unknown) => err);
     assert.equal(p, 1, `prune: ${String(p)}`);
     await x.query('ROLLBACK');
-    held = false;
     const d = await delDone;
     assert.ok(!(d instanceof Error), `delete_message failed: ${String(d)}`);
     assert.equal((d as { status: string }).status, 'ok');
@@ -118,29 +126,16 @@ test('postgres: a prune running beside a delete of an edited message does not de
     assert.equal(await store.pruneOlderThan(t0 + 5000), 1);
     const { rows: left } = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".events WHERE id < $1`, [messageId(t0 + 5000)]);
     assert.equal((left[0] as { n: number }).n, 0);
-  } finally {
-    if (held) await x.query('ROLLBACK').catch(() => {});
-    x.release();
-    await store.close();
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await admin.end();
-  }
+  });
 });
 
 test('postgres: a delete of an expiring message during a prune does not hold up other messages of its members', async () => {
-  const schema = `rampart_sto_stall_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Pool({ connectionString: PG_URL, max: 3 });
-  const store = new PostgresStore(PG_URL, { schema, pool: { max: 5 } });
-  await store.init();
-  const x = await admin.connect();
-  let held = false;
-  try {
+  await withRace('prune_stall', async ({ schema, admin, store, x }) => {
     const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
     const t0 = Date.now() - 50_000;
     const m: NewMessage = { id: messageId(t0), tenantId: T, senderId: a, to: { peerId: b }, timestamp: t0, content: 'old', mentions: [], hashtags: [], links: [] };
     const stored = ((await store.appendMessages([m], OPTS))[0] as { message: StoredMessage }).message;
     await x.query('BEGIN');
-    held = true;
     await x.query(`SELECT * FROM "${schema}".timeline FOR UPDATE`);
     const prune = store.pruneOlderThan(t0 + 10).then((r) => r, (err: unknown) => err);
     await waitBlocked(admin, `%DELETE FROM "${schema}".events%`);
@@ -155,14 +150,7 @@ test('postgres: a delete of an expiring message during a prune does not hold up 
     const timer = new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 1500).unref());
     const first = await Promise.race([send, timer]);
     await x.query('COMMIT');
-    held = false;
     await Promise.all([prune, del, send]);
     assert.notEqual(first, 'waiting', "a's unrelated message waited on the prune (behind the delete's user lock)");
-  } finally {
-    if (held) await x.query('ROLLBACK').catch(() => {});
-    x.release();
-    await store.close();
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await admin.end();
-  }
+  });
 });

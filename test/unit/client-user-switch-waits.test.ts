@@ -10,8 +10,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RampartClient, type RampartClientOptions } from '../../src/client/rampart-client.js';
-import { FakeClock, FakeSocket, settle } from '../helpers/fake-client-env.js';
+import type { RampartClientOptions } from '../../src/client/rampart-client.js';
+import { fakeClient, fakeJwt, settle } from '../helpers/fake-client-env.js';
 
 const A = '11111111-1111-4111-8111-111111111111';
 const B = '55555555-5555-4555-8555-555555555555';
@@ -20,28 +20,8 @@ const CONV = '33333333-3333-4333-8333-333333333333';
 
 /** A client whose token provider names `who.sub`; `acceptAs` opens the newest socket as that user. */
 function switching(over: Partial<RampartClientOptions> = {}) {
-  const clock = new FakeClock();
-  const sockets: FakeSocket[] = [];
   const who = { sub: A };
-  const token = (): string => {
-    const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-    return `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ sub: who.sub, exp: 2_000_000_000 })}.sig`;
-  };
-  const client = new RampartClient({
-    url: 'ws://rampart.test/ws',
-    token,
-    createSocket: (url) => {
-      const s = new FakeSocket(url);
-      sockets.push(s);
-      return s;
-    },
-    clock,
-    random: () => 0.5,
-    backoff: { baseMs: 100, maxMs: 800 },
-    pingIntervalMs: 0,
-    ...over,
-  });
-  const last = () => sockets[sockets.length - 1]!;
+  const { clock, client, last } = fakeClient({ token: () => fakeJwt(2_000_000_000_000, who.sub), options: { backoff: { baseMs: 100, maxMs: 800 }, ...over } });
   const acceptAs = async (userId: string): Promise<void> => {
     await settle();
     last().open();
