@@ -51,16 +51,16 @@ export class GroupService {
           outcome = await store.addMembers({ ...base, conversationId, userIds: lower(frame.userIds) }, limits);
           break;
         case 'remove_members':
-          outcome = await store.removeMembers({ ...base, conversationId, userIds: lower(frame.userIds) });
+          outcome = await store.removeMembers({ ...base, conversationId, userIds: lower(frame.userIds) }, limits);
           break;
         case 'leave_group':
-          outcome = await store.leaveGroup({ ...base, conversationId });
+          outcome = await store.leaveGroup({ ...base, conversationId }, limits);
           break;
         case 'rename_group':
-          outcome = await store.renameGroup({ ...base, conversationId, name: name! });
+          outcome = await store.renameGroup({ ...base, conversationId, name: name! }, limits);
           break;
         case 'set_role':
-          outcome = await store.setRole({ ...base, conversationId, userId: frame.userId.toLowerCase(), role: frame.role });
+          outcome = await store.setRole({ ...base, conversationId, userId: frame.userId.toLowerCase(), role: frame.role }, limits);
           break;
       }
     } catch (err) {

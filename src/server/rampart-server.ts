@@ -242,7 +242,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const groups = new GroupService({
     store,
     publisher,
-    limits: { maxGroupMembers: config.chat.maxGroupMembers, maxGroupsPerUser: config.chat.maxGroupsPerUser },
+    limits: { maxGroupMembers: config.chat.maxGroupMembers, maxGroupsPerUser: config.chat.maxGroupsPerUser, maxInboxSize: config.chat.maxInboxSize },
     storeFailed,
   });
 

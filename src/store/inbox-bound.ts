@@ -21,3 +21,21 @@ export function backlogFloor(acked: number, firstRetained: number | null | undef
 export function atInboxBound(last: number, acked: number, maxInboxSize: number, floor: number | undefined): boolean {
   return last - Math.max(acked, floor ?? acked) >= maxInboxSize;
 }
+
+/**
+ * Group changes take the bound as an extra, optional argument (`chat.maxInboxSize`; absent: no
+ * bound). A membership event skips a member at the bound, as a group message does, unless it names
+ * them: the actor, the users it adds, removes or changes the role of, the one who left, the new
+ * owner. Those always get their entry (they must learn of it); a rename, or a change that is about
+ * someone else, is seen in `list_conversations` and `history` instead.
+ */
+export interface MembershipBound {
+  maxInboxSize?: number;
+}
+
+/** The users a membership event names (lowercase uuids): never skipped at the bound. */
+export function namedByMembership(event: { actorId: string; userIds: readonly string[]; newOwnerId?: string | undefined }): Set<string> {
+  const named = new Set<string>([event.actorId.toLowerCase(), ...event.userIds.map((u) => u.toLowerCase())]);
+  if (event.newOwnerId !== undefined) named.add(event.newOwnerId.toLowerCase());
+  return named;
+}

@@ -35,7 +35,7 @@ import { buildFeatureSql } from './pg-features-sql.js';
 import { MIGRATIONS } from './pg-migrations.js';
 import { inTransaction, NO_QUERY_TIMEOUT, withQueryTimeout } from './pg-transaction.js';
 import { decodeListCursor, encodeListCursor } from './list-cursor.js';
-import { atInboxBound, backlogFloor } from './inbox-bound.js';
+import { atInboxBound, backlogFloor, namedByMembership, type MembershipBound } from './inbox-bound.js';
 import { isRefusedChange, RefusedChange } from './refused-change.js';
 import { asSeenByFormerMember, editedMessages, formerMemberPage, seenUntil, type MembershipPeriod } from './former-member-view.js';
 import type {
@@ -878,7 +878,8 @@ export class PostgresStore implements Store {
     return event?.kind === 'membership' && event.action === 'created' ? { status: 'duplicate', event } : FORBIDDEN;
   }
 
-  async addMembers(request: AddMembersRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
+  /** `limits.maxInboxSize`: see MembershipBound (inbox-bound.ts), as for the four changes below. */
+  async addMembers(request: AddMembersRequest, limits: GroupLimits & MembershipBound): Promise<GroupChangeOutcome> {
     this.#ready();
     const targets = this.#uuidList(request.userIds);
     if (targets === undefined) return FORBIDDEN;
@@ -899,10 +900,10 @@ export class PostgresStore implements Store {
         ...addingIds.map((id, i): [number, string] => [id, adding[i]!]),
       ];
       return g.commit(w, users, { action: 'added', userIds: adding }, recipients);
-    });
+    }, limits.maxInboxSize);
   }
 
-  async removeMembers(request: RemoveMembersRequest): Promise<GroupChangeOutcome> {
+  async removeMembers(request: RemoveMembersRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     this.#ready();
     const targets = this.#uuidList(request.userIds);
     if (targets === undefined) return FORBIDDEN;
@@ -928,10 +929,10 @@ export class PostgresStore implements Store {
         { action: 'removed', userIds: removing.map((m) => m.uuid) },
         g.members.map((m) => [m.uid, m.uuid]),
       );
-    });
+    }, bound.maxInboxSize);
   }
 
-  async leaveGroup(request: LeaveGroupRequest): Promise<GroupChangeOutcome> {
+  async leaveGroup(request: LeaveGroupRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     this.#ready();
     return this.#groupChange(request, [], async (g) => {
       const users = await this.#lockUsers(g.client, g.members.map((m) => m.uid));
@@ -952,10 +953,10 @@ export class PostgresStore implements Store {
         await g.client.query({ ...this.#sql.updateGroup, values: [g.conv, g.name, g.nameKeyId, true] });
       }
       return g.commit(w, users, change, g.members.map((m) => [m.uid, m.uuid]));
-    });
+    }, bound.maxInboxSize);
   }
 
-  async renameGroup(request: RenameGroupRequest): Promise<GroupChangeOutcome> {
+  async renameGroup(request: RenameGroupRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     this.#ready();
     return this.#groupChange(request, [], async (g) => {
       if (g.actor.role < ROLE_ADMIN) return FORBIDDEN;
@@ -965,10 +966,10 @@ export class PostgresStore implements Store {
       const sealed = this.#codec.sealName(g.conversationId, name);
       await g.client.query({ ...this.#sql.updateGroup, values: [g.conv, sealed.name, sealed.keyId, false] });
       return g.commit(new WriteSet(), users, { action: 'renamed', userIds: [], name: request.name }, g.members.map((m) => [m.uid, m.uuid]));
-    });
+    }, bound.maxInboxSize);
   }
 
-  async setRole(request: SetRoleRequest): Promise<GroupChangeOutcome> {
+  async setRole(request: SetRoleRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     this.#ready();
     if (!isUuid(request.userId)) return FORBIDDEN;
     const target = request.userId.toLowerCase();
@@ -982,7 +983,7 @@ export class PostgresStore implements Store {
       const w = new WriteSet();
       w.member(g.conv, m.uid, role, m.joinedSeq, null);
       return g.commit(w, users, { action: 'role_changed', userIds: [m.uuid], role: request.role }, g.members.map((x) => [x.uid, x.uuid]));
-    });
+    }, bound.maxInboxSize);
   }
 
   /** Deduplicated lowercase uuids, or undefined when one is not a UUID. */
@@ -1002,11 +1003,13 @@ export class PostgresStore implements Store {
   /**
    * One group change in its own transaction: resolve the users, lock the group (forbidden when it
    * is missing, of another tenant, closed, or the actor is no current member), read its members.
+   * `maxInboxSize`: the backlog bound of the members the event does not name (see #addEvent).
    */
   async #groupChange(
     request: { tenantId: string; actorId: string; eventId: string; timestamp: number; conversationId: string },
     targets: readonly string[],
     change: (g: GroupContext) => Promise<GroupChangeOutcome>,
+    maxInboxSize?: number,
   ): Promise<GroupChangeOutcome> {
     const { tenantId } = request;
     if (!isUuid(request.conversationId) || !isUuid(request.actorId) || !isUuid(request.eventId)) return FORBIDDEN;
@@ -1051,7 +1054,8 @@ export class PostgresStore implements Store {
             timestamp: request.timestamp,
             ...fields,
           } as MembershipEvent;
-          const deliveries = this.#addEvent(w, group.id, event, actor.uid, recipients, users);
+          if (maxInboxSize !== undefined) await this.#readBacklogFloors(client, users, maxInboxSize, 1);
+          const deliveries = this.#addEvent(w, group.id, event, actor.uid, recipients, users, undefined, maxInboxSize);
           await client.query({ ...this.#sql.write, values: w.values() });
           return { status: 'ok', event, deliveries };
         },
@@ -1060,7 +1064,12 @@ export class PostgresStore implements Store {
     });
   }
 
-  /** Add a membership event and one timeline entry per recipient (in order, once each) to `w`. */
+  /**
+   * Add a membership event and one timeline entry per recipient (in order, once each) to `w`. With
+   * `maxInboxSize`, a recipient at the bound whom the event does not name is skipped, as a group
+   * message skips them (inbox-bound.ts MembershipBound; floors read by #readBacklogFloors): no
+   * entry, no delivery.
+   */
   #addEvent(
     w: WriteSet,
     conv: number,
@@ -1069,6 +1078,7 @@ export class PostgresStore implements Store {
     recipients: readonly [number, string][],
     users: Map<number, LockedUser>,
     clientMsgId?: string,
+    maxInboxSize?: number,
   ): Delivery[] {
     const sealed = this.#codec.encodeMembership(event);
     const e = w.ev;
@@ -1089,10 +1099,12 @@ export class PostgresStore implements Store {
     w.convs.set(conv, { seq: event.seq, at: event.timestamp });
     const deliveries: Delivery[] = [];
     const done = new Set<number>();
+    const named = maxInboxSize === undefined ? undefined : namedByMembership(event);
     for (const [uid, uuid] of recipients) {
       if (done.has(uid)) continue;
       done.add(uid);
       const u = users.get(uid)!;
+      if (named !== undefined && !named.has(uuid.toLowerCase()) && atInboxBound(u.lastPos, u.ackedPos, maxInboxSize!, u.floor)) continue;
       const pos = ++u.lastPos;
       w.timeline(uid, pos, conv, event.seq);
       deliveries.push({ userId: uuid, pos });

@@ -76,7 +76,7 @@ import type {
 } from './store.js';
 import { bytesToUuid, isUuid, uuidToBytes, uuidV7LowerBound } from './uuid-bytes.js';
 import { decodeListCursor, encodeListCursor } from './list-cursor.js';
-import { atInboxBound, backlogFloor } from './inbox-bound.js';
+import { atInboxBound, backlogFloor, namedByMembership, type MembershipBound } from './inbox-bound.js';
 import { isRefusedChange, RefusedChange } from './refused-change.js';
 import { asSeenByFormerMember, formerMemberPage, seenUntil, type MembershipPeriod } from './former-member-view.js';
 
@@ -849,34 +849,35 @@ export class SqliteStore implements Store {
     return this.#groupWrite(() => this.#createGroup(s, r, limits));
   }
 
-  async addMembers(request: AddMembersRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
+  /** `limits.maxInboxSize`: see MembershipBound (inbox-bound.ts), as for the four changes below. */
+  async addMembers(request: AddMembersRequest, limits: GroupLimits & MembershipBound): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId), userIds: request.userIds.map(lower) };
     return this.#groupWrite(() => this.#addMembers(s, r, limits));
   }
 
-  async removeMembers(request: RemoveMembersRequest): Promise<GroupChangeOutcome> {
+  async removeMembers(request: RemoveMembersRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId), userIds: request.userIds.map(lower) };
-    return this.#groupWrite(() => this.#removeMembers(s, r));
+    return this.#groupWrite(() => this.#removeMembers(s, r, bound));
   }
 
-  async leaveGroup(request: LeaveGroupRequest): Promise<GroupChangeOutcome> {
+  async leaveGroup(request: LeaveGroupRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId) };
-    return this.#groupWrite(() => this.#leaveGroup(s, r));
+    return this.#groupWrite(() => this.#leaveGroup(s, r, bound));
   }
 
-  async renameGroup(request: RenameGroupRequest): Promise<GroupChangeOutcome> {
+  async renameGroup(request: RenameGroupRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId) };
-    return this.#groupWrite(() => this.#renameGroup(s, r));
+    return this.#groupWrite(() => this.#renameGroup(s, r, bound));
   }
 
-  async setRole(request: SetRoleRequest): Promise<GroupChangeOutcome> {
+  async setRole(request: SetRoleRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     const s = this.#ready();
     const r = { ...request, actorId: lower(request.actorId), userId: lower(request.userId) };
-    return this.#groupWrite(() => this.#setRole(s, r));
+    return this.#groupWrite(() => this.#setRole(s, r, bound));
   }
 
   async directConversationId(tenantId: string, userId: string, peerId: string): Promise<string | undefined> {
@@ -1874,7 +1875,11 @@ export class SqliteStore implements Store {
     return { info, state, actor, role: me.role, members };
   }
 
-  /** Append a membership event at `seq` and one timeline entry per recipient (no backlog bound). */
+  /**
+   * Append a membership event at `seq` and one timeline entry per recipient. With `maxInboxSize`,
+   * a recipient at the bound whom the event does not name is skipped, as a group message skips
+   * them (inbox-bound.ts MembershipBound): no entry, no delivery.
+   */
   #appendMembership(
     s: Statements,
     info: ConvInfo,
@@ -1883,14 +1888,21 @@ export class SqliteStore implements Store {
     payload: MembershipPayload,
     timestamp: number,
     recipients: readonly Recipient[],
+    maxInboxSize: number | undefined,
     clientMsgId: string | null = null,
   ): GroupChangeOutcome {
     const f = this.#codec.encodeMembership(payload);
     s.insertEvent.run(info.id, seq, uuidToBytes(payload.id), EVENT_MEMBERSHIP, actor, f.content, f.keyId, null, f.attachments, f.mentions, f.hashtags, f.links, timestamp, clientMsgId);
     s.setConvCounters.run(seq, timestamp, info.id);
     const deliveries: Delivery[] = [];
+    const named = maxInboxSize === undefined ? undefined : namedByMembership(payload);
     for (const r of recipients) {
-      const pos = s.userCounters.get(r.id)!.last_pos + 1;
+      const c = s.userCounters.get(r.id)!;
+      if (named !== undefined && !named.has(r.uuid.toLowerCase()) && c.last_pos - c.acked_pos >= maxInboxSize!) {
+        const floor = backlogFloor(c.acked_pos, s.firstPos.get(r.id, r.id), c.last_pos);
+        if (atInboxBound(c.last_pos, c.acked_pos, maxInboxSize!, floor)) continue;
+      }
+      const pos = c.last_pos + 1;
       this.#appendTimeline(r.id, pos, info.id, seq);
       s.setLastPos.run(pos, r.id);
       deliveries.push({ userId: r.uuid, pos });
@@ -1920,7 +1932,7 @@ export class SqliteStore implements Store {
     const info: ConvInfo = { id, uuid, tenantId: r.tenantId, kind: KIND_GROUP };
     this.#cacheConv(info);
     const payload: MembershipPayload = { id: r.eventId, action: 'created', actorId: r.actorId, userIds: all.map((m) => m.uuid), name: r.name };
-    return this.#appendMembership(s, info, 1, actor, payload, r.timestamp, all, r.clientMsgId ?? null);
+    return this.#appendMembership(s, info, 1, actor, payload, r.timestamp, all, undefined, r.clientMsgId ?? null);
   }
 
   /** A create's key found on an event: the group it created, or forbidden when another operation holds the key. */
@@ -1929,7 +1941,7 @@ export class SqliteStore implements Store {
     return event?.kind === 'membership' && event.action === 'created' ? { status: 'duplicate', event } : G_FORBIDDEN;
   }
 
-  #addMembers(s: Statements, r: AddMembersRequest, limits: GroupLimits): GroupChangeOutcome {
+  #addMembers(s: Statements, r: AddMembersRequest, limits: GroupLimits & MembershipBound): GroupChangeOutcome {
     const g = this.#groupFor(s, r.tenantId, r.conversationId, r.actorId);
     if (g === undefined || g.role === ROLE_MEMBER) return G_FORBIDDEN;
     const current = new Set(g.members.map((m) => bytesToUuid(m.user_id)));
@@ -1946,10 +1958,10 @@ export class SqliteStore implements Store {
     this.#remember(() => this.#writers.delete(conv));
     const recipients: Recipient[] = [...g.members.map((m) => ({ id: m.user, uuid: bytesToUuid(m.user_id) })), ...added];
     const payload: MembershipPayload = { id: r.eventId, action: 'added', actorId: r.actorId, userIds: toAdd };
-    return this.#appendMembership(s, g.info, seq, g.actor, payload, r.timestamp, recipients);
+    return this.#appendMembership(s, g.info, seq, g.actor, payload, r.timestamp, recipients, limits.maxInboxSize);
   }
 
-  #removeMembers(s: Statements, r: RemoveMembersRequest): GroupChangeOutcome {
+  #removeMembers(s: Statements, r: RemoveMembersRequest, bound: MembershipBound): GroupChangeOutcome {
     const g = this.#groupFor(s, r.tenantId, r.conversationId, r.actorId);
     if (g === undefined || g.role === ROLE_MEMBER) return G_FORBIDDEN;
     const wanted = new Set(r.userIds);
@@ -1967,10 +1979,10 @@ export class SqliteStore implements Store {
       ...targets.map((m) => ({ id: m.user, uuid: bytesToUuid(m.user_id) })),
     ];
     const payload: MembershipPayload = { id: r.eventId, action: 'removed', actorId: r.actorId, userIds: targets.map((t) => bytesToUuid(t.user_id)) };
-    return this.#appendMembership(s, g.info, seq, g.actor, payload, r.timestamp, recipients);
+    return this.#appendMembership(s, g.info, seq, g.actor, payload, r.timestamp, recipients, bound.maxInboxSize);
   }
 
-  #leaveGroup(s: Statements, r: LeaveGroupRequest): GroupChangeOutcome {
+  #leaveGroup(s: Statements, r: LeaveGroupRequest, bound: MembershipBound): GroupChangeOutcome {
     const g = this.#groupFor(s, r.tenantId, r.conversationId, r.actorId);
     if (g === undefined) return G_FORBIDDEN;
     const seq = g.state.last_seq + 1;
@@ -1989,10 +2001,10 @@ export class SqliteStore implements Store {
       ...rest.map((m) => ({ id: m.user, uuid: bytesToUuid(m.user_id) })),
       { id: g.actor, uuid: r.actorId },
     ];
-    return this.#appendMembership(s, g.info, seq, g.actor, payload, r.timestamp, recipients);
+    return this.#appendMembership(s, g.info, seq, g.actor, payload, r.timestamp, recipients, bound.maxInboxSize);
   }
 
-  #renameGroup(s: Statements, r: RenameGroupRequest): GroupChangeOutcome {
+  #renameGroup(s: Statements, r: RenameGroupRequest, bound: MembershipBound): GroupChangeOutcome {
     const g = this.#groupFor(s, r.tenantId, r.conversationId, r.actorId);
     if (g === undefined || g.role === ROLE_MEMBER) return G_FORBIDDEN;
     const current = this.#codec.currentName(g.info.uuid, g.state.name, g.state.key_id);
@@ -2001,10 +2013,10 @@ export class SqliteStore implements Store {
     s.setConvName.run(sealed.name, sealed.keyId, g.info.id);
     const payload: MembershipPayload = { id: r.eventId, action: 'renamed', actorId: r.actorId, userIds: [], name: r.name };
     const recipients = g.members.map((m) => ({ id: m.user, uuid: bytesToUuid(m.user_id) }));
-    return this.#appendMembership(s, g.info, g.state.last_seq + 1, g.actor, payload, r.timestamp, recipients);
+    return this.#appendMembership(s, g.info, g.state.last_seq + 1, g.actor, payload, r.timestamp, recipients, bound.maxInboxSize);
   }
 
-  #setRole(s: Statements, r: SetRoleRequest): GroupChangeOutcome {
+  #setRole(s: Statements, r: SetRoleRequest, bound: MembershipBound): GroupChangeOutcome {
     const g = this.#groupFor(s, r.tenantId, r.conversationId, r.actorId);
     if (g === undefined || g.role !== ROLE_OWNER) return G_FORBIDDEN;
     const target = g.members.find((m) => bytesToUuid(m.user_id) === r.userId);
@@ -2015,7 +2027,7 @@ export class SqliteStore implements Store {
     const role: MemberRole = r.role;
     const payload: MembershipPayload = { id: r.eventId, action: 'role_changed', actorId: r.actorId, userIds: [r.userId], role };
     const recipients = g.members.map((m) => ({ id: m.user, uuid: bytesToUuid(m.user_id) }));
-    return this.#appendMembership(s, g.info, g.state.last_seq + 1, g.actor, payload, r.timestamp, recipients);
+    return this.#appendMembership(s, g.info, g.state.last_seq + 1, g.actor, payload, r.timestamp, recipients, bound.maxInboxSize);
   }
 }
 

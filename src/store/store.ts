@@ -214,6 +214,13 @@ export interface GroupLimits {
   maxGroupMembers: number;
   /** Groups a user may be a current member of. */
   maxGroupsPerUser: number;
+  /**
+   * Backlog bound (`chat.maxInboxSize`) for membership events: a member at the bound whom the event
+   * does not name (a rename, someone else's role change, someone else added, removed or leaving)
+   * gets no timeline entry, as for a group message; the actor and the users the event names always
+   * do. Absent: no bound.
+   */
+  maxInboxSize?: number;
 }
 
 export type GroupChangeOutcome =
@@ -463,11 +470,11 @@ export interface Store {
 
   createGroup(request: CreateGroupRequest, limits: GroupLimits): Promise<GroupChangeOutcome>;
   addMembers(request: AddMembersRequest, limits: GroupLimits): Promise<GroupChangeOutcome>;
-  removeMembers(request: RemoveMembersRequest): Promise<GroupChangeOutcome>;
+  removeMembers(request: RemoveMembersRequest, limits?: Pick<GroupLimits, 'maxInboxSize'>): Promise<GroupChangeOutcome>;
   /** The owner leaving passes the owner role to the oldest admin, else the longest-standing member; the last member leaving closes the group. */
-  leaveGroup(request: LeaveGroupRequest): Promise<GroupChangeOutcome>;
-  renameGroup(request: RenameGroupRequest): Promise<GroupChangeOutcome>;
-  setRole(request: SetRoleRequest): Promise<GroupChangeOutcome>;
+  leaveGroup(request: LeaveGroupRequest, limits?: Pick<GroupLimits, 'maxInboxSize'>): Promise<GroupChangeOutcome>;
+  renameGroup(request: RenameGroupRequest, limits?: Pick<GroupLimits, 'maxInboxSize'>): Promise<GroupChangeOutcome>;
+  setRole(request: SetRoleRequest, limits?: Pick<GroupLimits, 'maxInboxSize'>): Promise<GroupChangeOutcome>;
 
   /**
    * Current member ids of the conversation if `userId` is one of them; `undefined` otherwise (no
