@@ -61,10 +61,11 @@ export interface FramePipelineOptions {
   maxPendingRequests?: number;
 }
 
-/** A connection's admitted, unanswered requests: how many, and the last (they are answered in order). */
+/** A connection's requests admitted and not yet answered, and the frame waiting for one of them to end. */
 interface PendingRequests {
   count: number;
-  last: Promise<void>;
+  /** At most one: the session takes no other frame while it waits (they queue). */
+  wake: (() => void) | undefined;
 }
 
 const RULE_REASON: Record<string, RateLimitReasonValue> = {
@@ -140,6 +141,8 @@ function onUserDecision(
   session: Session,
   result: RateDecision | Promise<RateDecision>,
   then: (d: RateDecision) => void | Promise<void>,
+  /** Called instead of `then` when the frame is dropped (its session closed, or Redis failed). */
+  dropped?: () => void,
 ): void {
   if (!(result instanceof Promise)) {
     void then(result);
@@ -148,7 +151,13 @@ function onUserDecision(
   // A session closed while Redis decided (a ban, a revocation, an expired token, end_session) acts
   // no more: its frame is dropped, as one arriving after the close would be.
   result
-    .then((d) => (session.isOpen ? then(d) : undefined))
+    .then(
+      (d) => (session.isOpen ? then(d) : dropped?.()),
+      () => {
+        dropped?.();
+        session.sendFrame({ type: 'error', reason: 'internal_error' });
+      },
+    )
     .catch(() => session.sendFrame({ type: 'error', reason: 'internal_error' }));
 }
 
@@ -274,30 +283,40 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
 
   /** Reads and position moves: the role's `read`, and the per-user request budget. */
   function request(session: Session, requestId: string | undefined, run: () => Promise<void>): void | Promise<void> {
-    const pending = pendingRequests.get(session);
+    let pending = pendingRequests.get(session);
     if (pending !== undefined && pending.count >= maxPendingRequests) {
       // Replies wait for a socket the client does not read: this frame, and the session's next
-      // ones (queued, maxQueuedFrames, then 4029), wait until the requests before it are answered.
-      const next = (): void | Promise<void> => (session.isOpen ? request(session, requestId, run) : undefined);
-      return pending.last.then(next, next);
+      // ones (queued, maxQueuedFrames, then 4029), wait until one of the requests before it ends.
+      const entry = pending;
+      return new Promise<void>((resolve) => {
+        entry.wake = resolve;
+      }).then(() => (session.isOpen ? request(session, requestId, run) : undefined));
     }
     if (!permissionsFor(o.roles, session.identity!.role).read) return session.reject(forbidden(requestId));
-    onUserDecision(session, limiter.consume(keysOf(session).requests, rules.requests), (d) => {
-      if (!d.allowed) return session.reject(rateLimited(d, undefined, requestId));
-      track(session, run());
-    });
-  }
-
-  function track(session: Session, done: Promise<void>): void {
-    let pending = pendingRequests.get(session);
-    if (pending === undefined) pendingRequests.set(session, (pending = { count: 0, last: done }));
+    if (pending === undefined) pendingRequests.set(session, (pending = { count: 0, wake: undefined }));
     const entry = pending;
+    // Counted before the rate decision: a Redis answer comes later, and the frames before it must see this one.
     entry.count++;
-    entry.last = done;
-    const settle = (): void => {
-      if (--entry.count === 0 && pendingRequests.get(session) === entry) pendingRequests.delete(session);
+    const release = (): void => {
+      entry.count--;
+      const wake = entry.wake;
+      if (wake !== undefined) {
+        entry.wake = undefined;
+        wake();
+      } else if (entry.count === 0 && pendingRequests.get(session) === entry) pendingRequests.delete(session);
     };
-    done.then(settle, settle);
+    onUserDecision(
+      session,
+      limiter.consume(keysOf(session).requests, rules.requests),
+      (d) => {
+        if (!d.allowed) {
+          release();
+          return session.reject(rateLimited(d, undefined, requestId));
+        }
+        run().then(release, release);
+      },
+      release,
+    );
   }
 
   function ack(session: Session, upTo: number): void {
