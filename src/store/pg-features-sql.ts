@@ -2,7 +2,7 @@
  * Statements of the PostgreSQL adapter for receipts, edits and deletes, and presence settings
  * (schema 3), kept apart from the message path's statements.
  */
-import { EVENT_EDIT, EVENT_TOMBSTONE } from './message-codec.js';
+import { EVENT_EDIT, EVENT_MESSAGE, EVENT_TOMBSTONE } from './message-codec.js';
 import { EVENT_COLUMNS, eventJoins } from './pg-event-sql.js';
 import type { TableName } from './pg-migrations.js';
 
@@ -15,8 +15,13 @@ export function buildFeatureSql(t: (table: string) => string) {
       SELECT e.conv FROM ${t('events')} e JOIN ${t('conversations')} c ON c.id = e.conv
       WHERE e.id = $1 AND c.tenant_id = $2`,
     lockConv: `SELECT last_seq, closed, kind FROM ${t('conversations')} WHERE id = $1 FOR UPDATE`,
-    /** An edit's or delete's first lock (postgres-store.ts module comment: lock order). */
-    lockTarget: `SELECT 1 FROM ${t('events')} WHERE id = $1 FOR UPDATE`,
+    /**
+     * An edit's or delete's first lock (postgres-store.ts module comment: lock order) — on a message
+     * only: any other event (an edit's own id, which every member is sent) is refused further on,
+     * and locking it here, before the conversation, would deadlock with a delete of its message,
+     * which takes its edits after the conversation.
+     */
+    lockTarget: `SELECT 1 FROM ${t('events')} WHERE id = $1 AND kind IN (${EVENT_MESSAGE}, ${EVENT_TOMBSTONE}) FOR UPDATE`,
     // Locked: a prune that deleted the message meanwhile committed first (no row: forbidden, not
     // an edit stored for a message that is gone), or it waits for this change. An edit never
     // targets a message old enough to be pruned (config: chat.editWindowMs < chat.retentionDays).

@@ -8,6 +8,9 @@
  * - A delete of an expiring message waiting on a prune holds no other lock: before, it held the
  *   conversation's and its members' user locks meanwhile, and every message batch of those users
  *   (one transaction in flight per node) waited for the whole prune.
+ * - Taking the message's row first applies to messages only: a delete naming an edit's id (every
+ *   member is sent it) locked that edit before the conversation, and a delete of the edited
+ *   message, which takes its edits after the conversation, deadlocked with it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,10 +24,11 @@ import { PG_URL } from '../helpers/harness.js';
 const T = 'default';
 const OPTS = { maxInboxSize: 1000 };
 
-async function waitBlocked(admin: pg.Pool, like: string): Promise<void> {
+/** Until `n` sessions wait on a lock running a statement LIKE `like`. */
+async function waitBlocked(admin: pg.Pool, like: string, n = 1): Promise<void> {
   for (let i = 0; i < 20_000; i++) {
     const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`, [like]);
-    if ((rows[0] as { n: number }).n > 0) return;
+    if ((rows[0] as { n: number }).n >= n) return;
   }
   throw new Error(`never blocked: ${like}`);
 }
@@ -152,5 +156,38 @@ test('postgres: a delete of an expiring message during a prune does not hold up 
     await x.query('COMMIT');
     await Promise.all([prune, del, send]);
     assert.notEqual(first, 'waiting', "a's unrelated message waited on the prune (behind the delete's user lock)");
+  });
+});
+
+test('postgres: a delete naming an edit event id does not deadlock a delete of the edited message', async () => {
+  await withRace('edit_id_delete', async ({ schema, admin, store, x }) => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    const t0 = Date.now() - 5000;
+    const m: NewMessage = { id: messageId(t0), tenantId: T, senderId: a, to: { peerId: b }, timestamp: t0, content: 'orig', mentions: [], hashtags: [], links: [] };
+    const stored = ((await store.appendMessages([m], OPTS))[0] as { message: StoredMessage }).message;
+    const te = t0 + 1000;
+    const editId = messageId(te);
+    const edited = await store.editMessage(
+      { tenantId: T, actorId: a, eventId: editId, messageId: stored.id, timestamp: te, body: { content: 'edited', mentions: [], hashtags: [], links: [] } },
+      { ...OPTS, editWindowMs: 3_600_000 },
+    );
+    assert.equal(edited.status, 'ok');
+    const { rows: cs } = await admin.query<{ conv: number }>(`SELECT id AS conv FROM "${schema}".conversations`);
+    // Hold the conversation briefly so both deletes line up behind it (a busy conversation).
+    await x.query('BEGIN');
+    await x.query(`SELECT 1 FROM "${schema}".conversations WHERE id = $1 FOR UPDATE`, [cs[0]!.conv]);
+    const t1 = Date.now();
+    const delMessage = store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(t1), messageId: stored.id, timestamp: t1 }, OPTS).then((r) => r, (e: unknown) => e);
+    await waitBlocked(admin, `%FROM "${schema}".conversations WHERE id = $1 FOR UPDATE%`, 1);
+    const t2 = Date.now();
+    // b (a member) names the edit event's id, as received in the edit's frame.
+    const delEdit = store.deleteMessage({ tenantId: T, actorId: b, eventId: messageId(t2), messageId: editId, timestamp: t2 }, OPTS).then((r) => r, (e: unknown) => e);
+    await waitBlocked(admin, `%FROM "${schema}".conversations WHERE id = $1 FOR UPDATE%`, 2);
+    await x.query('COMMIT');
+    const [rm, re] = await Promise.all([delMessage, delEdit]);
+    assert.ok(!(rm instanceof Error), `delete of the message failed: ${String(rm)}`);
+    assert.ok(!(re instanceof Error), `delete naming the edit failed: ${String(re)}`);
+    assert.equal((rm as { status: string }).status, 'ok');
+    assert.equal((re as { status: string }).status, 'forbidden');
   });
 });
