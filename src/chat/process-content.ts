@@ -133,7 +133,7 @@ function breaksLine(s: string): boolean {
   return /[\t\n\u2028\u2029]/.test(s);
 }
 
-/** Whitespace or invisible characters only (sanitize.ts `isBlankCode`). */
+/** Whitespace or invisible characters only (sanitize.ts `isBlankRange`). */
 function isBlank(s: string): boolean {
   return isBlankRange(s, 0, s.length);
 }

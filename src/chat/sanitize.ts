@@ -23,7 +23,7 @@ export const MAX_TAG_DEPTH = 32;
 
 export interface SanitizeResult {
   html: string;
-  /** True when the output renders at least one character that is neither whitespace nor invisible (`isBlankCode`). */
+  /** True when the output renders at least one character that is neither whitespace nor invisible (`isBlankCodePoint`). */
   hasVisibleText: boolean;
 }
 
@@ -49,7 +49,7 @@ export function sanitizeHtmlDetailed(input: string): SanitizeResult {
   for (; i < n; i++) {
     const c = input.charCodeAt(i);
     if (!isSpecial(c)) {
-      if (!visible && !isBlankCode(c)) visible = true;
+      if (!visible && !blankAt(input, i)) visible = true;
       continue;
     }
     if (c === LT) {
@@ -125,15 +125,13 @@ export function isWhitespaceCode(c: number): boolean {
 }
 
 /**
- * Whitespace, or a UTF-16 unit that renders as nothing on its own: zero-width characters and
+ * Whitespace, or a BMP character that renders as nothing on its own: zero-width characters and
  * joiners, bidi marks, invisible operators, soft hyphen, combining grapheme joiner, Hangul and
- * Braille fillers, variation selectors, and the astral tag characters and variation selectors
- * (U+E0000–E01EF: high surrogate U+DB40). A low surrogate counts as blank because its high
- * surrogate decides (lone surrogates are refused by the content policy before this is asked).
- * Text made only of these is an empty bubble or a blank name — refused like whitespace. Inside
- * visible text they stay (ZWJ emoji sequences need them).
+ * Braille fillers, variation selectors. Text made only of these (and the astral ones of
+ * `isBlankCodePoint`) is an empty bubble or a blank name — refused like whitespace. Inside
+ * visible text they stay (ZWJ emoji sequences need them). Surrogates are judged by `blankAt`.
  */
-export function isBlankCode(c: number): boolean {
+function isBlankCode(c: number): boolean {
   if (c < 0xad) return isWhitespaceCode(c);
   return (
     isWhitespaceCode(c) ||
@@ -149,16 +147,36 @@ export function isBlankCode(c: number): boolean {
     (c >= 0x2060 && c <= 0x206f) ||
     c === 0x2800 ||
     c === 0x3164 ||
-    c === 0xdb40 ||
-    (c >= 0xdc00 && c <= 0xdfff) ||
     (c >= 0xfe00 && c <= 0xfe0f) ||
     c === 0xffa0
   );
 }
 
-/** True when `s[from, to)` holds only blank units (`isBlankCode`). */
+/**
+ * As `isBlankCode`, for any code point: the astral default-ignorable ones too — shorthand format
+ * controls (U+1BCA0–1BCA3), musical format controls (U+1D173–1D17A), tag characters and variation
+ * selectors (U+E0000–E0FFF).
+ */
+function isBlankCodePoint(cp: number): boolean {
+  if (cp <= 0xffff) return isBlankCode(cp);
+  return (cp >= 0x1bca0 && cp <= 0x1bca3) || (cp >= 0x1d173 && cp <= 0x1d17a) || (cp >= 0xe0000 && cp <= 0xe0fff);
+}
+
+/**
+ * Whether the character at `i` is blank. A surrogate pair is judged whole at its high surrogate,
+ * so its low one counts as blank; a lone surrogate is not (the content policy refuses it first).
+ */
+function blankAt(s: string, i: number): boolean {
+  const c = s.charCodeAt(i);
+  if (c < 0xd800 || c > 0xdfff) return isBlankCode(c);
+  if (c >= 0xdc00) return true;
+  const d = s.charCodeAt(i + 1);
+  return d >= 0xdc00 && d <= 0xdfff && isBlankCodePoint(((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000);
+}
+
+/** True when `s[from, to)` holds only blank characters (`blankAt`). */
 export function isBlankRange(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (!isBlankCode(s.charCodeAt(i))) return false;
+  for (let i = from; i < to; i++) if (!blankAt(s, i)) return false;
   return true;
 }
 

@@ -37,9 +37,10 @@ test('nothing visible after sanitizing → invalid_content empty_after_sanitize'
   }
 });
 
-// Zero-width characters, joiners, bidi marks, fillers (Hangul, Braille), variation selectors and
-// tag characters render as nothing on their own: an empty bubble or a blank group name.
-const INVISIBLE_ONLY = ['\u200B', '\u200C\u200D\u2060', '\u2800', '\u3164', '\u180E', '\u{E0020}', '<b>\u200B</b>', '\u00AD\u034F', '\u200E \uFE0F', '\uFFA0\u115F\u1160', ' \u2063 '];
+// Zero-width characters, joiners, bidi marks, fillers (Hangul, Braille), variation selectors, tag
+// characters and the astral format controls (shorthand, musical) render as nothing on their own:
+// an empty bubble or a blank group name. Judged by code point, not by UTF-16 unit.
+const INVISIBLE_ONLY = ['\u200B', '\u200C\u200D\u2060', '\u2800', '\u3164', '\u180E', '\u{E0020}', '<b>\u200B</b>', '\u00AD\u034F', '\u200E \uFE0F', '\uFFA0\u115F\u1160', ' \u2063 ', '\u{1D173}', '\u{1BCA0}\u{1BCA3}', '\u{E0100}', '\u{1D17A} \u200B'];
 
 test('invisible characters alone are blank → empty_after_sanitize, for content and names', () => {
   for (const raw of INVISIBLE_ONLY) {
@@ -51,7 +52,7 @@ test('invisible characters alone are blank → empty_after_sanitize, for content
 });
 
 test('invisible characters inside visible text stay: ZWJ emoji, tag-sequence flags, a variation selector', () => {
-  for (const raw of ['\u{1F468}\u200D\u{1F469}\u200D\u{1F467}', '\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}', '\u2764\uFE0F', 'a\u200Bb', '\u200Bx']) {
+  for (const raw of ['\u{1F468}\u200D\u{1F469}\u200D\u{1F467}', '\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}', '\u2764\uFE0F', 'a\u200Bb', '\u200Bx', '\u{1D11E}', '\u{1F600}', '\u{1D173}x']) {
     const r = processContent(raw, 'standard');
     assert.equal(r.ok, true, JSON.stringify(raw));
     assert.equal(r.ok && r.content, raw);
