@@ -18,11 +18,20 @@
  * promise): every refresh returns that set, so a reply lost on the way (the connection dropped
  * after the script ran) or a failed cleanup only delays it. A node found dead hands its own
  * pending set to the node that removed it.
+ *
+ * No pending set is left to nobody. A node that shuts down cleanly is never found dead: its leave
+ * moves its pending ids into `<channelPrefix>ctl:nodes:lapsed-orphans`, which the next heartbeat of
+ * any node takes over. A node of the previous build that removes a dead node hands over only the
+ * id, not the dead node's pending set: every node with a pending set is listed in
+ * `<channelPrefix>ctl:nodes:lapsed-owners` (kept by the scripts), and a heartbeat takes over the
+ * pending set of each one listed there that is no longer a member. (Neither key can be a pending
+ * set: those are under `:lapsed:`.)
  */
 import type { Redis } from 'ioredis';
 
 const HEARTBEAT_LUA = `
--- KEYS[1]: members. ARGV[1]: own nodeId, ARGV[2]: lapse after (ms), ARGV[3]: resync channel,
+-- KEYS[1]: members, KEYS[2]: pending ids of nodes that left cleanly, KEYS[3]: nodes that may have a
+-- pending set. ARGV[1]: own nodeId, ARGV[2]: lapse after (ms), ARGV[3]: resync channel,
 -- ARGV[4]: '1' on joining, ARGV[5]: prefix of the pending sets (ids found dead, not cleaned up yet).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -43,6 +52,7 @@ for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
       redis.call('SUNIONSTORE', pending, pending, ARGV[5] .. node)
       redis.call('DEL', ARGV[5] .. node)
     end
+    redis.call('SREM', KEYS[3], node)
     found = found + 1
   end
 end
@@ -52,10 +62,45 @@ if restarted == 1 then
   found = found + 1
 end
 if found > 0 then redis.call('PUBLISH', ARGV[3], '1') end
+-- Pending ids of nodes that shut down cleanly (nobody finds them dead): ours to clean now.
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('SUNIONSTORE', pending, pending, KEYS[2])
+  redis.call('DEL', KEYS[2])
+end
+-- Pending sets of nodes that are no longer members, yet were not taken over: a node of the
+-- previous build removed them (its heartbeat hands over only the id). Ours to clean now.
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if node ~= ARGV[1] and not redis.call('ZSCORE', KEYS[1], node) then
+    if redis.call('EXISTS', ARGV[5] .. node) == 1 then
+      redis.call('SUNIONSTORE', pending, pending, ARGV[5] .. node)
+      redis.call('DEL', ARGV[5] .. node)
+    end
+    redis.call('SREM', KEYS[3], node)
+  end
+end
+if redis.call('EXISTS', pending) == 1 then
+  redis.call('SADD', KEYS[3], ARGV[1])
+else
+  redis.call('SREM', KEYS[3], ARGV[1])
+end
 local out = redis.call('SMEMBERS', pending)
 table.insert(out, 1, found)
 table.insert(out, 1, restarted)
 return out
+`;
+
+const LEAVE_LUA = `
+-- KEYS[1]: members, KEYS[2]: pending ids of nodes that left cleanly, KEYS[3]: nodes that may have a
+-- pending set. ARGV[1]: own nodeId, ARGV[2]: prefix of the pending sets.
+-- A clean leave: nobody will find this node dead, so its pending ids go where any heartbeat takes them.
+redis.call('ZREM', KEYS[1], ARGV[1])
+local pending = ARGV[2] .. ARGV[1]
+if redis.call('EXISTS', pending) == 1 then
+  redis.call('SUNIONSTORE', KEYS[2], KEYS[2], pending)
+  redis.call('DEL', pending)
+end
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
 `;
 
 export interface PeerWatchOptions {
@@ -81,7 +126,8 @@ export interface PeerWatchOptions {
 }
 
 interface PeerWatchScripts {
-  rampartPeerHeartbeat(key: string, nodeId: string, livenessMs: number, channel: string, joining: '0' | '1', pendingPrefix: string): Promise<[number, number, ...string[]]>;
+  rampartPeerHeartbeat(key: string, orphans: string, owners: string, nodeId: string, livenessMs: number, channel: string, joining: '0' | '1', pendingPrefix: string): Promise<[number, number, ...string[]]>;
+  rampartPeerLeave(key: string, orphans: string, owners: string, nodeId: string, pendingPrefix: string): Promise<number>;
 }
 
 export class PeerWatch {
@@ -93,7 +139,8 @@ export class PeerWatch {
   readonly #cleaning = new Set<string>();
 
   constructor(private readonly o: PeerWatchOptions) {
-    o.client.defineCommand('rampartPeerHeartbeat', { lua: HEARTBEAT_LUA, numberOfKeys: 1 });
+    o.client.defineCommand('rampartPeerHeartbeat', { lua: HEARTBEAT_LUA, numberOfKeys: 3 });
+    o.client.defineCommand('rampartPeerLeave', { lua: LEAVE_LUA, numberOfKeys: 3 });
     this.#timer = setInterval(() => void this.refresh(), Math.max(50, Math.floor(o.livenessMs / 3)));
     this.#timer.unref();
   }
@@ -108,7 +155,7 @@ export class PeerWatch {
       // member the first one wrote and take this running node for a previous life of itself.
       const joining = this.#joined ? '0' : '1';
       this.#joined = true;
-      const [, found, ...pending] = await scripts.rampartPeerHeartbeat(this.o.key, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, joining, this.#pendingPrefix);
+      const [, found, ...pending] = await scripts.rampartPeerHeartbeat(this.o.key, this.#orphans, this.#owners, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, joining, this.#pendingPrefix);
       const nodes = pending.filter((n) => !this.#cleaning.has(n));
       if (nodes.length > 0) this.#handOver(found, nodes);
     } catch (err) {
@@ -120,6 +167,16 @@ export class PeerWatch {
 
   get #pendingPrefix(): string {
     return `${this.o.key}:lapsed:`;
+  }
+
+  /** Pending ids of nodes that left cleanly, for the next heartbeat of any node. */
+  get #orphans(): string {
+    return `${this.o.key}:lapsed-orphans`;
+  }
+
+  /** Nodes that may have a pending set (a non-member's is taken over by the next heartbeat). */
+  get #owners(): string {
+    return `${this.o.key}:lapsed-owners`;
   }
 
   /** Hands lapsed ids over for cleanup; they leave the pending set once it succeeded. */
@@ -149,12 +206,17 @@ export class PeerWatch {
     );
   }
 
-  /** Clean shutdown: leave the membership, so that nobody resyncs for us. */
+  /**
+   * Clean shutdown: leave the membership, so that nobody resyncs for us. Ids whose cleanup has not
+   * succeeded (a cleanup still running is cut short by the shutdown) pass to the next heartbeat of
+   * any node.
+   */
   async leave(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
     if (this.o.client.status !== 'ready') return;
-    await this.o.client.zrem(this.o.key, this.o.nodeId).catch((err: unknown) => this.o.onError(err instanceof Error ? err : new Error(String(err))));
+    const scripts = this.o.client as unknown as PeerWatchScripts;
+    await scripts.rampartPeerLeave(this.o.key, this.#orphans, this.#owners, this.o.nodeId, this.#pendingPrefix).catch((err: unknown) => this.o.onError(err instanceof Error ? err : new Error(String(err))));
   }
 
   /** Stops refreshing without leaving: what a killed node does (tests). */

@@ -11,6 +11,10 @@
  * (`presence:c:<self>`, the checks it still owes). Every sweep returns the whole claim set, so a
  * sweep whose reply was lost loses nothing; a user leaves it once checked. A node restarted under
  * the same id claims, on its first sweep, the users its previous life left in `presence:n:<self>`.
+ * A node of the previous build that sweeps a dead node takes only its user set (and checks those
+ * users, claims included) and leaves its claim set: every node with a claim set is listed in
+ * `presence:claimants` (kept by the sweep), and a sweep also claims the claim set of each one
+ * listed there that is no longer in `presence:nodes` (its users are checked once more).
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -114,7 +118,8 @@ return 1
 `;
 
 const SWEEP_LUA = `
--- KEYS[1]: set of nodes holding sessions. ARGV[1]: own node, ARGV[2]: liveness key prefix,
+-- KEYS[1]: set of nodes holding sessions, KEYS[2]: nodes that may have a claim set.
+-- ARGV[1]: own node, ARGV[2]: liveness key prefix,
 -- ARGV[3]: per-node user set prefix, ARGV[4]: per-node claim set prefix, ARGV[5]: '1' on the first
 -- sweep of this life. Claims every dead node: its users, and the claims it had not checked, move to
 -- our user set (a claim of a node that dies too is claimed with its users) and our claim set.
@@ -138,9 +143,29 @@ for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
         took = true
       end
     end
+    redis.call('SREM', KEYS[2], n)
+  end
+end
+-- Claim sets of nodes no longer recorded, yet not claimed: a node of the previous build swept them
+-- (its sweep takes the user set only). Claimed as above: checked once more, then settled.
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if n ~= ARGV[1] and redis.call('SISMEMBER', KEYS[1], n) == 0 then
+    local set = ARGV[4] .. n
+    if redis.call('EXISTS', set) == 1 then
+      redis.call('SUNIONSTORE', mine, mine, set)
+      redis.call('SUNIONSTORE', claims, claims, set)
+      redis.call('DEL', set)
+      took = true
+    end
+    redis.call('SREM', KEYS[2], n)
   end
 end
 if took then redis.call('SADD', KEYS[1], ARGV[1]) end
+if redis.call('EXISTS', claims) == 1 then
+  redis.call('SADD', KEYS[2], ARGV[1])
+else
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
 return redis.call('SMEMBERS', claims)
 `;
 
@@ -149,7 +174,7 @@ const REJOIN_CHUNK = 1000;
 
 interface PresenceScripts {
   rampartPresenceSwap(key: string, generation: string, online: string, known: string): Promise<number>;
-  rampartPresenceSweep(nodes: string, nodeId: string, livePrefix: string, setPrefix: string, claimPrefix: string, first: '0' | '1'): Promise<string[]>;
+  rampartPresenceSweep(nodes: string, claimants: string, nodeId: string, livePrefix: string, setPrefix: string, claimPrefix: string, first: '0' | '1'): Promise<string[]>;
 }
 
 export interface RedisPresenceOptions {
@@ -209,7 +234,7 @@ export class RedisPresenceState implements PresenceState {
     // A path that died silently would otherwise fail every check until TCP keepalive gives up.
     this.#liveness = watchLiveness(this.#client, 'presence', o.ping, (err) => o.onError?.(err, 'connection'));
     this.#client.defineCommand('rampartPresenceSwap', { lua: SWAP_LUA, numberOfKeys: 2 });
-    this.#client.defineCommand('rampartPresenceSweep', { lua: SWEEP_LUA, numberOfKeys: 1 });
+    this.#client.defineCommand('rampartPresenceSweep', { lua: SWEEP_LUA, numberOfKeys: 2 });
     this.#scripts = this.#client as unknown as PresenceScripts;
     this.#nodes = `${o.keyPrefix}:presence:nodes`;
     this.#mine = `${o.keyPrefix}:presence:n:${o.nodeId}`;
@@ -297,7 +322,7 @@ export class RedisPresenceState implements PresenceState {
   async sweep(): Promise<string[]> {
     const first = this.#firstSweep ? '1' : '0';
     const p = this.#o.keyPrefix;
-    const claimed = await this.#scripts.rampartPresenceSweep(this.#nodes, this.#o.nodeId, `${p}:node:`, `${p}:presence:n:`, `${p}:presence:c:`, first);
+    const claimed = await this.#scripts.rampartPresenceSweep(this.#nodes, `${p}:presence:claimants`, this.#o.nodeId, `${p}:node:`, `${p}:presence:n:`, `${p}:presence:c:`, first);
     // Once taken over, a previous life's users are in the claim set until checked.
     this.#firstSweep = false;
     return claimed;

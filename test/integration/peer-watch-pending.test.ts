@@ -8,6 +8,12 @@
  * - a cleanup that failed (its promise resolves false): handed over again at a later heartbeat, but
  *   never twice while one is still running;
  * - a node that died with cleanups still pending: whoever removes it inherits them;
+ * - a node that shuts down cleanly with cleanups still pending (cut short by the shutdown, waiting
+ *   for session control, or failed and due again): nobody finds it dead, and node ids are random per
+ *   process, so its leave must pass them on — the next heartbeat of any node takes them over;
+ * - a node removed by a node of the previous build (rolling upgrade), whose heartbeat hands over
+ *   only the id: the dead node's pending set is taken over by the next heartbeat of a node of this
+ *   build — but never the pending set of a node that is still a member;
  * - DeadNodeCleanup.found resolves true only once forgetNodes succeeded, false when it failed
  *   (never rejects: an unused promise must not crash the process), keeping failed ids for a retry.
  */
@@ -159,4 +165,98 @@ test('DeadNodeCleanup.found resolves once forgetNodes succeeded, false when it f
   fail = false;
   assert.equal(await cleanup.found(['n2', 'n1']), true);
   assert.deepEqual(calls, [['n1'], ['n1', 'n2']], 'the failed id is tried again, once');
+});
+
+/** The previous build's heartbeat (before pending sets; git show 715fa33^:src/bus/peer-watch.ts). */
+const OLD_HEARTBEAT_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local restarted = 0
+local lapsed = {}
+if ARGV[4] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then restarted = 1 end
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  if node ~= ARGV[1] then
+    redis.call('ZREM', KEYS[1], node)
+    lapsed[#lapsed + 1] = node
+  end
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if restarted == 1 then lapsed[#lapsed + 1] = ARGV[1] end
+if #lapsed > 0 then redis.call('PUBLISH', ARGV[3], '1') end
+table.insert(lapsed, 1, restarted)
+return lapsed
+`;
+
+test('a node that leaves cleanly with cleanups pending hands them to the next heartbeat of another node', async () => {
+  const s = await setup('node-d', () => new Promise(() => {})); // its cleanup never finishes
+  await s.watch.refresh();
+  const gone = dead();
+  await s.raw.zadd(s.key, 1, gone);
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[gone]]);
+  await s.watch.leave();
+  assert.equal(await s.raw.zscore(s.key, 'node-d'), null, 'left the membership');
+  assert.equal(await s.raw.exists(`${s.key}:lapsed:node-d`), 0, 'no pending set left under the leaver\'s id');
+  const handed: string[][] = [];
+  const other = new PeerWatch({
+    client: await client(),
+    key: s.key,
+    nodeId: 'node-e',
+    resyncChannel: `${s.key}:resync`,
+    livenessMs: MANUAL_MS,
+    onLapsed: (count, nodes) => {
+      handed.push([String(count), ...nodes]);
+      return Promise.resolve(true);
+    },
+    onError: () => {},
+  });
+  watches.push(other);
+  await other.refresh();
+  assert.deepEqual(handed, [['0', gone]], 'taken over (no new death announced)');
+  await new Promise((r) => setImmediate(r));
+  await other.refresh();
+  assert.deepEqual(handed, [['0', gone]], 'once');
+  assert.deepEqual((await s.raw.keys(`${s.key}:lapsed*`)).sort(), [], 'nothing left in Redis');
+});
+
+test('rolling upgrade: the pending set of a node removed by a node of the previous build is taken over; a member\'s is not', async () => {
+  const s = await setup('node-f', () => new Promise(() => {})); // dies before cleaning up
+  await s.watch.refresh();
+  const itsDead = dead();
+  await s.raw.zadd(s.key, 1, itsDead);
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[itsDead]]);
+  // A live member of this build with a cleanup of its own running: its pending set stays its own.
+  const busy = new PeerWatch({ client: await client(), key: s.key, nodeId: 'node-busy', resyncChannel: `${s.key}:resync`, livenessMs: MANUAL_MS, onLapsed: () => new Promise(() => {}), onError: () => {} });
+  watches.push(busy);
+  await busy.refresh();
+  const busyDead = dead();
+  await s.raw.zadd(s.key, 1, busyDead);
+  await busy.refresh();
+  assert.deepEqual(await s.raw.smembers(`${s.key}:lapsed:node-busy`), [busyDead]);
+  // node-f is killed; its member lapses and a node of the previous build removes it (id only).
+  s.watch.stop();
+  await s.raw.zadd(s.key, 1, 'node-f');
+  const removed = (await s.raw.eval(OLD_HEARTBEAT_LUA, 1, s.key, 'old-node', MANUAL_MS, `${s.key}:resync`, '0')) as unknown[];
+  assert.deepEqual(removed.slice(1), ['node-f']);
+  const handed: string[] = [];
+  const survivor = new PeerWatch({
+    client: await client(),
+    key: s.key,
+    nodeId: 'node-g',
+    resyncChannel: `${s.key}:resync`,
+    livenessMs: MANUAL_MS,
+    onLapsed: (_count, nodes) => void handed.push(...nodes),
+    onError: () => {},
+  });
+  watches.push(survivor);
+  await survivor.refresh();
+  assert.deepEqual(handed, [itsDead], 'the dead node\'s pending id is taken over, the live member\'s is not');
+  assert.equal(await s.raw.exists(`${s.key}:lapsed:node-f`), 0);
+  assert.deepEqual(await s.raw.smembers(`${s.key}:lapsed:node-busy`), [busyDead], 'a member keeps its own');
+  await survivor.refresh();
+  assert.deepEqual(handed, [itsDead]);
+  // The old build keeps working beside the new keys.
+  const again = (await s.raw.eval(OLD_HEARTBEAT_LUA, 1, s.key, 'old-node', MANUAL_MS, `${s.key}:resync`, '0')) as unknown[];
+  assert.deepEqual(again, [0]);
 });

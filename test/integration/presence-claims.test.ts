@@ -9,6 +9,10 @@
  * - the node that claimed them died before their check ran: the next survivor claims them, as it
  *   claims the dead node's own users — and so does a node of the previous build (rolling upgrade),
  *   whose sweep only knows `presence:n:<node>`;
+ * - a node of the previous build that sweeps a dead node of this build takes (and checks) its users
+ *   but leaves its claim set `presence:c:<node>`: a sweep of this build takes that over too (checks
+ *   the users once more, then settles them), so it does not stay in Redis for good — but never the
+ *   claim set of a node still recorded;
  * - the node that held their last session was killed and restarted under the same nodeId before
  *   anybody took it for dead: its new life claims what its previous life left, and checks it (a user
  *   who opened a session on it since is simply restated online).
@@ -145,6 +149,49 @@ test('a node restarted under its id checks the users its previous life left; one
     assert.deepEqual(await redis.smembers(`${prefix}:presence:n:${nodeId}`), [back], 'only the user held here stays recorded for the node');
   } finally {
     await svc?.close();
+    await dropRedisPrefix(redis, prefix);
+    redis.disconnect();
+  }
+});
+
+test('rolling upgrade: the claim set of a node swept by a node of the previous build is taken over and settled; a recorded node\'s is not', { timeout: 15_000 }, async () => {
+  const prefix = uniqueRedisPrefix('prclaim');
+  const redis = new Redis(REDIS_URL);
+  const aId = `a-${randomUUID().slice(0, 8)}`;
+  const liveId = `l-${randomUUID().slice(0, 8)}`;
+  const a = state(prefix, aId);
+  const live = state(prefix, liveId);
+  const userKey = `default:${newUserId()}`;
+  const liveUser = `default:${newUserId()}`;
+  let b: PresenceService | undefined;
+  try {
+    await redis.set(`${prefix}:node:${aId}`, '1', 'PX', 60_000);
+    await redis.set(`${prefix}:node:${liveId}`, '1', 'PX', 60_000);
+    // A (this build) claims a dead node's user, then dies before its check ran.
+    await deadNodeHolding(redis, prefix, `dead-${randomUUID().slice(0, 8)}`, userKey);
+    assert.deepEqual(await a.sweep(), [userKey]);
+    // A live node of this build holds an unchecked claim of its own.
+    await deadNodeHolding(redis, prefix, `dead-${randomUUID().slice(0, 8)}`, liveUser);
+    assert.deepEqual(await live.sweep(), [liveUser]);
+    await a.close();
+    await redis.del(`${prefix}:node:${aId}`);
+    // A node of the previous build sweeps A: it takes (and checks) A's users, not A's claim set.
+    const old = (await redis.eval(OLD_SWEEP_LUA, 1, `${prefix}:presence:nodes`, 'old-node', `${prefix}:node:`, `${prefix}:presence:n:`)) as string[];
+    assert.deepEqual(old, [userKey]);
+    assert.equal(await redis.exists(`${prefix}:presence:c:${aId}`), 1, 'the old sweep left the claim set');
+    // A node of this build sweeps next.
+    const bId = `b-${randomUUID().slice(0, 8)}`;
+    await redis.set(`${prefix}:node:${bId}`, '1', 'PX', 60_000);
+    b = service(state(prefix, bId));
+    await waitFor(async () => (await redis.exists(`${prefix}:presence:c:${aId}`)) === 0, 5000, 'the orphaned claim set taken over');
+    await waitFor(async () => (await redis.exists(`${prefix}:presence:c:${bId}`)) === 0, 5000, 'the taken claims checked and settled');
+    assert.equal(await redis.exists(`${prefix}:presence:u:${userKey}`), 0, 'the user is offline');
+    assert.deepEqual(await redis.smembers(`${prefix}:presence:c:${liveId}`), [liveUser], 'a recorded node keeps its claims');
+    // The index: nodes that may have claims (a node leaves it at its first sweep with none).
+    await waitFor(async () => (await redis.smembers(`${prefix}:presence:claimants`)).join() === liveId, 5000, 'the index lists only the node with claims');
+  } finally {
+    await b?.close();
+    await live.close();
     await dropRedisPrefix(redis, prefix);
     redis.disconnect();
   }
