@@ -40,6 +40,15 @@ export class DecryptionError extends Error {
   }
 }
 
+/**
+ * A sealed value this keyring cannot open: its key is not in the keyring (UnknownKeyError), or the
+ * bytes under its id are not the ones that sealed it, or the value was damaged (DecryptionError).
+ * Either way the row is unreadable until the right key is back; nothing else is wrong.
+ */
+export function isKeyError(err: unknown): err is UnknownKeyError | DecryptionError {
+  return err instanceof UnknownKeyError || err instanceof DecryptionError;
+}
+
 export class ContentCipher {
   readonly activeKeyId: string;
   readonly #keys: Map<string, Buffer>;

@@ -34,7 +34,7 @@
  * - `directKey(a, b)` — conversations.direct_key: "lo:hi" of the two users' integer ids.
  */
 import type { ContentCipher } from './content-cipher.js';
-import { DecryptionError, UnknownKeyError } from './content-cipher.js';
+import { UnknownKeyError, isKeyError } from './content-cipher.js';
 import type {
   Attachment,
   ConversationEvent,
@@ -142,9 +142,6 @@ function fromJson<T>(text: string): T[] {
 }
 
 /** The body a tombstone decodes to (its columns hold no message body any more). */
-/** A sealed value this node cannot open: its key was removed from the keyring, or is not the one that sealed it. */
-const isKeyError = (err: unknown): boolean => err instanceof UnknownKeyError || err instanceof DecryptionError;
-
 /** A row with its sealed body left out: what stays readable of it without its key. */
 const withoutBody = (row: EventRow): EventRow => ({ ...row, content: '', key_id: null, attachments: null, mentions: EMPTY, hashtags: EMPTY, links: EMPTY });
 
@@ -437,7 +434,8 @@ export class EventCodec {
 
   /**
    * conversations.name sealed again under the active key, or undefined when it already is (or
-   * nothing is encrypted). UnknownKeyError when the key that sealed it is gone. A group name never
+   * nothing is encrypted). UnknownKeyError when the key that sealed it is gone, DecryptionError when
+   * the bytes under that id are wrong or the name was damaged (isKeyError). A group name never
    * ages out the way events do, so the stores run this over every name at start-up: an old key is
    * then needed only by rows retention will delete.
    */
@@ -448,14 +446,15 @@ export class EventCodec {
   }
 
   /**
-   * The name a rename compares with: undefined when there is none, or when the key that sealed it
-   * is gone — the rename then overwrites it, which is how such a name is repaired.
+   * The name a rename compares with: undefined when there is none, or when it cannot be opened
+   * (the key that sealed it is gone, the bytes under its id are wrong, or the name was damaged) —
+   * the rename then overwrites it, which is how such a name is repaired.
    */
   currentName(conversationId: string, stored: string | null, keyId: string | null): string | undefined {
     try {
       return this.openName(conversationId, stored, keyId);
     } catch (err) {
-      if (err instanceof UnknownKeyError) return undefined;
+      if (isKeyError(err)) return undefined;
       throw err;
     }
   }

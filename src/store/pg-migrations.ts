@@ -267,4 +267,13 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
         AND EXISTS (SELECT 1 FROM ${t('events')} e WHERE e.conv = m.conv AND e.seq = m.joined_seq)
         AND NOT EXISTS (SELECT 1 FROM ${t('events')} e
                         WHERE e.conv = m.conv AND e.sender = m."user" AND e.seq >= m.joined_seq AND e.kind IN (0, 4));`,
+
+  // Version 10: retention of messages upgraded from storage v1. v1 servers before UUIDv7 ids
+  // (ac4f47e) minted message ids with randomUUID() (version 4), and version 2 kept them; retention
+  // prunes by id (`id < floor(olderThan)`, time-ordered only for UUIDv7), so such a message was
+  // pruned or kept by its random first bytes, not its age. Every event a v2 node stores has a
+  // UUIDv7 id, so the others are exactly the upgraded v1 messages: indexed by time, for retention
+  // to prune them by `ts` (postgres-store.ts, prune). Small: no new row ever enters it.
+  (t) => `
+    CREATE INDEX IF NOT EXISTS events_legacy_ts ON ${t('events')} (ts) WHERE substr(id::text, 15, 1) <> '7';`,
 ];

@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { UnknownKeyError, type ContentCipher } from './content-cipher.js';
+import { isKeyError, type ContentCipher } from './content-cipher.js';
 import {
   EVENT_DELETE,
   EVENT_EDIT,
@@ -310,17 +310,28 @@ function buildSql(t: (table: string) => string) {
       WHERE c.uuid = $3 AND c.tenant_id = $1 AND u.tenant_id = $1 AND u.user_id = $2
         AND m.conv = c.id AND m."user" = u.id AND m.left_seq IS NULL
       RETURNING m.read_seq`,
-    // By the UUIDv7 id (time-ordered): no timestamp index needed. The edits of a pruned message
-    // go with it (an edit carries the changed text), younger or not; the older ones are in d.
+    // By the UUIDv7 id (time-ordered): no timestamp index needed ($1: the UUIDv7 floor of $2, the
+    // time retention keeps from). Except for messages upgraded from storage v1 with a random
+    // (version 4) id: those by their time (ts, through version 10's partial index events_legacy_ts),
+    // first — no event of a v2 node has such an id, and their edits do (UUIDv7), so a message is
+    // still locked before its edits. A UUIDv7 test on both sides: a young v1 message whose random
+    // id happens to sort below $1 is kept. The edits of a pruned message go with it (an edit
+    // carries the changed text), younger or not; the older ones are in d.
     prune: `
-      WITH k AS MATERIALIZED (
-        -- Only rows no writer holds, in id order (a message before its edits, as an edit or delete
-        -- takes them): the prune never waits on a writer, so the two cannot deadlock. A row
-        -- skipped now (a delete in progress) goes with the next prune.
-        SELECT conv, seq FROM ${t('events')} WHERE id < $1::uuid ORDER BY id FOR UPDATE SKIP LOCKED
+      WITH kv1 AS MATERIALIZED (
+        -- Only rows no writer holds: v1 messages (random ids) by time, then the rest in id order (a
+        -- message before its edits, as an edit or delete takes them): the prune never waits on a
+        -- writer, so the two cannot deadlock. A row skipped now (a delete in progress) goes with
+        -- the next prune.
+        SELECT conv, seq FROM ${t('events')} WHERE substr(id::text, 15, 1) <> '7' AND ts < $2::bigint ORDER BY ts FOR UPDATE SKIP LOCKED
+      ), kv7 AS MATERIALIZED (
+        SELECT conv, seq FROM ${t('events')} WHERE id < $1::uuid AND substr(id::text, 15, 1) = '7' ORDER BY id FOR UPDATE SKIP LOCKED
+      ), k AS (
+        SELECT conv, seq FROM kv1 UNION ALL SELECT conv, seq FROM kv7
       ), d AS (
         DELETE FROM ${t('events')} e USING k WHERE e.conv = k.conv AND e.seq = k.seq RETURNING e.conv, e.seq, e.id
       ), x AS (
+        -- An edit's id is always a UUIDv7 (v1 had no edits): x.id >= $1 is "not expired itself".
         DELETE FROM ${t('events')} x USING d
         WHERE x.conv = d.conv AND x.reply_to = d.id AND x.kind = ${EVENT_EDIT} AND x.id >= $1::uuid
         RETURNING x.conv, x.seq
@@ -529,8 +540,9 @@ export class PostgresStore implements Store {
   /**
    * Group names sealed with another key than the active one (or stored clear before encryption was
    * turned on) are sealed again under it, at start-up, a slice per transaction; a name never ages
-   * out the way events do. Rows locked, so a rename or another node's pass waits; names sealed with
-   * a key no longer in the keyring are left as they are.
+   * out the way events do. Rows locked, so a rename or another node's pass waits; names that cannot
+   * be opened (their key is no longer in the keyring, the bytes under its id are wrong, or the name
+   * was damaged) are left as they are and never stop the store from starting.
    */
   async #resealGroupNames(): Promise<void> {
     const active = this.#codec.activeKeyId;
@@ -549,7 +561,7 @@ export class PostgresStore implements Store {
           try {
             sealed = this.#codec.resealName(row.uuid, row.name, row.key_id);
           } catch (err) {
-            if (err instanceof UnknownKeyError) continue;
+            if (isKeyError(err)) continue;
             throw err;
           }
           if (sealed !== undefined) await client.query(`UPDATE ${this.#t('conversations')} SET name = $1, key_id = $2 WHERE id = $3`, [sealed.name, sealed.keyId, row.id]);
@@ -1588,7 +1600,7 @@ export class PostgresStore implements Store {
     return this.#transaction(async ({ client }) => {
       // Background housekeeping over a possibly large backlog: exempt from statement_timeout.
       await client.query('SET LOCAL statement_timeout = 0');
-      const { rows } = await client.query<{ n: number }>({ ...this.#sql.prune, values: [uuidv7Floor(olderThan)], ...NO_QUERY_TIMEOUT });
+      const { rows } = await client.query<{ n: number }>({ ...this.#sql.prune, values: [uuidv7Floor(olderThan), Math.floor(olderThan)], ...NO_QUERY_TIMEOUT });
       return rows[0]?.n ?? 0;
     });
   }

@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
 import { Database } from './sqlite-driver.js';
-import { UnknownKeyError, type ContentCipher } from './content-cipher.js';
+import { isKeyError, type ContentCipher } from './content-cipher.js';
 import { SqliteRowBatches } from './sqlite-row-batches.js';
 import { CommittedCache } from './committed-cache.js';
 import {
@@ -366,7 +366,24 @@ const MIGRATIONS: readonly string[] = [
        AND EXISTS (SELECT 1 FROM events e WHERE e.conv = members.conv AND e.seq = members.joined_seq)
        AND NOT EXISTS (SELECT 1 FROM events e
                        WHERE e.conv = members.conv AND e.sender = members.user AND e.seq >= members.joined_seq AND e.kind IN (0, 4));`,
+  // Schema 12: retention of messages upgraded from storage v1. v1 servers before UUIDv7 ids
+  // (ac4f47e) minted message ids with randomUUID() (version 4), and schema 2 kept them; retention
+  // prunes by id (`id < bound`, time-ordered only for UUIDv7), so such a message was pruned or
+  // kept by its random first bytes, not its age. Every event a v2 node stores has a UUIDv7 id (the
+  // version is the 13th hex digit of the 16-byte BLOB), so the others are exactly the upgraded v1
+  // messages: indexed by time, for retention to prune them by ts (pruneOlderThan, LEGACY_ID).
+  // Small: no new row ever enters it.
+  `CREATE INDEX IF NOT EXISTS events_legacy_ts ON events (ts) WHERE substr(hex(id), 13, 1) <> '7';`,
 ];
+
+/**
+ * An events row whose id is not a UUIDv7: a message upgraded from storage v1 with a random
+ * (version 4) id. Written exactly as schema 12's partial index events_legacy_ts, so the planner
+ * can use it (a partial index serves only queries whose WHERE holds its condition as written).
+ */
+const LEGACY_ID = "substr(hex(id), 13, 1) <> '7'";
+/** Its complement: a UUIDv7 id (which `id < bound` prunes by its time). */
+const V7_ID = "substr(hex(id), 13, 1) = '7'";
 
 /** The schema migrations in order (exported for the upgrade tests; never edit a shipped entry). */
 export const SQLITE_MIGRATIONS: readonly string[] = MIGRATIONS;
@@ -590,7 +607,18 @@ function prepareAll(db: BetterSqlite3.Database) {
       'SELECT user, pos FROM timeline WHERE (user, pos) > (?, ?) ORDER BY user, pos LIMIT 1 OFFSET ?',
     ),
     clearPruneKeys: db.prepare('DELETE FROM temp.prune_keys'),
-    collectPruneKeys: db.prepare<[Buffer, number]>('INSERT INTO temp.prune_keys (conv, seq) SELECT conv, seq FROM events WHERE id < ? ORDER BY id LIMIT ?'),
+    /**
+     * Expired events, in two kinds (pruneOlderThan takes the first, then the second): messages
+     * upgraded from storage v1 with a random id, by their time (oldest first, through schema 12's
+     * partial index); the others, all UUIDv7, by their id (`id < bound`: time-ordered). A v1 id
+     * that sorts below the bound by chance is not the second kind: it goes only once it is old.
+     */
+    collectLegacyPruneKeys: db.prepare<[number, number]>(
+      `INSERT INTO temp.prune_keys (conv, seq) SELECT conv, seq FROM events WHERE ${LEGACY_ID} AND ts < ? ORDER BY ts, rowid LIMIT ?`,
+    ),
+    collectPruneKeys: db.prepare<[Buffer, number]>(
+      `INSERT INTO temp.prune_keys (conv, seq) SELECT conv, seq FROM events WHERE id < ? AND ${V7_ID} ORDER BY id LIMIT ?`,
+    ),
     /**
      * The edits of the collected messages that are younger than the bound: an edit carries the
      * text its message was changed to, so it goes with the message (not an hour or an edit window
@@ -618,7 +646,10 @@ function prepareAll(db: BetterSqlite3.Database) {
       `DELETE FROM timeline_recent
        WHERE EXISTS (SELECT 1 FROM temp.prune_keys k WHERE k.conv = timeline_recent.conv AND k.seq = timeline_recent.seq)`,
     ),
-    pruneEventsSlice: db.prepare<[Buffer, number]>('DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE id < ? ORDER BY id LIMIT ?)'),
+    pruneLegacyEventsSlice: db.prepare<[number, number]>(
+      `DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE ${LEGACY_ID} AND ts < ? ORDER BY ts, rowid LIMIT ?)`,
+    ),
+    pruneEventsSlice: db.prepare<[Buffer, number]>(`DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE id < ? AND ${V7_ID} ORDER BY id LIMIT ?)`),
     /**
      * The younger edits of the messages the next events slice deletes (same bound, same order and
      * limit), in the same transaction: a message never goes without its edits, even when the
@@ -626,7 +657,12 @@ function prepareAll(db: BetterSqlite3.Database) {
      */
     pruneSliceEdits: db.prepare<[Buffer, Buffer, number]>(
       `DELETE FROM events WHERE kind = ${EVENT_EDIT} AND id >= ?
-         AND (conv, reply_to) IN (SELECT conv, id FROM events WHERE id < ? ORDER BY id LIMIT ?)`,
+         AND (conv, reply_to) IN (SELECT conv, id FROM events WHERE id < ? AND ${V7_ID} ORDER BY id LIMIT ?)`,
+    ),
+    /** As pruneSliceEdits, for the next slice of v1 messages (edits are UUIDv7: `id >= bound` is young). */
+    pruneLegacySliceEdits: db.prepare<[Buffer, number, number]>(
+      `DELETE FROM events WHERE kind = ${EVENT_EDIT} AND id >= ?
+         AND (conv, reply_to) IN (SELECT conv, id FROM events WHERE ${LEGACY_ID} AND ts < ? ORDER BY ts, rowid LIMIT ?)`,
     ),
     ping: db.prepare('SELECT 1').pluck(),
     dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
@@ -1286,21 +1322,51 @@ export class SqliteStore implements Store {
    * temp table, deletes their timeline entries (`pruneSlice.timeline` entries examined per slice,
    * in key order), then the events (`pruneSlice.events` per slice, oldest first). A reader between
    * two slices sees an event without some of its timeline entries, never the reverse.
+   * Messages upgraded from storage v1 with a random (UUIDv4) id go first, by their time (ts); then
+   * every other event, all UUIDv7, by its id (collectLegacyPruneKeys, collectPruneKeys).
    */
   async pruneOlderThan(olderThan: number): Promise<number> {
     const bound = uuidToBytes(uuidV7LowerBound(olderThan));
-    const slice = this.#pruneSlice;
+    const oldTs = Math.floor(olderThan);
     const db = this.#db;
     this.#ready();
     // The temp table belongs to this connection: stop if the store was closed (or reopened) meanwhile.
     const statements = (): Statements | undefined => (this.#db === db ? this.#s : undefined);
+    const legacy: PruneKind = {
+      collect: (s, limit) => s.collectLegacyPruneKeys.run(oldTs, limit).changes,
+      slice: (s, limit) => {
+        const younger = s.pruneLegacySliceEdits.run(bound, oldTs, limit).changes;
+        return [s.pruneLegacyEventsSlice.run(oldTs, limit).changes, younger];
+      },
+    };
+    const byId: PruneKind = {
+      collect: (s, limit) => s.collectPruneKeys.run(bound, limit).changes,
+      slice: (s, limit) => {
+        const younger = s.pruneSliceEdits.run(bound, bound, limit).changes;
+        return [s.pruneEventsSlice.run(bound, limit).changes, younger];
+      },
+    };
+    let pruned = 0;
+    for (const kind of [legacy, byId]) {
+      const [n, stopped] = await this.#pruneKind(kind, bound, statements);
+      pruned += n;
+      if (stopped) return pruned;
+    }
+    // As after a delete_message: the pruned rows' bytes leave the WAL now, not at some later checkpoint.
+    if (pruned > 0 && statements() !== undefined) this.#f!.checkpoint.run();
+    return pruned;
+  }
+
+  /** pruneOlderThan's passes over one kind of expired events: [events deleted, stopped (store closed)]. */
+  async #pruneKind(kind: PruneKind, bound: Buffer, statements: () => Statements | undefined): Promise<[number, boolean]> {
+    const slice = this.#pruneSlice;
     let pruned = 0;
     for (;;) {
       const s = statements();
-      if (s === undefined) return pruned;
+      if (s === undefined) return [pruned, true];
       const keys = this.#write(() => {
         s.clearPruneKeys.run();
-        const expired = s.collectPruneKeys.run(bound, slice.pass).changes;
+        const expired = kind.collect(s, slice.pass);
         if (expired > 0) s.collectEditKeys.run(bound);
         return expired;
       }, true);
@@ -1310,7 +1376,7 @@ export class SqliteStore implements Store {
       while (after !== undefined) {
         await nextTurn();
         const t = statements();
-        if (t === undefined) return pruned;
+        if (t === undefined) return [pruned, true];
         const from = after;
         after = this.#write(() => {
           // The last entry of this slice, or none when fewer than a slice remain (then: to the end).
@@ -1320,28 +1386,22 @@ export class SqliteStore implements Store {
           return end;
         });
       }
-      // The pass's events are the oldest expired ones: delete that many, oldest first.
+      // The pass's events are the oldest expired ones (of this kind): delete that many, oldest first.
       let left = keys;
       while (left > 0) {
         await nextTurn();
         const t = statements();
-        if (t === undefined) return pruned;
-        const [n, edits] = this.#write(() => {
-          const limit = Math.min(left, slice.events);
-          const younger = t.pruneSliceEdits.run(bound, bound, limit).changes;
-          return [t.pruneEventsSlice.run(bound, limit).changes, younger] as const;
-        });
+        if (t === undefined) return [pruned, true];
+        const [n, edits] = this.#write(() => kind.slice(t, Math.min(left, slice.events)));
         pruned += n + edits;
         left = n === 0 ? 0 : left - n;
       }
       const u = statements();
-      if (u === undefined) return pruned;
+      if (u === undefined) return [pruned, true];
       pruned += this.#write(() => u.pruneEditEvents.run(bound).changes);
       if (keys < slice.pass) break;
     }
-    // As after a delete_message: the pruned rows' bytes leave the WAL now, not at some later checkpoint.
-    if (pruned > 0 && statements() !== undefined) this.#f!.checkpoint.run();
-    return pruned;
+    return [pruned, false];
   }
 
   async ping(): Promise<void> {
@@ -2037,6 +2097,16 @@ type TimelineRow = RawEventRow & { pos: number; conv: number };
 const TIMELINE_ROWS_PER_INSERT = 64;
 /** Message events per multi-row INSERT (14 parameters each). */
 const EVENT_ROWS_PER_INSERT = 64;
+/**
+ * One kind of expired events for pruneOlderThan: `collect` puts the keys of up to `limit` of the
+ * oldest into temp.prune_keys; `slice` deletes up to `limit` of the oldest (the same ones, in the
+ * same order) with their younger edits: [events, edits] deleted.
+ */
+interface PruneKind {
+  collect(s: Statements, limit: number): number;
+  slice(s: Statements, limit: number): readonly [number, number];
+}
+
 interface PruneSlice {
   timeline: number;
   events: number;
@@ -2129,8 +2199,10 @@ const RESEAL_SLICE = 1000;
 
 /**
  * Group names sealed with another key than the active one (or stored clear before encryption was
- * turned on) are sealed again under it, at start-up, a slice per transaction. Names sealed with a
- * key no longer in the keyring are left as they are (listing them fails until the key is back).
+ * turned on) are sealed again under it, at start-up, a slice per transaction. Names that cannot be
+ * opened — their key is no longer in the keyring, the bytes under its id are wrong, or the name was
+ * damaged — are left as they are (listing them fails until the key is put right, or a rename
+ * overwrites the name); they never stop the store from starting.
  */
 function resealGroupNames(db: BetterSqlite3.Database, codec: EventCodec): void {
   const active = codec.activeKeyId;
@@ -2146,7 +2218,7 @@ function resealGroupNames(db: BetterSqlite3.Database, codec: EventCodec): void {
       try {
         sealed = codec.resealName(bytesToUuid(row.uuid), row.name, row.key_id);
       } catch (err) {
-        if (err instanceof UnknownKeyError) continue;
+        if (isKeyError(err)) continue;
         throw err;
       }
       if (sealed !== undefined) update.run(sealed.name, sealed.keyId, row.id);

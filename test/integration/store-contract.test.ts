@@ -1216,7 +1216,7 @@ describe('SqliteStore: a v2 database upgrades to v3 (events as a rowid table)', 
           const sql = check.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").pluck().get() as string;
           assert.doesNotMatch(sql, /WITHOUT ROWID/i);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
-          assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id']);
+          assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id', 'events_legacy_ts']);
         } finally {
           check.close();
         }
@@ -1330,7 +1330,7 @@ describe('SqliteStore: a v5 database upgrades to v6 (dedupe key indexed client i
         try {
           assert.deepEqual(check.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all(), SQLITE_VERSIONS);
           const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name").pluck().all();
-          assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id']);
+          assert.deepEqual(indexes, ['events_client_msg', 'events_conv_seq', 'events_edits', 'events_id', 'events_legacy_ts']);
           // The plan of the dedupe probe uses the new index (no scan of events).
           const plan = check.prepare("EXPLAIN QUERY PLAN SELECT 1 FROM events WHERE sender = 1 AND client_msg_id = 'v5-1'").all() as { detail: string }[];
           assert.match(plan.map((p) => p.detail).join(' '), /USING (COVERING )?INDEX events_client_msg/);

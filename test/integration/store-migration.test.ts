@@ -105,7 +105,7 @@ function seeded(seed: number): () => number {
 const rand = seeded(20240901);
 const hex = (n: number): string => Array.from({ length: n }, () => Math.floor(rand() * 16).toString(16)).join('');
 const uuid4 = (): string => `${hex(8)}-${hex(4)}-4${hex(3)}-${'89ab'[Math.floor(rand() * 4)]}${hex(3)}-${hex(12)}`;
-/** A UUIDv7 of time `ms`, as the v1 server minted message ids. */
+/** A UUIDv7 of time `ms`, as the v1 server minted message ids from ac4f47e on. */
 const uuid7 = (ms: number): string => {
   const ts = ms.toString(16).padStart(12, '0');
   return `${ts.slice(0, 8)}-${ts.slice(8, 12)}-7${hex(3)}-${'89ab'[Math.floor(rand() * 4)]}${hex(3)}-${hex(12)}`;
@@ -149,6 +149,16 @@ const PAIRS: [string, string, string][] = [
   [GLOBEX, ann, eve],
 ];
 const BASE_TS = Date.UTC(2024, 8, 1, 12, 0, 0);
+/**
+ * v1 servers before ac4f47e minted message ids with randomUUID() (UUIDv4): the first messages
+ * here have such ids, in no order of time. One old one sorts high, one young one sorts below every
+ * UUIDv7 of its time (retention must go by their time, not their id).
+ */
+const V4_IDS = 30;
+const V4_OLD_HIGH = 3;
+const V4_YOUNG_LOW = 25;
+/** Retention's cut in the upgraded fixture: messages 0…19 (and the skewed last one) are older. */
+const RETENTION_CUT = BASE_TS + 20_000;
 
 function buildV1Messages(): V1Message[] {
   const out: V1Message[] = [];
@@ -157,7 +167,7 @@ function buildV1Messages(): V1Message[] {
     const forward = rand() < 0.5;
     const timestamp = BASE_TS + i * 1000 + Math.floor(rand() * 500);
     const m: V1Message = {
-      id: uuid7(timestamp),
+      id: i < V4_IDS ? uuid4() : uuid7(timestamp),
       tenantId,
       senderId: forward ? a : b,
       recipientId: forward ? b : a,
@@ -171,6 +181,8 @@ function buildV1Messages(): V1Message[] {
     if (i % 7 === 3) m.attachments = [{ type: 'image', url: `https://cdn.example.org/${i}.png`, name: `pic${i}.png` }];
     if (i === 11) m.attachments = []; // present but empty: stays present
     if (i % 9 === 8) m.replyTo = out[Math.floor(rand() * out.length)]!.id;
+    if (i === V4_OLD_HIGH) m.id = `ff${m.id.slice(2)}`;
+    if (i === V4_YOUNG_LOW) m.id = `00${m.id.slice(2)}`;
     if (i === 5 || i === 40) m.clientMsgId = `client-${i}`;
     if (i % 3 === 0) m.sealedWith = i < 36 ? cipherOld : cipherNew;
     // Interleaved acks: any message may have been acked, in any order of the inbox.
@@ -450,7 +462,7 @@ function postgresBackend(): Backend {
 // ---------------------------------------------------------------------------------------------
 
 /** Every migration applied after the upgrade (SQLite's 3 rebuilds `events` as a rowid table). */
-const CURRENT_VERSIONS: Record<string, number[]> = { SQLite: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], PostgreSQL: [1, 2, 3, 4, 5, 6, 7, 8, 9] };
+const CURRENT_VERSIONS: Record<string, number[]> = { SQLite: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], PostgreSQL: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] };
 
 function migrationSuite(name: string, makeBackend: () => Backend): void {
   describe(`v1 → v2 migration: ${name}`, () => {
@@ -486,7 +498,12 @@ function migrationSuite(name: string, makeBackend: () => Backend): void {
       const interleaved = V1.some((m, i) =>
         m.ackedAt !== null && V1.slice(0, i).some((p) => p.ackedAt === null && p.tenantId === m.tenantId && p.recipientId === m.recipientId),
       );
-      assert.ok(interleaved, 'an acked message after an unacked one in the same inbox');
+      assert.ok(interleaved, 'an acked message after an unacked one in the same inbox');      // v1 ids of both kinds, and UUIDv4 ids on both sides of retention's cut in every order.
+      const v4 = V1.filter((m) => m.id[14] === '4');
+      assert.ok(v4.length === V4_IDS && V1.some((m) => m.id[14] === '7'));
+      const bound = uuid7Floor(RETENTION_CUT);
+      assert.ok(v4.some((m) => m.timestamp < RETENTION_CUT && m.id > bound), 'an old v4 id that sorts above the cut');
+      assert.ok(v4.some((m) => m.timestamp >= RETENTION_CUT && m.id < bound), 'a young v4 id that sorts below the cut');
     });
 
     test('the v1 tables are gone, the v2 tables exist, every schema version applied', async () => {
@@ -687,7 +704,43 @@ function migrationSuite(name: string, makeBackend: () => Backend): void {
         await second.close();
       }
     });
+    // Last: it deletes what the tests above read.
+    test('retention after the upgrade prunes v1 messages by their time, whatever their id (v4 ids too), with their edits', async () => {
+      const oldV4 = V1[V4_OLD_HIGH]!;
+      const youngV4 = V1[V4_YOUNG_LOW]!;
+      const editedAt = BASE_TS + 30_000_000;
+      const edit = (m: V1Message, i: number) =>
+        store.editMessage(
+          { tenantId: m.tenantId, actorId: m.senderId, eventId: uuid7(editedAt + i), messageId: m.id, timestamp: editedAt + i, body: { content: `edited ${i}`, mentions: [], hashtags: [], links: [] } },
+          { maxInboxSize: 1000, editWindowMs: 2 * 30_000_000 },
+        );
+      // Edits made after the upgrade (UUIDv7, younger than the cut): one of an old v4 message goes with it.
+      assert.equal((await edit(oldV4, 1)).status, 'ok');
+      assert.equal((await edit(youngV4, 2)).status, 'ok');
+      const before = V1.filter((m) => m.timestamp < RETENTION_CUT);
+      assert.ok(before.length > 0 && before.length < V1.length);
+      const pruned = await store.pruneOlderThan(RETENTION_CUT);
+      assert.equal(pruned, before.length + 1, 'every v1 message older than the cut, and the edit of one');
+      for (const [k, messages] of conversations) {
+        const { tenantId, senderId: a, recipientId: b } = messages[0]!;
+        const page = await store.history(tenantId, a, { peerId: b }, { limit: 1000, groupHistory: 'since_join' });
+        const left = page!.events.filter((e) => e.kind === 'message' && V1.some((m) => m.id === e.id)).map((e) => e.id).sort();
+        const expected = messages.filter((m) => m.timestamp >= RETENTION_CUT).map((m) => m.id).sort();
+        assert.deepEqual(left, expected, `v1 messages left in ${k}`);
+      }
+      const young = await store.history(youngV4.tenantId, youngV4.senderId, { peerId: youngV4.recipientId }, { limit: 1000, groupHistory: 'since_join' });
+      const kept = young!.events.find((e) => e.id === youngV4.id);
+      assert.ok(kept?.kind === 'message' && kept.content === 'edited 2', 'the young v4 message is kept, with its edit');
+      // Nothing more is due: a second prune deletes nothing.
+      assert.equal(await store.pruneOlderThan(RETENTION_CUT), 0);
+    });
   });
+}
+
+/** The smallest UUIDv7 of time `ms`: retention prunes every UUIDv7 id below it. */
+function uuid7Floor(ms: number): string {
+  const ts = ms.toString(16).padStart(12, '0');
+  return `${ts.slice(0, 8)}-${ts.slice(8, 12)}-0000-0000-000000000000`;
 }
 
 migrationSuite('SQLite', sqliteBackend);
