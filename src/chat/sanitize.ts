@@ -127,7 +127,7 @@ export function isWhitespaceCode(c: number): boolean {
 /**
  * Whitespace, or a BMP character that renders as nothing on its own: zero-width characters and
  * joiners, bidi marks, invisible operators, soft hyphen, combining grapheme joiner, Hangul and
- * Braille fillers, variation selectors. Text made only of these (and the astral ones of
+ * Braille fillers, variation selectors, the reserved U+FFF0–FFF8. Text made only of these (and the astral ones of
  * `isBlankCodePoint`) is an empty bubble or a blank name — refused like whitespace. Inside
  * visible text they stay (ZWJ emoji sequences need them). Surrogates are judged by `blankAt`.
  */
@@ -148,7 +148,8 @@ function isBlankCode(c: number): boolean {
     c === 0x2800 ||
     c === 0x3164 ||
     (c >= 0xfe00 && c <= 0xfe0f) ||
-    c === 0xffa0
+    c === 0xffa0 ||
+    (c >= 0xfff0 && c <= 0xfff8)
   );
 }
 

@@ -1521,9 +1521,10 @@ export class PostgresStore implements Store {
       if (current === undefined || current.left_seq !== null) return (await duplicate()) ?? M_FORBIDDEN;
       // The message's row first, holding nothing else: a prune that holds it (the message is
       // expiring) makes this change wait alone, not with the conversation's and its members' locks
-      // taken — every batch of those users would wait as long. Gone once the prune committed:
-      // `target` below finds no row.
-      await q('lockTarget', [messageId]);
+      // taken — every batch of those users would wait as long. No row: not a message (an edit's own
+      // id, which every member is sent, and whose row a prune may hold too) or pruned meanwhile —
+      // refused before any lock, as a stranger is.
+      if ((await q('lockTarget', [messageId])).length === 0) return (await duplicate()) ?? M_FORBIDDEN;
       // Locks in the order every writer takes them (the conversation, then its members' user
       // rows, by id) and only then the duplicate check: the actor's row lock orders this against
       // a message batch carrying the same key, as it does between batches. Checked before the

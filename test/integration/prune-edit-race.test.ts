@@ -10,7 +10,9 @@
  *   (one transaction in flight per node) waited for the whole prune.
  * - Taking the message's row first applies to messages only: a delete naming an edit's id (every
  *   member is sent it) locked that edit before the conversation, and a delete of the edited
- *   message, which takes its edits after the conversation, deadlocked with it.
+ *   message, which takes its edits after the conversation, deadlocked with it; and such a delete is
+ *   refused before any lock (it took the conversation's and its members' locks, then waited on the
+ *   edit's row while a prune held it, and their messages waited with it).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -180,14 +182,52 @@ test('postgres: a delete naming an edit event id does not deadlock a delete of t
     const delMessage = store.deleteMessage({ tenantId: T, actorId: a, eventId: messageId(t1), messageId: stored.id, timestamp: t1 }, OPTS).then((r) => r, (e: unknown) => e);
     await waitBlocked(admin, `%FROM "${schema}".conversations WHERE id = $1 FOR UPDATE%`, 1);
     const t2 = Date.now();
-    // b (a member) names the edit event's id, as received in the edit's frame.
-    const delEdit = store.deleteMessage({ tenantId: T, actorId: b, eventId: messageId(t2), messageId: editId, timestamp: t2 }, OPTS).then((r) => r, (e: unknown) => e);
-    await waitBlocked(admin, `%FROM "${schema}".conversations WHERE id = $1 FOR UPDATE%`, 2);
+    // b (a member) names the edit event's id, as received in the edit's frame: refused at once,
+    // while the conversation is still held, locking nothing.
+    const re = await store.deleteMessage({ tenantId: T, actorId: b, eventId: messageId(t2), messageId: editId, timestamp: t2 }, OPTS).then((r) => r, (e: unknown) => e);
     await x.query('COMMIT');
-    const [rm, re] = await Promise.all([delMessage, delEdit]);
+    const rm = await delMessage;
     assert.ok(!(rm instanceof Error), `delete of the message failed: ${String(rm)}`);
     assert.ok(!(re instanceof Error), `delete naming the edit failed: ${String(re)}`);
     assert.equal((rm as { status: string }).status, 'ok');
     assert.equal((re as { status: string }).status, 'forbidden');
+  });
+});
+
+test('postgres: a delete naming an edit id during a prune does not hold up other messages of its members', async () => {
+  await withRace('edit_id_stall', async ({ schema, admin, store, x }) => {
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    const t0 = Date.now() - 50_000;
+    const m: NewMessage = { id: messageId(t0), tenantId: T, senderId: a, to: { peerId: b }, timestamp: t0, content: 'old', mentions: [], hashtags: [], links: [] };
+    const stored = ((await store.appendMessages([m], OPTS))[0] as { message: StoredMessage }).message;
+    const editId = messageId(t0 + 1);
+    const edited = await store.editMessage(
+      { tenantId: T, actorId: a, eventId: editId, messageId: stored.id, timestamp: t0 + 1, body: { content: 'old2', mentions: [], hashtags: [], links: [] } },
+      { ...OPTS, editWindowMs: 3_600_000 },
+    );
+    assert.equal(edited.status, 'ok');
+    await x.query('BEGIN');
+    await x.query(`SELECT * FROM "${schema}".timeline FOR UPDATE`);
+    const prune = store.pruneOlderThan(t0 + 10).then((r) => r, (err: unknown) => err);
+    await waitBlocked(admin, `%DELETE FROM "${schema}".events%`);
+    // b (a member, who was sent the edit event) deletes by the edit's id.
+    const td = Date.now();
+    const del = store.deleteMessage({ tenantId: T, actorId: b, eventId: messageId(td), messageId: editId, timestamp: td }, OPTS).then((r) => r, (err: unknown) => err);
+    // Refused at once, holding nothing; before, it took the conversation's and members' locks, then waited on the edit's row.
+    let settled = false;
+    void del.then(() => (settled = true));
+    for (let i = 0; i < 20_000 && !settled; i++) {
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF e%'`);
+      if ((rows[0] as { n: number }).n > 0) break;
+    }
+    // An unrelated message of b, to someone else.
+    const tn = Date.now();
+    const next: NewMessage = { id: messageId(tn), tenantId: T, senderId: b, to: { peerId: c }, timestamp: tn, content: 'new', mentions: [], hashtags: [], links: [] };
+    const send = store.appendMessages([next], OPTS).then((r) => r, (err: unknown) => err);
+    const timer = new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 1500).unref());
+    const first = await Promise.race([send, timer]);
+    await x.query('COMMIT');
+    await Promise.all([prune, del, send]);
+    assert.notEqual(first, 'waiting', "b's unrelated message waited on the prune (behind the refused delete's user locks)");
   });
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { processContent, processContentStepByStep, sanitizeDisplayName, sanitizeAttachmentUrl } from '../../src/chat/process-content.js';
 import { MAX_CONTENT_LENGTH } from '../../src/protocol/client-frames.js';
+import { checkContent } from '../../src/chat/content-policy.js';
 
 test('a normal message passes with sanitized content and entities', () => {
   const r = processContent('hi @bob, <b>look</b> at https://example.com/x. #news', 'standard');
@@ -49,6 +50,19 @@ test('invisible characters alone are blank → empty_after_sanitize, for content
     assert.deepEqual(processContent(raw, 'strict'), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' }, JSON.stringify(raw));
     assert.deepEqual(sanitizeDisplayName(raw), { ok: false, reason: 'invalid_content', rule: 'empty_after_sanitize' }, JSON.stringify(raw));
   }
+});
+
+test("every Default_Ignorable_Code_Point the content policy lets through is blank on its own (the list cannot drift from Unicode's)", () => {
+  const IGNORABLE = /\p{Default_Ignorable_Code_Point}/u;
+  const missed: string[] = [];
+  for (let cp = 0; cp <= 0x10ffff; cp++) {
+    if (cp >= 0xd800 && cp <= 0xdfff) continue;
+    const ch = String.fromCodePoint(cp);
+    if (!IGNORABLE.test(ch) || !checkContent(ch, 'standard').ok) continue;
+    const r = processContent(ch, 'standard');
+    if (r.ok) missed.push(`U+${cp.toString(16).toUpperCase()}`);
+  }
+  assert.deepEqual(missed, []);
 });
 
 test('invisible characters inside visible text stay: ZWJ emoji, tag-sequence flags, a variation selector', () => {
