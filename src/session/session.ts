@@ -427,10 +427,11 @@ export class Session implements Flushable, WheelEntry {
    */
   close(code: number, reason = '', force = false): void {
     if (this.state === 'closing') return;
+    const wasActive = this.state === 'active';
     this.state = 'closing';
     this.closeCode = code;
     this.clearTimers();
-    this.queue = undefined;
+    this.handBackQueue(wasActive);
     if (this.corked) {
       this.corked = false;
       this.socket.uncork();
@@ -508,25 +509,31 @@ export class Session implements Flushable, WheelEntry {
     this.hooks.security('protocol_error', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, detail: err.code ?? 'ws_error' });
   }
 
+  /**
+   * Frames still queued when the session closes (they arrived while it was busy: a token refresh,
+   * requests at their bound), whoever closed it, go to the pipeline once: it acts on acks only —
+   * the device received what they acknowledge — and drops the rest unanswered.
+   */
+  private handBackQueue(wasActive: boolean): void {
+    const queue = this.queue;
+    this.queue = undefined;
+    if (!wasActive || queue === undefined) return;
+    for (const f of queue) {
+      try {
+        void this.hooks.handleFrame(this, f.data, f.isBinary);
+      } catch (err) {
+        this.internalError(err);
+      }
+    }
+  }
+
   /** @internal */
   onClose(code: number): void {
     const wasActive = this.state === 'active';
     this.state = 'closing';
     this.terminateDueAt = 0;
     this.clearTimers();
-    const queue = this.queue;
-    this.queue = undefined;
-    // Frames queued behind a busy moment (a token refresh) that the client sent before closing:
-    // the pipeline acts on its acks only (the device received what they acknowledge).
-    if (wasActive && queue !== undefined) {
-      for (const f of queue) {
-        try {
-          void this.hooks.handleFrame(this, f.data, f.isBinary);
-        } catch (err) {
-          this.internalError(err);
-        }
-      }
-    }
+    this.handBackQueue(wasActive);
     this.stream?.close();
     this.ws.off('message', onSocketMessage);
     this.hooks.onClosed(this, this.closeCode || code);
