@@ -352,7 +352,8 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
   function afterClose(session: Session, data: Buffer, isBinary: boolean): void {
     if (isBinary || session.identity === undefined) return;
     const frame = decode(data);
-    if (frame instanceof Rejection || frame.type !== 'ack') return;
+    // Nothing is answered or struck on a closed session: a refused ack is just dropped.
+    if (frame instanceof Rejection || frame.type !== 'ack' || !permissionsFor(o.roles, session.identity.role).read) return;
     o.countFrame(frame.type);
     ack(session, frame.upTo);
   }
