@@ -42,7 +42,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
 }
 
 /** The file path of a `sqlite:` storage value (`sqlite:///abs` → `/abs`; parameters dropped). */
-function sqlitePath(url: string): string {
+export function sqlitePath(url: string): string {
   const path = url.slice('sqlite:'.length);
   return takeSynchronousParam(path.startsWith('//') ? path.slice(2) : path).path;
 }
