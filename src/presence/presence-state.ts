@@ -132,17 +132,20 @@ if ARGV[5] == '1' and redis.call('EXISTS', mine) == 1 then
   redis.call('SUNIONSTORE', claims, claims, mine)
   took = true
 end
+-- A dead node's set (its users, or its claims) becomes ours: our users and our claims.
+local function take(set)
+  if redis.call('EXISTS', set) == 1 then
+    redis.call('SUNIONSTORE', mine, mine, set)
+    redis.call('SUNIONSTORE', claims, claims, set)
+    redis.call('DEL', set)
+    took = true
+  end
+end
 for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if n ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. n) == 0 then
     redis.call('SREM', KEYS[1], n)
-    for _, set in ipairs({ARGV[3] .. n, ARGV[4] .. n}) do
-      if redis.call('EXISTS', set) == 1 then
-        redis.call('SUNIONSTORE', mine, mine, set)
-        redis.call('SUNIONSTORE', claims, claims, set)
-        redis.call('DEL', set)
-        took = true
-      end
-    end
+    take(ARGV[3] .. n)
+    take(ARGV[4] .. n)
     redis.call('SREM', KEYS[2], n)
   end
 end
@@ -150,13 +153,7 @@ end
 -- (its sweep takes the user set only). Claimed as above: checked once more, then settled.
 for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if n ~= ARGV[1] and redis.call('SISMEMBER', KEYS[1], n) == 0 then
-    local set = ARGV[4] .. n
-    if redis.call('EXISTS', set) == 1 then
-      redis.call('SUNIONSTORE', mine, mine, set)
-      redis.call('SUNIONSTORE', claims, claims, set)
-      redis.call('DEL', set)
-      took = true
-    end
+    take(ARGV[4] .. n)
     redis.call('SREM', KEYS[2], n)
   end
 end

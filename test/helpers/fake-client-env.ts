@@ -147,3 +147,31 @@ export function fakeClient(o: { userId?: string; token?: (clock: FakeClock) => s
   };
   return { clock, client, sockets, last, accept };
 }
+
+/** A frame a socket sent, with the clock time it went out. */
+export interface TimedFrame {
+  f: Record<string, unknown>;
+  at: number;
+}
+
+/** Records every frame (or every one `keep` accepts) a socket sends from now on, with the clock time it went out. */
+export function timedFrames(socket: FakeSocket, clock: FakeClock, keep: (f: Record<string, unknown>) => boolean = () => true): TimedFrame[] {
+  const out: TimedFrame[] = [];
+  const send = socket.send.bind(socket);
+  socket.send = (data: string) => {
+    send(data);
+    const f = JSON.parse(data) as Record<string, unknown>;
+    if (keep(f)) out.push({ f, at: clock.now() });
+  };
+  return out;
+}
+
+/** The most frames in any interval of `windowMs` (times sorted). */
+export function busiest(times: number[], windowMs: number): number {
+  let most = 0;
+  for (let i = 0, j = 0; i < times.length; i++) {
+    while (times[i]! - times[j]! >= windowMs) j++;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
+}

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RampartClientOptions } from '../../src/client/rampart-client.js';
 import { RequestPacer } from '../../src/client/request-pacing.js';
-import { FakeClock, fakeClient, settle, type FakeSocket } from '../helpers/fake-client-env.js';
+import { FakeClock, busiest, fakeClient, settle, timedFrames } from '../helpers/fake-client-env.js';
 
 const ME = '11111111-1111-4111-8111-111111111111';
 const PEER = '22222222-2222-4222-8222-222222222222';
@@ -20,32 +20,11 @@ const msg = (pos: number) => ({ type: 'chat_message', pos, id: `m${pos}`, conver
 
 const BUDGETED = ['history', 'list_conversations', 'read', 'presence', 'set_presence', 'list_sessions', 'end_session', 'ack'];
 
-/** Records every frame a socket sends from now on, with the clock time it went out. */
-function timed(socket: FakeSocket, clock: FakeClock): { f: Record<string, unknown>; at: number }[] {
-  const out: { f: Record<string, unknown>; at: number }[] = [];
-  const send = socket.send.bind(socket);
-  socket.send = (data: string) => {
-    send(data);
-    out.push({ f: JSON.parse(data) as Record<string, unknown>, at: clock.now() });
-  };
-  return out;
-}
-
-/** The most frames at any `windowMs` interval of `times` (sorted). */
-function busiest(times: number[], windowMs: number): number {
-  let most = 0;
-  for (let i = 0, j = 0; i < times.length; i++) {
-    while (times[i]! - times[j]! >= windowMs) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
-
 test('a fast replay of thousands of events is acknowledged at most once per ackDelayMs, ackEvery only making the wait shorter down to that', async () => {
   const env = setup();
   void env.client.connect();
   await env.accept(0, 5000);
-  const times = timed(env.last(), env.clock);
+  const times = timedFrames(env.last(), env.clock);
   // 5000 events, 100 every 10 ms: ackEvery (100) is reached every 10 ms.
   for (let pos = 1; pos <= 5000; pos++) {
     env.last().receive(msg(pos));
@@ -64,7 +43,7 @@ test('60 history() calls at once go out paced (10 per window, each slot held 110
   const env = setup();
   void env.client.connect();
   await env.accept();
-  const times = timed(env.last(), env.clock);
+  const times = timedFrames(env.last(), env.clock);
   const calls = Array.from({ length: 60 }, (_, i) => env.client.history({ conversationId: CONV, limit: 1 + (i % 100) }));
   await settle();
   assert.equal(env.last().framesOf('history').length, 10, 'the default budget: 10 at once');

@@ -13,7 +13,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RampartClientOptions } from '../../src/client/rampart-client.js';
-import { fakeClient, type FakeClock, type FakeSocket } from '../helpers/fake-client-env.js';
+import { busiest, fakeClient, timedFrames, type FakeClock, type FakeSocket, type TimedFrame } from '../helpers/fake-client-env.js';
 
 const ME = '11111111-1111-4111-8111-111111111111';
 const CONV = '33333333-3333-4333-8333-333333333333';
@@ -29,27 +29,9 @@ const quiet = <T>(p: Promise<T>): Promise<T> => {
 
 const SENDS = ['chat_message', 'edit_message', 'delete_message'];
 
-/** Every send, edit and delete a socket puts on the wire, with the clock time it went out. */
-function timedSends(socket: FakeSocket, clock: FakeClock): { id: string; at: number }[] {
-  const out: { id: string; at: number }[] = [];
-  const send = socket.send.bind(socket);
-  socket.send = (data: string) => {
-    send(data);
-    const f = JSON.parse(data) as Record<string, unknown>;
-    if (SENDS.includes(String(f.type))) out.push({ id: String(f.clientMsgId), at: clock.now() });
-  };
-  return out;
-}
-
-/** The most frames in any interval of `windowMs` (times sorted). */
-function busiest(times: number[], windowMs: number): number {
-  let most = 0;
-  for (let i = 0, j = 0; i < times.length; i++) {
-    while (times[i]! - times[j]! >= windowMs) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
+/** Every send, edit and delete a socket puts on the wire from now on, with the clock time it went out. */
+const timedSends = (socket: FakeSocket, clock: FakeClock): TimedFrame[] => timedFrames(socket, clock, (f) => SENDS.includes(String(f.type)));
+const idsOf = (out: TimedFrame[]): string[] => out.map((o) => String(o.f.clientMsgId));
 
 const sentIds = (s: FakeSocket): string[] => s.sent.filter((f) => SENDS.includes(String(f.type))).map((f) => String(f.clientMsgId));
 
@@ -77,7 +59,7 @@ test('30 sends at once, answered at once: at most 5 in any 1100 ms, in the order
     answer();
   }
   assert.deepEqual(
-    out.map((o) => o.id),
+    idsOf(out),
     ids,
     'all of them, in order, once',
   );
@@ -96,11 +78,11 @@ test('edits and deletes spend the same window as messages; sendBudget sets it', 
   quiet(env.client.deleteMessage(M2, { clientMsgId: 'd' }));
   quiet(env.client.sendMessage({ conversationId: CONV }, 'b', { clientMsgId: 'b' }));
   quiet(env.client.editMessage(M1, 'f', { clientMsgId: 'f' }));
-  assert.deepEqual(out.map((o) => o.id), ['a', 'e', 'd']);
+  assert.deepEqual(idsOf(out), ['a', 'e', 'd']);
   await env.clock.advance(549);
   assert.equal(out.length, 3, 'held 550 ms (500 and a tenth)');
   await env.clock.advance(1);
-  assert.deepEqual(out.map((o) => o.id), ['a', 'e', 'd', 'b', 'f']);
+  assert.deepEqual(idsOf(out), ['a', 'e', 'd', 'b', 'f']);
   env.client.close();
 });
 
