@@ -16,8 +16,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
 import { drainSessions, type DrainTarget } from './drain.js';
 
-/** Kept at the very end for the caller to exit cleanly before a hard timer of `graceMs` fires. */
-const EXIT_MARGIN_MS = 50;
+/**
+ * Kept at the very end for the caller to exit cleanly before a hard timer of `graceMs` fires: a
+ * tenth of the grace, 50–250 ms. A busy event loop fires timers late — 50 ms alone was overrun
+ * by a loaded machine (the full suite on 2 cores) — and the hard timer then exits with code 1.
+ */
+const exitMargin = (graceMs: number): number => Math.min(250, Math.max(50, Math.floor(graceMs / 10)));
 
 export interface ShutdownParts {
   graceMs: number;
@@ -41,7 +45,7 @@ export interface ShutdownParts {
 
 export async function shutDown(p: ShutdownParts): Promise<void> {
   const started = Date.now();
-  const end = started + p.graceMs - EXIT_MARGIN_MS;
+  const end = started + p.graceMs - exitMargin(p.graceMs);
   const reserve = Math.min(1000, Math.floor(p.graceMs / 4));
   const deadline = started + p.graceMs - reserve;
 
