@@ -258,6 +258,12 @@ export const ConfigSchema = z.strictObject({
        * them). `false`: every member shares at once (e.g. a workspace where everyone sees everyone).
        */
       strangerPrivacy: z.boolean().default(true),
+      /**
+       * Device positions kept per user. A client that names a new device each time (an SDK with its
+       * memory sync store) would otherwise grow storage without end; past the bound, the
+       * least-advanced other devices are forgotten and resume as new devices do.
+       */
+      maxDevicesPerUser: positiveInt.max(100000).default(100),
     })
     .prefault({}),
   /** Presence: whether users are shown online by default (each user may change theirs with `set_presence`). */

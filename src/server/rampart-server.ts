@@ -131,7 +131,11 @@ export async function createRampartServer(options: RampartServerOptions): Promis
 
   // ── adapters ──
   const cipher = config.encryption ? ContentCipher.fromBase64(config.encryption.activeKeyId, config.encryption.keys) : undefined;
-  const store: Store = await openStore(config.storage, { ...(cipher ? { cipher } : {}), strangerPrivacy: config.chat.strangerPrivacy });
+  const store: Store = await openStore(config.storage, {
+    ...(cipher ? { cipher } : {}),
+    strangerPrivacy: config.chat.strangerPrivacy,
+    maxDevicesPerUser: config.chat.maxDevicesPerUser,
+  });
   let bus: Bus | undefined;
   let limits: Limits | undefined;
   let admin: Admin | undefined;

@@ -24,6 +24,8 @@ export interface OpenStoreOptions {
   cipher?: ContentCipher;
   /** See store.ts Audience (default true). */
   strangerPrivacy?: boolean;
+  /** See store.ts PrivacyOption (default 100). */
+  maxDevicesPerUser?: number;
   sqlite?: Omit<SqliteStoreOptions, 'cipher'>;
   postgres?: Omit<PostgresStoreOptions, 'cipher'>;
 }
@@ -80,6 +82,7 @@ function createStore(url: string, options: OpenStoreOptions): Store {
   const cipherOption = {
     ...(options.cipher === undefined ? {} : { cipher: options.cipher }),
     ...(options.strangerPrivacy === undefined ? {} : { strangerPrivacy: options.strangerPrivacy }),
+    ...(options.maxDevicesPerUser === undefined ? {} : { maxDevicesPerUser: options.maxDevicesPerUser }),
   };
   if (url.startsWith('sqlite:')) {
     let path = url.slice('sqlite:'.length);

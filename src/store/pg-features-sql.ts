@@ -60,10 +60,19 @@ export function buildFeatureSql(t: (table: string) => string) {
       UPDATE ${t('users')} u SET last_pos = x.p FROM unnest($1::int[], $2::bigint[]) AS x(id, p) WHERE u.id = x.id`,
     lockUser: `SELECT id, last_pos, acked_pos FROM ${t('users')} WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE`,
     setUserAcked: `UPDATE ${t('users')} SET acked_pos = $2 WHERE id = $1`,
+    // A new row (xmax = 0) past the bound $4 drops the user's least-advanced other devices. The
+    // DELETE sees the rows from before the INSERT, so it keeps $4 - 1 others beside this one.
     upsertDevice: `
-      INSERT INTO ${t('devices')} AS d ("user", device_id, acked_pos) VALUES ($1, $2, $3)
-      ON CONFLICT ("user", device_id) DO UPDATE SET acked_pos = GREATEST(d.acked_pos, excluded.acked_pos)
-      RETURNING acked_pos`,
+      WITH d AS (
+        INSERT INTO ${t('devices')} AS d ("user", device_id, acked_pos) VALUES ($1, $2, $3)
+        ON CONFLICT ("user", device_id) DO UPDATE SET acked_pos = GREATEST(d.acked_pos, excluded.acked_pos)
+        RETURNING acked_pos, xmax = 0 AS inserted
+      ), trimmed AS (
+        DELETE FROM ${t('devices')} x WHERE (SELECT inserted FROM d) AND x."user" = $1 AND x.device_id IN (
+          SELECT device_id FROM ${t('devices')} WHERE "user" = $1 AND device_id <> $2
+          ORDER BY acked_pos DESC, device_id COLLATE "C" OFFSET $4::int - 1)
+      )
+      SELECT acked_pos FROM d`,
     /** One UPDATE for every conversation an ack covers: the highest seq per conversation in (from, to]. */
     advanceDelivered: `
       UPDATE ${t('members')} m SET delivered_seq = x.mx

@@ -38,6 +38,7 @@ import { decodeListCursor, encodeListCursor } from './list-cursor.js';
 import { atInboxBound, backlogFloor, namedByMembership, type MembershipBound } from './inbox-bound.js';
 import { isRefusedChange, RefusedChange } from './refused-change.js';
 import { asSeenByFormerMember, editedMessages, formerMemberPage, seenUntil, type MembershipPeriod } from './former-member-view.js';
+import { MAX_DEVICES_PER_USER } from './store.js';
 import type {
   AddMembersRequest,
   Audience,
@@ -250,7 +251,12 @@ function buildSql(t: (table: string) => string) {
       ), d AS (
         INSERT INTO ${t('devices')} AS d ("user", device_id, acked_pos) SELECT id, $4, p FROM u
         ON CONFLICT ("user", device_id) DO UPDATE SET acked_pos = GREATEST(d.acked_pos, excluded.acked_pos)
-        RETURNING acked_pos
+        RETURNING acked_pos, xmax = 0 AS inserted
+      ), trimmed AS (
+        -- As upsertDevice (pg-features-sql.ts): a new row past the bound $5 drops the least-advanced others.
+        DELETE FROM ${t('devices')} x WHERE (SELECT inserted FROM d) AND x."user" = (SELECT id FROM u) AND x.device_id IN (
+          SELECT device_id FROM ${t('devices')} WHERE "user" = (SELECT id FROM u) AND device_id <> $4
+          ORDER BY acked_pos DESC, device_id COLLATE "C" OFFSET $5::int - 1)
       )
       SELECT acked_pos FROM d`,
     memberOf: `
@@ -465,6 +471,7 @@ export class PostgresStore implements Store {
   readonly #codec: EventCodec;
   /** See store.ts Audience. */
   readonly #strangerPrivacy: boolean;
+  readonly #maxDevices: number;
   readonly #sql: Record<SqlName, pg.QueryConfig>;
   readonly #fsql: Record<FeatureSqlName, pg.QueryConfig>;
   readonly #t: (table: string) => string;
@@ -494,6 +501,7 @@ export class PostgresStore implements Store {
     // PostgreSQL membership payloads have always named the actor `actor`.
     this.#codec = new EventCodec(options.cipher, { membershipActorKey: 'actor' });
     this.#strangerPrivacy = options.strangerPrivacy !== false;
+    this.#maxDevices = options.maxDevicesPerUser ?? MAX_DEVICES_PER_USER;
     const texts = buildSql(this.#t);
     // Statement names are per connection: include the schema so two stores may share a server.
     this.#sql = Object.fromEntries(
@@ -1270,7 +1278,7 @@ export class PostgresStore implements Store {
     }
     const { rows } = await this.#pool.query<{ acked_pos: string }>({
       ...this.#sql.ackDevice,
-      values: [tenantId, userId, position, pgText(deviceId)],
+      values: [tenantId, userId, position, pgText(deviceId), this.#maxDevices],
     });
     return Number(rows[0]?.acked_pos ?? 0);
   }
@@ -1434,7 +1442,7 @@ export class PostgresStore implements Store {
         for (const r of moved.rows) delivered.push({ conversationId: r.uuid, delivered: Number(r.delivered_seq) });
       }
       if (deviceId === undefined) return { position: Math.max(target, before), delivered };
-      const d = await client.query<{ acked_pos: string }>({ ...this.#fsql.upsertDevice, values: [u.id, pgText(deviceId), target] });
+      const d = await client.query<{ acked_pos: string }>({ ...this.#fsql.upsertDevice, values: [u.id, pgText(deviceId), target, this.#maxDevices] });
       return { position: Number(d.rows[0]?.acked_pos ?? target), delivered };
     });
   }

@@ -35,6 +35,7 @@ import {
   type EventRow,
   type MembershipPayload,
 } from './message-codec.js';
+import { MAX_DEVICES_PER_USER } from './store.js';
 import type {
   AddMembersRequest,
   Audience,
@@ -597,9 +598,13 @@ function prepareAll(db: BetterSqlite3.Database) {
        LEFT JOIN devices d ON d.user = u.id AND d.device_id = ?
        WHERE u.tenant_id = ? AND u.user_id = ?`,
     ),
-    upsertDevice: db.prepare<[number, string, number]>(
-      `INSERT INTO devices (user, device_id, acked_pos) VALUES (?, ?, ?)
-       ON CONFLICT (user, device_id) DO UPDATE SET acked_pos = max(acked_pos, excluded.acked_pos)`,
+    insertDevice: db.prepare<[number, string, number]>('INSERT INTO devices (user, device_id, acked_pos) VALUES (?, ?, ?)'),
+    setDeviceAcked: db.prepare<[number, number, string]>('UPDATE devices SET acked_pos = ? WHERE user = ? AND device_id = ?'),
+    /** Past the bound, the least-advanced of the user's other devices go (ties: the higher id). */
+    trimDevices: db.prepare<[{ user: number; keep: string; others: number }]>(
+      `DELETE FROM devices WHERE user = @user AND device_id IN (
+         SELECT device_id FROM devices WHERE user = @user AND device_id <> @keep
+         ORDER BY acked_pos DESC, device_id LIMIT -1 OFFSET @others)`,
     ),
     setUserAcked: db.prepare<[number, number]>('UPDATE users SET acked_pos = max(acked_pos, ?) WHERE id = ?'),
     /** The entry `offset` entries after (user, pos) in key order (a prune slice's end). */
@@ -1029,8 +1034,7 @@ export class SqliteStore implements Store {
         this.#rememberAcked(user, target);
       }
       if (deviceId === undefined) return Math.max(target, c.acked_pos);
-      s.upsertDevice.run(user, deviceId, target);
-      return s.deviceAcked.get(user, deviceId) ?? target;
+      return this.#ackDevice(s, user, deviceId, target);
     }, true);
   }
 
@@ -1182,9 +1186,23 @@ export class SqliteStore implements Store {
         }
       }
       if (deviceId === undefined) return { position: Math.max(target, c.acked_pos), delivered };
-      s.upsertDevice.run(user, deviceId, target);
-      return { position: s.deviceAcked.get(user, deviceId) ?? target, delivered };
+      return { position: this.#ackDevice(s, user, deviceId, target), delivered };
     });
+  }
+
+  /**
+   * Inside #write: move the device's position to `target` (never backwards) and return it. A new
+   * device row past `maxDevicesPerUser` drops the user's least-advanced other devices.
+   */
+  #ackDevice(s: Statements, user: number, deviceId: string, target: number): number {
+    const had = s.deviceAcked.get(user, deviceId);
+    if (had !== undefined) {
+      if (target > had) s.setDeviceAcked.run(target, user, deviceId);
+      return Math.max(had, target);
+    }
+    s.insertDevice.run(user, deviceId, target);
+    s.trimDevices.run({ user, keep: deviceId, others: (this.#options.maxDevicesPerUser ?? MAX_DEVICES_PER_USER) - 1 });
+    return target;
   }
 
   async receipts(tenantId: string, userId: string, conversationIds: readonly string[], detailMax: number): Promise<Map<string, ConversationReceipts>> {

@@ -80,7 +80,15 @@ export interface Audience {
 /** Stores take this option (default true); false: every member shares through every conversation (config `chat.strangerPrivacy`). */
 export interface PrivacyOption {
   strangerPrivacy?: boolean;
+  /**
+   * Device rows kept per user (config `chat.maxDevicesPerUser`, default 100): an ack that creates a
+   * device row past it drops the user's least-advanced other devices (they then resume as new ones).
+   */
+  maxDevicesPerUser?: number;
 }
+
+/** Default of `PrivacyOption.maxDevicesPerUser` (and of config `chat.maxDevicesPerUser`). */
+export const MAX_DEVICES_PER_USER = 100;
 
 /** A chat message as stored. Optional fields are absent (never `undefined`-valued). */
 export interface StoredMessage extends MessageBody {

@@ -45,7 +45,7 @@ type RawTable = 'events' | 'conversations';
 interface Harness {
   setup(): Promise<void>;
   /** A new, initialised Store over the same database as every other one this harness opened. */
-  open(options?: { cipher?: ContentCipher }): Promise<Store>;
+  open(options?: { cipher?: ContentCipher; maxDevicesPerUser?: number }): Promise<Store>;
   /** One row as stored (bypassing the adapter): `events` by event id, `conversations` by conversation id. */
   raw(table: RawTable, id: string): Promise<Record<string, unknown> | undefined>;
   teardown(): Promise<void>;
@@ -794,6 +794,34 @@ function storeContract(name: string, makeHarness: () => Harness): void {
       assert.deepEqual(await store.syncState(T, alice!, 'phone'), { lastPos: 5, userAckedPos: 4 });
       // Another tenant's same uuid is another user.
       assert.deepEqual(await store.syncState('tenant-other', bob!, 'phone'), { lastPos: 0, userAckedPos: 0 });
+    });
+
+    test('device rows are bounded per user: a new one past maxDevicesPerUser drops the least-advanced others', async () => {
+      const bounded = await h.open({ maxDevicesPerUser: 3 });
+      try {
+        const [alice, bob] = users(2);
+        await bounded.appendMessages(Array.from({ length: 10 }, () => dm(alice!, bob!)), LIMITS);
+        const position = async (device: string): Promise<number | undefined> => (await bounded.syncState(T, bob!, device)).deviceAckedPos;
+        assert.equal(await bounded.ack(T, bob!, 'a', 5), 5);
+        assert.equal((await bounded.acknowledge(T, bob!, 'b', 7)).position, 7);
+        assert.equal(await bounded.ack(T, bob!, 'c', 6), 6);
+        assert.equal(await bounded.ack(T, bob!, 'a', 4), 5, 'an existing device never goes back, and is not a new row');
+        assert.deepEqual([await position('a'), await position('b'), await position('c')], [5, 7, 6]);
+        // A fourth device, behind all the others, stays (it is the one acking); 'a' (5) goes.
+        assert.equal((await bounded.acknowledge(T, bob!, 'd', 2)).position, 2);
+        assert.deepEqual([await position('a'), await position('b'), await position('c'), await position('d')], [undefined, 7, 6, 2]);
+        // 'a' resumes as a new device: from what no device acknowledged.
+        assert.deepEqual(await bounded.syncState(T, bob!, 'a'), { lastPos: 10, userAckedPos: 7 });
+        // Acks of existing devices drop nothing; a new one drops the least advanced ('d', 2).
+        assert.equal(await bounded.ack(T, bob!, 'd', 9), 9);
+        assert.equal(await bounded.ack(T, bob!, 'a', 8), 8);
+        assert.deepEqual([await position('a'), await position('b'), await position('c'), await position('d')], [8, 7, undefined, 9]);
+        // Another user's devices are theirs.
+        assert.equal(await bounded.ack(T, alice!, 'a', 1), 1);
+        assert.equal(await position('a'), 8);
+      } finally {
+        await bounded.close();
+      }
     });
 
     test('listConversations: order, cursor paging, names, peers, roles, counts, lastMessage, unread', async () => {

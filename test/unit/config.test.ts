@@ -46,6 +46,8 @@ test("defaults are design.md's", () => {
   assert.deepEqual(c.behindProxy, []);
   assert.equal(c.jwt.secret, undefined);
   assert.equal(c.jwt.algorithms, undefined);
+  assert.equal(c.chat.maxDevicesPerUser, 100);
+  assert.throws(() => parseConfig({ chat: { maxDevicesPerUser: 0 } }), /chat\.maxDevicesPerUser/);
   // A partial section keeps the other defaults.
   assert.deepEqual(parseConfig({ rateLimit: { burstLimit: 3 } }).rateLimit, { messagesPerMinute: 60, messagesPerHour: 1000, burstLimit: 3, burstWindow: 1000 });
   const tls = parseConfig({ tls: { certFile: 'c.pem', keyFile: 'k.pem' } }).tls;
