@@ -9,6 +9,8 @@
  *   sees: "Trojan Source"). The marks LRM/RLM/ALM (U+200E, U+200F, U+061C) are allowed: they are
  *   needed for ordinary right-to-left text and cannot reorder a run on their own.
  * - Lone surrogates (not valid UTF-16, cannot be stored or re-encoded faithfully).
+ * - More than MAX_COMBINING_MARKS combining marks in a row (`combining_marks`, checked last, by a
+ *   regex run only on text with a character from U+0300 on).
  * strict (the article's opt-in list for content that may reach legacy systems), additionally:
  * - TAB and LF (rule `control_char`), and `;` `&&` `||` `>` `<` `` ` `` `$(` `\` (`strict_pattern`).
  *
@@ -17,7 +19,9 @@
  */
 
 export type ContentPolicy = 'standard' | 'strict';
-export type ContentRule = 'control_char' | 'bidi_override' | 'lone_surrogate' | 'strict_pattern';
+import { MAX_COMBINING_MARKS } from '../protocol/bounds.js';
+
+export type ContentRule = 'control_char' | 'bidi_override' | 'lone_surrogate' | 'strict_pattern' | 'combining_marks';
 export type ContentCheck = { ok: true } | { ok: false; rule: ContentRule };
 
 const OK: ContentCheck = Object.freeze({ ok: true });
@@ -26,11 +30,16 @@ const REFUSED: Readonly<Record<ContentRule, ContentCheck>> = Object.freeze({
   bidi_override: Object.freeze({ ok: false, rule: 'bidi_override' }),
   lone_surrogate: Object.freeze({ ok: false, rule: 'lone_surrogate' }),
   strict_pattern: Object.freeze({ ok: false, rule: 'strict_pattern' }),
+  combining_marks: Object.freeze({ ok: false, rule: 'combining_marks' }),
 });
+
+/** A run longer than the bound; ZWJ and ZWNJ count, since a renderer stacks the marks across them. */
+const COMBINING_RUN = new RegExp(`[\\p{M}\\u200c\\u200d]{${MAX_COMBINING_MARKS + 1}}`, 'u');
 
 export function checkContent(text: string, policy: ContentPolicy): ContentCheck {
   const strict = policy === 'strict';
   const n = text.length;
+  let marksPossible = false;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c < 0x80) {
@@ -43,6 +52,7 @@ export function checkContent(text: string, policy: ContentPolicy): ContentCheck 
       continue;
     }
     if (c <= 0x9f) return REFUSED.control_char;
+    if (c >= 0x300) marksPossible = true; // no combining mark comes before U+0300
     if (c < 0x2000) continue;
     if ((c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) return REFUSED.bidi_override;
     if (c >= 0xd800 && c <= 0xdfff) {
@@ -57,7 +67,7 @@ export function checkContent(text: string, policy: ContentPolicy): ContentCheck 
       return REFUSED.lone_surrogate;
     }
   }
-  return OK;
+  return marksPossible && COMBINING_RUN.test(text) ? REFUSED.combining_marks : OK;
 }
 
 /** Shell metacharacters of the strict list; `c` is ASCII printable. */

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { checkContent, type ContentPolicy } from '../../src/chat/content-policy.js';
+import { MAX_COMBINING_MARKS } from '../../src/protocol/bounds.js';
 
 const refused = (text: string, policy: ContentPolicy = 'standard'): string | undefined => {
   const r = checkContent(text, policy);
@@ -73,6 +74,33 @@ test('the first offending character decides the rule; the result never echoes co
   assert.ok(!JSON.stringify(r).includes('secret'));
 });
 
+test(`more than ${MAX_COMBINING_MARKS} combining marks in a row are combining_marks ("Zalgo" text); real scripts pass`, () => {
+  const marks = (n: number, from = 0x300): string => Array.from({ length: n }, (_, i) => String.fromCodePoint(from + (i % 0x70))).join('');
+  assert.equal(MAX_COMBINING_MARKS, 16);
+  assert.equal(refused(`a${marks(16)}`), undefined);
+  assert.equal(refused(`a${marks(17)}`), 'combining_marks');
+  assert.equal(refused(`${marks(17)}`), 'combining_marks', 'with no base at all');
+  assert.equal(refused(`a${marks(16)}b${marks(16)}c`), undefined, 'each base carries its own');
+  // ZWJ/ZWNJ among the marks do not break the run; a spacing mark (Mc) or an enclosing one (Me) counts too.
+  assert.equal(refused(`a${marks(8)}\u200d${marks(8)}`), 'combining_marks');
+  assert.equal(refused(`a${marks(8)}\u200c${marks(7)}\u0903`), 'combining_marks');
+  assert.equal(refused(`a${marks(16, 0x20d0)}\u20dd`), 'combining_marks');
+  // Astral marks (musical symbols' combining marks, U+1D165…) count as one each.
+  assert.equal(refused(`a${'\u{1d167}'.repeat(17)}`), 'combining_marks');
+  // Whatever the policy, and checked after the character rules (which name their own rule).
+  assert.equal(refused(`a${marks(17)}`, 'strict'), 'combining_marks');
+  assert.equal(refused(`a${marks(17)}\u0000`), 'control_char');
+  for (const s of [
+    'Vie\u0302\u0323t Nam (decomposed)',
+    'בְּרֵאשִׁ֖ית בָּרָ֣א', // Hebrew with points and cantillation
+    'བསྒྲུབས ཧྲཱིཿ ྐྵྰ', // Tibetan stacks
+    'नमस्ते क्षत्रिय', // Devanagari
+    'keycap 1\ufe0f\u20e3, flag 🏳️‍🌈, family 👩🏽‍👩🏽‍👧🏽, eye 👁️‍🗨️',
+  ]) {
+    assert.deepEqual(checkContent(s, 'standard'), { ok: true }, s);
+  }
+});
+
 /** Reference: the same policy written as regexes, independently of the one-pass implementation. */
 function referenceRule(text: string, policy: ContentPolicy): string | undefined {
   const checks: [RegExp, string][] = [
@@ -86,7 +114,7 @@ function referenceRule(text: string, policy: ContentPolicy): string | undefined 
     const m = re.exec(text);
     if (m && (best === undefined || m.index < best.at)) best = { at: m.index, rule };
   }
-  return best?.rule;
+  return best?.rule ?? (/[\p{M}\u200c\u200d]{17}/u.test(text) ? 'combining_marks' : undefined);
 }
 
 test('property: agrees with a regex reference on arbitrary UTF-16 (both policies)', () => {
@@ -94,6 +122,7 @@ test('property: agrees with a regex reference on arbitrary UTF-16 (both policies
     fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
     fc.constantFrom(';', '&', '|', '$', '(', '<', '>', '`', '\\', '\n', '\t', '\r', 'a', ' ', '\u202e', '\u2066', '😀'),
     fc.constantFrom('\ud83d', '\ude00'),
+    fc.constantFrom('\u0301'.repeat(9), '\u20dd', '\u200d', '\u0903'),
   );
   fc.assert(
     fc.property(fc.string({ unit, maxLength: 40 }), fc.constantFrom<ContentPolicy>('standard', 'strict'), (text, policy) => {
