@@ -355,8 +355,20 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     // Nothing is answered or struck on a closed session: a refused ack is just dropped.
     if (frame instanceof Rejection || frame.type !== 'ack' || !permissionsFor(o.roles, session.identity.role).read) return;
     o.countFrame(frame.type);
-    ack(session, frame.upTo);
+    // Acks are cumulative: the session hands its whole queue back in one synchronous loop
+    // (Session.handBackQueue), and only the highest ack is written, charged once. One by one, a
+    // nearly spent budget would write the lower ones and drop the last, replaying the device the rest.
+    const queued = closingAcks.get(session);
+    closingAcks.set(session, Math.max(queued ?? 0, frame.upTo));
+    if (queued !== undefined) return;
+    queueMicrotask(() => {
+      const upTo = closingAcks.get(session)!;
+      closingAcks.delete(session);
+      ack(session, upTo);
+    });
   }
+  /** The highest `upTo` of the acks a closing session is handing back (see afterClose). */
+  const closingAcks = new WeakMap<Session, number>();
 
   function active(session: Session, frame: ClientFrame): void | Promise<void> {
     const identity = session.identity!;

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { createFramePipeline, rateRules } from '../../src/pipeline/frame-pipeline.js';
 import { parseConfig } from '../../src/config/load-config.js';
 import type { Limiter, RateDecision } from '../../src/limits/limiter.js';
+import { MemoryLimiter } from '../../src/limits/memory-limiter.js';
 import type { Session } from '../../src/session/session.js';
 
 /** A stand-in with only what the pipeline calls on these paths. */
@@ -76,4 +77,47 @@ test('a frame whose per-user limit answers after its session closed is dropped (
   // Unlike the others, the ack still counts: it reports what the device received (the SDK acks, then closes).
   const [user, deviceId, upTo, allowed] = acks[0]!;
   assert.deepEqual([(user as { tenantId: string }).tenantId, deviceId, upTo, await allowed], ['default', 'phone', 7, true]);
+});
+
+test('acks handed back at close collapse into the highest one, written once and charged once: a nearly spent budget no longer drops the last', async () => {
+  // Two requests left in the user's budget; three acks were queued behind a slow token refresh.
+  const config = parseConfig({ limits: { requests: { limit: 2, windowMs: 60_000 } } });
+  const acks: Array<{ upTo: number; allowed: boolean }> = [];
+  const handle = createFramePipeline({
+    contentPolicy: config.chat.contentPolicy,
+    roles: { roles: config.chat.roles, defaultRole: config.chat.defaultRole },
+    rules: rateRules(config),
+    limiter: new MemoryLimiter(),
+    chat: fake({
+      ack: async (_user: unknown, _device: unknown, upTo: number, allowed: boolean | Promise<boolean>) => {
+        acks.push({ upTo, allowed: await allowed });
+        return true;
+      },
+    }),
+    groups: fake({}),
+    changes: fake({}),
+    presence: fake({}),
+    authenticator: fake({}),
+    countFrame: () => {},
+  });
+  const session = fake<Session>({
+    id: 's1',
+    userKey: 'default:u',
+    deviceId: 'phone',
+    ackablePos: 100,
+    state: 'closing',
+    isOpen: false,
+    identity: { userId: randomUUID(), tenantId: 'default', role: undefined, expiresAt: Date.now() + 60_000 },
+    reject: () => {},
+    sendFrame: () => {},
+  });
+  // Session.handBackQueue hands the queue back in one synchronous loop, in the order it came.
+  for (const upTo of [30, 90, 60]) void handle(session, Buffer.from(JSON.stringify({ type: 'ack', upTo })), false);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(acks, [{ upTo: 90, allowed: true }]);
+  // One request of the budget was spent: a second closing session of the user still gets its ack written.
+  const second = fake<Session>({ ...session, id: 's2' });
+  void handle(second, Buffer.from(JSON.stringify({ type: 'ack', upTo: 95 })), false);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(acks[1], { upTo: 95, allowed: true });
 });
