@@ -16,7 +16,7 @@ import { OwnMessages, PosTracker } from './pos-tracker.js';
 import { ReceiptPositions } from './receipt-positions.js';
 import { attachmentsProblem, clientMsgIdProblem, contentProblem, deviceIdProblem, isUuid, requestProblem, targetProblem } from './outgoing-checks.js';
 import { classifyClose, detailOf } from './refusals.js';
-import { Requests, RequestError } from './requests.js';
+import { DEFAULT_MAX_IN_FLIGHT_REQUESTS, Requests, RequestError } from './requests.js';
 import { DEFAULT_REQUEST_BUDGET, DEFAULT_SEND_BUDGET, RequestPacer, type RequestBudget } from './request-pacing.js';
 import { SendQueue, SendError, wireTarget, type ChangeReceipt, type OutgoingMessage, type SendReceipt, type Target } from './send-queue.js';
 import { abandon, detach, globalWebSocketFactory, handshakeStatus, OPEN, type WebSocketFactory, type WebSocketLike } from './socket.js';
@@ -96,6 +96,12 @@ export interface RampartClientOptions {
   maxFrameBytes?: number;
   /** A request without a reply fails after this long (ms). Default 15000. */
   requestTimeoutMs?: number;
+  /**
+   * Requests on the wire at once, unanswered; the rest wait in order (their `requestTimeoutMs`
+   * running). Default 8: the server takes a connection's requests one at a time and closes a
+   * connection with more than `limits.maxQueuedFrames` (32) of them and its other frames waiting.
+   */
+  maxInFlightRequests?: number;
   /**
    * A connection attempt that has not reached `auth_success` this long after it started (ms; the
    * `getToken()` call included) is given up and the client reconnects with backoff: a token
@@ -282,7 +288,7 @@ export class RampartClient {
     this.refreshSchedule = new RefreshSchedule(this.refresh);
     this.queue = new SendQueue(options.maxPendingSends ?? 1000, options.maxSendRetries ?? 5, options.maxFrameBytes ?? 65_536);
     // A request held for a rate limit's wait goes out when it ends.
-    this.requests = new Requests(this.clock, options.requestTimeoutMs ?? 15_000, () => this.pump());
+    this.requests = new Requests(this.clock, options.requestTimeoutMs ?? 15_000, () => this.pump(), options.maxInFlightRequests ?? DEFAULT_MAX_IN_FLIGHT_REQUESTS);
     this.pacer = new RequestPacer(this.clock, { ...DEFAULT_REQUEST_BUDGET, ...options.requestBudget });
     this.sendPacer = new RequestPacer(this.clock, { ...DEFAULT_SEND_BUDGET, ...options.sendBudget }, DEFAULT_SEND_BUDGET);
     this.events = new Emitter<ClientEvents>((err, event) => {

@@ -75,6 +75,9 @@ interface PendingRequest {
   reject(err: RequestError): void;
 }
 
+/** Default of `Requests`' `maxInFlight` (the client's `maxInFlightRequests`): a quarter of the server's default bound. */
+export const DEFAULT_MAX_IN_FLIGHT_REQUESTS = 8;
+
 export class Requests {
   private readonly pending = new Map<string, PendingRequest>();
   private counter = 0;
@@ -84,7 +87,19 @@ export class Requests {
     private readonly timeoutMs: number,
     /** Called when a held request may go out (the owner flushes). */
     private readonly wake: () => void = () => {},
-  ) {}
+    /**
+     * Requests on the wire at once, unanswered. The server takes a connection's requests one at a
+     * time and bounds those waiting (`limits.maxQueuedFrames`, 32): past it, every later frame of
+     * the connection waits too, and past that the connection is closed 4029. On slow storage,
+     * requests paced under the budget could still pile up that far.
+     */
+    maxInFlight = DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+  ) {
+    // An ill-formed bound (0, NaN) would hold every request until it times out.
+    this.maxInFlight = Number.isFinite(maxInFlight) && maxInFlight >= 1 ? Math.floor(maxInFlight) : DEFAULT_MAX_IN_FLIGHT_REQUESTS;
+  }
+
+  private readonly maxInFlight: number;
 
   get size(): number {
     return this.pending.size;
@@ -108,7 +123,10 @@ export class Requests {
    */
   flush(transmit: (frame: Record<string, unknown>) => boolean, pacer?: RequestPacer): number {
     let paceWait = 0;
+    let onWire = 0;
+    for (const p of this.pending.values()) if (p.sent) onWire++;
     for (const p of this.pending.values()) {
+      if (onWire >= this.maxInFlight) break; // an answer flushes again (settle)
       if (p.sent || p.held !== undefined) continue;
       const paced = pacer !== undefined && spendsRequestBudget(p.frame.type);
       if (paced) {
@@ -118,6 +136,7 @@ export class Requests {
       }
       if (!transmit(p.frame)) return 0; // the socket is gone: the next one flushes
       p.sent = true;
+      onWire++;
       if (paced) pacer.spend();
     }
     return paceWait;
@@ -202,5 +221,8 @@ export class Requests {
     if (p.held !== undefined) this.clock.clearTimeout(p.held);
     if (outcome instanceof RequestError) p.reject(outcome);
     else p.resolve(outcome);
+    // A place on the wire freed: one waiting for it may go.
+    // (After the caller's frame is handled: no flush in the middle of an answer.)
+    if (p.sent && this.pending.size >= this.maxInFlight) queueMicrotask(this.wake);
   }
 }

@@ -40,7 +40,7 @@ test('a fast replay of thousands of events is acknowledged at most once per ackD
 });
 
 test('60 history() calls at once go out paced (10 per window, each slot held 1100 ms), in order, each resolving; a createGroup is not held behind them', async () => {
-  const env = setup();
+  const env = setup({ maxInFlightRequests: 100 }); // the pacing alone (the bound on the wire is the next test's)
   void env.client.connect();
   await env.accept();
   const times = timedFrames(env.last(), env.clock);
@@ -70,6 +70,36 @@ test('60 history() calls at once go out paced (10 per window, each slot held 110
   const limits = env.last().framesOf('history').map((f) => f.limit);
   assert.deepEqual(limits, Array.from({ length: 60 }, (_, i) => 1 + (i % 100)), 'in the order they were made');
   assert.ok(busiest(times.filter((x) => BUDGETED.includes(String(x.f.type))).map((x) => x.at), 1100) <= 10, 'never more than 10 in any 1100 ms');
+  env.last().receive({ type: 'group_updated', conversationId: CONV, changed: true, seq: 1, requestId: env.last().framesOf('create_group')[0]!.requestId });
+  await created;
+  env.client.close();
+});
+
+test('at most maxInFlightRequests (8) requests are on the wire unanswered: the rest wait in order and go as answers come, so slow storage cannot pile them up past the server bound', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const calls = Array.from({ length: 12 }, (_, i) => env.client.history({ conversationId: CONV, limit: i + 1 }));
+  const created = env.client.createGroup('g', [PEER]);
+  await settle();
+  // 8 on the wire (the budget would allow 10), the group change among the waiting, in order.
+  assert.equal(env.last().framesOf('history').length, 8);
+  assert.equal(env.last().framesOf('create_group').length, 0);
+  await env.clock.advance(5000);
+  assert.equal(env.last().framesOf('history').length, 8, 'time alone frees no place: only answers do');
+  const answer = (n: number) => {
+    for (const f of env.last().framesOf('history').slice(0, n)) env.last().receive({ type: 'history', conversationId: CONV, messages: [], requestId: f.requestId });
+  };
+  answer(3);
+  await settle();
+  assert.equal(env.last().framesOf('history').length, 11, 'three answered, three more went');
+  answer(11);
+  await settle();
+  assert.equal(env.last().framesOf('history').length, 12);
+  assert.equal(env.last().framesOf('create_group').length, 1, 'then the group change');
+  assert.deepEqual(env.last().framesOf('history').map((f) => f.limit), Array.from({ length: 12 }, (_, i) => i + 1));
+  answer(12);
+  assert.equal((await Promise.all(calls)).length, 12);
   env.last().receive({ type: 'group_updated', conversationId: CONV, changed: true, seq: 1, requestId: env.last().framesOf('create_group')[0]!.requestId });
   await created;
   env.client.close();

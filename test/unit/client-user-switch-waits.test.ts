@@ -102,7 +102,7 @@ test('A spent the send-pacing window (5 sends at once); B signs in at once: B’
 });
 
 test('A spent the request-pacing window (10 requests); B signs in at once: B’s request is not held by A’s slots', async () => {
-  const env = switching();
+  const env = switching({ maxInFlightRequests: 10 }); // all 10 on the wire at once (8 by default)
   void env.client.connect();
   await env.acceptAs(A);
   for (let i = 0; i < 10; i++) quiet(env.client.listConversations());
