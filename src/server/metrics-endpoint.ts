@@ -1,6 +1,6 @@
 /**
  * `GET /metrics`, guarded: with a `metrics.token` the request must carry
- * `Authorization: Bearer <token>` (compared in constant time), else 401. Who may reach it at all
+ * `Authorization: Bearer <token>` (compared in constant time), else 401 and a security event. Who may reach it at all
  * (main port or the dedicated `metrics.port`) is decided by the caller.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -11,6 +11,8 @@ export interface MetricsEndpoint {
   registry: Registry;
   /** Bearer token required on every scrape, if set. */
   token?: string;
+  /** A scrape refused for a missing or wrong token (the caller logs the security event). */
+  onRefused?(req: IncomingMessage): void;
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
@@ -25,6 +27,7 @@ const HEADERS = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-stor
 
 export function serveMetrics(req: IncomingMessage, res: ServerResponse, endpoint: MetricsEndpoint): void {
   if (endpoint.token !== undefined && !bearerMatches(req.headers.authorization, endpoint.token)) {
+    endpoint.onRefused?.(req);
     res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer', ...HEADERS });
     res.end('unauthorized\n');
     return;

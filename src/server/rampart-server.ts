@@ -45,6 +45,8 @@ import { createUpgradeHandler } from './upgrade-handler.js';
 import { createReadiness } from './readiness.js';
 import { shutDown } from './shutdown.js';
 import { createMetricsServer } from './metrics-server.js';
+import type { MetricsEndpoint } from './metrics-endpoint.js';
+import { normalizeIp, resolveClientIp } from '../gate/client-ip.js';
 import { listen } from './listen.js';
 import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureContext, withResponseHeaders, type TlsReloadResult } from './tls-options.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
@@ -365,7 +367,12 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     busUp,
     storageUp: readiness.storageUp,
   });
-  const metricsEndpoint = { registry: metrics.registry, ...(config.metrics.token !== undefined ? { token: config.metrics.token } : {}) };
+  const trustedProxies = new Set(config.behindProxy);
+  const metricsEndpoint: MetricsEndpoint = {
+    registry: metrics.registry,
+    ...(config.metrics.token !== undefined ? { token: config.metrics.token } : {}),
+    onRefused: (req) => security('metrics_unauthorized', { ip: normalizeIp(resolveClientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies)), code: 401 }),
+  };
   const metricsServer =
     config.metrics.port !== undefined
       ? createMetricsServer(config.metrics.port, config.metrics.host, metricsEndpoint, (err) => logger.error({ err: err.message }, 'metrics listener error'), {
@@ -393,7 +400,6 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   if (config.tls?.requestClientCert && !config.tls.requireClientCert) httpsServer?.on('secureConnection', refuseUnverifiedClientCert);
   const server: Server = httpsServer ?? createHttpServer(serverOptions, handler);
   const rawConnections = trackConnections(server);
-  const trustedProxies = new Set(config.behindProxy);
   const attemptRule = { name: 'attempts', limit: L.connectionAttemptsPerMinute, windowMs: 60_000 };
 
   const gate: HandshakeGateOptions = {
