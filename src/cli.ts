@@ -28,7 +28,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (name === '--version' || name === '-v') return runCommand(versionCommand, []);
   const command = COMMANDS.find((c) => c.name === name);
-  if (!command) throw new UsageError(`unknown command "${name.slice(0, 40)}"\n\n${USAGE}`);
+  // Named only when it looks like a mistyped command: anything else may be a value pasted here.
+  if (!command) throw new UsageError(`unknown command${/^[a-z][a-z-]{0,19}$/.test(name) ? ` "${name}"` : ''}\n\n${USAGE}`);
   return runCommand(command, rest);
 }
 

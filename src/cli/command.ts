@@ -22,6 +22,15 @@ export interface Command {
 
 export class UsageError extends Error {}
 
+/**
+ * parseArgs' message, but for a stray argument, which it quotes: that may be a secret pasted
+ * without its flag (`rampart serve <key>`), and usage errors name flags, never values.
+ */
+function usageProblem(err: unknown): string {
+  if ((err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return 'unexpected argument (this command takes none, or fewer)';
+  return err instanceof Error ? err.message : String(err);
+}
+
 export const CONFIG_OPTION: Options = { config: { type: 'string', short: 'c' } };
 
 /** Parses `args` for `command`; `--help` prints its help and exits 0 without running it. */
@@ -30,7 +39,7 @@ export async function runCommand(command: Command, args: string[]): Promise<numb
   try {
     parsed = parseArgs({ args, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: command.maxPositionals > 0, strict: true }) as typeof parsed;
   } catch (err) {
-    throw new UsageError(`${err instanceof Error ? err.message : String(err)}\n\n${command.help}`);
+    throw new UsageError(`${usageProblem(err)}\n\n${command.help}`);
   }
   if (parsed.values.help === true) {
     process.stdout.write(command.help);

@@ -299,7 +299,9 @@ describe('help, version and check-config', { concurrency: 1 }, () => {
   test('--help on rampart and on every command prints usage and exits 0 (serve --help starts nothing)', async () => {
     const cwd = tempDir();
     const helps = [['--help'], ['serve', '--help'], ['token', '--help'], ['check-config', '--help'], ['version', '-h']];
-    const runs = await runBatched([...helps, ['version'], ['frobnicate']].map((args) => ({ args })), cwd);
+    // A value pasted where no argument goes (a key without its flag) is never printed back.
+    const pasted = 'k7Qx-not-a-flag-9f3b2c1d0e';
+    const runs = await runBatched([...helps, ['version'], ['frobnicate'], ['serve', pasted], [pasted]].map((args) => ({ args })), cwd);
     helps.forEach((args, i) => {
       assert.equal(runs[i]!.child.exitCode, 0, `${args.join(' ')}: ${runs[i]!.stderr}`);
       assert.match(runs[i]!.stdout, /^usage: rampart/, args.join(' '));
@@ -308,11 +310,16 @@ describe('help, version and check-config', { concurrency: 1 }, () => {
     assert.match(runs[1]!.stdout, /SIGHUP/);
     assert.equal(listeningPort(runs[1]!.stdout), undefined);
     assert.equal(existsSync(join(cwd, 'data')), false, 'serve --help created nothing');
-    const [version, unknown] = runs.slice(helps.length) as [Run, Run];
+    const [version, unknown, stray, pastedCommand] = runs.slice(helps.length) as [Run, Run, Run, Run];
     assert.equal(version.child.exitCode, 0);
     assert.match(version.stdout, /^rampart \d+\.\d+\.\d+/);
     assert.equal(unknown.child.exitCode, 2);
-    assert.match(unknown.stderr, /unknown command/);
+    assert.match(unknown.stderr, /unknown command "frobnicate"/, 'a mistyped command is named');
+    assert.equal(stray.child.exitCode, 2);
+    assert.match(stray.stderr, /unexpected argument/);
+    assert.equal(pastedCommand.child.exitCode, 2);
+    assert.match(pastedCommand.stderr, /unknown command\n/);
+    for (const run of [stray, pastedCommand]) assert.ok(!run.stderr.includes(pasted), `printed back: ${run.stderr.split('\n')[0]}`);
   });
 
   test("check-config: the README's production example has no error; a bad one lists every finding, grade F, exit 1", async () => {
