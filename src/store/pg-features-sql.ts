@@ -52,7 +52,8 @@ export function buildFeatureSql(t: (table: string) => string) {
     eraseEdits: `
       UPDATE ${t('events')} SET content = '', key_id = NULL, attachments = NULL, mentions = '[]', hashtags = '[]', links = '[]'
       WHERE conv = $1 AND reply_to = $2 AND kind = ${EVENT_EDIT}`,
-    setConv: `UPDATE ${t('conversations')} SET last_seq = $2, last_at = greatest(last_at, $3) WHERE id = $1`,
+    /** An edit's or delete's seq: last_seq only (last_at is activity: messages and membership changes). */
+    setConv: `UPDATE ${t('conversations')} SET last_seq = $2 WHERE id = $1`,
     appendTimeline: `
       WITH tl AS (
         INSERT INTO ${t('timeline')} ("user", pos, conv, seq) SELECT * FROM unnest($1::int[], $2::bigint[], $3::int[], $4::bigint[])
@@ -102,11 +103,14 @@ export function buildFeatureSql(t: (table: string) => string) {
 
 /**
  * Other current members' receipt positions in each named conversation of the caller; `privacy`:
- * only of members who have written in it (store.ts, Audience).
+ * only of members who have written in it (store.ts, Audience). A member counts as having every seq
+ * before their joined_seq (not theirs to receive: a newcomer, or a re-added member whose stored
+ * positions are from an earlier membership), so a join never moves the others' ticks back.
  */
 function receiptsSql(t: TableName, privacy: boolean): string {
   return `
-      SELECT c.uuid, ou.user_id, o.delivered_seq, o.receipt_seq FROM ${t('conversations')} c
+      SELECT c.uuid, ou.user_id, GREATEST(o.delivered_seq, o.joined_seq - 1) AS delivered_seq,
+        GREATEST(o.receipt_seq, o.joined_seq - 1) AS receipt_seq FROM ${t('conversations')} c
       JOIN ${t('members')} me ON me.conv = c.id AND me.left_seq IS NULL
       JOIN ${t('users')} u ON u.id = me."user"
       LEFT JOIN ${t('members')} o ON o.conv = c.id AND o.left_seq IS NULL AND o."user" <> me."user"${privacy ? ' AND o.wrote' : ''}

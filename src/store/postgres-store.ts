@@ -279,9 +279,11 @@ function buildSql(t: (table: string) => string) {
         AND e.seq < (SELECT seq FROM ${t('events')} WHERE id = $4 AND conv = $1) AND e.seq < $6
       ORDER BY e.seq DESC LIMIT $5`,
     // A conversation's current members if $3 is one, and whether each wrote in it (Audience).
-    // (With each member's receipt positions: audienceOf returns the asking member's.)
+    // (With each member's receipt positions, floored at joined_seq - 1 as in receipts(): audienceOf
+    // returns the asking member's.)
     members: `
-      SELECT mu.user_id, m.wrote, m.delivered_seq, m.receipt_seq FROM ${t('conversations')} c
+      SELECT mu.user_id, m.wrote, GREATEST(m.delivered_seq, m.joined_seq - 1) AS delivered_seq,
+        GREATEST(m.receipt_seq, m.joined_seq - 1) AS receipt_seq FROM ${t('conversations')} c
       JOIN ${t('members')} m ON m.conv = c.id AND m.left_seq IS NULL
       JOIN ${t('users')} mu ON mu.id = m."user"
       WHERE c.uuid = $1 AND c.tenant_id = $2
@@ -1183,7 +1185,12 @@ export class PostgresStore implements Store {
       ...this.#sql.members,
       values: [conversationId, tenantId, userId, options.formerToo === true],
     });
-    return rows.length === 0 ? undefined : rows.map((r) => r.user_id);
+    if (rows.length > 0) return rows.map((r) => r.user_id);
+    if (options.formerToo !== true) return undefined;
+    // No current member (the last one left: the group is closed): a former member is still told
+    // so, as by SQLite — [] rather than the stranger's undefined (store.ts).
+    const { rows: was } = await this.#pool.query<{ id: number }>({ ...this.#sql.memberOf, values: [conversationId, tenantId, userId] });
+    return was.length === 0 ? undefined : [];
   }
 
   async timeline(tenantId: string, userId: string, after: number, limit: number): Promise<TimelinePage> {
@@ -1573,7 +1580,9 @@ export class PostgresStore implements Store {
         await q('tombstone', [conv, row.seq, this.#codec.tombstoneContent(r.timestamp, r.actorId.toLowerCase())]);
         await q('eraseEdits', [conv, messageId]);
       }
-      await q('setConv', [conv, seq, r.timestamp]);
+      // The seq counter moves; the activity time does not: an edit or delete is a change, not activity
+      // (it would reorder list_conversations under a paging cursor for members it is not even sent to).
+      await q('setConv', [conv, seq]);
       const tl = { user: [] as number[], pos: [] as number[], conv: [] as number[], seq: [] as number[] };
       const deliveries: Delivery[] = [];
       // An edit skips a group member who joined after the message (not theirs to see under since_join);

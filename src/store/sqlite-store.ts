@@ -935,7 +935,9 @@ export class SqliteStore implements Store {
     const found = this.#currentMembership(s, tenantId, conversationId, userId);
     if (found === undefined) return undefined;
     const members = this.#members(s, found.conv).map((r) => r.uuid);
-    const positions = { delivered: found.m.delivered_seq, read: found.m.receipt_seq };
+    // Floored at joined_seq - 1 as in receipts(): what came before the join is not theirs to receive.
+    const floor = found.m.joined_seq - 1;
+    const positions = { delivered: Math.max(found.m.delivered_seq, floor), read: Math.max(found.m.receipt_seq, floor) };
     if (this.#options.strangerPrivacy === false) return { members, sharing: members, positions };
     const writers = this.#writersOf(s, found.conv);
     return { members, sharing: members.filter((u) => writers.has(this.#userId(s, tenantId, u, false)!)), positions };
@@ -1308,7 +1310,9 @@ export class SqliteStore implements Store {
       f.tombstone.run(this.#codec.tombstoneContent(r.timestamp, r.actorId), info.id, row.seq);
       f.eraseEdits.run(info.id, messageBytes);
     }
-    s.setConvCounters.run(seq, r.timestamp, info.id);
+    // The seq counter moves; the activity time does not: an edit or delete is a change, not activity
+    // (it would reorder list_conversations under a paging cursor for members it is not even sent to).
+    f.setConvSeq.run(seq, info.id);
     const deliveries: Delivery[] = [];
     // An edit skips a group member who joined after the message (not theirs to see under since_join);
     // a delete reaches every current member: it carries no content, and a member re-added since
@@ -2181,13 +2185,20 @@ function prepareFeatures(db: BetterSqlite3.Database, eventColumns: string) {
       'SELECT read_seq, receipt_seq, left_seq FROM members WHERE conv = ? AND user = ?',
     ),
     setRead: db.prepare<[number, number, number, number]>('UPDATE members SET read_seq = ?, receipt_seq = ? WHERE conv = ? AND user = ?'),
-    // With `privacy` (1), only members who have written in the conversation (Audience).
+    /** An edit's or delete's seq: last_seq only (last_at is activity: messages and membership changes). */
+    setConvSeq: db.prepare<[number, number]>('UPDATE conversations SET last_seq = ? WHERE id = ?'),
+    // With `privacy` (1), only members who have written in the conversation (Audience). A member
+    // counts as having every seq before their joined_seq (not theirs to receive: a newcomer, or a
+    // re-added member whose stored positions are from an earlier membership), so a join never moves
+    // the others' ticks back — as unread counts start at joined_seq - 1, whatever chat.groupHistory.
     receiptSummary: db.prepare<[number, number, number], { n: number; d: number; r: number }>(
-      `SELECT count(*) AS n, coalesce(min(delivered_seq), 0) AS d, coalesce(min(receipt_seq), 0) AS r
+      `SELECT count(*) AS n, coalesce(min(max(delivered_seq, joined_seq - 1)), 0) AS d,
+         coalesce(min(max(receipt_seq, joined_seq - 1)), 0) AS r
        FROM members WHERE conv = ? AND left_seq IS NULL AND user <> ? AND (? = 0 OR wrote = 1)`,
     ),
     receiptMembers: db.prepare<[number, number, number], { user_id: Buffer; delivered_seq: number; receipt_seq: number }>(
-      `SELECT u.user_id, m.delivered_seq, m.receipt_seq FROM members m JOIN users u ON u.id = m.user
+      `SELECT u.user_id, max(m.delivered_seq, m.joined_seq - 1) AS delivered_seq, max(m.receipt_seq, m.joined_seq - 1) AS receipt_seq
+       FROM members m JOIN users u ON u.id = m.user
        WHERE m.conv = ? AND m.left_seq IS NULL AND m.user <> ? AND (? = 0 OR m.wrote = 1) ORDER BY m.joined_seq, u.user_id`,
     ),
     /** Users sharing a current conversation with the caller; with `privacy` (1), one the caller has written in (Audience). */

@@ -73,7 +73,7 @@ export interface Audience {
   members: string[];
   /** Those of them whose presence and receipts the conversation carries (all, with the option off). */
   sharing: string[];
-  /** The asking member's own receipt positions as stored (members.delivered_seq, receipt_seq). */
+  /** The asking member's own receipt positions (members.delivered_seq, receipt_seq), at least their joined_seq - 1. */
   positions: { delivered: number; read: number };
 }
 
@@ -351,7 +351,7 @@ export interface ConversationSummary {
   memberCount: number;
   /** Last `seq` of the conversation. */
   lastSeq: number;
-  /** Time of the last event (ms). */
+  /** Time of the last message or membership event (ms); edits and deletes do not move it. */
   lastActivityAt: number;
   /** The newest chat message (not membership event) the caller may see (see groupHistory), if any is retained. */
   lastMessage?: StoredMessage;
