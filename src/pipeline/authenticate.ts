@@ -48,6 +48,11 @@ export interface AuthenticatorOptions {
   onAuthResult?(result: 'success' | AuthFailureReasonValue): void;
   /** Bans and revoked tokens (src/admin/): checked at every `auth` and refresh. */
   access?: AccessPolicy;
+  /**
+   * Whether the identity's role may read. A session is a reader — it is sent its user's timeline —
+   * so a role without `read` (one not configured included: deny by default) gets none.
+   */
+  mayRead(identity: Identity): boolean;
 }
 
 /** Where the client wants to resume (the `auth` frame's optional fields). */
@@ -189,6 +194,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
 
   async function admit(session: Session, identity: Identity, resume: ResumeRequest = {}): Promise<void> {
     session.state = 'authenticating';
+    if (!o.mayRead(identity)) return fail(session, 'role_without_read', 'invalid_token');
     const userKey = userKeyOf(identity);
     if ((await o.limiter.blockedFor(penaltyKey(userKey))) > 0) {
       return fail(session, 'penalised_user', 'penalised', CloseCode.RATE_LIMIT_ABUSE);
@@ -236,6 +242,7 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
       if (lockedOut && !same) return fail(session, 'auth_locked_out', 'locked_out', CloseCode.INVALID_TOKEN);
       if (!result.ok) return refused(session, result.reason);
       if (!same) return fail(session, 'identity_change', 'identity_change', CloseCode.IDENTITY_CHANGE);
+      if (!o.mayRead(next)) return fail(session, 'role_without_read', 'invalid_token');
       if (await deniedAccess(session, next)) return;
       session.refresh(next);
       // A revocation of the new token published while it was checked closed nobody (no session

@@ -32,6 +32,7 @@ import { GroupService } from '../chat/group-service.js';
 import { TimelinePublisher } from '../chat/timeline-publisher.js';
 import { ReceiptService } from '../chat/receipt-service.js';
 import { MessageChangeService } from '../chat/message-changes.js';
+import { permissionsFor } from '../chat/authorization.js';
 import { PresenceService } from '../presence/presence-service.js';
 import { MemoryPresenceState, RedisPresenceState } from '../presence/presence-state.js';
 import type { SessionHooks } from '../session/session.js';
@@ -266,6 +267,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   /** Every authentication's outcome (first `auth`, query token, refresh): `rampart_auth_results_total`. */
   const countAuthResult = (result: 'success' | AuthFailureReasonValue): void =>
     metrics.authResults.inc(result === 'success' ? { result, reason: 'ok' } : { result: 'failure', reason: result });
+  const rolePolicy = { roles: config.chat.roles, defaultRole: config.chat.defaultRole };
   const authenticator = createAuthenticator({
     checkToken,
     limiter,
@@ -286,10 +288,11 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     onReplayFailed: (err) => logger.error({ err: errorSummary(err) }, 'timeline read failed'),
     onAuthResult: countAuthResult,
     access: admin.control.policy,
+    mayRead: (identity) => permissionsFor(rolePolicy, identity.role).read,
   });
   const handleFrame = createFramePipeline({
     contentPolicy: config.chat.contentPolicy,
-    roles: { roles: config.chat.roles, defaultRole: config.chat.defaultRole },
+    roles: rolePolicy,
     rules: rateRules(config),
     limiter,
     connectionLimiter: limits.connectionLimiter,

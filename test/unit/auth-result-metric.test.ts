@@ -62,6 +62,7 @@ test('storage failing at the resume point: auth_failure unavailable, counted as 
     onAuthenticated() {},
     onReplayFailed() {},
     onAuthResult: (r: string) => results.push(r),
+    mayRead: () => true,
   } as unknown as AuthenticatorOptions;
   const auth = createAuthenticator(options);
   await auth.authenticate(session as unknown as Session, { type: 'auth', token: 't' });

@@ -73,7 +73,7 @@ test('a session closed while its check waited in line: not judged, no failure re
     return s;
   };
   const results: string[] = [];
-  const options = { verify: v.verify, checkToken, limiter, onAuthResult: (r: string) => results.push(r) } as unknown as AuthenticatorOptions;
+  const options = { verify: v.verify, checkToken, limiter, onAuthResult: (r: string) => results.push(r), mayRead: () => true } as unknown as AuthenticatorOptions;
   const auth = createAuthenticator(options);
   const first = session('first');
   const second = session('second');
