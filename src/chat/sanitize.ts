@@ -127,7 +127,8 @@ export function isWhitespaceCode(c: number): boolean {
 /**
  * Whitespace, or a BMP character that renders as nothing on its own: zero-width characters and
  * joiners, bidi marks, invisible operators, soft hyphen, combining grapheme joiner, Hangul and
- * Braille fillers, variation selectors, the reserved U+FFF0–FFF8. Text made only of these (and the astral ones of
+ * Braille fillers, variation selectors, the reserved U+FFF0–FFF8 and the interlinear annotation
+ * controls U+FFF9–FFFB. Text made only of these (and the astral ones of
  * `isBlankCodePoint`) is an empty bubble or a blank name — refused like whitespace. Inside
  * visible text they stay (ZWJ emoji sequences need them). Surrogates are judged by `blankAt`.
  */
@@ -149,18 +150,24 @@ function isBlankCode(c: number): boolean {
     c === 0x3164 ||
     (c >= 0xfe00 && c <= 0xfe0f) ||
     c === 0xffa0 ||
-    (c >= 0xfff0 && c <= 0xfff8)
+    (c >= 0xfff0 && c <= 0xfffb) // reserved, then the interlinear annotation controls (format, drawn as nothing)
   );
 }
 
 /**
  * As `isBlankCode`, for any code point: the astral default-ignorable ones too — shorthand format
  * controls (U+1BCA0–1BCA3), musical format controls (U+1D173–1D17A), tag characters and variation
- * selectors (U+E0000–E0FFF).
+ * selectors (U+E0000–E0FFF) — and the Egyptian hieroglyph format controls (U+13430–1343F), which
+ * Unicode leaves out of Default_Ignorable but which draw nothing on their own.
  */
 function isBlankCodePoint(cp: number): boolean {
   if (cp <= 0xffff) return isBlankCode(cp);
-  return (cp >= 0x1bca0 && cp <= 0x1bca3) || (cp >= 0x1d173 && cp <= 0x1d17a) || (cp >= 0xe0000 && cp <= 0xe0fff);
+  return (
+    (cp >= 0x13430 && cp <= 0x1343f) || // Egyptian hieroglyph format controls (joiners: nothing alone)
+    (cp >= 0x1bca0 && cp <= 0x1bca3) ||
+    (cp >= 0x1d173 && cp <= 0x1d17a) ||
+    (cp >= 0xe0000 && cp <= 0xe0fff)
+  );
 }
 
 /**

@@ -41,7 +41,7 @@ test('nothing visible after sanitizing → invalid_content empty_after_sanitize'
 // Zero-width characters, joiners, bidi marks, fillers (Hangul, Braille), variation selectors, tag
 // characters and the astral format controls (shorthand, musical) render as nothing on their own:
 // an empty bubble or a blank group name. Judged by code point, not by UTF-16 unit.
-const INVISIBLE_ONLY = ['\u200B', '\u200C\u200D\u2060', '\u2800', '\u3164', '\u180E', '\u{E0020}', '<b>\u200B</b>', '\u00AD\u034F', '\u200E \uFE0F', '\uFFA0\u115F\u1160', ' \u2063 ', '\u{1D173}', '\u{1BCA0}\u{1BCA3}', '\u{E0100}', '\u{1D17A} \u200B'];
+const INVISIBLE_ONLY = ['\u200B', '\u200C\u200D\u2060', '\u2800', '\u3164', '\u180E', '\u{E0020}', '<b>\u200B</b>', '\u00AD\u034F', '\u200E \uFE0F', '\uFFA0\u115F\u1160', ' \u2063 ', '\u{1D173}', '\u{1BCA0}\u{1BCA3}', '\u{E0100}', '\u{1D17A} \u200B', '\uFFF9\uFFFA\uFFFB', '\u{13430}\u{1343F}'];
 
 test('invisible characters alone are blank → empty_after_sanitize, for content and names', () => {
   for (const raw of INVISIBLE_ONLY) {
