@@ -140,6 +140,10 @@ export class RedisBus implements Bus {
   private readonly confirming = new Map<string, { promise: Promise<void>; release: () => void }>();
   /** A SUBSCRIBE was answered with an error while the connection stayed up: the timer sending it again (retrySubscriptions). */
   private refusedRetry: NodeJS.Timeout | undefined;
+  /** The next refused-SUBSCRIBE retry's wait, whether one is on the wire, and whether a SUBSCRIBE was refused meanwhile (see retrySubscriptions). */
+  private refusedWaitMs = SUBSCRIBE_RETRY_MS;
+  private retrying = false;
+  private refusedWhileRetrying = false;
 
   private constructor(options: RedisBusOptions, connectTimeoutMs: number) {
     if (options.nodeId === '' || options.nodeId.includes('\n')) {
@@ -192,7 +196,7 @@ export class RedisBus implements Bus {
     });
     void this.sub.subscribe(this.resyncChannel).catch((err: Error) => {
       this.report(err, 'subscribe');
-      this.retrySubscriptions(SUBSCRIBE_RETRY_MS);
+      this.retrySubscriptions();
     });
     if (options.peerLivenessMs !== undefined && options.peerLivenessMs > 0) {
       const onPeersLost = options.onPeersLost;
@@ -222,7 +226,7 @@ export class RedisBus implements Bus {
       () => undefined,
       (err: Error) => {
         this.report(err, 'subscribe');
-        this.retrySubscriptions(SUBSCRIBE_RETRY_MS);
+        this.retrySubscriptions();
       },
     );
     this.lastSubscriptionOp = confirmed;
@@ -243,19 +247,39 @@ export class RedisBus implements Bus {
    * sessions waiting on it were released (they went live, deaf to other nodes' frames): once Redis
    * confirms, every session reads what it missed from storage (the resync). A connection that
    * drops meanwhile resubscribes everything and resyncs on its own (resubscribe.ts).
+   *
+   * The wait is the bus's, not the call's: it grows with each refused retry and starts over only
+   * once one goes through. Were it the call's, a new session refused just as a retry went out
+   * would start it over at 250 ms — under churn, every channel sent again four times a second.
    */
-  private retrySubscriptions(waitMs: number): void {
-    if (this.closed || this.sub.status !== 'ready' || this.refusedRetry !== undefined) return;
+  private retrySubscriptions(): void {
+    if (this.closed || this.sub.status !== 'ready') return;
+    // A refusal while a retry is on the wire waits for that retry's answer: refused, it backs off
+    // further; confirmed, one more retry sends the channels it may not have named.
+    if (this.retrying) {
+      this.refusedWhileRetrying = true;
+      return;
+    }
+    if (this.refusedRetry !== undefined) return;
+    const waitMs = this.refusedWaitMs;
     this.refusedRetry = setTimeout(() => {
       this.refusedRetry = undefined;
       if (this.closed || this.sub.status !== 'ready') return;
+      this.retrying = true;
+      this.refusedWhileRetrying = false;
       this.sub.subscribe(this.resyncChannel, ...this.channels.keys()).then(
         () => {
-          if (!this.closed) this.resync();
+          this.retrying = false;
+          this.refusedWaitMs = SUBSCRIBE_RETRY_MS;
+          if (this.closed) return;
+          this.resync();
+          if (this.refusedWhileRetrying) this.retrySubscriptions();
         },
         (err: Error) => {
+          this.retrying = false;
           this.report(err, 'subscribe');
-          this.retrySubscriptions(Math.min(waitMs * 2, SUBSCRIBE_RETRY_MAX_MS));
+          this.refusedWaitMs = Math.min(waitMs * 2, SUBSCRIBE_RETRY_MAX_MS);
+          this.retrySubscriptions();
         },
       );
     }, waitMs);

@@ -120,3 +120,29 @@ test('a resubscription refused after a reconnect is retried, and onRestored runs
     stop();
   }
 });
+
+test('refused retries back off whatever new sessions are refused meanwhile (the wait is the bus’s, not each SUBSCRIBE’s)', { timeout: 20_000 }, async () => {
+  const prefix = uniqueRedisPrefix('subref');
+  const r = admin();
+  const acl = await aclUser(r, `${prefix}ctl:*`);
+  const b = await RedisBus.connect({ redisUrl: acl.url, channelPrefix: prefix, nodeId: 'b', ping: { intervalMs: 0, timeoutMs: 3000 }, onError: () => {} });
+  buses.push(b);
+  // The retries are the SUBSCRIBEs of every wanted channel at once; a new session's is of one. A new
+  // session arrives, and is refused, each time a retry goes out.
+  const sub = (b as unknown as { sub: Redis }).sub;
+  const subscribe = sub.subscribe.bind(sub) as (...channels: string[]) => Promise<unknown>;
+  const retries: number[] = [];
+  (sub as unknown as { subscribe: (...channels: string[]) => Promise<unknown> }).subscribe = (...channels: string[]) => {
+    if (channels.length > 1) {
+      retries.push(performance.now());
+      // Refused just before the retry goes out: its answer comes while the retry is on the wire.
+      b.subscribe(randomUUID());
+    }
+    return subscribe(...channels);
+  };
+  b.subscribe(randomUUID());
+  await waitFor(() => retries.length >= 4, 10_000, 'four retries');
+  const gaps = retries.slice(1).map((t, i) => t - retries[i]!);
+  // Timers never fire early: 500, 1000 and 2000 ms at least (each new refusal used to start over at 250).
+  assert.ok(gaps[0]! >= 450 && gaps[1]! >= 950 && gaps[2]! >= 1950, `gaps between retries: ${gaps.map(Math.round).join(', ')} ms`);
+});
