@@ -17,7 +17,10 @@
  * (`<channelPrefix>ctl:nodes:lapsed:<nodeId>`) until its cleanup of them succeeded (`onLapsed`'s
  * promise): every refresh returns that set, so a reply lost on the way (the connection dropped
  * after the script ran) or a failed cleanup only delays it. A node found dead hands its own
- * pending set to the node that removed it.
+ * pending set to the node that removed it. An id that comes in again while its cleanup is running
+ * (the node died again under the same id, or it came with a dead node's pending set) stays pending
+ * when that cleanup ends, and is handed over once more: the running cleanup may have begun before
+ * the new death's entries were written (cleaning an id twice is harmless).
  *
  * No pending set is left to nobody. A node that shuts down cleanly is never found dead: its leave
  * moves its pending ids into `<channelPrefix>ctl:nodes:lapsed-orphans`, which the next heartbeat of
@@ -35,10 +38,21 @@ const HEARTBEAT_LUA = `
 -- ARGV[4]: '1' on joining, ARGV[5]: prefix of the pending sets (ids found dead, not cleaned up yet).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- Returns {restarted, deaths found now, pending node ids (those found now included)...}.
+-- Returns {restarted, deaths found now, n, the n ids that came in now (found dead now, or taken
+-- over from another node's pending set: perhaps ids still being cleaned up here after an earlier
+-- death), pending node ids (those n included)...}.
 local restarted = 0
 local found = 0
 local pending = ARGV[5] .. ARGV[1]
+local came = {}
+-- Another node's pending ids become ours (they came in now).
+local function takeSet(set)
+  if redis.call('EXISTS', set) == 1 then
+    for _, id in ipairs(redis.call('SMEMBERS', set)) do came[#came + 1] = id end
+    redis.call('SUNIONSTORE', pending, pending, set)
+    redis.call('DEL', set)
+  end
+end
 -- Joining while a member of our id is still there: a previous life of this node (same nodeId)
 -- ended without leaving, and before its lapse was noticed.
 if ARGV[4] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then restarted = 1 end
@@ -47,11 +61,9 @@ for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   if node ~= ARGV[1] then
     redis.call('ZREM', KEYS[1], node)
     redis.call('SADD', pending, node)
+    came[#came + 1] = node
     -- What the dead node had found dead and not cleaned up yet is ours to clean now.
-    if redis.call('EXISTS', ARGV[5] .. node) == 1 then
-      redis.call('SUNIONSTORE', pending, pending, ARGV[5] .. node)
-      redis.call('DEL', ARGV[5] .. node)
-    end
+    takeSet(ARGV[5] .. node)
     redis.call('SREM', KEYS[3], node)
     found = found + 1
   end
@@ -59,22 +71,17 @@ end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if restarted == 1 then
   redis.call('SADD', pending, ARGV[1])
+  came[#came + 1] = ARGV[1]
   found = found + 1
 end
 if found > 0 then redis.call('PUBLISH', ARGV[3], '1') end
 -- Pending ids of nodes that shut down cleanly (nobody finds them dead): ours to clean now.
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('SUNIONSTORE', pending, pending, KEYS[2])
-  redis.call('DEL', KEYS[2])
-end
+takeSet(KEYS[2])
 -- Pending sets of nodes that are no longer members, yet were not taken over: a node of the
 -- previous build removed them (its heartbeat hands over only the id). Ours to clean now.
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   if node ~= ARGV[1] and not redis.call('ZSCORE', KEYS[1], node) then
-    if redis.call('EXISTS', ARGV[5] .. node) == 1 then
-      redis.call('SUNIONSTORE', pending, pending, ARGV[5] .. node)
-      redis.call('DEL', ARGV[5] .. node)
-    end
+    takeSet(ARGV[5] .. node)
     redis.call('SREM', KEYS[3], node)
   end
 end
@@ -83,9 +90,9 @@ if redis.call('EXISTS', pending) == 1 then
 else
   redis.call('SREM', KEYS[3], ARGV[1])
 end
-local out = redis.call('SMEMBERS', pending)
-table.insert(out, 1, found)
-table.insert(out, 1, restarted)
+local out = {restarted, found, #came}
+for _, id in ipairs(came) do out[#out + 1] = id end
+for _, id in ipairs(redis.call('SMEMBERS', pending)) do out[#out + 1] = id end
 return out
 `;
 
@@ -126,7 +133,7 @@ export interface PeerWatchOptions {
 }
 
 interface PeerWatchScripts {
-  rampartPeerHeartbeat(key: string, orphans: string, owners: string, nodeId: string, livenessMs: number, channel: string, joining: '0' | '1', pendingPrefix: string): Promise<[number, number, ...string[]]>;
+  rampartPeerHeartbeat(key: string, orphans: string, owners: string, nodeId: string, livenessMs: number, channel: string, joining: '0' | '1', pendingPrefix: string): Promise<[number, number, number, ...string[]]>;
   rampartPeerLeave(key: string, orphans: string, owners: string, nodeId: string, pendingPrefix: string): Promise<number>;
 }
 
@@ -137,6 +144,12 @@ export class PeerWatch {
   #joined = false;
   /** Ids handed to `onLapsed` whose cleanup is still running (not handed over again meanwhile). */
   readonly #cleaning = new Set<string>();
+  /**
+   * Ids of `#cleaning` that came in again meanwhile (the node died again, under the same id, or
+   * another node's pending set held it): the running cleanup may have begun before the new
+   * death's entries were written, so they stay pending when it ends, and are handed over again.
+   */
+  readonly #again = new Set<string>();
 
   constructor(private readonly o: PeerWatchOptions) {
     o.client.defineCommand('rampartPeerHeartbeat', { lua: HEARTBEAT_LUA, numberOfKeys: 3 });
@@ -155,10 +168,13 @@ export class PeerWatch {
       // member the first one wrote and take this running node for a previous life of itself.
       const joining = this.#joined ? '0' : '1';
       this.#joined = true;
-      const [, found, ...pending] = await scripts.rampartPeerHeartbeat(this.o.key, this.#orphans, this.#owners, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, joining, this.#pendingPrefix);
-      const nodes = pending.filter((n) => !this.#cleaning.has(n));
+      const [, found, came, ...ids] = await scripts.rampartPeerHeartbeat(this.o.key, this.#orphans, this.#owners, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, joining, this.#pendingPrefix);
+      for (const n of ids.slice(0, came)) if (this.#cleaning.has(n)) this.#again.add(n);
+      const nodes = ids.slice(came).filter((n) => !this.#cleaning.has(n));
       if (nodes.length > 0) this.#handOver(found, nodes);
     } catch (err) {
+      // The script may have run, its reply lost: what came in unseen may include ids being cleaned.
+      for (const n of this.#cleaning) this.#again.add(n);
       this.o.onError(err instanceof Error ? err : new Error(String(err)));
     } finally {
       this.#busy = false;
@@ -179,10 +195,15 @@ export class PeerWatch {
     return `${this.o.key}:lapsed-owners`;
   }
 
-  /** Hands lapsed ids over for cleanup; they leave the pending set once it succeeded. */
+  /**
+   * Hands lapsed ids over for cleanup; they leave the pending set once it succeeded — except those
+   * that came in again while it ran (`#again`): the next heartbeat hands them over again.
+   */
   #handOver(found: number, nodes: string[]): void {
     const settle = (): void => {
-      this.o.client.srem(this.#pendingPrefix + this.o.nodeId, ...nodes).catch((err: unknown) => this.o.onError(err instanceof Error ? err : new Error(String(err))));
+      const cleaned = nodes.filter((n) => !this.#again.has(n));
+      if (cleaned.length === 0) return;
+      this.o.client.srem(this.#pendingPrefix + this.o.nodeId, ...cleaned).catch((err: unknown) => this.o.onError(err instanceof Error ? err : new Error(String(err))));
     };
     let cleanup: unknown;
     try {
@@ -199,6 +220,7 @@ export class PeerWatch {
     const done = (ok: boolean): void => {
       for (const n of nodes) this.#cleaning.delete(n);
       if (ok) settle();
+      for (const n of nodes) this.#again.delete(n);
     };
     cleanup.then(
       (result) => done(result !== false),

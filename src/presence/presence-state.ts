@@ -15,6 +15,12 @@
  * users, claims included) and leaves its claim set: every node with a claim set is listed in
  * `presence:claimants` (kept by the sweep), and a sweep also claims the claim set of each one
  * listed there that is no longer in `presence:nodes` (its users are checked once more).
+ *
+ * A node taken for dead while cut from Redis (its users claimed by another node, perhaps published
+ * offline) records them again and has them checked (`rejoin`). It knows it was taken when an SADD
+ * of itself to `presence:nodes` (a new session's, or its own sweep's when that claims a dead node)
+ * answers that it was not there, after it had been: the size of its user set cannot tell, as its
+ * own sweep may have filled it with a dead node's users meanwhile.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -123,7 +129,9 @@ const SWEEP_LUA = `
 -- ARGV[3]: per-node user set prefix, ARGV[4]: per-node claim set prefix, ARGV[5]: '1' on the first
 -- sweep of this life. Claims every dead node: its users, and the claims it had not checked, move to
 -- our user set (a claim of a node that dies too is claimed with its users) and our claim set.
--- Returns our claim set (claims whose checks have not run: a reply lost here loses none).
+-- Returns {1 if it recorded us in KEYS[1] (we were not: taken for dead, or never recorded), 0 if
+-- we were there already, -1 if it did not look; then our claim set (claims whose checks have not
+-- run: a reply lost here loses none)...}.
 local mine = ARGV[3] .. ARGV[1]
 local claims = ARGV[4] .. ARGV[1]
 local took = false
@@ -157,13 +165,16 @@ for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     redis.call('SREM', KEYS[2], n)
   end
 end
-if took then redis.call('SADD', KEYS[1], ARGV[1]) end
+local recorded = -1
+if took then recorded = redis.call('SADD', KEYS[1], ARGV[1]) end
 if redis.call('EXISTS', claims) == 1 then
   redis.call('SADD', KEYS[2], ARGV[1])
 else
   redis.call('SREM', KEYS[2], ARGV[1])
 end
-return redis.call('SMEMBERS', claims)
+local out = redis.call('SMEMBERS', claims)
+table.insert(out, 1, recorded)
+return out
 `;
 
 /** Users re-added per SADD when a node rejoins. */
@@ -171,7 +182,7 @@ const REJOIN_CHUNK = 1000;
 
 interface PresenceScripts {
   rampartPresenceSwap(key: string, generation: string, online: string, known: string): Promise<number>;
-  rampartPresenceSweep(nodes: string, claimants: string, nodeId: string, livePrefix: string, setPrefix: string, claimPrefix: string, first: '0' | '1'): Promise<string[]>;
+  rampartPresenceSweep(nodes: string, claimants: string, nodeId: string, livePrefix: string, setPrefix: string, claimPrefix: string, first: '0' | '1'): Promise<[number, ...string[]]>;
 }
 
 export interface RedisPresenceOptions {
@@ -207,6 +218,20 @@ export class RedisPresenceState implements PresenceState {
   readonly #claims: string;
   /** No sweep of this life has succeeded yet (the first takes over a previous life's users). */
   #firstSweep = true;
+  /** This life has seen this node recorded in `presence:nodes` (its own SADD, or a read). */
+  #seen = false;
+  /**
+   * Since the last rejoin, this node was found gone from `presence:nodes` after it had been
+   * recorded (an SADD of it added it back): another node took it for dead and claimed its users.
+   * Its own sweep or a new session may have filled its user set again since, so that set's size
+   * says nothing: `rejoin` records every local user again and has them checked.
+   */
+  #taken = false;
+  /**
+   * A write that records this node or its users failed, or a sweep's reply was lost (it may have
+   * recorded this node unseen): `rejoin` makes sure every local user is recorded.
+   */
+  #doubt = false;
   /**
    * The published states live as long as the generation marker (`<prefix>:presence:gen`, a random
    * token the first node writes). Keys lost without a reconnect (a restart while this node was
@@ -308,8 +333,31 @@ export class RedisPresenceState implements PresenceState {
   }
 
   track(userKey: string, local: boolean): void {
-    const p = local ? this.#client.multi().sadd(this.#nodes, this.#o.nodeId).sadd(this.#mine, userKey) : this.#client.multi().srem(this.#mine, userKey).srem(this.#claims, userKey);
-    p.exec().catch((err: unknown) => this.#o.onError?.(err, 'presence'));
+    if (!local) {
+      this.#client.multi().srem(this.#mine, userKey).srem(this.#claims, userKey).exec().catch((err: unknown) => this.#o.onError?.(err, 'presence'));
+      return;
+    }
+    this.#client
+      .multi()
+      .sadd(this.#nodes, this.#o.nodeId)
+      .sadd(this.#mine, userKey)
+      .exec()
+      .then((replies) => {
+        const [node, user] = replies ?? [];
+        const err = node?.[0] ?? user?.[0];
+        if (err) throw err;
+        if (node !== undefined) this.#noteRecorded(node[1] as number);
+      })
+      .catch((err: unknown) => {
+        this.#doubt = true;
+        this.#o.onError?.(err, 'presence');
+      });
+  }
+
+  /** An SADD of this node to `presence:nodes` answered `added` (1: it was not there). */
+  #noteRecorded(added: number): void {
+    if (added === 1 && this.#seen) this.#taken = true;
+    this.#seen = true;
   }
 
   checked(userKey: string): void {
@@ -319,24 +367,53 @@ export class RedisPresenceState implements PresenceState {
   async sweep(): Promise<string[]> {
     const first = this.#firstSweep ? '1' : '0';
     const p = this.#o.keyPrefix;
-    const claimed = await this.#scripts.rampartPresenceSweep(this.#nodes, `${p}:presence:claimants`, this.#o.nodeId, `${p}:node:`, `${p}:presence:n:`, `${p}:presence:c:`, first);
+    let recorded: number;
+    let claimed: string[];
+    try {
+      [recorded, ...claimed] = await this.#scripts.rampartPresenceSweep(this.#nodes, `${p}:presence:claimants`, this.#o.nodeId, `${p}:node:`, `${p}:presence:n:`, `${p}:presence:c:`, first);
+    } catch (err) {
+      // It may have run, and recorded this node again after it was taken for dead.
+      this.#doubt = true;
+      throw err;
+    }
     // Once taken over, a previous life's users are in the claim set until checked.
     this.#firstSweep = false;
+    if (recorded >= 0) this.#noteRecorded(recorded);
     return claimed;
   }
 
   async rejoin(local: ReadonlySet<string>): Promise<boolean> {
     const lost = this.#lost;
-    this.#lost = false;
+    const taken = this.#taken;
+    const doubt = this.#doubt;
+    this.#lost = this.#taken = this.#doubt = false;
     if (local.size === 0) return false;
-    const [[, member], [, count]] = (await this.#client.multi().sismember(this.#nodes, this.#o.nodeId).scard(this.#mine).exec()) as [[unknown, number], [unknown, number]];
-    // Present, with a set at least as large as the users held here: nothing was taken away.
-    if (member === 1 && count >= local.size && !lost) return false;
-    const users = [...local];
-    const write = this.#client.multi().sadd(this.#nodes, this.#o.nodeId);
-    for (let i = 0; i < users.length; i += REJOIN_CHUNK) write.sadd(this.#mine, ...users.slice(i, i + REJOIN_CHUNK));
-    await write.exec();
-    return true;
+    try {
+      const [[, member], [, count]] = (await this.#client.multi().sismember(this.#nodes, this.#o.nodeId).scard(this.#mine).exec()) as [[unknown, number], [unknown, number]];
+      if (member === 1) this.#seen = true;
+      // Present, with a set at least as large as the users held here, and never found gone from
+      // the nodes since the last look: nothing was taken away (one round trip for the common case).
+      // Once taken, the set's size says nothing (this node's sweep may have filled it with the
+      // users of a dead node): each local user is recorded again, SADD telling which were missing.
+      if (member === 1 && count >= local.size && !lost && !taken && !doubt) return false;
+      const users = [...local];
+      const write = this.#client.multi().sadd(this.#nodes, this.#o.nodeId);
+      for (let i = 0; i < users.length; i += REJOIN_CHUNK) write.sadd(this.#mine, ...users.slice(i, i + REJOIN_CHUNK));
+      const replies = (await write.exec()) ?? [];
+      let missing = 0;
+      for (const [err, added] of replies.slice(1)) {
+        if (err) throw err;
+        missing += added as number;
+      }
+      this.#seen = true;
+      return lost || taken || member !== 1 || missing > 0;
+    } catch (err) {
+      // Not settled: the next sweep looks again.
+      if (lost) this.#lost = true;
+      if (taken) this.#taken = true;
+      if (doubt) this.#doubt = true;
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,193 @@
+/**
+ * A node id that dies again while the cleanup of its previous death is still running
+ * (src/bus/peer-watch.ts). Cleanups are not handed over twice at once, so a second death of the
+ * same id (the node restarted under a fixed nodeId and was killed again, or the id came with the
+ * pending set of a remover that died) cannot start a cleanup of its own while the first runs. The
+ * first cleanup may have begun before the second life wrote its entries (session directory), so
+ * when it ends the id must stay pending and be handed over again — not be settled with it, which
+ * would leave the second life's entries in the directory for good:
+ *
+ * - the second death found by the same node's heartbeat;
+ * - the second death found by another node that died before cleaning up after it (its pending set
+ *   comes to the node whose cleanup runs);
+ * - the second death found by a heartbeat whose reply was lost;
+ * - and once the second cleanup succeeded, the id is settled (no third hand-over).
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { PeerWatch } from '../../src/bus/peer-watch.js';
+import { REDIS_URL, dropRedisPrefix, uniqueRedisPrefix } from '../helpers/harness.js';
+
+/** Long enough that no watch's own timer runs: the tests call refresh(). */
+const MANUAL_MS = 600_000;
+
+const clients: Redis[] = [];
+const watches: PeerWatch[] = [];
+const prefixes: string[] = [];
+
+after(async () => {
+  for (const w of watches) w.stop();
+  const admin = new Redis(REDIS_URL);
+  for (const p of prefixes) await dropRedisPrefix(admin, p);
+  admin.disconnect();
+  for (const c of clients) c.disconnect();
+});
+
+async function client(): Promise<Redis> {
+  const c = new Redis(REDIS_URL, { lazyConnect: true });
+  clients.push(c);
+  await c.connect();
+  return c;
+}
+
+interface Cluster {
+  key: string;
+  raw: Redis;
+  /** A node of this cluster (its heartbeat's reply can be lost: loseNextReply). */
+  watch(nodeId: string, onLapsed: (count: number, nodes: string[]) => unknown): Promise<PeerWatch>;
+  /** The next heartbeat of the watches made by this cluster runs in Redis, but its reply is lost. */
+  loseNextReply(): void;
+  /** The node's member lapses now (as if it had stopped refreshing for livenessMs). */
+  lapse(nodeId: string): Promise<void>;
+}
+
+async function cluster(): Promise<Cluster> {
+  const prefix = uniqueRedisPrefix('pw2death');
+  prefixes.push(prefix);
+  const key = `${prefix}ctl:nodes`;
+  const raw = await client();
+  let lose = false;
+  return {
+    key,
+    raw,
+    async watch(nodeId, onLapsed) {
+      const real = await client();
+      const lossy = new Proxy(real, {
+        get(target, prop, receiver) {
+          if (prop === 'rampartPeerHeartbeat') {
+            return (...args: unknown[]) => {
+              const reply = (target as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>).rampartPeerHeartbeat!(...args);
+              if (!lose) return reply;
+              lose = false;
+              return reply.then(() => {
+                throw new Error('Connection is closed.');
+              });
+            };
+          }
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const w = new PeerWatch({ client: lossy, key, nodeId, resyncChannel: `${prefix}ctl:resync`, livenessMs: MANUAL_MS, onLapsed, onError: () => {} });
+      watches.push(w);
+      return w;
+    },
+    loseNextReply: () => void (lose = true),
+    lapse: async (nodeId) => void (await raw.zadd(key, 1, nodeId)),
+  };
+}
+
+/** A node whose cleanups run until the test ends them (`outcomes[i](ok)`), reporting what it was handed. */
+async function sweeper(c: Cluster, nodeId: string): Promise<{ watch: PeerWatch; reports: string[][]; outcomes: ((ok: boolean) => void)[] }> {
+  const reports: string[][] = [];
+  const outcomes: ((ok: boolean) => void)[] = [];
+  const watch = await c.watch(nodeId, (_count, nodes) => {
+    reports.push([...nodes].sort());
+    return new Promise<boolean>((resolve) => outcomes.push(resolve));
+  });
+  await watch.refresh(); // joined
+  return { watch, reports, outcomes };
+}
+
+/** One life of node `nodeId`: joins, then is killed (its member lapses). */
+async function lifeKilled(c: Cluster, nodeId: string): Promise<void> {
+  const life = await c.watch(nodeId, () => undefined);
+  await life.refresh();
+  life.stop();
+  await c.lapse(nodeId);
+}
+
+const settleTurn = (): Promise<void> => new Promise((r) => setTimeout(r, 30));
+const id = (name: string): string => `${name}-${randomUUID().slice(0, 8)}`;
+
+test('a second death found by the same node while the first cleanup runs is handed over once that cleanup ends', async () => {
+  const c = await cluster();
+  const sId = id('sweeper');
+  const s = await sweeper(c, sId);
+  const x = id('x');
+  await lifeKilled(c, x);
+  await s.watch.refresh(); // first death found: cleanup #1 runs (slow: a SCAN over the directory)
+  assert.deepEqual(s.reports, [[x]]);
+
+  await lifeKilled(c, x); // restarted under the same id, served, killed again
+  await s.watch.refresh(); // second death found while cleanup #1 still runs
+  assert.equal(await c.raw.zscore(c.key, x), null, 'the second death was found');
+  assert.deepEqual(s.reports, [[x]], 'not handed over twice at once');
+
+  s.outcomes[0]!(true); // cleanup #1 succeeds (it began before life 2 wrote its entries)
+  await settleTurn();
+  assert.equal(await c.raw.sismember(`${c.key}:lapsed:${sId}`, x), 1, 'still pending once cleanup #1 ended');
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[x], [x]], 'the second death is handed over for cleanup too');
+
+  s.outcomes[1]!(true);
+  await settleTurn();
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[x], [x]], 'not handed over a third time');
+  assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled once its own cleanup succeeded');
+});
+
+test('a second death that comes with a dead remover\'s pending set while the first cleanup runs is handed over once that cleanup ends', async () => {
+  const c = await cluster();
+  const sId = id('sweeper');
+  const s = await sweeper(c, sId);
+  const x = id('x');
+  await lifeKilled(c, x);
+  await s.watch.refresh(); // first death of x found by s: cleanup #1 runs
+  assert.deepEqual(s.reports, [[x]]);
+
+  // Another node r finds x's second life dead, and is killed before its cleanup ran.
+  const rId = id('remover');
+  const r = await c.watch(rId, () => new Promise(() => {}));
+  await r.refresh();
+  await lifeKilled(c, x);
+  await r.refresh();
+  assert.deepEqual(await c.raw.smembers(`${c.key}:lapsed:${rId}`), [x], 'r holds the second death');
+  r.stop();
+  await c.lapse(rId);
+
+  await s.watch.refresh(); // s finds r dead and takes over its pending set (x, still being cleaned)
+  assert.deepEqual(s.reports, [[x], [rId]]);
+  s.outcomes[0]!(true); // cleanup #1 of x succeeds
+  await settleTurn();
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[x], [rId], [x]], 'the second death of x is handed over for cleanup too');
+  assert.deepEqual((await c.raw.smembers(`${c.key}:lapsed:${sId}`)).sort(), [rId, x].sort(), 'both still pending');
+});
+
+test('a second death found by a heartbeat whose reply was lost while the first cleanup runs is handed over once that cleanup ends', async () => {
+  const c = await cluster();
+  const sId = id('sweeper');
+  const s = await sweeper(c, sId);
+  const x = id('x');
+  await lifeKilled(c, x);
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[x]]);
+
+  await lifeKilled(c, x);
+  c.loseNextReply();
+  await s.watch.refresh(); // found in Redis, the reply never came
+  assert.equal(await c.raw.zscore(c.key, x), null, 'the script ran: the second death was found');
+
+  s.outcomes[0]!(true);
+  await settleTurn();
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[x], [x]], 'the second death is handed over for cleanup too');
+  s.outcomes[1]!(true);
+  await settleTurn();
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[x], [x]]);
+  assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled once its own cleanup succeeded');
+});
