@@ -9,10 +9,13 @@
  *   sees: "Trojan Source"). The marks LRM/RLM/ALM (U+200E, U+200F, U+061C) are allowed: they are
  *   needed for ordinary right-to-left text and cannot reorder a run on their own.
  * - Lone surrogates (not valid UTF-16, cannot be stored or re-encoded faithfully).
- * - More than MAX_COMBINING_MARKS combining marks in a row (`combining_marks`; ZWJ and ZWNJ among
- *   them count, since a renderer stacks the marks across them): "Zalgo" text. BMP marks are looked
- *   up in a bit table built once; an astral code point is tested only below the emoji blocks or in
- *   the variation selectors supplement, where astral marks live.
+ * - More than MAX_COMBINING_MARKS combining marks in a row (`combining_marks`): "Zalgo" text. The
+ *   default-ignorable characters among them (ZWJ, ZWNJ, word joiner, invisible operators, tags, …)
+ *   draw nothing, and a renderer may stack the marks on both sides over one letter (Chromium does
+ *   across U+2060, U+2062 and ZWNJ): they count as part of the run; so does an allowlisted tag
+ *   token (`<b></b>`), which draws nothing either. BMP marks are looked up in a bit
+ *   table built once; an astral code point is tested only below the emoji blocks or in U+E0000–E0FFF
+ *   (tags, variation selectors supplement), where astral marks and default-ignorables live.
  * strict (the article's opt-in list for content that may reach legacy systems), additionally:
  * - TAB and LF (rule `control_char`), and `;` `&&` `||` `>` `<` `` ` `` `$(` `\` (`strict_pattern`).
  *
@@ -22,6 +25,7 @@
 
 export type ContentPolicy = 'standard' | 'strict';
 import { MAX_COMBINING_MARKS } from '../protocol/bounds.js';
+import { allowedTagEnd } from './sanitize.js';
 
 export type ContentRule = 'control_char' | 'bidi_override' | 'lone_surrogate' | 'strict_pattern' | 'combining_marks';
 export type ContentCheck = { ok: true } | { ok: false; rule: ContentRule };
@@ -35,20 +39,20 @@ const REFUSED: Readonly<Record<ContentRule, ContentCheck>> = Object.freeze({
   combining_marks: Object.freeze({ ok: false, rule: 'combining_marks' }),
 });
 
-const MARK = /^[\p{M}\u200c\u200d]$/u;
-/** Bit c of the BMP: U+c is a combining mark, ZWJ or ZWNJ (8 KB, built once: a regex per character would cost ~20 ns). */
+const MARK = /^[\p{M}\p{Default_Ignorable_Code_Point}]$/u;
+/** Bit c of the BMP: U+c is a combining mark or draws nothing (8 KB, built once: a regex per character would cost ~20 ns). */
 const BMP_MARKS = buildMarkTable();
 
 function buildMarkTable(): Uint32Array {
   const bits = new Uint32Array(0x10000 / 32);
-  for (let c = 0x300; c < 0xd800; c++) if (MARK.test(String.fromCharCode(c))) bits[c >>> 5]! |= 1 << (c & 31);
+  for (let c = 0xa0; c < 0xd800; c++) if (MARK.test(String.fromCharCode(c))) bits[c >>> 5]! |= 1 << (c & 31);
   for (let c = 0xe000; c < 0x10000; c++) if (MARK.test(String.fromCharCode(c))) bits[c >>> 5]! |= 1 << (c & 31);
   return bits;
 }
 
-/** An astral combining mark (Brahmi, Tirhuta, musical symbols, … and the variation selectors supplement). */
+/** An astral combining mark (Brahmi, Tirhuta, musical symbols, …) or default-ignorable (tags, variation selectors supplement). */
 function isAstralMark(cp: number): boolean {
-  return (cp < 0x1f000 || (cp >= 0xe0100 && cp <= 0xe01ef)) && MARK.test(String.fromCodePoint(cp));
+  return (cp < 0x1f000 || (cp >= 0xe0000 && cp <= 0xe0fff)) && MARK.test(String.fromCodePoint(cp));
 }
 
 export function checkContent(text: string, policy: ContentPolicy): ContentCheck {
@@ -59,11 +63,21 @@ export function checkContent(text: string, policy: ContentPolicy): ContentCheck 
     const c = text.charCodeAt(i);
     if (c < 0x80) {
       if (c < 0x20) {
-        if ((c === 0x09 || c === 0x0a) && !strict) continue;
+        if ((c === 0x09 || c === 0x0a) && !strict) {
+          marks = 0;
+          continue;
+        }
         return REFUSED.control_char;
       }
       if (c === 0x7f) return REFUSED.control_char;
       if (strict && isStrictRefused(text, i, c)) return REFUSED.strict_pattern;
+      if (c === 0x3c && marks > 0) {
+        const end = allowedTagEnd(text, i);
+        if (end >= 0 && !hasControlBreak(text, i, end)) {
+          i = end; // its letters do not end the run
+          continue;
+        }
+      }
       marks = 0;
       continue;
     }
@@ -88,6 +102,15 @@ export function checkContent(text: string, policy: ContentPolicy): ContentCheck 
     }
   }
   return OK;
+}
+
+/** A CR or FF in the tag token [from, to): not skipped, so the loop refuses it as anywhere else. */
+function hasControlBreak(text: string, from: number, to: number): boolean {
+  for (let k = from; k < to; k++) {
+    const c = text.charCodeAt(k);
+    if (c === 0x0c || c === 0x0d) return true;
+  }
+  return false;
 }
 
 /** Shell metacharacters of the strict list; `c` is ASCII printable. */

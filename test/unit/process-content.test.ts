@@ -190,3 +190,16 @@ test('an attachment URL is stored with no raw quote, angle bracket or space, whe
     if (r.ok) assert.doesNotMatch(r.url, /["'`<> ]/, url);
   }
 });
+
+test('an allowlisted tag between combining marks does not end their run: <b></b> draws nothing, the marks stack over one letter', () => {
+  const marks = (n: number): string => '\u0301'.repeat(n);
+  for (const tag of ['<b></b>', '<i>', '</em>', '<STRONG></STRONG>', '<b >', '<b\n></b\t>']) {
+    const r = processContent(`e${`${marks(16)}${tag}`.repeat(4)}`, 'standard');
+    assert.equal(r.ok ? undefined : r.rule, 'combining_marks', tag);
+  }
+  // A letter between the tags, or a tag that is not one (shown as text), is a base of its own.
+  for (const raw of [`e${marks(16)}<b>x</b>${marks(16)}`, `e${marks(16)}<a>${marks(16)}`, `e${marks(16)}< b>${marks(16)}`]) assert.equal(processContent(raw, 'standard').ok, true, raw);
+  // A CR inside a tag token is still refused as a control character.
+  assert.equal(processContent(`e${marks(3)}<b\r>`, 'standard').ok ? undefined : 'refused', 'refused');
+});
+
