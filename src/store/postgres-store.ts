@@ -95,6 +95,8 @@ export interface PostgresStoreOptions extends PrivacyOption {
    * event would crash the process.
    */
   onPoolError?: (err: Error) => void;
+  /** Entries each id cache (users, direct pairs, conversations) holds before it starts over. Default 100 000. */
+  idCacheLimit?: number;
 }
 
 export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -478,6 +480,7 @@ export class PostgresStore implements Store {
   readonly #fsql: Record<FeatureSqlName, pg.QueryConfig>;
   readonly #t: (table: string) => string;
   /** (tenant, user uuid) → users.id, committed rows only. */
+  readonly #idCacheLimit: number;
   readonly #userIds = new Map<string, number>();
   /** direct_key → conversation, committed rows only. */
   readonly #directs = new Map<string, DirectConversation>();
@@ -503,6 +506,7 @@ export class PostgresStore implements Store {
     // PostgreSQL membership payloads have always named the actor `actor`.
     this.#codec = new EventCodec(options.cipher, { membershipActorKey: 'actor' });
     this.#strangerPrivacy = options.strangerPrivacy !== false;
+    this.#idCacheLimit = options.idCacheLimit ?? CACHE_LIMIT;
     this.#maxDevices = options.maxDevicesPerUser ?? MAX_DEVICES_PER_USER;
     const texts = buildSql(this.#t);
     // Statement names are per connection: include the schema so two stores may share a server.
@@ -641,7 +645,7 @@ export class PostgresStore implements Store {
         groups.set(k, c);
         // A direct conversation this transaction created is not committed yet: not cached.
         if (createdHere.has(row.id)) continue;
-        if (this.#convIds.size >= CACHE_LIMIT) this.#convIds.clear();
+        if (this.#convIds.size >= this.#idCacheLimit) this.#convIds.clear();
         this.#convIds.set(k, c);
       }
     }
@@ -1628,6 +1632,11 @@ export class PostgresStore implements Store {
     await this.#pool.query('SELECT 1');
   }
 
+  /** How many ids the caches hold (bounded by `idCacheLimit`; for tests and diagnostics). */
+  cachedIds(): { users: number; conversations: number; directPairs: number } {
+    return { users: this.#userIds.size, conversations: this.#convIds.size, directPairs: this.#directs.size };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -1739,7 +1748,7 @@ export class PostgresStore implements Store {
     const k = key(row.tenant_id, row.user_id);
     ids.set(k, row.id);
     missing.delete(k);
-    if (cache === this.#userIds && cache.size >= CACHE_LIMIT) cache.clear();
+    if (cache === this.#userIds && cache.size >= this.#idCacheLimit) cache.clear();
     cache.set(k, row.id);
   }
 
@@ -1759,7 +1768,7 @@ export class PostgresStore implements Store {
         const c = { id: row.id, uuid: row.uuid };
         out.set(row.direct_key, c);
         missing.delete(row.direct_key);
-        if (cache === this.#directs && cache.size >= CACHE_LIMIT) cache.clear();
+        if (cache === this.#directs && cache.size >= this.#idCacheLimit) cache.clear();
         cache.set(row.direct_key, c);
       }
     };
@@ -1797,8 +1806,12 @@ export class PostgresStore implements Store {
       tx = { client, newUsers: new Map(), newDirects: new Map(), newWriters: new Set() };
       return work(tx);
     });
-    // Only now (committed) are the rows this transaction created visible to others: cache their ids.
+    // Only now (committed) are the rows this transaction created visible to others: cache their ids,
+    // starting over at the bound as a lookup does (a node that creates every user it sees would
+    // otherwise hold them all for good).
+    if (this.#userIds.size + tx!.newUsers.size > this.#idCacheLimit) this.#userIds.clear();
     for (const [k, id] of tx!.newUsers) this.#userIds.set(k, id);
+    if (this.#directs.size + tx!.newDirects.size > this.#idCacheLimit) this.#directs.clear();
     for (const [k, c] of tx!.newDirects) this.#directs.set(k, c);
     if (this.#writers.size + tx!.newWriters.size > WRITERS_CACHE_LIMIT) this.#writers.clear();
     for (const k of tx!.newWriters) this.#writers.add(k);
