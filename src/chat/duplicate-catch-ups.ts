@@ -5,6 +5,7 @@
  * within `windowMs`, and once per event per window. A client replaying an old key, or the same key
  * over and over, costs no member a read.
  */
+import { createHash } from 'node:crypto';
 import type { Identity } from '../auth/token-verifier.js';
 import type { Store } from '../store/store.js';
 import type { TimelinePublisher } from './timeline-publisher.js';
@@ -59,7 +60,8 @@ export class DuplicateCatchUps {
    * `formerToo`: the actor may have left by the change (a leave), so they need not be a member now.
    */
   async afterRepeatedChange(actor: Identity, conversationId: string, change: string, named: readonly string[], formerToo: boolean): Promise<void> {
-    const key = `group ${actor.tenantId} ${conversationId} ${actor.userId} ${change}`;
+    // Hashed: a change names up to 256 users (~9.5 KB of text), and up to maxRemembered are kept.
+    const key = createHash('sha256').update(`group ${actor.tenantId} ${conversationId} ${actor.userId} ${change}`).digest('base64');
     if (this.#recentlyHinted(key, this.#now())) return;
     try {
       const members = await this.o.store.membersIfMember(actor.tenantId, conversationId, actor.userId, { formerToo });
