@@ -184,11 +184,10 @@ export class Session implements Flushable, WheelEntry {
     }
     if (this.busy) {
       const queue = (this.queue ??= []);
-      if (queue.length >= this.timings.maxQueuedFrames) {
-        this.reject(QUEUE_OVERFLOW);
-        return;
-      }
+      // The overflowing frame joins the queue the close hands back: were it the client's latest
+      // ack, dropping it would replay the device what it acknowledged.
       queue.push({ data: buf, isBinary });
+      if (queue.length > this.timings.maxQueuedFrames) this.reject(QUEUE_OVERFLOW);
       return;
     }
     this.dispatch(buf, isBinary);

@@ -113,3 +113,19 @@ test('an ack queued behind a token refresh is not lost when the server closes th
     assert.equal(again.auth.resumeAfter, pos, `the device acked ${pos} before its session was ended, but resumes after ${String(again.auth.resumeAfter)}`);
   });
 });
+
+test('an ack that overflows the frame queue behind a token refresh still counts (closed 4029 queue_overflow)', { timeout: 20_000 }, async () => {
+  await withRotation(async ({ refetched, connect }) => {
+    const v = newUserId();
+    const first = await connect(v, 'phone');
+    const pos = await received(connect, v, first.c);
+    first.c.send({ type: 'auth', token: await mint(k2.privateKey, 'k2', v) });
+    // limits.maxQueuedFrames (32) frames wait behind the refresh; the ack is the one past them.
+    for (let i = 0; i < 32; i++) first.c.send({ type: 'ping' });
+    first.c.send({ type: 'ack', upTo: pos });
+    assert.equal((await first.c.closed).code, 4029);
+    await refetched;
+    const again = await connect(v, 'phone');
+    assert.equal(again.auth.resumeAfter, pos, `the device acked ${pos} as its queue overflowed, but resumes after ${String(again.auth.resumeAfter)}`);
+  });
+});
