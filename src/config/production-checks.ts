@@ -270,7 +270,17 @@ const tokenFitsAuthFrame: Rule = {
       : [],
 };
 
-export const RULES: readonly Rule[] = [readableFiles, tokenFitsAuthFrame, signingKey, issuerAudience, issuerTenants, jwksTransport, origins, queryToken, transport, metricsExposure, adminExposure, operations];
+/** A session is sent its timeline: a role without `read` cannot open one (protocol.md §5). */
+const defaultRoleReads: Rule = {
+  name: 'the default role reads',
+  production: false,
+  check: (config) =>
+    config.chat.roles[config.chat.defaultRole]?.read === true
+      ? []
+      : [warn('chat.defaultRole', 'has no read permission: every token without a role claim is refused at auth')],
+};
+
+export const RULES: readonly Rule[] = [readableFiles, tokenFitsAuthFrame, defaultRoleReads, signingKey, issuerAudience, issuerTenants, jwksTransport, origins, queryToken, transport, metricsExposure, adminExposure, operations];
 
 export interface RuleResult {
   rule: string;

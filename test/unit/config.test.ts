@@ -298,7 +298,14 @@ test('check results: OK rules, warnings and the grade', () => {
   const listed = { ...twoIssuers, jwt: { ...twoIssuers.jwt, tenants: ['acme'], issuers: [{ ...twoIssuers.jwt.issuers[0]!, tenants: ['partner'] }] } };
   assert.deepEqual(findingsOf(runChecks(parseConfig(listed, noFiles), noFiles)).filter((f) => f.key.endsWith('.tenants')), []);
   // Development runs only the mode-independent rules.
-  assert.deepEqual(runChecks(parseConfig({}), noFiles).map((r) => r.rule), ['files are readable', 'tokens fit the auth frame']);
+  assert.deepEqual(runChecks(parseConfig({}), noFiles).map((r) => r.rule), ['files are readable', 'tokens fit the auth frame', 'the default role reads']);
+});
+
+test('a default role without read is a warning in every mode: every token without a role claim is refused at auth', () => {
+  const findings = (input: Record<string, unknown>): string[] => findingsOf(runChecks(parseConfig(input), noFiles)).map((f) => `${f.severity} ${f.key}`);
+  assert.deepEqual(findings({}), []);
+  assert.deepEqual(findings({ chat: { roles: { poster: { send: true } }, defaultRole: 'poster' } }), ['warn chat.defaultRole']);
+  assert.deepEqual(findings({ chat: { roles: { poster: { send: true }, reader: { read: true } }, defaultRole: 'reader' } }), []);
 });
 
 test('a token near jwt.maxTokenLength must fit the pre-auth frame cap (warning in every mode)', () => {
