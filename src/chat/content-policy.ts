@@ -9,13 +9,8 @@
  *   sees: "Trojan Source"). The marks LRM/RLM/ALM (U+200E, U+200F, U+061C) are allowed: they are
  *   needed for ordinary right-to-left text and cannot reorder a run on their own.
  * - Lone surrogates (not valid UTF-16, cannot be stored or re-encoded faithfully).
- * - More than MAX_COMBINING_MARKS combining marks in a row (`combining_marks`): "Zalgo" text. The
- *   default-ignorable characters among them (ZWJ, ZWNJ, word joiner, invisible operators, tags, …)
- *   draw nothing, and a renderer may stack the marks on both sides over one letter (Chromium does
- *   across U+2060, U+2062 and ZWNJ): they count as part of the run; so does an allowlisted tag
- *   token (`<b></b>`), which draws nothing either. BMP marks are looked up in a bit
- *   table built once; an astral code point is tested only below the emoji blocks or in U+E0000–E0FFF
- *   (tags, variation selectors supplement), where astral marks and default-ignorables live.
+ * Apart (`markRunTooLong`, rule `combining_marks`): more than MAX_COMBINING_MARKS combining marks in
+ * a row, judged on a message's sanitized HTML and on a name or URL as written.
  * strict (the article's opt-in list for content that may reach legacy systems), additionally:
  * - TAB and LF (rule `control_char`), and `;` `&&` `||` `>` `<` `` ` `` `$(` `\` (`strict_pattern`).
  *
@@ -25,9 +20,8 @@
 
 export type ContentPolicy = 'standard' | 'strict';
 import { MAX_COMBINING_MARKS } from '../protocol/bounds.js';
-import { allowedTagEnd } from './sanitize.js';
 
-export type ContentRule = 'control_char' | 'bidi_override' | 'lone_surrogate' | 'strict_pattern' | 'combining_marks';
+export type ContentRule = 'control_char' | 'bidi_override' | 'lone_surrogate' | 'strict_pattern';
 export type ContentCheck = { ok: true } | { ok: false; rule: ContentRule };
 
 const OK: ContentCheck = Object.freeze({ ok: true });
@@ -36,7 +30,6 @@ const REFUSED: Readonly<Record<ContentRule, ContentCheck>> = Object.freeze({
   bidi_override: Object.freeze({ ok: false, rule: 'bidi_override' }),
   lone_surrogate: Object.freeze({ ok: false, rule: 'lone_surrogate' }),
   strict_pattern: Object.freeze({ ok: false, rule: 'strict_pattern' }),
-  combining_marks: Object.freeze({ ok: false, rule: 'combining_marks' }),
 });
 
 const MARK = /^[\p{M}\p{Default_Ignorable_Code_Point}]$/u;
@@ -55,36 +48,67 @@ function isAstralMark(cp: number): boolean {
   return (cp < 0x1f000 || (cp >= 0xe0000 && cp <= 0xe0fff)) && MARK.test(String.fromCodePoint(cp));
 }
 
-export function checkContent(text: string, policy: ContentPolicy): ContentCheck {
-  const strict = policy === 'strict';
+/**
+ * More than MAX_COMBINING_MARKS combining marks in a row ("Zalgo" text, stacked over the messages
+ * above and below). What draws nothing among them — default-ignorable characters (ZWJ, ZWNJ, word
+ * joiner, invisible operators, tags, …) — is part of the run: a renderer may stack the marks on
+ * both sides over one letter (Chromium does across U+2060, U+2062 and ZWNJ). Any other character
+ * ends it, a line break too. `html`: `text` is the sanitizer's output, where every `<` starts a
+ * tag it kept (text `<` is `&lt;`): a kept tag draws nothing and is part of the run, but `<pre>`
+ * and `</pre>`, blocks, end it as a line break does. Judged on that output, a tag shown as text
+ * (an unbalanced closer) ends the run as the letters it shows do.
+ */
+export function markRunTooLong(text: string, html: boolean): boolean {
   const n = text.length;
-  let marks = 0; // combining marks in a row so far
+  let marks = 0;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
-    if (c < 0x80) {
-      if (c < 0x20) {
-        if ((c === 0x09 || c === 0x0a) && !strict) {
-          marks = 0;
-          continue;
-        }
-        return REFUSED.control_char;
-      }
-      if (c === 0x7f) return REFUSED.control_char;
-      if (strict && isStrictRefused(text, i, c)) return REFUSED.strict_pattern;
-      if (c === 0x3c && marks > 0) {
-        const end = allowedTagEnd(text, i);
-        if (end >= 0 && !hasControlBreak(text, i, end)) {
-          i = end; // its letters do not end the run
+    if (c < 0xa0) {
+      if (html && c === 0x3c) {
+        const end = text.indexOf('>', i);
+        if (end > i) {
+          if (isPreTag(text, i, end)) marks = 0;
+          i = end;
           continue;
         }
       }
       marks = 0;
       continue;
     }
+    let mark: boolean;
+    if ((c & 0xfc00) === 0xd800 && i + 1 < n && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      mark = isAstralMark(((c - 0xd800) << 10) + (text.charCodeAt(i + 1) - 0xdc00) + 0x10000);
+      i++;
+    } else {
+      mark = (BMP_MARKS[c >>> 5]! & (1 << (c & 31))) !== 0;
+    }
+    if (!mark) marks = 0;
+    else if (++marks > MAX_COMBINING_MARKS) return true;
+  }
+  return false;
+}
+
+/** `<pre>` or `</pre>` at [from, end] (the sanitizer writes kept tags in lower case, without spaces). */
+function isPreTag(text: string, from: number, end: number): boolean {
+  const len = end - from + 1;
+  return (len === 5 || len === 6) && text.slice(from, end + 1).replace('/', '') === '<pre>';
+}
+
+export function checkContent(text: string, policy: ContentPolicy): ContentCheck {
+  const strict = policy === 'strict';
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) {
+      if (c < 0x20) {
+        if ((c === 0x09 || c === 0x0a) && !strict) continue;
+        return REFUSED.control_char;
+      }
+      if (c === 0x7f) return REFUSED.control_char;
+      if (strict && isStrictRefused(text, i, c)) return REFUSED.strict_pattern;
+      continue;
+    }
     if (c <= 0x9f) return REFUSED.control_char;
-    if ((BMP_MARKS[c >>> 5]! & (1 << (c & 31))) !== 0) {
-      if (++marks > MAX_COMBINING_MARKS) return REFUSED.combining_marks;
-    } else if ((c & 0xf800) !== 0xd800) marks = 0; // a surrogate pair is judged below, as one code point
     if (c < 0x2000) continue;
     if ((c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) return REFUSED.bidi_override;
     if (c >= 0xd800 && c <= 0xdfff) {
@@ -93,8 +117,6 @@ export function checkContent(text: string, policy: ContentPolicy): ContentCheck 
         const d = text.charCodeAt(i + 1);
         if (d >= 0xdc00 && d <= 0xdfff) {
           i++;
-          if (!isAstralMark(((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000)) marks = 0;
-          else if (++marks > MAX_COMBINING_MARKS) return REFUSED.combining_marks;
           continue;
         }
       }
@@ -102,15 +124,6 @@ export function checkContent(text: string, policy: ContentPolicy): ContentCheck 
     }
   }
   return OK;
-}
-
-/** A CR or FF in the tag token [from, to): not skipped, so the loop refuses it as anywhere else. */
-function hasControlBreak(text: string, from: number, to: number): boolean {
-  for (let k = from; k < to; k++) {
-    const c = text.charCodeAt(k);
-    if (c === 0x0c || c === 0x0d) return true;
-  }
-  return false;
 }
 
 /** Shell metacharacters of the strict list; `c` is ASCII printable. */

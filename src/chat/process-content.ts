@@ -7,14 +7,14 @@
  */
 import { MAX_ATTACHMENT_NAME_LENGTH, MAX_ATTACHMENT_URL_LENGTH, MAX_CONTENT_LENGTH, longerThan } from '../protocol/bounds.js';
 import { ErrorReason } from '../protocol/reasons.js';
-import { checkContent, type ContentPolicy, type ContentRule } from './content-policy.js';
+import { checkContent, markRunTooLong, type ContentPolicy, type ContentRule } from './content-policy.js';
 import { extractEntities, type ExtractedLink } from './extract.js';
 import { escapeHtml, isBlankRange, sanitizeHtmlDetailed } from './sanitize.js';
 import { parseUrl } from '../protocol/url.js';
 
 export { MAX_ATTACHMENT_NAME_LENGTH };
 
-export type ProcessRule = ContentRule | 'too_long' | 'empty_after_sanitize';
+export type ProcessRule = ContentRule | 'combining_marks' | 'too_long' | 'empty_after_sanitize';
 
 export interface ContentRejection {
   ok: false;
@@ -78,6 +78,8 @@ export function processContentStepByStep(raw: string, policy: ContentPolicy): Pr
   const { html, hasVisibleText } = sanitizeHtmlDetailed(raw);
   // `<b></b>`, `<i> </i>`, whitespace or zero-width characters alone would be an empty bubble.
   if (!hasVisibleText) return reject('empty_after_sanitize');
+  // On what the reader's page gets: a kept `<b></b>` between marks draws nothing, one shown as text does.
+  if (markRunTooLong(html, true)) return reject('combining_marks');
   return { ok: true, content: html, mentions, hashtags, links };
 }
 
@@ -91,6 +93,7 @@ export function sanitizeDisplayName(name: string): SanitizedName | ContentReject
   const check = checkContent(name, 'standard');
   if (!check.ok) return reject(check.rule);
   if (breaksLine(name)) return reject('control_char');
+  if (markRunTooLong(name, false)) return reject('combining_marks');
   if (isBlank(name)) return reject('empty_after_sanitize');
   return { ok: true, name: escapeHtml(name) };
 }
@@ -114,6 +117,7 @@ export function sanitizeAttachmentUrl(raw: string): SanitizedUrl | ContentReject
   const check = checkContent(raw, 'standard');
   if (!check.ok) return reject(check.rule);
   if (breaksLine(raw)) return reject('control_char');
+  if (markRunTooLong(raw, false)) return reject('combining_marks');
   const parsed = parseUrl(raw);
   if (parsed === undefined) return reject('control_char'); // unreachable after the schema's check; refused, never stored raw
   // The parser leaves `'` raw in a path or fragment, a backquote in a query, and `"` (or `<`, `>`)

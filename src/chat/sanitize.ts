@@ -251,15 +251,6 @@ function matchTag(s: string, start: number): number {
   return j * END_UNIT + (closing ? CLOSING_BIT : 0) + id;
 }
 
-/**
- * Index of the `>` of an allowlisted tag token at `start` (`<b>`, `</em >`), or -1. Kept, such a
- * token draws nothing: the content policy does not let it end a run of combining marks.
- */
-export function allowedTagEnd(s: string, start: number): number {
-  const m = matchTag(s, start);
-  return m < 0 ? -1 : Math.floor(m / END_UNIT);
-}
-
 function isAsciiLetter(c: number): boolean {
   return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { checkContent, type ContentPolicy } from '../../src/chat/content-policy.js';
+import { checkContent, markRunTooLong, type ContentPolicy } from '../../src/chat/content-policy.js';
 import { MAX_COMBINING_MARKS } from '../../src/protocol/bounds.js';
 
 const refused = (text: string, policy: ContentPolicy = 'standard'): string | undefined => {
@@ -74,37 +74,40 @@ test('the first offending character decides the rule; the result never echoes co
   assert.ok(!JSON.stringify(r).includes('secret'));
 });
 
-test(`more than ${MAX_COMBINING_MARKS} combining marks in a row are combining_marks ("Zalgo" text); real scripts pass`, () => {
+test(`markRunTooLong: more than ${MAX_COMBINING_MARKS} combining marks in a row ("Zalgo" text); real scripts pass`, () => {
   const marks = (n: number, from = 0x300): string => Array.from({ length: n }, (_, i) => String.fromCodePoint(from + (i % 0x70))).join('');
+  const tooLong = (text: string, html = false): boolean => markRunTooLong(text, html);
   assert.equal(MAX_COMBINING_MARKS, 16);
-  assert.equal(refused(`a${marks(16)}`), undefined);
-  assert.equal(refused(`a${marks(17)}`), 'combining_marks');
-  assert.equal(refused(`${marks(17)}`), 'combining_marks', 'with no base at all');
-  assert.equal(refused(`a${marks(16)}b${marks(16)}c`), undefined, 'each base carries its own');
+  assert.equal(tooLong(`a${marks(16)}`), false);
+  assert.equal(tooLong(`a${marks(17)}`), true);
+  assert.equal(tooLong(`${marks(17)}`), true, 'with no base at all');
+  assert.equal(tooLong(`a${marks(16)}b${marks(16)}c`), false, 'each base carries its own');
   // What draws nothing among the marks does not break the run (a renderer stacks across it:
   // Chromium does across U+2060, U+2062 and ZWNJ): ZWJ, ZWNJ, word joiner, invisible operators,
   // tag characters. A spacing mark (Mc) or an enclosing one (Me) counts too.
-  assert.equal(refused(`a${marks(8)}\u200d${marks(8)}`), 'combining_marks');
-  assert.equal(refused(`a${marks(8)}\u200c${marks(7)}\u0903`), 'combining_marks');
-  for (const sep of ['\u2060', '\u2062', '\u{E0041}']) assert.equal(refused(`e${`${marks(16)}${sep}`.repeat(4)}`), 'combining_marks', `across U+${sep.codePointAt(0)!.toString(16)}`);
+  assert.equal(tooLong(`a${marks(8)}\u200d${marks(8)}`), true);
+  assert.equal(tooLong(`a${marks(8)}\u200c${marks(7)}\u0903`), true);
+  for (const sep of ['\u2060', '\u2062', '\u{E0041}']) assert.equal(tooLong(`e${`${marks(16)}${sep}`.repeat(4)}`), true, `across U+${sep.codePointAt(0)!.toString(16)}`);
   // A line break or a tab ends the run (the marks after it have the next line's letter, or none).
-  assert.equal(refused(`e${marks(16)}\n${marks(1)}x`), undefined);
-  assert.equal(refused(`e${marks(16)}\t${marks(1)}x`), undefined);
-  assert.equal(refused(`a${marks(16, 0x20d0)}\u20dd`), 'combining_marks');
+  assert.equal(tooLong(`e${marks(16)}\n${marks(1)}x`), false);
+  assert.equal(tooLong(`e${marks(16)}\t${marks(1)}x`), false);
+  assert.equal(tooLong(`a${marks(16, 0x20d0)}\u20dd`), true);
   // Astral marks (musical symbols' combining marks, U+1D165…) count as one each.
-  assert.equal(refused(`a${'\u{1d167}'.repeat(17)}`), 'combining_marks');
-  // Whatever the policy; the first offending character decides, as for the other rules.
-  assert.equal(refused(`a${marks(17)}`, 'strict'), 'combining_marks');
-  assert.equal(refused(`a${marks(17)}\u0000`), 'combining_marks');
-  assert.equal(refused(`a${marks(16)}\u0000${marks(1)}`), 'control_char');
+  assert.equal(tooLong(`a${'\u{1d167}'.repeat(17)}`), true);
+  // Sanitized HTML: a kept tag draws nothing (part of the run), a block tag breaks the line.
+  assert.equal(tooLong(`e${marks(16)}<b></b>${marks(16)}`, true), true);
+  assert.equal(tooLong(`e${marks(16)}<pre>${marks(16)}x</pre>`, true), false);
+  assert.equal(tooLong(`e${marks(16)}&lt;/b&gt;${marks(16)}`, true), false, 'a tag shown as text is letters');
+  assert.equal(tooLong(`e${marks(16)}<b></b>${marks(16)}`, false), false, 'as written (a name): `<b>` is shown');
   for (const s of [
     'Vie\u0302\u0323t Nam (decomposed)',
     'בְּרֵאשִׁ֖ית בָּרָ֣א', // Hebrew with points and cantillation
     'བསྒྲུབས ཧྲཱིཿ ྐྵྰ', // Tibetan stacks
     'नमस्ते क्षत्रिय', // Devanagari
-    'keycap 1\ufe0f\u20e3, flag 🏳️‍🌈, family 👩🏽‍👩🏽‍👧🏽, eye 👁️‍🗨️',
+    'keycap 1\ufe0f\u20e3, flag 🏳️‍🌈, family 👩🏽‍👩🏽‍👧🏽, eye 👁️‍🗨️, England 🏴\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}',
+    'שלום\u200F \u200Eabc',
   ]) {
-    assert.deepEqual(checkContent(s, 'standard'), { ok: true }, s);
+    assert.equal(tooLong(s), false, s);
   }
 });
 
@@ -121,12 +124,6 @@ function referenceRule(text: string, policy: ContentPolicy): string | undefined 
     const m = re.exec(text);
     if (m && (best === undefined || m.index < best.at)) best = { at: m.index, rule };
   }
-  // The 17th mark in a row is the offending character.
-  const run = /[\p{M}\p{Default_Ignorable_Code_Point}]{17}/u.exec(text);
-  if (run !== null) {
-    const at = run.index + run[0].length - (run[0].codePointAt(run[0].length - 2)! > 0xffff ? 2 : 1);
-    if (best === undefined || at < best.at) return 'combining_marks';
-  }
   return best?.rule;
 }
 
@@ -135,13 +132,26 @@ test('property: agrees with a regex reference on arbitrary UTF-16 (both policies
     fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
     fc.constantFrom(';', '&', '|', '$', '(', '<', '>', '`', '\\', '\n', '\t', '\r', 'a', ' ', '\u202e', '\u2066', '😀'),
     fc.constantFrom('\ud83d', '\ude00'),
-    fc.constantFrom('\u0301'.repeat(9), '\u20dd', '\u200d', '\u0903', '\u{1d167}', '\u{e0100}'),
   );
   fc.assert(
     fc.property(fc.string({ unit, maxLength: 40 }), fc.constantFrom<ContentPolicy>('standard', 'strict'), (text, policy) => {
       assert.equal(refused(text, policy), referenceRule(text, policy));
     }),
     { numRuns: 3000, seed: 7 },
+  );
+});
+
+test('property: markRunTooLong agrees with a regex reference on text with marks and invisible characters', () => {
+  const unit = fc.oneof(
+    fc.constantFrom('a', ' ', '\n', '<', '>', '\u0301'.repeat(5), '\u0301', '\u20dd', '\u200d', '\u200b', '\u2060', '\u0903', '\u{1d167}', '\u{e0100}', '😀'),
+    fc.integer({ min: 0x300, max: 0x36f }).map((c) => String.fromCharCode(c)),
+  );
+  const reference = (text: string): boolean => /[\p{M}\p{Default_Ignorable_Code_Point}]{17}/u.test(text);
+  fc.assert(
+    fc.property(fc.string({ unit, maxLength: 60 }), (text) => {
+      assert.equal(markRunTooLong(text, false), reference(text));
+    }),
+    { numRuns: 3000, seed: 11 },
   );
 });
 

@@ -191,15 +191,24 @@ test('an attachment URL is stored with no raw quote, angle bracket or space, whe
   }
 });
 
-test('an allowlisted tag between combining marks does not end their run: <b></b> draws nothing, the marks stack over one letter', () => {
+test('combining marks are judged on the sanitized HTML: a kept tag between them draws nothing, one shown as text or a block ends the run', () => {
   const marks = (n: number): string => '\u0301'.repeat(n);
-  for (const tag of ['<b></b>', '<i>', '</em>', '<STRONG></STRONG>', '<b >', '<b\n></b\t>']) {
+  for (const tag of ['<b></b>', '<i>', '<STRONG></STRONG>', '<b >', '<b\n></b\t>']) {
     const r = processContent(`e${`${marks(16)}${tag}`.repeat(4)}`, 'standard');
     assert.equal(r.ok ? undefined : r.rule, 'combining_marks', tag);
   }
-  // A letter between the tags, or a tag that is not one (shown as text), is a base of its own.
-  for (const raw of [`e${marks(16)}<b>x</b>${marks(16)}`, `e${marks(16)}<a>${marks(16)}`, `e${marks(16)}< b>${marks(16)}`]) assert.equal(processContent(raw, 'standard').ok, true, raw);
-  // A CR inside a tag token is still refused as a control character.
-  assert.equal(processContent(`e${marks(3)}<b\r>`, 'standard').ok ? undefined : 'refused', 'refused');
+  for (const raw of [
+    `e${marks(16)}<b>x</b>${marks(16)}`, // a letter between the tags
+    `e${marks(16)}<a>${marks(16)}`, // not an allowlisted tag: shown as text
+    `e${marks(16)}</b>${marks(16)}`, // a closer with nothing to close: shown as text
+    `e${marks(16)}<pre>${marks(16)}x</pre>`, // a block: a line break
+  ]) {
+    const r = processContent(raw, 'standard');
+    assert.equal(r.ok, true, `${raw}: ${r.ok ? '' : r.rule}`);
+  }
+  // Names and attachment URLs are shown as written: a tag in them is letters.
+  assert.equal(sanitizeDisplayName(`Ze${marks(16)}<b>${marks(16)}`).ok, true);
+  assert.equal(sanitizeDisplayName(`Ze${marks(17)}`).ok, false);
+  // A CR inside a tag is still refused as a control character.
+  assert.equal(processContent(`e${marks(3)}<b\r>`, 'standard').ok, false);
 });
-
