@@ -190,6 +190,9 @@ export class RedisBus implements Bus {
     this.stopResubscribing = resubscribeOnReconnect(this.sub, {
       channels: () => [this.resyncChannel, ...this.channels.keys()],
       onRestored: () => {
+        // Every channel went through: a later refusal backs off from the start again.
+        this.refusedWaitMs = SUBSCRIBE_RETRY_MS;
+        this.refusedWhileRetrying = false;
         if (!this.closed) this.resync();
       },
       onError: (err) => this.report(err, 'subscribe'),

@@ -15,14 +15,16 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { RedisBus } from '../../src/bus/redis-bus.js';
 import { resubscribeOnReconnect } from '../../src/redis/resubscribe.js';
-import { REDIS_URL, uniqueRedisPrefix, waitFor } from '../helpers/harness.js';
+import { REDIS_URL, startRedisProxy, uniqueRedisPrefix, waitFor, type TcpProxy } from '../helpers/harness.js';
 
 const aclUsers: string[] = [];
 const conns: Redis[] = [];
 const buses: RedisBus[] = [];
+const proxies: TcpProxy[] = [];
 
 after(async () => {
   await Promise.all(buses.map((b) => b.close()));
+  for (const p of proxies) await p.close();
   const admin = new Redis(REDIS_URL);
   for (const u of aclUsers) await admin.acl('DELUSER', u);
   for (const c of conns) c.disconnect();
@@ -145,4 +147,36 @@ test('refused retries back off whatever new sessions are refused meanwhile (the 
   const gaps = retries.slice(1).map((t, i) => t - retries[i]!);
   // Timers never fire early: 500, 1000 and 2000 ms at least (each new refusal used to start over at 250).
   assert.ok(gaps[0]! >= 450 && gaps[1]! >= 950 && gaps[2]! >= 1950, `gaps between retries: ${gaps.map(Math.round).join(', ')} ms`);
+});
+
+test('after a reconnect whose resubscription went through, a new refusal backs off from the start again', { timeout: 30_000 }, async () => {
+  const prefix = uniqueRedisPrefix('subref');
+  const r = admin();
+  const acl = await aclUser(r, `${prefix}ctl:*`);
+  const proxy = await startRedisProxy();
+  proxies.push(proxy);
+  const url = new URL(proxy.url);
+  url.username = acl.name;
+  url.password = 'x';
+  const b = await RedisBus.connect({ redisUrl: url.toString(), channelPrefix: prefix, nodeId: 'b', ping: { intervalMs: 0, timeoutMs: 3000 }, onError: () => {} });
+  buses.push(b);
+  let resyncs = 0;
+  b.onResync(() => resyncs++);
+  const state = b as unknown as { sub: Redis; refusedWaitMs: number };
+  const subscribe = state.sub.subscribe.bind(state.sub) as (...channels: string[]) => Promise<unknown>;
+  let retries = 0;
+  (state.sub as unknown as { subscribe: (...channels: string[]) => Promise<unknown> }).subscribe = (...channels: string[]) => {
+    if (channels.length > 1) retries++;
+    return subscribe(...channels);
+  };
+  const u1 = randomUUID();
+  b.subscribe(u1);
+  await waitFor(() => retries >= 2 && state.refusedWaitMs >= 1000, 10_000, 'two refused retries');
+  // The subscriber drops; meanwhile the channel is allowed; back, resubscribe.ts gets every channel confirmed.
+  await proxy.stop();
+  await r.acl('SETUSER', acl.name, `&${prefix}u:*`);
+  const before = resyncs;
+  await proxy.start();
+  await waitFor(() => resyncs > before && state.sub.status === 'ready', 10_000, 'the resubscription went through');
+  assert.equal(state.refusedWaitMs, 250, 'the next refusal is retried after 250 ms, not the back-off from before');
 });
