@@ -150,6 +150,12 @@ export class PeerWatch {
    * death's entries were written, so they stay pending when it ends, and are handed over again.
    */
   readonly #again = new Set<string>();
+  /**
+   * Cleaned ids whose removal from the pending set waits for the heartbeat on the wire: sent after
+   * it, the SREM would undo what it found (the id dead again), while its reply hands the id over
+   * again — pending nowhere while that cleanup runs. See refresh's `finally`.
+   */
+  readonly #toSettle = new Set<string>();
 
   constructor(private readonly o: PeerWatchOptions) {
     o.client.defineCommand('rampartPeerHeartbeat', { lua: HEARTBEAT_LUA, numberOfKeys: 3 });
@@ -162,6 +168,7 @@ export class PeerWatch {
   async refresh(): Promise<void> {
     if (this.#busy || this.#stopped || this.o.client.status !== 'ready') return;
     this.#busy = true;
+    let answered = false;
     try {
       const scripts = this.o.client as unknown as PeerWatchScripts;
       // Joining is said once per life, even if its reply is lost: a second "join" would find the
@@ -169,16 +176,32 @@ export class PeerWatch {
       const joining = this.#joined ? '0' : '1';
       this.#joined = true;
       const [, found, came, ...ids] = await scripts.rampartPeerHeartbeat(this.o.key, this.#orphans, this.#owners, this.o.nodeId, this.o.livenessMs, this.o.resyncChannel, joining, this.#pendingPrefix);
-      for (const n of ids.slice(0, came)) if (this.#cleaning.has(n)) this.#again.add(n);
-      const nodes = ids.slice(came).filter((n) => !this.#cleaning.has(n));
+      answered = true;
+      const cameNow = new Set(ids.slice(0, came));
+      for (const n of cameNow) if (this.#cleaning.has(n)) this.#again.add(n);
+      // Not: ids being cleaned, nor ids cleaned meanwhile that did not come in again (removed below).
+      const nodes = ids.slice(came).filter((n) => !this.#cleaning.has(n) && !(this.#toSettle.has(n) && !cameNow.has(n)));
       if (nodes.length > 0) this.#handOver(found, nodes);
     } catch (err) {
       // The script may have run, its reply lost: what came in unseen may include ids being cleaned.
       for (const n of this.#cleaning) this.#again.add(n);
       this.o.onError(err instanceof Error ? err : new Error(String(err)));
     } finally {
+      // Cleanups that ended while the heartbeat was on the wire: an id it found dead again was
+      // handed over again (being cleaned now, its own cleanup settles it); the others leave the
+      // pending set now, behind the heartbeat. A lost reply keeps them all: cleaned once more.
+      if (this.#toSettle.size > 0) {
+        const cleaned = answered ? [...this.#toSettle].filter((n) => !this.#cleaning.has(n)) : [];
+        this.#toSettle.clear();
+        this.#removePending(cleaned);
+      }
       this.#busy = false;
     }
+  }
+
+  #removePending(ids: readonly string[]): void {
+    if (ids.length === 0) return;
+    this.o.client.srem(this.#pendingPrefix + this.o.nodeId, ...ids).catch((err: unknown) => this.o.onError(err instanceof Error ? err : new Error(String(err))));
   }
 
   get #pendingPrefix(): string {
@@ -202,8 +225,8 @@ export class PeerWatch {
   #handOver(found: number, nodes: string[]): void {
     const settle = (): void => {
       const cleaned = nodes.filter((n) => !this.#again.has(n));
-      if (cleaned.length === 0) return;
-      this.o.client.srem(this.#pendingPrefix + this.o.nodeId, ...cleaned).catch((err: unknown) => this.o.onError(err instanceof Error ? err : new Error(String(err))));
+      if (!this.#busy) return this.#removePending(cleaned);
+      for (const n of cleaned) this.#toSettle.add(n);
     };
     let cleanup: unknown;
     try {

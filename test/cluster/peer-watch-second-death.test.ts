@@ -11,6 +11,8 @@
  * - the second death found by another node that died before cleaning up after it (its pending set
  *   comes to the node whose cleanup runs);
  * - the second death found by a heartbeat whose reply was lost;
+ * - the first cleanup ending while the heartbeat that finds the second death is on the wire (its
+ *   removal from the pending set waits for that heartbeat: sent behind it, it would undo it);
  * - and once the second cleanup succeeded, the id is settled (no third hand-over).
  */
 import { after, test } from 'node:test';
@@ -49,6 +51,10 @@ interface Cluster {
   watch(nodeId: string, onLapsed: (count: number, nodes: string[]) => unknown): Promise<PeerWatch>;
   /** The next heartbeat of the watches made by this cluster runs in Redis, but its reply is lost. */
   loseNextReply(): void;
+  /** `fn` runs right after the next heartbeat was sent, before its reply. */
+  onNextSent(fn: () => void): void;
+  /** Lets the watch's pending commands (a settle's SREM) reach Redis: one turn, then a PING behind them. */
+  flush(watch: PeerWatch): Promise<void>;
   /** The node's member lapses now (as if it had stopped refreshing for livenessMs). */
   lapse(nodeId: string): Promise<void>;
 }
@@ -59,6 +65,8 @@ async function cluster(): Promise<Cluster> {
   const key = `${prefix}ctl:nodes`;
   const raw = await client();
   let lose = false;
+  let onSent: (() => void) | undefined;
+  const connections = new Map<PeerWatch, Redis>();
   return {
     key,
     raw,
@@ -69,6 +77,9 @@ async function cluster(): Promise<Cluster> {
           if (prop === 'rampartPeerHeartbeat') {
             return (...args: unknown[]) => {
               const reply = (target as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>).rampartPeerHeartbeat!(...args);
+              const sent = onSent;
+              onSent = undefined;
+              sent?.();
               if (!lose) return reply;
               lose = false;
               return reply.then(() => {
@@ -82,9 +93,15 @@ async function cluster(): Promise<Cluster> {
       });
       const w = new PeerWatch({ client: lossy, key, nodeId, resyncChannel: `${prefix}ctl:resync`, livenessMs: MANUAL_MS, onLapsed, onError: () => {} });
       watches.push(w);
+      connections.set(w, real);
       return w;
     },
     loseNextReply: () => void (lose = true),
+    onNextSent: (fn) => void (onSent = fn),
+    async flush(watch) {
+      await new Promise((resolve) => setImmediate(resolve));
+      await connections.get(watch)!.ping();
+    },
     lapse: async (nodeId) => void (await raw.zadd(key, 1, nodeId)),
   };
 }
@@ -109,7 +126,6 @@ async function lifeKilled(c: Cluster, nodeId: string): Promise<void> {
   await c.lapse(nodeId);
 }
 
-const settleTurn = (): Promise<void> => new Promise((r) => setTimeout(r, 30));
 const id = (name: string): string => `${name}-${randomUUID().slice(0, 8)}`;
 
 test('a second death found by the same node while the first cleanup runs is handed over once that cleanup ends', async () => {
@@ -127,13 +143,13 @@ test('a second death found by the same node while the first cleanup runs is hand
   assert.deepEqual(s.reports, [[x]], 'not handed over twice at once');
 
   s.outcomes[0]!(true); // cleanup #1 succeeds (it began before life 2 wrote its entries)
-  await settleTurn();
+  await c.flush(s.watch);
   assert.equal(await c.raw.sismember(`${c.key}:lapsed:${sId}`, x), 1, 'still pending once cleanup #1 ended');
   await s.watch.refresh();
   assert.deepEqual(s.reports, [[x], [x]], 'the second death is handed over for cleanup too');
 
   s.outcomes[1]!(true);
-  await settleTurn();
+  await c.flush(s.watch);
   await s.watch.refresh();
   assert.deepEqual(s.reports, [[x], [x]], 'not handed over a third time');
   assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled once its own cleanup succeeded');
@@ -161,7 +177,7 @@ test('a second death that comes with a dead remover\'s pending set while the fir
   await s.watch.refresh(); // s finds r dead and takes over its pending set (x, still being cleaned)
   assert.deepEqual(s.reports, [[x], [rId]]);
   s.outcomes[0]!(true); // cleanup #1 of x succeeds
-  await settleTurn();
+  await c.flush(s.watch);
   await s.watch.refresh();
   assert.deepEqual(s.reports, [[x], [rId], [x]], 'the second death of x is handed over for cleanup too');
   assert.deepEqual((await c.raw.smembers(`${c.key}:lapsed:${sId}`)).sort(), [rId, x].sort(), 'both still pending');
@@ -182,12 +198,54 @@ test('a second death found by a heartbeat whose reply was lost while the first c
   assert.equal(await c.raw.zscore(c.key, x), null, 'the script ran: the second death was found');
 
   s.outcomes[0]!(true);
-  await settleTurn();
+  await c.flush(s.watch);
   await s.watch.refresh();
   assert.deepEqual(s.reports, [[x], [x]], 'the second death is handed over for cleanup too');
   s.outcomes[1]!(true);
-  await settleTurn();
+  await c.flush(s.watch);
   await s.watch.refresh();
   assert.deepEqual(s.reports, [[x], [x]]);
   assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled once its own cleanup succeeded');
+});
+
+test('a first cleanup that ends while the heartbeat finding the second death is on the wire leaves the id pending', async () => {
+  const c = await cluster();
+  const sId = id('sweeper');
+  const s = await sweeper(c, sId);
+  const x = id('x');
+  await lifeKilled(c, x);
+  await s.watch.refresh(); // first death: cleanup #1 runs
+  assert.deepEqual(s.reports, [[x]]);
+
+  await lifeKilled(c, x); // second life, killed
+  c.onNextSent(() => s.outcomes[0]!(true)); // cleanup #1 ends just as that heartbeat went out
+  await s.watch.refresh();
+  await c.flush(s.watch);
+  assert.equal(await c.raw.zscore(c.key, x), null, 'the second death was found');
+  assert.deepEqual(s.reports, [[x], [x]], 'the second death is handed over');
+  assert.equal(await c.raw.sismember(`${c.key}:lapsed:${sId}`, x), 1, 'pending while its second cleanup runs');
+
+  s.outcomes[1]!(false); // the second cleanup fails: still pending, handed over again
+  await c.flush(s.watch);
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[x], [x], [x]], 'a failed cleanup of the second death is retried');
+  s.outcomes[2]!(true);
+  await c.flush(s.watch);
+  await s.watch.refresh();
+  assert.deepEqual(s.reports, [[x], [x], [x]]);
+  assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled once its own cleanup succeeded');
+});
+
+test('a cleanup that ends while a heartbeat that did not find the id again is on the wire settles it, without a second hand-over', async () => {
+  const c = await cluster();
+  const sId = id('sweeper');
+  const s = await sweeper(c, sId);
+  const x = id('x');
+  await lifeKilled(c, x);
+  await s.watch.refresh();
+  c.onNextSent(() => s.outcomes[0]!(true));
+  await s.watch.refresh(); // nothing new found; x is still in the reply's pending ids
+  await c.flush(s.watch);
+  assert.deepEqual(s.reports, [[x]], 'not handed over again');
+  assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled after the heartbeat');
 });
