@@ -7,17 +7,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { storeBackends } from '../helpers/store-backends.js';
-import { messageId } from '../../src/chat/message-id.js';
-import type { GroupChangeOutcome } from '../../src/store/store.js';
-
-const T = 'default';
-const GL = { maxGroupMembers: 10, maxGroupsPerUser: 10 };
-let clock = Date.now();
-const change = (actorId: string, conversationId: string, tenantId = T) => {
-  const ts = ++clock;
-  return { tenantId, actorId, eventId: messageId(ts), timestamp: ts, conversationId };
-};
-const ok = (outcome: GroupChangeOutcome): void => assert.equal(outcome.status, 'ok', JSON.stringify(outcome));
+import { GL, T, change, ok } from '../helpers/store-builders.js';
 
 for (const be of storeBackends('closed-group-former')) describe(be.name, () => {
   after(() => be.teardown());

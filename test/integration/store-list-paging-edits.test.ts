@@ -10,32 +10,11 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { storeBackends } from '../helpers/store-backends.js';
+import { GL, OPTS, T, change, msg, now, ok, send } from '../helpers/store-builders.js';
 import { messageId } from '../../src/chat/message-id.js';
-import type { ConversationSummary, GroupChangeOutcome, MembershipEvent, MessageChangeOutcome, NewMessage, Store, StoredMessage } from '../../src/store/store.js';
+import type { ConversationSummary, MessageChangeOutcome, Store } from '../../src/store/store.js';
 
-const T = 'default';
-const OPTS = { maxInboxSize: 1000 };
 const CHANGE = { ...OPTS, editWindowMs: 60_000, groupHistory: 'since_join' as const };
-const GL = { maxGroupMembers: 10, maxGroupsPerUser: 10 };
-let clock = Date.now();
-const now = (): number => ++clock;
-const msg = (from: string, to: NewMessage['to'], content = `m ${clock}`): NewMessage => {
-  const ts = now();
-  return { id: messageId(ts), tenantId: T, senderId: from, to, timestamp: ts, content, mentions: [], hashtags: [], links: [] };
-};
-async function send(s: Store, m: NewMessage): Promise<StoredMessage> {
-  const [out] = await s.appendMessages([m], OPTS);
-  assert.equal(out?.status, 'stored');
-  return (out as { message: StoredMessage }).message;
-}
-const change = (actorId: string, conversationId: string) => {
-  const ts = now();
-  return { tenantId: T, actorId, eventId: messageId(ts), timestamp: ts, conversationId };
-};
-function ok(outcome: GroupChangeOutcome): MembershipEvent {
-  assert.equal(outcome.status, 'ok', JSON.stringify(outcome));
-  return (outcome as { event: MembershipEvent }).event;
-}
 function applied(outcome: MessageChangeOutcome): Extract<MessageChangeOutcome, { status: 'ok' }> {
   assert.equal(outcome.status, 'ok', JSON.stringify(outcome));
   return outcome as Extract<MessageChangeOutcome, { status: 'ok' }>;

@@ -11,31 +11,10 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { storeBackends } from '../helpers/store-backends.js';
-import { messageId } from '../../src/chat/message-id.js';
-import type { GroupChangeOutcome, MembershipEvent, NewMessage, Store, StoredMessage } from '../../src/store/store.js';
+import { GL, T, change, msg as message, ok, send } from '../helpers/store-builders.js';
+import type { Store } from '../../src/store/store.js';
 
-const T = 'default';
-const OPTS = { maxInboxSize: 1000 };
-const GL = { maxGroupMembers: 10, maxGroupsPerUser: 10 };
-let clock = Date.now();
-const now = (): number => ++clock;
-const msg = (from: string, conversationId: string): NewMessage => {
-  const ts = now();
-  return { id: messageId(ts), tenantId: T, senderId: from, to: { conversationId }, timestamp: ts, content: `m ${ts}`, mentions: [], hashtags: [], links: [] };
-};
-async function send(s: Store, m: NewMessage): Promise<StoredMessage> {
-  const [out] = await s.appendMessages([m], OPTS);
-  assert.equal(out?.status, 'stored');
-  return (out as { message: StoredMessage }).message;
-}
-const change = (actorId: string, conversationId: string) => {
-  const ts = now();
-  return { tenantId: T, actorId, eventId: messageId(ts), timestamp: ts, conversationId };
-};
-function ok(outcome: GroupChangeOutcome): MembershipEvent {
-  assert.equal(outcome.status, 'ok', JSON.stringify(outcome));
-  return (outcome as { event: MembershipEvent }).event;
-}
+const msg = (from: string, conversationId: string) => message(from, { conversationId });
 /** Every device of `user` has everything, and `user` publicly read up to `seq`. */
 async function receiveAndRead(s: Store, user: string, conversationId: string, seq: number): Promise<void> {
   await s.acknowledge(T, user, `${user}-phone`, 1_000_000);
