@@ -32,28 +32,34 @@ const REFUSED: Readonly<Record<ContentRule, ContentCheck>> = Object.freeze({
   strict_pattern: Object.freeze({ ok: false, rule: 'strict_pattern' }),
 });
 
-const MARK = /^[\p{M}\p{Default_Ignorable_Code_Point}]$/u;
-/** Bit c of the BMP: U+c is a combining mark or draws nothing (8 KB, built once: a regex per character would cost ~20 ns). */
-const BMP_MARKS = buildMarkTable();
+/** What a character is to a run of combining marks: it ends the run, counts in it, or passes (draws nothing). */
+const ENDS = 0;
+const COUNTS = 1;
+const PASSES = 2;
+const MARK = /^\p{M}$/u;
+const IGNORABLE = /^\p{Default_Ignorable_Code_Point}$/u;
+const kindOf = (ch: string): number => (MARK.test(ch) ? COUNTS : IGNORABLE.test(ch) ? PASSES : ENDS);
+/** The kind of each BMP character (64 KB, built once: a regex per character would cost ~20 ns). */
+const BMP_KINDS = buildKindTable();
 
-function buildMarkTable(): Uint32Array {
-  const bits = new Uint32Array(0x10000 / 32);
-  for (let c = 0xa0; c < 0xd800; c++) if (MARK.test(String.fromCharCode(c))) bits[c >>> 5]! |= 1 << (c & 31);
-  for (let c = 0xe000; c < 0x10000; c++) if (MARK.test(String.fromCharCode(c))) bits[c >>> 5]! |= 1 << (c & 31);
-  return bits;
+function buildKindTable(): Uint8Array {
+  const kinds = new Uint8Array(0x10000);
+  for (let c = 0xa0; c < 0xd800; c++) kinds[c] = kindOf(String.fromCharCode(c));
+  for (let c = 0xe000; c < 0x10000; c++) kinds[c] = kindOf(String.fromCharCode(c));
+  return kinds;
 }
 
-/** An astral combining mark (Brahmi, Tirhuta, musical symbols, …) or default-ignorable (tags, variation selectors supplement). */
-function isAstralMark(cp: number): boolean {
-  return (cp < 0x1f000 || (cp >= 0xe0000 && cp <= 0xe0fff)) && MARK.test(String.fromCodePoint(cp));
+/** An astral code point's kind: marks (Brahmi, Tirhuta, musical symbols, the variation selectors supplement, …) and default-ignorables (tags, …) live below the emoji blocks or in U+E0000–E0FFF. */
+function astralKind(cp: number): number {
+  return cp < 0x1f000 || (cp >= 0xe0000 && cp <= 0xe0fff) ? kindOf(String.fromCodePoint(cp)) : ENDS;
 }
 
 /**
  * More than MAX_COMBINING_MARKS combining marks in a row ("Zalgo" text, stacked over the messages
  * above and below). What draws nothing among them — default-ignorable characters (ZWJ, ZWNJ, word
- * joiner, invisible operators, tags, …) — is part of the run: a renderer may stack the marks on
- * both sides over one letter (Chromium does across U+2060, U+2062 and ZWNJ). Any other character
- * ends it, a line break too. `html`: `text` is the sanitizer's output, where every `<` starts a
+ * joiner, invisible operators, tags, …) — neither counts nor ends the run: a renderer may stack
+ * the marks on both sides over one letter (Chromium does across U+2060, U+2062 and ZWNJ), and
+ * alone such characters stack nothing. Any other character ends it, a line break too. `html`: `text` is the sanitizer's output, where every `<` starts a
  * tag it kept (text `<` is `&lt;`): a kept tag draws nothing and is part of the run, but `<pre>`
  * and `</pre>`, blocks, end it as a line break does. Judged on that output, a tag shown as text
  * (an unbalanced closer) ends the run as the letters it shows do.
@@ -75,15 +81,15 @@ export function markRunTooLong(text: string, html: boolean): boolean {
       marks = 0;
       continue;
     }
-    let mark: boolean;
+    let kind: number;
     if ((c & 0xfc00) === 0xd800 && i + 1 < n && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      mark = isAstralMark(((c - 0xd800) << 10) + (text.charCodeAt(i + 1) - 0xdc00) + 0x10000);
+      kind = astralKind(((c - 0xd800) << 10) + (text.charCodeAt(i + 1) - 0xdc00) + 0x10000);
       i++;
     } else {
-      mark = (BMP_MARKS[c >>> 5]! & (1 << (c & 31))) !== 0;
+      kind = BMP_KINDS[c]!;
     }
-    if (!mark) marks = 0;
-    else if (++marks > MAX_COMBINING_MARKS) return true;
+    if (kind === ENDS) marks = 0;
+    else if (kind === COUNTS && ++marks > MAX_COMBINING_MARKS) return true;
   }
   return false;
 }
