@@ -232,6 +232,8 @@ export class PeerWatch {
     try {
       cleanup = this.o.onLapsed(found, nodes);
     } catch (err) {
+      // Not cleaned: they stay pending, also those an earlier cleanup set aside to settle.
+      for (const n of nodes) this.#toSettle.delete(n);
       this.o.onError(err instanceof Error ? err : new Error(String(err)));
       return;
     }

@@ -190,7 +190,10 @@ export class RedisBus implements Bus {
     this.stopResubscribing = resubscribeOnReconnect(this.sub, {
       channels: () => [this.resyncChannel, ...this.channels.keys()],
       onRestored: () => {
-        // Every channel went through: a later refusal backs off from the start again.
+        // Every channel went through: a retry still waiting is moot, and a later refusal backs
+        // off from the start again (a timer armed before the drop would hold it back).
+        clearTimeout(this.refusedRetry);
+        this.refusedRetry = undefined;
         this.refusedWaitMs = SUBSCRIBE_RETRY_MS;
         this.refusedWhileRetrying = false;
         if (!this.closed) this.resync();
@@ -281,7 +284,8 @@ export class RedisBus implements Bus {
         (err: Error) => {
           this.retrying = false;
           this.report(err, 'subscribe');
-          this.refusedWaitMs = Math.min(waitMs * 2, SUBSCRIBE_RETRY_MAX_MS);
+          // The wait now (a reconnect meanwhile started it over), doubled.
+          this.refusedWaitMs = Math.min(this.refusedWaitMs * 2, SUBSCRIBE_RETRY_MAX_MS);
           this.retrySubscriptions();
         },
       );

@@ -249,3 +249,27 @@ test('a cleanup that ends while a heartbeat that did not find the id again is on
   assert.deepEqual(s.reports, [[x]], 'not handed over again');
   assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled after the heartbeat');
 });
+
+test('a hand-over that throws keeps the ids pending, also one an ended cleanup had set aside to settle', async () => {
+  const c = await cluster();
+  const sId = id('sweeper');
+  const reports: string[][] = [];
+  const outcomes: ((ok: boolean) => void)[] = [];
+  const s = { watch: await c.watch(sId, (_count, nodes) => {
+    reports.push([...nodes]);
+    if (reports.length === 2) throw new Error('cleanup could not start');
+    return new Promise<boolean>((resolve) => outcomes.push(resolve));
+  }) };
+  await s.watch.refresh(); // joined
+  const x = id('x');
+  await lifeKilled(c, x);
+  await s.watch.refresh(); // cleanup #1 of x runs
+  await lifeKilled(c, x);
+  c.onNextSent(() => outcomes[0]!(true)); // it ends as the heartbeat finding the second death goes out
+  await s.watch.refresh(); // the second death is handed over, and that hand-over throws
+  await c.flush(s.watch);
+  assert.deepEqual(reports, [[x], [x]]);
+  assert.equal(await c.raw.sismember(`${c.key}:lapsed:${sId}`, x), 1, 'still pending: nobody cleaned the second death');
+  await s.watch.refresh();
+  assert.deepEqual(reports, [[x], [x], [x]], 'handed over again');
+});

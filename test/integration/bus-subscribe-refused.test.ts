@@ -149,7 +149,7 @@ test('refused retries back off whatever new sessions are refused meanwhile (the 
   assert.ok(gaps[0]! >= 450 && gaps[1]! >= 950 && gaps[2]! >= 1950, `gaps between retries: ${gaps.map(Math.round).join(', ')} ms`);
 });
 
-test('after a reconnect whose resubscription went through, a new refusal backs off from the start again', { timeout: 30_000 }, async () => {
+test('after a reconnect whose resubscription went through, a new refusal backs off from the start again (no retry timer from before is left)', { timeout: 30_000 }, async () => {
   const prefix = uniqueRedisPrefix('subref');
   const r = admin();
   const acl = await aclUser(r, `${prefix}ctl:*`);
@@ -162,7 +162,7 @@ test('after a reconnect whose resubscription went through, a new refusal backs o
   buses.push(b);
   let resyncs = 0;
   b.onResync(() => resyncs++);
-  const state = b as unknown as { sub: Redis; refusedWaitMs: number };
+  const state = b as unknown as { sub: Redis; refusedWaitMs: number; refusedRetry: NodeJS.Timeout | undefined };
   const subscribe = state.sub.subscribe.bind(state.sub) as (...channels: string[]) => Promise<unknown>;
   let retries = 0;
   (state.sub as unknown as { subscribe: (...channels: string[]) => Promise<unknown> }).subscribe = (...channels: string[]) => {
@@ -179,4 +179,5 @@ test('after a reconnect whose resubscription went through, a new refusal backs o
   await proxy.start();
   await waitFor(() => resyncs > before && state.sub.status === 'ready', 10_000, 'the resubscription went through');
   assert.equal(state.refusedWaitMs, 250, 'the next refusal is retried after 250 ms, not the back-off from before');
+  assert.equal(state.refusedRetry, undefined, 'no retry armed before the drop still waits to go');
 });
