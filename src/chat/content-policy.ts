@@ -18,9 +18,9 @@
  * content is never echoed.
  */
 
-export type ContentPolicy = 'standard' | 'strict';
 import { MAX_COMBINING_MARKS } from '../protocol/bounds.js';
 
+export type ContentPolicy = 'standard' | 'strict';
 export type ContentRule = 'control_char' | 'bidi_override' | 'lone_surrogate' | 'strict_pattern';
 export type ContentCheck = { ok: true } | { ok: false; rule: ContentRule };
 
@@ -59,10 +59,12 @@ function astralKind(cp: number): number {
  * above and below). What draws nothing among them — default-ignorable characters (ZWJ, ZWNJ, word
  * joiner, invisible operators, tags, …) — neither counts nor ends the run: a renderer may stack
  * the marks on both sides over one letter (Chromium does across U+2060, U+2062 and ZWNJ), and
- * alone such characters stack nothing. Any other character ends it, a line break too. `html`: `text` is the sanitizer's output, where every `<` starts a
- * tag it kept (text `<` is `&lt;`): a kept tag draws nothing and is part of the run, but `<pre>`
- * and `</pre>`, blocks, end it as a line break does. Judged on that output, a tag shown as text
- * (an unbalanced closer) ends the run as the letters it shows do.
+ * alone such characters stack nothing. Any other character ends it, a line break too.
+ *
+ * `html`: `text` is the sanitizer's output, where every `<` starts a tag it kept (text `<` is
+ * `&lt;`). A kept tag draws nothing: it passes like a default-ignorable, but `<pre>` and `</pre>`,
+ * blocks, end the run as a line break does. A tag shown as text (an unbalanced closer) is letters
+ * there, and ends it.
  */
 export function markRunTooLong(text: string, html: boolean): boolean {
   const n = text.length;
