@@ -97,9 +97,10 @@ export interface RampartClientOptions {
   /** A request without a reply fails after this long (ms). Default 15000. */
   requestTimeoutMs?: number;
   /**
-   * Requests on the wire at once, unanswered; the rest wait in order (their `requestTimeoutMs`
-   * running). Default 8: the server takes a connection's requests one at a time and closes a
-   * connection with more than `limits.maxQueuedFrames` (32) of them and its other frames waiting.
+   * Reads, `read` and presence requests on the wire at once, unanswered; the rest wait in order
+   * (their `requestTimeoutMs` running). Default 8: the server answers at most
+   * `limits.maxQueuedFrames` (32) of them per connection at a time; later frames wait in its queue,
+   * and past another 32 the connection is closed 4029. Group changes and session requests are not held.
    */
   maxInFlightRequests?: number;
   /**

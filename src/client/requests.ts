@@ -78,6 +78,9 @@ interface PendingRequest {
 /** Default of `Requests`' `maxInFlight` (the client's `maxInFlightRequests`): a quarter of the server's default bound. */
 export const DEFAULT_MAX_IN_FLIGHT_REQUESTS = 8;
 
+/** The requests the server answers in order and holds at most `limits.maxQueuedFrames` of (frame-pipeline.ts `request`). */
+const BOUNDED: ReadonlySet<unknown> = new Set(['history', 'list_conversations', 'read', 'presence', 'set_presence']);
+
 export class Requests {
   private readonly pending = new Map<string, PendingRequest>();
   private counter = 0;
@@ -88,10 +91,11 @@ export class Requests {
     /** Called when a held request may go out (the owner flushes). */
     private readonly wake: () => void = () => {},
     /**
-     * Requests on the wire at once, unanswered. The server takes a connection's requests one at a
-     * time and bounds those waiting (`limits.maxQueuedFrames`, 32): past it, every later frame of
-     * the connection waits too, and past that the connection is closed 4029. On slow storage,
-     * requests paced under the budget could still pile up that far.
+     * Reads, `read` and presence requests on the wire at once, unanswered. The server answers at
+     * most `limits.maxQueuedFrames` (32) of them per connection at a time: past that, every later
+     * frame of the connection waits in its queue, and past 32 more the connection is closed 4029.
+     * On slow storage, requests paced under the budget could pile up that far. Group changes and
+     * session requests are not bounded there, and not held here.
      */
     maxInFlight = DEFAULT_MAX_IN_FLIGHT_REQUESTS,
   ) {
@@ -124,10 +128,11 @@ export class Requests {
   flush(transmit: (frame: Record<string, unknown>) => boolean, pacer?: RequestPacer): number {
     let paceWait = 0;
     let onWire = 0;
-    for (const p of this.pending.values()) if (p.sent) onWire++;
+    for (const p of this.pending.values()) if (p.sent && BOUNDED.has(p.frame.type)) onWire++;
     for (const p of this.pending.values()) {
-      if (onWire >= this.maxInFlight) break; // an answer flushes again (settle)
       if (p.sent || p.held !== undefined) continue;
+      const bounded = BOUNDED.has(p.frame.type);
+      if (bounded && onWire >= this.maxInFlight) continue; // an answer flushes again (settle); the others may go
       const paced = pacer !== undefined && spendsRequestBudget(p.frame.type);
       if (paced) {
         if (paceWait > 0) continue; // behind one that waits: keeps its place
@@ -136,7 +141,7 @@ export class Requests {
       }
       if (!transmit(p.frame)) return 0; // the socket is gone: the next one flushes
       p.sent = true;
-      onWire++;
+      if (bounded) onWire++;
       if (paced) pacer.spend();
     }
     return paceWait;
@@ -168,6 +173,7 @@ export class Requests {
       return;
     }
     p.sent = false;
+    if (BOUNDED.has(p.frame.type)) this.placeFreed(); // held, it is not on the wire
     // Both copies on the wire (a repeat after a dropped frame) may be refused: the later wait holds.
     if (p.held !== undefined) this.clock.clearTimeout(p.held);
     p.held = this.clock.setTimeout(() => {
@@ -213,6 +219,11 @@ export class Requests {
     for (const id of [...this.pending.keys()]) this.settle(id, new RequestError(reason));
   }
 
+  /** A bounded request left the wire: flush once the caller's frame is handled (not in the middle of an answer). */
+  private placeFreed(): void {
+    if (this.pending.size > 0) queueMicrotask(this.wake);
+  }
+
   private settle(id: string, outcome: Record<string, unknown> | RequestError): void {
     const p = this.pending.get(id);
     if (!p) return;
@@ -222,7 +233,6 @@ export class Requests {
     if (outcome instanceof RequestError) p.reject(outcome);
     else p.resolve(outcome);
     // A place on the wire freed: one waiting for it may go.
-    // (After the caller's frame is handled: no flush in the middle of an answer.)
-    if (p.sent && this.pending.size >= this.maxInFlight) queueMicrotask(this.wake);
+    if (p.sent && BOUNDED.has(p.frame.type)) this.placeFreed();
   }
 }

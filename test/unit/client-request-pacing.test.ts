@@ -75,16 +75,16 @@ test('60 history() calls at once go out paced (10 per window, each slot held 110
   env.client.close();
 });
 
-test('at most maxInFlightRequests (8) requests are on the wire unanswered: the rest wait in order and go as answers come, so slow storage cannot pile them up past the server bound', async () => {
+test('at most maxInFlightRequests (8) reads are on the wire unanswered: the rest wait in order and go as answers come (slow storage cannot pile them up past the server bound); group changes are not held', async () => {
   const env = setup();
   void env.client.connect();
   await env.accept();
   const calls = Array.from({ length: 12 }, (_, i) => env.client.history({ conversationId: CONV, limit: i + 1 }));
   const created = env.client.createGroup('g', [PEER]);
   await settle();
-  // 8 on the wire (the budget would allow 10), the group change among the waiting, in order.
+  // 8 on the wire (the budget would allow 10); the group change is not bounded by the server's request count.
   assert.equal(env.last().framesOf('history').length, 8);
-  assert.equal(env.last().framesOf('create_group').length, 0);
+  assert.equal(env.last().framesOf('create_group').length, 1);
   await env.clock.advance(5000);
   assert.equal(env.last().framesOf('history').length, 8, 'time alone frees no place: only answers do');
   const answer = (n: number) => {
@@ -96,12 +96,33 @@ test('at most maxInFlightRequests (8) requests are on the wire unanswered: the r
   answer(11);
   await settle();
   assert.equal(env.last().framesOf('history').length, 12);
-  assert.equal(env.last().framesOf('create_group').length, 1, 'then the group change');
   assert.deepEqual(env.last().framesOf('history').map((f) => f.limit), Array.from({ length: 12 }, (_, i) => i + 1));
   answer(12);
   assert.equal((await Promise.all(calls)).length, 12);
   env.last().receive({ type: 'group_updated', conversationId: CONV, changed: true, seq: 1, requestId: env.last().framesOf('create_group')[0]!.requestId });
   await created;
+  env.client.close();
+});
+
+test('a read answered rate_limited waits off the wire: the next one waiting for a place goes at once', async () => {
+  const env = setup();
+  void env.client.connect();
+  await env.accept();
+  const calls = Array.from({ length: 9 }, (_, i) => env.client.history({ conversationId: CONV, limit: i + 1 }));
+  await settle();
+  assert.equal(env.last().framesOf('history').length, 8);
+  const first = env.last().framesOf('history')[0]!;
+  env.last().receive({ type: 'rate_limited', reason: 'minute_limit', retryAfter: 3000, requestId: first.requestId });
+  await settle();
+  assert.deepEqual(env.last().framesOf('history').map((f) => f.limit), [1, 2, 3, 4, 5, 6, 7, 8, 9], 'the 9th went while the first waits its retryAfter');
+  await env.clock.advance(3000);
+  assert.equal(env.last().framesOf('history').length, 9, 'its wait is over, but 8 are on the wire: it waits for a place');
+  for (const f of env.last().framesOf('history').slice(1)) env.last().receive({ type: 'history', conversationId: CONV, messages: [], requestId: f.requestId });
+  await settle();
+  const all = env.last().framesOf('history');
+  assert.equal(all.length, 10, 'then it goes again');
+  env.last().receive({ type: 'history', conversationId: CONV, messages: [], requestId: all[9]!.requestId });
+  assert.equal((await Promise.all(calls)).length, 9);
   env.client.close();
 });
 
