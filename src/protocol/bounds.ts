@@ -12,9 +12,10 @@ export const MAX_HISTORY_LIMIT = 100;
 export const MAX_LIST_LIMIT = 100;
 export const MAX_GROUP_NAME = 100;
 /**
- * Combining marks in a row (with ZWJ/ZWNJ among them, which renderers skip there) that text may
- * carry: more stack above and below the line over other messages ("Zalgo" text). Real scripts
- * need a handful (Tibetan stacks, Hebrew points with cantillation); Unicode's stream-safe limit is 30.
+ * Combining marks in a row that text may carry (default-ignorables among them, such as ZWJ, neither
+ * count nor end the run): more stack above and below the line over other messages ("Zalgo" text).
+ * Real scripts need a handful (Tibetan stacks, Hebrew points with cantillation); Unicode's
+ * stream-safe limit is 30.
  */
 export const MAX_COMBINING_MARKS = 16;
 /** Ids one group frame may name (`memberIds`, `userIds`); `chat.maxGroupMembers` bounds the group itself. */
