@@ -11,10 +11,9 @@ import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { startServer, type TestServer } from './harness.js';
+import { freePort, startServer, type TestServer } from './harness.js';
 import { demoUserId } from '../../src/server/dev-tokens.js';
 
 /** Debian's Chromium; CHROMIUM_PATH overrides it (only to point at another system build). */
@@ -28,17 +27,6 @@ export const STEP_MS = 10_000;
 let run = 0;
 /** Demo names unique to this test file run (the server's database is fresh, names only need to differ per test). */
 export const uniq = (name: string) => `${name}${++run}`;
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Rampart on a port chosen before start, so its own origin can be the one allowed origin. Presence

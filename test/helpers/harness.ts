@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { createRampartServer, type RampartServer } from '../../src/server/rampart-server.js';
 import { parseConfig } from '../../src/config/load-config.js';
@@ -26,6 +27,18 @@ export interface TestServer {
   logs: string[];
   dir: string;
   close(): Promise<void>;
+}
+
+/** A port free on 127.0.0.1 now (for a server whose own origin must be known before it starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }
 
 /** Starts a server with test defaults (temp SQLite, HS256 test secret, quiet logs captured). */

@@ -9,13 +9,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import WebSocket from 'ws';
 import { createNodeClient, FileSyncStore, type RampartClient, type SendReceipt } from '../../src/client/node.js';
 import type { WebSocketLike } from '../../src/client/socket.js';
 import { signDevToken } from '../../src/auth/dev-token.js';
-import { startServer, startTcpProxy, newUserId, TEST_SECRET, waitFor, within } from '../helpers/harness.js';
+import { freePort, startServer, startTcpProxy, newUserId, TEST_SECRET, waitFor, within } from '../helpers/harness.js';
 import { spawnServerProcess, writeServerConfig } from '../helpers/server-process.js';
 
 const children: ChildProcess[] = [];
@@ -29,17 +28,6 @@ const GENEROUS = {
   limits: { frames: { limit: 10_000, windowMs: 1000 }, requests: { limit: 10_000, windowMs: 1000 } },
 };
 const FAST_RETRY = { backoff: { baseMs: 50, maxMs: 400 }, shutdownDelayMaxMs: 200, ackDelayMs: 20 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
