@@ -15,34 +15,18 @@
  *   removal from the pending set waits for that heartbeat: sent behind it, it would undo it);
  * - and once the second cleanup succeeded, the id is settled (no third hand-over).
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { PeerWatch } from '../../src/bus/peer-watch.js';
-import { REDIS_URL, dropRedisPrefix, uniqueRedisPrefix } from '../helpers/harness.js';
+import { redisScratch } from '../helpers/redis-scratch.js';
 
 /** Long enough that no watch's own timer runs: the tests call refresh(). */
 const MANUAL_MS = 600_000;
 
-const clients: Redis[] = [];
-const watches: PeerWatch[] = [];
-const prefixes: string[] = [];
-
-after(async () => {
-  for (const w of watches) w.stop();
-  const admin = new Redis(REDIS_URL);
-  for (const p of prefixes) await dropRedisPrefix(admin, p);
-  admin.disconnect();
-  for (const c of clients) c.disconnect();
-});
-
-async function client(): Promise<Redis> {
-  const c = new Redis(REDIS_URL, { lazyConnect: true });
-  clients.push(c);
-  await c.connect();
-  return c;
-}
+const redis = redisScratch();
+const client = (): Promise<Redis> => redis.client();
 
 interface Cluster {
   key: string;
@@ -60,8 +44,7 @@ interface Cluster {
 }
 
 async function cluster(): Promise<Cluster> {
-  const prefix = uniqueRedisPrefix('pw2death');
-  prefixes.push(prefix);
+  const prefix = redis.prefix('pw2death');
   const key = `${prefix}ctl:nodes`;
   const raw = await client();
   let lose = false;
@@ -92,7 +75,7 @@ async function cluster(): Promise<Cluster> {
         },
       });
       const w = new PeerWatch({ client: lossy, key, nodeId, resyncChannel: `${prefix}ctl:resync`, livenessMs: MANUAL_MS, onLapsed, onError: () => {} });
-      watches.push(w);
+      redis.stopAfter(w);
       connections.set(w, real);
       return w;
     },

@@ -17,36 +17,19 @@
  * - DeadNodeCleanup.found resolves true only once forgetNodes succeeded, false when it failed
  *   (never rejects: an unused promise must not crash the process), keeping failed ids for a retry.
  */
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { PeerWatch } from '../../src/bus/peer-watch.js';
 import { DeadNodeCleanup } from '../../src/admin/dead-nodes.js';
-import { REDIS_URL, dropRedisPrefix, uniqueRedisPrefix } from '../helpers/harness.js';
+import { redisScratch } from '../helpers/redis-scratch.js';
 
 /** Long enough that the watch's own timer never runs: the tests call refresh(). */
 const MANUAL_MS = 600_000;
 
-const clients: Redis[] = [];
-const watches: PeerWatch[] = [];
-const prefixes: string[] = [];
-
-after(async () => {
-  for (const w of watches) w.stop();
-  for (const c of clients) c.disconnect();
-  for (const p of prefixes) {
-    const admin = new Redis(REDIS_URL);
-    await dropRedisPrefix(admin, p);
-  }
-});
-
-async function client(): Promise<Redis> {
-  const c = new Redis(REDIS_URL, { lazyConnect: true });
-  clients.push(c);
-  await c.connect();
-  return c;
-}
+const redis = redisScratch();
+const client = (): Promise<Redis> => redis.client();
 
 interface Setup {
   key: string;
@@ -58,8 +41,7 @@ interface Setup {
 }
 
 async function setup(nodeId: string, onLapsed?: (count: number, nodes: string[]) => unknown): Promise<Setup> {
-  const prefix = uniqueRedisPrefix('pwpend');
-  prefixes.push(prefix);
+  const prefix = redis.prefix('pwpend');
   const key = `${prefix}ctl:nodes`;
   const raw = await client();
   const real = await client();
@@ -93,7 +75,7 @@ async function setup(nodeId: string, onLapsed?: (count: number, nodes: string[])
     },
     onError: () => {},
   });
-  watches.push(watch);
+  redis.stopAfter(watch);
   return { key, raw, reports, loseNextReply: () => void (lose = true), watch };
 }
 
@@ -210,7 +192,7 @@ test('a node that leaves cleanly with cleanups pending hands them to the next he
     },
     onError: () => {},
   });
-  watches.push(other);
+  redis.stopAfter(other);
   await other.refresh();
   assert.deepEqual(handed, [['0', gone]], 'taken over (no new death announced)');
   await new Promise((r) => setImmediate(r));
@@ -228,7 +210,7 @@ test('rolling upgrade: the pending set of a node removed by a node of the previo
   assert.deepEqual(s.reports, [[itsDead]]);
   // A live member of this build with a cleanup of its own running: its pending set stays its own.
   const busy = new PeerWatch({ client: await client(), key: s.key, nodeId: 'node-busy', resyncChannel: `${s.key}:resync`, livenessMs: MANUAL_MS, onLapsed: () => new Promise(() => {}), onError: () => {} });
-  watches.push(busy);
+  redis.stopAfter(busy);
   await busy.refresh();
   const busyDead = dead();
   await s.raw.zadd(s.key, 1, busyDead);
@@ -249,7 +231,7 @@ test('rolling upgrade: the pending set of a node removed by a node of the previo
     onLapsed: (_count, nodes) => void handed.push(...nodes),
     onError: () => {},
   });
-  watches.push(survivor);
+  redis.stopAfter(survivor);
   await survivor.refresh();
   assert.deepEqual(handed, [itsDead], 'the dead node\'s pending id is taken over, the live member\'s is not');
   assert.equal(await s.raw.exists(`${s.key}:lapsed:node-f`), 0);
