@@ -22,6 +22,7 @@ import { parseSafeJson } from '../pipeline/safe-json.js';
 import { authenticateAdmin, type AdminCredential } from './admin-auth.js';
 import type { AuditEntry, AuditLog } from './audit-log.js';
 import type { SessionControl } from './session-control.js';
+import { errorSummary } from '../observability/error-summary.js';
 
 export interface AdminRoutesOptions {
   credential: AdminCredential;
@@ -154,7 +155,7 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
       const record = await o.audit.append(entry);
       o.logger.info({ event: 'audit', ...record }, 'admin action');
     } catch (err) {
-      o.logger.error({ event: 'audit', ...entry, err: err instanceof Error ? err.message : 'unknown' }, 'audit write failed');
+      o.logger.error({ event: 'audit', ...entry, err: errorSummary(err) }, 'audit write failed');
       throw new HttpError(503, { error: 'audit_unavailable' });
     }
   }
@@ -287,7 +288,7 @@ export function createAdminRoutes(o: AdminRoutesOptions): (req: IncomingMessage,
           req.resume();
           return send(res, err.status, err.body, err.headers);
         }
-        o.logger.error({ err: err instanceof Error ? err.message : 'unknown', ip }, 'admin request failed');
+        o.logger.error({ err: errorSummary(err), ip }, 'admin request failed');
         send(res, 503, { error: 'unavailable' });
       },
     );

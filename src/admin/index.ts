@@ -22,6 +22,7 @@ import { openAuditLog } from './open-audit-log.js';
 import { openSessionControl, type SessionControl } from './session-control.js';
 import type { LocalSessions } from './session-directory.js';
 import type { Session } from '../session/session.js';
+import { errorSummary } from '../observability/error-summary.js';
 
 export interface Admin {
   readonly control: SessionControl;
@@ -52,7 +53,7 @@ const isAdminPath = (url: string | undefined): boolean => {
 
 export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
   const { config, logger } = o;
-  const onError = (err: unknown, op: string): void => logger.error({ op, err: err instanceof Error ? err.message : 'unknown' }, 'session control error');
+  const onError = (err: unknown, op: string): void => logger.error({ op, err: errorSummary(err) }, 'session control error');
   const control = await openSessionControl({
     ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
     prefix: config.redisKeyPrefix,
@@ -113,7 +114,7 @@ export async function openAdmin(o: OpenAdminOptions): Promise<Admin> {
     listen: () =>
       server === undefined
         ? Promise.resolve()
-        : listen(server, ownPort!, config.admin.host, (err) => logger.error({ err: err.message }, 'admin listener error')).then(({ address, port }) => {
+        : listen(server, ownPort!, config.admin.host, (err) => logger.error({ err: errorSummary(err) }, 'admin listener error')).then(({ address, port }) => {
             logger.info({ host: address, port }, 'admin API listening');
           }),
     address: () => (server?.listening ? (server.address() as AddressInfo) : undefined),

@@ -60,6 +60,7 @@ import { scheduleRetention } from './retention.js';
 import { closeWith } from '../pipeline/rejection.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { openAdmin, type Admin } from '../admin/index.js';
+import { errorSummary } from '../observability/error-summary.js';
 
 /** A storage ping slower than this counts as "storage does not answer" (readiness, storage gauge). */
 const STORAGE_PING_TIMEOUT_MS = 2000;
@@ -110,11 +111,6 @@ function devKeySource(config: RampartConfig, logger: Logger): KeySource {
   return secretKeySource(secret);
 }
 
-/** What a storage error says about itself, never what it carried (no row data, no content). */
-function errorSummary(err: unknown): string {
-  return err instanceof Error ? err.message : 'unknown';
-}
-
 export async function createRampartServer(options: RampartServerOptions): Promise<RampartServer> {
   const { config } = options;
   const nodeId = options.nodeId ?? randomUUID().slice(0, 8);
@@ -151,7 +147,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}),
       channelPrefix: config.redisKeyPrefix,
       nodeId,
-      onError: (err, source) => logger.error({ source, err: err.message }, 'bus error'),
+      onError: (err, source) => logger.error({ source, err: errorSummary(err) }, 'bus error'),
       ping: redisPing(config),
       peerLivenessMs: config.limits.nodeLivenessMs,
       onPeersLost: (count, nodes) => {
@@ -168,7 +164,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       livenessMs: config.limits.nodeLivenessMs,
       heartbeatMs: Math.max(100, Math.floor(config.limits.nodeLivenessMs / 3)),
       ping: redisPing(config),
-      onBackendError: (err: unknown) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'limits backend error'),
+      onBackendError: (err: unknown) => logger.error({ err: errorSummary(err) }, 'limits backend error'),
     });
     if (!(await limits.ready(5000))) logger.error('limits backend (Redis) not reachable: new connections are refused until it is');
     sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n));
@@ -378,7 +374,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   };
   const metricsServer =
     config.metrics.port !== undefined
-      ? createMetricsServer(config.metrics.port, config.metrics.host, metricsEndpoint, (err) => logger.error({ err: err.message }, 'metrics listener error'), {
+      ? createMetricsServer(config.metrics.port, config.metrics.host, metricsEndpoint, (err) => logger.error({ err: errorSummary(err) }, 'metrics listener error'), {
           headersTimeout: L.headersTimeout,
           maxHeaderSize: L.maxHeaderSize,
         })
@@ -445,7 +441,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     prune: (olderThan) => store.pruneOlderThan(olderThan),
     retentionMs: config.chat.retentionDays * 86_400_000,
     intervalMs: 3_600_000,
-    onError: (err) => logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'retention prune failed'),
+    onError: (err) => logger.error({ err: errorSummary(err) }, 'retention prune failed'),
   });
 
   /** Graceful shutdown (see RampartServer.close and shutdown.ts); runs once. */
@@ -490,7 +486,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
         metricsAddress = await metricsServer.listen();
         logger.info({ host: metricsAddress.address, port: metricsAddress.port }, 'metrics listening');
       }
-      const address = await listen(server, config.port, config.host, (err) => logger.error({ err: err.message }, 'listener error'), config.listenBacklog);
+      const address = await listen(server, config.port, config.host, (err) => logger.error({ err: errorSummary(err) }, 'listener error'), config.listenBacklog);
       gate.originPolicy = originPolicyOn(address.port); // port 0 bound an ephemeral port
       logger.info({ host: address.address, port: address.port, tls: Boolean(config.tls) }, 'listening');
       return address;

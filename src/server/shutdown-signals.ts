@@ -4,6 +4,7 @@
  * `graceMs` has passed whatever still hangs; a second signal exits at once (code 1).
  */
 import type { Logger } from '../observability/logger.js';
+import { errorSummary } from '../observability/error-summary.js';
 
 export interface Closable {
   readonly logger: Logger;
@@ -27,7 +28,7 @@ export function exitOnShutdownSignals(server: Closable, graceMs: number, signals
     server.close().then(
       () => process.exit(0),
       (err: unknown) => {
-        server.logger.error({ err: err instanceof Error ? err.message : 'unknown' }, 'shutdown failed');
+        server.logger.error({ err: errorSummary(err) }, 'shutdown failed');
         process.exit(1);
       },
     );

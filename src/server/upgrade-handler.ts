@@ -15,6 +15,7 @@ import type { Identity } from '../auth/token-verifier.js';
 import { Session, type SessionHooks, type SessionTimings } from '../session/session.js';
 import type { NodeConnections } from './node-connections.js';
 import { requestPath } from './request-path.js';
+import { errorSummary } from '../observability/error-summary.js';
 
 const WS_PATHS = new Set(['/ws', '/']);
 
@@ -145,7 +146,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
         });
       },
       (err: unknown) => {
-        o.logger.error({ err: err instanceof Error ? err.message : 'unknown', ip }, 'handshake gate failed');
+        o.logger.error({ err: errorSummary(err), ip }, 'handshake gate failed');
         o.onHandshake?.('refused', 'gate_error');
         refuse(socket, 503);
       },

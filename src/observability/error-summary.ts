@@ -1,0 +1,24 @@
+/**
+ * What an error may say in a log line. Messages of parsers, drivers and Node itself quote the
+ * data they failed on (`JSON.parse`: `Unexpected token 'T', "TOP SECRET"... is not valid JSON`;
+ * PostgreSQL: `invalid input syntax for type uuid: "…"`), and that data can be a stored message
+ * or a token. So a parser's message is dropped whole (what it quotes is the input, quotes and
+ * all), every quoted run of any other message is cut out, and the rest is bounded: the class, the
+ * code and the wording stay, which is what an operator needs to find the cause.
+ */
+
+/** Longest summary kept: a message longer than this is not a reason, it is a payload. */
+const MAX_SUMMARY = 200;
+
+/** 'single', "double" and `back` quoted runs, and JSON-ish `"…` cut off without its closing quote. */
+const QUOTED = /'[^']*'|"[^"]*(?:"|$)|`[^`]*`/g;
+
+export function errorSummary(err: unknown): string {
+  if (!(err instanceof Error)) return 'unknown';
+  const code = (err as { code?: unknown }).code;
+  const head = typeof code === 'string' || typeof code === 'number' ? `${err.name} ${code}` : err.name;
+  if (err.name === 'SyntaxError') return head;
+  const text = err.message.replace(QUOTED, '…');
+  const said = text.length > MAX_SUMMARY ? `${text.slice(0, MAX_SUMMARY)}…` : text;
+  return said === '' ? head : `${head}: ${said}`;
+}
