@@ -13,9 +13,8 @@ import type { StoreSql } from './pg-store-sql.js';
 import { isUuid, key, pgText } from './pg-values.js';
 import { WriteSet } from './pg-write-set.js';
 import type { AppendOutcome, Delivery, NewMessage, StoredMessage } from './store.js';
+import { APPEND_FORBIDDEN, APPEND_INBOX_FULL } from './change-outcomes.js';
 
-const INBOX_FULL: AppendOutcome = Object.freeze({ status: 'inbox_full' });
-const FORBIDDEN_APPEND: AppendOutcome = Object.freeze({ status: 'forbidden' });
 
 /** What the message path needs of the store. */
 export interface AppendContext {
@@ -163,7 +162,7 @@ export async function appendBatch(ctx: AppendContext, tx: Tx, batch: readonly Ne
       continue;
     }
     if (strangers.has(i)) {
-      out[i] = FORBIDDEN_APPEND;
+      out[i] = APPEND_FORBIDDEN;
       continue;
     }
     const sender = uid(m.tenantId, m.senderId);
@@ -186,7 +185,7 @@ export async function appendBatch(ctx: AppendContext, tx: Tx, batch: readonly Ne
       const members = id === undefined ? undefined : groupMembers.get(id);
       const me = members?.find((x) => x.uid === sender);
       if (id === undefined || state === undefined || state.closed || members === undefined || me === undefined) {
-        out[i] = FORBIDDEN_APPEND;
+        out[i] = APPEND_FORBIDDEN;
         continue;
       }
       joinedSeq = me.joinedSeq;
@@ -211,7 +210,7 @@ export async function appendBatch(ctx: AppendContext, tx: Tx, batch: readonly Ne
     if (peer !== undefined && peer !== sender) {
       const p = users.get(peer)!;
       if (atInboxBound(p.lastPos, p.ackedPos, maxInboxSize, p.floor)) {
-        out[i] = INBOX_FULL;
+        out[i] = APPEND_INBOX_FULL;
         continue;
       }
     }

@@ -26,11 +26,8 @@ import type {
   RenameGroupRequest,
   SetRoleRequest,
 } from './store.js';
+import { GROUP_FORBIDDEN, GROUP_TOO_MANY_GROUPS, GROUP_TOO_MANY_MEMBERS, GROUP_UNCHANGED } from './change-outcomes.js';
 
-const FORBIDDEN: GroupChangeOutcome = Object.freeze({ status: 'forbidden' });
-const UNCHANGED: GroupChangeOutcome = Object.freeze({ status: 'unchanged' });
-const TOO_MANY_MEMBERS: GroupChangeOutcome = Object.freeze({ status: 'too_many_members' });
-const TOO_MANY_GROUPS: GroupChangeOutcome = Object.freeze({ status: 'too_many_groups' });
 
 /** What group changes need of the store. */
 export interface GroupChangeContext {
@@ -57,17 +54,17 @@ export class PgGroupChanges {
 
   async createGroup(request: CreateGroupRequest, limits: GroupLimits): Promise<GroupChangeOutcome> {
     const { tenantId, actorId } = request;
-    if (!isUuid(request.conversationId) || !isUuid(request.eventId) || !isUuid(actorId)) return FORBIDDEN;
+    if (!isUuid(request.conversationId) || !isUuid(request.eventId) || !isUuid(actorId)) return GROUP_FORBIDDEN;
     const others: string[] = [];
     const seen = new Set([actorId.toLowerCase()]);
     for (const id of request.memberIds) {
-      if (!isUuid(id)) return FORBIDDEN;
+      if (!isUuid(id)) return GROUP_FORBIDDEN;
       const lower = id.toLowerCase();
       if (seen.has(lower)) continue;
       seen.add(lower);
       others.push(lower);
     }
-    if (1 + others.length > limits.maxGroupMembers) return TOO_MANY_MEMBERS;
+    if (1 + others.length > limits.maxGroupMembers) return GROUP_TOO_MANY_MEMBERS;
     const conversationId = request.conversationId.toLowerCase();
     return this.#groupTransaction(async (tx) => {
       const { client } = tx;
@@ -81,14 +78,14 @@ export class PgGroupChanges {
         const { rows: found } = await client.query<PgEventRow>({ ...this.#sql.findDuplicates, values: [[uids[0]], [pgText(request.clientMsgId)]] });
         if (found[0] !== undefined) return this.#createdBy(found[0]);
       }
-      if (await this.#overGroupLimit(client, uids, limits.maxGroupsPerUser)) return TOO_MANY_GROUPS;
+      if (await this.#overGroupLimit(client, uids, limits.maxGroupsPerUser)) return GROUP_TOO_MANY_GROUPS;
       const sealedName = this.#codec.sealName(conversationId, request.name);
       const { rows } = await client.query<{ id: number }>({
         ...this.#sql.insertGroup,
         values: [conversationId, tenantId, pgText(sealedName.name), sealedName.keyId, request.timestamp],
       });
       const conv = rows[0]?.id;
-      if (conv === undefined) return FORBIDDEN; // that conversation id exists already
+      if (conv === undefined) return GROUP_FORBIDDEN; // that conversation id exists already
       const w = new WriteSet();
       uids.forEach((u, i) => w.member(conv, u, i === 0 ? ROLE_OWNER : ROLE_MEMBER, 1, null));
       const event: MembershipEvent = {
@@ -112,22 +109,22 @@ export class PgGroupChanges {
   /** A create's key found on an event: the group it created, or forbidden when another operation holds the key. */
   #createdBy(row: PgEventRow): GroupChangeOutcome {
     const event = row.kind === EVENT_MEMBERSHIP ? this.#codec.decodeDuplicateEvent(row, eventContext(row)) : undefined;
-    return event?.kind === 'membership' && event.action === 'created' ? { status: 'duplicate', event } : FORBIDDEN;
+    return event?.kind === 'membership' && event.action === 'created' ? { status: 'duplicate', event } : GROUP_FORBIDDEN;
   }
 
   /** `limits.maxInboxSize`: see MembershipBound (inbox-bound.ts), as for the four changes below. */
   async addMembers(request: AddMembersRequest, limits: GroupLimits & MembershipBound): Promise<GroupChangeOutcome> {
     const targets = this.#uuidList(request.userIds);
-    if (targets === undefined) return FORBIDDEN;
+    if (targets === undefined) return GROUP_FORBIDDEN;
     return this.#groupChange(request, targets, async (g) => {
-      if (g.actor.role < ROLE_ADMIN) return FORBIDDEN;
+      if (g.actor.role < ROLE_ADMIN) return GROUP_FORBIDDEN;
       const current = new Set(g.members.map((m) => m.uid));
       const adding = targets.filter((u) => !current.has(g.uidOf(u)));
-      if (adding.length === 0) return UNCHANGED;
-      if (g.members.length + adding.length > limits.maxGroupMembers) return TOO_MANY_MEMBERS;
+      if (adding.length === 0) return GROUP_UNCHANGED;
+      if (g.members.length + adding.length > limits.maxGroupMembers) return GROUP_TOO_MANY_MEMBERS;
       const addingIds = adding.map((u) => g.uidOf(u));
       const users = await lockUsers(this.#sql, g.client, [...current, ...addingIds]);
-      if (await this.#overGroupLimit(g.client, addingIds, limits.maxGroupsPerUser)) return TOO_MANY_GROUPS;
+      if (await this.#overGroupLimit(g.client, addingIds, limits.maxGroupsPerUser)) return GROUP_TOO_MANY_GROUPS;
       const seq = g.lastSeq + 1;
       const w = new WriteSet();
       for (const id of addingIds) w.member(g.conv, id, ROLE_MEMBER, seq, null);
@@ -141,19 +138,19 @@ export class PgGroupChanges {
 
   async removeMembers(request: RemoveMembersRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     const targets = this.#uuidList(request.userIds);
-    if (targets === undefined) return FORBIDDEN;
+    if (targets === undefined) return GROUP_FORBIDDEN;
     // Targets are matched against the members by uuid, never resolved: ids of users who never
     // were here must not become rows in `users` (an admin could make thousands a minute).
     return this.#groupChange(request, [], async (g) => {
-      if (g.actor.role < ROLE_ADMIN) return FORBIDDEN;
+      if (g.actor.role < ROLE_ADMIN) return GROUP_FORBIDDEN;
       const byUid = new Map(g.members.map((m) => [m.uid, m]));
       const byUuid = new Map(g.members.map((m) => [m.uuid, m]));
       const removing = targets.map((u) => byUuid.get(u)).filter((m): m is CurrentMember => m !== undefined);
       for (const m of removing) {
-        if (m.role === ROLE_OWNER) return FORBIDDEN;
-        if (m.role === ROLE_ADMIN && g.actor.role !== ROLE_OWNER) return FORBIDDEN;
+        if (m.role === ROLE_OWNER) return GROUP_FORBIDDEN;
+        if (m.role === ROLE_ADMIN && g.actor.role !== ROLE_OWNER) return GROUP_FORBIDDEN;
       }
-      if (removing.length === 0) return UNCHANGED;
+      if (removing.length === 0) return GROUP_UNCHANGED;
       const users = await lockUsers(this.#sql, g.client, byUid.keys());
       const seq = g.lastSeq + 1;
       const w = new WriteSet();
@@ -192,9 +189,9 @@ export class PgGroupChanges {
 
   async renameGroup(request: RenameGroupRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
     return this.#groupChange(request, [], async (g) => {
-      if (g.actor.role < ROLE_ADMIN) return FORBIDDEN;
+      if (g.actor.role < ROLE_ADMIN) return GROUP_FORBIDDEN;
       const name = pgText(request.name);
-      if (this.#codec.currentName(g.conversationId, g.name, g.nameKeyId) === name) return UNCHANGED;
+      if (this.#codec.currentName(g.conversationId, g.name, g.nameKeyId) === name) return GROUP_UNCHANGED;
       const users = await lockUsers(this.#sql, g.client, g.members.map((m) => m.uid));
       const sealed = this.#codec.sealName(g.conversationId, name);
       await g.client.query({ ...this.#sql.updateGroup, values: [g.conv, sealed.name, sealed.keyId, false] });
@@ -203,14 +200,14 @@ export class PgGroupChanges {
   }
 
   async setRole(request: SetRoleRequest, bound: MembershipBound = {}): Promise<GroupChangeOutcome> {
-    if (!isUuid(request.userId)) return FORBIDDEN;
+    if (!isUuid(request.userId)) return GROUP_FORBIDDEN;
     const target = request.userId.toLowerCase();
     return this.#groupChange(request, [], async (g) => {
-      if (g.actor.role !== ROLE_OWNER) return FORBIDDEN;
+      if (g.actor.role !== ROLE_OWNER) return GROUP_FORBIDDEN;
       const m = g.members.find((x) => x.uuid === target);
-      if (m === undefined || m.role === ROLE_OWNER) return FORBIDDEN;
+      if (m === undefined || m.role === ROLE_OWNER) return GROUP_FORBIDDEN;
       const role = roleCode(request.role);
-      if (m.role === role) return UNCHANGED;
+      if (m.role === role) return GROUP_UNCHANGED;
       const users = await lockUsers(this.#sql, g.client, g.members.map((x) => x.uid));
       const w = new WriteSet();
       w.member(g.conv, m.uid, role, m.joinedSeq, null);
@@ -244,25 +241,25 @@ export class PgGroupChanges {
     maxInboxSize?: number,
   ): Promise<GroupChangeOutcome> {
     const { tenantId } = request;
-    if (!isUuid(request.conversationId) || !isUuid(request.actorId) || !isUuid(request.eventId)) return FORBIDDEN;
+    if (!isUuid(request.conversationId) || !isUuid(request.actorId) || !isUuid(request.eventId)) return GROUP_FORBIDDEN;
     const conversationId = request.conversationId.toLowerCase();
     const actorUuid = request.actorId.toLowerCase();
     return this.#groupTransaction(async (tx) => {
       const { client } = tx;
       // A stranger's answer neither waits on nor tells of the group's writers (no lock yet).
       const { rowCount } = await client.query({ ...this.#sql.isCurrentMember, values: [conversationId, tenantId, actorUuid] });
-      if (rowCount === 0) return FORBIDDEN;
+      if (rowCount === 0) return GROUP_FORBIDDEN;
       const ids = await this.#ids.resolveUsers(tx, [actorUuid, ...targets].map((u) => [tenantId, u]));
       const { rows } = await client.query<{ id: number; last_seq: string; closed: boolean; name: string | null; key_id: string | null }>({
         ...this.#sql.lockGroup,
         values: [conversationId, tenantId],
       });
       const group = rows[0];
-      if (group === undefined || group.closed) return FORBIDDEN;
+      if (group === undefined || group.closed) return GROUP_FORBIDDEN;
       const members = await currentMembers(this.#sql, client, [group.id]);
       const actorId = ids.get(key(tenantId, actorUuid))!;
       const actor = members.find((m) => m.uid === actorId);
-      if (actor === undefined) return FORBIDDEN;
+      if (actor === undefined) return GROUP_FORBIDDEN;
       const lastSeq = Number(group.last_seq);
       const g: GroupContext = {
         client,

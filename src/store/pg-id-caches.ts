@@ -12,7 +12,7 @@ import { isUuid, key } from './pg-values.js';
 
 /** Entries each id cache may hold before it starts over (ids never change; this only bounds memory). */
 export const CACHE_LIMIT = 100_000;
-/** Entries the writers and direct-pair caches may each hold before they start over (bounds memory only). */
+/** Entries the writers cache may hold before it starts over (bounds memory only). */
 const WRITERS_CACHE_LIMIT = 100_000;
 
 /** One write transaction, with the ids it created (cached only once it committed). */
@@ -84,7 +84,7 @@ export class PgIdCaches {
     const { rows } = await pool.query<{ uuid: string }>({ ...this.#sql.directOf, values: [tenantId, userId, peerId] });
     const found = rows[0]?.uuid;
     if (found !== undefined) {
-      if (this.#directByPair.size >= WRITERS_CACHE_LIMIT) this.#directByPair.clear();
+      if (this.#directByPair.size >= this.#idCacheLimit) this.#directByPair.clear();
       this.#directByPair.set(pair, found);
     }
     return found;

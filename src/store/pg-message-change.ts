@@ -21,8 +21,8 @@ import type {
   MessageChangeOutcome,
   StoredMessage,
 } from './store.js';
+import { MESSAGE_FORBIDDEN } from './change-outcomes.js';
 
-const M_FORBIDDEN: MessageChangeOutcome = Object.freeze({ status: 'forbidden' });
 
 /** What edits and deletes need of the store. */
 export interface MessageChangeContext {
@@ -43,13 +43,13 @@ export async function changeMessage(
   const { codec, sql, fsql } = ctx;
   /** One row of EVENT_COLUMNS as the event it stores. */
   const decode = (row: PgEventRow): ConversationEvent => codec.decode(row, eventContext(row));
-  if (!isUuid(r.actorId) || !isUuid(r.messageId)) return M_FORBIDDEN;
+  if (!isUuid(r.actorId) || !isUuid(r.messageId)) return MESSAGE_FORBIDDEN;
   const messageId = r.messageId.toLowerCase();
   return ctx.transaction(async ({ client }) => {
     const q = async <R extends pg.QueryResultRow>(name: FeatureSqlName, values: unknown[]): Promise<R[]> =>
       (await client.query<R>({ ...fsql[name], values })).rows;
     const [actorRow] = await q<{ id: number }>('userIdOf', [r.tenantId, r.actorId]);
-    if (actorRow === undefined) return M_FORBIDDEN;
+    if (actorRow === undefined) return MESSAGE_FORBIDDEN;
     const actor = actorRow.id;
     const duplicate = async (): Promise<MessageChangeOutcome | undefined> => {
       if (r.clientMsgId === undefined) return undefined;
@@ -57,17 +57,17 @@ export async function changeMessage(
       return first === undefined ? undefined : { status: 'duplicate', event: codec.decodeDuplicateEvent(first, eventContext(first)) as MessageChangeEvent | StoredMessage };
     };
     const [located] = await q<{ conv: number }>('targetConv', [messageId, r.tenantId]);
-    if (located === undefined) return (await duplicate()) ?? M_FORBIDDEN;
+    if (located === undefined) return (await duplicate()) ?? MESSAGE_FORBIDDEN;
     const conv = located.conv;
     // A stranger's answer neither waits on nor tells of the conversation's writers (no lock yet).
     const [current] = await q<{ role: number; left_seq: string | null }>('membership', [conv, actor]);
-    if (current === undefined || current.left_seq !== null) return (await duplicate()) ?? M_FORBIDDEN;
+    if (current === undefined || current.left_seq !== null) return (await duplicate()) ?? MESSAGE_FORBIDDEN;
     // The message's row first, holding nothing else: a prune that holds it (the message is
     // expiring) makes this change wait alone, not with the conversation's and its members' locks
     // taken — every batch of those users would wait as long. No row: not a message (an edit's own
     // id, which every member is sent, and whose row a prune may hold too) or pruned meanwhile —
     // refused before any lock, as a stranger is.
-    if ((await q('lockTarget', [messageId])).length === 0) return (await duplicate()) ?? M_FORBIDDEN;
+    if ((await q('lockTarget', [messageId])).length === 0) return (await duplicate()) ?? MESSAGE_FORBIDDEN;
     // Locks in the order every writer takes them (the conversation, then its members' user
     // rows, by id) and only then the duplicate check: the actor's row lock orders this against
     // a message batch carrying the same key, as it does between batches. Checked before the
@@ -80,17 +80,17 @@ export async function changeMessage(
     const first = await duplicate();
     if (first !== undefined) return first;
     const [row] = await q<PgEventRow & { sender_int: number }>('target', [messageId]);
-    if (state === undefined || row === undefined || state.closed) return M_FORBIDDEN;
-    if (row.kind !== EVENT_MESSAGE && row.kind !== EVENT_TOMBSTONE) return M_FORBIDDEN;
+    if (state === undefined || row === undefined || state.closed) return MESSAGE_FORBIDDEN;
+    if (row.kind !== EVENT_MESSAGE && row.kind !== EVENT_TOMBSTONE) return MESSAGE_FORBIDDEN;
     const [me] = await q<{ role: number; left_seq: string | null }>('membership', [conv, actor]);
-    if (me === undefined || me.left_seq !== null) return M_FORBIDDEN;
+    if (me === undefined || me.left_seq !== null) return MESSAGE_FORBIDDEN;
     const own = row.sender_int === actor;
     if (what === 'edit') {
       const window = o.editWindowMs ?? 0;
-      if (!own || row.kind !== EVENT_MESSAGE || window <= 0 || r.timestamp - Number(row.ts) > window) return M_FORBIDDEN;
+      if (!own || row.kind !== EVENT_MESSAGE || window <= 0 || r.timestamp - Number(row.ts) > window) return MESSAGE_FORBIDDEN;
     } else {
       const moderator = state.kind === KIND_GROUP && (me.role === ROLE_OWNER || me.role === ROLE_ADMIN);
-      if (!own && !moderator) return M_FORBIDDEN;
+      if (!own && !moderator) return MESSAGE_FORBIDDEN;
       if (row.kind === EVENT_TOMBSTONE) return { status: 'unchanged', message: decode(row) as StoredMessage };
     }
     const seq = Number(state.last_seq) + 1;
