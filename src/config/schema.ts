@@ -138,7 +138,6 @@ export const ConfigSchema = z.strictObject({
       hstsMaxAge: z.number().int().min(0).default(31536000),
     })
     .optional(),
-  /** Where `/metrics` is served: its own port on `host` (loopback by default), and/or behind a bearer token. */
   /** `sqlite:PATH` (embedded default) or a `postgres://` URL. */
   storage: z
     .string()
