@@ -4,6 +4,7 @@
  * receipts published on its own schedule. A frame is passed on with only the positions that moved
  * forward, or not at all.
  */
+import type { ReceiptsInfo } from '../protocol/server-frames.js';
 import type { ReceiptEvent } from './events.js';
 
 /** Keys remembered at most; then forgotten all at once (a late frame may pass once, never a lost one). */
@@ -25,5 +26,10 @@ export class ReceiptPositions {
     if (event.delivered !== undefined && event.delivered > seen.delivered) out.delivered = seen.delivered = event.delivered;
     if (event.read !== undefined && event.read > seen.read) out.read = seen.read = event.read;
     return out.delivered === undefined && out.read === undefined ? undefined : out;
+  }
+
+  /** Positions a reply listed are known: a `receipt` frame below them, arriving late, is not passed on. */
+  seed(conversationId: string, receipts: ReceiptsInfo | undefined): void {
+    for (const m of receipts?.members ?? []) this.advance({ conversationId, userId: m.userId, delivered: m.delivered, read: m.read });
   }
 }

@@ -3,7 +3,7 @@
  * `clientMsgId` (the server's idempotency key, shared by the three frames), so resending after a
  * reconnect never stores anything twice; the queue is bounded; `rate_limited` and
  * `storage_unavailable` are retried, other errors reject. The queue is FIFO: a send to retry keeps
- * its place, and the wait before the retry is the client's (rampart-client.ts `pauseSends`), shared
+ * its place, and the wait before the retry is the client's (flow-control.ts `SendGate.hold`), shared
  * by every send, so none overtakes an older one.
  */
 import { ErrorReason } from '../protocol/reasons.js';

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
 /** The SDK's browser modules (not `node.js` or `file-sync-store.js`: they import Node built-ins). */
-const CLIENT_MODULES = ['index', 'rampart-client', 'backoff', 'client-msg-id', 'clock', 'emitter', 'events', 'pos-tracker', 'receipt-positions', 'outgoing-checks', 'refusals', 'request-pacing', 'requests', 'send-queue', 'socket', 'sync-store', 'token-source'];
+const CLIENT_MODULES = ['index', 'rampart-client', 'backoff', 'client-msg-id', 'clock', 'emitter', 'events', 'pos-tracker', 'receipt-positions', 'outgoing-checks', 'refusals', 'request-pacing', 'requests', 'send-queue', 'socket', 'sync-store', 'token-source', 'ack-schedule', 'client-types', 'flow-control', 'identity', 'liveness', 'server-answers', 'state-persistence', 'timeline', 'token-refresh'];
 const PROTOCOL_MODULES = ['bounds', 'close-codes', 'reasons', 'server-frames', 'url'];
 
 export interface DemoAsset {
