@@ -9,6 +9,7 @@ import type { RampartConfig } from '../config/schema.js';
 import { jwksKeySource, publicKeySource, secretKeySource, type KeySource } from './key-source.js';
 import { createTokenVerifier, isCompactJws, type TokenVerifier, type VerifyResult } from './token-verifier.js';
 import { AuthFailureReason } from '../protocol/reasons.js';
+import { namesKey, usesDevelopmentKey, type KeyConfig } from './development-key.js';
 
 export interface IssuerVerifier {
   /** Undefined only for the top-level `jwt` key without `jwt.issuer`: it takes tokens no named issuer claims. */
@@ -17,7 +18,6 @@ export interface IssuerVerifier {
 }
 
 type JwtConfig = RampartConfig['jwt'];
-type KeyConfig = Pick<JwtConfig['issuers'][number], 'secret' | 'publicKeyFile' | 'jwksUrl'>;
 
 /** The key source a `jwt` section or `jwt.issuers` entry names, if any. */
 export function keySourceOf(key: KeyConfig, jwt: JwtConfig): KeySource | undefined {
@@ -34,7 +34,7 @@ export function keySourceOf(key: KeyConfig, jwt: JwtConfig): KeySource | undefin
 export function issuerVerifiers(jwt: JwtConfig, fallbackKey: () => KeySource): IssuerVerifier[] {
   const common = { clockTolerance: jwt.clockTolerance, maxTokenLength: jwt.maxTokenLength, requireType: jwt.requireType, maxLifetimeMs: jwt.maxTokenLifetimeMs };
   const verifiers: IssuerVerifier[] = [];
-  const topKey = keySourceOf(jwt, jwt) ?? (jwt.issuers.length === 0 ? fallbackKey() : undefined);
+  const topKey = usesDevelopmentKey(jwt) ? fallbackKey() : keySourceOf(jwt, jwt);
   if (topKey) {
     verifiers.push({
       issuer: jwt.issuer,
@@ -98,7 +98,7 @@ export function createIssuerRouter(verifiers: IssuerVerifier[], maxTokenLength: 
 /** Problems in `jwt.issuers` the schema cannot express (refused at start-up). */
 export function issuerConfigProblems(jwt: JwtConfig): string[] {
   const problems: string[] = [];
-  const seen = new Set<string>(jwt.issuer !== undefined && keySourceNamed(jwt) ? [jwt.issuer] : []);
+  const seen = new Set<string>(jwt.issuer !== undefined && namesKey(jwt) ? [jwt.issuer] : []);
   jwt.issuers.forEach((entry, i) => {
     const keys = [entry.secret, entry.publicKeyFile, entry.jwksUrl].filter((k) => k !== undefined);
     if (keys.length !== 1) problems.push(`jwt.issuers.${i}: set exactly one of secret, publicKeyFile, jwksUrl`);
@@ -110,8 +110,4 @@ export function issuerConfigProblems(jwt: JwtConfig): string[] {
     }
   });
   return problems;
-}
-
-function keySourceNamed(key: KeyConfig): boolean {
-  return key.secret !== undefined || key.publicKeyFile !== undefined || key.jwksUrl !== undefined;
 }

@@ -10,6 +10,7 @@ import { loadConfig } from '../config/load-config.js';
 import { findingsOf, runChecks } from '../config/production-checks.js';
 import { CONFIG_OPTION, stringValue, type Command } from './command.js';
 import { startBanner } from './start-banner.js';
+import { usesDevelopmentKey } from '../auth/development-key.js';
 
 export const serveCommand: Command = {
   name: 'serve',
@@ -54,7 +55,7 @@ without dropping open connections.
     // pod that just started) must drain, not kill the process with the default action.
     exitOnShutdownSignals(server, config.shutdownGraceMs);
     const address = await server.listen();
-    if (!config.jwt.secret && !config.jwt.publicKeyFile && !config.jwt.jwksUrl && config.jwt.issuers.length === 0) {
+    if (usesDevelopmentKey(config.jwt)) {
       const configFile = stringValue(values, 'config');
       process.stderr.write(startBanner({ tls: config.tls !== undefined, address: address.address, port: address.port, configFile, sub: randomUUID() }));
     }

@@ -1,8 +1,9 @@
 /**
  * The handshake gate: runs before any WebSocket exists, and a refusal is a plain HTTP answer.
- * Order (design.md): attempt rate per IP → concurrent sockets per IP → Origin → query token.
- * The auth lockout and the unauthenticated-socket caps are checked here too, so a locked-out or
- * flooding IP never costs a WebSocket.
+ * Order (docs/protocol.md §1): attempt rate per IP → auth lockout → node capacity (open sockets,
+ * unauthenticated ones node-wide and per IP) → concurrent sockets per IP → Origin → query token.
+ * The lockout and the unauthenticated-socket caps are checked here, so a locked-out or flooding IP
+ * never costs a WebSocket.
  */
 import type { IncomingMessage } from 'node:http';
 import type { ConnectionRegistry, Limiter, RateRule } from '../limits/limiter.js';

@@ -1,8 +1,14 @@
 /**
- * The message pipeline. Every frame crosses it in design.md's order:
+ * The message pipeline (docs/protocol.md §3, §7). Every frame crosses it in this order:
  *
  *   size (ws maxPayload; the pre-auth cap in Session, on arrival) → frame budget → JSON parse → schema →
- *   per-type rate limit → authorization → content policy → sanitize → handler
+ *   the type's checks → handler
+ *
+ * The type's checks: chat_message, edit_message, delete_message: per-type rate limit → authorization
+ * → content policy → sanitize. typing_indicator, ack and the requests (history, list_conversations,
+ * read, presence, set_presence; first a place among the connection's pending requests):
+ * authorization → per-type rate limit. Group changes: authorization → sanitize the name →
+ * per-type rate limit. list_sessions, end_session: the request rate limit only; ping: nothing more.
  *
  * Each step returns the next value or a `Rejection`; `Session.reject` turns a rejection into one
  * reply or close. Steps stay synchronous while the adapters are (memory limiter). Token

@@ -6,8 +6,16 @@
  * of `limits.maxAuthFailures`. Serialized per IP, the next check of an IP starts once the previous
  * refusal is counted. (Across nodes of a cluster, at most one check per IP per node runs at once.)
  */
-import type { Limiter } from '../limits/limiter.js';
+import type { Limiter, RateRule } from '../limits/limiter.js';
 import type { TokenVerifier, VerifyResult } from '../auth/token-verifier.js';
+
+/**
+ * The rule that counts an IP's refused tokens (countAuthFailure). It refuses the
+ * `maxAuthFailures`-th failure, and a refusal is what locks the IP out: hence one less.
+ */
+export function authFailureRule(limits: { maxAuthFailures: number; authFailureWindowMs: number }): RateRule {
+  return { name: 'auth_failures', limit: limits.maxAuthFailures - 1, windowMs: limits.authFailureWindowMs };
+}
 
 export interface TokenChecksOptions {
   limiter: Limiter;

@@ -10,6 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { devTokenSigning, signDevToken, type DevTokenSigning } from '../auth/dev-token.js';
 import type { RampartConfig } from '../config/schema.js';
 import { loadOrCreateDevSecret } from '../config/dev-key.js';
+import { usesDevelopmentKey } from '../auth/development-key.js';
 
 /** Lifetime of a demo token: short, so the demo exercises the client's refresh. */
 export const DEV_TOKEN_TTL_SECONDS = 600;
@@ -71,8 +72,7 @@ export function devTokensFor(config: RampartConfig): DevTokens | undefined {
   // Only with the development key: tokens signed with a configured key are real credentials, and
   // the loopback checks prove nothing behind a proxy on the same host (its peer address is
   // loopback, and it may forward `Host: 127.0.0.1`). Nor with `behindProxy`, for the same reason.
-  const configuredKey = jwt.secret !== undefined || jwt.publicKeyFile !== undefined || jwt.jwksUrl !== undefined || jwt.issuers.length > 0;
-  if (configuredKey || config.behindProxy.length > 0) return undefined;
+  if (!usesDevelopmentKey(jwt) || config.behindProxy.length > 0) return undefined;
   const { secret } = loadOrCreateDevSecret(config.dataDir);
   return createDevTokens({
     secret,

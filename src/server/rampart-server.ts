@@ -27,6 +27,7 @@ import type { Store } from '../store/store.js';
 import { openBus } from '../bus/open-bus.js';
 import type { Bus } from '../bus/bus.js';
 import { createLimits, type Limits } from '../limits/index.js';
+import { presenceLossTimings, registryHeartbeatMs } from '../limits/node-liveness.js';
 import { ChatService } from '../chat/chat-service.js';
 import { GroupService } from '../chat/group-service.js';
 import { TimelinePublisher } from '../chat/timeline-publisher.js';
@@ -34,13 +35,15 @@ import { ReceiptService } from '../chat/receipt-service.js';
 import { MessageChangeService } from '../chat/message-changes.js';
 import { permissionsFor } from '../chat/authorization.js';
 import { PresenceService } from '../presence/presence-service.js';
-import { MemoryPresenceState, RedisPresenceState } from '../presence/presence-state.js';
+import { MemoryPresenceState } from '../presence/presence-state.js';
+import { RedisPresenceState } from '../presence/redis-presence-state.js';
 import type { SessionHooks } from '../session/session.js';
 import { FlushScheduler } from '../session/flush-scheduler.js';
 import { TimerWheel } from '../session/timer-wheel.js';
 import { SessionRegistry } from './session-registry.js';
 import { createHttpRoutes } from './http-routes.js';
 import { devTokensFor } from './dev-tokens.js';
+import { createSessionLifecycle } from './session-lifecycle.js';
 import { NodeConnections } from './node-connections.js';
 import { createUpgradeHandler } from './upgrade-handler.js';
 import { createReadiness } from './readiness.js';
@@ -52,13 +55,11 @@ import { listen } from './listen.js';
 import { hstsHeader, httpsOptions, refuseUnverifiedClientCert, reloadSecureContext, withResponseHeaders, type TlsReloadResult } from './tls-options.js';
 import { createFramePipeline, rateRules } from '../pipeline/frame-pipeline.js';
 import type { AuthFailureReasonValue } from '../protocol/reasons.js';
-import { countAuthFailure, createAuthenticator, lockoutKey, penaltyKey } from '../pipeline/authenticate.js';
-import { createTokenChecks } from '../pipeline/token-checks.js';
+import { countAuthFailure, createAuthenticator, lockoutKey } from '../pipeline/authenticate.js';
+import { authFailureRule, createTokenChecks } from '../pipeline/token-checks.js';
 import { guardListener, httpServerLimits, trackConnections } from './http-limits.js';
 import { redisPing } from '../redis/liveness.js';
 import { scheduleRetention } from './retention.js';
-import { closeWith } from '../pipeline/rejection.js';
-import { CloseCode } from '../protocol/close-codes.js';
 import { openAdmin, type Admin } from '../admin/index.js';
 import { errorSummary } from '../observability/error-summary.js';
 
@@ -114,6 +115,7 @@ function devKeySource(config: RampartConfig, logger: Logger): KeySource {
 export async function createRampartServer(options: RampartServerOptions): Promise<RampartServer> {
   const { config } = options;
   const nodeId = options.nodeId ?? randomUUID().slice(0, 8);
+  const heartbeatMs = registryHeartbeatMs(config.limits.nodeLivenessMs);
   const logger = createLogger(config.logLevel, options.logDestination, nodeId);
   const metrics = createMetrics();
   const security: SecurityEventSink = createSecurityEventSink(logger, metrics);
@@ -162,7 +164,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       keyPrefix: config.redisKeyPrefix,
       nodeId,
       livenessMs: config.limits.nodeLivenessMs,
-      heartbeatMs: Math.max(100, Math.floor(config.limits.nodeLivenessMs / 3)),
+      heartbeatMs,
       ping: redisPing(config),
       onBackendError: (err: unknown) => logger.error({ err: errorSummary(err) }, 'limits backend error'),
     });
@@ -199,8 +201,6 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     groupHistory: config.chat.groupHistory,
     storeFailed,
   });
-  /** Slots being given back by closed sessions, each followed by the user's presence check. */
-  const releasing = new Set<Promise<void>>();
   const presenceError = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'presence failed');
   const presence = new PresenceService({
     store,
@@ -213,14 +213,12 @@ export async function createRampartServer(options: RampartServerOptions): Promis
           nodeId,
           onError: presenceError,
           ping: redisPing(config),
-          // One registry heartbeat (every node's counts back) and a margin; then a sweep re-checked every node's users.
-          settleMs: Math.max(100, Math.floor(config.limits.nodeLivenessMs / 3)) + 500,
-          recoverMs: config.limits.nodeLivenessMs + 1000,
+          ...presenceLossTimings(config.limits.nodeLivenessMs),
         })
       : new MemoryPresenceState(),
     debounceMs: config.chat.presenceDebounceMs,
     defaultVisible: config.presence.visible,
-    sweepMs: config.redisUrl ? Math.max(100, Math.floor(config.limits.nodeLivenessMs / 3)) : 0,
+    sweepMs: config.redisUrl ? heartbeatMs : 0,
     onError: presenceError,
   });
   const chat = new ChatService({
@@ -251,14 +249,13 @@ export async function createRampartServer(options: RampartServerOptions): Promis
 
   const L = config.limits;
   const connections = new NodeConnections(L, metrics);
-  // The rule refuses the maxAuthFailures-th failure, and a refusal is what locks the IP out.
-  const authFailureRule = { name: 'auth_failures', limit: L.maxAuthFailures - 1, windowMs: L.authFailureWindowMs };
+  const authFailures = authFailureRule(L);
 
   const checkToken = createTokenChecks({
     limiter,
     verify,
     lockoutKey,
-    countFailure: (ip) => countAuthFailure(limiter, ip, authFailureRule, L.authLockoutMs),
+    countFailure: (ip) => countAuthFailure(limiter, ip, authFailures, L.authLockoutMs),
   });
   /** Every authentication's outcome (first `auth`, query token, refresh): `rampart_auth_results_total`. */
   const countAuthResult = (result: 'success' | AuthFailureReasonValue): void =>
@@ -301,35 +298,14 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     userSessions: admin.userSessions,
     maxPendingRequests: config.limits.maxQueuedFrames,
   });
+  const lifecycle = createSessionLifecycle({ limiter, registry, connections, sessions, presence, penaltyMs: L.penaltyMs, logger });
   const hooks: SessionHooks = {
     handleFrame,
     flush: new FlushScheduler(),
     timers: new TimerWheel(),
     security,
-    onAbuse: (session) => {
-      // Not awaited, so nothing may reject unhandled: with Redis away the penalty is lost, the close is not.
-      Promise.resolve(limiter.block(penaltyKey(session.userKey), L.penaltyMs)).catch((err: unknown) =>
-        logger.error({ err: errorSummary(err) }, 'penalty not recorded'),
-      );
-      session.reject(closeWith('rate_limit_abuse', CloseCode.RATE_LIMIT_ABUSE));
-    },
-    onClosed: (session) => {
-      connections.remove(session);
-      if (session.userKey) sessions.remove(session);
-      const userKey = session.userKey;
-      if (session.holdsUserSlot) {
-        session.holdsUserSlot = false;
-        // Presence is checked once the slot is given back (the count it reads must not include this session).
-        const released = Promise.resolve(registry.releaseUser(userKey)).then(() => presence.changed(userKey, sessions.sessionsOf(userKey) !== undefined));
-        // A shutdown waits for these before presence stops (a socket terminated at the drain's deadline closes last).
-        releasing.add(released);
-        void released.finally(() => releasing.delete(released));
-      } else if (session.identity !== undefined) {
-        // Its slot went to the session that replaced it (onUserLimit close_oldest): presence still
-        // learns whether this node holds a session of the user (the new one may have failed meanwhile).
-        presence.changed(userKey, sessions.sessionsOf(userKey) !== undefined);
-      }
-    },
+    onAbuse: lifecycle.onAbuse,
+    onClosed: lifecycle.onClosed,
   };
   const timings = {
     authTimeout: config.authTimeout,
@@ -380,13 +356,13 @@ export async function createRampartServer(options: RampartServerOptions): Promis
         })
       : undefined;
   let metricsAddress: AddressInfo | undefined;
+  // The demo page and its token endpoint: never in production (dev-tokens.ts narrows the endpoint further).
+  const demoServed = options.demoPage !== false && config.mode !== 'production';
   const routes = createHttpRoutes({
     ready: readiness.ready,
     // On the main port only when guarded by a token and no dedicated port is configured.
     ...(metricsServer === undefined && metricsEndpoint.token !== undefined ? { metrics: metricsEndpoint } : {}),
-    ...(options.demoPage === false || config.mode === 'production' ? {} : { demoPage: DEMO_PAGE }),
-    // The demo's token endpoint: development mode with the development key only (dev-tokens.ts).
-    ...(options.demoPage === false || config.mode === 'production' ? {} : { devTokens: devTokensFor(config) }),
+    ...(demoServed ? { demoPage: DEMO_PAGE, devTokens: devTokensFor(config) } : {}),
   });
   const mainRoutes = admin.mount(routes); // `/admin/` in front unless the API has its own port
   const hsts = hstsHeader(config.tls);
@@ -456,7 +432,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       sessions: connections,
       server,
       connections: rawConnections,
-      releasing,
+      releasing: lifecycle.releasing,
       flushes: [() => committer.close(), () => receipts.close()],
       presence: () => presence.close(),
       adapters: [() => store.close(), () => bus!.close(), () => limits!.close(), () => metricsServer?.close(), () => admin!.close()],

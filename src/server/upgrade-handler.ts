@@ -60,12 +60,10 @@ export function refuseHandshake(socket: Duplex, status: number, retryAfterMs?: n
 }
 
 export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
-  // Listeners that live as long as the socket are built outside the handler: a closure created
-  // inside it would keep the handler's whole scope (the request, its headers, `head`) alive for
-  // the life of the connection — about 1 KB per idle socket.
-  const releaseIpOnClose = (ip: string) => (): void => void o.registry.releaseIp(ip);
   // Once upgraded, the session's own close releases the IP slot: no listener, `once` wrapper and
-  // closure per socket for the life of the connection (ws emits 'close' on every close path).
+  // closure per socket for the life of the connection (ws emits 'close' on every close path). A
+  // closure created in the handler would keep its whole scope (the request, its headers, `head`)
+  // alive that long — about 1 KB per idle socket.
   const hooks: SessionHooks = {
     ...o.hooks,
     onClosed(session, code) {
@@ -127,9 +125,9 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
           refuse(socket, 503);
           return;
         }
-        const releaseIp = releaseIpOnClose(ip);
+        // Listens only until the upgrade completes (removed below), so it may hold the handler's scope.
         const release = (): void => {
-          releaseIp();
+          void o.registry.releaseIp(ip);
           result.unreserve();
         };
         socket.once('close', release);

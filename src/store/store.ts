@@ -3,7 +3,7 @@
  * one durable timeline per user numbered by a contiguous `pos`. The chat domain depends only on
  * this interface; adapters (SQLite, PostgreSQL) live beside it and pass one contract test suite.
  *
- * Model (design.md, "Conversations, timelines and devices"):
+ * Model (docs/architecture.md, "Conversations, timelines and sync"):
  * - A conversation is `direct` (two users of one tenant, found by the pair; created by its first
  *   message) or `group` (a name and members with roles). Ids are UUIDs on the wire; adapters use
  *   compact integer keys inside.
