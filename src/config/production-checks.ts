@@ -10,6 +10,7 @@ import { resolve } from 'node:path';
 import type { RampartConfig } from './schema.js';
 import { DEFAULT_TLS_CIPHERS } from './schema.js';
 import { devKeyPath } from './dev-key.js';
+import { namesKey } from '../auth/development-key.js';
 import { caBundleProblem, certificateProblem, holdsPublicKey, privateKeyProblem, tlsPairProblem } from './pem.js';
 
 export type Severity = 'error' | 'warn';
@@ -59,7 +60,7 @@ export function isLoopbackHost(host: string): boolean {
 function keyEntries(config: RampartConfig): { key: string; secret?: string; publicKeyFile?: string; jwksUrl?: string; issuer?: string; audience?: string; tenants?: string[] }[] {
   const { jwt } = config;
   const entries = [];
-  if (jwt.secret !== undefined || jwt.publicKeyFile !== undefined || jwt.jwksUrl !== undefined) {
+  if (namesKey(jwt)) {
     entries.push({ ...jwt, key: 'jwt' });
   }
   jwt.issuers.forEach((entry, i) => entries.push({ ...entry, key: `jwt.issuers.${i}`, audience: entry.audience ?? jwt.audience }));

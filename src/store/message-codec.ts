@@ -4,7 +4,7 @@
  * is sealed (AES-GCM, AAD per field); ids, seqs and timestamps stay clear because indexes need them.
  *
  * Each adapter turns its driver's rows into an `EventRow` first (SQLite: 16-byte BLOB uuids to
- * strings, in sqlite-store.ts; PostgreSQL: only its column aliases and the `EventContext` from the
+ * strings, in sqlite-rows.ts; PostgreSQL: only its column aliases and the `EventContext` from the
  * joined conversation, in pg-event-sql.ts); everything after that — kind codes, roles, sealing and
  * opening with their AADs, the payload JSON — is here, once.
  *

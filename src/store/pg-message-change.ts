@@ -33,7 +33,7 @@ export interface MessageChangeContext {
   transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T>;
 }
 
-/** Edit or delete in one transaction: the conversation row is locked first, then the members' user rows (the append path's order). */
+/** Edit or delete in one transaction, in the lock order the module comment gives. */
 export async function changeMessage(
   ctx: MessageChangeContext,
   r: EditMessageRequest | DeleteMessageRequest,

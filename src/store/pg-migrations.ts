@@ -273,7 +273,7 @@ export const MIGRATIONS: readonly ((t: TableName) => string)[] = [
   // prunes by id (`id < floor(olderThan)`, time-ordered only for UUIDv7), so such a message was
   // pruned or kept by its random first bytes, not its age. Every event a v2 node stores has a
   // UUIDv7 id, so the others are exactly the upgraded v1 messages: indexed by time, for retention
-  // to prune them by `ts` (postgres-store.ts, prune). Small: no new row ever enters it.
+  // to prune them by `ts` (pg-retention.ts). Small: no new row ever enters it.
   (t) => `
     CREATE INDEX IF NOT EXISTS events_legacy_ts ON ${t('events')} (ts) WHERE substr(id::text, 15, 1) <> '7';`,
 ];

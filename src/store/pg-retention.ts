@@ -1,5 +1,6 @@
 /**
- * Retention on PostgreSQL: the prune statement and its one transaction. Events older than the
+ * Retention on PostgreSQL: the prune statement and what runs it inside the transaction
+ * postgres-store.ts opens. Events older than the
  * retention time go with their edits and timeline entries, taking only rows no writer holds
  * (postgres-store.ts module comment: lock order).
  */

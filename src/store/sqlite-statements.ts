@@ -1,7 +1,9 @@
 /**
  * The SQLite store's prepared-statement catalogues: the message path's (users, conversations,
  * members, events, timeline, devices) and the features' (receipts, edits and deletes, presence).
- * Each is prepared once per connection; the SQL text lives here, the logic in sqlite-store.ts.
+ * Each is prepared once per connection; the SQL text lives here, the logic in
+ * sqlite-store.ts and the modules beside it (append, group and message changes, timeline, ids; the
+ * prune statements are sqlite-retention.ts's own).
  */
 import type BetterSqlite3 from 'better-sqlite3';
 import { SqliteRowBatches } from './sqlite-row-batches.js';
