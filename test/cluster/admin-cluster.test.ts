@@ -98,11 +98,12 @@ describe('admin API across two nodes sharing Redis', () => {
   test('a ban on node 1 closes the session on node 2 within one second and refuses a new auth there', async () => {
     const sub = newUserId();
     const onN2 = await authed(n2, sub);
-    const t0 = Date.now();
+    // The documented requirement (docs/protocol.md: closed on every node within a second),
+    // counted from the ban request.
+    const closing = within(onN2.closed, 1000, 'the session on node 2 to close within a second of the ban');
     assert.equal((await call(n1, 'POST', `/admin/users/${sub}/ban`, { durationMs: 60_000 })).status, 200);
-    const closed = await within(onN2.closed, 1000, 'the session on node 2 to close');
+    const closed = await closing;
     assert.equal(closed.code, 4010);
-    assert.ok(Date.now() - t0 < 1000);
     assert.equal(onN2.frames.find((f) => f.type === 'auth_failure')?.reason, 'banned');
     const again = await authAs(n2.url, sub);
     clients.push(again.client);

@@ -6,7 +6,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RedisBus } from '../../src/bus/redis-bus.js';
-import { REDIS_URL, startRedisProxy, uniqueRedisPrefix, type TcpProxy } from '../helpers/harness.js';
+import { REDIS_URL, startRedisProxy, uniqueRedisPrefix, waitFor, type TcpProxy } from '../helpers/harness.js';
 
 const open: Array<{ close(): Promise<void> }> = [];
 const proxies: TcpProxy[] = [];
@@ -15,6 +15,14 @@ after(async () => {
   for (const p of proxies) await p.close();
 });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The bus's subscriber connection (private), to see when it is down. */
+const subscriberOf = (b: RedisBus) => (b as unknown as { sub: { status: string; once(e: string, f: () => void): void } }).sub;
+
+/** Waits until `b` noticed its subscriber dropped, so what the test does next happens during the outage. */
+async function subscriberDown(b: RedisBus): Promise<void> {
+  await waitFor(() => subscriberOf(b).status !== 'ready', 5000, 'the subscriber to notice the drop');
+}
 
 async function setup(): Promise<{ a: RedisBus; b: RedisBus; proxy: TcpProxy; inB: Array<[string, string]>; resyncs: { n: number } }> {
   const proxy = await startRedisProxy(REDIS_URL);
@@ -52,7 +60,7 @@ test('users subscribed before, during and churning through an outage all receive
   b.subscribe('leaves');
   await b.subscriptionsSettled();
   await proxy.stop();
-  await sleep(200);
+  await subscriberDown(b);
   b.subscribe('during');
   b.unsubscribe('leaves-and-returns');
   b.subscribe('leaves-and-returns');
@@ -61,11 +69,13 @@ test('users subscribed before, during and churning through an outage all receive
   b.unsubscribe('churn');
   b.subscribe('churn');
   await proxy.start();
-  for (let i = 0; i < 100 && resyncs.n === 0; i++) await sleep(50);
-  assert.ok(resyncs.n >= 1, 'resynced');
+  await waitFor(() => resyncs.n >= 1, 5000, 'a resync after the reconnect');
   assert.deepEqual(await probeAll(a, inB, ['before', 'during', 'leaves-and-returns', 'churn']), []);
+  // One connection publishes both and one receives both, in order: once the frame for a user
+  // still subscribed arrived, the one for 'leaves' would have arrived before it.
   a.publish('leaves', 'x');
-  await sleep(200);
+  a.publish('before', 'after-leaves');
+  await waitFor(() => inB.some(([u, f]) => u === 'before' && f === 'after-leaves'), 5000, 'the frame published after the one for "leaves"');
   assert.equal(inB.some(([u]) => u === 'leaves'), false);
 });
 
@@ -75,17 +85,17 @@ test('a second drop right after the reconnect (resubscriptions unanswered) still
   for (const u of users) b.subscribe(u);
   await b.subscriptionsSettled();
   await proxy.stop();
-  await sleep(200);
+  await subscriberDown(b);
   b.subscribe('late');
   await proxy.start();
   // Cut again as soon as the subscriber reconnects (its SUBSCRIBEs may still be in flight).
-  const sub = (b as unknown as { sub: { status: string; once(e: string, f: () => void): void } }).sub;
+  const sub = subscriberOf(b);
   await new Promise<void>((r) => sub.once('ready', r));
   proxy.freeze();
   await proxy.stop();
-  await sleep(300);
+  await subscriberDown(b);
   await proxy.start();
-  for (let i = 0; i < 100 && resyncs.n < 1; i++) await sleep(50);
+  await waitFor(() => resyncs.n >= 1, 5000, 'a resync after the reconnects');
   assert.deepEqual(await probeAll(a, inB, [...users.slice(0, 5), 'u49', 'late']), []);
 });
 
@@ -102,7 +112,7 @@ test('closing while Redis has not answered the resubscription leaves no unhandle
     await proxy.stop();
     await proxy.start();
     // The resubscription is written on 'ready'; black-hole it before Redis can answer, then close.
-    const sub = (b as unknown as { sub: { status: string; once(e: string, f: () => void): void } }).sub;
+    const sub = subscriberOf(b);
     await new Promise<void>((r) => sub.once('ready', r));
     proxy.freeze();
     await b.close();

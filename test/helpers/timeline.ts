@@ -173,30 +173,7 @@ export function waitEvent(client: TestClient, id: string): Promise<Frame> {
   return client.next((f) => isTimelineFrame(f) && f.id === id);
 }
 
-/** A deterministic PRNG (mulberry32) for seeded randomized tests. */
-export function prng(seed: number): { next(): number; int(n: number): number; pick<T>(xs: readonly T[]): T; chance(p: number): boolean } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number): number => Math.floor(next() * n);
-  return { next, int, pick: (xs) => xs[int(xs.length)]!, chance: (p) => next() < p };
-}
-
-/** The seed of a randomized test: `RAMPART_TEST_SEED` to replay one, else a fresh one. */
-export function testSeed(): number {
-  const env = process.env.RAMPART_TEST_SEED;
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (!Number.isInteger(n)) throw new Error(`RAMPART_TEST_SEED must be an integer, got ${env}`);
-    return n >>> 0;
-  }
-  return (Math.random() * 2 ** 32) >>> 0;
-}
+export { prng, testSeed } from './seed.js';
 
 /**
  * Rate budgets far above anything a test sends, for tests about conversations and sync rather

@@ -3,7 +3,7 @@
  * handshake gate, authentication, pipeline rejections, malformed frames, heartbeat, resource
  * release, header timeout, logging hygiene, health endpoints.
  */
-import { test, before, after, describe } from 'node:test';
+import { test, before, after, afterEach, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
@@ -33,6 +33,7 @@ import { RawSocket, encodeFrame } from '../helpers/raw-ws.js';
 import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
 import type { DevTokenClaims } from '../../src/auth/dev-token.js';
 import { createRampartServer } from '../../src/server/rampart-server.js';
+import { checkOrigin, serverOriginPolicy } from '../../src/gate/origin.js';
 import { parseConfig } from '../../src/config/load-config.js';
 
 const ALLOWED = 'https://app.example.com';
@@ -544,8 +545,14 @@ describe('message pipeline', { timeout: 15_000 }, () => {
 });
 
 describe('malformed frames on a raw socket', { timeout: 15_000 }, () => {
+  /** Every raw socket the running test opened: destroyed after it, also when an assertion failed first. */
+  const rawSockets: RawSocket[] = [];
+  afterEach(async () => {
+    await Promise.all(rawSockets.splice(0).map((raw) => raw.destroy()));
+  });
   async function upgraded(): Promise<RawSocket> {
     const raw = await RawSocket.open(srv.port);
+    rawSockets.push(raw);
     assert.equal(await raw.upgrade('/ws'), 101);
     return raw;
   }
@@ -827,7 +834,15 @@ describe('empty allowedOrigins: the server\'s own origins', { timeout: 15_000 },
     try {
       const config = parseConfig({ port: 80, host: '127.0.0.1', storage: `sqlite:${join(dir, 't.db')}`, dataDir: dir, logLevel: 'silent', jwt: { secret: TEST_SECRET }, allowedOrigins: [] });
       const server = await createRampartServer({ config, demoPage: false }); // never listens: construction is what failed
-      await server.close();
+      try {
+        assert.deepEqual(server.stats(), { open: 0, unauthenticated: 0, unauthenticatedIps: 0, users: 0 }, 'a working server, serving nobody yet');
+      } finally {
+        await server.close();
+      }
+      // What a browser sends for a page on port 80 (the port never named) is the origin let in.
+      const policy = serverOriginPolicy([], config.allowMissingOrigin, { secure: false, port: config.port });
+      for (const origin of ['http://localhost', 'http://127.0.0.1', 'http://[::1]']) assert.equal(checkOrigin(policy, [origin]), 'allowed', origin);
+      assert.notEqual(checkOrigin(policy, ['http://localhost:8080']), 'allowed');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

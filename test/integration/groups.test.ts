@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { PG_URL, newUserId, within, type Frame, type TestClient } from '../helpers/harness.js';
+import { PG_URL, newUserId, waitFor, within, type Frame, type TestClient } from '../helpers/harness.js';
 import { backends, postgresBackend, type StorageBackend } from '../helpers/storage-backends.js';
 import { ask, createGroup, expectReply, said, say, usersOnServer, waitEvent, type DeviceClient, GENEROUS_BUDGETS } from '../helpers/timeline.js';
 
@@ -132,7 +132,10 @@ function suite(bounds: StorageBackend, privacy: StorageBackend): void {
       const bId = newUserId();
       const b1 = await user(bId);
       const b2 = await user(bId);
-      const gid = await createGroup(a, [bId]);
+      // A member who stays: once the group's live fan-out after the removal reached them, anything
+      // of it meant for b would already be on b's sockets, ahead of the markers below.
+      const w = await user();
+      const gid = await createGroup(a, [bId, w.userId]);
       const m = await said(a, { conversationId: gid }, 'original');
       await waitEvent(b1, String(m.id));
       await waitEvent(b2, String(m.id));
@@ -141,13 +144,19 @@ function suite(bounds: StorageBackend, privacy: StorageBackend): void {
       await b2.next((f) => f.type === 'membership' && f.action === 'removed');
       const from1 = b1.frames.length;
       const from2 = b2.frames.length;
+      const fromW = w.frames.length;
       await expectReply(a, { type: 'edit_message', messageId: m.id, content: 'changed after removal' }, 'message_changed');
       await said(a, { conversationId: gid }, 'after removal');
       a.send({ type: 'typing_indicator', conversationId: gid, isTyping: true });
       await expectReply(a, { type: 'read', conversationId: gid, upToSeq: 100 }, 'read_updated');
-      await new Promise((r) => setTimeout(r, 700));
-      await marker(a, b1);
-      await b2.next((f) => f.type === 'chat_message' && f.conversationId !== gid && f.senderId === a.userId, true).catch(() => undefined);
+      // The typing and a's read receipt (sent after chat.receiptCoalesceMs) reached the member who stayed.
+      const sinceW = (pred: (f: Frame) => boolean) => () => w.frames.slice(fromW).some(pred);
+      await waitFor(sinceW((f) => f.type === 'typing_indicator' && f.conversationId === gid), 5_000, 'the typing to reach the member who stayed');
+      await waitFor(sinceW((f) => f.type === 'receipt' && f.conversationId === gid && f.userId === a.userId && f.read !== undefined), 5_000, "a's read receipt to reach the member who stayed");
+      // One direct message to b reaches both sessions: after it, each has had its chance to leak.
+      const mark = await said(a, bId, `marker ${randomUUID()}`);
+      await waitEvent(b1, String(mark.id));
+      await waitEvent(b2, String(mark.id));
       for (const [c, from] of [[b1, from1], [b2, from2]] as const) {
         const got = c.frames.slice(from).filter((f) => f.conversationId === gid && f.type !== 'history');
         assert.deepEqual(got, [], 'nothing more from the group');

@@ -5,9 +5,9 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { startServer, closeAll, newUserId, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
+import { startServer, closeAll, newUserId, waitFor, type Frame, type TestClient, type TestServer } from '../helpers/harness.js';
 import type { RampartConfigInput } from '../../src/config/schema.js';
-import { backends, type StorageBackend } from '../helpers/storage-backends.js';
+import { backends, type StorageBackend, type StorageLocation } from '../helpers/storage-backends.js';
 import { createGroup, deviceClient, expectReply, said, waitEvent, lastPosOf, type DeviceClient, GENEROUS_BUDGETS } from '../helpers/timeline.js';
 
 const T = { timeout: 30_000 };
@@ -16,11 +16,14 @@ function suite(backend: StorageBackend): void {
   describe(`lifecycle on the wire (${backend.name})`, () => {
     const servers: TestServer[] = [];
     const clients: TestClient[] = [];
+    /** Each server's storage, to read the rows it wrote. */
+    const locations = new Map<TestServer, StorageLocation>();
 
     async function start(overrides: RampartConfigInput = {}): Promise<TestServer> {
       const location = backend.allocate();
       const server = await startServer({ ...GENEROUS_BUDGETS, ...overrides, storage: location.storage, chat: { receiptCoalesceMs: 0, presenceDebounceMs: 0, ...overrides.chat } });
       servers.push(server);
+      locations.set(server, location);
       return server;
     }
 
@@ -57,9 +60,11 @@ function suite(backend: StorageBackend): void {
       const m = await said(owner, { conversationId: gid }, secret);
       const shown = await waitEvent(phone, String(m.id));
       assert.equal(shown.content, secret);
-      phone.send({ type: 'ack', upTo: lastPosOf(phone) });
-      // The ack is written before the next frame of the same user is handled on reconnect; make sure it landed.
-      await new Promise((r) => setTimeout(r, 200));
+      const upTo = lastPosOf(phone);
+      phone.send({ type: 'ack', upTo });
+      // The chatter below must find the phone's backlog emptied by this ack (else it is refused at
+      // maxInboxSize for a different reason): wait until the stored device position shows it.
+      await waitFor(async () => (await locations.get(srv)!.sync(bSub)).devices.phone === upTo, 5_000, 'the phone\'s ack to be stored');
       phone.close();
       for (let i = 0; i < 3; i++) await said(owner, { conversationId: gid }, `chatter ${i}`);
       const del = await expectReply(owner, { type: 'delete_message', messageId: m.id }, 'message_changed');

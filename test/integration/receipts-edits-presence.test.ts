@@ -172,7 +172,8 @@ function suite(backend: StorageBackend): void {
     });
 
     test('coalescing: many reads within chat.receiptCoalesceMs → few receipts, the last one exact', T, async () => {
-      const { srv: co } = await start({ chat: { receiptCoalesceMs: 400 } });
+      const windowMs = 400;
+      const { srv: co } = await start({ chat: { receiptCoalesceMs: windowMs } });
       const a = await user(co);
       const b = await user(co);
       let last: Frame | undefined;
@@ -183,8 +184,9 @@ function suite(backend: StorageBackend): void {
       await a.next((f) => f.type === 'receipt' && f.read === 30);
       const elapsed = Date.now() - started;
       const receipts = ofType(a, 'receipt').filter((f) => f.read !== undefined);
-      // A leading receipt, then at most one per elapsed window.
-      assert.ok(receipts.length <= 2 + Math.ceil(elapsed / 400), `${receipts.length} receipts in ${elapsed} ms`);
+      // A leading receipt, then at most one per elapsed window: the coalescing contract, from
+      // chat.receiptCoalesceMs, not a speed measurement (a slower run only allows more).
+      assert.ok(receipts.length <= 2 + Math.ceil(elapsed / windowMs), `${receipts.length} receipts in ${elapsed} ms`);
       assert.ok(receipts.length < 30 / 3, `${receipts.length} receipts for 30 reads`);
       const reads = receipts.map((f) => Number(f.read));
       assert.deepEqual([...reads].sort((x, y) => x - y), reads, 'never backwards');

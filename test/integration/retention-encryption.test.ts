@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { Database } from '../../src/store/sqlite-driver.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { storeBackends, type StoreBackend } from '../helpers/store-backends.js';
+import { prng, printedSeed } from '../helpers/seed.js';
 import { DeviceStream } from '../../src/sync/device-stream.js';
 import type { PacedOutlet } from '../../src/sync/paced-send.js';
 
@@ -126,12 +127,13 @@ for (const backend of backends) {
       }
     });
 
-    test('retention: a group whose events were all pruned keeps no old content and lists/pages sanely', async () => {
+    test('retention: a group whose events were all pruned keeps no old content and lists/pages sanely', async (tc) => {
+      const rnd = prng(printedSeed(tc));
       const store = await backend.open();
       try {
         const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
         const gid = randomUUID();
-        const t0 = Date.now() - 3_600_000 - Math.floor(Math.random() * 1000);
+        const t0 = Date.now() - 3_600_000 - rnd.int(1000);
         let t = t0;
         const ev = (): { eventId: string; timestamp: number } => {
           t += 1;
@@ -175,11 +177,12 @@ for (const backend of backends) {
       }
     });
 
-    test('retention: a device whose resume point was pruned gets timeline_pruned and continues', async () => {
+    test('retention: a device whose resume point was pruned gets timeline_pruned and continues', async (tc) => {
+      const rnd = prng(printedSeed(tc));
       const store = await backend.open();
       try {
         const [a, b] = [randomUUID(), randomUUID()];
-        const t = Date.now() - 7_200_000 - Math.floor(Math.random() * 1000);
+        const t = Date.now() - 7_200_000 - rnd.int(1000);
         await send(store, message(a, { peerId: b }, 'x1', t)); // b pos1
         await send(store, message(a, { peerId: b }, 'x2', t + 1)); // pos2
         await store.acknowledge(T, b, 'phone', 1);

@@ -21,7 +21,18 @@ test('PostgreSQL: a connection string pg takes but a URL parser refuses (a socke
   const { PostgresStore } = await import('../../src/store/postgres-store.js');
   // Cloud SQL's socket form: no host before the path. pg connects lazily: nothing is dialled here.
   const store = new PostgresStore('postgres://app:s3cret@/chat?host=/cloudsql/project:region:instance&statement_timeout=2000');
-  await store.close();
+  try {
+    // Opening dials what pg read from the string — the socket in that directory, which does not
+    // exist here — and the error names the socket, never the password.
+    await assert.rejects(store.init(), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ENOENT');
+      assert.match(err.message, /\/cloudsql\/project:region:instance\/\.s\.PGSQL\.5432/);
+      assert.doesNotMatch(`${err.message}\n${err.stack}`, /s3cret/);
+      return true;
+    });
+  } finally {
+    await store.close();
+  }
 });
 
 test('PostgreSQL: the client-side query bound follows the statement_timeout pg reads from the URL, in every form pg reads it', async () => {

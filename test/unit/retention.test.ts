@@ -1,9 +1,13 @@
-/** The retention schedule: a prune at start, then one per interval, never two at once. */
+/** The retention schedule: a prune at start, then one per interval, never two at once. On mocked intervals. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { scheduleRetention } from '../../src/server/retention.js';
 
-test('a prune still running when the interval comes round is not joined by another', async () => {
+/** Lets the prune's promise callbacks run (setImmediate is not mocked). */
+const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('a prune still running when the interval comes round is not joined by another', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
   const started: number[] = [];
   let finish!: () => void;
   const schedule = scheduleRetention({
@@ -17,18 +21,21 @@ test('a prune still running when the interval comes round is not joined by anoth
     now: () => 5000,
   });
   try {
-    await new Promise((r) => setTimeout(r, 50)); // several intervals while the first prune runs
+    t.mock.timers.tick(50); // five intervals while the first prune runs
+    await settle();
     assert.deepEqual(started, [4000], 'the start-up prune, with the retention cut-off; nothing beside it');
     finish();
-    await new Promise((r) => setTimeout(r, 30));
-    assert.ok(started.length >= 2, 'once it finished, the next interval prunes again');
+    await settle();
+    t.mock.timers.tick(10);
+    assert.deepEqual(started, [4000, 4000], 'once it finished, the next interval prunes again');
   } finally {
     schedule.close();
     finish();
   }
 });
 
-test('a failed prune is reported and the next interval tries again', async () => {
+test('a failed prune is reported and the next interval tries again', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
   const errors: unknown[] = [];
   let calls = 0;
   const schedule = scheduleRetention({
@@ -41,8 +48,13 @@ test('a failed prune is reported and the next interval tries again', async () =>
     onError: (err) => errors.push(err),
   });
   try {
-    await new Promise((r) => setTimeout(r, 40));
-    assert.ok(calls >= 2 && errors.length === calls);
+    await settle();
+    for (let i = 0; i < 2; i++) {
+      t.mock.timers.tick(10);
+      await settle();
+    }
+    assert.equal(calls, 3, 'the start-up prune and one per interval');
+    assert.equal(errors.length, calls, 'every failure reported');
   } finally {
     schedule.close();
   }
