@@ -6,14 +6,15 @@
  *  - no reply echoes a marker the client put in a non-echo field (requestId/clientMsgId aside);
  *  - nothing reaches the bystanders unless it was a valid message to them;
  *  - the server logs no error-level line; the well-behaved client keeps working.
- * Seeded and deterministic: a fixed seed by default, FUZZ_SEED to try or replay another (the seed is
- * printed). FUZZ_N (frames, 1500), FUZZ_BURST=k (up to k frames before each ping), FUZZ_REAL=1 (the
+ * Seeded: a fresh seed each run, printed; RAMPART_TEST_SEED replays one (test/helpers/seed.ts).
+ * FUZZ_N (frames, 1500), FUZZ_BURST=k (up to k frames before each ping), FUZZ_REAL=1 (the
  * default limits) and FUZZ_DEBUG=1 (a histogram of replies) explore further by hand.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
+import { prng, testSeed } from '../helpers/seed.js';
 import { startServer, authedClient, openClient, token, within, type TestClient, type Frame, PG_URL } from '../helpers/harness.js';
 
 const SERVER_TYPES = new Set(['auth_success', 'auth_failure', 'chat_message', 'membership', 'message_sent', 'resync', 'timeline_pruned', 'typing_indicator', 'history', 'conversations', 'group_updated', 'read_updated', 'message_edited', 'message_deleted', 'message_changed', 'receipt', 'presence', 'presence_changed', 'presence_updated', 'error', 'rate_limited', 'sessions', 'session_ended', 'pong']);
@@ -21,21 +22,9 @@ const ERROR_REASONS = new Set(['invalid_json', 'invalid_format', 'unknown_type',
 const RL_REASONS = new Set(['burst_limit', 'minute_limit', 'hour_limit', 'frame_limit', 'group_limit']);
 const CLOSE_CODES = new Set([1000, 1001, 1002, 1005, 1006, 1007, 1008, 1009, 4000, 4001, 4002, 4003, 4005, 4008, 4009, 4010, 4011, 4012, 4029, 4030, 4503]);
 
-/** A fixed seed: the suite is deterministic; FUZZ_SEED tries another. */
-const DEFAULT_SEED = 20261127;
 const MARK = 'ZQX';
 let markN = 0;
 const marker = (): string => `${MARK}${(markN++).toString(36)}q`;
-
-function mulberry32(a: number): () => number {
-  return () => {
-    a |= 0;
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Ctx {
   direct: string; // A<->B direct conversation
@@ -154,9 +143,9 @@ function leakedMarkers(frame: Frame, bystander: boolean): string[] {
 }
 
 async function run(storage: string | undefined): Promise<void> {
-  const seed = Number(process.env.FUZZ_SEED ?? DEFAULT_SEED);
-  console.log(`hostile-frames fuzz seed=${seed} storage=${storage ?? 'sqlite'}`);
-  const rnd = mulberry32(seed);
+  const seed = testSeed();
+  console.log(`hostile-frames fuzz seed=${seed} storage=${storage ?? 'sqlite'} (replay with RAMPART_TEST_SEED=${seed})`);
+  const rnd = prng(seed).next;
   const uncaught: unknown[] = [];
   const onErr = (e: unknown): void => {
     uncaught.push(e);
@@ -276,8 +265,8 @@ test('hostile frames on SQLite break no invariant', { timeout: 120000 }, async (
 });
 
 test('pre-auth garbage closes with 4002 / 1009 only, and the server stays up', { timeout: 60000 }, async () => {
-  const seed = Number(process.env.FUZZ_SEED ?? DEFAULT_SEED);
-  console.log(`pre-auth fuzz seed=${seed}`);
+  const seed = testSeed();
+  console.log(`pre-auth fuzz seed=${seed} (replay with RAMPART_TEST_SEED=${seed})`);
   const srv = await startServer({ limits: { connectionAttemptsPerMinute: 100000, maxAuthFailures: 100000 } } as never);
   const problems: string[] = [];
   try {
