@@ -49,6 +49,13 @@ function destroySelf(this: Duplex): void {
   this.destroy();
 }
 
+/**
+ * A draining node's `Retry-After`: the node is going away, not busy, and its clients were just told
+ * (1001) to come back within `shutdownDelayMaxMs`: a restarted node or another one takes them in
+ * seconds, so a 60 s wait (the default below) would keep them offline a minute.
+ */
+const DRAINING_RETRY_AFTER_MS = 1000;
+
 /** `retryAfterMs`: how long the refusal lasts, when known (an attempt rate, a lockout); else 60 s. */
 export function refuseHandshake(socket: Duplex, status: number, retryAfterMs?: number, headers = ''): void {
   const seconds = retryAfterMs === undefined ? 60 : Math.max(1, Math.ceil(retryAfterMs / 1000));
@@ -90,7 +97,8 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
     const closing = o.isClosing();
     if (closing || !WS_PATHS.has(requestPath(req.url))) {
       o.onHandshake?.('refused', closing ? 'draining' : 'not_found');
-      refuse(socket, closing ? 503 : 404);
+      if (closing) refuse(socket, 503, DRAINING_RETRY_AFTER_MS);
+      else refuse(socket, 404);
       return;
     }
     const malformed = websocketRequestProblem(req.method, req.headers);
@@ -122,7 +130,7 @@ export function createUpgradeHandler(o: UpgradeHandlerOptions): UpgradeHandler {
           o.onHandshake?.('refused', 'draining');
           void o.registry.releaseIp(ip);
           result.unreserve();
-          refuse(socket, 503);
+          refuse(socket, 503, DRAINING_RETRY_AFTER_MS);
           return;
         }
         // Listens only until the upgrade completes (removed below), so it may hold the handler's scope.
