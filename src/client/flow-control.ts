@@ -1,6 +1,7 @@
 /**
- * The waits that hold frames back and the window sends go out through: a wait the server asked
- * for (`ServerWait`: for dropped frames, or for the user's message budget and storage retries) and
+ * The waits that hold frames back and the window sends go out through: a wait on the clock
+ * (`ServerWait`: the one the server asked for after dropping frames; the sends' one, which is the
+ * server's `retryAfter` for the user's message budget or the client's own storage-retry delay) and
  * the send gate (`SendGate`: the sends' wait, the in-flight window, the probation after a
  * `rate_limited` naming a send, the send budget's pacing).
  */
@@ -18,17 +19,22 @@ export class ServerWait {
 
   /**
    * What is left of the wait (ms; 0: none). Never more than the wait was when set: a clock
-   * stepped back cannot hold frames (liveness pings among them) longer than the server asked.
+   * stepped back cannot hold frames (the dropped-frames wait holds liveness pings too) longer
+   * than the wait was.
    */
   left(): number {
-    return Math.max(0, Math.min(this.pausedUntil - this.clock.now(), this.pauseMs));
+    return this.leftAt(this.clock.now());
   }
 
-  /** max(the wait still running, this one), from now. */
+  /** max(the wait still running, this one), from now: one reading of the clock for both. */
   extend(wait: number): void {
     const now = this.clock.now();
-    this.pauseMs = Math.max(this.left(), wait);
+    this.pauseMs = Math.max(this.leftAt(now), wait);
     this.pausedUntil = now + this.pauseMs;
+  }
+
+  private leftAt(now: number): number {
+    return Math.max(0, Math.min(this.pausedUntil - now, this.pauseMs));
   }
 
   clear(): void {

@@ -1,7 +1,9 @@
 /**
  * The server's answers to what the client sent: confirmations of sends and changes, and
- * refusals. A refusal that names a send or request settles it; one that names no frame holds
- * every frame for the server's wait and repeats what it may have dropped.
+ * refusals. A refusal that names a send either settles it or, when the server is busy
+ * (`rate_limited`, `storage_unavailable`), holds the sends and tries it again; one that names a
+ * request goes to the request (a rate-limited read asks again). One that names no frame: see
+ * `unnamedRefusal`.
  */
 import { ErrorReason } from '../protocol/reasons.js';
 import type { AckSchedule } from './ack-schedule.js';
@@ -75,7 +77,7 @@ export class ServerAnswers {
     } else this.ctx.requests.answer(f);
   }
 
-  /** `error` or `rate_limited`: settles the send or request it names, else holds and repeats what it may have dropped. */
+  /** `error` or `rate_limited`: to the send or request it names (settled, or held and tried again; see the module comment), else `unnamedRefusal`. */
   refusal(f: Frame): void {
     const clientMsgId = typeof f.clientMsgId === 'string' ? f.clientMsgId : undefined;
     if (clientMsgId !== undefined && this.ctx.queue.has(clientMsgId)) {
