@@ -8,6 +8,8 @@ import type { Metrics } from './metrics.js';
 export interface SecurityEventFields {
   ip?: string;
   userId?: string;
+  /** With `userId`: a user id is unique only within its tenant (what the admin API asks for). */
+  tenantId?: string;
   sessionId?: string;
   /** A close code or HTTP status, when the refusal has one. */
   code?: number;

@@ -297,7 +297,7 @@ export class Session implements Flushable, WheelEntry {
   }
 
   private closeSlowConsumer(): void {
-    this.hooks.security('slow_consumer', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, code: CloseCode.SLOW_CONSUMER });
+    this.hooks.security('slow_consumer', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, tenantId: this.identity?.tenantId, code: CloseCode.SLOW_CONSUMER });
     this.close(CloseCode.SLOW_CONSUMER, 'slow consumer', true);
   }
 
@@ -334,7 +334,7 @@ export class Session implements Flushable, WheelEntry {
     this.hooks.security(rejection.event, {
       ip: this.ip,
       sessionId: this.id,
-      ...(this.identity ? { userId: this.identity.userId } : {}),
+      ...(this.identity ? { userId: this.identity.userId, tenantId: this.identity.tenantId } : {}),
       ...(action.kind === 'close' ? { code: action.code } : {}),
       ...(rejection.detail !== undefined ? { detail: rejection.detail } : {}),
     });
@@ -463,7 +463,7 @@ export class Session implements Flushable, WheelEntry {
       this.pingSentAt = now;
       this.pingNonce = randomBytes(PING_NONCE_BYTES);
     } else if (now - this.pingSentAt > this.timings.heartbeatTimeout) {
-      this.hooks.security('heartbeat_timeout', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, code: CloseCode.HEARTBEAT_TIMEOUT });
+      this.hooks.security('heartbeat_timeout', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, tenantId: this.identity?.tenantId, code: CloseCode.HEARTBEAT_TIMEOUT });
       this.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', true);
       return;
     }
@@ -505,7 +505,7 @@ export class Session implements Flushable, WheelEntry {
       this.hooks.security(PRE_AUTH_TOO_BIG.event, { sessionId: this.id, ip: this.ip, code: CloseCode.MESSAGE_TOO_BIG });
       return;
     }
-    this.hooks.security('protocol_error', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, detail: err.code ?? 'ws_error' });
+    this.hooks.security('protocol_error', { sessionId: this.id, ip: this.ip, userId: this.identity?.userId, tenantId: this.identity?.tenantId, detail: err.code ?? 'ws_error' });
   }
 
   /**
