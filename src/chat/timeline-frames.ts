@@ -135,6 +135,31 @@ export function isTimelineChatMessage(frame: string): boolean {
   return comma > 0 && frame.startsWith(CHAT_TYPE, comma + 1);
 }
 
+const SENDER_FIELD = '"senderId":"';
+
+/**
+ * Whether a frame built by `timelineFrame` is a chat message on its sender's own timeline (a copy
+ * for the sender's other devices, not a delivery): the user part of `userKey` (`tenant:userid`,
+ * lower-cased) is its `senderId` (the tenant is the delivery's own: a frame reaches only its
+ * tenant's users). Read in place, no parse and no string built: it runs for every copy
+ * delivered. `senderId` comes before any string a user wrote (messageBody), and a string value
+ * cannot hold the field's opening unescaped, so the first match is that field.
+ */
+export function isSendersCopy(userKey: string, frame: string): boolean {
+  if (!isTimelineChatMessage(frame)) return false;
+  const start = frame.indexOf(SENDER_FIELD);
+  if (start < 0) return false;
+  const from = start + SENDER_FIELD.length;
+  const end = frame.indexOf('"', from);
+  const at = userKey.length - (end - from);
+  if (end < 0 || at < 1 || userKey.charCodeAt(at - 1) !== 58 /* : */) return false;
+  for (let i = from; i < end; i++) {
+    const c = frame.charCodeAt(i);
+    if ((c >= 65 && c <= 90 ? c + 32 : c) !== userKey.charCodeAt(at + i - from)) return false;
+  }
+  return true;
+}
+
 /** The position of a frame built by `timelineFrame`, or undefined for any other frame (no parse). */
 export function framePos(frame: string): number | undefined {
   if (!frame.startsWith(POS_PREFIX)) return undefined;

@@ -158,6 +158,8 @@ export const ConfigSchema = z.strictObject({
   /** IPs of trusted reverse proxies: only their X-Forwarded-For is believed. */
   behindProxy: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Security log lines per refusal reason per second; past it refusals are only counted (a flood of refusals must not flood the log). */
+  securityLogLinesPerSecond: z.number().int().min(1).max(100_000).default(20),
   limits: z
     .strictObject({
       /** Every frame, valid or not, counts here (per connection). */

@@ -47,10 +47,22 @@ export const FAIL_FAST_REDIS_OPTIONS: RedisOptions = {
   retryStrategy: (times: number) => Math.min(100 * times, 2000),
 };
 
-/** A client with the fail-fast settings; `error` events go to `onError` (ioredis would print them). */
+/**
+ * A client with the fail-fast settings; `error` events go to `onError` (ioredis would print them).
+ * Only the first error of each outage is reported (until the client is `ready` again), as the bus
+ * does: ioredis retries, and errors, every couple of seconds for as long as Redis is away.
+ */
 export function createRedisClient(url: string, overrides: RedisOptions = {}, onError?: BackendErrorHandler): Redis {
   const client = new Redis(url, { ...FAIL_FAST_REDIS_OPTIONS, ...overrides });
-  client.on('error', (err: unknown) => onError?.(err, 'connection'));
+  let down = false;
+  client.on('error', (err: unknown) => {
+    if (down) return;
+    down = true;
+    onError?.(err, 'connection');
+  });
+  client.on('ready', () => {
+    down = false;
+  });
   return client;
 }
 

@@ -1,6 +1,8 @@
 /**
  * Times chat delivery: from the chat service receiving a message to its frame being written to
- * the last session of the recipient on this node. Local fan-out is synchronous inside
+ * the last session of the recipient on this node. The sender's own timeline copy (for its other
+ * devices) is not a delivery: the session registry does not report it, so a message to an
+ * offline recipient is neither counted nor timed. Local fan-out is synchronous inside
  * `Bus.publish`, so between `publishing` and `published` the only timeline frames written are the
  * copies of the message being published: they are timed without reading their ids. Frames that
  * arrive from another node over Redis are counted as delivered but not timed (their receive time
@@ -32,8 +34,8 @@ export class DeliveryTimer {
   }
 
   /**
-   * SessionRegistry: a live frame was handed to `sessions` sessions of one user. Every timeline
-   * copy counts as a delivery — the recipients' and the sender's own (its other devices).
+   * SessionRegistry: a live frame was handed to `sessions` sessions of one of its recipients
+   * (never the sender's own copy). Each recipient's timeline copy counts as a delivery.
    */
   written(frame: string, sessions: number): void {
     if (sessions === 0 || !isTimelineChatMessage(frame)) return;

@@ -85,9 +85,13 @@ function failure(event: string, reason: AuthFailureReasonValue, code: number = C
 }
 
 export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
-  function fail(session: Session, event: string, reason: AuthFailureReasonValue, code?: number): void {
+  /**
+   * `verified`: the identity of a token that verified, refused anyway (banned, revoked, over a
+   * limit): its security line names the user. Not for tokens that failed verification.
+   */
+  function fail(session: Session, event: string, reason: AuthFailureReasonValue, code?: number, verified?: Identity): void {
     o.onAuthResult?.(reason);
-    session.reject(failure(event, reason, code));
+    session.reject(failure(event, reason, code), verified);
   }
 
   /**
@@ -100,12 +104,12 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     try {
       denied = await o.access.isDenied(identity);
     } catch {
-      fail(session, 'backend_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
+      fail(session, 'backend_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE, identity);
       return true;
     }
     if (!session.isOpen) return true;
-    if (denied === 'banned') fail(session, 'banned', 'banned', CloseCode.BANNED);
-    else if (denied === 'revoked') fail(session, 'token_revoked', 'invalid_token');
+    if (denied === 'banned') fail(session, 'banned', 'banned', CloseCode.BANNED, identity);
+    else if (denied === 'revoked') fail(session, 'token_revoked', 'invalid_token', undefined, identity);
     return denied !== undefined;
   }
 
@@ -194,10 +198,11 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
 
   async function admit(session: Session, identity: Identity, resume: ResumeRequest = {}): Promise<void> {
     session.state = 'authenticating';
-    if (!o.mayRead(identity)) return fail(session, 'role_without_read', 'invalid_token');
+    // Refusals from here on are of a verified identity: their security lines name the user.
+    if (!o.mayRead(identity)) return fail(session, 'role_without_read', 'invalid_token', undefined, identity);
     const userKey = userKeyOf(identity);
     if ((await o.limiter.blockedFor(penaltyKey(userKey))) > 0) {
-      return fail(session, 'penalised_user', 'penalised', CloseCode.RATE_LIMIT_ABUSE);
+      return fail(session, 'penalised_user', 'penalised', CloseCode.RATE_LIMIT_ABUSE, identity);
     }
     if (await deniedAccess(session, identity)) return;
     if (session.state !== 'authenticating') return; // closed while we waited
@@ -205,9 +210,9 @@ export function createAuthenticator(o: AuthenticatorOptions): Authenticator {
     try {
       slot = await claimUserSlot(session, userKey);
     } catch {
-      return fail(session, 'backend_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE);
+      return fail(session, 'backend_unavailable', 'unavailable', CloseCode.SERVICE_UNAVAILABLE, identity);
     }
-    if (!slot) return fail(session, 'too_many_sessions', 'too_many_sessions', CloseCode.TOO_MANY_SESSIONS);
+    if (!slot) return fail(session, 'too_many_sessions', 'too_many_sessions', CloseCode.TOO_MANY_SESSIONS, identity);
     if (session.state !== 'authenticating') {
       await o.registry.releaseUser(userKey); // closed while we waited
       return;

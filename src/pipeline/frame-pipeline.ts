@@ -213,6 +213,8 @@ export function createFramePipeline(o: FramePipelineOptions): FrameHandler {
     if (isBinary) return session.reject(NOT_AUTHENTICATED);
     const frame = decode(data);
     if (frame instanceof Rejection || frame.type !== 'auth') return session.reject(NOT_AUTHENTICATED);
+    // Accepted as afterAuth accepts a frame (decoded, before its handler): first auths count too.
+    o.countFrame(frame.type);
     return o.authenticator.authenticate(session, frame);
   }
 

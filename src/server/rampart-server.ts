@@ -62,9 +62,12 @@ import { redisPing } from '../redis/liveness.js';
 import { scheduleRetention } from './retention.js';
 import { openAdmin, type Admin } from '../admin/index.js';
 import { errorSummary } from '../observability/error-summary.js';
+import { throttled } from '../observability/throttled.js';
 
 /** A storage ping slower than this counts as "storage does not answer" (readiness, storage gauge). */
 const STORAGE_PING_TIMEOUT_MS = 2000;
+/** At most one `storage connection error` line per this long: the pool emits one per idle connection lost. */
+const POOL_ERROR_LOG_MS = 60_000;
 
 export interface RampartServerOptions {
   config: RampartConfig;
@@ -118,7 +121,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const heartbeatMs = registryHeartbeatMs(config.limits.nodeLivenessMs);
   const logger = createLogger(config.logLevel, options.logDestination, nodeId);
   const metrics = createMetrics();
-  const security: SecurityEventSink = createSecurityEventSink(logger, metrics);
+  const security: SecurityEventSink = createSecurityEventSink(logger, metrics, { logLinesPerSecond: config.securityLogLinesPerSecond });
   // Compiled now so a bad entry fails start-up; the own-origin default is compiled again once the port is bound.
   const originPolicyOn = (port: number) => serverOriginPolicy(config.allowedOrigins, config.allowMissingOrigin, { secure: config.tls !== undefined, port });
   const originPolicy = originPolicyOn(config.port);
@@ -132,10 +135,16 @@ export async function createRampartServer(options: RampartServerOptions): Promis
 
   // ── adapters ──
   const cipher = config.encryption ? ContentCipher.fromBase64(config.encryption.activeKeyId, config.encryption.keys) : undefined;
+  // An idle pooled connection that dies (a PostgreSQL restart, a cut network) emits an error and
+  // nothing else: logged, but rate-limited, since a pool loses all of them at once in an outage.
+  const onPoolError = throttled<Error>(POOL_ERROR_LOG_MS, (err, unlogged) =>
+    logger.error({ err: errorSummary(err), ...(unlogged > 0 ? { unlogged } : {}) }, 'storage connection error'),
+  );
   const store: Store = await openStore(config.storage, {
     ...(cipher ? { cipher } : {}),
     strangerPrivacy: config.chat.strangerPrivacy,
     maxDevicesPerUser: config.chat.maxDevicesPerUser,
+    postgres: { onPoolError },
   });
   let bus: Bus | undefined;
   let limits: Limits | undefined;
@@ -166,7 +175,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       livenessMs: config.limits.nodeLivenessMs,
       heartbeatMs,
       ping: redisPing(config),
-      onBackendError: (err: unknown) => logger.error({ err: errorSummary(err) }, 'limits backend error'),
+      onBackendError: (err: unknown, op: string) => logger.error({ op, err: errorSummary(err) }, 'limits backend error'),
     });
     if (!(await limits.ready(5000))) logger.error('limits backend (Redis) not reachable: new connections are refused until it is');
     sessions = new SessionRegistry(bus, (frame, n) => deliveryTimer.written(frame, n));
@@ -184,7 +193,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   });
   sessions.observe(admin.control.observer);
   const publisher = new TimelinePublisher(bus);
-  const storeFailed = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'store write failed');
+  const storeFailed = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'storage call failed');
   const receipts = new ReceiptService({
     store,
     bus,
@@ -336,7 +345,17 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   let closing = false;
   let shutdown: Promise<void> | undefined;
   const busUp = (): boolean => bus!.healthy() && limits!.healthy() && admin!.control.healthy();
-  const readiness = createReadiness({ ping: () => store.ping(), busUp, draining: () => closing, storageTimeoutMs: STORAGE_PING_TIMEOUT_MS });
+  const readiness = createReadiness({
+    ping: () => store.ping(),
+    busUp,
+    draining: () => closing,
+    storageTimeoutMs: STORAGE_PING_TIMEOUT_MS,
+    // `/readyz` does not say why it is 503: the log does, once per change.
+    onStorageChange: (up, cause) => {
+      if (up) logger.info('storage answering again: ready as far as storage goes');
+      else logger.error({ err: cause === 'timeout' ? 'timeout' : errorSummary(cause) }, 'storage not answering: not ready');
+    },
+  });
   registerHealthGauges(metrics.registry, {
     backlog: () => committer.pending,
     busUp,

@@ -6,11 +6,10 @@
 import type { Bus } from '../bus/bus.js';
 import type { Session } from '../session/session.js';
 import type { LocalSessions } from '../admin/session-directory.js';
-import { CATCH_UP_HINT, framePos } from '../chat/timeline-frames.js';
+import { CATCH_UP_HINT, framePos, isSendersCopy } from '../chat/timeline-frames.js';
 import type { ServerFrame } from '../protocol/server-frames.js';
 
 const RESYNC_FRAME = JSON.stringify({ type: 'resync' } satisfies ServerFrame);
-
 /** Told of every session added and removed (the cluster session directory, src/admin/). */
 export interface SessionObserver {
   added(session: Session): void;
@@ -26,7 +25,11 @@ export class SessionRegistry implements LocalSessions<Session> {
   private readonly byUser = new Map<string, UserSessions>();
   private observer: SessionObserver | undefined;
 
-  /** `onDelivered`: a live frame was handed to `sessions` sessions of one user (metrics). */
+  /**
+   * `onDelivered`: a live frame was handed to `sessions` sessions of one of its recipients
+   * (metrics). A chat message's copy on its sender's own timeline (the sender's other devices) is
+   * not a delivery and is not reported (docs/protocol.md §10).
+   */
   constructor(
     private readonly bus: Bus,
     private readonly onDelivered?: (frame: string, sessions: number) => void,
@@ -116,7 +119,7 @@ export class SessionRegistry implements LocalSessions<Session> {
     if (!(entry instanceof Set)) {
       if (pos !== undefined) entry.offerTimeline(pos, frame);
       else if (entry.announced) entry.send(frame);
-      this.onDelivered?.(frame, 1);
+      if (this.onDelivered !== undefined) this.delivered(userKey, frame, 1);
       return;
     }
     if (pos === undefined) {
@@ -124,8 +127,13 @@ export class SessionRegistry implements LocalSessions<Session> {
     } else {
       for (const session of entry) session.offerTimeline(pos, frame);
     }
-    this.onDelivered?.(frame, entry.size);
+    if (this.onDelivered !== undefined) this.delivered(userKey, frame, entry.size);
   };
+
+  private delivered(userKey: string, frame: string, sessions: number): void {
+    if (isSendersCopy(userKey, frame)) return;
+    this.onDelivered!(frame, sessions);
+  }
 
   /**
    * The bus may have lost frames: every local session reads its timeline's gap from storage, and

@@ -328,13 +328,19 @@ export class Session implements Flushable, WheelEntry {
 
   // ── rejections, in one place ───────────────────────────────────────────────────────────────
 
-  reject(rejection: Rejection): void {
+  /**
+   * `refused`: the verified identity a refusal at `auth` was decided on (a ban, a revoked token, the
+   * user's session cap…), named in the security line; the session itself has none until it is
+   * active. Never an identity from a token that did not verify.
+   */
+  reject(rejection: Rejection, refused?: Pick<Identity, 'userId' | 'tenantId'>): void {
     const { action } = rejection;
     if (action.kind === 'drop') return;
+    const who = this.identity ?? refused;
     this.hooks.security(rejection.event, {
       ip: this.ip,
       sessionId: this.id,
-      ...(this.identity ? { userId: this.identity.userId, tenantId: this.identity.tenantId } : {}),
+      ...(who ? { userId: who.userId, tenantId: who.tenantId } : {}),
       ...(action.kind === 'close' ? { code: action.code } : {}),
       ...(rejection.detail !== undefined ? { detail: rejection.detail } : {}),
     });

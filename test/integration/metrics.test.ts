@@ -130,8 +130,8 @@ describe('/metrics values after scripted traffic', () => {
     assert.equal(delta('rampart_auth_results_total', { result: 'failure', reason: 'invalid_token' }), 1);
     assert.equal(delta('rampart_frames_in_total', { type: 'chat_message' }), 1);
     assert.equal(delta('rampart_messages_stored_total'), 1);
-    // Two timeline copies: the recipient's and the sender's own (for its other devices).
-    assert.equal(delta('rampart_messages_delivered_total'), 2);
+    // The recipient's copy; the sender's own (for its other devices) is not a delivery (protocol.md §10).
+    assert.equal(delta('rampart_messages_delivered_total'), 1);
     assert.equal(delta('rampart_delivery_latency_seconds_count'), 1);
     assert.ok(value(s, 'rampart_delivery_latency_seconds_sum') > 0);
     assert.equal(delta('rampart_store_commit_duration_seconds_count', { result: 'ok' }), 1);
@@ -144,15 +144,15 @@ describe('/metrics values after scripted traffic', () => {
     assert.ok(s.has('nodejs_eventloop_lag_seconds'), 'event-loop lag is exported');
     assert.ok(s.has('nodejs_eventloop_lag_p99_seconds'));
 
-    // An offline recipient: stored; only the sender's own timeline copy is handed to a local session.
+    // An offline recipient: stored, but written to no session of the recipient: neither delivered nor timed.
     await closeAll(b);
     await waitFor(() => srv.server.stats().users === 1, 2000, "the server saw b's socket close");
     a.send({ type: 'chat_message', recipientId: b.userId, content: 'later' });
     await a.nthOfType('message_sent', 2);
     const s2 = await scrape(url);
     assert.equal(value(s2, 'rampart_messages_stored_total') - value(s, 'rampart_messages_stored_total'), 1);
-    assert.equal(value(s2, 'rampart_messages_delivered_total') - value(s, 'rampart_messages_delivered_total'), 1);
-    assert.equal(value(s2, 'rampart_delivery_latency_seconds_count') - value(s, 'rampart_delivery_latency_seconds_count'), 1);
+    assert.equal(value(s2, 'rampart_messages_delivered_total') - value(s, 'rampart_messages_delivered_total'), 0);
+    assert.equal(value(s2, 'rampart_delivery_latency_seconds_count') - value(s, 'rampart_delivery_latency_seconds_count'), 0);
     await closeAll(a);
   });
 

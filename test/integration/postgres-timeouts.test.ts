@@ -69,7 +69,7 @@ describe('PostgreSQL statement timeout and timeline read retries', () => {
       reply(a, 'stuck', offline, 'during the lock'),
     );
     assert.deepEqual(refused, { type: 'error', reason: 'storage_unavailable', clientMsgId: 'stuck' });
-    const logged = srv.logs.filter((l) => l.includes('store write failed'));
+    const logged = srv.logs.filter((l) => l.includes('storage call failed'));
     assert.equal(logged.length, 1);
     assert.match(logged[0]!, /statement timeout/);
     assert.doesNotMatch(logged[0]!, /during the lock/);

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { eventBody, framePos, timelineFrame, toHistoryItem, toWireMessage, toWireMembership } from '../../src/chat/timeline-frames.js';
+import { eventBody, framePos, isSendersCopy, timelineFrame, toHistoryItem, toWireMessage, toWireMembership } from '../../src/chat/timeline-frames.js';
 import type { MembershipEvent, StoredMessage } from '../../src/store/store.js';
 import { printedSeed } from '../helpers/seed.js';
 
@@ -177,4 +177,17 @@ test('a message body is exactly JSON.stringify of its history item, whatever opt
     ),
     { seed, numRuns: 300 },
   );
+});
+
+test('isSendersCopy: a chat message on its sender\'s own timeline (the user part of the key; case aside); nothing else', () => {
+  const frame = timelineFrame(9, eventBody(message));
+  assert.equal(isSendersCopy(`acme:${A}`, frame), true);
+  assert.equal(isSendersCopy(`acme:${A}`, frame.replace(A, A.toUpperCase())), true, 'an upper-case sender id is the same user');
+  assert.equal(isSendersCopy(`acme:${B}`, frame), false, 'the recipient');
+  assert.equal(isSendersCopy(`acme:x${A}`, frame), false, 'an id that only ends like it');
+  assert.equal(isSendersCopy(A, frame), false, 'a key without its tenant');
+  const forged = timelineFrame(9, eventBody({ ...message, senderId: B, content: `"senderId":"${A}"` }));
+  assert.equal(isSendersCopy(`acme:${A}`, forged), false, 'content naming a sender does not count');
+  assert.equal(isSendersCopy(`acme:${A}`, timelineFrame(10, eventBody(membership))), false, 'not a message');
+  assert.equal(isSendersCopy(`acme:${A}`, JSON.stringify({ type: 'chat_message', senderId: A })), false, 'not a timeline frame');
 });
