@@ -48,6 +48,13 @@ export interface HandshakeGateOptions {
   onAuthResult?(result: AuthFailureReasonValue): void;
 }
 
+/**
+ * `Retry-After` of a refusal for a backend that is away (Redis, a key set): the clients reconnect
+ * in seconds (FAIL_FAST_REDIS_OPTIONS retries every 2 s at most), so a minute's wait (the default
+ * for a refusal that does not say) would keep clients off long after it is back.
+ */
+const BACKEND_RETRY_AFTER_MS = 5000;
+
 function refuse(status: GateRefusal['status'], event: string, retryAfterMs?: number): GateResult {
   return retryAfterMs === undefined ? { ok: false, status, event } : { ok: false, status, event, retryAfterMs };
 }
@@ -103,7 +110,7 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
   try {
     acquired = await o.registry.acquireIp(ip, o.maxConnectionsPerIP);
   } catch {
-    return refuse(503, 'backend_unavailable'); // fail closed for new connections
+    return refuse(503, 'backend_unavailable', BACKEND_RETRY_AFTER_MS); // fail closed for new connections
   }
   if (!acquired) return refuse(429, 'ip_connection_limit');
 
@@ -122,7 +129,7 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
   try {
     verified = await o.checkToken(ip, token, () => !req.socket.destroyed);
   } catch {
-    return release(refuse(503, 'backend_unavailable')); // the lockout could not be read (Redis): fail closed
+    return release(refuse(503, 'backend_unavailable', BACKEND_RETRY_AFTER_MS)); // the lockout could not be read (Redis): fail closed
   }
   if (verified === 'locked_out') {
     o.onAuthResult?.(AuthFailureReason.LOCKED_OUT);
@@ -132,7 +139,8 @@ async function afterCapacity(o: HandshakeGateOptions, req: IncomingMessage, ip: 
   // Counted already, unless the key set could not be read (then nothing was judged).
   if (!verified.ok) {
     o.onAuthResult?.(verified.reason);
-    return release(refuse(verified.reason === 'unavailable' ? 503 : 401, `query_token_${verified.reason}`));
+    if (verified.reason === 'unavailable') return release(refuse(503, 'query_token_unavailable', BACKEND_RETRY_AFTER_MS));
+    return release(refuse(401, `query_token_${verified.reason}`));
   }
   return { ok: true, identity: verified.identity, unreserve };
 }

@@ -1,20 +1,42 @@
 /**
  * A log call for events that come in bursts nobody needs line by line (a pool losing all its
- * connections in one outage): it runs at most once per `intervalMs`, and the next run is told how
- * many calls it held back.
+ * connections in one outage, presence checks failing while Redis is away): it runs at most once
+ * per `intervalMs`. What it held back is logged when the interval ends — once, with the last
+ * argument and how many calls were held back — so a burst that stops is still accounted for.
  */
-export function throttled<A>(intervalMs: number, log: (arg: A, heldBack: number) => void, now: () => number = () => performance.now()): (arg: A) => void {
+export interface Throttled<A> {
+  (arg: A): void;
+  /** Logs what is held back now and stops the timer (at shutdown). */
+  close(): void;
+}
+
+export function throttled<A>(intervalMs: number, log: (arg: A, heldBack: number) => void, now: () => number = () => performance.now()): Throttled<A> {
   let loggedAt = -Infinity;
   let heldBack = 0;
-  return (arg) => {
+  let last: A | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = (): void => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    if (heldBack === 0) return;
+    const n = heldBack;
+    heldBack = 0;
+    loggedAt = now();
+    log(last as A, n);
+  };
+  const call = (arg: A): void => {
     const at = now();
     if (at - loggedAt < intervalMs) {
       heldBack++;
+      last = arg;
+      if (timer === undefined) {
+        timer = setTimeout(flush, intervalMs - (at - loggedAt));
+        timer.unref();
+      }
       return;
     }
     loggedAt = at;
-    const n = heldBack;
-    heldBack = 0;
-    log(arg, n);
+    log(arg, 0);
   };
+  return Object.assign(call, { close: flush });
 }

@@ -15,7 +15,7 @@ import { DeadNodeCleanup } from '../admin/dead-nodes.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { createMetrics, registerHealthGauges, type Metrics } from '../observability/metrics.js';
 import { DeliveryTimer } from '../observability/delivery-timer.js';
-import { createSecurityEventSink, type SecurityEventSink } from '../observability/security-events.js';
+import { createSecurityEventSink } from '../observability/security-events.js';
 import { secretKeySource, type KeySource } from '../auth/key-source.js';
 import { createIssuerRouter, issuerVerifiers } from '../auth/issuers.js';
 import { serverOriginPolicy } from '../gate/origin.js';
@@ -66,8 +66,11 @@ import { throttled } from '../observability/throttled.js';
 
 /** A storage ping slower than this counts as "storage does not answer" (readiness, storage gauge). */
 const STORAGE_PING_TIMEOUT_MS = 2000;
-/** At most one `storage connection error` line per this long: the pool emits one per idle connection lost. */
-const POOL_ERROR_LOG_MS = 60_000;
+/**
+ * At most one `storage connection error` / `presence failed` line per this long: a pool emits one
+ * per idle connection lost, presence one per sweep and per user's check while Redis is away.
+ */
+const BURST_ERROR_LOG_MS = 60_000;
 
 export interface RampartServerOptions {
   config: RampartConfig;
@@ -121,7 +124,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const heartbeatMs = registryHeartbeatMs(config.limits.nodeLivenessMs);
   const logger = createLogger(config.logLevel, options.logDestination, nodeId);
   const metrics = createMetrics();
-  const security: SecurityEventSink = createSecurityEventSink(logger, metrics, { logLinesPerSecond: config.securityLogLinesPerSecond });
+  const security = createSecurityEventSink(logger, metrics, { logLinesPerSecond: config.securityLogLinesPerSecond });
   // Compiled now so a bad entry fails start-up; the own-origin default is compiled again once the port is bound.
   const originPolicyOn = (port: number) => serverOriginPolicy(config.allowedOrigins, config.allowMissingOrigin, { secure: config.tls !== undefined, port });
   const originPolicy = originPolicyOn(config.port);
@@ -137,7 +140,7 @@ export async function createRampartServer(options: RampartServerOptions): Promis
   const cipher = config.encryption ? ContentCipher.fromBase64(config.encryption.activeKeyId, config.encryption.keys) : undefined;
   // An idle pooled connection that dies (a PostgreSQL restart, a cut network) emits an error and
   // nothing else: logged, but rate-limited, since a pool loses all of them at once in an outage.
-  const onPoolError = throttled<Error>(POOL_ERROR_LOG_MS, (err, unlogged) =>
+  const onPoolError = throttled<Error>(BURST_ERROR_LOG_MS, (err, unlogged) =>
     logger.error({ err: errorSummary(err), ...(unlogged > 0 ? { unlogged } : {}) }, 'storage connection error'),
   );
   const store: Store = await openStore(config.storage, {
@@ -210,7 +213,9 @@ export async function createRampartServer(options: RampartServerOptions): Promis
     groupHistory: config.chat.groupHistory,
     storeFailed,
   });
-  const presenceError = (err: unknown): void => logger.error({ err: errorSummary(err) }, 'presence failed');
+  const presenceError = throttled<unknown>(BURST_ERROR_LOG_MS, (err, unlogged) =>
+    logger.error({ err: errorSummary(err), ...(unlogged > 0 ? { unlogged } : {}) }, 'presence failed'),
+  );
   const presence = new PresenceService({
     store,
     bus,
@@ -457,6 +462,10 @@ export async function createRampartServer(options: RampartServerOptions): Promis
       adapters: [() => store.close(), () => bus!.close(), () => limits!.close(), () => metricsServer?.close(), () => admin!.close()],
     });
     hooks.timers.close();
+    // What the log bounds held back is written before the last line.
+    security.close();
+    onPoolError.close();
+    presenceError.close();
     logger.info('closed');
   }
 

@@ -13,10 +13,11 @@ test('a parser error keeps only its class: what it quotes is the input', () => {
   assert.equal(errorSummary(caught), 'SyntaxError');
 });
 
-test('quoted runs are cut out; class, code and wording stay', () => {
+test('a message is cut at its first quote: class, code and the wording before the data stay', () => {
   const err = Object.assign(new Error('invalid input syntax for type uuid: "my secret token"'), { code: '22P02' });
   assert.equal(errorSummary(err), 'Error 22P02: invalid input syntax for type uuid: …');
-  assert.equal(errorSummary(new TypeError("cannot read 'abc' of `x` and \"unclosed tail")), 'TypeError: cannot read … of … and …');
+  assert.equal(errorSummary(new TypeError("cannot read 'abc' of `x` and \"unclosed tail")), 'TypeError: cannot read …');
+  assert.equal(errorSummary(new TypeError("Cannot create property 'foo' on string 'it's TOP SECRET'")), 'TypeError: Cannot create property …', 'a quote inside the quoted value');
 });
 
 test('a long message is bounded, and what is not an Error says nothing', () => {

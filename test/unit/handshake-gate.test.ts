@@ -51,7 +51,7 @@ test('a query token whose lockout cannot be read is refused 503, and the IP slot
     throw new Error('redis down');
   });
   const result = await runHandshakeGate(g.options, request('/ws?token=abc'), '192.0.2.1');
-  assert.deepEqual(result, { ok: false, status: 503, event: 'backend_unavailable' });
+  assert.deepEqual(result, { ok: false, status: 503, event: 'backend_unavailable', retryAfterMs: 5000 });
   assert.equal(g.slots(), 0, 'IP slot released');
   assert.equal(g.reserved(), 0, 'node-wide place released');
 });
