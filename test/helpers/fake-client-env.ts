@@ -17,8 +17,17 @@ export class FakeClock implements Clock {
   private seq = 0;
   private timers: FakeTimer[] = [];
 
+  private jump = 0;
+
   now(): number {
-    return this.t;
+    const v = this.t;
+    this.t += this.jump;
+    this.jump = 0;
+    return v;
+  }
+  /** The next read returns the time, then the clock moves `ms` (Date.now() crossing a millisecond between two reads). */
+  jumpAfterNextRead(ms: number): void {
+    this.jump = ms;
   }
   setTimeout(fn: () => void, ms: number): unknown {
     const timer = { id: ++this.seq, at: this.t + ms, fn };

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { Database } from '../../src/store/sqlite-driver.js';
 import pg from 'pg';
-import { PG_URL } from './harness.js';
+import { PG_URL, startTcpProxy, type TcpProxy } from './harness.js';
 
 export type BackendName = 'sqlite' | 'postgres';
 
@@ -94,6 +94,31 @@ export function uniquePgSchema(tag = 't'): string {
 
 export function pgStorageUrl(schema: string, base = PG_URL): string {
   return `${base}${base.includes('?') ? '&' : '?'}schema=${schema}`;
+}
+
+/**
+ * PostgreSQL storage reached through a TCP proxy the test can stop and start (storage down and
+ * back), in a schema of its own; `close()` closes the proxy and drops the schema.
+ */
+export async function proxiedPgStorage(tag: string): Promise<{ proxy: TcpProxy; storage: string; close(): Promise<void> }> {
+  const pgUrl = new URL(PG_URL);
+  const proxy = await startTcpProxy(pgUrl.hostname, Number(pgUrl.port || 5432));
+  const schema = uniquePgSchema(tag);
+  pgUrl.port = String(proxy.port);
+  return {
+    proxy,
+    storage: pgStorageUrl(schema, pgUrl.toString()),
+    async close() {
+      await proxy.close();
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      try {
+        await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await admin.end();
+      }
+    },
+  };
 }
 
 export function sqliteBackend(): StorageBackend {

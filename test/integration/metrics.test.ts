@@ -4,24 +4,21 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import {
   authedClient,
   closeAll,
   handshakeStatus,
   openClient,
-  PG_URL,
   REDIS_URL,
   startRedisProxy,
   startServer,
-  startTcpProxy,
   token,
   newUserId,
   uniqueRedisPrefix,
   waitFor,
   type TestServer,
 } from '../helpers/harness.js';
-import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
+import { proxiedPgStorage } from '../helpers/storage-backends.js';
 
 const METRICS_TOKEN = 'scrape-token-0123456789abcdef';
 
@@ -183,18 +180,10 @@ describe('/readyz', () => {
   });
 
   test('503 while storage (PostgreSQL) does not answer, 200 again once it does; rampart_storage_up follows', async () => {
-    const pgUrl = new URL(PG_URL);
-    const proxy = await startTcpProxy(pgUrl.hostname, Number(pgUrl.port || 5432));
-    const schema = uniquePgSchema('rz');
-    after(async () => {
-      await proxy.close();
-      const admin = new pg.Client({ connectionString: PG_URL });
-      await admin.connect();
-      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      await admin.end();
-    });
-    pgUrl.port = String(proxy.port);
-    const srv = await server({ storage: pgStorageUrl(schema, pgUrl.toString()), metrics: { port: 0 } });
+    const pgStorage = await proxiedPgStorage('rz');
+    const { proxy } = pgStorage;
+    after(() => pgStorage.close());
+    const srv = await server({ storage: pgStorage.storage, metrics: { port: 0 } });
     const metricsUrl = `http://127.0.0.1:${srv.server.metricsAddress()!.port}/metrics`;
     assert.equal((await fetch(`${srv.httpUrl}/readyz`)).status, 200);
     await proxy.stop();

@@ -8,9 +8,8 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { PG_URL, startServer, startTcpProxy, waitFor, type TestServer } from '../helpers/harness.js';
-import { pgStorageUrl, uniquePgSchema } from '../helpers/storage-backends.js';
+import { startServer, waitFor, type TestServer } from '../helpers/harness.js';
+import { proxiedPgStorage } from '../helpers/storage-backends.js';
 
 const servers: TestServer[] = [];
 after(async () => {
@@ -20,18 +19,10 @@ after(async () => {
 type Line = { level: number; msg: string; err?: string };
 
 test('storage not answering: /readyz 503, one error line however often it is polled, one info line when back', { timeout: 60_000 }, async () => {
-  const pgUrl = new URL(PG_URL);
-  const proxy = await startTcpProxy(pgUrl.hostname, Number(pgUrl.port || 5432));
-  const schema = uniquePgSchema('rzlog');
-  after(async () => {
-    await proxy.close();
-    const admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  });
-  pgUrl.port = String(proxy.port);
-  const srv = await startServer({ storage: pgStorageUrl(schema, pgUrl.toString()) });
+  const pgStorage = await proxiedPgStorage('rzlog');
+  const { proxy } = pgStorage;
+  after(() => pgStorage.close());
+  const srv = await startServer({ storage: pgStorage.storage });
   servers.push(srv);
   assert.equal((await fetch(`${srv.httpUrl}/readyz`)).status, 200);
   const from = srv.logs.length;
