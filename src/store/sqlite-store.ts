@@ -102,8 +102,11 @@ export interface SqliteStoreOptions extends PrivacyOption {
   idCacheLimit?: number;
 }
 
-/** Conversations whose member lists the members cache may hold before it starts over (bounds memory only). */
-const MEMBERS_CACHE_LIMIT = 10_000;
+/**
+ * Members (over all cached lists) the members cache may hold before it starts over: bounds its
+ * memory (~115 bytes a member) whatever the group sizes, ~115 MB at most.
+ */
+const MEMBERS_CACHE_LIMIT = 1_000_000;
 
 const lower = (id: string): string => id.toLowerCase();
 
@@ -149,7 +152,7 @@ export class SqliteStore implements Store {
    * Valid while no other connection commits (`PRAGMA data_version`, compared on every use) and no
    * write of ours that may change membership ran (#write drops it after each).
    */
-  readonly #membersCache = new CommittedCache<number, readonly Recipient[]>(MEMBERS_CACHE_LIMIT);
+  readonly #membersCache = new CommittedCache<number, readonly Recipient[]>(MEMBERS_CACHE_LIMIT, (members) => members.length);
   /** The timeline entries of the running transaction, and when to move timeline_recent's. */
   readonly #timeline: TimelineWriter;
   /** Cache fills made inside the running transaction: applied only once it commits. */

@@ -26,3 +26,23 @@ test('at its bound it starts over (memory only); replacing a held key does not',
   cache.set(3, 3);
   assert.deepEqual([cache.peek(1), cache.peek(2), cache.peek(3)], [undefined, undefined, 3]);
 });
+
+test('weighed entries: the bound counts what they hold, so a few large values start it over as many small ones do', () => {
+  const cache = new CommittedCache<number, readonly string[]>(10, (members) => members.length);
+  cache.read(1, 1, () => ['a', 'b', 'c', 'd']);
+  cache.read(1, 2, () => ['e', 'f', 'g', 'h']);
+  assert.equal(cache.weight, 8);
+  cache.set(1, ['a']); // replacing a value re-weighs it
+  assert.equal(cache.weight, 5);
+  cache.read(1, 3, () => ['i', 'j', 'k', 'l', 'm', 'n']); // 5 + 6 > 10: starts over first
+  assert.equal(cache.weight, 6);
+  assert.equal(cache.peek(1), undefined);
+  assert.deepEqual(cache.peek(3), ['i', 'j', 'k', 'l', 'm', 'n']);
+  cache.delete(3);
+  assert.equal(cache.weight, 0);
+  cache.read(1, 4, () => []); // an empty list still counts one
+  assert.equal(cache.weight, 1);
+  cache.read(2, 5, () => ['x']); // another connection committed: everything goes
+  assert.equal(cache.weight, 1);
+  assert.equal(cache.peek(4), undefined);
+});
