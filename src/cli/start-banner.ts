@@ -12,8 +12,11 @@ import { fileURLToPath } from 'node:url';
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', FROM_SOURCE ? 'cli.ts' : 'cli.js');
-/** How to run the CLI from anywhere: the source needs tsx (a development checkout, the tests). */
-const NODE_CLI = `node ${FROM_SOURCE ? '--import tsx ' : ''}${shellWord(CLI)}`;
+/**
+ * How to run the CLI from anywhere: the source needs tsx (a development checkout, the tests), named
+ * by its resolved location (`--import tsx` is looked up from the working directory).
+ */
+const NODE_CLI = `node ${FROM_SOURCE ? `--import ${shellWord(import.meta.resolve('tsx'))} ` : ''}${shellWord(CLI)}`;
 
 /** A bound address as a URL host: IPv6 in brackets; a wildcard bind as the loopback a local client uses. */
 export function urlHost(address: string): string {

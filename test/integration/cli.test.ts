@@ -138,7 +138,7 @@ describe('rampart serve with no config', { concurrency: 1 }, () => {
     assert.equal((JSON.parse(line) as { host: string }).host, '127.0.0.1');
     assert.ok(port > 0);
     // Run outside the package root: the command names the CLI itself (npm run would use another directory).
-    assert.match(server.stderr, /node (--import tsx )?\S+cli\.ts token --sub [0-9a-f-]{36}/);
+    assert.match(server.stderr, /node (--import \S+ )?\S+cli\.ts token --sub [0-9a-f-]{36}/);
     assert.match(server.stderr, /"type":"auth"/);
   });
 

@@ -50,7 +50,7 @@ async function bannerTokenAccepted(serveArgs: string[], serverEnv: Record<string
     new Promise<string>((resolve) => {
       server.stderr!.on('data', (d: Buffer) => {
         stderr += d.toString();
-        const m = /Get a development token:\s+((?:RAMPART_\w+=\S+ )*)(?:npm run -s token --|node (?:--import tsx )?\S+ token) (.+)\n/.exec(stderr);
+        const m = /Get a development token:\s+((?:RAMPART_\w+=\S+ )*)(?:npm run -s token --|node (?:--import \S+ )?\S+ token) (.+)\n/.exec(stderr);
         if (m) resolve(`${m[1]!}\n${m[2]!}`);
       });
     }),
