@@ -21,7 +21,10 @@ function toDetails(error: z.ZodError): ValidationDetail[] {
     // Paths are the schema's own keys and array indexes. Unknown keys (client-chosen strings) are
     // reported at the path of their object with rule `unrecognized_keys`; their names stay out.
     const rule = issue.code === 'custom' ? 'invalid' : issue.code;
-    details.push({ path: issue.path.map(String).join('.'), rule });
+    const path = issue.path.map(String).join('.');
+    // Two checks of one field can fail alike (an integer past `.max()` also fails `.int()`'s safe range): once each.
+    if (details.some((d) => d.path === path && d.rule === rule)) continue;
+    details.push({ path, rule });
   }
   return details;
 }

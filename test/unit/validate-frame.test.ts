@@ -377,3 +377,9 @@ test('the plain chat_message check accepts exactly what the schema accepts for i
   );
   assert.ok(accepted > 100, `only ${accepted} frames took the plain path`);
 });
+
+test('a field that fails two checks alike is reported once (a position past 2^53 fails the maximum and the safe-integer check)', () => {
+  const r = validateFrame({ type: 'ack', upTo: 2 ** 53 });
+  assert.equal(r.ok, false);
+  assert.deepEqual(r.ok === false && r.reason === 'validation_failed' ? r.details : [], [{ path: 'upTo', rule: 'too_big' }]);
+});
