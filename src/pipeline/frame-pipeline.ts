@@ -164,7 +164,8 @@ function onUserDecision(
         session.sendFrame({ type: 'error', reason: 'internal_error' });
       },
     )
-    .catch(() => session.sendFrame({ type: 'error', reason: 'internal_error' }));
+    // A handler that threw after the decision: a bug, logged as one (as Session does for a synchronous one).
+    .catch((err: unknown) => session.internalError(err));
 }
 
 export type FrameHandler = (session: Session, data: Buffer, isBinary: boolean) => void | Promise<void>;

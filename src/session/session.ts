@@ -229,7 +229,8 @@ export class Session implements Flushable, WheelEntry {
     }
   }
 
-  private internalError(err: unknown): void {
+  /** A bug behind a frame: one security line (the error's class only) and `internal_error` to the client. */
+  internalError(err: unknown): void {
     this.hooks.security('internal_error', { sessionId: this.id, ip: this.ip, detail: err instanceof Error ? err.name : 'unknown' });
     this.sendFrame({ type: 'error', reason: 'internal_error' });
   }
