@@ -90,7 +90,15 @@ async function cluster(): Promise<Cluster> {
 }
 
 /** A node whose cleanups run until the test ends them (`outcomes[i](ok)`), reporting what it was handed. */
-async function sweeper(c: Cluster, nodeId: string): Promise<{ watch: PeerWatch; reports: string[][]; outcomes: ((ok: boolean) => void)[] }> {
+interface Sweeper {
+  watch: PeerWatch;
+  reports: string[][];
+  outcomes: ((ok: boolean) => void)[];
+  /** Cleanup `i` ends (`ok` or failed), its result lands, and the next heartbeat runs. */
+  end(i: number, ok: boolean): Promise<void>;
+}
+
+async function sweeper(c: Cluster, nodeId: string): Promise<Sweeper> {
   const reports: string[][] = [];
   const outcomes: ((ok: boolean) => void)[] = [];
   const watch = await c.watch(nodeId, (_count, nodes) => {
@@ -98,7 +106,16 @@ async function sweeper(c: Cluster, nodeId: string): Promise<{ watch: PeerWatch; 
     return new Promise<boolean>((resolve) => outcomes.push(resolve));
   });
   await watch.refresh(); // joined
-  return { watch, reports, outcomes };
+  return {
+    watch,
+    reports,
+    outcomes,
+    async end(i, ok) {
+      outcomes[i]!(ok);
+      await c.flush(watch);
+      await watch.refresh();
+    },
+  };
 }
 
 /** One life of node `nodeId`: joins, then is killed (its member lapses). */
@@ -111,13 +128,19 @@ async function lifeKilled(c: Cluster, nodeId: string): Promise<void> {
 
 const id = (name: string): string => `${name}-${randomUUID().slice(0, 8)}`;
 
-test('a second death found by the same node while the first cleanup runs is handed over once that cleanup ends', async () => {
+/** A cluster, a sweeper `s` (node `sId`) and node `x`'s first life killed and found: its cleanup #1 runs. */
+async function firstDeathFound(): Promise<{ c: Cluster; sId: string; s: Sweeper; x: string }> {
   const c = await cluster();
   const sId = id('sweeper');
   const s = await sweeper(c, sId);
   const x = id('x');
   await lifeKilled(c, x);
-  await s.watch.refresh(); // first death found: cleanup #1 runs (slow: a SCAN over the directory)
+  await s.watch.refresh();
+  return { c, sId, s, x };
+}
+
+test('a second death found by the same node while the first cleanup runs is handed over once that cleanup ends', async () => {
+  const { c, sId, s, x } = await firstDeathFound(); // first death found: cleanup #1 runs (slow: a SCAN over the directory)
   assert.deepEqual(s.reports, [[x]]);
 
   await lifeKilled(c, x); // restarted under the same id, served, killed again
@@ -131,20 +154,13 @@ test('a second death found by the same node while the first cleanup runs is hand
   await s.watch.refresh();
   assert.deepEqual(s.reports, [[x], [x]], 'the second death is handed over for cleanup too');
 
-  s.outcomes[1]!(true);
-  await c.flush(s.watch);
-  await s.watch.refresh();
+  await s.end(1, true);
   assert.deepEqual(s.reports, [[x], [x]], 'not handed over a third time');
   assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled once its own cleanup succeeded');
 });
 
 test('a second death that comes with a dead remover\'s pending set while the first cleanup runs is handed over once that cleanup ends', async () => {
-  const c = await cluster();
-  const sId = id('sweeper');
-  const s = await sweeper(c, sId);
-  const x = id('x');
-  await lifeKilled(c, x);
-  await s.watch.refresh(); // first death of x found by s: cleanup #1 runs
+  const { c, sId, s, x } = await firstDeathFound(); // first death of x found by s: cleanup #1 runs
   assert.deepEqual(s.reports, [[x]]);
 
   // Another node r finds x's second life dead, and is killed before its cleanup ran.
@@ -159,20 +175,13 @@ test('a second death that comes with a dead remover\'s pending set while the fir
 
   await s.watch.refresh(); // s finds r dead and takes over its pending set (x, still being cleaned)
   assert.deepEqual(s.reports, [[x], [rId]]);
-  s.outcomes[0]!(true); // cleanup #1 of x succeeds
-  await c.flush(s.watch);
-  await s.watch.refresh();
+  await s.end(0, true); // cleanup #1 of x succeeds
   assert.deepEqual(s.reports, [[x], [rId], [x]], 'the second death of x is handed over for cleanup too');
   assert.deepEqual((await c.raw.smembers(`${c.key}:lapsed:${sId}`)).sort(), [rId, x].sort(), 'both still pending');
 });
 
 test('a second death found by a heartbeat whose reply was lost while the first cleanup runs is handed over once that cleanup ends', async () => {
-  const c = await cluster();
-  const sId = id('sweeper');
-  const s = await sweeper(c, sId);
-  const x = id('x');
-  await lifeKilled(c, x);
-  await s.watch.refresh();
+  const { c, sId, s, x } = await firstDeathFound();
   assert.deepEqual(s.reports, [[x]]);
 
   await lifeKilled(c, x);
@@ -180,24 +189,15 @@ test('a second death found by a heartbeat whose reply was lost while the first c
   await s.watch.refresh(); // found in Redis, the reply never came
   assert.equal(await c.raw.zscore(c.key, x), null, 'the script ran: the second death was found');
 
-  s.outcomes[0]!(true);
-  await c.flush(s.watch);
-  await s.watch.refresh();
+  await s.end(0, true);
   assert.deepEqual(s.reports, [[x], [x]], 'the second death is handed over for cleanup too');
-  s.outcomes[1]!(true);
-  await c.flush(s.watch);
-  await s.watch.refresh();
+  await s.end(1, true);
   assert.deepEqual(s.reports, [[x], [x]]);
   assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled once its own cleanup succeeded');
 });
 
 test('a first cleanup that ends while the heartbeat finding the second death is on the wire leaves the id pending', async () => {
-  const c = await cluster();
-  const sId = id('sweeper');
-  const s = await sweeper(c, sId);
-  const x = id('x');
-  await lifeKilled(c, x);
-  await s.watch.refresh(); // first death: cleanup #1 runs
+  const { c, sId, s, x } = await firstDeathFound(); // first death: cleanup #1 runs
   assert.deepEqual(s.reports, [[x]]);
 
   await lifeKilled(c, x); // second life, killed
@@ -208,24 +208,15 @@ test('a first cleanup that ends while the heartbeat finding the second death is 
   assert.deepEqual(s.reports, [[x], [x]], 'the second death is handed over');
   assert.equal(await c.raw.sismember(`${c.key}:lapsed:${sId}`, x), 1, 'pending while its second cleanup runs');
 
-  s.outcomes[1]!(false); // the second cleanup fails: still pending, handed over again
-  await c.flush(s.watch);
-  await s.watch.refresh();
+  await s.end(1, false); // the second cleanup fails: still pending, handed over again
   assert.deepEqual(s.reports, [[x], [x], [x]], 'a failed cleanup of the second death is retried');
-  s.outcomes[2]!(true);
-  await c.flush(s.watch);
-  await s.watch.refresh();
+  await s.end(2, true);
   assert.deepEqual(s.reports, [[x], [x], [x]]);
   assert.equal(await c.raw.exists(`${c.key}:lapsed:${sId}`), 0, 'settled once its own cleanup succeeded');
 });
 
 test('a cleanup that ends while a heartbeat that did not find the id again is on the wire settles it, without a second hand-over', async () => {
-  const c = await cluster();
-  const sId = id('sweeper');
-  const s = await sweeper(c, sId);
-  const x = id('x');
-  await lifeKilled(c, x);
-  await s.watch.refresh();
+  const { c, sId, s, x } = await firstDeathFound();
   c.onNextSent(() => s.outcomes[0]!(true));
   await s.watch.refresh(); // nothing new found; x is still in the reply's pending ids
   await c.flush(s.watch);
